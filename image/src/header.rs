@@ -1,0 +1,79 @@
+//! The fixed 64-byte header at offset 0: identifies the file and locates the index.
+
+use crate::{checksum, ImageError, Result};
+
+pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
+pub const VERSION: u32 = 1;
+pub const HEADER_LEN: usize = 64;
+
+/// Header fields, little-endian on disk:
+/// magic[8] version u32 header_len u32 index_offset u64 index_len u64 index_hash u64
+/// data_len u64 reserved[8] header_hash u64 (xxh3 of the first 56 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub version: u32,
+    pub index_offset: u64,
+    pub index_len: u64,
+    pub index_hash: u64,
+    /// Bytes of chunk data between the header and the index.
+    pub data_len: u64,
+}
+
+impl Header {
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..8].copy_from_slice(&MAGIC);
+        b[8..12].copy_from_slice(&self.version.to_le_bytes());
+        b[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+        b[16..24].copy_from_slice(&self.index_offset.to_le_bytes());
+        b[24..32].copy_from_slice(&self.index_len.to_le_bytes());
+        b[32..40].copy_from_slice(&self.index_hash.to_le_bytes());
+        b[40..48].copy_from_slice(&self.data_len.to_le_bytes());
+        let h = checksum(&b[0..56]);
+        b[56..64].copy_from_slice(&h.to_le_bytes());
+        b
+    }
+
+    /// Decode and validate a header. `file_len` is the image file's size.
+    pub fn decode(b: &[u8], file_len: u64) -> Result<Header> {
+        if b.len() < 8 || b[0..8] != MAGIC {
+            if b.is_empty() {
+                return Err(ImageError::Truncated("the file is empty".into()));
+            }
+            return Err(ImageError::BadMagic);
+        }
+        if b.len() < HEADER_LEN {
+            return Err(ImageError::Truncated(format!("header is {} bytes, expected {HEADER_LEN}", b.len())));
+        }
+        let u32at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+        let u64at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+        let version = u32at(8);
+        if b[56..64].iter().all(|&x| x == 0) && u64at(16) == 0 {
+            return Err(ImageError::Truncated("the image was never completed (no index)".into()));
+        }
+        if checksum(&b[0..56]) != u64at(56) {
+            return Err(ImageError::Corrupt("header checksum mismatch".into()));
+        }
+        if version != VERSION {
+            return Err(ImageError::UnsupportedVersion { found: version, supported: VERSION });
+        }
+        if u32at(12) as usize != HEADER_LEN {
+            return Err(ImageError::Corrupt("unexpected header length".into()));
+        }
+        let h = Header {
+            version,
+            index_offset: u64at(16),
+            index_len: u64at(24),
+            index_hash: u64at(32),
+            data_len: u64at(40),
+        };
+        let end = h.index_offset.checked_add(h.index_len).ok_or_else(|| ImageError::Corrupt("index location overflows".into()))?;
+        if end > file_len {
+            return Err(ImageError::Truncated(format!("index ends at byte {end} but the file has {file_len} bytes")));
+        }
+        if h.index_offset < HEADER_LEN as u64 || HEADER_LEN as u64 + h.data_len > h.index_offset {
+            return Err(ImageError::Corrupt("index overlaps the header or data".into()));
+        }
+        Ok(h)
+    }
+}

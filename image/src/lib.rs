@@ -1,0 +1,47 @@
+//! The ckpt image format, the one thing the runtime (writer) and the restarter (reader) share.
+//!
+//! An image is one file:
+//! ```text
+//! header (64 bytes)  magic, version, where the index is, its length and checksum
+//! chunks             page data of memory regions, each zstd-compressed or raw, each checksummed
+//! index              postcard-encoded `Index`: metadata, regions (with their chunk lists), threads,
+//!                    fds, signal state, process state
+//! ```
+//! The header is written last (after the index), so a file whose header does not verify was
+//! never completed. Writers create images under a temporary name and rename them into place.
+
+mod codec;
+mod header;
+mod model;
+mod reader;
+mod writer;
+
+pub use codec::{Compressor, Decompressor};
+pub use header::{Header, HEADER_LEN, MAGIC, VERSION};
+pub use model::*;
+pub use reader::Reader;
+pub use writer::{Writer, CHUNK_SIZE};
+
+/// Everything that can go wrong reading or writing an image. Messages are full sentences for users.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a ckpt image (bad magic)")]
+    BadMagic,
+    #[error("image format version {found} is not supported (this build reads version {supported})")]
+    UnsupportedVersion { found: u32, supported: u32 },
+    #[error("image is truncated or incomplete: {0}")]
+    Truncated(String),
+    #[error("image is corrupt: {0}")]
+    Corrupt(String),
+    #[error("compression failed: {0}")]
+    Compress(String),
+}
+
+pub type Result<T> = std::result::Result<T, ImageError>;
+
+/// xxh3-64 of a byte slice: the checksum used for chunks, the index and the header.
+pub fn checksum(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
+}

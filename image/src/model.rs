@@ -1,0 +1,229 @@
+//! The index: everything in an image besides raw page data, as plain serializable types.
+
+use serde::{Deserialize, Serialize};
+
+/// The whole index of an image.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Index {
+    pub meta: Meta,
+    pub regions: Vec<Region>,
+    /// The program's threads, each stopped inside the runtime's stop handler.
+    pub threads: Vec<ThreadState>,
+    /// Where the restarter jumps: the runtime's checkpoint thread, restarted fresh.
+    pub entry: Entry,
+    pub fds: Vec<FdState>,
+    pub process: ProcessState,
+}
+
+/// Where and what the image was taken from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Meta {
+    pub arch: String,
+    pub kernel: String,
+    pub hostname: String,
+    /// Seconds since the epoch when the checkpoint was taken.
+    pub time: u64,
+    pub program: String,
+    pub cmdline: Vec<Vec<u8>>,
+    pub pid: i32,
+    /// Checkpoint number within the run (1 = first).
+    pub generation: u64,
+    /// Bytes of the `[vvar*]` + `[vdso]` areas and a hash of the vdso's code, to refuse restarts
+    /// on a kernel whose vdso differs.
+    pub vdso_hash: u64,
+}
+
+/// How a region's pages are backed at restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Backing {
+    /// Private anonymous memory (heap, stacks, anonymous mmap): zero, then chunks.
+    Anon,
+    /// Shared anonymous memory: like Anon, but mapped MAP_SHARED.
+    SharedAnon,
+    /// A file mapping: map `path` at `offset`, then overlay the stored chunks (private copies).
+    File { path: Vec<u8>, offset: u64, size: u64, mtime: i64, shared: bool },
+    /// A kernel special mapping that is moved, not restored (`[vdso]`, `[vvar]`, `[vvar_vclock]`).
+    Special,
+}
+
+/// One memory region, as /proc/self/maps showed it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Region {
+    pub start: u64,
+    pub end: u64,
+    /// PROT_READ | PROT_WRITE | PROT_EXEC.
+    pub prot: u32,
+    /// The name column of /proc/self/maps (path, `[heap]`, `[stack]`, ...), for messages.
+    pub name: Vec<u8>,
+    pub backing: Backing,
+    /// Stored page data, sorted by offset, non-overlapping.
+    pub chunks: Vec<Chunk>,
+}
+
+impl Region {
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+    pub fn name_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.name).into_owned()
+    }
+}
+
+/// How a chunk's bytes are stored in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Codec {
+    Raw,
+    Zstd,
+    /// All zero bytes; nothing stored.
+    Zero,
+}
+
+/// A run of a region's bytes stored in the data area.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Chunk {
+    /// Offset of the first byte within the region.
+    pub offset: u64,
+    /// Bytes of memory the chunk restores.
+    pub raw_len: u64,
+    /// Position of the stored bytes in the image file.
+    pub file_offset: u64,
+    pub stored_len: u64,
+    pub codec: Codec,
+    /// xxh3 of the stored bytes.
+    pub hash: u64,
+}
+
+/// A thread stopped in the runtime's stop handler. Its registers and signal mask are in the
+/// signal frame at `ucontext` (inside its stack, which is part of the memory image); at restart
+/// a new thread is cloned with the same TLS and does rt_sigreturn on that frame.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ThreadState {
+    pub tid: i32,
+    pub ucontext: u64,
+    pub fs_base: u64,
+    /// glibc's `struct pthread` tid field (PR_GET_TID_ADDRESS).
+    pub tid_address: u64,
+    pub robust_head: u64,
+    pub robust_len: u64,
+    pub altstack_sp: u64,
+    pub altstack_size: u64,
+    pub altstack_flags: i32,
+    /// Whether rseq was registered for the thread (area = fs_base + rseq_offset).
+    pub rseq: bool,
+}
+
+/// The checkpoint thread, which the restarter's own thread becomes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Entry {
+    /// Address of the runtime's restart entry point, `extern "C" fn(arg: u64) -> !`.
+    pub pc: u64,
+    /// Stack pointer to start it with (16-byte aligned, top of the checkpoint thread's stack).
+    pub sp: u64,
+    pub arg: u64,
+    pub fs_base: u64,
+    pub tid_address: u64,
+    pub robust_head: u64,
+    pub robust_len: u64,
+}
+
+/// What kind of object an fd refers to, as far as restoring it is concerned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FdKind {
+    /// A regular file, directory or device reopened by path.
+    Path { path: Vec<u8>, size: u64, is_dir: bool },
+    /// Something we cannot restore yet (pipe, socket, anon inode): described by its link text.
+    Other { link: Vec<u8> },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FdState {
+    pub fd: i32,
+    /// Open flags (O_ACCMODE, O_APPEND, O_NONBLOCK, ...) from fdinfo.
+    pub flags: i32,
+    pub pos: i64,
+    pub cloexec: bool,
+    pub kind: FdKind,
+}
+
+/// A signal disposition in the kernel's `struct sigaction` layout.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct SigAction {
+    pub signo: i32,
+    pub handler: u64,
+    pub flags: u64,
+    pub restorer: u64,
+    pub mask: u64,
+}
+
+/// Memory-map fields for prctl(PR_SET_MM_MAP), from /proc/self/stat.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct MmFields {
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_data: u64,
+    pub end_data: u64,
+    pub start_brk: u64,
+    pub brk: u64,
+    pub start_stack: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Rlimit {
+    pub resource: u32,
+    pub cur: u64,
+    pub max: u64,
+}
+
+/// Process-wide kernel state besides memory and fds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProcessState {
+    pub mm: MmFields,
+    pub auxv: Vec<u64>,
+    pub cwd: Vec<u8>,
+    pub umask: u32,
+    pub rlimits: Vec<Rlimit>,
+    pub sigactions: Vec<SigAction>,
+    /// glibc's rseq area offset from the thread pointer and its registered size (0 = none).
+    pub rseq_offset: i64,
+    pub rseq_size: u32,
+}
+
+/// What the restarter hands to the runtime's restart entry (by address, in its switch area).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RestartInfo {
+    pub magic: u64,
+    /// The restarter's switch area, which the runtime unmaps once it runs.
+    pub switch_base: u64,
+    pub switch_len: u64,
+    /// `nthreads` RestartThread records at address `threads` (inside the switch area).
+    pub threads: u64,
+    pub nthreads: u64,
+}
+
+impl RestartInfo {
+    pub const MAGIC: u64 = 0x434b_5054_5253_5431; // "CKPTRST1"
+}
+
+/// One thread to recreate, in a fixed layout (the runtime reads it before unmapping the area).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RestartThread {
+    pub tid: i32,
+    pub altstack_flags: i32,
+    pub ucontext: u64,
+    pub fs_base: u64,
+    pub tid_address: u64,
+    pub robust_head: u64,
+    pub robust_len: u64,
+    pub altstack_sp: u64,
+    pub altstack_size: u64,
+    pub rseq: u64,
+}

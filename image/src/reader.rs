@@ -1,0 +1,119 @@
+//! Reads and validates an image. Everything read from the file is checked before it is trusted:
+//! header and index checksums, the index's internal consistency, each chunk's checksum.
+
+use crate::{checksum, Chunk, Codec, Decompressor, Header, ImageError, Index, Result, CHUNK_SIZE, HEADER_LEN};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+pub struct Reader {
+    file: File,
+    pub header: Header,
+    pub index: Index,
+    pub file_len: u64,
+}
+
+const PAGE: u64 = 4096;
+
+impl Reader {
+    pub fn open(path: &Path) -> Result<Reader> {
+        let file = File::open(path)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(ImageError::Io(std::io::Error::other("not a regular file")));
+        }
+        let file_len = meta.len();
+        let mut hb = vec![0u8; HEADER_LEN.min(file_len as usize)];
+        file.read_exact_at(&mut hb, 0)?;
+        let header = Header::decode(&hb, file_len)?;
+        let mut ib = vec![0u8; header.index_len as usize];
+        file.read_exact_at(&mut ib, header.index_offset)?;
+        if checksum(&ib) != header.index_hash {
+            return Err(ImageError::Corrupt("index checksum mismatch".into()));
+        }
+        let index: Index = postcard::from_bytes(&ib).map_err(|e| ImageError::Corrupt(format!("index does not decode: {e}")))?;
+        validate(&index, &header)?;
+        Ok(Reader { file, header, index, file_len })
+    }
+
+    /// Read one chunk into `dst` (exactly `chunk.raw_len` bytes), verifying its checksum.
+    /// `scratch` holds the stored bytes; it grows as needed.
+    pub fn read_chunk(&self, chunk: &Chunk, dst: &mut [u8], dec: &mut Decompressor, scratch: &mut Vec<u8>) -> Result<()> {
+        debug_assert_eq!(dst.len() as u64, chunk.raw_len);
+        match chunk.codec {
+            Codec::Zero => {
+                dst.fill(0);
+                Ok(())
+            }
+            Codec::Raw => {
+                self.file.read_exact_at(dst, chunk.file_offset)?;
+                self.check(chunk, dst)
+            }
+            Codec::Zstd => {
+                scratch.resize(chunk.stored_len as usize, 0);
+                self.file.read_exact_at(scratch, chunk.file_offset)?;
+                self.check(chunk, scratch)?;
+                dec.decompress(scratch, dst)
+            }
+        }
+    }
+
+    fn check(&self, chunk: &Chunk, stored: &[u8]) -> Result<()> {
+        if checksum(stored) != chunk.hash {
+            return Err(ImageError::Corrupt(format!("checksum mismatch in the chunk at file offset {}", chunk.file_offset)));
+        }
+        Ok(())
+    }
+
+    /// Read and check every chunk of every region; stops at the first bad one.
+    pub fn verify_all(&self) -> Result<()> {
+        let mut dec = Decompressor::new()?;
+        let mut scratch = Vec::new();
+        let mut dst = vec![0u8; CHUNK_SIZE];
+        for r in &self.index.regions {
+            for c in &r.chunks {
+                self.read_chunk(c, &mut dst[..c.raw_len as usize], &mut dec, &mut scratch)
+                    .map_err(|e| ImageError::Corrupt(format!("region {:#x}-{:#x} {}: {e}", r.start, r.end, r.name_lossy())))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Check that the index describes something a restarter can act on without going out of bounds.
+fn validate(index: &Index, header: &Header) -> Result<()> {
+    let bad = |s: String| Err(ImageError::Corrupt(s));
+    let data_end = HEADER_LEN as u64 + header.data_len;
+    let mut prev_end = 0u64;
+    for r in &index.regions {
+        if r.start % PAGE != 0 || r.end % PAGE != 0 || r.end <= r.start || r.start < prev_end {
+            return bad(format!("region {:#x}-{:#x} is misaligned or out of order", r.start, r.end));
+        }
+        if r.end > 0x0000_8000_0000_0000 {
+            return bad(format!("region {:#x}-{:#x} is outside user space", r.start, r.end));
+        }
+        prev_end = r.end;
+        let mut chunk_end = 0u64;
+        for c in &r.chunks {
+            let c_end = c.offset.checked_add(c.raw_len);
+            let f_end = c.file_offset.checked_add(c.stored_len);
+            let ok = c.offset % PAGE == 0
+                && c.raw_len > 0
+                && c.raw_len as usize <= CHUNK_SIZE
+                && c.offset >= chunk_end
+                && c_end.is_some_and(|e| e <= r.len())
+                && f_end.is_some_and(|e| e <= data_end)
+                && c.file_offset >= HEADER_LEN as u64
+                && (c.codec != Codec::Raw || c.stored_len == c.raw_len)
+                && c.stored_len <= 2 * CHUNK_SIZE as u64;
+            if !ok {
+                return bad(format!("a chunk of region {:#x}-{:#x} is out of bounds", r.start, r.end));
+            }
+            chunk_end = c.offset + c.raw_len;
+        }
+    }
+    if index.entry.pc == 0 || index.entry.sp == 0 {
+        return bad("no restart entry point".into());
+    }
+    Ok(())
+}

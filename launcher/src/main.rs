@@ -1,0 +1,129 @@
+//! `ckpt-run`: sets up the environment the runtime reads (preload, image directory, checkpoint
+//! signal, the pid it manages) and execs the program in place, so the program keeps our pid.
+
+mod signals;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+/// Name of the runtime library that `cargo build` produces next to our executable.
+const RUNTIME_LIB: &str = "libckpt_runtime.so";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ckpt-run",
+    version,
+    about = "Run a program so that it can be checkpointed (kill -USR2 PID) and restarted (ckpt-restart)",
+    after_help = "The program keeps ckpt-run's pid. A checkpoint writes DIR/<program>.ckpt \
+                  (mode 0600) and the program continues.\nEnvironment: CKPT_DIR, CKPT_SIGNAL, CKPT_LOG=debug."
+)]
+struct Cli {
+    /// Directory for images (created 0700 if missing).
+    #[arg(long, env = "CKPT_DIR", default_value = ".")]
+    dir: PathBuf,
+
+    /// Signal that takes a checkpoint and lets the program continue (name or number).
+    #[arg(long, env = "CKPT_SIGNAL", default_value = "USR2")]
+    signal: String,
+
+    /// The program and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<OsString>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("ckpt-run: {e:#}");
+        std::process::exit(127);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let signal = signals::parse(&cli.signal)?;
+    let runtime = find_runtime()?;
+    let dir = prepare_dir(&cli.dir)?;
+    let program = &cli.command[0];
+    let name = Path::new(program)
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| program.clone());
+
+    let preload = match std::env::var_os("LD_PRELOAD") {
+        Some(old) if !old.is_empty() => {
+            let mut v = runtime.clone().into_os_string();
+            v.push(":");
+            v.push(old);
+            v
+        }
+        _ => runtime.clone().into_os_string(),
+    };
+    std::env::set_var("LD_PRELOAD", preload);
+    std::env::set_var("CKPT_DIR", &dir);
+    std::env::set_var("CKPT_SIGNAL", signal.to_string());
+    std::env::set_var("CKPT_NAME", &name);
+    std::env::set_var("CKPT_PID", std::process::id().to_string());
+
+    let argv: Vec<CString> = cli
+        .command
+        .iter()
+        .map(|a| CString::new(a.clone().into_vec()).context("argument contains a NUL byte"))
+        .collect::<Result<_>>()?;
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    // SAFETY: argv is a NULL-terminated array of valid C strings that outlive the call.
+    unsafe { libc::execvp(ptrs[0], ptrs.as_ptr()) };
+    let err = std::io::Error::last_os_error();
+    bail!("cannot run {}: {err}", program.to_string_lossy())
+}
+
+/// The runtime lives next to our own executable (cargo build) or in ../lib (an install).
+fn find_runtime() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("CKPT_RUNTIME") {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        bail!("CKPT_RUNTIME={} is not a file", p.display());
+    }
+    let exe = std::env::current_exe().context("cannot find our own executable")?;
+    let bindir = exe.parent().context("executable has no directory")?;
+    let candidates = [bindir.join(RUNTIME_LIB), bindir.join("../lib").join(RUNTIME_LIB)];
+    for c in &candidates {
+        if c.is_file() {
+            return Ok(c.canonicalize().unwrap_or_else(|_| c.clone()));
+        }
+    }
+    bail!(
+        "cannot find the runtime library {RUNTIME_LIB}: looked in {} and {} (build it with `cargo build --release`, or set CKPT_RUNTIME)",
+        candidates[0].display(),
+        candidates[1].display()
+    )
+}
+
+fn prepare_dir(dir: &Path) -> Result<PathBuf> {
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create image directory {}", dir.display()))?;
+    }
+    let abs = dir
+        .canonicalize()
+        .with_context(|| format!("image directory {}", dir.display()))?;
+    if !abs.is_dir() {
+        bail!("{} is not a directory", abs.display());
+    }
+    // Reject a directory we cannot write to now rather than at the first checkpoint.
+    let c = CString::new(abs.as_os_str().as_bytes())?;
+    // SAFETY: c is a valid NUL-terminated path.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        bail!("image directory {} is not writable: {}", abs.display(), std::io::Error::last_os_error());
+    }
+    Ok(abs)
+}

@@ -1,0 +1,207 @@
+//! ckpt runtime: preloaded into a program by `ckpt-run`. It owns a checkpoint thread that, on
+//! the checkpoint signal, stops the program's threads and writes an image of the process; and
+//! the restart path that `ckpt-restart` jumps into to bring the program's threads back.
+//!
+//! It activates only in the process `ckpt-run` started (CKPT_PID); anything else that inherits
+//! the preload (children, srun) gets inert hooks that forward to libc.
+
+mod alloc;
+mod checkpoint;
+mod fdtable;
+mod gate;
+mod hooks;
+mod log;
+mod maps;
+mod procstate;
+mod restart;
+mod sys;
+mod threads;
+
+use log::{log, DEBUG, ERROR};
+use std::ffi::{c_char, c_void};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+
+#[global_allocator]
+static ALLOC: alloc::RuntimeAlloc = alloc::RuntimeAlloc;
+
+pub struct Config {
+    pub dir: Vec<u8>,
+    pub name: Vec<u8>,
+    pub signal: i32,
+}
+
+static CONFIG: AtomicPtr<Config> = AtomicPtr::new(std::ptr::null_mut());
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+static TRIGGER_SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// Set by the trigger signal handler; the checkpoint thread waits on it.
+static TRIGGER: AtomicU32 = AtomicU32::new(0);
+
+pub fn config() -> Option<&'static Config> {
+    // SAFETY: CONFIG is set once, in the constructor, to a leaked Box, and never freed.
+    unsafe { CONFIG.load(Ordering::Acquire).as_ref() }
+}
+
+pub fn is_active() -> bool {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
+pub fn reserved_signals() -> [i32; 2] {
+    [TRIGGER_SIGNAL.load(Ordering::Relaxed), threads::STOP_SIGNAL]
+}
+
+pub fn is_reserved(sig: i32) -> bool {
+    is_active() && sig > 0 && reserved_signals().contains(&sig)
+}
+
+/// What the restarter needs to bring back the checkpoint thread.
+pub struct ThreadInfo {
+    pub tid: AtomicI32,
+    pub fs_base: AtomicU64,
+    pub tid_address: AtomicU64,
+    pub robust_head: AtomicU64,
+    pub robust_len: AtomicU64,
+    pub stack_top: AtomicU64,
+}
+
+pub static CKPT_THREAD: ThreadInfo = ThreadInfo {
+    tid: AtomicI32::new(0),
+    fs_base: AtomicU64::new(0),
+    tid_address: AtomicU64::new(0),
+    robust_head: AtomicU64::new(0),
+    robust_len: AtomicU64::new(0),
+    stack_top: AtomicU64::new(0),
+};
+
+#[used]
+#[link_section = ".init_array"]
+static INIT: extern "C" fn() = init;
+
+fn env(name: &[u8]) -> Option<Vec<u8>> {
+    // SAFETY: name is NUL-terminated; getenv is safe in a constructor (one thread).
+    let p = unsafe { libc::getenv(name.as_ptr() as *const c_char) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: getenv returned a NUL-terminated string.
+    Some(unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes().to_vec())
+}
+
+extern "C" fn init() {
+    hooks::resolve();
+    let managed = env(b"CKPT_PID\0").and_then(|p| std::str::from_utf8(&p).ok()?.parse::<i32>().ok());
+    if managed != Some(sys::getpid()) {
+        return; // not the process ckpt-run started: stay inert
+    }
+    log::set_level_from_env(env(b"CKPT_LOG\0").as_deref());
+    let dir = env(b"CKPT_DIR\0").unwrap_or_else(|| sys::readlink(&sys::cpath(&[b"/proc/self/cwd"])).unwrap_or_else(|_| b".".to_vec()));
+    let name = env(b"CKPT_NAME\0").unwrap_or_else(|| {
+        let mut c = sys::read_file(&sys::cpath(&[b"/proc/self/comm"])).unwrap_or_default();
+        while c.last() == Some(&b'\n') {
+            c.pop();
+        }
+        c
+    });
+    let signal = env(b"CKPT_SIGNAL\0").and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok()).unwrap_or(libc::SIGUSR2);
+    CONFIG.store(Box::into_raw(Box::new(Config { dir, name, signal })), Ordering::Release);
+    TRIGGER_SIGNAL.store(signal, Ordering::Relaxed);
+    alloc::init_scratch();
+    find_rseq();
+    if !install_handlers(signal) {
+        log!(ERROR, "cannot install signal handlers; checkpoints are disabled");
+        return;
+    }
+    // SAFETY: registering a plain function as fork child handler.
+    unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
+    ACTIVE.store(true, Ordering::Release);
+    log!(DEBUG, "runtime active in pid {}, signal {signal}", sys::getpid());
+}
+
+extern "C" fn after_fork_child() {
+    // A forked child is not the managed program: it has no checkpoint thread.
+    ACTIVE.store(false, Ordering::Release);
+}
+
+fn find_rseq() {
+    // SAFETY: looking up glibc's exported rseq variables (glibc >= 2.35); absent means none.
+    unsafe {
+        let off = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_offset".as_ptr()) as *const isize;
+        let size = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr()) as *const u32;
+        if !off.is_null() && !size.is_null() && *size != 0 {
+            threads::RSEQ_OFFSET.store(*off as i64, Ordering::Relaxed);
+            threads::RSEQ_SIZE.store((*size).max(32), Ordering::Relaxed);
+        }
+    }
+}
+
+fn install_handlers(trigger: i32) -> bool {
+    // SAFETY: building plain sigaction structs.
+    let mut stop: libc::sigaction = unsafe { std::mem::zeroed() };
+    stop.sa_sigaction = threads::stop_handler as *const () as usize;
+    stop.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+    // SAFETY: stop.sa_mask is a valid sigset_t.
+    unsafe { libc::sigfillset(&mut stop.sa_mask) };
+    // SAFETY: as above.
+    let mut trig: libc::sigaction = unsafe { std::mem::zeroed() };
+    trig.sa_sigaction = trigger_handler as *const () as usize;
+    trig.sa_flags = libc::SA_RESTART;
+    hooks::install(threads::STOP_SIGNAL, &stop) && hooks::install(trigger, &trig)
+}
+
+extern "C" fn trigger_handler(_sig: i32) {
+    TRIGGER.store(1, Ordering::Release);
+    sys::futex_wake(&TRIGGER);
+}
+
+/// Start the checkpoint thread (called just before the program's main).
+pub fn start_checkpoint_thread() {
+    // SAFETY: plain pthread calls with valid out-parameters.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setstacksize(&mut attr, 1 << 20);
+        let mut t: libc::pthread_t = 0;
+        let r = libc::pthread_create(&mut t, &attr, checkpoint_thread_main, std::ptr::null_mut());
+        libc::pthread_attr_destroy(&mut attr);
+        if r != 0 {
+            log!(ERROR, "cannot start the checkpoint thread (error {r}); checkpoints are disabled");
+        }
+    }
+}
+
+extern "C" fn checkpoint_thread_main(_: *mut c_void) -> *mut c_void {
+    // Every signal is the program's business, not ours (the trigger handler runs elsewhere).
+    let all: u64 = !0;
+    let _ = sys::syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all as *const u64, 0, 8);
+    let ct = &CKPT_THREAD;
+    ct.tid.store(sys::gettid(), Ordering::Release);
+    ct.fs_base.store(sys::arch_get_fs(), Ordering::Relaxed);
+    let mut tidp: u64 = 0;
+    let _ = sys::syscall!(libc::SYS_prctl, libc::PR_GET_TID_ADDRESS, &mut tidp as *mut u64);
+    ct.tid_address.store(tidp, Ordering::Relaxed);
+    let (mut head, mut len) = (0u64, 0u64);
+    let _ = sys::syscall!(libc::SYS_get_robust_list, 0, &mut head as *mut u64, &mut len as *mut u64);
+    ct.robust_head.store(head, Ordering::Relaxed);
+    ct.robust_len.store(len, Ordering::Relaxed);
+    // SAFETY: querying our own thread's attributes.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) == 0 {
+            let mut addr: *mut c_void = std::ptr::null_mut();
+            let mut size: usize = 0;
+            libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+            ct.stack_top.store(addr as u64 + size as u64, Ordering::Relaxed);
+            libc::pthread_attr_destroy(&mut attr);
+        }
+    }
+    checkpoint_loop()
+}
+
+/// Wait for checkpoint requests forever.
+pub fn checkpoint_loop() -> ! {
+    loop {
+        while TRIGGER.swap(0, Ordering::AcqRel) == 0 {
+            sys::futex_wait(&TRIGGER, 0, None);
+        }
+        checkpoint::take();
+    }
+}

@@ -1,0 +1,153 @@
+//! Memory regions of the process (/proc/self/maps) and which of their pages hold data that must
+//! be stored (/proc/self/pagemap).
+
+use crate::sys;
+use ckpt_image::Backing;
+
+pub const PAGE: u64 = 4096;
+const PM_PRESENT: u64 = 1 << 63;
+const PM_SWAPPED: u64 = 1 << 62;
+const PM_FILE: u64 = 1 << 61;
+
+#[derive(Debug, Clone)]
+pub struct MapEntry {
+    pub start: u64,
+    pub end: u64,
+    pub prot: u32,
+    pub shared: bool,
+    pub offset: u64,
+    pub inode: u64,
+    pub name: Vec<u8>,
+}
+
+/// Parse /proc/self/maps.
+pub fn read_maps() -> Result<Vec<MapEntry>, String> {
+    let text = sys::read_file(&sys::cpath(&[b"/proc/self/maps"])).map_err(|e| format!("cannot read /proc/self/maps: errno {e}"))?;
+    Ok(parse_maps(&text))
+}
+
+pub fn parse_maps(text: &[u8]) -> Vec<MapEntry> {
+    let mut out = Vec::new();
+    for line in text.split(|&b| b == b'\n') {
+        if line.is_empty() {
+            continue;
+        }
+        // start-end perms offset dev inode   name
+        let mut fields = Vec::with_capacity(6);
+        let mut rest = line;
+        for _ in 0..5 {
+            let sp = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+            fields.push(&rest[..sp]);
+            rest = if sp < rest.len() { &rest[sp + 1..] } else { &[] };
+        }
+        let name: Vec<u8> = rest.iter().skip_while(|&&b| b == b' ').copied().collect();
+        if fields.len() < 5 {
+            continue;
+        }
+        let range = fields[0];
+        let Some(dash) = range.iter().position(|&b| b == b'-') else { continue };
+        let hex = |s: &[u8]| u64::from_str_radix(std::str::from_utf8(s).unwrap_or("x"), 16).ok();
+        let (Some(start), Some(end)) = (hex(&range[..dash]), hex(&range[dash + 1..])) else { continue };
+        let perms = fields[1];
+        if perms.len() < 4 {
+            continue;
+        }
+        let mut prot = 0;
+        if perms[0] == b'r' {
+            prot |= libc::PROT_READ as u32;
+        }
+        if perms[1] == b'w' {
+            prot |= libc::PROT_WRITE as u32;
+        }
+        if perms[2] == b'x' {
+            prot |= libc::PROT_EXEC as u32;
+        }
+        out.push(MapEntry {
+            start,
+            end,
+            prot,
+            shared: perms[3] == b's',
+            offset: hex(fields[2]).unwrap_or(0),
+            inode: std::str::from_utf8(fields[4]).ok().and_then(|s| s.parse().ok()).unwrap_or(0),
+            name,
+        });
+    }
+    out
+}
+
+pub fn is_special(name: &[u8]) -> bool {
+    name == b"[vdso]" || name == b"[vvar]" || name == b"[vvar_vclock]"
+}
+
+/// How a mapping is restored, and a stat of its file for file mappings.
+pub fn backing_of(m: &MapEntry) -> Backing {
+    if is_special(&m.name) {
+        return Backing::Special;
+    }
+    let deleted = m.name.ends_with(b" (deleted)");
+    if m.shared {
+        if m.inode == 0 || m.name.starts_with(b"/dev/zero") || m.name.starts_with(b"/SYSV") || deleted || !m.name.starts_with(b"/") {
+            return Backing::SharedAnon;
+        }
+    } else if m.inode == 0 || deleted || !m.name.starts_with(b"/") {
+        return Backing::Anon;
+    }
+    let (size, mtime) = stat_path(&m.name).unwrap_or((0, 0));
+    Backing::File { path: m.name.clone(), offset: m.offset, size, mtime, shared: m.shared }
+}
+
+fn stat_path(path: &[u8]) -> Option<(u64, i64)> {
+    let c = sys::cpath(&[path]);
+    // SAFETY: an all-zero struct stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    sys::syscall!(libc::SYS_newfstatat, libc::AT_FDCWD, c.as_ptr(), &mut st as *mut libc::stat, 0).ok()?;
+    Some((st.st_size as u64, st.st_mtime))
+}
+
+/// Which pages of a region must be stored, as runs of (page offset from region start, pages).
+pub fn stored_runs(pagemap_fd: i32, m: &MapEntry, backing: &Backing) -> Vec<(u64, u64)> {
+    let npages = (m.end - m.start) / PAGE;
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    let want = |e: u64| -> bool {
+        match backing {
+            Backing::Anon => e & (PM_PRESENT | PM_SWAPPED) != 0,
+            // Private file mapping: pages that were copied on write (anonymous now) or swapped.
+            Backing::File { shared: false, .. } => (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAPPED != 0,
+            Backing::SharedAnon => true,
+            _ => false,
+        }
+    };
+    if matches!(backing, Backing::Special | Backing::File { shared: true, .. }) {
+        return runs;
+    }
+    if matches!(backing, Backing::SharedAnon) {
+        runs.push((0, npages));
+        return runs;
+    }
+    const BATCH: u64 = 8192;
+    let mut buf = vec![0u64; BATCH as usize];
+    let mut p = 0;
+    while p < npages {
+        let n = BATCH.min(npages - p);
+        let bytes = (n * 8) as usize;
+        // SAFETY: viewing the u64 buffer as bytes for the read.
+        let b = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, bytes) };
+        let off = (m.start / PAGE + p) * 8;
+        let got = sys::pread(pagemap_fd, b, off).unwrap_or(0);
+        let entries = got / 8;
+        for (i, &e) in buf.iter().enumerate().take(entries) {
+            if want(e) {
+                let pg = p + i as u64;
+                match runs.last_mut() {
+                    Some((s, l)) if *s + *l == pg => *l += 1,
+                    _ => runs.push((pg, 1)),
+                }
+            }
+        }
+        if entries < n as usize {
+            break;
+        }
+        p += n;
+    }
+    runs
+}

@@ -1,0 +1,78 @@
+//! Process-wide state besides memory and fds: mm fields, auxv, cwd, umask, rlimits, signal
+//! dispositions.
+
+use crate::sys::{self, syscall};
+use ckpt_image::{MmFields, ProcessState, Rlimit, SigAction};
+
+pub fn read_process() -> ProcessState {
+    let mut p = ProcessState { mm: read_mm(), ..Default::default() };
+    if let Ok(a) = sys::read_file(&sys::cpath(&[b"/proc/self/auxv"])) {
+        p.auxv = a.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).collect();
+    }
+    p.cwd = sys::readlink(&sys::cpath(&[b"/proc/self/cwd"])).unwrap_or_default();
+    let old = syscall!(libc::SYS_umask, 0o022).unwrap_or(0o022);
+    let _ = syscall!(libc::SYS_umask, old);
+    p.umask = old as u32;
+    for r in 0..16u32 {
+        let mut lim = libc::rlimit64 { rlim_cur: 0, rlim_max: 0 };
+        if syscall!(libc::SYS_prlimit64, 0, r, 0, &mut lim as *mut libc::rlimit64).is_ok() {
+            p.rlimits.push(Rlimit { resource: r, cur: lim.rlim_cur, max: lim.rlim_max });
+        }
+    }
+    p.sigactions = read_sigactions();
+    p.rseq_offset = crate::threads::RSEQ_OFFSET.load(std::sync::atomic::Ordering::Relaxed);
+    p.rseq_size = crate::threads::RSEQ_SIZE.load(std::sync::atomic::Ordering::Relaxed);
+    p
+}
+
+/// The kernel's `struct sigaction` for x86-64.
+#[repr(C)]
+#[derive(Default)]
+struct KSigaction {
+    handler: u64,
+    flags: u64,
+    restorer: u64,
+    mask: u64,
+}
+
+fn read_sigactions() -> Vec<SigAction> {
+    let mut v = Vec::new();
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        let mut k = KSigaction::default();
+        if syscall!(libc::SYS_rt_sigaction, sig, 0, &mut k as *mut KSigaction, 8).is_ok() {
+            v.push(SigAction { signo: sig, handler: k.handler, flags: k.flags, restorer: k.restorer, mask: k.mask });
+        }
+    }
+    v
+}
+
+fn read_mm() -> MmFields {
+    let stat = sys::read_file(&sys::cpath(&[b"/proc/self/stat"])).unwrap_or_default();
+    let after = match stat.iter().rposition(|&b| b == b')') {
+        Some(i) => &stat[i + 2..],
+        None => &stat[..],
+    };
+    let fields: Vec<u64> = after
+        .split(|&b| b == b' ' || b == b'\n')
+        .map(|f| std::str::from_utf8(f).ok().and_then(|s| s.parse::<i64>().ok()).unwrap_or(0) as u64)
+        .collect();
+    // Field k of /proc/pid/stat (1-based) is fields[k - 3].
+    let f = |k: usize| fields.get(k - 3).copied().unwrap_or(0);
+    let brk = syscall!(libc::SYS_brk, 0).unwrap_or(0) as u64;
+    MmFields {
+        start_code: f(26),
+        end_code: f(27),
+        start_stack: f(28),
+        start_data: f(45),
+        end_data: f(46),
+        start_brk: f(47),
+        brk,
+        arg_start: f(48),
+        arg_end: f(49),
+        env_start: f(50),
+        env_end: f(51),
+    }
+}

@@ -1,0 +1,191 @@
+//! Raw system calls used by the runtime. They never pass through our own hooks, take no libc
+//! locks and allocate nothing, so they are safe while other threads are stopped.
+
+use std::ffi::CStr;
+
+pub type SysResult<T> = Result<T, i32>;
+
+/// Kernel returns in -4095..-1 become Err(errno).
+#[inline]
+pub fn check(ret: i64) -> SysResult<i64> {
+    if (-4095..0).contains(&ret) {
+        Err(-ret as i32)
+    } else {
+        Ok(ret)
+    }
+}
+
+/// A system call by inline `syscall` instruction: it never touches errno, which matters in the
+/// stop handler (the interrupted code's errno must survive).
+///
+/// # Safety
+/// The arguments must be valid for the system call `nr`.
+#[inline(always)]
+pub unsafe fn raw(nr: i64, a: [i64; 6]) -> i64 {
+    let ret: i64;
+    // SAFETY: the caller guarantees valid arguments; syscall clobbers only rcx and r11.
+    unsafe {
+        std::arch::asm!("syscall", inlateout("rax") nr => ret, in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
+            in("r10") a[3], in("r8") a[4], in("r9") a[5], lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    ret
+}
+
+macro_rules! syscall {
+    ($nr:expr $(, $a:expr)* $(,)?) => {{
+        #[allow(unused_mut)]
+        let mut args = [0i64; 6];
+        #[allow(unused_mut, unused_variables)]
+        let mut i = 0;
+        $( args[i] = $a as i64; i += 1; )*
+        let _ = i;
+        // SAFETY: a raw system call with arguments the caller has checked; the kernel validates
+        // every pointer it is given.
+        $crate::sys::check(unsafe { $crate::sys::raw($nr as i64, args) })
+    }};
+}
+pub(crate) use syscall;
+
+pub fn gettid() -> i32 {
+    syscall!(libc::SYS_gettid).unwrap_or(0) as i32
+}
+
+pub fn getpid() -> i32 {
+    syscall!(libc::SYS_getpid).unwrap_or(0) as i32
+}
+
+pub fn tgkill(pid: i32, tid: i32, sig: i32) -> SysResult<i64> {
+    syscall!(libc::SYS_tgkill, pid, tid, sig)
+}
+
+pub fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32, timeout_ms: Option<u64>) {
+    let ts;
+    let tsp = match timeout_ms {
+        Some(ms) => {
+            ts = libc::timespec { tv_sec: (ms / 1000) as i64, tv_nsec: ((ms % 1000) * 1_000_000) as i64 };
+            &ts as *const libc::timespec
+        }
+        None => std::ptr::null(),
+    };
+    let _ = syscall!(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG, expected, tsp, 0, 0);
+}
+
+pub fn futex_wake(word: &std::sync::atomic::AtomicU32) {
+    let _ = syscall!(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, i32::MAX, 0, 0, 0);
+}
+
+pub fn open(path: &CStr, flags: i32, mode: u32) -> SysResult<i32> {
+    syscall!(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), flags | libc::O_CLOEXEC, mode).map(|fd| fd as i32)
+}
+
+pub fn close(fd: i32) {
+    let _ = syscall!(libc::SYS_close, fd);
+}
+
+pub fn read(fd: i32, buf: &mut [u8]) -> SysResult<usize> {
+    loop {
+        match syscall!(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) {
+            Err(libc::EINTR) => continue,
+            r => return r.map(|n| n as usize),
+        }
+    }
+}
+
+pub fn pread(fd: i32, buf: &mut [u8], off: u64) -> SysResult<usize> {
+    loop {
+        match syscall!(libc::SYS_pread64, fd, buf.as_mut_ptr(), buf.len(), off) {
+            Err(libc::EINTR) => continue,
+            r => return r.map(|n| n as usize),
+        }
+    }
+}
+
+pub fn write_all(fd: i32, mut buf: &[u8]) -> SysResult<()> {
+    while !buf.is_empty() {
+        match syscall!(libc::SYS_write, fd, buf.as_ptr(), buf.len()) {
+            Err(libc::EINTR) => continue,
+            Err(e) => return Err(e),
+            Ok(n) => buf = &buf[n as usize..],
+        }
+    }
+    Ok(())
+}
+
+/// Read a whole (proc) file.
+pub fn read_file(path: &CStr) -> SysResult<Vec<u8>> {
+    let fd = open(path, libc::O_RDONLY, 0)?;
+    let mut out = Vec::with_capacity(4096);
+    let mut buf = [0u8; 4096];
+    let r = loop {
+        match read(fd, &mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => break Err(e),
+        }
+    };
+    close(fd);
+    r.map(|_| out)
+}
+
+pub fn readlink(path: &CStr) -> SysResult<Vec<u8>> {
+    let mut buf = vec![0u8; 4096];
+    let n = syscall!(libc::SYS_readlinkat, libc::AT_FDCWD, path.as_ptr(), buf.as_mut_ptr(), buf.len())? as usize;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Names in a directory (via getdents64), without "." and "..".
+pub fn list_dir(path: &CStr) -> SysResult<Vec<Vec<u8>>> {
+    let fd = open(path, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+    let mut names = Vec::new();
+    let mut buf = vec![0u8; 16384];
+    loop {
+        let n = match syscall!(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) {
+            Ok(n) => n as usize,
+            Err(e) => {
+                close(fd);
+                return Err(e);
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        let mut off = 0;
+        while off < n {
+            // linux_dirent64: ino u64, off i64, reclen u16, type u8, name[]
+            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+            let name = &buf[off + 19..off + reclen];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+            if name != b"." && name != b".." {
+                names.push(name.to_vec());
+            }
+            off += reclen;
+        }
+    }
+    close(fd);
+    Ok(names)
+}
+
+pub fn mmap(addr: usize, len: usize, prot: i32, flags: i32, fd: i32, off: i64) -> SysResult<usize> {
+    syscall!(libc::SYS_mmap, addr, len, prot, flags, fd, off).map(|a| a as usize)
+}
+
+pub fn munmap(addr: usize, len: usize) {
+    let _ = syscall!(libc::SYS_munmap, addr, len);
+}
+
+pub fn arch_get_fs() -> u64 {
+    let mut v: u64 = 0;
+    let _ = syscall!(libc::SYS_arch_prctl, 0x1003, &mut v as *mut u64);
+    v
+}
+
+/// Build a NUL-terminated path from parts without allocating through libc.
+pub fn cpath(parts: &[&[u8]]) -> std::ffi::CString {
+    let mut v = Vec::new();
+    for p in parts {
+        v.extend_from_slice(p);
+    }
+    std::ffi::CString::new(v).unwrap_or_default()
+}
+

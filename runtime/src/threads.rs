@@ -1,0 +1,316 @@
+//! Stopping, describing and recreating the program's threads.
+//!
+//! Stop: every thread but ours gets the reserved stop signal (tgkill). Its handler records what
+//! the kernel will not give back later (TLS base, tid address, robust list, sigaltstack) and the
+//! address of its own signal frame, then parks on a futex. The frame on the thread's stack holds
+//! every register and the signal mask; the stack is part of the memory image.
+//!
+//! Restart: for each recorded thread, clone a new kernel thread with the same TLS, let it
+//! re-register its robust list, rseq and sigaltstack, park it, and on release make it execute
+//! rt_sigreturn on its old frame: it continues exactly where it was interrupted.
+
+use crate::log::{log, DEBUG, ERROR};
+use crate::sys::{self, syscall};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+
+pub const MAX_THREADS: usize = 4096;
+/// The reserved signal that stops threads.
+pub const STOP_SIGNAL: i32 = 63;
+const RSEQ_SIG: u32 = 0x5305_3053;
+
+#[derive(Clone, Copy, Default)]
+pub struct Slot {
+    pub tid: i32,
+    pub ucontext: u64,
+    pub fs_base: u64,
+    pub tid_address: u64,
+    pub robust_head: u64,
+    pub robust_len: u64,
+    pub ss_sp: u64,
+    pub ss_size: u64,
+    pub ss_flags: i32,
+    pub rseq: bool,
+}
+
+struct Slots(UnsafeCell<[Slot; MAX_THREADS]>);
+// SAFETY: each slot is written by exactly one thread (the one that claimed its index) and read
+// by the checkpoint thread only after that thread published it through STOPPED.
+unsafe impl Sync for Slots {}
+
+static SLOTS: Slots = Slots(UnsafeCell::new([Slot {
+    tid: 0,
+    ucontext: 0,
+    fs_base: 0,
+    tid_address: 0,
+    robust_head: 0,
+    robust_len: 0,
+    ss_sp: 0,
+    ss_size: 0,
+    ss_flags: 0,
+    rseq: false,
+}; MAX_THREADS]));
+static CLAIMED: AtomicU32 = AtomicU32::new(0);
+static STOPPED: AtomicU32 = AtomicU32::new(0);
+static PUBLISHED: [AtomicI32; MAX_THREADS] = [const { AtomicI32::new(0) }; MAX_THREADS];
+static RELEASE: AtomicU32 = AtomicU32::new(0);
+static STOPPING: AtomicBool = AtomicBool::new(false);
+/// Restarted threads that have left their temporary stacks.
+static LEFT: AtomicU32 = AtomicU32::new(0);
+
+/// glibc's rseq area, relative to each thread's TLS base (0 size: none).
+pub static RSEQ_OFFSET: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+pub static RSEQ_SIZE: AtomicU32 = AtomicU32::new(0);
+
+/// The handler of STOP_SIGNAL, installed with SA_SIGINFO | SA_RESTART and every signal masked.
+pub extern "C" fn stop_handler(_sig: i32, _info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    if !STOPPING.load(Ordering::Acquire) {
+        return; // a late stop signal from a checkpoint that has already ended
+    }
+    let gen = RELEASE.load(Ordering::Acquire);
+    let idx = CLAIMED.fetch_add(1, Ordering::AcqRel) as usize;
+    if idx < MAX_THREADS {
+        let mut s = Slot { tid: sys::gettid(), ucontext: uc as u64, fs_base: sys::arch_get_fs(), ..Slot::default() };
+        let mut tidp: u64 = 0;
+        let _ = syscall!(libc::SYS_prctl, libc::PR_GET_TID_ADDRESS, &mut tidp as *mut u64);
+        s.tid_address = tidp;
+        let (mut head, mut len) = (0u64, 0u64);
+        let _ = syscall!(libc::SYS_get_robust_list, 0, &mut head as *mut u64, &mut len as *mut u64);
+        s.robust_head = head;
+        s.robust_len = len;
+        let mut ss: libc::stack_t = libc::stack_t { ss_sp: std::ptr::null_mut(), ss_flags: 0, ss_size: 0 };
+        let _ = syscall!(libc::SYS_sigaltstack, 0, &mut ss as *mut libc::stack_t);
+        s.ss_sp = ss.ss_sp as u64;
+        s.ss_size = ss.ss_size as u64;
+        s.ss_flags = ss.ss_flags;
+        s.rseq = RSEQ_SIZE.load(Ordering::Relaxed) != 0;
+        // SAFETY: index idx was claimed by this thread alone.
+        unsafe { (*SLOTS.0.get())[idx] = s };
+        PUBLISHED[idx].store(s.tid, Ordering::Release);
+    }
+    STOPPED.fetch_add(1, Ordering::AcqRel);
+    sys::futex_wake(&STOPPED);
+    while RELEASE.load(Ordering::Acquire) == gen {
+        sys::futex_wait(&RELEASE, gen, None);
+    }
+}
+
+/// Stop every thread of the process except the caller. Returns the stopped threads' records.
+pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
+    let pid = sys::getpid();
+    CLAIMED.store(0, Ordering::Release);
+    STOPPED.store(0, Ordering::Release);
+    for p in PUBLISHED.iter() {
+        p.store(0, Ordering::Relaxed);
+    }
+    STOPPING.store(true, Ordering::Release);
+    let mut signaled: Vec<i32> = Vec::new();
+    let task_dir = sys::cpath(&[b"/proc/self/task"]);
+    let started = now_ms();
+    loop {
+        let names = sys::list_dir(&task_dir).map_err(|e| format!("cannot list threads: errno {e}"))?;
+        let mut new = 0;
+        for n in names {
+            let Ok(tid) = std::str::from_utf8(&n).unwrap_or("").parse::<i32>() else { continue };
+            if tid == self_tid || signaled.contains(&tid) || is_published(tid) {
+                continue;
+            }
+            if sys::tgkill(pid, tid, STOP_SIGNAL).is_ok() {
+                signaled.push(tid);
+                new += 1;
+            }
+        }
+        if new == 0 {
+            break;
+        }
+        // Wait until each signaled thread has parked (or died).
+        loop {
+            signaled.retain(|&t| is_published(t) || sys::tgkill(pid, t, 0).is_ok());
+            if signaled.iter().all(|&t| is_published(t)) {
+                break;
+            }
+            if now_ms() - started > 20_000 {
+                let stuck: Vec<i32> = signaled.iter().copied().filter(|&t| !is_published(t)).collect();
+                resume_all();
+                return Err(format!("threads {stuck:?} did not stop within 20 s (signal {STOP_SIGNAL} blocked?)"));
+            }
+            let s = STOPPED.load(Ordering::Acquire);
+            sys::futex_wait(&STOPPED, s, Some(20));
+        }
+    }
+    let n = (CLAIMED.load(Ordering::Acquire) as usize).min(MAX_THREADS);
+    if CLAIMED.load(Ordering::Acquire) as usize > MAX_THREADS {
+        resume_all();
+        return Err(format!("more than {MAX_THREADS} threads"));
+    }
+    let mut out = Vec::with_capacity(n);
+    for (i, p) in PUBLISHED.iter().enumerate().take(n) {
+        if p.load(Ordering::Acquire) != 0 {
+            // SAFETY: published slots are no longer written by their owner.
+            out.push(unsafe { (*SLOTS.0.get())[i] });
+        }
+    }
+    log!(DEBUG, "stopped {} threads", out.len());
+    Ok(out)
+}
+
+fn is_published(tid: i32) -> bool {
+    let n = (CLAIMED.load(Ordering::Acquire) as usize).min(MAX_THREADS);
+    PUBLISHED[..n].iter().any(|p| p.load(Ordering::Acquire) == tid)
+}
+
+/// Let every stopped (or restarted) thread continue.
+pub fn resume_all() {
+    STOPPING.store(false, Ordering::Release);
+    RELEASE.fetch_add(1, Ordering::AcqRel);
+    sys::futex_wake(&RELEASE);
+}
+
+fn now_ms() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let _ = syscall!(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC, &mut ts as *mut libc::timespec);
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+// ---- restart ----
+
+std::arch::global_asm!(
+    // long ckpt_clone(flags, stack, ptid, ctid, tls, fn, arg) ; child calls fn(arg) on `stack`.
+    ".globl ckpt_clone_thread",
+    ".type ckpt_clone_thread,@function",
+    "ckpt_clone_thread:",
+    "    mov rax, [rsp + 8]",
+    "    and rsi, -16",
+    "    sub rsi, 16",
+    "    mov [rsi], r9",
+    "    mov [rsi + 8], rax",
+    "    mov r10, rcx",
+    "    mov eax, 56",
+    "    syscall",
+    "    test rax, rax",
+    "    jz 2f",
+    "    ret",
+    "2:",
+    "    xor ebp, ebp",
+    "    pop rax",
+    "    pop rdi",
+    "    call rax",
+    "    ud2",
+    // void ckpt_sigreturn_leave(ucontext, counter): count ourselves off the temporary stack, then
+    // rt_sigreturn on the saved frame (rsp = ucontext: the kernel expects rsp = frame + 8).
+    ".globl ckpt_sigreturn_leave",
+    ".type ckpt_sigreturn_leave,@function",
+    "ckpt_sigreturn_leave:",
+    "    mov rsp, rdi",
+    "    lock inc dword ptr [rsi]",
+    "    mov eax, 15",
+    "    syscall",
+    "    ud2",
+);
+
+extern "C" {
+    fn ckpt_clone_thread(flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64, f: extern "C" fn(u64) -> !, arg: u64) -> i64;
+    fn ckpt_sigreturn_leave(uc: u64, counter: *const AtomicU32) -> !;
+}
+
+const TEMP_STACK: usize = 64 * 1024;
+
+/// Body of a recreated thread, on a temporary stack with the old thread's TLS.
+extern "C" fn restored_thread(slot_addr: u64) -> ! {
+    // SAFETY: the checkpoint thread keeps the slot array alive and unchanged until we leave.
+    let s = unsafe { &*(slot_addr as *const Slot) };
+    let gen = RELEASE.load(Ordering::Acquire);
+    if s.robust_head != 0 {
+        let _ = syscall!(libc::SYS_set_robust_list, s.robust_head, s.robust_len);
+    }
+    register_rseq(s.fs_base, s.rseq);
+    if s.ss_flags & libc::SS_DISABLE == 0 && s.ss_sp != 0 {
+        let ss = libc::stack_t { ss_sp: s.ss_sp as *mut libc::c_void, ss_flags: 0, ss_size: s.ss_size as usize };
+        let _ = syscall!(libc::SYS_sigaltstack, &ss as *const libc::stack_t, 0);
+    }
+    STOPPED.fetch_add(1, Ordering::AcqRel);
+    sys::futex_wake(&STOPPED);
+    while RELEASE.load(Ordering::Acquire) == gen {
+        sys::futex_wait(&RELEASE, gen, None);
+    }
+    // SAFETY: ucontext is this thread's signal frame from the stop handler, intact in memory.
+    unsafe { ckpt_sigreturn_leave(s.ucontext, &LEFT) }
+}
+
+pub fn register_rseq(fs_base: u64, want: bool) {
+    let size = RSEQ_SIZE.load(Ordering::Relaxed);
+    if !want || size == 0 {
+        return;
+    }
+    let area = (fs_base as i64 + RSEQ_OFFSET.load(Ordering::Relaxed)) as u64;
+    if let Err(e) = syscall!(libc::SYS_rseq, area, size, 0, RSEQ_SIG) {
+        log!(DEBUG, "rseq registration failed: errno {e}");
+    }
+}
+
+/// Recreate the threads of an image (restart path, on the checkpoint thread). They stay parked
+/// until `resume_all`; then call `wait_left` before freeing anything.
+pub fn recreate(slots: &[Slot]) -> Result<(), String> {
+    STOPPED.store(0, Ordering::Release);
+    LEFT.store(0, Ordering::Release);
+    let flags = (libc::CLONE_VM
+        | libc::CLONE_FS
+        | libc::CLONE_FILES
+        | libc::CLONE_SIGHAND
+        | libc::CLONE_THREAD
+        | libc::CLONE_SYSVSEM
+        | libc::CLONE_SETTLS
+        | libc::CLONE_PARENT_SETTID
+        | libc::CLONE_CHILD_CLEARTID) as u64;
+    for s in slots {
+        let stack = sys::mmap(0, TEMP_STACK, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+            .map_err(|e| format!("cannot map a thread stack: errno {e}"))?;
+        TEMP_STACKS_PUSH(stack);
+        // SAFETY: a new thread sharing our memory, with the old thread's TLS; it only runs
+        // restored_thread on its own temporary stack.
+        let r = unsafe {
+            ckpt_clone_thread(flags, (stack + TEMP_STACK) as u64, s.tid_address, s.tid_address, s.fs_base, restored_thread, s as *const Slot as u64)
+        };
+        if r < 0 {
+            return Err(format!("clone failed: errno {}", -r));
+        }
+        log!(DEBUG, "thread {} restarted as {}", s.tid, r);
+    }
+    // Wait until all have registered their state and parked.
+    while (STOPPED.load(Ordering::Acquire) as usize) < slots.len() {
+        let v = STOPPED.load(Ordering::Acquire);
+        sys::futex_wait(&STOPPED, v, Some(10));
+    }
+    Ok(())
+}
+
+static TEMP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static TEMP_LIST: [std::sync::atomic::AtomicUsize; MAX_THREADS] = [const { std::sync::atomic::AtomicUsize::new(0) }; MAX_THREADS];
+
+#[allow(non_snake_case)]
+fn TEMP_STACKS_PUSH(addr: usize) {
+    let i = TEMP.fetch_add(1, Ordering::AcqRel);
+    if i < MAX_THREADS {
+        TEMP_LIST[i].store(addr, Ordering::Release);
+    }
+}
+
+/// After resume_all at restart: wait until `n` threads have left their temporary stacks, then
+/// free them.
+pub fn wait_left_and_free(n: usize) {
+    let start = now_ms();
+    while (LEFT.load(Ordering::Acquire) as usize) < n {
+        if now_ms() - start > 10_000 {
+            log!(ERROR, "restarted threads did not all resume; keeping their temporary stacks");
+            return;
+        }
+        let _ = syscall!(libc::SYS_sched_yield);
+    }
+    let k = TEMP.swap(0, Ordering::AcqRel).min(MAX_THREADS);
+    for t in TEMP_LIST.iter().take(k) {
+        let a = t.swap(0, Ordering::AcqRel);
+        if a != 0 {
+            sys::munmap(a, TEMP_STACK);
+        }
+    }
+}
