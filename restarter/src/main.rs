@@ -1,1 +1,125 @@
-fn main() {}
+//! `ckpt-restart IMAGE|DIR`: rebuild a checkpointed program in this process and continue it.
+//!
+//! Order matters: everything that can fail (reading and verifying the image, opening the files it
+//! maps, staging memory, reopening fds) happens before the address-space switch; after it there
+//! is no way back, so the switch only runs system calls that were prepared and checked.
+
+mod fds;
+mod layout;
+mod plan;
+mod stage;
+mod switch;
+
+use anyhow::{bail, Context, Result};
+use ckpt_image::Reader;
+use clap::Parser;
+use std::path::{Path, PathBuf};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ckpt-restart",
+    version,
+    about = "Restart a program from a ckpt image; it continues where the image was taken",
+    after_help = "The restarted program runs in this process (new pid) with this process's \
+                  stdin, stdout and stderr.\nExit status: the program's, or 1 when the image cannot be restarted."
+)]
+struct Cli {
+    /// An image file, or a directory (its newest *.ckpt image is used).
+    image: PathBuf,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(&cli) {
+        eprintln!("ckpt-restart: {}", one_line(&e));
+        std::process::exit(1);
+    }
+}
+
+/// anyhow's context chain as one line: "outer: inner: cause".
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ").replace('\n', " ")
+}
+
+fn resolve(path: &Path) -> Result<PathBuf> {
+    let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
+    if !meta.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
+    for e in std::fs::read_dir(path).with_context(|| format!("{}", path.display()))?.flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "ckpt") {
+            let t = e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+            if best.as_ref().is_none_or(|(bt, _)| t > *bt) {
+                best = Some((t, p));
+            }
+        }
+    }
+    match best {
+        Some((_, p)) => Ok(p),
+        None => bail!("{}: no image (*.ckpt) in this directory", path.display()),
+    }
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    let path = resolve(&cli.image)?;
+    let reader = Reader::open(&path).with_context(|| format!("{}", path.display()))?;
+    let index = reader.index.clone();
+    if index.meta.arch != std::env::consts::ARCH {
+        bail!("{}: image is for {}, this machine is {}", path.display(), index.meta.arch, std::env::consts::ARCH);
+    }
+    let own = layout::own_maps()?;
+    plan::check_vdso(&index, &own).with_context(|| format!("{}", path.display()))?;
+    let files = stage::open_files(&index.regions)?;
+
+    // Stage memory in a reservation that overlaps neither the image nor us.
+    let switch_len = plan::switch_area_len(&index);
+    let stage_len = stage::staging_len(&index.regions);
+    let mut busy: Vec<(u64, u64)> = index.regions.iter().map(|r| (r.start, r.end)).collect();
+    busy.extend(own.iter().map(|m| (m.start, m.end)));
+    let total = stage_len + switch_len;
+    let base = layout::find_hole(&busy, total)?;
+    reserve(base, total)?;
+    let plan = stage::map_regions(&index.regions, &files, base)?;
+    stage::fill(&reader, &index.regions, base).with_context(|| format!("{}", path.display()))?;
+    drop(files);
+    drop(reader);
+
+    // Kernel state that lives on across the switch.
+    let p = &index.process;
+    std::env::set_current_dir(Path::new(std::ffi::OsStr::new(&*String::from_utf8_lossy(&p.cwd))))
+        .with_context(|| format!("cannot enter the program's working directory {}", String::from_utf8_lossy(&p.cwd)))?;
+    // SAFETY: umask and setrlimit only change this process's attributes.
+    unsafe {
+        libc::umask(p.umask as libc::mode_t);
+        for r in &p.rlimits {
+            let lim = libc::rlimit64 { rlim_cur: r.cur, rlim_max: r.max };
+            libc::setrlimit64(r.resource, &lim);
+        }
+    }
+    fds::restore(&index.fds)?;
+
+    let switch_base = base + stage_len;
+    let prepared = plan::prepare(&index, &plan, &own, switch_base, switch_len)?;
+    // SAFETY: this is the only thread (staging threads were joined); the switch area is ready.
+    unsafe { plan::go(prepared) }
+}
+
+fn reserve(base: u64, len: u64) -> Result<()> {
+    // SAFETY: reserving address space we found free; MAP_FIXED_NOREPLACE fails rather than clobber.
+    let p = unsafe {
+        libc::mmap(
+            base as *mut libc::c_void,
+            len as usize,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED || p as u64 != base {
+        bail!("cannot reserve {} MiB of address space for staging: {}", len >> 20, std::io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! Staging: every region that carries data is built at a temporary address (inside one
+//! reservation that overlaps neither the image nor us), filled from the image in parallel, and
+//! later moved into place by the switch with mremap. Empty anonymous regions are simply mapped
+//! at their target by the switch.
+
+use crate::layout::page_up;
+use anyhow::{anyhow, bail, Context, Result};
+use ckpt_image::{Backing, Decompressor, Reader, Region};
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+
+/// A staged range: built at `staged`, to be moved to `target` and given `prot`.
+#[derive(Debug, Clone, Copy)]
+pub struct Piece {
+    pub target: u64,
+    pub len: u64,
+    pub staged: u64,
+    pub prot: u32,
+}
+
+/// What the switch must do with the image's regions.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub pieces: Vec<Piece>,
+    /// Anonymous regions without data: (start, len, prot), mapped fresh at their target.
+    pub empty: Vec<(u64, u64, u32)>,
+}
+
+fn mmap(addr: u64, len: u64, prot: i32, flags: i32, fd: i32, off: u64) -> std::io::Result<u64> {
+    // SAFETY: mapping at an address inside our own reservation (MAP_FIXED replaces only it).
+    let p = unsafe { libc::mmap(addr as *mut libc::c_void, len as usize, prot, flags, fd, off as libc::off_t) };
+    if p == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(p as u64)
+}
+
+/// Bytes of staging space the image needs.
+pub fn staging_len(regions: &[Region]) -> u64 {
+    regions
+        .iter()
+        .filter(|r| needs_staging(r))
+        .map(|r| r.len())
+        .sum()
+}
+
+fn needs_staging(r: &Region) -> bool {
+    match r.backing {
+        Backing::Special => false,
+        Backing::Anon => !r.chunks.is_empty(),
+        Backing::SharedAnon | Backing::File { .. } => true,
+    }
+}
+
+/// Open (and check) every file the image maps, before anything is changed.
+pub fn open_files(regions: &[Region]) -> Result<Vec<Option<File>>> {
+    let mut out = Vec::with_capacity(regions.len());
+    for r in regions {
+        let Backing::File { path, size, mtime, shared, .. } = &r.backing else {
+            out.push(None);
+            continue;
+        };
+        let p = std::path::Path::new(std::ffi::OsStr::from_encoded_bytes_unchecked_safe(path));
+        let write = *shared && r.prot & libc::PROT_WRITE as u32 != 0;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(write)
+            .open(p)
+            .with_context(|| format!("file {} needed by the image cannot be opened", p.display()))?;
+        let m = f.metadata()?;
+        if !*shared && (m.size() != *size || m.mtime() != *mtime) {
+            bail!("file {} needed by the image has changed since the checkpoint (size or modification time differs)", p.display());
+        }
+        out.push(Some(f));
+    }
+    Ok(out)
+}
+
+/// Helper so a path from the image (bytes) becomes an OsStr.
+trait FromBytes {
+    fn from_encoded_bytes_unchecked_safe(b: &[u8]) -> &std::ffi::OsStr;
+}
+impl FromBytes for std::ffi::OsStr {
+    fn from_encoded_bytes_unchecked_safe(b: &[u8]) -> &std::ffi::OsStr {
+        std::os::unix::ffi::OsStrExt::from_bytes(b)
+    }
+}
+
+/// Map every region that needs staging at consecutive addresses from `base`.
+pub fn map_regions(regions: &[Region], files: &[Option<File>], base: u64) -> Result<Plan> {
+    let mut plan = Plan::default();
+    let mut at = base;
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    for (r, f) in regions.iter().zip(files) {
+        let len = r.len();
+        match &r.backing {
+            Backing::Special => continue,
+            Backing::Anon if r.chunks.is_empty() => {
+                plan.empty.push((r.start, len, r.prot));
+                continue;
+            }
+            Backing::Anon => {
+                let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
+                if r.name == b"[stack]" {
+                    flags |= libc::MAP_GROWSDOWN;
+                }
+                mmap(at, len, rw, flags, -1, 0).with_context(|| format!("cannot stage region {:#x}-{:#x}", r.start, r.end))?;
+            }
+            Backing::SharedAnon => {
+                mmap(at, len, rw, libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_FIXED, -1, 0)?;
+            }
+            Backing::File { offset, shared, size, .. } => {
+                let fd = f.as_ref().ok_or_else(|| anyhow!("internal: file not open"))?.as_raw_fd();
+                if *shared {
+                    mmap(at, len, r.prot as i32, libc::MAP_SHARED | libc::MAP_FIXED, fd, *offset)
+                        .with_context(|| format!("cannot map {}", r.name_lossy()))?;
+                } else {
+                    // Pages past the end of the file would fault (SIGBUS): those become anonymous.
+                    let in_file = page_up(size.saturating_sub(*offset)).min(len);
+                    if in_file > 0 {
+                        mmap(at, in_file, rw, libc::MAP_PRIVATE | libc::MAP_FIXED, fd, *offset)
+                            .with_context(|| format!("cannot map {}", r.name_lossy()))?;
+                    }
+                    if in_file < len {
+                        mmap(at + in_file, len - in_file, rw, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED, -1, 0)?;
+                    }
+                    if in_file > 0 && in_file < len {
+                        plan.pieces.push(Piece { target: r.start, len: in_file, staged: at, prot: r.prot });
+                        plan.pieces.push(Piece { target: r.start + in_file, len: len - in_file, staged: at + in_file, prot: r.prot });
+                        at += len;
+                        continue;
+                    }
+                }
+            }
+        }
+        plan.pieces.push(Piece { target: r.start, len, staged: at, prot: r.prot });
+        at += len;
+    }
+    Ok(plan)
+}
+
+/// Fill the staged regions from the image's chunks, on several threads.
+pub fn fill(reader: &Reader, regions: &[Region], plan_base: u64) -> Result<()> {
+    // Each region's staging address, recomputed the same way map_regions laid them out.
+    let mut tasks: Vec<(u64, &ckpt_image::Chunk, &Region)> = Vec::new();
+    let mut at = plan_base;
+    for r in regions {
+        if !needs_staging(r) {
+            continue;
+        }
+        for c in &r.chunks {
+            // Fresh anonymous memory is already zero: do not touch (and allocate) it.
+            if c.codec == ckpt_image::Codec::Zero && r.backing == Backing::Anon {
+                continue;
+            }
+            tasks.push((at + c.offset, c, r));
+        }
+        at += r.len();
+    }
+    let nthreads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(tasks.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let result: Result<()> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..nthreads)
+            .map(|_| {
+                s.spawn(|| -> Result<()> {
+                    let mut dec = Decompressor::new()?;
+                    let mut scratch = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&(addr, c, r)) = tasks.get(i) else { return Ok(()) };
+                        // SAFETY: [addr, addr + raw_len) lies inside a staged read-write mapping of
+                        // ours (chunk bounds were validated against the region); tasks never overlap.
+                        let dst = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, c.raw_len as usize) };
+                        reader
+                            .read_chunk(c, dst, &mut dec, &mut scratch)
+                            .map_err(|e| anyhow!("region {:#x}-{:#x} ({}): {e}", r.start, r.end, r.name_lossy()))?;
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| anyhow!("a staging thread failed"))??;
+        }
+        Ok(())
+    });
+    result
+}
