@@ -182,17 +182,12 @@ extern "C" fn checkpoint_thread_main(_: *mut c_void) -> *mut c_void {
     let _ = sys::syscall!(libc::SYS_get_robust_list, 0, &mut head as *mut u64, &mut len as *mut u64);
     ct.robust_head.store(head, Ordering::Relaxed);
     ct.robust_len.store(len, Ordering::Relaxed);
-    // SAFETY: querying our own thread's attributes.
-    unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) == 0 {
-            let mut addr: *mut c_void = std::ptr::null_mut();
-            let mut size: usize = 0;
-            libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
-            ct.stack_top.store(addr as u64 + size as u64, Ordering::Relaxed);
-            libc::pthread_attr_destroy(&mut attr);
-        }
-    }
+    // The restart path starts again from here on this stack (below our own frame; glibc keeps
+    // the thread's TLS and struct pthread above it, which must stay intact).
+    let sp: u64;
+    // SAFETY: reading the stack pointer.
+    unsafe { std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack)) };
+    ct.stack_top.store((sp - 512) & !15, Ordering::Relaxed);
     checkpoint_loop()
 }
 
