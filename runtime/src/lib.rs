@@ -7,6 +7,8 @@
 
 mod alloc;
 mod checkpoint;
+mod fdhooks;
+mod fdobjs;
 mod fdtable;
 mod gate;
 mod hooks;
@@ -88,6 +90,7 @@ fn env(name: &[u8]) -> Option<Vec<u8>> {
 
 extern "C" fn init() {
     hooks::resolve();
+    fdhooks::resolve();
     let managed = env(b"CKPT_PID\0").and_then(|p| std::str::from_utf8(&p).ok()?.parse::<i32>().ok());
     if managed != Some(sys::getpid()) {
         return; // not the process ckpt-run started: stay inert
