@@ -171,6 +171,11 @@ fn seek(fd: RawFd, pos: i64) -> RawFd {
 
 /// Move `fd` to `target` (replacing whatever is there) with the program's close-on-exec flag.
 fn place(fd: RawFd, f: &FdState) -> Result<()> {
+    if fd == f.fd {
+        // SAFETY: fd is ours.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, if f.cloexec { libc::FD_CLOEXEC } else { 0 }) };
+        return Ok(());
+    }
     let flags = if f.cloexec { libc::O_CLOEXEC } else { 0 };
     // SAFETY: both are fd numbers; dup3 replaces whatever is at target.
     check(unsafe { libc::dup3(fd, f.fd, flags) }, || format!("cannot place fd {}", f.fd))?;
