@@ -186,12 +186,27 @@ fn place(fd: RawFd, f: &FdState) -> Result<()> {
 
 /// Open every fd of the image at its number; close every other fd of ours above 2.
 pub fn restore(fds: &[FdState], opts: &Options) -> Result<()> {
+    // The program's RLIMIT_NOFILE is already in force and may be below its own fd numbers
+    // (lowering it closes nothing): lift the soft limit while fds are placed.
+    let mut lim = libc::rlimit64 { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: lim is a valid out-parameter.
+    unsafe { libc::getrlimit64(libc::RLIMIT_NOFILE, &mut lim) };
+    let lifted = libc::rlimit64 { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+    // SAFETY: raising our soft limit up to the hard one.
+    unsafe { libc::setrlimit64(libc::RLIMIT_NOFILE, &lifted) };
+    let r = restore_all(fds, opts);
+    // SAFETY: putting the program's limit back.
+    unsafe { libc::setrlimit64(libc::RLIMIT_NOFILE, &lim) };
+    r
+}
+
+fn restore_all(fds: &[FdState], opts: &Options) -> Result<()> {
     let top = fds.iter().map(|f| f.fd).max().unwrap_or(0).max(2) + 1;
     let prog: Vec<&FdState> = fds.iter().filter(|f| f.fd > 2).collect();
     let park = |fd: RawFd| -> Result<RawFd> {
         // Above every target number, so that the dup3s below cannot clobber it.
         // SAFETY: fd is ours.
-        let parked = check(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, top + 64) }, || "fcntl".into())?;
+        let parked = check(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, top) }, || "fcntl".into())?;
         // SAFETY: fd is ours.
         unsafe { libc::close(fd) };
         Ok(parked)

@@ -12,12 +12,14 @@ mod fdobjs;
 mod fdtable;
 mod gate;
 mod hooks;
+mod kstate;
 mod log;
 mod maps;
 mod procstate;
 mod restart;
 mod sys;
 mod threads;
+mod vids;
 
 use log::{log, DEBUG, ERROR};
 use std::ffi::{c_char, c_void};
@@ -91,6 +93,7 @@ fn env(name: &[u8]) -> Option<Vec<u8>> {
 extern "C" fn init() {
     hooks::resolve();
     fdhooks::resolve();
+    vids::init();
     let managed = env(b"CKPT_PID\0").and_then(|p| std::str::from_utf8(&p).ok()?.parse::<i32>().ok());
     if managed != Some(sys::getpid()) {
         return; // not the process ckpt-run started: stay inert

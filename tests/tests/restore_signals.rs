@@ -1,0 +1,40 @@
+//! Signals, timers and identity across checkpoint, SIGKILL and restart: per-thread signal masks,
+//! pending signals (per thread and process-wide), sigaltstack, setitimer and a POSIX timer with
+//! their remaining time, getpid()/gettid() unchanged and kill/tgkill by those ids arriving,
+//! cwd/umask/rlimits, thread names, CPU affinity, and the checkpoint signal staying the
+//! runtime's although the program blocks it and installs a handler for it.
+
+mod restore_util;
+use restore_util::*;
+use std::fs;
+
+fn check(nobody: bool) {
+    let tag = if nobody { "signals_nobody" } else { "signals" };
+    let base = workdir(&format!("{tag}_ref"));
+    let prog = compile("sig_ids", &base);
+    fs::write(base.join("go"), b"").unwrap();
+    let expected = plain(&prog, &[], &base);
+    assert!(expected.contains("posix timer fired: 1 value 1234"), "reference run: {expected}");
+
+    let dir = workdir(&format!("{tag}_ckpt"));
+    let mut p = run(&prog, &[], &dir);
+    p.wait_line(|l| l == "READY");
+    let img = p.checkpoint(&dir, "sig_ids");
+    // A second checkpoint of the same run: the program's SIGUSR2 handler still never runs.
+    let img = {
+        let _ = img;
+        p.checkpoint(&dir, "sig_ids")
+    };
+    p.kill9();
+    fs::write(dir.join("go"), b"").unwrap();
+    let mut r = restart(&img, &[], &dir);
+    assert!(r.wait().success(), "restart failed: {}", r.stderr());
+    let out = r.stdout();
+    assert!(!out.contains("READY"), "the program started over: {out}");
+    assert_eq!(out, expected.replacen("READY\n", "", 1));
+}
+
+#[test]
+fn signals_timers_and_ids_survive() {
+    check(false);
+}
