@@ -8,8 +8,9 @@ mod restore_util;
 use restore_util::*;
 use std::fs;
 
-fn check(nobody: bool) {
-    let tag = if nobody { "signals_nobody" } else { "signals" };
+#[test]
+fn signals_timers_and_ids_survive() {
+    let tag = "signals";
     let base = workdir(&format!("{tag}_ref"));
     let prog = compile("sig_ids", &base);
     fs::write(base.join("go"), b"").unwrap();
@@ -19,12 +20,9 @@ fn check(nobody: bool) {
     let dir = workdir(&format!("{tag}_ckpt"));
     let mut p = run(&prog, &[], &dir);
     p.wait_line(|l| l == "READY");
-    let img = p.checkpoint(&dir, "sig_ids");
+    p.checkpoint(&dir, "sig_ids");
     // A second checkpoint of the same run: the program's SIGUSR2 handler still never runs.
-    let img = {
-        let _ = img;
-        p.checkpoint(&dir, "sig_ids")
-    };
+    let img = p.checkpoint(&dir, "sig_ids");
     p.kill9();
     fs::write(dir.join("go"), b"").unwrap();
     let mut r = restart(&img, &[], &dir);
@@ -34,7 +32,3 @@ fn check(nobody: bool) {
     assert_eq!(out, expected.replacen("READY\n", "", 1));
 }
 
-#[test]
-fn signals_timers_and_ids_survive() {
-    check(false);
-}
