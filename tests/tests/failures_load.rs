@@ -1,6 +1,6 @@
 //! Load: 100 checkpoints in a row, as fast as they go, of a 16-thread program that allocates
 //! and frees under a mutex (tests/programs/malloc_storm.c), then SIGKILL and a restart from the
-//! last image. No checkpoint may deadlock (a thread stopped inside malloc must not block the
+//! last image; 30 more of the restarted program, SIGKILL, restart again. No checkpoint may deadlock (a thread stopped inside malloc must not block the
 //! checkpoint, which never calls malloc), every image must verify, and the restarted run must
 //! print exactly what an uninterrupted run of the same number of rounds prints.
 
@@ -13,6 +13,8 @@ use failures_support::{checkpoint, inspect, start_under_ckpt};
 use std::time::{Duration, Instant};
 
 const CHECKPOINTS: usize = 100;
+/// Checkpoints of the restarted program before it is killed and restarted once more.
+const AFTER_RESTART: usize = 30;
 
 #[test]
 fn hundred_checkpoints_of_sixteen_allocating_threads() -> Result<()> {
@@ -40,15 +42,24 @@ fn hundred_checkpoints_of_sixteen_allocating_threads() -> Result<()> {
     p.kill()?;
     eprintln!("{CHECKPOINTS} checkpoints of malloc_storm (16 threads) in {elapsed:?} ({:?} each)", elapsed / CHECKPOINTS as u32);
 
-    // Restart from the last image, let it run a little, then ask it to stop.
+    // Restart from the last image; checkpoint the restarted program (its threads were recreated
+    // by the runtime) as fast as it goes too, kill it, restart again, then ask it to stop.
     let argv = [bins.restart.clone().into_os_string(), image.clone().into_os_string()];
-    let mut r = Proc::spawn("ckpt-restart", ckpt_tests::scenario::user_command(&argv, false, work.path()))?;
-    r.wait_for_step(cycles.last().map_or(0, |c| c.signalled_after_step) + 3, Duration::from_secs(60))?;
+    let mut r1 = Proc::spawn("ckpt-restart #1", ckpt_tests::scenario::user_command(&argv, false, work.path()))?;
+    r1.wait_for_step(cycles.last().map_or(0, |c| c.signalled_after_step) + 3, Duration::from_secs(60))?;
+    let mut again = None;
+    for k in 1..=AFTER_RESTART {
+        again = Some(checkpoint(&mut r1, &image, Duration::from_secs(60)).with_context(|| format!("checkpoint {k} after the restart"))?);
+    }
+    let again = again.expect("checkpoints after the restart");
+    r1.kill()?;
+    let mut r2 = Proc::spawn("ckpt-restart #2", ckpt_tests::scenario::user_command(&argv, false, work.path()))?;
+    r2.wait_for_step(again.signalled_after_step + 3, Duration::from_secs(60))?;
     std::fs::write(&stop, b"")?;
-    r.wait(Duration::from_secs(120))?;
+    r2.wait(Duration::from_secs(120))?;
     let outcome = Outcome {
-        records: vec![p.record(), r.record()],
-        cycles: vec![*cycles.last().expect("checkpoints")],
+        records: vec![p.record(), r1.record(), r2.record()],
+        cycles: vec![*cycles.last().expect("checkpoints"), again],
         image: image.clone(),
         uid: effective_uid(false),
     };
