@@ -123,10 +123,23 @@ mod tests {
     fn future_version_is_refused_by_name() {
         let mut img = sample_image().unwrap();
         img[8..12].copy_from_slice(&(VERSION + 1).to_le_bytes());
-        crate::reseal(&mut img);
+        // Resealed (a well-formed newer image) or not (a newer header layout): both say so.
+        for sealed in [false, true] {
+            if sealed {
+                crate::reseal(&mut img);
+            }
+            let e = open_and_verify(&img).unwrap_err();
+            assert!(matches!(e, ImageError::UnsupportedVersion { .. }), "{e}");
+            assert!(e.to_string().contains(&format!("version {}", VERSION + 1)), "{e}");
+        }
+    }
+
+    #[test]
+    fn unfinished_image_says_so() {
+        let mut img = sample_image().unwrap();
+        img[..HEADER_LEN].fill(0);
         let e = open_and_verify(&img).unwrap_err();
-        assert!(matches!(e, ImageError::UnsupportedVersion { .. }), "{e}");
-        assert!(e.to_string().contains(&format!("version {}", VERSION + 1)), "{e}");
+        assert!(e.to_string().contains("never completed"), "{e}");
     }
 
     #[test]

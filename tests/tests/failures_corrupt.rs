@@ -1,8 +1,8 @@
 //! Corrupted images: a flipped byte in the index, in a data chunk; truncations at several
-//! offsets (inside the header, the data, the index); an empty file; random bytes; an image of a
-//! future format version. `ckpt-restart` and `ckpt-inspect` (with and without --verify) must
-//! each print one clear line and exit non-zero: never crash, hang, or start a program. The
-//! untouched image is the control: it inspects, verifies and restarts.
+//! offsets (inside the header, the data, the index); an empty file; random bytes; an unfinished
+//! image; an image of a future format version. `ckpt-restart` and `ckpt-inspect` (with and
+//! without --verify) must each print one clear line and exit non-zero: never crash, hang, or
+//! start a program. The untouched image is the control: it inspects, verifies and restarts.
 
 mod failures_support;
 
@@ -50,6 +50,9 @@ fn variants(image: &[u8], dir: &std::path::Path) -> Result<Vec<Case>> {
     }
     add("an empty file".into(), "empty.ckpt", Vec::new(), false, "empty")?;
     add("64 KiB of random bytes".into(), "random.ckpt", random_bytes(65536, 0xfeed_beef), false, "not a ckpt image")?;
+    let mut v = image.to_vec();
+    v[..HEADER_LEN].fill(0);
+    add("an unfinished image (header still zero)".into(), "unfinished.ckpt", v, false, "never completed")?;
     let mut v = image.to_vec();
     v[8..12].copy_from_slice(&(VERSION + 1).to_le_bytes());
     ckpt_image::reseal(&mut v);

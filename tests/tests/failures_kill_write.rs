@@ -52,7 +52,7 @@ fn sigkill_during_image_write_keeps_previous_image() -> Result<()> {
     let rec = inspect(&bins, &["--verify"], &image, work.path())?;
     ensure!(rec.success(), "the previous image no longer verifies\n{rec}");
     let rec = inspect(&bins, &[], &tmp, work.path())?;
-    ensure!(!rec.success(), "the partial temporary file reads as a complete image\n{rec}");
+    ensure!(!rec.success() && rec.stderr.contains("never completed"), "the partial temporary file is not reported as an unfinished image\n{rec}");
 
     // The previous image restarts and finishes like an uninterrupted run.
     let argv = [bins.restart.clone().into_os_string(), image.clone().into_os_string()];
