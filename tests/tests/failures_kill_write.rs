@@ -28,13 +28,13 @@ fn sigkill_during_image_write_keeps_previous_image() -> Result<()> {
     let good = version(&image).expect("the image exists");
     let good_bytes = std::fs::read(&image)?;
 
-    // Second checkpoint: kill the program once the temporary file has grown past 64 MiB.
+    // Second checkpoint: kill the program once the temporary file has grown past 32 MiB.
     let last = p.last_step().unwrap_or(0);
     p.wait_for_step(last + 2, Duration::from_secs(120))?;
     p.signal(libc::SIGUSR2)?;
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        if std::fs::metadata(&tmp).is_ok_and(|m| m.len() > 64 << 20) {
+        if std::fs::metadata(&tmp).is_ok_and(|m| m.len() > 32 << 20) {
             break;
         }
         if version(&image) != Some(good) {
