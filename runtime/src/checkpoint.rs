@@ -112,7 +112,7 @@ fn write_image(slots: &[threads::Slot], gen: u64) -> Result<(u64, u64, Vec<u8>),
                 vdso_hash = hash_mem(mem, m.start, m.end - m.start);
             }
             let runs = if *scratch { Vec::new() } else { maps::stored_runs(pagemap, m, &backing) };
-            let direct = m.prot & libc::PROT_READ as u32 != 0 && matches!(backing, Backing::Anon);
+            let direct = maps::directly_readable(m, &backing);
             let mut chunks = Vec::new();
             for (first, n) in runs {
                 let mut off = first * PAGE;
@@ -232,5 +232,12 @@ fn meta(name: &[u8], gen: u64, vdso_hash: u64) -> Meta {
         pid: sys::getpid(),
         generation: gen,
         vdso_hash,
+        glibc: glibc_version(),
     }
+}
+
+/// glibc's version string (a pointer to a constant: safe while other threads are stopped).
+fn glibc_version() -> String {
+    // SAFETY: gnu_get_libc_version returns a static NUL-terminated string.
+    unsafe { std::ffi::CStr::from_ptr(libc::gnu_get_libc_version()) }.to_string_lossy().into_owned()
 }
