@@ -160,23 +160,24 @@ extern "C" fn trigger_handler(_sig: i32) {
 
 /// Start the checkpoint thread (called just before the program's main).
 pub fn start_checkpoint_thread() {
+    // The new thread must never run the program's handlers, not even before it blocks every
+    // signal itself: let it inherit an all-blocked mask.
+    let all: u64 = !0;
+    let mut old: u64 = 0;
+    let _ = sys::syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all as *const u64, &mut old as *mut u64, 8);
     // SAFETY: plain pthread calls with valid out-parameters.
-    unsafe {
+    let r = unsafe {
         let mut attr: libc::pthread_attr_t = std::mem::zeroed();
         libc::pthread_attr_init(&mut attr);
         libc::pthread_attr_setstacksize(&mut attr, 1 << 20);
         let mut t: libc::pthread_t = 0;
-        // The new thread must never run the program's handlers, not even before it blocks
-        // every signal itself: let it inherit an all-blocked mask.
-        let all: u64 = !0;
-        let mut old: u64 = 0;
-        let _ = sys::syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all as *const u64, &mut old as *mut u64, 8);
         let r = libc::pthread_create(&mut t, &attr, checkpoint_thread_main, std::ptr::null_mut());
-        let _ = sys::syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &old as *const u64, 0, 8);
         libc::pthread_attr_destroy(&mut attr);
-        if r != 0 {
-            log!(ERROR, "cannot start the checkpoint thread (error {r}); checkpoints are disabled");
-        }
+        r
+    };
+    let _ = sys::syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &old as *const u64, 0, 8);
+    if r != 0 {
+        log!(ERROR, "cannot start the checkpoint thread (error {r}); checkpoints are disabled");
     }
 }
 
