@@ -1,8 +1,11 @@
-//! Small helpers for the restore_* tests (compile a C program, run it under ckpt-run, wait for
-//! progress lines, checkpoint, SIGKILL, restart). Kept apart from the shared harness so that the
-//! two merge cleanly; to be folded into it.
+//! Helpers for the restore_* tests, on top of the harness (Bins, Workdir, compile_c). Their
+//! programs do not follow the step/result protocol: they set up kernel objects, print READY,
+//! wait for a file named `go`, then print what each object holds; so these tests wait for
+//! lines, checkpoint, SIGKILL and restart themselves.
 #![allow(dead_code)]
 
+use ckpt_tests::programs::compile_c;
+use ckpt_tests::{Bins, Workdir};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -10,31 +13,27 @@ use std::time::{Duration, Instant};
 
 pub const TIMEOUT: Duration = Duration::from_secs(90);
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
 pub fn bin(name: &str) -> PathBuf {
-    let p = root().join("target/release").join(name);
-    assert!(p.exists(), "{} is missing: run cargo build --release --workspace first", p.display());
-    p
+    Bins::locate().expect("ckpt binaries").dir.join(name)
 }
 
-/// A fresh working directory for one test.
-pub fn workdir(test: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("restore").join(test);
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh working directory for one test (the harness's Workdir, usable as a Path).
+pub struct Dir(Workdir);
+
+impl std::ops::Deref for Dir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+pub fn workdir(test: &str) -> Dir {
+    Dir(Workdir::new(&format!("restore-{test}")).expect("workdir"))
 }
 
 /// Compile tests/programs/<name>.c into `dir`.
-pub fn compile(name: &str, dir: &Path) -> PathBuf {
-    let out = dir.join(name);
-    let src = root().join("tests/programs").join(format!("{name}.c"));
-    let st = Command::new("gcc").args(["-O1", "-pthread", "-o"]).arg(&out).arg(&src).status().expect("gcc");
-    assert!(st.success(), "gcc failed for {}", src.display());
-    out
+pub fn compile(name: &str, dir: &Dir) -> PathBuf {
+    compile_c(&dir.0, &format!("{name}.c"), &["-pthread"]).expect("compile")
 }
 
 pub struct Proc {
