@@ -9,19 +9,28 @@ use std::fs;
 
 #[test]
 fn channels_and_event_fds_hold_their_state() {
-    let base = workdir("channels_ref");
+    check("channels", false);
+}
+
+#[test]
+fn channels_and_event_fds_hold_their_state_as_nobody() {
+    check("channels_nobody", true);
+}
+
+fn check(tag: &str, nobody: bool) {
+    let base = workdir(&format!("{tag}_ref"));
     let prog = compile("fd_channels", &base);
     fs::write(base.join("go"), b"").unwrap();
     let expected = plain(&prog, &[], &base);
     assert!(expected.contains("pipe: pipe-bytes"), "reference run: {expected}");
 
-    let dir = workdir("channels_ckpt");
-    let mut p = run(&prog, &[], &dir);
+    let dir = workdir(&format!("{tag}_ckpt"));
+    let mut p = run_as(&prog, &[], &dir, nobody);
     p.wait_line(|l| l == "READY");
     let img = p.checkpoint(&dir, "fd_channels");
     p.kill9();
     fs::write(dir.join("go"), b"").unwrap();
-    let mut r = restart(&img, &[], &dir);
+    let mut r = restart_as(&img, &[], &dir, nobody);
     assert!(r.wait().success(), "restart failed: {}", r.stderr());
     let out = r.stdout();
     assert!(!out.contains("READY"), "the program started over: {out}");

@@ -10,7 +10,15 @@ use std::fs;
 
 #[test]
 fn signals_timers_and_ids_survive() {
-    let tag = "signals";
+    check("signals", false);
+}
+
+#[test]
+fn signals_timers_and_ids_survive_as_nobody() {
+    check("signals_nobody", true);
+}
+
+fn check(tag: &str, nobody: bool) {
     let base = workdir(&format!("{tag}_ref"));
     let prog = compile("sig_ids", &base);
     fs::write(base.join("go"), b"").unwrap();
@@ -18,14 +26,14 @@ fn signals_timers_and_ids_survive() {
     assert!(expected.contains("posix timer fired: 1 value 1234"), "reference run: {expected}");
 
     let dir = workdir(&format!("{tag}_ckpt"));
-    let mut p = run(&prog, &[], &dir);
+    let mut p = run_as(&prog, &[], &dir, nobody);
     p.wait_line(|l| l == "READY");
     p.checkpoint(&dir, "sig_ids");
     // A second checkpoint of the same run: the program's SIGUSR2 handler still never runs.
     let img = p.checkpoint(&dir, "sig_ids");
     p.kill9();
     fs::write(dir.join("go"), b"").unwrap();
-    let mut r = restart(&img, &[], &dir);
+    let mut r = restart_as(&img, &[], &dir, nobody);
     assert!(r.wait().success(), "restart failed: {}", r.stderr());
     let out = r.stdout();
     assert!(!out.contains("READY"), "the program started over: {out}");

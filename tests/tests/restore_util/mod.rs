@@ -5,10 +5,12 @@
 #![allow(dead_code)]
 
 use ckpt_tests::programs::compile_c;
+use ckpt_tests::scenario::user_command;
 use ckpt_tests::{Bins, Workdir};
+use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub const TIMEOUT: Duration = Duration::from_secs(90);
@@ -36,46 +38,53 @@ pub fn compile(name: &str, dir: &Dir) -> PathBuf {
     compile_c(&dir.0, &format!("{name}.c"), &["-pthread"]).expect("compile")
 }
 
-pub struct Proc {
-    pub child: Child,
-    pub out: PathBuf,
-    pub err: PathBuf,
-}
-
-fn spawn(mut cmd: Command, cwd: &Path, tag: &str) -> Proc {
+fn spawn(argv: Vec<OsString>, nobody: bool, cwd: &Path, tag: &str) -> Proc {
     let out = cwd.join(format!("{tag}.out"));
     let err = cwd.join(format!("{tag}.err"));
-    cmd.current_dir(cwd).stdin(Stdio::null()).stdout(fs::File::create(&out).unwrap()).stderr(fs::File::create(&err).unwrap());
+    let mut cmd = user_command(&argv, nobody, cwd);
+    cmd.stdin(Stdio::null()).stdout(fs::File::create(&out).unwrap()).stderr(fs::File::create(&err).unwrap());
     Proc { child: cmd.spawn().expect("spawn"), out, err }
+}
+
+fn argv(first: &Path, args: &[&str]) -> Vec<OsString> {
+    std::iter::once(first.as_os_str().to_owned()).chain(args.iter().map(OsString::from)).collect()
 }
 
 /// Run `prog` under ckpt-run with images in cwd/img.
 pub fn run(prog: &Path, args: &[&str], cwd: &Path) -> Proc {
-    let mut c = Command::new(bin("ckpt-run"));
-    c.arg("--dir").arg(cwd.join("img")).arg("--").arg(prog).args(args);
-    spawn(c, cwd, "run")
+    run_as(prog, args, cwd, false)
+}
+
+/// The same, as user nobody when `nobody` (and the tests run as root).
+pub fn run_as(prog: &Path, args: &[&str], cwd: &Path, nobody: bool) -> Proc {
+    let img = cwd.join("img");
+    let mut a = argv(&bin("ckpt-run"), &["--dir", img.to_str().unwrap(), "--"]);
+    a.extend(argv(prog, args));
+    spawn(a, nobody, cwd, "run")
 }
 
 /// Run `prog` without ckpt, to completion; its stdout.
 pub fn plain(prog: &Path, args: &[&str], cwd: &Path) -> String {
-    let mut p = spawn(
-        {
-            let mut c = Command::new(prog);
-            c.args(args);
-            c
-        },
-        cwd,
-        "plain",
-    );
+    let mut p = spawn(argv(prog, args), false, cwd, "plain");
     let st = p.wait();
     assert!(st.success(), "uninterrupted run failed: {st:?}: {}", p.stderr());
     p.stdout()
 }
 
 pub fn restart(image: &Path, args: &[&str], cwd: &Path) -> Proc {
-    let mut c = Command::new(bin("ckpt-restart"));
-    c.args(args).arg(image);
-    spawn(c, cwd, "restart")
+    restart_as(image, args, cwd, false)
+}
+
+pub fn restart_as(image: &Path, args: &[&str], cwd: &Path, nobody: bool) -> Proc {
+    let mut a = argv(&bin("ckpt-restart"), args);
+    a.push(image.as_os_str().to_owned());
+    spawn(a, nobody, cwd, "restart")
+}
+
+pub struct Proc {
+    pub child: Child,
+    pub out: PathBuf,
+    pub err: PathBuf,
 }
 
 impl Proc {
