@@ -40,3 +40,27 @@ fn check(tag: &str, nobody: bool) {
     assert_eq!(out, expected.replacen("READY\n", "", 1));
 }
 
+
+/// Restarted twice: the restarted program is checkpointed again before it goes on, so ids,
+/// timers and pending signals pass through two restarts.
+#[test]
+fn signals_timers_and_ids_survive_two_restarts() {
+    let base = workdir("signals_chain_ref");
+    let prog = compile("sig_ids", &base);
+    fs::write(base.join("go"), b"").unwrap();
+    let expected = plain(&prog, &[], &base);
+
+    let dir = workdir("signals_chain");
+    let mut p = run(&prog, &[], &dir);
+    p.wait_line(|l| l == "READY");
+    let img = p.checkpoint(&dir, "sig_ids");
+    p.kill9();
+    let mut r1 = restart(&img, &[], &dir);
+    r1.wait_restarted();
+    let img = r1.checkpoint(&dir, "sig_ids");
+    r1.kill9();
+    fs::write(dir.join("go"), b"").unwrap();
+    let mut r2 = restart(&img, &[], &dir);
+    assert!(r2.wait().success(), "second restart failed: {}", r2.stderr());
+    assert_eq!(r2.stdout(), expected.replacen("READY\n", "", 1));
+}
