@@ -94,6 +94,7 @@ fn decimal(x: i32) -> Vec<u8> {
 
 /// Record the state (checkpoint thread, world stopped).
 pub fn save(self_tid: i32) {
+    crate::shmlink::save();
     // SAFETY: see Cell.
     let s = unsafe { &mut *SAVED.0.get() };
     for (w, t) in s.itimers.iter_mut().enumerate() {
@@ -163,6 +164,7 @@ fn new_tid(slots: &[Slot], old: i32) -> i32 {
 
 /// Bring the state back (restart path: threads recreated and parked, every signal blocked).
 pub fn restore(slots: &[Slot]) {
+    crate::shmlink::restore();
     // SAFETY: see Cell.
     let s = unsafe { &*SAVED.0.get() };
     let pid = sys::getpid();

@@ -17,6 +17,7 @@ mod log;
 mod maps;
 mod procstate;
 mod restart;
+mod shmlink;
 mod sys;
 mod threads;
 mod vids;

@@ -44,6 +44,13 @@ int main(void) {
     int id = shmget(IPC_PRIVATE, LEN, IPC_CREAT | 0600);
     unsigned char *sysv = shmat(id, NULL, 0);
     shmctl(id, IPC_RMID, NULL);
+    /* A ring mapped twice from one memfd whose fd is then closed: both views must stay one. */
+    int rfd = memfd_create("ckpt-ring", 0);
+    ftruncate(rfd, LEN);
+    unsigned char *ring1 = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_SHARED, rfd, 0);
+    unsigned char *ring2 = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_SHARED, rfd, 0);
+    close(rfd);
+    if (ring1 == MAP_FAILED || ring2 == MAP_FAILED) return 5;
     if (file == MAP_FAILED || priv == MAP_FAILED || mem == MAP_FAILED || posix == MAP_FAILED || sysv == (void *)-1) return 3;
     struct timespec ts = {0, 10 * 1000 * 1000};
     for (int i = 0; i < STEPS; i++) {
@@ -53,6 +60,7 @@ int main(void) {
             mem[(j + i * 5) % LEN] += 3;
             posix[(j + i * 3) % LEN] += i;
             sysv[(j + i) % LEN] += 1;
+            ring1[(j + i * 11) % LEN] += 5;
         }
         printf("step %d\n", i);
         fflush(stdout);
@@ -62,6 +70,10 @@ int main(void) {
     int fd = open("shared.bin", O_RDONLY);
     if (read(fd, back, LEN) != LEN) return 4;
     printf("file %lx %lx\nprivate %lx\nmemfd %lx\nposix %lx\nsysv %lx\n", sum(file), sum(back), sum(priv), sum(mem), sum(posix), sum(sysv));
+    unsigned char *viafd = malloc(LEN);
+    printf("memfd fd sees the mapping: %d\n", pread(mfd, viafd, LEN, 0) == LEN && !memcmp(viafd, mem, LEN));
+    ring2[7] = 42;
+    printf("ring views are one: %d %d\n", !memcmp(ring1, ring2, LEN), ring1[7] == 42);
     shm_unlink(shmname);
     printf("done\n");
     return 0;
