@@ -150,8 +150,8 @@ pub enum FdKind {
     /// A bound socket (TCP/UDP/UNIX), listening or not: bound again to `addr` (a raw sockaddr).
     Bound { family: i32, sock_type: i32, protocol: i32, addr: Vec<u8>, listening: bool },
     /// A socket connected to a peer outside the program: restored as a socket whose peer has
-    /// closed (EOF on read, EPIPE on write).
-    Closed { family: i32, sock_type: i32 },
+    /// closed (EOF on read, EPIPE on write), after the bytes in `queue` that had arrived unread.
+    Closed { family: i32, sock_type: i32, queue: Vec<Vec<u8>> },
     EventFd { count: u64, semaphore: bool },
     /// Remaining time and interval in nanoseconds; `ticks` expirations not yet read.
     TimerFd { clockid: i32, value_ns: u64, interval_ns: u64, ticks: u64 },

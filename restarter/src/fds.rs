@@ -148,7 +148,7 @@ fn create(f: &FdState, all: &[FdState], sh: &mut Shared) -> Result<RawFd> {
             check(unsafe { libc::fcntl(sh.sockets[ino], libc::F_DUPFD_CLOEXEC, 0) }, || "fcntl".into())?
         }
         FdKind::Bound { family, sock_type, protocol, addr, listening } => fdobjs::bound(*family, *sock_type, *protocol, addr, *listening)?,
-        FdKind::Closed { sock_type, .. } => fdobjs::closed(*sock_type, &[])?,
+        FdKind::Closed { sock_type, queue, .. } => fdobjs::closed(*sock_type, queue)?,
         FdKind::EventFd { count, semaphore } => fdobjs::eventfd(*count, *semaphore)?,
         FdKind::TimerFd { clockid, value_ns, interval_ns, ticks } => fdobjs::timerfd(*clockid, *value_ns, *interval_ns, *ticks)?,
         FdKind::SignalFd { mask } => fdobjs::signalfd(*mask)?,

@@ -105,7 +105,8 @@ pub fn socket(fd: i32, ino: u64) -> Option<FdKind> {
     if listening || (bound && !connected && sock_type != libc::SOCK_STREAM) {
         return Some(FdKind::Bound { family, sock_type, protocol, addr: addr.to_vec(), listening });
     }
-    Some(FdKind::Closed { family, sock_type })
+    let queue = if connected { peek_queue(fd, sock_type) } else { Vec::new() };
+    Some(FdKind::Closed { family, sock_type, queue })
 }
 
 /// Whether getsockname's address names something (a port, a path or an abstract name).

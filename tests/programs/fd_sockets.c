@@ -64,6 +64,8 @@ int main(int argc, char **argv) {
     int n = recv(u, b, sizeof b, 0);
     printf("udp: %d %.*s\n", n, n > 0 ? n : 0, b);
     if (out >= 0) {
+        n = read(out, b, 5);
+        printf("outside unread: %.*s\n", n > 0 ? n : 0, b);
         n = read(out, b, sizeof b);
         int e = errno;
         printf("outside read: %s\n", n == 0 ? "EOF" : n < 0 ? strerror(e) : "data");
