@@ -51,6 +51,13 @@ int main(void) {
     int tmp = open("scratch.tmp", O_RDWR | O_CREAT | O_TRUNC, 0600);
     write(tmp, "deleted-but-open", 16);
     unlink("scratch.tmp");
+    int half[2], deaf[2];
+    pipe(half);
+    write(half[1], "tail", 4);
+    close(half[1]); /* read end only: its bytes, then EOF */
+    pipe(deaf);
+    close(deaf[0]); /* write end only: EPIPE */
+    signal(SIGPIPE, SIG_IGN);
     printf("READY\n");
     fflush(stdout);
     wait_go();
@@ -98,5 +105,11 @@ int main(void) {
     close(p[1]);
     n = read(p[0], buf, sizeof buf);
     printf("pipe eof: %d\n", n);
+    n = read(half[0], buf, sizeof buf);
+    printf("read end only: %.*s", n > 0 ? n : 0, buf);
+    printf(" then %d\n", (int)read(half[0], buf, sizeof buf));
+    errno = 0;
+    n = write(deaf[1], "x", 1);
+    printf("write end only: %d %s\n", n, errno == EPIPE ? "EPIPE" : "?");
     return 0;
 }
