@@ -1,6 +1,6 @@
 //! What kernel objects behind fds hold, read at checkpoint time with the world stopped: the
-//! contents of deleted files, unread bytes in pipes and UNIX sockets (read without consuming
-//! them), socket addresses and roles, and eventfd/timerfd/signalfd/epoll/inotify state (fdinfo).
+//! contents of deleted files, unread bytes in pipes (tee) and sockets (MSG_PEEK), copied without
+//! consuming them, socket addresses and roles, and eventfd/timerfd/signalfd/epoll/inotify state (fdinfo).
 //! Raw system calls only; allocations go to the checkpoint's scratch arena.
 
 use crate::sys::{self, syscall};
@@ -44,34 +44,32 @@ impl PipesSeen {
     }
 }
 
-/// Read a pipe's bytes out and write them straight back: a second, non-blocking open file of
-/// the same pipe (opening a pipe O_RDWR never blocks). Nothing else runs meanwhile, so the pipe
-/// ends as it was.
+/// A pipe's unread bytes, copied without consuming them: tee(2) from a second read end of the
+/// same pipe (opened through /proc, non-blocking) into a pipe of ours. The program's pipe is not
+/// touched, so a writer or reader outside the process cannot see anything change.
 fn pipe_contents(name: &[u8], cap: usize) -> Vec<u8> {
-    let Ok(p) = sys::open(&sys::cpath(&[b"/proc/self/fd/", name]), libc::O_RDWR | libc::O_NONBLOCK, 0) else {
+    let Ok(rd) = sys::open(&sys::cpath(&[b"/proc/self/fd/", name]), libc::O_RDONLY | libc::O_NONBLOCK, 0) else {
         return Vec::new();
     };
-    let mut data = vec![0u8; cap.max(4096)];
+    let mut tmp = [0i32; 2];
+    if syscall!(libc::SYS_pipe2, tmp.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK).is_err() {
+        sys::close(rd);
+        return Vec::new();
+    }
+    let _ = syscall!(libc::SYS_fcntl, tmp[1], libc::F_SETPIPE_SZ, cap);
+    let n = syscall!(libc::SYS_tee, rd, tmp[1], cap, libc::SPLICE_F_NONBLOCK).unwrap_or(0) as usize;
+    let mut data = vec![0u8; n];
     let mut got = 0;
-    while got < data.len() {
-        match sys::read(p, &mut data[got..]) {
+    while got < n {
+        match sys::read(tmp[0], &mut data[got..]) {
             Ok(0) | Err(_) => break,
-            Ok(n) => got += n,
+            Ok(k) => got += k,
         }
     }
     data.truncate(got);
-    let mut rest = &data[..];
-    for _ in 0..1000 {
-        if rest.is_empty() {
-            break;
-        }
-        match syscall!(libc::SYS_write, p, rest.as_ptr(), rest.len()) {
-            Ok(n) => rest = &rest[n as usize..],
-            Err(libc::EINTR) | Err(libc::EAGAIN) => continue,
-            Err(_) => break,
-        }
-    }
-    sys::close(p);
+    sys::close(tmp[0]);
+    sys::close(tmp[1]);
+    sys::close(rd);
     data
 }
 
