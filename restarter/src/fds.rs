@@ -62,7 +62,9 @@ fn reopen(f: &FdState, path: &[u8], size: u64, is_dir: bool, written: &[&[u8]], 
     // SAFETY: fd was just opened.
     unsafe { libc::fstat(fd, &mut st) };
     let mut truncate_to = None;
-    if st.st_mode & libc::S_IFMT == libc::S_IFREG {
+    // Files of /proc and /sys change by themselves: they are reopened, never checked or cut.
+    let kernel_fs = [&b"/proc/"[..], b"/sys/"].iter().any(|p| path.starts_with(p));
+    if st.st_mode & libc::S_IFMT == libc::S_IFREG && !kernel_fs {
         let now = st.st_size as u64;
         let problem = if writable(f.flags) && !opts.no_truncate {
             truncate_to = (now > size).then_some(size);
