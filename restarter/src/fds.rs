@@ -2,8 +2,9 @@
 //! their flags and offsets (output files cut back to their size at checkpoint time), and the
 //! other kernel objects created again by `fdobjs`. stdin/stdout/stderr stay ours.
 //!
-//! Order: check every file first (nothing is changed if one is gone or changed), then create
-//! every object at a parked number, close the rest of ours, move them into place, then epoll
+//! Order: check every file first, then create every other object at a parked number (a socket
+//! that cannot be bound again fails here), and only then cut output files back (nothing is
+//! changed when a check fails); close the rest of ours, move them into place, then epoll
 //! instances (their interest lists name other fds), then dups.
 
 use crate::fdobjs::{self, check, cstr};
@@ -237,11 +238,6 @@ fn restore_all(fds: &[FdState], opts: &Options) -> Result<()> {
             opened.push((fd, f));
         }
     }
-    for (fd, n, path) in truncations {
-        // SAFETY: fd is ours.
-        check(unsafe { libc::ftruncate(fd, n as i64) }, || format!("cannot cut {} back to {n} bytes", lossy(path)))?;
-    }
-
     // 2. Every other object, except epoll instances and dups.
     let mut sh = Shared::default();
     for f in prog.iter().filter(|f| f.dup_of.is_none() && !matches!(f.kind, FdKind::Path { .. } | FdKind::Epoll { .. })) {
@@ -249,6 +245,12 @@ fn restore_all(fds: &[FdState], opts: &Options) -> Result<()> {
         opened.push((park(fd)?, f));
     }
     sh.close_all();
+
+    // Every object exists: only now change files (cut output back to its checkpoint size).
+    for (fd, n, path) in truncations {
+        // SAFETY: fd is ours.
+        check(unsafe { libc::ftruncate(fd, n as i64) }, || format!("cannot cut {} back to {n} bytes", lossy(path)))?;
+    }
 
     // 3. Close everything else of ours (above stderr), then move the parked fds into place.
     let parked: Vec<i32> = opened.iter().map(|p| p.0).collect();
