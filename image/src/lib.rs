@@ -11,12 +11,14 @@
 //! never completed. Writers create images under a temporary name and rename them into place.
 
 mod codec;
+mod generations;
 mod header;
 mod model;
 mod reader;
 mod writer;
 
 pub use codec::{Compressor, Decompressor};
+pub use generations::{generation_file_name, generations_of, images_in, parse_image_name};
 pub use header::{Header, HEADER_LEN, MAGIC, VERSION};
 pub use model::*;
 pub use reader::Reader;
