@@ -78,7 +78,8 @@ fn run(cli: &Cli) -> Result<(), Fail> {
     };
     let answer = ask(&sock, request, if waits { cli.timeout } else { 10 })?;
     if let Some(msg) = answer.strip_prefix("error ") {
-        return Err(Fail(EXIT_FAILED, msg.trim().to_string()));
+        let code = if msg.starts_with("permission denied") { EXIT_COMM } else { EXIT_FAILED };
+        return Err(Fail(code, msg.trim().to_string()));
     }
     match cli.cmd {
         Cmd::Checkpoint { wait: false } if answer.trim() == "queued" => Ok(()),
