@@ -193,6 +193,16 @@ fn serve_client(fd: i32) {
     for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
         let _ = syscall!(libc::SYS_setsockopt, fd, libc::SOL_SOCKET, opt, &tv as *const libc::timeval, std::mem::size_of::<libc::timeval>());
     }
+    // Read the request first: closing with unread data would reset the connection and lose
+    // the answer.
+    let mut buf = [0u8; 256];
+    let mut n = 0;
+    while n < buf.len() && !buf[..n].contains(&b'\n') {
+        match sys::read(fd, &mut buf[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
     let mut cred = libc::ucred { pid: 0, uid: u32::MAX, gid: 0 };
     let mut len = std::mem::size_of::<libc::ucred>() as u32;
     let euid = syscall!(libc::SYS_geteuid).unwrap_or(-1) as u32;
@@ -201,14 +211,6 @@ fn serve_client(fd: i32) {
         log!(ERROR, "control socket: refused a connection from uid {} (pid {})", cred.uid, cred.pid);
         reply(fd, "error permission denied: only the program's owner may control it\n");
         return;
-    }
-    let mut buf = [0u8; 256];
-    let mut n = 0;
-    while n < buf.len() && !buf[..n].contains(&b'\n') {
-        match sys::read(fd, &mut buf[n..]) {
-            Ok(0) | Err(_) => break,
-            Ok(k) => n += k,
-        }
     }
     let line = buf[..n].split(|&b| b == b'\n').next().unwrap_or(&[]);
     let req = std::str::from_utf8(line).unwrap_or("").trim();
