@@ -51,7 +51,9 @@ fn socket_name() -> Option<Vec<u8>> {
     Some([&cfg.name[..], b".sock"].concat())
 }
 
-/// Create the wake eventfd and the listening socket (at start and after a restart).
+/// Create the wake eventfd and the listening socket: in the constructor (before the program
+/// runs, so its fd numbers stay what they would be without us) and on the restart path before
+/// the program's threads come back.
 pub fn setup() {
     if let Ok(fd) = syscall!(libc::SYS_eventfd2, 0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) {
         WAKE_FD.store(move_high(fd as i32), Ordering::Release);
@@ -162,6 +164,15 @@ pub fn poll(timeout_ms: Option<u64>) -> bool {
         None => std::ptr::null(),
     };
     let _ = syscall!(libc::SYS_ppoll, fds.as_mut_ptr(), 2, tsp, 0, 8);
+    // The program closed one of our fds (some close every fd they do not know): give it up
+    // rather than spin on it.
+    if fds[0].revents & libc::POLLNVAL != 0 {
+        WAKE_FD.store(-1, Ordering::Release);
+    }
+    if fds[1].revents & libc::POLLNVAL != 0 {
+        LISTEN_FD.store(-1, Ordering::Release);
+        log!(ERROR, "the program closed the control socket; ckpt-ctl will not reach it");
+    }
     if fds[0].revents & libc::POLLIN != 0 {
         let mut v: u64 = 0;
         let _ = syscall!(libc::SYS_read, wake, &mut v as *mut u64, 8);

@@ -114,6 +114,7 @@ extern "C" fn init() {
     }
     // SAFETY: registering a plain function as fork child handler.
     unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
+    control::setup();
     ACTIVE.store(true, Ordering::Release);
     log!(DEBUG, "runtime active in pid {}, signal {signal}", sys::getpid());
 }

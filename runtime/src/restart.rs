@@ -47,6 +47,7 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     // restored empty). Start both afresh.
     gate::reset_after_restart();
     alloc::scratch_begin();
+    crate::control::setup(); // our fds were not in the image: create them before the threads run
     let slots = take_slots(&info);
     if info.magic == RestartInfo::MAGIC && info.switch_len != 0 {
         sys::munmap(info.switch_base as usize, info.switch_len as usize);

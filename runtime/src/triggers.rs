@@ -114,7 +114,6 @@ pub fn after_restart() {
 
 /// The checkpoint thread's loop: wait for a request or the timer, serve it, forever.
 pub fn run() -> ! {
-    control::setup();
     arm_timer();
     loop {
         let timeout = next_in_ms();

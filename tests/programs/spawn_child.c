@@ -1,5 +1,6 @@
 /* Like srun: fork, exec another dynamically linked program (argv[1]) with the environment
  * (and so LD_PRELOAD) inherited, wait for it, exit with its status. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -7,6 +8,9 @@
 
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
+    int fd = open("/dev/null", O_RDONLY); /* the runtime's own fds must not shift the program's */
+    printf("parent: first fd %d\n", fd);
+    close(fd);
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {

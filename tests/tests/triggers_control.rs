@@ -216,6 +216,9 @@ fn runtime_is_inert_in_children_that_inherit_the_preload() {
     assert!(so.contains("child: preloaded runtime: yes"), "{so}");
     assert!(so.contains("child: own USR2 handler ran"), "{so}");
     assert!(so.contains("grandchild: ok"), "{so}");
+    let plain = Command::new(&parent).arg(&child).output().unwrap();
+    let first_fd = |s: &str| s.lines().find(|l| l.starts_with("parent: first fd")).map(str::to_string);
+    assert_eq!(first_fd(&so), first_fd(&String::from_utf8_lossy(&plain.stdout)), "the runtime changed the program's fd numbers");
     assert!(!se.contains("ckpt:"), "the runtime spoke in a child: {se}");
     let left: Vec<_> = std::fs::read_dir(&ck).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
     assert!(left.iter().all(|n| n.to_string_lossy().starts_with("spawn_child")), "files from children: {left:?}");
