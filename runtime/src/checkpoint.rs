@@ -114,7 +114,7 @@ fn write_image(slots: &[threads::Slot], gen: u64) -> Result<(u64, u64, Vec<u8>),
                 vdso_hash = hash_mem(mem, m.start, m.end - m.start);
             }
             let runs = if *scratch { Vec::new() } else { maps::stored_runs(pagemap, m, &backing) };
-            let direct = m.prot & libc::PROT_READ as u32 != 0 && matches!(backing, Backing::Anon);
+            let direct = maps::directly_readable(m, &backing);
             let mut chunks = Vec::new();
             for (first, n) in runs {
                 let mut off = first * PAGE;
