@@ -1,17 +1,19 @@
 //! Issue 4 against a real Slurm (a one-machine cluster started by scripts/slurm-cluster): the
-//! batch scripts in scripts/slurm run slurm_count under `srun ckpt-run`, and each test checks the
-//! job ends with the uninterrupted result without starting over. Skips, saying why, where Slurm
-//! cannot be installed or started (not root, no apt).
+//! batch scripts in scripts/slurm run the counter under `srun ckpt-run`, and each test checks
+//! that the job ends with the uninterrupted result without starting over. Skips, saying why,
+//! where Slurm cannot be installed or started (not root, no apt).
 
-mod support;
-
+use anyhow::{bail, ensure, Context, Result};
+use ckpt_tests::process::wait_until;
+use ckpt_tests::programs::compile_c;
+use ckpt_tests::{result_of, run_plain, step_of, Bins, Program, Workdir};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use support::*;
+use std::time::Duration;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// Start the cluster once per test binary; Err(reason) means skip.
@@ -32,132 +34,168 @@ macro_rules! need_slurm {
     () => {
         if let Err(why) = cluster() {
             eprintln!("SKIPPED: Slurm is not available here ({why})");
-            return;
+            return Ok(());
         }
     };
 }
 
-fn path_env() -> String {
-    format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default())
+/// A Slurm job of ours, running in `work`, its output appended to work/job.out.
+struct Job {
+    id: String,
+    out: PathBuf,
 }
 
-/// sbatch SCRIPT PROG ARGS in `work`, output appended to work/job.out; returns the job id.
-fn sbatch(work: &Path, opts: &[&str], script: &str, prog: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
-    let mut c = Command::new("sbatch");
-    c.arg("--parsable").arg(format!("--chdir={}", work.display())).arg(format!("--output={}", work.join("job.out").display()));
-    c.args(opts).arg(repo().join("scripts/slurm").join(script)).arg(prog).args(args);
-    c.env("PATH", path_env());
-    for (k, v) in env {
-        c.env(k, v);
+impl Job {
+    /// sbatch scripts/slurm/SCRIPT PROGRAM ARGS with extra sbatch options and environment.
+    fn submit(bins: &Bins, work: &Workdir, opts: &[&str], script: &str, prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Job> {
+        let out = work.join("job.out");
+        let mut c = Command::new("sbatch");
+        c.arg("--parsable").arg(format!("--chdir={}", work.path().display())).arg(format!("--output={}", out.display()));
+        c.args(opts).arg(repo().join("scripts/slurm").join(script)).arg(prog).args(args);
+        c.env("PATH", format!("{}:{}", bins.dir.display(), std::env::var("PATH").unwrap_or_default()));
+        c.envs(env.iter().copied());
+        let o = c.output().context("sbatch")?;
+        ensure!(o.status.success(), "sbatch: {}", String::from_utf8_lossy(&o.stderr));
+        let id = String::from_utf8_lossy(&o.stdout).trim().split(';').next().unwrap_or("").to_string();
+        Ok(Job { id, out })
     }
-    let out = c.output().expect("sbatch");
-    assert!(out.status.success(), "sbatch: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().split(';').next().unwrap().to_string()
-}
 
-fn job_state(job: &str) -> String {
-    let out = Command::new("scontrol").args(["show", "job", "-o", job]).output().expect("scontrol");
-    let s = String::from_utf8_lossy(&out.stdout);
-    s.split_whitespace().find_map(|w| w.strip_prefix("JobState=")).unwrap_or("GONE").to_string()
-}
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
 
-fn scancel(args: &[&str]) {
-    let st = Command::new("scancel").args(args).status().expect("scancel");
-    assert!(st.success(), "scancel {args:?}");
-}
+    fn state(&self) -> String {
+        let o = Command::new("scontrol").args(["show", "job", "-o", &self.id]).output();
+        let s = o.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        s.split_whitespace().find_map(|w| w.strip_prefix("JobState=")).unwrap_or("GONE").to_string()
+    }
 
-/// Wait until the job is COMPLETED (fail on any other final state or the deadline).
-fn wait_completed(job: &str, work: &Path, secs: u64) {
-    let mut last = String::new();
-    let ok = wait_until(secs, || {
-        last = job_state(job);
-        matches!(last.as_str(), "COMPLETED" | "FAILED" | "CANCELLED" | "TIMEOUT" | "NODE_FAIL" | "OUT_OF_MEMORY" | "GONE")
-    });
-    if !ok || last != "COMPLETED" {
-        let _ = Command::new("scancel").arg(job).status();
-        panic!("job {job} ended as {last} (or not in {secs} s); output:\n{}", read(&work.join("job.out")));
+    fn run(&self, cmd: &str, args: &[&str]) -> Result<()> {
+        let st = Command::new(cmd).args(args).arg(&self.id).status().with_context(|| cmd.to_string())?;
+        ensure!(st.success(), "{cmd} {args:?} {} failed", self.id);
+        Ok(())
+    }
+
+    /// Wait for `cond` on the job's output, failing with the output after `secs`.
+    fn wait_output(&self, secs: u64, what: &str, cond: impl Fn(&str) -> bool) -> Result<()> {
+        if !wait_until(Duration::from_secs(secs), || cond(&self.output())) {
+            bail!("job {}: {what} not seen within {secs} s; output:\n{}", self.id, self.output());
+        }
+        Ok(())
+    }
+
+    /// Wait until the job is COMPLETED (fail on any other final state or the deadline).
+    fn wait_completed(&self, secs: u64) -> Result<()> {
+        let mut last = String::new();
+        let ended = wait_until(Duration::from_secs(secs), || {
+            last = self.state();
+            matches!(last.as_str(), "COMPLETED" | "FAILED" | "CANCELLED" | "TIMEOUT" | "NODE_FAIL" | "OUT_OF_MEMORY" | "GONE")
+        });
+        if !ended || last != "COMPLETED" {
+            let _ = Command::new("scancel").arg(&self.id).status();
+            bail!("job {} ended as {last} (or not within {secs} s); output:\n{}", self.id, self.output());
+        }
+        Ok(())
     }
 }
 
-/// Lines of one task's output ("R: text" with srun --label, or all lines for R = None).
-fn task_lines(out: &str, rank: Option<u32>) -> Vec<String> {
+impl Drop for Job {
+    fn drop(&mut self) {
+        if !matches!(self.state().as_str(), "COMPLETED" | "GONE") {
+            let _ = Command::new("scancel").arg(&self.id).status();
+        }
+    }
+}
+
+/// The counter, compiled in `work`, and its uninterrupted result for `n` steps.
+fn counter(work: &Workdir, n: u32) -> Result<(PathBuf, String)> {
+    let exe = compile_c(work, "counter.c", &[])?;
+    let plain = run_plain(&Program::native(&exe, &[&n.to_string(), "0"], work), false, Duration::from_secs(60))?;
+    Ok((exe, result_of(&plain.stdout).context("no result")?.to_string()))
+}
+
+/// One task's lines: all lines, or with `srun --label` those of rank R without the "R: ".
+fn task_lines(out: &str, rank: Option<u32>) -> Vec<&str> {
     out.lines()
         .filter_map(|l| match rank {
-            None => Some(l.to_string()),
-            Some(r) => l.strip_prefix(&format!("{r}: ")).map(|s| s.to_string()),
+            None => Some(l),
+            Some(r) => l.strip_prefix(&format!("{r}: ")),
         })
         .collect()
 }
 
-/// The task finished with the uninterrupted result and counted from 1 only once.
-fn assert_resumed(lines: &[String], expected: &str, what: &str, all: &str) {
-    let done: Vec<&String> = lines.iter().filter(|l| l.starts_with("done ")).collect();
-    assert_eq!(done.last().map(|s| s.as_str()), Some(expected), "{what}: wrong or no result; output:\n{all}");
-    assert_eq!(lines.iter().filter(|l| *l == "1 1").count(), 1, "{what}: started over; output:\n{all}");
+fn steps(lines: &[&str]) -> usize {
+    lines.iter().filter(|l| step_of(l).is_some()).count()
+}
+
+/// The task ended with the uninterrupted result and started only once.
+fn assert_resumed(lines: &[&str], expected: &str, what: &str, all: &str) -> Result<()> {
+    let result = lines.iter().rev().find(|l| l.starts_with("result "));
+    ensure!(result == Some(&expected), "{what}: result {result:?}, expected {expected}; output:\n{all}");
+    let starts = lines.iter().filter(|l| l.starts_with("start counter")).count();
+    ensure!(starts == 1, "{what}: started {starts} times; output:\n{all}");
+    Ok(())
 }
 
 #[test]
-fn slurm_scancel_signal_checkpoint_then_requeue_resumes() {
+fn slurm_scancel_signal_checkpoint_then_requeue_resumes() -> Result<()> {
     need_slurm!();
-    let w = scratch("slurm-signal");
-    let prog = compile("slurm_count", &w);
-    let expected = expected_done(&prog, 200);
-    let job = sbatch(&w, &[], "signal.sbatch", &prog, &["200", "50"], &[]);
-    let out = w.join("job.out");
-    assert!(wait_until(60, || count_lines(&read(&out)) >= 20), "job {job} shows no progress:\n{}", read(&out));
-    scancel(&["-s", "USR2", &job]);
-    assert!(wait_until(30, || read(&out).contains("ckpt: checkpoint 1: ")), "no checkpoint:\n{}", read(&out));
-    let at_ckpt = count_lines(&read(&out));
-    assert!(wait_until(30, || count_lines(&read(&out)) > at_ckpt + 5));
+    let bins = Bins::locate()?;
+    let work = Workdir::new("slurm-signal")?;
+    let (prog, expected) = counter(&work, 200)?;
+    let job = Job::submit(&bins, &work, &[], "signal.sbatch", &prog, &["200", "50"], &[])?;
+    job.wait_output(60, "20 steps", |o| steps(&task_lines(o, None)) >= 20)?;
+    job.run("scancel", &["-s", "USR2"])?;
+    job.wait_output(30, "the checkpoint line", |o| o.contains("ckpt: checkpoint 1: "))?;
+    let at = steps(&task_lines(&job.output(), None));
+    job.wait_output(30, "progress after the checkpoint", |o| steps(&task_lines(o, None)) > at + 5)?;
     // Kill and requeue: the job runs the same script again, which resumes from the image.
-    let st = Command::new("scontrol").args(["requeue", &job]).status().unwrap();
-    assert!(st.success(), "scontrol requeue");
-    wait_completed(&job, &w, 150);
-    let all = read(&out);
-    assert!(all.contains("restart count 1") && all.contains("resuming from"), "not requeued/resumed:\n{all}");
-    assert_resumed(&task_lines(&all, None), &expected, "task", &all);
+    job.run("scontrol", &["requeue"])?;
+    job.wait_completed(150)?;
+    let all = job.output();
+    ensure!(all.contains("restart count 1") && all.contains("resuming from"), "not requeued and resumed:\n{all}");
+    assert_resumed(&task_lines(&all, None), &expected, "task", &all)
 }
 
 #[test]
-fn slurm_walltime_signal_checkpoint_exit_requeue_resumes() {
+fn slurm_walltime_signal_checkpoint_exit_requeue_resumes() -> Result<()> {
     need_slurm!();
-    let w = scratch("slurm-walltime");
-    let prog = compile("slurm_count", &w);
-    let expected = expected_done(&prog, 450);
+    let bins = Bins::locate()?;
+    let work = Workdir::new("slurm-walltime")?;
+    let (prog, expected) = counter(&work, 450)?;
     // Time limit 1 min, USR1 45 s before it: Slurm sends it 15 to 45 s after the start, so the
     // 45 s count needs at least one requeue.
-    let job = sbatch(&w, &["--time=1", "--signal=USR1@45"], "walltime-requeue.sbatch", &prog, &["450", "100"], &[]);
-    wait_completed(&job, &w, 300);
-    let all = read(&w.join("job.out"));
-    assert!(all.contains("restart count 1"), "never requeued (SLURM_RESTART_COUNT >= 1 missing):\n{all}");
-    assert!(all.contains("exit code 75"), "no checkpoint-and-exit:\n{all}");
-    assert_resumed(&task_lines(&all, None), &expected, "task", &all);
+    let job = Job::submit(&bins, &work, &["--time=1", "--signal=USR1@45"], "walltime-requeue.sbatch", &prog, &["450", "100"], &[])?;
+    job.wait_completed(300)?;
+    let all = job.output();
+    ensure!(all.contains("restart count 1"), "never requeued (no SLURM_RESTART_COUNT >= 1):\n{all}");
+    ensure!(all.contains("exit code 75"), "no checkpoint-and-exit:\n{all}");
+    assert_resumed(&task_lines(&all, None), &expected, "task", &all)
 }
 
 #[test]
-fn slurm_two_task_step_each_task_checkpointed_and_resumed() {
+fn slurm_two_task_step_each_task_checkpointed_and_resumed() -> Result<()> {
     need_slurm!();
-    let w = scratch("slurm-2tasks");
-    let prog = compile("slurm_count", &w);
-    let expected = expected_done(&prog, 200);
-    let job = sbatch(&w, &["--ntasks=2"], "signal.sbatch", &prog, &["200", "50"], &[("SLURM_LABELIO", "1")]);
-    let out = w.join("job.out");
-    let progress = |r| count_lines(&task_lines(&read(&out), Some(r)).join("\n"));
-    assert!(wait_until(60, || progress(0) >= 20 && progress(1) >= 20), "no progress:\n{}", read(&out));
-    scancel(&["-s", "USR2", &job]);
-    let ck = w.join("ckpt");
-    assert!(
-        wait_until(30, || ck.join("slurm_count.0.ckpt").is_file() && ck.join("slurm_count.1.ckpt").is_file()),
+    let bins = Bins::locate()?;
+    let work = Workdir::new("slurm-2tasks")?;
+    let (prog, expected) = counter(&work, 200)?;
+    // SLURM_LABELIO: srun prefixes each line with the task's rank.
+    let job = Job::submit(&bins, &work, &["--ntasks=2"], "signal.sbatch", &prog, &["200", "50"], &[("SLURM_LABELIO", "1")])?;
+    job.wait_output(60, "20 steps of each task", |o| (0..2).all(|r| steps(&task_lines(o, Some(r))) >= 20))?;
+    job.run("scancel", &["-s", "USR2"])?;
+    let ck = work.join("ckpt");
+    ensure!(
+        wait_until(Duration::from_secs(30), || ck.join("counter.0.ckpt").is_file() && ck.join("counter.1.ckpt").is_file()),
         "each task writes its own image:\n{}",
-        read(&out)
+        job.output()
     );
-    assert!(wait_until(30, || read(&out).matches("ckpt: checkpoint 1: ").count() >= 2));
-    let st = Command::new("scontrol").args(["requeue", &job]).status().unwrap();
-    assert!(st.success(), "scontrol requeue");
-    wait_completed(&job, &w, 150);
-    let all = read(&out);
-    assert!(all.contains("restart count 1"), "not requeued:\n{all}");
+    job.wait_output(30, "both checkpoint lines", |o| o.matches("ckpt: checkpoint 1: ").count() >= 2)?;
+    job.run("scontrol", &["requeue"])?;
+    job.wait_completed(150)?;
+    let all = job.output();
+    ensure!(all.contains("restart count 1"), "not requeued:\n{all}");
     for r in 0..2 {
-        assert_resumed(&task_lines(&all, Some(r)), &expected, &format!("task {r}"), &all);
+        assert_resumed(&task_lines(&all, Some(r)), &expected, &format!("task {r}"), &all)?;
     }
+    Ok(())
 }
