@@ -46,22 +46,24 @@ pub fn image_name(explicit: Option<&OsStr>, program: &OsStr) -> OsString {
     }
 }
 
-/// With --resume: exec `ckpt-restart DIR/NAME.ckpt` when DIR holds an image of NAME (the
-/// restarter falls back to older generations if the newest does not verify). Returns when there
-/// is nothing to resume.
+/// With --resume: exec `ckpt-restart IMAGE` with the newest generation of NAME in DIR whose
+/// header and index verify (the restarter checks every chunk and falls back to older
+/// generations from `NAME.ckpt`). Returns, to start fresh, when there is none.
 pub fn resume_if_possible(dir: &Path, name: &OsStr) -> Result<()> {
     let gens = ckpt_image::generations_of(dir, name.as_bytes());
-    if gens.is_empty() {
+    let Some(image) = gens.iter().find(|p| ckpt_image::Reader::open(p).is_ok()) else {
+        if !gens.is_empty() {
+            eprintln!("ckpt-run: no image of {} in {} can be read; starting fresh", name.to_string_lossy(), dir.display());
+        }
         return Ok(());
-    }
+    };
     let exe = std::env::current_exe().context("cannot find our own executable")?;
     let restart = exe.with_file_name("ckpt-restart");
     if !restart.is_file() {
         bail!("cannot resume: {} not found next to ckpt-run", restart.display());
     }
-    let newest = dir.join(OsStr::from_bytes(&ckpt_image::generation_file_name(name.as_bytes(), 0)));
-    eprintln!("ckpt-run: resuming from {}", newest.display());
-    let argv = [restart.into_os_string(), newest.into_os_string()]
+    eprintln!("ckpt-run: resuming from {}", image.display());
+    let argv = [restart.into_os_string(), image.clone().into_os_string()]
         .into_iter()
         .map(|a| CString::new(a.into_vec()).context("path contains a NUL byte"))
         .collect::<Result<Vec<_>>>()?;

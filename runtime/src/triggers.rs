@@ -106,10 +106,13 @@ pub fn arm_timer() {
     NEXT_MS.store(if iv == 0 { 0 } else { now_ms() + iv }, Ordering::Relaxed);
 }
 
-/// After a restart: fds and the clock of the old process mean nothing here.
+/// After a restart: fds and the clock of the old process mean nothing here, and requests that
+/// arrived while the image was being taken were for the old process (a stop request kept in
+/// the image would stop every restart at once).
 pub fn after_restart() {
     control::forget_fds();
     NEXT_MS.store(0, Ordering::Relaxed);
+    PENDING.store(0, Ordering::Release);
 }
 
 /// The checkpoint thread's loop: wait for a request or the timer, serve it, forever.
