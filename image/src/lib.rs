@@ -11,6 +11,8 @@
 //! never completed. Writers create images under a temporary name and rename them into place.
 
 mod codec;
+mod edit;
+pub mod fuzz;
 mod generations;
 mod header;
 mod model;
@@ -18,6 +20,7 @@ mod reader;
 mod writer;
 
 pub use codec::{Compressor, Decompressor};
+pub use edit::{reseal, rewrite_index};
 pub use generations::{generation_file_name, generations_of, images_in, parse_image_name};
 pub use header::{Header, HEADER_LEN, MAGIC, VERSION};
 pub use model::*;
@@ -27,7 +30,7 @@ pub use writer::{Writer, CHUNK_SIZE};
 /// Everything that can go wrong reading or writing an image. Messages are full sentences for users.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("not a ckpt image (bad magic)")]
     BadMagic,

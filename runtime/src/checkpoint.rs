@@ -229,5 +229,12 @@ fn meta(name: &[u8], gen: u64, vdso_hash: u64) -> Meta {
         pid: sys::getpid(),
         generation: gen,
         vdso_hash,
+        glibc: glibc_version(),
     }
+}
+
+/// glibc's version string (a pointer to a constant: safe while other threads are stopped).
+fn glibc_version() -> String {
+    // SAFETY: gnu_get_libc_version returns a static NUL-terminated string.
+    unsafe { std::ffi::CStr::from_ptr(libc::gnu_get_libc_version()) }.to_string_lossy().into_owned()
 }
