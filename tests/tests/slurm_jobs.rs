@@ -199,3 +199,20 @@ fn slurm_two_task_step_each_task_checkpointed_and_resumed() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn slurm_periodic_checkpoints_resume_after_the_job_is_killed() -> Result<()> {
+    need_slurm!();
+    let bins = Bins::locate()?;
+    let work = Workdir::new("slurm-periodic")?;
+    let (prog, expected) = counter(&work, 200)?;
+    let job = Job::submit(&bins, &work, &[], "periodic-resubmit.sbatch", &prog, &["200", "50"], &[("CKPT_INTERVAL", "1s")])?;
+    job.wait_output(60, "two periodic checkpoints", |o| o.contains("ckpt: checkpoint 2: "))?;
+    // No checkpoint on request: the job is killed (as by a node failure) and requeued, and
+    // resumes from the newest periodic image.
+    job.run("scontrol", &["requeue"])?;
+    job.wait_completed(150)?;
+    let all = job.output();
+    ensure!(all.contains("restart count 1") && all.contains("resuming from"), "not requeued and resumed:\n{all}");
+    assert_resumed(&task_lines(&all, None), &expected, "task", &all)
+}
