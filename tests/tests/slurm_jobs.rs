@@ -137,6 +137,16 @@ fn assert_resumed(lines: &[&str], expected: &str, what: &str, all: &str) -> Resu
     Ok(())
 }
 
+/// Kill and requeue the job (as a node failure would): it runs its script again, which must
+/// resume from the newest image and end with the uninterrupted result.
+fn requeue_and_check(job: &Job, expected: &str) -> Result<()> {
+    job.run("scontrol", &["requeue"])?;
+    job.wait_completed(150)?;
+    let all = job.output();
+    ensure!(all.contains("restart count 1") && all.contains("resuming from"), "not requeued and resumed:\n{all}");
+    assert_resumed(&task_lines(&all, None), expected, "task", &all)
+}
+
 #[test]
 fn slurm_scancel_signal_checkpoint_then_requeue_resumes() -> Result<()> {
     need_slurm!();
@@ -149,12 +159,7 @@ fn slurm_scancel_signal_checkpoint_then_requeue_resumes() -> Result<()> {
     job.wait_output(30, "the checkpoint line", |o| o.contains("ckpt: checkpoint 1: "))?;
     let at = steps(&task_lines(&job.output(), None));
     job.wait_output(30, "progress after the checkpoint", |o| steps(&task_lines(o, None)) > at + 5)?;
-    // Kill and requeue: the job runs the same script again, which resumes from the image.
-    job.run("scontrol", &["requeue"])?;
-    job.wait_completed(150)?;
-    let all = job.output();
-    ensure!(all.contains("restart count 1") && all.contains("resuming from"), "not requeued and resumed:\n{all}");
-    assert_resumed(&task_lines(&all, None), &expected, "task", &all)
+    requeue_and_check(&job, &expected)
 }
 
 #[test]
@@ -208,11 +213,6 @@ fn slurm_periodic_checkpoints_resume_after_the_job_is_killed() -> Result<()> {
     let (prog, expected) = counter(&work, 200)?;
     let job = Job::submit(&bins, &work, &[], "periodic-resubmit.sbatch", &prog, &["200", "50"], &[("CKPT_INTERVAL", "1s")])?;
     job.wait_output(60, "two periodic checkpoints", |o| o.contains("ckpt: checkpoint 2: "))?;
-    // No checkpoint on request: the job is killed (as by a node failure) and requeued, and
-    // resumes from the newest periodic image.
-    job.run("scontrol", &["requeue"])?;
-    job.wait_completed(150)?;
-    let all = job.output();
-    ensure!(all.contains("restart count 1") && all.contains("resuming from"), "not requeued and resumed:\n{all}");
-    assert_resumed(&task_lines(&all, None), &expected, "task", &all)
+    // No checkpoint on request: the requeued job resumes from the newest periodic image.
+    requeue_and_check(&job, &expected)
 }
