@@ -195,3 +195,19 @@ fn requeue() {
         log!(DEBUG, "job {} requeued", rq.argv[2].to_string_lossy());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ms;
+
+    #[test]
+    fn interval_as_ckpt_run_exports_it() {
+        assert_eq!(parse_ms(b"300ms"), Some(300));
+        assert_eq!(parse_ms(b"600000ms"), Some(600_000));
+        assert_eq!(parse_ms(b"30"), Some(30_000));
+        assert_eq!(parse_ms(b"30s"), Some(30_000));
+        assert_eq!(parse_ms(b"0ms"), None);
+        assert_eq!(parse_ms(b"10m"), None);
+        assert_eq!(parse_ms(b""), None);
+    }
+}
