@@ -104,6 +104,10 @@ fn find_socket(dir: &Path, name: Option<&str>) -> Result<PathBuf, Fail> {
     let rd = std::fs::read_dir(dir).map_err(|e| Fail(EXIT_NOT_RUNNING, format!("{}: {e}", dir.display())))?;
     let mut socks: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "sock")).collect();
     socks.sort();
+    if socks.len() > 1 {
+        // Sockets of programs that were killed stay behind: keep the ones someone listens on.
+        socks.retain(|p| connect(p).is_ok());
+    }
     match socks.len() {
         0 => Err(Fail(EXIT_NOT_RUNNING, format!("no program running under ckpt-run with --dir {}", dir.display()))),
         1 => Ok(socks.remove(0)),

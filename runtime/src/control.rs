@@ -195,8 +195,16 @@ pub fn serve() {
     }
 }
 
+/// Send an answer. MSG_NOSIGNAL: a client that went away must not raise SIGPIPE.
 fn reply(fd: i32, s: &str) {
-    let _ = sys::write_all(fd, s.as_bytes());
+    let mut b = s.as_bytes();
+    while !b.is_empty() {
+        match syscall!(libc::SYS_sendto, fd, b.as_ptr(), b.len(), libc::MSG_NOSIGNAL, 0, 0) {
+            Ok(n) => b = &b[n as usize..],
+            Err(libc::EINTR) => continue,
+            Err(_) => return,
+        }
+    }
 }
 
 fn serve_client(fd: i32) {
@@ -227,6 +235,7 @@ fn serve_client(fd: i32) {
     let req = std::str::from_utf8(line).unwrap_or("").trim();
     log!(DEBUG, "control request {req:?} from pid {}", cred.pid);
     match req {
+        "" => {} // a probe (ckpt-ctl looking for live programs) or a client that gave up
         "checkpoint" => {
             reply(fd, "queued\n");
             triggers::request(triggers::REQ_CHECKPOINT);
