@@ -114,6 +114,14 @@ fn counter(work: &Workdir, n: u32) -> Result<(PathBuf, String)> {
     Ok((exe, result_of(&plain.stdout).context("no result")?.to_string()))
 }
 
+/// The binaries, a work directory and the counter with its uninterrupted result.
+fn setup(name: &str, n: u32) -> Result<(Bins, Workdir, PathBuf, String)> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(name)?;
+    let (prog, expected) = counter(&work, n)?;
+    Ok((bins, work, prog, expected))
+}
+
 /// One task's lines: all lines, or with `srun --label` those of rank R without the "R: ".
 fn task_lines(out: &str, rank: Option<u32>) -> Vec<&str> {
     out.lines()
@@ -150,9 +158,7 @@ fn requeue_and_check(job: &Job, expected: &str) -> Result<()> {
 #[test]
 fn slurm_scancel_signal_checkpoint_then_requeue_resumes() -> Result<()> {
     need_slurm!();
-    let bins = Bins::locate()?;
-    let work = Workdir::new("slurm-signal")?;
-    let (prog, expected) = counter(&work, 200)?;
+    let (bins, work, prog, expected) = setup("slurm-signal", 200)?;
     let job = Job::submit(&bins, &work, &[], "signal.sbatch", &prog, &["200", "50"], &[])?;
     job.wait_output(60, "20 steps", |o| steps(&task_lines(o, None)) >= 20)?;
     job.run("scancel", &["-s", "USR2"])?;
@@ -165,9 +171,7 @@ fn slurm_scancel_signal_checkpoint_then_requeue_resumes() -> Result<()> {
 #[test]
 fn slurm_walltime_signal_checkpoint_exit_requeue_resumes() -> Result<()> {
     need_slurm!();
-    let bins = Bins::locate()?;
-    let work = Workdir::new("slurm-walltime")?;
-    let (prog, expected) = counter(&work, 450)?;
+    let (bins, work, prog, expected) = setup("slurm-walltime", 450)?;
     // Time limit 1 min, USR1 45 s before it: Slurm sends it 15 to 45 s after the start, so the
     // 45 s count needs at least one requeue.
     let job = Job::submit(&bins, &work, &["--time=1", "--signal=USR1@45"], "walltime-requeue.sbatch", &prog, &["450", "100"], &[])?;
@@ -181,9 +185,7 @@ fn slurm_walltime_signal_checkpoint_exit_requeue_resumes() -> Result<()> {
 #[test]
 fn slurm_two_task_step_each_task_checkpointed_and_resumed() -> Result<()> {
     need_slurm!();
-    let bins = Bins::locate()?;
-    let work = Workdir::new("slurm-2tasks")?;
-    let (prog, expected) = counter(&work, 200)?;
+    let (bins, work, prog, expected) = setup("slurm-2tasks", 200)?;
     // SLURM_LABELIO: srun prefixes each line with the task's rank.
     let job = Job::submit(&bins, &work, &["--ntasks=2"], "signal.sbatch", &prog, &["200", "50"], &[("SLURM_LABELIO", "1")])?;
     job.wait_output(60, "20 steps of each task", |o| (0..2).all(|r| steps(&task_lines(o, Some(r))) >= 20))?;
@@ -208,11 +210,34 @@ fn slurm_two_task_step_each_task_checkpointed_and_resumed() -> Result<()> {
 #[test]
 fn slurm_periodic_checkpoints_resume_after_the_job_is_killed() -> Result<()> {
     need_slurm!();
-    let bins = Bins::locate()?;
-    let work = Workdir::new("slurm-periodic")?;
-    let (prog, expected) = counter(&work, 200)?;
+    let (bins, work, prog, expected) = setup("slurm-periodic", 200)?;
     let job = Job::submit(&bins, &work, &[], "periodic-resubmit.sbatch", &prog, &["200", "50"], &[("CKPT_INTERVAL", "1s")])?;
     job.wait_output(60, "two periodic checkpoints", |o| o.contains("ckpt: checkpoint 2: "))?;
     // No checkpoint on request: the requeued job resumes from the newest periodic image.
     requeue_and_check(&job, &expected)
+}
+
+#[test]
+fn slurm_scancel_with_stop_signal_term_saves_the_job_and_a_new_job_resumes() -> Result<()> {
+    need_slurm!();
+    let (bins, work, prog, expected) = setup("slurm-term", 200)?;
+    // Options from the environment, as a site's module file would set them.
+    let env = [("CKPT_STOP_SIGNAL", "TERM")];
+    let first = Job::submit(&bins, &work, &[], "signal.sbatch", &prog, &["200", "50"], &env)?;
+    first.wait_output(60, "20 steps", |o| steps(&task_lines(o, None)) >= 20)?;
+    // A plain scancel (SIGTERM, then SIGKILL after KillWait) first saves the program.
+    first.run("scancel", &[])?;
+    first.wait_output(30, "the checkpoint line", |o| o.contains("ckpt: checkpoint 1: "))?;
+    ensure!(
+        wait_until(Duration::from_secs(60), || matches!(first.state().as_str(), "CANCELLED" | "COMPLETED" | "GONE")),
+        "job {} not ended: {}",
+        first.id,
+        first.state()
+    );
+    // A new job with the same script and directory resumes.
+    let second = Job::submit(&bins, &work, &[], "signal.sbatch", &prog, &["200", "50"], &env)?;
+    second.wait_completed(150)?;
+    let all = second.output();
+    ensure!(all.contains("resuming from"), "not resumed:\n{all}");
+    assert_resumed(&task_lines(&all, None), &expected, "task", &all)
 }
