@@ -55,7 +55,7 @@ struct Cli {
     #[arg(long, env = "CKPT_REQUEUE", value_parser = clap::builder::FalseyValueParser::new())]
     requeue: bool,
 
-    /// Image name (default: the program's file name, plus .RANK in a Slurm step of several tasks).
+    /// Image name (default: the program's file name); in a Slurm step of several tasks, .RANK is added.
     #[arg(long, env = "CKPT_NAME")]
     name: Option<OsString>,
 

@@ -28,12 +28,12 @@ pub fn parse_duration(s: &str) -> Result<u64> {
 }
 
 /// The image name: --name, or the program's file name; in a Slurm step of several tasks each
-/// task gets its own name, PROGRAM.RANK, so tasks sharing a directory do not overwrite each other.
+/// task gets its own name, NAME.RANK, so tasks sharing a directory do not overwrite each other.
 pub fn image_name(explicit: Option<&OsStr>, program: &OsStr) -> OsString {
-    if let Some(n) = explicit {
-        return n.to_os_string();
-    }
-    let base = Path::new(program).file_name().map(|n| n.to_os_string()).unwrap_or_else(|| program.to_os_string());
+    let base = match explicit {
+        Some(n) => n.to_os_string(),
+        None => Path::new(program).file_name().map(|n| n.to_os_string()).unwrap_or_else(|| program.to_os_string()),
+    };
     let tasks = std::env::var("SLURM_STEP_NUM_TASKS").ok().and_then(|v| v.parse::<u32>().ok()).unwrap_or(1);
     match std::env::var("SLURM_PROCID") {
         Ok(rank) if tasks > 1 && !rank.is_empty() => {
