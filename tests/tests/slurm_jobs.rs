@@ -171,10 +171,10 @@ fn slurm_scancel_signal_checkpoint_then_requeue_resumes() -> Result<()> {
 #[test]
 fn slurm_walltime_signal_checkpoint_exit_requeue_resumes() -> Result<()> {
     need_slurm!();
-    let (bins, work, prog, expected) = setup("slurm-walltime", 450)?;
+    let (bins, work, prog, expected) = setup("slurm-walltime", 550)?;
     // Time limit 1 min, USR1 45 s before it: Slurm sends it 15 to 45 s after the start, so the
-    // 45 s count needs at least one requeue.
-    let job = Job::submit(&bins, &work, &["--time=1", "--signal=USR1@45"], "walltime-requeue.sbatch", &prog, &["450", "100"], &[])?;
+    // 55 s count needs at least one requeue (and any run gets its signal before the limit).
+    let job = Job::submit(&bins, &work, &["--time=1", "--signal=USR1@45"], "walltime-requeue.sbatch", &prog, &["550", "100"], &[])?;
     job.wait_completed(300)?;
     let all = job.output();
     ensure!(all.contains("restart count 1"), "never requeued (no SLURM_RESTART_COUNT >= 1):\n{all}");
