@@ -123,6 +123,7 @@ extern "C" fn after_fork_child() {
     // A forked child is not the managed program: it has no checkpoint thread.
     ACTIVE.store(false, Ordering::Release);
     control::after_fork();
+    hooks::hand_back_signals();
 }
 
 fn find_rseq() {

@@ -198,3 +198,17 @@ fn runtime_is_inert_in_children_that_inherit_the_preload() -> Result<()> {
     ensure!(left.iter().all(|n| n.starts_with("spawn_child")), "files from children: {left:?}");
     Ok(())
 }
+
+#[test]
+fn forked_children_get_the_reserved_signals_back() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("fork-signals")?;
+    let prog = Program::c(&work, "fork_signals.c", &[], &[])?;
+    let mut p = Proc::spawn("ckpt-run --stop-signal TERM", ckpt_run(&bins, &work, &prog, &["--stop-signal", "TERM"]))?;
+    ensure!(p.wait(T)?.success(), "{} {}", p.stdout(), p.stderr());
+    let out = p.stdout();
+    for want in ["child killed by TERM", "child killed by USR2", "child handler ran"] {
+        ensure!(out.lines().any(|l| l == want), "missing {want:?}:\n{out}");
+    }
+    Ok(())
+}
