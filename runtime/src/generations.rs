@@ -103,3 +103,33 @@ impl std::fmt::Display for Size {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_rotates_and_keeps_n() {
+        let dir = std::env::temp_dir().join(format!("ckpt-gen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.to_str().unwrap().as_bytes();
+        let tmp = sys::cpath(&[d, b"/app.ckpt.tmp"]);
+        set_keep(3);
+        for i in 1..=5 {
+            std::fs::write(dir.join("app.ckpt.tmp"), format!("{i}")).unwrap();
+            commit(&tmp, d, b"app").unwrap();
+        }
+        let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap();
+        assert_eq!((read("app.ckpt"), read("app.ckpt.1"), read("app.ckpt.2")), ("5".into(), "4".into(), "3".into()));
+        let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
+        names.sort();
+        assert_eq!(names, ["app.ckpt", "app.ckpt.1", "app.ckpt.2"]);
+        set_keep(1);
+        std::fs::write(dir.join("app.ckpt.tmp"), "6").unwrap();
+        commit(&tmp, d, b"app").unwrap();
+        assert_eq!(read("app.ckpt"), "6");
+        assert_eq!(read("app.ckpt.1"), "4", "keep 1 leaves older files alone");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
