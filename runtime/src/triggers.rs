@@ -120,10 +120,8 @@ pub fn run() -> ! {
     arm_timer();
     loop {
         let timeout = next_in_ms();
-        if PENDING.load(Ordering::Acquire) == 0 && timeout != Some(0) {
-            if !control::poll(timeout) {
-                sys::futex_wait(&PENDING, 0, timeout);
-            }
+        if PENDING.load(Ordering::Acquire) == 0 && timeout != Some(0) && !control::poll(timeout) {
+            sys::futex_wait(&PENDING, 0, timeout);
         }
         let bits = PENDING.swap(0, Ordering::AcqRel);
         let due = next_in_ms() == Some(0);
@@ -183,12 +181,7 @@ fn requeue() {
         }
     };
     let mut status: i32 = 0;
-    loop {
-        match sys::syscall!(libc::SYS_wait4, pid, &mut status as *mut i32, 0, 0) {
-            Err(libc::EINTR) => continue,
-            _ => break,
-        }
-    }
+    while let Err(libc::EINTR) = sys::syscall!(libc::SYS_wait4, pid, &mut status as *mut i32, 0, 0) {}
     if status != 0 {
         log!(ERROR, "scontrol requeue {} failed (wait status {status:#x})", rq.argv[2].to_string_lossy());
     } else {
