@@ -14,6 +14,7 @@ mod codec;
 mod edit;
 mod fddesc;
 pub mod fuzz;
+mod generations;
 mod header;
 mod model;
 mod reader;
@@ -21,6 +22,7 @@ mod writer;
 
 pub use codec::{Compressor, Decompressor};
 pub use edit::{reseal, rewrite_index};
+pub use generations::{generation_file_name, generations_of, images_in, parse_image_name};
 pub use header::{Header, HEADER_LEN, MAGIC, VERSION};
 pub use model::*;
 pub use reader::Reader;

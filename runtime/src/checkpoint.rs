@@ -1,9 +1,9 @@
 //! One checkpoint: take the gate, stop the threads, collect regions/fds/process state, write the
 //! image under a temporary name, fsync, rename, resume the threads.
 
-use crate::log::{log, DEBUG, ERROR, INFO};
+use crate::log::{log, DEBUG, ERROR};
 use crate::maps::{self, MapEntry, PAGE};
-use crate::{alloc, config, fdtable, gate, procstate, sys, threads, ThreadInfo, CKPT_THREAD};
+use crate::{alloc, config, fdtable, gate, generations, procstate, sys, threads, ThreadInfo, CKPT_THREAD};
 use ckpt_image::{Backing, Entry, Index, Meta, Region, ThreadState, Writer, CHUNK_SIZE};
 use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,10 +25,13 @@ pub fn take() -> Option<Outcome> {
     alloc::scratch_begin();
     let self_tid = sys::gettid();
     let gen = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
+    let t_stop = now_ns();
+    let mut paused_ms = 0;
     let result = match threads::stop_all(self_tid) {
         Ok(slots) => {
             let r = write_image(&slots, gen);
             threads::resume_all();
+            paused_ms = (now_ns() - t_stop) / 1_000_000;
             r
         }
         Err(e) => Err(e),
@@ -36,8 +39,8 @@ pub fn take() -> Option<Outcome> {
     let ms = (now_ns() - t0) / 1_000_000;
     let out = match result {
         Ok((raw, stored, path)) => {
-            log!(INFO, "checkpoint {gen}: {} ({} MiB of memory, {} MiB on disk, {ms} ms)", String::from_utf8_lossy(&path), raw >> 20, stored >> 20);
-            Some(Outcome { raw, stored, paused_ms: ms })
+            generations::record(gen, &path, raw, stored, ms, paused_ms);
+            Some(Outcome { raw, stored, paused_ms })
         }
         Err(e) => {
             GENERATION.fetch_sub(1, Ordering::AcqRel);
@@ -90,7 +93,7 @@ fn write_image(slots: &[threads::Slot], gen: u64) -> Result<(u64, u64, Vec<u8>),
         format!("cannot open /proc/self/mem: errno {e}")
     })?;
 
-    let final_path = [&cfg.dir[..], b"/", &cfg.name[..], b".ckpt"].concat();
+    let final_path = generations::newest_path(&cfg.dir, &cfg.name);
     let tmp_path = [&final_path[..], b".tmp"].concat();
     let tmp_c = sys::cpath(&[&tmp_path]);
     let r = (|| -> Result<(u64, u64), String> {
@@ -173,14 +176,9 @@ fn write_image(slots: &[threads::Slot], gen: u64) -> Result<(u64, u64, Vec<u8>),
     sys::close(mem);
     match r {
         Ok((raw, total)) => {
-            let fin = sys::cpath(&[&final_path]);
-            if let Err(e) = sys::syscall!(libc::SYS_rename, tmp_c.as_ptr(), fin.as_ptr()) {
+            if let Err(e) = generations::commit(&tmp_c, &cfg.dir, &cfg.name) {
                 let _ = sys::syscall!(libc::SYS_unlink, tmp_c.as_ptr());
                 return Err(format!("cannot rename the image into place: {}", strerror(e)));
-            }
-            if let Ok(d) = sys::open(&sys::cpath(&[&cfg.dir]), libc::O_RDONLY | libc::O_DIRECTORY, 0) {
-                let _ = sys::syscall!(libc::SYS_fsync, d);
-                sys::close(d);
             }
             log!(DEBUG, "image {} written", String::from_utf8_lossy(&final_path));
             Ok((raw, total, final_path))

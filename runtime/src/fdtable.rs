@@ -18,6 +18,9 @@ pub fn read_fds() -> Vec<FdState> {
     let mut pipes = fdobjs::PipesSeen::default();
     let pid = sys::getpid();
     for fd in fds {
+        if crate::control::is_runtime_fd(fd) {
+            continue; // ours, created again after a restart
+        }
         // SAFETY: an all-zero struct stat is a valid out-parameter.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         if syscall!(libc::SYS_fstat, fd, &mut st as *mut libc::stat).is_err() {
