@@ -268,7 +268,20 @@ fn restore_all(fds: &[FdState], opts: &Options) -> Result<()> {
         place(tmp, f)?;
     }
 
-    // 4. epoll instances, now that the fds they watch are in place; then dups.
+    // 4. dups of everything but epoll instances, then epoll instances (the fds they watch are
+    // all in place now), then dups of epoll instances.
+    let is_epoll = |fd: i32| prog.iter().any(|f| f.fd == fd && matches!(f.kind, FdKind::Epoll { .. }));
+    let dup = |f: &FdState, of: i32| -> Result<()> {
+        let flags = if f.cloexec { libc::O_CLOEXEC } else { 0 };
+        // SAFETY: of is in place (a lower fd of the program, or one of our stdio fds).
+        check(unsafe { libc::dup3(of, f.fd, flags) }, || format!("cannot place fd {} (a dup of fd {of})", f.fd))?;
+        Ok(())
+    };
+    for f in prog.iter() {
+        if let Some(of) = f.dup_of.filter(|&of| !is_epoll(of)) {
+            dup(f, of)?;
+        }
+    }
     for f in prog.iter().filter(|f| f.dup_of.is_none()) {
         if let FdKind::Epoll { entries } = &f.kind {
             let ep = fdobjs::epoll(entries, f.fd)?;
@@ -276,10 +289,8 @@ fn restore_all(fds: &[FdState], opts: &Options) -> Result<()> {
         }
     }
     for f in prog.iter() {
-        if let Some(of) = f.dup_of {
-            let flags = if f.cloexec { libc::O_CLOEXEC } else { 0 };
-            // SAFETY: of is in place (a lower fd of the program, or one of our stdio fds).
-            check(unsafe { libc::dup3(of, f.fd, flags) }, || format!("cannot place fd {} (a dup of fd {of})", f.fd))?;
+        if let Some(of) = f.dup_of.filter(|&of| is_epoll(of)) {
+            dup(f, of)?;
         }
     }
     Ok(())

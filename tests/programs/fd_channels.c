@@ -48,6 +48,9 @@ int main(void) {
     int in = inotify_init1(IN_NONBLOCK);
     int wd = inotify_add_watch(in, "watched", IN_CREATE);
     int dupfd = dup(p[0]);
+    int ep2 = epoll_create1(0); /* watches a dup'd fd */
+    struct epoll_event ev2 = {.events = EPOLLIN, .data.u64 = 0x77};
+    epoll_ctl(ep2, EPOLL_CTL_ADD, dupfd, &ev2);
     int tmp = open("scratch.tmp", O_RDWR | O_CREAT | O_TRUNC, 0600);
     write(tmp, "deleted-but-open", 16);
     unlink("scratch.tmp");
@@ -62,7 +65,10 @@ int main(void) {
     fflush(stdout);
     wait_go();
 
-    int n = read(dupfd, buf, 4);
+    struct epoll_event out2;
+    int n = epoll_wait(ep2, &out2, 1, 5000);
+    printf("epoll on a dup: %d %lx\n", n, (unsigned long)out2.data.u64);
+    n = read(dupfd, buf, 4);
     n += read(p[0], buf + n, sizeof buf - n);
     printf("pipe: %.*s\n", n, buf);
     n = read(sv[1], buf, sizeof buf);
