@@ -30,10 +30,10 @@ struct Cli {
     image: PathBuf,
     /// Leave files the program writes at their current size instead of cutting them back to
     /// their size at checkpoint time (for files other processes also write).
-    #[arg(long, env = "CKPT_NO_TRUNCATE")]
+    #[arg(long, env = "CKPT_NO_TRUNCATE", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     no_truncate: bool,
     /// Go on when a file the program had open is gone (it gets /dev/null) or changed.
-    #[arg(long, env = "CKPT_IGNORE_MISSING")]
+    #[arg(long, env = "CKPT_IGNORE_MISSING", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     ignore_missing_files: bool,
 }
 
