@@ -147,8 +147,9 @@ pub enum FdKind {
     /// A UNIX socket of a socketpair (or otherwise connected). `peer` is the peer's inode (0 if
     /// none or unknown). `queue` holds the messages unread in this socket's receive queue.
     UnixPair { ino: u64, peer: u64, sock_type: i32, queue: Vec<Vec<u8>> },
-    /// A bound socket (TCP/UDP/UNIX), listening or not: bound again to `addr` (a raw sockaddr).
-    Bound { family: i32, sock_type: i32, protocol: i32, addr: Vec<u8>, listening: bool },
+    /// A bound socket (TCP/UDP/UNIX), listening or not: bound again to `addr` (a raw sockaddr),
+    /// with the integer socket options `opts` (level, name, value) set first.
+    Bound { family: i32, sock_type: i32, protocol: i32, addr: Vec<u8>, listening: bool, opts: Vec<(i32, i32, i32)> },
     /// A socket connected to a peer outside the program: restored as a socket whose peer has
     /// closed (EOF on read, EPIPE on write), after the bytes in `queue` that had arrived unread.
     Closed { family: i32, sock_type: i32, queue: Vec<Vec<u8>> },

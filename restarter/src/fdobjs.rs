@@ -111,7 +111,7 @@ pub fn socketpair(sock_type: i32, queues: [&[Vec<u8>]; 2]) -> Result<[RawFd; 2]>
 }
 
 /// A socket bound to `addr` again (and listening, if it was).
-pub fn bound(family: i32, sock_type: i32, protocol: i32, addr: &[u8], listening: bool) -> Result<RawFd> {
+pub fn bound(family: i32, sock_type: i32, protocol: i32, addr: &[u8], listening: bool, opts: &[(i32, i32, i32)]) -> Result<RawFd> {
     let what = || describe_addr(family, addr);
     // SAFETY: plain socket creation.
     let s = check(unsafe { libc::socket(family, sock_type | libc::SOCK_CLOEXEC, protocol) }, || format!("socket for {}", what()))?;
@@ -124,6 +124,11 @@ pub fn bound(family: i32, sock_type: i32, protocol: i32, addr: &[u8], listening:
         let one: libc::c_int = 1;
         // SAFETY: a valid int option.
         unsafe { libc::setsockopt(s, libc::SOL_SOCKET, libc::SO_REUSEADDR, (&one as *const libc::c_int).cast(), 4) };
+    }
+    // SO_REUSEADDR stays on (set above): the old process's connections may linger in TIME_WAIT.
+    for &(level, name, v) in opts.iter().filter(|o| (o.0, o.1) != (libc::SOL_SOCKET, libc::SO_REUSEADDR)) {
+        // SAFETY: an int option. Best effort: a failure leaves the default.
+        unsafe { libc::setsockopt(s, level, name, (&v as *const i32).cast(), 4) };
     }
     if family == libc::AF_UNIX && addr.len() > 2 && addr[2] != 0 {
         // A socket file left behind by the killed program: remove it if it is one.

@@ -150,7 +150,7 @@ fn create(f: &FdState, all: &[FdState], sh: &mut Shared) -> Result<RawFd> {
             // SAFETY: the socket is ours.
             check(unsafe { libc::fcntl(sh.sockets[ino], libc::F_DUPFD_CLOEXEC, 0) }, || "fcntl".into())?
         }
-        FdKind::Bound { family, sock_type, protocol, addr, listening } => fdobjs::bound(*family, *sock_type, *protocol, addr, *listening)?,
+        FdKind::Bound { family, sock_type, protocol, addr, listening, opts } => fdobjs::bound(*family, *sock_type, *protocol, addr, *listening, opts)?,
         FdKind::Closed { sock_type, queue, .. } => fdobjs::closed(*sock_type, queue)?,
         FdKind::EventFd { count, semaphore } => fdobjs::eventfd(*count, *semaphore)?,
         FdKind::TimerFd { clockid, value_ns, interval_ns, ticks } => fdobjs::timerfd(*clockid, *value_ns, *interval_ns, *ticks)?,

@@ -101,10 +101,36 @@ pub fn socket(fd: i32, ino: u64) -> Option<FdKind> {
     }
     let bound = named && addr_has_name(family, addr);
     if listening || (bound && !connected && sock_type != libc::SOCK_STREAM) {
-        return Some(FdKind::Bound { family, sock_type, protocol, addr: addr.to_vec(), listening });
+        return Some(FdKind::Bound { family, sock_type, protocol, addr: addr.to_vec(), listening, opts: int_options(fd, family) });
     }
     let queue = if connected { peek_queue(fd, sock_type) } else { Vec::new() };
     Some(FdKind::Closed { family, sock_type, queue })
+}
+
+/// Integer socket options that change how a bound socket behaves (IPV6_V6ONLY must be set
+/// before bind).
+const OPTIONS: [(i32, i32); 6] = [
+    (libc::SOL_SOCKET, libc::SO_REUSEADDR),
+    (libc::SOL_SOCKET, libc::SO_REUSEPORT),
+    (libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+    (libc::SOL_SOCKET, libc::SO_BROADCAST),
+    (libc::IPPROTO_TCP, libc::TCP_NODELAY),
+    (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY),
+];
+
+fn int_options(fd: i32, family: i32) -> Vec<(i32, i32, i32)> {
+    let mut out = Vec::new();
+    for (level, name) in OPTIONS {
+        if (level == libc::IPPROTO_IPV6 && family != libc::AF_INET6) || (level == libc::IPPROTO_TCP && family == libc::AF_UNIX) {
+            continue;
+        }
+        let mut v: i32 = 0;
+        let mut len: u32 = 4;
+        if syscall!(libc::SYS_getsockopt, fd, level, name, &mut v as *mut i32, &mut len as *mut u32).is_ok() {
+            out.push((level, name, v));
+        }
+    }
+    out
 }
 
 /// Whether getsockname's address names something (a port, a path or an abstract name).

@@ -35,6 +35,8 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int tl = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(tl, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
     if (bind(tl, (struct sockaddr *)&in, sizeof in) || listen(tl, 8)) return 2;
     socklen_t len = sizeof in;
     getsockname(tl, (struct sockaddr *)&in, &len);
@@ -56,6 +58,10 @@ int main(int argc, char **argv) {
     printf("READY\n");
     fflush(stdout);
     wait_go();
+    int ka = 0;
+    socklen_t kl = sizeof ka;
+    getsockopt(tl, SOL_SOCKET, SO_KEEPALIVE, &ka, &kl);
+    printf("listener keepalive: %d\n", ka);
     printf("tcp listener: %d\n", exchange(tl, (struct sockaddr *)&in, sizeof in, AF_INET, SOCK_STREAM));
     printf("unix listener: %d\n", exchange(ul, (struct sockaddr *)&un, sizeof un, AF_UNIX, SOCK_STREAM));
     int c = socket(AF_INET, SOCK_DGRAM, 0);

@@ -1,4 +1,5 @@
-//! Sockets across checkpoint, SIGKILL and restart: listening TCP and UNIX sockets accept
+//! Sockets across checkpoint, SIGKILL and restart: listening TCP and UNIX sockets (with their
+//! socket options) accept
 //! connections again on the same address, a bound UDP socket receives again, and a connection
 //! to a peer outside the program is seen closed (EOF on read, EPIPE on write), as documented.
 
@@ -12,7 +13,7 @@ fn listeners_listen_again_and_outside_connections_are_closed() {
     let prog = compile("fd_sockets", &base);
     fs::write(base.join("go"), b"").unwrap();
     let expected = plain(&prog, &[], &base);
-    assert!(expected.contains("tcp listener: 0\nunix listener: 0\nudp: 5 dgram\n"), "reference run: {expected}");
+    assert!(expected.contains("listener keepalive: 1\ntcp listener: 0\nunix listener: 0\nudp: 5 dgram\n"), "reference run: {expected}");
 
     let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = server.local_addr().unwrap().port().to_string();
