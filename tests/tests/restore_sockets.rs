@@ -1,7 +1,7 @@
 //! Sockets across checkpoint, SIGKILL and restart: listening TCP and UNIX sockets (with their
-//! socket options) accept
-//! connections again on the same address, a bound UDP socket receives again, and a connection
-//! to a peer outside the program is seen closed (EOF on read, EPIPE on write), as documented.
+//! socket options) accept connections again on the same address, a bound UDP socket receives
+//! again, and a connection to a peer outside the program is seen closed (EOF on read, EPIPE on
+//! write) after the bytes that had arrived unread, as documented.
 
 mod restore_util;
 use restore_util::*;
