@@ -24,22 +24,31 @@ fn step_line(n: u32) -> impl Fn(&str) -> bool {
 
 #[test]
 fn output_files_are_cut_back_and_end_identical() {
-    let base = workdir("files_ref");
+    check_identical("files", false);
+}
+
+#[test]
+fn output_files_are_cut_back_and_end_identical_as_nobody() {
+    check_identical("files_nobody", true);
+}
+
+fn check_identical(tag: &str, nobody: bool) {
+    let base = workdir(&format!("{tag}_ref"));
     setup(&base);
     let prog = compile("fd_files", &base);
     let expected = plain(&prog, &[], &base);
     let reference: Vec<Vec<u8>> = OUTPUTS.iter().map(|f| fs::read(base.join(f)).unwrap()).collect();
 
-    let dir = workdir("files_ckpt");
+    let dir = workdir(&format!("{tag}_ckpt"));
     setup(&dir);
-    let mut p = run(&prog, &[], &dir);
+    let mut p = run_as(&prog, &[], &dir, nobody);
     p.wait_line(step_line(60));
     let img = p.checkpoint(&dir, "fd_files");
     // Let it write well past the checkpoint before it crashes: that output must not survive.
     p.wait_line(step_line(120));
     p.kill9();
     let grown = fs::metadata(dir.join("out_plain.txt")).unwrap().len();
-    let mut r = restart(&img, &[], &dir);
+    let mut r = restart_as(&img, &[], &dir, nobody);
     assert!(r.wait().success(), "restart failed: {}", r.stderr());
     let out = r.stdout();
     assert!(!out.contains("step 0\n"), "the program started over: {out}");

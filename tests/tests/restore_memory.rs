@@ -15,18 +15,27 @@ fn results(s: &str) -> Vec<String> {
 
 #[test]
 fn shared_and_private_mappings_continue_consistently() {
-    let base = workdir("memory_ref");
+    check("memory", false);
+}
+
+#[test]
+fn shared_and_private_mappings_continue_consistently_as_nobody() {
+    check("memory_nobody", true);
+}
+
+fn check(tag: &str, nobody: bool) {
+    let base = workdir(&format!("{tag}_ref"));
     let prog = compile("mem_shared", &base);
     let expected = results(&plain(&prog, &[], &base));
     assert_eq!(expected.last().map(String::as_str), Some("done"));
 
-    let dir = workdir("memory_ckpt");
-    let mut p = run(&prog, &[], &dir);
+    let dir = workdir(&format!("{tag}_ckpt"));
+    let mut p = run_as(&prog, &[], &dir, nobody);
     p.wait_line(step_line(50));
     let img = p.checkpoint(&dir, "mem_shared");
     p.wait_line(step_line(110));
     p.kill9();
-    let mut r = restart(&img, &[], &dir);
+    let mut r = restart_as(&img, &[], &dir, nobody);
     assert!(r.wait().success(), "restart failed: {}", r.stderr());
     let out = r.stdout();
     assert!(!out.contains("step 0\n"), "the program started over");
