@@ -212,17 +212,32 @@ pub fn signalfd(mask: u64) -> Result<RawFd> {
     check(unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC) }, || "signalfd".into())
 }
 
-/// An inotify instance with the watches added again in wd order (so that they get the same
-/// watch descriptors when they were numbered 1, 2, 3... as usual).
+/// An inotify instance with the watches added again in wd order, with the same watch
+/// descriptors: the kernel numbers watches 1, 2, 3... (cyclically), so a gap left by a removed
+/// watch is reproduced by adding and removing a throw-away watch on some other inode; the
+/// IN_IGNORED events that removal queues are read off before the program gets the fd.
 pub fn inotify(watches: &[InotifyWatch], fd_no: i32) -> Result<RawFd> {
     // SAFETY: plain inotify creation.
-    let fd = check(unsafe { libc::inotify_init1(libc::IN_CLOEXEC) }, || "inotify_init1".into())?;
-    let mut w: Vec<&InotifyWatch> = watches.iter().collect();
+    let fd = check(unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) }, || "inotify_init1".into())?;
+    let mut w: Vec<&InotifyWatch> = watches.iter().filter(|w| w.wd > 0).collect();
     w.sort_by_key(|w| w.wd);
+    let mut spare = spare_paths(w.last().map_or(0, |l| l.wd as usize), watches);
+    let mut next = 1;
+    let mut dummies = Vec::new();
     for x in w {
         if x.path.is_empty() {
             eprintln!("ckpt-restart: warning: fd {fd_no}: inotify watch {} was not seen being added; it is lost", x.wd);
             continue;
+        }
+        while next < x.wd {
+            let Some(p) = spare.pop() else { break };
+            // SAFETY: p is a valid C string.
+            let d = unsafe { libc::inotify_add_watch(fd, p.as_ptr(), libc::IN_DELETE_SELF | libc::IN_DONT_FOLLOW | libc::IN_MASK_CREATE) };
+            if d < 0 {
+                continue; // IN_MASK_CREATE: never touch a watch that exists
+            }
+            dummies.push(d);
+            next = d + 1;
         }
         let p = cstr(&x.path)?;
         // SAFETY: p is a valid C string.
@@ -230,8 +245,40 @@ pub fn inotify(watches: &[InotifyWatch], fd_no: i32) -> Result<RawFd> {
         if wd != x.wd {
             eprintln!("ckpt-restart: warning: fd {fd_no}: inotify watch on {} is now {} (was {})", lossy(&x.path), wd, x.wd);
         }
+        next = wd.max(next - 1) + 1;
     }
+    for d in dummies {
+        // SAFETY: removing our throw-away watch.
+        unsafe { libc::inotify_rm_watch(fd, d) };
+    }
+    let mut buf = [0u8; 4096];
+    // SAFETY: reading the IN_IGNORED events of the throw-away watches (non-blocking).
+    while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    // SAFETY: fd is ours; the program's flags are set by the caller.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, 0) };
     Ok(fd)
+}
+
+/// Up to `n` paths of distinct files that none of `watches` watches, for throw-away watches.
+fn spare_paths(n: usize, watches: &[InotifyWatch]) -> Vec<CString> {
+    let mut out = Vec::new();
+    for dir in ["/usr/lib", "/usr/bin", "/etc", "/"] {
+        let Ok(rd) = std::fs::read_dir(dir) else { continue };
+        for e in rd.flatten() {
+            if out.len() >= n {
+                return out;
+            }
+            let p = e.path();
+            let b = std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec();
+            if watches.iter().any(|w| w.path == b) {
+                continue;
+            }
+            if let Ok(c) = CString::new(b) {
+                out.push(c);
+            }
+        }
+    }
+    out
 }
 
 /// An epoll instance with its interest list; the fds it refers to must already be in place.

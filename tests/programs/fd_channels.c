@@ -46,7 +46,15 @@ int main(void) {
     epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev);
     mkdir("watched", 0700);
     int in = inotify_init1(IN_NONBLOCK);
-    int wd = inotify_add_watch(in, "watched", IN_CREATE);
+    mkdir("gone1", 0700);
+    mkdir("gone2", 0700);
+    int w1 = inotify_add_watch(in, "gone1", IN_CREATE);
+    int w2 = inotify_add_watch(in, "gone2", IN_CREATE);
+    int wd = inotify_add_watch(in, "watched", IN_CREATE); /* wd 3, after a gap: 1 and 2 removed */
+    inotify_rm_watch(in, w1);
+    inotify_rm_watch(in, w2);
+    char ign[256];
+    while (read(in, ign, sizeof ign) > 0) {} /* their IN_IGNORED events */
     int dupfd = dup(p[0]);
     int ep2 = epoll_create1(0); /* watches a dup'd fd */
     struct epoll_event ev2 = {.events = EPOLLIN, .data.u64 = 0x77};
@@ -102,7 +110,7 @@ int main(void) {
     nanosleep(&ts, NULL);
     n = read(in, buf, sizeof buf);
     struct inotify_event *ie = (struct inotify_event *)buf;
-    printf("inotify: %d %d %s\n", n > 0, ie->wd == wd, n > 0 ? ie->name : "");
+    printf("inotify: %d %d %d %s\n", n > 0, wd, ie->wd == wd, n > 0 ? ie->name : "");
     n = pread(tmp, buf, sizeof buf, 0);
     printf("deleted: %.*s\n", n, buf);
     write(tmp, "+more", 5);
