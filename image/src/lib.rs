@@ -12,6 +12,7 @@
 
 mod codec;
 mod edit;
+mod fddesc;
 pub mod fuzz;
 mod generations;
 mod header;

@@ -138,6 +138,43 @@ pub enum FdKind {
     Path { path: Vec<u8>, size: u64, is_dir: bool },
     /// Something we cannot restore yet (pipe, socket, anon inode): described by its link text.
     Other { link: Vec<u8> },
+    /// A regular file deleted while open: its whole contents, recreated as an unnamed file at
+    /// restart (O_TMPFILE in the same directory, else a memfd).
+    Deleted { path: Vec<u8>, data: Vec<u8> },
+    /// One end of a pipe (pipe inode `ino`, capacity `size`). `data` holds the bytes that were
+    /// unread at checkpoint time (on one entry per pipe; empty on the others).
+    Pipe { ino: u64, size: u32, data: Vec<u8> },
+    /// A UNIX socket of a socketpair (or otherwise connected). `peer` is the peer's inode (0 if
+    /// none or unknown). `queue` holds the messages unread in this socket's receive queue.
+    UnixPair { ino: u64, peer: u64, sock_type: i32, queue: Vec<Vec<u8>> },
+    /// A bound socket (TCP/UDP/UNIX), listening or not: bound again to `addr` (a raw sockaddr),
+    /// with the integer socket options `opts` (level, name, value) set first.
+    Bound { family: i32, sock_type: i32, protocol: i32, addr: Vec<u8>, listening: bool, opts: Vec<(i32, i32, i32)> },
+    /// A socket connected to a peer outside the program: restored as a socket whose peer has
+    /// closed (EOF on read, EPIPE on write), after the bytes in `queue` that had arrived unread.
+    Closed { family: i32, sock_type: i32, queue: Vec<Vec<u8>> },
+    EventFd { count: u64, semaphore: bool },
+    /// Remaining time and interval in nanoseconds; `ticks` expirations not yet read.
+    TimerFd { clockid: i32, value_ns: u64, interval_ns: u64, ticks: u64 },
+    SignalFd { mask: u64 },
+    Epoll { entries: Vec<EpollEntry> },
+    Inotify { watches: Vec<InotifyWatch> },
+}
+
+/// One entry of an epoll interest list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpollEntry {
+    pub fd: i32,
+    pub events: u32,
+    pub data: u64,
+}
+
+/// One inotify watch; `path` is empty when the runtime did not see it being added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InotifyWatch {
+    pub wd: i32,
+    pub mask: u32,
+    pub path: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,6 +185,11 @@ pub struct FdState {
     pub pos: i64,
     pub cloexec: bool,
     pub kind: FdKind,
+    /// Another (lower) fd sharing the same open file description (dup, dup2, fork): restored
+    /// as a dup of it, so offsets and flags stay shared.
+    pub dup_of: Option<i32>,
+    /// Modification time (seconds) of a file reopened by path, to notice a changed file.
+    pub mtime: i64,
 }
 
 /// A signal disposition in the kernel's `struct sigaction` layout.

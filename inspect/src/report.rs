@@ -2,7 +2,7 @@
 //! fields that both the text and the JSON output use.
 
 use crate::verify::Verified;
-use ckpt_image::{Backing, Codec, Decompressor, FdKind, Reader, Region};
+use ckpt_image::{Backing, Codec, Decompressor, Reader, Region};
 use serde::Serialize;
 use std::path::Path;
 
@@ -195,10 +195,7 @@ pub fn build(reader: &Reader, path: &Path, verified: Option<Verified>) -> Report
             .fds
             .iter()
             .map(|f| {
-                let (kind, target) = match &f.kind {
-                    FdKind::Path { path, is_dir, .. } => (if *is_dir { "dir" } else { "file" }, String::from_utf8_lossy(path).into_owned()),
-                    FdKind::Other { link } => ("other", String::from_utf8_lossy(link).into_owned()),
-                };
+                let (kind, target) = f.kind.describe();
                 Fd { fd: f.fd, kind: kind.into(), target, flags: open_flags(f.flags), offset: f.pos, cloexec: f.cloexec }
             })
             .collect(),

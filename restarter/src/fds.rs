@@ -1,62 +1,258 @@
-//! Restoring the program's file descriptors: regular files, directories and devices reopened by
-//! path with their flags and offsets, at their old numbers. stdin/stdout/stderr stay ours.
+//! Restoring the program's file descriptors at their old numbers: files reopened by path with
+//! their flags and offsets (output files cut back to their size at checkpoint time), and the
+//! other kernel objects created again by `fdobjs`. stdin/stdout/stderr stay ours.
+//!
+//! Order: check every file first, then create every other object at a parked number (a socket
+//! that cannot be bound again fails here), and only then cut output files back (nothing is
+//! changed when a check fails); close the rest of ours, move them into place, then epoll
+//! instances (their interest lists name other fds), then dups.
 
-use anyhow::{Context, Result};
+use crate::fdobjs::{self, check, cstr};
+use anyhow::{bail, Result};
 use ckpt_image::{FdKind, FdState};
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
+use std::collections::HashMap;
+use std::os::fd::RawFd;
 
-fn cstr(b: &[u8]) -> Result<CString> {
-    CString::new(b.to_vec()).context("path contains a NUL byte")
+/// What to do about files that are not as they were.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Leave files the program writes at their current size (files shared with other writers).
+    pub no_truncate: bool,
+    /// Go on without files that are gone (replaced by /dev/null) or changed, with a warning.
+    pub ignore_missing: bool,
 }
 
-fn check(r: libc::c_int, what: impl FnOnce() -> String) -> Result<libc::c_int> {
-    if r < 0 {
-        return Err(std::io::Error::last_os_error()).with_context(what);
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn dev_null() -> Result<RawFd> {
+    // SAFETY: a constant path.
+    check(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) }, || "cannot open /dev/null".into())
+}
+
+/// A file reopened by path, checked against what the image recorded; `truncate_to` is set for
+/// files the program had open for writing.
+struct Reopened {
+    fd: RawFd,
+    truncate_to: Option<u64>,
+}
+
+fn writable(flags: i32) -> bool {
+    flags & libc::O_ACCMODE != libc::O_RDONLY
+}
+
+fn reopen(f: &FdState, path: &[u8], size: u64, is_dir: bool, written: &[&[u8]], opts: &Options) -> Result<Option<Reopened>> {
+    let p = cstr(path)?;
+    let mut flags = f.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY) | libc::O_CLOEXEC;
+    if is_dir {
+        flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
     }
-    Ok(r)
+    // SAFETY: p is a valid C string.
+    let fd = unsafe { libc::open(p.as_ptr(), flags) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        if opts.ignore_missing {
+            eprintln!("ckpt-restart: warning: file {} (fd {}) cannot be reopened ({e}); the program gets /dev/null", lossy(path), f.fd);
+            return Ok(None);
+        }
+        bail!("file {} (fd {}) needed by the image cannot be reopened: {e} (--ignore-missing-files goes on without it)", lossy(path), f.fd);
+    }
+    // SAFETY: an all-zero stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fd was just opened.
+    unsafe { libc::fstat(fd, &mut st) };
+    let mut truncate_to = None;
+    // Files of /proc and /sys change by themselves: they are reopened, never checked or cut.
+    let kernel_fs = [&b"/proc/"[..], b"/sys/"].iter().any(|p| path.starts_with(p));
+    if st.st_mode & libc::S_IFMT == libc::S_IFREG && !kernel_fs {
+        let now = st.st_size as u64;
+        let problem = if writable(f.flags) && !opts.no_truncate {
+            truncate_to = (now > size).then_some(size);
+            (now < size).then(|| format!("is shorter than at checkpoint time ({now} < {size} bytes)"))
+        } else if !written.contains(&path) && !writable(f.flags) && (now != size || st.st_mtime != f.mtime) {
+            Some("has changed since the checkpoint (size or modification time differs)".to_string())
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            if !opts.ignore_missing {
+                // SAFETY: fd is ours.
+                unsafe { libc::close(fd) };
+                bail!("file {} (fd {}) {problem} (--ignore-missing-files goes on anyway)", lossy(path), f.fd);
+            }
+            eprintln!("ckpt-restart: warning: file {} (fd {}) {problem}; going on", lossy(path), f.fd);
+            truncate_to = None;
+        }
+    }
+    if f.pos > 0 || is_dir {
+        // SAFETY: fd was just opened.
+        unsafe { libc::lseek(fd, f.pos, libc::SEEK_SET) };
+    }
+    Ok(Some(Reopened { fd, truncate_to }))
+}
+
+/// Objects shared by several fds (pipe ends, socket pairs), created once.
+#[derive(Default)]
+struct Shared {
+    pipes: HashMap<u64, [RawFd; 2]>,
+    sockets: HashMap<u64, RawFd>,
+}
+
+impl Shared {
+    fn close_all(&self) {
+        for &fd in self.pipes.values().flatten().chain(self.sockets.values()) {
+            // SAFETY: these fds are ours.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// A new fd of ours for one object of the image (not epoll, not a dup).
+fn create(f: &FdState, all: &[FdState], sh: &mut Shared) -> Result<RawFd> {
+    let fd = match &f.kind {
+        FdKind::Path { .. } => unreachable!("files are reopened first"),
+        FdKind::Deleted { path, data } => return fdobjs::deleted(path, data, f.flags).map(|fd| seek(fd, f.pos)),
+        FdKind::Pipe { ino, size, .. } => {
+            if !sh.pipes.contains_key(ino) {
+                let data: Vec<u8> = all
+                    .iter()
+                    .filter_map(|g| match &g.kind {
+                        FdKind::Pipe { ino: i, data, .. } if i == ino => Some(&data[..]),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .concat();
+                sh.pipes.insert(*ino, fdobjs::pipe(*size, &data)?);
+            }
+            let ends = sh.pipes[ino];
+            let end = if f.flags & libc::O_ACCMODE == libc::O_WRONLY { ends[1] } else { ends[0] };
+            // SAFETY: end is ours.
+            check(unsafe { libc::fcntl(end, libc::F_DUPFD_CLOEXEC, 0) }, || "fcntl".into())?
+        }
+        FdKind::UnixPair { ino, peer, sock_type, queue } => {
+            if !sh.sockets.contains_key(ino) {
+                let peer_entry = all.iter().find_map(|g| match &g.kind {
+                    FdKind::UnixPair { ino: i, queue, .. } if *peer != 0 && i == peer && g.dup_of.is_none() => Some(queue),
+                    _ => None,
+                });
+                match peer_entry {
+                    Some(pq) => {
+                        let sv = fdobjs::socketpair(*sock_type, [queue, pq])?;
+                        sh.sockets.insert(*ino, sv[0]);
+                        sh.sockets.insert(*peer, sv[1]);
+                    }
+                    None => {
+                        sh.sockets.insert(*ino, fdobjs::closed(*sock_type, queue)?);
+                    }
+                }
+            }
+            // SAFETY: the socket is ours.
+            check(unsafe { libc::fcntl(sh.sockets[ino], libc::F_DUPFD_CLOEXEC, 0) }, || "fcntl".into())?
+        }
+        FdKind::Bound { family, sock_type, protocol, addr, listening, opts } => fdobjs::bound(*family, *sock_type, *protocol, addr, *listening, opts)?,
+        FdKind::Closed { sock_type, queue, .. } => fdobjs::closed(*sock_type, queue)?,
+        FdKind::EventFd { count, semaphore } => fdobjs::eventfd(*count, *semaphore)?,
+        FdKind::TimerFd { clockid, value_ns, interval_ns, ticks } => fdobjs::timerfd(*clockid, *value_ns, *interval_ns, *ticks)?,
+        FdKind::SignalFd { mask } => fdobjs::signalfd(*mask)?,
+        FdKind::Inotify { watches } => fdobjs::inotify(watches, f.fd)?,
+        FdKind::Epoll { .. } => unreachable!("epoll instances are created last"),
+        FdKind::Other { link } => {
+            eprintln!("ckpt-restart: warning: fd {} ({}) cannot be restored; it is replaced by /dev/null", f.fd, lossy(link));
+            return dev_null();
+        }
+    };
+    fdobjs::set_status_flags(fd, f.flags);
+    Ok(fd)
+}
+
+fn seek(fd: RawFd, pos: i64) -> RawFd {
+    // SAFETY: fd is ours.
+    unsafe { libc::lseek(fd, pos, libc::SEEK_SET) };
+    fd
+}
+
+/// Move `fd` to `target` (replacing whatever is there) with the program's close-on-exec flag.
+fn place(fd: RawFd, f: &FdState) -> Result<()> {
+    if fd == f.fd {
+        // SAFETY: fd is ours.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, if f.cloexec { libc::FD_CLOEXEC } else { 0 }) };
+        return Ok(());
+    }
+    let flags = if f.cloexec { libc::O_CLOEXEC } else { 0 };
+    // SAFETY: both are fd numbers; dup3 replaces whatever is at target.
+    check(unsafe { libc::dup3(fd, f.fd, flags) }, || format!("cannot place fd {}", f.fd))?;
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd) };
+    Ok(())
 }
 
 /// Open every fd of the image at its number; close every other fd of ours above 2.
-pub fn restore(fds: &[FdState]) -> Result<()> {
+pub fn restore(fds: &[FdState], opts: &Options) -> Result<()> {
+    // The program's RLIMIT_NOFILE is already in force and may be below its own fd numbers
+    // (lowering it closes nothing): lift the soft limit while fds are placed.
+    let mut lim = libc::rlimit64 { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: lim is a valid out-parameter.
+    unsafe { libc::getrlimit64(libc::RLIMIT_NOFILE, &mut lim) };
+    let lifted = libc::rlimit64 { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+    // SAFETY: raising our soft limit up to the hard one.
+    unsafe { libc::setrlimit64(libc::RLIMIT_NOFILE, &lifted) };
+    let r = restore_all(fds, opts);
+    // SAFETY: putting the program's limit back.
+    unsafe { libc::setrlimit64(libc::RLIMIT_NOFILE, &lim) };
+    r
+}
+
+fn restore_all(fds: &[FdState], opts: &Options) -> Result<()> {
     let top = fds.iter().map(|f| f.fd).max().unwrap_or(0).max(2) + 1;
-    let mut opened: Vec<(i32, i32)> = Vec::new(); // (temporary fd, target)
-    for f in fds.iter().filter(|f| f.fd > 2) {
-        let fd = match &f.kind {
-            FdKind::Path { path, is_dir, .. } => {
-                let p = cstr(path)?;
-                let mut flags = f.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY) | libc::O_CLOEXEC;
-                if *is_dir {
-                    flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
-                }
-                // SAFETY: p is a valid C string.
-                let fd = check(unsafe { libc::open(p.as_ptr(), flags) }, || {
-                    format!("file {} (fd {}) needed by the image cannot be reopened", std::ffi::OsStr::from_bytes(path).to_string_lossy(), f.fd)
-                })?;
-                if f.pos > 0 || *is_dir {
-                    // SAFETY: fd was just opened.
-                    unsafe { libc::lseek(fd, f.pos, libc::SEEK_SET) };
-                }
-                fd
-            }
-            FdKind::Other { link } => {
-                eprintln!(
-                    "ckpt-restart: warning: fd {} ({}) cannot be restored yet; it is replaced by /dev/null",
-                    f.fd,
-                    String::from_utf8_lossy(link)
-                );
-                // SAFETY: a constant path.
-                check(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) }, || "cannot open /dev/null".into())?
-            }
-        };
-        // Park it above every target number so that the dup3s below cannot clobber it.
+    let prog: Vec<&FdState> = fds.iter().filter(|f| f.fd > 2).collect();
+    let park = |fd: RawFd| -> Result<RawFd> {
+        // Above every target number, so that the dup3s below cannot clobber it.
         // SAFETY: fd is ours.
-        let parked = check(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, top + 64) }, || "fcntl".into())?;
+        let parked = check(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, top) }, || "fcntl".into())?;
         // SAFETY: fd is ours.
         unsafe { libc::close(fd) };
-        opened.push((parked, f.fd));
+        Ok(parked)
+    };
+
+    // 1. Files by path: open and check all of them before changing anything.
+    let written: Vec<&[u8]> = prog
+        .iter()
+        .filter_map(|f| match &f.kind {
+            FdKind::Path { path, .. } if writable(f.flags) => Some(&path[..]),
+            _ => None,
+        })
+        .collect();
+    let mut opened: Vec<(RawFd, &FdState)> = Vec::new();
+    let mut truncations = Vec::new();
+    for f in prog.iter().filter(|f| f.dup_of.is_none()) {
+        if let FdKind::Path { path, size, is_dir } = &f.kind {
+            let (fd, cut) = match reopen(f, path, *size, *is_dir, &written, opts)? {
+                Some(r) => (r.fd, r.truncate_to),
+                None => (dev_null()?, None),
+            };
+            let fd = park(fd)?;
+            if let Some(n) = cut {
+                truncations.push((fd, n, path));
+            }
+            opened.push((fd, f));
+        }
     }
-    // Close everything else of ours (above stderr) that is not one of the parked fds.
+    // 2. Every other object, except epoll instances and dups.
+    let mut sh = Shared::default();
+    for f in prog.iter().filter(|f| f.dup_of.is_none() && !matches!(f.kind, FdKind::Path { .. } | FdKind::Epoll { .. })) {
+        let fd = create(f, fds, &mut sh)?;
+        opened.push((park(fd)?, f));
+    }
+    sh.close_all();
+
+    // Every object exists: only now change files (cut output back to its checkpoint size).
+    for (fd, n, path) in truncations {
+        // SAFETY: fd is ours.
+        check(unsafe { libc::ftruncate(fd, n as i64) }, || format!("cannot cut {} back to {n} bytes", lossy(path)))?;
+    }
+
+    // 3. Close everything else of ours (above stderr), then move the parked fds into place.
     let parked: Vec<i32> = opened.iter().map(|p| p.0).collect();
     let ours: Vec<i32> = std::fs::read_dir("/proc/self/fd")?
         .flatten()
@@ -68,13 +264,34 @@ pub fn restore(fds: &[FdState]) -> Result<()> {
             unsafe { libc::close(n) };
         }
     }
-    for (tmp, target) in opened {
-        let f = fds.iter().find(|f| f.fd == target).expect("target from the list");
+    for (tmp, f) in opened {
+        place(tmp, f)?;
+    }
+
+    // 4. dups of everything but epoll instances, then epoll instances (the fds they watch are
+    // all in place now), then dups of epoll instances.
+    let is_epoll = |fd: i32| prog.iter().any(|f| f.fd == fd && matches!(f.kind, FdKind::Epoll { .. }));
+    let dup = |f: &FdState, of: i32| -> Result<()> {
         let flags = if f.cloexec { libc::O_CLOEXEC } else { 0 };
-        // SAFETY: both are fd numbers; dup3 replaces whatever is at target.
-        check(unsafe { libc::dup3(tmp, target, flags) }, || format!("cannot place fd {target}"))?;
-        // SAFETY: tmp is ours.
-        unsafe { libc::close(tmp) };
+        // SAFETY: of is in place (a lower fd of the program, or one of our stdio fds).
+        check(unsafe { libc::dup3(of, f.fd, flags) }, || format!("cannot place fd {} (a dup of fd {of})", f.fd))?;
+        Ok(())
+    };
+    for f in prog.iter() {
+        if let Some(of) = f.dup_of.filter(|&of| !is_epoll(of)) {
+            dup(f, of)?;
+        }
+    }
+    for f in prog.iter().filter(|f| f.dup_of.is_none()) {
+        if let FdKind::Epoll { entries } = &f.kind {
+            let ep = fdobjs::epoll(entries, f.fd)?;
+            place(ep, f)?;
+        }
+    }
+    for f in prog.iter() {
+        if let Some(of) = f.dup_of.filter(|&of| is_epoll(of)) {
+            dup(f, of)?;
+        }
     }
     Ok(())
 }

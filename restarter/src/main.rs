@@ -4,6 +4,7 @@
 //! maps, staging memory, reopening fds) happens before the address-space switch; after it there
 //! is no way back, so the switch only runs system calls that were prepared and checked.
 
+mod fdobjs;
 mod fds;
 mod layout;
 mod plan;
@@ -27,6 +28,13 @@ use std::path::{Path, PathBuf};
 struct Cli {
     /// An image file, or a directory (its newest image that verifies is used).
     image: PathBuf,
+    /// Leave files the program writes at their current size instead of cutting them back to
+    /// their size at checkpoint time (for files other processes also write).
+    #[arg(long, env = "CKPT_NO_TRUNCATE", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
+    no_truncate: bool,
+    /// Go on when a file the program had open is gone (it gets /dev/null) or changed.
+    #[arg(long, env = "CKPT_IGNORE_MISSING", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
+    ignore_missing_files: bool,
 }
 
 fn main() {
@@ -119,7 +127,7 @@ fn run(cli: &Cli) -> Result<()> {
             libc::setrlimit64(r.resource, &lim);
         }
     }
-    fds::restore(&index.fds)?;
+    fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files })?;
 
     let switch_base = base + stage_len;
     let prepared = plan::prepare(&index, &plan, &own, switch_base, switch_len)?;

@@ -69,6 +69,11 @@ pub fn open_files(regions: &[Region]) -> Result<Vec<Option<File>>> {
             .open(p)
             .with_context(|| format!("file {} needed by the image cannot be opened", p.display()))?;
         let m = f.metadata()?;
+        if write && m.size() < *size {
+            // Shorter than at checkpoint time: the stored pages are written back through the
+            // mapping, which must not end before them.
+            f.set_len(*size).with_context(|| format!("cannot extend {} to its size at checkpoint time", p.display()))?;
+        }
         if !*shared && (m.size() != *size || m.mtime() != *mtime) {
             bail!("file {} needed by the image has changed since the checkpoint (size or modification time differs)", p.display());
         }

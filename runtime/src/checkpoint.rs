@@ -84,6 +84,7 @@ fn write_image(slots: &[threads::Slot], gen: u64) -> Result<(u64, u64, Vec<u8>),
     let cfg = config().ok_or("runtime not configured")?;
     // fds first, before we open anything of our own.
     let fds = fdtable::read_fds();
+    crate::kstate::save(sys::gettid());
     let process = procstate::read_process();
     let maps = split_scratch(maps::read_maps()?);
     let pagemap = sys::open(&sys::cpath(&[b"/proc/self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/self/pagemap: errno {e}"))?;

@@ -1,13 +1,23 @@
-//! The file descriptor table (/proc/self/fd and fdinfo): what each fd is, its flags and offset.
+//! The file descriptor table (/proc/self/fd and fdinfo): what each fd is, its flags and offset,
+//! and which fds share an open file description (kcmp). What each kind of object holds beyond
+//! that (pipe contents, socket queues, event fd state) is read by `fdobjs`.
 
+use crate::fdobjs;
 use crate::sys::{self, syscall};
 use ckpt_image::{FdKind, FdState};
+
+const KCMP_FILE: i64 = 0;
 
 pub fn read_fds() -> Vec<FdState> {
     let mut out = Vec::new();
     let Ok(names) = sys::list_dir(&sys::cpath(&[b"/proc/self/fd"])) else { return out };
-    for n in names {
-        let Ok(fd) = std::str::from_utf8(&n).unwrap_or("").parse::<i32>() else { continue };
+    let mut fds: Vec<i32> = names.iter().filter_map(|n| std::str::from_utf8(n).ok()?.parse::<i32>().ok()).collect();
+    fds.sort_unstable();
+    // (fd, st_dev, st_ino) of the fds seen so far, to find dups.
+    let mut seen: Vec<(i32, u64, u64)> = Vec::new();
+    let mut pipes = fdobjs::PipesSeen::default();
+    let pid = sys::getpid();
+    for fd in fds {
         if crate::control::is_runtime_fd(fd) {
             continue; // ours, created again after a restart
         }
@@ -16,22 +26,56 @@ pub fn read_fds() -> Vec<FdState> {
         if syscall!(libc::SYS_fstat, fd, &mut st as *mut libc::stat).is_err() {
             continue; // the directory fd we listed with, now closed
         }
+        let n = fd_name(fd);
         let link = sys::readlink(&sys::cpath(&[b"/proc/self/fd/", &n])).unwrap_or_default();
         let info = sys::read_file(&sys::cpath(&[b"/proc/self/fdinfo/", &n])).unwrap_or_default();
         let (pos, flags) = parse_fdinfo(&info);
         let cloexec = syscall!(libc::SYS_fcntl, fd, libc::F_GETFD).map(|f| f & libc::FD_CLOEXEC as i64 != 0).unwrap_or(false);
+        let dup_of = seen
+            .iter()
+            .filter(|s| s.1 == st.st_dev && s.2 == st.st_ino)
+            .find(|s| syscall!(libc::SYS_kcmp, pid, pid, KCMP_FILE, s.0, fd) == Ok(0))
+            .map(|s| s.0);
+        seen.push((fd, st.st_dev, st.st_ino));
+        if let Some(of) = dup_of {
+            out.push(FdState { fd, flags, pos, cloexec, kind: FdKind::Other { link }, dup_of: Some(of), mtime: 0 });
+            continue;
+        }
         let fmt = st.st_mode & libc::S_IFMT;
-        let by_path = link.starts_with(b"/")
-            && !link.ends_with(b" (deleted)")
-            && (fmt == libc::S_IFREG || fmt == libc::S_IFDIR || fmt == libc::S_IFCHR);
+        let deleted = link.ends_with(b" (deleted)");
+        let by_path = link.starts_with(b"/") && !deleted && (fmt == libc::S_IFREG || fmt == libc::S_IFDIR || fmt == libc::S_IFCHR);
         let kind = if by_path {
             FdKind::Path { path: link, size: st.st_size as u64, is_dir: fmt == libc::S_IFDIR }
+        } else if deleted && fmt == libc::S_IFREG && link.starts_with(b"/") {
+            let path = link[..link.len() - b" (deleted)".len()].to_vec();
+            fdobjs::deleted_file(&n, path, st.st_size as u64).unwrap_or(FdKind::Other { link })
+        } else if fmt == libc::S_IFIFO && link.starts_with(b"pipe:") {
+            pipes.pipe(fd, &n, st.st_ino)
+        } else if fmt == libc::S_IFSOCK {
+            fdobjs::socket(fd, st.st_ino).unwrap_or(FdKind::Other { link })
+        } else if link.starts_with(b"anon_inode:") {
+            fdobjs::anon(fd, &link, &info).unwrap_or(FdKind::Other { link })
         } else {
             FdKind::Other { link }
         };
-        out.push(FdState { fd, flags, pos, cloexec, kind });
+        out.push(FdState { fd, flags, pos, cloexec, kind, dup_of: None, mtime: st.st_mtime });
     }
     out
+}
+
+/// The decimal name of an fd, without allocating through libc.
+fn fd_name(fd: i32) -> Vec<u8> {
+    let mut v = Vec::with_capacity(12);
+    let mut x = fd as u32;
+    loop {
+        v.push(b'0' + (x % 10) as u8);
+        x /= 10;
+        if x == 0 {
+            break;
+        }
+    }
+    v.reverse();
+    v
 }
 
 /// fdinfo: "pos:\t<dec>\nflags:\t<octal>\n..."

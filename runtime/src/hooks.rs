@@ -9,13 +9,13 @@ use std::cell::UnsafeCell;
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-struct RealFn(AtomicUsize, &'static [u8]);
+pub(crate) struct RealFn(AtomicUsize, &'static [u8]);
 
 impl RealFn {
-    const fn new(name: &'static [u8]) -> Self {
+    pub(crate) const fn new(name: &'static [u8]) -> Self {
         RealFn(AtomicUsize::new(0), name)
     }
-    fn get(&self) -> usize {
+    pub(crate) fn get(&self) -> usize {
         let p = self.0.load(Ordering::Acquire);
         if p != 0 {
             return p;

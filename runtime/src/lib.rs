@@ -8,17 +8,22 @@
 mod alloc;
 mod checkpoint;
 mod control;
+mod fdhooks;
+mod fdobjs;
 mod fdtable;
 mod generations;
 mod gate;
 mod hooks;
+mod kstate;
 mod log;
 mod maps;
 mod procstate;
 mod restart;
+mod shmlink;
 mod sys;
 mod threads;
 mod triggers;
+mod vids;
 
 use log::{log, DEBUG, ERROR};
 use std::ffi::{c_char, c_void};
@@ -89,6 +94,8 @@ fn env(name: &[u8]) -> Option<Vec<u8>> {
 
 extern "C" fn init() {
     hooks::resolve();
+    fdhooks::resolve();
+    vids::init();
     let managed = env(b"CKPT_PID\0").and_then(|p| std::str::from_utf8(&p).ok()?.parse::<i32>().ok());
     if managed != Some(sys::getpid()) {
         return; // not the process ckpt-run started: stay inert
@@ -158,17 +165,24 @@ extern "C" fn trigger_handler(_sig: i32) {
 
 /// Start the checkpoint thread (called just before the program's main).
 pub fn start_checkpoint_thread() {
+    // The new thread must never run the program's handlers, not even before it blocks every
+    // signal itself: let it inherit an all-blocked mask.
+    let all: u64 = !0;
+    let mut old: u64 = 0;
+    let _ = sys::syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all as *const u64, &mut old as *mut u64, 8);
     // SAFETY: plain pthread calls with valid out-parameters.
-    unsafe {
+    let r = unsafe {
         let mut attr: libc::pthread_attr_t = std::mem::zeroed();
         libc::pthread_attr_init(&mut attr);
         libc::pthread_attr_setstacksize(&mut attr, 1 << 20);
         let mut t: libc::pthread_t = 0;
         let r = libc::pthread_create(&mut t, &attr, checkpoint_thread_main, std::ptr::null_mut());
         libc::pthread_attr_destroy(&mut attr);
-        if r != 0 {
-            log!(ERROR, "cannot start the checkpoint thread (error {r}); checkpoints are disabled");
-        }
+        r
+    };
+    let _ = sys::syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &old as *const u64, 0, 8);
+    if r != 0 {
+        log!(ERROR, "cannot start the checkpoint thread (error {r}); checkpoints are disabled");
     }
 }
 

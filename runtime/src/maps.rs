@@ -128,7 +128,18 @@ pub fn stored_runs(pagemap_fd: i32, m: &MapEntry, backing: &Backing) -> Vec<(u64
             _ => false,
         }
     };
-    if matches!(backing, Backing::Special | Backing::File { shared: true, .. }) {
+    if let Backing::File { shared: true, offset, size, .. } = backing {
+        // A shared file mapping the program can write: store every page inside the file, so
+        // that the restart puts back what the file held at checkpoint time.
+        if m.prot & libc::PROT_WRITE as u32 != 0 {
+            let in_file = size.saturating_sub(*offset).div_ceil(PAGE).min(npages);
+            if in_file > 0 {
+                runs.push((0, in_file));
+            }
+        }
+        return runs;
+    }
+    if matches!(backing, Backing::Special) {
         return runs;
     }
     // Shared memory and mappings of deleted files: pages not mapped in our page tables may still

@@ -59,6 +59,7 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
             let _ = syscall!(libc::SYS_exit_group, 125);
         }
     }
+    crate::kstate::restore(&slots);
     threads::resume_all();
     threads::wait_left_and_free(slots.len());
     drop(slots);

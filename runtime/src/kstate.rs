@@ -1,0 +1,223 @@
+//! Per-process and per-thread kernel state that the runtime itself brings back after a restart:
+//! interval timers (alarm/setitimer) with their remaining time, POSIX timers (timer_create, same
+//! ids via PR_TIMER_CREATE_RESTORE_IDS), pending signals (process-wide and per thread), thread
+//! names (comm) and CPU affinity.
+//!
+//! `save` runs during a checkpoint, in the checkpointed process itself (not a forked child:
+//! timers and pending signals are not inherited), and stores everything in a static of the
+//! runtime, which is part of the memory image. `restore` runs on the restart path, after the
+//! threads were recreated and before they are released, and reads that static back.
+
+use crate::log::{log, DEBUG};
+use crate::sys::{self, syscall};
+use crate::threads::Slot;
+use std::cell::UnsafeCell;
+
+const MAX_THREADS: usize = 512;
+const MAX_TIMERS: usize = 64;
+const AFFINITY_WORDS: usize = 16; // 1024 CPUs
+const PR_TIMER_CREATE_RESTORE_IDS: i32 = 77;
+
+#[derive(Clone, Copy)]
+struct ThreadExtra {
+    tid: i32,
+    pending: u64,
+    comm: [u8; 16],
+    comm_len: usize,
+    affinity: [u64; AFFINITY_WORDS],
+    affinity_len: usize,
+}
+
+#[derive(Clone, Copy)]
+struct PosixTimer {
+    id: i32,
+    clock: i32,
+    notify: i32,
+    signo: i32,
+    value: u64,
+    tid: i32,
+    /// interval sec, nsec, value sec, nsec (remaining).
+    its: [i64; 4],
+}
+
+struct Saved {
+    itimers: [[i64; 4]; 3],
+    shared_pending: u64,
+    threads: [ThreadExtra; MAX_THREADS],
+    nthreads: usize,
+    timers: [PosixTimer; MAX_TIMERS],
+    ntimers: usize,
+}
+
+struct Cell(UnsafeCell<Saved>);
+// SAFETY: written only by the checkpoint thread with every other thread stopped, and read only
+// on the restart path before any other thread runs.
+unsafe impl Sync for Cell {}
+
+const NO_THREAD: ThreadExtra = ThreadExtra { tid: 0, pending: 0, comm: [0; 16], comm_len: 0, affinity: [0; AFFINITY_WORDS], affinity_len: 0 };
+const NO_TIMER: PosixTimer = PosixTimer { id: 0, clock: 0, notify: 0, signo: 0, value: 0, tid: 0, its: [0; 4] };
+static SAVED: Cell = Cell(UnsafeCell::new(Saved {
+    itimers: [[0; 4]; 3],
+    shared_pending: 0,
+    threads: [NO_THREAD; MAX_THREADS],
+    nthreads: 0,
+    timers: [NO_TIMER; MAX_TIMERS],
+    ntimers: 0,
+}));
+
+/// The value after `key` in a /proc status-like text, parsed in `radix`.
+fn value(text: &[u8], key: &str, radix: u32) -> Option<u64> {
+    let s = std::str::from_utf8(text).ok()?;
+    let i = s.find(key)? + key.len();
+    let v = s[i..].trim_start();
+    let end = v.find(|c: char| !c.is_digit(radix)).unwrap_or(v.len());
+    u64::from_str_radix(&v[..end], radix).ok()
+}
+
+fn reserved_mask() -> u64 {
+    crate::reserved_signals().iter().filter(|&&s| s > 0).fold(0, |m, &s| m | 1u64 << (s - 1))
+}
+
+fn decimal(x: i32) -> Vec<u8> {
+    let mut v = Vec::with_capacity(12);
+    let mut x = x as u32;
+    loop {
+        v.push(b'0' + (x % 10) as u8);
+        x /= 10;
+        if x == 0 {
+            break;
+        }
+    }
+    v.reverse();
+    v
+}
+
+/// Record the state (checkpoint thread, world stopped).
+pub fn save(self_tid: i32) {
+    crate::shmlink::save();
+    // SAFETY: see Cell.
+    let s = unsafe { &mut *SAVED.0.get() };
+    for (w, t) in s.itimers.iter_mut().enumerate() {
+        *t = [0; 4];
+        let _ = syscall!(libc::SYS_getitimer, w, t.as_mut_ptr());
+    }
+    let reserved = reserved_mask();
+    let status = sys::read_file(&sys::cpath(&[b"/proc/self/status"])).unwrap_or_default();
+    s.shared_pending = value(&status, "ShdPnd:", 16).unwrap_or(0) & !reserved;
+    s.nthreads = 0;
+    for name in sys::list_dir(&sys::cpath(&[b"/proc/self/task"])).unwrap_or_default() {
+        let Some(tid) = std::str::from_utf8(&name).ok().and_then(|t| t.parse::<i32>().ok()) else { continue };
+        if tid == self_tid || s.nthreads == MAX_THREADS {
+            continue;
+        }
+        let mut t = NO_THREAD;
+        t.tid = tid;
+        let st = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &name, b"/status"])).unwrap_or_default();
+        t.pending = value(&st, "SigPnd:", 16).unwrap_or(0) & !reserved;
+        let comm = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &name, b"/comm"])).unwrap_or_default();
+        let comm = comm.strip_suffix(b"\n").unwrap_or(&comm);
+        t.comm_len = comm.len().min(15);
+        t.comm[..t.comm_len].copy_from_slice(&comm[..t.comm_len]);
+        if let Ok(n) = syscall!(libc::SYS_sched_getaffinity, tid, AFFINITY_WORDS * 8, t.affinity.as_mut_ptr()) {
+            t.affinity_len = n as usize;
+        }
+        s.threads[s.nthreads] = t;
+        s.nthreads += 1;
+    }
+    s.ntimers = 0;
+    let timers = sys::read_file(&sys::cpath(&[b"/proc/self/timers"])).unwrap_or_default();
+    for block in timers.split(|&b| b == b'\n').collect::<Vec<_>>().chunks(4) {
+        if block.len() < 4 || s.ntimers == MAX_TIMERS {
+            continue;
+        }
+        let (Some(id), Some(clock)) = (value(block[0], "ID:", 10), value(block[3], "ClockID:", 10)) else { continue };
+        let mut t = NO_TIMER;
+        t.id = id as i32;
+        t.clock = clock as i32;
+        // "signal: 10/000000000000dead", "notify: signal/pid.123" | "thread/tid.123" | "none/..."
+        t.signo = value(block[1], "signal:", 10).unwrap_or(0) as i32;
+        t.value = block[1].iter().position(|&b| b == b'/').and_then(|i| value(&block[1][i..], "/", 16)).unwrap_or(0);
+        let n = block[2];
+        t.notify = if n.starts_with(b"notify: none") {
+            libc::SIGEV_NONE
+        } else if n.starts_with(b"notify: thread") {
+            libc::SIGEV_THREAD_ID
+        } else {
+            libc::SIGEV_SIGNAL
+        };
+        t.tid = n.iter().position(|&b| b == b'.').and_then(|i| value(&n[i..], ".", 10)).unwrap_or(0) as i32;
+        let _ = syscall!(libc::SYS_timer_gettime, t.id, t.its.as_mut_ptr());
+        s.timers[s.ntimers] = t;
+        s.ntimers += 1;
+    }
+}
+
+/// The new tid of the thread that had `old` at checkpoint time (0 if none).
+fn new_tid(slots: &[Slot], old: i32) -> i32 {
+    slots
+        .iter()
+        .find(|s| s.tid == old && s.tid_address != 0)
+        // SAFETY: glibc's tid field of the recreated thread, set by clone (CLONE_PARENT_SETTID).
+        .map(|s| unsafe { (s.tid_address as *const i32).read_volatile() })
+        .unwrap_or(0)
+}
+
+/// Bring the state back (restart path: threads recreated and parked, every signal blocked).
+pub fn restore(slots: &[Slot]) {
+    crate::shmlink::restore();
+    // SAFETY: see Cell.
+    let s = unsafe { &*SAVED.0.get() };
+    let pid = sys::getpid();
+    for t in &s.threads[..s.nthreads] {
+        let tid = new_tid(slots, t.tid);
+        if tid == 0 {
+            continue;
+        }
+        if t.comm_len > 0 {
+            if let Ok(fd) = sys::open(&sys::cpath(&[b"/proc/self/task/", &decimal(tid), b"/comm"]), libc::O_WRONLY, 0) {
+                let _ = sys::write_all(fd, &t.comm[..t.comm_len]);
+                sys::close(fd);
+            }
+        }
+        if t.affinity_len > 0 {
+            // Another node may lack some CPUs: then the thread keeps the restarter's affinity.
+            let _ = syscall!(libc::SYS_sched_setaffinity, tid, t.affinity_len, t.affinity.as_ptr());
+        }
+        for sig in 1..=64 {
+            if t.pending & (1u64 << (sig - 1)) != 0 {
+                let _ = sys::tgkill(pid, tid, sig);
+            }
+        }
+    }
+    for sig in 1..=64 {
+        if s.shared_pending & (1u64 << (sig - 1)) != 0 {
+            let _ = syscall!(libc::SYS_kill, pid, sig);
+        }
+    }
+    if s.ntimers > 0 {
+        let _ = syscall!(libc::SYS_prctl, PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0);
+        for t in &s.timers[..s.ntimers] {
+            // struct sigevent: value (8), signo (4), notify (4), tid (4), padding to 64 bytes.
+            let mut ev = [0u8; 64];
+            ev[0..8].copy_from_slice(&t.value.to_ne_bytes());
+            ev[8..12].copy_from_slice(&t.signo.to_ne_bytes());
+            ev[12..16].copy_from_slice(&t.notify.to_ne_bytes());
+            let tid = if t.notify == libc::SIGEV_THREAD_ID { new_tid(slots, t.tid) } else { 0 };
+            ev[16..20].copy_from_slice(&tid.to_ne_bytes());
+            let mut id: i32 = t.id;
+            match syscall!(libc::SYS_timer_create, t.clock, ev.as_ptr(), &mut id as *mut i32) {
+                Ok(_) if id == t.id => {
+                    let _ = syscall!(libc::SYS_timer_settime, id, 0, t.its.as_ptr(), 0);
+                }
+                r => log!(DEBUG, "POSIX timer {} not restored ({:?}, got id {id})", t.id, r),
+            }
+        }
+        let _ = syscall!(libc::SYS_prctl, PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0);
+    }
+    for (w, t) in s.itimers.iter().enumerate() {
+        if t[2] != 0 || t[3] != 0 {
+            let _ = syscall!(libc::SYS_setitimer, w, t.as_ptr(), 0);
+        }
+    }
+    crate::vids::restarted(slots, pid);
+}

@@ -1,0 +1,130 @@
+//! The program's view of its own ids across restarts ("virtual ids"). After a restart the
+//! process has the restarter's pid and new thread ids; these hooks make getpid() and gettid()
+//! return what they returned before the first checkpoint, and translate those ids back to the
+//! real ones in kill, tgkill and sigqueue, so a program that kept its pid or a tid can still
+//! signal itself. pthread_kill and raise need nothing: glibc's thread descriptor holds the real
+//! tid (the restart path updates it). Before any restart every id is real and nothing changes.
+//!
+//! Why not a pid namespace: exact pids need CAP_CHECKPOINT_RESTORE in the namespace's owner,
+//! i.e. launching every program inside a user+pid namespace of our own. Unprivileged user
+//! namespaces are disabled on many clusters, the program would become pid 1 (no default
+//! actions for signals it does not handle), and ckpt-run could no longer run the program under
+//! its own, real pid, which batch systems track. See docs/restored.md.
+
+use crate::hooks::RealFn;
+use crate::sys::{self, syscall};
+use crate::threads::Slot;
+use std::ffi::c_int;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+const MAX: usize = 4096;
+/// The pid the program saw first (the ckpt-run pid), kept across restarts in memory.
+static ORIG_PID: AtomicI32 = AtomicI32::new(0);
+/// The real pid since the last restart (0 before any restart).
+static REAL_PID: AtomicI32 = AtomicI32::new(0);
+/// (virtual, real) thread ids of the threads that existed at the last restart.
+static TIDS: [(AtomicI32, AtomicI32); MAX] = [const { (AtomicI32::new(0), AtomicI32::new(0)) }; MAX];
+
+static REAL_KILL: RealFn = RealFn::new(b"kill\0");
+static REAL_SIGQUEUE: RealFn = RealFn::new(b"sigqueue\0");
+
+pub fn init() {
+    ORIG_PID.store(sys::getpid(), Ordering::Relaxed);
+    REAL_KILL.get();
+    REAL_SIGQUEUE.get();
+}
+
+/// Whether ids are virtual here: a restarted process, not a child it forked.
+fn translating() -> Option<(i32, i32)> {
+    let real = REAL_PID.load(Ordering::Relaxed);
+    if real == 0 || !crate::is_active() || sys::getpid() != real {
+        return None;
+    }
+    Some((ORIG_PID.load(Ordering::Relaxed), real))
+}
+
+fn virt_of(real: i32) -> i32 {
+    TIDS.iter().take_while(|t| t.1.load(Ordering::Relaxed) != 0).find(|t| t.1.load(Ordering::Relaxed) == real).map_or(real, |t| t.0.load(Ordering::Relaxed))
+}
+
+fn real_of(virt: i32) -> i32 {
+    TIDS.iter().take_while(|t| t.1.load(Ordering::Relaxed) != 0).find(|t| t.0.load(Ordering::Relaxed) == virt).map_or(virt, |t| t.1.load(Ordering::Relaxed))
+}
+
+/// Restart path: threads recreated (their new tids are in glibc's tid fields), `pid` is real.
+pub fn restarted(slots: &[Slot], pid: i32) {
+    let mut new = [(0i32, 0i32); MAX];
+    for (n, s) in new.iter_mut().zip(slots.iter().filter(|s| s.tid_address != 0)) {
+        // SAFETY: glibc's tid field of the recreated thread, set by clone.
+        let real = unsafe { (s.tid_address as *const i32).read_volatile() };
+        *n = (virt_of(s.tid), real);
+    }
+    for (t, n) in TIDS.iter().zip(new.iter()) {
+        t.0.store(n.0, Ordering::Relaxed);
+        t.1.store(n.1, Ordering::Relaxed);
+    }
+    REAL_PID.store(pid, Ordering::Release);
+}
+
+fn to_real_pid(pid: i32) -> i32 {
+    match translating() {
+        Some((orig, real)) if pid == orig => real,
+        Some((orig, real)) if pid == -orig => -real,
+        Some(_) if pid > 0 => real_of(pid),
+        _ => pid,
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn getpid() -> libc::pid_t {
+    match translating() {
+        Some((orig, _)) => orig,
+        None => sys::getpid(),
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn gettid() -> libc::pid_t {
+    let tid = sys::gettid();
+    if translating().is_some() {
+        virt_of(tid)
+    } else {
+        tid
+    }
+}
+
+type KillFn = unsafe extern "C" fn(libc::pid_t, c_int) -> c_int;
+type SigqueueFn = unsafe extern "C" fn(libc::pid_t, c_int, libc::sigval) -> c_int;
+
+/// # Safety
+/// libc's contract for kill.
+#[no_mangle]
+pub unsafe extern "C" fn kill(pid: libc::pid_t, sig: c_int) -> c_int {
+    // SAFETY: forwarding to libc's kill.
+    unsafe { std::mem::transmute::<usize, KillFn>(REAL_KILL.get())(to_real_pid(pid), sig) }
+}
+
+/// # Safety
+/// libc's contract for sigqueue.
+#[no_mangle]
+pub unsafe extern "C" fn sigqueue(pid: libc::pid_t, sig: c_int, v: libc::sigval) -> c_int {
+    // SAFETY: forwarding to libc's sigqueue.
+    unsafe { std::mem::transmute::<usize, SigqueueFn>(REAL_SIGQUEUE.get())(to_real_pid(pid), sig, v) }
+}
+
+/// glibc's tgkill wrapper is a plain system call; this one translates the ids first.
+#[no_mangle]
+pub extern "C" fn tgkill(tgid: libc::pid_t, tid: libc::pid_t, sig: c_int) -> c_int {
+    let (tgid, tid) = match translating() {
+        Some(_) => (to_real_pid(tgid), real_of(tid)),
+        None => (tgid, tid),
+    };
+    match syscall!(libc::SYS_tgkill, tgid, tid, sig) {
+        Ok(r) => r as c_int,
+        Err(e) => {
+            // SAFETY: setting the calling thread's errno.
+            unsafe { *libc::__errno_location() = e };
+            -1
+        }
+    }
+}

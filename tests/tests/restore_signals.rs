@@ -1,0 +1,66 @@
+//! Signals, timers and identity across checkpoint, SIGKILL and restart: per-thread signal masks,
+//! pending signals (per thread and process-wide), sigaltstack, setitimer and a POSIX timer with
+//! their remaining time, getpid()/gettid() unchanged and kill/tgkill by those ids arriving,
+//! cwd/umask/rlimits, thread names, CPU affinity, and the checkpoint signal staying the
+//! runtime's although the program blocks it and installs a handler for it.
+
+mod restore_util;
+use restore_util::*;
+use std::fs;
+
+#[test]
+fn signals_timers_and_ids_survive() {
+    check("signals", false);
+}
+
+#[test]
+fn signals_timers_and_ids_survive_as_nobody() {
+    check("signals_nobody", true);
+}
+
+fn check(tag: &str, nobody: bool) {
+    let base = workdir(&format!("{tag}_ref"));
+    let prog = compile("sig_ids", &base);
+    fs::write(base.join("go"), b"").unwrap();
+    let expected = plain(&prog, &[], &base);
+    assert!(expected.contains("posix timer fired: 1 value 1234"), "reference run: {expected}");
+
+    let dir = workdir(&format!("{tag}_ckpt"));
+    let mut p = run_as(&prog, &[], &dir, nobody);
+    p.wait_line(|l| l == "READY");
+    p.checkpoint(&dir, "sig_ids");
+    // A second checkpoint of the same run: the program's SIGUSR2 handler still never runs.
+    let img = p.checkpoint(&dir, "sig_ids");
+    p.kill9();
+    fs::write(dir.join("go"), b"").unwrap();
+    let mut r = restart_as(&img, &[], &dir, nobody);
+    assert!(r.wait().success(), "restart failed: {}", r.stderr());
+    let out = r.stdout();
+    assert!(!out.contains("READY"), "the program started over: {out}");
+    assert_eq!(out, expected.replacen("READY\n", "", 1));
+}
+
+
+/// Restarted twice: the restarted program is checkpointed again before it goes on, so ids,
+/// timers and pending signals pass through two restarts.
+#[test]
+fn signals_timers_and_ids_survive_two_restarts() {
+    let base = workdir("signals_chain_ref");
+    let prog = compile("sig_ids", &base);
+    fs::write(base.join("go"), b"").unwrap();
+    let expected = plain(&prog, &[], &base);
+
+    let dir = workdir("signals_chain");
+    let mut p = run(&prog, &[], &dir);
+    p.wait_line(|l| l == "READY");
+    let img = p.checkpoint(&dir, "sig_ids");
+    p.kill9();
+    let mut r1 = restart(&img, &[], &dir);
+    r1.wait_restarted();
+    let img = r1.checkpoint(&dir, "sig_ids");
+    r1.kill9();
+    fs::write(dir.join("go"), b"").unwrap();
+    let mut r2 = restart(&img, &[], &dir);
+    assert!(r2.wait().success(), "second restart failed: {}", r2.stderr());
+    assert_eq!(r2.stdout(), expected.replacen("READY\n", "", 1));
+}

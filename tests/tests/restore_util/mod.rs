@@ -1,0 +1,162 @@
+//! Helpers for the restore_* tests, on top of the harness (Bins, Workdir, compile_c). Their
+//! programs do not follow the step/result protocol: they set up kernel objects, print READY,
+//! wait for a file named `go`, then print what each object holds; so these tests wait for
+//! lines, checkpoint, SIGKILL and restart themselves.
+#![allow(dead_code)]
+
+use ckpt_tests::programs::compile_c;
+use ckpt_tests::scenario::user_command;
+use ckpt_tests::{Bins, Workdir};
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const TIMEOUT: Duration = Duration::from_secs(90);
+
+pub fn bin(name: &str) -> PathBuf {
+    Bins::locate().expect("ckpt binaries").dir.join(name)
+}
+
+/// A fresh working directory for one test (the harness's Workdir, usable as a Path).
+pub struct Dir(Workdir);
+
+impl std::ops::Deref for Dir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+pub fn workdir(test: &str) -> Dir {
+    Dir(Workdir::new(&format!("restore-{test}")).expect("workdir"))
+}
+
+/// Compile tests/programs/<name>.c into `dir`.
+pub fn compile(name: &str, dir: &Dir) -> PathBuf {
+    compile_c(&dir.0, &format!("{name}.c"), &["-pthread"]).expect("compile")
+}
+
+fn spawn(argv: Vec<OsString>, nobody: bool, cwd: &Path, tag: &str) -> Proc {
+    let out = cwd.join(format!("{tag}.out"));
+    let err = cwd.join(format!("{tag}.err"));
+    let mut cmd = user_command(&argv, nobody, cwd);
+    cmd.stdin(Stdio::null()).stdout(fs::File::create(&out).unwrap()).stderr(fs::File::create(&err).unwrap());
+    Proc { child: cmd.spawn().expect("spawn"), out, err }
+}
+
+fn argv(first: &Path, args: &[&str]) -> Vec<OsString> {
+    std::iter::once(first.as_os_str().to_owned()).chain(args.iter().map(OsString::from)).collect()
+}
+
+/// Run `prog` under ckpt-run with images in cwd/img.
+pub fn run(prog: &Path, args: &[&str], cwd: &Path) -> Proc {
+    run_as(prog, args, cwd, false)
+}
+
+/// The same, as user nobody when `nobody` (and the tests run as root).
+pub fn run_as(prog: &Path, args: &[&str], cwd: &Path, nobody: bool) -> Proc {
+    let img = cwd.join("img");
+    let mut a = argv(&bin("ckpt-run"), &["--dir", img.to_str().unwrap(), "--"]);
+    a.extend(argv(prog, args));
+    spawn(a, nobody, cwd, "run")
+}
+
+/// Run `prog` without ckpt, to completion; its stdout.
+pub fn plain(prog: &Path, args: &[&str], cwd: &Path) -> String {
+    let mut p = spawn(argv(prog, args), false, cwd, "plain");
+    let st = p.wait();
+    assert!(st.success(), "uninterrupted run failed: {st:?}: {}", p.stderr());
+    p.stdout()
+}
+
+pub fn restart(image: &Path, args: &[&str], cwd: &Path) -> Proc {
+    restart_as(image, args, cwd, false)
+}
+
+pub fn restart_as(image: &Path, args: &[&str], cwd: &Path, nobody: bool) -> Proc {
+    let mut a = argv(&bin("ckpt-restart"), args);
+    a.push(image.as_os_str().to_owned());
+    spawn(a, nobody, cwd, "restart")
+}
+
+pub struct Proc {
+    pub child: Child,
+    pub out: PathBuf,
+    pub err: PathBuf,
+}
+
+impl Proc {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+    pub fn stdout(&self) -> String {
+        fs::read_to_string(&self.out).unwrap_or_default()
+    }
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.err).unwrap_or_default()
+    }
+    /// Wait until stdout has a line for which `pred` holds.
+    pub fn wait_line(&mut self, pred: impl Fn(&str) -> bool) {
+        let t0 = Instant::now();
+        loop {
+            if self.stdout().lines().any(&pred) {
+                return;
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("program exited ({st:?}) before the expected line; stdout: {} stderr: {}", self.stdout(), self.stderr());
+            }
+            assert!(t0.elapsed() < TIMEOUT, "timed out waiting for a line; stdout: {}", self.stdout());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    /// Wait until a ckpt-restart process has become the program: the checkpoint signal
+    /// (SIGUSR2) is caught again (before that, it would kill the restarter).
+    pub fn wait_restarted(&mut self) {
+        let t0 = Instant::now();
+        let bit = 1u64 << (libc::SIGUSR2 - 1);
+        loop {
+            let st = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+            let caught = st.lines().find_map(|l| l.strip_prefix("SigCgt:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+            if caught.is_some_and(|c| c & bit != 0) {
+                return;
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("restart exited ({st:?}); stderr: {}", self.stderr());
+            }
+            assert!(t0.elapsed() < TIMEOUT, "restart did not complete; stderr: {}", self.stderr());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    /// Checkpoint with SIGUSR2 and wait for the image `cwd/img/<name>.ckpt` to appear.
+    pub fn checkpoint(&mut self, cwd: &Path, name: &str) -> PathBuf {
+        let img = cwd.join("img").join(format!("{name}.ckpt"));
+        let _ = fs::remove_file(&img);
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(self.pid(), libc::SIGUSR2) };
+        let t0 = Instant::now();
+        while !img.exists() {
+            assert!(t0.elapsed() < TIMEOUT, "no image appeared; stderr: {}", self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        img
+    }
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+    pub fn wait(&mut self) -> ExitStatus {
+        let t0 = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            if t0.elapsed() > TIMEOUT {
+                self.kill9();
+                panic!("timed out; stdout: {} stderr: {}", self.stdout(), self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
