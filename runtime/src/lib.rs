@@ -12,8 +12,10 @@ mod gate;
 mod hooks;
 mod log;
 mod maps;
+mod memwrite;
 mod procstate;
 mod restart;
+mod snapshot;
 mod sys;
 mod threads;
 
@@ -105,6 +107,7 @@ extern "C" fn init() {
     CONFIG.store(Box::into_raw(Box::new(Config { dir, name, signal })), Ordering::Release);
     TRIGGER_SIGNAL.store(signal, Ordering::Relaxed);
     alloc::init_scratch();
+    snapshot::configure(env(b"CKPT_FORK\0").as_deref());
     find_rseq();
     if !install_handlers(signal) {
         log!(ERROR, "cannot install signal handlers; checkpoints are disabled");
