@@ -195,8 +195,11 @@ fn write_image(cap: &Capture, threads: usize) -> Result<(u64, u64), String> {
         // SAFETY: fd is a freshly opened file that the File now owns.
         let file = unsafe { std::fs::File::from_raw_fd(fd) };
         let w = Writer::new(file, ZSTD_LEVEL).map_err(|e| e.to_string())?;
+        let t0 = now_ns();
         let (backings, jobs) = memwrite::plan(pagemap, &cap.maps);
+        let t1 = now_ns();
         let chunks = memwrite::write_all(&w, mem, &jobs, threads).map_err(|e| format!("cannot write {}: {e}", String::from_utf8_lossy(&cap.tmp_path)))?;
+        let t2 = now_ns();
         let mut regions: Vec<Region> = Vec::with_capacity(cap.maps.len());
         let mut next = 0;
         for (i, ((m, _), backing)) in cap.maps.iter().zip(backings).enumerate() {
@@ -211,6 +214,8 @@ fn write_image(cap: &Capture, threads: usize) -> Result<(u64, u64), String> {
         index.regions = regions;
         let raw = w.raw_bytes();
         let (_file, total) = w.finish(&index).map_err(|e| write_error(e, &cap.tmp_path))?;
+        let ms = |a: u64, b: u64| (b - a) / 1_000_000;
+        log!(DEBUG, "image written with {threads} threads: pagemap {} ms, chunks {} ms, index+fsync {} ms", ms(t0, t1), ms(t1, t2), ms(t2, now_ns()));
         Ok((raw, total))
     })();
     sys::close(pagemap);

@@ -27,6 +27,8 @@ pub struct Job {
 pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)]) -> (Vec<Option<Backing>>, Vec<Job>) {
     let mut backings = Vec::with_capacity(maps.len());
     let mut jobs = Vec::new();
+    // Our own stack changes while we write it: copy it, so each chunk's bytes and hash agree.
+    let here = &backings as *const _ as u64;
     for (i, (m, scratch)) in maps.iter().enumerate() {
         if m.name == b"[vsyscall]" {
             backings.push(None);
@@ -34,7 +36,8 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)]) -> (Vec<Option<Backing>>, V
         }
         let backing = if *scratch { Backing::Anon } else { maps::backing_of(m) };
         let runs = if *scratch { Vec::new() } else { maps::stored_runs(pagemap, m, &backing) };
-        let direct = m.prot & libc::PROT_READ as u32 != 0 && matches!(backing, Backing::Anon);
+        let own_stack = m.start <= here && here < m.end;
+        let direct = m.prot & libc::PROT_READ as u32 != 0 && matches!(backing, Backing::Anon) && !own_stack;
         for (first, n) in runs {
             let mut off = first * PAGE;
             let end = (first + n) * PAGE;
