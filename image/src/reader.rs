@@ -36,6 +36,14 @@ impl Reader {
         Ok(Reader { file, header, index, file_len })
     }
 
+    /// Ask the kernel to start reading the whole data area (cold restarts: the disk streams it
+    /// while the chunks are decompressed). Best effort.
+    pub fn prefetch(&self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: advice on our own fd; no memory is passed.
+        unsafe { libc::posix_fadvise(self.file.as_raw_fd(), 0, self.header.index_offset as i64, libc::POSIX_FADV_WILLNEED) };
+    }
+
     /// Read one chunk into `dst` (exactly `chunk.raw_len` bytes), verifying its checksum.
     /// `scratch` holds the stored bytes; it grows as needed.
     pub fn read_chunk(&self, chunk: &Chunk, dst: &mut [u8], dec: &mut Decompressor, scratch: &mut Vec<u8>) -> Result<()> {

@@ -25,13 +25,13 @@ const SKIP_AFTER_POOR: u32 = 7;
 /// store raw without trying (zstd on random data or smooth doubles costs time for <10% gain).
 pub struct ChunkEncoder {
     comp: Compressor,
-    buf: Vec<u8>,
+    buf: AlignedBuf,
     skip: u32,
 }
 
 impl ChunkEncoder {
     pub fn new(level: i32) -> Result<Self> {
-        Ok(ChunkEncoder { comp: Compressor::new(level)?, buf: vec![0u8; Compressor::bound(CHUNK_SIZE)], skip: 0 })
+        Ok(ChunkEncoder { comp: Compressor::new(level)?, buf: AlignedBuf::new(align_up(Compressor::bound(CHUNK_SIZE)))?, skip: 0 })
     }
 
     /// Choose the codec for `data` (not all zero); returns it and the bytes to store.
@@ -40,14 +40,69 @@ impl ChunkEncoder {
             self.skip -= 1;
             return Ok((Codec::Raw, data));
         }
-        let n = self.comp.compress(data, &mut self.buf)?;
+        let n = self.comp.compress(data, self.buf.as_mut())?;
         if n > data.len() / 1024 * POOR {
             self.skip = SKIP_AFTER_POOR;
         }
         // Incompressible data is stored raw: cheaper to restore and no larger.
-        Ok(if n >= data.len() - data.len() / 32 { (Codec::Raw, data) } else { (Codec::Zstd, &self.buf[..n]) })
+        Ok(if n >= data.len() - data.len() / 32 { (Codec::Raw, data) } else { (Codec::Zstd, &self.buf.as_mut()[..n]) })
+    }
+
+    /// `stored` as a block-aligned write for O_DIRECT: a zero-padded copy in our buffer (which
+    /// may already hold it, from `encode`). Always a copy: O_DIRECT straight from the program's
+    /// memory in a forked snapshot makes the kernel unshare (copy) every page it pins, with a
+    /// TLB flush each, which is several times slower than this memcpy.
+    fn aligned(&mut self, stored: *const u8, len: usize) -> &[u8] {
+        let padded = align_up(len);
+        let buf = self.buf.as_mut();
+        if stored != buf.as_ptr() {
+            // SAFETY: stored/len is a live slice that does not overlap our buffer.
+            buf[..len].copy_from_slice(unsafe { std::slice::from_raw_parts(stored, len) });
+        }
+        buf[len..padded].fill(0);
+        &buf[..padded]
     }
 }
+
+/// O_DIRECT alignment of file offsets, lengths and memory.
+const BLOCK: usize = 4096;
+
+fn align_up(n: usize) -> usize {
+    (n + BLOCK - 1) & !(BLOCK - 1)
+}
+
+/// A zeroed buffer aligned for O_DIRECT, from the global allocator.
+struct AlignedBuf {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl AlignedBuf {
+    fn new(len: usize) -> Result<Self> {
+        let layout = std::alloc::Layout::from_size_align(len.max(BLOCK), BLOCK).map_err(|e| ImageError::Compress(e.to_string()))?;
+        // SAFETY: layout has a non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        if ptr.is_null() {
+            return Err(ImageError::Compress("out of memory for a chunk buffer".into()));
+        }
+        Ok(AlignedBuf { ptr, len: len.max(BLOCK) })
+    }
+
+    fn as_mut(&mut self) -> &mut [u8] {
+        // SAFETY: ptr/len is our allocation, initialized (zeroed) at creation.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in new with this very layout.
+        unsafe { std::alloc::dealloc(self.ptr, std::alloc::Layout::from_size_align_unchecked(self.len, BLOCK)) };
+    }
+}
+
+// SAFETY: the buffer is owned memory, used by one thread at a time.
+unsafe impl Send for AlignedBuf {}
 
 pub struct Writer {
     file: File,
@@ -55,6 +110,10 @@ pub struct Writer {
     raw_total: AtomicU64,
     enc: Option<ChunkEncoder>,
     level: i32,
+    /// The file was opened with O_DIRECT: chunks go to block-aligned offsets, padded; the page
+    /// cache is bypassed (on this machine 0.45 s for 1 GiB, steadily, against 0.6 to 3 s for
+    /// buffered writes + fsync). O_DIRECT is dropped for the index and header.
+    direct: bool,
 }
 
 // SAFETY: `enc` (a zstd context, not Sync) is only used through `&mut self`; everything reachable
@@ -63,9 +122,18 @@ unsafe impl Sync for Writer {}
 
 impl Writer {
     /// Start an image in `file` (empty, opened for writing), compressing with zstd `level`.
+    /// With O_DIRECT in the file's flags, chunks are written directly (see `direct`).
     pub fn new(mut file: File, level: i32) -> Result<Self> {
-        file.write_all(&[0u8; HEADER_LEN])?;
-        Ok(Writer { file, pos: AtomicU64::new(HEADER_LEN as u64), raw_total: AtomicU64::new(0), enc: Some(ChunkEncoder::new(level)?), level })
+        // SAFETY: F_GETFL on our own fd.
+        let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+        let direct = flags >= 0 && flags & libc::O_DIRECT != 0;
+        let start = if direct {
+            BLOCK as u64 // the header goes in front at the end; the rest of the block is a hole
+        } else {
+            file.write_all(&[0u8; HEADER_LEN])?;
+            HEADER_LEN as u64
+        };
+        Ok(Writer { file, pos: AtomicU64::new(start), raw_total: AtomicU64::new(0), enc: Some(ChunkEncoder::new(level)?), level, direct })
     }
 
     /// The compression level, for callers that make encoders for other threads.
@@ -94,13 +162,22 @@ impl Writer {
             return Ok(Chunk { offset, raw_len: data.len() as u64, file_offset: HEADER_LEN as u64, stored_len: 0, codec: Codec::Zero, hash: checksum(&[]) });
         }
         let (codec, stored) = enc.encode(data)?;
+        let (codec, ptr, len, hash) = (codec, stored.as_ptr(), stored.len(), checksum(stored));
+        if self.direct {
+            let block = enc.aligned(ptr, len);
+            let at = self.pos.fetch_add(block.len() as u64, Ordering::Relaxed);
+            self.file.write_all_at(block, at)?;
+            return Ok(Chunk { offset, raw_len: data.len() as u64, file_offset: at, stored_len: len as u64, codec, hash });
+        }
+        // SAFETY: ptr/len is `stored`, still alive (data, or enc's buffer, untouched since).
+        let stored = unsafe { std::slice::from_raw_parts(ptr, len) };
         let at = self.pos.fetch_add(stored.len() as u64, Ordering::Relaxed);
         self.file.write_all_at(stored, at)?;
         // Start writeback now, so that it overlaps the rest of the writing and the final fsync
         // only waits for the tail (1 GiB: ~0.5 s less). Best effort: fsync still decides.
         // SAFETY: a plain system call on our own fd.
         unsafe { libc::sync_file_range(self.file.as_raw_fd(), at as i64, stored.len() as i64, libc::SYNC_FILE_RANGE_WRITE) };
-        Ok(Chunk { offset, raw_len: data.len() as u64, file_offset: at, stored_len: stored.len() as u64, codec, hash: checksum(stored) })
+        Ok(Chunk { offset, raw_len: data.len() as u64, file_offset: at, stored_len: stored.len() as u64, codec, hash })
     }
 
     /// Bytes of memory passed to write_chunk so far.
@@ -117,6 +194,14 @@ impl Writer {
     pub fn finish(mut self, index: &Index) -> Result<(File, u64)> {
         let bytes = postcard::to_allocvec(index).map_err(|e| ImageError::Corrupt(format!("cannot encode index: {e}")))?;
         let index_offset = self.stored_bytes();
+        if self.direct {
+            // SAFETY: F_SETFL on our own fd: back to buffered writes for the unaligned tail.
+            let fl = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_GETFL) };
+            // SAFETY: as above.
+            if fl < 0 || unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_SETFL, fl & !libc::O_DIRECT) } < 0 {
+                return Err(std::io::Error::last_os_error().into());
+            }
+        }
         self.file.write_all_at(&bytes, index_offset)?;
         let header = Header {
             version: VERSION,

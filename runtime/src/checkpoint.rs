@@ -61,6 +61,7 @@ type Written = (u64, u64, Vec<u8>);
 /// runs on (`fork`), or with the program stopped. Returns what was written and the pause in ns.
 fn take_with(gen: u64, t0: u64, fork: bool) -> Result<(Written, u64), Retry> {
     let slots = threads::stop_all(sys::gettid()).map_err(Retry::Fail)?;
+    let t_stopped = now_ns();
     let cap = match capture(&slots, gen) {
         Ok(c) => c,
         Err(e) => {
@@ -73,6 +74,8 @@ fn take_with(gen: u64, t0: u64, fork: bool) -> Result<(Written, u64), Retry> {
             Ok(child) => {
                 threads::resume_all();
                 let paused = now_ns() - t0;
+                let t_cap = cap.taken_at;
+                log!(DEBUG, "pause: stop {} us, capture {} us, snapshot {} us", (t_stopped - t0) / 1000, (t_cap - t_stopped) / 1000, (paused - (t_cap - t0)) / 1000);
                 return match child.wait() {
                     snapshot::Outcome::Written { raw, stored } => commit(&cap).map(|p| ((raw, stored, p), paused)).map_err(Retry::Fail),
                     snapshot::Outcome::NeedSync(why) => {
@@ -100,7 +103,7 @@ fn take_with(gen: u64, t0: u64, fork: bool) -> Result<(Written, u64), Retry> {
     }
 }
 
-fn now_ns() -> u64 {
+pub fn now_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     let _ = sys::syscall!(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC, &mut ts as *mut libc::timespec);
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -134,6 +137,8 @@ struct Capture {
     index: Index,
     final_path: Vec<u8>,
     tmp_path: Vec<u8>,
+    /// When the capture was complete (ns, CLOCK_MONOTONIC).
+    taken_at: u64,
 }
 
 fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
@@ -176,7 +181,7 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
         fds,
         process,
     };
-    Ok(Capture { maps, index, final_path, tmp_path })
+    Ok(Capture { maps, index, final_path, tmp_path, taken_at: now_ns() })
 }
 
 /// Write the memory of `cap` and its index to the temporary file, durably, with `threads`
@@ -189,8 +194,13 @@ fn write_image(cap: &Capture, threads: usize) -> Result<(u64, u64), String> {
     })?;
     let tmp_c = sys::cpath(&[&cap.tmp_path]);
     let r = (|| -> Result<(u64, u64), String> {
-        let fd = sys::open(&tmp_c, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o600)
-            .map_err(|e| format!("cannot create {}: {}", String::from_utf8_lossy(&cap.tmp_path), strerror(e)))?;
+        // O_DIRECT where the file system has it (see Writer): steady and fast for large images.
+        let create = |extra| sys::open(&tmp_c, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | extra, 0o600);
+        let fd = match create(libc::O_DIRECT) {
+            Err(libc::EINVAL) => create(0),
+            r => r,
+        }
+        .map_err(|e| format!("cannot create {}: {}", String::from_utf8_lossy(&cap.tmp_path), strerror(e)))?;
         let _ = sys::syscall!(libc::SYS_fchmod, fd, 0o600);
         // SAFETY: fd is a freshly opened file that the File now owns.
         let file = unsafe { std::fs::File::from_raw_fd(fd) };

@@ -72,7 +72,10 @@ fn child(page: usize, body: impl FnOnce() -> Result<(u64, u64), String>, regions
     // SAFETY: the page is mapped read-write and shared with the parent, which reads it only
     // after state leaves PENDING (or after we are gone).
     let rep = unsafe { &mut *(page as *mut Report) };
-    let (state, msg) = match inherited(regions) {
+    let t0 = crate::checkpoint::now_ns();
+    let check = inherited(regions);
+    crate::log::log!(crate::log::DEBUG, "snapshot: fork check {} us", (crate::checkpoint::now_ns() - t0) / 1000);
+    let (state, msg) = match check {
         Err(m) => (NOT_FORKABLE, m),
         Ok(()) => match body() {
             Ok((raw, stored)) => {
