@@ -40,6 +40,10 @@ impl Header {
             if b.is_empty() {
                 return Err(ImageError::Truncated("the file is empty".into()));
             }
+            if b.len() == HEADER_LEN && b.iter().all(|&x| x == 0) {
+                // Writers put a zero header first and the real one last.
+                return Err(ImageError::Truncated("the image was never completed (its header is still zero)".into()));
+            }
             return Err(ImageError::BadMagic);
         }
         if b.len() < HEADER_LEN {
@@ -51,11 +55,13 @@ impl Header {
         if b[56..64].iter().all(|&x| x == 0) && u64at(16) == 0 {
             return Err(ImageError::Truncated("the image was never completed (no index)".into()));
         }
-        if checksum(&b[0..56]) != u64at(56) {
-            return Err(ImageError::Corrupt("header checksum mismatch".into()));
-        }
+        // The version decides the header's layout, so it is checked before the checksum: a
+        // newer image says so even if its header is laid out differently.
         if version != VERSION {
             return Err(ImageError::UnsupportedVersion { found: version, supported: VERSION });
+        }
+        if checksum(&b[0..56]) != u64at(56) {
+            return Err(ImageError::Corrupt("header checksum mismatch".into()));
         }
         if u32at(12) as usize != HEADER_LEN {
             return Err(ImageError::Corrupt("unexpected header length".into()));

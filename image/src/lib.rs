@@ -11,12 +11,15 @@
 //! never completed. Writers create images under a temporary name and rename them into place.
 
 mod codec;
+mod edit;
+pub mod fuzz;
 mod header;
 mod model;
 mod reader;
 mod writer;
 
 pub use codec::{Compressor, Decompressor};
+pub use edit::{reseal, rewrite_index};
 pub use header::{Header, HEADER_LEN, MAGIC, VERSION};
 pub use model::*;
 pub use reader::Reader;
@@ -25,7 +28,7 @@ pub use writer::{ChunkEncoder, Writer, CHUNK_SIZE};
 /// Everything that can go wrong reading or writing an image. Messages are full sentences for users.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("not a ckpt image (bad magic)")]
     BadMagic,

@@ -31,6 +31,8 @@ pub struct Meta {
     /// Bytes of the `[vvar*]` + `[vdso]` areas and a hash of the vdso's code, to refuse restarts
     /// on a kernel whose vdso differs.
     pub vdso_hash: u64,
+    /// glibc version of the program at checkpoint time (gnu_get_libc_version), e.g. "2.36".
+    pub glibc: String,
 }
 
 /// How a region's pages are backed at restart.

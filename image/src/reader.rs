@@ -17,7 +17,11 @@ const PAGE: u64 = 4096;
 
 impl Reader {
     pub fn open(path: &Path) -> Result<Reader> {
-        let file = File::open(path)?;
+        Reader::from_file(File::open(path)?)
+    }
+
+    /// Read and validate the header and index of an image already open for reading.
+    pub fn from_file(file: File) -> Result<Reader> {
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Err(ImageError::Io(std::io::Error::other("not a regular file")));

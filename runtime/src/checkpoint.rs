@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Checkpoints taken by this program, across restarts (the counter is part of the image).
 pub static GENERATION: AtomicU64 = AtomicU64::new(0);
 
+/// What a checkpoint produced (for callers that report it; the loop only logs).
+#[allow(dead_code)]
 #[derive(Clone, Copy, Debug)]
 pub struct Outcome {
     pub raw: u64,
@@ -302,5 +304,12 @@ fn meta(name: &[u8], gen: u64, vdso_hash: u64) -> Meta {
         pid: sys::getpid(),
         generation: gen,
         vdso_hash,
+        glibc: glibc_version(),
     }
+}
+
+/// glibc's version string (a pointer to a constant: safe while other threads are stopped).
+fn glibc_version() -> String {
+    // SAFETY: gnu_get_libc_version returns a static NUL-terminated string.
+    unsafe { std::ffi::CStr::from_ptr(libc::gnu_get_libc_version()) }.to_string_lossy().into_owned()
 }

@@ -79,6 +79,17 @@ pub fn is_special(name: &[u8]) -> bool {
     name == b"[vdso]" || name == b"[vvar]" || name == b"[vvar_vclock]"
 }
 
+/// A private mapping of a file that has since been deleted: only the mapping still holds it.
+pub fn is_deleted_file(m: &MapEntry) -> bool {
+    m.inode != 0 && m.name.ends_with(b" (deleted)")
+}
+
+/// Whether the checkpoint may read the region's memory directly (no fault can occur); otherwise it
+/// reads through /proc/self/mem, which returns an error instead of raising SIGBUS past a file's end.
+pub fn directly_readable(m: &MapEntry, backing: &Backing) -> bool {
+    m.prot & libc::PROT_READ as u32 != 0 && matches!(backing, Backing::Anon) && m.inode == 0
+}
+
 /// How a mapping is restored, and a stat of its file for file mappings.
 pub fn backing_of(m: &MapEntry) -> Backing {
     if is_special(&m.name) {
@@ -120,7 +131,9 @@ pub fn stored_runs(pagemap_fd: i32, m: &MapEntry, backing: &Backing) -> Vec<(u64
     if matches!(backing, Backing::Special | Backing::File { shared: true, .. }) {
         return runs;
     }
-    if matches!(backing, Backing::SharedAnon) {
+    // Shared memory and mappings of deleted files: pages not mapped in our page tables may still
+    // hold data (in the page cache of an object that nothing else can reopen): take all of them.
+    if matches!(backing, Backing::SharedAnon) || is_deleted_file(m) {
         runs.push((0, npages));
         return runs;
     }

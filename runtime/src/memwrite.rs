@@ -37,7 +37,7 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)]) -> (Vec<Option<Backing>>, V
         let backing = if *scratch { Backing::Anon } else { maps::backing_of(m) };
         let runs = if *scratch { Vec::new() } else { maps::stored_runs(pagemap, m, &backing) };
         let own_stack = m.start <= here && here < m.end;
-        let direct = m.prot & libc::PROT_READ as u32 != 0 && matches!(backing, Backing::Anon) && !own_stack;
+        let direct = maps::directly_readable(m, &backing) && !own_stack;
         for (first, n) in runs {
             let mut off = first * PAGE;
             let end = (first + n) * PAGE;

@@ -1,1 +1,34 @@
-//! Test harness (being written).
+//! Harness for the ckpt end-to-end tests.
+//!
+//! The integration tests in `tests/tests/` treat ckpt as a user would: they compile small
+//! deterministic programs (`tests/programs/`), run them once uninterrupted for the reference
+//! output, then run them under `ckpt-run`, take a checkpoint with `kill -USR2`, SIGKILL them,
+//! restart the image with `ckpt-restart` and check that the restarted run continued (did not start
+//! over) and printed exactly what the uninterrupted run printed.
+//!
+//! Output protocol of every test program (what [`check`] parses):
+//! * first line `start <name> ...`,
+//! * then progress lines `step <N> ...` with N increasing from 1, each written in one `write`,
+//! * last line `result <value>`, which depends on all the work done.
+//!
+//! Modules:
+//! * [`workdir`]: per-test scratch directories (world-writable, removed at the end),
+//! * [`programs`]: building and describing the test programs,
+//! * [`process`]: child processes with captured output, timeouts and transcripts,
+//! * [`scenario`]: the ckpt binaries and the checkpoint / SIGKILL / restart scenarios,
+//! * [`check`]: parsing the output and verifying a restarted run against the reference.
+
+pub mod check;
+pub mod process;
+pub mod programs;
+pub mod scenario;
+pub mod workdir;
+
+pub use check::{check_protocol, clean_failure, result_of, step_of};
+pub use process::{Proc, Record};
+pub use programs::Program;
+pub use scenario::{
+    checkpoint_and_kill, checkpoint_kill_restart, run_and_verify, run_plain, run_restart, Bins, Options, Outcome,
+    Timeouts,
+};
+pub use workdir::Workdir;

@@ -1,0 +1,372 @@
+//! Turns an image's header and index into a `Report`: what a user wants to know, in plain
+//! fields that both the text and the JSON output use.
+
+use crate::verify::Verified;
+use ckpt_image::{Backing, Codec, Decompressor, FdKind, Reader, Region};
+use serde::Serialize;
+use std::path::Path;
+
+#[derive(Serialize)]
+pub struct Report {
+    pub image: ImageInfo,
+    pub program: String,
+    pub cmdline: Vec<String>,
+    pub pid: i32,
+    pub generation: u64,
+    pub taken: Taken,
+    pub system: System,
+    pub process: Process,
+    pub threads: Vec<Thread>,
+    pub regions: Vec<RegionInfo>,
+    pub fds: Vec<Fd>,
+    pub signals: Vec<Signal>,
+    pub totals: Totals,
+    /// Present with --verify: every chunk was read and its checksum matched.
+    pub verified: Option<Verified>,
+}
+
+#[derive(Serialize)]
+pub struct ImageInfo {
+    pub path: String,
+    pub format_version: u32,
+    pub file_bytes: u64,
+    pub data_bytes: u64,
+    pub index_bytes: u64,
+}
+
+#[derive(Serialize)]
+pub struct Taken {
+    pub unix_time: u64,
+    pub utc: String,
+    pub hostname: String,
+}
+
+#[derive(Serialize)]
+pub struct System {
+    pub arch: String,
+    pub kernel: String,
+    pub glibc: String,
+    pub vdso_hash: String,
+    /// The kernel's special mappings ([vvar], [vvar_vclock], [vdso]): address and size.
+    pub vdso_layout: Vec<Special>,
+}
+
+#[derive(Serialize)]
+pub struct Special {
+    pub name: String,
+    pub start: u64,
+    pub size: u64,
+}
+
+#[derive(Serialize)]
+pub struct Process {
+    pub cwd: String,
+    pub umask: String,
+    pub brk: u64,
+}
+
+#[derive(Serialize)]
+pub struct Thread {
+    pub tid: i32,
+    /// Where the thread was interrupted, from its saved signal frame (if its page is stored).
+    pub pc: Option<u64>,
+    /// Its blocked-signal mask at that point, as signal names.
+    pub blocked: Option<Vec<String>>,
+    pub fs_base: u64,
+    pub altstack: Option<(u64, u64)>,
+    pub rseq: bool,
+}
+
+#[derive(Serialize)]
+pub struct RegionInfo {
+    pub start: u64,
+    pub end: u64,
+    pub size: u64,
+    pub perms: String,
+    /// anon, shared-anon, file, special.
+    pub backing: String,
+    pub file: Option<String>,
+    pub file_offset: Option<u64>,
+    pub name: String,
+    /// Bytes of memory saved in the image (the rest is zero or comes from the file).
+    pub saved_bytes: u64,
+    /// Bytes those take in the image file.
+    pub stored_bytes: u64,
+    pub chunks: usize,
+    /// none, zstd, raw, zero, or a mix such as "zstd+raw".
+    pub compression: String,
+}
+
+#[derive(Serialize)]
+pub struct Fd {
+    pub fd: i32,
+    /// file, dir, or other (pipes, sockets, anonymous inodes: not restored yet).
+    pub kind: String,
+    pub target: String,
+    pub flags: String,
+    pub offset: i64,
+    pub cloexec: bool,
+}
+
+#[derive(Serialize)]
+pub struct Signal {
+    pub signal: String,
+    pub number: i32,
+    /// handler (with its address), ignore.
+    pub action: String,
+    pub handler: Option<u64>,
+    pub flags: String,
+}
+
+#[derive(Serialize)]
+pub struct Totals {
+    pub regions: usize,
+    pub threads: usize,
+    pub fds: usize,
+    pub mapped_bytes: u64,
+    pub saved_bytes: u64,
+    pub stored_bytes: u64,
+    pub chunks: usize,
+}
+
+pub fn build(reader: &Reader, path: &Path, verified: Option<Verified>) -> Report {
+    let ix = &reader.index;
+    let m = &ix.meta;
+    let regions: Vec<RegionInfo> = ix.regions.iter().map(region).collect();
+    let totals = Totals {
+        regions: regions.len(),
+        threads: ix.threads.len(),
+        fds: ix.fds.len(),
+        mapped_bytes: regions.iter().map(|r| r.size).sum(),
+        saved_bytes: regions.iter().map(|r| r.saved_bytes).sum(),
+        stored_bytes: regions.iter().map(|r| r.stored_bytes).sum(),
+        chunks: regions.iter().map(|r| r.chunks).sum(),
+    };
+    let mut mem = Memory { reader, dec: Decompressor::new().ok(), scratch: Vec::new() };
+    Report {
+        image: ImageInfo {
+            path: path.display().to_string(),
+            format_version: reader.header.version,
+            file_bytes: reader.file_len,
+            data_bytes: reader.header.data_len,
+            index_bytes: reader.header.index_len,
+        },
+        program: m.program.clone(),
+        cmdline: m.cmdline.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect(),
+        pid: m.pid,
+        generation: m.generation,
+        taken: Taken { unix_time: m.time, utc: utc(m.time), hostname: m.hostname.clone() },
+        system: System {
+            arch: m.arch.clone(),
+            kernel: m.kernel.clone(),
+            glibc: m.glibc.clone(),
+            vdso_hash: format!("{:016x}", m.vdso_hash),
+            vdso_layout: ix
+                .regions
+                .iter()
+                .filter(|r| r.backing == Backing::Special)
+                .map(|r| Special { name: r.name_lossy(), start: r.start, size: r.len() })
+                .collect(),
+        },
+        process: Process {
+            cwd: String::from_utf8_lossy(&ix.process.cwd).into_owned(),
+            umask: format!("{:04o}", ix.process.umask),
+            brk: ix.process.mm.brk,
+        },
+        threads: ix
+            .threads
+            .iter()
+            .map(|t| {
+                // x86-64 ucontext_t: gregs at 40 (RIP is gregs[16]), uc_sigmask at 296.
+                let pc = mem.read_u64(t.ucontext + 40 + 16 * 8);
+                let mask = mem.read_u64(t.ucontext + 296);
+                Thread {
+                    tid: t.tid,
+                    pc,
+                    blocked: mask.map(signal_set),
+                    fs_base: t.fs_base,
+                    altstack: (t.altstack_flags & libc::SS_DISABLE == 0 && t.altstack_sp != 0).then_some((t.altstack_sp, t.altstack_size)),
+                    rseq: t.rseq,
+                }
+            })
+            .collect(),
+        regions,
+        fds: ix
+            .fds
+            .iter()
+            .map(|f| {
+                let (kind, target) = match &f.kind {
+                    FdKind::Path { path, is_dir, .. } => (if *is_dir { "dir" } else { "file" }, String::from_utf8_lossy(path).into_owned()),
+                    FdKind::Other { link } => ("other", String::from_utf8_lossy(link).into_owned()),
+                };
+                Fd { fd: f.fd, kind: kind.into(), target, flags: open_flags(f.flags), offset: f.pos, cloexec: f.cloexec }
+            })
+            .collect(),
+        signals: ix
+            .process
+            .sigactions
+            .iter()
+            .filter(|s| s.handler != 0) // SIG_DFL
+            .map(|s| Signal {
+                signal: signal_name(s.signo),
+                number: s.signo,
+                action: if s.handler == 1 { "ignore".into() } else { "handler".into() },
+                handler: (s.handler > 1).then_some(s.handler),
+                flags: sa_flags(s.flags),
+            })
+            .collect(),
+        totals,
+        verified,
+    }
+}
+
+fn region(r: &Region) -> RegionInfo {
+    let (backing, file, file_offset) = match &r.backing {
+        Backing::Anon => ("anon", None, None),
+        Backing::SharedAnon => ("shared-anon", None, None),
+        Backing::File { path, offset, shared, .. } => {
+            (if *shared { "shared-file" } else { "file" }, Some(String::from_utf8_lossy(path).into_owned()), Some(*offset))
+        }
+        Backing::Special => ("special", None, None),
+    };
+    let mut kinds: Vec<&str> = Vec::new();
+    for c in &r.chunks {
+        let k = match c.codec {
+            Codec::Zstd => "zstd",
+            Codec::Raw => "raw",
+            Codec::Zero => "zero",
+        };
+        if !kinds.contains(&k) {
+            kinds.push(k);
+        }
+    }
+    RegionInfo {
+        start: r.start,
+        end: r.end,
+        size: r.len(),
+        perms: perms(r.prot, &r.backing),
+        backing: backing.into(),
+        file,
+        file_offset,
+        name: r.name_lossy(),
+        saved_bytes: r.chunks.iter().map(|c| c.raw_len).sum(),
+        stored_bytes: r.chunks.iter().map(|c| c.stored_len).sum(),
+        chunks: r.chunks.len(),
+        compression: if kinds.is_empty() { "none".into() } else { kinds.join("+") },
+    }
+}
+
+/// Reads bytes of the program's memory out of the image (best effort: None if not stored).
+struct Memory<'a> {
+    reader: &'a Reader,
+    dec: Option<Decompressor>,
+    scratch: Vec<u8>,
+}
+
+impl Memory<'_> {
+    fn read_u64(&mut self, addr: u64) -> Option<u64> {
+        let end = addr.checked_add(8)?;
+        let r = self.reader.index.regions.iter().find(|r| r.start <= addr && end <= r.end)?;
+        let off = addr - r.start;
+        let c = r.chunks.iter().find(|c| c.offset <= off && off + 8 <= c.offset + c.raw_len)?;
+        let mut buf = vec![0u8; c.raw_len as usize];
+        self.reader.read_chunk(c, &mut buf, self.dec.as_mut()?, &mut self.scratch).ok()?;
+        let at = (off - c.offset) as usize;
+        Some(u64::from_le_bytes(buf[at..at + 8].try_into().ok()?))
+    }
+}
+
+fn perms(prot: u32, b: &Backing) -> String {
+    let f = |bit: i32, c: char| if prot & bit as u32 != 0 { c } else { '-' };
+    let shared = matches!(b, Backing::SharedAnon | Backing::File { shared: true, .. });
+    format!("{}{}{}{}", f(libc::PROT_READ, 'r'), f(libc::PROT_WRITE, 'w'), f(libc::PROT_EXEC, 'x'), if shared { 's' } else { 'p' })
+}
+
+const SIGNAMES: [&str; 32] = [
+    "0", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE",
+    "SIGALRM", "SIGTERM", "SIGSTKFLT", "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ",
+    "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
+];
+
+pub fn signal_name(n: i32) -> String {
+    match n {
+        1..=31 => SIGNAMES[n as usize].into(),
+        _ => format!("SIG{n}"),
+    }
+}
+
+fn signal_set(mask: u64) -> Vec<String> {
+    (1..=64).filter(|s| mask & (1u64 << (s - 1)) != 0).map(signal_name).collect()
+}
+
+fn names(v: u64, table: &[(u64, &str)]) -> String {
+    let mut out: Vec<String> = table.iter().filter(|(b, _)| v & b != 0).map(|(_, n)| n.to_string()).collect();
+    let rest = table.iter().fold(v, |acc, (b, _)| acc & !b);
+    if rest != 0 {
+        out.push(format!("{rest:#x}"));
+    }
+    out.join("|")
+}
+
+fn sa_flags(f: u64) -> String {
+    names(
+        f,
+        &[
+            (libc::SA_SIGINFO as u64, "SIGINFO"),
+            (libc::SA_RESTART as u64, "RESTART"),
+            (libc::SA_ONSTACK as u64, "ONSTACK"),
+            (libc::SA_NODEFER as u64, "NODEFER"),
+            (libc::SA_RESETHAND as u64, "RESETHAND"),
+            (libc::SA_NOCLDSTOP as u64, "NOCLDSTOP"),
+            (libc::SA_NOCLDWAIT as u64, "NOCLDWAIT"),
+            (0x0400_0000, "RESTORER"),
+        ],
+    )
+}
+
+fn open_flags(f: i32) -> String {
+    let acc = match f & libc::O_ACCMODE {
+        libc::O_RDONLY => "RDONLY",
+        libc::O_WRONLY => "WRONLY",
+        _ => "RDWR",
+    };
+    let more = names(
+        (f & !libc::O_ACCMODE & !0o100000 /* O_LARGEFILE */) as u32 as u64,
+        &[
+            (libc::O_APPEND as u64, "APPEND"),
+            (libc::O_NONBLOCK as u64, "NONBLOCK"),
+            (libc::O_DIRECTORY as u64, "DIRECTORY"),
+            (libc::O_SYNC as u64, "SYNC"),
+            (libc::O_DIRECT as u64, "DIRECT"),
+            (libc::O_NOATIME as u64, "NOATIME"),
+            (libc::O_PATH as u64, "PATH"),
+        ],
+    );
+    if more.is_empty() { acc.into() } else { format!("{acc}|{more}") }
+}
+
+/// Seconds since the epoch as "YYYY-MM-DD HH:MM:SS UTC" (civil-from-days, no time crate).
+pub fn utc(t: u64) -> String {
+    let days = (t / 86_400) as i64;
+    let s = t % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", s / 3600, s / 60 % 60, s % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(super::utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00 UTC");
+    }
+}

@@ -1,0 +1,100 @@
+//! The human-readable rendering of a `Report`.
+
+use crate::report::Report;
+use std::fmt::Write;
+
+fn size(b: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < U.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 { format!("{b} B") } else { format!("{v:.1} {}", U[i]) }
+}
+
+pub fn render(r: &Report) -> String {
+    let mut o = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_all(&mut o, r);
+    o
+}
+
+fn write_all(o: &mut String, r: &Report) -> std::fmt::Result {
+    let i = &r.image;
+    writeln!(o, "image      {} (format version {}, {})", i.path, i.format_version, size(i.file_bytes))?;
+    writeln!(o, "program    {} (pid {}, checkpoint {})", r.program, r.pid, r.generation)?;
+    writeln!(o, "command    {}", r.cmdline.join(" "))?;
+    writeln!(o, "taken      {} on {}", r.taken.utc, r.taken.hostname)?;
+    let s = &r.system;
+    writeln!(o, "system     {}, Linux {}, glibc {}", s.arch, s.kernel, if s.glibc.is_empty() { "unknown" } else { &s.glibc })?;
+    let layout: Vec<String> = s.vdso_layout.iter().map(|v| format!("{} {}", v.name, size(v.size))).collect();
+    writeln!(o, "vdso       {} (hash {})", layout.join(", "), s.vdso_hash)?;
+    writeln!(o, "process    cwd {}, umask {}, brk {:#x}", r.process.cwd, r.process.umask, r.process.brk)?;
+
+    writeln!(o, "\nthreads    {} (plus the checkpoint thread)", r.threads.len())?;
+    for t in &r.threads {
+        let pc = t.pc.map(|p| format!("{p:#x}")).unwrap_or_else(|| "?".into());
+        let blocked = match &t.blocked {
+            Some(b) if b.is_empty() => "none".into(),
+            Some(b) => b.join(","),
+            None => "?".into(),
+        };
+        let alt = t.altstack.map(|(sp, n)| format!(", altstack {sp:#x}+{}", size(n))).unwrap_or_default();
+        writeln!(o, "  tid {:<8} pc {pc}, blocked {blocked}{alt}{}", t.tid, if t.rseq { ", rseq" } else { "" })?;
+    }
+
+    writeln!(o, "\nregions    {}", r.regions.len())?;
+    writeln!(o, "  {:<33} {:>10} {:<4} {:<11} {:>10} {:>10}  {:<9} name", "address", "size", "perm", "backing", "saved", "stored", "codec")?;
+    for g in &r.regions {
+        let name = match (&g.file, g.file_offset) {
+            (Some(f), Some(off)) if off != 0 => format!("{f} @{off:#x}"),
+            (Some(f), _) => f.clone(),
+            _ => g.name.clone(),
+        };
+        writeln!(
+            o,
+            "  {:#014x}-{:#014x}    {:>10} {:<4} {:<11} {:>10} {:>10}  {:<9} {}",
+            g.start,
+            g.end,
+            size(g.size),
+            g.perms,
+            g.backing,
+            size(g.saved_bytes),
+            size(g.stored_bytes),
+            g.compression,
+            name
+        )?;
+    }
+
+    writeln!(o, "\nfds        {}", r.fds.len())?;
+    for f in &r.fds {
+        writeln!(o, "  {:<4} {:<5} {} ({}, offset {}{})", f.fd, f.kind, f.target, f.flags, f.offset, if f.cloexec { ", cloexec" } else { "" })?;
+    }
+
+    writeln!(o, "\nsignals    {} not at their default action", r.signals.len())?;
+    for s in &r.signals {
+        let h = s.handler.map(|h| format!(" {h:#x}")).unwrap_or_default();
+        let fl = if s.flags.is_empty() { String::new() } else { format!(" [{}]", s.flags) };
+        writeln!(o, "  {:<10} {}{h}{fl}", s.signal, s.action)?;
+    }
+
+    let t = &r.totals;
+    let ratio = if t.stored_bytes > 0 { t.saved_bytes as f64 / t.stored_bytes as f64 } else { 0.0 };
+    writeln!(
+        o,
+        "\ntotals     {} regions, {} mapped, {} saved in {} chunks, {} stored (ratio {ratio:.1}), {} threads, {} fds",
+        t.regions,
+        size(t.mapped_bytes),
+        size(t.saved_bytes),
+        t.chunks,
+        size(t.stored_bytes),
+        t.threads,
+        t.fds
+    )?;
+    if let Some(v) = &r.verified {
+        writeln!(o, "verified   all {} chunks ({}) match their checksums", v.chunks, size(v.stored_bytes))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! Per-test scratch directories.
+//!
+//! Each test gets its own directory under `std::env::temp_dir()` (so tests can run in parallel),
+//! mode 0777 so that the unprivileged-user test (user nobody) can write to it, with an `images`
+//! subdirectory (also 0777) for checkpoint images. The directory is removed when the [`Workdir`]
+//! is dropped, unless the environment variable `CKPT_TESTS_KEEP` is set (for debugging).
+
+use anyhow::{Context, Result};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A scratch directory owned by one test.
+pub struct Workdir {
+    path: PathBuf,
+}
+
+impl Workdir {
+    /// Create a fresh, empty, world-writable directory named after the test.
+    pub fn new(name: &str) -> Result<Workdir> {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("ckpt-tests-{name}-{}-{n}", std::process::id()));
+        if path.exists() {
+            std::fs::remove_dir_all(&path).with_context(|| format!("cannot clean {}", path.display()))?;
+        }
+        create_world_writable(&path)?;
+        let dir = Workdir { path };
+        create_world_writable(&dir.images())?;
+        Ok(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where the checkpoint images go (`ckpt-run --dir`).
+    pub fn images(&self) -> PathBuf {
+        self.path.join("images")
+    }
+
+    /// A path inside the directory.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Create a world-writable subdirectory.
+    pub fn subdir(&self, name: &str) -> Result<PathBuf> {
+        let p = self.path.join(name);
+        create_world_writable(&p)?;
+        Ok(p)
+    }
+}
+
+impl Drop for Workdir {
+    fn drop(&mut self) {
+        if std::env::var_os("CKPT_TESTS_KEEP").is_some() {
+            eprintln!("CKPT_TESTS_KEEP: keeping {}", self.path.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn create_world_writable(p: &Path) -> Result<()> {
+    std::fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))?;
+    // Explicit chmod: create_dir_all is subject to the umask.
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777))
+        .with_context(|| format!("cannot chmod {}", p.display()))
+}
