@@ -10,6 +10,7 @@
 //! no image. If the child dies, the page says so and the caller removes the temporary file.
 
 use crate::maps::{self, MapEntry};
+use ckpt_image::Backing;
 use crate::sys;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -96,7 +97,8 @@ fn child(page: usize, body: impl FnOnce() -> Result<(u64, u64), String>, regions
 }
 
 /// Check that every captured region is in the snapshot with its content: MADV_DONTFORK regions
-/// are absent from a forked child, MADV_WIPEONFORK ones are empty ("wf" in smaps VmFlags).
+/// are absent from a forked child, MADV_WIPEONFORK ones are empty ("wf" in smaps VmFlags), and
+/// shared anonymous memory is not frozen by a snapshot at all.
 fn inherited(regions: &[(MapEntry, bool)]) -> Result<(), String> {
     let text = sys::read_file(&sys::cpath(&[b"/proc/self/smaps"])).map_err(|e| format!("cannot read /proc/self/smaps: errno {e}"))?;
     let mine = maps::parse_maps(&text);
@@ -114,6 +116,10 @@ fn inherited(regions: &[(MapEntry, bool)]) -> Result<(), String> {
     for (r, scratch) in regions {
         if *scratch || maps::is_special(&r.name) || r.name == b"[vsyscall]" {
             continue;
+        }
+        if r.shared && maps::backing_of(r) == Backing::SharedAnon {
+            // The program keeps writing it (it is not copied on write): it would be torn.
+            return Err(format!("region {:#x}-{:#x} is shared anonymous memory, which a snapshot cannot freeze", r.start, r.end));
         }
         let covered = mine.iter().any(|m| m.start <= r.start && m.end >= r.end);
         let wipe = mine.iter().any(|m| m.start < r.end && m.end > r.start && wiped.contains(&m.start));
