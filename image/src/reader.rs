@@ -48,6 +48,15 @@ impl Reader {
         Ok(Reader { file, direct, header, index, file_len })
     }
 
+    /// Ask the kernel to start reading the compressed chunks (they go through the page cache;
+    /// raw chunks are read with O_DIRECT when not cached, so they are not prefetched). Best effort.
+    pub fn prefetch_compressed(&self) {
+        for c in self.index.regions.iter().flat_map(|r| &r.chunks).filter(|c| c.codec == Codec::Zstd) {
+            // SAFETY: advice on our own fd; no memory is passed.
+            unsafe { libc::posix_fadvise(self.file.as_raw_fd(), c.file_offset as i64, c.stored_len as i64, libc::POSIX_FADV_WILLNEED) };
+        }
+    }
+
     /// Read one chunk into `dst` (exactly `chunk.raw_len` bytes), verifying its checksum.
     /// `scratch` holds the stored bytes; it grows as needed.
     pub fn read_chunk(&self, chunk: &Chunk, dst: &mut [u8], dec: &mut Decompressor, scratch: &mut Vec<u8>) -> Result<()> {

@@ -187,6 +187,7 @@ pub fn fill(reader: &Reader, regions: &[Region], plan_base: u64) -> Result<()> {
             tasks.push((at + c.offset, c, r));
         }
     }
+    reader.prefetch_compressed();
     let nthreads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(tasks.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let result: Result<()> = std::thread::scope(|s| {
