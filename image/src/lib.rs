@@ -13,6 +13,7 @@
 mod codec;
 mod edit;
 pub mod fuzz;
+mod generations;
 mod header;
 mod model;
 mod reader;
@@ -20,6 +21,7 @@ mod writer;
 
 pub use codec::{Compressor, Decompressor};
 pub use edit::{reseal, rewrite_index};
+pub use generations::{generation_file_name, generations_of, images_in, parse_image_name};
 pub use header::{Header, HEADER_LEN, MAGIC, VERSION};
 pub use model::*;
 pub use reader::Reader;

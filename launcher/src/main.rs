@@ -1,6 +1,7 @@
 //! `ckpt-run`: sets up the environment the runtime reads (preload, image directory, checkpoint
 //! signal, the pid it manages) and execs the program in place, so the program keeps our pid.
 
+mod resume;
 mod signals;
 
 use anyhow::{bail, Context, Result};
@@ -18,8 +19,12 @@ const RUNTIME_LIB: &str = "libckpt_runtime.so";
     name = "ckpt-run",
     version,
     about = "Run a program so that it can be checkpointed (kill -USR2 PID) and restarted (ckpt-restart)",
-    after_help = "The program keeps ckpt-run's pid. A checkpoint writes DIR/<program>.ckpt \
-                  (mode 0600) and the program continues.\nEnvironment: CKPT_DIR, CKPT_SIGNAL, CKPT_LOG=debug."
+    after_help = "The program keeps ckpt-run's pid. A checkpoint writes DIR/<name>.ckpt (mode 0600; the \
+                  previous ones become <name>.ckpt.1, .2, ...) and the program continues.\n\
+                  After --stop-signal or `ckpt-ctl stop` the program exits with status 75 once its image \
+                  is written (74: the checkpoint failed).\n\
+                  Every option can also come from the environment variable shown; CKPT_LOG=info|debug \
+                  shows more than the one line per checkpoint."
 )]
 struct Cli {
     /// Directory for images (created 0700 if missing).
@@ -29,6 +34,30 @@ struct Cli {
     /// Signal that takes a checkpoint and lets the program continue (name or number).
     #[arg(long, env = "CKPT_SIGNAL", default_value = "USR2")]
     signal: String,
+
+    /// Take a checkpoint periodically (30s, 10m, 2h, ...).
+    #[arg(long, env = "CKPT_INTERVAL")]
+    interval: Option<String>,
+
+    /// Signal that takes a checkpoint and then ends the program (e.g. TERM, USR1).
+    #[arg(long, env = "CKPT_STOP_SIGNAL")]
+    stop_signal: Option<String>,
+
+    /// How many images to keep (the newest and N-1 older generations).
+    #[arg(long, env = "CKPT_KEEP", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    keep: u32,
+
+    /// If DIR holds an image of this program, restart from its newest good image instead.
+    #[arg(long, env = "CKPT_RESUME", value_parser = clap::builder::FalseyValueParser::new())]
+    resume: bool,
+
+    /// Inside a Slurm job: after a checkpoint-and-exit, requeue the job (scontrol requeue).
+    #[arg(long, env = "CKPT_REQUEUE", value_parser = clap::builder::FalseyValueParser::new())]
+    requeue: bool,
+
+    /// Image name (default: the program's file name); in a Slurm step of several tasks, .RANK is added.
+    #[arg(long, env = "CKPT_NAME")]
+    name: Option<OsString>,
 
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -45,13 +74,19 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     let signal = signals::parse(&cli.signal)?;
+    let stop_signal = cli.stop_signal.as_deref().map(signals::parse).transpose()?;
+    if stop_signal == Some(signal) {
+        bail!("--signal and --stop-signal must differ");
+    }
+    let interval = cli.interval.as_deref().map(resume::parse_duration).transpose()?;
+    let requeue = if cli.requeue { resume::requeue_command()? } else { None };
     let runtime = find_runtime()?;
     let dir = prepare_dir(&cli.dir)?;
     let program = &cli.command[0];
-    let name = Path::new(program)
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_else(|| program.clone());
+    let name = resume::image_name(cli.name.as_deref(), program);
+    if cli.resume {
+        resume::resume_if_possible(&dir, &name)?;
+    }
 
     let preload = match std::env::var_os("LD_PRELOAD") {
         Some(old) if !old.is_empty() => {
@@ -67,6 +102,19 @@ fn run(cli: Cli) -> Result<()> {
     std::env::set_var("CKPT_SIGNAL", signal.to_string());
     std::env::set_var("CKPT_NAME", &name);
     std::env::set_var("CKPT_PID", std::process::id().to_string());
+    std::env::set_var("CKPT_KEEP", cli.keep.to_string());
+    match interval {
+        Some(ms) => std::env::set_var("CKPT_INTERVAL", format!("{ms}ms")),
+        None => std::env::remove_var("CKPT_INTERVAL"),
+    }
+    match stop_signal {
+        Some(s) => std::env::set_var("CKPT_STOP_SIGNAL", s.to_string()),
+        None => std::env::remove_var("CKPT_STOP_SIGNAL"),
+    }
+    match requeue {
+        Some(cmd) => std::env::set_var("CKPT_REQUEUE_CMD", cmd),
+        None => std::env::remove_var("CKPT_REQUEUE_CMD"),
+    }
 
     let argv: Vec<CString> = cli
         .command

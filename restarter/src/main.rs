@@ -13,6 +13,7 @@ mod switch;
 use anyhow::{bail, Context, Result};
 use ckpt_image::Reader;
 use clap::Parser;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
@@ -24,7 +25,7 @@ use std::path::{Path, PathBuf};
                   stdin, stdout and stderr.\nExit status: the program's, or 1 when the image cannot be restarted."
 )]
 struct Cli {
-    /// An image file, or a directory (its newest *.ckpt image is used).
+    /// An image file, or a directory (its newest image that verifies is used).
     image: PathBuf,
 }
 
@@ -41,25 +42,45 @@ fn one_line(e: &anyhow::Error) -> String {
     e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ").replace('\n', " ")
 }
 
+/// The image to restart: IMAGE itself; for DIR, the newest image in it that verifies; for
+/// `NAME.ckpt`, that image or, when it does not verify, its newest older generation that does.
 fn resolve(path: &Path) -> Result<PathBuf> {
-    let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
-    if !meta.is_dir() {
-        return Ok(path.to_path_buf());
+    let is_dir = std::fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false);
+    let candidates = if is_dir {
+        ckpt_image::images_in(path).with_context(|| format!("{}", path.display()))?
+    } else {
+        let newest_of = path.file_name().and_then(|f| match ckpt_image::parse_image_name(f.as_bytes()) {
+            Some((name, 0)) => Some(name.to_vec()),
+            _ => None,
+        });
+        match newest_of {
+            Some(name) => {
+                let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                let mut c = vec![path.to_path_buf()];
+                c.extend(ckpt_image::generations_of(dir, &name).into_iter().filter(|p| p.file_name() != path.file_name()));
+                c
+            }
+            None => return Ok(path.to_path_buf()),
+        }
+    };
+    if candidates.is_empty() {
+        bail!("{}: no image (*.ckpt) in this directory", path.display());
     }
-    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
-    for e in std::fs::read_dir(path).with_context(|| format!("{}", path.display()))?.flatten() {
-        let p = e.path();
-        if p.extension().is_some_and(|x| x == "ckpt") {
-            let t = e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
-            if best.as_ref().is_none_or(|(bt, _)| t > *bt) {
-                best = Some((t, p));
+    let mut first_err = None;
+    for c in &candidates {
+        match Reader::open(c).and_then(|r| r.verify_stored()) {
+            Ok(()) => {
+                if let Some(e) = &first_err {
+                    eprintln!("ckpt-restart: {e}; using the older image {}", c.display());
+                }
+                return Ok(c.clone());
+            }
+            Err(e) => {
+                first_err.get_or_insert_with(|| format!("{}: {e}", c.display()));
             }
         }
     }
-    match best {
-        Some((_, p)) => Ok(p),
-        None => bail!("{}: no image (*.ckpt) in this directory", path.display()),
-    }
+    bail!("no image verifies: {}", first_err.unwrap_or_default())
 }
 
 fn run(cli: &Cli) -> Result<()> {

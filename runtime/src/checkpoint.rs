@@ -5,7 +5,7 @@
 
 use crate::log::{log, DEBUG, ERROR, INFO};
 use crate::maps::{self, MapEntry};
-use crate::{alloc, config, fdtable, gate, memwrite, procstate, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
+use crate::{alloc, config, fdtable, gate, generations, memwrite, procstate, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
 use ckpt_image::{Entry, Index, Meta, Region, ThreadState, Writer};
 use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,7 +37,7 @@ pub fn take() -> Option<Outcome> {
     let out = match result {
         Ok(((raw, stored, path), paused)) => {
             let paused_ms = paused / 1_000_000;
-            log!(INFO, "checkpoint {gen}: {} ({} MiB of memory, {} MiB on disk, {ms} ms, program paused {paused_ms} ms)", String::from_utf8_lossy(&path), raw >> 20, stored >> 20);
+            generations::record(gen, &path, raw, stored, ms, paused_ms);
             Some(Outcome { raw, stored, paused_ms })
         }
         Err(Retry::Sync(e) | Retry::Fail(e)) => {
@@ -150,7 +150,7 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
     let process = procstate::read_process();
     let maps = split_scratch(maps::read_maps()?);
     let vdso_hash = maps.iter().find(|(m, _)| m.name == b"[vdso]").map_or(0, |(m, _)| hash_mem(m.start, m.end - m.start));
-    let final_path = [&cfg.dir[..], b"/", &cfg.name[..], b".ckpt"].concat();
+    let final_path = generations::newest_path(&cfg.dir, &cfg.name);
     let tmp_path = [&final_path[..], b".tmp"].concat();
     let ct: &ThreadInfo = &CKPT_THREAD;
     let index = Index {
@@ -243,14 +243,10 @@ const ZSTD_LEVEL: i32 = 1;
 fn commit(cap: &Capture) -> Result<Vec<u8>, String> {
     let cfg = config().ok_or("runtime not configured")?;
     let tmp_c = sys::cpath(&[&cap.tmp_path]);
-    let fin = sys::cpath(&[&cap.final_path]);
-    if let Err(e) = sys::syscall!(libc::SYS_rename, tmp_c.as_ptr(), fin.as_ptr()) {
+    // Rotates older generations, renames into place, fsyncs the directory.
+    if let Err(e) = generations::commit(&tmp_c, &cfg.dir, &cfg.name) {
         let _ = sys::syscall!(libc::SYS_unlink, tmp_c.as_ptr());
         return Err(format!("cannot rename the image into place: {}", strerror(e)));
-    }
-    if let Ok(d) = sys::open(&sys::cpath(&[&cfg.dir]), libc::O_RDONLY | libc::O_DIRECTORY, 0) {
-        let _ = sys::syscall!(libc::SYS_fsync, d);
-        sys::close(d);
     }
     log!(DEBUG, "image {} written", String::from_utf8_lossy(&cap.final_path));
     Ok(cap.final_path.clone())

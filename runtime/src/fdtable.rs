@@ -8,6 +8,9 @@ pub fn read_fds() -> Vec<FdState> {
     let Ok(names) = sys::list_dir(&sys::cpath(&[b"/proc/self/fd"])) else { return out };
     for n in names {
         let Ok(fd) = std::str::from_utf8(&n).unwrap_or("").parse::<i32>() else { continue };
+        if crate::control::is_runtime_fd(fd) {
+            continue; // ours, created again after a restart
+        }
         // SAFETY: an all-zero struct stat is a valid out-parameter.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         if syscall!(libc::SYS_fstat, fd, &mut st as *mut libc::stat).is_err() {

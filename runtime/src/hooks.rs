@@ -182,3 +182,16 @@ pub unsafe extern "C" fn pthread_sigmask(how: c_int, set: *const libc::sigset_t,
     // SAFETY: as for libc.
     unsafe { mask_common(&REAL_PTHREAD_SIGMASK, how, set, old) }
 }
+
+/// In a forked child (which the runtime does not manage): give the program back the signals the
+/// runtime reserved for itself (checkpoint and stop signals), with the dispositions it asked for.
+pub fn hand_back_signals() {
+    for sig in crate::reserved_signals() {
+        if sig <= 0 || sig == crate::threads::STOP_SIGNAL {
+            continue;
+        }
+        // SAFETY: sig is in 1..=64; a whole-entry copy (the child has one thread).
+        let v = unsafe { (*VIRTUAL.0.get())[sig as usize] };
+        install(sig, &v);
+    }
+}

@@ -7,7 +7,9 @@
 
 mod alloc;
 mod checkpoint;
+mod control;
 mod fdtable;
+mod generations;
 mod gate;
 mod hooks;
 mod log;
@@ -18,10 +20,11 @@ mod restart;
 mod snapshot;
 mod sys;
 mod threads;
+mod triggers;
 
 use log::{log, DEBUG, ERROR};
 use std::ffi::{c_char, c_void};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering};
 
 #[global_allocator]
 static ALLOC: alloc::RuntimeAlloc = alloc::RuntimeAlloc;
@@ -35,8 +38,6 @@ pub struct Config {
 static CONFIG: AtomicPtr<Config> = AtomicPtr::new(std::ptr::null_mut());
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static TRIGGER_SIGNAL: AtomicI32 = AtomicI32::new(0);
-/// Set by the trigger signal handler; the checkpoint thread waits on it.
-static TRIGGER: AtomicU32 = AtomicU32::new(0);
 
 pub fn config() -> Option<&'static Config> {
     // SAFETY: CONFIG is set once, in the constructor, to a leaked Box, and never freed.
@@ -47,8 +48,8 @@ pub fn is_active() -> bool {
     ACTIVE.load(Ordering::Relaxed)
 }
 
-pub fn reserved_signals() -> [i32; 2] {
-    [TRIGGER_SIGNAL.load(Ordering::Relaxed), threads::STOP_SIGNAL]
+pub fn reserved_signals() -> [i32; 3] {
+    [TRIGGER_SIGNAL.load(Ordering::Relaxed), threads::STOP_SIGNAL, triggers::stop_signal()]
 }
 
 pub fn is_reserved(sig: i32) -> bool {
@@ -106,6 +107,7 @@ extern "C" fn init() {
     let signal = env(b"CKPT_SIGNAL\0").and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok()).unwrap_or(libc::SIGUSR2);
     CONFIG.store(Box::into_raw(Box::new(Config { dir, name, signal })), Ordering::Release);
     TRIGGER_SIGNAL.store(signal, Ordering::Relaxed);
+    triggers::init(env);
     alloc::init_scratch();
     snapshot::configure(env(b"CKPT_FORK\0").as_deref());
     find_rseq();
@@ -115,6 +117,7 @@ extern "C" fn init() {
     }
     // SAFETY: registering a plain function as fork child handler.
     unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
+    control::setup();
     ACTIVE.store(true, Ordering::Release);
     log!(DEBUG, "runtime active in pid {}, signal {signal}", sys::getpid());
 }
@@ -122,6 +125,8 @@ extern "C" fn init() {
 extern "C" fn after_fork_child() {
     // A forked child is not the managed program: it has no checkpoint thread.
     ACTIVE.store(false, Ordering::Release);
+    control::after_fork();
+    hooks::hand_back_signals();
 }
 
 fn find_rseq() {
@@ -147,12 +152,11 @@ fn install_handlers(trigger: i32) -> bool {
     let mut trig: libc::sigaction = unsafe { std::mem::zeroed() };
     trig.sa_sigaction = trigger_handler as *const () as usize;
     trig.sa_flags = libc::SA_RESTART;
-    hooks::install(threads::STOP_SIGNAL, &stop) && hooks::install(trigger, &trig)
+    hooks::install(threads::STOP_SIGNAL, &stop) && hooks::install(trigger, &trig) && triggers::install_stop_handler()
 }
 
 extern "C" fn trigger_handler(_sig: i32) {
-    TRIGGER.store(1, Ordering::Release);
-    sys::futex_wake(&TRIGGER);
+    triggers::request(triggers::REQ_CHECKPOINT);
 }
 
 /// Start the checkpoint thread (called just before the program's main).
@@ -194,12 +198,7 @@ extern "C" fn checkpoint_thread_main(_: *mut c_void) -> *mut c_void {
     checkpoint_loop()
 }
 
-/// Wait for checkpoint requests forever.
+/// Wait for checkpoint requests (signals, timer, control socket) forever.
 pub fn checkpoint_loop() -> ! {
-    loop {
-        while TRIGGER.swap(0, Ordering::AcqRel) == 0 {
-            sys::futex_wait(&TRIGGER, 0, None);
-        }
-        checkpoint::take();
-    }
+    triggers::run()
 }

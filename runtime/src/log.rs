@@ -1,9 +1,11 @@
 //! Logging to stderr with raw writes (no stdio, no locks). Quiet by default; CKPT_LOG=debug or
-//! CKPT_LOG=info shows more. Errors are always shown.
+//! CKPT_LOG=info shows more. Errors and the one line per checkpoint are always shown.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
 pub const ERROR: u8 = 0;
+/// Shown whatever CKPT_LOG says (the one line per checkpoint).
+pub const ALWAYS: u8 = 0;
 pub const INFO: u8 = 1;
 pub const DEBUG: u8 = 2;
 

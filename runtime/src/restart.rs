@@ -33,6 +33,7 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     // SAFETY: the restarter passes the address of a RestartInfo inside its switch area, which
     // stays mapped until we unmap it below.
     let info: RestartInfo = unsafe { std::ptr::read(info_addr as *const RestartInfo) };
+    crate::triggers::after_restart();
     let ct = &CKPT_THREAD;
     let tid = sys::gettid();
     ct.tid.store(tid, Ordering::Release);
@@ -46,6 +47,7 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     // restored empty). Start both afresh.
     gate::reset_after_restart();
     alloc::scratch_begin();
+    crate::control::setup(); // our fds were not in the image: create them before the threads run
     let slots = take_slots(&info);
     if info.magic == RestartInfo::MAGIC && info.switch_len != 0 {
         sys::munmap(info.switch_base as usize, info.switch_len as usize);

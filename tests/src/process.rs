@@ -360,3 +360,18 @@ pub fn transcript(records: &[Record]) -> String {
     }
     s
 }
+
+/// Poll `cond` (every [`POLL`]) until it holds or `timeout` passes; whether it held. For waits
+/// on things other than a [`Proc`]'s output (files, a Slurm job's output file).
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(POLL);
+    }
+}

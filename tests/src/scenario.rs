@@ -116,7 +116,10 @@ pub fn user_command(argv: &[OsString], as_nobody: bool, cwd: &Path) -> Command {
         });
     }
     // Settings the test environment might carry over would change what ckpt-run does.
-    for var in ["CKPT_DIR", "CKPT_SIGNAL", "CKPT_NAME", "CKPT_PID"] {
+    for var in [
+        "CKPT_DIR", "CKPT_SIGNAL", "CKPT_NAME", "CKPT_PID", "CKPT_INTERVAL", "CKPT_STOP_SIGNAL", "CKPT_KEEP", "CKPT_RESUME",
+        "CKPT_REQUEUE",
+    ] {
         cmd.env_remove(var);
     }
     cmd

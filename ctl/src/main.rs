@@ -1,0 +1,162 @@
+//! `ckpt-ctl [--dir DIR] [--name NAME] checkpoint [--wait] | status | stop`: talks to the runtime
+//! of a program started with `ckpt-run` over its control socket DIR/NAME.sock.
+//!
+//! Exit status (for scripts): 0 done; 1 the program answered with an error (the checkpoint
+//! failed); 2 usage error; 3 no running program found (no socket, or nobody listening);
+//! 4 cannot talk to it (permission denied, timeout, garbled answer).
+
+use clap::{Parser, Subcommand};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const EXIT_FAILED: i32 = 1;
+const EXIT_NOT_RUNNING: i32 = 3;
+const EXIT_COMM: i32 = 4;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ckpt-ctl",
+    version,
+    about = "Control a program running under ckpt-run",
+    after_help = "Exit status: 0 done, 1 the checkpoint failed, 2 usage error, 3 no running program \
+                  found in DIR, 4 cannot talk to it (permission, timeout)."
+)]
+struct Cli {
+    /// The program's image directory (ckpt-run --dir).
+    #[arg(long, env = "CKPT_DIR", default_value = ".", global = true)]
+    dir: PathBuf,
+
+    /// The program's image name, when DIR holds several running programs.
+    #[arg(long, global = true)]
+    name: Option<String>,
+
+    /// Seconds to wait for an answer (a checkpoint of a big program takes a while).
+    #[arg(long, default_value_t = 3600, global = true)]
+    timeout: u64,
+
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Take a checkpoint now; the program continues.
+    Checkpoint {
+        /// Wait until the image is complete and print its path.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show pid, program, last image (age and size) and the next periodic checkpoint.
+    Status,
+    /// Take a checkpoint and end the program (it exits with status 75); prints the image path.
+    Stop,
+}
+
+/// A failure with the exit status a script sees.
+struct Fail(i32, String);
+
+fn main() {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => {}
+        Err(Fail(code, msg)) => {
+            eprintln!("ckpt-ctl: {msg}");
+            std::process::exit(code);
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), Fail> {
+    let sock = find_socket(&cli.dir, cli.name.as_deref())?;
+    let (request, waits) = match cli.cmd {
+        Cmd::Checkpoint { wait: false } => ("checkpoint", false),
+        Cmd::Checkpoint { wait: true } => ("checkpoint wait", true),
+        Cmd::Status => ("status", false),
+        Cmd::Stop => ("stop", true),
+    };
+    let answer = ask(&sock, request, if waits { cli.timeout } else { 10 })?;
+    if let Some(msg) = answer.strip_prefix("error ") {
+        let code = if msg.starts_with("permission denied") { EXIT_COMM } else { EXIT_FAILED };
+        return Err(Fail(code, msg.trim().to_string()));
+    }
+    match cli.cmd {
+        Cmd::Checkpoint { wait: false } if answer.trim() == "queued" => Ok(()),
+        Cmd::Checkpoint { .. } | Cmd::Stop => match answer.strip_prefix("ok ") {
+            Some(path) => {
+                println!("{}", path.trim());
+                Ok(())
+            }
+            None => Err(Fail(EXIT_COMM, format!("unexpected answer {:?}", answer.trim()))),
+        },
+        Cmd::Status => {
+            print!("{answer}");
+            Ok(())
+        }
+    }
+}
+
+fn find_socket(dir: &Path, name: Option<&str>) -> Result<PathBuf, Fail> {
+    if let Some(n) = name {
+        return Ok(dir.join(format!("{n}.sock")));
+    }
+    let rd = std::fs::read_dir(dir).map_err(|e| Fail(EXIT_NOT_RUNNING, format!("{}: {e}", dir.display())))?;
+    let mut socks: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "sock")).collect();
+    socks.sort();
+    if socks.len() > 1 {
+        // Sockets of programs that were killed stay behind: keep the ones someone listens on.
+        socks.retain(|p| connect(p).is_ok());
+    }
+    match socks.len() {
+        0 => Err(Fail(EXIT_NOT_RUNNING, format!("no program running under ckpt-run with --dir {}", dir.display()))),
+        1 => Ok(socks.remove(0)),
+        _ => {
+            let names: Vec<String> = socks.iter().filter_map(|p| p.file_stem()).map(|s| s.to_string_lossy().into_owned()).collect();
+            Err(Fail(2, format!("{} holds several programs ({}): choose one with --name", dir.display(), names.join(", "))))
+        }
+    }
+}
+
+fn connect(sock: &Path) -> std::io::Result<UnixStream> {
+    match UnixStream::connect(sock) {
+        Err(e) if e.raw_os_error() == Some(36) || e.kind() == std::io::ErrorKind::InvalidInput => {
+            // ENAMETOOLONG: go through the directory's fd, as the runtime does when it binds.
+            let dir = std::fs::File::open(sock.parent().unwrap_or(Path::new(".")))?;
+            use std::os::fd::AsRawFd;
+            let short = format!("/proc/self/fd/{}/{}", dir.as_raw_fd(), sock.file_name().unwrap_or_default().to_string_lossy());
+            UnixStream::connect(short)
+        }
+        r => r,
+    }
+}
+
+fn ask(sock: &Path, request: &str, timeout_s: u64) -> Result<String, Fail> {
+    let mut s = connect(sock).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+            Fail(EXIT_NOT_RUNNING, format!("{}: the program is not running ({e})", sock.display()))
+        }
+        std::io::ErrorKind::PermissionDenied => Fail(EXIT_COMM, format!("{}: {e} (only the program's owner may control it)", sock.display())),
+        _ => Fail(EXIT_COMM, format!("{}: {e}", sock.display())),
+    })?;
+    let comm = |e: std::io::Error| Fail(EXIT_COMM, format!("{}: {e}", sock.display()));
+    s.set_read_timeout(Some(Duration::from_secs(timeout_s.max(1)))).map_err(comm)?;
+    s.write_all(format!("{request}\n").as_bytes()).map_err(comm)?;
+    let mut answer = String::new();
+    let mut r = BufReader::new(s);
+    loop {
+        let mut line = String::new();
+        match r.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => answer.push_str(&line),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                return Err(Fail(EXIT_COMM, format!("{}: no answer after {timeout_s} s", sock.display())));
+            }
+            Err(e) => return Err(comm(e)),
+        }
+    }
+    if answer.is_empty() {
+        return Err(Fail(EXIT_NOT_RUNNING, format!("{}: the program closed the connection without answering (did it exit?)", sock.display())));
+    }
+    Ok(answer)
+}

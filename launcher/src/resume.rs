@@ -1,0 +1,107 @@
+//! `--resume`, `--requeue`, `--interval` and the image name: what ckpt-run decides before it
+//! execs the program (or, to resume, ckpt-restart).
+
+use anyhow::{bail, Context, Result};
+use std::ffi::{CString, OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+/// "30s", "10m", "2h", "1d", "500ms", "90" (seconds), "1.5m" -> milliseconds.
+pub fn parse_duration(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().with_context(|| format!("bad duration {s:?} (use e.g. 30s, 10m, 2h)"))?;
+    let scale = match unit.trim() {
+        "ms" => 1.0,
+        "" | "s" | "sec" => 1e3,
+        "m" | "min" => 60e3,
+        "h" => 3600e3,
+        "d" => 86400e3,
+        u => bail!("bad duration unit {u:?} in {s:?} (use ms, s, m, h or d)"),
+    };
+    let ms = (n * scale).round();
+    if !(1.0..=1e15).contains(&ms) {
+        bail!("duration {s:?} is out of range");
+    }
+    Ok(ms as u64)
+}
+
+/// The image name: --name, or the program's file name; in a Slurm step of several tasks each
+/// task gets its own name, NAME.RANK, so tasks sharing a directory do not overwrite each other.
+pub fn image_name(explicit: Option<&OsStr>, program: &OsStr) -> OsString {
+    let base = match explicit {
+        Some(n) => n.to_os_string(),
+        None => Path::new(program).file_name().map(|n| n.to_os_string()).unwrap_or_else(|| program.to_os_string()),
+    };
+    let tasks = std::env::var("SLURM_STEP_NUM_TASKS").ok().and_then(|v| v.parse::<u32>().ok()).unwrap_or(1);
+    match std::env::var("SLURM_PROCID") {
+        Ok(rank) if tasks > 1 && !rank.is_empty() => {
+            let mut n = base;
+            n.push(".");
+            n.push(rank);
+            n
+        }
+        _ => base,
+    }
+}
+
+/// With --resume: exec `ckpt-restart IMAGE` with the newest generation of NAME in DIR whose
+/// header and index verify (the restarter checks every chunk and falls back to older
+/// generations from `NAME.ckpt`). Returns, to start fresh, when there is none.
+pub fn resume_if_possible(dir: &Path, name: &OsStr) -> Result<()> {
+    let gens = ckpt_image::generations_of(dir, name.as_bytes());
+    let Some(image) = gens.iter().find(|p| ckpt_image::Reader::open(p).is_ok()) else {
+        if !gens.is_empty() {
+            eprintln!("ckpt-run: no image of {} in {} can be read; starting fresh", name.to_string_lossy(), dir.display());
+        }
+        return Ok(());
+    };
+    let exe = std::env::current_exe().context("cannot find our own executable")?;
+    let restart = exe.with_file_name("ckpt-restart");
+    if !restart.is_file() {
+        bail!("cannot resume: {} not found next to ckpt-run", restart.display());
+    }
+    eprintln!("ckpt-run: resuming from {}", image.display());
+    let argv = [restart.into_os_string(), image.clone().into_os_string()]
+        .into_iter()
+        .map(|a| CString::new(a.into_vec()).context("path contains a NUL byte"))
+        .collect::<Result<Vec<_>>>()?;
+    let ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
+    // SAFETY: a NULL-terminated array of valid C strings that outlive the call.
+    unsafe { libc::execv(ptrs[0], ptrs.as_ptr()) };
+    bail!("cannot run ckpt-restart: {}", std::io::Error::last_os_error())
+}
+
+/// With --requeue inside a Slurm job: the scontrol the runtime will run (None outside Slurm).
+pub fn requeue_command() -> Result<Option<PathBuf>> {
+    if std::env::var_os("SLURM_JOB_ID").is_none() {
+        return Ok(None);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for d in std::env::split_paths(&path) {
+        let c = d.join("scontrol");
+        if c.is_file() {
+            return Ok(Some(c));
+        }
+    }
+    bail!("--requeue: scontrol is not in PATH")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), 30_000);
+        assert_eq!(parse_duration("10m").unwrap(), 600_000);
+        assert_eq!(parse_duration("2h").unwrap(), 7_200_000);
+        assert_eq!(parse_duration("90").unwrap(), 90_000);
+        assert_eq!(parse_duration("500ms").unwrap(), 500);
+        assert_eq!(parse_duration("1.5m").unwrap(), 90_000);
+        assert!(parse_duration("10x").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

@@ -1,0 +1,295 @@
+//! The control socket `DIR/NAME.sock` that `ckpt-ctl` talks to, served by the checkpoint thread.
+//!
+//! Only the owner may use it: the socket file is mode 0600 in the image directory, and every
+//! connection's peer credentials (SO_PEERCRED) must carry our effective uid. Protocol: one request
+//! line per connection (`checkpoint`, `checkpoint wait`, `status`, `stop`), answered with lines:
+//! `queued`, `ok IMAGE`, `error MESSAGE`, or `key: value` lines for status.
+//!
+//! The runtime's own fds (the wake eventfd, the listening socket, a client being served) are
+//! moved to high numbers, left out of images (see `is_runtime_fd`) and created again after a
+//! restart, because a restarted process has none of them.
+
+use crate::log::{log, DEBUG, ERROR};
+use crate::sys::{self, syscall};
+use crate::{checkpoint, config, generations, triggers};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+static LISTEN_FD: AtomicI32 = AtomicI32::new(-1);
+static CLIENT_FD: AtomicI32 = AtomicI32::new(-1);
+/// The process whose socket file this is (0: none); only it removes the file at exit.
+static OWNER_PID: AtomicI32 = AtomicI32::new(0);
+
+/// Lowest fd number the runtime's own fds are moved to.
+const HIGH_FD: i32 = 900;
+
+pub fn is_runtime_fd(fd: i32) -> bool {
+    fd >= 0 && [&WAKE_FD, &LISTEN_FD, &CLIENT_FD].iter().any(|a| a.load(Ordering::Relaxed) == fd)
+}
+
+/// Wake the checkpoint thread out of `poll` (async-signal-safe).
+pub fn wake() {
+    let fd = WAKE_FD.load(Ordering::Acquire);
+    if fd >= 0 {
+        let one: u64 = 1;
+        let _ = syscall!(libc::SYS_write, fd, &one as *const u64, 8);
+    }
+}
+
+fn move_high(fd: i32) -> i32 {
+    match syscall!(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, HIGH_FD) {
+        Ok(hi) => {
+            sys::close(fd);
+            hi as i32
+        }
+        Err(_) => fd,
+    }
+}
+
+fn socket_name() -> Option<Vec<u8>> {
+    let cfg = config()?;
+    Some([&cfg.name[..], b".sock"].concat())
+}
+
+/// Create the wake eventfd and the listening socket: in the constructor (before the program
+/// runs, so its fd numbers stay what they would be without us) and on the restart path before
+/// the program's threads come back.
+pub fn setup() {
+    if let Ok(fd) = syscall!(libc::SYS_eventfd2, 0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) {
+        WAKE_FD.store(move_high(fd as i32), Ordering::Release);
+    }
+    match listen() {
+        Ok(fd) => {
+            LISTEN_FD.store(fd, Ordering::Release);
+            OWNER_PID.store(sys::getpid(), Ordering::Release);
+        }
+        Err(e) => log!(ERROR, "no control socket (ckpt-ctl will not reach this program): {e}"),
+    }
+}
+
+fn listen() -> Result<i32, String> {
+    let cfg = config().ok_or("runtime not configured")?;
+    let name = socket_name().ok_or("no name")?;
+    // Bind through /proc/self/fd/N/NAME: sun_path is short, image directories can be long.
+    let dir = sys::open(&sys::cpath(&[&cfg.dir]), libc::O_PATH | libc::O_DIRECTORY, 0)
+        .map_err(|e| format!("{}: {}", String::from_utf8_lossy(&cfg.dir), checkpoint::strerror(e)))?;
+    let name_c = sys::cpath(&[&name]);
+    let _ = syscall!(libc::SYS_unlinkat, dir, name_c.as_ptr(), 0); // a stale socket of a dead run
+    let path = [b"/proc/self/fd/", dir.to_string().as_bytes(), b"/", &name[..]].concat();
+    // SAFETY: an all-zero sockaddr_un is valid.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as u16;
+    let r = (|| {
+        if path.len() >= addr.sun_path.len() {
+            return Err("socket name too long".to_string());
+        }
+        for (d, s) in addr.sun_path.iter_mut().zip(&path) {
+            *d = *s as libc::c_char;
+        }
+        let fd = syscall!(libc::SYS_socket, libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
+            .map_err(|e| format!("socket: {}", checkpoint::strerror(e)))? as i32;
+        let fd = move_high(fd);
+        let len = std::mem::size_of::<libc::sa_family_t>() + path.len() + 1;
+        let bound = syscall!(libc::SYS_bind, fd, &addr as *const libc::sockaddr_un, len)
+            .and_then(|_| syscall!(libc::SYS_fchmodat, dir, name_c.as_ptr(), 0o600, 0))
+            .and_then(|_| syscall!(libc::SYS_listen, fd, 8));
+        match bound {
+            Ok(_) => Ok(fd),
+            Err(e) => {
+                sys::close(fd);
+                Err(format!("{}/{}: {}", String::from_utf8_lossy(&cfg.dir), String::from_utf8_lossy(&name), checkpoint::strerror(e)))
+            }
+        }
+    })();
+    sys::close(dir);
+    r
+}
+
+/// After a restart the fd numbers of the old process mean nothing (they were not restored and
+/// may now be the program's): forget them without closing.
+pub fn forget_fds() {
+    for a in [&WAKE_FD, &LISTEN_FD, &CLIENT_FD] {
+        a.store(-1, Ordering::Release);
+    }
+    OWNER_PID.store(0, Ordering::Release);
+}
+
+/// In a forked child (not the managed program): close our copies.
+pub fn after_fork() {
+    for a in [&WAKE_FD, &LISTEN_FD, &CLIENT_FD] {
+        let fd = a.swap(-1, Ordering::AcqRel);
+        if fd >= 0 {
+            sys::close(fd);
+        }
+    }
+}
+
+/// Before the process exits on a stop request: remove the socket file.
+pub fn shutdown() {
+    if OWNER_PID.load(Ordering::Acquire) != sys::getpid() {
+        return;
+    }
+    if let (Some(cfg), Some(name)) = (config(), socket_name()) {
+        let path = sys::cpath(&[&cfg.dir, b"/", &name]);
+        let _ = syscall!(libc::SYS_unlink, path.as_ptr());
+    }
+    OWNER_PID.store(0, Ordering::Release);
+}
+
+#[used]
+#[link_section = ".fini_array"]
+static FINI: extern "C" fn() = fini;
+
+extern "C" fn fini() {
+    shutdown();
+}
+
+/// Sleep until woken, a client connects, or `timeout_ms` passes. False when there is nothing
+/// to poll (no eventfd): the caller then sleeps on the futex instead.
+pub fn poll(timeout_ms: Option<u64>) -> bool {
+    let wake = WAKE_FD.load(Ordering::Acquire);
+    if wake < 0 {
+        return false;
+    }
+    let mut fds = [
+        libc::pollfd { fd: wake, events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: LISTEN_FD.load(Ordering::Acquire), events: libc::POLLIN, revents: 0 },
+    ];
+    let ts;
+    let tsp = match timeout_ms {
+        Some(ms) => {
+            ts = libc::timespec { tv_sec: (ms / 1000) as i64, tv_nsec: ((ms % 1000) * 1_000_000) as i64 };
+            &ts as *const libc::timespec
+        }
+        None => std::ptr::null(),
+    };
+    let _ = syscall!(libc::SYS_ppoll, fds.as_mut_ptr(), 2, tsp, 0, 8);
+    // The program closed one of our fds (some close every fd they do not know): give it up
+    // rather than spin on it.
+    if fds[0].revents & libc::POLLNVAL != 0 {
+        WAKE_FD.store(-1, Ordering::Release);
+    }
+    if fds[1].revents & libc::POLLNVAL != 0 {
+        LISTEN_FD.store(-1, Ordering::Release);
+        log!(ERROR, "the program closed the control socket; ckpt-ctl will not reach it");
+    }
+    if fds[0].revents & libc::POLLIN != 0 {
+        let mut v: u64 = 0;
+        let _ = syscall!(libc::SYS_read, wake, &mut v as *mut u64, 8);
+    }
+    true
+}
+
+/// Serve every client waiting on the listening socket.
+pub fn serve() {
+    let lfd = LISTEN_FD.load(Ordering::Acquire);
+    if lfd < 0 {
+        return;
+    }
+    while let Ok(fd) = syscall!(libc::SYS_accept4, lfd, 0, 0, libc::SOCK_CLOEXEC) {
+        let fd = fd as i32;
+        CLIENT_FD.store(fd, Ordering::Release);
+        serve_client(fd);
+        CLIENT_FD.store(-1, Ordering::Release);
+        sys::close(fd);
+    }
+}
+
+/// Send an answer. MSG_NOSIGNAL: a client that went away must not raise SIGPIPE.
+fn reply(fd: i32, s: &str) {
+    let mut b = s.as_bytes();
+    while !b.is_empty() {
+        match syscall!(libc::SYS_sendto, fd, b.as_ptr(), b.len(), libc::MSG_NOSIGNAL, 0, 0) {
+            Ok(n) => b = &b[n as usize..],
+            Err(libc::EINTR) => continue,
+            Err(_) => return,
+        }
+    }
+}
+
+fn serve_client(fd: i32) {
+    let tv = libc::timeval { tv_sec: 2, tv_usec: 0 };
+    for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+        let _ = syscall!(libc::SYS_setsockopt, fd, libc::SOL_SOCKET, opt, &tv as *const libc::timeval, std::mem::size_of::<libc::timeval>());
+    }
+    // Read the request first: closing with unread data would reset the connection and lose
+    // the answer.
+    let mut buf = [0u8; 256];
+    let mut n = 0;
+    while n < buf.len() && !buf[..n].contains(&b'\n') {
+        match sys::read(fd, &mut buf[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    let mut cred = libc::ucred { pid: 0, uid: u32::MAX, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as u32;
+    let euid = syscall!(libc::SYS_geteuid).unwrap_or(-1) as u32;
+    let ok = syscall!(libc::SYS_getsockopt, fd, libc::SOL_SOCKET, libc::SO_PEERCRED, &mut cred as *mut libc::ucred, &mut len as *mut u32).is_ok();
+    if !ok || cred.uid != euid {
+        log!(ERROR, "control socket: refused a connection from uid {} (pid {})", cred.uid, cred.pid);
+        reply(fd, "error permission denied: only the program's owner may control it\n");
+        return;
+    }
+    let line = buf[..n].split(|&b| b == b'\n').next().unwrap_or(&[]);
+    let req = std::str::from_utf8(line).unwrap_or("").trim();
+    log!(DEBUG, "control request {req:?} from pid {}", cred.pid);
+    match req {
+        "" => {} // a probe (ckpt-ctl looking for live programs) or a client that gave up
+        "checkpoint" => {
+            reply(fd, "queued\n");
+            triggers::request(triggers::REQ_CHECKPOINT);
+        }
+        "checkpoint wait" => {
+            let out = checkpoint::take();
+            triggers::arm_timer();
+            reply_outcome(fd, out);
+        }
+        "status" => reply(fd, &status()),
+        "stop" => {
+            let out = checkpoint::take();
+            reply_outcome(fd, out);
+            if out.is_some() {
+                sys::close(fd);
+                CLIENT_FD.store(-1, Ordering::Release);
+                triggers::exit_after_checkpoint(true);
+            }
+            triggers::arm_timer();
+        }
+        _ => reply(fd, "error unknown request (expected checkpoint, checkpoint wait, status or stop)\n"),
+    }
+}
+
+fn reply_outcome(fd: i32, out: Option<checkpoint::Outcome>) {
+    if let Some(o) = out {
+        log!(DEBUG, "control: checkpoint of {} bytes ({} on disk), program paused {} ms", o.raw, o.stored, o.paused_ms);
+        reply(fd, &format!("ok {}\n", String::from_utf8_lossy(&generations::last_path())));
+    } else {
+        reply(fd, "error the checkpoint failed (the program's stderr says why); the program continues\n");
+    }
+}
+
+fn status() -> String {
+    let mut s = String::new();
+    let name = config().map(|c| String::from_utf8_lossy(&c.name).into_owned()).unwrap_or_default();
+    s.push_str(&format!("pid: {}\nprogram: {name}\ncheckpoints: {}\n", sys::getpid(), checkpoint::GENERATION.load(Ordering::Relaxed)));
+    let last = generations::last_path();
+    if last.is_empty() {
+        s.push_str("last image: none\n");
+    } else {
+        s.push_str(&format!("last image: {}\n", String::from_utf8_lossy(&last)));
+        // SAFETY: an all-zero struct stat is a valid out-parameter.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        let path = sys::cpath(&[&last]);
+        if syscall!(libc::SYS_newfstatat, libc::AT_FDCWD, path.as_ptr(), &mut st as *mut libc::stat, 0).is_ok() {
+            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            let _ = syscall!(libc::SYS_clock_gettime, libc::CLOCK_REALTIME, &mut ts as *mut libc::timespec);
+            s.push_str(&format!("last image age: {}s\nlast image size: {}\n", (ts.tv_sec - st.st_mtime).max(0), st.st_size));
+        }
+    }
+    match triggers::next_in_ms() {
+        Some(ms) => s.push_str(&format!("next periodic checkpoint: in {}s\n", ms.div_ceil(1000))),
+        None => s.push_str("next periodic checkpoint: none (no --interval)\n"),
+    }
+    s
+}

@@ -1,0 +1,135 @@
+//! Committing a finished image as the newest generation (rotating the older ones, keeping
+//! `--keep N` in all), the one-line report of each checkpoint, and the record of the last image
+//! (for `ckpt-ctl status` and `checkpoint --wait`). Naming: see ckpt_image's generations module.
+//!
+//! Everything here runs on the checkpoint thread with raw system calls. The last-image record is
+//! a fixed buffer: allocations made during a checkpoint are freed when it ends.
+
+use crate::log::{log, ALWAYS};
+use crate::sys::{self, syscall};
+use ckpt_image::generation_file_name;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+static KEEP: AtomicU32 = AtomicU32::new(2);
+
+pub fn set_keep(k: u32) {
+    KEEP.store(k.max(1), Ordering::Relaxed);
+}
+
+/// DIR/NAME.ckpt, the newest image's path.
+pub fn newest_path(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    [dir, b"/", &generation_file_name(name, 0)].concat()
+}
+
+fn generation_path(dir: &[u8], name: &[u8], i: u32) -> std::ffi::CString {
+    sys::cpath(&[dir, b"/", &generation_file_name(name, i)])
+}
+
+/// Make the complete image at `tmp` the newest generation of `name` in `dir`. At every step a
+/// complete image of the newest checkpoint so far exists under one of the generation names.
+pub fn commit(tmp: &std::ffi::CStr, dir: &[u8], name: &[u8]) -> Result<(), i32> {
+    let keep = KEEP.load(Ordering::Relaxed);
+    let newest = generation_path(dir, name, 0);
+    if keep > 1 {
+        for i in (1..keep - 1).rev() {
+            let (from, to) = (generation_path(dir, name, i), generation_path(dir, name, i + 1));
+            let _ = syscall!(libc::SYS_rename, from.as_ptr(), to.as_ptr());
+        }
+        let first = generation_path(dir, name, 1);
+        let _ = syscall!(libc::SYS_unlink, first.as_ptr());
+        // A second name for the current newest, so it stays complete while the new one moves in.
+        match syscall!(libc::SYS_link, newest.as_ptr(), first.as_ptr()) {
+            Ok(_) | Err(libc::ENOENT) => {}
+            Err(_) => {
+                let _ = syscall!(libc::SYS_rename, newest.as_ptr(), first.as_ptr());
+            }
+        }
+    }
+    syscall!(libc::SYS_rename, tmp.as_ptr(), newest.as_ptr())?;
+    if let Ok(d) = sys::open(&sys::cpath(&[dir]), libc::O_RDONLY | libc::O_DIRECTORY, 0) {
+        let _ = syscall!(libc::SYS_fsync, d);
+        sys::close(d);
+    }
+    Ok(())
+}
+
+const PATH_MAX: usize = 4096;
+
+struct Last {
+    path: [u8; PATH_MAX],
+    len: usize,
+}
+
+static LAST: Mutex<Last> = Mutex::new(Last { path: [0; PATH_MAX], len: 0 });
+static LAST_SIZE: AtomicU64 = AtomicU64::new(0);
+
+/// Remember the image just written and report it on stderr (always: one line per checkpoint).
+pub fn record(gen: u64, path: &[u8], raw: u64, stored: u64, total_ms: u64, paused_ms: u64) {
+    if let Ok(mut l) = LAST.lock() {
+        let n = path.len().min(PATH_MAX);
+        l.path[..n].copy_from_slice(&path[..n]);
+        l.len = n;
+    }
+    LAST_SIZE.store(stored, Ordering::Relaxed);
+    log!(
+        ALWAYS,
+        "checkpoint {gen}: {} ({} of memory, {} on disk, {total_ms} ms, program paused {paused_ms} ms)",
+        String::from_utf8_lossy(path),
+        Size(raw),
+        Size(stored)
+    );
+}
+
+/// Path of the last image this program wrote (empty: none yet), copied into `out`.
+pub fn last_path() -> Vec<u8> {
+    LAST.lock().map(|l| l.path[..l.len].to_vec()).unwrap_or_default()
+}
+
+/// Bytes as a short human figure: 812 B, 3.4 MiB, 1.2 GiB.
+pub struct Size(pub u64);
+
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let b = self.0;
+        if b < 1024 {
+            write!(f, "{b} B")
+        } else if b < 1 << 20 {
+            write!(f, "{:.1} KiB", b as f64 / 1024.0)
+        } else if b < 1 << 30 {
+            write!(f, "{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+        } else {
+            write!(f, "{:.2} GiB", b as f64 / (1u64 << 30) as f64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_rotates_and_keeps_n() {
+        let dir = std::env::temp_dir().join(format!("ckpt-gen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.to_str().unwrap().as_bytes();
+        let tmp = sys::cpath(&[d, b"/app.ckpt.tmp"]);
+        set_keep(3);
+        for i in 1..=5 {
+            std::fs::write(dir.join("app.ckpt.tmp"), format!("{i}")).unwrap();
+            commit(&tmp, d, b"app").unwrap();
+        }
+        let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap();
+        assert_eq!((read("app.ckpt"), read("app.ckpt.1"), read("app.ckpt.2")), ("5".into(), "4".into(), "3".into()));
+        let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
+        names.sort();
+        assert_eq!(names, ["app.ckpt", "app.ckpt.1", "app.ckpt.2"]);
+        set_keep(1);
+        std::fs::write(dir.join("app.ckpt.tmp"), "6").unwrap();
+        commit(&tmp, d, b"app").unwrap();
+        assert_eq!(read("app.ckpt"), "6");
+        assert_eq!(read("app.ckpt.1"), "4", "keep 1 leaves older files alone");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,206 @@
+//! What makes the checkpoint thread act, and the loop it runs: the checkpoint signal, the stop
+//! signal (checkpoint, then exit), the periodic timer and requests from the control socket.
+//!
+//! Signal handlers only set bits in `PENDING` and wake the thread (futex, plus the control
+//! module's eventfd when it polls). Settings come from the environment that `ckpt-run` prepared:
+//! CKPT_INTERVAL (`<n>ms`), CKPT_STOP_SIGNAL (number), CKPT_KEEP, CKPT_REQUEUE_CMD + SLURM_JOB_ID.
+
+use crate::log::{log, DEBUG, ERROR};
+use crate::{checkpoint, control, sys};
+use std::ffi::CString;
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+
+/// Exit status after a checkpoint-and-exit whose image was written (EX_TEMPFAIL: run again).
+pub const EXIT_STOPPED: i32 = 75;
+/// Exit status after a stop request whose checkpoint failed (EX_IOERR).
+pub const EXIT_STOP_FAILED: i32 = 74;
+
+pub const REQ_CHECKPOINT: u32 = 1;
+pub const REQ_STOP: u32 = 2;
+
+/// Requests not yet served (REQ_* bits); also the futex word the thread sleeps on.
+static PENDING: AtomicU32 = AtomicU32::new(0);
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+static INTERVAL_MS: AtomicU64 = AtomicU64::new(0);
+/// CLOCK_MONOTONIC deadline of the next periodic checkpoint, in ms (0: not armed).
+static NEXT_MS: AtomicU64 = AtomicU64::new(0);
+
+/// `scontrol requeue JOBID` command after a checkpoint-and-exit (built once, at init).
+struct Requeue {
+    argv: Vec<CString>,
+}
+static REQUEUE: std::sync::atomic::AtomicPtr<Requeue> = std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// Read the trigger settings (called from the constructor, one thread).
+pub fn init(env: impl Fn(&[u8]) -> Option<Vec<u8>>) {
+    let num = |name: &[u8]| -> Option<u64> { std::str::from_utf8(&env(name)?).ok()?.trim().parse().ok() };
+    if let Some(ms) = env(b"CKPT_INTERVAL\0").and_then(|v| parse_ms(&v)) {
+        INTERVAL_MS.store(ms, Ordering::Relaxed);
+    }
+    if let Some(s) = num(b"CKPT_STOP_SIGNAL\0") {
+        STOP_SIGNAL.store(s as i32, Ordering::Relaxed);
+    }
+    if let Some(k) = num(b"CKPT_KEEP\0") {
+        crate::generations::set_keep(k as u32);
+    }
+    if let (Some(cmd), Some(job)) = (env(b"CKPT_REQUEUE_CMD\0"), env(b"SLURM_JOB_ID\0")) {
+        let argv = [cmd, b"requeue".to_vec(), job].into_iter().filter_map(|a| CString::new(a).ok()).collect::<Vec<_>>();
+        if argv.len() == 3 {
+            REQUEUE.store(Box::into_raw(Box::new(Requeue { argv })), Ordering::Release);
+        }
+    }
+}
+
+/// "<n>ms" as ckpt-run exports it (plain numbers are seconds).
+fn parse_ms(v: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(v).ok()?.trim();
+    let ms = match s.strip_suffix("ms") {
+        Some(n) => n.parse().ok()?,
+        None => s.strip_suffix('s').unwrap_or(s).parse::<u64>().ok()?.checked_mul(1000)?,
+    };
+    (ms > 0).then_some(ms)
+}
+
+pub fn stop_signal() -> i32 {
+    STOP_SIGNAL.load(Ordering::Relaxed)
+}
+
+/// Install the stop signal's handler (if one was asked for).
+pub fn install_stop_handler() -> bool {
+    let sig = stop_signal();
+    if sig <= 0 {
+        return true;
+    }
+    // SAFETY: a plain sigaction struct.
+    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    act.sa_sigaction = stop_handler as *const () as usize;
+    act.sa_flags = libc::SA_RESTART;
+    crate::hooks::install(sig, &act)
+}
+
+extern "C" fn stop_handler(_sig: i32) {
+    request(REQ_STOP);
+}
+
+/// Ask the checkpoint thread for something (async-signal-safe).
+pub fn request(bits: u32) {
+    PENDING.fetch_or(bits, Ordering::AcqRel);
+    sys::futex_wake(&PENDING);
+    control::wake();
+}
+
+pub fn now_ms() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let _ = sys::syscall!(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC, &mut ts as *mut libc::timespec);
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+/// Milliseconds until the next periodic checkpoint (None: no interval).
+pub fn next_in_ms() -> Option<u64> {
+    let next = NEXT_MS.load(Ordering::Relaxed);
+    (next != 0).then(|| next.saturating_sub(now_ms()))
+}
+
+pub fn arm_timer() {
+    let iv = INTERVAL_MS.load(Ordering::Relaxed);
+    NEXT_MS.store(if iv == 0 { 0 } else { now_ms() + iv }, Ordering::Relaxed);
+}
+
+/// After a restart: fds and the clock of the old process mean nothing here, and requests that
+/// arrived while the image was being taken were for the old process (a stop request kept in
+/// the image would stop every restart at once).
+pub fn after_restart() {
+    control::forget_fds();
+    NEXT_MS.store(0, Ordering::Relaxed);
+    PENDING.store(0, Ordering::Release);
+}
+
+/// The checkpoint thread's loop: wait for a request or the timer, serve it, forever.
+pub fn run() -> ! {
+    arm_timer();
+    loop {
+        let timeout = next_in_ms();
+        if PENDING.load(Ordering::Acquire) == 0 && timeout != Some(0) && !control::poll(timeout) {
+            sys::futex_wait(&PENDING, 0, timeout);
+        }
+        let bits = PENDING.swap(0, Ordering::AcqRel);
+        let due = next_in_ms() == Some(0);
+        if bits & REQ_STOP != 0 {
+            stop_now();
+        } else if bits & REQ_CHECKPOINT != 0 || due {
+            checkpoint::take();
+            arm_timer();
+        }
+        control::serve(); // no-op unless a client is waiting
+    }
+}
+
+/// Requeue the Slurm job if asked (after a good image), then exit the whole process:
+/// EXIT_STOPPED when the image was written, EXIT_STOP_FAILED when it was not.
+pub fn exit_after_checkpoint(ok: bool) -> ! {
+    if ok {
+        requeue();
+        log!(DEBUG, "stopping after the checkpoint (exit status {EXIT_STOPPED})");
+    } else {
+        log!(ERROR, "stop requested but the checkpoint failed; exiting with status {EXIT_STOP_FAILED}");
+    }
+    control::shutdown();
+    loop {
+        let _ = sys::syscall!(libc::SYS_exit_group, if ok { EXIT_STOPPED } else { EXIT_STOP_FAILED });
+    }
+}
+
+fn stop_now() -> ! {
+    let ok = checkpoint::take().is_some();
+    exit_after_checkpoint(ok)
+}
+
+/// Run `scontrol requeue $SLURM_JOB_ID` (fork + execve by raw system calls) and wait for it.
+fn requeue() {
+    // SAFETY: REQUEUE is set once in the constructor to a leaked Box, or null.
+    let Some(rq) = (unsafe { REQUEUE.load(Ordering::Acquire).as_ref() }) else { return };
+    let mut argv: Vec<*const libc::c_char> = rq.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    // SAFETY: reading libc's environ pointer (the program's environment block).
+    let envp = unsafe { environ };
+    let pid = match sys::syscall!(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) {
+        Ok(0) => {
+            // Child: only raw system calls until execve.
+            let _ = sys::syscall!(libc::SYS_execve, argv[0], argv.as_ptr(), envp);
+            loop {
+                let _ = sys::syscall!(libc::SYS_exit_group, 127);
+            }
+        }
+        Ok(pid) => pid,
+        Err(e) => {
+            log!(ERROR, "cannot run scontrol requeue: {}", checkpoint::strerror(e));
+            return;
+        }
+    };
+    let mut status: i32 = 0;
+    while let Err(libc::EINTR) = sys::syscall!(libc::SYS_wait4, pid, &mut status as *mut i32, 0, 0) {}
+    if status != 0 {
+        log!(ERROR, "scontrol requeue {} failed (wait status {status:#x})", rq.argv[2].to_string_lossy());
+    } else {
+        log!(DEBUG, "job {} requeued", rq.argv[2].to_string_lossy());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ms;
+
+    #[test]
+    fn interval_as_ckpt_run_exports_it() {
+        assert_eq!(parse_ms(b"300ms"), Some(300));
+        assert_eq!(parse_ms(b"600000ms"), Some(600_000));
+        assert_eq!(parse_ms(b"30"), Some(30_000));
+        assert_eq!(parse_ms(b"30s"), Some(30_000));
+        assert_eq!(parse_ms(b"0ms"), None);
+        assert_eq!(parse_ms(b"10m"), None);
+        assert_eq!(parse_ms(b""), None);
+    }
+}

@@ -1,0 +1,243 @@
+//! Issue 4 against a real Slurm (a one-machine cluster started by scripts/slurm-cluster): the
+//! batch scripts in scripts/slurm run the counter under `srun ckpt-run`, and each test checks
+//! that the job ends with the uninterrupted result without starting over. Skips, saying why,
+//! where Slurm cannot be installed or started (not root, no apt).
+
+use anyhow::{bail, ensure, Context, Result};
+use ckpt_tests::process::wait_until;
+use ckpt_tests::programs::compile_c;
+use ckpt_tests::{result_of, run_plain, step_of, Bins, Program, Workdir};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Start the cluster once per test binary; Err(reason) means skip.
+fn cluster() -> Result<(), String> {
+    static UP: OnceLock<Result<(), String>> = OnceLock::new();
+    UP.get_or_init(|| {
+        let out = Command::new(repo().join("scripts/slurm-cluster")).arg("start").output().map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("scripts/slurm-cluster start: {}", String::from_utf8_lossy(&out.stderr).trim()))
+        }
+    })
+    .clone()
+}
+
+macro_rules! need_slurm {
+    () => {
+        if let Err(why) = cluster() {
+            eprintln!("SKIPPED: Slurm is not available here ({why})");
+            return Ok(());
+        }
+    };
+}
+
+/// A Slurm job of ours, running in `work`, its output appended to work/job.out.
+struct Job {
+    id: String,
+    out: PathBuf,
+}
+
+impl Job {
+    /// sbatch scripts/slurm/SCRIPT PROGRAM ARGS with extra sbatch options and environment.
+    fn submit(bins: &Bins, work: &Workdir, opts: &[&str], script: &str, prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Job> {
+        let out = work.join("job.out");
+        let mut c = Command::new("sbatch");
+        c.arg("--parsable").arg(format!("--chdir={}", work.path().display())).arg(format!("--output={}", out.display()));
+        c.args(opts).arg(repo().join("scripts/slurm").join(script)).arg(prog).args(args);
+        c.env("PATH", format!("{}:{}", bins.dir.display(), std::env::var("PATH").unwrap_or_default()));
+        c.envs(env.iter().copied());
+        let o = c.output().context("sbatch")?;
+        ensure!(o.status.success(), "sbatch: {}", String::from_utf8_lossy(&o.stderr));
+        let id = String::from_utf8_lossy(&o.stdout).trim().split(';').next().unwrap_or("").to_string();
+        Ok(Job { id, out })
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    fn state(&self) -> String {
+        let o = Command::new("scontrol").args(["show", "job", "-o", &self.id]).output();
+        let s = o.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        s.split_whitespace().find_map(|w| w.strip_prefix("JobState=")).unwrap_or("GONE").to_string()
+    }
+
+    fn run(&self, cmd: &str, args: &[&str]) -> Result<()> {
+        let st = Command::new(cmd).args(args).arg(&self.id).status().with_context(|| cmd.to_string())?;
+        ensure!(st.success(), "{cmd} {args:?} {} failed", self.id);
+        Ok(())
+    }
+
+    /// Wait for `cond` on the job's output, failing with the output after `secs`.
+    fn wait_output(&self, secs: u64, what: &str, cond: impl Fn(&str) -> bool) -> Result<()> {
+        if !wait_until(Duration::from_secs(secs), || cond(&self.output())) {
+            bail!("job {}: {what} not seen within {secs} s; output:\n{}", self.id, self.output());
+        }
+        Ok(())
+    }
+
+    /// Wait until the job is COMPLETED (fail on any other final state or the deadline).
+    fn wait_completed(&self, secs: u64) -> Result<()> {
+        let mut last = String::new();
+        let ended = wait_until(Duration::from_secs(secs), || {
+            last = self.state();
+            matches!(last.as_str(), "COMPLETED" | "FAILED" | "CANCELLED" | "TIMEOUT" | "NODE_FAIL" | "OUT_OF_MEMORY" | "GONE")
+        });
+        if !ended || last != "COMPLETED" {
+            let _ = Command::new("scancel").arg(&self.id).status();
+            bail!("job {} ended as {last} (or not within {secs} s); output:\n{}", self.id, self.output());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if !matches!(self.state().as_str(), "COMPLETED" | "GONE") {
+            let _ = Command::new("scancel").arg(&self.id).status();
+        }
+    }
+}
+
+/// The counter, compiled in `work`, and its uninterrupted result for `n` steps.
+fn counter(work: &Workdir, n: u32) -> Result<(PathBuf, String)> {
+    let exe = compile_c(work, "counter.c", &[])?;
+    let plain = run_plain(&Program::native(&exe, &[&n.to_string(), "0"], work), false, Duration::from_secs(60))?;
+    Ok((exe, result_of(&plain.stdout).context("no result")?.to_string()))
+}
+
+/// The binaries, a work directory and the counter with its uninterrupted result.
+fn setup(name: &str, n: u32) -> Result<(Bins, Workdir, PathBuf, String)> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(name)?;
+    let (prog, expected) = counter(&work, n)?;
+    Ok((bins, work, prog, expected))
+}
+
+/// One task's lines: all lines, or with `srun --label` those of rank R without the "R: ".
+fn task_lines(out: &str, rank: Option<u32>) -> Vec<&str> {
+    out.lines()
+        .filter_map(|l| match rank {
+            None => Some(l),
+            Some(r) => l.strip_prefix(&format!("{r}: ")),
+        })
+        .collect()
+}
+
+fn steps(lines: &[&str]) -> usize {
+    lines.iter().filter(|l| step_of(l).is_some()).count()
+}
+
+/// The task ended with the uninterrupted result and started only once.
+fn assert_resumed(lines: &[&str], expected: &str, what: &str, all: &str) -> Result<()> {
+    let result = lines.iter().rev().find(|l| l.starts_with("result "));
+    ensure!(result == Some(&expected), "{what}: result {result:?}, expected {expected}; output:\n{all}");
+    let starts = lines.iter().filter(|l| l.starts_with("start counter")).count();
+    ensure!(starts == 1, "{what}: started {starts} times; output:\n{all}");
+    Ok(())
+}
+
+/// Kill and requeue the job (as a node failure would): it runs its script again, which must
+/// resume from the newest image and end with the uninterrupted result.
+fn requeue_and_check(job: &Job, expected: &str) -> Result<()> {
+    job.run("scontrol", &["requeue"])?;
+    job.wait_completed(150)?;
+    let all = job.output();
+    ensure!(all.contains("restart count 1") && all.contains("resuming from"), "not requeued and resumed:\n{all}");
+    assert_resumed(&task_lines(&all, None), expected, "task", &all)
+}
+
+#[test]
+fn slurm_scancel_signal_checkpoint_then_requeue_resumes() -> Result<()> {
+    need_slurm!();
+    let (bins, work, prog, expected) = setup("slurm-signal", 200)?;
+    let job = Job::submit(&bins, &work, &[], "signal.sbatch", &prog, &["200", "50"], &[])?;
+    job.wait_output(60, "20 steps", |o| steps(&task_lines(o, None)) >= 20)?;
+    job.run("scancel", &["-s", "USR2"])?;
+    job.wait_output(30, "the checkpoint line", |o| o.contains("ckpt: checkpoint 1: "))?;
+    let at = steps(&task_lines(&job.output(), None));
+    job.wait_output(30, "progress after the checkpoint", |o| steps(&task_lines(o, None)) > at + 5)?;
+    requeue_and_check(&job, &expected)
+}
+
+#[test]
+fn slurm_walltime_signal_checkpoint_exit_requeue_resumes() -> Result<()> {
+    need_slurm!();
+    let (bins, work, prog, expected) = setup("slurm-walltime", 550)?;
+    // Time limit 1 min, USR1 45 s before it: Slurm sends it 15 to 45 s after the start, so the
+    // 55 s count needs at least one requeue (and any run gets its signal before the limit).
+    let job = Job::submit(&bins, &work, &["--time=1", "--signal=USR1@45"], "walltime-requeue.sbatch", &prog, &["550", "100"], &[])?;
+    job.wait_completed(300)?;
+    let all = job.output();
+    ensure!(all.contains("restart count 1"), "never requeued (no SLURM_RESTART_COUNT >= 1):\n{all}");
+    ensure!(all.contains("exit code 75"), "no checkpoint-and-exit:\n{all}");
+    assert_resumed(&task_lines(&all, None), &expected, "task", &all)
+}
+
+#[test]
+fn slurm_two_task_step_each_task_checkpointed_and_resumed() -> Result<()> {
+    need_slurm!();
+    let (bins, work, prog, expected) = setup("slurm-2tasks", 200)?;
+    // SLURM_LABELIO: srun prefixes each line with the task's rank.
+    let job = Job::submit(&bins, &work, &["--ntasks=2"], "signal.sbatch", &prog, &["200", "50"], &[("SLURM_LABELIO", "1")])?;
+    job.wait_output(60, "20 steps of each task", |o| (0..2).all(|r| steps(&task_lines(o, Some(r))) >= 20))?;
+    job.run("scancel", &["-s", "USR2"])?;
+    let ck = work.join("ckpt");
+    ensure!(
+        wait_until(Duration::from_secs(30), || ck.join("counter.0.ckpt").is_file() && ck.join("counter.1.ckpt").is_file()),
+        "each task writes its own image:\n{}",
+        job.output()
+    );
+    job.wait_output(30, "both checkpoint lines", |o| o.matches("ckpt: checkpoint 1: ").count() >= 2)?;
+    job.run("scontrol", &["requeue"])?;
+    job.wait_completed(150)?;
+    let all = job.output();
+    ensure!(all.contains("restart count 1"), "not requeued:\n{all}");
+    for r in 0..2 {
+        assert_resumed(&task_lines(&all, Some(r)), &expected, &format!("task {r}"), &all)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn slurm_periodic_checkpoints_resume_after_the_job_is_killed() -> Result<()> {
+    need_slurm!();
+    let (bins, work, prog, expected) = setup("slurm-periodic", 200)?;
+    let job = Job::submit(&bins, &work, &[], "periodic-resubmit.sbatch", &prog, &["200", "50"], &[("CKPT_INTERVAL", "1s")])?;
+    job.wait_output(60, "two periodic checkpoints", |o| o.contains("ckpt: checkpoint 2: "))?;
+    // No checkpoint on request: the requeued job resumes from the newest periodic image.
+    requeue_and_check(&job, &expected)
+}
+
+#[test]
+fn slurm_scancel_with_stop_signal_term_saves_the_job_and_a_new_job_resumes() -> Result<()> {
+    need_slurm!();
+    let (bins, work, prog, expected) = setup("slurm-term", 200)?;
+    // Options from the environment, as a site's module file would set them.
+    let env = [("CKPT_STOP_SIGNAL", "TERM")];
+    let first = Job::submit(&bins, &work, &[], "signal.sbatch", &prog, &["200", "50"], &env)?;
+    first.wait_output(60, "20 steps", |o| steps(&task_lines(o, None)) >= 20)?;
+    // A plain scancel (SIGTERM, then SIGKILL after KillWait) first saves the program.
+    first.run("scancel", &[])?;
+    first.wait_output(30, "the checkpoint line", |o| o.contains("ckpt: checkpoint 1: "))?;
+    ensure!(
+        wait_until(Duration::from_secs(60), || matches!(first.state().as_str(), "CANCELLED" | "COMPLETED" | "GONE")),
+        "job {} not ended: {}",
+        first.id,
+        first.state()
+    );
+    // A new job with the same script and directory resumes.
+    let second = Job::submit(&bins, &work, &[], "signal.sbatch", &prog, &["200", "50"], &env)?;
+    second.wait_completed(150)?;
+    let all = second.output();
+    ensure!(all.contains("resuming from"), "not resumed:\n{all}");
+    assert_resumed(&task_lines(&all, None), &expected, "task", &all)
+}
