@@ -53,8 +53,12 @@ fn zerr(code: usize) -> Option<String> {
 
 pub struct Compressor {
     ctx: *mut z::ZSTD_CCtx,
-    level: i32,
 }
+
+/// zstd window for image chunks: 4 MiB, a whole chunk, so that repeats anywhere in a chunk
+/// are found (quantized sine data repeats every ~0.5 MiB: 12.6x with it, 6.5x with level 1's
+/// default 512 KiB window). Decoders accept up to 2^27 by default.
+const WINDOW_LOG: i32 = 22;
 
 // SAFETY: a ZSTD_CCtx has no thread affinity; it is used by one thread at a time (&mut self).
 unsafe impl Send for Compressor {}
@@ -66,7 +70,24 @@ impl Compressor {
         if ctx.is_null() {
             return Err(ImageError::Compress("cannot create a zstd context".into()));
         }
-        Ok(Compressor { ctx, level })
+        let c = Compressor { ctx };
+        // Long-distance matching: 16.5x instead of 12.6x on quantized doubles at level 1; its
+        // cost on incompressible data is avoided by the writer, which stops trying on such data.
+        c.set(z::ZSTD_cParameter::ZSTD_c_compressionLevel, level)?;
+        c.set(z::ZSTD_cParameter::ZSTD_c_windowLog, WINDOW_LOG)?;
+        c.set(z::ZSTD_cParameter::ZSTD_c_enableLongDistanceMatching, 1)?;
+        // Fewer long-distance hash insertions: 670 MB/s instead of 530 on quantized doubles, same ratio.
+        c.set(z::ZSTD_cParameter::ZSTD_c_ldmHashRateLog, 10)?;
+        Ok(c)
+    }
+
+    fn set(&self, p: z::ZSTD_cParameter, v: i32) -> Result<()> {
+        // SAFETY: ctx is live; zstd validates the parameter and value.
+        let r = unsafe { z::ZSTD_CCtx_setParameter(self.ctx, p, v) };
+        match zerr(r) {
+            Some(e) => Err(ImageError::Compress(e)),
+            None => Ok(()),
+        }
     }
 
     /// Worst-case compressed size of `n` bytes.
@@ -79,7 +100,7 @@ impl Compressor {
     pub fn compress(&mut self, src: &[u8], dst: &mut [u8]) -> Result<usize> {
         // SAFETY: pointers and lengths describe valid slices; ctx is live.
         let n = unsafe {
-            z::ZSTD_compressCCtx(self.ctx, dst.as_mut_ptr() as *mut c_void, dst.len(), src.as_ptr() as *const c_void, src.len(), self.level)
+            z::ZSTD_compress2(self.ctx, dst.as_mut_ptr() as *mut c_void, dst.len(), src.as_ptr() as *const c_void, src.len())
         };
         match zerr(n) {
             Some(e) => Err(ImageError::Compress(e)),

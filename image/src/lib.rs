@@ -26,7 +26,7 @@ pub use generations::{generation_file_name, generations_of, images_in, parse_ima
 pub use header::{Header, HEADER_LEN, MAGIC, VERSION};
 pub use model::*;
 pub use reader::Reader;
-pub use writer::{Writer, CHUNK_SIZE};
+pub use writer::{ChunkEncoder, Writer, CHUNK_SIZE};
 
 /// Everything that can go wrong reading or writing an image. Messages are full sentences for users.
 #[derive(Debug, thiserror::Error)]

@@ -1,66 +1,257 @@
 //! Writes an image: a placeholder header, chunks as they come, then the index and the real
 //! header, then fsync. The caller creates the file under a temporary name and renames it.
+//!
+//! Chunks can be written from several threads at once (`write_chunk_with` takes `&self` and each
+//! thread its own `ChunkEncoder`): each chunk reserves its file range with an atomic counter, so
+//! chunks land in the file in completion order; the index records where each one is.
 
 use crate::{checksum, Chunk, Codec, Compressor, Header, ImageError, Index, Result, HEADER_LEN, VERSION};
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-/// Bytes of memory per chunk: large enough for zstd to do well, small enough to parallelize.
-pub const CHUNK_SIZE: usize = 1 << 20;
+/// Bytes of memory per chunk: large enough for zstd to find repeats (4 MiB: 12.6x instead of
+/// 6.5x at 1 MiB on quantized doubles), small enough to parallelize (256 chunks per GiB).
+pub const CHUNK_SIZE: usize = 4 << 20;
+
+/// A chunk that compresses worse than this (stored/raw, in 1/1024) counts as incompressible.
+const POOR: usize = 1024 * 10 / 11;
+/// After an incompressible chunk, this many chunks are stored raw without trying zstd.
+const SKIP_AFTER_POOR: u32 = 7;
+
+/// One thread's compression state: a zstd context, an output buffer, and how many chunks to
+/// store raw without trying (zstd on random data or smooth doubles costs time for <10% gain).
+pub struct ChunkEncoder {
+    comp: Compressor,
+    buf: AlignedBuf,
+    skip: u32,
+}
+
+impl ChunkEncoder {
+    pub fn new(level: i32) -> Result<Self> {
+        Ok(ChunkEncoder { comp: Compressor::new(level)?, buf: AlignedBuf::new(align_up(Compressor::bound(CHUNK_SIZE)) + 3 * BLOCK)?, skip: 0 })
+    }
+
+    /// Choose the codec for `data` (not all zero); returns it and the bytes to store.
+    fn encode<'a>(&'a mut self, data: &'a [u8]) -> Result<(Codec, &'a [u8])> {
+        if self.skip > 0 {
+            self.skip -= 1;
+            return Ok((Codec::Raw, data));
+        }
+        let n = self.comp.compress(data, self.buf.as_mut())?;
+        if n > data.len() / 1024 * POOR {
+            self.skip = SKIP_AFTER_POOR;
+        }
+        // Incompressible data is stored raw: cheaper to restore and no larger.
+        Ok(if n >= data.len() - data.len() / 32 { (Codec::Raw, data) } else { (Codec::Zstd, &self.buf.as_mut()[..n]) })
+    }
+
+    /// `stored` as a block-aligned write for O_DIRECT, in our buffer (which may already hold it,
+    /// from `encode`), and how many of its bytes the chunk stores. Always a copy: O_DIRECT
+    /// straight from the program's memory in a forked snapshot makes the kernel unshare (copy)
+    /// every page it pins, with a TLB flush each, several times slower than this memcpy.
+    /// A zstd chunk's padding is a zstd skippable frame, part of the chunk (and of its checksum),
+    /// so that no byte of the data area goes unchecked; a raw chunk is a whole number of pages.
+    fn aligned(&mut self, codec: Codec, stored: *const u8, len: usize) -> (&[u8], usize) {
+        let mut padded = align_up(len);
+        if codec == Codec::Zstd && padded != len && padded - len < 8 {
+            padded += BLOCK;
+        }
+        let buf = self.buf.as_mut();
+        if stored != buf.as_ptr() {
+            // SAFETY: stored/len is a live slice that does not overlap our buffer.
+            buf[..len].copy_from_slice(unsafe { std::slice::from_raw_parts(stored, len) });
+        }
+        buf[len..padded].fill(0);
+        if codec != Codec::Zstd || padded == len {
+            return (&buf[..padded], len);
+        }
+        buf[len..len + 4].copy_from_slice(&0x184D_2A50u32.to_le_bytes());
+        buf[len + 4..len + 8].copy_from_slice(&((padded - len - 8) as u32).to_le_bytes());
+        (&buf[..padded], padded)
+    }
+}
+
+/// O_DIRECT alignment of file offsets, lengths and memory.
+const BLOCK: usize = 4096;
+
+fn align_up(n: usize) -> usize {
+    (n + BLOCK - 1) & !(BLOCK - 1)
+}
+
+/// A zeroed buffer aligned for O_DIRECT, from the global allocator.
+struct AlignedBuf {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl AlignedBuf {
+    fn new(len: usize) -> Result<Self> {
+        let layout = std::alloc::Layout::from_size_align(len.max(BLOCK), BLOCK).map_err(|e| ImageError::Compress(e.to_string()))?;
+        // SAFETY: layout has a non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        if ptr.is_null() {
+            return Err(ImageError::Compress("out of memory for a chunk buffer".into()));
+        }
+        Ok(AlignedBuf { ptr, len: len.max(BLOCK) })
+    }
+
+    fn as_mut(&mut self) -> &mut [u8] {
+        // SAFETY: ptr/len is our allocation, initialized (zeroed) at creation.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in new with this very layout.
+        unsafe { std::alloc::dealloc(self.ptr, std::alloc::Layout::from_size_align_unchecked(self.len, BLOCK)) };
+    }
+}
+
+// SAFETY: the buffer is owned memory, used by one thread at a time.
+unsafe impl Send for AlignedBuf {}
 
 pub struct Writer {
     file: File,
-    pos: u64,
-    comp: Compressor,
-    buf: Vec<u8>,
-    raw_total: u64,
+    pos: AtomicU64,
+    raw_total: AtomicU64,
+    enc: Option<ChunkEncoder>,
+    level: i32,
+    /// The file was opened with O_DIRECT: chunks go to block-aligned offsets, padded; the page
+    /// cache is bypassed (on this machine 0.45 s for 1 GiB, steadily, against 0.6 to 3 s for
+    /// buffered writes + fsync). O_DIRECT is dropped for the index and header.
+    direct: bool,
+    /// O_DIRECT only: whether the first chunk, which fills the rest of the header's block, is
+    /// written (FIRST_*). The other chunks wait for it: they need aligned positions after it.
+    first: AtomicU32,
 }
+
+const FIRST_PENDING: u32 = 0;
+const FIRST_WRITING: u32 = 1;
+const FIRST_DONE: u32 = 2;
+
+// SAFETY: `enc` (a zstd context, not Sync) is only used through `&mut self`; everything reachable
+// through `&self` is a File (Sync) or atomics.
+unsafe impl Sync for Writer {}
 
 impl Writer {
     /// Start an image in `file` (empty, opened for writing), compressing with zstd `level`.
+    /// With O_DIRECT in the file's flags, chunks are written directly (see `direct`).
     pub fn new(mut file: File, level: i32) -> Result<Self> {
-        file.write_all(&[0u8; HEADER_LEN])?;
-        Ok(Writer {
-            file,
-            pos: HEADER_LEN as u64,
-            comp: Compressor::new(level)?,
-            buf: vec![0u8; Compressor::bound(CHUNK_SIZE)],
-            raw_total: 0,
-        })
+        // SAFETY: F_GETFL on our own fd.
+        let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+        let direct = flags >= 0 && flags & libc::O_DIRECT != 0;
+        if !direct {
+            file.write_all(&[0u8; HEADER_LEN])?;
+        }
+        let first = AtomicU32::new(if direct { FIRST_PENDING } else { FIRST_DONE });
+        Ok(Writer { file, pos: AtomicU64::new(HEADER_LEN as u64), raw_total: AtomicU64::new(0), enc: Some(ChunkEncoder::new(level)?), level, direct, first })
+    }
+
+    /// The compression level, for callers that make encoders for other threads.
+    pub fn level(&self) -> i32 {
+        self.level
     }
 
     /// Store `data` (at most CHUNK_SIZE bytes) as the bytes at `offset` of some region.
     pub fn write_chunk(&mut self, offset: u64, data: &[u8]) -> Result<Chunk> {
-        assert!(data.len() <= CHUNK_SIZE, "chunk larger than CHUNK_SIZE");
-        self.raw_total += data.len() as u64;
-        if is_zero(data) {
-            return Ok(Chunk { offset, raw_len: data.len() as u64, file_offset: self.pos, stored_len: 0, codec: Codec::Zero, hash: checksum(&[]) });
+        let mut enc = match self.enc.take() {
+            Some(e) => e,
+            None => ChunkEncoder::new(self.level)?,
+        };
+        let r = self.write_chunk_with(&mut enc, offset, data);
+        self.enc = Some(enc);
+        r
+    }
+
+    /// Like `write_chunk`, from any thread, with that thread's encoder.
+    pub fn write_chunk_with(&self, enc: &mut ChunkEncoder, offset: u64, data: &[u8]) -> Result<Chunk> {
+        if data.len() > CHUNK_SIZE {
+            return Err(ImageError::Corrupt(format!("chunk of {} bytes is larger than {CHUNK_SIZE}", data.len())));
         }
-        let n = self.comp.compress(data, &mut self.buf)?;
-        // Incompressible data is stored raw: cheaper to restore and no larger.
-        let (codec, stored): (Codec, &[u8]) = if n >= data.len() - data.len() / 32 { (Codec::Raw, data) } else { (Codec::Zstd, &self.buf[..n]) };
-        let chunk = Chunk { offset, raw_len: data.len() as u64, file_offset: self.pos, stored_len: stored.len() as u64, codec, hash: checksum(stored) };
-        self.file.write_all(stored)?;
-        self.pos += stored.len() as u64;
+        self.raw_total.fetch_add(data.len() as u64, Ordering::Relaxed);
+        if is_zero(data) {
+            return Ok(Chunk { offset, raw_len: data.len() as u64, file_offset: HEADER_LEN as u64, stored_len: 0, codec: Codec::Zero, hash: checksum(&[]) });
+        }
+        if self.first.load(Ordering::Acquire) != FIRST_DONE {
+            if self.first.compare_exchange(FIRST_PENDING, FIRST_WRITING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                let r = self.write_first(enc, offset, data);
+                self.first.store(FIRST_DONE, Ordering::Release);
+                return r;
+            }
+            while self.first.load(Ordering::Acquire) != FIRST_DONE {
+                std::thread::yield_now();
+            }
+        }
+        let (codec, stored) = enc.encode(data)?;
+        if self.direct {
+            let (ptr, len) = (stored.as_ptr(), stored.len());
+            let (block, kept) = enc.aligned(codec, ptr, len);
+            let hash = checksum(&block[..kept]);
+            let at = self.pos.fetch_add(block.len() as u64, Ordering::Relaxed);
+            self.file.write_all_at(block, at)?;
+            return Ok(Chunk { offset, raw_len: data.len() as u64, file_offset: at, stored_len: kept as u64, codec, hash });
+        }
+        let hash = checksum(stored);
+        let at = self.pos.fetch_add(stored.len() as u64, Ordering::Relaxed);
+        self.file.write_all_at(stored, at)?;
+        // Start writeback now, so that it overlaps the rest of the writing and the final fsync
+        // only waits for the tail (1 GiB: ~0.5 s less). Best effort: fsync still decides.
+        // SAFETY: a plain system call on our own fd.
+        unsafe { libc::sync_file_range(self.file.as_raw_fd(), at as i64, stored.len() as i64, libc::SYNC_FILE_RANGE_WRITE) };
+        Ok(Chunk { offset, raw_len: data.len() as u64, file_offset: at, stored_len: stored.len() as u64, codec, hash })
+    }
+
+    /// O_DIRECT: the first chunk goes right after the header, in the header's block, so that
+    /// no byte of the data area is left unchecked: always zstd (a raw chunk could not be padded),
+    /// preceded by room for the header (written at the end) and padded with a skippable frame.
+    fn write_first(&self, enc: &mut ChunkEncoder, offset: u64, data: &[u8]) -> Result<Chunk> {
+        let lead = HEADER_LEN;
+        let buf = enc.buf.as_mut();
+        let n = enc.comp.compress(data, &mut buf[lead..])?;
+        let mut end = align_up(lead + n);
+        if end != lead + n && end - (lead + n) < 8 {
+            end += BLOCK;
+        }
+        buf[..lead].fill(0);
+        buf[lead + n..end].fill(0);
+        if end != lead + n {
+            buf[lead + n..lead + n + 4].copy_from_slice(&0x184D_2A50u32.to_le_bytes());
+            buf[lead + n + 4..lead + n + 8].copy_from_slice(&((end - lead - n - 8) as u32).to_le_bytes());
+        }
+        let stored = &buf[lead..end];
+        let chunk = Chunk { offset, raw_len: data.len() as u64, file_offset: lead as u64, stored_len: stored.len() as u64, codec: Codec::Zstd, hash: checksum(stored) };
+        self.file.write_all_at(&buf[..end], 0)?;
+        self.pos.store(end as u64, Ordering::Release);
         Ok(chunk)
     }
 
     /// Bytes of memory passed to write_chunk so far.
     pub fn raw_bytes(&self) -> u64 {
-        self.raw_total
+        self.raw_total.load(Ordering::Relaxed)
     }
 
     /// Bytes written to the file so far.
     pub fn stored_bytes(&self) -> u64 {
-        self.pos
+        self.pos.load(Ordering::Relaxed)
     }
 
     /// Write the index and the header and make the file durable. Returns the file and its size.
     pub fn finish(mut self, index: &Index) -> Result<(File, u64)> {
         let bytes = postcard::to_allocvec(index).map_err(|e| ImageError::Corrupt(format!("cannot encode index: {e}")))?;
-        let index_offset = self.pos;
-        self.file.write_all(&bytes)?;
+        let index_offset = self.stored_bytes();
+        if self.direct {
+            // SAFETY: F_SETFL on our own fd: back to buffered writes for the unaligned tail.
+            let fl = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_GETFL) };
+            // SAFETY: as above.
+            if fl < 0 || unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_SETFL, fl & !libc::O_DIRECT) } < 0 {
+                return Err(std::io::Error::last_os_error().into());
+            }
+        }
+        self.file.write_all_at(&bytes, index_offset)?;
         let header = Header {
             version: VERSION,
             index_offset,

@@ -41,8 +41,39 @@ pub fn staging_len(regions: &[Region]) -> u64 {
     regions
         .iter()
         .filter(|r| needs_staging(r))
-        .map(|r| r.len())
+        .map(|r| r.len() + if huge(r) { HUGE } else { 0 })
         .sum()
+}
+
+const HUGE: u64 = 2 << 20;
+
+/// Whether a region is staged in transparent huge pages: a large anonymous region mostly made of
+/// stored data. Filling 1 GiB page by page costs ~260k page faults, most of the restart; with
+/// huge pages, 512 times fewer. The region keeps MADV_HUGEPAGE after the restart.
+fn huge(r: &Region) -> bool {
+    let stored: u64 = r.chunks.iter().filter(|c| c.codec != ckpt_image::Codec::Zero).map(|c| c.raw_len).sum();
+    r.backing == Backing::Anon && r.name != b"[stack]" && r.len() >= 2 * HUGE && stored >= r.len() / 2
+}
+
+/// Where each region is staged (None: not staged), consecutively from `base`. Huge-page regions
+/// are placed at the same offset modulo 2 MiB as their target, so that the switch's mremap moves
+/// their huge pages whole.
+fn placement(regions: &[Region], base: u64) -> Vec<Option<u64>> {
+    let mut at = base;
+    regions
+        .iter()
+        .map(|r| {
+            if !needs_staging(r) {
+                return None;
+            }
+            if huge(r) {
+                at += r.start.wrapping_sub(at) % HUGE;
+            }
+            let here = at;
+            at += r.len();
+            Some(here)
+        })
+        .collect()
 }
 
 fn needs_staging(r: &Region) -> bool {
@@ -95,10 +126,11 @@ impl FromBytes for std::ffi::OsStr {
 /// Map every region that needs staging at consecutive addresses from `base`.
 pub fn map_regions(regions: &[Region], files: &[Option<File>], base: u64) -> Result<Plan> {
     let mut plan = Plan::default();
-    let mut at = base;
+    let places = placement(regions, base);
     let rw = libc::PROT_READ | libc::PROT_WRITE;
-    for (r, f) in regions.iter().zip(files) {
+    for ((r, f), place) in regions.iter().zip(files).zip(places) {
         let len = r.len();
+        let at = place.unwrap_or(0);
         match &r.backing {
             Backing::Special => continue,
             Backing::Anon if r.chunks.is_empty() => {
@@ -111,6 +143,10 @@ pub fn map_regions(regions: &[Region], files: &[Option<File>], base: u64) -> Res
                     flags |= libc::MAP_GROWSDOWN;
                 }
                 mmap(at, len, rw, flags, -1, 0).with_context(|| format!("cannot stage region {:#x}-{:#x}", r.start, r.end))?;
+                if huge(r) {
+                    // SAFETY: advice on a mapping we just made; failure only costs speed.
+                    unsafe { libc::madvise(at as *mut libc::c_void, len as usize, libc::MADV_HUGEPAGE) };
+                }
             }
             Backing::SharedAnon => {
                 mmap(at, len, rw, libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_FIXED, -1, 0)?;
@@ -133,27 +169,21 @@ pub fn map_regions(regions: &[Region], files: &[Option<File>], base: u64) -> Res
                     if in_file > 0 && in_file < len {
                         plan.pieces.push(Piece { target: r.start, len: in_file, staged: at, prot: r.prot });
                         plan.pieces.push(Piece { target: r.start + in_file, len: len - in_file, staged: at + in_file, prot: r.prot });
-                        at += len;
                         continue;
                     }
                 }
             }
         }
         plan.pieces.push(Piece { target: r.start, len, staged: at, prot: r.prot });
-        at += len;
     }
     Ok(plan)
 }
 
 /// Fill the staged regions from the image's chunks, on several threads.
 pub fn fill(reader: &Reader, regions: &[Region], plan_base: u64) -> Result<()> {
-    // Each region's staging address, recomputed the same way map_regions laid them out.
     let mut tasks: Vec<(u64, &ckpt_image::Chunk, &Region)> = Vec::new();
-    let mut at = plan_base;
-    for r in regions {
-        if !needs_staging(r) {
-            continue;
-        }
+    for (r, place) in regions.iter().zip(placement(regions, plan_base)) {
+        let Some(at) = place else { continue };
         for c in &r.chunks {
             // Fresh anonymous memory is already zero: do not touch (and allocate) it.
             if c.codec == ckpt_image::Codec::Zero && r.backing == Backing::Anon {
@@ -161,8 +191,8 @@ pub fn fill(reader: &Reader, regions: &[Region], plan_base: u64) -> Result<()> {
             }
             tasks.push((at + c.offset, c, r));
         }
-        at += r.len();
     }
+    reader.prefetch_compressed();
     let nthreads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(tasks.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let result: Result<()> = std::thread::scope(|s| {

@@ -1,16 +1,20 @@
-//! One checkpoint: take the gate, stop the threads, collect regions/fds/process state, write the
-//! image under a temporary name, fsync, rename, resume the threads.
+//! One checkpoint: take the gate, stop the threads, collect regions/fds/process state, make a
+//! copy-on-write snapshot (snapshot.rs), resume the threads; the snapshot writes the image under a
+//! temporary name and fsyncs it; then rename. Without a snapshot, the threads stay stopped while
+//! the image is written.
 
-use crate::log::{log, DEBUG, ERROR};
-use crate::maps::{self, MapEntry, PAGE};
-use crate::{alloc, config, fdtable, gate, generations, procstate, sys, threads, ThreadInfo, CKPT_THREAD};
-use ckpt_image::{Backing, Entry, Index, Meta, Region, ThreadState, Writer, CHUNK_SIZE};
+use crate::log::{log, DEBUG, ERROR, INFO};
+use crate::maps::{self, MapEntry};
+use crate::{alloc, config, fdtable, gate, generations, memwrite, procstate, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
+use ckpt_image::{Entry, Index, Meta, Region, ThreadState, Writer};
 use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Checkpoints taken by this program, across restarts (the counter is part of the image).
 pub static GENERATION: AtomicU64 = AtomicU64::new(0);
 
+/// What a checkpoint produced (for callers that report it; the loop only logs).
+#[allow(dead_code)]
 #[derive(Clone, Copy, Debug)]
 pub struct Outcome {
     pub raw: u64,
@@ -23,26 +27,20 @@ pub fn take() -> Option<Outcome> {
     let t0 = now_ns();
     gate::lock_exclusive();
     alloc::scratch_begin();
-    let self_tid = sys::gettid();
     let gen = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
-    let t_stop = now_ns();
-    let mut paused_ms = 0;
-    let result = match threads::stop_all(self_tid) {
-        Ok(slots) => {
-            let r = write_image(&slots, gen);
-            threads::resume_all();
-            paused_ms = (now_ns() - t_stop) / 1_000_000;
-            r
-        }
-        Err(e) => Err(e),
-    };
+    let mut result = take_with(gen, t0, snapshot::enabled());
+    if let Err(Retry::Sync(why)) = &result {
+        log!(INFO, "checkpoint {gen} written without a snapshot: {why}");
+        result = take_with(gen, now_ns(), false);
+    }
     let ms = (now_ns() - t0) / 1_000_000;
     let out = match result {
-        Ok((raw, stored, path)) => {
+        Ok(((raw, stored, path), paused)) => {
+            let paused_ms = paused / 1_000_000;
             generations::record(gen, &path, raw, stored, ms, paused_ms);
             Some(Outcome { raw, stored, paused_ms })
         }
-        Err(e) => {
+        Err(Retry::Sync(e) | Retry::Fail(e)) => {
             GENERATION.fetch_sub(1, Ordering::AcqRel);
             log!(ERROR, "checkpoint failed, the program continues: {e}");
             None
@@ -53,7 +51,61 @@ pub fn take() -> Option<Outcome> {
     out
 }
 
-fn now_ns() -> u64 {
+enum Retry {
+    /// The snapshot could not hold the image: take it again with the threads stopped throughout.
+    Sync(String),
+    Fail(String),
+}
+
+type Written = (u64, u64, Vec<u8>);
+
+/// Stop the threads, capture, and write the image: from a snapshot child while the program
+/// runs on (`fork`), or with the program stopped. Returns what was written and the pause in ns.
+fn take_with(gen: u64, t0: u64, fork: bool) -> Result<(Written, u64), Retry> {
+    let slots = threads::stop_all(sys::gettid()).map_err(Retry::Fail)?;
+    let t_stopped = now_ns();
+    let cap = match capture(&slots, gen) {
+        Ok(c) => c,
+        Err(e) => {
+            threads::resume_all();
+            return Err(Retry::Fail(e));
+        }
+    };
+    if fork {
+        match snapshot::spawn(|| write_image(&cap, memwrite::cpus().min(8)), &cap.maps) {
+            Ok(child) => {
+                threads::resume_all();
+                let paused = now_ns() - t0;
+                let t_cap = cap.taken_at;
+                log!(DEBUG, "pause: stop {} us, capture {} us, snapshot {} us", (t_stopped - t0) / 1000, (t_cap - t_stopped) / 1000, (paused - (t_cap - t0)) / 1000);
+                return match child.wait() {
+                    snapshot::Outcome::Written { raw, stored } => commit(&cap).map(|p| ((raw, stored, p), paused)).map_err(Retry::Fail),
+                    snapshot::Outcome::NeedSync(why) => {
+                        discard(&cap);
+                        Err(Retry::Sync(why))
+                    }
+                    snapshot::Outcome::Failed(e) => {
+                        discard(&cap);
+                        Err(Retry::Fail(e))
+                    }
+                };
+            }
+            Err(e) => log!(INFO, "checkpoint {gen} written without a snapshot: {e}"),
+        }
+    }
+    let r = write_image(&cap, 1);
+    threads::resume_all();
+    let paused = now_ns() - t0;
+    match r {
+        Ok((raw, stored)) => commit(&cap).map(|p| ((raw, stored, p), paused)).map_err(Retry::Fail),
+        Err(e) => {
+            discard(&cap);
+            Err(Retry::Fail(e))
+        }
+    }
+}
+
+pub fn now_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     let _ = sys::syscall!(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC, &mut ts as *mut libc::timespec);
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -80,114 +132,131 @@ fn split_scratch(maps: Vec<MapEntry>) -> Vec<(MapEntry, bool)> {
     out
 }
 
-fn write_image(slots: &[threads::Slot], gen: u64) -> Result<(u64, u64, Vec<u8>), String> {
+/// What is read while the threads are stopped: everything but the memory's contents.
+struct Capture {
+    maps: Vec<(MapEntry, bool)>,
+    /// The index without regions (filled in by write_image).
+    index: Index,
+    final_path: Vec<u8>,
+    tmp_path: Vec<u8>,
+    /// When the capture was complete (ns, CLOCK_MONOTONIC).
+    taken_at: u64,
+}
+
+fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
     let cfg = config().ok_or("runtime not configured")?;
     // fds first, before we open anything of our own.
     let fds = fdtable::read_fds();
     crate::kstate::save(sys::gettid());
     let process = procstate::read_process();
     let maps = split_scratch(maps::read_maps()?);
+    let vdso_hash = maps.iter().find(|(m, _)| m.name == b"[vdso]").map_or(0, |(m, _)| hash_mem(m.start, m.end - m.start));
+    let final_path = generations::newest_path(&cfg.dir, &cfg.name);
+    let tmp_path = [&final_path[..], b".tmp"].concat();
+    let ct: &ThreadInfo = &CKPT_THREAD;
+    let index = Index {
+        meta: meta(&cfg.name, gen, vdso_hash),
+        regions: Vec::new(),
+        threads: slots
+            .iter()
+            .map(|s| ThreadState {
+                tid: s.tid,
+                ucontext: s.ucontext,
+                fs_base: s.fs_base,
+                tid_address: s.tid_address,
+                robust_head: s.robust_head,
+                robust_len: s.robust_len,
+                altstack_sp: s.ss_sp,
+                altstack_size: s.ss_size,
+                altstack_flags: s.ss_flags,
+                rseq: s.rseq,
+            })
+            .collect(),
+        entry: Entry {
+            pc: crate::restart::entry_point(),
+            sp: ct.stack_top.load(Ordering::Relaxed) & !15,
+            arg: 0,
+            fs_base: ct.fs_base.load(Ordering::Relaxed),
+            tid_address: ct.tid_address.load(Ordering::Relaxed),
+            robust_head: ct.robust_head.load(Ordering::Relaxed),
+            robust_len: ct.robust_len.load(Ordering::Relaxed),
+        },
+        fds,
+        process,
+    };
+    Ok(Capture { maps, index, final_path, tmp_path, taken_at: now_ns() })
+}
+
+/// Write the memory of `cap` and its index to the temporary file, durably, with `threads`
+/// compression threads. Runs in the snapshot child, or with the program's threads stopped.
+fn write_image(cap: &Capture, threads: usize) -> Result<(u64, u64), String> {
     let pagemap = sys::open(&sys::cpath(&[b"/proc/self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/self/pagemap: errno {e}"))?;
     let mem = sys::open(&sys::cpath(&[b"/proc/self/mem"]), libc::O_RDONLY, 0).map_err(|e| {
         sys::close(pagemap);
         format!("cannot open /proc/self/mem: errno {e}")
     })?;
-
-    let final_path = generations::newest_path(&cfg.dir, &cfg.name);
-    let tmp_path = [&final_path[..], b".tmp"].concat();
-    let tmp_c = sys::cpath(&[&tmp_path]);
+    let tmp_c = sys::cpath(&[&cap.tmp_path]);
     let r = (|| -> Result<(u64, u64), String> {
-        let fd = sys::open(&tmp_c, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o600)
-            .map_err(|e| format!("cannot create {}: {}", String::from_utf8_lossy(&tmp_path), strerror(e)))?;
+        // O_DIRECT where the file system has it (see Writer): steady and fast for large images.
+        let create = |extra| sys::open(&tmp_c, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | extra, 0o600);
+        let fd = match create(libc::O_DIRECT) {
+            Err(libc::EINVAL) => create(0),
+            r => r,
+        }
+        .map_err(|e| format!("cannot create {}: {}", String::from_utf8_lossy(&cap.tmp_path), strerror(e)))?;
         let _ = sys::syscall!(libc::SYS_fchmod, fd, 0o600);
         // SAFETY: fd is a freshly opened file that the File now owns.
         let file = unsafe { std::fs::File::from_raw_fd(fd) };
-        let mut w = Writer::new(file, 1).map_err(|e| e.to_string())?;
-        let mut regions = Vec::with_capacity(maps.len());
-        let mut buf = vec![0u8; CHUNK_SIZE];
-        let mut vdso_hash = 0;
-        for (m, scratch) in &maps {
-            if m.name == b"[vsyscall]" {
-                continue;
+        let w = Writer::new(file, ZSTD_LEVEL).map_err(|e| e.to_string())?;
+        let t0 = now_ns();
+        let (backings, jobs) = memwrite::plan(pagemap, &cap.maps);
+        let t1 = now_ns();
+        let chunks = memwrite::write_all(&w, mem, &jobs, threads).map_err(|e| format!("cannot write {}: {e}", String::from_utf8_lossy(&cap.tmp_path)))?;
+        let t2 = now_ns();
+        let mut regions: Vec<Region> = Vec::with_capacity(cap.maps.len());
+        let mut next = 0;
+        for (i, ((m, _), backing)) in cap.maps.iter().zip(backings).enumerate() {
+            let Some(backing) = backing else { continue };
+            let first = next;
+            while next < jobs.len() && jobs[next].region == i {
+                next += 1;
             }
-            let backing = if *scratch { Backing::Anon } else { maps::backing_of(m) };
-            if m.name == b"[vdso]" {
-                vdso_hash = hash_mem(mem, m.start, m.end - m.start);
-            }
-            let runs = if *scratch { Vec::new() } else { maps::stored_runs(pagemap, m, &backing) };
-            let direct = maps::directly_readable(m, &backing);
-            let mut chunks = Vec::new();
-            for (first, n) in runs {
-                let mut off = first * PAGE;
-                let end = (first + n) * PAGE;
-                while off < end {
-                    let len = (end - off).min(CHUNK_SIZE as u64) as usize;
-                    let dst = &mut buf[..len];
-                    if direct {
-                        // SAFETY: [start+off, +len) lies in a readable private anonymous mapping
-                        // of this process; the threads that could write it are stopped.
-                        unsafe { std::ptr::copy_nonoverlapping((m.start + off) as *const u8, dst.as_mut_ptr(), len) };
-                    } else {
-                        let got = sys::pread(mem, dst, m.start + off).unwrap_or(0);
-                        dst[got..].fill(0);
-                    }
-                    chunks.push(w.write_chunk(off, dst).map_err(|e| write_error(e, &tmp_path))?);
-                    off += len as u64;
-                }
-            }
-            regions.push(Region { start: m.start, end: m.end, prot: m.prot, name: m.name.clone(), backing, chunks });
+            regions.push(Region { start: m.start, end: m.end, prot: m.prot, name: m.name.clone(), backing, chunks: chunks[first..next].to_vec() });
         }
-        let ct: &ThreadInfo = &CKPT_THREAD;
-        let index = Index {
-            meta: meta(&cfg.name, gen, vdso_hash),
-            regions,
-            threads: slots
-                .iter()
-                .map(|s| ThreadState {
-                    tid: s.tid,
-                    ucontext: s.ucontext,
-                    fs_base: s.fs_base,
-                    tid_address: s.tid_address,
-                    robust_head: s.robust_head,
-                    robust_len: s.robust_len,
-                    altstack_sp: s.ss_sp,
-                    altstack_size: s.ss_size,
-                    altstack_flags: s.ss_flags,
-                    rseq: s.rseq,
-                })
-                .collect(),
-            entry: Entry {
-                pc: crate::restart::entry_point(),
-                sp: ct.stack_top.load(Ordering::Relaxed) & !15,
-                arg: 0,
-                fs_base: ct.fs_base.load(Ordering::Relaxed),
-                tid_address: ct.tid_address.load(Ordering::Relaxed),
-                robust_head: ct.robust_head.load(Ordering::Relaxed),
-                robust_len: ct.robust_len.load(Ordering::Relaxed),
-            },
-            fds,
-            process,
-        };
+        let mut index = cap.index.clone();
+        index.regions = regions;
         let raw = w.raw_bytes();
-        let (_file, total) = w.finish(&index).map_err(|e| write_error(e, &tmp_path))?;
+        let (_file, total) = w.finish(&index).map_err(|e| write_error(e, &cap.tmp_path))?;
+        let ms = |a: u64, b: u64| (b - a) / 1_000_000;
+        log!(DEBUG, "image written with {threads} threads: pagemap {} ms, chunks {} ms, index+fsync {} ms", ms(t0, t1), ms(t1, t2), ms(t2, now_ns()));
         Ok((raw, total))
     })();
     sys::close(pagemap);
     sys::close(mem);
-    match r {
-        Ok((raw, total)) => {
-            if let Err(e) = generations::commit(&tmp_c, &cfg.dir, &cfg.name) {
-                let _ = sys::syscall!(libc::SYS_unlink, tmp_c.as_ptr());
-                return Err(format!("cannot rename the image into place: {}", strerror(e)));
-            }
-            log!(DEBUG, "image {} written", String::from_utf8_lossy(&final_path));
-            Ok((raw, total, final_path))
-        }
-        Err(e) => {
-            let _ = sys::syscall!(libc::SYS_unlink, tmp_c.as_ptr());
-            Err(e)
-        }
+    r
+}
+
+/// zstd level for images: level 1 with a 4 MiB window and long-distance matching (see
+/// docs/benchmarks.md for the measurements behind it).
+const ZSTD_LEVEL: i32 = 1;
+
+/// Move the finished temporary file into place and make the rename durable.
+fn commit(cap: &Capture) -> Result<Vec<u8>, String> {
+    let cfg = config().ok_or("runtime not configured")?;
+    let tmp_c = sys::cpath(&[&cap.tmp_path]);
+    // Rotates older generations, renames into place, fsyncs the directory.
+    if let Err(e) = generations::commit(&tmp_c, &cfg.dir, &cfg.name) {
+        let _ = sys::syscall!(libc::SYS_unlink, tmp_c.as_ptr());
+        return Err(format!("cannot rename the image into place: {}", strerror(e)));
     }
+    log!(DEBUG, "image {} written", String::from_utf8_lossy(&cap.final_path));
+    Ok(cap.final_path.clone())
+}
+
+/// Remove the temporary file of a failed checkpoint; the previous image stays.
+fn discard(cap: &Capture) {
+    let tmp_c = sys::cpath(&[&cap.tmp_path]);
+    let _ = sys::syscall!(libc::SYS_unlink, tmp_c.as_ptr());
 }
 
 fn write_error(e: ckpt_image::ImageError, path: &[u8]) -> String {
@@ -198,9 +267,11 @@ pub fn strerror(e: i32) -> String {
     std::io::Error::from_raw_os_error(e).to_string()
 }
 
-fn hash_mem(mem: i32, start: u64, len: u64) -> u64 {
+fn hash_mem(start: u64, len: u64) -> u64 {
+    let Ok(mem) = sys::open(&sys::cpath(&[b"/proc/self/mem"]), libc::O_RDONLY, 0) else { return 0 };
     let mut v = vec![0u8; len as usize];
     let got = sys::pread(mem, &mut v, start).unwrap_or(0);
+    sys::close(mem);
     ckpt_image::checksum(&v[..got])
 }
 

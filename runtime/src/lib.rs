@@ -17,9 +17,11 @@ mod hooks;
 mod kstate;
 mod log;
 mod maps;
+mod memwrite;
 mod procstate;
 mod restart;
 mod shmlink;
+mod snapshot;
 mod sys;
 mod threads;
 mod triggers;
@@ -114,6 +116,7 @@ extern "C" fn init() {
     TRIGGER_SIGNAL.store(signal, Ordering::Relaxed);
     triggers::init(env);
     alloc::init_scratch();
+    snapshot::configure(env(b"CKPT_FORK\0").as_deref());
     find_rseq();
     if !install_handlers(signal) {
         log!(ERROR, "cannot install signal handlers; checkpoints are disabled");

@@ -209,7 +209,7 @@ std::arch::global_asm!(
 );
 
 extern "C" {
-    fn ckpt_clone_thread(flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64, f: extern "C" fn(u64) -> !, arg: u64) -> i64;
+    pub(crate) fn ckpt_clone_thread(flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64, f: extern "C" fn(u64) -> !, arg: u64) -> i64;
     fn ckpt_sigreturn_leave(uc: u64, counter: *const AtomicU32) -> !;
 }
 

@@ -1,0 +1,83 @@
+/* Benchmark workload for scripts/bench: holds MIB MiB of data of one kind and prints a
+ * heartbeat (CLOCK_MONOTONIC in ns) every millisecond, so the largest gap between two lines is
+ * the pause a checkpoint caused, as the program saw it.
+ *
+ *   memload random|quant|smooth|trivial|dirty MIB [--dump FILE]
+ *
+ * random: xorshift bytes; quant: doubles floor(32767 sin(i 1e-4)); smooth: doubles sin(i 1e-4);
+ * trivial: no data; dirty: random data, and 1% of its pages rewritten every second (spread over
+ * the ticks). --dump writes the data to FILE and exits (to measure compressors on it). */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static uint64_t next(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: memload random|quant|smooth|trivial|dirty MIB [--dump FILE]\n");
+        return 2;
+    }
+    const char *mode = argv[1];
+    size_t bytes = strcmp(mode, "trivial") == 0 ? 0 : (size_t)atol(argv[2]) << 20;
+    uint8_t *mem = NULL;
+    if (bytes) {
+        mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (mem == MAP_FAILED) {
+            perror("mmap");
+            return 1;
+        }
+    }
+    if (!strcmp(mode, "random") || !strcmp(mode, "dirty")) {
+        uint64_t *w = (uint64_t *)mem;
+        for (size_t i = 0; i < bytes / 8; i++) w[i] = next();
+    } else if (!strcmp(mode, "quant")) {
+        double *d = (double *)mem;
+        for (size_t i = 0; i < bytes / 8; i++) d[i] = floor(32767.0 * sin((double)i * 1e-4));
+    } else if (!strcmp(mode, "smooth")) {
+        double *d = (double *)mem;
+        for (size_t i = 0; i < bytes / 8; i++) d[i] = sin((double)i * 1e-4);
+    } else if (strcmp(mode, "trivial")) {
+        fprintf(stderr, "memload: unknown mode %s\n", mode);
+        return 2;
+    }
+    if (argc >= 5 && !strcmp(argv[3], "--dump")) {
+        FILE *f = fopen(argv[4], "wb");
+        if (!f || fwrite(mem, 1, bytes, f) != bytes || fclose(f)) {
+            perror("dump");
+            return 1;
+        }
+        return 0;
+    }
+    int dirty = !strcmp(mode, "dirty");
+    size_t pages = bytes / 4096;
+    /* 1% of the pages per second, spread over 1000 ticks. */
+    double per_tick = pages * 0.01 / 1000.0, owed = 0;
+    printf("ready %llu\n", (unsigned long long)now_ns());
+    fflush(stdout);
+    struct timespec ms = {0, 1000000};
+    for (;;) {
+        nanosleep(&ms, NULL);
+        if (dirty) {
+            for (owed += per_tick; owed >= 1; owed -= 1) mem[(next() % pages) * 4096 + next() % 4096]++;
+        }
+        printf("%llu\n", (unsigned long long)now_ns());
+        fflush(stdout);
+    }
+}

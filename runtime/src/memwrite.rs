@@ -1,0 +1,177 @@
+//! Writing the memory of an image: which chunks to store (from pagemap), and compressing and
+//! writing them with several threads.
+//!
+//! The threads are raw `clone`s sharing the caller's memory and TLS (no CLONE_SETTLS), not
+//! pthreads: in the snapshot child, pthread_create could block forever on a glibc lock that a
+//! program thread held at the moment of the snapshot. They only run `work` below, which uses
+//! raw system calls, zstd and the runtime's allocator (lock-free scratch arena), never TLS.
+
+use crate::maps::{self, MapEntry, PAGE};
+use crate::sys;
+use ckpt_image::{Backing, Chunk, ChunkEncoder, Codec, Writer, CHUNK_SIZE};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+
+/// One chunk to store: `len` bytes at address `addr`, `offset` bytes into its region.
+#[derive(Clone, Copy)]
+pub struct Job {
+    pub region: usize,
+    pub offset: u64,
+    pub addr: u64,
+    pub len: usize,
+    /// Readable private anonymous memory: read in place. Otherwise through /proc/self/mem.
+    pub direct: bool,
+}
+
+/// The chunks to store for `maps` (entries flagged true are stored empty), with each entry's
+/// backing. Regions with no backing to store (vsyscall) get None.
+pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)]) -> (Vec<Option<Backing>>, Vec<Job>) {
+    let mut backings = Vec::with_capacity(maps.len());
+    let mut jobs = Vec::new();
+    // Our own stack changes while we write it: copy it, so each chunk's bytes and hash agree.
+    let here = &backings as *const _ as u64;
+    for (i, (m, scratch)) in maps.iter().enumerate() {
+        if m.name == b"[vsyscall]" {
+            backings.push(None);
+            continue;
+        }
+        let backing = if *scratch { Backing::Anon } else { maps::backing_of(m) };
+        let runs = if *scratch { Vec::new() } else { maps::stored_runs(pagemap, m, &backing) };
+        let own_stack = m.start <= here && here < m.end;
+        let direct = maps::directly_readable(m, &backing) && !own_stack;
+        for (first, n) in runs {
+            let mut off = first * PAGE;
+            let end = (first + n) * PAGE;
+            while off < end {
+                let len = (end - off).min(CHUNK_SIZE as u64) as usize;
+                jobs.push(Job { region: i, offset: off, addr: m.start + off, len, direct });
+                off += len as u64;
+            }
+        }
+        backings.push(Some(backing));
+    }
+    (backings, jobs)
+}
+
+struct Shared<'a> {
+    writer: &'a Writer,
+    mem: i32,
+    jobs: &'a [Job],
+    /// One slot per job, written once by the thread that took the job.
+    out: *mut Chunk,
+    next: AtomicUsize,
+    error: AtomicPtr<String>,
+}
+
+/// Compress and write every job with `threads` threads (the caller is one of them); the chunks
+/// come back in job order.
+pub fn write_all(writer: &Writer, mem: i32, jobs: &[Job], threads: usize) -> Result<Vec<Chunk>, String> {
+    let empty = Chunk { offset: 0, raw_len: 0, file_offset: 0, stored_len: 0, codec: Codec::Zero, hash: 0 };
+    let mut out = vec![empty; jobs.len()];
+    let shared = Shared { writer, mem, jobs, out: out.as_mut_ptr(), next: AtomicUsize::new(0), error: AtomicPtr::new(std::ptr::null_mut()) };
+    let extra = threads.saturating_sub(1).min(jobs.len().saturating_sub(1));
+    let mut helpers: Vec<(usize, Box<AtomicU32>)> = Vec::with_capacity(extra);
+    for _ in 0..extra {
+        match spawn(&shared) {
+            Ok(h) => helpers.push(h),
+            Err(_) => break, // fewer threads: slower, not wrong
+        }
+    }
+    work(&shared);
+    for (stack, tid) in &helpers {
+        // CLONE_CHILD_CLEARTID zeroes the word and wakes us when the thread is gone.
+        loop {
+            let v = tid.load(Ordering::Acquire);
+            if v == 0 {
+                break;
+            }
+            // Not FUTEX_PRIVATE_FLAG: the kernel's wake on thread exit is a shared futex op.
+            let _ = sys::syscall!(libc::SYS_futex, tid.as_ptr(), libc::FUTEX_WAIT, v, 0, 0, 0);
+        }
+        sys::munmap(*stack, HELPER_STACK);
+    }
+    let err = shared.error.load(Ordering::Acquire);
+    if !err.is_null() {
+        // SAFETY: set once from Box::into_raw by a thread that has exited.
+        return Err(*unsafe { Box::from_raw(err) });
+    }
+    Ok(out)
+}
+
+const HELPER_STACK: usize = 256 * 1024;
+
+fn spawn(shared: &Shared) -> Result<(usize, Box<AtomicU32>), i32> {
+    let stack = sys::mmap(0, HELPER_STACK, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)?;
+    let tid = Box::new(AtomicU32::new(0));
+    let flags = (libc::CLONE_VM
+        | libc::CLONE_FS
+        | libc::CLONE_FILES
+        | libc::CLONE_SIGHAND
+        | libc::CLONE_THREAD
+        | libc::CLONE_SYSVSEM
+        | libc::CLONE_PARENT_SETTID
+        | libc::CLONE_CHILD_CLEARTID) as u64;
+    let word = tid.as_ptr() as u64;
+    // SAFETY: the new thread runs `helper` on its own stack; `shared` outlives it (write_all
+    // waits for it to exit before returning).
+    let r = unsafe { crate::threads::ckpt_clone_thread(flags, (stack + HELPER_STACK) as u64, word, word, 0, helper, shared as *const Shared as u64) };
+    if r < 0 {
+        sys::munmap(stack, HELPER_STACK);
+        return Err(-r as i32);
+    }
+    Ok((stack, tid))
+}
+
+extern "C" fn helper(arg: u64) -> ! {
+    // SAFETY: arg is the &Shared that write_all keeps alive until we have exited.
+    work(unsafe { &*(arg as *const Shared) });
+    loop {
+        let _ = sys::syscall!(libc::SYS_exit, 0);
+    }
+}
+
+fn work(sh: &Shared) {
+    let fail = |e: String| {
+        let p = Box::into_raw(Box::new(e));
+        if sh.error.compare_exchange(std::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            // SAFETY: p is ours and was not published.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    };
+    let mut enc = match ChunkEncoder::new(sh.writer.level()) {
+        Ok(e) => e,
+        Err(e) => return fail(e.to_string()),
+    };
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        if !sh.error.load(Ordering::Acquire).is_null() {
+            return;
+        }
+        let i = sh.next.fetch_add(1, Ordering::Relaxed);
+        let Some(job) = sh.jobs.get(i) else { return };
+        let data: &[u8] = if job.direct {
+            // SAFETY: [addr, addr+len) lies in a readable private anonymous mapping of this
+            // process that nothing writes while the image is written (threads stopped, or the
+            // snapshot child's copy).
+            unsafe { std::slice::from_raw_parts(job.addr as *const u8, job.len) }
+        } else {
+            buf.resize(job.len, 0);
+            let got = sys::pread(sh.mem, &mut buf, job.addr).unwrap_or(0);
+            buf[got..].fill(0);
+            &buf
+        };
+        match sh.writer.write_chunk_with(&mut enc, job.offset, data) {
+            // SAFETY: slot i belongs to this job alone; out has jobs.len() slots.
+            Ok(c) => unsafe { sh.out.add(i).write(c) },
+            Err(e) => return fail(e.to_string()),
+        }
+    }
+}
+
+/// CPUs this process may run on (at least 1).
+pub fn cpus() -> usize {
+    let mut mask = [0u64; 16];
+    match sys::syscall!(libc::SYS_sched_getaffinity, 0, std::mem::size_of_val(&mask), mask.as_mut_ptr()) {
+        Ok(_) => (mask.iter().map(|w| w.count_ones() as usize).sum::<usize>()).max(1),
+        Err(_) => 1,
+    }
+}
