@@ -155,14 +155,8 @@ pub fn poll(timeout_ms: Option<u64>) -> bool {
         libc::pollfd { fd: wake, events: libc::POLLIN, revents: 0 },
         libc::pollfd { fd: LISTEN_FD.load(Ordering::Acquire), events: libc::POLLIN, revents: 0 },
     ];
-    let ts;
-    let tsp = match timeout_ms {
-        Some(ms) => {
-            ts = libc::timespec { tv_sec: (ms / 1000) as i64, tv_nsec: ((ms % 1000) * 1_000_000) as i64 };
-            &ts as *const libc::timespec
-        }
-        None => std::ptr::null(),
-    };
+    let ts = timeout_ms.map(sys::timespec_ms);
+    let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
     let _ = syscall!(libc::SYS_ppoll, fds.as_mut_ptr(), 2, tsp, 0, 8);
     // The program closed one of our fds (some close every fd they do not know): give it up
     // rather than spin on it.

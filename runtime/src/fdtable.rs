@@ -26,7 +26,7 @@ pub fn read_fds() -> Vec<FdState> {
         if syscall!(libc::SYS_fstat, fd, &mut st as *mut libc::stat).is_err() {
             continue; // the directory fd we listed with, now closed
         }
-        let n = fd_name(fd);
+        let n = sys::decimal(fd);
         let link = sys::readlink(&sys::cpath(&[b"/proc/self/fd/", &n])).unwrap_or_default();
         let info = sys::read_file(&sys::cpath(&[b"/proc/self/fdinfo/", &n])).unwrap_or_default();
         let (pos, flags) = parse_fdinfo(&info);
@@ -63,20 +63,6 @@ pub fn read_fds() -> Vec<FdState> {
     out
 }
 
-/// The decimal name of an fd, without allocating through libc.
-fn fd_name(fd: i32) -> Vec<u8> {
-    let mut v = Vec::with_capacity(12);
-    let mut x = fd as u32;
-    loop {
-        v.push(b'0' + (x % 10) as u8);
-        x /= 10;
-        if x == 0 {
-            break;
-        }
-    }
-    v.reverse();
-    v
-}
 
 /// fdinfo: "pos:\t<dec>\nflags:\t<octal>\n..."
 pub fn parse_fdinfo(info: &[u8]) -> (i64, i32) {

@@ -78,19 +78,6 @@ fn reserved_mask() -> u64 {
     crate::reserved_signals().iter().filter(|&&s| s > 0).fold(0, |m, &s| m | 1u64 << (s - 1))
 }
 
-fn decimal(x: i32) -> Vec<u8> {
-    let mut v = Vec::with_capacity(12);
-    let mut x = x as u32;
-    loop {
-        v.push(b'0' + (x % 10) as u8);
-        x /= 10;
-        if x == 0 {
-            break;
-        }
-    }
-    v.reverse();
-    v
-}
 
 /// Record the state (checkpoint thread, world stopped).
 pub fn save(self_tid: i32) {
@@ -174,7 +161,7 @@ pub fn restore(slots: &[Slot]) {
             continue;
         }
         if t.comm_len > 0 {
-            if let Ok(fd) = sys::open(&sys::cpath(&[b"/proc/self/task/", &decimal(tid), b"/comm"]), libc::O_WRONLY, 0) {
+            if let Ok(fd) = sys::open(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(tid), b"/comm"]), libc::O_WRONLY, 0) {
                 let _ = sys::write_all(fd, &t.comm[..t.comm_len]);
                 sys::close(fd);
             }

@@ -59,14 +59,8 @@ pub fn tgkill(pid: i32, tid: i32, sig: i32) -> SysResult<i64> {
 }
 
 pub fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32, timeout_ms: Option<u64>) {
-    let ts;
-    let tsp = match timeout_ms {
-        Some(ms) => {
-            ts = libc::timespec { tv_sec: (ms / 1000) as i64, tv_nsec: ((ms % 1000) * 1_000_000) as i64 };
-            &ts as *const libc::timespec
-        }
-        None => std::ptr::null(),
-    };
+    let ts = timeout_ms.map(timespec_ms);
+    let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
     let _ = syscall!(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG, expected, tsp, 0, 0);
 }
 
@@ -189,3 +183,23 @@ pub fn cpath(parts: &[&[u8]]) -> std::ffi::CString {
     std::ffi::CString::new(v).unwrap_or_default()
 }
 
+
+/// A relative timeout in milliseconds as a timespec.
+pub fn timespec_ms(ms: u64) -> libc::timespec {
+    libc::timespec { tv_sec: (ms / 1000) as i64, tv_nsec: ((ms % 1000) * 1_000_000) as i64 }
+}
+
+/// A non-negative number in decimal, without going through the formatting machinery.
+pub fn decimal(x: i32) -> Vec<u8> {
+    let mut v = Vec::with_capacity(12);
+    let mut x = x as u32;
+    loop {
+        v.push(b'0' + (x % 10) as u8);
+        x /= 10;
+        if x == 0 {
+            break;
+        }
+    }
+    v.reverse();
+    v
+}
