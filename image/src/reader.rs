@@ -83,7 +83,7 @@ impl Reader {
     /// when everything is block-aligned (images written with O_DIRECT are), else buffered.
     fn read_raw(&self, dst: &mut [u8], off: u64) -> Result<()> {
         const BLOCK: u64 = 4096;
-        let aligned = |v: u64| v % BLOCK == 0;
+        let aligned = |v: u64| v.is_multiple_of(BLOCK);
         let Some(direct) = self.direct.as_ref().filter(|_| aligned(dst.as_ptr() as u64) && aligned(off) && aligned(dst.len() as u64)) else {
             self.file.read_exact_at(dst, off)?;
             return Ok(());

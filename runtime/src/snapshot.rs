@@ -134,13 +134,9 @@ impl Child {
     /// Wait for the child to finish writing, and read its report.
     pub fn wait(self) -> Outcome {
         let mut status = 0i32;
-        loop {
-            match sys::syscall!(libc::SYS_wait4, self.pid, &mut status as *mut i32, libc::__WALL, 0) {
-                Err(libc::EINTR) => continue,
-                // ECHILD: the program reaped it (waitpid(-1, __WALL)); the report still tells.
-                _ => break,
-            }
-        }
+        // Retry on EINTR. On ECHILD the program reaped it (waitpid(-1, __WALL)); the report
+        // still tells.
+        while let Err(libc::EINTR) = sys::syscall!(libc::SYS_wait4, self.pid, &mut status as *mut i32, libc::__WALL, 0) {}
         // SAFETY: the child has exited; the page is ours alone now.
         let rep = unsafe { &*(self.report as *const Report) };
         let msg = String::from_utf8_lossy(&rep.msg[..rep.msg_len as usize]).into_owned();

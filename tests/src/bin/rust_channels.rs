@@ -50,7 +50,7 @@ fn main() {
         for (producer, step, value) in from_producers {
             total = total.wrapping_add(mix(value ^ (producer << 48)));
             answers += 1;
-            if answers % PRODUCERS == 0 {
+            if answers.is_multiple_of(PRODUCERS) {
                 to_main.send((step, total)).expect("main hung up");
             }
         }
