@@ -19,12 +19,14 @@
 //! * [`check`]: parsing the output and verifying a restarted run against the reference.
 
 pub mod check;
+pub mod data;
 pub mod process;
 pub mod programs;
 pub mod scenario;
 pub mod workdir;
 
 pub use check::{check_protocol, clean_failure, result_of, step_of};
+pub use data::random_bytes;
 pub use process::{Proc, Record};
 pub use programs::Program;
 pub use scenario::{

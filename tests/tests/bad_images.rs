@@ -7,23 +7,11 @@
 //! image must still restart and finish.
 
 use anyhow::{bail, ensure, Context, Result};
-use ckpt_tests::{checkpoint_and_kill, clean_failure, result_of, run_restart, Bins, Options, Program, Workdir};
+use ckpt_tests::{checkpoint_and_kill, clean_failure, random_bytes, result_of, run_restart, Bins, Options, Program, Workdir};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Deterministic pseudo-random bytes.
-fn random_bytes(len: usize, mut seed: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 24) as u8
-        })
-        .collect()
-}
 
 /// Run ckpt-restart on `arg` and require a clean failure.
 fn expect_clean_failure(bins: &Bins, work: &Workdir, what: &str, arg: &Path) -> Result<()> {

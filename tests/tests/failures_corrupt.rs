@@ -8,8 +8,8 @@ mod failures_support;
 
 use anyhow::{bail, ensure, Context, Result};
 use ckpt_image::{Header, HEADER_LEN, VERSION};
-use ckpt_tests::{checkpoint_and_kill, clean_failure, result_of, run_restart, Bins, Options, Program, Workdir};
-use failures_support::{clean_tool_failure, inspect, random_bytes};
+use ckpt_tests::{checkpoint_and_kill, clean_failure, random_bytes, result_of, run_restart, Bins, Options, Program, Workdir};
+use failures_support::{clean_tool_failure, inspect};
 use std::path::PathBuf;
 use std::time::Duration;
 

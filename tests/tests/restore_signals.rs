@@ -45,22 +45,5 @@ fn check(tag: &str, nobody: bool) {
 /// timers and pending signals pass through two restarts.
 #[test]
 fn signals_timers_and_ids_survive_two_restarts() {
-    let base = workdir("signals_chain_ref");
-    let prog = compile("sig_ids", &base);
-    fs::write(base.join("go"), b"").unwrap();
-    let expected = plain(&prog, &[], &base);
-
-    let dir = workdir("signals_chain");
-    let mut p = run(&prog, &[], &dir);
-    p.wait_line(|l| l == "READY");
-    let img = p.checkpoint(&dir, "sig_ids");
-    p.kill9();
-    let mut r1 = restart(&img, &[], &dir);
-    r1.wait_restarted();
-    let img = r1.checkpoint(&dir, "sig_ids");
-    r1.kill9();
-    fs::write(dir.join("go"), b"").unwrap();
-    let mut r2 = restart(&img, &[], &dir);
-    assert!(r2.wait().success(), "second restart failed: {}", r2.stderr());
-    assert_eq!(r2.stdout(), expected.replacen("READY\n", "", 1));
+    survives_two_restarts("sig_ids");
 }

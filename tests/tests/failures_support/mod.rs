@@ -108,15 +108,3 @@ pub fn checkpoint(p: &mut Proc, image: &Path, timeout: Duration) -> Result<Cycle
         std::thread::sleep(POLL);
     }
 }
-
-/// Deterministic pseudo-random bytes.
-pub fn random_bytes(len: usize, mut seed: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 24) as u8
-        })
-        .collect()
-}

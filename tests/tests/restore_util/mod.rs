@@ -160,3 +160,27 @@ impl Proc {
         }
     }
 }
+
+/// Checkpoint `name` at READY, SIGKILL it, restart it, checkpoint the restarted program, SIGKILL
+/// that, let the second restart go on: its output must be the uninterrupted run's without the
+/// READY line (a program that started over would print READY again).
+pub fn survives_two_restarts(name: &str) {
+    let base = workdir(&format!("{name}_chain_ref"));
+    let prog = compile(name, &base);
+    fs::write(base.join("go"), b"").unwrap();
+    let expected = plain(&prog, &[], &base);
+
+    let dir = workdir(&format!("{name}_chain"));
+    let mut p = run(&prog, &[], &dir);
+    p.wait_line(|l| l == "READY");
+    let img = p.checkpoint(&dir, name);
+    p.kill9();
+    let mut r1 = restart(&img, &[], &dir);
+    r1.wait_restarted();
+    let img = r1.checkpoint(&dir, name);
+    r1.kill9();
+    fs::write(dir.join("go"), b"").unwrap();
+    let mut r2 = restart(&img, &[], &dir);
+    assert!(r2.wait().success(), "second restart failed: {}", r2.stderr());
+    assert_eq!(r2.stdout(), expected.replacen("READY\n", "", 1));
+}
