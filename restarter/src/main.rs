@@ -117,7 +117,7 @@ fn run(cli: &Cli) -> Result<()> {
 
     // Kernel state that lives on across the switch.
     let p = &index.process;
-    std::env::set_current_dir(Path::new(std::ffi::OsStr::new(&*String::from_utf8_lossy(&p.cwd))))
+    std::env::set_current_dir(Path::new(std::ffi::OsStr::from_bytes(&p.cwd)))
         .with_context(|| format!("cannot enter the program's working directory {}", String::from_utf8_lossy(&p.cwd)))?;
     // SAFETY: umask and setrlimit only change this process's attributes.
     unsafe {

@@ -8,6 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use ckpt_image::{Backing, Decompressor, Reader, Region};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 
 /// A staged range: built at `staged`, to be moved to `target` and given `prot`.
@@ -92,7 +93,7 @@ pub fn open_files(regions: &[Region]) -> Result<Vec<Option<File>>> {
             out.push(None);
             continue;
         };
-        let p = std::path::Path::new(std::ffi::OsStr::from_encoded_bytes_unchecked_safe(path));
+        let p = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
         let write = *shared && r.prot & libc::PROT_WRITE as u32 != 0;
         let f = OpenOptions::new()
             .read(true)
@@ -111,16 +112,6 @@ pub fn open_files(regions: &[Region]) -> Result<Vec<Option<File>>> {
         out.push(Some(f));
     }
     Ok(out)
-}
-
-/// Helper so a path from the image (bytes) becomes an OsStr.
-trait FromBytes {
-    fn from_encoded_bytes_unchecked_safe(b: &[u8]) -> &std::ffi::OsStr;
-}
-impl FromBytes for std::ffi::OsStr {
-    fn from_encoded_bytes_unchecked_safe(b: &[u8]) -> &std::ffi::OsStr {
-        std::os::unix::ffi::OsStrExt::from_bytes(b)
-    }
 }
 
 /// Map every region that needs staging at consecutive addresses from `base`.

@@ -102,14 +102,7 @@ const HELPER_STACK: usize = 256 * 1024;
 fn spawn(shared: &Shared) -> Result<(usize, Box<AtomicU32>), i32> {
     let stack = sys::mmap(0, HELPER_STACK, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)?;
     let tid = Box::new(AtomicU32::new(0));
-    let flags = (libc::CLONE_VM
-        | libc::CLONE_FS
-        | libc::CLONE_FILES
-        | libc::CLONE_SIGHAND
-        | libc::CLONE_THREAD
-        | libc::CLONE_SYSVSEM
-        | libc::CLONE_PARENT_SETTID
-        | libc::CLONE_CHILD_CLEARTID) as u64;
+    let flags = crate::threads::THREAD_CLONE_FLAGS;
     let word = tid.as_ptr() as u64;
     // SAFETY: the new thread runs `helper` on its own stack; `shared` outlives it (write_all
     // waits for it to exit before returning).

@@ -215,6 +215,17 @@ extern "C" {
 
 const TEMP_STACK: usize = 64 * 1024;
 
+/// clone flags for a thread of this process whose tid word (set at creation, cleared and
+/// futex-woken at exit) is given as both ptid and ctid.
+pub(crate) const THREAD_CLONE_FLAGS: u64 = (libc::CLONE_VM
+    | libc::CLONE_FS
+    | libc::CLONE_FILES
+    | libc::CLONE_SIGHAND
+    | libc::CLONE_THREAD
+    | libc::CLONE_SYSVSEM
+    | libc::CLONE_PARENT_SETTID
+    | libc::CLONE_CHILD_CLEARTID) as u64;
+
 /// Body of a recreated thread, on a temporary stack with the old thread's TLS.
 extern "C" fn restored_thread(slot_addr: u64) -> ! {
     // SAFETY: the checkpoint thread keeps the slot array alive and unchanged until we leave.
@@ -253,19 +264,11 @@ pub fn register_rseq(fs_base: u64, want: bool) {
 pub fn recreate(slots: &[Slot]) -> Result<(), String> {
     STOPPED.store(0, Ordering::Release);
     LEFT.store(0, Ordering::Release);
-    let flags = (libc::CLONE_VM
-        | libc::CLONE_FS
-        | libc::CLONE_FILES
-        | libc::CLONE_SIGHAND
-        | libc::CLONE_THREAD
-        | libc::CLONE_SYSVSEM
-        | libc::CLONE_SETTLS
-        | libc::CLONE_PARENT_SETTID
-        | libc::CLONE_CHILD_CLEARTID) as u64;
+    let flags = THREAD_CLONE_FLAGS | libc::CLONE_SETTLS as u64;
     for s in slots {
         let stack = sys::mmap(0, TEMP_STACK, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
             .map_err(|e| format!("cannot map a thread stack: errno {e}"))?;
-        TEMP_STACKS_PUSH(stack);
+        push_temp_stack(stack);
         // SAFETY: a new thread sharing our memory, with the old thread's TLS; it only runs
         // restored_thread on its own temporary stack.
         let r = unsafe {
@@ -287,8 +290,7 @@ pub fn recreate(slots: &[Slot]) -> Result<(), String> {
 static TEMP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static TEMP_LIST: [std::sync::atomic::AtomicUsize; MAX_THREADS] = [const { std::sync::atomic::AtomicUsize::new(0) }; MAX_THREADS];
 
-#[allow(non_snake_case)]
-fn TEMP_STACKS_PUSH(addr: usize) {
+fn push_temp_stack(addr: usize) {
     let i = TEMP.fetch_add(1, Ordering::AcqRel);
     if i < MAX_THREADS {
         TEMP_LIST[i].store(addr, Ordering::Release);
