@@ -67,6 +67,7 @@ pub fn sample_image() -> Result<Vec<u8>> {
             generation: 1,
             vdso_hash: 7,
             glibc: "2.36".into(),
+            chain: 1,
         },
         regions: vec![
             Region {
@@ -76,9 +77,10 @@ pub fn sample_image() -> Result<Vec<u8>> {
                 name: b"/usr/bin/sample".to_vec(),
                 backing: Backing::File { path: b"/usr/bin/sample".to_vec(), offset: 0, size: 8192, mtime: 1, shared: false },
                 chunks: data,
+                inherit: false,
             },
-            Region { start: 0x100_0000, end: 0x100_8000, prot: 3, name: b"[heap]".to_vec(), backing: Backing::Anon, chunks: heap },
-            Region { start: 0x7fff_f000_0000, end: 0x7fff_f000_2000, prot: 5, name: b"[vdso]".to_vec(), backing: Backing::Special, chunks: vec![] },
+            Region { start: 0x100_0000, end: 0x100_8000, prot: 3, name: b"[heap]".to_vec(), backing: Backing::Anon, chunks: heap, inherit: false },
+            Region { start: 0x7fff_f000_0000, end: 0x7fff_f000_2000, prot: 5, name: b"[vdso]".to_vec(), backing: Backing::Special, chunks: vec![], inherit: false },
         ],
         threads: vec![ThreadState { tid: 4243, ucontext: 0x100_1000, fs_base: 0x100_2000, rseq: true, ..Default::default() }],
         entry: Entry { pc: 0x40_1000, sp: 0x100_7000, ..Default::default() },

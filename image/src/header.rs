@@ -3,12 +3,13 @@
 use crate::{checksum, ImageError, Result};
 
 pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
-pub const VERSION: u32 = 1;
+/// 2: incremental images (a parent in the header, `Region::inherit`, `Meta::chain`).
+pub const VERSION: u32 = 2;
 pub const HEADER_LEN: usize = 64;
 
 /// Header fields, little-endian on disk:
 /// magic[8] version u32 header_len u32 index_offset u64 index_len u64 index_hash u64
-/// data_len u64 reserved[8] header_hash u64 (xxh3 of the first 56 bytes).
+/// data_len u64 parent u64 header_hash u64 (xxh3 of the first 56 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     pub version: u32,
@@ -17,6 +18,8 @@ pub struct Header {
     pub index_hash: u64,
     /// Bytes of chunk data between the header and the index.
     pub data_len: u64,
+    /// An increment: the `index_hash` of the image it builds on (its parent); 0 for a full image.
+    pub parent: u64,
 }
 
 impl Header {
@@ -29,6 +32,7 @@ impl Header {
         b[24..32].copy_from_slice(&self.index_len.to_le_bytes());
         b[32..40].copy_from_slice(&self.index_hash.to_le_bytes());
         b[40..48].copy_from_slice(&self.data_len.to_le_bytes());
+        b[48..56].copy_from_slice(&self.parent.to_le_bytes());
         let h = checksum(&b[0..56]);
         b[56..64].copy_from_slice(&h.to_le_bytes());
         b
@@ -72,6 +76,7 @@ impl Header {
             index_len: u64at(24),
             index_hash: u64at(32),
             data_len: u64at(40),
+            parent: u64at(48),
         };
         let end = h.index_offset.checked_add(h.index_len).ok_or_else(|| ImageError::Corrupt("index location overflows".into()))?;
         if end > file_len {

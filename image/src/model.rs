@@ -33,6 +33,8 @@ pub struct Meta {
     pub vdso_hash: u64,
     /// glibc version of the program at checkpoint time (gnu_get_libc_version), e.g. "2.36".
     pub glibc: String,
+    /// Images a restart from this one reads: 1 for a full image, 1 + the parent's for an increment.
+    pub chain: u32,
 }
 
 /// How a region's pages are backed at restart.
@@ -60,6 +62,10 @@ pub struct Region {
     pub backing: Backing,
     /// Stored page data, sorted by offset, non-overlapping.
     pub chunks: Vec<Chunk>,
+    /// Increments only: pages of the region not covered by `chunks` hold what the parent image
+    /// (and, through it, its own parents) has at the same addresses. False: they are empty
+    /// (anonymous) or the file's (file mappings), as in a full image.
+    pub inherit: bool,
 }
 
 impl Region {

@@ -152,6 +152,9 @@ fn validate(index: &Index, header: &Header) -> Result<()> {
             return bad(format!("region {:#x}-{:#x} is outside user space", r.start, r.end));
         }
         prev_end = r.end;
+        if r.inherit && header.parent == 0 {
+            return bad(format!("region {:#x}-{:#x} inherits from a parent, but the image has none", r.start, r.end));
+        }
         let mut chunk_end = 0u64;
         for c in &r.chunks {
             let c_end = c.offset.checked_add(c.raw_len);

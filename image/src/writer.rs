@@ -240,7 +240,15 @@ impl Writer {
     }
 
     /// Write the index and the header and make the file durable. Returns the file and its size.
-    pub fn finish(mut self, index: &Index) -> Result<(File, u64)> {
+    pub fn finish(self, index: &Index) -> Result<(File, u64)> {
+        let (file, header) = self.finish_increment(index, 0)?;
+        Ok((file, header.index_offset + header.index_len))
+    }
+
+    /// Like `finish`, for an increment over the image whose header has `index_hash == parent`
+    /// (0: a full image). Returns the file and the header written (its `index_hash` is what an
+    /// increment over this image names as its parent).
+    pub fn finish_increment(mut self, index: &Index, parent: u64) -> Result<(File, Header)> {
         let bytes = postcard::to_allocvec(index).map_err(|e| ImageError::Corrupt(format!("cannot encode index: {e}")))?;
         let index_offset = self.stored_bytes();
         if self.direct {
@@ -258,12 +266,13 @@ impl Writer {
             index_len: bytes.len() as u64,
             index_hash: checksum(&bytes),
             data_len: index_offset - HEADER_LEN as u64,
+            parent,
         };
         self.file.write_all_at(&header.encode(), 0)?;
         self.file.sync_all()?;
         let total = index_offset + bytes.len() as u64;
         self.file.seek(SeekFrom::Start(total))?;
-        Ok((self.file, total))
+        Ok((self.file, header))
     }
 }
 

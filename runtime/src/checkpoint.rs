@@ -221,7 +221,7 @@ fn write_image(cap: &Capture, threads: usize) -> Result<(u64, u64), String> {
             while next < jobs.len() && jobs[next].region == i {
                 next += 1;
             }
-            regions.push(Region { start: m.start, end: m.end, prot: m.prot, name: m.name.clone(), backing, chunks: chunks[first..next].to_vec() });
+            regions.push(Region { start: m.start, end: m.end, prot: m.prot, name: m.name.clone(), backing, chunks: chunks[first..next].to_vec(), inherit: false });
         }
         let mut index = cap.index.clone();
         index.regions = regions;
@@ -302,6 +302,7 @@ fn meta(name: &[u8], gen: u64, vdso_hash: u64) -> Meta {
         generation: gen,
         vdso_hash,
         glibc: glibc_version(),
+        chain: 1,
     }
 }
 
