@@ -37,21 +37,24 @@ fn memfd() -> Result<File> {
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
+/// `n` pseudo-random (incompressible) bytes from the xorshift state `x`, for test images.
+pub(crate) fn xorshift_bytes(x: &mut u64, n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            *x as u8
+        })
+        .collect()
+}
+
 /// A small but complete image (zstd, raw and zero chunks, a file-backed region, threads, fds),
 /// the seed for fuzzing and the subject of the format's unit tests.
 pub fn sample_image() -> Result<Vec<u8>> {
     let mut w = Writer::new(memfd()?, 1)?;
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut rnd = |n: usize| -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    };
+    let mut rnd = |n: usize| xorshift_bytes(&mut x, n);
     let text: Vec<u8> = b"checkpoint ".iter().copied().cycle().take(3 * 4096).collect();
     let heap: Vec<Chunk> = vec![w.write_chunk(0, &text)?, w.write_chunk(3 * 4096, &[0u8; 4096])?, w.write_chunk(4 * 4096, &rnd(2 * 4096))?];
     let data = vec![w.write_chunk(0, &rnd(4096))?];

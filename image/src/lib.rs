@@ -7,12 +7,18 @@
 //! index              postcard-encoded `Index`: metadata, regions (with their chunk lists), threads,
 //!                    fds, signal state, process state
 //! ```
+//! An increment names its parent image in the header and reads through it where its regions
+//! inherit (`Chain`).
 //! The header is written last (after the index), so a file whose header does not verify was
 //! never completed. Writers create images under a temporary name and rename them into place.
 
+mod chain;
+#[cfg(test)]
+mod chain_tests;
 mod codec;
 mod edit;
 mod fddesc;
+mod flatten;
 pub mod fuzz;
 mod generations;
 mod header;
@@ -20,8 +26,10 @@ mod model;
 mod reader;
 mod writer;
 
+pub use chain::{Chain, Layer, LayerBuf, MAX_CHAIN};
 pub use codec::{Compressor, Decompressor};
 pub use edit::{reseal, rewrite_index};
+pub use flatten::{flatten, Flattened};
 pub use generations::{generation_file_name, generations_of, images_in, parse_image_name};
 pub use header::{Header, HEADER_LEN, MAGIC, VERSION};
 pub use model::*;
@@ -43,6 +51,12 @@ pub enum ImageError {
     Corrupt(String),
     #[error("compression failed: {0}")]
     Compress(String),
+    /// An increment whose parent is not among the image files of its directory.
+    #[error("{image} is an increment over an image that is not in {dir} (an earlier checkpoint of {program}, generation {before} or before; copy the whole directory)")]
+    MissingParent { image: String, dir: String, program: String, before: u64 },
+    /// Something wrong with an image that the one being read builds on.
+    #[error("{path} (an image it builds on): {source}")]
+    Ancestor { path: String, source: Box<ImageError> },
 }
 
 pub type Result<T> = std::result::Result<T, ImageError>;

@@ -52,9 +52,14 @@ impl Reader {
     /// raw chunks are read with O_DIRECT when not cached, so they are not prefetched). Best effort.
     pub fn prefetch_compressed(&self) {
         for c in self.index.regions.iter().flat_map(|r| &r.chunks).filter(|c| c.codec == Codec::Zstd) {
-            // SAFETY: advice on our own fd; no memory is passed.
-            unsafe { libc::posix_fadvise(self.file.as_raw_fd(), c.file_offset as i64, c.stored_len as i64, libc::POSIX_FADV_WILLNEED) };
+            self.prefetch_chunk(c);
         }
+    }
+
+    /// Ask the kernel to start reading one chunk's stored bytes. Best effort.
+    pub fn prefetch_chunk(&self, c: &Chunk) {
+        // SAFETY: advice on our own fd; no memory is passed.
+        unsafe { libc::posix_fadvise(self.file.as_raw_fd(), c.file_offset as i64, c.stored_len as i64, libc::POSIX_FADV_WILLNEED) };
     }
 
     /// Read one chunk into `dst` (exactly `chunk.raw_len` bytes), verifying its checksum.

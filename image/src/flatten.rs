@@ -1,0 +1,79 @@
+//! Flattening a chain: one full image (no parent, `meta.chain` 1, nothing inherited) with the
+//! same memory as the whole chain, so that a single file can be moved to another node.
+
+use crate::{Chain, ImageError, LayerBuf, Result, Writer, CHUNK_SIZE};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// zstd level of flattened images: the runtime's.
+const LEVEL: i32 = 1;
+
+/// What `flatten` wrote.
+#[derive(Debug, Clone, Copy)]
+pub struct Flattened {
+    /// Images of the chain it was made from.
+    pub images: usize,
+    /// Bytes of memory stored (as chunks, zero chunks included).
+    pub saved_bytes: u64,
+    pub file_bytes: u64,
+}
+
+/// Write the memory and state of `chain` as one full image at `out`: created with mode 0600
+/// under a temporary name (`out` + `.tmp`) and renamed onto `out` once complete and synced.
+/// Each region is rebuilt window by window (`CHUNK_SIZE` bytes of memory): the layers touching
+/// the window are applied, and chunks are written only for the ranges some layer covered.
+pub fn flatten(chain: &Chain, out: &Path) -> Result<Flattened> {
+    if let Ok(m) = std::fs::metadata(out) {
+        for p in &chain.paths()[1..] {
+            if std::fs::metadata(p).is_ok_and(|a| a.dev() == m.dev() && a.ino() == m.ino()) {
+                return Err(ImageError::Io(std::io::Error::other(format!(
+                    "{} is an image the chain builds on; write the flattened image elsewhere",
+                    out.display()
+                ))));
+            }
+        }
+    }
+    let mut tmp: PathBuf = out.to_path_buf();
+    tmp.as_mut_os_string().push(".tmp");
+    let file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).custom_flags(libc::O_CLOEXEC).open(&tmp)?;
+    let done = file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(ImageError::from).and_then(|()| write(chain, file)).and_then(|saved| {
+        let file_bytes = std::fs::metadata(&tmp)?.len();
+        std::fs::rename(&tmp, out)?;
+        let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        File::open(dir)?.sync_all()?;
+        Ok(Flattened { images: chain.images().len(), saved_bytes: saved, file_bytes })
+    });
+    if done.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    done
+}
+
+/// Write the image into `file`; returns the bytes of memory stored.
+fn write(chain: &Chain, file: File) -> Result<u64> {
+    let mut w = Writer::new(file, LEVEL)?;
+    let mut index = chain.index().clone();
+    index.meta.chain = 1;
+    let mut buf = LayerBuf::new()?;
+    let mut window = vec![0u8; CHUNK_SIZE];
+    for (ri, r) in index.regions.iter_mut().enumerate() {
+        r.inherit = false;
+        r.chunks.clear();
+        if chain.layers(ri).is_empty() {
+            continue;
+        }
+        let mut off = 0;
+        while off < r.len() {
+            let n = (r.len() - off).min(CHUNK_SIZE as u64);
+            let win = &mut window[..n as usize];
+            for (s, e) in chain.read_range(ri, off, win, &mut buf)? {
+                r.chunks.push(w.write_chunk(s, &win[(s - off) as usize..(e - off) as usize])?);
+            }
+            off += n;
+        }
+    }
+    let saved = w.raw_bytes();
+    w.finish(&index)?;
+    Ok(saved)
+}
