@@ -12,7 +12,7 @@ mod stage;
 mod switch;
 
 use anyhow::{bail, Context, Result};
-use ckpt_image::Reader;
+use ckpt_image::Chain;
 use clap::Parser;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -50,9 +50,10 @@ fn one_line(e: &anyhow::Error) -> String {
     e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ").replace('\n', " ")
 }
 
-/// The image to restart: IMAGE itself; for DIR, the newest image in it that verifies; for
-/// `NAME.ckpt`, that image or, when it does not verify, its newest older generation that does.
-fn resolve(path: &Path) -> Result<PathBuf> {
+/// The image to restart, opened with the images it builds on: IMAGE itself; for DIR, the newest
+/// image in it whose chain verifies; for `NAME.ckpt`, that image or, when its chain does not
+/// verify, its newest older generation whose chain does.
+fn resolve(path: &Path) -> Result<(PathBuf, Chain)> {
     let is_dir = std::fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false);
     let candidates = if is_dir {
         ckpt_image::images_in(path).with_context(|| format!("{}", path.display()))?
@@ -68,7 +69,10 @@ fn resolve(path: &Path) -> Result<PathBuf> {
                 c.extend(ckpt_image::generations_of(dir, &name).into_iter().filter(|p| p.file_name() != path.file_name()));
                 c
             }
-            None => return Ok(path.to_path_buf()),
+            None => {
+                let chain = Chain::open(path).with_context(|| format!("{}", path.display()))?;
+                return Ok((path.to_path_buf(), chain));
+            }
         }
     };
     if candidates.is_empty() {
@@ -76,12 +80,12 @@ fn resolve(path: &Path) -> Result<PathBuf> {
     }
     let mut first_err = None;
     for c in &candidates {
-        match Reader::open(c).and_then(|r| r.verify_stored()) {
-            Ok(()) => {
+        match Chain::open(c).and_then(|ch| ch.verify_stored().map(|()| ch)) {
+            Ok(chain) => {
                 if let Some(e) = &first_err {
                     eprintln!("ckpt-restart: {e}; using the older image {}", c.display());
                 }
-                return Ok(c.clone());
+                return Ok((c.clone(), chain));
             }
             Err(e) => {
                 first_err.get_or_insert_with(|| format!("{}: {e}", c.display()));
@@ -92,9 +96,8 @@ fn resolve(path: &Path) -> Result<PathBuf> {
 }
 
 fn run(cli: &Cli) -> Result<()> {
-    let path = resolve(&cli.image)?;
-    let reader = Reader::open(&path).with_context(|| format!("{}", path.display()))?;
-    let index = reader.index.clone();
+    let (path, chain) = resolve(&cli.image)?;
+    let index = chain.index().clone();
     if index.meta.arch != std::env::consts::ARCH {
         bail!("{}: image is for {}, this machine is {}", path.display(), index.meta.arch, std::env::consts::ARCH);
     }
@@ -104,16 +107,16 @@ fn run(cli: &Cli) -> Result<()> {
 
     // Stage memory in a reservation that overlaps neither the image nor us.
     let switch_len = plan::switch_area_len(&index);
-    let stage_len = stage::staging_len(&index.regions);
+    let stage_len = stage::staging_len(&chain);
     let mut busy: Vec<(u64, u64)> = index.regions.iter().map(|r| (r.start, r.end)).collect();
     busy.extend(own.iter().map(|m| (m.start, m.end)));
     let total = stage_len + switch_len;
     let base = layout::find_hole(&busy, total)?;
     reserve(base, total)?;
-    let plan = stage::map_regions(&index.regions, &files, base)?;
-    stage::fill(&reader, &index.regions, base).with_context(|| format!("{}", path.display()))?;
+    let plan = stage::map_regions(&chain, &files, base)?;
+    stage::fill(&chain, base).with_context(|| format!("{}", path.display()))?;
     drop(files);
-    drop(reader);
+    drop(chain);
 
     // Kernel state that lives on across the switch.
     let p = &index.process;

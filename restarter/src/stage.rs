@@ -1,11 +1,11 @@
 //! Staging: every region that carries data is built at a temporary address (inside one
-//! reservation that overlaps neither the image nor us), filled from the image in parallel, and
-//! later moved into place by the switch with mremap. Empty anonymous regions are simply mapped
-//! at their target by the switch.
+//! reservation that overlaps neither the image nor us), filled from the image chain (an
+//! increment and the images it builds on) in parallel, and later moved into place by the switch
+//! with mremap. Empty anonymous regions are simply mapped at their target by the switch.
 
 use crate::layout::page_up;
 use anyhow::{anyhow, bail, Context, Result};
-use ckpt_image::{Backing, Decompressor, Reader, Region};
+use ckpt_image::{Backing, Chain, Codec, Layer, LayerBuf, Region};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -38,36 +38,38 @@ fn mmap(addr: u64, len: u64, prot: i32, flags: i32, fd: i32, off: u64) -> std::i
 }
 
 /// Bytes of staging space the image needs.
-pub fn staging_len(regions: &[Region]) -> u64 {
-    regions
-        .iter()
-        .filter(|r| needs_staging(r))
-        .map(|r| r.len() + if huge(r) { HUGE } else { 0 })
+pub fn staging_len(chain: &Chain) -> u64 {
+    let regions = &chain.index().regions;
+    (0..regions.len())
+        .filter(|&ri| needs_staging(chain, ri))
+        .map(|ri| regions[ri].len() + if huge(chain, ri) { HUGE } else { 0 })
         .sum()
 }
 
 const HUGE: u64 = 2 << 20;
 
 /// Whether a region is staged in transparent huge pages: a large anonymous region mostly made of
-/// stored data. Filling 1 GiB page by page costs ~260k page faults, most of the restart; with
-/// huge pages, 512 times fewer. The region keeps MADV_HUGEPAGE after the restart.
-fn huge(r: &Region) -> bool {
-    let stored: u64 = r.chunks.iter().filter(|c| c.codec != ckpt_image::Codec::Zero).map(|c| c.raw_len).sum();
+/// stored data (over the whole chain). Filling 1 GiB page by page costs ~260k page faults, most
+/// of the restart; with huge pages, 512 times fewer. The region keeps MADV_HUGEPAGE after the restart.
+fn huge(chain: &Chain, ri: usize) -> bool {
+    let r = &chain.index().regions[ri];
+    let stored: u64 = chain.layers(ri).iter().filter(|l| l.codec != Codec::Zero).map(|l| l.len).sum();
     r.backing == Backing::Anon && r.name != b"[stack]" && r.len() >= 2 * HUGE && stored >= r.len() / 2
 }
 
 /// Where each region is staged (None: not staged), consecutively from `base`. Huge-page regions
 /// are placed at the same offset modulo 2 MiB as their target, so that the switch's mremap moves
 /// their huge pages whole.
-fn placement(regions: &[Region], base: u64) -> Vec<Option<u64>> {
+fn placement(chain: &Chain, base: u64) -> Vec<Option<u64>> {
     let mut at = base;
-    regions
-        .iter()
-        .map(|r| {
-            if !needs_staging(r) {
+    let regions = &chain.index().regions;
+    (0..regions.len())
+        .map(|ri| {
+            let r = &regions[ri];
+            if !needs_staging(chain, ri) {
                 return None;
             }
-            if huge(r) {
+            if huge(chain, ri) {
                 at += r.start.wrapping_sub(at) % HUGE;
             }
             let here = at;
@@ -77,10 +79,12 @@ fn placement(regions: &[Region], base: u64) -> Vec<Option<u64>> {
         .collect()
 }
 
-fn needs_staging(r: &Region) -> bool {
-    match r.backing {
+/// Whether region `ri` is built in the staging area: anonymous regions only when some image of
+/// the chain has data for them.
+fn needs_staging(chain: &Chain, ri: usize) -> bool {
+    match chain.index().regions[ri].backing {
         Backing::Special => false,
-        Backing::Anon => !r.chunks.is_empty(),
+        Backing::Anon => !chain.layers(ri).is_empty(),
         Backing::SharedAnon | Backing::File { .. } => true,
     }
 }
@@ -115,16 +119,17 @@ pub fn open_files(regions: &[Region]) -> Result<Vec<Option<File>>> {
 }
 
 /// Map every region that needs staging at consecutive addresses from `base`.
-pub fn map_regions(regions: &[Region], files: &[Option<File>], base: u64) -> Result<Plan> {
+pub fn map_regions(chain: &Chain, files: &[Option<File>], base: u64) -> Result<Plan> {
     let mut plan = Plan::default();
-    let places = placement(regions, base);
+    let regions = &chain.index().regions;
+    let places = placement(chain, base);
     let rw = libc::PROT_READ | libc::PROT_WRITE;
-    for ((r, f), place) in regions.iter().zip(files).zip(places) {
+    for (ri, ((r, f), place)) in regions.iter().zip(files).zip(places).enumerate() {
         let len = r.len();
         let at = place.unwrap_or(0);
         match &r.backing {
             Backing::Special => continue,
-            Backing::Anon if r.chunks.is_empty() => {
+            Backing::Anon if place.is_none() => {
                 plan.empty.push((r.start, len, r.prot));
                 continue;
             }
@@ -134,7 +139,7 @@ pub fn map_regions(regions: &[Region], files: &[Option<File>], base: u64) -> Res
                     flags |= libc::MAP_GROWSDOWN;
                 }
                 mmap(at, len, rw, flags, -1, 0).with_context(|| format!("cannot stage region {:#x}-{:#x}", r.start, r.end))?;
-                if huge(r) {
+                if huge(chain, ri) {
                     // SAFETY: advice on a mapping we just made; failure only costs speed.
                     unsafe { libc::madvise(at as *mut libc::c_void, len as usize, libc::MADV_HUGEPAGE) };
                 }
@@ -170,37 +175,39 @@ pub fn map_regions(regions: &[Region], files: &[Option<File>], base: u64) -> Res
     Ok(plan)
 }
 
-/// Fill the staged regions from the image's chunks, on several threads.
-pub fn fill(reader: &Reader, regions: &[Region], plan_base: u64) -> Result<()> {
-    let mut tasks: Vec<(u64, &ckpt_image::Chunk, &Region)> = Vec::new();
-    for (r, place) in regions.iter().zip(placement(regions, plan_base)) {
-        let Some(at) = place else { continue };
-        for c in &r.chunks {
-            // Fresh anonymous memory is already zero: do not touch (and allocate) it.
-            if c.codec == ckpt_image::Codec::Zero && r.backing == Backing::Anon {
-                continue;
-            }
-            tasks.push((at + c.offset, c, r));
+/// Fill the staged regions from the chain's layers: image by image, oldest first (newer layers
+/// overwrite older ones), the layers of one image on several threads (they never overlap).
+pub fn fill(chain: &Chain, plan_base: u64) -> Result<()> {
+    let regions = &chain.index().regions;
+    let places = placement(chain, plan_base);
+    chain.prefetch_compressed();
+    for image in (0..chain.images().len()).rev() {
+        let mut tasks: Vec<(u64, &Layer, &Region)> = Vec::new();
+        for (ri, place) in places.iter().enumerate() {
+            let Some(at) = place else { continue };
+            tasks.extend(chain.layers(ri).iter().filter(|l| l.image == image).map(|l| (at + l.at, l, &regions[ri])));
         }
+        fill_layers(chain, &tasks)?;
     }
-    reader.prefetch_compressed();
+    Ok(())
+}
+
+/// Apply layers of one image (never overlapping) at their staged addresses, on several threads.
+fn fill_layers(chain: &Chain, tasks: &[(u64, &Layer, &Region)]) -> Result<()> {
     let nthreads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(tasks.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let result: Result<()> = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let handles: Vec<_> = (0..nthreads)
             .map(|_| {
                 s.spawn(|| -> Result<()> {
-                    let mut dec = Decompressor::new()?;
-                    let mut scratch = Vec::new();
+                    let mut buf = LayerBuf::new()?;
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&(addr, c, r)) = tasks.get(i) else { return Ok(()) };
-                        // SAFETY: [addr, addr + raw_len) lies inside a staged read-write mapping of
-                        // ours (chunk bounds were validated against the region); tasks never overlap.
-                        let dst = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, c.raw_len as usize) };
-                        reader
-                            .read_chunk(c, dst, &mut dec, &mut scratch)
-                            .map_err(|e| anyhow!("region {:#x}-{:#x} ({}): {e}", r.start, r.end, r.name_lossy()))?;
+                        let Some(&(addr, l, r)) = tasks.get(i) else { return Ok(()) };
+                        // SAFETY: [addr, addr + len) lies inside a staged read-write mapping of
+                        // ours (layers lie inside their region); the layers of one image never overlap.
+                        let dst = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, l.len as usize) };
+                        chain.read_layer(l, dst, &mut buf).map_err(|e| anyhow!("region {:#x}-{:#x} ({}): {e}", r.start, r.end, r.name_lossy()))?;
                     }
                 })
             })
@@ -209,6 +216,5 @@ pub fn fill(reader: &Reader, regions: &[Region], plan_base: u64) -> Result<()> {
             h.join().map_err(|_| anyhow!("a staging thread failed"))??;
         }
         Ok(())
-    });
-    result
+    })
 }
