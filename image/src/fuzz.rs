@@ -4,6 +4,7 @@
 
 use crate::{Backing, Chunk, Entry, FdKind, FdState, Index, Meta, Reader, Region, Result, ThreadState, Writer};
 use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::FromRawFd;
 
@@ -98,6 +99,31 @@ pub fn sample_image() -> Result<Vec<u8>> {
     f.seek(SeekFrom::Start(0))?;
     std::io::Read::read_exact(&mut f, &mut out)?;
     Ok(out)
+}
+
+/// A chain of two images in `dir`: `sample.ckpt.1`, the sample image (full), and `sample.ckpt`,
+/// an increment over it that rewrites one page of the heap (part of a zstd chunk), zeroes
+/// another (part of a raw chunk) and inherits everything else. Returns their paths, newest
+/// first. For the tools' tests.
+pub fn sample_chain(dir: &Path) -> Result<[PathBuf; 2]> {
+    let full = dir.join("sample.ckpt.1");
+    std::fs::write(&full, sample_image()?)?;
+    let base = Reader::open(&full)?;
+    let mut index = base.index.clone();
+    let newest = dir.join("sample.ckpt");
+    let mut w = Writer::new(File::create(&newest)?, 1)?;
+    let mut x = 7;
+    for r in &mut index.regions {
+        r.inherit = r.backing != Backing::Special;
+        r.chunks.clear();
+        if r.name == b"[heap]" {
+            r.chunks = vec![w.write_chunk(4096, &xorshift_bytes(&mut x, 4096))?, w.write_chunk(5 * 4096, &[0u8; 4096])?];
+        }
+    }
+    index.meta.generation = 2;
+    index.meta.chain = 2;
+    w.finish_increment(&index, base.header.index_hash)?;
+    Ok([newest, full])
 }
 
 #[cfg(test)]

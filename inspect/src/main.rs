@@ -1,13 +1,15 @@
-//! `ckpt-inspect IMAGE`: what an image holds (program, when and where it was taken, threads,
-//! memory regions, fds, signal state, totals), as text or `--json`; `--verify` checks every
-//! checksum and names the first bad chunk. Errors are one line on stderr and exit status 1.
+//! `ckpt-inspect IMAGE`: what an image holds (program, when and where it was taken, the chain of
+//! images it builds on, threads, memory regions, fds, signal state, totals), as text or
+//! `--json`; `--verify` checks every checksum of the whole chain and names the first bad chunk;
+//! `--flatten OUT` writes the chain as one full image. Errors are one line on stderr and exit
+//! status 1.
 
 mod report;
 mod text;
 mod verify;
 
 use anyhow::{Context, Result};
-use ckpt_image::Reader;
+use ckpt_image::{Chain, Reader};
 use clap::Parser;
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,7 +18,7 @@ use std::path::PathBuf;
 #[command(
     name = "ckpt-inspect",
     version,
-    about = "Show what a ckpt image holds; --verify checks every checksum",
+    about = "Show what a ckpt image holds; --verify checks every checksum; --flatten writes one full image",
     after_help = "Exit status: 0 when the image reads (and verifies, with --verify); 1 with one \
                   `ckpt-inspect: ...` line on stderr otherwise."
 )]
@@ -24,9 +26,14 @@ struct Cli {
     /// Print a JSON document instead of text (for scripts).
     #[arg(long)]
     json: bool,
-    /// Read every chunk and check its checksum; fail on the first bad one, naming it.
+    /// Read every chunk of the image and of the images it builds on and check its checksum;
+    /// fail on the first bad one, naming it.
     #[arg(long)]
     verify: bool,
+    /// Write the image, with everything it builds on, as one full image OUT (mode 0600), which
+    /// restarts alone: for moving a single file to another node.
+    #[arg(long, value_name = "OUT", conflicts_with = "json")]
+    flatten: Option<PathBuf>,
     /// The image file.
     image: PathBuf,
 }
@@ -53,9 +60,31 @@ fn main() {
 
 fn run(cli: &Cli) -> Result<String> {
     let path = &cli.image;
-    let reader = Reader::open(path).with_context(|| format!("{}", path.display()))?;
-    let verified = if cli.verify { Some(verify::all(&reader).with_context(|| format!("{}", path.display()))?) } else { None };
-    let rep = report::build(&reader, path, verified);
+    let here = || format!("{}", path.display());
+    let reader = Reader::open(path).with_context(here)?;
+    // The images it builds on: needed to verify or flatten; otherwise a missing or bad parent
+    // is only reported.
+    let chain = Chain::open(path);
+    let chain = match chain {
+        Err(e) if cli.verify || cli.flatten.is_some() => return Err(anyhow::Error::new(e).context(here())),
+        c => c,
+    };
+    let verified = match (&chain, cli.verify) {
+        (Ok(c), true) => Some(verify::all(c).with_context(here)?),
+        _ => None,
+    };
+    if let (Some(out), Ok(c)) = (&cli.flatten, &chain) {
+        let done = ckpt_image::flatten(c, out).with_context(|| format!("cannot write {}", out.display()))?;
+        return Ok(format!(
+            "wrote {}: one full image of {} ({} bytes of memory, {} bytes){}\n",
+            out.display(),
+            if done.images == 1 { "the image".to_string() } else { format!("a chain of {} images", done.images) },
+            done.saved_bytes,
+            done.file_bytes,
+            if verified.is_some() { ", verified first" } else { "" }
+        ));
+    }
+    let rep = report::build(&reader, chain.as_ref().map_err(|e| e.to_string()), path, verified);
     if cli.json {
         let mut s = serde_json::to_string_pretty(&rep).context("cannot encode JSON")?;
         s.push('\n');

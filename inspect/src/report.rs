@@ -2,13 +2,14 @@
 //! fields that both the text and the JSON output use.
 
 use crate::verify::Verified;
-use ckpt_image::{Backing, Codec, Decompressor, Reader, Region};
+use ckpt_image::{Backing, Chain, Codec, Decompressor, LayerBuf, Reader, Region};
 use serde::Serialize;
 use std::path::Path;
 
 #[derive(Serialize)]
 pub struct Report {
     pub image: ImageInfo,
+    pub chain: ChainInfo,
     pub program: String,
     pub cmdline: Vec<String>,
     pub pid: i32,
@@ -32,6 +33,33 @@ pub struct ImageInfo {
     pub file_bytes: u64,
     pub data_bytes: u64,
     pub index_bytes: u64,
+    /// xxh3 of the index (hex): what an increment over this image names as its parent.
+    pub index_hash: String,
+    /// For an increment, the `index_hash` of the image it builds on (hex); null for a full image.
+    pub parent: Option<String>,
+}
+
+/// The images a restart from this one reads.
+#[derive(Serialize)]
+pub struct ChainInfo {
+    /// As the image says (`meta.chain`): 1 for a full image, 1 + its parent's for an increment.
+    pub length: u32,
+    /// The images found, this one first, then its parent, and so on down to a full image;
+    /// empty when the chain cannot be read.
+    pub images: Vec<ChainImage>,
+    /// Why the chain cannot be read (a parent missing or damaged), or null.
+    pub problem: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct ChainImage {
+    pub path: String,
+    pub generation: u64,
+    pub index_hash: String,
+    pub parent: Option<String>,
+    pub file_bytes: u64,
+    /// Bytes of memory its chunks store.
+    pub saved_bytes: u64,
 }
 
 #[derive(Serialize)]
@@ -95,6 +123,8 @@ pub struct RegionInfo {
     pub chunks: usize,
     /// none, zstd, raw, zero, or a mix such as "zstd+raw".
     pub compression: String,
+    /// An increment's region whose pages without chunks are the parent image's.
+    pub inherit: bool,
 }
 
 #[derive(Serialize)]
@@ -129,7 +159,17 @@ pub struct Totals {
     pub chunks: usize,
 }
 
-pub fn build(reader: &Reader, path: &Path, verified: Option<Verified>) -> Report {
+fn hex(h: u64) -> String {
+    format!("{h:016x}")
+}
+
+fn parent_hex(r: &Reader) -> Option<String> {
+    (r.header.parent != 0).then(|| hex(r.header.parent))
+}
+
+/// The report on the image `reader` read from `path`; `chain` is it with the images it builds
+/// on, or why they cannot be read.
+pub fn build(reader: &Reader, chain: std::result::Result<&Chain, String>, path: &Path, verified: Option<Verified>) -> Report {
     let ix = &reader.index;
     let m = &ix.meta;
     let regions: Vec<RegionInfo> = ix.regions.iter().map(region).collect();
@@ -142,7 +182,28 @@ pub fn build(reader: &Reader, path: &Path, verified: Option<Verified>) -> Report
         stored_bytes: regions.iter().map(|r| r.stored_bytes).sum(),
         chunks: regions.iter().map(|r| r.chunks).sum(),
     };
-    let mut mem = Memory { reader, dec: Decompressor::new().ok(), scratch: Vec::new() };
+    let chain_info = ChainInfo {
+        length: m.chain,
+        images: chain
+            .as_ref()
+            .map(|c| {
+                c.images()
+                    .iter()
+                    .zip(c.paths())
+                    .map(|(r, p)| ChainImage {
+                        path: p.display().to_string(),
+                        generation: r.index.meta.generation,
+                        index_hash: hex(r.header.index_hash),
+                        parent: parent_hex(r),
+                        file_bytes: r.file_len,
+                        saved_bytes: r.index.regions.iter().flat_map(|g| &g.chunks).map(|c| c.raw_len).sum(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        problem: chain.as_ref().err().cloned(),
+    };
+    let mut mem = Memory { reader, chain: chain.ok(), dec: Decompressor::new().ok(), buf: LayerBuf::new().ok(), scratch: Vec::new() };
     Report {
         image: ImageInfo {
             path: path.display().to_string(),
@@ -150,7 +211,10 @@ pub fn build(reader: &Reader, path: &Path, verified: Option<Verified>) -> Report
             file_bytes: reader.file_len,
             data_bytes: reader.header.data_len,
             index_bytes: reader.header.index_len,
+            index_hash: hex(reader.header.index_hash),
+            parent: parent_hex(reader),
         },
+        chain: chain_info,
         program: m.program.clone(),
         cmdline: m.cmdline.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect(),
         pid: m.pid,
@@ -250,19 +314,30 @@ fn region(r: &Region) -> RegionInfo {
         stored_bytes: r.chunks.iter().map(|c| c.stored_len).sum(),
         chunks: r.chunks.len(),
         compression: if kinds.is_empty() { "none".into() } else { kinds.join("+") },
+        inherit: r.inherit,
     }
 }
 
-/// Reads bytes of the program's memory out of the image (best effort: None if not stored).
+/// Reads bytes of the program's memory out of the image, through the images it builds on when
+/// they could be read (best effort: None if not stored).
 struct Memory<'a> {
     reader: &'a Reader,
+    chain: Option<&'a Chain>,
     dec: Option<Decompressor>,
+    buf: Option<LayerBuf>,
     scratch: Vec<u8>,
 }
 
 impl Memory<'_> {
     fn read_u64(&mut self, addr: u64) -> Option<u64> {
         let end = addr.checked_add(8)?;
+        if let Some(chain) = self.chain {
+            let ri = chain.index().regions.iter().position(|r| r.start <= addr && end <= r.end)?;
+            let off = addr - chain.index().regions[ri].start;
+            let mut b = [0u8; 8];
+            let written = chain.read_range(ri, off, &mut b, self.buf.as_mut()?).ok()?;
+            return (written == [(off, off + 8)]).then(|| u64::from_le_bytes(b));
+        }
         let r = self.reader.index.regions.iter().find(|r| r.start <= addr && end <= r.end)?;
         let off = addr - r.start;
         let c = r.chunks.iter().find(|c| c.offset <= off && off + 8 <= c.offset + c.raw_len)?;

@@ -24,6 +24,7 @@ pub fn render(r: &Report) -> String {
 fn write_all(o: &mut String, r: &Report) -> std::fmt::Result {
     let i = &r.image;
     writeln!(o, "image      {} (format version {}, {})", i.path, i.format_version, size(i.file_bytes))?;
+    write_chain(o, r)?;
     writeln!(o, "program    {} (pid {}, checkpoint {})", r.program, r.pid, r.generation)?;
     writeln!(o, "command    {}", r.cmdline.join(" "))?;
     writeln!(o, "taken      {} on {}", r.taken.utc, r.taken.hostname)?;
@@ -55,7 +56,7 @@ fn write_all(o: &mut String, r: &Report) -> std::fmt::Result {
         };
         writeln!(
             o,
-            "  {:#014x}-{:#014x}    {:>10} {:<4} {:<11} {:>10} {:>10}  {:<9} {}",
+            "  {:#014x}-{:#014x}    {:>10} {:<4} {:<11} {:>10} {:>10}  {:<9} {}{}",
             g.start,
             g.end,
             size(g.size),
@@ -64,7 +65,8 @@ fn write_all(o: &mut String, r: &Report) -> std::fmt::Result {
             size(g.saved_bytes),
             size(g.stored_bytes),
             g.compression,
-            name
+            name,
+            if g.inherit { " (inherits)" } else { "" }
         )?;
     }
 
@@ -94,7 +96,26 @@ fn write_all(o: &mut String, r: &Report) -> std::fmt::Result {
         t.fds
     )?;
     if let Some(v) = &r.verified {
-        writeln!(o, "verified   all {} chunks ({}) match their checksums", v.chunks, size(v.stored_bytes))?;
+        let of = if v.images > 1 { format!(" of {} images", v.images) } else { String::new() };
+        writeln!(o, "verified   all {} chunks ({}){of} match their checksums", v.chunks, size(v.stored_bytes))?;
     }
     Ok(())
+}
+
+/// "chain" line: a full image, or an increment and the images it builds on.
+fn write_chain(o: &mut String, r: &Report) -> std::fmt::Result {
+    let c = &r.chain;
+    if r.image.parent.is_none() {
+        return writeln!(o, "chain      full image (no parent)");
+    }
+    if let Some(p) = &c.problem {
+        return writeln!(o, "chain      increment ({} images in all), but: {p}", c.length);
+    }
+    let older: Vec<String> = c
+        .images
+        .iter()
+        .skip(1)
+        .map(|i| format!("{} (checkpoint {}{})", i.path, i.generation, if i.parent.is_none() { ", full" } else { "" }))
+        .collect();
+    writeln!(o, "chain      increment over {} ({} images in all)", older.join(", "), c.images.len())
 }
