@@ -75,14 +75,13 @@ fn run(cli: &Cli) -> Result<String> {
     };
     if let (Some(out), Ok(c)) = (&cli.flatten, &chain) {
         let done = ckpt_image::flatten(c, out).with_context(|| format!("cannot write {}", out.display()))?;
-        return Ok(format!(
-            "wrote {}: one full image of {} ({} bytes of memory, {} bytes){}\n",
-            out.display(),
-            if done.images == 1 { "the image".to_string() } else { format!("a chain of {} images", done.images) },
-            done.saved_bytes,
-            done.file_bytes,
-            if verified.is_some() { ", verified first" } else { "" }
-        ));
+        let what = match done.images {
+            1 => format!("a copy of {}, which is a full image", path.display()),
+            2 => format!("one full image with the memory of {} and the image it builds on", path.display()),
+            n => format!("one full image with the memory of {} and the {} images it builds on", path.display(), n - 1),
+        };
+        let (mem, disk) = (text::size(done.saved_bytes), text::size(done.file_bytes));
+        return Ok(format!("wrote {}: {what} ({mem} of memory, {disk} on disk)\n", out.display()));
     }
     let rep = report::build(&reader, chain.as_ref().map_err(|e| e.to_string()), path, verified);
     if cli.json {

@@ -3,7 +3,7 @@
 use crate::report::Report;
 use std::fmt::Write;
 
-fn size(b: u64) -> String {
+pub fn size(b: u64) -> String {
     const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b as f64;
     let mut i = 0;

@@ -82,7 +82,7 @@ fn a_chain_is_shown_verified_and_flattened() {
     let out = d.0.join("moved").join("sample.ckpt");
     std::fs::create_dir(out.parent().unwrap()).unwrap();
     let o = inspect(&["--flatten", out.to_str().unwrap()], &newest);
-    assert!(o.status.success() && stdout(&o).starts_with(&format!("wrote {}: one full image of a chain of 2 images", out.display())), "{o:?}");
+    assert!(o.status.success() && stdout(&o).starts_with(&format!("wrote {}: one full image with the memory of {} and the image it builds on (", out.display(), newest.display())), "{o:?}");
     assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
     let flat = Chain::open(&out).unwrap();
     let chain = Chain::open(&newest).unwrap();

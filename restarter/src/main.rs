@@ -1,5 +1,8 @@
 //! `ckpt-restart IMAGE|DIR`: rebuild a checkpointed program in this process and continue it.
 //!
+//! The image may be an increment: it is read as a chain with the images it builds on
+//! (`ckpt_image::Chain`), which every step below sees as one image.
+//!
 //! Order matters: everything that can fail (reading and verifying the image, opening the files it
 //! maps, staging memory, reopening fds) happens before the address-space switch; after it there
 //! is no way back, so the switch only runs system calls that were prepared and checked.
