@@ -187,7 +187,9 @@ pub fn fill(chain: &Chain, plan_base: u64) -> Result<()> {
             let Some(at) = place else { continue };
             tasks.extend(chain.layers(ri).iter().filter(|l| l.image == image).map(|l| (at + l.at, l, &regions[ri])));
         }
-        fill_layers(chain, &tasks)?;
+        if !tasks.is_empty() {
+            fill_layers(chain, &tasks)?;
+        }
     }
     Ok(())
 }
