@@ -2,11 +2,13 @@
  * heartbeat (CLOCK_MONOTONIC in ns) every millisecond, so the largest gap between two lines is
  * the pause a checkpoint caused, as the program saw it.
  *
- *   memload random|quant|smooth|trivial|dirty MIB [--dump FILE]
+ *   memload random|quant|smooth|trivial|dirty|dirtyq MIB [--dump FILE]
  *
  * random: xorshift bytes; quant: doubles floor(32767 sin(i 1e-4)); smooth: doubles sin(i 1e-4);
  * trivial: no data; dirty: random data, and 1% of its pages rewritten every second (spread over
- * the ticks). --dump writes the data to FILE and exits (to measure compressors on it). */
+ * the ticks); dirtyq: the same with quantized doubles (a page is rewritten with the values of
+ * another place of the sine). --dump writes the data to FILE and exits (to measure compressors
+ * on it). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,7 +33,7 @@ static uint64_t next(void) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: memload random|quant|smooth|trivial|dirty MIB [--dump FILE]\n");
+        fprintf(stderr, "usage: memload random|quant|smooth|trivial|dirty|dirtyq MIB [--dump FILE]\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -47,7 +49,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "random") || !strcmp(mode, "dirty")) {
         uint64_t *w = (uint64_t *)mem;
         for (size_t i = 0; i < bytes / 8; i++) w[i] = next();
-    } else if (!strcmp(mode, "quant")) {
+    } else if (!strcmp(mode, "quant") || !strcmp(mode, "dirtyq")) {
         double *d = (double *)mem;
         for (size_t i = 0; i < bytes / 8; i++) d[i] = floor(32767.0 * sin((double)i * 1e-4));
     } else if (!strcmp(mode, "smooth")) {
@@ -65,7 +67,7 @@ int main(int argc, char **argv) {
         }
         return 0;
     }
-    int dirty = !strcmp(mode, "dirty");
+    int dirty = !strcmp(mode, "dirty"), dirtyq = !strcmp(mode, "dirtyq");
     size_t pages = bytes / 4096;
     /* 1% of the pages per second, spread over 1000 ticks. */
     double per_tick = pages * 0.01 / 1000.0, owed = 0;
@@ -76,6 +78,12 @@ int main(int argc, char **argv) {
         nanosleep(&ms, NULL);
         if (dirty) {
             for (owed += per_tick; owed >= 1; owed -= 1) mem[(next() % pages) * 4096 + next() % 4096]++;
+        } else if (dirtyq) {
+            for (owed += per_tick; owed >= 1; owed -= 1) {
+                double *d = (double *)(mem + (next() % pages) * 4096);
+                size_t from = next() % (bytes / 8);
+                for (size_t k = 0; k < 512; k++) d[k] = floor(32767.0 * sin((double)(from + k) * 1e-4));
+            }
         }
         printf("%llu\n", (unsigned long long)now_ns());
         fflush(stdout);

@@ -24,6 +24,7 @@ mod generations;
 mod header;
 mod model;
 mod reader;
+mod shuffle;
 mod writer;
 
 pub use chain::{Chain, Layer, LayerBuf, MAX_CHAIN};
@@ -34,6 +35,7 @@ pub use generations::{generation_file_name, generations_of, images_in, parse_ima
 pub use header::{Header, HEADER_LEN, MAGIC, VERSION};
 pub use model::*;
 pub use reader::Reader;
+pub use shuffle::{shuffle8, unshuffle8};
 pub use writer::{ChunkEncoder, Writer, CHUNK_SIZE};
 
 /// Everything that can go wrong reading or writing an image. Messages are full sentences for users.

@@ -87,6 +87,8 @@ pub enum Codec {
     Zstd,
     /// All zero bytes; nothing stored.
     Zero,
+    /// zstd of the memory byte-shuffled in 8-byte words (see shuffle.rs): for arrays of numbers.
+    Shuffle8,
 }
 
 /// A run of a region's bytes stored in the data area.

@@ -1,7 +1,7 @@
 //! Reads and validates an image. Everything read from the file is checked before it is trusted:
 //! header and index checksums, the index's internal consistency, each chunk's checksum.
 
-use crate::{checksum, Chunk, Codec, Decompressor, Header, ImageError, Index, Result, CHUNK_SIZE, HEADER_LEN};
+use crate::{checksum, unshuffle8, Chunk, Codec, Decompressor, Header, ImageError, Index, Result, CHUNK_SIZE, HEADER_LEN};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -80,6 +80,17 @@ impl Reader {
                 self.file.read_exact_at(scratch, chunk.file_offset)?;
                 self.check(chunk, scratch)?;
                 dec.decompress(scratch, dst)
+            }
+            Codec::Shuffle8 => {
+                // The stored bytes, then the shuffled memory, in one scratch buffer.
+                let stored = chunk.stored_len as usize;
+                scratch.resize(stored + dst.len(), 0);
+                let (src, shuffled) = scratch.split_at_mut(stored);
+                self.file.read_exact_at(src, chunk.file_offset)?;
+                self.check(chunk, src)?;
+                dec.decompress(src, shuffled)?;
+                unshuffle8(shuffled, dst);
+                Ok(())
             }
         }
     }
@@ -172,6 +183,7 @@ fn validate(index: &Index, header: &Header) -> Result<()> {
                 && f_end.is_some_and(|e| e <= data_end)
                 && c.file_offset >= HEADER_LEN as u64
                 && (c.codec != Codec::Raw || c.stored_len == c.raw_len)
+                && (c.codec != Codec::Shuffle8 || c.raw_len.is_multiple_of(8))
                 && c.stored_len <= 2 * CHUNK_SIZE as u64;
             if !ok {
                 return bad(format!("a chunk of region {:#x}-{:#x} is out of bounds", r.start, r.end));

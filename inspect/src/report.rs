@@ -296,6 +296,7 @@ fn region(r: &Region) -> RegionInfo {
             Codec::Zstd => "zstd",
             Codec::Raw => "raw",
             Codec::Zero => "zero",
+            Codec::Shuffle8 => "shuffle",
         };
         if !kinds.contains(&k) {
             kinds.push(k);

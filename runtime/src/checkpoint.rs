@@ -5,7 +5,8 @@
 
 use crate::log::{log, DEBUG, ERROR, INFO};
 use crate::maps::{self, MapEntry};
-use crate::{alloc, config, fdtable, gate, generations, memwrite, procstate, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
+use crate::dirty::{self, Track};
+use crate::{alloc, config, fdtable, gate, generations, incremental, memwrite, procstate, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
 use ckpt_image::{Entry, Index, Meta, Region, ThreadState, Writer};
 use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,20 +29,25 @@ pub fn take() -> Option<Outcome> {
     gate::lock_exclusive();
     alloc::scratch_begin();
     let gen = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
-    let mut result = take_with(gen, t0, snapshot::enabled());
+    // An increment needs its parent on disk (the user may have removed it).
+    let parent = config().and_then(|cfg| incremental::next_parent().filter(|(h, _)| generations::has_image(&cfg.dir, &cfg.name, *h)));
+    let mut result = take_with(gen, t0, snapshot::enabled(), parent);
     if let Err(Retry::Sync(why)) = &result {
         log!(INFO, "checkpoint {gen} written without a snapshot: {why}");
-        result = take_with(gen, now_ns(), false);
+        // The first attempt's scan consumed the dirty bits: this one must be a full image.
+        result = take_with(gen, now_ns(), false, None);
     }
     let ms = (now_ns() - t0) / 1_000_000;
     let out = match result {
-        Ok(((raw, stored, path), paused)) => {
+        Ok((w, paused)) => {
             let paused_ms = paused / 1_000_000;
-            generations::record(gen, &path, raw, stored, ms, paused_ms);
-            Some(Outcome { raw, stored, paused_ms })
+            incremental::committed(w.hash, w.increment, w.stored);
+            generations::record(gen, &w.path, w.raw, w.stored, ms, paused_ms, w.increment);
+            Some(Outcome { raw: w.raw, stored: w.stored, paused_ms })
         }
         Err(Retry::Sync(e) | Retry::Fail(e)) => {
             GENERATION.fetch_sub(1, Ordering::AcqRel);
+            incremental::reset();
             log!(ERROR, "checkpoint failed, the program continues: {e}");
             None
         }
@@ -57,20 +63,35 @@ enum Retry {
     Fail(String),
 }
 
-type Written = (u64, u64, Vec<u8>);
+/// What a checkpoint wrote.
+struct Written {
+    raw: u64,
+    stored: u64,
+    /// The header's index_hash (what an increment over this image names as its parent).
+    hash: u64,
+    increment: bool,
+    path: Vec<u8>,
+}
+
+/// What the image writer reports: memory bytes, file bytes, header hash.
+type WriteResult = Result<(u64, u64, u64), String>;
 
 /// Stop the threads, capture, and write the image: from a snapshot child while the program
-/// runs on (`fork`), or with the program stopped. Returns what was written and the pause in ns.
-fn take_with(gen: u64, t0: u64, fork: bool) -> Result<(Written, u64), Retry> {
+/// runs on (`fork`), or with the program stopped; an increment over `parent` (hash, chain
+/// length) when given. Returns what was written and the pause in ns.
+fn take_with(gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Written, u64), Retry> {
     let slots = threads::stop_all(sys::gettid()).map_err(Retry::Fail)?;
     let t_stopped = now_ns();
-    let cap = match capture(&slots, gen) {
+    let mut cap = match capture(&slots, gen) {
         Ok(c) => c,
         Err(e) => {
             threads::resume_all();
             return Err(Retry::Fail(e));
         }
     };
+    // Last before the snapshot: what is written after the scan belongs to the next image.
+    track(&mut cap, parent);
+    let done = |(raw, stored, hash): (u64, u64, u64), cap: &Capture| commit(cap).map(|path| Written { raw, stored, hash, increment: cap.tracks.is_some(), path });
     if fork {
         match snapshot::spawn(|| write_image(&cap, memwrite::cpus().min(8)), &cap.maps) {
             Ok(child) => {
@@ -79,7 +100,7 @@ fn take_with(gen: u64, t0: u64, fork: bool) -> Result<(Written, u64), Retry> {
                 let t_cap = cap.taken_at;
                 log!(DEBUG, "pause: stop {} us, capture {} us, snapshot {} us", (t_stopped - t0) / 1000, (t_cap - t_stopped) / 1000, (paused - (t_cap - t0)) / 1000);
                 return match child.wait() {
-                    snapshot::Outcome::Written { raw, stored } => commit(&cap).map(|p| ((raw, stored, p), paused)).map_err(Retry::Fail),
+                    snapshot::Outcome::Written { raw, stored, hash } => done((raw, stored, hash), &cap).map(|w| (w, paused)).map_err(Retry::Fail),
                     snapshot::Outcome::NeedSync(why) => {
                         discard(&cap);
                         Err(Retry::Sync(why))
@@ -97,11 +118,29 @@ fn take_with(gen: u64, t0: u64, fork: bool) -> Result<(Written, u64), Retry> {
     threads::resume_all();
     let paused = now_ns() - t0;
     match r {
-        Ok((raw, stored)) => commit(&cap).map(|p| ((raw, stored, p), paused)).map_err(Retry::Fail),
+        Ok(w) => done(w, &cap).map(|w| (w, paused)).map_err(Retry::Fail),
         Err(e) => {
             discard(&cap);
             Err(Retry::Fail(e))
         }
+    }
+}
+
+/// Scan and re-arm dirty-page tracking (when increments are on); keep the result when this
+/// image is an increment over `parent`.
+fn track(cap: &mut Capture, parent: Option<(u64, u32)>) {
+    if !incremental::enabled() {
+        return;
+    }
+    let here = &cap as *const _ as u64;
+    let eligible: Vec<bool> = cap.maps.iter().map(|(m, scratch)| dirty::eligible(m, *scratch, m.start <= here && here < m.end)).collect();
+    let t = now_ns();
+    let tracks = dirty::scan_and_arm(&cap.maps, &eligible);
+    log!(DEBUG, "dirty-page scan {} us", (now_ns() - t) / 1000);
+    if let Some((hash, depth)) = parent {
+        cap.tracks = Some(tracks);
+        cap.parent = hash;
+        cap.index.meta.chain = depth + 1;
     }
 }
 
@@ -141,6 +180,9 @@ struct Capture {
     tmp_path: Vec<u8>,
     /// When the capture was complete (ns, CLOCK_MONOTONIC).
     taken_at: u64,
+    /// An increment: what changed in each region since the parent, whose header hash is `parent`.
+    tracks: Option<Vec<Track>>,
+    parent: u64,
 }
 
 fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
@@ -184,22 +226,24 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
         fds,
         process,
     };
-    Ok(Capture { maps, index, final_path, tmp_path, taken_at: now_ns() })
+    Ok(Capture { maps, index, final_path, tmp_path, taken_at: now_ns(), tracks: None, parent: 0 })
 }
 
 /// Write the memory of `cap` and its index to the temporary file, durably, with `threads`
 /// compression threads. Runs in the snapshot child, or with the program's threads stopped.
-fn write_image(cap: &Capture, threads: usize) -> Result<(u64, u64), String> {
+fn write_image(cap: &Capture, threads: usize) -> WriteResult {
     let pagemap = sys::open(&sys::cpath(&[b"/proc/self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/self/pagemap: errno {e}"))?;
     let mem = sys::open(&sys::cpath(&[b"/proc/self/mem"]), libc::O_RDONLY, 0).map_err(|e| {
         sys::close(pagemap);
         format!("cannot open /proc/self/mem: errno {e}")
     })?;
     let tmp_c = sys::cpath(&[&cap.tmp_path]);
-    let r = (|| -> Result<(u64, u64), String> {
+    let r = (|| -> WriteResult {
         // O_DIRECT where the file system has it (see Writer): steady and fast for large images.
+        // Not for increments: their chunks are small, and O_DIRECT pads each to 4 KiB.
         let create = |extra| sys::open(&tmp_c, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | extra, 0o600);
-        let fd = match create(libc::O_DIRECT) {
+        let direct = if cap.tracks.is_some() { 0 } else { libc::O_DIRECT };
+        let fd = match create(direct) {
             Err(libc::EINVAL) => create(0),
             r => r,
         }
@@ -209,27 +253,28 @@ fn write_image(cap: &Capture, threads: usize) -> Result<(u64, u64), String> {
         let file = unsafe { std::fs::File::from_raw_fd(fd) };
         let w = Writer::new(file, ZSTD_LEVEL).map_err(|e| e.to_string())?;
         let t0 = now_ns();
-        let (backings, jobs) = memwrite::plan(pagemap, &cap.maps);
+        let (backings, jobs) = memwrite::plan(pagemap, &cap.maps, cap.tracks.as_deref());
         let t1 = now_ns();
         let chunks = memwrite::write_all(&w, mem, &jobs, threads).map_err(|e| format!("cannot write {}: {e}", String::from_utf8_lossy(&cap.tmp_path)))?;
         let t2 = now_ns();
         let mut regions: Vec<Region> = Vec::with_capacity(cap.maps.len());
         let mut next = 0;
         for (i, ((m, _), backing)) in cap.maps.iter().zip(backings).enumerate() {
-            let Some(backing) = backing else { continue };
+            let Some((backing, inherit)) = backing else { continue };
             let first = next;
             while next < jobs.len() && jobs[next].region == i {
                 next += 1;
             }
-            regions.push(Region { start: m.start, end: m.end, prot: m.prot, name: m.name.clone(), backing, chunks: chunks[first..next].to_vec(), inherit: false });
+            regions.push(Region { start: m.start, end: m.end, prot: m.prot, name: m.name.clone(), backing, chunks: chunks[first..next].to_vec(), inherit });
         }
         let mut index = cap.index.clone();
         index.regions = regions;
         let raw = w.raw_bytes();
-        let (_file, total) = w.finish(&index).map_err(|e| write_error(e, &cap.tmp_path))?;
+        let (_file, header) = w.finish_increment(&index, cap.parent).map_err(|e| write_error(e, &cap.tmp_path))?;
+        let total = header.index_offset + header.index_len;
         let ms = |a: u64, b: u64| (b - a) / 1_000_000;
         log!(DEBUG, "image written with {threads} threads: pagemap {} ms, chunks {} ms, index+fsync {} ms", ms(t0, t1), ms(t1, t2), ms(t2, now_ns()));
-        Ok((raw, total))
+        Ok((raw, total, header.index_hash))
     })();
     sys::close(pagemap);
     sys::close(mem);

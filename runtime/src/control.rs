@@ -24,7 +24,7 @@ static OWNER_PID: AtomicI32 = AtomicI32::new(0);
 const HIGH_FD: i32 = 900;
 
 pub fn is_runtime_fd(fd: i32) -> bool {
-    fd >= 0 && [&WAKE_FD, &LISTEN_FD, &CLIENT_FD].iter().any(|a| a.load(Ordering::Relaxed) == fd)
+    fd >= 0 && ([&WAKE_FD, &LISTEN_FD, &CLIENT_FD].iter().any(|a| a.load(Ordering::Relaxed) == fd) || crate::dirty::is_own_fd(fd))
 }
 
 /// Wake the checkpoint thread out of `poll` (async-signal-safe).

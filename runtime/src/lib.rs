@@ -8,12 +8,14 @@
 mod alloc;
 mod checkpoint;
 mod control;
+mod dirty;
 mod fdhooks;
 mod fdobjs;
 mod fdtable;
 mod generations;
 mod gate;
 mod hooks;
+mod incremental;
 mod kstate;
 mod log;
 mod maps;
@@ -117,6 +119,8 @@ extern "C" fn init() {
     triggers::init(env);
     alloc::init_scratch();
     snapshot::configure(env(b"CKPT_FORK\0").as_deref());
+    let max_chain = env(b"CKPT_MAX_CHAIN\0").and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u32>().ok());
+    incremental::configure(env(b"CKPT_INCREMENTAL\0").as_deref(), max_chain.map(|n| n.min(generations::MAX_CHAIN)));
     find_rseq();
     if !install_handlers(signal) {
         log!(ERROR, "cannot install signal handlers; checkpoints are disabled");
@@ -132,6 +136,7 @@ extern "C" fn init() {
 extern "C" fn after_fork_child() {
     // A forked child is not the managed program: it has no checkpoint thread.
     ACTIVE.store(false, Ordering::Release);
+    dirty::forget(true);
     control::after_fork();
     hooks::hand_back_signals();
 }

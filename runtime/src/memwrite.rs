@@ -6,6 +6,7 @@
 //! program thread held at the moment of the snapshot. They only run `work` below, which uses
 //! raw system calls, zstd and the runtime's allocator (lock-free scratch arena), never TLS.
 
+use crate::dirty::Track;
 use crate::maps::{self, MapEntry, PAGE};
 use crate::sys;
 use ckpt_image::{Backing, Chunk, ChunkEncoder, Codec, Writer, CHUNK_SIZE};
@@ -22,9 +23,17 @@ pub struct Job {
     pub direct: bool,
 }
 
+/// Pages of a region, and whether the others come from the parent image (an increment).
+struct Stored {
+    runs: Vec<(u64, u64)>,
+    inherit: bool,
+}
+
 /// The chunks to store for `maps` (entries flagged true are stored empty), with each entry's
-/// backing. Regions with no backing to store (vsyscall) get None.
-pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)]) -> (Vec<Option<Backing>>, Vec<Job>) {
+/// backing and whether it inherits from the parent. For an increment, `tracks` says which pages
+/// of tracked regions were written since the parent. Regions with no backing to store
+/// (vsyscall) get None.
+pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], tracks: Option<&[Track]>) -> (Vec<Option<(Backing, bool)>>, Vec<Job>) {
     let mut backings = Vec::with_capacity(maps.len());
     let mut jobs = Vec::new();
     // Our own stack changes while we write it: copy it, so each chunk's bytes and hash agree.
@@ -35,10 +44,14 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)]) -> (Vec<Option<Backing>>, V
             continue;
         }
         let backing = if *scratch { Backing::Anon } else { maps::backing_of(m) };
-        let runs = if *scratch { Vec::new() } else { maps::stored_runs(pagemap, m, &backing) };
+        let stored = match tracks.map(|t| &t[i]) {
+            _ if *scratch => Stored { runs: Vec::new(), inherit: false },
+            Some(Track::Dirty(runs)) if backing == Backing::Anon => Stored { runs: runs.clone(), inherit: true },
+            _ => Stored { runs: maps::stored_runs(pagemap, m, &backing), inherit: false },
+        };
         let own_stack = m.start <= here && here < m.end;
         let direct = maps::directly_readable(m, &backing) && !own_stack;
-        for (first, n) in runs {
+        for (first, n) in stored.runs {
             let mut off = first * PAGE;
             let end = (first + n) * PAGE;
             while off < end {
@@ -47,7 +60,7 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)]) -> (Vec<Option<Backing>>, V
                 off += len as u64;
             }
         }
-        backings.push(Some(backing));
+        backings.push(Some((backing, stored.inherit)));
     }
     (backings, jobs)
 }

@@ -33,6 +33,9 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     // SAFETY: the restarter passes the address of a RestartInfo inside its switch area, which
     // stays mapped until we unmap it below.
     let info: RestartInfo = unsafe { std::ptr::read(info_addr as *const RestartInfo) };
+    // Dirty-page tracking belonged to the checkpointed process: its fd number means nothing here.
+    crate::dirty::forget(false);
+    crate::incremental::reset();
     crate::triggers::after_restart();
     let ct = &CKPT_THREAD;
     let tid = sys::gettid();

@@ -26,11 +26,13 @@ struct Report {
     msg_len: u32,
     raw: u64,
     stored: u64,
+    hash: u64,
     msg: [u8; 4000],
 }
 
 pub enum Outcome {
-    Written { raw: u64, stored: u64 },
+    /// `hash`: the image's header index_hash.
+    Written { raw: u64, stored: u64, hash: u64 },
     /// Take the checkpoint without a snapshot (a region would be missing from it).
     NeedSync(String),
     Failed(String),
@@ -53,7 +55,7 @@ pub fn enabled() -> bool {
 }
 
 /// Create the snapshot child; in the child, run `body` and exit. Returns in the parent only.
-pub fn spawn(body: impl FnOnce() -> Result<(u64, u64), String>, regions: &[(MapEntry, bool)]) -> Result<Child, String> {
+pub fn spawn(body: impl FnOnce() -> Result<(u64, u64, u64), String>, regions: &[(MapEntry, bool)]) -> Result<Child, String> {
     let page = sys::mmap(0, 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
         .map_err(|e| format!("cannot map the report page: errno {e}"))?;
     // clone(flags = 0: exit signal 0, no sharing; stack 0: the child continues on a copy of ours).
@@ -67,7 +69,7 @@ pub fn spawn(body: impl FnOnce() -> Result<(u64, u64), String>, regions: &[(MapE
     }
 }
 
-fn child(page: usize, body: impl FnOnce() -> Result<(u64, u64), String>, regions: &[(MapEntry, bool)]) -> ! {
+fn child(page: usize, body: impl FnOnce() -> Result<(u64, u64, u64), String>, regions: &[(MapEntry, bool)]) -> ! {
     // If the program dies, there is no one to commit the image: stop.
     let _ = sys::syscall!(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, libc::SIGKILL);
     // SAFETY: the page is mapped read-write and shared with the parent, which reads it only
@@ -79,9 +81,10 @@ fn child(page: usize, body: impl FnOnce() -> Result<(u64, u64), String>, regions
     let (state, msg) = match check {
         Err(m) => (NOT_FORKABLE, m),
         Ok(()) => match body() {
-            Ok((raw, stored)) => {
+            Ok((raw, stored, hash)) => {
                 rep.raw = raw;
                 rep.stored = stored;
+                rep.hash = hash;
                 (DONE, String::new())
             }
             Err(m) => (FAILED, m),
@@ -141,7 +144,7 @@ impl Child {
         let rep = unsafe { &*(self.report as *const Report) };
         let msg = String::from_utf8_lossy(&rep.msg[..rep.msg_len as usize]).into_owned();
         let out = match rep.state.load(Ordering::Acquire) {
-            DONE => Outcome::Written { raw: rep.raw, stored: rep.stored },
+            DONE => Outcome::Written { raw: rep.raw, stored: rep.stored, hash: rep.hash },
             NOT_FORKABLE => Outcome::NeedSync(msg),
             FAILED => Outcome::Failed(msg),
             _ => Outcome::Failed(format!("the image writer died (wait status {status:#x})")),

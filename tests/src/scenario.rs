@@ -159,6 +159,11 @@ pub struct Options {
     /// Give ckpt-restart the image directory instead of the image file.
     pub restart_from_dir: bool,
     pub timeouts: Timeouts,
+    /// Checkpoints the ckpt-run process takes first, each once it printed a step >= the entry
+    /// (without being killed), before the first cycle's checkpoint.
+    pub also_at: Vec<u64>,
+    /// Environment for ckpt-run and ckpt-restart (e.g. CKPT_KEEP).
+    pub env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -170,6 +175,8 @@ impl Options {
             checkpoint_steps: steps.to_vec(),
             restart_from_dir: false,
             timeouts: Timeouts::default(),
+            also_at: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -197,6 +204,8 @@ pub struct Cycle {
 pub struct Outcome {
     pub records: Vec<Record>,
     pub cycles: Vec<Cycle>,
+    /// The checkpoints of `Options::also_at`, in order.
+    pub extra: Vec<Cycle>,
     /// Path of the image file.
     pub image: PathBuf,
     /// uid the commands ran as.
@@ -316,7 +325,12 @@ fn ckpt_run_command(bins: &Bins, program: &Program, opts: &Options) -> Command {
         "--".into(),
     ];
     argv.extend(program.argv.iter().cloned());
-    user_command(&argv, opts.as_nobody, &program.cwd)
+    with_env(user_command(&argv, opts.as_nobody, &program.cwd), opts)
+}
+
+fn with_env(mut cmd: Command, opts: &Options) -> Command {
+    cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
+    cmd
 }
 
 /// Run `program` under ckpt-run, checkpoint it once it printed step >= `opts.checkpoint_steps[0]`
@@ -349,12 +363,14 @@ pub fn checkpoint_kill_restart(bins: &Bins, program: &Program, opts: &Options) -
     let image = opts.images.join(program.image_name());
     let mut procs: Vec<Proc> = Vec::new();
     let mut cycles = Vec::new();
-    let res = drive(bins, program, opts, &image, &mut procs, &mut cycles);
+    let mut extra = Vec::new();
+    let res = drive(bins, program, opts, &image, &mut procs, &mut cycles, &mut extra);
     let records: Vec<Record> = procs.iter().map(Proc::record).collect();
     match res {
         Ok(_) => Ok(Outcome {
             records,
             cycles,
+            extra,
             image,
             uid: effective_uid(opts.as_nobody),
         }),
@@ -369,11 +385,16 @@ fn drive(
     image: &Path,
     procs: &mut Vec<Proc>,
     cycles: &mut Vec<Cycle>,
+    extra: &mut Vec<Cycle>,
 ) -> Result<ExitStatus> {
     procs.push(Proc::spawn(
         &format!("ckpt-run {}", program.name),
         ckpt_run_command(bins, program, opts),
     )?);
+    for &step in &opts.also_at {
+        let p = procs.last_mut().expect("a process");
+        extra.push(checkpoint(p, image, step, &opts.timeouts)?);
+    }
     for (k, &step) in opts.checkpoint_steps.iter().enumerate() {
         let p = procs.last_mut().expect("a process");
         cycles.push(checkpoint(p, image, step, &opts.timeouts)?);
@@ -386,7 +407,7 @@ fn drive(
         let argv = [bins.restart.clone().into_os_string(), target];
         procs.push(Proc::spawn(
             &format!("ckpt-restart #{}", k + 1),
-            user_command(&argv, opts.as_nobody, &program.cwd),
+            with_env(user_command(&argv, opts.as_nobody, &program.cwd), opts),
         )?);
     }
     procs.last_mut().expect("a process").wait(opts.timeouts.finish)

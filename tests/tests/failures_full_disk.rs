@@ -122,7 +122,7 @@ fn full_disk_during_checkpoint() -> Result<()> {
         (plain.join().expect("plain run thread"), waited)
     });
     waited?;
-    let outcome = Outcome { records: vec![p.record(), r.record()], cycles: vec![cycle], image, uid: effective_uid(false) };
+    let outcome = Outcome { records: vec![p.record(), r.record()], cycles: vec![cycle], extra: vec![], image, uid: effective_uid(false) };
     if let Err(e) = outcome.verify(&plain?) {
         bail!("{e:#}");
     }

@@ -64,7 +64,7 @@ fn sigkill_during_image_write_keeps_previous_image() -> Result<()> {
     });
     let (plain, waited) = plain;
     waited?;
-    let outcome = Outcome { records: vec![p.record(), r.record()], cycles: vec![first], image, uid: effective_uid(false) };
+    let outcome = Outcome { records: vec![p.record(), r.record()], cycles: vec![first], extra: vec![], image, uid: effective_uid(false) };
     outcome.verify(&plain?)?;
     Ok(())
 }

@@ -60,6 +60,7 @@ fn hundred_checkpoints_of_sixteen_allocating_threads() -> Result<()> {
     let outcome = Outcome {
         records: vec![p.record(), r1.record(), r2.record()],
         cycles: vec![*cycles.last().expect("checkpoints"), again],
+        extra: vec![],
         image: image.clone(),
         uid: effective_uid(false),
     };

@@ -91,7 +91,7 @@ fn killed_snapshot_writer_keeps_previous_image_and_program() -> Result<()> {
         (plain.join().expect("plain run thread"), waited)
     });
     waited?;
-    let outcome = Outcome { records: vec![p.record(), r.record()], cycles: vec![cycle], image, uid: effective_uid(false) };
+    let outcome = Outcome { records: vec![p.record(), r.record()], cycles: vec![cycle], extra: vec![], image, uid: effective_uid(false) };
     outcome.verify(&plain?)?;
     Ok(())
 }

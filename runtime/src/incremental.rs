@@ -1,0 +1,59 @@
+//! When a checkpoint writes an increment instead of a full image, and over which image.
+//!
+//! An increment holds only the pages written since the previous checkpoint (dirty.rs) and names
+//! that image as its parent. Chains are kept short ("compaction" by rewriting): the next
+//! checkpoint is full when the chain already holds `CKPT_MAX_CHAIN` images (default 8), when the
+//! increments since the last full image add up to half of it, after a failed checkpoint (its scan
+//! reset the dirty bits, so what it saw is lost), and when the parent is no longer on disk.
+//! `CKPT_INCREMENTAL=0` turns increments (and tracking) off.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+static MAX_CHAIN: AtomicU32 = AtomicU32::new(8);
+/// Header index_hash of the newest image of the current chain; 0: the next image is full.
+static PARENT: AtomicU64 = AtomicU64::new(0);
+/// Images in the current chain up to and including PARENT.
+static DEPTH: AtomicU32 = AtomicU32::new(0);
+/// Stored bytes of the chain's full image and of the
+/// increments written over it since.
+static BASE: AtomicU64 = AtomicU64::new(0);
+static SINCE: AtomicU64 = AtomicU64::new(0);
+
+pub fn configure(enabled: Option<&[u8]>, max_chain: Option<u32>) {
+    ENABLED.store(enabled.is_some_and(|v| v != b"0"), Ordering::Relaxed);
+    if let Some(n) = max_chain {
+        MAX_CHAIN.store(n.max(1), Ordering::Relaxed);
+    }
+}
+
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// The next checkpoint's parent and the chain length it extends, if it should be an increment.
+pub fn next_parent() -> Option<(u64, u32)> {
+    let parent = PARENT.load(Ordering::Acquire);
+    let depth = DEPTH.load(Ordering::Relaxed);
+    let (base, since) = (BASE.load(Ordering::Relaxed), SINCE.load(Ordering::Relaxed));
+    (enabled() && parent != 0 && depth < MAX_CHAIN.load(Ordering::Relaxed) && since < base / 2).then_some((parent, depth))
+}
+
+/// A checkpoint committed the image with header hash `hash`: an increment when `increment`.
+pub fn committed(hash: u64, increment: bool, stored: u64) {
+    if increment {
+        DEPTH.fetch_add(1, Ordering::Relaxed);
+        SINCE.fetch_add(stored, Ordering::Relaxed);
+    } else {
+        DEPTH.store(1, Ordering::Relaxed);
+        BASE.store(stored, Ordering::Relaxed);
+        SINCE.store(0, Ordering::Relaxed);
+    }
+    PARENT.store(if enabled() { hash } else { 0 }, Ordering::Release);
+}
+
+/// The next checkpoint must be full (after a failed one, and after a restart: the restored
+/// memory is not tracked yet).
+pub fn reset() {
+    PARENT.store(0, Ordering::Release);
+}
