@@ -48,15 +48,9 @@ impl Reader {
         Ok(Reader { file, direct, header, index, file_len })
     }
 
-    /// Ask the kernel to start reading the compressed chunks (they go through the page cache;
-    /// raw chunks are read with O_DIRECT when not cached, so they are not prefetched). Best effort.
-    pub fn prefetch_compressed(&self) {
-        for c in self.index.regions.iter().flat_map(|r| &r.chunks).filter(|c| c.codec == Codec::Zstd) {
-            self.prefetch_chunk(c);
-        }
-    }
-
-    /// Ask the kernel to start reading one chunk's stored bytes. Best effort.
+    /// Ask the kernel to start reading one chunk's stored bytes (for compressed chunks, which go
+    /// through the page cache; raw chunks are read with O_DIRECT when not cached, so they are not
+    /// prefetched). Best effort.
     pub fn prefetch_chunk(&self, c: &Chunk) {
         // SAFETY: advice on our own fd; no memory is passed.
         unsafe { libc::posix_fadvise(self.file.as_raw_fd(), c.file_offset as i64, c.stored_len as i64, libc::POSIX_FADV_WILLNEED) };
