@@ -258,6 +258,10 @@ pub struct RestartInfo {
     /// `nthreads` RestartThread records at address `threads` (inside the switch area).
     pub threads: u64,
     pub nthreads: u64,
+    /// Header index_hash of the image restarted from (0: unknown) and its chain length: the
+    /// program's next checkpoint may be an increment over it.
+    pub image_hash: u64,
+    pub chain: u64,
 }
 
 impl RestartInfo {

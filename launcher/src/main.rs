@@ -43,9 +43,19 @@ struct Cli {
     #[arg(long, env = "CKPT_STOP_SIGNAL")]
     stop_signal: Option<String>,
 
-    /// How many images to keep (the newest and N-1 older generations).
+    /// How many images to keep (the newest and N-1 older generations, and the images they build on).
     #[arg(long, env = "CKPT_KEEP", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
     keep: u32,
+
+    /// Write every image whole: no increments (by default, a checkpoint after the first writes
+    /// only the pages changed since the one before, and names that image as its parent).
+    #[arg(long, env = "CKPT_FULL_ONLY", value_parser = clap::builder::FalseyValueParser::new())]
+    full_only: bool,
+
+    /// Longest chain of images a restart may need (a full image and its increments); the next
+    /// checkpoint after that is a full image again.
+    #[arg(long, env = "CKPT_MAX_CHAIN", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+    max_chain: u32,
 
     /// If DIR holds an image of this program, restart from its newest good image instead.
     #[arg(long, env = "CKPT_RESUME", value_parser = clap::builder::FalseyValueParser::new())]
@@ -103,6 +113,8 @@ fn run(cli: Cli) -> Result<()> {
     std::env::set_var("CKPT_NAME", &name);
     std::env::set_var("CKPT_PID", std::process::id().to_string());
     std::env::set_var("CKPT_KEEP", cli.keep.to_string());
+    std::env::set_var("CKPT_INCREMENTAL", if cli.full_only { "0" } else { "1" });
+    std::env::set_var("CKPT_MAX_CHAIN", cli.max_chain.to_string());
     match interval {
         Some(ms) => std::env::set_var("CKPT_INTERVAL", format!("{ms}ms")),
         None => std::env::remove_var("CKPT_INTERVAL"),

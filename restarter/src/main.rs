@@ -101,6 +101,7 @@ fn resolve(path: &Path) -> Result<(PathBuf, Chain)> {
 fn run(cli: &Cli) -> Result<()> {
     let (path, chain) = resolve(&cli.image)?;
     let index = chain.index().clone();
+    let image_hash = chain.newest().header.index_hash;
     if index.meta.arch != std::env::consts::ARCH {
         bail!("{}: image is for {}, this machine is {}", path.display(), index.meta.arch, std::env::consts::ARCH);
     }
@@ -136,7 +137,7 @@ fn run(cli: &Cli) -> Result<()> {
     fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files })?;
 
     let switch_base = base + stage_len;
-    let prepared = plan::prepare(&index, &plan, &own, switch_base, switch_len)?;
+    let prepared = plan::prepare(&index, image_hash, &plan, &own, switch_base, switch_len)?;
     // SAFETY: this is the only thread (staging threads were joined); the switch area is ready.
     unsafe { plan::go(prepared) }
 }

@@ -110,7 +110,9 @@ struct PrctlMmMap {
 }
 
 /// Map the switch area at `base` and fill in code, operations and parameters.
-pub fn prepare(index: &Index, plan: &Plan, own: &[Mapping], base: u64, len: u64) -> Result<Prepared> {
+/// `image_hash` is the restarted image's header index_hash: the program's next checkpoint may be
+/// an increment over it.
+pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], base: u64, len: u64) -> Result<Prepared> {
     // SAFETY: base..base+len is the unused tail of our staging reservation.
     let p = unsafe {
         libc::mmap(
@@ -231,7 +233,7 @@ pub fn prepare(index: &Index, plan: &Plan, own: &[Mapping], base: u64, len: u64)
         })
         .collect();
     let threads_at = blk.put_slice(&threads);
-    let info = RestartInfo { magic: RestartInfo::MAGIC, switch_base: base, switch_len: len, threads: threads_at, nthreads: threads.len() as u64 };
+    let info = RestartInfo { magic: RestartInfo::MAGIC, switch_base: base, switch_len: len, threads: threads_at, nthreads: threads.len() as u64, image_hash, chain: u64::from(index.meta.chain) };
     let info_at = blk.put(&info);
     let msg_at = blk.put_slice(MSG);
     let ops_at = blk.put_slice(&ops);

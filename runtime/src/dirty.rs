@@ -226,3 +226,72 @@ fn arm(uffd: i32, m: &MapEntry) {
         log!(DEBUG, "region {:#x}-{:#x} cannot be write-protected (errno {e})", m.start, m.end);
     }
 }
+
+/// Right after a restart, before anything writes memory: track every eligible region, so that
+/// the next checkpoint can be an increment over the image the program came from (its memory is
+/// exactly that image's). Runs without allocating (an allocation would write the heap before
+/// it is tracked): /proc/self/maps is parsed from a buffer on our stack. `skip` (the scratch
+/// arena) and the region holding our stack are left alone. Returns whether tracking is on.
+pub fn arm_restored(skip: (u64, u64)) -> bool {
+    let Some(uffd) = uffd() else { return false };
+    let here = &uffd as *const i32 as u64;
+    // SAFETY: a NUL-terminated path; a plain open.
+    let Ok(fd) = syscall!(libc::SYS_openat, libc::AT_FDCWD, c"/proc/self/maps".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) else { return false };
+    let fd = fd as i32;
+    let mut buf = [0u8; 32 * 1024];
+    let mut have = 0usize;
+    let mut ok = true;
+    loop {
+        let n = match sys::read(fd, &mut buf[have..]) {
+            Ok(n) => n,
+            Err(_) => {
+                ok = false;
+                break;
+            }
+        };
+        have += n;
+        let mut used = 0;
+        while let Some(nl) = buf[used..have].iter().position(|&b| b == b'\n') {
+            if let Some(m) = parse_line(&buf[used..used + nl]) {
+                let ours = (m.start < skip.1 && m.end > skip.0) || (m.start <= here && here < m.end);
+                if eligible(&m, false, ours) {
+                    arm(uffd, &m);
+                }
+            }
+            used += nl + 1;
+        }
+        buf.copy_within(used..have, 0);
+        have -= used;
+        if n == 0 || have == buf.len() {
+            break;
+        }
+    }
+    sys::close(fd);
+    ok
+}
+
+/// One line of /proc/self/maps, without the name (an empty Vec does not allocate); the name's
+/// first bytes decide eligibility, so "[v..." names get a marker name.
+fn parse_line(line: &[u8]) -> Option<MapEntry> {
+    let mut f = line.split(|&b| b == b' ').filter(|s| !s.is_empty());
+    let range = f.next()?;
+    let perms = f.next()?;
+    let _offset = f.next()?;
+    let _dev = f.next()?;
+    let inode = f.next()?;
+    let name = f.next().unwrap_or(b"");
+    let dash = range.iter().position(|&b| b == b'-')?;
+    let hex = |s: &[u8]| s.iter().try_fold(0u64, |v, &c| Some(v * 16 + (c as char).to_digit(16)? as u64));
+    let (start, end) = (hex(&range[..dash])?, hex(&range[dash + 1..])?);
+    let mut prot = 0;
+    for (i, p) in [libc::PROT_READ, libc::PROT_WRITE, libc::PROT_EXEC].into_iter().enumerate() {
+        if perms.get(i).is_some_and(|&c| c != b'-') {
+            prot |= p as u32;
+        }
+    }
+    let inode = inode.iter().try_fold(0u64, |v, &c| Some(v * 10 + (c as char).to_digit(10)? as u64))?;
+    // Special mappings ([vdso], [vvar], [vsyscall]) must not be tracked; eligible() checks the
+    // name's start, and a static name does not allocate.
+    let special = name.starts_with(b"[v");
+    Some(MapEntry { start, end, prot: if special { 0 } else { prot }, shared: perms.get(3) == Some(&b's'), offset: 0, inode, name: Vec::new() })
+}

@@ -9,19 +9,19 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-static ENABLED: AtomicBool = AtomicBool::new(false);
+static ENABLED: AtomicBool = AtomicBool::new(true);
 static MAX_CHAIN: AtomicU32 = AtomicU32::new(8);
 /// Header index_hash of the newest image of the current chain; 0: the next image is full.
 static PARENT: AtomicU64 = AtomicU64::new(0);
 /// Images in the current chain up to and including PARENT.
 static DEPTH: AtomicU32 = AtomicU32::new(0);
-/// Stored bytes of the chain's full image and of the
+/// Stored bytes of the chain's full image (u64::MAX: unknown, after a restart) and of the
 /// increments written over it since.
 static BASE: AtomicU64 = AtomicU64::new(0);
 static SINCE: AtomicU64 = AtomicU64::new(0);
 
 pub fn configure(enabled: Option<&[u8]>, max_chain: Option<u32>) {
-    ENABLED.store(enabled.is_some_and(|v| v != b"0"), Ordering::Relaxed);
+    ENABLED.store(enabled != Some(b"0".as_slice()), Ordering::Relaxed);
     if let Some(n) = max_chain {
         MAX_CHAIN.store(n.max(1), Ordering::Relaxed);
     }
@@ -52,8 +52,17 @@ pub fn committed(hash: u64, increment: bool, stored: u64) {
     PARENT.store(if enabled() { hash } else { 0 }, Ordering::Release);
 }
 
-/// The next checkpoint must be full (after a failed one, and after a restart: the restored
-/// memory is not tracked yet).
+/// The next checkpoint must be full (after a failed one, or a restart without tracking).
 pub fn reset() {
     PARENT.store(0, Ordering::Release);
+}
+
+/// After a restart from the image `hash` (a chain of `chain` images), whose memory the program
+/// has exactly and which is tracked from now on: the next checkpoint may build on it.
+pub fn continue_from(hash: u64, chain: u32) {
+    DEPTH.store(chain.max(1), Ordering::Relaxed);
+    // The chain's sizes are not known here: only its length bounds it.
+    BASE.store(u64::MAX, Ordering::Relaxed);
+    SINCE.store(0, Ordering::Relaxed);
+    PARENT.store(if enabled() { hash } else { 0 }, Ordering::Release);
 }

@@ -34,8 +34,15 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     // stays mapped until we unmap it below.
     let info: RestartInfo = unsafe { std::ptr::read(info_addr as *const RestartInfo) };
     // Dirty-page tracking belonged to the checkpointed process: its fd number means nothing here.
+    // Track the restored memory before anything writes it (arm_restored does not allocate), so
+    // that the next checkpoint can be an increment over the image we came from.
     crate::dirty::forget(false);
-    crate::incremental::reset();
+    let tracked = crate::incremental::enabled() && info.image_hash != 0 && crate::dirty::arm_restored(alloc::scratch_range());
+    if tracked {
+        crate::incremental::continue_from(info.image_hash, info.chain as u32);
+    } else {
+        crate::incremental::reset();
+    }
     crate::triggers::after_restart();
     let ct = &CKPT_THREAD;
     let tid = sys::gettid();
