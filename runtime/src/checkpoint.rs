@@ -80,6 +80,9 @@ type WriteResult = Result<(u64, u64, u64), String>;
 /// runs on (`fork`), or with the program stopped; an increment over `parent` (hash, chain
 /// length) when given. Returns what was written and the pause in ns.
 fn take_with(gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Written, u64), Retry> {
+    // Write-protecting memory for the next increment mostly needs no stop: done first.
+    let armed = if incremental::enabled() { dirty::pre_arm(parent.is_none(), alloc::scratch_range()) } else { Vec::new() };
+    let t0 = t0.max(now_ns());
     let slots = threads::stop_all(sys::gettid()).map_err(Retry::Fail)?;
     let t_stopped = now_ns();
     let mut cap = match capture(&slots, gen) {
@@ -90,11 +93,11 @@ fn take_with(gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>) -> Resul
         }
     };
     // Last before the snapshot: what is written after the scan belongs to the next image.
-    track(&mut cap, parent);
+    track(&mut cap, parent, &armed);
     let done = |(raw, stored, hash): (u64, u64, u64), cap: &Capture| commit(cap).map(|path| Written { raw, stored, hash, increment: cap.tracks.is_some(), path });
     if fork {
         match snapshot::spawn(|| write_image(&cap, memwrite::cpus().min(8)), &cap.maps) {
-            Ok(child) => {
+            Ok(mut child) => {
                 threads::resume_all();
                 let paused = now_ns() - t0;
                 let t_cap = cap.taken_at;
@@ -126,16 +129,16 @@ fn take_with(gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>) -> Resul
     }
 }
 
-/// Scan and re-arm dirty-page tracking (when increments are on); keep the result when this
-/// image is an increment over `parent`.
-fn track(cap: &mut Capture, parent: Option<(u64, u32)>) {
+/// Scan and re-arm dirty-page tracking (when increments are on; `armed`: what `pre_arm` armed);
+/// keep the result when this image is an increment over `parent`.
+fn track(cap: &mut Capture, parent: Option<(u64, u32)>, armed: &[(u64, u64)]) {
     if !incremental::enabled() {
         return;
     }
     let here = &cap as *const _ as u64;
     let eligible: Vec<bool> = cap.maps.iter().map(|(m, scratch)| dirty::eligible(m, *scratch, m.start <= here && here < m.end)).collect();
     let t = now_ns();
-    let tracks = dirty::scan_and_arm(&cap.maps, &eligible);
+    let tracks = dirty::scan_and_arm(&cap.maps, &eligible, armed, parent.is_none());
     log!(DEBUG, "dirty-page scan {} us", (now_ns() - t) / 1000);
     if let Some((hash, depth)) = parent {
         cap.tracks = Some(tracks);

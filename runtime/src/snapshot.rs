@@ -7,7 +7,8 @@
 //! is a copy of the checkpoint thread alone; it uses raw system calls and the runtime's
 //! allocator (its own copy of the scratch arena) and leaves with exit_group, never through libc.
 //! It reports through a shared page mapped after /proc/self/maps was read, so that page is in
-//! no image. If the child dies, the page says so and the caller removes the temporary file.
+//! no image, and wakes the parent through a futex in it before exiting. If the child dies, the
+//! page says so and the caller removes the temporary file.
 
 use crate::maps::{self, MapEntry};
 use ckpt_image::Backing;
@@ -41,6 +42,7 @@ pub enum Outcome {
 pub struct Child {
     pid: i32,
     report: usize,
+    reaped: bool,
 }
 
 /// Whether checkpoints fork (CKPT_FORK=0 turns it off; read once at startup).
@@ -65,7 +67,7 @@ pub fn spawn(body: impl FnOnce() -> Result<(u64, u64, u64), String>, regions: &[
             Err(format!("cannot create the snapshot: errno {e}"))
         }
         Ok(0) => child(page, body, regions),
-        Ok(pid) => Ok(Child { pid: pid as i32, report: page }),
+        Ok(pid) => Ok(Child { pid: pid as i32, report: page, reaped: false }),
     }
 }
 
@@ -94,6 +96,9 @@ fn child(page: usize, body: impl FnOnce() -> Result<(u64, u64, u64), String>, re
     rep.msg[..n].copy_from_slice(&msg.as_bytes()[..n]);
     rep.msg_len = n as u32;
     rep.state.store(state, Ordering::Release);
+    // Wake the parent now: tearing down our copy of the address space (tens of ms per GiB)
+    // happens after it has the report. A shared futex: the page is MAP_SHARED.
+    let _ = sys::syscall!(libc::SYS_futex, &rep.state as *const AtomicU32, libc::FUTEX_WAKE, 1, 0, 0, 0);
     loop {
         let _ = sys::syscall!(libc::SYS_exit_group, 0);
     }
@@ -134,22 +139,44 @@ fn inherited(regions: &[(MapEntry, bool)]) -> Result<(), String> {
 }
 
 impl Child {
-    /// Wait for the child to finish writing, and read its report.
-    pub fn wait(self) -> Outcome {
-        let mut status = 0i32;
-        // Retry on EINTR. On ECHILD the program reaped it (waitpid(-1, __WALL)); the report
-        // still tells.
-        while let Err(libc::EINTR) = sys::syscall!(libc::SYS_wait4, self.pid, &mut status as *mut i32, libc::__WALL, 0) {}
-        // SAFETY: the child has exited; the page is ours alone now.
+    /// Wait for the child's report (it wakes us before it exits; if it dies without one, the
+    /// periodic check of its exit notices within WAKE_CHECK).
+    pub fn wait(&mut self) -> Outcome {
+        // SAFETY: the page stays mapped until drop; the child writes it only before setting state.
         let rep = unsafe { &*(self.report as *const Report) };
+        let mut status = 0i32;
+        while rep.state.load(Ordering::Acquire) == 0 && !self.reaped {
+            let ts = libc::timespec { tv_sec: 0, tv_nsec: WAKE_CHECK_NS };
+            let _ = sys::syscall!(libc::SYS_futex, &rep.state as *const AtomicU32, libc::FUTEX_WAIT, 0, &ts as *const libc::timespec, 0, 0);
+            match sys::syscall!(libc::SYS_wait4, self.pid, &mut status as *mut i32, libc::__WALL | libc::WNOHANG, 0) {
+                Ok(0) | Err(libc::EINTR) => {}
+                // Exited, or reaped by the program (waitpid(-1, __WALL)): the report tells.
+                Ok(_) | Err(_) => self.reaped = true,
+            }
+        }
         let msg = String::from_utf8_lossy(&rep.msg[..rep.msg_len as usize]).into_owned();
-        let out = match rep.state.load(Ordering::Acquire) {
+        match rep.state.load(Ordering::Acquire) {
             DONE => Outcome::Written { raw: rep.raw, stored: rep.stored, hash: rep.hash },
             NOT_FORKABLE => Outcome::NeedSync(msg),
             FAILED => Outcome::Failed(msg),
             _ => Outcome::Failed(format!("the image writer died (wait status {status:#x})")),
-        };
+        }
+    }
+}
+
+/// How often a waiting parent checks whether the child died without a report.
+const WAKE_CHECK_NS: i64 = 20_000_000;
+
+impl Drop for Child {
+    /// Reap the child (after the caller committed the image it reported).
+    fn drop(&mut self) {
+        let mut status = 0i32;
+        while !self.reaped {
+            match sys::syscall!(libc::SYS_wait4, self.pid, &mut status as *mut i32, libc::__WALL, 0) {
+                Err(libc::EINTR) => {}
+                _ => self.reaped = true,
+            }
+        }
         sys::munmap(self.report, 4096);
-        out
     }
 }
