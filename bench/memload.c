@@ -69,13 +69,17 @@ int main(int argc, char **argv) {
     }
     int dirty = !strcmp(mode, "dirty"), dirtyq = !strcmp(mode, "dirtyq");
     size_t pages = bytes / 4096;
-    /* 1% of the pages per second, spread over 1000 ticks. */
-    double per_tick = pages * 0.01 / 1000.0, owed = 0;
+    /* 1% of the pages per second, by the clock (a tick is a little over 1 ms). */
+    double per_ns = pages * 0.01 / 1e9, owed = 0;
+    unsigned long long last = now_ns();
     printf("ready %llu\n", (unsigned long long)now_ns());
     fflush(stdout);
     struct timespec ms = {0, 1000000};
     for (;;) {
         nanosleep(&ms, NULL);
+        unsigned long long t = now_ns();
+        double per_tick = (t - last) * per_ns;
+        last = t;
         if (dirty) {
             for (owed += per_tick; owed >= 1; owed -= 1) mem[(next() % pages) * 4096 + next() % 4096]++;
         } else if (dirtyq) {
