@@ -14,7 +14,7 @@ mod plan;
 mod stage;
 mod switch;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use ckpt_image::Chain;
 use clap::Parser;
 use std::os::unix::ffi::OsStrExt;
@@ -53,61 +53,62 @@ fn one_line(e: &anyhow::Error) -> String {
     e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ").replace('\n', " ")
 }
 
-/// The image to restart, opened with the images it builds on: IMAGE itself; for DIR, the newest
-/// image in it whose chain verifies; for `NAME.ckpt`, that image or, when its chain does not
-/// verify, its newest older generation whose chain does.
-fn resolve(path: &Path) -> Result<(PathBuf, Chain)> {
+/// The images to try, best first: IMAGE itself; for DIR, its images newest first; for
+/// `NAME.ckpt`, that image and then its older generations. (An image that does not read or
+/// whose chunks do not verify while it is staged gives way to the next.)
+fn candidates(path: &Path) -> Result<Vec<PathBuf>> {
     let is_dir = std::fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false);
-    let candidates = if is_dir {
-        ckpt_image::images_in(path).with_context(|| format!("{}", path.display()))?
-    } else {
-        let newest_of = path.file_name().and_then(|f| match ckpt_image::parse_image_name(f.as_bytes()) {
-            Some((name, 0)) => Some(name.to_vec()),
-            _ => None,
-        });
-        match newest_of {
-            Some(name) => {
-                let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                let mut c = vec![path.to_path_buf()];
-                c.extend(ckpt_image::generations_of(dir, &name).into_iter().filter(|p| p.file_name() != path.file_name()));
-                c
-            }
-            None => {
-                let chain = Chain::open(path).with_context(|| format!("{}", path.display()))?;
-                return Ok((path.to_path_buf(), chain));
-            }
+    if is_dir {
+        let c = ckpt_image::images_in(path).with_context(|| format!("{}", path.display()))?;
+        if c.is_empty() {
+            bail!("{}: no image (*.ckpt) in this directory", path.display());
         }
-    };
-    if candidates.is_empty() {
-        bail!("{}: no image (*.ckpt) in this directory", path.display());
+        return Ok(c);
     }
-    let mut first_err = None;
-    for c in &candidates {
-        match Chain::open(c).and_then(|ch| ch.verify_stored().map(|()| ch)) {
-            Ok(chain) => {
-                if let Some(e) = &first_err {
-                    eprintln!("ckpt-restart: {e}; using the older image {}", c.display());
-                }
-                return Ok((c.clone(), chain));
-            }
-            Err(e) => {
-                first_err.get_or_insert_with(|| format!("{}: {e}", c.display()));
-            }
-        }
+    let newest_of = path.file_name().and_then(|f| match ckpt_image::parse_image_name(f.as_bytes()) {
+        Some((name, 0)) => Some(name.to_vec()),
+        _ => None,
+    });
+    let mut c = vec![path.to_path_buf()];
+    if let Some(name) = newest_of {
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        c.extend(ckpt_image::generations_of(dir, &name).into_iter().filter(|p| p.file_name() != path.file_name()));
     }
-    bail!("no image verifies: {}", first_err.unwrap_or_default())
+    Ok(c)
 }
 
-fn run(cli: &Cli) -> Result<()> {
-    let (path, chain) = resolve(&cli.image)?;
+/// An image (with the images it builds on) staged in memory, ready for the switch.
+struct Staged {
+    index: ckpt_image::Index,
+    image_hash: u64,
+    plan: stage::Plan,
+    own: Vec<layout::Mapping>,
+    base: u64,
+    stage_len: u64,
+    switch_len: u64,
+}
+
+/// Why staging one candidate failed: the image itself (try an older one), or something an
+/// older image would not fix either (a missing file, another machine).
+enum StageError {
+    Image(anyhow::Error),
+    Other(anyhow::Error),
+}
+
+/// Open `path` as a chain and stage its memory. Every chunk read is checked against its
+/// checksum here, so a damaged image is found before anything irreversible happens.
+fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
+    let ctx = |e: anyhow::Error| e.context(format!("{}", path.display()));
+    let chain = Chain::open(path).map_err(|e| StageError::Image(ctx(e.into())))?;
     let index = chain.index().clone();
     let image_hash = chain.newest().header.index_hash;
+    let other = |e: anyhow::Error| StageError::Other(e);
     if index.meta.arch != std::env::consts::ARCH {
-        bail!("{}: image is for {}, this machine is {}", path.display(), index.meta.arch, std::env::consts::ARCH);
+        return Err(other(anyhow!("{}: image is for {}, this machine is {}", path.display(), index.meta.arch, std::env::consts::ARCH)));
     }
-    let own = layout::own_maps()?;
-    plan::check_vdso(&index, &own).with_context(|| format!("{}", path.display()))?;
-    let files = stage::open_files(&index.regions)?;
+    let own = layout::own_maps().map_err(other)?;
+    plan::check_vdso(&index, &own).map_err(|e| other(ctx(e)))?;
+    let files = stage::open_files(&index.regions).map_err(other)?;
 
     // Stage memory in a reservation that overlaps neither the image nor us.
     let switch_len = plan::switch_area_len(&index);
@@ -115,12 +116,47 @@ fn run(cli: &Cli) -> Result<()> {
     let mut busy: Vec<(u64, u64)> = index.regions.iter().map(|r| (r.start, r.end)).collect();
     busy.extend(own.iter().map(|m| (m.start, m.end)));
     let total = stage_len + switch_len;
-    let base = layout::find_hole(&busy, total)?;
-    reserve(base, total)?;
-    let plan = stage::map_regions(&chain, &files, base)?;
-    stage::fill(&chain, base).with_context(|| format!("{}", path.display()))?;
-    drop(files);
-    drop(chain);
+    let base = layout::find_hole(&busy, total).map_err(other)?;
+    reserve(base, total).map_err(other)?;
+    let staged = stage::map_regions(&chain, &files, base).map_err(other).and_then(|plan| match stage::fill(&chain, base) {
+        Ok(()) => Ok(plan),
+        Err(e) => Err(StageError::Image(ctx(e))),
+    });
+    match staged {
+        Ok(plan) => Ok(Staged { index, image_hash, plan, own, base, stage_len, switch_len }),
+        Err(e) => {
+            // SAFETY: the reservation (and what was staged in it) is ours and referenced by nothing.
+            unsafe { libc::munmap(base as *mut libc::c_void, total as usize) };
+            Err(e)
+        }
+    }
+}
+
+/// Stage the first candidate whose image reads and verifies.
+fn stage_first(path: &Path) -> Result<Staged> {
+    let mut first_err: Option<anyhow::Error> = None;
+    for c in candidates(path)? {
+        match stage_image(&c) {
+            Ok(staged) => {
+                if let Some(e) = &first_err {
+                    eprintln!("ckpt-restart: {}; using the older image {}", one_line(e), c.display());
+                }
+                return Ok(staged);
+            }
+            Err(StageError::Other(e)) => return Err(e),
+            Err(StageError::Image(e)) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e.context("no image verifies")),
+        None => bail!("{}: no image", path.display()),
+    }
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    let Staged { index, image_hash, plan, own, base, stage_len, switch_len } = stage_first(&cli.image)?;
 
     // Kernel state that lives on across the switch.
     let p = &index.process;
