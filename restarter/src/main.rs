@@ -135,7 +135,9 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
 /// Stage the first candidate whose image reads and verifies.
 fn stage_first(path: &Path) -> Result<Staged> {
     let mut first_err: Option<anyhow::Error> = None;
-    for c in candidates(path)? {
+    let candidates = candidates(path)?;
+    let alone = candidates.len() == 1;
+    for c in candidates {
         match stage_image(&c) {
             Ok(staged) => {
                 if let Some(e) = &first_err {
@@ -150,6 +152,7 @@ fn stage_first(path: &Path) -> Result<Staged> {
         }
     }
     match first_err {
+        Some(e) if alone => Err(e),
         Some(e) => Err(e.context("no image verifies")),
         None => bail!("{}: no image", path.display()),
     }

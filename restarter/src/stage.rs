@@ -209,7 +209,11 @@ fn fill_layers(chain: &Chain, tasks: &[(u64, &Layer, &Region)]) -> Result<()> {
                         // SAFETY: [addr, addr + len) lies inside a staged read-write mapping of
                         // ours (layers lie inside their region); the layers of one image never overlap.
                         let dst = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, l.len as usize) };
-                        chain.read_layer(l, dst, &mut buf).map_err(|e| anyhow!("region {:#x}-{:#x} ({}): {e}", r.start, r.end, r.name_lossy()))?;
+                        chain.read_layer(l, dst, &mut buf).map_err(|e| {
+                            let name = r.name_lossy();
+                            let name = if name.is_empty() { String::new() } else { format!(" ({name})") };
+                            anyhow!("region {:#x}-{:#x}{name}: {e}", r.start, r.end)
+                        })?;
                     }
                 })
             })
