@@ -100,11 +100,13 @@ fn split(f: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `rec` continued the uninterrupted run: each of its step lines and its result are the plain run's.
-fn continued(rec: &Record, plain: &Record, what: &str) -> Result<()> {
+/// `rec` continued the uninterrupted run: it began after step `after` (the checkpoint was taken
+/// after it: no start over), and each of its step lines and its result are the plain run's.
+fn continued(rec: &Record, plain: &Record, after: u64, what: &str) -> Result<()> {
     ensure!(rec.success(), "{what}: the restart failed\n{rec}");
     let steps: Vec<&str> = rec.stdout.lines().filter(|l| step_of(l).is_some()).collect();
     ensure!(!steps.is_empty(), "{what}: no step after the restart\n{rec}");
+    ensure!(steps.first().and_then(|l| step_of(l)).is_some_and(|s| s > after), "{what}: the restart began at {:?}, not after step {after}\n{rec}", steps.first());
     for l in steps {
         ensure!(plain.stdout.lines().any(|p| p == l), "{what}: {l:?} is not in the uninterrupted run's output\n{rec}");
     }
@@ -118,15 +120,15 @@ fn restart_through_a_chain_and_its_flattened_image() -> Result<()> {
     let work = Workdir::new("image-chain")?;
     let program = catalog::bigheap(&work, 32)?;
     let plain = run_plain(&program, false, TIMEOUT)?;
-    let (image, _, _) = checkpoint_and_kill(&bins, &program, &Options::new(&work, &[10]))?;
+    let (image, cycle, _) = checkpoint_and_kill(&bins, &program, &Options::new(&work, &[10]))?;
     let dir = work.subdir("chain")?;
     split(&image, &dir)?;
     let newest = dir.join(image.file_name().context("image name")?);
-    continued(&run_restart(&bins, &newest, &program.cwd, TIMEOUT)?, &plain, "the chain")?;
+    continued(&run_restart(&bins, &newest, &program.cwd, TIMEOUT)?, &plain, cycle.signalled_after_step, "the chain")?;
 
     let alone = work.subdir("alone")?;
     let flat = alone.join("moved.ckpt");
     let out = std::process::Command::new(bins.dir.join("ckpt-inspect")).arg("--flatten").arg(&flat).arg(&newest).output()?;
     ensure!(out.status.success(), "ckpt-inspect --flatten: {}", String::from_utf8_lossy(&out.stderr));
-    continued(&run_restart(&bins, &flat, &program.cwd, TIMEOUT)?, &plain, "the flattened image")
+    continued(&run_restart(&bins, &flat, &program.cwd, TIMEOUT)?, &plain, cycle.signalled_after_step, "the flattened image")
 }
