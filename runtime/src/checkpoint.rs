@@ -31,11 +31,11 @@ pub fn take() -> Option<Outcome> {
     let gen = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
     // An increment needs its parent on disk (the user may have removed it).
     let parent = config().and_then(|cfg| incremental::next_parent().filter(|(h, _)| generations::has_image(&cfg.dir, &cfg.name, *h)));
-    let mut result = take_with(gen, t0, snapshot::enabled(), parent);
+    let mut result = take_with(gen, snapshot::enabled(), parent);
     if let Err(Retry::Sync(why)) = &result {
         log!(INFO, "checkpoint {gen} written without a snapshot: {why}");
         // The first attempt's scan consumed the dirty bits: this one must be a full image.
-        result = take_with(gen, now_ns(), false, None);
+        result = take_with(gen, false, None);
     }
     let ms = (now_ns() - t0) / 1_000_000;
     let out = match result {
@@ -79,10 +79,11 @@ type WriteResult = Result<(u64, u64, u64), String>;
 /// Stop the threads, capture, and write the image: from a snapshot child while the program
 /// runs on (`fork`), or with the program stopped; an increment over `parent` (hash, chain
 /// length) when given. Returns what was written and the pause in ns.
-fn take_with(gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Written, u64), Retry> {
+fn take_with(gen: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Written, u64), Retry> {
     // Write-protecting memory for the next increment mostly needs no stop: done first.
     let armed = if incremental::enabled() { dirty::pre_arm(parent.is_none(), alloc::scratch_range()) } else { Vec::new() };
-    let t0 = t0.max(now_ns());
+    // The pause starts here.
+    let t0 = now_ns();
     let slots = threads::stop_all(sys::gettid()).map_err(Retry::Fail)?;
     let t_stopped = now_ns();
     let mut cap = match capture(&slots, gen) {
