@@ -163,14 +163,20 @@ mod tests {
     /// The tests change the process-wide `keep`: one at a time.
     static KEEP_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+    /// An empty directory for a test, and the path of `app`'s temporary image in it.
+    fn fresh_dir(tag: &str) -> (std::path::PathBuf, std::ffi::CString) {
+        let dir = std::env::temp_dir().join(format!("ckpt-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = sys::cpath(&[dir.to_str().unwrap().as_bytes(), b"/app.ckpt.tmp"]);
+        (dir, tmp)
+    }
+
     #[test]
     fn commit_rotates_and_keeps_n() {
         let _one = KEEP_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let dir = std::env::temp_dir().join(format!("ckpt-gen-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let (dir, tmp) = fresh_dir("gen");
         let d = dir.to_str().unwrap().as_bytes();
-        let tmp = sys::cpath(&[d, b"/app.ckpt.tmp"]);
         set_keep(3);
         for i in 1..=5 {
             std::fs::write(dir.join("app.ckpt.tmp"), format!("{i}")).unwrap();
@@ -198,11 +204,8 @@ mod tests {
     #[test]
     fn commit_keeps_the_parents_of_kept_increments() {
         let _one = KEEP_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let dir = std::env::temp_dir().join(format!("ckpt-chain-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let (dir, tmp) = fresh_dir("chain");
         let d = dir.to_str().unwrap().as_bytes();
-        let tmp = sys::cpath(&[d, b"/app.ckpt.tmp"]);
         set_keep(1);
         // A full image (1), two increments over it (2, 3), a new full image (4), an increment (5).
         for (hash, parent) in [(1, 0), (2, 1), (3, 2), (4, 0), (5, 4)] {
