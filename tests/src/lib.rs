@@ -16,13 +16,15 @@
 //! * [`programs`]: building and describing the test programs,
 //! * [`process`]: child processes with captured output, timeouts and transcripts,
 //! * [`scenario`]: the ckpt binaries and the checkpoint / SIGKILL / restart scenarios,
-//! * [`check`]: parsing the output and verifying a restarted run against the reference.
+//! * [`check`]: parsing the output and verifying a restarted run against the reference,
+//! * [`skip`]: reporting a test that cannot run here as skipped (never as passed).
 
 pub mod check;
 pub mod data;
 pub mod process;
 pub mod programs;
 pub mod scenario;
+pub mod skip;
 pub mod workdir;
 
 pub use check::{check_protocol, clean_failure, result_of, step_of};
@@ -33,4 +35,5 @@ pub use scenario::{
     checkpoint_and_kill, checkpoint_kill_restart, run_and_verify, run_plain, run_restart, Bins, Options, Outcome,
     Timeouts,
 };
+pub use skip::skip;
 pub use workdir::Workdir;

@@ -57,7 +57,7 @@ fn failure_lines(p: &Proc) -> usize {
 #[test]
 fn full_disk_during_checkpoint() -> Result<()> {
     if !is_root() {
-        eprintln!("SKIPPED full_disk_during_checkpoint: mounting a small tmpfs needs root");
+        ckpt_tests::skip_test!("mounting a small tmpfs needs root");
         return Ok(());
     }
     let bins = Bins::locate()?;
@@ -66,7 +66,7 @@ fn full_disk_during_checkpoint() -> Result<()> {
     let _fs = match Tmpfs::mount(&images, "48m") {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("SKIPPED full_disk_during_checkpoint: cannot mount a tmpfs here: {e:#}");
+            ckpt_tests::skip_test!("cannot mount a tmpfs here: {e:#}");
             return Ok(());
         }
     };

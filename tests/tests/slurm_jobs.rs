@@ -33,7 +33,7 @@ fn cluster() -> Result<(), String> {
 macro_rules! need_slurm {
     () => {
         if let Err(why) = cluster() {
-            eprintln!("SKIPPED: Slurm is not available here ({why})");
+            ckpt_tests::skip_test!("Slurm is not available here ({why})");
             return Ok(());
         }
     };
