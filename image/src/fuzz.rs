@@ -2,7 +2,7 @@
 //! stable-toolchain test can exercise it too: whatever bytes an image file holds, opening and
 //! verifying it returns an error or succeeds; it never panics, hangs or allocates without bound.
 
-use crate::{Backing, Chunk, Entry, FdKind, FdState, Index, Meta, Reader, Region, Result, ThreadState, Writer};
+use crate::{Backing, Chunk, Entry, FdKind, FdState, Ids, Index, Meta, Reader, Region, Result, ThreadState, Writer};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::io::{Seek, SeekFrom, Write};
@@ -93,6 +93,7 @@ pub fn sample_image() -> Result<Vec<u8>> {
             FdState { fd: 3, flags: 0, pos: 0, cloexec: true, kind: FdKind::Other { link: b"pipe:[1234]".to_vec() }, dup_of: None, mtime: 0 },
         ],
         process: Default::default(),
+        ids: Ids { namespace: true, outer_pid: 4200, ckpt_tid: 4244, monotonic_ns: 12_345_678_901, boottime_ns: 12_345_678_999, signal: 12, ..Default::default() },
     };
     let (mut f, total) = w.finish(&index)?;
     let mut out = vec![0u8; total as usize];

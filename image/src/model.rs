@@ -13,6 +13,31 @@ pub struct Index {
     pub entry: Entry,
     pub fds: Vec<FdState>,
     pub process: ProcessState,
+    /// Process ids and namespaces (format version 3).
+    pub ids: Ids,
+}
+
+/// How the program's process and thread ids were provided when the image was taken, and what a
+/// restart needs to give them back (ckpt-ns, the runtime's ids module).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Ids {
+    /// The program ran in a user, pid and mount namespace of ckpt's, where `meta.pid` is its pid
+    /// (ckpt-restart recreates the namespace and the ids); false: in the caller's namespaces.
+    pub namespace: bool,
+    /// The pid that tools outside knew the program by (ckpt-run's or ckpt-restart's process).
+    pub outer_pid: i32,
+    /// getpid()/gettid() were being translated (virtual ids: the program had been restarted
+    /// without exact ids); the recorded tids are the kernel's.
+    pub virtual_ids: bool,
+    /// The runtime's checkpoint thread.
+    pub ckpt_tid: i32,
+    /// CLOCK_MONOTONIC and CLOCK_BOOTTIME as the program read them at checkpoint time (ns):
+    /// a restart continues them (time namespace).
+    pub monotonic_ns: i64,
+    pub boottime_ns: i64,
+    /// The checkpoint signal and the stop signal (0: none), which ckpt-restart forwards marked.
+    pub signal: i32,
+    pub stop_signal: i32,
 }
 
 /// Where and what the image was taken from.
@@ -262,6 +287,8 @@ pub struct RestartInfo {
     /// program's next checkpoint may be an increment over it.
     pub image_hash: u64,
     pub chain: u64,
+    /// The pid tools outside the program's namespace know it by (the outer ckpt-restart).
+    pub outer_pid: u64,
 }
 
 impl RestartInfo {

@@ -233,7 +233,7 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], bas
         })
         .collect();
     let threads_at = blk.put_slice(&threads);
-    let info = RestartInfo { magic: RestartInfo::MAGIC, switch_base: base, switch_len: len, threads: threads_at, nthreads: threads.len() as u64, image_hash, chain: u64::from(index.meta.chain) };
+    let info = RestartInfo { magic: RestartInfo::MAGIC, switch_base: base, switch_len: len, threads: threads_at, nthreads: threads.len() as u64, image_hash, chain: u64::from(index.meta.chain), outer_pid: u64::from(std::process::id()) };
     let info_at = blk.put(&info);
     let msg_at = blk.put_slice(MSG);
     let ops_at = blk.put_slice(&ops);

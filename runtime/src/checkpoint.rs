@@ -229,6 +229,7 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
         },
         fds,
         process,
+        ids: Default::default(),
     };
     Ok(Capture { maps, index, final_path, tmp_path, taken_at: now_ns(), tracks: None, parent: 0 })
 }
