@@ -1,5 +1,9 @@
 //! `ckpt-run`: sets up the environment the runtime reads (preload, image directory, checkpoint
-//! signal, the pid it manages) and execs the program in place, so the program keeps our pid.
+//! signal, the pid it manages) and starts the program: in a user, pid and mount namespace of its
+//! own (ckpt-ns), so that a restart can give it its process and thread ids back, while this
+//! process stays outside and stands for it (forwards signals, exits with its status); or, where
+//! namespaces are turned off or unavailable, by exec in place (same pid, virtual ids after a
+//! restart).
 
 mod resume;
 mod signals;
@@ -19,7 +23,8 @@ const RUNTIME_LIB: &str = "libckpt_runtime.so";
     name = "ckpt-run",
     version,
     about = "Run a program so that it can be checkpointed (kill -USR2 PID) and restarted (ckpt-restart)",
-    after_help = "The program keeps ckpt-run's pid. A checkpoint writes DIR/<name>.ckpt (mode 0600; the \
+    after_help = "The program has ckpt-run's pid: in a namespace of its own (ckpt-run stays outside, stands for it \
+                  and forwards signals), or with --no-namespace in ckpt-run's own process. A checkpoint writes DIR/<name>.ckpt (mode 0600; the \
                   previous ones become <name>.ckpt.1, .2, ...) and the program continues.\n\
                   After --stop-signal or `ckpt-ctl stop` the program exits with status 75 once its image \
                   is written (74: the checkpoint failed).\n\
@@ -69,6 +74,12 @@ struct Cli {
     #[arg(long, env = "CKPT_NAME")]
     name: Option<OsString>,
 
+    /// Run the program in ckpt-run's own process (same pid), without a namespace of its own:
+    /// a restarted program then gets new process and thread ids (virtual ids).
+    /// (Also CKPT_NAMESPACE=0.)
+    #[arg(long)]
+    no_namespace: bool,
+
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<OsString>,
@@ -111,7 +122,6 @@ fn run(cli: Cli) -> Result<()> {
     std::env::set_var("CKPT_DIR", &dir);
     std::env::set_var("CKPT_SIGNAL", signal.to_string());
     std::env::set_var("CKPT_NAME", &name);
-    std::env::set_var("CKPT_PID", std::process::id().to_string());
     std::env::set_var("CKPT_KEEP", cli.keep.to_string());
     std::env::set_var("CKPT_INCREMENTAL", if cli.full_only { "0" } else { "1" });
     std::env::set_var("CKPT_MAX_CHAIN", cli.max_chain.to_string());
@@ -133,12 +143,31 @@ fn run(cli: Cli) -> Result<()> {
         .iter()
         .map(|a| CString::new(a.clone().into_vec()).context("argument contains a NUL byte"))
         .collect::<Result<_>>()?;
+    let marked = [Some(signal), stop_signal].into_iter().flatten().collect();
+    // The program has our pid: in its namespace (with us outside, standing for it) or here.
+    std::env::set_var("CKPT_PID", std::process::id().to_string());
+    in_namespace(&argv, marked, cli.no_namespace);
     let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
     // SAFETY: argv is a NULL-terminated array of valid C strings that outlive the call.
     unsafe { libc::execvp(ptrs[0], ptrs.as_ptr()) };
     let err = std::io::Error::last_os_error();
     bail!("cannot run {}: {err}", program.to_string_lossy())
+}
+
+/// Start the program in namespaces of its own and stand for it until it ends (never returns);
+/// return to run it in place when namespaces are turned off or cannot be had here.
+fn in_namespace(argv: &[CString], marked: Vec<i32>, no_namespace: bool) {
+    let opts = ckpt_ns::Options { tool: "ckpt-run", marked };
+    let started = match ckpt_ns::disabled(no_namespace) {
+        Some(why) => Err(ckpt_ns::Unavailable::Disabled(why)),
+        None => {
+            std::env::set_var("CKPT_OUTER_PID", std::process::id().to_string());
+            ckpt_ns::start(&ckpt_ns::Payload::Exec { argv: argv.to_vec(), pid: std::process::id() as i32 }, &opts)
+        }
+    };
+    std::env::remove_var("CKPT_OUTER_PID");
+    ckpt_ns::supervise_or_explain(started, "ckpt-run", "the program runs in this process and gets virtual ids after a restart");
 }
 
 /// The runtime lives next to our own executable (cargo build) or in ../lib (an install).

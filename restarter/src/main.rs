@@ -10,6 +10,7 @@
 mod fdobjs;
 mod fds;
 mod layout;
+mod namespace;
 mod plan;
 mod stage;
 mod switch;
@@ -25,8 +26,10 @@ use std::path::{Path, PathBuf};
     name = "ckpt-restart",
     version,
     about = "Restart a program from a ckpt image; it continues where the image was taken",
-    after_help = "The restarted program runs in this process (new pid) with this process's \
-                  stdin, stdout and stderr.\nExit status: the program's, or 1 when the image cannot be restarted."
+    after_help = "The restarted program continues with its old process and thread ids in a namespace of its own, \
+                  for which this process stands (it forwards signals and exits with the program's status); \
+                  with --no-namespace it continues in this process with new ids (virtual ids). It has this \
+                  process's stdin, stdout and stderr.\nExit status: the program's, or 1 when the image cannot be restarted."
 )]
 struct Cli {
     /// An image file, or a directory (its newest image that verifies is used).
@@ -38,10 +41,17 @@ struct Cli {
     /// Go on when a file the program had open is gone (it gets /dev/null) or changed.
     #[arg(long, env = "CKPT_IGNORE_MISSING", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     ignore_missing_files: bool,
+    /// Restart in this process, without a namespace of the program's own: the program gets new
+    /// process and thread ids (virtual ids). (Also CKPT_NAMESPACE=0.)
+    #[arg(long)]
+    no_namespace: bool,
 }
 
 fn main() {
     let cli = Cli::parse();
+    if !cli.no_namespace {
+        namespace::restart_inside(&cli.image, ckpt_ns::disabled(false));
+    }
     if let Err(e) = run(&cli) {
         eprintln!("ckpt-restart: {}", one_line(&e));
         std::process::exit(1);
@@ -56,7 +66,7 @@ fn one_line(e: &anyhow::Error) -> String {
 /// The images to try, best first: IMAGE itself; for DIR, its images newest first; for
 /// `NAME.ckpt`, that image and then its older generations. (An image that does not read or
 /// whose chunks do not verify while it is staged gives way to the next.)
-fn candidates(path: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn candidates(path: &Path) -> Result<Vec<PathBuf>> {
     let is_dir = std::fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false);
     if is_dir {
         let c = ckpt_image::images_in(path).with_context(|| format!("{}", path.display()))?;
@@ -160,6 +170,14 @@ fn stage_first(path: &Path) -> Result<Staged> {
 
 fn run(cli: &Cli) -> Result<()> {
     let Staged { index, image_hash, plan, own, base, stage_len, switch_len } = stage_first(&cli.image)?;
+    if index.ids.namespace && std::process::id() as i32 != index.meta.pid {
+        eprintln!(
+            "ckpt-restart: warning: the image was taken with exact process ids (pid {} in its own namespace); here the program gets new ids: \
+             a mutex a thread held at checkpoint time that records its owner (error-checking, recursive, robust or PI, glibc's dlopen lock) \
+             can no longer be unlocked, and raw getpid()/gettid() and /proc/<pid> show the new ids",
+            index.meta.pid
+        );
+    }
 
     // Kernel state that lives on across the switch.
     let p = &index.process;

@@ -233,7 +233,7 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], bas
         })
         .collect();
     let threads_at = blk.put_slice(&threads);
-    let info = RestartInfo { magic: RestartInfo::MAGIC, switch_base: base, switch_len: len, threads: threads_at, nthreads: threads.len() as u64, image_hash, chain: u64::from(index.meta.chain), outer_pid: u64::from(std::process::id()) };
+    let info = RestartInfo { magic: RestartInfo::MAGIC, switch_base: base, switch_len: len, threads: threads_at, nthreads: threads.len() as u64, image_hash, chain: u64::from(index.meta.chain), outer_pid: outer_pid() };
     let info_at = blk.put(&info);
     let msg_at = blk.put_slice(MSG);
     let ops_at = blk.put_slice(&ops);
@@ -245,6 +245,15 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], bas
         bail!("cannot make the switch code executable: {}", std::io::Error::last_os_error());
     }
     Ok(Prepared { code: base, params: params_base, stack: stack_top & !15 })
+}
+
+/// The pid tools outside know the program by: the outer ckpt-restart that started us as the
+/// first process under a namespace's init (CKPT_OUTER_PID), or our own.
+fn outer_pid() -> u64 {
+    // SAFETY: getppid has no preconditions.
+    let under_init = unsafe { libc::getppid() } == 1;
+    let outer = std::env::var("CKPT_OUTER_PID").ok().and_then(|p| p.parse().ok()).filter(|_| under_init);
+    outer.unwrap_or_else(std::process::id) as u64
 }
 
 extern "C" {

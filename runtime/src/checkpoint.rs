@@ -229,7 +229,7 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
         },
         fds,
         process,
-        ids: Default::default(),
+        ids: crate::ids::image_ids(ct.tid.load(Ordering::Relaxed)),
     };
     Ok(Capture { maps, index, final_path, tmp_path, taken_at: now_ns(), tracks: None, parent: 0 })
 }

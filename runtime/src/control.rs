@@ -266,7 +266,10 @@ fn reply_outcome(fd: i32, out: Option<checkpoint::Outcome>) {
 fn status() -> String {
     let mut s = String::new();
     let name = config().map(|c| String::from_utf8_lossy(&c.name).into_owned()).unwrap_or_default();
-    s.push_str(&format!("pid: {}\nprogram: {name}\ncheckpoints: {}\n", sys::getpid(), checkpoint::GENERATION.load(Ordering::Relaxed)));
+    s.push_str(&format!("pid: {}\nprogram: {name}\ncheckpoints: {}\n", crate::ids::outer_pid(), checkpoint::GENERATION.load(Ordering::Relaxed)));
+    if crate::ids::in_namespace() {
+        s.push_str(&format!("pid in its namespace: {}\n", sys::getpid()));
+    }
     let last = generations::last_path();
     if last.is_empty() {
         s.push_str("last image: none\n");

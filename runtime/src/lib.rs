@@ -15,6 +15,7 @@ mod fdtable;
 mod generations;
 mod gate;
 mod hooks;
+mod ids;
 mod incremental;
 mod kstate;
 mod log;
@@ -114,6 +115,9 @@ extern "C" fn init() {
         c
     });
     let signal = env(b"CKPT_SIGNAL\0").and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok()).unwrap_or(libc::SIGUSR2);
+    // The outer ckpt-run, when it started us as the first process under a namespace's init.
+    let outer = env(b"CKPT_OUTER_PID\0").and_then(|p| std::str::from_utf8(&p).ok()?.parse::<i32>().ok());
+    ids::init(outer.filter(|_| sys::syscall!(libc::SYS_getppid) == Ok(1)));
     CONFIG.store(Box::into_raw(Box::new(Config { dir, name, signal })), Ordering::Release);
     TRIGGER_SIGNAL.store(signal, Ordering::Relaxed);
     triggers::init(env);
@@ -163,12 +167,12 @@ fn install_handlers(trigger: i32) -> bool {
     // SAFETY: as above.
     let mut trig: libc::sigaction = unsafe { std::mem::zeroed() };
     trig.sa_sigaction = trigger_handler as *const () as usize;
-    trig.sa_flags = libc::SA_RESTART;
+    trig.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
     hooks::install(threads::STOP_SIGNAL, &stop) && hooks::install(trigger, &trig) && triggers::install_stop_handler()
 }
 
-extern "C" fn trigger_handler(_sig: i32) {
-    triggers::request(triggers::REQ_CHECKPOINT);
+extern "C" fn trigger_handler(_sig: i32, info: *mut libc::siginfo_t, _uc: *mut c_void) {
+    triggers::checkpoint_signal(info);
 }
 
 /// Start the checkpoint thread (called just before the program's main).

@@ -1,13 +1,25 @@
 //! The runtime's side of a restart. The restarter has rebuilt memory and kernel state and jumps
 //! to `ckpt_restart_trampoline` on the checkpoint thread's stack and TLS, with every signal
-//! blocked and no other thread. Here we fix the checkpoint thread's identity, recreate the
-//! program's threads, release them, and go back to waiting for checkpoint requests.
+//! blocked and no other thread. Here we recreate the program's threads, release them, and go back
+//! to waiting for checkpoint requests.
+//!
+//! Two ways, decided by `ids::exact_restart`:
+//! - Exact ids (the restarter has the program's old pid in a namespace of its own): the calling
+//!   thread is the thread-group leader, whose tid is the pid, so it must become the program's
+//!   main thread again. It creates the checkpoint thread and the other threads with their old
+//!   tids, then leaves the checkpoint thread's stack for a temporary one, takes the main thread's
+//!   TLS, and parks like the others; the new checkpoint thread, once the leader is off its stack,
+//!   continues there and finishes the restart. If the main thread had exited before the
+//!   checkpoint, the leader exits instead (as it had).
+//! - Otherwise (virtual ids): the calling thread becomes the checkpoint thread and recreates the
+//!   program's threads with new tids (vids.rs translates).
 
 use crate::log::{log, DEBUG, ERROR};
 use crate::sys::{self, syscall};
-use crate::{alloc, gate, threads, CKPT_THREAD};
+use crate::threads::{self, Slot};
+use crate::{alloc, gate, ids, CKPT_THREAD};
 use ckpt_image::RestartInfo;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 std::arch::global_asm!(
     ".globl ckpt_restart_trampoline",
@@ -29,6 +41,18 @@ pub fn entry_point() -> u64 {
     ckpt_restart_trampoline as *const () as usize as u64
 }
 
+/// Exact ids: set once the leader has left the checkpoint thread's stack and TLS.
+static LEADER_OFF: AtomicU32 = AtomicU32::new(0);
+/// Exact ids, main thread gone: the leader's tid word, cleared by the kernel when it has exited.
+static LEADER_TID: AtomicU32 = AtomicU32::new(0);
+
+fn fatal(e: &str) -> ! {
+    log!(ERROR, "restart failed: {e}");
+    loop {
+        let _ = syscall!(libc::SYS_exit_group, 125);
+    }
+}
+
 extern "C" fn restart_main(info_addr: u64) -> ! {
     // SAFETY: the restarter passes the address of a RestartInfo inside its switch area, which
     // stays mapped until we unmap it below.
@@ -44,48 +68,145 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
         crate::incremental::reset();
     }
     crate::triggers::after_restart();
+    let ours = info.magic == RestartInfo::MAGIC;
+    ids::restarted(if ours { info.outer_pid } else { 0 });
+    let exact = ids::exact_restart();
     let ct = &CKPT_THREAD;
-    let tid = sys::gettid();
-    ct.tid.store(tid, Ordering::Release);
-    let tid_address = ct.tid_address.load(Ordering::Relaxed);
-    if tid_address != 0 {
-        // SAFETY: glibc's tid field of this thread's struct pthread, in restored memory.
-        unsafe { (tid_address as *mut i32).write_volatile(tid) };
+    let old_ckpt_tid = ct.tid.load(Ordering::Relaxed);
+    if !exact {
+        let tid = sys::gettid();
+        ct.tid.store(tid, Ordering::Release);
+        let tid_address = ct.tid_address.load(Ordering::Relaxed);
+        if tid_address != 0 {
+            // SAFETY: glibc's tid field of this thread's struct pthread, in restored memory.
+            unsafe { (tid_address as *mut i32).write_volatile(tid) };
+        }
+        threads::register_rseq(ct.fs_base.load(Ordering::Relaxed), true);
     }
-    threads::register_rseq(ct.fs_base.load(Ordering::Relaxed), true);
     // The image was taken inside a checkpoint: the gate held, the scratch arena in use (and
     // restored empty). Start both afresh.
     gate::reset_after_restart();
     alloc::scratch_begin();
     crate::control::setup(); // our fds were not in the image: create them before the threads run
     let slots = take_slots(&info);
-    if info.magic == RestartInfo::MAGIC && info.switch_len != 0 {
+    if ours && info.switch_len != 0 {
         sys::munmap(info.switch_base as usize, info.switch_len as usize);
     }
-    match threads::recreate(&slots) {
-        Ok(()) => {}
-        Err(e) => {
-            log!(ERROR, "restart failed: {e}");
-            let _ = syscall!(libc::SYS_exit_group, 125);
-        }
+    if exact {
+        restart_exact(slots)
     }
+    if let Err(e) = threads::recreate(&slots, false, 0) {
+        fatal(&e)
+    }
+    threads::wait_parked(slots.len());
+    finish(slots, old_ckpt_tid)
+}
+
+/// The last steps, on the checkpoint thread (tid `old_tid` at checkpoint time) with every
+/// program thread parked: its capabilities, per-thread kernel state, release, back to the
+/// checkpoint loop.
+fn finish(slots: Vec<Slot>, old_tid: i32) -> ! {
+    ids::restore_caps(old_tid);
     crate::kstate::restore(&slots);
     threads::resume_all();
-    threads::wait_left_and_free(slots.len());
+    let n = slots.len();
+    threads::wait_left_and_free(n);
     drop(slots);
     alloc::scratch_end();
     gate::unlock_exclusive();
-    log!(DEBUG, "restarted: {} threads, pid {}", info.nthreads, sys::getpid());
+    log!(DEBUG, "restarted: {n} threads, pid {}, checkpoint thread {}", sys::getpid(), sys::gettid());
     crate::checkpoint_loop()
 }
 
+/// Exact ids, on the leader (still on the checkpoint thread's stack and TLS).
+fn restart_exact(slots: Vec<Slot>) -> ! {
+    let ct = &CKPT_THREAD;
+    let pid = sys::getpid();
+    LEADER_OFF.store(0, Ordering::Release);
+    let main = slots.iter().position(|s| s.tid == pid);
+    let slots = Box::into_raw(Box::new(slots));
+    // SAFETY: the Box stays alive until the new checkpoint thread takes it back in
+    // `ckpt_thread_restarted`; nothing else frees it.
+    let all = unsafe { &*slots };
+    let created = threads::spawn_thread(ct.tid.load(Ordering::Relaxed), ct.fs_base.load(Ordering::Relaxed), ct.tid_address.load(Ordering::Relaxed), ckpt_thread_restarted, slots as u64)
+        .and_then(|_| threads::recreate(all, true, pid));
+    if let Err(e) = created {
+        fatal(&e)
+    }
+    let top = threads::temp_stack().unwrap_or_else(|e| fatal(&e));
+    // The leader uses the main thread's slot until it has left its temporary stack, and the
+    // checkpoint thread drops the slots only after that (wait_left_and_free).
+    let arg = main.map_or(0, |i| &all[i] as *const Slot as u64);
+    // SAFETY: leaving the checkpoint thread's stack for a fresh one; leader_leaves never returns.
+    unsafe { threads::ckpt_run_on_stack(arg, top, leader_leaves) }
+}
+
+/// The leader, on its temporary stack: take the main thread's TLS and hand the checkpoint
+/// thread's stack and TLS over; then become the main thread, or exit if it had exited.
+extern "C" fn leader_leaves(main: u64) -> ! {
+    if main != 0 {
+        // SAFETY: the main thread's slot, alive until we have left (see restart_exact).
+        let s: &Slot = unsafe { &*(main as *const Slot) };
+        let _ = syscall!(libc::SYS_arch_prctl, 0x1002 /* ARCH_SET_FS */, s.fs_base);
+        LEADER_OFF.store(1, Ordering::Release);
+        sys::futex_wake(&LEADER_OFF);
+        threads::become_restored(s, true)
+    }
+    // The main thread had exited: so does the leader (a zombie thread-group leader, as before).
+    LEADER_TID.store(sys::gettid() as u32, Ordering::Release);
+    let _ = syscall!(libc::SYS_set_tid_address, LEADER_TID.as_ptr());
+    let _ = syscall!(libc::SYS_set_robust_list, 0, 24);
+    let _ = syscall!(libc::SYS_arch_prctl, 0x1002 /* ARCH_SET_FS */, 0);
+    LEADER_OFF.store(1, Ordering::Release);
+    sys::futex_wake(&LEADER_OFF);
+    loop {
+        let _ = syscall!(libc::SYS_exit, 0);
+    }
+}
+
+/// The new checkpoint thread (its old tid and TLS, a temporary stack): wait until the leader is
+/// off the checkpoint thread's stack, then finish the restart there.
+extern "C" fn ckpt_thread_restarted(slots: u64) -> ! {
+    while LEADER_OFF.load(Ordering::Acquire) == 0 {
+        sys::futex_wait(&LEADER_OFF, 0, None);
+    }
+    let top = CKPT_THREAD.stack_top.load(Ordering::Relaxed);
+    // SAFETY: nothing runs on the checkpoint thread's stack any more.
+    unsafe { threads::ckpt_run_on_stack(slots, top, ckpt_thread_continues) }
+}
+
+extern "C" fn ckpt_thread_continues(slots: u64) -> ! {
+    // SAFETY: restart_exact leaked this Box for us, and we are its only user.
+    let slots: Vec<Slot> = *unsafe { Box::from_raw(slots as *mut Vec<Slot>) };
+    let ct = &CKPT_THREAD;
+    let old_tid = ct.tid.swap(sys::gettid(), Ordering::AcqRel);
+    let (head, len) = (ct.robust_head.load(Ordering::Relaxed), ct.robust_len.load(Ordering::Relaxed));
+    if head != 0 {
+        let _ = syscall!(libc::SYS_set_robust_list, head, len);
+    }
+    threads::register_rseq(ct.fs_base.load(Ordering::Relaxed), true);
+    let pid = sys::getpid();
+    threads::wait_parked(slots.len());
+    if !slots.iter().any(|s| s.tid == pid) {
+        // The leader's temporary stack is freed with the others: wait until it has exited.
+        loop {
+            let v = LEADER_TID.load(Ordering::Acquire);
+            if v == 0 {
+                break;
+            }
+            let _ = syscall!(libc::SYS_futex, LEADER_TID.as_ptr(), libc::FUTEX_WAIT, v, 0, 0, 0);
+        }
+    }
+    finish(slots, old_tid)
+}
+
 /// The thread records, which the restarter placed after the RestartInfo in the switch area.
-fn take_slots(info: &RestartInfo) -> Vec<threads::Slot> {
+fn take_slots(info: &RestartInfo) -> Vec<Slot> {
     let mut v = Vec::with_capacity(info.nthreads as usize);
     for i in 0..info.nthreads as usize {
         // SAFETY: the restarter wrote nthreads RestartThread records at info.threads.
         let t = unsafe { std::ptr::read((info.threads as *const ckpt_image::RestartThread).add(i)) };
-        v.push(threads::Slot {
+        v.push(Slot {
             tid: t.tid,
             ucontext: t.ucontext,
             fs_base: t.fs_base,

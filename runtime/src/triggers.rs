@@ -82,6 +82,31 @@ extern "C" fn stop_handler(_sig: i32) {
     request(REQ_STOP);
 }
 
+/// A checkpoint signal that ckpt's outer process forwarded arrived within this many ms of one
+/// that reached the program directly (or the other way round): one request, not two.
+const COALESCE_MS: u64 = 1000;
+/// The last checkpoint signal taken: (CLOCK_MONOTONIC ms << 1) | forwarded; 0 after a pair.
+static LAST_SIGNAL: AtomicU64 = AtomicU64::new(0);
+
+/// The checkpoint signal arrived (async-signal-safe). In a namespace of ckpt's, the program is
+/// in the outer process's process group and cgroup: a signal to the group (kill -USR2 -PGID,
+/// pkill, a Slurm broadcast) reaches it directly and through the outer process, which forwards
+/// it as SI_QUEUE with ckpt_ns::FORWARD_MARK. A forwarded and a direct signal close together are
+/// the same request.
+pub fn checkpoint_signal(info: *const libc::siginfo_t) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    let forwarded = !info.is_null()
+        && unsafe { (*info).si_code == libc::SI_QUEUE && (*info).si_value().sival_ptr as usize as i32 == ckpt_ns::FORWARD_MARK };
+    let now = now_ms();
+    let last = LAST_SIGNAL.load(Ordering::Acquire);
+    if last != 0 && (last & 1 == 1) != forwarded && now.saturating_sub(last >> 1) < COALESCE_MS {
+        LAST_SIGNAL.store(0, Ordering::Release);
+        return;
+    }
+    LAST_SIGNAL.store(now << 1 | u64::from(forwarded), Ordering::Release);
+    request(REQ_CHECKPOINT);
+}
+
 /// Ask the checkpoint thread for something (async-signal-safe).
 pub fn request(bits: u32) {
     PENDING.fetch_or(bits, Ordering::AcqRel);
@@ -113,6 +138,7 @@ pub fn after_restart() {
     control::forget_fds();
     NEXT_MS.store(0, Ordering::Relaxed);
     PENDING.store(0, Ordering::Release);
+    LAST_SIGNAL.store(0, Ordering::Release);
 }
 
 /// The checkpoint thread's loop: wait for a request or the timer, serve it, forever.

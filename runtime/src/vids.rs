@@ -5,11 +5,12 @@
 //! signal itself. pthread_kill and raise need nothing: glibc's thread descriptor holds the real
 //! tid (the restart path updates it). Before any restart every id is real and nothing changes.
 //!
-//! Why not a pid namespace: exact pids need CAP_CHECKPOINT_RESTORE in the namespace's owner,
-//! i.e. launching every program inside a user+pid namespace of our own. Unprivileged user
-//! namespaces are disabled on many clusters, the program would become pid 1 (no default
-//! actions for signals it does not handle), and ckpt-run could no longer run the program under
-//! its own, real pid, which batch systems track. See docs/restored.md.
+//! This is the fallback. Where ckpt-run and ckpt-restart run the program in a user+pid
+//! namespace of their own (ckpt-ns), a restart gives it its exact ids back (ids.rs): the real ids
+//! are the recorded ones again and nothing here translates anything. Virtual ids remain for
+//! restarts without a namespace (--no-namespace, or where user namespaces are unavailable); they
+//! cannot help with ids the program stored elsewhere (glibc's mutex owners). See
+//! docs/namespaces.md.
 
 use crate::hooks::RealFn;
 use crate::sys::{self, syscall};
@@ -41,6 +42,11 @@ fn translating() -> Option<(i32, i32)> {
         return None;
     }
     Some((ORIG_PID.load(Ordering::Relaxed), real))
+}
+
+/// Whether getpid()/gettid() are being translated now.
+pub fn translating_now() -> bool {
+    translating().is_some()
 }
 
 fn virt_of(real: i32) -> i32 {

@@ -66,6 +66,13 @@ impl Proc {
         self.pid
     }
 
+    /// The pid of the program this process runs (for ckpt-run and ckpt-restart): in a namespace
+    /// of its own, the program is the child of its init (`ckpt-init`), which is our child;
+    /// without a namespace it is this process itself.
+    pub fn program_pid(&self) -> i32 {
+        program_pid(self.pid)
+    }
+
     pub fn label(&self) -> &str {
         &self.label
     }
@@ -260,6 +267,27 @@ fn describe(cmd: &Command) -> String {
     let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
     parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
     parts.join(" ")
+}
+
+/// The children of process `pid` (all its threads'), from /proc.
+pub fn children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    for t in tasks.flatten() {
+        if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+            out.extend(s.split_whitespace().filter_map(|w| w.parse::<i32>().ok()));
+        }
+    }
+    out
+}
+
+/// See [`Proc::program_pid`].
+pub fn program_pid(pid: i32) -> i32 {
+    let comm = |p: i32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+    match children(pid).as_slice() {
+        [init] if comm(*init).trim_end() == "ckpt-init" => children(*init).first().copied().unwrap_or(pid),
+        _ => pid,
+    }
 }
 
 pub fn fmt_status(st: Option<ExitStatus>) -> String {

@@ -164,6 +164,14 @@ pub struct Options {
     pub also_at: Vec<u64>,
     /// Environment for ckpt-run and ckpt-restart (e.g. CKPT_KEEP).
     pub env: Vec<(String, String)>,
+    /// Extra options for ckpt-run (before `--`) and for ckpt-restart (before the image).
+    pub run_args: Vec<OsString>,
+    pub restart_args: Vec<OsString>,
+    /// A command that runs ckpt-run and ckpt-restart by exec (the test signals its pid), e.g.
+    /// `unshare --user ... sh -c '...; exec "$@"' sh`.
+    pub wrapper: Vec<OsString>,
+    /// How long the program stays dead between the SIGKILL and the restart.
+    pub downtime: Duration,
 }
 
 impl Options {
@@ -177,6 +185,10 @@ impl Options {
             timeouts: Timeouts::default(),
             also_at: Vec::new(),
             env: Vec::new(),
+            run_args: Vec::new(),
+            restart_args: Vec::new(),
+            wrapper: Vec::new(),
+            downtime: Duration::ZERO,
         }
     }
 }
@@ -318,12 +330,10 @@ fn checkpoint(p: &mut Proc, image: &Path, at_step: u64, timeouts: &Timeouts) -> 
 
 /// The ckpt-run command for `program`.
 fn ckpt_run_command(bins: &Bins, program: &Program, opts: &Options) -> Command {
-    let mut argv: Vec<OsString> = vec![
-        bins.run.clone().into(),
-        "--dir".into(),
-        opts.images.clone().into(),
-        "--".into(),
-    ];
+    let mut argv: Vec<OsString> = opts.wrapper.clone();
+    argv.extend([bins.run.clone().into(), "--dir".into(), opts.images.clone().into()]);
+    argv.extend(opts.run_args.iter().cloned());
+    argv.push("--".into());
     argv.extend(program.argv.iter().cloned());
     with_env(user_command(&argv, opts.as_nobody, &program.cwd), opts)
 }
@@ -399,12 +409,16 @@ fn drive(
         let p = procs.last_mut().expect("a process");
         cycles.push(checkpoint(p, image, step, &opts.timeouts)?);
         p.kill()?;
+        std::thread::sleep(opts.downtime);
         let target: OsString = if opts.restart_from_dir {
             opts.images.clone().into()
         } else {
             image.into()
         };
-        let argv = [bins.restart.clone().into_os_string(), target];
+        let mut argv = opts.wrapper.clone();
+        argv.push(bins.restart.clone().into_os_string());
+        argv.extend(opts.restart_args.iter().cloned());
+        argv.push(target);
         procs.push(Proc::spawn(
             &format!("ckpt-restart #{}", k + 1),
             with_env(user_command(&argv, opts.as_nobody, &program.cwd), opts),

@@ -9,6 +9,7 @@
 mod failures_support;
 
 use anyhow::{bail, ensure, Context, Result};
+use ckpt_tests::process::children;
 use ckpt_tests::scenario::effective_uid;
 use ckpt_tests::{run_and_verify, run_plain, Bins, Options, Outcome, Proc, Program, Workdir};
 use failures_support::{checkpoint, start_under_ckpt, version, POLL};
@@ -21,19 +22,6 @@ fn memory_not_copied_by_fork_is_saved_and_the_snapshot_is_invisible() -> Result<
     let program = Program::c(&work, "forkmem.c", &[], &["40", "30"])?;
     run_and_verify(&bins, &program, &Options::new(&work, &[10, 25]))?;
     Ok(())
-}
-
-/// The snapshot children of `pid`: processes whose parent is one of its threads.
-fn children(pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
-    for t in tasks.flatten() {
-        let path = t.path().join("children");
-        if let Ok(s) = std::fs::read_to_string(path) {
-            out.extend(s.split_whitespace().filter_map(|w| w.parse::<i32>().ok()));
-        }
-    }
-    out
 }
 
 #[test]
@@ -56,7 +44,7 @@ fn killed_snapshot_writer_keeps_previous_image_and_program() -> Result<()> {
     p.signal(libc::SIGUSR2)?;
     let deadline = Instant::now() + Duration::from_secs(300);
     let writer = loop {
-        let kids = children(p.pid());
+        let kids = children(p.program_pid());
         if std::fs::metadata(&tmp).is_ok_and(|m| m.len() > 16 << 20) && !kids.is_empty() {
             break kids[0];
         }

@@ -1,0 +1,266 @@
+//! Pid 1 of the program's namespace.
+//!
+//! The program must not be pid 1 itself: pid 1 ignores every signal it has no handler for
+//! (SIGTERM, SIGINT, ... from inside the namespace and from outside), inherits orphans and sees
+//! getppid() == 0. So init is a small process of ours: it dies with the outer process
+//! (PR_SET_PDEATHSIG; when pid 1 dies the kernel kills the whole namespace), mounts a /proc of
+//! the namespace (so /proc/self, /proc/PID and getpid() agree), starts the program as its child
+//! with its pid (clone3 set_tid: ckpt-run's pid; at restart the restarter with the program's old
+//! pid, in a time namespace that continues its clocks), sends its pidfd to the outer process,
+//! and then serves until the program is gone:
+//! - it reaps every child, and reports the program's stops, continues and end;
+//! - it is the witness of signals sent to the whole process group or cgroup: init is in the outer
+//!   process's process group and cgroup and reads every signal it gets (all are blocked, read
+//!   from a signalfd), noting when; when the outer process receives a signal it asks init whether
+//!   init got it too within `WITNESS_WINDOW_MS` (then the program got it directly as well, and the
+//!   outer process does not forward it). The kernel queues a signal to a process group for every
+//!   member in one go, so init's copy is there by the time the outer process asks.
+//!
+//! When the program is gone, init exits, which ends the namespace and whatever is left in it.
+//! Init runs in a fork-like child of the outer process with every signal blocked; the program
+//! gets the outer process's signal mask and capability bounding set back before its execve.
+
+use crate::report::{self, Msg, Stage};
+use crate::{caps, timens, CloneArgs, Payload};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+pub(crate) struct Init<'a> {
+    pub report: OwnedFd,
+    pub sync: OwnedFd,
+    /// A pidfd of the outer process (None if pidfd_open failed).
+    pub outer: Option<OwnedFd>,
+    pub payload: &'a Payload,
+    pub mask: libc::sigset_t,
+    /// The outer process's capability bounding set.
+    pub bounding: u64,
+    pub tool: &'static str,
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+fn fail(report: RawFd, stage: Stage, errno: i32) -> ! {
+    report::send(report, Msg::Failed { stage, errno }, None);
+    // SAFETY: leaving this process.
+    unsafe { libc::_exit(1) }
+}
+
+pub(crate) fn main(i: Init) -> ! {
+    let report = i.report.as_raw_fd();
+    // SAFETY: plain prctl/read/mount calls on our own process and valid buffers.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        // The outer process writes our id maps, then one byte; EOF means it gave up or died.
+        let mut b = 0u8;
+        if libc::read(i.sync.as_raw_fd(), &mut b as *mut u8 as *mut libc::c_void, 1) != 1 {
+            libc::_exit(1);
+        }
+        libc::prctl(libc::PR_SET_NAME, c"ckpt-init".as_ptr());
+        let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        if libc::mount(c"proc".as_ptr(), c"/proc".as_ptr(), c"proc".as_ptr(), flags, std::ptr::null()) != 0 {
+            fail(report, Stage::Proc, errno());
+        }
+    }
+    let (pid, pidfd) = match start(&i) {
+        Ok(s) => s,
+        Err(e) => fail(report, Stage::Start, e),
+    };
+    report::send(report, Msg::Started { pid }, Some(pidfd.as_raw_fd()));
+    drop(pidfd);
+    serve(pid, report, i.outer.as_ref().map(|f| f.as_raw_fd()))
+}
+
+/// clone3 a child process with pid `want` (0: any); returns (pid, pidfd) in the parent, 0 in the
+/// child.
+fn clone_with_pid(want: i32) -> Result<(i32, RawFd), i32> {
+    let mut pidfd: RawFd = -1;
+    let tid = [want];
+    let mut a = CloneArgs { flags: libc::CLONE_PIDFD as u64, pidfd: &mut pidfd as *mut RawFd as u64, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+    if want > 0 {
+        a.set_tid = tid.as_ptr() as u64;
+        a.set_tid_size = 1;
+    }
+    // SAFETY: a fork-like clone3 of this single-threaded process (no stack: the child continues
+    // on a copy of ours); the child only execs or exits.
+    let r = unsafe { libc::syscall(libc::SYS_clone3, &a as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    if r < 0 {
+        return Err(errno());
+    }
+    Ok((r as i32, pidfd))
+}
+
+/// Start the program: the restarter in a time namespace continuing the program's clocks, and
+/// either with the pid asked for (falling back to any pid, with a warning). The program's later
+/// children get pids after its own, as they would outside.
+fn start(i: &Init) -> Result<(i32, OwnedFd), i32> {
+    let (want, clocks) = match i.payload {
+        Payload::Exec { pid, .. } => (*pid, None),
+        Payload::Restore { pid, clocks, .. } => (*pid, *clocks),
+    };
+    if let Some(c) = clocks {
+        if let Err(e) = timens::enter_for_children(c) {
+            if crate::verbose() {
+                eprintln!("{}: CLOCK_MONOTONIC and CLOCK_BOOTTIME will not continue from the checkpoint: cannot create a time namespace: {e}", i.tool);
+            }
+        }
+    }
+    let (pid, pidfd) = match clone_with_pid(want) {
+        Ok(r) => r,
+        Err(e) => {
+            let why = std::io::Error::from_raw_os_error(e);
+            match i.payload {
+                Payload::Exec { .. } => eprintln!("{}: warning: cannot give the program pid {want} in its namespace ({why}); it gets another", i.tool),
+                Payload::Restore { .. } => eprintln!("{}: warning: exact process ids are not available: cannot create a process with pid {want}: {why}; using virtual ids", i.tool),
+            }
+            clone_with_pid(0)?
+        }
+    };
+    if pid == 0 {
+        exec_program(i)
+    }
+    // SAFETY: a new fd that nobody else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let _ = std::fs::write("/proc/sys/kernel/ns_last_pid", pid.to_string());
+    Ok((pid, pidfd))
+}
+
+/// In the program's process: capabilities and signal mask as outside, then execve. A failing
+/// execve is reported like ckpt-run and ckpt-restart do without namespaces.
+fn exec_program(i: &Init) -> ! {
+    if let Payload::Restore { .. } = i.payload {
+        if let Err(e) = caps::keep_across_exec(caps::CAP_CHECKPOINT_RESTORE) {
+            eprintln!("{}: warning: cannot keep CAP_CHECKPOINT_RESTORE for the restart ({e}): threads get new ids", i.tool);
+        }
+    }
+    caps::limit_bounding(i.bounding);
+    crate::spawn::sigmask(libc::SIG_SETMASK, &i.mask);
+    if let Payload::Exec { .. } = i.payload {
+        // The runtime acts only in the process ckpt-run started (normally with ckpt-run's pid).
+        std::env::set_var("CKPT_PID", std::process::id().to_string());
+    }
+    let (exe, argv, status) = match i.payload {
+        Payload::Exec { argv, .. } => (None, argv, 127),
+        Payload::Restore { exe, argv, .. } => (Some(exe), argv, 1),
+    };
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    // SAFETY: a NULL-terminated array of valid C strings.
+    unsafe {
+        match exe {
+            Some(e) => libc::execv(e.as_ptr(), ptrs.as_ptr()),
+            None => libc::execvp(ptrs[0], ptrs.as_ptr()),
+        }
+    };
+    let e = std::io::Error::last_os_error();
+    eprintln!("{}: cannot run {}: {e}", i.tool, exe.unwrap_or(&argv[0]).to_string_lossy());
+    // SAFETY: leaving the child.
+    unsafe { libc::_exit(status) }
+}
+
+/// A signal init got counts as a witness of one the outer process got this long afterwards.
+const WITNESS_WINDOW_MS: u64 = 250;
+
+fn now_ms() -> u64 {
+    let c = timens::Clocks::now();
+    (c.monotonic / 1_000_000) as u64
+}
+
+/// When init last got each signal (CLOCK_MONOTONIC ms; 0: not since it was last asked).
+struct Witness([u64; 65]);
+
+impl Witness {
+    fn got(&mut self, sig: u32) {
+        if let Some(t) = self.0.get_mut(sig as usize) {
+            *t = now_ms().max(1);
+        }
+    }
+    /// Whether `sig` came just now; forget it either way.
+    fn answer(&mut self, sig: i32) -> bool {
+        let Some(t) = usize::try_from(sig).ok().and_then(|s| self.0.get_mut(s)) else { return false };
+        let at = std::mem::take(t);
+        at != 0 && now_ms().saturating_sub(at) <= WITNESS_WINDOW_MS
+    }
+}
+
+/// Reap every child that changed state; report the program's stops, continues and end (then
+/// leave, which ends the namespace).
+fn reap(program: i32, report: RawFd, outer: Option<RawFd>, block: bool) {
+    loop {
+        let mut st = 0;
+        let flags = libc::__WALL | libc::WUNTRACED | libc::WCONTINUED | if block { 0 } else { libc::WNOHANG };
+        // SAFETY: waiting for our children with a valid status pointer.
+        let r = unsafe { libc::waitpid(-1, &mut st, flags) };
+        if r < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        if r < 0 {
+            // No child at all: the program is gone without our seeing it (cannot happen).
+            report::send(report, Msg::Exited { status: 0x7f00 }, None);
+            // SAFETY: leaving init.
+            unsafe { libc::_exit(1) }
+        }
+        if r == 0 {
+            return;
+        }
+        if r != program {
+            continue;
+        }
+        if libc::WIFSTOPPED(st) {
+            report::send(report, Msg::Stopped { sig: libc::WSTOPSIG(st) }, None);
+        } else if libc::WIFCONTINUED(st) {
+            report::send(report, Msg::Continued, None);
+            if let Some(o) = outer {
+                crate::forward::send(o, libc::SIGCONT, true);
+            }
+        } else {
+            report::send(report, Msg::Exited { status: st }, None);
+            // SAFETY: leaving init.
+            unsafe { libc::_exit(0) }
+        }
+        if block {
+            return;
+        }
+    }
+}
+
+/// Reap children and answer the outer process's questions until the program is gone.
+fn serve(program: i32, report: RawFd, outer: Option<RawFd>) -> ! {
+    // SAFETY: a signalfd for every signal (all are blocked).
+    let sfd = unsafe { libc::signalfd(-1, &crate::spawn::full_set(), libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    let mut sock = report;
+    let mut witness = Witness([0; 65]);
+    loop {
+        if sfd < 0 {
+            reap(program, report, outer, true); // no witness then: just reap
+            continue;
+        }
+        let mut fds = [libc::pollfd { fd: sfd, events: libc::POLLIN, revents: 0 }, libc::pollfd { fd: sock, events: libc::POLLIN, revents: 0 }];
+        // SAFETY: fds holds two valid entries (a negative fd is ignored).
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+            continue;
+        }
+        // Signals first: a question about a signal must find init's copy already noted.
+        if fds[0].revents != 0 {
+            // SAFETY: an all-zero signalfd_siginfo is valid; read fills it.
+            let mut si: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+            let len = std::mem::size_of::<libc::signalfd_siginfo>();
+            // SAFETY: reading whole records into si.
+            while unsafe { libc::read(sfd, &mut si as *mut _ as *mut libc::c_void, len) } == len as isize {
+                if si.ssi_signo != libc::SIGCHLD as u32 {
+                    witness.got(si.ssi_signo);
+                }
+            }
+            reap(program, report, outer, false);
+        }
+        if fds[1].revents != 0 {
+            match report::recv(sock, libc::MSG_DONTWAIT) {
+                Ok(Some((Msg::Witness { sig }, _))) => report::send(report, Msg::Witnessed { sig, yes: witness.answer(sig) }, None),
+                Ok(Some(_)) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) => {}
+                // The outer process is gone (its death signal will end us): stop listening.
+                Ok(None) | Err(_) => sock = -1,
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Restarting in namespaces of the program's own (ckpt-ns): this process stays outside and
+//! stands for the program; init, pid 1 of a new user, pid and mount namespace, creates the
+//! restarting process with the program's old pid (clone3 set_tid) in a time namespace that
+//! continues its clocks, and that process runs this same program again with `--no-namespace`,
+//! which restores the image in place (and the runtime gives the threads their old ids).
+//! Where namespaces cannot be had, the restart happens in this process with virtual ids.
+
+use ckpt_image::Reader;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::Path;
+
+/// What the namespace needs from the images: the pid (of the newest that reads), the clocks
+/// to continue (the latest of them all: a restart from an older generation then sees the
+/// clocks jump forward, never back) and the signals to forward marked.
+struct Target {
+    pid: i32,
+    clocks: ckpt_ns::Clocks,
+    marked: Vec<i32>,
+}
+
+fn target(image: &Path) -> Option<Target> {
+    let mut t: Option<Target> = None;
+    for c in crate::candidates(image).ok()? {
+        let Ok(r) = Reader::open(&c) else { continue };
+        let ids = &r.index.ids;
+        let clocks = ckpt_ns::Clocks { monotonic: ids.monotonic_ns, boottime: ids.boottime_ns };
+        match &mut t {
+            None => t = Some(Target { pid: r.index.meta.pid, clocks, marked: [ids.signal, ids.stop_signal].into_iter().filter(|&s| s > 0).collect() }),
+            Some(t) => {
+                t.clocks.monotonic = t.clocks.monotonic.max(clocks.monotonic);
+                t.clocks.boottime = t.clocks.boottime.max(clocks.boottime);
+            }
+        }
+    }
+    t.filter(|t| t.pid > 1)
+}
+
+/// Restart in the program's own namespaces and stand for it until it ends (never returns).
+/// Returns when namespaces are turned off (`off`) or unavailable (after saying so), or when no
+/// image can be read (the restart in place then reports why).
+pub fn restart_inside(image: &Path, off: Option<&'static str>) {
+    let started = match off {
+        Some(why) => Err(ckpt_ns::Unavailable::Disabled(why)),
+        None => match target(image) {
+            Some(t) => start(&t),
+            None => return,
+        },
+    };
+    std::env::remove_var("CKPT_OUTER_PID");
+    ckpt_ns::supervise_or_explain(started, "ckpt-restart", "the program continues in this process with virtual ids");
+}
+
+fn start(t: &Target) -> Result<ckpt_ns::Namespace, ckpt_ns::Unavailable> {
+    let other = |e: std::io::Error| ckpt_ns::Unavailable::Other(e);
+    let exe = std::env::current_exe().map_err(other)?;
+    let cstr = |v: Vec<u8>| CString::new(v).map_err(|e| other(std::io::Error::other(e)));
+    let mut argv = vec![cstr(b"ckpt-restart".to_vec())?, cstr(b"--no-namespace".to_vec())?];
+    for a in std::env::args_os().skip(1) {
+        argv.push(cstr(a.into_vec())?);
+    }
+    std::env::set_var("CKPT_OUTER_PID", std::process::id().to_string());
+    let payload = ckpt_ns::Payload::Restore { exe: cstr(exe.into_os_string().into_vec())?, argv, pid: t.pid, clocks: Some(t.clocks) };
+    ckpt_ns::start(&payload, &ckpt_ns::Options { tool: "ckpt-restart", marked: t.marked.clone() })
+}
