@@ -17,6 +17,7 @@ pub struct Report {
     pub taken: Taken,
     pub system: System,
     pub process: Process,
+    pub ids: Ids,
     pub threads: Vec<Thread>,
     pub regions: Vec<RegionInfo>,
     pub fds: Vec<Fd>,
@@ -91,6 +92,22 @@ pub struct Process {
     pub cwd: String,
     pub umask: String,
     pub brk: u64,
+}
+
+/// How the program's ids were provided (docs/namespaces.md).
+#[derive(Serialize)]
+pub struct Ids {
+    /// "namespace": its own user+pid namespace, ids restored exactly; "host": the caller's
+    /// namespaces (a restart gives new ids unless it is made in a namespace).
+    pub mode: &'static str,
+    /// The pid tools outside knew the program by.
+    pub outer_pid: i32,
+    /// getpid()/gettid() were being translated (after a restart without exact ids).
+    pub virtual_ids: bool,
+    pub checkpoint_thread: i32,
+    /// CLOCK_MONOTONIC and CLOCK_BOOTTIME at checkpoint time, in seconds.
+    pub monotonic_s: f64,
+    pub boottime_s: f64,
 }
 
 #[derive(Serialize)]
@@ -236,6 +253,14 @@ pub fn build(reader: &Reader, chain: std::result::Result<&Chain, String>, path: 
             cwd: String::from_utf8_lossy(&ix.process.cwd).into_owned(),
             umask: format!("{:04o}", ix.process.umask),
             brk: ix.process.mm.brk,
+        },
+        ids: Ids {
+            mode: if ix.ids.namespace { "namespace" } else { "host" },
+            outer_pid: ix.ids.outer_pid,
+            virtual_ids: ix.ids.virtual_ids,
+            checkpoint_thread: ix.ids.ckpt_tid,
+            monotonic_s: ix.ids.monotonic_ns as f64 / 1e9,
+            boottime_s: ix.ids.boottime_ns as f64 / 1e9,
         },
         threads: ix
             .threads
