@@ -41,14 +41,16 @@ fn args(a: &[&str]) -> Vec<OsString> {
 }
 
 /// Build `make`'s program in a work directory `name`, checkpoint it at each of `steps` in turn
-/// (a restart chain), SIGKILL, restart, as user nobody if `as_nobody`, with options changed by
-/// `tweak`; the outcome must match the uninterrupted run.
+/// (a restart chain), SIGKILL, restart, as user nobody if `as_nobody`, with namespaces on
+/// (whatever CKPT_NAMESPACE the suite runs with) and options changed by `tweak`; the outcome
+/// must match the uninterrupted run.
 fn verify(name: &str, make: fn(&Workdir) -> Result<Program>, steps: &[u64], as_nobody: bool, tweak: impl FnOnce(&mut Options)) -> Result<Outcome> {
     let bins = Bins::locate()?;
     let work = Workdir::new(name)?;
     let program = make(&work)?;
     let mut opts = Options::new(&work, steps);
     opts.as_nobody = as_nobody;
+    opts.env = vec![("CKPT_NAMESPACE".into(), "1".into())];
     tweak(&mut opts);
     run_and_verify(&bins, &program, &opts)
 }

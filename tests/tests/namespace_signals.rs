@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(60);
 
-/// `argv` in its own process group (so that the test can signal that group), as nobody.
+/// `argv` in its own process group (so that the test can signal that group), as nobody, with
+/// namespaces on whatever CKPT_NAMESPACE the suite runs with.
 fn spawn(label: &str, argv: Vec<OsString>, cwd: &Path) -> Result<Proc> {
     let mut cmd = user_command(&argv, true, cwd);
-    cmd.process_group(0);
+    cmd.process_group(0).env("CKPT_NAMESPACE", "1");
     Proc::spawn(label, cmd)
 }
 
