@@ -106,7 +106,7 @@ fn run(cli: Cli) -> Result<()> {
     let program = &cli.command[0];
     let name = resume::image_name(cli.name.as_deref(), program);
     if cli.resume {
-        resume::resume_if_possible(&dir, &name)?;
+        resume::resume_if_possible(&dir, &name, cli.no_namespace)?;
     }
 
     let preload = match std::env::var_os("LD_PRELOAD") {

@@ -48,8 +48,9 @@ pub fn image_name(explicit: Option<&OsStr>, program: &OsStr) -> OsString {
 
 /// With --resume: exec `ckpt-restart IMAGE` with the newest generation of NAME in DIR whose
 /// header and index verify (the restarter checks every chunk and falls back to older
-/// generations from `NAME.ckpt`). Returns, to start fresh, when there is none.
-pub fn resume_if_possible(dir: &Path, name: &OsStr) -> Result<()> {
+/// generations from `NAME.ckpt`), with `--no-namespace` if we had it. Returns, to start
+/// fresh, when there is none.
+pub fn resume_if_possible(dir: &Path, name: &OsStr, no_namespace: bool) -> Result<()> {
     let gens = ckpt_image::generations_of(dir, name.as_bytes());
     let Some(image) = gens.iter().find(|p| ckpt_image::Reader::open(p).is_ok()) else {
         if !gens.is_empty() {
@@ -63,8 +64,10 @@ pub fn resume_if_possible(dir: &Path, name: &OsStr) -> Result<()> {
         bail!("cannot resume: {} not found next to ckpt-run", restart.display());
     }
     eprintln!("ckpt-run: resuming from {}", image.display());
-    let argv = [restart.into_os_string(), image.clone().into_os_string()]
+    let flag = no_namespace.then(|| OsString::from("--no-namespace"));
+    let argv = [Some(restart.into_os_string()), flag, Some(image.clone().into_os_string())]
         .into_iter()
+        .flatten()
         .map(|a| CString::new(a.into_vec()).context("path contains a NUL byte"))
         .collect::<Result<Vec<_>>>()?;
     let ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();

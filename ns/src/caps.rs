@@ -9,6 +9,9 @@
 //! program runs again.
 
 pub const CAP_CHECKPOINT_RESTORE: u32 = 40;
+pub const CAP_SYS_ADMIN: u32 = 21;
+pub const CAP_SETGID: u32 = 6;
+pub const CAP_SETUID: u32 = 7;
 
 #[repr(C)]
 struct Header {
@@ -25,6 +28,15 @@ struct Data {
 }
 
 const V3: u32 = 0x2008_0522;
+
+/// Whether the calling thread holds `cap` (effective).
+pub fn has(cap: u32) -> bool {
+    let mut h = Header { version: V3, pid: 0 };
+    let mut d = [Data::default(); 2];
+    // SAFETY: capget with a version-3 header and two data words.
+    let ok = unsafe { libc::syscall(libc::SYS_capget, &mut h as *mut Header, d.as_mut_ptr()) } == 0;
+    ok && d[(cap / 32) as usize].effective & (1 << (cap % 32)) != 0
+}
 
 /// Keep `cap` across the next execve: add it to the inheritable set and raise it as ambient.
 pub fn keep_across_exec(cap: u32) -> std::io::Result<()> {

@@ -33,6 +33,8 @@ pub(crate) struct Init<'a> {
     pub mask: libc::sigset_t,
     /// The outer process's capability bounding set.
     pub bounding: u64,
+    /// We are in a user namespace of our own (not when the caller is root).
+    pub userns: bool,
     pub tool: &'static str,
 }
 
@@ -57,6 +59,11 @@ pub(crate) fn main(i: Init) -> ! {
             libc::_exit(1);
         }
         libc::prctl(libc::PR_SET_NAME, c"ckpt-init".as_ptr());
+        // Our mounts must not propagate out (in a user namespace of our own they cannot: the
+        // kernel made shared mounts slaves already).
+        if libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_SLAVE, std::ptr::null()) != 0 {
+            fail(report, Stage::Mount, errno());
+        }
         let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
         if libc::mount(c"proc".as_ptr(), c"/proc".as_ptr(), c"proc".as_ptr(), flags, std::ptr::null()) != 0 {
             fail(report, Stage::Proc, errno());
@@ -128,7 +135,7 @@ fn start(i: &Init) -> Result<(i32, OwnedFd), i32> {
 /// In the program's process: capabilities and signal mask as outside, then execve. A failing
 /// execve is reported like ckpt-run and ckpt-restart do without namespaces.
 fn exec_program(i: &Init) -> ! {
-    if let Payload::Restore { .. } = i.payload {
+    if let (Payload::Restore { .. }, true) = (i.payload, i.userns) {
         if let Err(e) = caps::keep_across_exec(caps::CAP_CHECKPOINT_RESTORE) {
             eprintln!("{}: warning: cannot keep CAP_CHECKPOINT_RESTORE for the restart ({e}): threads get new ids", i.tool);
         }

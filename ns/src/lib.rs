@@ -19,7 +19,8 @@
 //! collide between programs running side by side (each would be pid 2 otherwise).
 //!
 //! Modules, one job each:
-//! - `spawn`: the outer side: create the namespaces, map ids, start init, learn the program's pid;
+//! - `spawn`: the outer side: create the namespaces (no user namespace for root), map ids,
+//!   start init, learn the program's pid;
 //! - `init`: pid 1: a fresh /proc, the program with its pid (ckpt-run's, or at restart the
 //!   restarter with the program's old pid in a time namespace), reaping, reports, and witness of
 //!   the signals sent to the whole process group;

@@ -23,6 +23,7 @@ pub enum Msg {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    Mount,
     Proc,
     Start,
 }
@@ -30,6 +31,7 @@ pub enum Stage {
 impl Stage {
     pub fn what(self) -> &'static str {
         match self {
+            Stage::Mount => "cannot keep the namespace's mounts from propagating",
             Stage::Proc => "cannot mount /proc in the namespace",
             Stage::Start => "cannot start the program in the namespace",
         }
@@ -41,7 +43,7 @@ const LEN: usize = 12;
 fn encode(m: Msg) -> [u8; LEN] {
     let (k, a, b): (i32, i32, i32) = match m {
         Msg::Started { pid } => (1, pid, 0),
-        Msg::Failed { stage, errno } => (2, stage as i32 + 1, errno),
+        Msg::Failed { stage, errno } => (2, stage as i32, errno),
         Msg::Stopped { sig } => (3, sig, 0),
         Msg::Continued => (4, 0, 0),
         Msg::Exited { status } => (5, status, 0),
@@ -58,6 +60,7 @@ fn encode(m: Msg) -> [u8; LEN] {
 fn decode(b: &[u8; LEN]) -> Option<Msg> {
     let w = |i: usize| i32::from_ne_bytes(b[i..i + 4].try_into().unwrap());
     let stage = |v| match v {
+        0 => Some(Stage::Mount),
         1 => Some(Stage::Proc),
         2 => Some(Stage::Start),
         _ => None,

@@ -3,6 +3,11 @@
 //! namespace, write its id maps from here (we stay in the parent namespaces), let it go on, and
 //! wait for its first report: the program started (with a pidfd of it), or setting up failed
 //! before the program ran, so the caller can still run it in place.
+//!
+//! A caller with CAP_SYS_ADMIN (root) needs no user namespace: the pid namespace is then owned
+//! by the caller's, where root may choose pids, and the program keeps root's ids and
+//! capabilities exactly as without a namespace (in a user namespace of its own they would count
+//! only inside it: no ports below 1024, no higher priorities, ...).
 
 use crate::report::{self, Msg};
 use crate::{idmap, init, Options, Payload, Unavailable};
@@ -74,7 +79,8 @@ fn start_blocked(payload: &Payload, opts: &Options, mask: libc::sigset_t) -> Res
     // SAFETY: a new fd owned by nobody else.
     let me = (me >= 0).then(|| unsafe { OwnedFd::from_raw_fd(me as RawFd) });
     let bounding = crate::caps::bounding_set();
-    let flags = libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::SIGCHLD;
+    let userns = !crate::caps::has(crate::caps::CAP_SYS_ADMIN);
+    let flags = libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::SIGCHLD | if userns { libc::CLONE_NEWUSER } else { 0 };
     // SAFETY: a fork-like clone (no new stack) of this single-threaded process; the child only
     // runs init::main, which never returns.
     let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0, 0, 0, 0) };
@@ -84,7 +90,7 @@ fn start_blocked(payload: &Payload, opts: &Options, mask: libc::sigset_t) -> Res
     if pid == 0 {
         drop(ours);
         drop(sync_w);
-        init::main(init::Init { report: theirs, sync: sync_r, outer: me, payload, mask, bounding, tool: opts.tool })
+        init::main(init::Init { report: theirs, sync: sync_r, outer: me, payload, mask, bounding, userns, tool: opts.tool })
     }
     let pid = pid as i32;
     drop(theirs);
@@ -98,9 +104,14 @@ fn start_blocked(payload: &Payload, opts: &Options, mask: libc::sigset_t) -> Res
         }
         e
     };
-    // SAFETY: geteuid/getegid have no preconditions.
-    let maps = idmap::for_ids(unsafe { libc::geteuid() }, unsafe { libc::getegid() });
-    idmap::write(pid, &maps).map_err(|e| abandon(Unavailable::IdMap(e)))?;
+    if userns {
+        let read = |f: &str| std::fs::read_to_string(format!("/proc/self/{f}")).unwrap_or_default();
+        let (u, g) = (read("uid_map"), read("gid_map"));
+        let may_set = crate::caps::has(crate::caps::CAP_SETUID) && crate::caps::has(crate::caps::CAP_SETGID);
+        // SAFETY: geteuid/getegid have no preconditions.
+        let maps = idmap::for_ids(unsafe { libc::geteuid() }, unsafe { libc::getegid() }, may_set.then_some((u.as_str(), g.as_str())));
+        idmap::write(pid, &maps).map_err(|e| abandon(Unavailable::IdMap(e)))?;
+    }
     // SAFETY: writing one byte from a valid buffer to our pipe.
     if unsafe { libc::write(sync_w.as_raw_fd(), b"g".as_ptr() as *const libc::c_void, 1) } != 1 {
         return Err(abandon(Unavailable::Other(Error::last_os_error())));

@@ -18,6 +18,7 @@ use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 const CAP_CHECKPOINT_RESTORE: u32 = 40;
+const CAP_SYS_ADMIN: u32 = 21;
 const MAX_THREADS: usize = 512;
 
 /// A thread's capability sets, as /proc/PID/task/TID/status shows them.
@@ -142,10 +143,12 @@ fn capset(eff: u64, prm: u64, inh: u64) -> Result<(), i32> {
 }
 
 /// Whether this restart can give the program its exact ids: we have its old pid (ckpt-restart
-/// created us with it) and may choose thread ids.
+/// created us with it) and may choose thread ids (CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN over
+/// our pid namespace: in a user namespace of ours, or as root).
 pub fn exact_restart() -> bool {
     let pid = PID_AT_CHECKPOINT.load(Ordering::Relaxed);
-    pid != 0 && sys::getpid() == pid && capget().is_some_and(|(eff, _, _)| eff & (1 << CAP_CHECKPOINT_RESTORE) != 0)
+    let may = |eff: u64| eff & (1 << CAP_CHECKPOINT_RESTORE | 1 << CAP_SYS_ADMIN) != 0;
+    pid != 0 && sys::getpid() == pid && capget().is_some_and(|(eff, _, _)| may(eff))
 }
 
 /// Give the calling thread (tid `old` at checkpoint time) the capabilities it had then; a

@@ -132,7 +132,8 @@ fn environment_turns_namespaces_off() -> Result<()> {
 }
 
 /// Run ckpt-run and ckpt-restart in a private user namespace (of the test) that may create no
-/// user namespaces: they must say so in one line and run the program in place.
+/// user namespaces, without capabilities in it (with CAP_SYS_ADMIN they would need none): they
+/// must say so in one line and run the program in place.
 #[test]
 fn no_user_namespaces_falls_back_to_virtual_ids() -> Result<()> {
     let probe = std::process::Command::new("unshare").args(["--user", "--map-root-user", "true"]).status();
@@ -140,7 +141,8 @@ fn no_user_namespaces_falls_back_to_virtual_ids() -> Result<()> {
         skip_test!("cannot create a user namespace here (unshare --user) to forbid namespaces in");
         return Ok(());
     }
-    let wrapper = args(&["unshare", "--user", "--map-root-user", "sh", "-c", "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$@\"", "sh"]);
+    let forbid = "echo 0 > /proc/sys/user/max_user_namespaces && exec setpriv --bounding-set=-all --inh-caps=-all \"$@\"";
+    let wrapper = args(&["unshare", "--user", "--map-root-user", "sh", "-c", forbid, "sh"]);
     let out = verify("ids-fallback", counter, &[10, 30], true, |o| o.wrapper = wrapper)?;
     let run = &out.records[0].stderr;
     ensure!(
