@@ -126,7 +126,7 @@ pub fn supervise_or_explain(started: Result<Namespace, Unavailable>, tool: &str,
     match started {
         Ok(ns) => {
             if verbose() {
-                eprintln!("{tool}: exact process ids: the program is pid {} in its own user, pid and mount namespace", ns.program_pid());
+                eprintln!("{tool}: exact process ids: the program is pid {} in its own {}", ns.program_pid(), ns.kinds());
             }
             ns.supervise()
         }

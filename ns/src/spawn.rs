@@ -22,12 +22,23 @@ pub struct Namespace {
     pub(crate) pidfd: OwnedFd,
     pub(crate) sock: OwnedFd,
     pub(crate) opts: Options,
+    /// In a user namespace of its own (not for root).
+    pub(crate) userns: bool,
 }
 
 impl Namespace {
     /// The program's pid inside its namespace.
     pub fn program_pid(&self) -> i32 {
         self.pid
+    }
+
+    /// Which namespaces, in words.
+    pub fn kinds(&self) -> &'static str {
+        if self.userns {
+            "user, pid and mount namespace"
+        } else {
+            "pid and mount namespace"
+        }
     }
 }
 
@@ -118,7 +129,7 @@ fn start_blocked(payload: &Payload, opts: &Options, mask: libc::sigset_t) -> Res
     }
     drop(sync_w);
     match report::recv(ours.as_raw_fd(), 0) {
-        Ok(Some((Msg::Started { pid: inner }, Some(pidfd)))) => Ok(Namespace { init_pid: pid, pid: inner, pidfd, sock: ours, opts: opts.clone() }),
+        Ok(Some((Msg::Started { pid: inner }, Some(pidfd)))) => Ok(Namespace { init_pid: pid, pid: inner, pidfd, sock: ours, opts: opts.clone(), userns }),
         Ok(Some((Msg::Failed { stage, errno }, _))) => Err(abandon(Unavailable::Setup(stage, Error::from_raw_os_error(errno)))),
         Ok(_) => Err(abandon(Unavailable::Other(Error::other("the namespace's init ended before starting the program")))),
         Err(e) => Err(abandon(Unavailable::Other(e))),

@@ -39,10 +39,10 @@ impl Surroundings for Env<'_> {
         self.ns.opts.marked.contains(&signo)
     }
     fn group_got_it(&self, signo: i32) -> bool {
+        let seen = self.ask_witness(signo); // first: the question also clears init's record
         // SAFETY: getpgrp has no preconditions.
         let ours = unsafe { libc::getpgrp() };
-        let in_our_group = self.outside.and_then(pgrp_of).is_some_and(|g| g == ours);
-        in_our_group && self.ask_witness(signo)
+        seen && self.outside.and_then(pgrp_of).is_some_and(|g| g == ours)
     }
 }
 
@@ -73,8 +73,8 @@ fn pgrp_of(pid: i32) -> Option<i32> {
     stat.rsplit_once(") ")?.1.split(' ').nth(2)?.parse().ok()
 }
 
-/// The program's pid as we see it (from the pidfd's fdinfo).
-fn outer_pid_of(pidfd: RawFd) -> Option<i32> {
+/// The pid, as we see it, of the process a pidfd refers to (from the pidfd's fdinfo).
+fn pid_of_pidfd(pidfd: RawFd) -> Option<i32> {
     let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{pidfd}")).ok()?;
     text.lines().find_map(|l| l.strip_prefix("Pid:")).and_then(|v| v.trim().parse().ok()).filter(|&p: &i32| p > 0)
 }
@@ -93,7 +93,7 @@ impl Namespace {
         if sfd < 0 {
             eprintln!("{}: cannot read signals ({}); signals sent to this process are not forwarded", self.opts.tool, std::io::Error::last_os_error());
         }
-        let outside = outer_pid_of(self.pidfd.as_raw_fd());
+        let outside = pid_of_pidfd(self.pidfd.as_raw_fd());
         let env = Env { ns: &self, outside, deferred: RefCell::default() };
         let sock = self.sock.as_raw_fd();
         loop {
@@ -124,7 +124,7 @@ impl Namespace {
         match forward::decide(&got, env) {
             Verdict::Forward { marked } => self.send(got.signo, marked),
             Verdict::Skip(why) => {
-                if crate::verbose() {
+                if crate::verbose() && got.signo != libc::SIGCHLD {
                     eprintln!("{}: signal {} not forwarded: {why}", self.opts.tool, got.signo);
                 }
             }

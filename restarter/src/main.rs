@@ -51,6 +51,8 @@ fn main() {
     let cli = Cli::parse();
     if !cli.no_namespace {
         namespace::restart_inside(&cli.image, ckpt_ns::disabled(false));
+    } else if !namespace::started_by_init() {
+        namespace::restart_inside(&cli.image, ckpt_ns::disabled(true));
     }
     if let Err(e) = run(&cli) {
         eprintln!("ckpt-restart: {}", one_line(&e));

@@ -36,6 +36,12 @@ fn target(image: &Path) -> Option<Target> {
     t.filter(|t| t.pid > 1)
 }
 
+/// Whether we are the restarting process a namespace's init started (with `--no-namespace`).
+pub fn started_by_init() -> bool {
+    // SAFETY: getppid has no preconditions.
+    std::env::var_os("CKPT_OUTER_PID").is_some() && unsafe { libc::getppid() } == 1
+}
+
 /// Restart in the program's own namespaces and stand for it until it ends (never returns).
 /// Returns when namespaces are turned off (`off`) or unavailable (after saying so), or when no
 /// image can be read (the restart in place then reports why).

@@ -250,9 +250,7 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], bas
 /// The pid tools outside know the program by: the outer ckpt-restart that started us as the
 /// first process under a namespace's init (CKPT_OUTER_PID), or our own.
 fn outer_pid() -> u64 {
-    // SAFETY: getppid has no preconditions.
-    let under_init = unsafe { libc::getppid() } == 1;
-    let outer = std::env::var("CKPT_OUTER_PID").ok().and_then(|p| p.parse().ok()).filter(|_| under_init);
+    let outer = std::env::var("CKPT_OUTER_PID").ok().and_then(|p| p.parse().ok()).filter(|_| crate::namespace::started_by_init());
     outer.unwrap_or_else(std::process::id) as u64
 }
 
