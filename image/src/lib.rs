@@ -18,6 +18,7 @@ mod chain_tests;
 mod codec;
 mod edit;
 mod fddesc;
+pub mod filerefs;
 mod flatten;
 pub mod fuzz;
 mod generations;

@@ -5,7 +5,7 @@
 
 use crate::layout::page_up;
 use anyhow::{anyhow, bail, Context, Result};
-use ckpt_image::{Backing, Chain, Codec, Layer, LayerBuf, Region};
+use ckpt_image::{filerefs, Backing, Chain, Codec, Layer, LayerBuf, Region};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -92,7 +92,7 @@ fn needs_staging(chain: &Chain, ri: usize) -> bool {
 /// Open (and check) every file the image maps, before anything is changed.
 pub fn open_files(regions: &[Region]) -> Result<Vec<Option<File>>> {
     let mut out = Vec::with_capacity(regions.len());
-    for r in regions {
+    for (i, r) in regions.iter().enumerate() {
         let Backing::File { path, size, mtime, shared, .. } = &r.backing else {
             out.push(None);
             continue;
@@ -110,7 +110,10 @@ pub fn open_files(regions: &[Region]) -> Result<Vec<Option<File>>> {
             // mapping, which must not end before them.
             f.set_len(*size).with_context(|| format!("cannot extend {} to its size at checkpoint time", p.display()))?;
         }
-        if !*shared && (m.size() != *size || m.mtime() != *mtime) {
+        // A private mapping whose pages are all stored or restored into the file by the image
+        // (its file is also mapped shared and written) does not depend on the file as it is now.
+        let restored = !*shared && filerefs::private_mapping_restored(regions, i);
+        if !*shared && !restored && (m.size() != *size || m.mtime() != *mtime) {
             bail!("file {} needed by the image has changed since the checkpoint (size or modification time differs)", p.display());
         }
         out.push(Some(f));
