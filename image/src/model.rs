@@ -1,5 +1,6 @@
 //! The index: everything in an image besides raw page data, as plain serializable types.
 
+use crate::leftout::LeftOut;
 use serde::{Deserialize, Serialize};
 
 /// The whole index of an image.
@@ -13,6 +14,8 @@ pub struct Index {
     pub entry: Entry,
     pub fds: Vec<FdState>,
     pub process: ProcessState,
+    /// What a restart cannot bring back (format version 3).
+    pub left_out: LeftOut,
 }
 
 /// Where and what the image was taken from.
