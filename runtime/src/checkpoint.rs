@@ -1,15 +1,16 @@
 //! One checkpoint: take the gate, stop the threads, collect regions/fds/process state, make a
-//! copy-on-write snapshot (snapshot.rs), resume the threads; the snapshot writes the image under a
-//! temporary name and fsyncs it; then rename. Without a snapshot, the threads stay stopped while
-//! the image is written.
+//! copy-on-write snapshot (snapshot.rs) that copies the shared memory, resume the threads; the
+//! snapshot writes the image under a temporary name, fsyncs it, renames it into place and prints
+//! its line (also when the program has ended meanwhile). Without a snapshot, the threads stay
+//! stopped while the image is written. A program that exits waits for a checkpoint in flight.
 
-use crate::log::{log, DEBUG, ERROR, INFO};
+use crate::log::{log, ALWAYS, DEBUG, ERROR, INFO};
 use crate::maps::{self, MapEntry};
 use crate::dirty::{self, Track};
-use crate::{alloc, config, fdtable, gate, generations, incremental, memwrite, procstate, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
+use crate::{alloc, config, fdtable, freeze, gate, generations, incremental, leftout, memwrite, procstate, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
 use ckpt_image::{Entry, Index, Meta, Region, ThreadState, Writer};
 use std::os::fd::FromRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Checkpoints taken by this program, across restarts (the counter is part of the image).
 pub static GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -23,44 +24,84 @@ pub struct Outcome {
     pub paused_ms: u64,
 }
 
+/// 1 while a checkpoint is being taken (a futex word: exit waits for it, see `wait_in_flight`).
+static IN_FLIGHT: AtomicU32 = AtomicU32::new(0);
+/// Set once the program has started to exit: no new checkpoint starts.
+static EXITING: AtomicBool = AtomicBool::new(false);
+
 /// Take a checkpoint now. Errors are logged here (their text lives in the scratch arena).
 pub fn take() -> Option<Outcome> {
+    if EXITING.load(Ordering::Acquire) {
+        log!(INFO, "no checkpoint: the program is exiting");
+        return None;
+    }
     let t0 = now_ns();
+    IN_FLIGHT.store(1, Ordering::Release);
     gate::lock_exclusive();
     alloc::scratch_begin();
     let gen = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
     // An increment needs its parent on disk (the user may have removed it).
     let parent = config().and_then(|cfg| incremental::next_parent().filter(|(h, _)| generations::has_image(&cfg.dir, &cfg.name, *h)));
-    let mut result = take_with(gen, snapshot::enabled(), parent);
+    let mut result = take_with(gen, t0, snapshot::enabled(), parent);
     if let Err(Retry::Sync(why)) = &result {
         log!(INFO, "checkpoint {gen} written without a snapshot: {why}");
         // The first attempt's scan consumed the dirty bits: this one must be a full image.
-        result = take_with(gen, false, None);
+        result = take_with(gen, t0, false, None);
     }
-    let ms = (now_ns() - t0) / 1_000_000;
     let out = match result {
         Ok((w, paused)) => {
             let paused_ms = paused / 1_000_000;
             incremental::committed(w.hash, w.increment, w.stored);
-            generations::record(gen, &w.path, w.raw, w.stored, ms, paused_ms, w.increment);
+            generations::remember(&w.path, w.stored);
             Some(Outcome { raw: w.raw, stored: w.stored, paused_ms })
         }
-        Err(Retry::Sync(e) | Retry::Fail(e)) => {
+        Err(e) => {
             GENERATION.fetch_sub(1, Ordering::AcqRel);
             incremental::reset();
-            log!(ERROR, "checkpoint failed, the program continues: {e}");
+            if let Retry::Sync(e) | Retry::Fail(e) = e {
+                log!(ERROR, "checkpoint failed, the program continues: {e}");
+            }
             None
         }
     };
     alloc::scratch_end();
     gate::unlock_exclusive();
+    IN_FLIGHT.store(0, Ordering::Release);
+    sys::futex_wake(&IN_FLIGHT);
     out
+}
+
+/// The program is exiting (exit(), _exit(), a return from main): let a checkpoint that is being
+/// taken finish first, so that its image is complete (and reported) when the process is gone,
+/// and start no other. Not in a child the program forked or vforked, nor on the checkpoint
+/// thread itself.
+pub fn wait_in_flight() {
+    if !crate::is_active() || sys::getpid() != crate::vids::real_pid() || sys::gettid() == CKPT_THREAD.tid.load(Ordering::Acquire) {
+        return;
+    }
+    EXITING.store(true, Ordering::Release);
+    loop {
+        let v = IN_FLIGHT.load(Ordering::Acquire);
+        if v == 0 {
+            return;
+        }
+        // Interrupted by the stop signal when a checkpoint stops this thread: wait again.
+        sys::futex_wait(&IN_FLIGHT, v, None);
+    }
+}
+
+/// After a restart: the image was taken inside `take`, whose state means nothing here.
+pub fn after_restart() {
+    IN_FLIGHT.store(0, Ordering::Release);
+    EXITING.store(false, Ordering::Release);
 }
 
 enum Retry {
     /// The snapshot could not hold the image: take it again with the threads stopped throughout.
     Sync(String),
     Fail(String),
+    /// Failed, and the image writer said so on stderr.
+    Reported,
 }
 
 /// What a checkpoint wrote.
@@ -78,12 +119,13 @@ type WriteResult = Result<(u64, u64, u64), String>;
 
 /// Stop the threads, capture, and write the image: from a snapshot child while the program
 /// runs on (`fork`), or with the program stopped; an increment over `parent` (hash, chain
-/// length) when given. Returns what was written and the pause in ns.
-fn take_with(gen: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Written, u64), Retry> {
+/// length) when given. `t0`: when the checkpoint was asked for. Returns what was written and
+/// the pause in ns.
+fn take_with(gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Written, u64), Retry> {
     // Write-protecting memory for the next increment mostly needs no stop: done first.
     let armed = if incremental::enabled() { dirty::pre_arm(parent.is_none(), alloc::scratch_range()) } else { Vec::new() };
     // The pause starts here.
-    let t0 = now_ns();
+    let t_stop = now_ns();
     let slots = threads::stop_all(sys::gettid()).map_err(Retry::Fail)?;
     let t_stopped = now_ns();
     let mut cap = match capture(&slots, gen) {
@@ -95,21 +137,40 @@ fn take_with(gen: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Writte
     };
     // Last before the snapshot: what is written after the scan belongs to the next image.
     track(&mut cap, parent, &armed);
-    let done = |(raw, stored, hash): (u64, u64, u64), cap: &Capture| commit(cap).map(|path| Written { raw, stored, hash, increment: cap.tracks.is_some(), path });
+    let written = |(raw, stored, hash): (u64, u64, u64), cap: &Capture| Written { raw, stored, hash, increment: cap.tracks.is_some(), path: cap.final_path.clone() };
     if fork {
-        match snapshot::spawn(|| write_image(&cap, memwrite::cpus().min(8)), &cap.maps) {
+        // The child writes the image, commits it and prints its line, even if the program ends.
+        let body = |ctx: &snapshot::Ctx| {
+            let r = write_image(&cap, &ctx.frozen, memwrite::cpus().min(8)).and_then(|w| commit(&cap).map(|_| w));
+            let gone = ctx.program_gone();
+            match &r {
+                Ok((raw, stored, _)) => {
+                    let paused = ctx.paused_ns().unwrap_or_else(|| cap.taken_at - t_stop);
+                    announce(&cap, *raw, *stored, now_ns() - t0, paused);
+                }
+                Err(e) if gone => log!(ERROR, "checkpoint {gen} failed (the program has ended): {e}"),
+                Err(e) => log!(ERROR, "checkpoint failed, the program continues: {e}"),
+            }
+            if r.is_err() {
+                discard(&cap);
+            }
+            r
+        };
+        match snapshot::spawn(body, &cap.maps) {
             Ok(mut child) => {
                 threads::resume_all();
-                let paused = now_ns() - t0;
+                let paused = now_ns() - t_stop;
+                child.resumed(paused);
                 let t_cap = cap.taken_at;
-                log!(DEBUG, "pause: stop {} us, capture {} us, snapshot {} us", (t_stopped - t0) / 1000, (t_cap - t_stopped) / 1000, (paused - (t_cap - t0)) / 1000);
+                log!(DEBUG, "pause: stop {} us, capture {} us, snapshot {} us", (t_stopped - t_stop) / 1000, (t_cap - t_stopped) / 1000, (paused - (t_cap - t_stop)) / 1000);
                 return match child.wait() {
-                    snapshot::Outcome::Written { raw, stored, hash } => done((raw, stored, hash), &cap).map(|w| (w, paused)).map_err(Retry::Fail),
+                    snapshot::Outcome::Written { raw, stored, hash } => Ok((written((raw, stored, hash), &cap), paused)),
                     snapshot::Outcome::NeedSync(why) => {
                         discard(&cap);
                         Err(Retry::Sync(why))
                     }
-                    snapshot::Outcome::Failed(e) => {
+                    snapshot::Outcome::Failed => Err(Retry::Reported),
+                    snapshot::Outcome::Died(e) => {
                         discard(&cap);
                         Err(Retry::Fail(e))
                     }
@@ -118,16 +179,34 @@ fn take_with(gen: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Writte
             Err(e) => log!(INFO, "checkpoint {gen} written without a snapshot: {e}"),
         }
     }
-    let r = write_image(&cap, 1);
+    let r = write_image(&cap, &[], 1);
     threads::resume_all();
-    let paused = now_ns() - t0;
+    let paused = now_ns() - t_stop;
     match r {
-        Ok(w) => done(w, &cap).map(|w| (w, paused)).map_err(Retry::Fail),
+        Ok(w) => {
+            commit(&cap).map_err(Retry::Fail)?;
+            announce(&cap, w.0, w.1, now_ns() - t0, paused);
+            Ok((written(w, &cap), paused))
+        }
         Err(e) => {
             discard(&cap);
             Err(Retry::Fail(e))
         }
     }
+}
+
+/// The checkpoint's line on stderr, after the lines about what it leaves out.
+fn announce(cap: &Capture, raw: u64, stored: u64, total_ns: u64, paused_ns: u64) {
+    let gen = cap.index.meta.generation;
+    let lo = &cap.index.left_out;
+    if let Some(list) = lo.children_list() {
+        log!(ALWAYS, "checkpoint {gen}: child processes are not in the image and will be gone after a restart (wait() fails with ECHILD): {list}");
+    }
+    if let Some(list) = lo.pipes_list() {
+        let what = if lo.outside_pipes.len() == 1 { "reads a pipe fed by another process" } else { "read pipes fed by other processes" };
+        log!(ALWAYS, "checkpoint {gen}: input from outside the program cannot be replayed after a restart: {list} {what}");
+    }
+    generations::report(gen, &cap.final_path, raw, stored, total_ns / 1_000_000, paused_ns / 1_000_000, cap.tracks.is_some());
 }
 
 /// Scan and re-arm dirty-page tracking (when increments are on; `armed`: what `pre_arm` armed);
@@ -193,6 +272,7 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
     let cfg = config().ok_or("runtime not configured")?;
     // fds first, before we open anything of our own.
     let fds = fdtable::read_fds();
+    let left_out = leftout::find(&fds);
     crate::kstate::save(sys::gettid());
     let process = procstate::read_process();
     let maps = split_scratch(maps::read_maps()?);
@@ -229,13 +309,15 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
         },
         fds,
         process,
+        left_out,
     };
     Ok(Capture { maps, index, final_path, tmp_path, taken_at: now_ns(), tracks: None, parent: 0 })
 }
 
 /// Write the memory of `cap` and its index to the temporary file, durably, with `threads`
-/// compression threads. Runs in the snapshot child, or with the program's threads stopped.
-fn write_image(cap: &Capture, threads: usize) -> WriteResult {
+/// compression threads, reading the regions that `frozen` holds from their copies. Runs in the
+/// snapshot child, or with the program's threads stopped.
+fn write_image(cap: &Capture, frozen: &[Option<freeze::Frozen>], threads: usize) -> WriteResult {
     let pagemap = sys::open(&sys::cpath(&[b"/proc/self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/self/pagemap: errno {e}"))?;
     let mem = sys::open(&sys::cpath(&[b"/proc/self/mem"]), libc::O_RDONLY, 0).map_err(|e| {
         sys::close(pagemap);
@@ -257,7 +339,7 @@ fn write_image(cap: &Capture, threads: usize) -> WriteResult {
         let file = unsafe { std::fs::File::from_raw_fd(fd) };
         let w = Writer::new(file, ZSTD_LEVEL).map_err(|e| e.to_string())?;
         let t0 = now_ns();
-        let (backings, jobs) = memwrite::plan(pagemap, &cap.maps, cap.tracks.as_deref());
+        let (backings, jobs) = memwrite::plan(pagemap, &cap.maps, cap.tracks.as_deref(), frozen);
         let t1 = now_ns();
         let chunks = memwrite::write_all(&w, mem, &jobs, threads).map_err(|e| format!("cannot write {}: {e}", String::from_utf8_lossy(&cap.tmp_path)))?;
         let t2 = now_ns();
@@ -290,7 +372,7 @@ fn write_image(cap: &Capture, threads: usize) -> WriteResult {
 const ZSTD_LEVEL: i32 = 1;
 
 /// Move the finished temporary file into place and make the rename durable.
-fn commit(cap: &Capture) -> Result<Vec<u8>, String> {
+fn commit(cap: &Capture) -> Result<(), String> {
     let cfg = config().ok_or("runtime not configured")?;
     let tmp_c = sys::cpath(&[&cap.tmp_path]);
     // Rotates older generations, renames into place, fsyncs the directory.
@@ -299,7 +381,7 @@ fn commit(cap: &Capture) -> Result<Vec<u8>, String> {
         return Err(format!("cannot rename the image into place: {}", strerror(e)));
     }
     log!(DEBUG, "image {} written", String::from_utf8_lossy(&cap.final_path));
-    Ok(cap.final_path.clone())
+    Ok(())
 }
 
 /// Remove the temporary file of a failed checkpoint; the previous image stays.
