@@ -160,6 +160,9 @@ fn stage_first(path: &Path) -> Result<Staged> {
 
 fn run(cli: &Cli) -> Result<()> {
     let Staged { index, image_hash, plan, own, base, stage_len, switch_len } = stage_first(&cli.image)?;
+    for w in left_out_warnings(&index.left_out) {
+        eprintln!("ckpt-restart: warning: {w}");
+    }
 
     // Kernel state that lives on across the switch.
     let p = &index.process;
@@ -179,6 +182,27 @@ fn run(cli: &Cli) -> Result<()> {
     let prepared = plan::prepare(&index, image_hash, &plan, &own, switch_base, switch_len)?;
     // SAFETY: this is the only thread (staging threads were joined); the switch area is ready.
     unsafe { plan::go(prepared) }
+}
+
+/// What the image says the restart cannot bring back, one sentence each: the program's child
+/// processes, and fds that read a pipe fed from outside the program.
+fn left_out_warnings(lo: &ckpt_image::LeftOut) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(list) = lo.children_list() {
+        out.push(format!("the program's child processes were not in the image and are gone (its wait() fails with ECHILD): {list}"));
+    }
+    for p in &lo.outside_pipes {
+        let what = if p.fifo.is_empty() { "a pipe".to_string() } else { format!("the FIFO {}", String::from_utf8_lossy(&p.fifo)) };
+        let now = if p.fd <= 2 {
+            format!("its {} unread bytes and later input are lost; it reads ckpt-restart's own fd {} instead", p.unread, p.fd)
+        } else if p.fifo.is_empty() {
+            format!("it gets the {} bytes it had not read at checkpoint time, then end of file", p.unread)
+        } else {
+            "its input is lost".to_string()
+        };
+        out.push(format!("fd {} read {what} fed by another process: {now}", p.fd));
+    }
+    out
 }
 
 fn reserve(base: u64, len: u64) -> Result<()> {
