@@ -1,6 +1,7 @@
 //! `ckpt-run`: sets up the environment the runtime reads (preload, image directory, checkpoint
 //! signal, the pid it manages) and execs the program in place, so the program keeps our pid.
 
+mod protect;
 mod resume;
 mod signals;
 
@@ -69,13 +70,32 @@ struct Cli {
     #[arg(long, env = "CKPT_NAME")]
     name: Option<OsString>,
 
+    /// Run a program the runtime cannot be loaded into (statically linked, setuid or setgid,
+    /// file capabilities, not x86-64) anyway, without checkpoints, after a warning. Without
+    /// it, ckpt-run refuses such a program (exit status 2).
+    #[arg(long, env = "CKPT_UNPROTECTED", value_parser = clap::builder::FalseyValueParser::new())]
+    unprotected: bool,
+
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<OsString>,
 }
 
+/// Exit status when the program cannot be protected (and --unprotected was not given).
+const EXIT_UNPROTECTABLE: i32 = 2;
+
 fn main() {
     let cli = Cli::parse();
+    if let Some(why) = protect::why_unprotectable(&cli.command[0]) {
+        if !cli.unprotected {
+            eprintln!("ckpt-run: {why}: the ckpt runtime cannot be loaded into it, so it could not be checkpointed (--unprotected runs it anyway, without checkpoints)");
+            std::process::exit(EXIT_UNPROTECTABLE);
+        }
+        eprintln!("ckpt-run: warning: {why}: running it without the ckpt runtime (--unprotected): no checkpoint will be taken, and a checkpoint signal would end it");
+        let err = exec(&cli.command);
+        eprintln!("ckpt-run: {err:#}");
+        std::process::exit(127);
+    }
     if let Err(e) = run(cli) {
         eprintln!("ckpt-run: {e:#}");
         std::process::exit(127);
@@ -128,17 +148,21 @@ fn run(cli: Cli) -> Result<()> {
         None => std::env::remove_var("CKPT_REQUEUE_CMD"),
     }
 
-    let argv: Vec<CString> = cli
-        .command
-        .iter()
-        .map(|a| CString::new(a.clone().into_vec()).context("argument contains a NUL byte"))
-        .collect::<Result<_>>()?;
+    Err(exec(&cli.command))
+}
+
+/// Exec `command` (looked up in PATH) in this process; returns only on failure.
+fn exec(command: &[OsString]) -> anyhow::Error {
+    let argv: Vec<CString> = match command.iter().map(|a| CString::new(a.clone().into_vec()).context("argument contains a NUL byte")).collect::<Result<_>>() {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
     let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
     // SAFETY: argv is a NULL-terminated array of valid C strings that outlive the call.
     unsafe { libc::execvp(ptrs[0], ptrs.as_ptr()) };
     let err = std::io::Error::last_os_error();
-    bail!("cannot run {}: {err}", program.to_string_lossy())
+    anyhow::anyhow!("cannot run {}: {err}", command[0].to_string_lossy())
 }
 
 /// The runtime lives next to our own executable (cargo build) or in ../lib (an install).
