@@ -7,8 +7,9 @@
 //! grows with the shared memory only (and the copy lives only as long as the child).
 //!
 //! Private file mappings of a file that the program also maps shared and writable are copied too
-//! (their pages inside the file that are stored, see maps::file_refs): the pages the program
-//! never wrote are the file's, and the file changes under the child.
+//! (their pages inside the file that are stored, see maps::file_refs), and private mappings of
+//! memfds and deleted files: the pages the program never wrote are the file's, and the file
+//! changes under the child.
 //!
 //! Pages of shmem objects (shared anonymous memory, memfd, System V and /dev/shm) that are not in
 //! memory are holes when the system has no swap: they are left out of the copy (they read as
@@ -26,14 +27,17 @@ pub struct Frozen {
 }
 
 /// Whether region `m` with `backing` must be copied before the program runs on: memory that a
-/// fork shares instead of copying, or a private file mapping whose file the program writes
-/// through a shared mapping (`refs`, see maps::file_refs).
+/// fork shares instead of copying, a private file mapping whose file the program writes
+/// through a shared mapping (`refs`, see maps::file_refs), or a private mapping of a memfd or
+/// deleted file (stored whole; its unwritten pages are the file's, which the program may write
+/// through a shared mapping or its fd).
 fn needed(m: &MapEntry, backing: &Backing, refs: bool) -> bool {
     match backing {
         Backing::SharedAnon => true,
         Backing::File { shared: true, .. } => m.prot & libc::PROT_WRITE as u32 != 0,
         Backing::File { shared: false, .. } => refs,
-        Backing::Anon | Backing::Special => false,
+        Backing::Anon => maps::is_deleted_file(m),
+        Backing::Special => false,
     }
 }
 
@@ -62,7 +66,7 @@ pub fn freeze(maps: &[(MapEntry, bool)], pagemap: i32, mem: i32) -> Result<Vec<O
         }
         // Cheap tests first: a private mapping needs no stat unless its file is mapped shared.
         let refs = if m.shared { None } else { maps::file_refs(maps, i) };
-        if !m.shared && refs.is_none() {
+        if !m.shared && refs.is_none() && !maps::is_deleted_file(m) {
             out.push(None);
             continue;
         }

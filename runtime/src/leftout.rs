@@ -59,31 +59,35 @@ fn reads(flags: i32) -> bool {
     flags & libc::O_ACCMODE != libc::O_WRONLY
 }
 
-/// Read ends of pipes and FIFOs whose write end the program does not hold (dups of an fd are
-/// not listed again).
+/// Read ends of pipes and FIFOs that a process outside the program writes (the program holds no
+/// write end, and one is still open elsewhere), and those on fds 0-2 with bytes still unread
+/// (a restart gives fds 0-2 ckpt-restart's own: the bytes are lost even if no writer is left).
+/// Dups of an fd are not listed again.
 fn outside_pipes(fds: &[FdState]) -> Vec<OutsidePipe> {
     let mut out = Vec::new();
-    for f in fds.iter().filter(|f| f.dup_of.is_none() && reads(f.flags)) {
-        match &f.kind {
-            FdKind::Pipe { ino, .. } if f.flags & libc::O_ACCMODE == libc::O_RDONLY => {
-                let writer = fds.iter().any(|g| matches!(&g.kind, FdKind::Pipe { ino: i, .. } if i == ino) && !reads(g.flags));
-                if !writer {
-                    let unread = fds.iter().map(|g| if let FdKind::Pipe { ino: i, data, .. } = &g.kind { if i == ino { data.len() as u64 } else { 0 } } else { 0 }).sum();
-                    out.push(OutsidePipe { fd: f.fd, unread, fifo: Vec::new() });
-                }
+    for f in fds.iter().filter(|f| f.dup_of.is_none() && f.flags & libc::O_ACCMODE == libc::O_RDONLY) {
+        let (writer, fifo) = match &f.kind {
+            FdKind::Pipe { ino, .. } => (fds.iter().any(|g| matches!(&g.kind, FdKind::Pipe { ino: i, .. } if i == ino) && !reads(g.flags)), Vec::new()),
+            FdKind::Other { link } if link.starts_with(b"/") && is_fifo(f.fd) => {
+                (fds.iter().any(|g| matches!(&g.kind, FdKind::Other { link: l } if l == link) && g.flags & libc::O_ACCMODE != libc::O_RDONLY), link.clone())
             }
-            FdKind::Other { link } if f.flags & libc::O_ACCMODE == libc::O_RDONLY && link.starts_with(b"/") && is_fifo(f.fd) => {
-                let writer = fds.iter().any(|g| matches!(&g.kind, FdKind::Other { link: l } if l == link) && g.flags & libc::O_ACCMODE != libc::O_RDONLY);
-                if !writer {
-                    let mut n: i32 = 0;
-                    let _ = syscall!(libc::SYS_ioctl, f.fd, libc::FIONREAD, &mut n as *mut i32);
-                    out.push(OutsidePipe { fd: f.fd, unread: n.max(0) as u64, fifo: link.clone() });
-                }
-            }
-            _ => {}
+            _ => continue,
+        };
+        let mut n: i32 = 0;
+        let _ = syscall!(libc::SYS_ioctl, f.fd, libc::FIONREAD, &mut n as *mut i32);
+        let unread = n.max(0) as u64;
+        if !writer && (!writers_gone(f.fd) || (f.fd <= 2 && unread > 0)) {
+            out.push(OutsidePipe { fd: f.fd, unread, fifo });
         }
     }
     out
+}
+
+/// Whether every write end of the pipe read through `fd` is closed (POLLHUP): then nothing more
+/// can come, and a restart, which gives the unread bytes back, then end of file, loses nothing.
+fn writers_gone(fd: i32) -> bool {
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    syscall!(libc::SYS_poll, &mut p as *mut libc::pollfd, 1, 0).is_ok() && p.revents & libc::POLLHUP != 0
 }
 
 fn is_fifo(fd: i32) -> bool {

@@ -178,6 +178,19 @@ pub fn stored_runs(pagemap_fd: i32, m: &MapEntry, backing: &Backing, refs: Optio
         runs.push((0, npages));
         return runs;
     }
+    pagemap_runs(pagemap_fd, m, want)
+}
+
+/// Pages of a private mapping that are the program's own now (copied on write, or swapped out):
+/// runs of (page offset from the region's start, pages).
+pub fn copied_pages(pagemap_fd: i32, m: &MapEntry) -> Vec<(u64, u64)> {
+    pagemap_runs(pagemap_fd, m, |e, _| (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAPPED != 0)
+}
+
+/// Runs of the pages of `m` whose pagemap entry (and page number) `want` accepts.
+fn pagemap_runs(pagemap_fd: i32, m: &MapEntry, want: impl Fn(u64, u64) -> bool) -> Vec<(u64, u64)> {
+    let npages = (m.end - m.start) / PAGE;
+    let mut runs: Vec<(u64, u64)> = Vec::new();
     const BATCH: u64 = 8192;
     let mut buf = vec![0u64; BATCH as usize];
     let mut p = 0;

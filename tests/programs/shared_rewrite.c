@@ -6,9 +6,10 @@
  *   file   a MAP_SHARED mapping of shared-PID.bin (created in the working directory), plus a
  *          read-only MAP_PRIVATE view of the same file (never written: its pages are the file's)
  *   anon   MAP_SHARED | MAP_ANONYMOUS memory
- *   memfd  a MAP_SHARED mapping of a memfd (the fd stays open)
+ *   memfd  a MAP_SHARED mapping of a memfd (the fd stays open), plus a read-only MAP_PRIVATE
+ *          view of it
  *   shm    a MAP_SHARED mapping of a POSIX shm object (/dev/shm)
- * Step s first checks that every word of every region (and of the private view) still holds
+ * Step s first checks that every word of every region (and of its private view) still holds
  * what step s-1 wrote, counting the words that do not, then rewrites every word. A checkpoint
  * image that mixes the contents of two steps (a torn snapshot) makes a restarted run count bad
  * words. Prints "start", "step s bad=<n>" and "result <bad> <hash>", where the hash covers the
@@ -42,8 +43,7 @@ static uint64_t word(long s, size_t i, int r)
 static uint64_t *region[MAXR];
 static int fds[MAXR]; /* fd to read the final contents back through, or -1 */
 static int nregions;
-static uint64_t *view; /* the private view of the file region */
-static int file_region = -1;
+static uint64_t *view[MAXR]; /* a read-only MAP_PRIVATE view of the region's file, or NULL */
 
 static int add(uint64_t *p, int fd)
 {
@@ -87,10 +87,7 @@ int main(int argc, char **argv)
             if (fd < 0 || ftruncate(fd, (off_t)len))
                 return 3;
             r = add(mmap(NULL, len, prot, MAP_SHARED, fd, 0), fd);
-            view = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-            if (view == MAP_FAILED)
-                return 3;
-            file_region = r;
+            view[r] = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
         } else if (!strcmp(k, "anon")) {
             r = add(mmap(NULL, len, prot, MAP_SHARED | MAP_ANONYMOUS, -1, 0), -1);
         } else if (!strcmp(k, "memfd")) {
@@ -98,6 +95,7 @@ int main(int argc, char **argv)
             if (fd < 0 || ftruncate(fd, (off_t)len))
                 return 3;
             r = add(mmap(NULL, len, prot, MAP_SHARED, fd, 0), fd);
+            view[r] = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
         } else if (!strcmp(k, "shm")) {
             int fd = shm_open(shmname, O_RDWR | O_CREAT | O_EXCL, 0600);
             if (fd < 0 || ftruncate(fd, (off_t)len))
@@ -109,7 +107,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "shared_rewrite: unknown kind %s\n", k);
             return 2;
         }
-        if (r < 0)
+        if (r < 0 || view[r] == MAP_FAILED)
             return 3;
     }
     /* Step 0: what step 1 expects. */
@@ -125,8 +123,8 @@ int main(int argc, char **argv)
             for (size_t i = 0; i < words; i++) {
                 uint64_t want = word(s - 1, i, r);
                 here += region[r][i] != want;
-                if (r == file_region)
-                    here += view[i] != want;
+                if (view[r])
+                    here += view[r][i] != want;
                 region[r][i] = word(s, i, r);
             }
         }
@@ -145,8 +143,9 @@ int main(int argc, char **argv)
             h = hash(back, words, h);
         }
     }
-    if (view)
-        h = hash(view, words, h);
+    for (int r = 0; r < nregions; r++)
+        if (view[r])
+            h = hash(view[r], words, h);
     if (has_shm)
         shm_unlink(shmname);
     printf("result %llu %016llx\n", (unsigned long long)bad, (unsigned long long)h);

@@ -7,8 +7,9 @@
 //! - a MAP_SHARED file mapping and a read-only MAP_PRIVATE view of the same file (whose pages
 //!   are the file's): the image must equal the memory at the checkpoint, and the restart must
 //!   not refuse the view because the file changed after the checkpoint (the image restores it);
-//! - shared anonymous memory, a memfd and POSIX shm: the checkpoint is written by the snapshot,
-//!   not with the program stopped throughout (the old fallback);
+//! - shared anonymous memory, a memfd (with a read-only MAP_PRIVATE view, which after a restart
+//!   must still see later writes through the shared mapping) and POSIX shm: the checkpoint is
+//!   written by the snapshot, not with the program stopped throughout (the old fallback);
 //! - the same as user nobody.
 
 use anyhow::{ensure, Context, Result};
@@ -67,19 +68,32 @@ fn shared_file_mapping_and_its_private_view_are_frozen() -> Result<()> {
     outcome.verify(&plain?)
 }
 
-/// Shared anonymous memory, a memfd and a POSIX shm object, checkpointed by the snapshot.
-fn shared_memory(tag: &str, kinds: &str, as_nobody: bool) -> Result<()> {
+/// Shared anonymous memory, a memfd and a POSIX shm object, checkpointed by the snapshot
+/// (or, with `env`, however it says).
+fn shared_memory_with(tag: &str, kinds: &str, as_nobody: bool, env: &[(&str, &str)]) -> Result<()> {
     let bins = Bins::locate()?;
     let work = Workdir::new(tag)?;
     let program = program(&work, kinds)?;
     let mut opts = Options::new(&work, &[30]);
     opts.as_nobody = as_nobody;
     opts.env.push(("CKPT_LOG".into(), "info".into()));
+    opts.env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let outcome = run_and_verify(&bins, &program, &opts)?;
     let first = &outcome.records[0];
     ensure!(!first.stderr.contains(FALLBACK), "the checkpoint was written with the program stopped throughout\n{first}");
     ensure!(first.stderr.contains("checkpoint 1: "), "no checkpoint line\n{first}");
     Ok(())
+}
+
+fn shared_memory(tag: &str, kinds: &str, as_nobody: bool) -> Result<()> {
+    shared_memory_with(tag, kinds, as_nobody, &[])
+}
+
+/// The private view of a memfd still sees later writes through the shared mapping after a
+/// restart (its unwritten pages are the memfd's again), whether the checkpoint forks or not.
+#[test]
+fn private_view_of_a_memfd_stays_connected_without_fork() -> Result<()> {
+    shared_memory_with("shared-fork-view", "memfd", false, &[("CKPT_FORK", "0")])
 }
 
 #[test]
