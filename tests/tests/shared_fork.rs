@@ -80,8 +80,8 @@ fn shared_memory_with(tag: &str, kinds: &str, as_nobody: bool, env: &[(&str, &st
     opts.env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let outcome = run_and_verify(&bins, &program, &opts)?;
     let first = &outcome.records[0];
+    // (Said before the image appears: the program is SIGKILLed as soon as it does.)
     ensure!(!first.stderr.contains(FALLBACK), "the checkpoint was written with the program stopped throughout\n{first}");
-    ensure!(first.stderr.contains("checkpoint 1: "), "no checkpoint line\n{first}");
     Ok(())
 }
 
