@@ -7,9 +7,10 @@ use crate::log::{log, DEBUG, ERROR, INFO};
 use crate::maps::{self, MapEntry};
 use crate::dirty::{self, Track};
 use crate::{alloc, config, fdtable, gate, generations, incremental, memwrite, procstate, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
-use ckpt_image::{Entry, Index, Meta, Region, ThreadState, Writer};
+use crate::imgdir::{self, Dir};
+use ckpt_image::{generation_file_name, Entry, Index, Meta, Region, ThreadState, Writer};
 use std::os::fd::FromRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// Checkpoints taken by this program, across restarts (the counter is part of the image).
 pub static GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -29,14 +30,24 @@ pub fn take() -> Option<Outcome> {
     gate::lock_exclusive();
     alloc::scratch_begin();
     let gen = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
-    // An increment needs its parent on disk (the user may have removed it).
-    let parent = config().and_then(|cfg| incremental::next_parent().filter(|(h, _)| generations::has_image(&cfg.dir, &cfg.name, *h)));
-    let mut result = take_with(gen, snapshot::enabled(), parent);
-    if let Err(Retry::Sync(why)) = &result {
-        log!(INFO, "checkpoint {gen} written without a snapshot: {why}");
-        // The first attempt's scan consumed the dirty bits: this one must be a full image.
-        result = take_with(gen, false, None);
-    }
+    // The directory is opened (and checked) for this checkpoint; it is closed when `dir` goes.
+    let result = match config().ok_or_else(|| "runtime not configured".to_string()).and_then(|cfg| Ok((cfg, Dir::open(&cfg.dir, cfg.allow_shared)?))) {
+        Err(e) => Err(Retry::Fail(e)),
+        Ok((cfg, dir)) => {
+            // An increment needs its parent on disk (the user may have removed it).
+            let parent = incremental::next_parent().filter(|(h, _)| generations::has_image(&dir, &cfg.name, *h));
+            let mut result = take_with(&dir, gen, snapshot::enabled(), parent);
+            if let Err(Retry::Sync(why)) = &result {
+                log!(INFO, "checkpoint {gen} written without a snapshot: {why}");
+                // The first attempt's scan consumed the dirty bits: this one must be a full image.
+                result = take_with(&dir, gen, false, None);
+            }
+            if result.is_ok() {
+                dir.clean_leftovers(&generation_file_name(&cfg.name, 0), START_SEC.load(Ordering::Relaxed));
+            }
+            result
+        }
+    };
     let ms = (now_ns() - t0) / 1_000_000;
     let out = match result {
         Ok((w, paused)) => {
@@ -55,6 +66,17 @@ pub fn take() -> Option<Outcome> {
     alloc::scratch_end();
     gate::unlock_exclusive();
     out
+}
+
+/// When this process started (or was restarted), in seconds since the epoch: temporary images
+/// last written before then are leftovers of a killed checkpoint.
+pub static START_SEC: AtomicI64 = AtomicI64::new(0);
+
+/// Remember now as the start of this process (at startup and after a restart).
+pub fn mark_start() {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let _ = sys::syscall!(libc::SYS_clock_gettime, libc::CLOCK_REALTIME, &mut ts as *mut libc::timespec);
+    START_SEC.store(ts.tv_sec, Ordering::Relaxed);
 }
 
 enum Retry {
@@ -79,7 +101,7 @@ type WriteResult = Result<(u64, u64, u64), String>;
 /// Stop the threads, capture, and write the image: from a snapshot child while the program
 /// runs on (`fork`), or with the program stopped; an increment over `parent` (hash, chain
 /// length) when given. Returns what was written and the pause in ns.
-fn take_with(gen: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Written, u64), Retry> {
+fn take_with(dir: &Dir, gen: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Written, u64), Retry> {
     // Write-protecting memory for the next increment mostly needs no stop: done first.
     let armed = if incremental::enabled() { dirty::pre_arm(parent.is_none(), alloc::scratch_range()) } else { Vec::new() };
     // The pause starts here.
@@ -95,9 +117,9 @@ fn take_with(gen: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Writte
     };
     // Last before the snapshot: what is written after the scan belongs to the next image.
     track(&mut cap, parent, &armed);
-    let done = |(raw, stored, hash): (u64, u64, u64), cap: &Capture| commit(cap).map(|path| Written { raw, stored, hash, increment: cap.tracks.is_some(), path });
+    let done = |(raw, stored, hash): (u64, u64, u64), cap: &Capture| commit(dir, cap).map(|path| Written { raw, stored, hash, increment: cap.tracks.is_some(), path });
     if fork {
-        match snapshot::spawn(|| write_image(&cap, memwrite::cpus().min(8)), &cap.maps) {
+        match snapshot::spawn(|| write_image(dir, &cap, memwrite::cpus().min(8)), &cap.maps) {
             Ok(mut child) => {
                 threads::resume_all();
                 let paused = now_ns() - t0;
@@ -106,11 +128,11 @@ fn take_with(gen: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Writte
                 return match child.wait() {
                     snapshot::Outcome::Written { raw, stored, hash } => done((raw, stored, hash), &cap).map(|w| (w, paused)).map_err(Retry::Fail),
                     snapshot::Outcome::NeedSync(why) => {
-                        discard(&cap);
+                        discard(dir, &cap);
                         Err(Retry::Sync(why))
                     }
                     snapshot::Outcome::Failed(e) => {
-                        discard(&cap);
+                        discard(dir, &cap);
                         Err(Retry::Fail(e))
                     }
                 };
@@ -118,13 +140,13 @@ fn take_with(gen: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Writte
             Err(e) => log!(INFO, "checkpoint {gen} written without a snapshot: {e}"),
         }
     }
-    let r = write_image(&cap, 1);
+    let r = write_image(dir, &cap, 1);
     threads::resume_all();
     let paused = now_ns() - t0;
     match r {
         Ok(w) => done(w, &cap).map(|w| (w, paused)).map_err(Retry::Fail),
         Err(e) => {
-            discard(&cap);
+            discard(dir, &cap);
             Err(Retry::Fail(e))
         }
     }
@@ -181,7 +203,8 @@ struct Capture {
     /// The index without regions (filled in by write_image).
     index: Index,
     final_path: Vec<u8>,
-    tmp_path: Vec<u8>,
+    /// The temporary image's name in the image directory (unpredictable: see imgdir).
+    tmp_name: Vec<u8>,
     /// When the capture was complete (ns, CLOCK_MONOTONIC).
     taken_at: u64,
     /// An increment: what changed in each region since the parent, whose header hash is `parent`.
@@ -198,7 +221,7 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
     let maps = split_scratch(maps::read_maps()?);
     let vdso_hash = maps.iter().find(|(m, _)| m.name == b"[vdso]").map_or(0, |(m, _)| hash_mem(m.start, m.end - m.start));
     let final_path = generations::newest_path(&cfg.dir, &cfg.name);
-    let tmp_path = [&final_path[..], b".tmp"].concat();
+    let tmp_name = imgdir::tmp_name(&generation_file_name(&cfg.name, 0));
     let ct: &ThreadInfo = &CKPT_THREAD;
     let index = Index {
         meta: meta(&cfg.name, gen, vdso_hash),
@@ -230,36 +253,35 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
         fds,
         process,
     };
-    Ok(Capture { maps, index, final_path, tmp_path, taken_at: now_ns(), tracks: None, parent: 0 })
+    Ok(Capture { maps, index, final_path, tmp_name, taken_at: now_ns(), tracks: None, parent: 0 })
 }
 
 /// Write the memory of `cap` and its index to the temporary file, durably, with `threads`
 /// compression threads. Runs in the snapshot child, or with the program's threads stopped.
-fn write_image(cap: &Capture, threads: usize) -> WriteResult {
+fn write_image(dir: &Dir, cap: &Capture, threads: usize) -> WriteResult {
     let pagemap = sys::open(&sys::cpath(&[b"/proc/self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/self/pagemap: errno {e}"))?;
     let mem = sys::open(&sys::cpath(&[b"/proc/self/mem"]), libc::O_RDONLY, 0).map_err(|e| {
         sys::close(pagemap);
         format!("cannot open /proc/self/mem: errno {e}")
     })?;
-    let tmp_c = sys::cpath(&[&cap.tmp_path]);
+    let tmp_path = dir.show(&cap.tmp_name).into_bytes();
     let r = (|| -> WriteResult {
         // O_DIRECT where the file system has it (see Writer): steady and fast for large images.
         // Not for increments: their chunks are small, and O_DIRECT pads each to 4 KiB.
-        let create = |extra| sys::open(&tmp_c, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | extra, 0o600);
+        // A new file of ours (O_EXCL|O_NOFOLLOW, 0600): nothing planted at the name is used.
         let direct = if cap.tracks.is_some() { 0 } else { libc::O_DIRECT };
-        let fd = match create(direct) {
-            Err(libc::EINVAL) => create(0),
+        let fd = match dir.create(&cap.tmp_name, direct) {
+            Err(libc::EINVAL) => dir.create(&cap.tmp_name, 0),
             r => r,
         }
-        .map_err(|e| format!("cannot create {}: {}", String::from_utf8_lossy(&cap.tmp_path), strerror(e)))?;
-        let _ = sys::syscall!(libc::SYS_fchmod, fd, 0o600);
+        .map_err(|e| format!("cannot create {}: {}", String::from_utf8_lossy(&tmp_path), strerror(e)))?;
         // SAFETY: fd is a freshly opened file that the File now owns.
         let file = unsafe { std::fs::File::from_raw_fd(fd) };
         let w = Writer::new(file, ZSTD_LEVEL).map_err(|e| e.to_string())?;
         let t0 = now_ns();
         let (backings, jobs) = memwrite::plan(pagemap, &cap.maps, cap.tracks.as_deref());
         let t1 = now_ns();
-        let chunks = memwrite::write_all(&w, mem, &jobs, threads).map_err(|e| format!("cannot write {}: {e}", String::from_utf8_lossy(&cap.tmp_path)))?;
+        let chunks = memwrite::write_all(&w, mem, &jobs, threads).map_err(|e| format!("cannot write {}: {e}", String::from_utf8_lossy(&tmp_path)))?;
         let t2 = now_ns();
         let mut regions: Vec<Region> = Vec::with_capacity(cap.maps.len());
         let mut next = 0;
@@ -274,7 +296,7 @@ fn write_image(cap: &Capture, threads: usize) -> WriteResult {
         let mut index = cap.index.clone();
         index.regions = regions;
         let raw = w.raw_bytes();
-        let (_file, header) = w.finish_increment(&index, cap.parent).map_err(|e| write_error(e, &cap.tmp_path))?;
+        let (_file, header) = w.finish_increment(&index, cap.parent).map_err(|e| write_error(e, &tmp_path))?;
         let total = header.index_offset + header.index_len;
         let ms = |a: u64, b: u64| (b - a) / 1_000_000;
         log!(DEBUG, "image written with {threads} threads: pagemap {} ms, chunks {} ms, index+fsync {} ms", ms(t0, t1), ms(t1, t2), ms(t2, now_ns()));
@@ -290,22 +312,20 @@ fn write_image(cap: &Capture, threads: usize) -> WriteResult {
 const ZSTD_LEVEL: i32 = 1;
 
 /// Move the finished temporary file into place and make the rename durable.
-fn commit(cap: &Capture) -> Result<Vec<u8>, String> {
+fn commit(dir: &Dir, cap: &Capture) -> Result<Vec<u8>, String> {
     let cfg = config().ok_or("runtime not configured")?;
-    let tmp_c = sys::cpath(&[&cap.tmp_path]);
     // Rotates older generations, renames into place, fsyncs the directory.
-    if let Err(e) = generations::commit(&tmp_c, &cfg.dir, &cfg.name) {
-        let _ = sys::syscall!(libc::SYS_unlink, tmp_c.as_ptr());
-        return Err(format!("cannot rename the image into place: {}", strerror(e)));
+    if let Err(e) = generations::commit(dir, &cap.tmp_name, &cfg.name) {
+        dir.unlink_own(&cap.tmp_name);
+        return Err(e);
     }
     log!(DEBUG, "image {} written", String::from_utf8_lossy(&cap.final_path));
     Ok(cap.final_path.clone())
 }
 
 /// Remove the temporary file of a failed checkpoint; the previous image stays.
-fn discard(cap: &Capture) {
-    let tmp_c = sys::cpath(&[&cap.tmp_path]);
-    let _ = sys::syscall!(libc::SYS_unlink, tmp_c.as_ptr());
+fn discard(dir: &Dir, cap: &Capture) {
+    dir.unlink_own(&cap.tmp_name);
 }
 
 fn write_error(e: ckpt_image::ImageError, path: &[u8]) -> String {
@@ -352,7 +372,18 @@ fn meta(name: &[u8], gen: u64, vdso_hash: u64) -> Meta {
         vdso_hash,
         glibc: glibc_version(),
         chain: 1,
+        origin: origin(),
     }
+}
+
+/// Who takes this image, of what (see ckpt_image::Origin).
+fn origin() -> ckpt_image::Origin {
+    let mut boot_id = sys::read_file(&sys::cpath(&[b"/proc/sys/kernel/random/boot_id"])).unwrap_or_default();
+    while boot_id.last() == Some(&b'\n') {
+        boot_id.pop();
+    }
+    let (program, program_id) = config().map(|c| (c.program.clone(), c.program_id)).unwrap_or_default();
+    ckpt_image::Origin { uid: sys::geteuid(), program, program_id, boot_id }
 }
 
 /// glibc's version string (a pointer to a constant: safe while other threads are stopped).

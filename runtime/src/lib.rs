@@ -15,6 +15,7 @@ mod fdtable;
 mod generations;
 mod gate;
 mod hooks;
+mod imgdir;
 mod incremental;
 mod kstate;
 mod log;
@@ -40,6 +41,12 @@ pub struct Config {
     pub dir: Vec<u8>,
     pub name: Vec<u8>,
     pub signal: i32,
+    /// CKPT_ALLOW_SHARED_DIR: use an image directory other users can write to (see imgdir).
+    pub allow_shared: bool,
+    /// The program ckpt-run started (CKPT_PROGRAM, else our executable) and its identity at
+    /// startup, recorded in every image (`--resume` compares them).
+    pub program: Vec<u8>,
+    pub program_id: ckpt_image::FileId,
 }
 
 static CONFIG: AtomicPtr<Config> = AtomicPtr::new(std::ptr::null_mut());
@@ -113,8 +120,15 @@ extern "C" fn init() {
         }
         c
     });
+    if !ckpt_image::trust::is_file_name(&name) {
+        log!(ERROR, "CKPT_NAME {:?} is not a file name (empty, `.`, `..` or with a `/`): checkpoints are disabled", String::from_utf8_lossy(&name));
+        return;
+    }
     let signal = env(b"CKPT_SIGNAL\0").and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok()).unwrap_or(libc::SIGUSR2);
-    CONFIG.store(Box::into_raw(Box::new(Config { dir, name, signal })), Ordering::Release);
+    let allow_shared = env(b"CKPT_ALLOW_SHARED_DIR\0").is_some_and(|v| !v.is_empty() && v != b"0");
+    let (program, program_id) = program_identity(env(b"CKPT_PROGRAM\0"));
+    CONFIG.store(Box::into_raw(Box::new(Config { dir, name, signal, allow_shared, program, program_id })), Ordering::Release);
+    checkpoint::mark_start();
     TRIGGER_SIGNAL.store(signal, Ordering::Relaxed);
     triggers::init(env);
     alloc::init_scratch();
@@ -131,6 +145,18 @@ extern "C" fn init() {
     control::setup();
     ACTIVE.store(true, Ordering::Release);
     log!(DEBUG, "runtime active in pid {}, signal {signal}", sys::getpid());
+}
+
+/// The program's path (`given`, else our executable's) and its identity now.
+fn program_identity(given: Option<Vec<u8>>) -> (Vec<u8>, ckpt_image::FileId) {
+    let exe = sys::cpath(&[b"/proc/self/exe"]);
+    let path = given.unwrap_or_else(|| sys::readlink(&exe).unwrap_or_default());
+    let c = if path.is_empty() { exe } else { sys::cpath(&[&path]) };
+    // SAFETY: all-zero stat and statfs structs are valid out-parameters.
+    let (mut st, mut fs): (libc::stat, libc::statfs) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+    let _ = sys::syscall!(libc::SYS_newfstatat, libc::AT_FDCWD, c.as_ptr(), &mut st as *mut libc::stat, 0);
+    let _ = sys::syscall!(libc::SYS_statfs, c.as_ptr(), &mut fs as *mut libc::statfs);
+    (path, ckpt_image::FileId::new(&st, fs.f_type))
 }
 
 extern "C" fn after_fork_child() {
