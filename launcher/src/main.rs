@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// Name of the runtime library that `cargo build` produces next to our executable.
@@ -66,8 +66,15 @@ struct Cli {
     requeue: bool,
 
     /// Image name (default: the program's file name); in a Slurm step of several tasks, .RANK is added.
+    /// One file name: no `/`, not empty, `.` or `..`.
     #[arg(long, env = "CKPT_NAME")]
     name: Option<OsString>,
+
+    /// Use an image directory that another user owns, or that group or others may write to
+    /// without the sticky bit, with a warning (refused by default: they could read or replace
+    /// the images).
+    #[arg(long, env = "CKPT_ALLOW_SHARED_DIR", value_parser = clap::builder::FalseyValueParser::new())]
+    allow_shared_dir: bool,
 
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -91,11 +98,19 @@ fn run(cli: Cli) -> Result<()> {
     let interval = cli.interval.as_deref().map(resume::parse_duration).transpose()?;
     let requeue = if cli.requeue { resume::requeue_command()? } else { None };
     let runtime = find_runtime()?;
-    let dir = prepare_dir(&cli.dir)?;
+    if let Some(n) = cli.name.as_deref().filter(|n| !ckpt_image::trust::is_file_name(n.as_bytes())) {
+        bail!("--name {:?} is not a file name (it must not be empty, `.` or `..`, or contain `/`)", n.to_string_lossy());
+    }
+    let dir = prepare_dir(&cli.dir, cli.allow_shared_dir)?;
     let program = &cli.command[0];
     let name = resume::image_name(cli.name.as_deref(), program);
+    if !ckpt_image::trust::is_file_name(name.as_bytes()) {
+        bail!("cannot name images after {:?}: give a file name with --name", name.to_string_lossy());
+    }
+    // What the image records as the program (and --resume compares): the file execvp will run.
+    let resolved = resume::resolve_program(program);
     if cli.resume {
-        resume::resume_if_possible(&dir, &name)?;
+        resume::resume_if_possible(&dir, &name, resolved.as_deref())?;
     }
 
     let preload = match std::env::var_os("LD_PRELOAD") {
@@ -111,6 +126,15 @@ fn run(cli: Cli) -> Result<()> {
     std::env::set_var("CKPT_DIR", &dir);
     std::env::set_var("CKPT_SIGNAL", signal.to_string());
     std::env::set_var("CKPT_NAME", &name);
+    match &resolved {
+        Some(p) => std::env::set_var("CKPT_PROGRAM", p),
+        None => std::env::remove_var("CKPT_PROGRAM"),
+    }
+    if cli.allow_shared_dir {
+        std::env::set_var("CKPT_ALLOW_SHARED_DIR", "1");
+    } else {
+        std::env::remove_var("CKPT_ALLOW_SHARED_DIR");
+    }
     std::env::set_var("CKPT_PID", std::process::id().to_string());
     std::env::set_var("CKPT_KEEP", cli.keep.to_string());
     std::env::set_var("CKPT_INCREMENTAL", if cli.full_only { "0" } else { "1" });
@@ -165,7 +189,9 @@ fn find_runtime() -> Result<PathBuf> {
     )
 }
 
-fn prepare_dir(dir: &Path) -> Result<PathBuf> {
+/// The image directory, created 0700 if missing; an existing one must be the user's alone
+/// (ckpt_image::trust::dir_problem), unless `allow_shared` (then a warning).
+fn prepare_dir(dir: &Path, allow_shared: bool) -> Result<PathBuf> {
     if !dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -176,8 +202,15 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf> {
     let abs = dir
         .canonicalize()
         .with_context(|| format!("image directory {}", dir.display()))?;
-    if !abs.is_dir() {
+    let meta = std::fs::metadata(&abs).with_context(|| format!("image directory {}", abs.display()))?;
+    if !meta.is_dir() {
         bail!("{} is not a directory", abs.display());
+    }
+    if let Some(p) = ckpt_image::trust::dir_problem(meta.uid(), meta.mode(), ckpt_image::trust::euid()) {
+        if !allow_shared {
+            bail!("image directory {} {p}: another user could read or replace the images (use a directory of your own, or --allow-shared-dir)", abs.display());
+        }
+        eprintln!("ckpt-run: warning: image directory {} {p}; using it anyway (--allow-shared-dir)", abs.display());
     }
     // Reject a directory we cannot write to now rather than at the first checkpoint.
     let c = CString::new(abs.as_os_str().as_bytes())?;
