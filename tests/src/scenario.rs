@@ -118,7 +118,7 @@ pub fn user_command(argv: &[OsString], as_nobody: bool, cwd: &Path) -> Command {
     // Settings the test environment might carry over would change what ckpt-run does.
     for var in [
         "CKPT_DIR", "CKPT_SIGNAL", "CKPT_NAME", "CKPT_PID", "CKPT_INTERVAL", "CKPT_STOP_SIGNAL", "CKPT_KEEP", "CKPT_RESUME",
-        "CKPT_REQUEUE",
+        "CKPT_REQUEUE", "CKPT_ALLOW_SHARED_DIR", "CKPT_PROGRAM",
     ] {
         cmd.env_remove(var);
     }
