@@ -248,3 +248,34 @@ fn output_file_swapped_by_another_user_is_refused() -> Result<()> {
     let thesis = file(&private.join("thesis.txt"), &"years of work\n".repeat(10_000), Some(&u.victim), 0o600)?;
     refuses_swapped_output(&bins, Some(&u.victim), Some(&u.attacker), &project, &image, &thesis)
 }
+
+#[test]
+fn shared_mapped_file_replaced_by_a_symlink_is_refused() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("sec-mapped")?;
+    let cwd = work.subdir("run")?;
+    let mut prog = Program::c(&work, "mem_shared.c", &["-pthread"], &[])?;
+    prog.cwd = cwd.clone();
+    let mut p = spawn(None, "ckpt-run mem_shared", &ckpt_run_argv(&bins, &work.images(), &[], &prog), &cwd)?;
+    p.wait_for_step(50, T)?;
+    let image = work.images().join("mem_shared.ckpt");
+    // The program's POSIX shm object outlives it when it is killed (the restart needs it).
+    struct Unlink(String);
+    impl Drop for Unlink {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _shm = Unlink(format!("/dev/shm/ckpt-test-{}", p.pid()));
+    checkpoint(&mut p, &image, T)?;
+    p.kill()?;
+    // The file the program maps shared (and whose pages a restart writes back) is now a link.
+    let precious = file(&work.join("precious.bin"), &"precious\n".repeat(20_000), None, 0o600)?;
+    std::fs::rename(cwd.join("shared.bin"), cwd.join("shared.moved"))?;
+    std::os::unix::fs::symlink(&precious, cwd.join("shared.bin"))?;
+    let r = run(None, "ckpt-restart", &restart_argv(&bins, &[], &image), &cwd)?;
+    let line = clean_tool_failure(&r, "ckpt-restart").map_err(anyhow::Error::msg)?;
+    ensure!(line.contains("shared.bin") && line.contains("symbolic link"), "unclear refusal: {line}");
+    ensure!(std::fs::read_to_string(&precious)? == "precious\n".repeat(20_000), "the restart wrote the program's memory into the file the link points to");
+    Ok(())
+}
