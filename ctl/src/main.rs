@@ -68,7 +68,8 @@ fn main() {
     match run(&cli) {
         Ok(()) => {}
         Err(Fail(code, msg)) => {
-            eprintln!("ckpt-ctl: {msg}");
+            // File names in DIR are anyone's choice in a shared directory: no control characters.
+            eprintln!("ckpt-ctl: {}", printable(&msg).replace('\n', " "));
             std::process::exit(code);
         }
     }
