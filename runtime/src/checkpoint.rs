@@ -34,6 +34,9 @@ pub fn take() -> Option<Outcome> {
     let result = match config().ok_or_else(|| "runtime not configured".to_string()).and_then(|cfg| Ok((cfg, Dir::open(&cfg.dir, cfg.allow_shared)?))) {
         Err(e) => Err(Retry::Fail(e)),
         Ok((cfg, dir)) => {
+            // Temporary images a killed checkpoint of ours left behind (before this one starts,
+            // so that they never look like part of it, and free their space first).
+            dir.clean_leftovers(&generation_file_name(&cfg.name, 0), START_SEC.load(Ordering::Relaxed));
             // An increment needs its parent on disk (the user may have removed it).
             let parent = incremental::next_parent().filter(|(h, _)| generations::has_image(&dir, &cfg.name, *h));
             let mut result = take_with(&dir, gen, snapshot::enabled(), parent);
@@ -41,9 +44,6 @@ pub fn take() -> Option<Outcome> {
                 log!(INFO, "checkpoint {gen} written without a snapshot: {why}");
                 // The first attempt's scan consumed the dirty bits: this one must be a full image.
                 result = take_with(&dir, gen, false, None);
-            }
-            if result.is_ok() {
-                dir.clean_leftovers(&generation_file_name(&cfg.name, 0), START_SEC.load(Ordering::Relaxed));
             }
             result
         }
