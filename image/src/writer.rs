@@ -209,7 +209,9 @@ impl Writer {
             file.write_all(&[0u8; HEADER_LEN])?;
         }
         let first = AtomicU32::new(if direct { FIRST_PENDING } else { FIRST_DONE });
-        Ok(Writer { file, pos: AtomicU64::new(HEADER_LEN as u64), raw_total: AtomicU64::new(0), enc: Some(ChunkEncoder::new(level)?), level, direct, first })
+        // The encoder for `write_chunk` is made when first needed: callers that bring their own
+        // (`write_chunk_with`) do not pay for its buffers.
+        Ok(Writer { file, pos: AtomicU64::new(HEADER_LEN as u64), raw_total: AtomicU64::new(0), enc: None, level, direct, first })
     }
 
     /// The compression level, for callers that make encoders for other threads.

@@ -117,7 +117,6 @@ extern "C" fn init() {
     CONFIG.store(Box::into_raw(Box::new(Config { dir, name, signal })), Ordering::Release);
     TRIGGER_SIGNAL.store(signal, Ordering::Relaxed);
     triggers::init(env);
-    alloc::init_scratch();
     snapshot::configure(env(b"CKPT_FORK\0").as_deref());
     let max_chain = env(b"CKPT_MAX_CHAIN\0").and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u32>().ok());
     incremental::configure(env(b"CKPT_INCREMENTAL\0").as_deref(), max_chain.map(|n| n.min(generations::MAX_CHAIN)));
