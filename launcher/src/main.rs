@@ -24,7 +24,10 @@ const RUNTIME_LIB: &str = "libckpt_runtime.so";
                   After --stop-signal or `ckpt-ctl stop` the program exits with status 75 once its image \
                   is written (74: the checkpoint failed).\n\
                   Every option can also come from the environment variable shown; CKPT_LOG=info|debug \
-                  shows more than the one line per checkpoint."
+                  shows more than the one line per checkpoint.\n\
+                  Exit status: the program's; 2 usage error (a bad option or option value); 125 ckpt-run \
+                  itself failed (image directory, runtime library, resume); 126 PROGRAM cannot be run; \
+                  127 PROGRAM not found."
 )]
 struct Cli {
     /// Directory for images (created 0700 if missing).
@@ -74,21 +77,75 @@ struct Cli {
     command: Vec<OsString>,
 }
 
+/// Exit status for a bad command line (as clap's own errors).
+const EXIT_USAGE: i32 = 2;
+/// Exit status when ckpt-run itself fails (as env(1), nice(1), timeout(1)).
+const EXIT_FAILED: i32 = 125;
+/// Exit status when the program was found but cannot be run, and when it was not found (as env(1)).
+const EXIT_CANNOT_RUN: i32 = 126;
+const EXIT_NOT_FOUND: i32 = 127;
+
+/// An error in the command line (exit status 2).
+#[derive(Debug)]
+struct Usage(anyhow::Error);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// The program could not be executed (exit status 126, or 127 when it does not exist).
+#[derive(Debug)]
+struct CannotRun {
+    program: String,
+    err: std::io::Error,
+}
+
+impl std::fmt::Display for CannotRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot run {}: {}", self.program, self.err)
+    }
+}
+
+impl std::error::Error for CannotRun {}
+
+/// Mark an option's error as a usage error.
+fn usage<T>(r: Result<T>) -> Result<T> {
+    r.map_err(|e| Usage(e).into())
+}
+
+fn exit_status(e: &anyhow::Error) -> i32 {
+    if e.downcast_ref::<Usage>().is_some() {
+        EXIT_USAGE
+    } else if let Some(c) = e.downcast_ref::<CannotRun>() {
+        if c.err.kind() == std::io::ErrorKind::NotFound {
+            EXIT_NOT_FOUND
+        } else {
+            EXIT_CANNOT_RUN
+        }
+    } else {
+        EXIT_FAILED
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("ckpt-run: {e:#}");
-        std::process::exit(127);
+        std::process::exit(exit_status(&e));
     }
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let signal = signals::parse(&cli.signal)?;
-    let stop_signal = cli.stop_signal.as_deref().map(signals::parse).transpose()?;
+    let signal = usage(signals::parse(&cli.signal))?;
+    let stop_signal = usage(cli.stop_signal.as_deref().map(signals::parse).transpose())?;
     if stop_signal == Some(signal) {
-        bail!("--signal and --stop-signal must differ");
+        return usage(Err(anyhow::anyhow!("--signal and --stop-signal must differ")));
     }
-    let interval = cli.interval.as_deref().map(resume::parse_duration).transpose()?;
+    let interval = usage(cli.interval.as_deref().map(resume::parse_duration).transpose())?;
     let requeue = if cli.requeue { resume::requeue_command()? } else { None };
     let runtime = find_runtime()?;
     let dir = prepare_dir(&cli.dir)?;
@@ -138,7 +195,7 @@ fn run(cli: Cli) -> Result<()> {
     // SAFETY: argv is a NULL-terminated array of valid C strings that outlive the call.
     unsafe { libc::execvp(ptrs[0], ptrs.as_ptr()) };
     let err = std::io::Error::last_os_error();
-    bail!("cannot run {}: {err}", program.to_string_lossy())
+    Err(CannotRun { program: program.to_string_lossy().into_owned(), err }.into())
 }
 
 /// The runtime lives next to our own executable (cargo build) or in ../lib (an install).
