@@ -225,5 +225,22 @@ fn validate(index: &Index, header: &Header) -> Result<()> {
     if index.entry.pc == 0 || index.entry.sp == 0 {
         return bad("no restart entry point".into());
     }
+    check_tiling(index, data_end)
+}
+
+/// Every byte of the data area belongs to exactly one chunk (so every byte is checksummed):
+/// the chunks' stored bytes, in file order, follow each other without gap or overlap from the
+/// header to the index.
+fn check_tiling(index: &Index, data_end: u64) -> Result<()> {
+    let mut spans: Vec<(u64, u64)> = index.regions.iter().flat_map(|r| &r.chunks).filter(|c| c.stored_len > 0).map(|c| (c.file_offset, c.file_offset + c.stored_len)).collect();
+    spans.sort_unstable();
+    let mut at = HEADER_LEN as u64;
+    for (start, end) in spans.into_iter().chain([(data_end, data_end)]) {
+        if start != at {
+            let what = if start > at { "belong to no chunk" } else { "belong to two chunks" };
+            return Err(ImageError::Corrupt(format!("bytes {}..{} of the data area {what}", at.min(start), at.max(start))));
+        }
+        at = end;
+    }
     Ok(())
 }
