@@ -263,13 +263,29 @@ impl Scratch {
     }
 }
 
+/// Whether the caller runs on the checkpoint thread's TLS: the checkpoint thread itself, the
+/// image writer's helper threads (clones that share its TLS) and the snapshot child (a copy of
+/// it). Only they allocate from the scratch arena; a program thread in a hook during a
+/// checkpoint gets general memory, which outlives the checkpoint.
+fn on_checkpoint_thread() -> bool {
+    let tp: u64;
+    // SAFETY: reads the first word of the thread control block, which glibc sets to the
+    // block's own address (the thread pointer) in every thread.
+    unsafe { std::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags)) };
+    tp == crate::CKPT_THREAD.fs_base.load(Ordering::Relaxed)
+}
+
+fn scratch_mode() -> bool {
+    SCRATCH.active.load(Ordering::Relaxed) && on_checkpoint_thread()
+}
+
 fn big_len(layout: &Layout) -> usize {
     page_up(layout.size())
 }
 
 unsafe impl GlobalAlloc for RuntimeAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if SCRATCH.active.load(Ordering::Relaxed) {
+        if scratch_mode() {
             let p = SCRATCH.alloc(&layout);
             if !p.is_null() {
                 return p;
@@ -297,7 +313,7 @@ unsafe impl GlobalAlloc for RuntimeAlloc {
     }
 
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if SCRATCH.active.load(Ordering::Relaxed) && SCRATCH.contains(p as usize) && SCRATCH.grow_in_place(p as usize, layout.size(), new_size) {
+        if scratch_mode() && SCRATCH.contains(p as usize) && SCRATCH.grow_in_place(p as usize, layout.size(), new_size) {
             return p;
         }
         let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
@@ -332,7 +348,7 @@ pub fn note_in_image(ranges: &ScratchRanges) {
     const _: () = assert!(MAX_SEGS <= 64);
 }
 
-/// Route allocations (the checkpoint thread's, and its helpers') to the scratch arena, from empty.
+/// Route the checkpoint thread's allocations (and its helpers') to the scratch arena, from empty.
 pub fn scratch_begin() {
     SCRATCH.used.store(0, Ordering::Relaxed);
     SCRATCH.active.store(true, Ordering::Release);
