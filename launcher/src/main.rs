@@ -155,35 +155,31 @@ fn run(cli: Cli) -> Result<()> {
         resume::resume_if_possible(&dir, &name)?;
     }
 
-    let preload = match std::env::var_os("LD_PRELOAD") {
-        Some(old) if !old.is_empty() => {
-            let mut v = runtime.clone().into_os_string();
-            v.push(":");
-            v.push(old);
-            v
-        }
-        _ => runtime.clone().into_os_string(),
+    // The runtime's settings go in one private variable, with the LD_PRELOAD that loads it;
+    // the runtime removes both before main (LD_PRELOAD back to the user's own), so the program
+    // and its children see the environment we were started with (see ckpt_image::Launch).
+    let user_preload = std::env::var_os("LD_PRELOAD");
+    let mut preload = runtime.clone().into_os_string();
+    if let Some(old) = user_preload.as_ref().filter(|o| !o.is_empty()) {
+        preload.push(":");
+        preload.push(old);
+    }
+    let launch = ckpt_image::Launch {
+        pid: std::process::id() as i32,
+        dir: dir.clone().into_os_string().into_vec(),
+        name: name.clone().into_vec(),
+        signal,
+        stop_signal: stop_signal.unwrap_or(0),
+        keep: cli.keep,
+        incremental: !cli.full_only,
+        max_chain: cli.max_chain,
+        interval_ms: interval.unwrap_or(0),
+        requeue_cmd: requeue.map(|c| c.into_os_string().into_vec()).unwrap_or_default(),
+        preload: preload.clone().into_vec(),
+        preload_user: user_preload.map(|p| p.into_vec()),
     };
     std::env::set_var("LD_PRELOAD", preload);
-    std::env::set_var("CKPT_DIR", &dir);
-    std::env::set_var("CKPT_SIGNAL", signal.to_string());
-    std::env::set_var("CKPT_NAME", &name);
-    std::env::set_var("CKPT_PID", std::process::id().to_string());
-    std::env::set_var("CKPT_KEEP", cli.keep.to_string());
-    std::env::set_var("CKPT_INCREMENTAL", if cli.full_only { "0" } else { "1" });
-    std::env::set_var("CKPT_MAX_CHAIN", cli.max_chain.to_string());
-    match interval {
-        Some(ms) => std::env::set_var("CKPT_INTERVAL", format!("{ms}ms")),
-        None => std::env::remove_var("CKPT_INTERVAL"),
-    }
-    match stop_signal {
-        Some(s) => std::env::set_var("CKPT_STOP_SIGNAL", s.to_string()),
-        None => std::env::remove_var("CKPT_STOP_SIGNAL"),
-    }
-    match requeue {
-        Some(cmd) => std::env::set_var("CKPT_REQUEUE_CMD", cmd),
-        None => std::env::remove_var("CKPT_REQUEUE_CMD"),
-    }
+    std::env::set_var(ckpt_image::LAUNCH_VAR, launch.encode());
 
     let argv: Vec<CString> = cli
         .command

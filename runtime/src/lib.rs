@@ -2,8 +2,9 @@
 //! the checkpoint signal, stops the program's threads and writes an image of the process; and
 //! the restart path that `ckpt-restart` jumps into to bring the program's threads back.
 //!
-//! It activates only in the process `ckpt-run` started (CKPT_PID); anything else that inherits
-//! the preload (children, srun) gets inert hooks that forward to libc.
+//! It activates only in the process `ckpt-run` started (the pid in its settings, `launch`);
+//! anything else that loads it (children the user preloads it in, srun) gets inert hooks that
+//! forward to libc.
 
 mod alloc;
 mod checkpoint;
@@ -17,6 +18,7 @@ mod gate;
 mod hooks;
 mod incremental;
 mod kstate;
+mod launch;
 mod log;
 mod maps;
 mod memwrite;
@@ -99,27 +101,31 @@ fn env(name: &[u8]) -> Option<Vec<u8>> {
 extern "C" fn init() {
     hooks::resolve();
     fdhooks::resolve();
+    launch::resolve();
     vids::init();
-    let managed = env(b"CKPT_PID\0").and_then(|p| std::str::from_utf8(&p).ok()?.parse::<i32>().ok());
-    if managed != Some(sys::getpid()) {
+    // Whatever else happens, the program gets its own environment back.
+    let launch = launch::take(env);
+    let Some(launch) = launch.filter(|l| l.pid == sys::getpid()) else {
         return; // not the process ckpt-run started: stay inert
-    }
+    };
+    launch::set_managed(launch.pid);
     log::set_level_from_env(env(b"CKPT_LOG\0").as_deref());
-    let dir = env(b"CKPT_DIR\0").unwrap_or_else(|| sys::readlink(&sys::cpath(&[b"/proc/self/cwd"])).unwrap_or_else(|_| b".".to_vec()));
-    let name = env(b"CKPT_NAME\0").unwrap_or_else(|| {
+    let dir = if launch.dir.is_empty() { sys::readlink(&sys::cpath(&[b"/proc/self/cwd"])).unwrap_or_else(|_| b".".to_vec()) } else { launch.dir.clone() };
+    let name = if launch.name.is_empty() {
         let mut c = sys::read_file(&sys::cpath(&[b"/proc/self/comm"])).unwrap_or_default();
         while c.last() == Some(&b'\n') {
             c.pop();
         }
         c
-    });
-    let signal = env(b"CKPT_SIGNAL\0").and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok()).unwrap_or(libc::SIGUSR2);
+    } else {
+        launch.name.clone()
+    };
+    let signal = if launch.signal > 0 { launch.signal } else { libc::SIGUSR2 };
     CONFIG.store(Box::into_raw(Box::new(Config { dir, name, signal })), Ordering::Release);
     TRIGGER_SIGNAL.store(signal, Ordering::Relaxed);
-    triggers::init(env);
+    triggers::init(launch, env(b"SLURM_JOB_ID\0"));
     snapshot::configure(env(b"CKPT_FORK\0").as_deref());
-    let max_chain = env(b"CKPT_MAX_CHAIN\0").and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u32>().ok());
-    incremental::configure(env(b"CKPT_INCREMENTAL\0").as_deref(), max_chain.map(|n| n.min(generations::MAX_CHAIN)));
+    incremental::configure(launch.incremental, launch.max_chain.min(generations::MAX_CHAIN));
     find_rseq();
     if !install_handlers(signal) {
         log!(ERROR, "cannot install signal handlers; checkpoints are disabled");
