@@ -1,7 +1,10 @@
-//! Issue 4 against a real Slurm (a one-machine cluster started by scripts/slurm-cluster): the
-//! batch scripts in scripts/slurm run the counter under `srun ckpt-run`, and each test checks
-//! that the job ends with the uninterrupted result without starting over. Skips, saying why,
-//! where Slurm cannot be installed or started (not root, no apt).
+//! Issue 4 against a real Slurm: the batch scripts in scripts/slurm run the counter under
+//! `srun ckpt-run`, and each test checks that the job ends with the uninterrupted result without
+//! starting over. The cluster is private to this test binary (scripts/slurm-cluster: its own
+//! slurm.conf, munged, state and ports in a directory of its own, found through SLURM_CONF),
+//! started once and stopped when the binary exits: the machine's own Slurm is not touched.
+//! Skips, saying why, where Slurm cannot be installed or started (not root, no apt); fails when
+//! it should start but does not.
 
 use anyhow::{bail, ensure, Context, Result};
 use ckpt_tests::process::wait_until;
@@ -16,15 +19,46 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Start the cluster once per test binary; Err(reason) means skip.
-fn cluster() -> Result<(), String> {
-    static UP: OnceLock<Result<(), String>> = OnceLock::new();
+/// The private cluster's directory (per run of this binary).
+fn cluster_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("ckpt-slurm-{}", std::process::id()))
+}
+
+/// A Slurm command for our private cluster.
+fn slurm(cmd: &str) -> Command {
+    let mut c = Command::new(cmd);
+    c.env("SLURM_CONF", cluster_dir().join("slurm.conf"));
+    c
+}
+
+extern "C" fn stop_cluster() {
+    let _ = Command::new(repo().join("scripts/slurm-cluster")).arg("stop").arg(cluster_dir()).output();
+}
+
+/// Why there is no cluster: it cannot run here (skip), or it failed (fail).
+#[derive(Clone)]
+enum NoCluster {
+    Skip(String),
+    Fail(String),
+}
+
+/// Start the cluster once per test binary (stopped and removed when the binary exits).
+fn cluster() -> Result<(), NoCluster> {
+    static UP: OnceLock<Result<(), NoCluster>> = OnceLock::new();
     UP.get_or_init(|| {
-        let out = Command::new(repo().join("scripts/slurm-cluster")).arg("start").output().map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!("scripts/slurm-cluster start: {}", String::from_utf8_lossy(&out.stderr).trim()))
+        let pid = std::process::id().to_string();
+        let out = Command::new(repo().join("scripts/slurm-cluster"))
+            .args(["start", "--owner", &pid])
+            .arg(cluster_dir())
+            .output()
+            .map_err(|e| NoCluster::Skip(format!("cannot run scripts/slurm-cluster: {e}")))?;
+        // SAFETY: registering a plain function to run at exit.
+        unsafe { libc::atexit(stop_cluster) };
+        let why = format!("scripts/slurm-cluster start: {}", String::from_utf8_lossy(&out.stderr).trim());
+        match out.status.code() {
+            Some(0) => Ok(()),
+            Some(2) => Err(NoCluster::Skip(why)),
+            _ => Err(NoCluster::Fail(why)),
         }
     })
     .clone()
@@ -32,9 +66,13 @@ fn cluster() -> Result<(), String> {
 
 macro_rules! need_slurm {
     () => {
-        if let Err(why) = cluster() {
-            ckpt_tests::skip_test!("Slurm is not available here ({why})");
-            return Ok(());
+        match cluster() {
+            Ok(()) => {}
+            Err(NoCluster::Skip(why)) => {
+                ckpt_tests::skip_test!("Slurm is not available here ({why})");
+                return Ok(());
+            }
+            Err(NoCluster::Fail(why)) => bail!("the private Slurm cluster did not start: {why}"),
         }
     };
 }
@@ -49,7 +87,7 @@ impl Job {
     /// sbatch scripts/slurm/SCRIPT PROGRAM ARGS with extra sbatch options and environment.
     fn submit(bins: &Bins, work: &Workdir, opts: &[&str], script: &str, prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Job> {
         let out = work.join("job.out");
-        let mut c = Command::new("sbatch");
+        let mut c = slurm("sbatch");
         c.arg("--parsable").arg(format!("--chdir={}", work.path().display())).arg(format!("--output={}", out.display()));
         c.args(opts).arg(repo().join("scripts/slurm").join(script)).arg(prog).args(args);
         c.env("PATH", format!("{}:{}", bins.dir.display(), std::env::var("PATH").unwrap_or_default()));
@@ -65,13 +103,13 @@ impl Job {
     }
 
     fn state(&self) -> String {
-        let o = Command::new("scontrol").args(["show", "job", "-o", &self.id]).output();
+        let o = slurm("scontrol").args(["show", "job", "-o", &self.id]).output();
         let s = o.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
         s.split_whitespace().find_map(|w| w.strip_prefix("JobState=")).unwrap_or("GONE").to_string()
     }
 
     fn run(&self, cmd: &str, args: &[&str]) -> Result<()> {
-        let st = Command::new(cmd).args(args).arg(&self.id).status().with_context(|| cmd.to_string())?;
+        let st = slurm(cmd).args(args).arg(&self.id).status().with_context(|| cmd.to_string())?;
         ensure!(st.success(), "{cmd} {args:?} {} failed", self.id);
         Ok(())
     }
@@ -92,7 +130,7 @@ impl Job {
             matches!(last.as_str(), "COMPLETED" | "FAILED" | "CANCELLED" | "TIMEOUT" | "NODE_FAIL" | "OUT_OF_MEMORY" | "GONE")
         });
         if !ended || last != "COMPLETED" {
-            let _ = Command::new("scancel").arg(&self.id).status();
+            let _ = slurm("scancel").arg(&self.id).status();
             bail!("job {} ended as {last} (or not within {secs} s); output:\n{}", self.id, self.output());
         }
         Ok(())
@@ -102,7 +140,7 @@ impl Job {
 impl Drop for Job {
     fn drop(&mut self) {
         if !matches!(self.state().as_str(), "COMPLETED" | "GONE") {
-            let _ = Command::new("scancel").arg(&self.id).status();
+            let _ = slurm("scancel").arg(&self.id).status();
         }
     }
 }
