@@ -279,3 +279,90 @@ fn slurm_scancel_with_stop_signal_term_saves_the_job_and_a_new_job_resumes() -> 
     ensure!(all.contains("resuming from"), "not resumed:\n{all}");
     assert_resumed(&task_lines(&all, None), &expected, "task", &all)
 }
+
+/// What a system file is (None: absent), to see that nothing changed it.
+fn file_state(path: &str) -> Option<(std::time::SystemTime, Vec<u8>)> {
+    Some((std::fs::metadata(path).ok()?.modified().ok()?, std::fs::read(path).ok()?))
+}
+
+/// Processes that were started for the cluster in `dir` (they carry its marker).
+fn cluster_processes(dir: &Path) -> Vec<u32> {
+    let marker = format!("CKPT_SLURM_CLUSTER={}", dir.display());
+    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')));
+            !zombie && env.split(|&b| b == 0).any(|v| v == marker.as_bytes())
+        })
+        .collect()
+}
+
+/// scripts/slurm-cluster keeps to its directory: /etc/slurm and /etc/munge are left as they
+/// were, the cluster answers through its own SLURM_CONF, a cluster whose daemons were killed
+/// starts again in the same directory, a cluster whose owner is gone is stopped by the next
+/// start, and stop ends only the cluster's processes and removes its directory.
+#[test]
+fn slurm_cluster_is_private_and_survives_its_leftovers() -> Result<()> {
+    let script = repo().join("scripts/slurm-cluster");
+    let parent = std::env::temp_dir().join(format!("ckpt-slurm-test-{}", std::process::id()));
+    std::fs::create_dir_all(&parent)?;
+    struct Cleanup(PathBuf, PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for d in ["ckpt-slurm-a", "ckpt-slurm-b"] {
+                let _ = Command::new(&self.1).arg("stop").arg(self.0.join(d)).output();
+            }
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(parent.clone(), script.clone());
+    let (a, b) = (parent.join("ckpt-slurm-a"), parent.join("ckpt-slurm-b"));
+    let system = ["/etc/slurm/slurm.conf", "/etc/munge/munge.key", "/etc/slurm/plugstack.conf"];
+    let before: Vec<_> = system.iter().map(|p| file_state(p)).collect();
+    let run = |args: &[&str], dir: &Path| -> Result<std::process::Output> { Ok(Command::new(&script).args(args).arg(dir).output()?) };
+
+    // Cluster a belongs to a process that then goes away (a test run that was killed).
+    let mut owner = Command::new("sleep").arg("600").spawn()?;
+    let o = run(&["start", "--owner", &owner.id().to_string()], &a)?;
+    if o.status.code() == Some(2) {
+        let _ = owner.kill();
+        ckpt_tests::skip_test!("Slurm is not available here ({})", String::from_utf8_lossy(&o.stderr).trim());
+        return Ok(());
+    }
+    ensure!(o.status.success(), "start a: {}", String::from_utf8_lossy(&o.stderr));
+    owner.kill()?;
+    owner.wait()?;
+    ensure!(a.join("slurm.conf").is_file() && !cluster_processes(&a).is_empty(), "cluster a is not in its directory");
+
+    // Cluster b crashes (every process killed) and starts again over what it left.
+    let o = run(&["start"], &b)?;
+    ensure!(o.status.success(), "start b: {}", String::from_utf8_lossy(&o.stderr));
+    for pid in cluster_processes(&b) {
+        // SAFETY: a plain kill of a process of cluster b.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    ensure!(wait_until(Duration::from_secs(10), || cluster_processes(&b).is_empty()), "cluster b's processes survived SIGKILL");
+    let o = run(&["start"], &b)?;
+    ensure!(o.status.success(), "start b over its leftovers: {}", String::from_utf8_lossy(&o.stderr));
+    ensure!(!a.exists() && cluster_processes(&a).is_empty(), "cluster a, whose owner is gone, was not stopped: {}", String::from_utf8_lossy(&o.stderr));
+
+    let conf = b.join("slurm.conf");
+    let o = Command::new("sinfo").args(["-h", "-N", "-o", "%N %T"]).env("SLURM_CONF", &conf).output()?;
+    let nodes = String::from_utf8_lossy(&o.stdout);
+    ensure!(nodes.matches(" idle").count() == 2, "sinfo through {}: {nodes}", conf.display());
+    let o = Command::new("scontrol").args(["show", "config"]).env("SLURM_CONF", &conf).output()?;
+    let config = String::from_utf8_lossy(&o.stdout);
+    ensure!(config.lines().any(|l| l.starts_with("SLURM_CONF") && l.contains(conf.to_str().unwrap_or("?"))), "scontrol show config:\n{config}");
+
+    let o = run(&["stop"], &b)?;
+    ensure!(o.status.success(), "stop b: {}", String::from_utf8_lossy(&o.stderr));
+    ensure!(!b.exists(), "stop left {}", b.display());
+    ensure!(wait_until(Duration::from_secs(10), || cluster_processes(&b).is_empty()), "processes of cluster b after stop: {:?}", cluster_processes(&b));
+    let after: Vec<_> = system.iter().map(|p| file_state(p)).collect();
+    for ((p, x), y) in system.iter().zip(&before).zip(&after) {
+        ensure!(x == y, "{p} was changed");
+    }
+    Ok(())
+}
