@@ -63,6 +63,7 @@ pub fn take() -> Option<Outcome> {
             None
         }
     };
+    log!(DEBUG, "scratch memory: {} KiB", alloc::scratch_used() >> 10);
     alloc::scratch_end();
     gate::unlock_exclusive();
     out
@@ -103,15 +104,26 @@ type WriteResult = Result<(u64, u64, u64), String>;
 /// length) when given. Returns what was written and the pause in ns.
 fn take_with(dir: &Dir, gen: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Written, u64), Retry> {
     // Write-protecting memory for the next increment mostly needs no stop: done first.
-    let armed = if incremental::enabled() { dirty::pre_arm(parent.is_none(), alloc::scratch_range()) } else { Vec::new() };
+    let armed = if incremental::enabled() { dirty::pre_arm(parent.is_none(), &alloc::scratch_ranges()) } else { Vec::new() };
+    // What the stopped part allocates must be there before the stop: running out of address
+    // space fails the checkpoint here, not with the program stopped.
+    let need = alloc::stopped_reserve(if fork { STOPPED_FORK } else { STOPPED_SYNC });
+    let used0 = alloc::scratch_used();
+    if !alloc::scratch_reserve(need) {
+        return Err(Retry::Fail(format!("cannot map {} MiB for the checkpoint (address-space limit, ulimit -v?)", need.div_ceil(1 << 20))));
+    }
     // The pause starts here.
     let t0 = now_ns();
     let slots = threads::stop_all(sys::gettid()).map_err(Retry::Fail)?;
+    let resumed = || {
+        threads::resume_all();
+        alloc::note_stopped_use(alloc::scratch_used() - used0);
+    };
     let t_stopped = now_ns();
     let mut cap = match capture(&slots, gen) {
         Ok(c) => c,
         Err(e) => {
-            threads::resume_all();
+            resumed();
             return Err(Retry::Fail(e));
         }
     };
@@ -121,7 +133,7 @@ fn take_with(dir: &Dir, gen: u64, fork: bool, parent: Option<(u64, u32)>) -> Res
     if fork {
         match snapshot::spawn(|| write_image(dir, &cap, memwrite::cpus().min(8)), &cap.maps) {
             Ok(mut child) => {
-                threads::resume_all();
+                resumed();
                 let paused = now_ns() - t0;
                 let t_cap = cap.taken_at;
                 log!(DEBUG, "pause: stop {} us, capture {} us, snapshot {} us", (t_stopped - t0) / 1000, (t_cap - t_stopped) / 1000, (paused - (t_cap - t0)) / 1000);
@@ -141,7 +153,7 @@ fn take_with(dir: &Dir, gen: u64, fork: bool, parent: Option<(u64, u32)>) -> Res
         }
     }
     let r = write_image(dir, &cap, 1);
-    threads::resume_all();
+    resumed();
     let paused = now_ns() - t0;
     match r {
         Ok(w) => done(w, &cap).map(|w| (w, paused)).map_err(Retry::Fail),
@@ -176,22 +188,32 @@ pub fn now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Split map entries at the scratch arena's bounds; the arena part is stored as empty memory.
+/// Scratch bytes reserved before the threads are stopped: for the capture (maps, fds, process
+/// state: a few hundred KiB), and with the image written during the stop also for the writer
+/// (one thread). Raised to what earlier stops used.
+const STOPPED_FORK: usize = 4 << 20;
+const STOPPED_SYNC: usize = STOPPED_FORK + memwrite::PER_THREAD;
+
+/// Split map entries at the scratch arena's segments; those parts are stored as empty memory.
+/// Notes which segments the image holds (what a restart from it finds mapped).
 fn split_scratch(maps: Vec<MapEntry>) -> Vec<(MapEntry, bool)> {
-    let (lo, hi) = alloc::scratch_range();
-    let mut out = Vec::with_capacity(maps.len() + 2);
+    let ranges = alloc::scratch_ranges();
+    alloc::note_in_image(&ranges);
+    let mut out = Vec::with_capacity(maps.len() + 2 * ranges.as_slice().len());
     for m in maps {
-        if hi == 0 || m.end <= lo || m.start >= hi {
-            out.push((m, false));
-            continue;
+        let mut at = m.start;
+        let mut inside: Vec<(u64, u64)> = ranges.as_slice().iter().filter(|&&(s, e)| s < m.end && e > m.start).map(|&(s, e)| (s.max(m.start), e.min(m.end))).collect();
+        inside.sort_unstable();
+        let part = |s: u64, e: u64, scratch: bool| (MapEntry { start: s, end: e, offset: m.offset + (s - m.start), ..m.clone() }, scratch);
+        for (s, e) in inside {
+            if at < s {
+                out.push(part(at, s, false));
+            }
+            out.push(part(s, e, true));
+            at = e;
         }
-        if m.start < lo {
-            out.push((MapEntry { end: lo, ..m.clone() }, false));
-        }
-        out.push((MapEntry { start: m.start.max(lo), end: m.end.min(hi), ..m.clone() }, true));
-        if m.end > hi {
-            let off = m.offset + (hi - m.start);
-            out.push((MapEntry { start: hi, offset: off, ..m }, false));
+        if at < m.end {
+            out.push(part(at, m.end, false));
         }
     }
     out
@@ -299,7 +321,7 @@ fn write_image(dir: &Dir, cap: &Capture, threads: usize) -> WriteResult {
         let (_file, header) = w.finish_increment(&index, cap.parent).map_err(|e| write_error(e, &tmp_path))?;
         let total = header.index_offset + header.index_len;
         let ms = |a: u64, b: u64| (b - a) / 1_000_000;
-        log!(DEBUG, "image written with {threads} threads: pagemap {} ms, chunks {} ms, index+fsync {} ms", ms(t0, t1), ms(t1, t2), ms(t2, now_ns()));
+        log!(DEBUG, "image written with {threads} threads: pagemap {} ms, chunks {} ms, index+fsync {} ms, scratch {} KiB", ms(t0, t1), ms(t1, t2), ms(t2, now_ns()), alloc::scratch_used() >> 10);
         Ok((raw, total, header.index_hash))
     })();
     sys::close(pagemap);
