@@ -70,6 +70,9 @@ pub struct Taken {
     pub unix_time: u64,
     pub utc: String,
     pub hostname: String,
+    /// Who took it (only that user restarts it) and the program ckpt-run resolved.
+    pub uid: u32,
+    pub executable: String,
 }
 
 #[derive(Serialize)]
@@ -256,7 +259,13 @@ pub fn build(reader: &Reader, chain: std::result::Result<&Chain, String>, path: 
         cmdline: m.cmdline.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect(),
         pid: m.pid,
         generation: m.generation,
-        taken: Taken { unix_time: m.time, utc: utc(m.time), hostname: m.hostname.clone() },
+        taken: Taken {
+            unix_time: m.time,
+            utc: utc(m.time),
+            hostname: m.hostname.clone(),
+            uid: m.origin.uid,
+            executable: String::from_utf8_lossy(&m.origin.program).into_owned(),
+        },
         system: System {
             arch: m.arch.clone(),
             kernel: m.kernel.clone(),

@@ -27,7 +27,7 @@ fn write_all(o: &mut String, r: &Report) -> std::fmt::Result {
     write_chain(o, r)?;
     writeln!(o, "program    {} (pid {}, checkpoint {})", r.program, r.pid, r.generation)?;
     writeln!(o, "command    {}", r.cmdline.join(" "))?;
-    writeln!(o, "taken      {} on {}", r.taken.utc, r.taken.hostname)?;
+    writeln!(o, "taken      {} on {} by {}, of {}", r.taken.utc, r.taken.hostname, ckpt_image::trust::user(r.taken.uid), r.taken.executable)?;
     let s = &r.system;
     writeln!(o, "system     {}, Linux {}, glibc {}", s.arch, s.kernel, if s.glibc.is_empty() { "unknown" } else { &s.glibc })?;
     let layout: Vec<String> = s.vdso_layout.iter().map(|v| format!("{} {}", v.name, size(v.size))).collect();

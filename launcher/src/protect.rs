@@ -3,12 +3,13 @@
 //! which the loader ignores when the kernel runs the program with other privileges (setuid or
 //! setgid to someone else, file capabilities). Such a program would run unprotected: the first
 //! checkpoint signal would kill it and `--interval` would write nothing. So ckpt-run looks at
-//! the file it is about to exec (found through PATH like execvp; for a `#!` script, at its
+//! the file it is about to exec (found through PATH as execvp does; for a `#!` script, at its
 //! interpreter, and through `/usr/bin/env NAME` at NAME) and refuses it, or with --unprotected
 //! runs it without the runtime after a warning. A program that later execs such a binary is
 //! not seen here.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CString, OsStr};
+use crate::resume::resolve_program;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -20,24 +21,8 @@ const MAX_DEPTH: usize = 4;
 /// Why the runtime cannot protect `program`: a sentence naming the file, e.g. "/bin/x is
 /// statically linked". None: it can (or ckpt-run cannot tell; the exec will say what is wrong).
 pub fn why_unprotectable(program: &OsStr) -> Option<String> {
-    let path = resolve(program)?;
+    let path = resolve_program(program)?;
     check(&path, 0)
-}
-
-/// The file execvp would run for `program`: as given when it holds a '/', else the first
-/// executable regular file of that name in PATH.
-pub fn resolve(program: &OsStr) -> Option<PathBuf> {
-    if program.as_bytes().contains(&b'/') {
-        return Some(PathBuf::from(program));
-    }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/bin:/usr/bin"));
-    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| executable(p))
-}
-
-fn executable(p: &Path) -> bool {
-    let Ok(c) = CString::new(p.as_os_str().as_bytes()) else { return false };
-    // SAFETY: c is a valid NUL-terminated path.
-    p.is_file() && unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0
 }
 
 fn check(path: &Path, depth: usize) -> Option<String> {
@@ -51,7 +36,7 @@ fn check(path: &Path, depth: usize) -> Option<String> {
         if depth >= MAX_DEPTH {
             return None;
         }
-        let next = if interp.file_name() == Some(OsStr::new("env")) { arg.as_deref().and_then(|a| resolve(OsStr::new(a))) } else { Some(interp) };
+        let next = if interp.file_name() == Some(OsStr::new("env")) { arg.as_deref().and_then(|a| resolve_program(OsStr::new(a))) } else { Some(interp) };
         let why = check(&next?, depth + 1)?;
         return Some(format!("{show} is a script for {why}"));
     }

@@ -9,7 +9,7 @@ use ckpt_image::{filerefs, Backing, Chain, Codec, Layer, LayerBuf, Region};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
 /// A staged range: built at `staged`, to be moved to `target` and given `prot`.
 #[derive(Debug, Clone, Copy)]
@@ -99,11 +99,12 @@ pub fn open_files(regions: &[Region]) -> Result<Vec<Option<File>>> {
         };
         let p = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
         let write = *shared && r.prot & libc::PROT_WRITE as u32 != 0;
-        let f = OpenOptions::new()
-            .read(true)
-            .write(write)
-            .open(p)
-            .with_context(|| format!("file {} needed by the image cannot be opened", p.display()))?;
+        // Not through a symbolic link: the image recorded the file itself (/proc/self/maps
+        // resolves links), so a link there now was put in its place.
+        let f = OpenOptions::new().read(true).write(write).custom_flags(libc::O_NOFOLLOW).open(p).map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => anyhow!("file {} needed by the image is now a symbolic link, not the file the program had mapped", p.display()),
+            _ => anyhow::Error::new(e).context(format!("file {} needed by the image cannot be opened", p.display())),
+        })?;
         let m = f.metadata()?;
         if write && m.size() < *size {
             // Shorter than at checkpoint time: the stored pages are written back through the

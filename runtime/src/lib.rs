@@ -2,8 +2,9 @@
 //! the checkpoint signal, stops the program's threads and writes an image of the process; and
 //! the restart path that `ckpt-restart` jumps into to bring the program's threads back.
 //!
-//! It activates only in the process `ckpt-run` started (CKPT_PID); anything else that inherits
-//! the preload (children, srun) gets inert hooks that forward to libc.
+//! It activates only in the process `ckpt-run` started (the pid in its settings, `launch`);
+//! anything else that loads it (children the user preloads it in, srun) gets inert hooks that
+//! forward to libc.
 
 mod alloc;
 mod checkpoint;
@@ -16,8 +17,10 @@ mod freeze;
 mod generations;
 mod gate;
 mod hooks;
+mod imgdir;
 mod incremental;
 mod kstate;
+mod launch;
 mod leftout;
 mod log;
 mod maps;
@@ -42,6 +45,12 @@ pub struct Config {
     pub dir: Vec<u8>,
     pub name: Vec<u8>,
     pub signal: i32,
+    /// --allow-shared-dir: use an image directory other users can write to (see imgdir).
+    pub allow_shared: bool,
+    /// The program ckpt-run started (Launch::program, else our executable) and its identity at
+    /// startup, recorded in every image (`--resume` compares them).
+    pub program: Vec<u8>,
+    pub program_id: ckpt_image::FileId,
 }
 
 static CONFIG: AtomicPtr<Config> = AtomicPtr::new(std::ptr::null_mut());
@@ -101,28 +110,38 @@ fn env(name: &[u8]) -> Option<Vec<u8>> {
 extern "C" fn init() {
     hooks::resolve();
     fdhooks::resolve();
+    launch::resolve();
     vids::init();
-    let managed = env(b"CKPT_PID\0").and_then(|p| std::str::from_utf8(&p).ok()?.parse::<i32>().ok());
-    if managed != Some(sys::getpid()) {
+    // Whatever else happens, the program gets its own environment back.
+    let launch = launch::take(env);
+    let Some(launch) = launch.filter(|l| l.pid == sys::getpid()) else {
         return; // not the process ckpt-run started: stay inert
-    }
+    };
+    launch::set_managed(launch.pid);
     log::set_level_from_env(env(b"CKPT_LOG\0").as_deref());
-    let dir = env(b"CKPT_DIR\0").unwrap_or_else(|| sys::readlink(&sys::cpath(&[b"/proc/self/cwd"])).unwrap_or_else(|_| b".".to_vec()));
-    let name = env(b"CKPT_NAME\0").unwrap_or_else(|| {
+    let dir = if launch.dir.is_empty() { sys::readlink(&sys::cpath(&[b"/proc/self/cwd"])).unwrap_or_else(|_| b".".to_vec()) } else { launch.dir.clone() };
+    let name = if launch.name.is_empty() {
         let mut c = sys::read_file(&sys::cpath(&[b"/proc/self/comm"])).unwrap_or_default();
         while c.last() == Some(&b'\n') {
             c.pop();
         }
         c
-    });
-    let signal = env(b"CKPT_SIGNAL\0").and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok()).unwrap_or(libc::SIGUSR2);
-    CONFIG.store(Box::into_raw(Box::new(Config { dir, name, signal })), Ordering::Release);
+    } else {
+        launch.name.clone()
+    };
+    if !ckpt_image::trust::is_file_name(&name) {
+        log!(ERROR, "image name {:?} is not a file name (empty, `.`, `..` or with a `/`): checkpoints are disabled", String::from_utf8_lossy(&name));
+        return;
+    }
+    let signal = if launch.signal > 0 { launch.signal } else { libc::SIGUSR2 };
+    let allow_shared = launch.allow_shared_dir;
+    let (program, program_id) = program_identity((!launch.program.is_empty()).then(|| launch.program.clone()));
+    CONFIG.store(Box::into_raw(Box::new(Config { dir, name, signal, allow_shared, program, program_id })), Ordering::Release);
+    checkpoint::mark_start();
     TRIGGER_SIGNAL.store(signal, Ordering::Relaxed);
-    triggers::init(env);
-    alloc::init_scratch();
+    triggers::init(launch, env(b"SLURM_JOB_ID\0"));
     snapshot::configure(env(b"CKPT_FORK\0").as_deref());
-    let max_chain = env(b"CKPT_MAX_CHAIN\0").and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u32>().ok());
-    incremental::configure(env(b"CKPT_INCREMENTAL\0").as_deref(), max_chain.map(|n| n.min(generations::MAX_CHAIN)));
+    incremental::configure(launch.incremental, launch.max_chain.min(generations::MAX_CHAIN));
     find_rseq();
     if !install_handlers(signal) {
         log!(ERROR, "cannot install signal handlers; checkpoints are disabled");
@@ -133,6 +152,18 @@ extern "C" fn init() {
     control::setup();
     ACTIVE.store(true, Ordering::Release);
     log!(DEBUG, "runtime active in pid {}, signal {signal}", sys::getpid());
+}
+
+/// The program's path (`given`, else our executable's) and its identity now.
+fn program_identity(given: Option<Vec<u8>>) -> (Vec<u8>, ckpt_image::FileId) {
+    let exe = sys::cpath(&[b"/proc/self/exe"]);
+    let path = given.unwrap_or_else(|| sys::readlink(&exe).unwrap_or_default());
+    let c = if path.is_empty() { exe } else { sys::cpath(&[&path]) };
+    // SAFETY: all-zero stat and statfs structs are valid out-parameters.
+    let (mut st, mut fs): (libc::stat, libc::statfs) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+    let _ = sys::syscall!(libc::SYS_newfstatat, libc::AT_FDCWD, c.as_ptr(), &mut st as *mut libc::stat, 0);
+    let _ = sys::syscall!(libc::SYS_statfs, c.as_ptr(), &mut fs as *mut libc::statfs);
+    (path, ckpt_image::FileId::new(&st, fs.f_type))
 }
 
 extern "C" fn after_fork_child() {

@@ -4,7 +4,8 @@
 //! The threads are raw `clone`s sharing the caller's memory and TLS (no CLONE_SETTLS), not
 //! pthreads: in the snapshot child, pthread_create could block forever on a glibc lock that a
 //! program thread held at the moment of the snapshot. They only run `work` below, which uses
-//! raw system calls, zstd and the runtime's allocator (lock-free scratch arena), never TLS.
+//! raw system calls, zstd and the runtime's allocator (the scratch arena, whose lock only the
+//! runtime's own threads take), never TLS.
 
 use crate::dirty::Track;
 use crate::freeze::Frozen;
@@ -90,7 +91,15 @@ pub fn write_all(writer: &Writer, mem: i32, jobs: &[Job], threads: usize) -> Res
     let empty = Chunk { offset: 0, raw_len: 0, file_offset: 0, stored_len: 0, codec: Codec::Zero, hash: 0 };
     let mut out = vec![empty; jobs.len()];
     let shared = Shared { writer, mem, jobs, out: out.as_mut_ptr(), next: AtomicUsize::new(0), error: AtomicPtr::new(std::ptr::null_mut()) };
-    let extra = threads.saturating_sub(1).min(jobs.len().saturating_sub(1));
+    let mut extra = threads.saturating_sub(1).min(jobs.len().saturating_sub(1));
+    // Each thread's encoder and buffers come from the scratch arena: map them now, with fewer
+    // threads if the address space is short, so that no thread runs out half-way.
+    while !crate::alloc::scratch_reserve((extra + 1) * PER_THREAD) {
+        if extra == 0 {
+            return Err(format!("cannot map {} MiB for the image writer (address-space limit, ulimit -v?)", PER_THREAD >> 20));
+        }
+        extra -= 1;
+    }
     let mut helpers: Vec<(usize, Box<AtomicU32>)> = Vec::with_capacity(extra);
     for _ in 0..extra {
         match spawn(&shared) {
@@ -120,6 +129,11 @@ pub fn write_all(writer: &Writer, mem: i32, jobs: &[Job], threads: usize) -> Res
 }
 
 const HELPER_STACK: usize = 256 * 1024;
+
+/// Scratch memory one writing thread uses: its ChunkEncoder (two zstd contexts with a 4 MiB
+/// window, a compression buffer and a shuffle buffer: 10.4 MiB measured) and its share of the
+/// rest (read buffer, chunk list).
+pub const PER_THREAD: usize = 12 << 20;
 
 fn spawn(shared: &Shared) -> Result<(usize, Box<AtomicU32>), i32> {
     let stack = sys::mmap(0, HELPER_STACK, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)?;

@@ -104,8 +104,9 @@ pub fn enabled() -> bool {
 
 /// Create the snapshot child and wait until it has frozen the shared memory (the caller's
 /// threads must still be stopped); in the child, then run `body` (which writes, commits and
-/// reports the image) and exit. Returns in the parent only.
-pub fn spawn(body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), String>, regions: &[(MapEntry, bool)]) -> Result<Child, String> {
+/// reports the image) and exit; the child keeps the fd `keep` (and 0-2) of the program's fds.
+/// Returns in the parent only.
+pub fn spawn(body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), String>, regions: &[(MapEntry, bool)], keep: i32) -> Result<Child, String> {
     let page = sys::mmap(0, 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
         .map_err(|e| format!("cannot map the report page: errno {e}"))?;
     let parent = sys::getpid();
@@ -115,7 +116,7 @@ pub fn spawn(body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), String>, regions
             sys::munmap(page, 4096);
             Err(format!("cannot create the snapshot: errno {e}"))
         }
-        Ok(0) => child(page, parent, body, regions),
+        Ok(0) => child(page, parent, body, regions, keep),
         Ok(pid) => {
             let mut c = Child { pid: pid as i32, report: page, reaped: false };
             c.wait_while(&[0]);
@@ -124,7 +125,7 @@ pub fn spawn(body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), String>, regions
     }
 }
 
-fn child(page: usize, parent: i32, body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), String>, regions: &[(MapEntry, bool)]) -> ! {
+fn child(page: usize, parent: i32, body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), String>, regions: &[(MapEntry, bool)], keep: i32) -> ! {
     // No PR_SET_PDEATHSIG: if the program ends while we write, we finish, commit and report.
     // SAFETY: the page is mapped read-write and shared with the parent, which reads the fields
     // only after `state` says they are set (or after we are gone).
@@ -140,7 +141,13 @@ fn child(page: usize, parent: i32, body: impl FnOnce(&Ctx) -> Result<(u64, u64, 
     wake(&rep.state);
     // The program's fds are not ours to hold: a socket, a pipe or a lock kept open by a writer
     // that outlives the program would be noticed (EOF that does not come, a port still taken).
-    let _ = sys::syscall!(libc::SYS_close_range, 3, u32::MAX, 0);
+    // The image directory's fd stays.
+    if keep >= 3 {
+        let _ = sys::syscall!(libc::SYS_close_range, 3, keep - 1, 0);
+        let _ = sys::syscall!(libc::SYS_close_range, keep + 1, u32::MAX, 0);
+    } else {
+        let _ = sys::syscall!(libc::SYS_close_range, 3, u32::MAX, 0);
+    }
     let t1 = crate::checkpoint::now_ns();
     let check = inherited(regions);
     crate::log::log!(crate::log::DEBUG, "snapshot: fork check {} us", (crate::checkpoint::now_ns() - t1) / 1000);

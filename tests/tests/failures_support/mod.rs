@@ -73,6 +73,19 @@ pub fn start_under_ckpt(bins: &Bins, program: &Program, images: &Path) -> Result
     Proc::spawn(&format!("ckpt-run {}", program.name), user_command(&argv, false, &program.cwd))
 }
 
+/// The temporary images of `image_name` in `dir` (`<image_name>.tmp.<random>`: what a
+/// checkpoint in progress writes, or a failed one left behind).
+pub fn temporaries(dir: &Path, image_name: &str) -> Vec<PathBuf> {
+    let prefix = format!("{image_name}.tmp.");
+    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    rd.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(&prefix)).map(|e| e.path()).collect()
+}
+
+/// The temporary image of `image_name` in `dir` once it holds more than `min` bytes.
+pub fn growing_temporary(dir: &Path, image_name: &str, min: u64) -> Option<PathBuf> {
+    temporaries(dir, image_name).into_iter().find(|t| std::fs::metadata(t).is_ok_and(|m| m.len() > min))
+}
+
 /// Identity of one version of a file (a checkpoint replaces the image by rename: new inode).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Version {
