@@ -69,7 +69,8 @@ struct Cli {
     #[arg(long, env = "CKPT_REQUEUE", value_parser = clap::builder::FalseyValueParser::new())]
     requeue: bool,
 
-    /// Image name (default: the program's file name); in a Slurm step of several tasks, .RANK is added.
+    /// Image name (default: the program's file name); in a job of several tasks (Slurm, Open MPI,
+    /// MPICH or another PMI launcher, PMIx), .RANK is added.
     /// One file name: no `/`, not empty, `.` or `..`.
     #[arg(long, env = "CKPT_NAME")]
     name: Option<OsString>,
