@@ -62,7 +62,8 @@ pub struct Region {
     pub end: u64,
     /// PROT_READ | PROT_WRITE | PROT_EXEC.
     pub prot: u32,
-    /// The name column of /proc/self/maps (path, `[heap]`, `[stack]`, ...), for messages.
+    /// The name column of /proc/self/maps (path, `[heap]`, `[stack]`, ...), for messages;
+    /// `SCRATCH_NAME` for the runtime's scratch arena.
     pub name: Vec<u8>,
     pub backing: Backing,
     /// Stored page data, sorted by offset, non-overlapping.
@@ -72,6 +73,10 @@ pub struct Region {
     /// (anonymous) or the file's (file mappings), as in a full image.
     pub inherit: bool,
 }
+
+/// The name of the runtime's scratch arena in an image: the memory a checkpoint works in,
+/// stored empty (anonymous, no chunks).
+pub const SCRATCH_NAME: &[u8] = b"[ckpt scratch]";
 
 impl Region {
     pub fn len(&self) -> u64 {

@@ -389,13 +389,15 @@ fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], thre
         let t2 = now_ns();
         let mut regions: Vec<Region> = Vec::with_capacity(cap.maps.len());
         let mut next = 0;
-        for (i, ((m, _), backing)) in cap.maps.iter().zip(backings).enumerate() {
+        for (i, ((m, scratch), backing)) in cap.maps.iter().zip(backings).enumerate() {
             let Some((backing, inherit)) = backing else { continue };
+            // The scratch arena is named for ckpt-inspect (it is stored empty either way).
+            let name = if *scratch { ckpt_image::SCRATCH_NAME.to_vec() } else { m.name.clone() };
             let first = next;
             while next < jobs.len() && jobs[next].region == i {
                 next += 1;
             }
-            regions.push(Region { start: m.start, end: m.end, prot: m.prot, name: m.name.clone(), backing, chunks: chunks[first..next].to_vec(), inherit });
+            regions.push(Region { start: m.start, end: m.end, prot: m.prot, name, backing, chunks: chunks[first..next].to_vec(), inherit });
         }
         let mut index = cap.index.clone();
         index.regions = regions;
