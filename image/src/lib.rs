@@ -27,6 +27,7 @@ mod launch;
 mod leftout;
 mod model;
 mod origin;
+pub mod progress;
 mod reader;
 mod shuffle;
 pub mod trust;

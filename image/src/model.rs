@@ -274,6 +274,16 @@ pub struct RestartInfo {
     /// program's next checkpoint may be an increment over it.
     pub image_hash: u64,
     pub chain: u64,
+    /// For the line the runtime prints once the program runs again: when ckpt-restart started
+    /// (ns, CLOCK_MONOTONIC), the bytes of memory it restored, the checkpoint's number, the
+    /// image's path (`path_len` bytes at `path`, in the switch area), and the log level
+    /// ckpt-restart was given (CKPT_LOG: 0 quiet, 1 info, 2 debug), which the program keeps.
+    pub started_ns: u64,
+    pub memory: u64,
+    pub generation: u64,
+    pub path: u64,
+    pub path_len: u64,
+    pub log_level: u64,
 }
 
 impl RestartInfo {

@@ -11,6 +11,7 @@ mod fdobjs;
 mod fds;
 mod layout;
 mod plan;
+mod progress;
 mod stage;
 mod switch;
 
@@ -41,6 +42,7 @@ struct Cli {
 }
 
 fn main() {
+    progress::mark_start();
     let cli = Cli::parse();
     if let Err(e) = run(&cli) {
         eprintln!("ckpt-restart: {}", one_line(&e));
@@ -79,6 +81,9 @@ fn candidates(path: &Path) -> Result<Vec<PathBuf>> {
 
 /// An image (with the images it builds on) staged in memory, ready for the switch.
 struct Staged {
+    /// The image restarted from, and the bytes of memory read from it (and its parents).
+    path: PathBuf,
+    memory: u64,
     index: ckpt_image::Index,
     image_hash: u64,
     plan: stage::Plan,
@@ -122,12 +127,17 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     let total = stage_len + switch_len;
     let base = layout::find_hole(&busy, total).map_err(other)?;
     reserve(base, total).map_err(other)?;
-    let staged = stage::map_regions(&chain, &files, base).map_err(other).and_then(|plan| match stage::fill(&chain, base) {
+    let progress = progress::Progress::new(path.display().to_string(), stage::stored_len(&chain));
+    let t0 = progress::now_ns();
+    let staged = stage::map_regions(&chain, &files, base).map_err(other).and_then(|plan| match stage::fill(&chain, base, &progress) {
         Ok(()) => Ok(plan),
         Err(e) => Err(StageError::Image(ctx(e))),
     });
+    progress.erase();
+    let memory = progress.total();
+    progress::info(format_args!("{}: {} of memory from {} image(s) read in {} ms", path.display(), ckpt_image::progress::Size(memory), chain.images().len(), (progress::now_ns() - t0) / 1_000_000));
     match staged {
-        Ok(plan) => Ok(Staged { index, image_hash, plan, own, base, stage_len, switch_len }),
+        Ok(plan) => Ok(Staged { path: path.to_path_buf(), memory, index, image_hash, plan, own, base, stage_len, switch_len }),
         Err(e) => {
             // SAFETY: the reservation (and what was staged in it) is ours and referenced by nothing.
             unsafe { libc::munmap(base as *mut libc::c_void, total as usize) };
@@ -163,7 +173,7 @@ fn stage_first(path: &Path) -> Result<Staged> {
 }
 
 fn run(cli: &Cli) -> Result<()> {
-    let Staged { index, image_hash, plan, own, base, stage_len, switch_len } = stage_first(&cli.image)?;
+    let Staged { path, memory, index, image_hash, plan, own, base, stage_len, switch_len } = stage_first(&cli.image)?;
     for w in left_out_warnings(&index.left_out) {
         eprintln!("ckpt-restart: warning: {w}");
     }
@@ -184,7 +194,10 @@ fn run(cli: &Cli) -> Result<()> {
     fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot })?;
 
     let switch_base = base + stage_len;
-    let prepared = plan::prepare(&index, image_hash, &plan, &own, switch_base, switch_len)?;
+    let path = std::path::absolute(&path).unwrap_or(path);
+    let note = plan::Note { path: path.as_os_str().as_bytes(), memory, started_ns: progress::started_ns(), log_level: progress::log_level() };
+    let prepared = plan::prepare(&index, image_hash, &plan, &own, switch_base, switch_len, &note)?;
+    progress::info(format_args!("switching to the program ({} ms since ckpt-restart started)", (progress::now_ns() - progress::started_ns()) / 1_000_000));
     // SAFETY: this is the only thread (staging threads were joined); the switch area is ready.
     unsafe { plan::go(prepared) }
 }

@@ -4,6 +4,7 @@
 //! with mremap. Empty anonymous regions are simply mapped at their target by the switch.
 
 use crate::layout::page_up;
+use crate::progress::Progress;
 use anyhow::{anyhow, bail, Context, Result};
 use ckpt_image::{filerefs, Backing, Chain, Codec, Layer, LayerBuf, Region};
 use std::fs::{File, OpenOptions};
@@ -179,9 +180,16 @@ pub fn map_regions(chain: &Chain, files: &[Option<File>], base: u64) -> Result<P
     Ok(plan)
 }
 
+/// Bytes of memory `fill` reads from the image chain (the layers of staged regions).
+pub fn stored_len(chain: &Chain) -> u64 {
+    let regions = &chain.index().regions;
+    (0..regions.len()).filter(|&ri| needs_staging(chain, ri)).flat_map(|ri| chain.layers(ri)).map(|l| l.len).sum()
+}
+
 /// Fill the staged regions from the chain's layers: image by image, oldest first (newer layers
-/// overwrite older ones), the layers of one image on several threads (they never overlap).
-pub fn fill(chain: &Chain, plan_base: u64) -> Result<()> {
+/// overwrite older ones), the layers of one image on several threads (they never overlap),
+/// counting the bytes in `progress`.
+pub fn fill(chain: &Chain, plan_base: u64, progress: &Progress) -> Result<()> {
     let regions = &chain.index().regions;
     let places = placement(chain, plan_base);
     chain.prefetch_compressed();
@@ -192,14 +200,14 @@ pub fn fill(chain: &Chain, plan_base: u64) -> Result<()> {
             tasks.extend(chain.layers(ri).iter().filter(|l| l.image == image).map(|l| (at + l.at, l, &regions[ri])));
         }
         if !tasks.is_empty() {
-            fill_layers(chain, &tasks)?;
+            fill_layers(chain, &tasks, progress)?;
         }
     }
     Ok(())
 }
 
 /// Apply layers of one image (never overlapping) at their staged addresses, on several threads.
-fn fill_layers(chain: &Chain, tasks: &[(u64, &Layer, &Region)]) -> Result<()> {
+fn fill_layers(chain: &Chain, tasks: &[(u64, &Layer, &Region)], progress: &Progress) -> Result<()> {
     let nthreads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(tasks.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -218,6 +226,7 @@ fn fill_layers(chain: &Chain, tasks: &[(u64, &Layer, &Region)]) -> Result<()> {
                             let name = if name.is_empty() { String::new() } else { format!(" ({name})") };
                             anyhow!("region {:#x}-{:#x}{name}: {e}", r.start, r.end)
                         })?;
+                        progress.add(l.len);
                     }
                 })
             })

@@ -7,7 +7,7 @@
 use crate::log::{log, ALWAYS, DEBUG, ERROR, INFO};
 use crate::maps::{self, MapEntry};
 use crate::dirty::{self, Track};
-use crate::{alloc, config, fdtable, freeze, gate, generations, incremental, leftout, memwrite, procstate, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
+use crate::{alloc, config, fdtable, freeze, gate, generations, incremental, leftout, memwrite, procstate, progress, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
 use crate::imgdir::{self, Dir};
 use ckpt_image::{generation_file_name, Entry, Index, Meta, Region, ThreadState, Writer};
 use std::os::fd::FromRawFd;
@@ -41,6 +41,7 @@ pub fn take() -> Option<Outcome> {
     gate::lock_exclusive();
     alloc::scratch_begin();
     let gen = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
+    progress::begin(gen, t0);
     // The directory is opened (and checked) for this checkpoint; it is closed when `dir` goes.
     let result = match config().ok_or_else(|| "runtime not configured".to_string()).and_then(|cfg| Ok((cfg, Dir::open(&cfg.dir, cfg.allow_shared)?))) {
         Err(e) => Err(Retry::Fail(e)),
@@ -76,6 +77,7 @@ pub fn take() -> Option<Outcome> {
         }
     };
     log!(DEBUG, "scratch memory: {} KiB", alloc::scratch_used() >> 10);
+    progress::end();
     alloc::scratch_end();
     gate::unlock_exclusive();
     IN_FLIGHT.store(0, Ordering::Release);
@@ -175,7 +177,7 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
     if fork {
         // The child writes the image, commits it and prints its line, even if the program ends.
         let body = |ctx: &snapshot::Ctx| {
-            let r = write_image(dir, &cap, &ctx.frozen, memwrite::cpus().min(8)).and_then(|w| commit(dir, &cap).map(|_| w));
+            let r = write_image(dir, &cap, &ctx.frozen, memwrite::cpus().min(8), ctx.progress()).and_then(|w| commit(dir, &cap).map(|_| w));
             let gone = ctx.program_gone();
             match &r {
                 Ok((raw, stored, _)) => {
@@ -213,7 +215,7 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
             Err(e) => log!(INFO, "checkpoint {gen} written without a snapshot: {e}"),
         }
     }
-    let r = write_image(dir, &cap, &[], 1);
+    let r = write_image(dir, &cap, &[], 1, progress::local());
     resumed();
     let paused = now_ns() - t_stop;
     match r {
@@ -360,9 +362,9 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
 }
 
 /// Write the memory of `cap` and its index to the temporary file, durably, with `threads`
-/// compression threads, reading the regions that `frozen` holds from their copies. Runs in the
-/// snapshot child, or with the program's threads stopped.
-fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], threads: usize) -> WriteResult {
+/// compression threads, reading the regions that `frozen` holds from their copies, counting the
+/// bytes written in `progress`. Runs in the snapshot child, or with the program's threads stopped.
+fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], threads: usize, progress: &progress::Progress) -> WriteResult {
     let pagemap = sys::open(&sys::cpath(&[b"/proc/self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/self/pagemap: errno {e}"))?;
     let mem = sys::open(&sys::cpath(&[b"/proc/self/mem"]), libc::O_RDONLY, 0).map_err(|e| {
         sys::close(pagemap);
@@ -385,7 +387,8 @@ fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], thre
         let t0 = now_ns();
         let (backings, jobs) = memwrite::plan(pagemap, &cap.maps, cap.tracks.as_deref(), frozen);
         let t1 = now_ns();
-        let chunks = memwrite::write_all(&w, mem, &jobs, threads).map_err(|e| format!("cannot write {}: {e}", String::from_utf8_lossy(&tmp_path)))?;
+        progress.set_total(jobs.iter().map(|j| j.len as u64).sum());
+        let chunks = memwrite::write_all(&w, mem, &jobs, threads, progress).map_err(|e| format!("cannot write {}: {e}", String::from_utf8_lossy(&tmp_path)))?;
         let t2 = now_ns();
         let mut regions: Vec<Region> = Vec::with_capacity(cap.maps.len());
         let mut next = 0;

@@ -26,6 +26,7 @@ mod log;
 mod maps;
 mod memwrite;
 mod procstate;
+mod progress;
 mod restart;
 mod shmlink;
 mod snapshot;

@@ -9,6 +9,7 @@
 
 use crate::dirty::Track;
 use crate::freeze::Frozen;
+use crate::progress::Progress;
 use crate::maps::{self, MapEntry, PAGE};
 use crate::sys;
 use ckpt_image::{Backing, Chunk, ChunkEncoder, Codec, Writer, CHUNK_SIZE};
@@ -81,16 +82,17 @@ struct Shared<'a> {
     jobs: &'a [Job],
     /// One slot per job, written once by the thread that took the job.
     out: *mut Chunk,
+    progress: &'a Progress,
     next: AtomicUsize,
     error: AtomicPtr<String>,
 }
 
-/// Compress and write every job with `threads` threads (the caller is one of them); the chunks
-/// come back in job order.
-pub fn write_all(writer: &Writer, mem: i32, jobs: &[Job], threads: usize) -> Result<Vec<Chunk>, String> {
+/// Compress and write every job with `threads` threads (the caller is one of them), counting
+/// the bytes in `progress`; the chunks come back in job order.
+pub fn write_all(writer: &Writer, mem: i32, jobs: &[Job], threads: usize, progress: &Progress) -> Result<Vec<Chunk>, String> {
     let empty = Chunk { offset: 0, raw_len: 0, file_offset: 0, stored_len: 0, codec: Codec::Zero, hash: 0 };
     let mut out = vec![empty; jobs.len()];
-    let shared = Shared { writer, mem, jobs, out: out.as_mut_ptr(), next: AtomicUsize::new(0), error: AtomicPtr::new(std::ptr::null_mut()) };
+    let shared = Shared { writer, mem, jobs, out: out.as_mut_ptr(), progress, next: AtomicUsize::new(0), error: AtomicPtr::new(std::ptr::null_mut()) };
     let mut extra = threads.saturating_sub(1).min(jobs.len().saturating_sub(1));
     // Each thread's encoder and buffers come from the scratch arena: map them now, with fewer
     // threads if the address space is short, so that no thread runs out half-way.
@@ -193,6 +195,7 @@ fn work(sh: &Shared) {
             Ok(c) => unsafe { sh.out.add(i).write(c) },
             Err(e) => return fail(e.to_string()),
         }
+        sh.progress.add(job.len as u64);
     }
 }
 

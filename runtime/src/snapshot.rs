@@ -18,6 +18,7 @@
 
 use crate::freeze::{self, Frozen};
 use crate::maps::{self, MapEntry};
+use crate::progress::{self, Progress};
 use crate::sys;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -39,8 +40,12 @@ struct Report {
     /// Set by the parent once the program runs again (`resumed` becomes 1): the pause, in ns.
     paused: AtomicU64,
     resumed: AtomicU32,
-    msg: [u8; 4000],
+    /// How far the image is written (the child counts, the parent shows it to ckpt-ctl).
+    progress: Progress,
+    msg: [u8; 3900],
 }
+
+const _: () = assert!(std::mem::size_of::<Report>() <= 4096);
 
 pub enum Outcome {
     /// The image is committed and its line printed; `hash`: the image's header index_hash.
@@ -69,6 +74,12 @@ impl Ctx {
 
     /// The program's pause in ns, as its checkpoint thread measured it once the threads ran
     /// again (None if the program ended before saying).
+    /// Where the writer counts the bytes it writes.
+    pub fn progress(&self) -> &Progress {
+        // SAFETY: the report page stays mapped in this process until it exits.
+        &unsafe { &*(self.report as *const Report) }.progress
+    }
+
     pub fn paused_ns(&self) -> Option<u64> {
         // SAFETY: the report page stays mapped in this process until it exits.
         let rep = unsafe { &*(self.report as *const Report) };
@@ -110,6 +121,10 @@ pub fn spawn(body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), String>, regions
     let page = sys::mmap(0, 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
         .map_err(|e| format!("cannot map the report page: errno {e}"))?;
     let parent = sys::getpid();
+    // SAFETY: the page is ours, mapped read-write, zeroed (an all-zero Report is valid); its
+    // progress counter is only used through atomics.
+    let counter = unsafe { &(*(page as *const Report)).progress };
+    counter.take_over(progress::local());
     // clone(flags = 0: exit signal 0, no sharing; stack 0: the child continues on a copy of ours).
     match sys::syscall!(libc::SYS_clone, 0, 0, 0, 0, 0) {
         Err(e) => {
@@ -118,6 +133,7 @@ pub fn spawn(body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), String>, regions
         }
         Ok(0) => child(page, parent, body, regions, keep),
         Ok(pid) => {
+            progress::watch(counter);
             let mut c = Child { pid: pid as i32, report: page, reaped: false };
             c.wait_while(&[0]);
             Ok(c)
@@ -130,6 +146,7 @@ fn child(page: usize, parent: i32, body: impl FnOnce(&Ctx) -> Result<(u64, u64, 
     // SAFETY: the page is mapped read-write and shared with the parent, which reads the fields
     // only after `state` says they are set (or after we are gone).
     let rep = unsafe { &mut *(page as *mut Report) };
+    progress::watch(&rep.progress);
     let t0 = crate::checkpoint::now_ns();
     let frozen = freeze_now(regions);
     crate::log::log!(crate::log::DEBUG, "snapshot: shared memory copied in {} us", (crate::checkpoint::now_ns() - t0) / 1000);
@@ -249,6 +266,10 @@ impl Child {
             }
             let ts = libc::timespec { tv_sec: 0, tv_nsec: WAKE_CHECK_NS };
             let _ = sys::syscall!(libc::SYS_futex, &self.report().state as *const AtomicU32, libc::FUTEX_WAIT, s, &ts as *const libc::timespec, 0, 0);
+            if s == FROZEN {
+                // The program runs again: ckpt-ctl may ask how far the image is.
+                crate::control::serve_busy();
+            }
             match sys::syscall!(libc::SYS_wait4, self.pid, &mut status as *mut i32, libc::__WALL | libc::WNOHANG, 0) {
                 Ok(0) | Err(libc::EINTR) => {}
                 // Exited, or reaped by the program (waitpid(-1, __WALL)): the report tells.
@@ -292,6 +313,7 @@ impl Drop for Child {
                 _ => self.reaped = true,
             }
         }
+        progress::forget(&self.report().progress);
         sys::munmap(self.report, 4096);
     }
 }
