@@ -112,7 +112,7 @@ impl Shared {
 fn create(f: &FdState, all: &[FdState], sh: &mut Shared) -> Result<RawFd> {
     let fd = match &f.kind {
         FdKind::Path { .. } => unreachable!("files are reopened first"),
-        FdKind::Deleted { path, data } => return fdobjs::deleted(path, data, f.flags).map(|fd| seek(fd, f.pos)),
+        FdKind::Deleted { path, data } => return Ok(seek(ckpt_kinds::deleted::restore(path, data, f.flags)?, f.pos)),
         FdKind::Pipe { ino, size, .. } => {
             if !sh.pipes.contains_key(ino) {
                 let data: Vec<u8> = all

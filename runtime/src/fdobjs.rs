@@ -1,33 +1,11 @@
-//! What kernel objects behind fds hold, read at checkpoint time with the world stopped: the
-//! contents of deleted files, unread bytes in pipes (tee) and sockets (MSG_PEEK), copied without
-//! consuming them, socket addresses and roles, and eventfd/timerfd/signalfd/epoll/inotify state (fdinfo).
+//! What kernel objects behind fds hold, read at checkpoint time with the world stopped: unread
+//! bytes in pipes (tee) and sockets (MSG_PEEK), copied without consuming them, socket addresses
+//! and roles, and eventfd/timerfd/signalfd/epoll/inotify state (fdinfo). The kinds moved to the
+//! ckpt-kinds crate (capture and restore side by side) are read there.
 //! Raw system calls only; allocations go to the checkpoint's scratch arena.
 
 use crate::sys::{self, syscall};
 use ckpt_image::{EpollEntry, FdKind, InotifyWatch};
-
-/// Above this, a deleted file's contents are not stored (the fd becomes /dev/null at restart).
-const DELETED_MAX: u64 = 1 << 30;
-
-/// A deleted-but-open regular file: read its whole contents through /proc/self/fd (which works
-/// whatever the fd's access mode).
-pub fn deleted_file(name: &[u8], path: Vec<u8>, size: u64) -> Option<FdKind> {
-    if size > DELETED_MAX {
-        return None;
-    }
-    let rfd = sys::open(&sys::cpath(&[b"/proc/self/fd/", name]), libc::O_RDONLY, 0).ok()?;
-    let mut data = vec![0u8; size as usize];
-    let mut got = 0;
-    while got < data.len() {
-        match sys::pread(rfd, &mut data[got..], got as u64) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got += n,
-        }
-    }
-    sys::close(rfd);
-    data.truncate(got);
-    Some(FdKind::Deleted { path, data })
-}
 
 /// Pipes already seen in this checkpoint: their unread bytes are stored once, on the first fd.
 #[derive(Default)]

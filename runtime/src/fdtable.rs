@@ -48,7 +48,7 @@ pub fn read_fds() -> Vec<FdState> {
             FdKind::Path { path: link, size: st.st_size as u64, is_dir: fmt == libc::S_IFDIR }
         } else if deleted && fmt == libc::S_IFREG && link.starts_with(b"/") {
             let path = link[..link.len() - b" (deleted)".len()].to_vec();
-            fdobjs::deleted_file(&n, path, st.st_size as u64).unwrap_or(FdKind::Other { link })
+            ckpt_kinds::deleted::capture(&n, path, st.st_size as u64).unwrap_or(FdKind::Other { link })
         } else if fmt == libc::S_IFIFO && link.starts_with(b"pipe:") {
             pipes.pipe(fd, &n, st.st_ino)
         } else if fmt == libc::S_IFSOCK {

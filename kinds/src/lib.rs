@@ -1,0 +1,42 @@
+//! Capture and restore of the kernel resources behind a program's file descriptors, one module
+//! per kind, with both halves side by side (as CRIU keeps files-reg.c, pipes.c, ...): what the
+//! runtime reads at checkpoint time and what ckpt-restart does with it are read together.
+//!
+//! Two sides use this crate, under different rules:
+//! - `capture` functions run inside the program (the runtime), on the checkpoint thread with
+//!   every other thread stopped: system calls through `sys` only (never libc functions that may
+//!   take a lock a stopped thread holds), no stdio; allocations go to the runtime's own
+//!   allocator (the global allocator of the runtime library), never libc's malloc.
+//! - `restore` functions run in ckpt-restart before the address-space switch, with plain libc;
+//!   they return new fds of ours (close-on-exec), which the restarter moves to their numbers.
+//!
+//! The runtime and the restarter keep the fd table itself (listing, dups, placing fds); the
+//! kinds that are not moved here yet still live in their `fdobjs` modules.
+
+pub mod deleted;
+mod sys;
+
+/// What can go wrong restoring a resource. Messages are sentences for users.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A system call failed while doing `what`.
+    #[error("{what}: {source}")]
+    Os { what: String, source: std::io::Error },
+    /// The resource cannot be restored faithfully here.
+    #[error("{0}")]
+    Refused(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// The last OS error, while doing `what`.
+    pub fn last(what: impl Into<String>) -> Error {
+        Error::Os { what: what.into(), source: std::io::Error::last_os_error() }
+    }
+}
+
+/// Bytes for messages.
+pub(crate) fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
