@@ -13,7 +13,11 @@
 //! The runtime and the restarter keep the fd table itself (listing, dups, placing fds); the
 //! kinds that are not moved here yet still live in their `fdobjs` modules.
 
+pub mod aio;
 pub mod deleted;
+pub mod locks;
+pub mod pipe;
+pub mod procfs;
 mod sys;
 
 /// What can go wrong restoring a resource. Messages are sentences for users.
@@ -33,6 +37,14 @@ impl Error {
     /// The last OS error, while doing `what`.
     pub fn last(what: impl Into<String>) -> Error {
         Error::Os { what: what.into(), source: std::io::Error::last_os_error() }
+    }
+}
+
+/// Say what a restore did instead of the obvious, on stderr, when CKPT_LOG is info or debug
+/// (ckpt-restart is quiet by default).
+pub fn info(msg: &str) {
+    if matches!(std::env::var("CKPT_LOG").as_deref(), Ok("info" | "debug")) {
+        eprintln!("ckpt-restart: {msg}");
     }
 }
 

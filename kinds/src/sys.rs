@@ -24,14 +24,22 @@ pub fn close(fd: i32) {
     unsafe { libc::syscall(libc::SYS_close, fd) };
 }
 
-pub fn pread(fd: i32, buf: &mut [u8], off: u64) -> SysResult<usize> {
-    loop {
-        // SAFETY: buf is a valid writable buffer of buf.len() bytes.
-        match check(unsafe { libc::syscall(libc::SYS_pread64, fd, buf.as_mut_ptr(), buf.len(), off) }) {
-            Err(libc::EINTR) => continue,
-            r => return r.map(|n| n as usize),
-        }
-    }
+pub fn fcntl(fd: i32, cmd: i32, arg: i64) -> SysResult<i64> {
+    // SAFETY: fcntl commands with integer arguments.
+    check(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) })
+}
+
+pub fn pipe2(flags: i32) -> SysResult<[i32; 2]> {
+    let mut p = [0i32; 2];
+    // SAFETY: p has room for two fds.
+    check(unsafe { libc::syscall(libc::SYS_pipe2, p.as_mut_ptr(), flags) })?;
+    Ok(p)
+}
+
+/// tee(2), non-blocking.
+pub fn tee(from: i32, to: i32, len: usize) -> SysResult<usize> {
+    // SAFETY: a plain system call on fds.
+    check(unsafe { libc::syscall(libc::SYS_tee, from, to, len, libc::SPLICE_F_NONBLOCK) }).map(|n| n as usize)
 }
 
 /// `/proc/self/fd/<fd>` as a C string.
@@ -39,4 +47,25 @@ pub fn proc_fd(fd: &[u8]) -> std::ffi::CString {
     let mut v = b"/proc/self/fd/".to_vec();
     v.extend_from_slice(fd);
     std::ffi::CString::new(v).unwrap_or_default()
+}
+
+pub fn read(fd: i32, buf: &mut [u8]) -> SysResult<usize> {
+    // SAFETY: buf is a valid writable buffer of buf.len() bytes.
+    check(unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) }).map(|n| n as usize)
+}
+
+pub fn lseek(fd: i32, off: u64, whence: i32) -> SysResult<u64> {
+    // SAFETY: a plain system call on an fd.
+    check(unsafe { libc::syscall(libc::SYS_lseek, fd, off, whence) }).map(|n| n as u64)
+}
+
+/// A non-blocking inotify instance of ours.
+pub fn inotify() -> SysResult<i32> {
+    // SAFETY: a plain system call.
+    check(unsafe { libc::syscall(libc::SYS_inotify_init1, libc::IN_NONBLOCK | libc::IN_CLOEXEC) }).map(|fd| fd as i32)
+}
+
+pub fn add_watch(ino: i32, path: &CStr, mask: u32) -> SysResult<i32> {
+    // SAFETY: path is a valid C string.
+    check(unsafe { libc::syscall(libc::SYS_inotify_add_watch, ino, path.as_ptr(), mask) }).map(|w| w as i32)
 }

@@ -1,5 +1,5 @@
-//! Creating the kernel objects behind the program's fds again: pipes and socketpairs (refilled
-//! with their unread bytes), bound and listening sockets, sockets whose outside peer is gone,
+//! Creating the kernel objects behind the program's fds again: socketpairs (refilled with
+//! their unread bytes), bound and listening sockets, sockets whose outside peer is gone,
 //! eventfd, timerfd, signalfd, inotify and epoll. The kinds moved to the ckpt-kinds crate
 //! (capture and restore side by side) are restored there.
 //! Each function returns a new fd of ours (close-on-exec); fds.rs puts it at its number.
@@ -49,17 +49,6 @@ pub fn set_status_flags(fd: RawFd, flags: i32) {
     let keep = libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_DIRECT | libc::O_NOATIME;
     // SAFETY: fd is ours.
     unsafe { libc::fcntl(fd, libc::F_SETFL, flags & keep) };
-}
-
-/// Both ends of a new pipe of capacity `size`, holding `data`.
-pub fn pipe(size: u32, data: &[u8]) -> Result<[RawFd; 2]> {
-    let mut p = [0; 2];
-    // SAFETY: p has room for two fds.
-    check(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) }, || "pipe2".into())?;
-    // SAFETY: p[0] is ours. A failure leaves the default size, which is only smaller.
-    unsafe { libc::fcntl(p[0], libc::F_SETPIPE_SZ, size.max(data.len() as u32) as libc::c_int) };
-    write_all(p[1], data, "a pipe")?;
-    Ok(p)
 }
 
 /// A new connected pair of UNIX sockets; `queues[i]` is put in end i's receive queue.

@@ -1,5 +1,5 @@
-//! Writing the memory of an image: which chunks to store (from pagemap), and compressing and
-//! writing them with several threads.
+//! Writing the memory of an image: which chunks to store (from pagemap; and the data extents
+//! of deleted files), and compressing and writing them with several threads.
 //!
 //! The threads are raw `clone`s sharing the caller's memory and TLS (no CLONE_SETTLS), not
 //! pthreads: in the snapshot child, pthread_create could block forever on a glibc lock that a
@@ -9,7 +9,8 @@
 use crate::dirty::Track;
 use crate::maps::{self, MapEntry, PAGE};
 use crate::sys;
-use ckpt_image::{Backing, Chunk, ChunkEncoder, Codec, Writer, CHUNK_SIZE};
+use ckpt_image::{Backing, Chunk, ChunkEncoder, Codec, FdKind, FdState, Writer, CHUNK_SIZE};
+use ckpt_kinds::deleted;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 /// One chunk to store: `len` bytes at address `addr`, `offset` bytes into its region.
@@ -21,6 +22,9 @@ pub struct Job {
     pub len: usize,
     /// Readable private anonymous memory: read in place. Otherwise through /proc/self/mem.
     pub direct: bool,
+    /// A deleted file's data: read from this fd of ours at `offset` (`region` is then the fd's
+    /// entry in the fd table), not from memory. -1 for memory.
+    pub file: i32,
 }
 
 /// Pages of a region, and whether the others come from the parent image (an increment).
@@ -56,13 +60,43 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], tracks: Option<&[Track]>) -
             let end = (first + n) * PAGE;
             while off < end {
                 let len = (end - off).min(CHUNK_SIZE as u64) as usize;
-                jobs.push(Job { region: i, offset: off, addr: m.start + off, len, direct });
+                jobs.push(Job { region: i, offset: off, addr: m.start + off, len, direct, file: -1 });
                 off += len as u64;
             }
         }
         backings.push(Some((backing, stored.inherit)));
     }
     (backings, jobs)
+}
+
+/// Jobs for the data of the deleted files of the fd table (`deleted::data_owners`), appended
+/// to `jobs`: their data extents, read through fds of ours opened here (returned, to be closed
+/// once written). A file that cannot be opened is stored empty (its size is kept).
+pub fn plan_files(fds: &[FdState], jobs: &mut Vec<Job>) -> Vec<i32> {
+    let mut opened = Vec::new();
+    for i in deleted::data_owners(fds) {
+        let FdKind::Deleted(d) = &fds[i].kind else { continue };
+        let Ok(fd) = sys::open(&sys::cpath(&[b"/proc/self/fd/", &sys::decimal(fds[i].fd)]), libc::O_RDONLY, 0) else { continue };
+        opened.push(fd);
+        for (s, e) in deleted::extents(fd, d.size) {
+            let mut off = s;
+            while off < e {
+                let len = (e - off).min(CHUNK_SIZE as u64) as usize;
+                jobs.push(Job { region: i, offset: off, addr: 0, len, direct: false, file: fd });
+                off += len as u64;
+            }
+        }
+    }
+    opened
+}
+
+/// Give each deleted file its chunks (`jobs` and `chunks`: the file jobs and what they wrote).
+pub fn attach_files(fds: &mut [FdState], jobs: &[Job], chunks: &[Chunk]) {
+    for (j, c) in jobs.iter().zip(chunks) {
+        if let FdKind::Deleted(d) = &mut fds[j.region].kind {
+            d.chunks.push(*c);
+        }
+    }
 }
 
 struct Shared<'a> {
@@ -154,7 +188,18 @@ fn work(sh: &Shared) {
         }
         let i = sh.next.fetch_add(1, Ordering::Relaxed);
         let Some(job) = sh.jobs.get(i) else { return };
-        let data: &[u8] = if job.direct {
+        let data: &[u8] = if job.file >= 0 {
+            buf.resize(job.len, 0);
+            let mut got = 0;
+            while got < job.len {
+                match sys::pread(job.file, &mut buf[got..], job.offset + got as u64) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+            }
+            buf[got..].fill(0);
+            &buf
+        } else if job.direct {
             // SAFETY: [addr, addr+len) lies in a readable private anonymous mapping of this
             // process that nothing writes while the image is written (threads stopped, or the
             // snapshot child's copy).

@@ -39,6 +39,20 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// Why the image writer gave up.
+pub enum Failure {
+    Failed(String),
+    /// The snapshot cannot hold this image (something it reads changed under it): take the
+    /// checkpoint again without a snapshot.
+    NeedSync(String),
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Failure {
+        Failure::Failed(s)
+    }
+}
+
 pub struct Child {
     pid: i32,
     report: usize,
@@ -57,7 +71,7 @@ pub fn enabled() -> bool {
 }
 
 /// Create the snapshot child; in the child, run `body` and exit. Returns in the parent only.
-pub fn spawn(body: impl FnOnce() -> Result<(u64, u64, u64), String>, regions: &[(MapEntry, bool)]) -> Result<Child, String> {
+pub fn spawn(body: impl FnOnce() -> Result<(u64, u64, u64), Failure>, regions: &[(MapEntry, bool)]) -> Result<Child, String> {
     let page = sys::mmap(0, 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
         .map_err(|e| format!("cannot map the report page: errno {e}"))?;
     // clone(flags = 0: exit signal 0, no sharing; stack 0: the child continues on a copy of ours).
@@ -71,7 +85,7 @@ pub fn spawn(body: impl FnOnce() -> Result<(u64, u64, u64), String>, regions: &[
     }
 }
 
-fn child(page: usize, body: impl FnOnce() -> Result<(u64, u64, u64), String>, regions: &[(MapEntry, bool)]) -> ! {
+fn child(page: usize, body: impl FnOnce() -> Result<(u64, u64, u64), Failure>, regions: &[(MapEntry, bool)]) -> ! {
     // If the program dies, there is no one to commit the image: stop.
     let _ = sys::syscall!(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, libc::SIGKILL);
     // SAFETY: the page is mapped read-write and shared with the parent, which reads it only
@@ -89,7 +103,8 @@ fn child(page: usize, body: impl FnOnce() -> Result<(u64, u64, u64), String>, re
                 rep.hash = hash;
                 (DONE, String::new())
             }
-            Err(m) => (FAILED, m),
+            Err(Failure::Failed(m)) => (FAILED, m),
+            Err(Failure::NeedSync(m)) => (NOT_FORKABLE, m),
         },
     };
     let n = msg.len().min(rep.msg.len());
