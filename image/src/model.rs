@@ -187,7 +187,7 @@ pub enum FdKind {
 /// `ino`) come back as one inode; `mode` (type and permission bits) says what it is and how it
 /// comes back: a regular file holding its data (`chunks`, stored in the data area like memory,
 /// holes not stored, on the inode's first fd only; the others have none), an empty directory
-/// (removed again at once), or a device node of `rdev`.
+/// (removed again at once), a device node of `rdev`, or a symlink to `target` (an O_PATH fd).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deleted {
     /// The name it had (without " (deleted)"), for messages and to recreate it next to it.
@@ -201,6 +201,15 @@ pub struct Deleted {
     /// A regular file's data: chunks whose `offset` is the offset in the file, sorted, each
     /// a whole number of pages (the tail of the last one past `size` is zero and not written).
     pub chunks: Vec<Chunk>,
+    pub uid: u32,
+    pub gid: u32,
+    /// Access and modification times: seconds and nanoseconds since the epoch.
+    pub atime: (i64, i64),
+    pub mtime: (i64, i64),
+    /// A symlink's target.
+    pub target: Vec<u8>,
+    /// st_nlink at checkpoint time: above 0, the file still had another name somewhere.
+    pub nlink: u64,
 }
 
 impl Deleted {
@@ -209,6 +218,9 @@ impl Deleted {
     }
     pub fn is_dir(&self) -> bool {
         self.mode & libc::S_IFMT == libc::S_IFDIR
+    }
+    pub fn is_symlink(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFLNK
     }
 }
 
@@ -221,6 +233,11 @@ pub struct FileLock {
     /// Byte range of POSIX and OFD locks, `end` inclusive (u64::MAX: to the end of the file).
     pub start: u64,
     pub end: u64,
+    /// A lease being broken: what it is being broken to (a write lease to a read lease: true;
+    /// to none: false). None: not being broken.
+    pub breaking_to_read: Option<bool>,
+    /// A lease: the signal its breaks are announced with (F_GETSIG; 0: SIGIO).
+    pub signal: i32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,13 +12,15 @@
 //! Restore: one new inode per old one (all fds of one inode come back as one inode, sharing
 //! data): a regular file as an unnamed file in the same directory (O_TMPFILE; a memfd of the
 //! same name for memfds, or when the directory cannot hold one), sparse, holding the stored data,
-//! with the old permission bits (set once every fd is open, so a mode without read permission
-//! does not lock us out); a directory made and removed again at once (under its old name when
-//! that is free, so /proc/self/fd shows the old path); a device node made with mknod where
-//! allowed, else the device node of /dev with the same type and number. Every program fd is
+//! with the old permission bits, times and (where allowed: as root, or our own) owner, set once
+//! every fd is open (so a mode without read permission does not lock us out); a directory made
+//! and removed again at once (under its old name when that is free, so /proc/self/fd shows the
+//! old path); a symlink (an O_PATH fd on it) made and removed again; a device node made with
+//! mknod where allowed, else the device node of /dev with the same type and number. Every program fd is
 //! then a new open of that inode through /proc/self/fd with the program's flags, and st_nlink
 //! is 0 as it was. A file that was unlinked but still has another name elsewhere (st_nlink > 0
-//! at checkpoint time) also comes back as an unnamed copy: that other name is not found.
+//! at checkpoint time) also comes back as an unnamed copy, with a warning: that other name
+//! cannot be found from the fd without privileges, and is a different file after the restart.
 
 use crate::{info, lossy, sys, Error, Result};
 use ckpt_image::{Deleted, FdKind, Reader, CHUNK_SIZE};
@@ -27,15 +29,30 @@ use std::os::fd::RawFd;
 
 const PAGE: u64 = 4096;
 
-/// Capture: the deleted inode behind an fd (`path`: its link text without " (deleted)"), or
+/// Capture: the deleted inode behind fd `fd` (`path`: its link text without " (deleted)"), or
 /// None for kinds handled elsewhere (FIFOs, sockets).
-pub fn capture(path: Vec<u8>, st: &libc::stat) -> Option<FdKind> {
+pub fn capture(fd: i32, path: Vec<u8>, st: &libc::stat) -> Option<FdKind> {
     let fmt = st.st_mode & libc::S_IFMT;
-    if ![libc::S_IFREG, libc::S_IFDIR, libc::S_IFCHR, libc::S_IFBLK].contains(&fmt) {
+    if ![libc::S_IFREG, libc::S_IFDIR, libc::S_IFCHR, libc::S_IFBLK, libc::S_IFLNK].contains(&fmt) {
         return None;
     }
     let size = if fmt == libc::S_IFREG { st.st_size as u64 } else { 0 };
-    Some(FdKind::Deleted(Deleted { path, dev: st.st_dev, ino: st.st_ino, mode: st.st_mode, rdev: st.st_rdev, size, chunks: Vec::new() }))
+    let target = if fmt == libc::S_IFLNK { sys::readlink_fd(fd).ok()? } else { Vec::new() };
+    Some(FdKind::Deleted(Deleted {
+        path,
+        dev: st.st_dev,
+        ino: st.st_ino,
+        mode: st.st_mode,
+        rdev: st.st_rdev,
+        size,
+        chunks: Vec::new(),
+        uid: st.st_uid,
+        gid: st.st_gid,
+        atime: (st.st_atime, st.st_atime_nsec),
+        mtime: (st.st_mtime, st.st_mtime_nsec),
+        target,
+        nlink: st.st_nlink,
+    }))
 }
 
 /// The fds whose deleted file's data the image stores: the first fd of each regular-file inode.
@@ -150,7 +167,9 @@ fn existing_dir(mut dir: &[u8]) -> Vec<u8> {
 struct Inode {
     key: (u64, u64),
     holder: RawFd,
-    mode: u32,
+    /// What it was, to give it its owner, mode and times at the end; None: an inode that is
+    /// not ours to change (the /dev node standing in for a deleted device node).
+    old: Option<Deleted>,
 }
 
 /// Restore: the deleted inodes recreated so far.
@@ -172,8 +191,9 @@ impl Recreated {
         let i = match self.inodes.iter().position(|n| n.key == (d.dev, d.ino)) {
             Some(i) => i,
             None => {
-                let holder = make(d, image)?;
-                self.inodes.push(Inode { key: (d.dev, d.ino), holder, mode: d.mode });
+                let (holder, ours) = make(d, image)?;
+                let old = ours.then(|| Deleted { chunks: Vec::new(), ..d.clone() });
+                self.inodes.push(Inode { key: (d.dev, d.ino), holder, old });
                 self.inodes.len() - 1
             }
         };
@@ -190,11 +210,13 @@ impl Recreated {
         Ok(fd)
     }
 
-    /// Every fd is open: give the inodes their permission bits and close our holders.
+    /// Every fd is open: give the inodes their owner (where allowed), mode and times, and
+    /// close our holders.
     pub fn finish(self) {
         for n in self.inodes {
-            // SAFETY: holder is ours. A failure leaves the mode we created it with.
-            unsafe { libc::fchmod(n.holder, n.mode & 0o7777) };
+            if let Some(d) = n.old.as_ref().filter(|d| !d.is_symlink()) {
+                set_attributes(n.holder, d);
+            }
             close(n.holder);
         }
     }
@@ -207,31 +229,86 @@ impl Recreated {
     }
 }
 
+/// Owner, mode and times of the recreated inode `fd` (an fd of ours, maybe O_PATH: set through
+/// /proc/self/fd). Changing the owner needs privileges unless it is ours: said at info level.
+fn set_attributes(fd: RawFd, d: &Deleted) {
+    let Ok(p) = cstr(format!("/proc/self/fd/{fd}").as_bytes()) else { return };
+    // SAFETY: p is a valid C string; an all-zero stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::stat(p.as_ptr(), &mut st) };
+    // SAFETY: as above (each call changes only the recreated inode).
+    unsafe {
+        if (st.st_uid, st.st_gid) != (d.uid, d.gid) && libc::chown(p.as_ptr(), d.uid, d.gid) < 0 {
+            info(&format!("{} keeps owner {}:{} (it was {}:{}): {}", what(d), st.st_uid, st.st_gid, d.uid, d.gid, std::io::Error::last_os_error()));
+        }
+        libc::chmod(p.as_ptr(), d.mode & 0o7777);
+        let ts = [libc::timespec { tv_sec: d.atime.0, tv_nsec: d.atime.1 }, libc::timespec { tv_sec: d.mtime.0, tv_nsec: d.mtime.1 }];
+        libc::utimensat(libc::AT_FDCWD, p.as_ptr(), ts.as_ptr(), 0);
+    }
+}
+
 fn what(d: &Deleted) -> String {
     let kind = if d.is_file() {
         "deleted file"
     } else if d.is_dir() {
         "deleted directory"
+    } else if d.is_symlink() {
+        "deleted symlink"
     } else {
         "deleted device node"
     };
     format!("{kind} {}", lossy(&d.path))
 }
 
-/// Make the new inode for `d`; returns an fd of ours on it.
-fn make(d: &Deleted, image: &Reader) -> Result<RawFd> {
+/// Make the new inode for `d`; returns an fd of ours on it, and whether it is a new inode of
+/// ours (not one standing in for it).
+fn make(d: &Deleted, image: &Reader) -> Result<(RawFd, bool)> {
     if d.is_file() {
+        if d.nlink > 0 {
+            eprintln!(
+                "ckpt-restart: warning: {} still had another name at checkpoint time ({} links); it comes back as a copy without a name, so that other name is a different file now",
+                what(d),
+                d.nlink
+            );
+        }
         let t = unnamed_file(&d.path)?;
         if let Err(e) = fill(t, d, image) {
             close(t);
             return Err(e);
         }
-        Ok(t)
+        Ok((t, true))
     } else if d.is_dir() {
-        removed_dir(&d.path)
+        Ok((removed_dir(&d.path)?, true))
+    } else if d.is_symlink() {
+        Ok((removed_symlink(d)?, true))
     } else {
         device(d)
     }
+}
+
+/// A symlink to the old target, made next to where it was under a free name, opened O_PATH and
+/// removed again.
+fn removed_symlink(d: &Deleted) -> Result<RawFd> {
+    let target = cstr(&d.target)?;
+    let base = existing_dir(split(&d.path).0);
+    for n in 0..100 {
+        let p = cstr(&[&base[..], format!("/.ckpt-link-{}-{n}", std::process::id()).as_bytes()].concat())?;
+        // SAFETY: both are valid C strings.
+        if unsafe { libc::symlink(target.as_ptr(), p.as_ptr()) } < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST) {
+                continue;
+            }
+            break;
+        }
+        // SAFETY: p is a valid C string.
+        let fd = unsafe { libc::open(p.as_ptr(), libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+        let e = Error::last(format!("cannot recreate {}", what(d)));
+        // SAFETY: removing the symlink we just made.
+        unsafe { libc::unlink(p.as_ptr()) };
+        return if fd < 0 { Err(e) } else { Ok(fd) };
+    }
+    Err(Error::last(format!("cannot recreate {}", what(d))))
 }
 
 /// An unnamed regular file next to where `path` was (O_TMPFILE), or a memfd: one of the same
@@ -342,8 +419,9 @@ pub fn enter_removed_dir(path: &[u8], dirs: &[(Vec<u8>, RawFd)]) -> Result<()> {
 }
 
 /// A device node of the same type and number: made next to where `path` was with mknod (which
-/// needs privileges) and unlinked again, else the one in /dev. An O_PATH fd of ours on it.
-fn device(d: &Deleted) -> Result<RawFd> {
+/// needs privileges) and unlinked again, else the one in /dev (then not ours: false). An O_PATH
+/// fd of ours on it.
+fn device(d: &Deleted) -> Result<(RawFd, bool)> {
     let (dir, _) = split(&d.path);
     let tmp = [dir, format!("/.ckpt-dev-{}-{}", std::process::id(), d.ino).as_bytes()].concat();
     let c = cstr(&tmp)?;
@@ -354,7 +432,7 @@ fn device(d: &Deleted) -> Result<RawFd> {
         let e = Error::last(format!("cannot recreate {}", what(d)));
         // SAFETY: removing the node we just made.
         unsafe { libc::unlink(c.as_ptr()) };
-        return if fd < 0 { Err(e) } else { Ok(fd) };
+        return if fd < 0 { Err(e) } else { Ok((fd, true)) };
     }
     let (fmt, rdev) = (d.mode & libc::S_IFMT, d.rdev);
     let found = find_node(b"/dev", fmt, rdev, 2).ok_or_else(|| {
@@ -367,7 +445,7 @@ fn device(d: &Deleted) -> Result<RawFd> {
     if fd < 0 {
         return Err(Error::last(format!("cannot open {}", lossy(&found))));
     }
-    Ok(fd)
+    Ok((fd, false))
 }
 
 /// A device node under `dir` (`depth` levels deep) of type `fmt` and number `rdev`.

@@ -69,3 +69,12 @@ pub fn add_watch(ino: i32, path: &CStr, mask: u32) -> SysResult<i32> {
     // SAFETY: path is a valid C string.
     check(unsafe { libc::syscall(libc::SYS_inotify_add_watch, ino, path.as_ptr(), mask) }).map(|w| w as i32)
 }
+
+/// The target of the symlink an O_PATH fd is on.
+pub fn readlink_fd(fd: i32) -> SysResult<Vec<u8>> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: an empty path names the fd itself; buf is a valid buffer.
+    let n = check(unsafe { libc::syscall(libc::SYS_readlinkat, fd, c"".as_ptr(), buf.as_mut_ptr(), buf.len()) })?;
+    buf.truncate(n as usize);
+    Ok(buf)
+}

@@ -54,7 +54,7 @@ pub fn read_fds() -> Vec<FdState> {
             let deleted = gone.is_some();
             pipes.fifo(fd, &n, &st, gone.unwrap_or(link), deleted)
         } else if let Some(path) = gone {
-            deleted::capture(path, &st).unwrap_or(FdKind::Other { link })
+            deleted::capture(fd, path, &st).unwrap_or(FdKind::Other { link })
         } else if fmt == libc::S_IFIFO && link.starts_with(b"pipe:") {
             pipes.pipe(fd, &n, st.st_ino)
         } else if fmt == libc::S_IFSOCK {
@@ -64,7 +64,7 @@ pub fn read_fds() -> Vec<FdState> {
         } else {
             FdKind::Other { link }
         };
-        out.push(FdState { fd, flags, pos, cloexec, kind, dup_of: None, mtime: st.st_mtime, locks: locks::capture(&info) });
+        out.push(FdState { fd, flags, pos, cloexec, kind, dup_of: None, mtime: st.st_mtime, locks: locks::capture(fd, &info, flags) });
     }
     out
 }

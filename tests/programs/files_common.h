@@ -50,7 +50,8 @@ __attribute__((unused)) static void describe_file(const char *what, int fd) {
         failures++;
         return;
     }
-    printf("%s: size %lld mode %o nlink %ld extents", what, (long long)st.st_size, st.st_mode & 07777, (long)st.st_nlink);
+    printf("%s: size %lld mode %o nlink %ld mtime %lld.%09ld extents", what, (long long)st.st_size, st.st_mode & 07777,
+           (long)st.st_nlink, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
     off_t pos = 0;
     unsigned long long h = 1469598103934665603ULL;
     static char buf[1 << 16];

@@ -1,5 +1,5 @@
 /* A deleted-but-open file of more than 1 GiB apparent size (sparse: holes must stay holes),
- * with its permission bits, opened twice (two open file descriptions of one inode must stay
+ * with its permission bits and modification time, opened twice (two open file descriptions of one inode must stay
  * one inode), and a small deleted file with holes at the start and in the middle. */
 #include "files_common.h"
 
@@ -22,6 +22,8 @@ int main(void) {
     pattern(small, 8192, 4096, 3);
     pattern(small, 20480, 1000, 4);
     if (ftruncate(small, 32768) || fchmod(small, 0604)) return 2;
+    struct timespec times[2] = {{1000000000, 5}, {1234567890, 123456789}};
+    if (futimens(big, times) || futimens(small, times)) return 2;
     lseek(big, 777, SEEK_SET);
     lseek(again, 3 * 4096, SEEK_SET);
     lseek(small, 9000, SEEK_SET);

@@ -63,3 +63,10 @@ fn shared_mapped_file_removed_after_the_kill_is_made_again() {
     assert!(said[0].contains("made again"), "{}", said[0]);
     assert_eq!(fs::read(r.dir.join("session.dat")).unwrap().len(), 3 * 4096 + 100);
 }
+
+/// Private mappings of a deleted file still written through an fd: the pages the program did
+/// not copy show the fd's writes after the restart, its own copies do not.
+#[test]
+fn private_mappings_of_a_deleted_file_follow_its_fd() {
+    ready_go("files_deleted_mapped", "files_deleted_mapped", false, |_| {}, &[]);
+}
