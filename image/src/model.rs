@@ -188,7 +188,7 @@ pub enum FdKind {
 /// comes back: a regular file holding its data (`chunks`, stored in the data area like memory,
 /// holes not stored, on the inode's first fd only; the others have none), an empty directory
 /// (removed again at once), a device node of `rdev`, or a symlink to `target` (an O_PATH fd).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deleted {
     /// The name it had (without " (deleted)"), for messages and to recreate it next to it.
     pub path: Vec<u8>,

@@ -41,3 +41,16 @@ fn fifos_keep_their_unread_bytes_and_ends() {
 fn fifos_keep_their_unread_bytes_and_ends_as_nobody() {
     ready_go("files_fifo", "files_fifo_nobody", true, |_| {}, &[]);
 }
+
+#[test]
+fn working_directory_of_a_dead_process_proc_directory() {
+    ready_go("files_proc_dead_cwd", "files_proc_dead_cwd", false, |_| {}, &[]);
+}
+
+/// A FIFO whose name is gone at restart is made again (it holds nothing on disk), said at
+/// CKPT_LOG=info; the unread bytes come from the image.
+#[test]
+fn fifo_removed_after_the_kill_is_made_again() {
+    let r = ready_go("files_fifo", "files_fifo_gone", false, |d| std::fs::remove_file(d.join("fifo")).unwrap(), &[("CKPT_LOG", "info")]);
+    assert!(r.stderr.lines().any(|l| l.contains("/fifo") && l.contains("made again")), "not said: {}", r.stderr);
+}
