@@ -345,7 +345,9 @@ fn fill(t: RawFd, d: &Deleted, image: &Reader) -> Result<()> {
     }
     let mut dec = ckpt_image::Decompressor::new().map_err(|e| Error::Refused(e.to_string()))?;
     let (mut buf, mut scratch) = (vec![0u8; CHUNK_SIZE], Vec::new());
-    for c in &d.chunks {
+    // All-zero chunks stay holes (the file was sized with ftruncate): a file read whole
+    // (`memwrite::plan_files`) does not become as large on disk as its apparent size.
+    for c in d.chunks.iter().filter(|c| c.codec != ckpt_image::Codec::Zero) {
         let data = &mut buf[..c.raw_len as usize];
         image.read_chunk(c, data, &mut dec, &mut scratch).map_err(|e| Error::Refused(format!("deleted file {}: {e}", lossy(&d.path))))?;
         let n = (d.size.saturating_sub(c.offset)).min(c.raw_len) as usize;

@@ -287,7 +287,7 @@ fn write_image(cap: &Capture, threads: usize) -> WriteResult {
         let t0 = now_ns();
         let (backings, mut jobs) = memwrite::plan(pagemap, &cap.maps, cap.tracks.as_deref());
         let nmem = jobs.len();
-        let files = memwrite::plan_files(&cap.index.fds, &mut jobs);
+        let files = memwrite::plan_files(&cap.index.fds, &mut jobs)?;
         let t1 = now_ns();
         let chunks = memwrite::write_all(&w, mem, &jobs, threads);
         files.iter().for_each(|&fd| sys::close(fd));

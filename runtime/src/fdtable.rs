@@ -47,7 +47,8 @@ pub fn read_fds() -> Vec<FdState> {
         let fmt = st.st_mode & libc::S_IFMT;
         let named = link.starts_with(b"/");
         let gone = link.strip_suffix(b" (deleted)").filter(|_| named).map(<[u8]>::to_vec);
-        let by_path = named && gone.is_none() && [libc::S_IFREG, libc::S_IFDIR, libc::S_IFCHR, libc::S_IFLNK].contains(&fmt);
+        let o_path = flags & libc::O_PATH != 0;
+        let by_path = named && gone.is_none() && (o_path || [libc::S_IFREG, libc::S_IFDIR, libc::S_IFCHR, libc::S_IFLNK].contains(&fmt));
         let kind = if by_path {
             FdKind::Path { path: link, size: st.st_size as u64, is_dir: fmt == libc::S_IFDIR }
         } else if fmt == libc::S_IFIFO && named {

@@ -71,14 +71,26 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], tracks: Option<&[Track]>) -
 
 /// Jobs for the data of the deleted files of the fd table (`deleted::data_owners`), appended
 /// to `jobs`: their data extents, read through fds of ours opened here (returned, to be closed
-/// once written). A file that cannot be opened is stored empty (its size is kept).
-pub fn plan_files(fds: &[FdState], jobs: &mut Vec<Job>) -> Vec<i32> {
+/// once written). A file we cannot open again (its mode denies us reading) is read through the
+/// program's own fd with pread, which leaves its offset alone, all of it (holes cannot be told
+/// without an offset of our own); a file that cannot be read at all fails the checkpoint.
+pub fn plan_files(fds: &[FdState], jobs: &mut Vec<Job>) -> Result<Vec<i32>, String> {
     let mut opened = Vec::new();
     for i in deleted::data_owners(fds) {
-        let FdKind::Deleted(d) = &fds[i].kind else { continue };
-        let Ok(fd) = sys::open(&sys::cpath(&[b"/proc/self/fd/", &sys::decimal(fds[i].fd)]), libc::O_RDONLY, 0) else { continue };
-        opened.push(fd);
-        for (s, e) in deleted::extents(fd, d.size) {
+        let f = &fds[i];
+        let FdKind::Deleted(d) = &f.kind else { continue };
+        let (fd, runs) = match sys::open(&sys::cpath(&[b"/proc/self/fd/", &sys::decimal(f.fd)]), libc::O_RDONLY, 0) {
+            Ok(fd) => {
+                opened.push(fd);
+                (fd, deleted::extents(fd, d.size))
+            }
+            Err(_) if f.flags & libc::O_ACCMODE != libc::O_WRONLY && f.flags & libc::O_PATH == 0 => (f.fd, vec![(0, d.size.div_ceil(PAGE) * PAGE)]),
+            Err(e) => {
+                opened.iter().for_each(|&fd| sys::close(fd));
+                return Err(format!("cannot read the deleted file {} (fd {}): errno {e}", String::from_utf8_lossy(&d.path), f.fd));
+            }
+        };
+        for (s, e) in runs {
             let mut off = s;
             while off < e {
                 let len = (e - off).min(CHUNK_SIZE as u64) as usize;
@@ -87,7 +99,7 @@ pub fn plan_files(fds: &[FdState], jobs: &mut Vec<Job>) -> Vec<i32> {
             }
         }
     }
-    opened
+    Ok(opened)
 }
 
 /// Give each deleted file its chunks (`jobs` and `chunks`: the file jobs and what they wrote).
