@@ -30,10 +30,10 @@ use std::os::fd::RawFd;
 const PAGE: u64 = 4096;
 
 /// Capture: the deleted inode behind fd `fd` (`path`: its link text without " (deleted)"), or
-/// None for kinds handled elsewhere (FIFOs, sockets).
+/// None for kinds handled elsewhere (FIFOs, sockets, terminals: a pty whose node is gone).
 pub fn capture(fd: i32, path: Vec<u8>, st: &libc::stat) -> Option<FdKind> {
     let fmt = st.st_mode & libc::S_IFMT;
-    if ![libc::S_IFREG, libc::S_IFDIR, libc::S_IFCHR, libc::S_IFBLK, libc::S_IFLNK].contains(&fmt) {
+    if ![libc::S_IFREG, libc::S_IFDIR, libc::S_IFCHR, libc::S_IFBLK, libc::S_IFLNK].contains(&fmt) || path.starts_with(b"/dev/pts/") {
         return None;
     }
     let size = if fmt == libc::S_IFREG { st.st_size as u64 } else { 0 };
@@ -188,6 +188,12 @@ impl Recreated {
     /// A new fd of ours for a program fd on the deleted inode `d`, with the program's `flags`;
     /// the inode is made on its first fd, a regular file filled from `image`.
     pub fn open(&mut self, d: &Deleted, flags: i32, image: &Reader) -> Result<RawFd> {
+        if d.is_dir() && crate::procfs::is_proc_pid_dir(&d.path) {
+            // A dead process's directory: opened directly while a process of ours lives there.
+            let f = reopen_flags(flags) | libc::O_DIRECTORY;
+            // SAFETY: open with a valid C string.
+            return crate::procfs::with_dead_child(&d.path, |dir| unsafe { libc::open(dir.as_ptr(), f) });
+        }
         let i = match self.inodes.iter().position(|n| n.key == (d.dev, d.ino)) {
             Some(i) => i,
             None => {

@@ -7,9 +7,9 @@
 //!
 //! Restore of the working directory: entered by path; a removed working directory is made
 //! again and removed (`deleted::enter_removed_dir`: the same directory as a program fd on it);
-//! the /proc directory of a process that has died since (a working directory such as
-//! `/proc/1234 (deleted)`) is made again from a short-lived child of ours, entered, and left to
-//! die, so the program sees the same kind of dead directory (getcwd fails with ENOENT).
+//! the /proc directory of a process that has died since (a working directory or a directory fd
+//! such as `/proc/1234 (deleted)`) is made again from a short-lived child of ours, opened, and
+//! left to die, so the program sees the same kind of dead directory (getcwd fails with ENOENT).
 
 use crate::{deleted, lossy, Error, Result};
 use std::os::fd::RawFd;
@@ -30,7 +30,8 @@ pub fn own_proc_path(path: &[u8], pid: i32) -> Vec<u8> {
 pub fn enter_cwd(cwd: &[u8], dirs: &[(Vec<u8>, RawFd)]) -> Result<()> {
     if let Some(path) = cwd.strip_suffix(DELETED) {
         if is_proc_pid_dir(path) {
-            return enter_dead_proc_dir(path);
+            // SAFETY: chdir with a valid C string.
+            return with_dead_child(path, |dir| unsafe { libc::chdir(dir.as_ptr()) }).map(|_| ());
         }
         return deleted::enter_removed_dir(path, dirs);
     }
@@ -43,12 +44,14 @@ pub fn enter_cwd(cwd: &[u8], dirs: &[(Vec<u8>, RawFd)]) -> Result<()> {
 }
 
 /// `/proc/<number>`.
-fn is_proc_pid_dir(path: &[u8]) -> bool {
+pub fn is_proc_pid_dir(path: &[u8]) -> bool {
     path.strip_prefix(b"/proc/").is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit))
 }
 
-/// Enter the /proc directory of a child of ours that then dies.
-fn enter_dead_proc_dir(path: &[u8]) -> Result<()> {
+/// `use_dir` (chdir, open: a /proc directory can be used only while its process lives) on the
+/// /proc directory of a child of ours that then dies: what a removed `path` (`/proc/<pid>` of a
+/// process dead at checkpoint time) was. Returns what `use_dir` returned.
+pub fn with_dead_child(path: &[u8], use_dir: impl FnOnce(&std::ffi::CStr) -> libc::c_int) -> Result<libc::c_int> {
     // SAFETY: the child only pauses until it is killed (async-signal-safe calls only).
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -61,9 +64,8 @@ fn enter_dead_proc_dir(path: &[u8]) -> Result<()> {
         }
     }
     let dir = std::ffi::CString::new(format!("/proc/{pid}")).unwrap_or_default();
-    // SAFETY: dir is a valid C string; then the child is killed and reaped.
-    let r = unsafe { libc::chdir(dir.as_ptr()) };
-    let e = Error::last(format!("cannot enter /proc/{pid}"));
+    let r = use_dir(&dir);
+    let e = Error::last(format!("cannot use /proc/{pid} for {} (deleted)", lossy(path)));
     // SAFETY: killing and reaping our own child.
     unsafe {
         libc::kill(pid, libc::SIGKILL);
@@ -72,8 +74,8 @@ fn enter_dead_proc_dir(path: &[u8]) -> Result<()> {
     if r < 0 {
         return Err(e);
     }
-    crate::info(&format!("working directory {} (deleted): now /proc/{pid} of a child that died", lossy(path)));
-    Ok(())
+    crate::info(&format!("{} (deleted), a dead process's directory: now /proc/{pid} of a child that died", lossy(path)));
+    Ok(r)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-/* A working directory in the /proc directory of a process that has died (a child reaped
- * before the checkpoint): after a restart it is still such a directory. */
+/* A working directory and an fd in the /proc directory of a process that has died (a child
+ * reaped before the checkpoint): after a restart they are still such a directory. */
 #include "files_common.h"
 #include <signal.h>
 #include <sys/wait.h>
@@ -12,7 +12,8 @@ int main(void) {
     }
     char dir[64];
     snprintf(dir, sizeof dir, "/proc/%d", pid);
-    if (pid < 0 || chdir(dir)) return 2;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (pid < 0 || dfd < 0 || chdir(dir)) return 2;
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     ready();
@@ -25,5 +26,11 @@ int main(void) {
     CHECK(dead, "working directory %s", buf);
     printf("working directory: %s\n", dead ? "a dead process's /proc directory" : "something else");
     CHECK(open("status", O_RDONLY) < 0, "a dead process's status");
+    snprintf(dir, sizeof dir, "/proc/self/fd/%d", dfd);
+    n = readlink(dir, buf, sizeof buf - 1);
+    buf[n > 0 ? n : 0] = 0;
+    dead = strncmp(buf, "/proc/", 6) == 0 && n > 10 && strcmp(buf + n - 10, " (deleted)") == 0;
+    CHECK(dead && openat(dfd, "status", O_RDONLY) < 0, "directory fd %s", buf);
+    printf("directory fd: %s\n", dead ? "a dead process's /proc directory" : "something else");
     return finish();
 }
