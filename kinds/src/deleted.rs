@@ -226,13 +226,6 @@ impl Recreated {
             close(n.holder);
         }
     }
-
-    /// Close our holders without more ado (the restart failed).
-    pub fn abandon(self) {
-        for n in self.inodes {
-            close(n.holder);
-        }
-    }
 }
 
 /// Owner, mode and times of the recreated inode `fd` (an fd of ours, maybe O_PATH: set through

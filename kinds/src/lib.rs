@@ -11,7 +11,12 @@
 //!   they return new fds of ours (close-on-exec), which the restarter moves to their numbers.
 //!
 //! The runtime and the restarter keep the fd table itself (listing, dups, placing fds); the
-//! kinds that are not moved here yet still live in their `fdobjs` modules.
+//! kinds that are not moved here yet (sockets, event fds) still live in their `fdobjs` modules.
+//!
+//! Modules: `deleted` (inodes without a name: deleted files of any size, tmpfiles, removed
+//! directories and symlinks, deleted device nodes), `pipe` (pipes and FIFOs), `locks` (file
+//! locks and leases), `procfs` (the program's own /proc paths, the working directory), `aio`
+//! (AIO contexts, restored by the runtime after the switch).
 
 pub mod aio;
 pub mod deleted;

@@ -13,7 +13,8 @@
 //! again (O_RDWR, which never blocks); made again with mkfifo if the name is gone (said at
 //! CKPT_LOG=info); a FIFO whose name was removed at checkpoint time is made under a free name
 //! in its directory and removed again. A name that is now something else than a FIFO stops
-//! the restart.
+//! the restart. A FIFO that another process kept open across the restart still has its buffer:
+//! the unread bytes are put back only into an empty one (said at CKPT_LOG=info).
 
 use crate::{info, lossy, sys, Error, Result};
 use ckpt_image::{FdKind, FdState};
@@ -137,7 +138,14 @@ fn make(f: &FdState, ino: u64, size: u32, all: &[FdState]) -> Result<Vec<RawFd>>
     let w = held[held.len() - 1];
     // SAFETY: w is ours. A failure leaves the default size, which is only smaller.
     unsafe { libc::fcntl(w, libc::F_SETPIPE_SZ, size.max(data.len() as u32) as libc::c_int) };
-    if let Err(e) = refill(w, &data) {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD into an int.
+    unsafe { libc::ioctl(w, libc::FIONREAD, &mut queued) };
+    if queued > 0 {
+        // A FIFO another process kept open across the restart: its buffer is still there, with
+        // the bytes the image holds unless that process read them.
+        info(&format!("FIFO of fd {} still holds {queued} bytes: the {} bytes of the image are not put back", f.fd, data.len()));
+    } else if let Err(e) = refill(w, &data) {
         for fd in held {
             // SAFETY: closing fds of ours.
             unsafe { libc::close(fd) };

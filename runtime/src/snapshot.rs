@@ -110,6 +110,11 @@ fn child(page: usize, body: impl FnOnce() -> Result<(u64, u64, u64), Failure>, r
     let n = msg.len().min(rep.msg.len());
     rep.msg[..n].copy_from_slice(&msg.as_bytes()[..n]);
     rep.msg_len = n as u32;
+    // Our copies of the program's fds share its open file descriptions: while we hold them, a
+    // flock or OFD lock stays held and a pipe or FIFO keeps its buffer even after the program
+    // is killed. Let go of them before the parent hears from us (exiting releases fds only
+    // after the address space, which takes long).
+    let _ = sys::syscall!(libc::SYS_close_range, 0, u32::MAX, 0);
     rep.state.store(state, Ordering::Release);
     // Wake the parent now: tearing down our copy of the address space (tens of ms per GiB)
     // happens after it has the report. A shared futex: the page is MAP_SHARED.
