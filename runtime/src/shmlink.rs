@@ -57,7 +57,7 @@ pub fn save() {
     let fds = sys::list_dir(&sys::cpath(&[b"/proc/self/fd"])).unwrap_or_default();
     let pagemap = sys::open(&sys::cpath(&[b"/proc/self/pagemap"]), libc::O_RDONLY, 0).unwrap_or(-1);
     for m in entries {
-        if m.inode == 0 || !m.name.ends_with(b" (deleted)") || m.name.starts_with(b"/SYSV") || s.n == MAX {
+        if m.inode == 0 || !m.name.ends_with(b" (deleted)") || m.name.starts_with(b"/SYSV") || m.name == ckpt_kinds::aio::RING_NAME || s.n == MAX {
             continue;
         }
         let fd = fds
