@@ -189,7 +189,7 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
     if fork {
         // The child writes the image, commits it and prints its line, even if the program ends.
         let body = |ctx: &snapshot::Ctx| {
-            let r = write_image(dir, &cap, &ctx.frozen, memwrite::cpus().min(8)).and_then(|w| commit(dir, &cap).map(|_| w).map_err(snapshot::Failure::Failed));
+            let r = write_image(dir, &cap, &ctx.frozen, &ctx.frozen_files, memwrite::cpus().min(8)).and_then(|w| commit(dir, &cap).map(|_| w).map_err(snapshot::Failure::Failed));
             let gone = ctx.program_gone();
             match &r {
                 Ok((raw, stored, _)) => {
@@ -210,7 +210,16 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
         let mut keep = owners.clone();
         keep.push(dir.fd());
         keep.extend(cap.guard.as_ref().map(deleted::Guard::fd));
-        match snapshot::spawn(body, &cap.maps, &keep) {
+        // Deleted files the program maps shared are copied before it runs on, like shared memory.
+        let sizes: Vec<(i32, u64, u64)> = deleted::data_owners(&cap.index.fds)
+            .iter()
+            .filter_map(|&i| match &cap.index.fds[i].kind {
+                ckpt_image::FdKind::Deleted(d) => Some((cap.index.fds[i].fd, d.ino, d.size)),
+                _ => None,
+            })
+            .collect();
+        let files = freeze::mapped_shared(&cap.maps, &sizes);
+        match snapshot::spawn(body, &cap.maps, &keep, &files) {
             Ok(mut child) => {
                 resumed();
                 let paused = now_ns() - t_stop;
@@ -243,7 +252,7 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
             }
         }
     }
-    let r = write_image(dir, &cap, &[], 1).map_err(|e| match e {
+    let r = write_image(dir, &cap, &[], &[], 1).map_err(|e| match e {
         snapshot::Failure::Failed(m) | snapshot::Failure::NeedSync(m) => m,
     });
     resumed();
@@ -396,7 +405,7 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
 /// Write the memory of `cap` and its index to the temporary file, durably, with `threads`
 /// compression threads, reading the regions that `frozen` holds from their copies. Runs in the
 /// snapshot child, or with the program's threads stopped.
-fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], threads: usize) -> WriteResult {
+fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], frozen_files: &[freeze::FrozenFile], threads: usize) -> WriteResult {
     let pagemap = sys::open(&sys::cpath(&[b"/proc/self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/self/pagemap: errno {e}"))?;
     let mem = sys::open(&sys::cpath(&[b"/proc/self/mem"]), libc::O_RDONLY, 0).map_err(|e| {
         sys::close(pagemap);
@@ -419,7 +428,7 @@ fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], thre
         let t0 = now_ns();
         let (backings, mut jobs) = memwrite::plan(pagemap, &cap.maps, cap.tracks.as_deref(), frozen);
         let nmem = jobs.len();
-        let files = memwrite::plan_files(&cap.index.fds, &mut jobs)?;
+        let files = memwrite::plan_files(&cap.index.fds, &mut jobs, frozen_files)?;
         let t1 = now_ns();
         let chunks = memwrite::write_all(&w, mem, &jobs, threads);
         files.iter().for_each(|&fd| sys::close(fd));
