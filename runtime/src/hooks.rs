@@ -97,6 +97,11 @@ unsafe impl Sync for Virtual {}
 // SAFETY: sigaction is plain data; all-zero is SIG_DFL with an empty mask.
 static VIRTUAL: Virtual = Virtual(UnsafeCell::new(unsafe { std::mem::zeroed() }));
 
+/// A signal mask as the runtime lets the program have it: never blocking the stop signal.
+pub fn sanitize_mask(mask: u64) -> u64 {
+    mask & !(1u64 << (crate::threads::STOP_SIGNAL - 1))
+}
+
 fn strip_reserved(set: &mut libc::sigset_t) {
     for s in crate::reserved_signals() {
         // SAFETY: set is a valid sigset_t.

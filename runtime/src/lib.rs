@@ -6,6 +6,7 @@
 //! the preload (children, srun) gets inert hooks that forward to libc.
 
 mod alloc;
+mod blocked;
 mod checkpoint;
 mod control;
 mod dirty;
@@ -28,6 +29,7 @@ mod sys;
 mod threads;
 mod triggers;
 mod vids;
+mod waithooks;
 
 use log::{log, DEBUG, ERROR};
 use std::ffi::{c_char, c_void};
@@ -101,7 +103,9 @@ extern "C" fn init() {
     fdhooks::resolve();
     vids::init();
     let managed = env(b"CKPT_PID\0").and_then(|p| std::str::from_utf8(&p).ok()?.parse::<i32>().ok());
-    if managed != Some(sys::getpid()) {
+    let active = managed == Some(sys::getpid());
+    waithooks::init(active);
+    if !active {
         return; // not the process ckpt-run started: stay inert
     }
     log::set_level_from_env(env(b"CKPT_LOG\0").as_deref());

@@ -44,6 +44,7 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
         crate::incremental::reset();
     }
     crate::triggers::after_restart();
+    crate::blocked::after_restart();
     let ct = &CKPT_THREAD;
     let tid = sys::gettid();
     ct.tid.store(tid, Ordering::Release);

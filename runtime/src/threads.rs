@@ -67,10 +67,13 @@ pub extern "C" fn stop_handler(_sig: i32, _info: *mut libc::siginfo_t, uc: *mut 
     if !STOPPING.load(Ordering::Acquire) {
         return; // a late stop signal from a checkpoint that has already ended
     }
+    let tid = sys::gettid();
+    // Before the frame can be part of an image: a call this signal interrupted is re-issued.
+    crate::blocked::prepare(uc as *mut libc::ucontext_t, tid);
     let gen = RELEASE.load(Ordering::Acquire);
     let idx = CLAIMED.fetch_add(1, Ordering::AcqRel) as usize;
     if idx < MAX_THREADS {
-        let mut s = Slot { tid: sys::gettid(), ucontext: uc as u64, fs_base: sys::arch_get_fs(), ..Slot::default() };
+        let mut s = Slot { tid, ucontext: uc as u64, fs_base: sys::arch_get_fs(), ..Slot::default() };
         let mut tidp: u64 = 0;
         let _ = syscall!(libc::SYS_prctl, libc::PR_GET_TID_ADDRESS, &mut tidp as *mut u64);
         s.tid_address = tidp;
@@ -103,6 +106,7 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
     for p in PUBLISHED.iter() {
         p.store(0, Ordering::Relaxed);
     }
+    crate::blocked::reset();
     STOPPING.store(true, Ordering::Release);
     let mut signaled: Vec<i32> = Vec::new();
     let task_dir = sys::cpath(&[b"/proc/self/task"]);
@@ -115,6 +119,8 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
             if tid == self_tid || signaled.contains(&tid) || is_published(tid) {
                 continue;
             }
+            // What the thread is blocked in, if anything: its number is not in the signal frame.
+            crate::blocked::observe(tid);
             if sys::tgkill(pid, tid, STOP_SIGNAL).is_ok() {
                 signaled.push(tid);
                 new += 1;
@@ -143,6 +149,7 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
         resume_all();
         return Err(format!("more than {MAX_THREADS} threads"));
     }
+    crate::blocked::stopped();
     let mut out = Vec::with_capacity(n);
     for (i, p) in PUBLISHED.iter().enumerate().take(n) {
         if p.load(Ordering::Acquire) != 0 {
