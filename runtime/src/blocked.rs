@@ -278,7 +278,7 @@ pub fn prepare(uc: *mut libc::ucontext_t, tid: i32) {
 
 /// The program's mask as a call must see it: never blocking the stop signal.
 fn sanitize(mask: u64) -> u64 {
-    crate::hooks::sanitize_mask(mask)
+    crate::sighooks::sanitize_mask(mask)
 }
 
 /// A word the program passed a pointer to (null: 0).

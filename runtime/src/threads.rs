@@ -63,7 +63,12 @@ pub static RSEQ_OFFSET: std::sync::atomic::AtomicI64 = std::sync::atomic::Atomic
 pub static RSEQ_SIZE: AtomicU32 = AtomicU32::new(0);
 
 /// The handler of STOP_SIGNAL, installed with SA_SIGINFO | SA_RESTART and every signal masked.
-pub extern "C" fn stop_handler(_sig: i32, _info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+/// It also carries the trigger signals the program sends itself (selfsig.rs).
+pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    if let Some(i) = crate::selfsig::marked(info) {
+        crate::selfsig::deliver(i, uc as *mut libc::ucontext_t);
+        return;
+    }
     if !STOPPING.load(Ordering::Acquire) {
         return; // a late stop signal from a checkpoint that has already ended
     }

@@ -149,7 +149,7 @@ fn sanitized(set: *const libc::sigset_t, buf: &mut libc::sigset_t) -> *const lib
     unsafe {
         *buf = *set;
         let w = buf as *mut libc::sigset_t as *mut u64;
-        *w = crate::hooks::sanitize_mask(*w);
+        *w = crate::sighooks::sanitize_mask(*w);
     }
     buf
 }

@@ -493,7 +493,7 @@ static void setup_accept(struct fam *f)
 {
     f->fd[0] = socket(AF_UNIX, SOCK_STREAM, 0);
     accept_addr.sun_family = AF_UNIX;
-    snprintf(accept_addr.sun_path, sizeof accept_addr.sun_path, "%s/accept.sock", dir);
+    snprintf(accept_addr.sun_path, sizeof accept_addr.sun_path, "%s/accept-%d.sock", dir, (int)getpid());
     unlink(accept_addr.sun_path);
     if (bind(f->fd[0], (struct sockaddr *)&accept_addr, sizeof accept_addr) != 0 || listen(f->fd[0], 4) != 0) {
         perror("bind/listen");
