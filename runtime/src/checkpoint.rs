@@ -27,6 +27,9 @@ pub struct Outcome {
 pub fn take() -> Option<Outcome> {
     let t0 = now_ns();
     gate::lock_exclusive();
+    // /proc/self/mem and pagemap belong to root in a process that is not dumpable (any set*id
+    // call that changed its ids made it so): dumpable while we read ourselves.
+    let dumpable = procstate::make_dumpable();
     alloc::scratch_begin();
     let gen = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
     // An increment needs its parent on disk (the user may have removed it).
@@ -53,6 +56,7 @@ pub fn take() -> Option<Outcome> {
         }
     };
     alloc::scratch_end();
+    procstate::restore_dumpable(dumpable);
     gate::unlock_exclusive();
     out
 }

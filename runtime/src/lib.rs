@@ -26,8 +26,10 @@ mod restart;
 mod selfsend;
 mod selfsig;
 mod shmlink;
+mod sigevthread;
 mod sighooks;
 mod snapshot;
+mod spawnhooks;
 mod sys;
 mod threads;
 mod triggers;
@@ -110,6 +112,8 @@ fn env(name: &[u8]) -> Option<Vec<u8>> {
 extern "C" fn init() {
     hooks::resolve();
     fdhooks::resolve();
+    spawnhooks::resolve();
+    sigevthread::resolve();
     vids::init();
     selfsend::init();
     let managed = env(b"CKPT_PID\0").and_then(|p| std::str::from_utf8(&p).ok()?.parse::<i32>().ok());
@@ -155,6 +159,7 @@ extern "C" fn after_fork_child() {
     ACTIVE.store(false, Ordering::Release);
     dirty::forget(true);
     control::after_fork();
+    sigevthread::after_fork();
     sighooks::hand_back_signals();
 }
 

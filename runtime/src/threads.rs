@@ -140,10 +140,19 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
             if signaled.iter().all(|&t| is_published(t)) {
                 break;
             }
-            if now_ms() - started > 20_000 {
+            let waited = now_ms() - started;
+            if waited > 1000 {
+                // A thread that blocks the stop signal for a second blocks it for good (glibc
+                // blocks every signal only for moments, except in its aio and mq_notify helpers).
+                if let Some(&t) = signaled.iter().find(|&&t| !is_published(t) && blocks_stop_signal(t)) {
+                    resume_all();
+                    return Err(format!("thread {t} ({}) blocks every signal, the stop signal too: it cannot be stopped for a checkpoint", comm_of(t)));
+                }
+            }
+            if waited > 20_000 {
                 let stuck: Vec<i32> = signaled.iter().copied().filter(|&t| !is_published(t)).collect();
                 resume_all();
-                return Err(format!("threads {stuck:?} did not stop within 20 s (signal {STOP_SIGNAL} blocked?)"));
+                return Err(format!("threads {stuck:?} did not stop within 20 s"));
             }
             let s = STOPPED.load(Ordering::Acquire);
             sys::futex_wait(&STOPPED, s, Some(20));
@@ -164,6 +173,20 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
     }
     log!(DEBUG, "stopped {} threads", out.len());
     Ok(out)
+}
+
+/// Whether thread `tid` has the stop signal blocked (SigBlk in its status).
+fn blocks_stop_signal(tid: i32) -> bool {
+    let status = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(tid), b"/status"])).unwrap_or_default();
+    let Some(i) = status.windows(7).position(|w| w == b"SigBlk:") else { return false };
+    let hex: Vec<u8> = status[i + 7..].iter().copied().skip_while(|b| b.is_ascii_whitespace()).take_while(|b| b.is_ascii_hexdigit()).collect();
+    let mask = u64::from_str_radix(std::str::from_utf8(&hex).unwrap_or(""), 16).unwrap_or(0);
+    mask & (1u64 << (STOP_SIGNAL - 1)) != 0
+}
+
+fn comm_of(tid: i32) -> String {
+    let c = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(tid), b"/comm"])).unwrap_or_default();
+    String::from_utf8_lossy(&c).trim_end().to_string()
 }
 
 fn is_published(tid: i32) -> bool {
