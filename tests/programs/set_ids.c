@@ -2,8 +2,9 @@
  * set_ids: a threaded program that calls the set*id family (glibc makes every thread, the
  * runtime's too, take the new ids through its SIGSETXID signal), then is checkpointed.
  *
- * Usage: set_ids same   setgroups with its own groups, setgid(getgid()), setuid(getuid()),
- *                       setegid/seteuid, setresgid/setresuid(-1,...): ids unchanged
+ * Usage: set_ids same   setgroups with its own groups (as root: others may not call it),
+ *                       setgid(getgid()), setuid(getuid()), setegid/seteuid,
+ *                       setresgid/setresuid(-1,...): ids unchanged
  *        set_ids drop   (as root) setgroups({65534, 100}), setresgid(65534) and
  *                       setresuid(65534) for real: the process is no longer dumpable
  * Prints what it did, READY, waits for a file "go", then prints its ids, groups and dumpable
@@ -66,7 +67,8 @@ int main(int argc, char **argv)
     } else {
         gid_t g[64];
         int ng = getgroups(64, g);
-        bad |= setgroups(ng, g) != 0;
+        if (geteuid() == 0)
+            bad |= setgroups(ng, g) != 0;
         bad |= setgid(getgid()) != 0;
         bad |= setuid(getuid()) != 0;
         bad |= setegid(getegid()) != 0;

@@ -65,7 +65,12 @@ pub fn run_as(prog: &Path, args: &[&str], cwd: &Path, nobody: bool) -> Proc {
 
 /// Run `prog` without ckpt, to completion; its stdout.
 pub fn plain(prog: &Path, args: &[&str], cwd: &Path) -> String {
-    let mut p = spawn(argv(prog, args), false, cwd, "plain");
+    plain_as(prog, args, cwd, false)
+}
+
+/// The same, as user nobody when `nobody` (and the tests run as root).
+pub fn plain_as(prog: &Path, args: &[&str], cwd: &Path, nobody: bool) -> String {
+    let mut p = spawn(argv(prog, args), nobody, cwd, "plain");
     let st = p.wait();
     assert!(st.success(), "uninterrupted run failed: {st:?}: {}", p.stderr());
     p.stdout()

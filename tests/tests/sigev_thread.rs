@@ -1,0 +1,61 @@
+//! Threads that block every signal. glibc runs SIGEV_THREAD timers (timer_create with a thread
+//! notification: vim, DMTCP's timer2) through a helper thread that blocks every signal, so no
+//! checkpoint could stop it and each try froze the program 20 s. The runtime runs those timers
+//! itself with a helper the stop signal reaches: checkpoints work and the timers go on firing
+//! after a restart, each notification in a new thread with the timer's sigev_value
+//! (tests/programs/sigev_thread.c). A thread that blocks every signal for good (glibc's POSIX AIO
+//! helper) fails the checkpoint within seconds with a line that names it, and the program goes
+//! on (tests/programs/aio_helper.c).
+
+use anyhow::{bail, Result};
+use ckpt_tests::scenario::user_command;
+use ckpt_tests::{run_and_verify, Bins, Options, Proc, Program, Workdir};
+use std::ffi::OsString;
+use std::time::{Duration, Instant};
+
+fn sigev_thread(tag: &str, nobody: bool) -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(tag)?;
+    let program = Program::c(&work, "sigev_thread.c", &["-pthread"], &["30"])?;
+    let mut opts = Options::new(&work, &[10]);
+    opts.also_at = vec![4, 6];
+    opts.as_nobody = nobody;
+    run_and_verify(&bins, &program, &opts)?;
+    Ok(())
+}
+
+#[test]
+fn sigev_thread_timers_survive_checkpoints_and_restart() -> Result<()> {
+    sigev_thread("sigev-thread", false)
+}
+
+#[test]
+fn sigev_thread_timers_survive_checkpoints_and_restart_as_nobody() -> Result<()> {
+    sigev_thread("sigev-thread-nobody", true)
+}
+
+#[test]
+fn a_thread_that_blocks_every_signal_fails_the_checkpoint_with_its_name() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("aio-helper")?;
+    let program = Program::c(&work, "aio_helper.c", &[], &["60"])?;
+    let mut argv: Vec<OsString> = vec![bins.run.clone().into(), "--dir".into(), work.images().into(), "--".into()];
+    argv.extend(program.argv.iter().cloned());
+    let mut p = Proc::spawn("ckpt-run", user_command(&argv, false, &program.cwd))?;
+    p.wait_for_step(3, Duration::from_secs(60))?;
+    p.signal(libc::SIGUSR2)?;
+    let t0 = Instant::now();
+    while !p.stderr().contains("checkpoint failed") {
+        if t0.elapsed() > Duration::from_secs(60) || !p.running() {
+            bail!("no checkpoint failure{}", ckpt_tests::process::transcript(&[p.record()]));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    p.wait(Duration::from_secs(60))?;
+    let rec = p.record();
+    let line = rec.stderr.lines().find(|l| l.contains("checkpoint failed")).unwrap_or_default();
+    if !rec.success() || !rec.stdout.contains("result 60") || !line.contains("blocks every signal") || !line.contains("aio") {
+        bail!("expected a failed checkpoint naming the aio thread and the program going on{}", ckpt_tests::process::transcript(&[rec]));
+    }
+    Ok(())
+}
