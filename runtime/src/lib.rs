@@ -205,6 +205,13 @@ pub fn start_checkpoint_thread() {
     let _ = sys::syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &old as *const u64, 0, 8);
     if r != 0 {
         log!(ERROR, "cannot start the checkpoint thread (error {r}); checkpoints are disabled");
+        return;
+    }
+    // Let it run before main does: a child the program clones without fork (clone(2), which
+    // runs no fork handlers) copies glibc's record of every thread, and a set*id call there
+    // waits for ever for a thread still recorded as being created.
+    while CKPT_THREAD.tid.load(Ordering::Acquire) == 0 {
+        let _ = sys::syscall!(libc::SYS_sched_yield);
     }
 }
 

@@ -121,7 +121,7 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
         let mut new = 0;
         for n in names {
             let Ok(tid) = std::str::from_utf8(&n).unwrap_or("").parse::<i32>() else { continue };
-            if tid == self_tid || signaled.contains(&tid) || is_published(tid) {
+            if tid == self_tid || signaled.contains(&tid) || is_published(tid) || is_zombie(tid) {
                 continue;
             }
             // What the thread is blocked in, if anything: its number is not in the signal frame.
@@ -173,6 +173,14 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
     }
     log!(DEBUG, "stopped {} threads", out.len());
     Ok(out)
+}
+
+/// Whether thread `tid` has exited but still shows in /proc (the main thread after pthread_exit,
+/// while other threads run): it runs no handler and has nothing to save.
+fn is_zombie(tid: i32) -> bool {
+    let stat = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(tid), b"/stat"])).unwrap_or_default();
+    let state = stat.iter().rposition(|&b| b == b')').and_then(|i| stat.get(i + 2)).copied();
+    matches!(state, Some(b'Z') | Some(b'X'))
 }
 
 /// Whether thread `tid` has the stop signal blocked (SigBlk in its status).

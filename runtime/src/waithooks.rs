@@ -105,13 +105,22 @@ fn noted<R>(kind: Kind, timeout: Option<u64>, f: impl FnOnce() -> R) -> R {
     let Some(timeout) = timeout.filter(|_| key != NO_KEY && crate::is_active()) else { return f() };
     // SAFETY: reading this thread's value of our key.
     let prev = unsafe { libc::pthread_getspecific(key) };
-    let note = Note { kind, timeout, start: crate::checkpoint::now_ns(), restarts: crate::blocked::restarts(), prev };
+    let note = Note { kind, timeout, start: mono_ns(), restarts: crate::blocked::restarts(), prev };
     // SAFETY: the note outlives its registration: the key is set back before it goes.
     unsafe { libc::pthread_setspecific(key, &note as *const Note as *const c_void) };
     let r = f();
     // SAFETY: as above; pthread_setspecific does not touch errno on success.
     unsafe { libc::pthread_setspecific(key, note.prev) };
     r
+}
+
+/// CLOCK_MONOTONIC in ns through the vDSO (the same clock as the runtime's raw system call, for
+/// a fraction of its cost: these hooks wrap every timed wait).
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid out-parameter.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn ts_ns(ts: *const libc::timespec) -> Option<u64> {

@@ -7,11 +7,16 @@
  *                       setresgid/setresuid(-1,...): ids unchanged
  *        set_ids drop   (as root) setgroups({65534, 100}), setresgid(65534) and
  *                       setresuid(65534) for real: the process is no longer dumpable
+ *        set_ids clone  right away, a child made with clone(2) (no fork handlers run in it)
+ *                       calls setgid(getgid()) and setuid(getuid()); prints "child ok" and exits
  * Prints what it did, READY, waits for a file "go", then prints its ids, groups and dumpable
  * flag as seen from two threads.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <sys/wait.h>
 #include <grp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -52,9 +57,25 @@ static void *worker(void *a)
     return NULL;
 }
 
+static int cloned(void *a)
+{
+    (void)a;
+    return setgid(getgid()) != 0 || setuid(getuid()) != 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc > 1 && strcmp(argv[1], "clone") == 0) {
+        /* glibc's thread list, copied into the child, holds the runtime's thread too. */
+        char *stack = malloc(1 << 20);
+        int st;
+        pid_t pid = clone(cloned, stack + (1 << 20), CLONE_FILES | SIGCHLD, NULL);
+        if (pid < 0 || waitpid(pid, &st, 0) != pid || st != 0)
+            return 1;
+        printf("child ok\n");
+        return 0;
+    }
     dir = open(".", O_RDONLY | O_DIRECTORY);
     pthread_t th;
     pthread_create(&th, NULL, worker, NULL);

@@ -3,7 +3,9 @@
 //! program hung for ever in setuid). After the calls the program is checkpointed, SIGKILLed and
 //! restarted with the same ids and groups (tests/programs/set_ids.c); a program that dropped
 //! root's privileges (no longer dumpable) is restarted by root with its new ids, and an
-//! unprivileged restart that cannot take on the program's groups refuses with one line.
+//! unprivileged restart that cannot take on the program's groups refuses with one line. A child
+//! made with clone(2) right at the start can call setuid too (glibc's thread list it copies must
+//! not show the runtime's thread as still being created).
 
 mod restore_util;
 use restore_util::*;
@@ -67,4 +69,27 @@ fn dropped_privileges_survive_checkpoint_and_restart() {
     assert_eq!(st.code(), Some(1), "{err}");
     assert!(err.contains("cannot take them on") && err.lines().count() == 1, "{err}");
     assert!(r.stdout().is_empty(), "{}", r.stdout());
+}
+
+/// clone(2) child calling setgid/setuid at once, in a new session (its scheduling group makes
+/// the runtime's thread start late, which is when the child used to hang for ever).
+#[test]
+fn set_id_calls_in_a_child_made_with_clone() {
+    use std::os::unix::process::CommandExt;
+    let dir = workdir("setids_clone");
+    let prog = compile("set_ids", &dir);
+    for _ in 0..3 {
+        let argv = [bin("ckpt-run").into_os_string(), "--dir".into(), dir.join("img").into_os_string(), "--".into(), prog.clone().into_os_string(), "clone".into()];
+        let mut cmd = ckpt_tests::scenario::user_command(&argv, false, &dir);
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            })
+        };
+        let mut p = ckpt_tests::Proc::spawn("ckpt-run set_ids clone", cmd).unwrap();
+        let st = p.wait(std::time::Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(st.success() && p.stdout() == "child ok\n", "{}", p.record());
+    }
 }
