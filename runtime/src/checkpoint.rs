@@ -27,7 +27,7 @@ pub struct Outcome {
 pub fn take() -> Option<Outcome> {
     let t0 = now_ns();
     gate::lock_exclusive();
-    // /proc/self/mem and pagemap belong to root in a process that is not dumpable (any set*id
+    // /proc/thread-self/mem and pagemap belong to root in a process that is not dumpable (any set*id
     // call that changed its ids made it so): dumpable while we read ourselves.
     let dumpable = procstate::make_dumpable();
     alloc::scratch_begin();
@@ -240,10 +240,10 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
 /// Write the memory of `cap` and its index to the temporary file, durably, with `threads`
 /// compression threads. Runs in the snapshot child, or with the program's threads stopped.
 fn write_image(cap: &Capture, threads: usize) -> WriteResult {
-    let pagemap = sys::open(&sys::cpath(&[b"/proc/self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/self/pagemap: errno {e}"))?;
-    let mem = sys::open(&sys::cpath(&[b"/proc/self/mem"]), libc::O_RDONLY, 0).map_err(|e| {
+    let pagemap = sys::open(&sys::cpath(&[b"/proc/thread-self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/thread-self/pagemap: errno {e}"))?;
+    let mem = sys::open(&sys::cpath(&[b"/proc/thread-self/mem"]), libc::O_RDONLY, 0).map_err(|e| {
         sys::close(pagemap);
-        format!("cannot open /proc/self/mem: errno {e}")
+        format!("cannot open /proc/thread-self/mem: errno {e}")
     })?;
     let tmp_c = sys::cpath(&[&cap.tmp_path]);
     let r = (|| -> WriteResult {
@@ -321,7 +321,7 @@ pub fn strerror(e: i32) -> String {
 }
 
 fn hash_mem(start: u64, len: u64) -> u64 {
-    let Ok(mem) = sys::open(&sys::cpath(&[b"/proc/self/mem"]), libc::O_RDONLY, 0) else { return 0 };
+    let Ok(mem) = sys::open(&sys::cpath(&[b"/proc/thread-self/mem"]), libc::O_RDONLY, 0) else { return 0 };
     let mut v = vec![0u8; len as usize];
     let got = sys::pread(mem, &mut v, start).unwrap_or(0);
     sys::close(mem);
@@ -336,7 +336,7 @@ fn meta(name: &[u8], gen: u64, vdso_hash: u64) -> Meta {
         let b: Vec<u8> = f.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
         String::from_utf8_lossy(&b).into_owned()
     };
-    let cmdline = sys::read_file(&sys::cpath(&[b"/proc/self/cmdline"]))
+    let cmdline = sys::read_file(&sys::cpath(&[b"/proc/thread-self/cmdline"]))
         .unwrap_or_default()
         .split(|&b| b == 0)
         .filter(|s| !s.is_empty())

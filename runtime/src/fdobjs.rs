@@ -15,7 +15,7 @@ pub fn deleted_file(name: &[u8], path: Vec<u8>, size: u64) -> Option<FdKind> {
     if size > DELETED_MAX {
         return None;
     }
-    let rfd = sys::open(&sys::cpath(&[b"/proc/self/fd/", name]), libc::O_RDONLY, 0).ok()?;
+    let rfd = sys::open(&sys::cpath(&[b"/proc/thread-self/fd/", name]), libc::O_RDONLY, 0).ok()?;
     let mut data = vec![0u8; size as usize];
     let mut got = 0;
     while got < data.len() {
@@ -48,7 +48,7 @@ impl PipesSeen {
 /// same pipe (opened through /proc, non-blocking) into a pipe of ours. The program's pipe is not
 /// touched, so a writer or reader outside the process cannot see anything change.
 fn pipe_contents(name: &[u8], cap: usize) -> Vec<u8> {
-    let Ok(rd) = sys::open(&sys::cpath(&[b"/proc/self/fd/", name]), libc::O_RDONLY | libc::O_NONBLOCK, 0) else {
+    let Ok(rd) = sys::open(&sys::cpath(&[b"/proc/thread-self/fd/", name]), libc::O_RDONLY | libc::O_NONBLOCK, 0) else {
         return Vec::new();
     };
     let mut tmp = [0i32; 2];

@@ -89,7 +89,7 @@ pub fn save(self_tid: i32) {
         let _ = syscall!(libc::SYS_getitimer, w, t.as_mut_ptr());
     }
     let reserved = reserved_mask();
-    let status = sys::read_file(&sys::cpath(&[b"/proc/self/status"])).unwrap_or_default();
+    let status = sys::read_file(&sys::cpath(&[b"/proc/thread-self/status"])).unwrap_or_default();
     s.shared_pending = value(&status, "ShdPnd:", 16).unwrap_or(0) & !reserved;
     s.nthreads = 0;
     for name in sys::list_dir(&sys::cpath(&[b"/proc/self/task"])).unwrap_or_default() {

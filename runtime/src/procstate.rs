@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 pub fn read_process() -> ProcessState {
     let mut p = ProcessState { mm: read_mm(), ..Default::default() };
-    if let Ok(a) = sys::read_file(&sys::cpath(&[b"/proc/self/auxv"])) {
+    if let Ok(a) = sys::read_file(&sys::cpath(&[b"/proc/thread-self/auxv"])) {
         p.auxv = a.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).collect();
     }
-    p.cwd = sys::readlink(&sys::cpath(&[b"/proc/self/cwd"])).unwrap_or_default();
+    p.cwd = sys::readlink(&sys::cpath(&[b"/proc/thread-self/cwd"])).unwrap_or_default();
     let old = syscall!(libc::SYS_umask, 0o022).unwrap_or(0o022);
     let _ = syscall!(libc::SYS_umask, old);
     p.umask = old as u32;
@@ -92,7 +92,7 @@ fn read_sigactions() -> Vec<SigAction> {
 }
 
 fn read_mm() -> MmFields {
-    let stat = sys::read_file(&sys::cpath(&[b"/proc/self/stat"])).unwrap_or_default();
+    let stat = sys::read_file(&sys::cpath(&[b"/proc/thread-self/stat"])).unwrap_or_default();
     let after = match stat.iter().rposition(|&b| b == b')') {
         Some(i) => &stat[i + 2..],
         None => &stat[..],

@@ -40,14 +40,14 @@ pub fn save() {
     let s = unsafe { &mut *SAVED.0.get() };
     s.n = 0;
     let Ok(entries) = maps::read_maps() else { return };
-    let fds = sys::list_dir(&sys::cpath(&[b"/proc/self/fd"])).unwrap_or_default();
+    let fds = sys::list_dir(&sys::cpath(&[b"/proc/thread-self/fd"])).unwrap_or_default();
     for m in entries {
         if !m.shared || m.inode == 0 || !m.name.ends_with(b" (deleted)") || m.name.starts_with(b"/SYSV") || s.n == MAX {
             continue;
         }
         let fd = fds
             .iter()
-            .filter(|n| sys::readlink(&sys::cpath(&[b"/proc/self/fd/", n])).is_ok_and(|l| l == m.name))
+            .filter(|n| sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", n])).is_ok_and(|l| l == m.name))
             .filter_map(|n| std::str::from_utf8(n).ok()?.parse::<i32>().ok())
             .find(|&fd| {
                 // SAFETY: an all-zero stat is a valid out-parameter.

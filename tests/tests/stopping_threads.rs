@@ -5,7 +5,8 @@
 //! after a restart, each notification in a new thread with the timer's sigev_value
 //! (tests/programs/sigev_thread.c). A thread that blocks every signal for good (glibc's POSIX AIO
 //! helper) fails the checkpoint within seconds with a line that names it, and the program goes
-//! on (tests/programs/aio_helper.c).
+//! on (tests/programs/aio_helper.c). A main thread that exited (a zombie leader) is no thread to
+//! stop (tests/programs/dead_leader.c).
 
 use anyhow::{bail, Result};
 use ckpt_tests::scenario::user_command;
@@ -57,5 +58,19 @@ fn a_thread_that_blocks_every_signal_fails_the_checkpoint_with_its_name() -> Res
     if !rec.success() || !rec.stdout.contains("result 60") || !line.contains("blocks every signal") || !line.contains("aio") {
         bail!("expected a failed checkpoint naming the aio thread and the program going on{}", ckpt_tests::process::transcript(&[rec]));
     }
+    Ok(())
+}
+
+/// The main thread left with pthread_exit(): the thread-group leader is a zombie, which runs no
+/// signal handler (the checkpoint used to wait 20 s for it) and whose /proc/<pid> shows no
+/// memory or fds (the runtime reads /proc/thread-self).
+#[test]
+fn a_program_whose_main_thread_exited_is_checkpointed_and_restarted() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("dead-leader")?;
+    let program = Program::c(&work, "dead_leader.c", &["-pthread"], &["40"])?;
+    let mut opts = Options::new(&work, &[15]);
+    opts.also_at = vec![5];
+    run_and_verify(&bins, &program, &opts)?;
     Ok(())
 }
