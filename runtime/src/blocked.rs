@@ -6,6 +6,9 @@
 //!
 //! Before signalling a thread, the checkpoint thread reads /proc/self/task/TID/syscall
 //! (`observe`): the only place that names the blocked call (orig_rax is not in the signal frame).
+//! A thread found running may enter a call just before the signal comes; it is looked at again
+//! for a moment, and a call /proc could not name is known by its site when that is a
+//! `mov $NR, %eax; syscall` that /proc has shown blocked in NR before (glibc's wrappers).
 //! In the stop handler, before the thread parks (so that the image holds the result), `prepare`
 //! matches the frame (rip right after a `syscall` instruction, rax = -EINTR, same sp and
 //! arguments) against that record, plans the call again with the time that was left, and
@@ -34,7 +37,7 @@
 
 use crate::sys::syscall;
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 const MAX: usize = crate::threads::MAX_THREADS;
 const EINTR: i64 = -(libc::EINTR as i64);
@@ -65,6 +68,7 @@ static NSEEN: AtomicU32 = AtomicU32::new(0);
 
 /// A new stop begins: forget what the last one saw.
 pub fn reset() {
+    WAIT_BUDGET.store(WAIT_FOR_BLOCKED_NS, Ordering::Relaxed);
     let n = (NSEEN.swap(0, Ordering::AcqRel) as usize).min(MAX);
     for t in &SEEN_TID[..n] {
         t.store(0, Ordering::Relaxed);
@@ -76,15 +80,40 @@ pub fn stopped() {
     STOPPED_AT.store(crate::checkpoint::now_ns(), Ordering::Release);
 }
 
+/// How long, in all, a checkpoint waits for running threads to block (see `observe`).
+const WAIT_FOR_BLOCKED_NS: u64 = 2_000_000;
+/// ... and for one thread.
+const WAIT_PER_THREAD_NS: u64 = 100_000;
+/// What is left of WAIT_FOR_BLOCKED_NS in this checkpoint.
+static WAIT_BUDGET: AtomicU64 = AtomicU64::new(0);
+
 /// Record the system call `tid` is blocked in, if any (checkpoint thread, just before it sends
-/// the thread the stop signal).
+/// the thread the stop signal). A thread found running may enter a call right before the signal
+/// comes, and that call could not be told: a running thread is looked at again, for a short
+/// while, until it blocks (busy threads that wait in short calls are caught in one), else it
+/// is signalled running (threads that compute, and rarely make a call).
 pub fn observe(tid: i32) {
     let path = crate::sys::cpath(&[b"/proc/self/task/", &crate::sys::decimal(tid), b"/syscall"]);
-    let Ok(fd) = crate::sys::open(&path, libc::O_RDONLY, 0) else { return };
-    let mut buf = [0u8; 256];
-    let n = crate::sys::read(fd, &mut buf).unwrap_or(0);
-    crate::sys::close(fd);
-    let Some(seen) = parse_syscall_line(&buf[..n]) else { return };
+    let t0 = crate::checkpoint::now_ns();
+    let seen = loop {
+        let Ok(fd) = crate::sys::open(&path, libc::O_RDONLY, 0) else { return };
+        let mut buf = [0u8; 256];
+        let n = crate::sys::read(fd, &mut buf).unwrap_or(0);
+        crate::sys::close(fd);
+        if let Some(seen) = parse_syscall_line(&buf[..n]) {
+            break seen;
+        }
+        let spent = crate::checkpoint::now_ns() - t0;
+        if spent > WAIT_PER_THREAD_NS || spent > WAIT_BUDGET.load(Ordering::Relaxed) {
+            let left = WAIT_BUDGET.load(Ordering::Relaxed);
+            WAIT_BUDGET.store(left.saturating_sub(spent), Ordering::Relaxed);
+            return;
+        }
+        let _ = syscall!(libc::SYS_sched_yield);
+    };
+    let spent = crate::checkpoint::now_ns() - t0;
+    WAIT_BUDGET.store(WAIT_BUDGET.load(Ordering::Relaxed).saturating_sub(spent), Ordering::Relaxed);
+    learn(seen.pc, seen.nr);
     let i = NSEEN.fetch_add(1, Ordering::AcqRel) as usize;
     if i >= MAX {
         return;
@@ -108,6 +137,59 @@ fn parse_syscall_line(line: &[u8]) -> Option<Seen> {
         *x = u64::from_str_radix(it.next()?.strip_prefix("0x")?, 16).ok()?;
     }
     Some(Seen { nr, args: [v[0], v[1], v[2], v[3], v[4], v[5]], sp: v[6], pc: v[7] })
+}
+
+// ---- system call sites ----
+//
+// A thread the checkpoint thread found running may enter a call just before the stop signal
+// comes: that call returns EINTR at once and /proc never named it. For the usual sites, glibc's
+// wrappers, the number can still be known: `mov $NR, %eax; syscall` names it in the code, and a
+// site that /proc has shown blocked with that very number is taken to be such a site. Both
+// must agree before a call is issued again on the strength of a site alone.
+
+const SITES: usize = 256;
+static SITE_PC: [AtomicU64; SITES] = [const { AtomicU64::new(0) }; SITES];
+/// The number /proc showed at that site (-1: more than one: a site that takes it from a register).
+static SITE_NR: [AtomicI64; SITES] = [const { AtomicI64::new(0) }; SITES];
+
+/// The number a `mov $NR, %eax` right before the `syscall` instruction that ends at `pc` loads.
+fn coded_nr(pc: u64) -> Option<i64> {
+    // The 7 bytes must lie in the page of the syscall instruction (or it may start a mapping).
+    if pc < 7 || (pc - 7) / 4096 != (pc - 1) / 4096 {
+        return None;
+    }
+    // SAFETY: the thread was stopped in a system call at pc: its code page is mapped.
+    let b = unsafe { std::ptr::read_unaligned((pc - 7) as *const [u8; 7]) };
+    (b[0] == 0xb8 && b[5..] == [0x0f, 0x05]).then(|| u32::from_le_bytes([b[1], b[2], b[3], b[4]]) as i64)
+}
+
+fn site_slot(pc: u64) -> Option<usize> {
+    let h = (pc.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize % SITES;
+    (0..SITES).map(|k| (h + k) % SITES).find(|&i| {
+        let p = SITE_PC[i].load(Ordering::Acquire);
+        p == pc || p == 0
+    })
+}
+
+/// /proc showed a thread blocked in call `nr` at `pc` (checkpoint thread).
+fn learn(pc: u64, nr: i64) {
+    if coded_nr(pc) != Some(nr) {
+        return;
+    }
+    let Some(i) = site_slot(pc) else { return };
+    if SITE_PC[i].load(Ordering::Acquire) == 0 {
+        SITE_NR[i].store(nr, Ordering::Relaxed);
+        SITE_PC[i].store(pc, Ordering::Release);
+    } else if SITE_NR[i].load(Ordering::Relaxed) != nr {
+        SITE_NR[i].store(-1, Ordering::Relaxed);
+    }
+}
+
+/// The call a thread interrupted at `pc` was in, known from its site alone.
+fn site_nr(pc: u64) -> Option<i64> {
+    let i = site_slot(pc)?;
+    let nr = SITE_NR[i].load(Ordering::Relaxed);
+    (SITE_PC[i].load(Ordering::Acquire) == pc && nr >= 0 && coded_nr(pc) == Some(nr)).then_some(nr)
 }
 
 fn seen_of(tid: i32) -> Option<Seen> {
@@ -249,19 +331,27 @@ pub fn prepare(uc: *mut libc::ucontext_t, tid: i32) {
     if rax != EINTR {
         return;
     }
-    let Some(seen) = seen_of(tid) else { return };
     let regs = [libc::REG_RDI, libc::REG_RSI, libc::REG_RDX, libc::REG_R10, libc::REG_R8, libc::REG_R9].map(|r| *greg(uc, r) as u64);
-    if seen.pc != rip || seen.sp != *greg(uc, libc::REG_RSP) as u64 || seen.args != regs {
-        return; // the thread left that call before the signal came
-    }
-    // SAFETY: the kernel stopped this thread at pc after a system call: the two bytes before it
-    // are the instruction that entered the kernel, mapped code.
-    if unsafe { std::ptr::read_unaligned((rip - 2) as *const [u8; 2]) } != [0x0f, 0x05] {
-        return; // int 0x80 or sysenter: another system call table
-    }
+    let nr = match seen_of(tid) {
+        Some(seen) if seen.pc == rip && seen.sp == *greg(uc, libc::REG_RSP) as u64 && seen.args == regs => {
+            // SAFETY: the kernel stopped this thread at pc after a system call: the two bytes
+            // before it are the instruction that entered the kernel, mapped code.
+            if unsafe { std::ptr::read_unaligned((rip - 2) as *const [u8; 2]) } != [0x0f, 0x05] {
+                return; // int 0x80 or sysenter: another system call table
+            }
+            seen.nr
+        }
+        // Not the call /proc showed (the thread was running, or left it since): its site may
+        // still tell. The syscall instruction cleared rcx to the return address.
+        _ if *greg(uc, libc::REG_RCX) as u64 == rip => match site_nr(rip) {
+            Some(nr) => nr,
+            None => return,
+        },
+        _ => return,
+    };
     let Some(rec) = claim() else { return };
     let origmask = *frame_mask(uc);
-    if !plan(rec, seen.nr, regs, origmask) {
+    if !plan(rec, nr, regs, origmask) {
         rec.used.store(0, Ordering::Release);
         return;
     }

@@ -203,3 +203,17 @@ fn wait_stderr(p: &mut Proc, text: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Threads that wait in short calls in a tight loop are caught by checkpoints on their way into
+/// a call as often as in it; a call /proc could not name for the runtime must still not return
+/// EINTR (tests/programs/busy_sleepers.c). Nine checkpoints, the last one killed and restarted.
+#[test]
+fn busy_sleepers_never_see_eintr() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("busy-sleepers")?;
+    let program = Program::c(&work, "busy_sleepers.c", &["-pthread"], &["60"])?;
+    let mut opts = Options::new(&work, &[45]);
+    opts.also_at = vec![5, 10, 15, 20, 25, 30, 35, 40];
+    run_and_verify(&bins, &program, &opts)?;
+    Ok(())
+}
