@@ -5,6 +5,8 @@
 //! cause itself, and any early return, as fatal (tests/programs/blocked_calls.c); sleeps go on
 //! for the time that was left, not for their whole time again (tests/programs/sleep_left.c).
 
+mod restore_util;
+
 use anyhow::{bail, Context, Result};
 use ckpt_tests::scenario::user_command;
 use ckpt_tests::{result_of, run_and_verify, run_plain, Bins, Options, Proc, Program, Workdir};
@@ -216,4 +218,22 @@ fn busy_sleepers_never_see_eintr() -> Result<()> {
     opts.also_at = vec![5, 10, 15, 20, 25, 30, 35, 40];
     run_and_verify(&bins, &program, &opts)?;
     Ok(())
+}
+
+/// A thread whose sleep a checkpoint re-issued (the runtime's code is on its stack) is cancelled
+/// after a restart: the unwinder finds the program's frames, its cleanup handler runs.
+#[test]
+fn a_reissued_wait_can_be_cancelled_after_restart() {
+    use restore_util::*;
+    let dir = workdir("cancel_blocked");
+    let prog = compile("cancel_blocked", &dir);
+    let mut p = run(&prog, &[], &dir);
+    p.wait_line(|l| l == "READY");
+    p.checkpoint(&dir, "cancel_blocked");
+    let img = p.checkpoint(&dir, "cancel_blocked");
+    p.kill9();
+    std::fs::write(dir.join("go"), b"").unwrap();
+    let mut r = restart(&img, &[], &dir);
+    assert!(r.wait().success(), "restart failed: {}", r.stderr());
+    assert_eq!(r.stdout(), "canceled 1 cleanup 1\n", "{}", r.stderr());
 }
