@@ -3,7 +3,12 @@
 //!
 //! Exit status (for scripts): 0 done; 1 the program answered with an error (the checkpoint
 //! failed); 2 usage error; 3 no running program found (no socket, or nobody listening);
-//! 4 cannot talk to it (permission denied, timeout, garbled answer).
+//! 4 cannot talk to it (permission denied, timeout, garbled answer, not the user's program).
+//!
+//! It talks only to the user's own programs: the socket file must belong to the user and the
+//! process listening on it must run as the user (SO_PEERCRED), or another user on the node
+//! could pose as the program (a socket squatted in a shared directory) and fake answers. What it
+//! prints of an answer never holds control characters (a terminal would act on them).
 
 use clap::{Parser, Subcommand};
 use std::io::{BufRead, BufReader, Write};
@@ -32,9 +37,10 @@ struct Cli {
     #[arg(long, global = true)]
     name: Option<String>,
 
-    /// Seconds to wait for an answer (a checkpoint of a big program takes a while).
-    #[arg(long, default_value_t = 3600, global = true)]
-    timeout: u64,
+    /// Seconds to wait for an answer [default: 10; 3600 for `checkpoint --wait` and `stop`,
+    /// since a checkpoint of a big program takes a while].
+    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: Option<u64>,
 
     #[command(subcommand)]
     cmd: Cmd,
@@ -62,7 +68,8 @@ fn main() {
     match run(&cli) {
         Ok(()) => {}
         Err(Fail(code, msg)) => {
-            eprintln!("ckpt-ctl: {msg}");
+            // File names in DIR are anyone's choice in a shared directory: no control characters.
+            eprintln!("ckpt-ctl: {}", printable(&msg).replace('\n', " "));
             std::process::exit(code);
         }
     }
@@ -76,10 +83,11 @@ fn run(cli: &Cli) -> Result<(), Fail> {
         Cmd::Status => ("status", false),
         Cmd::Stop => ("stop", true),
     };
-    let answer = ask(&sock, request, if waits { cli.timeout } else { 10 })?;
+    let timeout = cli.timeout.unwrap_or(if waits { 3600 } else { 10 });
+    let answer = printable(&ask(&sock, request, timeout)?);
     if let Some(msg) = answer.strip_prefix("error ") {
         let code = if msg.starts_with("permission denied") { EXIT_COMM } else { EXIT_FAILED };
-        return Err(Fail(code, msg.trim().to_string()));
+        return Err(Fail(code, msg.trim().replace('\n', " ")));
     }
     match cli.cmd {
         Cmd::Checkpoint { wait: false } if answer.trim() == "queued" => Ok(()),
@@ -97,13 +105,73 @@ fn run(cli: &Cli) -> Result<(), Fail> {
     }
 }
 
+/// `s` without control characters (C0, DEL, C1) except line ends: each becomes `?`.
+fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() && c != '\n' { '?' } else { c }).collect()
+}
+
+/// Refuse a socket file that is not the user's: another user may have put it there to pose as
+/// the program. (A missing file is left for `connect` to report.)
+fn check_socket_file(sock: &Path) -> Result<(), Fail> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(m) = std::fs::symlink_metadata(sock) else { return Ok(()) };
+    if m.uid() != ckpt_image::trust::euid() {
+        return Err(Fail(
+            EXIT_COMM,
+            format!("{} belongs to {}, not to you: refusing to talk to it (another user may be posing as your program)", sock.display(), ckpt_image::trust::user(m.uid())),
+        ));
+    }
+    if !m.file_type().is_socket() {
+        return Err(Fail(EXIT_COMM, format!("{} is not a socket", sock.display())));
+    }
+    Ok(())
+}
+
+/// Refuse a server that does not run as the user (SO_PEERCRED of the connection).
+fn check_server(s: &UnixStream, sock: &Path) -> Result<(), Fail> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred { pid: 0, uid: u32::MAX, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred and len are valid out-parameters for SO_PEERCRED on our own socket.
+    let r = unsafe { libc::getsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, &mut cred as *mut libc::ucred as *mut libc::c_void, &mut len) };
+    if r != 0 {
+        return Err(Fail(EXIT_COMM, format!("{}: cannot tell who is listening: {}", sock.display(), std::io::Error::last_os_error())));
+    }
+    if cred.uid != ckpt_image::trust::euid() {
+        return Err(Fail(
+            EXIT_COMM,
+            format!("{}: the process listening on it (pid {}) runs as {}, not as you: refusing to talk to it", sock.display(), cred.pid, ckpt_image::trust::user(cred.uid)),
+        ));
+    }
+    Ok(())
+}
+
+fn owned(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.uid() == ckpt_image::trust::euid())
+}
+
 fn find_socket(dir: &Path, name: Option<&str>) -> Result<PathBuf, Fail> {
+    let sock = find_socket_file(dir, name)?;
+    check_socket_file(&sock)?;
+    Ok(sock)
+}
+
+fn find_socket_file(dir: &Path, name: Option<&str>) -> Result<PathBuf, Fail> {
     if let Some(n) = name {
         return Ok(dir.join(format!("{n}.sock")));
     }
     let rd = std::fs::read_dir(dir).map_err(|e| Fail(EXIT_NOT_RUNNING, format!("{}: {e}", dir.display())))?;
     let mut socks: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "sock")).collect();
     socks.sort();
+    // Sockets of other users are not programs of ours; if they are all there is, the first one
+    // is refused by name (check_socket_file).
+    let mine: Vec<PathBuf> = socks.iter().filter(|p| owned(p)).cloned().collect();
+    if !mine.is_empty() {
+        socks = mine;
+    } else {
+        socks.truncate(1);
+    }
     if socks.len() > 1 {
         // Sockets of programs that were killed stay behind: keep the ones someone listens on.
         socks.retain(|p| connect(p).is_ok());
@@ -139,8 +207,10 @@ fn ask(sock: &Path, request: &str, timeout_s: u64) -> Result<String, Fail> {
         std::io::ErrorKind::PermissionDenied => Fail(EXIT_COMM, format!("{}: {e} (only the program's owner may control it)", sock.display())),
         _ => Fail(EXIT_COMM, format!("{}: {e}", sock.display())),
     })?;
+    check_server(&s, sock)?;
     let comm = |e: std::io::Error| Fail(EXIT_COMM, format!("{}: {e}", sock.display()));
     s.set_read_timeout(Some(Duration::from_secs(timeout_s.max(1)))).map_err(comm)?;
+    s.set_write_timeout(Some(Duration::from_secs(timeout_s.max(1)))).map_err(comm)?;
     s.write_all(format!("{request}\n").as_bytes()).map_err(comm)?;
     let mut answer = String::new();
     let mut r = BufReader::new(s);

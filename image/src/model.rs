@@ -1,5 +1,6 @@
 //! The index: everything in an image besides raw page data, as plain serializable types.
 
+use crate::leftout::LeftOut;
 use serde::{Deserialize, Serialize};
 
 /// The whole index of an image.
@@ -13,6 +14,8 @@ pub struct Index {
     pub entry: Entry,
     pub fds: Vec<FdState>,
     pub process: ProcessState,
+    /// What a restart cannot bring back (format version 4).
+    pub left_out: LeftOut,
 }
 
 /// Where and what the image was taken from.
@@ -35,6 +38,8 @@ pub struct Meta {
     pub glibc: String,
     /// Images a restart from this one reads: 1 for a full image, 1 + the parent's for an increment.
     pub chain: u32,
+    /// Who took the image, of which program (version 3; see origin.rs).
+    pub origin: crate::Origin,
 }
 
 /// How a region's pages are backed at restart.
@@ -198,6 +203,8 @@ pub struct FdState {
     pub dup_of: Option<i32>,
     /// Modification time (seconds) of a file reopened by path, to notice a changed file.
     pub mtime: i64,
+    /// Identity of a file reopened by path (version 3): a different file at the path is refused.
+    pub id: crate::FileId,
 }
 
 /// A signal disposition in the kernel's `struct sigaction` layout.

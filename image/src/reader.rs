@@ -20,16 +20,53 @@ pub struct Reader {
 
 const PAGE: u64 = 4096;
 
+/// Open an image file for reading. Only a regular file is opened at all: opening a FIFO
+/// blocks until someone writes it, and opening a device can act on the device. O_NONBLOCK
+/// covers a FIFO put in its place between the check and the open (`Reader::from_file` checks
+/// the open file again); on a regular file it changes nothing.
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta));
+    }
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta));
+    }
+    Ok(file)
+}
+
+/// "not a regular file (a FIFO)", and so on.
+pub(crate) fn not_regular(meta: &std::fs::Metadata) -> std::io::Error {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    let what = if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a file"
+    };
+    std::io::Error::other(format!("not a regular file ({what})"))
+}
+
 impl Reader {
     pub fn open(path: &Path) -> Result<Reader> {
-        Reader::from_file(File::open(path)?)
+        Reader::from_file(open_regular(path)?)
     }
 
     /// Read and validate the header and index of an image already open for reading.
     pub fn from_file(file: File) -> Result<Reader> {
         let meta = file.metadata()?;
         if !meta.is_file() {
-            return Err(ImageError::Io(std::io::Error::other("not a regular file")));
+            return Err(not_regular(&meta).into());
         }
         let file_len = meta.len();
         let mut hb = vec![0u8; HEADER_LEN.min(file_len as usize)];
@@ -187,6 +224,23 @@ fn validate(index: &Index, header: &Header) -> Result<()> {
     }
     if index.entry.pc == 0 || index.entry.sp == 0 {
         return bad("no restart entry point".into());
+    }
+    check_tiling(index, data_end)
+}
+
+/// Every byte of the data area belongs to exactly one chunk (so every byte is checksummed):
+/// the chunks' stored bytes, in file order, follow each other without gap or overlap from the
+/// header to the index.
+fn check_tiling(index: &Index, data_end: u64) -> Result<()> {
+    let mut spans: Vec<(u64, u64)> = index.regions.iter().flat_map(|r| &r.chunks).filter(|c| c.stored_len > 0).map(|c| (c.file_offset, c.file_offset + c.stored_len)).collect();
+    spans.sort_unstable();
+    let mut at = HEADER_LEN as u64;
+    for (start, end) in spans.into_iter().chain([(data_end, data_end)]) {
+        if start != at {
+            let what = if start > at { "belong to no chunk" } else { "belong to two chunks" };
+            return Err(ImageError::Corrupt(format!("bytes {}..{} of the data area {what}", at.min(start), at.max(start))));
+        }
+        at = end;
     }
     Ok(())
 }

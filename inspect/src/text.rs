@@ -27,7 +27,7 @@ fn write_all(o: &mut String, r: &Report) -> std::fmt::Result {
     write_chain(o, r)?;
     writeln!(o, "program    {} (pid {}, checkpoint {})", r.program, r.pid, r.generation)?;
     writeln!(o, "command    {}", r.cmdline.join(" "))?;
-    writeln!(o, "taken      {} on {}", r.taken.utc, r.taken.hostname)?;
+    writeln!(o, "taken      {} on {} by {}, of {}", r.taken.utc, r.taken.hostname, ckpt_image::trust::user(r.taken.uid), r.taken.executable)?;
     let s = &r.system;
     writeln!(o, "system     {}, Linux {}, glibc {}", s.arch, s.kernel, if s.glibc.is_empty() { "unknown" } else { &s.glibc })?;
     let layout: Vec<String> = s.vdso_layout.iter().map(|v| format!("{} {}", v.name, size(v.size))).collect();
@@ -80,6 +80,18 @@ fn write_all(o: &mut String, r: &Report) -> std::fmt::Result {
         let h = s.handler.map(|h| format!(" {h:#x}")).unwrap_or_default();
         let fl = if s.flags.is_empty() { String::new() } else { format!(" [{}]", s.flags) };
         writeln!(o, "  {:<10} {}{h}{fl}", s.signal, s.action)?;
+    }
+
+    let l = &r.left_out;
+    if !l.children.is_empty() || !l.outside_pipes.is_empty() {
+        writeln!(o, "\nleft out   what a restart does not bring back")?;
+        for c in &l.children {
+            writeln!(o, "  child process {} \"{}\"{}", c.pid, c.command.escape_debug(), if c.exited { " (exited, not waited for)" } else { "" })?;
+        }
+        for p in &l.outside_pipes {
+            let what = p.fifo.as_ref().map_or("a pipe".to_string(), |f| format!("the FIFO {f}"));
+            writeln!(o, "  fd {} reads {what} fed by another process ({} bytes unread): its input cannot be replayed", p.fd, p.unread)?;
+        }
     }
 
     let t = &r.totals;

@@ -46,17 +46,80 @@ pub fn image_name(explicit: Option<&OsStr>, program: &OsStr) -> OsString {
     }
 }
 
+/// The file execvp will run for `program`: a path with a `/` as it is, else the first
+/// executable regular file of that name in PATH; absolute, symbolic links resolved.
+pub fn resolve_program(program: &OsStr) -> Option<PathBuf> {
+    let runnable = |p: &Path| -> Option<PathBuf> {
+        let c = CString::new(p.as_os_str().as_bytes()).ok()?;
+        // SAFETY: c is a valid NUL-terminated path.
+        let exec = unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0;
+        (exec && p.is_file()).then(|| p.canonicalize().ok()).flatten()
+    };
+    if program.as_bytes().contains(&b'/') {
+        return runnable(Path::new(program));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path).find_map(|d| runnable(&d.join(program)))
+}
+
+/// Identity of the file at `path` now (ckpt_image::FileId).
+fn file_id(path: &Path) -> Option<ckpt_image::FileId> {
+    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: all-zero stat and statfs are valid out-parameters.
+    let (mut st, mut fs): (libc::stat, libc::statfs) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+    // SAFETY: c is a valid path, st and fs valid out-parameters.
+    let ok = unsafe { libc::stat(c.as_ptr(), &mut st) == 0 && libc::statfs(c.as_ptr(), &mut fs) == 0 };
+    ok.then(|| ckpt_image::FileId::new(&st, fs.f_type))
+}
+
+/// Why an image of `origin` is not an image of `program` as it is now (None: it is).
+fn other_program(origin: &ckpt_image::Origin, program: &Path) -> Option<String> {
+    let recorded = Path::new(OsStr::from_bytes(&origin.program));
+    if recorded != program {
+        return Some(format!("it is an image of {}, not of {}", recorded.display(), program.display()));
+    }
+    let same_boot = !origin.boot_id.is_empty() && origin.boot_id == ckpt_image::boot_id();
+    match file_id(program) {
+        Some(now) if origin.program_id.same_version(&now, same_boot) => None,
+        Some(_) => Some(format!("{} is not the file it was when the image was taken (replaced, rebuilt or modified)", program.display())),
+        None => Some(format!("{} cannot be examined", program.display())),
+    }
+}
+
 /// With --resume: exec `ckpt-restart IMAGE` with the newest generation of NAME in DIR whose
 /// header and index verify (the restarter checks every chunk and falls back to older
-/// generations from `NAME.ckpt`). Returns, to start fresh, when there is none.
-pub fn resume_if_possible(dir: &Path, name: &OsStr) -> Result<()> {
+/// generations from `NAME.ckpt`). Returns, to start fresh, when there is none, or when that
+/// image is of another program than `program` (or of another version of it), saying why.
+/// Refuses (an error) when a generation it looks at is not the user's own (`trust`):
+/// restarting it would run someone else's code as the user.
+pub fn resume_if_possible(dir: &Path, name: &OsStr, program: Option<&Path>) -> Result<()> {
     let gens = ckpt_image::generations_of(dir, name.as_bytes());
-    let Some(image) = gens.iter().find(|p| ckpt_image::Reader::open(p).is_ok()) else {
+    let euid = ckpt_image::trust::euid();
+    let mut found = None;
+    for p in &gens {
+        match ckpt_image::trust::read_owned(p, euid) {
+            Ok(r) => {
+                found = Some((p, r));
+                break;
+            }
+            Err(e @ ckpt_image::ImageError::Untrusted(_)) => bail!("refusing to resume: {e}"),
+            Err(_) => continue,
+        }
+    }
+    let Some((image, reader)) = found else {
         if !gens.is_empty() {
             eprintln!("ckpt-run: no image of {} in {} can be read; starting fresh", name.to_string_lossy(), dir.display());
         }
         return Ok(());
     };
+    let why = match program {
+        Some(prog) => other_program(&reader.index.meta.origin, prog),
+        None => Some("the program cannot be found".to_string()),
+    };
+    if let Some(why) = why {
+        eprintln!("ckpt-run: not resuming from {}: {why}; starting fresh", image.display());
+        return Ok(());
+    }
     let exe = std::env::current_exe().context("cannot find our own executable")?;
     let restart = exe.with_file_name("ckpt-restart");
     if !restart.is_file() {

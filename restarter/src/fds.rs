@@ -20,6 +20,8 @@ pub struct Options {
     pub no_truncate: bool,
     /// Go on without files that are gone (replaced by /dev/null) or changed, with a warning.
     pub ignore_missing: bool,
+    /// The image was taken on this boot of this machine: device numbers are comparable.
+    pub same_boot: bool,
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -48,15 +50,23 @@ fn reopen(f: &FdState, path: &[u8], size: u64, is_dir: bool, written: &[&[u8]], 
     if is_dir {
         flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
     }
+    // Never through a symbolic link: the path the image recorded was the file itself, so a
+    // link there now was put in its place (and could point anywhere the user can write).
     // SAFETY: p is a valid C string.
-    let fd = unsafe { libc::open(p.as_ptr(), flags) };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
+    let fd = unsafe { libc::open(p.as_ptr(), flags | libc::O_NOFOLLOW) };
+    let gone = |why: String| -> Result<Option<Reopened>> {
         if opts.ignore_missing {
-            eprintln!("ckpt-restart: warning: file {} (fd {}) cannot be reopened ({e}); the program gets /dev/null", lossy(path), f.fd);
+            eprintln!("ckpt-restart: warning: file {} (fd {}) {why}; the program gets /dev/null", lossy(path), f.fd);
             return Ok(None);
         }
-        bail!("file {} (fd {}) needed by the image cannot be reopened: {e} (--ignore-missing-files goes on without it)", lossy(path), f.fd);
+        bail!("file {} (fd {}) needed by the image {why} (--ignore-missing-files goes on without it)", lossy(path), f.fd);
+    };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return gone("is now a symbolic link, not the file the program had open".into());
+        }
+        return gone(format!("cannot be reopened: {e}"));
     }
     // SAFETY: an all-zero stat is a valid out-parameter.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -65,7 +75,21 @@ fn reopen(f: &FdState, path: &[u8], size: u64, is_dir: bool, written: &[&[u8]], 
     let mut truncate_to = None;
     // Files of /proc and /sys change by themselves: they are reopened, never checked or cut.
     let kernel_fs = [&b"/proc/"[..], b"/sys/"].iter().any(|p| path.starts_with(p));
-    if st.st_mode & libc::S_IFMT == libc::S_IFREG && !kernel_fs {
+    let fmt = st.st_mode & libc::S_IFMT;
+    if (fmt == libc::S_IFREG || fmt == libc::S_IFDIR) && !kernel_fs {
+        // SAFETY: an all-zero statfs is a valid out-parameter; fd is ours.
+        let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        unsafe { libc::fstatfs(fd, &mut fs) };
+        let now = ckpt_image::FileId::new(&st, fs.f_type);
+        if !f.id.same_file(&now, opts.same_boot) {
+            // SAFETY: fd is ours.
+            unsafe { libc::close(fd) };
+            let was = if opts.same_boot { format!("device {:#x} inode {}", f.id.dev, f.id.ino) } else { format!("inode {}", f.id.ino) };
+            return gone(format!("is not the file the program had open (another file was put at the path: inode {}, was {was})", now.ino));
+        }
+    }
+    if fmt == libc::S_IFREG && !kernel_fs {
         let now = st.st_size as u64;
         let problem = if writable(f.flags) && !opts.no_truncate {
             truncate_to = (now > size).then_some(size);

@@ -100,7 +100,11 @@ enum StageError {
 /// checksum here, so a damaged image is found before anything irreversible happens.
 fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     let ctx = |e: anyhow::Error| e.context(format!("{}", path.display()));
-    let chain = Chain::open(path).map_err(|e| StageError::Image(ctx(e.into())))?;
+    // Restarting an image runs its code: only the user's own images (ckpt_image::trust).
+    let chain = Chain::open_owned(path, ckpt_image::trust::euid()).map_err(|e| match e {
+        ckpt_image::ImageError::Untrusted(_) => StageError::Image(e.into()),
+        e => StageError::Image(ctx(e.into())),
+    })?;
     let index = chain.index().clone();
     let image_hash = chain.newest().header.index_hash;
     let other = |e: anyhow::Error| StageError::Other(e);
@@ -161,6 +165,9 @@ fn stage_first(path: &Path) -> Result<Staged> {
 
 fn run(cli: &Cli) -> Result<()> {
     let Staged { index, image_hash, plan, own, base, stage_len, switch_len } = stage_first(&cli.image)?;
+    for w in left_out_warnings(&index.left_out) {
+        eprintln!("ckpt-restart: warning: {w}");
+    }
 
     // Kernel state that lives on across the switch.
     let p = &index.process;
@@ -175,7 +182,8 @@ fn run(cli: &Cli) -> Result<()> {
             libc::setrlimit64(r.resource, &lim);
         }
     }
-    fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files })?;
+    let same_boot = !index.meta.origin.boot_id.is_empty() && index.meta.origin.boot_id == ckpt_image::boot_id();
+    fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot })?;
 
     let switch_base = base + stage_len;
     let prepared = plan::prepare(&index, image_hash, &plan, &own, switch_base, switch_len)?;
@@ -184,6 +192,27 @@ fn run(cli: &Cli) -> Result<()> {
     }
     // SAFETY: this is the only thread (staging threads were joined); the switch area is ready.
     unsafe { plan::go(prepared) }
+}
+
+/// What the image says the restart cannot bring back, one sentence each: the program's child
+/// processes, and fds that read a pipe fed from outside the program.
+fn left_out_warnings(lo: &ckpt_image::LeftOut) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(list) = lo.children_list() {
+        out.push(format!("the program's child processes were not in the image and are gone (its wait() fails with ECHILD): {list}"));
+    }
+    for p in &lo.outside_pipes {
+        let what = if p.fifo.is_empty() { "a pipe".to_string() } else { format!("the FIFO {}", String::from_utf8_lossy(&p.fifo)) };
+        let now = if p.fd <= 2 {
+            format!("its {} unread bytes and later input are lost; it reads ckpt-restart's own fd {} instead", p.unread, p.fd)
+        } else if p.fifo.is_empty() {
+            format!("it gets the {} bytes it had not read at checkpoint time, then end of file", p.unread)
+        } else {
+            "its input is lost".to_string()
+        };
+        out.push(format!("fd {} read {what} fed by another process: {now}", p.fd));
+    }
+    out
 }
 
 fn reserve(base: u64, len: u64) -> Result<()> {

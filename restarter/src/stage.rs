@@ -5,11 +5,11 @@
 
 use crate::layout::page_up;
 use anyhow::{anyhow, bail, Context, Result};
-use ckpt_image::{Backing, Chain, Codec, Layer, LayerBuf, Region};
+use ckpt_image::{filerefs, Backing, Chain, Codec, Layer, LayerBuf, Region};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
 /// A staged range: built at `staged`, to be moved to `target` and given `prot`.
 #[derive(Debug, Clone, Copy)]
@@ -92,25 +92,29 @@ fn needs_staging(chain: &Chain, ri: usize) -> bool {
 /// Open (and check) every file the image maps, before anything is changed.
 pub fn open_files(regions: &[Region]) -> Result<Vec<Option<File>>> {
     let mut out = Vec::with_capacity(regions.len());
-    for r in regions {
+    for (i, r) in regions.iter().enumerate() {
         let Backing::File { path, size, mtime, shared, .. } = &r.backing else {
             out.push(None);
             continue;
         };
         let p = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
         let write = *shared && r.prot & libc::PROT_WRITE as u32 != 0;
-        let f = OpenOptions::new()
-            .read(true)
-            .write(write)
-            .open(p)
-            .with_context(|| format!("file {} needed by the image cannot be opened", p.display()))?;
+        // Not through a symbolic link: the image recorded the file itself (/proc/self/maps
+        // resolves links), so a link there now was put in its place.
+        let f = OpenOptions::new().read(true).write(write).custom_flags(libc::O_NOFOLLOW).open(p).map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => anyhow!("file {} needed by the image is now a symbolic link, not the file the program had mapped", p.display()),
+            _ => anyhow::Error::new(e).context(format!("file {} needed by the image cannot be opened", p.display())),
+        })?;
         let m = f.metadata()?;
         if write && m.size() < *size {
             // Shorter than at checkpoint time: the stored pages are written back through the
             // mapping, which must not end before them.
             f.set_len(*size).with_context(|| format!("cannot extend {} to its size at checkpoint time", p.display()))?;
         }
-        if !*shared && (m.size() != *size || m.mtime() != *mtime) {
+        // A private mapping whose pages are all stored or restored into the file by the image
+        // (its file is also mapped shared and written) does not depend on the file as it is now.
+        let restored = !*shared && filerefs::private_mapping_restored(regions, i);
+        if !*shared && !restored && (m.size() != *size || m.mtime() != *mtime) {
             bail!("file {} needed by the image has changed since the checkpoint (size or modification time differs)", p.display());
         }
         out.push(Some(f));

@@ -1,7 +1,9 @@
 //! The control socket `DIR/NAME.sock` that `ckpt-ctl` talks to, served by the checkpoint thread.
 //!
 //! Only the owner may use it: the socket file is mode 0600 in the image directory, and every
-//! connection's peer credentials (SO_PEERCRED) must carry our effective uid. Protocol: one request
+//! connection's peer credentials (SO_PEERCRED) must carry our effective uid. A socket file of
+//! another user already at the name is left alone and reported (ckpt-ctl, for its part, checks
+//! the file's owner and the server's uid). Protocol: one request
 //! line per connection (`checkpoint`, `checkpoint wait`, `status`, `stop`), answered with lines:
 //! `queued`, `ok IMAGE`, `error MESSAGE`, or `key: value` lines for status.
 //!
@@ -20,11 +22,8 @@ static CLIENT_FD: AtomicI32 = AtomicI32::new(-1);
 /// The process whose socket file this is (0: none); only it removes the file at exit.
 static OWNER_PID: AtomicI32 = AtomicI32::new(0);
 
-/// Lowest fd number the runtime's own fds are moved to.
-const HIGH_FD: i32 = 900;
-
 pub fn is_runtime_fd(fd: i32) -> bool {
-    fd >= 0 && ([&WAKE_FD, &LISTEN_FD, &CLIENT_FD].iter().any(|a| a.load(Ordering::Relaxed) == fd) || crate::dirty::is_own_fd(fd))
+    fd >= 0 && ([&WAKE_FD, &LISTEN_FD, &CLIENT_FD].iter().any(|a| a.load(Ordering::Relaxed) == fd) || crate::dirty::is_own_fd(fd) || crate::imgdir::is_own_fd(fd))
 }
 
 /// Wake the checkpoint thread out of `poll` (async-signal-safe).
@@ -33,16 +32,6 @@ pub fn wake() {
     if fd >= 0 {
         let one: u64 = 1;
         let _ = syscall!(libc::SYS_write, fd, &one as *const u64, 8);
-    }
-}
-
-fn move_high(fd: i32) -> i32 {
-    match syscall!(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, HIGH_FD) {
-        Ok(hi) => {
-            sys::close(fd);
-            hi as i32
-        }
-        Err(_) => fd,
     }
 }
 
@@ -56,7 +45,7 @@ fn socket_name() -> Option<Vec<u8>> {
 /// the program's threads come back.
 pub fn setup() {
     if let Ok(fd) = syscall!(libc::SYS_eventfd2, 0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) {
-        WAKE_FD.store(move_high(fd as i32), Ordering::Release);
+        WAKE_FD.store(sys::move_high(fd as i32), Ordering::Release);
     }
     match listen() {
         Ok(fd) => {
@@ -74,7 +63,27 @@ fn listen() -> Result<i32, String> {
     let dir = sys::open(&sys::cpath(&[&cfg.dir]), libc::O_PATH | libc::O_DIRECTORY, 0)
         .map_err(|e| format!("{}: {}", String::from_utf8_lossy(&cfg.dir), checkpoint::strerror(e)))?;
     let name_c = sys::cpath(&[&name]);
-    let _ = syscall!(libc::SYS_unlinkat, dir, name_c.as_ptr(), 0); // a stale socket of a dead run
+    let shown = || format!("{}/{}", String::from_utf8_lossy(&cfg.dir), String::from_utf8_lossy(&name));
+    let euid = sys::geteuid();
+    let problem = match sys::fstat(dir) {
+        Ok(st) => ckpt_image::trust::dir_problem(st.st_uid, st.st_mode, euid).filter(|_| !cfg.allow_shared).map(|p| crate::imgdir::refusal(&cfg.dir, p)),
+        Err(e) => Some(format!("{}: {}", String::from_utf8_lossy(&cfg.dir), checkpoint::strerror(e))),
+    };
+    // A socket file already there: a stale one of a dead run of ours is replaced; anything of
+    // another user's is not (in a shared directory it may be someone posing as this program).
+    let problem = problem.or_else(|| match sys::stat_at(dir, &name_c) {
+        Ok(st) if st.st_uid != euid => Some(format!(
+            "{} already exists and belongs to {}: someone else may be posing as this program to ckpt-ctl; remove it",
+            shown(),
+            sys::describe_user(st.st_uid)
+        )),
+        Ok(_) => syscall!(libc::SYS_unlinkat, dir, name_c.as_ptr(), 0).err().map(|e| format!("cannot remove the stale socket {}: {}", shown(), checkpoint::strerror(e))),
+        Err(_) => None,
+    });
+    if let Some(p) = problem {
+        sys::close(dir);
+        return Err(p);
+    }
     let path = [b"/proc/self/fd/", dir.to_string().as_bytes(), b"/", &name[..]].concat();
     // SAFETY: an all-zero sockaddr_un is valid.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
@@ -88,7 +97,7 @@ fn listen() -> Result<i32, String> {
         }
         let fd = syscall!(libc::SYS_socket, libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
             .map_err(|e| format!("socket: {}", checkpoint::strerror(e)))? as i32;
-        let fd = move_high(fd);
+        let fd = sys::move_high(fd);
         let len = std::mem::size_of::<libc::sa_family_t>() + path.len() + 1;
         let bound = syscall!(libc::SYS_bind, fd, &addr as *const libc::sockaddr_un, len)
             .and_then(|_| syscall!(libc::SYS_fchmodat, dir, name_c.as_ptr(), 0o600, 0))
@@ -97,7 +106,7 @@ fn listen() -> Result<i32, String> {
             Ok(_) => Ok(fd),
             Err(e) => {
                 sys::close(fd);
-                Err(format!("{}/{}: {}", String::from_utf8_lossy(&cfg.dir), String::from_utf8_lossy(&name), checkpoint::strerror(e)))
+                Err(format!("{}: {}", shown(), checkpoint::strerror(e)))
             }
         }
     })();

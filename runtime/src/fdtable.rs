@@ -38,13 +38,19 @@ pub fn read_fds() -> Vec<FdState> {
             .map(|s| s.0);
         seen.push((fd, st.st_dev, st.st_ino));
         if let Some(of) = dup_of {
-            out.push(FdState { fd, flags, pos, cloexec, kind: FdKind::Other { link }, dup_of: Some(of), mtime: 0 });
+            out.push(FdState { fd, flags, pos, cloexec, kind: FdKind::Other { link }, dup_of: Some(of), mtime: 0, id: Default::default() });
             continue;
         }
         let fmt = st.st_mode & libc::S_IFMT;
         let deleted = link.ends_with(b" (deleted)");
         let by_path = link.starts_with(b"/") && !deleted && (fmt == libc::S_IFREG || fmt == libc::S_IFDIR || fmt == libc::S_IFCHR);
+        // What the restart checks the file at the path against (the same file, not another one).
+        let mut id = ckpt_image::FileId::default();
         let kind = if by_path {
+            // SAFETY: an all-zero statfs is a valid out-parameter.
+            let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+            let _ = syscall!(libc::SYS_fstatfs, fd, &mut fs as *mut libc::statfs);
+            id = ckpt_image::FileId::new(&st, fs.f_type);
             FdKind::Path { path: link, size: st.st_size as u64, is_dir: fmt == libc::S_IFDIR }
         } else if deleted && fmt == libc::S_IFREG && link.starts_with(b"/") {
             let path = link[..link.len() - b" (deleted)".len()].to_vec();
@@ -58,7 +64,7 @@ pub fn read_fds() -> Vec<FdState> {
         } else {
             FdKind::Other { link }
         };
-        out.push(FdState { fd, flags, pos, cloexec, kind, dup_of: None, mtime: st.st_mtime });
+        out.push(FdState { fd, flags, pos, cloexec, kind, dup_of: None, mtime: st.st_mtime, id });
     }
     out
 }

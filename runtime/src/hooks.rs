@@ -1,6 +1,8 @@
 //! Interposed libc functions, the core: `__libc_start_main` (to start the checkpoint thread just
-//! before `main`), and how every hook finds the real function (`RealFn`): dlsym(RTLD_NEXT),
-//! lazily, so hooks work before our constructor. The signal functions are in sighooks.rs.
+//! before `main`), `_exit` and `_Exit` (they wait for a checkpoint being taken, as exit() does
+//! through an atexit handler), and how every hook finds the real function (`RealFn`):
+//! dlsym(RTLD_NEXT), lazily, so hooks work before our constructor. The signal functions are in
+//! sighooks.rs.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,7 +33,7 @@ type StartMainFn = unsafe extern "C" fn(MainFn, c_int, *mut *mut c_char, usize, 
 pub(crate) type SigactionFn = unsafe extern "C" fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int;
 
 pub fn resolve() {
-    for f in [&REAL_START_MAIN, &REAL_SIGACTION] {
+    for f in [&REAL_START_MAIN, &REAL_SIGACTION, &REAL_EXIT, &REAL_EXIT2] {
         f.get();
     }
     crate::sighooks::resolve();
@@ -84,4 +86,27 @@ pub unsafe extern "C" fn __libc_start_main(
     };
     // SAFETY: forwarding to libc's __libc_start_main with the same arguments.
     unsafe { std::mem::transmute::<usize, StartMainFn>(real)(main, argc, argv, init, fini, rtld_fini, stack_end) }
+}
+
+// ---- exit ----
+
+static REAL_EXIT: RealFn = RealFn::new(b"_exit\0");
+static REAL_EXIT2: RealFn = RealFn::new(b"_Exit\0");
+
+/// # Safety
+/// libc's contract for _exit.
+#[no_mangle]
+pub unsafe extern "C" fn _exit(status: c_int) -> ! {
+    crate::checkpoint::wait_in_flight();
+    // SAFETY: forwarding to libc's _exit.
+    unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(c_int) -> !>(REAL_EXIT.get())(status) }
+}
+
+/// # Safety
+/// libc's contract for _Exit.
+#[no_mangle]
+pub unsafe extern "C" fn _Exit(status: c_int) -> ! {
+    crate::checkpoint::wait_in_flight();
+    // SAFETY: forwarding to libc's _Exit.
+    unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(c_int) -> !>(REAL_EXIT2.get())(status) }
 }

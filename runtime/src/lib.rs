@@ -2,8 +2,9 @@
 //! the checkpoint signal, stops the program's threads and writes an image of the process; and
 //! the restart path that `ckpt-restart` jumps into to bring the program's threads back.
 //!
-//! It activates only in the process `ckpt-run` started (CKPT_PID); anything else that inherits
-//! the preload (children, srun) gets inert hooks that forward to libc.
+//! It activates only in the process `ckpt-run` started (the pid in its settings, `launch`);
+//! anything else that loads it (children the user preloads it in, srun) gets inert hooks that
+//! forward to libc.
 
 mod alloc;
 mod blocked;
@@ -13,11 +14,15 @@ mod dirty;
 mod fdhooks;
 mod fdobjs;
 mod fdtable;
+mod freeze;
 mod generations;
 mod gate;
 mod hooks;
+mod imgdir;
 mod incremental;
 mod kstate;
+mod launch;
+mod leftout;
 mod log;
 mod maps;
 mod memwrite;
@@ -47,6 +52,12 @@ pub struct Config {
     pub dir: Vec<u8>,
     pub name: Vec<u8>,
     pub signal: i32,
+    /// --allow-shared-dir: use an image directory other users can write to (see imgdir).
+    pub allow_shared: bool,
+    /// The program ckpt-run started (Launch::program, else our executable) and its identity at
+    /// startup, recorded in every image (`--resume` compares them).
+    pub program: Vec<u8>,
+    pub program_id: ckpt_image::FileId,
 }
 
 static CONFIG: AtomicPtr<Config> = AtomicPtr::new(std::ptr::null_mut());
@@ -114,31 +125,40 @@ extern "C" fn init() {
     fdhooks::resolve();
     spawnhooks::resolve();
     sigevthread::resolve();
+    launch::resolve();
     vids::init();
     selfsend::init();
-    let managed = env(b"CKPT_PID\0").and_then(|p| std::str::from_utf8(&p).ok()?.parse::<i32>().ok());
-    let active = managed == Some(sys::getpid());
-    waithooks::init(active);
-    if !active {
+    // Whatever else happens, the program gets its own environment back.
+    let launch = launch::take(env).filter(|l| l.pid == sys::getpid());
+    waithooks::init(launch.is_some());
+    let Some(launch) = launch else {
         return; // not the process ckpt-run started: stay inert
-    }
+    };
+    launch::set_managed(launch.pid);
     log::set_level_from_env(env(b"CKPT_LOG\0").as_deref());
-    let dir = env(b"CKPT_DIR\0").unwrap_or_else(|| sys::readlink(&sys::cpath(&[b"/proc/self/cwd"])).unwrap_or_else(|_| b".".to_vec()));
-    let name = env(b"CKPT_NAME\0").unwrap_or_else(|| {
+    let dir = if launch.dir.is_empty() { sys::readlink(&sys::cpath(&[b"/proc/self/cwd"])).unwrap_or_else(|_| b".".to_vec()) } else { launch.dir.clone() };
+    let name = if launch.name.is_empty() {
         let mut c = sys::read_file(&sys::cpath(&[b"/proc/self/comm"])).unwrap_or_default();
         while c.last() == Some(&b'\n') {
             c.pop();
         }
         c
-    });
-    let signal = env(b"CKPT_SIGNAL\0").and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok()).unwrap_or(libc::SIGUSR2);
-    CONFIG.store(Box::into_raw(Box::new(Config { dir, name, signal })), Ordering::Release);
+    } else {
+        launch.name.clone()
+    };
+    if !ckpt_image::trust::is_file_name(&name) {
+        log!(ERROR, "image name {:?} is not a file name (empty, `.`, `..` or with a `/`): checkpoints are disabled", String::from_utf8_lossy(&name));
+        return;
+    }
+    let signal = if launch.signal > 0 { launch.signal } else { libc::SIGUSR2 };
+    let allow_shared = launch.allow_shared_dir;
+    let (program, program_id) = program_identity((!launch.program.is_empty()).then(|| launch.program.clone()));
+    CONFIG.store(Box::into_raw(Box::new(Config { dir, name, signal, allow_shared, program, program_id })), Ordering::Release);
+    checkpoint::mark_start();
     TRIGGER_SIGNAL.store(signal, Ordering::Relaxed);
-    triggers::init(env);
-    alloc::init_scratch();
+    triggers::init(launch, env(b"SLURM_JOB_ID\0"));
     snapshot::configure(env(b"CKPT_FORK\0").as_deref());
-    let max_chain = env(b"CKPT_MAX_CHAIN\0").and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u32>().ok());
-    incremental::configure(env(b"CKPT_INCREMENTAL\0").as_deref(), max_chain.map(|n| n.min(generations::MAX_CHAIN)));
+    incremental::configure(launch.incremental, launch.max_chain.min(generations::MAX_CHAIN));
     find_rseq();
     if !install_handlers(signal) {
         log!(ERROR, "cannot install signal handlers; checkpoints are disabled");
@@ -152,6 +172,18 @@ extern "C" fn init() {
     // From now on the trigger signals reach only the checkpoint thread (and wait for it).
     selfsig::take_over_thread();
     log!(DEBUG, "runtime active in pid {}, signal {signal}", sys::getpid());
+}
+
+/// The program's path (`given`, else our executable's) and its identity now.
+fn program_identity(given: Option<Vec<u8>>) -> (Vec<u8>, ckpt_image::FileId) {
+    let exe = sys::cpath(&[b"/proc/self/exe"]);
+    let path = given.unwrap_or_else(|| sys::readlink(&exe).unwrap_or_default());
+    let c = if path.is_empty() { exe } else { sys::cpath(&[&path]) };
+    // SAFETY: all-zero stat and statfs structs are valid out-parameters.
+    let (mut st, mut fs): (libc::stat, libc::statfs) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+    let _ = sys::syscall!(libc::SYS_newfstatat, libc::AT_FDCWD, c.as_ptr(), &mut st as *mut libc::stat, 0);
+    let _ = sys::syscall!(libc::SYS_statfs, c.as_ptr(), &mut fs as *mut libc::statfs);
+    (path, ckpt_image::FileId::new(&st, fs.f_type))
 }
 
 extern "C" fn after_fork_child() {
@@ -187,6 +219,10 @@ fn install_handlers(trigger: i32) -> bool {
 
 /// Start the checkpoint thread (called just before the program's main).
 pub fn start_checkpoint_thread() {
+    // exit() (and a return from main) waits for a checkpoint being taken; registered here, after
+    // the dynamic loader's own exit handler, so that it runs before it.
+    // SAFETY: registering a plain function.
+    unsafe { libc::atexit(at_exit) };
     // The new thread must never run the program's handlers, not even before it blocks every
     // signal itself: let it inherit an all-blocked mask.
     let all: u64 = !0;
@@ -213,6 +249,10 @@ pub fn start_checkpoint_thread() {
     while CKPT_THREAD.tid.load(Ordering::Acquire) == 0 {
         let _ = sys::syscall!(libc::SYS_sched_yield);
     }
+}
+
+extern "C" fn at_exit() {
+    checkpoint::wait_in_flight();
 }
 
 extern "C" fn checkpoint_thread_main(_: *mut c_void) -> *mut c_void {

@@ -1,20 +1,16 @@
 //! What a new program image inherits: the signal mask of the thread that runs it. Program threads
 //! block the trigger signals for real (selfsig.rs); a program they exec or spawn must get the
-//! mask the program asked for instead. The exec family (execve, execv, execvp, execvpe, fexecve,
-//! and the variadic execl, execle, execlp through assembly trampolines), posix_spawn and
-//! posix_spawnp (with POSIX_SPAWN_SETSIGMASK set to the program's view when it did not set it),
-//! system and popen (glibc spawns their shell with the caller's mask) hand over the program's
-//! view of the mask. A forked child gets it back in the runtime's fork handler (sighooks.rs).
+//! mask the program asked for instead. The exec family (execve, execv, execvp, execvpe, fexecve
+//! and execveat: their hooks are in launch.rs, which calls `handed_over`; the variadic execl,
+//! execle and execlp here, through trampolines), posix_spawn and posix_spawnp (with
+//! POSIX_SPAWN_SETSIGMASK set to the program's view when it did not set it), system and popen
+//! (glibc spawns their shell with the caller's mask) hand over the program's view of the mask.
+//! A forked child gets it back in the runtime's fork handler (sighooks.rs).
 
 use crate::hooks::RealFn;
 use crate::sys::syscall;
 use std::ffi::{c_char, c_int};
 
-static REAL_EXECVE: RealFn = RealFn::new(b"execve\0");
-static REAL_EXECV: RealFn = RealFn::new(b"execv\0");
-static REAL_EXECVP: RealFn = RealFn::new(b"execvp\0");
-static REAL_EXECVPE: RealFn = RealFn::new(b"execvpe\0");
-static REAL_FEXECVE: RealFn = RealFn::new(b"fexecve\0");
 static REAL_EXECL: RealFn = RealFn::new(b"execl\0");
 static REAL_EXECLE: RealFn = RealFn::new(b"execle\0");
 static REAL_EXECLP: RealFn = RealFn::new(b"execlp\0");
@@ -25,11 +21,6 @@ static REAL_POPEN: RealFn = RealFn::new(b"popen\0");
 
 pub fn resolve() {
     for f in [
-        &REAL_EXECVE,
-        &REAL_EXECV,
-        &REAL_EXECVP,
-        &REAL_EXECVPE,
-        &REAL_FEXECVE,
         &REAL_EXECL,
         &REAL_EXECLE,
         &REAL_EXECLP,
@@ -63,8 +54,8 @@ fn take_back(f: u64) {
     }
 }
 
-/// Run `f` with the program's own view of the mask.
-fn handed_over<R>(f: impl FnOnce() -> R) -> R {
+/// Run `f` (an exec, a spawn) with the program's own view of the mask.
+pub fn handed_over<R>(f: impl FnOnce() -> R) -> R {
     let forced = hand_over();
     let r = f();
     take_back(forced);
@@ -72,47 +63,6 @@ fn handed_over<R>(f: impl FnOnce() -> R) -> R {
 }
 
 type Argv = *const *const c_char;
-
-/// # Safety
-/// libc's contract for execve.
-#[no_mangle]
-pub unsafe extern "C" fn execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int {
-    // SAFETY: forwarding to libc.
-    handed_over(|| unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(*const c_char, Argv, Argv) -> c_int>(REAL_EXECVE.get())(path, argv, envp) })
-}
-
-/// # Safety
-/// libc's contract for execv.
-#[no_mangle]
-pub unsafe extern "C" fn execv(path: *const c_char, argv: Argv) -> c_int {
-    // SAFETY: forwarding to libc.
-    handed_over(|| unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(*const c_char, Argv) -> c_int>(REAL_EXECV.get())(path, argv) })
-}
-
-/// # Safety
-/// libc's contract for execvp.
-#[no_mangle]
-pub unsafe extern "C" fn execvp(file: *const c_char, argv: Argv) -> c_int {
-    // SAFETY: forwarding to libc.
-    handed_over(|| unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(*const c_char, Argv) -> c_int>(REAL_EXECVP.get())(file, argv) })
-}
-
-/// # Safety
-/// libc's contract for execvpe.
-#[no_mangle]
-pub unsafe extern "C" fn execvpe(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
-    // SAFETY: forwarding to libc.
-    handed_over(|| unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(*const c_char, Argv, Argv) -> c_int>(REAL_EXECVPE.get())(file, argv, envp) })
-}
-
-/// # Safety
-/// libc's contract for fexecve.
-#[no_mangle]
-pub unsafe extern "C" fn fexecve(fd: c_int, argv: Argv, envp: Argv) -> c_int {
-    // SAFETY: forwarding to libc.
-    handed_over(|| unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(c_int, Argv, Argv) -> c_int>(REAL_FEXECVE.get())(fd, argv, envp) })
-}
-
 // The variadic execl, execle, execlp: hand the mask over, then jump to libc's function with the
 // caller's registers and stack untouched (their arguments may be on the stack). If the exec
 // fails the thread keeps the program's mask until its next mask change; it usually exits.
