@@ -7,6 +7,7 @@
  *                       setresgid/setresuid(-1,...): ids unchanged
  *        set_ids drop   (as root) setgroups({65534, 100}), setresgid(65534) and
  *                       setresuid(65534) for real: the process is no longer dumpable
+ *        set_ids groups (as root) setgroups({1234, 5678}) only
  *        set_ids clone  right away, a child made with clone(2) (no fork handlers run in it)
  *                       calls setgid(getgid()) and setuid(getuid()); prints "child ok" and exits
  * Prints what it did, READY, waits for a file "go", then prints its ids, groups and dumpable
@@ -80,7 +81,10 @@ int main(int argc, char **argv)
     pthread_t th;
     pthread_create(&th, NULL, worker, NULL);
     int bad = 0;
-    if (argc > 1 && strcmp(argv[1], "drop") == 0) {
+    if (argc > 1 && strcmp(argv[1], "groups") == 0) {
+        gid_t g[2] = { 1234, 5678 };
+        bad |= setgroups(2, g) != 0;
+    } else if (argc > 1 && strcmp(argv[1], "drop") == 0) {
         gid_t g[2] = { 65534, 100 };
         bad |= setgroups(2, g) != 0;
         bad |= setresgid(65534, 65534, 65534) != 0;
