@@ -8,9 +8,7 @@
 mod restore_util;
 
 use anyhow::{bail, Context, Result};
-use ckpt_tests::scenario::user_command;
 use ckpt_tests::{result_of, run_and_verify, run_plain, Bins, Options, Proc, Program, Workdir};
-use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -158,9 +156,9 @@ fn sleeps_go_on_for_the_time_left_after_restart() -> Result<()> {
     wait_stderr(&mut p, "ckpt: checkpoint 1:")?;
     p.kill()?;
     let image = work.images().join(program.image_name());
-    let restart_argv: Vec<OsString> = vec![bins.restart.clone().into(), image.into()];
+    let restart_argv: Vec<std::ffi::OsString> = vec![bins.restart.clone().into(), image.into()];
     let t0 = Instant::now();
-    let mut r = Proc::spawn("ckpt-restart", user_command(&restart_argv, false, &program.cwd))?;
+    let mut r = Proc::spawn("ckpt-restart", ckpt_tests::scenario::user_command(&restart_argv, false, &program.cwd))?;
     r.wait(TIMEOUT)?;
     let after = t0.elapsed();
     let rec = r.record();
@@ -179,9 +177,7 @@ fn sleeps_go_on_for_the_time_left_after_restart() -> Result<()> {
 
 /// `program` under ckpt-run, images in `work`'s image directory.
 fn ckpt_run(bins: &Bins, program: &Program, work: &Workdir) -> Result<Proc> {
-    let mut argv: Vec<OsString> = vec![bins.run.clone().into(), "--dir".into(), work.images().into(), "--".into()];
-    argv.extend(program.argv.iter().cloned());
-    Proc::spawn("ckpt-run", user_command(&argv, false, &program.cwd))
+    Proc::spawn("ckpt-run", ckpt_tests::scenario::ckpt_run_with(bins, program, &work.images(), &[], false))
 }
 
 fn wait_line(p: &mut Proc, line: &str) -> Result<()> {
@@ -196,14 +192,7 @@ fn wait_line(p: &mut Proc, line: &str) -> Result<()> {
 }
 
 fn wait_stderr(p: &mut Proc, text: &str) -> Result<()> {
-    let t0 = Instant::now();
-    while !p.stderr().contains(text) {
-        if t0.elapsed() > TIMEOUT || !p.running() {
-            bail!("no {text:?} on stderr{}", ckpt_tests::process::transcript(&[p.record()]));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Ok(())
+    p.wait_for_stderr(text, TIMEOUT).map_err(|e| anyhow::anyhow!("{e:#}{}", ckpt_tests::process::transcript(&[p.record()])))
 }
 
 /// Threads that wait in short calls in a tight loop are caught by checkpoints on their way into

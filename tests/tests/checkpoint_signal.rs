@@ -8,13 +8,12 @@
 //! kernel has; programs the program starts get its own signal mask back.
 
 mod restore_util;
-use ckpt_tests::scenario::user_command;
+use ckpt_tests::scenario::{ckpt_run_with, user_command};
 use ckpt_tests::{result_of, run_plain, Bins, Proc, Program, Workdir};
 use restore_util::*;
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
-use std::time::{Duration, Instant};
 
 /// self_signal in `mode`: checkpointed twice by SIGUSR2 from outside (its handler must not run:
 /// "handler ran 0 times while waiting"), SIGKILLed, restarted: its whole output, before and
@@ -82,16 +81,10 @@ fn checkpoint_with(name: &str, sig: i32) {
     let work = Workdir::new(&format!("signal-{}", name.replace('+', "plus"))).unwrap();
     let program = Program::c(&work, "counter.c", &[], &["40", "30"]).unwrap();
     let want = run_plain(&program, false, TIMEOUT).unwrap();
-    let mut argv: Vec<OsString> = vec![bins.run.clone().into(), "--signal".into(), name.into(), "--dir".into(), work.images().into(), "--".into()];
-    argv.extend(program.argv.iter().cloned());
-    let mut p = Proc::spawn("ckpt-run", user_command(&argv, false, &program.cwd)).unwrap();
+    let mut p = Proc::spawn("ckpt-run", ckpt_run_with(&bins, &program, &work.images(), &["--signal", name], false)).unwrap();
     p.wait_for_step(5, TIMEOUT).unwrap();
     p.signal(sig).unwrap();
-    let t0 = Instant::now();
-    while !p.stderr().contains("ckpt: checkpoint 1:") {
-        assert!(t0.elapsed() < TIMEOUT && p.running(), "no checkpoint on signal {sig}: {}", p.stderr());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    p.wait_for_stderr("ckpt: checkpoint 1:", TIMEOUT).unwrap_or_else(|e| panic!("no checkpoint on signal {sig}: {e:#}"));
     p.kill().unwrap();
     let image = work.images().join(program.image_name());
     let argv: Vec<OsString> = vec![bins.restart.clone().into(), image.into()];

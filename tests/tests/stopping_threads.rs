@@ -9,10 +9,9 @@
 //! stop (tests/programs/dead_leader.c).
 
 use anyhow::{bail, Result};
-use ckpt_tests::scenario::user_command;
+use ckpt_tests::scenario::ckpt_run_with;
 use ckpt_tests::{run_and_verify, Bins, Options, Proc, Program, Workdir};
-use std::ffi::OsString;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn sigev_thread(tag: &str, nobody: bool) -> Result<()> {
     let bins = Bins::locate()?;
@@ -40,18 +39,10 @@ fn a_thread_that_blocks_every_signal_fails_the_checkpoint_with_its_name() -> Res
     let bins = Bins::locate()?;
     let work = Workdir::new("aio-helper")?;
     let program = Program::c(&work, "aio_helper.c", &[], &["60"])?;
-    let mut argv: Vec<OsString> = vec![bins.run.clone().into(), "--dir".into(), work.images().into(), "--".into()];
-    argv.extend(program.argv.iter().cloned());
-    let mut p = Proc::spawn("ckpt-run", user_command(&argv, false, &program.cwd))?;
+    let mut p = Proc::spawn("ckpt-run", ckpt_run_with(&bins, &program, &work.images(), &[], false))?;
     p.wait_for_step(3, Duration::from_secs(60))?;
     p.signal(libc::SIGUSR2)?;
-    let t0 = Instant::now();
-    while !p.stderr().contains("checkpoint failed") {
-        if t0.elapsed() > Duration::from_secs(60) || !p.running() {
-            bail!("no checkpoint failure{}", ckpt_tests::process::transcript(&[p.record()]));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    p.wait_for_stderr("checkpoint failed", Duration::from_secs(60))?;
     p.wait(Duration::from_secs(60))?;
     let rec = p.record();
     let line = rec.stderr.lines().find(|l| l.contains("checkpoint failed")).unwrap_or_default();
