@@ -16,6 +16,8 @@ mod chain;
 #[cfg(test)]
 mod chain_tests;
 mod codec;
+#[cfg(test)]
+mod deleted_tests;
 mod edit;
 mod fddesc;
 pub mod filerefs;

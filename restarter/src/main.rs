@@ -7,6 +7,7 @@
 //! maps, staging memory, reopening fds) happens before the address-space switch; after it there
 //! is no way back, so the switch only runs system calls that were prepared and checked.
 
+mod creds;
 mod fdobjs;
 mod fds;
 mod layout;
@@ -16,7 +17,7 @@ mod stage;
 mod switch;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ckpt_image::Chain;
+use ckpt_image::{Chain, FdKind};
 use clap::Parser;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -84,6 +85,8 @@ struct Staged {
     /// The image restarted from, and the bytes of memory read from it (and its parents).
     path: PathBuf,
     memory: u64,
+    /// Kept open until the fds are restored: it holds the data of deleted files.
+    chain: Chain,
     index: ckpt_image::Index,
     image_hash: u64,
     plan: stage::Plan,
@@ -117,7 +120,10 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     }
     let own = layout::own_maps().map_err(other)?;
     plan::check_vdso(&index, &own).map_err(|e| other(ctx(e)))?;
-    let files = stage::open_files(&index.regions).map_err(other)?;
+    for r in index.regions.iter().filter(|r| r.name == ckpt_kinds::aio::RING_NAME) {
+        ckpt_kinds::aio::check(r.start, r.len()).map_err(|e| other(e.into()))?;
+    }
+    let files = stage::open_files(&chain).map_err(other)?;
 
     // Stage memory in a reservation that overlaps neither the image nor us.
     let switch_len = plan::switch_area_len(&index);
@@ -130,14 +136,15 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     let progress = progress::Progress::new(path.display().to_string(), stage::stored_len(&chain));
     let t0 = progress::now_ns();
     let staged = stage::map_regions(&chain, &files, base).map_err(other).and_then(|plan| match stage::fill(&chain, base, &progress) {
-        Ok(()) => Ok(plan),
+        // The data of deleted files is read when the fds are restored: check it now.
+        Ok(()) => chain.newest().verify_files().map(|()| plan).map_err(|e| StageError::Image(ctx(e.into()))),
         Err(e) => Err(StageError::Image(ctx(e))),
     });
     progress.erase();
     let memory = progress.total();
     progress::info(format_args!("{}: {} of memory from {} image(s) read in {} ms", path.display(), ckpt_image::progress::Size(memory), chain.images().len(), (progress::now_ns() - t0) / 1_000_000));
     match staged {
-        Ok(plan) => Ok(Staged { path: path.to_path_buf(), memory, index, image_hash, plan, own, base, stage_len, switch_len }),
+        Ok(plan) => Ok(Staged { path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()), memory, chain, index, image_hash, plan, own, base, stage_len, switch_len }),
         Err(e) => {
             // SAFETY: the reservation (and what was staged in it) is ours and referenced by nothing.
             unsafe { libc::munmap(base as *mut libc::c_void, total as usize) };
@@ -173,15 +180,14 @@ fn stage_first(path: &Path) -> Result<Staged> {
 }
 
 fn run(cli: &Cli) -> Result<()> {
-    let Staged { path, memory, index, image_hash, plan, own, base, stage_len, switch_len } = stage_first(&cli.image)?;
+    let Staged { path, memory, chain, index, image_hash, plan, own, base, stage_len, switch_len } = stage_first(&cli.image)?;
     for w in left_out_warnings(&index.left_out) {
         eprintln!("ckpt-restart: warning: {w}");
     }
 
     // Kernel state that lives on across the switch.
     let p = &index.process;
-    std::env::set_current_dir(Path::new(std::ffi::OsStr::from_bytes(&p.cwd)))
-        .with_context(|| format!("cannot enter the program's working directory {}", String::from_utf8_lossy(&p.cwd)))?;
+    let change_creds = creds::check(&p.creds)?;
     // SAFETY: umask and setrlimit only change this process's attributes.
     unsafe {
         libc::umask(p.umask as libc::mode_t);
@@ -191,12 +197,26 @@ fn run(cli: &Cli) -> Result<()> {
         }
     }
     let same_boot = !index.meta.origin.boot_id.is_empty() && index.meta.origin.boot_id == ckpt_image::boot_id();
-    fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot })?;
+    fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot }, chain.newest())?;
+    // Restoring the fds closed every fd of ours, the image's too: they must never be closed again.
+    std::mem::forget(chain);
+    // The working directory last: a removed one may be a directory the program has an fd on.
+    let dirs: Vec<(Vec<u8>, i32)> = index
+        .fds
+        .iter()
+        .filter_map(|f| match &f.kind {
+            FdKind::Deleted(d) if d.is_dir() => Some((d.path.clone(), f.fd)),
+            _ => None,
+        })
+        .collect();
+    ckpt_kinds::procfs::enter_cwd(&p.cwd, &dirs)?;
 
     let switch_base = base + stage_len;
-    let path = std::path::absolute(&path).unwrap_or(path);
     let note = plan::Note { path: path.as_os_str().as_bytes(), memory, started_ns: progress::started_ns(), log_level: progress::log_level() };
     let prepared = plan::prepare(&index, image_hash, &plan, &own, switch_base, switch_len, &note)?;
+    if change_creds {
+        creds::apply(&p.creds)?;
+    }
     progress::info(format_args!("switching to the program ({} ms since ckpt-restart started)", (progress::now_ns() - progress::started_ns()) / 1_000_000));
     // SAFETY: this is the only thread (staging threads were joined); the switch area is ready.
     unsafe { plan::go(prepared) }

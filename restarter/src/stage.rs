@@ -10,7 +10,7 @@ use ckpt_image::{filerefs, Backing, Chain, Codec, Layer, LayerBuf, Region};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 
 /// A staged range: built at `staged`, to be moved to `target` and given `prot`.
 #[derive(Debug, Clone, Copy)]
@@ -90,8 +90,10 @@ fn needs_staging(chain: &Chain, ri: usize) -> bool {
     }
 }
 
-/// Open (and check) every file the image maps, before anything is changed.
-pub fn open_files(regions: &[Region]) -> Result<Vec<Option<File>>> {
+/// Open (and check) every file the image maps, before anything is changed. A file mapped
+/// only shared that is gone is made again when the image holds all of it (see `recreate`).
+pub fn open_files(chain: &Chain) -> Result<Vec<Option<File>>> {
+    let regions = &chain.index().regions;
     let mut out = Vec::with_capacity(regions.len());
     for (i, r) in regions.iter().enumerate() {
         let Backing::File { path, size, mtime, shared, .. } = &r.backing else {
@@ -102,7 +104,12 @@ pub fn open_files(regions: &[Region]) -> Result<Vec<Option<File>>> {
         let write = *shared && r.prot & libc::PROT_WRITE as u32 != 0;
         // Not through a symbolic link: the image recorded the file itself (/proc/self/maps
         // resolves links), so a link there now was put in its place.
-        let f = OpenOptions::new().read(true).write(write).custom_flags(libc::O_NOFOLLOW).open(p).map_err(|e| match e.raw_os_error() {
+        let open = || OpenOptions::new().read(true).write(write).custom_flags(libc::O_NOFOLLOW).open(p);
+        let f = match open() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && recreate(chain, path, *size)? => open(),
+            r => r,
+        }
+        .map_err(|e| match e.raw_os_error() {
             Some(libc::ELOOP) => anyhow!("file {} needed by the image is now a symbolic link, not the file the program had mapped", p.display()),
             _ => anyhow::Error::new(e).context(format!("file {} needed by the image cannot be opened", p.display())),
         })?;
@@ -121,6 +128,53 @@ pub fn open_files(regions: &[Region]) -> Result<Vec<Option<File>>> {
         out.push(Some(f));
     }
     Ok(out)
+}
+
+/// A file mapped shared that is gone (the JVM's hsperfdata after another JVM cleaned up, Open
+/// MPI's session files): made again, empty and of its size at checkpoint time (mode 0600, and
+/// its missing directories 0700), when every mapping of it is shared and the image holds every
+/// byte of it (the pages of writable shared mappings are all stored); staging then writes them
+/// through the mappings. Said at CKPT_LOG=info. Returns false (nothing done) otherwise.
+fn recreate(chain: &Chain, path: &[u8], size: u64) -> Result<bool> {
+    let mut held = Vec::new();
+    for (ri, r) in chain.index().regions.iter().enumerate() {
+        match &r.backing {
+            Backing::File { path: p, shared: false, .. } if p == path => return Ok(false),
+            Backing::File { path: p, offset, .. } if p == path => {
+                held.extend(chain.layers(ri).iter().map(|l| (offset + l.at, offset + l.at + l.len)));
+            }
+            _ => {}
+        }
+    }
+    held.sort_unstable();
+    let mut covered = 0;
+    for (s, e) in held {
+        if s > covered {
+            break;
+        }
+        covered = covered.max(e);
+    }
+    if covered < size {
+        return Ok(false);
+    }
+    let p = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
+    if let Some(dir) = p.parent().filter(|d| !d.exists()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("file {} needed by the image is gone, and its directory cannot be made again", p.display()))?;
+    }
+    let f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(p)
+        .with_context(|| format!("file {} needed by the image is gone and cannot be made again", p.display()))?;
+    f.set_len(size)?;
+    ckpt_kinds::info(&format!("file {} mapped by the program was gone: made again from the image ({size} bytes, mode 0600)", p.display()));
+    Ok(true)
 }
 
 /// Map every region that needs staging at consecutive addresses from `base`.

@@ -10,6 +10,7 @@ use crate::dirty::{self, Track};
 use crate::{alloc, config, fdtable, freeze, gate, generations, incremental, leftout, memwrite, procstate, progress, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
 use crate::imgdir::{self, Dir};
 use ckpt_image::{generation_file_name, Entry, Index, Meta, Region, ThreadState, Writer};
+use ckpt_kinds::deleted;
 use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
@@ -39,6 +40,9 @@ pub fn take() -> Option<Outcome> {
     let t0 = now_ns();
     IN_FLIGHT.store(1, Ordering::Release);
     gate::lock_exclusive();
+    // /proc/thread-self/mem and pagemap belong to root in a process that is not dumpable (any set*id
+    // call that changed its ids made it so): dumpable while we read ourselves.
+    let dumpable = procstate::make_dumpable();
     alloc::scratch_begin();
     let gen = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
     progress::begin(gen, t0);
@@ -79,6 +83,7 @@ pub fn take() -> Option<Outcome> {
     log!(DEBUG, "scratch memory: {} KiB", alloc::scratch_used() >> 10);
     progress::end();
     alloc::scratch_end();
+    procstate::restore_dumpable(dumpable);
     gate::unlock_exclusive();
     IN_FLIGHT.store(0, Ordering::Release);
     sys::futex_wake(&IN_FLIGHT);
@@ -140,7 +145,7 @@ struct Written {
 }
 
 /// What the image writer reports: memory bytes, file bytes, header hash.
-type WriteResult = Result<(u64, u64, u64), String>;
+type WriteResult = Result<(u64, u64, u64), snapshot::Failure>;
 
 /// Stop the threads, capture, and write the image: from a snapshot child while the program
 /// runs on (`fork`), or with the program stopped; an increment over `parent` (hash, chain
@@ -174,32 +179,64 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
     // Last before the snapshot: what is written after the scan belongs to the next image.
     track(&mut cap, parent, &armed);
     let written = |(raw, stored, hash): (u64, u64, u64), cap: &Capture| Written { raw, stored, hash, increment: cap.tracks.is_some(), path: cap.final_path.clone() };
+    // A snapshot reads deleted files while the program runs on: watch them for writes now.
+    let owners: Vec<i32> = deleted::data_owners(&cap.index.fds).iter().map(|&i| cap.index.fds[i].fd).collect();
+    let fork = fork
+        && match deleted::Guard::watch(&owners) {
+            Ok(g) => {
+                cap.guard = g;
+                true
+            }
+            Err(e) => {
+                log!(INFO, "checkpoint {gen} written without a snapshot: cannot watch the deleted files it stores (errno {e})");
+                false
+            }
+        };
     if fork {
         // The child writes the image, commits it and prints its line, even if the program ends.
         let body = |ctx: &snapshot::Ctx| {
-            let r = write_image(dir, &cap, &ctx.frozen, memwrite::cpus().min(8), ctx.progress()).and_then(|w| commit(dir, &cap).map(|_| w));
+            let r = write_image(dir, &cap, &ctx.frozen, &ctx.frozen_files, memwrite::cpus().min(8), ctx.progress()).and_then(|w| commit(dir, &cap).map(|_| w).map_err(snapshot::Failure::Failed));
             let gone = ctx.program_gone();
             match &r {
                 Ok((raw, stored, _)) => {
                     let paused = ctx.paused_ns().unwrap_or_else(|| cap.taken_at - t_stop);
                     announce(&cap, *raw, *stored, now_ns() - t0, paused);
                 }
-                Err(e) if gone => log!(ERROR, "checkpoint {gen} failed (the program has ended): {e}"),
-                Err(e) => log!(ERROR, "checkpoint failed, the program continues: {e}"),
+                // The program's checkpoint thread takes it again with the threads stopped.
+                Err(snapshot::Failure::NeedSync(_)) if !gone => {}
+                Err(snapshot::Failure::NeedSync(e) | snapshot::Failure::Failed(e)) if gone => log!(ERROR, "checkpoint {gen} failed (the program has ended): {e}"),
+                Err(snapshot::Failure::NeedSync(e) | snapshot::Failure::Failed(e)) => log!(ERROR, "checkpoint failed, the program continues: {e}"),
             }
             if r.is_err() {
                 discard(dir, &cap);
             }
             r
         };
-        match snapshot::spawn(body, &cap.maps, dir.fd()) {
+        // The child reads the deleted files through the program's fds, and their watch.
+        let mut keep = owners.clone();
+        keep.push(dir.fd());
+        keep.extend(cap.guard.as_ref().map(deleted::Guard::fd));
+        // Deleted files the program maps shared are copied before it runs on, like shared memory.
+        let sizes: Vec<(i32, u64, u64)> = deleted::data_owners(&cap.index.fds)
+            .iter()
+            .filter_map(|&i| match &cap.index.fds[i].kind {
+                ckpt_image::FdKind::Deleted(d) => Some((cap.index.fds[i].fd, d.ino, d.size)),
+                _ => None,
+            })
+            .collect();
+        let files = freeze::mapped_shared(&cap.maps, &sizes);
+        match snapshot::spawn(body, &cap.maps, &keep, &files) {
             Ok(mut child) => {
                 resumed();
                 let paused = now_ns() - t_stop;
                 child.resumed(paused);
                 let t_cap = cap.taken_at;
                 log!(DEBUG, "pause: stop {} us, capture {} us, snapshot {} us", (t_stopped - t_stop) / 1000, (t_cap - t_stopped) / 1000, (paused - (t_cap - t_stop)) / 1000);
-                return match child.wait() {
+                let outcome = child.wait();
+                if let Some(g) = cap.guard.take() {
+                    g.close();
+                }
+                return match outcome {
                     snapshot::Outcome::Written { raw, stored, hash } => Ok((written((raw, stored, hash), &cap), paused)),
                     snapshot::Outcome::NeedSync(why) => {
                         discard(dir, &cap);
@@ -212,10 +249,18 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
                     }
                 };
             }
-            Err(e) => log!(INFO, "checkpoint {gen} written without a snapshot: {e}"),
+            Err(e) => {
+                log!(INFO, "checkpoint {gen} written without a snapshot: {e}");
+                // The threads stay stopped: the program cannot change what is written.
+                if let Some(g) = cap.guard.take() {
+                    g.close();
+                }
+            }
         }
     }
-    let r = write_image(dir, &cap, &[], 1, progress::local());
+    let r = write_image(dir, &cap, &[], &[], 1, progress::local()).map_err(|e| match e {
+        snapshot::Failure::Failed(m) | snapshot::Failure::NeedSync(m) => m,
+    });
     resumed();
     let paused = now_ns() - t_stop;
     match r {
@@ -313,6 +358,8 @@ struct Capture {
     /// An increment: what changed in each region since the parent, whose header hash is `parent`.
     tracks: Option<Vec<Track>>,
     parent: u64,
+    /// Set when a snapshot writes the image and deleted files are stored: whether one changed.
+    guard: Option<deleted::Guard>,
 }
 
 fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
@@ -358,17 +405,17 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
         process,
         left_out,
     };
-    Ok(Capture { maps, index, final_path, tmp_name, taken_at: now_ns(), tracks: None, parent: 0 })
+    Ok(Capture { maps, index, final_path, tmp_name, taken_at: now_ns(), tracks: None, parent: 0, guard: None })
 }
 
 /// Write the memory of `cap` and its index to the temporary file, durably, with `threads`
 /// compression threads, reading the regions that `frozen` holds from their copies, counting the
 /// bytes written in `progress`. Runs in the snapshot child, or with the program's threads stopped.
-fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], threads: usize, progress: &progress::Progress) -> WriteResult {
-    let pagemap = sys::open(&sys::cpath(&[b"/proc/self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/self/pagemap: errno {e}"))?;
-    let mem = sys::open(&sys::cpath(&[b"/proc/self/mem"]), libc::O_RDONLY, 0).map_err(|e| {
+fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], frozen_files: &[freeze::FrozenFile], threads: usize, progress: &progress::Progress) -> WriteResult {
+    let pagemap = sys::open(&sys::cpath(&[b"/proc/thread-self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/thread-self/pagemap: errno {e}"))?;
+    let mem = sys::open(&sys::cpath(&[b"/proc/thread-self/mem"]), libc::O_RDONLY, 0).map_err(|e| {
         sys::close(pagemap);
-        format!("cannot open /proc/self/mem: errno {e}")
+        format!("cannot open /proc/thread-self/mem: errno {e}")
     })?;
     let tmp_path = dir.show(&cap.tmp_name).into_bytes();
     let r = (|| -> WriteResult {
@@ -385,10 +432,17 @@ fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], thre
         let file = unsafe { std::fs::File::from_raw_fd(fd) };
         let w = Writer::new(file, ZSTD_LEVEL).map_err(|e| e.to_string())?;
         let t0 = now_ns();
-        let (backings, jobs) = memwrite::plan(pagemap, &cap.maps, cap.tracks.as_deref(), frozen);
+        let (backings, mut jobs) = memwrite::plan(pagemap, &cap.maps, cap.tracks.as_deref(), frozen);
+        let nmem = jobs.len();
+        let files = memwrite::plan_files(&cap.index.fds, &mut jobs, frozen_files)?;
         let t1 = now_ns();
         progress.set_total(jobs.iter().map(|j| j.len as u64).sum());
-        let chunks = memwrite::write_all(&w, mem, &jobs, threads, progress).map_err(|e| format!("cannot write {}: {e}", String::from_utf8_lossy(&tmp_path)))?;
+        let chunks = memwrite::write_all(&w, mem, &jobs, threads, progress);
+        files.iter().for_each(|&fd| sys::close(fd));
+        let chunks = chunks.map_err(|e| format!("cannot write {}: {e}", String::from_utf8_lossy(&tmp_path)))?;
+        if cap.guard.as_ref().is_some_and(deleted::Guard::changed) {
+            return Err(snapshot::Failure::NeedSync("the program wrote a deleted file that the image stores".into()));
+        }
         let t2 = now_ns();
         let mut regions: Vec<Region> = Vec::with_capacity(cap.maps.len());
         let mut next = 0;
@@ -397,13 +451,14 @@ fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], thre
             // The scratch arena is named for ckpt-inspect (it is stored empty either way).
             let name = if *scratch { ckpt_image::SCRATCH_NAME.to_vec() } else { m.name.clone() };
             let first = next;
-            while next < jobs.len() && jobs[next].region == i {
+            while next < nmem && jobs[next].region == i {
                 next += 1;
             }
             regions.push(Region { start: m.start, end: m.end, prot: m.prot, name, backing, chunks: chunks[first..next].to_vec(), inherit });
         }
         let mut index = cap.index.clone();
         index.regions = regions;
+        memwrite::attach_files(&mut index.fds, &jobs[nmem..], &chunks[nmem..]);
         let raw = w.raw_bytes();
         let (_file, header) = w.finish_increment(&index, cap.parent).map_err(|e| write_error(e, &tmp_path))?;
         let total = header.index_offset + header.index_len;
@@ -446,7 +501,7 @@ pub fn strerror(e: i32) -> String {
 }
 
 fn hash_mem(start: u64, len: u64) -> u64 {
-    let Ok(mem) = sys::open(&sys::cpath(&[b"/proc/self/mem"]), libc::O_RDONLY, 0) else { return 0 };
+    let Ok(mem) = sys::open(&sys::cpath(&[b"/proc/thread-self/mem"]), libc::O_RDONLY, 0) else { return 0 };
     let mut v = vec![0u8; len as usize];
     let got = sys::pread(mem, &mut v, start).unwrap_or(0);
     sys::close(mem);
@@ -461,7 +516,7 @@ fn meta(name: &[u8], gen: u64, vdso_hash: u64) -> Meta {
         let b: Vec<u8> = f.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
         String::from_utf8_lossy(&b).into_owned()
     };
-    let cmdline = sys::read_file(&sys::cpath(&[b"/proc/self/cmdline"]))
+    let cmdline = sys::read_file(&sys::cpath(&[b"/proc/thread-self/cmdline"]))
         .unwrap_or_default()
         .split(|&b| b == 0)
         .filter(|s| !s.is_empty())

@@ -1,5 +1,5 @@
-//! Writing the memory of an image: which chunks to store (from pagemap), and compressing and
-//! writing them with several threads.
+//! Writing the memory of an image: which chunks to store (from pagemap; and the data extents
+//! of deleted files), and compressing and writing them with several threads.
 //!
 //! The threads are raw `clone`s sharing the caller's memory and TLS (no CLONE_SETTLS), not
 //! pthreads: in the snapshot child, pthread_create could block forever on a glibc lock that a
@@ -8,11 +8,12 @@
 //! runtime's own threads take), never TLS.
 
 use crate::dirty::Track;
-use crate::freeze::Frozen;
+use crate::freeze::{Frozen, FrozenFile};
 use crate::progress::Progress;
 use crate::maps::{self, MapEntry, PAGE};
 use crate::sys;
-use ckpt_image::{Backing, Chunk, ChunkEncoder, Codec, Writer, CHUNK_SIZE};
+use ckpt_image::{Backing, Chunk, ChunkEncoder, Codec, FdKind, FdState, Writer, CHUNK_SIZE};
+use ckpt_kinds::deleted;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 /// One chunk to store: `len` bytes at address `addr`, `offset` bytes into its region.
@@ -25,6 +26,9 @@ pub struct Job {
     /// Readable private anonymous memory (or a frozen copy): read in place. Otherwise through
     /// /proc/self/mem.
     pub direct: bool,
+    /// A deleted file's data: read from this fd of ours at `offset` (`region` is then the fd's
+    /// entry in the fd table), not from memory. -1 for memory.
+    pub file: i32,
 }
 
 /// Pages of a region, and whether the others come from the parent image (an increment).
@@ -67,13 +71,67 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], tracks: Option<&[Track]>, f
             let end = (first + n) * PAGE;
             while off < end {
                 let len = (end - off).min(CHUNK_SIZE as u64) as usize;
-                jobs.push(Job { region: i, offset: off, addr: at + (off - first * PAGE), len, direct });
+                jobs.push(Job { region: i, offset: off, addr: at + (off - first * PAGE), len, direct, file: -1 });
                 off += len as u64;
             }
         }
         backings.push(Some((backing, stored.inherit)));
     }
     (backings, jobs)
+}
+
+/// Jobs for the data of the deleted files of the fd table (`deleted::data_owners`), appended
+/// to `jobs`: their data extents, read through fds of ours opened here (returned, to be closed
+/// once written). A file we cannot open again (its mode denies us reading) is read through the
+/// program's own fd with pread, which leaves its offset alone, all of it (holes cannot be told
+/// without an offset of our own); a file that cannot be read at all fails the checkpoint.
+/// Files in `frozen` were copied while the program was stopped: read from the copy.
+pub fn plan_files(fds: &[FdState], jobs: &mut Vec<Job>, frozen: &[FrozenFile]) -> Result<Vec<i32>, String> {
+    let mut opened = Vec::new();
+    for i in deleted::data_owners(fds) {
+        let f = &fds[i];
+        let FdKind::Deleted(d) = &f.kind else { continue };
+        if let Some(copy) = frozen.iter().find(|c| c.fd == f.fd) {
+            for &(s, e) in &copy.runs {
+                let mut off = s;
+                while off < e {
+                    let len = (e - off).min(CHUNK_SIZE as u64) as usize;
+                    jobs.push(Job { region: i, offset: off, addr: copy.base as u64 + off, len, direct: true, file: -1 });
+                    off += len as u64;
+                }
+            }
+            continue;
+        }
+        let (fd, runs) = match sys::open(&sys::cpath(&[b"/proc/thread-self/fd/", &sys::decimal(f.fd)]), libc::O_RDONLY, 0) {
+            Ok(fd) => {
+                opened.push(fd);
+                (fd, deleted::extents(fd, d.size))
+            }
+            Err(_) if f.flags & libc::O_ACCMODE != libc::O_WRONLY && f.flags & libc::O_PATH == 0 => (f.fd, vec![(0, d.size.div_ceil(PAGE) * PAGE)]),
+            Err(e) => {
+                opened.iter().for_each(|&fd| sys::close(fd));
+                return Err(format!("cannot read the deleted file {} (fd {}): errno {e}", String::from_utf8_lossy(&d.path), f.fd));
+            }
+        };
+        for (s, e) in runs {
+            let mut off = s;
+            while off < e {
+                let len = (e - off).min(CHUNK_SIZE as u64) as usize;
+                jobs.push(Job { region: i, offset: off, addr: 0, len, direct: false, file: fd });
+                off += len as u64;
+            }
+        }
+    }
+    Ok(opened)
+}
+
+/// Give each deleted file its chunks (`jobs` and `chunks`: the file jobs and what they wrote).
+pub fn attach_files(fds: &mut [FdState], jobs: &[Job], chunks: &[Chunk]) {
+    for (j, c) in jobs.iter().zip(chunks) {
+        if let FdKind::Deleted(d) = &mut fds[j.region].kind {
+            d.chunks.push(*c);
+        }
+    }
 }
 
 struct Shared<'a> {
@@ -179,7 +237,18 @@ fn work(sh: &Shared) {
         }
         let i = sh.next.fetch_add(1, Ordering::Relaxed);
         let Some(job) = sh.jobs.get(i) else { return };
-        let data: &[u8] = if job.direct {
+        let data: &[u8] = if job.file >= 0 {
+            buf.resize(job.len, 0);
+            let mut got = 0;
+            while got < job.len {
+                match sys::pread(job.file, &mut buf[got..], job.offset + got as u64) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+            }
+            buf[got..].fill(0);
+            &buf
+        } else if job.direct {
             // SAFETY: [addr, addr+len) lies in a readable private anonymous mapping of this
             // process that nothing writes while the image is written (threads stopped, or the
             // snapshot child's copy of the program's memory, or its frozen copy of shared memory).

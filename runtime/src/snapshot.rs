@@ -16,7 +16,7 @@
 //! still gets the image and its line. If the child dies, the page says so and the caller
 //! removes the temporary file.
 
-use crate::freeze::{self, Frozen};
+use crate::freeze::{self, Frozen, FrozenFile};
 use crate::maps::{self, MapEntry};
 use crate::progress::{self, Progress};
 use crate::sys;
@@ -62,6 +62,8 @@ pub enum Outcome {
 /// learn the program's pause.
 pub struct Ctx {
     pub frozen: Vec<Option<Frozen>>,
+    /// Copies of the deleted files the program maps shared (freeze::freeze_files).
+    pub frozen_files: Vec<FrozenFile>,
     report: usize,
     parent: i32,
 }
@@ -96,6 +98,20 @@ impl Ctx {
     }
 }
 
+/// Why the image writer gave up.
+pub enum Failure {
+    Failed(String),
+    /// The snapshot cannot hold this image (something it reads changed under it): take the
+    /// checkpoint again without a snapshot.
+    NeedSync(String),
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Failure {
+        Failure::Failed(s)
+    }
+}
+
 pub struct Child {
     pid: i32,
     report: usize,
@@ -115,9 +131,11 @@ pub fn enabled() -> bool {
 
 /// Create the snapshot child and wait until it has frozen the shared memory (the caller's
 /// threads must still be stopped); in the child, then run `body` (which writes, commits and
-/// reports the image) and exit; the child keeps the fd `keep` (and 0-2) of the program's fds.
-/// Returns in the parent only.
-pub fn spawn(body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), String>, regions: &[(MapEntry, bool)], keep: i32) -> Result<Child, String> {
+/// reports the image) and exit; of the program's fds the child keeps 0-2 and those in `keep`
+/// (the image directory, the deleted files it reads and their watch). `files` ((fd, size)):
+/// deleted files to copy before the program runs on (freeze::freeze_files). Returns in the
+/// parent only.
+pub fn spawn(body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), Failure>, regions: &[(MapEntry, bool)], keep: &[i32], files: &[(i32, u64)]) -> Result<Child, String> {
     let page = sys::mmap(0, 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
         .map_err(|e| format!("cannot map the report page: errno {e}"))?;
     let parent = sys::getpid();
@@ -131,7 +149,7 @@ pub fn spawn(body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), String>, regions
             sys::munmap(page, 4096);
             Err(format!("cannot create the snapshot: errno {e}"))
         }
-        Ok(0) => child(page, parent, body, regions, keep),
+        Ok(0) => child(page, parent, body, regions, keep, files),
         Ok(pid) => {
             progress::watch(counter);
             let mut c = Child { pid: pid as i32, report: page, reaped: false };
@@ -141,7 +159,7 @@ pub fn spawn(body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), String>, regions
     }
 }
 
-fn child(page: usize, parent: i32, body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), String>, regions: &[(MapEntry, bool)], keep: i32) -> ! {
+fn child(page: usize, parent: i32, body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), Failure>, regions: &[(MapEntry, bool)], keep: &[i32], files: &[(i32, u64)]) -> ! {
     // No PR_SET_PDEATHSIG: if the program ends while we write, we finish, commit and report.
     // SAFETY: the page is mapped read-write and shared with the parent, which reads the fields
     // only after `state` says they are set (or after we are gone).
@@ -154,24 +172,24 @@ fn child(page: usize, parent: i32, body: impl FnOnce(&Ctx) -> Result<(u64, u64, 
         Ok(f) => f,
         Err(m) => finish(rep, NOT_FORKABLE, &m),
     };
+    let frozen_files = match freeze::freeze_files(files) {
+        Ok(f) => f,
+        Err(m) => finish(rep, NOT_FORKABLE, &m),
+    };
     rep.state.store(FROZEN, Ordering::Release);
     wake(&rep.state);
     // The program's fds are not ours to hold: a socket, a pipe or a lock kept open by a writer
     // that outlives the program would be noticed (EOF that does not come, a port still taken).
-    // The image directory's fd stays.
-    if keep >= 3 {
-        let _ = sys::syscall!(libc::SYS_close_range, 3, keep - 1, 0);
-        let _ = sys::syscall!(libc::SYS_close_range, keep + 1, u32::MAX, 0);
-    } else {
-        let _ = sys::syscall!(libc::SYS_close_range, 3, u32::MAX, 0);
-    }
+    // The image directory's fd stays, and so do the deleted files the image stores and the
+    // watch on them.
+    close_all_but(keep);
     let t1 = crate::checkpoint::now_ns();
     let check = inherited(regions);
     crate::log::log!(crate::log::DEBUG, "snapshot: fork check {} us", (crate::checkpoint::now_ns() - t1) / 1000);
     if let Err(m) = check {
         finish(rep, NOT_FORKABLE, &m);
     }
-    let ctx = Ctx { frozen, report: page, parent };
+    let ctx = Ctx { frozen, frozen_files, report: page, parent };
     match body(&ctx) {
         Ok((raw, stored, hash)) => {
             rep.raw = raw;
@@ -179,8 +197,24 @@ fn child(page: usize, parent: i32, body: impl FnOnce(&Ctx) -> Result<(u64, u64, 
             rep.hash = hash;
             finish(rep, DONE, "")
         }
-        Err(m) => finish(rep, FAILED, &m),
+        Err(Failure::Failed(m)) => finish(rep, FAILED, &m),
+        Err(Failure::NeedSync(m)) => finish(rep, NOT_FORKABLE, &m),
     }
+}
+
+/// Close every fd from 3 up except those in `keep`.
+fn close_all_but(keep: &[i32]) {
+    let mut keep: Vec<i32> = keep.iter().copied().filter(|&fd| fd >= 3).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut from = 3u32;
+    for fd in keep {
+        if fd as u32 > from {
+            let _ = sys::syscall!(libc::SYS_close_range, from, fd as u32 - 1, 0);
+        }
+        from = fd as u32 + 1;
+    }
+    let _ = sys::syscall!(libc::SYS_close_range, from, u32::MAX, 0);
 }
 
 /// Copy the shared memory of `regions` (see freeze.rs).
@@ -203,6 +237,11 @@ fn finish(rep: &mut Report, state: u32, msg: &str) -> ! {
     let n = msg.len().min(rep.msg.len());
     rep.msg[..n].copy_from_slice(&msg.as_bytes()[..n]);
     rep.msg_len = n as u32;
+    // Our copies of the program's fds share its open file descriptions: while we hold them, a
+    // flock or OFD lock stays held and a pipe or FIFO keeps its buffer even after the program
+    // is killed. Let go of them before the parent hears from us (exiting releases fds only
+    // after the address space, which takes long).
+    let _ = sys::syscall!(libc::SYS_close_range, 0, u32::MAX, 0);
     rep.state.store(state, Ordering::Release);
     // Wake the parent now: tearing down our copy of the address space (tens of ms per GiB)
     // happens after it has the report.
