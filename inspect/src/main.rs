@@ -4,6 +4,7 @@
 //! `--flatten OUT` writes the chain as one full image. Errors are one line on stderr and exit
 //! status 1.
 
+mod cli;
 mod report;
 mod text;
 mod verify;
@@ -11,67 +12,9 @@ mod verify;
 use anyhow::{Context, Result};
 use ckpt_image::{Chain, Reader};
 use clap::Parser;
+use cli::Cli;
 use std::io::Write;
-use std::path::PathBuf;
 
-/// What the words of the output mean (`--help`).
-const TERMS: &str = "\
-What the output says:
-  chain      a full image restarts alone; an increment holds only the pages written since the
-             image it builds on (its parent), which must be in the same directory (or use --flatten)
-  threads    the program's threads: where each was interrupted (pc) and the signals it blocked;
-             ckpt's own checkpoint thread is not listed
-  regions    the program's memory, one line per mapping:
-    size       bytes of address space; saved: bytes of memory the image holds; stored: what those
-               take in the file (compressed). Pages not saved are zero, or the file's own pages
-    perm       r/w/x, and p (private) or s (shared)
-    backing    anon (private memory: heap, stacks, malloc'ed), shared-anon (shared memory),
-               file (a file mapped privately: its pages come from the file, changed ones from the
-               image), shared-file (a file mapped shared: written back to the file at restart),
-               special (the kernel's vdso and vvar, moved, not restored)
-    codec      how chunks are stored: zstd, shuffle (zstd of numbers byte-shuffled), raw, zero
-    inherits   an increment's region whose unsaved pages come from the parent image
-  R, runtime what belongs to ckpt's runtime, not to the program: its library (libckpt_runtime.so,
-             found as the file holding the restart entry point), its scratch memory (the memory a
-             checkpoint works in, stored empty), the checkpoint thread's stack, and the signal
-             handlers in its library (the checkpoint signal, the stop signal, and signal 63, which
-             stops the threads). Its own fds (control socket, wake eventfd, image directory,
-             dirty-page tracking) are numbered from 900 up and are never saved
-  fds        open file descriptors: file (reopened by path at restart, checked to be the same
-             file), dir, pipe, socket, eventfd, timerfd, signalfd, epoll, inotify, deleted (a
-             deleted file's contents, saved in the image); offset and open flags
-  signals    signal dispositions that are not the default: a handler (its address) or ignore
-  left out   what a restart cannot bring back: child processes, input from a pipe fed by
-             another process
-  totals     mapped: address space; saved and stored as above; ratio: saved / stored
-
-Exit status: 0 when the image reads (and verifies, with --verify); 1 with one
-`ckpt-inspect: ...` line on stderr otherwise.";
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "ckpt-inspect",
-    version,
-    about = "Show what a ckpt image holds; --verify checks every checksum; --flatten writes one full image",
-    after_help = "Exit status: 0 when the image reads (and verifies, with --verify); 1 with one \
-                  `ckpt-inspect: ...` line on stderr otherwise. --help explains the terms of the output.",
-    after_long_help = TERMS
-)]
-struct Cli {
-    /// Print a JSON document instead of text (for scripts).
-    #[arg(long)]
-    json: bool,
-    /// Read every chunk of the image and of the images it builds on and check its checksum;
-    /// fail on the first bad one, naming it.
-    #[arg(long)]
-    verify: bool,
-    /// Write the image, with everything it builds on, as one full image OUT (mode 0600), which
-    /// restarts alone: for moving a single file to another node.
-    #[arg(long, value_name = "OUT", conflicts_with = "json")]
-    flatten: Option<PathBuf>,
-    /// The image file.
-    image: PathBuf,
-}
 
 fn main() {
     let cli = Cli::parse();

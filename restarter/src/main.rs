@@ -7,6 +7,7 @@
 //! maps, staging memory, reopening fds) happens before the address-space switch; after it there
 //! is no way back, so the switch only runs system calls that were prepared and checked.
 
+mod cli;
 mod creds;
 mod fdobjs;
 mod fds;
@@ -19,28 +20,10 @@ mod switch;
 use anyhow::{anyhow, bail, Context, Result};
 use ckpt_image::{Chain, FdKind};
 use clap::Parser;
+use cli::Cli;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "ckpt-restart",
-    version,
-    about = "Restart a program from a ckpt image; it continues where the image was taken",
-    after_help = "The restarted program runs in this process (new pid) with this process's \
-                  stdin, stdout and stderr.\nExit status: the program's, or 1 when the image cannot be restarted."
-)]
-struct Cli {
-    /// An image file, or a directory (its newest image that verifies is used).
-    image: PathBuf,
-    /// Leave files the program writes at their current size instead of cutting them back to
-    /// their size at checkpoint time (for files other processes also write).
-    #[arg(long, env = "CKPT_NO_TRUNCATE", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
-    no_truncate: bool,
-    /// Go on when a file the program had open is gone (it gets /dev/null) or changed.
-    #[arg(long, env = "CKPT_IGNORE_MISSING", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
-    ignore_missing_files: bool,
-}
 
 fn main() {
     progress::mark_start();

@@ -64,7 +64,19 @@ fn install_lays_out_the_prefix_without_root() -> Result<()> {
         ensure!(m.contains(&prefix.display().to_string()), "module file without the prefix:\n{m}");
     }
     let page = std::fs::read_to_string(prefix.join("share/man/man1/ckpt-run.1"))?;
-    ensure!(page.contains(".TH ckpt-run 1") && page.contains("stop\\-signal"), "man page of ckpt-run:\n{page}");
+    ensure!(page.contains(".TH ckpt-run 1") && page.contains("[OPTIONS] \\-\\- PROGRAM [ARGS]"), "man page of ckpt-run:\n{page}");
+    // Made from the same definitions as --help: every option --help shows is in both.
+    for c in COMMANDS {
+        let help = std::process::Command::new(prefix.join("bin").join(c)).arg("--help").output()?;
+        let help = String::from_utf8_lossy(&help.stdout).into_owned();
+        let page = std::fs::read_to_string(prefix.join(format!("share/man/man1/{c}.1")))?;
+        let completion = std::fs::read_to_string(prefix.join(format!("share/bash-completion/completions/{c}")))?;
+        let options: Vec<&str> = help.split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '-')).filter(|w| w.starts_with("--") && w.len() > 2).collect();
+        ensure!(options.len() >= 2, "{c} --help shows no options:\n{help}");
+        for o in options {
+            ensure!(page.contains(&o.replace('-', "\\-")) && completion.contains(o), "{c}: {o} is in --help but not in its man page or completion");
+        }
+    }
     // No root: every installed file belongs to the user who ran scripts/install.
     if is_root() {
         use std::os::unix::fs::MetadataExt;
@@ -110,7 +122,7 @@ echo unloaded
     if let Some(man) = out.iter().find(|l| l.starts_with("man ")) {
         ensure!(*man == format!("man {p}/share/man/man1/ckpt-run.1 {p}/share/man/man1/ckpt-inspect.1"), "{}", fail("man did not find the installed pages"));
     }
-    ensure!(out.iter().any(|l| l.starts_with("complete -F ") && l.ends_with(" ckpt-run")), "{}", fail("no completion for ckpt-run"));
+    ensure!(out.iter().any(|l| l.starts_with("complete ") && l.contains(" -F ") && l.ends_with(" ckpt-run")), "{}", fail("no completion for ckpt-run"));
     // The demo: counting, a checkpoint, SIGKILL, and the restart goes on where the image was taken.
     let at = out.iter().position(|l| l.starts_with("== ckpt-restart")).with_context(|| fail("the demo did not restart"))?;
     let before: Vec<u32> = out[..at].iter().filter_map(|l| l.parse().ok()).collect();
