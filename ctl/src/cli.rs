@@ -39,7 +39,8 @@ pub enum Cmd {
         #[arg(long)]
         wait: bool,
     },
-    /// Show pid, program, last image (age and size) and the next periodic checkpoint.
+    /// Show pid, program, last image (age and size) and the next periodic checkpoint; during a
+    /// checkpoint, how far it is.
     Status,
     /// Take a checkpoint and end the program (it exits with status 75); prints the image path.
     Stop,
