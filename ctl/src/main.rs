@@ -3,9 +3,17 @@
 //!
 //! Exit status (for scripts): 0 done; 1 the program answered with an error (the checkpoint
 //! failed); 2 usage error; 3 no running program found (no socket, or nobody listening);
-//! 4 cannot talk to it (permission denied, timeout, garbled answer).
+//! 4 cannot talk to it (permission denied, timeout, garbled answer, not the user's program).
+//!
+//! It talks only to the user's own programs: the socket file must belong to the user and the
+//! process listening on it must run as the user (SO_PEERCRED), or another user on the node
+//! could pose as the program (a socket squatted in a shared directory) and fake answers. What it
+//! prints of an answer never holds control characters (a terminal would act on them).
 
-use clap::{Parser, Subcommand};
+mod cli;
+
+use clap::Parser;
+use cli::{Cli, Cmd};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -15,44 +23,6 @@ const EXIT_FAILED: i32 = 1;
 const EXIT_NOT_RUNNING: i32 = 3;
 const EXIT_COMM: i32 = 4;
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "ckpt-ctl",
-    version,
-    about = "Control a program running under ckpt-run",
-    after_help = "Exit status: 0 done, 1 the checkpoint failed, 2 usage error, 3 no running program \
-                  found in DIR, 4 cannot talk to it (permission, timeout)."
-)]
-struct Cli {
-    /// The program's image directory (ckpt-run --dir).
-    #[arg(long, env = "CKPT_DIR", default_value = ".", global = true)]
-    dir: PathBuf,
-
-    /// The program's image name, when DIR holds several running programs.
-    #[arg(long, global = true)]
-    name: Option<String>,
-
-    /// Seconds to wait for an answer (a checkpoint of a big program takes a while).
-    #[arg(long, default_value_t = 3600, global = true)]
-    timeout: u64,
-
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Subcommand, Debug)]
-enum Cmd {
-    /// Take a checkpoint now; the program continues.
-    Checkpoint {
-        /// Wait until the image is complete and print its path.
-        #[arg(long)]
-        wait: bool,
-    },
-    /// Show pid, program, last image (age and size) and the next periodic checkpoint.
-    Status,
-    /// Take a checkpoint and end the program (it exits with status 75); prints the image path.
-    Stop,
-}
 
 /// A failure with the exit status a script sees.
 struct Fail(i32, String);
@@ -62,7 +32,8 @@ fn main() {
     match run(&cli) {
         Ok(()) => {}
         Err(Fail(code, msg)) => {
-            eprintln!("ckpt-ctl: {msg}");
+            // File names in DIR are anyone's choice in a shared directory: no control characters.
+            eprintln!("ckpt-ctl: {}", printable(&msg).replace('\n', " "));
             std::process::exit(code);
         }
     }
@@ -76,10 +47,11 @@ fn run(cli: &Cli) -> Result<(), Fail> {
         Cmd::Status => ("status", false),
         Cmd::Stop => ("stop", true),
     };
-    let answer = ask(&sock, request, if waits { cli.timeout } else { 10 })?;
+    let timeout = cli.timeout.unwrap_or(if waits { 3600 } else { 10 });
+    let answer = printable(&ask(&sock, request, timeout)?);
     if let Some(msg) = answer.strip_prefix("error ") {
         let code = if msg.starts_with("permission denied") { EXIT_COMM } else { EXIT_FAILED };
-        return Err(Fail(code, msg.trim().to_string()));
+        return Err(Fail(code, msg.trim().replace('\n', " ")));
     }
     match cli.cmd {
         Cmd::Checkpoint { wait: false } if answer.trim() == "queued" => Ok(()),
@@ -97,13 +69,91 @@ fn run(cli: &Cli) -> Result<(), Fail> {
     }
 }
 
+/// `s` without control characters (C0, DEL, C1) except line ends: each becomes `?`.
+fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() && c != '\n' { '?' } else { c }).collect()
+}
+
+/// Refuse a socket file that is not the user's: another user may have put it there to pose as
+/// the program. (A missing file is left for `connect` to report.)
+fn check_socket_file(sock: &Path) -> Result<(), Fail> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(m) = std::fs::symlink_metadata(sock) else { return Ok(()) };
+    if m.uid() != ckpt_image::trust::euid() {
+        return Err(Fail(
+            EXIT_COMM,
+            format!("{} belongs to {}, not to you: refusing to talk to it (another user may be posing as your program)", sock.display(), ckpt_image::trust::user(m.uid())),
+        ));
+    }
+    if !m.file_type().is_socket() {
+        return Err(Fail(EXIT_COMM, format!("{} is not a socket", sock.display())));
+    }
+    Ok(())
+}
+
+/// Refuse a server that does not run as the user (SO_PEERCRED of the connection); returns its
+/// pid as we see it.
+fn check_server(s: &UnixStream, sock: &Path) -> Result<i32, Fail> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred { pid: 0, uid: u32::MAX, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred and len are valid out-parameters for SO_PEERCRED on our own socket.
+    let r = unsafe { libc::getsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, &mut cred as *mut libc::ucred as *mut libc::c_void, &mut len) };
+    if r != 0 {
+        return Err(Fail(EXIT_COMM, format!("{}: cannot tell who is listening: {}", sock.display(), std::io::Error::last_os_error())));
+    }
+    if cred.uid != ckpt_image::trust::euid() {
+        return Err(Fail(
+            EXIT_COMM,
+            format!("{}: the process listening on it (pid {}) runs as {}, not as you: refusing to talk to it", sock.display(), cred.pid, ckpt_image::trust::user(cred.uid)),
+        ));
+    }
+    Ok(cred.pid)
+}
+
+/// The program's `pid:` line as we see it: the program may run in a pid namespace of its own
+/// (ckpt-ns), even nested in another program's, where the pid it reports means nothing here;
+/// the kernel gives us the listening process's pid in our own namespace.
+fn our_view_of_pid(answer: &str, pid: i32) -> String {
+    let mut done = false;
+    answer
+        .lines()
+        .map(|l| match l.strip_prefix("pid: ") {
+            Some(_) if !done && pid > 0 => {
+                done = true;
+                format!("pid: {pid}\n")
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect()
+}
+
+fn owned(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.uid() == ckpt_image::trust::euid())
+}
+
 fn find_socket(dir: &Path, name: Option<&str>) -> Result<PathBuf, Fail> {
+    let sock = find_socket_file(dir, name)?;
+    check_socket_file(&sock)?;
+    Ok(sock)
+}
+
+fn find_socket_file(dir: &Path, name: Option<&str>) -> Result<PathBuf, Fail> {
     if let Some(n) = name {
         return Ok(dir.join(format!("{n}.sock")));
     }
     let rd = std::fs::read_dir(dir).map_err(|e| Fail(EXIT_NOT_RUNNING, format!("{}: {e}", dir.display())))?;
     let mut socks: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "sock")).collect();
     socks.sort();
+    // Sockets of other users are not programs of ours; if they are all there is, the first one
+    // is refused by name (check_socket_file).
+    let mine: Vec<PathBuf> = socks.iter().filter(|p| owned(p)).cloned().collect();
+    if !mine.is_empty() {
+        socks = mine;
+    } else {
+        socks.truncate(1);
+    }
     if socks.len() > 1 {
         // Sockets of programs that were killed stay behind: keep the ones someone listens on.
         socks.retain(|p| connect(p).is_ok());
@@ -139,8 +189,10 @@ fn ask(sock: &Path, request: &str, timeout_s: u64) -> Result<String, Fail> {
         std::io::ErrorKind::PermissionDenied => Fail(EXIT_COMM, format!("{}: {e} (only the program's owner may control it)", sock.display())),
         _ => Fail(EXIT_COMM, format!("{}: {e}", sock.display())),
     })?;
+    let peer = check_server(&s, sock)?;
     let comm = |e: std::io::Error| Fail(EXIT_COMM, format!("{}: {e}", sock.display()));
     s.set_read_timeout(Some(Duration::from_secs(timeout_s.max(1)))).map_err(comm)?;
+    s.set_write_timeout(Some(Duration::from_secs(timeout_s.max(1)))).map_err(comm)?;
     s.write_all(format!("{request}\n").as_bytes()).map_err(comm)?;
     let mut answer = String::new();
     let mut r = BufReader::new(s);
@@ -158,5 +210,5 @@ fn ask(sock: &Path, request: &str, timeout_s: u64) -> Result<String, Fail> {
     if answer.is_empty() {
         return Err(Fail(EXIT_NOT_RUNNING, format!("{}: the program closed the connection without answering (did it exit?)", sock.display())));
     }
-    Ok(answer)
+    Ok(our_view_of_pid(&answer, peer))
 }

@@ -94,7 +94,18 @@ impl Chain {
     /// Open the image at `path` and every image it builds on, found among the image files of
     /// its directory by their `index_hash`.
     pub fn open(path: &Path) -> Result<Chain> {
-        let mut images = vec![Reader::open(path)?];
+        Chain::open_with(path, &|p| Reader::open(p))
+    }
+
+    /// `open` for a restart by user `euid`: every image of the chain must be the user's
+    /// (`trust::read_owned`: not a symbolic link, a regular file owned by `euid`, not writable
+    /// by others, taken by `euid`).
+    pub fn open_owned(path: &Path, euid: u32) -> Result<Chain> {
+        Chain::open_with(path, &|p| crate::trust::read_owned(p, euid))
+    }
+
+    fn open_with(path: &Path, read: &dyn Fn(&Path) -> Result<Reader>) -> Result<Chain> {
+        let mut images = vec![read(path)?];
         let mut paths = vec![path.to_path_buf()];
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let mut candidates: Option<Vec<(PathBuf, u64)>> = None;
@@ -115,7 +126,7 @@ impl Chain {
             let mut first_err = None;
             let mut found = None;
             for (p, _) in cands.iter().filter(|(_, h)| *h == want) {
-                match Reader::open(p) {
+                match read(p) {
                     Ok(r) if r.header.index_hash == want => {
                         found = Some((r, p.clone()));
                         break;
@@ -259,7 +270,7 @@ fn headers_in(dir: &Path) -> Vec<(PathBuf, u64)> {
         .filter(|e| crate::parse_image_name(e.file_name().as_bytes()).is_some())
         .filter_map(|e| {
             let p = e.path();
-            let f = std::fs::File::open(&p).ok()?;
+            let f = crate::reader::open_regular(&p).ok()?;
             let len = f.metadata().ok()?.len();
             let mut b = vec![0u8; HEADER_LEN.min(len as usize)];
             f.read_exact_at(&mut b, 0).ok()?;

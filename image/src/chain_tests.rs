@@ -279,11 +279,18 @@ fn flattening_gives_the_same_memory_in_one_full_image() {
     let chain = Chain::open(&dir.join("app.ckpt")).unwrap();
     let out = dir.0.join("flat").join("app.ckpt");
     std::fs::create_dir(out.parent().unwrap()).unwrap();
+    // A symbolic link planted at the old temporary name is never followed.
+    let precious = dir.0.join("precious");
+    std::fs::write(&precious, b"precious").unwrap();
+    std::os::unix::fs::symlink(&precious, out.with_extension("ckpt.tmp")).unwrap();
     let done = flatten(&chain, &out).unwrap();
     assert_eq!(done.images, 3);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
-    assert!(!out.with_extension("ckpt.tmp").exists());
+    assert_eq!(std::fs::read(&precious).unwrap(), b"precious");
+    let mut left: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).collect();
+    left.sort();
+    assert_eq!(left, ["app.ckpt", "app.ckpt.tmp"], "no temporary file left behind");
     let flat = Chain::open(&out).unwrap();
     assert_eq!(flat.images().len(), 1);
     assert_eq!(flat.newest().header.parent, 0);

@@ -1,7 +1,7 @@
 //! Flattening a chain: one full image (no parent, `meta.chain` 1, nothing inherited) with the
 //! same memory as the whole chain, so that a single file can be moved to another node.
 
-use crate::{Chain, ImageError, LayerBuf, Result, Writer, CHUNK_SIZE};
+use crate::{Chain, FdKind, ImageError, LayerBuf, Result, Writer, CHUNK_SIZE};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ pub struct Flattened {
 }
 
 /// Write the memory and state of `chain` as one full image at `out`: created with mode 0600
-/// under a temporary name (`out` + `.tmp`) and renamed onto `out` once complete and synced.
+/// under a new temporary name (`out` + `.tmp.<random>`, O_EXCL|O_NOFOLLOW) and renamed onto `out` once complete and synced.
 /// Each region is rebuilt window by window (`CHUNK_SIZE` bytes of memory): the layers touching
 /// the window are applied, and chunks are written only for the ranges some layer covered.
 pub fn flatten(chain: &Chain, out: &Path) -> Result<Flattened> {
@@ -34,9 +34,11 @@ pub fn flatten(chain: &Chain, out: &Path) -> Result<Flattened> {
             }
         }
     }
+    // A new file of ours under an unpredictable name: nothing planted next to OUT (a symbolic
+    // link, another user's file) is followed, truncated or renamed into place.
     let mut tmp: PathBuf = out.to_path_buf();
-    tmp.as_mut_os_string().push(".tmp");
-    let file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).custom_flags(libc::O_CLOEXEC).open(&tmp)?;
+    tmp.as_mut_os_string().push(format!(".tmp.{:016x}", random()));
+    let file = OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW).open(&tmp)?;
     let done = file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(ImageError::from).and_then(|()| write(chain, file)).and_then(|saved| {
         let file_bytes = std::fs::metadata(&tmp)?.len();
         std::fs::rename(&tmp, out)?;
@@ -48,6 +50,17 @@ pub fn flatten(chain: &Chain, out: &Path) -> Result<Flattened> {
         let _ = std::fs::remove_file(&tmp);
     }
     done
+}
+
+/// 64 bits from the kernel's random source (the clock if it fails).
+fn random() -> u64 {
+    let mut x: u64 = 0;
+    // SAFETY: getrandom writes at most 8 bytes into x.
+    let n = unsafe { libc::getrandom(&mut x as *mut u64 as *mut libc::c_void, 8, 0) };
+    if n != 8 {
+        x = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64) ^ u64::from(std::process::id());
+    }
+    x
 }
 
 /// Write the image into `file`; returns the bytes of memory stored.
@@ -71,6 +84,17 @@ fn write(chain: &Chain, file: File) -> Result<u64> {
                 r.chunks.push(w.write_chunk(s, &win[(s - off) as usize..(e - off) as usize])?);
             }
             off += n;
+        }
+    }
+    // Deleted files' data is the newest image's own: copied chunk by chunk.
+    let newest = chain.newest();
+    let (mut dec, mut stored) = (crate::Decompressor::new()?, Vec::new());
+    for f in index.fds.iter_mut() {
+        let FdKind::Deleted(d) = &mut f.kind else { continue };
+        for c in d.chunks.iter_mut() {
+            let data = &mut window[..c.raw_len as usize];
+            newest.read_chunk(c, data, &mut dec, &mut stored)?;
+            *c = w.write_chunk(c.offset, data)?;
         }
     }
     let saved = w.raw_bytes();

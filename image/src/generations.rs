@@ -3,8 +3,8 @@
 //!
 //! For a program named NAME: `NAME.ckpt` is always the newest complete image; `NAME.ckpt.1` the
 //! one before, `NAME.ckpt.2` the one before that, up to `--keep N` files in all. A new image is
-//! written as `NAME.ckpt.tmp` and only renamed into place once complete, after the older ones
-//! moved down one step, so a crash at any moment leaves the last good image in place.
+//! written as `NAME.ckpt.tmp.<random>` and only renamed into place once complete, after the
+//! older ones moved down one step, so a crash at any moment leaves the last good image in place.
 
 use std::path::{Path, PathBuf};
 

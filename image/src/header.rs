@@ -4,8 +4,12 @@ use crate::{checksum, ImageError, Result};
 
 pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// 2: incremental images (a parent in the header, `Region::inherit`, `Meta::chain`).
-/// 3: `Index::ids` (process ids and namespaces).
-pub const VERSION: u32 = 3;
+/// 3: `Meta::origin` (who took the image, of which program) and `FdState::id` (file identity).
+/// 4: `Index::left_out` (child processes and outside pipes a restart cannot bring back).
+/// 5: deleted files as chunks in the data area, locks, FIFOs, O_PATH, /proc and AIO kinds (ckpt-kinds).
+/// 6: `ProcessState::creds` (user and group ids, supplementary groups).
+/// 7: `Index::ids` (process ids and namespaces).
+pub const VERSION: u32 = 7;
 pub const HEADER_LEN: usize = 64;
 
 /// Header fields, little-endian on disk:

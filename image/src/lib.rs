@@ -16,15 +16,23 @@ mod chain;
 #[cfg(test)]
 mod chain_tests;
 mod codec;
+#[cfg(test)]
+mod deleted_tests;
 mod edit;
 mod fddesc;
+pub mod filerefs;
 mod flatten;
 pub mod fuzz;
 mod generations;
 mod header;
+mod launch;
+mod leftout;
 mod model;
+mod origin;
+pub mod progress;
 mod reader;
 mod shuffle;
+pub mod trust;
 mod writer;
 
 pub use chain::{Chain, Layer, LayerBuf, MAX_CHAIN};
@@ -33,7 +41,10 @@ pub use edit::{reseal, rewrite_index};
 pub use flatten::{flatten, Flattened};
 pub use generations::{generation_file_name, generations_of, images_in, parse_image_name};
 pub use header::{Header, HEADER_LEN, MAGIC, VERSION};
+pub use launch::{Launch, LAUNCH_VAR};
+pub use leftout::{ChildProcess, LeftOut, OutsidePipe};
 pub use model::*;
+pub use origin::{boot_id, FileId, Origin};
 pub use reader::Reader;
 pub use shuffle::{shuffle8, unshuffle8};
 pub use writer::{ChunkEncoder, Writer, CHUNK_SIZE};
@@ -51,6 +62,9 @@ pub enum ImageError {
     Truncated(String),
     #[error("image is corrupt: {0}")]
     Corrupt(String),
+    /// An image this user must not restart (another user's, writable by others, a symlink...).
+    #[error("{0}")]
+    Untrusted(String),
     #[error("compression failed: {0}")]
     Compress(String),
     /// An increment whose parent is not among the image files of its directory.

@@ -1,5 +1,6 @@
 //! The index: everything in an image besides raw page data, as plain serializable types.
 
+use crate::leftout::LeftOut;
 use serde::{Deserialize, Serialize};
 
 /// The whole index of an image.
@@ -13,8 +14,20 @@ pub struct Index {
     pub entry: Entry,
     pub fds: Vec<FdState>,
     pub process: ProcessState,
-    /// Process ids and namespaces (format version 3).
+    /// What a restart cannot bring back (format version 4).
+    pub left_out: LeftOut,
+    /// Process ids and namespaces (format version 7).
     pub ids: Ids,
+}
+
+impl Index {
+    /// The deleted inodes of the fd table (regular files hold their data's chunks).
+    pub fn deleted_files(&self) -> impl Iterator<Item = &Deleted> {
+        self.fds.iter().filter_map(|f| match &f.kind {
+            FdKind::Deleted(d) => Some(d),
+            _ => None,
+        })
+    }
 }
 
 /// How the program's process and thread ids were provided when the image was taken, and what a
@@ -38,6 +51,12 @@ pub struct Ids {
     /// The checkpoint signal and the stop signal (0: none), which ckpt-restart forwards marked.
     pub signal: i32,
     pub stop_signal: i32,
+    /// The program's ids were seen from a user namespace that does not map every id (an
+    /// ordinary user's: unmapped groups and owners show as the overflow ids).
+    pub user_namespace: bool,
+    /// The image directory the program writes its images into: ckpt-restart checks it from
+    /// outside the namespace, where its owner is seen as it is.
+    pub image_dir: Vec<u8>,
 }
 
 /// Where and what the image was taken from.
@@ -60,6 +79,8 @@ pub struct Meta {
     pub glibc: String,
     /// Images a restart from this one reads: 1 for a full image, 1 + the parent's for an increment.
     pub chain: u32,
+    /// Who took the image, of which program (version 3; see origin.rs).
+    pub origin: crate::Origin,
 }
 
 /// How a region's pages are backed at restart.
@@ -82,7 +103,8 @@ pub struct Region {
     pub end: u64,
     /// PROT_READ | PROT_WRITE | PROT_EXEC.
     pub prot: u32,
-    /// The name column of /proc/self/maps (path, `[heap]`, `[stack]`, ...), for messages.
+    /// The name column of /proc/self/maps (path, `[heap]`, `[stack]`, ...), for messages;
+    /// `SCRATCH_NAME` for the runtime's scratch arena.
     pub name: Vec<u8>,
     pub backing: Backing,
     /// Stored page data, sorted by offset, non-overlapping.
@@ -92,6 +114,10 @@ pub struct Region {
     /// (anonymous) or the file's (file mappings), as in a full image.
     pub inherit: bool,
 }
+
+/// The name of the runtime's scratch arena in an image: the memory a checkpoint works in,
+/// stored empty (anonymous, no chunks).
+pub const SCRATCH_NAME: &[u8] = b"[ckpt scratch]";
 
 impl Region {
     pub fn len(&self) -> u64 {
@@ -117,7 +143,7 @@ pub enum Codec {
 }
 
 /// A run of a region's bytes stored in the data area.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chunk {
     /// Offset of the first byte within the region.
     pub offset: u64,
@@ -171,9 +197,9 @@ pub enum FdKind {
     Path { path: Vec<u8>, size: u64, is_dir: bool },
     /// Something we cannot restore yet (pipe, socket, anon inode): described by its link text.
     Other { link: Vec<u8> },
-    /// A regular file deleted while open: its whole contents, recreated as an unnamed file at
-    /// restart (O_TMPFILE in the same directory, else a memfd).
-    Deleted { path: Vec<u8>, data: Vec<u8> },
+    /// A file, directory or device node deleted while open, or never linked (O_TMPFILE,
+    /// tmpfile(), memfd): recreated unnamed at restart (see `Deleted`).
+    Deleted(Deleted),
     /// One end of a pipe (pipe inode `ino`, capacity `size`). `data` holds the bytes that were
     /// unread at checkpoint time (on one entry per pipe; empty on the others).
     Pipe { ino: u64, size: u32, data: Vec<u8> },
@@ -192,6 +218,79 @@ pub enum FdKind {
     SignalFd { mask: u64 },
     Epoll { entries: Vec<EpollEntry> },
     Inotify { watches: Vec<InotifyWatch> },
+    /// A FIFO opened by path (`deleted`: its name was removed since), inode `ino`, capacity
+    /// `size`. `data` holds the bytes that were unread at checkpoint time (on one entry per FIFO;
+    /// empty on the others).
+    Fifo { path: Vec<u8>, ino: u64, mode: u32, deleted: bool, size: u32, data: Vec<u8> },
+}
+
+/// An inode the program holds open but that has no name any more. All fds of one inode (`dev`,
+/// `ino`) come back as one inode; `mode` (type and permission bits) says what it is and how it
+/// comes back: a regular file holding its data (`chunks`, stored in the data area like memory,
+/// holes not stored, on the inode's first fd only; the others have none), an empty directory
+/// (removed again at once), a device node of `rdev`, or a symlink to `target` (an O_PATH fd).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deleted {
+    /// The name it had (without " (deleted)"), for messages and to recreate it next to it.
+    pub path: Vec<u8>,
+    pub dev: u64,
+    pub ino: u64,
+    pub mode: u32,
+    pub rdev: u64,
+    /// Bytes (st_size) of a regular file.
+    pub size: u64,
+    /// A regular file's data: chunks whose `offset` is the offset in the file, sorted, each
+    /// a whole number of pages (the tail of the last one past `size` is zero and not written).
+    pub chunks: Vec<Chunk>,
+    pub uid: u32,
+    pub gid: u32,
+    /// Access and modification times: seconds and nanoseconds since the epoch.
+    pub atime: (i64, i64),
+    pub mtime: (i64, i64),
+    /// A symlink's target.
+    pub target: Vec<u8>,
+    /// st_nlink at checkpoint time: above 0, the file still had another name somewhere.
+    pub nlink: u64,
+}
+
+impl Deleted {
+    pub fn is_file(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFREG
+    }
+    pub fn is_dir(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFDIR
+    }
+    pub fn is_symlink(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFLNK
+    }
+}
+
+/// A file lock or lease held through an fd (fdinfo `lock:` lines), taken again at restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileLock {
+    pub kind: LockKind,
+    /// A write (exclusive) lock or lease; else a read (shared) one.
+    pub write: bool,
+    /// Byte range of POSIX and OFD locks, `end` inclusive (u64::MAX: to the end of the file).
+    pub start: u64,
+    pub end: u64,
+    /// A lease being broken: what it is being broken to (a write lease to a read lease: true;
+    /// to none: false). None: not being broken.
+    pub breaking_to_read: Option<bool>,
+    /// A lease: the signal its breaks are announced with (F_GETSIG; 0: SIGIO).
+    pub signal: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockKind {
+    /// flock(2): owned by the open file description.
+    Flock,
+    /// fcntl F_SETLK: owned by the process, released when it closes any fd of the file.
+    Posix,
+    /// fcntl F_OFD_SETLK: owned by the open file description.
+    Ofd,
+    /// fcntl F_SETLEASE.
+    Lease,
 }
 
 /// One entry of an epoll interest list.
@@ -223,6 +322,11 @@ pub struct FdState {
     pub dup_of: Option<i32>,
     /// Modification time (seconds) of a file reopened by path, to notice a changed file.
     pub mtime: i64,
+    /// Identity of a file reopened by path (version 3): a different file at the path is refused.
+    pub id: crate::FileId,
+    /// Locks and leases held through this fd's open file description (POSIX locks: those set
+    /// through it), taken again once every fd is in place.
+    pub locks: Vec<FileLock>,
 }
 
 /// A signal disposition in the kernel's `struct sigaction` layout.
@@ -270,6 +374,15 @@ pub struct ProcessState {
     /// glibc's rseq area offset from the thread pointer and its registered size (0 = none).
     pub rseq_offset: i64,
     pub rseq_size: u32,
+    pub creds: Creds,
+}
+
+/// User and group ids (real, effective, saved) and supplementary groups of the process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Creds {
+    pub uids: [u32; 3],
+    pub gids: [u32; 3],
+    pub groups: Vec<u32>,
 }
 
 /// What the restarter hands to the runtime's restart entry (by address, in its switch area).
@@ -287,8 +400,22 @@ pub struct RestartInfo {
     /// program's next checkpoint may be an increment over it.
     pub image_hash: u64,
     pub chain: u64,
+    /// For the line the runtime prints once the program runs again: when ckpt-restart started
+    /// (ns, CLOCK_MONOTONIC), the bytes of memory it restored, the checkpoint's number, the
+    /// image's path (`path_len` bytes at `path`, in the switch area), and the log level
+    /// ckpt-restart was given (CKPT_LOG: 0 quiet, 1 info, 2 debug), which the program keeps.
+    pub started_ns: u64,
+    pub memory: u64,
+    pub generation: u64,
+    pub path: u64,
+    pub path_len: u64,
+    pub log_level: u64,
     /// The pid tools outside the program's namespace know it by (the outer ckpt-restart).
     pub outer_pid: u64,
+    /// Device and inode of the image directory as the outer ckpt-restart checked it (0: not
+    /// checked): see `Launch::dir_dev`.
+    pub dir_dev: u64,
+    pub dir_ino: u64,
 }
 
 impl RestartInfo {

@@ -23,6 +23,9 @@ pub struct Report {
     pub fds: Vec<Fd>,
     pub signals: Vec<Signal>,
     pub totals: Totals,
+    /// What a restart cannot bring back: the program's child processes, fds reading pipes fed
+    /// from outside the program.
+    pub left_out: LeftOut,
     /// Present with --verify: every chunk was read and its checksum matched.
     pub verified: Option<Verified>,
 }
@@ -68,6 +71,9 @@ pub struct Taken {
     pub unix_time: u64,
     pub utc: String,
     pub hostname: String,
+    /// Who took it (only that user restarts it) and the program ckpt-run resolved.
+    pub uid: u32,
+    pub executable: String,
 }
 
 #[derive(Serialize)]
@@ -142,6 +148,10 @@ pub struct RegionInfo {
     pub compression: String,
     /// An increment's region whose pages without chunks are the parent image's.
     pub inherit: bool,
+    /// What of ckpt's runtime (not of the program) this region is: "library" (libckpt_runtime.so),
+    /// "scratch" (the memory a checkpoint works in, stored empty), "checkpoint thread stack";
+    /// null for the program's own memory.
+    pub runtime: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -163,6 +173,42 @@ pub struct Signal {
     pub action: String,
     pub handler: Option<u64>,
     pub flags: String,
+    /// The handler is in the runtime's library (the checkpoint, stop and thread-stop signals).
+    pub runtime: bool,
+}
+
+#[derive(Serialize)]
+pub struct LeftOut {
+    pub children: Vec<LeftChild>,
+    pub outside_pipes: Vec<LeftPipe>,
+}
+
+#[derive(Serialize)]
+pub struct LeftChild {
+    pub pid: i32,
+    pub command: String,
+    /// Exited, not yet waited for (a zombie).
+    pub exited: bool,
+}
+
+#[derive(Serialize)]
+pub struct LeftPipe {
+    pub fd: i32,
+    /// Bytes unread at checkpoint time.
+    pub unread: u64,
+    /// The FIFO's path, or null for an anonymous pipe.
+    pub fifo: Option<String>,
+}
+
+fn left_out(l: &ckpt_image::LeftOut) -> LeftOut {
+    LeftOut {
+        children: l.children.iter().map(|c| LeftChild { pid: c.pid, command: String::from_utf8_lossy(&c.command).into_owned(), exited: c.exited }).collect(),
+        outside_pipes: l
+            .outside_pipes
+            .iter()
+            .map(|p| LeftPipe { fd: p.fd, unread: p.unread, fifo: (!p.fifo.is_empty()).then(|| String::from_utf8_lossy(&p.fifo).into_owned()) })
+            .collect(),
+    }
 }
 
 #[derive(Serialize)]
@@ -174,6 +220,9 @@ pub struct Totals {
     pub saved_bytes: u64,
     pub stored_bytes: u64,
     pub chunks: usize,
+    /// Of those, the runtime's regions and the bytes saved for them.
+    pub runtime_regions: usize,
+    pub runtime_saved_bytes: u64,
 }
 
 fn hex(h: u64) -> String {
@@ -189,8 +238,12 @@ fn parent_hex(r: &Reader) -> Option<String> {
 pub fn build(reader: &Reader, chain: std::result::Result<&Chain, String>, path: &Path, verified: Option<Verified>) -> Report {
     let ix = &reader.index;
     let m = &ix.meta;
-    let regions: Vec<RegionInfo> = ix.regions.iter().map(region).collect();
+    let runtime = Runtime::of(ix);
+    let regions: Vec<RegionInfo> = ix.regions.iter().map(|r| region(r, runtime.part(r))).collect();
+    let ours: Vec<&RegionInfo> = regions.iter().filter(|r| r.runtime.is_some()).collect();
     let totals = Totals {
+        runtime_regions: ours.len(),
+        runtime_saved_bytes: ours.iter().map(|r| r.saved_bytes).sum(),
         regions: regions.len(),
         threads: ix.threads.len(),
         fds: ix.fds.len(),
@@ -236,7 +289,13 @@ pub fn build(reader: &Reader, chain: std::result::Result<&Chain, String>, path: 
         cmdline: m.cmdline.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect(),
         pid: m.pid,
         generation: m.generation,
-        taken: Taken { unix_time: m.time, utc: utc(m.time), hostname: m.hostname.clone() },
+        taken: Taken {
+            unix_time: m.time,
+            utc: utc(m.time),
+            hostname: m.hostname.clone(),
+            uid: m.origin.uid,
+            executable: String::from_utf8_lossy(&m.origin.program).into_owned(),
+        },
         system: System {
             arch: m.arch.clone(),
             kernel: m.kernel.clone(),
@@ -299,14 +358,55 @@ pub fn build(reader: &Reader, chain: std::result::Result<&Chain, String>, path: 
                 action: if s.handler == 1 { "ignore".into() } else { "handler".into() },
                 handler: (s.handler > 1).then_some(s.handler),
                 flags: sa_flags(s.flags),
+                runtime: runtime.has_code_at(s.handler),
             })
             .collect(),
         totals,
+        left_out: left_out(&ix.left_out),
         verified,
     }
 }
 
-fn region(r: &Region) -> RegionInfo {
+/// What in an image belongs to ckpt's runtime rather than to the program. The restart entry
+/// point (`entry.pc`) is the runtime's code, so the file it lies in is the runtime's library
+/// (whatever its name or path); `entry.sp` is the top of the checkpoint thread's stack.
+struct Runtime<'a> {
+    library: Option<&'a [u8]>,
+    stack_top: u64,
+    code: Vec<(u64, u64)>,
+}
+
+impl<'a> Runtime<'a> {
+    fn of(ix: &'a ckpt_image::Index) -> Runtime<'a> {
+        let path_of = |r: &'a Region| match &r.backing {
+            Backing::File { path, .. } => Some(&path[..]),
+            _ => None,
+        };
+        let library = ix.regions.iter().find(|r| r.start <= ix.entry.pc && ix.entry.pc < r.end).and_then(path_of);
+        let code = ix.regions.iter().filter(|r| library.is_some() && path_of(r) == library).map(|r| (r.start, r.end)).collect();
+        Runtime { library, stack_top: ix.entry.sp, code }
+    }
+
+    fn part(&self, r: &Region) -> Option<String> {
+        let lib = matches!(&r.backing, Backing::File { path, .. } if Some(&path[..]) == self.library);
+        let part = if lib {
+            "library"
+        } else if r.name == ckpt_image::SCRATCH_NAME {
+            "scratch"
+        } else if self.stack_top > r.start && self.stack_top <= r.end {
+            "checkpoint thread stack"
+        } else {
+            return None;
+        };
+        Some(part.into())
+    }
+
+    fn has_code_at(&self, addr: u64) -> bool {
+        self.code.iter().any(|&(s, e)| s <= addr && addr < e)
+    }
+}
+
+fn region(r: &Region, runtime: Option<String>) -> RegionInfo {
     let (backing, file, file_offset) = match &r.backing {
         Backing::Anon => ("anon", None, None),
         Backing::SharedAnon => ("shared-anon", None, None),
@@ -341,6 +441,7 @@ fn region(r: &Region) -> RegionInfo {
         chunks: r.chunks.len(),
         compression: if kinds.is_empty() { "none".into() } else { kinds.join("+") },
         inherit: r.inherit,
+        runtime,
     }
 }
 

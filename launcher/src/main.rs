@@ -1,173 +1,194 @@
 //! `ckpt-run`: sets up the environment the runtime reads (preload, image directory, checkpoint
-//! signal, the pid it manages) and starts the program: in a user, pid and mount namespace of its
-//! own (ckpt-ns), so that a restart can give it its process and thread ids back, while this
-//! process stays outside and stands for it (forwards signals, exits with its status); or, where
-//! namespaces are turned off or unavailable, by exec in place (same pid, virtual ids after a
-//! restart).
+//! signal, the pid it manages) and starts the program with our pid: in a user, pid and mount
+//! namespace of its own (ckpt-ns), so that a restart can give it its process and thread ids
+//! back, while this process stays outside and stands for it (forwards signals, exits with its
+//! status); or, where namespaces are turned off or unavailable, by exec in place (virtual ids
+//! after a restart).
 
+mod cli;
+mod protect;
 mod resume;
 mod signals;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use cli::Cli;
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// Name of the runtime library that `cargo build` produces next to our executable.
 const RUNTIME_LIB: &str = "libckpt_runtime.so";
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "ckpt-run",
-    version,
-    about = "Run a program so that it can be checkpointed (kill -USR2 PID) and restarted (ckpt-restart)",
-    after_help = "The program has ckpt-run's pid: in a namespace of its own (ckpt-run stays outside, stands for it \
-                  and forwards signals), or with --no-namespace in ckpt-run's own process. A checkpoint writes DIR/<name>.ckpt (mode 0600; the \
-                  previous ones become <name>.ckpt.1, .2, ...) and the program continues.\n\
-                  After --stop-signal or `ckpt-ctl stop` the program exits with status 75 once its image \
-                  is written (74: the checkpoint failed).\n\
-                  Every option can also come from the environment variable shown; CKPT_LOG=info|debug \
-                  shows more than the one line per checkpoint."
-)]
-struct Cli {
-    /// Directory for images (created 0700 if missing).
-    #[arg(long, env = "CKPT_DIR", default_value = ".")]
-    dir: PathBuf,
 
-    /// Signal that takes a checkpoint and lets the program continue (name or number).
-    #[arg(long, env = "CKPT_SIGNAL", default_value = "USR2")]
-    signal: String,
+/// Exit status for a bad command line (as clap's own errors).
+const EXIT_USAGE: i32 = 2;
+/// Exit status when ckpt-run itself fails (as env(1), nice(1), timeout(1)).
+const EXIT_FAILED: i32 = 125;
+/// Exit status when the program was found but cannot be run, and when it was not found (as env(1)).
+const EXIT_CANNOT_RUN: i32 = 126;
+const EXIT_NOT_FOUND: i32 = 127;
 
-    /// Take a checkpoint periodically (30s, 10m, 2h, ...).
-    #[arg(long, env = "CKPT_INTERVAL")]
-    interval: Option<String>,
+/// An error in the command line (exit status 2).
+#[derive(Debug)]
+struct Usage(anyhow::Error);
 
-    /// Signal that takes a checkpoint and then ends the program (e.g. TERM, USR1).
-    #[arg(long, env = "CKPT_STOP_SIGNAL")]
-    stop_signal: Option<String>,
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
 
-    /// How many images to keep (the newest and N-1 older generations, and the images they build on).
-    #[arg(long, env = "CKPT_KEEP", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    keep: u32,
+impl std::error::Error for Usage {}
 
-    /// Write every image whole: no increments (by default, a checkpoint after the first writes
-    /// only the pages changed since the one before, and names that image as its parent).
-    #[arg(long, env = "CKPT_FULL_ONLY", value_parser = clap::builder::FalseyValueParser::new())]
-    full_only: bool,
+/// The program could not be executed (exit status 126, or 127 when it does not exist).
+#[derive(Debug)]
+struct CannotRun {
+    program: String,
+    err: std::io::Error,
+}
 
-    /// Longest chain of images a restart may need (a full image and its increments); the next
-    /// checkpoint after that is a full image again.
-    #[arg(long, env = "CKPT_MAX_CHAIN", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
-    max_chain: u32,
+impl std::fmt::Display for CannotRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot run {}: {}", self.program, self.err)
+    }
+}
 
-    /// If DIR holds an image of this program, restart from its newest good image instead.
-    #[arg(long, env = "CKPT_RESUME", value_parser = clap::builder::FalseyValueParser::new())]
-    resume: bool,
+impl std::error::Error for CannotRun {}
 
-    /// Inside a Slurm job: after a checkpoint-and-exit, requeue the job (scontrol requeue).
-    #[arg(long, env = "CKPT_REQUEUE", value_parser = clap::builder::FalseyValueParser::new())]
-    requeue: bool,
+/// Mark an option's error as a usage error.
+fn usage<T>(r: Result<T>) -> Result<T> {
+    r.map_err(|e| Usage(e).into())
+}
 
-    /// Image name (default: the program's file name); in a Slurm step of several tasks, .RANK is added.
-    #[arg(long, env = "CKPT_NAME")]
-    name: Option<OsString>,
-
-    /// Run the program in ckpt-run's own process (same pid), without a namespace of its own:
-    /// a restarted program then gets new process and thread ids (virtual ids).
-    /// (Also CKPT_NAMESPACE=0.)
-    #[arg(long)]
-    no_namespace: bool,
-
-    /// The program and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<OsString>,
+fn exit_status(e: &anyhow::Error) -> i32 {
+    if e.downcast_ref::<Usage>().is_some() {
+        EXIT_USAGE
+    } else if let Some(c) = e.downcast_ref::<CannotRun>() {
+        if c.err.kind() == std::io::ErrorKind::NotFound {
+            EXIT_NOT_FOUND
+        } else {
+            EXIT_CANNOT_RUN
+        }
+    } else {
+        EXIT_FAILED
+    }
 }
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(why) = protect::why_unprotectable(&cli.command[0]) {
+        if !cli.unprotected {
+            eprintln!("ckpt-run: {why}: the ckpt runtime cannot be loaded into it, so it could not be checkpointed (--unprotected runs it anyway, without checkpoints)");
+            std::process::exit(EXIT_USAGE);
+        }
+        eprintln!("ckpt-run: warning: {why}: running it without the ckpt runtime (--unprotected): no checkpoint will be taken, and a checkpoint signal would end it");
+        let e = exec(&cli.command);
+        eprintln!("ckpt-run: {e:#}");
+        std::process::exit(exit_status(&e));
+    }
     if let Err(e) = run(cli) {
         eprintln!("ckpt-run: {e:#}");
-        std::process::exit(127);
+        std::process::exit(exit_status(&e));
     }
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let signal = signals::parse(&cli.signal)?;
-    let stop_signal = cli.stop_signal.as_deref().map(signals::parse).transpose()?;
-    if stop_signal == Some(signal) {
-        bail!("--signal and --stop-signal must differ");
+    let (signal, warn) = usage(signals::parse(&cli.signal).context("--signal"))?;
+    let stop = usage(cli.stop_signal.as_deref().map(signals::parse).transpose().context("--stop-signal"))?;
+    for w in [warn, stop.as_ref().and_then(|s| s.1.clone())].into_iter().flatten() {
+        eprintln!("ckpt-run: warning: {w}");
     }
-    let interval = cli.interval.as_deref().map(resume::parse_duration).transpose()?;
+    let stop_signal = stop.map(|s| s.0);
+    if stop_signal == Some(signal) {
+        return usage(Err(anyhow::anyhow!("--signal and --stop-signal must differ (both are {})", signals::describe(signal))));
+    }
+    let interval = usage(cli.interval.as_deref().map(resume::parse_duration).transpose())?;
     let requeue = if cli.requeue { resume::requeue_command()? } else { None };
     let runtime = find_runtime()?;
-    let dir = prepare_dir(&cli.dir)?;
+    if let Some(n) = cli.name.as_deref().filter(|n| !ckpt_image::trust::is_file_name(n.as_bytes())) {
+        bail!("--name {:?} is not a file name (it must not be empty, `.` or `..`, or contain `/`)", n.to_string_lossy());
+    }
+    let dir = prepare_dir(&cli.dir, cli.allow_shared_dir)?;
+    let dir_id = std::fs::metadata(&dir).map(|m| (m.dev(), m.ino())).unwrap_or((0, 0));
     let program = &cli.command[0];
     let name = resume::image_name(cli.name.as_deref(), program);
+    if !ckpt_image::trust::is_file_name(name.as_bytes()) {
+        bail!("cannot name images after {:?}: give a file name with --name", name.to_string_lossy());
+    }
+    // What the image records as the program (and --resume compares): the file execvp will run.
+    let resolved = resume::resolve_program(program);
     if cli.resume {
-        resume::resume_if_possible(&dir, &name, cli.no_namespace)?;
+        resume::resume_if_possible(&dir, &name, resolved.as_deref(), cli.no_namespace)?;
     }
 
-    let preload = match std::env::var_os("LD_PRELOAD") {
-        Some(old) if !old.is_empty() => {
-            let mut v = runtime.clone().into_os_string();
-            v.push(":");
-            v.push(old);
-            v
-        }
-        _ => runtime.clone().into_os_string(),
+    // The runtime's settings go in one private variable, with the LD_PRELOAD that loads it;
+    // the runtime removes both before main (LD_PRELOAD back to the user's own), so the program
+    // and its children see the environment we were started with (see ckpt_image::Launch).
+    let user_preload = std::env::var_os("LD_PRELOAD");
+    let mut preload = runtime.clone().into_os_string();
+    if let Some(old) = user_preload.as_ref().filter(|o| !o.is_empty()) {
+        preload.push(":");
+        preload.push(old);
+    }
+    let mut launch = ckpt_image::Launch {
+        pid: std::process::id() as i32,
+        outer_pid: 0,
+        dir: dir.clone().into_os_string().into_vec(),
+        name: name.clone().into_vec(),
+        signal,
+        stop_signal: stop_signal.unwrap_or(0),
+        keep: cli.keep,
+        incremental: !cli.full_only,
+        max_chain: cli.max_chain,
+        interval_ms: interval.unwrap_or(0),
+        requeue_cmd: requeue.map(|c| c.into_os_string().into_vec()).unwrap_or_default(),
+        preload: preload.clone().into_vec(),
+        preload_user: user_preload.map(|p| p.into_vec()),
+        program: resolved.clone().map(|p| p.into_os_string().into_vec()).unwrap_or_default(),
+        allow_shared_dir: cli.allow_shared_dir,
+        dir_dev: dir_id.0,
+        dir_ino: dir_id.1,
     };
     std::env::set_var("LD_PRELOAD", preload);
-    std::env::set_var("CKPT_DIR", &dir);
-    std::env::set_var("CKPT_SIGNAL", signal.to_string());
-    std::env::set_var("CKPT_NAME", &name);
-    std::env::set_var("CKPT_KEEP", cli.keep.to_string());
-    std::env::set_var("CKPT_INCREMENTAL", if cli.full_only { "0" } else { "1" });
-    std::env::set_var("CKPT_MAX_CHAIN", cli.max_chain.to_string());
-    match interval {
-        Some(ms) => std::env::set_var("CKPT_INTERVAL", format!("{ms}ms")),
-        None => std::env::remove_var("CKPT_INTERVAL"),
-    }
-    match stop_signal {
-        Some(s) => std::env::set_var("CKPT_STOP_SIGNAL", s.to_string()),
-        None => std::env::remove_var("CKPT_STOP_SIGNAL"),
-    }
-    match requeue {
-        Some(cmd) => std::env::set_var("CKPT_REQUEUE_CMD", cmd),
-        None => std::env::remove_var("CKPT_REQUEUE_CMD"),
-    }
-
-    let argv: Vec<CString> = cli
-        .command
-        .iter()
-        .map(|a| CString::new(a.clone().into_vec()).context("argument contains a NUL byte"))
-        .collect::<Result<_>>()?;
     let marked = [Some(signal), stop_signal].into_iter().flatten().collect();
-    // The program has our pid: in its namespace (with us outside, standing for it) or here.
-    std::env::set_var("CKPT_PID", std::process::id().to_string());
-    in_namespace(&argv, marked, cli.no_namespace);
+    in_namespace(&cli.command, &mut launch, marked, cli.no_namespace);
+    std::env::set_var(ckpt_image::LAUNCH_VAR, launch.encode());
+
+    Err(exec(&cli.command))
+}
+
+/// Start the program in namespaces of its own, with our pid, and stand for it until it ends
+/// (never returns); return to run it in place when namespaces are turned off or cannot be had
+/// here (saying why).
+fn in_namespace(command: &[OsString], launch: &mut ckpt_image::Launch, marked: Vec<i32>, no_namespace: bool) {
+    let Ok(argv) = command.iter().map(|a| CString::new(a.clone().into_vec())).collect::<Result<Vec<_>, _>>() else { return };
+    let started = match ckpt_ns::disabled(no_namespace) {
+        Some(why) => Err(ckpt_ns::Unavailable::Disabled(why)),
+        None => {
+            launch.outer_pid = launch.pid;
+            std::env::set_var(ckpt_image::LAUNCH_VAR, launch.encode());
+            let opts = ckpt_ns::Options { tool: "ckpt-run", marked };
+            ckpt_ns::start(&ckpt_ns::Payload::Exec { argv, pid: launch.pid }, &opts)
+        }
+    };
+    launch.outer_pid = 0;
+    ckpt_ns::supervise_or_explain(started, "ckpt-run", "the program runs in this process and gets virtual ids after a restart");
+}
+
+/// Exec `command` (looked up in PATH) in this process; returns only on failure.
+fn exec(command: &[OsString]) -> anyhow::Error {
+    let argv: Vec<CString> = match command.iter().map(|a| CString::new(a.clone().into_vec()).context("argument contains a NUL byte")).collect::<Result<_>>() {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
     let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
     // SAFETY: argv is a NULL-terminated array of valid C strings that outlive the call.
     unsafe { libc::execvp(ptrs[0], ptrs.as_ptr()) };
     let err = std::io::Error::last_os_error();
-    bail!("cannot run {}: {err}", program.to_string_lossy())
-}
-
-/// Start the program in namespaces of its own and stand for it until it ends (never returns);
-/// return to run it in place when namespaces are turned off or cannot be had here.
-fn in_namespace(argv: &[CString], marked: Vec<i32>, no_namespace: bool) {
-    let opts = ckpt_ns::Options { tool: "ckpt-run", marked };
-    let started = match ckpt_ns::disabled(no_namespace) {
-        Some(why) => Err(ckpt_ns::Unavailable::Disabled(why)),
-        None => {
-            std::env::set_var("CKPT_OUTER_PID", std::process::id().to_string());
-            ckpt_ns::start(&ckpt_ns::Payload::Exec { argv: argv.to_vec(), pid: std::process::id() as i32 }, &opts)
-        }
-    };
-    std::env::remove_var("CKPT_OUTER_PID");
-    ckpt_ns::supervise_or_explain(started, "ckpt-run", "the program runs in this process and gets virtual ids after a restart");
+    CannotRun { program: command[0].to_string_lossy().into_owned(), err }.into()
 }
 
 /// The runtime lives next to our own executable (cargo build) or in ../lib (an install).
@@ -194,7 +215,9 @@ fn find_runtime() -> Result<PathBuf> {
     )
 }
 
-fn prepare_dir(dir: &Path) -> Result<PathBuf> {
+/// The image directory, created 0700 if missing; an existing one must be the user's alone
+/// (ckpt_image::trust::dir_problem), unless `allow_shared` (then a warning).
+fn prepare_dir(dir: &Path, allow_shared: bool) -> Result<PathBuf> {
     if !dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -205,8 +228,15 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf> {
     let abs = dir
         .canonicalize()
         .with_context(|| format!("image directory {}", dir.display()))?;
-    if !abs.is_dir() {
+    let meta = std::fs::metadata(&abs).with_context(|| format!("image directory {}", abs.display()))?;
+    if !meta.is_dir() {
         bail!("{} is not a directory", abs.display());
+    }
+    if let Some(p) = ckpt_image::trust::dir_problem(meta.uid(), meta.mode(), ckpt_image::trust::euid()) {
+        if !allow_shared {
+            bail!("image directory {} {p}: another user could read or replace the images (use a directory of your own, or --allow-shared-dir)", abs.display());
+        }
+        eprintln!("ckpt-run: warning: image directory {} {p}; using it anyway (--allow-shared-dir)", abs.display());
     }
     // Reject a directory we cannot write to now rather than at the first checkpoint.
     let c = CString::new(abs.as_os_str().as_bytes())?;

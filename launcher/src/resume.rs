@@ -27,37 +27,117 @@ pub fn parse_duration(s: &str) -> Result<u64> {
     Ok(ms as u64)
 }
 
-/// The image name: --name, or the program's file name; in a Slurm step of several tasks each
-/// task gets its own name, NAME.RANK, so tasks sharing a directory do not overwrite each other.
+/// The image name: --name, or the program's file name; in a parallel job each task gets its own
+/// name, NAME.RANK, so tasks sharing a directory do not overwrite each other's images.
 pub fn image_name(explicit: Option<&OsStr>, program: &OsStr) -> OsString {
-    let base = match explicit {
+    let mut n = match explicit {
         Some(n) => n.to_os_string(),
         None => Path::new(program).file_name().map(|n| n.to_os_string()).unwrap_or_else(|| program.to_os_string()),
     };
-    let tasks = std::env::var("SLURM_STEP_NUM_TASKS").ok().and_then(|v| v.parse::<u32>().ok()).unwrap_or(1);
-    match std::env::var("SLURM_PROCID") {
-        Ok(rank) if tasks > 1 && !rank.is_empty() => {
-            let mut n = base;
-            n.push(".");
-            n.push(rank);
-            n
-        }
-        _ => base,
+    if let Some(rank) = task_rank(|v| std::env::var(v).ok()) {
+        n.push(".");
+        n.push(rank);
+    }
+    n
+}
+
+/// The variables in which launchers give a task its rank, and the size of its job (None: the
+/// launcher gives no size, so the rank is always added), in the order they are looked at:
+/// Slurm (srun), Open MPI (mpirun), MPICH's Hydra and other PMI launchers, PMIx.
+pub const RANK_VARS: [(&str, Option<&str>); 4] = [
+    ("SLURM_PROCID", Some("SLURM_STEP_NUM_TASKS")),
+    ("OMPI_COMM_WORLD_RANK", Some("OMPI_COMM_WORLD_SIZE")),
+    ("PMI_RANK", Some("PMI_SIZE")),
+    ("PMIX_RANK", None),
+];
+
+/// This task's rank in a job of several tasks (the first launcher of RANK_VARS that says so),
+/// or None for a job of one task. A rank must be a decimal number.
+fn task_rank(var: impl Fn(&str) -> Option<String>) -> Option<String> {
+    RANK_VARS.iter().find_map(|(rank, size)| {
+        let r = var(rank).filter(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))?;
+        let several = match size {
+            Some(s) => var(s).and_then(|v| v.trim().parse::<u32>().ok()).is_some_and(|n| n > 1),
+            None => true,
+        };
+        several.then_some(r)
+    })
+}
+
+/// The file execvp will run for `program`: a path with a `/` as it is, else the first
+/// executable regular file of that name in PATH; absolute, symbolic links resolved.
+pub fn resolve_program(program: &OsStr) -> Option<PathBuf> {
+    let runnable = |p: &Path| -> Option<PathBuf> {
+        let c = CString::new(p.as_os_str().as_bytes()).ok()?;
+        // SAFETY: c is a valid NUL-terminated path.
+        let exec = unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0;
+        (exec && p.is_file()).then(|| p.canonicalize().ok()).flatten()
+    };
+    if program.as_bytes().contains(&b'/') {
+        return runnable(Path::new(program));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path).find_map(|d| runnable(&d.join(program)))
+}
+
+/// Identity of the file at `path` now (ckpt_image::FileId).
+fn file_id(path: &Path) -> Option<ckpt_image::FileId> {
+    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: all-zero stat and statfs are valid out-parameters.
+    let (mut st, mut fs): (libc::stat, libc::statfs) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+    // SAFETY: c is a valid path, st and fs valid out-parameters.
+    let ok = unsafe { libc::stat(c.as_ptr(), &mut st) == 0 && libc::statfs(c.as_ptr(), &mut fs) == 0 };
+    ok.then(|| ckpt_image::FileId::new(&st, fs.f_type))
+}
+
+/// Why an image of `origin` is not an image of `program` as it is now (None: it is).
+fn other_program(origin: &ckpt_image::Origin, program: &Path) -> Option<String> {
+    let recorded = Path::new(OsStr::from_bytes(&origin.program));
+    if recorded != program {
+        return Some(format!("it is an image of {}, not of {}", recorded.display(), program.display()));
+    }
+    let same_boot = !origin.boot_id.is_empty() && origin.boot_id == ckpt_image::boot_id();
+    match file_id(program) {
+        Some(now) if origin.program_id.same_version(&now, same_boot) => None,
+        Some(_) => Some(format!("{} is not the file it was when the image was taken (replaced, rebuilt or modified)", program.display())),
+        None => Some(format!("{} cannot be examined", program.display())),
     }
 }
 
 /// With --resume: exec `ckpt-restart IMAGE` with the newest generation of NAME in DIR whose
 /// header and index verify (the restarter checks every chunk and falls back to older
-/// generations from `NAME.ckpt`), with `--no-namespace` if we had it. Returns, to start
-/// fresh, when there is none.
-pub fn resume_if_possible(dir: &Path, name: &OsStr, no_namespace: bool) -> Result<()> {
+/// generations from `NAME.ckpt`). Returns, to start fresh, when there is none, or when that
+/// image is of another program than `program` (or of another version of it), saying why.
+/// Refuses (an error) when a generation it looks at is not the user's own (`trust`):
+/// restarting it would run someone else's code as the user. Passes `--no-namespace` on.
+pub fn resume_if_possible(dir: &Path, name: &OsStr, program: Option<&Path>, no_namespace: bool) -> Result<()> {
     let gens = ckpt_image::generations_of(dir, name.as_bytes());
-    let Some(image) = gens.iter().find(|p| ckpt_image::Reader::open(p).is_ok()) else {
+    let euid = ckpt_image::trust::euid();
+    let mut found = None;
+    for p in &gens {
+        match ckpt_image::trust::read_owned(p, euid) {
+            Ok(r) => {
+                found = Some((p, r));
+                break;
+            }
+            Err(e @ ckpt_image::ImageError::Untrusted(_)) => bail!("refusing to resume: {e}"),
+            Err(_) => continue,
+        }
+    }
+    let Some((image, reader)) = found else {
         if !gens.is_empty() {
             eprintln!("ckpt-run: no image of {} in {} can be read; starting fresh", name.to_string_lossy(), dir.display());
         }
         return Ok(());
     };
+    let why = match program {
+        Some(prog) => other_program(&reader.index.meta.origin, prog),
+        None => Some("the program cannot be found".to_string()),
+    };
+    if let Some(why) = why {
+        eprintln!("ckpt-run: not resuming from {}: {why}; starting fresh", image.display());
+        return Ok(());
+    }
     let exe = std::env::current_exe().context("cannot find our own executable")?;
     let restart = exe.with_file_name("ckpt-restart");
     if !restart.is_file() {
@@ -93,7 +173,25 @@ pub fn requeue_command() -> Result<Option<PathBuf>> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{parse_duration, task_rank};
+
+    fn rank_of(vars: &[(&str, &str)]) -> Option<String> {
+        task_rank(|v| vars.iter().find(|(k, _)| *k == v).map(|(_, x)| x.to_string()))
+    }
+
+    #[test]
+    fn ranks_of_every_launcher() {
+        assert_eq!(rank_of(&[]), None);
+        assert_eq!(rank_of(&[("SLURM_PROCID", "1"), ("SLURM_STEP_NUM_TASKS", "2")]).as_deref(), Some("1"));
+        // One Slurm task running mpirun: the MPI rank names the task.
+        let nested = [("SLURM_PROCID", "0"), ("SLURM_STEP_NUM_TASKS", "1"), ("OMPI_COMM_WORLD_RANK", "3"), ("OMPI_COMM_WORLD_SIZE", "4")];
+        assert_eq!(rank_of(&nested).as_deref(), Some("3"));
+        assert_eq!(rank_of(&[("OMPI_COMM_WORLD_RANK", "0"), ("OMPI_COMM_WORLD_SIZE", "1")]), None);
+        assert_eq!(rank_of(&[("PMI_RANK", "5"), ("PMI_SIZE", "8")]).as_deref(), Some("5"));
+        assert_eq!(rank_of(&[("PMIX_RANK", "0")]).as_deref(), Some("0"));
+        // Not a number: not part of a file name.
+        assert_eq!(rank_of(&[("PMI_RANK", "../x"), ("PMI_SIZE", "2")]), None);
+    }
 
     #[test]
     fn durations() {

@@ -97,9 +97,9 @@ fn clone_with_pid(want: i32) -> Result<(i32, RawFd), i32> {
     Ok((r as i32, pidfd))
 }
 
-/// Start the program: the restarter in a time namespace continuing the program's clocks, and
-/// either with the pid asked for (falling back to any pid, with a warning). The program's later
-/// children get pids after its own, as they would outside.
+/// Start the program with the pid asked for (the restarter in a time namespace continuing the
+/// program's clocks, and with any pid, after a warning, if its old one cannot be had). The
+/// program's later children get pids after its own, as they would outside.
 fn start(i: &Init) -> Result<(i32, OwnedFd), i32> {
     let (want, clocks) = match i.payload {
         Payload::Exec { pid, .. } => (*pid, None),
@@ -112,14 +112,13 @@ fn start(i: &Init) -> Result<(i32, OwnedFd), i32> {
             }
         }
     }
-    let (pid, pidfd) = match clone_with_pid(want) {
-        Ok(r) => r,
-        Err(e) => {
+    let (pid, pidfd) = match (clone_with_pid(want), i.payload) {
+        (Ok(r), _) => r,
+        // ckpt-run's settings name the pid: without it, better no namespace at all.
+        (Err(e), Payload::Exec { .. }) => return Err(e),
+        (Err(e), Payload::Restore { .. }) => {
             let why = std::io::Error::from_raw_os_error(e);
-            match i.payload {
-                Payload::Exec { .. } => eprintln!("{}: warning: cannot give the program pid {want} in its namespace ({why}); it gets another", i.tool),
-                Payload::Restore { .. } => eprintln!("{}: warning: exact process ids are not available: cannot create a process with pid {want}: {why}; using virtual ids", i.tool),
-            }
+            eprintln!("{}: warning: exact process ids are not available: cannot create a process with pid {want}: {why}; using virtual ids", i.tool);
             clone_with_pid(0)?
         }
     };
@@ -142,13 +141,9 @@ fn exec_program(i: &Init) -> ! {
     }
     caps::limit_bounding(i.bounding);
     crate::spawn::sigmask(libc::SIG_SETMASK, &i.mask);
-    if let Payload::Exec { .. } = i.payload {
-        // The runtime acts only in the process ckpt-run started (normally with ckpt-run's pid).
-        std::env::set_var("CKPT_PID", std::process::id().to_string());
-    }
-    let (exe, argv, status) = match i.payload {
-        Payload::Exec { argv, .. } => (None, argv, 127),
-        Payload::Restore { exe, argv, .. } => (Some(exe), argv, 1),
+    let (exe, argv) = match i.payload {
+        Payload::Exec { argv, .. } => (None, argv),
+        Payload::Restore { exe, argv, .. } => (Some(exe), argv),
     };
     let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
@@ -161,6 +156,13 @@ fn exec_program(i: &Init) -> ! {
     };
     let e = std::io::Error::last_os_error();
     eprintln!("{}: cannot run {}: {e}", i.tool, exe.unwrap_or(&argv[0]).to_string_lossy());
+    // As env(1): 127 when the program does not exist, 126 when it cannot be run; 1 for the
+    // restarter (ckpt-restart's status when an image cannot be restarted).
+    let status = match (exe, e.kind()) {
+        (Some(_), _) => 1,
+        (None, std::io::ErrorKind::NotFound) => 127,
+        (None, _) => 126,
+    };
     // SAFETY: leaving the child.
     unsafe { libc::_exit(status) }
 }

@@ -52,7 +52,8 @@ use std::ffi::CString;
 /// What runs as the program inside the namespace.
 #[derive(Debug, Clone)]
 pub enum Payload {
-    /// ckpt-run: exec `argv` (looked up in PATH) as a process with pid `pid` (ckpt-run's).
+    /// ckpt-run: exec `argv` (looked up in PATH) as a process with pid `pid` (ckpt-run's;
+    /// without it, starting fails and the caller runs the program in place).
     Exec { argv: Vec<CString>, pid: i32 },
     /// ckpt-restart: exec `exe` with `argv` (the restarter, which becomes the program) as a
     /// process with pid `pid`, in a time namespace whose clocks read `clocks` (when given).

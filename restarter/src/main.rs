@@ -7,47 +7,27 @@
 //! maps, staging memory, reopening fds) happens before the address-space switch; after it there
 //! is no way back, so the switch only runs system calls that were prepared and checked.
 
+mod cli;
+mod creds;
 mod fdobjs;
 mod fds;
 mod layout;
 mod namespace;
 mod plan;
+mod progress;
 mod stage;
 mod switch;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ckpt_image::Chain;
+use ckpt_image::{Chain, FdKind};
 use clap::Parser;
+use cli::Cli;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "ckpt-restart",
-    version,
-    about = "Restart a program from a ckpt image; it continues where the image was taken",
-    after_help = "The restarted program continues with its old process and thread ids in a namespace of its own, \
-                  for which this process stands (it forwards signals and exits with the program's status); \
-                  with --no-namespace it continues in this process with new ids (virtual ids). It has this \
-                  process's stdin, stdout and stderr.\nExit status: the program's, or 1 when the image cannot be restarted."
-)]
-struct Cli {
-    /// An image file, or a directory (its newest image that verifies is used).
-    image: PathBuf,
-    /// Leave files the program writes at their current size instead of cutting them back to
-    /// their size at checkpoint time (for files other processes also write).
-    #[arg(long, env = "CKPT_NO_TRUNCATE", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
-    no_truncate: bool,
-    /// Go on when a file the program had open is gone (it gets /dev/null) or changed.
-    #[arg(long, env = "CKPT_IGNORE_MISSING", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
-    ignore_missing_files: bool,
-    /// Restart in this process, without a namespace of the program's own: the program gets new
-    /// process and thread ids (virtual ids). (Also CKPT_NAMESPACE=0.)
-    #[arg(long)]
-    no_namespace: bool,
-}
 
 fn main() {
+    progress::mark_start();
     let cli = Cli::parse();
     if !cli.no_namespace {
         namespace::restart_inside(&cli.image, ckpt_ns::disabled(false));
@@ -91,6 +71,11 @@ pub(crate) fn candidates(path: &Path) -> Result<Vec<PathBuf>> {
 
 /// An image (with the images it builds on) staged in memory, ready for the switch.
 struct Staged {
+    /// The image restarted from, and the bytes of memory read from it (and its parents).
+    path: PathBuf,
+    memory: u64,
+    /// Kept open until the fds are restored: it holds the data of deleted files.
+    chain: Chain,
     index: ckpt_image::Index,
     image_hash: u64,
     plan: stage::Plan,
@@ -111,7 +96,11 @@ enum StageError {
 /// checksum here, so a damaged image is found before anything irreversible happens.
 fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     let ctx = |e: anyhow::Error| e.context(format!("{}", path.display()));
-    let chain = Chain::open(path).map_err(|e| StageError::Image(ctx(e.into())))?;
+    // Restarting an image runs its code: only the user's own images (ckpt_image::trust).
+    let chain = Chain::open_owned(path, ckpt_image::trust::euid()).map_err(|e| match e {
+        ckpt_image::ImageError::Untrusted(_) => StageError::Image(e.into()),
+        e => StageError::Image(ctx(e.into())),
+    })?;
     let index = chain.index().clone();
     let image_hash = chain.newest().header.index_hash;
     let other = |e: anyhow::Error| StageError::Other(e);
@@ -120,7 +109,10 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     }
     let own = layout::own_maps().map_err(other)?;
     plan::check_vdso(&index, &own).map_err(|e| other(ctx(e)))?;
-    let files = stage::open_files(&index.regions).map_err(other)?;
+    for r in index.regions.iter().filter(|r| r.name == ckpt_kinds::aio::RING_NAME) {
+        ckpt_kinds::aio::check(r.start, r.len()).map_err(|e| other(e.into()))?;
+    }
+    let files = stage::open_files(&chain).map_err(other)?;
 
     // Stage memory in a reservation that overlaps neither the image nor us.
     let switch_len = plan::switch_area_len(&index);
@@ -130,12 +122,18 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     let total = stage_len + switch_len;
     let base = layout::find_hole(&busy, total).map_err(other)?;
     reserve(base, total).map_err(other)?;
-    let staged = stage::map_regions(&chain, &files, base).map_err(other).and_then(|plan| match stage::fill(&chain, base) {
-        Ok(()) => Ok(plan),
+    let progress = progress::Progress::new(path.display().to_string(), stage::stored_len(&chain));
+    let t0 = progress::now_ns();
+    let staged = stage::map_regions(&chain, &files, base).map_err(other).and_then(|plan| match stage::fill(&chain, base, &progress) {
+        // The data of deleted files is read when the fds are restored: check it now.
+        Ok(()) => chain.newest().verify_files().map(|()| plan).map_err(|e| StageError::Image(ctx(e.into()))),
         Err(e) => Err(StageError::Image(ctx(e))),
     });
+    progress.erase();
+    let memory = progress.total();
+    progress::info(format_args!("{}: {} of memory from {} image(s) read in {} ms", path.display(), ckpt_image::progress::Size(memory), chain.images().len(), (progress::now_ns() - t0) / 1_000_000));
     match staged {
-        Ok(plan) => Ok(Staged { index, image_hash, plan, own, base, stage_len, switch_len }),
+        Ok(plan) => Ok(Staged { path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()), memory, chain, index, image_hash, plan, own, base, stage_len, switch_len }),
         Err(e) => {
             // SAFETY: the reservation (and what was staged in it) is ours and referenced by nothing.
             unsafe { libc::munmap(base as *mut libc::c_void, total as usize) };
@@ -171,7 +169,10 @@ fn stage_first(path: &Path) -> Result<Staged> {
 }
 
 fn run(cli: &Cli) -> Result<()> {
-    let Staged { index, image_hash, plan, own, base, stage_len, switch_len } = stage_first(&cli.image)?;
+    let Staged { path, memory, chain, index, image_hash, plan, own, base, stage_len, switch_len } = stage_first(&cli.image)?;
+    for w in left_out_warnings(&index.left_out) {
+        eprintln!("ckpt-restart: warning: {w}");
+    }
     if index.ids.namespace && std::process::id() as i32 != index.meta.pid {
         eprintln!(
             "ckpt-restart: warning: the image was taken with exact process ids (pid {} in its own namespace); here the program gets new ids: \
@@ -183,8 +184,8 @@ fn run(cli: &Cli) -> Result<()> {
 
     // Kernel state that lives on across the switch.
     let p = &index.process;
-    std::env::set_current_dir(Path::new(std::ffi::OsStr::from_bytes(&p.cwd)))
-        .with_context(|| format!("cannot enter the program's working directory {}", String::from_utf8_lossy(&p.cwd)))?;
+    let views = creds::Views { want_in_userns: index.ids.user_namespace, have_in_userns: creds::in_user_namespace() };
+    let change_creds = creds::check(&p.creds, views)?;
     // SAFETY: umask and setrlimit only change this process's attributes.
     unsafe {
         libc::umask(p.umask as libc::mode_t);
@@ -193,12 +194,51 @@ fn run(cli: &Cli) -> Result<()> {
             libc::setrlimit64(r.resource, &lim);
         }
     }
-    fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files })?;
+    let same_boot = !index.meta.origin.boot_id.is_empty() && index.meta.origin.boot_id == ckpt_image::boot_id();
+    fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot }, chain.newest())?;
+    // Restoring the fds closed every fd of ours, the image's too: they must never be closed again.
+    std::mem::forget(chain);
+    // The working directory last: a removed one may be a directory the program has an fd on.
+    let dirs: Vec<(Vec<u8>, i32)> = index
+        .fds
+        .iter()
+        .filter_map(|f| match &f.kind {
+            FdKind::Deleted(d) if d.is_dir() => Some((d.path.clone(), f.fd)),
+            _ => None,
+        })
+        .collect();
+    ckpt_kinds::procfs::enter_cwd(&p.cwd, &dirs)?;
 
     let switch_base = base + stage_len;
-    let prepared = plan::prepare(&index, image_hash, &plan, &own, switch_base, switch_len)?;
+    let note = plan::Note { path: path.as_os_str().as_bytes(), memory, started_ns: progress::started_ns(), log_level: progress::log_level() };
+    let prepared = plan::prepare(&index, image_hash, &plan, &own, switch_base, switch_len, &note)?;
+    if change_creds {
+        creds::apply(&p.creds)?;
+    }
+    progress::info(format_args!("switching to the program ({} ms since ckpt-restart started)", (progress::now_ns() - progress::started_ns()) / 1_000_000));
     // SAFETY: this is the only thread (staging threads were joined); the switch area is ready.
     unsafe { plan::go(prepared) }
+}
+
+/// What the image says the restart cannot bring back, one sentence each: the program's child
+/// processes, and fds that read a pipe fed from outside the program.
+fn left_out_warnings(lo: &ckpt_image::LeftOut) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(list) = lo.children_list() {
+        out.push(format!("the program's child processes were not in the image and are gone (its wait() fails with ECHILD): {list}"));
+    }
+    for p in &lo.outside_pipes {
+        let what = if p.fifo.is_empty() { "a pipe".to_string() } else { format!("the FIFO {}", String::from_utf8_lossy(&p.fifo)) };
+        let now = if p.fd <= 2 {
+            format!("its {} unread bytes and later input are lost; it reads ckpt-restart's own fd {} instead", p.unread, p.fd)
+        } else if p.fifo.is_empty() {
+            format!("it gets the {} bytes it had not read at checkpoint time, then end of file", p.unread)
+        } else {
+            "its input is lost".to_string()
+        };
+        out.push(format!("fd {} read {what} fed by another process: {now}", p.fd));
+    }
+    out
 }
 
 fn reserve(base: u64, len: u64) -> Result<()> {

@@ -5,9 +5,9 @@
 //! which restores the image in place (and the runtime gives the threads their old ids).
 //! Where namespaces cannot be had, the restart happens in this process with virtual ids.
 
-use ckpt_image::Reader;
 use std::ffi::CString;
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
 /// What the namespace needs from the images: the pid (of the newest that reads), the clocks
@@ -17,16 +17,35 @@ struct Target {
     pid: i32,
     clocks: ckpt_ns::Clocks,
     marked: Vec<i32>,
+    /// The program's image directory, checked from here: inside, its owner may not show.
+    trusted_dir: Option<(u64, u64)>,
 }
 
+/// The image directory `dir` if it is the user's (or root's, sticky): its device and inode.
+fn checked_dir(dir: &[u8]) -> Option<(u64, u64)> {
+    let m = std::fs::metadata(std::ffi::OsStr::from_bytes(dir)).ok()?;
+    let ok = m.is_dir() && ckpt_image::trust::dir_problem(m.uid(), m.mode(), ckpt_image::trust::euid()).is_none();
+    ok.then_some((m.dev(), m.ino()))
+}
+
+/// Only images of the user's own are looked at (`trust::read_owned`): with any other, we
+/// return None and the restart in place refuses it, naming its owner as seen from here.
 fn target(image: &Path) -> Option<Target> {
     let mut t: Option<Target> = None;
+    let euid = ckpt_image::trust::euid();
     for c in crate::candidates(image).ok()? {
-        let Ok(r) = Reader::open(&c) else { continue };
+        let r = match ckpt_image::trust::read_owned(&c, euid) {
+            Ok(r) => r,
+            Err(ckpt_image::ImageError::Untrusted(_)) => return None,
+            Err(_) => continue,
+        };
         let ids = &r.index.ids;
         let clocks = ckpt_ns::Clocks { monotonic: ids.monotonic_ns, boottime: ids.boottime_ns };
         match &mut t {
-            None => t = Some(Target { pid: r.index.meta.pid, clocks, marked: [ids.signal, ids.stop_signal].into_iter().filter(|&s| s > 0).collect() }),
+            None => {
+                let marked = [ids.signal, ids.stop_signal].into_iter().filter(|&s| s > 0).collect();
+                t = Some(Target { pid: r.index.meta.pid, clocks, marked, trusted_dir: checked_dir(&ids.image_dir) })
+            }
             Some(t) => {
                 t.clocks.monotonic = t.clocks.monotonic.max(clocks.monotonic);
                 t.clocks.boottime = t.clocks.boottime.max(clocks.boottime);
@@ -54,6 +73,7 @@ pub fn restart_inside(image: &Path, off: Option<&'static str>) {
         },
     };
     std::env::remove_var("CKPT_OUTER_PID");
+    std::env::remove_var("CKPT_TRUSTED_DIR");
     ckpt_ns::supervise_or_explain(started, "ckpt-restart", "the program continues in this process with virtual ids");
 }
 
@@ -66,6 +86,10 @@ fn start(t: &Target) -> Result<ckpt_ns::Namespace, ckpt_ns::Unavailable> {
         argv.push(cstr(a.into_vec())?);
     }
     std::env::set_var("CKPT_OUTER_PID", std::process::id().to_string());
+    match t.trusted_dir {
+        Some((dev, ino)) => std::env::set_var("CKPT_TRUSTED_DIR", format!("{dev}:{ino}")),
+        None => std::env::remove_var("CKPT_TRUSTED_DIR"),
+    }
     let payload = ckpt_ns::Payload::Restore { exe: cstr(exe.into_os_string().into_vec())?, argv, pid: t.pid, clocks: Some(t.clocks) };
     ckpt_ns::start(&payload, &ckpt_ns::Options { tool: "ckpt-restart", marked: t.marked.clone() })
 }

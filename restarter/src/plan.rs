@@ -37,6 +37,17 @@ fn max_ops(index: &Index) -> usize {
     index.regions.len() * 6 + index.process.sigactions.len() + 64
 }
 
+/// The longest image path handed to the runtime for its line (longer ones are cut).
+const NOTE_PATH_MAX: usize = 1024;
+
+/// What the runtime says once the restarted program runs (see RestartInfo).
+pub struct Note<'a> {
+    pub path: &'a [u8],
+    pub memory: u64,
+    pub started_ns: u64,
+    pub log_level: u8,
+}
+
 fn params_len(index: &Index) -> u64 {
     let n = std::mem::size_of::<Params>()
         + max_ops(index) * std::mem::size_of::<Op>()
@@ -46,6 +57,7 @@ fn params_len(index: &Index) -> u64 {
         + std::mem::size_of::<RestartInfo>()
         + index.threads.len() * std::mem::size_of::<RestartThread>()
         + MSG.len()
+        + NOTE_PATH_MAX
         + 256;
     page_up(n as u64)
 }
@@ -112,7 +124,7 @@ struct PrctlMmMap {
 /// Map the switch area at `base` and fill in code, operations and parameters.
 /// `image_hash` is the restarted image's header index_hash: the program's next checkpoint may be
 /// an increment over it.
-pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], base: u64, len: u64) -> Result<Prepared> {
+pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], base: u64, len: u64, note: &Note) -> Result<Prepared> {
     // SAFETY: base..base+len is the unused tail of our staging reservation.
     let p = unsafe {
         libc::mmap(
@@ -233,7 +245,26 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], bas
         })
         .collect();
     let threads_at = blk.put_slice(&threads);
-    let info = RestartInfo { magic: RestartInfo::MAGIC, switch_base: base, switch_len: len, threads: threads_at, nthreads: threads.len() as u64, image_hash, chain: u64::from(index.meta.chain), outer_pid: outer_pid() };
+    let path = &note.path[..note.path.len().min(NOTE_PATH_MAX)];
+    let path_at = blk.put_slice(path);
+    let info = RestartInfo {
+        magic: RestartInfo::MAGIC,
+        switch_base: base,
+        switch_len: len,
+        threads: threads_at,
+        nthreads: threads.len() as u64,
+        image_hash,
+        chain: u64::from(index.meta.chain),
+        started_ns: note.started_ns,
+        memory: note.memory,
+        generation: index.meta.generation,
+        path: path_at,
+        path_len: path.len() as u64,
+        log_level: u64::from(note.log_level),
+        outer_pid: outer_pid(),
+        dir_dev: trusted_dir().0,
+        dir_ino: trusted_dir().1,
+    };
     let info_at = blk.put(&info);
     let msg_at = blk.put_slice(MSG);
     let ops_at = blk.put_slice(&ops);
@@ -249,6 +280,17 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], bas
 
 /// The pid tools outside know the program by: the outer ckpt-restart that started us as the
 /// first process under a namespace's init (CKPT_OUTER_PID), or our own.
+/// The image directory the outer ckpt-restart checked from outside the namespace
+/// (CKPT_TRUSTED_DIR=DEV:INO), when it started us.
+fn trusted_dir() -> (u64, u64) {
+    let v = std::env::var("CKPT_TRUSTED_DIR").ok().filter(|_| crate::namespace::started_by_init());
+    v.and_then(|v| {
+        let (d, i) = v.split_once(':')?;
+        Some((d.parse().ok()?, i.parse().ok()?))
+    })
+    .unwrap_or((0, 0))
+}
+
 fn outer_pid() -> u64 {
     let outer = std::env::var("CKPT_OUTER_PID").ok().and_then(|p| p.parse().ok()).filter(|_| crate::namespace::started_by_init());
     outer.unwrap_or_else(std::process::id) as u64

@@ -4,12 +4,13 @@
 //! with mremap. Empty anonymous regions are simply mapped at their target by the switch.
 
 use crate::layout::page_up;
+use crate::progress::Progress;
 use anyhow::{anyhow, bail, Context, Result};
-use ckpt_image::{Backing, Chain, Codec, Layer, LayerBuf, Region};
+use ckpt_image::{filerefs, Backing, Chain, Codec, Layer, LayerBuf, Region};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 
 /// A staged range: built at `staged`, to be moved to `target` and given `prot`.
 #[derive(Debug, Clone, Copy)]
@@ -89,33 +90,91 @@ fn needs_staging(chain: &Chain, ri: usize) -> bool {
     }
 }
 
-/// Open (and check) every file the image maps, before anything is changed.
-pub fn open_files(regions: &[Region]) -> Result<Vec<Option<File>>> {
+/// Open (and check) every file the image maps, before anything is changed. A file mapped
+/// only shared that is gone is made again when the image holds all of it (see `recreate`).
+pub fn open_files(chain: &Chain) -> Result<Vec<Option<File>>> {
+    let regions = &chain.index().regions;
     let mut out = Vec::with_capacity(regions.len());
-    for r in regions {
+    for (i, r) in regions.iter().enumerate() {
         let Backing::File { path, size, mtime, shared, .. } = &r.backing else {
             out.push(None);
             continue;
         };
         let p = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
         let write = *shared && r.prot & libc::PROT_WRITE as u32 != 0;
-        let f = OpenOptions::new()
-            .read(true)
-            .write(write)
-            .open(p)
-            .with_context(|| format!("file {} needed by the image cannot be opened", p.display()))?;
+        // Not through a symbolic link: the image recorded the file itself (/proc/self/maps
+        // resolves links), so a link there now was put in its place.
+        let open = || OpenOptions::new().read(true).write(write).custom_flags(libc::O_NOFOLLOW).open(p);
+        let f = match open() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && recreate(chain, path, *size)? => open(),
+            r => r,
+        }
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => anyhow!("file {} needed by the image is now a symbolic link, not the file the program had mapped", p.display()),
+            _ => anyhow::Error::new(e).context(format!("file {} needed by the image cannot be opened", p.display())),
+        })?;
         let m = f.metadata()?;
         if write && m.size() < *size {
             // Shorter than at checkpoint time: the stored pages are written back through the
             // mapping, which must not end before them.
             f.set_len(*size).with_context(|| format!("cannot extend {} to its size at checkpoint time", p.display()))?;
         }
-        if !*shared && (m.size() != *size || m.mtime() != *mtime) {
+        // A private mapping whose pages are all stored or restored into the file by the image
+        // (its file is also mapped shared and written) does not depend on the file as it is now.
+        let restored = !*shared && filerefs::private_mapping_restored(regions, i);
+        if !*shared && !restored && (m.size() != *size || m.mtime() != *mtime) {
             bail!("file {} needed by the image has changed since the checkpoint (size or modification time differs)", p.display());
         }
         out.push(Some(f));
     }
     Ok(out)
+}
+
+/// A file mapped shared that is gone (the JVM's hsperfdata after another JVM cleaned up, Open
+/// MPI's session files): made again, empty and of its size at checkpoint time (mode 0600, and
+/// its missing directories 0700), when every mapping of it is shared and the image holds every
+/// byte of it (the pages of writable shared mappings are all stored); staging then writes them
+/// through the mappings. Said at CKPT_LOG=info. Returns false (nothing done) otherwise.
+fn recreate(chain: &Chain, path: &[u8], size: u64) -> Result<bool> {
+    let mut held = Vec::new();
+    for (ri, r) in chain.index().regions.iter().enumerate() {
+        match &r.backing {
+            Backing::File { path: p, shared: false, .. } if p == path => return Ok(false),
+            Backing::File { path: p, offset, .. } if p == path => {
+                held.extend(chain.layers(ri).iter().map(|l| (offset + l.at, offset + l.at + l.len)));
+            }
+            _ => {}
+        }
+    }
+    held.sort_unstable();
+    let mut covered = 0;
+    for (s, e) in held {
+        if s > covered {
+            break;
+        }
+        covered = covered.max(e);
+    }
+    if covered < size {
+        return Ok(false);
+    }
+    let p = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
+    if let Some(dir) = p.parent().filter(|d| !d.exists()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("file {} needed by the image is gone, and its directory cannot be made again", p.display()))?;
+    }
+    let f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(p)
+        .with_context(|| format!("file {} needed by the image is gone and cannot be made again", p.display()))?;
+    f.set_len(size)?;
+    ckpt_kinds::info(&format!("file {} mapped by the program was gone: made again from the image ({size} bytes, mode 0600)", p.display()));
+    Ok(true)
 }
 
 /// Map every region that needs staging at consecutive addresses from `base`.
@@ -175,9 +234,16 @@ pub fn map_regions(chain: &Chain, files: &[Option<File>], base: u64) -> Result<P
     Ok(plan)
 }
 
+/// Bytes of memory `fill` reads from the image chain (the layers of staged regions).
+pub fn stored_len(chain: &Chain) -> u64 {
+    let regions = &chain.index().regions;
+    (0..regions.len()).filter(|&ri| needs_staging(chain, ri)).flat_map(|ri| chain.layers(ri)).map(|l| l.len).sum()
+}
+
 /// Fill the staged regions from the chain's layers: image by image, oldest first (newer layers
-/// overwrite older ones), the layers of one image on several threads (they never overlap).
-pub fn fill(chain: &Chain, plan_base: u64) -> Result<()> {
+/// overwrite older ones), the layers of one image on several threads (they never overlap),
+/// counting the bytes in `progress`.
+pub fn fill(chain: &Chain, plan_base: u64, progress: &Progress) -> Result<()> {
     let regions = &chain.index().regions;
     let places = placement(chain, plan_base);
     chain.prefetch_compressed();
@@ -188,14 +254,14 @@ pub fn fill(chain: &Chain, plan_base: u64) -> Result<()> {
             tasks.extend(chain.layers(ri).iter().filter(|l| l.image == image).map(|l| (at + l.at, l, &regions[ri])));
         }
         if !tasks.is_empty() {
-            fill_layers(chain, &tasks)?;
+            fill_layers(chain, &tasks, progress)?;
         }
     }
     Ok(())
 }
 
 /// Apply layers of one image (never overlapping) at their staged addresses, on several threads.
-fn fill_layers(chain: &Chain, tasks: &[(u64, &Layer, &Region)]) -> Result<()> {
+fn fill_layers(chain: &Chain, tasks: &[(u64, &Layer, &Region)], progress: &Progress) -> Result<()> {
     let nthreads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(tasks.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -214,6 +280,7 @@ fn fill_layers(chain: &Chain, tasks: &[(u64, &Layer, &Region)]) -> Result<()> {
                             let name = if name.is_empty() { String::new() } else { format!(" ({name})") };
                             anyhow!("region {:#x}-{:#x}{name}: {e}", r.start, r.end)
                         })?;
+                        progress.add(l.len);
                     }
                 })
             })

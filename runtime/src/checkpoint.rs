@@ -1,15 +1,18 @@
 //! One checkpoint: take the gate, stop the threads, collect regions/fds/process state, make a
-//! copy-on-write snapshot (snapshot.rs), resume the threads; the snapshot writes the image under a
-//! temporary name and fsyncs it; then rename. Without a snapshot, the threads stay stopped while
-//! the image is written.
+//! copy-on-write snapshot (snapshot.rs) that copies the shared memory, resume the threads; the
+//! snapshot writes the image under a temporary name, fsyncs it, renames it into place and prints
+//! its line (also when the program has ended meanwhile). Without a snapshot, the threads stay
+//! stopped while the image is written. A program that exits waits for a checkpoint in flight.
 
-use crate::log::{log, DEBUG, ERROR, INFO};
+use crate::log::{log, ALWAYS, DEBUG, ERROR, INFO};
 use crate::maps::{self, MapEntry};
 use crate::dirty::{self, Track};
-use crate::{alloc, config, fdtable, gate, generations, incremental, memwrite, procstate, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
-use ckpt_image::{Entry, Index, Meta, Region, ThreadState, Writer};
+use crate::{alloc, config, fdtable, freeze, gate, generations, incremental, leftout, memwrite, procstate, progress, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
+use crate::imgdir::{self, Dir};
+use ckpt_image::{generation_file_name, Entry, Index, Meta, Region, ThreadState, Writer};
+use ckpt_kinds::deleted;
 use std::os::fd::FromRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 /// Checkpoints taken by this program, across restarts (the counter is part of the image).
 pub static GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -23,44 +26,112 @@ pub struct Outcome {
     pub paused_ms: u64,
 }
 
+/// 1 while a checkpoint is being taken (a futex word: exit waits for it, see `wait_in_flight`).
+static IN_FLIGHT: AtomicU32 = AtomicU32::new(0);
+/// Set once the program has started to exit: no new checkpoint starts.
+static EXITING: AtomicBool = AtomicBool::new(false);
+
 /// Take a checkpoint now. Errors are logged here (their text lives in the scratch arena).
 pub fn take() -> Option<Outcome> {
+    if EXITING.load(Ordering::Acquire) {
+        log!(INFO, "no checkpoint: the program is exiting");
+        return None;
+    }
     let t0 = now_ns();
+    IN_FLIGHT.store(1, Ordering::Release);
     gate::lock_exclusive();
+    // /proc/thread-self/mem and pagemap belong to root in a process that is not dumpable (any set*id
+    // call that changed its ids made it so): dumpable while we read ourselves.
+    let dumpable = procstate::make_dumpable();
     alloc::scratch_begin();
     let gen = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
-    // An increment needs its parent on disk (the user may have removed it).
-    let parent = config().and_then(|cfg| incremental::next_parent().filter(|(h, _)| generations::has_image(&cfg.dir, &cfg.name, *h)));
-    let mut result = take_with(gen, snapshot::enabled(), parent);
-    if let Err(Retry::Sync(why)) = &result {
-        log!(INFO, "checkpoint {gen} written without a snapshot: {why}");
-        // The first attempt's scan consumed the dirty bits: this one must be a full image.
-        result = take_with(gen, false, None);
-    }
-    let ms = (now_ns() - t0) / 1_000_000;
+    progress::begin(gen, t0);
+    // The directory is opened (and checked) for this checkpoint; it is closed when `dir` goes.
+    let result = match config().ok_or_else(|| "runtime not configured".to_string()).and_then(|cfg| Ok((cfg, Dir::open(&cfg.dir, cfg.allow_shared)?))) {
+        Err(e) => Err(Retry::Fail(e)),
+        Ok((cfg, dir)) => {
+            // Temporary images a killed checkpoint of ours left behind (before this one starts,
+            // so that they never look like part of it, and free their space first).
+            dir.clean_leftovers(&generation_file_name(&cfg.name, 0), START_SEC.load(Ordering::Relaxed));
+            // An increment needs its parent on disk (the user may have removed it).
+            let parent = incremental::next_parent().filter(|(h, _)| generations::has_image(&dir, &cfg.name, *h));
+            let mut result = take_with(&dir, gen, t0, snapshot::enabled(), parent);
+            if let Err(Retry::Sync(why)) = &result {
+                log!(INFO, "checkpoint {gen} written without a snapshot: {why}");
+                // The first attempt's scan consumed the dirty bits: this one must be a full image.
+                result = take_with(&dir, gen, t0, false, None);
+            }
+            result
+        }
+    };
     let out = match result {
         Ok((w, paused)) => {
             let paused_ms = paused / 1_000_000;
             incremental::committed(w.hash, w.increment, w.stored);
-            generations::record(gen, &w.path, w.raw, w.stored, ms, paused_ms, w.increment);
+            generations::remember(&w.path, w.stored);
             Some(Outcome { raw: w.raw, stored: w.stored, paused_ms })
         }
-        Err(Retry::Sync(e) | Retry::Fail(e)) => {
+        Err(e) => {
             GENERATION.fetch_sub(1, Ordering::AcqRel);
             incremental::reset();
-            log!(ERROR, "checkpoint failed, the program continues: {e}");
+            if let Retry::Sync(e) | Retry::Fail(e) = e {
+                log!(ERROR, "checkpoint failed, the program continues: {e}");
+            }
             None
         }
     };
+    log!(DEBUG, "scratch memory: {} KiB", alloc::scratch_used() >> 10);
+    progress::end();
     alloc::scratch_end();
+    procstate::restore_dumpable(dumpable);
     gate::unlock_exclusive();
+    IN_FLIGHT.store(0, Ordering::Release);
+    sys::futex_wake(&IN_FLIGHT);
     out
+}
+
+/// The program is exiting (exit(), _exit(), a return from main): let a checkpoint that is being
+/// taken finish first, so that its image is complete (and reported) when the process is gone,
+/// and start no other. Not in a child the program forked or vforked, nor on the checkpoint
+/// thread itself.
+pub fn wait_in_flight() {
+    if !crate::is_active() || sys::getpid() != crate::vids::real_pid() || sys::gettid() == CKPT_THREAD.tid.load(Ordering::Acquire) {
+        return;
+    }
+    EXITING.store(true, Ordering::Release);
+    loop {
+        let v = IN_FLIGHT.load(Ordering::Acquire);
+        if v == 0 {
+            return;
+        }
+        // Interrupted by the stop signal when a checkpoint stops this thread: wait again.
+        sys::futex_wait(&IN_FLIGHT, v, None);
+    }
+}
+
+/// After a restart: the image was taken inside `take`, whose state means nothing here.
+pub fn after_restart() {
+    IN_FLIGHT.store(0, Ordering::Release);
+    EXITING.store(false, Ordering::Release);
+}
+
+/// When this process started (or was restarted), in seconds since the epoch: temporary images
+/// last written before then are leftovers of a killed checkpoint.
+pub static START_SEC: AtomicI64 = AtomicI64::new(0);
+
+/// Remember now as the start of this process (at startup and after a restart).
+pub fn mark_start() {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let _ = sys::syscall!(libc::SYS_clock_gettime, libc::CLOCK_REALTIME, &mut ts as *mut libc::timespec);
+    START_SEC.store(ts.tv_sec, Ordering::Relaxed);
 }
 
 enum Retry {
     /// The snapshot could not hold the image: take it again with the threads stopped throughout.
     Sync(String),
     Fail(String),
+    /// Failed, and the image writer said so on stderr.
+    Reported,
 }
 
 /// What a checkpoint wrote.
@@ -74,60 +145,149 @@ struct Written {
 }
 
 /// What the image writer reports: memory bytes, file bytes, header hash.
-type WriteResult = Result<(u64, u64, u64), String>;
+type WriteResult = Result<(u64, u64, u64), snapshot::Failure>;
 
 /// Stop the threads, capture, and write the image: from a snapshot child while the program
 /// runs on (`fork`), or with the program stopped; an increment over `parent` (hash, chain
-/// length) when given. Returns what was written and the pause in ns.
-fn take_with(gen: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Written, u64), Retry> {
+/// length) when given. `t0`: when the checkpoint was asked for. Returns what was written and
+/// the pause in ns.
+fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Written, u64), Retry> {
     // Write-protecting memory for the next increment mostly needs no stop: done first.
-    let armed = if incremental::enabled() { dirty::pre_arm(parent.is_none(), alloc::scratch_range()) } else { Vec::new() };
+    let armed = if incremental::enabled() { dirty::pre_arm(parent.is_none(), &alloc::scratch_ranges()) } else { Vec::new() };
+    // What the stopped part allocates must be there before the stop: running out of address
+    // space fails the checkpoint here, not with the program stopped.
+    let need = alloc::stopped_reserve(if fork { STOPPED_FORK } else { STOPPED_SYNC });
+    let used0 = alloc::scratch_used();
+    if !alloc::scratch_reserve(need) {
+        return Err(Retry::Fail(format!("cannot map {} MiB for the checkpoint (address-space limit, ulimit -v?)", need.div_ceil(1 << 20))));
+    }
     // The pause starts here.
-    let t0 = now_ns();
+    let t_stop = now_ns();
     let slots = threads::stop_all(sys::gettid()).map_err(Retry::Fail)?;
+    let resumed = || {
+        threads::resume_all();
+        alloc::note_stopped_use(alloc::scratch_used() - used0);
+    };
     let t_stopped = now_ns();
     let mut cap = match capture(&slots, gen) {
         Ok(c) => c,
         Err(e) => {
-            threads::resume_all();
+            resumed();
             return Err(Retry::Fail(e));
         }
     };
     // Last before the snapshot: what is written after the scan belongs to the next image.
     track(&mut cap, parent, &armed);
-    let done = |(raw, stored, hash): (u64, u64, u64), cap: &Capture| commit(cap).map(|path| Written { raw, stored, hash, increment: cap.tracks.is_some(), path });
+    let written = |(raw, stored, hash): (u64, u64, u64), cap: &Capture| Written { raw, stored, hash, increment: cap.tracks.is_some(), path: cap.final_path.clone() };
+    // A snapshot reads deleted files while the program runs on: watch them for writes now.
+    let owners: Vec<i32> = deleted::data_owners(&cap.index.fds).iter().map(|&i| cap.index.fds[i].fd).collect();
+    let fork = fork
+        && match deleted::Guard::watch(&owners) {
+            Ok(g) => {
+                cap.guard = g;
+                true
+            }
+            Err(e) => {
+                log!(INFO, "checkpoint {gen} written without a snapshot: cannot watch the deleted files it stores (errno {e})");
+                false
+            }
+        };
     if fork {
-        match snapshot::spawn(|| write_image(&cap, memwrite::cpus().min(8)), &cap.maps) {
+        // The child writes the image, commits it and prints its line, even if the program ends.
+        let body = |ctx: &snapshot::Ctx| {
+            let r = write_image(dir, &cap, &ctx.frozen, &ctx.frozen_files, memwrite::cpus().min(8), ctx.progress()).and_then(|w| commit(dir, &cap).map(|_| w).map_err(snapshot::Failure::Failed));
+            let gone = ctx.program_gone();
+            match &r {
+                Ok((raw, stored, _)) => {
+                    let paused = ctx.paused_ns().unwrap_or_else(|| cap.taken_at - t_stop);
+                    announce(&cap, *raw, *stored, now_ns() - t0, paused);
+                }
+                // The program's checkpoint thread takes it again with the threads stopped.
+                Err(snapshot::Failure::NeedSync(_)) if !gone => {}
+                Err(snapshot::Failure::NeedSync(e) | snapshot::Failure::Failed(e)) if gone => log!(ERROR, "checkpoint {gen} failed (the program has ended): {e}"),
+                Err(snapshot::Failure::NeedSync(e) | snapshot::Failure::Failed(e)) => log!(ERROR, "checkpoint failed, the program continues: {e}"),
+            }
+            if r.is_err() {
+                discard(dir, &cap);
+            }
+            r
+        };
+        // The child reads the deleted files through the program's fds, and their watch.
+        let mut keep = owners.clone();
+        keep.push(dir.fd());
+        keep.extend(cap.guard.as_ref().map(deleted::Guard::fd));
+        // Deleted files the program maps shared are copied before it runs on, like shared memory.
+        let sizes: Vec<(i32, u64, u64)> = deleted::data_owners(&cap.index.fds)
+            .iter()
+            .filter_map(|&i| match &cap.index.fds[i].kind {
+                ckpt_image::FdKind::Deleted(d) => Some((cap.index.fds[i].fd, d.ino, d.size)),
+                _ => None,
+            })
+            .collect();
+        let files = freeze::mapped_shared(&cap.maps, &sizes);
+        match snapshot::spawn(body, &cap.maps, &keep, &files) {
             Ok(mut child) => {
-                threads::resume_all();
-                let paused = now_ns() - t0;
+                resumed();
+                let paused = now_ns() - t_stop;
+                child.resumed(paused);
                 let t_cap = cap.taken_at;
-                log!(DEBUG, "pause: stop {} us, capture {} us, snapshot {} us", (t_stopped - t0) / 1000, (t_cap - t_stopped) / 1000, (paused - (t_cap - t0)) / 1000);
-                return match child.wait() {
-                    snapshot::Outcome::Written { raw, stored, hash } => done((raw, stored, hash), &cap).map(|w| (w, paused)).map_err(Retry::Fail),
+                log!(DEBUG, "pause: stop {} us, capture {} us, snapshot {} us", (t_stopped - t_stop) / 1000, (t_cap - t_stopped) / 1000, (paused - (t_cap - t_stop)) / 1000);
+                let outcome = child.wait();
+                if let Some(g) = cap.guard.take() {
+                    g.close();
+                }
+                return match outcome {
+                    snapshot::Outcome::Written { raw, stored, hash } => Ok((written((raw, stored, hash), &cap), paused)),
                     snapshot::Outcome::NeedSync(why) => {
-                        discard(&cap);
+                        discard(dir, &cap);
                         Err(Retry::Sync(why))
                     }
-                    snapshot::Outcome::Failed(e) => {
-                        discard(&cap);
+                    snapshot::Outcome::Failed => Err(Retry::Reported),
+                    snapshot::Outcome::Died(e) => {
+                        discard(dir, &cap);
                         Err(Retry::Fail(e))
                     }
                 };
             }
-            Err(e) => log!(INFO, "checkpoint {gen} written without a snapshot: {e}"),
+            Err(e) => {
+                log!(INFO, "checkpoint {gen} written without a snapshot: {e}");
+                // The threads stay stopped: the program cannot change what is written.
+                if let Some(g) = cap.guard.take() {
+                    g.close();
+                }
+            }
         }
     }
-    let r = write_image(&cap, 1);
-    threads::resume_all();
-    let paused = now_ns() - t0;
+    let r = write_image(dir, &cap, &[], &[], 1, progress::local()).map_err(|e| match e {
+        snapshot::Failure::Failed(m) | snapshot::Failure::NeedSync(m) => m,
+    });
+    resumed();
+    let paused = now_ns() - t_stop;
     match r {
-        Ok(w) => done(w, &cap).map(|w| (w, paused)).map_err(Retry::Fail),
+        Ok(w) => {
+            commit(dir, &cap).map_err(Retry::Fail)?;
+            announce(&cap, w.0, w.1, now_ns() - t0, paused);
+            Ok((written(w, &cap), paused))
+        }
         Err(e) => {
-            discard(&cap);
+            discard(dir, &cap);
             Err(Retry::Fail(e))
         }
     }
+}
+
+/// The checkpoint's line on stderr, after the lines about what it leaves out.
+fn announce(cap: &Capture, raw: u64, stored: u64, total_ns: u64, paused_ns: u64) {
+    let gen = cap.index.meta.generation;
+    let lo = &cap.index.left_out;
+    if let Some(list) = lo.children_list() {
+        log!(ALWAYS, "checkpoint {gen}: child processes are not in the image and will be gone after a restart (wait() fails with ECHILD): {list}");
+    }
+    if let Some(list) = lo.pipes_list() {
+        let what = if lo.outside_pipes.len() == 1 { "reads a pipe fed by another process" } else { "read pipes fed by other processes" };
+        log!(ALWAYS, "checkpoint {gen}: input from outside the program cannot be replayed after a restart: {list} {what}");
+    }
+    generations::report(gen, &cap.final_path, raw, stored, total_ns / 1_000_000, paused_ns / 1_000_000, cap.tracks.is_some());
 }
 
 /// Scan and re-arm dirty-page tracking (when increments are on; `armed`: what `pre_arm` armed);
@@ -154,22 +314,32 @@ pub fn now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Split map entries at the scratch arena's bounds; the arena part is stored as empty memory.
+/// Scratch bytes reserved before the threads are stopped: for the capture (maps, fds, process
+/// state: a few hundred KiB), and with the image written during the stop also for the writer
+/// (one thread). Raised to what earlier stops used.
+const STOPPED_FORK: usize = 4 << 20;
+const STOPPED_SYNC: usize = STOPPED_FORK + memwrite::PER_THREAD;
+
+/// Split map entries at the scratch arena's segments; those parts are stored as empty memory.
+/// Notes which segments the image holds (what a restart from it finds mapped).
 fn split_scratch(maps: Vec<MapEntry>) -> Vec<(MapEntry, bool)> {
-    let (lo, hi) = alloc::scratch_range();
-    let mut out = Vec::with_capacity(maps.len() + 2);
+    let ranges = alloc::scratch_ranges();
+    alloc::note_in_image(&ranges);
+    let mut out = Vec::with_capacity(maps.len() + 2 * ranges.as_slice().len());
     for m in maps {
-        if hi == 0 || m.end <= lo || m.start >= hi {
-            out.push((m, false));
-            continue;
+        let mut at = m.start;
+        let mut inside: Vec<(u64, u64)> = ranges.as_slice().iter().filter(|&&(s, e)| s < m.end && e > m.start).map(|&(s, e)| (s.max(m.start), e.min(m.end))).collect();
+        inside.sort_unstable();
+        let part = |s: u64, e: u64, scratch: bool| (MapEntry { start: s, end: e, offset: m.offset + (s - m.start), ..m.clone() }, scratch);
+        for (s, e) in inside {
+            if at < s {
+                out.push(part(at, s, false));
+            }
+            out.push(part(s, e, true));
+            at = e;
         }
-        if m.start < lo {
-            out.push((MapEntry { end: lo, ..m.clone() }, false));
-        }
-        out.push((MapEntry { start: m.start.max(lo), end: m.end.min(hi), ..m.clone() }, true));
-        if m.end > hi {
-            let off = m.offset + (hi - m.start);
-            out.push((MapEntry { start: hi, offset: off, ..m }, false));
+        if at < m.end {
+            out.push(part(at, m.end, false));
         }
     }
     out
@@ -181,24 +351,28 @@ struct Capture {
     /// The index without regions (filled in by write_image).
     index: Index,
     final_path: Vec<u8>,
-    tmp_path: Vec<u8>,
+    /// The temporary image's name in the image directory (unpredictable: see imgdir).
+    tmp_name: Vec<u8>,
     /// When the capture was complete (ns, CLOCK_MONOTONIC).
     taken_at: u64,
     /// An increment: what changed in each region since the parent, whose header hash is `parent`.
     tracks: Option<Vec<Track>>,
     parent: u64,
+    /// Set when a snapshot writes the image and deleted files are stored: whether one changed.
+    guard: Option<deleted::Guard>,
 }
 
 fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
     let cfg = config().ok_or("runtime not configured")?;
     // fds first, before we open anything of our own.
     let fds = fdtable::read_fds();
+    let left_out = leftout::find(&fds);
     crate::kstate::save(sys::gettid());
     let process = procstate::read_process();
     let maps = split_scratch(maps::read_maps()?);
     let vdso_hash = maps.iter().find(|(m, _)| m.name == b"[vdso]").map_or(0, |(m, _)| hash_mem(m.start, m.end - m.start));
     let final_path = generations::newest_path(&cfg.dir, &cfg.name);
-    let tmp_path = [&final_path[..], b".tmp"].concat();
+    let tmp_name = imgdir::tmp_name(&generation_file_name(&cfg.name, 0));
     let ct: &ThreadInfo = &CKPT_THREAD;
     let index = Index {
         meta: meta(&cfg.name, gen, vdso_hash),
@@ -229,56 +403,68 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
         },
         fds,
         process,
+        left_out,
         ids: crate::ids::image_ids(ct.tid.load(Ordering::Relaxed)),
     };
-    Ok(Capture { maps, index, final_path, tmp_path, taken_at: now_ns(), tracks: None, parent: 0 })
+    Ok(Capture { maps, index, final_path, tmp_name, taken_at: now_ns(), tracks: None, parent: 0, guard: None })
 }
 
 /// Write the memory of `cap` and its index to the temporary file, durably, with `threads`
-/// compression threads. Runs in the snapshot child, or with the program's threads stopped.
-fn write_image(cap: &Capture, threads: usize) -> WriteResult {
-    let pagemap = sys::open(&sys::cpath(&[b"/proc/self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/self/pagemap: errno {e}"))?;
-    let mem = sys::open(&sys::cpath(&[b"/proc/self/mem"]), libc::O_RDONLY, 0).map_err(|e| {
+/// compression threads, reading the regions that `frozen` holds from their copies, counting the
+/// bytes written in `progress`. Runs in the snapshot child, or with the program's threads stopped.
+fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], frozen_files: &[freeze::FrozenFile], threads: usize, progress: &progress::Progress) -> WriteResult {
+    let pagemap = sys::open(&sys::cpath(&[b"/proc/thread-self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/thread-self/pagemap: errno {e}"))?;
+    let mem = sys::open(&sys::cpath(&[b"/proc/thread-self/mem"]), libc::O_RDONLY, 0).map_err(|e| {
         sys::close(pagemap);
-        format!("cannot open /proc/self/mem: errno {e}")
+        format!("cannot open /proc/thread-self/mem: errno {e}")
     })?;
-    let tmp_c = sys::cpath(&[&cap.tmp_path]);
+    let tmp_path = dir.show(&cap.tmp_name).into_bytes();
     let r = (|| -> WriteResult {
         // O_DIRECT where the file system has it (see Writer): steady and fast for large images.
         // Not for increments: their chunks are small, and O_DIRECT pads each to 4 KiB.
-        let create = |extra| sys::open(&tmp_c, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | extra, 0o600);
+        // A new file of ours (O_EXCL|O_NOFOLLOW, 0600): nothing planted at the name is used.
         let direct = if cap.tracks.is_some() { 0 } else { libc::O_DIRECT };
-        let fd = match create(direct) {
-            Err(libc::EINVAL) => create(0),
+        let fd = match dir.create(&cap.tmp_name, direct) {
+            Err(libc::EINVAL) => dir.create(&cap.tmp_name, 0),
             r => r,
         }
-        .map_err(|e| format!("cannot create {}: {}", String::from_utf8_lossy(&cap.tmp_path), strerror(e)))?;
-        let _ = sys::syscall!(libc::SYS_fchmod, fd, 0o600);
+        .map_err(|e| format!("cannot create {}: {}", String::from_utf8_lossy(&tmp_path), strerror(e)))?;
         // SAFETY: fd is a freshly opened file that the File now owns.
         let file = unsafe { std::fs::File::from_raw_fd(fd) };
         let w = Writer::new(file, ZSTD_LEVEL).map_err(|e| e.to_string())?;
         let t0 = now_ns();
-        let (backings, jobs) = memwrite::plan(pagemap, &cap.maps, cap.tracks.as_deref());
+        let (backings, mut jobs) = memwrite::plan(pagemap, &cap.maps, cap.tracks.as_deref(), frozen);
+        let nmem = jobs.len();
+        let files = memwrite::plan_files(&cap.index.fds, &mut jobs, frozen_files)?;
         let t1 = now_ns();
-        let chunks = memwrite::write_all(&w, mem, &jobs, threads).map_err(|e| format!("cannot write {}: {e}", String::from_utf8_lossy(&cap.tmp_path)))?;
+        progress.set_total(jobs.iter().map(|j| j.len as u64).sum());
+        let chunks = memwrite::write_all(&w, mem, &jobs, threads, progress);
+        files.iter().for_each(|&fd| sys::close(fd));
+        let chunks = chunks.map_err(|e| format!("cannot write {}: {e}", String::from_utf8_lossy(&tmp_path)))?;
+        if cap.guard.as_ref().is_some_and(deleted::Guard::changed) {
+            return Err(snapshot::Failure::NeedSync("the program wrote a deleted file that the image stores".into()));
+        }
         let t2 = now_ns();
         let mut regions: Vec<Region> = Vec::with_capacity(cap.maps.len());
         let mut next = 0;
-        for (i, ((m, _), backing)) in cap.maps.iter().zip(backings).enumerate() {
+        for (i, ((m, scratch), backing)) in cap.maps.iter().zip(backings).enumerate() {
             let Some((backing, inherit)) = backing else { continue };
+            // The scratch arena is named for ckpt-inspect (it is stored empty either way).
+            let name = if *scratch { ckpt_image::SCRATCH_NAME.to_vec() } else { m.name.clone() };
             let first = next;
-            while next < jobs.len() && jobs[next].region == i {
+            while next < nmem && jobs[next].region == i {
                 next += 1;
             }
-            regions.push(Region { start: m.start, end: m.end, prot: m.prot, name: m.name.clone(), backing, chunks: chunks[first..next].to_vec(), inherit });
+            regions.push(Region { start: m.start, end: m.end, prot: m.prot, name, backing, chunks: chunks[first..next].to_vec(), inherit });
         }
         let mut index = cap.index.clone();
         index.regions = regions;
+        memwrite::attach_files(&mut index.fds, &jobs[nmem..], &chunks[nmem..]);
         let raw = w.raw_bytes();
-        let (_file, header) = w.finish_increment(&index, cap.parent).map_err(|e| write_error(e, &cap.tmp_path))?;
+        let (_file, header) = w.finish_increment(&index, cap.parent).map_err(|e| write_error(e, &tmp_path))?;
         let total = header.index_offset + header.index_len;
         let ms = |a: u64, b: u64| (b - a) / 1_000_000;
-        log!(DEBUG, "image written with {threads} threads: pagemap {} ms, chunks {} ms, index+fsync {} ms", ms(t0, t1), ms(t1, t2), ms(t2, now_ns()));
+        log!(DEBUG, "image written with {threads} threads: pagemap {} ms, chunks {} ms, index+fsync {} ms, scratch {} KiB", ms(t0, t1), ms(t1, t2), ms(t2, now_ns()), alloc::scratch_used() >> 10);
         Ok((raw, total, header.index_hash))
     })();
     sys::close(pagemap);
@@ -291,22 +477,20 @@ fn write_image(cap: &Capture, threads: usize) -> WriteResult {
 const ZSTD_LEVEL: i32 = 1;
 
 /// Move the finished temporary file into place and make the rename durable.
-fn commit(cap: &Capture) -> Result<Vec<u8>, String> {
+fn commit(dir: &Dir, cap: &Capture) -> Result<(), String> {
     let cfg = config().ok_or("runtime not configured")?;
-    let tmp_c = sys::cpath(&[&cap.tmp_path]);
     // Rotates older generations, renames into place, fsyncs the directory.
-    if let Err(e) = generations::commit(&tmp_c, &cfg.dir, &cfg.name) {
-        let _ = sys::syscall!(libc::SYS_unlink, tmp_c.as_ptr());
-        return Err(format!("cannot rename the image into place: {}", strerror(e)));
+    if let Err(e) = generations::commit(dir, &cap.tmp_name, &cfg.name) {
+        dir.unlink_own(&cap.tmp_name);
+        return Err(e);
     }
     log!(DEBUG, "image {} written", String::from_utf8_lossy(&cap.final_path));
-    Ok(cap.final_path.clone())
+    Ok(())
 }
 
 /// Remove the temporary file of a failed checkpoint; the previous image stays.
-fn discard(cap: &Capture) {
-    let tmp_c = sys::cpath(&[&cap.tmp_path]);
-    let _ = sys::syscall!(libc::SYS_unlink, tmp_c.as_ptr());
+fn discard(dir: &Dir, cap: &Capture) {
+    dir.unlink_own(&cap.tmp_name);
 }
 
 fn write_error(e: ckpt_image::ImageError, path: &[u8]) -> String {
@@ -318,7 +502,7 @@ pub fn strerror(e: i32) -> String {
 }
 
 fn hash_mem(start: u64, len: u64) -> u64 {
-    let Ok(mem) = sys::open(&sys::cpath(&[b"/proc/self/mem"]), libc::O_RDONLY, 0) else { return 0 };
+    let Ok(mem) = sys::open(&sys::cpath(&[b"/proc/thread-self/mem"]), libc::O_RDONLY, 0) else { return 0 };
     let mut v = vec![0u8; len as usize];
     let got = sys::pread(mem, &mut v, start).unwrap_or(0);
     sys::close(mem);
@@ -333,7 +517,7 @@ fn meta(name: &[u8], gen: u64, vdso_hash: u64) -> Meta {
         let b: Vec<u8> = f.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
         String::from_utf8_lossy(&b).into_owned()
     };
-    let cmdline = sys::read_file(&sys::cpath(&[b"/proc/self/cmdline"]))
+    let cmdline = sys::read_file(&sys::cpath(&[b"/proc/thread-self/cmdline"]))
         .unwrap_or_default()
         .split(|&b| b == 0)
         .filter(|s| !s.is_empty())
@@ -353,7 +537,18 @@ fn meta(name: &[u8], gen: u64, vdso_hash: u64) -> Meta {
         vdso_hash,
         glibc: glibc_version(),
         chain: 1,
+        origin: origin(),
     }
+}
+
+/// Who takes this image, of what (see ckpt_image::Origin).
+fn origin() -> ckpt_image::Origin {
+    let mut boot_id = sys::read_file(&sys::cpath(&[b"/proc/sys/kernel/random/boot_id"])).unwrap_or_default();
+    while boot_id.last() == Some(&b'\n') {
+        boot_id.pop();
+    }
+    let (program, program_id) = config().map(|c| (c.program.clone(), c.program_id)).unwrap_or_default();
+    ckpt_image::Origin { uid: sys::geteuid(), program, program_id, boot_id }
 }
 
 /// glibc's version string (a pointer to a constant: safe while other threads are stopped).

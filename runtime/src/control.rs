@@ -1,9 +1,16 @@
 //! The control socket `DIR/NAME.sock` that `ckpt-ctl` talks to, served by the checkpoint thread.
 //!
 //! Only the owner may use it: the socket file is mode 0600 in the image directory, and every
-//! connection's peer credentials (SO_PEERCRED) must carry our effective uid. Protocol: one request
+//! connection's peer credentials (SO_PEERCRED) must carry our effective uid. A socket file of
+//! another user already at the name is left alone and reported (ckpt-ctl, for its part, checks
+//! the file's owner and the server's uid). Protocol: one request
 //! line per connection (`checkpoint`, `checkpoint wait`, `status`, `stop`), answered with lines:
 //! `queued`, `ok IMAGE`, `error MESSAGE`, or `key: value` lines for status.
+//!
+//! While a snapshot writes an image, the checkpoint thread, which waits for it, keeps serving
+//! (`serve_busy`): `status` is answered with the checkpoint's progress, `checkpoint` is queued,
+//! and `checkpoint wait` and `stop`, which need a checkpoint of their own, wait until this one
+//! has ended (their connections are kept, `DEFERRED`).
 //!
 //! The runtime's own fds (the wake eventfd, the listening socket, a client being served) are
 //! moved to high numbers, left out of images (see `is_runtime_fd`) and created again after a
@@ -11,20 +18,26 @@
 
 use crate::log::{log, DEBUG, ERROR};
 use crate::sys::{self, syscall};
-use crate::{checkpoint, config, generations, triggers};
-use std::sync::atomic::{AtomicI32, Ordering};
+use crate::{checkpoint, config, generations, progress, triggers};
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 static LISTEN_FD: AtomicI32 = AtomicI32::new(-1);
 static CLIENT_FD: AtomicI32 = AtomicI32::new(-1);
+/// Clients whose request waits for the checkpoint in progress: (request << 32) | fd, or -1.
+static DEFERRED: [AtomicI64; 4] = [const { AtomicI64::new(-1) }; 4];
+const DEFER_WAIT: i64 = 1;
+const DEFER_STOP: i64 = 2;
+
 /// The process whose socket file this is (0: none); only it removes the file at exit.
 static OWNER_PID: AtomicI32 = AtomicI32::new(0);
 
-/// Lowest fd number the runtime's own fds are moved to.
-const HIGH_FD: i32 = 900;
-
 pub fn is_runtime_fd(fd: i32) -> bool {
-    fd >= 0 && ([&WAKE_FD, &LISTEN_FD, &CLIENT_FD].iter().any(|a| a.load(Ordering::Relaxed) == fd) || crate::dirty::is_own_fd(fd))
+    fd >= 0
+        && ([&WAKE_FD, &LISTEN_FD, &CLIENT_FD].iter().any(|a| a.load(Ordering::Relaxed) == fd)
+            || DEFERRED.iter().any(|d| d.load(Ordering::Relaxed) & 0xffff_ffff == i64::from(fd))
+            || crate::dirty::is_own_fd(fd)
+            || crate::imgdir::is_own_fd(fd))
 }
 
 /// Wake the checkpoint thread out of `poll` (async-signal-safe).
@@ -33,16 +46,6 @@ pub fn wake() {
     if fd >= 0 {
         let one: u64 = 1;
         let _ = syscall!(libc::SYS_write, fd, &one as *const u64, 8);
-    }
-}
-
-fn move_high(fd: i32) -> i32 {
-    match syscall!(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, HIGH_FD) {
-        Ok(hi) => {
-            sys::close(fd);
-            hi as i32
-        }
-        Err(_) => fd,
     }
 }
 
@@ -56,7 +59,7 @@ fn socket_name() -> Option<Vec<u8>> {
 /// the program's threads come back.
 pub fn setup() {
     if let Ok(fd) = syscall!(libc::SYS_eventfd2, 0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) {
-        WAKE_FD.store(move_high(fd as i32), Ordering::Release);
+        WAKE_FD.store(sys::move_high(fd as i32), Ordering::Release);
     }
     match listen() {
         Ok(fd) => {
@@ -74,7 +77,27 @@ fn listen() -> Result<i32, String> {
     let dir = sys::open(&sys::cpath(&[&cfg.dir]), libc::O_PATH | libc::O_DIRECTORY, 0)
         .map_err(|e| format!("{}: {}", String::from_utf8_lossy(&cfg.dir), checkpoint::strerror(e)))?;
     let name_c = sys::cpath(&[&name]);
-    let _ = syscall!(libc::SYS_unlinkat, dir, name_c.as_ptr(), 0); // a stale socket of a dead run
+    let shown = || format!("{}/{}", String::from_utf8_lossy(&cfg.dir), String::from_utf8_lossy(&name));
+    let euid = sys::geteuid();
+    let problem = match sys::fstat(dir) {
+        Ok(st) => ckpt_image::trust::dir_problem(st.st_uid, st.st_mode, euid).filter(|_| !cfg.allow_shared).map(|p| crate::imgdir::refusal(&cfg.dir, p)),
+        Err(e) => Some(format!("{}: {}", String::from_utf8_lossy(&cfg.dir), checkpoint::strerror(e))),
+    };
+    // A socket file already there: a stale one of a dead run of ours is replaced; anything of
+    // another user's is not (in a shared directory it may be someone posing as this program).
+    let problem = problem.or_else(|| match sys::stat_at(dir, &name_c) {
+        Ok(st) if st.st_uid != euid => Some(format!(
+            "{} already exists and belongs to {}: someone else may be posing as this program to ckpt-ctl; remove it",
+            shown(),
+            sys::describe_user(st.st_uid)
+        )),
+        Ok(_) => syscall!(libc::SYS_unlinkat, dir, name_c.as_ptr(), 0).err().map(|e| format!("cannot remove the stale socket {}: {}", shown(), checkpoint::strerror(e))),
+        Err(_) => None,
+    });
+    if let Some(p) = problem {
+        sys::close(dir);
+        return Err(p);
+    }
     let path = [b"/proc/self/fd/", dir.to_string().as_bytes(), b"/", &name[..]].concat();
     // SAFETY: an all-zero sockaddr_un is valid.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
@@ -88,7 +111,7 @@ fn listen() -> Result<i32, String> {
         }
         let fd = syscall!(libc::SYS_socket, libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
             .map_err(|e| format!("socket: {}", checkpoint::strerror(e)))? as i32;
-        let fd = move_high(fd);
+        let fd = sys::move_high(fd);
         let len = std::mem::size_of::<libc::sa_family_t>() + path.len() + 1;
         let bound = syscall!(libc::SYS_bind, fd, &addr as *const libc::sockaddr_un, len)
             .and_then(|_| syscall!(libc::SYS_fchmodat, dir, name_c.as_ptr(), 0o600, 0))
@@ -97,7 +120,7 @@ fn listen() -> Result<i32, String> {
             Ok(_) => Ok(fd),
             Err(e) => {
                 sys::close(fd);
-                Err(format!("{}/{}: {}", String::from_utf8_lossy(&cfg.dir), String::from_utf8_lossy(&name), checkpoint::strerror(e)))
+                Err(format!("{}: {}", shown(), checkpoint::strerror(e)))
             }
         }
     })();
@@ -111,6 +134,9 @@ pub fn forget_fds() {
     for a in [&WAKE_FD, &LISTEN_FD, &CLIENT_FD] {
         a.store(-1, Ordering::Release);
     }
+    for d in &DEFERRED {
+        d.store(-1, Ordering::Release);
+    }
     OWNER_PID.store(0, Ordering::Release);
 }
 
@@ -120,6 +146,12 @@ pub fn after_fork() {
         let fd = a.swap(-1, Ordering::AcqRel);
         if fd >= 0 {
             sys::close(fd);
+        }
+    }
+    for d in &DEFERRED {
+        let v = d.swap(-1, Ordering::AcqRel);
+        if v >= 0 {
+            sys::close((v & 0xffff_ffff) as i32);
         }
     }
 }
@@ -174,19 +206,65 @@ pub fn poll(timeout_ms: Option<u64>) -> bool {
     true
 }
 
-/// Serve every client waiting on the listening socket.
+/// Serve the clients that waited for the last checkpoint, then every client waiting on the
+/// listening socket.
 pub fn serve() {
+    for d in &DEFERRED {
+        let v = d.swap(-1, Ordering::AcqRel);
+        if v >= 0 {
+            let fd = (v & 0xffff_ffff) as i32;
+            CLIENT_FD.store(fd, Ordering::Release);
+            handle(fd, if v >> 32 == DEFER_STOP { "stop" } else { "checkpoint wait" });
+            CLIENT_FD.store(-1, Ordering::Release);
+            sys::close(fd);
+        }
+    }
+    each_client(|fd| {
+        if let Some(req) = read_request(fd) {
+            handle(fd, &req);
+        }
+        true
+    });
+}
+
+/// Accept every waiting client and give it to `serve` (which says whether to close it now).
+fn each_client(mut serve: impl FnMut(i32) -> bool) {
     let lfd = LISTEN_FD.load(Ordering::Acquire);
     if lfd < 0 {
         return;
     }
+    // A client being served while a checkpoint runs (serve_busy) stays ours too.
+    let outer = CLIENT_FD.load(Ordering::Acquire);
     while let Ok(fd) = syscall!(libc::SYS_accept4, lfd, 0, 0, libc::SOCK_CLOEXEC) {
         let fd = fd as i32;
         CLIENT_FD.store(fd, Ordering::Release);
-        serve_client(fd);
-        CLIENT_FD.store(-1, Ordering::Release);
-        sys::close(fd);
+        let close = serve(fd);
+        CLIENT_FD.store(outer, Ordering::Release);
+        if close {
+            sys::close(fd);
+        }
     }
+}
+
+/// While a snapshot writes the image (the program runs): answer `status` with the progress,
+/// queue `checkpoint`, and keep `checkpoint wait` and `stop` for when this checkpoint has ended.
+pub fn serve_busy() {
+    each_client(|fd| {
+        let Some(req) = read_request(fd) else { return true };
+        let later = match req.as_str() {
+            "checkpoint wait" => DEFER_WAIT,
+            "stop" => DEFER_STOP,
+            _ => {
+                handle(fd, &req);
+                return true;
+            }
+        };
+        let kept = DEFERRED.iter().any(|d| d.compare_exchange(-1, (later << 32) | i64::from(fd), Ordering::AcqRel, Ordering::Acquire).is_ok());
+        if !kept {
+            reply(fd, "error a checkpoint is being written and other requests wait for it; ask again\n");
+        }
+        !kept
+    });
 }
 
 /// Send an answer. MSG_NOSIGNAL: a client that went away must not raise SIGPIPE.
@@ -201,7 +279,9 @@ fn reply(fd: i32, s: &str) {
     }
 }
 
-fn serve_client(fd: i32) {
+/// Read a client's request line, once its peer is found to be our own user (None: refused, or
+/// nothing to do).
+fn read_request(fd: i32) -> Option<String> {
     let tv = libc::timeval { tv_sec: 2, tv_usec: 0 };
     for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
         let _ = syscall!(libc::SYS_setsockopt, fd, libc::SOL_SOCKET, opt, &tv as *const libc::timeval, std::mem::size_of::<libc::timeval>());
@@ -223,11 +303,16 @@ fn serve_client(fd: i32) {
     if !ok || cred.uid != euid {
         log!(ERROR, "control socket: refused a connection from uid {} (pid {})", cred.uid, cred.pid);
         reply(fd, "error permission denied: only the program's owner may control it\n");
-        return;
+        return None;
     }
     let line = buf[..n].split(|&b| b == b'\n').next().unwrap_or(&[]);
     let req = std::str::from_utf8(line).unwrap_or("").trim();
     log!(DEBUG, "control request {req:?} from pid {}", cred.pid);
+    Some(req.to_string())
+}
+
+/// Answer request `req` on `fd`.
+fn handle(fd: i32, req: &str) {
     match req {
         "" => {} // a probe (ckpt-ctl looking for live programs) or a client that gave up
         "checkpoint" => {
@@ -266,10 +351,7 @@ fn reply_outcome(fd: i32, out: Option<checkpoint::Outcome>) {
 fn status() -> String {
     let mut s = String::new();
     let name = config().map(|c| String::from_utf8_lossy(&c.name).into_owned()).unwrap_or_default();
-    s.push_str(&format!("pid: {}\nprogram: {name}\ncheckpoints: {}\n", crate::ids::outer_pid(), checkpoint::GENERATION.load(Ordering::Relaxed)));
-    if crate::ids::in_namespace() {
-        s.push_str(&format!("pid in its namespace: {}\n", sys::getpid()));
-    }
+    s.push_str(&format!("pid: {}\nprogram: {name}\ncheckpoints: {}\n", sys::getpid(), checkpoint::GENERATION.load(Ordering::Relaxed)));
     let last = generations::last_path();
     if last.is_empty() {
         s.push_str("last image: none\n");
@@ -287,6 +369,10 @@ fn status() -> String {
     match triggers::next_in_ms() {
         Some(ms) => s.push_str(&format!("next periodic checkpoint: in {}s\n", ms.div_ceil(1000))),
         None => s.push_str("next periodic checkpoint: none (no --interval)\n"),
+    }
+    if let Some(p) = progress::status() {
+        s.push_str(&p);
+        s.push('\n');
     }
     s
 }

@@ -15,7 +15,7 @@
 use crate::log::{log, ERROR};
 use crate::sys::{self, syscall};
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 const CAP_CHECKPOINT_RESTORE: u32 = 40;
 const CAP_SYS_ADMIN: u32 = 21;
@@ -49,16 +49,45 @@ static PID_AT_CHECKPOINT: AtomicI32 = AtomicI32::new(0);
 static OUTER_PID: AtomicI32 = AtomicI32::new(0);
 /// Warned once that capabilities could not be given back.
 static WARNED: AtomicBool = AtomicBool::new(false);
+/// Device and inode of the image directory as the outer process checked it (0: none).
+static TRUSTED_DIR: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 
-/// At startup: the outer process's pid that ckpt-run exported (namespace mode only).
-pub fn init(outer: Option<i32>) {
+/// At startup: the outer process's pid (namespace mode only) and the image directory it checked.
+pub fn init(outer: Option<i32>, dir: (u64, u64)) {
     OUTER_PID.store(outer.unwrap_or(0), Ordering::Relaxed);
+    trust_dir(if outer.is_some() { dir } else { (0, 0) });
 }
 
-/// After a restart: the restarter's outer process (its own pid without a namespace).
-pub fn restarted(outer_pid: u64) {
+fn trust_dir((dev, ino): (u64, u64)) {
+    TRUSTED_DIR[0].store(dev, Ordering::Relaxed);
+    TRUSTED_DIR[1].store(ino, Ordering::Relaxed);
+}
+
+/// After a restart: the restarter's outer process (its own pid without a namespace) and the
+/// image directory it checked.
+pub fn restarted(outer_pid: u64, dir: (u64, u64)) {
     let own = sys::getpid();
-    OUTER_PID.store(if outer_pid == 0 || outer_pid as i32 == own { 0 } else { outer_pid as i32 }, Ordering::Relaxed);
+    let outer = if outer_pid == 0 || outer_pid as i32 == own { 0 } else { outer_pid as i32 };
+    OUTER_PID.store(outer, Ordering::Relaxed);
+    trust_dir(if outer != 0 { dir } else { (0, 0) });
+}
+
+/// Whether a directory whose owner shows as `uid` is the image directory the outer process
+/// checked from outside our user namespace: here a directory of root's (a sticky /tmp) shows
+/// as the overflow uid, like one of any other user that is not mapped.
+pub fn trusted_dir(uid: u32, dev: u64, ino: u64) -> bool {
+    let overflow = sys::read_file(&sys::cpath(&[b"/proc/sys/kernel/overflowuid"]))
+        .ok()
+        .and_then(|t| std::str::from_utf8(&t).ok()?.trim().parse::<u32>().ok())
+        .unwrap_or(65534);
+    uid == overflow && dev != 0 && TRUSTED_DIR[0].load(Ordering::Relaxed) == dev && TRUSTED_DIR[1].load(Ordering::Relaxed) == ino
+}
+
+/// Whether we see ids through a user namespace that does not map every id onto itself.
+fn in_user_namespace() -> bool {
+    let map = sys::read_file(&sys::cpath(&[b"/proc/self/uid_map"])).unwrap_or_default();
+    let words: Vec<&[u8]> = map.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).collect();
+    words != [&b"0"[..], b"0", b"4294967295"]
 }
 
 /// The pid tools outside know the program by: the outer process's, or ours.
@@ -110,6 +139,8 @@ pub fn image_ids(ckpt_tid: i32) -> ckpt_image::Ids {
         boottime_ns: clock_ns(libc::CLOCK_BOOTTIME),
         signal: crate::config().map_or(0, |c| c.signal),
         stop_signal: crate::triggers::stop_signal(),
+        user_namespace: in_user_namespace(),
+        image_dir: crate::config().map(|c| c.dir.clone()).unwrap_or_default(),
     }
 }
 

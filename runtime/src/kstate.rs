@@ -8,7 +8,7 @@
 //! runtime, which is part of the memory image. `restore` runs on the restart path, after the
 //! threads were recreated and before they are released, and reads that static back.
 
-use crate::log::{log, DEBUG};
+use crate::log::{log, DEBUG, ERROR};
 use crate::sys::{self, syscall};
 use crate::threads::Slot;
 use std::cell::UnsafeCell;
@@ -82,6 +82,9 @@ fn reserved_mask() -> u64 {
 /// Record the state (checkpoint thread, world stopped).
 pub fn save(self_tid: i32) {
     crate::shmlink::save();
+    if let Ok(maps) = crate::maps::read_maps() {
+        ckpt_kinds::aio::capture(maps.iter().map(|m| (m.start, m.end, &m.name[..])));
+    }
     crate::ids::begin_capture();
     // SAFETY: see Cell.
     let s = unsafe { &mut *SAVED.0.get() };
@@ -90,7 +93,7 @@ pub fn save(self_tid: i32) {
         let _ = syscall!(libc::SYS_getitimer, w, t.as_mut_ptr());
     }
     let reserved = reserved_mask();
-    let status = sys::read_file(&sys::cpath(&[b"/proc/self/status"])).unwrap_or_default();
+    let status = sys::read_file(&sys::cpath(&[b"/proc/thread-self/status"])).unwrap_or_default();
     s.shared_pending = value(&status, "ShdPnd:", 16).unwrap_or(0) & !reserved;
     s.nthreads = 0;
     for name in sys::list_dir(&sys::cpath(&[b"/proc/self/task"])).unwrap_or_default() {
@@ -123,13 +126,14 @@ pub fn save(self_tid: i32) {
         let mut t = NO_TIMER;
         t.id = id as i32;
         t.clock = clock as i32;
-        // "signal: 10/000000000000dead", "notify: signal/pid.123" | "thread/tid.123" | "none/..."
+        // "signal: 10/000000000000dead", "notify: signal/pid.123" | "signal/tid.123" (a
+        // SIGEV_THREAD_ID timer: the kernel prints "tid") | "none/pid.123"
         t.signo = value(block[1], "signal:", 10).unwrap_or(0) as i32;
         t.value = block[1].iter().position(|&b| b == b'/').and_then(|i| value(&block[1][i..], "/", 16)).unwrap_or(0);
         let n = block[2];
         t.notify = if n.starts_with(b"notify: none") {
             libc::SIGEV_NONE
-        } else if n.starts_with(b"notify: thread") {
+        } else if n.windows(5).any(|w| w == b"/tid.") {
             libc::SIGEV_THREAD_ID
         } else {
             libc::SIGEV_SIGNAL
@@ -154,6 +158,9 @@ fn new_tid(slots: &[Slot], old: i32) -> i32 {
 /// Bring the state back (restart path: threads recreated and parked, every signal blocked).
 pub fn restore(slots: &[Slot]) {
     crate::shmlink::restore();
+    for e in ckpt_kinds::aio::restore() {
+        log!(ERROR, "restart: {e}");
+    }
     // SAFETY: see Cell.
     let s = unsafe { &*SAVED.0.get() };
     let pid = sys::getpid();
@@ -209,4 +216,5 @@ pub fn restore(slots: &[Slot]) {
         }
     }
     crate::vids::restarted(slots, pid);
+    crate::procstate::restore_saved_dumpable();
 }

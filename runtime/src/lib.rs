@@ -2,33 +2,46 @@
 //! the checkpoint signal, stops the program's threads and writes an image of the process; and
 //! the restart path that `ckpt-restart` jumps into to bring the program's threads back.
 //!
-//! It activates only in the process `ckpt-run` started (CKPT_PID); anything else that inherits
-//! the preload (children, srun) gets inert hooks that forward to libc.
+//! It activates only in the process `ckpt-run` started (the pid in its settings, `launch`);
+//! anything else that loads it (children the user preloads it in, srun) gets inert hooks that
+//! forward to libc.
 
 mod alloc;
+mod blocked;
 mod checkpoint;
 mod control;
 mod dirty;
 mod fdhooks;
 mod fdobjs;
 mod fdtable;
+mod freeze;
 mod generations;
 mod gate;
 mod hooks;
 mod ids;
+mod imgdir;
 mod incremental;
 mod kstate;
+mod launch;
+mod leftout;
 mod log;
 mod maps;
 mod memwrite;
 mod procstate;
+mod progress;
 mod restart;
+mod selfsend;
+mod selfsig;
 mod shmlink;
+mod sigevthread;
+mod sighooks;
 mod snapshot;
+mod spawnhooks;
 mod sys;
 mod threads;
 mod triggers;
 mod vids;
+mod waithooks;
 
 use log::{log, DEBUG, ERROR};
 use std::ffi::{c_char, c_void};
@@ -41,6 +54,12 @@ pub struct Config {
     pub dir: Vec<u8>,
     pub name: Vec<u8>,
     pub signal: i32,
+    /// --allow-shared-dir: use an image directory other users can write to (see imgdir).
+    pub allow_shared: bool,
+    /// The program ckpt-run started (Launch::program, else our executable) and its identity at
+    /// startup, recorded in every image (`--resume` compares them).
+    pub program: Vec<u8>,
+    pub program_id: ckpt_image::FileId,
 }
 
 static CONFIG: AtomicPtr<Config> = AtomicPtr::new(std::ptr::null_mut());
@@ -58,6 +77,12 @@ pub fn is_active() -> bool {
 
 pub fn reserved_signals() -> [i32; 3] {
     [TRIGGER_SIGNAL.load(Ordering::Relaxed), threads::STOP_SIGNAL, triggers::stop_signal()]
+}
+
+/// The signals that make the runtime act (checkpoint; checkpoint and exit), 0 when unset: kept
+/// blocked in the program's threads, so that only the checkpoint thread receives them.
+pub fn trigger_signals() -> [i32; 2] {
+    [TRIGGER_SIGNAL.load(Ordering::Relaxed), triggers::stop_signal()]
 }
 
 pub fn is_reserved(sig: i32) -> bool {
@@ -100,31 +125,45 @@ fn env(name: &[u8]) -> Option<Vec<u8>> {
 extern "C" fn init() {
     hooks::resolve();
     fdhooks::resolve();
+    spawnhooks::resolve();
+    sigevthread::resolve();
+    launch::resolve();
     vids::init();
-    let managed = env(b"CKPT_PID\0").and_then(|p| std::str::from_utf8(&p).ok()?.parse::<i32>().ok());
-    if managed != Some(sys::getpid()) {
+    selfsend::init();
+    // Whatever else happens, the program gets its own environment back.
+    let launch = launch::take(env).filter(|l| l.pid == sys::getpid());
+    waithooks::init(launch.is_some());
+    let Some(launch) = launch else {
         return; // not the process ckpt-run started: stay inert
-    }
+    };
+    launch::set_managed(launch.pid);
+    // The outer ckpt-run, when it started us as the first process under a namespace's init.
+    let outer = (launch.outer_pid > 0).then_some(launch.outer_pid);
+    ids::init(outer.filter(|_| sys::syscall!(libc::SYS_getppid) == Ok(1)), (launch.dir_dev, launch.dir_ino));
     log::set_level_from_env(env(b"CKPT_LOG\0").as_deref());
-    let dir = env(b"CKPT_DIR\0").unwrap_or_else(|| sys::readlink(&sys::cpath(&[b"/proc/self/cwd"])).unwrap_or_else(|_| b".".to_vec()));
-    let name = env(b"CKPT_NAME\0").unwrap_or_else(|| {
+    let dir = if launch.dir.is_empty() { sys::readlink(&sys::cpath(&[b"/proc/self/cwd"])).unwrap_or_else(|_| b".".to_vec()) } else { launch.dir.clone() };
+    let name = if launch.name.is_empty() {
         let mut c = sys::read_file(&sys::cpath(&[b"/proc/self/comm"])).unwrap_or_default();
         while c.last() == Some(&b'\n') {
             c.pop();
         }
         c
-    });
-    let signal = env(b"CKPT_SIGNAL\0").and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok()).unwrap_or(libc::SIGUSR2);
-    // The outer ckpt-run, when it started us as the first process under a namespace's init.
-    let outer = env(b"CKPT_OUTER_PID\0").and_then(|p| std::str::from_utf8(&p).ok()?.parse::<i32>().ok());
-    ids::init(outer.filter(|_| sys::syscall!(libc::SYS_getppid) == Ok(1)));
-    CONFIG.store(Box::into_raw(Box::new(Config { dir, name, signal })), Ordering::Release);
+    } else {
+        launch.name.clone()
+    };
+    if !ckpt_image::trust::is_file_name(&name) {
+        log!(ERROR, "image name {:?} is not a file name (empty, `.`, `..` or with a `/`): checkpoints are disabled", String::from_utf8_lossy(&name));
+        return;
+    }
+    let signal = if launch.signal > 0 { launch.signal } else { libc::SIGUSR2 };
+    let allow_shared = launch.allow_shared_dir;
+    let (program, program_id) = program_identity((!launch.program.is_empty()).then(|| launch.program.clone()));
+    CONFIG.store(Box::into_raw(Box::new(Config { dir, name, signal, allow_shared, program, program_id })), Ordering::Release);
+    checkpoint::mark_start();
     TRIGGER_SIGNAL.store(signal, Ordering::Relaxed);
-    triggers::init(env);
-    alloc::init_scratch();
+    triggers::init(launch, env(b"SLURM_JOB_ID\0"));
     snapshot::configure(env(b"CKPT_FORK\0").as_deref());
-    let max_chain = env(b"CKPT_MAX_CHAIN\0").and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u32>().ok());
-    incremental::configure(env(b"CKPT_INCREMENTAL\0").as_deref(), max_chain.map(|n| n.min(generations::MAX_CHAIN)));
+    incremental::configure(launch.incremental, launch.max_chain.min(generations::MAX_CHAIN));
     find_rseq();
     if !install_handlers(signal) {
         log!(ERROR, "cannot install signal handlers; checkpoints are disabled");
@@ -133,8 +172,23 @@ extern "C" fn init() {
     // SAFETY: registering a plain function as fork child handler.
     unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
     control::setup();
+    selfsig::init();
     ACTIVE.store(true, Ordering::Release);
+    // From now on the trigger signals reach only the checkpoint thread (and wait for it).
+    selfsig::take_over_thread();
     log!(DEBUG, "runtime active in pid {}, signal {signal}", sys::getpid());
+}
+
+/// The program's path (`given`, else our executable's) and its identity now.
+fn program_identity(given: Option<Vec<u8>>) -> (Vec<u8>, ckpt_image::FileId) {
+    let exe = sys::cpath(&[b"/proc/self/exe"]);
+    let path = given.unwrap_or_else(|| sys::readlink(&exe).unwrap_or_default());
+    let c = if path.is_empty() { exe } else { sys::cpath(&[&path]) };
+    // SAFETY: all-zero stat and statfs structs are valid out-parameters.
+    let (mut st, mut fs): (libc::stat, libc::statfs) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+    let _ = sys::syscall!(libc::SYS_newfstatat, libc::AT_FDCWD, c.as_ptr(), &mut st as *mut libc::stat, 0);
+    let _ = sys::syscall!(libc::SYS_statfs, c.as_ptr(), &mut fs as *mut libc::statfs);
+    (path, ckpt_image::FileId::new(&st, fs.f_type))
 }
 
 extern "C" fn after_fork_child() {
@@ -142,7 +196,8 @@ extern "C" fn after_fork_child() {
     ACTIVE.store(false, Ordering::Release);
     dirty::forget(true);
     control::after_fork();
-    hooks::hand_back_signals();
+    sigevthread::after_fork();
+    sighooks::hand_back_signals();
 }
 
 fn find_rseq() {
@@ -164,19 +219,15 @@ fn install_handlers(trigger: i32) -> bool {
     stop.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
     // SAFETY: stop.sa_mask is a valid sigset_t.
     unsafe { libc::sigfillset(&mut stop.sa_mask) };
-    // SAFETY: as above.
-    let mut trig: libc::sigaction = unsafe { std::mem::zeroed() };
-    trig.sa_sigaction = trigger_handler as *const () as usize;
-    trig.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-    hooks::install(threads::STOP_SIGNAL, &stop) && hooks::install(trigger, &trig) && triggers::install_stop_handler()
-}
-
-extern "C" fn trigger_handler(_sig: i32, info: *mut libc::siginfo_t, _uc: *mut c_void) {
-    triggers::checkpoint_signal(info);
+    hooks::install(threads::STOP_SIGNAL, &stop) && triggers::install_handler(trigger) && triggers::install_handler(triggers::stop_signal())
 }
 
 /// Start the checkpoint thread (called just before the program's main).
 pub fn start_checkpoint_thread() {
+    // exit() (and a return from main) waits for a checkpoint being taken; registered here, after
+    // the dynamic loader's own exit handler, so that it runs before it.
+    // SAFETY: registering a plain function.
+    unsafe { libc::atexit(at_exit) };
     // The new thread must never run the program's handlers, not even before it blocks every
     // signal itself: let it inherit an all-blocked mask.
     let all: u64 = !0;
@@ -195,13 +246,21 @@ pub fn start_checkpoint_thread() {
     let _ = sys::syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &old as *const u64, 0, 8);
     if r != 0 {
         log!(ERROR, "cannot start the checkpoint thread (error {r}); checkpoints are disabled");
+        return;
+    }
+    // Let it run before main does: a child the program clones without fork (clone(2), which
+    // runs no fork handlers) copies glibc's record of every thread, and a set*id call there
+    // waits for ever for a thread still recorded as being created.
+    while CKPT_THREAD.tid.load(Ordering::Acquire) == 0 {
+        let _ = sys::syscall!(libc::SYS_sched_yield);
     }
 }
 
+extern "C" fn at_exit() {
+    checkpoint::wait_in_flight();
+}
+
 extern "C" fn checkpoint_thread_main(_: *mut c_void) -> *mut c_void {
-    // Every signal is the program's business, not ours (the trigger handler runs elsewhere).
-    let all: u64 = !0;
-    let _ = sys::syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all as *const u64, 0, 8);
     let ct = &CKPT_THREAD;
     ct.tid.store(sys::gettid(), Ordering::Release);
     ct.fs_base.store(sys::arch_get_fs(), Ordering::Relaxed);
@@ -223,5 +282,17 @@ extern "C" fn checkpoint_thread_main(_: *mut c_void) -> *mut c_void {
 
 /// Wait for checkpoint requests (signals, timer, control socket) forever.
 pub fn checkpoint_loop() -> ! {
+    set_checkpoint_thread_mask();
     triggers::run()
+}
+
+/// glibc's signal for set*id calls: every thread of the process must handle it (its handler
+/// makes the same system call for the thread) or setuid() waits forever.
+const SIGSETXID: i32 = 33;
+
+/// The checkpoint thread takes the trigger signals, which program threads block, and glibc's
+/// SIGSETXID; every other signal is the program's business.
+fn set_checkpoint_thread_mask() {
+    let mask: u64 = !(selfsig::triggers() | 1u64 << (SIGSETXID - 1));
+    let _ = sys::syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &mask as *const u64, 0, 8);
 }

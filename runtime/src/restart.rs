@@ -14,7 +14,7 @@
 //! - Otherwise (virtual ids): the calling thread becomes the checkpoint thread and recreates the
 //!   program's threads with new tids (vids.rs translates).
 
-use crate::log::{log, DEBUG, ERROR};
+use crate::log::{log, ALWAYS, DEBUG, ERROR};
 use crate::sys::{self, syscall};
 use crate::threads::{self, Slot};
 use crate::{alloc, gate, ids, CKPT_THREAD};
@@ -53,23 +53,40 @@ fn fatal(e: &str) -> ! {
     }
 }
 
+/// What the restart's one line says once the program runs again.
+struct Done {
+    path: Vec<u8>,
+    generation: u64,
+    memory: u64,
+    started_ns: u64,
+}
+
 extern "C" fn restart_main(info_addr: u64) -> ! {
     // SAFETY: the restarter passes the address of a RestartInfo inside its switch area, which
     // stays mapped until we unmap it below.
     let info: RestartInfo = unsafe { std::ptr::read(info_addr as *const RestartInfo) };
+    // The image was taken during a checkpoint, whose progress counter is not here.
+    crate::progress::after_restart();
+    // From now on, the log level of the ckpt-restart that brought us back.
+    crate::log::set_level(info.log_level as u8);
     // Dirty-page tracking belonged to the checkpointed process: its fd number means nothing here.
     // Track the restored memory before anything writes it (arm_restored does not allocate), so
     // that the next checkpoint can be an increment over the image we came from.
     crate::dirty::forget(false);
-    let tracked = crate::incremental::enabled() && info.image_hash != 0 && crate::dirty::arm_restored(alloc::scratch_range());
+    alloc::after_restart();
+    let tracked = crate::incremental::enabled() && info.image_hash != 0 && crate::dirty::arm_restored(&alloc::scratch_ranges());
     if tracked {
         crate::incremental::continue_from(info.image_hash, info.chain as u32);
     } else {
         crate::incremental::reset();
     }
     crate::triggers::after_restart();
+    crate::blocked::after_restart();
+    crate::checkpoint::after_restart();
+    crate::checkpoint::mark_start();
+    crate::launch::set_managed(sys::getpid());
     let ours = info.magic == RestartInfo::MAGIC;
-    ids::restarted(if ours { info.outer_pid } else { 0 });
+    ids::restarted(if ours { info.outer_pid } else { 0 }, if ours { (info.dir_dev, info.dir_ino) } else { (0, 0) });
     let exact = ids::exact_restart();
     let ct = &CKPT_THREAD;
     let old_ckpt_tid = ct.tid.load(Ordering::Relaxed);
@@ -84,31 +101,38 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
         threads::register_rseq(ct.fs_base.load(Ordering::Relaxed), true);
     }
     // The image was taken inside a checkpoint: the gate held, the scratch arena in use (and
-    // restored empty). Start both afresh.
+    // released above). Start both afresh.
     gate::reset_after_restart();
     alloc::scratch_begin();
     crate::control::setup(); // our fds were not in the image: create them before the threads run
     let slots = take_slots(&info);
+    // SAFETY: the restarter wrote path_len bytes at info.path, in the switch area (still mapped).
+    let path = unsafe { std::slice::from_raw_parts(info.path as *const u8, info.path_len as usize) }.to_vec();
+    let done = Done { path, generation: info.generation, memory: info.memory, started_ns: info.started_ns };
     if ours && info.switch_len != 0 {
         sys::munmap(info.switch_base as usize, info.switch_len as usize);
     }
     if exact {
-        restart_exact(slots)
+        restart_exact(slots, done)
     }
     if let Err(e) = threads::recreate(&slots, false, 0) {
         fatal(&e)
     }
     threads::wait_parked(slots.len());
-    finish(slots, old_ckpt_tid)
+    finish(slots, old_ckpt_tid, done)
 }
 
 /// The last steps, on the checkpoint thread (tid `old_tid` at checkpoint time) with every
-/// program thread parked: its capabilities, per-thread kernel state, release, back to the
-/// checkpoint loop.
-fn finish(slots: Vec<Slot>, old_tid: i32) -> ! {
+/// program thread parked: its capabilities, per-thread kernel state, release, the restart's
+/// one line, back to the checkpoint loop.
+fn finish(slots: Vec<Slot>, old_tid: i32, done: Done) -> ! {
     ids::restore_caps(old_tid);
     crate::kstate::restore(&slots);
     threads::resume_all();
+    // The program runs again: the restart's one line, as a checkpoint's.
+    let ms = crate::checkpoint::now_ns().saturating_sub(done.started_ns) / 1_000_000;
+    log!(ALWAYS, "restarted from {} (checkpoint {}, {} of memory, {ms} ms)", String::from_utf8_lossy(&done.path), done.generation, ckpt_image::progress::Size(done.memory));
+    drop(done);
     let n = slots.len();
     threads::wait_left_and_free(n);
     drop(slots);
@@ -119,15 +143,15 @@ fn finish(slots: Vec<Slot>, old_tid: i32) -> ! {
 }
 
 /// Exact ids, on the leader (still on the checkpoint thread's stack and TLS).
-fn restart_exact(slots: Vec<Slot>) -> ! {
+fn restart_exact(slots: Vec<Slot>, done: Done) -> ! {
     let ct = &CKPT_THREAD;
     let pid = sys::getpid();
     LEADER_OFF.store(0, Ordering::Release);
     let main = slots.iter().position(|s| s.tid == pid);
-    let slots = Box::into_raw(Box::new(slots));
+    let slots = Box::into_raw(Box::new((slots, done)));
     // SAFETY: the Box stays alive until the new checkpoint thread takes it back in
-    // `ckpt_thread_restarted`; nothing else frees it.
-    let all = unsafe { &*slots };
+    // `ckpt_thread_continues`; nothing else frees it.
+    let all = unsafe { &(*slots).0 };
     let created = threads::spawn_thread(ct.tid.load(Ordering::Relaxed), ct.fs_base.load(Ordering::Relaxed), ct.tid_address.load(Ordering::Relaxed), ckpt_thread_restarted, slots as u64)
         .and_then(|_| threads::recreate(all, true, pid));
     if let Err(e) = created {
@@ -177,7 +201,7 @@ extern "C" fn ckpt_thread_restarted(slots: u64) -> ! {
 
 extern "C" fn ckpt_thread_continues(slots: u64) -> ! {
     // SAFETY: restart_exact leaked this Box for us, and we are its only user.
-    let slots: Vec<Slot> = *unsafe { Box::from_raw(slots as *mut Vec<Slot>) };
+    let (slots, done): (Vec<Slot>, Done) = *unsafe { Box::from_raw(slots as *mut (Vec<Slot>, Done)) };
     let ct = &CKPT_THREAD;
     let old_tid = ct.tid.swap(sys::gettid(), Ordering::AcqRel);
     let (head, len) = (ct.robust_head.load(Ordering::Relaxed), ct.robust_len.load(Ordering::Relaxed));
@@ -197,7 +221,7 @@ extern "C" fn ckpt_thread_continues(slots: u64) -> ! {
             let _ = syscall!(libc::SYS_futex, LEADER_TID.as_ptr(), libc::FUTEX_WAIT, v, 0, 0, 0);
         }
     }
-    finish(slots, old_tid)
+    finish(slots, old_tid, done)
 }
 
 /// The thread records, which the restarter placed after the RestartInfo in the switch area.

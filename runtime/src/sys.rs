@@ -184,6 +184,66 @@ pub fn cpath(parts: &[&[u8]]) -> std::ffi::CString {
 }
 
 
+/// Lowest fd number the runtime's own fds are moved to, out of the program's way.
+pub const HIGH_FD: i32 = 900;
+
+/// Move `fd` to a number >= HIGH_FD (close-on-exec); the same fd if that fails.
+pub fn move_high(fd: i32) -> i32 {
+    match syscall!(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, HIGH_FD) {
+        Ok(hi) => {
+            close(fd);
+            hi as i32
+        }
+        Err(_) => fd,
+    }
+}
+
+pub fn geteuid() -> u32 {
+    syscall!(libc::SYS_geteuid).unwrap_or(-1i64 as u64 as i64) as u32
+}
+
+/// lstat of `name` relative to the directory fd `dir` (symbolic links are not followed).
+pub fn stat_at(dir: i32, name: &CStr) -> SysResult<libc::stat> {
+    // SAFETY: an all-zero struct stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    syscall!(libc::SYS_newfstatat, dir, name.as_ptr(), &mut st as *mut libc::stat, libc::AT_SYMLINK_NOFOLLOW)?;
+    Ok(st)
+}
+
+pub fn fstat(fd: i32) -> SysResult<libc::stat> {
+    // SAFETY: an all-zero struct stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    syscall!(libc::SYS_fstat, fd, &mut st as *mut libc::stat)?;
+    Ok(st)
+}
+
+/// 16 hex digits from the kernel's random source (getrandom; the clock if that fails).
+pub fn random_hex() -> Vec<u8> {
+    let mut x: u64 = 0;
+    if syscall!(libc::SYS_getrandom, &mut x as *mut u64, 8, 0) != Ok(8) {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let _ = syscall!(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC, &mut ts as *mut libc::timespec);
+        x = (ts.tv_sec as u64).wrapping_mul(1_000_000_007) ^ ts.tv_nsec as u64 ^ ((getpid() as u64) << 40);
+    }
+    (0..16).map(|i| b"0123456789abcdef"[((x >> (60 - 4 * i)) & 15) as usize]).collect()
+}
+
+/// "uid 1001 (alice)" from /etc/passwd read with raw system calls (no NSS: safe anywhere), or
+/// "uid 1001".
+pub fn describe_user(uid: u32) -> String {
+    let want = decimal(uid as i32);
+    let passwd = read_file(&cpath(&[b"/etc/passwd"])).unwrap_or_default();
+    let name = passwd.split(|&b| b == b'\n').find_map(|line| {
+        let mut f = line.split(|&b| b == b':');
+        let name = f.next()?;
+        (f.nth(1)? == &want[..]).then_some(name)
+    });
+    match name {
+        Some(n) => format!("uid {uid} ({})", String::from_utf8_lossy(n)),
+        None => format!("uid {uid}"),
+    }
+}
+
 /// A relative timeout in milliseconds as a timespec.
 pub fn timespec_ms(ms: u64) -> libc::timespec {
     libc::timespec { tv_sec: (ms / 1000) as i64, tv_nsec: ((ms % 1000) * 1_000_000) as i64 }

@@ -12,7 +12,8 @@
 //! * last line `result <value>`, which depends on all the work done.
 //!
 //! Modules:
-//! * [`workdir`]: per-test scratch directories (world-writable, removed at the end),
+//! * [`workdir`]: per-test scratch directories (world-writable and sticky, removed at the end),
+//! * [`users`]: throw-away users for tests about what one user can do to another (root only),
 //! * [`programs`]: building and describing the test programs,
 //! * [`process`]: child processes with captured output, timeouts and transcripts,
 //! * [`scenario`]: the ckpt binaries and the checkpoint / SIGKILL / restart scenarios,
@@ -25,6 +26,7 @@ pub mod process;
 pub mod programs;
 pub mod scenario;
 pub mod skip;
+pub mod users;
 pub mod workdir;
 
 pub use check::{check_protocol, clean_failure, result_of, step_of};

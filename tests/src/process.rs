@@ -163,6 +163,26 @@ impl Proc {
         }
     }
 
+    /// Wait until stderr contains `text` (a checkpoint's line, an error). Fails if the process
+    /// exits first or on timeout.
+    pub fn wait_for_stderr(&mut self, text: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while !self.stderr().contains(text) {
+            if !self.running() {
+                self.drain();
+                if self.stderr().contains(text) {
+                    return Ok(());
+                }
+                bail!("{} (pid {}) exited ({}) before writing {text:?} to stderr", self.label, self.pid, fmt_status(self.status));
+            }
+            if Instant::now() >= deadline {
+                bail!("timeout: {} (pid {}) did not write {text:?} to stderr within {timeout:?}", self.label, self.pid);
+            }
+            std::thread::sleep(POLL);
+        }
+        Ok(())
+    }
+
     /// Send a signal (only while the process has not been reaped, so the pid is still ours).
     pub fn signal(&mut self, sig: i32) -> Result<()> {
         if !self.running() {
@@ -181,12 +201,19 @@ impl Proc {
         Ok(())
     }
 
-    /// SIGKILL the process (if still running), reap it and collect the rest of its output.
+    /// SIGKILL the process (if still running), reap it and collect the rest of its output. For
+    /// ckpt-run and ckpt-restart, also wait until the program they stand for is gone: the kernel
+    /// ends a namespace whose init died asynchronously, a few milliseconds later.
     pub fn kill(&mut self) -> Result<ExitStatus> {
+        let program = self.program_pid();
         if self.running() {
             self.signal(libc::SIGKILL)?;
         }
-        self.wait(Duration::from_secs(20))
+        let st = self.wait(Duration::from_secs(20));
+        if program != self.pid && !wait_gone(program, Duration::from_secs(20)) {
+            anyhow::bail!("the program {program} outlived the SIGKILL of {} (pid {})", self.label, self.pid);
+        }
+        st
     }
 
     /// Wait for the process to exit; on timeout SIGKILL it and fail. Collects all its output.
@@ -279,6 +306,15 @@ pub fn children(pid: i32) -> Vec<i32> {
         }
     }
     out
+}
+
+/// Wait until process `pid` is gone (no longer in /proc, or a zombie); false after `timeout`.
+pub fn wait_gone(pid: i32, timeout: Duration) -> bool {
+    let gone = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit_once(") ").is_none_or(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'))
+    };
+    wait_until(timeout, gone)
 }
 
 /// See [`Proc::program_pid`].

@@ -118,7 +118,7 @@ pub fn user_command(argv: &[OsString], as_nobody: bool, cwd: &Path) -> Command {
     // Settings the test environment might carry over would change what ckpt-run does.
     for var in [
         "CKPT_DIR", "CKPT_SIGNAL", "CKPT_NAME", "CKPT_PID", "CKPT_INTERVAL", "CKPT_STOP_SIGNAL", "CKPT_KEEP", "CKPT_RESUME",
-        "CKPT_REQUEUE",
+        "CKPT_REQUEUE", "CKPT_ALLOW_SHARED_DIR", "CKPT_PROGRAM", "__CKPT_LAUNCH",
     ] {
         cmd.env_remove(var);
     }
@@ -164,6 +164,8 @@ pub struct Options {
     pub also_at: Vec<u64>,
     /// Environment for ckpt-run and ckpt-restart (e.g. CKPT_KEEP).
     pub env: Vec<(String, String)>,
+    /// Run ckpt-run and ckpt-restart under this address-space limit in bytes (`ulimit -v`).
+    pub address_limit: Option<u64>,
     /// Extra options for ckpt-run (before `--`) and for ckpt-restart (before the image).
     pub run_args: Vec<OsString>,
     pub restart_args: Vec<OsString>,
@@ -185,6 +187,7 @@ impl Options {
             timeouts: Timeouts::default(),
             also_at: Vec::new(),
             env: Vec::new(),
+            address_limit: None,
             run_args: Vec::new(),
             restart_args: Vec::new(),
             wrapper: Vec::new(),
@@ -286,6 +289,9 @@ fn checkpoint(p: &mut Proc, image: &Path, at_step: u64, timeouts: &Timeouts) -> 
     p.note(format!("(checkpoint requested after step {signalled_after_step})"));
     let deadline = Instant::now() + timeouts.image;
     loop {
+        // Whether the process had exited before this look at the image: a program that ends
+        // while its checkpoint is written waits for the image, so look once more after that.
+        let exited = !p.running();
         if let Some(now) = file_version(image) {
             if Some(now) != before {
                 let m = std::fs::metadata(image)?;
@@ -308,7 +314,7 @@ fn checkpoint(p: &mut Proc, image: &Path, at_step: u64, timeouts: &Timeouts) -> 
                 });
             }
         }
-        if !p.running() {
+        if exited {
             bail!(
                 "{} (pid {}) exited ({}) after the checkpoint signal, before the image {} appeared",
                 p.label(),
@@ -335,11 +341,33 @@ fn ckpt_run_command(bins: &Bins, program: &Program, opts: &Options) -> Command {
     argv.extend(opts.run_args.iter().cloned());
     argv.push("--".into());
     argv.extend(program.argv.iter().cloned());
-    with_env(user_command(&argv, opts.as_nobody, &program.cwd), opts)
+    with_options(user_command(&argv, opts.as_nobody, &program.cwd), opts)
 }
 
-fn with_env(mut cmd: Command, opts: &Options) -> Command {
+/// `ckpt-run --dir IMAGES OPTIONS... -- PROGRAM`, as user nobody if asked.
+pub fn ckpt_run_with(bins: &Bins, program: &Program, images: &Path, options: &[&str], as_nobody: bool) -> Command {
+    let mut argv: Vec<OsString> = vec![bins.run.clone().into(), "--dir".into(), images.into()];
+    argv.extend(options.iter().map(OsString::from));
+    argv.push("--".into());
+    argv.extend(program.argv.iter().cloned());
+    user_command(&argv, as_nobody, &program.cwd)
+}
+
+/// `cmd` with the environment and limits of `opts`.
+fn with_options(mut cmd: Command, opts: &Options) -> Command {
     cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
+    if let Some(limit) = opts.address_limit {
+        // SAFETY: the closure only makes a system call (async-signal-safe).
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+                if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     cmd
 }
 
@@ -421,7 +449,7 @@ fn drive(
         argv.push(target);
         procs.push(Proc::spawn(
             &format!("ckpt-restart #{}", k + 1),
-            with_env(user_command(&argv, opts.as_nobody, &program.cwd), opts),
+            with_options(user_command(&argv, opts.as_nobody, &program.cwd), opts),
         )?);
     }
     procs.last_mut().expect("a process").wait(opts.timeouts.finish)

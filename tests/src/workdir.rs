@@ -1,8 +1,10 @@
 //! Per-test scratch directories.
 //!
 //! Each test gets its own directory under `std::env::temp_dir()` (so tests can run in parallel),
-//! mode 0777 so that the unprivileged-user test (user nobody) can write to it, with an `images`
-//! subdirectory (also 0777) for checkpoint images. The directory is removed when the [`Workdir`]
+//! mode 1777 (world-writable and sticky, like /tmp) so that tests running commands as another
+//! user (nobody, or users a test creates) can write to it, with an `images` subdirectory (also
+//! 1777) for checkpoint images. ckpt accepts such a directory (owned by root, sticky) as an
+//! image directory; it refuses a world-writable one without the sticky bit. The directory is removed when the [`Workdir`]
 //! is dropped, unless the environment variable `CKPT_TESTS_KEEP` is set (for debugging).
 
 use anyhow::{Context, Result};
@@ -18,7 +20,7 @@ pub struct Workdir {
 }
 
 impl Workdir {
-    /// Create a fresh, empty, world-writable directory named after the test.
+    /// Create a fresh, empty, world-writable, sticky directory named after the test.
     pub fn new(name: &str) -> Result<Workdir> {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!("ckpt-tests-{name}-{}-{n}", std::process::id()));
@@ -45,7 +47,7 @@ impl Workdir {
         self.path.join(name)
     }
 
-    /// Create a world-writable subdirectory.
+    /// Create a world-writable, sticky subdirectory.
     pub fn subdir(&self, name: &str) -> Result<PathBuf> {
         let p = self.path.join(name);
         create_world_writable(&p)?;
@@ -66,6 +68,6 @@ impl Drop for Workdir {
 fn create_world_writable(p: &Path) -> Result<()> {
     std::fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))?;
     // Explicit chmod: create_dir_all is subject to the umask.
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777))
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o1777))
         .with_context(|| format!("cannot chmod {}", p.display()))
 }

@@ -73,7 +73,6 @@ fn full_disk_during_checkpoint() -> Result<()> {
     // 16 MiB of incompressible heap: each image is a little over 16 MiB.
     let program = Program::c(&work, "bigheap.c", &[], &["16", "400", "30"])?;
     let image = images.join(program.image_name());
-    let tmp = images.join(format!("{}.tmp", program.image_name()));
 
     let mut p = start_under_ckpt(&bins, &program, &images)?;
     p.wait_for_step(2, Duration::from_secs(60))?;
@@ -101,7 +100,8 @@ fn full_disk_during_checkpoint() -> Result<()> {
     ensure!(failure_lines(&p) == 1, "the failure was logged {} times, expected once:\n{err}", failure_lines(&p));
     ensure!(err.contains("No space left on device"), "the message does not say the disk is full:\n{err}");
     ensure!(version(&image) == Some(good) && std::fs::read(&image)? == good_bytes, "the previous image changed");
-    ensure!(!tmp.exists(), "the failed checkpoint left {} behind", tmp.display());
+    let left = failures_support::temporaries(&images, &program.image_name());
+    ensure!(left.is_empty(), "the failed checkpoint left {left:?} behind");
     let rec = inspect(&bins, &["--verify"], &image, work.path())?;
     ensure!(rec.success(), "the previous image does not verify\n{rec}");
 

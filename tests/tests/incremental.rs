@@ -28,7 +28,7 @@ fn images(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|f| f.to_str()).is_some_and(|f| f.contains(".ckpt") && !f.ends_with(".tmp")))
+        .filter(|p| p.file_name().and_then(|f| f.to_str()).is_some_and(|f| f.contains(".ckpt") && !f.contains(".tmp")))
         .collect();
     v.sort();
     Ok(v)

@@ -9,10 +9,9 @@
 mod failures_support;
 
 use anyhow::{bail, ensure, Context, Result};
-use ckpt_tests::process::children;
 use ckpt_tests::scenario::effective_uid;
 use ckpt_tests::{run_and_verify, run_plain, Bins, Options, Outcome, Proc, Program, Workdir};
-use failures_support::{checkpoint, start_under_ckpt, version, POLL};
+use failures_support::{checkpoint, growing_temporary, snapshot_writers, start_under_ckpt, version, POLL};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -28,9 +27,10 @@ fn memory_not_copied_by_fork_is_saved_and_the_snapshot_is_invisible() -> Result<
 fn killed_snapshot_writer_keeps_previous_image_and_program() -> Result<()> {
     let bins = Bins::locate()?;
     let work = Workdir::new("perf-killwriter")?;
-    let program = Program::c(&work, "bigheap.c", &[], &["512", "150", "30"])?;
+    // Steps enough for three checkpoints of 512 MiB even on a loaded machine (a program that
+    // ends during a checkpoint waits for its image, but this test needs it running).
+    let program = Program::c(&work, "bigheap.c", &[], &["512", "400", "30"])?;
     let image = work.images().join(program.image_name());
-    let tmp = work.images().join(format!("{}.tmp", program.image_name()));
 
     let mut p = start_under_ckpt(&bins, &program, &work.images())?;
     p.wait_for_step(2, Duration::from_secs(120))?;
@@ -43,15 +43,15 @@ fn killed_snapshot_writer_keeps_previous_image_and_program() -> Result<()> {
     p.wait_for_step(last + 2, Duration::from_secs(120))?;
     p.signal(libc::SIGUSR2)?;
     let deadline = Instant::now() + Duration::from_secs(300);
-    let writer = loop {
-        let kids = children(p.program_pid());
-        if std::fs::metadata(&tmp).is_ok_and(|m| m.len() > 16 << 20) && !kids.is_empty() {
-            break kids[0];
+    let (writer, tmp) = loop {
+        let kids = snapshot_writers(p.pid());
+        if let Some(t) = growing_temporary(&work.images(), &program.image_name(), 16 << 20).filter(|_| !kids.is_empty()) {
+            break (kids[0], t);
         }
         if version(&image) != Some(good) {
             bail!("the second image was completed before the test could kill its writer (too fast?)");
         }
-        ensure!(p.running() && Instant::now() < deadline, "no snapshot writer with a growing {} appeared", tmp.display());
+        ensure!(p.running() && Instant::now() < deadline, "no snapshot writer with a growing temporary image appeared");
         std::thread::sleep(POLL / 5);
     };
     // SAFETY: sending a signal to a process id we just read; no memory is involved.

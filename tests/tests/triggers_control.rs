@@ -126,7 +126,8 @@ fn ckpt_ctl_checkpoint_status_stop_and_exit_codes() -> Result<()> {
     let s = ctl(&bins, &ck, &["status"], false)?;
     let text = String::from_utf8_lossy(&s.stdout).into_owned();
     ensure!(s.status.code() == Some(0), "status: {s:?}");
-    ensure!(text.contains(&format!("pid: {}", p.pid())), "{text}");
+    // The program's pid as we see it (under ckpt-run's init when it has a namespace of its own).
+    ensure!(text.contains(&format!("pid: {}", p.program_pid())), "{text}");
     ensure!(text.contains("program: counter") && text.contains("last image: none") && text.contains("next periodic checkpoint: in "), "{text}");
 
     let c = ctl(&bins, &ck, &["checkpoint", "--wait"], false)?;
@@ -139,13 +140,23 @@ fn ckpt_ctl_checkpoint_status_stop_and_exit_codes() -> Result<()> {
     ensure!(text.contains(&format!("last image: {path}")) && text.contains("last image size: "), "{text}");
 
     if ckpt_tests::scenario::is_root() {
-        // Another user cannot reach the socket (0600; Workdir makes the directory 0777)...
+        // Another user's ckpt-ctl does not talk to the program (the socket is not theirs)...
         let o = ctl(&bins, &ck, &["status"], true)?;
         ensure!(o.status.code() == Some(4), "nobody reached the socket: {o:?}");
-        // ...and with the socket opened up, the runtime checks the peer's uid.
+        // ...cannot reach the socket (0600; Workdir makes the directory 1777), and with the
+        // socket opened up, the runtime checks the peer's uid.
+        let ask = "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b'checkpoint\\n'); print(s.recv(200).decode())";
+        let raw = |who: &str| -> Result<Proc> {
+            let argv: Vec<OsString> = vec!["/usr/bin/python3".into(), "-c".into(), ask.into(), sock.clone().into()];
+            Proc::spawn(who, user_command(&argv, true, &ck))
+        };
+        let mut o = raw("python3 as nobody")?;
+        o.wait(T)?;
+        ensure!(o.stderr().contains("Permission denied"), "nobody reached the 0600 socket: {}{}", o.stdout(), o.stderr());
         std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666))?;
-        let o = ctl(&bins, &ck, &["checkpoint"], true)?;
-        ensure!(o.status.code() == Some(4) && String::from_utf8_lossy(&o.stderr).contains("permission denied"), "peer check: {o:?}");
+        let mut o = raw("python3 as nobody")?;
+        o.wait(T)?;
+        ensure!(o.stdout().contains("error permission denied"), "peer check: {}{}", o.stdout(), o.stderr());
     }
 
     let c = ctl(&bins, &ck, &["stop"], false)?;
@@ -193,7 +204,11 @@ fn runtime_is_inert_in_children_that_inherit_the_preload() -> Result<()> {
     let child = compile_c(&work, "usr2_child.c", &[])?;
     let mut prog = parent.clone();
     prog.argv.push(child.clone().into());
-    let mut p = Proc::spawn("ckpt-run spawn_child", ckpt_run(&bins, &work, &prog, &[]))?;
+    // Children get the user's environment, not ckpt-run's: a user (or a batch script) that
+    // preloads the runtime itself, as srun's environment may.
+    let mut cmd = ckpt_run(&bins, &work, &prog, &[]);
+    cmd.env("LD_PRELOAD", bins.dir.join("libckpt_runtime.so"));
+    let mut p = Proc::spawn("ckpt-run spawn_child", cmd)?;
     ensure!(p.wait(T)?.success(), "parent failed: {} {}", p.stdout(), p.stderr());
     let (so, se) = (p.stdout(), p.stderr());
     // The child saw LD_PRELOAD with our runtime, had its own USR2 handler run (the runtime did

@@ -9,7 +9,7 @@ use ckpt_tests::{run_and_verify, Bins, Options, Workdir};
 #[test]
 fn counter_as_unprivileged_user() -> Result<()> {
     let bins = Bins::locate()?;
-    let work = Workdir::new("nobody")?; // world-writable, images/ too
+    let work = Workdir::new("nobody")?; // world-writable and sticky, images/ too
     let program = catalog::counter(&work)?;
     let mut opts = Options::new(&work, &[15]);
     opts.as_nobody = true;

@@ -73,6 +73,19 @@ pub fn start_under_ckpt(bins: &Bins, program: &Program, images: &Path) -> Result
     Proc::spawn(&format!("ckpt-run {}", program.name), user_command(&argv, false, &program.cwd))
 }
 
+/// The temporary images of `image_name` in `dir` (`<image_name>.tmp.<random>`: what a
+/// checkpoint in progress writes, or a failed one left behind).
+pub fn temporaries(dir: &Path, image_name: &str) -> Vec<PathBuf> {
+    let prefix = format!("{image_name}.tmp.");
+    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    rd.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(&prefix)).map(|e| e.path()).collect()
+}
+
+/// The temporary image of `image_name` in `dir` once it holds more than `min` bytes.
+pub fn growing_temporary(dir: &Path, image_name: &str, min: u64) -> Option<PathBuf> {
+    temporaries(dir, image_name).into_iter().find(|t| std::fs::metadata(t).is_ok_and(|m| m.len() > min))
+}
+
 /// Identity of one version of a file (a checkpoint replaces the image by rename: new inode).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Version {
@@ -93,13 +106,16 @@ pub fn checkpoint(p: &mut Proc, image: &Path, timeout: Duration) -> Result<Cycle
     p.signal(libc::SIGUSR2)?;
     let deadline = Instant::now() + timeout;
     loop {
+        // A program that ends while its checkpoint is written waits for the image: look at the
+        // image once more after noticing the exit.
+        let exited = !p.running();
         if let Some(now) = version(image) {
             if Some(now) != before {
                 let m = std::fs::metadata(image)?;
                 return Ok(Cycle { signalled_after_step, image: ImageInfo { mode: m.mode() & 0o7777, uid: m.uid(), len: m.len() } });
             }
         }
-        if !p.running() {
+        if exited {
             bail!("{} exited after the checkpoint signal, before a new image appeared", p.label());
         }
         if Instant::now() >= deadline {
@@ -107,4 +123,11 @@ pub fn checkpoint(p: &mut Proc, image: &Path, timeout: Duration) -> Result<Cycle
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// The snapshot writers of `pid` (the children of its threads: the program's own children too,
+/// for programs that have some).
+pub fn snapshot_writers(pid: i32) -> Vec<i32> {
+    // The program: `pid` itself, or under its init when it runs in a namespace of its own.
+    ckpt_tests::process::children(ckpt_tests::process::program_pid(pid))
 }
