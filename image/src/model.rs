@@ -68,6 +68,8 @@ pub struct Region {
     /// (and, through it, its own parents) has at the same addresses. False: they are empty
     /// (anonymous) or the file's (file mappings), as in a full image.
     pub inherit: bool,
+    /// Mapping flags, advice and guard pages.
+    pub attrs: crate::RegionAttrs,
 }
 
 impl Region {
@@ -125,6 +127,8 @@ pub struct ThreadState {
     pub altstack_flags: i32,
     /// Whether rseq was registered for the thread (area = fs_base + rseq_offset).
     pub rseq: bool,
+    /// Scheduling, timer slack, parent-death signal, the thread's own rseq area.
+    pub attrs: crate::ThreadAttrs,
 }
 
 /// The checkpoint thread, which the restarter's own thread becomes.
@@ -249,6 +253,8 @@ pub struct ProcessState {
     /// glibc's rseq area offset from the thread pointer and its registered size (0 = none).
     pub rseq_offset: i64,
     pub rseq_size: u32,
+    /// prctl settings, oom_score_adj, membarrier registrations, executable.
+    pub attrs: crate::ProcAttrs,
 }
 
 /// What the restarter hands to the runtime's restart entry (by address, in its switch area).
@@ -286,4 +292,5 @@ pub struct RestartThread {
     pub altstack_sp: u64,
     pub altstack_size: u64,
     pub rseq: u64,
+    pub attrs: crate::ThreadAttrs,
 }

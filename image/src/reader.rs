@@ -221,6 +221,14 @@ fn validate(index: &Index, header: &Header) -> Result<()> {
             }
             chunk_end = c.offset + c.raw_len;
         }
+        let pages = r.len() / PAGE;
+        let mut guard_end = 0u64;
+        for &(first, n) in &r.attrs.guards {
+            if n == 0 || first < guard_end || first.checked_add(n).is_none_or(|e| e > pages) {
+                return bad(format!("a guard page run of region {:#x}-{:#x} is out of bounds", r.start, r.end));
+            }
+            guard_end = first + n;
+        }
     }
     if index.entry.pc == 0 || index.entry.sp == 0 {
         return bad("no restart entry point".into());
