@@ -7,6 +7,7 @@
 //! maps, staging memory, reopening fds) happens before the address-space switch; after it there
 //! is no way back, so the switch only runs system calls that were prepared and checked.
 
+mod attrs;
 mod fdobjs;
 mod fds;
 mod layout;
@@ -112,6 +113,7 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     }
     let own = layout::own_maps().map_err(other)?;
     plan::check_vdso(&index, &own).map_err(|e| other(ctx(e)))?;
+    attrs::check_guards(&index.regions).map_err(|e| other(ctx(e)))?;
     let files = stage::open_files(&index.regions).map_err(other)?;
 
     // Stage memory in a reservation that overlaps neither the image nor us.
@@ -179,9 +181,12 @@ fn run(cli: &Cli) -> Result<()> {
     }
     let same_boot = !index.meta.origin.boot_id.is_empty() && index.meta.origin.boot_id == ckpt_image::boot_id();
     fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot })?;
+    attrs::apply(&p.attrs);
+    let above = index.fds.iter().map(|f| f.fd).max().unwrap_or(2) + 1;
+    let exe = attrs::exe_fd(&p.attrs, above, same_boot);
 
     let switch_base = base + stage_len;
-    let prepared = plan::prepare(&index, image_hash, &plan, &own, switch_base, switch_len)?;
+    let prepared = plan::prepare(&index, image_hash, &plan, &own, switch_base, switch_len, exe)?;
     // SAFETY: this is the only thread (staging threads were joined); the switch area is ready.
     unsafe { plan::go(prepared) }
 }

@@ -240,7 +240,9 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
     let fds = fdtable::read_fds();
     crate::kstate::save(sys::gettid());
     let process = procstate::read_process();
-    let maps = split_scratch(maps::read_maps()?);
+    // Locked memory (mlock) is not locked in a forked snapshot, which reads the other flags of
+    // each region itself: read them here where some is (smaps costs ~10 ms per GiB).
+    let maps = split_scratch(if procstate::locks_memory() { maps::read_smaps()? } else { maps::read_maps()? });
     let vdso_hash = maps.iter().find(|(m, _)| m.name == b"[vdso]").map_or(0, |(m, _)| hash_mem(m.start, m.end - m.start));
     let final_path = generations::newest_path(&cfg.dir, &cfg.name);
     let tmp_name = imgdir::tmp_name(&generation_file_name(&cfg.name, 0));
@@ -261,6 +263,7 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
                 altstack_size: s.ss_size,
                 altstack_flags: s.ss_flags,
                 rseq: s.rseq,
+                attrs: s.attrs,
             })
             .collect(),
         entry: Entry {
@@ -301,19 +304,22 @@ fn write_image(dir: &Dir, cap: &Capture, threads: usize) -> WriteResult {
         let file = unsafe { std::fs::File::from_raw_fd(fd) };
         let w = Writer::new(file, ZSTD_LEVEL).map_err(|e| e.to_string())?;
         let t0 = now_ns();
-        let (backings, jobs) = memwrite::plan(pagemap, &cap.maps, cap.tracks.as_deref());
+        // Each region's flags and advice, as this process sees them (the snapshot's regions are
+        // the program's, but not locked: those bits come from the capture).
+        let flags = maps::flags_of(&cap.maps, &maps::read_smaps()?);
+        let (backings, jobs) = memwrite::plan(pagemap, &cap.maps, &flags, cap.tracks.as_deref());
         let t1 = now_ns();
         let chunks = memwrite::write_all(&w, mem, &jobs, threads).map_err(|e| format!("cannot write {}: {e}", String::from_utf8_lossy(&tmp_path)))?;
         let t2 = now_ns();
         let mut regions: Vec<Region> = Vec::with_capacity(cap.maps.len());
         let mut next = 0;
-        for (i, ((m, _), backing)) in cap.maps.iter().zip(backings).enumerate() {
-            let Some((backing, inherit)) = backing else { continue };
+        for (i, ((m, _), described)) in cap.maps.iter().zip(backings).enumerate() {
+            let Some(memwrite::Described { backing, inherit, attrs }) = described else { continue };
             let first = next;
             while next < jobs.len() && jobs[next].region == i {
                 next += 1;
             }
-            regions.push(Region { start: m.start, end: m.end, prot: m.prot, name: m.name.clone(), backing, chunks: chunks[first..next].to_vec(), inherit });
+            regions.push(Region { start: m.start, end: m.end, prot: m.prot, name: m.name.clone(), backing, chunks: chunks[first..next].to_vec(), inherit, attrs });
         }
         let mut index = cap.index.clone();
         index.regions = regions;

@@ -9,6 +9,7 @@
 mod alloc;
 mod checkpoint;
 mod control;
+mod cpuclock;
 mod dirty;
 mod fdhooks;
 mod fdobjs;
@@ -22,12 +23,15 @@ mod kstate;
 mod launch;
 mod log;
 mod maps;
+mod pagescan;
 mod memwrite;
+mod procattrs;
 mod procstate;
 mod restart;
 mod shmlink;
 mod snapshot;
 mod sys;
+mod threadattrs;
 mod threads;
 mod triggers;
 mod vids;
@@ -109,6 +113,8 @@ extern "C" fn init() {
     hooks::resolve();
     fdhooks::resolve();
     launch::resolve();
+    threadattrs::resolve();
+    cpuclock::resolve();
     vids::init();
     // Whatever else happens, the program gets its own environment back.
     let launch = launch::take(env);
@@ -116,6 +122,7 @@ extern "C" fn init() {
         return; // not the process ckpt-run started: stay inert
     };
     launch::set_managed(launch.pid);
+    procattrs::init();
     log::set_level_from_env(env(b"CKPT_LOG\0").as_deref());
     let dir = if launch.dir.is_empty() { sys::readlink(&sys::cpath(&[b"/proc/self/cwd"])).unwrap_or_else(|_| b".".to_vec()) } else { launch.dir.clone() };
     let name = if launch.name.is_empty() {

@@ -1,13 +1,14 @@
 //! Memory regions of the process (/proc/self/maps) and which of their pages hold data that must
-//! be stored (/proc/self/pagemap).
+//! be stored (PAGEMAP_SCAN, else /proc/self/pagemap), and which are guard pages.
 
-use crate::sys;
+use crate::{pagescan, sys};
 use ckpt_image::Backing;
 
 pub const PAGE: u64 = 4096;
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAPPED: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
+const PM_GUARD: u64 = 1 << 58;
 
 #[derive(Debug, Clone)]
 pub struct MapEntry {
@@ -18,6 +19,8 @@ pub struct MapEntry {
     pub offset: u64,
     pub inode: u64,
     pub name: Vec<u8>,
+    /// VmFlags bits (ckpt_image::vm), when read from /proc/self/smaps; else 0.
+    pub flags: u64,
 }
 
 /// Parse /proc/self/maps.
@@ -26,10 +29,37 @@ pub fn read_maps() -> Result<Vec<MapEntry>, String> {
     Ok(parse_maps(&text))
 }
 
+/// Parse /proc/self/smaps: the entries with their VmFlags (reading it walks the page tables of
+/// every region: ~10 ms per GiB of memory with data).
+pub fn read_smaps() -> Result<Vec<MapEntry>, String> {
+    let text = sys::read_file(&sys::cpath(&[b"/proc/self/smaps"])).map_err(|e| format!("cannot read /proc/self/smaps: errno {e}"))?;
+    Ok(parse_maps(&text))
+}
+
+/// The VmFlags of each entry of `maps` (0 where `smaps` has no entry covering it: an entry
+/// split at the scratch arena is covered by the one it came from).
+pub fn flags_of(maps: &[(MapEntry, bool)], smaps: &[MapEntry]) -> Vec<u64> {
+    maps.iter()
+        .map(|(m, _)| {
+            let i = smaps.partition_point(|s| s.start <= m.start);
+            let covering = i.checked_sub(1).map(|i| &smaps[i]).filter(|s| m.end <= s.end);
+            m.flags | covering.map_or(0, |s| s.flags)
+        })
+        .collect()
+}
+
+/// Parse /proc/self/maps (or smaps: then with each entry's VmFlags).
 pub fn parse_maps(text: &[u8]) -> Vec<MapEntry> {
-    let mut out = Vec::new();
+    let mut out: Vec<MapEntry> = Vec::new();
     for line in text.split(|&b| b == b'\n') {
         if line.is_empty() {
+            continue;
+        }
+        // /proc/self/smaps: the VmFlags line of the entry above.
+        if let Some(flags) = line.strip_prefix(b"VmFlags:") {
+            if let Some(last) = out.last_mut() {
+                last.flags = ckpt_image::vm::parse(flags);
+            }
             continue;
         }
         // start-end perms offset dev inode   name
@@ -70,6 +100,7 @@ pub fn parse_maps(text: &[u8]) -> Vec<MapEntry> {
             offset: hex(fields[2]).unwrap_or(0),
             inode: std::str::from_utf8(fields[4]).ok().and_then(|s| s.parse().ok()).unwrap_or(0),
             name,
+            flags: 0,
         });
     }
     out
@@ -115,8 +146,99 @@ fn stat_path(path: &[u8]) -> Option<(u64, i64)> {
     Some((st.st_size as u64, st.st_mtime))
 }
 
-/// Which pages of a region must be stored, as runs of (page offset from region start, pages).
-pub fn stored_runs(pagemap_fd: i32, m: &MapEntry, backing: &Backing) -> Vec<(u64, u64)> {
+/// What of a region's pages the image holds: runs (first page from the region's start, pages)
+/// to store, and the guard pages (which hold nothing and must not be read: a read faults).
+pub struct Pages {
+    pub runs: Vec<(u64, u64)>,
+    pub guards: Vec<(u64, u64)>,
+}
+
+/// Which pages of a region must be stored, and its guard pages.
+pub fn stored_pages(pagemap_fd: i32, m: &MapEntry, backing: &Backing) -> Pages {
+    let whole = matches!(backing, Backing::SharedAnon | Backing::File { shared: true, .. }) || is_deleted_file(m);
+    let mut buf = [pagescan::PageRegion::default(); 512];
+    if !whole && !matches!(backing, Backing::Special) {
+        // One scan: pages with data and guard pages, by range.
+        let q = pagescan::Query {
+            anyof: pagescan::PAGE_IS_PRESENT | pagescan::PAGE_IS_SWAPPED | pagescan::PAGE_IS_GUARD,
+            ret: pagescan::PAGE_IS_PRESENT | pagescan::PAGE_IS_SWAPPED | pagescan::PAGE_IS_FILE | pagescan::PAGE_IS_GUARD,
+            ..Default::default()
+        };
+        let private_file = matches!(backing, Backing::File { .. });
+        let (mut runs, mut guards) = (Vec::new(), Vec::new());
+        let scanned = pagescan::scan(pagemap_fd, m.start, m.end, q, &mut buf, |first, n, c| {
+            if c & pagescan::PAGE_IS_GUARD != 0 {
+                pagescan::push_run(&mut guards, first, n);
+            } else if !private_file || c & pagescan::PAGE_IS_PRESENT == 0 || c & pagescan::PAGE_IS_FILE == 0 {
+                // Anonymous: present or swapped. Private file mapping: pages copied on write
+                // (present, not the file's) or swapped.
+                pagescan::push_run(&mut runs, first, n);
+            }
+        });
+        if scanned.is_ok() {
+            return Pages { runs, guards };
+        }
+    }
+    let runs = stored_runs(pagemap_fd, m, backing);
+    // Guard pages of regions stored whole (rare: only where smaps says the region has some).
+    let guards = guard_pages(pagemap_fd, m);
+    let runs = if guards.is_empty() { runs } else { pagescan::subtract(&runs, &guards) };
+    Pages { runs, guards }
+}
+
+/// The guard pages of a region (only looked for where smaps says it has some).
+pub fn guard_pages(pagemap_fd: i32, m: &MapEntry) -> Vec<(u64, u64)> {
+    let mut guards = Vec::new();
+    if m.flags & ckpt_image::vm::GUARDS == 0 {
+        return guards;
+    }
+    let mut buf = [pagescan::PageRegion::default(); 512];
+    let q = pagescan::Query { mask: pagescan::PAGE_IS_GUARD, ret: pagescan::PAGE_IS_GUARD, ..Default::default() };
+    match pagescan::scan(pagemap_fd, m.start, m.end, q, &mut buf, |first, n, _| pagescan::push_run(&mut guards, first, n)) {
+        Ok(()) => guards,
+        Err(_) => pagemap_guards(pagemap_fd, m),
+    }
+}
+
+/// Guard pages of a region from pagemap entries (kernels without PAGEMAP_SCAN have none, but
+/// this is the same reading as `stored_runs`).
+fn pagemap_guards(pagemap_fd: i32, m: &MapEntry) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    each_entry(pagemap_fd, m, |pg, e| {
+        if e & PM_GUARD != 0 {
+            pagescan::push_run(&mut out, pg, 1);
+        }
+    });
+    out
+}
+
+/// Call `f(page from start, pagemap entry)` for every page of the region.
+fn each_entry(pagemap_fd: i32, m: &MapEntry, mut f: impl FnMut(u64, u64)) {
+    let npages = (m.end - m.start) / PAGE;
+    const BATCH: u64 = 8192;
+    let mut buf = vec![0u64; BATCH as usize];
+    let mut p = 0;
+    while p < npages {
+        let n = BATCH.min(npages - p);
+        let bytes = (n * 8) as usize;
+        // SAFETY: viewing the u64 buffer as bytes for the read.
+        let b = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, bytes) };
+        let off = (m.start / PAGE + p) * 8;
+        let got = sys::pread(pagemap_fd, b, off).unwrap_or(0);
+        let entries = got / 8;
+        for (i, &e) in buf.iter().enumerate().take(entries) {
+            f(p + i as u64, e);
+        }
+        if entries < n as usize {
+            break;
+        }
+        p += n;
+    }
+}
+
+/// Which pages of a region must be stored, as runs of (page offset from region start, pages),
+/// from /proc/self/pagemap read page by page (kernels without PAGEMAP_SCAN).
+fn stored_runs(pagemap_fd: i32, m: &MapEntry, backing: &Backing) -> Vec<(u64, u64)> {
     let npages = (m.end - m.start) / PAGE;
     let mut runs: Vec<(u64, u64)> = Vec::new();
     let want = |e: u64| -> bool {
@@ -148,30 +270,10 @@ pub fn stored_runs(pagemap_fd: i32, m: &MapEntry, backing: &Backing) -> Vec<(u64
         runs.push((0, npages));
         return runs;
     }
-    const BATCH: u64 = 8192;
-    let mut buf = vec![0u64; BATCH as usize];
-    let mut p = 0;
-    while p < npages {
-        let n = BATCH.min(npages - p);
-        let bytes = (n * 8) as usize;
-        // SAFETY: viewing the u64 buffer as bytes for the read.
-        let b = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, bytes) };
-        let off = (m.start / PAGE + p) * 8;
-        let got = sys::pread(pagemap_fd, b, off).unwrap_or(0);
-        let entries = got / 8;
-        for (i, &e) in buf.iter().enumerate().take(entries) {
-            if want(e) {
-                let pg = p + i as u64;
-                match runs.last_mut() {
-                    Some((s, l)) if *s + *l == pg => *l += 1,
-                    _ => runs.push((pg, 1)),
-                }
-            }
+    each_entry(pagemap_fd, m, |pg, e| {
+        if e & PM_GUARD == 0 && want(e) {
+            pagescan::push_run(&mut runs, pg, 1);
         }
-        if entries < n as usize {
-            break;
-        }
-        p += n;
-    }
+    });
     runs
 }

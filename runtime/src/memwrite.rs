@@ -10,7 +10,7 @@
 use crate::dirty::Track;
 use crate::maps::{self, MapEntry, PAGE};
 use crate::sys;
-use ckpt_image::{Backing, Chunk, ChunkEncoder, Codec, Writer, CHUNK_SIZE};
+use ckpt_image::{Backing, Chunk, ChunkEncoder, Codec, RegionAttrs, Writer, CHUNK_SIZE};
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 /// One chunk to store: `len` bytes at address `addr`, `offset` bytes into its region.
@@ -28,13 +28,22 @@ pub struct Job {
 struct Stored {
     runs: Vec<(u64, u64)>,
     inherit: bool,
+    guards: Vec<(u64, u64)>,
+}
+
+/// How a region is described in the index besides its chunks.
+pub struct Described {
+    pub backing: Backing,
+    /// Pages not covered by chunks come from the parent image.
+    pub inherit: bool,
+    pub attrs: RegionAttrs,
 }
 
 /// The chunks to store for `maps` (entries flagged true are stored empty), with each entry's
-/// backing and whether it inherits from the parent. For an increment, `tracks` says which pages
-/// of tracked regions were written since the parent. Regions with no backing to store
-/// (vsyscall) get None.
-pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], tracks: Option<&[Track]>) -> (Vec<Option<(Backing, bool)>>, Vec<Job>) {
+/// description (backing, whether it inherits from the parent, flags and guard pages; `flags[i]`:
+/// the VmFlags bits of entry i). For an increment, `tracks` says which pages of tracked regions
+/// were written since the parent. Regions with no backing to store (vsyscall) get None.
+pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], flags: &[u64], tracks: Option<&[Track]>) -> (Vec<Option<Described>>, Vec<Job>) {
     let mut backings = Vec::with_capacity(maps.len());
     let mut jobs = Vec::new();
     // Our own stack changes while we write it: copy it, so each chunk's bytes and hash agree.
@@ -45,10 +54,14 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], tracks: Option<&[Track]>) -
             continue;
         }
         let backing = if *scratch { Backing::Anon } else { maps::backing_of(m) };
+        let m = &MapEntry { flags: flags.get(i).copied().unwrap_or(m.flags), ..m.clone() };
         let stored = match tracks.map(|t| &t[i]) {
-            _ if *scratch => Stored { runs: Vec::new(), inherit: false },
-            Some(Track::Dirty(runs)) if backing == Backing::Anon => Stored { runs: runs.clone(), inherit: true },
-            _ => Stored { runs: maps::stored_runs(pagemap, m, &backing), inherit: false },
+            _ if *scratch => Stored { runs: Vec::new(), inherit: false, guards: Vec::new() },
+            Some(Track::Dirty(runs)) if backing == Backing::Anon => Stored { runs: runs.clone(), inherit: true, guards: maps::guard_pages(pagemap, m) },
+            _ => {
+                let p = maps::stored_pages(pagemap, m, &backing);
+                Stored { runs: p.runs, inherit: false, guards: p.guards }
+            }
         };
         let own_stack = m.start <= here && here < m.end;
         let direct = maps::directly_readable(m, &backing) && !own_stack;
@@ -61,7 +74,8 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], tracks: Option<&[Track]>) -
                 off += len as u64;
             }
         }
-        backings.push(Some((backing, stored.inherit)));
+        let attrs = RegionAttrs { flags: if *scratch { 0 } else { m.flags }, guards: stored.guards };
+        backings.push(Some(Described { backing, inherit: stored.inherit, attrs }));
     }
     (backings, jobs)
 }
