@@ -1,6 +1,7 @@
 //! `ckpt-run`: sets up the environment the runtime reads (preload, image directory, checkpoint
 //! signal, the pid it manages) and execs the program in place, so the program keeps our pid.
 
+mod protect;
 mod resume;
 mod signals;
 
@@ -79,6 +80,12 @@ struct Cli {
     #[arg(long, env = "CKPT_ALLOW_SHARED_DIR", value_parser = clap::builder::FalseyValueParser::new())]
     allow_shared_dir: bool,
 
+    /// Run a program the runtime cannot be loaded into (statically linked, setuid or setgid,
+    /// file capabilities, not x86-64) anyway, without checkpoints, after a warning. Without
+    /// it, ckpt-run refuses such a program (exit status 2).
+    #[arg(long, env = "CKPT_UNPROTECTED", value_parser = clap::builder::FalseyValueParser::new())]
+    unprotected: bool,
+
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<OsString>,
@@ -140,6 +147,16 @@ fn exit_status(e: &anyhow::Error) -> i32 {
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(why) = protect::why_unprotectable(&cli.command[0]) {
+        if !cli.unprotected {
+            eprintln!("ckpt-run: {why}: the ckpt runtime cannot be loaded into it, so it could not be checkpointed (--unprotected runs it anyway, without checkpoints)");
+            std::process::exit(EXIT_USAGE);
+        }
+        eprintln!("ckpt-run: warning: {why}: running it without the ckpt runtime (--unprotected): no checkpoint will be taken, and a checkpoint signal would end it");
+        let e = exec(&cli.command);
+        eprintln!("ckpt-run: {e:#}");
+        std::process::exit(exit_status(&e));
+    }
     if let Err(e) = run(cli) {
         eprintln!("ckpt-run: {e:#}");
         std::process::exit(exit_status(&e));
@@ -198,17 +215,21 @@ fn run(cli: Cli) -> Result<()> {
     std::env::set_var("LD_PRELOAD", preload);
     std::env::set_var(ckpt_image::LAUNCH_VAR, launch.encode());
 
-    let argv: Vec<CString> = cli
-        .command
-        .iter()
-        .map(|a| CString::new(a.clone().into_vec()).context("argument contains a NUL byte"))
-        .collect::<Result<_>>()?;
+    Err(exec(&cli.command))
+}
+
+/// Exec `command` (looked up in PATH) in this process; returns only on failure.
+fn exec(command: &[OsString]) -> anyhow::Error {
+    let argv: Vec<CString> = match command.iter().map(|a| CString::new(a.clone().into_vec()).context("argument contains a NUL byte")).collect::<Result<_>>() {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
     let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
     // SAFETY: argv is a NULL-terminated array of valid C strings that outlive the call.
     unsafe { libc::execvp(ptrs[0], ptrs.as_ptr()) };
     let err = std::io::Error::last_os_error();
-    Err(CannotRun { program: program.to_string_lossy().into_owned(), err }.into())
+    CannotRun { program: command[0].to_string_lossy().into_owned(), err }.into()
 }
 
 /// The runtime lives next to our own executable (cargo build) or in ../lib (an install).

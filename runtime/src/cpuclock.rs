@@ -29,7 +29,7 @@ fn encode(id: i32, low: i32) -> libc::clockid_t {
 pub fn real_clock(clk: libc::clockid_t) -> libc::clockid_t {
     match decode(clk) {
         Some((id, thread)) if id != 0 => {
-            let real = if thread { vids::real_tid(id) } else { vids::real_pid(id) };
+            let real = if thread { vids::real_tid(id) } else { vids::real_pid_of(id) };
             encode(real, clk & 7)
         }
         _ => clk,
@@ -86,7 +86,7 @@ pub unsafe extern "C" fn clock_settime(clk: libc::clockid_t, ts: *const libc::ti
 pub unsafe extern "C" fn clock_getcpuclockid(pid: libc::pid_t, clk: *mut libc::clockid_t) -> c_int {
     let mut real: libc::clockid_t = 0;
     // SAFETY: forwarding to libc with our own out-parameter.
-    let r = unsafe { std::mem::transmute::<usize, CpuClockFn>(REAL_GETCPUCLOCKID.get())(if pid == 0 { 0 } else { vids::real_pid(pid) }, &mut real) };
+    let r = unsafe { std::mem::transmute::<usize, CpuClockFn>(REAL_GETCPUCLOCKID.get())(if pid == 0 { 0 } else { vids::real_pid_of(pid) }, &mut real) };
     if r == 0 {
         // SAFETY: the caller's out-parameter.
         unsafe { *clk = if pid == 0 { real } else { encode(pid, CPUCLOCK_SCHED) } };

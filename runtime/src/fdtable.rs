@@ -1,10 +1,12 @@
 //! The file descriptor table (/proc/self/fd and fdinfo): what each fd is, its flags and offset,
-//! and which fds share an open file description (kcmp). What each kind of object holds beyond
-//! that (pipe contents, socket queues, event fd state) is read by `fdobjs`.
+//! the locks held through it, and which fds share an open file description (kcmp). What each
+//! kind of object holds beyond that is read by its module of ckpt-kinds (deleted files, pipes
+//! and FIFOs, locks, /proc paths) or by `fdobjs` (sockets, event fds).
 
 use crate::fdobjs;
 use crate::sys::{self, syscall};
 use ckpt_image::{FdKind, FdState};
+use ckpt_kinds::{deleted, locks, pipe, procfs};
 
 const KCMP_FILE: i64 = 0;
 
@@ -15,7 +17,7 @@ pub fn read_fds() -> Vec<FdState> {
     fds.sort_unstable();
     // (fd, st_dev, st_ino) of the fds seen so far, to find dups.
     let mut seen: Vec<(i32, u64, u64)> = Vec::new();
-    let mut pipes = fdobjs::PipesSeen::default();
+    let mut pipes = pipe::Seen::default();
     let pid = sys::getpid();
     for fd in fds {
         if crate::control::is_runtime_fd(fd) {
@@ -28,6 +30,7 @@ pub fn read_fds() -> Vec<FdState> {
         }
         let n = sys::decimal(fd);
         let link = sys::readlink(&sys::cpath(&[b"/proc/self/fd/", &n])).unwrap_or_default();
+        let link = procfs::own_proc_path(&link, pid);
         let info = sys::read_file(&sys::cpath(&[b"/proc/self/fdinfo/", &n])).unwrap_or_default();
         let (pos, flags) = parse_fdinfo(&info);
         let cloexec = syscall!(libc::SYS_fcntl, fd, libc::F_GETFD).map(|f| f & libc::FD_CLOEXEC as i64 != 0).unwrap_or(false);
@@ -38,12 +41,14 @@ pub fn read_fds() -> Vec<FdState> {
             .map(|s| s.0);
         seen.push((fd, st.st_dev, st.st_ino));
         if let Some(of) = dup_of {
-            out.push(FdState { fd, flags, pos, cloexec, kind: FdKind::Other { link }, dup_of: Some(of), mtime: 0, id: Default::default() });
+            out.push(FdState { fd, flags, pos, cloexec, kind: FdKind::Other { link }, dup_of: Some(of), mtime: 0, id: Default::default(), locks: Vec::new() });
             continue;
         }
         let fmt = st.st_mode & libc::S_IFMT;
-        let deleted = link.ends_with(b" (deleted)");
-        let by_path = link.starts_with(b"/") && !deleted && (fmt == libc::S_IFREG || fmt == libc::S_IFDIR || fmt == libc::S_IFCHR);
+        let named = link.starts_with(b"/");
+        let gone = link.strip_suffix(b" (deleted)").filter(|_| named).map(<[u8]>::to_vec);
+        let o_path = flags & libc::O_PATH != 0;
+        let by_path = named && gone.is_none() && (o_path || [libc::S_IFREG, libc::S_IFDIR, libc::S_IFCHR, libc::S_IFLNK].contains(&fmt));
         // What the restart checks the file at the path against (the same file, not another one).
         let mut id = ckpt_image::FileId::default();
         let kind = if by_path {
@@ -52,9 +57,11 @@ pub fn read_fds() -> Vec<FdState> {
             let _ = syscall!(libc::SYS_fstatfs, fd, &mut fs as *mut libc::statfs);
             id = ckpt_image::FileId::new(&st, fs.f_type);
             FdKind::Path { path: link, size: st.st_size as u64, is_dir: fmt == libc::S_IFDIR }
-        } else if deleted && fmt == libc::S_IFREG && link.starts_with(b"/") {
-            let path = link[..link.len() - b" (deleted)".len()].to_vec();
-            fdobjs::deleted_file(&n, path, st.st_size as u64).unwrap_or(FdKind::Other { link })
+        } else if fmt == libc::S_IFIFO && named {
+            let deleted = gone.is_some();
+            pipes.fifo(fd, &n, &st, gone.unwrap_or(link), deleted)
+        } else if let Some(path) = gone {
+            deleted::capture(fd, path, &st).unwrap_or(FdKind::Other { link })
         } else if fmt == libc::S_IFIFO && link.starts_with(b"pipe:") {
             pipes.pipe(fd, &n, st.st_ino)
         } else if fmt == libc::S_IFSOCK {
@@ -64,7 +71,7 @@ pub fn read_fds() -> Vec<FdState> {
         } else {
             FdKind::Other { link }
         };
-        out.push(FdState { fd, flags, pos, cloexec, kind, dup_of: None, mtime: st.st_mtime, id });
+        out.push(FdState { fd, flags, pos, cloexec, kind, dup_of: None, mtime: st.st_mtime, id, locks: locks::capture(fd, &info, flags) });
     }
     out
 }

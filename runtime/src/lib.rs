@@ -14,6 +14,7 @@ mod dirty;
 mod fdhooks;
 mod fdobjs;
 mod fdtable;
+mod freeze;
 mod generations;
 mod gate;
 mod hooks;
@@ -21,6 +22,7 @@ mod imgdir;
 mod incremental;
 mod kstate;
 mod launch;
+mod leftout;
 mod log;
 mod maps;
 mod pagescan;
@@ -211,6 +213,10 @@ extern "C" fn trigger_handler(_sig: i32) {
 
 /// Start the checkpoint thread (called just before the program's main).
 pub fn start_checkpoint_thread() {
+    // exit() (and a return from main) waits for a checkpoint being taken; registered here, after
+    // the dynamic loader's own exit handler, so that it runs before it.
+    // SAFETY: registering a plain function.
+    unsafe { libc::atexit(at_exit) };
     // The new thread must never run the program's handlers, not even before it blocks every
     // signal itself: let it inherit an all-blocked mask.
     let all: u64 = !0;
@@ -230,6 +236,10 @@ pub fn start_checkpoint_thread() {
     if r != 0 {
         log!(ERROR, "cannot start the checkpoint thread (error {r}); checkpoints are disabled");
     }
+}
+
+extern "C" fn at_exit() {
+    checkpoint::wait_in_flight();
 }
 
 extern "C" fn checkpoint_thread_main(_: *mut c_void) -> *mut c_void {

@@ -2,7 +2,7 @@
 //! be stored (PAGEMAP_SCAN, else /proc/self/pagemap), and which are guard pages.
 
 use crate::{pagescan, sys};
-use ckpt_image::Backing;
+use ckpt_image::{filerefs, Backing};
 
 pub const PAGE: u64 = 4096;
 const PM_PRESENT: u64 = 1 << 63;
@@ -146,6 +146,29 @@ fn stat_path(path: &[u8]) -> Option<(u64, i64)> {
     Some((st.st_size as u64, st.st_mtime))
 }
 
+/// For a private file mapping (`maps[i]`) of a file that the program also maps shared and
+/// writable: the runs of its pages that lie in those shared mappings' file ranges (see
+/// ckpt_image::filerefs). Unwritten, they stay references to the file, which the image restores;
+/// every other page inside the file is stored. None: no such shared mapping (then only the pages
+/// the program wrote are stored, and a restart checks that the file is unchanged).
+pub fn file_refs(maps: &[(MapEntry, bool)], i: usize) -> Option<Vec<(u64, u64)>> {
+    let m = &maps[i].0;
+    if m.shared || m.inode == 0 || !m.name.starts_with(b"/") || m.name.ends_with(b" (deleted)") {
+        return None;
+    }
+    let same = |o: &MapEntry| o.shared && o.prot & libc::PROT_WRITE as u32 != 0 && o.inode == m.inode && o.name == m.name;
+    if !maps.iter().any(|(o, _)| same(o)) {
+        return None;
+    }
+    let (size, _) = stat_path(&m.name)?;
+    let ranges: Vec<(u64, u64)> = maps
+        .iter()
+        .filter(|(o, _)| same(o))
+        .map(|(o, _)| (o.offset, o.offset + filerefs::pages_in_file(o.offset, o.end - o.start, size) * PAGE))
+        .collect();
+    Some(filerefs::covered_runs(m.offset, (m.end - m.start) / PAGE, &ranges))
+}
+
 /// What of a region's pages the image holds: runs (first page from the region's start, pages)
 /// to store, and the guard pages (which hold nothing and must not be read: a read faults).
 pub struct Pages {
@@ -153,37 +176,50 @@ pub struct Pages {
     pub guards: Vec<(u64, u64)>,
 }
 
-/// Which pages of a region must be stored, and its guard pages.
-pub fn stored_pages(pagemap_fd: i32, m: &MapEntry, backing: &Backing) -> Pages {
+/// Which pages of a region must be stored, and its guard pages. `refs`: for a private file
+/// mapping, what `file_refs` found.
+pub fn stored_pages(pagemap_fd: i32, m: &MapEntry, backing: &Backing, refs: Option<&[(u64, u64)]>) -> Pages {
     let whole = matches!(backing, Backing::SharedAnon | Backing::File { shared: true, .. }) || is_deleted_file(m);
-    let mut buf = [pagescan::PageRegion::default(); 512];
     if !whole && !matches!(backing, Backing::Special) {
-        // One scan: pages with data and guard pages, by range.
-        let q = pagescan::Query {
-            anyof: pagescan::PAGE_IS_PRESENT | pagescan::PAGE_IS_SWAPPED | pagescan::PAGE_IS_GUARD,
-            ret: pagescan::PAGE_IS_PRESENT | pagescan::PAGE_IS_SWAPPED | pagescan::PAGE_IS_FILE | pagescan::PAGE_IS_GUARD,
-            ..Default::default()
-        };
         let private_file = matches!(backing, Backing::File { .. });
-        let (mut runs, mut guards) = (Vec::new(), Vec::new());
-        let scanned = pagescan::scan(pagemap_fd, m.start, m.end, q, &mut buf, |first, n, c| {
-            if c & pagescan::PAGE_IS_GUARD != 0 {
-                pagescan::push_run(&mut guards, first, n);
-            } else if !private_file || c & pagescan::PAGE_IS_PRESENT == 0 || c & pagescan::PAGE_IS_FILE == 0 {
-                // Anonymous: present or swapped. Private file mapping: pages copied on write
-                // (present, not the file's) or swapped.
-                pagescan::push_run(&mut runs, first, n);
+        if let Some(mut p) = scan_pages(pagemap_fd, m, private_file) {
+            if let (Backing::File { shared: false, offset, size, .. }, Some(refs)) = (backing, refs) {
+                // Every page inside the file that is no reference to a shared mapping's (see
+                // file_refs), guard pages excepted.
+                let in_file = filerefs::pages_in_file(*offset, m.end - m.start, *size);
+                let own = pagescan::subtract(&pagescan::subtract(&[(0, in_file)], refs), &p.guards);
+                p.runs = pagescan::union(&p.runs, &own);
             }
-        });
-        if scanned.is_ok() {
-            return Pages { runs, guards };
+            return p;
         }
     }
-    let runs = stored_runs(pagemap_fd, m, backing);
+    let runs = stored_runs(pagemap_fd, m, backing, refs);
     // Guard pages of regions stored whole (rare: only where smaps says the region has some).
     let guards = guard_pages(pagemap_fd, m);
     let runs = if guards.is_empty() { runs } else { pagescan::subtract(&runs, &guards) };
     Pages { runs, guards }
+}
+
+/// With PAGEMAP_SCAN (None without): the pages of a private mapping that hold data of the
+/// program's own (anonymous: present or swapped; `private_file`: copied on write or swapped)
+/// and its guard pages, in one scan.
+fn scan_pages(pagemap_fd: i32, m: &MapEntry, private_file: bool) -> Option<Pages> {
+    let mut buf = [pagescan::PageRegion::default(); 512];
+    let q = pagescan::Query {
+        anyof: pagescan::PAGE_IS_PRESENT | pagescan::PAGE_IS_SWAPPED | pagescan::PAGE_IS_GUARD,
+        ret: pagescan::PAGE_IS_PRESENT | pagescan::PAGE_IS_SWAPPED | pagescan::PAGE_IS_FILE | pagescan::PAGE_IS_GUARD,
+        ..Default::default()
+    };
+    let (mut runs, mut guards) = (Vec::new(), Vec::new());
+    pagescan::scan(pagemap_fd, m.start, m.end, q, &mut buf, |first, n, c| {
+        if c & pagescan::PAGE_IS_GUARD != 0 {
+            pagescan::push_run(&mut guards, first, n);
+        } else if !private_file || c & pagescan::PAGE_IS_PRESENT == 0 || c & pagescan::PAGE_IS_FILE == 0 {
+            pagescan::push_run(&mut runs, first, n);
+        }
+    })
+    .ok()?;
+    Some(Pages { runs, guards })
 }
 
 /// The guard pages of a region (only looked for where smaps says it has some).
@@ -196,56 +232,28 @@ pub fn guard_pages(pagemap_fd: i32, m: &MapEntry) -> Vec<(u64, u64)> {
     let q = pagescan::Query { mask: pagescan::PAGE_IS_GUARD, ret: pagescan::PAGE_IS_GUARD, ..Default::default() };
     match pagescan::scan(pagemap_fd, m.start, m.end, q, &mut buf, |first, n, _| pagescan::push_run(&mut guards, first, n)) {
         Ok(()) => guards,
-        Err(_) => pagemap_guards(pagemap_fd, m),
-    }
-}
-
-/// Guard pages of a region from pagemap entries (kernels without PAGEMAP_SCAN have none, but
-/// this is the same reading as `stored_runs`).
-fn pagemap_guards(pagemap_fd: i32, m: &MapEntry) -> Vec<(u64, u64)> {
-    let mut out = Vec::new();
-    each_entry(pagemap_fd, m, |pg, e| {
-        if e & PM_GUARD != 0 {
-            pagescan::push_run(&mut out, pg, 1);
-        }
-    });
-    out
-}
-
-/// Call `f(page from start, pagemap entry)` for every page of the region.
-fn each_entry(pagemap_fd: i32, m: &MapEntry, mut f: impl FnMut(u64, u64)) {
-    let npages = (m.end - m.start) / PAGE;
-    const BATCH: u64 = 8192;
-    let mut buf = vec![0u64; BATCH as usize];
-    let mut p = 0;
-    while p < npages {
-        let n = BATCH.min(npages - p);
-        let bytes = (n * 8) as usize;
-        // SAFETY: viewing the u64 buffer as bytes for the read.
-        let b = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, bytes) };
-        let off = (m.start / PAGE + p) * 8;
-        let got = sys::pread(pagemap_fd, b, off).unwrap_or(0);
-        let entries = got / 8;
-        for (i, &e) in buf.iter().enumerate().take(entries) {
-            f(p + i as u64, e);
-        }
-        if entries < n as usize {
-            break;
-        }
-        p += n;
+        // (Kernels without PAGEMAP_SCAN have no guard pages either.)
+        Err(_) => pagemap_runs(pagemap_fd, m, true, |e, _| e & PM_GUARD != 0),
     }
 }
 
 /// Which pages of a region must be stored, as runs of (page offset from region start, pages),
-/// from /proc/self/pagemap read page by page (kernels without PAGEMAP_SCAN).
-fn stored_runs(pagemap_fd: i32, m: &MapEntry, backing: &Backing) -> Vec<(u64, u64)> {
+/// from /proc/self/pagemap read page by page (kernels without PAGEMAP_SCAN, and regions stored
+/// whole). `refs`: for a private file mapping, what `file_refs` found.
+fn stored_runs(pagemap_fd: i32, m: &MapEntry, backing: &Backing, refs: Option<&[(u64, u64)]>) -> Vec<(u64, u64)> {
     let npages = (m.end - m.start) / PAGE;
     let mut runs: Vec<(u64, u64)> = Vec::new();
-    let want = |e: u64| -> bool {
+    // Pages of a private file mapping stored whatever pagemap says (see file_refs).
+    let in_file = match backing {
+        Backing::File { shared: false, offset, size, .. } if refs.is_some() => filerefs::pages_in_file(*offset, m.end - m.start, *size),
+        _ => 0,
+    };
+    let is_ref = |pg: u64| refs.unwrap_or(&[]).iter().any(|&(s, n)| s <= pg && pg < s + n);
+    let want = |e: u64, pg: u64| -> bool {
         match backing {
             Backing::Anon => e & (PM_PRESENT | PM_SWAPPED) != 0,
             // Private file mapping: pages that were copied on write (anonymous now) or swapped.
-            Backing::File { shared: false, .. } => (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAPPED != 0,
+            Backing::File { shared: false, .. } => (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAPPED != 0 || (pg < in_file && !is_ref(pg)),
             Backing::SharedAnon => true,
             _ => false,
         }
@@ -254,7 +262,7 @@ fn stored_runs(pagemap_fd: i32, m: &MapEntry, backing: &Backing) -> Vec<(u64, u6
         // A shared file mapping the program can write: store every page inside the file, so
         // that the restart puts back what the file held at checkpoint time.
         if m.prot & libc::PROT_WRITE as u32 != 0 {
-            let in_file = size.saturating_sub(*offset).div_ceil(PAGE).min(npages);
+            let in_file = filerefs::pages_in_file(*offset, m.end - m.start, *size);
             if in_file > 0 {
                 runs.push((0, in_file));
             }
@@ -270,10 +278,44 @@ fn stored_runs(pagemap_fd: i32, m: &MapEntry, backing: &Backing) -> Vec<(u64, u6
         runs.push((0, npages));
         return runs;
     }
-    each_entry(pagemap_fd, m, |pg, e| {
-        if e & PM_GUARD == 0 && want(e) {
-            pagescan::push_run(&mut runs, pg, 1);
+    pagemap_runs(pagemap_fd, m, false, want)
+}
+
+/// Pages of a private mapping that are the program's own now (copied on write, or swapped out):
+/// runs of (page offset from the region's start, pages). Guard pages are not.
+pub fn copied_pages(pagemap_fd: i32, m: &MapEntry) -> Vec<(u64, u64)> {
+    match scan_pages(pagemap_fd, m, true) {
+        Some(p) => p.runs,
+        None => pagemap_runs(pagemap_fd, m, false, |e, _| (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAPPED != 0),
+    }
+}
+
+/// Runs of the pages of `m` whose pagemap entry (and page number) `want` accepts; guard pages
+/// (which pagemap shows as swapped) only when `guards`.
+fn pagemap_runs(pagemap_fd: i32, m: &MapEntry, guards: bool, want: impl Fn(u64, u64) -> bool) -> Vec<(u64, u64)> {
+    let npages = (m.end - m.start) / PAGE;
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    const BATCH: u64 = 8192;
+    let mut buf = vec![0u64; BATCH as usize];
+    let mut p = 0;
+    while p < npages {
+        let n = BATCH.min(npages - p);
+        let bytes = (n * 8) as usize;
+        // SAFETY: viewing the u64 buffer as bytes for the read.
+        let b = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, bytes) };
+        let off = (m.start / PAGE + p) * 8;
+        let got = sys::pread(pagemap_fd, b, off).unwrap_or(0);
+        let entries = got / 8;
+        for (i, &e) in buf.iter().enumerate().take(entries) {
+            let pg = p + i as u64;
+            if (e & PM_GUARD != 0) == guards && want(e, pg) {
+                pagescan::push_run(&mut runs, pg, 1);
+            }
         }
-    });
+        if entries < n as usize {
+            break;
+        }
+        p += n;
+    }
     runs
 }

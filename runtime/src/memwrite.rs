@@ -1,5 +1,5 @@
-//! Writing the memory of an image: which chunks to store (from pagemap), and compressing and
-//! writing them with several threads.
+//! Writing the memory of an image: which chunks to store (from pagemap; and the data extents
+//! of deleted files), and compressing and writing them with several threads.
 //!
 //! The threads are raw `clone`s sharing the caller's memory and TLS (no CLONE_SETTLS), not
 //! pthreads: in the snapshot child, pthread_create could block forever on a glibc lock that a
@@ -8,9 +8,11 @@
 //! runtime's own threads take), never TLS.
 
 use crate::dirty::Track;
+use crate::freeze::Frozen;
 use crate::maps::{self, MapEntry, PAGE};
 use crate::sys;
-use ckpt_image::{Backing, Chunk, ChunkEncoder, Codec, RegionAttrs, Writer, CHUNK_SIZE};
+use ckpt_image::{Backing, Chunk, ChunkEncoder, Codec, FdKind, FdState, RegionAttrs, Writer, CHUNK_SIZE};
+use ckpt_kinds::deleted;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 /// One chunk to store: `len` bytes at address `addr`, `offset` bytes into its region.
@@ -20,8 +22,12 @@ pub struct Job {
     pub offset: u64,
     pub addr: u64,
     pub len: usize,
-    /// Readable private anonymous memory: read in place. Otherwise through /proc/self/mem.
+    /// Readable private anonymous memory (or a frozen copy): read in place. Otherwise through
+    /// /proc/self/mem.
     pub direct: bool,
+    /// A deleted file's data: read from this fd of ours at `offset` (`region` is then the fd's
+    /// entry in the fd table), not from memory. -1 for memory.
+    pub file: i32,
 }
 
 /// Pages of a region, and whether the others come from the parent image (an increment).
@@ -42,8 +48,9 @@ pub struct Described {
 /// The chunks to store for `maps` (entries flagged true are stored empty), with each entry's
 /// description (backing, whether it inherits from the parent, flags and guard pages; `flags[i]`:
 /// the VmFlags bits of entry i). For an increment, `tracks` says which pages of tracked regions
-/// were written since the parent. Regions with no backing to store (vsyscall) get None.
-pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], flags: &[u64], tracks: Option<&[Track]>) -> (Vec<Option<Described>>, Vec<Job>) {
+/// were written since the parent. Regions with no backing to store (vsyscall) get None. Regions
+/// that `frozen` holds a copy of are read from the copy.
+pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], flags: &[u64], tracks: Option<&[Track]>, frozen: &[Option<Frozen>]) -> (Vec<Option<Described>>, Vec<Job>) {
     let mut backings = Vec::with_capacity(maps.len());
     let mut jobs = Vec::new();
     // Our own stack changes while we write it: copy it, so each chunk's bytes and hash agree.
@@ -55,22 +62,29 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], flags: &[u64], tracks: Opti
         }
         let backing = if *scratch { Backing::Anon } else { maps::backing_of(m) };
         let m = &MapEntry { flags: flags.get(i).copied().unwrap_or(m.flags), ..m.clone() };
+        let copy = frozen.get(i).and_then(Option::as_ref);
         let stored = match tracks.map(|t| &t[i]) {
             _ if *scratch => Stored { runs: Vec::new(), inherit: false, guards: Vec::new() },
+            _ if copy.is_some() => Stored { runs: Vec::new(), inherit: false, guards: maps::guard_pages(pagemap, m) },
             Some(Track::Dirty(runs)) if backing == Backing::Anon => Stored { runs: runs.clone(), inherit: true, guards: maps::guard_pages(pagemap, m) },
             _ => {
-                let p = maps::stored_pages(pagemap, m, &backing);
+                let p = maps::stored_pages(pagemap, m, &backing, maps::file_refs(maps, i).as_deref());
                 Stored { runs: p.runs, inherit: false, guards: p.guards }
             }
         };
         let own_stack = m.start <= here && here < m.end;
         let direct = maps::directly_readable(m, &backing) && !own_stack;
-        for (first, n) in stored.runs {
+        // (first page, pages, address of the first page's bytes, read in place)
+        let runs: Vec<(u64, u64, u64, bool)> = match copy {
+            Some(f) => f.runs.iter().map(|&(first, n, at)| (first, n, at, true)).collect(),
+            None => stored.runs.iter().map(|&(first, n)| (first, n, m.start + first * PAGE, direct)).collect(),
+        };
+        for (first, n, at, direct) in runs {
             let mut off = first * PAGE;
             let end = (first + n) * PAGE;
             while off < end {
                 let len = (end - off).min(CHUNK_SIZE as u64) as usize;
-                jobs.push(Job { region: i, offset: off, addr: m.start + off, len, direct });
+                jobs.push(Job { region: i, offset: off, addr: at + (off - first * PAGE), len, direct, file: -1 });
                 off += len as u64;
             }
         }
@@ -78,6 +92,48 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], flags: &[u64], tracks: Opti
         backings.push(Some(Described { backing, inherit: stored.inherit, attrs }));
     }
     (backings, jobs)
+}
+
+/// Jobs for the data of the deleted files of the fd table (`deleted::data_owners`), appended
+/// to `jobs`: their data extents, read through fds of ours opened here (returned, to be closed
+/// once written). A file we cannot open again (its mode denies us reading) is read through the
+/// program's own fd with pread, which leaves its offset alone, all of it (holes cannot be told
+/// without an offset of our own); a file that cannot be read at all fails the checkpoint.
+pub fn plan_files(fds: &[FdState], jobs: &mut Vec<Job>) -> Result<Vec<i32>, String> {
+    let mut opened = Vec::new();
+    for i in deleted::data_owners(fds) {
+        let f = &fds[i];
+        let FdKind::Deleted(d) = &f.kind else { continue };
+        let (fd, runs) = match sys::open(&sys::cpath(&[b"/proc/self/fd/", &sys::decimal(f.fd)]), libc::O_RDONLY, 0) {
+            Ok(fd) => {
+                opened.push(fd);
+                (fd, deleted::extents(fd, d.size))
+            }
+            Err(_) if f.flags & libc::O_ACCMODE != libc::O_WRONLY && f.flags & libc::O_PATH == 0 => (f.fd, vec![(0, d.size.div_ceil(PAGE) * PAGE)]),
+            Err(e) => {
+                opened.iter().for_each(|&fd| sys::close(fd));
+                return Err(format!("cannot read the deleted file {} (fd {}): errno {e}", String::from_utf8_lossy(&d.path), f.fd));
+            }
+        };
+        for (s, e) in runs {
+            let mut off = s;
+            while off < e {
+                let len = (e - off).min(CHUNK_SIZE as u64) as usize;
+                jobs.push(Job { region: i, offset: off, addr: 0, len, direct: false, file: fd });
+                off += len as u64;
+            }
+        }
+    }
+    Ok(opened)
+}
+
+/// Give each deleted file its chunks (`jobs` and `chunks`: the file jobs and what they wrote).
+pub fn attach_files(fds: &mut [FdState], jobs: &[Job], chunks: &[Chunk]) {
+    for (j, c) in jobs.iter().zip(chunks) {
+        if let FdKind::Deleted(d) = &mut fds[j.region].kind {
+            d.chunks.push(*c);
+        }
+    }
 }
 
 struct Shared<'a> {
@@ -182,15 +238,25 @@ fn work(sh: &Shared) {
         }
         let i = sh.next.fetch_add(1, Ordering::Relaxed);
         let Some(job) = sh.jobs.get(i) else { return };
-        let data: &[u8] = if job.direct {
+        let data: &[u8] = if job.file >= 0 {
+            buf.resize(job.len, 0);
+            let mut got = 0;
+            while got < job.len {
+                match sys::pread(job.file, &mut buf[got..], job.offset + got as u64) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+            }
+            buf[got..].fill(0);
+            &buf
+        } else if job.direct {
             // SAFETY: [addr, addr+len) lies in a readable private anonymous mapping of this
             // process that nothing writes while the image is written (threads stopped, or the
-            // snapshot child's copy).
+            // snapshot child's copy of the program's memory, or its frozen copy of shared memory).
             unsafe { std::slice::from_raw_parts(job.addr as *const u8, job.len) }
         } else {
             buf.resize(job.len, 0);
-            let got = sys::pread(sh.mem, &mut buf, job.addr).unwrap_or(0);
-            buf[got..].fill(0);
+            sys::pread_pages(sh.mem, &mut buf, job.addr);
             &buf
         };
         match sh.writer.write_chunk_with(&mut enc, job.offset, data) {

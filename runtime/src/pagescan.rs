@@ -115,6 +115,20 @@ pub fn subtract(runs: &[(u64, u64)], holes: &[(u64, u64)]) -> Vec<(u64, u64)> {
     out
 }
 
+/// The pages of either `a` or `b` (sorted runs of (first, n)), as sorted runs.
+pub fn union(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut all: Vec<(u64, u64)> = a.iter().chain(b).copied().collect();
+    all.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(all.len());
+    for (s, n) in all {
+        match out.last_mut() {
+            Some((ls, ln)) if s <= *ls + *ln => *ln = (*ln).max(s + n - *ls),
+            _ => out.push((s, n)),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +138,11 @@ mod tests {
         assert_eq!(subtract(&[(0, 10)], &[(2, 3), (8, 5)]), vec![(0, 2), (5, 3)]);
         assert_eq!(subtract(&[(0, 4), (6, 2)], &[]), vec![(0, 4), (6, 2)]);
         assert_eq!(subtract(&[(3, 2)], &[(0, 10)]), vec![]);
+    }
+
+    #[test]
+    fn union_merges_overlaps() {
+        assert_eq!(union(&[(0, 2), (10, 2)], &[(1, 4), (12, 1), (20, 1)]), vec![(0, 5), (10, 3), (20, 1)]);
+        assert_eq!(union(&[], &[(3, 1)]), vec![(3, 1)]);
     }
 }

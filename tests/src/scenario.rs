@@ -277,6 +277,9 @@ fn checkpoint(p: &mut Proc, image: &Path, at_step: u64, timeouts: &Timeouts) -> 
     p.note(format!("(checkpoint requested after step {signalled_after_step})"));
     let deadline = Instant::now() + timeouts.image;
     loop {
+        // Whether the process had exited before this look at the image: a program that ends
+        // while its checkpoint is written waits for the image, so look once more after that.
+        let exited = !p.running();
         if let Some(now) = file_version(image) {
             if Some(now) != before {
                 let m = std::fs::metadata(image)?;
@@ -299,7 +302,7 @@ fn checkpoint(p: &mut Proc, image: &Path, at_step: u64, timeouts: &Timeouts) -> 
                 });
             }
         }
-        if !p.running() {
+        if exited {
             bail!(
                 "{} (pid {}) exited ({}) after the checkpoint signal, before the image {} appeared",
                 p.label(),

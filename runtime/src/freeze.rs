@@ -1,0 +1,139 @@
+//! Freezing what a forked snapshot does not: a copy-on-write child sees the program's private
+//! memory as it was at the fork, but shared memory (MAP_SHARED mappings of files, shared
+//! anonymous memory, memfd, POSIX and System V shm) is the same memory in both processes, and
+//! the program keeps writing it while the child writes the image. So the snapshot child, while
+//! the program's threads are still stopped, copies the pages of those regions that the image
+//! stores into private memory of its own; the image is then written from that copy. The pause
+//! grows with the shared memory only (and the copy lives only as long as the child).
+//!
+//! Private file mappings of a file that the program also maps shared and writable are copied too
+//! (their pages inside the file that are stored, see maps::file_refs), and private mappings of
+//! memfds and deleted files: the pages the program never wrote are the file's, and the file
+//! changes under the child.
+//!
+//! Pages of shmem objects (shared anonymous memory, memfd, System V and /dev/shm) that are not in
+//! memory are holes when the system has no swap: they are left out of the copy (they read as
+//! zeros, like the hole) instead of being read, which would allocate them in the object.
+//! Runs in the snapshot child: raw system calls and the runtime's allocator only.
+
+use crate::maps::{self, MapEntry, PAGE};
+use crate::sys::{self, syscall};
+use ckpt_image::{Backing, CHUNK_SIZE};
+
+/// The frozen copy of one region: runs of its pages (first page, pages) and where in our memory
+/// the copy of each run starts.
+pub struct Frozen {
+    pub runs: Vec<(u64, u64, u64)>,
+}
+
+/// Whether region `m` with `backing` must be copied before the program runs on: memory that a
+/// fork shares instead of copying, a private file mapping whose file the program writes
+/// through a shared mapping (`refs`, see maps::file_refs), or a private mapping of a memfd or
+/// deleted file (stored whole; its unwritten pages are the file's, which the program may write
+/// through a shared mapping or its fd).
+fn needed(m: &MapEntry, backing: &Backing, refs: bool) -> bool {
+    match backing {
+        Backing::SharedAnon => true,
+        Backing::File { shared: true, .. } => m.prot & libc::PROT_WRITE as u32 != 0,
+        Backing::File { shared: false, .. } => refs,
+        Backing::Anon => maps::is_deleted_file(m),
+        Backing::Special => false,
+    }
+}
+
+/// A shmem object, whose pages that are not in memory hold nothing (without swap).
+fn shmem(m: &MapEntry) -> bool {
+    [&b"/dev/zero"[..], b"/SYSV", b"/memfd:", b"/dev/shm/"].iter().any(|p| m.name.starts_with(p))
+}
+
+/// Whether the system has swap configured (/proc/swaps lists more than its header line).
+fn has_swap() -> bool {
+    match sys::read_file(&sys::cpath(&[b"/proc/swaps"])) {
+        Ok(t) => t.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() > 1,
+        Err(_) => true,
+    }
+}
+
+/// Copy the stored pages of every region that needs it (`maps` entries flagged true are the
+/// scratch arena, stored empty). One entry per region: None when the region is read in place.
+pub fn freeze(maps: &[(MapEntry, bool)], pagemap: i32, mem: i32) -> Result<Vec<Option<Frozen>>, String> {
+    let holes_ok = !has_swap();
+    let mut out = Vec::with_capacity(maps.len());
+    for (i, (m, scratch)) in maps.iter().enumerate() {
+        if *scratch || m.name == b"[vsyscall]" {
+            out.push(None);
+            continue;
+        }
+        // Cheap tests first: a private mapping needs no stat unless its file is mapped shared.
+        let refs = if m.shared { None } else { maps::file_refs(maps, i) };
+        if !m.shared && refs.is_none() && !maps::is_deleted_file(m) {
+            out.push(None);
+            continue;
+        }
+        let backing = maps::backing_of(m);
+        if !needed(m, &backing, refs.is_some()) {
+            out.push(None);
+            continue;
+        }
+        let runs = maps::stored_pages(pagemap, m, &backing, refs.as_deref()).runs;
+        let pages: u64 = runs.iter().map(|r| r.1).sum();
+        if pages == 0 {
+            out.push(Some(Frozen { runs: Vec::new() }));
+            continue;
+        }
+        let len = (pages * PAGE) as usize;
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+        let base = sys::mmap(0, len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0)
+            .map_err(|e| format!("cannot copy the shared region {:#x}-{:#x} ({} KiB): {}", m.start, m.end, len >> 10, crate::checkpoint::strerror(e)))?;
+        if len >= 2 << 20 {
+            // Fewer page faults for a large copy; failure only costs time.
+            let _ = syscall!(libc::SYS_madvise, base, len, libc::MADV_HUGEPAGE);
+        }
+        let skip_holes = holes_ok && shmem(m);
+        let mut at = base as u64;
+        let mut frozen = Vec::with_capacity(runs.len());
+        for (first, n) in runs {
+            copy(mem, m.start + first * PAGE, at, n, skip_holes);
+            frozen.push((first, n, at));
+            at += n * PAGE;
+        }
+        out.push(Some(Frozen { runs: frozen }));
+    }
+    Ok(out)
+}
+
+/// Copy `n` pages at `from` (through /proc/self/mem: a page past the end of a file or a guard
+/// page reads as an error, not a SIGBUS or SIGSEGV) to fresh zeroed memory at `to`. What cannot be read stays zero, as the
+/// image writer would store it. With `skip_holes`, pages that are not in memory are not read.
+fn copy(mem: i32, from: u64, to: u64, n: u64, skip_holes: bool) {
+    let mut pieces: Vec<(u64, u64)> = Vec::new();
+    if skip_holes {
+        let mut vec = vec![0u8; n as usize];
+        if syscall!(libc::SYS_mincore, from, n * PAGE, vec.as_mut_ptr()).is_ok() {
+            for (p, v) in vec.iter().enumerate() {
+                if v & 1 == 0 {
+                    continue;
+                }
+                match pieces.last_mut() {
+                    Some((s, l)) if *s + *l == p as u64 => *l += 1,
+                    _ => pieces.push((p as u64, 1)),
+                }
+            }
+        } else {
+            pieces.push((0, n));
+        }
+    } else {
+        pieces.push((0, n));
+    }
+    let step = CHUNK_SIZE as u64 / PAGE;
+    for (first, count) in pieces {
+        let mut p = first;
+        while p < first + count {
+            let k = step.min(first + count - p);
+            // SAFETY: [to + p*PAGE, +k pages) lies inside the copy we mapped read-write.
+            let dst = unsafe { std::slice::from_raw_parts_mut((to + p * PAGE) as *mut u8, (k * PAGE) as usize) };
+            sys::pread_pages(mem, dst, from + p * PAGE);
+            p += k;
+        }
+    }
+}
