@@ -219,6 +219,8 @@ pub struct Deleted {
     pub target: Vec<u8>,
     /// st_nlink at checkpoint time: above 0, the file still had another name somewhere.
     pub nlink: u64,
+    /// A memfd's seals (F_GET_SEALS; format version 6); 0 for other files.
+    pub seals: u32,
 }
 
 impl Deleted {
