@@ -132,8 +132,10 @@ pub fn open_files(chain: &Chain) -> Result<Vec<Option<File>>> {
         }
         // A private mapping whose pages are all stored or restored into the file by the image
         // (its file is also mapped shared and written) does not depend on the file as it is now.
-        let restored = !*shared && filerefs::private_mapping_restored(regions, i);
-        if !*shared && !restored && (m.size() != *size || m.mtime() != *mtime) {
+        // (Asked only of a changed file: it looks at every region, and a program may have tens
+        // of thousands.)
+        let changed = m.size() != *size || m.mtime() != *mtime;
+        if !*shared && changed && !filerefs::private_mapping_restored(regions, i) {
             bail!("file {} needed by the image has changed since the checkpoint (size or modification time differs)", p.display());
         }
         out.push(Some(f));

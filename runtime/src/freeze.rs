@@ -58,6 +58,7 @@ fn has_swap() -> bool {
 /// scratch arena, stored empty). One entry per region: None when the region is read in place.
 pub fn freeze(maps: &[(MapEntry, bool)], pagemap: i32, mem: i32) -> Result<Vec<Option<Frozen>>, String> {
     let holes_ok = !has_swap();
+    let written = maps::shared_written_inodes(maps);
     let mut out = Vec::with_capacity(maps.len());
     for (i, (m, scratch)) in maps.iter().enumerate() {
         if *scratch || m.name == b"[vsyscall]" {
@@ -65,7 +66,7 @@ pub fn freeze(maps: &[(MapEntry, bool)], pagemap: i32, mem: i32) -> Result<Vec<O
             continue;
         }
         // Cheap tests first: a private mapping needs no stat unless its file is mapped shared.
-        let refs = if m.shared { None } else { maps::file_refs(maps, i) };
+        let refs = if m.shared { None } else { maps::file_refs(maps, i, &written) };
         if !m.shared && refs.is_none() && !maps::is_deleted_file(m) {
             out.push(None);
             continue;

@@ -151,9 +151,11 @@ fn stat_path(path: &[u8]) -> Option<(u64, i64)> {
 /// ckpt_image::filerefs). Unwritten, they stay references to the file, which the image restores;
 /// every other page inside the file is stored. None: no such shared mapping (then only the pages
 /// the program wrote are stored, and a restart checks that the file is unchanged).
-pub fn file_refs(maps: &[(MapEntry, bool)], i: usize) -> Option<Vec<(u64, u64)>> {
+/// `written`: the inodes that `shared_written_inodes` found (so that a program with tens of
+/// thousands of mappings is not looked through once for each).
+pub fn file_refs(maps: &[(MapEntry, bool)], i: usize, written: &[u64]) -> Option<Vec<(u64, u64)>> {
     let m = &maps[i].0;
-    if m.shared || m.inode == 0 || !m.name.starts_with(b"/") || m.name.ends_with(b" (deleted)") {
+    if m.shared || m.inode == 0 || !m.name.starts_with(b"/") || m.name.ends_with(b" (deleted)") || written.binary_search(&m.inode).is_err() {
         return None;
     }
     let same = |o: &MapEntry| o.shared && o.prot & libc::PROT_WRITE as u32 != 0 && o.inode == m.inode && o.name == m.name;
@@ -174,6 +176,14 @@ pub fn file_refs(maps: &[(MapEntry, bool)], i: usize) -> Option<Vec<(u64, u64)>>
 pub struct Pages {
     pub runs: Vec<(u64, u64)>,
     pub guards: Vec<(u64, u64)>,
+}
+
+/// The inodes of the files the program maps shared and writable, sorted (for `file_refs`).
+pub fn shared_written_inodes(maps: &[(MapEntry, bool)]) -> Vec<u64> {
+    let mut v: Vec<u64> = maps.iter().filter(|(o, _)| o.shared && o.prot & libc::PROT_WRITE as u32 != 0 && o.inode != 0).map(|(o, _)| o.inode).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// Which pages of a region must be stored, and its guard pages. `refs`: for a private file

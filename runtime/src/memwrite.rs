@@ -55,6 +55,7 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], flags: &[u64], tracks: Opti
     let mut jobs = Vec::new();
     // Our own stack changes while we write it: copy it, so each chunk's bytes and hash agree.
     let here = &backings as *const _ as u64;
+    let written = maps::shared_written_inodes(maps);
     for (i, (m, scratch)) in maps.iter().enumerate() {
         if m.name == b"[vsyscall]" {
             backings.push(None);
@@ -68,7 +69,7 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], flags: &[u64], tracks: Opti
             _ if copy.is_some() => Stored { runs: Vec::new(), inherit: false, guards: maps::guard_pages(pagemap, m) },
             Some(Track::Dirty(runs)) if backing == Backing::Anon => Stored { runs: runs.clone(), inherit: true, guards: maps::guard_pages(pagemap, m) },
             _ => {
-                let p = maps::stored_pages(pagemap, m, &backing, maps::file_refs(maps, i).as_deref());
+                let p = maps::stored_pages(pagemap, m, &backing, maps::file_refs(maps, i, &written).as_deref());
                 Stored { runs: p.runs, inherit: false, guards: p.guards }
             }
         };
