@@ -70,8 +70,8 @@ pub struct RegionAttrs {
     pub guards: Vec<(u64, u64)>,
 }
 
-/// Process-wide attributes, each restored at restart where the kernel lets an unprivileged
-/// process do it (see docs/restored.md).
+/// Process-wide attributes, each restored at restart where the kernel lets the restarting user
+/// do it (see docs/restored.md).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcAttrs {
     /// prctl(PR_GET_CHILD_SUBREAPER).
@@ -89,6 +89,8 @@ pub struct ProcAttrs {
     /// that is allowed (CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN in our user namespace).
     pub exe: Vec<u8>,
     pub exe_id: crate::FileId,
+    /// /proc/self/loginuid (audit login uid; u32::MAX: unset); None: unknown.
+    pub loginuid: Option<u32>,
 }
 
 /// Per-thread attributes, read by each thread itself when it stops and set again by the thread

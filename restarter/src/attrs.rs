@@ -1,6 +1,6 @@
 //! Giving the program back its process-wide attributes and each region's flags (the image's
 //! `ProcAttrs` and `RegionAttrs`). What survives the address-space switch is set before it
-//! (child subreaper, oom_score_adj, membarrier registrations); what concerns the program's
+//! (child subreaper, oom_score_adj, loginuid, membarrier registrations); what concerns the program's
 //! memory is done by the switch once the memory is in place (`region_ops`, `late_ops`): guard
 //! pages, madvise advice, mlock, mseal; THP disable, KSM merge and the executable. (Per-thread
 //! attributes are set by each recreated thread: runtime/src/threadattrs.rs.)
@@ -40,6 +40,23 @@ pub fn apply(p: &ProcAttrs) {
         }
     }
     set_oom_score_adj(p.oom_score_adj);
+    if let Some(uid) = p.loginuid {
+        set_loginuid(uid);
+    }
+}
+
+/// /proc/self/loginuid (the audit login uid; new threads inherit it from this one): setting it
+/// needs CAP_AUDIT_CONTROL (root), unless it is unset and the kernel lets a process set its own
+/// once. It is normally the same for every process of a user's login session.
+fn set_loginuid(want: u32) {
+    let path = "/proc/self/loginuid";
+    let now: Option<u32> = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok());
+    if now.is_none_or(|n| n == want) {
+        return;
+    }
+    if let Err(e) = std::fs::write(path, want.to_string()) {
+        eprintln!("ckpt-restart: warning: loginuid {want} cannot be restored ({e}; it needs CAP_AUDIT_CONTROL): it stays {}", now.unwrap_or(u32::MAX));
+    }
 }
 
 /// /proc/self/oom_score_adj: raising it is allowed, lowering it below what ckpt-restart has

@@ -1,6 +1,6 @@
 //! Process-wide attributes recorded in each image (ckpt_image::ProcAttrs): prctl settings
-//! (child subreaper, THP disable, KSM merge), oom_score_adj, membarrier registrations, and the
-//! program's executable. (Per-thread ones, no_new_privs and personality among them, are in
+//! (child subreaper, THP disable, KSM merge), oom_score_adj, loginuid, membarrier registrations,
+//! and the program's executable. (Per-thread ones, no_new_privs and personality among them, are in
 //! threadattrs.rs.) ckpt-restart sets them again
 //! (restarter/src/attrs.rs). Read with the threads stopped: raw system calls and /proc only.
 
@@ -43,6 +43,8 @@ pub fn capture() -> ProcAttrs {
     let _ = syscall!(libc::SYS_prctl, libc::PR_GET_CHILD_SUBREAPER, &mut subreaper as *mut i32);
     let oom = sys::read_file(&sys::cpath(&[b"/proc/self/oom_score_adj"])).unwrap_or_default();
     let oom_score_adj = std::str::from_utf8(&oom).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    let login = sys::read_file(&sys::cpath(&[b"/proc/self/loginuid"])).unwrap_or_default();
+    let loginuid = std::str::from_utf8(&login).ok().and_then(|s| s.trim().parse().ok());
     // SAFETY: EXE is null or a leaked Box that is never freed while the process image lives.
     let (exe, exe_id) = unsafe { EXE.load(Ordering::Acquire).as_ref() }.cloned().unwrap_or_default();
     ProcAttrs {
@@ -53,5 +55,6 @@ pub fn capture() -> ProcAttrs {
         membarrier: syscall!(libc::SYS_membarrier, MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0).map_or(0, |v| v as u32),
         exe,
         exe_id,
+        loginuid,
     }
 }

@@ -2,7 +2,7 @@
 //! disable, oom_score_adj, and per thread no_new_privs, personality, parent-death signal and
 //! timer slack; scheduling policy, nice value and I/O priority of each thread; membarrier
 //! registrations; rseq areas the program registered itself; CPU-time clock ids taken before the
-//! checkpoint; /proc/self/exe where the restart may set it.
+//! checkpoint; /proc/self/exe and loginuid where the restart may set them.
 
 mod ready_go;
 mod restore_util;
@@ -99,4 +99,15 @@ fn proc_self_exe_is_ckpt_restart_without_the_capability() {
     let (expected, out) = outputs("attr_exe", "exe_nobody", true);
     assert_eq!(expected, "exe: same\n");
     assert_eq!(out, "exe: ckpt-restart\n");
+}
+
+/// The audit login uid, which only root (CAP_AUDIT_CONTROL) may set: set again by a restart
+/// that may (zdtm loginuid).
+#[test]
+fn loginuid_survives_where_allowed() {
+    if !is_root() {
+        ckpt_tests::skip_test!("needs CAP_AUDIT_CONTROL (root) to set a loginuid");
+        return;
+    }
+    same_after_restart("attr_loginuid", "loginuid", false, &["loginuid 4242"]);
 }
