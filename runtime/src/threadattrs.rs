@@ -13,7 +13,8 @@
 //! registration in a thread-local; the restart then registers that area instead.
 
 use crate::log::{log, ERROR};
-use crate::sys::syscall;
+use crate::sys::{self, syscall};
+use std::sync::atomic::{AtomicI64, Ordering};
 use ckpt_image::{ThreadAttrs, RSEQ_GLIBC, RSEQ_NONE, RSEQ_OWN};
 use std::cell::Cell;
 use std::ffi::c_long;
@@ -55,7 +56,7 @@ pub fn capture() -> ThreadAttrs {
     let s = sched();
     let mut pdeathsig: i32 = 0;
     let _ = syscall!(libc::SYS_prctl, libc::PR_GET_PDEATHSIG, &mut pdeathsig as *mut i32);
-    let (rseq_state, rseq_area, rseq_len, rseq_sig) = RSEQ.with(|r| r.get());
+    let (rseq_state, rseq_area, rseq_len, rseq_sig) = own_rseq();
     ThreadAttrs {
         policy: s.policy,
         sched_flags: s.flags & SCHED_FLAG_RESET_ON_FORK,
@@ -113,9 +114,29 @@ pub fn restore(a: &ThreadAttrs, old_tid: i32) -> bool {
     }
 }
 
+type RseqNote = Cell<(u32, u64, u32, u32)>;
+
 thread_local! {
     /// The thread's rseq registration as the program changed it: (RSEQ_*, area, len, sig).
-    static RSEQ: Cell<(u32, u64, u32, u32)> = const { Cell::new((RSEQ_GLIBC, 0, 0, 0)) };
+    static RSEQ: RseqNote = const { Cell::new((RSEQ_GLIBC, 0, 0, 0)) };
+}
+
+/// Where RSEQ lies from the thread pointer (fs base). The runtime is loaded with the program,
+/// so its thread-locals are in the static TLS block, at the same offset in every thread: the
+/// stop handler finds the calling thread's RSEQ there, without __tls_get_addr (which may
+/// allocate when the program has dlopen'ed modules with TLS since the thread started).
+static RSEQ_TLS_OFFSET: AtomicI64 = AtomicI64::new(i64::MIN);
+
+/// The calling thread's RSEQ, through the thread pointer (a signal handler may call this).
+fn own_rseq() -> (u32, u64, u32, u32) {
+    let off = RSEQ_TLS_OFFSET.load(Ordering::Relaxed);
+    if off == i64::MIN {
+        return (RSEQ_GLIBC, 0, 0, 0);
+    }
+    let at = (sys::arch_get_fs() as i64).wrapping_add(off) as *const RseqNote;
+    // SAFETY: RSEQ of this thread: the same offset from its thread pointer as in the thread
+    // that measured it (static TLS); Cell::get of a Copy value.
+    unsafe { (*at).get() }
 }
 
 static REAL_SYSCALL: crate::hooks::RealFn = crate::hooks::RealFn::new(b"syscall\0");
@@ -124,6 +145,9 @@ type SyscallFn = unsafe extern "C" fn(c_long, c_long, c_long, c_long, c_long, c_
 
 pub fn resolve() {
     REAL_SYSCALL.get();
+    // (In the constructor, on the main thread: measure where RSEQ lies from the thread pointer.)
+    let at = RSEQ.with(|r| r as *const RseqNote as i64);
+    RSEQ_TLS_OFFSET.store(at.wrapping_sub(sys::arch_get_fs() as i64), Ordering::Relaxed);
 }
 
 /// libc's `syscall()`: passed on unchanged; for rseq(2), the thread's registration is noted.
