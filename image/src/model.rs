@@ -219,7 +219,7 @@ pub struct Deleted {
     pub target: Vec<u8>,
     /// st_nlink at checkpoint time: above 0, the file still had another name somewhere.
     pub nlink: u64,
-    /// A memfd's seals (F_GET_SEALS; format version 6); 0 for other files.
+    /// A memfd's seals (F_GET_SEALS; format version 7); 0 for other files.
     pub seals: u32,
 }
 
@@ -344,8 +344,17 @@ pub struct ProcessState {
     /// glibc's rseq area offset from the thread pointer and its registered size (0 = none).
     pub rseq_offset: i64,
     pub rseq_size: u32,
-    /// prctl settings, oom_score_adj, membarrier registrations, executable.
+    pub creds: Creds,
+    /// prctl settings, oom_score_adj, loginuid, membarrier registrations, executable (version 7).
     pub attrs: crate::ProcAttrs,
+}
+
+/// User and group ids (real, effective, saved) and supplementary groups of the process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Creds {
+    pub uids: [u32; 3],
+    pub gids: [u32; 3],
+    pub groups: Vec<u32>,
 }
 
 /// What the restarter hands to the runtime's restart entry (by address, in its switch area).

@@ -8,6 +8,7 @@
 //! is no way back, so the switch only runs system calls that were prepared and checked.
 
 mod attrs;
+mod creds;
 mod fdobjs;
 mod fds;
 mod layout;
@@ -178,6 +179,7 @@ fn run(cli: &Cli) -> Result<()> {
 
     // Kernel state that lives on across the switch.
     let p = &index.process;
+    let change_creds = creds::check(&p.creds)?;
     // SAFETY: umask and setrlimit only change this process's attributes.
     unsafe {
         libc::umask(p.umask as libc::mode_t);
@@ -206,6 +208,9 @@ fn run(cli: &Cli) -> Result<()> {
 
     let switch_base = base + stage_len;
     let prepared = plan::prepare(&index, image_hash, &plan, &own, switch_base, switch_len, exe)?;
+    if change_creds {
+        creds::apply(&p.creds)?;
+    }
     // SAFETY: this is the only thread (staging threads were joined); the switch area is ready.
     unsafe { plan::go(prepared) }
 }

@@ -40,6 +40,9 @@ pub fn take() -> Option<Outcome> {
     let t0 = now_ns();
     IN_FLIGHT.store(1, Ordering::Release);
     gate::lock_exclusive();
+    // /proc/thread-self/mem and pagemap belong to root in a process that is not dumpable (any set*id
+    // call that changed its ids made it so): dumpable while we read ourselves.
+    let dumpable = procstate::make_dumpable();
     alloc::scratch_begin();
     let gen = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
     // The directory is opened (and checked) for this checkpoint; it is closed when `dir` goes.
@@ -78,6 +81,7 @@ pub fn take() -> Option<Outcome> {
     };
     log!(DEBUG, "scratch memory: {} KiB", alloc::scratch_used() >> 10);
     alloc::scratch_end();
+    procstate::restore_dumpable(dumpable);
     gate::unlock_exclusive();
     IN_FLIGHT.store(0, Ordering::Release);
     sys::futex_wake(&IN_FLIGHT);
@@ -189,7 +193,7 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
     if fork {
         // The child writes the image, commits it and prints its line, even if the program ends.
         let body = |ctx: &snapshot::Ctx| {
-            let r = write_image(dir, &cap, &ctx.frozen, memwrite::cpus().min(8)).and_then(|w| commit(dir, &cap).map(|_| w).map_err(snapshot::Failure::Failed));
+            let r = write_image(dir, &cap, &ctx.frozen, &ctx.frozen_files, memwrite::cpus().min(8)).and_then(|w| commit(dir, &cap).map(|_| w).map_err(snapshot::Failure::Failed));
             let gone = ctx.program_gone();
             match &r {
                 Ok((raw, stored, _)) => {
@@ -210,7 +214,16 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
         let mut keep = owners.clone();
         keep.push(dir.fd());
         keep.extend(cap.guard.as_ref().map(deleted::Guard::fd));
-        match snapshot::spawn(body, &cap.maps, &keep) {
+        // Deleted files the program maps shared are copied before it runs on, like shared memory.
+        let sizes: Vec<(i32, u64, u64)> = deleted::data_owners(&cap.index.fds)
+            .iter()
+            .filter_map(|&i| match &cap.index.fds[i].kind {
+                ckpt_image::FdKind::Deleted(d) => Some((cap.index.fds[i].fd, d.ino, d.size)),
+                _ => None,
+            })
+            .collect();
+        let files = freeze::mapped_shared(&cap.maps, &sizes);
+        match snapshot::spawn(body, &cap.maps, &keep, &files) {
             Ok(mut child) => {
                 resumed();
                 let paused = now_ns() - t_stop;
@@ -243,7 +256,7 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
             }
         }
     }
-    let r = write_image(dir, &cap, &[], 1).map_err(|e| match e {
+    let r = write_image(dir, &cap, &[], &[], 1).map_err(|e| match e {
         snapshot::Failure::Failed(m) | snapshot::Failure::NeedSync(m) => m,
     });
     resumed();
@@ -399,11 +412,11 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
 /// Write the memory of `cap` and its index to the temporary file, durably, with `threads`
 /// compression threads, reading the regions that `frozen` holds from their copies. Runs in the
 /// snapshot child, or with the program's threads stopped.
-fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], threads: usize) -> WriteResult {
-    let pagemap = sys::open(&sys::cpath(&[b"/proc/self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/self/pagemap: errno {e}"))?;
-    let mem = sys::open(&sys::cpath(&[b"/proc/self/mem"]), libc::O_RDONLY, 0).map_err(|e| {
+fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], frozen_files: &[freeze::FrozenFile], threads: usize) -> WriteResult {
+    let pagemap = sys::open(&sys::cpath(&[b"/proc/thread-self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/thread-self/pagemap: errno {e}"))?;
+    let mem = sys::open(&sys::cpath(&[b"/proc/thread-self/mem"]), libc::O_RDONLY, 0).map_err(|e| {
         sys::close(pagemap);
-        format!("cannot open /proc/self/mem: errno {e}")
+        format!("cannot open /proc/thread-self/mem: errno {e}")
     })?;
     let tmp_path = dir.show(&cap.tmp_name).into_bytes();
     let r = (|| -> WriteResult {
@@ -425,7 +438,7 @@ fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], thre
         let flags = maps::flags_of(&cap.maps, &maps::read_smaps()?);
         let (backings, mut jobs) = memwrite::plan(pagemap, &cap.maps, &flags, cap.tracks.as_deref(), frozen);
         let nmem = jobs.len();
-        let files = memwrite::plan_files(&cap.index.fds, &mut jobs)?;
+        let files = memwrite::plan_files(&cap.index.fds, &mut jobs, frozen_files)?;
         let t1 = now_ns();
         let chunks = memwrite::write_all(&w, mem, &jobs, threads);
         files.iter().for_each(|&fd| sys::close(fd));
@@ -489,7 +502,7 @@ pub fn strerror(e: i32) -> String {
 }
 
 fn hash_mem(start: u64, len: u64) -> u64 {
-    let Ok(mem) = sys::open(&sys::cpath(&[b"/proc/self/mem"]), libc::O_RDONLY, 0) else { return 0 };
+    let Ok(mem) = sys::open(&sys::cpath(&[b"/proc/thread-self/mem"]), libc::O_RDONLY, 0) else { return 0 };
     let mut v = vec![0u8; len as usize];
     let got = sys::pread(mem, &mut v, start).unwrap_or(0);
     sys::close(mem);
@@ -504,7 +517,7 @@ fn meta(name: &[u8], gen: u64, vdso_hash: u64) -> Meta {
         let b: Vec<u8> = f.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
         String::from_utf8_lossy(&b).into_owned()
     };
-    let cmdline = sys::read_file(&sys::cpath(&[b"/proc/self/cmdline"]))
+    let cmdline = sys::read_file(&sys::cpath(&[b"/proc/thread-self/cmdline"]))
         .unwrap_or_default()
         .split(|&b| b == 0)
         .filter(|s| !s.is_empty())

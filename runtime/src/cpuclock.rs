@@ -27,11 +27,14 @@ fn encode(id: i32, low: i32) -> libc::clockid_t {
 
 /// The clock id to hand to the kernel for an id the program holds.
 pub fn real_clock(clk: libc::clockid_t) -> libc::clockid_t {
+    rename(clk, |id, thread| if thread { vids::real_tid(id) } else { vids::real_pid_of(id) })
+}
+
+/// `clk` naming `f(id, is_thread)` instead of the pid or tid `id` it names; other clocks (and
+/// the caller's own, id 0) unchanged.
+pub fn rename(clk: libc::clockid_t, f: impl Fn(i32, bool) -> i32) -> libc::clockid_t {
     match decode(clk) {
-        Some((id, thread)) if id != 0 => {
-            let real = if thread { vids::real_tid(id) } else { vids::real_pid_of(id) };
-            encode(real, clk & 7)
-        }
+        Some((id, thread)) if id != 0 => encode(f(id, thread), clk & 7),
         _ => clk,
     }
 }

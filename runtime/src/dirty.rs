@@ -229,9 +229,9 @@ fn arm(uffd: i32, pagemap: i32, m: &MapEntry) -> bool {
     true
 }
 
-/// /proc/self/pagemap, opened without allocating; -1 if it cannot be.
+/// /proc/thread-self/pagemap, opened without allocating; -1 if it cannot be.
 fn open_pagemap() -> i32 {
-    syscall!(libc::SYS_openat, libc::AT_FDCWD, c"/proc/self/pagemap".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC).map_or(-1, |fd| fd as i32)
+    syscall!(libc::SYS_openat, libc::AT_FDCWD, c"/proc/thread-self/pagemap".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC).map_or(-1, |fd| fd as i32)
 }
 
 fn overlaps(ranges: &[(u64, u64)], m: &MapEntry) -> bool {
@@ -284,13 +284,13 @@ pub fn arm_restored(skip: &ScratchRanges) -> bool {
     ok
 }
 
-/// Call `f` on every region of /proc/self/maps that `eligible` accepts, except `skip` and the
+/// Call `f` on every region of /proc/thread-self/maps that `eligible` accepts, except `skip` and the
 /// region holding the caller's stack. Parses from a buffer on the stack, without allocating.
 /// Returns whether all of the maps could be read.
 fn each_eligible(skip: &ScratchRanges, mut f: impl FnMut(&MapEntry)) -> bool {
     let here = &f as *const _ as u64;
     // SAFETY: a NUL-terminated path; a plain open.
-    let Ok(fd) = syscall!(libc::SYS_openat, libc::AT_FDCWD, c"/proc/self/maps".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) else { return false };
+    let Ok(fd) = syscall!(libc::SYS_openat, libc::AT_FDCWD, c"/proc/thread-self/maps".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) else { return false };
     let fd = fd as i32;
     let mut buf = [0u8; 32 * 1024];
     let mut have = 0usize;
@@ -324,7 +324,7 @@ fn each_eligible(skip: &ScratchRanges, mut f: impl FnMut(&MapEntry)) -> bool {
     ok
 }
 
-/// One line of /proc/self/maps, without the name (an empty Vec does not allocate); the name's
+/// One line of /proc/thread-self/maps, without the name (an empty Vec does not allocate); the name's
 /// first bytes decide eligibility, so "[v..." names get a marker name.
 fn parse_line(line: &[u8]) -> Option<MapEntry> {
     let mut f = line.split(|&b| b == b' ').filter(|s| !s.is_empty());

@@ -12,7 +12,7 @@ const KCMP_FILE: i64 = 0;
 
 pub fn read_fds() -> Vec<FdState> {
     let mut out = Vec::new();
-    let Ok(names) = sys::list_dir(&sys::cpath(&[b"/proc/self/fd"])) else { return out };
+    let Ok(names) = sys::list_dir(&sys::cpath(&[b"/proc/thread-self/fd"])) else { return out };
     let mut fds: Vec<i32> = names.iter().filter_map(|n| std::str::from_utf8(n).ok()?.parse::<i32>().ok()).collect();
     fds.sort_unstable();
     // (fd, st_dev, st_ino) of the fds seen so far, to find dups.
@@ -29,9 +29,9 @@ pub fn read_fds() -> Vec<FdState> {
             continue; // the directory fd we listed with, now closed
         }
         let n = sys::decimal(fd);
-        let link = sys::readlink(&sys::cpath(&[b"/proc/self/fd/", &n])).unwrap_or_default();
+        let link = sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", &n])).unwrap_or_default();
         let link = procfs::own_proc_path(&link, pid);
-        let info = sys::read_file(&sys::cpath(&[b"/proc/self/fdinfo/", &n])).unwrap_or_default();
+        let info = sys::read_file(&sys::cpath(&[b"/proc/thread-self/fdinfo/", &n])).unwrap_or_default();
         let (pos, flags) = parse_fdinfo(&info);
         let cloexec = syscall!(libc::SYS_fcntl, fd, libc::F_GETFD).map(|f| f & libc::FD_CLOEXEC as i64 != 0).unwrap_or(false);
         let dup_of = seen

@@ -17,6 +17,7 @@
 //! Runs in the snapshot child: raw system calls and the runtime's allocator only.
 
 use crate::maps::{self, MapEntry, PAGE};
+use ckpt_kinds::deleted;
 use crate::sys::{self, syscall};
 use ckpt_image::{Backing, CHUNK_SIZE};
 
@@ -137,4 +138,62 @@ fn copy(mem: i32, from: u64, to: u64, n: u64, skip_holes: bool) {
             p += k;
         }
     }
+}
+
+/// The data of a deleted file (or memfd) copied while the program was stopped: the page runs of
+/// the file that hold data, `(offset, end)`, and where in our memory the copy of the file
+/// starts (one private anonymous mapping, which lives as long as the snapshot child).
+pub struct FrozenFile {
+    /// The program's fd the file was read through.
+    pub fd: i32,
+    pub base: usize,
+    pub runs: Vec<(u64, u64)>,
+}
+
+/// Copy the data of the deleted files behind the program's fds `fds` (fd, size) that the
+/// program also maps shared: writes through such a mapping change the file under the snapshot
+/// child (and no inotify watch sees them), so their data is copied while the threads are
+/// stopped, like shared memory. Files only written through fds are read later, watched.
+pub fn freeze_files(fds: &[(i32, u64)]) -> Result<Vec<FrozenFile>, String> {
+    let mut out = Vec::new();
+    for &(fd, size) in fds {
+        let len = (size.div_ceil(PAGE) * PAGE) as usize;
+        if len == 0 {
+            continue;
+        }
+        // Our own open file description: reading moves its offset, not the program's.
+        let own = sys::open(&sys::cpath(&[b"/proc/thread-self/fd/", &sys::decimal(fd)]), libc::O_RDONLY, 0).map_err(|e| format!("cannot read the deleted file behind fd {fd}: errno {e}"))?;
+        let runs = deleted::extents(own, size);
+        let base = match sys::mmap(0, len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0) {
+            Ok(b) => b,
+            Err(e) => {
+                sys::close(own);
+                return Err(format!("cannot map {} MiB to copy the deleted file behind fd {fd}: errno {e}", len >> 20));
+            }
+        };
+        for &(s, e) in &runs {
+            let mut off = s;
+            while off < e.min(size) {
+                // SAFETY: [base, base + len) is our fresh mapping and off < e <= len.
+                let buf = unsafe { std::slice::from_raw_parts_mut((base as u64 + off) as *mut u8, (e - off) as usize) };
+                match sys::pread(own, buf, off) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => off += n as u64,
+                }
+            }
+        }
+        sys::close(own);
+        out.push(FrozenFile { fd, base, runs });
+    }
+    Ok(out)
+}
+
+/// Which of the deleted files behind `owners` ((fd, inode, size)) a shared mapping in `maps`
+/// shows: those must be frozen (see freeze_files).
+pub fn mapped_shared(maps: &[(MapEntry, bool)], owners: &[(i32, u64, u64)]) -> Vec<(i32, u64)> {
+    owners
+        .iter()
+        .filter(|&&(_, ino, _)| maps.iter().any(|(m, _)| m.shared && m.inode == ino && m.prot & libc::PROT_WRITE as u32 != 0 && maps::is_deleted_file(m)))
+        .map(|&(fd, _, size)| (fd, size))
+        .collect()
 }

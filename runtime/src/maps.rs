@@ -1,5 +1,5 @@
-//! Memory regions of the process (/proc/self/maps) and which of their pages hold data that must
-//! be stored (PAGEMAP_SCAN, else /proc/self/pagemap), and which are guard pages.
+//! Memory regions of the process (/proc/thread-self/maps) and which of their pages hold data that
+//! must be stored (PAGEMAP_SCAN, else /proc/thread-self/pagemap), and which are guard pages.
 
 use crate::{pagescan, sys};
 use ckpt_image::{filerefs, Backing};
@@ -19,20 +19,20 @@ pub struct MapEntry {
     pub offset: u64,
     pub inode: u64,
     pub name: Vec<u8>,
-    /// VmFlags bits (ckpt_image::vm), when read from /proc/self/smaps; else 0.
+    /// VmFlags bits (ckpt_image::vm), when read from /proc/thread-self/smaps; else 0.
     pub flags: u64,
 }
 
-/// Parse /proc/self/maps.
+/// Parse /proc/thread-self/maps.
 pub fn read_maps() -> Result<Vec<MapEntry>, String> {
-    let text = sys::read_file(&sys::cpath(&[b"/proc/self/maps"])).map_err(|e| format!("cannot read /proc/self/maps: errno {e}"))?;
+    let text = sys::read_file(&sys::cpath(&[b"/proc/thread-self/maps"])).map_err(|e| format!("cannot read /proc/thread-self/maps: errno {e}"))?;
     Ok(parse_maps(&text))
 }
 
 /// Parse /proc/self/smaps: the entries with their VmFlags (reading it walks the page tables of
 /// every region: ~10 ms per GiB of memory with data).
 pub fn read_smaps() -> Result<Vec<MapEntry>, String> {
-    let text = sys::read_file(&sys::cpath(&[b"/proc/self/smaps"])).map_err(|e| format!("cannot read /proc/self/smaps: errno {e}"))?;
+    let text = sys::read_file(&sys::cpath(&[b"/proc/thread-self/smaps"])).map_err(|e| format!("cannot read /proc/thread-self/smaps: errno {e}"))?;
     Ok(parse_maps(&text))
 }
 
@@ -116,7 +116,7 @@ pub fn is_deleted_file(m: &MapEntry) -> bool {
 }
 
 /// Whether the checkpoint may read the region's memory directly (no fault can occur); otherwise it
-/// reads through /proc/self/mem, which returns an error instead of raising SIGBUS past a file's end.
+/// reads through /proc/thread-self/mem, which returns an error instead of raising SIGBUS past a file's end.
 pub fn directly_readable(m: &MapEntry, backing: &Backing) -> bool {
     m.prot & libc::PROT_READ as u32 != 0 && matches!(backing, Backing::Anon) && m.inode == 0
 }

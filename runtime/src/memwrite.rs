@@ -8,7 +8,7 @@
 //! runtime's own threads take), never TLS.
 
 use crate::dirty::Track;
-use crate::freeze::Frozen;
+use crate::freeze::{Frozen, FrozenFile};
 use crate::maps::{self, MapEntry, PAGE};
 use crate::sys;
 use ckpt_image::{Backing, Chunk, ChunkEncoder, Codec, FdKind, FdState, RegionAttrs, Writer, CHUNK_SIZE};
@@ -100,12 +100,24 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], flags: &[u64], tracks: Opti
 /// once written). A file we cannot open again (its mode denies us reading) is read through the
 /// program's own fd with pread, which leaves its offset alone, all of it (holes cannot be told
 /// without an offset of our own); a file that cannot be read at all fails the checkpoint.
-pub fn plan_files(fds: &[FdState], jobs: &mut Vec<Job>) -> Result<Vec<i32>, String> {
+/// Files in `frozen` were copied while the program was stopped: read from the copy.
+pub fn plan_files(fds: &[FdState], jobs: &mut Vec<Job>, frozen: &[FrozenFile]) -> Result<Vec<i32>, String> {
     let mut opened = Vec::new();
     for i in deleted::data_owners(fds) {
         let f = &fds[i];
         let FdKind::Deleted(d) = &f.kind else { continue };
-        let (fd, runs) = match sys::open(&sys::cpath(&[b"/proc/self/fd/", &sys::decimal(f.fd)]), libc::O_RDONLY, 0) {
+        if let Some(copy) = frozen.iter().find(|c| c.fd == f.fd) {
+            for &(s, e) in &copy.runs {
+                let mut off = s;
+                while off < e {
+                    let len = (e - off).min(CHUNK_SIZE as u64) as usize;
+                    jobs.push(Job { region: i, offset: off, addr: copy.base as u64 + off, len, direct: true, file: -1 });
+                    off += len as u64;
+                }
+            }
+            continue;
+        }
+        let (fd, runs) = match sys::open(&sys::cpath(&[b"/proc/thread-self/fd/", &sys::decimal(f.fd)]), libc::O_RDONLY, 0) {
             Ok(fd) => {
                 opened.push(fd);
                 (fd, deleted::extents(fd, d.size))

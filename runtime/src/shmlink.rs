@@ -5,8 +5,8 @@
 //! mapping, and the pages of a private mapping that the program never wrote would no longer
 //! see later writes through a shared mapping or the fd. After the restart this module maps each
 //! of them again from one file: the program's own fd for it when it still has one (restored
-//! with the contents it had at checkpoint time: the shared mappings' frozen contents written
-//! into it again), else a new memfd filled from the shared mappings. A private mapping gets back, over the file, the pages the program had written
+//! with the contents it had at checkpoint time), else a new memfd filled from the shared
+//! mappings. A private mapping gets back, over the file, the pages the program had written
 //! (recorded at checkpoint time from pagemap) and those no shared mapping holds.
 
 use crate::log::{log, DEBUG};
@@ -54,15 +54,15 @@ pub fn save() {
     s.n = 0;
     s.nruns = 0;
     let Ok(entries) = maps::read_maps() else { return };
-    let fds = sys::list_dir(&sys::cpath(&[b"/proc/self/fd"])).unwrap_or_default();
-    let pagemap = sys::open(&sys::cpath(&[b"/proc/self/pagemap"]), libc::O_RDONLY, 0).unwrap_or(-1);
+    let fds = sys::list_dir(&sys::cpath(&[b"/proc/thread-self/fd"])).unwrap_or_default();
+    let pagemap = sys::open(&sys::cpath(&[b"/proc/thread-self/pagemap"]), libc::O_RDONLY, 0).unwrap_or(-1);
     for m in entries {
         if m.inode == 0 || !m.name.ends_with(b" (deleted)") || m.name.starts_with(b"/SYSV") || m.name == ckpt_kinds::aio::RING_NAME || s.n == MAX {
             continue;
         }
         let fd = fds
             .iter()
-            .filter(|n| sys::readlink(&sys::cpath(&[b"/proc/self/fd/", n])).is_ok_and(|l| l == m.name))
+            .filter(|n| sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", n])).is_ok_and(|l| l == m.name))
             .filter_map(|n| std::str::from_utf8(n).ok()?.parse::<i32>().ok())
             .find(|&fd| {
                 // SAFETY: an all-zero stat is a valid out-parameter.
@@ -107,10 +107,7 @@ pub fn restore() {
             continue;
         }
         let (file, own) = match group().find(|x| x.fd >= 0) {
-            Some(x) => {
-                refill(x.fd, group().filter(|y| y.shared));
-                (x.fd, false)
-            }
+            Some(x) => (x.fd, false),
             None => {
                 let Ok(f) = syscall!(libc::SYS_memfd_create, c"ckpt-shared".as_ptr(), libc::MFD_CLOEXEC) else { continue };
                 let f = f as i32;
@@ -144,22 +141,6 @@ pub fn restore() {
             sys::close(file);
         }
     }
-}
-
-/// The program's file `fd` was restored with the data the image writer read through it, which a
-/// forked snapshot reads while the program runs on (writes through a mapping are not noticed);
-/// the restored shared mappings hold what the file held when the threads were stopped (frozen
-/// copies): write that into the file, inside its size, before the mappings are made from it.
-fn refill<'a>(fd: i32, shared: impl Iterator<Item = &'a Link>) {
-    let Ok(rw) = sys::open(&sys::cpath(&[b"/proc/self/fd/", &sys::decimal(fd)]), libc::O_RDWR, 0) else { return };
-    let size = sys::fstat(rw).map_or(0, |st| st.st_size as u64);
-    for x in shared.filter(|x| x.prot & libc::PROT_READ as u32 != 0 && x.offset < size) {
-        let len = x.len.min(size - x.offset);
-        if let Err(e) = syscall!(libc::SYS_pwrite64, rw, x.start, len, x.offset) {
-            log!(DEBUG, "cannot write the mapping at {:#x} into its file: errno {e}", x.start);
-        }
-    }
-    sys::close(rw);
 }
 
 /// Map the private mapping `x` from `file` again, with its current contents in the pages the

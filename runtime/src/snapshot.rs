@@ -16,7 +16,7 @@
 //! still gets the image and its line. If the child dies, the page says so and the caller
 //! removes the temporary file.
 
-use crate::freeze::{self, Frozen};
+use crate::freeze::{self, Frozen, FrozenFile};
 use crate::maps::{self, MapEntry};
 use crate::sys;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -57,6 +57,8 @@ pub enum Outcome {
 /// learn the program's pause.
 pub struct Ctx {
     pub frozen: Vec<Option<Frozen>>,
+    /// Copies of the deleted files the program maps shared (freeze::freeze_files).
+    pub frozen_files: Vec<FrozenFile>,
     report: usize,
     parent: i32,
 }
@@ -119,8 +121,10 @@ pub fn enabled() -> bool {
 /// Create the snapshot child and wait until it has frozen the shared memory (the caller's
 /// threads must still be stopped); in the child, then run `body` (which writes, commits and
 /// reports the image) and exit; of the program's fds the child keeps 0-2 and those in `keep`
-/// (the image directory, the deleted files it reads and their watch). Returns in the parent only.
-pub fn spawn(body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), Failure>, regions: &[(MapEntry, bool)], keep: &[i32]) -> Result<Child, String> {
+/// (the image directory, the deleted files it reads and their watch). `files` ((fd, size)):
+/// deleted files to copy before the program runs on (freeze::freeze_files). Returns in the
+/// parent only.
+pub fn spawn(body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), Failure>, regions: &[(MapEntry, bool)], keep: &[i32], files: &[(i32, u64)]) -> Result<Child, String> {
     let page = sys::mmap(0, 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
         .map_err(|e| format!("cannot map the report page: errno {e}"))?;
     let parent = sys::getpid();
@@ -130,7 +134,7 @@ pub fn spawn(body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), Failure>, region
             sys::munmap(page, 4096);
             Err(format!("cannot create the snapshot: errno {e}"))
         }
-        Ok(0) => child(page, parent, body, regions, keep),
+        Ok(0) => child(page, parent, body, regions, keep, files),
         Ok(pid) => {
             let mut c = Child { pid: pid as i32, report: page, reaped: false };
             c.wait_while(&[0]);
@@ -139,7 +143,7 @@ pub fn spawn(body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), Failure>, region
     }
 }
 
-fn child(page: usize, parent: i32, body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), Failure>, regions: &[(MapEntry, bool)], keep: &[i32]) -> ! {
+fn child(page: usize, parent: i32, body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), Failure>, regions: &[(MapEntry, bool)], keep: &[i32], files: &[(i32, u64)]) -> ! {
     // No PR_SET_PDEATHSIG: if the program ends while we write, we finish, commit and report.
     // SAFETY: the page is mapped read-write and shared with the parent, which reads the fields
     // only after `state` says they are set (or after we are gone).
@@ -148,6 +152,10 @@ fn child(page: usize, parent: i32, body: impl FnOnce(&Ctx) -> Result<(u64, u64, 
     let frozen = freeze_now(regions);
     crate::log::log!(crate::log::DEBUG, "snapshot: shared memory copied in {} us", (crate::checkpoint::now_ns() - t0) / 1000);
     let frozen = match frozen {
+        Ok(f) => f,
+        Err(m) => finish(rep, NOT_FORKABLE, &m),
+    };
+    let frozen_files = match freeze::freeze_files(files) {
         Ok(f) => f,
         Err(m) => finish(rep, NOT_FORKABLE, &m),
     };
@@ -164,7 +172,7 @@ fn child(page: usize, parent: i32, body: impl FnOnce(&Ctx) -> Result<(u64, u64, 
     if let Err(m) = check {
         finish(rep, NOT_FORKABLE, &m);
     }
-    let ctx = Ctx { frozen, report: page, parent };
+    let ctx = Ctx { frozen, frozen_files, report: page, parent };
     match body(&ctx) {
         Ok((raw, stored, hash)) => {
             rep.raw = raw;

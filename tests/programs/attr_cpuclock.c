@@ -1,11 +1,13 @@
 /* CPU-time clock ids, which name a process or thread: of the process (clock_getcpuclockid of
  * getpid()), of the main thread and of a worker (pthread_getcpuclockid), taken before the
- * checkpoint. Prints READY, waits for "go", then whether each still reads (clock_gettime,
- * clock_getres) and whether asking again gives the same id. */
+ * checkpoint, and a POSIX timer on the process's. Prints READY, waits for "go", then whether
+ * each still reads (clock_gettime, clock_getres), whether asking again gives the same id,
+ * whether the timer is still there and whether a new timer can be made on the old id. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -39,6 +41,10 @@ int main(void) {
     pthread_create(&t, NULL, worker, NULL);
     clockid_t proc, self, other;
     if (clock_getcpuclockid(getpid(), &proc) || pthread_getcpuclockid(pthread_self(), &self) || pthread_getcpuclockid(t, &other)) return 2;
+    struct sigevent ev = {.sigev_notify = SIGEV_NONE};
+    timer_t timer, later;
+    struct itimerspec its = {.it_value = {1000, 0}, .it_interval = {1000, 0}};
+    if (timer_create(proc, &ev, &timer) || timer_settime(timer, 0, &its, NULL)) return 3;
     printf("READY\n");
     fflush(stdout);
     wait_go();
@@ -50,6 +56,9 @@ int main(void) {
     printf("clock_getcpuclockid(getpid()) again: %s\n", r ? strerror(r) : again == proc ? "the same id" : "another id");
     r = pthread_getcpuclockid(t, &again);
     printf("pthread_getcpuclockid(worker) again: %s\n", r ? strerror(r) : again == other ? "the same id" : "another id");
+    struct itimerspec left;
+    printf("timer on the process's CPU clock: %s\n", timer_gettime(timer, &left) ? strerror(errno) : left.it_value.tv_sec > 900 ? "armed" : "not armed");
+    printf("new timer on the old id: %s\n", timer_create(proc, &ev, &later) ? strerror(errno) : "made");
     stop = 1;
     pthread_join(t, NULL);
     return 0;

@@ -69,6 +69,8 @@ const CLOCKS: &[&str] = &[
     "worker: clock_gettime ok, clock_getres ok",
     "clock_getcpuclockid(getpid()) again: the same id",
     "pthread_getcpuclockid(worker) again: the same id",
+    "timer on the process's CPU clock: armed",
+    "new timer on the old id: made",
 ];
 
 #[test]
@@ -79,6 +81,12 @@ fn cpu_time_clock_ids_still_work() {
 #[test]
 fn cpu_time_clock_ids_still_work_as_nobody() {
     same_after_restart("attr_cpuclock", "cpuclock_nobody", true, CLOCKS);
+}
+
+/// After a second restart the ids (the program's, and the timer's) still name the right process.
+#[test]
+fn cpu_time_clock_ids_survive_two_restarts() {
+    restore_util::survives_two_restarts("attr_cpuclock");
 }
 
 /// With CAP_SYS_ADMIN (root; also CAP_CHECKPOINT_RESTORE inside a user namespace of ckpt's
