@@ -129,7 +129,7 @@ pub fn save(self_tid: i32) {
         let (Some(id), Some(clock)) = (value(block[0], "ID:", 10), clock) else { continue };
         let mut t = NO_TIMER;
         t.id = id as i32;
-        t.clock = clock as i32;
+        t.clock = clock;
         // "signal: 10/000000000000dead", "notify: signal/pid.123" | "signal/tid.123" (a
         // SIGEV_THREAD_ID timer: the kernel prints "tid") | "none/pid.123"
         t.signo = value(block[1], "signal:", 10).unwrap_or(0) as i32;
