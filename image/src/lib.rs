@@ -12,6 +12,7 @@
 //! The header is written last (after the index), so a file whose header does not verify was
 //! never completed. Writers create images under a temporary name and rename them into place.
 
+mod attrs;
 mod chain;
 #[cfg(test)]
 mod chain_tests;
@@ -35,6 +36,7 @@ mod shuffle;
 pub mod trust;
 mod writer;
 
+pub use attrs::{vm, ProcAttrs, RegionAttrs, ThreadAttrs, RSEQ_GLIBC, RSEQ_NONE, RSEQ_OWN};
 pub use chain::{Chain, Layer, LayerBuf, MAX_CHAIN};
 pub use codec::{Compressor, Decompressor};
 pub use edit::{reseal, rewrite_index};

@@ -82,6 +82,8 @@ pub struct Region {
     /// (and, through it, its own parents) has at the same addresses. False: they are empty
     /// (anonymous) or the file's (file mappings), as in a full image.
     pub inherit: bool,
+    /// Mapping flags, advice and guard pages.
+    pub attrs: crate::RegionAttrs,
 }
 
 /// The name of the runtime's scratch arena in an image: the memory a checkpoint works in,
@@ -143,6 +145,8 @@ pub struct ThreadState {
     pub altstack_flags: i32,
     /// Whether rseq was registered for the thread (area = fs_base + rseq_offset).
     pub rseq: bool,
+    /// Scheduling, timer slack, parent-death signal, the thread's own rseq area.
+    pub attrs: crate::ThreadAttrs,
 }
 
 /// The checkpoint thread, which the restarter's own thread becomes.
@@ -220,6 +224,8 @@ pub struct Deleted {
     pub target: Vec<u8>,
     /// st_nlink at checkpoint time: above 0, the file still had another name somewhere.
     pub nlink: u64,
+    /// A memfd's seals (F_GET_SEALS; format version 7); 0 for other files.
+    pub seals: u32,
 }
 
 impl Deleted {
@@ -344,6 +350,8 @@ pub struct ProcessState {
     pub rseq_offset: i64,
     pub rseq_size: u32,
     pub creds: Creds,
+    /// prctl settings, oom_score_adj, loginuid, membarrier registrations, executable (version 7).
+    pub attrs: crate::ProcAttrs,
 }
 
 /// User and group ids (real, effective, saved) and supplementary groups of the process.
@@ -399,4 +407,5 @@ pub struct RestartThread {
     pub altstack_sp: u64,
     pub altstack_size: u64,
     pub rseq: u64,
+    pub attrs: crate::ThreadAttrs,
 }

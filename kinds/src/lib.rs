@@ -14,13 +14,15 @@
 //! kinds that are not moved here yet (sockets, event fds) still live in their `fdobjs` modules.
 //!
 //! Modules: `deleted` (inodes without a name: deleted files of any size, tmpfiles, removed
-//! directories and symlinks, deleted device nodes), `pipe` (pipes and FIFOs), `locks` (file
+//! directories and symlinks, deleted device nodes), `memfd` (what a memfd has besides: seals,
+//! exec permission, its own open mode), `pipe` (pipes and FIFOs), `locks` (file
 //! locks and leases), `procfs` (the program's own /proc paths, the working directory), `aio`
 //! (AIO contexts, restored by the runtime after the switch).
 
 pub mod aio;
 pub mod deleted;
 pub mod locks;
+pub mod memfd;
 pub mod pipe;
 pub mod procfs;
 mod sys;

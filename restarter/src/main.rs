@@ -7,6 +7,7 @@
 //! maps, staging memory, reopening fds) happens before the address-space switch; after it there
 //! is no way back, so the switch only runs system calls that were prepared and checked.
 
+mod attrs;
 mod cli;
 mod creds;
 mod fdobjs;
@@ -103,6 +104,7 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     }
     let own = layout::own_maps().map_err(other)?;
     plan::check_vdso(&index, &own).map_err(|e| other(ctx(e)))?;
+    attrs::check_guards(&index.regions).map_err(|e| other(ctx(e)))?;
     for r in index.regions.iter().filter(|r| r.name == ckpt_kinds::aio::RING_NAME) {
         ckpt_kinds::aio::check(r.start, r.len()).map_err(|e| other(e.into()))?;
     }
@@ -193,10 +195,13 @@ fn run(cli: &Cli) -> Result<()> {
         })
         .collect();
     ckpt_kinds::procfs::enter_cwd(&p.cwd, &dirs)?;
+    attrs::apply(&p.attrs);
+    let above = index.fds.iter().map(|f| f.fd).max().unwrap_or(2) + 1;
+    let exe = attrs::exe_fd(&p.attrs, above, same_boot);
 
     let switch_base = base + stage_len;
     let note = plan::Note { path: path.as_os_str().as_bytes(), memory, started_ns: progress::started_ns(), log_level: progress::log_level() };
-    let prepared = plan::prepare(&index, image_hash, &plan, &own, switch_base, switch_len, &note)?;
+    let prepared = plan::prepare(&index, image_hash, &plan, &own, switch_base, switch_len, &note, exe)?;
     if change_creds {
         creds::apply(&p.creds)?;
     }

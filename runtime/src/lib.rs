@@ -10,6 +10,7 @@ mod alloc;
 mod blocked;
 mod checkpoint;
 mod control;
+mod cpuclock;
 mod dirty;
 mod fdhooks;
 mod fdobjs;
@@ -25,7 +26,9 @@ mod launch;
 mod leftout;
 mod log;
 mod maps;
+mod pagescan;
 mod memwrite;
+mod procattrs;
 mod procstate;
 mod progress;
 mod restart;
@@ -37,6 +40,7 @@ mod sighooks;
 mod snapshot;
 mod spawnhooks;
 mod sys;
+mod threadattrs;
 mod threads;
 mod triggers;
 mod vids;
@@ -127,6 +131,8 @@ extern "C" fn init() {
     spawnhooks::resolve();
     sigevthread::resolve();
     launch::resolve();
+    threadattrs::resolve();
+    cpuclock::resolve();
     vids::init();
     selfsend::init();
     // Whatever else happens, the program gets its own environment back.
@@ -136,6 +142,7 @@ extern "C" fn init() {
         return; // not the process ckpt-run started: stay inert
     };
     launch::set_managed(launch.pid);
+    procattrs::init();
     log::set_level_from_env(env(b"CKPT_LOG\0").as_deref());
     let dir = if launch.dir.is_empty() { sys::readlink(&sys::cpath(&[b"/proc/self/cwd"])).unwrap_or_else(|_| b".".to_vec()) } else { launch.dir.clone() };
     let name = if launch.name.is_empty() {

@@ -94,6 +94,24 @@ pub fn pread(fd: i32, buf: &mut [u8], off: u64) -> SysResult<usize> {
     }
 }
 
+/// Read `buf.len()` bytes of /proc/self/mem at `addr`; a page that cannot be read (a guard
+/// page, a page past the end of a mapped file: the kernel returns a short read, then EIO) is
+/// left as zeros and skipped, and the pages after it are read.
+pub fn pread_pages(mem: i32, buf: &mut [u8], addr: u64) {
+    const PAGE: u64 = 4096;
+    let mut done = 0usize;
+    while done < buf.len() {
+        match pread(mem, &mut buf[done..], addr + done as u64) {
+            Ok(n) if n > 0 => done += n,
+            _ => {
+                let next = ((((addr + done as u64) / PAGE + 1) * PAGE - addr) as usize).min(buf.len());
+                buf[done..next].fill(0);
+                done = next;
+            }
+        }
+    }
+}
+
 pub fn write_all(fd: i32, mut buf: &[u8]) -> SysResult<()> {
     while !buf.is_empty() {
         match syscall!(libc::SYS_write, fd, buf.as_ptr(), buf.len()) {
