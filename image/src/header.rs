@@ -5,7 +5,7 @@ use crate::{checksum, ImageError, Result};
 pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// 2: incremental images (a parent in the header, `Region::inherit`, `Meta::chain`).
 /// 3: `Meta::origin` (who took the image, of which program) and `FdState::id` (file identity).
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 pub const HEADER_LEN: usize = 64;
 
 /// Header fields, little-endian on disk:
