@@ -39,9 +39,14 @@ pub fn compile(name: &str, dir: &Dir) -> PathBuf {
 }
 
 fn spawn(argv: Vec<OsString>, nobody: bool, cwd: &Path, tag: &str) -> Proc {
+    spawn_env(argv, nobody, cwd, tag, &[])
+}
+
+fn spawn_env(argv: Vec<OsString>, nobody: bool, cwd: &Path, tag: &str, env: &[(&str, &str)]) -> Proc {
     let out = cwd.join(format!("{tag}.out"));
     let err = cwd.join(format!("{tag}.err"));
     let mut cmd = user_command(&argv, nobody, cwd);
+    cmd.envs(env.iter().copied());
     cmd.stdin(Stdio::null()).stdout(fs::File::create(&out).unwrap()).stderr(fs::File::create(&err).unwrap());
     Proc { child: cmd.spawn().expect("spawn"), out, err }
 }
@@ -65,7 +70,12 @@ pub fn run_as(prog: &Path, args: &[&str], cwd: &Path, nobody: bool) -> Proc {
 
 /// Run `prog` without ckpt, to completion; its stdout.
 pub fn plain(prog: &Path, args: &[&str], cwd: &Path) -> String {
-    let mut p = spawn(argv(prog, args), false, cwd, "plain");
+    plain_as(prog, args, cwd, false)
+}
+
+/// The same, as user nobody when `nobody` (and the tests run as root).
+pub fn plain_as(prog: &Path, args: &[&str], cwd: &Path, nobody: bool) -> String {
+    let mut p = spawn(argv(prog, args), nobody, cwd, "plain");
     let st = p.wait();
     assert!(st.success(), "uninterrupted run failed: {st:?}: {}", p.stderr());
     p.stdout()
@@ -76,9 +86,14 @@ pub fn restart(image: &Path, args: &[&str], cwd: &Path) -> Proc {
 }
 
 pub fn restart_as(image: &Path, args: &[&str], cwd: &Path, nobody: bool) -> Proc {
+    restart_env(image, args, cwd, nobody, &[])
+}
+
+/// ckpt-restart with more environment variables (CKPT_LOG=info, ...).
+pub fn restart_env(image: &Path, args: &[&str], cwd: &Path, nobody: bool, env: &[(&str, &str)]) -> Proc {
     let mut a = argv(&bin("ckpt-restart"), args);
     a.push(image.as_os_str().to_owned());
-    spawn(a, nobody, cwd, "restart")
+    spawn_env(a, nobody, cwd, "restart", env)
 }
 
 pub struct Proc {
@@ -183,4 +198,40 @@ pub fn survives_two_restarts(name: &str) {
     let mut r2 = restart(&img, &[], &dir);
     assert!(r2.wait().success(), "second restart failed: {}", r2.stderr());
     assert_eq!(r2.stdout(), expected.replacen("READY\n", "", 1));
+}
+
+/// What a restart did, for tests that look further.
+pub struct Restarted {
+    pub dir: Dir,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The zdtm-style scenario for a program `name` that sets up state, prints READY, waits for
+/// `go` and prints its own checks: an uninterrupted run (which must pass), then under ckpt-run:
+/// checkpoint at READY, SIGKILL, `after_kill` on the directory, `go`, ckpt-restart (with `env`).
+/// The restart must succeed and print exactly what the uninterrupted run printed after READY
+/// (a program that started over would print READY again; one whose checks fail prints FAIL
+/// lines and `failed`).
+pub fn ready_go(name: &str, tag: &str, nobody: bool, after_kill: impl FnOnce(&Path), env: &[(&str, &str)]) -> Restarted {
+    let base = workdir(&format!("{tag}_ref"));
+    let prog = compile(name, &base);
+    fs::write(base.join("go"), b"").unwrap();
+    let expected = plain_as(&prog, &[], &base, nobody);
+    assert!(expected.ends_with("done\n"), "the uninterrupted run fails its own checks: {expected}");
+
+    let dir = workdir(tag);
+    let mut p = run_as(&prog, &[], &dir, nobody);
+    p.wait_line(|l| l == "READY");
+    let img = p.checkpoint(&dir, name);
+    p.kill9();
+    after_kill(&dir);
+    fs::write(dir.join("go"), b"").unwrap();
+    let mut r = restart_env(&img, &[], &dir, nobody, env);
+    let st = r.wait();
+    let (stdout, stderr) = (r.stdout(), r.stderr());
+    assert!(st.success(), "restart failed ({st:?}): {stderr}\nstdout: {stdout}");
+    assert!(!stdout.contains("READY"), "the program started over: {stdout}");
+    assert_eq!(stdout, expected.replacen("READY\n", "", 1), "restarted run differs; stderr: {stderr}");
+    Restarted { dir, stdout, stderr }
 }
