@@ -36,8 +36,10 @@ pub struct Socket {
     pub file: SockFile,
     /// UNIX sockets bound to a relative path: the working directory at bind time (absolute).
     pub bind_dir: Vec<u8>,
-    /// TCP: bytes the program sent that its peer had not received, in this socket's send queue
-    /// (they cannot be read: TCP_REPAIR needs privileges).
+    /// Bytes the program sent that its peer had not received and that cannot be read: TCP, in
+    /// this socket's send queue (TCP_REPAIR needs privileges); a UNIX stream client whose
+    /// connection waits in a listener's queue, in that connection (about as many: the kernel
+    /// counts the buffers that hold them).
     pub unsent: u32,
     /// Netlink: the multicast groups joined (NETLINK_LIST_MEMBERSHIPS, 32 groups per word).
     pub groups: Vec<u32>,

@@ -57,6 +57,16 @@ pub fn read_fds() -> Vec<FdState> {
     }
     fdobjs::settle_epolls(&mut t.out, &t.seen, &t.temps, t.pid);
     settle_ttys(&mut t.out);
+    let mut socks: Vec<(i32, &mut ckpt_image::Socket)> = t
+        .out
+        .iter_mut()
+        .filter(|f| f.fd >= 0)
+        .filter_map(|f| match &mut f.kind {
+            FdKind::Socket(s) => Some((f.fd, &mut **s)),
+            _ => None,
+        })
+        .collect();
+    ckpt_sockets::capture::settle_tcp_pairs(&mut socks);
     for &(_, tmp) in &t.temps {
         sys::close(tmp);
     }

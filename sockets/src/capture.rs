@@ -90,6 +90,12 @@ impl Context {
             // A datagram server is "established" once a client connects to it: only a peer counts.
             let connected = if s.sock_type == libc::SOCK_DGRAM { s.peer != 0 || !s.peer_name.is_empty() } else { d.state == TCP_ESTABLISHED };
             s.state = if connected { SockState::Connected } else { SockState::Unconnected };
+            // A stream client whose connection waits in a listener's queue (its peer has no
+            // inode yet; all shutdown bits are set when the peer has gone instead): what it sent
+            // into that connection cannot be read, but the kernel counts it for the client.
+            if connected && s.peer == 0 && s.sock_type != libc::SOCK_DGRAM && d.shutdown != 3 {
+                s.unsent = d.rqlen.1;
+            }
             let (q, complete) = queue::capture(fd, s.sock_type, true, inflight);
             s.queue = q;
             if !complete {
@@ -148,7 +154,7 @@ impl Context {
             _ => SockState::Connected,
         };
         if s.sock_type == libc::SOCK_STREAM && state != TCP_CLOSE {
-            s.unsent = info.as_ref().map_or(0, |i| i.wqueue);
+            s.unsent = not_sent(fd);
         }
         if state == TCP_CLOSE_WAIT && s.sock_type == libc::SOCK_STREAM {
             s.shutdown |= 1; // the peer said it sends no more
@@ -167,6 +173,13 @@ impl Context {
             s.lost = "a datagram too large to save".into();
         }
     }
+}
+
+/// Bytes of a TCP socket's send queue not sent yet (sent ones are in the peer's queue or on
+/// their way: on loopback, in the peer's queue).
+fn not_sent(fd: i32) -> u32 {
+    const SIOCOUTQNSD: u64 = 0x894b;
+    sys::ioctl_int(fd, SIOCOUTQNSD).unwrap_or(0).max(0) as u32
 }
 
 /// (port, address bytes) of a raw inet sockaddr.
@@ -208,3 +221,76 @@ fn netlink_groups(fd: i32) -> Vec<u32> {
     g
 }
 
+
+/// TCP connections with both ends in the program (`socks`: (fd, socket) of every socket):
+/// bytes one end sent that the other has not received yet stay in the sender's send queue,
+/// which cannot be read (TCP_REPAIR needs privileges). They are moved into the receiver by
+/// reading the receiver's queue to the end (the sender's bytes follow as it empties), then
+/// written back through the sender at once, before any thread of the program runs again: the
+/// program sees the same bytes, in the same order, once; the receiver's saved queue is all of
+/// them. If they cannot all be written back, what is missing is said in `lost`.
+pub fn settle_tcp_pairs(socks: &mut [(i32, &mut Socket)]) {
+    for i in 0..socks.len() {
+        let s = &socks[i].1;
+        if s.unsent == 0 || s.sock_type != libc::SOCK_STREAM || s.state != SockState::Connected || s.shutdown & 2 != 0 {
+            continue;
+        }
+        let Some(j) = (0..socks.len()).find(|&j| j != i && socks[j].1.name == s.peer_name && socks[j].1.peer_name == s.name) else { continue };
+        if socks[j].1.shutdown & 1 != 0 {
+            continue;
+        }
+        let (a, b) = (socks[i].0, socks[j].0);
+        let (data, missing) = move_unsent(a, b);
+        socks[j].1.queue = if data.is_empty() { Vec::new() } else { vec![ckpt_image::Message { data, ..Default::default() }] };
+        socks[i].1.unsent = 0;
+        if missing > 0 {
+            socks[i].1.lost = format!("{missing} bytes it sent to its peer in the program could not be put back in the connection at checkpoint time");
+        }
+    }
+}
+
+fn pause_ms(ms: u64) {
+    let ts = libc::timespec { tv_sec: 0, tv_nsec: (ms * 1_000_000) as i64 };
+    // SAFETY: a plain nanosleep.
+    unsafe { libc::syscall(libc::SYS_nanosleep, &ts as *const libc::timespec, 0) };
+}
+
+/// Read `b`'s queue to the end while `a` sends what it holds; write it all back through `a`.
+/// (the bytes, how many could not be written back).
+fn move_unsent(a: i32, b: i32) -> (Vec<u8>, usize) {
+    let mut data = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut idle = 0;
+    while idle < 500 {
+        // SAFETY: buf is a valid buffer of its length.
+        let n = unsafe { libc::syscall(libc::SYS_recvfrom, b, buf.as_mut_ptr(), buf.len(), libc::MSG_DONTWAIT, 0, 0) };
+        if n > 0 {
+            data.extend_from_slice(&buf[..n as usize]);
+            idle = 0;
+            continue;
+        }
+        // Everything the sender holds is acknowledged: it is all in the receiver's queue (a
+        // byte sent but not yet queued there would come after what we write back).
+        if n == 0 || sys::ioctl_int(a, libc::TIOCOUTQ).unwrap_or(0) == 0 {
+            break;
+        }
+        idle += 1;
+        pause_ms(1);
+    }
+    let mut off = 0;
+    idle = 0;
+    while off < data.len() && idle < 2000 {
+        match sys::sendto(a, &data[off..], libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL, &[]) {
+            Ok(n) if n > 0 => {
+                off += n;
+                idle = 0;
+            }
+            _ => {
+                idle += 1;
+                pause_ms(1);
+            }
+        }
+    }
+    let missing = data.len() - off;
+    (data, missing)
+}

@@ -218,18 +218,24 @@ fn int(v: &[u8]) -> i32 {
 /// could not be set, as "level/name: error" for a warning.
 pub fn restore(fd: i32, opts: &[SockOpt], phase: Phase) -> Vec<String> {
     let mut failed = Vec::new();
-    let stream = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE) == Ok(libc::SOCK_STREAM);
+    let stream = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE) == Ok(libc::SOCK_STREAM)
+        && sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN).is_ok_and(|d| d != libc::AF_UNIX);
     let lock = opts.iter().find(|o| o.level == libc::SOL_SOCKET && o.name == SO_BUF_LOCK).map(|o| int(&o.value));
+    // TCP sizes its buffers itself unless the program set them (the lock bits say so); other
+    // sockets keep what they were given.
+    let tuned = |bit: i32| stream && lock.is_some_and(|l| l & bit == 0);
     let mut buf = [0u8; 32];
     for o in opts.iter().filter(|o| phase_of(o) == phase) {
-        let now = sys::getsockopt(fd, o.level, o.name, &mut buf[..o.value.len().max(4)]).map(|n| buf[..n].to_vec());
+        // Read as at checkpoint time: some options answer in another form to a shorter buffer.
+        let size = TABLE.iter().find(|t| t.0 == o.level && t.1 == o.name).map_or(4, |t| t.2);
+        let now = sys::getsockopt(fd, o.level, o.name, &mut buf[..size]).map(|n| buf[..n].to_vec());
         if now.as_deref() == Ok(&o.value[..]) {
             continue;
         }
         let value = match (o.level, o.name) {
             // getsockopt shows twice what was asked for; only sizes the program chose.
-            (libc::SOL_SOCKET, libc::SO_SNDBUF) if lock.is_some_and(|l| l & 1 != 0) => (int(&o.value) / 2).to_ne_bytes().to_vec(),
-            (libc::SOL_SOCKET, libc::SO_RCVBUF) if lock.is_some_and(|l| l & 2 != 0) => (int(&o.value) / 2).to_ne_bytes().to_vec(),
+            (libc::SOL_SOCKET, libc::SO_SNDBUF) if !tuned(1) => (int(&o.value) / 2).to_ne_bytes().to_vec(),
+            (libc::SOL_SOCKET, libc::SO_RCVBUF) if !tuned(2) => (int(&o.value) / 2).to_ne_bytes().to_vec(),
             (libc::SOL_SOCKET, libc::SO_SNDBUF | libc::SO_RCVBUF) => continue,
             // An empty device name unbinds; a fresh socket is not bound to one. Fanout group 0
             // means none.

@@ -132,16 +132,25 @@ pub fn send(fd: i32, data: &[u8], fds: &[i32], to: &[u8]) -> std::io::Result<usi
     Ok(n as usize)
 }
 
-/// Send all of a stream message: the first piece carries the fds; a full queue is an error.
+/// Send all of a stream message: the first piece carries the fds. A full queue is waited for
+/// a moment (the receiving side of a loopback connection grows its window as it fills); one
+/// that stays full is an error.
 pub fn send_all(fd: i32, m: &Message, fds: &[i32]) -> std::io::Result<()> {
     let mut off = 0;
     let mut first = true;
+    let mut idle = 0;
     while off < m.data.len() || first {
-        let n = send(fd, &m.data[off..], if first { fds } else { &[] }, &[])?;
-        first = false;
-        off += n;
-        if n == 0 && off < m.data.len() {
-            return Err(std::io::Error::from_raw_os_error(libc::EAGAIN));
+        match send(fd, &m.data[off..], if first { fds } else { &[] }, &[]) {
+            Ok(n) => {
+                first = false;
+                off += n;
+                idle = 0;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && idle < 2000 => {
+                idle += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(e) => return Err(e),
         }
     }
     Ok(())

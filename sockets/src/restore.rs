@@ -45,6 +45,8 @@ pub struct Sockets<'a> {
     served: HashSet<u64>,
     /// Clients whose connection is queued in a listener again.
     queued: HashSet<u64>,
+    /// Listeners of ours for connections whose listener the program has closed, by address.
+    temp_listeners: Vec<(Vec<u8>, RawFd)>,
     /// Sockets of other families that came back as a UNIX socket whose peer has gone.
     stand_ins: HashSet<u64>,
     /// Sockets bound with SO_REUSEPORT for the moment (another socket shares their port).
@@ -71,6 +73,12 @@ fn is_named_unix(s: &Socket) -> bool {
     s.family == libc::AF_UNIX && s.name.len() > 2
 }
 
+/// Whether a sender's name `name` is the `from` a datagram came with (unnamed: a family-only
+/// address or none).
+fn unnamed_or(name: &[u8], from: &[u8]) -> bool {
+    name == from || (name.len() <= 2 && from.len() <= 2)
+}
+
 fn shut_how(bits: u8) -> Option<i32> {
     match bits & 3 {
         1 => Some(libc::SHUT_RD),
@@ -85,7 +93,7 @@ impl<'a> Sockets<'a> {
     pub fn make(fds: &'a [FdState], top: RawFd, opts: Options) -> Result<Sockets<'a>> {
         let all = sockets_of(fds);
         let by_ino = all.iter().map(|s| (s.ino, *s)).collect();
-        let mut me = Sockets { all, by_ino, made: HashMap::new(), feeder: HashMap::new(), filled: HashSet::new(), bound: HashSet::new(), served: HashSet::new(), queued: HashSet::new(), reuseport_forced: HashSet::new(), stand_ins: HashSet::new(), temps: Vec::new(), top, opts };
+        let mut me = Sockets { all, by_ino, made: HashMap::new(), feeder: HashMap::new(), filled: HashSet::new(), bound: HashSet::new(), served: HashSet::new(), queued: HashSet::new(), reuseport_forced: HashSet::new(), stand_ins: HashSet::new(), temp_listeners: Vec::new(), temps: Vec::new(), top, opts };
         if let Err(e) = me.make_all() {
             me.close_all();
             return Err(e);
@@ -107,6 +115,7 @@ impl<'a> Sockets<'a> {
 
     fn close_all(&mut self) {
         let mut fds: Vec<RawFd> = self.held();
+        fds.extend(self.temp_listeners.drain(..).map(|t| t.1));
         fds.sort_unstable();
         fds.dedup();
         for fd in fds {
@@ -219,6 +228,9 @@ impl<'a> Sockets<'a> {
         }
         for s in all.iter().filter(|s| matches!(s.family, libc::AF_INET | libc::AF_INET6)) {
             self.inet_connect(s)?;
+        }
+        for (_, t) in std::mem::take(&mut self.temp_listeners) {
+            close(t);
         }
         for s in all.iter().filter(|s| s.state == SockState::Listening && matches!(s.family, libc::AF_INET | libc::AF_INET6)) {
             self.inet_pending(s)?;
@@ -352,8 +364,9 @@ impl<'a> Sockets<'a> {
                             let cfd = self.made[&c.ino];
                             check(unix::connect(cfd, &s.name, &s.bind_dir), || format!("cannot queue the connection of {} on {} again", c.describe(), s.describe()))?;
                             self.queued.insert(c.ino);
-                            if p.unread > 0 {
-                                self.lost(c, &format!("{} bytes it had sent into its connection not yet accepted by {} (they cannot be read without accepting it)", p.unread, s.describe()))?;
+                            if p.unread > 0 || c.unsent > 0 {
+                                let n = if p.unread > 0 { p.unread.to_string() } else { format!("about {}", c.unsent) };
+                                self.lost(c, &format!("{n} bytes it had sent into its connection not yet accepted by {} (they cannot be read without accepting it)", s.describe()))?;
                             }
                         }
                         None => {
@@ -506,21 +519,23 @@ impl<'a> Sockets<'a> {
         Ok(())
     }
 
-    /// One datagram for `to`, from a socket named `m.from`: its connected peer sends it
-    /// without an address, else the program's socket of that name, else one of ours bound to it.
+    /// One datagram for `to`, from a socket named `m.from`: a socket connected to `to` with
+    /// that name sends it without an address (its peer, the other end of a pair, or a client),
+    /// else the program's socket of that name, else one of ours bound to it.
     fn send_datagram(&mut self, to: &Socket, m: &Message, fds: &[RawFd]) -> Result<()> {
         let dest = self.address_of(to);
-        let partner = self.by_ino.get(&to.peer).copied().filter(|p| p.peer == to.ino && p.ino != to.ino);
-        let via_peer = match (self.feeder.get(&to.ino), partner) {
+        let connected = self.all.iter().find(|x| x.ino != to.ino && x.peer == to.ino && x.family == to.family && unnamed_or(&x.name, &m.from));
+        let via_peer = match (self.feeder.get(&to.ino), connected) {
             (Some(&f), _) => Some(f),
-            (None, Some(p)) if m.from.is_empty() || m.from == p.name => Some(self.made[&p.ino]),
+            (None, Some(x)) => Some(self.made[&x.ino]),
             _ => None,
         };
         let sender = self.all.iter().find(|x| !m.from.is_empty() && x.name == m.from && x.family == to.family && x.sock_type == to.sock_type);
+        let dir = if to.family == libc::AF_UNIX { &to.bind_dir[..] } else { &[][..] };
         let sent = match (via_peer, sender) {
             (Some(p), _) => queue::send(p, &m.data, fds, &[]),
-            (None, Some(x)) => queue::send(self.made[&x.ino], &m.data, fds, &dest),
-            (None, None) => self.send_from_temp(to, &dest, m, fds),
+            (None, Some(x)) => unix::in_dir(dir, || queue::send(self.made[&x.ino], &m.data, fds, &dest)),
+            (None, None) => unix::in_dir(dir, || self.send_from_temp(to, &dest, m, fds)),
         };
         match sent {
             Ok(_) => Ok(()),
@@ -530,7 +545,7 @@ impl<'a> Sockets<'a> {
 
     /// Send from a socket of ours bound to the sender's address (if it can be had; otherwise
     /// from an unnamed one, and say so).
-    fn send_from_temp(&mut self, to: &Socket, dest: &[u8], m: &Message, fds: &[RawFd]) -> std::io::Result<usize> {
+    fn send_from_temp(&self, to: &Socket, dest: &[u8], m: &Message, fds: &[RawFd]) -> std::io::Result<usize> {
         // SAFETY: plain socket calls on a socket of ours.
         let t = unsafe { libc::socket(to.family, to.sock_type | libc::SOCK_CLOEXEC, to.protocol) };
         if t < 0 {
@@ -675,22 +690,20 @@ impl<'a> Sockets<'a> {
                 }
             })
         };
-        let (server, client) = if listens_on(s).is_some() || (listens_on(p).is_none() && s.ino < p.ino) { (s, p) } else { (p, s) };
-        let listener = listens_on(server).map(|l| self.made[&l.ino]);
-        let temp = match listener {
-            Some(_) => None,
-            None => {
-                let t = self.new_plain(server)?;
-                if let Err(e) = self.bind_inet(t, server, &server.name) {
-                    close(t);
-                    return Err(e);
-                }
-                // SAFETY: t is a bound socket of ours.
-                unsafe { libc::listen(t, 16) };
-                Some(t)
-            }
+        // Without a listener: the end whose address other connections share (the listener's,
+        // closed since); both ends get their own addresses either way.
+        let sharing = |x: &Socket| self.all.iter().filter(|o| o.family == x.family && o.sock_type == x.sock_type && o.name == x.name).count();
+        let s_first = match (listens_on(s).is_some(), listens_on(p).is_some()) {
+            (true, _) => true,
+            (false, true) => false,
+            _ => sharing(s) > sharing(p) || (sharing(s) == sharing(p) && s.ino < p.ino),
         };
-        let l = listener.or(temp).expect("a listener");
+        let (server, client) = if s_first { (s, p) } else { (p, s) };
+        let listener = listens_on(server).map(|l| self.made[&l.ino]);
+        let l = match listener {
+            Some(l) => l,
+            None => self.temp_listener(server)?,
+        };
         let cfd = self.made[&client.ino];
         let r = self.bind_inet(cfd, client, &client.name).and_then(|()| {
             // SAFETY: server.name is a sockaddr of its length.
@@ -698,11 +711,7 @@ impl<'a> Sockets<'a> {
             // SAFETY: l is a listening socket of ours with our connection queued.
             check(unsafe { libc::accept4(l, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) }, || format!("cannot accept {} again", server.describe()))
         });
-        if let Some(t) = temp {
-            close(t);
-        }
         let got = self.park(r?)?;
-        self.early(got, server);
         if let Some(old) = self.made.insert(server.ino, got) {
             close(old);
         }
@@ -714,6 +723,23 @@ impl<'a> Sockets<'a> {
             }
         }
         Ok(())
+    }
+
+    /// A listener of ours on the address of `server` (an end of a connection whose listener
+    /// the program has closed), one for all such connections, closed once they are made.
+    fn temp_listener(&mut self, server: &Socket) -> Result<RawFd> {
+        if let Some(&(_, l)) = self.temp_listeners.iter().find(|t| t.0 == server.name) {
+            return Ok(l);
+        }
+        let t = self.new_plain(server)?;
+        if let Err(e) = self.bind_inet(t, server, &server.name) {
+            close(t);
+            return Err(e);
+        }
+        // SAFETY: t is a bound socket of ours.
+        unsafe { libc::listen(t, 64) };
+        self.temp_listeners.push((server.name.clone(), t));
+        Ok(t)
     }
 
     fn new_plain(&self, s: &Socket) -> Result<RawFd> {

@@ -148,32 +148,42 @@ pub fn bind(fd: i32, s: &Socket, ignore: bool) -> Result<Bound> {
 }
 
 /// Run `f` in directory `dir` (if given) with the umask that gives `mode` (if given); back to
-/// our working directory and umask afterwards.
+/// our working directory and umask afterwards, with `f`'s errno.
 fn with_dir(dir: Option<&[u8]>, mode: Option<u32>, f: impl FnOnce() -> i32) -> i32 {
-    let cwd = std::env::current_dir().ok();
-    if let Some(d) = dir {
-        if std::env::set_current_dir(std::ffi::OsStr::from_bytes(d)).is_err() {
-            // The directory is gone: bind relative to where we are (the name stays the same).
-            crate::info(&format!("the directory {} a socket was bound in is gone", lossy(d)));
+    let (r, e) = in_dir(dir.unwrap_or_default(), || {
+        // SAFETY: umask only changes this process's file mode mask.
+        let old = mode.map(|m| unsafe { libc::umask(!m & 0o777) });
+        let r = f();
+        let e = std::io::Error::last_os_error();
+        if let Some(o) = old {
+            // SAFETY: as above.
+            unsafe { libc::umask(o) };
         }
+        (r, e)
+    });
+    if r < 0 {
+        // SAFETY: errno is thread-local.
+        unsafe { *libc::__errno_location() = e.raw_os_error().unwrap_or(0) };
     }
-    // SAFETY: umask only changes this process's file mode mask.
-    let old = mode.map(|m| unsafe { libc::umask(!m & 0o777) });
+    r
+}
+
+/// Run `f` in directory `dir` (if not empty: where relative names were bound), then back.
+pub fn in_dir<T>(dir: &[u8], f: impl FnOnce() -> T) -> T {
+    if dir.is_empty() {
+        return f();
+    }
+    let cwd = std::env::current_dir().ok();
+    let moved = std::env::set_current_dir(std::ffi::OsStr::from_bytes(dir)).is_ok();
+    if !moved {
+        // The directory is gone: from where we are (the name stays the same).
+        crate::info(&format!("the directory {} a socket was bound in is gone", lossy(dir)));
+    }
     let r = f();
-    let e = std::io::Error::last_os_error();
-    if let Some(o) = old {
-        // SAFETY: as above.
-        unsafe { libc::umask(o) };
-    }
-    if dir.is_some() {
+    if moved {
         if let Some(c) = cwd {
             let _ = std::env::set_current_dir(c);
         }
-    }
-    if r < 0 {
-        // Keep the bind's errno for the caller.
-        // SAFETY: errno is thread-local.
-        unsafe { *libc::__errno_location() = e.raw_os_error().unwrap_or(0) };
     }
     r
 }
