@@ -270,7 +270,7 @@ fn headers_in(dir: &Path) -> Vec<(PathBuf, u64)> {
         .filter(|e| crate::parse_image_name(e.file_name().as_bytes()).is_some())
         .filter_map(|e| {
             let p = e.path();
-            let f = std::fs::File::open(&p).ok()?;
+            let f = crate::reader::open_regular(&p).ok()?;
             let len = f.metadata().ok()?.len();
             let mut b = vec![0u8; HEADER_LEN.min(len as usize)];
             f.read_exact_at(&mut b, 0).ok()?;

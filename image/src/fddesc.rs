@@ -12,7 +12,14 @@ impl FdKind {
         match self {
             FdKind::Path { path, is_dir, .. } => (if *is_dir { "dir" } else { "file" }, lossy(path)),
             FdKind::Other { link } => ("other", lossy(link)),
-            FdKind::Deleted { path, data } => ("deleted", format!("{} ({} bytes saved)", lossy(path), data.len())),
+            FdKind::Deleted(d) => {
+                let stored: u64 = d.chunks.iter().map(|c| c.raw_len).sum();
+                let what = if d.is_dir() { "deleted directory" } else if d.is_file() { "deleted file" } else { "deleted node" };
+                ("deleted", format!("{what} {} ({} bytes, {stored} stored)", lossy(&d.path), d.size))
+            }
+            FdKind::Fifo { path, data, deleted, .. } => {
+                ("fifo", format!("{}{} ({} bytes unread)", lossy(path), if *deleted { " (deleted)" } else { "" }, data.len()))
+            }
             FdKind::Pipe { ino, data, .. } => ("pipe", format!("pipe:[{ino}] ({} bytes unread)", data.len())),
             FdKind::Socket(s) => ("socket", s.describe()),
             FdKind::Tty(t) => ("tty", format!("{} ({:?}{})", lossy(&t.path), t.kind, if t.ctty { ", controlling terminal" } else { "" })),

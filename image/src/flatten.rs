@@ -1,7 +1,7 @@
 //! Flattening a chain: one full image (no parent, `meta.chain` 1, nothing inherited) with the
 //! same memory as the whole chain, so that a single file can be moved to another node.
 
-use crate::{Chain, ImageError, LayerBuf, Result, Writer, CHUNK_SIZE};
+use crate::{Chain, FdKind, ImageError, LayerBuf, Result, Writer, CHUNK_SIZE};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -84,6 +84,17 @@ fn write(chain: &Chain, file: File) -> Result<u64> {
                 r.chunks.push(w.write_chunk(s, &win[(s - off) as usize..(e - off) as usize])?);
             }
             off += n;
+        }
+    }
+    // Deleted files' data is the newest image's own: copied chunk by chunk.
+    let newest = chain.newest();
+    let (mut dec, mut stored) = (crate::Decompressor::new()?, Vec::new());
+    for f in index.fds.iter_mut() {
+        let FdKind::Deleted(d) = &mut f.kind else { continue };
+        for c in d.chunks.iter_mut() {
+            let data = &mut window[..c.raw_len as usize];
+            newest.read_chunk(c, data, &mut dec, &mut stored)?;
+            *c = w.write_chunk(c.offset, data)?;
         }
     }
     let saved = w.raw_bytes();

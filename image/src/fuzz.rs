@@ -2,7 +2,7 @@
 //! stable-toolchain test can exercise it too: whatever bytes an image file holds, opening and
 //! verifying it returns an error or succeeds; it never panics, hangs or allocates without bound.
 
-use crate::{Backing, Chunk, Entry, FdKind, FdState, Index, Meta, Reader, Region, Result, ThreadState, Writer};
+use crate::{Backing, ChildProcess, Chunk, Entry, FdKind, FdState, Index, LeftOut, Meta, OutsidePipe, Reader, Region, Result, ThreadState, Writer};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::io::{Seek, SeekFrom, Write};
@@ -90,10 +90,14 @@ pub fn sample_image() -> Result<Vec<u8>> {
         threads: vec![ThreadState { tid: 4243, ucontext: 0x100_1000, fs_base: 0x100_2000, rseq: true, ..Default::default() }],
         entry: Entry { pc: 0x40_1000, sp: 0x100_7000, ..Default::default() },
         fds: vec![
-            FdState { fd: 0, flags: 2, pos: 0, cloexec: false, kind: FdKind::Path { path: b"/dev/null".to_vec(), size: 0, is_dir: false }, dup_of: None, mtime: 0, id: Default::default() },
-            FdState { fd: 3, flags: 0, pos: 0, cloexec: true, kind: FdKind::Other { link: b"pipe:[1234]".to_vec() }, dup_of: None, mtime: 0, id: Default::default() },
+            FdState { fd: 0, flags: 2, pos: 0, cloexec: false, kind: FdKind::Path { path: b"/dev/null".to_vec(), size: 0, is_dir: false }, dup_of: None, mtime: 0, id: Default::default(), locks: Vec::new() },
+            FdState { fd: 3, flags: 0, pos: 0, cloexec: true, kind: FdKind::Other { link: b"pipe:[1234]".to_vec() }, dup_of: None, mtime: 0, id: Default::default(), locks: Vec::new() },
         ],
         process: Default::default(),
+        left_out: LeftOut {
+            children: vec![ChildProcess { pid: 4250, command: b"sleep 30".to_vec(), exited: false }],
+            outside_pipes: vec![OutsidePipe { fd: 0, unread: 12, fifo: Vec::new() }],
+        },
     };
     let (mut f, total) = w.finish(&index)?;
     let mut out = vec![0u8; total as usize];

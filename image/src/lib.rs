@@ -16,13 +16,18 @@ mod chain;
 #[cfg(test)]
 mod chain_tests;
 mod codec;
+#[cfg(test)]
+mod deleted_tests;
 mod edit;
 mod endpoints;
 mod fddesc;
+pub mod filerefs;
 mod flatten;
 pub mod fuzz;
 mod generations;
 mod header;
+mod launch;
+mod leftout;
 mod model;
 mod origin;
 mod reader;
@@ -38,6 +43,8 @@ pub use fddesc::describe_addr;
 pub use flatten::{flatten, Flattened};
 pub use generations::{generation_file_name, generations_of, images_in, parse_image_name};
 pub use header::{Header, HEADER_LEN, MAGIC, VERSION};
+pub use launch::{Launch, LAUNCH_VAR};
+pub use leftout::{ChildProcess, LeftOut, OutsidePipe};
 pub use model::*;
 pub use origin::{boot_id, FileId, Origin};
 pub use reader::Reader;

@@ -1,5 +1,6 @@
 //! The index: everything in an image besides raw page data, as plain serializable types.
 
+use crate::leftout::LeftOut;
 use serde::{Deserialize, Serialize};
 
 /// The whole index of an image.
@@ -13,6 +14,18 @@ pub struct Index {
     pub entry: Entry,
     pub fds: Vec<FdState>,
     pub process: ProcessState,
+    /// What a restart cannot bring back (format version 4).
+    pub left_out: LeftOut,
+}
+
+impl Index {
+    /// The deleted inodes of the fd table (regular files hold their data's chunks).
+    pub fn deleted_files(&self) -> impl Iterator<Item = &Deleted> {
+        self.fds.iter().filter_map(|f| match &f.kind {
+            FdKind::Deleted(d) => Some(d),
+            _ => None,
+        })
+    }
 }
 
 /// Where and what the image was taken from.
@@ -94,7 +107,7 @@ pub enum Codec {
 }
 
 /// A run of a region's bytes stored in the data area.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chunk {
     /// Offset of the first byte within the region.
     pub offset: u64,
@@ -148,9 +161,9 @@ pub enum FdKind {
     Path { path: Vec<u8>, size: u64, is_dir: bool },
     /// Something we cannot restore yet (pipe, socket, anon inode): described by its link text.
     Other { link: Vec<u8> },
-    /// A regular file deleted while open: its whole contents, recreated as an unnamed file at
-    /// restart (O_TMPFILE in the same directory, else a memfd).
-    Deleted { path: Vec<u8>, data: Vec<u8> },
+    /// A file, directory or device node deleted while open, or never linked (O_TMPFILE,
+    /// tmpfile(), memfd): recreated unnamed at restart (see `Deleted`).
+    Deleted(Deleted),
     /// One end of a pipe (pipe inode `ino`, capacity `size`). `data` holds the bytes that were
     /// unread at checkpoint time (on one entry per pipe; empty on the others).
     Pipe { ino: u64, size: u32, data: Vec<u8> },
@@ -165,6 +178,79 @@ pub enum FdKind {
     Epoll { entries: Vec<EpollEntry> },
     /// `queued`: bytes of events that were queued unread (they cannot be saved).
     Inotify { watches: Vec<InotifyWatch>, queued: u32 },
+    /// A FIFO opened by path (`deleted`: its name was removed since), inode `ino`, capacity
+    /// `size`. `data` holds the bytes that were unread at checkpoint time (on one entry per FIFO;
+    /// empty on the others).
+    Fifo { path: Vec<u8>, ino: u64, mode: u32, deleted: bool, size: u32, data: Vec<u8> },
+}
+
+/// An inode the program holds open but that has no name any more. All fds of one inode (`dev`,
+/// `ino`) come back as one inode; `mode` (type and permission bits) says what it is and how it
+/// comes back: a regular file holding its data (`chunks`, stored in the data area like memory,
+/// holes not stored, on the inode's first fd only; the others have none), an empty directory
+/// (removed again at once), a device node of `rdev`, or a symlink to `target` (an O_PATH fd).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deleted {
+    /// The name it had (without " (deleted)"), for messages and to recreate it next to it.
+    pub path: Vec<u8>,
+    pub dev: u64,
+    pub ino: u64,
+    pub mode: u32,
+    pub rdev: u64,
+    /// Bytes (st_size) of a regular file.
+    pub size: u64,
+    /// A regular file's data: chunks whose `offset` is the offset in the file, sorted, each
+    /// a whole number of pages (the tail of the last one past `size` is zero and not written).
+    pub chunks: Vec<Chunk>,
+    pub uid: u32,
+    pub gid: u32,
+    /// Access and modification times: seconds and nanoseconds since the epoch.
+    pub atime: (i64, i64),
+    pub mtime: (i64, i64),
+    /// A symlink's target.
+    pub target: Vec<u8>,
+    /// st_nlink at checkpoint time: above 0, the file still had another name somewhere.
+    pub nlink: u64,
+}
+
+impl Deleted {
+    pub fn is_file(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFREG
+    }
+    pub fn is_dir(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFDIR
+    }
+    pub fn is_symlink(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFLNK
+    }
+}
+
+/// A file lock or lease held through an fd (fdinfo `lock:` lines), taken again at restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileLock {
+    pub kind: LockKind,
+    /// A write (exclusive) lock or lease; else a read (shared) one.
+    pub write: bool,
+    /// Byte range of POSIX and OFD locks, `end` inclusive (u64::MAX: to the end of the file).
+    pub start: u64,
+    pub end: u64,
+    /// A lease being broken: what it is being broken to (a write lease to a read lease: true;
+    /// to none: false). None: not being broken.
+    pub breaking_to_read: Option<bool>,
+    /// A lease: the signal its breaks are announced with (F_GETSIG; 0: SIGIO).
+    pub signal: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockKind {
+    /// flock(2): owned by the open file description.
+    Flock,
+    /// fcntl F_SETLK: owned by the process, released when it closes any fd of the file.
+    Posix,
+    /// fcntl F_OFD_SETLK: owned by the open file description.
+    Ofd,
+    /// fcntl F_SETLEASE.
+    Lease,
 }
 
 /// One entry of an epoll interest list.
@@ -210,6 +296,9 @@ pub struct FdState {
     pub mtime: i64,
     /// Identity of a file reopened by path (version 3): a different file at the path is refused.
     pub id: crate::FileId,
+    /// Locks and leases held through this fd's open file description (POSIX locks: those set
+    /// through it), taken again once every fd is in place.
+    pub locks: Vec<FileLock>,
 }
 
 /// A signal disposition in the kernel's `struct sigaction` layout.

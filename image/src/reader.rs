@@ -20,16 +20,53 @@ pub struct Reader {
 
 const PAGE: u64 = 4096;
 
+/// Open an image file for reading. Only a regular file is opened at all: opening a FIFO
+/// blocks until someone writes it, and opening a device can act on the device. O_NONBLOCK
+/// covers a FIFO put in its place between the check and the open (`Reader::from_file` checks
+/// the open file again); on a regular file it changes nothing.
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta));
+    }
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta));
+    }
+    Ok(file)
+}
+
+/// "not a regular file (a FIFO)", and so on.
+pub(crate) fn not_regular(meta: &std::fs::Metadata) -> std::io::Error {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    let what = if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a file"
+    };
+    std::io::Error::other(format!("not a regular file ({what})"))
+}
+
 impl Reader {
     pub fn open(path: &Path) -> Result<Reader> {
-        Reader::from_file(File::open(path)?)
+        Reader::from_file(open_regular(path)?)
     }
 
     /// Read and validate the header and index of an image already open for reading.
     pub fn from_file(file: File) -> Result<Reader> {
         let meta = file.metadata()?;
         if !meta.is_file() {
-            return Err(ImageError::Io(std::io::Error::other("not a regular file")));
+            return Err(not_regular(&meta).into());
         }
         let file_len = meta.len();
         let mut hb = vec![0u8; HEADER_LEN.min(file_len as usize)];
@@ -120,16 +157,24 @@ impl Reader {
         Ok(())
     }
 
-    /// Check the stored bytes of every chunk against its checksum, without decompressing
-    /// (what a restart from a directory does to pick the newest good image).
+    /// Check the stored bytes of every chunk (memory and deleted files) against its checksum,
+    /// without decompressing (what a restart from a directory does to pick the newest good image).
     pub fn verify_stored(&self) -> Result<()> {
+        let all = self.index.regions.iter().flat_map(|r| &r.chunks).chain(self.index.deleted_files().flat_map(|d| &d.chunks));
+        self.verify_chunks(all)
+    }
+
+    /// Check the stored bytes of the chunks of deleted files.
+    pub fn verify_files(&self) -> Result<()> {
+        self.verify_chunks(self.index.deleted_files().flat_map(|d| &d.chunks))
+    }
+
+    fn verify_chunks<'a>(&self, chunks: impl Iterator<Item = &'a Chunk>) -> Result<()> {
         let mut buf = Vec::new();
-        for r in &self.index.regions {
-            for c in r.chunks.iter().filter(|c| c.codec != Codec::Zero) {
-                buf.resize(c.stored_len as usize, 0);
-                self.file.read_exact_at(&mut buf, c.file_offset)?;
-                self.check(c, &buf)?;
-            }
+        for c in chunks.filter(|c| c.codec != Codec::Zero) {
+            buf.resize(c.stored_len as usize, 0);
+            self.file.read_exact_at(&mut buf, c.file_offset)?;
+            self.check(c, &buf)?;
         }
         Ok(())
     }
@@ -145,8 +190,39 @@ impl Reader {
                     .map_err(|e| ImageError::Corrupt(format!("region {:#x}-{:#x} {}: {e}", r.start, r.end, r.name_lossy())))?;
             }
         }
+        for d in self.index.deleted_files() {
+            for c in &d.chunks {
+                self.read_chunk(c, &mut dst[..c.raw_len as usize], &mut dec, &mut scratch)
+                    .map_err(|e| ImageError::Corrupt(format!("deleted file {} at offset {}: {e}", String::from_utf8_lossy(&d.path), c.offset)))?;
+            }
+        }
         Ok(())
     }
+}
+
+/// Whether `chunks` are sorted, page-aligned, at most CHUNK_SIZE each, inside `len` bytes of
+/// memory or file and stored inside the data area (which ends at `data_end`).
+fn chunks_ok(chunks: &[Chunk], len: u64, data_end: u64) -> bool {
+    let mut chunk_end = 0u64;
+    for c in chunks {
+        let c_end = c.offset.checked_add(c.raw_len);
+        let f_end = c.file_offset.checked_add(c.stored_len);
+        let ok = c.offset % PAGE == 0
+            && c.raw_len > 0
+            && c.raw_len as usize <= CHUNK_SIZE
+            && c.offset >= chunk_end
+            && c_end.is_some_and(|e| e <= len)
+            && f_end.is_some_and(|e| e <= data_end)
+            && c.file_offset >= HEADER_LEN as u64
+            && (c.codec != Codec::Raw || c.stored_len == c.raw_len)
+            && (c.codec != Codec::Shuffle8 || c.raw_len.is_multiple_of(8))
+            && c.stored_len <= 2 * CHUNK_SIZE as u64;
+        if !ok {
+            return false;
+        }
+        chunk_end = c.offset + c.raw_len;
+    }
+    true
 }
 
 /// Check that the index describes something a restarter can act on without going out of bounds.
@@ -165,28 +241,37 @@ fn validate(index: &Index, header: &Header) -> Result<()> {
         if r.inherit && header.parent == 0 {
             return bad(format!("region {:#x}-{:#x} inherits from a parent, but the image has none", r.start, r.end));
         }
-        let mut chunk_end = 0u64;
-        for c in &r.chunks {
-            let c_end = c.offset.checked_add(c.raw_len);
-            let f_end = c.file_offset.checked_add(c.stored_len);
-            let ok = c.offset % PAGE == 0
-                && c.raw_len > 0
-                && c.raw_len as usize <= CHUNK_SIZE
-                && c.offset >= chunk_end
-                && c_end.is_some_and(|e| e <= r.len())
-                && f_end.is_some_and(|e| e <= data_end)
-                && c.file_offset >= HEADER_LEN as u64
-                && (c.codec != Codec::Raw || c.stored_len == c.raw_len)
-                && (c.codec != Codec::Shuffle8 || c.raw_len.is_multiple_of(8))
-                && c.stored_len <= 2 * CHUNK_SIZE as u64;
-            if !ok {
-                return bad(format!("a chunk of region {:#x}-{:#x} is out of bounds", r.start, r.end));
-            }
-            chunk_end = c.offset + c.raw_len;
+        if !chunks_ok(&r.chunks, r.len(), data_end) {
+            return bad(format!("a chunk of region {:#x}-{:#x} is out of bounds", r.start, r.end));
+        }
+    }
+    for d in index.deleted_files() {
+        let pages = d.size.div_ceil(PAGE) * PAGE;
+        if !chunks_ok(&d.chunks, pages, data_end) || d.chunks.iter().any(|c| c.raw_len % PAGE != 0) || (!d.is_file() && !d.chunks.is_empty()) {
+            return bad(format!("a chunk of deleted file {} is out of bounds", String::from_utf8_lossy(&d.path)));
         }
     }
     if index.entry.pc == 0 || index.entry.sp == 0 {
         return bad("no restart entry point".into());
+    }
+    check_tiling(index, data_end)
+}
+
+/// Every byte of the data area belongs to exactly one chunk (so every byte is checksummed):
+/// the chunks' stored bytes, in file order, follow each other without gap or overlap from the
+/// header to the index.
+fn check_tiling(index: &Index, data_end: u64) -> Result<()> {
+    // Memory regions' chunks and deleted files' chunks share the data area.
+    let chunks = index.regions.iter().flat_map(|r| &r.chunks).chain(index.deleted_files().flat_map(|d| &d.chunks));
+    let mut spans: Vec<(u64, u64)> = chunks.filter(|c| c.stored_len > 0).map(|c| (c.file_offset, c.file_offset + c.stored_len)).collect();
+    spans.sort_unstable();
+    let mut at = HEADER_LEN as u64;
+    for (start, end) in spans.into_iter().chain([(data_end, data_end)]) {
+        if start != at {
+            let what = if start > at { "belong to no chunk" } else { "belong to two chunks" };
+            return Err(ImageError::Corrupt(format!("bytes {}..{} of the data area {what}", at.min(start), at.max(start))));
+        }
+        at = end;
     }
     Ok(())
 }

@@ -80,6 +80,13 @@ fn untrusted(path: &Path, why: String) -> ImageError {
 /// regular file (O_NONBLOCK: a FIFO planted at the name does not block), owned by `euid` and
 /// not writable by group or others.
 pub fn open_owned(path: &Path, euid: u32) -> Result<File> {
+    // Not even opened when it is something else than a regular file (a FIFO would block, a
+    // device could act); the open file is checked again below.
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        if !m.is_file() && !m.file_type().is_symlink() {
+            return Err(untrusted(path, crate::reader::not_regular(&m).to_string()));
+        }
+    }
     let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(|e| {
         if e.raw_os_error() == Some(libc::ELOOP) {
             untrusted(path, "is a symbolic link; an image is restarted only from the file itself".into())
@@ -89,7 +96,7 @@ pub fn open_owned(path: &Path, euid: u32) -> Result<File> {
     })?;
     let m = file.metadata()?;
     if !m.is_file() {
-        return Err(untrusted(path, "is not a regular file".into()));
+        return Err(untrusted(path, crate::reader::not_regular(&m).to_string()));
     }
     if m.uid() != euid {
         return Err(untrusted(path, format!("belongs to {}, not to you: restarting it would run its code as you", user(m.uid()))));

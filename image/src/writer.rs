@@ -113,11 +113,13 @@ impl ChunkEncoder {
     /// from `encode`), and how many of its bytes the chunk stores. Always a copy: O_DIRECT
     /// straight from the program's memory in a forked snapshot makes the kernel unshare (copy)
     /// every page it pins, with a TLB flush each, several times slower than this memcpy.
-    /// A zstd chunk's padding is a zstd skippable frame, part of the chunk (and of its checksum),
-    /// so that no byte of the data area goes unchecked; a raw chunk is a whole number of pages.
+    /// The padding of a compressed chunk (zstd or shuffled) is a zstd skippable frame, part of
+    /// the chunk (and of its checksum), so that no byte of the data area goes unchecked; a raw
+    /// chunk is a whole number of pages.
     fn aligned(&mut self, codec: Codec, stored: *const u8, len: usize) -> (&[u8], usize) {
+        let compressed = matches!(codec, Codec::Zstd | Codec::Shuffle8);
         let mut padded = align_up(len);
-        if codec == Codec::Zstd && padded != len && padded - len < 8 {
+        if compressed && padded != len && padded - len < 8 {
             padded += BLOCK;
         }
         let buf = self.buf.as_mut();
@@ -126,7 +128,8 @@ impl ChunkEncoder {
             buf[..len].copy_from_slice(unsafe { std::slice::from_raw_parts(stored, len) });
         }
         buf[len..padded].fill(0);
-        if codec != Codec::Zstd || padded == len {
+        if !compressed || padded == len {
+            debug_assert_eq!(padded, len, "a raw chunk is whole pages");
             return (&buf[..padded], len);
         }
         buf[len..len + 4].copy_from_slice(&0x184D_2A50u32.to_le_bytes());
@@ -209,7 +212,9 @@ impl Writer {
             file.write_all(&[0u8; HEADER_LEN])?;
         }
         let first = AtomicU32::new(if direct { FIRST_PENDING } else { FIRST_DONE });
-        Ok(Writer { file, pos: AtomicU64::new(HEADER_LEN as u64), raw_total: AtomicU64::new(0), enc: Some(ChunkEncoder::new(level)?), level, direct, first })
+        // The encoder for `write_chunk` is made when first needed: callers that bring their own
+        // (`write_chunk_with`) do not pay for its buffers.
+        Ok(Writer { file, pos: AtomicU64::new(HEADER_LEN as u64), raw_total: AtomicU64::new(0), enc: None, level, direct, first })
     }
 
     /// The compression level, for callers that make encoders for other threads.
@@ -381,7 +386,9 @@ mod tests {
         }
         let codecs: Vec<Codec> = chunks.iter().map(|c| c.codec).collect();
         assert_eq!(codecs, [Codec::Shuffle8, Codec::Zstd, Codec::Raw, Codec::Zero]);
-        let index = Index { entry: crate::Entry { pc: 1, sp: 1, ..Default::default() }, ..Default::default() };
+        // Every chunk belongs to a region: the reader checks that chunks cover the data area.
+        let region = crate::Region { start: 0x10_0000, end: 0x10_0000 + 4 * CHUNK_SIZE as u64, prot: 3, name: Vec::new(), backing: crate::Backing::Anon, chunks: chunks.clone(), inherit: false };
+        let index = Index { regions: vec![region], entry: crate::Entry { pc: 1, sp: 1, ..Default::default() }, ..Default::default() };
         w.finish(&index).unwrap();
         let r = Reader::open(&path).unwrap();
         let mut dec = Decompressor::new().unwrap();

@@ -22,6 +22,9 @@ pub struct Report {
     pub fds: Vec<Fd>,
     pub signals: Vec<Signal>,
     pub totals: Totals,
+    /// What a restart cannot bring back: the program's child processes, fds reading pipes fed
+    /// from outside the program.
+    pub left_out: LeftOut,
     /// Present with --verify: every chunk was read and its checksum matched.
     pub verified: Option<Verified>,
 }
@@ -149,6 +152,40 @@ pub struct Signal {
     pub action: String,
     pub handler: Option<u64>,
     pub flags: String,
+}
+
+#[derive(Serialize)]
+pub struct LeftOut {
+    pub children: Vec<LeftChild>,
+    pub outside_pipes: Vec<LeftPipe>,
+}
+
+#[derive(Serialize)]
+pub struct LeftChild {
+    pub pid: i32,
+    pub command: String,
+    /// Exited, not yet waited for (a zombie).
+    pub exited: bool,
+}
+
+#[derive(Serialize)]
+pub struct LeftPipe {
+    pub fd: i32,
+    /// Bytes unread at checkpoint time.
+    pub unread: u64,
+    /// The FIFO's path, or null for an anonymous pipe.
+    pub fifo: Option<String>,
+}
+
+fn left_out(l: &ckpt_image::LeftOut) -> LeftOut {
+    LeftOut {
+        children: l.children.iter().map(|c| LeftChild { pid: c.pid, command: String::from_utf8_lossy(&c.command).into_owned(), exited: c.exited }).collect(),
+        outside_pipes: l
+            .outside_pipes
+            .iter()
+            .map(|p| LeftPipe { fd: p.fd, unread: p.unread, fifo: (!p.fifo.is_empty()).then(|| String::from_utf8_lossy(&p.fifo).into_owned()) })
+            .collect(),
+    }
 }
 
 #[derive(Serialize)]
@@ -286,6 +323,7 @@ pub fn build(reader: &Reader, chain: std::result::Result<&Chain, String>, path: 
             })
             .collect(),
         totals,
+        left_out: left_out(&ix.left_out),
         verified,
     }
 }

@@ -82,6 +82,18 @@ fn write_all(o: &mut String, r: &Report) -> std::fmt::Result {
         writeln!(o, "  {:<10} {}{h}{fl}", s.signal, s.action)?;
     }
 
+    let l = &r.left_out;
+    if !l.children.is_empty() || !l.outside_pipes.is_empty() {
+        writeln!(o, "\nleft out   what a restart does not bring back")?;
+        for c in &l.children {
+            writeln!(o, "  child process {} \"{}\"{}", c.pid, c.command.escape_debug(), if c.exited { " (exited, not waited for)" } else { "" })?;
+        }
+        for p in &l.outside_pipes {
+            let what = p.fifo.as_ref().map_or("a pipe".to_string(), |f| format!("the FIFO {f}"));
+            writeln!(o, "  fd {} reads {what} fed by another process ({} bytes unread): its input cannot be replayed", p.fd, p.unread)?;
+        }
+    }
+
     let t = &r.totals;
     let ratio = if t.stored_bytes > 0 { t.saved_bytes as f64 / t.stored_bytes as f64 } else { 0.0 };
     writeln!(

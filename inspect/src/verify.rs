@@ -1,4 +1,4 @@
-//! `--verify`: read every chunk of every image of the chain, check its xxh3 and decompress it;
+//! `--verify`: read every chunk (memory and deleted files' data) of every image of the chain, check its xxh3 and decompress it;
 //! stop at the first bad one.
 
 use anyhow::{anyhow, Result};
@@ -31,6 +31,15 @@ pub fn all(chain: &Chain) -> Result<Verified> {
                         c.offset,
                         c.file_offset
                     )
+                })?;
+                v.chunks += 1;
+                v.stored_bytes += c.stored_len;
+            }
+        }
+        for d in reader.index.deleted_files() {
+            for (ci, c) in d.chunks.iter().enumerate() {
+                reader.read_chunk(c, &mut dst[..c.raw_len as usize], &mut dec, &mut scratch).map_err(|e| {
+                    anyhow!("{which}bad chunk {ci} of deleted file {}, file offset {:#x} in it, image offset {}: {e}", String::from_utf8_lossy(&d.path), c.offset, c.file_offset)
                 })?;
                 v.chunks += 1;
                 v.stored_bytes += c.stored_len;

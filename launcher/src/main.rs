@@ -1,6 +1,7 @@
 //! `ckpt-run`: sets up the environment the runtime reads (preload, image directory, checkpoint
 //! signal, the pid it manages) and execs the program in place, so the program keeps our pid.
 
+mod protect;
 mod resume;
 mod signals;
 
@@ -24,7 +25,10 @@ const RUNTIME_LIB: &str = "libckpt_runtime.so";
                   After --stop-signal or `ckpt-ctl stop` the program exits with status 75 once its image \
                   is written (74: the checkpoint failed).\n\
                   Every option can also come from the environment variable shown; CKPT_LOG=info|debug \
-                  shows more than the one line per checkpoint."
+                  shows more than the one line per checkpoint.\n\
+                  Exit status: the program's; 2 usage error (a bad option or option value); 125 ckpt-run \
+                  itself failed (image directory, runtime library, resume); 126 PROGRAM cannot be run; \
+                  127 PROGRAM not found."
 )]
 struct Cli {
     /// Directory for images (created 0700 if missing).
@@ -76,26 +80,96 @@ struct Cli {
     #[arg(long, env = "CKPT_ALLOW_SHARED_DIR", value_parser = clap::builder::FalseyValueParser::new())]
     allow_shared_dir: bool,
 
+    /// Run a program the runtime cannot be loaded into (statically linked, setuid or setgid,
+    /// file capabilities, not x86-64) anyway, without checkpoints, after a warning. Without
+    /// it, ckpt-run refuses such a program (exit status 2).
+    #[arg(long, env = "CKPT_UNPROTECTED", value_parser = clap::builder::FalseyValueParser::new())]
+    unprotected: bool,
+
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<OsString>,
 }
 
+/// Exit status for a bad command line (as clap's own errors).
+const EXIT_USAGE: i32 = 2;
+/// Exit status when ckpt-run itself fails (as env(1), nice(1), timeout(1)).
+const EXIT_FAILED: i32 = 125;
+/// Exit status when the program was found but cannot be run, and when it was not found (as env(1)).
+const EXIT_CANNOT_RUN: i32 = 126;
+const EXIT_NOT_FOUND: i32 = 127;
+
+/// An error in the command line (exit status 2).
+#[derive(Debug)]
+struct Usage(anyhow::Error);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// The program could not be executed (exit status 126, or 127 when it does not exist).
+#[derive(Debug)]
+struct CannotRun {
+    program: String,
+    err: std::io::Error,
+}
+
+impl std::fmt::Display for CannotRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot run {}: {}", self.program, self.err)
+    }
+}
+
+impl std::error::Error for CannotRun {}
+
+/// Mark an option's error as a usage error.
+fn usage<T>(r: Result<T>) -> Result<T> {
+    r.map_err(|e| Usage(e).into())
+}
+
+fn exit_status(e: &anyhow::Error) -> i32 {
+    if e.downcast_ref::<Usage>().is_some() {
+        EXIT_USAGE
+    } else if let Some(c) = e.downcast_ref::<CannotRun>() {
+        if c.err.kind() == std::io::ErrorKind::NotFound {
+            EXIT_NOT_FOUND
+        } else {
+            EXIT_CANNOT_RUN
+        }
+    } else {
+        EXIT_FAILED
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
+    if let Some(why) = protect::why_unprotectable(&cli.command[0]) {
+        if !cli.unprotected {
+            eprintln!("ckpt-run: {why}: the ckpt runtime cannot be loaded into it, so it could not be checkpointed (--unprotected runs it anyway, without checkpoints)");
+            std::process::exit(EXIT_USAGE);
+        }
+        eprintln!("ckpt-run: warning: {why}: running it without the ckpt runtime (--unprotected): no checkpoint will be taken, and a checkpoint signal would end it");
+        let e = exec(&cli.command);
+        eprintln!("ckpt-run: {e:#}");
+        std::process::exit(exit_status(&e));
+    }
     if let Err(e) = run(cli) {
         eprintln!("ckpt-run: {e:#}");
-        std::process::exit(127);
+        std::process::exit(exit_status(&e));
     }
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let signal = signals::parse(&cli.signal)?;
-    let stop_signal = cli.stop_signal.as_deref().map(signals::parse).transpose()?;
+    let signal = usage(signals::parse(&cli.signal))?;
+    let stop_signal = usage(cli.stop_signal.as_deref().map(signals::parse).transpose())?;
     if stop_signal == Some(signal) {
-        bail!("--signal and --stop-signal must differ");
+        return usage(Err(anyhow::anyhow!("--signal and --stop-signal must differ")));
     }
-    let interval = cli.interval.as_deref().map(resume::parse_duration).transpose()?;
+    let interval = usage(cli.interval.as_deref().map(resume::parse_duration).transpose())?;
     let requeue = if cli.requeue { resume::requeue_command()? } else { None };
     let runtime = find_runtime()?;
     if let Some(n) = cli.name.as_deref().filter(|n| !ckpt_image::trust::is_file_name(n.as_bytes())) {
@@ -113,56 +187,49 @@ fn run(cli: Cli) -> Result<()> {
         resume::resume_if_possible(&dir, &name, resolved.as_deref())?;
     }
 
-    let preload = match std::env::var_os("LD_PRELOAD") {
-        Some(old) if !old.is_empty() => {
-            let mut v = runtime.clone().into_os_string();
-            v.push(":");
-            v.push(old);
-            v
-        }
-        _ => runtime.clone().into_os_string(),
+    // The runtime's settings go in one private variable, with the LD_PRELOAD that loads it;
+    // the runtime removes both before main (LD_PRELOAD back to the user's own), so the program
+    // and its children see the environment we were started with (see ckpt_image::Launch).
+    let user_preload = std::env::var_os("LD_PRELOAD");
+    let mut preload = runtime.clone().into_os_string();
+    if let Some(old) = user_preload.as_ref().filter(|o| !o.is_empty()) {
+        preload.push(":");
+        preload.push(old);
+    }
+    let launch = ckpt_image::Launch {
+        pid: std::process::id() as i32,
+        dir: dir.clone().into_os_string().into_vec(),
+        name: name.clone().into_vec(),
+        signal,
+        stop_signal: stop_signal.unwrap_or(0),
+        keep: cli.keep,
+        incremental: !cli.full_only,
+        max_chain: cli.max_chain,
+        interval_ms: interval.unwrap_or(0),
+        requeue_cmd: requeue.map(|c| c.into_os_string().into_vec()).unwrap_or_default(),
+        preload: preload.clone().into_vec(),
+        preload_user: user_preload.map(|p| p.into_vec()),
+        program: resolved.clone().map(|p| p.into_os_string().into_vec()).unwrap_or_default(),
+        allow_shared_dir: cli.allow_shared_dir,
     };
     std::env::set_var("LD_PRELOAD", preload);
-    std::env::set_var("CKPT_DIR", &dir);
-    std::env::set_var("CKPT_SIGNAL", signal.to_string());
-    std::env::set_var("CKPT_NAME", &name);
-    match &resolved {
-        Some(p) => std::env::set_var("CKPT_PROGRAM", p),
-        None => std::env::remove_var("CKPT_PROGRAM"),
-    }
-    if cli.allow_shared_dir {
-        std::env::set_var("CKPT_ALLOW_SHARED_DIR", "1");
-    } else {
-        std::env::remove_var("CKPT_ALLOW_SHARED_DIR");
-    }
-    std::env::set_var("CKPT_PID", std::process::id().to_string());
-    std::env::set_var("CKPT_KEEP", cli.keep.to_string());
-    std::env::set_var("CKPT_INCREMENTAL", if cli.full_only { "0" } else { "1" });
-    std::env::set_var("CKPT_MAX_CHAIN", cli.max_chain.to_string());
-    match interval {
-        Some(ms) => std::env::set_var("CKPT_INTERVAL", format!("{ms}ms")),
-        None => std::env::remove_var("CKPT_INTERVAL"),
-    }
-    match stop_signal {
-        Some(s) => std::env::set_var("CKPT_STOP_SIGNAL", s.to_string()),
-        None => std::env::remove_var("CKPT_STOP_SIGNAL"),
-    }
-    match requeue {
-        Some(cmd) => std::env::set_var("CKPT_REQUEUE_CMD", cmd),
-        None => std::env::remove_var("CKPT_REQUEUE_CMD"),
-    }
+    std::env::set_var(ckpt_image::LAUNCH_VAR, launch.encode());
 
-    let argv: Vec<CString> = cli
-        .command
-        .iter()
-        .map(|a| CString::new(a.clone().into_vec()).context("argument contains a NUL byte"))
-        .collect::<Result<_>>()?;
+    Err(exec(&cli.command))
+}
+
+/// Exec `command` (looked up in PATH) in this process; returns only on failure.
+fn exec(command: &[OsString]) -> anyhow::Error {
+    let argv: Vec<CString> = match command.iter().map(|a| CString::new(a.clone().into_vec()).context("argument contains a NUL byte")).collect::<Result<_>>() {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
     let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
     // SAFETY: argv is a NULL-terminated array of valid C strings that outlive the call.
     unsafe { libc::execvp(ptrs[0], ptrs.as_ptr()) };
     let err = std::io::Error::last_os_error();
-    bail!("cannot run {}: {err}", program.to_string_lossy())
+    CannotRun { program: command[0].to_string_lossy().into_owned(), err }.into()
 }
 
 /// The runtime lives next to our own executable (cargo build) or in ../lib (an install).

@@ -1,7 +1,7 @@
-//! Creating the kernel objects behind the program's fds again: deleted files (from their saved
-//! contents), pipes (refilled with their unread bytes), eventfd, timerfd, signalfd, inotify and
-//! epoll. (Sockets and terminals: ckpt-sockets.) Each function returns a new fd of ours
-//! (close-on-exec); fds.rs puts it at its number.
+//! Creating the kernel objects behind the program's fds again: eventfd, timerfd, signalfd,
+//! inotify and epoll. The kinds moved to the ckpt-kinds crate (capture and restore side by
+//! side) are restored there; sockets and terminals by ckpt-sockets.
+//! Each function returns a new fd of ours (close-on-exec); fds.rs puts it at its number.
 
 use anyhow::{bail, Context, Result};
 use ckpt_image::{EpollEntry, InotifyWatch};
@@ -23,78 +23,11 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Write all of `data` to `fd` (a fresh pipe or socket with room for it).
-fn write_all(fd: RawFd, data: &[u8], what: &str) -> Result<()> {
-    let mut rest = data;
-    while !rest.is_empty() {
-        // SAFETY: rest is a valid buffer.
-        let n = unsafe { libc::send(fd, rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
-        let n = if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOTSOCK) {
-            // SAFETY: as above.
-            unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) }
-        } else {
-            n
-        };
-        if n < 0 {
-            return Err(std::io::Error::last_os_error()).with_context(|| format!("cannot refill {what}"));
-        }
-        rest = &rest[n as usize..];
-    }
-    Ok(())
-}
-
 /// Set the file status flags the program had (O_NONBLOCK, O_APPEND, O_ASYNC...).
 pub fn set_status_flags(fd: RawFd, flags: i32) {
     let keep = libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_DIRECT | libc::O_NOATIME;
     // SAFETY: fd is ours.
     unsafe { libc::fcntl(fd, libc::F_SETFL, flags & keep) };
-}
-
-/// A file deleted while open: an unnamed file in the same directory (O_TMPFILE), or a memfd,
-/// holding the saved contents, then opened again with the program's flags.
-pub fn deleted(path: &[u8], data: &[u8], flags: i32) -> Result<RawFd> {
-    let dir = match path.iter().rposition(|&b| b == b'/') {
-        Some(0) => b"/".to_vec(),
-        Some(i) => path[..i].to_vec(),
-        None => b".".to_vec(),
-    };
-    let d = cstr(&dir)?;
-    // SAFETY: d is a valid C string.
-    let mut t = unsafe { libc::open(d.as_ptr(), libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC, 0o600) };
-    if t < 0 {
-        let name = cstr(b"ckpt-deleted")?;
-        // SAFETY: name is a valid C string.
-        t = check(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) }, || format!("cannot recreate deleted file {}", lossy(path)))?;
-    }
-    let mut off = 0;
-    while off < data.len() {
-        // SAFETY: data[off..] is a valid buffer.
-        let n = unsafe { libc::pwrite(t, data[off..].as_ptr().cast(), data.len() - off, off as i64) };
-        if n <= 0 {
-            // SAFETY: t is ours.
-            unsafe { libc::close(t) };
-            bail!("cannot recreate deleted file {}: {}", lossy(path), std::io::Error::last_os_error());
-        }
-        off += n as usize;
-    }
-    let proc = cstr(format!("/proc/self/fd/{t}").as_bytes())?;
-    let f = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY) | libc::O_CLOEXEC;
-    // SAFETY: proc is a valid C string.
-    let fd = unsafe { libc::open(proc.as_ptr(), f) };
-    // SAFETY: t is ours.
-    unsafe { libc::close(t) };
-    check(fd, || format!("cannot reopen recreated file {}", lossy(path)))
-}
-
-/// Both ends of a new pipe of capacity `size`, holding `data`.
-pub fn pipe(size: u32, data: &[u8]) -> Result<[RawFd; 2]> {
-    let mut p = [0; 2];
-    // SAFETY: p has room for two fds.
-    check(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) }, || "pipe2".into())?;
-    // SAFETY: p[0] is ours. A failure leaves the default size, which is only smaller.
-    unsafe { libc::fcntl(p[0], libc::F_SETPIPE_SZ, size.max(data.len() as u32) as libc::c_int) };
-    write_all(p[1], data, "a pipe")?;
-    Ok(p)
 }
 
 pub fn eventfd(count: u64, semaphore: bool) -> Result<RawFd> {

@@ -7,11 +7,13 @@
 //! with the files in flight in sockets (negative fd numbers, kept by us), and only then cut
 //! output files back (nothing is changed when a check fails); close the rest of ours, move
 //! them into place, then epoll instances (their interest lists name other fds), then dups;
-//! then the socket queues are refilled (with the files in flight) and our fds closed.
+//! then the socket queues are refilled (with the files in flight) and our fds closed; then
+//! locks and leases.
 
 use crate::fdobjs::{self, check, cstr};
 use anyhow::{bail, Result};
-use ckpt_image::{FdKind, FdState};
+use ckpt_image::{FdKind, FdState, Reader};
+use ckpt_kinds::{deleted, locks, pipe};
 use ckpt_sockets::restore::Sockets;
 use ckpt_sockets::tty::Terminals;
 use std::collections::HashMap;
@@ -51,13 +53,20 @@ fn writable(flags: i32) -> bool {
 fn reopen(f: &FdState, path: &[u8], size: u64, is_dir: bool, written: &[&[u8]], opts: &Options) -> Result<Option<Reopened>> {
     let p = cstr(path)?;
     let mut flags = f.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY) | libc::O_CLOEXEC;
-    if is_dir {
+    let o_path = f.flags & libc::O_PATH != 0;
+    if o_path {
+        // Only names a file (a symlink itself with O_NOFOLLOW): reopened the same way.
+        flags = libc::O_PATH | f.flags & (libc::O_NOFOLLOW | libc::O_DIRECTORY) | libc::O_CLOEXEC;
+    } else if is_dir {
         flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
     }
     // Never through a symbolic link: the path the image recorded was the file itself, so a
     // link there now was put in its place (and could point anywhere the user can write).
+    // (/proc and /sys are the kernel's: nobody plants a link there, and /proc/self is one.)
+    let kernel_fs = [&b"/proc/"[..], b"/sys/"].iter().any(|p| path.starts_with(p)) || path == b"/proc/self";
+    let nofollow = if kernel_fs { 0 } else { libc::O_NOFOLLOW };
     // SAFETY: p is a valid C string.
-    let fd = unsafe { libc::open(p.as_ptr(), flags | libc::O_NOFOLLOW) };
+    let fd = unsafe { libc::open(p.as_ptr(), flags | nofollow) };
     let gone = |why: String| -> Result<Option<Reopened>> {
         if opts.ignore_missing {
             eprintln!("ckpt-restart: warning: file {} (fd {}) {why}; the program gets /dev/null", lossy(path), f.fd);
@@ -78,7 +87,6 @@ fn reopen(f: &FdState, path: &[u8], size: u64, is_dir: bool, written: &[&[u8]], 
     unsafe { libc::fstat(fd, &mut st) };
     let mut truncate_to = None;
     // Files of /proc and /sys change by themselves: they are reopened, never checked or cut.
-    let kernel_fs = [&b"/proc/"[..], b"/sys/"].iter().any(|p| path.starts_with(p));
     let fmt = st.st_mode & libc::S_IFMT;
     if (fmt == libc::S_IFREG || fmt == libc::S_IFDIR) && !kernel_fs {
         // SAFETY: an all-zero statfs is a valid out-parameter; fd is ours.
@@ -93,7 +101,7 @@ fn reopen(f: &FdState, path: &[u8], size: u64, is_dir: bool, written: &[&[u8]], 
             return gone(format!("is not the file the program had open (another file was put at the path: inode {}, was {was})", now.ino));
         }
     }
-    if fmt == libc::S_IFREG && !kernel_fs {
+    if fmt == libc::S_IFREG && !kernel_fs && !o_path {
         let now = st.st_size as u64;
         let problem = if writable(f.flags) && !opts.no_truncate {
             truncate_to = (now > size).then_some(size);
@@ -113,29 +121,30 @@ fn reopen(f: &FdState, path: &[u8], size: u64, is_dir: bool, written: &[&[u8]], 
             truncate_to = None;
         }
     }
-    if f.pos > 0 || is_dir {
+    if (f.pos > 0 || is_dir) && !o_path {
         // SAFETY: fd was just opened.
         unsafe { libc::lseek(fd, f.pos, libc::SEEK_SET) };
     }
     Ok(Some(Reopened { fd, truncate_to }))
 }
 
-/// Objects shared by several fds (pipe ends), created once.
+/// Objects shared by several fds (pipes and FIFOs, deleted inodes), created once and held by
+/// fds of ours until every program fd of them is open.
 #[derive(Default)]
 struct Shared {
-    pipes: HashMap<u64, [RawFd; 2]>,
+    pipes: pipe::Pipes,
+    deleted: deleted::Recreated,
 }
 
 impl Shared {
-    fn close_all(&self) {
-        for &fd in self.pipes.values().flatten() {
-            // SAFETY: these fds are ours.
-            unsafe { libc::close(fd) };
-        }
+    /// Every program fd is open: let go of ours (recreated inodes get their modes now).
+    fn close_all(self) {
+        self.pipes.close_all();
+        self.deleted.finish();
     }
 }
 
-/// What fds are made from besides files: shared pipes, the program's sockets and terminals.
+/// What fds are made from besides files: shared objects, the program's sockets and terminals.
 struct Makers<'a> {
     sh: Shared,
     socks: Sockets<'a>,
@@ -143,28 +152,16 @@ struct Makers<'a> {
     ignore: bool,
 }
 
-/// A new fd of ours for one object of the image (not epoll, not a dup).
-fn create(f: &FdState, all: &[FdState], mk: &mut Makers) -> Result<RawFd> {
+/// A new fd of ours for one object of the image (not epoll, not a dup); `image` holds the data
+/// of deleted files.
+fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Result<RawFd> {
     let fd = match &f.kind {
         FdKind::Path { .. } => unreachable!("files are reopened first"),
-        FdKind::Deleted { path, data } => return fdobjs::deleted(path, data, f.flags).map(|fd| seek(fd, f.pos)),
-        FdKind::Pipe { ino, size, .. } => {
-            if !mk.sh.pipes.contains_key(ino) {
-                let data: Vec<u8> = all
-                    .iter()
-                    .filter_map(|g| match &g.kind {
-                        FdKind::Pipe { ino: i, data, .. } if i == ino => Some(&data[..]),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()
-                    .concat();
-                mk.sh.pipes.insert(*ino, fdobjs::pipe(*size, &data)?);
-            }
-            let ends = mk.sh.pipes[ino];
-            let end = if f.flags & libc::O_ACCMODE == libc::O_WRONLY { ends[1] } else { ends[0] };
-            // SAFETY: end is ours.
-            check(unsafe { libc::fcntl(end, libc::F_DUPFD_CLOEXEC, 0) }, || "fcntl".into())?
+        FdKind::Deleted(d) => {
+            let fd = mk.sh.deleted.open(d, f.flags, image)?;
+            return Ok(if f.flags & libc::O_PATH == 0 { seek(fd, f.pos) } else { fd });
         }
+        FdKind::Pipe { .. } | FdKind::Fifo { .. } => mk.sh.pipes.open(f, all)?,
         FdKind::Socket(s) => mk.socks.open(s.ino)?,
         FdKind::Tty(t) => return Ok(mk.ttys.open(f, t)?),
         FdKind::EventFd { count, semaphore } => fdobjs::eventfd(*count, *semaphore)?,
@@ -210,7 +207,7 @@ pub struct Restored {
 }
 
 /// Open every fd of the image at its number; close every other fd of ours above 2.
-pub fn restore(fds: &[FdState], opts: &Options) -> Result<Restored> {
+pub fn restore(fds: &[FdState], opts: &Options, image: &Reader) -> Result<Restored> {
     // The program's RLIMIT_NOFILE is already in force and may be below its own fd numbers
     // (lowering it closes nothing): lift the soft limit while fds are placed.
     let mut lim = libc::rlimit64 { rlim_cur: 0, rlim_max: 0 };
@@ -219,13 +216,13 @@ pub fn restore(fds: &[FdState], opts: &Options) -> Result<Restored> {
     let lifted = libc::rlimit64 { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
     // SAFETY: raising our soft limit up to the hard one.
     unsafe { libc::setrlimit64(libc::RLIMIT_NOFILE, &lifted) };
-    let r = restore_all(fds, opts);
+    let r = restore_all(fds, opts, image);
     // SAFETY: putting the program's limit back.
     unsafe { libc::setrlimit64(libc::RLIMIT_NOFILE, &lim) };
     r
 }
 
-fn restore_all(fds: &[FdState], opts: &Options) -> Result<Restored> {
+fn restore_all(fds: &[FdState], opts: &Options, image: &Reader) -> Result<Restored> {
     let top = fds.iter().map(|f| f.fd).max().unwrap_or(0).max(2) + 1;
     let prog: Vec<&FdState> = fds.iter().filter(|f| f.fd > 2).collect();
     let in_flight: Vec<&FdState> = fds.iter().filter(|f| f.fd < 0).collect();
@@ -267,15 +264,15 @@ fn restore_all(fds: &[FdState], opts: &Options) -> Result<Restored> {
     let mut mk = Makers { sh: Shared::default(), socks, ttys, ignore: opts.ignore_missing };
     let objects = |f: &&&FdState| f.dup_of.is_none() && !matches!(f.kind, FdKind::Path { .. } | FdKind::Epoll { .. });
     for f in prog.iter().filter(objects) {
-        let fd = create(f, fds, &mut mk)?;
+        let fd = create(f, fds, &mut mk, image)?;
         opened.push((park(fd)?, f));
     }
     let mut flying: HashMap<i32, RawFd> = HashMap::new();
     for f in in_flight.iter().filter(objects) {
-        let fd = create(f, fds, &mut mk)?;
+        let fd = create(f, fds, &mut mk, image)?;
         flying.insert(f.fd, park(fd)?);
     }
-    mk.sh.close_all();
+    std::mem::take(&mut mk.sh).close_all();
 
     // Every object exists: only now change files (cut output back to its checkpoint size).
     for (fd, n, path) in truncations {
@@ -357,5 +354,13 @@ fn restore_all(fds: &[FdState], opts: &Options) -> Result<Restored> {
         unsafe { libc::close(*fd) };
     }
     r?;
+    // 6. Locks and leases, last: closing any fd of a file drops the POSIX locks on it.
+    for f in prog.iter().filter(|f| !f.locks.is_empty()) {
+        let what = match &f.kind {
+            FdKind::Path { path, .. } => format!("{} (fd {})", lossy(path), f.fd),
+            _ => format!("fd {}", f.fd),
+        };
+        locks::restore(f.fd, &f.locks, &what)?;
+    }
     Ok(Restored { winch })
 }

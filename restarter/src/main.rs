@@ -15,7 +15,7 @@ mod stage;
 mod switch;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ckpt_image::Chain;
+use ckpt_image::{Chain, FdKind};
 use clap::Parser;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -79,6 +79,8 @@ fn candidates(path: &Path) -> Result<Vec<PathBuf>> {
 
 /// An image (with the images it builds on) staged in memory, ready for the switch.
 struct Staged {
+    /// Kept open until the fds are restored: it holds the data of deleted files.
+    chain: Chain,
     index: ckpt_image::Index,
     image_hash: u64,
     plan: stage::Plan,
@@ -112,7 +114,10 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     }
     let own = layout::own_maps().map_err(other)?;
     plan::check_vdso(&index, &own).map_err(|e| other(ctx(e)))?;
-    let files = stage::open_files(&index.regions).map_err(other)?;
+    for r in index.regions.iter().filter(|r| r.name == ckpt_kinds::aio::RING_NAME) {
+        ckpt_kinds::aio::check(r.start, r.len()).map_err(|e| other(e.into()))?;
+    }
+    let files = stage::open_files(&chain).map_err(other)?;
 
     // Stage memory in a reservation that overlaps neither the image nor us.
     let switch_len = plan::switch_area_len(&index);
@@ -123,11 +128,12 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     let base = layout::find_hole(&busy, total).map_err(other)?;
     reserve(base, total).map_err(other)?;
     let staged = stage::map_regions(&chain, &files, base).map_err(other).and_then(|plan| match stage::fill(&chain, base) {
-        Ok(()) => Ok(plan),
+        // The data of deleted files is read when the fds are restored: check it now.
+        Ok(()) => chain.newest().verify_files().map(|()| plan).map_err(|e| StageError::Image(ctx(e.into()))),
         Err(e) => Err(StageError::Image(ctx(e))),
     });
     match staged {
-        Ok(plan) => Ok(Staged { index, image_hash, plan, own, base, stage_len, switch_len }),
+        Ok(plan) => Ok(Staged { chain, index, image_hash, plan, own, base, stage_len, switch_len }),
         Err(e) => {
             // SAFETY: the reservation (and what was staged in it) is ours and referenced by nothing.
             unsafe { libc::munmap(base as *mut libc::c_void, total as usize) };
@@ -163,12 +169,13 @@ fn stage_first(path: &Path) -> Result<Staged> {
 }
 
 fn run(cli: &Cli) -> Result<()> {
-    let Staged { index, image_hash, plan, own, base, stage_len, switch_len } = stage_first(&cli.image)?;
+    let Staged { chain, index, image_hash, plan, own, base, stage_len, switch_len } = stage_first(&cli.image)?;
+    for w in left_out_warnings(&index.left_out) {
+        eprintln!("ckpt-restart: warning: {w}");
+    }
 
     // Kernel state that lives on across the switch.
     let p = &index.process;
-    std::env::set_current_dir(Path::new(std::ffi::OsStr::from_bytes(&p.cwd)))
-        .with_context(|| format!("cannot enter the program's working directory {}", String::from_utf8_lossy(&p.cwd)))?;
     // SAFETY: umask and setrlimit only change this process's attributes.
     unsafe {
         libc::umask(p.umask as libc::mode_t);
@@ -182,7 +189,19 @@ fn run(cli: &Cli) -> Result<()> {
     if let Some(r) = index.regions.iter().find(|r| r.name.starts_with(b"socket:[")) {
         bail!("the program maps the ring buffer of a socket ({}, {:#x}-{:#x}): it cannot be restored", r.name_lossy(), r.start, r.end);
     }
-    let restored = fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot })?;
+    let restored = fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot }, chain.newest())?;
+    // Restoring the fds closed every fd of ours, the image's too: they must never be closed again.
+    std::mem::forget(chain);
+    // The working directory last: a removed one may be a directory the program has an fd on.
+    let dirs: Vec<(Vec<u8>, i32)> = index
+        .fds
+        .iter()
+        .filter_map(|f| match &f.kind {
+            FdKind::Deleted(d) if d.is_dir() => Some((d.path.clone(), f.fd)),
+            _ => None,
+        })
+        .collect();
+    ckpt_kinds::procfs::enter_cwd(&p.cwd, &dirs)?;
 
     let switch_base = base + stage_len;
     let prepared = plan::prepare(&index, image_hash, &plan, &own, switch_base, switch_len)?;
@@ -198,6 +217,27 @@ fn run(cli: &Cli) -> Result<()> {
     }
     // SAFETY: this is the only thread (staging threads were joined); the switch area is ready.
     unsafe { plan::go(prepared) }
+}
+
+/// What the image says the restart cannot bring back, one sentence each: the program's child
+/// processes, and fds that read a pipe fed from outside the program.
+fn left_out_warnings(lo: &ckpt_image::LeftOut) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(list) = lo.children_list() {
+        out.push(format!("the program's child processes were not in the image and are gone (its wait() fails with ECHILD): {list}"));
+    }
+    for p in &lo.outside_pipes {
+        let what = if p.fifo.is_empty() { "a pipe".to_string() } else { format!("the FIFO {}", String::from_utf8_lossy(&p.fifo)) };
+        let now = if p.fd <= 2 {
+            format!("its {} unread bytes and later input are lost; it reads ckpt-restart's own fd {} instead", p.unread, p.fd)
+        } else if p.fifo.is_empty() {
+            format!("it gets the {} bytes it had not read at checkpoint time, then end of file", p.unread)
+        } else {
+            "its input is lost".to_string()
+        };
+        out.push(format!("fd {} read {what} fed by another process: {now}", p.fd));
+    }
+    out
 }
 
 fn reserve(base: u64, len: u64) -> Result<()> {

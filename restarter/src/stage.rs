@@ -5,11 +5,11 @@
 
 use crate::layout::page_up;
 use anyhow::{anyhow, bail, Context, Result};
-use ckpt_image::{Backing, Chain, Codec, Layer, LayerBuf, Region};
+use ckpt_image::{filerefs, Backing, Chain, Codec, Layer, LayerBuf, Region};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 
 /// A staged range: built at `staged`, to be moved to `target` and given `prot`.
 #[derive(Debug, Clone, Copy)]
@@ -89,10 +89,12 @@ fn needs_staging(chain: &Chain, ri: usize) -> bool {
     }
 }
 
-/// Open (and check) every file the image maps, before anything is changed.
-pub fn open_files(regions: &[Region]) -> Result<Vec<Option<File>>> {
+/// Open (and check) every file the image maps, before anything is changed. A file mapped
+/// only shared that is gone is made again when the image holds all of it (see `recreate`).
+pub fn open_files(chain: &Chain) -> Result<Vec<Option<File>>> {
+    let regions = &chain.index().regions;
     let mut out = Vec::with_capacity(regions.len());
-    for r in regions {
+    for (i, r) in regions.iter().enumerate() {
         let Backing::File { path, size, mtime, shared, .. } = &r.backing else {
             out.push(None);
             continue;
@@ -101,7 +103,12 @@ pub fn open_files(regions: &[Region]) -> Result<Vec<Option<File>>> {
         let write = *shared && r.prot & libc::PROT_WRITE as u32 != 0;
         // Not through a symbolic link: the image recorded the file itself (/proc/self/maps
         // resolves links), so a link there now was put in its place.
-        let f = OpenOptions::new().read(true).write(write).custom_flags(libc::O_NOFOLLOW).open(p).map_err(|e| match e.raw_os_error() {
+        let open = || OpenOptions::new().read(true).write(write).custom_flags(libc::O_NOFOLLOW).open(p);
+        let f = match open() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && recreate(chain, path, *size)? => open(),
+            r => r,
+        }
+        .map_err(|e| match e.raw_os_error() {
             Some(libc::ELOOP) => anyhow!("file {} needed by the image is now a symbolic link, not the file the program had mapped", p.display()),
             _ => anyhow::Error::new(e).context(format!("file {} needed by the image cannot be opened", p.display())),
         })?;
@@ -111,12 +118,62 @@ pub fn open_files(regions: &[Region]) -> Result<Vec<Option<File>>> {
             // mapping, which must not end before them.
             f.set_len(*size).with_context(|| format!("cannot extend {} to its size at checkpoint time", p.display()))?;
         }
-        if !*shared && (m.size() != *size || m.mtime() != *mtime) {
+        // A private mapping whose pages are all stored or restored into the file by the image
+        // (its file is also mapped shared and written) does not depend on the file as it is now.
+        let restored = !*shared && filerefs::private_mapping_restored(regions, i);
+        if !*shared && !restored && (m.size() != *size || m.mtime() != *mtime) {
             bail!("file {} needed by the image has changed since the checkpoint (size or modification time differs)", p.display());
         }
         out.push(Some(f));
     }
     Ok(out)
+}
+
+/// A file mapped shared that is gone (the JVM's hsperfdata after another JVM cleaned up, Open
+/// MPI's session files): made again, empty and of its size at checkpoint time (mode 0600, and
+/// its missing directories 0700), when every mapping of it is shared and the image holds every
+/// byte of it (the pages of writable shared mappings are all stored); staging then writes them
+/// through the mappings. Said at CKPT_LOG=info. Returns false (nothing done) otherwise.
+fn recreate(chain: &Chain, path: &[u8], size: u64) -> Result<bool> {
+    let mut held = Vec::new();
+    for (ri, r) in chain.index().regions.iter().enumerate() {
+        match &r.backing {
+            Backing::File { path: p, shared: false, .. } if p == path => return Ok(false),
+            Backing::File { path: p, offset, .. } if p == path => {
+                held.extend(chain.layers(ri).iter().map(|l| (offset + l.at, offset + l.at + l.len)));
+            }
+            _ => {}
+        }
+    }
+    held.sort_unstable();
+    let mut covered = 0;
+    for (s, e) in held {
+        if s > covered {
+            break;
+        }
+        covered = covered.max(e);
+    }
+    if covered < size {
+        return Ok(false);
+    }
+    let p = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
+    if let Some(dir) = p.parent().filter(|d| !d.exists()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("file {} needed by the image is gone, and its directory cannot be made again", p.display()))?;
+    }
+    let f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(p)
+        .with_context(|| format!("file {} needed by the image is gone and cannot be made again", p.display()))?;
+    f.set_len(size)?;
+    ckpt_kinds::info(&format!("file {} mapped by the program was gone: made again from the image ({size} bytes, mode 0600)", p.display()));
+    Ok(true)
 }
 
 /// Map every region that needs staging at consecutive addresses from `base`.

@@ -1,16 +1,18 @@
 //! One checkpoint: take the gate, stop the threads, collect regions/fds/process state, make a
-//! copy-on-write snapshot (snapshot.rs), resume the threads; the snapshot writes the image under a
-//! temporary name and fsyncs it; then rename. Without a snapshot, the threads stay stopped while
-//! the image is written.
+//! copy-on-write snapshot (snapshot.rs) that copies the shared memory, resume the threads; the
+//! snapshot writes the image under a temporary name, fsyncs it, renames it into place and prints
+//! its line (also when the program has ended meanwhile). Without a snapshot, the threads stay
+//! stopped while the image is written. A program that exits waits for a checkpoint in flight.
 
-use crate::log::{log, DEBUG, ERROR, INFO};
+use crate::log::{log, ALWAYS, DEBUG, ERROR, INFO};
 use crate::maps::{self, MapEntry};
 use crate::dirty::{self, Track};
-use crate::{alloc, config, fdtable, gate, generations, incremental, memwrite, procstate, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
+use crate::{alloc, config, fdtable, freeze, gate, generations, incremental, leftout, memwrite, procstate, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
 use crate::imgdir::{self, Dir};
 use ckpt_image::{generation_file_name, Entry, Index, Meta, Region, ThreadState, Writer};
+use ckpt_kinds::deleted;
 use std::os::fd::FromRawFd;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 /// Checkpoints taken by this program, across restarts (the counter is part of the image).
 pub static GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -24,9 +26,19 @@ pub struct Outcome {
     pub paused_ms: u64,
 }
 
+/// 1 while a checkpoint is being taken (a futex word: exit waits for it, see `wait_in_flight`).
+static IN_FLIGHT: AtomicU32 = AtomicU32::new(0);
+/// Set once the program has started to exit: no new checkpoint starts.
+static EXITING: AtomicBool = AtomicBool::new(false);
+
 /// Take a checkpoint now. Errors are logged here (their text lives in the scratch arena).
 pub fn take() -> Option<Outcome> {
+    if EXITING.load(Ordering::Acquire) {
+        log!(INFO, "no checkpoint: the program is exiting");
+        return None;
+    }
     let t0 = now_ns();
+    IN_FLIGHT.store(1, Ordering::Release);
     gate::lock_exclusive();
     alloc::scratch_begin();
     let gen = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
@@ -39,33 +51,62 @@ pub fn take() -> Option<Outcome> {
             dir.clean_leftovers(&generation_file_name(&cfg.name, 0), START_SEC.load(Ordering::Relaxed));
             // An increment needs its parent on disk (the user may have removed it).
             let parent = incremental::next_parent().filter(|(h, _)| generations::has_image(&dir, &cfg.name, *h));
-            let mut result = take_with(&dir, gen, snapshot::enabled(), parent);
+            let mut result = take_with(&dir, gen, t0, snapshot::enabled(), parent);
             if let Err(Retry::Sync(why)) = &result {
                 log!(INFO, "checkpoint {gen} written without a snapshot: {why}");
                 // The first attempt's scan consumed the dirty bits: this one must be a full image.
-                result = take_with(&dir, gen, false, None);
+                result = take_with(&dir, gen, t0, false, None);
             }
             result
         }
     };
-    let ms = (now_ns() - t0) / 1_000_000;
     let out = match result {
         Ok((w, paused)) => {
             let paused_ms = paused / 1_000_000;
             incremental::committed(w.hash, w.increment, w.stored);
-            generations::record(gen, &w.path, w.raw, w.stored, ms, paused_ms, w.increment);
+            generations::remember(&w.path, w.stored);
             Some(Outcome { raw: w.raw, stored: w.stored, paused_ms })
         }
-        Err(Retry::Sync(e) | Retry::Fail(e)) => {
+        Err(e) => {
             GENERATION.fetch_sub(1, Ordering::AcqRel);
             incremental::reset();
-            log!(ERROR, "checkpoint failed, the program continues: {e}");
+            if let Retry::Sync(e) | Retry::Fail(e) = e {
+                log!(ERROR, "checkpoint failed, the program continues: {e}");
+            }
             None
         }
     };
+    log!(DEBUG, "scratch memory: {} KiB", alloc::scratch_used() >> 10);
     alloc::scratch_end();
     gate::unlock_exclusive();
+    IN_FLIGHT.store(0, Ordering::Release);
+    sys::futex_wake(&IN_FLIGHT);
     out
+}
+
+/// The program is exiting (exit(), _exit(), a return from main): let a checkpoint that is being
+/// taken finish first, so that its image is complete (and reported) when the process is gone,
+/// and start no other. Not in a child the program forked or vforked, nor on the checkpoint
+/// thread itself.
+pub fn wait_in_flight() {
+    if !crate::is_active() || sys::getpid() != crate::vids::real_pid() || sys::gettid() == CKPT_THREAD.tid.load(Ordering::Acquire) {
+        return;
+    }
+    EXITING.store(true, Ordering::Release);
+    loop {
+        let v = IN_FLIGHT.load(Ordering::Acquire);
+        if v == 0 {
+            return;
+        }
+        // Interrupted by the stop signal when a checkpoint stops this thread: wait again.
+        sys::futex_wait(&IN_FLIGHT, v, None);
+    }
+}
+
+/// After a restart: the image was taken inside `take`, whose state means nothing here.
+pub fn after_restart() {
+    IN_FLIGHT.store(0, Ordering::Release);
+    EXITING.store(false, Ordering::Release);
 }
 
 /// When this process started (or was restarted), in seconds since the epoch: temporary images
@@ -83,6 +124,8 @@ enum Retry {
     /// The snapshot could not hold the image: take it again with the threads stopped throughout.
     Sync(String),
     Fail(String),
+    /// Failed, and the image writer said so on stderr.
+    Reported,
 }
 
 /// What a checkpoint wrote.
@@ -96,60 +139,149 @@ struct Written {
 }
 
 /// What the image writer reports: memory bytes, file bytes, header hash.
-type WriteResult = Result<(u64, u64, u64), String>;
+type WriteResult = Result<(u64, u64, u64), snapshot::Failure>;
 
 /// Stop the threads, capture, and write the image: from a snapshot child while the program
 /// runs on (`fork`), or with the program stopped; an increment over `parent` (hash, chain
-/// length) when given. Returns what was written and the pause in ns.
-fn take_with(dir: &Dir, gen: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Written, u64), Retry> {
+/// length) when given. `t0`: when the checkpoint was asked for. Returns what was written and
+/// the pause in ns.
+fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Written, u64), Retry> {
     // Write-protecting memory for the next increment mostly needs no stop: done first.
-    let armed = if incremental::enabled() { dirty::pre_arm(parent.is_none(), alloc::scratch_range()) } else { Vec::new() };
+    let armed = if incremental::enabled() { dirty::pre_arm(parent.is_none(), &alloc::scratch_ranges()) } else { Vec::new() };
+    // What the stopped part allocates must be there before the stop: running out of address
+    // space fails the checkpoint here, not with the program stopped.
+    let need = alloc::stopped_reserve(if fork { STOPPED_FORK } else { STOPPED_SYNC });
+    let used0 = alloc::scratch_used();
+    if !alloc::scratch_reserve(need) {
+        return Err(Retry::Fail(format!("cannot map {} MiB for the checkpoint (address-space limit, ulimit -v?)", need.div_ceil(1 << 20))));
+    }
     // The pause starts here.
-    let t0 = now_ns();
+    let t_stop = now_ns();
     let slots = threads::stop_all(sys::gettid()).map_err(Retry::Fail)?;
+    let resumed = || {
+        threads::resume_all();
+        alloc::note_stopped_use(alloc::scratch_used() - used0);
+    };
     let t_stopped = now_ns();
     let mut cap = match capture(&slots, gen) {
         Ok(c) => c,
         Err(e) => {
-            threads::resume_all();
+            resumed();
             return Err(Retry::Fail(e));
         }
     };
     // Last before the snapshot: what is written after the scan belongs to the next image.
     track(&mut cap, parent, &armed);
-    let done = |(raw, stored, hash): (u64, u64, u64), cap: &Capture| commit(dir, cap).map(|path| Written { raw, stored, hash, increment: cap.tracks.is_some(), path });
+    let written = |(raw, stored, hash): (u64, u64, u64), cap: &Capture| Written { raw, stored, hash, increment: cap.tracks.is_some(), path: cap.final_path.clone() };
+    // A snapshot reads deleted files while the program runs on: watch them for writes now.
+    let owners: Vec<i32> = deleted::data_owners(&cap.index.fds).iter().map(|&i| cap.index.fds[i].fd).collect();
+    let fork = fork
+        && match deleted::Guard::watch(&owners) {
+            Ok(g) => {
+                cap.guard = g;
+                true
+            }
+            Err(e) => {
+                log!(INFO, "checkpoint {gen} written without a snapshot: cannot watch the deleted files it stores (errno {e})");
+                false
+            }
+        };
     if fork {
-        match snapshot::spawn(|| write_image(dir, &cap, memwrite::cpus().min(8)), &cap.maps) {
+        // The child writes the image, commits it and prints its line, even if the program ends.
+        let body = |ctx: &snapshot::Ctx| {
+            let r = write_image(dir, &cap, &ctx.frozen, &ctx.frozen_files, memwrite::cpus().min(8)).and_then(|w| commit(dir, &cap).map(|_| w).map_err(snapshot::Failure::Failed));
+            let gone = ctx.program_gone();
+            match &r {
+                Ok((raw, stored, _)) => {
+                    let paused = ctx.paused_ns().unwrap_or_else(|| cap.taken_at - t_stop);
+                    announce(&cap, *raw, *stored, now_ns() - t0, paused);
+                }
+                // The program's checkpoint thread takes it again with the threads stopped.
+                Err(snapshot::Failure::NeedSync(_)) if !gone => {}
+                Err(snapshot::Failure::NeedSync(e) | snapshot::Failure::Failed(e)) if gone => log!(ERROR, "checkpoint {gen} failed (the program has ended): {e}"),
+                Err(snapshot::Failure::NeedSync(e) | snapshot::Failure::Failed(e)) => log!(ERROR, "checkpoint failed, the program continues: {e}"),
+            }
+            if r.is_err() {
+                discard(dir, &cap);
+            }
+            r
+        };
+        // The child reads the deleted files through the program's fds, and their watch.
+        let mut keep = owners.clone();
+        keep.push(dir.fd());
+        keep.extend(cap.guard.as_ref().map(deleted::Guard::fd));
+        // Deleted files the program maps shared are copied before it runs on, like shared memory.
+        let sizes: Vec<(i32, u64, u64)> = deleted::data_owners(&cap.index.fds)
+            .iter()
+            .filter_map(|&i| match &cap.index.fds[i].kind {
+                ckpt_image::FdKind::Deleted(d) => Some((cap.index.fds[i].fd, d.ino, d.size)),
+                _ => None,
+            })
+            .collect();
+        let files = freeze::mapped_shared(&cap.maps, &sizes);
+        match snapshot::spawn(body, &cap.maps, &keep, &files) {
             Ok(mut child) => {
-                threads::resume_all();
-                let paused = now_ns() - t0;
+                resumed();
+                let paused = now_ns() - t_stop;
+                child.resumed(paused);
                 let t_cap = cap.taken_at;
-                log!(DEBUG, "pause: stop {} us, capture {} us, snapshot {} us", (t_stopped - t0) / 1000, (t_cap - t_stopped) / 1000, (paused - (t_cap - t0)) / 1000);
-                return match child.wait() {
-                    snapshot::Outcome::Written { raw, stored, hash } => done((raw, stored, hash), &cap).map(|w| (w, paused)).map_err(Retry::Fail),
+                log!(DEBUG, "pause: stop {} us, capture {} us, snapshot {} us", (t_stopped - t_stop) / 1000, (t_cap - t_stopped) / 1000, (paused - (t_cap - t_stop)) / 1000);
+                let outcome = child.wait();
+                if let Some(g) = cap.guard.take() {
+                    g.close();
+                }
+                return match outcome {
+                    snapshot::Outcome::Written { raw, stored, hash } => Ok((written((raw, stored, hash), &cap), paused)),
                     snapshot::Outcome::NeedSync(why) => {
                         discard(dir, &cap);
                         Err(Retry::Sync(why))
                     }
-                    snapshot::Outcome::Failed(e) => {
+                    snapshot::Outcome::Failed => Err(Retry::Reported),
+                    snapshot::Outcome::Died(e) => {
                         discard(dir, &cap);
                         Err(Retry::Fail(e))
                     }
                 };
             }
-            Err(e) => log!(INFO, "checkpoint {gen} written without a snapshot: {e}"),
+            Err(e) => {
+                log!(INFO, "checkpoint {gen} written without a snapshot: {e}");
+                // The threads stay stopped: the program cannot change what is written.
+                if let Some(g) = cap.guard.take() {
+                    g.close();
+                }
+            }
         }
     }
-    let r = write_image(dir, &cap, 1);
-    threads::resume_all();
-    let paused = now_ns() - t0;
+    let r = write_image(dir, &cap, &[], &[], 1).map_err(|e| match e {
+        snapshot::Failure::Failed(m) | snapshot::Failure::NeedSync(m) => m,
+    });
+    resumed();
+    let paused = now_ns() - t_stop;
     match r {
-        Ok(w) => done(w, &cap).map(|w| (w, paused)).map_err(Retry::Fail),
+        Ok(w) => {
+            commit(dir, &cap).map_err(Retry::Fail)?;
+            announce(&cap, w.0, w.1, now_ns() - t0, paused);
+            Ok((written(w, &cap), paused))
+        }
         Err(e) => {
             discard(dir, &cap);
             Err(Retry::Fail(e))
         }
     }
+}
+
+/// The checkpoint's line on stderr, after the lines about what it leaves out.
+fn announce(cap: &Capture, raw: u64, stored: u64, total_ns: u64, paused_ns: u64) {
+    let gen = cap.index.meta.generation;
+    let lo = &cap.index.left_out;
+    if let Some(list) = lo.children_list() {
+        log!(ALWAYS, "checkpoint {gen}: child processes are not in the image and will be gone after a restart (wait() fails with ECHILD): {list}");
+    }
+    if let Some(list) = lo.pipes_list() {
+        let what = if lo.outside_pipes.len() == 1 { "reads a pipe fed by another process" } else { "read pipes fed by other processes" };
+        log!(ALWAYS, "checkpoint {gen}: input from outside the program cannot be replayed after a restart: {list} {what}");
+    }
+    generations::report(gen, &cap.final_path, raw, stored, total_ns / 1_000_000, paused_ns / 1_000_000, cap.tracks.is_some());
 }
 
 /// Scan and re-arm dirty-page tracking (when increments are on; `armed`: what `pre_arm` armed);
@@ -176,22 +308,32 @@ pub fn now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Split map entries at the scratch arena's bounds; the arena part is stored as empty memory.
+/// Scratch bytes reserved before the threads are stopped: for the capture (maps, fds, process
+/// state: a few hundred KiB), and with the image written during the stop also for the writer
+/// (one thread). Raised to what earlier stops used.
+const STOPPED_FORK: usize = 4 << 20;
+const STOPPED_SYNC: usize = STOPPED_FORK + memwrite::PER_THREAD;
+
+/// Split map entries at the scratch arena's segments; those parts are stored as empty memory.
+/// Notes which segments the image holds (what a restart from it finds mapped).
 fn split_scratch(maps: Vec<MapEntry>) -> Vec<(MapEntry, bool)> {
-    let (lo, hi) = alloc::scratch_range();
-    let mut out = Vec::with_capacity(maps.len() + 2);
+    let ranges = alloc::scratch_ranges();
+    alloc::note_in_image(&ranges);
+    let mut out = Vec::with_capacity(maps.len() + 2 * ranges.as_slice().len());
     for m in maps {
-        if hi == 0 || m.end <= lo || m.start >= hi {
-            out.push((m, false));
-            continue;
+        let mut at = m.start;
+        let mut inside: Vec<(u64, u64)> = ranges.as_slice().iter().filter(|&&(s, e)| s < m.end && e > m.start).map(|&(s, e)| (s.max(m.start), e.min(m.end))).collect();
+        inside.sort_unstable();
+        let part = |s: u64, e: u64, scratch: bool| (MapEntry { start: s, end: e, offset: m.offset + (s - m.start), ..m.clone() }, scratch);
+        for (s, e) in inside {
+            if at < s {
+                out.push(part(at, s, false));
+            }
+            out.push(part(s, e, true));
+            at = e;
         }
-        if m.start < lo {
-            out.push((MapEntry { end: lo, ..m.clone() }, false));
-        }
-        out.push((MapEntry { start: m.start.max(lo), end: m.end.min(hi), ..m.clone() }, true));
-        if m.end > hi {
-            let off = m.offset + (hi - m.start);
-            out.push((MapEntry { start: hi, offset: off, ..m }, false));
+        if at < m.end {
+            out.push(part(at, m.end, false));
         }
     }
     out
@@ -210,12 +352,15 @@ struct Capture {
     /// An increment: what changed in each region since the parent, whose header hash is `parent`.
     tracks: Option<Vec<Track>>,
     parent: u64,
+    /// Set when a snapshot writes the image and deleted files are stored: whether one changed.
+    guard: Option<deleted::Guard>,
 }
 
 fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
     let cfg = config().ok_or("runtime not configured")?;
     // fds first, before we open anything of our own.
     let fds = fdtable::read_fds();
+    let left_out = leftout::find(&fds);
     crate::kstate::save(sys::gettid());
     let process = procstate::read_process();
     let maps = split_scratch(maps::read_maps()?);
@@ -252,13 +397,15 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
         },
         fds,
         process,
+        left_out,
     };
-    Ok(Capture { maps, index, final_path, tmp_name, taken_at: now_ns(), tracks: None, parent: 0 })
+    Ok(Capture { maps, index, final_path, tmp_name, taken_at: now_ns(), tracks: None, parent: 0, guard: None })
 }
 
 /// Write the memory of `cap` and its index to the temporary file, durably, with `threads`
-/// compression threads. Runs in the snapshot child, or with the program's threads stopped.
-fn write_image(dir: &Dir, cap: &Capture, threads: usize) -> WriteResult {
+/// compression threads, reading the regions that `frozen` holds from their copies. Runs in the
+/// snapshot child, or with the program's threads stopped.
+fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], frozen_files: &[freeze::FrozenFile], threads: usize) -> WriteResult {
     let pagemap = sys::open(&sys::cpath(&[b"/proc/self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/self/pagemap: errno {e}"))?;
     let mem = sys::open(&sys::cpath(&[b"/proc/self/mem"]), libc::O_RDONLY, 0).map_err(|e| {
         sys::close(pagemap);
@@ -279,27 +426,35 @@ fn write_image(dir: &Dir, cap: &Capture, threads: usize) -> WriteResult {
         let file = unsafe { std::fs::File::from_raw_fd(fd) };
         let w = Writer::new(file, ZSTD_LEVEL).map_err(|e| e.to_string())?;
         let t0 = now_ns();
-        let (backings, jobs) = memwrite::plan(pagemap, &cap.maps, cap.tracks.as_deref());
+        let (backings, mut jobs) = memwrite::plan(pagemap, &cap.maps, cap.tracks.as_deref(), frozen);
+        let nmem = jobs.len();
+        let files = memwrite::plan_files(&cap.index.fds, &mut jobs, frozen_files)?;
         let t1 = now_ns();
-        let chunks = memwrite::write_all(&w, mem, &jobs, threads).map_err(|e| format!("cannot write {}: {e}", String::from_utf8_lossy(&tmp_path)))?;
+        let chunks = memwrite::write_all(&w, mem, &jobs, threads);
+        files.iter().for_each(|&fd| sys::close(fd));
+        let chunks = chunks.map_err(|e| format!("cannot write {}: {e}", String::from_utf8_lossy(&tmp_path)))?;
+        if cap.guard.as_ref().is_some_and(deleted::Guard::changed) {
+            return Err(snapshot::Failure::NeedSync("the program wrote a deleted file that the image stores".into()));
+        }
         let t2 = now_ns();
         let mut regions: Vec<Region> = Vec::with_capacity(cap.maps.len());
         let mut next = 0;
         for (i, ((m, _), backing)) in cap.maps.iter().zip(backings).enumerate() {
             let Some((backing, inherit)) = backing else { continue };
             let first = next;
-            while next < jobs.len() && jobs[next].region == i {
+            while next < nmem && jobs[next].region == i {
                 next += 1;
             }
             regions.push(Region { start: m.start, end: m.end, prot: m.prot, name: m.name.clone(), backing, chunks: chunks[first..next].to_vec(), inherit });
         }
         let mut index = cap.index.clone();
         index.regions = regions;
+        memwrite::attach_files(&mut index.fds, &jobs[nmem..], &chunks[nmem..]);
         let raw = w.raw_bytes();
         let (_file, header) = w.finish_increment(&index, cap.parent).map_err(|e| write_error(e, &tmp_path))?;
         let total = header.index_offset + header.index_len;
         let ms = |a: u64, b: u64| (b - a) / 1_000_000;
-        log!(DEBUG, "image written with {threads} threads: pagemap {} ms, chunks {} ms, index+fsync {} ms", ms(t0, t1), ms(t1, t2), ms(t2, now_ns()));
+        log!(DEBUG, "image written with {threads} threads: pagemap {} ms, chunks {} ms, index+fsync {} ms, scratch {} KiB", ms(t0, t1), ms(t1, t2), ms(t2, now_ns()), alloc::scratch_used() >> 10);
         Ok((raw, total, header.index_hash))
     })();
     sys::close(pagemap);
@@ -312,7 +467,7 @@ fn write_image(dir: &Dir, cap: &Capture, threads: usize) -> WriteResult {
 const ZSTD_LEVEL: i32 = 1;
 
 /// Move the finished temporary file into place and make the rename durable.
-fn commit(dir: &Dir, cap: &Capture) -> Result<Vec<u8>, String> {
+fn commit(dir: &Dir, cap: &Capture) -> Result<(), String> {
     let cfg = config().ok_or("runtime not configured")?;
     // Rotates older generations, renames into place, fsyncs the directory.
     if let Err(e) = generations::commit(dir, &cap.tmp_name, &cfg.name) {
@@ -320,7 +475,7 @@ fn commit(dir: &Dir, cap: &Capture) -> Result<Vec<u8>, String> {
         return Err(e);
     }
     log!(DEBUG, "image {} written", String::from_utf8_lossy(&cap.final_path));
-    Ok(cap.final_path.clone())
+    Ok(())
 }
 
 /// Remove the temporary file of a failed checkpoint; the previous image stays.

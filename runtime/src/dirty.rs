@@ -18,6 +18,7 @@
 //! Everything here runs on the checkpoint thread: `pre_arm` while the program runs, just before a
 //! checkpoint stops it, `scan_and_arm` with the threads stopped.
 
+use crate::alloc::ScratchRanges;
 use crate::log::{log, DEBUG};
 use crate::maps::{MapEntry, PAGE};
 use crate::sys::{self, syscall};
@@ -270,7 +271,7 @@ fn registered(pagemap: i32, m: &MapEntry) -> bool {
 /// holds a few pages more than needed); otherwise the regions not tracked yet (new since the
 /// last checkpoint), which the image stores whole anyway. Returns the ranges armed, for
 /// `scan_and_arm`. `skip` (the scratch arena) and the region holding our stack are left alone.
-pub fn pre_arm(full: bool, skip: (u64, u64)) -> Vec<(u64, u64)> {
+pub fn pre_arm(full: bool, skip: &ScratchRanges) -> Vec<(u64, u64)> {
     let Some(uffd) = uffd() else { return Vec::new() };
     let pagemap = if full {
         -1
@@ -298,7 +299,7 @@ pub fn pre_arm(full: bool, skip: (u64, u64)) -> Vec<(u64, u64)> {
 /// exactly that image's). Runs without allocating (an allocation would write the heap before
 /// it is tracked). `skip` (the scratch arena) and the region holding our stack are left alone.
 /// Returns whether tracking is on.
-pub fn arm_restored(skip: (u64, u64)) -> bool {
+pub fn arm_restored(skip: &ScratchRanges) -> bool {
     let Some(uffd) = uffd() else { return false };
     each_eligible(skip, |m| arm(uffd, m))
 }
@@ -306,8 +307,8 @@ pub fn arm_restored(skip: (u64, u64)) -> bool {
 /// Call `f` on every region of /proc/self/maps that `eligible` accepts, except `skip` and the
 /// region holding the caller's stack. Parses from a buffer on the stack, without allocating.
 /// Returns whether all of the maps could be read.
-fn each_eligible(skip: (u64, u64), mut f: impl FnMut(&MapEntry)) -> bool {
-    let here = &skip as *const (u64, u64) as u64;
+fn each_eligible(skip: &ScratchRanges, mut f: impl FnMut(&MapEntry)) -> bool {
+    let here = &f as *const _ as u64;
     // SAFETY: a NUL-terminated path; a plain open.
     let Ok(fd) = syscall!(libc::SYS_openat, libc::AT_FDCWD, c"/proc/self/maps".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) else { return false };
     let fd = fd as i32;
@@ -326,7 +327,7 @@ fn each_eligible(skip: (u64, u64), mut f: impl FnMut(&MapEntry)) -> bool {
         let mut used = 0;
         while let Some(nl) = buf[used..have].iter().position(|&b| b == b'\n') {
             if let Some(m) = parse_line(&buf[used..used + nl]) {
-                let ours = (m.start < skip.1 && m.end > skip.0) || (m.start <= here && here < m.end);
+                let ours = skip.overlaps(m.start, m.end) || (m.start <= here && here < m.end);
                 if eligible(&m, false, ours) {
                     f(&m);
                 }

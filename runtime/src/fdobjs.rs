@@ -1,77 +1,10 @@
-//! What kernel objects behind fds hold, read at checkpoint time with the world stopped: the
-//! contents of deleted files, unread bytes in pipes (tee), copied without consuming them, and
-//! eventfd/timerfd/signalfd/epoll/inotify state (fdinfo). (Sockets and terminals: ckpt-sockets.)
-//! Raw system calls only; allocations go to the checkpoint's scratch arena.
+//! What kernel objects behind fds hold, read at checkpoint time with the world stopped:
+//! eventfd/timerfd/signalfd/epoll/inotify state (fdinfo). The kinds moved to the ckpt-kinds
+//! crate (capture and restore side by side) are read there; sockets and terminals by
+//! ckpt-sockets. Raw system calls only; allocations go to the checkpoint's scratch arena.
 
 use crate::sys::{self, syscall};
 use ckpt_image::{EpollEntry, FdKind, FdState, InotifyWatch};
-
-/// Above this, a deleted file's contents are not stored (the fd becomes /dev/null at restart).
-const DELETED_MAX: u64 = 1 << 30;
-
-/// A deleted-but-open regular file: read its whole contents through /proc/self/fd (which works
-/// whatever the fd's access mode).
-pub fn deleted_file(name: &[u8], path: Vec<u8>, size: u64) -> Option<FdKind> {
-    if size > DELETED_MAX {
-        return None;
-    }
-    let rfd = sys::open(&sys::cpath(&[b"/proc/self/fd/", name]), libc::O_RDONLY, 0).ok()?;
-    let mut data = vec![0u8; size as usize];
-    let mut got = 0;
-    while got < data.len() {
-        match sys::pread(rfd, &mut data[got..], got as u64) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got += n,
-        }
-    }
-    sys::close(rfd);
-    data.truncate(got);
-    Some(FdKind::Deleted { path, data })
-}
-
-/// Pipes already seen in this checkpoint: their unread bytes are stored once, on the first fd.
-#[derive(Default)]
-pub struct PipesSeen(Vec<u64>);
-
-impl PipesSeen {
-    pub fn pipe(&mut self, fd: i32, name: &[u8], ino: u64) -> FdKind {
-        let size = syscall!(libc::SYS_fcntl, fd, libc::F_GETPIPE_SZ).unwrap_or(65536) as u32;
-        if self.0.contains(&ino) {
-            return FdKind::Pipe { ino, size, data: Vec::new() };
-        }
-        self.0.push(ino);
-        FdKind::Pipe { ino, size, data: pipe_contents(name, size as usize) }
-    }
-}
-
-/// A pipe's unread bytes, copied without consuming them: tee(2) from a second read end of the
-/// same pipe (opened through /proc, non-blocking) into a pipe of ours. The program's pipe is not
-/// touched, so a writer or reader outside the process cannot see anything change.
-fn pipe_contents(name: &[u8], cap: usize) -> Vec<u8> {
-    let Ok(rd) = sys::open(&sys::cpath(&[b"/proc/self/fd/", name]), libc::O_RDONLY | libc::O_NONBLOCK, 0) else {
-        return Vec::new();
-    };
-    let mut tmp = [0i32; 2];
-    if syscall!(libc::SYS_pipe2, tmp.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK).is_err() {
-        sys::close(rd);
-        return Vec::new();
-    }
-    let _ = syscall!(libc::SYS_fcntl, tmp[1], libc::F_SETPIPE_SZ, cap);
-    let n = syscall!(libc::SYS_tee, rd, tmp[1], cap, libc::SPLICE_F_NONBLOCK).unwrap_or(0) as usize;
-    let mut data = vec![0u8; n];
-    let mut got = 0;
-    while got < n {
-        match sys::read(tmp[0], &mut data[got..]) {
-            Ok(0) | Err(_) => break,
-            Ok(k) => got += k,
-        }
-    }
-    data.truncate(got);
-    sys::close(tmp[0]);
-    sys::close(tmp[1]);
-    sys::close(rd);
-    data
-}
 
 /// Parse a hex or decimal number after `key` in `s` (first occurrence).
 fn field(s: &str, key: &str, radix: u32) -> Option<u64> {

@@ -1,12 +1,14 @@
 //! The file descriptor table (/proc/self/fd and fdinfo): what each fd is, its flags and offset,
-//! and which fds share an open file description (kcmp). What each kind of object holds beyond
-//! that is read by `fdobjs` (pipe contents, event fds, epoll, inotify) and ckpt-sockets
-//! (sockets, terminals). Files passed with SCM_RIGHTS and still queued in a socket ("in
-//! flight") are described the same way, under negative fd numbers, after the program's fds.
+//! the locks held through it, and which fds share an open file description (kcmp). What each
+//! kind of object holds beyond that is read by its module of ckpt-kinds (deleted files, pipes
+//! and FIFOs, locks, /proc paths), ckpt-sockets (sockets, terminals) or `fdobjs` (event fds,
+//! epoll, inotify). Files passed with SCM_RIGHTS and still queued in a socket ("in flight") are
+//! described the same way, under negative fd numbers, after the program's fds.
 
 use crate::fdobjs;
 use crate::sys::{self, syscall};
 use ckpt_image::{FdKind, FdState};
+use ckpt_kinds::{deleted, locks, pipe, procfs};
 use ckpt_sockets::capture::Context;
 
 const KCMP_FILE: i64 = 0;
@@ -22,7 +24,7 @@ struct Table {
     /// Every temporary fd of in-flight files, closed at the end.
     temps: Vec<(i32, i32)>,
     next_inflight: i32,
-    pipes: fdobjs::PipesSeen,
+    pipes: pipe::Seen,
     sockets: Context,
     pid: i32,
 }
@@ -37,7 +39,7 @@ pub fn read_fds() -> Vec<FdState> {
         inflight: Vec::new(),
         temps: Vec::new(),
         next_inflight: -1,
-        pipes: fdobjs::PipesSeen::default(),
+        pipes: pipe::Seen::default(),
         sockets: Context::default(),
         pid: sys::getpid(),
     };
@@ -83,6 +85,7 @@ impl Table {
         }
         let n = sys::decimal(fd);
         let link = sys::readlink(&sys::cpath(&[b"/proc/self/fd/", &n])).unwrap_or_default();
+        let link = procfs::own_proc_path(&link, self.pid);
         let info = sys::read_file(&sys::cpath(&[b"/proc/self/fdinfo/", &n])).unwrap_or_default();
         let (pos, flags) = parse_fdinfo(&info);
         let cloexec = syscall!(libc::SYS_fcntl, fd, libc::F_GETFD).map(|f| f & libc::FD_CLOEXEC as i64 != 0).unwrap_or(false);
@@ -99,12 +102,14 @@ impl Table {
             self.temps.push((no, fd));
         }
         if let Some(of) = dup_of {
-            return Some(FdState { fd: no, flags, pos, cloexec, kind: FdKind::Other { link }, dup_of: Some(of), mtime: 0, id: Default::default() });
+            return Some(FdState { fd: no, flags, pos, cloexec, kind: FdKind::Other { link }, dup_of: Some(of), mtime: 0, id: Default::default(), locks: Vec::new() });
         }
         let fmt = st.st_mode & libc::S_IFMT;
-        let deleted = link.ends_with(b" (deleted)");
-        let is_tty = fmt == libc::S_IFCHR && ckpt_sockets::tty::is_tty(fd);
-        let by_path = link.starts_with(b"/") && !deleted && !is_tty && (fmt == libc::S_IFREG || fmt == libc::S_IFDIR || fmt == libc::S_IFCHR);
+        let named = link.starts_with(b"/");
+        let gone = link.strip_suffix(b" (deleted)").filter(|_| named).map(<[u8]>::to_vec);
+        let o_path = flags & libc::O_PATH != 0;
+        let is_tty = fmt == libc::S_IFCHR && !o_path && ckpt_sockets::tty::is_tty(fd);
+        let by_path = named && gone.is_none() && !is_tty && (o_path || [libc::S_IFREG, libc::S_IFDIR, libc::S_IFCHR, libc::S_IFLNK].contains(&fmt));
         // What the restart checks the file at the path against (the same file, not another one).
         let mut id = ckpt_image::FileId::default();
         let kind = if by_path {
@@ -115,9 +120,11 @@ impl Table {
             FdKind::Path { path: link, size: st.st_size as u64, is_dir: fmt == libc::S_IFDIR }
         } else if is_tty {
             FdKind::Tty(Box::new(ckpt_sockets::tty::capture(fd, st.st_rdev, st.st_mode, st.st_uid, st.st_gid, link)))
-        } else if deleted && fmt == libc::S_IFREG && link.starts_with(b"/") {
-            let path = link[..link.len() - b" (deleted)".len()].to_vec();
-            fdobjs::deleted_file(&n, path, st.st_size as u64).unwrap_or(FdKind::Other { link })
+        } else if fmt == libc::S_IFIFO && named {
+            let deleted = gone.is_some();
+            self.pipes.fifo(fd, &n, &st, gone.unwrap_or(link), deleted)
+        } else if let Some(path) = gone {
+            deleted::capture(fd, path, &st).unwrap_or(FdKind::Other { link })
         } else if fmt == libc::S_IFIFO && link.starts_with(b"pipe:") {
             self.pipes.pipe(fd, &n, st.st_ino)
         } else if fmt == libc::S_IFSOCK {
@@ -141,7 +148,7 @@ impl Table {
         } else {
             FdKind::Other { link }
         };
-        Some(FdState { fd: no, flags, pos, cloexec, kind, dup_of: None, mtime: st.st_mtime, id })
+        Some(FdState { fd: no, flags, pos, cloexec, kind, dup_of: None, mtime: st.st_mtime, id, locks: locks::capture(fd, &info, flags) })
     }
 
     /// The recorded number of a file we described through our fd `fd`.

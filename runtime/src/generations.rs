@@ -122,14 +122,19 @@ struct Last {
 static LAST: Mutex<Last> = Mutex::new(Last { path: [0; PATH_MAX], len: 0 });
 static LAST_SIZE: AtomicU64 = AtomicU64::new(0);
 
-/// Remember the image just written and report it on stderr (always: one line per checkpoint).
-pub fn record(gen: u64, path: &[u8], raw: u64, stored: u64, total_ms: u64, paused_ms: u64, increment: bool) {
+/// Remember the image just written (for `ckpt-ctl status` and `checkpoint --wait`).
+pub fn remember(path: &[u8], stored: u64) {
     if let Ok(mut l) = LAST.lock() {
         let n = path.len().min(PATH_MAX);
         l.path[..n].copy_from_slice(&path[..n]);
         l.len = n;
     }
     LAST_SIZE.store(stored, Ordering::Relaxed);
+}
+
+/// Report a committed image on stderr (always: one line per checkpoint). Printed by whoever
+/// committed it: the snapshot child, or the checkpoint thread.
+pub fn report(gen: u64, path: &[u8], raw: u64, stored: u64, total_ms: u64, paused_ms: u64, increment: bool) {
     log!(
         ALWAYS,
         "checkpoint {gen}: {} ({}{} of memory, {} on disk, {total_ms} ms, program paused {paused_ms} ms)",

@@ -1,7 +1,8 @@
 //! Interposed libc functions. For the core: `__libc_start_main` (to start the checkpoint thread
 //! just before `main`), and the signal functions, so the reserved signals (checkpoint trigger and
 //! thread stop) stay the runtime's even when the program installs handlers for them or blocks
-//! them. The program sees its own (virtual) dispositions for those signals.
+//! them. The program sees its own (virtual) dispositions for those signals. `_exit` and `_Exit`
+//! wait for a checkpoint being taken (as exit() does through an atexit handler).
 //! Real functions are found with dlsym(RTLD_NEXT), lazily, so hooks work before our constructor.
 
 use crate::gate;
@@ -40,7 +41,7 @@ type SignalFn = unsafe extern "C" fn(c_int, libc::sighandler_t) -> libc::sighand
 type MaskFn = unsafe extern "C" fn(c_int, *const libc::sigset_t, *mut libc::sigset_t) -> c_int;
 
 pub fn resolve() {
-    for f in [&REAL_START_MAIN, &REAL_SIGACTION, &REAL_SIGNAL, &REAL_SIGPROCMASK, &REAL_PTHREAD_SIGMASK] {
+    for f in [&REAL_START_MAIN, &REAL_SIGACTION, &REAL_SIGNAL, &REAL_SIGPROCMASK, &REAL_PTHREAD_SIGMASK, &REAL_EXIT, &REAL_EXIT2] {
         f.get();
     }
 }
@@ -86,6 +87,29 @@ pub unsafe extern "C" fn __libc_start_main(
     };
     // SAFETY: forwarding to libc's __libc_start_main with the same arguments.
     unsafe { std::mem::transmute::<usize, StartMainFn>(real)(main, argc, argv, init, fini, rtld_fini, stack_end) }
+}
+
+// ---- exit ----
+
+static REAL_EXIT: RealFn = RealFn::new(b"_exit\0");
+static REAL_EXIT2: RealFn = RealFn::new(b"_Exit\0");
+
+/// # Safety
+/// libc's contract for _exit.
+#[no_mangle]
+pub unsafe extern "C" fn _exit(status: c_int) -> ! {
+    crate::checkpoint::wait_in_flight();
+    // SAFETY: forwarding to libc's _exit.
+    unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(c_int) -> !>(REAL_EXIT.get())(status) }
+}
+
+/// # Safety
+/// libc's contract for _Exit.
+#[no_mangle]
+pub unsafe extern "C" fn _Exit(status: c_int) -> ! {
+    crate::checkpoint::wait_in_flight();
+    // SAFETY: forwarding to libc's _Exit.
+    unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(c_int) -> !>(REAL_EXIT2.get())(status) }
 }
 
 // ---- signals ----

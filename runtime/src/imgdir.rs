@@ -51,6 +51,11 @@ impl Dir {
         Ok(dir)
     }
 
+    /// The directory's fd (the snapshot child keeps it when it closes the program's fds).
+    pub fn fd(&self) -> i32 {
+        self.fd
+    }
+
     /// DIR/NAME, for messages.
     pub fn show(&self, name: &[u8]) -> String {
         format!("{}/{}", String::from_utf8_lossy(&self.path), String::from_utf8_lossy(name))

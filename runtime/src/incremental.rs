@@ -2,10 +2,10 @@
 //!
 //! An increment holds only the pages written since the previous checkpoint (dirty.rs) and names
 //! that image as its parent. Chains are kept short ("compaction" by rewriting): the next
-//! checkpoint is full when the chain already holds `CKPT_MAX_CHAIN` images (default 8), when the
+//! checkpoint is full when the chain already holds `--max-chain` images (default 8), when the
 //! increments since the last full image add up to half of it, after a failed checkpoint (its scan
 //! reset the dirty bits, so what it saw is lost), and when the parent is no longer on disk.
-//! `CKPT_INCREMENTAL=0` turns increments (and tracking) off.
+//! `ckpt-run --full-only` turns increments (and tracking) off.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -20,11 +20,9 @@ static DEPTH: AtomicU32 = AtomicU32::new(0);
 static BASE: AtomicU64 = AtomicU64::new(0);
 static SINCE: AtomicU64 = AtomicU64::new(0);
 
-pub fn configure(enabled: Option<&[u8]>, max_chain: Option<u32>) {
-    ENABLED.store(enabled != Some(b"0".as_slice()), Ordering::Relaxed);
-    if let Some(n) = max_chain {
-        MAX_CHAIN.store(n.max(1), Ordering::Relaxed);
-    }
+pub fn configure(enabled: bool, max_chain: u32) {
+    ENABLED.store(enabled, Ordering::Relaxed);
+    MAX_CHAIN.store(max_chain.max(1), Ordering::Relaxed);
 }
 
 pub fn enabled() -> bool {

@@ -8,7 +8,7 @@
 //! runtime, which is part of the memory image. `restore` runs on the restart path, after the
 //! threads were recreated and before they are released, and reads that static back.
 
-use crate::log::{log, DEBUG};
+use crate::log::{log, DEBUG, ERROR};
 use crate::sys::{self, syscall};
 use crate::threads::Slot;
 use std::cell::UnsafeCell;
@@ -82,6 +82,9 @@ fn reserved_mask() -> u64 {
 /// Record the state (checkpoint thread, world stopped).
 pub fn save(self_tid: i32) {
     crate::shmlink::save();
+    if let Ok(maps) = crate::maps::read_maps() {
+        ckpt_kinds::aio::capture(maps.iter().map(|m| (m.start, m.end, &m.name[..])));
+    }
     // SAFETY: see Cell.
     let s = unsafe { &mut *SAVED.0.get() };
     for (w, t) in s.itimers.iter_mut().enumerate() {
@@ -152,6 +155,9 @@ fn new_tid(slots: &[Slot], old: i32) -> i32 {
 /// Bring the state back (restart path: threads recreated and parked, every signal blocked).
 pub fn restore(slots: &[Slot]) {
     crate::shmlink::restore();
+    for e in ckpt_kinds::aio::restore() {
+        log!(ERROR, "restart: {e}");
+    }
     // SAFETY: see Cell.
     let s = unsafe { &*SAVED.0.get() };
     let pid = sys::getpid();

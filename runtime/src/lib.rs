@@ -2,8 +2,9 @@
 //! the checkpoint signal, stops the program's threads and writes an image of the process; and
 //! the restart path that `ckpt-restart` jumps into to bring the program's threads back.
 //!
-//! It activates only in the process `ckpt-run` started (CKPT_PID); anything else that inherits
-//! the preload (children, srun) gets inert hooks that forward to libc.
+//! It activates only in the process `ckpt-run` started (the pid in its settings, `launch`);
+//! anything else that loads it (children the user preloads it in, srun) gets inert hooks that
+//! forward to libc.
 
 mod alloc;
 mod checkpoint;
@@ -12,12 +13,15 @@ mod dirty;
 mod fdhooks;
 mod fdobjs;
 mod fdtable;
+mod freeze;
 mod generations;
 mod gate;
 mod hooks;
 mod imgdir;
 mod incremental;
 mod kstate;
+mod launch;
+mod leftout;
 mod log;
 mod maps;
 mod memwrite;
@@ -41,9 +45,9 @@ pub struct Config {
     pub dir: Vec<u8>,
     pub name: Vec<u8>,
     pub signal: i32,
-    /// CKPT_ALLOW_SHARED_DIR: use an image directory other users can write to (see imgdir).
+    /// --allow-shared-dir: use an image directory other users can write to (see imgdir).
     pub allow_shared: bool,
-    /// The program ckpt-run started (CKPT_PROGRAM, else our executable) and its identity at
+    /// The program ckpt-run started (Launch::program, else our executable) and its identity at
     /// startup, recorded in every image (`--resume` compares them).
     pub program: Vec<u8>,
     pub program_id: ckpt_image::FileId,
@@ -106,35 +110,38 @@ fn env(name: &[u8]) -> Option<Vec<u8>> {
 extern "C" fn init() {
     hooks::resolve();
     fdhooks::resolve();
+    launch::resolve();
     vids::init();
-    let managed = env(b"CKPT_PID\0").and_then(|p| std::str::from_utf8(&p).ok()?.parse::<i32>().ok());
-    if managed != Some(sys::getpid()) {
+    // Whatever else happens, the program gets its own environment back.
+    let launch = launch::take(env);
+    let Some(launch) = launch.filter(|l| l.pid == sys::getpid()) else {
         return; // not the process ckpt-run started: stay inert
-    }
+    };
+    launch::set_managed(launch.pid);
     log::set_level_from_env(env(b"CKPT_LOG\0").as_deref());
-    let dir = env(b"CKPT_DIR\0").unwrap_or_else(|| sys::readlink(&sys::cpath(&[b"/proc/self/cwd"])).unwrap_or_else(|_| b".".to_vec()));
-    let name = env(b"CKPT_NAME\0").unwrap_or_else(|| {
+    let dir = if launch.dir.is_empty() { sys::readlink(&sys::cpath(&[b"/proc/self/cwd"])).unwrap_or_else(|_| b".".to_vec()) } else { launch.dir.clone() };
+    let name = if launch.name.is_empty() {
         let mut c = sys::read_file(&sys::cpath(&[b"/proc/self/comm"])).unwrap_or_default();
         while c.last() == Some(&b'\n') {
             c.pop();
         }
         c
-    });
+    } else {
+        launch.name.clone()
+    };
     if !ckpt_image::trust::is_file_name(&name) {
-        log!(ERROR, "CKPT_NAME {:?} is not a file name (empty, `.`, `..` or with a `/`): checkpoints are disabled", String::from_utf8_lossy(&name));
+        log!(ERROR, "image name {:?} is not a file name (empty, `.`, `..` or with a `/`): checkpoints are disabled", String::from_utf8_lossy(&name));
         return;
     }
-    let signal = env(b"CKPT_SIGNAL\0").and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok()).unwrap_or(libc::SIGUSR2);
-    let allow_shared = env(b"CKPT_ALLOW_SHARED_DIR\0").is_some_and(|v| !v.is_empty() && v != b"0");
-    let (program, program_id) = program_identity(env(b"CKPT_PROGRAM\0"));
+    let signal = if launch.signal > 0 { launch.signal } else { libc::SIGUSR2 };
+    let allow_shared = launch.allow_shared_dir;
+    let (program, program_id) = program_identity((!launch.program.is_empty()).then(|| launch.program.clone()));
     CONFIG.store(Box::into_raw(Box::new(Config { dir, name, signal, allow_shared, program, program_id })), Ordering::Release);
     checkpoint::mark_start();
     TRIGGER_SIGNAL.store(signal, Ordering::Relaxed);
-    triggers::init(env);
-    alloc::init_scratch();
+    triggers::init(launch, env(b"SLURM_JOB_ID\0"));
     snapshot::configure(env(b"CKPT_FORK\0").as_deref());
-    let max_chain = env(b"CKPT_MAX_CHAIN\0").and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u32>().ok());
-    incremental::configure(env(b"CKPT_INCREMENTAL\0").as_deref(), max_chain.map(|n| n.min(generations::MAX_CHAIN)));
+    incremental::configure(launch.incremental, launch.max_chain.min(generations::MAX_CHAIN));
     find_rseq();
     if !install_handlers(signal) {
         log!(ERROR, "cannot install signal handlers; checkpoints are disabled");
@@ -199,6 +206,10 @@ extern "C" fn trigger_handler(_sig: i32) {
 
 /// Start the checkpoint thread (called just before the program's main).
 pub fn start_checkpoint_thread() {
+    // exit() (and a return from main) waits for a checkpoint being taken; registered here, after
+    // the dynamic loader's own exit handler, so that it runs before it.
+    // SAFETY: registering a plain function.
+    unsafe { libc::atexit(at_exit) };
     // The new thread must never run the program's handlers, not even before it blocks every
     // signal itself: let it inherit an all-blocked mask.
     let all: u64 = !0;
@@ -218,6 +229,10 @@ pub fn start_checkpoint_thread() {
     if r != 0 {
         log!(ERROR, "cannot start the checkpoint thread (error {r}); checkpoints are disabled");
     }
+}
+
+extern "C" fn at_exit() {
+    checkpoint::wait_in_flight();
 }
 
 extern "C" fn checkpoint_thread_main(_: *mut c_void) -> *mut c_void {

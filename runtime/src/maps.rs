@@ -2,7 +2,7 @@
 //! be stored (/proc/self/pagemap).
 
 use crate::sys;
-use ckpt_image::Backing;
+use ckpt_image::{filerefs, Backing};
 
 pub const PAGE: u64 = 4096;
 const PM_PRESENT: u64 = 1 << 63;
@@ -115,15 +115,45 @@ fn stat_path(path: &[u8]) -> Option<(u64, i64)> {
     Some((st.st_size as u64, st.st_mtime))
 }
 
+/// For a private file mapping (`maps[i]`) of a file that the program also maps shared and
+/// writable: the runs of its pages that lie in those shared mappings' file ranges (see
+/// ckpt_image::filerefs). Unwritten, they stay references to the file, which the image restores;
+/// every other page inside the file is stored. None: no such shared mapping (then only the pages
+/// the program wrote are stored, and a restart checks that the file is unchanged).
+pub fn file_refs(maps: &[(MapEntry, bool)], i: usize) -> Option<Vec<(u64, u64)>> {
+    let m = &maps[i].0;
+    if m.shared || m.inode == 0 || !m.name.starts_with(b"/") || m.name.ends_with(b" (deleted)") {
+        return None;
+    }
+    let same = |o: &MapEntry| o.shared && o.prot & libc::PROT_WRITE as u32 != 0 && o.inode == m.inode && o.name == m.name;
+    if !maps.iter().any(|(o, _)| same(o)) {
+        return None;
+    }
+    let (size, _) = stat_path(&m.name)?;
+    let ranges: Vec<(u64, u64)> = maps
+        .iter()
+        .filter(|(o, _)| same(o))
+        .map(|(o, _)| (o.offset, o.offset + filerefs::pages_in_file(o.offset, o.end - o.start, size) * PAGE))
+        .collect();
+    Some(filerefs::covered_runs(m.offset, (m.end - m.start) / PAGE, &ranges))
+}
+
 /// Which pages of a region must be stored, as runs of (page offset from region start, pages).
-pub fn stored_runs(pagemap_fd: i32, m: &MapEntry, backing: &Backing) -> Vec<(u64, u64)> {
+/// `refs`: for a private file mapping, what `file_refs` found.
+pub fn stored_runs(pagemap_fd: i32, m: &MapEntry, backing: &Backing, refs: Option<&[(u64, u64)]>) -> Vec<(u64, u64)> {
     let npages = (m.end - m.start) / PAGE;
     let mut runs: Vec<(u64, u64)> = Vec::new();
-    let want = |e: u64| -> bool {
+    // Pages of a private file mapping stored whatever pagemap says (see file_refs).
+    let in_file = match backing {
+        Backing::File { shared: false, offset, size, .. } if refs.is_some() => filerefs::pages_in_file(*offset, m.end - m.start, *size),
+        _ => 0,
+    };
+    let is_ref = |pg: u64| refs.unwrap_or(&[]).iter().any(|&(s, n)| s <= pg && pg < s + n);
+    let want = |e: u64, pg: u64| -> bool {
         match backing {
             Backing::Anon => e & (PM_PRESENT | PM_SWAPPED) != 0,
             // Private file mapping: pages that were copied on write (anonymous now) or swapped.
-            Backing::File { shared: false, .. } => (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAPPED != 0,
+            Backing::File { shared: false, .. } => (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAPPED != 0 || (pg < in_file && !is_ref(pg)),
             Backing::SharedAnon => true,
             _ => false,
         }
@@ -132,7 +162,7 @@ pub fn stored_runs(pagemap_fd: i32, m: &MapEntry, backing: &Backing) -> Vec<(u64
         // A shared file mapping the program can write: store every page inside the file, so
         // that the restart puts back what the file held at checkpoint time.
         if m.prot & libc::PROT_WRITE as u32 != 0 {
-            let in_file = size.saturating_sub(*offset).div_ceil(PAGE).min(npages);
+            let in_file = filerefs::pages_in_file(*offset, m.end - m.start, *size);
             if in_file > 0 {
                 runs.push((0, in_file));
             }
@@ -148,6 +178,19 @@ pub fn stored_runs(pagemap_fd: i32, m: &MapEntry, backing: &Backing) -> Vec<(u64
         runs.push((0, npages));
         return runs;
     }
+    pagemap_runs(pagemap_fd, m, want)
+}
+
+/// Pages of a private mapping that are the program's own now (copied on write, or swapped out):
+/// runs of (page offset from the region's start, pages).
+pub fn copied_pages(pagemap_fd: i32, m: &MapEntry) -> Vec<(u64, u64)> {
+    pagemap_runs(pagemap_fd, m, |e, _| (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAPPED != 0)
+}
+
+/// Runs of the pages of `m` whose pagemap entry (and page number) `want` accepts.
+fn pagemap_runs(pagemap_fd: i32, m: &MapEntry, want: impl Fn(u64, u64) -> bool) -> Vec<(u64, u64)> {
+    let npages = (m.end - m.start) / PAGE;
+    let mut runs: Vec<(u64, u64)> = Vec::new();
     const BATCH: u64 = 8192;
     let mut buf = vec![0u64; BATCH as usize];
     let mut p = 0;
@@ -160,8 +203,8 @@ pub fn stored_runs(pagemap_fd: i32, m: &MapEntry, backing: &Backing) -> Vec<(u64
         let got = sys::pread(pagemap_fd, b, off).unwrap_or(0);
         let entries = got / 8;
         for (i, &e) in buf.iter().enumerate().take(entries) {
-            if want(e) {
-                let pg = p + i as u64;
+            let pg = p + i as u64;
+            if want(e, pg) {
                 match runs.last_mut() {
                     Some((s, l)) if *s + *l == pg => *l += 1,
                     _ => runs.push((pg, 1)),

@@ -1,15 +1,18 @@
-//! Writing the memory of an image: which chunks to store (from pagemap), and compressing and
-//! writing them with several threads.
+//! Writing the memory of an image: which chunks to store (from pagemap; and the data extents
+//! of deleted files), and compressing and writing them with several threads.
 //!
 //! The threads are raw `clone`s sharing the caller's memory and TLS (no CLONE_SETTLS), not
 //! pthreads: in the snapshot child, pthread_create could block forever on a glibc lock that a
 //! program thread held at the moment of the snapshot. They only run `work` below, which uses
-//! raw system calls, zstd and the runtime's allocator (lock-free scratch arena), never TLS.
+//! raw system calls, zstd and the runtime's allocator (the scratch arena, whose lock only the
+//! runtime's own threads take), never TLS.
 
 use crate::dirty::Track;
+use crate::freeze::{Frozen, FrozenFile};
 use crate::maps::{self, MapEntry, PAGE};
 use crate::sys;
-use ckpt_image::{Backing, Chunk, ChunkEncoder, Codec, Writer, CHUNK_SIZE};
+use ckpt_image::{Backing, Chunk, ChunkEncoder, Codec, FdKind, FdState, Writer, CHUNK_SIZE};
+use ckpt_kinds::deleted;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 /// One chunk to store: `len` bytes at address `addr`, `offset` bytes into its region.
@@ -19,8 +22,12 @@ pub struct Job {
     pub offset: u64,
     pub addr: u64,
     pub len: usize,
-    /// Readable private anonymous memory: read in place. Otherwise through /proc/self/mem.
+    /// Readable private anonymous memory (or a frozen copy): read in place. Otherwise through
+    /// /proc/self/mem.
     pub direct: bool,
+    /// A deleted file's data: read from this fd of ours at `offset` (`region` is then the fd's
+    /// entry in the fd table), not from memory. -1 for memory.
+    pub file: i32,
 }
 
 /// Pages of a region, and whether the others come from the parent image (an increment).
@@ -32,8 +39,8 @@ struct Stored {
 /// The chunks to store for `maps` (entries flagged true are stored empty), with each entry's
 /// backing and whether it inherits from the parent. For an increment, `tracks` says which pages
 /// of tracked regions were written since the parent. Regions with no backing to store
-/// (vsyscall) get None.
-pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], tracks: Option<&[Track]>) -> (Vec<Option<(Backing, bool)>>, Vec<Job>) {
+/// (vsyscall) get None. Regions that `frozen` holds a copy of are read from the copy.
+pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], tracks: Option<&[Track]>, frozen: &[Option<Frozen>]) -> (Vec<Option<(Backing, bool)>>, Vec<Job>) {
     let mut backings = Vec::with_capacity(maps.len());
     let mut jobs = Vec::new();
     // Our own stack changes while we write it: copy it, so each chunk's bytes and hash agree.
@@ -44,25 +51,86 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], tracks: Option<&[Track]>) -
             continue;
         }
         let backing = if *scratch { Backing::Anon } else { maps::backing_of(m) };
+        let copy = frozen.get(i).and_then(Option::as_ref);
         let stored = match tracks.map(|t| &t[i]) {
             _ if *scratch => Stored { runs: Vec::new(), inherit: false },
+            _ if copy.is_some() => Stored { runs: Vec::new(), inherit: false },
             Some(Track::Dirty(runs)) if backing == Backing::Anon => Stored { runs: runs.clone(), inherit: true },
-            _ => Stored { runs: maps::stored_runs(pagemap, m, &backing), inherit: false },
+            _ => Stored { runs: maps::stored_runs(pagemap, m, &backing, maps::file_refs(maps, i).as_deref()), inherit: false },
         };
         let own_stack = m.start <= here && here < m.end;
         let direct = maps::directly_readable(m, &backing) && !own_stack;
-        for (first, n) in stored.runs {
+        // (first page, pages, address of the first page's bytes, read in place)
+        let runs: Vec<(u64, u64, u64, bool)> = match copy {
+            Some(f) => f.runs.iter().map(|&(first, n, at)| (first, n, at, true)).collect(),
+            None => stored.runs.iter().map(|&(first, n)| (first, n, m.start + first * PAGE, direct)).collect(),
+        };
+        for (first, n, at, direct) in runs {
             let mut off = first * PAGE;
             let end = (first + n) * PAGE;
             while off < end {
                 let len = (end - off).min(CHUNK_SIZE as u64) as usize;
-                jobs.push(Job { region: i, offset: off, addr: m.start + off, len, direct });
+                jobs.push(Job { region: i, offset: off, addr: at + (off - first * PAGE), len, direct, file: -1 });
                 off += len as u64;
             }
         }
         backings.push(Some((backing, stored.inherit)));
     }
     (backings, jobs)
+}
+
+/// Jobs for the data of the deleted files of the fd table (`deleted::data_owners`), appended
+/// to `jobs`: their data extents, read through fds of ours opened here (returned, to be closed
+/// once written). A file we cannot open again (its mode denies us reading) is read through the
+/// program's own fd with pread, which leaves its offset alone, all of it (holes cannot be told
+/// without an offset of our own); a file that cannot be read at all fails the checkpoint.
+/// Files in `frozen` were copied while the program was stopped: read from the copy.
+pub fn plan_files(fds: &[FdState], jobs: &mut Vec<Job>, frozen: &[FrozenFile]) -> Result<Vec<i32>, String> {
+    let mut opened = Vec::new();
+    for i in deleted::data_owners(fds) {
+        let f = &fds[i];
+        let FdKind::Deleted(d) = &f.kind else { continue };
+        if let Some(copy) = frozen.iter().find(|c| c.fd == f.fd) {
+            for &(s, e) in &copy.runs {
+                let mut off = s;
+                while off < e {
+                    let len = (e - off).min(CHUNK_SIZE as u64) as usize;
+                    jobs.push(Job { region: i, offset: off, addr: copy.base as u64 + off, len, direct: true, file: -1 });
+                    off += len as u64;
+                }
+            }
+            continue;
+        }
+        let (fd, runs) = match sys::open(&sys::cpath(&[b"/proc/self/fd/", &sys::decimal(f.fd)]), libc::O_RDONLY, 0) {
+            Ok(fd) => {
+                opened.push(fd);
+                (fd, deleted::extents(fd, d.size))
+            }
+            Err(_) if f.flags & libc::O_ACCMODE != libc::O_WRONLY && f.flags & libc::O_PATH == 0 => (f.fd, vec![(0, d.size.div_ceil(PAGE) * PAGE)]),
+            Err(e) => {
+                opened.iter().for_each(|&fd| sys::close(fd));
+                return Err(format!("cannot read the deleted file {} (fd {}): errno {e}", String::from_utf8_lossy(&d.path), f.fd));
+            }
+        };
+        for (s, e) in runs {
+            let mut off = s;
+            while off < e {
+                let len = (e - off).min(CHUNK_SIZE as u64) as usize;
+                jobs.push(Job { region: i, offset: off, addr: 0, len, direct: false, file: fd });
+                off += len as u64;
+            }
+        }
+    }
+    Ok(opened)
+}
+
+/// Give each deleted file its chunks (`jobs` and `chunks`: the file jobs and what they wrote).
+pub fn attach_files(fds: &mut [FdState], jobs: &[Job], chunks: &[Chunk]) {
+    for (j, c) in jobs.iter().zip(chunks) {
+        if let FdKind::Deleted(d) = &mut fds[j.region].kind {
+            d.chunks.push(*c);
+        }
+    }
 }
 
 struct Shared<'a> {
@@ -81,7 +149,15 @@ pub fn write_all(writer: &Writer, mem: i32, jobs: &[Job], threads: usize) -> Res
     let empty = Chunk { offset: 0, raw_len: 0, file_offset: 0, stored_len: 0, codec: Codec::Zero, hash: 0 };
     let mut out = vec![empty; jobs.len()];
     let shared = Shared { writer, mem, jobs, out: out.as_mut_ptr(), next: AtomicUsize::new(0), error: AtomicPtr::new(std::ptr::null_mut()) };
-    let extra = threads.saturating_sub(1).min(jobs.len().saturating_sub(1));
+    let mut extra = threads.saturating_sub(1).min(jobs.len().saturating_sub(1));
+    // Each thread's encoder and buffers come from the scratch arena: map them now, with fewer
+    // threads if the address space is short, so that no thread runs out half-way.
+    while !crate::alloc::scratch_reserve((extra + 1) * PER_THREAD) {
+        if extra == 0 {
+            return Err(format!("cannot map {} MiB for the image writer (address-space limit, ulimit -v?)", PER_THREAD >> 20));
+        }
+        extra -= 1;
+    }
     let mut helpers: Vec<(usize, Box<AtomicU32>)> = Vec::with_capacity(extra);
     for _ in 0..extra {
         match spawn(&shared) {
@@ -111,6 +187,11 @@ pub fn write_all(writer: &Writer, mem: i32, jobs: &[Job], threads: usize) -> Res
 }
 
 const HELPER_STACK: usize = 256 * 1024;
+
+/// Scratch memory one writing thread uses: its ChunkEncoder (two zstd contexts with a 4 MiB
+/// window, a compression buffer and a shuffle buffer: 10.4 MiB measured) and its share of the
+/// rest (read buffer, chunk list).
+pub const PER_THREAD: usize = 12 << 20;
 
 fn spawn(shared: &Shared) -> Result<(usize, Box<AtomicU32>), i32> {
     let stack = sys::mmap(0, HELPER_STACK, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)?;
@@ -154,10 +235,21 @@ fn work(sh: &Shared) {
         }
         let i = sh.next.fetch_add(1, Ordering::Relaxed);
         let Some(job) = sh.jobs.get(i) else { return };
-        let data: &[u8] = if job.direct {
+        let data: &[u8] = if job.file >= 0 {
+            buf.resize(job.len, 0);
+            let mut got = 0;
+            while got < job.len {
+                match sys::pread(job.file, &mut buf[got..], job.offset + got as u64) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+            }
+            buf[got..].fill(0);
+            &buf
+        } else if job.direct {
             // SAFETY: [addr, addr+len) lies in a readable private anonymous mapping of this
             // process that nothing writes while the image is written (threads stopped, or the
-            // snapshot child's copy).
+            // snapshot child's copy of the program's memory, or its frozen copy of shared memory).
             unsafe { std::slice::from_raw_parts(job.addr as *const u8, job.len) }
         } else {
             buf.resize(job.len, 0);

@@ -9,7 +9,7 @@ pub fn read_process() -> ProcessState {
     if let Ok(a) = sys::read_file(&sys::cpath(&[b"/proc/self/auxv"])) {
         p.auxv = a.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).collect();
     }
-    p.cwd = sys::readlink(&sys::cpath(&[b"/proc/self/cwd"])).unwrap_or_default();
+    p.cwd = ckpt_kinds::procfs::own_proc_path(&sys::readlink(&sys::cpath(&[b"/proc/self/cwd"])).unwrap_or_default(), sys::getpid());
     let old = syscall!(libc::SYS_umask, 0o022).unwrap_or(0o022);
     let _ = syscall!(libc::SYS_umask, old);
     p.umask = old as u32;

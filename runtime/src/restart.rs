@@ -37,14 +37,17 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     // Track the restored memory before anything writes it (arm_restored does not allocate), so
     // that the next checkpoint can be an increment over the image we came from.
     crate::dirty::forget(false);
-    let tracked = crate::incremental::enabled() && info.image_hash != 0 && crate::dirty::arm_restored(alloc::scratch_range());
+    alloc::after_restart();
+    let tracked = crate::incremental::enabled() && info.image_hash != 0 && crate::dirty::arm_restored(&alloc::scratch_ranges());
     if tracked {
         crate::incremental::continue_from(info.image_hash, info.chain as u32);
     } else {
         crate::incremental::reset();
     }
     crate::triggers::after_restart();
+    crate::checkpoint::after_restart();
     crate::checkpoint::mark_start();
+    crate::launch::set_managed(sys::getpid());
     let ct = &CKPT_THREAD;
     let tid = sys::gettid();
     ct.tid.store(tid, Ordering::Release);
@@ -55,7 +58,7 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     }
     threads::register_rseq(ct.fs_base.load(Ordering::Relaxed), true);
     // The image was taken inside a checkpoint: the gate held, the scratch arena in use (and
-    // restored empty). Start both afresh.
+    // released above). Start both afresh.
     gate::reset_after_restart();
     alloc::scratch_begin();
     crate::control::setup(); // our fds were not in the image: create them before the threads run

@@ -7,19 +7,27 @@
 //! is a copy of the checkpoint thread alone; it uses raw system calls and the runtime's
 //! allocator (its own copy of the scratch arena) and leaves with exit_group, never through libc.
 //! It reports through a shared page mapped after /proc/self/maps was read, so that page is in
-//! no image, and wakes the parent through a futex in it before exiting. If the child dies, the
-//! page says so and the caller removes the temporary file.
+//! no image, and wakes the parent through a futex in it.
+//!
+//! First, while the program's threads are still stopped, the child copies the shared memory
+//! that fork does not freeze (freeze.rs) and reports FROZEN: only then does the parent let the
+//! threads go. Then it writes the image, commits it and reports it, by itself: a program that
+//! ends while its image is being written (exit, exit_group from any thread, a fatal signal)
+//! still gets the image and its line. If the child dies, the page says so and the caller
+//! removes the temporary file.
 
+use crate::freeze::{self, Frozen, FrozenFile};
 use crate::maps::{self, MapEntry};
-use ckpt_image::Backing;
 use crate::sys;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-/// state 0: still writing, or died.
+/// state 0: freezing shared memory (the parent waits), or died.
 const DONE: u32 = 1;
 const FAILED: u32 = 2;
 /// The snapshot cannot hold the image (memory not inherited by fork): write it synchronously.
 const NOT_FORKABLE: u32 = 3;
+/// Shared memory is copied: the program may run on; the image is being written.
+const FROZEN: u32 = 4;
 
 #[repr(C)]
 struct Report {
@@ -28,15 +36,69 @@ struct Report {
     raw: u64,
     stored: u64,
     hash: u64,
+    /// Set by the parent once the program runs again (`resumed` becomes 1): the pause, in ns.
+    paused: AtomicU64,
+    resumed: AtomicU32,
     msg: [u8; 4000],
 }
 
 pub enum Outcome {
-    /// `hash`: the image's header index_hash.
+    /// The image is committed and its line printed; `hash`: the image's header index_hash.
     Written { raw: u64, stored: u64, hash: u64 },
     /// Take the checkpoint without a snapshot (a region would be missing from it).
     NeedSync(String),
+    /// The writer failed and said so on stderr.
+    Failed,
+    /// The writer died without a word.
+    Died(String),
+}
+
+/// What the image writer in the child gets: the frozen copies of shared memory and a way to
+/// learn the program's pause.
+pub struct Ctx {
+    pub frozen: Vec<Option<Frozen>>,
+    /// Copies of the deleted files the program maps shared (freeze::freeze_files).
+    pub frozen_files: Vec<FrozenFile>,
+    report: usize,
+    parent: i32,
+}
+
+impl Ctx {
+    /// Whether the program is gone (this child was reparented).
+    pub fn program_gone(&self) -> bool {
+        sys::syscall!(libc::SYS_getppid).map_or(true, |p| p as i32 != self.parent)
+    }
+
+    /// The program's pause in ns, as its checkpoint thread measured it once the threads ran
+    /// again (None if the program ended before saying).
+    pub fn paused_ns(&self) -> Option<u64> {
+        // SAFETY: the report page stays mapped in this process until it exits.
+        let rep = unsafe { &*(self.report as *const Report) };
+        loop {
+            if rep.resumed.load(Ordering::Acquire) != 0 {
+                return Some(rep.paused.load(Ordering::Acquire));
+            }
+            if self.program_gone() {
+                return None;
+            }
+            let ts = libc::timespec { tv_sec: 0, tv_nsec: WAKE_CHECK_NS };
+            let _ = sys::syscall!(libc::SYS_futex, &rep.resumed as *const AtomicU32, libc::FUTEX_WAIT, 0, &ts as *const libc::timespec, 0, 0);
+        }
+    }
+}
+
+/// Why the image writer gave up.
+pub enum Failure {
     Failed(String),
+    /// The snapshot cannot hold this image (something it reads changed under it): take the
+    /// checkpoint again without a snapshot.
+    NeedSync(String),
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Failure {
+        Failure::Failed(s)
+    }
 }
 
 pub struct Child {
@@ -56,57 +118,130 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed) != 0
 }
 
-/// Create the snapshot child; in the child, run `body` and exit. Returns in the parent only.
-pub fn spawn(body: impl FnOnce() -> Result<(u64, u64, u64), String>, regions: &[(MapEntry, bool)]) -> Result<Child, String> {
+/// Create the snapshot child and wait until it has frozen the shared memory (the caller's
+/// threads must still be stopped); in the child, then run `body` (which writes, commits and
+/// reports the image) and exit; of the program's fds the child keeps 0-2 and those in `keep`
+/// (the image directory, the deleted files it reads and their watch). `files` ((fd, size)):
+/// deleted files to copy before the program runs on (freeze::freeze_files). Returns in the
+/// parent only.
+pub fn spawn(body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), Failure>, regions: &[(MapEntry, bool)], keep: &[i32], files: &[(i32, u64)]) -> Result<Child, String> {
     let page = sys::mmap(0, 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
         .map_err(|e| format!("cannot map the report page: errno {e}"))?;
+    let parent = sys::getpid();
     // clone(flags = 0: exit signal 0, no sharing; stack 0: the child continues on a copy of ours).
     match sys::syscall!(libc::SYS_clone, 0, 0, 0, 0, 0) {
         Err(e) => {
             sys::munmap(page, 4096);
             Err(format!("cannot create the snapshot: errno {e}"))
         }
-        Ok(0) => child(page, body, regions),
-        Ok(pid) => Ok(Child { pid: pid as i32, report: page, reaped: false }),
+        Ok(0) => child(page, parent, body, regions, keep, files),
+        Ok(pid) => {
+            let mut c = Child { pid: pid as i32, report: page, reaped: false };
+            c.wait_while(&[0]);
+            Ok(c)
+        }
     }
 }
 
-fn child(page: usize, body: impl FnOnce() -> Result<(u64, u64, u64), String>, regions: &[(MapEntry, bool)]) -> ! {
-    // If the program dies, there is no one to commit the image: stop.
-    let _ = sys::syscall!(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-    // SAFETY: the page is mapped read-write and shared with the parent, which reads it only
-    // after state leaves PENDING (or after we are gone).
+fn child(page: usize, parent: i32, body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), Failure>, regions: &[(MapEntry, bool)], keep: &[i32], files: &[(i32, u64)]) -> ! {
+    // No PR_SET_PDEATHSIG: if the program ends while we write, we finish, commit and report.
+    // SAFETY: the page is mapped read-write and shared with the parent, which reads the fields
+    // only after `state` says they are set (or after we are gone).
     let rep = unsafe { &mut *(page as *mut Report) };
     let t0 = crate::checkpoint::now_ns();
-    let check = inherited(regions);
-    crate::log::log!(crate::log::DEBUG, "snapshot: fork check {} us", (crate::checkpoint::now_ns() - t0) / 1000);
-    let (state, msg) = match check {
-        Err(m) => (NOT_FORKABLE, m),
-        Ok(()) => match body() {
-            Ok((raw, stored, hash)) => {
-                rep.raw = raw;
-                rep.stored = stored;
-                rep.hash = hash;
-                (DONE, String::new())
-            }
-            Err(m) => (FAILED, m),
-        },
+    let frozen = freeze_now(regions);
+    crate::log::log!(crate::log::DEBUG, "snapshot: shared memory copied in {} us", (crate::checkpoint::now_ns() - t0) / 1000);
+    let frozen = match frozen {
+        Ok(f) => f,
+        Err(m) => finish(rep, NOT_FORKABLE, &m),
     };
+    let frozen_files = match freeze::freeze_files(files) {
+        Ok(f) => f,
+        Err(m) => finish(rep, NOT_FORKABLE, &m),
+    };
+    rep.state.store(FROZEN, Ordering::Release);
+    wake(&rep.state);
+    // The program's fds are not ours to hold: a socket, a pipe or a lock kept open by a writer
+    // that outlives the program would be noticed (EOF that does not come, a port still taken).
+    // The image directory's fd stays, and so do the deleted files the image stores and the
+    // watch on them.
+    close_all_but(keep);
+    let t1 = crate::checkpoint::now_ns();
+    let check = inherited(regions);
+    crate::log::log!(crate::log::DEBUG, "snapshot: fork check {} us", (crate::checkpoint::now_ns() - t1) / 1000);
+    if let Err(m) = check {
+        finish(rep, NOT_FORKABLE, &m);
+    }
+    let ctx = Ctx { frozen, frozen_files, report: page, parent };
+    match body(&ctx) {
+        Ok((raw, stored, hash)) => {
+            rep.raw = raw;
+            rep.stored = stored;
+            rep.hash = hash;
+            finish(rep, DONE, "")
+        }
+        Err(Failure::Failed(m)) => finish(rep, FAILED, &m),
+        Err(Failure::NeedSync(m)) => finish(rep, NOT_FORKABLE, &m),
+    }
+}
+
+/// Close every fd from 3 up except those in `keep`.
+fn close_all_but(keep: &[i32]) {
+    let mut keep: Vec<i32> = keep.iter().copied().filter(|&fd| fd >= 3).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut from = 3u32;
+    for fd in keep {
+        if fd as u32 > from {
+            let _ = sys::syscall!(libc::SYS_close_range, from, fd as u32 - 1, 0);
+        }
+        from = fd as u32 + 1;
+    }
+    let _ = sys::syscall!(libc::SYS_close_range, from, u32::MAX, 0);
+}
+
+/// Copy the shared memory of `regions` (see freeze.rs).
+fn freeze_now(regions: &[(MapEntry, bool)]) -> Result<Vec<Option<Frozen>>, String> {
+    let pagemap = sys::open(&sys::cpath(&[b"/proc/self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/self/pagemap: errno {e}"))?;
+    let r = match sys::open(&sys::cpath(&[b"/proc/self/mem"]), libc::O_RDONLY, 0) {
+        Ok(mem) => {
+            let r = freeze::freeze(regions, pagemap, mem);
+            sys::close(mem);
+            r
+        }
+        Err(e) => Err(format!("cannot open /proc/self/mem: errno {e}")),
+    };
+    sys::close(pagemap);
+    r
+}
+
+/// Report `state` (with `msg`) to the parent and exit.
+fn finish(rep: &mut Report, state: u32, msg: &str) -> ! {
     let n = msg.len().min(rep.msg.len());
     rep.msg[..n].copy_from_slice(&msg.as_bytes()[..n]);
     rep.msg_len = n as u32;
+    // Our copies of the program's fds share its open file descriptions: while we hold them, a
+    // flock or OFD lock stays held and a pipe or FIFO keeps its buffer even after the program
+    // is killed. Let go of them before the parent hears from us (exiting releases fds only
+    // after the address space, which takes long).
+    let _ = sys::syscall!(libc::SYS_close_range, 0, u32::MAX, 0);
     rep.state.store(state, Ordering::Release);
     // Wake the parent now: tearing down our copy of the address space (tens of ms per GiB)
-    // happens after it has the report. A shared futex: the page is MAP_SHARED.
-    let _ = sys::syscall!(libc::SYS_futex, &rep.state as *const AtomicU32, libc::FUTEX_WAKE, 1, 0, 0, 0);
+    // happens after it has the report.
+    wake(&rep.state);
     loop {
         let _ = sys::syscall!(libc::SYS_exit_group, 0);
     }
 }
 
+/// Wake the other process waiting on `word` (a shared futex: the page is MAP_SHARED).
+fn wake(word: &AtomicU32) {
+    let _ = sys::syscall!(libc::SYS_futex, word as *const AtomicU32, libc::FUTEX_WAKE, i32::MAX, 0, 0, 0);
+}
+
 /// Check that every captured region is in the snapshot with its content: MADV_DONTFORK regions
-/// are absent from a forked child, MADV_WIPEONFORK ones are empty ("wf" in smaps VmFlags), and
-/// shared anonymous memory is not frozen by a snapshot at all.
+/// are absent from a forked child, MADV_WIPEONFORK ones are empty ("wf" in smaps VmFlags).
+/// (Shared memory is in the child, and frozen by freeze_now.)
 fn inherited(regions: &[(MapEntry, bool)]) -> Result<(), String> {
     let text = sys::read_file(&sys::cpath(&[b"/proc/self/smaps"])).map_err(|e| format!("cannot read /proc/self/smaps: errno {e}"))?;
     let mine = maps::parse_maps(&text);
@@ -125,10 +260,6 @@ fn inherited(regions: &[(MapEntry, bool)]) -> Result<(), String> {
         if *scratch || maps::is_special(&r.name) || r.name == b"[vsyscall]" {
             continue;
         }
-        if r.shared && maps::backing_of(r) == Backing::SharedAnon {
-            // The program keeps writing it (it is not copied on write): it would be torn.
-            return Err(format!("region {:#x}-{:#x} is shared anonymous memory, which a snapshot cannot freeze", r.start, r.end));
-        }
         let covered = mine.iter().any(|m| m.start <= r.start && m.end >= r.end);
         let wipe = mine.iter().any(|m| m.start < r.end && m.end > r.start && wiped.contains(&m.start));
         if !covered || wipe {
@@ -139,27 +270,50 @@ fn inherited(regions: &[(MapEntry, bool)]) -> Result<(), String> {
 }
 
 impl Child {
-    /// Wait for the child's report (it wakes us before it exits; if it dies without one, the
-    /// periodic check of its exit notices within WAKE_CHECK).
-    pub fn wait(&mut self) -> Outcome {
-        // SAFETY: the page stays mapped until drop; the child writes it only before setting state.
-        let rep = unsafe { &*(self.report as *const Report) };
+    fn report(&self) -> &Report {
+        // SAFETY: the page stays mapped until drop; the child writes a field only before it
+        // sets the state that says the field is set.
+        unsafe { &*(self.report as *const Report) }
+    }
+
+    /// Wait while the child's state is one of `states` (it wakes us at each change; if it dies
+    /// without a word, the periodic check of its exit notices within WAKE_CHECK). Returns the
+    /// last wait status.
+    fn wait_while(&mut self, states: &[u32]) -> i32 {
         let mut status = 0i32;
-        while rep.state.load(Ordering::Acquire) == 0 && !self.reaped {
+        loop {
+            let s = self.report().state.load(Ordering::Acquire);
+            if !states.contains(&s) || self.reaped {
+                return status;
+            }
             let ts = libc::timespec { tv_sec: 0, tv_nsec: WAKE_CHECK_NS };
-            let _ = sys::syscall!(libc::SYS_futex, &rep.state as *const AtomicU32, libc::FUTEX_WAIT, 0, &ts as *const libc::timespec, 0, 0);
+            let _ = sys::syscall!(libc::SYS_futex, &self.report().state as *const AtomicU32, libc::FUTEX_WAIT, s, &ts as *const libc::timespec, 0, 0);
             match sys::syscall!(libc::SYS_wait4, self.pid, &mut status as *mut i32, libc::__WALL | libc::WNOHANG, 0) {
                 Ok(0) | Err(libc::EINTR) => {}
                 // Exited, or reaped by the program (waitpid(-1, __WALL)): the report tells.
                 Ok(_) | Err(_) => self.reaped = true,
             }
         }
+    }
+
+    /// Tell the child how long the program was paused (it prints it in the checkpoint's line).
+    pub fn resumed(&self, paused_ns: u64) {
+        let rep = self.report();
+        rep.paused.store(paused_ns, Ordering::Release);
+        rep.resumed.store(1, Ordering::Release);
+        wake(&rep.resumed);
+    }
+
+    /// Wait for the child's report.
+    pub fn wait(&mut self) -> Outcome {
+        let status = self.wait_while(&[0, FROZEN]);
+        let rep = self.report();
         let msg = String::from_utf8_lossy(&rep.msg[..rep.msg_len as usize]).into_owned();
         match rep.state.load(Ordering::Acquire) {
             DONE => Outcome::Written { raw: rep.raw, stored: rep.stored, hash: rep.hash },
             NOT_FORKABLE => Outcome::NeedSync(msg),
-            FAILED => Outcome::Failed(msg),
-            _ => Outcome::Failed(format!("the image writer died (wait status {status:#x})")),
+            FAILED => Outcome::Failed,
+            _ => Outcome::Died(format!("the image writer died (wait status {status:#x})")),
         }
     }
 }

@@ -2,8 +2,8 @@
 //! signal (checkpoint, then exit), the periodic timer and requests from the control socket.
 //!
 //! Signal handlers only set bits in `PENDING` and wake the thread (futex, plus the control
-//! module's eventfd when it polls). Settings come from the environment that `ckpt-run` prepared:
-//! CKPT_INTERVAL (`<n>ms`), CKPT_STOP_SIGNAL (number), CKPT_KEEP, CKPT_REQUEUE_CMD + SLURM_JOB_ID.
+//! module's eventfd when it polls). Settings come from `ckpt-run` (`launch`): the interval, the
+//! stop signal, the generations to keep, and the requeue command (with SLURM_JOB_ID).
 
 use crate::log::{log, DEBUG, ERROR};
 use crate::{checkpoint, control, sys};
@@ -31,34 +31,18 @@ struct Requeue {
 }
 static REQUEUE: std::sync::atomic::AtomicPtr<Requeue> = std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
 
-/// Read the trigger settings (called from the constructor, one thread).
-pub fn init(env: impl Fn(&[u8]) -> Option<Vec<u8>>) {
-    let num = |name: &[u8]| -> Option<u64> { std::str::from_utf8(&env(name)?).ok()?.trim().parse().ok() };
-    if let Some(ms) = env(b"CKPT_INTERVAL\0").and_then(|v| parse_ms(&v)) {
-        INTERVAL_MS.store(ms, Ordering::Relaxed);
-    }
-    if let Some(s) = num(b"CKPT_STOP_SIGNAL\0") {
-        STOP_SIGNAL.store(s as i32, Ordering::Relaxed);
-    }
-    if let Some(k) = num(b"CKPT_KEEP\0") {
-        crate::generations::set_keep(k as u32);
-    }
-    if let (Some(cmd), Some(job)) = (env(b"CKPT_REQUEUE_CMD\0"), env(b"SLURM_JOB_ID\0")) {
-        let argv = [cmd, b"requeue".to_vec(), job].into_iter().filter_map(|a| CString::new(a).ok()).collect::<Vec<_>>();
+/// Take the trigger settings (called from the constructor, one thread); `slurm_job` is
+/// SLURM_JOB_ID, for --requeue.
+pub fn init(launch: &ckpt_image::Launch, slurm_job: Option<Vec<u8>>) {
+    INTERVAL_MS.store(launch.interval_ms, Ordering::Relaxed);
+    STOP_SIGNAL.store(launch.stop_signal, Ordering::Relaxed);
+    crate::generations::set_keep(launch.keep);
+    if let (false, Some(job)) = (launch.requeue_cmd.is_empty(), slurm_job) {
+        let argv = [launch.requeue_cmd.clone(), b"requeue".to_vec(), job].into_iter().filter_map(|a| CString::new(a).ok()).collect::<Vec<_>>();
         if argv.len() == 3 {
             REQUEUE.store(Box::into_raw(Box::new(Requeue { argv })), Ordering::Release);
         }
     }
-}
-
-/// "<n>ms" as ckpt-run exports it (plain numbers are seconds).
-fn parse_ms(v: &[u8]) -> Option<u64> {
-    let s = std::str::from_utf8(v).ok()?.trim();
-    let ms = match s.strip_suffix("ms") {
-        Some(n) => n.parse().ok()?,
-        None => s.strip_suffix('s').unwrap_or(s).parse::<u64>().ok()?.checked_mul(1000)?,
-    };
-    (ms > 0).then_some(ms)
 }
 
 pub fn stop_signal() -> i32 {
@@ -186,21 +170,5 @@ fn requeue() {
         log!(ERROR, "scontrol requeue {} failed (wait status {status:#x})", rq.argv[2].to_string_lossy());
     } else {
         log!(DEBUG, "job {} requeued", rq.argv[2].to_string_lossy());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_ms;
-
-    #[test]
-    fn interval_as_ckpt_run_exports_it() {
-        assert_eq!(parse_ms(b"300ms"), Some(300));
-        assert_eq!(parse_ms(b"600000ms"), Some(600_000));
-        assert_eq!(parse_ms(b"30"), Some(30_000));
-        assert_eq!(parse_ms(b"30s"), Some(30_000));
-        assert_eq!(parse_ms(b"0ms"), None);
-        assert_eq!(parse_ms(b"10m"), None);
-        assert_eq!(parse_ms(b""), None);
     }
 }

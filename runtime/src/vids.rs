@@ -34,6 +34,15 @@ pub fn init() {
     REAL_SIGQUEUE.get();
 }
 
+/// The real pid of the managed process: the one ckpt-run started, or since a restart the
+/// restarter's (a child the program forked or vforked has another).
+pub fn real_pid() -> i32 {
+    match REAL_PID.load(Ordering::Relaxed) {
+        0 => ORIG_PID.load(Ordering::Relaxed),
+        p => p,
+    }
+}
+
 /// Whether ids are virtual here: a restarted process, not a child it forked.
 fn translating() -> Option<(i32, i32)> {
     let real = REAL_PID.load(Ordering::Relaxed);

@@ -118,7 +118,7 @@ pub fn user_command(argv: &[OsString], as_nobody: bool, cwd: &Path) -> Command {
     // Settings the test environment might carry over would change what ckpt-run does.
     for var in [
         "CKPT_DIR", "CKPT_SIGNAL", "CKPT_NAME", "CKPT_PID", "CKPT_INTERVAL", "CKPT_STOP_SIGNAL", "CKPT_KEEP", "CKPT_RESUME",
-        "CKPT_REQUEUE", "CKPT_ALLOW_SHARED_DIR", "CKPT_PROGRAM",
+        "CKPT_REQUEUE", "CKPT_ALLOW_SHARED_DIR", "CKPT_PROGRAM", "__CKPT_LAUNCH",
     ] {
         cmd.env_remove(var);
     }
@@ -164,6 +164,8 @@ pub struct Options {
     pub also_at: Vec<u64>,
     /// Environment for ckpt-run and ckpt-restart (e.g. CKPT_KEEP).
     pub env: Vec<(String, String)>,
+    /// Run ckpt-run and ckpt-restart under this address-space limit in bytes (`ulimit -v`).
+    pub address_limit: Option<u64>,
 }
 
 impl Options {
@@ -177,6 +179,7 @@ impl Options {
             timeouts: Timeouts::default(),
             also_at: Vec::new(),
             env: Vec::new(),
+            address_limit: None,
         }
     }
 }
@@ -274,6 +277,9 @@ fn checkpoint(p: &mut Proc, image: &Path, at_step: u64, timeouts: &Timeouts) -> 
     p.note(format!("(checkpoint requested after step {signalled_after_step})"));
     let deadline = Instant::now() + timeouts.image;
     loop {
+        // Whether the process had exited before this look at the image: a program that ends
+        // while its checkpoint is written waits for the image, so look once more after that.
+        let exited = !p.running();
         if let Some(now) = file_version(image) {
             if Some(now) != before {
                 let m = std::fs::metadata(image)?;
@@ -296,7 +302,7 @@ fn checkpoint(p: &mut Proc, image: &Path, at_step: u64, timeouts: &Timeouts) -> 
                 });
             }
         }
-        if !p.running() {
+        if exited {
             bail!(
                 "{} (pid {}) exited ({}) after the checkpoint signal, before the image {} appeared",
                 p.label(),
@@ -325,11 +331,24 @@ fn ckpt_run_command(bins: &Bins, program: &Program, opts: &Options) -> Command {
         "--".into(),
     ];
     argv.extend(program.argv.iter().cloned());
-    with_env(user_command(&argv, opts.as_nobody, &program.cwd), opts)
+    with_options(user_command(&argv, opts.as_nobody, &program.cwd), opts)
 }
 
-fn with_env(mut cmd: Command, opts: &Options) -> Command {
+/// `cmd` with the environment and limits of `opts`.
+fn with_options(mut cmd: Command, opts: &Options) -> Command {
     cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
+    if let Some(limit) = opts.address_limit {
+        // SAFETY: the closure only makes a system call (async-signal-safe).
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+                if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     cmd
 }
 
@@ -407,7 +426,7 @@ fn drive(
         let argv = [bins.restart.clone().into_os_string(), target];
         procs.push(Proc::spawn(
             &format!("ckpt-restart #{}", k + 1),
-            with_env(user_command(&argv, opts.as_nobody, &program.cwd), opts),
+            with_options(user_command(&argv, opts.as_nobody, &program.cwd), opts),
         )?);
     }
     procs.last_mut().expect("a process").wait(opts.timeouts.finish)

@@ -7,7 +7,8 @@
 //! image must still restart and finish.
 
 use anyhow::{bail, ensure, Context, Result};
-use ckpt_tests::{checkpoint_and_kill, clean_failure, random_bytes, result_of, run_restart, Bins, Options, Program, Workdir};
+use ckpt_tests::scenario::user_command;
+use ckpt_tests::{checkpoint_and_kill, clean_failure, random_bytes, result_of, run_restart, Bins, Options, Proc, Program, Workdir};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -72,6 +73,42 @@ fn directory_with_garbage_image() -> Result<()> {
     let dir = work.subdir("garbage")?;
     std::fs::write(dir.join("garbage.ckpt"), random_bytes(4096, 77))?;
     expect_clean_failure(&bins, &work, "a directory whose only image is random bytes", &dir)
+}
+
+/// A FIFO, a socket and a character device given as the image, also under an image's name
+/// in a directory: ckpt-restart and ckpt-inspect say "not a regular file" at once (opening a
+/// FIFO would wait for a writer forever) and exit non-zero.
+#[test]
+fn special_files_are_refused_without_hanging() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("bad-special")?;
+    let fifo = work.join("fifo.ckpt");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes())?;
+    // SAFETY: a valid NUL-terminated path.
+    ensure!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) } == 0, "mkfifo: {}", std::io::Error::last_os_error());
+    let socket = work.join("socket.ckpt");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket)?;
+    let in_dir = work.subdir("fifo-dir")?;
+    let c = std::ffi::CString::new(in_dir.join("app.ckpt").as_os_str().as_encoded_bytes())?;
+    // SAFETY: as above.
+    ensure!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) } == 0, "mkfifo: {}", std::io::Error::last_os_error());
+    let cases = [("a FIFO", fifo.clone()), ("a socket", socket.clone()), ("a character device", PathBuf::from("/dev/null"))];
+    for (what, path) in &cases {
+        expect_clean_failure(&bins, &work, what, path)?;
+        let rec = run_restart(&bins, path, work.path(), TIMEOUT)?;
+        ensure!(rec.stderr.contains(&format!("not a regular file ({what})")), "ckpt-restart on {what}: {}", rec.stderr);
+        let inspect = bins.dir.join("ckpt-inspect");
+        let mut p = Proc::spawn("ckpt-inspect", user_command(&[inspect.into(), path.into()], false, work.path()))?;
+        p.wait(TIMEOUT).with_context(|| format!("ckpt-inspect on {what} hung"))?;
+        let rec = p.record();
+        let lines: Vec<&str> = rec.stderr.lines().collect();
+        ensure!(
+            rec.status.and_then(|s| s.code()) == Some(1) && lines.len() == 1 && lines[0].starts_with("ckpt-inspect: ") && lines[0].contains("not a regular file"),
+            "ckpt-inspect on {what}:\n{rec}"
+        );
+    }
+    expect_clean_failure(&bins, &work, "a directory whose only image is a FIFO", &in_dir)?;
+    expect_clean_failure(&bins, &work, "a FIFO named like the newest generation", &in_dir.join("app.ckpt"))
 }
 
 /// Damaged copies of a real image, as (description, file name, contents).

@@ -125,3 +125,46 @@ fn corrupted_images_fail_cleanly_in_restart_and_inspect() -> Result<()> {
     ensure!(rec.success() && result_of(&rec.stdout).is_some(), "control: the undamaged image did not restart and finish\n{rec}");
     Ok(())
 }
+
+/// Images written with O_DIRECT pad each chunk to a 4 KiB boundary. The padding of a shuffled
+/// chunk (arrays of numbers) must be checked like every other byte of the data area: a byte
+/// flipped there is found by `ckpt-inspect --verify` and refused by `ckpt-restart`.
+#[test]
+fn a_flipped_byte_in_the_padding_of_a_shuffled_chunk_is_found() -> Result<()> {
+    const BLOCK: u64 = 4096;
+    let bins = Bins::locate()?;
+    let work = Workdir::new("failures-padding")?;
+    let program = Program::c(&work, "num_array.c", &["-lm"], &["16", "200", "30"])?;
+    let (image, _, _) = checkpoint_and_kill(&bins, &program, &Options::new(&work, &[5]))?;
+    let reader = ckpt_image::Reader::open(&image)?;
+    // The last byte before the next 4 KiB boundary after a shuffled chunk's compressed data:
+    // padding (zero) whether or not the chunk's stored bytes include it.
+    let padding = reader
+        .index
+        .regions
+        .iter()
+        .flat_map(|r| &r.chunks)
+        .filter(|c| c.codec == ckpt_image::Codec::Shuffle8 && c.file_offset % BLOCK == 0)
+        .map(|c| (c.file_offset + c.stored_len).div_ceil(BLOCK) * BLOCK - 1)
+        .find(|&at| at + 1 < reader.header.index_offset)
+        .context("no shuffled chunk in a block-aligned image (was it written with O_DIRECT?)")?;
+    let mut bytes = std::fs::read(&image)?;
+    ensure!(bytes[padding as usize] == 0, "byte {padding} is not padding");
+    bytes[padding as usize] ^= 0x01;
+    let bad = work.subdir("padding")?.join("num_array.ckpt");
+    std::fs::write(&bad, bytes)?;
+
+    let rec = inspect(&bins, &["--verify"], &bad, work.path())?;
+    let line = clean_tool_failure(&rec, "ckpt-inspect").map_err(|p| anyhow::anyhow!("ckpt-inspect --verify on a flipped padding byte ({padding}): {p}"))?;
+    ensure!(line.contains("checksum"), "ckpt-inspect --verify: {line}");
+    let rec = run_restart(&bins, &bad, work.path(), Duration::from_secs(60))?;
+    clean_failure(&rec).map_err(|p| anyhow::anyhow!("ckpt-restart on a flipped padding byte ({padding}): {p}"))?;
+    ensure!(rec.stderr.contains("checksum"), "ckpt-restart: {}", rec.stderr);
+
+    // Control: the image itself verifies and restarts.
+    let rec = inspect(&bins, &["--verify"], &image, work.path())?;
+    ensure!(rec.success(), "control: ckpt-inspect --verify\n{rec}");
+    let rec = run_restart(&bins, &image, work.path(), Duration::from_secs(60))?;
+    ensure!(rec.success() && result_of(&rec.stdout).is_some(), "control: the image did not restart and finish\n{rec}");
+    Ok(())
+}

@@ -2,6 +2,9 @@
 //! it into place only when complete, so killing it half-way must leave the previous image
 //! exactly as it was (same file, still verifying), no partial file under the final name, and
 //! the previous image must restart and produce the uninterrupted run's result.
+//! The program and its snapshot writer are killed together, as a batch system kills a job (or
+//! a node dies): a program killed alone leaves its writer to finish the image (see
+//! exit_during_checkpoint.rs).
 //! The program holds 512 MiB of incompressible data so that writing takes a while.
 
 mod failures_support;
@@ -9,7 +12,7 @@ mod failures_support;
 use anyhow::{bail, ensure, Result};
 use ckpt_tests::scenario::effective_uid;
 use ckpt_tests::{run_plain, Bins, Outcome, Proc, Program, Workdir};
-use failures_support::{checkpoint, growing_temporary, inspect, start_under_ckpt, version, POLL};
+use failures_support::{checkpoint, growing_temporary, inspect, snapshot_writers, start_under_ckpt, version, POLL};
 use std::time::{Duration, Instant};
 
 const MIB: &str = "512";
@@ -42,7 +45,18 @@ fn sigkill_during_image_write_keeps_previous_image() -> Result<()> {
         ensure!(p.running() && Instant::now() < deadline, "no growing temporary image appeared");
         std::thread::sleep(POLL / 5);
     };
+    // The whole job at once: freeze the writer, kill the program, kill the writer.
+    let writers = snapshot_writers(p.pid());
+    ensure!(!writers.is_empty(), "no snapshot writer while {} grows", tmp.display());
+    for &w in &writers {
+        // SAFETY: signals to process ids we just read; no memory is involved.
+        unsafe { libc::kill(w, libc::SIGSTOP) };
+    }
     p.kill()?;
+    for &w in &writers {
+        // SAFETY: as above.
+        unsafe { libc::kill(w, libc::SIGKILL) };
+    }
     let partial = std::fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0);
     eprintln!("killed the writer with {} MiB of the second image written", partial >> 20);
 

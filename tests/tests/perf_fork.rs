@@ -11,7 +11,7 @@ mod failures_support;
 use anyhow::{bail, ensure, Context, Result};
 use ckpt_tests::scenario::effective_uid;
 use ckpt_tests::{run_and_verify, run_plain, Bins, Options, Outcome, Proc, Program, Workdir};
-use failures_support::{checkpoint, growing_temporary, start_under_ckpt, version, POLL};
+use failures_support::{checkpoint, growing_temporary, snapshot_writers, start_under_ckpt, version, POLL};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -23,24 +23,13 @@ fn memory_not_copied_by_fork_is_saved_and_the_snapshot_is_invisible() -> Result<
     Ok(())
 }
 
-/// The snapshot children of `pid`: processes whose parent is one of its threads.
-fn children(pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
-    for t in tasks.flatten() {
-        let path = t.path().join("children");
-        if let Ok(s) = std::fs::read_to_string(path) {
-            out.extend(s.split_whitespace().filter_map(|w| w.parse::<i32>().ok()));
-        }
-    }
-    out
-}
-
 #[test]
 fn killed_snapshot_writer_keeps_previous_image_and_program() -> Result<()> {
     let bins = Bins::locate()?;
     let work = Workdir::new("perf-killwriter")?;
-    let program = Program::c(&work, "bigheap.c", &[], &["512", "150", "30"])?;
+    // Steps enough for three checkpoints of 512 MiB even on a loaded machine (a program that
+    // ends during a checkpoint waits for its image, but this test needs it running).
+    let program = Program::c(&work, "bigheap.c", &[], &["512", "400", "30"])?;
     let image = work.images().join(program.image_name());
 
     let mut p = start_under_ckpt(&bins, &program, &work.images())?;
@@ -55,7 +44,7 @@ fn killed_snapshot_writer_keeps_previous_image_and_program() -> Result<()> {
     p.signal(libc::SIGUSR2)?;
     let deadline = Instant::now() + Duration::from_secs(300);
     let (writer, tmp) = loop {
-        let kids = children(p.pid());
+        let kids = snapshot_writers(p.pid());
         if let Some(t) = growing_temporary(&work.images(), &program.image_name(), 16 << 20).filter(|_| !kids.is_empty()) {
             break (kids[0], t);
         }

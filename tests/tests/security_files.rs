@@ -99,7 +99,7 @@ fn image_directory_writable_without_sticky_bit_is_refused() -> Result<()> {
 
     // The runtime checks the directory itself, whatever started the program.
     let fresh = dir(&work.join("fresh"), None, 0o777)?;
-    let mut p = ckpt_tests::Proc::spawn("preloaded counter", preloaded(&bins, &prog, &[("CKPT_DIR", &fresh), ("CKPT_NAME", Path::new("counter"))]))?;
+    let mut p = ckpt_tests::Proc::spawn("preloaded counter", preloaded(&bins, &prog, &[("dir", &fresh), ("name", Path::new("counter"))]))?;
     p.wait_for_step(3, T)?;
     p.signal(libc::SIGUSR2)?;
     wait_stderr(&mut p, "checkpoint failed")?;
@@ -160,15 +160,15 @@ fn image_name_must_be_one_file_name() -> Result<()> {
         let r = run(None, "ckpt-run --name", &ckpt_run_argv(&bins, &work.images(), &["--name", bad], &prog), work.path())?;
         clean_tool_failure(&r, "ckpt-run").map_err(|e| anyhow::anyhow!("--name {bad:?}: {e}"))?;
     }
-    // The runtime checks CKPT_NAME itself (a checkpoint would write work/escaped.ckpt).
+    // The runtime checks the image name itself (a checkpoint would write work/escaped.ckpt).
     let mut p = ckpt_tests::Proc::spawn(
         "preloaded counter",
-        preloaded(&bins, &prog, &[("CKPT_DIR", &work.images()), ("CKPT_NAME", Path::new("../escaped"))]),
+        preloaded(&bins, &prog, &[("dir", &work.images()), ("name", Path::new("../escaped"))]),
     )?;
     p.wait_for_step(3, T)?;
     let err = p.stderr();
     p.kill()?;
-    ensure!(err.contains("CKPT_NAME") && err.contains("escaped"), "the runtime accepted CKPT_NAME=../escaped: {err}");
+    ensure!(err.contains("not a file name") && err.contains("escaped"), "the runtime accepted the image name ../escaped: {err}");
     ensure!(!work.join("escaped.sock").exists() && !work.join("escaped.ckpt").exists(), "files outside the image directory");
     Ok(())
 }

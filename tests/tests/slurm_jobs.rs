@@ -1,7 +1,10 @@
-//! Issue 4 against a real Slurm (a one-machine cluster started by scripts/slurm-cluster): the
-//! batch scripts in scripts/slurm run the counter under `srun ckpt-run`, and each test checks
-//! that the job ends with the uninterrupted result without starting over. Skips, saying why,
-//! where Slurm cannot be installed or started (not root, no apt).
+//! Issue 4 against a real Slurm: the batch scripts in scripts/slurm run the counter under
+//! `srun ckpt-run`, and each test checks that the job ends with the uninterrupted result without
+//! starting over. The cluster is private to this test binary (scripts/slurm-cluster: its own
+//! slurm.conf, munged, state and ports in a directory of its own, found through SLURM_CONF),
+//! started once and stopped when the binary exits: the machine's own Slurm is not touched.
+//! Skips, saying why, where Slurm cannot be installed or started (not root, no apt); fails when
+//! it should start but does not.
 
 use anyhow::{bail, ensure, Context, Result};
 use ckpt_tests::process::wait_until;
@@ -16,15 +19,46 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Start the cluster once per test binary; Err(reason) means skip.
-fn cluster() -> Result<(), String> {
-    static UP: OnceLock<Result<(), String>> = OnceLock::new();
+/// The private cluster's directory (per run of this binary).
+fn cluster_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("ckpt-slurm-{}", std::process::id()))
+}
+
+/// A Slurm command for our private cluster.
+fn slurm(cmd: &str) -> Command {
+    let mut c = Command::new(cmd);
+    c.env("SLURM_CONF", cluster_dir().join("slurm.conf"));
+    c
+}
+
+extern "C" fn stop_cluster() {
+    let _ = Command::new(repo().join("scripts/slurm-cluster")).arg("stop").arg(cluster_dir()).output();
+}
+
+/// Why there is no cluster: it cannot run here (skip), or it failed (fail).
+#[derive(Clone)]
+enum NoCluster {
+    Skip(String),
+    Fail(String),
+}
+
+/// Start the cluster once per test binary (stopped and removed when the binary exits).
+fn cluster() -> Result<(), NoCluster> {
+    static UP: OnceLock<Result<(), NoCluster>> = OnceLock::new();
     UP.get_or_init(|| {
-        let out = Command::new(repo().join("scripts/slurm-cluster")).arg("start").output().map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!("scripts/slurm-cluster start: {}", String::from_utf8_lossy(&out.stderr).trim()))
+        let pid = std::process::id().to_string();
+        let out = Command::new(repo().join("scripts/slurm-cluster"))
+            .args(["start", "--owner", &pid])
+            .arg(cluster_dir())
+            .output()
+            .map_err(|e| NoCluster::Skip(format!("cannot run scripts/slurm-cluster: {e}")))?;
+        // SAFETY: registering a plain function to run at exit.
+        unsafe { libc::atexit(stop_cluster) };
+        let why = format!("scripts/slurm-cluster start: {}", String::from_utf8_lossy(&out.stderr).trim());
+        match out.status.code() {
+            Some(0) => Ok(()),
+            Some(2) => Err(NoCluster::Skip(why)),
+            _ => Err(NoCluster::Fail(why)),
         }
     })
     .clone()
@@ -32,9 +66,13 @@ fn cluster() -> Result<(), String> {
 
 macro_rules! need_slurm {
     () => {
-        if let Err(why) = cluster() {
-            ckpt_tests::skip_test!("Slurm is not available here ({why})");
-            return Ok(());
+        match cluster() {
+            Ok(()) => {}
+            Err(NoCluster::Skip(why)) => {
+                ckpt_tests::skip_test!("Slurm is not available here ({why})");
+                return Ok(());
+            }
+            Err(NoCluster::Fail(why)) => bail!("the private Slurm cluster did not start: {why}"),
         }
     };
 }
@@ -49,7 +87,7 @@ impl Job {
     /// sbatch scripts/slurm/SCRIPT PROGRAM ARGS with extra sbatch options and environment.
     fn submit(bins: &Bins, work: &Workdir, opts: &[&str], script: &str, prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Job> {
         let out = work.join("job.out");
-        let mut c = Command::new("sbatch");
+        let mut c = slurm("sbatch");
         c.arg("--parsable").arg(format!("--chdir={}", work.path().display())).arg(format!("--output={}", out.display()));
         c.args(opts).arg(repo().join("scripts/slurm").join(script)).arg(prog).args(args);
         c.env("PATH", format!("{}:{}", bins.dir.display(), std::env::var("PATH").unwrap_or_default()));
@@ -65,13 +103,13 @@ impl Job {
     }
 
     fn state(&self) -> String {
-        let o = Command::new("scontrol").args(["show", "job", "-o", &self.id]).output();
+        let o = slurm("scontrol").args(["show", "job", "-o", &self.id]).output();
         let s = o.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
         s.split_whitespace().find_map(|w| w.strip_prefix("JobState=")).unwrap_or("GONE").to_string()
     }
 
     fn run(&self, cmd: &str, args: &[&str]) -> Result<()> {
-        let st = Command::new(cmd).args(args).arg(&self.id).status().with_context(|| cmd.to_string())?;
+        let st = slurm(cmd).args(args).arg(&self.id).status().with_context(|| cmd.to_string())?;
         ensure!(st.success(), "{cmd} {args:?} {} failed", self.id);
         Ok(())
     }
@@ -92,7 +130,7 @@ impl Job {
             matches!(last.as_str(), "COMPLETED" | "FAILED" | "CANCELLED" | "TIMEOUT" | "NODE_FAIL" | "OUT_OF_MEMORY" | "GONE")
         });
         if !ended || last != "COMPLETED" {
-            let _ = Command::new("scancel").arg(&self.id).status();
+            let _ = slurm("scancel").arg(&self.id).status();
             bail!("job {} ended as {last} (or not within {secs} s); output:\n{}", self.id, self.output());
         }
         Ok(())
@@ -102,7 +140,7 @@ impl Job {
 impl Drop for Job {
     fn drop(&mut self) {
         if !matches!(self.state().as_str(), "COMPLETED" | "GONE") {
-            let _ = Command::new("scancel").arg(&self.id).status();
+            let _ = slurm("scancel").arg(&self.id).status();
         }
     }
 }
@@ -240,4 +278,91 @@ fn slurm_scancel_with_stop_signal_term_saves_the_job_and_a_new_job_resumes() -> 
     let all = second.output();
     ensure!(all.contains("resuming from"), "not resumed:\n{all}");
     assert_resumed(&task_lines(&all, None), &expected, "task", &all)
+}
+
+/// What a system file is (None: absent), to see that nothing changed it.
+fn file_state(path: &str) -> Option<(std::time::SystemTime, Vec<u8>)> {
+    Some((std::fs::metadata(path).ok()?.modified().ok()?, std::fs::read(path).ok()?))
+}
+
+/// Processes that were started for the cluster in `dir` (they carry its marker).
+fn cluster_processes(dir: &Path) -> Vec<u32> {
+    let marker = format!("CKPT_SLURM_CLUSTER={}", dir.display());
+    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')));
+            !zombie && env.split(|&b| b == 0).any(|v| v == marker.as_bytes())
+        })
+        .collect()
+}
+
+/// scripts/slurm-cluster keeps to its directory: /etc/slurm and /etc/munge are left as they
+/// were, the cluster answers through its own SLURM_CONF, a cluster whose daemons were killed
+/// starts again in the same directory, a cluster whose owner is gone is stopped by the next
+/// start, and stop ends only the cluster's processes and removes its directory.
+#[test]
+fn slurm_cluster_is_private_and_survives_its_leftovers() -> Result<()> {
+    let script = repo().join("scripts/slurm-cluster");
+    let parent = std::env::temp_dir().join(format!("ckpt-slurm-test-{}", std::process::id()));
+    std::fs::create_dir_all(&parent)?;
+    struct Cleanup(PathBuf, PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for d in ["ckpt-slurm-a", "ckpt-slurm-b"] {
+                let _ = Command::new(&self.1).arg("stop").arg(self.0.join(d)).output();
+            }
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(parent.clone(), script.clone());
+    let (a, b) = (parent.join("ckpt-slurm-a"), parent.join("ckpt-slurm-b"));
+    let system = ["/etc/slurm/slurm.conf", "/etc/munge/munge.key", "/etc/slurm/plugstack.conf"];
+    let before: Vec<_> = system.iter().map(|p| file_state(p)).collect();
+    let run = |args: &[&str], dir: &Path| -> Result<std::process::Output> { Ok(Command::new(&script).args(args).arg(dir).output()?) };
+
+    // Cluster a belongs to a process that then goes away (a test run that was killed).
+    let mut owner = Command::new("sleep").arg("600").spawn()?;
+    let o = run(&["start", "--owner", &owner.id().to_string()], &a)?;
+    if o.status.code() == Some(2) {
+        let _ = owner.kill();
+        ckpt_tests::skip_test!("Slurm is not available here ({})", String::from_utf8_lossy(&o.stderr).trim());
+        return Ok(());
+    }
+    ensure!(o.status.success(), "start a: {}", String::from_utf8_lossy(&o.stderr));
+    owner.kill()?;
+    owner.wait()?;
+    ensure!(a.join("slurm.conf").is_file() && !cluster_processes(&a).is_empty(), "cluster a is not in its directory");
+
+    // Cluster b crashes (every process killed) and starts again over what it left.
+    let o = run(&["start"], &b)?;
+    ensure!(o.status.success(), "start b: {}", String::from_utf8_lossy(&o.stderr));
+    for pid in cluster_processes(&b) {
+        // SAFETY: a plain kill of a process of cluster b.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    ensure!(wait_until(Duration::from_secs(10), || cluster_processes(&b).is_empty()), "cluster b's processes survived SIGKILL");
+    let o = run(&["start"], &b)?;
+    ensure!(o.status.success(), "start b over its leftovers: {}", String::from_utf8_lossy(&o.stderr));
+    ensure!(!a.exists() && cluster_processes(&a).is_empty(), "cluster a, whose owner is gone, was not stopped: {}", String::from_utf8_lossy(&o.stderr));
+
+    let conf = b.join("slurm.conf");
+    let o = Command::new("sinfo").args(["-h", "-N", "-o", "%N %T"]).env("SLURM_CONF", &conf).output()?;
+    let nodes = String::from_utf8_lossy(&o.stdout);
+    ensure!(nodes.matches(" idle").count() == 2, "sinfo through {}: {nodes}", conf.display());
+    let o = Command::new("scontrol").args(["show", "config"]).env("SLURM_CONF", &conf).output()?;
+    let config = String::from_utf8_lossy(&o.stdout);
+    ensure!(config.lines().any(|l| l.starts_with("SLURM_CONF") && l.contains(conf.to_str().unwrap_or("?"))), "scontrol show config:\n{config}");
+
+    let o = run(&["stop"], &b)?;
+    ensure!(o.status.success(), "stop b: {}", String::from_utf8_lossy(&o.stderr));
+    ensure!(!b.exists(), "stop left {}", b.display());
+    ensure!(wait_until(Duration::from_secs(10), || cluster_processes(&b).is_empty()), "processes of cluster b after stop: {:?}", cluster_processes(&b));
+    let after: Vec<_> = system.iter().map(|p| file_state(p)).collect();
+    for ((p, x), y) in system.iter().zip(&before).zip(&after) {
+        ensure!(x == y, "{p} was changed");
+    }
+    Ok(())
 }

@@ -203,7 +203,11 @@ fn runtime_is_inert_in_children_that_inherit_the_preload() -> Result<()> {
     let child = compile_c(&work, "usr2_child.c", &[])?;
     let mut prog = parent.clone();
     prog.argv.push(child.clone().into());
-    let mut p = Proc::spawn("ckpt-run spawn_child", ckpt_run(&bins, &work, &prog, &[]))?;
+    // Children get the user's environment, not ckpt-run's: a user (or a batch script) that
+    // preloads the runtime itself, as srun's environment may.
+    let mut cmd = ckpt_run(&bins, &work, &prog, &[]);
+    cmd.env("LD_PRELOAD", bins.dir.join("libckpt_runtime.so"));
+    let mut p = Proc::spawn("ckpt-run spawn_child", cmd)?;
     ensure!(p.wait(T)?.success(), "parent failed: {} {}", p.stdout(), p.stderr());
     let (so, se) = (p.stdout(), p.stderr());
     // The child saw LD_PRELOAD with our runtime, had its own USR2 handler run (the runtime did

@@ -106,13 +106,16 @@ pub fn checkpoint(p: &mut Proc, image: &Path, timeout: Duration) -> Result<Cycle
     p.signal(libc::SIGUSR2)?;
     let deadline = Instant::now() + timeout;
     loop {
+        // A program that ends while its checkpoint is written waits for the image: look at the
+        // image once more after noticing the exit.
+        let exited = !p.running();
         if let Some(now) = version(image) {
             if Some(now) != before {
                 let m = std::fs::metadata(image)?;
                 return Ok(Cycle { signalled_after_step, image: ImageInfo { mode: m.mode() & 0o7777, uid: m.uid(), len: m.len() } });
             }
         }
-        if !p.running() {
+        if exited {
             bail!("{} exited after the checkpoint signal, before a new image appeared", p.label());
         }
         if Instant::now() >= deadline {
@@ -120,4 +123,17 @@ pub fn checkpoint(p: &mut Proc, image: &Path, timeout: Duration) -> Result<Cycle
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// The snapshot writers of `pid` (the children of its threads: the program's own children too,
+/// for programs that have some).
+pub fn snapshot_writers(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    for t in tasks.flatten() {
+        if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+            out.extend(s.split_whitespace().filter_map(|w| w.parse::<i32>().ok()));
+        }
+    }
+    out
 }

@@ -106,16 +106,18 @@ pub fn wait_stderr(p: &mut Proc, pat: &str) -> Result<()> {
     Ok(())
 }
 
-/// `prog` run with the runtime preloaded but without ckpt-run, with `env` (CKPT_DIR,
-/// CKPT_NAME, ...): the checks the runtime makes itself, whatever started it.
+/// `prog` run with the runtime preloaded but without ckpt-run, with the launch settings `env`
+/// (`dir`, `name`, in ckpt_image::Launch's encoding, given by key): the checks the runtime makes
+/// itself, whatever started it.
 pub fn preloaded(bins: &Bins, prog: &Program, env: &[(&str, &Path)]) -> Command {
-    let mut argv = os(&["sh", "-c", "CKPT_PID=$$; export CKPT_PID; exec \"$@\"", "sh"]);
+    let hex = |v: &[u8]| v.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let fields: String = env.iter().map(|(k, v)| format!(";{k}={}", hex(v.as_os_str().as_encoded_bytes()))).collect();
+    // The pid is the shell's, which execs the program: hex-encoded by the shell itself.
+    let script = format!("{}=\"v1;pid=$(printf %s $$ | od -An -tx1 | tr -d ' \\n'){fields}\"; export {}; exec \"$@\"", ckpt_image::LAUNCH_VAR, ckpt_image::LAUNCH_VAR);
+    let mut argv = os(&["sh", "-c", &script, "sh"]);
     argv.extend(prog.argv.iter().cloned());
     let mut cmd = ckpt_tests::scenario::user_command(&argv, false, &prog.cwd);
     cmd.env("LD_PRELOAD", bins.dir.join("libckpt_runtime.so"));
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
     cmd
 }
 

@@ -1,0 +1,59 @@
+//! Capture and restore of the kernel resources behind a program's file descriptors, one module
+//! per kind, with both halves side by side (as CRIU keeps files-reg.c, pipes.c, ...): what the
+//! runtime reads at checkpoint time and what ckpt-restart does with it are read together.
+//!
+//! Two sides use this crate, under different rules:
+//! - `capture` functions run inside the program (the runtime), on the checkpoint thread with
+//!   every other thread stopped: system calls through `sys` only (never libc functions that may
+//!   take a lock a stopped thread holds), no stdio; allocations go to the runtime's own
+//!   allocator (the global allocator of the runtime library), never libc's malloc.
+//! - `restore` functions run in ckpt-restart before the address-space switch, with plain libc;
+//!   they return new fds of ours (close-on-exec), which the restarter moves to their numbers.
+//!
+//! The runtime and the restarter keep the fd table itself (listing, dups, placing fds); the
+//! kinds that are not moved here yet (sockets, event fds) still live in their `fdobjs` modules.
+//!
+//! Modules: `deleted` (inodes without a name: deleted files of any size, tmpfiles, removed
+//! directories and symlinks, deleted device nodes), `pipe` (pipes and FIFOs), `locks` (file
+//! locks and leases), `procfs` (the program's own /proc paths, the working directory), `aio`
+//! (AIO contexts, restored by the runtime after the switch).
+
+pub mod aio;
+pub mod deleted;
+pub mod locks;
+pub mod pipe;
+pub mod procfs;
+mod sys;
+
+/// What can go wrong restoring a resource. Messages are sentences for users.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A system call failed while doing `what`.
+    #[error("{what}: {source}")]
+    Os { what: String, source: std::io::Error },
+    /// The resource cannot be restored faithfully here.
+    #[error("{0}")]
+    Refused(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// The last OS error, while doing `what`.
+    pub fn last(what: impl Into<String>) -> Error {
+        Error::Os { what: what.into(), source: std::io::Error::last_os_error() }
+    }
+}
+
+/// Say what a restore did instead of the obvious, on stderr, when CKPT_LOG is info or debug
+/// (ckpt-restart is quiet by default).
+pub fn info(msg: &str) {
+    if matches!(std::env::var("CKPT_LOG").as_deref(), Ok("info" | "debug")) {
+        eprintln!("ckpt-restart: {msg}");
+    }
+}
+
+/// Bytes for messages.
+pub(crate) fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}

@@ -1,0 +1,211 @@
+//! The settings `ckpt-run` passed (`ckpt_image::Launch`, in the private variable
+//! `__CKPT_LAUNCH`), and giving the program back its own environment.
+//!
+//! In the constructor, before `main`: the variable is read and removed, and LD_PRELOAD goes back
+//! to the user's own value (or away), so that `getenv` in the program, and the environment its
+//! children inherit, are what `ckpt-run` was started with: a `ckpt-run` the program starts is
+//! a run of its own, and children do not load the runtime unless the user preloads it. The
+//! settings stay here, in memory (and so in every image): a program that execs another in its
+//! own process passes them on (the exec hooks below).
+
+use crate::hooks::RealFn;
+use crate::{gate, sys};
+use ckpt_image::{Launch, LAUNCH_VAR};
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
+
+static LAUNCH: AtomicPtr<Launch> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The settings of the run that started this process (None: not started by ckpt-run).
+pub fn get() -> Option<&'static Launch> {
+    // SAFETY: LAUNCH is set once, in the constructor, to a leaked Box, and never freed.
+    unsafe { LAUNCH.load(Ordering::Acquire).as_ref() }
+}
+
+/// Read and remove `__CKPT_LAUNCH`, restore LD_PRELOAD, and keep the settings. Called from the
+/// constructor (one thread; libc's setenv and malloc are safe here). Returns the settings.
+pub fn take(env: impl Fn(&[u8]) -> Option<Vec<u8>>) -> Option<&'static Launch> {
+    let var = CString::new(LAUNCH_VAR).ok()?;
+    let raw = env(var.as_bytes_with_nul())?;
+    // SAFETY: a valid NUL-terminated name; one thread.
+    unsafe { libc::unsetenv(var.as_ptr()) };
+    let launch = Launch::decode(&raw)?;
+    // LD_PRELOAD as ckpt-run left it goes back to the user's; anything else someone set since
+    // is left alone.
+    if env(b"LD_PRELOAD\0").as_deref() == Some(launch.preload.as_slice()) {
+        let name = c"LD_PRELOAD".as_ptr();
+        match launch.preload_user.as_ref().and_then(|v| CString::new(v.clone()).ok()) {
+            // SAFETY: valid NUL-terminated strings; one thread.
+            Some(v) => unsafe { libc::setenv(name, v.as_ptr(), 1) },
+            // SAFETY: as above.
+            None => unsafe { libc::unsetenv(name) },
+        };
+    }
+    let leaked: &'static Launch = Box::leak(Box::new(launch));
+    LAUNCH.store(leaked as *const Launch as *mut Launch, Ordering::Release);
+    Some(leaked)
+}
+
+/// The real pid of the managed process (0: none): the pid ckpt-run started it with, or the
+/// restarter's after a restart. A vfork child shares our memory but not this pid.
+static MANAGED_PID: AtomicI32 = AtomicI32::new(0);
+
+pub fn set_managed(pid: i32) {
+    MANAGED_PID.store(pid, Ordering::Release);
+}
+
+// ---- exec in place ----
+//
+// A program that replaces itself (a wrapper script's `exec app`) stays managed: the new
+// program gets the preload and the settings back in its environment (with this pid), and its
+// runtime removes them again before its main. Forked children are not managed (they exec with
+// the environment they have). The variadic execl, execlp and execle are not hooked.
+
+static REAL_EXECVE: RealFn = RealFn::new(b"execve\0");
+static REAL_EXECVPE: RealFn = RealFn::new(b"execvpe\0");
+static REAL_FEXECVE: RealFn = RealFn::new(b"fexecve\0");
+static REAL_EXECVEAT: RealFn = RealFn::new(b"execveat\0");
+
+type Argv = *const *const c_char;
+type ExecveFn = unsafe extern "C" fn(*const c_char, Argv, Argv) -> c_int;
+type FexecveFn = unsafe extern "C" fn(c_int, Argv, Argv) -> c_int;
+type ExecveatFn = unsafe extern "C" fn(c_int, *const c_char, Argv, Argv, c_int) -> c_int;
+
+extern "C" {
+    static environ: Argv;
+}
+
+pub fn resolve() {
+    for f in [&REAL_EXECVE, &REAL_EXECVPE, &REAL_FEXECVE, &REAL_EXECVEAT] {
+        f.get();
+    }
+}
+
+/// An environment block: the strings and the NULL-terminated array pointing at them.
+struct EnvBlock {
+    _strings: Vec<CString>,
+    ptrs: Vec<*const c_char>,
+}
+
+/// The runtime's own path: the first entry of the preload ckpt-run set.
+fn runtime_path(l: &Launch) -> &[u8] {
+    match &l.preload_user {
+        Some(u) if !u.is_empty() && l.preload.ends_with(u) && l.preload.len() > u.len() => &l.preload[..l.preload.len() - u.len() - 1],
+        _ => &l.preload,
+    }
+}
+
+/// `envp` without ckpt's variables, plus the preload (before the program's own) and the
+/// settings, for a program this managed process execs in place.
+fn managed_env(l: &Launch, envp: Argv) -> EnvBlock {
+    let mut kept: Vec<&[u8]> = Vec::new();
+    let mut user_preload: Option<Vec<u8>> = None;
+    let mut i = 0;
+    while !envp.is_null() {
+        // SAFETY: envp is a NULL-terminated array of C strings (the caller's contract).
+        let p = unsafe { *envp.add(i) };
+        if p.is_null() {
+            break;
+        }
+        // SAFETY: as above.
+        let e = unsafe { CStr::from_ptr(p) }.to_bytes();
+        if let Some(v) = e.strip_prefix(b"LD_PRELOAD=") {
+            user_preload = Some(v.to_vec());
+        } else if !(e.starts_with(LAUNCH_VAR.as_bytes()) && e.get(LAUNCH_VAR.len()) == Some(&b'=')) {
+            kept.push(e);
+        }
+        i += 1;
+    }
+    let mut preload = runtime_path(l).to_vec();
+    if let Some(u) = user_preload.as_ref().filter(|u| !u.is_empty()) {
+        preload.push(b':');
+        preload.extend_from_slice(u);
+    }
+    let next = Launch { pid: sys::getpid(), preload: preload.clone(), preload_user: user_preload, ..l.clone() };
+    let mut strings: Vec<CString> = kept.iter().filter_map(|e| CString::new(*e).ok()).collect();
+    strings.extend(CString::new([b"LD_PRELOAD=".as_slice(), &preload].concat()).ok());
+    strings.extend(CString::new(format!("{LAUNCH_VAR}={}", next.encode())).ok());
+    let ptrs = strings.iter().map(|s| s.as_ptr()).chain([std::ptr::null()]).collect();
+    EnvBlock { _strings: strings, ptrs }
+}
+
+/// Run `exec` with `envp`, or, in the managed process, with `managed_env(envp)`.
+fn exec_with(envp: Argv, exec: impl FnOnce(Argv) -> c_int) -> c_int {
+    let managed = crate::is_active() && MANAGED_PID.load(Ordering::Acquire) == sys::getpid();
+    let Some(l) = get().filter(|_| managed) else { return exec(envp) };
+    let block = {
+        let _g = gate::enter();
+        managed_env(l, envp)
+    };
+    let r = exec(block.ptrs.as_ptr());
+    // The exec failed: the caller gets its errno (our allocator makes raw system calls only).
+    let _g = gate::enter();
+    drop(block);
+    r
+}
+
+fn real<T>(f: &RealFn) -> Option<T> {
+    let p = f.get();
+    // SAFETY: T is the function pointer type of the symbol f names.
+    (p != 0).then(|| unsafe { std::mem::transmute_copy::<usize, T>(&p) })
+}
+
+fn enosys() -> c_int {
+    // SAFETY: errno is this thread's.
+    unsafe { *libc::__errno_location() = libc::ENOSYS };
+    -1
+}
+
+/// # Safety
+/// libc's contract for execve.
+#[no_mangle]
+pub unsafe extern "C" fn execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int {
+    let Some(f) = real::<ExecveFn>(&REAL_EXECVE) else { return enosys() };
+    // SAFETY: forwarding the caller's arguments.
+    exec_with(envp, |e| unsafe { f(path, argv, e) })
+}
+
+/// # Safety
+/// libc's contract for execv.
+#[no_mangle]
+pub unsafe extern "C" fn execv(path: *const c_char, argv: Argv) -> c_int {
+    let Some(f) = real::<ExecveFn>(&REAL_EXECVE) else { return enosys() };
+    // SAFETY: environ is libc's environment block; forwarding the caller's arguments.
+    exec_with(unsafe { environ }, |e| unsafe { f(path, argv, e) })
+}
+
+/// # Safety
+/// libc's contract for execvpe.
+#[no_mangle]
+pub unsafe extern "C" fn execvpe(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
+    let Some(f) = real::<ExecveFn>(&REAL_EXECVPE) else { return enosys() };
+    // SAFETY: forwarding the caller's arguments.
+    exec_with(envp, |e| unsafe { f(file, argv, e) })
+}
+
+/// # Safety
+/// libc's contract for execvp.
+#[no_mangle]
+pub unsafe extern "C" fn execvp(file: *const c_char, argv: Argv) -> c_int {
+    let Some(f) = real::<ExecveFn>(&REAL_EXECVPE) else { return enosys() };
+    // SAFETY: environ is libc's environment block; forwarding the caller's arguments.
+    exec_with(unsafe { environ }, |e| unsafe { f(file, argv, e) })
+}
+
+/// # Safety
+/// libc's contract for fexecve.
+#[no_mangle]
+pub unsafe extern "C" fn fexecve(fd: c_int, argv: Argv, envp: Argv) -> c_int {
+    let Some(f) = real::<FexecveFn>(&REAL_FEXECVE) else { return enosys() };
+    // SAFETY: forwarding the caller's arguments.
+    exec_with(envp, |e| unsafe { f(fd, argv, e) })
+}
+
+/// # Safety
+/// libc's contract for execveat.
+#[no_mangle]
+pub unsafe extern "C" fn execveat(dirfd: c_int, path: *const c_char, argv: Argv, envp: Argv, flags: c_int) -> c_int {
+    let Some(f) = real::<ExecveatFn>(&REAL_EXECVEAT) else { return enosys() };
+    // SAFETY: forwarding the caller's arguments.
+    exec_with(envp, |e| unsafe { f(dirfd, path, argv, e, flags) })
+}
