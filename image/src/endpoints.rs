@@ -1,5 +1,5 @@
 //! Sockets and terminals in the index: what the runtime reads about them at checkpoint time
-//! and what ckpt-restart needs to make them again (see ckpt-sockets for both halves).
+//! and what ckpt-restart needs to make them again (see the sockets and tty modules of ckpt-kinds for both halves).
 
 use serde::{Deserialize, Serialize};
 

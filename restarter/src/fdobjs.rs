@@ -1,6 +1,6 @@
 //! Creating the kernel objects behind the program's fds again: eventfd, timerfd, signalfd,
 //! inotify and epoll. The kinds moved to the ckpt-kinds crate (capture and restore side by
-//! side) are restored there; sockets and terminals by ckpt-sockets.
+//! side) are restored there; sockets and terminals by ckpt-kinds.
 //! Each function returns a new fd of ours (close-on-exec); fds.rs puts it at its number.
 
 use anyhow::{bail, Context, Result};

@@ -3,7 +3,7 @@
 //! other kernel objects created again by `fdobjs`. stdin/stdout/stderr stay ours.
 //!
 //! Order: check every file first, then create every other object at a parked number (sockets
-//! and terminals all at once by ckpt-sockets; a socket that cannot be bound again fails here),
+//! and terminals all at once by ckpt-kinds; a socket that cannot be bound again fails here),
 //! with the files in flight in sockets (negative fd numbers, kept by us), and only then cut
 //! output files back (nothing is changed when a check fails); close the rest of ours, move
 //! them into place, then epoll instances (their interest lists name other fds), then dups;
@@ -14,8 +14,8 @@ use crate::fdobjs::{self, check, cstr};
 use anyhow::{bail, Result};
 use ckpt_image::{FdKind, FdState, Reader};
 use ckpt_kinds::{deleted, locks, pipe};
-use ckpt_sockets::restore::Sockets;
-use ckpt_sockets::tty::Terminals;
+use ckpt_kinds::sockets::restore::Sockets;
+use ckpt_kinds::tty::Terminals;
 use std::collections::HashMap;
 use std::os::fd::RawFd;
 
@@ -259,7 +259,7 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader) -> Result<Restor
         }
     }
     // 2. Every other object, except epoll instances and dups; the files in flight too.
-    let socks = Sockets::make(fds, top, ckpt_sockets::restore::Options { ignore: opts.ignore_missing })?;
+    let socks = Sockets::make(fds, top, ckpt_kinds::sockets::restore::Options { ignore: opts.ignore_missing })?;
     let ttys = Terminals::make(fds, top, opts.ignore_missing)?;
     let mut mk = Makers { sh: Shared::default(), socks, ttys, ignore: opts.ignore_missing };
     let objects = |f: &&&FdState| f.dup_of.is_none() && !matches!(f.kind, FdKind::Path { .. } | FdKind::Epoll { .. });

@@ -1,7 +1,7 @@
 //! What kernel objects behind fds hold, read at checkpoint time with the world stopped:
 //! eventfd/timerfd/signalfd/epoll/inotify state (fdinfo). The kinds moved to the ckpt-kinds
 //! crate (capture and restore side by side) are read there; sockets and terminals by
-//! ckpt-sockets. Raw system calls only; allocations go to the checkpoint's scratch arena.
+//! ckpt-kinds. Raw system calls only; allocations go to the checkpoint's scratch arena.
 
 use crate::sys::{self, syscall};
 use ckpt_image::{EpollEntry, FdKind, FdState, InotifyWatch};

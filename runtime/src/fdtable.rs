@@ -1,7 +1,7 @@
 //! The file descriptor table (/proc/self/fd and fdinfo): what each fd is, its flags and offset,
 //! the locks held through it, and which fds share an open file description (kcmp). What each
 //! kind of object holds beyond that is read by its module of ckpt-kinds (deleted files, pipes
-//! and FIFOs, locks, /proc paths), ckpt-sockets (sockets, terminals) or `fdobjs` (event fds,
+//! and FIFOs, locks, /proc paths), ckpt-kinds (sockets, terminals) or `fdobjs` (event fds,
 //! epoll, inotify). Files passed with SCM_RIGHTS and still queued in a socket ("in flight") are
 //! described the same way, under negative fd numbers, after the program's fds.
 
@@ -9,7 +9,7 @@ use crate::fdobjs;
 use crate::sys::{self, syscall};
 use ckpt_image::{FdKind, FdState};
 use ckpt_kinds::{deleted, locks, pipe, procfs};
-use ckpt_sockets::capture::Context;
+use ckpt_kinds::sockets::capture::Context;
 
 const KCMP_FILE: i64 = 0;
 
@@ -68,7 +68,7 @@ pub fn read_fds() -> Vec<FdState> {
             _ => None,
         })
         .collect();
-    ckpt_sockets::capture::settle_tcp_pairs(&mut socks);
+    ckpt_kinds::sockets::capture::settle_tcp_pairs(&mut socks);
     for &(_, tmp) in &t.temps {
         sys::close(tmp);
     }
@@ -108,7 +108,7 @@ impl Table {
         let named = link.starts_with(b"/");
         let gone = link.strip_suffix(b" (deleted)").filter(|_| named).map(<[u8]>::to_vec);
         let o_path = flags & libc::O_PATH != 0;
-        let is_tty = fmt == libc::S_IFCHR && !o_path && ckpt_sockets::tty::is_tty(fd);
+        let is_tty = fmt == libc::S_IFCHR && !o_path && ckpt_kinds::tty::is_tty(fd);
         let by_path = named && gone.is_none() && !is_tty && (o_path || [libc::S_IFREG, libc::S_IFDIR, libc::S_IFCHR, libc::S_IFLNK].contains(&fmt));
         // What the restart checks the file at the path against (the same file, not another one).
         let mut id = ckpt_image::FileId::default();
@@ -119,7 +119,7 @@ impl Table {
             id = ckpt_image::FileId::new(&st, fs.f_type);
             FdKind::Path { path: link, size: st.st_size as u64, is_dir: fmt == libc::S_IFDIR }
         } else if is_tty {
-            FdKind::Tty(Box::new(ckpt_sockets::tty::capture(fd, st.st_rdev, st.st_mode, st.st_uid, st.st_gid, link)))
+            FdKind::Tty(Box::new(ckpt_kinds::tty::capture(fd, st.st_rdev, st.st_mode, st.st_uid, st.st_gid, link)))
         } else if fmt == libc::S_IFIFO && named {
             let deleted = gone.is_some();
             self.pipes.fifo(fd, &n, &st, gone.unwrap_or(link), deleted)
@@ -161,7 +161,7 @@ impl Table {
 /// terminal, the bytes not yet read in each own pair.
 fn settle_ttys(out: &mut [FdState]) {
     let stat = sys::read_file(&sys::cpath(&[b"/proc/self/stat"])).unwrap_or_default();
-    let ctty = ckpt_sockets::tty::ctty_of_stat(&stat);
+    let ctty = ckpt_kinds::tty::ctty_of_stat(&stat);
     let mut ttys: Vec<(i32, &mut ckpt_image::Tty)> = out
         .iter_mut()
         .filter(|f| f.fd >= 0)
@@ -171,7 +171,7 @@ fn settle_ttys(out: &mut [FdState]) {
         })
         .collect();
     if !ttys.is_empty() {
-        ckpt_sockets::tty::settle(&mut ttys, ctty);
+        ckpt_kinds::tty::settle(&mut ttys, ctty);
     }
 }
 

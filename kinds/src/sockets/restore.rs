@@ -18,7 +18,8 @@
 //! as a socket whose peer has closed (its unread bytes, then end of file); a datagram socket
 //! connected outside connects to the same name or address again.
 
-use crate::{check, close, info, opts, queue, unix, warn, Error, Result};
+use super::{opts, queue, unix};
+use crate::{check, close, info, warn, Error, Result};
 use ckpt_image::{FdKind, FdState, Message, SockState, Socket};
 use std::collections::{HashMap, HashSet};
 use std::os::fd::RawFd;
@@ -592,7 +593,7 @@ impl<'a> Sockets<'a> {
     }
 
     fn inet_bind(&mut self, s: &Socket) -> Result<()> {
-        let (port, ip) = crate::capture::inet_addr(&s.name);
+        let (port, ip) = super::capture::inet_addr(&s.name);
         let named = port != 0 || ip.iter().any(|&b| b != 0);
         let fd = self.made[&s.ino];
         match s.state {
@@ -622,9 +623,9 @@ impl<'a> Sockets<'a> {
     fn bind_inet(&mut self, fd: RawFd, s: &Socket, addr: &[u8]) -> Result<()> {
         let one: i32 = 1;
         let mine = opts::value(&s.opts, libc::SOL_SOCKET, libc::SO_REUSEADDR).unwrap_or(0);
-        let (port, _) = crate::capture::inet_addr(addr);
+        let (port, _) = super::capture::inet_addr(addr);
         let shared = port != 0
-            && self.all.iter().any(|o| o.ino != s.ino && o.family == s.family && o.sock_type == s.sock_type && crate::capture::inet_addr(&o.name).0 == port && o.state != SockState::Connected);
+            && self.all.iter().any(|o| o.ino != s.ino && o.family == s.family && o.sock_type == s.sock_type && super::capture::inet_addr(&o.name).0 == port && o.state != SockState::Connected);
         let setopt = |level: i32, name: i32, v: i32| {
             // SAFETY: an int option on a socket of ours.
             unsafe { libc::setsockopt(fd, level, name, (&v as *const i32).cast(), 4) }
@@ -684,8 +685,8 @@ impl<'a> Sockets<'a> {
         let listens_on = |x: &Socket| {
             self.all.iter().copied().find(|l| {
                 l.state == SockState::Listening && l.sock_type == libc::SOCK_STREAM && {
-                    let (lp, lip) = crate::capture::inet_addr(&l.name);
-                    let (xp, xip) = crate::capture::inet_addr(&x.name);
+                    let (lp, lip) = super::capture::inet_addr(&l.name);
+                    let (xp, xip) = super::capture::inet_addr(&x.name);
                     lp == xp && (lip.iter().all(|&b| b == 0) || lip == xip)
                 }
             })

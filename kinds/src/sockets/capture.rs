@@ -4,7 +4,8 @@
 //! Whether a peer is one of the program's own sockets is decided at restart, when every fd is
 //! known.
 
-use crate::{diag, opts, queue, sys};
+use super::{diag, opts, queue};
+use crate::sys;
 use ckpt_image::{Pending, SockFile, SockState, Socket};
 
 const TCP_ESTABLISHED: u8 = 1;
