@@ -7,9 +7,10 @@ pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// 3: `Meta::origin` (who took the image, of which program) and `FdState::id` (file identity).
 /// 4: `Index::left_out` (child processes and outside pipes a restart cannot bring back).
 /// 5: deleted files as chunks in the data area, locks, FIFOs, O_PATH, /proc and AIO kinds (ckpt-kinds).
-/// 6: sockets and terminals as `FdKind::Socket` and `FdKind::Tty` (ckpt-kinds: sockets, tty), files in flight
+/// 6: `ProcessState::creds` (user and group ids, supplementary groups).
+/// 7: sockets and terminals as `FdKind::Socket` and `FdKind::Tty` (ckpt-kinds: sockets, tty), files in flight
 ///    (negative fd numbers), epoll entries' holders, inotify watches' state.
-pub const VERSION: u32 = 6;
+pub const VERSION: u32 = 7;
 pub const HEADER_LEN: usize = 64;
 
 /// Header fields, little-endian on disk:

@@ -346,6 +346,15 @@ pub struct ProcessState {
     /// glibc's rseq area offset from the thread pointer and its registered size (0 = none).
     pub rseq_offset: i64,
     pub rseq_size: u32,
+    pub creds: Creds,
+}
+
+/// User and group ids (real, effective, saved) and supplementary groups of the process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Creds {
+    pub uids: [u32; 3],
+    pub gids: [u32; 3],
+    pub groups: Vec<u32>,
 }
 
 /// What the restarter hands to the runtime's restart entry (by address, in its switch area).

@@ -42,9 +42,10 @@ pub fn tee(from: i32, to: i32, len: usize) -> SysResult<usize> {
     check(unsafe { libc::syscall(libc::SYS_tee, from, to, len, libc::SPLICE_F_NONBLOCK) }).map(|n| n as usize)
 }
 
-/// `/proc/self/fd/<fd>` as a C string.
+/// `/proc/thread-self/fd/<fd>` as a C string (thread-self: /proc/self is unreadable once the
+/// main thread has exited, and capture runs on the runtime's thread).
 pub fn proc_fd(fd: &[u8]) -> std::ffi::CString {
-    let mut v = b"/proc/self/fd/".to_vec();
+    let mut v = b"/proc/thread-self/fd/".to_vec();
     v.extend_from_slice(fd);
     std::ffi::CString::new(v).unwrap_or_default()
 }

@@ -164,10 +164,14 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let signal = usage(signals::parse(&cli.signal))?;
-    let stop_signal = usage(cli.stop_signal.as_deref().map(signals::parse).transpose())?;
+    let (signal, warn) = usage(signals::parse(&cli.signal).context("--signal"))?;
+    let stop = usage(cli.stop_signal.as_deref().map(signals::parse).transpose().context("--stop-signal"))?;
+    for w in [warn, stop.as_ref().and_then(|s| s.1.clone())].into_iter().flatten() {
+        eprintln!("ckpt-run: warning: {w}");
+    }
+    let stop_signal = stop.map(|s| s.0);
     if stop_signal == Some(signal) {
-        return usage(Err(anyhow::anyhow!("--signal and --stop-signal must differ")));
+        return usage(Err(anyhow::anyhow!("--signal and --stop-signal must differ (both are {})", signals::describe(signal))));
     }
     let interval = usage(cli.interval.as_deref().map(resume::parse_duration).transpose())?;
     let requeue = if cli.requeue { resume::requeue_command()? } else { None };

@@ -7,6 +7,7 @@
 //! maps, staging memory, reopening fds) happens before the address-space switch; after it there
 //! is no way back, so the switch only runs system calls that were prepared and checked.
 
+mod creds;
 mod fdobjs;
 mod fds;
 mod layout;
@@ -176,6 +177,7 @@ fn run(cli: &Cli) -> Result<()> {
 
     // Kernel state that lives on across the switch.
     let p = &index.process;
+    let change_creds = creds::check(&p.creds)?;
     // SAFETY: umask and setrlimit only change this process's attributes.
     unsafe {
         libc::umask(p.umask as libc::mode_t);
@@ -205,6 +207,9 @@ fn run(cli: &Cli) -> Result<()> {
 
     let switch_base = base + stage_len;
     let prepared = plan::prepare(&index, image_hash, &plan, &own, switch_base, switch_len)?;
+    if change_creds {
+        creds::apply(&p.creds)?;
+    }
     if restored.winch {
         // The program's terminal is another one now: once it runs it hears so and redraws.
         // Raised with every signal blocked, it waits for the program's handler (or its default).

@@ -40,6 +40,9 @@ pub fn take() -> Option<Outcome> {
     let t0 = now_ns();
     IN_FLIGHT.store(1, Ordering::Release);
     gate::lock_exclusive();
+    // /proc/thread-self/mem and pagemap belong to root in a process that is not dumpable (any set*id
+    // call that changed its ids made it so): dumpable while we read ourselves.
+    let dumpable = procstate::make_dumpable();
     alloc::scratch_begin();
     let gen = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
     // The directory is opened (and checked) for this checkpoint; it is closed when `dir` goes.
@@ -78,6 +81,7 @@ pub fn take() -> Option<Outcome> {
     };
     log!(DEBUG, "scratch memory: {} KiB", alloc::scratch_used() >> 10);
     alloc::scratch_end();
+    procstate::restore_dumpable(dumpable);
     gate::unlock_exclusive();
     IN_FLIGHT.store(0, Ordering::Release);
     sys::futex_wake(&IN_FLIGHT);
@@ -406,10 +410,10 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
 /// compression threads, reading the regions that `frozen` holds from their copies. Runs in the
 /// snapshot child, or with the program's threads stopped.
 fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], frozen_files: &[freeze::FrozenFile], threads: usize) -> WriteResult {
-    let pagemap = sys::open(&sys::cpath(&[b"/proc/self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/self/pagemap: errno {e}"))?;
-    let mem = sys::open(&sys::cpath(&[b"/proc/self/mem"]), libc::O_RDONLY, 0).map_err(|e| {
+    let pagemap = sys::open(&sys::cpath(&[b"/proc/thread-self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/thread-self/pagemap: errno {e}"))?;
+    let mem = sys::open(&sys::cpath(&[b"/proc/thread-self/mem"]), libc::O_RDONLY, 0).map_err(|e| {
         sys::close(pagemap);
-        format!("cannot open /proc/self/mem: errno {e}")
+        format!("cannot open /proc/thread-self/mem: errno {e}")
     })?;
     let tmp_path = dir.show(&cap.tmp_name).into_bytes();
     let r = (|| -> WriteResult {
@@ -492,7 +496,7 @@ pub fn strerror(e: i32) -> String {
 }
 
 fn hash_mem(start: u64, len: u64) -> u64 {
-    let Ok(mem) = sys::open(&sys::cpath(&[b"/proc/self/mem"]), libc::O_RDONLY, 0) else { return 0 };
+    let Ok(mem) = sys::open(&sys::cpath(&[b"/proc/thread-self/mem"]), libc::O_RDONLY, 0) else { return 0 };
     let mut v = vec![0u8; len as usize];
     let got = sys::pread(mem, &mut v, start).unwrap_or(0);
     sys::close(mem);
@@ -507,7 +511,7 @@ fn meta(name: &[u8], gen: u64, vdso_hash: u64) -> Meta {
         let b: Vec<u8> = f.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
         String::from_utf8_lossy(&b).into_owned()
     };
-    let cmdline = sys::read_file(&sys::cpath(&[b"/proc/self/cmdline"]))
+    let cmdline = sys::read_file(&sys::cpath(&[b"/proc/thread-self/cmdline"]))
         .unwrap_or_default()
         .split(|&b| b == 0)
         .filter(|s| !s.is_empty())

@@ -168,7 +168,7 @@ pub fn scan_and_arm(maps: &[(MapEntry, bool)], eligible: &[bool], armed: &[(u64,
         }
         return vec![Track::Whole; maps.len()];
     }
-    let pagemap = match sys::open(&sys::cpath(&[b"/proc/self/pagemap"]), libc::O_RDONLY, 0) {
+    let pagemap = match sys::open(&sys::cpath(&[b"/proc/thread-self/pagemap"]), libc::O_RDONLY, 0) {
         Ok(fd) => fd,
         Err(_) => return vec![Track::Whole; maps.len()],
     };
@@ -276,7 +276,7 @@ pub fn pre_arm(full: bool, skip: &ScratchRanges) -> Vec<(u64, u64)> {
     let pagemap = if full {
         -1
     } else {
-        match sys::open(&sys::cpath(&[b"/proc/self/pagemap"]), libc::O_RDONLY, 0) {
+        match sys::open(&sys::cpath(&[b"/proc/thread-self/pagemap"]), libc::O_RDONLY, 0) {
             Ok(fd) => fd,
             Err(_) => return Vec::new(),
         }
@@ -304,13 +304,13 @@ pub fn arm_restored(skip: &ScratchRanges) -> bool {
     each_eligible(skip, |m| arm(uffd, m))
 }
 
-/// Call `f` on every region of /proc/self/maps that `eligible` accepts, except `skip` and the
+/// Call `f` on every region of /proc/thread-self/maps that `eligible` accepts, except `skip` and the
 /// region holding the caller's stack. Parses from a buffer on the stack, without allocating.
 /// Returns whether all of the maps could be read.
 fn each_eligible(skip: &ScratchRanges, mut f: impl FnMut(&MapEntry)) -> bool {
     let here = &f as *const _ as u64;
     // SAFETY: a NUL-terminated path; a plain open.
-    let Ok(fd) = syscall!(libc::SYS_openat, libc::AT_FDCWD, c"/proc/self/maps".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) else { return false };
+    let Ok(fd) = syscall!(libc::SYS_openat, libc::AT_FDCWD, c"/proc/thread-self/maps".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) else { return false };
     let fd = fd as i32;
     let mut buf = [0u8; 32 * 1024];
     let mut have = 0usize;
@@ -344,7 +344,7 @@ fn each_eligible(skip: &ScratchRanges, mut f: impl FnMut(&MapEntry)) -> bool {
     ok
 }
 
-/// One line of /proc/self/maps, without the name (an empty Vec does not allocate); the name's
+/// One line of /proc/thread-self/maps, without the name (an empty Vec does not allocate); the name's
 /// first bytes decide eligibility, so "[v..." names get a marker name.
 fn parse_line(line: &[u8]) -> Option<MapEntry> {
     let mut f = line.split(|&b| b == b' ').filter(|s| !s.is_empty());

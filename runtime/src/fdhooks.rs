@@ -137,9 +137,9 @@ pub fn watch_path(ino: u64, kdev: u64) -> (Vec<u8>, bool, bool) {
         }
     }
     // Open by the program.
-    if let Ok(fds) = sys::list_dir(&sys::cpath(&[b"/proc/self/fd"])) {
+    if let Ok(fds) = sys::list_dir(&sys::cpath(&[b"/proc/thread-self/fd"])) {
         for n in fds {
-            if let Ok(l) = sys::readlink(&sys::cpath(&[b"/proc/self/fd/", &n])) {
+            if let Ok(l) = sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", &n])) {
                 if l.starts_with(b"/") && !l.ends_with(b" (deleted)") && same(&l) {
                     return (l, dont_follow, false);
                 }

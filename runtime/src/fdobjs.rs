@@ -78,7 +78,7 @@ pub fn settle_epolls(out: &mut [FdState], seen: &[(i32, u64, u64)], temps: &[(i3
     for f in out.iter_mut() {
         let FdKind::Epoll { entries } = &mut f.kind else { continue };
         let efd = ours(f.fd);
-        let info = sys::read_file(&sys::cpath(&[b"/proc/self/fdinfo/", &sys::decimal(efd)])).unwrap_or_default();
+        let info = sys::read_file(&sys::cpath(&[b"/proc/thread-self/fdinfo/", &sys::decimal(efd)])).unwrap_or_default();
         let lines: Vec<(i32, u32, u64, u64)> = epoll_lines(std::str::from_utf8(&info).unwrap_or("")).collect();
         for (k, e) in entries.iter_mut().enumerate() {
             let Some(&(tfd, _, _, ino)) = lines.get(k) else { continue };

@@ -1,4 +1,4 @@
-//! The file descriptor table (/proc/self/fd and fdinfo): what each fd is, its flags and offset,
+//! The file descriptor table (/proc/thread-self/fd and fdinfo): what each fd is, its flags and offset,
 //! the locks held through it, and which fds share an open file description (kcmp). What each
 //! kind of object holds beyond that is read by its module of ckpt-kinds (deleted files, pipes
 //! and FIFOs, locks, /proc paths), ckpt-kinds (sockets, terminals) or `fdobjs` (event fds,
@@ -30,7 +30,7 @@ struct Table {
 }
 
 pub fn read_fds() -> Vec<FdState> {
-    let Ok(names) = sys::list_dir(&sys::cpath(&[b"/proc/self/fd"])) else { return Vec::new() };
+    let Ok(names) = sys::list_dir(&sys::cpath(&[b"/proc/thread-self/fd"])) else { return Vec::new() };
     let mut fds: Vec<i32> = names.iter().filter_map(|n| std::str::from_utf8(n).ok()?.parse::<i32>().ok()).collect();
     fds.sort_unstable();
     let mut t = Table {
@@ -84,9 +84,9 @@ impl Table {
             return None; // the directory fd we listed with, now closed
         }
         let n = sys::decimal(fd);
-        let link = sys::readlink(&sys::cpath(&[b"/proc/self/fd/", &n])).unwrap_or_default();
+        let link = sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", &n])).unwrap_or_default();
         let link = procfs::own_proc_path(&link, self.pid);
-        let info = sys::read_file(&sys::cpath(&[b"/proc/self/fdinfo/", &n])).unwrap_or_default();
+        let info = sys::read_file(&sys::cpath(&[b"/proc/thread-self/fdinfo/", &n])).unwrap_or_default();
         let (pos, flags) = parse_fdinfo(&info);
         let cloexec = syscall!(libc::SYS_fcntl, fd, libc::F_GETFD).map(|f| f & libc::FD_CLOEXEC as i64 != 0).unwrap_or(false);
         let pid = self.pid;
@@ -160,7 +160,7 @@ impl Table {
 /// Terminals, once every fd is known: the program's own pseudo-terminal pairs, the controlling
 /// terminal, the bytes not yet read in each own pair.
 fn settle_ttys(out: &mut [FdState]) {
-    let stat = sys::read_file(&sys::cpath(&[b"/proc/self/stat"])).unwrap_or_default();
+    let stat = sys::read_file(&sys::cpath(&[b"/proc/thread-self/stat"])).unwrap_or_default();
     let ctty = ckpt_kinds::tty::ctty_of_stat(&stat);
     let mut ttys: Vec<(i32, &mut ckpt_image::Tty)> = out
         .iter_mut()

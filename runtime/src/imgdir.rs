@@ -126,7 +126,7 @@ impl Dir {
 
     /// Names in the directory.
     pub fn names(&self) -> Vec<Vec<u8>> {
-        sys::list_dir(&sys::cpath(&[b"/proc/self/fd/", &sys::decimal(self.fd)])).unwrap_or_default()
+        sys::list_dir(&sys::cpath(&[b"/proc/thread-self/fd/", &sys::decimal(self.fd)])).unwrap_or_default()
     }
 
     /// Remove temporary images of `base` (`<base>.tmp`, `<base>.tmp.*`) that a checkpoint of

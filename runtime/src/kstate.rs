@@ -92,7 +92,7 @@ pub fn save(self_tid: i32) {
         let _ = syscall!(libc::SYS_getitimer, w, t.as_mut_ptr());
     }
     let reserved = reserved_mask();
-    let status = sys::read_file(&sys::cpath(&[b"/proc/self/status"])).unwrap_or_default();
+    let status = sys::read_file(&sys::cpath(&[b"/proc/thread-self/status"])).unwrap_or_default();
     s.shared_pending = value(&status, "ShdPnd:", 16).unwrap_or(0) & !reserved;
     s.nthreads = 0;
     for name in sys::list_dir(&sys::cpath(&[b"/proc/self/task"])).unwrap_or_default() {
@@ -124,13 +124,14 @@ pub fn save(self_tid: i32) {
         let mut t = NO_TIMER;
         t.id = id as i32;
         t.clock = clock as i32;
-        // "signal: 10/000000000000dead", "notify: signal/pid.123" | "thread/tid.123" | "none/..."
+        // "signal: 10/000000000000dead", "notify: signal/pid.123" | "signal/tid.123" (a
+        // SIGEV_THREAD_ID timer: the kernel prints "tid") | "none/pid.123"
         t.signo = value(block[1], "signal:", 10).unwrap_or(0) as i32;
         t.value = block[1].iter().position(|&b| b == b'/').and_then(|i| value(&block[1][i..], "/", 16)).unwrap_or(0);
         let n = block[2];
         t.notify = if n.starts_with(b"notify: none") {
             libc::SIGEV_NONE
-        } else if n.starts_with(b"notify: thread") {
+        } else if n.windows(5).any(|w| w == b"/tid.") {
             libc::SIGEV_THREAD_ID
         } else {
             libc::SIGEV_SIGNAL
@@ -213,4 +214,5 @@ pub fn restore(slots: &[Slot]) {
         }
     }
     crate::vids::restarted(slots, pid);
+    crate::procstate::restore_saved_dumpable();
 }

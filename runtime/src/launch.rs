@@ -130,14 +130,15 @@ fn managed_env(l: &Launch, envp: Argv) -> EnvBlock {
 }
 
 /// Run `exec` with `envp`, or, in the managed process, with `managed_env(envp)`.
+/// Either way the new image gets the program's own signal mask (spawnhooks.rs).
 fn exec_with(envp: Argv, exec: impl FnOnce(Argv) -> c_int) -> c_int {
     let managed = crate::is_active() && MANAGED_PID.load(Ordering::Acquire) == sys::getpid();
-    let Some(l) = get().filter(|_| managed) else { return exec(envp) };
+    let Some(l) = get().filter(|_| managed) else { return crate::spawnhooks::handed_over(|| exec(envp)) };
     let block = {
         let _g = gate::enter();
         managed_env(l, envp)
     };
-    let r = exec(block.ptrs.as_ptr());
+    let r = crate::spawnhooks::handed_over(|| exec(block.ptrs.as_ptr()));
     // The exec failed: the caller gets its errno (our allocator makes raw system calls only).
     let _g = gate::enter();
     drop(block);

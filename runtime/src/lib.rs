@@ -7,6 +7,7 @@
 //! forward to libc.
 
 mod alloc;
+mod blocked;
 mod checkpoint;
 mod control;
 mod dirty;
@@ -27,12 +28,18 @@ mod maps;
 mod memwrite;
 mod procstate;
 mod restart;
+mod selfsend;
+mod selfsig;
 mod shmlink;
+mod sigevthread;
+mod sighooks;
 mod snapshot;
+mod spawnhooks;
 mod sys;
 mod threads;
 mod triggers;
 mod vids;
+mod waithooks;
 
 use log::{log, DEBUG, ERROR};
 use std::ffi::{c_char, c_void};
@@ -68,6 +75,12 @@ pub fn is_active() -> bool {
 
 pub fn reserved_signals() -> [i32; 3] {
     [TRIGGER_SIGNAL.load(Ordering::Relaxed), threads::STOP_SIGNAL, triggers::stop_signal()]
+}
+
+/// The signals that make the runtime act (checkpoint; checkpoint and exit), 0 when unset: kept
+/// blocked in the program's threads, so that only the checkpoint thread receives them.
+pub fn trigger_signals() -> [i32; 2] {
+    [TRIGGER_SIGNAL.load(Ordering::Relaxed), triggers::stop_signal()]
 }
 
 pub fn is_reserved(sig: i32) -> bool {
@@ -110,11 +123,15 @@ fn env(name: &[u8]) -> Option<Vec<u8>> {
 extern "C" fn init() {
     hooks::resolve();
     fdhooks::resolve();
+    spawnhooks::resolve();
+    sigevthread::resolve();
     launch::resolve();
     vids::init();
+    selfsend::init();
     // Whatever else happens, the program gets its own environment back.
-    let launch = launch::take(env);
-    let Some(launch) = launch.filter(|l| l.pid == sys::getpid()) else {
+    let launch = launch::take(env).filter(|l| l.pid == sys::getpid());
+    waithooks::init(launch.is_some());
+    let Some(launch) = launch else {
         return; // not the process ckpt-run started: stay inert
     };
     launch::set_managed(launch.pid);
@@ -150,7 +167,10 @@ extern "C" fn init() {
     // SAFETY: registering a plain function as fork child handler.
     unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
     control::setup();
+    selfsig::init();
     ACTIVE.store(true, Ordering::Release);
+    // From now on the trigger signals reach only the checkpoint thread (and wait for it).
+    selfsig::take_over_thread();
     log!(DEBUG, "runtime active in pid {}, signal {signal}", sys::getpid());
 }
 
@@ -171,7 +191,8 @@ extern "C" fn after_fork_child() {
     ACTIVE.store(false, Ordering::Release);
     dirty::forget(true);
     control::after_fork();
-    hooks::hand_back_signals();
+    sigevthread::after_fork();
+    sighooks::hand_back_signals();
 }
 
 fn find_rseq() {
@@ -193,15 +214,7 @@ fn install_handlers(trigger: i32) -> bool {
     stop.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
     // SAFETY: stop.sa_mask is a valid sigset_t.
     unsafe { libc::sigfillset(&mut stop.sa_mask) };
-    // SAFETY: as above.
-    let mut trig: libc::sigaction = unsafe { std::mem::zeroed() };
-    trig.sa_sigaction = trigger_handler as *const () as usize;
-    trig.sa_flags = libc::SA_RESTART;
-    hooks::install(threads::STOP_SIGNAL, &stop) && hooks::install(trigger, &trig) && triggers::install_stop_handler()
-}
-
-extern "C" fn trigger_handler(_sig: i32) {
-    triggers::request(triggers::REQ_CHECKPOINT);
+    hooks::install(threads::STOP_SIGNAL, &stop) && triggers::install_handler(trigger) && triggers::install_handler(triggers::stop_signal())
 }
 
 /// Start the checkpoint thread (called just before the program's main).
@@ -228,6 +241,13 @@ pub fn start_checkpoint_thread() {
     let _ = sys::syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &old as *const u64, 0, 8);
     if r != 0 {
         log!(ERROR, "cannot start the checkpoint thread (error {r}); checkpoints are disabled");
+        return;
+    }
+    // Let it run before main does: a child the program clones without fork (clone(2), which
+    // runs no fork handlers) copies glibc's record of every thread, and a set*id call there
+    // waits for ever for a thread still recorded as being created.
+    while CKPT_THREAD.tid.load(Ordering::Acquire) == 0 {
+        let _ = sys::syscall!(libc::SYS_sched_yield);
     }
 }
 
@@ -236,9 +256,6 @@ extern "C" fn at_exit() {
 }
 
 extern "C" fn checkpoint_thread_main(_: *mut c_void) -> *mut c_void {
-    // Every signal is the program's business, not ours (the trigger handler runs elsewhere).
-    let all: u64 = !0;
-    let _ = sys::syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all as *const u64, 0, 8);
     let ct = &CKPT_THREAD;
     ct.tid.store(sys::gettid(), Ordering::Release);
     ct.fs_base.store(sys::arch_get_fs(), Ordering::Relaxed);
@@ -260,5 +277,17 @@ extern "C" fn checkpoint_thread_main(_: *mut c_void) -> *mut c_void {
 
 /// Wait for checkpoint requests (signals, timer, control socket) forever.
 pub fn checkpoint_loop() -> ! {
+    set_checkpoint_thread_mask();
     triggers::run()
+}
+
+/// glibc's signal for set*id calls: every thread of the process must handle it (its handler
+/// makes the same system call for the thread) or setuid() waits forever.
+const SIGSETXID: i32 = 33;
+
+/// The checkpoint thread takes the trigger signals, which program threads block, and glibc's
+/// SIGSETXID; every other signal is the program's business.
+fn set_checkpoint_thread_mask() {
+    let mask: u64 = !(selfsig::triggers() | 1u64 << (SIGSETXID - 1));
+    let _ = sys::syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &mask as *const u64, 0, 8);
 }

@@ -1,5 +1,5 @@
-//! Memory regions of the process (/proc/self/maps) and which of their pages hold data that must
-//! be stored (/proc/self/pagemap).
+//! Memory regions of the process (/proc/thread-self/maps) and which of their pages hold data that must
+//! be stored (/proc/thread-self/pagemap).
 
 use crate::sys;
 use ckpt_image::{filerefs, Backing};
@@ -20,9 +20,9 @@ pub struct MapEntry {
     pub name: Vec<u8>,
 }
 
-/// Parse /proc/self/maps.
+/// Parse /proc/thread-self/maps.
 pub fn read_maps() -> Result<Vec<MapEntry>, String> {
-    let text = sys::read_file(&sys::cpath(&[b"/proc/self/maps"])).map_err(|e| format!("cannot read /proc/self/maps: errno {e}"))?;
+    let text = sys::read_file(&sys::cpath(&[b"/proc/thread-self/maps"])).map_err(|e| format!("cannot read /proc/thread-self/maps: errno {e}"))?;
     Ok(parse_maps(&text))
 }
 
@@ -85,7 +85,7 @@ pub fn is_deleted_file(m: &MapEntry) -> bool {
 }
 
 /// Whether the checkpoint may read the region's memory directly (no fault can occur); otherwise it
-/// reads through /proc/self/mem, which returns an error instead of raising SIGBUS past a file's end.
+/// reads through /proc/thread-self/mem, which returns an error instead of raising SIGBUS past a file's end.
 pub fn directly_readable(m: &MapEntry, backing: &Backing) -> bool {
     m.prot & libc::PROT_READ as u32 != 0 && matches!(backing, Backing::Anon) && m.inode == 0
 }

@@ -101,7 +101,7 @@ pub fn plan_files(fds: &[FdState], jobs: &mut Vec<Job>, frozen: &[FrozenFile]) -
             }
             continue;
         }
-        let (fd, runs) = match sys::open(&sys::cpath(&[b"/proc/self/fd/", &sys::decimal(f.fd)]), libc::O_RDONLY, 0) {
+        let (fd, runs) = match sys::open(&sys::cpath(&[b"/proc/thread-self/fd/", &sys::decimal(f.fd)]), libc::O_RDONLY, 0) {
             Ok(fd) => {
                 opened.push(fd);
                 (fd, deleted::extents(fd, d.size))

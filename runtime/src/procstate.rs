@@ -1,15 +1,16 @@
 //! Process-wide state besides memory and fds: mm fields, auxv, cwd, umask, rlimits, signal
-//! dispositions.
+//! dispositions, credentials; and the dumpable flag a checkpoint needs.
 
 use crate::sys::{self, syscall};
-use ckpt_image::{MmFields, ProcessState, Rlimit, SigAction};
+use ckpt_image::{Creds, MmFields, ProcessState, Rlimit, SigAction};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 pub fn read_process() -> ProcessState {
     let mut p = ProcessState { mm: read_mm(), ..Default::default() };
-    if let Ok(a) = sys::read_file(&sys::cpath(&[b"/proc/self/auxv"])) {
+    if let Ok(a) = sys::read_file(&sys::cpath(&[b"/proc/thread-self/auxv"])) {
         p.auxv = a.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).collect();
     }
-    p.cwd = ckpt_kinds::procfs::own_proc_path(&sys::readlink(&sys::cpath(&[b"/proc/self/cwd"])).unwrap_or_default(), sys::getpid());
+    p.cwd = ckpt_kinds::procfs::own_proc_path(&sys::readlink(&sys::cpath(&[b"/proc/thread-self/cwd"])).unwrap_or_default(), sys::getpid());
     let old = syscall!(libc::SYS_umask, 0o022).unwrap_or(0o022);
     let _ = syscall!(libc::SYS_umask, old);
     p.umask = old as u32;
@@ -22,7 +23,48 @@ pub fn read_process() -> ProcessState {
     p.sigactions = read_sigactions();
     p.rseq_offset = crate::threads::RSEQ_OFFSET.load(std::sync::atomic::Ordering::Relaxed);
     p.rseq_size = crate::threads::RSEQ_SIZE.load(std::sync::atomic::Ordering::Relaxed);
+    p.creds = read_creds();
     p
+}
+
+/// User and group ids and supplementary groups (the same in every thread: glibc's set*id
+/// calls change them in all threads).
+fn read_creds() -> Creds {
+    let mut c = Creds::default();
+    let [r, e, s] = &mut c.uids;
+    let _ = syscall!(libc::SYS_getresuid, r as *mut u32, e as *mut u32, s as *mut u32);
+    let [r, e, s] = &mut c.gids;
+    let _ = syscall!(libc::SYS_getresgid, r as *mut u32, e as *mut u32, s as *mut u32);
+    let mut groups = vec![0u32; 65536];
+    if let Ok(n) = syscall!(libc::SYS_getgroups, groups.len(), groups.as_mut_ptr()) {
+        groups.truncate(n as usize);
+        c.groups = groups;
+    }
+    c
+}
+
+/// The program's dumpable flag, kept across restarts (it is part of the memory image).
+static DUMPABLE: AtomicI32 = AtomicI32::new(1);
+
+/// Make the process dumpable for a checkpoint; returns the program's own setting.
+pub fn make_dumpable() -> i32 {
+    let d = syscall!(libc::SYS_prctl, libc::PR_GET_DUMPABLE).unwrap_or(1) as i32;
+    DUMPABLE.store(d, Ordering::Relaxed);
+    if d != 1 {
+        let _ = syscall!(libc::SYS_prctl, libc::PR_SET_DUMPABLE, 1);
+    }
+    d
+}
+
+/// Give the program its own dumpable setting back (after a checkpoint; at restart, where the
+/// restarter's setting is not the program's).
+pub fn restore_dumpable(d: i32) {
+    let _ = syscall!(libc::SYS_prctl, libc::PR_SET_DUMPABLE, d);
+}
+
+/// At restart: the setting the program had when the image was taken.
+pub fn restore_saved_dumpable() {
+    restore_dumpable(DUMPABLE.load(Ordering::Relaxed));
 }
 
 /// The kernel's `struct sigaction` for x86-64.
@@ -50,7 +92,7 @@ fn read_sigactions() -> Vec<SigAction> {
 }
 
 fn read_mm() -> MmFields {
-    let stat = sys::read_file(&sys::cpath(&[b"/proc/self/stat"])).unwrap_or_default();
+    let stat = sys::read_file(&sys::cpath(&[b"/proc/thread-self/stat"])).unwrap_or_default();
     let after = match stat.iter().rposition(|&b| b == b')') {
         Some(i) => &stat[i + 2..],
         None => &stat[..],

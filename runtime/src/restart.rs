@@ -45,6 +45,7 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
         crate::incremental::reset();
     }
     crate::triggers::after_restart();
+    crate::blocked::after_restart();
     crate::checkpoint::after_restart();
     crate::checkpoint::mark_start();
     crate::launch::set_managed(sys::getpid());

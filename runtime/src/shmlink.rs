@@ -54,15 +54,15 @@ pub fn save() {
     s.n = 0;
     s.nruns = 0;
     let Ok(entries) = maps::read_maps() else { return };
-    let fds = sys::list_dir(&sys::cpath(&[b"/proc/self/fd"])).unwrap_or_default();
-    let pagemap = sys::open(&sys::cpath(&[b"/proc/self/pagemap"]), libc::O_RDONLY, 0).unwrap_or(-1);
+    let fds = sys::list_dir(&sys::cpath(&[b"/proc/thread-self/fd"])).unwrap_or_default();
+    let pagemap = sys::open(&sys::cpath(&[b"/proc/thread-self/pagemap"]), libc::O_RDONLY, 0).unwrap_or(-1);
     for m in entries {
         if m.inode == 0 || !m.name.ends_with(b" (deleted)") || m.name.starts_with(b"/SYSV") || m.name == ckpt_kinds::aio::RING_NAME || s.n == MAX {
             continue;
         }
         let fd = fds
             .iter()
-            .filter(|n| sys::readlink(&sys::cpath(&[b"/proc/self/fd/", n])).is_ok_and(|l| l == m.name))
+            .filter(|n| sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", n])).is_ok_and(|l| l == m.name))
             .filter_map(|n| std::str::from_utf8(n).ok()?.parse::<i32>().ok())
             .find(|&fd| {
                 // SAFETY: an all-zero stat is a valid out-parameter.

@@ -63,14 +63,22 @@ pub static RSEQ_OFFSET: std::sync::atomic::AtomicI64 = std::sync::atomic::Atomic
 pub static RSEQ_SIZE: AtomicU32 = AtomicU32::new(0);
 
 /// The handler of STOP_SIGNAL, installed with SA_SIGINFO | SA_RESTART and every signal masked.
-pub extern "C" fn stop_handler(_sig: i32, _info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+/// It also carries the trigger signals the program sends itself (selfsig.rs).
+pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    if let Some(i) = crate::selfsig::marked(info) {
+        crate::selfsig::deliver(i, uc as *mut libc::ucontext_t);
+        return;
+    }
     if !STOPPING.load(Ordering::Acquire) {
         return; // a late stop signal from a checkpoint that has already ended
     }
+    let tid = sys::gettid();
+    // Before the frame can be part of an image: a call this signal interrupted is re-issued.
+    crate::blocked::prepare(uc as *mut libc::ucontext_t, tid);
     let gen = RELEASE.load(Ordering::Acquire);
     let idx = CLAIMED.fetch_add(1, Ordering::AcqRel) as usize;
     if idx < MAX_THREADS {
-        let mut s = Slot { tid: sys::gettid(), ucontext: uc as u64, fs_base: sys::arch_get_fs(), ..Slot::default() };
+        let mut s = Slot { tid, ucontext: uc as u64, fs_base: sys::arch_get_fs(), ..Slot::default() };
         let mut tidp: u64 = 0;
         let _ = syscall!(libc::SYS_prctl, libc::PR_GET_TID_ADDRESS, &mut tidp as *mut u64);
         s.tid_address = tidp;
@@ -103,6 +111,7 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
     for p in PUBLISHED.iter() {
         p.store(0, Ordering::Relaxed);
     }
+    crate::blocked::reset();
     STOPPING.store(true, Ordering::Release);
     let mut signaled: Vec<i32> = Vec::new();
     let task_dir = sys::cpath(&[b"/proc/self/task"]);
@@ -112,9 +121,11 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
         let mut new = 0;
         for n in names {
             let Ok(tid) = std::str::from_utf8(&n).unwrap_or("").parse::<i32>() else { continue };
-            if tid == self_tid || signaled.contains(&tid) || is_published(tid) {
+            if tid == self_tid || signaled.contains(&tid) || is_published(tid) || is_zombie(tid) {
                 continue;
             }
+            // What the thread is blocked in, if anything: its number is not in the signal frame.
+            crate::blocked::observe(tid);
             if sys::tgkill(pid, tid, STOP_SIGNAL).is_ok() {
                 signaled.push(tid);
                 new += 1;
@@ -129,10 +140,19 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
             if signaled.iter().all(|&t| is_published(t)) {
                 break;
             }
-            if now_ms() - started > 20_000 {
+            let waited = now_ms() - started;
+            if waited > 1000 {
+                // A thread that blocks the stop signal for a second blocks it for good (glibc
+                // blocks every signal only for moments, except in its aio and mq_notify helpers).
+                if let Some(&t) = signaled.iter().find(|&&t| !is_published(t) && blocks_stop_signal(t)) {
+                    resume_all();
+                    return Err(format!("thread {t} ({}) blocks every signal, the stop signal too: it cannot be stopped for a checkpoint", comm_of(t)));
+                }
+            }
+            if waited > 20_000 {
                 let stuck: Vec<i32> = signaled.iter().copied().filter(|&t| !is_published(t)).collect();
                 resume_all();
-                return Err(format!("threads {stuck:?} did not stop within 20 s (signal {STOP_SIGNAL} blocked?)"));
+                return Err(format!("threads {stuck:?} did not stop within 20 s"));
             }
             let s = STOPPED.load(Ordering::Acquire);
             sys::futex_wait(&STOPPED, s, Some(20));
@@ -143,6 +163,7 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
         resume_all();
         return Err(format!("more than {MAX_THREADS} threads"));
     }
+    crate::blocked::stopped();
     let mut out = Vec::with_capacity(n);
     for (i, p) in PUBLISHED.iter().enumerate().take(n) {
         if p.load(Ordering::Acquire) != 0 {
@@ -152,6 +173,28 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
     }
     log!(DEBUG, "stopped {} threads", out.len());
     Ok(out)
+}
+
+/// Whether thread `tid` has exited but still shows in /proc (the main thread after pthread_exit,
+/// while other threads run): it runs no handler and has nothing to save.
+fn is_zombie(tid: i32) -> bool {
+    let stat = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(tid), b"/stat"])).unwrap_or_default();
+    let state = stat.iter().rposition(|&b| b == b')').and_then(|i| stat.get(i + 2)).copied();
+    matches!(state, Some(b'Z') | Some(b'X'))
+}
+
+/// Whether thread `tid` has the stop signal blocked (SigBlk in its status).
+fn blocks_stop_signal(tid: i32) -> bool {
+    let status = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(tid), b"/status"])).unwrap_or_default();
+    let Some(i) = status.windows(7).position(|w| w == b"SigBlk:") else { return false };
+    let hex: Vec<u8> = status[i + 7..].iter().copied().skip_while(|b| b.is_ascii_whitespace()).take_while(|b| b.is_ascii_hexdigit()).collect();
+    let mask = u64::from_str_radix(std::str::from_utf8(&hex).unwrap_or(""), 16).unwrap_or(0);
+    mask & (1u64 << (STOP_SIGNAL - 1)) != 0
+}
+
+fn comm_of(tid: i32) -> String {
+    let c = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(tid), b"/comm"])).unwrap_or_default();
+    String::from_utf8_lossy(&c).trim_end().to_string()
 }
 
 fn is_published(tid: i32) -> bool {

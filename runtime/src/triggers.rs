@@ -17,6 +17,8 @@ pub const EXIT_STOP_FAILED: i32 = 74;
 
 pub const REQ_CHECKPOINT: u32 = 1;
 pub const REQ_STOP: u32 = 2;
+/// The program sent itself a trigger signal: pass it on to one of its threads.
+pub const REQ_FORWARD: u32 = 4;
 
 /// Requests not yet served (REQ_* bits); also the futex word the thread sleeps on.
 static PENDING: AtomicU32 = AtomicU32::new(0);
@@ -49,21 +51,32 @@ pub fn stop_signal() -> i32 {
     STOP_SIGNAL.load(Ordering::Relaxed)
 }
 
-/// Install the stop signal's handler (if one was asked for).
-pub fn install_stop_handler() -> bool {
-    let sig = stop_signal();
+/// Install the handler of a trigger signal (none: nothing to do). It runs on the checkpoint
+/// thread only (program threads block the trigger signals).
+pub fn install_handler(sig: i32) -> bool {
     if sig <= 0 {
         return true;
     }
     // SAFETY: a plain sigaction struct.
     let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
-    act.sa_sigaction = stop_handler as *const () as usize;
-    act.sa_flags = libc::SA_RESTART;
+    act.sa_sigaction = on_trigger as *const () as usize;
+    act.sa_flags = libc::SA_RESTART | libc::SA_SIGINFO;
     crate::hooks::install(sig, &act)
 }
 
-extern "C" fn stop_handler(_sig: i32) {
-    request(REQ_STOP);
+/// A trigger signal: a request from outside, or the program's own signal to pass on to it.
+extern "C" fn on_trigger(sig: i32, info: *mut libc::siginfo_t, _uc: *mut libc::c_void) {
+    // SAFETY: the kernel's siginfo for this delivery.
+    let info = unsafe { &*info };
+    if crate::selfsig::is_programs(info) {
+        if crate::selfsig::queue_forward(sig, info) {
+            request(REQ_FORWARD);
+        }
+    } else if sig == stop_signal() {
+        request(REQ_STOP);
+    } else {
+        request(REQ_CHECKPOINT);
+    }
 }
 
 /// Ask the checkpoint thread for something (async-signal-safe).
@@ -108,6 +121,9 @@ pub fn run() -> ! {
             sys::futex_wait(&PENDING, 0, timeout);
         }
         let bits = PENDING.swap(0, Ordering::AcqRel);
+        if bits & REQ_FORWARD != 0 {
+            crate::selfsig::forward_queued();
+        }
         let due = next_in_ms() == Some(0);
         if bits & REQ_STOP != 0 {
             stop_now();

@@ -4,6 +4,8 @@
 //! real ones in kill, tgkill and sigqueue, so a program that kept its pid or a tid can still
 //! signal itself. pthread_kill and raise need nothing: glibc's thread descriptor holds the real
 //! tid (the restart path updates it). Before any restart every id is real and nothing changes.
+//! A trigger signal (checkpoint, stop) sent to the program's own pid or threads is handed to
+//! selfsig.rs, which delivers it to the program instead of starting a checkpoint.
 //!
 //! Why not a pid namespace: exact pids need CAP_CHECKPOINT_RESTORE in the namespace's owner,
 //! i.e. launching every program inside a user+pid namespace of our own. Unprivileged user
@@ -105,20 +107,46 @@ pub extern "C" fn gettid() -> libc::pid_t {
 type KillFn = unsafe extern "C" fn(libc::pid_t, c_int) -> c_int;
 type SigqueueFn = unsafe extern "C" fn(libc::pid_t, c_int, libc::sigval) -> c_int;
 
+/// A libc-style result: 0, or -1 with errno set.
+pub(crate) fn errno_result(r: Result<(), i32>) -> c_int {
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            // SAFETY: setting the calling thread's errno.
+            unsafe { *libc::__errno_location() = e };
+            -1
+        }
+    }
+}
+
+/// Whether `sig` sent to (real) pid `pid` is a trigger signal the program sends its own process:
+/// the runtime delivers it to the program (selfsig.rs), it must not start a checkpoint.
+fn own_trigger(pid: i32, sig: c_int) -> bool {
+    sig > 0 && crate::selfsig::triggers() & (1u64 << (sig - 1)) != 0 && pid == sys::getpid()
+}
+
 /// # Safety
 /// libc's contract for kill.
 #[no_mangle]
 pub unsafe extern "C" fn kill(pid: libc::pid_t, sig: c_int) -> c_int {
+    let pid = to_real_pid(pid);
+    if own_trigger(pid, sig) {
+        return errno_result(crate::selfsig::send_own(None, sig, crate::selfsig::SI_USER, 0));
+    }
     // SAFETY: forwarding to libc's kill.
-    unsafe { std::mem::transmute::<usize, KillFn>(REAL_KILL.get())(to_real_pid(pid), sig) }
+    unsafe { std::mem::transmute::<usize, KillFn>(REAL_KILL.get())(pid, sig) }
 }
 
 /// # Safety
 /// libc's contract for sigqueue.
 #[no_mangle]
 pub unsafe extern "C" fn sigqueue(pid: libc::pid_t, sig: c_int, v: libc::sigval) -> c_int {
+    let pid = to_real_pid(pid);
+    if own_trigger(pid, sig) {
+        return errno_result(crate::selfsig::send_own(None, sig, crate::selfsig::SI_QUEUE, v.sival_ptr as u64));
+    }
     // SAFETY: forwarding to libc's sigqueue.
-    unsafe { std::mem::transmute::<usize, SigqueueFn>(REAL_SIGQUEUE.get())(to_real_pid(pid), sig, v) }
+    unsafe { std::mem::transmute::<usize, SigqueueFn>(REAL_SIGQUEUE.get())(pid, sig, v) }
 }
 
 /// glibc's tgkill wrapper is a plain system call; this one translates the ids first.
@@ -128,12 +156,17 @@ pub extern "C" fn tgkill(tgid: libc::pid_t, tid: libc::pid_t, sig: c_int) -> c_i
         Some(_) => (to_real_pid(tgid), real_of(tid)),
         None => (tgid, tid),
     };
-    match syscall!(libc::SYS_tgkill, tgid, tid, sig) {
-        Ok(r) => r as c_int,
-        Err(e) => {
-            // SAFETY: setting the calling thread's errno.
-            unsafe { *libc::__errno_location() = e };
-            -1
-        }
+    if own_trigger(tgid, sig) && tid > 0 {
+        return errno_result(crate::selfsig::send_own(Some(tid), sig, crate::selfsig::SI_TKILL, 0));
+    }
+    errno_result(syscall!(libc::SYS_tgkill, tgid, tid, sig).map(|_| ()))
+}
+
+/// The program's tid of the thread whose real tid is `real`.
+pub fn virt_of_tid(real: i32) -> i32 {
+    if translating().is_some() {
+        virt_of(real)
+    } else {
+        real
     }
 }

@@ -156,6 +156,26 @@ impl Proc {
         }
     }
 
+    /// Wait until stderr contains `text` (a checkpoint's line, an error). Fails if the process
+    /// exits first or on timeout.
+    pub fn wait_for_stderr(&mut self, text: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while !self.stderr().contains(text) {
+            if !self.running() {
+                self.drain();
+                if self.stderr().contains(text) {
+                    return Ok(());
+                }
+                bail!("{} (pid {}) exited ({}) before writing {text:?} to stderr", self.label, self.pid, fmt_status(self.status));
+            }
+            if Instant::now() >= deadline {
+                bail!("timeout: {} (pid {}) did not write {text:?} to stderr within {timeout:?}", self.label, self.pid);
+            }
+            std::thread::sleep(POLL);
+        }
+        Ok(())
+    }
+
     /// Send a signal (only while the process has not been reaped, so the pid is still ours).
     pub fn signal(&mut self, sig: i32) -> Result<()> {
         if !self.running() {

@@ -324,14 +324,16 @@ fn checkpoint(p: &mut Proc, image: &Path, at_step: u64, timeouts: &Timeouts) -> 
 
 /// The ckpt-run command for `program`.
 fn ckpt_run_command(bins: &Bins, program: &Program, opts: &Options) -> Command {
-    let mut argv: Vec<OsString> = vec![
-        bins.run.clone().into(),
-        "--dir".into(),
-        opts.images.clone().into(),
-        "--".into(),
-    ];
+    with_options(ckpt_run_with(bins, program, &opts.images, &[], opts.as_nobody), opts)
+}
+
+/// `ckpt-run --dir IMAGES OPTIONS... -- PROGRAM`, as user nobody if asked.
+pub fn ckpt_run_with(bins: &Bins, program: &Program, images: &Path, options: &[&str], as_nobody: bool) -> Command {
+    let mut argv: Vec<OsString> = vec![bins.run.clone().into(), "--dir".into(), images.into()];
+    argv.extend(options.iter().map(OsString::from));
+    argv.push("--".into());
     argv.extend(program.argv.iter().cloned());
-    with_options(user_command(&argv, opts.as_nobody, &program.cwd), opts)
+    user_command(&argv, as_nobody, &program.cwd)
 }
 
 /// `cmd` with the environment and limits of `opts`.

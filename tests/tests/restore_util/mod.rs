@@ -62,8 +62,15 @@ pub fn run(prog: &Path, args: &[&str], cwd: &Path) -> Proc {
 
 /// The same, as user nobody when `nobody` (and the tests run as root).
 pub fn run_as(prog: &Path, args: &[&str], cwd: &Path, nobody: bool) -> Proc {
+    run_with(prog, args, cwd, nobody, &[])
+}
+
+/// The same, with more options for ckpt-run.
+pub fn run_with(prog: &Path, args: &[&str], cwd: &Path, nobody: bool, options: &[&str]) -> Proc {
     let img = cwd.join("img");
-    let mut a = argv(&bin("ckpt-run"), &["--dir", img.to_str().unwrap(), "--"]);
+    let mut a = argv(&bin("ckpt-run"), &["--dir", img.to_str().unwrap()]);
+    a.extend(options.iter().map(OsString::from));
+    a.push("--".into());
     a.extend(argv(prog, args));
     spawn(a, nobody, cwd, "run")
 }
@@ -94,6 +101,11 @@ pub fn restart_env(image: &Path, args: &[&str], cwd: &Path, nobody: bool, env: &
     let mut a = argv(&bin("ckpt-restart"), args);
     a.push(image.as_os_str().to_owned());
     spawn_env(a, nobody, cwd, "restart", env)
+}
+
+/// Run `argv` as it is (e.g. under a setpriv of the test's own), in `cwd`.
+pub fn spawn_argv(argv: &[OsString], cwd: &Path, tag: &str) -> Proc {
+    spawn(argv.to_vec(), false, cwd, tag)
 }
 
 pub struct Proc {

@@ -1,0 +1,195 @@
+//! What a new program image inherits: the signal mask of the thread that runs it. Program threads
+//! block the trigger signals for real (selfsig.rs); a program they exec or spawn must get the
+//! mask the program asked for instead. The exec family (execve, execv, execvp, execvpe, fexecve
+//! and execveat: their hooks are in launch.rs, which calls `handed_over`; the variadic execl,
+//! execle and execlp here, through trampolines), posix_spawn and posix_spawnp (with
+//! POSIX_SPAWN_SETSIGMASK set to the program's view when it did not set it), system and popen
+//! (glibc spawns their shell with the caller's mask) hand over the program's view of the mask.
+//! A forked child gets it back in the runtime's fork handler (sighooks.rs).
+
+use crate::hooks::RealFn;
+use crate::sys::syscall;
+use std::ffi::{c_char, c_int};
+
+static REAL_EXECL: RealFn = RealFn::new(b"execl\0");
+static REAL_EXECLE: RealFn = RealFn::new(b"execle\0");
+static REAL_EXECLP: RealFn = RealFn::new(b"execlp\0");
+static REAL_POSIX_SPAWN: RealFn = RealFn::new(b"posix_spawn\0");
+static REAL_POSIX_SPAWNP: RealFn = RealFn::new(b"posix_spawnp\0");
+static REAL_SYSTEM: RealFn = RealFn::new(b"system\0");
+static REAL_POPEN: RealFn = RealFn::new(b"popen\0");
+
+pub fn resolve() {
+    for f in [
+        &REAL_EXECL,
+        &REAL_EXECLE,
+        &REAL_EXECLP,
+        &REAL_POSIX_SPAWN,
+        &REAL_POSIX_SPAWNP,
+        &REAL_SYSTEM,
+        &REAL_POPEN,
+    ] {
+        f.get();
+    }
+}
+
+/// The trigger signals the calling thread blocks only because the runtime wants them.
+fn forced() -> u64 {
+    crate::selfsig::triggers() & !crate::selfsig::vblocked()
+}
+
+/// Give the calling thread the mask the program asked for (before it execs or spawns).
+fn hand_over() -> u64 {
+    let f = forced();
+    if f != 0 {
+        let _ = syscall!(libc::SYS_rt_sigprocmask, libc::SIG_UNBLOCK, &f as *const u64, 0, 8);
+    }
+    f
+}
+
+/// Take the trigger signals back (the exec failed, or the spawn is done).
+fn take_back(f: u64) {
+    if f != 0 {
+        let _ = syscall!(libc::SYS_rt_sigprocmask, libc::SIG_BLOCK, &f as *const u64, 0, 8);
+    }
+}
+
+/// Run `f` (an exec, a spawn) with the program's own view of the mask.
+pub fn handed_over<R>(f: impl FnOnce() -> R) -> R {
+    let forced = hand_over();
+    let r = f();
+    take_back(forced);
+    r
+}
+
+type Argv = *const *const c_char;
+// The variadic execl, execle, execlp: hand the mask over, then jump to libc's function with the
+// caller's registers and stack untouched (their arguments may be on the stack). If the exec
+// fails the thread keeps the program's mask until its next mask change; it usually exits.
+macro_rules! exec_trampoline {
+    ($name:ident, $which:literal) => {
+        /// # Safety
+        /// libc's contract for this variadic exec function.
+        #[unsafe(naked)]
+        #[no_mangle]
+        pub unsafe extern "C" fn $name() {
+            std::arch::naked_asm!(
+                "push rdi",
+                "push rsi",
+                "push rdx",
+                "push rcx",
+                "push r8",
+                "push r9",
+                "push rax",
+                concat!("mov edi, ", $which),
+                "call {prepare}",
+                "mov r11, rax",
+                "pop rax",
+                "pop r9",
+                "pop r8",
+                "pop rcx",
+                "pop rdx",
+                "pop rsi",
+                "pop rdi",
+                "jmp r11",
+                prepare = sym exec_prepare,
+            )
+        }
+    };
+}
+
+exec_trampoline!(execl, 0);
+exec_trampoline!(execle, 1);
+exec_trampoline!(execlp, 2);
+
+/// For the trampolines: hand the mask over and return libc's function to jump to.
+extern "C" fn exec_prepare(which: u32) -> usize {
+    hand_over();
+    [&REAL_EXECL, &REAL_EXECLE, &REAL_EXECLP][which as usize % 3].get()
+}
+
+type SpawnFn = unsafe extern "C" fn(*mut libc::pid_t, *const c_char, *const libc::posix_spawn_file_actions_t, *const libc::posix_spawnattr_t, Argv, Argv) -> c_int;
+
+/// posix_spawn(p): unless the program set the child's mask itself, set it to its view of ours.
+unsafe fn spawn(
+    real: &RealFn,
+    pid: *mut libc::pid_t,
+    path: *const c_char,
+    fa: *const libc::posix_spawn_file_actions_t,
+    attr: *const libc::posix_spawnattr_t,
+    argv: Argv,
+    envp: Argv,
+) -> c_int {
+    // SAFETY: forwarding to libc.
+    let f = unsafe { std::mem::transmute::<usize, SpawnFn>(real.get()) };
+    if forced() == 0 {
+        // SAFETY: as for libc.
+        return unsafe { f(pid, path, fa, attr, argv, envp) };
+    }
+    // SAFETY: posix_spawnattr_t is plain data (glibc); a copy, or a fresh one, is ours to change.
+    unsafe {
+        let mut a: libc::posix_spawnattr_t = std::mem::zeroed();
+        if attr.is_null() {
+            libc::posix_spawnattr_init(&mut a);
+        } else {
+            a = std::ptr::read(attr);
+        }
+        let mut flags: libc::c_short = 0;
+        libc::posix_spawnattr_getflags(&a, &mut flags);
+        if flags as c_int & libc::POSIX_SPAWN_SETSIGMASK == 0 {
+            let mut mask: libc::sigset_t = std::mem::zeroed();
+            crate::sighooks::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask);
+            libc::posix_spawnattr_setsigmask(&mut a, &mask);
+            libc::posix_spawnattr_setflags(&mut a, (flags as c_int | libc::POSIX_SPAWN_SETSIGMASK) as libc::c_short);
+        }
+        f(pid, path, fa, &a, argv, envp)
+    }
+}
+
+/// # Safety
+/// libc's contract for posix_spawn.
+#[no_mangle]
+pub unsafe extern "C" fn posix_spawn(
+    pid: *mut libc::pid_t,
+    path: *const c_char,
+    fa: *const libc::posix_spawn_file_actions_t,
+    attr: *const libc::posix_spawnattr_t,
+    argv: Argv,
+    envp: Argv,
+) -> c_int {
+    // SAFETY: as for libc.
+    unsafe { spawn(&REAL_POSIX_SPAWN, pid, path, fa, attr, argv, envp) }
+}
+
+/// # Safety
+/// libc's contract for posix_spawnp.
+#[no_mangle]
+pub unsafe extern "C" fn posix_spawnp(
+    pid: *mut libc::pid_t,
+    file: *const c_char,
+    fa: *const libc::posix_spawn_file_actions_t,
+    attr: *const libc::posix_spawnattr_t,
+    argv: Argv,
+    envp: Argv,
+) -> c_int {
+    // SAFETY: as for libc.
+    unsafe { spawn(&REAL_POSIX_SPAWNP, pid, file, fa, attr, argv, envp) }
+}
+
+/// # Safety
+/// libc's contract for system. (While it waits for the shell, a trigger signal may be taken on
+/// this thread: its handler only passes the request on, and the wait restarts.)
+#[no_mangle]
+pub unsafe extern "C" fn system(cmd: *const c_char) -> c_int {
+    // SAFETY: forwarding to libc.
+    handed_over(|| unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(*const c_char) -> c_int>(REAL_SYSTEM.get())(cmd) })
+}
+
+/// # Safety
+/// libc's contract for popen.
+#[no_mangle]
+pub unsafe extern "C" fn popen(cmd: *const c_char, mode: *const c_char) -> *mut libc::FILE {
+    type F = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut libc::FILE;
+    // SAFETY: forwarding to libc.
+    handed_over(|| unsafe { std::mem::transmute::<usize, F>(REAL_POPEN.get())(cmd, mode) })
+}

@@ -1,0 +1,67 @@
+//! Threads that block every signal. glibc runs SIGEV_THREAD timers (timer_create with a thread
+//! notification: vim, DMTCP's timer2) through a helper thread that blocks every signal, so no
+//! checkpoint could stop it and each try froze the program 20 s. The runtime runs those timers
+//! itself with a helper the stop signal reaches: checkpoints work and the timers go on firing
+//! after a restart, each notification in a new thread with the timer's sigev_value
+//! (tests/programs/sigev_thread.c). A thread that blocks every signal for good (glibc's POSIX AIO
+//! helper) fails the checkpoint within seconds with a line that names it, and the program goes
+//! on (tests/programs/aio_helper.c). A main thread that exited (a zombie leader) is no thread to
+//! stop (tests/programs/dead_leader.c).
+
+use anyhow::{bail, Result};
+use ckpt_tests::scenario::ckpt_run_with;
+use ckpt_tests::{run_and_verify, Bins, Options, Proc, Program, Workdir};
+use std::time::Duration;
+
+fn sigev_thread(tag: &str, nobody: bool) -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(tag)?;
+    let program = Program::c(&work, "sigev_thread.c", &["-pthread"], &["30"])?;
+    let mut opts = Options::new(&work, &[10]);
+    opts.also_at = vec![4, 6];
+    opts.as_nobody = nobody;
+    run_and_verify(&bins, &program, &opts)?;
+    Ok(())
+}
+
+#[test]
+fn sigev_thread_timers_survive_checkpoints_and_restart() -> Result<()> {
+    sigev_thread("sigev-thread", false)
+}
+
+#[test]
+fn sigev_thread_timers_survive_checkpoints_and_restart_as_nobody() -> Result<()> {
+    sigev_thread("sigev-thread-nobody", true)
+}
+
+#[test]
+fn a_thread_that_blocks_every_signal_fails_the_checkpoint_with_its_name() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("aio-helper")?;
+    let program = Program::c(&work, "aio_helper.c", &[], &["60"])?;
+    let mut p = Proc::spawn("ckpt-run", ckpt_run_with(&bins, &program, &work.images(), &[], false))?;
+    p.wait_for_step(3, Duration::from_secs(60))?;
+    p.signal(libc::SIGUSR2)?;
+    p.wait_for_stderr("checkpoint failed", Duration::from_secs(60))?;
+    p.wait(Duration::from_secs(60))?;
+    let rec = p.record();
+    let line = rec.stderr.lines().find(|l| l.contains("checkpoint failed")).unwrap_or_default();
+    if !rec.success() || !rec.stdout.contains("result 60") || !line.contains("blocks every signal") || !line.contains("aio") {
+        bail!("expected a failed checkpoint naming the aio thread and the program going on{}", ckpt_tests::process::transcript(&[rec]));
+    }
+    Ok(())
+}
+
+/// The main thread left with pthread_exit(): the thread-group leader is a zombie, which runs no
+/// signal handler (the checkpoint used to wait 20 s for it) and whose /proc/<pid> shows no
+/// memory or fds (the runtime reads /proc/thread-self).
+#[test]
+fn a_program_whose_main_thread_exited_is_checkpointed_and_restarted() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("dead-leader")?;
+    let program = Program::c(&work, "dead_leader.c", &["-pthread"], &["40"])?;
+    let mut opts = Options::new(&work, &[15]);
+    opts.also_at = vec![5];
+    run_and_verify(&bins, &program, &opts)?;
+    Ok(())
+}
