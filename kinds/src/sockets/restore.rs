@@ -183,15 +183,16 @@ impl<'a> Sockets<'a> {
 
     fn make_all(&mut self) -> Result<()> {
         let all = self.all.clone();
-        // 1. Every socket; socket pairs without names as socketpairs.
+        // 1. Every socket; two UNIX sockets connected to each other (not through a listener)
+        // as a socketpair, which their names (if any) are bound to afterwards.
         for s in &all {
             if self.made.contains_key(&s.ino) {
                 continue;
             }
             if s.family == libc::AF_UNIX && s.state == SockState::Connected {
                 if let Some(p) = self.by_ino.get(&s.peer).copied() {
-                    let mutual = p.peer == s.ino && p.ino != s.ino;
-                    if mutual && !is_named_unix(s) && !is_named_unix(p) && p.state == SockState::Connected {
+                    let mutual = p.peer == s.ino && p.ino != s.ino && p.state == SockState::Connected;
+                    if mutual && !self.is_accepted(s) && !self.is_accepted(p) {
                         self.socketpair(s, p)?;
                         continue;
                     }
@@ -376,9 +377,11 @@ impl<'a> Sockets<'a> {
                             let r = unix::connect(t, &s.name, &s.bind_dir);
                             close(t);
                             check(r, || format!("cannot queue a connection on {} again", s.describe()))?;
-                            if p.unread > 0 {
-                                self.lost(s, &format!("{} unread bytes in a connection not yet accepted whose client is outside the program", p.unread))?;
-                            }
+                            // What its client sent into it cannot be read, nor even counted.
+                            warn(&format!(
+                                "socket {}: a connection waiting to be accepted, from a client outside the program (or closed since), comes back closed by its peer; bytes that client had sent, if any, are lost",
+                                s.describe()
+                            ));
                         }
                     }
                 }
@@ -495,6 +498,13 @@ impl<'a> Sockets<'a> {
         let (x, y) = (self.park(sv[0])?, self.park(sv[1])?);
         if s.family == libc::AF_UNIX {
             self.early(x, s);
+        }
+        // Room for all the unread bytes (as far as the kernel allows: wmem_max).
+        let unread: usize = s.queue.iter().map(|m| m.data.len()).sum();
+        if unread > 64 * 1024 {
+            let want = unread.min(i32::MAX as usize) as i32;
+            // SAFETY: an int option on a socket of ours.
+            unsafe { libc::setsockopt(y, libc::SOL_SOCKET, libc::SO_SNDBUF, (&want as *const i32).cast(), 4) };
         }
         if let Some(old) = self.made.insert(s.ino, x) {
             close(old);
