@@ -11,7 +11,9 @@ pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// 7: region, process and thread attributes (`Region::attrs`, `ProcessState::attrs`,
 ///    `ThreadState::attrs`: mapping flags and advice, guard pages, prctl settings, scheduling...)
 ///    and `Deleted::seals`.
-pub const VERSION: u32 = 7;
+/// 8: sockets and terminals as `FdKind::Socket` and `FdKind::Tty` (ckpt-kinds: sockets, tty), files in flight
+///    (negative fd numbers), epoll entries' holders, inotify watches' state.
+pub const VERSION: u32 = 8;
 pub const HEADER_LEN: usize = 64;
 
 /// Header fields, little-endian on disk:

@@ -20,6 +20,7 @@ mod codec;
 #[cfg(test)]
 mod deleted_tests;
 mod edit;
+mod endpoints;
 mod fddesc;
 pub mod filerefs;
 mod flatten;
@@ -40,6 +41,8 @@ pub use attrs::{vm, ProcAttrs, RegionAttrs, ThreadAttrs, RSEQ_GLIBC, RSEQ_NONE, 
 pub use chain::{Chain, Layer, LayerBuf, MAX_CHAIN};
 pub use codec::{Compressor, Decompressor};
 pub use edit::{reseal, rewrite_index};
+pub use endpoints::*;
+pub use fddesc::describe_addr;
 pub use flatten::{flatten, Flattened};
 pub use generations::{generation_file_name, generations_of, images_in, parse_image_name};
 pub use header::{Header, HEADER_LEN, MAGIC, VERSION};

@@ -176,21 +176,17 @@ pub enum FdKind {
     /// One end of a pipe (pipe inode `ino`, capacity `size`). `data` holds the bytes that were
     /// unread at checkpoint time (on one entry per pipe; empty on the others).
     Pipe { ino: u64, size: u32, data: Vec<u8> },
-    /// A UNIX socket of a socketpair (or otherwise connected). `peer` is the peer's inode (0 if
-    /// none or unknown). `queue` holds the messages unread in this socket's receive queue.
-    UnixPair { ino: u64, peer: u64, sock_type: i32, queue: Vec<Vec<u8>> },
-    /// A bound socket (TCP/UDP/UNIX), listening or not: bound again to `addr` (a raw sockaddr),
-    /// with the integer socket options `opts` (level, name, value) set first.
-    Bound { family: i32, sock_type: i32, protocol: i32, addr: Vec<u8>, listening: bool, opts: Vec<(i32, i32, i32)> },
-    /// A socket connected to a peer outside the program: restored as a socket whose peer has
-    /// closed (EOF on read, EPIPE on write), after the bytes in `queue` that had arrived unread.
-    Closed { family: i32, sock_type: i32, queue: Vec<Vec<u8>> },
+    /// A socket of any family (see `Socket`).
+    Socket(Box<crate::Socket>),
+    /// A terminal (see `Tty`).
+    Tty(Box<crate::Tty>),
     EventFd { count: u64, semaphore: bool },
     /// Remaining time and interval in nanoseconds; `ticks` expirations not yet read.
     TimerFd { clockid: i32, value_ns: u64, interval_ns: u64, ticks: u64 },
     SignalFd { mask: u64 },
     Epoll { entries: Vec<EpollEntry> },
-    Inotify { watches: Vec<InotifyWatch> },
+    /// `queued`: bytes of events that were queued unread (they cannot be saved).
+    Inotify { watches: Vec<InotifyWatch>, queued: u32 },
     /// A FIFO opened by path (`deleted`: its name was removed since), inode `ino`, capacity
     /// `size`. `data` holds the bytes that were unread at checkpoint time (on one entry per FIFO;
     /// empty on the others).
@@ -271,9 +267,14 @@ pub enum LockKind {
 /// One entry of an epoll interest list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EpollEntry {
+    /// The fd number the entry was added with (part of the entry's identity).
     pub fd: i32,
     pub events: u32,
     pub data: u64,
+    /// An fd of the program holding the file the entry watches: `fd` itself, or another fd if
+    /// `fd` was closed or now holds another file, or an in-flight file (None: not open any more,
+    /// the entry cannot be restored).
+    pub holder: Option<i32>,
 }
 
 /// One inotify watch; `path` is empty when the runtime did not see it being added.
@@ -282,10 +283,17 @@ pub struct InotifyWatch {
     pub wd: i32,
     pub mask: u32,
     pub path: Vec<u8>,
+    /// The watch is on a symbolic link itself (added with IN_DONT_FOLLOW).
+    pub dont_follow: bool,
+    /// The watched file is no longer at `path` (renamed or removed since) and was not found
+    /// elsewhere: the watch cannot be added again.
+    pub gone: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FdState {
+    /// The fd number. Negative: a file in flight (passed with SCM_RIGHTS and not yet received,
+    /// see `Message::fds`), which the program holds through no fd; it is made again and sent.
     pub fd: i32,
     /// Open flags (O_ACCMODE, O_APPEND, O_NONBLOCK, ...) from fdinfo.
     pub flags: i32,

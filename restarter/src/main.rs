@@ -182,7 +182,11 @@ fn run(cli: &Cli) -> Result<()> {
         }
     }
     let same_boot = !index.meta.origin.boot_id.is_empty() && index.meta.origin.boot_id == ckpt_image::boot_id();
-    fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot }, chain.newest())?;
+    // A memory-mapped packet socket ring is the kernel's: nothing makes it again.
+    if let Some(r) = index.regions.iter().find(|r| r.name.starts_with(b"socket:[")) {
+        bail!("the program maps the ring buffer of a socket ({}, {:#x}-{:#x}): it cannot be restored", r.name_lossy(), r.start, r.end);
+    }
+    let restored = fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot }, chain.newest())?;
     // Restoring the fds closed every fd of ours, the image's too: they must never be closed again.
     std::mem::forget(chain);
     // The working directory last: a removed one may be a directory the program has an fd on.
@@ -204,6 +208,16 @@ fn run(cli: &Cli) -> Result<()> {
     let prepared = plan::prepare(&index, image_hash, &plan, &own, switch_base, switch_len, &note, exe)?;
     if change_creds {
         creds::apply(&p.creds)?;
+    }
+    if restored.winch {
+        // The program's terminal is another one now: once it runs it hears so and redraws.
+        // Raised with every signal blocked, it waits for the program's handler (or its default).
+        let all: u64 = !0;
+        // SAFETY: blocking our signals, then a signal to ourselves that stays pending.
+        unsafe {
+            libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all as *const u64, 0, 8);
+            libc::kill(libc::getpid(), libc::SIGWINCH);
+        }
     }
     progress::info(format_args!("switching to the program ({} ms since ckpt-restart started)", (progress::now_ns() - progress::started_ns()) / 1_000_000));
     // SAFETY: this is the only thread (staging threads were joined); the switch area is ready.

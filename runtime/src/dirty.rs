@@ -94,8 +94,9 @@ fn uffd() -> Option<i32> {
         fd if fd >= 0 => return Some(fd),
         _ => {}
     }
+    // Out of the program's way: a restarted program's lowest free fd numbers are its own.
     let fd = match syscall!(libc::SYS_userfaultfd, UFFD_USER_MODE_ONLY | libc::O_CLOEXEC as i64 | libc::O_NONBLOCK as i64) {
-        Ok(fd) => fd as i32,
+        Ok(fd) => sys::own(sys::move_high(fd as i32)),
         Err(e) => {
             log!(DEBUG, "no dirty-page tracking (userfaultfd: errno {e}): every image is a full one");
             UFFD.store(-2, Ordering::Release);

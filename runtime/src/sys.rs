@@ -205,6 +205,31 @@ pub fn cpath(parts: &[&[u8]]) -> std::ffi::CString {
 /// Lowest fd number the runtime's own fds are moved to, out of the program's way.
 pub const HIGH_FD: i32 = 900;
 
+/// The identity (fd, st_dev, st_ino) of the runtime's own fds, so that an fd number the
+/// program took over with dup2 (its file, not ours any more) is not mistaken for ours.
+static OWN: [std::sync::atomic::AtomicU64; 24] = [const { std::sync::atomic::AtomicU64::new(0) }; 24];
+
+fn identity(fd: i32) -> u64 {
+    fstat(fd).map_or(0, |st| (st.st_ino ^ st.st_dev.rotate_left(48)) << 20 | (fd as u64 & 0xfffff))
+}
+
+/// Remember that `fd` is one of the runtime's own fds (see `still_own`); returns it.
+pub fn own(fd: i32) -> i32 {
+    let id = identity(fd);
+    let slot = OWN.iter().find(|s| s.load(std::sync::atomic::Ordering::Relaxed) & 0xfffff == fd as u64 & 0xfffff);
+    let slot = slot.or_else(|| OWN.iter().find(|s| s.load(std::sync::atomic::Ordering::Relaxed) == 0));
+    if let Some(s) = slot {
+        s.store(id, std::sync::atomic::Ordering::Relaxed);
+    }
+    fd
+}
+
+/// Whether `fd` still holds the file the runtime put there (`own`).
+pub fn still_own(fd: i32) -> bool {
+    let id = identity(fd);
+    id != 0 && OWN.iter().any(|s| s.load(std::sync::atomic::Ordering::Relaxed) == id)
+}
+
 /// Move `fd` to a number >= HIGH_FD (close-on-exec); the same fd if that fails.
 pub fn move_high(fd: i32) -> i32 {
     match syscall!(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, HIGH_FD) {
