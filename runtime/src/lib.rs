@@ -10,6 +10,7 @@ mod alloc;
 mod blocked;
 mod checkpoint;
 mod control;
+mod cpuclock;
 mod dirty;
 mod fdhooks;
 mod fdobjs;
@@ -26,7 +27,9 @@ mod launch;
 mod leftout;
 mod log;
 mod maps;
+mod pagescan;
 mod memwrite;
+mod procattrs;
 mod procstate;
 mod progress;
 mod restart;
@@ -38,6 +41,7 @@ mod sighooks;
 mod snapshot;
 mod spawnhooks;
 mod sys;
+mod threadattrs;
 mod threads;
 mod triggers;
 mod vids;
@@ -128,6 +132,8 @@ extern "C" fn init() {
     spawnhooks::resolve();
     sigevthread::resolve();
     launch::resolve();
+    threadattrs::resolve();
+    cpuclock::resolve();
     vids::init();
     selfsend::init();
     // Whatever else happens, the program gets its own environment back.
@@ -140,6 +146,7 @@ extern "C" fn init() {
     // The outer ckpt-run, when it started us as the first process under a namespace's init.
     let outer = (launch.outer_pid > 0).then_some(launch.outer_pid);
     ids::init(outer.filter(|_| sys::syscall!(libc::SYS_getppid) == Ok(1)), (launch.dir_dev, launch.dir_ino));
+    procattrs::init();
     log::set_level_from_env(env(b"CKPT_LOG\0").as_deref());
     let dir = if launch.dir.is_empty() { sys::readlink(&sys::cpath(&[b"/proc/self/cwd"])).unwrap_or_else(|_| b".".to_vec()) } else { launch.dir.clone() };
     let name = if launch.name.is_empty() {
