@@ -107,12 +107,14 @@ impl OnTty {
         }
     }
 
-    /// Until a ckpt-restart has become the program (the checkpoint signal is caught again).
+    /// Until the restarted program runs (the checkpoint signal is caught again).
     fn wait_restarted(&mut self) {
         let t0 = Instant::now();
         let bit = 1u64 << (libc::SIGUSR2 - 1);
         loop {
-            let st = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+            // The program: our child, or in a namespace of its own the child of its init.
+            let pid = ckpt_tests::process::program_pid(self.child.id() as i32);
+            let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
             let caught = st.lines().find_map(|l| l.strip_prefix("SigCgt:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
             if caught.is_some_and(|c| c & bit != 0) {
                 return;
