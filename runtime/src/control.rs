@@ -83,7 +83,7 @@ fn listen() -> Result<i32, String> {
     let shown = || format!("{}/{}", String::from_utf8_lossy(&cfg.dir), String::from_utf8_lossy(&name));
     let euid = sys::geteuid();
     let problem = match sys::fstat(dir) {
-        Ok(st) => ckpt_image::trust::dir_problem(st.st_uid, st.st_mode, euid).filter(|_| !cfg.allow_shared).map(|p| crate::imgdir::refusal(&cfg.dir, p)),
+        Ok(st) => crate::imgdir::problem(&cfg.dir, &st, euid, cfg.allow_shared),
         Err(e) => Some(format!("{}: {}", String::from_utf8_lossy(&cfg.dir), checkpoint::strerror(e))),
     };
     // A socket file already there: a stale one of a dead run of ours is replaced; anything of
