@@ -161,6 +161,9 @@ pub fn spawn(body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), Failure>, region
 
 fn child(page: usize, parent: i32, body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), Failure>, regions: &[(MapEntry, bool)], keep: &[i32], files: &[(i32, u64)]) -> ! {
     // No PR_SET_PDEATHSIG: if the program ends while we write, we finish, commit and report.
+    // Our name tells the init of the program's namespace (ckpt-ns) to wait for us before it
+    // ends the namespace.
+    let _ = sys::syscall!(libc::SYS_prctl, libc::PR_SET_NAME, ckpt_ns::WRITER_NAME.as_ptr());
     // SAFETY: the page is mapped read-write and shared with the parent, which reads the fields
     // only after `state` says they are set (or after we are gone).
     let rep = unsafe { &mut *(page as *mut Report) };
