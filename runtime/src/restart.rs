@@ -128,11 +128,12 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
 fn finish(slots: Vec<Slot>, old_tid: i32, done: Done) -> ! {
     ids::restore_caps(old_tid);
     crate::kstate::restore(&slots);
-    threads::resume_all();
-    // The program runs again: the restart's one line, as a checkpoint's.
+    // The restart's one line, as a checkpoint's: said before the program's threads run again,
+    // so that it comes before anything they print.
     let ms = crate::checkpoint::now_ns().saturating_sub(done.started_ns) / 1_000_000;
     log!(ALWAYS, "restarted from {} (checkpoint {}, {} of memory, {ms} ms)", String::from_utf8_lossy(&done.path), done.generation, ckpt_image::progress::Size(done.memory));
     drop(done);
+    threads::resume_all();
     let n = slots.len();
     threads::wait_left_and_free(n);
     drop(slots);
