@@ -8,7 +8,7 @@ pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// 4: `Index::left_out` (child processes and outside pipes a restart cannot bring back).
 /// 5: deleted files as chunks in the data area, locks, FIFOs, O_PATH, /proc and AIO kinds (ckpt-kinds).
 /// 6: `ProcessState::creds` (user and group ids, supplementary groups).
-pub const VERSION: u32 = 6;
+pub const VERSION: u32 = 7;
 pub const HEADER_LEN: usize = 64;
 
 /// Header fields, little-endian on disk:

@@ -119,6 +119,25 @@ pub struct Chunk {
     pub codec: Codec,
     /// xxh3 of the stored bytes.
     pub hash: u64,
+    /// Version 7: the stored bytes are one *frame* that decodes to `frame_len` bytes, of which
+    /// this chunk is the `raw_len` bytes from `frame_skip`. A plain chunk is its whole frame
+    /// (`frame_skip` 0, `frame_len` == `raw_len`); the chunks of a *packed* frame (the scattered
+    /// pages of an increment, one frame per window of memory) share its stored bytes
+    /// (`file_offset`, `stored_len`, `codec`, `hash`, `frame_len`), each with its own part.
+    pub frame_skip: u64,
+    pub frame_len: u64,
+}
+
+impl Chunk {
+    /// A chunk that is its whole frame.
+    pub fn plain(offset: u64, raw_len: u64, file_offset: u64, stored_len: u64, codec: Codec, hash: u64) -> Chunk {
+        Chunk { offset, raw_len, file_offset, stored_len, codec, hash, frame_skip: 0, frame_len: raw_len }
+    }
+
+    /// Whether the chunk is part of a larger frame (reading it decodes the whole frame).
+    pub fn is_packed(&self) -> bool {
+        self.frame_skip != 0 || self.frame_len != self.raw_len
+    }
 }
 
 /// A thread stopped in the runtime's stop handler. Its registers and signal mask are in the

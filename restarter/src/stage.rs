@@ -246,15 +246,26 @@ pub fn fill(chain: &Chain, plan_base: u64) -> Result<()> {
             tasks.extend(chain.layers(ri).iter().filter(|l| l.image == image).map(|l| (at + l.at, l, &regions[ri])));
         }
         if !tasks.is_empty() {
-            fill_layers(chain, &tasks)?;
+            fill_layers(chain, &mut tasks)?;
         }
     }
     Ok(())
 }
 
 /// Apply layers of one image (never overlapping) at their staged addresses, on several threads.
-fn fill_layers(chain: &Chain, tasks: &[(u64, &Layer, &Region)]) -> Result<()> {
-    let nthreads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(tasks.len().max(1));
+/// The layers of one stored frame (the chunks of a packed frame) go to one thread, one after
+/// the other, so that the frame is decoded once.
+fn fill_layers(chain: &Chain, tasks: &mut [(u64, &Layer, &Region)]) -> Result<()> {
+    tasks.sort_by_key(|t| chain.frame_of(t.1));
+    let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+    for i in 0..tasks.len() {
+        match groups.last_mut() {
+            Some(g) if chain.frame_of(tasks[g.start].1) == chain.frame_of(tasks[i].1) && tasks[i].1.codec != Codec::Zero => g.end = i + 1,
+            _ => groups.push(i..i + 1),
+        }
+    }
+    let tasks = &*tasks;
+    let nthreads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(groups.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..nthreads)
@@ -262,16 +273,11 @@ fn fill_layers(chain: &Chain, tasks: &[(u64, &Layer, &Region)]) -> Result<()> {
                 s.spawn(|| -> Result<()> {
                     let mut buf = LayerBuf::new()?;
                     loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&(addr, l, r)) = tasks.get(i) else { return Ok(()) };
-                        // SAFETY: [addr, addr + len) lies inside a staged read-write mapping of
-                        // ours (layers lie inside their region); the layers of one image never overlap.
-                        let dst = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, l.len as usize) };
-                        chain.read_layer(l, dst, &mut buf).map_err(|e| {
-                            let name = r.name_lossy();
-                            let name = if name.is_empty() { String::new() } else { format!(" ({name})") };
-                            anyhow!("region {:#x}-{:#x}{name}: {e}", r.start, r.end)
-                        })?;
+                        let g = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(range) = groups.get(g) else { return Ok(()) };
+                        for &(addr, l, r) in &tasks[range.clone()] {
+                            fill_layer(chain, addr, l, r, &mut buf)?;
+                        }
                     }
                 })
             })
@@ -280,5 +286,17 @@ fn fill_layers(chain: &Chain, tasks: &[(u64, &Layer, &Region)]) -> Result<()> {
             h.join().map_err(|_| anyhow!("a staging thread failed"))??;
         }
         Ok(())
+    })
+}
+
+/// Apply one layer at its staged address `addr`.
+fn fill_layer(chain: &Chain, addr: u64, l: &Layer, r: &Region, buf: &mut LayerBuf) -> Result<()> {
+    // SAFETY: [addr, addr + len) lies inside a staged read-write mapping of ours (layers lie
+    // inside their region); the layers of one image never overlap.
+    let dst = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, l.len as usize) };
+    chain.read_layer(l, dst, buf).map_err(|e| {
+        let name = r.name_lossy();
+        let name = if name.is_empty() { String::new() } else { format!(" ({name})") };
+        anyhow!("region {:#x}-{:#x}{name}: {e}", r.start, r.end)
     })
 }

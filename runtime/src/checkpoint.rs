@@ -430,11 +430,11 @@ fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], froz
         let file = unsafe { std::fs::File::from_raw_fd(fd) };
         let w = Writer::new(file, ZSTD_LEVEL).map_err(|e| e.to_string())?;
         let t0 = now_ns();
-        let (backings, mut jobs) = memwrite::plan(pagemap, &cap.maps, cap.tracks.as_deref(), frozen);
-        let nmem = jobs.len();
-        let files = memwrite::plan_files(&cap.index.fds, &mut jobs, frozen_files)?;
+        let (backings, mut plan) = memwrite::plan(pagemap, &cap.maps, cap.tracks.as_deref(), frozen);
+        let nmem = plan.jobs.len();
+        let files = memwrite::plan_files(&cap.index.fds, &mut plan, frozen_files)?;
         let t1 = now_ns();
-        let chunks = memwrite::write_all(&w, mem, &jobs, threads);
+        let chunks = memwrite::write_all(&w, mem, &plan, threads);
         files.iter().for_each(|&fd| sys::close(fd));
         let chunks = chunks.map_err(|e| format!("cannot write {}: {e}", String::from_utf8_lossy(&tmp_path)))?;
         if cap.guard.as_ref().is_some_and(deleted::Guard::changed) {
@@ -446,14 +446,14 @@ fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], froz
         for (i, ((m, _), backing)) in cap.maps.iter().zip(backings).enumerate() {
             let Some((backing, inherit)) = backing else { continue };
             let first = next;
-            while next < nmem && jobs[next].region == i {
+            while next < nmem && plan.jobs[next].region == i {
                 next += 1;
             }
-            regions.push(Region { start: m.start, end: m.end, prot: m.prot, name: m.name.clone(), backing, chunks: chunks[first..next].to_vec(), inherit });
+            regions.push(Region { start: m.start, end: m.end, prot: m.prot, name: m.name.clone(), backing, chunks: chunks[first..next].concat(), inherit });
         }
         let mut index = cap.index.clone();
         index.regions = regions;
-        memwrite::attach_files(&mut index.fds, &jobs[nmem..], &chunks[nmem..]);
+        memwrite::attach_files(&mut index.fds, &plan.jobs[nmem..], &chunks[nmem..]);
         let raw = w.raw_bytes();
         let (_file, header) = w.finish_increment(&index, cap.parent).map_err(|e| write_error(e, &tmp_path))?;
         let total = header.index_offset + header.index_len;

@@ -11,23 +11,66 @@ use crate::dirty::Track;
 use crate::freeze::{Frozen, FrozenFile};
 use crate::maps::{self, MapEntry, PAGE};
 use crate::sys;
-use ckpt_image::{Backing, Chunk, ChunkEncoder, Codec, FdKind, FdState, Writer, CHUNK_SIZE};
+use ckpt_image::{Backing, Chunk, ChunkEncoder, FdKind, FdState, Writer, CHUNK_SIZE};
 use ckpt_kinds::deleted;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
-/// One chunk to store: `len` bytes at address `addr`, `offset` bytes into its region.
+/// A part of a region (or of a deleted file) to store: `len` bytes at `offset` in it, read from
+/// address `addr` (memory, or a frozen copy) or from the job's file.
+#[derive(Clone, Copy)]
+pub struct Piece {
+    pub offset: u64,
+    pub len: u64,
+    pub addr: u64,
+}
+
+/// One frame to store: the pieces `first..first + count` of the plan, all inside one window of
+/// CHUNK_SIZE bytes of one region (or file), stored together (a packed frame when they are
+/// several, see ckpt_image::Chunk).
 #[derive(Clone, Copy)]
 pub struct Job {
     pub region: usize,
-    pub offset: u64,
-    pub addr: u64,
-    pub len: usize,
+    pub first: usize,
+    pub count: usize,
     /// Readable private anonymous memory (or a frozen copy): read in place. Otherwise through
     /// /proc/self/mem.
     pub direct: bool,
-    /// A deleted file's data: read from this fd of ours at `offset` (`region` is then the fd's
-    /// entry in the fd table), not from memory. -1 for memory.
+    /// A deleted file's data: read from this fd of ours at each piece's `offset` (`region` is
+    /// then the fd's entry in the fd table), not from memory. -1 for memory.
     pub file: i32,
+}
+
+/// What to store: jobs, and the pieces they are made of.
+#[derive(Default)]
+pub struct Plan {
+    pub jobs: Vec<Job>,
+    pub pieces: Vec<Piece>,
+}
+
+impl Plan {
+    /// Add the runs `(offset, len, addr)` (sorted, disjoint) of region (or fd entry) `region` as
+    /// jobs, one per CHUNK_SIZE window of offsets that holds any.
+    fn add(&mut self, region: usize, runs: impl Iterator<Item = (u64, u64, u64)>, direct: bool, file: i32) {
+        let window = CHUNK_SIZE as u64;
+        for (offset, len, addr) in runs {
+            let mut off = offset;
+            while off < offset + len {
+                let w = off / window;
+                let n = (offset + len).min((w + 1) * window) - off;
+                let piece = Piece { offset: off, len: n, addr: addr + (off - offset) };
+                match self.jobs.last_mut() {
+                    Some(j) if j.region == region && j.file == file && j.direct == direct && self.pieces[j.first].offset / window == w => j.count += 1,
+                    _ => self.jobs.push(Job { region, first: self.pieces.len(), count: 1, direct, file }),
+                }
+                self.pieces.push(piece);
+                off += n;
+            }
+        }
+    }
+
+    pub fn pieces_of(&self, j: &Job) -> &[Piece] {
+        &self.pieces[j.first..j.first + j.count]
+    }
 }
 
 /// Pages of a region, and whether the others come from the parent image (an increment).
@@ -40,9 +83,9 @@ struct Stored {
 /// backing and whether it inherits from the parent. For an increment, `tracks` says which pages
 /// of tracked regions were written since the parent. Regions with no backing to store
 /// (vsyscall) get None. Regions that `frozen` holds a copy of are read from the copy.
-pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], tracks: Option<&[Track]>, frozen: &[Option<Frozen>]) -> (Vec<Option<(Backing, bool)>>, Vec<Job>) {
+pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], tracks: Option<&[Track]>, frozen: &[Option<Frozen>]) -> (Vec<Option<(Backing, bool)>>, Plan) {
     let mut backings = Vec::with_capacity(maps.len());
-    let mut jobs = Vec::new();
+    let mut plan = Plan::default();
     // Our own stack changes while we write it: copy it, so each chunk's bytes and hash agree.
     let here = &backings as *const _ as u64;
     for (i, (m, scratch)) in maps.iter().enumerate() {
@@ -60,23 +103,13 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], tracks: Option<&[Track]>, f
         };
         let own_stack = m.start <= here && here < m.end;
         let direct = maps::directly_readable(m, &backing) && !own_stack;
-        // (first page, pages, address of the first page's bytes, read in place)
-        let runs: Vec<(u64, u64, u64, bool)> = match copy {
-            Some(f) => f.runs.iter().map(|&(first, n, at)| (first, n, at, true)).collect(),
-            None => stored.runs.iter().map(|&(first, n)| (first, n, m.start + first * PAGE, direct)).collect(),
-        };
-        for (first, n, at, direct) in runs {
-            let mut off = first * PAGE;
-            let end = (first + n) * PAGE;
-            while off < end {
-                let len = (end - off).min(CHUNK_SIZE as u64) as usize;
-                jobs.push(Job { region: i, offset: off, addr: at + (off - first * PAGE), len, direct, file: -1 });
-                off += len as u64;
-            }
+        match copy {
+            Some(f) => plan.add(i, f.runs.iter().map(|&(first, n, at)| (first * PAGE, n * PAGE, at)), true, -1),
+            None => plan.add(i, stored.runs.iter().map(|&(first, n)| (first * PAGE, n * PAGE, m.start + first * PAGE)), direct, -1),
         }
         backings.push(Some((backing, stored.inherit)));
     }
-    (backings, jobs)
+    (backings, plan)
 }
 
 /// Jobs for the data of the deleted files of the fd table (`deleted::data_owners`), appended
@@ -85,20 +118,13 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], tracks: Option<&[Track]>, f
 /// program's own fd with pread, which leaves its offset alone, all of it (holes cannot be told
 /// without an offset of our own); a file that cannot be read at all fails the checkpoint.
 /// Files in `frozen` were copied while the program was stopped: read from the copy.
-pub fn plan_files(fds: &[FdState], jobs: &mut Vec<Job>, frozen: &[FrozenFile]) -> Result<Vec<i32>, String> {
+pub fn plan_files(fds: &[FdState], plan: &mut Plan, frozen: &[FrozenFile]) -> Result<Vec<i32>, String> {
     let mut opened = Vec::new();
     for i in deleted::data_owners(fds) {
         let f = &fds[i];
         let FdKind::Deleted(d) = &f.kind else { continue };
         if let Some(copy) = frozen.iter().find(|c| c.fd == f.fd) {
-            for &(s, e) in &copy.runs {
-                let mut off = s;
-                while off < e {
-                    let len = (e - off).min(CHUNK_SIZE as u64) as usize;
-                    jobs.push(Job { region: i, offset: off, addr: copy.base as u64 + off, len, direct: true, file: -1 });
-                    off += len as u64;
-                }
-            }
+            plan.add(i, copy.runs.iter().map(|&(s, e)| (s, e - s, copy.base as u64 + s)), true, -1);
             continue;
         }
         let (fd, runs) = match sys::open(&sys::cpath(&[b"/proc/thread-self/fd/", &sys::decimal(f.fd)]), libc::O_RDONLY, 0) {
@@ -112,23 +138,16 @@ pub fn plan_files(fds: &[FdState], jobs: &mut Vec<Job>, frozen: &[FrozenFile]) -
                 return Err(format!("cannot read the deleted file {} (fd {}): errno {e}", String::from_utf8_lossy(&d.path), f.fd));
             }
         };
-        for (s, e) in runs {
-            let mut off = s;
-            while off < e {
-                let len = (e - off).min(CHUNK_SIZE as u64) as usize;
-                jobs.push(Job { region: i, offset: off, addr: 0, len, direct: false, file: fd });
-                off += len as u64;
-            }
-        }
+        plan.add(i, runs.into_iter().map(|(s, e)| (s, e - s, 0)), false, fd);
     }
     Ok(opened)
 }
 
 /// Give each deleted file its chunks (`jobs` and `chunks`: the file jobs and what they wrote).
-pub fn attach_files(fds: &mut [FdState], jobs: &[Job], chunks: &[Chunk]) {
+pub fn attach_files(fds: &mut [FdState], jobs: &[Job], chunks: &[Vec<Chunk>]) {
     for (j, c) in jobs.iter().zip(chunks) {
         if let FdKind::Deleted(d) = &mut fds[j.region].kind {
-            d.chunks.push(*c);
+            d.chunks.extend_from_slice(c);
         }
     }
 }
@@ -136,20 +155,19 @@ pub fn attach_files(fds: &mut [FdState], jobs: &[Job], chunks: &[Chunk]) {
 struct Shared<'a> {
     writer: &'a Writer,
     mem: i32,
-    jobs: &'a [Job],
+    plan: &'a Plan,
     /// One slot per job, written once by the thread that took the job.
-    out: *mut Chunk,
+    out: *mut Vec<Chunk>,
     next: AtomicUsize,
     error: AtomicPtr<String>,
 }
 
-/// Compress and write every job with `threads` threads (the caller is one of them); the chunks
-/// come back in job order.
-pub fn write_all(writer: &Writer, mem: i32, jobs: &[Job], threads: usize) -> Result<Vec<Chunk>, String> {
-    let empty = Chunk { offset: 0, raw_len: 0, file_offset: 0, stored_len: 0, codec: Codec::Zero, hash: 0 };
-    let mut out = vec![empty; jobs.len()];
-    let shared = Shared { writer, mem, jobs, out: out.as_mut_ptr(), next: AtomicUsize::new(0), error: AtomicPtr::new(std::ptr::null_mut()) };
-    let mut extra = threads.saturating_sub(1).min(jobs.len().saturating_sub(1));
+/// Compress and write every job of `plan` with `threads` threads (the caller is one of them);
+/// each job's chunks come back in job order.
+pub fn write_all(writer: &Writer, mem: i32, plan: &Plan, threads: usize) -> Result<Vec<Vec<Chunk>>, String> {
+    let mut out: Vec<Vec<Chunk>> = (0..plan.jobs.len()).map(|_| Vec::new()).collect();
+    let shared = Shared { writer, mem, plan, out: out.as_mut_ptr(), next: AtomicUsize::new(0), error: AtomicPtr::new(std::ptr::null_mut()) };
+    let mut extra = threads.saturating_sub(1).min(plan.jobs.len().saturating_sub(1));
     // Each thread's encoder and buffers come from the scratch arena: map them now, with fewer
     // threads if the address space is short, so that no thread runs out half-way.
     while !crate::alloc::scratch_reserve((extra + 1) * PER_THREAD) {
@@ -229,39 +247,60 @@ fn work(sh: &Shared) {
         Err(e) => return fail(e.to_string()),
     };
     let mut buf: Vec<u8> = Vec::new();
+    let mut parts: Vec<(u64, u64)> = Vec::new();
     loop {
         if !sh.error.load(Ordering::Acquire).is_null() {
             return;
         }
         let i = sh.next.fetch_add(1, Ordering::Relaxed);
-        let Some(job) = sh.jobs.get(i) else { return };
-        let data: &[u8] = if job.file >= 0 {
-            buf.resize(job.len, 0);
+        let Some(job) = sh.plan.jobs.get(i) else { return };
+        let pieces = sh.plan.pieces_of(job);
+        parts.clear();
+        parts.extend(pieces.iter().map(|p| (p.offset, p.len)));
+        let data: &[u8] = match pieces {
+            // SAFETY: [addr, addr+len) lies in a readable private anonymous mapping of this
+            // process that nothing writes while the image is written (threads stopped, or the
+            // snapshot child's copy of the program's memory, or its frozen copy of shared memory).
+            [p] if job.direct && job.file < 0 => unsafe { std::slice::from_raw_parts(p.addr as *const u8, p.len as usize) },
+            _ => {
+                gather(sh, job, pieces, &mut buf);
+                &buf
+            }
+        };
+        match sh.writer.write_frame_with(&mut enc, &parts, data) {
+            // SAFETY: slot i belongs to this job alone; out has one slot per job.
+            Ok(c) => unsafe { *sh.out.add(i) = c },
+            Err(e) => return fail(e.to_string()),
+        }
+    }
+}
+
+/// The bytes of a job's pieces, one after the other, into `buf`: from memory in place (direct),
+/// through /proc/self/mem, or from the job's file. What cannot be read is stored as zeros.
+fn gather(sh: &Shared, job: &Job, pieces: &[Piece], buf: &mut Vec<u8>) {
+    let total: u64 = pieces.iter().map(|p| p.len).sum();
+    buf.resize(total as usize, 0);
+    let mut at = 0usize;
+    for p in pieces {
+        let dst = &mut buf[at..at + p.len as usize];
+        let got = if job.file >= 0 {
             let mut got = 0;
-            while got < job.len {
-                match sys::pread(job.file, &mut buf[got..], job.offset + got as u64) {
+            while got < dst.len() {
+                match sys::pread(job.file, &mut dst[got..], p.offset + got as u64) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => got += n,
                 }
             }
-            buf[got..].fill(0);
-            &buf
+            got
         } else if job.direct {
-            // SAFETY: [addr, addr+len) lies in a readable private anonymous mapping of this
-            // process that nothing writes while the image is written (threads stopped, or the
-            // snapshot child's copy of the program's memory, or its frozen copy of shared memory).
-            unsafe { std::slice::from_raw_parts(job.addr as *const u8, job.len) }
+            // SAFETY: as in `work`: readable memory nothing writes meanwhile.
+            dst.copy_from_slice(unsafe { std::slice::from_raw_parts(p.addr as *const u8, p.len as usize) });
+            dst.len()
         } else {
-            buf.resize(job.len, 0);
-            let got = sys::pread(sh.mem, &mut buf, job.addr).unwrap_or(0);
-            buf[got..].fill(0);
-            &buf
+            sys::pread(sh.mem, dst, p.addr).unwrap_or(0)
         };
-        match sh.writer.write_chunk_with(&mut enc, job.offset, data) {
-            // SAFETY: slot i belongs to this job alone; out has jobs.len() slots.
-            Ok(c) => unsafe { sh.out.add(i).write(c) },
-            Err(e) => return fail(e.to_string()),
-        }
+        dst[got..].fill(0);
+        at += p.len as usize;
     }
 }
 
