@@ -29,6 +29,7 @@ mod launch;
 mod leftout;
 mod model;
 mod origin;
+pub mod pagetable;
 mod reader;
 mod shuffle;
 pub mod trust;

@@ -50,6 +50,9 @@ pub struct Meta {
     pub chain: u32,
     /// Who took the image, of which program (version 3; see origin.rs).
     pub origin: crate::Origin,
+    /// Whether the program takes incremental images (version 7): a restart then builds the page
+    /// hash table (pagetable.rs) for its next checkpoint.
+    pub increments: bool,
 }
 
 /// How a region's pages are backed at restart.
@@ -383,6 +386,10 @@ pub struct RestartInfo {
     /// program's next checkpoint may be an increment over it.
     pub image_hash: u64,
     pub chain: u64,
+    /// The page hash table of the restored memory (pagetable.rs), mapped by the restarter for
+    /// the runtime to take over (0: none).
+    pub page_table: u64,
+    pub page_table_len: u64,
 }
 
 impl RestartInfo {

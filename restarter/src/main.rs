@@ -87,8 +87,11 @@ struct Staged {
     plan: stage::Plan,
     own: Vec<layout::Mapping>,
     base: u64,
+    /// Staged memory and the page hash table after it.
     stage_len: u64,
     switch_len: u64,
+    /// The page hash table handed to the runtime: (address, length), (0, 0) for none.
+    table: (u64, u64),
 }
 
 /// Why staging one candidate failed: the image itself (try an older one), or something an
@@ -125,7 +128,9 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     let stage_len = stage::staging_len(&chain);
     let mut busy: Vec<(u64, u64)> = index.regions.iter().map(|r| (r.start, r.end)).collect();
     busy.extend(own.iter().map(|m| (m.start, m.end)));
-    let total = stage_len + switch_len;
+    // The page hash table for the program's next increment follows the staged memory.
+    let table_len = stage::page_table_len(&chain);
+    let total = stage_len + table_len + switch_len;
     let base = layout::find_hole(&busy, total).map_err(other)?;
     reserve(base, total).map_err(other)?;
     let staged = stage::map_regions(&chain, &files, base).map_err(other).and_then(|plan| match stage::fill(&chain, base) {
@@ -133,8 +138,12 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
         Ok(()) => chain.newest().verify_files().map(|()| plan).map_err(|e| StageError::Image(ctx(e.into()))),
         Err(e) => Err(StageError::Image(ctx(e))),
     });
+    let staged = staged.and_then(|plan| match table_len {
+        0 => Ok((plan, (0, 0))),
+        _ => stage::page_table(&chain, base, base + stage_len, table_len).map(|t| (plan, t)).map_err(other),
+    });
     match staged {
-        Ok(plan) => Ok(Staged { chain, index, image_hash, plan, own, base, stage_len, switch_len }),
+        Ok((plan, table)) => Ok(Staged { chain, index, image_hash, plan, own, base, stage_len: stage_len + table_len, switch_len, table }),
         Err(e) => {
             // SAFETY: the reservation (and what was staged in it) is ours and referenced by nothing.
             unsafe { libc::munmap(base as *mut libc::c_void, total as usize) };
@@ -170,7 +179,7 @@ fn stage_first(path: &Path) -> Result<Staged> {
 }
 
 fn run(cli: &Cli) -> Result<()> {
-    let Staged { chain, index, image_hash, plan, own, base, stage_len, switch_len } = stage_first(&cli.image)?;
+    let Staged { chain, index, image_hash, plan, own, base, stage_len, switch_len, table } = stage_first(&cli.image)?;
     for w in left_out_warnings(&index.left_out) {
         eprintln!("ckpt-restart: warning: {w}");
     }
@@ -202,7 +211,7 @@ fn run(cli: &Cli) -> Result<()> {
     ckpt_kinds::procfs::enter_cwd(&p.cwd, &dirs)?;
 
     let switch_base = base + stage_len;
-    let prepared = plan::prepare(&index, image_hash, &plan, &own, switch_base, switch_len)?;
+    let prepared = plan::prepare(&index, image_hash, &plan, &own, table, switch_base, switch_len)?;
     if change_creds {
         creds::apply(&p.creds)?;
     }

@@ -112,7 +112,7 @@ struct PrctlMmMap {
 /// Map the switch area at `base` and fill in code, operations and parameters.
 /// `image_hash` is the restarted image's header index_hash: the program's next checkpoint may be
 /// an increment over it.
-pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], base: u64, len: u64) -> Result<Prepared> {
+pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], table: (u64, u64), base: u64, len: u64) -> Result<Prepared> {
     // SAFETY: base..base+len is the unused tail of our staging reservation.
     let p = unsafe {
         libc::mmap(
@@ -169,6 +169,9 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], bas
     // 4. everything else goes: the restarter, its heap and stack, the staging leftovers.
     let mut keep: Vec<(u64, u64)> = index.regions.iter().map(|r| (r.start, r.end)).collect();
     keep.push((base, base + len));
+    if table.1 != 0 {
+        keep.push((table.0, table.0 + table.1));
+    }
     for (s, e) in layout::complement(&keep) {
         ops.push(Op::new(libc::SYS_munmap, &[s, e - s], false));
     }
@@ -233,7 +236,7 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], bas
         })
         .collect();
     let threads_at = blk.put_slice(&threads);
-    let info = RestartInfo { magic: RestartInfo::MAGIC, switch_base: base, switch_len: len, threads: threads_at, nthreads: threads.len() as u64, image_hash, chain: u64::from(index.meta.chain) };
+    let info = RestartInfo { magic: RestartInfo::MAGIC, switch_base: base, switch_len: len, threads: threads_at, nthreads: threads.len() as u64, image_hash, chain: u64::from(index.meta.chain), page_table: table.0, page_table_len: table.1 };
     let info_at = blk.put(&info);
     let msg_at = blk.put_slice(MSG);
     let ops_at = blk.put_slice(&ops);

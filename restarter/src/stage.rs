@@ -5,7 +5,7 @@
 
 use crate::layout::page_up;
 use anyhow::{anyhow, bail, Context, Result};
-use ckpt_image::{filerefs, Backing, Chain, Codec, Layer, LayerBuf, Region};
+use ckpt_image::{filerefs, pagetable, Backing, Chain, Codec, Layer, LayerBuf, Region};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -299,4 +299,92 @@ fn fill_layer(chain: &Chain, addr: u64, l: &Layer, r: &Region, buf: &mut LayerBu
         let name = if name.is_empty() { String::new() } else { format!(" ({name})") };
         anyhow!("region {:#x}-{:#x}{name}: {e}", r.start, r.end)
     })
+}
+
+/// Whether region `ri` is one the runtime tracks for increments (private anonymous memory,
+/// pagehash::eligible): the page hash table covers it.
+fn tracked(chain: &Chain, ri: usize) -> bool {
+    let r = &chain.index().regions[ri];
+    chain.index().meta.increments && r.backing == Backing::Anon && r.prot != 0 && !r.name.starts_with(b"[v")
+}
+
+/// Bytes of the page hash table of the image (ckpt_image::pagetable), 0 without one: an upper
+/// bound (every page some layer writes may hold data).
+pub fn page_table_len(chain: &Chain) -> u64 {
+    let regions = &chain.index().regions;
+    let tracked: Vec<usize> = (0..regions.len()).filter(|&ri| tracked(chain, ri)).collect();
+    if tracked.is_empty() {
+        return 0;
+    }
+    let pages: u64 = tracked.iter().flat_map(|&ri| chain.layers(ri)).filter(|l| l.codec != Codec::Zero).map(|l| l.len.div_ceil(4096)).sum();
+    page_up(pagetable::words(tracked.len(), pages as usize) as u64 * 8)
+}
+
+/// Build the page hash table of the staged memory at `at` (`len` bytes, from page_table_len):
+/// every page with data of the tracked regions, hashed on several threads. Returns the table's
+/// address and length.
+pub fn page_table(chain: &Chain, plan_base: u64, at: u64, len: u64) -> Result<(u64, u64)> {
+    let regions = &chain.index().regions;
+    let places = placement(chain, plan_base);
+    // Work items: (staged address, target address, bytes), in address order.
+    let mut items: Vec<(u64, u64, u64)> = Vec::new();
+    let mut ranges = Vec::new();
+    for (ri, place) in places.iter().enumerate() {
+        if !tracked(chain, ri) {
+            continue;
+        }
+        let r = &regions[ri];
+        ranges.push((r.start, r.end));
+        let Some(staged) = place else { continue };
+        let written = pagetable::merge(&chain.layers(ri).iter().filter(|l| l.codec != Codec::Zero).map(|l| (l.at & !4095, (l.at + l.len).div_ceil(4096) * 4096)).collect::<Vec<_>>());
+        for (s, e) in written {
+            let mut off = s;
+            while off < e {
+                let n = (e - off).min(4 << 20);
+                items.push((staged + off, r.start + off, n));
+                off += n;
+            }
+        }
+    }
+    mmap(at, len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED, -1, 0).context("cannot map the page hash table")?;
+    let nthreads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(items.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let zero = pagetable::zero();
+    let mut results: Vec<(usize, Vec<[u64; 3]>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..nthreads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&(staged, target, n)) = items.get(i) else { return mine };
+                        // SAFETY: [staged, staged + n) lies inside a staged mapping, filled and
+                        // no longer written.
+                        let mem = unsafe { std::slice::from_raw_parts(staged as *const u8, n as usize) };
+                        let hashes = mem.chunks(4096).enumerate().filter_map(|(k, p)| {
+                            let h = pagetable::hash(p);
+                            (h != zero).then_some([target + k as u64 * 4096, h[0], h[1]])
+                        });
+                        mine.push((i, hashes.collect()));
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    });
+    results.sort_unstable_by_key(|r| r.0);
+    let ranges = pagetable::merge(&ranges);
+    let entries: usize = results.iter().map(|r| r.1.len()).sum();
+    let words = pagetable::words(ranges.len(), entries);
+    if words as u64 * 8 > len {
+        bail!("internal: the page hash table does not fit");
+    }
+    // SAFETY: our fresh mapping of `len` bytes at `at`.
+    let w = unsafe { std::slice::from_raw_parts_mut(at as *mut u64, words) };
+    let mut k = pagetable::write_head(w, &ranges, entries);
+    for e in results.iter().flat_map(|r| &r.1) {
+        w[k..k + 3].copy_from_slice(e);
+        k += 3;
+    }
+    Ok((at, len))
 }

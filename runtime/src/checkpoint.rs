@@ -6,8 +6,7 @@
 
 use crate::log::{log, ALWAYS, DEBUG, ERROR, INFO};
 use crate::maps::{self, MapEntry};
-use crate::dirty::{self, Track};
-use crate::{alloc, config, fdtable, freeze, gate, generations, incremental, leftout, memwrite, procstate, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
+use crate::{alloc, config, fdtable, freeze, gate, generations, incremental, leftout, memwrite, pagehash, procstate, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
 use crate::imgdir::{self, Dir};
 use ckpt_image::{generation_file_name, Entry, Index, Meta, Region, ThreadState, Writer};
 use ckpt_kinds::deleted;
@@ -57,15 +56,18 @@ pub fn take() -> Option<Outcome> {
             let mut result = take_with(&dir, gen, t0, snapshot::enabled(), parent);
             if let Err(Retry::Sync(why)) = &result {
                 log!(INFO, "checkpoint {gen} written without a snapshot: {why}");
-                // The first attempt's scan consumed the dirty bits: this one must be a full image.
-                result = take_with(&dir, gen, t0, false, None);
+                result = take_with(&dir, gen, t0, false, parent);
             }
             result
         }
     };
     let out = match result {
-        Ok((w, paused)) => {
+        Ok((mut w, paused)) => {
             let paused_ms = paused / 1_000_000;
+            // The page hashes of this image are the table of the next increment.
+            if let Some(work) = w.hashes.take() {
+                work.commit();
+            }
             incremental::committed(w.hash, w.increment, w.stored);
             generations::remember(&w.path, w.stored);
             Some(Outcome { raw: w.raw, stored: w.stored, paused_ms })
@@ -140,6 +142,8 @@ struct Written {
     hash: u64,
     increment: bool,
     path: Vec<u8>,
+    /// The page hashes the writer recorded (pagehash.rs), to become the current table.
+    hashes: Option<pagehash::Work>,
 }
 
 /// What the image writer reports: memory bytes, file bytes, header hash.
@@ -150,18 +154,29 @@ type WriteResult = Result<(u64, u64, u64), snapshot::Failure>;
 /// length) when given. `t0`: when the checkpoint was asked for. Returns what was written and
 /// the pause in ns.
 fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Written, u64), Retry> {
-    // Write-protecting memory for the next increment mostly needs no stop: done first.
-    let armed = if incremental::enabled() { dirty::pre_arm(parent.is_none(), &alloc::scratch_ranges()) } else { Vec::new() };
+    let r = take_attempt(dir, gen, t0, fork, parent);
+    r.map(|(w, paused, hashes)| (Written { hashes, ..w }, paused)).map_err(|(e, hashes)| {
+        if let Some(h) = hashes {
+            h.discard();
+        }
+        e
+    })
+}
+
+/// What take_attempt hands back: the page hashes recorded, whether the image was written or not.
+type Attempt = Result<(Written, u64, Option<pagehash::Work>), (Retry, Option<pagehash::Work>)>;
+
+fn take_attempt(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>) -> Attempt {
     // What the stopped part allocates must be there before the stop: running out of address
     // space fails the checkpoint here, not with the program stopped.
     let need = alloc::stopped_reserve(if fork { STOPPED_FORK } else { STOPPED_SYNC });
     let used0 = alloc::scratch_used();
     if !alloc::scratch_reserve(need) {
-        return Err(Retry::Fail(format!("cannot map {} MiB for the checkpoint (address-space limit, ulimit -v?)", need.div_ceil(1 << 20))));
+        return Err((Retry::Fail(format!("cannot map {} MiB for the checkpoint (address-space limit, ulimit -v?)", need.div_ceil(1 << 20))), None));
     }
     // The pause starts here.
     let t_stop = now_ns();
-    let slots = threads::stop_all(sys::gettid()).map_err(Retry::Fail)?;
+    let slots = threads::stop_all(sys::gettid()).map_err(|e| (Retry::Fail(e), None))?;
     let resumed = || {
         threads::resume_all();
         alloc::note_stopped_use(alloc::scratch_used() - used0);
@@ -171,12 +186,13 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
         Ok(c) => c,
         Err(e) => {
             resumed();
-            return Err(Retry::Fail(e));
+            return Err((Retry::Fail(e), None));
         }
     };
-    // Last before the snapshot: what is written after the scan belongs to the next image.
-    track(&mut cap, parent, &armed);
-    let written = |(raw, stored, hash): (u64, u64, u64), cap: &Capture| Written { raw, stored, hash, increment: cap.tracks.is_some(), path: cap.final_path.clone() };
+    track(&mut cap, parent);
+    let written = |(raw, stored, hash): (u64, u64, u64), cap: &mut Capture| {
+        (Written { raw, stored, hash, increment: cap.increment, path: cap.final_path.clone(), hashes: None }, cap.hashes.take())
+    };
     // A snapshot reads deleted files while the program runs on: watch them for writes now.
     let owners: Vec<i32> = deleted::data_owners(&cap.index.fds).iter().map(|&i| cap.index.fds[i].fd).collect();
     let fork = fork
@@ -234,16 +250,21 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
                 if let Some(g) = cap.guard.take() {
                     g.close();
                 }
+                let hashes = cap.hashes.take();
                 return match outcome {
-                    snapshot::Outcome::Written { raw, stored, hash } => Ok((written((raw, stored, hash), &cap), paused)),
+                    snapshot::Outcome::Written { raw, stored, hash } => {
+                        cap.hashes = hashes;
+                        let (w, h) = written((raw, stored, hash), &mut cap);
+                        Ok((w, paused, h))
+                    }
                     snapshot::Outcome::NeedSync(why) => {
                         discard(dir, &cap);
-                        Err(Retry::Sync(why))
+                        Err((Retry::Sync(why), hashes))
                     }
-                    snapshot::Outcome::Failed => Err(Retry::Reported),
+                    snapshot::Outcome::Failed => Err((Retry::Reported, hashes)),
                     snapshot::Outcome::Died(e) => {
                         discard(dir, &cap);
-                        Err(Retry::Fail(e))
+                        Err((Retry::Fail(e), hashes))
                     }
                 };
             }
@@ -263,13 +284,16 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
     let paused = now_ns() - t_stop;
     match r {
         Ok(w) => {
-            commit(dir, &cap).map_err(Retry::Fail)?;
+            if let Err(e) = commit(dir, &cap) {
+                return Err((Retry::Fail(e), cap.hashes.take()));
+            }
             announce(&cap, w.0, w.1, now_ns() - t0, paused);
-            Ok((written(w, &cap), paused))
+            let (w, h) = written(w, &mut cap);
+            Ok((w, paused, h))
         }
         Err(e) => {
             discard(dir, &cap);
-            Err(Retry::Fail(e))
+            Err((Retry::Fail(e), cap.hashes.take()))
         }
     }
 }
@@ -285,22 +309,28 @@ fn announce(cap: &Capture, raw: u64, stored: u64, total_ns: u64, paused_ns: u64)
         let what = if lo.outside_pipes.len() == 1 { "reads a pipe fed by another process" } else { "read pipes fed by other processes" };
         log!(ALWAYS, "checkpoint {gen}: input from outside the program cannot be replayed after a restart: {list} {what}");
     }
-    generations::report(gen, &cap.final_path, raw, stored, total_ns / 1_000_000, paused_ns / 1_000_000, cap.tracks.is_some());
+    generations::report(gen, &cap.final_path, raw, stored, total_ns / 1_000_000, paused_ns / 1_000_000, cap.increment);
 }
 
-/// Scan and re-arm dirty-page tracking (when increments are on; `armed`: what `pre_arm` armed);
-/// keep the result when this image is an increment over `parent`.
-fn track(cap: &mut Capture, parent: Option<(u64, u32)>, armed: &[(u64, u64)]) {
+/// With increments on: which regions are tracked, the area for this image's page hashes, and,
+/// for an increment over `parent` (hash, chain length), the table it compares with.
+fn track(cap: &mut Capture, parent: Option<(u64, u32)>) {
     if !incremental::enabled() {
         return;
     }
     let here = &cap as *const _ as u64;
-    let eligible: Vec<bool> = cap.maps.iter().map(|(m, scratch)| dirty::eligible(m, *scratch, m.start <= here && here < m.end)).collect();
-    let t = now_ns();
-    let tracks = dirty::scan_and_arm(&cap.maps, &eligible, armed, parent.is_none());
-    log!(DEBUG, "dirty-page scan {} us", (now_ns() - t) / 1000);
-    if let Some((hash, depth)) = parent {
-        cap.tracks = Some(tracks);
+    cap.eligible = cap.maps.iter().map(|(m, scratch)| pagehash::eligible(m, *scratch, m.start <= here && here < m.end)).collect();
+    let ranges: Vec<(u64, u64)> = cap.maps.iter().zip(&cap.eligible).filter(|(_, &e)| e).map(|((m, _), _)| (m.start, m.end)).collect();
+    match pagehash::Work::new(ranges, pagehash::anon_pages()) {
+        Ok(w) => cap.hashes = Some(w),
+        Err(e) => {
+            log!(DEBUG, "no room for page hashes (errno {e}): the next image is a full one");
+            return;
+        }
+    }
+    if let (Some((hash, depth)), Some(old)) = (parent, pagehash::baseline()) {
+        cap.old = Some(old);
+        cap.increment = true;
         cap.parent = hash;
         cap.index.meta.chain = depth + 1;
     }
@@ -321,12 +351,14 @@ const STOPPED_SYNC: usize = STOPPED_FORK + memwrite::PER_THREAD;
 /// Split map entries at the scratch arena's segments; those parts are stored as empty memory.
 /// Notes which segments the image holds (what a restart from it finds mapped).
 fn split_scratch(maps: Vec<MapEntry>) -> Vec<(MapEntry, bool)> {
-    let ranges = alloc::scratch_ranges();
-    alloc::note_in_image(&ranges);
-    let mut out = Vec::with_capacity(maps.len() + 2 * ranges.as_slice().len());
+    let scratch = alloc::scratch_ranges();
+    alloc::note_in_image(&scratch);
+    // The page hash table is the runtime's too.
+    let ranges: Vec<(u64, u64)> = scratch.as_slice().iter().copied().chain(pagehash::ranges()).collect();
+    let mut out = Vec::with_capacity(maps.len() + 2 * ranges.len());
     for m in maps {
         let mut at = m.start;
-        let mut inside: Vec<(u64, u64)> = ranges.as_slice().iter().filter(|&&(s, e)| s < m.end && e > m.start).map(|&(s, e)| (s.max(m.start), e.min(m.end))).collect();
+        let mut inside: Vec<(u64, u64)> = ranges.iter().filter(|&&(s, e)| s < m.end && e > m.start).map(|&(s, e)| (s.max(m.start), e.min(m.end))).collect();
         inside.sort_unstable();
         let part = |s: u64, e: u64, scratch: bool| (MapEntry { start: s, end: e, offset: m.offset + (s - m.start), ..m.clone() }, scratch);
         for (s, e) in inside {
@@ -353,8 +385,12 @@ struct Capture {
     tmp_name: Vec<u8>,
     /// When the capture was complete (ns, CLOCK_MONOTONIC).
     taken_at: u64,
-    /// An increment: what changed in each region since the parent, whose header hash is `parent`.
-    tracks: Option<Vec<Track>>,
+    /// Regions whose pages are hashed (pagehash.rs), where this image's hashes go, and for an
+    /// increment over the image whose header hash is `parent`, the table it compares with.
+    eligible: Vec<bool>,
+    hashes: Option<pagehash::Work>,
+    old: Option<pagehash::Table>,
+    increment: bool,
     parent: u64,
     /// Set when a snapshot writes the image and deleted files are stored: whether one changed.
     guard: Option<deleted::Guard>,
@@ -403,7 +439,7 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
         process,
         left_out,
     };
-    Ok(Capture { maps, index, final_path, tmp_name, taken_at: now_ns(), tracks: None, parent: 0, guard: None })
+    Ok(Capture { maps, index, final_path, tmp_name, taken_at: now_ns(), eligible: Vec::new(), hashes: None, old: None, increment: false, parent: 0, guard: None })
 }
 
 /// Write the memory of `cap` and its index to the temporary file, durably, with `threads`
@@ -420,7 +456,7 @@ fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], froz
         // O_DIRECT where the file system has it (see Writer): steady and fast for large images.
         // Not for increments: their chunks are small, and O_DIRECT pads each to 4 KiB.
         // A new file of ours (O_EXCL|O_NOFOLLOW, 0600): nothing planted at the name is used.
-        let direct = if cap.tracks.is_some() { 0 } else { libc::O_DIRECT };
+        let direct = if cap.increment { 0 } else { libc::O_DIRECT };
         let fd = match dir.create(&cap.tmp_name, direct) {
             Err(libc::EINVAL) => dir.create(&cap.tmp_name, 0),
             r => r,
@@ -430,11 +466,12 @@ fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], froz
         let file = unsafe { std::fs::File::from_raw_fd(fd) };
         let w = Writer::new(file, ZSTD_LEVEL).map_err(|e| e.to_string())?;
         let t0 = now_ns();
-        let (backings, mut plan) = memwrite::plan(pagemap, &cap.maps, cap.tracks.as_deref(), frozen);
+        let hashing = cap.hashes.as_ref().map(|work| memwrite::Hashing { old: cap.old, work });
+        let (backings, mut plan) = memwrite::plan(pagemap, &cap.maps, &cap.eligible, hashing.as_ref(), frozen);
         let nmem = plan.jobs.len();
         let files = memwrite::plan_files(&cap.index.fds, &mut plan, frozen_files)?;
         let t1 = now_ns();
-        let chunks = memwrite::write_all(&w, mem, &plan, threads);
+        let chunks = memwrite::write_all(&w, mem, &plan, hashing.as_ref(), threads);
         files.iter().for_each(|&fd| sys::close(fd));
         let chunks = chunks.map_err(|e| format!("cannot write {}: {e}", String::from_utf8_lossy(&tmp_path)))?;
         if cap.guard.as_ref().is_some_and(deleted::Guard::changed) {
@@ -532,6 +569,7 @@ fn meta(name: &[u8], gen: u64, vdso_hash: u64) -> Meta {
         glibc: glibc_version(),
         chain: 1,
         origin: origin(),
+        increments: incremental::enabled(),
     }
 }
 

@@ -10,7 +10,6 @@ mod alloc;
 mod blocked;
 mod checkpoint;
 mod control;
-mod dirty;
 mod fdhooks;
 mod fdobjs;
 mod fdtable;
@@ -26,6 +25,7 @@ mod leftout;
 mod log;
 mod maps;
 mod memwrite;
+mod pagehash;
 mod procstate;
 mod restart;
 mod selfsend;
@@ -189,7 +189,7 @@ fn program_identity(given: Option<Vec<u8>>) -> (Vec<u8>, ckpt_image::FileId) {
 extern "C" fn after_fork_child() {
     // A forked child is not the managed program: it has no checkpoint thread.
     ACTIVE.store(false, Ordering::Release);
-    dirty::forget(true);
+    pagehash::forget(false);
     control::after_fork();
     sigevthread::after_fork();
     sighooks::hand_back_signals();

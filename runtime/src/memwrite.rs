@@ -7,9 +7,9 @@
 //! raw system calls, zstd and the runtime's allocator (the scratch arena, whose lock only the
 //! runtime's own threads take), never TLS.
 
-use crate::dirty::Track;
 use crate::freeze::{Frozen, FrozenFile};
 use crate::maps::{self, MapEntry, PAGE};
+use crate::pagehash;
 use crate::sys;
 use ckpt_image::{Backing, Chunk, ChunkEncoder, FdKind, FdState, Writer, CHUNK_SIZE};
 use ckpt_kinds::deleted;
@@ -22,6 +22,9 @@ pub struct Piece {
     pub offset: u64,
     pub len: u64,
     pub addr: u64,
+    /// Pages that held nothing at the checkpoint (not in memory) but had data in the image an
+    /// increment builds on: stored as zeros, not read.
+    pub zero: bool,
 }
 
 /// One frame to store: the pieces `first..first + count` of the plan, all inside one window of
@@ -38,6 +41,35 @@ pub struct Job {
     /// A deleted file's data: read from this fd of ours at each piece's `offset` (`region` is
     /// then the fd's entry in the fd table), not from memory. -1 for memory.
     pub file: i32,
+    /// A tracked region (pagehash.rs), starting at address `start`: its pages are hashed for the
+    /// next increment's table; with `filter` (an increment) only the pages whose hash differs
+    /// from the table's are stored.
+    pub hashed: bool,
+    pub filter: bool,
+    pub start: u64,
+}
+
+/// What the writer does with page hashes (pagehash.rs): the table an increment compares with,
+/// and the area that receives this image's table.
+pub struct Hashing<'a> {
+    pub old: Option<pagehash::Table>,
+    pub work: &'a pagehash::Work,
+}
+
+/// How a region's pieces are read and stored.
+#[derive(Clone, Copy, PartialEq)]
+struct Source {
+    direct: bool,
+    file: i32,
+    hashed: bool,
+    filter: bool,
+    start: u64,
+}
+
+impl Source {
+    fn memory(direct: bool) -> Source {
+        Source { direct, file: -1, hashed: false, filter: false, start: 0 }
+    }
 }
 
 /// What to store: jobs, and the pieces they are made of.
@@ -48,19 +80,19 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Add the runs `(offset, len, addr)` (sorted, disjoint) of region (or fd entry) `region` as
-    /// jobs, one per CHUNK_SIZE window of offsets that holds any.
-    fn add(&mut self, region: usize, runs: impl Iterator<Item = (u64, u64, u64)>, direct: bool, file: i32) {
+    /// Add the runs `(offset, len, addr, zero)` (sorted, disjoint) of region (or fd entry)
+    /// `region` as jobs, one per CHUNK_SIZE window of offsets that holds any.
+    fn add(&mut self, region: usize, runs: impl Iterator<Item = (u64, u64, u64, bool)>, src: Source) {
         let window = CHUNK_SIZE as u64;
-        for (offset, len, addr) in runs {
+        for (offset, len, addr, zero) in runs {
             let mut off = offset;
             while off < offset + len {
                 let w = off / window;
                 let n = (offset + len).min((w + 1) * window) - off;
-                let piece = Piece { offset: off, len: n, addr: addr + (off - offset) };
+                let piece = Piece { offset: off, len: n, addr: addr + (off - offset), zero };
                 match self.jobs.last_mut() {
-                    Some(j) if j.region == region && j.file == file && j.direct == direct && self.pieces[j.first].offset / window == w => j.count += 1,
-                    _ => self.jobs.push(Job { region, first: self.pieces.len(), count: 1, direct, file }),
+                    Some(j) if j.region == region && j.file == src.file && self.pieces[j.first].offset / window == w => j.count += 1,
+                    _ => self.jobs.push(Job { region, first: self.pieces.len(), count: 1, direct: src.direct, file: src.file, hashed: src.hashed, filter: src.filter, start: src.start }),
                 }
                 self.pieces.push(piece);
                 off += n;
@@ -73,17 +105,12 @@ impl Plan {
     }
 }
 
-/// Pages of a region, and whether the others come from the parent image (an increment).
-struct Stored {
-    runs: Vec<(u64, u64)>,
-    inherit: bool,
-}
-
 /// The chunks to store for `maps` (entries flagged true are stored empty), with each entry's
-/// backing and whether it inherits from the parent. For an increment, `tracks` says which pages
-/// of tracked regions were written since the parent. Regions with no backing to store
+/// backing and whether it inherits from the parent. With `hashing`, the pages of tracked regions
+/// (`eligible`) are hashed, and an increment (a table to compare with) stores of each tracked
+/// region that the table covers only the pages that changed. Regions with no backing to store
 /// (vsyscall) get None. Regions that `frozen` holds a copy of are read from the copy.
-pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], tracks: Option<&[Track]>, frozen: &[Option<Frozen>]) -> (Vec<Option<(Backing, bool)>>, Plan) {
+pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], eligible: &[bool], hashing: Option<&Hashing>, frozen: &[Option<Frozen>]) -> (Vec<Option<(Backing, bool)>>, Plan) {
     let mut backings = Vec::with_capacity(maps.len());
     let mut plan = Plan::default();
     // Our own stack changes while we write it: copy it, so each chunk's bytes and hash agree.
@@ -94,22 +121,44 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], tracks: Option<&[Track]>, f
             continue;
         }
         let backing = if *scratch { Backing::Anon } else { maps::backing_of(m) };
-        let copy = frozen.get(i).and_then(Option::as_ref);
-        let stored = match tracks.map(|t| &t[i]) {
-            _ if *scratch => Stored { runs: Vec::new(), inherit: false },
-            _ if copy.is_some() => Stored { runs: Vec::new(), inherit: false },
-            Some(Track::Dirty(runs)) if backing == Backing::Anon => Stored { runs: runs.clone(), inherit: true },
-            _ => Stored { runs: maps::stored_runs(pagemap, m, &backing, maps::file_refs(maps, i).as_deref()), inherit: false },
-        };
+        if *scratch {
+            backings.push(Some((backing, false)));
+            continue;
+        }
+        if let Some(f) = frozen.get(i).and_then(Option::as_ref) {
+            plan.add(i, f.runs.iter().map(|&(first, n, at)| (first * PAGE, n * PAGE, at, false)), Source::memory(true));
+            backings.push(Some((backing, false)));
+            continue;
+        }
+        let runs = maps::stored_runs(pagemap, m, &backing, maps::file_refs(maps, i).as_deref());
         let own_stack = m.start <= here && here < m.end;
         let direct = maps::directly_readable(m, &backing) && !own_stack;
-        match copy {
-            Some(f) => plan.add(i, f.runs.iter().map(|&(first, n, at)| (first * PAGE, n * PAGE, at)), true, -1),
-            None => plan.add(i, stored.runs.iter().map(|&(first, n)| (first * PAGE, n * PAGE, m.start + first * PAGE)), direct, -1),
-        }
-        backings.push(Some((backing, stored.inherit)));
+        let tracked = hashing.filter(|_| eligible.get(i) == Some(&true) && backing == Backing::Anon);
+        let Some(h) = tracked else {
+            plan.add(i, runs.iter().map(|&(first, n)| (first * PAGE, n * PAGE, m.start + first * PAGE, false)), Source::memory(direct));
+            backings.push(Some((backing, false)));
+            continue;
+        };
+        // An increment inherits what the table says the parent holds, and must hide with zeros
+        // the pages of the parent that are empty now.
+        let old = h.old.filter(|t| t.covers(m.start, m.end));
+        let emptied: Vec<u64> = match old {
+            Some(t) => t.pages_in(m.start, m.end).map(|p| (p - m.start) / PAGE).filter(|&pg| !in_runs(&runs, pg)).collect(),
+            None => Vec::new(),
+        };
+        let mut all: Vec<(u64, u64, bool)> = runs.iter().map(|&(f, n)| (f, n, false)).chain(emptied.iter().map(|&pg| (pg, 1, true))).collect();
+        all.sort_unstable();
+        let src = Source { direct, file: -1, hashed: true, filter: old.is_some(), start: m.start };
+        plan.add(i, all.iter().map(|&(first, n, zero)| (first * PAGE, n * PAGE, m.start + first * PAGE, zero)), src);
+        backings.push(Some((backing, old.is_some())));
     }
     (backings, plan)
+}
+
+/// Whether page `pg` lies in one of the sorted runs (first page, pages).
+fn in_runs(runs: &[(u64, u64)], pg: u64) -> bool {
+    let i = runs.partition_point(|&(f, n)| f + n <= pg);
+    runs.get(i).is_some_and(|&(f, _)| f <= pg)
 }
 
 /// Jobs for the data of the deleted files of the fd table (`deleted::data_owners`), appended
@@ -124,7 +173,7 @@ pub fn plan_files(fds: &[FdState], plan: &mut Plan, frozen: &[FrozenFile]) -> Re
         let f = &fds[i];
         let FdKind::Deleted(d) = &f.kind else { continue };
         if let Some(copy) = frozen.iter().find(|c| c.fd == f.fd) {
-            plan.add(i, copy.runs.iter().map(|&(s, e)| (s, e - s, copy.base as u64 + s)), true, -1);
+            plan.add(i, copy.runs.iter().map(|&(s, e)| (s, e - s, copy.base as u64 + s, false)), Source::memory(true));
             continue;
         }
         let (fd, runs) = match sys::open(&sys::cpath(&[b"/proc/thread-self/fd/", &sys::decimal(f.fd)]), libc::O_RDONLY, 0) {
@@ -138,7 +187,7 @@ pub fn plan_files(fds: &[FdState], plan: &mut Plan, frozen: &[FrozenFile]) -> Re
                 return Err(format!("cannot read the deleted file {} (fd {}): errno {e}", String::from_utf8_lossy(&d.path), f.fd));
             }
         };
-        plan.add(i, runs.into_iter().map(|(s, e)| (s, e - s, 0)), false, fd);
+        plan.add(i, runs.into_iter().map(|(s, e)| (s, e - s, 0, false)), Source { file: fd, ..Source::memory(false) });
     }
     Ok(opened)
 }
@@ -156,6 +205,7 @@ struct Shared<'a> {
     writer: &'a Writer,
     mem: i32,
     plan: &'a Plan,
+    hashing: Option<&'a Hashing<'a>>,
     /// One slot per job, written once by the thread that took the job.
     out: *mut Vec<Chunk>,
     next: AtomicUsize,
@@ -164,9 +214,9 @@ struct Shared<'a> {
 
 /// Compress and write every job of `plan` with `threads` threads (the caller is one of them);
 /// each job's chunks come back in job order.
-pub fn write_all(writer: &Writer, mem: i32, plan: &Plan, threads: usize) -> Result<Vec<Vec<Chunk>>, String> {
+pub fn write_all(writer: &Writer, mem: i32, plan: &Plan, hashing: Option<&Hashing>, threads: usize) -> Result<Vec<Vec<Chunk>>, String> {
     let mut out: Vec<Vec<Chunk>> = (0..plan.jobs.len()).map(|_| Vec::new()).collect();
-    let shared = Shared { writer, mem, plan, out: out.as_mut_ptr(), next: AtomicUsize::new(0), error: AtomicPtr::new(std::ptr::null_mut()) };
+    let shared = Shared { writer, mem, plan, hashing, out: out.as_mut_ptr(), next: AtomicUsize::new(0), error: AtomicPtr::new(std::ptr::null_mut()) };
     let mut extra = threads.saturating_sub(1).min(plan.jobs.len().saturating_sub(1));
     // Each thread's encoder and buffers come from the scratch arena: map them now, with fewer
     // threads if the address space is short, so that no thread runs out half-way.
@@ -261,18 +311,92 @@ fn work(sh: &Shared) {
             // SAFETY: [addr, addr+len) lies in a readable private anonymous mapping of this
             // process that nothing writes while the image is written (threads stopped, or the
             // snapshot child's copy of the program's memory, or its frozen copy of shared memory).
-            [p] if job.direct && job.file < 0 => unsafe { std::slice::from_raw_parts(p.addr as *const u8, p.len as usize) },
+            [p] if job.direct && job.file < 0 && !p.zero && !job.filter => unsafe { std::slice::from_raw_parts(p.addr as *const u8, p.len as usize) },
             _ => {
                 gather(sh, job, pieces, &mut buf);
                 &buf
             }
         };
+        let data = match sh.hashing.filter(|_| job.hashed) {
+            Some(h) if job.filter => {
+                // Only the pages that changed, moved to the front of the buffer.
+                hash_pages(h, job, pieces, data, &mut parts);
+                let n = compact(&mut buf, pieces, &parts);
+                &buf[..n]
+            }
+            Some(h) => {
+                hash_pages(h, job, pieces, data, &mut parts);
+                data
+            }
+            None => data,
+        };
+        if parts.is_empty() {
+            continue;
+        }
         match sh.writer.write_frame_with(&mut enc, &parts, data) {
             // SAFETY: slot i belongs to this job alone; out has one slot per job.
             Ok(c) => unsafe { *sh.out.add(i) = c },
             Err(e) => return fail(e.to_string()),
         }
     }
+}
+
+/// Hash the pages of a tracked job (`data`: its pieces' bytes one after the other) into the new
+/// table. For an increment (`job.filter`), `parts` becomes the runs of pages whose hash differs
+/// from the old table's (a page the table does not list held zeros).
+fn hash_pages(h: &Hashing, job: &Job, pieces: &[Piece], data: &[u8], parts: &mut Vec<(u64, u64)>) {
+    let pages = data.len() / PAGE as usize;
+    let mut block = h.work.block(pages);
+    let zero = pagehash::zero();
+    let old = h.old.filter(|_| job.filter);
+    let mut cursor = old.map_or(0, |t| t.seek(job.start + pieces.first().map_or(0, |p| p.offset)));
+    if job.filter {
+        parts.clear();
+    }
+    let mut at = 0usize;
+    for p in pieces {
+        for k in 0..p.len / PAGE {
+            let page = &data[at..at + PAGE as usize];
+            at += PAGE as usize;
+            let off = p.offset + k * PAGE;
+            let addr = job.start + off;
+            let hv = if p.zero { zero } else { pagehash::hash(page) };
+            if let Some(b) = block.as_mut() {
+                b.push(addr, hv);
+            }
+            let Some(t) = old else { continue };
+            while t.at(cursor).is_some_and(|(pg, _)| pg < addr) {
+                cursor += 1;
+            }
+            let before = match t.at(cursor) {
+                Some((pg, ho)) if pg == addr => ho,
+                _ => zero,
+            };
+            if hv != before {
+                match parts.last_mut() {
+                    Some((o, l)) if *o + *l == off => *l += PAGE,
+                    _ => parts.push((off, PAGE)),
+                }
+            }
+        }
+    }
+}
+
+/// Move the bytes of the runs `parts` (offsets in the region) of the job's gathered `buf` (its
+/// `pieces` one after the other) to the front of `buf`; returns their length.
+fn compact(buf: &mut [u8], pieces: &[Piece], parts: &[(u64, u64)]) -> usize {
+    let mut to = 0usize;
+    let (mut pi, mut base) = (0usize, 0u64);
+    for &(off, len) in parts {
+        while pieces[pi].offset + pieces[pi].len <= off {
+            base += pieces[pi].len;
+            pi += 1;
+        }
+        let from = (base + off - pieces[pi].offset) as usize;
+        buf.copy_within(from..from + len as usize, to);
+        to += len as usize;
+    }
+    to
 }
 
 /// The bytes of a job's pieces, one after the other, into `buf`: from memory in place (direct),
@@ -283,7 +407,9 @@ fn gather(sh: &Shared, job: &Job, pieces: &[Piece], buf: &mut Vec<u8>) {
     let mut at = 0usize;
     for p in pieces {
         let dst = &mut buf[at..at + p.len as usize];
-        let got = if job.file >= 0 {
+        let got = if p.zero {
+            0
+        } else if job.file >= 0 {
             let mut got = 0;
             while got < dst.len() {
                 match sys::pread(job.file, &mut dst[got..], p.offset + got as u64) {

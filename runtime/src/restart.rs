@@ -33,13 +33,11 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     // SAFETY: the restarter passes the address of a RestartInfo inside its switch area, which
     // stays mapped until we unmap it below.
     let info: RestartInfo = unsafe { std::ptr::read(info_addr as *const RestartInfo) };
-    // Dirty-page tracking belonged to the checkpointed process: its fd number means nothing here.
-    // Track the restored memory before anything writes it (arm_restored does not allocate), so
-    // that the next checkpoint can be an increment over the image we came from.
-    crate::dirty::forget(false);
+    // The page hash table was not in the image (its mapping came back empty); the restarter
+    // built one of the memory it restored: the next image can be an increment over this one.
+    crate::pagehash::forget(true);
     alloc::after_restart();
-    let tracked = crate::incremental::enabled() && info.image_hash != 0 && crate::dirty::arm_restored(&alloc::scratch_ranges());
-    if tracked {
+    if crate::incremental::enabled() && info.image_hash != 0 && crate::pagehash::adopt(info.page_table, info.page_table_len) {
         crate::incremental::continue_from(info.image_hash, info.chain as u32);
     } else {
         crate::incremental::reset();
