@@ -53,7 +53,17 @@ pub fn take() -> Option<Outcome> {
             dir.clean_leftovers(&generation_file_name(&cfg.name, 0), START_SEC.load(Ordering::Relaxed));
             // An increment needs its parent on disk (the user may have removed it).
             let parent = incremental::next_parent().filter(|(h, _)| generations::has_image(&dir, &cfg.name, *h));
-            let mut result = take_with(&dir, gen, t0, snapshot::enabled(), parent);
+            let mut result = if crate::bgtake::possible() {
+                settle(crate::bgtake::take(&dir, gen, t0, parent))
+            } else {
+                Err(Retry::Sync(String::new()))
+            };
+            if let Err(Retry::Sync(why)) = &result {
+                if !why.is_empty() {
+                    log!(INFO, "checkpoint {gen} taken with a forked snapshot: {why}");
+                }
+                result = take_with(&dir, gen, t0, snapshot::enabled(), parent);
+            }
             if let Err(Retry::Sync(why)) = &result {
                 log!(INFO, "checkpoint {gen} written without a snapshot: {why}");
                 result = take_with(&dir, gen, t0, false, parent);
@@ -126,7 +136,7 @@ pub fn mark_start() {
     START_SEC.store(ts.tv_sec, Ordering::Relaxed);
 }
 
-enum Retry {
+pub(crate) enum Retry {
     /// The snapshot could not hold the image: take it again with the threads stopped throughout.
     Sync(String),
     Fail(String),
@@ -135,26 +145,30 @@ enum Retry {
 }
 
 /// What a checkpoint wrote.
-struct Written {
-    raw: u64,
-    stored: u64,
+pub(crate) struct Written {
+    pub(crate) raw: u64,
+    pub(crate) stored: u64,
     /// The header's index_hash (what an increment over this image names as its parent).
-    hash: u64,
-    increment: bool,
-    path: Vec<u8>,
+    pub(crate) hash: u64,
+    pub(crate) increment: bool,
+    pub(crate) path: Vec<u8>,
     /// The page hashes the writer recorded (pagehash.rs), to become the current table.
-    hashes: Option<pagehash::Work>,
+    pub(crate) hashes: Option<pagehash::Work>,
 }
 
 /// What the image writer reports: memory bytes, file bytes, header hash.
-type WriteResult = Result<(u64, u64, u64), snapshot::Failure>;
+pub(crate) type WriteResult = Result<(u64, u64, u64), snapshot::Failure>;
 
 /// Stop the threads, capture, and write the image: from a snapshot child while the program
 /// runs on (`fork`), or with the program stopped; an increment over `parent` (hash, chain
 /// length) when given. `t0`: when the checkpoint was asked for. Returns what was written and
 /// the pause in ns.
 fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Written, u64), Retry> {
-    let r = take_attempt(dir, gen, t0, fork, parent);
+    settle(take_attempt(dir, gen, t0, fork, parent))
+}
+
+/// An attempt's result, its page hashes kept with what was written or dropped with a failure.
+fn settle(r: Attempt) -> Result<(Written, u64), Retry> {
     r.map(|(w, paused, hashes)| (Written { hashes, ..w }, paused)).map_err(|(e, hashes)| {
         if let Some(h) = hashes {
             h.discard();
@@ -164,7 +178,7 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
 }
 
 /// What take_attempt hands back: the page hashes recorded, whether the image was written or not.
-type Attempt = Result<(Written, u64, Option<pagehash::Work>), (Retry, Option<pagehash::Work>)>;
+pub(crate) type Attempt = Result<(Written, u64, Option<pagehash::Work>), (Retry, Option<pagehash::Work>)>;
 
 fn take_attempt(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>) -> Attempt {
     // What the stopped part allocates must be there before the stop: running out of address
@@ -209,7 +223,7 @@ fn take_attempt(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u
     if fork {
         // The child writes the image, commits it and prints its line, even if the program ends.
         let body = |ctx: &snapshot::Ctx| {
-            let r = write_image(dir, &cap, &ctx.frozen, &ctx.frozen_files, memwrite::cpus().min(8)).and_then(|w| commit(dir, &cap).map(|_| w).map_err(snapshot::Failure::Failed));
+            let r = write_image(dir, &cap, &ctx.frozen, &ctx.frozen_files, memwrite::cpus().min(8), None).and_then(|w| commit(dir, &cap).map(|_| w).map_err(snapshot::Failure::Failed));
             let gone = ctx.program_gone();
             match &r {
                 Ok((raw, stored, _)) => {
@@ -277,7 +291,7 @@ fn take_attempt(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u
             }
         }
     }
-    let r = write_image(dir, &cap, &[], &[], 1).map_err(|e| match e {
+    let r = write_image(dir, &cap, &[], &[], 1, None).map_err(|e| match e {
         snapshot::Failure::Failed(m) | snapshot::Failure::NeedSync(m) => m,
     });
     resumed();
@@ -299,7 +313,7 @@ fn take_attempt(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u
 }
 
 /// The checkpoint's line on stderr, after the lines about what it leaves out.
-fn announce(cap: &Capture, raw: u64, stored: u64, total_ns: u64, paused_ns: u64) {
+pub(crate) fn announce(cap: &Capture, raw: u64, stored: u64, total_ns: u64, paused_ns: u64) {
     let gen = cap.index.meta.generation;
     let lo = &cap.index.left_out;
     if let Some(list) = lo.children_list() {
@@ -314,7 +328,7 @@ fn announce(cap: &Capture, raw: u64, stored: u64, total_ns: u64, paused_ns: u64)
 
 /// With increments on: which regions are tracked, the area for this image's page hashes, and,
 /// for an increment over `parent` (hash, chain length), the table it compares with.
-fn track(cap: &mut Capture, parent: Option<(u64, u32)>) {
+pub(crate) fn track(cap: &mut Capture, parent: Option<(u64, u32)>) {
     if !incremental::enabled() {
         return;
     }
@@ -345,12 +359,12 @@ pub fn now_ns() -> u64 {
 /// Scratch bytes reserved before the threads are stopped: for the capture (maps, fds, process
 /// state: a few hundred KiB), and with the image written during the stop also for the writer
 /// (one thread). Raised to what earlier stops used.
-const STOPPED_FORK: usize = 4 << 20;
+pub(crate) const STOPPED_FORK: usize = 4 << 20;
 const STOPPED_SYNC: usize = STOPPED_FORK + memwrite::PER_THREAD;
 
 /// Split map entries at the scratch arena's segments; those parts are stored as empty memory.
 /// Notes which segments the image holds (what a restart from it finds mapped).
-fn split_scratch(maps: Vec<MapEntry>) -> Vec<(MapEntry, bool)> {
+pub(crate) fn split_scratch(maps: Vec<MapEntry>) -> Vec<(MapEntry, bool)> {
     let scratch = alloc::scratch_ranges();
     alloc::note_in_image(&scratch);
     // The page hash table is the runtime's too.
@@ -376,27 +390,27 @@ fn split_scratch(maps: Vec<MapEntry>) -> Vec<(MapEntry, bool)> {
 }
 
 /// What is read while the threads are stopped: everything but the memory's contents.
-struct Capture {
-    maps: Vec<(MapEntry, bool)>,
+pub(crate) struct Capture {
+    pub(crate) maps: Vec<(MapEntry, bool)>,
     /// The index without regions (filled in by write_image).
-    index: Index,
-    final_path: Vec<u8>,
+    pub(crate) index: Index,
+    pub(crate) final_path: Vec<u8>,
     /// The temporary image's name in the image directory (unpredictable: see imgdir).
-    tmp_name: Vec<u8>,
+    pub(crate) tmp_name: Vec<u8>,
     /// When the capture was complete (ns, CLOCK_MONOTONIC).
-    taken_at: u64,
+    pub(crate) taken_at: u64,
     /// Regions whose pages are hashed (pagehash.rs), where this image's hashes go, and for an
     /// increment over the image whose header hash is `parent`, the table it compares with.
-    eligible: Vec<bool>,
-    hashes: Option<pagehash::Work>,
-    old: Option<pagehash::Table>,
-    increment: bool,
-    parent: u64,
+    pub(crate) eligible: Vec<bool>,
+    pub(crate) hashes: Option<pagehash::Work>,
+    pub(crate) old: Option<pagehash::Table>,
+    pub(crate) increment: bool,
+    pub(crate) parent: u64,
     /// Set when a snapshot writes the image and deleted files are stored: whether one changed.
-    guard: Option<deleted::Guard>,
+    pub(crate) guard: Option<deleted::Guard>,
 }
 
-fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
+pub(crate) fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
     let cfg = config().ok_or("runtime not configured")?;
     // fds first, before we open anything of our own.
     let fds = fdtable::read_fds();
@@ -445,7 +459,7 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
 /// Write the memory of `cap` and its index to the temporary file, durably, with `threads`
 /// compression threads, reading the regions that `frozen` holds from their copies. Runs in the
 /// snapshot child, or with the program's threads stopped.
-fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], frozen_files: &[freeze::FrozenFile], threads: usize) -> WriteResult {
+pub(crate) fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], frozen_files: &[freeze::FrozenFile], threads: usize, bg: Option<&memwrite::Bg>) -> WriteResult {
     let pagemap = sys::open(&sys::cpath(&[b"/proc/thread-self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/thread-self/pagemap: errno {e}"))?;
     let mem = sys::open(&sys::cpath(&[b"/proc/thread-self/mem"]), libc::O_RDONLY, 0).map_err(|e| {
         sys::close(pagemap);
@@ -467,11 +481,15 @@ fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], froz
         let w = Writer::new(file, ZSTD_LEVEL).map_err(|e| e.to_string())?;
         let t0 = now_ns();
         let hashing = cap.hashes.as_ref().map(|work| memwrite::Hashing { old: cap.old, work });
-        let (backings, mut plan) = memwrite::plan(pagemap, &cap.maps, &cap.eligible, hashing.as_ref(), frozen);
+        let (backings, mut plan) = memwrite::plan(pagemap, &cap.maps, &cap.eligible, hashing.as_ref(), frozen, bg);
         let nmem = plan.jobs.len();
         let files = memwrite::plan_files(&cap.index.fds, &mut plan, frozen_files)?;
         let t1 = now_ns();
-        let chunks = memwrite::write_all(&w, mem, &plan, hashing.as_ref(), threads);
+        let chunks = memwrite::write_all(&w, mem, &plan, hashing.as_ref(), bg.map(|b| b.engine), threads);
+        if let Some(b) = bg {
+            // Every window is stored: nothing stays write-protected, the program runs unhindered.
+            b.engine.finish();
+        }
         files.iter().for_each(|&fd| sys::close(fd));
         let chunks = chunks.map_err(|e| format!("cannot write {}: {e}", String::from_utf8_lossy(&tmp_path)))?;
         if cap.guard.as_ref().is_some_and(deleted::Guard::changed) {
@@ -508,7 +526,7 @@ fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], froz
 const ZSTD_LEVEL: i32 = 1;
 
 /// Move the finished temporary file into place and make the rename durable.
-fn commit(dir: &Dir, cap: &Capture) -> Result<(), String> {
+pub(crate) fn commit(dir: &Dir, cap: &Capture) -> Result<(), String> {
     let cfg = config().ok_or("runtime not configured")?;
     // Rotates older generations, renames into place, fsyncs the directory.
     if let Err(e) = generations::commit(dir, &cap.tmp_name, &cfg.name) {
@@ -520,7 +538,7 @@ fn commit(dir: &Dir, cap: &Capture) -> Result<(), String> {
 }
 
 /// Remove the temporary file of a failed checkpoint; the previous image stays.
-fn discard(dir: &Dir, cap: &Capture) {
+pub(crate) fn discard(dir: &Dir, cap: &Capture) {
     dir.unlink_own(&cap.tmp_name);
 }
 

@@ -23,7 +23,7 @@ static CLIENT_FD: AtomicI32 = AtomicI32::new(-1);
 static OWNER_PID: AtomicI32 = AtomicI32::new(0);
 
 pub fn is_runtime_fd(fd: i32) -> bool {
-    fd >= 0 && ([&WAKE_FD, &LISTEN_FD, &CLIENT_FD].iter().any(|a| a.load(Ordering::Relaxed) == fd) || crate::imgdir::is_own_fd(fd))
+    fd >= 0 && ([&WAKE_FD, &LISTEN_FD, &CLIENT_FD].iter().any(|a| a.load(Ordering::Relaxed) == fd) || crate::uffdwp::is_own_fd(fd) || crate::imgdir::is_own_fd(fd))
 }
 
 /// Wake the checkpoint thread out of `poll` (async-signal-safe).

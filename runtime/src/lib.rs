@@ -7,6 +7,8 @@
 //! forward to libc.
 
 mod alloc;
+mod bgsnap;
+mod bgtake;
 mod blocked;
 mod checkpoint;
 mod control;
@@ -35,9 +37,12 @@ mod sigevthread;
 mod sighooks;
 mod snapshot;
 mod spawnhooks;
+mod sud;
+mod sudcalls;
 mod sys;
 mod threads;
 mod triggers;
+mod uffdwp;
 mod vids;
 mod waithooks;
 
@@ -158,6 +163,7 @@ extern "C" fn init() {
     TRIGGER_SIGNAL.store(signal, Ordering::Relaxed);
     triggers::init(launch, env(b"SLURM_JOB_ID\0"));
     snapshot::configure(env(b"CKPT_FORK\0").as_deref());
+    bgtake::configure(env(b"CKPT_BACKGROUND\0").as_deref());
     incremental::configure(launch.incremental, launch.max_chain.min(generations::MAX_CHAIN));
     find_rseq();
     if !install_handlers(signal) {
@@ -190,6 +196,7 @@ extern "C" fn after_fork_child() {
     // A forked child is not the managed program: it has no checkpoint thread.
     ACTIVE.store(false, Ordering::Release);
     pagehash::forget(false);
+    uffdwp::forget(true);
     control::after_fork();
     sigevthread::after_fork();
     sighooks::hand_back_signals();

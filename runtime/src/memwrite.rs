@@ -9,11 +9,11 @@
 
 use crate::freeze::{Frozen, FrozenFile};
 use crate::maps::{self, MapEntry, PAGE};
-use crate::pagehash;
+use crate::{bgsnap, pagehash};
 use crate::sys;
 use ckpt_image::{Backing, Chunk, ChunkEncoder, FdKind, FdState, Writer, CHUNK_SIZE};
 use ckpt_kinds::deleted;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 /// A part of a region (or of a deleted file) to store: `len` bytes at `offset` in it, read from
 /// address `addr` (memory, or a frozen copy) or from the job's file.
@@ -47,6 +47,15 @@ pub struct Job {
     pub hashed: bool,
     pub filter: bool,
     pub start: u64,
+    /// A window of a background snapshot (bgsnap.rs): its pages are found when the job is
+    /// stored (the pieces are only those copied at the instant). u32::MAX: none.
+    pub window: u32,
+}
+
+/// A background snapshot's part in the plan: its engine, and which regions it protects.
+pub struct Bg<'a> {
+    pub engine: &'a bgsnap::Engine,
+    pub armed: &'a [bool],
 }
 
 /// What the writer does with page hashes (pagehash.rs): the table an increment compares with,
@@ -92,7 +101,7 @@ impl Plan {
                 let piece = Piece { offset: off, len: n, addr: addr + (off - offset), zero };
                 match self.jobs.last_mut() {
                     Some(j) if j.region == region && j.file == src.file && self.pieces[j.first].offset / window == w => j.count += 1,
-                    _ => self.jobs.push(Job { region, first: self.pieces.len(), count: 1, direct: src.direct, file: src.file, hashed: src.hashed, filter: src.filter, start: src.start }),
+                    _ => self.jobs.push(Job { region, first: self.pieces.len(), count: 1, direct: src.direct, file: src.file, hashed: src.hashed, filter: src.filter, start: src.start, window: u32::MAX }),
                 }
                 self.pieces.push(piece);
                 off += n;
@@ -110,7 +119,7 @@ impl Plan {
 /// (`eligible`) are hashed, and an increment (a table to compare with) stores of each tracked
 /// region that the table covers only the pages that changed. Regions with no backing to store
 /// (vsyscall) get None. Regions that `frozen` holds a copy of are read from the copy.
-pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], eligible: &[bool], hashing: Option<&Hashing>, frozen: &[Option<Frozen>]) -> (Vec<Option<(Backing, bool)>>, Plan) {
+pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], eligible: &[bool], hashing: Option<&Hashing>, frozen: &[Option<Frozen>], bg: Option<&Bg>) -> (Vec<Option<(Backing, bool)>>, Plan) {
     let mut backings = Vec::with_capacity(maps.len());
     let mut plan = Plan::default();
     // Our own stack changes while we write it: copy it, so each chunk's bytes and hash agree.
@@ -125,7 +134,14 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], eligible: &[bool], hashing:
             backings.push(Some((backing, false)));
             continue;
         }
-        if let Some(f) = frozen.get(i).and_then(Option::as_ref) {
+        let copy = frozen.get(i).and_then(Option::as_ref);
+        if let Some(b) = bg.filter(|b| b.armed.get(i) == Some(&true)) {
+            let tracked = hashing.filter(|_| eligible.get(i) == Some(&true));
+            let inherit = snapshot_windows(&mut plan, b.engine, i, m, copy, tracked);
+            backings.push(Some((backing, inherit)));
+            continue;
+        }
+        if let Some(f) = copy {
             plan.add(i, f.runs.iter().map(|&(first, n, at)| (first * PAGE, n * PAGE, at, false)), Source::memory(true));
             backings.push(Some((backing, false)));
             continue;
@@ -153,6 +169,38 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], eligible: &[bool], hashing:
         backings.push(Some((backing, old.is_some())));
     }
     (backings, plan)
+}
+
+/// Jobs for a region the background snapshot protects (`m`, region `i`): one per window that may
+/// hold something to store: pages still protected, pages in the snapshot's buffer, pages copied
+/// at the instant (`copy`: stacks, TLS blocks), and for an increment, pages the table of the
+/// parent lists (which may have to be stored as zeros). Returns whether the region inherits.
+fn snapshot_windows(plan: &mut Plan, e: &bgsnap::Engine, i: usize, m: &MapEntry, copy: Option<&Frozen>, tracked: Option<&Hashing>) -> bool {
+    let Some((w0, nw)) = e.windows_of(m.start) else { return false };
+    let window = CHUNK_SIZE as u64;
+    let old = tracked.and_then(|h| h.old).filter(|t| t.covers(m.start, m.end));
+    let mut wins: Vec<usize> = e.candidates(w0, nw);
+    let copied: Vec<(u64, u64, u64)> = copy.map(|f| f.runs.iter().map(|&(first, n, at)| (first * PAGE, n * PAGE, at)).collect()).unwrap_or_default();
+    wins.extend(copied.iter().flat_map(|&(off, len, _)| (off / window)..(off + len).div_ceil(window)).map(|k| k as usize));
+    if let Some(t) = old {
+        wins.extend(t.pages_in(m.start, m.end).map(|p| ((p - m.start) / window) as usize));
+    }
+    wins.sort_unstable();
+    wins.dedup();
+    for k in wins.into_iter().filter(|&k| k < nw) {
+        let (ws, we) = (k as u64 * window, (k as u64 + 1) * window);
+        let first = plan.pieces.len();
+        for &(off, len, at) in &copied {
+            let (s, t) = (off.max(ws), (off + len).min(we));
+            if s < t {
+                plan.pieces.push(Piece { offset: s, len: t - s, addr: at + (s - off), zero: false });
+            }
+        }
+        let count = plan.pieces.len() - first;
+        e.set_job(w0 + k, plan.jobs.len());
+        plan.jobs.push(Job { region: i, first, count, direct: true, file: -1, hashed: tracked.is_some(), filter: old.is_some(), start: m.start, window: (w0 + k) as u32 });
+    }
+    old.is_some()
 }
 
 /// Whether page `pg` lies in one of the sorted runs (first page, pages).
@@ -206,17 +254,44 @@ struct Shared<'a> {
     mem: i32,
     plan: &'a Plan,
     hashing: Option<&'a Hashing<'a>>,
+    /// A background snapshot's engine: its urgent windows go first.
+    bg: Option<&'a bgsnap::Engine>,
     /// One slot per job, written once by the thread that took the job.
     out: *mut Vec<Chunk>,
     next: AtomicUsize,
+    /// Jobs a thread has taken.
+    taken: Vec<AtomicBool>,
     error: AtomicPtr<String>,
+}
+
+impl Shared<'_> {
+    /// The next job to store: a window the program waits for first, else the next in order.
+    fn take(&self) -> Option<usize> {
+        if let Some(e) = self.bg {
+            while let Some(w) = e.next_urgent() {
+                if let Some(j) = e.job_of(w).filter(|&j| !self.taken[j].swap(true, Ordering::AcqRel)) {
+                    return Some(j);
+                }
+            }
+        }
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            if i >= self.plan.jobs.len() {
+                return None;
+            }
+            if !self.taken[i].swap(true, Ordering::AcqRel) {
+                return Some(i);
+            }
+        }
+    }
 }
 
 /// Compress and write every job of `plan` with `threads` threads (the caller is one of them);
 /// each job's chunks come back in job order.
-pub fn write_all(writer: &Writer, mem: i32, plan: &Plan, hashing: Option<&Hashing>, threads: usize) -> Result<Vec<Vec<Chunk>>, String> {
+pub fn write_all(writer: &Writer, mem: i32, plan: &Plan, hashing: Option<&Hashing>, bg: Option<&bgsnap::Engine>, threads: usize) -> Result<Vec<Vec<Chunk>>, String> {
     let mut out: Vec<Vec<Chunk>> = (0..plan.jobs.len()).map(|_| Vec::new()).collect();
-    let shared = Shared { writer, mem, plan, hashing, out: out.as_mut_ptr(), next: AtomicUsize::new(0), error: AtomicPtr::new(std::ptr::null_mut()) };
+    let taken = (0..plan.jobs.len()).map(|_| AtomicBool::new(false)).collect();
+    let shared = Shared { writer, mem, plan, hashing, bg, out: out.as_mut_ptr(), next: AtomicUsize::new(0), taken, error: AtomicPtr::new(std::ptr::null_mut()) };
     let mut extra = threads.saturating_sub(1).min(plan.jobs.len().saturating_sub(1));
     // Each thread's encoder and buffers come from the scratch arena: map them now, with fewer
     // threads if the address space is short, so that no thread runs out half-way.
@@ -298,47 +373,88 @@ fn work(sh: &Shared) {
     };
     let mut buf: Vec<u8> = Vec::new();
     let mut parts: Vec<(u64, u64)> = Vec::new();
+    let mut found: Vec<(u64, u64, u64)> = Vec::new();
+    let mut window_pieces: Vec<Piece> = Vec::new();
     loop {
         if !sh.error.load(Ordering::Acquire).is_null() {
             return;
         }
-        let i = sh.next.fetch_add(1, Ordering::Relaxed);
-        let Some(job) = sh.plan.jobs.get(i) else { return };
-        let pieces = sh.plan.pieces_of(job);
-        parts.clear();
-        parts.extend(pieces.iter().map(|p| (p.offset, p.len)));
-        let data: &[u8] = match pieces {
-            // SAFETY: [addr, addr+len) lies in a readable private anonymous mapping of this
-            // process that nothing writes while the image is written (threads stopped, or the
-            // snapshot child's copy of the program's memory, or its frozen copy of shared memory).
-            [p] if job.direct && job.file < 0 && !p.zero && !job.filter => unsafe { std::slice::from_raw_parts(p.addr as *const u8, p.len as usize) },
-            _ => {
-                gather(sh, job, pieces, &mut buf);
-                &buf
+        let Some(i) = sh.take() else { return };
+        let job = &sh.plan.jobs[i];
+        let mut pieces = sh.plan.pieces_of(job);
+        // A window of a background snapshot: its pages now (protected or buffered), then
+        // stored, then unprotected.
+        let window = sh.bg.filter(|_| job.window != u32::MAX).map(|e| (e, job.window as usize));
+        if let Some((e, w)) = window {
+            if !e.activate(w) {
+                continue;
             }
-        };
-        let data = match sh.hashing.filter(|_| job.hashed) {
-            Some(h) if job.filter => {
-                // Only the pages that changed, moved to the front of the buffer.
-                hash_pages(h, job, pieces, data, &mut parts);
-                let n = compact(&mut buf, pieces, &parts);
-                &buf[..n]
+            let (ws, we) = e.window_range(w);
+            found.clear();
+            e.pages(w, ws, we, &mut found);
+            window_pieces.clear();
+            window_pieces.extend(pieces.iter().copied());
+            window_pieces.extend(found.iter().map(|&(addr, len, src)| Piece { offset: addr - job.start, len, addr: src, zero: false }));
+            window_pieces.sort_unstable_by_key(|p| p.offset);
+            if let Some(t) = sh.hashing.and_then(|h| h.old).filter(|_| job.filter) {
+                // Pages the parent had data in and nothing holds now: zeros.
+                let from = window_pieces.len();
+                for pg in t.pages_in(ws, we) {
+                    let off = pg - job.start;
+                    if !window_pieces[..from].iter().any(|p| p.offset <= off && off < p.offset + p.len) {
+                        window_pieces.push(Piece { offset: off, len: PAGE, addr: 0, zero: true });
+                    }
+                }
+                window_pieces.sort_unstable_by_key(|p| p.offset);
             }
-            Some(h) => {
-                hash_pages(h, job, pieces, data, &mut parts);
-                data
-            }
-            None => data,
-        };
-        if parts.is_empty() {
-            continue;
+            pieces = &window_pieces;
         }
-        match sh.writer.write_frame_with(&mut enc, &parts, data) {
+        let r = store(sh, &mut enc, job, pieces, &mut buf, &mut parts);
+        if let Some((e, w)) = window {
+            let (ws, we) = e.window_range(w);
+            e.done(w, ws, we);
+        }
+        match r {
             // SAFETY: slot i belongs to this job alone; out has one slot per job.
             Ok(c) => unsafe { *sh.out.add(i) = c },
-            Err(e) => return fail(e.to_string()),
+            Err(e) => return fail(e),
         }
     }
+}
+
+/// Store one job made of `pieces`: hashed and, for an increment, cut down to the pages that
+/// changed; one frame. Its chunks (none when nothing is left to store).
+fn store(sh: &Shared, enc: &mut ChunkEncoder, job: &Job, pieces: &[Piece], buf: &mut Vec<u8>, parts: &mut Vec<(u64, u64)>) -> Result<Vec<Chunk>, String> {
+    parts.clear();
+    parts.extend(pieces.iter().map(|p| (p.offset, p.len)));
+    let data: &[u8] = match pieces {
+        // SAFETY: [addr, addr+len) lies in a readable private anonymous mapping of this
+        // process that nothing writes while the image is written (threads stopped, the
+        // snapshot child's copy of the program's memory, a frozen copy, or pages the
+        // background snapshot keeps write-protected until the job is done).
+        [p] if job.direct && job.file < 0 && !p.zero && !job.filter => unsafe { std::slice::from_raw_parts(p.addr as *const u8, p.len as usize) },
+        _ => {
+            gather(sh, job, pieces, buf);
+            buf
+        }
+    };
+    let data = match sh.hashing.filter(|_| job.hashed) {
+        Some(h) if job.filter => {
+            // Only the pages that changed, moved to the front of the buffer.
+            hash_pages(h, job, pieces, data, parts);
+            let n = compact(buf, pieces, parts);
+            &buf[..n]
+        }
+        Some(h) => {
+            hash_pages(h, job, pieces, data, parts);
+            data
+        }
+        None => data,
+    };
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
+    sh.writer.write_frame_with(enc, parts, data).map_err(|e| e.to_string())
 }
 
 /// Hash the pages of a tracked job (`data`: its pieces' bytes one after the other) into the new

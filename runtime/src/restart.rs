@@ -36,6 +36,7 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     // The page hash table was not in the image (its mapping came back empty); the restarter
     // built one of the memory it restored: the next image can be an increment over this one.
     crate::pagehash::forget(true);
+    crate::uffdwp::forget(false);
     alloc::after_restart();
     if crate::incremental::enabled() && info.image_hash != 0 && crate::pagehash::adopt(info.page_table, info.page_table_len) {
         crate::incremental::continue_from(info.image_hash, info.chain as u32);
