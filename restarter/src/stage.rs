@@ -347,44 +347,73 @@ pub fn page_table(chain: &Chain, plan_base: u64, at: u64, len: u64) -> Result<(u
         }
     }
     mmap(at, len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED, -1, 0).context("cannot map the page hash table")?;
-    let nthreads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(items.len().max(1));
-    let next = std::sync::atomic::AtomicUsize::new(0);
+    // Every item's entries go to its own part of one buffer, allocated here: threads that
+    // allocated (glibc gives each a 64 MiB arena) could fail under an address-space limit.
+    let mut starts = Vec::with_capacity(items.len() + 1);
+    let mut total = 0usize;
+    for &(_, _, n) in &items {
+        starts.push(total);
+        total += (n / 4096) as usize;
+    }
+    starts.push(total);
+    let mut entries = vec![[0u64; 3]; total];
+    let counts: Vec<std::sync::atomic::AtomicUsize> = items.iter().map(|_| std::sync::atomic::AtomicUsize::new(0)).collect();
     let zero = pagetable::zero();
-    let mut results: Vec<(usize, Vec<[u64; 3]>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..nthreads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&(staged, target, n)) = items.get(i) else { return mine };
-                        // SAFETY: [staged, staged + n) lies inside a staged mapping, filled and
-                        // no longer written.
-                        let mem = unsafe { std::slice::from_raw_parts(staged as *const u8, n as usize) };
-                        let hashes = mem.chunks(4096).enumerate().filter_map(|(k, p)| {
-                            let h = pagetable::hash(p);
-                            (h != zero).then_some([target + k as u64 * 4096, h[0], h[1]])
-                        });
-                        mine.push((i, hashes.collect()));
-                    }
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let out = SendPtr(entries.as_mut_ptr());
+    let work = || loop {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(&(staged, target, n)) = items.get(i) else { return };
+        // SAFETY: [staged, staged + n) lies inside a staged mapping, filled and no longer written.
+        let mem = unsafe { std::slice::from_raw_parts(staged as *const u8, n as usize) };
+        let mut k = 0;
+        for (p, page) in mem.chunks(4096).enumerate() {
+            let h = pagetable::hash(page);
+            if h != zero {
+                // SAFETY: entries starts[i]..starts[i+1] belong to item i alone.
+                unsafe { *out.get().add(starts[i] + k) = [target + p as u64 * 4096, h[0], h[1]] };
+                k += 1;
+            }
+        }
+        counts[i].store(k, std::sync::atomic::Ordering::Release);
+    };
+    let nthreads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(items.len().max(1));
+    std::thread::scope(|s| {
+        // Small stacks: under an address-space limit every MiB counts. A thread that cannot be
+        // made leaves its share to the others (this thread works too).
+        for _ in 1..nthreads {
+            let _ = std::thread::Builder::new().stack_size(256 << 10).spawn_scoped(s, work);
+        }
+        work();
     });
-    results.sort_unstable_by_key(|r| r.0);
     let ranges = pagetable::merge(&ranges);
-    let entries: usize = results.iter().map(|r| r.1.len()).sum();
-    let words = pagetable::words(ranges.len(), entries);
+    let n: usize = counts.iter().map(|c| c.load(std::sync::atomic::Ordering::Acquire)).sum();
+    let words = pagetable::words(ranges.len(), n);
     if words as u64 * 8 > len {
         bail!("internal: the page hash table does not fit");
     }
     // SAFETY: our fresh mapping of `len` bytes at `at`.
     let w = unsafe { std::slice::from_raw_parts_mut(at as *mut u64, words) };
-    let mut k = pagetable::write_head(w, &ranges, entries);
-    for e in results.iter().flat_map(|r| &r.1) {
-        w[k..k + 3].copy_from_slice(e);
-        k += 3;
+    let mut k = pagetable::write_head(w, &ranges, n);
+    for (i, c) in counts.iter().enumerate() {
+        for e in &entries[starts[i]..starts[i] + c.load(std::sync::atomic::Ordering::Acquire)] {
+            w[k..k + 3].copy_from_slice(e);
+            k += 3;
+        }
     }
     Ok((at, len))
+}
+
+/// A pointer the hashing threads share (each writes its own part).
+#[derive(Clone, Copy)]
+struct SendPtr(*mut [u64; 3]);
+// SAFETY: the threads write disjoint parts of the buffer behind it.
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    fn get(self) -> *mut [u64; 3] {
+        self.0
+    }
 }

@@ -142,7 +142,7 @@ pub fn take(dir: &Dir, gen: u64, t0: u64, parent: Option<(u64, u32)>) -> Attempt
         return fail(format!("cannot map {} MiB for the checkpoint (address-space limit, ulimit -v?)", need.div_ceil(1 << 20)));
     }
     let mut stack = vec![0u8; 256 << 10];
-    let mut engine = match bgsnap::Engine::new(fd) {
+    let engine = match bgsnap::Engine::new(fd, budget()) {
         Ok(e) => e,
         Err(e) => return fail(e),
     };
@@ -181,14 +181,13 @@ pub fn take(dir: &Dir, gen: u64, t0: u64, parent: Option<(u64, u32)>) -> Attempt
     let cap_cell: Cell<*mut Capture> = Cell::new(std::ptr::null_mut());
     let excluded_cell: Cell<*const Vec<(u64, u64)>> = Cell::new(std::ptr::null());
     let files_cell: Cell<*const Vec<(i32, u64)>> = Cell::new(std::ptr::null());
-    let engine_ptr: *mut bgsnap::Engine = &mut *engine;
+    let engine_ptr: *const bgsnap::Engine = &*engine;
     let t_stop_cell = Cell::new(0u64);
 
     // 2-4 in the writer process.
     let body = |ph: &snapshot::Phases| -> Result<(u64, u64, u64), Failure> {
-        // SAFETY: the engine outlives the writer process (the parent waits for it); the parent
-        // does not touch it until the writer is done or gone.
-        let engine = unsafe { &mut *engine_ptr };
+        // SAFETY: the engine outlives the writer process (the parent waits for it).
+        let engine = unsafe { &*engine_ptr };
         // The fault handler: a thread of ours (its stack from the scratch arena, never protected).
         let hstack: &'static mut [u8] = Vec::leak(vec![0u8; 128 << 10]);
         if let Err(e) = bgsnap::start_handler(fd, hstack) {
@@ -212,7 +211,9 @@ pub fn take(dir: &Dir, gen: u64, t0: u64, parent: Option<(u64, u32)>) -> Attempt
         let (cap, excluded, files) = unsafe { (&*cap_cell.get(), &*excluded_cell.get(), &*files_cell.get()) };
         let armed = armable(&cap.maps, excluded, &dontfork);
         let regs: Vec<(u64, u64)> = cap.maps.iter().zip(&armed).filter(|(_, a)| **a).map(|((m, _), _)| (m.start, m.end)).collect();
-        let frozen = engine.instant(&regs, excluded, budget()).and_then(|()| {
+        let t = now_ns();
+        let frozen = engine.instant(&regs, excluded).and_then(|()| {
+            log!(DEBUG, "background snapshot: protected again in {} us", (now_ns() - t) / 1000);
             let pagemap = sys::open(&sys::cpath(&[b"/proc/thread-self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open pagemap: errno {e}"))?;
             let mem = sys::open(&sys::cpath(&[b"/proc/thread-self/mem"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open mem: errno {e}"))?;
             let r = freeze::freeze_bg(&cap.maps, &armed, excluded, pagemap, mem).and_then(|f| freeze::freeze_files(files).map(|ff| (f, ff)));
@@ -228,6 +229,7 @@ pub fn take(dir: &Dir, gen: u64, t0: u64, parent: Option<(u64, u32)>) -> Attempt
                 return Err(Failure::NeedSync(e));
             }
         };
+        log!(DEBUG, "background snapshot: instant done in {} us", (now_ns() - t) / 1000);
         ph.step(snapshot::FROZEN);
         let bg = memwrite::Bg { engine, armed: &armed };
         let r = checkpoint::write_image(dir, cap, &frozen, &frozen_files, memwrite::cpus().min(8), Some(&bg)).and_then(|w| checkpoint::commit(dir, cap).map(|_| w).map_err(Failure::Failed));

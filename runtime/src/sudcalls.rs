@@ -51,7 +51,7 @@ fn word(ptr: u64) -> u64 {
 }
 
 fn u32_at(ptr: u64) -> u64 {
-    (word(ptr) & 0xffff_ffff) as u64
+    word(ptr) & 0xffff_ffff
 }
 
 /// Whether [ptr, ptr+len) can be read (mincore succeeds on mapped memory).
