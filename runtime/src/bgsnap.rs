@@ -588,9 +588,9 @@ impl Engine {
         crate::sud::end();
     }
 
-    /// (pages buffered at most, write faults, waits for a window).
-    pub fn stats(&self) -> (usize, u64, u64) {
-        (self.peak.load(Ordering::Relaxed), self.faults.load(Ordering::Relaxed), self.waits.load(Ordering::Relaxed))
+    /// (pages buffered at most, buffer slots, write faults, waits for a window).
+    pub fn stats(&self) -> (usize, usize, u64, u64) {
+        (self.peak.load(Ordering::Relaxed), self.slots, self.faults.load(Ordering::Relaxed), self.waits.load(Ordering::Relaxed))
     }
 }
 

@@ -17,7 +17,7 @@
 
 use crate::checkpoint::{self, now_ns, Attempt, Capture, Retry, Written};
 use crate::imgdir::Dir;
-use crate::log::{log, DEBUG, ERROR};
+use crate::log::{log, DEBUG, ERROR, INFO};
 use crate::maps::{self, MapEntry, PAGE};
 use crate::snapshot::{self, Failure};
 use crate::{alloc, bgsnap, freeze, memwrite, pagehash, sud, sys, threads, uffdwp, CKPT_THREAD};
@@ -236,8 +236,14 @@ pub fn take(dir: &Dir, gen: u64, t0: u64, parent: Option<(u64, u32)>) -> Attempt
         if engine.phase() != bgsnap::OVER {
             engine.abort(&regs);
         }
-        let (peak, faults, waits) = engine.stats();
-        log!(DEBUG, "background snapshot: {faults} write faults, {} KiB buffered at most, {waits} waits for a window", peak * PAGE as usize / 1024);
+        let (peak, slots, faults, waits) = engine.stats();
+        let (ran, deferred) = sud::counts();
+        log!(
+            INFO,
+            "checkpoint {gen}: background snapshot: {faults} write faults, {} KiB saved ahead of the writer at most (room for {} KiB), {waits} waits for a window; {ran} system calls made safe, {deferred} deferred",
+            peak * PAGE as usize / 1024,
+            slots * PAGE as usize / 1024
+        );
         let gone = ph.program_gone();
         match &r {
             Ok((raw, stored, _)) => {

@@ -96,6 +96,14 @@ static ACTIVE: AtomicU32 = AtomicU32::new(0);
 /// while ours is installed.
 static PROGRAM: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 static INSTALLED: AtomicBool = AtomicBool::new(false);
+/// Calls dispatched during the current snapshot, and those deferred until its end.
+static RAN: AtomicU64 = AtomicU64::new(0);
+static DEFERRED: AtomicU64 = AtomicU64::new(0);
+
+/// (calls made safe and run, calls deferred) during the current snapshot.
+pub fn counts() -> (u64, u64) {
+    (RAN.load(Ordering::Relaxed), DEFERRED.load(Ordering::Relaxed))
+}
 
 fn thread_pointer() -> u64 {
     let tp: u64;
@@ -191,6 +199,8 @@ fn range() -> (u64, u64) {
 /// A snapshot begins (on the checkpoint thread, before the threads are stopped): our SIGSYS
 /// handler goes in (the program's is kept), and no handler of the program may block SIGSYS.
 pub fn begin() {
+    RAN.store(0, Ordering::Relaxed);
+    DEFERRED.store(0, Ordering::Relaxed);
     ACTIVE.store(1, Ordering::Release);
     let mut old = [0u64; 4];
     let _ = syscall!(libc::SYS_rt_sigaction, libc::SIGSYS, 0, old.as_mut_ptr(), 8);
@@ -320,6 +330,7 @@ extern "C" fn on_sigsys(sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_v
     }
     match kind {
         Kind::Defer => {
+            DEFERRED.fetch_add(1, Ordering::Relaxed);
             wait_end();
             off(t, uc);
             rewind(uc, nr);
@@ -350,6 +361,7 @@ extern "C" fn on_sigsys(sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_v
         }
         Kind::Run => *greg(uc, libc::REG_RAX) = run(uc, nr, &a),
     }
+    RAN.fetch_add(1, Ordering::Relaxed);
     t.sel.store(BLOCK, Ordering::Release);
 }
 

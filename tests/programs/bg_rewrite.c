@@ -2,9 +2,10 @@
  * bg_rewrite: a program that rewrites all of its memory all the time and makes the system calls
  * that write into it, for background snapshots (write-protection while the image is written).
  *
- * Usage: bg_rewrite [MIB=64] [STEPS=60] [DELAY_MS=20]
+ * Usage: bg_rewrite [MIB=64] [STEPS=60] [DELAY_MS=20] [ORDER=seq|rand]
  * Holds MIB MiB of numbers (mmap) and a malloc'd buffer. Each step: the main thread rewrites
- * every page of the array (a function of the step), reads bytes from a pipe straight into the
+ * every page of the array (a function of the step; in address order, or with `rand` in an order
+ * that jumps all over the array, so that a snapshot's writer is always behind), reads bytes from a pipe straight into the
  * array and into the buffer (read, readv, recv through a socketpair), asks the kernel for the
  * time into the array (clock_gettime by syscall), and hands a word to a second thread through
  * a futex in the array (FUTEX_WAIT/FUTEX_WAKE, private and shared), which folds it into the
@@ -89,6 +90,7 @@ int main(int argc, char **argv)
     size_t mib = argc > 1 ? (size_t)atol(argv[1]) : 64;
     steps = argc > 2 ? atol(argv[2]) : 60;
     long delay = argc > 3 ? atol(argv[3]) : 20;
+    int rand_order = argc > 4 && strcmp(argv[4], "rand") == 0;
     setvbuf(stdout, NULL, _IOLBF, 0);
     size_t len = mib << 20;
     words = len / 8;
@@ -108,13 +110,22 @@ int main(int argc, char **argv)
     pthread_t t;
     if (pthread_create(&t, NULL, worker, NULL) != 0)
         die("pthread_create");
+    if ((mib & (mib - 1)) != 0) {
+        printf("error MIB must be a power of two\n");
+        return 1;
+    }
     printf("start bg_rewrite mib=%zu steps=%ld\n", mib, steps);
     for (long i = 1; i <= steps; i++) {
-        /* Rewrite every page (all of memory, all the time). */
-        for (size_t w = 0; w < words; w += 8) {
-            if (w == 3 * PAGE / 8 || w == 5 * PAGE / 8)
-                continue;
-            arr[w] = arr[w] * 6364136223846793005ull + (uint64_t)i;
+        /* Rewrite every page (all of memory, all the time): 8 words of each. */
+        size_t pages = words / (PAGE / 8);
+        for (size_t k = 0; k < pages; k++) {
+            /* rand: page k * 40503 mod pages (pages is a power of two, 40503 odd: a permutation). */
+            size_t p = rand_order ? (k * 40503) & (pages - 1) : k;
+            for (size_t w = p * (PAGE / 8); w < (p + 1) * (PAGE / 8); w += 64) {
+                if (w == 3 * PAGE / 8 || w == 5 * PAGE / 8)
+                    continue;
+                arr[w] = arr[w] * 6364136223846793005ull + (uint64_t)i;
+            }
         }
         /* The kernel writes into the array and the buffer. */
         uint64_t msg[64];
