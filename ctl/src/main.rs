@@ -10,7 +10,10 @@
 //! could pose as the program (a socket squatted in a shared directory) and fake answers. What it
 //! prints of an answer never holds control characters (a terminal would act on them).
 
-use clap::{Parser, Subcommand};
+mod cli;
+
+use clap::Parser;
+use cli::{Cli, Cmd};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -20,45 +23,6 @@ const EXIT_FAILED: i32 = 1;
 const EXIT_NOT_RUNNING: i32 = 3;
 const EXIT_COMM: i32 = 4;
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "ckpt-ctl",
-    version,
-    about = "Control a program running under ckpt-run",
-    after_help = "Exit status: 0 done, 1 the checkpoint failed, 2 usage error, 3 no running program \
-                  found in DIR, 4 cannot talk to it (permission, timeout)."
-)]
-struct Cli {
-    /// The program's image directory (ckpt-run --dir).
-    #[arg(long, env = "CKPT_DIR", default_value = ".", global = true)]
-    dir: PathBuf,
-
-    /// The program's image name, when DIR holds several running programs.
-    #[arg(long, global = true)]
-    name: Option<String>,
-
-    /// Seconds to wait for an answer [default: 10; 3600 for `checkpoint --wait` and `stop`,
-    /// since a checkpoint of a big program takes a while].
-    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..))]
-    timeout: Option<u64>,
-
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Subcommand, Debug)]
-enum Cmd {
-    /// Take a checkpoint now; the program continues.
-    Checkpoint {
-        /// Wait until the image is complete and print its path.
-        #[arg(long)]
-        wait: bool,
-    },
-    /// Show pid, program, last image (age and size) and the next periodic checkpoint.
-    Status,
-    /// Take a checkpoint and end the program (it exits with status 75); prints the image path.
-    Stop,
-}
 
 /// A failure with the exit status a script sees.
 struct Fail(i32, String);

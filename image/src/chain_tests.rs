@@ -94,7 +94,7 @@ fn write(path: &Path, specs: &[Spec], parent: u64, generation: u64, chain: u32) 
             chunks.extend(packed);
             chunks.sort_by_key(|c| c.offset);
         }
-        regions.push(Region { start, end: start + s.pages * P, prot: 3, name: b"r".to_vec(), backing: s.backing.clone(), chunks, inherit: s.inherit });
+        regions.push(Region { start, end: start + s.pages * P, prot: 3, name: b"r".to_vec(), backing: s.backing.clone(), chunks, inherit: s.inherit, attrs: Default::default() });
     }
     let (_, header) = w.finish_increment(&index(regions.clone(), generation, chain), parent).unwrap();
     Image { header, regions, pages }

@@ -98,6 +98,7 @@ mod tests {
                 .map(|&(p, n)| Chunk::plain(p * PAGE, n * PAGE, 0, 0, Codec::Zero, 0))
                 .collect(),
             inherit: false,
+            attrs: Default::default(),
         }
     }
 

@@ -412,7 +412,7 @@ mod tests {
         let codecs: Vec<Codec> = chunks.iter().map(|c| c.codec).collect();
         assert_eq!(codecs, [Codec::Shuffle8, Codec::Zstd, Codec::Raw, Codec::Zero]);
         // Every chunk belongs to a region: the reader checks that chunks cover the data area.
-        let region = crate::Region { start: 0x10_0000, end: 0x10_0000 + 4 * CHUNK_SIZE as u64, prot: 3, name: Vec::new(), backing: crate::Backing::Anon, chunks: chunks.clone(), inherit: false };
+        let region = crate::Region { start: 0x10_0000, end: 0x10_0000 + 4 * CHUNK_SIZE as u64, prot: 3, name: Vec::new(), backing: crate::Backing::Anon, chunks: chunks.clone(), inherit: false, attrs: Default::default() };
         let index = Index { regions: vec![region], entry: crate::Entry { pc: 1, sp: 1, ..Default::default() }, ..Default::default() };
         w.finish(&index).unwrap();
         let r = Reader::open(&path).unwrap();
@@ -446,7 +446,7 @@ mod tests {
         let loose: Vec<Chunk> = data.chunks(4096).enumerate().map(|(k, p)| w.write_chunk(k as u64 * 4096, p).unwrap()).collect();
         let alone: u64 = loose.iter().map(|c| c.stored_len).sum();
         assert!(chunks[0].stored_len < alone, "packed {} bytes, page by page {alone}", chunks[0].stored_len);
-        let region = |start: u64, chunks: Vec<Chunk>| crate::Region { start, end: start + 1024 * 4096, prot: 3, name: Vec::new(), backing: crate::Backing::Anon, chunks, inherit: false };
+        let region = |start: u64, chunks: Vec<Chunk>| crate::Region { start, end: start + 1024 * 4096, prot: 3, name: Vec::new(), backing: crate::Backing::Anon, chunks, inherit: false, attrs: Default::default() };
         let index = Index { regions: vec![region(0x10_0000, chunks.clone()), region(0x1000_0000, loose)], entry: crate::Entry { pc: 1, sp: 1, ..Default::default() }, ..Default::default() };
         w.finish(&index).unwrap();
         let r = Reader::open(&path).unwrap();

@@ -4,6 +4,7 @@
 //! `--flatten OUT` writes the chain as one full image. Errors are one line on stderr and exit
 //! status 1.
 
+mod cli;
 mod report;
 mod text;
 mod verify;
@@ -11,32 +12,9 @@ mod verify;
 use anyhow::{Context, Result};
 use ckpt_image::{Chain, Reader};
 use clap::Parser;
+use cli::Cli;
 use std::io::Write;
-use std::path::PathBuf;
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "ckpt-inspect",
-    version,
-    about = "Show what a ckpt image holds; --verify checks every checksum; --flatten writes one full image",
-    after_help = "Exit status: 0 when the image reads (and verifies, with --verify); 1 with one \
-                  `ckpt-inspect: ...` line on stderr otherwise."
-)]
-struct Cli {
-    /// Print a JSON document instead of text (for scripts).
-    #[arg(long)]
-    json: bool,
-    /// Read every chunk of the image and of the images it builds on and check its checksum;
-    /// fail on the first bad one, naming it.
-    #[arg(long)]
-    verify: bool,
-    /// Write the image, with everything it builds on, as one full image OUT (mode 0600), which
-    /// restarts alone: for moving a single file to another node.
-    #[arg(long, value_name = "OUT", conflicts_with = "json")]
-    flatten: Option<PathBuf>,
-    /// The image file.
-    image: PathBuf,
-}
 
 fn main() {
     let cli = Cli::parse();

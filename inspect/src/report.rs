@@ -131,6 +131,10 @@ pub struct RegionInfo {
     pub compression: String,
     /// An increment's region whose pages without chunks are the parent image's.
     pub inherit: bool,
+    /// What of ckpt's runtime (not of the program) this region is: "library" (libckpt_runtime.so),
+    /// "scratch" (the memory a checkpoint works in, stored empty), "checkpoint thread stack";
+    /// null for the program's own memory.
+    pub runtime: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -152,6 +156,8 @@ pub struct Signal {
     pub action: String,
     pub handler: Option<u64>,
     pub flags: String,
+    /// The handler is in the runtime's library (the checkpoint, stop and thread-stop signals).
+    pub runtime: bool,
 }
 
 #[derive(Serialize)]
@@ -197,6 +203,9 @@ pub struct Totals {
     pub saved_bytes: u64,
     pub stored_bytes: u64,
     pub chunks: usize,
+    /// Of those, the runtime's regions and the bytes saved for them.
+    pub runtime_regions: usize,
+    pub runtime_saved_bytes: u64,
 }
 
 fn hex(h: u64) -> String {
@@ -212,8 +221,12 @@ fn parent_hex(r: &Reader) -> Option<String> {
 pub fn build(reader: &Reader, chain: std::result::Result<&Chain, String>, path: &Path, verified: Option<Verified>) -> Report {
     let ix = &reader.index;
     let m = &ix.meta;
-    let regions: Vec<RegionInfo> = ix.regions.iter().map(region).collect();
+    let runtime = Runtime::of(ix);
+    let regions: Vec<RegionInfo> = ix.regions.iter().map(|r| region(r, runtime.part(r))).collect();
+    let ours: Vec<&RegionInfo> = regions.iter().filter(|r| r.runtime.is_some()).collect();
     let totals = Totals {
+        runtime_regions: ours.len(),
+        runtime_saved_bytes: ours.iter().map(|r| r.saved_bytes).sum(),
         regions: regions.len(),
         threads: ix.threads.len(),
         fds: ix.fds.len(),
@@ -320,6 +333,7 @@ pub fn build(reader: &Reader, chain: std::result::Result<&Chain, String>, path: 
                 action: if s.handler == 1 { "ignore".into() } else { "handler".into() },
                 handler: (s.handler > 1).then_some(s.handler),
                 flags: sa_flags(s.flags),
+                runtime: runtime.has_code_at(s.handler),
             })
             .collect(),
         totals,
@@ -328,7 +342,46 @@ pub fn build(reader: &Reader, chain: std::result::Result<&Chain, String>, path: 
     }
 }
 
-fn region(r: &Region) -> RegionInfo {
+/// What in an image belongs to ckpt's runtime rather than to the program. The restart entry
+/// point (`entry.pc`) is the runtime's code, so the file it lies in is the runtime's library
+/// (whatever its name or path); `entry.sp` is the top of the checkpoint thread's stack.
+struct Runtime<'a> {
+    library: Option<&'a [u8]>,
+    stack_top: u64,
+    code: Vec<(u64, u64)>,
+}
+
+impl<'a> Runtime<'a> {
+    fn of(ix: &'a ckpt_image::Index) -> Runtime<'a> {
+        let path_of = |r: &'a Region| match &r.backing {
+            Backing::File { path, .. } => Some(&path[..]),
+            _ => None,
+        };
+        let library = ix.regions.iter().find(|r| r.start <= ix.entry.pc && ix.entry.pc < r.end).and_then(path_of);
+        let code = ix.regions.iter().filter(|r| library.is_some() && path_of(r) == library).map(|r| (r.start, r.end)).collect();
+        Runtime { library, stack_top: ix.entry.sp, code }
+    }
+
+    fn part(&self, r: &Region) -> Option<String> {
+        let lib = matches!(&r.backing, Backing::File { path, .. } if Some(&path[..]) == self.library);
+        let part = if lib {
+            "library"
+        } else if r.name == ckpt_image::SCRATCH_NAME {
+            "scratch"
+        } else if self.stack_top > r.start && self.stack_top <= r.end {
+            "checkpoint thread stack"
+        } else {
+            return None;
+        };
+        Some(part.into())
+    }
+
+    fn has_code_at(&self, addr: u64) -> bool {
+        self.code.iter().any(|&(s, e)| s <= addr && addr < e)
+    }
+}
+
+fn region(r: &Region, runtime: Option<String>) -> RegionInfo {
     let (backing, file, file_offset) = match &r.backing {
         Backing::Anon => ("anon", None, None),
         Backing::SharedAnon => ("shared-anon", None, None),
@@ -363,6 +416,7 @@ fn region(r: &Region) -> RegionInfo {
         chunks: r.chunks.len(),
         compression: if kinds.is_empty() { "none".into() } else { kinds.join("+") },
         inherit: r.inherit,
+        runtime,
     }
 }
 

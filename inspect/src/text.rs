@@ -14,6 +14,10 @@ pub fn size(b: u64) -> String {
     if i == 0 { format!("{b} B") } else { format!("{v:.1} {}", U[i]) }
 }
 
+/// The runtime moves its own fds (control socket, wake eventfd, image directory, dirty-page
+/// tracking) to this number and up, and leaves them out of images.
+const RUNTIME_FDS: i32 = 900;
+
 pub fn render(r: &Report) -> String {
     let mut o = String::new();
     // Writing to a String cannot fail.
@@ -46,7 +50,8 @@ fn write_all(o: &mut String, r: &Report) -> std::fmt::Result {
         writeln!(o, "  tid {:<8} pc {pc}, blocked {blocked}{alt}{}", t.tid, if t.rseq { ", rseq" } else { "" })?;
     }
 
-    writeln!(o, "\nregions    {}", r.regions.len())?;
+    let t = &r.totals;
+    writeln!(o, "\nregions    {} ({} of them ckpt's runtime, marked R: {} saved)", r.regions.len(), t.runtime_regions, size(t.runtime_saved_bytes))?;
     writeln!(o, "  {:<33} {:>10} {:<4} {:<11} {:>10} {:>10}  {:<9} name", "address", "size", "perm", "backing", "saved", "stored", "codec")?;
     for g in &r.regions {
         let name = match (&g.file, g.file_offset) {
@@ -56,7 +61,8 @@ fn write_all(o: &mut String, r: &Report) -> std::fmt::Result {
         };
         writeln!(
             o,
-            "  {:#014x}-{:#014x}    {:>10} {:<4} {:<11} {:>10} {:>10}  {:<9} {}{}",
+            "{} {:#014x}-{:#014x}    {:>10} {:<4} {:<11} {:>10} {:>10}  {:<9} {}{}{}",
+            if g.runtime.is_some() { 'R' } else { ' ' },
             g.start,
             g.end,
             size(g.size),
@@ -66,11 +72,12 @@ fn write_all(o: &mut String, r: &Report) -> std::fmt::Result {
             size(g.stored_bytes),
             g.compression,
             name,
-            if g.inherit { " (inherits)" } else { "" }
+            if g.inherit { " (inherits)" } else { "" },
+            g.runtime.as_ref().map(|p| format!(" [runtime: {p}]")).unwrap_or_default()
         )?;
     }
 
-    writeln!(o, "\nfds        {}", r.fds.len())?;
+    writeln!(o, "\nfds        {} (the runtime's own, from {} up, are not saved)", r.fds.len(), RUNTIME_FDS)?;
     for f in &r.fds {
         writeln!(o, "  {:<4} {:<5} {} ({}, offset {}{})", f.fd, f.kind, f.target, f.flags, f.offset, if f.cloexec { ", cloexec" } else { "" })?;
     }
@@ -79,7 +86,7 @@ fn write_all(o: &mut String, r: &Report) -> std::fmt::Result {
     for s in &r.signals {
         let h = s.handler.map(|h| format!(" {h:#x}")).unwrap_or_default();
         let fl = if s.flags.is_empty() { String::new() } else { format!(" [{}]", s.flags) };
-        writeln!(o, "  {:<10} {}{h}{fl}", s.signal, s.action)?;
+        writeln!(o, "{} {:<10} {}{h}{fl}{}", if s.runtime { 'R' } else { ' ' }, s.signal, s.action, if s.runtime { " [runtime]" } else { "" })?;
     }
 
     let l = &r.left_out;
@@ -94,7 +101,6 @@ fn write_all(o: &mut String, r: &Report) -> std::fmt::Result {
         }
     }
 
-    let t = &r.totals;
     let ratio = if t.stored_bytes > 0 { t.saved_bytes as f64 / t.stored_bytes as f64 } else { 0.0 };
     writeln!(
         o,

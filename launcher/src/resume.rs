@@ -27,23 +27,41 @@ pub fn parse_duration(s: &str) -> Result<u64> {
     Ok(ms as u64)
 }
 
-/// The image name: --name, or the program's file name; in a Slurm step of several tasks each
-/// task gets its own name, NAME.RANK, so tasks sharing a directory do not overwrite each other.
+/// The image name: --name, or the program's file name; in a parallel job each task gets its own
+/// name, NAME.RANK, so tasks sharing a directory do not overwrite each other's images.
 pub fn image_name(explicit: Option<&OsStr>, program: &OsStr) -> OsString {
-    let base = match explicit {
+    let mut n = match explicit {
         Some(n) => n.to_os_string(),
         None => Path::new(program).file_name().map(|n| n.to_os_string()).unwrap_or_else(|| program.to_os_string()),
     };
-    let tasks = std::env::var("SLURM_STEP_NUM_TASKS").ok().and_then(|v| v.parse::<u32>().ok()).unwrap_or(1);
-    match std::env::var("SLURM_PROCID") {
-        Ok(rank) if tasks > 1 && !rank.is_empty() => {
-            let mut n = base;
-            n.push(".");
-            n.push(rank);
-            n
-        }
-        _ => base,
+    if let Some(rank) = task_rank(|v| std::env::var(v).ok()) {
+        n.push(".");
+        n.push(rank);
     }
+    n
+}
+
+/// The variables in which launchers give a task its rank, and the size of its job (None: the
+/// launcher gives no size, so the rank is always added), in the order they are looked at:
+/// Slurm (srun), Open MPI (mpirun), MPICH's Hydra and other PMI launchers, PMIx.
+pub const RANK_VARS: [(&str, Option<&str>); 4] = [
+    ("SLURM_PROCID", Some("SLURM_STEP_NUM_TASKS")),
+    ("OMPI_COMM_WORLD_RANK", Some("OMPI_COMM_WORLD_SIZE")),
+    ("PMI_RANK", Some("PMI_SIZE")),
+    ("PMIX_RANK", None),
+];
+
+/// This task's rank in a job of several tasks (the first launcher of RANK_VARS that says so),
+/// or None for a job of one task. A rank must be a decimal number.
+fn task_rank(var: impl Fn(&str) -> Option<String>) -> Option<String> {
+    RANK_VARS.iter().find_map(|(rank, size)| {
+        let r = var(rank).filter(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))?;
+        let several = match size {
+            Some(s) => var(s).and_then(|v| v.trim().parse::<u32>().ok()).is_some_and(|n| n > 1),
+            None => true,
+        };
+        several.then_some(r)
+    })
 }
 
 /// The file execvp will run for `program`: a path with a `/` as it is, else the first
@@ -153,7 +171,25 @@ pub fn requeue_command() -> Result<Option<PathBuf>> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{parse_duration, task_rank};
+
+    fn rank_of(vars: &[(&str, &str)]) -> Option<String> {
+        task_rank(|v| vars.iter().find(|(k, _)| *k == v).map(|(_, x)| x.to_string()))
+    }
+
+    #[test]
+    fn ranks_of_every_launcher() {
+        assert_eq!(rank_of(&[]), None);
+        assert_eq!(rank_of(&[("SLURM_PROCID", "1"), ("SLURM_STEP_NUM_TASKS", "2")]).as_deref(), Some("1"));
+        // One Slurm task running mpirun: the MPI rank names the task.
+        let nested = [("SLURM_PROCID", "0"), ("SLURM_STEP_NUM_TASKS", "1"), ("OMPI_COMM_WORLD_RANK", "3"), ("OMPI_COMM_WORLD_SIZE", "4")];
+        assert_eq!(rank_of(&nested).as_deref(), Some("3"));
+        assert_eq!(rank_of(&[("OMPI_COMM_WORLD_RANK", "0"), ("OMPI_COMM_WORLD_SIZE", "1")]), None);
+        assert_eq!(rank_of(&[("PMI_RANK", "5"), ("PMI_SIZE", "8")]).as_deref(), Some("5"));
+        assert_eq!(rank_of(&[("PMIX_RANK", "0")]).as_deref(), Some("0"));
+        // Not a number: not part of a file name.
+        assert_eq!(rank_of(&[("PMI_RANK", "../x"), ("PMI_SIZE", "2")]), None);
+    }
 
     #[test]
     fn durations() {

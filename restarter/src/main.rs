@@ -7,41 +7,27 @@
 //! maps, staging memory, reopening fds) happens before the address-space switch; after it there
 //! is no way back, so the switch only runs system calls that were prepared and checked.
 
+mod attrs;
+mod cli;
 mod creds;
 mod fdobjs;
 mod fds;
 mod layout;
 mod plan;
+mod progress;
 mod stage;
 mod switch;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ckpt_image::{Chain, FdKind};
 use clap::Parser;
+use cli::Cli;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "ckpt-restart",
-    version,
-    about = "Restart a program from a ckpt image; it continues where the image was taken",
-    after_help = "The restarted program runs in this process (new pid) with this process's \
-                  stdin, stdout and stderr.\nExit status: the program's, or 1 when the image cannot be restarted."
-)]
-struct Cli {
-    /// An image file, or a directory (its newest image that verifies is used).
-    image: PathBuf,
-    /// Leave files the program writes at their current size instead of cutting them back to
-    /// their size at checkpoint time (for files other processes also write).
-    #[arg(long, env = "CKPT_NO_TRUNCATE", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
-    no_truncate: bool,
-    /// Go on when a file the program had open is gone (it gets /dev/null) or changed.
-    #[arg(long, env = "CKPT_IGNORE_MISSING", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
-    ignore_missing_files: bool,
-}
 
 fn main() {
+    progress::mark_start();
     let cli = Cli::parse();
     if let Err(e) = run(&cli) {
         eprintln!("ckpt-restart: {}", one_line(&e));
@@ -80,6 +66,9 @@ fn candidates(path: &Path) -> Result<Vec<PathBuf>> {
 
 /// An image (with the images it builds on) staged in memory, ready for the switch.
 struct Staged {
+    /// The image restarted from, and the bytes of memory read from it (and its parents).
+    path: PathBuf,
+    memory: u64,
     /// Kept open until the fds are restored: it holds the data of deleted files.
     chain: Chain,
     index: ckpt_image::Index,
@@ -118,6 +107,7 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     }
     let own = layout::own_maps().map_err(other)?;
     plan::check_vdso(&index, &own).map_err(|e| other(ctx(e)))?;
+    attrs::check_guards(&index.regions).map_err(|e| other(ctx(e)))?;
     for r in index.regions.iter().filter(|r| r.name == ckpt_kinds::aio::RING_NAME) {
         ckpt_kinds::aio::check(r.start, r.len()).map_err(|e| other(e.into()))?;
     }
@@ -133,17 +123,34 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     let total = stage_len + table_len + switch_len;
     let base = layout::find_hole(&busy, total).map_err(other)?;
     reserve(base, total).map_err(other)?;
-    let staged = stage::map_regions(&chain, &files, base).map_err(other).and_then(|plan| match stage::fill(&chain, base) {
+    let progress = progress::Progress::new(path.display().to_string(), stage::stored_len(&chain));
+    let t0 = progress::now_ns();
+    let staged = stage::map_regions(&chain, &files, base).map_err(other).and_then(|plan| match stage::fill(&chain, base, &progress) {
         // The data of deleted files is read when the fds are restored: check it now.
         Ok(()) => chain.newest().verify_files().map(|()| plan).map_err(|e| StageError::Image(ctx(e.into()))),
         Err(e) => Err(StageError::Image(ctx(e))),
     });
+    progress.erase();
+    let memory = progress.total();
+    progress::info(format_args!("{}: {} of memory from {} image(s) read in {} ms", path.display(), ckpt_image::progress::Size(memory), chain.images().len(), (progress::now_ns() - t0) / 1_000_000));
     let staged = staged.and_then(|plan| match table_len {
         0 => Ok((plan, (0, 0))),
         _ => stage::page_table(&chain, base, base + stage_len, table_len).map(|t| (plan, t)).map_err(other),
     });
     match staged {
-        Ok((plan, table)) => Ok(Staged { chain, index, image_hash, plan, own, base, stage_len: stage_len + table_len, switch_len, table }),
+        Ok((plan, table)) => Ok(Staged {
+            path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+            memory,
+            chain,
+            index,
+            image_hash,
+            plan,
+            own,
+            base,
+            stage_len: stage_len + table_len,
+            switch_len,
+            table,
+        }),
         Err(e) => {
             // SAFETY: the reservation (and what was staged in it) is ours and referenced by nothing.
             unsafe { libc::munmap(base as *mut libc::c_void, total as usize) };
@@ -179,7 +186,7 @@ fn stage_first(path: &Path) -> Result<Staged> {
 }
 
 fn run(cli: &Cli) -> Result<()> {
-    let Staged { chain, index, image_hash, plan, own, base, stage_len, switch_len, table } = stage_first(&cli.image)?;
+    let Staged { path, memory, chain, index, image_hash, plan, own, base, stage_len, switch_len, table } = stage_first(&cli.image)?;
     for w in left_out_warnings(&index.left_out) {
         eprintln!("ckpt-restart: warning: {w}");
     }
@@ -196,7 +203,11 @@ fn run(cli: &Cli) -> Result<()> {
         }
     }
     let same_boot = !index.meta.origin.boot_id.is_empty() && index.meta.origin.boot_id == ckpt_image::boot_id();
-    fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot }, chain.newest())?;
+    // A memory-mapped packet socket ring is the kernel's: nothing makes it again.
+    if let Some(r) = index.regions.iter().find(|r| r.name.starts_with(b"socket:[")) {
+        bail!("the program maps the ring buffer of a socket ({}, {:#x}-{:#x}): it cannot be restored", r.name_lossy(), r.start, r.end);
+    }
+    let restored = fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot }, chain.newest())?;
     // Restoring the fds closed every fd of ours, the image's too: they must never be closed again.
     std::mem::forget(chain);
     // The working directory last: a removed one may be a directory the program has an fd on.
@@ -209,12 +220,27 @@ fn run(cli: &Cli) -> Result<()> {
         })
         .collect();
     ckpt_kinds::procfs::enter_cwd(&p.cwd, &dirs)?;
+    attrs::apply(&p.attrs);
+    let above = index.fds.iter().map(|f| f.fd).max().unwrap_or(2) + 1;
+    let exe = attrs::exe_fd(&p.attrs, above, same_boot);
 
     let switch_base = base + stage_len;
-    let prepared = plan::prepare(&index, image_hash, &plan, &own, table, switch_base, switch_len)?;
+    let note = plan::Note { path: path.as_os_str().as_bytes(), memory, started_ns: progress::started_ns(), log_level: progress::log_level() };
+    let prepared = plan::prepare(&index, image_hash, &plan, &own, table, switch_base, switch_len, &note, exe)?;
     if change_creds {
         creds::apply(&p.creds)?;
     }
+    if restored.winch {
+        // The program's terminal is another one now: once it runs it hears so and redraws.
+        // Raised with every signal blocked, it waits for the program's handler (or its default).
+        let all: u64 = !0;
+        // SAFETY: blocking our signals, then a signal to ourselves that stays pending.
+        unsafe {
+            libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all as *const u64, 0, 8);
+            libc::kill(libc::getpid(), libc::SIGWINCH);
+        }
+    }
+    progress::info(format_args!("switching to the program ({} ms since ckpt-restart started)", (progress::now_ns() - progress::started_ns()) / 1_000_000));
     // SAFETY: this is the only thread (staging threads were joined); the switch area is ready.
     unsafe { plan::go(prepared) }
 }

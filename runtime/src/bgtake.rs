@@ -232,7 +232,7 @@ pub fn take(dir: &Dir, gen: u64, t0: u64, parent: Option<(u64, u32)>) -> Attempt
         log!(DEBUG, "background snapshot: instant done in {} us", (now_ns() - t) / 1000);
         ph.step(snapshot::FROZEN);
         let bg = memwrite::Bg { engine, armed: &armed };
-        let r = checkpoint::write_image(dir, cap, &frozen, &frozen_files, memwrite::cpus().min(8), Some(&bg)).and_then(|w| checkpoint::commit(dir, cap).map(|_| w).map_err(Failure::Failed));
+        let r = checkpoint::write_image(dir, cap, &frozen, &frozen_files, memwrite::cpus().min(8), crate::progress::local(), Some(&bg)).and_then(|w| checkpoint::commit(dir, cap).map(|_| w).map_err(Failure::Failed));
         if engine.phase() != bgsnap::OVER {
             engine.abort(&regs);
         }

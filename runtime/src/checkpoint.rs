@@ -6,7 +6,7 @@
 
 use crate::log::{log, ALWAYS, DEBUG, ERROR, INFO};
 use crate::maps::{self, MapEntry};
-use crate::{alloc, config, fdtable, freeze, gate, generations, incremental, leftout, memwrite, pagehash, procstate, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
+use crate::{alloc, config, fdtable, freeze, gate, generations, incremental, leftout, memwrite, pagehash, procstate, progress, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
 use crate::imgdir::{self, Dir};
 use ckpt_image::{generation_file_name, Entry, Index, Meta, Region, ThreadState, Writer};
 use ckpt_kinds::deleted;
@@ -44,6 +44,7 @@ pub fn take() -> Option<Outcome> {
     let dumpable = procstate::make_dumpable();
     alloc::scratch_begin();
     let gen = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
+    progress::begin(gen, t0);
     // The directory is opened (and checked) for this checkpoint; it is closed when `dir` goes.
     let result = match config().ok_or_else(|| "runtime not configured".to_string()).and_then(|cfg| Ok((cfg, Dir::open(&cfg.dir, cfg.allow_shared)?))) {
         Err(e) => Err(Retry::Fail(e)),
@@ -92,6 +93,7 @@ pub fn take() -> Option<Outcome> {
         }
     };
     log!(DEBUG, "scratch memory: {} KiB", alloc::scratch_used() >> 10);
+    progress::end();
     alloc::scratch_end();
     procstate::restore_dumpable(dumpable);
     gate::unlock_exclusive();
@@ -223,7 +225,7 @@ fn take_attempt(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u
     if fork {
         // The child writes the image, commits it and prints its line, even if the program ends.
         let body = |ctx: &snapshot::Ctx| {
-            let r = write_image(dir, &cap, &ctx.frozen, &ctx.frozen_files, memwrite::cpus().min(8), None).and_then(|w| commit(dir, &cap).map(|_| w).map_err(snapshot::Failure::Failed));
+            let r = write_image(dir, &cap, &ctx.frozen, &ctx.frozen_files, memwrite::cpus().min(8), ctx.progress(), None).and_then(|w| commit(dir, &cap).map(|_| w).map_err(snapshot::Failure::Failed));
             let gone = ctx.program_gone();
             match &r {
                 Ok((raw, stored, _)) => {
@@ -291,7 +293,7 @@ fn take_attempt(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u
             }
         }
     }
-    let r = write_image(dir, &cap, &[], &[], 1, None).map_err(|e| match e {
+    let r = write_image(dir, &cap, &[], &[], 1, progress::local(), None).map_err(|e| match e {
         snapshot::Failure::Failed(m) | snapshot::Failure::NeedSync(m) => m,
     });
     resumed();
@@ -417,7 +419,9 @@ pub(crate) fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, Stri
     let left_out = leftout::find(&fds);
     crate::kstate::save(sys::gettid());
     let process = procstate::read_process();
-    let maps = split_scratch(maps::read_maps()?);
+    // Locked memory (mlock) is not locked in a forked snapshot, which reads the other flags of
+    // each region itself: read them here where some is (smaps costs ~10 ms per GiB).
+    let maps = split_scratch(if procstate::locks_memory() { maps::read_smaps()? } else { maps::read_maps()? });
     let vdso_hash = maps.iter().find(|(m, _)| m.name == b"[vdso]").map_or(0, |(m, _)| hash_mem(m.start, m.end - m.start));
     let final_path = generations::newest_path(&cfg.dir, &cfg.name);
     let tmp_name = imgdir::tmp_name(&generation_file_name(&cfg.name, 0));
@@ -438,6 +442,7 @@ pub(crate) fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, Stri
                 altstack_size: s.ss_size,
                 altstack_flags: s.ss_flags,
                 rseq: s.rseq,
+                attrs: s.attrs,
             })
             .collect(),
         entry: Entry {
@@ -457,9 +462,10 @@ pub(crate) fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, Stri
 }
 
 /// Write the memory of `cap` and its index to the temporary file, durably, with `threads`
-/// compression threads, reading the regions that `frozen` holds from their copies. Runs in the
-/// snapshot child, or with the program's threads stopped.
-pub(crate) fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], frozen_files: &[freeze::FrozenFile], threads: usize, bg: Option<&memwrite::Bg>) -> WriteResult {
+/// compression threads, reading the regions that `frozen` holds from their copies, counting the
+/// bytes written in `progress`. Runs in the snapshot child, with the program's threads stopped,
+/// or in a background snapshot's writer (`bg`).
+pub(crate) fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], frozen_files: &[freeze::FrozenFile], threads: usize, progress: &progress::Progress, bg: Option<&memwrite::Bg>) -> WriteResult {
     let pagemap = sys::open(&sys::cpath(&[b"/proc/thread-self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/thread-self/pagemap: errno {e}"))?;
     let mem = sys::open(&sys::cpath(&[b"/proc/thread-self/mem"]), libc::O_RDONLY, 0).map_err(|e| {
         sys::close(pagemap);
@@ -480,12 +486,16 @@ pub(crate) fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Fro
         let file = unsafe { std::fs::File::from_raw_fd(fd) };
         let w = Writer::new(file, ZSTD_LEVEL).map_err(|e| e.to_string())?;
         let t0 = now_ns();
+        // Each region's flags and advice, as this process sees them (the snapshot's regions are
+        // the program's, but not locked: those bits come from the capture).
+        let flags = maps::flags_of(&cap.maps, &maps::read_smaps()?);
         let hashing = cap.hashes.as_ref().map(|work| memwrite::Hashing { old: cap.old, work });
-        let (backings, mut plan) = memwrite::plan(pagemap, &cap.maps, &cap.eligible, hashing.as_ref(), frozen, bg);
+        let (backings, mut plan) = memwrite::plan(pagemap, &cap.maps, &flags, &cap.eligible, hashing.as_ref(), frozen, bg);
         let nmem = plan.jobs.len();
         let files = memwrite::plan_files(&cap.index.fds, &mut plan, frozen_files)?;
         let t1 = now_ns();
-        let chunks = memwrite::write_all(&w, mem, &plan, hashing.as_ref(), bg.map(|b| b.engine), threads);
+        progress.set_total(plan.bytes());
+        let chunks = memwrite::write_all(&w, mem, &plan, hashing.as_ref(), bg.map(|b| b.engine), threads, progress);
         if let Some(b) = bg {
             // Every window is stored: nothing stays write-protected, the program runs unhindered.
             b.engine.finish();
@@ -498,13 +508,15 @@ pub(crate) fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Fro
         let t2 = now_ns();
         let mut regions: Vec<Region> = Vec::with_capacity(cap.maps.len());
         let mut next = 0;
-        for (i, ((m, _), backing)) in cap.maps.iter().zip(backings).enumerate() {
-            let Some((backing, inherit)) = backing else { continue };
+        for (i, ((m, scratch), described)) in cap.maps.iter().zip(backings).enumerate() {
+            let Some(memwrite::Described { backing, inherit, attrs }) = described else { continue };
+            // The scratch arena is named for ckpt-inspect (it is stored empty either way).
+            let name = if *scratch { ckpt_image::SCRATCH_NAME.to_vec() } else { m.name.clone() };
             let first = next;
             while next < nmem && plan.jobs[next].region == i {
                 next += 1;
             }
-            regions.push(Region { start: m.start, end: m.end, prot: m.prot, name: m.name.clone(), backing, chunks: chunks[first..next].concat(), inherit });
+            regions.push(Region { start: m.start, end: m.end, prot: m.prot, name, backing, chunks: chunks[first..next].concat(), inherit, attrs });
         }
         let mut index = cap.index.clone();
         index.regions = regions;

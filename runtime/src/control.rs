@@ -7,23 +7,40 @@
 //! line per connection (`checkpoint`, `checkpoint wait`, `status`, `stop`), answered with lines:
 //! `queued`, `ok IMAGE`, `error MESSAGE`, or `key: value` lines for status.
 //!
+//! While a snapshot writes an image, the checkpoint thread, which waits for it, keeps serving
+//! (`serve_busy`): `status` is answered with the checkpoint's progress, `checkpoint` is queued,
+//! and `checkpoint wait` and `stop`, which need a checkpoint of their own, wait until this one
+//! has ended (their connections are kept, `DEFERRED`).
+//!
 //! The runtime's own fds (the wake eventfd, the listening socket, a client being served) are
 //! moved to high numbers, left out of images (see `is_runtime_fd`) and created again after a
 //! restart, because a restarted process has none of them.
 
 use crate::log::{log, DEBUG, ERROR};
 use crate::sys::{self, syscall};
-use crate::{checkpoint, config, generations, triggers};
-use std::sync::atomic::{AtomicI32, Ordering};
+use crate::{checkpoint, config, generations, progress, triggers};
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 static LISTEN_FD: AtomicI32 = AtomicI32::new(-1);
 static CLIENT_FD: AtomicI32 = AtomicI32::new(-1);
+/// Clients whose request waits for the checkpoint in progress: (request << 32) | fd, or -1.
+static DEFERRED: [AtomicI64; 4] = [const { AtomicI64::new(-1) }; 4];
+const DEFER_WAIT: i64 = 1;
+const DEFER_STOP: i64 = 2;
+
 /// The process whose socket file this is (0: none); only it removes the file at exit.
 static OWNER_PID: AtomicI32 = AtomicI32::new(0);
 
+/// Whether `fd` is one of the runtime's own fds (and still is: the program may have put one of
+/// its files at that number with dup2, which makes it the program's).
 pub fn is_runtime_fd(fd: i32) -> bool {
-    fd >= 0 && ([&WAKE_FD, &LISTEN_FD, &CLIENT_FD].iter().any(|a| a.load(Ordering::Relaxed) == fd) || crate::uffdwp::is_own_fd(fd) || crate::imgdir::is_own_fd(fd))
+    fd >= 0
+        && ([&WAKE_FD, &LISTEN_FD, &CLIENT_FD].iter().any(|a| a.load(Ordering::Relaxed) == fd)
+            || DEFERRED.iter().any(|d| d.load(Ordering::Relaxed) & 0xffff_ffff == i64::from(fd))
+            || crate::uffdwp::is_own_fd(fd)
+            || crate::imgdir::is_own_fd(fd))
+        && sys::still_own(fd)
 }
 
 /// Wake the checkpoint thread out of `poll` (async-signal-safe).
@@ -45,7 +62,7 @@ fn socket_name() -> Option<Vec<u8>> {
 /// the program's threads come back.
 pub fn setup() {
     if let Ok(fd) = syscall!(libc::SYS_eventfd2, 0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) {
-        WAKE_FD.store(sys::move_high(fd as i32), Ordering::Release);
+        WAKE_FD.store(sys::own(sys::move_high(fd as i32)), Ordering::Release);
     }
     match listen() {
         Ok(fd) => {
@@ -97,7 +114,7 @@ fn listen() -> Result<i32, String> {
         }
         let fd = syscall!(libc::SYS_socket, libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
             .map_err(|e| format!("socket: {}", checkpoint::strerror(e)))? as i32;
-        let fd = sys::move_high(fd);
+        let fd = sys::own(sys::move_high(fd));
         let len = std::mem::size_of::<libc::sa_family_t>() + path.len() + 1;
         let bound = syscall!(libc::SYS_bind, fd, &addr as *const libc::sockaddr_un, len)
             .and_then(|_| syscall!(libc::SYS_fchmodat, dir, name_c.as_ptr(), 0o600, 0))
@@ -120,6 +137,9 @@ pub fn forget_fds() {
     for a in [&WAKE_FD, &LISTEN_FD, &CLIENT_FD] {
         a.store(-1, Ordering::Release);
     }
+    for d in &DEFERRED {
+        d.store(-1, Ordering::Release);
+    }
     OWNER_PID.store(0, Ordering::Release);
 }
 
@@ -129,6 +149,12 @@ pub fn after_fork() {
         let fd = a.swap(-1, Ordering::AcqRel);
         if fd >= 0 {
             sys::close(fd);
+        }
+    }
+    for d in &DEFERRED {
+        let v = d.swap(-1, Ordering::AcqRel);
+        if v >= 0 {
+            sys::close((v & 0xffff_ffff) as i32);
         }
     }
 }
@@ -183,19 +209,65 @@ pub fn poll(timeout_ms: Option<u64>) -> bool {
     true
 }
 
-/// Serve every client waiting on the listening socket.
+/// Serve the clients that waited for the last checkpoint, then every client waiting on the
+/// listening socket.
 pub fn serve() {
+    for d in &DEFERRED {
+        let v = d.swap(-1, Ordering::AcqRel);
+        if v >= 0 {
+            let fd = (v & 0xffff_ffff) as i32;
+            CLIENT_FD.store(fd, Ordering::Release);
+            handle(fd, if v >> 32 == DEFER_STOP { "stop" } else { "checkpoint wait" });
+            CLIENT_FD.store(-1, Ordering::Release);
+            sys::close(fd);
+        }
+    }
+    each_client(|fd| {
+        if let Some(req) = read_request(fd) {
+            handle(fd, &req);
+        }
+        true
+    });
+}
+
+/// Accept every waiting client and give it to `serve` (which says whether to close it now).
+fn each_client(mut serve: impl FnMut(i32) -> bool) {
     let lfd = LISTEN_FD.load(Ordering::Acquire);
     if lfd < 0 {
         return;
     }
+    // A client being served while a checkpoint runs (serve_busy) stays ours too.
+    let outer = CLIENT_FD.load(Ordering::Acquire);
     while let Ok(fd) = syscall!(libc::SYS_accept4, lfd, 0, 0, libc::SOCK_CLOEXEC) {
-        let fd = fd as i32;
+        let fd = sys::own(sys::move_high(fd as i32));
         CLIENT_FD.store(fd, Ordering::Release);
-        serve_client(fd);
-        CLIENT_FD.store(-1, Ordering::Release);
-        sys::close(fd);
+        let close = serve(fd);
+        CLIENT_FD.store(outer, Ordering::Release);
+        if close {
+            sys::close(fd);
+        }
     }
+}
+
+/// While a snapshot writes the image (the program runs): answer `status` with the progress,
+/// queue `checkpoint`, and keep `checkpoint wait` and `stop` for when this checkpoint has ended.
+pub fn serve_busy() {
+    each_client(|fd| {
+        let Some(req) = read_request(fd) else { return true };
+        let later = match req.as_str() {
+            "checkpoint wait" => DEFER_WAIT,
+            "stop" => DEFER_STOP,
+            _ => {
+                handle(fd, &req);
+                return true;
+            }
+        };
+        let kept = DEFERRED.iter().any(|d| d.compare_exchange(-1, (later << 32) | i64::from(fd), Ordering::AcqRel, Ordering::Acquire).is_ok());
+        if !kept {
+            reply(fd, "error a checkpoint is being written and other requests wait for it; ask again\n");
+        }
+        !kept
+    });
 }
 
 /// Send an answer. MSG_NOSIGNAL: a client that went away must not raise SIGPIPE.
@@ -210,7 +282,9 @@ fn reply(fd: i32, s: &str) {
     }
 }
 
-fn serve_client(fd: i32) {
+/// Read a client's request line, once its peer is found to be our own user (None: refused, or
+/// nothing to do).
+fn read_request(fd: i32) -> Option<String> {
     let tv = libc::timeval { tv_sec: 2, tv_usec: 0 };
     for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
         let _ = syscall!(libc::SYS_setsockopt, fd, libc::SOL_SOCKET, opt, &tv as *const libc::timeval, std::mem::size_of::<libc::timeval>());
@@ -232,11 +306,16 @@ fn serve_client(fd: i32) {
     if !ok || cred.uid != euid {
         log!(ERROR, "control socket: refused a connection from uid {} (pid {})", cred.uid, cred.pid);
         reply(fd, "error permission denied: only the program's owner may control it\n");
-        return;
+        return None;
     }
     let line = buf[..n].split(|&b| b == b'\n').next().unwrap_or(&[]);
     let req = std::str::from_utf8(line).unwrap_or("").trim();
     log!(DEBUG, "control request {req:?} from pid {}", cred.pid);
+    Some(req.to_string())
+}
+
+/// Answer request `req` on `fd`.
+fn handle(fd: i32, req: &str) {
     match req {
         "" => {} // a probe (ckpt-ctl looking for live programs) or a client that gave up
         "checkpoint" => {
@@ -293,6 +372,10 @@ fn status() -> String {
     match triggers::next_in_ms() {
         Some(ms) => s.push_str(&format!("next periodic checkpoint: in {}s\n", ms.div_ceil(1000))),
         None => s.push_str("next periodic checkpoint: none (no --interval)\n"),
+    }
+    if let Some(p) = progress::status() {
+        s.push_str(&p);
+        s.push('\n');
     }
     s
 }

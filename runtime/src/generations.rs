@@ -10,6 +10,7 @@ use crate::imgdir::Dir;
 use crate::log::{log, ALWAYS, ERROR};
 use crate::sys;
 use ckpt_image::generation_file_name;
+use ckpt_image::progress::Size;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -148,24 +149,6 @@ pub fn report(gen: u64, path: &[u8], raw: u64, stored: u64, total_ms: u64, pause
 /// Path of the last image this program wrote (empty: none yet), copied into `out`.
 pub fn last_path() -> Vec<u8> {
     LAST.lock().map(|l| l.path[..l.len].to_vec()).unwrap_or_default()
-}
-
-/// Bytes as a short human figure: 812 B, 3.4 MiB, 1.2 GiB.
-pub struct Size(pub u64);
-
-impl std::fmt::Display for Size {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let b = self.0;
-        if b < 1024 {
-            write!(f, "{b} B")
-        } else if b < 1 << 20 {
-            write!(f, "{:.1} KiB", b as f64 / 1024.0)
-        } else if b < 1 << 30 {
-            write!(f, "{:.1} MiB", b as f64 / (1u64 << 20) as f64)
-        } else {
-            write!(f, "{:.2} GiB", b as f64 / (1u64 << 30) as f64)
-        }
-    }
 }
 
 #[cfg(test)]

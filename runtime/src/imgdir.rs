@@ -41,7 +41,7 @@ impl Dir {
     pub fn open(path: &[u8], allow_shared: bool) -> Result<Dir, String> {
         let fd = sys::open(&sys::cpath(&[path]), libc::O_RDONLY | libc::O_DIRECTORY, 0)
             .map_err(|e| format!("cannot open the image directory {}: {}", String::from_utf8_lossy(path), strerror(e)))?;
-        let fd = sys::move_high(fd);
+        let fd = sys::own(sys::move_high(fd));
         let dir = Dir { fd, path: path.to_vec(), euid: sys::geteuid() };
         FD.store(fd, Ordering::Release);
         let st = sys::fstat(fd).map_err(strerror)?;

@@ -12,6 +12,7 @@ mod bgtake;
 mod blocked;
 mod checkpoint;
 mod control;
+mod cpuclock;
 mod fdhooks;
 mod fdobjs;
 mod fdtable;
@@ -26,9 +27,12 @@ mod launch;
 mod leftout;
 mod log;
 mod maps;
+mod pagescan;
 mod memwrite;
 mod pagehash;
+mod procattrs;
 mod procstate;
+mod progress;
 mod restart;
 mod selfsend;
 mod selfsig;
@@ -40,6 +44,7 @@ mod spawnhooks;
 mod sud;
 mod sudcalls;
 mod sys;
+mod threadattrs;
 mod threads;
 mod triggers;
 mod uffdwp;
@@ -131,6 +136,8 @@ extern "C" fn init() {
     spawnhooks::resolve();
     sigevthread::resolve();
     launch::resolve();
+    threadattrs::resolve();
+    cpuclock::resolve();
     vids::init();
     selfsend::init();
     // Whatever else happens, the program gets its own environment back.
@@ -140,6 +147,7 @@ extern "C" fn init() {
         return; // not the process ckpt-run started: stay inert
     };
     launch::set_managed(launch.pid);
+    procattrs::init();
     log::set_level_from_env(env(b"CKPT_LOG\0").as_deref());
     let dir = if launch.dir.is_empty() { sys::readlink(&sys::cpath(&[b"/proc/self/cwd"])).unwrap_or_else(|_| b".".to_vec()) } else { launch.dir.clone() };
     let name = if launch.name.is_empty() {

@@ -20,6 +20,11 @@ pub fn set_level_from_env(v: Option<&[u8]>) {
     LEVEL.store(lvl, Ordering::Relaxed);
 }
 
+/// The level ckpt-restart was given (its CKPT_LOG), after a restart.
+pub fn set_level(lvl: u8) {
+    LEVEL.store(lvl.min(DEBUG), Ordering::Relaxed);
+}
+
 pub fn enabled(lvl: u8) -> bool {
     lvl <= LEVEL.load(Ordering::Relaxed)
 }
@@ -43,6 +48,13 @@ impl Line {
     }
     pub fn emit(mut self) {
         self.push(b"\n");
+        crate::progress::erase();
+        let _ = crate::sys::write_all(2, &self.buf[..self.len]);
+    }
+    /// Draw the line over the one on the terminal (a progress line: see progress.rs).
+    pub fn redraw(mut self) {
+        self.push(ckpt_image::progress::ERASE_REST);
+        let _ = crate::sys::write_all(2, ckpt_image::progress::REDRAW);
         let _ = crate::sys::write_all(2, &self.buf[..self.len]);
     }
 }

@@ -8,10 +8,11 @@
 //! runtime's own threads take), never TLS.
 
 use crate::freeze::{Frozen, FrozenFile};
+use crate::progress::Progress;
 use crate::maps::{self, MapEntry, PAGE};
 use crate::{bgsnap, pagehash};
 use crate::sys;
-use ckpt_image::{Backing, Chunk, ChunkEncoder, FdKind, FdState, Writer, CHUNK_SIZE};
+use ckpt_image::{Backing, Chunk, ChunkEncoder, FdKind, FdState, RegionAttrs, Writer, CHUNK_SIZE};
 use ckpt_kinds::deleted;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
@@ -89,6 +90,11 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Bytes of memory (and file data) the pieces hold.
+    pub fn bytes(&self) -> u64 {
+        self.pieces.iter().map(|p| p.len).sum()
+    }
+
     /// Add the runs `(offset, len, addr, zero)` (sorted, disjoint) of region (or fd entry)
     /// `region` as jobs, one per CHUNK_SIZE window of offsets that holds any.
     fn add(&mut self, region: usize, runs: impl Iterator<Item = (u64, u64, u64, bool)>, src: Source) {
@@ -114,45 +120,57 @@ impl Plan {
     }
 }
 
+/// How a region is described in the index besides its chunks.
+pub struct Described {
+    pub backing: Backing,
+    /// Pages not covered by chunks come from the parent image.
+    pub inherit: bool,
+    pub attrs: RegionAttrs,
+}
+
 /// The chunks to store for `maps` (entries flagged true are stored empty), with each entry's
-/// backing and whether it inherits from the parent. With `hashing`, the pages of tracked regions
+/// description (backing, whether it inherits from the parent, flags and guard pages; `flags[i]`:
+/// the VmFlags bits of entry i). With `hashing`, the pages of tracked regions
 /// (`eligible`) are hashed, and an increment (a table to compare with) stores of each tracked
 /// region that the table covers only the pages that changed. Regions with no backing to store
 /// (vsyscall) get None. Regions that `frozen` holds a copy of are read from the copy.
-pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], eligible: &[bool], hashing: Option<&Hashing>, frozen: &[Option<Frozen>], bg: Option<&Bg>) -> (Vec<Option<(Backing, bool)>>, Plan) {
+pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], flags: &[u64], eligible: &[bool], hashing: Option<&Hashing>, frozen: &[Option<Frozen>], bg: Option<&Bg>) -> (Vec<Option<Described>>, Plan) {
     let mut backings = Vec::with_capacity(maps.len());
     let mut plan = Plan::default();
     // Our own stack changes while we write it: copy it, so each chunk's bytes and hash agree.
     let here = &backings as *const _ as u64;
+    let written = maps::shared_written_inodes(maps);
     for (i, (m, scratch)) in maps.iter().enumerate() {
         if m.name == b"[vsyscall]" {
             backings.push(None);
             continue;
         }
         let backing = if *scratch { Backing::Anon } else { maps::backing_of(m) };
+        let m = &MapEntry { flags: flags.get(i).copied().unwrap_or(m.flags), ..m.clone() };
+        let described = |inherit: bool, guards: Vec<(u64, u64)>| Some(Described { backing: backing.clone(), inherit, attrs: RegionAttrs { flags: if *scratch { 0 } else { m.flags }, guards } });
         if *scratch {
-            backings.push(Some((backing, false)));
+            backings.push(described(false, Vec::new()));
             continue;
         }
         let copy = frozen.get(i).and_then(Option::as_ref);
         if let Some(b) = bg.filter(|b| b.armed.get(i) == Some(&true)) {
             let tracked = hashing.filter(|_| eligible.get(i) == Some(&true));
             let inherit = snapshot_windows(&mut plan, b.engine, i, m, copy, tracked);
-            backings.push(Some((backing, inherit)));
+            backings.push(described(inherit, maps::guard_pages(pagemap, m)));
             continue;
         }
         if let Some(f) = copy {
             plan.add(i, f.runs.iter().map(|&(first, n, at)| (first * PAGE, n * PAGE, at, false)), Source::memory(true));
-            backings.push(Some((backing, false)));
+            backings.push(described(false, maps::guard_pages(pagemap, m)));
             continue;
         }
-        let runs = maps::stored_runs(pagemap, m, &backing, maps::file_refs(maps, i).as_deref());
+        let maps::Pages { runs, guards } = maps::stored_pages(pagemap, m, &backing, maps::file_refs(maps, i, &written).as_deref());
         let own_stack = m.start <= here && here < m.end;
         let direct = maps::directly_readable(m, &backing) && !own_stack;
         let tracked = hashing.filter(|_| eligible.get(i) == Some(&true) && backing == Backing::Anon);
         let Some(h) = tracked else {
             plan.add(i, runs.iter().map(|&(first, n)| (first * PAGE, n * PAGE, m.start + first * PAGE, false)), Source::memory(direct));
-            backings.push(Some((backing, false)));
+            backings.push(described(false, guards));
             continue;
         };
         // An increment inherits what the table says the parent holds, and must hide with zeros
@@ -166,7 +184,7 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], eligible: &[bool], hashing:
         all.sort_unstable();
         let src = Source { direct, file: -1, hashed: true, filter: old.is_some(), start: m.start };
         plan.add(i, all.iter().map(|&(first, n, zero)| (first * PAGE, n * PAGE, m.start + first * PAGE, zero)), src);
-        backings.push(Some((backing, old.is_some())));
+        backings.push(described(old.is_some(), guards));
     }
     (backings, plan)
 }
@@ -258,6 +276,7 @@ struct Shared<'a> {
     bg: Option<&'a bgsnap::Engine>,
     /// One slot per job, written once by the thread that took the job.
     out: *mut Vec<Chunk>,
+    progress: &'a Progress,
     next: AtomicUsize,
     /// Jobs a thread has taken.
     taken: Vec<AtomicBool>,
@@ -286,12 +305,12 @@ impl Shared<'_> {
     }
 }
 
-/// Compress and write every job of `plan` with `threads` threads (the caller is one of them);
-/// each job's chunks come back in job order.
-pub fn write_all(writer: &Writer, mem: i32, plan: &Plan, hashing: Option<&Hashing>, bg: Option<&bgsnap::Engine>, threads: usize) -> Result<Vec<Vec<Chunk>>, String> {
+/// Compress and write every job of `plan` with `threads` threads (the caller is one of them),
+/// counting the bytes in `progress`; each job's chunks come back in job order.
+pub fn write_all(writer: &Writer, mem: i32, plan: &Plan, hashing: Option<&Hashing>, bg: Option<&bgsnap::Engine>, threads: usize, progress: &Progress) -> Result<Vec<Vec<Chunk>>, String> {
     let mut out: Vec<Vec<Chunk>> = (0..plan.jobs.len()).map(|_| Vec::new()).collect();
     let taken = (0..plan.jobs.len()).map(|_| AtomicBool::new(false)).collect();
-    let shared = Shared { writer, mem, plan, hashing, bg, out: out.as_mut_ptr(), next: AtomicUsize::new(0), taken, error: AtomicPtr::new(std::ptr::null_mut()) };
+    let shared = Shared { writer, mem, plan, hashing, bg, out: out.as_mut_ptr(), progress, next: AtomicUsize::new(0), taken, error: AtomicPtr::new(std::ptr::null_mut()) };
     let mut extra = threads.saturating_sub(1).min(plan.jobs.len().saturating_sub(1));
     // Each thread's encoder and buffers come from the scratch arena: map them now, with fewer
     // threads if the address space is short, so that no thread runs out half-way.
@@ -395,6 +414,7 @@ fn work(sh: &Shared) {
             window_pieces.clear();
             window_pieces.extend(pieces.iter().copied());
             window_pieces.extend(found.iter().map(|&(addr, len, src)| Piece { offset: addr - job.start, len, addr: src, zero: false }));
+            sh.progress.add_total(found.iter().map(|f| f.1).sum());
             window_pieces.sort_unstable_by_key(|p| p.offset);
             if let Some(t) = sh.hashing.and_then(|h| h.old).filter(|_| job.filter) {
                 // Pages the parent had data in and nothing holds now: zeros.
@@ -419,6 +439,7 @@ fn work(sh: &Shared) {
             Ok(c) => unsafe { *sh.out.add(i) = c },
             Err(e) => return fail(e),
         }
+        sh.progress.add(pieces.iter().map(|p| p.len).sum());
     }
 }
 
@@ -539,7 +560,8 @@ fn gather(sh: &Shared, job: &Job, pieces: &[Piece], buf: &mut Vec<u8>) {
             dst.copy_from_slice(unsafe { std::slice::from_raw_parts(p.addr as *const u8, p.len as usize) });
             dst.len()
         } else {
-            sys::pread(sh.mem, dst, p.addr).unwrap_or(0)
+            sys::pread_pages(sh.mem, dst, p.addr);
+            dst.len()
         };
         dst[got..].fill(0);
         at += p.len as usize;

@@ -3,7 +3,7 @@
 //! blocked and no other thread. Here we fix the checkpoint thread's identity, recreate the
 //! program's threads, release them, and go back to waiting for checkpoint requests.
 
-use crate::log::{log, DEBUG, ERROR};
+use crate::log::{log, ALWAYS, DEBUG, ERROR};
 use crate::sys::{self, syscall};
 use crate::{alloc, gate, threads, CKPT_THREAD};
 use ckpt_image::RestartInfo;
@@ -33,6 +33,10 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     // SAFETY: the restarter passes the address of a RestartInfo inside its switch area, which
     // stays mapped until we unmap it below.
     let info: RestartInfo = unsafe { std::ptr::read(info_addr as *const RestartInfo) };
+    // The image was taken during a checkpoint, whose progress counter is not here.
+    crate::progress::after_restart();
+    // From now on, the log level of the ckpt-restart that brought us back.
+    crate::log::set_level(info.log_level as u8);
     // The page hash table was not in the image (its mapping came back empty); the restarter
     // built one of the memory it restored: the next image can be an increment over this one.
     crate::pagehash::forget(true);
@@ -63,6 +67,8 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     alloc::scratch_begin();
     crate::control::setup(); // our fds were not in the image: create them before the threads run
     let slots = take_slots(&info);
+    // SAFETY: the restarter wrote path_len bytes at info.path, in the switch area (still mapped).
+    let path = unsafe { std::slice::from_raw_parts(info.path as *const u8, info.path_len as usize) }.to_vec();
     if info.magic == RestartInfo::MAGIC && info.switch_len != 0 {
         sys::munmap(info.switch_base as usize, info.switch_len as usize);
     }
@@ -75,6 +81,10 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     }
     crate::kstate::restore(&slots);
     threads::resume_all();
+    // The program runs again: the restart's one line, as a checkpoint's.
+    let ms = crate::checkpoint::now_ns().saturating_sub(info.started_ns) / 1_000_000;
+    log!(ALWAYS, "restarted from {} (checkpoint {}, {} of memory, {ms} ms)", String::from_utf8_lossy(&path), info.generation, ckpt_image::progress::Size(info.memory));
+    drop(path);
     threads::wait_left_and_free(slots.len());
     drop(slots);
     alloc::scratch_end();
@@ -100,6 +110,7 @@ fn take_slots(info: &RestartInfo) -> Vec<threads::Slot> {
             ss_size: t.altstack_size,
             ss_flags: t.altstack_flags,
             rseq: t.rseq != 0,
+            attrs: t.attrs,
         });
     }
     v

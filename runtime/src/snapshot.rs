@@ -18,6 +18,7 @@
 
 use crate::freeze::{self, Frozen, FrozenFile};
 use crate::maps::{self, MapEntry};
+use crate::progress::{self, Progress};
 use crate::sys;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -44,8 +45,12 @@ struct Report {
     resumed: AtomicU32,
     /// Bumped by the parent to let a background snapshot's writer go on to its next step.
     go: AtomicU32,
-    msg: [u8; 4000],
+    /// How far the image is written (the child counts, the parent shows it to ckpt-ctl).
+    progress: Progress,
+    msg: [u8; 3900],
 }
+
+const _: () = assert!(std::mem::size_of::<Report>() <= 4096);
 
 pub enum Outcome {
     /// The image is committed and its line printed; `hash`: the image's header index_hash.
@@ -76,6 +81,12 @@ impl Ctx {
 
     /// The program's pause in ns, as its checkpoint thread measured it once the threads ran
     /// again (None if the program ended before saying).
+    /// Where the writer counts the bytes it writes.
+    pub fn progress(&self) -> &Progress {
+        // SAFETY: the report page stays mapped in this process until it exits.
+        &unsafe { &*(self.report as *const Report) }.progress
+    }
+
     pub fn paused_ns(&self) -> Option<u64> {
         // SAFETY: the report page stays mapped in this process until it exits.
         let rep = unsafe { &*(self.report as *const Report) };
@@ -133,6 +144,10 @@ pub fn spawn(body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), Failure>, region
     let page = sys::mmap(0, 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
         .map_err(|e| format!("cannot map the report page: errno {e}"))?;
     let parent = sys::getpid();
+    // SAFETY: the page is ours, mapped read-write, zeroed (an all-zero Report is valid); its
+    // progress counter is only used through atomics.
+    let counter = unsafe { &(*(page as *const Report)).progress };
+    counter.take_over(progress::local());
     // clone(flags = 0: exit signal 0, no sharing; stack 0: the child continues on a copy of ours).
     match sys::syscall!(libc::SYS_clone, 0, 0, 0, 0, 0) {
         Err(e) => {
@@ -141,6 +156,7 @@ pub fn spawn(body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), Failure>, region
         }
         Ok(0) => child(page, parent, body, regions, keep, files),
         Ok(pid) => {
+            progress::watch(counter);
             let mut c = Child { pid: pid as i32, report: page, reaped: false };
             c.wait_while(&[0]);
             Ok(c)
@@ -153,6 +169,7 @@ fn child(page: usize, parent: i32, body: impl FnOnce(&Ctx) -> Result<(u64, u64, 
     // SAFETY: the page is mapped read-write and shared with the parent, which reads the fields
     // only after `state` says they are set (or after we are gone).
     let rep = unsafe { &mut *(page as *mut Report) };
+    progress::watch(&rep.progress);
     let t0 = crate::checkpoint::now_ns();
     let frozen = freeze_now(regions);
     crate::log::log!(crate::log::DEBUG, "snapshot: shared memory copied in {} us", (crate::checkpoint::now_ns() - t0) / 1000);
@@ -248,25 +265,16 @@ fn wake(word: &AtomicU32) {
 /// are absent from a forked child, MADV_WIPEONFORK ones are empty ("wf" in smaps VmFlags).
 /// (Shared memory is in the child, and frozen by freeze_now.)
 fn inherited(regions: &[(MapEntry, bool)]) -> Result<(), String> {
-    let text = sys::read_file(&sys::cpath(&[b"/proc/self/smaps"])).map_err(|e| format!("cannot read /proc/self/smaps: errno {e}"))?;
-    let mine = maps::parse_maps(&text);
-    let mut wiped: Vec<u64> = Vec::new();
-    let mut cur = 0u64;
-    for line in text.split(|&b| b == b'\n') {
-        if let Some(rest) = line.strip_prefix(b"VmFlags:") {
-            if rest.split(|&b| b == b' ').any(|f| f == b"wf") {
-                wiped.push(cur);
-            }
-        } else if let Some(m) = maps::parse_maps(line).first() {
-            cur = m.start;
-        }
-    }
+    // Our own regions, sorted, with their VmFlags ("wf": MADV_WIPEONFORK).
+    let mine = maps::read_smaps()?;
     for (r, scratch) in regions {
         if *scratch || maps::is_special(&r.name) || r.name == b"[vsyscall]" {
             continue;
         }
-        let covered = mine.iter().any(|m| m.start <= r.start && m.end >= r.end);
-        let wipe = mine.iter().any(|m| m.start < r.end && m.end > r.start && wiped.contains(&m.start));
+        let i = mine.partition_point(|m| m.start <= r.start);
+        let covered = i > 0 && mine[i - 1].end >= r.end;
+        let first = mine.partition_point(|m| m.end <= r.start);
+        let wipe = mine[first..].iter().take_while(|m| m.start < r.end).any(|m| m.flags & ckpt_image::vm::WIPEONFORK != 0);
         if !covered || wipe {
             return Err(format!("region {:#x}-{:#x} is not copied by fork (MADV_DONTFORK or MADV_WIPEONFORK)", r.start, r.end));
         }
@@ -293,6 +301,10 @@ impl Child {
             }
             let ts = libc::timespec { tv_sec: 0, tv_nsec: WAKE_CHECK_NS };
             let _ = sys::syscall!(libc::SYS_futex, &self.report().state as *const AtomicU32, libc::FUTEX_WAIT, s, &ts as *const libc::timespec, 0, 0);
+            if s == FROZEN {
+                // The program runs again: ckpt-ctl may ask how far the image is.
+                crate::control::serve_busy();
+            }
             match sys::syscall!(libc::SYS_wait4, self.pid, &mut status as *mut i32, libc::__WALL | libc::WNOHANG, 0) {
                 Ok(0) | Err(libc::EINTR) => {}
                 // Exited, or reaped by the program (waitpid(-1, __WALL)): the report tells.
@@ -337,6 +349,7 @@ impl Drop for Child {
                 _ => self.reaped = true,
             }
         }
+        progress::forget(&self.report().progress);
         sys::munmap(self.report, 4096);
     }
 }

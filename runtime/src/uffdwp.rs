@@ -75,7 +75,7 @@ pub fn fd() -> Option<i32> {
         _ => {}
     }
     let fd = match syscall!(libc::SYS_userfaultfd, UFFD_USER_MODE_ONLY | libc::O_CLOEXEC as i64) {
-        Ok(fd) => sys::move_high(fd as i32),
+        Ok(fd) => sys::own(sys::move_high(fd as i32)),
         Err(e) => {
             crate::log::log!(crate::log::DEBUG, "no background snapshots (userfaultfd: errno {e})");
             FD.store(-2, Ordering::Release);

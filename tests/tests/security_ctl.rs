@@ -41,6 +41,8 @@ fn squatted_control_socket_is_reported_and_refused() -> Result<()> {
     let _server = fake_server(&server, Some(&u.attacker), &shared.join("counter.sock"), 0, &format!("ok /tmp/evil{NASTY}\n"))?;
     let mut p = spawn(Some(&u.victim), "victim's ckpt-run", &ckpt_run_argv(&bins, &shared, &[], &prog), work.path())?;
     p.wait_for_step(3, T)?;
+    // stderr is read by its own thread: the line may trail the steps on stdout.
+    let _ = p.wait_for_stderr("counter.sock", T);
     let err = p.stderr();
     let said = err.lines().filter(|l| l.contains("counter.sock")).collect::<Vec<_>>();
     ensure!(said.len() == 1 && said[0].contains(&u.attacker.name), "the runtime did not say loudly, once, whose socket is in the way: {err}");
