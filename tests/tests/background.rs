@@ -10,8 +10,12 @@
 //! - bg_syscalls: threads and processes created, memory unmapped and mapped again, dropped,
 //!   made read-only, moved, signals taken on the stack and on an alternate stack set up during
 //!   the snapshot: the same result after a restart.
-//! - CKPT_BACKGROUND=0 takes forked snapshots again (the fallback where userfaultfd or syscall
-//!   user dispatch are missing): the same result too.
+//! - Background snapshots are opt-in (CKPT_BACKGROUND=1): by default, and with
+//!   CKPT_BACKGROUND=0, checkpoints are forked snapshots (also the fallback where userfaultfd or
+//!   syscall user dispatch are missing): the same result too.
+//! - Known bug, ignored until fixed (why the default is the fork): malloc_storm (16 threads
+//!   allocating and freeing) checkpointed back to back dies of SIGSEGV within tens of background
+//!   snapshots.
 
 use anyhow::{ensure, Result};
 use ckpt_tests::{run_and_verify, Bins, Options, Outcome, Program, Workdir};
@@ -30,7 +34,7 @@ fn background_lines(outcome: &Outcome) -> Vec<(u64, u64)> {
 fn options(work: &Workdir, also_at: &[u64], at: u64, env: &[(&str, &str)]) -> Options {
     let mut opts = Options::new(work, &[at]);
     opts.also_at = also_at.to_vec();
-    opts.env = [("CKPT_LOG", "info")].iter().chain(env).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    opts.env = [("CKPT_LOG", "info"), ("CKPT_BACKGROUND", "1")].iter().chain(env).map(|(k, v)| (k.to_string(), v.to_string())).collect();
     opts
 }
 
@@ -74,8 +78,33 @@ fn threads_processes_mappings_and_signals_during_a_snapshot() -> Result<()> {
 fn forked_snapshots_when_background_ones_are_off() -> Result<()> {
     let bins = Bins::locate()?;
     let work = Workdir::new("bg-off")?;
-    let program = Program::c(&work, "bg_rewrite.c", &["-pthread"], &["64", "100", "10", "seq"])?;
+    let program = Program::c(&work, "bg_rewrite.c", &["-pthread"], &["64", "400", "10", "seq"])?;
     let outcome = run_and_verify(&bins, &program, &options(&work, &[15], 40, &[("CKPT_BACKGROUND", "0")]))?;
     ensure!(background_lines(&outcome).is_empty(), "CKPT_BACKGROUND=0 still took background snapshots{}", outcome.transcript());
+    Ok(())
+}
+
+#[test]
+fn forked_snapshots_by_default() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("bg-default")?;
+    let program = Program::c(&work, "bg_rewrite.c", &["-pthread"], &["64", "400", "10", "seq"])?;
+    let mut opts = Options::new(&work, &[40]);
+    opts.also_at = vec![15];
+    opts.env = vec![("CKPT_LOG".into(), "info".into())];
+    let outcome = run_and_verify(&bins, &program, &opts)?;
+    ensure!(background_lines(&outcome).is_empty(), "background snapshots were taken without CKPT_BACKGROUND=1{}", outcome.transcript());
+    Ok(())
+}
+
+#[test]
+#[ignore = "known bug: SIGSEGV in malloc_storm under back-to-back background snapshots"]
+fn allocating_threads_survive_many_snapshots() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("bg-malloc-storm")?;
+    let stop = work.join("stop");
+    let program = Program::c(&work, "malloc_storm.c", &["-pthread"], &["3000", &stop.to_string_lossy()])?;
+    let at: Vec<u64> = (1..60).map(|k| 20 + 40 * k).collect();
+    run_and_verify(&bins, &program, &options(&work, &at, 2500, &[]))?;
     Ok(())
 }
