@@ -224,6 +224,10 @@ fn run(cli: &Cli) -> Result<()> {
     let above = index.fds.iter().map(|f| f.fd).max().unwrap_or(2) + 1;
     let exe = attrs::exe_fd(&p.attrs, above, same_boot);
 
+    match plan::wait_alone()? {
+        0 => {}
+        polls => progress::info(format_args!("waited {polls} ms for the staging threads to end")),
+    }
     let switch_base = base + stage_len;
     let note = plan::Note { path: path.as_os_str().as_bytes(), memory, started_ns: progress::started_ns(), log_level: progress::log_level() };
     let prepared = plan::prepare(&index, image_hash, &plan, &own, table, switch_base, switch_len, &note, exe)?;

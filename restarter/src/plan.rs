@@ -33,6 +33,21 @@ pub fn check_vdso(index: &Index, own: &[Mapping]) -> Result<()> {
     Ok(())
 }
 
+/// Wait until this is the process's only thread (up to 2 s): the switch unmaps the restarter's
+/// code and stacks, and a thread of ours still running (even only its exit, after a join that
+/// did not wait for it) would fault there and kill the restarted program. Staging joins its
+/// threads; this only makes sure. Returns how many polls it took (0: alone at once).
+pub fn wait_alone() -> Result<u32> {
+    let others = || std::fs::read_dir("/proc/self/task").map(|d| d.count().saturating_sub(1));
+    for polls in 0..2000 {
+        match others()? {
+            0 => return Ok(polls),
+            _ => std::thread::sleep(std::time::Duration::from_millis(1)),
+        }
+    }
+    bail!("internal: {} other threads of ckpt-restart still run; the address-space switch would pull their code from under them", others()?)
+}
+
 fn max_ops(index: &Index) -> usize {
     index.regions.len() * 6 + crate::attrs::max_region_ops(&index.regions) + index.process.sigactions.len() + 64
 }

@@ -405,10 +405,13 @@ pub fn page_table(chain: &Chain, plan_base: u64, at: u64, len: u64) -> Result<(u
     std::thread::scope(|s| {
         // Small stacks: under an address-space limit every MiB counts. A thread that cannot be
         // made leaves its share to the others (this thread works too).
-        for _ in 1..nthreads {
-            let _ = std::thread::Builder::new().stack_size(256 << 10).spawn_scoped(s, work);
-        }
+        let helpers: Vec<_> = (1..nthreads).filter_map(|_| std::thread::Builder::new().stack_size(256 << 10).spawn_scoped(s, work).ok()).collect();
         work();
+        // Joined, not left to the scope: the scope returns once a thread's closure is done, while
+        // the thread still runs its exit in our code, which the switch is about to unmap.
+        for h in helpers {
+            let _ = h.join();
+        }
     });
     let ranges = pagetable::merge(&ranges);
     let n: usize = counts.iter().map(|c| c.load(std::sync::atomic::Ordering::Acquire)).sum();
