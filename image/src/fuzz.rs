@@ -73,6 +73,7 @@ pub fn sample_image() -> Result<Vec<u8>> {
             glibc: "2.36".into(),
             chain: 1,
             origin: Default::default(),
+            increments: true,
         },
         regions: vec![
             Region {

@@ -14,7 +14,9 @@ pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// 8: sockets and terminals as `FdKind::Socket` and `FdKind::Tty` (ckpt-kinds: sockets, tty), files in flight
 ///    (negative fd numbers), epoll entries' holders, inotify watches' state.
 /// 9: `Index::ids` (process ids and namespaces: the outer pid, the checkpoint thread, the clocks).
-pub const VERSION: u32 = 9;
+/// 10: packed frames (`Chunk::frame_skip`, `Chunk::frame_len`: a window's scattered pages in one
+///     frame, one chunk per run) and `Meta::increments`.
+pub const VERSION: u32 = 10;
 pub const HEADER_LEN: usize = 64;
 
 /// Header fields, little-endian on disk:

@@ -31,6 +31,7 @@ mod launch;
 mod leftout;
 mod model;
 mod origin;
+pub mod pagetable;
 pub mod progress;
 mod reader;
 mod shuffle;

@@ -81,6 +81,9 @@ pub struct Meta {
     pub chain: u32,
     /// Who took the image, of which program (version 3; see origin.rs).
     pub origin: crate::Origin,
+    /// Whether the program takes incremental images (version 10): a restart then builds the page
+    /// hash table (pagetable.rs) for its next checkpoint.
+    pub increments: bool,
 }
 
 /// How a region's pages are backed at restart.
@@ -157,6 +160,25 @@ pub struct Chunk {
     pub codec: Codec,
     /// xxh3 of the stored bytes.
     pub hash: u64,
+    /// Version 7: the stored bytes are one *frame* that decodes to `frame_len` bytes, of which
+    /// this chunk is the `raw_len` bytes from `frame_skip`. A plain chunk is its whole frame
+    /// (`frame_skip` 0, `frame_len` == `raw_len`); the chunks of a *packed* frame (the scattered
+    /// pages of an increment, one frame per window of memory) share its stored bytes
+    /// (`file_offset`, `stored_len`, `codec`, `hash`, `frame_len`), each with its own part.
+    pub frame_skip: u64,
+    pub frame_len: u64,
+}
+
+impl Chunk {
+    /// A chunk that is its whole frame.
+    pub fn plain(offset: u64, raw_len: u64, file_offset: u64, stored_len: u64, codec: Codec, hash: u64) -> Chunk {
+        Chunk { offset, raw_len, file_offset, stored_len, codec, hash, frame_skip: 0, frame_len: raw_len }
+    }
+
+    /// Whether the chunk is part of a larger frame (reading it decodes the whole frame).
+    pub fn is_packed(&self) -> bool {
+        self.frame_skip != 0 || self.frame_len != self.raw_len
+    }
 }
 
 /// A thread stopped in the runtime's stop handler. Its registers and signal mask are in the
@@ -416,6 +438,10 @@ pub struct RestartInfo {
     /// program's next checkpoint may be an increment over it.
     pub image_hash: u64,
     pub chain: u64,
+    /// The page hash table of the restored memory (pagetable.rs), mapped by the restarter for
+    /// the runtime to take over (0: none).
+    pub page_table: u64,
+    pub page_table_len: u64,
     /// For the line the runtime prints once the program runs again: when ckpt-restart started
     /// (ns, CLOCK_MONOTONIC), the bytes of memory it restored, the checkpoint's number, the
     /// image's path (`path_len` bytes at `path`, in the switch area), and the log level

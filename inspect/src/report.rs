@@ -437,12 +437,17 @@ fn region(r: &Region, runtime: Option<String>) -> RegionInfo {
         file_offset,
         name: r.name_lossy(),
         saved_bytes: r.chunks.iter().map(|c| c.raw_len).sum(),
-        stored_bytes: r.chunks.iter().map(|c| c.stored_len).sum(),
+        stored_bytes: stored_bytes(&r.chunks),
         chunks: r.chunks.len(),
         compression: if kinds.is_empty() { "none".into() } else { kinds.join("+") },
         inherit: r.inherit,
         runtime,
     }
+}
+
+/// Bytes the chunks store in the file: a packed frame once (its first chunk starts it).
+fn stored_bytes(chunks: &[ckpt_image::Chunk]) -> u64 {
+    chunks.iter().filter(|c| c.frame_skip == 0).map(|c| c.stored_len).sum()
 }
 
 /// Reads bytes of the program's memory out of the image, through the images it builds on when

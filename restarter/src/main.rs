@@ -82,8 +82,11 @@ struct Staged {
     plan: stage::Plan,
     own: Vec<layout::Mapping>,
     base: u64,
+    /// Staged memory and the page hash table after it.
     stage_len: u64,
     switch_len: u64,
+    /// The page hash table handed to the runtime: (address, length), (0, 0) for none.
+    table: (u64, u64),
 }
 
 /// Why staging one candidate failed: the image itself (try an older one), or something an
@@ -121,7 +124,9 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     let stage_len = stage::staging_len(&chain);
     let mut busy: Vec<(u64, u64)> = index.regions.iter().map(|r| (r.start, r.end)).collect();
     busy.extend(own.iter().map(|m| (m.start, m.end)));
-    let total = stage_len + switch_len;
+    // The page hash table for the program's next increment follows the staged memory.
+    let table_len = stage::page_table_len(&chain);
+    let total = stage_len + table_len + switch_len;
     let base = layout::find_hole(&busy, total).map_err(other)?;
     reserve(base, total).map_err(other)?;
     let progress = progress::Progress::new(path.display().to_string(), stage::stored_len(&chain));
@@ -134,8 +139,24 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     progress.erase();
     let memory = progress.total();
     progress::info(format_args!("{}: {} of memory from {} image(s) read in {} ms", path.display(), ckpt_image::progress::Size(memory), chain.images().len(), (progress::now_ns() - t0) / 1_000_000));
+    let staged = staged.and_then(|plan| match table_len {
+        0 => Ok((plan, (0, 0))),
+        _ => stage::page_table(&chain, base, base + stage_len, table_len).map(|t| (plan, t)).map_err(other),
+    });
     match staged {
-        Ok(plan) => Ok(Staged { path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()), memory, chain, index, image_hash, plan, own, base, stage_len, switch_len }),
+        Ok((plan, table)) => Ok(Staged {
+            path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+            memory,
+            chain,
+            index,
+            image_hash,
+            plan,
+            own,
+            base,
+            stage_len: stage_len + table_len,
+            switch_len,
+            table,
+        }),
         Err(e) => {
             // SAFETY: the reservation (and what was staged in it) is ours and referenced by nothing.
             unsafe { libc::munmap(base as *mut libc::c_void, total as usize) };
@@ -171,7 +192,7 @@ fn stage_first(path: &Path) -> Result<Staged> {
 }
 
 fn run(cli: &Cli) -> Result<()> {
-    let Staged { path, memory, chain, index, image_hash, plan, own, base, stage_len, switch_len } = stage_first(&cli.image)?;
+    let Staged { path, memory, chain, index, image_hash, plan, own, base, stage_len, switch_len, table } = stage_first(&cli.image)?;
     for w in left_out_warnings(&index.left_out) {
         eprintln!("ckpt-restart: warning: {w}");
     }
@@ -218,9 +239,13 @@ fn run(cli: &Cli) -> Result<()> {
     let above = index.fds.iter().map(|f| f.fd).max().unwrap_or(2) + 1;
     let exe = attrs::exe_fd(&p.attrs, above, same_boot);
 
+    match plan::wait_alone()? {
+        0 => {}
+        polls => progress::info(format_args!("waited {polls} ms for the staging threads to end")),
+    }
     let switch_base = base + stage_len;
     let note = plan::Note { path: path.as_os_str().as_bytes(), memory, started_ns: progress::started_ns(), log_level: progress::log_level() };
-    let prepared = plan::prepare(&index, image_hash, &plan, &own, switch_base, switch_len, &note, exe)?;
+    let prepared = plan::prepare(&index, image_hash, &plan, &own, table, switch_base, switch_len, &note, exe)?;
     if change_creds {
         creds::apply(&p.creds)?;
     }

@@ -33,6 +33,21 @@ pub fn check_vdso(index: &Index, own: &[Mapping]) -> Result<()> {
     Ok(())
 }
 
+/// Wait until this is the process's only thread (up to 2 s): the switch unmaps the restarter's
+/// code and stacks, and a thread of ours still running (even only its exit, after a join that
+/// did not wait for it) would fault there and kill the restarted program. Staging joins its
+/// threads; this only makes sure. Returns how many polls it took (0: alone at once).
+pub fn wait_alone() -> Result<u32> {
+    let others = || std::fs::read_dir("/proc/self/task").map(|d| d.count().saturating_sub(1));
+    for polls in 0..2000 {
+        match others()? {
+            0 => return Ok(polls),
+            _ => std::thread::sleep(std::time::Duration::from_millis(1)),
+        }
+    }
+    bail!("internal: {} other threads of ckpt-restart still run; the address-space switch would pull their code from under them", others()?)
+}
+
 fn max_ops(index: &Index) -> usize {
     index.regions.len() * 6 + crate::attrs::max_region_ops(&index.regions) + index.process.sigactions.len() + 64
 }
@@ -125,9 +140,10 @@ struct PrctlMmMap {
 /// Map the switch area at `base` and fill in code, operations and parameters.
 /// `image_hash` is the restarted image's header index_hash: the program's next checkpoint may be
 /// an increment over it.
+/// `table`: the page hash table for the next increment (address, bytes; 0: none).
 /// `exe`: an fd on the program's executable when the restart may make it /proc/self/exe.
 #[allow(clippy::too_many_arguments)]
-pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], base: u64, len: u64, note: &Note, exe: Option<i32>) -> Result<Prepared> {
+pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], table: (u64, u64), base: u64, len: u64, note: &Note, exe: Option<i32>) -> Result<Prepared> {
     // SAFETY: base..base+len is the unused tail of our staging reservation.
     let p = unsafe {
         libc::mmap(
@@ -183,6 +199,9 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], bas
     // 4. everything else goes: the restarter, its heap and stack, the staging leftovers.
     let mut keep: Vec<(u64, u64)> = index.regions.iter().map(|r| (r.start, r.end)).collect();
     keep.push((base, base + len));
+    if table.1 != 0 {
+        keep.push((table.0, table.0 + table.1));
+    }
     for (s, e) in layout::complement(&keep) {
         ops.push(Op::new(libc::SYS_munmap, &[s, e - s], false));
     }
@@ -267,6 +286,8 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], bas
         nthreads: threads.len() as u64,
         image_hash,
         chain: u64::from(index.meta.chain),
+        page_table: table.0,
+        page_table_len: table.1,
         started_ns: note.started_ns,
         memory: note.memory,
         generation: index.meta.generation,

@@ -6,8 +6,7 @@
 
 use crate::log::{log, ALWAYS, DEBUG, ERROR, INFO};
 use crate::maps::{self, MapEntry};
-use crate::dirty::{self, Track};
-use crate::{alloc, config, fdtable, freeze, gate, generations, incremental, leftout, memwrite, procstate, progress, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
+use crate::{alloc, config, fdtable, freeze, gate, generations, incremental, leftout, memwrite, pagehash, procstate, progress, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
 use crate::imgdir::{self, Dir};
 use ckpt_image::{generation_file_name, Entry, Index, Meta, Region, ThreadState, Writer};
 use ckpt_kinds::deleted;
@@ -55,18 +54,31 @@ pub fn take() -> Option<Outcome> {
             dir.clean_leftovers(&generation_file_name(&cfg.name, 0), START_SEC.load(Ordering::Relaxed));
             // An increment needs its parent on disk (the user may have removed it).
             let parent = incremental::next_parent().filter(|(h, _)| generations::has_image(&dir, &cfg.name, *h));
-            let mut result = take_with(&dir, gen, t0, snapshot::enabled(), parent);
+            let mut result = if crate::bgtake::possible() {
+                settle(crate::bgtake::take(&dir, gen, t0, parent))
+            } else {
+                Err(Retry::Sync(String::new()))
+            };
+            if let Err(Retry::Sync(why)) = &result {
+                if !why.is_empty() {
+                    log!(INFO, "checkpoint {gen} taken with a forked snapshot: {why}");
+                }
+                result = take_with(&dir, gen, t0, snapshot::enabled(), parent);
+            }
             if let Err(Retry::Sync(why)) = &result {
                 log!(INFO, "checkpoint {gen} written without a snapshot: {why}");
-                // The first attempt's scan consumed the dirty bits: this one must be a full image.
-                result = take_with(&dir, gen, t0, false, None);
+                result = take_with(&dir, gen, t0, false, parent);
             }
             result
         }
     };
     let out = match result {
-        Ok((w, paused)) => {
+        Ok((mut w, paused)) => {
             let paused_ms = paused / 1_000_000;
+            // The page hashes of this image are the table of the next increment.
+            if let Some(work) = w.hashes.take() {
+                work.commit();
+            }
             incremental::committed(w.hash, w.increment, w.stored);
             generations::remember(&w.path, w.stored);
             Some(Outcome { raw: w.raw, stored: w.stored, paused_ms })
@@ -126,7 +138,7 @@ pub fn mark_start() {
     START_SEC.store(ts.tv_sec, Ordering::Relaxed);
 }
 
-enum Retry {
+pub(crate) enum Retry {
     /// The snapshot could not hold the image: take it again with the threads stopped throughout.
     Sync(String),
     Fail(String),
@@ -135,35 +147,52 @@ enum Retry {
 }
 
 /// What a checkpoint wrote.
-struct Written {
-    raw: u64,
-    stored: u64,
+pub(crate) struct Written {
+    pub(crate) raw: u64,
+    pub(crate) stored: u64,
     /// The header's index_hash (what an increment over this image names as its parent).
-    hash: u64,
-    increment: bool,
-    path: Vec<u8>,
+    pub(crate) hash: u64,
+    pub(crate) increment: bool,
+    pub(crate) path: Vec<u8>,
+    /// The page hashes the writer recorded (pagehash.rs), to become the current table.
+    pub(crate) hashes: Option<pagehash::Work>,
 }
 
 /// What the image writer reports: memory bytes, file bytes, header hash.
-type WriteResult = Result<(u64, u64, u64), snapshot::Failure>;
+pub(crate) type WriteResult = Result<(u64, u64, u64), snapshot::Failure>;
 
 /// Stop the threads, capture, and write the image: from a snapshot child while the program
 /// runs on (`fork`), or with the program stopped; an increment over `parent` (hash, chain
 /// length) when given. `t0`: when the checkpoint was asked for. Returns what was written and
 /// the pause in ns.
 fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Written, u64), Retry> {
-    // Write-protecting memory for the next increment mostly needs no stop: done first.
-    let armed = if incremental::enabled() { dirty::pre_arm(parent.is_none(), &alloc::scratch_ranges()) } else { Vec::new() };
+    settle(take_attempt(dir, gen, t0, fork, parent))
+}
+
+/// An attempt's result, its page hashes kept with what was written or dropped with a failure.
+fn settle(r: Attempt) -> Result<(Written, u64), Retry> {
+    r.map(|(w, paused, hashes)| (Written { hashes, ..w }, paused)).map_err(|(e, hashes)| {
+        if let Some(h) = hashes {
+            h.discard();
+        }
+        e
+    })
+}
+
+/// What take_attempt hands back: the page hashes recorded, whether the image was written or not.
+pub(crate) type Attempt = Result<(Written, u64, Option<pagehash::Work>), (Retry, Option<pagehash::Work>)>;
+
+fn take_attempt(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>) -> Attempt {
     // What the stopped part allocates must be there before the stop: running out of address
     // space fails the checkpoint here, not with the program stopped.
     let need = alloc::stopped_reserve(if fork { STOPPED_FORK } else { STOPPED_SYNC });
     let used0 = alloc::scratch_used();
     if !alloc::scratch_reserve(need) {
-        return Err(Retry::Fail(format!("cannot map {} MiB for the checkpoint (address-space limit, ulimit -v?)", need.div_ceil(1 << 20))));
+        return Err((Retry::Fail(format!("cannot map {} MiB for the checkpoint (address-space limit, ulimit -v?)", need.div_ceil(1 << 20))), None));
     }
     // The pause starts here.
     let t_stop = now_ns();
-    let slots = threads::stop_all(sys::gettid()).map_err(Retry::Fail)?;
+    let slots = threads::stop_all(sys::gettid()).map_err(|e| (Retry::Fail(e), None))?;
     let resumed = || {
         threads::resume_all();
         alloc::note_stopped_use(alloc::scratch_used() - used0);
@@ -173,12 +202,13 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
         Ok(c) => c,
         Err(e) => {
             resumed();
-            return Err(Retry::Fail(e));
+            return Err((Retry::Fail(e), None));
         }
     };
-    // Last before the snapshot: what is written after the scan belongs to the next image.
-    track(&mut cap, parent, &armed);
-    let written = |(raw, stored, hash): (u64, u64, u64), cap: &Capture| Written { raw, stored, hash, increment: cap.tracks.is_some(), path: cap.final_path.clone() };
+    track(&mut cap, parent);
+    let written = |(raw, stored, hash): (u64, u64, u64), cap: &mut Capture| {
+        (Written { raw, stored, hash, increment: cap.increment, path: cap.final_path.clone(), hashes: None }, cap.hashes.take())
+    };
     // A snapshot reads deleted files while the program runs on: watch them for writes now.
     let owners: Vec<i32> = deleted::data_owners(&cap.index.fds).iter().map(|&i| cap.index.fds[i].fd).collect();
     let fork = fork
@@ -195,7 +225,7 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
     if fork {
         // The child writes the image, commits it and prints its line, even if the program ends.
         let body = |ctx: &snapshot::Ctx| {
-            let r = write_image(dir, &cap, &ctx.frozen, &ctx.frozen_files, memwrite::cpus().min(8), ctx.progress()).and_then(|w| commit(dir, &cap).map(|_| w).map_err(snapshot::Failure::Failed));
+            let r = write_image(dir, &cap, &ctx.frozen, &ctx.frozen_files, memwrite::cpus().min(8), ctx.progress(), None).and_then(|w| commit(dir, &cap).map(|_| w).map_err(snapshot::Failure::Failed));
             let gone = ctx.program_gone();
             match &r {
                 Ok((raw, stored, _)) => {
@@ -236,16 +266,21 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
                 if let Some(g) = cap.guard.take() {
                     g.close();
                 }
+                let hashes = cap.hashes.take();
                 return match outcome {
-                    snapshot::Outcome::Written { raw, stored, hash } => Ok((written((raw, stored, hash), &cap), paused)),
+                    snapshot::Outcome::Written { raw, stored, hash } => {
+                        cap.hashes = hashes;
+                        let (w, h) = written((raw, stored, hash), &mut cap);
+                        Ok((w, paused, h))
+                    }
                     snapshot::Outcome::NeedSync(why) => {
                         discard(dir, &cap);
-                        Err(Retry::Sync(why))
+                        Err((Retry::Sync(why), hashes))
                     }
-                    snapshot::Outcome::Failed => Err(Retry::Reported),
+                    snapshot::Outcome::Failed => Err((Retry::Reported, hashes)),
                     snapshot::Outcome::Died(e) => {
                         discard(dir, &cap);
-                        Err(Retry::Fail(e))
+                        Err((Retry::Fail(e), hashes))
                     }
                 };
             }
@@ -258,26 +293,29 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
             }
         }
     }
-    let r = write_image(dir, &cap, &[], &[], 1, progress::local()).map_err(|e| match e {
+    let r = write_image(dir, &cap, &[], &[], 1, progress::local(), None).map_err(|e| match e {
         snapshot::Failure::Failed(m) | snapshot::Failure::NeedSync(m) => m,
     });
     resumed();
     let paused = now_ns() - t_stop;
     match r {
         Ok(w) => {
-            commit(dir, &cap).map_err(Retry::Fail)?;
+            if let Err(e) = commit(dir, &cap) {
+                return Err((Retry::Fail(e), cap.hashes.take()));
+            }
             announce(&cap, w.0, w.1, now_ns() - t0, paused);
-            Ok((written(w, &cap), paused))
+            let (w, h) = written(w, &mut cap);
+            Ok((w, paused, h))
         }
         Err(e) => {
             discard(dir, &cap);
-            Err(Retry::Fail(e))
+            Err((Retry::Fail(e), cap.hashes.take()))
         }
     }
 }
 
 /// The checkpoint's line on stderr, after the lines about what it leaves out.
-fn announce(cap: &Capture, raw: u64, stored: u64, total_ns: u64, paused_ns: u64) {
+pub(crate) fn announce(cap: &Capture, raw: u64, stored: u64, total_ns: u64, paused_ns: u64) {
     let gen = cap.index.meta.generation;
     let lo = &cap.index.left_out;
     if let Some(list) = lo.children_list() {
@@ -287,22 +325,28 @@ fn announce(cap: &Capture, raw: u64, stored: u64, total_ns: u64, paused_ns: u64)
         let what = if lo.outside_pipes.len() == 1 { "reads a pipe fed by another process" } else { "read pipes fed by other processes" };
         log!(ALWAYS, "checkpoint {gen}: input from outside the program cannot be replayed after a restart: {list} {what}");
     }
-    generations::report(gen, &cap.final_path, raw, stored, total_ns / 1_000_000, paused_ns / 1_000_000, cap.tracks.is_some());
+    generations::report(gen, &cap.final_path, raw, stored, total_ns / 1_000_000, paused_ns / 1_000_000, cap.increment);
 }
 
-/// Scan and re-arm dirty-page tracking (when increments are on; `armed`: what `pre_arm` armed);
-/// keep the result when this image is an increment over `parent`.
-fn track(cap: &mut Capture, parent: Option<(u64, u32)>, armed: &[(u64, u64)]) {
+/// With increments on: which regions are tracked, the area for this image's page hashes, and,
+/// for an increment over `parent` (hash, chain length), the table it compares with.
+pub(crate) fn track(cap: &mut Capture, parent: Option<(u64, u32)>) {
     if !incremental::enabled() {
         return;
     }
     let here = &cap as *const _ as u64;
-    let eligible: Vec<bool> = cap.maps.iter().map(|(m, scratch)| dirty::eligible(m, *scratch, m.start <= here && here < m.end)).collect();
-    let t = now_ns();
-    let tracks = dirty::scan_and_arm(&cap.maps, &eligible, armed, parent.is_none());
-    log!(DEBUG, "dirty-page scan {} us", (now_ns() - t) / 1000);
-    if let Some((hash, depth)) = parent {
-        cap.tracks = Some(tracks);
+    cap.eligible = cap.maps.iter().map(|(m, scratch)| pagehash::eligible(m, *scratch, m.start <= here && here < m.end)).collect();
+    let ranges: Vec<(u64, u64)> = cap.maps.iter().zip(&cap.eligible).filter(|(_, &e)| e).map(|((m, _), _)| (m.start, m.end)).collect();
+    match pagehash::Work::new(ranges, pagehash::anon_pages()) {
+        Ok(w) => cap.hashes = Some(w),
+        Err(e) => {
+            log!(DEBUG, "no room for page hashes (errno {e}): the next image is a full one");
+            return;
+        }
+    }
+    if let (Some((hash, depth)), Some(old)) = (parent, pagehash::baseline()) {
+        cap.old = Some(old);
+        cap.increment = true;
         cap.parent = hash;
         cap.index.meta.chain = depth + 1;
     }
@@ -317,18 +361,20 @@ pub fn now_ns() -> u64 {
 /// Scratch bytes reserved before the threads are stopped: for the capture (maps, fds, process
 /// state: a few hundred KiB), and with the image written during the stop also for the writer
 /// (one thread). Raised to what earlier stops used.
-const STOPPED_FORK: usize = 4 << 20;
+pub(crate) const STOPPED_FORK: usize = 4 << 20;
 const STOPPED_SYNC: usize = STOPPED_FORK + memwrite::PER_THREAD;
 
 /// Split map entries at the scratch arena's segments; those parts are stored as empty memory.
 /// Notes which segments the image holds (what a restart from it finds mapped).
-fn split_scratch(maps: Vec<MapEntry>) -> Vec<(MapEntry, bool)> {
-    let ranges = alloc::scratch_ranges();
-    alloc::note_in_image(&ranges);
-    let mut out = Vec::with_capacity(maps.len() + 2 * ranges.as_slice().len());
+pub(crate) fn split_scratch(maps: Vec<MapEntry>) -> Vec<(MapEntry, bool)> {
+    let scratch = alloc::scratch_ranges();
+    alloc::note_in_image(&scratch);
+    // The page hash table is the runtime's too.
+    let ranges: Vec<(u64, u64)> = scratch.as_slice().iter().copied().chain(pagehash::ranges()).collect();
+    let mut out = Vec::with_capacity(maps.len() + 2 * ranges.len());
     for m in maps {
         let mut at = m.start;
-        let mut inside: Vec<(u64, u64)> = ranges.as_slice().iter().filter(|&&(s, e)| s < m.end && e > m.start).map(|&(s, e)| (s.max(m.start), e.min(m.end))).collect();
+        let mut inside: Vec<(u64, u64)> = ranges.iter().filter(|&&(s, e)| s < m.end && e > m.start).map(|&(s, e)| (s.max(m.start), e.min(m.end))).collect();
         inside.sort_unstable();
         let part = |s: u64, e: u64, scratch: bool| (MapEntry { start: s, end: e, offset: m.offset + (s - m.start), ..m.clone() }, scratch);
         for (s, e) in inside {
@@ -346,23 +392,27 @@ fn split_scratch(maps: Vec<MapEntry>) -> Vec<(MapEntry, bool)> {
 }
 
 /// What is read while the threads are stopped: everything but the memory's contents.
-struct Capture {
-    maps: Vec<(MapEntry, bool)>,
+pub(crate) struct Capture {
+    pub(crate) maps: Vec<(MapEntry, bool)>,
     /// The index without regions (filled in by write_image).
-    index: Index,
-    final_path: Vec<u8>,
+    pub(crate) index: Index,
+    pub(crate) final_path: Vec<u8>,
     /// The temporary image's name in the image directory (unpredictable: see imgdir).
-    tmp_name: Vec<u8>,
+    pub(crate) tmp_name: Vec<u8>,
     /// When the capture was complete (ns, CLOCK_MONOTONIC).
-    taken_at: u64,
-    /// An increment: what changed in each region since the parent, whose header hash is `parent`.
-    tracks: Option<Vec<Track>>,
-    parent: u64,
+    pub(crate) taken_at: u64,
+    /// Regions whose pages are hashed (pagehash.rs), where this image's hashes go, and for an
+    /// increment over the image whose header hash is `parent`, the table it compares with.
+    pub(crate) eligible: Vec<bool>,
+    pub(crate) hashes: Option<pagehash::Work>,
+    pub(crate) old: Option<pagehash::Table>,
+    pub(crate) increment: bool,
+    pub(crate) parent: u64,
     /// Set when a snapshot writes the image and deleted files are stored: whether one changed.
-    guard: Option<deleted::Guard>,
+    pub(crate) guard: Option<deleted::Guard>,
 }
 
-fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
+pub(crate) fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
     let cfg = config().ok_or("runtime not configured")?;
     // fds first, before we open anything of our own.
     let fds = fdtable::read_fds();
@@ -409,13 +459,14 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
         left_out,
         ids: crate::ids::image_ids(ct.tid.load(Ordering::Relaxed)),
     };
-    Ok(Capture { maps, index, final_path, tmp_name, taken_at: now_ns(), tracks: None, parent: 0, guard: None })
+    Ok(Capture { maps, index, final_path, tmp_name, taken_at: now_ns(), eligible: Vec::new(), hashes: None, old: None, increment: false, parent: 0, guard: None })
 }
 
 /// Write the memory of `cap` and its index to the temporary file, durably, with `threads`
 /// compression threads, reading the regions that `frozen` holds from their copies, counting the
-/// bytes written in `progress`. Runs in the snapshot child, or with the program's threads stopped.
-fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], frozen_files: &[freeze::FrozenFile], threads: usize, progress: &progress::Progress) -> WriteResult {
+/// bytes written in `progress`. Runs in the snapshot child, with the program's threads stopped,
+/// or in a background snapshot's writer (`bg`).
+pub(crate) fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], frozen_files: &[freeze::FrozenFile], threads: usize, progress: &progress::Progress, bg: Option<&memwrite::Bg>) -> WriteResult {
     let pagemap = sys::open(&sys::cpath(&[b"/proc/thread-self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/thread-self/pagemap: errno {e}"))?;
     let mem = sys::open(&sys::cpath(&[b"/proc/thread-self/mem"]), libc::O_RDONLY, 0).map_err(|e| {
         sys::close(pagemap);
@@ -426,7 +477,7 @@ fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], froz
         // O_DIRECT where the file system has it (see Writer): steady and fast for large images.
         // Not for increments: their chunks are small, and O_DIRECT pads each to 4 KiB.
         // A new file of ours (O_EXCL|O_NOFOLLOW, 0600): nothing planted at the name is used.
-        let direct = if cap.tracks.is_some() { 0 } else { libc::O_DIRECT };
+        let direct = if cap.increment { 0 } else { libc::O_DIRECT };
         let fd = match dir.create(&cap.tmp_name, direct) {
             Err(libc::EINVAL) => dir.create(&cap.tmp_name, 0),
             r => r,
@@ -439,12 +490,17 @@ fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], froz
         // Each region's flags and advice, as this process sees them (the snapshot's regions are
         // the program's, but not locked: those bits come from the capture).
         let flags = maps::flags_of(&cap.maps, &maps::read_smaps()?);
-        let (backings, mut jobs) = memwrite::plan(pagemap, &cap.maps, &flags, cap.tracks.as_deref(), frozen);
-        let nmem = jobs.len();
-        let files = memwrite::plan_files(&cap.index.fds, &mut jobs, frozen_files)?;
+        let hashing = cap.hashes.as_ref().map(|work| memwrite::Hashing { old: cap.old, work });
+        let (backings, mut plan) = memwrite::plan(pagemap, &cap.maps, &flags, &cap.eligible, hashing.as_ref(), frozen, bg);
+        let nmem = plan.jobs.len();
+        let files = memwrite::plan_files(&cap.index.fds, &mut plan, frozen_files)?;
         let t1 = now_ns();
-        progress.set_total(jobs.iter().map(|j| j.len as u64).sum());
-        let chunks = memwrite::write_all(&w, mem, &jobs, threads, progress);
+        progress.set_total(plan.bytes());
+        let chunks = memwrite::write_all(&w, mem, &plan, hashing.as_ref(), bg.map(|b| b.engine), threads, progress);
+        if let Some(b) = bg {
+            // Every window is stored: nothing stays write-protected, the program runs unhindered.
+            b.engine.finish();
+        }
         files.iter().for_each(|&fd| sys::close(fd));
         let chunks = chunks.map_err(|e| format!("cannot write {}: {e}", String::from_utf8_lossy(&tmp_path)))?;
         if cap.guard.as_ref().is_some_and(deleted::Guard::changed) {
@@ -458,14 +514,14 @@ fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], froz
             // The scratch arena is named for ckpt-inspect (it is stored empty either way).
             let name = if *scratch { ckpt_image::SCRATCH_NAME.to_vec() } else { m.name.clone() };
             let first = next;
-            while next < nmem && jobs[next].region == i {
+            while next < nmem && plan.jobs[next].region == i {
                 next += 1;
             }
-            regions.push(Region { start: m.start, end: m.end, prot: m.prot, name, backing, chunks: chunks[first..next].to_vec(), inherit, attrs });
+            regions.push(Region { start: m.start, end: m.end, prot: m.prot, name, backing, chunks: chunks[first..next].concat(), inherit, attrs });
         }
         let mut index = cap.index.clone();
         index.regions = regions;
-        memwrite::attach_files(&mut index.fds, &jobs[nmem..], &chunks[nmem..]);
+        memwrite::attach_files(&mut index.fds, &plan.jobs[nmem..], &chunks[nmem..]);
         let raw = w.raw_bytes();
         let (_file, header) = w.finish_increment(&index, cap.parent).map_err(|e| write_error(e, &tmp_path))?;
         let total = header.index_offset + header.index_len;
@@ -483,7 +539,7 @@ fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], froz
 const ZSTD_LEVEL: i32 = 1;
 
 /// Move the finished temporary file into place and make the rename durable.
-fn commit(dir: &Dir, cap: &Capture) -> Result<(), String> {
+pub(crate) fn commit(dir: &Dir, cap: &Capture) -> Result<(), String> {
     let cfg = config().ok_or("runtime not configured")?;
     // Rotates older generations, renames into place, fsyncs the directory.
     if let Err(e) = generations::commit(dir, &cap.tmp_name, &cfg.name) {
@@ -495,7 +551,7 @@ fn commit(dir: &Dir, cap: &Capture) -> Result<(), String> {
 }
 
 /// Remove the temporary file of a failed checkpoint; the previous image stays.
-fn discard(dir: &Dir, cap: &Capture) {
+pub(crate) fn discard(dir: &Dir, cap: &Capture) {
     dir.unlink_own(&cap.tmp_name);
 }
 
@@ -544,6 +600,7 @@ fn meta(name: &[u8], gen: u64, vdso_hash: u64) -> Meta {
         glibc: glibc_version(),
         chain: 1,
         origin: origin(),
+        increments: incremental::enabled(),
     }
 }
 

@@ -38,7 +38,7 @@ pub fn is_runtime_fd(fd: i32) -> bool {
     fd >= 0
         && ([&WAKE_FD, &LISTEN_FD, &CLIENT_FD].iter().any(|a| a.load(Ordering::Relaxed) == fd)
             || DEFERRED.iter().any(|d| d.load(Ordering::Relaxed) & 0xffff_ffff == i64::from(fd))
-            || crate::dirty::is_own_fd(fd)
+            || crate::uffdwp::is_own_fd(fd)
             || crate::imgdir::is_own_fd(fd))
         && sys::still_own(fd)
 }

@@ -7,11 +7,12 @@
 //! forward to libc.
 
 mod alloc;
+mod bgsnap;
+mod bgtake;
 mod blocked;
 mod checkpoint;
 mod control;
 mod cpuclock;
-mod dirty;
 mod fdhooks;
 mod fdobjs;
 mod fdtable;
@@ -29,6 +30,7 @@ mod log;
 mod maps;
 mod pagescan;
 mod memwrite;
+mod pagehash;
 mod procattrs;
 mod procstate;
 mod progress;
@@ -40,10 +42,13 @@ mod sigevthread;
 mod sighooks;
 mod snapshot;
 mod spawnhooks;
+mod sud;
+mod sudcalls;
 mod sys;
 mod threadattrs;
 mod threads;
 mod triggers;
+mod uffdwp;
 mod vids;
 mod waithooks;
 
@@ -170,6 +175,7 @@ extern "C" fn init() {
     TRIGGER_SIGNAL.store(signal, Ordering::Relaxed);
     triggers::init(launch, env(b"SLURM_JOB_ID\0"));
     snapshot::configure(env(b"CKPT_FORK\0").as_deref());
+    bgtake::configure(env(b"CKPT_BACKGROUND\0").as_deref());
     incremental::configure(launch.incremental, launch.max_chain.min(generations::MAX_CHAIN));
     find_rseq();
     if !install_handlers(signal) {
@@ -201,7 +207,8 @@ fn program_identity(given: Option<Vec<u8>>) -> (Vec<u8>, ckpt_image::FileId) {
 extern "C" fn after_fork_child() {
     // A forked child is not the managed program: it has no checkpoint thread.
     ACTIVE.store(false, Ordering::Release);
-    dirty::forget(true);
+    pagehash::forget(false);
+    uffdwp::forget(true);
     control::after_fork();
     sigevthread::after_fork();
     sighooks::hand_back_signals();

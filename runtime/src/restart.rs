@@ -69,13 +69,12 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     crate::progress::after_restart();
     // From now on, the log level of the ckpt-restart that brought us back.
     crate::log::set_level(info.log_level as u8);
-    // Dirty-page tracking belonged to the checkpointed process: its fd number means nothing here.
-    // Track the restored memory before anything writes it (arm_restored does not allocate), so
-    // that the next checkpoint can be an increment over the image we came from.
-    crate::dirty::forget(false);
+    // The page hash table was not in the image (its mapping came back empty); the restarter
+    // built one of the memory it restored: the next image can be an increment over this one.
+    crate::pagehash::forget(true);
+    crate::uffdwp::forget(false);
     alloc::after_restart();
-    let tracked = crate::incremental::enabled() && info.image_hash != 0 && crate::dirty::arm_restored(&alloc::scratch_ranges());
-    if tracked {
+    if crate::incremental::enabled() && info.image_hash != 0 && crate::pagehash::adopt(info.page_table, info.page_table_len) {
         crate::incremental::continue_from(info.image_hash, info.chain as u32);
     } else {
         crate::incremental::reset();

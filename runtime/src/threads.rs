@@ -69,6 +69,8 @@ pub static RSEQ_SIZE: AtomicU32 = AtomicU32::new(0);
 /// The handler of STOP_SIGNAL, installed with SA_SIGINFO | SA_RESTART and every signal masked.
 /// It also carries the trigger signals the program sends itself (selfsig.rs).
 pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    // Our own system calls here are not dispatched (sud.rs), whatever the thread's state.
+    let _allow = crate::sud::Allow::new();
     if let Some(i) = crate::selfsig::marked(info) {
         crate::selfsig::deliver(i, uc as *mut libc::ucontext_t);
         return;
@@ -79,6 +81,10 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
     let tid = sys::gettid();
     // Before the frame can be part of an image: a call this signal interrupted is re-issued.
     crate::blocked::prepare(uc as *mut libc::ucontext_t, tid);
+    // A background snapshot begins: this thread's system calls are dispatched from now on.
+    if crate::sud::starting() {
+        crate::sud::enable_self(uc as *mut libc::ucontext_t);
+    }
     let gen = RELEASE.load(Ordering::Acquire);
     let idx = CLAIMED.fetch_add(1, Ordering::AcqRel) as usize;
     if idx < MAX_THREADS {
