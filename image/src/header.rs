@@ -9,7 +9,8 @@ pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// 5: deleted files as chunks in the data area, locks, FIFOs, O_PATH, /proc and AIO kinds (ckpt-kinds).
 /// 6: `ProcessState::creds` (user and group ids, supplementary groups).
 /// 7: `Index::ids` (process ids and namespaces).
-pub const VERSION: u32 = 7;
+/// 8: `Index::shared` (shared memory by identity, for the images of a process tree's set).
+pub const VERSION: u32 = 8;
 pub const HEADER_LEN: usize = 64;
 
 /// Header fields, little-endian on disk:

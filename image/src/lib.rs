@@ -33,6 +33,7 @@ pub mod progress;
 mod reader;
 mod shuffle;
 pub mod trust;
+pub mod tree;
 mod writer;
 
 pub use chain::{Chain, Layer, LayerBuf, MAX_CHAIN};
