@@ -36,6 +36,9 @@ pub(crate) struct Init<'a> {
     /// We are in a user namespace of our own (not when the caller is root).
     pub userns: bool,
     pub tool: &'static str,
+    /// Coordinate the program's process tree (sets go there), as the outer process `outer_pid`.
+    pub tree: Option<crate::TreeTarget>,
+    pub outer_pid: i32,
 }
 
 fn errno() -> i32 {
@@ -75,7 +78,17 @@ pub(crate) fn main(i: Init) -> ! {
     };
     report::send(report, Msg::Started { pid }, Some(pidfd.as_raw_fd()));
     drop(pidfd);
-    serve(pid, report, i.outer.as_ref().map(|f| f.as_raw_fd()))
+    let coord = i.tree.clone().and_then(|t| match crate::coord::Coord::new(t, i.outer_pid, i.tool) {
+        Ok(mut c) => {
+            c.root = pid;
+            Some(c)
+        }
+        Err(e) => {
+            eprintln!("{}: warning: the program's child processes will not be checkpointed: cannot listen for them: {e}", i.tool);
+            None
+        }
+    });
+    serve(pid, report, i.outer.as_ref().map(|f| f.as_raw_fd()), coord)
 }
 
 /// clone3 a child process with pid `want` (0: any); returns (pid, pidfd) in the parent, 0 in the
@@ -234,7 +247,7 @@ fn reap(program: i32, report: RawFd, outer: Option<RawFd>, block: bool) {
 }
 
 /// Reap children and answer the outer process's questions until the program is gone.
-fn serve(program: i32, report: RawFd, outer: Option<RawFd>) -> ! {
+fn serve(program: i32, report: RawFd, outer: Option<RawFd>, mut coord: Option<crate::coord::Coord>) -> ! {
     // SAFETY: a signalfd for every signal (all are blocked).
     let sfd = unsafe { libc::signalfd(-1, &crate::spawn::full_set(), libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
     let mut sock = report;
@@ -244,10 +257,16 @@ fn serve(program: i32, report: RawFd, outer: Option<RawFd>) -> ! {
             reap(program, report, outer, true); // no witness then: just reap
             continue;
         }
-        let mut fds = [libc::pollfd { fd: sfd, events: libc::POLLIN, revents: 0 }, libc::pollfd { fd: sock, events: libc::POLLIN, revents: 0 }];
-        // SAFETY: fds holds two valid entries (a negative fd is ignored).
-        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+        let mut fds = vec![libc::pollfd { fd: sfd, events: libc::POLLIN, revents: 0 }, libc::pollfd { fd: sock, events: libc::POLLIN, revents: 0 }];
+        fds.extend(coord.iter().flat_map(|c| c.fds()).map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }));
+        // SAFETY: fds holds valid entries (a negative fd is ignored).
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
             continue;
+        }
+        if fds[2..].iter().any(|p| p.revents != 0) {
+            if let Some(c) = coord.as_mut() {
+                c.serve();
+            }
         }
         // Signals first: a question about a signal must find init's copy already noted.
         if fds[0].revents != 0 {
