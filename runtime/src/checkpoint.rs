@@ -31,8 +31,34 @@ static IN_FLIGHT: AtomicU32 = AtomicU32::new(0);
 /// Set once the program has started to exit: no new checkpoint starts.
 static EXITING: AtomicBool = AtomicBool::new(false);
 
+/// A checkpoint of one process of a tree (tree.rs): the coordinator's barriers, and where the
+/// image goes (the set's temporary directory, under the process's own name).
+pub trait Phases {
+    /// Every thread is stopped: wait until every process of the tree is (Err: resume, no image).
+    fn stopped(&self) -> Result<(), String>;
+    /// Captured and snapshot made: wait until every process is, before the threads resume.
+    fn captured(&self);
+}
+
+pub struct Part<'a> {
+    pub dir: Dir,
+    pub name: Vec<u8>,
+    pub phases: &'a dyn Phases,
+}
+
 /// Take a checkpoint now. Errors are logged here (their text lives in the scratch arena).
 pub fn take() -> Option<Outcome> {
+    take_in(None)
+}
+
+/// Take this process's part of a checkpoint of its tree: always a full image, written into
+/// `part.dir` and committed there; the coordinator reports the set.
+pub fn take_part(part: Part) -> Option<Outcome> {
+    take_in(Some(part))
+}
+
+fn take_in(part: Option<Part>) -> Option<Outcome> {
+    let member = part.is_some();
     if EXITING.load(Ordering::Acquire) {
         log!(INFO, "no checkpoint: the program is exiting");
         return None;
@@ -47,7 +73,13 @@ pub fn take() -> Option<Outcome> {
     let gen = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
     progress::begin(gen, t0);
     // The directory is opened (and checked) for this checkpoint; it is closed when `dir` goes.
-    let result = match config().ok_or_else(|| "runtime not configured".to_string()).and_then(|cfg| Ok((cfg, Dir::open(&cfg.dir, cfg.allow_shared)?))) {
+    let result = match part {
+        Some(p) => match take_with(&p.dir, &p.name, gen, t0, snapshot::enabled(), None, Some(p.phases)) {
+            // A second stop would not be the tree's cut: the set fails instead.
+            Err(Retry::Sync(why)) => Err(Retry::Fail(format!("the image cannot be written from a snapshot ({why})"))),
+            r => r,
+        },
+        None => match config().ok_or_else(|| "runtime not configured".to_string()).and_then(|cfg| Ok((cfg, Dir::open(&cfg.dir, cfg.allow_shared)?))) {
         Err(e) => Err(Retry::Fail(e)),
         Ok((cfg, dir)) => {
             // Temporary images a killed checkpoint of ours left behind (before this one starts,
@@ -55,16 +87,21 @@ pub fn take() -> Option<Outcome> {
             dir.clean_leftovers(&generation_file_name(&cfg.name, 0), START_SEC.load(Ordering::Relaxed));
             // An increment needs its parent on disk (the user may have removed it).
             let parent = incremental::next_parent().filter(|(h, _)| generations::has_image(&dir, &cfg.name, *h));
-            let mut result = take_with(&dir, gen, t0, snapshot::enabled(), parent);
+            let mut result = take_with(&dir, &cfg.name, gen, t0, snapshot::enabled(), parent, None);
             if let Err(Retry::Sync(why)) = &result {
                 log!(INFO, "checkpoint {gen} written without a snapshot: {why}");
                 // The first attempt's scan consumed the dirty bits: this one must be a full image.
-                result = take_with(&dir, gen, t0, false, None);
+                result = take_with(&dir, &cfg.name, gen, t0, false, None, None);
             }
             result
         }
+        },
     };
     let out = match result {
+        Ok((w, paused)) if member => {
+            incremental::reset();
+            Some(Outcome { raw: w.raw, stored: w.stored, paused_ms: paused / 1_000_000 })
+        }
         Ok((w, paused)) => {
             let paused_ms = paused / 1_000_000;
             incremental::committed(w.hash, w.increment, w.stored);
@@ -151,7 +188,7 @@ type WriteResult = Result<(u64, u64, u64), snapshot::Failure>;
 /// runs on (`fork`), or with the program stopped; an increment over `parent` (hash, chain
 /// length) when given. `t0`: when the checkpoint was asked for. Returns what was written and
 /// the pause in ns.
-fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Written, u64), Retry> {
+fn take_with(dir: &Dir, name: &[u8], gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>, phases: Option<&dyn Phases>) -> Result<(Written, u64), Retry> {
     // Write-protecting memory for the next increment mostly needs no stop: done first.
     let armed = if incremental::enabled() { dirty::pre_arm(parent.is_none(), &alloc::scratch_ranges()) } else { Vec::new() };
     // What the stopped part allocates must be there before the stop: running out of address
@@ -168,8 +205,12 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
         threads::resume_all();
         alloc::note_stopped_use(alloc::scratch_used() - used0);
     };
+    if let Some(Err(e)) = phases.map(|p| p.stopped()) {
+        resumed();
+        return Err(Retry::Fail(e));
+    }
     let t_stopped = now_ns();
-    let mut cap = match capture(&slots, gen) {
+    let mut cap = match capture(&slots, gen, dir, name, phases.is_some()) {
         Ok(c) => c,
         Err(e) => {
             resumed();
@@ -198,6 +239,7 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
             let r = write_image(dir, &cap, &ctx.frozen, &ctx.frozen_files, memwrite::cpus().min(8), ctx.progress()).and_then(|w| commit(dir, &cap).map(|_| w).map_err(snapshot::Failure::Failed));
             let gone = ctx.program_gone();
             match &r {
+                Ok(_) if cap.member => {}
                 Ok((raw, stored, _)) => {
                     let paused = ctx.paused_ns().unwrap_or_else(|| cap.taken_at - t_stop);
                     announce(&cap, *raw, *stored, now_ns() - t0, paused);
@@ -227,6 +269,9 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
         let files = freeze::mapped_shared(&cap.maps, &sizes);
         match snapshot::spawn(body, &cap.maps, &keep, &files) {
             Ok(mut child) => {
+                if let Some(p) = phases {
+                    p.captured();
+                }
                 resumed();
                 let paused = now_ns() - t_stop;
                 child.resumed(paused);
@@ -261,12 +306,17 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
     let r = write_image(dir, &cap, &[], &[], 1, progress::local()).map_err(|e| match e {
         snapshot::Failure::Failed(m) | snapshot::Failure::NeedSync(m) => m,
     });
+    if let Some(p) = phases {
+        p.captured();
+    }
     resumed();
     let paused = now_ns() - t_stop;
     match r {
         Ok(w) => {
             commit(dir, &cap).map_err(Retry::Fail)?;
-            announce(&cap, w.0, w.1, now_ns() - t0, paused);
+            if !cap.member {
+                announce(&cap, w.0, w.1, now_ns() - t0, paused);
+            }
             Ok((written(w, &cap), paused))
         }
         Err(e) => {
@@ -274,6 +324,16 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
             Err(Retry::Fail(e))
         }
     }
+}
+
+/// The identity of every region of kernel shared memory (MAP_SHARED|MAP_ANONYMOUS, memfd, SysV:
+/// one internal file system, so the inode names the object) and the region's offset in it.
+fn shared_mem(maps: &[(MapEntry, bool)]) -> Vec<ckpt_image::SharedMem> {
+    let shmem = |n: &[u8]| [&b"/dev/zero"[..], b"/SYSV", b"/memfd:"].iter().any(|p| n.starts_with(p));
+    maps.iter()
+        .filter(|(m, scratch)| !scratch && m.shared && m.inode != 0 && shmem(&m.name) && maps::backing_of(m) == ckpt_image::Backing::SharedAnon)
+        .map(|(m, _)| ckpt_image::SharedMem { start: m.start, ino: m.inode, offset: m.offset })
+        .collect()
 }
 
 /// The checkpoint's line on stderr, after the lines about what it leaves out.
@@ -351,6 +411,9 @@ struct Capture {
     /// The index without regions (filled in by write_image).
     index: Index,
     final_path: Vec<u8>,
+    /// The image's name (NAME: it becomes NAME.ckpt), and whether it is one of a tree's set.
+    name: Vec<u8>,
+    member: bool,
     /// The temporary image's name in the image directory (unpredictable: see imgdir).
     tmp_name: Vec<u8>,
     /// When the capture was complete (ns, CLOCK_MONOTONIC).
@@ -362,7 +425,7 @@ struct Capture {
     guard: Option<deleted::Guard>,
 }
 
-fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
+fn capture(slots: &[threads::Slot], gen: u64, dir: &Dir, name: &[u8], member: bool) -> Result<Capture, String> {
     let cfg = config().ok_or("runtime not configured")?;
     // fds first, before we open anything of our own.
     let fds = fdtable::read_fds();
@@ -371,8 +434,8 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
     let process = procstate::read_process();
     let maps = split_scratch(maps::read_maps()?);
     let vdso_hash = maps.iter().find(|(m, _)| m.name == b"[vdso]").map_or(0, |(m, _)| hash_mem(m.start, m.end - m.start));
-    let final_path = generations::newest_path(&cfg.dir, &cfg.name);
-    let tmp_name = imgdir::tmp_name(&generation_file_name(&cfg.name, 0));
+    let final_path = if member { dir.show(&generation_file_name(name, 0)).into_bytes() } else { generations::newest_path(&cfg.dir, name) };
+    let tmp_name = imgdir::tmp_name(&generation_file_name(name, 0));
     let ct: &ThreadInfo = &CKPT_THREAD;
     let index = Index {
         meta: meta(&cfg.name, gen, vdso_hash),
@@ -405,8 +468,9 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
         process,
         left_out,
         ids: crate::ids::image_ids(ct.tid.load(Ordering::Relaxed)),
+        shared: shared_mem(&maps),
     };
-    Ok(Capture { maps, index, final_path, tmp_name, taken_at: now_ns(), tracks: None, parent: 0, guard: None })
+    Ok(Capture { maps, index, final_path, name: name.to_vec(), member, tmp_name, taken_at: now_ns(), tracks: None, parent: 0, guard: None })
 }
 
 /// Write the memory of `cap` and its index to the temporary file, durably, with `threads`
@@ -478,9 +542,8 @@ const ZSTD_LEVEL: i32 = 1;
 
 /// Move the finished temporary file into place and make the rename durable.
 fn commit(dir: &Dir, cap: &Capture) -> Result<(), String> {
-    let cfg = config().ok_or("runtime not configured")?;
     // Rotates older generations, renames into place, fsyncs the directory.
-    if let Err(e) = generations::commit(dir, &cap.tmp_name, &cfg.name) {
+    if let Err(e) = generations::commit(dir, &cap.tmp_name, &cap.name) {
         dir.unlink_own(&cap.tmp_name);
         return Err(e);
     }

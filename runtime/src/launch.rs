@@ -121,7 +121,10 @@ fn managed_env(l: &Launch, envp: Argv) -> EnvBlock {
         preload.push(b':');
         preload.extend_from_slice(u);
     }
-    let next = Launch { pid: sys::getpid(), preload: preload.clone(), preload_user: user_preload, ..l.clone() };
+    // A child of the tree passes on its membership, and no timer (the root's takes the sets).
+    let child = crate::tree::is_child();
+    let interval_ms = if child { 0 } else { l.interval_ms };
+    let next = Launch { pid: sys::getpid(), preload: preload.clone(), preload_user: user_preload, tree_child: child, interval_ms, ..l.clone() };
     let mut strings: Vec<CString> = kept.iter().filter_map(|e| CString::new(*e).ok()).collect();
     strings.extend(CString::new([b"LD_PRELOAD=".as_slice(), &preload].concat()).ok());
     strings.extend(CString::new(format!("{LAUNCH_VAR}={}", next.encode())).ok());
