@@ -263,7 +263,7 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader) -> Result<()> {
         }
     }
     // 2. Every other object, except epoll instances and dups.
-    let mut sh = Shared::default();
+    let mut sh = Shared { pipes: crate::tree::pipes(), ..Shared::default() };
     for f in prog.iter().filter(|f| f.dup_of.is_none() && !matches!(f.kind, FdKind::Path { .. } | FdKind::Epoll { .. })) {
         let fd = create(f, fds, &mut sh, image)?;
         opened.push((park(fd)?, f));
