@@ -72,22 +72,23 @@ pub(crate) fn main(i: Init) -> ! {
             fail(report, Stage::Proc, errno());
         }
     }
+    // Listening before the program starts: its runtime connects in its constructor.
+    let mut coord = i.tree.clone().and_then(|t| match crate::coord::Coord::new(t, i.outer_pid, i.tool) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("{}: warning: the program's child processes will not be checkpointed: cannot listen for them: {e}", i.tool);
+            None
+        }
+    });
     let (pid, pidfd) = match start(&i) {
         Ok(s) => s,
         Err(e) => fail(report, Stage::Start, e),
     };
     report::send(report, Msg::Started { pid }, Some(pidfd.as_raw_fd()));
     drop(pidfd);
-    let coord = i.tree.clone().and_then(|t| match crate::coord::Coord::new(t, i.outer_pid, i.tool) {
-        Ok(mut c) => {
-            c.root = pid;
-            Some(c)
-        }
-        Err(e) => {
-            eprintln!("{}: warning: the program's child processes will not be checkpointed: cannot listen for them: {e}", i.tool);
-            None
-        }
-    });
+    if let Some(c) = coord.as_mut() {
+        c.root = pid;
+    }
     serve(pid, report, i.outer.as_ref().map(|f| f.as_raw_fd()), coord)
 }
 
