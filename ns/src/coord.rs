@@ -39,6 +39,10 @@ struct Member {
     pid: i32,
     /// The last phase message it sent in the checkpoint being taken.
     got: Option<TreeMsg>,
+    /// It was asked to stop for the checkpoint being taken.
+    asked: bool,
+    /// It is in the cut of the checkpoint being taken (stopped when the tree was captured).
+    in_cut: bool,
 }
 
 pub(crate) struct Coord {
@@ -167,7 +171,7 @@ impl Coord {
             }
             // A process that exec'd or restarted connects again: its old connection is stale.
             self.members.retain(|m| m.pid != cred.pid);
-            self.members.push(Member { fd, pid: cred.pid, got: None });
+            self.members.push(Member { fd, pid: cred.pid, got: None, asked: false, in_cut: false });
         }
     }
 
@@ -194,18 +198,23 @@ impl Coord {
         let end = Instant::now() + limit;
         loop {
             self.accept();
+            let mut gone = Vec::new();
             for i in 0..self.members.len() {
                 loop {
                     match self.recv(i) {
                         Recv::Msg(TreeMsg::Request { .. }) => {} // the checkpoint being taken serves it
                         Recv::Msg(m) => self.members[i].got = Some(m),
                         Recv::Gone => {
-                            self.members[i].got = Some(TreeMsg::Abort); // gone: marks it failed
+                            gone.push(i);
                             break;
                         }
                         Recv::Nothing => break,
                     }
                 }
+            }
+            // Exited, or exec'd (the new program connects again).
+            for i in gone.into_iter().rev() {
+                self.members.remove(i);
             }
             if done(self) {
                 return true;
@@ -297,47 +306,85 @@ impl Coord {
     fn phases(&mut self, gen: u64, tmp: &std::path::Path, dirfd: &OwnedFd) -> Result<(usize, u64, u64, u64), String> {
         for m in &mut self.members {
             m.got = None;
+            m.asked = false;
+            m.in_cut = false;
         }
         let all = |c: &Coord, want: fn(&TreeMsg) -> bool| c.members.iter().all(|m| m.got.as_ref().is_some_and(|g| want(g) || matches!(g, TreeMsg::Abort)));
-        let failed = |c: &Coord| c.members.iter().filter(|m| matches!(m.got, Some(TreeMsg::Abort) | Some(TreeMsg::Done { ok: false, .. }))).map(|m| m.pid).collect::<Vec<_>>();
-        // Phase 1: every process stops.
-        let n = self.members.len();
-        for i in 0..n {
-            self.send(i, TreeMsg::Stop { generation: gen }, Some(dirfd.as_raw_fd()));
-        }
-        let stopped = self.wait_until(PHASE, |c| all(c, |g| matches!(g, TreeMsg::Stopped | TreeMsg::Done { .. })));
-        // Processes forked just before their parent stopped: they must be in the cut too.
-        let late: Vec<i32> = procs().iter().filter(|p| !p.zombie && self.index_of(p.pid).is_none()).map(|p| p.pid).collect();
-        if !stopped || !failed(self).is_empty() || !late.is_empty() || self.members.len() != n {
-            self.abort();
-            if !late.is_empty() || self.members.len() != n {
-                return Err(format!("processes were created while the tree was being stopped ({late:?}); try again"));
+        let failed = |c: &Coord| c.members.iter().filter(|m| matches!(m.got, Some(TreeMsg::Abort) | Some(TreeMsg::Done { ok: false, .. }))).map(|m| format!("{} ({}, {:?})", m.pid, comm(m.pid), m.got)).collect::<Vec<_>>();
+        // Phase 1: every process stops. A process forked just before its parent stopped, or a
+        // program a member exec'd just then, connects meanwhile: it is asked to stop too, until
+        // every live process of the tree is a stopped member.
+        let missing = |c: &Coord| procs().iter().filter(|p| !p.zombie && c.index_of(p.pid).is_none()).map(|p| p.pid).collect::<Vec<_>>();
+        for round in 0.. {
+            self.wait_until(JOIN, |c| missing(c).is_empty());
+            for i in 0..self.members.len() {
+                if !self.members[i].asked {
+                    self.members[i].asked = true;
+                    self.send(i, TreeMsg::Stop { generation: gen }, Some(dirfd.as_raw_fd()));
+                }
             }
-            return Err(format!("process {:?} did not stop", self.unanswered()));
+            if !self.wait_until(PHASE, |c| c.members.iter().all(|m| m.got.is_some())) {
+                let late = self.unanswered();
+                self.abort();
+                return Err(format!("process {late:?} did not stop"));
+            }
+            let bad = failed(self);
+            if !bad.is_empty() {
+                self.abort();
+                return Err(format!("process {} could not be stopped (its own line above says why)", bad.join(", ")));
+            }
+            let left = missing(self);
+            if left.is_empty() && self.members.iter().all(|m| m.asked) {
+                break;
+            }
+            if round >= 50 {
+                self.abort();
+                let list: Vec<String> = left.iter().map(|&p| format!("{p} ({})", comm(p))).collect();
+                return Err(format!("process {} does not run ckpt's runtime (a static or setuid program, or one started without LD_PRELOAD): it cannot be checkpointed", list.join(", ")));
+            }
         }
+        let n = self.members.len();
+        for m in &mut self.members {
+            m.in_cut = true;
+        }
+        let cut: Vec<i32> = self.members.iter().map(|m| m.pid).collect();
         // The tree as it is at the cut.
         let tree = procs();
         // Phase 2: every process captures and forks its snapshot.
         for i in 0..n {
             self.send(i, TreeMsg::Capture, None);
         }
-        let captured = self.wait_until(PHASE, |c| all(c, |g| matches!(g, TreeMsg::Captured | TreeMsg::Done { .. })));
-        if !captured || !failed(self).is_empty() {
-            let who = if captured { failed(self) } else { self.unanswered() };
+        let captured = self.wait_until(PHASE, |c| c.members.len() != n || all(c, |g| matches!(g, TreeMsg::Captured | TreeMsg::Done { .. })));
+        if self.members.len() != n {
             self.abort();
-            return Err(format!("process {who:?} could not be captured (its own line above says why)"));
+            return Err("a process of the tree ended while it was stopped (killed?)".into());
+        }
+        if !captured || !failed(self).is_empty() {
+            let who = if captured { failed(self) } else { self.unanswered().iter().map(|p| p.to_string()).collect() };
+            self.abort();
+            return Err(format!("process {} could not be captured (its own line above says why)", who.join(", ")));
         }
         // Phase 3: all resume; each snapshot writes its image.
         for i in 0..n {
             self.send(i, TreeMsg::Resume, None);
         }
-        self.wait_until(Duration::from_secs(24 * 3600), |c| all(c, |g| matches!(g, TreeMsg::Done { .. })));
-        let bad = failed(self);
+        // New processes may start meanwhile (they are not in this set); a process of the cut may
+        // end or exec once it has resumed: its image is complete when its snapshot committed it.
+        self.wait_until(Duration::from_secs(24 * 3600), |c| c.members.iter().filter(|m| m.in_cut).all(|m| matches!(m.got, Some(TreeMsg::Done { .. }))));
+        let ended: Vec<i32> = cut.iter().copied().filter(|&p| !self.members.iter().any(|m| m.in_cut && m.pid == p)).collect();
+        let lost: Vec<i32> = ended.iter().copied().filter(|&p| !committed(tmp, p)).collect();
+        if !lost.is_empty() {
+            return Err(format!("process {lost:?} ended before its image was written"));
+        }
+        let bad: Vec<String> = failed(self).into_iter().collect();
         if !bad.is_empty() {
-            return Err(format!("the image of process {bad:?} could not be written"));
+            return Err(format!("the image of process {} could not be written", bad.join(", ")));
         }
         let (mut raw, mut stored, mut paused) = (0, 0, 0);
-        for m in &self.members {
+        for p in &ended {
+            stored += std::fs::metadata(tmp.join(image_name(*p))).map_or(0, |m| m.len());
+        }
+        for m in self.members.iter().filter(|m| m.in_cut) {
             if let Some(TreeMsg::Done { raw: r, stored: s, paused_ns: p, .. }) = m.got {
                 raw += r;
                 stored += s;
@@ -399,6 +446,21 @@ impl Coord {
         unsafe { libc::fsync(dirfd.as_raw_fd()) };
         crate::sets::commit(&self.target.dir, tmp, &self.target.name, self.target.keep)
     }
+}
+
+/// Whether the image of process `pid` is in the set directory `tmp`: its writer (the snapshot of
+/// a process that exec'd or exited after the cut) committed it, or gave up (no temporary file).
+fn committed(tmp: &std::path::Path, pid: i32) -> bool {
+    let name = image_name(pid);
+    let writing = || std::fs::read_dir(tmp).map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().starts_with(&format!("{name}.tmp")))).unwrap_or(false);
+    let end = Instant::now() + Duration::from_secs(600);
+    while !tmp.join(&name).is_file() {
+        if !writing() || Instant::now() > end {
+            return tmp.join(&name).is_file();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
 }
 
 enum Recv {

@@ -229,7 +229,8 @@ pub fn restore(fds: &[FdState], opts: &Options, image: &Reader) -> Result<()> {
 
 fn restore_all(fds: &[FdState], opts: &Options, image: &Reader) -> Result<()> {
     let top = fds.iter().map(|f| f.fd).max().unwrap_or(0).max(2) + 1;
-    let prog: Vec<&FdState> = fds.iter().filter(|f| f.fd > 2).collect();
+    // stdin/stdout/stderr stay ours, except a pipe between processes of a tree (a pipeline).
+    let prog: Vec<&FdState> = fds.iter().filter(|f| f.fd > 2 || crate::tree::shared_pipe(f)).collect();
     let park = |fd: RawFd| -> Result<RawFd> {
         // Above every target number, so that the dup3s below cannot clobber it.
         // SAFETY: fd is ours.

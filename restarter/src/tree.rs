@@ -27,12 +27,19 @@ struct Shared {
     /// The barrier page (MAP_SHARED) and how many processes meet there.
     barrier: &'static Barrier,
     live: u32,
+    /// Processes in the set (zombies too).
+    total: u32,
+    /// The highest process and thread id of the set.
+    max_id: i32,
 }
 
 #[repr(C)]
 struct Barrier {
     ready: AtomicU32,
     failed: AtomicU32,
+    /// Processes created so far: nobody starts threads (staging) before all are, since a thread
+    /// would take a pid that a process of the set needs.
+    created: AtomicU32,
 }
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
@@ -85,22 +92,27 @@ pub fn shared_memory(shared: &[SharedMem], start: u64) -> Option<(RawFd, u64)> {
 /// Wait until every process of the tree is ready to switch (no-op outside a tree).
 pub fn barrier() -> Result<()> {
     let Some(s) = SHARED.get() else { return Ok(()) };
-    let b = s.barrier;
-    b.ready.fetch_add(1, Ordering::AcqRel);
-    futex(&b.ready, libc::FUTEX_WAKE, i32::MAX as u32);
+    meet(&s.barrier.ready, s.live, "ready to run")
+}
+
+/// Count ourselves in `word` and wait until `n` processes are.
+fn meet(word: &AtomicU32, n: u32, what: &str) -> Result<()> {
+    let b = SHARED.get().expect("in a tree").barrier;
+    word.fetch_add(1, Ordering::AcqRel);
+    futex(word, libc::FUTEX_WAKE, i32::MAX as u32);
     let start = std::time::Instant::now();
     loop {
         if b.failed.load(Ordering::Acquire) != 0 {
             bail!("another process of the tree could not be restarted");
         }
-        let n = b.ready.load(Ordering::Acquire);
-        if n >= s.live {
+        let got = word.load(Ordering::Acquire);
+        if got >= n {
             return Ok(());
         }
         if start.elapsed() > std::time::Duration::from_secs(600) {
-            bail!("the other processes of the tree did not get ready ({n} of {} in 10 minutes)", s.live);
+            bail!("the other processes of the tree are not {what} ({got} of {n} in 10 minutes)");
         }
-        futex(&b.ready, libc::FUTEX_WAIT, n);
+        futex(word, libc::FUTEX_WAIT, got);
     }
 }
 
@@ -134,9 +146,19 @@ pub fn build(set: &Path) -> Result<PathBuf> {
         let r = ckpt_image::trust::read_owned(&path, euid).with_context(|| format!("{}", path.display()))?;
         indexes.push((p.pid, r.index));
     }
-    let shared = make_shared(&indexes, m.live().count() as u32)?;
+    let mut shared = make_shared(&indexes, m.live().count() as u32)?;
+    shared.total = m.procs.len() as u32;
+    let ids = indexes.iter().flat_map(|(pid, ix)| ix.threads.iter().map(|t| t.tid).chain([*pid, ix.ids.ckpt_tid]));
+    shared.max_id = ids.chain(m.procs.iter().map(|p| p.pid)).max().unwrap_or(0);
     SHARED.set(shared).map_err(|_| anyhow!("internal: the tree was built twice"))?;
     let mine = spawn_children(&m, m.root, true)?;
+    let s = SHARED.get().expect("set above");
+    meet(&s.barrier.created, s.total, "created")?;
+    if mine.pid == m.root {
+        // New processes and threads (the restarted programs' own, our staging threads) get ids
+        // above every id of the set, which its processes take again with set_tid.
+        let _ = std::fs::write("/proc/sys/kernel/ns_last_pid", s.max_id.to_string());
+    }
     Ok(set.join(image_of(&mine)))
 }
 
@@ -149,14 +171,19 @@ fn image_of(p: &TreeProc) -> &str {
 
 /// The pipes found in the fd tables of two processes or more, and every shared memory object.
 fn make_shared(indexes: &[(i32, Index)], live: u32) -> Result<Shared> {
-    let mut holders: HashMap<u64, Vec<i32>> = HashMap::new();
+    // A pipe between processes of the tree: read in one, written in another. (A pipe that only
+    // one side of is in the tree, like the output pipe of whatever ran ckpt-run, is not.)
+    let mut holders: HashMap<u64, (Vec<i32>, bool, bool)> = HashMap::new();
     for (pid, ix) in indexes {
         for f in &ix.fds {
             if let FdKind::Pipe { ino, .. } = &f.kind {
                 let h = holders.entry(*ino).or_default();
-                if !h.contains(pid) {
-                    h.push(*pid);
+                if !h.0.contains(pid) {
+                    h.0.push(*pid);
                 }
+                let mode = f.flags & libc::O_ACCMODE;
+                h.1 |= mode != libc::O_WRONLY;
+                h.2 |= mode != libc::O_RDONLY;
             }
         }
     }
@@ -164,7 +191,8 @@ fn make_shared(indexes: &[(i32, Index)], live: u32) -> Result<Shared> {
     for (_, ix) in indexes {
         for f in ix.fds.iter().filter(|f| f.dup_of.is_none()) {
             if let FdKind::Pipe { ino, .. } = &f.kind {
-                if holders[ino].len() > 1 {
+                let (pids, read, written) = &holders[ino];
+                if pids.len() > 1 && *read && *written {
                     pipes.prepare(f, &ix.fds).map_err(|e| anyhow!("{e}"))?;
                 }
             }
@@ -197,7 +225,7 @@ fn make_shared(indexes: &[(i32, Index)], live: u32) -> Result<Shared> {
     }
     // SAFETY: a zeroed page, valid for the life of the process, holding two atomics.
     let barrier: &'static Barrier = unsafe { &*(page as *const Barrier) };
-    Ok(Shared { pipes, shm, barrier, live })
+    Ok(Shared { pipes, shm, barrier, live, total: 0, max_id: 0 })
 }
 
 /// clone3 a process with pid `pid` (as a child of our parent with `sibling`); 0 in the child.
@@ -208,7 +236,9 @@ fn clone_with_pid(pid: i32, sibling: bool) -> Result<i32> {
     // SAFETY: a fork-like clone3 of this single-threaded process; the child continues here.
     let r = unsafe { libc::syscall(libc::SYS_clone3, &a as *const ckpt_ns::CloneArgs, std::mem::size_of::<ckpt_ns::CloneArgs>()) };
     if r < 0 {
-        bail!("cannot create process {pid} of the tree: {}", std::io::Error::last_os_error());
+        let e = std::io::Error::last_os_error();
+        let who = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default().lines().take(8).collect::<Vec<_>>().join("; ");
+        bail!("cannot create process {pid} of the tree: {e} ({who})");
     }
     Ok(r as i32)
 }
@@ -228,6 +258,10 @@ fn spawn_children(m: &Manifest, pid: i32, root: bool) -> Result<TreeProc> {
     for (k, orphan) in kids {
         if clone_with_pid(k.pid, orphan)? == 0 {
             if let ProcState::Zombie { status } = k.state {
+                if let Some(s) = SHARED.get() {
+                    s.barrier.created.fetch_add(1, Ordering::AcqRel);
+                    futex(&s.barrier.created, libc::FUTEX_WAKE, i32::MAX as u32);
+                }
                 exit_as(status);
             }
             return spawn_children(m, k.pid, false);
@@ -270,6 +304,11 @@ fn enter_groups(p: &TreeProc) -> Result<()> {
     Ok(())
 }
 
+/// Whether fd `f` is a pipe the tree's processes share (made before they were forked).
+pub fn shared_pipe(f: &ckpt_image::FdState) -> bool {
+    matches!(&f.kind, FdKind::Pipe { ino, .. } if SHARED.get().is_some_and(|s| s.pipes.has(*ino)))
+}
+
 /// Whether this process is one of a tree being restarted.
 pub fn in_tree() -> bool {
     SHARED.get().is_some()
@@ -277,6 +316,5 @@ pub fn in_tree() -> bool {
 
 /// Whether fd `f`'s pipe is one the tree shares (its reader is not fed from outside).
 pub fn shares_pipe(ix: &Index, fd: i32) -> bool {
-    let Some(s) = SHARED.get() else { return false };
-    ix.fds.iter().any(|f| f.fd == fd && matches!(&f.kind, FdKind::Pipe { ino, .. } if s.pipes.has(*ino)))
+    ix.fds.iter().any(|f| f.fd == fd && shared_pipe(f))
 }

@@ -38,3 +38,18 @@ fn forked_workers_with_pipes_and_a_shared_counter_continue() -> Result<()> {
 fn forked_workers_continue_after_two_restarts_as_nobody() -> Result<()> {
     verify("trees-workers-nobody", workers, &[15, 50], true).map(drop)
 }
+
+fn pipeline(work: &Workdir) -> Result<Program> {
+    let script = ckpt_tests::programs::sources_dir().join("tree_pipeline.sh");
+    Ok(Program::native("/bin/bash", &[script.to_str().unwrap(), "100", "0.05"], work))
+}
+
+#[test]
+fn bash_script_with_a_pipeline_and_a_running_command_continues() -> Result<()> {
+    verify("trees-pipeline", pipeline, &[20], false).map(drop)
+}
+
+#[test]
+fn bash_script_with_a_pipeline_continues_as_nobody() -> Result<()> {
+    verify("trees-pipeline-nobody", pipeline, &[25], true).map(drop)
+}
