@@ -7,7 +7,8 @@
 //!   that lost a child, a pipe's bytes or the sharing of the counter, the result differs;
 //! - the same as user nobody;
 //! - a bash script with a three-process pipeline and a command running at checkpoint time;
-//! - without a namespace (no coordinator) a set is refused with one line.
+//! - ckpt-inspect shows each set as a tree and verifies its images;
+//! - without a namespace a set is refused with one line.
 
 use anyhow::{ensure, Result};
 use ckpt_tests::{run_and_verify, Bins, Options, Outcome, Program, Workdir};
@@ -26,6 +27,10 @@ fn verify(name: &str, make: fn(&Workdir) -> Result<Program>, steps: &[u64], as_n
     let o = run_and_verify(&bins, &program, &opts)?;
     let set = work.images().join(program.image_name());
     ensure!(set.join("tree").is_file(), "no image set {} was written{}", set.display(), o.transcript());
+    // ckpt-inspect shows the set as a tree and verifies every image of it.
+    let out = std::process::Command::new(bins.dir.join("ckpt-inspect")).arg("--verify").arg(&set).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(out.status.success() && text.contains("image set:") && text.matches(".ckpt, ").count() + text.matches("zombie, wait status").count() >= 3, "ckpt-inspect of the set: {text}{}", String::from_utf8_lossy(&out.stderr));
     Ok(o)
 }
 
@@ -52,4 +57,18 @@ fn bash_script_with_a_pipeline_and_a_running_command_continues() -> Result<()> {
 #[test]
 fn bash_script_with_a_pipeline_continues_as_nobody() -> Result<()> {
     verify("trees-pipeline-nobody", pipeline, &[25], true).map(drop)
+}
+
+#[test]
+fn a_set_without_exact_ids_is_refused_in_one_line() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("trees-refused")?;
+    let program = workers(&work)?;
+    let mut opts = Options::new(&work, &[10]);
+    opts.env = vec![("CKPT_NAMESPACE".into(), "1".into())];
+    let (set, _, _) = ckpt_tests::checkpoint_and_kill(&bins, &program, &opts)?;
+    let out = std::process::Command::new(&bins.restart).arg("--no-namespace").arg(&set).output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success() && err.lines().count() == 1 && err.contains("exact ids"), "ckpt-restart --no-namespace of a set: {err}");
+    Ok(())
 }
