@@ -99,7 +99,7 @@ pub fn sample_image() -> Result<Vec<u8>> {
             outside_pipes: vec![OutsidePipe { fd: 0, unread: 12, fifo: Vec::new() }],
         },
         ids: Ids { namespace: true, outer_pid: 4200, ckpt_tid: 4244, monotonic_ns: 12_345_678_901, boottime_ns: 12_345_678_999, signal: 12, ..Default::default() },
-        shared: vec![SharedMem { start: 0x7000_0000, ino: 42, offset: 0 }],
+        shared: vec![SharedMem { start: 0x7000_0000, dev: 5, ino: 42, offset: 0 }],
     };
     let (mut f, total) = w.finish(&index)?;
     let mut out = vec![0u8; total as usize];

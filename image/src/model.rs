@@ -28,6 +28,7 @@ pub struct Index {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SharedMem {
     pub start: u64,
+    pub dev: u64,
     pub ino: u64,
     pub offset: u64,
 }

@@ -22,8 +22,8 @@ use std::sync::OnceLock;
 /// What every process of the tree inherits from the one that made it.
 struct Shared {
     pipes: ckpt_kinds::pipe::Pipes,
-    /// Shared memory objects by inode: a memfd each.
-    shm: HashMap<u64, RawFd>,
+    /// Shared memory objects by device and inode: a memfd each.
+    shm: HashMap<(u64, u64), RawFd>,
     /// The barrier page (MAP_SHARED) and how many processes meet there.
     barrier: &'static Barrier,
     live: u32,
@@ -86,7 +86,7 @@ pub fn pipes() -> ckpt_kinds::pipe::Pipes {
 pub fn shared_memory(shared: &[SharedMem], start: u64) -> Option<(RawFd, u64)> {
     let s = SHARED.get()?;
     let m = shared.iter().find(|m| m.start == start)?;
-    Some((*s.shm.get(&m.ino)?, m.offset))
+    Some((*s.shm.get(&(m.dev, m.ino))?, m.offset))
 }
 
 /// Wait until every process of the tree is ready to switch (no-op outside a tree).
@@ -198,25 +198,25 @@ fn make_shared(indexes: &[(i32, Index)], live: u32) -> Result<Shared> {
             }
         }
     }
-    let mut sizes: HashMap<u64, u64> = HashMap::new();
+    let mut sizes: HashMap<(u64, u64), u64> = HashMap::new();
     for (_, ix) in indexes {
         for s in &ix.shared {
             if let Some(r) = ix.regions.iter().find(|r| r.start == s.start) {
                 let end = s.offset + r.len();
-                let e = sizes.entry(s.ino).or_default();
+                let e = sizes.entry((s.dev, s.ino)).or_default();
                 *e = (*e).max(end);
             }
         }
     }
     let mut shm = HashMap::new();
-    for (ino, size) in sizes {
+    for (id, size) in sizes {
         // SAFETY: a new memfd (close-on-exec), owned by the tree until every process mapped it.
         let fd = unsafe { libc::memfd_create(c"ckpt-shared".as_ptr(), libc::MFD_CLOEXEC) };
         // SAFETY: fd is ours.
         if fd < 0 || unsafe { libc::ftruncate(fd, size as i64) } != 0 {
             bail!("cannot make the shared memory of the tree ({size} bytes): {}", std::io::Error::last_os_error());
         }
-        shm.insert(ino, fd);
+        shm.insert(id, fd);
     }
     // SAFETY: a new shared anonymous page, never unmapped by us (the switch unmaps it).
     let page = unsafe { libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0) };

@@ -326,13 +326,13 @@ fn take_with(dir: &Dir, name: &[u8], gen: u64, t0: u64, fork: bool, parent: Opti
     }
 }
 
-/// The identity of every region of kernel shared memory (MAP_SHARED|MAP_ANONYMOUS, memfd, SysV:
-/// one internal file system, so the inode names the object) and the region's offset in it.
+/// The identity of every region of shared memory restored as such (MAP_SHARED|MAP_ANONYMOUS,
+/// memfd, SysV, deleted files such as POSIX semaphores and shm objects): the object's device and
+/// inode, and the region's offset in it.
 fn shared_mem(maps: &[(MapEntry, bool)]) -> Vec<ckpt_image::SharedMem> {
-    let shmem = |n: &[u8]| [&b"/dev/zero"[..], b"/SYSV", b"/memfd:"].iter().any(|p| n.starts_with(p));
     maps.iter()
-        .filter(|(m, scratch)| !scratch && m.shared && m.inode != 0 && shmem(&m.name) && maps::backing_of(m) == ckpt_image::Backing::SharedAnon)
-        .map(|(m, _)| ckpt_image::SharedMem { start: m.start, ino: m.inode, offset: m.offset })
+        .filter(|(m, scratch)| !scratch && m.shared && m.inode != 0 && maps::backing_of(m) == ckpt_image::Backing::SharedAnon)
+        .map(|(m, _)| ckpt_image::SharedMem { start: m.start, dev: m.dev, ino: m.inode, offset: m.offset })
         .collect()
 }
 

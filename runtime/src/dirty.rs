@@ -366,5 +366,5 @@ fn parse_line(line: &[u8]) -> Option<MapEntry> {
     // Special mappings ([vdso], [vvar], [vsyscall]) must not be tracked; eligible() checks the
     // name's start, and a static name does not allocate.
     let special = name.starts_with(b"[v");
-    Some(MapEntry { start, end, prot: if special { 0 } else { prot }, shared: perms.get(3) == Some(&b's'), offset: 0, inode, name: Vec::new() })
+    Some(MapEntry { start, end, prot: if special { 0 } else { prot }, shared: perms.get(3) == Some(&b's'), offset: 0, inode, dev: 0, name: Vec::new() })
 }

@@ -7,6 +7,7 @@
 //!   that lost a child, a pipe's bytes or the sharing of the counter, the result differs;
 //! - the same as user nobody;
 //! - a bash script with a three-process pipeline and a command running at checkpoint time;
+//! - Python: multiprocessing.Pool(2) and concurrent.futures.ProcessPoolExecutor(2);
 //! - ckpt-inspect shows each set as a tree and verifies its images;
 //! - without a namespace a set is refused with one line.
 
@@ -71,4 +72,22 @@ fn a_set_without_exact_ids_is_refused_in_one_line() -> Result<()> {
     let err = String::from_utf8_lossy(&out.stderr);
     ensure!(!out.status.success() && err.lines().count() == 1 && err.contains("exact ids"), "ckpt-restart --no-namespace of a set: {err}");
     Ok(())
+}
+
+fn pool(work: &Workdir) -> Result<Program> {
+    Program::python(work, "tree_pool.py", &["pool", "120", "0.05"])
+}
+
+fn executor(work: &Workdir) -> Result<Program> {
+    Program::python(work, "tree_pool.py", &["executor", "120", "0.05"])
+}
+
+#[test]
+fn python_multiprocessing_pool_continues() -> Result<()> {
+    verify("trees-pool", pool, &[30], false).map(drop)
+}
+
+#[test]
+fn python_process_pool_executor_continues() -> Result<()> {
+    verify("trees-executor", executor, &[30], false).map(drop)
 }
