@@ -2,12 +2,13 @@
  * heartbeat (CLOCK_MONOTONIC in ns) every millisecond, so the largest gap between two lines is
  * the pause a checkpoint caused, as the program saw it.
  *
- *   memload random|quant|smooth|trivial|dirty|dirtyq MIB [--dump FILE]
+ *   memload random|quant|smooth|trivial|dirty|dirtyq|sparse MIB [--dump FILE]
  *
  * random: xorshift bytes; quant: doubles floor(32767 sin(i 1e-4)); smooth: doubles sin(i 1e-4);
  * trivial: no data; dirty: random data, and 1% of its pages rewritten every second (spread over
  * the ticks); dirtyq: the same with quantized doubles (a page is rewritten with the values of
- * another place of the sine). --dump writes the data to FILE and exits (to measure compressors
+ * another place of the sine); sparse: a 2 TiB MAP_NORESERVE reservation (as the JVM, Go and the
+ * sanitizers make) holding MIB MiB of random bytes in 64 KiB pieces spread evenly over it. --dump writes the data to FILE and exits (to measure compressors
  * on it). */
 #include <math.h>
 #include <stdint.h>
@@ -33,13 +34,26 @@ static uint64_t next(void) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: memload random|quant|smooth|trivial|dirty|dirtyq MIB [--dump FILE]\n");
+        fprintf(stderr, "usage: memload random|quant|smooth|trivial|dirty|dirtyq|sparse MIB [--dump FILE]\n");
         return 2;
     }
     const char *mode = argv[1];
     size_t bytes = strcmp(mode, "trivial") == 0 ? 0 : (size_t)atol(argv[2]) << 20;
     uint8_t *mem = NULL;
-    if (bytes) {
+    if (!strcmp(mode, "sparse")) {
+        const size_t reserve = (size_t)2 << 40, piece = 64 << 10;
+        mem = mmap(NULL, reserve, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (mem == MAP_FAILED) {
+            perror("mmap");
+            return 1;
+        }
+        size_t pieces = bytes / piece, stride = pieces ? reserve / pieces : 0;
+        for (size_t p = 0; p < pieces; p++) {
+            uint64_t *w = (uint64_t *)(mem + p * stride);
+            for (size_t i = 0; i < piece / 8; i++) w[i] = next();
+        }
+        bytes = 0; /* nothing below touches it */
+    } else if (bytes) {
         mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (mem == MAP_FAILED) {
             perror("mmap");
@@ -55,7 +69,7 @@ int main(int argc, char **argv) {
     } else if (!strcmp(mode, "smooth")) {
         double *d = (double *)mem;
         for (size_t i = 0; i < bytes / 8; i++) d[i] = sin((double)i * 1e-4);
-    } else if (strcmp(mode, "trivial")) {
+    } else if (strcmp(mode, "trivial") && strcmp(mode, "sparse")) {
         fprintf(stderr, "memload: unknown mode %s\n", mode);
         return 2;
     }

@@ -79,7 +79,7 @@ fn write(path: &Path, specs: &[Spec], parent: u64, generation: u64, chain: u32) 
                 pages.insert(start + (off + i) * P, data[(i * P) as usize..((i + 1) * P) as usize].to_vec());
             }
         }
-        regions.push(Region { start, end: start + s.pages * P, prot: 3, name: b"r".to_vec(), backing: s.backing.clone(), chunks, inherit: s.inherit });
+        regions.push(Region { start, end: start + s.pages * P, prot: 3, name: b"r".to_vec(), backing: s.backing.clone(), chunks, inherit: s.inherit, attrs: Default::default() });
     }
     let (_, header) = w.finish_increment(&index(regions.clone(), generation, chain), parent).unwrap();
     Image { header, regions, pages }

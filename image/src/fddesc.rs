@@ -21,20 +21,73 @@ impl FdKind {
                 ("fifo", format!("{}{} ({} bytes unread)", lossy(path), if *deleted { " (deleted)" } else { "" }, data.len()))
             }
             FdKind::Pipe { ino, data, .. } => ("pipe", format!("pipe:[{ino}] ({} bytes unread)", data.len())),
-            FdKind::UnixPair { ino, peer, queue, .. } => {
-                ("socketpair", format!("socket:[{ino}] peer {peer} ({} bytes unread)", queue.iter().map(Vec::len).sum::<usize>()))
-            }
-            FdKind::Bound { family, listening, .. } => {
-                (if *listening { "listening" } else { "bound" }, format!("socket family {family}"))
-            }
-            FdKind::Closed { family, .. } => ("closed-socket", format!("socket family {family}, peer outside")),
+            FdKind::Socket(s) => ("socket", s.describe()),
+            FdKind::Tty(t) => ("tty", format!("{} ({:?}{})", lossy(&t.path), t.kind, if t.ctty { ", controlling terminal" } else { "" })),
             FdKind::EventFd { count, .. } => ("eventfd", format!("count {count}")),
             FdKind::TimerFd { clockid, value_ns, interval_ns, .. } => {
                 ("timerfd", format!("clock {clockid}, {value_ns} ns left, interval {interval_ns} ns"))
             }
             FdKind::SignalFd { mask } => ("signalfd", format!("mask {mask:#x}")),
             FdKind::Epoll { entries } => ("epoll", format!("{} entries", entries.len())),
-            FdKind::Inotify { watches } => ("inotify", format!("{} watches", watches.len())),
+            FdKind::Inotify { watches, .. } => ("inotify", format!("{} watches", watches.len())),
         }
+    }
+}
+
+impl crate::Socket {
+    /// "unix stream /path (listening, 2 pending)", "inet udp 127.0.0.1:53 connected", ...
+    pub fn describe(&self) -> String {
+        let ty = match self.sock_type {
+            libc::SOCK_STREAM => "stream",
+            libc::SOCK_DGRAM => "dgram",
+            libc::SOCK_SEQPACKET => "seqpacket",
+            libc::SOCK_RAW => "raw",
+            _ => "socket",
+        };
+        let fam = match self.family {
+            libc::AF_UNIX => "unix",
+            libc::AF_INET => "inet",
+            libc::AF_INET6 => "inet6",
+            libc::AF_NETLINK => "netlink",
+            libc::AF_PACKET => "packet",
+            _ => "other",
+        };
+        let mut s = format!("{fam} {ty} socket:[{}]", self.ino);
+        if !self.name.is_empty() {
+            s += &format!(" {}", describe_addr(self.family, &self.name));
+        }
+        s += match self.state {
+            crate::SockState::Unconnected => "",
+            crate::SockState::Listening => " listening",
+            crate::SockState::Connected => " connected",
+            crate::SockState::PeerGone => " peer gone",
+        };
+        if !self.peer_name.is_empty() {
+            s += &format!(" to {}", describe_addr(self.family, &self.peer_name));
+        }
+        let unread: usize = self.queue.iter().map(|m| m.data.len()).sum();
+        if unread > 0 {
+            s += &format!(" ({unread} bytes unread)");
+        }
+        if !self.pending.is_empty() {
+            s += &format!(" ({} pending)", self.pending.len());
+        }
+        s
+    }
+}
+
+/// A raw sockaddr as text: "127.0.0.1:80", "[::1]:80", "/path", "@abstract", "netlink 123".
+pub fn describe_addr(family: i32, a: &[u8]) -> String {
+    match family {
+        libc::AF_INET if a.len() >= 8 => format!("{}.{}.{}.{}:{}", a[4], a[5], a[6], a[7], u16::from_be_bytes([a[2], a[3]])),
+        libc::AF_INET6 if a.len() >= 24 => {
+            let ip: [u8; 16] = a[8..24].try_into().unwrap_or([0; 16]);
+            format!("[{}]:{}", std::net::Ipv6Addr::from(ip), u16::from_be_bytes([a[2], a[3]]))
+        }
+        libc::AF_UNIX if a.len() > 2 && a[2] == 0 => format!("@{}", lossy(&a[3..])),
+        libc::AF_UNIX if a.len() > 2 => lossy(a[2..].split(|&b| b == 0).next().unwrap_or(&[])),
+        libc::AF_UNIX => "(unnamed)".to_string(),
+        libc::AF_NETLINK if a.len() >= 12 => format!("netlink port {} groups {:#x}", u32::from_ne_bytes([a[4], a[5], a[6], a[7]]), u32::from_ne_bytes([a[8], a[9], a[10], a[11]])),
+        _ => format!("family {family} address"),
     }
 }

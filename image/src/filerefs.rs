@@ -98,6 +98,7 @@ mod tests {
                 .map(|&(p, n)| Chunk { offset: p * PAGE, raw_len: n * PAGE, file_offset: 0, stored_len: 0, codec: Codec::Zero, hash: 0 })
                 .collect(),
             inherit: false,
+            attrs: Default::default(),
         }
     }
 

@@ -8,9 +8,14 @@ pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// 4: `Index::left_out` (child processes and outside pipes a restart cannot bring back).
 /// 5: deleted files as chunks in the data area, locks, FIFOs, O_PATH, /proc and AIO kinds (ckpt-kinds).
 /// 6: `ProcessState::creds` (user and group ids, supplementary groups).
-/// 7: `Index::ids` (process ids and namespaces).
-/// 8: `Index::shared` (shared memory by identity, for the images of a process tree's set).
-pub const VERSION: u32 = 8;
+/// 7: region, process and thread attributes (`Region::attrs`, `ProcessState::attrs`,
+///    `ThreadState::attrs`: mapping flags and advice, guard pages, prctl settings, scheduling...)
+///    and `Deleted::seals`.
+/// 8: sockets and terminals as `FdKind::Socket` and `FdKind::Tty` (ckpt-kinds: sockets, tty), files in flight
+///    (negative fd numbers), epoll entries' holders, inotify watches' state.
+/// 9: `Index::ids` (process ids and namespaces: the outer pid, the checkpoint thread, the clocks).
+/// 10: `Index::shared` (shared memory by identity, for the images of a process tree's set).
+pub const VERSION: u32 = 10;
 pub const HEADER_LEN: usize = 64;
 
 /// Header fields, little-endian on disk:

@@ -12,6 +12,7 @@
 //! The header is written last (after the index), so a file whose header does not verify was
 //! never completed. Writers create images under a temporary name and rename them into place.
 
+mod attrs;
 mod chain;
 #[cfg(test)]
 mod chain_tests;
@@ -19,6 +20,7 @@ mod codec;
 #[cfg(test)]
 mod deleted_tests;
 mod edit;
+mod endpoints;
 mod fddesc;
 pub mod filerefs;
 mod flatten;
@@ -36,9 +38,12 @@ pub mod trust;
 pub mod tree;
 mod writer;
 
+pub use attrs::{vm, ProcAttrs, RegionAttrs, ThreadAttrs, RSEQ_GLIBC, RSEQ_NONE, RSEQ_OWN};
 pub use chain::{Chain, Layer, LayerBuf, MAX_CHAIN};
 pub use codec::{Compressor, Decompressor};
 pub use edit::{reseal, rewrite_index};
+pub use endpoints::*;
+pub use fddesc::describe_addr;
 pub use flatten::{flatten, Flattened};
 pub use generations::{generation_file_name, generations_of, images_in, parse_image_name};
 pub use header::{Header, HEADER_LEN, MAGIC, VERSION};

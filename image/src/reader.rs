@@ -244,6 +244,14 @@ fn validate(index: &Index, header: &Header) -> Result<()> {
         if !chunks_ok(&r.chunks, r.len(), data_end) {
             return bad(format!("a chunk of region {:#x}-{:#x} is out of bounds", r.start, r.end));
         }
+        let pages = r.len() / PAGE;
+        let mut guard_end = 0u64;
+        for &(first, n) in &r.attrs.guards {
+            if n == 0 || first < guard_end || first.checked_add(n).is_none_or(|e| e > pages) {
+                return bad(format!("a guard page run of region {:#x}-{:#x} is out of bounds", r.start, r.end));
+            }
+            guard_end = first + n;
+        }
     }
     for d in index.deleted_files() {
         let pages = d.size.div_ceil(PAGE) * PAGE;

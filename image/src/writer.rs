@@ -387,7 +387,7 @@ mod tests {
         let codecs: Vec<Codec> = chunks.iter().map(|c| c.codec).collect();
         assert_eq!(codecs, [Codec::Shuffle8, Codec::Zstd, Codec::Raw, Codec::Zero]);
         // Every chunk belongs to a region: the reader checks that chunks cover the data area.
-        let region = crate::Region { start: 0x10_0000, end: 0x10_0000 + 4 * CHUNK_SIZE as u64, prot: 3, name: Vec::new(), backing: crate::Backing::Anon, chunks: chunks.clone(), inherit: false };
+        let region = crate::Region { start: 0x10_0000, end: 0x10_0000 + 4 * CHUNK_SIZE as u64, prot: 3, name: Vec::new(), backing: crate::Backing::Anon, chunks: chunks.clone(), inherit: false, attrs: Default::default() };
         let index = Index { regions: vec![region], entry: crate::Entry { pc: 1, sp: 1, ..Default::default() }, ..Default::default() };
         w.finish(&index).unwrap();
         let r = Reader::open(&path).unwrap();

@@ -22,7 +22,7 @@
 //! at checkpoint time) also comes back as an unnamed copy, with a warning: that other name
 //! cannot be found from the fd without privileges, and is a different file after the restart.
 
-use crate::{info, lossy, sys, Error, Result};
+use crate::{info, lossy, memfd, sys, Error, Result};
 use ckpt_image::{Deleted, FdKind, Reader, CHUNK_SIZE};
 use std::ffi::CString;
 use std::os::fd::RawFd;
@@ -38,6 +38,7 @@ pub fn capture(fd: i32, path: Vec<u8>, st: &libc::stat) -> Option<FdKind> {
     }
     let size = if fmt == libc::S_IFREG { st.st_size as u64 } else { 0 };
     let target = if fmt == libc::S_IFLNK { sys::readlink_fd(fd).ok()? } else { Vec::new() };
+    let seals = if memfd::is_memfd(&path) { memfd::seals(fd) } else { 0 };
     Some(FdKind::Deleted(Deleted {
         path,
         dev: st.st_dev,
@@ -52,6 +53,7 @@ pub fn capture(fd: i32, path: Vec<u8>, st: &libc::stat) -> Option<FdKind> {
         mtime: (st.st_mtime, st.st_mtime_nsec),
         target,
         nlink: st.st_nlink,
+        seals,
     }))
 }
 
@@ -172,6 +174,8 @@ fn existing_dir(mut dir: &[u8]) -> Vec<u8> {
 struct Inode {
     key: (u64, u64),
     holder: RawFd,
+    /// A memfd whose memfd_create fd (the holder) a program fd already uses (see memfd.rs).
+    holder_used: bool,
     /// What it was, to give it its owner, mode and times at the end; None: an inode that is
     /// not ours to change (the /dev node standing in for a deleted device node).
     old: Option<Deleted>,
@@ -204,13 +208,21 @@ impl Recreated {
             None => {
                 let (holder, ours) = make(d, image)?;
                 let old = ours.then(|| Deleted { chunks: Vec::new(), ..d.clone() });
-                self.inodes.push(Inode { key: (d.dev, d.ino), holder, old });
+                self.inodes.push(Inode { key: (d.dev, d.ino), holder, old, holder_used: false });
                 self.inodes.len() - 1
             }
         };
         let mut f = reopen_flags(flags);
         if d.is_dir() {
             f |= libc::O_DIRECTORY;
+        }
+        let n = &mut self.inodes[i];
+        if memfd::is_memfd(&d.path) && n.old.is_some() && !n.holder_used && f & libc::O_ACCMODE == libc::O_RDWR {
+            // memfd_create's own fd: read-write without counting as a writer (see memfd.rs).
+            n.holder_used = true;
+            let fd = sys::fcntl(n.holder, libc::F_DUPFD_CLOEXEC, 0).map_err(|_| Error::last(format!("cannot open the recreated {}", what(d))))? as RawFd;
+            let _ = sys::fcntl(fd, libc::F_SETFL, i64::from(f & (libc::O_APPEND | libc::O_NONBLOCK | libc::O_DIRECT | libc::O_NOATIME)));
+            return Ok(fd);
         }
         let proc = cstr(format!("/proc/self/fd/{}", self.inodes[i].holder).as_bytes())?;
         // SAFETY: proc is a valid C string.
@@ -227,6 +239,9 @@ impl Recreated {
         for n in self.inodes {
             if let Some(d) = n.old.as_ref().filter(|d| !d.is_symlink()) {
                 set_attributes(n.holder, d);
+                if memfd::is_memfd(&d.path) {
+                    memfd::seal(n.holder, &d.path, d.seals);
+                }
             }
             close(n.holder);
         }
@@ -276,7 +291,7 @@ fn make(d: &Deleted, image: &Reader) -> Result<(RawFd, bool)> {
                 d.nlink
             );
         }
-        let t = unnamed_file(&d.path)?;
+        let t = if memfd::is_memfd(&d.path) { memfd::create(&d.path, d.mode, d.seals)? } else { unnamed_file(&d.path)? };
         if let Err(e) = fill(t, d, image) {
             close(t);
             return Err(e);

@@ -11,19 +11,26 @@
 //!   they return new fds of ours (close-on-exec), which the restarter moves to their numbers.
 //!
 //! The runtime and the restarter keep the fd table itself (listing, dups, placing fds); the
-//! kinds that are not moved here yet (sockets, event fds) still live in their `fdobjs` modules.
+//! kinds that are not moved here yet (event fds, epoll, inotify) still live in their `fdobjs`
+//! modules.
 //!
 //! Modules: `deleted` (inodes without a name: deleted files of any size, tmpfiles, removed
-//! directories and symlinks, deleted device nodes), `pipe` (pipes and FIFOs), `locks` (file
+//! directories and symlinks, deleted device nodes), `memfd` (what a memfd has besides: seals,
+//! exec permission, its own open mode), `pipe` (pipes and FIFOs), `locks` (file
 //! locks and leases), `procfs` (the program's own /proc paths, the working directory), `aio`
-//! (AIO contexts, restored by the runtime after the switch).
+//! (AIO contexts, restored by the runtime after the switch), `sockets` (every family: the
+//! program's own connections made again together), `tty` (terminals: the program's own
+//! pseudo-terminals made again, outside ones become ckpt-restart's).
 
 pub mod aio;
 pub mod deleted;
 pub mod locks;
+pub mod memfd;
 pub mod pipe;
 pub mod procfs;
+pub mod sockets;
 mod sys;
+pub mod tty;
 
 /// What can go wrong restoring a resource. Messages are sentences for users.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +60,26 @@ pub fn info(msg: &str) {
     }
 }
 
+/// A warning: something was not restored as it was (always shown).
+pub fn warn(msg: &str) {
+    eprintln!("ckpt-restart: warning: {msg}");
+}
+
 /// Bytes for messages.
 pub(crate) fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// A libc return value: negative means the last OS error, while doing `what`.
+pub(crate) fn check(r: libc::c_int, what: impl FnOnce() -> String) -> Result<libc::c_int> {
+    if r < 0 {
+        return Err(Error::last(what()));
+    }
+    Ok(r)
+}
+
+/// Close an fd of ours (restore side).
+pub(crate) fn close(fd: libc::c_int) {
+    // SAFETY: closing an fd of ours.
+    unsafe { libc::close(fd) };
 }

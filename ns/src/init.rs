@@ -16,7 +16,8 @@
 //!   outer process does not forward it). The kernel queues a signal to a process group for every
 //!   member in one go, so init's copy is there by the time the outer process asks.
 //!
-//! When the program is gone, init exits, which ends the namespace and whatever is left in it.
+//! When the program is gone, init waits for the checkpoint writers it left (an image begun before
+//! the end is finished), then exits, which ends the namespace and whatever is left in it.
 //! Init runs in a fork-like child of the outer process with every signal blocked; the program
 //! gets the outer process's signal mask and capability bounding set back before its execve.
 
@@ -237,6 +238,7 @@ fn reap(program: i32, report: RawFd, outer: Option<RawFd>, block: bool) {
                 crate::forward::send(o, libc::SIGCONT, true);
             }
         } else {
+            wait_for_writers();
             report::send(report, Msg::Exited { status: st }, None);
             // SAFETY: leaving init.
             unsafe { libc::_exit(0) }
@@ -244,6 +246,24 @@ fn reap(program: i32, report: RawFd, outer: Option<RawFd>, block: bool) {
         if block {
             return;
         }
+    }
+}
+
+/// Once the program is gone: wait for the checkpoint writers it left (named `WRITER_NAME`),
+/// which finish, commit and report an image begun before it ended, before the namespace ends
+/// (which would kill them); the rest end with the namespace.
+fn wait_for_writers() {
+    loop {
+        let children = std::fs::read_to_string("/proc/thread-self/children").unwrap_or_default();
+        let writer = children.split_whitespace().filter_map(|p| p.parse::<i32>().ok()).find(|p| {
+            let comm = std::fs::read(format!("/proc/{p}/comm")).unwrap_or_default();
+            comm.strip_suffix(b"\n").unwrap_or(&comm) == crate::WRITER_NAME.to_bytes()
+        });
+        let Some(pid) = writer else { return };
+        let mut st = 0;
+        // SAFETY: waiting for a child of ours with a valid status pointer (__WALL: writers have
+        // no exit signal).
+        while unsafe { libc::waitpid(pid, &mut st, libc::__WALL) } < 0 && errno() == libc::EINTR {}
     }
 }
 

@@ -55,6 +55,9 @@ pub use timens::Clocks;
 
 use std::ffi::CString;
 
+/// The name (comm) of the runtime's snapshot writer, which init waits for when the program ends.
+pub const WRITER_NAME: &std::ffi::CStr = c"ckpt-writer";
+
 /// What runs as the program inside the namespace.
 #[derive(Debug, Clone)]
 pub enum Payload {

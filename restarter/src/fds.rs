@@ -2,15 +2,20 @@
 //! their flags and offsets (output files cut back to their size at checkpoint time), and the
 //! other kernel objects created again by `fdobjs`. stdin/stdout/stderr stay ours.
 //!
-//! Order: check every file first, then create every other object at a parked number (a socket
-//! that cannot be bound again fails here), and only then cut output files back (nothing is
-//! changed when a check fails); close the rest of ours, move them into place, then epoll
-//! instances (their interest lists name other fds), then dups, then locks and leases.
+//! Order: check every file first, then create every other object at a parked number (sockets
+//! and terminals all at once by ckpt-kinds; a socket that cannot be bound again fails here),
+//! with the files in flight in sockets (negative fd numbers, kept by us), and only then cut
+//! output files back (nothing is changed when a check fails); close the rest of ours, move
+//! them into place, then epoll instances (their interest lists name other fds), then dups;
+//! then the socket queues are refilled (with the files in flight) and our fds closed; then
+//! locks and leases.
 
 use crate::fdobjs::{self, check, cstr};
 use anyhow::{bail, Result};
 use ckpt_image::{FdKind, FdState, Reader};
 use ckpt_kinds::{deleted, locks, pipe};
+use ckpt_kinds::sockets::restore::Sockets;
+use ckpt_kinds::tty::Terminals;
 use std::collections::HashMap;
 use std::os::fd::RawFd;
 
@@ -123,63 +128,46 @@ fn reopen(f: &FdState, path: &[u8], size: u64, is_dir: bool, written: &[&[u8]], 
     Ok(Some(Reopened { fd, truncate_to }))
 }
 
-/// Objects shared by several fds (pipes and FIFOs, socket pairs, deleted inodes), created once
-/// and held by fds of ours until every program fd of them is open.
+/// Objects shared by several fds (pipes and FIFOs, deleted inodes), created once and held by
+/// fds of ours until every program fd of them is open.
 #[derive(Default)]
 struct Shared {
     pipes: pipe::Pipes,
-    sockets: HashMap<u64, RawFd>,
     deleted: deleted::Recreated,
 }
 
 impl Shared {
     /// Every program fd is open: let go of ours (recreated inodes get their modes now).
     fn close_all(self) {
-        for &fd in self.sockets.values() {
-            // SAFETY: these fds are ours.
-            unsafe { libc::close(fd) };
-        }
         self.pipes.close_all();
         self.deleted.finish();
     }
 }
 
+/// What fds are made from besides files: shared objects, the program's sockets and terminals.
+struct Makers<'a> {
+    sh: Shared,
+    socks: Sockets<'a>,
+    ttys: Terminals,
+    ignore: bool,
+}
+
 /// A new fd of ours for one object of the image (not epoll, not a dup); `image` holds the data
 /// of deleted files.
-fn create(f: &FdState, all: &[FdState], sh: &mut Shared, image: &Reader) -> Result<RawFd> {
+fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Result<RawFd> {
     let fd = match &f.kind {
         FdKind::Path { .. } => unreachable!("files are reopened first"),
         FdKind::Deleted(d) => {
-            let fd = sh.deleted.open(d, f.flags, image)?;
+            let fd = mk.sh.deleted.open(d, f.flags, image)?;
             return Ok(if f.flags & libc::O_PATH == 0 { seek(fd, f.pos) } else { fd });
         }
-        FdKind::Pipe { .. } | FdKind::Fifo { .. } => sh.pipes.open(f, all)?,
-        FdKind::UnixPair { ino, peer, sock_type, queue } => {
-            if !sh.sockets.contains_key(ino) {
-                let peer_entry = all.iter().find_map(|g| match &g.kind {
-                    FdKind::UnixPair { ino: i, queue, .. } if *peer != 0 && i == peer && g.dup_of.is_none() => Some(queue),
-                    _ => None,
-                });
-                match peer_entry {
-                    Some(pq) => {
-                        let sv = fdobjs::socketpair(*sock_type, [queue, pq])?;
-                        sh.sockets.insert(*ino, sv[0]);
-                        sh.sockets.insert(*peer, sv[1]);
-                    }
-                    None => {
-                        sh.sockets.insert(*ino, fdobjs::closed(*sock_type, queue)?);
-                    }
-                }
-            }
-            // SAFETY: the socket is ours.
-            check(unsafe { libc::fcntl(sh.sockets[ino], libc::F_DUPFD_CLOEXEC, 0) }, || "fcntl".into())?
-        }
-        FdKind::Bound { family, sock_type, protocol, addr, listening, opts } => fdobjs::bound(*family, *sock_type, *protocol, addr, *listening, opts)?,
-        FdKind::Closed { sock_type, queue, .. } => fdobjs::closed(*sock_type, queue)?,
+        FdKind::Pipe { .. } | FdKind::Fifo { .. } => mk.sh.pipes.open(f, all)?,
+        FdKind::Socket(s) => mk.socks.open(s.ino)?,
+        FdKind::Tty(t) => return Ok(mk.ttys.open(f, t)?),
         FdKind::EventFd { count, semaphore } => fdobjs::eventfd(*count, *semaphore)?,
         FdKind::TimerFd { clockid, value_ns, interval_ns, ticks } => fdobjs::timerfd(*clockid, *value_ns, *interval_ns, *ticks)?,
         FdKind::SignalFd { mask } => fdobjs::signalfd(*mask)?,
-        FdKind::Inotify { watches } => fdobjs::inotify(watches, f.fd)?,
+        FdKind::Inotify { watches, queued } => fdobjs::inotify(watches, *queued, f.fd, mk.ignore)?,
         FdKind::Epoll { .. } => unreachable!("epoll instances are created last"),
         FdKind::Other { link } => {
             eprintln!("ckpt-restart: warning: fd {} ({}) cannot be restored; it is replaced by /dev/null", f.fd, lossy(link));
@@ -211,8 +199,15 @@ fn place(fd: RawFd, f: &FdState) -> Result<()> {
     Ok(())
 }
 
+/// What the restart of the fds leaves to do once the program runs.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// The program had a terminal, which is now another one: tell it (SIGWINCH).
+    pub winch: bool,
+}
+
 /// Open every fd of the image at its number; close every other fd of ours above 2.
-pub fn restore(fds: &[FdState], opts: &Options, image: &Reader) -> Result<()> {
+pub fn restore(fds: &[FdState], opts: &Options, image: &Reader) -> Result<Restored> {
     // The program's RLIMIT_NOFILE is already in force and may be below its own fd numbers
     // (lowering it closes nothing): lift the soft limit while fds are placed.
     let mut lim = libc::rlimit64 { rlim_cur: 0, rlim_max: 0 };
@@ -227,10 +222,11 @@ pub fn restore(fds: &[FdState], opts: &Options, image: &Reader) -> Result<()> {
     r
 }
 
-fn restore_all(fds: &[FdState], opts: &Options, image: &Reader) -> Result<()> {
+fn restore_all(fds: &[FdState], opts: &Options, image: &Reader) -> Result<Restored> {
     let top = fds.iter().map(|f| f.fd).max().unwrap_or(0).max(2) + 1;
     // stdin/stdout/stderr stay ours, except a pipe between processes of a tree (a pipeline).
     let prog: Vec<&FdState> = fds.iter().filter(|f| f.fd > 2 || crate::tree::shared_pipe(f)).collect();
+    let in_flight: Vec<&FdState> = fds.iter().filter(|f| f.fd < 0).collect();
     let park = |fd: RawFd| -> Result<RawFd> {
         // Above every target number, so that the dup3s below cannot clobber it.
         // SAFETY: fd is ours.
@@ -263,13 +259,21 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader) -> Result<()> {
             opened.push((fd, f));
         }
     }
-    // 2. Every other object, except epoll instances and dups.
-    let mut sh = Shared { pipes: crate::tree::pipes(), ..Shared::default() };
-    for f in prog.iter().filter(|f| f.dup_of.is_none() && !matches!(f.kind, FdKind::Path { .. } | FdKind::Epoll { .. })) {
-        let fd = create(f, fds, &mut sh, image)?;
+    // 2. Every other object, except epoll instances and dups; the files in flight too.
+    let socks = Sockets::make(fds, top, ckpt_kinds::sockets::restore::Options { ignore: opts.ignore_missing })?;
+    let ttys = Terminals::make(fds, top, opts.ignore_missing)?;
+    let mut mk = Makers { sh: Shared { pipes: crate::tree::pipes(), ..Shared::default() }, socks, ttys, ignore: opts.ignore_missing };
+    let objects = |f: &&&FdState| f.dup_of.is_none() && !matches!(f.kind, FdKind::Path { .. } | FdKind::Epoll { .. });
+    for f in prog.iter().filter(objects) {
+        let fd = create(f, fds, &mut mk, image)?;
         opened.push((park(fd)?, f));
     }
-    sh.close_all();
+    let mut flying: HashMap<i32, RawFd> = HashMap::new();
+    for f in in_flight.iter().filter(objects) {
+        let fd = create(f, fds, &mut mk, image)?;
+        flying.insert(f.fd, park(fd)?);
+    }
+    std::mem::take(&mut mk.sh).close_all();
 
     // Every object exists: only now change files (cut output back to its checkpoint size).
     for (fd, n, path) in truncations {
@@ -278,13 +282,16 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader) -> Result<()> {
     }
 
     // 3. Close everything else of ours (above stderr), then move the parked fds into place.
-    let parked: Vec<i32> = opened.iter().map(|p| p.0).collect();
+    let mut keep: Vec<i32> = opened.iter().map(|p| p.0).collect();
+    keep.extend(flying.values());
+    keep.extend(mk.socks.held());
+    keep.extend(mk.ttys.held());
     let ours: Vec<i32> = std::fs::read_dir("/proc/self/fd")?
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
         .collect();
     for n in ours {
-        if n > 2 && !parked.contains(&n) {
+        if n > 2 && !keep.contains(&n) {
             // SAFETY: closing our own fd (the listing's own fd is already closed: EBADF).
             unsafe { libc::close(n) };
         }
@@ -295,7 +302,7 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader) -> Result<()> {
 
     // 4. dups of everything but epoll instances, then epoll instances (the fds they watch are
     // all in place now), then dups of epoll instances.
-    let is_epoll = |fd: i32| prog.iter().any(|f| f.fd == fd && matches!(f.kind, FdKind::Epoll { .. }));
+    let is_epoll = |fd: i32| fds.iter().any(|f| f.fd == fd && matches!(f.kind, FdKind::Epoll { .. }));
     let dup = |f: &FdState, of: i32| -> Result<()> {
         let flags = if f.cloexec { libc::O_CLOEXEC } else { 0 };
         // SAFETY: of is in place (a lower fd of the program, or one of our stdio fds).
@@ -307,10 +314,30 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader) -> Result<()> {
             dup(f, of)?;
         }
     }
+    // Our fd of a file by its number: the program's (in place now) or one in flight.
+    let file = |flying: &HashMap<i32, RawFd>, n: i32| -> Option<RawFd> {
+        let mut n = n;
+        for _ in 0..fds.len() {
+            if n >= 0 {
+                return Some(n);
+            }
+            if let Some(&fd) = flying.get(&n) {
+                return Some(fd);
+            }
+            n = fds.iter().find(|f| f.fd == n)?.dup_of?;
+        }
+        None
+    };
     for f in prog.iter().filter(|f| f.dup_of.is_none()) {
         if let FdKind::Epoll { entries } = &f.kind {
-            let ep = fdobjs::epoll(entries, f.fd)?;
+            let ep = fdobjs::epoll(entries, f.fd, top, &|n| file(&flying, n))?;
             place(ep, f)?;
+        }
+    }
+    for f in in_flight.iter().filter(|f| f.dup_of.is_none()) {
+        if let FdKind::Epoll { entries } = &f.kind {
+            let ep = fdobjs::epoll(entries, f.fd, top, &|n| file(&flying, n))?;
+            flying.insert(f.fd, park(ep)?);
         }
     }
     for f in prog.iter() {
@@ -318,7 +345,17 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader) -> Result<()> {
             dup(f, of)?;
         }
     }
-    // 5. Locks and leases, last: closing any fd of a file drops the POSIX locks on it.
+    // 5. Terminals on stdin/stdout/stderr; socket queues with the files in flight.
+    mk.ttys.stdio(fds);
+    let winch = mk.ttys.winch;
+    mk.ttys.close_all();
+    let r = mk.socks.finish(&|n| file(&flying, n));
+    for fd in flying.values() {
+        // SAFETY: our fds of files in flight (sent again, or lost).
+        unsafe { libc::close(*fd) };
+    }
+    r?;
+    // 6. Locks and leases, last: closing any fd of a file drops the POSIX locks on it.
     for f in prog.iter().filter(|f| !f.locks.is_empty()) {
         let what = match &f.kind {
             FdKind::Path { path, .. } => format!("{} (fd {})", lossy(path), f.fd),
@@ -326,5 +363,5 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader) -> Result<()> {
         };
         locks::restore(f.fd, &f.locks, &what)?;
     }
-    Ok(())
+    Ok(Restored { winch })
 }

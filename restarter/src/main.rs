@@ -7,6 +7,7 @@
 //! maps, staging memory, reopening fds) happens before the address-space switch; after it there
 //! is no way back, so the switch only runs system calls that were prepared and checked.
 
+mod attrs;
 mod cli;
 mod creds;
 mod fdobjs;
@@ -120,6 +121,7 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     }
     let own = layout::own_maps().map_err(other)?;
     plan::check_vdso(&index, &own).map_err(|e| other(ctx(e)))?;
+    attrs::check_guards(&index.regions).map_err(|e| other(ctx(e)))?;
     for r in index.regions.iter().filter(|r| r.name == ckpt_kinds::aio::RING_NAME) {
         ckpt_kinds::aio::check(r.start, r.len()).map_err(|e| other(e.into()))?;
     }
@@ -212,7 +214,11 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
         }
     }
     let same_boot = !index.meta.origin.boot_id.is_empty() && index.meta.origin.boot_id == ckpt_image::boot_id();
-    fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot }, chain.newest())?;
+    // A memory-mapped packet socket ring is the kernel's: nothing makes it again.
+    if let Some(r) = index.regions.iter().find(|r| r.name.starts_with(b"socket:[")) {
+        bail!("the program maps the ring buffer of a socket ({}, {:#x}-{:#x}): it cannot be restored", r.name_lossy(), r.start, r.end);
+    }
+    let restored = fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot }, chain.newest())?;
     // Restoring the fds closed every fd of ours, the image's too: they must never be closed again.
     std::mem::forget(chain);
     // The working directory last: a removed one may be a directory the program has an fd on.
@@ -225,12 +231,25 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
         })
         .collect();
     ckpt_kinds::procfs::enter_cwd(&p.cwd, &dirs)?;
+    attrs::apply(&p.attrs);
+    let above = index.fds.iter().map(|f| f.fd).max().unwrap_or(2) + 1;
+    let exe = attrs::exe_fd(&p.attrs, above, same_boot);
 
     let switch_base = base + stage_len;
     let note = plan::Note { path: path.as_os_str().as_bytes(), memory, started_ns: progress::started_ns(), log_level: progress::log_level() };
-    let prepared = plan::prepare(&index, image_hash, &plan, &own, switch_base, switch_len, &note)?;
+    let prepared = plan::prepare(&index, image_hash, &plan, &own, switch_base, switch_len, &note, exe)?;
     if change_creds {
         creds::apply(&p.creds)?;
+    }
+    if restored.winch {
+        // The program's terminal is another one now: once it runs it hears so and redraws.
+        // Raised with every signal blocked, it waits for the program's handler (or its default).
+        let all: u64 = !0;
+        // SAFETY: blocking our signals, then a signal to ourselves that stays pending.
+        unsafe {
+            libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all as *const u64, 0, 8);
+            libc::kill(libc::getpid(), libc::SIGWINCH);
+        }
     }
     progress::info(format_args!("switching to the program ({} ms since ckpt-restart started)", (progress::now_ns() - progress::started_ns()) / 1_000_000));
     // SAFETY: this is the only thread (staging threads were joined); the switch area is ready.

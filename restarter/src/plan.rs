@@ -34,7 +34,7 @@ pub fn check_vdso(index: &Index, own: &[Mapping]) -> Result<()> {
 }
 
 fn max_ops(index: &Index) -> usize {
-    index.regions.len() * 6 + index.process.sigactions.len() + 64
+    index.regions.len() * 6 + crate::attrs::max_region_ops(&index.regions) + index.process.sigactions.len() + 64
 }
 
 /// The longest image path handed to the runtime for its line (longer ones are cut).
@@ -56,6 +56,7 @@ fn params_len(index: &Index) -> u64 {
         + index.process.auxv.len() * 8
         + std::mem::size_of::<RestartInfo>()
         + index.threads.len() * std::mem::size_of::<RestartThread>()
+        + 2 * std::mem::size_of::<PrctlMmMap>()
         + MSG.len()
         + NOTE_PATH_MAX
         + 256;
@@ -124,7 +125,9 @@ struct PrctlMmMap {
 /// Map the switch area at `base` and fill in code, operations and parameters.
 /// `image_hash` is the restarted image's header index_hash: the program's next checkpoint may be
 /// an increment over it.
-pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], base: u64, len: u64, note: &Note) -> Result<Prepared> {
+/// `exe`: an fd on the program's executable when the restart may make it /proc/self/exe.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], base: u64, len: u64, note: &Note, exe: Option<i32>) -> Result<Prepared> {
     // SAFETY: base..base+len is the unused tail of our staging reservation.
     let p = unsafe {
         libc::mmap(
@@ -174,9 +177,8 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], bas
         ops.push(Op::new(libc::SYS_mremap, &[pc.staged, pc.len, pc.len, fixed, pc.target], true));
     }
     // 3. empty regions.
-    for &(start, l, prot) in &plan.empty {
-        let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE) as u64;
-        ops.push(Op::new(libc::SYS_mmap, &[start, l, prot as u64, flags, u64::MAX, 0], true));
+    for &(start, l, prot, flags) in &plan.empty {
+        ops.push(Op::new(libc::SYS_mmap, &[start, l, prot as u64, flags as u64, u64::MAX, 0], true));
     }
     // 4. everything else goes: the restarter, its heap and stack, the staging leftovers.
     let mut keep: Vec<(u64, u64)> = index.regions.iter().map(|r| (r.start, r.end)).collect();
@@ -188,6 +190,8 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], bas
     for pc in &plan.pieces {
         ops.push(Op::new(libc::SYS_mprotect, &[pc.target, pc.len, pc.prot as u64], true));
     }
+    // 5b. guard pages, advice and locks of the regions.
+    ops.extend(crate::attrs::region_ops(&index.regions));
     // 6. mm fields (brk, arg/env, auxv), unprivileged through PR_SET_MM_MAP.
     let mm = &index.process.mm;
     let auxv_at = blk.put_slice(&index.process.auxv);
@@ -208,9 +212,14 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], bas
         exe_fd: u32::MAX,
     };
     let map_at = blk.put(&map);
+    let map_len = std::mem::size_of::<PrctlMmMap>() as u64;
     if mm.start_code != 0 {
-        ops.push(Op::new(libc::SYS_prctl, &[libc::PR_SET_MM as u64, libc::PR_SET_MM_MAP as u64, map_at, std::mem::size_of::<PrctlMmMap>() as u64, 0], true));
+        ops.push(Op::new(libc::SYS_prctl, &[libc::PR_SET_MM as u64, libc::PR_SET_MM_MAP as u64, map_at, map_len, 0], true));
     }
+    // 6b. memory-related process attributes; the executable, where allowed (the same fields
+    // again with exe_fd: a failure there must not undo the first call).
+    let exe_map = exe.filter(|_| mm.start_code != 0).map(|fd| (blk.put(&PrctlMmMap { exe_fd: fd as u32, ..map }), map_len, fd));
+    ops.extend(crate::attrs::late_ops(&index.process.attrs, exe_map));
     // 7. signal dispositions (their handlers live in the memory now in place).
     for sa in &index.process.sigactions {
         let k = [sa.handler, sa.flags, sa.restorer, sa.mask];
@@ -223,6 +232,8 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], bas
     if e.robust_head != 0 {
         ops.push(Op::new(libc::SYS_set_robust_list, &[e.robust_head, e.robust_len], false));
     }
+    // 9. sealed regions, after every other change to them.
+    ops.extend(crate::attrs::seal_ops(&index.regions));
     ops.push(Op::new(libc::SYS_arch_prctl, &[0x1002 /* ARCH_SET_FS */, e.fs_base], true));
     if ops.len() > max_ops(index) {
         bail!("internal: too many switch operations");
@@ -242,6 +253,7 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], bas
             altstack_sp: t.altstack_sp,
             altstack_size: t.altstack_size,
             rseq: t.rseq as u64,
+            attrs: t.attrs,
         })
         .collect();
     let threads_at = blk.put_slice(&threads);

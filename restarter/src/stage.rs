@@ -25,8 +25,9 @@ pub struct Piece {
 #[derive(Debug, Default)]
 pub struct Plan {
     pub pieces: Vec<Piece>,
-    /// Anonymous regions without data: (start, len, prot), mapped fresh at their target.
-    pub empty: Vec<(u64, u64, u32)>,
+    /// Anonymous regions without data: (start, len, prot, mmap flags), mapped fresh at their
+    /// target.
+    pub empty: Vec<(u64, u64, u32, i32)>,
 }
 
 fn mmap(addr: u64, len: u64, prot: i32, flags: i32, fd: i32, off: u64) -> std::io::Result<u64> {
@@ -101,12 +102,23 @@ pub fn open_files(chain: &Chain) -> Result<Vec<Option<File>>> {
             continue;
         };
         let p = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
+        // A shared mapping is restored writable when it is written through; it may also be made
+        // writable later (mprotect) when the program had its file open for writing (VM_MAYWRITE):
+        // open the file for writing then too.
         let write = *shared && r.prot & libc::PROT_WRITE as u32 != 0;
+        let may_write = *shared && r.attrs.flags & ckpt_image::vm::MAYWRITE != 0;
         // Not through a symbolic link: the image recorded the file itself (/proc/self/maps
         // resolves links), so a link there now was put in its place.
-        let open = || OpenOptions::new().read(true).write(write).custom_flags(libc::O_NOFOLLOW).open(p);
-        let f = match open() {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && recreate(chain, path, *size)? => open(),
+        let open = |w: bool| OpenOptions::new().read(true).write(w).custom_flags(libc::O_NOFOLLOW).open(p);
+        let open_as_before = || match open(write || may_write) {
+            Err(e) if !write && may_write && e.raw_os_error() == Some(libc::EACCES) => {
+                eprintln!("ckpt-restart: warning: {} cannot be opened for writing any more: its shared mapping at {:#x} cannot be made writable (mprotect fails with EACCES)", p.display(), r.start);
+                open(false)
+            }
+            r => r,
+        };
+        let f = match open_as_before() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && recreate(chain, path, *size)? => open_as_before(),
             r => r,
         }
         .map_err(|e| match e.raw_os_error() {
@@ -121,8 +133,10 @@ pub fn open_files(chain: &Chain) -> Result<Vec<Option<File>>> {
         }
         // A private mapping whose pages are all stored or restored into the file by the image
         // (its file is also mapped shared and written) does not depend on the file as it is now.
-        let restored = !*shared && filerefs::private_mapping_restored(regions, i);
-        if !*shared && !restored && (m.size() != *size || m.mtime() != *mtime) {
+        // (Asked only of a changed file: it looks at every region, and a program may have tens
+        // of thousands.)
+        let changed = m.size() != *size || m.mtime() != *mtime;
+        if !*shared && changed && !filerefs::private_mapping_restored(regions, i) {
             bail!("file {} needed by the image has changed since the checkpoint (size or modification time differs)", p.display());
         }
         out.push(Some(f));
@@ -189,14 +203,14 @@ pub fn map_regions(chain: &Chain, files: &[Option<File>], base: u64) -> Result<P
         match &r.backing {
             Backing::Special => continue,
             Backing::Anon if place.is_none() => {
-                plan.empty.push((r.start, len, r.prot));
+                crate::attrs::check_empty(r)?;
+                plan.empty.push((r.start, len, r.prot, crate::attrs::map_flags(r) | libc::MAP_ANONYMOUS | libc::MAP_FIXED));
                 continue;
             }
             Backing::Anon => {
-                let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
-                if r.name == b"[stack]" {
-                    flags |= libc::MAP_GROWSDOWN;
-                }
+                // With the region's own flags: a huge MAP_NORESERVE reservation that holds little
+                // must not be charged as if it were all memory (ENOMEM).
+                let flags = crate::attrs::map_flags(r) | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
                 mmap(at, len, rw, flags, -1, 0).with_context(|| format!("cannot stage region {:#x}-{:#x}", r.start, r.end))?;
                 if huge(chain, ri) {
                     // SAFETY: advice on a mapping we just made; failure only costs speed.
@@ -220,12 +234,13 @@ pub fn map_regions(chain: &Chain, files: &[Option<File>], base: u64) -> Result<P
                 } else {
                     // Pages past the end of the file would fault (SIGBUS): those become anonymous.
                     let in_file = page_up(size.saturating_sub(*offset)).min(len);
+                    let noreserve = if r.attrs.flags & ckpt_image::vm::NORESERVE != 0 { libc::MAP_NORESERVE } else { 0 };
                     if in_file > 0 {
-                        mmap(at, in_file, rw, libc::MAP_PRIVATE | libc::MAP_FIXED, fd, *offset)
+                        mmap(at, in_file, rw, libc::MAP_PRIVATE | libc::MAP_FIXED | noreserve, fd, *offset)
                             .with_context(|| format!("cannot map {}", r.name_lossy()))?;
                     }
                     if in_file < len {
-                        mmap(at + in_file, len - in_file, rw, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED, -1, 0)?;
+                        mmap(at + in_file, len - in_file, rw, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | noreserve, -1, 0)?;
                     }
                     if in_file > 0 && in_file < len {
                         plan.pieces.push(Piece { target: r.start, len: in_file, staged: at, prot: r.prot });

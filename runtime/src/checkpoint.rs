@@ -432,7 +432,9 @@ fn capture(slots: &[threads::Slot], gen: u64, dir: &Dir, name: &[u8], member: bo
     let left_out = leftout::find(&fds);
     crate::kstate::save(sys::gettid());
     let process = procstate::read_process();
-    let maps = split_scratch(maps::read_maps()?);
+    // Locked memory (mlock) is not locked in a forked snapshot, which reads the other flags of
+    // each region itself: read them here where some is (smaps costs ~10 ms per GiB).
+    let maps = split_scratch(if procstate::locks_memory() { maps::read_smaps()? } else { maps::read_maps()? });
     let vdso_hash = maps.iter().find(|(m, _)| m.name == b"[vdso]").map_or(0, |(m, _)| hash_mem(m.start, m.end - m.start));
     let final_path = if member { dir.show(&generation_file_name(name, 0)).into_bytes() } else { generations::newest_path(&cfg.dir, name) };
     let tmp_name = imgdir::tmp_name(&generation_file_name(name, 0));
@@ -453,6 +455,7 @@ fn capture(slots: &[threads::Slot], gen: u64, dir: &Dir, name: &[u8], member: bo
                 altstack_size: s.ss_size,
                 altstack_flags: s.ss_flags,
                 rseq: s.rseq,
+                attrs: s.attrs,
             })
             .collect(),
         entry: Entry {
@@ -497,7 +500,10 @@ fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], froz
         let file = unsafe { std::fs::File::from_raw_fd(fd) };
         let w = Writer::new(file, ZSTD_LEVEL).map_err(|e| e.to_string())?;
         let t0 = now_ns();
-        let (backings, mut jobs) = memwrite::plan(pagemap, &cap.maps, cap.tracks.as_deref(), frozen);
+        // Each region's flags and advice, as this process sees them (the snapshot's regions are
+        // the program's, but not locked: those bits come from the capture).
+        let flags = maps::flags_of(&cap.maps, &maps::read_smaps()?);
+        let (backings, mut jobs) = memwrite::plan(pagemap, &cap.maps, &flags, cap.tracks.as_deref(), frozen);
         let nmem = jobs.len();
         let files = memwrite::plan_files(&cap.index.fds, &mut jobs, frozen_files)?;
         let t1 = now_ns();
@@ -511,15 +517,15 @@ fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], froz
         let t2 = now_ns();
         let mut regions: Vec<Region> = Vec::with_capacity(cap.maps.len());
         let mut next = 0;
-        for (i, ((m, scratch), backing)) in cap.maps.iter().zip(backings).enumerate() {
-            let Some((backing, inherit)) = backing else { continue };
+        for (i, ((m, scratch), described)) in cap.maps.iter().zip(backings).enumerate() {
+            let Some(memwrite::Described { backing, inherit, attrs }) = described else { continue };
             // The scratch arena is named for ckpt-inspect (it is stored empty either way).
             let name = if *scratch { ckpt_image::SCRATCH_NAME.to_vec() } else { m.name.clone() };
             let first = next;
             while next < nmem && jobs[next].region == i {
                 next += 1;
             }
-            regions.push(Region { start: m.start, end: m.end, prot: m.prot, name, backing, chunks: chunks[first..next].to_vec(), inherit });
+            regions.push(Region { start: m.start, end: m.end, prot: m.prot, name, backing, chunks: chunks[first..next].to_vec(), inherit, attrs });
         }
         let mut index = cap.index.clone();
         index.regions = regions;

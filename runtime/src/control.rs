@@ -32,6 +32,8 @@ const DEFER_STOP: i64 = 2;
 /// The process whose socket file this is (0: none); only it removes the file at exit.
 static OWNER_PID: AtomicI32 = AtomicI32::new(0);
 
+/// Whether `fd` is one of the runtime's own fds (and still is: the program may have put one of
+/// its files at that number with dup2, which makes it the program's).
 pub fn is_runtime_fd(fd: i32) -> bool {
     fd >= 0
         && ([&WAKE_FD, &LISTEN_FD, &CLIENT_FD].iter().any(|a| a.load(Ordering::Relaxed) == fd)
@@ -39,6 +41,7 @@ pub fn is_runtime_fd(fd: i32) -> bool {
             || DEFERRED.iter().any(|d| d.load(Ordering::Relaxed) & 0xffff_ffff == i64::from(fd))
             || crate::dirty::is_own_fd(fd)
             || crate::imgdir::is_own_fd(fd))
+        && sys::still_own(fd)
 }
 
 /// Wake the checkpoint thread out of `poll` (async-signal-safe).
@@ -73,7 +76,7 @@ pub fn setup() {
 /// has no control socket (ckpt-ctl talks to the program; the tree is checkpointed as one).
 pub fn setup_wake() {
     if let Ok(fd) = syscall!(libc::SYS_eventfd2, 0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) {
-        WAKE_FD.store(sys::move_high(fd as i32), Ordering::Release);
+        WAKE_FD.store(sys::own(sys::move_high(fd as i32)), Ordering::Release);
     }
 }
 
@@ -87,7 +90,7 @@ fn listen() -> Result<i32, String> {
     let shown = || format!("{}/{}", String::from_utf8_lossy(&cfg.dir), String::from_utf8_lossy(&name));
     let euid = sys::geteuid();
     let problem = match sys::fstat(dir) {
-        Ok(st) => ckpt_image::trust::dir_problem(st.st_uid, st.st_mode, euid).filter(|_| !cfg.allow_shared).map(|p| crate::imgdir::refusal(&cfg.dir, p)),
+        Ok(st) => crate::imgdir::problem(&cfg.dir, &st, euid, cfg.allow_shared),
         Err(e) => Some(format!("{}: {}", String::from_utf8_lossy(&cfg.dir), checkpoint::strerror(e))),
     };
     // A socket file already there: a stale one of a dead run of ours is replaced; anything of
@@ -118,7 +121,7 @@ fn listen() -> Result<i32, String> {
         }
         let fd = syscall!(libc::SYS_socket, libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
             .map_err(|e| format!("socket: {}", checkpoint::strerror(e)))? as i32;
-        let fd = sys::move_high(fd);
+        let fd = sys::own(sys::move_high(fd));
         let len = std::mem::size_of::<libc::sa_family_t>() + path.len() + 1;
         let bound = syscall!(libc::SYS_bind, fd, &addr as *const libc::sockaddr_un, len)
             .and_then(|_| syscall!(libc::SYS_fchmodat, dir, name_c.as_ptr(), 0o600, 0))
@@ -244,7 +247,7 @@ fn each_client(mut serve: impl FnMut(i32) -> bool) {
     // A client being served while a checkpoint runs (serve_busy) stays ours too.
     let outer = CLIENT_FD.load(Ordering::Acquire);
     while let Ok(fd) = syscall!(libc::SYS_accept4, lfd, 0, 0, libc::SOCK_CLOEXEC) {
-        let fd = fd as i32;
+        let fd = sys::own(sys::move_high(fd as i32));
         CLIENT_FD.store(fd, Ordering::Release);
         let close = serve(fd);
         CLIENT_FD.store(outer, Ordering::Release);

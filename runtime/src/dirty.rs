@@ -21,6 +21,7 @@
 use crate::alloc::ScratchRanges;
 use crate::log::{log, DEBUG};
 use crate::maps::{MapEntry, PAGE};
+use crate::pagescan::{self, PageRegion, Query, PAGE_IS_GUARD, PAGE_IS_PRESENT, PAGE_IS_SWAPPED, PAGE_IS_WRITTEN, PM_SCAN_CHECK_WPASYNC, PM_SCAN_WP_MATCHING};
 use crate::sys::{self, syscall};
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -33,11 +34,6 @@ const UFFDIO_REGISTER: u64 = 0xC020_AA00;
 const UFFDIO_WRITEPROTECT: u64 = 0xC018_AA06;
 const UFFDIO_REGISTER_MODE_WP: u64 = 2;
 const UFFDIO_WRITEPROTECT_MODE_WP: u64 = 1;
-
-const PAGEMAP_SCAN: u64 = 0xC060_6610;
-const PAGE_IS_WRITTEN: u64 = 1 << 1;
-const PM_SCAN_WP_MATCHING: u64 = 1 << 0;
-const PM_SCAN_CHECK_WPASYNC: u64 = 1 << 1;
 
 #[repr(C)]
 struct UffdioApi {
@@ -63,31 +59,6 @@ struct UffdioRegister {
 struct UffdioWriteprotect {
     range: UffdioRange,
     mode: u64,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct PageRegion {
-    start: u64,
-    end: u64,
-    categories: u64,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct PmScanArg {
-    size: u64,
-    flags: u64,
-    start: u64,
-    end: u64,
-    walk_end: u64,
-    vec: u64,
-    vec_len: u64,
-    max_pages: u64,
-    category_inverted: u64,
-    category_mask: u64,
-    category_anyof_mask: u64,
-    return_mask: u64,
 }
 
 /// The userfaultfd: -1 not created yet, -2 unavailable here (tracking off for good).
@@ -123,8 +94,9 @@ fn uffd() -> Option<i32> {
         fd if fd >= 0 => return Some(fd),
         _ => {}
     }
+    // Out of the program's way: a restarted program's lowest free fd numbers are its own.
     let fd = match syscall!(libc::SYS_userfaultfd, UFFD_USER_MODE_ONLY | libc::O_CLOEXEC as i64 | libc::O_NONBLOCK as i64) {
-        Ok(fd) => fd as i32,
+        Ok(fd) => sys::own(sys::move_high(fd as i32)),
         Err(e) => {
             log!(DEBUG, "no dirty-page tracking (userfaultfd: errno {e}): every image is a full one");
             UFFD.store(-2, Ordering::Release);
@@ -159,18 +131,18 @@ pub fn eligible(m: &MapEntry, scratch: bool, own_stack: bool) -> bool {
 /// image (`full`) no scan is needed at all: only regions that appeared since `pre_arm` are armed.
 pub fn scan_and_arm(maps: &[(MapEntry, bool)], eligible: &[bool], armed: &[(u64, u64)], full: bool) -> Vec<Track> {
     let Some(uffd) = uffd() else { return vec![Track::Whole; maps.len()] };
-    if full {
+    let pagemap = open_pagemap();
+    if full || pagemap < 0 {
         for ((m, _), &ok) in maps.iter().zip(eligible) {
             if ok && !overlaps(armed, m) {
-                arm(uffd, m);
+                arm(uffd, pagemap, m);
             }
+        }
+        if pagemap >= 0 {
+            sys::close(pagemap);
         }
         return vec![Track::Whole; maps.len()];
     }
-    let pagemap = match sys::open(&sys::cpath(&[b"/proc/thread-self/pagemap"]), libc::O_RDONLY, 0) {
-        Ok(fd) => fd,
-        Err(_) => return vec![Track::Whole; maps.len()],
-    };
     let mut vec = vec![PageRegion::default(); 4096];
     let out = maps
         .iter()
@@ -185,7 +157,7 @@ pub fn scan_and_arm(maps: &[(MapEntry, bool)], eligible: &[bool], armed: &[(u64,
                     if e != libc::EPERM {
                         log!(DEBUG, "region {:#x}-{:#x}: scan failed (errno {e}); stored whole", m.start, m.end);
                     }
-                    arm(uffd, m);
+                    arm(uffd, pagemap, m);
                     Track::Whole
                 }
             }
@@ -196,50 +168,71 @@ pub fn scan_and_arm(maps: &[(MapEntry, bool)], eligible: &[bool], armed: &[(u64,
 }
 
 /// Written pages of a tracked region as runs relative to its start; protects them again.
-/// EPERM: the region is not tracked.
+/// EPERM: the region is not tracked. Guard pages (MADV_GUARD_INSTALL) are never written (they
+/// show as such: they are markers that were never write-protected) and are left out.
 fn written(pagemap: i32, m: &MapEntry, vec: &mut [PageRegion]) -> Result<Vec<(u64, u64)>, i32> {
     let mut runs: Vec<(u64, u64)> = Vec::new();
-    let mut at = m.start;
-    while at < m.end {
-        let mut arg = PmScanArg {
-            size: std::mem::size_of::<PmScanArg>() as u64,
-            flags: PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
-            start: at,
-            end: m.end,
-            vec: vec.as_mut_ptr() as u64,
-            vec_len: vec.len() as u64,
-            category_mask: PAGE_IS_WRITTEN,
-            return_mask: PAGE_IS_WRITTEN,
-            ..Default::default()
-        };
-        let n = syscall!(libc::SYS_ioctl, pagemap, PAGEMAP_SCAN, &mut arg as *mut PmScanArg)? as usize;
-        for r in &vec[..n.min(vec.len())] {
-            let (first, end) = ((r.start - m.start) / PAGE, (r.end - m.start) / PAGE);
-            match runs.last_mut() {
-                Some((s, l)) if *s + *l == first => *l = end - *s,
-                _ => runs.push((first, end - first)),
-            }
-        }
-        if arg.walk_end <= at {
-            break; // no progress: should not happen; the runs so far are all we know
-        }
-        at = arg.walk_end;
-    }
+    let q = Query {
+        flags: PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+        inverted: PAGE_IS_GUARD,
+        mask: PAGE_IS_WRITTEN | PAGE_IS_GUARD,
+        ret: PAGE_IS_WRITTEN,
+        ..Default::default()
+    };
+    pagescan::scan(pagemap, m.start, m.end, q, vec, |first, n, _| pagescan::push_run(&mut runs, first, n))?;
     Ok(runs)
 }
 
-/// Register a region for write-protect tracking and protect all of it.
-fn arm(uffd: i32, m: &MapEntry) {
+/// Regions up to this size are always tracked.
+const SMALL: u64 = 1 << 30;
+/// A larger region is tracked when at least 1/SPARSE of it holds data and at most FAR_MAX of it
+/// does not.
+const SPARSE: u64 = 8;
+const FAR_MAX: u64 = 64 << 30;
+
+/// Whether tracking a region that is not tracked yet is worth its cost. Write-protecting marks
+/// every page, present or not (8 bytes of page table each, ~9 ms per GiB): for a huge sparse
+/// reservation (2 TiB of MAP_NORESERVE holding a few MiB: sanitizers, the JVM) that would cost
+/// gigabytes and seconds, and later scans would walk all of it. Such a region is not tracked:
+/// each image stores its pages with data (found cheaply with PAGEMAP_SCAN), which is what it
+/// holds. Does not allocate.
+fn worth_tracking(pagemap: i32, m: &MapEntry) -> bool {
+    let len = m.end - m.start;
+    if len <= SMALL || pagemap < 0 {
+        return true;
+    }
+    let mut buf = [PageRegion::default(); 64];
+    let mut held = 0u64;
+    let q = Query { anyof: PAGE_IS_PRESENT | PAGE_IS_SWAPPED, ret: PAGE_IS_PRESENT, ..Default::default() };
+    if pagescan::scan(pagemap, m.start, m.end, q, &mut buf, |_, n, _| held += n * PAGE).is_err() {
+        return true; // no PAGEMAP_SCAN: no dirty tracking either (scans need it)
+    }
+    held * SPARSE >= len && len - held <= FAR_MAX
+}
+
+/// Register a region for write-protect tracking and protect all of it, unless it is not tracked
+/// yet and not worth tracking (`worth_tracking`). Returns whether it is tracked now.
+fn arm(uffd: i32, pagemap: i32, m: &MapEntry) -> bool {
+    if !registered(pagemap, m) && !worth_tracking(pagemap, m) {
+        log!(DEBUG, "region {:#x}-{:#x} is a sparse reservation: not tracked, its pages with data are stored each time", m.start, m.end);
+        return false;
+    }
     let range = || UffdioRange { start: m.start, len: m.end - m.start };
     let mut reg = UffdioRegister { range: range(), mode: UFFDIO_REGISTER_MODE_WP, ioctls: 0 };
     if let Err(e) = syscall!(libc::SYS_ioctl, uffd, UFFDIO_REGISTER, &mut reg as *mut UffdioRegister) {
         log!(DEBUG, "region {:#x}-{:#x} cannot be tracked (errno {e}); stored whole each time", m.start, m.end);
-        return;
+        return false;
     }
     let mut wp = UffdioWriteprotect { range: range(), mode: UFFDIO_WRITEPROTECT_MODE_WP };
     if let Err(e) = syscall!(libc::SYS_ioctl, uffd, UFFDIO_WRITEPROTECT, &mut wp as *mut UffdioWriteprotect) {
         log!(DEBUG, "region {:#x}-{:#x} cannot be write-protected (errno {e})", m.start, m.end);
     }
+    true
+}
+
+/// /proc/thread-self/pagemap, opened without allocating; -1 if it cannot be.
+fn open_pagemap() -> i32 {
+    syscall!(libc::SYS_openat, libc::AT_FDCWD, c"/proc/thread-self/pagemap".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC).map_or(-1, |fd| fd as i32)
 }
 
 fn overlaps(ranges: &[(u64, u64)], m: &MapEntry) -> bool {
@@ -250,18 +243,8 @@ fn overlaps(ranges: &[(u64, u64)], m: &MapEntry) -> bool {
 /// first page with PM_SCAN_CHECK_WPASYNC fails with EPERM when it is not).
 fn registered(pagemap: i32, m: &MapEntry) -> bool {
     let mut one = [PageRegion::default(); 1];
-    let mut arg = PmScanArg {
-        size: std::mem::size_of::<PmScanArg>() as u64,
-        flags: PM_SCAN_CHECK_WPASYNC,
-        start: m.start,
-        end: m.start + PAGE,
-        vec: one.as_mut_ptr() as u64,
-        vec_len: 1,
-        category_mask: PAGE_IS_WRITTEN,
-        return_mask: PAGE_IS_WRITTEN,
-        ..Default::default()
-    };
-    syscall!(libc::SYS_ioctl, pagemap, PAGEMAP_SCAN, &mut arg as *mut PmScanArg).is_ok()
+    let q = Query { flags: PM_SCAN_CHECK_WPASYNC, mask: PAGE_IS_WRITTEN, ret: PAGE_IS_WRITTEN, ..Default::default() };
+    pagemap >= 0 && pagescan::scan(pagemap, m.start, m.start + PAGE, q, &mut one, |_, _, _| {}).is_ok()
 }
 
 /// Before the threads are stopped for a checkpoint: arm what does not need the stop, so that
@@ -272,18 +255,10 @@ fn registered(pagemap: i32, m: &MapEntry) -> bool {
 /// `scan_and_arm`. `skip` (the scratch arena) and the region holding our stack are left alone.
 pub fn pre_arm(full: bool, skip: &ScratchRanges) -> Vec<(u64, u64)> {
     let Some(uffd) = uffd() else { return Vec::new() };
-    let pagemap = if full {
-        -1
-    } else {
-        match sys::open(&sys::cpath(&[b"/proc/thread-self/pagemap"]), libc::O_RDONLY, 0) {
-            Ok(fd) => fd,
-            Err(_) => return Vec::new(),
-        }
-    };
+    let pagemap = open_pagemap();
     let mut armed = Vec::new();
     each_eligible(skip, |m| {
-        if full || !registered(pagemap, m) {
-            arm(uffd, m);
+        if (full || !registered(pagemap, m)) && arm(uffd, pagemap, m) {
             armed.push((m.start, m.end));
         }
     });
@@ -300,7 +275,14 @@ pub fn pre_arm(full: bool, skip: &ScratchRanges) -> Vec<(u64, u64)> {
 /// Returns whether tracking is on.
 pub fn arm_restored(skip: &ScratchRanges) -> bool {
     let Some(uffd) = uffd() else { return false };
-    each_eligible(skip, |m| arm(uffd, m))
+    let pagemap = open_pagemap();
+    let ok = each_eligible(skip, |m| {
+        arm(uffd, pagemap, m);
+    });
+    if pagemap >= 0 {
+        sys::close(pagemap);
+    }
+    ok
 }
 
 /// Call `f` on every region of /proc/thread-self/maps that `eligible` accepts, except `skip` and the
@@ -366,5 +348,5 @@ fn parse_line(line: &[u8]) -> Option<MapEntry> {
     // Special mappings ([vdso], [vvar], [vsyscall]) must not be tracked; eligible() checks the
     // name's start, and a static name does not allocate.
     let special = name.starts_with(b"[v");
-    Some(MapEntry { start, end, prot: if special { 0 } else { prot }, shared: perms.get(3) == Some(&b's'), offset: 0, inode, dev: 0, name: Vec::new() })
+    Some(MapEntry { start, end, prot: if special { 0 } else { prot }, shared: perms.get(3) == Some(&b's'), offset: 0, inode, dev: 0, name: Vec::new(), flags: 0 })
 }

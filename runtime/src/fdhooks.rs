@@ -1,6 +1,7 @@
 //! Hooks for what /proc cannot tell about fds: the path each inotify watch was added with
-//! (fdinfo shows only the watched inode). Recorded by (inode, device) and looked up at
-//! checkpoint time.
+//! (fdinfo shows only the watched inode), and the working directory a UNIX socket was bound in
+//! when its name is relative (the kernel keeps the name as given). Recorded by inode and looked
+//! up at checkpoint time.
 
 use crate::gate;
 use crate::hooks::RealFn;
@@ -9,14 +10,21 @@ use std::ffi::{c_char, c_int, CStr};
 use std::sync::Mutex;
 
 static REAL_INOTIFY_ADD_WATCH: RealFn = RealFn::new(b"inotify_add_watch\0");
+static REAL_BIND: RealFn = RealFn::new(b"bind\0");
 
 type AddWatchFn = unsafe extern "C" fn(c_int, *const c_char, u32) -> c_int;
+type BindFn = unsafe extern "C" fn(c_int, *const libc::sockaddr, libc::socklen_t) -> c_int;
 
-/// (inode, kernel-encoded device, absolute path) of every path a watch was added for.
-static WATCHED: Mutex<Vec<(u64, u64, Vec<u8>)>> = Mutex::new(Vec::new());
+/// A watched path: (inode, kernel-encoded device, absolute path, added with IN_DONT_FOLLOW).
+type Watched = (u64, u64, Vec<u8>, bool);
+
+static WATCHED: Mutex<Vec<Watched>> = Mutex::new(Vec::new());
+/// (socket inode, working directory at bind time) of UNIX sockets bound to a relative name.
+static BOUND_IN: Mutex<Vec<(u64, Vec<u8>)>> = Mutex::new(Vec::new());
 
 pub fn resolve() {
     REAL_INOTIFY_ADD_WATCH.get();
+    REAL_BIND.get();
 }
 
 /// The kernel's internal dev_t encoding (as fdinfo prints it) of a user-space st_dev.
@@ -24,6 +32,26 @@ fn kernel_dev(dev: u64) -> u64 {
     let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
     let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
     (major << 20) | minor
+}
+
+fn cwd() -> Vec<u8> {
+    let mut cwd = vec![0u8; 4096];
+    match syscall!(libc::SYS_getcwd, cwd.as_mut_ptr(), cwd.len()) {
+        Ok(n) => {
+            cwd.truncate((n as usize).saturating_sub(1));
+            cwd
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+fn stat(path: &[u8], follow: bool) -> Option<libc::stat> {
+    // SAFETY: an all-zero struct stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let c = sys::cpath(&[path]);
+    let flags = if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
+    syscall!(libc::SYS_newfstatat, libc::AT_FDCWD, c.as_ptr(), &mut st as *mut libc::stat, flags).ok()?;
+    Some(st)
 }
 
 /// # Safety
@@ -39,30 +67,84 @@ pub unsafe extern "C" fn inotify_add_watch(fd: c_int, path: *const c_char, mask:
     let p = unsafe { CStr::from_ptr(path) }.to_bytes();
     let mut abs = Vec::new();
     if !p.starts_with(b"/") {
-        let mut cwd = vec![0u8; 4096];
-        if let Ok(n) = syscall!(libc::SYS_getcwd, cwd.as_mut_ptr(), cwd.len()) {
-            abs.extend_from_slice(&cwd[..(n as usize).saturating_sub(1)]);
-            abs.push(b'/');
-        }
+        abs = cwd();
+        abs.push(b'/');
     }
     abs.extend_from_slice(p);
-    // SAFETY: an all-zero struct stat is a valid out-parameter.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    let c = sys::cpath(&[&abs]);
-    if syscall!(libc::SYS_newfstatat, libc::AT_FDCWD, c.as_ptr(), &mut st as *mut libc::stat, 0).is_err() {
-        return wd;
-    }
+    let dont_follow = mask & libc::IN_DONT_FOLLOW != 0;
+    let Some(st) = stat(&abs, !dont_follow) else { return wd };
     let _g = gate::enter();
     let mut w = WATCHED.lock().unwrap_or_else(|e| e.into_inner());
     let key = (st.st_ino, kernel_dev(st.st_dev));
     w.retain(|e| (e.0, e.1) != key);
-    w.push((key.0, key.1, abs));
+    w.push((key.0, key.1, abs, dont_follow));
     wd
 }
 
-/// The path recorded for a watched inode (empty if unknown). Checkpoint thread, world stopped:
-/// no hook holds the lock (hooks take it only inside the gate).
-pub fn watch_path(ino: u64, kdev: u64) -> Vec<u8> {
+/// # Safety
+/// libc's contract for bind.
+#[no_mangle]
+pub unsafe extern "C" fn bind(fd: c_int, addr: *const libc::sockaddr, len: libc::socklen_t) -> c_int {
+    // SAFETY: forwarding to libc's bind.
+    let r = unsafe { std::mem::transmute::<usize, BindFn>(REAL_BIND.get())(fd, addr, len) };
+    if r < 0 || !crate::is_active() || addr.is_null() || (len as usize) < 3 {
+        return r;
+    }
+    // SAFETY: addr holds at least len bytes (the caller's sockaddr).
+    let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, len as usize) };
+    let relative = u16::from_ne_bytes([bytes[0], bytes[1]]) == libc::AF_UNIX as u16 && bytes[2] != 0 && bytes[2] != b'/';
+    if !relative {
+        return r;
+    }
+    let Ok(st) = sys::fstat(fd) else { return r };
+    let dir = cwd();
+    let _g = gate::enter();
+    let mut b = BOUND_IN.lock().unwrap_or_else(|e| e.into_inner());
+    b.retain(|e| e.0 != st.st_ino);
+    b.push((st.st_ino, dir));
+    r
+}
+
+/// The working directory the UNIX socket `ino` was bound in, for a relative name.
+/// Checkpoint thread, world stopped: no hook holds the lock (hooks take it only inside the gate).
+pub fn bind_dir(ino: u64) -> Option<Vec<u8>> {
+    let b = BOUND_IN.lock().unwrap_or_else(|e| e.into_inner());
+    b.iter().find(|e| e.0 == ino).map(|e| e.1.clone())
+}
+
+/// The path of a watched inode and whether the watch is on a symbolic link itself; when the
+/// file is no longer at the path it was added with, where it is now (a directory entry next to
+/// the old one, or a file the program has open), or the old path with `gone` set. Checkpoint
+/// thread, world stopped (see `bind_dir`).
+pub fn watch_path(ino: u64, kdev: u64) -> (Vec<u8>, bool, bool) {
     let w = WATCHED.lock().unwrap_or_else(|e| e.into_inner());
-    w.iter().find(|e| e.0 == ino && e.1 == kdev).map(|e| e.2.clone()).unwrap_or_default()
+    let Some((_, _, path, dont_follow)) = w.iter().find(|e| e.0 == ino && e.1 == kdev).cloned() else { return (Vec::new(), false, false) };
+    drop(w);
+    let same = |p: &[u8]| stat(p, !dont_follow).is_some_and(|st| st.st_ino == ino && kernel_dev(st.st_dev) == kdev);
+    if same(&path) {
+        return (path, dont_follow, false);
+    }
+    // Renamed within its directory.
+    if let Some(i) = path.iter().rposition(|&b| b == b'/') {
+        let dir = if i == 0 { b"/".to_vec() } else { path[..i].to_vec() };
+        if let Ok(names) = sys::list_dir(&sys::cpath(&[&dir])) {
+            for n in names {
+                let p = [&dir[..], if dir == b"/" { b"" } else { b"/" }, &n[..]].concat();
+                if same(&p) {
+                    return (p, dont_follow, false);
+                }
+            }
+        }
+    }
+    // Open by the program.
+    if let Ok(fds) = sys::list_dir(&sys::cpath(&[b"/proc/thread-self/fd"])) {
+        for n in fds {
+            if let Ok(l) = sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", &n])) {
+                if l.starts_with(b"/") && !l.ends_with(b" (deleted)") && same(&l) {
+                    return (l, dont_follow, false);
+                }
+            }
+        }
+    }
+    (path, dont_follow, true)
 }

@@ -1,149 +1,10 @@
-//! What kernel objects behind fds hold, read at checkpoint time with the world stopped: unread
-//! bytes in sockets (MSG_PEEK), copied without consuming them, socket addresses and roles, and
-//! eventfd/timerfd/signalfd/epoll/inotify state (fdinfo). The kinds moved to the
-//! ckpt-kinds crate (capture and restore side by side) are read there.
-//! Raw system calls only; allocations go to the checkpoint's scratch arena.
+//! What kernel objects behind fds hold, read at checkpoint time with the world stopped:
+//! eventfd/timerfd/signalfd/epoll/inotify state (fdinfo). The kinds moved to the ckpt-kinds
+//! crate (capture and restore side by side) are read there; sockets and terminals by
+//! ckpt-kinds. Raw system calls only; allocations go to the checkpoint's scratch arena.
 
 use crate::sys::{self, syscall};
-use ckpt_image::{EpollEntry, FdKind, InotifyWatch};
-
-fn sockopt(fd: i32, opt: i32) -> Option<i32> {
-    let mut v: i32 = 0;
-    let mut len: u32 = 4;
-    syscall!(libc::SYS_getsockopt, fd, libc::SOL_SOCKET, opt, &mut v as *mut i32, &mut len as *mut u32).ok()?;
-    Some(v)
-}
-
-/// A socket: its role decides how it comes back (see FdKind).
-pub fn socket(fd: i32, ino: u64) -> Option<FdKind> {
-    let family = sockopt(fd, libc::SO_DOMAIN)?;
-    let sock_type = sockopt(fd, libc::SO_TYPE)?;
-    let protocol = sockopt(fd, libc::SO_PROTOCOL).unwrap_or(0);
-    let listening = sockopt(fd, libc::SO_ACCEPTCONN).unwrap_or(0) != 0;
-    let mut addr = [0u8; 128];
-    let mut alen: u32 = addr.len() as u32;
-    let named = syscall!(libc::SYS_getsockname, fd, addr.as_mut_ptr(), &mut alen as *mut u32).is_ok();
-    let addr = &addr[..(alen as usize).min(128)];
-    let mut paddr = [0u8; 128];
-    let mut plen: u32 = paddr.len() as u32;
-    let connected = syscall!(libc::SYS_getpeername, fd, paddr.as_mut_ptr(), &mut plen as *mut u32).is_ok();
-    if family == libc::AF_UNIX && !listening {
-        let peer = unix_peer(ino as u32).unwrap_or(0);
-        if peer != 0 || connected {
-            return Some(FdKind::UnixPair { ino, peer: peer as u64, sock_type, queue: peek_queue(fd, sock_type) });
-        }
-    }
-    let bound = named && addr_has_name(family, addr);
-    if listening || (bound && !connected && sock_type != libc::SOCK_STREAM) {
-        return Some(FdKind::Bound { family, sock_type, protocol, addr: addr.to_vec(), listening, opts: int_options(fd, family) });
-    }
-    let queue = if connected { peek_queue(fd, sock_type) } else { Vec::new() };
-    Some(FdKind::Closed { family, sock_type, queue })
-}
-
-/// Integer socket options that change how a bound socket behaves (IPV6_V6ONLY must be set
-/// before bind).
-const OPTIONS: [(i32, i32); 6] = [
-    (libc::SOL_SOCKET, libc::SO_REUSEADDR),
-    (libc::SOL_SOCKET, libc::SO_REUSEPORT),
-    (libc::SOL_SOCKET, libc::SO_KEEPALIVE),
-    (libc::SOL_SOCKET, libc::SO_BROADCAST),
-    (libc::IPPROTO_TCP, libc::TCP_NODELAY),
-    (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY),
-];
-
-fn int_options(fd: i32, family: i32) -> Vec<(i32, i32, i32)> {
-    let mut out = Vec::new();
-    for (level, name) in OPTIONS {
-        if (level == libc::IPPROTO_IPV6 && family != libc::AF_INET6) || (level == libc::IPPROTO_TCP && family == libc::AF_UNIX) {
-            continue;
-        }
-        let mut v: i32 = 0;
-        let mut len: u32 = 4;
-        if syscall!(libc::SYS_getsockopt, fd, level, name, &mut v as *mut i32, &mut len as *mut u32).is_ok() {
-            out.push((level, name, v));
-        }
-    }
-    out
-}
-
-/// Whether getsockname's address names something (a port, a path or an abstract name).
-fn addr_has_name(family: i32, addr: &[u8]) -> bool {
-    match family {
-        libc::AF_INET | libc::AF_INET6 => addr.len() >= 4 && (addr[2] != 0 || addr[3] != 0),
-        libc::AF_UNIX => addr.len() > 2,
-        _ => false,
-    }
-}
-
-/// The messages in a socket's receive queue, read with MSG_PEEK at a moving peek offset
-/// (SO_PEEK_OFF), so the queue itself is left as it is.
-fn peek_queue(fd: i32, sock_type: i32) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let zero: i32 = 0;
-    if syscall!(libc::SYS_setsockopt, fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, &zero as *const i32, 4).is_err() {
-        return out;
-    }
-    let mut buf = vec![0u8; 1 << 16];
-    for _ in 0..100_000 {
-        match syscall!(libc::SYS_recvfrom, fd, buf.as_mut_ptr(), buf.len(), libc::MSG_PEEK | libc::MSG_DONTWAIT, 0, 0) {
-            Ok(0) if sock_type == libc::SOCK_STREAM => break,
-            Ok(n) => out.push(buf[..n as usize].to_vec()),
-            Err(libc::EINTR) => continue,
-            Err(_) => break,
-        }
-    }
-    let off: i32 = -1;
-    let _ = syscall!(libc::SYS_setsockopt, fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, &off as *const i32, 4);
-    if sock_type == libc::SOCK_STREAM && out.len() > 1 {
-        let all: Vec<u8> = out.concat();
-        return vec![all];
-    }
-    out
-}
-
-/// The inode of a UNIX socket's peer, from the sock_diag netlink interface (UDIAG_SHOW_PEER).
-fn unix_peer(ino: u32) -> Option<u32> {
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
-    const UDIAG_SHOW_PEER: u32 = 4;
-    const UNIX_DIAG_PEER: u16 = 2;
-    let s = syscall!(libc::SYS_socket, libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::NETLINK_SOCK_DIAG).ok()? as i32;
-    // nlmsghdr (16) + unix_diag_req (24).
-    let mut req = [0u8; 40];
-    req[0..4].copy_from_slice(&40u32.to_ne_bytes());
-    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
-    req[16] = libc::AF_UNIX as u8;
-    req[20..24].copy_from_slice(&u32::MAX.to_ne_bytes()); // all states
-    req[24..28].copy_from_slice(&ino.to_ne_bytes());
-    req[28..32].copy_from_slice(&UDIAG_SHOW_PEER.to_ne_bytes());
-    req[32..40].copy_from_slice(&[0xff; 8]); // no cookie
-    let mut sa = [0u8; 12];
-    sa[0..2].copy_from_slice(&(libc::AF_NETLINK as u16).to_ne_bytes());
-    let sent = syscall!(libc::SYS_sendto, s, req.as_ptr(), req.len(), 0, sa.as_ptr(), sa.len());
-    let mut buf = [0u8; 512];
-    let got = if sent.is_ok() { syscall!(libc::SYS_recvfrom, s, buf.as_mut_ptr(), buf.len(), 0, 0, 0) } else { Err(0) };
-    sys::close(s);
-    let n = (got.ok()? as usize).min(buf.len());
-    // nlmsghdr (16) + unix_diag_msg (16), then rtattrs {len u16, type u16, payload}.
-    let msg_type = u16::from_ne_bytes([buf[4], buf[5]]);
-    if n < 32 || msg_type != SOCK_DIAG_BY_FAMILY {
-        return None;
-    }
-    let mut off = 32;
-    while off + 4 <= n {
-        let len = u16::from_ne_bytes([buf[off], buf[off + 1]]) as usize;
-        let ty = u16::from_ne_bytes([buf[off + 2], buf[off + 3]]);
-        if len < 4 {
-            break;
-        }
-        if ty == UNIX_DIAG_PEER && len >= 8 && off + 8 <= n {
-            return Some(u32::from_ne_bytes(buf[off + 4..off + 8].try_into().ok()?));
-        }
-        off += (len + 3) & !3;
-    }
-    Some(0)
-}
+use ckpt_image::{EpollEntry, FdKind, FdState, InotifyWatch};
 
 /// Parse a hex or decimal number after `key` in `s` (first occurrence).
 fn field(s: &str, key: &str, radix: u32) -> Option<u64> {
@@ -173,29 +34,59 @@ pub fn anon(fd: i32, link: &[u8], info: &[u8]) -> Option<FdKind> {
         }
         b"anon_inode:[signalfd]" => Some(FdKind::SignalFd { mask: field(s, "sigmask:", 16)? }),
         b"anon_inode:[eventpoll]" => Some(FdKind::Epoll {
-            entries: s
-                .lines()
-                .filter(|l| l.starts_with("tfd:"))
-                .filter_map(|l| {
-                    Some(EpollEntry { fd: field(l, "tfd:", 10)? as i32, events: field(l, "events:", 16)? as u32, data: field(l, "data:", 16)? })
-                })
+            entries: epoll_lines(s)
+                .map(|(fd, events, data, _)| EpollEntry { fd, events, data, holder: Some(fd) })
                 .collect(),
         }),
-        b"anon_inode:inotify" => Some(FdKind::Inotify {
-            watches: s
-                .lines()
-                .filter(|l| l.starts_with("inotify wd:"))
-                .filter_map(|l| {
-                    let ino = field(l, " ino:", 16)?;
-                    let sdev = field(l, "sdev:", 16)?;
-                    Some(InotifyWatch {
-                        wd: field(l, "wd:", 16)? as i32,
-                        mask: field(l, "mask:", 16)? as u32,
-                        path: crate::fdhooks::watch_path(ino, sdev),
+        b"anon_inode:inotify" => {
+            let mut queued: i32 = 0;
+            let _ = syscall!(libc::SYS_ioctl, fd, libc::FIONREAD, &mut queued as *mut i32);
+            Some(FdKind::Inotify {
+                watches: s
+                    .lines()
+                    .filter(|l| l.starts_with("inotify wd:"))
+                    .filter_map(|l| {
+                        let ino = field(l, " ino:", 16)?;
+                        let sdev = field(l, "sdev:", 16)?;
+                        let (path, dont_follow, gone) = crate::fdhooks::watch_path(ino, sdev);
+                        Some(InotifyWatch { wd: field(l, "wd:", 16)? as i32, mask: field(l, "mask:", 16)? as u32, path, dont_follow, gone })
                     })
-                })
-                .collect(),
-        }),
+                    .collect(),
+                queued: queued.max(0) as u32,
+            })
+        }
         _ => None,
+    }
+}
+
+/// The entries of an epoll fdinfo: (fd, events, data, inode of the file).
+fn epoll_lines(s: &str) -> impl Iterator<Item = (i32, u32, u64, u64)> + '_ {
+    s.lines().filter(|l| l.starts_with("tfd:")).filter_map(|l| {
+        Some((field(l, "tfd:", 10)? as i32, field(l, "events:", 16)? as u32, field(l, "data:", 16)?, field(l, " ino:", 16).unwrap_or(0)))
+    })
+}
+
+/// Which fd holds the file of each epoll entry. An entry is known by the fd number it was added
+/// with and its file; that number may have been closed since, or now hold another file, while
+/// the file is still open through a dup. `kcmp(KCMP_EPOLL_TFD)` tells whether an fd holds the
+/// file of an entry (`seen`: every fd described, with its inode; `temps`: in-flight numbers of
+/// our temporary fds). No holder: None (the entry cannot be restored).
+pub fn settle_epolls(out: &mut [FdState], seen: &[(i32, u64, u64)], temps: &[(i32, i32)], pid: i32) {
+    const KCMP_EPOLL_TFD: i64 = 7;
+    let ours = |no: i32| if no >= 0 { no } else { temps.iter().find(|t| t.0 == no).map_or(-1, |t| t.1) };
+    let number = |fd: i32| temps.iter().find(|t| t.1 == fd).map_or(fd, |t| t.0);
+    for f in out.iter_mut() {
+        let FdKind::Epoll { entries } = &mut f.kind else { continue };
+        let efd = ours(f.fd);
+        let info = sys::read_file(&sys::cpath(&[b"/proc/thread-self/fdinfo/", &sys::decimal(efd)])).unwrap_or_default();
+        let lines: Vec<(i32, u32, u64, u64)> = epoll_lines(std::str::from_utf8(&info).unwrap_or("")).collect();
+        for (k, e) in entries.iter_mut().enumerate() {
+            let Some(&(tfd, _, _, ino)) = lines.get(k) else { continue };
+            let toff = lines[..k].iter().filter(|l| l.0 == tfd).count() as u32;
+            let slot: [u32; 3] = [efd as u32, tfd as u32, toff];
+            let holds = |fd: i32| syscall!(libc::SYS_kcmp, pid, pid, KCMP_EPOLL_TFD, fd, &slot as *const [u32; 3]) == Ok(0);
+            let mut candidates = seen.iter().filter(|s| s.2 == ino).map(|s| s.0);
+            e.holder = if seen.iter().any(|s| s.0 == tfd) && holds(tfd) { Some(tfd) } else { candidates.find(|&c| holds(c)).map(number) };
+        }
     }
 }

@@ -1,54 +1,115 @@
-//! The file descriptor table (/proc/self/fd and fdinfo): what each fd is, its flags and offset,
+//! The file descriptor table (/proc/thread-self/fd and fdinfo): what each fd is, its flags and offset,
 //! the locks held through it, and which fds share an open file description (kcmp). What each
 //! kind of object holds beyond that is read by its module of ckpt-kinds (deleted files, pipes
-//! and FIFOs, locks, /proc paths) or by `fdobjs` (sockets, event fds).
+//! and FIFOs, locks, /proc paths), ckpt-kinds (sockets, terminals) or `fdobjs` (event fds,
+//! epoll, inotify). Files passed with SCM_RIGHTS and still queued in a socket ("in flight") are
+//! described the same way, under negative fd numbers, after the program's fds.
 
 use crate::fdobjs;
 use crate::sys::{self, syscall};
 use ckpt_image::{FdKind, FdState};
 use ckpt_kinds::{deleted, locks, pipe, procfs};
+use ckpt_kinds::sockets::capture::Context;
 
 const KCMP_FILE: i64 = 0;
 
+/// The fd table being read.
+struct Table {
+    out: Vec<FdState>,
+    /// (fd, st_dev, st_ino) of every fd described so far (in-flight files: a temporary fd of
+    /// ours), to find dups.
+    seen: Vec<(i32, u64, u64)>,
+    /// In-flight files not yet described: (their number, a temporary fd of ours).
+    inflight: Vec<(i32, i32)>,
+    /// Every temporary fd of in-flight files, closed at the end.
+    temps: Vec<(i32, i32)>,
+    next_inflight: i32,
+    pipes: pipe::Seen,
+    sockets: Context,
+    pid: i32,
+}
+
 pub fn read_fds() -> Vec<FdState> {
-    let mut out = Vec::new();
-    let Ok(names) = sys::list_dir(&sys::cpath(&[b"/proc/thread-self/fd"])) else { return out };
+    let Ok(names) = sys::list_dir(&sys::cpath(&[b"/proc/thread-self/fd"])) else { return Vec::new() };
     let mut fds: Vec<i32> = names.iter().filter_map(|n| std::str::from_utf8(n).ok()?.parse::<i32>().ok()).collect();
     fds.sort_unstable();
-    // (fd, st_dev, st_ino) of the fds seen so far, to find dups.
-    let mut seen: Vec<(i32, u64, u64)> = Vec::new();
-    let mut pipes = pipe::Seen::default();
-    let pid = sys::getpid();
+    let mut t = Table {
+        out: Vec::new(),
+        seen: Vec::new(),
+        inflight: Vec::new(),
+        temps: Vec::new(),
+        next_inflight: -1,
+        pipes: pipe::Seen::default(),
+        sockets: Context::default(),
+        pid: sys::getpid(),
+    };
     for fd in fds {
         if crate::control::is_runtime_fd(fd) {
             continue; // ours, created again after a restart
         }
+        if let Some(f) = t.describe(fd, fd) {
+            t.out.push(f);
+        }
+    }
+    // Files in flight, which may carry more files in flight.
+    while let Some((no, tmp)) = t.inflight.pop() {
+        if let Some(f) = t.describe(tmp, no) {
+            t.out.push(f);
+        }
+    }
+    fdobjs::settle_epolls(&mut t.out, &t.seen, &t.temps, t.pid);
+    settle_ttys(&mut t.out);
+    let mut socks: Vec<(i32, &mut ckpt_image::Socket)> = t
+        .out
+        .iter_mut()
+        .filter(|f| f.fd >= 0)
+        .filter_map(|f| match &mut f.kind {
+            FdKind::Socket(s) => Some((f.fd, &mut **s)),
+            _ => None,
+        })
+        .collect();
+    ckpt_kinds::sockets::capture::settle_tcp_pairs(&mut socks);
+    for &(_, tmp) in &t.temps {
+        sys::close(tmp);
+    }
+    t.out
+}
+
+impl Table {
+    /// Describe the file behind our fd `fd`, recorded as fd number `no`.
+    fn describe(&mut self, fd: i32, no: i32) -> Option<FdState> {
         // SAFETY: an all-zero struct stat is a valid out-parameter.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         if syscall!(libc::SYS_fstat, fd, &mut st as *mut libc::stat).is_err() {
-            continue; // the directory fd we listed with, now closed
+            return None; // the directory fd we listed with, now closed
         }
         let n = sys::decimal(fd);
         let link = sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", &n])).unwrap_or_default();
-        let link = procfs::own_proc_path(&link, pid);
+        let link = procfs::own_proc_path(&link, self.pid);
         let info = sys::read_file(&sys::cpath(&[b"/proc/thread-self/fdinfo/", &n])).unwrap_or_default();
         let (pos, flags) = parse_fdinfo(&info);
         let cloexec = syscall!(libc::SYS_fcntl, fd, libc::F_GETFD).map(|f| f & libc::FD_CLOEXEC as i64 != 0).unwrap_or(false);
-        let dup_of = seen
+        let pid = self.pid;
+        let dup_of = self
+            .seen
             .iter()
             .filter(|s| s.1 == st.st_dev && s.2 == st.st_ino)
             .find(|s| syscall!(libc::SYS_kcmp, pid, pid, KCMP_FILE, s.0, fd) == Ok(0))
-            .map(|s| s.0);
-        seen.push((fd, st.st_dev, st.st_ino));
+            .map(|s| s.0)
+            .map(|seen_fd| self.number_of(seen_fd));
+        self.seen.push((fd, st.st_dev, st.st_ino));
+        if no < 0 {
+            self.temps.push((no, fd));
+        }
         if let Some(of) = dup_of {
-            out.push(FdState { fd, flags, pos, cloexec, kind: FdKind::Other { link }, dup_of: Some(of), mtime: 0, id: Default::default(), locks: Vec::new() });
-            continue;
+            return Some(FdState { fd: no, flags, pos, cloexec, kind: FdKind::Other { link }, dup_of: Some(of), mtime: 0, id: Default::default(), locks: Vec::new() });
         }
         let fmt = st.st_mode & libc::S_IFMT;
         let named = link.starts_with(b"/");
         let gone = link.strip_suffix(b" (deleted)").filter(|_| named).map(<[u8]>::to_vec);
         let o_path = flags & libc::O_PATH != 0;
-        let by_path = named && gone.is_none() && (o_path || [libc::S_IFREG, libc::S_IFDIR, libc::S_IFCHR, libc::S_IFLNK].contains(&fmt));
+        let is_tty = fmt == libc::S_IFCHR && !o_path && ckpt_kinds::tty::is_tty(fd);
+        let by_path = named && gone.is_none() && !is_tty && (o_path || [libc::S_IFREG, libc::S_IFDIR, libc::S_IFCHR, libc::S_IFLNK].contains(&fmt));
         // What the restart checks the file at the path against (the same file, not another one).
         let mut id = ckpt_image::FileId::default();
         let kind = if by_path {
@@ -57,25 +118,62 @@ pub fn read_fds() -> Vec<FdState> {
             let _ = syscall!(libc::SYS_fstatfs, fd, &mut fs as *mut libc::statfs);
             id = ckpt_image::FileId::new(&st, fs.f_type);
             FdKind::Path { path: link, size: st.st_size as u64, is_dir: fmt == libc::S_IFDIR }
+        } else if is_tty {
+            FdKind::Tty(Box::new(ckpt_kinds::tty::capture(fd, st.st_rdev, st.st_mode, st.st_uid, st.st_gid, link)))
         } else if fmt == libc::S_IFIFO && named {
             let deleted = gone.is_some();
-            pipes.fifo(fd, &n, &st, gone.unwrap_or(link), deleted)
+            self.pipes.fifo(fd, &n, &st, gone.unwrap_or(link), deleted)
         } else if let Some(path) = gone {
             deleted::capture(fd, path, &st).unwrap_or(FdKind::Other { link })
         } else if fmt == libc::S_IFIFO && link.starts_with(b"pipe:") {
-            pipes.pipe(fd, &n, st.st_ino)
+            self.pipes.pipe(fd, &n, st.st_ino)
         } else if fmt == libc::S_IFSOCK {
-            fdobjs::socket(fd, st.st_ino).unwrap_or(FdKind::Other { link })
+            let bind_dir = crate::fdhooks::bind_dir(st.st_ino);
+            let mut pending = Vec::new();
+            let mut next = self.next_inflight;
+            let mut register = |tmp: i32| -> i32 {
+                // Keep the file open (the caller closes `tmp`) and number it.
+                let kept = sys::move_high(syscall!(libc::SYS_fcntl, tmp, libc::F_DUPFD_CLOEXEC, 0).unwrap_or(-1) as i32);
+                let number = next;
+                next -= 1;
+                pending.push((number, kept));
+                number
+            };
+            let s = self.sockets.socket(fd, st.st_ino, bind_dir, &mut register);
+            self.next_inflight = next;
+            self.inflight.extend(pending);
+            s.map(|s| FdKind::Socket(Box::new(s))).unwrap_or(FdKind::Other { link })
         } else if link.starts_with(b"anon_inode:") {
             fdobjs::anon(fd, &link, &info).unwrap_or(FdKind::Other { link })
         } else {
             FdKind::Other { link }
         };
-        out.push(FdState { fd, flags, pos, cloexec, kind, dup_of: None, mtime: st.st_mtime, id, locks: locks::capture(fd, &info, flags) });
+        Some(FdState { fd: no, flags, pos, cloexec, kind, dup_of: None, mtime: st.st_mtime, id, locks: locks::capture(fd, &info, flags) })
     }
-    out
+
+    /// The recorded number of a file we described through our fd `fd`.
+    fn number_of(&self, fd: i32) -> i32 {
+        self.temps.iter().find(|t| t.1 == fd).map_or(fd, |t| t.0)
+    }
 }
 
+/// Terminals, once every fd is known: the program's own pseudo-terminal pairs, the controlling
+/// terminal, the bytes not yet read in each own pair.
+fn settle_ttys(out: &mut [FdState]) {
+    let stat = sys::read_file(&sys::cpath(&[b"/proc/thread-self/stat"])).unwrap_or_default();
+    let ctty = ckpt_kinds::tty::ctty_of_stat(&stat);
+    let mut ttys: Vec<(i32, &mut ckpt_image::Tty)> = out
+        .iter_mut()
+        .filter(|f| f.fd >= 0)
+        .filter_map(|f| match &mut f.kind {
+            FdKind::Tty(t) => Some((f.fd, &mut **t)),
+            _ => None,
+        })
+        .collect();
+    if !ttys.is_empty() {
+        ckpt_kinds::tty::settle(&mut ttys, ctty);
+    }
+}
 
 /// fdinfo: "pos:\t<dec>\nflags:\t<octal>\n..."
 pub fn parse_fdinfo(info: &[u8]) -> (i64, i32) {

@@ -59,6 +59,7 @@ fn has_swap() -> bool {
 /// scratch arena, stored empty). One entry per region: None when the region is read in place.
 pub fn freeze(maps: &[(MapEntry, bool)], pagemap: i32, mem: i32) -> Result<Vec<Option<Frozen>>, String> {
     let holes_ok = !has_swap();
+    let written = maps::shared_written_inodes(maps);
     let mut out = Vec::with_capacity(maps.len());
     for (i, (m, scratch)) in maps.iter().enumerate() {
         if *scratch || m.name == b"[vsyscall]" {
@@ -66,7 +67,7 @@ pub fn freeze(maps: &[(MapEntry, bool)], pagemap: i32, mem: i32) -> Result<Vec<O
             continue;
         }
         // Cheap tests first: a private mapping needs no stat unless its file is mapped shared.
-        let refs = if m.shared { None } else { maps::file_refs(maps, i) };
+        let refs = if m.shared { None } else { maps::file_refs(maps, i, &written) };
         if !m.shared && refs.is_none() && !maps::is_deleted_file(m) {
             out.push(None);
             continue;
@@ -76,7 +77,7 @@ pub fn freeze(maps: &[(MapEntry, bool)], pagemap: i32, mem: i32) -> Result<Vec<O
             out.push(None);
             continue;
         }
-        let runs = maps::stored_runs(pagemap, m, &backing, refs.as_deref());
+        let runs = maps::stored_pages(pagemap, m, &backing, refs.as_deref()).runs;
         let pages: u64 = runs.iter().map(|r| r.1).sum();
         if pages == 0 {
             out.push(Some(Frozen { runs: Vec::new() }));
@@ -103,8 +104,8 @@ pub fn freeze(maps: &[(MapEntry, bool)], pagemap: i32, mem: i32) -> Result<Vec<O
     Ok(out)
 }
 
-/// Copy `n` pages at `from` (through /proc/self/mem: a page past the end of a file reads as an
-/// error, not a SIGBUS) to fresh zeroed memory at `to`. What cannot be read stays zero, as the
+/// Copy `n` pages at `from` (through /proc/self/mem: a page past the end of a file or a guard
+/// page reads as an error, not a SIGBUS or SIGSEGV) to fresh zeroed memory at `to`. What cannot be read stays zero, as the
 /// image writer would store it. With `skip_holes`, pages that are not in memory are not read.
 fn copy(mem: i32, from: u64, to: u64, n: u64, skip_holes: bool) {
     let mut pieces: Vec<(u64, u64)> = Vec::new();
@@ -133,7 +134,7 @@ fn copy(mem: i32, from: u64, to: u64, n: u64, skip_holes: bool) {
             let k = step.min(first + count - p);
             // SAFETY: [to + p*PAGE, +k pages) lies inside the copy we mapped read-write.
             let dst = unsafe { std::slice::from_raw_parts_mut((to + p * PAGE) as *mut u8, (k * PAGE) as usize) };
-            let _ = sys::pread(mem, dst, from + p * PAGE);
+            sys::pread_pages(mem, dst, from + p * PAGE);
             p += k;
         }
     }

@@ -47,6 +47,8 @@ struct Saved {
     nthreads: usize,
     timers: [PosixTimer; MAX_TIMERS],
     ntimers: usize,
+    /// The real pid at checkpoint time (a CPU-time clock of the process names it).
+    pid: i32,
 }
 
 struct Cell(UnsafeCell<Saved>);
@@ -63,6 +65,7 @@ static SAVED: Cell = Cell(UnsafeCell::new(Saved {
     nthreads: 0,
     timers: [NO_TIMER; MAX_TIMERS],
     ntimers: 0,
+    pid: 0,
 }));
 
 /// The value after `key` in a /proc status-like text, parsed in `radix`.
@@ -88,6 +91,7 @@ pub fn save(self_tid: i32) {
     crate::ids::begin_capture();
     // SAFETY: see Cell.
     let s = unsafe { &mut *SAVED.0.get() };
+    s.pid = sys::getpid();
     for (w, t) in s.itimers.iter_mut().enumerate() {
         *t = [0; 4];
         let _ = syscall!(libc::SYS_getitimer, w, t.as_mut_ptr());
@@ -122,10 +126,12 @@ pub fn save(self_tid: i32) {
         if block.len() < 4 || s.ntimers == MAX_TIMERS {
             continue;
         }
-        let (Some(id), Some(clock)) = (value(block[0], "ID:", 10), value(block[3], "ClockID:", 10)) else { continue };
+        // (A CPU-time clock of a process or thread is negative: see cpuclock.rs.)
+        let clock = std::str::from_utf8(block[3]).ok().and_then(|l| l.trim().strip_prefix("ClockID:")).and_then(|v| v.trim().parse::<i32>().ok());
+        let (Some(id), Some(clock)) = (value(block[0], "ID:", 10), clock) else { continue };
         let mut t = NO_TIMER;
         t.id = id as i32;
-        t.clock = clock as i32;
+        t.clock = clock;
         // "signal: 10/000000000000dead", "notify: signal/pid.123" | "signal/tid.123" (a
         // SIGEV_THREAD_ID timer: the kernel prints "tid") | "none/pid.123"
         t.signo = value(block[1], "signal:", 10).unwrap_or(0) as i32;
@@ -201,7 +207,9 @@ pub fn restore(slots: &[Slot]) {
             let tid = if t.notify == libc::SIGEV_THREAD_ID { new_tid(slots, t.tid) } else { 0 };
             ev[16..20].copy_from_slice(&tid.to_ne_bytes());
             let mut id: i32 = t.id;
-            match syscall!(libc::SYS_timer_create, t.clock, ev.as_ptr(), &mut id as *mut i32) {
+            // A CPU-time clock names the process or a thread by the id it had at checkpoint time.
+            let clock = crate::cpuclock::rename(t.clock, |old, thread| if thread { new_tid(slots, old) } else if old == s.pid { pid } else { old });
+            match syscall!(libc::SYS_timer_create, clock, ev.as_ptr(), &mut id as *mut i32) {
                 Ok(_) if id == t.id => {
                     let _ = syscall!(libc::SYS_timer_settime, id, 0, t.its.as_ptr(), 0);
                 }

@@ -10,6 +10,7 @@ mod alloc;
 mod blocked;
 mod checkpoint;
 mod control;
+mod cpuclock;
 mod dirty;
 mod fdhooks;
 mod fdobjs;
@@ -26,7 +27,9 @@ mod launch;
 mod leftout;
 mod log;
 mod maps;
+mod pagescan;
 mod memwrite;
+mod procattrs;
 mod procstate;
 mod progress;
 mod restart;
@@ -38,6 +41,7 @@ mod sighooks;
 mod snapshot;
 mod spawnhooks;
 mod sys;
+mod threadattrs;
 mod threads;
 mod tree;
 mod triggers;
@@ -129,6 +133,8 @@ extern "C" fn init() {
     spawnhooks::resolve();
     sigevthread::resolve();
     launch::resolve();
+    threadattrs::resolve();
+    cpuclock::resolve();
     vids::init();
     selfsend::init();
     // Whatever else happens, the program gets its own environment back.
@@ -145,6 +151,7 @@ extern "C" fn init() {
     if launch.tree_child {
         tree::set_child();
     }
+    procattrs::init();
     log::set_level_from_env(env(b"CKPT_LOG\0").as_deref());
     let dir = if launch.dir.is_empty() { sys::readlink(&sys::cpath(&[b"/proc/self/cwd"])).unwrap_or_else(|_| b".".to_vec()) } else { launch.dir.clone() };
     let name = if launch.name.is_empty() {

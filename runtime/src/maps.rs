@@ -1,13 +1,14 @@
-//! Memory regions of the process (/proc/thread-self/maps) and which of their pages hold data that must
-//! be stored (/proc/thread-self/pagemap).
+//! Memory regions of the process (/proc/thread-self/maps) and which of their pages hold data that
+//! must be stored (PAGEMAP_SCAN, else /proc/thread-self/pagemap), and which are guard pages.
 
-use crate::sys;
+use crate::{pagescan, sys};
 use ckpt_image::{filerefs, Backing};
 
 pub const PAGE: u64 = 4096;
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAPPED: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
+const PM_GUARD: u64 = 1 << 58;
 
 #[derive(Debug, Clone)]
 pub struct MapEntry {
@@ -20,6 +21,8 @@ pub struct MapEntry {
     /// The device of the mapped file (the `maj:min` column).
     pub dev: u64,
     pub name: Vec<u8>,
+    /// VmFlags bits (ckpt_image::vm), when read from /proc/thread-self/smaps; else 0.
+    pub flags: u64,
 }
 
 /// Parse /proc/thread-self/maps.
@@ -28,10 +31,37 @@ pub fn read_maps() -> Result<Vec<MapEntry>, String> {
     Ok(parse_maps(&text))
 }
 
+/// Parse /proc/self/smaps: the entries with their VmFlags (reading it walks the page tables of
+/// every region: ~10 ms per GiB of memory with data).
+pub fn read_smaps() -> Result<Vec<MapEntry>, String> {
+    let text = sys::read_file(&sys::cpath(&[b"/proc/thread-self/smaps"])).map_err(|e| format!("cannot read /proc/thread-self/smaps: errno {e}"))?;
+    Ok(parse_maps(&text))
+}
+
+/// The VmFlags of each entry of `maps` (0 where `smaps` has no entry covering it: an entry
+/// split at the scratch arena is covered by the one it came from).
+pub fn flags_of(maps: &[(MapEntry, bool)], smaps: &[MapEntry]) -> Vec<u64> {
+    maps.iter()
+        .map(|(m, _)| {
+            let i = smaps.partition_point(|s| s.start <= m.start);
+            let covering = i.checked_sub(1).map(|i| &smaps[i]).filter(|s| m.end <= s.end);
+            m.flags | covering.map_or(0, |s| s.flags)
+        })
+        .collect()
+}
+
+/// Parse /proc/self/maps (or smaps: then with each entry's VmFlags).
 pub fn parse_maps(text: &[u8]) -> Vec<MapEntry> {
-    let mut out = Vec::new();
+    let mut out: Vec<MapEntry> = Vec::new();
     for line in text.split(|&b| b == b'\n') {
         if line.is_empty() {
+            continue;
+        }
+        // /proc/self/smaps: the VmFlags line of the entry above.
+        if let Some(flags) = line.strip_prefix(b"VmFlags:") {
+            if let Some(last) = out.last_mut() {
+                last.flags = ckpt_image::vm::parse(flags);
+            }
             continue;
         }
         // start-end perms offset dev inode   name
@@ -73,6 +103,7 @@ pub fn parse_maps(text: &[u8]) -> Vec<MapEntry> {
             inode: std::str::from_utf8(fields[4]).ok().and_then(|s| s.parse().ok()).unwrap_or(0),
             dev: fields[3].iter().position(|&b| b == b':').and_then(|c| Some(libc::makedev(hex(&fields[3][..c])? as u32, hex(&fields[3][c + 1..])? as u32))).unwrap_or(0),
             name,
+            flags: 0,
         });
     }
     out
@@ -123,9 +154,11 @@ fn stat_path(path: &[u8]) -> Option<(u64, i64)> {
 /// ckpt_image::filerefs). Unwritten, they stay references to the file, which the image restores;
 /// every other page inside the file is stored. None: no such shared mapping (then only the pages
 /// the program wrote are stored, and a restart checks that the file is unchanged).
-pub fn file_refs(maps: &[(MapEntry, bool)], i: usize) -> Option<Vec<(u64, u64)>> {
+/// `written`: the inodes that `shared_written_inodes` found (so that a program with tens of
+/// thousands of mappings is not looked through once for each).
+pub fn file_refs(maps: &[(MapEntry, bool)], i: usize, written: &[u64]) -> Option<Vec<(u64, u64)>> {
     let m = &maps[i].0;
-    if m.shared || m.inode == 0 || !m.name.starts_with(b"/") || m.name.ends_with(b" (deleted)") {
+    if m.shared || m.inode == 0 || !m.name.starts_with(b"/") || m.name.ends_with(b" (deleted)") || written.binary_search(&m.inode).is_err() {
         return None;
     }
     let same = |o: &MapEntry| o.shared && o.prot & libc::PROT_WRITE as u32 != 0 && o.inode == m.inode && o.name == m.name;
@@ -141,9 +174,86 @@ pub fn file_refs(maps: &[(MapEntry, bool)], i: usize) -> Option<Vec<(u64, u64)>>
     Some(filerefs::covered_runs(m.offset, (m.end - m.start) / PAGE, &ranges))
 }
 
-/// Which pages of a region must be stored, as runs of (page offset from region start, pages).
-/// `refs`: for a private file mapping, what `file_refs` found.
-pub fn stored_runs(pagemap_fd: i32, m: &MapEntry, backing: &Backing, refs: Option<&[(u64, u64)]>) -> Vec<(u64, u64)> {
+/// What of a region's pages the image holds: runs (first page from the region's start, pages)
+/// to store, and the guard pages (which hold nothing and must not be read: a read faults).
+pub struct Pages {
+    pub runs: Vec<(u64, u64)>,
+    pub guards: Vec<(u64, u64)>,
+}
+
+/// The inodes of the files the program maps shared and writable, sorted (for `file_refs`).
+pub fn shared_written_inodes(maps: &[(MapEntry, bool)]) -> Vec<u64> {
+    let mut v: Vec<u64> = maps.iter().filter(|(o, _)| o.shared && o.prot & libc::PROT_WRITE as u32 != 0 && o.inode != 0).map(|(o, _)| o.inode).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Which pages of a region must be stored, and its guard pages. `refs`: for a private file
+/// mapping, what `file_refs` found.
+pub fn stored_pages(pagemap_fd: i32, m: &MapEntry, backing: &Backing, refs: Option<&[(u64, u64)]>) -> Pages {
+    let whole = matches!(backing, Backing::SharedAnon | Backing::File { shared: true, .. }) || is_deleted_file(m);
+    if !whole && !matches!(backing, Backing::Special) {
+        let private_file = matches!(backing, Backing::File { .. });
+        if let Some(mut p) = scan_pages(pagemap_fd, m, private_file) {
+            if let (Backing::File { shared: false, offset, size, .. }, Some(refs)) = (backing, refs) {
+                // Every page inside the file that is no reference to a shared mapping's (see
+                // file_refs), guard pages excepted.
+                let in_file = filerefs::pages_in_file(*offset, m.end - m.start, *size);
+                let own = pagescan::subtract(&pagescan::subtract(&[(0, in_file)], refs), &p.guards);
+                p.runs = pagescan::union(&p.runs, &own);
+            }
+            return p;
+        }
+    }
+    let runs = stored_runs(pagemap_fd, m, backing, refs);
+    // Guard pages of regions stored whole (rare: only where smaps says the region has some).
+    let guards = guard_pages(pagemap_fd, m);
+    let runs = if guards.is_empty() { runs } else { pagescan::subtract(&runs, &guards) };
+    Pages { runs, guards }
+}
+
+/// With PAGEMAP_SCAN (None without): the pages of a private mapping that hold data of the
+/// program's own (anonymous: present or swapped; `private_file`: copied on write or swapped)
+/// and its guard pages, in one scan.
+fn scan_pages(pagemap_fd: i32, m: &MapEntry, private_file: bool) -> Option<Pages> {
+    let mut buf = [pagescan::PageRegion::default(); 512];
+    let q = pagescan::Query {
+        anyof: pagescan::PAGE_IS_PRESENT | pagescan::PAGE_IS_SWAPPED | pagescan::PAGE_IS_GUARD,
+        ret: pagescan::PAGE_IS_PRESENT | pagescan::PAGE_IS_SWAPPED | pagescan::PAGE_IS_FILE | pagescan::PAGE_IS_GUARD,
+        ..Default::default()
+    };
+    let (mut runs, mut guards) = (Vec::new(), Vec::new());
+    pagescan::scan(pagemap_fd, m.start, m.end, q, &mut buf, |first, n, c| {
+        if c & pagescan::PAGE_IS_GUARD != 0 {
+            pagescan::push_run(&mut guards, first, n);
+        } else if !private_file || c & pagescan::PAGE_IS_PRESENT == 0 || c & pagescan::PAGE_IS_FILE == 0 {
+            pagescan::push_run(&mut runs, first, n);
+        }
+    })
+    .ok()?;
+    Some(Pages { runs, guards })
+}
+
+/// The guard pages of a region (only looked for where smaps says it has some).
+pub fn guard_pages(pagemap_fd: i32, m: &MapEntry) -> Vec<(u64, u64)> {
+    let mut guards = Vec::new();
+    if m.flags & ckpt_image::vm::GUARDS == 0 {
+        return guards;
+    }
+    let mut buf = [pagescan::PageRegion::default(); 512];
+    let q = pagescan::Query { mask: pagescan::PAGE_IS_GUARD, ret: pagescan::PAGE_IS_GUARD, ..Default::default() };
+    match pagescan::scan(pagemap_fd, m.start, m.end, q, &mut buf, |first, n, _| pagescan::push_run(&mut guards, first, n)) {
+        Ok(()) => guards,
+        // (Kernels without PAGEMAP_SCAN have no guard pages either.)
+        Err(_) => pagemap_runs(pagemap_fd, m, true, |e, _| e & PM_GUARD != 0),
+    }
+}
+
+/// Which pages of a region must be stored, as runs of (page offset from region start, pages),
+/// from /proc/self/pagemap read page by page (kernels without PAGEMAP_SCAN, and regions stored
+/// whole). `refs`: for a private file mapping, what `file_refs` found.
+fn stored_runs(pagemap_fd: i32, m: &MapEntry, backing: &Backing, refs: Option<&[(u64, u64)]>) -> Vec<(u64, u64)> {
     let npages = (m.end - m.start) / PAGE;
     let mut runs: Vec<(u64, u64)> = Vec::new();
     // Pages of a private file mapping stored whatever pagemap says (see file_refs).
@@ -181,17 +291,21 @@ pub fn stored_runs(pagemap_fd: i32, m: &MapEntry, backing: &Backing, refs: Optio
         runs.push((0, npages));
         return runs;
     }
-    pagemap_runs(pagemap_fd, m, want)
+    pagemap_runs(pagemap_fd, m, false, want)
 }
 
 /// Pages of a private mapping that are the program's own now (copied on write, or swapped out):
-/// runs of (page offset from the region's start, pages).
+/// runs of (page offset from the region's start, pages). Guard pages are not.
 pub fn copied_pages(pagemap_fd: i32, m: &MapEntry) -> Vec<(u64, u64)> {
-    pagemap_runs(pagemap_fd, m, |e, _| (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAPPED != 0)
+    match scan_pages(pagemap_fd, m, true) {
+        Some(p) => p.runs,
+        None => pagemap_runs(pagemap_fd, m, false, |e, _| (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAPPED != 0),
+    }
 }
 
-/// Runs of the pages of `m` whose pagemap entry (and page number) `want` accepts.
-fn pagemap_runs(pagemap_fd: i32, m: &MapEntry, want: impl Fn(u64, u64) -> bool) -> Vec<(u64, u64)> {
+/// Runs of the pages of `m` whose pagemap entry (and page number) `want` accepts; guard pages
+/// (which pagemap shows as swapped) only when `guards`.
+fn pagemap_runs(pagemap_fd: i32, m: &MapEntry, guards: bool, want: impl Fn(u64, u64) -> bool) -> Vec<(u64, u64)> {
     let npages = (m.end - m.start) / PAGE;
     let mut runs: Vec<(u64, u64)> = Vec::new();
     const BATCH: u64 = 8192;
@@ -207,11 +321,8 @@ fn pagemap_runs(pagemap_fd: i32, m: &MapEntry, want: impl Fn(u64, u64) -> bool) 
         let entries = got / 8;
         for (i, &e) in buf.iter().enumerate().take(entries) {
             let pg = p + i as u64;
-            if want(e, pg) {
-                match runs.last_mut() {
-                    Some((s, l)) if *s + *l == pg => *l += 1,
-                    _ => runs.push((pg, 1)),
-                }
+            if (e & PM_GUARD != 0) == guards && want(e, pg) {
+                pagescan::push_run(&mut runs, pg, 1);
             }
         }
         if entries < n as usize {

@@ -12,7 +12,7 @@ use crate::freeze::{Frozen, FrozenFile};
 use crate::progress::Progress;
 use crate::maps::{self, MapEntry, PAGE};
 use crate::sys;
-use ckpt_image::{Backing, Chunk, ChunkEncoder, Codec, FdKind, FdState, Writer, CHUNK_SIZE};
+use ckpt_image::{Backing, Chunk, ChunkEncoder, Codec, FdKind, FdState, RegionAttrs, Writer, CHUNK_SIZE};
 use ckpt_kinds::deleted;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
@@ -35,29 +35,44 @@ pub struct Job {
 struct Stored {
     runs: Vec<(u64, u64)>,
     inherit: bool,
+    guards: Vec<(u64, u64)>,
+}
+
+/// How a region is described in the index besides its chunks.
+pub struct Described {
+    pub backing: Backing,
+    /// Pages not covered by chunks come from the parent image.
+    pub inherit: bool,
+    pub attrs: RegionAttrs,
 }
 
 /// The chunks to store for `maps` (entries flagged true are stored empty), with each entry's
-/// backing and whether it inherits from the parent. For an increment, `tracks` says which pages
-/// of tracked regions were written since the parent. Regions with no backing to store
-/// (vsyscall) get None. Regions that `frozen` holds a copy of are read from the copy.
-pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], tracks: Option<&[Track]>, frozen: &[Option<Frozen>]) -> (Vec<Option<(Backing, bool)>>, Vec<Job>) {
+/// description (backing, whether it inherits from the parent, flags and guard pages; `flags[i]`:
+/// the VmFlags bits of entry i). For an increment, `tracks` says which pages of tracked regions
+/// were written since the parent. Regions with no backing to store (vsyscall) get None. Regions
+/// that `frozen` holds a copy of are read from the copy.
+pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], flags: &[u64], tracks: Option<&[Track]>, frozen: &[Option<Frozen>]) -> (Vec<Option<Described>>, Vec<Job>) {
     let mut backings = Vec::with_capacity(maps.len());
     let mut jobs = Vec::new();
     // Our own stack changes while we write it: copy it, so each chunk's bytes and hash agree.
     let here = &backings as *const _ as u64;
+    let written = maps::shared_written_inodes(maps);
     for (i, (m, scratch)) in maps.iter().enumerate() {
         if m.name == b"[vsyscall]" {
             backings.push(None);
             continue;
         }
         let backing = if *scratch { Backing::Anon } else { maps::backing_of(m) };
+        let m = &MapEntry { flags: flags.get(i).copied().unwrap_or(m.flags), ..m.clone() };
         let copy = frozen.get(i).and_then(Option::as_ref);
         let stored = match tracks.map(|t| &t[i]) {
-            _ if *scratch => Stored { runs: Vec::new(), inherit: false },
-            _ if copy.is_some() => Stored { runs: Vec::new(), inherit: false },
-            Some(Track::Dirty(runs)) if backing == Backing::Anon => Stored { runs: runs.clone(), inherit: true },
-            _ => Stored { runs: maps::stored_runs(pagemap, m, &backing, maps::file_refs(maps, i).as_deref()), inherit: false },
+            _ if *scratch => Stored { runs: Vec::new(), inherit: false, guards: Vec::new() },
+            _ if copy.is_some() => Stored { runs: Vec::new(), inherit: false, guards: maps::guard_pages(pagemap, m) },
+            Some(Track::Dirty(runs)) if backing == Backing::Anon => Stored { runs: runs.clone(), inherit: true, guards: maps::guard_pages(pagemap, m) },
+            _ => {
+                let p = maps::stored_pages(pagemap, m, &backing, maps::file_refs(maps, i, &written).as_deref());
+                Stored { runs: p.runs, inherit: false, guards: p.guards }
+            }
         };
         let own_stack = m.start <= here && here < m.end;
         let direct = maps::directly_readable(m, &backing) && !own_stack;
@@ -75,7 +90,8 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], tracks: Option<&[Track]>, f
                 off += len as u64;
             }
         }
-        backings.push(Some((backing, stored.inherit)));
+        let attrs = RegionAttrs { flags: if *scratch { 0 } else { m.flags }, guards: stored.guards };
+        backings.push(Some(Described { backing, inherit: stored.inherit, attrs }));
     }
     (backings, jobs)
 }
@@ -255,8 +271,7 @@ fn work(sh: &Shared) {
             unsafe { std::slice::from_raw_parts(job.addr as *const u8, job.len) }
         } else {
             buf.resize(job.len, 0);
-            let got = sys::pread(sh.mem, &mut buf, job.addr).unwrap_or(0);
-            buf[got..].fill(0);
+            sys::pread_pages(sh.mem, &mut buf, job.addr);
             &buf
         };
         match sh.writer.write_chunk_with(&mut enc, job.offset, data) {

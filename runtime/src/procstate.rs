@@ -24,6 +24,7 @@ pub fn read_process() -> ProcessState {
     p.rseq_offset = crate::threads::RSEQ_OFFSET.load(std::sync::atomic::Ordering::Relaxed);
     p.rseq_size = crate::threads::RSEQ_SIZE.load(std::sync::atomic::Ordering::Relaxed);
     p.creds = read_creds();
+    p.attrs = crate::procattrs::capture();
     p
 }
 
@@ -117,4 +118,15 @@ fn read_mm() -> MmFields {
         env_start: f(50),
         env_end: f(51),
     }
+}
+
+/// Whether some of the process's memory is locked (mlock, MAP_LOCKED: VmLck in
+/// /proc/self/status).
+pub fn locks_memory() -> bool {
+    let status = sys::read_file(&sys::cpath(&[b"/proc/thread-self/status"])).unwrap_or_default();
+    status
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"VmLck:"))
+        .and_then(|v| std::str::from_utf8(v).ok()?.split_whitespace().next()?.parse::<u64>().ok())
+        .is_some_and(|kb| kb > 0)
 }

@@ -246,6 +246,7 @@ fn take_slots(info: &RestartInfo) -> Vec<Slot> {
             ss_size: t.altstack_size,
             ss_flags: t.altstack_flags,
             rseq: t.rseq != 0,
+            attrs: t.attrs,
         });
     }
     v

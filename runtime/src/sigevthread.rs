@@ -179,6 +179,7 @@ struct SigEvent {
 #[no_mangle]
 pub unsafe extern "C" fn timer_create(clock: libc::clockid_t, sev: *mut libc::sigevent, id: *mut libc::timer_t) -> c_int {
     type F = unsafe extern "C" fn(libc::clockid_t, *mut libc::sigevent, *mut libc::timer_t) -> c_int;
+    let clock = crate::cpuclock::real_clock(clock);
     // SAFETY: sigevent is 64 bytes; read it as the kernel's layout.
     let ev = unsafe { sev.cast::<SigEvent>().as_ref() };
     let Some(ev) = ev.filter(|e| e.notify == libc::SIGEV_THREAD && crate::is_active()) else {

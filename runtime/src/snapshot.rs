@@ -161,6 +161,9 @@ pub fn spawn(body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), Failure>, region
 
 fn child(page: usize, parent: i32, body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), Failure>, regions: &[(MapEntry, bool)], keep: &[i32], files: &[(i32, u64)]) -> ! {
     // No PR_SET_PDEATHSIG: if the program ends while we write, we finish, commit and report.
+    // Our name tells the init of the program's namespace (ckpt-ns) to wait for us before it
+    // ends the namespace.
+    let _ = sys::syscall!(libc::SYS_prctl, libc::PR_SET_NAME, ckpt_ns::WRITER_NAME.as_ptr());
     // SAFETY: the page is mapped read-write and shared with the parent, which reads the fields
     // only after `state` says they are set (or after we are gone).
     let rep = unsafe { &mut *(page as *mut Report) };
@@ -260,25 +263,16 @@ fn wake(word: &AtomicU32) {
 /// are absent from a forked child, MADV_WIPEONFORK ones are empty ("wf" in smaps VmFlags).
 /// (Shared memory is in the child, and frozen by freeze_now.)
 fn inherited(regions: &[(MapEntry, bool)]) -> Result<(), String> {
-    let text = sys::read_file(&sys::cpath(&[b"/proc/self/smaps"])).map_err(|e| format!("cannot read /proc/self/smaps: errno {e}"))?;
-    let mine = maps::parse_maps(&text);
-    let mut wiped: Vec<u64> = Vec::new();
-    let mut cur = 0u64;
-    for line in text.split(|&b| b == b'\n') {
-        if let Some(rest) = line.strip_prefix(b"VmFlags:") {
-            if rest.split(|&b| b == b' ').any(|f| f == b"wf") {
-                wiped.push(cur);
-            }
-        } else if let Some(m) = maps::parse_maps(line).first() {
-            cur = m.start;
-        }
-    }
+    // Our own regions, sorted, with their VmFlags ("wf": MADV_WIPEONFORK).
+    let mine = maps::read_smaps()?;
     for (r, scratch) in regions {
         if *scratch || maps::is_special(&r.name) || r.name == b"[vsyscall]" {
             continue;
         }
-        let covered = mine.iter().any(|m| m.start <= r.start && m.end >= r.end);
-        let wipe = mine.iter().any(|m| m.start < r.end && m.end > r.start && wiped.contains(&m.start));
+        let i = mine.partition_point(|m| m.start <= r.start);
+        let covered = i > 0 && mine[i - 1].end >= r.end;
+        let first = mine.partition_point(|m| m.end <= r.start);
+        let wipe = mine[first..].iter().take_while(|m| m.start < r.end).any(|m| m.flags & ckpt_image::vm::WIPEONFORK != 0);
         if !covered || wipe {
             return Err(format!("region {:#x}-{:#x} is not copied by fork (MADV_DONTFORK or MADV_WIPEONFORK)", r.start, r.end));
         }

@@ -94,6 +94,24 @@ pub fn pread(fd: i32, buf: &mut [u8], off: u64) -> SysResult<usize> {
     }
 }
 
+/// Read `buf.len()` bytes of /proc/self/mem at `addr`; a page that cannot be read (a guard
+/// page, a page past the end of a mapped file: the kernel returns a short read, then EIO) is
+/// left as zeros and skipped, and the pages after it are read.
+pub fn pread_pages(mem: i32, buf: &mut [u8], addr: u64) {
+    const PAGE: u64 = 4096;
+    let mut done = 0usize;
+    while done < buf.len() {
+        match pread(mem, &mut buf[done..], addr + done as u64) {
+            Ok(n) if n > 0 => done += n,
+            _ => {
+                let next = ((((addr + done as u64) / PAGE + 1) * PAGE - addr) as usize).min(buf.len());
+                buf[done..next].fill(0);
+                done = next;
+            }
+        }
+    }
+}
+
 pub fn write_all(fd: i32, mut buf: &[u8]) -> SysResult<()> {
     while !buf.is_empty() {
         match syscall!(libc::SYS_write, fd, buf.as_ptr(), buf.len()) {
@@ -187,6 +205,31 @@ pub fn cpath(parts: &[&[u8]]) -> std::ffi::CString {
 /// Lowest fd number the runtime's own fds are moved to, out of the program's way.
 pub const HIGH_FD: i32 = 900;
 
+/// The identity (fd, st_dev, st_ino) of the runtime's own fds, so that an fd number the
+/// program took over with dup2 (its file, not ours any more) is not mistaken for ours.
+static OWN: [std::sync::atomic::AtomicU64; 24] = [const { std::sync::atomic::AtomicU64::new(0) }; 24];
+
+fn identity(fd: i32) -> u64 {
+    fstat(fd).map_or(0, |st| (st.st_ino ^ st.st_dev.rotate_left(48)) << 20 | (fd as u64 & 0xfffff))
+}
+
+/// Remember that `fd` is one of the runtime's own fds (see `still_own`); returns it.
+pub fn own(fd: i32) -> i32 {
+    let id = identity(fd);
+    let slot = OWN.iter().find(|s| s.load(std::sync::atomic::Ordering::Relaxed) & 0xfffff == fd as u64 & 0xfffff);
+    let slot = slot.or_else(|| OWN.iter().find(|s| s.load(std::sync::atomic::Ordering::Relaxed) == 0));
+    if let Some(s) = slot {
+        s.store(id, std::sync::atomic::Ordering::Relaxed);
+    }
+    fd
+}
+
+/// Whether `fd` still holds the file the runtime put there (`own`).
+pub fn still_own(fd: i32) -> bool {
+    let id = identity(fd);
+    id != 0 && OWN.iter().any(|s| s.load(std::sync::atomic::Ordering::Relaxed) == id)
+}
+
 /// Move `fd` to a number >= HIGH_FD (close-on-exec); the same fd if that fails.
 pub fn move_high(fd: i32) -> i32 {
     match syscall!(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, HIGH_FD) {
@@ -231,6 +274,11 @@ pub fn random_hex() -> Vec<u8> {
 /// "uid 1001 (alice)" from /etc/passwd read with raw system calls (no NSS: safe anywhere), or
 /// "uid 1001".
 pub fn describe_user(uid: u32) -> String {
+    if !uid_mapped(uid) {
+        // The program's user namespace (ckpt-ns) maps only its user: whoever owns this shows
+        // as the overflow uid, and is someone else.
+        return format!("another user (uid {uid}: not mapped in the program's user namespace)");
+    }
     let want = decimal(uid as i32);
     let passwd = read_file(&cpath(&[b"/etc/passwd"])).unwrap_or_default();
     let name = passwd.split(|&b| b == b'\n').find_map(|line| {
@@ -242,6 +290,24 @@ pub fn describe_user(uid: u32) -> String {
         Some(n) => format!("uid {uid} ({})", String::from_utf8_lossy(n)),
         None => format!("uid {uid}"),
     }
+}
+
+/// Whether `uid` is one of this user namespace's (/proc/self/uid_map: inside, outside, count
+/// per line), rather than the overflow uid standing for an unmapped owner.
+fn uid_mapped(uid: u32) -> bool {
+    let map = read_file(&cpath(&[b"/proc/self/uid_map"])).unwrap_or_default();
+    let num = |f: &[u8]| std::str::from_utf8(f).ok()?.parse::<u64>().ok();
+    let mut lines = map.split(|&b| b == b'\n').filter(|l| !l.is_empty()).peekable();
+    if lines.peek().is_none() {
+        return true; // unreadable: name the uid as it is
+    }
+    lines.any(|line| {
+        let mut f = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
+        match (f.next().and_then(num), f.nth(1).and_then(num)) {
+            (Some(inside), Some(count)) => (inside..inside + count).contains(&u64::from(uid)),
+            _ => false,
+        }
+    })
 }
 
 /// A relative timeout in milliseconds as a timespec.

@@ -33,6 +33,7 @@ pub struct Slot {
     pub ss_size: u64,
     pub ss_flags: i32,
     pub rseq: bool,
+    pub attrs: ckpt_image::ThreadAttrs,
 }
 
 struct Slots(UnsafeCell<[Slot; MAX_THREADS]>);
@@ -51,6 +52,7 @@ static SLOTS: Slots = Slots(UnsafeCell::new([Slot {
     ss_size: 0,
     ss_flags: 0,
     rseq: false,
+    attrs: ckpt_image::ThreadAttrs::ZERO,
 }; MAX_THREADS]));
 static CLAIMED: AtomicU32 = AtomicU32::new(0);
 static STOPPED: AtomicU32 = AtomicU32::new(0);
@@ -94,6 +96,7 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
         s.ss_size = ss.ss_size as u64;
         s.ss_flags = ss.ss_flags;
         s.rseq = RSEQ_SIZE.load(Ordering::Relaxed) != 0;
+        s.attrs = crate::threadattrs::capture();
         // SAFETY: index idx was claimed by this thread alone.
         unsafe { (*SLOTS.0.get())[idx] = s };
         PUBLISHED[idx].store(s.tid, Ordering::Release);
@@ -372,7 +375,9 @@ pub fn become_restored(s: &Slot, leader: bool) -> ! {
     if s.robust_head != 0 {
         let _ = syscall!(libc::SYS_set_robust_list, s.robust_head, s.robust_len);
     }
-    register_rseq(s.fs_base, s.rseq);
+    if !crate::threadattrs::restore(&s.attrs, s.tid) {
+        register_rseq(s.fs_base, s.rseq);
+    }
     if s.ss_flags & libc::SS_DISABLE == 0 && s.ss_sp != 0 {
         let ss = libc::stack_t { ss_sp: s.ss_sp as *mut libc::c_void, ss_flags: 0, ss_size: s.ss_size as usize };
         let _ = syscall!(libc::SYS_sigaltstack, &ss as *const libc::stack_t, 0);

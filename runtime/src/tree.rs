@@ -66,7 +66,7 @@ pub fn join() {
 
 fn connect(outer: i32) -> Result<i32, String> {
     let fd = syscall!(libc::SYS_socket, libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0).map_err(checkpoint::strerror)? as i32;
-    let fd = sys::move_high(fd);
+    let fd = sys::own(sys::move_high(fd));
     let name = socket_name(outer);
     // SAFETY: an all-zero sockaddr_un is valid.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };

@@ -89,6 +89,29 @@ pub fn restarted(slots: &[Slot], pid: i32) {
     REAL_PID.store(pid, Ordering::Release);
 }
 
+/// The real pid for a pid the program knows (unchanged when ids are not virtual).
+pub fn real_pid_of(pid: i32) -> i32 {
+    to_real_pid(pid)
+}
+
+/// The real tid for a thread id the program knows.
+pub fn real_tid(tid: i32) -> i32 {
+    if translating().is_some() {
+        real_of(tid)
+    } else {
+        tid
+    }
+}
+
+/// The thread id the program knows for a real one.
+pub fn virtual_tid(tid: i32) -> i32 {
+    if translating().is_some() {
+        virt_of(tid)
+    } else {
+        tid
+    }
+}
+
 fn to_real_pid(pid: i32) -> i32 {
     match translating() {
         Some((orig, real)) if pid == orig => real,

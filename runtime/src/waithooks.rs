@@ -193,6 +193,7 @@ pub unsafe extern "C" fn thrd_sleep(req: *const libc::timespec, rem: *mut libc::
 #[no_mangle]
 pub unsafe extern "C" fn clock_nanosleep(clock: libc::clockid_t, flags: c_int, req: *const libc::timespec, rem: *mut libc::timespec) -> c_int {
     type F = unsafe extern "C" fn(libc::clockid_t, c_int, *const libc::timespec, *mut libc::timespec) -> c_int;
+    let clock = crate::cpuclock::real_clock(clock);
     let timeout = if flags & libc::TIMER_ABSTIME == 0 { ts_ns(req) } else { None };
     // SAFETY: forwarding to libc.
     noted(Kind::Sleep, timeout, || unsafe { real!(REAL_CLOCK_NANOSLEEP, F)(clock, flags, req, rem) })

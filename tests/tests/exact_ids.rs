@@ -143,7 +143,16 @@ fn no_user_namespaces_falls_back_to_virtual_ids() -> Result<()> {
     }
     let forbid = "echo 0 > /proc/sys/user/max_user_namespaces && exec setpriv --bounding-set=-all --inh-caps=-all \"$@\"";
     let wrapper = args(&["unshare", "--user", "--map-root-user", "sh", "-c", forbid, "sh"]);
-    let out = verify("ids-fallback", counter, &[10, 30], true, |o| o.wrapper = wrapper)?;
+    let out = verify("ids-fallback", counter, &[10, 30], true, |o| {
+        o.wrapper = wrapper;
+        // In the wrapper's user namespace only the user the commands run as is mapped: the
+        // harness's image directory (root's, sticky) shows as the overflow uid there, another
+        // user's, which ckpt-run rightly refuses. The images go to a directory of that user's.
+        let own = o.images.with_file_name("own-images");
+        std::fs::create_dir(&own).expect("create own-images");
+        std::os::unix::fs::chown(&own, Some(ckpt_tests::scenario::effective_uid(true)), None).expect("chown own-images");
+        o.images = own;
+    })?;
     let run = &out.records[0].stderr;
     ensure!(
         run.contains("ckpt-run: exact process ids are not available (cannot create a user namespace") && run.contains("user.max_user_namespaces"),

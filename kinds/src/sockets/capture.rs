@@ -1,0 +1,297 @@
+//! Capture of one socket (runtime side, with the program's threads stopped): family, type,
+//! addresses, state, shutdown bits, options, filter, unread messages with their senders and
+//! in-flight files, a listener's waiting connections, the file a UNIX name created.
+//! Whether a peer is one of the program's own sockets is decided at restart, when every fd is
+//! known.
+
+use super::{diag, opts, queue};
+use crate::sys;
+use ckpt_image::{Pending, SockFile, SockState, Socket};
+
+const TCP_ESTABLISHED: u8 = 1;
+const TCP_SYN_SENT: u8 = 2;
+const TCP_SYN_RECV: u8 = 3;
+const TCP_CLOSE: u8 = 7;
+const TCP_CLOSE_WAIT: u8 = 8;
+const TCP_LISTEN: u8 = 10;
+const SOL_NETLINK: i32 = 270;
+const NETLINK_LIST_MEMBERSHIPS: i32 = 9;
+
+/// What one checkpoint learns once for all its sockets.
+#[derive(Default)]
+pub struct Context {
+    /// sock_diag dumps of TCP/UDP/UDP-lite sockets, by (family, protocol).
+    inet: Vec<((i32, i32), Vec<diag::InetInfo>)>,
+}
+
+impl Context {
+    fn inet(&mut self, family: i32, protocol: i32) -> &[diag::InetInfo] {
+        let key = (family, protocol);
+        if let Some(i) = self.inet.iter().position(|e| e.0 == key) {
+            return &self.inet[i].1;
+        }
+        self.inet.push((key, diag::inet_all(family, protocol)));
+        &self.inet.last().expect("just pushed").1
+    }
+
+    /// The socket `fd` (inode `ino`). `bind_dir` is the working directory a UNIX socket was
+    /// bound in (for a relative name), as the runtime recorded it; `inflight` describes a file
+    /// passed with SCM_RIGHTS and not yet received (see queue::capture). None: not a socket
+    /// we know how to describe.
+    pub fn socket(&mut self, fd: i32, ino: u64, bind_dir: Option<Vec<u8>>, inflight: &mut dyn FnMut(i32) -> i32) -> Option<Socket> {
+        let family = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN).ok()?;
+        let sock_type = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE).ok()?;
+        let protocol = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL).unwrap_or(0);
+        let listening = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN).unwrap_or(0) != 0;
+        let mut s = Socket {
+            ino,
+            family,
+            sock_type,
+            protocol,
+            name: sys::sock_addr(fd, false),
+            peer_name: sys::sock_addr(fd, true),
+            opts: opts::capture(fd),
+            filter: opts::capture_filter(fd),
+            ..Default::default()
+        };
+        match family {
+            libc::AF_UNIX => self.unix(fd, &mut s, listening, bind_dir, inflight),
+            libc::AF_INET | libc::AF_INET6 => self.inet_socket(fd, &mut s, listening, inflight),
+            libc::AF_NETLINK | libc::AF_PACKET => {
+                s.state = if s.peer_name.iter().skip(4).any(|&b| b != 0) { SockState::Connected } else { SockState::Unconnected };
+                if family == libc::AF_NETLINK {
+                    s.groups = netlink_groups(fd);
+                }
+                let (q, _) = queue::capture(fd, sock_type, false, inflight);
+                if !q.is_empty() {
+                    s.lost = "unread messages (they came from the kernel and cannot be sent again)".into();
+                }
+            }
+            _ => return None,
+        }
+        Some(s)
+    }
+
+    fn unix(&mut self, fd: i32, s: &mut Socket, listening: bool, bind_dir: Option<Vec<u8>>, inflight: &mut dyn FnMut(i32) -> i32) {
+        let d = diag::unix(s.ino as u32).unwrap_or_default();
+        s.shutdown = d.shutdown;
+        s.peer = d.peer as u64;
+        if listening || d.state == TCP_LISTEN {
+            s.state = SockState::Listening;
+            s.backlog = d.rqlen.1;
+            // The waiting sockets have no inode yet: found by the listener's name, with their
+            // clients' inodes.
+            if !d.icons.is_empty() && s.name.len() > 2 {
+                s.pending = diag::unix_waiting(&s.name[2..]).into_iter().map(|(client, unread)| Pending { ino: client as u64, from: Vec::new(), unread }).collect();
+            }
+            while s.pending.len() < d.icons.len() {
+                s.pending.push(Pending::default());
+            }
+        } else {
+            // A datagram server is "established" once a client connects to it: only a peer counts.
+            let connected = if s.sock_type == libc::SOCK_DGRAM { s.peer != 0 || !s.peer_name.is_empty() } else { d.state == TCP_ESTABLISHED };
+            s.state = if connected { SockState::Connected } else { SockState::Unconnected };
+            // A stream client whose connection waits in a listener's queue (its peer has no
+            // inode yet; all shutdown bits are set when the peer has gone instead): what it sent
+            // into that connection cannot be read, but the kernel counts it for the client.
+            if connected && s.peer == 0 && s.sock_type != libc::SOCK_DGRAM && d.shutdown != 3 {
+                s.unsent = d.rqlen.1;
+            }
+            let (q, complete) = queue::capture(fd, s.sock_type, true, inflight);
+            s.queue = q;
+            if !complete {
+                s.lost = "a message too large to save".into();
+            }
+        }
+        // A path name (not abstract, not unnamed): how its file stands now.
+        if s.name.len() > 2 && s.name[2] != 0 {
+            let path: Vec<u8> = s.name[2..].iter().take_while(|&&b| b != 0).copied().collect();
+            let relative = !path.starts_with(b"/");
+            if relative {
+                s.bind_dir = bind_dir.unwrap_or_default();
+            }
+            let full = if relative && !s.bind_dir.is_empty() { [&s.bind_dir[..], b"/", &path[..]].concat() } else { path };
+            s.file = match std::ffi::CString::new(full).ok().map(|c| sys::stat(&c, false)) {
+                Some(Ok(st)) if d.vfs.is_some_and(|v| v.0 as u64 == st.st_ino) => {
+                    SockFile::Present { mode: st.st_mode & 0o7777, uid: st.st_uid, gid: st.st_gid }
+                }
+                Some(Ok(_)) => SockFile::Replaced,
+                _ => SockFile::Deleted,
+            };
+        }
+    }
+
+    fn inet_socket(&mut self, fd: i32, s: &mut Socket, listening: bool, inflight: &mut dyn FnMut(i32) -> i32) {
+        let diag_proto = match (s.sock_type, s.protocol) {
+            (libc::SOCK_STREAM, _) => Some(libc::IPPROTO_TCP),
+            (libc::SOCK_DGRAM, libc::IPPROTO_UDP | libc::IPPROTO_UDPLITE) => Some(s.protocol),
+            _ => None,
+        };
+        let family = s.family;
+        let info = diag_proto.and_then(|p| self.inet(family, p).iter().find(|i| i.inode as u64 == s.ino).cloned());
+        let state = info.as_ref().map_or(if s.peer_name.is_empty() { TCP_CLOSE } else { TCP_ESTABLISHED }, |i| i.state);
+        if let Some(i) = &info {
+            s.shutdown = i.shutdown;
+        }
+        if listening || state == TCP_LISTEN {
+            s.state = SockState::Listening;
+            s.backlog = info.as_ref().map_or(libc::SOMAXCONN as u32, |i| i.wqueue);
+            let (port, ip) = inet_addr(&s.name);
+            // Connections not yet accepted: established sockets on the listener's address
+            // that have no inode yet.
+            s.pending = self
+                .inet(family, libc::IPPROTO_TCP)
+                .iter()
+                .filter(|c| c.inode == 0 && matches!(c.state, TCP_ESTABLISHED | TCP_SYN_RECV | TCP_CLOSE_WAIT))
+                .filter(|c| c.sport == port && (ip.iter().all(|&b| b == 0) || c.src[..ip.len()] == ip[..]))
+                .map(|c| Pending { ino: 0, from: sockaddr(family, &c.dst, c.dport), unread: c.rqueue })
+                .collect();
+            return;
+        }
+        s.state = match state {
+            TCP_CLOSE | TCP_SYN_SENT => SockState::Unconnected,
+            _ if s.sock_type == libc::SOCK_STREAM && s.peer_name.is_empty() => SockState::PeerGone,
+            _ if s.peer_name.is_empty() => SockState::Unconnected,
+            _ => SockState::Connected,
+        };
+        if s.sock_type == libc::SOCK_STREAM && state != TCP_CLOSE {
+            s.unsent = not_sent(fd);
+        }
+        if state == TCP_CLOSE_WAIT && s.sock_type == libc::SOCK_STREAM {
+            s.shutdown |= 1; // the peer said it sends no more
+        }
+        if diag_proto.is_none() {
+            // Ping and raw sockets: what they receive comes from the network.
+            let (q, _) = queue::capture(fd, s.sock_type, false, inflight);
+            if !q.is_empty() {
+                s.lost = "unread packets (they came from the network and cannot be sent again)".into();
+            }
+            return;
+        }
+        let (q, complete) = queue::capture(fd, s.sock_type, true, inflight);
+        s.queue = q;
+        if !complete {
+            s.lost = "a datagram too large to save".into();
+        }
+    }
+}
+
+/// Bytes of a TCP socket's send queue not sent yet (sent ones are in the peer's queue or on
+/// their way: on loopback, in the peer's queue).
+fn not_sent(fd: i32) -> u32 {
+    const SIOCOUTQNSD: u64 = 0x894b;
+    sys::ioctl_int(fd, SIOCOUTQNSD).unwrap_or(0).max(0) as u32
+}
+
+/// (port, address bytes) of a raw inet sockaddr.
+pub fn inet_addr(a: &[u8]) -> (u16, Vec<u8>) {
+    let port = if a.len() >= 4 { u16::from_be_bytes([a[2], a[3]]) } else { 0 };
+    let ip = match a.len() {
+        n if n >= 24 && u16::from_ne_bytes([a[0], a[1]]) == libc::AF_INET6 as u16 => a[8..24].to_vec(),
+        n if n >= 8 => a[4..8].to_vec(),
+        _ => Vec::new(),
+    };
+    (port, ip)
+}
+
+/// A raw sockaddr_in / sockaddr_in6 for a sock_diag address.
+fn sockaddr(family: i32, ip: &[u8; 16], port: u16) -> Vec<u8> {
+    if family == libc::AF_INET {
+        let mut a = vec![0u8; 16];
+        a[0..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        a[2..4].copy_from_slice(&port.to_be_bytes());
+        a[4..8].copy_from_slice(&ip[..4]);
+        a
+    } else {
+        let mut a = vec![0u8; 28];
+        a[0..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+        a[2..4].copy_from_slice(&port.to_be_bytes());
+        a[8..24].copy_from_slice(ip);
+        a
+    }
+}
+
+/// The netlink multicast groups a socket joined (a bitmap, 32 groups per word).
+fn netlink_groups(fd: i32) -> Vec<u32> {
+    let mut buf = [0u8; 128];
+    let n = sys::getsockopt(fd, SOL_NETLINK, NETLINK_LIST_MEMBERSHIPS, &mut buf).unwrap_or(0);
+    let mut g: Vec<u32> = buf[..n].chunks_exact(4).map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect();
+    while g.last() == Some(&0) {
+        g.pop();
+    }
+    g
+}
+
+
+/// TCP connections with both ends in the program (`socks`: (fd, socket) of every socket):
+/// bytes one end sent that the other has not received yet stay in the sender's send queue,
+/// which cannot be read (TCP_REPAIR needs privileges). They are moved into the receiver by
+/// reading the receiver's queue to the end (the sender's bytes follow as it empties), then
+/// written back through the sender at once, before any thread of the program runs again: the
+/// program sees the same bytes, in the same order, once; the receiver's saved queue is all of
+/// them. If they cannot all be written back, what is missing is said in `lost`.
+pub fn settle_tcp_pairs(socks: &mut [(i32, &mut Socket)]) {
+    for i in 0..socks.len() {
+        let s = &socks[i].1;
+        if s.unsent == 0 || s.sock_type != libc::SOCK_STREAM || s.state != SockState::Connected || s.shutdown & 2 != 0 {
+            continue;
+        }
+        let Some(j) = (0..socks.len()).find(|&j| j != i && socks[j].1.name == s.peer_name && socks[j].1.peer_name == s.name) else { continue };
+        if socks[j].1.shutdown & 1 != 0 {
+            continue;
+        }
+        let (a, b) = (socks[i].0, socks[j].0);
+        let (data, missing) = move_unsent(a, b);
+        socks[j].1.queue = if data.is_empty() { Vec::new() } else { vec![ckpt_image::Message { data, ..Default::default() }] };
+        socks[i].1.unsent = 0;
+        if missing > 0 {
+            socks[i].1.lost = format!("{missing} bytes it sent to its peer in the program could not be put back in the connection at checkpoint time");
+        }
+    }
+}
+
+fn pause_ms(ms: u64) {
+    let ts = libc::timespec { tv_sec: 0, tv_nsec: (ms * 1_000_000) as i64 };
+    // SAFETY: a plain nanosleep.
+    unsafe { libc::syscall(libc::SYS_nanosleep, &ts as *const libc::timespec, 0) };
+}
+
+/// Read `b`'s queue to the end while `a` sends what it holds; write it all back through `a`.
+/// (the bytes, how many could not be written back).
+fn move_unsent(a: i32, b: i32) -> (Vec<u8>, usize) {
+    let mut data = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut idle = 0;
+    while idle < 500 {
+        // SAFETY: buf is a valid buffer of its length.
+        let n = unsafe { libc::syscall(libc::SYS_recvfrom, b, buf.as_mut_ptr(), buf.len(), libc::MSG_DONTWAIT, 0, 0) };
+        if n > 0 {
+            data.extend_from_slice(&buf[..n as usize]);
+            idle = 0;
+            continue;
+        }
+        // Everything the sender holds is acknowledged: it is all in the receiver's queue (a
+        // byte sent but not yet queued there would come after what we write back).
+        if n == 0 || sys::ioctl_int(a, libc::TIOCOUTQ).unwrap_or(0) == 0 {
+            break;
+        }
+        idle += 1;
+        pause_ms(1);
+    }
+    let mut off = 0;
+    idle = 0;
+    while off < data.len() && idle < 2000 {
+        match sys::sendto(a, &data[off..], libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL, &[]) {
+            Ok(n) if n > 0 => {
+                off += n;
+                idle = 0;
+            }
+            _ => {
+                idle += 1;
+                pause_ms(1);
+            }
+        }
+    }
+    let missing = data.len() - off;
+    (data, missing)
+}

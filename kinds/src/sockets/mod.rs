@@ -1,0 +1,19 @@
+//! Sockets of every family: `capture` (the runtime's half: one socket's addresses, state,
+//! options, queue, files in flight, a listener's waiting connections; TCP pairs settled once
+//! every fd is known) and `restore` (ckpt-restart's half: every socket made at once), with
+//! `diag` (sock_diag), `opts` (socket options), `queue` (receive queues), `unix` (UNIX names
+//! and their files), `names` and `inet` (the restore of UNIX names and of the other families)
+//! between them.
+//!
+//! Sockets that talk to each other inside the program (socket pairs, a UNIX or TCP client and
+//! the connection its listener accepted, a UDP socket and the sender of a queued datagram) are
+//! made again as such; what a socket talks to outside the program is not (see restore.rs).
+
+pub mod capture;
+mod diag;
+mod inet;
+mod names;
+mod opts;
+mod queue;
+pub mod restore;
+mod unix;

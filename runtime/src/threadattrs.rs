@@ -1,0 +1,168 @@
+//! Per-thread attributes that a restart gives back: scheduling policy and priority (with
+//! SCHED_RESET_ON_FORK), nice value, I/O priority, timer slack, parent-death signal,
+//! no_new_privs, personality, and an rseq area the program registered itself.
+//!
+//! Each stopped thread reads its own in the stop handler (`capture`, raw system calls only);
+//! after a restart each recreated thread sets them on itself (`restore`) before it resumes. What
+//! an unprivileged process may not do (a lower nice value than ckpt-restart's, a real-time policy
+//! without RLIMIT_RTPRIO, the real-time I/O class) is left as it is, with a warning.
+//!
+//! rseq: glibc registers an area per thread, which the restart registers again (ThreadState::rseq).
+//! A program that unregisters it and registers its own (rseq(2) through libc's `syscall()`, as
+//! librseq and CRIU's tests do) is seen by the `syscall` hook below, which keeps the thread's
+//! registration in a thread-local; the restart then registers that area instead.
+
+use crate::log::{log, ERROR};
+use crate::sys::{self, syscall};
+use std::sync::atomic::{AtomicI64, Ordering};
+use ckpt_image::{ThreadAttrs, RSEQ_GLIBC, RSEQ_NONE, RSEQ_OWN};
+use std::cell::Cell;
+use std::ffi::c_long;
+
+/// struct sched_attr (SCHED_ATTR_SIZE_VER0: no utilization clamps).
+#[repr(C)]
+#[derive(Default)]
+struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+}
+
+const SCHED_FLAG_RESET_ON_FORK: u64 = 1;
+const IOPRIO_WHO_PROCESS: i64 = 1;
+const RSEQ_FLAG_UNREGISTER: c_long = 1;
+
+fn sched() -> SchedAttr {
+    let mut a = SchedAttr::default();
+    let _ = syscall!(libc::SYS_sched_getattr, 0, &mut a as *mut SchedAttr, std::mem::size_of::<SchedAttr>(), 0);
+    a
+}
+
+fn ioprio() -> i32 {
+    syscall!(libc::SYS_ioprio_get, IOPRIO_WHO_PROCESS, 0).unwrap_or(0) as i32
+}
+
+fn timerslack() -> u64 {
+    syscall!(libc::SYS_prctl, libc::PR_GET_TIMERSLACK).unwrap_or(0) as u64
+}
+
+/// The calling thread's attributes (in the stop handler: raw system calls, no allocation).
+pub fn capture() -> ThreadAttrs {
+    let s = sched();
+    let mut pdeathsig: i32 = 0;
+    let _ = syscall!(libc::SYS_prctl, libc::PR_GET_PDEATHSIG, &mut pdeathsig as *mut i32);
+    let (rseq_state, rseq_area, rseq_len, rseq_sig) = own_rseq();
+    ThreadAttrs {
+        policy: s.policy,
+        sched_flags: s.flags & SCHED_FLAG_RESET_ON_FORK,
+        nice: s.nice,
+        priority: s.priority,
+        ioprio: ioprio(),
+        timerslack: timerslack(),
+        pdeathsig,
+        no_new_privs: syscall!(libc::SYS_prctl, libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0).map_or(0, |v| v as u32),
+        personality: syscall!(libc::SYS_personality, 0xffff_ffffu32).map_or(0, |v| v as u32),
+        rseq_state,
+        rseq_area,
+        rseq_len,
+        rseq_sig,
+    }
+}
+
+/// Set the attributes on the calling thread (a recreated thread, before it resumes). Returns
+/// whether its rseq registration was taken care of here (else glibc's is registered).
+pub fn restore(a: &ThreadAttrs, old_tid: i32) -> bool {
+    let now = sched();
+    if (now.policy, now.flags & SCHED_FLAG_RESET_ON_FORK, now.nice, now.priority) != (a.policy, a.sched_flags, a.nice, a.priority) {
+        let want = SchedAttr { size: 48, policy: a.policy, flags: a.sched_flags, nice: a.nice, priority: a.priority, ..Default::default() };
+        if let Err(e) = syscall!(libc::SYS_sched_setattr, 0, &want as *const SchedAttr, 0) {
+            log!(ERROR, "warning: thread {old_tid}: its scheduling policy {} (priority {}, nice {}) cannot be restored (errno {e}): it runs with policy {}, nice {}", a.policy, a.priority, a.nice, now.policy, now.nice);
+        }
+    }
+    if a.ioprio != ioprio() {
+        if let Err(e) = syscall!(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, a.ioprio) {
+            log!(ERROR, "warning: thread {old_tid}: its I/O priority {:#x} cannot be restored (errno {e})", a.ioprio);
+        }
+    }
+    if a.timerslack != timerslack() {
+        let _ = syscall!(libc::SYS_prctl, libc::PR_SET_TIMERSLACK, a.timerslack);
+    }
+    if a.pdeathsig != 0 {
+        let _ = syscall!(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, a.pdeathsig);
+    }
+    if a.no_new_privs == 1 {
+        let _ = syscall!(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    }
+    if syscall!(libc::SYS_personality, 0xffff_ffffu32).map_or(0, |v| v as u32) != a.personality {
+        let _ = syscall!(libc::SYS_personality, a.personality);
+    }
+    // (The thread-local that says so is in the restored memory already.)
+    match a.rseq_state {
+        RSEQ_NONE => true,
+        RSEQ_OWN => {
+            if let Err(e) = syscall!(libc::SYS_rseq, a.rseq_area, a.rseq_len, 0, a.rseq_sig) {
+                log!(ERROR, "warning: thread {old_tid}: its rseq area {:#x} cannot be registered again (errno {e})", a.rseq_area);
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
+type RseqNote = Cell<(u32, u64, u32, u32)>;
+
+thread_local! {
+    /// The thread's rseq registration as the program changed it: (RSEQ_*, area, len, sig).
+    static RSEQ: RseqNote = const { Cell::new((RSEQ_GLIBC, 0, 0, 0)) };
+}
+
+/// Where RSEQ lies from the thread pointer (fs base). The runtime is loaded with the program,
+/// so its thread-locals are in the static TLS block, at the same offset in every thread: the
+/// stop handler finds the calling thread's RSEQ there, without __tls_get_addr (which may
+/// allocate when the program has dlopen'ed modules with TLS since the thread started).
+static RSEQ_TLS_OFFSET: AtomicI64 = AtomicI64::new(i64::MIN);
+
+/// The calling thread's RSEQ, through the thread pointer (a signal handler may call this).
+fn own_rseq() -> (u32, u64, u32, u32) {
+    let off = RSEQ_TLS_OFFSET.load(Ordering::Relaxed);
+    if off == i64::MIN {
+        return (RSEQ_GLIBC, 0, 0, 0);
+    }
+    let at = (sys::arch_get_fs() as i64).wrapping_add(off) as *const RseqNote;
+    // SAFETY: RSEQ of this thread: the same offset from its thread pointer as in the thread
+    // that measured it (static TLS); Cell::get of a Copy value.
+    unsafe { (*at).get() }
+}
+
+static REAL_SYSCALL: crate::hooks::RealFn = crate::hooks::RealFn::new(b"syscall\0");
+
+type SyscallFn = unsafe extern "C" fn(c_long, c_long, c_long, c_long, c_long, c_long, c_long) -> c_long;
+
+pub fn resolve() {
+    REAL_SYSCALL.get();
+    // (In the constructor, on the main thread: measure where RSEQ lies from the thread pointer.)
+    let at = RSEQ.with(|r| r as *const RseqNote as i64);
+    RSEQ_TLS_OFFSET.store(at.wrapping_sub(sys::arch_get_fs() as i64), Ordering::Relaxed);
+}
+
+/// libc's `syscall()`: passed on unchanged; for rseq(2), the thread's registration is noted.
+/// (Declared with six arguments: on x86-64 a variadic call passes them as a plain call does,
+/// and the unused ones, like libc's own implementation, are read and ignored.)
+///
+/// # Safety
+/// libc's contract for syscall.
+#[no_mangle]
+pub unsafe extern "C" fn syscall(n: c_long, a: c_long, b: c_long, c: c_long, d: c_long, e: c_long, f: c_long) -> c_long {
+    // SAFETY: forwarding to libc's syscall with the same arguments.
+    let r = unsafe { std::mem::transmute::<usize, SyscallFn>(REAL_SYSCALL.get())(n, a, b, c, d, e, f) };
+    if n == libc::SYS_rseq && r == 0 {
+        let v = if c & RSEQ_FLAG_UNREGISTER != 0 { (RSEQ_NONE, 0, 0, 0) } else { (RSEQ_OWN, a as u64, b as u32, d as u32) };
+        RSEQ.with(|x| x.set(v));
+    }
+    r
+}

@@ -1,0 +1,24 @@
+/* A UNIX listener with a connection not yet accepted whose client (the program's own socket)
+ * has sent bytes into it: those bytes cannot be read without accepting the connection, so a
+ * restart must not go on silently without them. */
+#include "files_common.h"
+#include <sys/socket.h>
+#include <sys/un.h>
+
+int main(void) {
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    strcpy(a.sun_path, "data.sock");
+    unlink("data.sock");
+    int l = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 2)) return 2;
+    int c = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (connect(c, (struct sockaddr *)&a, sizeof a)) return 3;
+    write(c, "early bytes", 11);
+    ready();
+    int s = accept(l, NULL, NULL);
+    char b[16];
+    int n = recv(s, b, sizeof b, MSG_DONTWAIT);
+    printf("accepted, read: '%.*s'\n", n > 0 ? n : 0, b);
+    unlink("data.sock");
+    return finish();
+}

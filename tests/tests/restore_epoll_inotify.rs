@@ -1,0 +1,36 @@
+//! epoll and inotify across checkpoint, SIGKILL and restart (tests/programs/*.c, zdtm style):
+//! epoll entries added through fd numbers closed since (their files still open through dups)
+//! and an fd number reused for two entries; inotify watches on a symbolic link itself, through
+//! one, and on a file renamed since; a watch whose file cannot be found again refuses the
+//! restart (or warns with --ignore-missing-files).
+
+mod restore_util;
+use restore_util::*;
+#[path = "restore_util/refuse.rs"]
+mod refuse;
+
+#[test]
+fn epoll_entries_of_closed_fds_come_back() {
+    ready_go("epoll_closed_fd", "epoll_closed_fd", false, |_| {}, &[]);
+}
+
+#[test]
+fn epoll_entries_of_closed_fds_come_back_as_nobody() {
+    ready_go("epoll_closed_fd", "epoll_closed_fd_nobody", true, |_| {}, &[]);
+}
+
+#[test]
+fn inotify_watches_on_links_and_renamed_files_come_back() {
+    ready_go("inotify_moved", "inotify_moved", false, |_| {}, &[]);
+}
+
+#[test]
+fn inotify_watches_on_links_and_renamed_files_come_back_as_nobody() {
+    ready_go("inotify_moved", "inotify_moved_nobody", true, |_| {}, &[]);
+}
+
+#[test]
+fn an_inotify_watch_that_cannot_be_found_refuses_the_restart() {
+    let r = refuse::refused_then_ignored("inotify_gone", "inotify_gone", true, "renamed or removed");
+    assert!(r.stdout.contains("event: no"), "{}", r.stdout);
+}

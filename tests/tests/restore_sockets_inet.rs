@@ -1,0 +1,69 @@
+//! TCP, UDP, UDP-lite and netlink sockets across checkpoint, SIGKILL and restart, one
+//! self-checking program per behaviour (tests/programs/sock_*.c, zdtm style): unbound sockets
+//! and their options, options getsockopt reads back (with a socket filter), connected UDP
+//! sockets and queued datagrams with their senders' addresses, TCP connections with both ends
+//! in the program (one with full buffers), listeners with connections waiting, netlink sockets
+//! with their port id and groups. Each restarted run prints what an uninterrupted one prints.
+
+mod restore_util;
+use restore_util::*;
+
+#[test]
+fn unbound_sockets_stay_unbound_with_their_options() {
+    ready_go("sock_unbound", "sock_unbound", false, |_| {}, &[]);
+}
+
+#[test]
+fn unbound_sockets_stay_unbound_with_their_options_as_nobody() {
+    ready_go("sock_unbound", "sock_unbound_nobody", true, |_| {}, &[]);
+}
+
+#[test]
+fn socket_options_and_filters_come_back() {
+    ready_go("sock_opts", "sock_opts", false, |_| {}, &[]);
+}
+
+#[test]
+fn socket_options_and_filters_come_back_as_nobody() {
+    ready_go("sock_opts", "sock_opts_nobody", true, |_| {}, &[]);
+}
+
+#[test]
+fn udp_datagrams_keep_their_senders() {
+    ready_go("sock_udp", "sock_udp", false, |_| {}, &[]);
+}
+
+#[test]
+fn udp_datagrams_keep_their_senders_as_nobody() {
+    ready_go("sock_udp", "sock_udp_nobody", true, |_| {}, &[]);
+}
+
+#[test]
+fn tcp_connections_inside_the_program_keep_every_byte() {
+    ready_go("sock_tcp_pair", "sock_tcp_pair", false, |_| {}, &[]);
+}
+
+#[test]
+fn tcp_connections_inside_the_program_keep_every_byte_as_nobody() {
+    ready_go("sock_tcp_pair", "sock_tcp_pair_nobody", true, |_| {}, &[]);
+}
+
+#[test]
+fn listeners_keep_their_waiting_connections() {
+    ready_go("sock_listen_queue", "sock_listen_queue", false, |_| {}, &[]);
+}
+
+#[test]
+fn listeners_keep_their_waiting_connections_as_nobody() {
+    ready_go("sock_listen_queue", "sock_listen_queue_nobody", true, |_| {}, &[]);
+}
+
+#[test]
+fn netlink_sockets_keep_their_address_and_groups() {
+    ready_go("sock_netlink", "sock_netlink", false, |_| {}, &[]);
+}
+
+#[test]
+fn netlink_sockets_keep_their_address_and_groups_as_nobody() {
+    ready_go("sock_netlink", "sock_netlink_nobody", true, |_| {}, &[]);
+}
