@@ -104,6 +104,7 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     // released above). Start both afresh.
     gate::reset_after_restart();
     alloc::scratch_begin();
+    crate::tree::forget();
     if crate::tree::is_child() {
         crate::control::setup_wake();
     } else {

@@ -46,6 +46,12 @@ pub fn fd() -> i32 {
     CONN.load(Ordering::Acquire)
 }
 
+/// After a restart: the connection's fd number was the old process's (it may be one of ours
+/// now): forget it without closing.
+pub fn forget() {
+    CONN.store(-1, Ordering::Release);
+}
+
 /// Connect to the coordinator of our namespace (none without one: nothing happens).
 pub fn join() {
     let old = CONN.swap(-1, Ordering::AcqRel);
