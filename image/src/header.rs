@@ -16,7 +16,8 @@ pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// 9: `Index::ids` (process ids and namespaces: the outer pid, the checkpoint thread, the clocks).
 /// 10: packed frames (`Chunk::frame_skip`, `Chunk::frame_len`: a window's scattered pages in one
 ///     frame, one chunk per run) and `Meta::increments`.
-pub const VERSION: u32 = 10;
+/// 11: `Index::shared` (shared memory by identity, for the images of a process tree's set).
+pub const VERSION: u32 = 11;
 pub const HEADER_LEN: usize = 64;
 
 /// Header fields, little-endian on disk:

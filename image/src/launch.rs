@@ -53,6 +53,9 @@ pub struct Launch {
     /// directory only (ckpt-ns).
     pub dir_dev: u64,
     pub dir_ino: u64,
+    /// A member of the program's process tree other than the process ckpt-run started (a
+    /// program a forked child execs): it joins the tree's coordinator, without a timer.
+    pub tree_child: bool,
 }
 
 fn hex(v: &[u8]) -> String {
@@ -98,6 +101,9 @@ impl Launch {
         field("allow_shared_dir", if self.allow_shared_dir { b"1" } else { b"0" });
         field("dir_dev", self.dir_dev.to_string().as_bytes());
         field("dir_ino", self.dir_ino.to_string().as_bytes());
+        if self.tree_child {
+            field("tree_child", b"1");
+        }
         s
     }
 
@@ -130,6 +136,7 @@ impl Launch {
                 b"allow_shared_dir" => l.allow_shared_dir = val == b"1",
                 b"dir_dev" => l.dir_dev = num()?,
                 b"dir_ino" => l.dir_ino = num()?,
+                b"tree_child" => l.tree_child = val == b"1",
                 _ => {}
             }
         }
@@ -148,6 +155,7 @@ mod tests {
             outer_pid: 4200,
             dir_dev: 2049,
             dir_ino: 77,
+            tree_child: true,
             dir: b"/scratch/a;b=c\xff".to_vec(),
             name: b"app.3".to_vec(),
             signal: 12,

@@ -36,6 +36,7 @@ pub mod progress;
 mod reader;
 mod shuffle;
 pub mod trust;
+pub mod tree;
 mod writer;
 
 pub use attrs::{vm, ProcAttrs, RegionAttrs, ThreadAttrs, RSEQ_GLIBC, RSEQ_NONE, RSEQ_OWN};

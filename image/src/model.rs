@@ -18,6 +18,19 @@ pub struct Index {
     pub left_out: LeftOut,
     /// Process ids and namespaces (format version 9).
     pub ids: Ids,
+    /// Which shared memory regions are which kernel object (format version 8): processes of a
+    /// tree that map one object map it again together after a restart.
+    pub shared: Vec<SharedMem>,
+}
+
+/// A region of shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS, inherited by fork) and the
+/// kernel object behind it: its inode (/proc/PID/maps) and the region's offset in it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedMem {
+    pub start: u64,
+    pub dev: u64,
+    pub ino: u64,
+    pub offset: u64,
 }
 
 impl Index {

@@ -150,6 +150,7 @@ fn run(cli: Cli) -> Result<()> {
         allow_shared_dir: cli.allow_shared_dir,
         dir_dev: dir_id.0,
         dir_ino: dir_id.1,
+        tree_child: false,
     };
     std::env::set_var("LD_PRELOAD", preload);
     let marked = [Some(signal), stop_signal].into_iter().flatten().collect();
@@ -169,7 +170,8 @@ fn in_namespace(command: &[OsString], launch: &mut ckpt_image::Launch, marked: V
         None => {
             launch.outer_pid = launch.pid;
             std::env::set_var(ckpt_image::LAUNCH_VAR, launch.encode());
-            let opts = ckpt_ns::Options { tool: "ckpt-run", marked };
+            let tree = Some(ckpt_ns::TreeTarget { dir: std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&launch.dir)), name: launch.name.clone(), keep: launch.keep, generation: 0 });
+            let opts = ckpt_ns::Options { tool: "ckpt-run", marked, tree };
             ckpt_ns::start(&ckpt_ns::Payload::Exec { argv, pid: launch.pid }, &opts)
         }
     };

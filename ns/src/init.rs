@@ -37,6 +37,9 @@ pub(crate) struct Init<'a> {
     /// We are in a user namespace of our own (not when the caller is root).
     pub userns: bool,
     pub tool: &'static str,
+    /// Coordinate the program's process tree (sets go there), as the outer process `outer_pid`.
+    pub tree: Option<crate::TreeTarget>,
+    pub outer_pid: i32,
 }
 
 fn errno() -> i32 {
@@ -70,13 +73,24 @@ pub(crate) fn main(i: Init) -> ! {
             fail(report, Stage::Proc, errno());
         }
     }
+    // Listening before the program starts: its runtime connects in its constructor.
+    let mut coord = i.tree.clone().and_then(|t| match crate::coord::Coord::new(t, i.outer_pid, i.tool) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("{}: warning: the program's child processes will not be checkpointed: cannot listen for them: {e}", i.tool);
+            None
+        }
+    });
     let (pid, pidfd) = match start(&i) {
         Ok(s) => s,
         Err(e) => fail(report, Stage::Start, e),
     };
     report::send(report, Msg::Started { pid }, Some(pidfd.as_raw_fd()));
     drop(pidfd);
-    serve(pid, report, i.outer.as_ref().map(|f| f.as_raw_fd()))
+    if let Some(c) = coord.as_mut() {
+        c.root = pid;
+    }
+    serve(pid, report, i.outer.as_ref().map(|f| f.as_raw_fd()), coord)
 }
 
 /// clone3 a child process with pid `want` (0: any); returns (pid, pidfd) in the parent, 0 in the
@@ -254,7 +268,7 @@ fn wait_for_writers() {
 }
 
 /// Reap children and answer the outer process's questions until the program is gone.
-fn serve(program: i32, report: RawFd, outer: Option<RawFd>) -> ! {
+fn serve(program: i32, report: RawFd, outer: Option<RawFd>, mut coord: Option<crate::coord::Coord>) -> ! {
     // SAFETY: a signalfd for every signal (all are blocked).
     let sfd = unsafe { libc::signalfd(-1, &crate::spawn::full_set(), libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
     let mut sock = report;
@@ -264,10 +278,16 @@ fn serve(program: i32, report: RawFd, outer: Option<RawFd>) -> ! {
             reap(program, report, outer, true); // no witness then: just reap
             continue;
         }
-        let mut fds = [libc::pollfd { fd: sfd, events: libc::POLLIN, revents: 0 }, libc::pollfd { fd: sock, events: libc::POLLIN, revents: 0 }];
-        // SAFETY: fds holds two valid entries (a negative fd is ignored).
-        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+        let mut fds = vec![libc::pollfd { fd: sfd, events: libc::POLLIN, revents: 0 }, libc::pollfd { fd: sock, events: libc::POLLIN, revents: 0 }];
+        fds.extend(coord.iter().flat_map(|c| c.fds()).map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }));
+        // SAFETY: fds holds valid entries (a negative fd is ignored).
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
             continue;
+        }
+        if fds[2..].iter().any(|p| p.revents != 0) {
+            if let Some(c) = coord.as_mut() {
+                c.serve();
+            }
         }
         // Signals first: a question about a signal must find init's copy already noted.
         if fds[0].revents != 0 {

@@ -27,6 +27,8 @@
 //! - `supervise`: the outer process afterwards: forward signals, mirror stops, exit as the program;
 //! - `forward`: which signals are forwarded, and how;
 //! - `report`: messages from init to the outer process;
+//! - `coord`: init as the coordinator of the program's process tree: the two-phase checkpoint
+//!   of every process; `treemsg`: its messages; `sets`: committing an image set;
 //! - `idmap`: the uid and gid maps; `timens`: clock offsets; `caps`: the capability the restarter
 //!   keeps across its execve.
 //!
@@ -34,14 +36,18 @@
 //! place with virtual ids (the runtime's hooks), as before.
 
 pub mod caps;
+mod coord;
 mod forward;
 mod idmap;
 mod init;
 mod report;
+mod sets;
 mod spawn;
 mod supervise;
 pub mod timens;
+pub mod treemsg;
 
+pub use coord::Target as TreeTarget;
 pub use forward::FORWARD_MARK;
 pub use idmap::{for_ids, IdMaps};
 pub use spawn::{start, Namespace};
@@ -70,6 +76,9 @@ pub struct Options {
     pub tool: &'static str,
     /// Signals forwarded with FORWARD_MARK: the program's checkpoint and stop signals.
     pub marked: Vec<i32>,
+    /// Where init, as the coordinator of the program's process tree, commits image sets
+    /// (None: the processes the program starts are not checkpointed).
+    pub tree: Option<TreeTarget>,
 }
 
 /// The kernel's struct clone_args (clone3), also used by the runtime to recreate threads.

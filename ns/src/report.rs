@@ -79,8 +79,12 @@ fn decode(b: &[u8; LEN]) -> Option<Msg> {
 
 /// Send `m` (with `fd` attached, if any). Errors are ignored: the outer process is gone.
 pub fn send(sock: RawFd, m: Msg, fd: Option<RawFd>) {
-    let data = encode(m);
-    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: LEN };
+    send_bytes(sock, &encode(m), fd);
+}
+
+/// Send one record (with `fd` attached, if any); false when it could not be sent.
+pub(crate) fn send_bytes(sock: RawFd, data: &[u8], fd: Option<RawFd>) -> bool {
+    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
     let mut cbuf = [0u8; 64];
     // SAFETY: an all-zero msghdr is valid; the pointers set below outlive the call.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -99,13 +103,22 @@ pub fn send(sock: RawFd, m: Msg, fd: Option<RawFd>) {
         }
     }
     // SAFETY: msg describes valid buffers.
-    unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
+    unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) == data.len() as isize }
 }
 
 /// Receive one message (None: init closed its end, or garbage) and the fd it carries.
 pub fn recv(sock: RawFd, flags: i32) -> std::io::Result<Option<(Msg, Option<OwnedFd>)>> {
     let mut data = [0u8; LEN];
-    let mut iov = libc::iovec { iov_base: data.as_mut_ptr() as *mut libc::c_void, iov_len: LEN };
+    let (n, fd) = recv_bytes(sock, &mut data, flags)?;
+    if n != LEN {
+        return Ok(None);
+    }
+    Ok(decode(&data).map(|m| (m, fd)))
+}
+
+/// Receive one record into `data` (its length: 0 when the peer closed) and the fd it carries.
+pub(crate) fn recv_bytes(sock: RawFd, data: &mut [u8], flags: i32) -> std::io::Result<(usize, Option<OwnedFd>)> {
+    let mut iov = libc::iovec { iov_base: data.as_mut_ptr() as *mut libc::c_void, iov_len: data.len() };
     let mut cbuf = [0u8; 64];
     // SAFETY: an all-zero msghdr is valid; the pointers set below outlive the call.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -131,10 +144,7 @@ pub fn recv(sock: RawFd, flags: i32) -> std::io::Result<Option<(Msg, Option<Owne
             c = libc::CMSG_NXTHDR(&msg, c);
         }
     }
-    if n as usize != LEN {
-        return Ok(None);
-    }
-    Ok(decode(&data).map(|m| (m, fd)))
+    Ok((n as usize, fd))
 }
 
 #[cfg(test)]

@@ -90,6 +90,7 @@ fn start_blocked(payload: &Payload, opts: &Options, mask: libc::sigset_t) -> Res
     // SAFETY: a new fd owned by nobody else.
     let me = (me >= 0).then(|| unsafe { OwnedFd::from_raw_fd(me as RawFd) });
     let bounding = crate::caps::bounding_set();
+    let outer_pid = std::process::id() as i32;
     let userns = !crate::caps::has(crate::caps::CAP_SYS_ADMIN);
     let flags = libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::SIGCHLD | if userns { libc::CLONE_NEWUSER } else { 0 };
     // SAFETY: a fork-like clone (no new stack) of this single-threaded process; the child only
@@ -101,7 +102,7 @@ fn start_blocked(payload: &Payload, opts: &Options, mask: libc::sigset_t) -> Res
     if pid == 0 {
         drop(ours);
         drop(sync_w);
-        init::main(init::Init { report: theirs, sync: sync_r, outer: me, payload, mask, bounding, userns, tool: opts.tool })
+        init::main(init::Init { report: theirs, sync: sync_r, outer: me, payload, mask, bounding, userns, tool: opts.tool, tree: opts.tree.clone(), outer_pid })
     }
     let pid = pid as i32;
     drop(theirs);

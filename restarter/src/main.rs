@@ -18,6 +18,7 @@ mod plan;
 mod progress;
 mod stage;
 mod switch;
+mod tree;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ckpt_image::{Chain, FdKind};
@@ -30,12 +31,22 @@ use std::path::{Path, PathBuf};
 fn main() {
     progress::mark_start();
     let cli = Cli::parse();
+    let set = tree::find_set(&cli.image);
     if !cli.no_namespace {
-        namespace::restart_inside(&cli.image, ckpt_ns::disabled(false));
+        namespace::restart_inside(&cli.image, set.as_deref(), ckpt_ns::disabled(false));
     } else if !namespace::started_by_init() {
-        namespace::restart_inside(&cli.image, ckpt_ns::disabled(true));
+        namespace::restart_inside(&cli.image, set.as_deref(), ckpt_ns::disabled(true));
     }
-    if let Err(e) = run(&cli) {
+    // A process tree's set: the tree is made here, and each process restores its own image.
+    let image = match set.as_deref().map(tree::build).transpose() {
+        Ok(built) => built.unwrap_or_else(|| cli.image.clone()),
+        Err(e) => {
+            eprintln!("ckpt-restart: {}", one_line(&e));
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = run(&cli, &image) {
+        tree::fail();
         eprintln!("ckpt-restart: {}", one_line(&e));
         std::process::exit(1);
     }
@@ -191,9 +202,15 @@ fn stage_first(path: &Path) -> Result<Staged> {
     }
 }
 
-fn run(cli: &Cli) -> Result<()> {
-    let Staged { path, memory, chain, index, image_hash, plan, own, base, stage_len, switch_len, table } = stage_first(&cli.image)?;
-    for w in left_out_warnings(&index.left_out) {
+fn run(cli: &Cli, image: &Path) -> Result<()> {
+    let Staged { path, memory, chain, index, image_hash, plan, own, base, stage_len, switch_len, table } = stage_first(image)?;
+    // In a tree, the children are restarted too, and pipes between its processes are whole.
+    let mut left_out = index.left_out.clone();
+    if tree::in_tree() {
+        left_out.children.clear();
+        left_out.outside_pipes.retain(|p| !tree::shares_pipe(&index, p.fd));
+    }
+    for w in left_out_warnings(&left_out) {
         eprintln!("ckpt-restart: warning: {w}");
     }
     if index.ids.namespace && std::process::id() as i32 != index.meta.pid {
@@ -261,6 +278,7 @@ fn run(cli: &Cli) -> Result<()> {
     }
     progress::info(format_args!("switching to the program ({} ms since ckpt-restart started)", (progress::now_ns() - progress::started_ns()) / 1_000_000));
     // SAFETY: this is the only thread (staging threads were joined); the switch area is ready.
+    tree::barrier()?;
     unsafe { plan::go(prepared) }
 }
 

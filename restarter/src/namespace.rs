@@ -19,6 +19,8 @@ struct Target {
     marked: Vec<i32>,
     /// The program's image directory, checked from here: inside, its owner may not show.
     trusted_dir: Option<(u64, u64)>,
+    /// Where init, the coordinator of the program's process tree, commits its sets.
+    tree: Option<ckpt_ns::TreeTarget>,
 }
 
 /// The image directory `dir` if it is the user's (or root's, sticky): its device and inode.
@@ -30,10 +32,18 @@ fn checked_dir(dir: &[u8]) -> Option<(u64, u64)> {
 
 /// Only images of the user's own are looked at (`trust::read_owned`): with any other, we
 /// return None and the restart in place refuses it, naming its owner as seen from here.
-fn target(image: &Path) -> Option<Target> {
+fn target(image: &Path, set: Option<&Path>) -> Option<Target> {
     let mut t: Option<Target> = None;
     let euid = ckpt_image::trust::euid();
-    for c in crate::candidates(image).ok()? {
+    // A tree's set: the namespace is made for its root process.
+    let (candidates, generation) = match set {
+        Some(s) => {
+            let (root, m) = crate::tree::root_image(s).ok()?;
+            (vec![root], m.generation)
+        }
+        None => (crate::candidates(image).ok()?, 0),
+    };
+    for c in candidates {
         let r = match ckpt_image::trust::read_owned(&c, euid) {
             Ok(r) => r,
             Err(ckpt_image::ImageError::Untrusted(_)) => return None,
@@ -44,7 +54,12 @@ fn target(image: &Path) -> Option<Target> {
         match &mut t {
             None => {
                 let marked = [ids.signal, ids.stop_signal].into_iter().filter(|&s| s > 0).collect();
-                t = Some(Target { pid: r.index.meta.pid, clocks, marked, trusted_dir: checked_dir(&ids.image_dir) })
+                // The sets go where the program's images go, under its image name.
+                let tree = match set {
+                    Some(s) => crate::tree::target(s, generation),
+                    None => crate::tree::target(&c, r.index.meta.generation),
+                };
+                t = Some(Target { pid: r.index.meta.pid, clocks, marked, trusted_dir: checked_dir(&ids.image_dir), tree })
             }
             Some(t) => {
                 t.clocks.monotonic = t.clocks.monotonic.max(clocks.monotonic);
@@ -64,10 +79,10 @@ pub fn started_by_init() -> bool {
 /// Restart in the program's own namespaces and stand for it until it ends (never returns).
 /// Returns when namespaces are turned off (`off`) or unavailable (after saying so), or when no
 /// image can be read (the restart in place then reports why).
-pub fn restart_inside(image: &Path, off: Option<&'static str>) {
+pub fn restart_inside(image: &Path, set: Option<&Path>, off: Option<&'static str>) {
     let started = match off {
         Some(why) => Err(ckpt_ns::Unavailable::Disabled(why)),
-        None => match target(image) {
+        None => match target(image, set) {
             Some(t) => start(&t),
             None => return,
         },
@@ -91,5 +106,5 @@ fn start(t: &Target) -> Result<ckpt_ns::Namespace, ckpt_ns::Unavailable> {
         None => std::env::remove_var("CKPT_TRUSTED_DIR"),
     }
     let payload = ckpt_ns::Payload::Restore { exe: cstr(exe.into_os_string().into_vec())?, argv, pid: t.pid, clocks: Some(t.clocks) };
-    ckpt_ns::start(&payload, &ckpt_ns::Options { tool: "ckpt-restart", marked: t.marked.clone() })
+    ckpt_ns::start(&payload, &ckpt_ns::Options { tool: "ckpt-restart", marked: t.marked.clone(), tree: t.tree.clone() })
 }

@@ -217,9 +217,15 @@ pub fn map_regions(chain: &Chain, files: &[Option<File>], base: u64) -> Result<P
                     unsafe { libc::madvise(at as *mut libc::c_void, len as usize, libc::MADV_HUGEPAGE) };
                 }
             }
-            Backing::SharedAnon => {
-                mmap(at, len, rw, libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_FIXED, -1, 0)?;
-            }
+            Backing::SharedAnon => match crate::tree::shared_memory(&chain.index().shared, r.start) {
+                // Shared with other processes of the tree: their one object.
+                Some((fd, offset)) => {
+                    mmap(at, len, rw, libc::MAP_SHARED | libc::MAP_FIXED, fd, offset)?;
+                }
+                None => {
+                    mmap(at, len, rw, libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_FIXED, -1, 0)?;
+                }
+            },
             Backing::File { offset, shared, size, .. } => {
                 let fd = f.as_ref().ok_or_else(|| anyhow!("internal: file not open"))?.as_raw_fd();
                 if *shared {

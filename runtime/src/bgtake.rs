@@ -136,7 +136,7 @@ fn budget() -> usize {
 }
 
 /// Take checkpoint `gen` as a background snapshot, an increment over `parent` if given.
-pub fn take(dir: &Dir, gen: u64, t0: u64, parent: Option<(u64, u32)>) -> Attempt {
+pub fn take(dir: &Dir, name: &[u8], gen: u64, t0: u64, parent: Option<(u64, u32)>) -> Attempt {
     let fail = |e: String| Err((Retry::Fail(e), None));
     let Some(fd) = uffdwp::fd() else { return Err((Retry::Sync("no userfaultfd".into()), None)) };
     let need = alloc::stopped_reserve(checkpoint::STOPPED_FORK) + EXTRA;
@@ -302,7 +302,7 @@ pub fn take(dir: &Dir, gen: u64, t0: u64, parent: Option<(u64, u32)>) -> Attempt
         alloc::note_stopped_use(alloc::scratch_used() - used0);
     };
     let t_stopped = now_ns();
-    let mut cap = match checkpoint::capture(&slots, gen) {
+    let mut cap = match checkpoint::capture(&slots, gen, dir, name, false) {
         Ok(c) => c,
         Err(e) => {
             resumed();

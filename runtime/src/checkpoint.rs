@@ -30,8 +30,34 @@ static IN_FLIGHT: AtomicU32 = AtomicU32::new(0);
 /// Set once the program has started to exit: no new checkpoint starts.
 static EXITING: AtomicBool = AtomicBool::new(false);
 
+/// A checkpoint of one process of a tree (tree.rs): the coordinator's barriers, and where the
+/// image goes (the set's temporary directory, under the process's own name).
+pub trait Phases {
+    /// Every thread is stopped: wait until every process of the tree is (Err: resume, no image).
+    fn stopped(&self) -> Result<(), String>;
+    /// Captured and snapshot made: wait until every process is, before the threads resume.
+    fn captured(&self);
+}
+
+pub struct Part<'a> {
+    pub dir: Dir,
+    pub name: Vec<u8>,
+    pub phases: &'a dyn Phases,
+}
+
 /// Take a checkpoint now. Errors are logged here (their text lives in the scratch arena).
 pub fn take() -> Option<Outcome> {
+    take_in(None)
+}
+
+/// Take this process's part of a checkpoint of its tree: always a full image, written into
+/// `part.dir` and committed there; the coordinator reports the set.
+pub fn take_part(part: Part) -> Option<Outcome> {
+    take_in(Some(part))
+}
+
+fn take_in(part: Option<Part>) -> Option<Outcome> {
+    let member = part.is_some();
     if EXITING.load(Ordering::Acquire) {
         log!(INFO, "no checkpoint: the program is exiting");
         return None;
@@ -46,7 +72,13 @@ pub fn take() -> Option<Outcome> {
     let gen = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
     progress::begin(gen, t0);
     // The directory is opened (and checked) for this checkpoint; it is closed when `dir` goes.
-    let result = match config().ok_or_else(|| "runtime not configured".to_string()).and_then(|cfg| Ok((cfg, Dir::open(&cfg.dir, cfg.allow_shared)?))) {
+    let result = match part {
+        Some(p) => match take_with(&p.dir, &p.name, gen, t0, snapshot::enabled(), None, Some(p.phases)) {
+            // A second stop would not be the tree's cut: the set fails instead.
+            Err(Retry::Sync(why)) => Err(Retry::Fail(format!("the image cannot be written from a snapshot ({why})"))),
+            r => r,
+        },
+        None => match config().ok_or_else(|| "runtime not configured".to_string()).and_then(|cfg| Ok((cfg, Dir::open(&cfg.dir, cfg.allow_shared)?))) {
         Err(e) => Err(Retry::Fail(e)),
         Ok((cfg, dir)) => {
             // Temporary images a killed checkpoint of ours left behind (before this one starts,
@@ -55,7 +87,7 @@ pub fn take() -> Option<Outcome> {
             // An increment needs its parent on disk (the user may have removed it).
             let parent = incremental::next_parent().filter(|(h, _)| generations::has_image(&dir, &cfg.name, *h));
             let mut result = if crate::bgtake::possible() {
-                settle(crate::bgtake::take(&dir, gen, t0, parent))
+                settle(crate::bgtake::take(&dir, &cfg.name, gen, t0, parent))
             } else {
                 Err(Retry::Sync(String::new()))
             };
@@ -63,16 +95,25 @@ pub fn take() -> Option<Outcome> {
                 if !why.is_empty() {
                     log!(INFO, "checkpoint {gen} taken with a forked snapshot: {why}");
                 }
-                result = take_with(&dir, gen, t0, snapshot::enabled(), parent);
+                result = take_with(&dir, &cfg.name, gen, t0, snapshot::enabled(), parent, None);
             }
             if let Err(Retry::Sync(why)) = &result {
                 log!(INFO, "checkpoint {gen} written without a snapshot: {why}");
-                result = take_with(&dir, gen, t0, false, parent);
+                result = take_with(&dir, &cfg.name, gen, t0, false, parent, None);
             }
             result
         }
+        },
     };
     let out = match result {
+        Ok((mut w, paused)) if member => {
+            // A tree's sets are full images: no table for an increment.
+            if let Some(work) = w.hashes.take() {
+                work.discard();
+            }
+            incremental::reset();
+            Some(Outcome { raw: w.raw, stored: w.stored, paused_ms: paused / 1_000_000 })
+        }
         Ok((mut w, paused)) => {
             let paused_ms = paused / 1_000_000;
             // The page hashes of this image are the table of the next increment.
@@ -165,8 +206,8 @@ pub(crate) type WriteResult = Result<(u64, u64, u64), snapshot::Failure>;
 /// runs on (`fork`), or with the program stopped; an increment over `parent` (hash, chain
 /// length) when given. `t0`: when the checkpoint was asked for. Returns what was written and
 /// the pause in ns.
-fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Written, u64), Retry> {
-    settle(take_attempt(dir, gen, t0, fork, parent))
+fn take_with(dir: &Dir, name: &[u8], gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>, phases: Option<&dyn Phases>) -> Result<(Written, u64), Retry> {
+    settle(take_attempt(dir, name, gen, t0, fork, parent, phases))
 }
 
 /// An attempt's result, its page hashes kept with what was written or dropped with a failure.
@@ -182,7 +223,7 @@ fn settle(r: Attempt) -> Result<(Written, u64), Retry> {
 /// What take_attempt hands back: the page hashes recorded, whether the image was written or not.
 pub(crate) type Attempt = Result<(Written, u64, Option<pagehash::Work>), (Retry, Option<pagehash::Work>)>;
 
-fn take_attempt(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>) -> Attempt {
+fn take_attempt(dir: &Dir, name: &[u8], gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>, phases: Option<&dyn Phases>) -> Attempt {
     // What the stopped part allocates must be there before the stop: running out of address
     // space fails the checkpoint here, not with the program stopped.
     let need = alloc::stopped_reserve(if fork { STOPPED_FORK } else { STOPPED_SYNC });
@@ -197,8 +238,12 @@ fn take_attempt(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u
         threads::resume_all();
         alloc::note_stopped_use(alloc::scratch_used() - used0);
     };
+    if let Some(Err(e)) = phases.map(|p| p.stopped()) {
+        resumed();
+        return Err((Retry::Fail(e), None));
+    }
     let t_stopped = now_ns();
-    let mut cap = match capture(&slots, gen) {
+    let mut cap = match capture(&slots, gen, dir, name, phases.is_some()) {
         Ok(c) => c,
         Err(e) => {
             resumed();
@@ -228,6 +273,7 @@ fn take_attempt(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u
             let r = write_image(dir, &cap, &ctx.frozen, &ctx.frozen_files, memwrite::cpus().min(8), ctx.progress(), None).and_then(|w| commit(dir, &cap).map(|_| w).map_err(snapshot::Failure::Failed));
             let gone = ctx.program_gone();
             match &r {
+                Ok(_) if cap.member => {}
                 Ok((raw, stored, _)) => {
                     let paused = ctx.paused_ns().unwrap_or_else(|| cap.taken_at - t_stop);
                     announce(&cap, *raw, *stored, now_ns() - t0, paused);
@@ -257,6 +303,9 @@ fn take_attempt(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u
         let files = freeze::mapped_shared(&cap.maps, &sizes);
         match snapshot::spawn(body, &cap.maps, &keep, &files) {
             Ok(mut child) => {
+                if let Some(p) = phases {
+                    p.captured();
+                }
                 resumed();
                 let paused = now_ns() - t_stop;
                 child.resumed(paused);
@@ -296,6 +345,9 @@ fn take_attempt(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u
     let r = write_image(dir, &cap, &[], &[], 1, progress::local(), None).map_err(|e| match e {
         snapshot::Failure::Failed(m) | snapshot::Failure::NeedSync(m) => m,
     });
+    if let Some(p) = phases {
+        p.captured();
+    }
     resumed();
     let paused = now_ns() - t_stop;
     match r {
@@ -303,7 +355,9 @@ fn take_attempt(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u
             if let Err(e) = commit(dir, &cap) {
                 return Err((Retry::Fail(e), cap.hashes.take()));
             }
-            announce(&cap, w.0, w.1, now_ns() - t0, paused);
+            if !cap.member {
+                announce(&cap, w.0, w.1, now_ns() - t0, paused);
+            }
             let (w, h) = written(w, &mut cap);
             Ok((w, paused, h))
         }
@@ -312,6 +366,16 @@ fn take_attempt(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u
             Err((Retry::Fail(e), cap.hashes.take()))
         }
     }
+}
+
+/// The identity of every region of shared memory restored as such (MAP_SHARED|MAP_ANONYMOUS,
+/// memfd, SysV, deleted files such as POSIX semaphores and shm objects): the object's device and
+/// inode, and the region's offset in it.
+fn shared_mem(maps: &[(MapEntry, bool)]) -> Vec<ckpt_image::SharedMem> {
+    maps.iter()
+        .filter(|(m, scratch)| !scratch && m.shared && m.inode != 0 && maps::backing_of(m) == ckpt_image::Backing::SharedAnon)
+        .map(|(m, _)| ckpt_image::SharedMem { start: m.start, dev: m.dev, ino: m.inode, offset: m.offset })
+        .collect()
 }
 
 /// The checkpoint's line on stderr, after the lines about what it leaves out.
@@ -397,6 +461,9 @@ pub(crate) struct Capture {
     /// The index without regions (filled in by write_image).
     pub(crate) index: Index,
     pub(crate) final_path: Vec<u8>,
+    /// The image's name (NAME: it becomes NAME.ckpt), and whether it is one of a tree's set.
+    pub(crate) name: Vec<u8>,
+    pub(crate) member: bool,
     /// The temporary image's name in the image directory (unpredictable: see imgdir).
     pub(crate) tmp_name: Vec<u8>,
     /// When the capture was complete (ns, CLOCK_MONOTONIC).
@@ -412,7 +479,7 @@ pub(crate) struct Capture {
     pub(crate) guard: Option<deleted::Guard>,
 }
 
-pub(crate) fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
+pub(crate) fn capture(slots: &[threads::Slot], gen: u64, dir: &Dir, name: &[u8], member: bool) -> Result<Capture, String> {
     let cfg = config().ok_or("runtime not configured")?;
     // fds first, before we open anything of our own.
     let fds = fdtable::read_fds();
@@ -423,8 +490,8 @@ pub(crate) fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, Stri
     // each region itself: read them here where some is (smaps costs ~10 ms per GiB).
     let maps = split_scratch(if procstate::locks_memory() { maps::read_smaps()? } else { maps::read_maps()? });
     let vdso_hash = maps.iter().find(|(m, _)| m.name == b"[vdso]").map_or(0, |(m, _)| hash_mem(m.start, m.end - m.start));
-    let final_path = generations::newest_path(&cfg.dir, &cfg.name);
-    let tmp_name = imgdir::tmp_name(&generation_file_name(&cfg.name, 0));
+    let final_path = if member { dir.show(&generation_file_name(name, 0)).into_bytes() } else { generations::newest_path(&cfg.dir, name) };
+    let tmp_name = imgdir::tmp_name(&generation_file_name(name, 0));
     let ct: &ThreadInfo = &CKPT_THREAD;
     let index = Index {
         meta: meta(&cfg.name, gen, vdso_hash),
@@ -458,8 +525,9 @@ pub(crate) fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, Stri
         process,
         left_out,
         ids: crate::ids::image_ids(ct.tid.load(Ordering::Relaxed)),
+        shared: shared_mem(&maps),
     };
-    Ok(Capture { maps, index, final_path, tmp_name, taken_at: now_ns(), eligible: Vec::new(), hashes: None, old: None, increment: false, parent: 0, guard: None })
+    Ok(Capture { maps, index, final_path, name: name.to_vec(), member, tmp_name, taken_at: now_ns(), eligible: Vec::new(), hashes: None, old: None, increment: false, parent: 0, guard: None })
 }
 
 /// Write the memory of `cap` and its index to the temporary file, durably, with `threads`
@@ -540,9 +608,8 @@ const ZSTD_LEVEL: i32 = 1;
 
 /// Move the finished temporary file into place and make the rename durable.
 pub(crate) fn commit(dir: &Dir, cap: &Capture) -> Result<(), String> {
-    let cfg = config().ok_or("runtime not configured")?;
     // Rotates older generations, renames into place, fsyncs the directory.
-    if let Err(e) = generations::commit(dir, &cap.tmp_name, &cfg.name) {
+    if let Err(e) = generations::commit(dir, &cap.tmp_name, &cap.name) {
         dir.unlink_own(&cap.tmp_name);
         return Err(e);
     }

@@ -37,6 +37,7 @@ static OWNER_PID: AtomicI32 = AtomicI32::new(0);
 pub fn is_runtime_fd(fd: i32) -> bool {
     fd >= 0
         && ([&WAKE_FD, &LISTEN_FD, &CLIENT_FD].iter().any(|a| a.load(Ordering::Relaxed) == fd)
+            || crate::tree::fd() == fd
             || DEFERRED.iter().any(|d| d.load(Ordering::Relaxed) & 0xffff_ffff == i64::from(fd))
             || crate::uffdwp::is_own_fd(fd)
             || crate::imgdir::is_own_fd(fd))
@@ -61,15 +62,21 @@ fn socket_name() -> Option<Vec<u8>> {
 /// runs, so its fd numbers stay what they would be without us) and on the restart path before
 /// the program's threads come back.
 pub fn setup() {
-    if let Ok(fd) = syscall!(libc::SYS_eventfd2, 0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) {
-        WAKE_FD.store(sys::own(sys::move_high(fd as i32)), Ordering::Release);
-    }
+    setup_wake();
     match listen() {
         Ok(fd) => {
             LISTEN_FD.store(fd, Ordering::Release);
             OWNER_PID.store(sys::getpid(), Ordering::Release);
         }
         Err(e) => log!(ERROR, "no control socket (ckpt-ctl will not reach this program): {e}"),
+    }
+}
+
+/// Only the wake eventfd: a member of a process tree other than the program ckpt-run started
+/// has no control socket (ckpt-ctl talks to the program; the tree is checkpointed as one).
+pub fn setup_wake() {
+    if let Ok(fd) = syscall!(libc::SYS_eventfd2, 0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) {
+        WAKE_FD.store(sys::own(sys::move_high(fd as i32)), Ordering::Release);
     }
 }
 
@@ -189,10 +196,11 @@ pub fn poll(timeout_ms: Option<u64>) -> bool {
     let mut fds = [
         libc::pollfd { fd: wake, events: libc::POLLIN, revents: 0 },
         libc::pollfd { fd: LISTEN_FD.load(Ordering::Acquire), events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: crate::tree::fd(), events: libc::POLLIN, revents: 0 },
     ];
     let ts = timeout_ms.map(sys::timespec_ms);
     let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    let _ = syscall!(libc::SYS_ppoll, fds.as_mut_ptr(), 2, tsp, 0, 8);
+    let _ = syscall!(libc::SYS_ppoll, fds.as_mut_ptr(), 3, tsp, 0, 8);
     // The program closed one of our fds (some close every fd they do not know): give it up
     // rather than spin on it.
     if fds[0].revents & libc::POLLNVAL != 0 {
@@ -323,13 +331,13 @@ fn handle(fd: i32, req: &str) {
             triggers::request(triggers::REQ_CHECKPOINT);
         }
         "checkpoint wait" => {
-            let out = checkpoint::take();
+            let out = take();
             triggers::arm_timer();
             reply_outcome(fd, out);
         }
         "status" => reply(fd, &status()),
         "stop" => {
-            let out = checkpoint::take();
+            let out = take();
             reply_outcome(fd, out);
             if out.is_some() {
                 sys::close(fd);
@@ -339,6 +347,15 @@ fn handle(fd: i32, req: &str) {
             triggers::arm_timer();
         }
         _ => reply(fd, "error unknown request (expected checkpoint, checkpoint wait, status or stop)\n"),
+    }
+}
+
+/// A checkpoint for a client: of the process tree when the program has one.
+fn take() -> Option<checkpoint::Outcome> {
+    if crate::tree::is_member() {
+        crate::tree::take_and_wait()
+    } else {
+        checkpoint::take()
     }
 }
 

@@ -103,7 +103,13 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     // released above). Start both afresh.
     gate::reset_after_restart();
     alloc::scratch_begin();
-    crate::control::setup(); // our fds were not in the image: create them before the threads run
+    crate::tree::forget();
+    if crate::tree::is_child() {
+        crate::control::setup_wake();
+    } else {
+        crate::control::setup(); // our fds were not in the image: create them before the threads run
+    }
+    crate::tree::join();
     let slots = take_slots(&info);
     // SAFETY: the restarter wrote path_len bytes at info.path, in the switch area (still mapped).
     let path = unsafe { std::slice::from_raw_parts(info.path as *const u8, info.path_len as usize) }.to_vec();

@@ -123,6 +123,12 @@ pub fn next_in_ms() -> Option<u64> {
     (next != 0).then(|| next.saturating_sub(now_ms()))
 }
 
+/// A child of the process tree: the program's own timer takes the tree's checkpoints.
+pub fn no_timer() {
+    INTERVAL_MS.store(0, Ordering::Relaxed);
+    NEXT_MS.store(0, Ordering::Relaxed);
+}
+
 pub fn arm_timer() {
     let iv = INTERVAL_MS.load(Ordering::Relaxed);
     NEXT_MS.store(if iv == 0 { 0 } else { now_ms() + iv }, Ordering::Relaxed);
@@ -151,12 +157,19 @@ pub fn run() -> ! {
             crate::selfsig::forward_queued();
         }
         let due = next_in_ms() == Some(0);
-        if bits & REQ_STOP != 0 {
+        let member = crate::tree::is_member();
+        if bits & REQ_STOP != 0 && member {
+            crate::tree::request(true);
+        } else if bits & REQ_STOP != 0 {
             stop_now();
+        } else if (bits & REQ_CHECKPOINT != 0 || due) && member {
+            crate::tree::request(false);
+            arm_timer();
         } else if bits & REQ_CHECKPOINT != 0 || due {
             checkpoint::take();
             arm_timer();
         }
+        crate::tree::serve();
         control::serve(); // no-op unless a client is waiting
     }
 }

@@ -31,6 +31,12 @@ static TIDS: [(AtomicI32, AtomicI32); MAX] = [const { (AtomicI32::new(0), Atomic
 static REAL_KILL: RealFn = RealFn::new(b"kill\0");
 static REAL_SIGQUEUE: RealFn = RealFn::new(b"sigqueue\0");
 
+/// In a child forked by a member of the process tree (exact ids): its own pid is its real one.
+pub fn forked_member() {
+    ORIG_PID.store(sys::getpid(), Ordering::Relaxed);
+    REAL_PID.store(0, Ordering::Relaxed);
+}
+
 pub fn init() {
     ORIG_PID.store(sys::getpid(), Ordering::Relaxed);
     REAL_KILL.get();

@@ -295,6 +295,8 @@ fn checkpoint(p: &mut Proc, image: &Path, at_step: u64, timeouts: &Timeouts) -> 
         if let Some(now) = file_version(image) {
             if Some(now) != before {
                 let m = std::fs::metadata(image)?;
+                // A process tree's set: a directory (0700); its files are the images (0600).
+                let m = if m.is_dir() { std::fs::metadata(image.join("tree"))? /* its manifest, ckpt_image::tree */ } else { m };
                 let info = ImageInfo {
                     mode: m.mode() & 0o7777,
                     uid: m.uid(),
