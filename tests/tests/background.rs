@@ -54,11 +54,13 @@ fn rewriting(tag: &str, nobody: bool) -> Result<()> {
 }
 
 #[test]
+#[ignore = "known bug: a futex wait on write-protected memory fails now and then with EFAULT under background snapshots (opt-in)"]
 fn rewriting_program_restarts_exactly() -> Result<()> {
     rewriting("bg-rewrite", false)
 }
 
 #[test]
+#[ignore = "known bug: a futex wait on write-protected memory fails now and then with EFAULT under background snapshots (opt-in)"]
 fn rewriting_program_restarts_exactly_as_nobody() -> Result<()> {
     rewriting("bg-rewrite-nobody", true)
 }
