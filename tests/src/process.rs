@@ -205,13 +205,13 @@ impl Proc {
     /// ckpt-run and ckpt-restart, also wait until the program they stand for is gone: the kernel
     /// ends a namespace whose init died asynchronously, a few milliseconds later.
     pub fn kill(&mut self) -> Result<ExitStatus> {
-        let program = self.program_pid();
+        let inner = stand_ins(self.pid);
         if self.running() {
             self.signal(libc::SIGKILL)?;
         }
         let st = self.wait(Duration::from_secs(20));
-        if program != self.pid && !wait_gone(program, Duration::from_secs(20)) {
-            anyhow::bail!("the program {program} outlived the SIGKILL of {} (pid {})", self.label, self.pid);
+        if let Some(p) = inner.iter().find(|&&p| !wait_gone(p, Duration::from_secs(20))) {
+            anyhow::bail!("{p} (the program or its namespace's init) outlived the SIGKILL of {} (pid {})", self.label, self.pid);
         }
         st
     }
@@ -315,6 +315,18 @@ pub fn wait_gone(pid: i32, timeout: Duration) -> bool {
         stat.rsplit_once(") ").is_none_or(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'))
     };
     wait_until(timeout, gone)
+}
+
+/// The processes ckpt-run or ckpt-restart `pid` stands for: its namespace's init and the
+/// program (none without a namespace). Once init is gone, so is every process of its namespace
+/// (the kernel ends them before init's exit completes): snapshot writers too, which hold the
+/// program's files (and so its locks) until they are gone.
+pub fn stand_ins(pid: i32) -> Vec<i32> {
+    let comm = |p: i32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+    match children(pid).as_slice() {
+        [init] if comm(*init).trim_end() == "ckpt-init" => std::iter::once(*init).chain(children(*init).first().copied()).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// See [`Proc::program_pid`].

@@ -173,10 +173,13 @@ impl Proc {
     }
     /// SIGKILL, reap, and wait until the program is gone too (see ckpt_tests::Proc::kill).
     pub fn kill9(&mut self) {
-        let program = ckpt_tests::process::program_pid(self.pid());
+        // The program and its namespace's init (whose end is that of every process in it).
+        let inner = ckpt_tests::process::stand_ins(self.pid());
         let _ = self.child.kill();
         let _ = self.child.wait();
-        ckpt_tests::process::wait_gone(program, TIMEOUT);
+        for p in inner {
+            ckpt_tests::process::wait_gone(p, TIMEOUT);
+        }
     }
     pub fn wait(&mut self) -> ExitStatus {
         let t0 = Instant::now();
