@@ -233,6 +233,12 @@ impl Coord {
         eprintln!("{}: {what}", self.tool);
     }
 
+    /// A checkpoint's own line: said as the runtime says a single process's (`ckpt: checkpoint
+    /// N: ...`), so that logs and scripts read both alike.
+    fn say_checkpoint(&self, what: &str) {
+        eprintln!("ckpt: {what}");
+    }
+
     fn set_name(&self, i: u32) -> Vec<u8> {
         ckpt_image::generation_file_name(&self.target.name, i)
     }
@@ -255,7 +261,7 @@ impl Coord {
                 self.target.generation = gen;
                 let path = self.target.dir.join(std::ffi::OsStr::from_bytes(&self.set_name(0)));
                 let size = ckpt_image::progress::Size;
-                self.say(&format!(
+                self.say_checkpoint(&format!(
                     "checkpoint {gen}: {} ({n} processes, {} of memory, {} on disk, {} ms, program paused {} ms)",
                     path.display(),
                     size(raw),
@@ -266,7 +272,7 @@ impl Coord {
                 true
             }
             Err(e) => {
-                self.say(&format!("checkpoint of the process tree failed, the program continues: {e}"));
+                self.say_checkpoint(&format!("checkpoint {gen} of the process tree failed, the program continues: {e}"));
                 false
             }
         };
