@@ -19,6 +19,7 @@ mod progress;
 mod stage;
 mod switch;
 mod tree;
+mod unshared;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ckpt_image::{Chain, FdKind};
@@ -38,7 +39,7 @@ fn main() {
         namespace::restart_inside(&cli.image, set.as_deref(), ckpt_ns::disabled(true));
     }
     // A process tree's set: the tree is made here, and each process restores its own image.
-    let image = match set.as_deref().map(tree::build).transpose() {
+    let image = match set.as_deref().map(|s| tree::build(s, cli.ignore_missing_files)).transpose() {
         Ok(built) => built.unwrap_or_else(|| cli.image.clone()),
         Err(e) => {
             eprintln!("ckpt-restart: {}", one_line(&e));
