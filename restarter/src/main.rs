@@ -19,7 +19,6 @@ mod progress;
 mod stage;
 mod switch;
 mod tree;
-mod unshared;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ckpt_image::{Chain, FdKind};

@@ -167,7 +167,7 @@ pub fn build(set: &Path, lossy: bool) -> Result<PathBuf> {
 
 /// Refuse a tree whose processes share objects that would come back separate (or warn, `lossy`).
 fn refuse_unshared(indexes: &[(i32, Index)], lossy: bool) -> Result<()> {
-    let found = crate::unshared::find(indexes);
+    let found = ckpt_image::unshared::find(indexes);
     if lossy {
         for u in &found {
             eprintln!("ckpt-restart: warning: {}; they come back as {} (ckpt cannot share them again yet)", u.what, u.instead);

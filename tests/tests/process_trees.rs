@@ -11,7 +11,8 @@
 //! - ckpt-inspect shows each set as a tree and verifies its images;
 //! - without a namespace a set is refused with one line;
 //! - a socketpair between parent and child, or a file offset shared by fork (tree_shared_objects.c),
-//!   is refused in one line, and goes on with --ignore-missing-files with a warning.
+//!   is named by the checkpoint, refused by ckpt-restart in one line, and goes on with
+//!   --ignore-missing-files with a warning.
 
 use anyhow::{ensure, Result};
 use ckpt_tests::{run_and_verify, Bins, Options, Outcome, Program, Workdir};
@@ -101,9 +102,22 @@ fn shared_object_refused(name: &str, mode: &str, what: &str) -> Result<()> {
     let bins = Bins::locate()?;
     let work = Workdir::new(name)?;
     let program = Program::c(&work, "tree_shared_objects.c", &[], &[mode, "400", "20"])?;
-    let mut opts = Options::new(&work, &[10]);
-    opts.env = vec![("CKPT_NAMESPACE".into(), "1".into())];
-    let (set, _, _) = ckpt_tests::checkpoint_and_kill(&bins, &program, &opts)?;
+    // The checkpoint says in one line what a restart cannot share again.
+    let mut cmd = ckpt_tests::scenario::ckpt_run_with(&bins, &program, &work.images(), &[], false);
+    cmd.env("CKPT_NAMESPACE", "1");
+    let mut run = ckpt_tests::Proc::spawn("ckpt-run", cmd)?;
+    let minute = std::time::Duration::from_secs(60);
+    let warned = run.wait_for_step(10, minute).and_then(|_| {
+        // SAFETY: signalling the process we started.
+        unsafe { libc::kill(run.pid(), libc::SIGUSR2) };
+        run.wait_for_stderr("warning: checkpoint 1:", minute)
+    });
+    run.kill()?;
+    let rec = run.record();
+    warned.map_err(|e| anyhow::anyhow!("{e:#}\n{}", rec.stderr))?;
+    let line = rec.stderr.lines().find(|l| l.contains("warning: checkpoint 1:")).unwrap_or_default();
+    ensure!(line.contains(what) && line.contains("ckpt-restart refuses"), "the checkpoint's warning: {line}");
+    let set = work.images().join(program.image_name());
     ensure!(set.join("tree").is_file(), "no image set {} was written", set.display());
     let restart = |extra: &[&str]| -> Result<ckpt_tests::Record> {
         let mut argv: Vec<std::ffi::OsString> = vec![bins.restart.clone().into()];

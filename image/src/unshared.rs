@@ -3,14 +3,15 @@
 //! the two ends of one socketpair or UNIX connection, one TCP connection between two processes,
 //! one open file with its common offset (inherited by fork), one deleted file. Restarted, each
 //! process would get its own copy (a socket whose peer is closed, a file with its own offset):
-//! `tree::build` refuses such a set unless the user asked to go on (--ignore-missing-files).
+//! ckpt-restart refuses such a set unless the user asked to go on (--ignore-missing-files), and
+//! the checkpoint that wrote it says so in one line.
 //!
 //! Found from the images alone. Sockets and deleted files by their inodes and peers; an open
 //! file shared by fork by the same file (device, inode) at the same fd number with the same
 //! flags and offset in both processes: a heuristic (the images do not say whether two processes'
 //! fds are one open file), which could also match a file each process opened on its own.
 
-use ckpt_image::{FdKind, FdState, Index, Socket};
+use crate::{FdKind, FdState, Index, Socket};
 use std::collections::HashMap;
 
 /// One object shared by two processes: what it is, as one clause naming both.
@@ -66,6 +67,14 @@ pub fn find(indexes: &[(i32, Index)]) -> Vec<Unshared> {
         }
     }
     out
+}
+
+/// The objects of the set at `set` that come back separate, read from its images (for the
+/// checkpoint's warning; an image that does not read is left out).
+pub fn in_set(set: &std::path::Path) -> Vec<Unshared> {
+    let Some(Ok(m)) = crate::tree::Manifest::read(set) else { return Vec::new() };
+    let indexes: Vec<(i32, Index)> = m.live().filter_map(|(p, image)| Some((p.pid, crate::Reader::open(&set.join(image)).ok()?.index))).collect();
+    find(&indexes)
 }
 
 /// What identifies an object held by two processes (None: nothing this module looks at).
