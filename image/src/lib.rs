@@ -37,6 +37,7 @@ mod reader;
 mod shuffle;
 pub mod trust;
 pub mod tree;
+pub mod unshared;
 mod writer;
 
 pub use attrs::{vm, ProcAttrs, RegionAttrs, ThreadAttrs, RSEQ_GLIBC, RSEQ_NONE, RSEQ_OWN};

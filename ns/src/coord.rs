@@ -269,6 +269,10 @@ impl Coord {
                     t0.elapsed().as_millis(),
                     paused / 1_000_000
                 ));
+                let lost: Vec<String> = ckpt_image::unshared::in_set(&path).into_iter().map(|u| u.what).collect();
+                if !lost.is_empty() {
+                    self.say(&format!("warning: checkpoint {gen}: {}, which a restart cannot share between processes again yet (ckpt-restart refuses the set; --ignore-missing-files goes on without them)", lost.join("; ")));
+                }
                 true
             }
             Err(e) => {

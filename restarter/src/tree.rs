@@ -131,8 +131,10 @@ fn futex(word: &AtomicU32, op: i32, val: u32) {
 }
 
 /// Restart the tree of `set` (we are its root, created by init with the root's pid). Returns
-/// in every process of the tree with the image it restores (then `run` restores it).
-pub fn build(set: &Path) -> Result<PathBuf> {
+/// in every process of the tree with the image it restores (then `run` restores it). Objects
+/// its processes share that the restart cannot share again (`unshared`) refuse the set, unless
+/// `lossy` (--ignore-missing-files): then a warning names each.
+pub fn build(set: &Path, lossy: bool) -> Result<PathBuf> {
     let m = Manifest::read(set).ok_or_else(|| anyhow!("{}: not a process-tree image set", set.display()))?.map_err(|e| anyhow!(e))?;
     // SAFETY: getpid has no preconditions.
     let me = unsafe { libc::getpid() };
@@ -146,6 +148,7 @@ pub fn build(set: &Path) -> Result<PathBuf> {
         let r = ckpt_image::trust::read_owned(&path, euid).with_context(|| format!("{}", path.display()))?;
         indexes.push((p.pid, r.index));
     }
+    refuse_unshared(&indexes, lossy)?;
     let mut shared = make_shared(&indexes, m.live().count() as u32)?;
     shared.total = m.procs.len() as u32;
     let ids = indexes.iter().flat_map(|(pid, ix)| ix.threads.iter().map(|t| t.tid).chain([*pid, ix.ids.ckpt_tid]));
@@ -160,6 +163,29 @@ pub fn build(set: &Path) -> Result<PathBuf> {
         let _ = std::fs::write("/proc/sys/kernel/ns_last_pid", s.max_id.to_string());
     }
     Ok(set.join(image_of(&mine)))
+}
+
+/// Refuse a tree whose processes share objects that would come back separate (or warn, `lossy`).
+fn refuse_unshared(indexes: &[(i32, Index)], lossy: bool) -> Result<()> {
+    let found = ckpt_image::unshared::find(indexes);
+    if lossy {
+        for u in &found {
+            eprintln!("ckpt-restart: warning: {}; they come back as {} (ckpt cannot share them again yet)", u.what, u.instead);
+        }
+        return Ok(());
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    let what: Vec<&str> = found.iter().map(|u| u.what.as_str()).collect();
+    let mut instead: Vec<&str> = found.iter().map(|u| u.instead).collect();
+    instead.sort_unstable();
+    instead.dedup();
+    bail!(
+        "cannot restart this tree faithfully: {}, which ckpt cannot share between processes again yet; --ignore-missing-files goes on with them as {}",
+        what.join("; "),
+        instead.join(", ")
+    )
 }
 
 fn image_of(p: &TreeProc) -> &str {

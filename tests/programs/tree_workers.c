@@ -25,27 +25,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tree_common.h"
+
 #define MAXW 8
 
 struct shared {
     uint64_t total;
     uint64_t slot[MAXW];
 };
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static uint64_t mix(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    return x;
-}
 
 static void write_all(int fd, const char *b, size_t n)
 {

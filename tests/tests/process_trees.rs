@@ -9,7 +9,10 @@
 //! - a bash script with a three-process pipeline and a command running at checkpoint time;
 //! - Python: multiprocessing.Pool(2) and concurrent.futures.ProcessPoolExecutor(2);
 //! - ckpt-inspect shows each set as a tree and verifies its images;
-//! - without a namespace a set is refused with one line.
+//! - without a namespace a set is refused with one line;
+//! - a socketpair between parent and child, or a file offset shared by fork (tree_shared_objects.c),
+//!   is named by the checkpoint, refused by ckpt-restart in one line, and goes on with
+//!   --ignore-missing-files with a warning.
 
 use anyhow::{ensure, Result};
 use ckpt_tests::{run_and_verify, Bins, Options, Outcome, Program, Workdir};
@@ -90,4 +93,68 @@ fn python_multiprocessing_pool_continues() -> Result<()> {
 #[test]
 fn python_process_pool_executor_continues() -> Result<()> {
     verify("trees-executor", executor, &[30], false).map(drop)
+}
+
+/// A tree whose processes share an object the restart cannot share again (`mode` of
+/// tree_shared_objects.c): ckpt-restart refuses the set in one line naming both processes and
+/// fds, and goes on only with --ignore-missing-files, with a warning naming what was lost.
+fn shared_object_refused(name: &str, mode: &str, what: &str) -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(name)?;
+    let program = Program::c(&work, "tree_shared_objects.c", &[], &[mode, "400", "20"])?;
+    // The checkpoint says in one line what a restart cannot share again.
+    let mut cmd = ckpt_tests::scenario::ckpt_run_with(&bins, &program, &work.images(), &[], false);
+    cmd.env("CKPT_NAMESPACE", "1");
+    let mut run = ckpt_tests::Proc::spawn("ckpt-run", cmd)?;
+    let minute = std::time::Duration::from_secs(60);
+    let warned = run.wait_for_step(10, minute).and_then(|_| {
+        // SAFETY: signalling the process we started.
+        unsafe { libc::kill(run.pid(), libc::SIGUSR2) };
+        run.wait_for_stderr("warning: checkpoint 1:", minute)
+    });
+    run.kill()?;
+    let rec = run.record();
+    warned.map_err(|e| anyhow::anyhow!("{e:#}\n{}", rec.stderr))?;
+    let line = rec.stderr.lines().find(|l| l.contains("warning: checkpoint 1:")).unwrap_or_default();
+    ensure!(line.contains(what) && line.contains("ckpt-restart refuses"), "the checkpoint's warning: {line}");
+    let set = work.images().join(program.image_name());
+    ensure!(set.join("tree").is_file(), "no image set {} was written", set.display());
+    let restart = |extra: &[&str]| -> Result<ckpt_tests::Record> {
+        let mut argv: Vec<std::ffi::OsString> = vec![bins.restart.clone().into()];
+        argv.extend(extra.iter().map(|a| a.into()));
+        argv.push(set.clone().into());
+        let mut p = ckpt_tests::Proc::spawn("ckpt-restart", ckpt_tests::scenario::user_command(&argv, false, &program.cwd))?;
+        let waited = p.wait(std::time::Duration::from_secs(60));
+        if waited.is_err() {
+            let _ = p.kill();
+        }
+        let rec = p.record();
+        waited.map_err(|e| anyhow::anyhow!("ckpt-restart {extra:?} hung: {e:#}\n{}\n{}", rec.stdout, rec.stderr))?;
+        Ok(rec)
+    };
+    let refused = restart(&[])?;
+    let err = refused.stderr.trim_end();
+    ensure!(
+        !refused.status.is_some_and(|s| s.success()) && err.lines().count() == 1 && err.contains("cannot restart this tree faithfully") && err.contains(what) && err.contains("--ignore-missing-files") && !refused.stdout.contains("step"),
+        "ckpt-restart of a tree sharing a {mode}: not refused in one line:\nstdout: {}\nstderr: {err}",
+        refused.stdout
+    );
+    let lossy = restart(&["--ignore-missing-files"])?;
+    ensure!(
+        lossy.stderr.lines().any(|l| l.starts_with("ckpt-restart: warning:") && l.contains(what) && l.contains("separate")) && !lossy.stderr.contains("cannot restart this tree"),
+        "ckpt-restart --ignore-missing-files of a tree sharing a {mode}: no warning or no run:\nstdout: {}\nstderr: {}",
+        lossy.stdout,
+        lossy.stderr
+    );
+    Ok(())
+}
+
+#[test]
+fn a_socketpair_between_processes_of_the_tree_is_refused_or_warned() -> Result<()> {
+    shared_object_refused("trees-socketpair", "socketpair", "socketpair")
+}
+
+#[test]
+fn a_file_offset_shared_by_fork_is_refused_or_warned() -> Result<()> {
+    shared_object_refused("trees-shared-file", "file", "one open file")
 }

@@ -1,0 +1,154 @@
+/*
+ * tree_shared_objects: a parent and a forked child that share a kernel object a tree's restart
+ * cannot share again yet (ckpt-restart must refuse the set, or warn with --ignore-missing-files).
+ *
+ * Usage: tree_shared_objects MODE [ROUNDS=200] [DELAY_MS=20]
+ * MODE socketpair: the parent makes a UNIX stream socketpair and forks; each round the parent
+ *   sends r, the child answers f(r) from its private running state, the parent prints
+ *   "step r". At the end the child sends its state and exits 7; the parent reaps it and prints
+ *   "result <hex>".
+ * MODE file: the parent opens tree_shared_objects.data (O_RDWR|O_CREAT|O_TRUNC) before the fork,
+ *   so both processes write through one open file (one offset); they take turns through two
+ *   pipes, each appending a 16-byte record with a plain write(). At the end the parent reads the
+ *   file back from offset 0 and prints a hash of it (separate offsets would overwrite records).
+ * Deterministic.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tree_common.h"
+
+static void xfer(int fd, void *b, size_t n, int out)
+{
+    char *p = b;
+    while (n > 0) {
+        ssize_t k = out ? write(fd, p, n) : read(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            fprintf(stderr, "%s fd %d: %s\n", out ? "write" : "read", fd, k == 0 ? "end of file" : strerror(errno));
+            exit(90);
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+}
+
+static void step(int r)
+{
+    char line[64];
+    int n = snprintf(line, sizeof line, "step %d\n", r);
+    xfer(1, line, (size_t)n, 1);
+}
+
+static void reap(pid_t child)
+{
+    int st;
+    if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 7) {
+        fprintf(stderr, "child: %s\n", strerror(errno));
+        exit(91);
+    }
+}
+
+static int socketpair_mode(int rounds, int delay)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+        return perror("socketpair"), 1;
+    pid_t child = fork();
+    if (child == 0) {
+        close(sv[0]);
+        uint64_t state = 1;
+        for (;;) {
+            uint64_t r;
+            xfer(sv[1], &r, sizeof r, 0);
+            if (r == 0)
+                break;
+            state = mix(state + r);
+            xfer(sv[1], &state, sizeof state, 1);
+        }
+        xfer(sv[1], &state, sizeof state, 1);
+        _exit(7);
+    }
+    close(sv[1]);
+    uint64_t acc = 0;
+    for (uint64_t r = 1; r <= (uint64_t)rounds; r++) {
+        uint64_t v;
+        xfer(sv[0], &r, sizeof r, 1);
+        xfer(sv[0], &v, sizeof v, 0);
+        acc = mix(acc ^ v);
+        step((int)r);
+        sleep_ms(delay);
+    }
+    uint64_t zero = 0, last;
+    xfer(sv[0], &zero, sizeof zero, 1);
+    xfer(sv[0], &last, sizeof last, 0);
+    reap(child);
+    printf("result %016llx\n", (unsigned long long)mix(acc ^ last));
+    return 0;
+}
+
+static int file_mode(int rounds, int delay)
+{
+    int fd = open("tree_shared_objects.data", O_RDWR | O_CREAT | O_TRUNC, 0600);
+    int to_child[2], to_parent[2];
+    if (fd < 0 || pipe(to_child) != 0 || pipe(to_parent) != 0)
+        return perror("setup"), 1;
+    char rec[17];
+    char token = 't';
+    pid_t child = fork();
+    if (child == 0) {
+        for (int r = 1; r <= rounds; r++) {
+            xfer(to_child[0], &token, 1, 0);
+            snprintf(rec, sizeof rec, "c%014d\n", r);
+            xfer(fd, rec, 16, 1);
+            xfer(to_parent[1], &token, 1, 1);
+        }
+        _exit(7);
+    }
+    for (int r = 1; r <= rounds; r++) {
+        snprintf(rec, sizeof rec, "p%014d\n", r);
+        xfer(fd, rec, 16, 1);
+        xfer(to_child[1], &token, 1, 1);
+        xfer(to_parent[0], &token, 1, 0);
+        step(r);
+        sleep_ms(delay);
+    }
+    reap(child);
+    uint64_t h = 0, n = 0;
+    if (lseek(fd, 0, SEEK_SET) != 0)
+        return perror("lseek"), 1;
+    for (;;) {
+        ssize_t k = read(fd, rec, sizeof rec);
+        if (k <= 0)
+            break;
+        for (ssize_t i = 0; i < k; i++)
+            h = mix(h + (unsigned char)rec[i]);
+        n += (uint64_t)k;
+    }
+    printf("result %016llx %llu\n", (unsigned long long)h, (unsigned long long)n);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *mode = argc > 1 ? argv[1] : "socketpair";
+    int rounds = argc > 2 ? atoi(argv[2]) : 200;
+    int delay = argc > 3 ? atoi(argv[3]) : 20;
+    printf("start tree_shared_objects %s %d %d\n", mode, rounds, delay);
+    fflush(stdout);
+    if (strcmp(mode, "socketpair") == 0)
+        return socketpair_mode(rounds, delay);
+    if (strcmp(mode, "file") == 0)
+        return file_mode(rounds, delay);
+    fprintf(stderr, "unknown mode %s\n", mode);
+    return 2;
+}
