@@ -52,7 +52,7 @@ impl Drop for Busy {
 fn bigheap_image_restarted_many_times_on_busy_cores() -> Result<()> {
     let bins = Bins::locate()?;
     let work = Workdir::new("restart-repeated")?;
-    let program = Program::c(&work, "bigheap.c", &[], &["64", "20", "10"])?;
+    let program = Program::c(&work, "bigheap.c", &[], &["64", "100", "10"])?;
     let opts = Options::new(&work, &[5]);
     let plain = run_plain(&program, false, opts.timeouts.finish)?;
     let (image, cycle, ran) = checkpoint_and_kill(&bins, &program, &opts)?;
