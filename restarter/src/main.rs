@@ -19,6 +19,7 @@ mod progress;
 mod stage;
 mod switch;
 mod tree;
+mod treeconns;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ckpt_image::{Chain, FdKind};

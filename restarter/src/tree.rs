@@ -146,6 +146,7 @@ pub fn build(set: &Path) -> Result<PathBuf> {
         let r = ckpt_image::trust::read_owned(&path, euid).with_context(|| format!("{}", path.display()))?;
         indexes.push((p.pid, r.index));
     }
+    crate::treeconns::check(&indexes)?;
     let mut shared = make_shared(&indexes, m.live().count() as u32)?;
     shared.total = m.procs.len() as u32;
     let ids = indexes.iter().flat_map(|(pid, ix)| ix.threads.iter().map(|t| t.tid).chain([*pid, ix.ids.ckpt_tid]));
