@@ -21,6 +21,9 @@ const VERSION_TAG: &str = "v1";
 pub struct Launch {
     /// The process ckpt-run execs the program in (its own pid): only it is managed.
     pub pid: i32,
+    /// For a program a member of the tree started with posix_spawn (whose pid it could not
+    /// know): the member's pid. The process whose parent this is is managed (`pid` is 0).
+    pub spawner: i32,
     /// The outer ckpt-run standing for the program in its own namespace (ckpt-ns), which
     /// gave the program its own pid there; 0: no namespace.
     pub outer_pid: i32,
@@ -81,6 +84,9 @@ impl Launch {
             s.push_str(&hex(v));
         };
         field("pid", self.pid.to_string().as_bytes());
+        if self.spawner != 0 {
+            field("spawner", self.spawner.to_string().as_bytes());
+        }
         if self.outer_pid != 0 {
             field("outer_pid", self.outer_pid.to_string().as_bytes());
         }
@@ -120,6 +126,7 @@ impl Launch {
             let num = || std::str::from_utf8(&val).ok()?.parse::<u64>().ok();
             match k {
                 b"pid" => l.pid = i32::try_from(num()?).ok()?,
+                b"spawner" => l.spawner = i32::try_from(num()?).ok()?,
                 b"outer_pid" => l.outer_pid = i32::try_from(num()?).ok()?,
                 b"dir" => l.dir = val,
                 b"name" => l.name = val,
@@ -152,6 +159,7 @@ mod tests {
     fn round_trip() {
         let l = Launch {
             pid: 4242,
+            spawner: 4241,
             outer_pid: 4200,
             dir_dev: 2049,
             dir_ino: 77,

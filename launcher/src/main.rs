@@ -134,6 +134,7 @@ fn run(cli: Cli) -> Result<()> {
     }
     let mut launch = ckpt_image::Launch {
         pid: std::process::id() as i32,
+        spawner: 0,
         outer_pid: 0,
         dir: dir.clone().into_os_string().into_vec(),
         name: name.clone().into_vec(),

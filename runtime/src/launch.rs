@@ -50,6 +50,12 @@ pub fn take(env: impl Fn(&[u8]) -> Option<Vec<u8>>) -> Option<&'static Launch> {
     Some(leaked)
 }
 
+/// Whether settings received at start are for this process: the one ckpt-run (or a member
+/// exec'ing in place) started, or a member's posix_spawn child (its parent is that member).
+pub fn is_ours(l: &Launch) -> bool {
+    l.pid == sys::getpid() || (l.tree_child && l.spawner > 0 && sys::syscall!(libc::SYS_getppid) == Ok(l.spawner as _))
+}
+
 /// The real pid of the managed process (0: none): the pid ckpt-run started it with, or the
 /// restarter's after a restart. A vfork child shares our memory but not this pid.
 static MANAGED_PID: AtomicI32 = AtomicI32::new(0);
@@ -62,8 +68,10 @@ pub fn set_managed(pid: i32) {
 //
 // A program that replaces itself (a wrapper script's `exec app`) stays managed: the new
 // program gets the preload and the settings back in its environment (with this pid), and its
-// runtime removes them again before its main. Forked children are not managed (they exec with
-// the environment they have). The variadic execl, execlp and execle are not hooked.
+// runtime removes them again before its main. Outside a process tree, forked children are not
+// managed (they exec with the environment they have); in a tree a forked child is a member and
+// execs as above, and a program a member spawns (posix_spawn) gets the settings too
+// (`spawn_with`). The variadic execl, execlp and execle hand over through spawnhooks.rs.
 
 static REAL_EXECVE: RealFn = RealFn::new(b"execve\0");
 static REAL_EXECVPE: RealFn = RealFn::new(b"execvpe\0");
@@ -99,9 +107,18 @@ fn runtime_path(l: &Launch) -> &[u8] {
     }
 }
 
+/// Who runs the program the settings are passed to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// This process, exec'ing in place.
+    InPlace,
+    /// A child this member of the tree spawns (posix_spawn): a member of the tree too.
+    Spawned,
+}
+
 /// `envp` without ckpt's variables, plus the preload (before the program's own) and the
-/// settings, for a program this managed process execs in place.
-fn managed_env(l: &Launch, envp: Argv) -> EnvBlock {
+/// settings, for a program this managed process execs in place or spawns.
+fn managed_env(l: &Launch, envp: Argv, next: Next) -> EnvBlock {
     let mut kept: Vec<&[u8]> = Vec::new();
     let mut user_preload: Option<Vec<u8>> = None;
     let mut i = 0;
@@ -126,9 +143,11 @@ fn managed_env(l: &Launch, envp: Argv) -> EnvBlock {
         preload.extend_from_slice(u);
     }
     // A child of the tree passes on its membership, and no timer (the root's takes the sets).
-    let child = crate::tree::is_child();
+    let child = next == Next::Spawned || crate::tree::is_child();
     let interval_ms = if child { 0 } else { l.interval_ms };
-    let next = Launch { pid: sys::getpid(), preload: preload.clone(), preload_user: user_preload, tree_child: child, interval_ms, ..l.clone() };
+    // A spawned child's pid is not known yet: it is the child of this process.
+    let (pid, spawner) = if next == Next::Spawned { (0, sys::getpid()) } else { (sys::getpid(), 0) };
+    let next = Launch { pid, spawner, preload: preload.clone(), preload_user: user_preload, tree_child: child, interval_ms, ..l.clone() };
     let mut strings: Vec<CString> = kept.iter().filter_map(|e| CString::new(*e).ok()).collect();
     strings.extend(CString::new([b"LD_PRELOAD=".as_slice(), &preload].concat()).ok());
     strings.extend(CString::new(format!("{LAUNCH_VAR}={}", next.encode())).ok());
@@ -166,10 +185,26 @@ fn exec_with(envp: Argv, exec: impl FnOnce(Argv) -> c_int) -> c_int {
     let Some(l) = get().filter(|_| managed && !has_launch(envp)) else { return crate::spawnhooks::handed_over(|| exec(envp)) };
     let block = {
         let _g = gate::enter();
-        managed_env(l, envp)
+        managed_env(l, envp, Next::InPlace)
     };
     let r = crate::spawnhooks::handed_over(|| exec(block.ptrs.as_ptr()));
     // The exec failed: the caller gets its errno (our allocator makes raw system calls only).
+    let _g = gate::enter();
+    drop(block);
+    r
+}
+
+/// Run `spawn` (posix_spawn) with `envp`, or, in a member of the process tree, with
+/// `managed_env(envp)`: the program it starts is a member too. (glibc's posix_spawn execs in a
+/// child that shares our memory, without the exec hooks: its environment is made here, first.)
+pub fn spawn_with(envp: Argv, spawn: impl FnOnce(Argv) -> c_int) -> c_int {
+    let member = crate::is_active() && crate::tree::is_member() && MANAGED_PID.load(Ordering::Acquire) == sys::getpid();
+    let Some(l) = get().filter(|_| member && !has_launch(envp)) else { return spawn(envp) };
+    let block = {
+        let _g = gate::enter();
+        managed_env(l, envp, Next::Spawned)
+    };
+    let r = spawn(block.ptrs.as_ptr());
     let _g = gate::enter();
     drop(block);
     r

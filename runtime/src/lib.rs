@@ -143,12 +143,12 @@ extern "C" fn init() {
     vids::init();
     selfsend::init();
     // Whatever else happens, the program gets its own environment back.
-    let launch = launch::take(env).filter(|l| l.pid == sys::getpid());
+    let launch = launch::take(env).filter(|l| launch::is_ours(l));
     waithooks::init(launch.is_some());
     let Some(launch) = launch else {
         return; // not the process ckpt-run started: stay inert
     };
-    launch::set_managed(launch.pid);
+    launch::set_managed(sys::getpid());
     // The outer ckpt-run, when it started us as the first process under a namespace's init.
     let outer = (launch.outer_pid > 0).then_some(launch.outer_pid);
     // A program a member of the tree execs is a member too (its parent is not init).

@@ -6,6 +6,13 @@
 //! POSIX_SPAWN_SETSIGMASK set to the program's view when it did not set it), system and popen
 //! (glibc spawns their shell with the caller's mask) hand over the program's view of the mask.
 //! A forked child gets it back in the runtime's fork handler (sighooks.rs).
+//!
+//! In a member of the process tree, every program it starts must be a member too: posix_spawn
+//! and posix_spawnp pass the tree's settings in the child's environment (launch.rs), and vfork
+//! is a fork (as DMTCP does): a vfork child runs in its parent's memory, where the runtime can
+//! neither be a member of its own nor prepare the exec (the exec hooks allocate); a forked child
+//! is a member from its first instruction and its exec passes the settings on. The program sees
+//! fork semantics, which POSIX allows for vfork (the parent may run before the child execs).
 
 use crate::hooks::RealFn;
 use crate::sys::syscall;
@@ -18,6 +25,7 @@ static REAL_POSIX_SPAWN: RealFn = RealFn::new(b"posix_spawn\0");
 static REAL_POSIX_SPAWNP: RealFn = RealFn::new(b"posix_spawnp\0");
 static REAL_SYSTEM: RealFn = RealFn::new(b"system\0");
 static REAL_POPEN: RealFn = RealFn::new(b"popen\0");
+static REAL_VFORK: RealFn = RealFn::new(b"vfork\0");
 
 pub fn resolve() {
     for f in [
@@ -28,6 +36,7 @@ pub fn resolve() {
         &REAL_POSIX_SPAWNP,
         &REAL_SYSTEM,
         &REAL_POPEN,
+        &REAL_VFORK,
     ] {
         f.get();
     }
@@ -110,7 +119,8 @@ extern "C" fn exec_prepare(which: u32) -> usize {
 
 type SpawnFn = unsafe extern "C" fn(*mut libc::pid_t, *const c_char, *const libc::posix_spawn_file_actions_t, *const libc::posix_spawnattr_t, Argv, Argv) -> c_int;
 
-/// posix_spawn(p): unless the program set the child's mask itself, set it to its view of ours.
+/// posix_spawn(p): unless the program set the child's mask itself, set it to its view of ours;
+/// in a member of the process tree the child gets the tree's settings too (launch.rs).
 unsafe fn spawn(
     real: &RealFn,
     pid: *mut libc::pid_t,
@@ -122,28 +132,30 @@ unsafe fn spawn(
 ) -> c_int {
     // SAFETY: forwarding to libc.
     let f = unsafe { std::mem::transmute::<usize, SpawnFn>(real.get()) };
-    if forced() == 0 {
-        // SAFETY: as for libc.
-        return unsafe { f(pid, path, fa, attr, argv, envp) };
-    }
-    // SAFETY: posix_spawnattr_t is plain data (glibc); a copy, or a fresh one, is ours to change.
-    unsafe {
-        let mut a: libc::posix_spawnattr_t = std::mem::zeroed();
-        if attr.is_null() {
-            libc::posix_spawnattr_init(&mut a);
-        } else {
-            a = std::ptr::read(attr);
+    crate::launch::spawn_with(envp, |envp| {
+        if forced() == 0 {
+            // SAFETY: as for libc.
+            return unsafe { f(pid, path, fa, attr, argv, envp) };
         }
-        let mut flags: libc::c_short = 0;
-        libc::posix_spawnattr_getflags(&a, &mut flags);
-        if flags as c_int & libc::POSIX_SPAWN_SETSIGMASK == 0 {
-            let mut mask: libc::sigset_t = std::mem::zeroed();
-            crate::sighooks::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask);
-            libc::posix_spawnattr_setsigmask(&mut a, &mask);
-            libc::posix_spawnattr_setflags(&mut a, (flags as c_int | libc::POSIX_SPAWN_SETSIGMASK) as libc::c_short);
+        // SAFETY: posix_spawnattr_t is plain data (glibc); a copy, or a fresh one, is ours to change.
+        unsafe {
+            let mut a: libc::posix_spawnattr_t = std::mem::zeroed();
+            if attr.is_null() {
+                libc::posix_spawnattr_init(&mut a);
+            } else {
+                a = std::ptr::read(attr);
+            }
+            let mut flags: libc::c_short = 0;
+            libc::posix_spawnattr_getflags(&a, &mut flags);
+            if flags as c_int & libc::POSIX_SPAWN_SETSIGMASK == 0 {
+                let mut mask: libc::sigset_t = std::mem::zeroed();
+                crate::sighooks::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask);
+                libc::posix_spawnattr_setsigmask(&mut a, &mask);
+                libc::posix_spawnattr_setflags(&mut a, (flags as c_int | libc::POSIX_SPAWN_SETSIGMASK) as libc::c_short);
+            }
+            f(pid, path, fa, &a, argv, envp)
         }
-        f(pid, path, fa, &a, argv, envp)
-    }
+    })
 }
 
 /// # Safety
@@ -192,4 +204,30 @@ pub unsafe extern "C" fn popen(cmd: *const c_char, mode: *const c_char) -> *mut 
     type F = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut libc::FILE;
     // SAFETY: forwarding to libc.
     handed_over(|| unsafe { std::mem::transmute::<usize, F>(REAL_POPEN.get())(cmd, mode) })
+}
+
+/// # Safety
+/// libc's contract for vfork. A tail jump to libc's vfork or fork: the child returns to our
+/// caller, never into a frame of ours (which a vfork child would overwrite for its parent).
+#[unsafe(naked)]
+#[no_mangle]
+pub unsafe extern "C" fn vfork() -> libc::pid_t {
+    std::arch::naked_asm!(
+        // Keep the stack 16-byte aligned for the call; no argument registers to save.
+        "sub rsp, 8",
+        "call {pick}",
+        "add rsp, 8",
+        "jmp rax",
+        pick = sym vfork_target,
+    )
+}
+
+/// libc's function a vfork runs: fork in a member of the process tree, else vfork.
+extern "C" fn vfork_target() -> usize {
+    let real = REAL_VFORK.get();
+    if real == 0 || (crate::is_active() && crate::tree::is_member()) {
+        libc::fork as *const () as usize
+    } else {
+        real
+    }
 }

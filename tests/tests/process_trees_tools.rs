@@ -1,0 +1,80 @@
+//! Process trees of real tools (issue 13): jobs whose processes are started with posix_spawn and
+//! vfork, not fork. The test SIGKILLs the whole tree (its namespace) and restarts the image set.
+//! - `make -j2` of a small C project (tree_make.sh): make 4.3 starts `cc` with posix_spawn, gcc
+//!   starts `cc1` and `as` with vfork; the checkpoint is asked while the slow file's cc1 runs
+//!   (the set must hold it), and the restarted build must finish to the same program output and
+//!   the same binary as an uninterrupted build; also as user nobody.
+//! - Open MPI `mpirun -np 2` of a ring (mpi_ring.c): the checkpoint takes mpirun and both ranks,
+//!   but they talk over loopback TCP connections between them, which are not restored yet: the
+//!   restart refuses the set in one line saying so (not a restart that binds an address twice
+//!   or leaves the ranks unconnected).
+
+use anyhow::{ensure, Result};
+use ckpt_tests::{run_and_verify, skip_test, Bins, Options, Outcome, Program, Workdir};
+use std::path::Path;
+use std::time::Duration;
+
+fn make_job(work: &Workdir) -> Program {
+    let script = ckpt_tests::programs::sources_dir().join("tree_make.sh");
+    Program::native("/bin/bash", &[script.to_str().unwrap(), "8", "1000"], work)
+}
+
+/// Run `program` in its namespace, checkpoint at `step`, SIGKILL, restart; the set's tree (as
+/// ckpt-inspect shows it) must have a line holding each of `in_cut`.
+fn verify(name: &str, make: fn(&Workdir) -> Program, step: u64, as_nobody: bool, in_cut: &[&str]) -> Result<Outcome> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(name)?;
+    let program = make(&work);
+    let mut opts = Options::new(&work, &[step]);
+    opts.as_nobody = as_nobody;
+    opts.env = vec![("CKPT_NAMESPACE".into(), "1".into())];
+    let o = run_and_verify(&bins, &program, &opts)?;
+    let set = work.images().join(program.image_name());
+    let out = std::process::Command::new(bins.dir.join("ckpt-inspect")).arg(&set).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(out.status.success() && text.contains("image set:"), "ckpt-inspect of the set: {text}{}", String::from_utf8_lossy(&out.stderr));
+    for cmd in in_cut {
+        ensure!(text.lines().any(|l| l.contains(cmd)), "the set holds no `{cmd}` process (the checkpoint missed it):\n{text}");
+    }
+    Ok(o)
+}
+
+/// make, the driver it spawned, and the compiler proper the driver vforked.
+const COMPILERS: [&str; 3] = [": make -s -j2", ": cc -O2 -c slow.c", "/cc1 -quiet"];
+
+#[test]
+fn make_j2_checkpointed_while_compilers_run_builds_the_same_program() -> Result<()> {
+    verify("tools-make", make_job, 3, false, &COMPILERS).map(drop)
+}
+
+#[test]
+fn make_j2_checkpointed_while_compilers_run_as_nobody() -> Result<()> {
+    verify("tools-make-nobody", make_job, 3, true, &COMPILERS).map(drop)
+}
+
+#[test]
+fn mpirun_of_a_ring_is_refused_at_restart_in_one_line() -> Result<()> {
+    let mpirun = Path::new("/usr/bin/mpirun.openmpi");
+    if !mpirun.is_file() {
+        skip_test!("Open MPI is not installed (Debian package openmpi-bin; .ci/run installs it)");
+        return Ok(());
+    }
+    let bins = Bins::locate()?;
+    let work = Workdir::new("tools-mpi")?;
+    let ring = ckpt_tests::programs::compile_c(&work, "mpi_ring.c", &["-l:libmpi.so.40"])?;
+    let ring = ring.to_str().unwrap();
+    let program = Program::native(mpirun, &["--oversubscribe", "-np", "2", ring, "400", "50"], &work);
+    let mut opts = Options::new(&work, &[10]);
+    opts.env = vec![
+        ("CKPT_NAMESPACE".into(), "1".into()),
+        ("OMPI_ALLOW_RUN_AS_ROOT".into(), "1".into()),
+        ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM".into(), "1".into()),
+    ];
+    let (set, _, _) = ckpt_tests::checkpoint_and_kill(&bins, &program, &opts)?;
+    let manifest = std::fs::read_dir(&set)?.count();
+    ensure!(manifest >= 4, "the set {} holds {manifest} files, expected mpirun's, both ranks' and the manifest", set.display());
+    let rec = ckpt_tests::run_restart(&bins, &set, work.path(), Duration::from_secs(60))?;
+    ckpt_tests::check::clean_failure(&rec).map_err(anyhow::Error::msg)?;
+    ensure!(rec.stderr.contains("cannot restart this tree faithfully") && rec.stderr.contains("TCP connection"), "ckpt-restart of the MPI set: {rec}");
+    Ok(())
+}
