@@ -106,6 +106,7 @@ pub fn sample_image() -> Result<Vec<u8>> {
             shm: vec![crate::ShmSegment { perm: crate::IpcPerm { id: 42, key: 7, uid: 1000, gid: 1000, mode: 0o600 }, size: 40960, removed: false, data: vec![1, 2, 3] }],
             sem: vec![crate::SemSet { perm: crate::IpcPerm { id: 1, key: 0, uid: 1000, gid: 1000, mode: 0o600 }, values: vec![0, 5] }],
             msg: vec![crate::MsgQueue { perm: crate::IpcPerm { id: 2, key: 9, uid: 1000, gid: 1000, mode: 0o644 }, qbytes: 16384, messages: vec![crate::IpcMessage { mtype: 1, data: b"hi".to_vec() }] }],
+            settings: vec![("kernel/msgmnb".into(), "16384".into())],
         },
     };
     let (mut f, total) = w.finish(&index)?;

@@ -10,9 +10,13 @@ pub struct Sysv {
     pub shm: Vec<ShmSegment>,
     pub sem: Vec<SemSet>,
     pub msg: Vec<MsgQueue>,
+    /// The namespace's settings (kernel/shmmax, msgmnb, sem, ..., fs/mqueue/*, the next ids):
+    /// file under /proc/sys and its text.
+    pub settings: Vec<(String, String)>,
 }
 
 impl Sysv {
+    /// No object (settings aside).
     pub fn is_empty(&self) -> bool {
         self.shm.is_empty() && self.sem.is_empty() && self.msg.is_empty()
     }

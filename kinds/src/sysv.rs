@@ -30,6 +30,43 @@ const MSG_COPY: i64 = 0o40000;
 const SHM_DEST: u32 = 0o1000;
 const PAGE: u64 = 4096;
 
+/// The IPC namespace's settings under /proc/sys (the next ids last: they are set once the
+/// objects are made).
+const SETTINGS: [&str; 17] = [
+    "kernel/msgmax",
+    "kernel/msgmnb",
+    "kernel/msgmni",
+    "kernel/sem",
+    "kernel/shmmax",
+    "kernel/shmall",
+    "kernel/shmmni",
+    "kernel/shm_rmid_forced",
+    "fs/mqueue/queues_max",
+    "fs/mqueue/msg_max",
+    "fs/mqueue/msgsize_max",
+    "fs/mqueue/msg_default",
+    "fs/mqueue/msgsize_default",
+    "kernel/auto_msgmni",
+    "kernel/shm_next_id",
+    "kernel/sem_next_id",
+    "kernel/msg_next_id",
+];
+
+/// Read a setting's text (capture side: system calls only).
+fn read_setting(name: &str) -> Option<String> {
+    let path = std::ffi::CString::new(format!("/proc/sys/{name}")).ok()?;
+    let fd = crate::sys::open(&path, libc::O_RDONLY, 0).ok()?;
+    let mut buf = [0u8; 128];
+    let n = crate::sys::read(fd, &mut buf);
+    crate::sys::close(fd);
+    Some(String::from_utf8_lossy(&buf[..n.ok()?]).trim().to_string())
+}
+
+/// The same words (the kernel prints `sem` with tabs; we may write spaces).
+fn same_setting(a: &str, b: &str) -> bool {
+    a.split_whitespace().eq(b.split_whitespace())
+}
+
 /// The name /proc/PID/maps gives an attached segment ("/SYSV" and its key in hex); its inode
 /// column is the segment's id.
 pub fn is_segment_name(name: &[u8]) -> bool {
@@ -62,7 +99,7 @@ fn errno() -> i32 {
 /// attachments of segment `id` cover its `size` bytes. Runs with the program's threads stopped:
 /// system calls only (allocations go to the runtime's allocator).
 pub fn capture(covered: &dyn Fn(i32, u64) -> bool) -> std::result::Result<Sysv, String> {
-    let mut out = Sysv::default();
+    let mut out = Sysv { settings: SETTINGS.iter().filter_map(|&n| Some((n.to_string(), read_setting(n)?))).collect(), ..Default::default() };
     for idx in 0..=highest(libc::SYS_shmctl, SHM_INFO).unwrap_or(-1) {
         // SAFETY: an all-zero shmid_ds is a valid out-parameter.
         let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
@@ -162,8 +199,28 @@ fn check_id(what: &str, p: &IpcPerm, got: i32) -> Result<()> {
     Ok(())
 }
 
-/// Make every object of `s` again in this (new, empty) IPC namespace.
+/// Give this namespace the settings of `s` (`next_ids`: only the next ids, otherwise only
+/// the others) where they differ. Only the namespace's root can change most of them: a program
+/// that could not (an ordinary user's) left them as they are in every new namespace.
+fn apply_settings(s: &Sysv, next_ids: bool) -> Result<()> {
+    for (name, value) in s.settings.iter().filter(|(n, _)| n.ends_with("_next_id") == next_ids) {
+        if read_setting(name).is_some_and(|now| same_setting(&now, value)) {
+            continue;
+        }
+        std::fs::write(format!("/proc/sys/{name}"), format!("{value}\n"))
+            .map_err(|e| Error::Refused(format!("the program's IPC namespace had {name} = {value}, which cannot be set here: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Make every object of `s` again in this (new, empty) IPC namespace, with its settings.
 pub fn restore(s: &Sysv) -> Result<()> {
+    apply_settings(s, false)?;
+    restore_objects(s)?;
+    apply_settings(s, true)
+}
+
+fn restore_objects(s: &Sysv) -> Result<()> {
     let flags = |p: &IpcPerm| libc::IPC_CREAT | libc::IPC_EXCL | p.mode as i32;
     for seg in &s.shm {
         next_id("shm", seg.perm.id)?;

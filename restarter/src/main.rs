@@ -188,10 +188,14 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
 /// one: their ids could not be chosen, and the host's objects are not the program's).
 pub(crate) fn sysv_objects(index: &ckpt_image::Index) -> Result<()> {
     let s = &index.sysv;
-    if s.is_empty() {
+    if s.is_empty() && s.settings.is_empty() {
         return Ok(());
     }
     if !namespace::started_by_init() {
+        if s.is_empty() {
+            // Only the namespace's settings: the host's are not ours to change.
+            return Ok(());
+        }
         bail!(
             "the program had System V IPC objects ({} shared memory segment(s), {} semaphore set(s), {} message queue(s)); \
              they get their ids back only in a namespace of ckpt's, which is not available here",

@@ -61,3 +61,31 @@ fn sysv_objects_refuse_a_restart_without_namespace() {
     assert!(err.contains("System V IPC objects") && err.lines().count() == 1, "{err}");
     assert!(!r.stdout().contains("step "), "the program ran: {}", r.stdout());
 }
+
+/// The IPC namespace's settings the program (root) changed read the same after a restart,
+/// a next id it chose and did not use yet included.
+#[test]
+fn ipc_namespace_settings_come_back() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        ckpt_tests::skip_test!("only root may change an IPC namespace's settings");
+    }
+    let base = workdir("sysv_settings_ref");
+    let prog = compile("ipc_settings", &base);
+    // The reference in an IPC namespace of its own: the host's settings are left alone.
+    let mut p = spawn_argv(&["unshare".into(), "--ipc".into(), prog.clone().into()], &base, "plain");
+    assert!(p.wait().success(), "uninterrupted run failed: {}", p.stderr());
+    let expected = results(&p.stdout());
+    assert!(expected.contains(&"next queue id 4242".to_string()), "{expected:?}");
+    let dir = workdir("sysv_settings_ckpt");
+    let mut p = run(&prog, &[], &dir);
+    p.wait_line(step_line(20));
+    let img = p.checkpoint(&dir, "ipc_settings");
+    p.wait_line(step_line(60));
+    p.kill9();
+    let mut r = restart(&img, &[], &dir);
+    assert!(r.wait().success(), "restart failed: {}\n{}", r.stderr(), r.stdout());
+    let out = r.stdout();
+    assert!(!out.contains("step 20\n"), "the program started over");
+    assert_eq!(results(&out), expected);
+}
