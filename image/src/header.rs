@@ -17,7 +17,9 @@ pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// 10: packed frames (`Chunk::frame_skip`, `Chunk::frame_len`: a window's scattered pages in one
 ///     frame, one chunk per run) and `Meta::increments`.
 /// 11: `Index::shared` (shared memory by identity, for the images of a process tree's set).
-pub const VERSION: u32 = 11;
+/// 12: (taken by another branch.)
+/// 13: `Index::sysv` (System V shared memory, semaphores and message queues of the namespace).
+pub const VERSION: u32 = 13;
 pub const HEADER_LEN: usize = 64;
 
 /// Header fields, little-endian on disk:

@@ -35,6 +35,7 @@ pub mod pagetable;
 pub mod progress;
 mod reader;
 mod shuffle;
+mod sysv;
 pub mod trust;
 pub mod tree;
 pub mod unshared;
@@ -55,6 +56,7 @@ pub use model::*;
 pub use origin::{boot_id, FileId, Origin};
 pub use reader::Reader;
 pub use shuffle::{shuffle8, unshuffle8};
+pub use sysv::{IpcMessage, IpcPerm, MsgQueue, SemSet, ShmSegment, Sysv};
 pub use writer::{ChunkEncoder, Writer, CHUNK_SIZE};
 
 /// Everything that can go wrong reading or writing an image. Messages are full sentences for users.

@@ -21,6 +21,9 @@ pub struct Index {
     /// Which shared memory regions are which kernel object (format version 8): processes of a
     /// tree that map one object map it again together after a restart.
     pub shared: Vec<SharedMem>,
+    /// The System V IPC objects of the program's IPC namespace (format version 13; empty for a
+    /// program run without ckpt's namespace, whose objects are the host's).
+    pub sysv: crate::Sysv,
 }
 
 /// A region of shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS, inherited by fork) and the

@@ -26,6 +26,8 @@ pub struct Report {
     /// What a restart cannot bring back: the program's child processes, fds reading pipes fed
     /// from outside the program.
     pub left_out: LeftOut,
+    /// The System V IPC objects of the program's namespace, one line each.
+    pub sysv: Vec<String>,
     /// Present with --verify: every chunk was read and its checksum matched.
     pub verified: Option<Verified>,
 }
@@ -363,8 +365,20 @@ pub fn build(reader: &Reader, chain: std::result::Result<&Chain, String>, path: 
             .collect(),
         totals,
         left_out: left_out(&ix.left_out),
+        sysv: sysv(&ix.sysv),
         verified,
     }
+}
+
+fn sysv(s: &ckpt_image::Sysv) -> Vec<String> {
+    let head = |what: &str, p: &ckpt_image::IpcPerm| format!("{what} id {} key {:#x} mode {:o} uid {} gid {}", p.id, p.key, p.mode, p.uid, p.gid);
+    let shm = s.shm.iter().map(|g| {
+        let data = if g.data.is_empty() { "contents in its regions".to_string() } else { format!("{} stored", g.data.len()) };
+        format!("{}, {} bytes ({data}){}", head("shm", &g.perm), g.size, if g.removed { ", removed" } else { "" })
+    });
+    let sem = s.sem.iter().map(|g| format!("{}, values {:?}", head("sem", &g.perm), g.values));
+    let msg = s.msg.iter().map(|q| format!("{}, {} messages, {} bytes", head("msg", &q.perm), q.messages.len(), q.messages.iter().map(|m| m.data.len()).sum::<usize>()));
+    shm.chain(sem).chain(msg).collect()
 }
 
 /// What in an image belongs to ckpt's runtime rather than to the program. The restart entry

@@ -45,6 +45,9 @@ fn write_all(o: &mut String, r: &Report) -> std::fmt::Result {
     };
     writeln!(o, "ids        {how}, checkpoint thread {}; clocks: monotonic {:.1} s, boottime {:.1} s", d.checkpoint_thread, d.monotonic_s, d.boottime_s)?;
 
+    for (i, line) in r.sysv.iter().enumerate() {
+        writeln!(o, "{}{line}", if i == 0 { "sysv ipc   " } else { "           " })?;
+    }
     writeln!(o, "\nthreads    {} (plus the checkpoint thread)", r.threads.len())?;
     for t in &r.threads {
         let pc = t.pc.map(|p| format!("{p:#x}")).unwrap_or_else(|| "?".into());

@@ -20,7 +20,9 @@
 //! locks and leases), `procfs` (the program's own /proc paths, the working directory), `aio`
 //! (AIO contexts, restored by the runtime after the switch), `sockets` (every family: the
 //! program's own connections made again together), `tty` (terminals: the program's own
-//! pseudo-terminals made again, outside ones become ckpt-restart's).
+//! pseudo-terminals made again, outside ones become ckpt-restart's), `sysv` (System V shared
+//! memory, semaphores and message queues of the program's IPC namespace, made again with their
+//! ids).
 
 pub mod aio;
 pub mod deleted;
@@ -29,6 +31,7 @@ pub mod memfd;
 pub mod pipe;
 pub mod procfs;
 pub mod sockets;
+pub mod sysv;
 mod sys;
 pub mod tty;
 

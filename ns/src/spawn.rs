@@ -35,9 +35,9 @@ impl Namespace {
     /// Which namespaces, in words.
     pub fn kinds(&self) -> &'static str {
         if self.userns {
-            "user, pid and mount namespace"
+            "user, pid, mount and IPC namespace"
         } else {
-            "pid and mount namespace"
+            "pid, mount and IPC namespace"
         }
     }
 }
@@ -92,7 +92,7 @@ fn start_blocked(payload: &Payload, opts: &Options, mask: libc::sigset_t) -> Res
     let bounding = crate::caps::bounding_set();
     let outer_pid = std::process::id() as i32;
     let userns = !crate::caps::has(crate::caps::CAP_SYS_ADMIN);
-    let flags = libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::SIGCHLD | if userns { libc::CLONE_NEWUSER } else { 0 };
+    let flags = libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::SIGCHLD | if userns { libc::CLONE_NEWUSER } else { 0 };
     // SAFETY: a fork-like clone (no new stack) of this single-threaded process; the child only
     // runs init::main, which never returns.
     let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0, 0, 0, 0) };

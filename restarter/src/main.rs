@@ -129,6 +129,11 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
         ckpt_kinds::aio::check(r.start, r.len()).map_err(|e| other(e.into()))?;
     }
     let files = stage::open_files(&chain).map_err(other)?;
+    // The System V objects of the program's namespace, before any region attaches one (a
+    // tree's are made before its processes are).
+    if !tree::in_tree() {
+        sysv_objects(&index).map_err(other)?;
+    }
 
     // Stage memory in a reservation that overlaps neither the image nor us.
     let switch_len = plan::switch_area_len(&index);
@@ -171,9 +176,35 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
         Err(e) => {
             // SAFETY: the reservation (and what was staged in it) is ours and referenced by nothing.
             unsafe { libc::munmap(base as *mut libc::c_void, total as usize) };
+            if !tree::in_tree() {
+                ckpt_kinds::sysv::discard(&index.sysv);
+            }
             Err(e)
         }
     }
+}
+
+/// Make the System V IPC objects of the image's namespace again, in ours (refused without
+/// one: their ids could not be chosen, and the host's objects are not the program's).
+pub(crate) fn sysv_objects(index: &ckpt_image::Index) -> Result<()> {
+    let s = &index.sysv;
+    if s.is_empty() && s.settings.is_empty() {
+        return Ok(());
+    }
+    if !namespace::started_by_init() {
+        if s.is_empty() {
+            // Only the namespace's settings: the host's are not ours to change.
+            return Ok(());
+        }
+        bail!(
+            "the program had System V IPC objects ({} shared memory segment(s), {} semaphore set(s), {} message queue(s)); \
+             they get their ids back only in a namespace of ckpt's, which is not available here",
+            s.shm.len(),
+            s.sem.len(),
+            s.msg.len()
+        );
+    }
+    ckpt_kinds::sysv::restore(s).map_err(|e| anyhow!("{e}"))
 }
 
 /// Stage the first candidate whose image reads and verifies.
@@ -239,6 +270,8 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
     if let Some(r) = index.regions.iter().find(|r| r.name.starts_with(b"socket:[")) {
         bail!("the program maps the ring buffer of a socket ({}, {:#x}-{:#x}): it cannot be restored", r.name_lossy(), r.start, r.end);
     }
+    // Segments marked for removal are marked again now that this process attached them.
+    ckpt_kinds::sysv::remove(&index);
     let restored = fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot }, chain.newest())?;
     // Restoring the fds closed every fd of ours, the image's too: they must never be closed again.
     std::mem::forget(chain);

@@ -217,14 +217,10 @@ pub fn map_regions(chain: &Chain, files: &[Option<File>], base: u64) -> Result<P
                     unsafe { libc::madvise(at as *mut libc::c_void, len as usize, libc::MADV_HUGEPAGE) };
                 }
             }
-            Backing::SharedAnon => match crate::tree::shared_memory(&chain.index().shared, r.start) {
-                // Shared with other processes of the tree: their one object.
-                Some((fd, offset)) => {
-                    mmap(at, len, rw, libc::MAP_SHARED | libc::MAP_FIXED, fd, offset)?;
-                }
-                None => {
-                    mmap(at, len, rw, libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_FIXED, -1, 0)?;
-                }
+            Backing::SharedAnon => match ckpt_kinds::sysv::mapped_segment(chain.index(), r.start, &r.name) {
+                // A System V segment, made again with its id: attached, so shmdt() works.
+                Some((id, offset)) => ckpt_kinds::sysv::attach(id, offset, len, at)?,
+                None => shared_anon(chain, r, at, len)?,
             },
             Backing::File { offset, shared, size, .. } => {
                 let fd = f.as_ref().ok_or_else(|| anyhow!("internal: file not open"))?.as_raw_fd();
@@ -253,6 +249,17 @@ pub fn map_regions(chain: &Chain, files: &[Option<File>], base: u64) -> Result<P
         plan.pieces.push(Piece { target: r.start, len, staged: at, prot: r.prot });
     }
     Ok(plan)
+}
+
+/// Stage shared anonymous memory: the tree's object when several processes share it, or new.
+fn shared_anon(chain: &Chain, r: &Region, at: u64, len: u64) -> Result<()> {
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    match crate::tree::shared_memory(&chain.index().shared, r.start) {
+        // Shared with other processes of the tree: their one object.
+        Some((fd, offset)) => mmap(at, len, rw, libc::MAP_SHARED | libc::MAP_FIXED, fd, offset)?,
+        None => mmap(at, len, rw, libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_FIXED, -1, 0)?,
+    };
+    Ok(())
 }
 
 /// Bytes of memory `fill` reads from the image chain (the layers of staged regions).

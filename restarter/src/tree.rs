@@ -149,6 +149,10 @@ pub fn build(set: &Path, lossy: bool) -> Result<PathBuf> {
         indexes.push((p.pid, r.index));
     }
     refuse_unshared(&indexes, lossy)?;
+    // The namespace's System V objects (every image records them all: the root's are used).
+    if let Some((_, ix)) = indexes.iter().find(|(pid, _)| *pid == m.root) {
+        crate::sysv_objects(ix)?;
+    }
     let mut shared = make_shared(&indexes, m.live().count() as u32)?;
     shared.total = m.procs.len() as u32;
     let ids = indexes.iter().flat_map(|(pid, ix)| ix.threads.iter().map(|t| t.tid).chain([*pid, ix.ids.ckpt_tid]));
@@ -227,7 +231,8 @@ fn make_shared(indexes: &[(i32, Index)], live: u32) -> Result<Shared> {
     let mut sizes: HashMap<(u64, u64), u64> = HashMap::new();
     for (_, ix) in indexes {
         for s in &ix.shared {
-            if let Some(r) = ix.regions.iter().find(|r| r.start == s.start) {
+            // (System V segments are made again as themselves, with their ids.)
+            if let Some(r) = ix.regions.iter().find(|r| r.start == s.start && ckpt_kinds::sysv::mapped_segment(ix, r.start, &r.name).is_none()) {
                 let end = s.offset + r.len();
                 let e = sizes.entry((s.dev, s.ino)).or_default();
                 *e = (*e).max(end);

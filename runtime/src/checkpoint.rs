@@ -370,12 +370,29 @@ fn take_attempt(dir: &Dir, name: &[u8], gen: u64, t0: u64, fork: bool, parent: O
 
 /// The identity of every region of shared memory restored as such (MAP_SHARED|MAP_ANONYMOUS,
 /// memfd, SysV, deleted files such as POSIX semaphores and shm objects): the object's device and
-/// inode, and the region's offset in it.
+/// inode, and the region's offset in it. (A System V segment's inode is its id, 0 included.)
 fn shared_mem(maps: &[(MapEntry, bool)]) -> Vec<ckpt_image::SharedMem> {
     maps.iter()
-        .filter(|(m, scratch)| !scratch && m.shared && m.inode != 0 && maps::backing_of(m) == ckpt_image::Backing::SharedAnon)
+        .filter(|(m, scratch)| !scratch && m.shared && (m.inode != 0 || ckpt_kinds::sysv::is_segment_name(&m.name)) && maps::backing_of(m) == ckpt_image::Backing::SharedAnon)
         .map(|(m, _)| ckpt_image::SharedMem { start: m.start, dev: m.dev, ino: m.inode, offset: m.offset })
         .collect()
+}
+
+/// The System V IPC objects of the program's IPC namespace: in ckpt's namespace only (without
+/// it, the objects are the host's, of every program).
+fn sysv(maps: &[(MapEntry, bool)]) -> Result<ckpt_image::Sysv, String> {
+    if !crate::ids::in_namespace() {
+        return Ok(ckpt_image::Sysv::default());
+    }
+    let covered = |id: i32, size: u64| {
+        let ranges = maps
+            .iter()
+            .filter(|(m, _)| m.shared && ckpt_kinds::sysv::is_segment_name(&m.name) && m.inode == id as u64)
+            .map(|(m, _)| (m.offset, m.end - m.start))
+            .collect();
+        ckpt_kinds::sysv::covers(ranges, size)
+    };
+    ckpt_kinds::sysv::capture(&covered)
 }
 
 /// The checkpoint's line on stderr, after the lines about what it leaves out.
@@ -492,6 +509,7 @@ pub(crate) fn capture(slots: &[threads::Slot], gen: u64, dir: &Dir, name: &[u8],
     let vdso_hash = maps.iter().find(|(m, _)| m.name == b"[vdso]").map_or(0, |(m, _)| hash_mem(m.start, m.end - m.start));
     let final_path = if member { dir.show(&generation_file_name(name, 0)).into_bytes() } else { generations::newest_path(&cfg.dir, name) };
     let tmp_name = imgdir::tmp_name(&generation_file_name(name, 0));
+    let sysv = sysv(&maps)?;
     let ct: &ThreadInfo = &CKPT_THREAD;
     let index = Index {
         meta: meta(&cfg.name, gen, vdso_hash),
@@ -526,6 +544,7 @@ pub(crate) fn capture(slots: &[threads::Slot], gen: u64, dir: &Dir, name: &[u8],
         left_out,
         ids: crate::ids::image_ids(ct.tid.load(Ordering::Relaxed)),
         shared: shared_mem(&maps),
+        sysv,
     };
     Ok(Capture { maps, index, final_path, name: name.to_vec(), member, tmp_name, taken_at: now_ns(), eligible: Vec::new(), hashes: None, old: None, increment: false, parent: 0, guard: None })
 }
