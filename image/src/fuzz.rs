@@ -99,6 +99,7 @@ pub fn sample_image() -> Result<Vec<u8>> {
             children: vec![ChildProcess { pid: 4250, command: b"sleep 30".to_vec(), exited: false }],
             outside_pipes: vec![OutsidePipe { fd: 0, unread: 12, fifo: Vec::new() }],
         },
+        step: None,
     };
     let (mut f, total) = w.finish(&index)?;
     let mut out = vec![0u8; total as usize];

@@ -13,7 +13,8 @@ pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 ///    and `Deleted::seals`.
 /// 8: sockets and terminals as `FdKind::Socket` and `FdKind::Tty` (ckpt-kinds: sockets, tty), files in flight
 ///    (negative fd numbers), epoll entries' holders, inotify watches' state.
-pub const VERSION: u32 = 8;
+/// 11: `Socket::job` (connections between the tasks of a Slurm step) and `Index::step`.
+pub const VERSION: u32 = 11;
 pub const HEADER_LEN: usize = 64;
 
 /// Header fields, little-endian on disk:

@@ -16,6 +16,9 @@ pub struct Index {
     pub process: ProcessState,
     /// What a restart cannot bring back (format version 4).
     pub left_out: LeftOut,
+    /// The task's Slurm step, when the image is part of a checkpoint of the whole step
+    /// (version 11; None: a program checkpointed on its own).
+    pub step: Option<crate::StepInfo>,
 }
 
 impl Index {
@@ -395,6 +398,9 @@ pub struct RestartInfo {
     pub path: u64,
     pub path_len: u64,
     pub log_level: u64,
+    /// A task of a step: the epoch of the restarted step (the runtime's coordinator publishes
+    /// its address under it); 0 otherwise.
+    pub step_epoch: u64,
 }
 
 impl RestartInfo {

@@ -78,7 +78,7 @@ impl Sockets<'_> {
         if s.state != SockState::Connected && s.state != SockState::PeerGone {
             return Ok(());
         }
-        if self.feeder.contains_key(&s.ino) || self.is_waiting_inet(s) {
+        if self.feeder.contains_key(&s.ino) || self.is_waiting_inet(s) || s.job.is_some() && self.filled.contains(&s.ino) {
             return Ok(());
         }
         let fd = self.made[&s.ino];
