@@ -24,6 +24,8 @@ pub struct Outcome {
     pub raw: u64,
     pub stored: u64,
     pub paused_ms: u64,
+    /// The image's header index_hash.
+    pub hash: u64,
 }
 
 /// 1 while a checkpoint is being taken (a futex word: exit waits for it, see `wait_in_flight`).
@@ -56,6 +58,10 @@ pub fn take() -> Option<Outcome> {
             // An increment needs its parent on disk (the user may have removed it).
             let parent = incremental::next_parent().filter(|(h, _)| generations::has_image(&dir, &cfg.name, *h));
             let mut result = take_with(&dir, gen, t0, snapshot::enabled(), parent);
+            // The other tasks of a step have run on: a second stop cannot drain again.
+            if let (Err(Retry::Sync(why)), true) = (&result, crate::step::in_checkpoint()) {
+                result = Err(Retry::Fail(format!("the image could not be written from a snapshot ({why})")));
+            }
             if let Err(Retry::Sync(why)) = &result {
                 log!(INFO, "checkpoint {gen} written without a snapshot: {why}");
                 // The first attempt's scan consumed the dirty bits: this one must be a full image.
@@ -69,7 +75,7 @@ pub fn take() -> Option<Outcome> {
             let paused_ms = paused / 1_000_000;
             incremental::committed(w.hash, w.increment, w.stored);
             generations::remember(&w.path, w.stored);
-            Some(Outcome { raw: w.raw, stored: w.stored, paused_ms })
+            Some(Outcome { raw: w.raw, stored: w.stored, paused_ms, hash: w.hash })
         }
         Err(e) => {
             GENERATION.fetch_sub(1, Ordering::AcqRel);
@@ -165,12 +171,21 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
     let t_stop = now_ns();
     let slots = threads::stop_all(sys::gettid()).map_err(Retry::Fail)?;
     let resumed = || {
+        // Bytes in flight between the tasks of a step go back before the program runs.
+        crate::step::refill();
         threads::resume_all();
         alloc::note_stopped_use(alloc::scratch_used() - used0);
     };
     let t_stopped = now_ns();
+    if let Err(e) = crate::step::stopped() {
+        resumed();
+        return Err(Retry::Fail(format!("checkpoint of the step abandoned: {e}")));
+    }
     let mut cap = match capture(&slots, gen) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            crate::step::annotate(&mut c.index);
+            c
+        }
         Err(e) => {
             resumed();
             return Err(Retry::Fail(e));
@@ -407,6 +422,7 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
         fds,
         process,
         left_out,
+        step: None,
     };
     Ok(Capture { maps, index, final_path, tmp_name, taken_at: now_ns(), tracks: None, parent: 0, guard: None })
 }

@@ -39,6 +39,7 @@ mod sigevthread;
 mod sighooks;
 mod snapshot;
 mod spawnhooks;
+mod step;
 mod sys;
 mod threadattrs;
 mod threads;
@@ -175,11 +176,20 @@ extern "C" fn init() {
     // SAFETY: registering a plain function as fork child handler.
     unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
     control::setup();
+    step::init(&env, &cfg_dir(), &cfg_name());
     selfsig::init();
     ACTIVE.store(true, Ordering::Release);
     // From now on the trigger signals reach only the checkpoint thread (and wait for it).
     selfsig::take_over_thread();
     log!(DEBUG, "runtime active in pid {}, signal {signal}", sys::getpid());
+}
+
+fn cfg_dir() -> Vec<u8> {
+    config().map(|c| c.dir.clone()).unwrap_or_default()
+}
+
+fn cfg_name() -> Vec<u8> {
+    config().map(|c| c.name.clone()).unwrap_or_default()
 }
 
 /// The program's path (`given`, else our executable's) and its identity now.

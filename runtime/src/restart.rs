@@ -53,6 +53,7 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     crate::checkpoint::after_restart();
     crate::checkpoint::mark_start();
     crate::launch::set_managed(sys::getpid());
+    crate::step::after_restart(info.step_epoch, info.generation, info.image_hash);
     let ct = &CKPT_THREAD;
     let tid = sys::gettid();
     ct.tid.store(tid, Ordering::Release);

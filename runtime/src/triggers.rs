@@ -73,8 +73,10 @@ extern "C" fn on_trigger(sig: i32, info: *mut libc::siginfo_t, _uc: *mut libc::c
             request(REQ_FORWARD);
         }
     } else if sig == stop_signal() {
+        crate::step::note_trigger();
         request(REQ_STOP);
     } else {
+        crate::step::note_trigger();
         request(REQ_CHECKPOINT);
     }
 }
@@ -116,8 +118,11 @@ pub fn after_restart() {
 pub fn run() -> ! {
     arm_timer();
     loop {
-        let timeout = next_in_ms();
-        if PENDING.load(Ordering::Acquire) == 0 && timeout != Some(0) && !control::poll(timeout) {
+        let timeout = match (next_in_ms(), crate::step::poll_limit_ms()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if PENDING.load(Ordering::Acquire) == 0 && timeout != Some(0) && !control::poll(timeout, &crate::step::poll_fds()) {
             sys::futex_wait(&PENDING, 0, timeout);
         }
         let bits = PENDING.swap(0, Ordering::AcqRel);
@@ -125,7 +130,16 @@ pub fn run() -> ! {
             crate::selfsig::forward_queued();
         }
         let due = next_in_ms() == Some(0);
-        if bits & REQ_STOP != 0 {
+        if crate::step::active() {
+            // A checkpoint of the whole step (rank 0 begins it; see step.rs).
+            if bits & (REQ_STOP | REQ_CHECKPOINT) != 0 || (due && crate::step::may_time()) {
+                crate::step::request(bits & REQ_STOP != 0, false);
+            }
+            if due {
+                arm_timer();
+            }
+            crate::step::serve();
+        } else if bits & REQ_STOP != 0 {
             stop_now();
         } else if bits & REQ_CHECKPOINT != 0 || due {
             checkpoint::take();
@@ -138,7 +152,7 @@ pub fn run() -> ! {
 /// Requeue the Slurm job if asked (after a good image), then exit the whole process:
 /// EXIT_STOPPED when the image was written, EXIT_STOP_FAILED when it was not.
 pub fn exit_after_checkpoint(ok: bool) -> ! {
-    if ok {
+    if ok && crate::step::may_requeue() {
         requeue();
         log!(DEBUG, "stopping after the checkpoint (exit status {EXIT_STOPPED})");
     } else {
