@@ -16,6 +16,7 @@ mod layout;
 mod plan;
 mod progress;
 mod stage;
+mod step;
 mod switch;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -186,7 +187,22 @@ fn run(cli: &Cli) -> Result<()> {
     if let Some(r) = index.regions.iter().find(|r| r.name.starts_with(b"socket:[")) {
         bail!("the program maps the ring buffer of a socket ({}, {:#x}-{:#x}): it cannot be restored", r.name_lossy(), r.start, r.end);
     }
-    let restored = fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot }, chain.newest())?;
+    // A task of a Slurm step meets the other tasks first: its connections to them are made
+    // again through them (step.rs).
+    let top = index.fds.iter().map(|f| f.fd).max().unwrap_or(0).max(2) + 1;
+    let joined = step::join(&index, &path, image_hash, top)?;
+    let (job, keep) = joined.as_ref().map(|j| (j.conns.clone(), j.links())).unwrap_or_default();
+    let restored = fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot }, chain.newest(), job, &keep);
+    let step_epoch = joined.as_ref().map_or(0, |j| j.epoch);
+    if let Some(j) = joined {
+        // No task's program runs before every task's fds are back.
+        let ready = j.ready(restored.as_ref().err().map(one_line).as_deref());
+        j.close();
+        if restored.is_ok() {
+            ready.context("the restart of the step failed")?;
+        }
+    }
+    let restored = restored?;
     // Restoring the fds closed every fd of ours, the image's too: they must never be closed again.
     std::mem::forget(chain);
     // The working directory last: a removed one may be a directory the program has an fd on.
@@ -204,7 +220,7 @@ fn run(cli: &Cli) -> Result<()> {
     let exe = attrs::exe_fd(&p.attrs, above, same_boot);
 
     let switch_base = base + stage_len;
-    let note = plan::Note { path: path.as_os_str().as_bytes(), memory, started_ns: progress::started_ns(), log_level: progress::log_level() };
+    let note = plan::Note { path: path.as_os_str().as_bytes(), memory, started_ns: progress::started_ns(), log_level: progress::log_level(), step_epoch };
     let prepared = plan::prepare(&index, image_hash, &plan, &own, switch_base, switch_len, &note, exe)?;
     if change_creds {
         creds::apply(&p.creds)?;

@@ -46,6 +46,8 @@ pub struct Note<'a> {
     pub memory: u64,
     pub started_ns: u64,
     pub log_level: u8,
+    /// A task of a step: the restarted step's epoch (see RestartInfo::step_epoch), else 0.
+    pub step_epoch: u64,
 }
 
 fn params_len(index: &Index) -> u64 {
@@ -273,6 +275,7 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], bas
         path: path_at,
         path_len: path.len() as u64,
         log_level: u64::from(note.log_level),
+        step_epoch: note.step_epoch,
     };
     let info_at = blk.put(&info);
     let msg_at = blk.put_slice(MSG);
