@@ -1,0 +1,158 @@
+//! Issue 14 without a cluster: the tasks of a step started by hand with the variables srun gives
+//! every task (SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_JOB_ID, SLURM_STEP_ID,
+//! SLURM_RESTART_COUNT), each under its own `ckpt-run`, talking over TCP in a ring
+//! (programs/step_ring.c). One checkpoint of the whole step, every task SIGKILLed, the step
+//! resumed: every task ends with the checksum of an uninterrupted run and did not start over.
+//! The step's coordination channel refuses a connection from another user. (The same against a
+//! real Slurm: slurm_jobs.rs.)
+
+use anyhow::{ensure, Context, Result};
+use ckpt_tests::programs::compile_c;
+use ckpt_tests::scenario::user_command;
+use ckpt_tests::users::TestUser;
+use ckpt_tests::{result_of, step_of, Bins, Proc, Workdir};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const ROUNDS: &str = "80";
+
+/// The ring's arguments after its port directory: rounds, delay (ms), bytes per round.
+fn ring_args(rounds: &str) -> [&str; 3] {
+    [rounds, "50", "65536"]
+}
+
+/// The variables srun gives task `rank` of a step of `n` tasks.
+fn slurm_env(cmd: &mut Command, job: &str, rank: usize, n: usize, restarts: u32) {
+    cmd.env("SLURM_PROCID", rank.to_string()).env("SLURM_STEP_NUM_TASKS", n.to_string()).env("SLURM_JOB_ID", job).env("SLURM_STEP_ID", "0");
+    cmd.env("SLURM_RESTART_COUNT", restarts.to_string());
+    cmd.env_remove("SLURM_NTASKS");
+}
+
+/// Each task's result of an uninterrupted run without ckpt.
+fn reference(work: &Workdir, exe: &Path, n: usize, rounds: &str) -> Result<Vec<String>> {
+    let ports = work.join("ports-plain");
+    std::fs::create_dir_all(&ports)?;
+    let procs: Vec<Proc> = (0..n)
+        .map(|r| {
+            let mut argv: Vec<OsString> = vec![exe.into(), ports.clone().into()];
+            argv.extend(ring_args(rounds).iter().map(OsString::from));
+            let mut c = user_command(&argv, false, work.path());
+            slurm_env(&mut c, "plain", r, n, 0);
+            Proc::spawn(&format!("plain task {r}"), c)
+        })
+        .collect::<Result<_>>()?;
+    let mut out = Vec::new();
+    for mut p in procs {
+        p.wait(Duration::from_secs(120))?;
+        out.push(result_of(&p.stdout()).with_context(|| format!("no result from {}:\n{}", p.label(), p.stderr()))?.to_string());
+    }
+    Ok(out)
+}
+
+/// Start the `n` tasks under ckpt-run (`resume`: with --resume, as after a requeue).
+fn start_step(bins: &Bins, work: &Workdir, exe: &Path, n: usize, job: &str, restarts: u32, resume: bool, rounds: &str) -> Result<Vec<Proc>> {
+    let ports = work.join("ports");
+    std::fs::create_dir_all(&ports)?;
+    (0..n)
+        .map(|r| {
+            let mut argv: Vec<OsString> = vec![bins.run.clone().into(), "--dir".into(), work.join("ckpt").into()];
+            if resume {
+                argv.push("--resume".into());
+            }
+            argv.extend([OsString::from("--"), exe.into(), ports.clone().into()]);
+            argv.extend(ring_args(rounds).iter().map(OsString::from));
+            let mut c = user_command(&argv, false, work.path());
+            slurm_env(&mut c, job, r, n, restarts);
+            Proc::spawn(&format!("task {r}{}", if resume { " (resumed)" } else { "" }), c)
+        })
+        .collect()
+}
+
+fn steps(p: &Proc) -> Vec<u64> {
+    p.stdout().lines().filter_map(step_of).collect()
+}
+
+fn setup(tag: &str) -> Result<(Bins, Workdir, PathBuf)> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(tag)?;
+    let exe = compile_c(&work, "step_ring.c", &[])?;
+    Ok((bins, work, exe))
+}
+
+/// A checkpoint asked of one task (rank 1) is taken by the whole step; after every task is
+/// killed, the step resumed from it ends as an uninterrupted run would.
+#[test]
+fn step_ring_checkpoint_of_all_tasks_kill_resume_same_checksums() -> Result<()> {
+    let (bins, work, exe) = setup("step-ring")?;
+    let n = 3;
+    let expected = reference(&work, &exe, n, ROUNDS)?;
+    let job = format!("local{}", std::process::id());
+    let mut first = start_step(&bins, &work, &exe, n, &job, 0, false, ROUNDS)?;
+    for p in first.iter_mut() {
+        p.wait_for_step(10, Duration::from_secs(60))?;
+    }
+    first[1].signal(libc::SIGUSR2)?;
+    first[0].wait_for_stderr("step checkpoint 1: 3 tasks committed", Duration::from_secs(60))?;
+    for p in first.iter_mut() {
+        p.wait_for_stderr("ckpt: checkpoint 1: ", Duration::from_secs(30))?;
+    }
+    let manifest = std::fs::read_to_string(work.join("ckpt/step_ring.step"))?;
+    ensure!(manifest.contains("generation 1") && manifest.contains("tasks 3"), "manifest:\n{manifest}");
+    let mut before = Vec::new();
+    for p in first.iter_mut() {
+        p.kill()?;
+        let s = steps(p);
+        ensure!(s.last().is_some_and(|&l| l < 80), "{} finished before the kill", p.label());
+        before.push(s.len());
+    }
+    let mut second = start_step(&bins, &work, &exe, n, &job, 1, true, ROUNDS)?;
+    for (r, p) in second.iter_mut().enumerate() {
+        p.wait(Duration::from_secs(120))?;
+        let out = p.stdout();
+        let err = p.stderr();
+        ensure!(err.contains("restarted from"), "task {r} did not resume:\n{err}");
+        ensure!(!out.contains("start step_ring"), "task {r} started over:\n{out}");
+        let s = steps(p);
+        ensure!(s.first().is_some_and(|&f| f > 1), "task {r} did not continue: steps {s:?}");
+        ensure!(result_of(&out) == Some(expected[r].as_str()), "task {r}: result {:?}, uninterrupted {}; stderr:\n{err}", result_of(&out), expected[r]);
+    }
+    Ok(())
+}
+
+/// The coordinator accepts only tasks that know the step's key: another user's connection is
+/// refused and logged (and that user cannot read the key); the step still checkpoints.
+#[test]
+fn step_coordinator_refuses_another_users_connection() -> Result<()> {
+    let Some(other) = TestUser::create("stp")? else {
+        ckpt_tests::skip_test!("needs root to create a second user");
+        return Ok(());
+    };
+    let (bins, work, exe) = setup("step-auth")?;
+    let job = format!("auth{}", std::process::id());
+    let mut tasks = start_step(&bins, &work, &exe, 2, &job, 0, false, "400")?;
+    for p in tasks.iter_mut() {
+        p.wait_for_step(3, Duration::from_secs(60))?;
+    }
+    let addr = std::fs::read_to_string(work.join("ckpt/step_ring.step-addr"))?;
+    let port = addr.lines().find_map(|l| l.strip_prefix("port ")).context("no port in the address file")?.to_string();
+    // The other user tries the channel with a made-up answer to the challenge.
+    let client = "import socket,sys\ns=socket.create_connection(('127.0.0.1',int(sys.argv[1])),timeout=10)\ns.recv(24)\ns.sendall(b'CKPTSTP1'+bytes(48))\nprint('answer', len(s.recv(100)))\n";
+    let py = ckpt_tests::programs::python3()?;
+    let o = other.command(&[py.into(), "-c".into(), client.into(), port.into()], Path::new("/")).output()?;
+    let said = String::from_utf8_lossy(&o.stdout);
+    ensure!(said.trim() == "answer 0", "the other user's connection was not cut off: {said} {}", String::from_utf8_lossy(&o.stderr));
+    tasks[0].wait_for_stderr("step: refused a connection from 127.0.0.1", Duration::from_secs(10))?;
+    ensure!(tasks[0].stderr().contains("does not know the step's key"), "{}", tasks[0].stderr());
+    let key = work.join("ckpt/step_ring.step-key");
+    let o = other.command(&["cat".into(), key.into()], Path::new("/")).output()?;
+    ensure!(!o.status.success(), "the other user could read the step's key");
+    // The step's own links are untouched.
+    tasks[0].signal(libc::SIGUSR2)?;
+    tasks[0].wait_for_stderr("step checkpoint 1: 2 tasks committed", Duration::from_secs(60))?;
+    for p in tasks.iter_mut() {
+        p.kill()?;
+    }
+    Ok(())
+}
