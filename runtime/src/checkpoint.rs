@@ -171,9 +171,13 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
     let t_stop = now_ns();
     let slots = threads::stop_all(sys::gettid()).map_err(Retry::Fail)?;
     let resumed = || {
-        // Bytes in flight between the tasks of a step go back before the program runs.
-        crate::step::refill();
-        threads::resume_all();
+        // A step that stops: the program must not run on while the other tasks finish (it
+        // would see them go); it ends with its checkpoint.
+        if !crate::step::keep_stopped() {
+            // Bytes in flight between the tasks of a step go back before the program runs.
+            crate::step::refill();
+            threads::resume_all();
+        }
         alloc::note_stopped_use(alloc::scratch_used() - used0);
     };
     let t_stopped = now_ns();

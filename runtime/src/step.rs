@@ -67,8 +67,14 @@ struct Current {
 }
 
 static CURRENT: Mutex<Option<Current>> = Mutex::new(None);
-/// The number of the step checkpoint being taken (0: none).
+/// The number of the step checkpoint being taken (0: none), and whether the step stops after it.
 static IN_STEP: AtomicU64 = AtomicU64::new(0);
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A checkpoint-and-exit of the step: the program's threads stay stopped until it exits.
+pub fn keep_stopped() -> bool {
+    IN_STEP.load(Ordering::Acquire) != 0 && STOPPING.load(Ordering::Acquire)
+}
 
 fn step() -> Option<&'static Step> {
     // SAFETY: STEP is set once at startup to a leaked Box, never freed.
@@ -443,7 +449,7 @@ fn coordinate(stop: bool) -> Option<Outcome> {
             drop_link(s, r, &e);
         }
     }
-    let out = run_local(s, gen);
+    let out = run_local(s, gen, stop);
     // Every image durable: the manifest, then the commit.
     let mut hashes = vec![0u64; s.id.ntasks as usize];
     let mut why = String::new();
@@ -509,21 +515,53 @@ fn coordinate(stop: bool) -> Option<Outcome> {
         log!(ERROR, "step checkpoint {gen} abandoned on every task: {why}; the previous complete checkpoint of the step stays");
     }
     if stop {
+        let t = deadline(10_000);
+        for r in 1..s.id.ntasks as usize {
+            let fd = s.links[r].load(Ordering::Relaxed);
+            if fd >= 0 {
+                until_closed(fd, t);
+            }
+        }
         crate::triggers::exit_after_checkpoint(ok);
     }
     out.filter(|_| ok)
 }
 
+/// Before rank 0 exits: read what a member sent (its requests) until it closes its end, so
+/// that our close is an orderly one: closing with unread bytes would reset the connection and
+/// the member could lose the `Commit` still on its way.
+fn until_closed(fd: i32, end: u64) {
+    let _ = sys::syscall!(libc::SYS_shutdown, fd, libc::SHUT_WR);
+    let mut buf = [0u8; 4096];
+    loop {
+        match ckpt_step::sys::recv(fd, &mut buf, libc::MSG_DONTWAIT) {
+            Ok(0) => return,
+            Ok(_) => continue,
+            Err(libc::EAGAIN) => {
+                let now = ckpt_step::sys::now_ms();
+                if now >= end || ckpt_step::sys::poll1(fd, libc::POLLIN, Some(end - now)).is_err() {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
 /// A member: take part in checkpoint `gen` that rank 0 began.
 fn take_part(s: &Step, gen: u64, stop: bool) -> Option<Outcome> {
-    let out = run_local(s, gen);
+    let out = run_local(s, gen, stop);
     let fd = s.links[0].load(Ordering::Relaxed);
     let done = match &out {
         Some(o) => Msg::Done { why: String::new(), hash: o.hash, paused_ms: o.paused_ms },
         None => Msg::Done { why: "its checkpoint failed (its stderr says why)".into(), hash: 0, paused_ms: 0 },
     };
     let mut ok = false;
-    if fd >= 0 && wire::send(fd, &done, deadline(5000)).is_ok() {
+    let sent = if fd < 0 { Err(LinkError::Closed) } else { wire::send(fd, &done, deadline(5000)) };
+    if let Err(e) = &sent {
+        log!(ERROR, "step checkpoint {gen}: cannot report to task 0: {e}");
+    }
+    if sent.is_ok() {
         let end = deadline(timeout_ms());
         loop {
             match wire::recv(fd, end) {
@@ -535,7 +573,10 @@ fn take_part(s: &Step, gen: u64, stop: bool) -> Option<Outcome> {
                     }
                     break;
                 }
-                Ok(_) => continue,
+                Ok(m) => {
+                    log!(DEBUG, "step: waiting for the commit, got {m:?}");
+                    continue;
+                }
                 Err(e) => {
                     log!(ERROR, "step checkpoint {gen} abandoned: task 0 did not confirm it ({e})");
                     drop_link(s, 0, &e);
@@ -558,7 +599,7 @@ fn take_part(s: &Step, gen: u64, stop: bool) -> Option<Outcome> {
 }
 
 /// This task's part: its image, numbered `gen`, taken with the step's hooks in force.
-fn run_local(s: &Step, gen: u64) -> Option<Outcome> {
+fn run_local(s: &Step, gen: u64, stop: bool) -> Option<Outcome> {
     if let Some(why) = &s.unsupported {
         log!(ERROR, "checkpoint failed, the program continues: {why}");
         if s.id.rank != 0 {
@@ -568,6 +609,7 @@ fn run_local(s: &Step, gen: u64) -> Option<Outcome> {
         return None;
     }
     checkpoint::GENERATION.store(gen - 1, Ordering::Release);
+    STOPPING.store(stop, Ordering::Release);
     IN_STEP.store(gen, Ordering::Release);
     let out = checkpoint::take();
     IN_STEP.store(0, Ordering::Release);
@@ -718,6 +760,16 @@ pub fn annotate(index: &mut Index) {
         let data = &cur.drained[i].data;
         sock.queue = if data.is_empty() { Vec::new() } else { vec![Message { data: data.clone(), ..Default::default() }] };
         sock.unsent = 0;
+    }
+    if STOPPING.load(Ordering::Acquire) {
+        // The step ends after this checkpoint: its connections are reset when it exits rather
+        // than closed in order, so that no TIME_WAIT holds the program's ports on this node
+        // (a listener without SO_REUSEADDR could not be bound again by a restart here). Set
+        // after the capture, which must not record it.
+        let l = libc::linger { l_onoff: 1, l_linger: 0 };
+        for (fd, _) in &cur.pairs {
+            let _ = sys::syscall!(libc::SYS_setsockopt, *fd, libc::SOL_SOCKET, libc::SO_LINGER, &l as *const libc::linger, std::mem::size_of::<libc::linger>());
+        }
     }
 }
 

@@ -152,8 +152,10 @@ pub fn run() -> ! {
 /// Requeue the Slurm job if asked (after a good image), then exit the whole process:
 /// EXIT_STOPPED when the image was written, EXIT_STOP_FAILED when it was not.
 pub fn exit_after_checkpoint(ok: bool) -> ! {
-    if ok && crate::step::may_requeue() {
-        requeue();
+    if ok {
+        if crate::step::may_requeue() {
+            requeue();
+        }
         log!(DEBUG, "stopping after the checkpoint (exit status {EXIT_STOPPED})");
     } else {
         log!(ERROR, "stop requested but the checkpoint failed; exiting with status {EXIT_STOP_FAILED}");

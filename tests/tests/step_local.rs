@@ -10,49 +10,21 @@ use anyhow::{ensure, Context, Result};
 use ckpt_tests::programs::compile_c;
 use ckpt_tests::scenario::user_command;
 use ckpt_tests::users::TestUser;
-use ckpt_tests::{result_of, step_of, Bins, Proc, Workdir};
+use ckpt_tests::ring::{self, slurm_env};
+use ckpt_tests::{result_of, Bins, Proc, Workdir};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-const ROUNDS: &str = "80";
+const ROUNDS: u32 = 80;
 
 /// The ring's arguments after its port directory: rounds, delay (ms), bytes per round.
-fn ring_args(rounds: &str) -> [&str; 3] {
-    [rounds, "50", "65536"]
-}
-
-/// The variables srun gives task `rank` of a step of `n` tasks.
-fn slurm_env(cmd: &mut Command, job: &str, rank: usize, n: usize, restarts: u32) {
-    cmd.env("SLURM_PROCID", rank.to_string()).env("SLURM_STEP_NUM_TASKS", n.to_string()).env("SLURM_JOB_ID", job).env("SLURM_STEP_ID", "0");
-    cmd.env("SLURM_RESTART_COUNT", restarts.to_string());
-    cmd.env_remove("SLURM_NTASKS");
-}
-
-/// Each task's result of an uninterrupted run without ckpt.
-fn reference(work: &Workdir, exe: &Path, n: usize, rounds: &str) -> Result<Vec<String>> {
-    let ports = work.join("ports-plain");
-    std::fs::create_dir_all(&ports)?;
-    let procs: Vec<Proc> = (0..n)
-        .map(|r| {
-            let mut argv: Vec<OsString> = vec![exe.into(), ports.clone().into()];
-            argv.extend(ring_args(rounds).iter().map(OsString::from));
-            let mut c = user_command(&argv, false, work.path());
-            slurm_env(&mut c, "plain", r, n, 0);
-            Proc::spawn(&format!("plain task {r}"), c)
-        })
-        .collect::<Result<_>>()?;
-    let mut out = Vec::new();
-    for mut p in procs {
-        p.wait(Duration::from_secs(120))?;
-        out.push(result_of(&p.stdout()).with_context(|| format!("no result from {}:\n{}", p.label(), p.stderr()))?.to_string());
-    }
-    Ok(out)
+fn ring_args(rounds: u32) -> [String; 3] {
+    [rounds.to_string(), "50".into(), ring::SIZE.into()]
 }
 
 /// Start the `n` tasks under ckpt-run (`resume`: with --resume, as after a requeue).
-fn start_step(bins: &Bins, work: &Workdir, exe: &Path, n: usize, job: &str, restarts: u32, resume: bool, rounds: &str) -> Result<Vec<Proc>> {
+fn start_step(bins: &Bins, work: &Workdir, exe: &Path, n: usize, job: &str, restarts: u32, resume: bool, rounds: u32) -> Result<Vec<Proc>> {
     let ports = work.join("ports");
     std::fs::create_dir_all(&ports)?;
     (0..n)
@@ -71,7 +43,7 @@ fn start_step(bins: &Bins, work: &Workdir, exe: &Path, n: usize, job: &str, rest
 }
 
 fn steps(p: &Proc) -> Vec<u64> {
-    p.stdout().lines().filter_map(step_of).collect()
+    ring::steps(&p.stdout())
 }
 
 fn setup(tag: &str) -> Result<(Bins, Workdir, PathBuf)> {
@@ -87,7 +59,7 @@ fn setup(tag: &str) -> Result<(Bins, Workdir, PathBuf)> {
 fn step_ring_checkpoint_of_all_tasks_kill_resume_same_checksums() -> Result<()> {
     let (bins, work, exe) = setup("step-ring")?;
     let n = 3;
-    let expected = reference(&work, &exe, n, ROUNDS)?;
+    let expected = ring::reference(&work, &exe, n, ROUNDS)?;
     let job = format!("local{}", std::process::id());
     let mut first = start_step(&bins, &work, &exe, n, &job, 0, false, ROUNDS)?;
     for p in first.iter_mut() {
@@ -131,7 +103,7 @@ fn step_coordinator_refuses_another_users_connection() -> Result<()> {
     };
     let (bins, work, exe) = setup("step-auth")?;
     let job = format!("auth{}", std::process::id());
-    let mut tasks = start_step(&bins, &work, &exe, 2, &job, 0, false, "400")?;
+    let mut tasks = start_step(&bins, &work, &exe, 2, &job, 0, false, 400)?;
     for p in tasks.iter_mut() {
         p.wait_for_step(3, Duration::from_secs(60))?;
     }
