@@ -600,11 +600,16 @@ fn take_part(s: &Step, gen: u64, stop: bool) -> Option<Outcome> {
 
 /// This task's part: its image, numbered `gen`, taken with the step's hooks in force.
 fn run_local(s: &Step, gen: u64, stop: bool) -> Option<Outcome> {
-    if let Some(why) = &s.unsupported {
+    if let Some(why) = s.unsupported.clone().or_else(infiniband) {
         log!(ERROR, "checkpoint failed, the program continues: {why}");
         if s.id.rank != 0 {
-            // Rank 0 still waits for this task's Conns.
-            let _ = wire::send(s.links[0].load(Ordering::Relaxed), &Msg::Conns { why: why.clone(), conns: Vec::new() }, deadline(5000));
+            // Rank 0 waits for this task's Conns.
+            let _ = wire::send(s.links[0].load(Ordering::Relaxed), &Msg::Conns { why: format!("task {}: {why}", s.id.rank), conns: Vec::new() }, deadline(5000));
+        } else {
+            // The members wait for their Pairs.
+            for l in s.links.iter().skip(1) {
+                let _ = wire::send(l.load(Ordering::Relaxed), &Msg::Pairs { why: format!("task 0: {why}"), pairs: Vec::new() }, deadline(5000));
+            }
         }
         return None;
     }
@@ -618,6 +623,18 @@ fn run_local(s: &Step, gen: u64, stop: bool) -> Option<Outcome> {
         std::mem::forget(c.take());
     }
     out
+}
+
+/// Why the program cannot be checkpointed with its step because it uses InfiniBand (verbs, UCX
+/// over IB: an open /dev/infiniband device, whose state is the adapter's), if it does.
+fn infiniband() -> Option<String> {
+    let names = sys::list_dir(&sys::cpath(&[b"/proc/thread-self/fd"])).ok()?;
+    names.iter().find_map(|n| {
+        let link = sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", n])).ok()?;
+        link.starts_with(b"/dev/infiniband/").then(|| {
+            format!("the program uses InfiniBand ({} is open): RDMA state lives in the adapter and cannot be checkpointed; run it over TCP (e.g. OMPI_MCA_btl=tcp,self, UCX_TLS=tcp)", String::from_utf8_lossy(&link))
+        })
+    })
 }
 
 /// Whether a step checkpoint is being taken (a failed snapshot is not retried then: the other
@@ -760,6 +777,14 @@ pub fn annotate(index: &mut Index) {
         let data = &cur.drained[i].data;
         sock.queue = if data.is_empty() { Vec::new() } else { vec![Message { data: data.clone(), ..Default::default() }] };
         sock.unsent = 0;
+    }
+    // A connection accepted from the program's listener holds the listener's port; once closed
+    // it lingers in TIME_WAIT, which keeps a restart on this node from binding that port again
+    // unless the connection allows reuse: it does from now on (set after the capture, so the
+    // image keeps the program's own setting).
+    for (fd, _) in &cur.pairs {
+        let one: i32 = 1;
+        let _ = sys::syscall!(libc::SYS_setsockopt, *fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &one as *const i32, 4);
     }
     if STOPPING.load(Ordering::Acquire) {
         // The step ends after this checkpoint: its connections are reset when it exits rather

@@ -23,8 +23,18 @@ fn ring_args(rounds: u32) -> [String; 3] {
     [rounds.to_string(), "50".into(), ring::SIZE.into()]
 }
 
+/// One run of a step: its job id, how many times it was requeued, whether with --resume, extra
+/// environment.
+struct Run<'a> {
+    job: &'a str,
+    restarts: u32,
+    resume: bool,
+    env: &'a [(&'a str, &'a str)],
+}
+
 /// Start the `n` tasks under ckpt-run (`resume`: with --resume, as after a requeue).
-fn start_step(bins: &Bins, work: &Workdir, exe: &Path, n: usize, job: &str, restarts: u32, resume: bool, rounds: u32) -> Result<Vec<Proc>> {
+fn start_step(bins: &Bins, work: &Workdir, exe: &Path, n: usize, run: &Run, rounds: u32) -> Result<Vec<Proc>> {
+    let Run { job, restarts, resume, env } = *run;
     let ports = work.join("ports");
     std::fs::create_dir_all(&ports)?;
     (0..n)
@@ -37,6 +47,7 @@ fn start_step(bins: &Bins, work: &Workdir, exe: &Path, n: usize, job: &str, rest
             argv.extend(ring_args(rounds).iter().map(OsString::from));
             let mut c = user_command(&argv, false, work.path());
             slurm_env(&mut c, job, r, n, restarts);
+            c.envs(env.iter().copied());
             Proc::spawn(&format!("task {r}{}", if resume { " (resumed)" } else { "" }), c)
         })
         .collect()
@@ -61,7 +72,7 @@ fn step_ring_checkpoint_of_all_tasks_kill_resume_same_checksums() -> Result<()> 
     let n = 3;
     let expected = ring::reference(&work, &exe, n, ROUNDS)?;
     let job = format!("local{}", std::process::id());
-    let mut first = start_step(&bins, &work, &exe, n, &job, 0, false, ROUNDS)?;
+    let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &[] }, ROUNDS)?;
     for p in first.iter_mut() {
         p.wait_for_step(10, Duration::from_secs(60))?;
     }
@@ -79,7 +90,7 @@ fn step_ring_checkpoint_of_all_tasks_kill_resume_same_checksums() -> Result<()> 
         ensure!(s.last().is_some_and(|&l| l < 80), "{} finished before the kill", p.label());
         before.push(s.len());
     }
-    let mut second = start_step(&bins, &work, &exe, n, &job, 1, true, ROUNDS)?;
+    let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &[] }, ROUNDS)?;
     for (r, p) in second.iter_mut().enumerate() {
         p.wait(Duration::from_secs(120))?;
         let out = p.stdout();
@@ -103,7 +114,7 @@ fn step_coordinator_refuses_another_users_connection() -> Result<()> {
     };
     let (bins, work, exe) = setup("step-auth")?;
     let job = format!("auth{}", std::process::id());
-    let mut tasks = start_step(&bins, &work, &exe, 2, &job, 0, false, 400)?;
+    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &[] }, 400)?;
     for p in tasks.iter_mut() {
         p.wait_for_step(3, Duration::from_secs(60))?;
     }
@@ -123,6 +134,36 @@ fn step_coordinator_refuses_another_users_connection() -> Result<()> {
     // The step's own links are untouched.
     tasks[0].signal(libc::SIGUSR2)?;
     tasks[0].wait_for_stderr("step checkpoint 1: 2 tasks committed", Duration::from_secs(60))?;
+    for p in tasks.iter_mut() {
+        p.kill()?;
+    }
+    Ok(())
+}
+
+/// Ranks started by srun through PMI2 talk to a server in slurmstepd that is not checkpointed:
+/// a checkpoint of such a step fails with one clear line on every task (the program goes on),
+/// and no manifest is written.
+#[test]
+fn step_of_pmi2_ranks_refuses_checkpoint_clearly() -> Result<()> {
+    let (bins, work, exe) = setup("step-pmi")?;
+    let job = format!("pmi{}", std::process::id());
+    let env = [("PMI_FD", "7"), ("PMI_RANK", "0"), ("PMI_SIZE", "2")];
+    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &env }, 400)?;
+    for p in tasks.iter_mut() {
+        p.wait_for_step(3, Duration::from_secs(60))?;
+    }
+    tasks[0].signal(libc::SIGUSR2)?;
+    for p in tasks.iter_mut() {
+        p.wait_for_stderr("started by srun through PMI2", Duration::from_secs(60))?;
+    }
+    tasks[0].wait_for_stderr("step checkpoint 1 abandoned on every task", Duration::from_secs(60))?;
+    ensure!(!work.join("ckpt/step_ring.step").exists(), "a manifest was written");
+    for p in tasks.iter_mut() {
+        let before = steps(p).len();
+        if let Err(e) = p.wait_for_step(before as u64 + 2, Duration::from_secs(30)) {
+            anyhow::bail!("{} did not go on: {e}\n{}", p.label(), p.stderr());
+        }
+    }
     for p in tasks.iter_mut() {
         p.kill()?;
     }
