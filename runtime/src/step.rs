@@ -430,8 +430,31 @@ pub fn request(stop: bool, wait: bool) -> Option<Outcome> {
     }
 }
 
-/// Rank 0: run checkpoint COMPLETED+1 of the step.
+/// A stop requested of a task while a checkpoint that does not stop was being taken (rank 0
+/// reads requests then): the step stops with another checkpoint once this one has ended.
+/// (A plain request made meanwhile is served by the checkpoint being taken: one `scancel -s`
+/// reaches the tasks one after the other, and must make one checkpoint.)
+static DEFERRED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+fn defer(stop: bool, _at_ns: u64) {
+    if stop {
+        DEFERRED.store(2, Ordering::Relaxed);
+    }
+}
+
+/// Rank 0: run checkpoint COMPLETED+1 of the step, then one for the requests made meanwhile.
 fn coordinate(stop: bool) -> Option<Outcome> {
+    let out = coordinate_one(stop);
+    match DEFERRED.swap(0, Ordering::Relaxed) {
+        0 => out,
+        bits => {
+            log!(DEBUG, "step: serving the requests made during the last checkpoint");
+            coordinate(bits & 2 != 0).or(out)
+        }
+    }
+}
+
+fn coordinate_one(stop: bool) -> Option<Outcome> {
     let s = step()?;
     let gen = COMPLETED.load(Ordering::Relaxed) + 1;
     let t0 = ckpt_step::sys::now_ms();
@@ -478,7 +501,7 @@ fn coordinate(stop: bool) -> Option<Outcome> {
                     longest = longest.max(paused_ms);
                     break;
                 }
-                Ok(Msg::Req { .. }) => continue,
+                Ok(Msg::Req { stop, at_ns }) => defer(stop, at_ns),
                 Ok(m) => log!(DEBUG, "step: ignoring {m:?} from task {r}"),
                 Err(e) => {
                     if why.is_empty() {
@@ -666,6 +689,7 @@ pub fn stopped() -> Result<(), String> {
                         *slot = conns;
                         break;
                     }
+                    Ok(Msg::Req { stop, at_ns }) => defer(stop, at_ns),
                     Ok(_) => continue,
                     Err(e) => {
                         why = format!("task {r} did not stop in time: {e}");
