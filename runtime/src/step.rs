@@ -104,6 +104,31 @@ fn timeout_ms() -> u64 {
     STEP_TIMEOUT_MS.load(Ordering::Relaxed)
 }
 
+/// How long a member waits for rank 0, which itself waits up to `timeout_ms` for the others.
+fn member_wait_ms() -> u64 {
+    timeout_ms() + 10_000
+}
+
+/// Why this task's part of the step's checkpoint failed (for rank 0's one line), in a fixed
+/// buffer: it is set during the checkpoint, whose allocations do not outlive it.
+static FAILED: Mutex<([u8; 240], usize)> = Mutex::new(([0; 240], 0));
+
+fn set_failed(why: &str) {
+    if let Ok(mut f) = FAILED.lock() {
+        let n = why.len().min(240);
+        f.0[..n].copy_from_slice(&why.as_bytes()[..n]);
+        f.1 = n;
+    }
+}
+
+fn take_failed() -> String {
+    FAILED.lock().map(|mut f| {
+        let s = String::from_utf8_lossy(&f.0[..f.1]).into_owned();
+        f.1 = 0;
+        s
+    }).unwrap_or_default()
+}
+
 static STEP_TIMEOUT_MS: AtomicU64 = AtomicU64::new(120_000);
 
 /// Set up from the environment (constructor, one thread): the step's identity and, on rank 0,
@@ -482,7 +507,12 @@ fn coordinate_one(stop: bool) -> Option<Outcome> {
             hashes[0] = o.hash;
             longest = o.paused_ms;
         }
-        None => why = "task 0's image failed".into(),
+        None => {
+            why = take_failed();
+            if why.is_empty() {
+                why = "task 0's checkpoint failed (its stderr says why)".into();
+            }
+        }
     }
     let end = deadline(timeout_ms());
     for (r, slot) in hashes.iter_mut().enumerate().skip(1) {
@@ -585,7 +615,7 @@ fn take_part(s: &Step, gen: u64, stop: bool) -> Option<Outcome> {
         log!(ERROR, "step checkpoint {gen}: cannot report to task 0: {e}");
     }
     if sent.is_ok() {
-        let end = deadline(timeout_ms());
+        let end = deadline(member_wait_ms());
         loop {
             match wire::recv(fd, end) {
                 Ok(Msg::Commit { why }) if why == "served" => continue,
@@ -629,6 +659,7 @@ fn run_local(s: &Step, gen: u64, stop: bool) -> Option<Outcome> {
             // Rank 0 waits for this task's Conns.
             let _ = wire::send(s.links[0].load(Ordering::Relaxed), &Msg::Conns { why: format!("task {}: {why}", s.id.rank), conns: Vec::new() }, deadline(5000));
         } else {
+            set_failed(&format!("task 0: {why}"));
             // The members wait for their Pairs.
             for l in s.links.iter().skip(1) {
                 let _ = wire::send(l.load(Ordering::Relaxed), &Msg::Pairs { why: format!("task 0: {why}"), pairs: Vec::new() }, deadline(5000));
@@ -673,7 +704,8 @@ pub fn stopped() -> Result<(), String> {
     let Some(s) = step().filter(|_| gen != 0) else { return Ok(()) };
     let k = key().ok_or("no key for the step's links")?;
     let mine = tcp_conns();
-    let end = deadline(timeout_ms());
+    // Rank 0 gives up on a task after the bound; the others wait a little longer for its word.
+    let end = deadline(if s.id.rank == 0 { timeout_ms() } else { member_wait_ms() });
     let pairs: Vec<Pair> = if s.id.rank == 0 {
         let mut all: Vec<Vec<Conn>> = vec![Vec::new(); s.id.ntasks as usize];
         all[0] = mine.iter().map(|(_, c)| c.clone()).collect();
@@ -703,6 +735,7 @@ pub fn stopped() -> Result<(), String> {
             let _ = wire::send(link.load(Ordering::Relaxed), &Msg::Pairs { why: why.clone(), pairs: pairs.clone() }, end);
         }
         if !why.is_empty() {
+            set_failed(&why);
             return Err(why);
         }
         table[0].clone()

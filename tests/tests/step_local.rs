@@ -169,3 +169,40 @@ fn step_of_pmi2_ranks_refuses_checkpoint_clearly() -> Result<()> {
     }
     Ok(())
 }
+
+/// A task that does not answer (SIGSTOPped) makes the step's next checkpoint abandoned on every
+/// task within CKPT_STEP_TIMEOUT, with one line; the manifest still names the previous complete
+/// checkpoint, from which the step (killed) resumes to the uninterrupted result.
+#[test]
+fn step_checkpoint_abandoned_when_a_task_hangs_previous_set_stays() -> Result<()> {
+    let (bins, work, exe) = setup("step-hang")?;
+    let n = 3;
+    let expected = ring::reference(&work, &exe, n, ROUNDS)?;
+    let job = format!("hang{}", std::process::id());
+    let env = [("CKPT_STEP_TIMEOUT", "3")];
+    let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &env }, ROUNDS)?;
+    for p in first.iter_mut() {
+        p.wait_for_step(5, Duration::from_secs(60))?;
+    }
+    first[0].signal(libc::SIGUSR2)?;
+    first[0].wait_for_stderr("step checkpoint 1: 3 tasks committed", Duration::from_secs(60))?;
+    let manifest = work.join("ckpt/step_ring.step");
+    let committed = std::fs::read(&manifest)?;
+    first[2].signal(libc::SIGSTOP)?;
+    first[0].signal(libc::SIGUSR2)?;
+    first[0].wait_for_stderr("step checkpoint 2 abandoned on every task: task 2 did not stop in time", Duration::from_secs(30))?;
+    first[1].wait_for_stderr("step checkpoint 2 abandoned", Duration::from_secs(30))?;
+    ensure!(std::fs::read(&manifest)? == committed, "the manifest changed:\n{}", std::fs::read_to_string(&manifest)?);
+    first[2].signal(libc::SIGCONT)?;
+    for p in first.iter_mut() {
+        p.kill()?;
+    }
+    let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &[] }, ROUNDS)?;
+    for (r, p) in second.iter_mut().enumerate() {
+        p.wait(Duration::from_secs(120))?;
+        let (out, err) = (p.stdout(), p.stderr());
+        ensure!(err.contains("(checkpoint 1,"), "task {r} did not resume from checkpoint 1:\n{err}");
+        ensure!(result_of(&out) == Some(expected[r].as_str()), "task {r}: {:?}, uninterrupted {}; stderr:\n{err}", result_of(&out), expected[r]);
+    }
+    Ok(())
+}
