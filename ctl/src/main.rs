@@ -91,8 +91,9 @@ fn check_socket_file(sock: &Path) -> Result<(), Fail> {
     Ok(())
 }
 
-/// Refuse a server that does not run as the user (SO_PEERCRED of the connection).
-fn check_server(s: &UnixStream, sock: &Path) -> Result<(), Fail> {
+/// Refuse a server that does not run as the user (SO_PEERCRED of the connection); returns its
+/// pid as we see it.
+fn check_server(s: &UnixStream, sock: &Path) -> Result<i32, Fail> {
     use std::os::fd::AsRawFd;
     let mut cred = libc::ucred { pid: 0, uid: u32::MAX, gid: 0 };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
@@ -107,7 +108,24 @@ fn check_server(s: &UnixStream, sock: &Path) -> Result<(), Fail> {
             format!("{}: the process listening on it (pid {}) runs as {}, not as you: refusing to talk to it", sock.display(), cred.pid, ckpt_image::trust::user(cred.uid)),
         ));
     }
-    Ok(())
+    Ok(cred.pid)
+}
+
+/// The program's `pid:` line as we see it: the program may run in a pid namespace of its own
+/// (ckpt-ns), even nested in another program's, where the pid it reports means nothing here;
+/// the kernel gives us the listening process's pid in our own namespace.
+fn our_view_of_pid(answer: &str, pid: i32) -> String {
+    let mut done = false;
+    answer
+        .lines()
+        .map(|l| match l.strip_prefix("pid: ") {
+            Some(_) if !done && pid > 0 => {
+                done = true;
+                format!("pid: {pid}\n")
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect()
 }
 
 fn owned(p: &Path) -> bool {
@@ -171,7 +189,7 @@ fn ask(sock: &Path, request: &str, timeout_s: u64) -> Result<String, Fail> {
         std::io::ErrorKind::PermissionDenied => Fail(EXIT_COMM, format!("{}: {e} (only the program's owner may control it)", sock.display())),
         _ => Fail(EXIT_COMM, format!("{}: {e}", sock.display())),
     })?;
-    check_server(&s, sock)?;
+    let peer = check_server(&s, sock)?;
     let comm = |e: std::io::Error| Fail(EXIT_COMM, format!("{}: {e}", sock.display()));
     s.set_read_timeout(Some(Duration::from_secs(timeout_s.max(1)))).map_err(comm)?;
     s.set_write_timeout(Some(Duration::from_secs(timeout_s.max(1)))).map_err(comm)?;
@@ -192,5 +210,5 @@ fn ask(sock: &Path, request: &str, timeout_s: u64) -> Result<String, Fail> {
     if answer.is_empty() {
         return Err(Fail(EXIT_NOT_RUNNING, format!("{}: the program closed the connection without answering (did it exit?)", sock.display())));
     }
-    Ok(answer)
+    Ok(our_view_of_pid(&answer, peer))
 }

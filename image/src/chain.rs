@@ -51,7 +51,8 @@ pub struct LayerBuf {
     dec: Decompressor,
     stored: Vec<u8>,
     chunk: Vec<u8>,
-    cached: Option<(u64, usize, usize, usize)>,
+    /// The frame in `chunk`: (chain id, image, file offset).
+    cached: Option<(u64, usize, u64)>,
 }
 
 impl LayerBuf {
@@ -196,33 +197,41 @@ impl Chain {
     }
 
     /// Write the bytes of layer `l` into `dst` (exactly `l.len` bytes), verifying the chunk's
-    /// checksum. A whole chunk goes straight into `dst`; a part of one is decompressed into
-    /// `buf` first (and kept there for the next part).
+    /// checksum. A whole plain chunk goes straight into `dst`; a part of one, or of a packed
+    /// frame, is decoded into `buf` first (the whole frame, kept there for the next part: the
+    /// other chunks of a packed frame usually come next).
     pub fn read_layer(&self, l: &Layer, dst: &mut [u8], buf: &mut LayerBuf) -> Result<()> {
         if dst.len() as u64 != l.len {
             return Err(ImageError::Io(std::io::Error::other("internal: layer and destination differ in length")));
         }
         let img = &self.images[l.image];
         let c = self.chunk(l);
-        let r = if l.whole {
+        let r = if l.whole && !c.is_packed() {
             img.read_chunk(c, dst, &mut buf.dec, &mut buf.stored)
         } else if c.codec == Codec::Zero {
             dst.fill(0);
             Ok(())
         } else {
-            let key = (self.id, l.image, l.region, l.chunk);
+            let key = (self.id, l.image, c.file_offset);
             let mut r = Ok(());
             if buf.cached != Some(key) {
                 buf.cached = None;
-                buf.chunk.resize(c.raw_len as usize, 0);
-                r = img.read_chunk(c, &mut buf.chunk, &mut buf.dec, &mut buf.stored);
+                buf.chunk.resize(c.frame_len as usize, 0);
+                r = img.read_frame(c, &mut buf.chunk, &mut buf.dec, &mut buf.stored);
                 if r.is_ok() {
                     buf.cached = Some(key);
                 }
             }
-            r.map(|()| dst.copy_from_slice(&buf.chunk[l.skip as usize..(l.skip + l.len) as usize]))
+            let from = (c.frame_skip + l.skip) as usize;
+            r.map(|()| dst.copy_from_slice(&buf.chunk[from..from + l.len as usize]))
         };
         r.map_err(|e| self.blame(l.image, e))
+    }
+
+    /// Which stored frame a layer reads: layers of one frame are best read one after the other
+    /// on one thread (the frame is decoded once).
+    pub fn frame_of(&self, l: &Layer) -> (usize, u64) {
+        (l.image, self.chunk(l).file_offset)
     }
 
     /// Rebuild bytes `[off, off + dst.len())` of region `region` of the newest image into `dst`

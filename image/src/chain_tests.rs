@@ -72,12 +72,27 @@ fn write(path: &Path, specs: &[Spec], parent: u64, generation: u64, chain: u32) 
     for s in specs {
         let start = BASE + s.page * P;
         let mut chunks = Vec::new();
+        // The data chunks of an inheriting region (an increment's) go into one packed frame, as
+        // the runtime writes scattered pages; the others are plain chunks.
+        let (mut frame, mut parts) = (Vec::new(), Vec::new());
         for &(off, n, fill) in &s.chunks {
             let data = bytes(fill, (n * P) as usize);
-            chunks.push(w.write_chunk(off * P, &data).unwrap());
+            if s.inherit && !matches!(fill, Zero) {
+                frame.extend_from_slice(&data);
+                parts.push((off * P, n * P));
+            } else {
+                chunks.push(w.write_chunk(off * P, &data).unwrap());
+            }
             for i in 0..n {
                 pages.insert(start + (off + i) * P, data[(i * P) as usize..((i + 1) * P) as usize].to_vec());
             }
+        }
+        if !parts.is_empty() {
+            let mut enc = crate::ChunkEncoder::new(1).unwrap();
+            let packed = w.write_frame_with(&mut enc, &parts, &frame).unwrap();
+            assert!(parts.len() < 2 || packed.iter().all(|c| c.is_packed() || c.codec == Codec::Zero), "{packed:?}");
+            chunks.extend(packed);
+            chunks.sort_by_key(|c| c.offset);
         }
         regions.push(Region { start, end: start + s.pages * P, prot: 3, name: b"r".to_vec(), backing: s.backing.clone(), chunks, inherit: s.inherit, attrs: Default::default() });
     }

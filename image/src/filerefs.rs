@@ -95,7 +95,7 @@ mod tests {
             backing: Backing::File { path: b"/f".to_vec(), offset, size: 10 * PAGE, mtime: 0, shared },
             chunks: chunks
                 .iter()
-                .map(|&(p, n)| Chunk { offset: p * PAGE, raw_len: n * PAGE, file_offset: 0, stored_len: 0, codec: Codec::Zero, hash: 0 })
+                .map(|&(p, n)| Chunk::plain(p * PAGE, n * PAGE, 0, 0, Codec::Zero, 0))
                 .collect(),
             inherit: false,
             attrs: Default::default(),

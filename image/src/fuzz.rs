@@ -2,7 +2,7 @@
 //! stable-toolchain test can exercise it too: whatever bytes an image file holds, opening and
 //! verifying it returns an error or succeeds; it never panics, hangs or allocates without bound.
 
-use crate::{Backing, ChildProcess, Chunk, Entry, FdKind, FdState, Index, LeftOut, Meta, OutsidePipe, Reader, Region, Result, ThreadState, Writer};
+use crate::{Backing, ChildProcess, Chunk, Entry, FdKind, FdState, Ids, Index, LeftOut, Meta, OutsidePipe, Reader, Region, Result, SharedMem, ThreadState, Writer};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::io::{Seek, SeekFrom, Write};
@@ -73,6 +73,7 @@ pub fn sample_image() -> Result<Vec<u8>> {
             glibc: "2.36".into(),
             chain: 1,
             origin: Default::default(),
+            increments: true,
         },
         regions: vec![
             Region {
@@ -99,6 +100,8 @@ pub fn sample_image() -> Result<Vec<u8>> {
             children: vec![ChildProcess { pid: 4250, command: b"sleep 30".to_vec(), exited: false }],
             outside_pipes: vec![OutsidePipe { fd: 0, unread: 12, fifo: Vec::new() }],
         },
+        ids: Ids { namespace: true, outer_pid: 4200, ckpt_tid: 4244, monotonic_ns: 12_345_678_901, boottime_ns: 12_345_678_999, signal: 12, ..Default::default() },
+        shared: vec![SharedMem { start: 0x7000_0000, dev: 5, ino: 42, offset: 0 }],
         step: None,
     };
     let (mut f, total) = w.finish(&index)?;

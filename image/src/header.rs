@@ -13,8 +13,12 @@ pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 ///    and `Deleted::seals`.
 /// 8: sockets and terminals as `FdKind::Socket` and `FdKind::Tty` (ckpt-kinds: sockets, tty), files in flight
 ///    (negative fd numbers), epoll entries' holders, inotify watches' state.
-/// 11: `Socket::job` (connections between the tasks of a Slurm step) and `Index::step`.
-pub const VERSION: u32 = 11;
+/// 9: `Index::ids` (process ids and namespaces: the outer pid, the checkpoint thread, the clocks).
+/// 10: packed frames (`Chunk::frame_skip`, `Chunk::frame_len`: a window's scattered pages in one
+///     frame, one chunk per run) and `Meta::increments`.
+/// 11: `Index::shared` (shared memory by identity, for the images of a process tree's set).
+/// 12: `Socket::job` (connections between the tasks of a Slurm step) and `Index::step`.
+pub const VERSION: u32 = 12;
 pub const HEADER_LEN: usize = 64;
 
 /// Header fields, little-endian on disk:

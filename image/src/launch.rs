@@ -21,6 +21,9 @@ const VERSION_TAG: &str = "v1";
 pub struct Launch {
     /// The process ckpt-run execs the program in (its own pid): only it is managed.
     pub pid: i32,
+    /// The outer ckpt-run standing for the program in its own namespace (ckpt-ns), which
+    /// gave the program its own pid there; 0: no namespace.
+    pub outer_pid: i32,
     /// Image directory (absolute) and image name.
     pub dir: Vec<u8>,
     pub name: Vec<u8>,
@@ -45,6 +48,14 @@ pub struct Launch {
     pub program: Vec<u8>,
     /// `--allow-shared-dir`: use an image directory other users could write, with a warning.
     pub allow_shared_dir: bool,
+    /// Device and inode of the image directory as ckpt-run checked it: in a user namespace its
+    /// owner may show as the overflow uid (root's /tmp), which the runtime then trusts for this
+    /// directory only (ckpt-ns).
+    pub dir_dev: u64,
+    pub dir_ino: u64,
+    /// A member of the program's process tree other than the process ckpt-run started (a
+    /// program a forked child execs): it joins the tree's coordinator, without a timer.
+    pub tree_child: bool,
 }
 
 fn hex(v: &[u8]) -> String {
@@ -70,6 +81,9 @@ impl Launch {
             s.push_str(&hex(v));
         };
         field("pid", self.pid.to_string().as_bytes());
+        if self.outer_pid != 0 {
+            field("outer_pid", self.outer_pid.to_string().as_bytes());
+        }
         field("dir", &self.dir);
         field("name", &self.name);
         field("signal", self.signal.to_string().as_bytes());
@@ -85,6 +99,11 @@ impl Launch {
         }
         field("program", &self.program);
         field("allow_shared_dir", if self.allow_shared_dir { b"1" } else { b"0" });
+        field("dir_dev", self.dir_dev.to_string().as_bytes());
+        field("dir_ino", self.dir_ino.to_string().as_bytes());
+        if self.tree_child {
+            field("tree_child", b"1");
+        }
         s
     }
 
@@ -101,6 +120,7 @@ impl Launch {
             let num = || std::str::from_utf8(&val).ok()?.parse::<u64>().ok();
             match k {
                 b"pid" => l.pid = i32::try_from(num()?).ok()?,
+                b"outer_pid" => l.outer_pid = i32::try_from(num()?).ok()?,
                 b"dir" => l.dir = val,
                 b"name" => l.name = val,
                 b"signal" => l.signal = i32::try_from(num()?).ok()?,
@@ -114,6 +134,9 @@ impl Launch {
                 b"preload_user" => l.preload_user = Some(val),
                 b"program" => l.program = val,
                 b"allow_shared_dir" => l.allow_shared_dir = val == b"1",
+                b"dir_dev" => l.dir_dev = num()?,
+                b"dir_ino" => l.dir_ino = num()?,
+                b"tree_child" => l.tree_child = val == b"1",
                 _ => {}
             }
         }
@@ -129,6 +152,10 @@ mod tests {
     fn round_trip() {
         let l = Launch {
             pid: 4242,
+            outer_pid: 4200,
+            dir_dev: 2049,
+            dir_ino: 77,
+            tree_child: true,
             dir: b"/scratch/a;b=c\xff".to_vec(),
             name: b"app.3".to_vec(),
             signal: 12,

@@ -31,10 +31,12 @@ mod launch;
 mod leftout;
 mod model;
 mod origin;
+pub mod pagetable;
 pub mod progress;
 mod reader;
 mod shuffle;
 pub mod trust;
+pub mod tree;
 mod writer;
 
 pub use attrs::{vm, ProcAttrs, RegionAttrs, ThreadAttrs, RSEQ_GLIBC, RSEQ_NONE, RSEQ_OWN};

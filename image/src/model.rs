@@ -16,9 +16,24 @@ pub struct Index {
     pub process: ProcessState,
     /// What a restart cannot bring back (format version 4).
     pub left_out: LeftOut,
+    /// Process ids and namespaces (format version 9).
+    pub ids: Ids,
+    /// Which shared memory regions are which kernel object (format version 8): processes of a
+    /// tree that map one object map it again together after a restart.
+    pub shared: Vec<SharedMem>,
     /// The task's Slurm step, when the image is part of a checkpoint of the whole step
-    /// (version 11; None: a program checkpointed on its own).
+    /// (version 12; None: a program checkpointed on its own).
     pub step: Option<crate::StepInfo>,
+}
+
+/// A region of shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS, inherited by fork) and the
+/// kernel object behind it: its inode (/proc/PID/maps) and the region's offset in it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedMem {
+    pub start: u64,
+    pub dev: u64,
+    pub ino: u64,
+    pub offset: u64,
 }
 
 impl Index {
@@ -29,6 +44,35 @@ impl Index {
             _ => None,
         })
     }
+}
+
+/// How the program's process and thread ids were provided when the image was taken, and what a
+/// restart needs to give them back (ckpt-ns, the runtime's ids module).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Ids {
+    /// The program ran in a user, pid and mount namespace of ckpt's, where `meta.pid` is its pid
+    /// (ckpt-restart recreates the namespace and the ids); false: in the caller's namespaces.
+    pub namespace: bool,
+    /// The pid that tools outside knew the program by (ckpt-run's or ckpt-restart's process).
+    pub outer_pid: i32,
+    /// getpid()/gettid() were being translated (virtual ids: the program had been restarted
+    /// without exact ids); the recorded tids are the kernel's.
+    pub virtual_ids: bool,
+    /// The runtime's checkpoint thread.
+    pub ckpt_tid: i32,
+    /// CLOCK_MONOTONIC and CLOCK_BOOTTIME as the program read them at checkpoint time (ns):
+    /// a restart continues them (time namespace).
+    pub monotonic_ns: i64,
+    pub boottime_ns: i64,
+    /// The checkpoint signal and the stop signal (0: none), which ckpt-restart forwards marked.
+    pub signal: i32,
+    pub stop_signal: i32,
+    /// The program's ids were seen from a user namespace that does not map every id (an
+    /// ordinary user's: unmapped groups and owners show as the overflow ids).
+    pub user_namespace: bool,
+    /// The image directory the program writes its images into: ckpt-restart checks it from
+    /// outside the namespace, where its owner is seen as it is.
+    pub image_dir: Vec<u8>,
 }
 
 /// Where and what the image was taken from.
@@ -53,6 +97,9 @@ pub struct Meta {
     pub chain: u32,
     /// Who took the image, of which program (version 3; see origin.rs).
     pub origin: crate::Origin,
+    /// Whether the program takes incremental images (version 10): a restart then builds the page
+    /// hash table (pagetable.rs) for its next checkpoint.
+    pub increments: bool,
 }
 
 /// How a region's pages are backed at restart.
@@ -129,6 +176,25 @@ pub struct Chunk {
     pub codec: Codec,
     /// xxh3 of the stored bytes.
     pub hash: u64,
+    /// Version 7: the stored bytes are one *frame* that decodes to `frame_len` bytes, of which
+    /// this chunk is the `raw_len` bytes from `frame_skip`. A plain chunk is its whole frame
+    /// (`frame_skip` 0, `frame_len` == `raw_len`); the chunks of a *packed* frame (the scattered
+    /// pages of an increment, one frame per window of memory) share its stored bytes
+    /// (`file_offset`, `stored_len`, `codec`, `hash`, `frame_len`), each with its own part.
+    pub frame_skip: u64,
+    pub frame_len: u64,
+}
+
+impl Chunk {
+    /// A chunk that is its whole frame.
+    pub fn plain(offset: u64, raw_len: u64, file_offset: u64, stored_len: u64, codec: Codec, hash: u64) -> Chunk {
+        Chunk { offset, raw_len, file_offset, stored_len, codec, hash, frame_skip: 0, frame_len: raw_len }
+    }
+
+    /// Whether the chunk is part of a larger frame (reading it decodes the whole frame).
+    pub fn is_packed(&self) -> bool {
+        self.frame_skip != 0 || self.frame_len != self.raw_len
+    }
 }
 
 /// A thread stopped in the runtime's stop handler. Its registers and signal mask are in the
@@ -388,6 +454,10 @@ pub struct RestartInfo {
     /// program's next checkpoint may be an increment over it.
     pub image_hash: u64,
     pub chain: u64,
+    /// The page hash table of the restored memory (pagetable.rs), mapped by the restarter for
+    /// the runtime to take over (0: none).
+    pub page_table: u64,
+    pub page_table_len: u64,
     /// For the line the runtime prints once the program runs again: when ckpt-restart started
     /// (ns, CLOCK_MONOTONIC), the bytes of memory it restored, the checkpoint's number, the
     /// image's path (`path_len` bytes at `path`, in the switch area), and the log level
@@ -398,6 +468,12 @@ pub struct RestartInfo {
     pub path: u64,
     pub path_len: u64,
     pub log_level: u64,
+    /// The pid tools outside the program's namespace know it by (the outer ckpt-restart).
+    pub outer_pid: u64,
+    /// Device and inode of the image directory as the outer ckpt-restart checked it (0: not
+    /// checked): see `Launch::dir_dev`.
+    pub dir_dev: u64,
+    pub dir_ino: u64,
     /// A task of a step: the epoch of the restarted step (the runtime's coordinator publishes
     /// its address under it); 0 otherwise.
     pub step_epoch: u64,

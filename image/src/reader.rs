@@ -97,6 +97,25 @@ impl Reader {
     /// `scratch` holds the stored bytes; it grows as needed.
     pub fn read_chunk(&self, chunk: &Chunk, dst: &mut [u8], dec: &mut Decompressor, scratch: &mut Vec<u8>) -> Result<()> {
         debug_assert_eq!(dst.len() as u64, chunk.raw_len);
+        if chunk.codec == Codec::Zero {
+            dst.fill(0);
+            return Ok(());
+        }
+        if chunk.is_packed() {
+            // The whole frame, then our part of it.
+            let mut frame = vec![0u8; chunk.frame_len as usize];
+            self.read_frame(chunk, &mut frame, dec, scratch)?;
+            let skip = chunk.frame_skip as usize;
+            dst.copy_from_slice(&frame[skip..skip + dst.len()]);
+            return Ok(());
+        }
+        self.read_frame(chunk, dst, dec, scratch)
+    }
+
+    /// Decode the whole frame of `chunk` into `dst` (exactly `chunk.frame_len` bytes),
+    /// verifying its checksum. `scratch` holds the stored bytes; it grows as needed.
+    pub fn read_frame(&self, chunk: &Chunk, dst: &mut [u8], dec: &mut Decompressor, scratch: &mut Vec<u8>) -> Result<()> {
+        debug_assert_eq!(dst.len() as u64, chunk.frame_len);
         match chunk.codec {
             Codec::Zero => {
                 dst.fill(0);
@@ -171,7 +190,11 @@ impl Reader {
 
     fn verify_chunks<'a>(&self, chunks: impl Iterator<Item = &'a Chunk>) -> Result<()> {
         let mut buf = Vec::new();
-        for c in chunks.filter(|c| c.codec != Codec::Zero) {
+        let mut frames: Vec<&Chunk> = chunks.filter(|c| c.codec != Codec::Zero).collect();
+        // The chunks of a packed frame share its stored bytes: each frame once.
+        frames.sort_unstable_by_key(|c| c.file_offset);
+        frames.dedup_by_key(|c| c.file_offset);
+        for c in frames {
             buf.resize(c.stored_len as usize, 0);
             self.file.read_exact_at(&mut buf, c.file_offset)?;
             self.check(c, &buf)?;
@@ -207,15 +230,21 @@ fn chunks_ok(chunks: &[Chunk], len: u64, data_end: u64) -> bool {
     for c in chunks {
         let c_end = c.offset.checked_add(c.raw_len);
         let f_end = c.file_offset.checked_add(c.stored_len);
+        // A packed chunk is whole pages of its frame.
+        let part_ok = !c.is_packed() || (c.frame_skip % PAGE == 0 && c.raw_len % PAGE == 0);
         let ok = c.offset % PAGE == 0
             && c.raw_len > 0
             && c.raw_len as usize <= CHUNK_SIZE
+            && c.frame_len as usize <= CHUNK_SIZE
+            && c.frame_skip.checked_add(c.raw_len).is_some_and(|e| e <= c.frame_len)
+            && part_ok
             && c.offset >= chunk_end
             && c_end.is_some_and(|e| e <= len)
             && f_end.is_some_and(|e| e <= data_end)
             && c.file_offset >= HEADER_LEN as u64
-            && (c.codec != Codec::Raw || c.stored_len == c.raw_len)
-            && (c.codec != Codec::Shuffle8 || c.raw_len.is_multiple_of(8))
+            && (c.codec != Codec::Raw || c.stored_len == c.frame_len)
+            && (c.codec != Codec::Shuffle8 || c.frame_len.is_multiple_of(8))
+            && (c.codec != Codec::Zero || c.stored_len == 0)
             && c.stored_len <= 2 * CHUNK_SIZE as u64;
         if !ok {
             return false;
@@ -271,8 +300,17 @@ fn validate(index: &Index, header: &Header) -> Result<()> {
 fn check_tiling(index: &Index, data_end: u64) -> Result<()> {
     // Memory regions' chunks and deleted files' chunks share the data area.
     let chunks = index.regions.iter().flat_map(|r| &r.chunks).chain(index.deleted_files().flat_map(|d| &d.chunks));
-    let mut spans: Vec<(u64, u64)> = chunks.filter(|c| c.stored_len > 0).map(|c| (c.file_offset, c.file_offset + c.stored_len)).collect();
-    spans.sort_unstable();
+    let mut frames: Vec<&Chunk> = chunks.filter(|c| c.stored_len > 0).collect();
+    frames.sort_unstable_by_key(|c| (c.file_offset, c.stored_len));
+    // The chunks of one packed frame share its stored bytes, and must agree on what they are.
+    for w in frames.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        if a.file_offset == b.file_offset && (a.stored_len, a.codec, a.hash, a.frame_len) != (b.stored_len, b.codec, b.hash, b.frame_len) {
+            return Err(ImageError::Corrupt(format!("two chunks at file offset {} disagree about their frame", a.file_offset)));
+        }
+    }
+    frames.dedup_by_key(|c| c.file_offset);
+    let spans: Vec<(u64, u64)> = frames.iter().map(|c| (c.file_offset, c.file_offset + c.stored_len)).collect();
     let mut at = HEADER_LEN as u64;
     for (start, end) in spans.into_iter().chain([(data_end, data_end)]) {
         if start != at {

@@ -235,16 +235,41 @@ impl Writer {
 
     /// Like `write_chunk`, from any thread, with that thread's encoder.
     pub fn write_chunk_with(&self, enc: &mut ChunkEncoder, offset: u64, data: &[u8]) -> Result<Chunk> {
+        let (file_offset, stored_len, codec, hash) = self.store(enc, data)?;
+        Ok(Chunk::plain(offset, data.len() as u64, file_offset, stored_len, codec, hash))
+    }
+
+    /// Store `data` (at most CHUNK_SIZE bytes) as one frame made of the parts `pieces`
+    /// ((offset, length) each, in the order their bytes follow one another in `data`): one chunk
+    /// per piece, sharing the frame (see `Chunk::frame_skip`). A single piece is a plain chunk.
+    pub fn write_frame_with(&self, enc: &mut ChunkEncoder, pieces: &[(u64, u64)], data: &[u8]) -> Result<Vec<Chunk>> {
+        if pieces.iter().map(|p| p.1).sum::<u64>() != data.len() as u64 {
+            return Err(ImageError::Corrupt("internal: the pieces of a frame differ from its length".into()));
+        }
+        let (file_offset, stored_len, codec, hash) = self.store(enc, data)?;
+        let mut skip = 0;
+        Ok(pieces
+            .iter()
+            .map(|&(offset, len)| {
+                let c = Chunk { offset, raw_len: len, file_offset, stored_len, codec, hash, frame_skip: skip, frame_len: data.len() as u64 };
+                skip += len;
+                c
+            })
+            .collect())
+    }
+
+    /// Encode `data` as one frame and write it: (file offset, stored length, codec, hash).
+    fn store(&self, enc: &mut ChunkEncoder, data: &[u8]) -> Result<(u64, u64, Codec, u64)> {
         if data.len() > CHUNK_SIZE {
             return Err(ImageError::Corrupt(format!("chunk of {} bytes is larger than {CHUNK_SIZE}", data.len())));
         }
         self.raw_total.fetch_add(data.len() as u64, Ordering::Relaxed);
         if is_zero(data) {
-            return Ok(Chunk { offset, raw_len: data.len() as u64, file_offset: HEADER_LEN as u64, stored_len: 0, codec: Codec::Zero, hash: checksum(&[]) });
+            return Ok((HEADER_LEN as u64, 0, Codec::Zero, checksum(&[])));
         }
         if self.first.load(Ordering::Acquire) != FIRST_DONE {
             if self.first.compare_exchange(FIRST_PENDING, FIRST_WRITING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                let r = self.write_first(enc, offset, data);
+                let r = self.write_first(enc, data);
                 self.first.store(FIRST_DONE, Ordering::Release);
                 return r;
             }
@@ -259,14 +284,14 @@ impl Writer {
             let hash = checksum(&block[..kept]);
             let at = self.pos.fetch_add(block.len() as u64, Ordering::Relaxed);
             self.file.write_all_at(block, at)?;
-            return Ok(Chunk { offset, raw_len: data.len() as u64, file_offset: at, stored_len: kept as u64, codec, hash });
+            return Ok((at, kept as u64, codec, hash));
         }
         let hash = checksum(stored);
         let at = self.pos.fetch_add(stored.len() as u64, Ordering::Relaxed);
         self.file.write_all_at(stored, at)?;
         // Start writeback of each completed window of the file now, so that it overlaps the
         // rest of the writing and the final fsync only waits for the tail (1 GiB: ~0.5 s less).
-        // Per window, not per chunk: an increment has thousands of one-page chunks. Best effort:
+        // Per window, not per chunk: an increment has thousands of small chunks. Best effort:
         // fsync still decides.
         let end = at + stored.len() as u64;
         if end / WRITEBACK_WINDOW > at / WRITEBACK_WINDOW {
@@ -274,13 +299,13 @@ impl Writer {
             // SAFETY: a plain system call on our own fd.
             unsafe { libc::sync_file_range(self.file.as_raw_fd(), from as i64, (end - from) as i64, libc::SYNC_FILE_RANGE_WRITE) };
         }
-        Ok(Chunk { offset, raw_len: data.len() as u64, file_offset: at, stored_len: stored.len() as u64, codec, hash })
+        Ok((at, stored.len() as u64, codec, hash))
     }
 
     /// O_DIRECT: the first chunk goes right after the header, in the header's block, so that
     /// no byte of the data area is left unchecked: always zstd (a raw chunk could not be padded),
     /// preceded by room for the header (written at the end) and padded with a skippable frame.
-    fn write_first(&self, enc: &mut ChunkEncoder, offset: u64, data: &[u8]) -> Result<Chunk> {
+    fn write_first(&self, enc: &mut ChunkEncoder, data: &[u8]) -> Result<(u64, u64, Codec, u64)> {
         let lead = HEADER_LEN;
         let buf = enc.buf.as_mut();
         let n = enc.comp.compress(data, &mut buf[lead..])?;
@@ -295,10 +320,10 @@ impl Writer {
             buf[lead + n + 4..lead + n + 8].copy_from_slice(&((end - lead - n - 8) as u32).to_le_bytes());
         }
         let stored = &buf[lead..end];
-        let chunk = Chunk { offset, raw_len: data.len() as u64, file_offset: lead as u64, stored_len: stored.len() as u64, codec: Codec::Zstd, hash: checksum(stored) };
+        let r = (lead as u64, stored.len() as u64, Codec::Zstd, checksum(stored));
         self.file.write_all_at(&buf[..end], 0)?;
         self.pos.store(end as u64, Ordering::Release);
-        Ok(chunk)
+        Ok(r)
     }
 
     /// Bytes of memory passed to write_chunk so far.
@@ -398,6 +423,46 @@ mod tests {
             r.read_chunk(c, &mut out, &mut dec, &mut scratch).unwrap();
             assert!(out == *d, "{:?} chunk differs", c.codec);
         }
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// Scattered pages of numbers stored as one packed frame: one chunk per run, sharing the
+    /// frame, each reading back; smaller than the same pages stored one by one; an index whose
+    /// chunks disagree about their frame is refused.
+    #[test]
+    fn packed_frames() {
+        let page = |i: u64| -> Vec<u8> { (0..512u64).flat_map(|k| (32767.0 * (((i * 512 + k) as f64) * 1e-4).sin()).floor().to_le_bytes()).collect() };
+        let mut runs: Vec<(u64, u64)> = (0..40u64).map(|i| (i * 97 % 1000 * 4096, if i % 3 == 0 { 2 * 4096 } else { 4096 })).collect();
+        runs.sort_unstable();
+        runs.dedup_by(|b, a| b.0 < a.0 + a.1);
+        let data: Vec<u8> = runs.iter().flat_map(|&(off, len)| (0..len / 4096).flat_map(move |p| page(off / 4096 + p))).collect();
+        let path = std::env::temp_dir().join(format!("ckpt-packed-{}", std::process::id()));
+        let mut w = Writer::new(File::create(&path).unwrap(), 1).unwrap();
+        let mut enc = ChunkEncoder::new(1).unwrap();
+        let chunks = w.write_frame_with(&mut enc, &runs, &data).unwrap();
+        assert_eq!(chunks.len(), runs.len());
+        assert!(chunks.iter().all(|c| c.is_packed() && c.file_offset == chunks[0].file_offset && c.frame_len == data.len() as u64));
+        // The same pages one by one (in a second region), for comparison.
+        let loose: Vec<Chunk> = data.chunks(4096).enumerate().map(|(k, p)| w.write_chunk(k as u64 * 4096, p).unwrap()).collect();
+        let alone: u64 = loose.iter().map(|c| c.stored_len).sum();
+        assert!(chunks[0].stored_len < alone, "packed {} bytes, page by page {alone}", chunks[0].stored_len);
+        let region = |start: u64, chunks: Vec<Chunk>| crate::Region { start, end: start + 1024 * 4096, prot: 3, name: Vec::new(), backing: crate::Backing::Anon, chunks, inherit: false, attrs: Default::default() };
+        let index = Index { regions: vec![region(0x10_0000, chunks.clone()), region(0x1000_0000, loose)], entry: crate::Entry { pc: 1, sp: 1, ..Default::default() }, ..Default::default() };
+        w.finish(&index).unwrap();
+        let r = Reader::open(&path).unwrap();
+        let mut dec = Decompressor::new().unwrap();
+        let mut scratch = Vec::new();
+        let mut at = 0usize;
+        for c in &chunks {
+            let mut out = vec![0u8; c.raw_len as usize];
+            r.read_chunk(c, &mut out, &mut dec, &mut scratch).unwrap();
+            assert!(out == data[at..at + c.raw_len as usize], "chunk at {:#x} differs", c.offset);
+            at += c.raw_len as usize;
+        }
+        r.verify_stored().unwrap();
+        crate::rewrite_index(&path, |ix| ix.regions[0].chunks[1].frame_len -= 4096).unwrap();
+        let e = Reader::open(&path).err().expect("disagreeing chunks must be refused").to_string();
+        assert!(e.contains("disagree about their frame"), "{e}");
         let _ = std::fs::remove_file(&path);
     }
 }

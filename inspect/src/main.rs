@@ -6,6 +6,7 @@
 
 mod cli;
 mod report;
+mod set;
 mod text;
 mod verify;
 
@@ -38,6 +39,9 @@ fn main() {
 
 fn run(cli: &Cli) -> Result<String> {
     let path = &cli.image;
+    if ckpt_image::tree::is_set(path) {
+        return set::render(path, cli.json, cli.verify, cli.flatten.is_some());
+    }
     let here = || format!("{}", path.display());
     let reader = Reader::open(path).with_context(here)?;
     // The images it builds on: needed to verify or flatten; otherwise a missing or bad parent

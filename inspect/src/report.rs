@@ -17,6 +17,7 @@ pub struct Report {
     pub taken: Taken,
     pub system: System,
     pub process: Process,
+    pub ids: Ids,
     pub threads: Vec<Thread>,
     pub regions: Vec<RegionInfo>,
     pub fds: Vec<Fd>,
@@ -97,6 +98,22 @@ pub struct Process {
     pub cwd: String,
     pub umask: String,
     pub brk: u64,
+}
+
+/// How the program's ids were provided (docs/namespaces.md).
+#[derive(Serialize)]
+pub struct Ids {
+    /// "namespace": its own user+pid namespace, ids restored exactly; "host": the caller's
+    /// namespaces (a restart gives new ids unless it is made in a namespace).
+    pub mode: &'static str,
+    /// The pid tools outside knew the program by.
+    pub outer_pid: i32,
+    /// getpid()/gettid() were being translated (after a restart without exact ids).
+    pub virtual_ids: bool,
+    pub checkpoint_thread: i32,
+    /// CLOCK_MONOTONIC and CLOCK_BOOTTIME at checkpoint time, in seconds.
+    pub monotonic_s: f64,
+    pub boottime_s: f64,
 }
 
 #[derive(Serialize)]
@@ -296,6 +313,14 @@ pub fn build(reader: &Reader, chain: std::result::Result<&Chain, String>, path: 
             umask: format!("{:04o}", ix.process.umask),
             brk: ix.process.mm.brk,
         },
+        ids: Ids {
+            mode: if ix.ids.namespace { "namespace" } else { "host" },
+            outer_pid: ix.ids.outer_pid,
+            virtual_ids: ix.ids.virtual_ids,
+            checkpoint_thread: ix.ids.ckpt_tid,
+            monotonic_s: ix.ids.monotonic_ns as f64 / 1e9,
+            boottime_s: ix.ids.boottime_ns as f64 / 1e9,
+        },
         threads: ix
             .threads
             .iter()
@@ -412,12 +437,17 @@ fn region(r: &Region, runtime: Option<String>) -> RegionInfo {
         file_offset,
         name: r.name_lossy(),
         saved_bytes: r.chunks.iter().map(|c| c.raw_len).sum(),
-        stored_bytes: r.chunks.iter().map(|c| c.stored_len).sum(),
+        stored_bytes: stored_bytes(&r.chunks),
         chunks: r.chunks.len(),
         compression: if kinds.is_empty() { "none".into() } else { kinds.join("+") },
         inherit: r.inherit,
         runtime,
     }
+}
+
+/// Bytes the chunks store in the file: a packed frame once (its first chunk starts it).
+fn stored_bytes(chunks: &[ckpt_image::Chunk]) -> u64 {
+    chunks.iter().filter(|c| c.frame_skip == 0).map(|c| c.stored_len).sum()
 }
 
 /// Reads bytes of the program's memory out of the image, through the images it builds on when

@@ -37,6 +37,13 @@ fn write_all(o: &mut String, r: &Report) -> std::fmt::Result {
     let layout: Vec<String> = s.vdso_layout.iter().map(|v| format!("{} {}", v.name, size(v.size))).collect();
     writeln!(o, "vdso       {} (hash {})", layout.join(", "), s.vdso_hash)?;
     writeln!(o, "process    cwd {}, umask {}, brk {:#x}", r.process.cwd, r.process.umask, r.process.brk)?;
+    let d = &r.ids;
+    let how = match (d.mode, d.virtual_ids) {
+        ("namespace", _) => format!("exact: own user+pid namespace (pid {} there, {} outside)", r.pid, d.outer_pid),
+        (_, true) => format!("virtual: getpid()/gettid() translated (kernel pid {})", r.pid),
+        _ => format!("host pid {}", r.pid),
+    };
+    writeln!(o, "ids        {how}, checkpoint thread {}; clocks: monotonic {:.1} s, boottime {:.1} s", d.checkpoint_thread, d.monotonic_s, d.boottime_s)?;
 
     writeln!(o, "\nthreads    {} (plus the checkpoint thread)", r.threads.len())?;
     for t in &r.threads {

@@ -33,7 +33,10 @@ pub fn all(chain: &Chain) -> Result<Verified> {
                     )
                 })?;
                 v.chunks += 1;
-                v.stored_bytes += c.stored_len;
+                // A packed frame's bytes once: its first chunk starts it.
+                if c.frame_skip == 0 {
+                    v.stored_bytes += c.stored_len;
+                }
             }
         }
         for d in reader.index.deleted_files() {

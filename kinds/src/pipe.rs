@@ -83,7 +83,7 @@ fn cstr(b: &[u8]) -> Result<CString> {
 
 /// Restore: the pipes and FIFOs made so far, each held open by an fd of ours (O_RDWR for a
 /// FIFO, both ends for a pipe) until every program fd of it is open.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Pipes {
     held: HashMap<u64, Vec<RawFd>>,
 }
@@ -109,6 +109,23 @@ impl Pipes {
             return Err(Error::last(format!("cannot open the recreated pipe of fd {}", f.fd)));
         }
         Ok(fd)
+    }
+
+    /// Make the pipe of program fd `f` now, if it is not made yet (a process tree's restart
+    /// makes the pipes its processes share before it forks them: each inherits them).
+    pub fn prepare(&mut self, f: &FdState, all: &[FdState]) -> Result<()> {
+        if let FdKind::Pipe { ino, size, .. } = &f.kind {
+            if !self.held.contains_key(ino) {
+                let held = make(f, *ino, *size, all)?;
+                self.held.insert(*ino, held);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the pipe `ino` is made already.
+    pub fn has(&self, ino: u64) -> bool {
+        self.held.contains_key(&ino)
     }
 
     /// Every fd is open: close ours.

@@ -79,6 +79,12 @@ pub struct Cli {
     #[arg(long, env = "CKPT_UNPROTECTED", value_parser = clap::builder::FalseyValueParser::new())]
     pub unprotected: bool,
 
+    /// Run the program in ckpt-run's own process (same pid), without a namespace of its own:
+    /// a restarted program then gets new process and thread ids (virtual ids). (Also
+    /// CKPT_NAMESPACE=0.)
+    #[arg(long)]
+    pub no_namespace: bool,
+
     /// The program (looked up in PATH) and its arguments, after `--`.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM [ARGS]")]
     pub command: Vec<OsString>,

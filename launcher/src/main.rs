@@ -1,5 +1,9 @@
 //! `ckpt-run`: sets up the environment the runtime reads (preload, image directory, checkpoint
-//! signal, the pid it manages) and execs the program in place, so the program keeps our pid.
+//! signal, the pid it manages) and starts the program with our pid: in a user, pid and mount
+//! namespace of its own (ckpt-ns), so that a restart can give it its process and thread ids
+//! back, while this process stays outside and stands for it (forwards signals, exits with its
+//! status); or, where namespaces are turned off or unavailable, by exec in place (virtual ids
+//! after a restart).
 
 mod cli;
 mod protect;
@@ -107,6 +111,7 @@ fn run(cli: Cli) -> Result<()> {
         bail!("--name {:?} is not a file name (it must not be empty, `.` or `..`, or contain `/`)", n.to_string_lossy());
     }
     let dir = prepare_dir(&cli.dir, cli.allow_shared_dir)?;
+    let dir_id = std::fs::metadata(&dir).map(|m| (m.dev(), m.ino())).unwrap_or((0, 0));
     let program = &cli.command[0];
     let name = resume::image_name(cli.name.as_deref(), program);
     if !ckpt_image::trust::is_file_name(name.as_bytes()) {
@@ -115,7 +120,7 @@ fn run(cli: Cli) -> Result<()> {
     // What the image records as the program (and --resume compares): the file execvp will run.
     let resolved = resume::resolve_program(program);
     if cli.resume {
-        resume::resume_if_possible(&dir, &name, resolved.as_deref())?;
+        resume::resume_if_possible(&dir, &name, resolved.as_deref(), cli.no_namespace)?;
     }
 
     // The runtime's settings go in one private variable, with the LD_PRELOAD that loads it;
@@ -127,8 +132,9 @@ fn run(cli: Cli) -> Result<()> {
         preload.push(":");
         preload.push(old);
     }
-    let launch = ckpt_image::Launch {
+    let mut launch = ckpt_image::Launch {
         pid: std::process::id() as i32,
+        outer_pid: 0,
         dir: dir.clone().into_os_string().into_vec(),
         name: name.clone().into_vec(),
         signal,
@@ -142,11 +148,35 @@ fn run(cli: Cli) -> Result<()> {
         preload_user: user_preload.map(|p| p.into_vec()),
         program: resolved.clone().map(|p| p.into_os_string().into_vec()).unwrap_or_default(),
         allow_shared_dir: cli.allow_shared_dir,
+        dir_dev: dir_id.0,
+        dir_ino: dir_id.1,
+        tree_child: false,
     };
     std::env::set_var("LD_PRELOAD", preload);
+    let marked = [Some(signal), stop_signal].into_iter().flatten().collect();
+    in_namespace(&cli.command, &mut launch, marked, cli.no_namespace);
     std::env::set_var(ckpt_image::LAUNCH_VAR, launch.encode());
 
     Err(exec(&cli.command))
+}
+
+/// Start the program in namespaces of its own, with our pid, and stand for it until it ends
+/// (never returns); return to run it in place when namespaces are turned off or cannot be had
+/// here (saying why).
+fn in_namespace(command: &[OsString], launch: &mut ckpt_image::Launch, marked: Vec<i32>, no_namespace: bool) {
+    let Ok(argv) = command.iter().map(|a| CString::new(a.clone().into_vec())).collect::<Result<Vec<_>, _>>() else { return };
+    let started = match ckpt_ns::disabled(no_namespace) {
+        Some(why) => Err(ckpt_ns::Unavailable::Disabled(why)),
+        None => {
+            launch.outer_pid = launch.pid;
+            std::env::set_var(ckpt_image::LAUNCH_VAR, launch.encode());
+            let tree = Some(ckpt_ns::TreeTarget { dir: std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&launch.dir)), name: launch.name.clone(), keep: launch.keep, generation: 0 });
+            let opts = ckpt_ns::Options { tool: "ckpt-run", marked, tree };
+            ckpt_ns::start(&ckpt_ns::Payload::Exec { argv, pid: launch.pid }, &opts)
+        }
+    };
+    launch.outer_pid = 0;
+    ckpt_ns::supervise_or_explain(started, "ckpt-run", "the program runs in this process and gets virtual ids after a restart");
 }
 
 /// Exec `command` (looked up in PATH) in this process; returns only on failure.

@@ -109,8 +109,8 @@ fn other_program(origin: &ckpt_image::Origin, program: &Path) -> Option<String> 
 /// generations from `NAME.ckpt`). Returns, to start fresh, when there is none, or when that
 /// image is of another program than `program` (or of another version of it), saying why.
 /// Refuses (an error) when a generation it looks at is not the user's own (`trust`):
-/// restarting it would run someone else's code as the user.
-pub fn resume_if_possible(dir: &Path, name: &OsStr, program: Option<&Path>) -> Result<()> {
+/// restarting it would run someone else's code as the user. Passes `--no-namespace` on.
+pub fn resume_if_possible(dir: &Path, name: &OsStr, program: Option<&Path>, no_namespace: bool) -> Result<()> {
     let gens = ckpt_image::generations_of(dir, name.as_bytes());
     let euid = ckpt_image::trust::euid();
     let mut found = None;
@@ -152,8 +152,10 @@ pub fn resume_if_possible(dir: &Path, name: &OsStr, program: Option<&Path>) -> R
         bail!("cannot resume: {} not found next to ckpt-run", restart.display());
     }
     eprintln!("ckpt-run: resuming from {}", image.display());
-    let argv = [restart.into_os_string(), image.clone().into_os_string()]
+    let flag = no_namespace.then(|| OsString::from("--no-namespace"));
+    let argv = [Some(restart.into_os_string()), flag, Some(image.clone().into_os_string())]
         .into_iter()
+        .flatten()
         .map(|a| CString::new(a.into_vec()).context("path contains a NUL byte"))
         .collect::<Result<Vec<_>>>()?;
     let ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();

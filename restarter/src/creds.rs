@@ -24,25 +24,61 @@ fn own() -> Creds {
     c
 }
 
-fn same_groups(a: &[u32], b: &[u32]) -> bool {
-    let (mut a, mut b) = (a.to_vec(), b.to_vec());
-    a.sort_unstable();
-    a.dedup();
-    b.sort_unstable();
-    b.dedup();
-    a == b
+/// The group id a user namespace shows for a group it does not map (kernel.overflowgid).
+fn overflow_gid() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/overflowgid").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(65534)
+}
+
+/// Whether each side's groups were seen from a user namespace of an ordinary user (ckpt-ns):
+/// there the groups it does not map all show as the overflow gid.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Views {
+    pub want_in_userns: bool,
+    pub have_in_userns: bool,
+}
+
+/// Whether this process runs in a user namespace that does not map every id onto itself.
+pub fn in_user_namespace() -> bool {
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"]
+}
+
+/// Whether two supplementary group lists are the same. A list seen from a user namespace shows
+/// each group it does not map as the overflow gid, which then stands for any group: the lists
+/// must have as many groups, and every group either side knows must be on the other side or
+/// hidden there.
+fn same_groups(a: &[u32], b: &[u32], views: Views) -> bool {
+    let set = |v: &[u32]| {
+        let mut v = v.to_vec();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    if set(a) == set(b) {
+        return true;
+    }
+    if !views.want_in_userns && !views.have_in_userns {
+        return false;
+    }
+    let over = overflow_gid();
+    let hidden = |v: &[u32], ns: bool| ns && v.contains(&over);
+    let known = |v: &[u32], ns: bool| v.iter().copied().filter(move |&g| !(ns && g == over)).collect::<Vec<u32>>();
+    let (wa, wb) = (views.want_in_userns, views.have_in_userns);
+    a.len() == b.len()
+        && known(a, wa).iter().all(|g| b.contains(g) || hidden(b, wb))
+        && known(b, wb).iter().all(|g| a.contains(g) || hidden(a, wa))
 }
 
 /// Whether we must change credentials for `want` (an image taken before credentials were
 /// recorded has none: nothing to do); an error if we cannot.
-pub fn check(want: &Creds) -> Result<bool> {
+pub fn check(want: &Creds, views: Views) -> Result<bool> {
     let have = own();
-    if *want == Creds::default() || (want.uids == have.uids && want.gids == have.gids && same_groups(&want.groups, &have.groups)) {
+    if *want == Creds::default() || (want.uids == have.uids && want.gids == have.gids && same_groups(&want.groups, &have.groups, views)) {
         return Ok(false);
     }
     let privileged = have.uids[1] == 0;
     let ids_ok = want.uids.iter().all(|u| have.uids.contains(u)) && want.gids.iter().all(|g| have.gids.contains(g));
-    let can = privileged || (ids_ok && same_groups(&want.groups, &have.groups));
+    let can = privileged || (ids_ok && same_groups(&want.groups, &have.groups, views));
     if !can {
         bail!(
             "the program ran as uid {} gid {} with groups {:?}; ckpt-restart runs as uid {} gid {} with groups {:?} and cannot take them on (only root can change groups or take on other ids): restart it as root, or as a user with those ids and groups",
@@ -89,4 +125,24 @@ pub fn apply(want: &Creds) -> Result<()> {
     // SAFETY: a plain prctl.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1) };
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{overflow_gid, same_groups, Views};
+
+    #[test]
+    fn groups_a_user_namespace_does_not_map_match() {
+        let o = overflow_gid();
+        let host = Views::default();
+        let taken_inside = Views { want_in_userns: true, have_in_userns: false };
+        let restarted_inside = Views { want_in_userns: false, have_in_userns: true };
+        assert!(same_groups(&[1000, 27], &[27, 1000, 27], host));
+        assert!(!same_groups(&[o, 1000], &[27, 1000], host));
+        assert!(same_groups(&[o, 1000, o], &[27, 44, 1000], taken_inside));
+        assert!(same_groups(&[100, o], &[o, o], restarted_inside));
+        assert!(!same_groups(&[o, 1000], &[1000], taken_inside));
+        assert!(!same_groups(&[o, 1000], &[27, 100], taken_inside));
+        assert!(!same_groups(&[1000, 5], &[o, 1000], taken_inside));
+    }
 }

@@ -13,11 +13,13 @@ mod creds;
 mod fdobjs;
 mod fds;
 mod layout;
+mod namespace;
 mod plan;
 mod progress;
 mod stage;
 mod step;
 mod switch;
+mod tree;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ckpt_image::{Chain, FdKind};
@@ -30,7 +32,22 @@ use std::path::{Path, PathBuf};
 fn main() {
     progress::mark_start();
     let cli = Cli::parse();
-    if let Err(e) = run(&cli) {
+    let set = tree::find_set(&cli.image);
+    if !cli.no_namespace {
+        namespace::restart_inside(&cli.image, set.as_deref(), ckpt_ns::disabled(false));
+    } else if !namespace::started_by_init() {
+        namespace::restart_inside(&cli.image, set.as_deref(), ckpt_ns::disabled(true));
+    }
+    // A process tree's set: the tree is made here, and each process restores its own image.
+    let image = match set.as_deref().map(tree::build).transpose() {
+        Ok(built) => built.unwrap_or_else(|| cli.image.clone()),
+        Err(e) => {
+            eprintln!("ckpt-restart: {}", one_line(&e));
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = run(&cli, &image) {
+        tree::fail();
         eprintln!("ckpt-restart: {}", one_line(&e));
         std::process::exit(1);
     }
@@ -44,7 +61,7 @@ fn one_line(e: &anyhow::Error) -> String {
 /// The images to try, best first: IMAGE itself; for DIR, its images newest first; for
 /// `NAME.ckpt`, that image and then its older generations. (An image that does not read or
 /// whose chunks do not verify while it is staged gives way to the next.)
-fn candidates(path: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn candidates(path: &Path) -> Result<Vec<PathBuf>> {
     let is_dir = std::fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false);
     if is_dir {
         let c = ckpt_image::images_in(path).with_context(|| format!("{}", path.display()))?;
@@ -77,8 +94,11 @@ struct Staged {
     plan: stage::Plan,
     own: Vec<layout::Mapping>,
     base: u64,
+    /// Staged memory and the page hash table after it.
     stage_len: u64,
     switch_len: u64,
+    /// The page hash table handed to the runtime: (address, length), (0, 0) for none.
+    table: (u64, u64),
 }
 
 /// Why staging one candidate failed: the image itself (try an older one), or something an
@@ -116,7 +136,9 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     let stage_len = stage::staging_len(&chain);
     let mut busy: Vec<(u64, u64)> = index.regions.iter().map(|r| (r.start, r.end)).collect();
     busy.extend(own.iter().map(|m| (m.start, m.end)));
-    let total = stage_len + switch_len;
+    // The page hash table for the program's next increment follows the staged memory.
+    let table_len = stage::page_table_len(&chain);
+    let total = stage_len + table_len + switch_len;
     let base = layout::find_hole(&busy, total).map_err(other)?;
     reserve(base, total).map_err(other)?;
     let progress = progress::Progress::new(path.display().to_string(), stage::stored_len(&chain));
@@ -129,8 +151,24 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     progress.erase();
     let memory = progress.total();
     progress::info(format_args!("{}: {} of memory from {} image(s) read in {} ms", path.display(), ckpt_image::progress::Size(memory), chain.images().len(), (progress::now_ns() - t0) / 1_000_000));
+    let staged = staged.and_then(|plan| match table_len {
+        0 => Ok((plan, (0, 0))),
+        _ => stage::page_table(&chain, base, base + stage_len, table_len).map(|t| (plan, t)).map_err(other),
+    });
     match staged {
-        Ok(plan) => Ok(Staged { path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()), memory, chain, index, image_hash, plan, own, base, stage_len, switch_len }),
+        Ok((plan, table)) => Ok(Staged {
+            path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+            memory,
+            chain,
+            index,
+            image_hash,
+            plan,
+            own,
+            base,
+            stage_len: stage_len + table_len,
+            switch_len,
+            table,
+        }),
         Err(e) => {
             // SAFETY: the reservation (and what was staged in it) is ours and referenced by nothing.
             unsafe { libc::munmap(base as *mut libc::c_void, total as usize) };
@@ -165,15 +203,30 @@ fn stage_first(path: &Path) -> Result<Staged> {
     }
 }
 
-fn run(cli: &Cli) -> Result<()> {
-    let Staged { path, memory, chain, index, image_hash, plan, own, base, stage_len, switch_len } = stage_first(&cli.image)?;
-    for w in left_out_warnings(&index.left_out) {
+fn run(cli: &Cli, image: &Path) -> Result<()> {
+    let Staged { path, memory, chain, index, image_hash, plan, own, base, stage_len, switch_len, table } = stage_first(image)?;
+    // In a tree, the children are restarted too, and pipes between its processes are whole.
+    let mut left_out = index.left_out.clone();
+    if tree::in_tree() {
+        left_out.children.clear();
+        left_out.outside_pipes.retain(|p| !tree::shares_pipe(&index, p.fd));
+    }
+    for w in left_out_warnings(&left_out) {
         eprintln!("ckpt-restart: warning: {w}");
+    }
+    if index.ids.namespace && std::process::id() as i32 != index.meta.pid {
+        eprintln!(
+            "ckpt-restart: warning: the image was taken with exact process ids (pid {} in its own namespace); here the program gets new ids: \
+             a mutex a thread held at checkpoint time that records its owner (error-checking, recursive, robust or PI, glibc's dlopen lock) \
+             can no longer be unlocked, and raw getpid()/gettid() and /proc/<pid> show the new ids",
+            index.meta.pid
+        );
     }
 
     // Kernel state that lives on across the switch.
     let p = &index.process;
-    let change_creds = creds::check(&p.creds)?;
+    let views = creds::Views { want_in_userns: index.ids.user_namespace, have_in_userns: creds::in_user_namespace() };
+    let change_creds = creds::check(&p.creds, views)?;
     // SAFETY: umask and setrlimit only change this process's attributes.
     unsafe {
         libc::umask(p.umask as libc::mode_t);
@@ -219,9 +272,13 @@ fn run(cli: &Cli) -> Result<()> {
     let above = index.fds.iter().map(|f| f.fd).max().unwrap_or(2) + 1;
     let exe = attrs::exe_fd(&p.attrs, above, same_boot);
 
+    match plan::wait_alone()? {
+        0 => {}
+        polls => progress::info(format_args!("waited {polls} ms for the staging threads to end")),
+    }
     let switch_base = base + stage_len;
     let note = plan::Note { path: path.as_os_str().as_bytes(), memory, started_ns: progress::started_ns(), log_level: progress::log_level(), step_epoch };
-    let prepared = plan::prepare(&index, image_hash, &plan, &own, switch_base, switch_len, &note, exe)?;
+    let prepared = plan::prepare(&index, image_hash, &plan, &own, table, switch_base, switch_len, &note, exe)?;
     if change_creds {
         creds::apply(&p.creds)?;
     }
@@ -237,6 +294,7 @@ fn run(cli: &Cli) -> Result<()> {
     }
     progress::info(format_args!("switching to the program ({} ms since ckpt-restart started)", (progress::now_ns() - progress::started_ns()) / 1_000_000));
     // SAFETY: this is the only thread (staging threads were joined); the switch area is ready.
+    tree::barrier()?;
     unsafe { plan::go(prepared) }
 }
 

@@ -33,6 +33,21 @@ pub fn check_vdso(index: &Index, own: &[Mapping]) -> Result<()> {
     Ok(())
 }
 
+/// Wait until this is the process's only thread (up to 2 s): the switch unmaps the restarter's
+/// code and stacks, and a thread of ours still running (even only its exit, after a join that
+/// did not wait for it) would fault there and kill the restarted program. Staging joins its
+/// threads; this only makes sure. Returns how many polls it took (0: alone at once).
+pub fn wait_alone() -> Result<u32> {
+    let others = || std::fs::read_dir("/proc/self/task").map(|d| d.count().saturating_sub(1));
+    for polls in 0..2000 {
+        match others()? {
+            0 => return Ok(polls),
+            _ => std::thread::sleep(std::time::Duration::from_millis(1)),
+        }
+    }
+    bail!("internal: {} other threads of ckpt-restart still run; the address-space switch would pull their code from under them", others()?)
+}
+
 fn max_ops(index: &Index) -> usize {
     index.regions.len() * 6 + crate::attrs::max_region_ops(&index.regions) + index.process.sigactions.len() + 64
 }
@@ -127,9 +142,10 @@ struct PrctlMmMap {
 /// Map the switch area at `base` and fill in code, operations and parameters.
 /// `image_hash` is the restarted image's header index_hash: the program's next checkpoint may be
 /// an increment over it.
+/// `table`: the page hash table for the next increment (address, bytes; 0: none).
 /// `exe`: an fd on the program's executable when the restart may make it /proc/self/exe.
 #[allow(clippy::too_many_arguments)]
-pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], base: u64, len: u64, note: &Note, exe: Option<i32>) -> Result<Prepared> {
+pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], table: (u64, u64), base: u64, len: u64, note: &Note, exe: Option<i32>) -> Result<Prepared> {
     // SAFETY: base..base+len is the unused tail of our staging reservation.
     let p = unsafe {
         libc::mmap(
@@ -185,6 +201,9 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], bas
     // 4. everything else goes: the restarter, its heap and stack, the staging leftovers.
     let mut keep: Vec<(u64, u64)> = index.regions.iter().map(|r| (r.start, r.end)).collect();
     keep.push((base, base + len));
+    if table.1 != 0 {
+        keep.push((table.0, table.0 + table.1));
+    }
     for (s, e) in layout::complement(&keep) {
         ops.push(Op::new(libc::SYS_munmap, &[s, e - s], false));
     }
@@ -269,12 +288,17 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], bas
         nthreads: threads.len() as u64,
         image_hash,
         chain: u64::from(index.meta.chain),
+        page_table: table.0,
+        page_table_len: table.1,
         started_ns: note.started_ns,
         memory: note.memory,
         generation: index.meta.generation,
         path: path_at,
         path_len: path.len() as u64,
         log_level: u64::from(note.log_level),
+        outer_pid: outer_pid(),
+        dir_dev: trusted_dir().0,
+        dir_ino: trusted_dir().1,
         step_epoch: note.step_epoch,
     };
     let info_at = blk.put(&info);
@@ -288,6 +312,24 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], bas
         bail!("cannot make the switch code executable: {}", std::io::Error::last_os_error());
     }
     Ok(Prepared { code: base, params: params_base, stack: stack_top & !15 })
+}
+
+/// The pid tools outside know the program by: the outer ckpt-restart that started us as the
+/// first process under a namespace's init (CKPT_OUTER_PID), or our own.
+/// The image directory the outer ckpt-restart checked from outside the namespace
+/// (CKPT_TRUSTED_DIR=DEV:INO), when it started us.
+fn trusted_dir() -> (u64, u64) {
+    let v = std::env::var("CKPT_TRUSTED_DIR").ok().filter(|_| crate::namespace::started_by_init());
+    v.and_then(|v| {
+        let (d, i) = v.split_once(':')?;
+        Some((d.parse().ok()?, i.parse().ok()?))
+    })
+    .unwrap_or((0, 0))
+}
+
+fn outer_pid() -> u64 {
+    let outer = std::env::var("CKPT_OUTER_PID").ok().and_then(|p| p.parse().ok()).filter(|_| crate::namespace::started_by_init());
+    outer.unwrap_or_else(std::process::id) as u64
 }
 
 extern "C" {

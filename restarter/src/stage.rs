@@ -6,7 +6,7 @@
 use crate::layout::page_up;
 use crate::progress::Progress;
 use anyhow::{anyhow, bail, Context, Result};
-use ckpt_image::{filerefs, Backing, Chain, Codec, Layer, LayerBuf, Region};
+use ckpt_image::{filerefs, pagetable, Backing, Chain, Codec, Layer, LayerBuf, Region};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -217,9 +217,15 @@ pub fn map_regions(chain: &Chain, files: &[Option<File>], base: u64) -> Result<P
                     unsafe { libc::madvise(at as *mut libc::c_void, len as usize, libc::MADV_HUGEPAGE) };
                 }
             }
-            Backing::SharedAnon => {
-                mmap(at, len, rw, libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_FIXED, -1, 0)?;
-            }
+            Backing::SharedAnon => match crate::tree::shared_memory(&chain.index().shared, r.start) {
+                // Shared with other processes of the tree: their one object.
+                Some((fd, offset)) => {
+                    mmap(at, len, rw, libc::MAP_SHARED | libc::MAP_FIXED, fd, offset)?;
+                }
+                None => {
+                    mmap(at, len, rw, libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_FIXED, -1, 0)?;
+                }
+            },
             Backing::File { offset, shared, size, .. } => {
                 let fd = f.as_ref().ok_or_else(|| anyhow!("internal: file not open"))?.as_raw_fd();
                 if *shared {
@@ -269,15 +275,26 @@ pub fn fill(chain: &Chain, plan_base: u64, progress: &Progress) -> Result<()> {
             tasks.extend(chain.layers(ri).iter().filter(|l| l.image == image).map(|l| (at + l.at, l, &regions[ri])));
         }
         if !tasks.is_empty() {
-            fill_layers(chain, &tasks, progress)?;
+            fill_layers(chain, &mut tasks, progress)?;
         }
     }
     Ok(())
 }
 
 /// Apply layers of one image (never overlapping) at their staged addresses, on several threads.
-fn fill_layers(chain: &Chain, tasks: &[(u64, &Layer, &Region)], progress: &Progress) -> Result<()> {
-    let nthreads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(tasks.len().max(1));
+/// The layers of one stored frame (the chunks of a packed frame) go to one thread, one after
+/// the other, so that the frame is decoded once.
+fn fill_layers(chain: &Chain, tasks: &mut [(u64, &Layer, &Region)], progress: &Progress) -> Result<()> {
+    tasks.sort_by_key(|t| chain.frame_of(t.1));
+    let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+    for i in 0..tasks.len() {
+        match groups.last_mut() {
+            Some(g) if chain.frame_of(tasks[g.start].1) == chain.frame_of(tasks[i].1) && tasks[i].1.codec != Codec::Zero => g.end = i + 1,
+            _ => groups.push(i..i + 1),
+        }
+    }
+    let tasks = &*tasks;
+    let nthreads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(groups.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..nthreads)
@@ -285,17 +302,12 @@ fn fill_layers(chain: &Chain, tasks: &[(u64, &Layer, &Region)], progress: &Progr
                 s.spawn(|| -> Result<()> {
                     let mut buf = LayerBuf::new()?;
                     loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&(addr, l, r)) = tasks.get(i) else { return Ok(()) };
-                        // SAFETY: [addr, addr + len) lies inside a staged read-write mapping of
-                        // ours (layers lie inside their region); the layers of one image never overlap.
-                        let dst = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, l.len as usize) };
-                        chain.read_layer(l, dst, &mut buf).map_err(|e| {
-                            let name = r.name_lossy();
-                            let name = if name.is_empty() { String::new() } else { format!(" ({name})") };
-                            anyhow!("region {:#x}-{:#x}{name}: {e}", r.start, r.end)
-                        })?;
-                        progress.add(l.len);
+                        let g = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(range) = groups.get(g) else { return Ok(()) };
+                        for &(addr, l, r) in &tasks[range.clone()] {
+                            fill_layer(chain, addr, l, r, &mut buf)?;
+                            progress.add(l.len);
+                        }
                     }
                 })
             })
@@ -305,4 +317,136 @@ fn fill_layers(chain: &Chain, tasks: &[(u64, &Layer, &Region)], progress: &Progr
         }
         Ok(())
     })
+}
+
+/// Apply one layer at its staged address `addr`.
+fn fill_layer(chain: &Chain, addr: u64, l: &Layer, r: &Region, buf: &mut LayerBuf) -> Result<()> {
+    // SAFETY: [addr, addr + len) lies inside a staged read-write mapping of ours (layers lie
+    // inside their region); the layers of one image never overlap.
+    let dst = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, l.len as usize) };
+    chain.read_layer(l, dst, buf).map_err(|e| {
+        let name = r.name_lossy();
+        let name = if name.is_empty() { String::new() } else { format!(" ({name})") };
+        anyhow!("region {:#x}-{:#x}{name}: {e}", r.start, r.end)
+    })
+}
+
+/// Whether region `ri` is one the runtime tracks for increments (private anonymous memory,
+/// pagehash::eligible): the page hash table covers it.
+fn tracked(chain: &Chain, ri: usize) -> bool {
+    let r = &chain.index().regions[ri];
+    chain.index().meta.increments && r.backing == Backing::Anon && r.prot != 0 && !r.name.starts_with(b"[v")
+}
+
+/// Bytes of the page hash table of the image (ckpt_image::pagetable), 0 without one: an upper
+/// bound (every page some layer writes may hold data).
+pub fn page_table_len(chain: &Chain) -> u64 {
+    let regions = &chain.index().regions;
+    let tracked: Vec<usize> = (0..regions.len()).filter(|&ri| tracked(chain, ri)).collect();
+    if tracked.is_empty() {
+        return 0;
+    }
+    let pages: u64 = tracked.iter().flat_map(|&ri| chain.layers(ri)).filter(|l| l.codec != Codec::Zero).map(|l| l.len.div_ceil(4096)).sum();
+    page_up(pagetable::words(tracked.len(), pages as usize) as u64 * 8)
+}
+
+/// Build the page hash table of the staged memory at `at` (`len` bytes, from page_table_len):
+/// every page with data of the tracked regions, hashed on several threads. Returns the table's
+/// address and length.
+pub fn page_table(chain: &Chain, plan_base: u64, at: u64, len: u64) -> Result<(u64, u64)> {
+    let regions = &chain.index().regions;
+    let places = placement(chain, plan_base);
+    // Work items: (staged address, target address, bytes), in address order.
+    let mut items: Vec<(u64, u64, u64)> = Vec::new();
+    let mut ranges = Vec::new();
+    for (ri, place) in places.iter().enumerate() {
+        if !tracked(chain, ri) {
+            continue;
+        }
+        let r = &regions[ri];
+        ranges.push((r.start, r.end));
+        let Some(staged) = place else { continue };
+        let written = pagetable::merge(&chain.layers(ri).iter().filter(|l| l.codec != Codec::Zero).map(|l| (l.at & !4095, (l.at + l.len).div_ceil(4096) * 4096)).collect::<Vec<_>>());
+        for (s, e) in written {
+            let mut off = s;
+            while off < e {
+                let n = (e - off).min(4 << 20);
+                items.push((staged + off, r.start + off, n));
+                off += n;
+            }
+        }
+    }
+    mmap(at, len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED, -1, 0).context("cannot map the page hash table")?;
+    // Every item's entries go to its own part of one buffer, allocated here: threads that
+    // allocated (glibc gives each a 64 MiB arena) could fail under an address-space limit.
+    let mut starts = Vec::with_capacity(items.len() + 1);
+    let mut total = 0usize;
+    for &(_, _, n) in &items {
+        starts.push(total);
+        total += (n / 4096) as usize;
+    }
+    starts.push(total);
+    let mut entries = vec![[0u64; 3]; total];
+    let counts: Vec<std::sync::atomic::AtomicUsize> = items.iter().map(|_| std::sync::atomic::AtomicUsize::new(0)).collect();
+    let zero = pagetable::zero();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let out = SendPtr(entries.as_mut_ptr());
+    let work = || loop {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(&(staged, target, n)) = items.get(i) else { return };
+        // SAFETY: [staged, staged + n) lies inside a staged mapping, filled and no longer written.
+        let mem = unsafe { std::slice::from_raw_parts(staged as *const u8, n as usize) };
+        let mut k = 0;
+        for (p, page) in mem.chunks(4096).enumerate() {
+            let h = pagetable::hash(page);
+            if h != zero {
+                // SAFETY: entries starts[i]..starts[i+1] belong to item i alone.
+                unsafe { *out.get().add(starts[i] + k) = [target + p as u64 * 4096, h[0], h[1]] };
+                k += 1;
+            }
+        }
+        counts[i].store(k, std::sync::atomic::Ordering::Release);
+    };
+    let nthreads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(items.len().max(1));
+    std::thread::scope(|s| {
+        // Small stacks: under an address-space limit every MiB counts. A thread that cannot be
+        // made leaves its share to the others (this thread works too).
+        let helpers: Vec<_> = (1..nthreads).filter_map(|_| std::thread::Builder::new().stack_size(256 << 10).spawn_scoped(s, work).ok()).collect();
+        work();
+        // Joined, not left to the scope: the scope returns once a thread's closure is done, while
+        // the thread still runs its exit in our code, which the switch is about to unmap.
+        for h in helpers {
+            let _ = h.join();
+        }
+    });
+    let ranges = pagetable::merge(&ranges);
+    let n: usize = counts.iter().map(|c| c.load(std::sync::atomic::Ordering::Acquire)).sum();
+    let words = pagetable::words(ranges.len(), n);
+    if words as u64 * 8 > len {
+        bail!("internal: the page hash table does not fit");
+    }
+    // SAFETY: our fresh mapping of `len` bytes at `at`.
+    let w = unsafe { std::slice::from_raw_parts_mut(at as *mut u64, words) };
+    let mut k = pagetable::write_head(w, &ranges, n);
+    for (i, c) in counts.iter().enumerate() {
+        for e in &entries[starts[i]..starts[i] + c.load(std::sync::atomic::Ordering::Acquire)] {
+            w[k..k + 3].copy_from_slice(e);
+            k += 3;
+        }
+    }
+    Ok((at, len))
+}
+
+/// A pointer the hashing threads share (each writes its own part).
+#[derive(Clone, Copy)]
+struct SendPtr(*mut [u64; 3]);
+// SAFETY: the threads write disjoint parts of the buffer behind it.
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    fn get(self) -> *mut [u64; 3] {
+        self.0
+    }
 }

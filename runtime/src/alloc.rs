@@ -160,10 +160,6 @@ impl ScratchRanges {
     pub fn as_slice(&self) -> &[(u64, u64)] {
         &self.r[..self.n]
     }
-
-    pub fn overlaps(&self, start: u64, end: u64) -> bool {
-        self.as_slice().iter().any(|&(s, e)| s < end && e > start)
-    }
 }
 
 impl Scratch {

@@ -363,7 +363,7 @@ pub fn prepare(uc: *mut libc::ucontext_t, tid: i32) {
     *greg(uc, libc::REG_RIP) = resume as *const () as usize as i64;
     *greg(uc, libc::REG_RSP) = uc as i64 - 8; // the frame's return address: __restore_rt
     *greg(uc, libc::REG_RDI) = rec as *mut Rec as i64;
-    *frame_mask(uc) = !STOP_BIT;
+    *frame_mask(uc) = !(STOP_BIT | crate::sud::SIGSYS_BIT);
 }
 
 /// The program's mask as a call must see it: never blocking the stop signal.

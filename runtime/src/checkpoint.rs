@@ -6,8 +6,7 @@
 
 use crate::log::{log, ALWAYS, DEBUG, ERROR, INFO};
 use crate::maps::{self, MapEntry};
-use crate::dirty::{self, Track};
-use crate::{alloc, config, fdtable, freeze, gate, generations, incremental, leftout, memwrite, procstate, progress, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
+use crate::{alloc, config, fdtable, freeze, gate, generations, incremental, leftout, memwrite, pagehash, procstate, progress, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
 use crate::imgdir::{self, Dir};
 use ckpt_image::{generation_file_name, Entry, Index, Meta, Region, ThreadState, Writer};
 use ckpt_kinds::deleted;
@@ -33,8 +32,34 @@ static IN_FLIGHT: AtomicU32 = AtomicU32::new(0);
 /// Set once the program has started to exit: no new checkpoint starts.
 static EXITING: AtomicBool = AtomicBool::new(false);
 
+/// A checkpoint of one process of a tree (tree.rs): the coordinator's barriers, and where the
+/// image goes (the set's temporary directory, under the process's own name).
+pub trait Phases {
+    /// Every thread is stopped: wait until every process of the tree is (Err: resume, no image).
+    fn stopped(&self) -> Result<(), String>;
+    /// Captured and snapshot made: wait until every process is, before the threads resume.
+    fn captured(&self);
+}
+
+pub struct Part<'a> {
+    pub dir: Dir,
+    pub name: Vec<u8>,
+    pub phases: &'a dyn Phases,
+}
+
 /// Take a checkpoint now. Errors are logged here (their text lives in the scratch arena).
 pub fn take() -> Option<Outcome> {
+    take_in(None)
+}
+
+/// Take this process's part of a checkpoint of its tree: always a full image, written into
+/// `part.dir` and committed there; the coordinator reports the set.
+pub fn take_part(part: Part) -> Option<Outcome> {
+    take_in(Some(part))
+}
+
+fn take_in(part: Option<Part>) -> Option<Outcome> {
+    let member = part.is_some();
     if EXITING.load(Ordering::Acquire) {
         log!(INFO, "no checkpoint: the program is exiting");
         return None;
@@ -49,7 +74,13 @@ pub fn take() -> Option<Outcome> {
     let gen = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
     progress::begin(gen, t0);
     // The directory is opened (and checked) for this checkpoint; it is closed when `dir` goes.
-    let result = match config().ok_or_else(|| "runtime not configured".to_string()).and_then(|cfg| Ok((cfg, Dir::open(&cfg.dir, cfg.allow_shared)?))) {
+    let result = match part {
+        Some(p) => match take_with(&p.dir, &p.name, gen, t0, snapshot::enabled(), None, Some(p.phases)) {
+            // A second stop would not be the tree's cut: the set fails instead.
+            Err(Retry::Sync(why)) => Err(Retry::Fail(format!("the image cannot be written from a snapshot ({why})"))),
+            r => r,
+        },
+        None => match config().ok_or_else(|| "runtime not configured".to_string()).and_then(|cfg| Ok((cfg, Dir::open(&cfg.dir, cfg.allow_shared)?))) {
         Err(e) => Err(Retry::Fail(e)),
         Ok((cfg, dir)) => {
             // Temporary images a killed checkpoint of ours left behind (before this one starts,
@@ -57,22 +88,46 @@ pub fn take() -> Option<Outcome> {
             dir.clean_leftovers(&generation_file_name(&cfg.name, 0), START_SEC.load(Ordering::Relaxed));
             // An increment needs its parent on disk (the user may have removed it).
             let parent = incremental::next_parent().filter(|(h, _)| generations::has_image(&dir, &cfg.name, *h));
-            let mut result = take_with(&dir, gen, t0, snapshot::enabled(), parent);
+            // A step's checkpoint drains its connections while the threads are stopped (take_attempt):
+            // not from a background snapshot.
+            let mut result = if crate::bgtake::possible() && !crate::step::in_checkpoint() {
+                settle(crate::bgtake::take(&dir, &cfg.name, gen, t0, parent))
+            } else {
+                Err(Retry::Sync(String::new()))
+            };
+            if let Err(Retry::Sync(why)) = &result {
+                if !why.is_empty() {
+                    log!(INFO, "checkpoint {gen} taken with a forked snapshot: {why}");
+                }
+                result = take_with(&dir, &cfg.name, gen, t0, snapshot::enabled(), parent, None);
+            }
             // The other tasks of a step have run on: a second stop cannot drain again.
             if let (Err(Retry::Sync(why)), true) = (&result, crate::step::in_checkpoint()) {
                 result = Err(Retry::Fail(format!("the image could not be written from a snapshot ({why})")));
             }
             if let Err(Retry::Sync(why)) = &result {
                 log!(INFO, "checkpoint {gen} written without a snapshot: {why}");
-                // The first attempt's scan consumed the dirty bits: this one must be a full image.
-                result = take_with(&dir, gen, t0, false, None);
+                result = take_with(&dir, &cfg.name, gen, t0, false, parent, None);
             }
             result
         }
+        },
     };
     let out = match result {
-        Ok((w, paused)) => {
+        Ok((mut w, paused)) if member => {
+            // A tree's sets are full images: no table for an increment.
+            if let Some(work) = w.hashes.take() {
+                work.discard();
+            }
+            incremental::reset();
+            Some(Outcome { raw: w.raw, stored: w.stored, paused_ms: paused / 1_000_000, hash: w.hash })
+        }
+        Ok((mut w, paused)) => {
             let paused_ms = paused / 1_000_000;
+            // The page hashes of this image are the table of the next increment.
+            if let Some(work) = w.hashes.take() {
+                work.commit();
+            }
             incremental::committed(w.hash, w.increment, w.stored);
             generations::remember(&w.path, w.stored);
             Some(Outcome { raw: w.raw, stored: w.stored, paused_ms, hash: w.hash })
@@ -132,7 +187,7 @@ pub fn mark_start() {
     START_SEC.store(ts.tv_sec, Ordering::Relaxed);
 }
 
-enum Retry {
+pub(crate) enum Retry {
     /// The snapshot could not hold the image: take it again with the threads stopped throughout.
     Sync(String),
     Fail(String),
@@ -141,35 +196,52 @@ enum Retry {
 }
 
 /// What a checkpoint wrote.
-struct Written {
-    raw: u64,
-    stored: u64,
+pub(crate) struct Written {
+    pub(crate) raw: u64,
+    pub(crate) stored: u64,
     /// The header's index_hash (what an increment over this image names as its parent).
-    hash: u64,
-    increment: bool,
-    path: Vec<u8>,
+    pub(crate) hash: u64,
+    pub(crate) increment: bool,
+    pub(crate) path: Vec<u8>,
+    /// The page hashes the writer recorded (pagehash.rs), to become the current table.
+    pub(crate) hashes: Option<pagehash::Work>,
 }
 
 /// What the image writer reports: memory bytes, file bytes, header hash.
-type WriteResult = Result<(u64, u64, u64), snapshot::Failure>;
+pub(crate) type WriteResult = Result<(u64, u64, u64), snapshot::Failure>;
 
 /// Stop the threads, capture, and write the image: from a snapshot child while the program
 /// runs on (`fork`), or with the program stopped; an increment over `parent` (hash, chain
 /// length) when given. `t0`: when the checkpoint was asked for. Returns what was written and
 /// the pause in ns.
-fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>) -> Result<(Written, u64), Retry> {
-    // Write-protecting memory for the next increment mostly needs no stop: done first.
-    let armed = if incremental::enabled() { dirty::pre_arm(parent.is_none(), &alloc::scratch_ranges()) } else { Vec::new() };
+fn take_with(dir: &Dir, name: &[u8], gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>, phases: Option<&dyn Phases>) -> Result<(Written, u64), Retry> {
+    settle(take_attempt(dir, name, gen, t0, fork, parent, phases))
+}
+
+/// An attempt's result, its page hashes kept with what was written or dropped with a failure.
+fn settle(r: Attempt) -> Result<(Written, u64), Retry> {
+    r.map(|(w, paused, hashes)| (Written { hashes, ..w }, paused)).map_err(|(e, hashes)| {
+        if let Some(h) = hashes {
+            h.discard();
+        }
+        e
+    })
+}
+
+/// What take_attempt hands back: the page hashes recorded, whether the image was written or not.
+pub(crate) type Attempt = Result<(Written, u64, Option<pagehash::Work>), (Retry, Option<pagehash::Work>)>;
+
+fn take_attempt(dir: &Dir, name: &[u8], gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>, phases: Option<&dyn Phases>) -> Attempt {
     // What the stopped part allocates must be there before the stop: running out of address
     // space fails the checkpoint here, not with the program stopped.
     let need = alloc::stopped_reserve(if fork { STOPPED_FORK } else { STOPPED_SYNC });
     let used0 = alloc::scratch_used();
     if !alloc::scratch_reserve(need) {
-        return Err(Retry::Fail(format!("cannot map {} MiB for the checkpoint (address-space limit, ulimit -v?)", need.div_ceil(1 << 20))));
+        return Err((Retry::Fail(format!("cannot map {} MiB for the checkpoint (address-space limit, ulimit -v?)", need.div_ceil(1 << 20))), None));
     }
     // The pause starts here.
     let t_stop = now_ns();
-    let slots = threads::stop_all(sys::gettid()).map_err(Retry::Fail)?;
+    let slots = threads::stop_all(sys::gettid()).map_err(|e| (Retry::Fail(e), None))?;
     let resumed = || {
         // A step that stops: the program must not run on while the other tasks finish (it
         // would see them go); it ends with its checkpoint.
@@ -180,24 +252,29 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
         }
         alloc::note_stopped_use(alloc::scratch_used() - used0);
     };
+    if let Some(Err(e)) = phases.map(|p| p.stopped()) {
+        resumed();
+        return Err((Retry::Fail(e), None));
+    }
     let t_stopped = now_ns();
     if let Err(e) = crate::step::stopped() {
         resumed();
-        return Err(Retry::Fail(format!("checkpoint of the step abandoned: {e}")));
+        return Err((Retry::Fail(format!("checkpoint of the step abandoned: {e}")), None));
     }
-    let mut cap = match capture(&slots, gen) {
+    let mut cap = match capture(&slots, gen, dir, name, phases.is_some()) {
         Ok(mut c) => {
             crate::step::annotate(&mut c.index);
             c
         }
         Err(e) => {
             resumed();
-            return Err(Retry::Fail(e));
+            return Err((Retry::Fail(e), None));
         }
     };
-    // Last before the snapshot: what is written after the scan belongs to the next image.
-    track(&mut cap, parent, &armed);
-    let written = |(raw, stored, hash): (u64, u64, u64), cap: &Capture| Written { raw, stored, hash, increment: cap.tracks.is_some(), path: cap.final_path.clone() };
+    track(&mut cap, parent);
+    let written = |(raw, stored, hash): (u64, u64, u64), cap: &mut Capture| {
+        (Written { raw, stored, hash, increment: cap.increment, path: cap.final_path.clone(), hashes: None }, cap.hashes.take())
+    };
     // A snapshot reads deleted files while the program runs on: watch them for writes now.
     let owners: Vec<i32> = deleted::data_owners(&cap.index.fds).iter().map(|&i| cap.index.fds[i].fd).collect();
     let fork = fork
@@ -214,9 +291,10 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
     if fork {
         // The child writes the image, commits it and prints its line, even if the program ends.
         let body = |ctx: &snapshot::Ctx| {
-            let r = write_image(dir, &cap, &ctx.frozen, &ctx.frozen_files, memwrite::cpus().min(8), ctx.progress()).and_then(|w| commit(dir, &cap).map(|_| w).map_err(snapshot::Failure::Failed));
+            let r = write_image(dir, &cap, &ctx.frozen, &ctx.frozen_files, memwrite::cpus().min(8), ctx.progress(), None).and_then(|w| commit(dir, &cap).map(|_| w).map_err(snapshot::Failure::Failed));
             let gone = ctx.program_gone();
             match &r {
+                Ok(_) if cap.member => {}
                 Ok((raw, stored, _)) => {
                     let paused = ctx.paused_ns().unwrap_or_else(|| cap.taken_at - t_stop);
                     announce(&cap, *raw, *stored, now_ns() - t0, paused);
@@ -246,6 +324,9 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
         let files = freeze::mapped_shared(&cap.maps, &sizes);
         match snapshot::spawn(body, &cap.maps, &keep, &files) {
             Ok(mut child) => {
+                if let Some(p) = phases {
+                    p.captured();
+                }
                 resumed();
                 let paused = now_ns() - t_stop;
                 child.resumed(paused);
@@ -255,16 +336,21 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
                 if let Some(g) = cap.guard.take() {
                     g.close();
                 }
+                let hashes = cap.hashes.take();
                 return match outcome {
-                    snapshot::Outcome::Written { raw, stored, hash } => Ok((written((raw, stored, hash), &cap), paused)),
+                    snapshot::Outcome::Written { raw, stored, hash } => {
+                        cap.hashes = hashes;
+                        let (w, h) = written((raw, stored, hash), &mut cap);
+                        Ok((w, paused, h))
+                    }
                     snapshot::Outcome::NeedSync(why) => {
                         discard(dir, &cap);
-                        Err(Retry::Sync(why))
+                        Err((Retry::Sync(why), hashes))
                     }
-                    snapshot::Outcome::Failed => Err(Retry::Reported),
+                    snapshot::Outcome::Failed => Err((Retry::Reported, hashes)),
                     snapshot::Outcome::Died(e) => {
                         discard(dir, &cap);
-                        Err(Retry::Fail(e))
+                        Err((Retry::Fail(e), hashes))
                     }
                 };
             }
@@ -277,26 +363,44 @@ fn take_with(dir: &Dir, gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)
             }
         }
     }
-    let r = write_image(dir, &cap, &[], &[], 1, progress::local()).map_err(|e| match e {
+    let r = write_image(dir, &cap, &[], &[], 1, progress::local(), None).map_err(|e| match e {
         snapshot::Failure::Failed(m) | snapshot::Failure::NeedSync(m) => m,
     });
+    if let Some(p) = phases {
+        p.captured();
+    }
     resumed();
     let paused = now_ns() - t_stop;
     match r {
         Ok(w) => {
-            commit(dir, &cap).map_err(Retry::Fail)?;
-            announce(&cap, w.0, w.1, now_ns() - t0, paused);
-            Ok((written(w, &cap), paused))
+            if let Err(e) = commit(dir, &cap) {
+                return Err((Retry::Fail(e), cap.hashes.take()));
+            }
+            if !cap.member {
+                announce(&cap, w.0, w.1, now_ns() - t0, paused);
+            }
+            let (w, h) = written(w, &mut cap);
+            Ok((w, paused, h))
         }
         Err(e) => {
             discard(dir, &cap);
-            Err(Retry::Fail(e))
+            Err((Retry::Fail(e), cap.hashes.take()))
         }
     }
 }
 
+/// The identity of every region of shared memory restored as such (MAP_SHARED|MAP_ANONYMOUS,
+/// memfd, SysV, deleted files such as POSIX semaphores and shm objects): the object's device and
+/// inode, and the region's offset in it.
+fn shared_mem(maps: &[(MapEntry, bool)]) -> Vec<ckpt_image::SharedMem> {
+    maps.iter()
+        .filter(|(m, scratch)| !scratch && m.shared && m.inode != 0 && maps::backing_of(m) == ckpt_image::Backing::SharedAnon)
+        .map(|(m, _)| ckpt_image::SharedMem { start: m.start, dev: m.dev, ino: m.inode, offset: m.offset })
+        .collect()
+}
+
 /// The checkpoint's line on stderr, after the lines about what it leaves out.
-fn announce(cap: &Capture, raw: u64, stored: u64, total_ns: u64, paused_ns: u64) {
+pub(crate) fn announce(cap: &Capture, raw: u64, stored: u64, total_ns: u64, paused_ns: u64) {
     let gen = cap.index.meta.generation;
     let lo = &cap.index.left_out;
     if let Some(list) = lo.children_list() {
@@ -306,22 +410,28 @@ fn announce(cap: &Capture, raw: u64, stored: u64, total_ns: u64, paused_ns: u64)
         let what = if lo.outside_pipes.len() == 1 { "reads a pipe fed by another process" } else { "read pipes fed by other processes" };
         log!(ALWAYS, "checkpoint {gen}: input from outside the program cannot be replayed after a restart: {list} {what}");
     }
-    generations::report(gen, &cap.final_path, raw, stored, total_ns / 1_000_000, paused_ns / 1_000_000, cap.tracks.is_some());
+    generations::report(gen, &cap.final_path, raw, stored, total_ns / 1_000_000, paused_ns / 1_000_000, cap.increment);
 }
 
-/// Scan and re-arm dirty-page tracking (when increments are on; `armed`: what `pre_arm` armed);
-/// keep the result when this image is an increment over `parent`.
-fn track(cap: &mut Capture, parent: Option<(u64, u32)>, armed: &[(u64, u64)]) {
+/// With increments on: which regions are tracked, the area for this image's page hashes, and,
+/// for an increment over `parent` (hash, chain length), the table it compares with.
+pub(crate) fn track(cap: &mut Capture, parent: Option<(u64, u32)>) {
     if !incremental::enabled() {
         return;
     }
     let here = &cap as *const _ as u64;
-    let eligible: Vec<bool> = cap.maps.iter().map(|(m, scratch)| dirty::eligible(m, *scratch, m.start <= here && here < m.end)).collect();
-    let t = now_ns();
-    let tracks = dirty::scan_and_arm(&cap.maps, &eligible, armed, parent.is_none());
-    log!(DEBUG, "dirty-page scan {} us", (now_ns() - t) / 1000);
-    if let Some((hash, depth)) = parent {
-        cap.tracks = Some(tracks);
+    cap.eligible = cap.maps.iter().map(|(m, scratch)| pagehash::eligible(m, *scratch, m.start <= here && here < m.end)).collect();
+    let ranges: Vec<(u64, u64)> = cap.maps.iter().zip(&cap.eligible).filter(|(_, &e)| e).map(|((m, _), _)| (m.start, m.end)).collect();
+    match pagehash::Work::new(ranges, pagehash::anon_pages()) {
+        Ok(w) => cap.hashes = Some(w),
+        Err(e) => {
+            log!(DEBUG, "no room for page hashes (errno {e}): the next image is a full one");
+            return;
+        }
+    }
+    if let (Some((hash, depth)), Some(old)) = (parent, pagehash::baseline()) {
+        cap.old = Some(old);
+        cap.increment = true;
         cap.parent = hash;
         cap.index.meta.chain = depth + 1;
     }
@@ -336,18 +446,20 @@ pub fn now_ns() -> u64 {
 /// Scratch bytes reserved before the threads are stopped: for the capture (maps, fds, process
 /// state: a few hundred KiB), and with the image written during the stop also for the writer
 /// (one thread). Raised to what earlier stops used.
-const STOPPED_FORK: usize = 4 << 20;
+pub(crate) const STOPPED_FORK: usize = 4 << 20;
 const STOPPED_SYNC: usize = STOPPED_FORK + memwrite::PER_THREAD;
 
 /// Split map entries at the scratch arena's segments; those parts are stored as empty memory.
 /// Notes which segments the image holds (what a restart from it finds mapped).
-fn split_scratch(maps: Vec<MapEntry>) -> Vec<(MapEntry, bool)> {
-    let ranges = alloc::scratch_ranges();
-    alloc::note_in_image(&ranges);
-    let mut out = Vec::with_capacity(maps.len() + 2 * ranges.as_slice().len());
+pub(crate) fn split_scratch(maps: Vec<MapEntry>) -> Vec<(MapEntry, bool)> {
+    let scratch = alloc::scratch_ranges();
+    alloc::note_in_image(&scratch);
+    // The page hash table is the runtime's too.
+    let ranges: Vec<(u64, u64)> = scratch.as_slice().iter().copied().chain(pagehash::ranges()).collect();
+    let mut out = Vec::with_capacity(maps.len() + 2 * ranges.len());
     for m in maps {
         let mut at = m.start;
-        let mut inside: Vec<(u64, u64)> = ranges.as_slice().iter().filter(|&&(s, e)| s < m.end && e > m.start).map(|&(s, e)| (s.max(m.start), e.min(m.end))).collect();
+        let mut inside: Vec<(u64, u64)> = ranges.iter().filter(|&&(s, e)| s < m.end && e > m.start).map(|&(s, e)| (s.max(m.start), e.min(m.end))).collect();
         inside.sort_unstable();
         let part = |s: u64, e: u64, scratch: bool| (MapEntry { start: s, end: e, offset: m.offset + (s - m.start), ..m.clone() }, scratch);
         for (s, e) in inside {
@@ -365,23 +477,30 @@ fn split_scratch(maps: Vec<MapEntry>) -> Vec<(MapEntry, bool)> {
 }
 
 /// What is read while the threads are stopped: everything but the memory's contents.
-struct Capture {
-    maps: Vec<(MapEntry, bool)>,
+pub(crate) struct Capture {
+    pub(crate) maps: Vec<(MapEntry, bool)>,
     /// The index without regions (filled in by write_image).
-    index: Index,
-    final_path: Vec<u8>,
+    pub(crate) index: Index,
+    pub(crate) final_path: Vec<u8>,
+    /// The image's name (NAME: it becomes NAME.ckpt), and whether it is one of a tree's set.
+    pub(crate) name: Vec<u8>,
+    pub(crate) member: bool,
     /// The temporary image's name in the image directory (unpredictable: see imgdir).
-    tmp_name: Vec<u8>,
+    pub(crate) tmp_name: Vec<u8>,
     /// When the capture was complete (ns, CLOCK_MONOTONIC).
-    taken_at: u64,
-    /// An increment: what changed in each region since the parent, whose header hash is `parent`.
-    tracks: Option<Vec<Track>>,
-    parent: u64,
+    pub(crate) taken_at: u64,
+    /// Regions whose pages are hashed (pagehash.rs), where this image's hashes go, and for an
+    /// increment over the image whose header hash is `parent`, the table it compares with.
+    pub(crate) eligible: Vec<bool>,
+    pub(crate) hashes: Option<pagehash::Work>,
+    pub(crate) old: Option<pagehash::Table>,
+    pub(crate) increment: bool,
+    pub(crate) parent: u64,
     /// Set when a snapshot writes the image and deleted files are stored: whether one changed.
-    guard: Option<deleted::Guard>,
+    pub(crate) guard: Option<deleted::Guard>,
 }
 
-fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
+pub(crate) fn capture(slots: &[threads::Slot], gen: u64, dir: &Dir, name: &[u8], member: bool) -> Result<Capture, String> {
     let cfg = config().ok_or("runtime not configured")?;
     // fds first, before we open anything of our own.
     let fds = fdtable::read_fds();
@@ -392,8 +511,8 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
     // each region itself: read them here where some is (smaps costs ~10 ms per GiB).
     let maps = split_scratch(if procstate::locks_memory() { maps::read_smaps()? } else { maps::read_maps()? });
     let vdso_hash = maps.iter().find(|(m, _)| m.name == b"[vdso]").map_or(0, |(m, _)| hash_mem(m.start, m.end - m.start));
-    let final_path = generations::newest_path(&cfg.dir, &cfg.name);
-    let tmp_name = imgdir::tmp_name(&generation_file_name(&cfg.name, 0));
+    let final_path = if member { dir.show(&generation_file_name(name, 0)).into_bytes() } else { generations::newest_path(&cfg.dir, name) };
+    let tmp_name = imgdir::tmp_name(&generation_file_name(name, 0));
     let ct: &ThreadInfo = &CKPT_THREAD;
     let index = Index {
         meta: meta(&cfg.name, gen, vdso_hash),
@@ -426,15 +545,18 @@ fn capture(slots: &[threads::Slot], gen: u64) -> Result<Capture, String> {
         fds,
         process,
         left_out,
+        ids: crate::ids::image_ids(ct.tid.load(Ordering::Relaxed)),
+        shared: shared_mem(&maps),
         step: None,
     };
-    Ok(Capture { maps, index, final_path, tmp_name, taken_at: now_ns(), tracks: None, parent: 0, guard: None })
+    Ok(Capture { maps, index, final_path, name: name.to_vec(), member, tmp_name, taken_at: now_ns(), eligible: Vec::new(), hashes: None, old: None, increment: false, parent: 0, guard: None })
 }
 
 /// Write the memory of `cap` and its index to the temporary file, durably, with `threads`
 /// compression threads, reading the regions that `frozen` holds from their copies, counting the
-/// bytes written in `progress`. Runs in the snapshot child, or with the program's threads stopped.
-fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], frozen_files: &[freeze::FrozenFile], threads: usize, progress: &progress::Progress) -> WriteResult {
+/// bytes written in `progress`. Runs in the snapshot child, with the program's threads stopped,
+/// or in a background snapshot's writer (`bg`).
+pub(crate) fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], frozen_files: &[freeze::FrozenFile], threads: usize, progress: &progress::Progress, bg: Option<&memwrite::Bg>) -> WriteResult {
     let pagemap = sys::open(&sys::cpath(&[b"/proc/thread-self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/thread-self/pagemap: errno {e}"))?;
     let mem = sys::open(&sys::cpath(&[b"/proc/thread-self/mem"]), libc::O_RDONLY, 0).map_err(|e| {
         sys::close(pagemap);
@@ -445,7 +567,7 @@ fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], froz
         // O_DIRECT where the file system has it (see Writer): steady and fast for large images.
         // Not for increments: their chunks are small, and O_DIRECT pads each to 4 KiB.
         // A new file of ours (O_EXCL|O_NOFOLLOW, 0600): nothing planted at the name is used.
-        let direct = if cap.tracks.is_some() { 0 } else { libc::O_DIRECT };
+        let direct = if cap.increment { 0 } else { libc::O_DIRECT };
         let fd = match dir.create(&cap.tmp_name, direct) {
             Err(libc::EINVAL) => dir.create(&cap.tmp_name, 0),
             r => r,
@@ -458,12 +580,17 @@ fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], froz
         // Each region's flags and advice, as this process sees them (the snapshot's regions are
         // the program's, but not locked: those bits come from the capture).
         let flags = maps::flags_of(&cap.maps, &maps::read_smaps()?);
-        let (backings, mut jobs) = memwrite::plan(pagemap, &cap.maps, &flags, cap.tracks.as_deref(), frozen);
-        let nmem = jobs.len();
-        let files = memwrite::plan_files(&cap.index.fds, &mut jobs, frozen_files)?;
+        let hashing = cap.hashes.as_ref().map(|work| memwrite::Hashing { old: cap.old, work });
+        let (backings, mut plan) = memwrite::plan(pagemap, &cap.maps, &flags, &cap.eligible, hashing.as_ref(), frozen, bg);
+        let nmem = plan.jobs.len();
+        let files = memwrite::plan_files(&cap.index.fds, &mut plan, frozen_files)?;
         let t1 = now_ns();
-        progress.set_total(jobs.iter().map(|j| j.len as u64).sum());
-        let chunks = memwrite::write_all(&w, mem, &jobs, threads, progress);
+        progress.set_total(plan.bytes());
+        let chunks = memwrite::write_all(&w, mem, &plan, hashing.as_ref(), bg.map(|b| b.engine), threads, progress);
+        if let Some(b) = bg {
+            // Every window is stored: nothing stays write-protected, the program runs unhindered.
+            b.engine.finish();
+        }
         files.iter().for_each(|&fd| sys::close(fd));
         let chunks = chunks.map_err(|e| format!("cannot write {}: {e}", String::from_utf8_lossy(&tmp_path)))?;
         if cap.guard.as_ref().is_some_and(deleted::Guard::changed) {
@@ -477,14 +604,14 @@ fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], froz
             // The scratch arena is named for ckpt-inspect (it is stored empty either way).
             let name = if *scratch { ckpt_image::SCRATCH_NAME.to_vec() } else { m.name.clone() };
             let first = next;
-            while next < nmem && jobs[next].region == i {
+            while next < nmem && plan.jobs[next].region == i {
                 next += 1;
             }
-            regions.push(Region { start: m.start, end: m.end, prot: m.prot, name, backing, chunks: chunks[first..next].to_vec(), inherit, attrs });
+            regions.push(Region { start: m.start, end: m.end, prot: m.prot, name, backing, chunks: chunks[first..next].concat(), inherit, attrs });
         }
         let mut index = cap.index.clone();
         index.regions = regions;
-        memwrite::attach_files(&mut index.fds, &jobs[nmem..], &chunks[nmem..]);
+        memwrite::attach_files(&mut index.fds, &plan.jobs[nmem..], &chunks[nmem..]);
         let raw = w.raw_bytes();
         let (_file, header) = w.finish_increment(&index, cap.parent).map_err(|e| write_error(e, &tmp_path))?;
         let total = header.index_offset + header.index_len;
@@ -502,10 +629,9 @@ fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Frozen>], froz
 const ZSTD_LEVEL: i32 = 1;
 
 /// Move the finished temporary file into place and make the rename durable.
-fn commit(dir: &Dir, cap: &Capture) -> Result<(), String> {
-    let cfg = config().ok_or("runtime not configured")?;
+pub(crate) fn commit(dir: &Dir, cap: &Capture) -> Result<(), String> {
     // Rotates older generations, renames into place, fsyncs the directory.
-    if let Err(e) = generations::commit(dir, &cap.tmp_name, &cfg.name) {
+    if let Err(e) = generations::commit(dir, &cap.tmp_name, &cap.name) {
         dir.unlink_own(&cap.tmp_name);
         return Err(e);
     }
@@ -514,7 +640,7 @@ fn commit(dir: &Dir, cap: &Capture) -> Result<(), String> {
 }
 
 /// Remove the temporary file of a failed checkpoint; the previous image stays.
-fn discard(dir: &Dir, cap: &Capture) {
+pub(crate) fn discard(dir: &Dir, cap: &Capture) {
     dir.unlink_own(&cap.tmp_name);
 }
 
@@ -563,6 +689,7 @@ fn meta(name: &[u8], gen: u64, vdso_hash: u64) -> Meta {
         glibc: glibc_version(),
         chain: 1,
         origin: origin(),
+        increments: incremental::enabled(),
     }
 }
 

@@ -37,8 +37,9 @@ static OWNER_PID: AtomicI32 = AtomicI32::new(0);
 pub fn is_runtime_fd(fd: i32) -> bool {
     fd >= 0
         && ([&WAKE_FD, &LISTEN_FD, &CLIENT_FD].iter().any(|a| a.load(Ordering::Relaxed) == fd)
+            || crate::tree::fd() == fd
             || DEFERRED.iter().any(|d| d.load(Ordering::Relaxed) & 0xffff_ffff == i64::from(fd))
-            || crate::dirty::is_own_fd(fd)
+            || crate::uffdwp::is_own_fd(fd)
             || crate::imgdir::is_own_fd(fd)
             || crate::step::is_own_fd(fd))
         && sys::still_own(fd)
@@ -62,15 +63,21 @@ fn socket_name() -> Option<Vec<u8>> {
 /// runs, so its fd numbers stay what they would be without us) and on the restart path before
 /// the program's threads come back.
 pub fn setup() {
-    if let Ok(fd) = syscall!(libc::SYS_eventfd2, 0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) {
-        WAKE_FD.store(sys::own(sys::move_high(fd as i32)), Ordering::Release);
-    }
+    setup_wake();
     match listen() {
         Ok(fd) => {
             LISTEN_FD.store(fd, Ordering::Release);
             OWNER_PID.store(sys::getpid(), Ordering::Release);
         }
         Err(e) => log!(ERROR, "no control socket (ckpt-ctl will not reach this program): {e}"),
+    }
+}
+
+/// Only the wake eventfd: a member of a process tree other than the program ckpt-run started
+/// has no control socket (ckpt-ctl talks to the program; the tree is checkpointed as one).
+pub fn setup_wake() {
+    if let Ok(fd) = syscall!(libc::SYS_eventfd2, 0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) {
+        WAKE_FD.store(sys::own(sys::move_high(fd as i32)), Ordering::Release);
     }
 }
 
@@ -84,7 +91,7 @@ fn listen() -> Result<i32, String> {
     let shown = || format!("{}/{}", String::from_utf8_lossy(&cfg.dir), String::from_utf8_lossy(&name));
     let euid = sys::geteuid();
     let problem = match sys::fstat(dir) {
-        Ok(st) => ckpt_image::trust::dir_problem(st.st_uid, st.st_mode, euid).filter(|_| !cfg.allow_shared).map(|p| crate::imgdir::refusal(&cfg.dir, p)),
+        Ok(st) => crate::imgdir::problem(&cfg.dir, &st, euid, cfg.allow_shared),
         Err(e) => Some(format!("{}: {}", String::from_utf8_lossy(&cfg.dir), checkpoint::strerror(e))),
     };
     // A socket file already there: a stale one of a dead run of ours is replaced; anything of
@@ -191,6 +198,7 @@ pub fn poll(timeout_ms: Option<u64>, extra: &[i32]) -> bool {
     let mut fds = vec![
         libc::pollfd { fd: wake, events: libc::POLLIN, revents: 0 },
         libc::pollfd { fd: LISTEN_FD.load(Ordering::Acquire), events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: crate::tree::fd(), events: libc::POLLIN, revents: 0 },
     ];
     fds.extend(extra.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }));
     let ts = timeout_ms.map(sys::timespec_ms);
@@ -326,13 +334,13 @@ fn handle(fd: i32, req: &str) {
             triggers::request(triggers::REQ_CHECKPOINT);
         }
         "checkpoint wait" => {
-            let out = if crate::step::active() { crate::step::request(false, true) } else { checkpoint::take() };
+            let out = if crate::step::active() { crate::step::request(false, true) } else { take() };
             triggers::arm_timer();
             reply_outcome(fd, out);
         }
         "status" => reply(fd, &status()),
         "stop" => {
-            let out = if crate::step::active() { crate::step::request(true, true) } else { checkpoint::take() };
+            let out = if crate::step::active() { crate::step::request(true, true) } else { take() };
             reply_outcome(fd, out);
             if out.is_some() {
                 sys::close(fd);
@@ -342,6 +350,15 @@ fn handle(fd: i32, req: &str) {
             triggers::arm_timer();
         }
         _ => reply(fd, "error unknown request (expected checkpoint, checkpoint wait, status or stop)\n"),
+    }
+}
+
+/// A checkpoint for a client: of the process tree when the program has one.
+fn take() -> Option<checkpoint::Outcome> {
+    if crate::tree::is_member() {
+        crate::tree::take_and_wait()
+    } else {
+        checkpoint::take()
     }
 }
 

@@ -83,25 +83,63 @@ pub fn freeze(maps: &[(MapEntry, bool)], pagemap: i32, mem: i32) -> Result<Vec<O
             out.push(Some(Frozen { runs: Vec::new() }));
             continue;
         }
-        let len = (pages * PAGE) as usize;
-        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
-        let base = sys::mmap(0, len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0)
-            .map_err(|e| format!("cannot copy the shared region {:#x}-{:#x} ({} KiB): {}", m.start, m.end, len >> 10, crate::checkpoint::strerror(e)))?;
-        if len >= 2 << 20 {
-            // Fewer page faults for a large copy; failure only costs time.
-            let _ = syscall!(libc::SYS_madvise, base, len, libc::MADV_HUGEPAGE);
-        }
-        let skip_holes = holes_ok && shmem(m);
-        let mut at = base as u64;
-        let mut frozen = Vec::with_capacity(runs.len());
-        for (first, n) in runs {
-            copy(mem, m.start + first * PAGE, at, n, skip_holes);
-            frozen.push((first, n, at));
-            at += n * PAGE;
-        }
-        out.push(Some(Frozen { runs: frozen }));
+        out.push(Some(copy_runs(m, &runs, mem, holes_ok && shmem(m))?));
     }
     Ok(out)
+}
+
+/// Background snapshots (bgsnap.rs): copy, at the instant, what write-protection does not hold
+/// still: every region that is not protected (`armed` false: shared memory, file mappings,
+/// stacks, the runtime's own memory, DMA buffers (MADV_DONTFORK)) with the pages it stores, and
+/// of the protected ones the pages in `excluded` (sorted ranges the kernel writes by itself: TLS
+/// blocks, alternate signal stacks). One entry per region, like `freeze`.
+pub fn freeze_bg(maps: &[(MapEntry, bool)], armed: &[bool], excluded: &[(u64, u64)], pagemap: i32, mem: i32) -> Result<Vec<Option<Frozen>>, String> {
+    let holes_ok = !has_swap();
+    let written = maps::shared_written_inodes(maps);
+    let mut out = Vec::with_capacity(maps.len());
+    for (i, (m, scratch)) in maps.iter().enumerate() {
+        if *scratch || m.name == b"[vsyscall]" || maps::is_special(&m.name) {
+            out.push(None);
+            continue;
+        }
+        let runs: Vec<(u64, u64)> = if armed.get(i) == Some(&true) {
+            excluded
+                .iter()
+                .filter(|&&(s, e)| s < m.end && e > m.start)
+                .map(|&(s, e)| ((s.max(m.start) - m.start) / PAGE, (e.min(m.end) - s.max(m.start)).div_ceil(PAGE)))
+                .collect()
+        } else {
+            let refs = if m.shared { None } else { maps::file_refs(maps, i, &written) };
+            maps::stored_pages(pagemap, m, &maps::backing_of(m), refs.as_deref()).runs
+        };
+        if runs.is_empty() {
+            out.push(if armed.get(i) == Some(&true) { None } else { Some(Frozen { runs: Vec::new() }) });
+            continue;
+        }
+        out.push(Some(copy_runs(m, &runs, mem, holes_ok && shmem(m))?));
+    }
+    Ok(out)
+}
+
+/// Copy the runs (first page, pages) of region `m` into fresh memory of ours.
+fn copy_runs(m: &MapEntry, runs: &[(u64, u64)], mem: i32, skip_holes: bool) -> Result<Frozen, String> {
+    let pages: u64 = runs.iter().map(|r| r.1).sum();
+    let len = (pages * PAGE) as usize;
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+    let base = sys::mmap(0, len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0)
+        .map_err(|e| format!("cannot copy the region {:#x}-{:#x} ({} KiB): {}", m.start, m.end, len >> 10, crate::checkpoint::strerror(e)))?;
+    if len >= 2 << 20 {
+        // Fewer page faults for a large copy; failure only costs time.
+        let _ = syscall!(libc::SYS_madvise, base, len, libc::MADV_HUGEPAGE);
+    }
+    let mut at = base as u64;
+    let mut frozen = Vec::with_capacity(runs.len());
+    for &(first, n) in runs {
+        copy(mem, m.start + first * PAGE, at, n, skip_holes);
+        frozen.push((first, n, at));
+        at += n * PAGE;
+    }
+    Ok(Frozen { runs: frozen })
 }
 
 /// Copy `n` pages at `from` (through /proc/self/mem: a page past the end of a file or a guard

@@ -53,6 +53,11 @@ pub fn unlock_exclusive() {
     sys::futex_wake(&STATE);
 }
 
+/// In a forked child: the threads that were inside hooks in the parent do not exist here.
+pub fn reset_in_child() {
+    STATE.store(0, Ordering::Release);
+}
+
 /// At restart: the image was taken with the gate held exclusively; nothing else is inside.
 pub fn reset_after_restart() {
     STATE.store(WRITER, Ordering::Release);

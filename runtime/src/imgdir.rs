@@ -20,6 +20,16 @@ pub fn is_own_fd(fd: i32) -> bool {
     fd >= 0 && FD.load(Ordering::Relaxed) == fd
 }
 
+/// Why the image directory `path` (fstat `st`) may not hold `euid`'s images, as one line; None
+/// when it may: the user's or root's, or one the outer ckpt-run or ckpt-restart checked (whose
+/// owner the program's user namespace may not show), or any with `allow_shared`.
+pub fn problem(path: &[u8], st: &libc::stat, euid: u32, allow_shared: bool) -> Option<String> {
+    if allow_shared || crate::ids::trusted_dir(st.st_uid, st.st_dev, st.st_ino) {
+        return None;
+    }
+    dir_problem(st.st_uid, st.st_mode, euid).map(|p| refusal(path, p))
+}
+
 /// `DirProblem` as one line for the log, with the way out.
 pub fn refusal(dir: &[u8], p: DirProblem) -> String {
     let owner = match p {
@@ -45,10 +55,18 @@ impl Dir {
         let dir = Dir { fd, path: path.to_vec(), euid: sys::geteuid() };
         FD.store(fd, Ordering::Release);
         let st = sys::fstat(fd).map_err(strerror)?;
-        if let Some(p) = dir_problem(st.st_uid, st.st_mode, dir.euid).filter(|_| !allow_shared) {
-            return Err(refusal(path, p));
+        match problem(path, &st, dir.euid, allow_shared) {
+            Some(p) => Err(p),
+            None => Ok(dir),
         }
-        Ok(dir)
+    }
+
+    /// A directory fd handed to us, already checked (a tree's set directory, which the
+    /// coordinator made); `path` names it in messages.
+    pub fn adopt(fd: i32, path: &[u8]) -> Dir {
+        let fd = sys::own(sys::move_high(fd));
+        FD.store(fd, Ordering::Release);
+        Dir { fd, path: path.to_vec(), euid: sys::geteuid() }
     }
 
     /// The directory's fd (the snapshot child keeps it when it closes the program's fds).

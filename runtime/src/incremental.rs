@@ -1,10 +1,11 @@
 //! When a checkpoint writes an increment instead of a full image, and over which image.
 //!
-//! An increment holds only the pages written since the previous checkpoint (dirty.rs) and names
-//! that image as its parent. Chains are kept short ("compaction" by rewriting): the next
-//! checkpoint is full when the chain already holds `--max-chain` images (default 8), when the
-//! increments since the last full image add up to half of it, after a failed checkpoint (its scan
-//! reset the dirty bits, so what it saw is lost), and when the parent is no longer on disk.
+//! An increment holds only the pages that changed since the previous checkpoint (pagehash.rs)
+//! and names that image as its parent. Chains are kept short ("compaction" by rewriting): the
+//! next checkpoint is full when the chain already holds `--max-chain` images (default 8), when
+//! the increments since the last full image add up to half of it, after a failed checkpoint,
+//! after a restart without a page hash table, and when the parent is no longer on
+//! disk.
 //! `ckpt-run --full-only` turns increments (and tracking) off.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -56,7 +57,7 @@ pub fn reset() {
 }
 
 /// After a restart from the image `hash` (a chain of `chain` images), whose memory the program
-/// has exactly and which is tracked from now on: the next checkpoint may build on it.
+/// has exactly and whose page hash table the restarter built: the next checkpoint may build on it.
 pub fn continue_from(hash: u64, chain: u32) {
     DEPTH.store(chain.max(1), Ordering::Relaxed);
     // The chain's sizes are not known here: only its length bounds it.

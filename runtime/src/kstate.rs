@@ -69,7 +69,7 @@ static SAVED: Cell = Cell(UnsafeCell::new(Saved {
 }));
 
 /// The value after `key` in a /proc status-like text, parsed in `radix`.
-fn value(text: &[u8], key: &str, radix: u32) -> Option<u64> {
+pub(crate) fn value(text: &[u8], key: &str, radix: u32) -> Option<u64> {
     let s = std::str::from_utf8(text).ok()?;
     let i = s.find(key)? + key.len();
     let v = s[i..].trim_start();
@@ -88,6 +88,7 @@ pub fn save(self_tid: i32) {
     if let Ok(maps) = crate::maps::read_maps() {
         ckpt_kinds::aio::capture(maps.iter().map(|m| (m.start, m.end, &m.name[..])));
     }
+    crate::ids::begin_capture();
     // SAFETY: see Cell.
     let s = unsafe { &mut *SAVED.0.get() };
     s.pid = sys::getpid();
@@ -101,12 +102,13 @@ pub fn save(self_tid: i32) {
     s.nthreads = 0;
     for name in sys::list_dir(&sys::cpath(&[b"/proc/self/task"])).unwrap_or_default() {
         let Some(tid) = std::str::from_utf8(&name).ok().and_then(|t| t.parse::<i32>().ok()) else { continue };
+        let st = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &name, b"/status"])).unwrap_or_default();
+        crate::ids::note_thread(tid, &st);
         if tid == self_tid || s.nthreads == MAX_THREADS {
             continue;
         }
         let mut t = NO_THREAD;
         t.tid = tid;
-        let st = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &name, b"/status"])).unwrap_or_default();
         t.pending = value(&st, "SigPnd:", 16).unwrap_or(0) & !reserved;
         let comm = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &name, b"/comm"])).unwrap_or_default();
         let comm = comm.strip_suffix(b"\n").unwrap_or(&comm);

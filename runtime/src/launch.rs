@@ -15,6 +15,9 @@ use std::ffi::{c_char, c_int, CStr, CString};
 use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
 
 static LAUNCH: AtomicPtr<Launch> = AtomicPtr::new(std::ptr::null_mut());
+/// The value of `LAUNCH_VAR` this process was started with (a shell such as bash keeps its own
+/// copy of the environment, with the variable still in it, and passes it on).
+static RECEIVED: AtomicPtr<Vec<u8>> = AtomicPtr::new(std::ptr::null_mut());
 
 /// The settings of the run that started this process (None: not started by ckpt-run).
 pub fn get() -> Option<&'static Launch> {
@@ -27,6 +30,7 @@ pub fn get() -> Option<&'static Launch> {
 pub fn take(env: impl Fn(&[u8]) -> Option<Vec<u8>>) -> Option<&'static Launch> {
     let var = CString::new(LAUNCH_VAR).ok()?;
     let raw = env(var.as_bytes_with_nul())?;
+    RECEIVED.store(Box::into_raw(Box::new(raw.clone())), Ordering::Release);
     // SAFETY: a valid NUL-terminated name; one thread.
     unsafe { libc::unsetenv(var.as_ptr()) };
     let launch = Launch::decode(&raw)?;
@@ -121,7 +125,10 @@ fn managed_env(l: &Launch, envp: Argv) -> EnvBlock {
         preload.push(b':');
         preload.extend_from_slice(u);
     }
-    let next = Launch { pid: sys::getpid(), preload: preload.clone(), preload_user: user_preload, ..l.clone() };
+    // A child of the tree passes on its membership, and no timer (the root's takes the sets).
+    let child = crate::tree::is_child();
+    let interval_ms = if child { 0 } else { l.interval_ms };
+    let next = Launch { pid: sys::getpid(), preload: preload.clone(), preload_user: user_preload, tree_child: child, interval_ms, ..l.clone() };
     let mut strings: Vec<CString> = kept.iter().filter_map(|e| CString::new(*e).ok()).collect();
     strings.extend(CString::new([b"LD_PRELOAD=".as_slice(), &preload].concat()).ok());
     strings.extend(CString::new(format!("{LAUNCH_VAR}={}", next.encode())).ok());
@@ -129,11 +136,34 @@ fn managed_env(l: &Launch, envp: Argv) -> EnvBlock {
     EnvBlock { _strings: strings, ptrs }
 }
 
+/// Whether `envp` holds `LAUNCH_VAR` with settings other than the ones we were started with: a
+/// ckpt-run's for the program it execs.
+fn has_launch(envp: Argv) -> bool {
+    // SAFETY: RECEIVED is set once, in the constructor, to a leaked Box, and never freed.
+    let ours = unsafe { RECEIVED.load(Ordering::Acquire).as_ref() };
+    let mut i = 0;
+    while !envp.is_null() {
+        // SAFETY: envp is a NULL-terminated array of C strings (the caller's contract).
+        let p = unsafe { *envp.add(i) };
+        if p.is_null() {
+            return false;
+        }
+        // SAFETY: as above.
+        let e = unsafe { CStr::from_ptr(p) }.to_bytes();
+        if e.starts_with(LAUNCH_VAR.as_bytes()) && e.get(LAUNCH_VAR.len()) == Some(&b'=') {
+            return ours.is_none_or(|o| &e[LAUNCH_VAR.len() + 1..] != o.as_slice());
+        }
+        i += 1;
+    }
+    false
+}
+
 /// Run `exec` with `envp`, or, in the managed process, with `managed_env(envp)`.
 /// Either way the new image gets the program's own signal mask (spawnhooks.rs).
 fn exec_with(envp: Argv, exec: impl FnOnce(Argv) -> c_int) -> c_int {
     let managed = crate::is_active() && MANAGED_PID.load(Ordering::Acquire) == sys::getpid();
-    let Some(l) = get().filter(|_| managed) else { return crate::spawnhooks::handed_over(|| exec(envp)) };
+    // An environment with settings of its own is a ckpt-run starting a run of its own.
+    let Some(l) = get().filter(|_| managed && !has_launch(envp)) else { return crate::spawnhooks::handed_over(|| exec(envp)) };
     let block = {
         let _g = gate::enter();
         managed_env(l, envp)

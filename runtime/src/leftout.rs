@@ -21,7 +21,7 @@ fn children() -> Vec<ChildProcess> {
     for t in tasks {
         let Ok(list) = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &t, b"/children"])) else { continue };
         for pid in list.split(|&b| b == b' ' || b == b'\n').filter_map(|w| std::str::from_utf8(w).ok()?.parse::<i32>().ok()) {
-            if !out.iter().any(|c| c.pid == pid) {
+            if !out.iter().any(|c| c.pid == pid) && !crate::snapshot::is_own_child(pid) {
                 out.push(describe(pid));
             }
         }

@@ -7,11 +7,12 @@
 //! forward to libc.
 
 mod alloc;
+mod bgsnap;
+mod bgtake;
 mod blocked;
 mod checkpoint;
 mod control;
 mod cpuclock;
-mod dirty;
 mod fdhooks;
 mod fdobjs;
 mod fdtable;
@@ -19,6 +20,7 @@ mod freeze;
 mod generations;
 mod gate;
 mod hooks;
+mod ids;
 mod imgdir;
 mod incremental;
 mod kstate;
@@ -28,6 +30,7 @@ mod log;
 mod maps;
 mod pagescan;
 mod memwrite;
+mod pagehash;
 mod procattrs;
 mod procstate;
 mod progress;
@@ -40,10 +43,14 @@ mod sighooks;
 mod snapshot;
 mod spawnhooks;
 mod step;
+mod sud;
+mod sudcalls;
 mod sys;
 mod threadattrs;
 mod threads;
+mod tree;
 mod triggers;
+mod uffdwp;
 mod vids;
 mod waithooks;
 
@@ -143,6 +150,13 @@ extern "C" fn init() {
         return; // not the process ckpt-run started: stay inert
     };
     launch::set_managed(launch.pid);
+    // The outer ckpt-run, when it started us as the first process under a namespace's init.
+    let outer = (launch.outer_pid > 0).then_some(launch.outer_pid);
+    // A program a member of the tree execs is a member too (its parent is not init).
+    ids::init(outer.filter(|_| launch.tree_child || sys::syscall!(libc::SYS_getppid) == Ok(1)), (launch.dir_dev, launch.dir_ino));
+    if launch.tree_child {
+        tree::set_child();
+    }
     procattrs::init();
     log::set_level_from_env(env(b"CKPT_LOG\0").as_deref());
     let dir = if launch.dir.is_empty() { sys::readlink(&sys::cpath(&[b"/proc/self/cwd"])).unwrap_or_else(|_| b".".to_vec()) } else { launch.dir.clone() };
@@ -167,6 +181,7 @@ extern "C" fn init() {
     TRIGGER_SIGNAL.store(signal, Ordering::Relaxed);
     triggers::init(launch, env(b"SLURM_JOB_ID\0"));
     snapshot::configure(env(b"CKPT_FORK\0").as_deref());
+    bgtake::configure(env(b"CKPT_BACKGROUND\0").as_deref());
     incremental::configure(launch.incremental, launch.max_chain.min(generations::MAX_CHAIN));
     find_rseq();
     if !install_handlers(signal) {
@@ -175,7 +190,12 @@ extern "C" fn init() {
     }
     // SAFETY: registering a plain function as fork child handler.
     unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
-    control::setup();
+    if tree::is_child() {
+        control::setup_wake();
+    } else {
+        control::setup();
+    }
+    tree::join();
     step::init(&env, &cfg_dir(), &cfg_name());
     selfsig::init();
     ACTIVE.store(true, Ordering::Release);
@@ -205,12 +225,38 @@ fn program_identity(given: Option<Vec<u8>>) -> (Vec<u8>, ckpt_image::FileId) {
 }
 
 extern "C" fn after_fork_child() {
+    if tree::is_member() {
+        return member_child();
+    }
     // A forked child is not the managed program: it has no checkpoint thread.
     ACTIVE.store(false, Ordering::Release);
-    dirty::forget(true);
+    pagehash::forget(false);
+    uffdwp::forget(true);
     control::after_fork();
     sigevthread::after_fork();
     sighooks::hand_back_signals();
+}
+
+/// A child forked by a member of the process tree is a member too: the runtime stays active in
+/// it, with a checkpoint thread of its own and its own connection to the coordinator.
+fn member_child() {
+    let pid = sys::getpid();
+    launch::set_managed(pid);
+    vids::forked_member();
+    gate::reset_in_child();
+    checkpoint::after_restart();
+    pagehash::forget(false);
+    uffdwp::forget(true);
+    incremental::reset();
+    control::after_fork();
+    control::setup_wake();
+    sigevthread::after_fork();
+    tree::set_child();
+    triggers::no_timer();
+    tree::join();
+    CKPT_THREAD.tid.store(0, Ordering::Release);
+    spawn_checkpoint_thread();
+    log!(DEBUG, "runtime active in the forked child {pid}");
 }
 
 fn find_rseq() {
@@ -241,6 +287,10 @@ pub fn start_checkpoint_thread() {
     // the dynamic loader's own exit handler, so that it runs before it.
     // SAFETY: registering a plain function.
     unsafe { libc::atexit(at_exit) };
+    spawn_checkpoint_thread();
+}
+
+fn spawn_checkpoint_thread() {
     // The new thread must never run the program's handlers, not even before it blocks every
     // signal itself: let it inherit an all-blocked mask.
     let all: u64 = !0;

@@ -18,6 +18,8 @@ pub struct MapEntry {
     pub shared: bool,
     pub offset: u64,
     pub inode: u64,
+    /// The device of the mapped file (the `maj:min` column).
+    pub dev: u64,
     pub name: Vec<u8>,
     /// VmFlags bits (ckpt_image::vm), when read from /proc/thread-self/smaps; else 0.
     pub flags: u64,
@@ -99,6 +101,7 @@ pub fn parse_maps(text: &[u8]) -> Vec<MapEntry> {
             shared: perms[3] == b's',
             offset: hex(fields[2]).unwrap_or(0),
             inode: std::str::from_utf8(fields[4]).ok().and_then(|s| s.parse().ok()).unwrap_or(0),
+            dev: fields[3].iter().position(|&b| b == b':').and_then(|c| Some(libc::makedev(hex(&fields[3][..c])? as u32, hex(&fields[3][c + 1..])? as u32))).unwrap_or(0),
             name,
             flags: 0,
         });

@@ -7,35 +7,117 @@
 //! raw system calls, zstd and the runtime's allocator (the scratch arena, whose lock only the
 //! runtime's own threads take), never TLS.
 
-use crate::dirty::Track;
 use crate::freeze::{Frozen, FrozenFile};
 use crate::progress::Progress;
 use crate::maps::{self, MapEntry, PAGE};
+use crate::{bgsnap, pagehash};
 use crate::sys;
-use ckpt_image::{Backing, Chunk, ChunkEncoder, Codec, FdKind, FdState, RegionAttrs, Writer, CHUNK_SIZE};
+use ckpt_image::{Backing, Chunk, ChunkEncoder, FdKind, FdState, RegionAttrs, Writer, CHUNK_SIZE};
 use ckpt_kinds::deleted;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
-/// One chunk to store: `len` bytes at address `addr`, `offset` bytes into its region.
+/// A part of a region (or of a deleted file) to store: `len` bytes at `offset` in it, read from
+/// address `addr` (memory, or a frozen copy) or from the job's file.
+#[derive(Clone, Copy)]
+pub struct Piece {
+    pub offset: u64,
+    pub len: u64,
+    pub addr: u64,
+    /// Pages that held nothing at the checkpoint (not in memory) but had data in the image an
+    /// increment builds on: stored as zeros, not read.
+    pub zero: bool,
+}
+
+/// One frame to store: the pieces `first..first + count` of the plan, all inside one window of
+/// CHUNK_SIZE bytes of one region (or file), stored together (a packed frame when they are
+/// several, see ckpt_image::Chunk).
 #[derive(Clone, Copy)]
 pub struct Job {
     pub region: usize,
-    pub offset: u64,
-    pub addr: u64,
-    pub len: usize,
+    pub first: usize,
+    pub count: usize,
     /// Readable private anonymous memory (or a frozen copy): read in place. Otherwise through
     /// /proc/self/mem.
     pub direct: bool,
-    /// A deleted file's data: read from this fd of ours at `offset` (`region` is then the fd's
-    /// entry in the fd table), not from memory. -1 for memory.
+    /// A deleted file's data: read from this fd of ours at each piece's `offset` (`region` is
+    /// then the fd's entry in the fd table), not from memory. -1 for memory.
     pub file: i32,
+    /// A tracked region (pagehash.rs), starting at address `start`: its pages are hashed for the
+    /// next increment's table; with `filter` (an increment) only the pages whose hash differs
+    /// from the table's are stored.
+    pub hashed: bool,
+    pub filter: bool,
+    pub start: u64,
+    /// A window of a background snapshot (bgsnap.rs): its pages are found when the job is
+    /// stored (the pieces are only those copied at the instant). u32::MAX: none.
+    pub window: u32,
 }
 
-/// Pages of a region, and whether the others come from the parent image (an increment).
-struct Stored {
-    runs: Vec<(u64, u64)>,
-    inherit: bool,
-    guards: Vec<(u64, u64)>,
+/// A background snapshot's part in the plan: its engine, and which regions it protects.
+pub struct Bg<'a> {
+    pub engine: &'a bgsnap::Engine,
+    pub armed: &'a [bool],
+}
+
+/// What the writer does with page hashes (pagehash.rs): the table an increment compares with,
+/// and the area that receives this image's table.
+pub struct Hashing<'a> {
+    pub old: Option<pagehash::Table>,
+    pub work: &'a pagehash::Work,
+}
+
+/// How a region's pieces are read and stored.
+#[derive(Clone, Copy, PartialEq)]
+struct Source {
+    direct: bool,
+    file: i32,
+    hashed: bool,
+    filter: bool,
+    start: u64,
+}
+
+impl Source {
+    fn memory(direct: bool) -> Source {
+        Source { direct, file: -1, hashed: false, filter: false, start: 0 }
+    }
+}
+
+/// What to store: jobs, and the pieces they are made of.
+#[derive(Default)]
+pub struct Plan {
+    pub jobs: Vec<Job>,
+    pub pieces: Vec<Piece>,
+}
+
+impl Plan {
+    /// Bytes of memory (and file data) the pieces hold.
+    pub fn bytes(&self) -> u64 {
+        self.pieces.iter().map(|p| p.len).sum()
+    }
+
+    /// Add the runs `(offset, len, addr, zero)` (sorted, disjoint) of region (or fd entry)
+    /// `region` as jobs, one per CHUNK_SIZE window of offsets that holds any.
+    fn add(&mut self, region: usize, runs: impl Iterator<Item = (u64, u64, u64, bool)>, src: Source) {
+        let window = CHUNK_SIZE as u64;
+        for (offset, len, addr, zero) in runs {
+            let mut off = offset;
+            while off < offset + len {
+                let w = off / window;
+                let n = (offset + len).min((w + 1) * window) - off;
+                let piece = Piece { offset: off, len: n, addr: addr + (off - offset), zero };
+                match self.jobs.last_mut() {
+                    Some(j) if j.region == region && j.file == src.file && self.pieces[j.first].offset / window == w => j.count += 1,
+                    _ => self.jobs.push(Job { region, first: self.pieces.len(), count: 1, direct: src.direct, file: src.file, hashed: src.hashed, filter: src.filter, start: src.start, window: u32::MAX }),
+                }
+                self.pieces.push(piece);
+                off += n;
+            }
+        }
+    }
+
+    pub fn pieces_of(&self, j: &Job) -> &[Piece] {
+        &self.pieces[j.first..j.first + j.count]
+    }
 }
 
 /// How a region is described in the index besides its chunks.
@@ -48,12 +130,13 @@ pub struct Described {
 
 /// The chunks to store for `maps` (entries flagged true are stored empty), with each entry's
 /// description (backing, whether it inherits from the parent, flags and guard pages; `flags[i]`:
-/// the VmFlags bits of entry i). For an increment, `tracks` says which pages of tracked regions
-/// were written since the parent. Regions with no backing to store (vsyscall) get None. Regions
-/// that `frozen` holds a copy of are read from the copy.
-pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], flags: &[u64], tracks: Option<&[Track]>, frozen: &[Option<Frozen>]) -> (Vec<Option<Described>>, Vec<Job>) {
+/// the VmFlags bits of entry i). With `hashing`, the pages of tracked regions
+/// (`eligible`) are hashed, and an increment (a table to compare with) stores of each tracked
+/// region that the table covers only the pages that changed. Regions with no backing to store
+/// (vsyscall) get None. Regions that `frozen` holds a copy of are read from the copy.
+pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], flags: &[u64], eligible: &[bool], hashing: Option<&Hashing>, frozen: &[Option<Frozen>], bg: Option<&Bg>) -> (Vec<Option<Described>>, Plan) {
     let mut backings = Vec::with_capacity(maps.len());
-    let mut jobs = Vec::new();
+    let mut plan = Plan::default();
     // Our own stack changes while we write it: copy it, so each chunk's bytes and hash agree.
     let here = &backings as *const _ as u64;
     let written = maps::shared_written_inodes(maps);
@@ -64,36 +147,84 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], flags: &[u64], tracks: Opti
         }
         let backing = if *scratch { Backing::Anon } else { maps::backing_of(m) };
         let m = &MapEntry { flags: flags.get(i).copied().unwrap_or(m.flags), ..m.clone() };
+        let described = |inherit: bool, guards: Vec<(u64, u64)>| Some(Described { backing: backing.clone(), inherit, attrs: RegionAttrs { flags: if *scratch { 0 } else { m.flags }, guards } });
+        if *scratch {
+            backings.push(described(false, Vec::new()));
+            continue;
+        }
         let copy = frozen.get(i).and_then(Option::as_ref);
-        let stored = match tracks.map(|t| &t[i]) {
-            _ if *scratch => Stored { runs: Vec::new(), inherit: false, guards: Vec::new() },
-            _ if copy.is_some() => Stored { runs: Vec::new(), inherit: false, guards: maps::guard_pages(pagemap, m) },
-            Some(Track::Dirty(runs)) if backing == Backing::Anon => Stored { runs: runs.clone(), inherit: true, guards: maps::guard_pages(pagemap, m) },
-            _ => {
-                let p = maps::stored_pages(pagemap, m, &backing, maps::file_refs(maps, i, &written).as_deref());
-                Stored { runs: p.runs, inherit: false, guards: p.guards }
-            }
-        };
+        if let Some(b) = bg.filter(|b| b.armed.get(i) == Some(&true)) {
+            let tracked = hashing.filter(|_| eligible.get(i) == Some(&true));
+            let inherit = snapshot_windows(&mut plan, b.engine, i, m, copy, tracked);
+            backings.push(described(inherit, maps::guard_pages(pagemap, m)));
+            continue;
+        }
+        if let Some(f) = copy {
+            plan.add(i, f.runs.iter().map(|&(first, n, at)| (first * PAGE, n * PAGE, at, false)), Source::memory(true));
+            backings.push(described(false, maps::guard_pages(pagemap, m)));
+            continue;
+        }
+        let maps::Pages { runs, guards } = maps::stored_pages(pagemap, m, &backing, maps::file_refs(maps, i, &written).as_deref());
         let own_stack = m.start <= here && here < m.end;
         let direct = maps::directly_readable(m, &backing) && !own_stack;
-        // (first page, pages, address of the first page's bytes, read in place)
-        let runs: Vec<(u64, u64, u64, bool)> = match copy {
-            Some(f) => f.runs.iter().map(|&(first, n, at)| (first, n, at, true)).collect(),
-            None => stored.runs.iter().map(|&(first, n)| (first, n, m.start + first * PAGE, direct)).collect(),
+        let tracked = hashing.filter(|_| eligible.get(i) == Some(&true) && backing == Backing::Anon);
+        let Some(h) = tracked else {
+            plan.add(i, runs.iter().map(|&(first, n)| (first * PAGE, n * PAGE, m.start + first * PAGE, false)), Source::memory(direct));
+            backings.push(described(false, guards));
+            continue;
         };
-        for (first, n, at, direct) in runs {
-            let mut off = first * PAGE;
-            let end = (first + n) * PAGE;
-            while off < end {
-                let len = (end - off).min(CHUNK_SIZE as u64) as usize;
-                jobs.push(Job { region: i, offset: off, addr: at + (off - first * PAGE), len, direct, file: -1 });
-                off += len as u64;
+        // An increment inherits what the table says the parent holds, and must hide with zeros
+        // the pages of the parent that are empty now.
+        let old = h.old.filter(|t| t.covers(m.start, m.end));
+        let emptied: Vec<u64> = match old {
+            Some(t) => t.pages_in(m.start, m.end).map(|p| (p - m.start) / PAGE).filter(|&pg| !in_runs(&runs, pg)).collect(),
+            None => Vec::new(),
+        };
+        let mut all: Vec<(u64, u64, bool)> = runs.iter().map(|&(f, n)| (f, n, false)).chain(emptied.iter().map(|&pg| (pg, 1, true))).collect();
+        all.sort_unstable();
+        let src = Source { direct, file: -1, hashed: true, filter: old.is_some(), start: m.start };
+        plan.add(i, all.iter().map(|&(first, n, zero)| (first * PAGE, n * PAGE, m.start + first * PAGE, zero)), src);
+        backings.push(described(old.is_some(), guards));
+    }
+    (backings, plan)
+}
+
+/// Jobs for a region the background snapshot protects (`m`, region `i`): one per window that may
+/// hold something to store: pages still protected, pages in the snapshot's buffer, pages copied
+/// at the instant (`copy`: stacks, TLS blocks), and for an increment, pages the table of the
+/// parent lists (which may have to be stored as zeros). Returns whether the region inherits.
+fn snapshot_windows(plan: &mut Plan, e: &bgsnap::Engine, i: usize, m: &MapEntry, copy: Option<&Frozen>, tracked: Option<&Hashing>) -> bool {
+    let Some((w0, nw)) = e.windows_of(m.start) else { return false };
+    let window = CHUNK_SIZE as u64;
+    let old = tracked.and_then(|h| h.old).filter(|t| t.covers(m.start, m.end));
+    let mut wins: Vec<usize> = e.candidates(w0, nw);
+    let copied: Vec<(u64, u64, u64)> = copy.map(|f| f.runs.iter().map(|&(first, n, at)| (first * PAGE, n * PAGE, at)).collect()).unwrap_or_default();
+    wins.extend(copied.iter().flat_map(|&(off, len, _)| (off / window)..(off + len).div_ceil(window)).map(|k| k as usize));
+    if let Some(t) = old {
+        wins.extend(t.pages_in(m.start, m.end).map(|p| ((p - m.start) / window) as usize));
+    }
+    wins.sort_unstable();
+    wins.dedup();
+    for k in wins.into_iter().filter(|&k| k < nw) {
+        let (ws, we) = (k as u64 * window, (k as u64 + 1) * window);
+        let first = plan.pieces.len();
+        for &(off, len, at) in &copied {
+            let (s, t) = (off.max(ws), (off + len).min(we));
+            if s < t {
+                plan.pieces.push(Piece { offset: s, len: t - s, addr: at + (s - off), zero: false });
             }
         }
-        let attrs = RegionAttrs { flags: if *scratch { 0 } else { m.flags }, guards: stored.guards };
-        backings.push(Some(Described { backing, inherit: stored.inherit, attrs }));
+        let count = plan.pieces.len() - first;
+        e.set_job(w0 + k, plan.jobs.len());
+        plan.jobs.push(Job { region: i, first, count, direct: true, file: -1, hashed: tracked.is_some(), filter: old.is_some(), start: m.start, window: (w0 + k) as u32 });
     }
-    (backings, jobs)
+    old.is_some()
+}
+
+/// Whether page `pg` lies in one of the sorted runs (first page, pages).
+fn in_runs(runs: &[(u64, u64)], pg: u64) -> bool {
+    let i = runs.partition_point(|&(f, n)| f + n <= pg);
+    runs.get(i).is_some_and(|&(f, _)| f <= pg)
 }
 
 /// Jobs for the data of the deleted files of the fd table (`deleted::data_owners`), appended
@@ -102,20 +233,13 @@ pub fn plan(pagemap: i32, maps: &[(MapEntry, bool)], flags: &[u64], tracks: Opti
 /// program's own fd with pread, which leaves its offset alone, all of it (holes cannot be told
 /// without an offset of our own); a file that cannot be read at all fails the checkpoint.
 /// Files in `frozen` were copied while the program was stopped: read from the copy.
-pub fn plan_files(fds: &[FdState], jobs: &mut Vec<Job>, frozen: &[FrozenFile]) -> Result<Vec<i32>, String> {
+pub fn plan_files(fds: &[FdState], plan: &mut Plan, frozen: &[FrozenFile]) -> Result<Vec<i32>, String> {
     let mut opened = Vec::new();
     for i in deleted::data_owners(fds) {
         let f = &fds[i];
         let FdKind::Deleted(d) = &f.kind else { continue };
         if let Some(copy) = frozen.iter().find(|c| c.fd == f.fd) {
-            for &(s, e) in &copy.runs {
-                let mut off = s;
-                while off < e {
-                    let len = (e - off).min(CHUNK_SIZE as u64) as usize;
-                    jobs.push(Job { region: i, offset: off, addr: copy.base as u64 + off, len, direct: true, file: -1 });
-                    off += len as u64;
-                }
-            }
+            plan.add(i, copy.runs.iter().map(|&(s, e)| (s, e - s, copy.base as u64 + s, false)), Source::memory(true));
             continue;
         }
         let (fd, runs) = match sys::open(&sys::cpath(&[b"/proc/thread-self/fd/", &sys::decimal(f.fd)]), libc::O_RDONLY, 0) {
@@ -129,23 +253,16 @@ pub fn plan_files(fds: &[FdState], jobs: &mut Vec<Job>, frozen: &[FrozenFile]) -
                 return Err(format!("cannot read the deleted file {} (fd {}): errno {e}", String::from_utf8_lossy(&d.path), f.fd));
             }
         };
-        for (s, e) in runs {
-            let mut off = s;
-            while off < e {
-                let len = (e - off).min(CHUNK_SIZE as u64) as usize;
-                jobs.push(Job { region: i, offset: off, addr: 0, len, direct: false, file: fd });
-                off += len as u64;
-            }
-        }
+        plan.add(i, runs.into_iter().map(|(s, e)| (s, e - s, 0, false)), Source { file: fd, ..Source::memory(false) });
     }
     Ok(opened)
 }
 
 /// Give each deleted file its chunks (`jobs` and `chunks`: the file jobs and what they wrote).
-pub fn attach_files(fds: &mut [FdState], jobs: &[Job], chunks: &[Chunk]) {
+pub fn attach_files(fds: &mut [FdState], jobs: &[Job], chunks: &[Vec<Chunk>]) {
     for (j, c) in jobs.iter().zip(chunks) {
         if let FdKind::Deleted(d) = &mut fds[j.region].kind {
-            d.chunks.push(*c);
+            d.chunks.extend_from_slice(c);
         }
     }
 }
@@ -153,21 +270,48 @@ pub fn attach_files(fds: &mut [FdState], jobs: &[Job], chunks: &[Chunk]) {
 struct Shared<'a> {
     writer: &'a Writer,
     mem: i32,
-    jobs: &'a [Job],
+    plan: &'a Plan,
+    hashing: Option<&'a Hashing<'a>>,
+    /// A background snapshot's engine: its urgent windows go first.
+    bg: Option<&'a bgsnap::Engine>,
     /// One slot per job, written once by the thread that took the job.
-    out: *mut Chunk,
+    out: *mut Vec<Chunk>,
     progress: &'a Progress,
     next: AtomicUsize,
+    /// Jobs a thread has taken.
+    taken: Vec<AtomicBool>,
     error: AtomicPtr<String>,
 }
 
-/// Compress and write every job with `threads` threads (the caller is one of them), counting
-/// the bytes in `progress`; the chunks come back in job order.
-pub fn write_all(writer: &Writer, mem: i32, jobs: &[Job], threads: usize, progress: &Progress) -> Result<Vec<Chunk>, String> {
-    let empty = Chunk { offset: 0, raw_len: 0, file_offset: 0, stored_len: 0, codec: Codec::Zero, hash: 0 };
-    let mut out = vec![empty; jobs.len()];
-    let shared = Shared { writer, mem, jobs, out: out.as_mut_ptr(), progress, next: AtomicUsize::new(0), error: AtomicPtr::new(std::ptr::null_mut()) };
-    let mut extra = threads.saturating_sub(1).min(jobs.len().saturating_sub(1));
+impl Shared<'_> {
+    /// The next job to store: a window the program waits for first, else the next in order.
+    fn take(&self) -> Option<usize> {
+        if let Some(e) = self.bg {
+            while let Some(w) = e.next_urgent() {
+                if let Some(j) = e.job_of(w).filter(|&j| !self.taken[j].swap(true, Ordering::AcqRel)) {
+                    return Some(j);
+                }
+            }
+        }
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            if i >= self.plan.jobs.len() {
+                return None;
+            }
+            if !self.taken[i].swap(true, Ordering::AcqRel) {
+                return Some(i);
+            }
+        }
+    }
+}
+
+/// Compress and write every job of `plan` with `threads` threads (the caller is one of them),
+/// counting the bytes in `progress`; each job's chunks come back in job order.
+pub fn write_all(writer: &Writer, mem: i32, plan: &Plan, hashing: Option<&Hashing>, bg: Option<&bgsnap::Engine>, threads: usize, progress: &Progress) -> Result<Vec<Vec<Chunk>>, String> {
+    let mut out: Vec<Vec<Chunk>> = (0..plan.jobs.len()).map(|_| Vec::new()).collect();
+    let taken = (0..plan.jobs.len()).map(|_| AtomicBool::new(false)).collect();
+    let shared = Shared { writer, mem, plan, hashing, bg, out: out.as_mut_ptr(), progress, next: AtomicUsize::new(0), taken, error: AtomicPtr::new(std::ptr::null_mut()) };
+    let mut extra = threads.saturating_sub(1).min(plan.jobs.len().saturating_sub(1));
     // Each thread's encoder and buffers come from the scratch arena: map them now, with fewer
     // threads if the address space is short, so that no thread runs out half-way.
     while !crate::alloc::scratch_reserve((extra + 1) * PER_THREAD) {
@@ -247,39 +391,180 @@ fn work(sh: &Shared) {
         Err(e) => return fail(e.to_string()),
     };
     let mut buf: Vec<u8> = Vec::new();
+    let mut parts: Vec<(u64, u64)> = Vec::new();
+    let mut found: Vec<(u64, u64, u64)> = Vec::new();
+    let mut window_pieces: Vec<Piece> = Vec::new();
     loop {
         if !sh.error.load(Ordering::Acquire).is_null() {
             return;
         }
-        let i = sh.next.fetch_add(1, Ordering::Relaxed);
-        let Some(job) = sh.jobs.get(i) else { return };
-        let data: &[u8] = if job.file >= 0 {
-            buf.resize(job.len, 0);
+        let Some(i) = sh.take() else { return };
+        let job = &sh.plan.jobs[i];
+        let mut pieces = sh.plan.pieces_of(job);
+        // A window of a background snapshot: its pages now (protected or buffered), then
+        // stored, then unprotected.
+        let window = sh.bg.filter(|_| job.window != u32::MAX).map(|e| (e, job.window as usize));
+        if let Some((e, w)) = window {
+            if !e.activate(w) {
+                continue;
+            }
+            let (ws, we) = e.window_range(w);
+            found.clear();
+            e.pages(w, ws, we, &mut found);
+            window_pieces.clear();
+            window_pieces.extend(pieces.iter().copied());
+            window_pieces.extend(found.iter().map(|&(addr, len, src)| Piece { offset: addr - job.start, len, addr: src, zero: false }));
+            sh.progress.add_total(found.iter().map(|f| f.1).sum());
+            window_pieces.sort_unstable_by_key(|p| p.offset);
+            if let Some(t) = sh.hashing.and_then(|h| h.old).filter(|_| job.filter) {
+                // Pages the parent had data in and nothing holds now: zeros.
+                let from = window_pieces.len();
+                for pg in t.pages_in(ws, we) {
+                    let off = pg - job.start;
+                    if !window_pieces[..from].iter().any(|p| p.offset <= off && off < p.offset + p.len) {
+                        window_pieces.push(Piece { offset: off, len: PAGE, addr: 0, zero: true });
+                    }
+                }
+                window_pieces.sort_unstable_by_key(|p| p.offset);
+            }
+            pieces = &window_pieces;
+        }
+        let r = store(sh, &mut enc, job, pieces, &mut buf, &mut parts);
+        if let Some((e, w)) = window {
+            let (ws, we) = e.window_range(w);
+            e.done(w, ws, we);
+        }
+        match r {
+            // SAFETY: slot i belongs to this job alone; out has one slot per job.
+            Ok(c) => unsafe { *sh.out.add(i) = c },
+            Err(e) => return fail(e),
+        }
+        sh.progress.add(pieces.iter().map(|p| p.len).sum());
+    }
+}
+
+/// Store one job made of `pieces`: hashed and, for an increment, cut down to the pages that
+/// changed; one frame. Its chunks (none when nothing is left to store).
+fn store(sh: &Shared, enc: &mut ChunkEncoder, job: &Job, pieces: &[Piece], buf: &mut Vec<u8>, parts: &mut Vec<(u64, u64)>) -> Result<Vec<Chunk>, String> {
+    parts.clear();
+    parts.extend(pieces.iter().map(|p| (p.offset, p.len)));
+    let data: &[u8] = match pieces {
+        // SAFETY: [addr, addr+len) lies in a readable private anonymous mapping of this
+        // process that nothing writes while the image is written (threads stopped, the
+        // snapshot child's copy of the program's memory, a frozen copy, or pages the
+        // background snapshot keeps write-protected until the job is done).
+        [p] if job.direct && job.file < 0 && !p.zero && !job.filter => unsafe { std::slice::from_raw_parts(p.addr as *const u8, p.len as usize) },
+        _ => {
+            gather(sh, job, pieces, buf);
+            buf
+        }
+    };
+    let data = match sh.hashing.filter(|_| job.hashed) {
+        Some(h) if job.filter => {
+            // Only the pages that changed, moved to the front of the buffer.
+            hash_pages(h, job, pieces, data, parts);
+            let n = compact(buf, pieces, parts);
+            &buf[..n]
+        }
+        Some(h) => {
+            hash_pages(h, job, pieces, data, parts);
+            data
+        }
+        None => data,
+    };
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
+    sh.writer.write_frame_with(enc, parts, data).map_err(|e| e.to_string())
+}
+
+/// Hash the pages of a tracked job (`data`: its pieces' bytes one after the other) into the new
+/// table. For an increment (`job.filter`), `parts` becomes the runs of pages whose hash differs
+/// from the old table's (a page the table does not list held zeros).
+fn hash_pages(h: &Hashing, job: &Job, pieces: &[Piece], data: &[u8], parts: &mut Vec<(u64, u64)>) {
+    let pages = data.len() / PAGE as usize;
+    let mut block = h.work.block(pages);
+    let zero = pagehash::zero();
+    let old = h.old.filter(|_| job.filter);
+    let mut cursor = old.map_or(0, |t| t.seek(job.start + pieces.first().map_or(0, |p| p.offset)));
+    if job.filter {
+        parts.clear();
+    }
+    let mut at = 0usize;
+    for p in pieces {
+        for k in 0..p.len / PAGE {
+            let page = &data[at..at + PAGE as usize];
+            at += PAGE as usize;
+            let off = p.offset + k * PAGE;
+            let addr = job.start + off;
+            let hv = if p.zero { zero } else { pagehash::hash(page) };
+            if let Some(b) = block.as_mut() {
+                b.push(addr, hv);
+            }
+            let Some(t) = old else { continue };
+            while t.at(cursor).is_some_and(|(pg, _)| pg < addr) {
+                cursor += 1;
+            }
+            let before = match t.at(cursor) {
+                Some((pg, ho)) if pg == addr => ho,
+                _ => zero,
+            };
+            if hv != before {
+                match parts.last_mut() {
+                    Some((o, l)) if *o + *l == off => *l += PAGE,
+                    _ => parts.push((off, PAGE)),
+                }
+            }
+        }
+    }
+}
+
+/// Move the bytes of the runs `parts` (offsets in the region) of the job's gathered `buf` (its
+/// `pieces` one after the other) to the front of `buf`; returns their length.
+fn compact(buf: &mut [u8], pieces: &[Piece], parts: &[(u64, u64)]) -> usize {
+    let mut to = 0usize;
+    let (mut pi, mut base) = (0usize, 0u64);
+    for &(off, len) in parts {
+        while pieces[pi].offset + pieces[pi].len <= off {
+            base += pieces[pi].len;
+            pi += 1;
+        }
+        let from = (base + off - pieces[pi].offset) as usize;
+        buf.copy_within(from..from + len as usize, to);
+        to += len as usize;
+    }
+    to
+}
+
+/// The bytes of a job's pieces, one after the other, into `buf`: from memory in place (direct),
+/// through /proc/self/mem, or from the job's file. What cannot be read is stored as zeros.
+fn gather(sh: &Shared, job: &Job, pieces: &[Piece], buf: &mut Vec<u8>) {
+    let total: u64 = pieces.iter().map(|p| p.len).sum();
+    buf.resize(total as usize, 0);
+    let mut at = 0usize;
+    for p in pieces {
+        let dst = &mut buf[at..at + p.len as usize];
+        let got = if p.zero {
+            0
+        } else if job.file >= 0 {
             let mut got = 0;
-            while got < job.len {
-                match sys::pread(job.file, &mut buf[got..], job.offset + got as u64) {
+            while got < dst.len() {
+                match sys::pread(job.file, &mut dst[got..], p.offset + got as u64) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => got += n,
                 }
             }
-            buf[got..].fill(0);
-            &buf
+            got
         } else if job.direct {
-            // SAFETY: [addr, addr+len) lies in a readable private anonymous mapping of this
-            // process that nothing writes while the image is written (threads stopped, or the
-            // snapshot child's copy of the program's memory, or its frozen copy of shared memory).
-            unsafe { std::slice::from_raw_parts(job.addr as *const u8, job.len) }
+            // SAFETY: as in `work`: readable memory nothing writes meanwhile.
+            dst.copy_from_slice(unsafe { std::slice::from_raw_parts(p.addr as *const u8, p.len as usize) });
+            dst.len()
         } else {
-            buf.resize(job.len, 0);
-            sys::pread_pages(sh.mem, &mut buf, job.addr);
-            &buf
+            sys::pread_pages(sh.mem, dst, p.addr);
+            dst.len()
         };
-        match sh.writer.write_chunk_with(&mut enc, job.offset, data) {
-            // SAFETY: slot i belongs to this job alone; out has jobs.len() slots.
-            Ok(c) => unsafe { sh.out.add(i).write(c) },
-            Err(e) => return fail(e.to_string()),
-        }
-        sh.progress.add(job.len as u64);
+        dst[got..].fill(0);
+        at += p.len as usize;
     }
 }
 

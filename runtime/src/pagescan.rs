@@ -16,9 +16,6 @@ pub const PAGE_IS_FILE: u64 = 1 << 2;
 pub const PAGE_IS_PRESENT: u64 = 1 << 3;
 pub const PAGE_IS_SWAPPED: u64 = 1 << 4;
 pub const PAGE_IS_GUARD: u64 = 1 << 8;
-/// Scan flags.
-pub const PM_SCAN_WP_MATCHING: u64 = 1 << 0;
-pub const PM_SCAN_CHECK_WPASYNC: u64 = 1 << 1;
 
 #[repr(C)]
 #[derive(Clone, Copy, Default)]

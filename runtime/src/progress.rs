@@ -66,6 +66,12 @@ impl Progress {
         self.total.store(bytes, Ordering::Release);
     }
 
+    /// The image will hold `bytes` more than said (a background snapshot's window, whose pages
+    /// are found when it is stored).
+    pub fn add_total(&self, bytes: u64) {
+        self.total.fetch_add(bytes, Ordering::AcqRel);
+    }
+
     /// `bytes` more are written (by any writer thread); redraw the terminal line if it is due.
     pub fn add(&self, bytes: u64) {
         self.done.fetch_add(bytes, Ordering::AcqRel);

@@ -1,13 +1,25 @@
 //! The runtime's side of a restart. The restarter has rebuilt memory and kernel state and jumps
 //! to `ckpt_restart_trampoline` on the checkpoint thread's stack and TLS, with every signal
-//! blocked and no other thread. Here we fix the checkpoint thread's identity, recreate the
-//! program's threads, release them, and go back to waiting for checkpoint requests.
+//! blocked and no other thread. Here we recreate the program's threads, release them, and go back
+//! to waiting for checkpoint requests.
+//!
+//! Two ways, decided by `ids::exact_restart`:
+//! - Exact ids (the restarter has the program's old pid in a namespace of its own): the calling
+//!   thread is the thread-group leader, whose tid is the pid, so it must become the program's
+//!   main thread again. It creates the checkpoint thread and the other threads with their old
+//!   tids, then leaves the checkpoint thread's stack for a temporary one, takes the main thread's
+//!   TLS, and parks like the others; the new checkpoint thread, once the leader is off its stack,
+//!   continues there and finishes the restart. If the main thread had exited before the
+//!   checkpoint, the leader exits instead (as it had).
+//! - Otherwise (virtual ids): the calling thread becomes the checkpoint thread and recreates the
+//!   program's threads with new tids (vids.rs translates).
 
 use crate::log::{log, ALWAYS, DEBUG, ERROR};
 use crate::sys::{self, syscall};
-use crate::{alloc, gate, threads, CKPT_THREAD};
+use crate::threads::{self, Slot};
+use crate::{alloc, gate, ids, CKPT_THREAD};
 use ckpt_image::RestartInfo;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 std::arch::global_asm!(
     ".globl ckpt_restart_trampoline",
@@ -29,6 +41,26 @@ pub fn entry_point() -> u64 {
     ckpt_restart_trampoline as *const () as usize as u64
 }
 
+/// Exact ids: set once the leader has left the checkpoint thread's stack and TLS.
+static LEADER_OFF: AtomicU32 = AtomicU32::new(0);
+/// Exact ids, main thread gone: the leader's tid word, cleared by the kernel when it has exited.
+static LEADER_TID: AtomicU32 = AtomicU32::new(0);
+
+fn fatal(e: &str) -> ! {
+    log!(ERROR, "restart failed: {e}");
+    loop {
+        let _ = syscall!(libc::SYS_exit_group, 125);
+    }
+}
+
+/// What the restart's one line says once the program runs again.
+struct Done {
+    path: Vec<u8>,
+    generation: u64,
+    memory: u64,
+    started_ns: u64,
+}
+
 extern "C" fn restart_main(info_addr: u64) -> ! {
     // SAFETY: the restarter passes the address of a RestartInfo inside its switch area, which
     // stays mapped until we unmap it below.
@@ -37,13 +69,12 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     crate::progress::after_restart();
     // From now on, the log level of the ckpt-restart that brought us back.
     crate::log::set_level(info.log_level as u8);
-    // Dirty-page tracking belonged to the checkpointed process: its fd number means nothing here.
-    // Track the restored memory before anything writes it (arm_restored does not allocate), so
-    // that the next checkpoint can be an increment over the image we came from.
-    crate::dirty::forget(false);
+    // The page hash table was not in the image (its mapping came back empty); the restarter
+    // built one of the memory it restored: the next image can be an increment over this one.
+    crate::pagehash::forget(true);
+    crate::uffdwp::forget(false);
     alloc::after_restart();
-    let tracked = crate::incremental::enabled() && info.image_hash != 0 && crate::dirty::arm_restored(&alloc::scratch_ranges());
-    if tracked {
+    if crate::incremental::enabled() && info.image_hash != 0 && crate::pagehash::adopt(info.page_table, info.page_table_len) {
         crate::incremental::continue_from(info.image_hash, info.chain as u32);
     } else {
         crate::incremental::reset();
@@ -53,55 +84,160 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     crate::checkpoint::after_restart();
     crate::checkpoint::mark_start();
     crate::launch::set_managed(sys::getpid());
+    let ours = info.magic == RestartInfo::MAGIC;
+    ids::restarted(if ours { info.outer_pid } else { 0 }, if ours { (info.dir_dev, info.dir_ino) } else { (0, 0) });
+    let exact = ids::exact_restart();
     crate::step::after_restart(info.step_epoch, info.generation, info.image_hash);
     let ct = &CKPT_THREAD;
-    let tid = sys::gettid();
-    ct.tid.store(tid, Ordering::Release);
-    let tid_address = ct.tid_address.load(Ordering::Relaxed);
-    if tid_address != 0 {
-        // SAFETY: glibc's tid field of this thread's struct pthread, in restored memory.
-        unsafe { (tid_address as *mut i32).write_volatile(tid) };
+    let old_ckpt_tid = ct.tid.load(Ordering::Relaxed);
+    if !exact {
+        let tid = sys::gettid();
+        ct.tid.store(tid, Ordering::Release);
+        let tid_address = ct.tid_address.load(Ordering::Relaxed);
+        if tid_address != 0 {
+            // SAFETY: glibc's tid field of this thread's struct pthread, in restored memory.
+            unsafe { (tid_address as *mut i32).write_volatile(tid) };
+        }
+        threads::register_rseq(ct.fs_base.load(Ordering::Relaxed), true);
     }
-    threads::register_rseq(ct.fs_base.load(Ordering::Relaxed), true);
     // The image was taken inside a checkpoint: the gate held, the scratch arena in use (and
     // released above). Start both afresh.
     gate::reset_after_restart();
     alloc::scratch_begin();
-    crate::control::setup(); // our fds were not in the image: create them before the threads run
+    crate::tree::forget();
+    if crate::tree::is_child() {
+        crate::control::setup_wake();
+    } else {
+        crate::control::setup(); // our fds were not in the image: create them before the threads run
+    }
+    crate::tree::join();
     let slots = take_slots(&info);
     // SAFETY: the restarter wrote path_len bytes at info.path, in the switch area (still mapped).
     let path = unsafe { std::slice::from_raw_parts(info.path as *const u8, info.path_len as usize) }.to_vec();
-    if info.magic == RestartInfo::MAGIC && info.switch_len != 0 {
+    let done = Done { path, generation: info.generation, memory: info.memory, started_ns: info.started_ns };
+    if ours && info.switch_len != 0 {
         sys::munmap(info.switch_base as usize, info.switch_len as usize);
     }
-    match threads::recreate(&slots) {
-        Ok(()) => {}
-        Err(e) => {
-            log!(ERROR, "restart failed: {e}");
-            let _ = syscall!(libc::SYS_exit_group, 125);
-        }
+    if exact {
+        restart_exact(slots, done)
     }
+    if let Err(e) = threads::recreate(&slots, false, 0) {
+        fatal(&e)
+    }
+    threads::wait_parked(slots.len());
+    finish(slots, old_ckpt_tid, done)
+}
+
+/// The last steps, on the checkpoint thread (tid `old_tid` at checkpoint time) with every
+/// program thread parked: its capabilities, per-thread kernel state, release, the restart's
+/// one line, back to the checkpoint loop.
+fn finish(slots: Vec<Slot>, old_tid: i32, done: Done) -> ! {
+    ids::restore_caps(old_tid);
     crate::kstate::restore(&slots);
+    // The restart's one line, as a checkpoint's: said before the program's threads run again,
+    // so that it comes before anything they print.
+    let ms = crate::checkpoint::now_ns().saturating_sub(done.started_ns) / 1_000_000;
+    log!(ALWAYS, "restarted from {} (checkpoint {}, {} of memory, {ms} ms)", String::from_utf8_lossy(&done.path), done.generation, ckpt_image::progress::Size(done.memory));
+    drop(done);
     threads::resume_all();
-    // The program runs again: the restart's one line, as a checkpoint's.
-    let ms = crate::checkpoint::now_ns().saturating_sub(info.started_ns) / 1_000_000;
-    log!(ALWAYS, "restarted from {} (checkpoint {}, {} of memory, {ms} ms)", String::from_utf8_lossy(&path), info.generation, ckpt_image::progress::Size(info.memory));
-    drop(path);
-    threads::wait_left_and_free(slots.len());
+    let n = slots.len();
+    threads::wait_left_and_free(n);
     drop(slots);
     alloc::scratch_end();
     gate::unlock_exclusive();
-    log!(DEBUG, "restarted: {} threads, pid {}", info.nthreads, sys::getpid());
+    log!(DEBUG, "restarted: {n} threads, pid {}, checkpoint thread {}", sys::getpid(), sys::gettid());
     crate::checkpoint_loop()
 }
 
+/// Exact ids, on the leader (still on the checkpoint thread's stack and TLS).
+fn restart_exact(slots: Vec<Slot>, done: Done) -> ! {
+    let ct = &CKPT_THREAD;
+    let pid = sys::getpid();
+    LEADER_OFF.store(0, Ordering::Release);
+    let main = slots.iter().position(|s| s.tid == pid);
+    let slots = Box::into_raw(Box::new((slots, done)));
+    // SAFETY: the Box stays alive until the new checkpoint thread takes it back in
+    // `ckpt_thread_continues`; nothing else frees it.
+    let all = unsafe { &(*slots).0 };
+    let created = threads::spawn_thread(ct.tid.load(Ordering::Relaxed), ct.fs_base.load(Ordering::Relaxed), ct.tid_address.load(Ordering::Relaxed), ckpt_thread_restarted, slots as u64)
+        .and_then(|_| threads::recreate(all, true, pid));
+    if let Err(e) = created {
+        fatal(&e)
+    }
+    let top = threads::temp_stack().unwrap_or_else(|e| fatal(&e));
+    // The leader uses the main thread's slot until it has left its temporary stack, and the
+    // checkpoint thread drops the slots only after that (wait_left_and_free).
+    let arg = main.map_or(0, |i| &all[i] as *const Slot as u64);
+    // SAFETY: leaving the checkpoint thread's stack for a fresh one; leader_leaves never returns.
+    unsafe { threads::ckpt_run_on_stack(arg, top, leader_leaves) }
+}
+
+/// The leader, on its temporary stack: take the main thread's TLS and hand the checkpoint
+/// thread's stack and TLS over; then become the main thread, or exit if it had exited.
+extern "C" fn leader_leaves(main: u64) -> ! {
+    if main != 0 {
+        // SAFETY: the main thread's slot, alive until we have left (see restart_exact).
+        let s: &Slot = unsafe { &*(main as *const Slot) };
+        let _ = syscall!(libc::SYS_arch_prctl, 0x1002 /* ARCH_SET_FS */, s.fs_base);
+        LEADER_OFF.store(1, Ordering::Release);
+        sys::futex_wake(&LEADER_OFF);
+        threads::become_restored(s, true)
+    }
+    // The main thread had exited: so does the leader (a zombie thread-group leader, as before).
+    LEADER_TID.store(sys::gettid() as u32, Ordering::Release);
+    let _ = syscall!(libc::SYS_set_tid_address, LEADER_TID.as_ptr());
+    let _ = syscall!(libc::SYS_set_robust_list, 0, 24);
+    let _ = syscall!(libc::SYS_arch_prctl, 0x1002 /* ARCH_SET_FS */, 0);
+    LEADER_OFF.store(1, Ordering::Release);
+    sys::futex_wake(&LEADER_OFF);
+    loop {
+        let _ = syscall!(libc::SYS_exit, 0);
+    }
+}
+
+/// The new checkpoint thread (its old tid and TLS, a temporary stack): wait until the leader is
+/// off the checkpoint thread's stack, then finish the restart there.
+extern "C" fn ckpt_thread_restarted(slots: u64) -> ! {
+    while LEADER_OFF.load(Ordering::Acquire) == 0 {
+        sys::futex_wait(&LEADER_OFF, 0, None);
+    }
+    let top = CKPT_THREAD.stack_top.load(Ordering::Relaxed);
+    // SAFETY: nothing runs on the checkpoint thread's stack any more.
+    unsafe { threads::ckpt_run_on_stack(slots, top, ckpt_thread_continues) }
+}
+
+extern "C" fn ckpt_thread_continues(slots: u64) -> ! {
+    // SAFETY: restart_exact leaked this Box for us, and we are its only user.
+    let (slots, done): (Vec<Slot>, Done) = *unsafe { Box::from_raw(slots as *mut (Vec<Slot>, Done)) };
+    let ct = &CKPT_THREAD;
+    let old_tid = ct.tid.swap(sys::gettid(), Ordering::AcqRel);
+    let (head, len) = (ct.robust_head.load(Ordering::Relaxed), ct.robust_len.load(Ordering::Relaxed));
+    if head != 0 {
+        let _ = syscall!(libc::SYS_set_robust_list, head, len);
+    }
+    threads::register_rseq(ct.fs_base.load(Ordering::Relaxed), true);
+    let pid = sys::getpid();
+    threads::wait_parked(slots.len());
+    if !slots.iter().any(|s| s.tid == pid) {
+        // The leader's temporary stack is freed with the others: wait until it has exited.
+        loop {
+            let v = LEADER_TID.load(Ordering::Acquire);
+            if v == 0 {
+                break;
+            }
+            let _ = syscall!(libc::SYS_futex, LEADER_TID.as_ptr(), libc::FUTEX_WAIT, v, 0, 0, 0);
+        }
+    }
+    finish(slots, old_tid, done)
+}
+
 /// The thread records, which the restarter placed after the RestartInfo in the switch area.
-fn take_slots(info: &RestartInfo) -> Vec<threads::Slot> {
+fn take_slots(info: &RestartInfo) -> Vec<Slot> {
     let mut v = Vec::with_capacity(info.nthreads as usize);
     for i in 0..info.nthreads as usize {
         // SAFETY: the restarter wrote nthreads RestartThread records at info.threads.
         let t = unsafe { std::ptr::read((info.threads as *const ckpt_image::RestartThread).add(i)) };
-        v.push(threads::Slot {
+        v.push(Slot {
             tid: t.tid,
             ucontext: t.ucontext,
             fs_base: t.fs_base,

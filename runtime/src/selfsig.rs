@@ -202,11 +202,19 @@ pub fn send_own(tid: Option<i32>, sig: i32, code: i32, value: u64) -> Result<(),
 
 /// Whether a signal the checkpoint thread received is the program's own (sent by itself, or by
 /// the kernel for something the program set up: a timer, SIGIO, SIGCHLD): not a checkpoint.
+///
+/// In the program's own namespace (ckpt-ns), a signal from another process of the namespace
+/// (its pid is seen there; senders outside show 0, and ckpt's outer process forwards with
+/// `FORWARD_MARK`) is the program's too: its processes signal each other (a parent's TERM to its
+/// worker), while checkpoint requests come from outside.
 pub fn is_programs(info: &libc::siginfo_t) -> bool {
     let code = info.si_code;
     if matches!(code, SI_USER | SI_QUEUE | SI_TKILL) {
         // SAFETY: kill/sigqueue/tgkill siginfo carries the sender's pid.
-        return unsafe { info.si_pid() } == sys::getpid();
+        let pid = unsafe { info.si_pid() };
+        // SAFETY: a queued signal's value (0 for the others).
+        let forwarded = code == SI_QUEUE && unsafe { info.si_value().sival_ptr } as usize as i32 == ckpt_ns::FORWARD_MARK;
+        return pid == sys::getpid() || (crate::ids::in_namespace() && pid > 1 && !forwarded);
     }
     code != SI_KERNEL
 }

@@ -73,7 +73,9 @@ pub fn stop_bit() -> u64 {
 /// A real signal mask as a program thread must have it: the stop signal unblocked, the trigger
 /// signals blocked.
 pub fn sanitize_mask(mask: u64) -> u64 {
-    (mask & !stop_bit()) | selfsig::triggers()
+    // While syscalls are dispatched (background snapshot, sud.rs), SIGSYS stays unblocked too.
+    let sys = if crate::sud::engaged() { crate::sud::SIGSYS_BIT } else { 0 };
+    (mask & !stop_bit() & !sys) | selfsig::triggers()
 }
 
 fn word(set: &libc::sigset_t) -> u64 {

@@ -28,7 +28,10 @@ const FAILED: u32 = 2;
 /// The snapshot cannot hold the image (memory not inherited by fork): write it synchronously.
 const NOT_FORKABLE: u32 = 3;
 /// Shared memory is copied: the program may run on; the image is being written.
-const FROZEN: u32 = 4;
+pub const FROZEN: u32 = 4;
+/// A background snapshot's memory is write-protected (bgsnap.rs): the parent may stop the
+/// program for the instant.
+pub const ARMED: u32 = 5;
 
 #[repr(C)]
 struct Report {
@@ -40,6 +43,8 @@ struct Report {
     /// Set by the parent once the program runs again (`resumed` becomes 1): the pause, in ns.
     paused: AtomicU64,
     resumed: AtomicU32,
+    /// Bumped by the parent to let a background snapshot's writer go on to its next step.
+    go: AtomicU32,
     /// How far the image is written (the child counts, the parent shows it to ckpt-ctl).
     progress: Progress,
     msg: [u8; 3900],
@@ -161,6 +166,9 @@ pub fn spawn(body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), Failure>, region
 
 fn child(page: usize, parent: i32, body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), Failure>, regions: &[(MapEntry, bool)], keep: &[i32], files: &[(i32, u64)]) -> ! {
     // No PR_SET_PDEATHSIG: if the program ends while we write, we finish, commit and report.
+    // Our name tells the init of the program's namespace (ckpt-ns) to wait for us before it
+    // ends the namespace.
+    let _ = sys::syscall!(libc::SYS_prctl, libc::PR_SET_NAME, ckpt_ns::WRITER_NAME.as_ptr());
     // SAFETY: the page is mapped read-write and shared with the parent, which reads the fields
     // only after `state` says they are set (or after we are gone).
     let rep = unsafe { &mut *(page as *mut Report) };
@@ -318,7 +326,7 @@ impl Child {
 
     /// Wait for the child's report.
     pub fn wait(&mut self) -> Outcome {
-        let status = self.wait_while(&[0, FROZEN]);
+        let status = self.wait_while(&[0, FROZEN, ARMED]);
         let rep = self.report();
         let msg = String::from_utf8_lossy(&rep.msg[..rep.msg_len as usize]).into_owned();
         match rep.state.load(Ordering::Acquire) {
@@ -337,6 +345,7 @@ impl Drop for Child {
     /// Reap the child (after the caller committed the image it reported).
     fn drop(&mut self) {
         let mut status = 0i32;
+        let _ = WRITER.compare_exchange(self.pid, 0, Ordering::AcqRel, Ordering::Acquire);
         while !self.reaped {
             match sys::syscall!(libc::SYS_wait4, self.pid, &mut status as *mut i32, libc::__WALL, 0) {
                 Err(libc::EINTR) => {}
@@ -346,4 +355,134 @@ impl Drop for Child {
         progress::forget(&self.report().progress);
         sys::munmap(self.report, 4096);
     }
+}
+
+// ---- background snapshots: the writer shares the program's memory ----
+
+/// A background snapshot's writer process (a CLONE_VM child: no copy of the address space, no
+/// page tables copied; it outlives the program if the program is killed, and finishes the
+/// image): how it tells its parent where it is.
+pub struct Phases {
+    report: usize,
+    parent: i32,
+}
+
+impl Phases {
+    fn rep(&self) -> &Report {
+        // SAFETY: the report page stays mapped until the parent has reaped us.
+        unsafe { &*(self.report as *const Report) }
+    }
+
+    /// Tell the parent `state` (ARMED, FROZEN) and wait until it says go on (or is gone).
+    pub fn step(&self, state: u32) {
+        let rep = self.rep();
+        let go = rep.go.load(Ordering::Acquire);
+        rep.state.store(state, Ordering::Release);
+        wake(&rep.state);
+        while rep.go.load(Ordering::Acquire) == go {
+            if self.program_gone() {
+                return;
+            }
+            let ts = libc::timespec { tv_sec: 0, tv_nsec: WAKE_CHECK_NS };
+            let _ = sys::syscall!(libc::SYS_futex, &rep.go as *const AtomicU32, libc::FUTEX_WAIT, go, &ts as *const libc::timespec, 0, 0);
+        }
+    }
+
+    /// Whether the program is gone (this child was reparented).
+    pub fn program_gone(&self) -> bool {
+        sys::syscall!(libc::SYS_getppid).map_or(true, |p| p as i32 != self.parent)
+    }
+
+    /// The program's pause in ns (see Ctx::paused_ns).
+    pub fn paused_ns(&self) -> Option<u64> {
+        Ctx { frozen: Vec::new(), frozen_files: Vec::new(), report: self.report, parent: self.parent }.paused_ns()
+    }
+}
+
+/// The background writer process while it runs (0: none): not one of the program's children.
+static WRITER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Whether `pid` is a process of ours (the background writer), not the program's.
+pub fn is_own_child(pid: i32) -> bool {
+    pid != 0 && WRITER.load(Ordering::Acquire) == pid
+}
+
+struct BgStart<F> {
+    f: Option<F>,
+    report: usize,
+    parent: i32,
+    keep: Vec<i32>,
+}
+
+/// Start a background snapshot's writer process running `f` (which reports ARMED and FROZEN
+/// through `Phases::step`, then writes and commits the image); it keeps 0-2 and the fds in
+/// `keep` of the program's. `stack`: memory for its stack (the runtime's, never write-protected).
+pub fn spawn_bg<F>(f: F, keep: &[i32], stack: &mut [u8]) -> Result<Child, String>
+where
+    F: FnOnce(&Phases) -> Result<(u64, u64, u64), Failure>,
+{
+    let page = sys::mmap(0, 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
+        .map_err(|e| format!("cannot map the report page: errno {e}"))?;
+    let mut start = BgStart { f: Some(f), report: page, parent: sys::getpid(), keep: keep.to_vec() };
+    let top = (stack.as_mut_ptr() as u64 + stack.len() as u64) & !15;
+    // CLONE_VM without CLONE_THREAD: a process of its own (exit signal 0: no SIGCHLD, unseen by
+    // the program's wait()) sharing our memory; its own fd table and signal dispositions.
+    // SAFETY: the child runs bg_entry on `stack`, which the caller keeps until it is reaped;
+    // `start` lives in this frame until then too (the caller waits for the child).
+    let pid = unsafe { crate::threads::ckpt_clone_thread(libc::CLONE_VM as u64, top, 0, 0, 0, bg_entry::<F>, &mut start as *mut BgStart<F> as u64) };
+    if pid < 0 {
+        sys::munmap(page, 4096);
+        return Err(format!("cannot create the snapshot writer: errno {}", -pid));
+    }
+    WRITER.store(pid as i32, Ordering::Release);
+    let mut c = Child { pid: pid as i32, report: page, reaped: false };
+    // Until it has armed (or failed), `start` must stay where it is.
+    c.wait_while(&[0]);
+    drop(start);
+    Ok(c)
+}
+
+extern "C" fn bg_entry<F>(arg: u64) -> !
+where
+    F: FnOnce(&Phases) -> Result<(u64, u64, u64), Failure>,
+{
+    // SAFETY: the parent's BgStart, alive until we report the first state.
+    let start = unsafe { &mut *(arg as *mut BgStart<F>) };
+    let all: u64 = !0;
+    let _ = sys::syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all as *const u64, 0, 8);
+    let f = start.f.take();
+    let ph = Phases { report: start.report, parent: start.parent };
+    close_all_but(&start.keep);
+    // SAFETY: the report page is mapped and shared with the parent.
+    let rep = unsafe { &mut *(ph.report as *mut Report) };
+    let r = match f {
+        Some(f) => f(&ph),
+        None => Err(Failure::Failed("internal: no snapshot writer".into())),
+    };
+    match r {
+        Ok((raw, stored, hash)) => {
+            rep.raw = raw;
+            rep.stored = stored;
+            rep.hash = hash;
+            finish(rep, DONE, "")
+        }
+        Err(Failure::Failed(m)) => finish(rep, FAILED, &m),
+        Err(Failure::NeedSync(m)) => finish(rep, NOT_FORKABLE, &m),
+    }
+}
+
+impl Child {
+    /// Background snapshot: wait while the writer is in `states`; its state then.
+    pub fn wait_state(&mut self, states: &[u32]) -> u32 {
+        self.wait_while(states);
+        self.report().state.load(Ordering::Acquire)
+    }
+
+    /// Background snapshot: let the writer go on to its next step.
+    pub fn go(&self) {
+        let rep = self.report();
+        rep.go.fetch_add(1, Ordering::AcqRel);
+        wake(&rep.go);
+    }
+
 }

@@ -274,6 +274,11 @@ pub fn random_hex() -> Vec<u8> {
 /// "uid 1001 (alice)" from /etc/passwd read with raw system calls (no NSS: safe anywhere), or
 /// "uid 1001".
 pub fn describe_user(uid: u32) -> String {
+    if !uid_mapped(uid) {
+        // The program's user namespace (ckpt-ns) maps only its user: whoever owns this shows
+        // as the overflow uid, and is someone else.
+        return format!("another user (uid {uid}: not mapped in the program's user namespace)");
+    }
     let want = decimal(uid as i32);
     let passwd = read_file(&cpath(&[b"/etc/passwd"])).unwrap_or_default();
     let name = passwd.split(|&b| b == b'\n').find_map(|line| {
@@ -285,6 +290,24 @@ pub fn describe_user(uid: u32) -> String {
         Some(n) => format!("uid {uid} ({})", String::from_utf8_lossy(n)),
         None => format!("uid {uid}"),
     }
+}
+
+/// Whether `uid` is one of this user namespace's (/proc/self/uid_map: inside, outside, count
+/// per line), rather than the overflow uid standing for an unmapped owner.
+fn uid_mapped(uid: u32) -> bool {
+    let map = read_file(&cpath(&[b"/proc/self/uid_map"])).unwrap_or_default();
+    let num = |f: &[u8]| std::str::from_utf8(f).ok()?.parse::<u64>().ok();
+    let mut lines = map.split(|&b| b == b'\n').filter(|l| !l.is_empty()).peekable();
+    if lines.peek().is_none() {
+        return true; // unreadable: name the uid as it is
+    }
+    lines.any(|line| {
+        let mut f = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
+        match (f.next().and_then(num), f.nth(1).and_then(num)) {
+            (Some(inside), Some(count)) => (inside..inside + count).contains(&u64::from(uid)),
+            _ => false,
+        }
+    })
 }
 
 /// A relative timeout in milliseconds as a timespec.

@@ -5,12 +5,14 @@
 //! address of its own signal frame, then parks on a futex. The frame on the thread's stack holds
 //! every register and the signal mask; the stack is part of the memory image.
 //!
-//! Restart: for each recorded thread, clone a new kernel thread with the same TLS, let it
-//! re-register its robust list, rseq and sigaltstack, park it, and on release make it execute
+//! Restart: for each recorded thread, clone a new kernel thread with the same TLS (and, where ids
+//! are exact, the same thread id: clone3 set_tid), let it re-register its robust list, rseq and
+//! sigaltstack and take back its capabilities, park it, and on release make it execute
 //! rt_sigreturn on its old frame: it continues exactly where it was interrupted.
 
 use crate::log::{log, DEBUG, ERROR};
 use crate::sys::{self, syscall};
+use ckpt_ns::CloneArgs;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
@@ -67,6 +69,8 @@ pub static RSEQ_SIZE: AtomicU32 = AtomicU32::new(0);
 /// The handler of STOP_SIGNAL, installed with SA_SIGINFO | SA_RESTART and every signal masked.
 /// It also carries the trigger signals the program sends itself (selfsig.rs).
 pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    // Our own system calls here are not dispatched (sud.rs), whatever the thread's state.
+    let _allow = crate::sud::Allow::new();
     if let Some(i) = crate::selfsig::marked(info) {
         crate::selfsig::deliver(i, uc as *mut libc::ucontext_t);
         return;
@@ -77,6 +81,10 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
     let tid = sys::gettid();
     // Before the frame can be part of an image: a call this signal interrupted is re-issued.
     crate::blocked::prepare(uc as *mut libc::ucontext_t, tid);
+    // A background snapshot begins: this thread's system calls are dispatched from now on.
+    if crate::sud::starting() {
+        crate::sud::enable_self(uc as *mut libc::ucontext_t);
+    }
     let gen = RELEASE.load(Ordering::Acquire);
     let idx = CLAIMED.fetch_add(1, Ordering::AcqRel) as usize;
     if idx < MAX_THREADS {
@@ -234,13 +242,34 @@ std::arch::global_asm!(
     "    mov eax, 56",
     "    syscall",
     "    test rax, rax",
-    "    jz 2f",
+    "    jz .Lckpt_thread_child",
     "    ret",
-    "2:",
+    // long ckpt_clone3_thread(args, size): clone3; the child starts with rsp = stack +
+    // stack_size, where the caller put fn and arg.
+    ".globl ckpt_clone3_thread",
+    ".type ckpt_clone3_thread,@function",
+    "ckpt_clone3_thread:",
+    "    mov eax, 435",
+    "    syscall",
+    "    test rax, rax",
+    "    jz .Lckpt_thread_child",
+    "    ret",
+    // The child of both: pop fn and arg from its new stack and call fn(arg).
+    ".Lckpt_thread_child:",
     "    xor ebp, ebp",
     "    pop rax",
     "    pop rdi",
     "    call rax",
+    "    ud2",
+    // void ckpt_run_on_stack(arg, top, fn): leave the current stack for good and call fn(arg) on
+    // the stack below `top`.
+    ".globl ckpt_run_on_stack",
+    ".type ckpt_run_on_stack,@function",
+    "ckpt_run_on_stack:",
+    "    mov rsp, rsi",
+    "    and rsp, -16",
+    "    xor ebp, ebp",
+    "    call rdx",
     "    ud2",
     // void ckpt_sigreturn_leave(ucontext, counter): count ourselves off the temporary stack, then
     // rt_sigreturn on the saved frame (rsp = ucontext: the kernel expects rsp = frame + 8).
@@ -256,6 +285,8 @@ std::arch::global_asm!(
 
 extern "C" {
     pub(crate) fn ckpt_clone_thread(flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64, f: extern "C" fn(u64) -> !, arg: u64) -> i64;
+    fn ckpt_clone3_thread(args: *const CloneArgs, size: usize) -> i64;
+    pub(crate) fn ckpt_run_on_stack(arg: u64, top: u64, f: extern "C" fn(u64) -> !) -> !;
     fn ckpt_sigreturn_leave(uc: u64, counter: *const AtomicU32) -> !;
 }
 
@@ -272,11 +303,81 @@ pub(crate) const THREAD_CLONE_FLAGS: u64 = (libc::CLONE_VM
     | libc::CLONE_PARENT_SETTID
     | libc::CLONE_CHILD_CLEARTID) as u64;
 
+/// A thread that exited an instant ago may still hold its tid: ask again this often, 5 ms apart.
+const SET_TID_TRIES: u32 = 200;
+
+/// A temporary stack for the restart path (freed by `wait_left_and_free`); returns its top.
+pub(crate) fn temp_stack() -> Result<u64, String> {
+    let stack = sys::mmap(0, TEMP_STACK, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        .map_err(|e| format!("cannot map a thread stack: errno {e}"))?;
+    push_temp_stack(stack);
+    Ok((stack + TEMP_STACK) as u64)
+}
+
+/// Create a thread of this process with TLS base `fs_base` and its tid word at `tid_address`,
+/// running `f(arg)` on a temporary stack; with thread id `want` when it is > 0 (clone3 set_tid,
+/// which needs CAP_CHECKPOINT_RESTORE over our pid namespace; a thread that cannot have it gets
+/// a new id, which is said), else any. Returns the new thread's id.
+pub(crate) fn spawn_thread(want: i32, fs_base: u64, tid_address: u64, f: extern "C" fn(u64) -> !, arg: u64) -> Result<i32, String> {
+    let top = temp_stack()?;
+    // SAFETY: the top 16 bytes of the fresh stack hold what ckpt_clone3_thread's child pops.
+    unsafe {
+        *((top - 16) as *mut u64) = f as usize as u64;
+        *((top - 8) as *mut u64) = arg;
+    }
+    let tids = [want];
+    let mut a = CloneArgs {
+        flags: THREAD_CLONE_FLAGS | libc::CLONE_SETTLS as u64,
+        child_tid: tid_address,
+        parent_tid: tid_address,
+        stack: top - TEMP_STACK as u64,
+        stack_size: TEMP_STACK as u64 - 16,
+        tls: fs_base,
+        ..CloneArgs::default()
+    };
+    if want > 0 {
+        a.set_tid = tids.as_ptr() as u64;
+        a.set_tid_size = 1;
+    }
+    let mut tries = 0;
+    loop {
+        // SAFETY: a new thread sharing our memory, with the given TLS; it only runs f(arg) on
+        // its own temporary stack.
+        let r = unsafe { ckpt_clone3_thread(&a, std::mem::size_of::<CloneArgs>()) };
+        if r > 0 {
+            return Ok(r as i32);
+        }
+        let e = -r as i32;
+        if a.set_tid == 0 {
+            return Err(format!("cannot create a thread: {}", crate::checkpoint::strerror(e)));
+        }
+        if e == libc::EEXIST && tries < SET_TID_TRIES {
+            tries += 1;
+            let ts = sys::timespec_ms(5);
+            let _ = syscall!(libc::SYS_nanosleep, &ts as *const libc::timespec, 0);
+            continue;
+        }
+        log!(ERROR, "thread {want} restarts with a new thread id: {}", crate::checkpoint::strerror(e));
+        a.set_tid = 0;
+        a.set_tid_size = 0;
+    }
+}
+
 /// Body of a recreated thread, on a temporary stack with the old thread's TLS.
 extern "C" fn restored_thread(slot_addr: u64) -> ! {
     // SAFETY: the checkpoint thread keeps the slot array alive and unchanged until we leave.
-    let s = unsafe { &*(slot_addr as *const Slot) };
+    become_restored(unsafe { &*(slot_addr as *const Slot) }, false)
+}
+
+/// The calling thread, which already has `s`'s TLS base, takes over the rest of thread `s` of
+/// the image: (for the thread-group leader, also the kernel's tid word) robust list, rseq,
+/// sigaltstack and capabilities; it parks until `resume_all` and then returns through its
+/// signal frame into the code it was interrupted in.
+pub fn become_restored(s: &Slot, leader: bool) -> ! {
     let gen = RELEASE.load(Ordering::Acquire);
+    if leader {
+        let _ = syscall!(libc::SYS_set_tid_address, s.tid_address);
+    }
     if s.robust_head != 0 {
         let _ = syscall!(libc::SYS_set_robust_list, s.robust_head, s.robust_len);
     }
@@ -287,6 +388,7 @@ extern "C" fn restored_thread(slot_addr: u64) -> ! {
         let ss = libc::stack_t { ss_sp: s.ss_sp as *mut libc::c_void, ss_flags: 0, ss_size: s.ss_size as usize };
         let _ = syscall!(libc::SYS_sigaltstack, &ss as *const libc::stack_t, 0);
     }
+    crate::ids::restore_caps(s.tid);
     STOPPED.fetch_add(1, Ordering::AcqRel);
     sys::futex_wake(&STOPPED);
     while RELEASE.load(Ordering::Acquire) == gen {
@@ -307,32 +409,26 @@ pub fn register_rseq(fs_base: u64, want: bool) {
     }
 }
 
-/// Recreate the threads of an image (restart path, on the checkpoint thread). They stay parked
-/// until `resume_all`; then call `wait_left` before freeing anything.
-pub fn recreate(slots: &[Slot]) -> Result<(), String> {
+/// Recreate the threads of an image (restart path), all but the one whose tid is `skip` (the
+/// main thread, which the thread-group leader becomes itself when ids are exact); with their old
+/// thread ids when `exact`. They park until `resume_all`: wait for them with `wait_parked`, and
+/// after releasing them call `wait_left_and_free` before freeing anything.
+pub fn recreate(slots: &[Slot], exact: bool, skip: i32) -> Result<(), String> {
     STOPPED.store(0, Ordering::Release);
     LEFT.store(0, Ordering::Release);
-    let flags = THREAD_CLONE_FLAGS | libc::CLONE_SETTLS as u64;
-    for s in slots {
-        let stack = sys::mmap(0, TEMP_STACK, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
-            .map_err(|e| format!("cannot map a thread stack: errno {e}"))?;
-        push_temp_stack(stack);
-        // SAFETY: a new thread sharing our memory, with the old thread's TLS; it only runs
-        // restored_thread on its own temporary stack.
-        let r = unsafe {
-            ckpt_clone_thread(flags, (stack + TEMP_STACK) as u64, s.tid_address, s.tid_address, s.fs_base, restored_thread, s as *const Slot as u64)
-        };
-        if r < 0 {
-            return Err(format!("clone failed: errno {}", -r));
-        }
-        log!(DEBUG, "thread {} restarted as {}", s.tid, r);
+    for s in slots.iter().filter(|s| s.tid != skip) {
+        let tid = spawn_thread(if exact { s.tid } else { 0 }, s.fs_base, s.tid_address, restored_thread, s as *const Slot as u64)?;
+        log!(DEBUG, "thread {} restarted as {}", s.tid, tid);
     }
-    // Wait until all have registered their state and parked.
-    while (STOPPED.load(Ordering::Acquire) as usize) < slots.len() {
+    Ok(())
+}
+
+/// Wait until `n` restored threads have registered their state and parked.
+pub fn wait_parked(n: usize) {
+    while (STOPPED.load(Ordering::Acquire) as usize) < n {
         let v = STOPPED.load(Ordering::Acquire);
         sys::futex_wait(&STOPPED, v, Some(10));
     }
-    Ok(())
 }
 
 static TEMP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

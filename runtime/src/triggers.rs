@@ -76,9 +76,34 @@ extern "C" fn on_trigger(sig: i32, info: *mut libc::siginfo_t, _uc: *mut libc::c
         crate::step::note_trigger();
         request(REQ_STOP);
     } else {
-        crate::step::note_trigger();
-        request(REQ_CHECKPOINT);
+        checkpoint_signal(info);
     }
+}
+
+/// A checkpoint signal that ckpt's outer process forwarded arrived within this many ms of one
+/// that reached the program directly (or the other way round): one request, not two.
+const COALESCE_MS: u64 = 1000;
+/// The last checkpoint signal taken: (CLOCK_MONOTONIC ms << 1) | forwarded; 0 after a pair.
+static LAST_SIGNAL: AtomicU64 = AtomicU64::new(0);
+
+/// The checkpoint signal arrived (async-signal-safe). In a namespace of ckpt's, the program is
+/// in the outer process's process group and cgroup: a signal to the group (kill -USR2 -PGID,
+/// pkill, a Slurm broadcast) reaches it directly and through the outer process, which forwards
+/// it as SI_QUEUE with ckpt_ns::FORWARD_MARK. A forwarded and a direct signal close together are
+/// the same request.
+pub fn checkpoint_signal(info: *const libc::siginfo_t) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    let forwarded = !info.is_null()
+        && unsafe { (*info).si_code == libc::SI_QUEUE && (*info).si_value().sival_ptr as usize as i32 == ckpt_ns::FORWARD_MARK };
+    let now = now_ms();
+    let last = LAST_SIGNAL.load(Ordering::Acquire);
+    if last != 0 && (last & 1 == 1) != forwarded && now.saturating_sub(last >> 1) < COALESCE_MS {
+        LAST_SIGNAL.store(0, Ordering::Release);
+        return;
+    }
+    LAST_SIGNAL.store(now << 1 | u64::from(forwarded), Ordering::Release);
+    crate::step::note_trigger();
+    request(REQ_CHECKPOINT);
 }
 
 /// Ask the checkpoint thread for something (async-signal-safe).
@@ -100,6 +125,12 @@ pub fn next_in_ms() -> Option<u64> {
     (next != 0).then(|| next.saturating_sub(now_ms()))
 }
 
+/// A child of the process tree: the program's own timer takes the tree's checkpoints.
+pub fn no_timer() {
+    INTERVAL_MS.store(0, Ordering::Relaxed);
+    NEXT_MS.store(0, Ordering::Relaxed);
+}
+
 pub fn arm_timer() {
     let iv = INTERVAL_MS.load(Ordering::Relaxed);
     NEXT_MS.store(if iv == 0 { 0 } else { now_ms() + iv }, Ordering::Relaxed);
@@ -112,6 +143,7 @@ pub fn after_restart() {
     control::forget_fds();
     NEXT_MS.store(0, Ordering::Relaxed);
     PENDING.store(0, Ordering::Release);
+    LAST_SIGNAL.store(0, Ordering::Release);
 }
 
 /// The checkpoint thread's loop: wait for a request or the timer, serve it, forever.
@@ -130,6 +162,7 @@ pub fn run() -> ! {
             crate::selfsig::forward_queued();
         }
         let due = next_in_ms() == Some(0);
+        let member = crate::tree::is_member();
         if crate::step::active() {
             // A checkpoint of the whole step (rank 0 begins it; see step.rs).
             if bits & (REQ_STOP | REQ_CHECKPOINT) != 0 || (due && crate::step::may_time()) {
@@ -139,12 +172,18 @@ pub fn run() -> ! {
                 arm_timer();
             }
             crate::step::serve();
+        } else if bits & REQ_STOP != 0 && member {
+            crate::tree::request(true);
         } else if bits & REQ_STOP != 0 {
             stop_now();
+        } else if (bits & REQ_CHECKPOINT != 0 || due) && member {
+            crate::tree::request(false);
+            arm_timer();
         } else if bits & REQ_CHECKPOINT != 0 || due {
             checkpoint::take();
             arm_timer();
         }
+        crate::tree::serve();
         control::serve(); // no-op unless a client is waiting
     }
 }

@@ -7,11 +7,12 @@
 //! A trigger signal (checkpoint, stop) sent to the program's own pid or threads is handed to
 //! selfsig.rs, which delivers it to the program instead of starting a checkpoint.
 //!
-//! Why not a pid namespace: exact pids need CAP_CHECKPOINT_RESTORE in the namespace's owner,
-//! i.e. launching every program inside a user+pid namespace of our own. Unprivileged user
-//! namespaces are disabled on many clusters, the program would become pid 1 (no default
-//! actions for signals it does not handle), and ckpt-run could no longer run the program under
-//! its own, real pid, which batch systems track. See docs/restored.md.
+//! This is the fallback. Where ckpt-run and ckpt-restart run the program in a user+pid
+//! namespace of their own (ckpt-ns), a restart gives it its exact ids back (ids.rs): the real ids
+//! are the recorded ones again and nothing here translates anything. Virtual ids remain for
+//! restarts without a namespace (--no-namespace, or where user namespaces are unavailable); they
+//! cannot help with ids the program stored elsewhere (glibc's mutex owners). See
+//! docs/namespaces.md.
 
 use crate::hooks::RealFn;
 use crate::sys::{self, syscall};
@@ -29,6 +30,12 @@ static TIDS: [(AtomicI32, AtomicI32); MAX] = [const { (AtomicI32::new(0), Atomic
 
 static REAL_KILL: RealFn = RealFn::new(b"kill\0");
 static REAL_SIGQUEUE: RealFn = RealFn::new(b"sigqueue\0");
+
+/// In a child forked by a member of the process tree (exact ids): its own pid is its real one.
+pub fn forked_member() {
+    ORIG_PID.store(sys::getpid(), Ordering::Relaxed);
+    REAL_PID.store(0, Ordering::Relaxed);
+}
 
 pub fn init() {
     ORIG_PID.store(sys::getpid(), Ordering::Relaxed);
@@ -52,6 +59,11 @@ fn translating() -> Option<(i32, i32)> {
         return None;
     }
     Some((ORIG_PID.load(Ordering::Relaxed), real))
+}
+
+/// Whether getpid()/gettid() are being translated now.
+pub fn translating_now() -> bool {
+    translating().is_some()
 }
 
 fn virt_of(real: i32) -> i32 {

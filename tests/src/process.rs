@@ -66,6 +66,13 @@ impl Proc {
         self.pid
     }
 
+    /// The pid of the program this process runs (for ckpt-run and ckpt-restart): in a namespace
+    /// of its own, the program is the child of its init (`ckpt-init`), which is our child;
+    /// without a namespace it is this process itself.
+    pub fn program_pid(&self) -> i32 {
+        program_pid(self.pid)
+    }
+
     pub fn label(&self) -> &str {
         &self.label
     }
@@ -194,12 +201,19 @@ impl Proc {
         Ok(())
     }
 
-    /// SIGKILL the process (if still running), reap it and collect the rest of its output.
+    /// SIGKILL the process (if still running), reap it and collect the rest of its output. For
+    /// ckpt-run and ckpt-restart, also wait until the program they stand for is gone: the kernel
+    /// ends a namespace whose init died asynchronously, a few milliseconds later.
     pub fn kill(&mut self) -> Result<ExitStatus> {
+        let program = self.program_pid();
         if self.running() {
             self.signal(libc::SIGKILL)?;
         }
-        self.wait(Duration::from_secs(20))
+        let st = self.wait(Duration::from_secs(20));
+        if program != self.pid && !wait_gone(program, Duration::from_secs(20)) {
+            anyhow::bail!("the program {program} outlived the SIGKILL of {} (pid {})", self.label, self.pid);
+        }
+        st
     }
 
     /// Wait for the process to exit; on timeout SIGKILL it and fail. Collects all its output.
@@ -280,6 +294,36 @@ fn describe(cmd: &Command) -> String {
     let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
     parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
     parts.join(" ")
+}
+
+/// The children of process `pid` (all its threads'), from /proc.
+pub fn children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    for t in tasks.flatten() {
+        if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+            out.extend(s.split_whitespace().filter_map(|w| w.parse::<i32>().ok()));
+        }
+    }
+    out
+}
+
+/// Wait until process `pid` is gone (no longer in /proc, or a zombie); false after `timeout`.
+pub fn wait_gone(pid: i32, timeout: Duration) -> bool {
+    let gone = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit_once(") ").is_none_or(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'))
+    };
+    wait_until(timeout, gone)
+}
+
+/// See [`Proc::program_pid`].
+pub fn program_pid(pid: i32) -> i32 {
+    let comm = |p: i32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+    match children(pid).as_slice() {
+        [init] if comm(*init).trim_end() == "ckpt-init" => children(*init).first().copied().unwrap_or(pid),
+        _ => pid,
+    }
 }
 
 pub fn fmt_status(st: Option<ExitStatus>) -> String {

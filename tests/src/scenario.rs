@@ -166,6 +166,14 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Run ckpt-run and ckpt-restart under this address-space limit in bytes (`ulimit -v`).
     pub address_limit: Option<u64>,
+    /// Extra options for ckpt-run (before `--`) and for ckpt-restart (before the image).
+    pub run_args: Vec<OsString>,
+    pub restart_args: Vec<OsString>,
+    /// A command that runs ckpt-run and ckpt-restart by exec (the test signals its pid), e.g.
+    /// `unshare --user ... sh -c '...; exec "$@"' sh`.
+    pub wrapper: Vec<OsString>,
+    /// How long the program stays dead between the SIGKILL and the restart.
+    pub downtime: Duration,
 }
 
 impl Options {
@@ -180,6 +188,10 @@ impl Options {
             also_at: Vec::new(),
             env: Vec::new(),
             address_limit: None,
+            run_args: Vec::new(),
+            restart_args: Vec::new(),
+            wrapper: Vec::new(),
+            downtime: Duration::ZERO,
         }
     }
 }
@@ -283,6 +295,8 @@ fn checkpoint(p: &mut Proc, image: &Path, at_step: u64, timeouts: &Timeouts) -> 
         if let Some(now) = file_version(image) {
             if Some(now) != before {
                 let m = std::fs::metadata(image)?;
+                // A process tree's set: a directory (0700); its files are the images (0600).
+                let m = if m.is_dir() { std::fs::metadata(image.join("tree"))? /* its manifest, ckpt_image::tree */ } else { m };
                 let info = ImageInfo {
                     mode: m.mode() & 0o7777,
                     uid: m.uid(),
@@ -324,7 +338,12 @@ fn checkpoint(p: &mut Proc, image: &Path, at_step: u64, timeouts: &Timeouts) -> 
 
 /// The ckpt-run command for `program`.
 fn ckpt_run_command(bins: &Bins, program: &Program, opts: &Options) -> Command {
-    with_options(ckpt_run_with(bins, program, &opts.images, &[], opts.as_nobody), opts)
+    let mut argv: Vec<OsString> = opts.wrapper.clone();
+    argv.extend([bins.run.clone().into(), "--dir".into(), opts.images.clone().into()]);
+    argv.extend(opts.run_args.iter().cloned());
+    argv.push("--".into());
+    argv.extend(program.argv.iter().cloned());
+    with_options(user_command(&argv, opts.as_nobody, &program.cwd), opts)
 }
 
 /// `ckpt-run --dir IMAGES OPTIONS... -- PROGRAM`, as user nobody if asked.
@@ -420,12 +439,16 @@ fn drive(
         let p = procs.last_mut().expect("a process");
         cycles.push(checkpoint(p, image, step, &opts.timeouts)?);
         p.kill()?;
+        std::thread::sleep(opts.downtime);
         let target: OsString = if opts.restart_from_dir {
             opts.images.clone().into()
         } else {
             image.into()
         };
-        let argv = [bins.restart.clone().into_os_string(), target];
+        let mut argv = opts.wrapper.clone();
+        argv.push(bins.restart.clone().into_os_string());
+        argv.extend(opts.restart_args.iter().cloned());
+        argv.push(target);
         procs.push(Proc::spawn(
             &format!("ckpt-restart #{}", k + 1),
             with_options(user_command(&argv, opts.as_nobody, &program.cwd), opts),

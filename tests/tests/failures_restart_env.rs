@@ -104,7 +104,7 @@ fn changed_library_is_refused() -> Result<()> {
     cmd.env("LD_LIBRARY_PATH", &lib_dir);
     let mut p = Proc::spawn("ckpt-run counter (private libc)", cmd)?;
     p.wait_for_step(5, TIMEOUT)?;
-    let maps = std::fs::read_to_string(format!("/proc/{}/maps", p.pid()))?;
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", p.program_pid()))?;
     ensure!(maps.contains(&*copy.to_string_lossy()), "the program does not map the copy of libc:\n{maps}");
     let image = work.images().join(program.image_name());
     checkpoint(&mut p, &image, TIMEOUT)?;

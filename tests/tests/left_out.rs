@@ -56,7 +56,8 @@ fn children_and_outside_pipes_are_named_at_checkpoint_and_restart() -> Result<()
     let work = Workdir::new("left-out")?;
     let exe = compile_c(&work, "left_children.c", &[])?;
     let (out, err) = (work.join("run.out"), work.join("run.err"));
-    let argv: Vec<OsString> = vec![bins.run.clone().into(), "--dir".into(), work.images().into(), "--".into(), exe.clone().into()];
+    // Without a namespace (the fallback): with one, the children are in a process tree's set.
+    let argv: Vec<OsString> = vec![bins.run.clone().into(), "--dir".into(), work.images().into(), "--no-namespace".into(), "--".into(), exe.clone().into()];
     let mut cmd = user_command(&argv, false, work.path());
     cmd.stdin(Stdio::piped()).stdout(std::fs::File::create(&out)?).stderr(std::fs::File::create(&err)?);
     let mut run = cmd.spawn()?;

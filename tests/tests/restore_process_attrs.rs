@@ -7,7 +7,7 @@
 mod ready_go;
 mod restore_util;
 use ckpt_tests::scenario::is_root;
-use ready_go::{outputs, same_after_restart};
+use ready_go::{outputs_with, same_after_restart};
 
 const PRCTL: &[&str] = &[
     "worker: no_new_privs 0, personality 0, pdeathsig 0, timerslack 77000 ns",
@@ -104,9 +104,22 @@ fn proc_self_exe_is_the_program_where_allowed() {
 /// /proc/self/exe stays ckpt-restart (documented in docs/restored.md).
 #[test]
 fn proc_self_exe_is_ckpt_restart_without_the_capability() {
-    let (expected, out) = outputs("attr_exe", "exe_nobody", true);
+    let (expected, out) = outputs_with("attr_exe", "exe_nobody", true, false);
     assert_eq!(expected, "exe: same\n");
     assert_eq!(out, "exe: ckpt-restart\n");
+}
+
+/// As user nobody too, in the user namespace that exact ids use (the default where the kernel
+/// allows one) the restart holds CAP_CHECKPOINT_RESTORE there and sets /proc/self/exe again.
+#[test]
+fn proc_self_exe_is_the_program_in_a_namespace_as_nobody() {
+    if !std::process::Command::new("unshare").args(["--user", "true"]).status().is_ok_and(|s| s.success()) {
+        ckpt_tests::skip_test!("cannot create a user namespace here (unshare --user)");
+        return;
+    }
+    let (expected, out) = outputs_with("attr_exe", "exe_nobody_ns", true, true);
+    assert_eq!(expected, "exe: same\n");
+    assert_eq!(out, "exe: same\n");
 }
 
 /// The audit login uid, which only root (CAP_AUDIT_CONTROL) may set: set again by a restart

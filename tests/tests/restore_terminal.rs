@@ -17,13 +17,22 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The tests of this file run one at a time: each allocates pseudo-terminals, and a restart gets
+/// a pty pair its old name back only while no other pty has taken that index meanwhile.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static PTYS: Mutex<()> = Mutex::new(());
+    PTYS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn own_pseudo_terminal_pairs_come_back() {
+    let _one = one_at_a_time();
     ready_go("tty_pty_pair", "tty_pty_pair", false, |_| {}, &[]);
 }
 
 #[test]
 fn own_pseudo_terminal_pairs_come_back_as_nobody() {
+    let _one = one_at_a_time();
     ready_go("tty_pty_pair", "tty_pty_pair_nobody", true, |_| {}, &[]);
 }
 
@@ -107,12 +116,14 @@ impl OnTty {
         }
     }
 
-    /// Until a ckpt-restart has become the program (the checkpoint signal is caught again).
+    /// Until the restarted program runs (the checkpoint signal is caught again).
     fn wait_restarted(&mut self) {
         let t0 = Instant::now();
         let bit = 1u64 << (libc::SIGUSR2 - 1);
         loop {
-            let st = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+            // The program: our child, or in a namespace of its own the child of its init.
+            let pid = ckpt_tests::process::program_pid(self.child.id() as i32);
+            let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
             let caught = st.lines().find_map(|l| l.strip_prefix("SigCgt:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
             if caught.is_some_and(|c| c & bit != 0) {
                 return;
@@ -196,11 +207,13 @@ fn raw_mode_on_another_terminal(tag: &str, nobody: bool) {
 
 #[test]
 fn a_raw_mode_program_gets_the_new_terminal() {
+    let _one = one_at_a_time();
     raw_mode_on_another_terminal("tty_raw", false);
 }
 
 #[test]
 fn a_raw_mode_program_gets_the_new_terminal_as_nobody() {
+    let _one = one_at_a_time();
     raw_mode_on_another_terminal("tty_raw_nobody", true);
 }
 
@@ -209,6 +222,7 @@ fn a_raw_mode_program_gets_the_new_terminal_as_nobody() {
 /// terminal, so the restart refuses in one line; --ignore-missing-files gives them /dev/null.
 #[test]
 fn no_terminal_to_give_refuses_the_restart() {
+    let _one = one_at_a_time();
     let dir = workdir("tty_none");
     let prog = compile("tty_raw", &dir);
     let mut p = OnTty::spawn(&ckpt_run(&dir, &args(&prog, &[])), &dir, 24, 80, false);
@@ -241,6 +255,7 @@ fn no_terminal_to_give_refuses_the_restart() {
 /// terminal: the first text shows there).
 #[test]
 fn vim_keeps_editing_on_another_terminal() {
+    let _one = one_at_a_time();
     let Some(vim) = ["/usr/bin/vim", "/usr/bin/vim.basic", "/usr/bin/vim.tiny"].iter().map(Path::new).find(|p| p.exists()) else {
         ckpt_tests::skip_test!("vim is not installed");
         return;

@@ -149,7 +149,9 @@ fn nested_ckpt_run_is_a_run_of_its_own() -> Result<()> {
     let plain_outer = run_plain(&Program::native(&nested, &["300", "0", "true"], &work), false, T)?;
 
     let argv: Vec<std::ffi::OsString> =
-        [run, "--dir", outer_dir.to_str().context("path")?, "--", nested_s, "300", "30", run, "--", counter_s, "300", "30"].iter().map(Into::into).collect();
+        // The outer run without a namespace: in one, the nested run's processes would be in the
+        // outer process tree, whose checkpoint they refuse (they are not its members).
+        [run, "--dir", outer_dir.to_str().context("path")?, "--no-namespace", "--", nested_s, "300", "30", run, "--", counter_s, "300", "30"].iter().map(Into::into).collect();
     let mut outer = Proc::spawn("ckpt-run nested_run", user_command(&argv, false, work.path()))?;
     outer.wait_for_step(10, T)?;
     let nested_out = work.join("nested.out");

@@ -126,7 +126,8 @@ fn ckpt_ctl_checkpoint_status_stop_and_exit_codes() -> Result<()> {
     let s = ctl(&bins, &ck, &["status"], false)?;
     let text = String::from_utf8_lossy(&s.stdout).into_owned();
     ensure!(s.status.code() == Some(0), "status: {s:?}");
-    ensure!(text.contains(&format!("pid: {}", p.pid())), "{text}");
+    // The program's pid as we see it (under ckpt-run's init when it has a namespace of its own).
+    ensure!(text.contains(&format!("pid: {}", p.program_pid())), "{text}");
     ensure!(text.contains("program: counter") && text.contains("last image: none") && text.contains("next periodic checkpoint: in "), "{text}");
 
     let c = ctl(&bins, &ck, &["checkpoint", "--wait"], false)?;

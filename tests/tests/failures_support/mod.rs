@@ -128,12 +128,6 @@ pub fn checkpoint(p: &mut Proc, image: &Path, timeout: Duration) -> Result<Cycle
 /// The snapshot writers of `pid` (the children of its threads: the program's own children too,
 /// for programs that have some).
 pub fn snapshot_writers(pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
-    for t in tasks.flatten() {
-        if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
-            out.extend(s.split_whitespace().filter_map(|w| w.parse::<i32>().ok()));
-        }
-    }
-    out
+    // The program: `pid` itself, or under its init when it runs in a namespace of its own.
+    ckpt_tests::process::children(ckpt_tests::process::program_pid(pid))
 }

@@ -11,18 +11,25 @@ use std::fs;
 /// The reference output (without READY) and the restarted run's output of program `name`, as
 /// user nobody when `nobody` (and the tests run as root).
 pub fn outputs(name: &str, tag: &str, nobody: bool) -> (String, String) {
+    outputs_with(name, tag, nobody, true)
+}
+
+/// The same, without a namespace of the program's own when not `namespace` (ckpt-run
+/// --no-namespace, and CKPT_NAMESPACE=0 for ckpt-restart, which would otherwise make one).
+pub fn outputs_with(name: &str, tag: &str, nobody: bool, namespace: bool) -> (String, String) {
     let base = workdir(&format!("{tag}_ref"));
     let prog = compile(name, &base);
     fs::write(base.join("go"), b"").unwrap();
     let expected = plain(&prog, &[], &base).replacen("READY\n", "", 1);
 
     let dir = workdir(&format!("{tag}_ckpt"));
-    let mut p = run_as(&prog, &[], &dir, nobody);
+    let (options, env): (&[&str], &[(&str, &str)]) = if namespace { (&[], &[]) } else { (&["--no-namespace"], &[("CKPT_NAMESPACE", "0")]) };
+    let mut p = run_with(&prog, &[], &dir, nobody, options);
     p.wait_line(|l| l == "READY");
     let img = p.checkpoint(&dir, name);
     p.kill9();
     fs::write(dir.join("go"), b"").unwrap();
-    let mut r = restart_as(&img, &[], &dir, nobody);
+    let mut r = restart_env(&img, &[], &dir, nobody, env);
     assert!(r.wait().success(), "restart failed: {}", r.stderr());
     let out = r.stdout();
     assert!(!out.contains("READY"), "the program started over: {out}");

@@ -138,13 +138,15 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    /// Wait until a ckpt-restart process has become the program: the checkpoint signal
-    /// (SIGUSR2) is caught again (before that, it would kill the restarter).
+    /// Wait until a ckpt-restart process has become the program (in its namespace: the process
+    /// under ckpt-restart's init): the checkpoint signal (SIGUSR2) is caught again (before that,
+    /// it would kill the restarter).
     pub fn wait_restarted(&mut self) {
         let t0 = Instant::now();
         let bit = 1u64 << (libc::SIGUSR2 - 1);
         loop {
-            let st = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+            let pid = ckpt_tests::process::program_pid(self.pid());
+            let st = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
             let caught = st.lines().find_map(|l| l.strip_prefix("SigCgt:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
             if caught.is_some_and(|c| c & bit != 0) {
                 return;
@@ -169,9 +171,12 @@ impl Proc {
         }
         img
     }
+    /// SIGKILL, reap, and wait until the program is gone too (see ckpt_tests::Proc::kill).
     pub fn kill9(&mut self) {
+        let program = ckpt_tests::process::program_pid(self.pid());
         let _ = self.child.kill();
         let _ = self.child.wait();
+        ckpt_tests::process::wait_gone(program, TIMEOUT);
     }
     pub fn wait(&mut self) -> ExitStatus {
         let t0 = Instant::now();

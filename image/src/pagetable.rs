@@ -1,0 +1,57 @@
+//! The page hash table: the 128-bit xxh3 hash of every page with data (not all zero) of the
+//! private anonymous memory an image holds, which the runtime compares pages with to write an
+//! increment (runtime/src/pagehash.rs). It is never stored in an image: the runtime builds it
+//! while it writes an image, and `ckpt-restart` builds it while it stages one and hands it over,
+//! so that the restarted program's next checkpoint can be an increment.
+//!
+//! Layout, in 64-bit words: the number of covered ranges R and of entries N; R ranges (start,
+//! end) of addresses (sorted, disjoint: where the table is the whole truth, a page it does not
+//! list held zeros); N entries (page address, hash word 0, hash word 1), sorted by address.
+
+/// A page's hash.
+pub type PageHash = [u64; 2];
+
+/// Words before the ranges.
+pub const HEAD: usize = 2;
+
+/// xxh3-128 of one page.
+pub fn hash(page: &[u8]) -> PageHash {
+    let h = xxhash_rust::xxh3::xxh3_128(page);
+    [h as u64, (h >> 64) as u64]
+}
+
+/// The hash of a page of zeros.
+pub fn zero() -> PageHash {
+    static ZERO: std::sync::OnceLock<PageHash> = std::sync::OnceLock::new();
+    *ZERO.get_or_init(|| hash(&[0u8; 4096]))
+}
+
+/// Words of a table with `ranges` ranges and `entries` entries.
+pub fn words(ranges: usize, entries: usize) -> usize {
+    HEAD + 2 * ranges + 3 * entries
+}
+
+/// Write the header and ranges of a table into `w`; returns where its entries start (in words).
+pub fn write_head(w: &mut [u64], ranges: &[(u64, u64)], entries: usize) -> usize {
+    w[0] = ranges.len() as u64;
+    w[1] = entries as u64;
+    for (k, r) in ranges.iter().enumerate() {
+        w[HEAD + 2 * k] = r.0;
+        w[HEAD + 2 * k + 1] = r.1;
+    }
+    HEAD + 2 * ranges.len()
+}
+
+/// Sort and merge ranges that overlap or touch.
+pub fn merge(ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut v = ranges.to_vec();
+    v.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(v.len());
+    for (s, e) in v {
+        match out.last_mut() {
+            Some(l) if s <= l.1 => l.1 = l.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}

@@ -1,0 +1,166 @@
+//! Image sets of process trees: one directory `NAME.ckpt/` holding one image per process
+//! (`<pid>.ckpt`) and the manifest `tree`, which lists every process of the tree with its parent,
+//! process group, session and state (a zombie with its wait status), and the shared kernel
+//! objects found by identity in several processes' images.
+//!
+//! The coordinator (ckpt-ns's init) writes the manifest last, into the set's temporary directory,
+//! and commits the set by one rename; the restarter reads it to rebuild the tree; ckpt-inspect
+//! shows it. Text, one record per line, so that a user can read it:
+//!
+//! ```text
+//! ckpt-tree 1
+//! generation 3
+//! root 4711
+//! proc 4711 1 0 0 live 4711.ckpt
+//! proc 4712 4711 0 0 live 4712.ckpt
+//! proc 4713 4711 0 0 zombie 256
+//! ```
+//!
+//! pgid and sid are as the namespace sees them: 0 when they lie outside it (the outer ckpt-run's
+//! group and session, which the restarted tree joins again the same way).
+
+use std::path::Path;
+
+/// The manifest's file name inside a set directory.
+pub const MANIFEST: &str = "tree";
+const MAGIC: &str = "ckpt-tree 1";
+
+/// One process of the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeProc {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgid: i32,
+    pub sid: i32,
+    pub state: ProcState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcState {
+    /// Running: its image is this file of the set.
+    Live { image: String },
+    /// Exited and not reaped by its parent: its wait status.
+    Zombie { status: i32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Manifest {
+    /// The set's checkpoint number.
+    pub generation: u64,
+    /// The process ckpt-run started (the namespace's init reports its end).
+    pub root: i32,
+    pub procs: Vec<TreeProc>,
+}
+
+/// The file name of process `pid`'s image in a set.
+pub fn image_name(pid: i32) -> String {
+    format!("{pid}.ckpt")
+}
+
+impl Manifest {
+    pub fn encode(&self) -> String {
+        let mut s = format!("{MAGIC}\ngeneration {}\nroot {}\n", self.generation, self.root);
+        for p in &self.procs {
+            let state = match &p.state {
+                ProcState::Live { image } => format!("live {image}"),
+                ProcState::Zombie { status } => format!("zombie {status}"),
+            };
+            s.push_str(&format!("proc {} {} {} {} {state}\n", p.pid, p.ppid, p.pgid, p.sid));
+        }
+        s
+    }
+
+    /// Parse a manifest; None names the first line that is wrong.
+    pub fn parse(text: &str) -> Result<Manifest, String> {
+        let mut lines = text.lines();
+        if lines.next() != Some(MAGIC) {
+            return Err("not a ckpt process-tree manifest".into());
+        }
+        let mut m = Manifest::default();
+        for (i, l) in lines.enumerate() {
+            let bad = || format!("line {}: {l:?} is not understood", i + 2);
+            let w: Vec<&str> = l.split(' ').collect();
+            let num = |s: &str| s.parse::<i64>().map_err(|_| bad());
+            match w.as_slice() {
+                ["generation", g] => m.generation = num(g)? as u64,
+                ["root", r] => m.root = num(r)? as i32,
+                ["proc", pid, ppid, pgid, sid, kind, arg] => {
+                    let state = match *kind {
+                        "live" if is_image_name(arg) => ProcState::Live { image: arg.to_string() },
+                        "zombie" => ProcState::Zombie { status: num(arg)? as i32 },
+                        _ => return Err(bad()),
+                    };
+                    let p = TreeProc { pid: num(pid)? as i32, ppid: num(ppid)? as i32, pgid: num(pgid)? as i32, sid: num(sid)? as i32, state };
+                    if p.pid <= 1 || m.procs.iter().any(|q| q.pid == p.pid) {
+                        return Err(bad());
+                    }
+                    m.procs.push(p);
+                }
+                [""] => {}
+                _ => return Err(bad()),
+            }
+        }
+        if !m.procs.iter().any(|p| p.pid == m.root && matches!(p.state, ProcState::Live { .. })) {
+            return Err(format!("the root process {} is not a live process of the set", m.root));
+        }
+        Ok(m)
+    }
+
+    /// Read `DIR/tree` of a set directory (None: `dir` is no set).
+    pub fn read(dir: &Path) -> Option<Result<Manifest, String>> {
+        let p = dir.join(MANIFEST);
+        let text = std::fs::read_to_string(&p).ok()?;
+        Some(Manifest::parse(&text).map_err(|e| format!("{}: {e}", p.display())))
+    }
+
+    pub fn live(&self) -> impl Iterator<Item = (&TreeProc, &str)> {
+        self.procs.iter().filter_map(|p| match &p.state {
+            ProcState::Live { image } => Some((p, image.as_str())),
+            ProcState::Zombie { .. } => None,
+        })
+    }
+
+    /// The processes whose parent is `pid` (0: those whose parent is outside the set, init's).
+    pub fn children_of(&self, pid: i32) -> impl Iterator<Item = &TreeProc> {
+        let inside = |p: i32| self.procs.iter().any(|q| q.pid == p);
+        self.procs.iter().filter(move |p| if pid == 0 { !inside(p.ppid) } else { p.ppid == pid })
+    }
+}
+
+/// `<digits>.ckpt`: nothing that could leave the set directory.
+fn is_image_name(s: &str) -> bool {
+    s.strip_suffix(".ckpt").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether `path` is a set directory (it holds a manifest).
+pub fn is_set(path: &Path) -> bool {
+    path.is_dir() && path.join(MANIFEST).is_file()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let m = Manifest {
+            generation: 3,
+            root: 10,
+            procs: vec![
+                TreeProc { pid: 10, ppid: 1, pgid: 0, sid: 0, state: ProcState::Live { image: image_name(10) } },
+                TreeProc { pid: 11, ppid: 10, pgid: 11, sid: 11, state: ProcState::Zombie { status: 256 } },
+            ],
+        };
+        assert_eq!(Manifest::parse(&m.encode()), Ok(m.clone()));
+        assert_eq!(m.children_of(10).count(), 1);
+        assert_eq!(m.children_of(0).map(|p| p.pid).collect::<Vec<_>>(), vec![10]);
+    }
+
+    #[test]
+    fn refuses_paths_and_garbage() {
+        assert!(Manifest::parse("ckpt-tree 1\nroot 5\nproc 5 1 0 0 live ../x.ckpt\n").is_err());
+        assert!(Manifest::parse("ckpt-tree 1\nroot 5\nproc 5 1 0 0 zombie 0\n").is_err());
+        assert!(Manifest::parse("hello").is_err());
+        assert!(Manifest::parse("ckpt-tree 1\nroot 5\nproc 5 1 0 0 live 5.ckpt\n").is_ok());
+    }
+}

@@ -1,0 +1,472 @@
+//! The coordinator of a process tree's checkpoint, run by the namespace's init: every process of
+//! the job is its descendant (orphans are reparented to it), so it sees them all in its /proc.
+//!
+//! Each process's runtime connects to init's abstract socket (`treemsg::socket_name`) when it
+//! starts, after a fork and after a restart; the connection is its membership (SO_PEERCRED gives
+//! its pid; a connection from outside the namespace shows pid 0 and is refused). A checkpoint
+//! request from any member runs the two phases of `treemsg`: every process stops its threads
+//! first, and only when all are stopped does each capture (one consistent cut: no byte in flight
+//! between two processes lost or duplicated) and fork its snapshot; then all resume together
+//! and write in parallel into the set's temporary directory `NAME.ckpt.tmp.<random>/`. The
+//! manifest (`ckpt_image::tree`) is written last and the set renamed into place as `NAME.ckpt`
+//! (older ones move to `NAME.ckpt.1`, ...): a set is complete or absent, and the previous one
+//! stays on any failure. A process that does not run the runtime (a static program, one that
+//! cleared LD_PRELOAD) refuses the checkpoint with one line naming it.
+//!
+//! A program alone, whose image name has never held a set, is told to checkpoint itself (its
+//! image stays one file, with increments, as without trees).
+
+use crate::report::{recv_bytes, send_bytes};
+use crate::treemsg::{socket_name, TreeMsg, LEN};
+use ckpt_image::tree::{image_name, Manifest, ProcState, TreeProc};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Where the tree's sets go: `DIR/NAME.ckpt`, keeping `keep` generations; `generation`: the
+/// number of the last set (a restarted tree continues counting).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub dir: PathBuf,
+    pub name: Vec<u8>,
+    pub keep: u32,
+    pub generation: u64,
+}
+
+struct Member {
+    fd: OwnedFd,
+    pid: i32,
+    /// The last phase message it sent in the checkpoint being taken.
+    got: Option<TreeMsg>,
+    /// It was asked to stop for the checkpoint being taken.
+    asked: bool,
+    /// It is in the cut of the checkpoint being taken (stopped when the tree was captured).
+    in_cut: bool,
+}
+
+pub(crate) struct Coord {
+    listen: OwnedFd,
+    members: Vec<Member>,
+    target: Target,
+    tool: &'static str,
+    /// The program init started.
+    pub root: i32,
+}
+
+/// How long processes have to connect and to stop, capture and resume.
+const JOIN: Duration = Duration::from_secs(5);
+const PHASE: Duration = Duration::from_secs(60);
+
+fn errno() -> std::io::Error {
+    std::io::Error::last_os_error()
+}
+
+/// A process as init's /proc shows it.
+#[derive(Debug, Clone)]
+struct Proc {
+    pid: i32,
+    ppid: i32,
+    pgid: i32,
+    sid: i32,
+    zombie: bool,
+    /// The wait status of a zombie.
+    exit_code: i32,
+    /// 0 for ckpt's snapshot children (a clone without exit signal), which are not the program's.
+    exit_signal: i32,
+}
+
+fn procs() -> Vec<Proc> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else { return out };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        if pid <= 1 {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some((_, rest)) = stat.rsplit_once(") ") else { continue };
+        let f: Vec<&str> = rest.split(' ').collect();
+        // Field N of proc(5) is f[N - 3].
+        let num = |n: usize| f.get(n - 3).and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(0) as i32;
+        out.push(Proc { pid, ppid: num(4), pgid: num(5), sid: num(6), zombie: f.first() == Some(&"Z"), exit_code: num(52), exit_signal: num(38) });
+    }
+    out.retain(|p| p.exit_signal != 0);
+    out.sort_by_key(|p| p.pid);
+    out
+}
+
+fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim_end().to_string()).unwrap_or_default()
+}
+
+impl Coord {
+    /// Listen on the tree's socket for the namespace of `outer_pid`.
+    pub fn new(target: Target, outer_pid: i32, tool: &'static str) -> std::io::Result<Coord> {
+        // SAFETY: a new socket, owned below.
+        let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
+        if fd < 0 {
+            return Err(errno());
+        }
+        // SAFETY: fd is new and ours.
+        let listen = unsafe { OwnedFd::from_raw_fd(fd) };
+        let name = socket_name(outer_pid);
+        // SAFETY: an all-zero sockaddr_un is valid.
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        addr.sun_family = libc::AF_UNIX as u16;
+        for (d, s) in addr.sun_path.iter_mut().zip(&name) {
+            *d = *s as libc::c_char;
+        }
+        let len = (std::mem::size_of::<libc::sa_family_t>() + name.len()) as u32;
+        // SAFETY: addr is valid for len bytes.
+        if unsafe { libc::bind(fd, &addr as *const libc::sockaddr_un as *const libc::sockaddr, len) } != 0 || unsafe { libc::listen(fd, 64) } != 0 {
+            return Err(errno());
+        }
+        Ok(Coord { listen, members: Vec::new(), target, tool, root: 0 })
+    }
+
+    /// The fds to poll: the listening socket, then every member.
+    pub fn fds(&self) -> Vec<RawFd> {
+        std::iter::once(self.listen.as_raw_fd()).chain(self.members.iter().map(|m| m.fd.as_raw_fd())).collect()
+    }
+
+    /// Something happened on our fds: accept members, serve requests.
+    pub fn serve(&mut self) {
+        self.accept();
+        let mut i = 0;
+        while i < self.members.len() {
+            match self.recv(i) {
+                Recv::Msg(TreeMsg::Request { stop }) => {
+                    let pid = self.members[i].pid;
+                    self.checkpoint(pid, stop);
+                }
+                Recv::Gone => {
+                    self.members.remove(i);
+                    continue;
+                }
+                Recv::Msg(_) | Recv::Nothing => {}
+            }
+            i += 1;
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            // SAFETY: accepting on our listening socket.
+            let fd = unsafe { libc::accept4(self.listen.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) };
+            if fd < 0 {
+                return;
+            }
+            // SAFETY: a new fd of ours.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            let mut cred = libc::ucred { pid: 0, uid: u32::MAX, gid: 0 };
+            let mut len = std::mem::size_of::<libc::ucred>() as u32;
+            // SAFETY: reading the peer's credentials into cred.
+            let ok = unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, &mut cred as *mut libc::ucred as *mut libc::c_void, &mut len) } == 0;
+            // SAFETY: geteuid has no preconditions.
+            let euid = unsafe { libc::geteuid() };
+            // pid 0: a process outside our pid namespace; another uid: not the user's.
+            if !ok || cred.pid <= 1 || cred.uid != euid {
+                continue;
+            }
+            // A process that exec'd or restarted connects again: its old connection is stale.
+            self.members.retain(|m| m.pid != cred.pid);
+            self.members.push(Member { fd, pid: cred.pid, got: None, asked: false, in_cut: false });
+        }
+    }
+
+    fn recv(&mut self, i: usize) -> Recv {
+        let mut b = [0u8; LEN];
+        match recv_bytes(self.members[i].fd.as_raw_fd(), &mut b, libc::MSG_DONTWAIT) {
+            Ok((0, _)) => Recv::Gone,
+            Ok((n, _)) => TreeMsg::decode(&b[..n]).map_or(Recv::Nothing, Recv::Msg),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) => Recv::Nothing,
+            Err(_) => Recv::Gone,
+        }
+    }
+
+    fn send(&self, i: usize, m: TreeMsg, fd: Option<RawFd>) -> bool {
+        send_bytes(self.members[i].fd.as_raw_fd(), &m.encode(), fd)
+    }
+
+    fn index_of(&self, pid: i32) -> Option<usize> {
+        self.members.iter().position(|m| m.pid == pid)
+    }
+
+    /// Wait until `done` holds, reading every member's messages; false on the deadline.
+    fn wait_until(&mut self, limit: Duration, mut done: impl FnMut(&Coord) -> bool) -> bool {
+        let end = Instant::now() + limit;
+        loop {
+            self.accept();
+            let mut gone = Vec::new();
+            for i in 0..self.members.len() {
+                loop {
+                    match self.recv(i) {
+                        Recv::Msg(TreeMsg::Request { .. }) => {} // the checkpoint being taken serves it
+                        Recv::Msg(m) => self.members[i].got = Some(m),
+                        Recv::Gone => {
+                            gone.push(i);
+                            break;
+                        }
+                        Recv::Nothing => break,
+                    }
+                }
+            }
+            // Exited, or exec'd (the new program connects again).
+            for i in gone.into_iter().rev() {
+                self.members.remove(i);
+            }
+            if done(self) {
+                return true;
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let mut p: Vec<libc::pollfd> = self.fds().into_iter().map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+            // SAFETY: p holds valid pollfds.
+            unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, left.as_millis().min(100) as i32) };
+        }
+    }
+
+    fn say(&self, what: &str) {
+        eprintln!("{}: {what}", self.tool);
+    }
+
+    fn set_name(&self, i: u32) -> Vec<u8> {
+        ckpt_image::generation_file_name(&self.target.name, i)
+    }
+
+    /// Take a checkpoint of the whole tree for member `requester` (then all exit, `stop`).
+    fn checkpoint(&mut self, requester: i32, stop: bool) {
+        let _ = stop; // the requester exits after the Result; the namespace ends with the program
+        let Some(req) = self.index_of(requester) else { return };
+        let others = procs().into_iter().filter(|p| p.pid != requester).count();
+        let had_set = self.target.dir.join(std::ffi::OsStr::from_bytes(&self.set_name(0))).is_dir();
+        if others == 0 && !had_set {
+            self.send(req, TreeMsg::Solo, None);
+            return;
+        }
+        let t0 = Instant::now();
+        let gen = self.target.generation + 1;
+        let outcome = self.take(gen);
+        let ok = match outcome {
+            Ok((n, raw, stored, paused)) => {
+                self.target.generation = gen;
+                let path = self.target.dir.join(std::ffi::OsStr::from_bytes(&self.set_name(0)));
+                let size = ckpt_image::progress::Size;
+                self.say(&format!(
+                    "checkpoint {gen}: {} ({n} processes, {} of memory, {} on disk, {} ms, program paused {} ms)",
+                    path.display(),
+                    size(raw),
+                    size(stored),
+                    t0.elapsed().as_millis(),
+                    paused / 1_000_000
+                ));
+                true
+            }
+            Err(e) => {
+                self.say(&format!("checkpoint of the process tree failed, the program continues: {e}"));
+                false
+            }
+        };
+        for i in 0..self.members.len() {
+            self.send(i, TreeMsg::Result { ok }, None);
+        }
+    }
+
+    /// The two phases and the commit; (processes, memory bytes, bytes on disk, longest pause).
+    fn take(&mut self, gen: u64) -> Result<(usize, u64, u64, u64), String> {
+        // Every live process of the tree must run the runtime (a fork's child connects in
+        // its first milliseconds).
+        let missing = |c: &Coord| procs().iter().filter(|p| !p.zombie && c.index_of(p.pid).is_none()).map(|p| p.pid).collect::<Vec<_>>();
+        if !self.wait_until(JOIN, |c| missing(c).is_empty()) {
+            let list: Vec<String> = missing(self).iter().map(|&p| format!("{p} ({})", comm(p))).collect();
+            return Err(format!("process {} does not run ckpt's runtime (a static or setuid program, or one started without LD_PRELOAD): it cannot be checkpointed", list.join(", ")));
+        }
+        let (tmp, dirfd) = self.make_tmp()?;
+        let r = self.phases(gen, &tmp, &dirfd);
+        if r.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        r
+    }
+
+    fn make_tmp(&self) -> Result<(PathBuf, OwnedFd), String> {
+        let mut rnd = [0u8; 8];
+        // SAFETY: filling rnd.
+        unsafe { libc::getrandom(rnd.as_mut_ptr() as *mut libc::c_void, 8, 0) };
+        let hex: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+        let tmp = self.target.dir.join(format!("{}.tmp.{hex}", String::from_utf8_lossy(&self.set_name(0))));
+        std::fs::DirBuilder::new().mode(0o700).create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+        let fd = std::fs::File::open(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        Ok((tmp, fd.into()))
+    }
+
+    fn phases(&mut self, gen: u64, tmp: &std::path::Path, dirfd: &OwnedFd) -> Result<(usize, u64, u64, u64), String> {
+        for m in &mut self.members {
+            m.got = None;
+            m.asked = false;
+            m.in_cut = false;
+        }
+        let all = |c: &Coord, want: fn(&TreeMsg) -> bool| c.members.iter().all(|m| m.got.as_ref().is_some_and(|g| want(g) || matches!(g, TreeMsg::Abort)));
+        let failed = |c: &Coord| c.members.iter().filter(|m| matches!(m.got, Some(TreeMsg::Abort) | Some(TreeMsg::Done { ok: false, .. }))).map(|m| format!("{} ({}, {:?})", m.pid, comm(m.pid), m.got)).collect::<Vec<_>>();
+        // Phase 1: every process stops. A process forked just before its parent stopped, or a
+        // program a member exec'd just then, connects meanwhile: it is asked to stop too, until
+        // every live process of the tree is a stopped member.
+        let missing = |c: &Coord| procs().iter().filter(|p| !p.zombie && c.index_of(p.pid).is_none()).map(|p| p.pid).collect::<Vec<_>>();
+        for round in 0.. {
+            self.wait_until(JOIN, |c| missing(c).is_empty());
+            for i in 0..self.members.len() {
+                if !self.members[i].asked {
+                    self.members[i].asked = true;
+                    self.send(i, TreeMsg::Stop { generation: gen }, Some(dirfd.as_raw_fd()));
+                }
+            }
+            if !self.wait_until(PHASE, |c| c.members.iter().all(|m| m.got.is_some())) {
+                let late = self.unanswered();
+                self.abort();
+                return Err(format!("process {late:?} did not stop"));
+            }
+            let bad = failed(self);
+            if !bad.is_empty() {
+                self.abort();
+                return Err(format!("process {} could not be stopped (its own line above says why)", bad.join(", ")));
+            }
+            let left = missing(self);
+            if left.is_empty() && self.members.iter().all(|m| m.asked) {
+                break;
+            }
+            if round >= 50 {
+                self.abort();
+                let list: Vec<String> = left.iter().map(|&p| format!("{p} ({})", comm(p))).collect();
+                return Err(format!("process {} does not run ckpt's runtime (a static or setuid program, or one started without LD_PRELOAD): it cannot be checkpointed", list.join(", ")));
+            }
+        }
+        let n = self.members.len();
+        for m in &mut self.members {
+            m.in_cut = true;
+        }
+        let cut: Vec<i32> = self.members.iter().map(|m| m.pid).collect();
+        // The tree as it is at the cut.
+        let tree = procs();
+        // Phase 2: every process captures and forks its snapshot.
+        for i in 0..n {
+            self.send(i, TreeMsg::Capture, None);
+        }
+        let captured = self.wait_until(PHASE, |c| c.members.len() != n || all(c, |g| matches!(g, TreeMsg::Captured | TreeMsg::Done { .. })));
+        if self.members.len() != n {
+            self.abort();
+            return Err("a process of the tree ended while it was stopped (killed?)".into());
+        }
+        if !captured || !failed(self).is_empty() {
+            let who = if captured { failed(self) } else { self.unanswered().iter().map(|p| p.to_string()).collect() };
+            self.abort();
+            return Err(format!("process {} could not be captured (its own line above says why)", who.join(", ")));
+        }
+        // Phase 3: all resume; each snapshot writes its image.
+        for i in 0..n {
+            self.send(i, TreeMsg::Resume, None);
+        }
+        // New processes may start meanwhile (they are not in this set); a process of the cut may
+        // end or exec once it has resumed: its image is complete when its snapshot committed it.
+        self.wait_until(Duration::from_secs(24 * 3600), |c| c.members.iter().filter(|m| m.in_cut).all(|m| matches!(m.got, Some(TreeMsg::Done { .. }))));
+        let ended: Vec<i32> = cut.iter().copied().filter(|&p| !self.members.iter().any(|m| m.in_cut && m.pid == p)).collect();
+        let lost: Vec<i32> = ended.iter().copied().filter(|&p| !committed(tmp, p)).collect();
+        if !lost.is_empty() {
+            return Err(format!("process {lost:?} ended before its image was written"));
+        }
+        let bad: Vec<String> = failed(self).into_iter().collect();
+        if !bad.is_empty() {
+            return Err(format!("the image of process {} could not be written", bad.join(", ")));
+        }
+        let (mut raw, mut stored, mut paused) = (0, 0, 0);
+        for p in &ended {
+            stored += std::fs::metadata(tmp.join(image_name(*p))).map_or(0, |m| m.len());
+        }
+        for m in self.members.iter().filter(|m| m.in_cut) {
+            if let Some(TreeMsg::Done { raw: r, stored: s, paused_ns: p, .. }) = m.got {
+                raw += r;
+                stored += s;
+                paused = paused.max(p);
+            }
+        }
+        let root = self.root(&tree);
+        let manifest = Manifest {
+            generation: gen,
+            root,
+            procs: tree
+                .iter()
+                .map(|p| TreeProc {
+                    pid: p.pid,
+                    ppid: p.ppid,
+                    pgid: p.pgid,
+                    sid: p.sid,
+                    state: if p.zombie { ProcState::Zombie { status: p.exit_code } } else { ProcState::Live { image: image_name(p.pid) } },
+                })
+                .collect(),
+        };
+        self.commit(tmp, dirfd, &manifest)?;
+        Ok((n, raw, stored, paused))
+    }
+
+    /// The program's process (the one init started), else the first child of init.
+    fn root(&self, tree: &[Proc]) -> i32 {
+        if tree.iter().any(|p| p.pid == self.root && !p.zombie) {
+            return self.root;
+        }
+        tree.iter().find(|p| p.ppid == 1 && !p.zombie).map_or(0, |p| p.pid)
+    }
+
+    fn unanswered(&self) -> Vec<i32> {
+        self.members.iter().filter(|m| m.got.is_none()).map(|m| m.pid).collect()
+    }
+
+    fn abort(&mut self) {
+        for i in 0..self.members.len() {
+            self.send(i, TreeMsg::Abort, None);
+        }
+        // Members that had captured write nothing; wait until they have resumed.
+        self.wait_until(PHASE, |c| c.members.iter().all(|m| !matches!(m.got, Some(TreeMsg::Captured | TreeMsg::Stopped))));
+    }
+
+    /// Write the manifest last, then make the set the newest generation in one rename.
+    fn commit(&self, tmp: &std::path::Path, dirfd: &OwnedFd, m: &Manifest) -> Result<(), String> {
+        use std::io::Write;
+        let mpath = tmp.join(ckpt_image::tree::MANIFEST);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&mpath)
+            .map_err(|e| format!("cannot write {}: {e}", mpath.display()))?;
+        f.write_all(m.encode().as_bytes()).and_then(|_| f.sync_all()).map_err(|e| format!("cannot write {}: {e}", mpath.display()))?;
+        // SAFETY: fsync of our directory fd.
+        unsafe { libc::fsync(dirfd.as_raw_fd()) };
+        crate::sets::commit(&self.target.dir, tmp, &self.target.name, self.target.keep)
+    }
+}
+
+/// Whether the image of process `pid` is in the set directory `tmp`: its writer (the snapshot of
+/// a process that exec'd or exited after the cut) committed it, or gave up (no temporary file).
+fn committed(tmp: &std::path::Path, pid: i32) -> bool {
+    let name = image_name(pid);
+    let writing = || std::fs::read_dir(tmp).map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().starts_with(&format!("{name}.tmp")))).unwrap_or(false);
+    let end = Instant::now() + Duration::from_secs(600);
+    while !tmp.join(&name).is_file() {
+        if !writing() || Instant::now() > end {
+            return tmp.join(&name).is_file();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+enum Recv {
+    Msg(TreeMsg),
+    Gone,
+    Nothing,
+}
+
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};

@@ -1,0 +1,138 @@
+//! Which signals the outer process passes on to the program.
+//!
+//! The outer process (ckpt-run, ckpt-restart) is what the user's shell, mpirun or slurmstepd
+//! knows as the program's pid, so signals sent to it are meant for the program. But the program
+//! is in the outer process's process group and cgroup, so many signals reach it directly too;
+//! forwarding those would deliver them twice. The rule:
+//!
+//! - not forwarded: signals the terminal generates (si_code SI_KERNEL: ^C, ^\, ^Z, SIGWINCH,
+//!   hangup), which the kernel sends to the whole foreground process group, program included;
+//! - not forwarded: signals from our parent when it is slurmstepd: Slurm signals every process
+//!   of a step (scancel -s, time limits, srun's forwarding of ^C);
+//! - not forwarded: signals that init got too (it is the witness, see `init`): they were sent to
+//!   our whole process group (kill -TERM -PGID, GNU timeout, a shell's job control) or to every
+//!   process of our cgroup, and reached the program directly, as long as the program is still in
+//!   our process group. This also covers the program's own kill(0, sig), which reaches its whole
+//!   process group, us included (a signal from inside the namespace carries the sender's pid
+//!   there, which means nothing here, so the sender cannot be told from the pid);
+//! - not forwarded: the SIGCONT our init sends us when the program continues (see `supervise`;
+//!   it comes marked like a forwarded signal);
+//! - not forwarded: SIGCHLD (it is about our own child, init);
+//! - everything else is forwarded. The program's checkpoint and stop signals go with si_code
+//!   SI_QUEUE and the value `FORWARD_MARK`, so that its runtime can tell a forwarded request from
+//!   one that reached it directly and take one checkpoint, not two (see the runtime's triggers).
+//!   Other signals are forwarded plainly: the program sees SI_USER from pid 0, exactly what a
+//!   signal sent from outside its namespace looks like.
+
+/// si_value of a forwarded checkpoint or stop signal ("ckpt" in ASCII).
+pub const FORWARD_MARK: i32 = 0x636b_7074;
+
+/// What the outer process knows about a signal it received.
+#[derive(Debug, Clone, Copy)]
+pub struct Received {
+    pub signo: i32,
+    pub code: i32,
+    /// The sender's pid (0: none, e.g. from the kernel or from an ancestor namespace).
+    pub sender: i32,
+    /// si_value of a queued signal.
+    pub value: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward; `marked`: as SI_QUEUE with FORWARD_MARK.
+    Forward { marked: bool },
+    Skip(&'static str),
+}
+
+/// Facts about the surroundings that the rule needs (looked up only when needed).
+pub trait Surroundings {
+    fn parent_pid(&self) -> i32;
+    fn is_slurmstepd(&self, pid: i32) -> bool;
+    /// The signals forwarded with the mark (the program's checkpoint and stop signals).
+    fn marked(&self, signo: i32) -> bool;
+    /// Whether init got `signo` too, just now, and the program is in our process group. Asked
+    /// for every signal (but SIGCHLD): the question also clears init's record of it.
+    fn group_got_it(&self, signo: i32) -> bool;
+}
+
+pub fn decide(s: &Received, env: &impl Surroundings) -> Verdict {
+    if s.signo == libc::SIGCHLD {
+        return Verdict::Skip("about our own child");
+    }
+    let group = env.group_got_it(s.signo);
+    if s.code == libc::SI_QUEUE && s.value == FORWARD_MARK {
+        return Verdict::Skip("from our init");
+    }
+    if s.code == libc::SI_KERNEL {
+        return Verdict::Skip("from the terminal: the program's process group got it too");
+    }
+    if s.sender > 0 && s.sender == env.parent_pid() && env.is_slurmstepd(s.sender) {
+        return Verdict::Skip("from slurmstepd, which signals every process of the step");
+    }
+    if group {
+        return Verdict::Skip("sent to the whole process group or cgroup, which the program is in");
+    }
+    Verdict::Forward { marked: env.marked(s.signo) }
+}
+
+/// Send `sig` through `pidfd`: as SI_QUEUE with FORWARD_MARK when `marked`, else plainly (the
+/// receiver sees SI_USER, and pid 0 if it is in a namespace below ours).
+pub fn send(pidfd: std::os::fd::RawFd, sig: i32, marked: bool) {
+    let info = marked.then(|| {
+        // SAFETY: an all-zero siginfo is valid; the union is filled in the layout of a queued
+        // signal (si_pid, si_uid, si_value at offset 16), as sigqueue does.
+        let mut i: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        i.si_signo = sig;
+        i.si_code = libc::SI_QUEUE;
+        // SAFETY: writing the _rt member's fields inside the siginfo.
+        unsafe {
+            let p = (&mut i as *mut libc::siginfo_t as *mut u8).add(16) as *mut i32;
+            *p = libc::getpid();
+            *p.add(1) = libc::getuid() as i32;
+            *(p.add(2) as *mut i64) = FORWARD_MARK as i64;
+        }
+        i
+    });
+    let ip = info.as_ref().map_or(std::ptr::null(), |i| i as *const libc::siginfo_t);
+    // SAFETY: pidfd_send_signal with a valid (or null) siginfo.
+    unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd, sig, ip, 0) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Env;
+    impl Surroundings for Env {
+        fn parent_pid(&self) -> i32 {
+            100
+        }
+        fn is_slurmstepd(&self, pid: i32) -> bool {
+            pid == 100
+        }
+        fn marked(&self, signo: i32) -> bool {
+            signo == libc::SIGUSR2
+        }
+        fn group_got_it(&self, signo: i32) -> bool {
+            signo == libc::SIGHUP
+        }
+    }
+
+    fn sig(signo: i32, code: i32, sender: i32) -> Verdict {
+        decide(&Received { signo, code, sender, value: 0 }, &Env)
+    }
+
+    #[test]
+    fn the_rule() {
+        assert_eq!(sig(libc::SIGUSR2, libc::SI_USER, 555), Verdict::Forward { marked: true });
+        assert_eq!(sig(libc::SIGTERM, libc::SI_USER, 555), Verdict::Forward { marked: false });
+        assert!(matches!(sig(libc::SIGINT, libc::SI_KERNEL, 0), Verdict::Skip(_)));
+        assert!(matches!(sig(libc::SIGUSR2, libc::SI_USER, 100), Verdict::Skip(_)));
+        let from_init = Received { signo: libc::SIGCONT, code: libc::SI_QUEUE, sender: 1, value: FORWARD_MARK };
+        assert!(matches!(decide(&from_init, &Env), Verdict::Skip(_)));
+        assert!(matches!(sig(libc::SIGCHLD, libc::CLD_EXITED, 200), Verdict::Skip(_)));
+        assert_eq!(sig(libc::SIGCONT, libc::SI_USER, 0), Verdict::Forward { marked: false });
+        assert!(matches!(sig(libc::SIGHUP, libc::SI_USER, 555), Verdict::Skip(_)));
+    }
+}

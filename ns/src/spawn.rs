@@ -1,0 +1,138 @@
+//! The outer side of starting a program in its namespaces: block every signal (they are read
+//! from a signalfd later, and init must not take any), clone init into a new user, pid and mount
+//! namespace, write its id maps from here (we stay in the parent namespaces), let it go on, and
+//! wait for its first report: the program started (with a pidfd of it), or setting up failed
+//! before the program ran, so the caller can still run it in place.
+//!
+//! A caller with CAP_SYS_ADMIN (root) needs no user namespace: the pid namespace is then owned
+//! by the caller's, where root may choose pids, and the program keeps root's ids and
+//! capabilities exactly as without a namespace (in a user namespace of its own they would count
+//! only inside it: no ports below 1024, no higher priorities, ...).
+
+use crate::report::{self, Msg};
+use crate::{idmap, init, Options, Payload, Unavailable};
+use std::io::Error;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// A program running in its namespaces; `supervise` stands for it until it ends.
+pub struct Namespace {
+    pub(crate) init_pid: i32,
+    /// The program's pid inside the namespace.
+    pub(crate) pid: i32,
+    pub(crate) pidfd: OwnedFd,
+    pub(crate) sock: OwnedFd,
+    pub(crate) opts: Options,
+    /// In a user namespace of its own (not for root).
+    pub(crate) userns: bool,
+}
+
+impl Namespace {
+    /// The program's pid inside its namespace.
+    pub fn program_pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Which namespaces, in words.
+    pub fn kinds(&self) -> &'static str {
+        if self.userns {
+            "user, pid and mount namespace"
+        } else {
+            "pid and mount namespace"
+        }
+    }
+}
+
+pub(crate) fn sigmask(how: i32, set: &libc::sigset_t) -> libc::sigset_t {
+    // SAFETY: an all-zero sigset is a valid out-parameter; set is valid.
+    unsafe {
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigprocmask(how, set, &mut old);
+        old
+    }
+}
+
+pub(crate) fn full_set() -> libc::sigset_t {
+    // SAFETY: sigfillset initializes the set.
+    unsafe {
+        let mut s: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut s);
+        s
+    }
+}
+
+/// Start `payload` in new namespaces. Must be called while the process has one thread.
+pub fn start(payload: &Payload, opts: &Options) -> Result<Namespace, Unavailable> {
+    let mask = sigmask(libc::SIG_BLOCK, &full_set());
+    let r = start_blocked(payload, opts, mask);
+    if r.is_err() {
+        sigmask(libc::SIG_SETMASK, &mask);
+    }
+    r
+}
+
+fn fds2(r: i32, v: [RawFd; 2]) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    if r != 0 {
+        return Err(Error::last_os_error());
+    }
+    // SAFETY: both fds were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(v[0]), OwnedFd::from_raw_fd(v[1])) })
+}
+
+fn start_blocked(payload: &Payload, opts: &Options, mask: libc::sigset_t) -> Result<Namespace, Unavailable> {
+    let mut v = [-1; 2];
+    // SAFETY: v receives two new fds.
+    let (ours, theirs) = fds2(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, v.as_mut_ptr()) }, v).map_err(Unavailable::Other)?;
+    // SAFETY: as above.
+    let (sync_r, sync_w) = fds2(unsafe { libc::pipe2(v.as_mut_ptr(), libc::O_CLOEXEC) }, v).map_err(Unavailable::Other)?;
+    // Init wakes us with SIGCONT when the program continues after a stop (see supervise).
+    // SAFETY: pidfd_open of our own pid; the fd (close-on-exec) is owned below.
+    let me = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    // SAFETY: a new fd owned by nobody else.
+    let me = (me >= 0).then(|| unsafe { OwnedFd::from_raw_fd(me as RawFd) });
+    let bounding = crate::caps::bounding_set();
+    let outer_pid = std::process::id() as i32;
+    let userns = !crate::caps::has(crate::caps::CAP_SYS_ADMIN);
+    let flags = libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::SIGCHLD | if userns { libc::CLONE_NEWUSER } else { 0 };
+    // SAFETY: a fork-like clone (no new stack) of this single-threaded process; the child only
+    // runs init::main, which never returns.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0, 0, 0, 0) };
+    if pid < 0 {
+        return Err(Unavailable::Create(Error::last_os_error()));
+    }
+    if pid == 0 {
+        drop(ours);
+        drop(sync_w);
+        init::main(init::Init { report: theirs, sync: sync_r, outer: me, payload, mask, bounding, userns, tool: opts.tool, tree: opts.tree.clone(), outer_pid })
+    }
+    let pid = pid as i32;
+    drop(theirs);
+    drop(sync_r);
+    drop(me);
+    let abandon = |e: Unavailable| {
+        // SAFETY: killing and reaping our own child.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        e
+    };
+    if userns {
+        let read = |f: &str| std::fs::read_to_string(format!("/proc/self/{f}")).unwrap_or_default();
+        let (u, g) = (read("uid_map"), read("gid_map"));
+        let may_set = crate::caps::has(crate::caps::CAP_SETUID) && crate::caps::has(crate::caps::CAP_SETGID);
+        // SAFETY: geteuid/getegid have no preconditions.
+        let maps = idmap::for_ids(unsafe { libc::geteuid() }, unsafe { libc::getegid() }, may_set.then_some((u.as_str(), g.as_str())));
+        idmap::write(pid, &maps).map_err(|e| abandon(Unavailable::IdMap(e)))?;
+    }
+    // SAFETY: writing one byte from a valid buffer to our pipe.
+    if unsafe { libc::write(sync_w.as_raw_fd(), b"g".as_ptr() as *const libc::c_void, 1) } != 1 {
+        return Err(abandon(Unavailable::Other(Error::last_os_error())));
+    }
+    drop(sync_w);
+    match report::recv(ours.as_raw_fd(), 0) {
+        Ok(Some((Msg::Started { pid: inner }, Some(pidfd)))) => Ok(Namespace { init_pid: pid, pid: inner, pidfd, sock: ours, opts: opts.clone(), userns }),
+        Ok(Some((Msg::Failed { stage, errno }, _))) => Err(abandon(Unavailable::Setup(stage, Error::from_raw_os_error(errno)))),
+        Ok(_) => Err(abandon(Unavailable::Other(Error::other("the namespace's init ended before starting the program")))),
+        Err(e) => Err(abandon(Unavailable::Other(e))),
+    }
+}

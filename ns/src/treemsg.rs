@@ -1,0 +1,119 @@
+//! Messages between the coordinator of a process tree (the namespace's init, `coord`) and the
+//! runtime in each process of the tree, over a SOCK_SEQPACKET connection that each process makes
+//! to init's abstract socket (`socket_name`). One fixed-size record per message; `Stop` carries
+//! the fd of the set's temporary directory (SCM_RIGHTS). Encoding only: the runtime sends and
+//! receives with raw system calls (it may be stopped, see its tree module), init with libc.
+//!
+//! A checkpoint of the tree, as the coordinator runs it:
+//! ```text
+//! member: Request{stop}  ->  coordinator
+//!   (one process alone, never in a set before:)  Solo -> requester, which checkpoints as ever
+//! coordinator: Stop{generation} + dir fd -> every member;   member: stops its threads, Stopped
+//! coordinator: Capture -> every member;  member: captures, forks its snapshot, Captured
+//! coordinator: Resume -> every member;   member: resumes, its snapshot writes, Done{ok, ...}
+//! coordinator: writes the manifest, renames the set into place, Result{ok} -> every member
+//! ```
+//! Abort (instead of Capture or Resume) resumes a member without an image.
+
+/// What goes over the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeMsg {
+    /// member: take a checkpoint of the tree (and then exit, `stop`).
+    Request { stop: bool },
+    /// member: every thread is stopped.
+    Stopped,
+    /// member: captured, and the snapshot holds its memory.
+    Captured,
+    /// member: its image is written (ok) or not; memory bytes, bytes on disk, pause in ns.
+    Done { ok: bool, raw: u64, stored: u64, paused_ns: u64 },
+    /// coordinator: you are alone, take a checkpoint of your own.
+    Solo,
+    /// coordinator: stop your threads for checkpoint `generation` of the tree (fd: the set's
+    /// temporary directory, where your image goes).
+    Stop { generation: u64 },
+    Capture,
+    Resume,
+    /// coordinator: the tree's checkpoint is off; resume, write nothing.
+    Abort,
+    /// coordinator: the set was committed (ok) or not.
+    Result { ok: bool },
+}
+
+pub const LEN: usize = 32;
+
+impl TreeMsg {
+    pub fn encode(self) -> [u8; LEN] {
+        let (k, a, b, c, d): (u32, u32, u64, u64, u64) = match self {
+            TreeMsg::Request { stop } => (1, stop as u32, 0, 0, 0),
+            TreeMsg::Stopped => (2, 0, 0, 0, 0),
+            TreeMsg::Captured => (3, 0, 0, 0, 0),
+            TreeMsg::Done { ok, raw, stored, paused_ns } => (4, ok as u32, raw, stored, paused_ns),
+            TreeMsg::Solo => (5, 0, 0, 0, 0),
+            TreeMsg::Stop { generation } => (6, 0, generation, 0, 0),
+            TreeMsg::Capture => (7, 0, 0, 0, 0),
+            TreeMsg::Resume => (8, 0, 0, 0, 0),
+            TreeMsg::Abort => (9, 0, 0, 0, 0),
+            TreeMsg::Result { ok } => (10, ok as u32, 0, 0, 0),
+        };
+        let mut out = [0u8; LEN];
+        out[0..4].copy_from_slice(&k.to_ne_bytes());
+        out[4..8].copy_from_slice(&a.to_ne_bytes());
+        out[8..16].copy_from_slice(&b.to_ne_bytes());
+        out[16..24].copy_from_slice(&c.to_ne_bytes());
+        out[24..32].copy_from_slice(&d.to_ne_bytes());
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Option<TreeMsg> {
+        if b.len() != LEN {
+            return None;
+        }
+        let w = |i: usize| u32::from_ne_bytes(b[i..i + 4].try_into().unwrap());
+        let q = |i: usize| u64::from_ne_bytes(b[i..i + 8].try_into().unwrap());
+        Some(match w(0) {
+            1 => TreeMsg::Request { stop: w(4) != 0 },
+            2 => TreeMsg::Stopped,
+            3 => TreeMsg::Captured,
+            4 => TreeMsg::Done { ok: w(4) != 0, raw: q(8), stored: q(16), paused_ns: q(24) },
+            5 => TreeMsg::Solo,
+            6 => TreeMsg::Stop { generation: q(8) },
+            7 => TreeMsg::Capture,
+            8 => TreeMsg::Resume,
+            9 => TreeMsg::Abort,
+            10 => TreeMsg::Result { ok: w(4) != 0 },
+            _ => return None,
+        })
+    }
+}
+
+/// The coordinator's abstract socket name (with its leading NUL) for the namespace whose outer
+/// process (ckpt-run, ckpt-restart) is `outer_pid`. Abstract names are per network namespace,
+/// which the tree shares with the host: each side checks the other's credentials (the
+/// coordinator is pid 1 of the member's pid namespace; members are processes inside it).
+pub fn socket_name(outer_pid: i32) -> Vec<u8> {
+    format!("\0ckpt-tree-{outer_pid}").into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        for m in [
+            TreeMsg::Request { stop: true },
+            TreeMsg::Stopped,
+            TreeMsg::Captured,
+            TreeMsg::Done { ok: true, raw: 1 << 40, stored: 7, paused_ns: 9 },
+            TreeMsg::Solo,
+            TreeMsg::Stop { generation: 5 },
+            TreeMsg::Capture,
+            TreeMsg::Resume,
+            TreeMsg::Abort,
+            TreeMsg::Result { ok: false },
+        ] {
+            assert_eq!(TreeMsg::decode(&m.encode()), Some(m));
+        }
+        assert_eq!(TreeMsg::decode(&[0u8; 5]), None);
+    }
+}

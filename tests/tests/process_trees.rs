@@ -1,0 +1,93 @@
+//! Process trees (issue 13): every process the program starts is in the checkpoint, which is one
+//! consistent cut of the whole tree (ckpt-ns's init coordinates it) written as one image set,
+//! `NAME.ckpt/`; the test SIGKILLs the whole tree (its namespace) and ckpt-restart brings every
+//! process back with its pid, its parent, its pipes and the memory it shares.
+//! - tree_workers: forked workers report through pipes (with records waiting in them) and count
+//!   in shared anonymous memory; the parent reaps them with waitpid at the end: after a restart
+//!   that lost a child, a pipe's bytes or the sharing of the counter, the result differs;
+//! - the same as user nobody;
+//! - a bash script with a three-process pipeline and a command running at checkpoint time;
+//! - Python: multiprocessing.Pool(2) and concurrent.futures.ProcessPoolExecutor(2);
+//! - ckpt-inspect shows each set as a tree and verifies its images;
+//! - without a namespace a set is refused with one line.
+
+use anyhow::{ensure, Result};
+use ckpt_tests::{run_and_verify, Bins, Options, Outcome, Program, Workdir};
+
+fn workers(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_workers.c", &[], &["2", "120", "60"])
+}
+
+fn verify(name: &str, make: fn(&Workdir) -> Result<Program>, steps: &[u64], as_nobody: bool) -> Result<Outcome> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(name)?;
+    let program = make(&work)?;
+    let mut opts = Options::new(&work, steps);
+    opts.as_nobody = as_nobody;
+    opts.env = vec![("CKPT_NAMESPACE".into(), "1".into())];
+    let o = run_and_verify(&bins, &program, &opts)?;
+    let set = work.images().join(program.image_name());
+    ensure!(set.join("tree").is_file(), "no image set {} was written{}", set.display(), o.transcript());
+    // ckpt-inspect shows the set as a tree and verifies every image of it.
+    let out = std::process::Command::new(bins.dir.join("ckpt-inspect")).arg("--verify").arg(&set).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(out.status.success() && text.contains("image set:") && text.matches(".ckpt, ").count() + text.matches("zombie, wait status").count() >= 3, "ckpt-inspect of the set: {text}{}", String::from_utf8_lossy(&out.stderr));
+    Ok(o)
+}
+
+#[test]
+fn forked_workers_with_pipes_and_a_shared_counter_continue() -> Result<()> {
+    verify("trees-workers", workers, &[20], false).map(drop)
+}
+
+#[test]
+fn forked_workers_continue_after_two_restarts_as_nobody() -> Result<()> {
+    verify("trees-workers-nobody", workers, &[15, 50], true).map(drop)
+}
+
+fn pipeline(work: &Workdir) -> Result<Program> {
+    let script = ckpt_tests::programs::sources_dir().join("tree_pipeline.sh");
+    Ok(Program::native("/bin/bash", &[script.to_str().unwrap(), "100", "0.05"], work))
+}
+
+#[test]
+fn bash_script_with_a_pipeline_and_a_running_command_continues() -> Result<()> {
+    verify("trees-pipeline", pipeline, &[20], false).map(drop)
+}
+
+#[test]
+fn bash_script_with_a_pipeline_continues_as_nobody() -> Result<()> {
+    verify("trees-pipeline-nobody", pipeline, &[25], true).map(drop)
+}
+
+#[test]
+fn a_set_without_exact_ids_is_refused_in_one_line() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("trees-refused")?;
+    let program = workers(&work)?;
+    let mut opts = Options::new(&work, &[10]);
+    opts.env = vec![("CKPT_NAMESPACE".into(), "1".into())];
+    let (set, _, _) = ckpt_tests::checkpoint_and_kill(&bins, &program, &opts)?;
+    let out = std::process::Command::new(&bins.restart).arg("--no-namespace").arg(&set).output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success() && err.lines().count() == 1 && err.contains("exact ids"), "ckpt-restart --no-namespace of a set: {err}");
+    Ok(())
+}
+
+fn pool(work: &Workdir) -> Result<Program> {
+    Program::python(work, "tree_pool.py", &["pool", "120", "0.05"])
+}
+
+fn executor(work: &Workdir) -> Result<Program> {
+    Program::python(work, "tree_pool.py", &["executor", "120", "0.05"])
+}
+
+#[test]
+fn python_multiprocessing_pool_continues() -> Result<()> {
+    verify("trees-pool", pool, &[30], false).map(drop)
+}
+
+#[test]
+fn python_process_pool_executor_continues() -> Result<()> {
+    verify("trees-executor", executor, &[30], false).map(drop)
+}
