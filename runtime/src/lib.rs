@@ -252,6 +252,7 @@ fn member_child() {
     control::setup_wake();
     sigevthread::after_fork();
     tree::set_child();
+    step::forget_in_child();
     triggers::no_timer();
     tree::join();
     CKPT_THREAD.tid.store(0, Ordering::Release);

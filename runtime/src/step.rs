@@ -136,6 +136,11 @@ static STEP_TIMEOUT_MS: AtomicU64 = AtomicU64::new(120_000);
 pub fn init(env: &dyn Fn(&[u8]) -> Option<Vec<u8>>, dir: &[u8], name: &[u8]) {
     let var = |k: &str| env(&[k.as_bytes(), b"\0"].concat()).map(|v| String::from_utf8_lossy(&v).into_owned());
     let Some(id) = Ident::from_env(var) else { return };
+    if crate::tree::is_child() {
+        // A program that a process of the task's tree execs: not the task (see `in_task_tree`).
+        IN_TASK_TREE.store(true, Ordering::Relaxed);
+        return;
+    }
     if let Some(t) = var("CKPT_STEP_TIMEOUT").and_then(|t| t.parse::<u64>().ok()).filter(|&t| t > 0) {
         STEP_TIMEOUT_MS.store(t * 1000, Ordering::Relaxed);
     }
@@ -148,6 +153,34 @@ pub fn init(env: &dyn Fn(&[u8]) -> Option<Vec<u8>>, dir: &[u8], name: &[u8]) {
     if is_coordinator() {
         start_coordinator();
     }
+}
+
+/// A process of a task's tree other than the task's program (its child, or a program a child
+/// execs, in the task's namespace): checkpoints of the step are the program's to ask, and a
+/// step whose task is a tree is refused (`run_local`), so such a process asks for none.
+static IN_TASK_TREE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn in_task_tree() -> bool {
+    IN_TASK_TREE.load(Ordering::Relaxed)
+}
+
+/// In a child the program forked (a member of its tree): the links and the listener are the
+/// program's (closing our copies leaves them open); this process is no task of the step.
+pub fn forget_in_child() {
+    let p = STEP.swap(std::ptr::null_mut(), Ordering::AcqRel);
+    // SAFETY: STEP was set once to a leaked Box that is never freed (the parent's copy).
+    let Some(s) = (unsafe { p.as_ref() }) else { return };
+    for l in &s.links {
+        let fd = l.swap(-1, Ordering::Relaxed);
+        if fd >= 0 {
+            sys::close(fd);
+        }
+    }
+    let l = LISTEN.swap(-1, Ordering::Relaxed);
+    if l >= 0 {
+        sys::close(l);
+    }
+    IN_TASK_TREE.store(true, Ordering::Relaxed);
 }
 
 /// After a restart: the old links are gone (their numbers may be the program's now); link up
@@ -483,7 +516,7 @@ fn coordinate_one(stop: bool) -> Option<Outcome> {
     let s = step()?;
     let gen = COMPLETED.load(Ordering::Relaxed) + 1;
     let t0 = ckpt_step::sys::now_ms();
-    let missing: Vec<usize> = (1..s.id.ntasks as usize).filter(|&r| s.links[r].load(Ordering::Relaxed) < 0).collect();
+    let missing = wait_linked(s, deadline(timeout_ms().min(LINK_WAIT_MS)));
     if !missing.is_empty() {
         log!(ERROR, "checkpoint {gen} of the step abandoned: task(s) {missing:?} are not linked (not started yet, or ended); the program continues");
         if stop {
@@ -580,6 +613,24 @@ fn coordinate_one(stop: bool) -> Option<Outcome> {
     out.filter(|_| ok)
 }
 
+/// How long rank 0 waits for tasks that have not linked up yet when a checkpoint is asked (a
+/// request that comes right after the step started: the others link up within a retry).
+const LINK_WAIT_MS: u64 = 5000;
+
+/// Rank 0: accept members until every task is linked or `end`; the ranks still missing.
+fn wait_linked(s: &Step, end: u64) -> Vec<usize> {
+    loop {
+        accept_members(s);
+        let missing: Vec<usize> = (1..s.id.ntasks as usize).filter(|&r| s.links[r].load(Ordering::Relaxed) < 0).collect();
+        let now = ckpt_step::sys::now_ms();
+        let l = LISTEN.load(Ordering::Relaxed);
+        if missing.is_empty() || now >= end || l < 0 {
+            return missing;
+        }
+        let _ = ckpt_step::sys::poll1(l, libc::POLLIN, Some((end - now).min(100)));
+    }
+}
+
 /// Before rank 0 exits: read what a member sent (its requests) until it closes its end, so
 /// that our close is an orderly one: closing with unread bytes would reset the connection and
 /// the member could lose the `Commit` still on its way.
@@ -653,7 +704,7 @@ fn take_part(s: &Step, gen: u64, stop: bool) -> Option<Outcome> {
 
 /// This task's part: its image, numbered `gen`, taken with the step's hooks in force.
 fn run_local(s: &Step, gen: u64, stop: bool) -> Option<Outcome> {
-    if let Some(why) = s.unsupported.clone().or_else(infiniband) {
+    if let Some(why) = s.unsupported.clone().or_else(infiniband).or_else(process_tree) {
         log!(ERROR, "checkpoint failed, the program continues: {why}");
         if s.id.rank != 0 {
             // Rank 0 waits for this task's Conns.
@@ -688,6 +739,41 @@ fn infiniband() -> Option<String> {
         link.starts_with(b"/dev/infiniband/").then(|| {
             format!("the program uses InfiniBand ({} is open): RDMA state lives in the adapter and cannot be checkpointed; run it over TCP (e.g. OMPI_MCA_btl=tcp,self, UCX_TLS=tcp)", String::from_utf8_lossy(&link))
         })
+    })
+}
+
+/// Why this task cannot take part because its program is a process tree (other processes in
+/// its namespace, zombies too, as its init counts them), if it is: a task's checkpoint is one
+/// image, not a set, for now. Without a namespace children are not managed (their loss is in
+/// the image's left-out list, as for any program).
+fn process_tree() -> Option<String> {
+    if !crate::ids::in_namespace() {
+        return None;
+    }
+    let me = sys::getpid();
+    let names = sys::list_dir(&sys::cpath(&[b"/proc"])).ok()?;
+    let others: Vec<String> = names
+        .iter()
+        .filter_map(|n| std::str::from_utf8(n).ok()?.parse::<i32>().ok())
+        .filter(|&pid| pid > 1 && pid != me)
+        .filter(|&pid| {
+            // A clone without an exit signal (field 38 of stat: the runtime's snapshot writer) is
+            // not a process of the tree; its init counts the same way.
+            let stat = sys::read_file(&sys::cpath(&[b"/proc/", sys::decimal(pid).as_slice(), b"/stat"])).unwrap_or_default();
+            let rest = stat.iter().rposition(|&b| b == b')').map_or(&stat[..0], |i| &stat[i + 1..]);
+            let exit_signal = String::from_utf8_lossy(rest).split_whitespace().nth(35).and_then(|v| v.parse::<i32>().ok()).unwrap_or(0);
+            exit_signal != 0
+        })
+        .map(|pid| {
+            let mut comm = sys::read_file(&sys::cpath(&[b"/proc/", sys::decimal(pid).as_slice(), b"/comm"])).unwrap_or_default();
+            while comm.last() == Some(&b'\n') {
+                comm.pop();
+            }
+            format!("{pid} ({})", String::from_utf8_lossy(&comm))
+        })
+        .collect();
+    (!others.is_empty()).then(|| {
+        format!("the task's program is a process tree (also {}): a step whose tasks have several processes cannot be checkpointed yet", others.join(", "))
     })
 }
 

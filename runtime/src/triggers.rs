@@ -172,6 +172,8 @@ pub fn run() -> ! {
                 arm_timer();
             }
             crate::step::serve();
+        } else if bits & (REQ_STOP | REQ_CHECKPOINT) != 0 && crate::step::in_task_tree() {
+            log!(DEBUG, "checkpoint request ignored: a checkpoint of the step is its task's program's to take");
         } else if bits & REQ_STOP != 0 && member {
             crate::tree::request(true);
         } else if bits & REQ_STOP != 0 {

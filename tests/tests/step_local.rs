@@ -3,8 +3,9 @@
 //! SLURM_RESTART_COUNT), each under its own `ckpt-run`, talking over TCP in a ring
 //! (programs/step_ring.c). One checkpoint of the whole step, every task SIGKILLed, the step
 //! resumed: every task ends with the checksum of an uninterrupted run and did not start over.
-//! The step's coordination channel refuses a connection from another user. (The same against a
-//! real Slurm: slurm_jobs.rs.)
+//! The step's coordination channel refuses a connection from another user; a step whose tasks
+//! are process trees (or PMI2 ranks) refuses its checkpoint in one line. The tasks run in their
+//! own namespaces (the default). (The same against a real Slurm: slurm_jobs.rs.)
 
 use anyhow::{ensure, Context, Result};
 use ckpt_tests::programs::compile_c;
@@ -30,11 +31,14 @@ struct Run<'a> {
     restarts: u32,
     resume: bool,
     env: &'a [(&'a str, &'a str)],
+    /// The task's program is a process tree: a shell that leaves a child running and execs the
+    /// ring.
+    tree: bool,
 }
 
 /// Start the `n` tasks under ckpt-run (`resume`: with --resume, as after a requeue).
 fn start_step(bins: &Bins, work: &Workdir, exe: &Path, n: usize, run: &Run, rounds: u32) -> Result<Vec<Proc>> {
-    let Run { job, restarts, resume, env } = *run;
+    let Run { job, restarts, resume, env, tree } = *run;
     let ports = work.join("ports");
     std::fs::create_dir_all(&ports)?;
     (0..n)
@@ -43,7 +47,12 @@ fn start_step(bins: &Bins, work: &Workdir, exe: &Path, n: usize, run: &Run, roun
             if resume {
                 argv.push("--resume".into());
             }
-            argv.extend([OsString::from("--"), exe.into(), ports.clone().into()]);
+            if tree {
+                argv.extend(["--name".into(), "step_ring".into(), "--".into(), "/bin/sh".into(), "-c".into(), OsString::from("sleep 600 & exec \"$0\" \"$@\"")]);
+            } else {
+                argv.push("--".into());
+            }
+            argv.extend([exe.into(), ports.clone().into()]);
             argv.extend(ring_args(rounds).iter().map(OsString::from));
             let mut c = user_command(&argv, false, work.path());
             slurm_env(&mut c, job, r, n, restarts);
@@ -72,7 +81,7 @@ fn step_ring_checkpoint_of_all_tasks_kill_resume_same_checksums() -> Result<()> 
     let n = 3;
     let expected = ring::reference(&work, &exe, n, ROUNDS)?;
     let job = format!("local{}", std::process::id());
-    let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &[] }, ROUNDS)?;
+    let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &[], tree: false }, ROUNDS)?;
     for p in first.iter_mut() {
         p.wait_for_step(10, Duration::from_secs(60))?;
     }
@@ -90,7 +99,7 @@ fn step_ring_checkpoint_of_all_tasks_kill_resume_same_checksums() -> Result<()> 
         ensure!(s.last().is_some_and(|&l| l < 80), "{} finished before the kill", p.label());
         before.push(s.len());
     }
-    let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &[] }, ROUNDS)?;
+    let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &[], tree: false }, ROUNDS)?;
     for (r, p) in second.iter_mut().enumerate() {
         p.wait(Duration::from_secs(120))?;
         let out = p.stdout();
@@ -114,7 +123,7 @@ fn step_coordinator_refuses_another_users_connection() -> Result<()> {
     };
     let (bins, work, exe) = setup("step-auth")?;
     let job = format!("auth{}", std::process::id());
-    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &[] }, 400)?;
+    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &[], tree: false }, 400)?;
     for p in tasks.iter_mut() {
         p.wait_for_step(3, Duration::from_secs(60))?;
     }
@@ -148,13 +157,22 @@ fn step_of_pmi2_ranks_refuses_checkpoint_clearly() -> Result<()> {
     let (bins, work, exe) = setup("step-pmi")?;
     let job = format!("pmi{}", std::process::id());
     let env = [("PMI_FD", "7"), ("PMI_RANK", "0"), ("PMI_SIZE", "2")];
-    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &env }, 400)?;
+    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: false }, 400)?;
     for p in tasks.iter_mut() {
         p.wait_for_step(3, Duration::from_secs(60))?;
     }
     tasks[0].signal(libc::SIGUSR2)?;
-    for p in tasks.iter_mut() {
-        p.wait_for_stderr("started by srun through PMI2", Duration::from_secs(60))?;
+    refused_everywhere(&work, &mut tasks, "started by srun through PMI2")
+}
+
+/// A step checkpoint asked of one task was refused: every task says `why`, rank 0 abandons it
+/// everywhere, no manifest is written, and every task goes on; then they are killed.
+fn refused_everywhere(work: &Workdir, tasks: &mut [Proc], why: &str) -> Result<()> {
+    for r in 0..tasks.len() {
+        if let Err(e) = tasks[r].wait_for_stderr(why, Duration::from_secs(60)) {
+            let all: Vec<String> = tasks.iter().map(|p| format!("{}:\n{}", p.label(), p.stderr())).collect();
+            anyhow::bail!("{e}\n{}", all.join("\n"));
+        }
     }
     tasks[0].wait_for_stderr("step checkpoint 1 abandoned on every task", Duration::from_secs(60))?;
     ensure!(!work.join("ckpt/step_ring.step").exists(), "a manifest was written");
@@ -180,7 +198,7 @@ fn step_checkpoint_abandoned_when_a_task_hangs_previous_set_stays() -> Result<()
     let expected = ring::reference(&work, &exe, n, ROUNDS)?;
     let job = format!("hang{}", std::process::id());
     let env = [("CKPT_STEP_TIMEOUT", "3")];
-    let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &env }, ROUNDS)?;
+    let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: false }, ROUNDS)?;
     for p in first.iter_mut() {
         p.wait_for_step(5, Duration::from_secs(60))?;
     }
@@ -188,21 +206,44 @@ fn step_checkpoint_abandoned_when_a_task_hangs_previous_set_stays() -> Result<()
     first[0].wait_for_stderr("step checkpoint 1: 3 tasks committed", Duration::from_secs(60))?;
     let manifest = work.join("ckpt/step_ring.step");
     let committed = std::fs::read(&manifest)?;
-    first[2].signal(libc::SIGSTOP)?;
+    // The program itself (in a namespace, the child of ckpt-run's init; ckpt-run only waits).
+    let hung = first[2].program_pid();
+    // SAFETY: kill(2) of a process of this test.
+    ensure!(unsafe { libc::kill(hung, libc::SIGSTOP) } == 0, "cannot stop task 2's program {hung}");
     first[0].signal(libc::SIGUSR2)?;
     first[0].wait_for_stderr("step checkpoint 2 abandoned on every task: task 2 did not stop in time", Duration::from_secs(30))?;
     first[1].wait_for_stderr("step checkpoint 2 abandoned", Duration::from_secs(30))?;
     ensure!(std::fs::read(&manifest)? == committed, "the manifest changed:\n{}", std::fs::read_to_string(&manifest)?);
-    first[2].signal(libc::SIGCONT)?;
+    // SAFETY: as above.
+    unsafe { libc::kill(hung, libc::SIGCONT) };
     for p in first.iter_mut() {
         p.kill()?;
     }
-    let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &[] }, ROUNDS)?;
+    let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &[], tree: false }, ROUNDS)?;
     for (r, p) in second.iter_mut().enumerate() {
         p.wait(Duration::from_secs(120))?;
         let (out, err) = (p.stdout(), p.stderr());
         ensure!(err.contains("(checkpoint 1,"), "task {r} did not resume from checkpoint 1:\n{err}");
         ensure!(result_of(&out) == Some(expected[r].as_str()), "task {r}: {:?}, uninterrupted {}; stderr:\n{err}", result_of(&out), expected[r]);
     }
+    Ok(())
+}
+
+/// A task whose program is a process tree (in its namespace: a child besides the program)
+/// cannot take part in a checkpoint of its step yet: the step's checkpoint is abandoned on every
+/// task with one line naming the other process, no manifest is written, and the ring goes on.
+#[test]
+fn step_of_a_process_tree_refuses_checkpoint_clearly() -> Result<()> {
+    let (bins, work, exe) = setup("step-tree")?;
+    let job = format!("tree{}", std::process::id());
+    // The namespace is required: without one, children are not managed (nothing to refuse).
+    let env = [("CKPT_NAMESPACE", "1")];
+    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: true }, 400)?;
+    for p in tasks.iter_mut() {
+        p.wait_for_step(3, Duration::from_secs(60))?;
+    }
+    tasks[1].signal(libc::SIGUSR2)?;
+    refused_everywhere(&work, &mut tasks, "is a process tree (also ")?;
+    ensure!(tasks.iter().all(|p| p.stderr().contains("(sleep)")), "the refusal does not name the other process");
     Ok(())
 }
