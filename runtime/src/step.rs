@@ -427,6 +427,24 @@ fn link_up(s: &Step) {
     }
 }
 
+/// A member asked for a checkpoint before it linked up (right after the step started): try to
+/// link up until `end`; the link (-1: none).
+fn link_now(s: &Step, end: u64) -> i32 {
+    loop {
+        let fd = s.links[0].load(Ordering::Relaxed);
+        let now = ckpt_step::sys::now_ms();
+        if fd >= 0 || now >= end {
+            return fd;
+        }
+        link_up(s);
+        if s.links[0].load(Ordering::Relaxed) < 0 {
+            let wait = RETRY_AT.load(Ordering::Relaxed).max(now + 10).min(end).saturating_sub(now);
+            let ts = sys::timespec_ms(wait);
+            let _ = sys::syscall!(libc::SYS_nanosleep, &ts as *const libc::timespec, 0);
+        }
+    }
+}
+
 /// Connect to the address of a coordinator (loopback on the same machine).
 fn connect_to(a: &Addr) -> Result<i32, String> {
     let mut last = String::from("no address");
@@ -460,7 +478,7 @@ pub fn request(stop: bool, wait: bool) -> Option<Outcome> {
         }
         return coordinate(stop);
     }
-    let fd = s.links[0].load(Ordering::Relaxed);
+    let fd = link_now(s, deadline(timeout_ms().min(LINK_WAIT_MS)));
     if fd < 0 {
         log!(ERROR, "checkpoint failed, the program continues: this task is not linked to task 0 of its step (not started yet, or ended)");
         return None;
