@@ -45,6 +45,30 @@ pub struct Socket {
     pub groups: Vec<u32>,
     /// What could not be saved, for the restart to refuse or warn about (empty: nothing).
     pub lost: String,
+    /// A TCP connection to another task of the program's Slurm step (format version 11):
+    /// drained at checkpoint time (its unread bytes are `queue`) and made again at restart
+    /// through the step's coordinator, whatever the nodes and addresses are then.
+    pub job: Option<JobConn>,
+}
+
+/// A connection between two tasks of a step, as the coordinator paired it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobConn {
+    /// The connection's id in the step's checkpoint (the same on both ends).
+    pub id: u64,
+    /// The rank of the task at the other end.
+    pub peer_rank: u32,
+}
+
+/// The task's place in its Slurm step, for a checkpoint of the whole step (version 11).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepInfo {
+    pub rank: u32,
+    pub ntasks: u32,
+    /// The step checkpoint's number (the same in every task's image of the set).
+    pub generation: u64,
+    /// The name the step's files share in the image directory (the image name without `.RANK`).
+    pub base: String,
 }
 
 /// Where a socket stands in its life.

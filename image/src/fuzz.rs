@@ -102,6 +102,7 @@ pub fn sample_image() -> Result<Vec<u8>> {
         },
         ids: Ids { namespace: true, outer_pid: 4200, ckpt_tid: 4244, monotonic_ns: 12_345_678_901, boottime_ns: 12_345_678_999, signal: 12, ..Default::default() },
         shared: vec![SharedMem { start: 0x7000_0000, dev: 5, ino: 42, offset: 0 }],
+        step: None,
         sysv: crate::Sysv {
             shm: vec![crate::ShmSegment { perm: crate::IpcPerm { id: 42, key: 7, uid: 1000, gid: 1000, mode: 0o600 }, size: 40960, removed: false, data: vec![1, 2, 3] }],
             sem: vec![crate::SemSet { perm: crate::IpcPerm { id: 1, key: 0, uid: 1000, gid: 1000, mode: 0o600 }, values: vec![0, 5] }],

@@ -17,7 +17,7 @@ pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// 10: packed frames (`Chunk::frame_skip`, `Chunk::frame_len`: a window's scattered pages in one
 ///     frame, one chunk per run) and `Meta::increments`.
 /// 11: `Index::shared` (shared memory by identity, for the images of a process tree's set).
-/// 12: (taken by another branch.)
+/// 12: `Socket::job` (connections between the tasks of a Slurm step) and `Index::step`.
 /// 13: `Index::sysv` (System V shared memory, semaphores and message queues of the namespace).
 pub const VERSION: u32 = 13;
 pub const HEADER_LEN: usize = 64;

@@ -21,6 +21,9 @@ pub struct Index {
     /// Which shared memory regions are which kernel object (format version 8): processes of a
     /// tree that map one object map it again together after a restart.
     pub shared: Vec<SharedMem>,
+    /// The task's Slurm step, when the image is part of a checkpoint of the whole step
+    /// (version 12; None: a program checkpointed on its own).
+    pub step: Option<crate::StepInfo>,
     /// The System V IPC objects of the program's IPC namespace (format version 13; empty for a
     /// program run without ckpt's namespace, whose objects are the host's).
     pub sysv: crate::Sysv,
@@ -474,6 +477,9 @@ pub struct RestartInfo {
     /// checked): see `Launch::dir_dev`.
     pub dir_dev: u64,
     pub dir_ino: u64,
+    /// A task of a step: the epoch of the restarted step (the runtime's coordinator publishes
+    /// its address under it); 0 otherwise.
+    pub step_epoch: u64,
 }
 
 impl RestartInfo {

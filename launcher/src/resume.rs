@@ -114,6 +114,14 @@ pub fn resume_if_possible(dir: &Path, name: &OsStr, program: Option<&Path>, no_n
     let gens = ckpt_image::generations_of(dir, name.as_bytes());
     let euid = ckpt_image::trust::euid();
     let mut found = None;
+    let step = ckpt_step::ident::Ident::from_env(|k| std::env::var(k).ok());
+    let gens = match &step {
+        Some(id) => match step_image(dir, name, id, &gens, euid)? {
+            Some(p) => vec![p],
+            None => return Ok(()),
+        },
+        None => gens,
+    };
     for p in &gens {
         match ckpt_image::trust::read_owned(p, euid) {
             Ok(r) => {
@@ -154,6 +162,35 @@ pub fn resume_if_possible(dir: &Path, name: &OsStr, program: Option<&Path>, no_n
     // SAFETY: a NULL-terminated array of valid C strings that outlive the call.
     unsafe { libc::execv(ptrs[0], ptrs.as_ptr()) };
     bail!("cannot run ckpt-restart: {}", std::io::Error::last_os_error())
+}
+
+/// A task of a Slurm step resumes from the step's last complete checkpoint only (the manifest
+/// `BASE.step` names each task's image): the image of this task it names, or None to start
+/// fresh (no complete checkpoint; every task sees the same manifest, so all start fresh).
+fn step_image(dir: &Path, name: &OsStr, id: &ckpt_step::ident::Ident, gens: &[PathBuf], euid: u32) -> Result<Option<PathBuf>> {
+    let base = ckpt_step::ident::base_name(&name.to_string_lossy(), id.rank);
+    let d = ckpt_step::files::Dir::open(dir.as_os_str().as_bytes()).map_err(|e| anyhow::anyhow!(e))?;
+    let mname = ckpt_step::files::manifest_name(&base);
+    let Some(m) = d.read_own(&mname, 1 << 20).map_err(|e| anyhow::anyhow!("refusing to resume: {e}"))? else {
+        if !gens.is_empty() {
+            eprintln!("ckpt-run: no complete checkpoint of the step in {} (no {mname}); starting fresh", dir.display());
+        }
+        return Ok(None);
+    };
+    let m = ckpt_step::files::Manifest::decode(&m).with_context(|| format!("refusing to resume: {} is not a step manifest", d.show(&mname)))?;
+    if m.hashes.len() != id.ntasks as usize {
+        bail!("refusing to resume: {} is a checkpoint of a step of {} tasks, this step has {} (run it with as many tasks, or remove {} to start afresh)", d.show(&mname), m.hashes.len(), id.ntasks, d.show(&mname));
+    }
+    let want = m.hashes[id.rank as usize];
+    for p in gens {
+        match ckpt_image::trust::read_owned(p, euid) {
+            Ok(r) if r.header.index_hash == want => return Ok(Some(p.clone())),
+            Ok(_) => continue,
+            Err(e @ ckpt_image::ImageError::Untrusted(_)) => bail!("refusing to resume: {e}"),
+            Err(_) => continue,
+        }
+    }
+    bail!("refusing to resume: task {}'s image of step checkpoint {} (named in {}) is not in {}", id.rank, m.generation, d.show(&mname), dir.display())
 }
 
 /// With --requeue inside a Slurm job: the scontrol the runtime will run (None outside Slurm).

@@ -207,7 +207,9 @@ pub struct Restored {
 }
 
 /// Open every fd of the image at its number; close every other fd of ours above 2.
-pub fn restore(fds: &[FdState], opts: &Options, image: &Reader) -> Result<Restored> {
+/// `job`: connections to other tasks of a step, made again already (our fds, by inode);
+/// `keep`: other fds of ours to leave open (the step's links).
+pub fn restore(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64, RawFd>, keep: &[RawFd]) -> Result<Restored> {
     // The program's RLIMIT_NOFILE is already in force and may be below its own fd numbers
     // (lowering it closes nothing): lift the soft limit while fds are placed.
     let mut lim = libc::rlimit64 { rlim_cur: 0, rlim_max: 0 };
@@ -216,13 +218,13 @@ pub fn restore(fds: &[FdState], opts: &Options, image: &Reader) -> Result<Restor
     let lifted = libc::rlimit64 { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
     // SAFETY: raising our soft limit up to the hard one.
     unsafe { libc::setrlimit64(libc::RLIMIT_NOFILE, &lifted) };
-    let r = restore_all(fds, opts, image);
+    let r = restore_all(fds, opts, image, job, keep);
     // SAFETY: putting the program's limit back.
     unsafe { libc::setrlimit64(libc::RLIMIT_NOFILE, &lim) };
     r
 }
 
-fn restore_all(fds: &[FdState], opts: &Options, image: &Reader) -> Result<Restored> {
+fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64, RawFd>, keep_too: &[RawFd]) -> Result<Restored> {
     let top = fds.iter().map(|f| f.fd).max().unwrap_or(0).max(2) + 1;
     // stdin/stdout/stderr stay ours, except a pipe between processes of a tree (a pipeline).
     let prog: Vec<&FdState> = fds.iter().filter(|f| f.fd > 2 || crate::tree::shared_pipe(f)).collect();
@@ -260,7 +262,7 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader) -> Result<Restor
         }
     }
     // 2. Every other object, except epoll instances and dups; the files in flight too.
-    let socks = Sockets::make(fds, top, ckpt_kinds::sockets::restore::Options { ignore: opts.ignore_missing })?;
+    let socks = Sockets::make(fds, top, ckpt_kinds::sockets::restore::Options { ignore: opts.ignore_missing }, job)?;
     let ttys = Terminals::make(fds, top, opts.ignore_missing)?;
     let mut mk = Makers { sh: Shared { pipes: crate::tree::pipes(), ..Shared::default() }, socks, ttys, ignore: opts.ignore_missing };
     let objects = |f: &&&FdState| f.dup_of.is_none() && !matches!(f.kind, FdKind::Path { .. } | FdKind::Epoll { .. });
@@ -286,6 +288,7 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader) -> Result<Restor
     keep.extend(flying.values());
     keep.extend(mk.socks.held());
     keep.extend(mk.ttys.held());
+    keep.extend(keep_too);
     let ours: Vec<i32> = std::fs::read_dir("/proc/self/fd")?
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))

@@ -17,6 +17,7 @@ mod namespace;
 mod plan;
 mod progress;
 mod stage;
+mod step;
 mod switch;
 mod tree;
 
@@ -272,7 +273,22 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
     }
     // Segments marked for removal are marked again now that this process attached them.
     ckpt_kinds::sysv::remove(&index);
-    let restored = fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot }, chain.newest())?;
+    // A task of a Slurm step meets the other tasks first: its connections to them are made
+    // again through them (step.rs).
+    let top = index.fds.iter().map(|f| f.fd).max().unwrap_or(0).max(2) + 1;
+    let joined = step::join(&index, &path, image_hash, top)?;
+    let (job, keep) = joined.as_ref().map(|j| (j.conns.clone(), j.links())).unwrap_or_default();
+    let restored = fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot }, chain.newest(), job, &keep);
+    let step_epoch = joined.as_ref().map_or(0, |j| j.epoch);
+    if let Some(j) = joined {
+        // No task's program runs before every task's fds are back.
+        let ready = j.ready(restored.as_ref().err().map(one_line).as_deref());
+        j.close();
+        if restored.is_ok() {
+            ready.context("the restart of the step failed")?;
+        }
+    }
+    let restored = restored?;
     // Restoring the fds closed every fd of ours, the image's too: they must never be closed again.
     std::mem::forget(chain);
     // The working directory last: a removed one may be a directory the program has an fd on.
@@ -294,7 +310,7 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
         polls => progress::info(format_args!("waited {polls} ms for the staging threads to end")),
     }
     let switch_base = base + stage_len;
-    let note = plan::Note { path: path.as_os_str().as_bytes(), memory, started_ns: progress::started_ns(), log_level: progress::log_level() };
+    let note = plan::Note { path: path.as_os_str().as_bytes(), memory, started_ns: progress::started_ns(), log_level: progress::log_level(), step_epoch };
     let prepared = plan::prepare(&index, image_hash, &plan, &own, table, switch_base, switch_len, &note, exe)?;
     if change_creds {
         creds::apply(&p.creds)?;

@@ -61,6 +61,8 @@ pub struct Note<'a> {
     pub memory: u64,
     pub started_ns: u64,
     pub log_level: u8,
+    /// A task of a step: the restarted step's epoch (see RestartInfo::step_epoch), else 0.
+    pub step_epoch: u64,
 }
 
 fn params_len(index: &Index) -> u64 {
@@ -297,6 +299,7 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], tab
         outer_pid: outer_pid(),
         dir_dev: trusted_dir().0,
         dir_ino: trusted_dir().1,
+        step_epoch: note.step_epoch,
     };
     let info_at = blk.put(&info);
     let msg_at = blk.put_slice(MSG);

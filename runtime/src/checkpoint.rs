@@ -23,6 +23,8 @@ pub struct Outcome {
     pub raw: u64,
     pub stored: u64,
     pub paused_ms: u64,
+    /// The image's header index_hash.
+    pub hash: u64,
 }
 
 /// 1 while a checkpoint is being taken (a futex word: exit waits for it, see `wait_in_flight`).
@@ -86,7 +88,9 @@ fn take_in(part: Option<Part>) -> Option<Outcome> {
             dir.clean_leftovers(&generation_file_name(&cfg.name, 0), START_SEC.load(Ordering::Relaxed));
             // An increment needs its parent on disk (the user may have removed it).
             let parent = incremental::next_parent().filter(|(h, _)| generations::has_image(&dir, &cfg.name, *h));
-            let mut result = if crate::bgtake::possible() {
+            // A step's checkpoint drains its connections while the threads are stopped (take_attempt):
+            // not from a background snapshot.
+            let mut result = if crate::bgtake::possible() && !crate::step::in_checkpoint() {
                 settle(crate::bgtake::take(&dir, &cfg.name, gen, t0, parent))
             } else {
                 Err(Retry::Sync(String::new()))
@@ -96,6 +100,10 @@ fn take_in(part: Option<Part>) -> Option<Outcome> {
                     log!(INFO, "checkpoint {gen} taken with a forked snapshot: {why}");
                 }
                 result = take_with(&dir, &cfg.name, gen, t0, snapshot::enabled(), parent, None);
+            }
+            // The other tasks of a step have run on: a second stop cannot drain again.
+            if let (Err(Retry::Sync(why)), true) = (&result, crate::step::in_checkpoint()) {
+                result = Err(Retry::Fail(format!("the image could not be written from a snapshot ({why})")));
             }
             if let Err(Retry::Sync(why)) = &result {
                 log!(INFO, "checkpoint {gen} written without a snapshot: {why}");
@@ -112,7 +120,7 @@ fn take_in(part: Option<Part>) -> Option<Outcome> {
                 work.discard();
             }
             incremental::reset();
-            Some(Outcome { raw: w.raw, stored: w.stored, paused_ms: paused / 1_000_000 })
+            Some(Outcome { raw: w.raw, stored: w.stored, paused_ms: paused / 1_000_000, hash: w.hash })
         }
         Ok((mut w, paused)) => {
             let paused_ms = paused / 1_000_000;
@@ -122,7 +130,7 @@ fn take_in(part: Option<Part>) -> Option<Outcome> {
             }
             incremental::committed(w.hash, w.increment, w.stored);
             generations::remember(&w.path, w.stored);
-            Some(Outcome { raw: w.raw, stored: w.stored, paused_ms })
+            Some(Outcome { raw: w.raw, stored: w.stored, paused_ms, hash: w.hash })
         }
         Err(e) => {
             GENERATION.fetch_sub(1, Ordering::AcqRel);
@@ -235,7 +243,13 @@ fn take_attempt(dir: &Dir, name: &[u8], gen: u64, t0: u64, fork: bool, parent: O
     let t_stop = now_ns();
     let slots = threads::stop_all(sys::gettid()).map_err(|e| (Retry::Fail(e), None))?;
     let resumed = || {
-        threads::resume_all();
+        // A step that stops: the program must not run on while the other tasks finish (it
+        // would see them go); it ends with its checkpoint.
+        if !crate::step::keep_stopped() {
+            // Bytes in flight between the tasks of a step go back before the program runs.
+            crate::step::refill();
+            threads::resume_all();
+        }
         alloc::note_stopped_use(alloc::scratch_used() - used0);
     };
     if let Some(Err(e)) = phases.map(|p| p.stopped()) {
@@ -243,8 +257,15 @@ fn take_attempt(dir: &Dir, name: &[u8], gen: u64, t0: u64, fork: bool, parent: O
         return Err((Retry::Fail(e), None));
     }
     let t_stopped = now_ns();
+    if let Err(e) = crate::step::stopped() {
+        resumed();
+        return Err((Retry::Fail(format!("checkpoint of the step abandoned: {e}")), None));
+    }
     let mut cap = match capture(&slots, gen, dir, name, phases.is_some()) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            crate::step::annotate(&mut c.index);
+            c
+        }
         Err(e) => {
             resumed();
             return Err((Retry::Fail(e), None));
@@ -544,6 +565,7 @@ pub(crate) fn capture(slots: &[threads::Slot], gen: u64, dir: &Dir, name: &[u8],
         left_out,
         ids: crate::ids::image_ids(ct.tid.load(Ordering::Relaxed)),
         shared: shared_mem(&maps),
+        step: None,
         sysv,
     };
     Ok(Capture { maps, index, final_path, name: name.to_vec(), member, tmp_name, taken_at: now_ns(), eligible: Vec::new(), hashes: None, old: None, increment: false, parent: 0, guard: None })

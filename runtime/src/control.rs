@@ -40,7 +40,8 @@ pub fn is_runtime_fd(fd: i32) -> bool {
             || crate::tree::fd() == fd
             || DEFERRED.iter().any(|d| d.load(Ordering::Relaxed) & 0xffff_ffff == i64::from(fd))
             || crate::uffdwp::is_own_fd(fd)
-            || crate::imgdir::is_own_fd(fd))
+            || crate::imgdir::is_own_fd(fd)
+            || crate::step::is_own_fd(fd))
         && sys::still_own(fd)
 }
 
@@ -188,19 +189,21 @@ extern "C" fn fini() {
 
 /// Sleep until woken, a client connects, or `timeout_ms` passes. False when there is nothing
 /// to poll (no eventfd): the caller then sleeps on the futex instead.
-pub fn poll(timeout_ms: Option<u64>) -> bool {
+/// `extra`: other fds of the checkpoint thread to wake up for (a step's links).
+pub fn poll(timeout_ms: Option<u64>, extra: &[i32]) -> bool {
     let wake = WAKE_FD.load(Ordering::Acquire);
     if wake < 0 {
         return false;
     }
-    let mut fds = [
+    let mut fds = vec![
         libc::pollfd { fd: wake, events: libc::POLLIN, revents: 0 },
         libc::pollfd { fd: LISTEN_FD.load(Ordering::Acquire), events: libc::POLLIN, revents: 0 },
         libc::pollfd { fd: crate::tree::fd(), events: libc::POLLIN, revents: 0 },
     ];
+    fds.extend(extra.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }));
     let ts = timeout_ms.map(sys::timespec_ms);
     let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    let _ = syscall!(libc::SYS_ppoll, fds.as_mut_ptr(), 3, tsp, 0, 8);
+    let _ = syscall!(libc::SYS_ppoll, fds.as_mut_ptr(), fds.len(), tsp, 0, 8);
     // The program closed one of our fds (some close every fd they do not know): give it up
     // rather than spin on it.
     if fds[0].revents & libc::POLLNVAL != 0 {
@@ -331,13 +334,13 @@ fn handle(fd: i32, req: &str) {
             triggers::request(triggers::REQ_CHECKPOINT);
         }
         "checkpoint wait" => {
-            let out = take();
+            let out = if crate::step::active() { crate::step::request(false, true) } else { take() };
             triggers::arm_timer();
             reply_outcome(fd, out);
         }
         "status" => reply(fd, &status()),
         "stop" => {
-            let out = take();
+            let out = if crate::step::active() { crate::step::request(true, true) } else { take() };
             reply_outcome(fd, out);
             if out.is_some() {
                 sys::close(fd);

@@ -16,6 +16,13 @@ use std::sync::Mutex;
 
 static KEEP: AtomicU32 = AtomicU32::new(2);
 
+/// The image of the last complete checkpoint of a step (its header hash; 0: none): never pruned.
+static PROTECT: AtomicU64 = AtomicU64::new(0);
+
+pub fn protect(hash: u64) {
+    PROTECT.store(hash, Ordering::Relaxed);
+}
+
 pub fn set_keep(k: u32) {
     KEEP.store(k.max(1), Ordering::Relaxed);
 }
@@ -84,6 +91,11 @@ fn prune(dir: &Dir, name: &[u8], keep: u32, last: u32) {
     let heads: Vec<Option<(u64, u64)>> = (0..=last).map(|i| header_of(dir, name, i)).collect();
     let mut needed: Vec<bool> = (0..=last).map(|i| i < keep).collect();
     let mut work: Vec<usize> = (0..keep.min(last + 1) as usize).collect();
+    let protected = PROTECT.load(Ordering::Relaxed);
+    if let Some(j) = heads.iter().position(|h| protected != 0 && h.is_some_and(|(hash, _)| hash == protected)) {
+        needed[j] = true;
+        work.push(j);
+    }
     while let Some(i) = work.pop() {
         let Some((_, parent)) = heads[i] else { continue };
         if parent == 0 {

@@ -42,6 +42,7 @@ mod sigevthread;
 mod sighooks;
 mod snapshot;
 mod spawnhooks;
+mod step;
 mod sud;
 mod sudcalls;
 mod sys;
@@ -195,11 +196,20 @@ extern "C" fn init() {
         control::setup();
     }
     tree::join();
+    step::init(&env, &cfg_dir(), &cfg_name());
     selfsig::init();
     ACTIVE.store(true, Ordering::Release);
     // From now on the trigger signals reach only the checkpoint thread (and wait for it).
     selfsig::take_over_thread();
     log!(DEBUG, "runtime active in pid {}, signal {signal}", sys::getpid());
+}
+
+fn cfg_dir() -> Vec<u8> {
+    config().map(|c| c.dir.clone()).unwrap_or_default()
+}
+
+fn cfg_name() -> Vec<u8> {
+    config().map(|c| c.name.clone()).unwrap_or_default()
 }
 
 /// The program's path (`given`, else our executable's) and its identity now.
@@ -242,6 +252,7 @@ fn member_child() {
     control::setup_wake();
     sigevthread::after_fork();
     tree::set_child();
+    step::forget_in_child();
     triggers::no_timer();
     tree::join();
     CKPT_THREAD.tid.store(0, Ordering::Release);

@@ -208,7 +208,7 @@ pub fn take_and_wait() -> Option<Outcome> {
         match m {
             TreeMsg::Stop { generation } if passed >= 0 => part(generation, passed),
             TreeMsg::Solo => return checkpoint::take(),
-            TreeMsg::Result { ok } => return ok.then_some(Outcome { raw: 0, stored: 0, paused_ms: 0 }),
+            TreeMsg::Result { ok } => return ok.then_some(Outcome { raw: 0, stored: 0, paused_ms: 0, hash: 0 }),
             _ => {}
         }
     }

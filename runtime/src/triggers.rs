@@ -73,6 +73,7 @@ extern "C" fn on_trigger(sig: i32, info: *mut libc::siginfo_t, _uc: *mut libc::c
             request(REQ_FORWARD);
         }
     } else if sig == stop_signal() {
+        crate::step::note_trigger();
         request(REQ_STOP);
     } else {
         checkpoint_signal(info);
@@ -101,6 +102,7 @@ pub fn checkpoint_signal(info: *const libc::siginfo_t) {
         return;
     }
     LAST_SIGNAL.store(now << 1 | u64::from(forwarded), Ordering::Release);
+    crate::step::note_trigger();
     request(REQ_CHECKPOINT);
 }
 
@@ -148,8 +150,11 @@ pub fn after_restart() {
 pub fn run() -> ! {
     arm_timer();
     loop {
-        let timeout = next_in_ms();
-        if PENDING.load(Ordering::Acquire) == 0 && timeout != Some(0) && !control::poll(timeout) {
+        let timeout = match (next_in_ms(), crate::step::poll_limit_ms()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if PENDING.load(Ordering::Acquire) == 0 && timeout != Some(0) && !control::poll(timeout, &crate::step::poll_fds()) {
             sys::futex_wait(&PENDING, 0, timeout);
         }
         let bits = PENDING.swap(0, Ordering::AcqRel);
@@ -158,7 +163,18 @@ pub fn run() -> ! {
         }
         let due = next_in_ms() == Some(0);
         let member = crate::tree::is_member();
-        if bits & REQ_STOP != 0 && member {
+        if crate::step::active() {
+            // A checkpoint of the whole step (rank 0 begins it; see step.rs).
+            if bits & (REQ_STOP | REQ_CHECKPOINT) != 0 || (due && crate::step::may_time()) {
+                crate::step::request(bits & REQ_STOP != 0, false);
+            }
+            if due {
+                arm_timer();
+            }
+            crate::step::serve();
+        } else if bits & (REQ_STOP | REQ_CHECKPOINT) != 0 && crate::step::in_task_tree() {
+            log!(DEBUG, "checkpoint request ignored: a checkpoint of the step is its task's program's to take");
+        } else if bits & REQ_STOP != 0 && member {
             crate::tree::request(true);
         } else if bits & REQ_STOP != 0 {
             stop_now();
@@ -178,7 +194,9 @@ pub fn run() -> ! {
 /// EXIT_STOPPED when the image was written, EXIT_STOP_FAILED when it was not.
 pub fn exit_after_checkpoint(ok: bool) -> ! {
     if ok {
-        requeue();
+        if crate::step::may_requeue() {
+            requeue();
+        }
         log!(DEBUG, "stopping after the checkpoint (exit status {EXIT_STOPPED})");
     } else {
         log!(ERROR, "stop requested but the checkpoint failed; exiting with status {EXIT_STOP_FAILED}");

@@ -23,6 +23,7 @@
 pub mod check;
 pub mod data;
 pub mod process;
+pub mod ring;
 pub mod programs;
 pub mod scenario;
 pub mod skip;

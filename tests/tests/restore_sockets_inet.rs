@@ -67,3 +67,10 @@ fn netlink_sockets_keep_their_address_and_groups() {
 fn netlink_sockets_keep_their_address_and_groups_as_nobody() {
     ready_go("sock_netlink", "sock_netlink_nobody", true, |_| {}, &[]);
 }
+
+/// A listener whose port the killed program's closed connection still holds (TIME_WAIT, with
+/// SO_REUSEADDR on it) listens again (listen failed with EADDRINUSE).
+#[test]
+fn listener_comes_back_over_its_lingering_connection() {
+    ready_go("sock_listen_reuse", "sock_listen_reuse", false, |_| {}, &[]);
+}

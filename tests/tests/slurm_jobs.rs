@@ -366,3 +366,106 @@ fn slurm_cluster_is_private_and_survives_its_leftovers() -> Result<()> {
     }
     Ok(())
 }
+
+/// A batch script for the step tests (in `work`): where each task runs, then the ring under
+/// `srun ckpt-run --resume` with `opts`.
+fn ring_script(work: &Workdir, opts: &str) -> Result<PathBuf> {
+    let path = work.join("ring.sbatch");
+    let script = format!(
+        "#!/bin/bash\n#SBATCH --open-mode=append\n#SBATCH --requeue\n\
+         echo \"ckpt job $SLURM_JOB_ID: restart count ${{SLURM_RESTART_COUNT:-0}}\"\n\
+         srun bash -c 'echo \"task $SLURM_PROCID on $SLURMD_NODENAME\"'\n\
+         srun ckpt-run --dir ckpt --resume {opts} -- \"$@\"\n\
+         echo \"srun exit code $?\"\n"
+    );
+    std::fs::write(&path, script)?;
+    Ok(path)
+}
+
+/// rank -> node, from the script's "R: task R on NODE" lines of job run `run` (0: first).
+fn placement(out: &str, run: usize) -> Vec<(u32, String)> {
+    let part = out.split("ckpt job ").nth(run + 1).unwrap_or("");
+    let mut v: Vec<(u32, String)> = part
+        .lines()
+        .filter_map(|l| {
+            let (r, rest) = l.split_once(": task ")?;
+            let (_, node) = rest.split_once(" on ")?;
+            Some((r.trim().parse().ok()?, node.trim().to_string()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every task of the ring ended with the uninterrupted result and started once.
+fn assert_ring_resumed(all: &str, expected: &[String]) -> Result<()> {
+    for (r, want) in expected.iter().enumerate() {
+        let lines = task_lines(all, Some(r as u32));
+        let result = lines.iter().rev().find(|l| l.starts_with("result "));
+        ensure!(result == Some(&want.as_str()), "task {r}: {result:?}, uninterrupted {want}; output:\n{all}");
+        let starts = lines.iter().filter(|l| l.starts_with("start step_ring")).count();
+        ensure!(starts == 1, "task {r} started {starts} times; output:\n{all}");
+        ensure!(lines.iter().any(|l| l.contains("restarted from")), "task {r} was not restarted; output:\n{all}");
+    }
+    Ok(())
+}
+
+/// Issue 14: a 4-task step on 2 nodes whose tasks talk over TCP, checkpointed as one by
+/// `scancel -s USR2`, every task killed with the job, resumed by a new job with another node
+/// assignment (cyclic instead of block): every task ends with the uninterrupted checksum.
+#[test]
+fn slurm_step_ring_4_tasks_2_nodes_checkpoint_kill_resume_on_other_nodes() -> Result<()> {
+    need_slurm!();
+    let bins = Bins::locate()?;
+    let work = Workdir::new("slurm-ring")?;
+    let exe = compile_c(&work, "step_ring.c", &[])?;
+    let expected = ckpt_tests::ring::reference(&work, &exe, 4, 150)?;
+    let script = ring_script(&work, "")?;
+    let ports = work.join("ports");
+    std::fs::create_dir_all(&ports)?;
+    let args = [ports.to_str().unwrap_or("ports"), "150", "50", ckpt_tests::ring::SIZE];
+    let env = [("SLURM_LABELIO", "1")];
+    let first = Job::submit(&bins, &work, &["-N2", "--ntasks=4", "--distribution=block"], script.to_str().unwrap_or(""), &exe, &args, &env)?;
+    first.wait_output(60, "10 rounds of every task", |o| (0..4).all(|r| steps(&task_lines(o, Some(r))) >= 10))?;
+    first.run("scancel", &["-s", "USR2"])?;
+    first.wait_output(60, "the step's commit", |o| o.contains("step checkpoint 1: 4 tasks committed"))?;
+    first.run("scancel", &[])?;
+    ensure!(
+        wait_until(Duration::from_secs(60), || matches!(first.state().as_str(), "CANCELLED" | "COMPLETED" | "GONE")),
+        "job {} not ended: {}",
+        first.id,
+        first.state()
+    );
+    let at: Vec<usize> = (0..4).map(|r| steps(&task_lines(&first.output(), Some(r)))).collect();
+    ensure!(at.iter().all(|&s| s < 150), "a task finished before the kill: {at:?}");
+    let second = Job::submit(&bins, &work, &["-N2", "--ntasks=4", "--distribution=cyclic"], script.to_str().unwrap_or(""), &exe, &args, &env)?;
+    second.wait_completed(180)?;
+    let all = second.output();
+    let (p1, p2) = (placement(&all, 0), placement(&all, 1));
+    ensure!(p1.len() == 4 && p2.len() == 4 && p1 != p2, "the tasks did not land on other nodes: {p1:?} then {p2:?}");
+    assert_ring_resumed(&all, &expected)
+}
+
+/// The wall-time pattern for a step: `--signal=USR1@45` and `--stop-signal USR1 --requeue`:
+/// before the limit the step checkpoints as one, every task exits (75), rank 0 requeues the
+/// job once the set is committed, and the requeued job resumes it.
+#[test]
+fn slurm_step_ring_walltime_stop_signal_requeue_resumes() -> Result<()> {
+    need_slurm!();
+    let bins = Bins::locate()?;
+    let work = Workdir::new("slurm-ring-wall")?;
+    let exe = compile_c(&work, "step_ring.c", &[])?;
+    let expected = ckpt_tests::ring::reference(&work, &exe, 4, 700)?;
+    let script = ring_script(&work, "--stop-signal USR1 --requeue")?;
+    let ports = work.join("ports");
+    std::fs::create_dir_all(&ports)?;
+    // 700 rounds of 100 ms: more than the minute the job may run.
+    let args = [ports.to_str().unwrap_or("ports"), "700", "100", ckpt_tests::ring::SIZE];
+    let job = Job::submit(&bins, &work, &["-N2", "--ntasks=4", "--time=1", "--signal=USR1@45"], script.to_str().unwrap_or(""), &exe, &args, &[("SLURM_LABELIO", "1")])?;
+    job.wait_completed(400)?;
+    let all = job.output();
+    ensure!(all.contains("restart count 1"), "never requeued:\n{all}");
+    ensure!(all.contains("step checkpoint 1: 4 tasks committed"), "no checkpoint of the step:\n{all}");
+    ensure!(all.contains("exit code 75"), "no checkpoint-and-exit:\n{all}");
+    assert_ring_resumed(&all, &expected)
+}

@@ -18,9 +18,18 @@ impl Sockets<'_> {
         match s.state {
             SockState::Listening => {
                 self.bind_inet(fd, s, &s.name)?;
+                // listen checks the port again, more strictly than bind: the killed program's
+                // connections lingering on it (TIME_WAIT) conflict unless SO_REUSEADDR is on
+                // here too. The program's own setting comes back once it listens.
+                let set = |v: i32| {
+                    // SAFETY: an int option on a socket of ours.
+                    unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, (&v as *const i32).cast(), 4) };
+                };
+                set(1);
                 // SAFETY: fd is a bound socket of ours.
-                check(unsafe { libc::listen(fd, s.backlog.max(1) as i32) }, || format!("cannot listen on {} again", s.describe()))
-                    .map(|_| ())
+                let r = check(unsafe { libc::listen(fd, s.backlog.max(1) as i32) }, || format!("cannot listen on {} again", s.describe())).map(|_| ());
+                set(opts::value(&s.opts, libc::SOL_SOCKET, libc::SO_REUSEADDR).unwrap_or(0));
+                r
             }
             SockState::Unconnected if named => self.bind_inet(fd, s, &s.name),
             SockState::Connected if named && s.sock_type != libc::SOCK_STREAM => self.bind_inet(fd, s, &s.name),
@@ -78,7 +87,7 @@ impl Sockets<'_> {
         if s.state != SockState::Connected && s.state != SockState::PeerGone {
             return Ok(());
         }
-        if self.feeder.contains_key(&s.ino) || self.is_waiting_inet(s) {
+        if self.feeder.contains_key(&s.ino) || self.is_waiting_inet(s) || s.job.is_some() && self.filled.contains(&s.ino) {
             return Ok(());
         }
         let fd = self.made[&s.ino];

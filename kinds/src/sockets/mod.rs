@@ -12,6 +12,7 @@
 pub mod capture;
 mod diag;
 mod inet;
+pub mod jobconn;
 mod names;
 mod opts;
 mod queue;

@@ -56,6 +56,9 @@ pub struct Sockets<'a> {
     pub(super) temps: Vec<RawFd>,
     /// Above every fd number of the program: where our fds live.
     pub(super) top: RawFd,
+    /// Connections to other tasks of a step, made again (and refilled) by the caller through
+    /// the step's coordinator: our fd for each, by inode (see jobconn).
+    pub(super) job: HashMap<u64, RawFd>,
     pub(super) opts: Options,
 }
 
@@ -90,11 +93,12 @@ fn shut_how(bits: u8) -> Option<i32> {
 }
 
 impl<'a> Sockets<'a> {
-    /// Make every socket of `fds` (parked at numbers >= `top`).
-    pub fn make(fds: &'a [FdState], top: RawFd, opts: Options) -> Result<Sockets<'a>> {
+    /// Make every socket of `fds` (parked at numbers >= `top`); `job`: the connections to other
+    /// tasks of a step, already made (our fds, by inode; taken over).
+    pub fn make(fds: &'a [FdState], top: RawFd, opts: Options, job: HashMap<u64, RawFd>) -> Result<Sockets<'a>> {
         let all = sockets_of(fds);
         let by_ino = all.iter().map(|s| (s.ino, *s)).collect();
-        let mut me = Sockets { all, by_ino, made: HashMap::new(), feeder: HashMap::new(), filled: HashSet::new(), bound: HashSet::new(), served: HashSet::new(), queued: HashSet::new(), reuseport_forced: HashSet::new(), stand_ins: HashSet::new(), temp_listeners: Vec::new(), temps: Vec::new(), top, opts };
+        let mut me = Sockets { all, by_ino, made: HashMap::new(), feeder: HashMap::new(), filled: HashSet::new(), bound: HashSet::new(), served: HashSet::new(), queued: HashSet::new(), reuseport_forced: HashSet::new(), stand_ins: HashSet::new(), temp_listeners: Vec::new(), temps: Vec::new(), top, job, opts };
         if let Err(e) = me.make_all() {
             me.close_all();
             return Err(e);
@@ -116,6 +120,7 @@ impl<'a> Sockets<'a> {
 
     fn close_all(&mut self) {
         let mut fds: Vec<RawFd> = self.held();
+        fds.extend(self.job.drain().map(|j| j.1));
         fds.extend(self.temp_listeners.drain(..).map(|t| t.1));
         fds.sort_unstable();
         fds.dedup();
@@ -187,6 +192,14 @@ impl<'a> Sockets<'a> {
         // as a socketpair, which their names (if any) are bound to afterwards.
         for s in &all {
             if self.made.contains_key(&s.ino) {
+                continue;
+            }
+            if let Some(fd) = self.job.remove(&s.ino) {
+                // A connection to another task of the step: made and refilled already.
+                let fd = self.park(fd)?;
+                self.early(fd, s);
+                self.made.insert(s.ino, fd);
+                self.filled.insert(s.ino);
                 continue;
             }
             if s.family == libc::AF_UNIX && s.state == SockState::Connected {

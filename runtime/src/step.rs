@@ -1,0 +1,974 @@
+//! One checkpoint of a whole Slurm step (issue 14): the tasks of `srun ckpt-run ...` take it
+//! together, with rank 0's checkpoint thread as the coordinator (no daemon of its own).
+//!
+//! Links: rank 0 listens on a TCP port of its own (all interfaces), publishes it in
+//! `DIR/BASE.step-addr` (0600, under the run's epoch, ckpt_step::files) and makes the step's key
+//! `DIR/BASE.step-key`. Every other rank's checkpoint thread connects to it, both sides prove
+//! they know the key (ckpt_step::auth), and the link stays open; anyone else is refused and
+//! the refusal logged. After a restart the links are made again under the new epoch.
+//!
+//! A checkpoint: any request (signal, timer, ckpt-ctl) on any rank becomes a `Req` to rank 0,
+//! which sends `Begin` to all (requests made before its last checkpoint was committed are
+//! served by it). Each rank then, inside `checkpoint::take`:
+//! 1. stops its threads, reports its TCP connections (`Conns`); rank 0 pairs those that join
+//!    two tasks and sends each rank its `Pairs`;
+//! 2. drains them (ckpt_kinds::sockets::jobconn): the bytes in flight become the sockets'
+//!    unread queues in the image, which records each such connection's id (`annotate`);
+//! 3. writes its image; before its threads run again, refills the connections (`refill`);
+//! 4. reports `Done` with its image's hash once the image is durable. Rank 0 writes the
+//!    manifest `DIR/BASE.step` naming every rank's image only when all are, then `Commit`s (or
+//!    abandons, everywhere, with one line). Images the manifest names are never rotated away
+//!    (generations::protect), so the last complete set stays restartable.
+//!
+//! Everything here runs on the checkpoint thread. Between checkpoints it may use the runtime's
+//! allocator freely; inside `take` (threads stopped) only scratch allocations, which end with
+//! the checkpoint, and raw system calls (ckpt_step::sys).
+
+use crate::checkpoint::{self, Outcome};
+use crate::log::{log, ALWAYS, DEBUG, ERROR, INFO};
+use crate::{generations, sys};
+use ckpt_image::{FdKind, Index, JobConn, Message, StepInfo};
+use ckpt_kinds::sockets::jobconn;
+use ckpt_step::files::{self, Addr, Manifest};
+use ckpt_step::ident::Ident;
+use ckpt_step::wire::{self, Conn, LinkError, Msg, Pair};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// The step this task belongs to (set once at startup; None: not a step).
+struct Step {
+    id: Ident,
+    base: String,
+    dir: Vec<u8>,
+    /// Why this task cannot take part in a step checkpoint (PMI2/PMIx under srun), if so.
+    unsupported: Option<String>,
+    /// Rank 0: a link to each rank (its own slot unused); others: slot 0. -1: none.
+    links: Vec<AtomicI32>,
+}
+
+static STEP: std::sync::atomic::AtomicPtr<Step> = std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+static LISTEN: AtomicI32 = AtomicI32::new(-1);
+static EPOCH: AtomicU64 = AtomicU64::new(0);
+/// The number of the last committed step checkpoint, and when it was committed (realtime ns).
+static COMPLETED: AtomicU64 = AtomicU64::new(0);
+static COMMITTED_AT: AtomicU64 = AtomicU64::new(0);
+/// When the last checkpoint request reached this task (realtime ns; set by the signal handler).
+static TRIGGERED_AT: AtomicU64 = AtomicU64::new(0);
+/// The next time a member tries to link up (monotonic ms).
+static RETRY_AT: AtomicU64 = AtomicU64::new(0);
+/// The step's key, once read (rank 0 makes it at startup).
+static KEY: Mutex<Option<[u8; files::KEY_LEN]>> = Mutex::new(None);
+
+/// What one checkpoint of the step knows while it is being taken (scratch memory).
+struct Current {
+    gen: u64,
+    pairs: Vec<(i32, Pair)>,
+    drained: Vec<jobconn::Drained>,
+}
+
+static CURRENT: Mutex<Option<Current>> = Mutex::new(None);
+/// The number of the step checkpoint being taken (0: none), and whether the step stops after it.
+static IN_STEP: AtomicU64 = AtomicU64::new(0);
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A checkpoint-and-exit of the step: the program's threads stay stopped until it exits.
+pub fn keep_stopped() -> bool {
+    IN_STEP.load(Ordering::Acquire) != 0 && STOPPING.load(Ordering::Acquire)
+}
+
+fn step() -> Option<&'static Step> {
+    // SAFETY: STEP is set once at startup to a leaked Box, never freed.
+    unsafe { STEP.load(Ordering::Acquire).as_ref() }
+}
+
+/// Whether this task is part of a step of several tasks.
+pub fn active() -> bool {
+    step().is_some()
+}
+
+fn is_coordinator() -> bool {
+    step().is_some_and(|s| s.id.rank == 0)
+}
+
+/// Only rank 0 requeues the job after a checkpoint-and-exit of the step (once every image is in).
+pub fn may_requeue() -> bool {
+    step().is_none_or(|s| s.id.rank == 0)
+}
+
+/// Periodic checkpoints of a step are rank 0's (the others' timers would make extra ones).
+pub fn may_time() -> bool {
+    may_requeue()
+}
+
+fn timeout_ms() -> u64 {
+    STEP_TIMEOUT_MS.load(Ordering::Relaxed)
+}
+
+/// How long a member waits for rank 0, which itself waits up to `timeout_ms` for the others.
+fn member_wait_ms() -> u64 {
+    timeout_ms() + 10_000
+}
+
+/// Why this task's part of the step's checkpoint failed (for rank 0's one line), in a fixed
+/// buffer: it is set during the checkpoint, whose allocations do not outlive it.
+static FAILED: Mutex<([u8; 240], usize)> = Mutex::new(([0; 240], 0));
+
+fn set_failed(why: &str) {
+    if let Ok(mut f) = FAILED.lock() {
+        let n = why.len().min(240);
+        f.0[..n].copy_from_slice(&why.as_bytes()[..n]);
+        f.1 = n;
+    }
+}
+
+fn take_failed() -> String {
+    FAILED.lock().map(|mut f| {
+        let s = String::from_utf8_lossy(&f.0[..f.1]).into_owned();
+        f.1 = 0;
+        s
+    }).unwrap_or_default()
+}
+
+static STEP_TIMEOUT_MS: AtomicU64 = AtomicU64::new(120_000);
+
+/// Set up from the environment (constructor, one thread): the step's identity and, on rank 0,
+/// the key and the coordinator's listening socket.
+pub fn init(env: &dyn Fn(&[u8]) -> Option<Vec<u8>>, dir: &[u8], name: &[u8]) {
+    let var = |k: &str| env(&[k.as_bytes(), b"\0"].concat()).map(|v| String::from_utf8_lossy(&v).into_owned());
+    let Some(id) = Ident::from_env(var) else { return };
+    if crate::tree::is_child() {
+        // A program that a process of the task's tree execs: not the task (see `in_task_tree`).
+        IN_TASK_TREE.store(true, Ordering::Relaxed);
+        return;
+    }
+    if let Some(t) = var("CKPT_STEP_TIMEOUT").and_then(|t| t.parse::<u64>().ok()).filter(|&t| t > 0) {
+        STEP_TIMEOUT_MS.store(t * 1000, Ordering::Relaxed);
+    }
+    let base = ckpt_step::ident::base_name(&String::from_utf8_lossy(name), id.rank);
+    let links = (0..id.ntasks).map(|_| AtomicI32::new(-1)).collect();
+    EPOCH.store(id.epoch(false), Ordering::Relaxed);
+    let unsupported = ckpt_step::ident::unsupported_launch(var);
+    let s = Step { id, base, dir: dir.to_vec(), unsupported, links };
+    STEP.store(Box::into_raw(Box::new(s)), Ordering::Release);
+    if is_coordinator() {
+        start_coordinator();
+    }
+}
+
+/// A process of a task's tree other than the task's program (its child, or a program a child
+/// execs, in the task's namespace): checkpoints of the step are the program's to ask, and a
+/// step whose task is a tree is refused (`run_local`), so such a process asks for none.
+static IN_TASK_TREE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn in_task_tree() -> bool {
+    IN_TASK_TREE.load(Ordering::Relaxed)
+}
+
+/// In a child the program forked (a member of its tree): the links and the listener are the
+/// program's (closing our copies leaves them open); this process is no task of the step.
+pub fn forget_in_child() {
+    let p = STEP.swap(std::ptr::null_mut(), Ordering::AcqRel);
+    // SAFETY: STEP was set once to a leaked Box that is never freed (the parent's copy).
+    let Some(s) = (unsafe { p.as_ref() }) else { return };
+    for l in &s.links {
+        let fd = l.swap(-1, Ordering::Relaxed);
+        if fd >= 0 {
+            sys::close(fd);
+        }
+    }
+    let l = LISTEN.swap(-1, Ordering::Relaxed);
+    if l >= 0 {
+        sys::close(l);
+    }
+    IN_TASK_TREE.store(true, Ordering::Relaxed);
+}
+
+/// After a restart: the old links are gone (their numbers may be the program's now); link up
+/// again under `epoch`, the restarted run's. `gen`: the step checkpoint restarted from.
+pub fn after_restart(epoch: u64, gen: u64, image_hash: u64) {
+    let Some(s) = step() else { return };
+    for l in &s.links {
+        l.store(-1, Ordering::Relaxed);
+    }
+    LISTEN.store(-1, Ordering::Relaxed);
+    if let Ok(mut c) = CURRENT.lock() {
+        // Scratch memory of the checkpoint the image was taken in: gone.
+        std::mem::forget(c.take());
+    }
+    IN_STEP.store(0, Ordering::Relaxed);
+    if epoch != 0 {
+        EPOCH.store(epoch, Ordering::Relaxed);
+    }
+    COMPLETED.store(gen, Ordering::Relaxed);
+    COMMITTED_AT.store(ckpt_step::sys::realtime_ns(), Ordering::Relaxed);
+    RETRY_AT.store(0, Ordering::Relaxed);
+    generations::protect(image_hash);
+    if is_coordinator() {
+        start_coordinator();
+    }
+}
+
+/// Whether `fd` is one of our links or the coordinator's listener.
+pub fn is_own_fd(fd: i32) -> bool {
+    fd >= 0 && (LISTEN.load(Ordering::Relaxed) == fd || step().is_some_and(|s| s.links.iter().any(|l| l.load(Ordering::Relaxed) == fd)))
+}
+
+/// A checkpoint request reached this task now (async-signal-safe).
+pub fn note_trigger() {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let _ = sys::syscall!(libc::SYS_clock_gettime, libc::CLOCK_REALTIME, &mut ts as *mut libc::timespec);
+    TRIGGERED_AT.store(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64, Ordering::Release);
+}
+
+fn dir_of(s: &Step) -> Result<files::Dir, String> {
+    files::Dir::open(&s.dir)
+}
+
+fn key() -> Option<[u8; files::KEY_LEN]> {
+    if let Some(k) = *KEY.lock().ok()? {
+        return Some(k);
+    }
+    let s = step()?;
+    let k = dir_of(s).and_then(|d| d.key(&s.base, s.id.rank == 0)).map_err(|e| log!(ERROR, "step: {e}")).ok()??;
+    *KEY.lock().ok()? = Some(k);
+    Some(k)
+}
+
+/// Rank 0: the key, a listening socket on every interface, its address published.
+fn start_coordinator() {
+    let Some(s) = step() else { return };
+    if key().is_none() {
+        log!(ERROR, "step: no key for the step's links: checkpoints of the step will fail");
+        return;
+    }
+    let r = (|| -> Result<i32, String> {
+        let fd = ckpt_step::sys::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK).map_err(|e| format!("socket: {}", checkpoint::strerror(e)))?;
+        let fd = sys::own(sys::move_high(fd));
+        let r = ckpt_step::sys::bind(fd, &ckpt_step::sys::sockaddr_in([0; 4], 0)).and_then(|()| ckpt_step::sys::listen(fd, 128));
+        if let Err(e) = r {
+            sys::close(fd);
+            return Err(format!("cannot listen for the step's tasks: {}", checkpoint::strerror(e)));
+        }
+        let port = ckpt_step::sys::port_of(&ckpt_step::sys::sock_name(fd, false));
+        let addr = Addr { epoch: EPOCH.load(Ordering::Relaxed), port, boot: ckpt_step::node::boot_id(), addrs: ckpt_step::node::local_addrs() };
+        if let Err(e) = dir_of(s).and_then(|d| d.write_new(&files::addr_name(&s.base, false), &addr.encode())) {
+            sys::close(fd);
+            return Err(e);
+        }
+        Ok(fd)
+    })();
+    match r {
+        Ok(fd) => {
+            LISTEN.store(fd, Ordering::Release);
+            log!(DEBUG, "step: coordinator of {} tasks listening", s.id.ntasks);
+        }
+        Err(e) => log!(ERROR, "step: {e}; checkpoints of the step will fail"),
+    }
+}
+
+/// The fds the checkpoint thread waits on besides the control socket's: the listener and the
+/// links.
+pub fn poll_fds() -> Vec<i32> {
+    let Some(s) = step() else { return Vec::new() };
+    let mut v: Vec<i32> = s.links.iter().map(|l| l.load(Ordering::Relaxed)).filter(|&f| f >= 0).collect();
+    let l = LISTEN.load(Ordering::Relaxed);
+    if l >= 0 {
+        v.push(l);
+    }
+    v
+}
+
+/// How long the loop may sleep before a member tries to link up again (None: no limit).
+pub fn poll_limit_ms() -> Option<u64> {
+    let s = step()?;
+    if s.id.rank == 0 || s.links[0].load(Ordering::Relaxed) >= 0 {
+        return None;
+    }
+    Some(RETRY_AT.load(Ordering::Relaxed).saturating_sub(ckpt_step::sys::now_ms()).max(1))
+}
+
+/// Serve the links (from the checkpoint thread's loop): rank 0 accepts new members and
+/// answers requests; a member links up, and takes part in a checkpoint rank 0 begins.
+pub fn serve() {
+    let Some(s) = step() else { return };
+    if s.id.rank == 0 {
+        accept_members(s);
+        for r in 1..s.id.ntasks as usize {
+            let fd = s.links[r].load(Ordering::Relaxed);
+            while fd >= 0 && readable(fd) {
+                match wire::recv(fd, deadline(5000)) {
+                    Ok(Msg::Req { stop, at_ns }) => {
+                        if at_ns > COMMITTED_AT.load(Ordering::Relaxed) {
+                            log!(DEBUG, "step: checkpoint requested by task {r}");
+                            coordinate(stop);
+                        } else {
+                            let _ = wire::send(fd, &Msg::Commit { why: "served".into() }, deadline(1000));
+                        }
+                    }
+                    Ok(m) => log!(DEBUG, "step: ignoring {m:?} from task {r}"),
+                    Err(e) => {
+                        drop_link(s, r, &e);
+                        break;
+                    }
+                }
+            }
+        }
+        return;
+    }
+    let fd = s.links[0].load(Ordering::Relaxed);
+    if fd < 0 {
+        link_up(s);
+        return;
+    }
+    while readable(fd) {
+        match wire::recv(fd, deadline(5000)) {
+            Ok(Msg::Begin { gen, stop }) => {
+                take_part(s, gen, stop);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                drop_link(s, 0, &e);
+                return;
+            }
+        }
+    }
+}
+
+fn readable(fd: i32) -> bool {
+    ckpt_step::sys::poll1(fd, libc::POLLIN, Some(0)).is_ok_and(|r| r != 0)
+}
+
+fn deadline(ms: u64) -> u64 {
+    ckpt_step::sys::now_ms() + ms
+}
+
+fn drop_link(s: &Step, r: usize, e: &LinkError) {
+    let fd = s.links[r].swap(-1, Ordering::AcqRel);
+    if fd >= 0 {
+        sys::close(fd);
+    }
+    if r == 0 {
+        log!(INFO, "step: the link to the coordinator (task 0) is gone: {e}");
+        RETRY_AT.store(ckpt_step::sys::now_ms() + 1000, Ordering::Relaxed);
+    } else {
+        log!(INFO, "step: task {r} has left ({e})");
+    }
+}
+
+/// Rank 0: accept every waiting connection that proves it knows the key and names its rank.
+fn accept_members(s: &Step) {
+    let l = LISTEN.load(Ordering::Relaxed);
+    if l < 0 {
+        return;
+    }
+    while let Ok((fd, from)) = ckpt_step::sys::accept(l, 0) {
+        let fd = sys::own(sys::move_high(fd));
+        let who = ckpt_step::sys::show_addr(&from);
+        let Some(k) = key() else {
+            sys::close(fd);
+            continue;
+        };
+        let hello = ckpt_step::auth::server(fd, &k, deadline(3000)).map_err(|e| e.to_string()).and_then(|()| wire::recv(fd, deadline(3000)).map_err(|e| e.to_string()));
+        match hello {
+            Ok(Msg::Hello { rank, ntasks }) if ntasks == s.id.ntasks && rank > 0 && rank < ntasks => {
+                let old = s.links[rank as usize].swap(fd, Ordering::AcqRel);
+                if old >= 0 {
+                    sys::close(old);
+                }
+                log!(DEBUG, "step: task {rank} linked from {who}");
+            }
+            Ok(m) => {
+                log!(ERROR, "step: refused a connection from {who}: it is not a task of this step ({m:?})");
+                sys::close(fd);
+            }
+            Err(e) => {
+                log!(ERROR, "step: refused a connection from {who}: {e}");
+                sys::close(fd);
+            }
+        }
+    }
+}
+
+/// A member: connect to the coordinator published under our epoch, if it is there yet.
+fn link_up(s: &Step) {
+    let now = ckpt_step::sys::now_ms();
+    if now < RETRY_AT.load(Ordering::Relaxed) {
+        return;
+    }
+    RETRY_AT.store(now + 200, Ordering::Relaxed);
+    let Ok(d) = dir_of(s) else { return };
+    let addr = match d.read_own(&files::addr_name(&s.base, false), 4096) {
+        Ok(Some(b)) => Addr::decode(&b),
+        Ok(None) => None,
+        Err(e) => {
+            log!(ERROR, "step: {e}");
+            RETRY_AT.store(now + 5000, Ordering::Relaxed);
+            None
+        }
+    };
+    let Some(addr) = addr.filter(|a| a.epoch == EPOCH.load(Ordering::Relaxed)) else { return };
+    let Some(k) = key() else { return };
+    match connect_to(&addr) {
+        Ok(fd) => {
+            let r = ckpt_step::auth::client(fd, &k, deadline(3000)).map_err(|e| e.to_string()).and_then(|()| wire::send(fd, &Msg::Hello { rank: s.id.rank, ntasks: s.id.ntasks }, deadline(3000)).map_err(|e| e.to_string()));
+            match r {
+                Ok(()) => {
+                    s.links[0].store(fd, Ordering::Release);
+                    log!(DEBUG, "step: task {} linked to the coordinator", s.id.rank);
+                }
+                Err(e) => {
+                    log!(ERROR, "step: the coordinator at port {} did not authenticate: {e}", addr.port);
+                    sys::close(fd);
+                    RETRY_AT.store(now + 2000, Ordering::Relaxed);
+                }
+            }
+        }
+        Err(e) => log!(DEBUG, "step: cannot reach the coordinator yet: {e}"),
+    }
+}
+
+/// A member asked for a checkpoint before it linked up (right after the step started): try to
+/// link up until `end`; the link (-1: none).
+fn link_now(s: &Step, end: u64) -> i32 {
+    loop {
+        let fd = s.links[0].load(Ordering::Relaxed);
+        let now = ckpt_step::sys::now_ms();
+        if fd >= 0 || now >= end {
+            return fd;
+        }
+        link_up(s);
+        if s.links[0].load(Ordering::Relaxed) < 0 {
+            let wait = RETRY_AT.load(Ordering::Relaxed).max(now + 10).min(end).saturating_sub(now);
+            let ts = sys::timespec_ms(wait);
+            let _ = sys::syscall!(libc::SYS_nanosleep, &ts as *const libc::timespec, 0);
+        }
+    }
+}
+
+/// Connect to the address of a coordinator (loopback on the same machine).
+fn connect_to(a: &Addr) -> Result<i32, String> {
+    let mut last = String::from("no address");
+    for to in ckpt_step::node::candidates(a) {
+        let fd = ckpt_step::sys::socket(libc::AF_INET, libc::SOCK_STREAM).map_err(checkpoint::strerror)?;
+        let fd = sys::own(sys::move_high(fd));
+        match ckpt_step::sys::connect(fd, &to, 3000) {
+            Ok(()) => return Ok(fd),
+            Err(e) => {
+                last = format!("{}: {}", ckpt_step::sys::show_addr(&to), checkpoint::strerror(e));
+                sys::close(fd);
+            }
+        }
+    }
+    Err(last)
+}
+
+/// A checkpoint asked of this task (signal, timer, ckpt-ctl): of the whole step. Rank 0
+/// begins it; a member asks rank 0 and takes part when it begins (`wait`: until it has ended,
+/// for ckpt-ctl's `checkpoint --wait` and `stop`). Returns this task's outcome when it took one.
+pub fn request(stop: bool, wait: bool) -> Option<Outcome> {
+    let s = step()?;
+    let at_ns = match TRIGGERED_AT.swap(0, Ordering::AcqRel) {
+        0 => ckpt_step::sys::realtime_ns(),
+        t => t,
+    };
+    if s.id.rank == 0 {
+        if at_ns <= COMMITTED_AT.load(Ordering::Relaxed) && !wait {
+            log!(DEBUG, "step: request already served by checkpoint {}", COMPLETED.load(Ordering::Relaxed));
+            return None;
+        }
+        return coordinate(stop);
+    }
+    let fd = link_now(s, deadline(timeout_ms().min(LINK_WAIT_MS)));
+    if fd < 0 {
+        log!(ERROR, "checkpoint failed, the program continues: this task is not linked to task 0 of its step (not started yet, or ended)");
+        return None;
+    }
+    if let Err(e) = wire::send(fd, &Msg::Req { stop, at_ns }, deadline(5000)) {
+        drop_link(s, 0, &e);
+        log!(ERROR, "checkpoint failed, the program continues: cannot reach task 0 of the step: {e}");
+        return None;
+    }
+    if !wait {
+        return None;
+    }
+    let end = deadline(timeout_ms());
+    loop {
+        match wire::recv(fd, end) {
+            Ok(Msg::Begin { gen, stop }) => return take_part(s, gen, stop),
+            Ok(Msg::Commit { .. }) => return None,
+            Ok(_) => {}
+            Err(e) => {
+                drop_link(s, 0, &e);
+                log!(ERROR, "checkpoint failed, the program continues: task 0 of the step did not begin it: {e}");
+                return None;
+            }
+        }
+    }
+}
+
+/// A stop requested of a task while a checkpoint that does not stop was being taken (rank 0
+/// reads requests then): the step stops with another checkpoint once this one has ended.
+/// (A plain request made meanwhile is served by the checkpoint being taken: one `scancel -s`
+/// reaches the tasks one after the other, and must make one checkpoint.)
+static DEFERRED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+fn defer(stop: bool, _at_ns: u64) {
+    if stop {
+        DEFERRED.store(2, Ordering::Relaxed);
+    }
+}
+
+/// Rank 0: run checkpoint COMPLETED+1 of the step, then one for the requests made meanwhile.
+fn coordinate(stop: bool) -> Option<Outcome> {
+    let out = coordinate_one(stop);
+    match DEFERRED.swap(0, Ordering::Relaxed) {
+        0 => out,
+        bits => {
+            log!(DEBUG, "step: serving the requests made during the last checkpoint");
+            coordinate(bits & 2 != 0).or(out)
+        }
+    }
+}
+
+fn coordinate_one(stop: bool) -> Option<Outcome> {
+    let s = step()?;
+    let gen = COMPLETED.load(Ordering::Relaxed) + 1;
+    let t0 = ckpt_step::sys::now_ms();
+    let missing = wait_linked(s, deadline(timeout_ms().min(LINK_WAIT_MS)));
+    if !missing.is_empty() {
+        log!(ERROR, "checkpoint {gen} of the step abandoned: task(s) {missing:?} are not linked (not started yet, or ended); the program continues");
+        if stop {
+            crate::triggers::exit_after_checkpoint(false);
+        }
+        return None;
+    }
+    for r in 1..s.id.ntasks as usize {
+        let fd = s.links[r].load(Ordering::Relaxed);
+        if let Err(e) = wire::send(fd, &Msg::Begin { gen, stop }, deadline(5000)) {
+            drop_link(s, r, &e);
+        }
+    }
+    let out = run_local(s, gen, stop);
+    // Every image durable: the manifest, then the commit.
+    let mut hashes = vec![0u64; s.id.ntasks as usize];
+    let mut why = String::new();
+    let mut longest = 0u64;
+    match &out {
+        Some(o) => {
+            hashes[0] = o.hash;
+            longest = o.paused_ms;
+        }
+        None => {
+            why = take_failed();
+            if why.is_empty() {
+                why = "task 0's checkpoint failed (its stderr says why)".into();
+            }
+        }
+    }
+    let end = deadline(timeout_ms());
+    for (r, slot) in hashes.iter_mut().enumerate().skip(1) {
+        let fd = s.links[r].load(Ordering::Relaxed);
+        if fd < 0 {
+            why = format!("task {r} has left");
+            continue;
+        }
+        loop {
+            match wire::recv(fd, end) {
+                Ok(Msg::Done { why: w, hash, paused_ms }) => {
+                    if !w.is_empty() && why.is_empty() {
+                        why = format!("task {r}: {w}");
+                    }
+                    *slot = hash;
+                    longest = longest.max(paused_ms);
+                    break;
+                }
+                Ok(Msg::Req { stop, at_ns }) => defer(stop, at_ns),
+                Ok(m) => log!(DEBUG, "step: ignoring {m:?} from task {r}"),
+                Err(e) => {
+                    if why.is_empty() {
+                        why = format!("task {r} did not report its image: {e}");
+                    }
+                    drop_link(s, r, &e);
+                    break;
+                }
+            }
+        }
+    }
+    if why.is_empty() {
+        let m = Manifest { generation: gen, hashes: hashes.clone() };
+        if let Err(e) = dir_of(s).and_then(|d| d.write_new(&files::manifest_name(&s.base), &m.encode())) {
+            why = format!("cannot write the manifest: {e}");
+        }
+    }
+    for r in 1..s.id.ntasks as usize {
+        let fd = s.links[r].load(Ordering::Relaxed);
+        if fd >= 0 {
+            if let Err(e) = wire::send(fd, &Msg::Commit { why: why.clone() }, deadline(5000)) {
+                drop_link(s, r, &e);
+            }
+        }
+    }
+    let ok = why.is_empty();
+    if ok {
+        COMPLETED.store(gen, Ordering::Relaxed);
+        COMMITTED_AT.store(ckpt_step::sys::realtime_ns(), Ordering::Relaxed);
+        generations::protect(hashes[0]);
+        let shown = String::from_utf8_lossy(&s.dir).into_owned();
+        log!(ALWAYS, "step checkpoint {gen}: {} tasks committed in {shown}/{} ({} ms, longest pause {longest} ms)", s.id.ntasks, files::manifest_name(&s.base), ckpt_step::sys::now_ms() - t0);
+    } else {
+        log!(ERROR, "step checkpoint {gen} abandoned on every task: {why}; the previous complete checkpoint of the step stays");
+    }
+    if stop {
+        let t = deadline(10_000);
+        for r in 1..s.id.ntasks as usize {
+            let fd = s.links[r].load(Ordering::Relaxed);
+            if fd >= 0 {
+                until_closed(fd, t);
+            }
+        }
+        crate::triggers::exit_after_checkpoint(ok);
+    }
+    out.filter(|_| ok)
+}
+
+/// How long rank 0 waits for tasks that have not linked up yet when a checkpoint is asked (a
+/// request that comes right after the step started: the others link up within a retry).
+const LINK_WAIT_MS: u64 = 5000;
+
+/// Rank 0: accept members until every task is linked or `end`; the ranks still missing.
+fn wait_linked(s: &Step, end: u64) -> Vec<usize> {
+    loop {
+        accept_members(s);
+        let missing: Vec<usize> = (1..s.id.ntasks as usize).filter(|&r| s.links[r].load(Ordering::Relaxed) < 0).collect();
+        let now = ckpt_step::sys::now_ms();
+        let l = LISTEN.load(Ordering::Relaxed);
+        if missing.is_empty() || now >= end || l < 0 {
+            return missing;
+        }
+        let _ = ckpt_step::sys::poll1(l, libc::POLLIN, Some((end - now).min(100)));
+    }
+}
+
+/// Before rank 0 exits: read what a member sent (its requests) until it closes its end, so
+/// that our close is an orderly one: closing with unread bytes would reset the connection and
+/// the member could lose the `Commit` still on its way.
+fn until_closed(fd: i32, end: u64) {
+    let _ = sys::syscall!(libc::SYS_shutdown, fd, libc::SHUT_WR);
+    let mut buf = [0u8; 4096];
+    loop {
+        match ckpt_step::sys::recv(fd, &mut buf, libc::MSG_DONTWAIT) {
+            Ok(0) => return,
+            Ok(_) => continue,
+            Err(libc::EAGAIN) => {
+                let now = ckpt_step::sys::now_ms();
+                if now >= end || ckpt_step::sys::poll1(fd, libc::POLLIN, Some(end - now)).is_err() {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// A member: take part in checkpoint `gen` that rank 0 began.
+fn take_part(s: &Step, gen: u64, stop: bool) -> Option<Outcome> {
+    let out = run_local(s, gen, stop);
+    let fd = s.links[0].load(Ordering::Relaxed);
+    let done = match &out {
+        Some(o) => Msg::Done { why: String::new(), hash: o.hash, paused_ms: o.paused_ms },
+        None => Msg::Done { why: "its checkpoint failed (its stderr says why)".into(), hash: 0, paused_ms: 0 },
+    };
+    let mut ok = false;
+    let sent = if fd < 0 { Err(LinkError::Closed) } else { wire::send(fd, &done, deadline(5000)) };
+    if let Err(e) = &sent {
+        log!(ERROR, "step checkpoint {gen}: cannot report to task 0: {e}");
+    }
+    if sent.is_ok() {
+        let end = deadline(member_wait_ms());
+        loop {
+            match wire::recv(fd, end) {
+                Ok(Msg::Commit { why }) if why == "served" => continue,
+                Ok(Msg::Commit { why }) => {
+                    ok = why.is_empty();
+                    if !ok {
+                        log!(ERROR, "step checkpoint {gen} abandoned: {why}; the previous complete checkpoint of the step stays");
+                    }
+                    break;
+                }
+                Ok(m) => {
+                    log!(DEBUG, "step: waiting for the commit, got {m:?}");
+                    continue;
+                }
+                Err(e) => {
+                    log!(ERROR, "step checkpoint {gen} abandoned: task 0 did not confirm it ({e})");
+                    drop_link(s, 0, &e);
+                    break;
+                }
+            }
+        }
+    }
+    if ok {
+        COMPLETED.store(gen, Ordering::Relaxed);
+        COMMITTED_AT.store(ckpt_step::sys::realtime_ns(), Ordering::Relaxed);
+        if let Some(o) = &out {
+            generations::protect(o.hash);
+        }
+    }
+    if stop {
+        crate::triggers::exit_after_checkpoint(ok);
+    }
+    out.filter(|_| ok)
+}
+
+/// This task's part: its image, numbered `gen`, taken with the step's hooks in force.
+fn run_local(s: &Step, gen: u64, stop: bool) -> Option<Outcome> {
+    if let Some(why) = s.unsupported.clone().or_else(infiniband).or_else(process_tree) {
+        log!(ERROR, "checkpoint failed, the program continues: {why}");
+        if s.id.rank != 0 {
+            // Rank 0 waits for this task's Conns.
+            let _ = wire::send(s.links[0].load(Ordering::Relaxed), &Msg::Conns { why: format!("task {}: {why}", s.id.rank), conns: Vec::new() }, deadline(5000));
+        } else {
+            set_failed(&format!("task 0: {why}"));
+            // The members wait for their Pairs.
+            for l in s.links.iter().skip(1) {
+                let _ = wire::send(l.load(Ordering::Relaxed), &Msg::Pairs { why: format!("task 0: {why}"), pairs: Vec::new() }, deadline(5000));
+            }
+        }
+        return None;
+    }
+    checkpoint::GENERATION.store(gen - 1, Ordering::Release);
+    STOPPING.store(stop, Ordering::Release);
+    IN_STEP.store(gen, Ordering::Release);
+    let out = checkpoint::take();
+    IN_STEP.store(0, Ordering::Release);
+    if let Ok(mut c) = CURRENT.lock() {
+        // Scratch memory: already released with the checkpoint's arena.
+        std::mem::forget(c.take());
+    }
+    out
+}
+
+/// Why the program cannot be checkpointed with its step because it uses InfiniBand (verbs, UCX
+/// over IB: an open /dev/infiniband device, whose state is the adapter's), if it does.
+fn infiniband() -> Option<String> {
+    let names = sys::list_dir(&sys::cpath(&[b"/proc/thread-self/fd"])).ok()?;
+    names.iter().find_map(|n| {
+        let link = sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", n])).ok()?;
+        link.starts_with(b"/dev/infiniband/").then(|| {
+            format!("the program uses InfiniBand ({} is open): RDMA state lives in the adapter and cannot be checkpointed; run it over TCP (e.g. OMPI_MCA_btl=tcp,self, UCX_TLS=tcp)", String::from_utf8_lossy(&link))
+        })
+    })
+}
+
+/// Why this task cannot take part because its program is a process tree (other processes in
+/// its namespace, zombies too, as its init counts them), if it is: a task's checkpoint is one
+/// image, not a set, for now. Without a namespace children are not managed (their loss is in
+/// the image's left-out list, as for any program).
+fn process_tree() -> Option<String> {
+    if !crate::ids::in_namespace() {
+        return None;
+    }
+    let me = sys::getpid();
+    let names = sys::list_dir(&sys::cpath(&[b"/proc"])).ok()?;
+    let others: Vec<String> = names
+        .iter()
+        .filter_map(|n| std::str::from_utf8(n).ok()?.parse::<i32>().ok())
+        .filter(|&pid| pid > 1 && pid != me)
+        .filter(|&pid| {
+            // A clone without an exit signal (field 38 of stat: the runtime's snapshot writer) is
+            // not a process of the tree; its init counts the same way.
+            let stat = sys::read_file(&sys::cpath(&[b"/proc/", sys::decimal(pid).as_slice(), b"/stat"])).unwrap_or_default();
+            let rest = stat.iter().rposition(|&b| b == b')').map_or(&stat[..0], |i| &stat[i + 1..]);
+            let exit_signal = String::from_utf8_lossy(rest).split_whitespace().nth(35).and_then(|v| v.parse::<i32>().ok()).unwrap_or(0);
+            exit_signal != 0
+        })
+        .map(|pid| {
+            let mut comm = sys::read_file(&sys::cpath(&[b"/proc/", sys::decimal(pid).as_slice(), b"/comm"])).unwrap_or_default();
+            while comm.last() == Some(&b'\n') {
+                comm.pop();
+            }
+            format!("{pid} ({})", String::from_utf8_lossy(&comm))
+        })
+        .collect();
+    (!others.is_empty()).then(|| {
+        format!("the task's program is a process tree (also {}): a step whose tasks have several processes cannot be checkpointed yet", others.join(", "))
+    })
+}
+
+/// Whether a step checkpoint is being taken (a failed snapshot is not retried then: the other
+/// tasks have run on).
+pub fn in_checkpoint() -> bool {
+    IN_STEP.load(Ordering::Acquire) != 0
+}
+
+/// With this task's threads stopped: report its TCP connections, learn which join two tasks,
+/// drain them. Err: the checkpoint of the step is abandoned (the caller resumes the threads).
+pub fn stopped() -> Result<(), String> {
+    let gen = IN_STEP.load(Ordering::Acquire);
+    let Some(s) = step().filter(|_| gen != 0) else { return Ok(()) };
+    let k = key().ok_or("no key for the step's links")?;
+    let mine = tcp_conns();
+    // Rank 0 gives up on a task after the bound; the others wait a little longer for its word.
+    let end = deadline(if s.id.rank == 0 { timeout_ms() } else { member_wait_ms() });
+    let pairs: Vec<Pair> = if s.id.rank == 0 {
+        let mut all: Vec<Vec<Conn>> = vec![Vec::new(); s.id.ntasks as usize];
+        all[0] = mine.iter().map(|(_, c)| c.clone()).collect();
+        let mut why = String::new();
+        for (r, slot) in all.iter_mut().enumerate().skip(1) {
+            let fd = s.links[r].load(Ordering::Relaxed);
+            loop {
+                match wire::recv(fd, end) {
+                    Ok(Msg::Conns { why: w, conns }) => {
+                        if !w.is_empty() && why.is_empty() {
+                            why = format!("task {r}: {w}");
+                        }
+                        *slot = conns;
+                        break;
+                    }
+                    Ok(Msg::Req { stop, at_ns }) => defer(stop, at_ns),
+                    Ok(_) => continue,
+                    Err(e) => {
+                        why = format!("task {r} did not stop in time: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        let table = pair_up(&all, gen);
+        for (link, pairs) in s.links.iter().zip(&table).skip(1) {
+            let _ = wire::send(link.load(Ordering::Relaxed), &Msg::Pairs { why: why.clone(), pairs: pairs.clone() }, end);
+        }
+        if !why.is_empty() {
+            set_failed(&why);
+            return Err(why);
+        }
+        table[0].clone()
+    } else {
+        let fd = s.links[0].load(Ordering::Relaxed);
+        wire::send(fd, &Msg::Conns { why: String::new(), conns: mine.iter().map(|(_, c)| c.clone()).collect() }, end).map_err(|e| format!("cannot reach task 0: {e}"))?;
+        loop {
+            match wire::recv(fd, end) {
+                Ok(Msg::Pairs { why, pairs }) => {
+                    if !why.is_empty() {
+                        return Err(why);
+                    }
+                    break pairs;
+                }
+                Ok(_) => continue,
+                Err(e) => return Err(format!("task 0 did not answer: {e}")),
+            }
+        }
+    };
+    let fd_of = |ino: u64| mine.iter().find(|(_, c)| c.ino == ino).map(|(fd, _)| *fd);
+    let with_fd: Vec<(i32, Pair)> = pairs.into_iter().filter_map(|p| Some((fd_of(p.ino)?, p))).collect();
+    let me = s.id.rank;
+    let drains: Vec<jobconn::Drain> = with_fd
+        .iter()
+        .map(|(fd, p)| jobconn::Drain { fd: *fd, send_marker: ckpt_step::marker(&k, gen, p.id, me), wait_marker: ckpt_step::marker(&k, gen, p.id, p.peer_rank) })
+        .collect();
+    let t = ckpt_step::sys::now_ms();
+    let drained = jobconn::drain(&drains, end).map_err(|e| format!("draining the connections between tasks: {e}"))?;
+    log!(DEBUG, "step: {} connection(s) between tasks drained ({} bytes) in {} ms", drained.len(), drained.iter().map(|d| d.data.len()).sum::<usize>(), ckpt_step::sys::now_ms() - t);
+    if let Ok(mut c) = CURRENT.lock() {
+        *c = Some(Current { gen, pairs: with_fd, drained });
+    }
+    Ok(())
+}
+
+/// rank -> its connections that join two tasks (local address of one = peer address of the
+/// other), each with an id the same on both ends.
+fn pair_up(all: &[Vec<Conn>], gen: u64) -> Vec<Vec<Pair>> {
+    let mut out: Vec<Vec<Pair>> = vec![Vec::new(); all.len()];
+    let mut next = 0u64;
+    for (a, ca) in all.iter().enumerate() {
+        for x in ca {
+            for (b, cb) in all.iter().enumerate().skip(a + 1) {
+                if let Some(y) = cb.iter().find(|y| y.local == x.peer && y.peer == x.local && !x.local.is_empty()) {
+                    next += 1;
+                    let id = gen << 32 | next;
+                    out[a].push(Pair { ino: x.ino, id, peer_rank: b as u32 });
+                    out[b].push(Pair { ino: y.ino, id, peer_rank: a as u32 });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The program's connected TCP sockets: (fd, ino, addresses).
+fn tcp_conns() -> Vec<(i32, Conn)> {
+    let mut out: Vec<(i32, Conn)> = Vec::new();
+    let Ok(names) = sys::list_dir(&sys::cpath(&[b"/proc/thread-self/fd"])) else { return out };
+    for n in names {
+        let Some(fd) = std::str::from_utf8(&n).ok().and_then(|x| x.parse::<i32>().ok()) else { continue };
+        if crate::control::is_runtime_fd(fd) {
+            continue;
+        }
+        let link = sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", &n])).unwrap_or_default();
+        let Some(ino) = link.strip_prefix(b"socket:[").and_then(|r| r.strip_suffix(b"]")).and_then(|r| std::str::from_utf8(r).ok()?.parse::<u64>().ok()) else { continue };
+        if out.iter().any(|(_, c)| c.ino == ino) {
+            continue; // a dup
+        }
+        let fam = ckpt_step::sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN).unwrap_or(0);
+        let ty = ckpt_step::sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE).unwrap_or(0);
+        if !(fam == libc::AF_INET || fam == libc::AF_INET6) || ty != libc::SOCK_STREAM {
+            continue;
+        }
+        let peer = ckpt_step::sys::sock_name(fd, true);
+        if peer.is_empty() {
+            continue;
+        }
+        out.push((fd, Conn { ino, local: ckpt_step::sys::sock_name(fd, false), peer }));
+    }
+    out
+}
+
+/// Put into the captured index what the step knows: each drained connection's id and unread
+/// bytes, and the task's place in the step.
+pub fn annotate(index: &mut Index) {
+    let Some(s) = step() else { return };
+    let Ok(c) = CURRENT.lock() else { return };
+    let Some(cur) = c.as_ref() else { return };
+    index.step = Some(StepInfo { rank: s.id.rank, ntasks: s.id.ntasks, generation: cur.gen, base: s.base.clone() });
+    for f in index.fds.iter_mut() {
+        let FdKind::Socket(sock) = &mut f.kind else { continue };
+        let Some(i) = cur.pairs.iter().position(|(_, p)| p.ino == sock.ino) else { continue };
+        let p = &cur.pairs[i].1;
+        sock.job = Some(JobConn { id: p.id, peer_rank: p.peer_rank });
+        let data = &cur.drained[i].data;
+        sock.queue = if data.is_empty() { Vec::new() } else { vec![Message { data: data.clone(), ..Default::default() }] };
+        sock.unsent = 0;
+    }
+    // A connection accepted from the program's listener holds the listener's port; once closed
+    // it lingers in TIME_WAIT, which keeps a restart on this node from binding that port again
+    // unless the connection allows reuse: it does from now on (set after the capture, so the
+    // image keeps the program's own setting).
+    for (fd, _) in &cur.pairs {
+        let one: i32 = 1;
+        let _ = sys::syscall!(libc::SYS_setsockopt, *fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &one as *const i32, 4);
+    }
+    if STOPPING.load(Ordering::Acquire) {
+        // The step ends after this checkpoint: its connections are reset when it exits rather
+        // than closed in order, so that no TIME_WAIT holds the program's ports on this node
+        // (a listener without SO_REUSEADDR could not be bound again by a restart here). Set
+        // after the capture, which must not record it.
+        let l = libc::linger { l_onoff: 1, l_linger: 0 };
+        for (fd, _) in &cur.pairs {
+            let _ = sys::syscall!(libc::SYS_setsockopt, *fd, libc::SOL_SOCKET, libc::SO_LINGER, &l as *const libc::linger, std::mem::size_of::<libc::linger>());
+        }
+    }
+}
+
+/// Before this task's threads run again: give the drained bytes back to the connections.
+pub fn refill() {
+    let Ok(mut c) = CURRENT.lock() else { return };
+    let Some(cur) = c.as_mut() else { return };
+    if cur.pairs.is_empty() {
+        return;
+    }
+    let conns: Vec<jobconn::Refill> = cur.pairs.iter().zip(cur.drained.iter_mut()).map(|((fd, _), d)| jobconn::Refill { fd: *fd, mine: std::mem::take(&mut d.data), read: std::mem::take(&mut d.after) }).collect();
+    cur.pairs.clear();
+    if let Err(e) = jobconn::refill(conns, deadline(timeout_ms())) {
+        log!(ERROR, "step: the bytes in flight between tasks could not all be put back after the checkpoint: {e}; the connection may have lost data");
+    }
+}

@@ -1,0 +1,255 @@
+//! The step's files in the image directory, all mode 0600, created under a temporary name
+//! (O_CREAT|O_EXCL|O_NOFOLLOW) and renamed into place, and read only if they are regular
+//! files of the user's, not readable or writable by anyone else:
+//!
+//! - `BASE.step-key`: 32 random bytes, the step's secret (made once by rank 0, kept with the
+//!   images: a restart authenticates with it too);
+//! - `BASE.step-addr`: where the coordinator of the running step listens (`epoch`, `port`,
+//!   `boot`, `addrs`); `BASE.step-restart`: the same for ckpt-restart's rendezvous;
+//! - `BASE.step`: the manifest of the last complete checkpoint of the step: its number, the
+//!   number of tasks and each task's image (header index hash). Written only once every task
+//!   reported its image durable; a restart of the step uses exactly these images.
+
+use crate::sys::{self, Errno};
+use std::ffi::CString;
+
+pub const KEY_LEN: usize = 32;
+
+fn err(what: &str, e: Errno) -> String {
+    format!("{what}: {}", std::io::Error::from_raw_os_error(e))
+}
+
+fn cname(n: &str) -> CString {
+    CString::new(n).unwrap_or_default()
+}
+
+/// The image directory, open for the step's files.
+pub struct Dir {
+    fd: i32,
+    path: String,
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        sys::close(self.fd);
+    }
+}
+
+impl Dir {
+    pub fn open(path: &[u8]) -> Result<Dir, String> {
+        let shown = String::from_utf8_lossy(path).into_owned();
+        let c = CString::new(path).map_err(|_| format!("{shown}: a NUL byte in the path"))?;
+        let fd = sys::openat(libc::AT_FDCWD, &c, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(|e| err(&shown, e))?;
+        Ok(Dir { fd, path: shown })
+    }
+
+    pub fn show(&self, name: &str) -> String {
+        format!("{}/{name}", self.path)
+    }
+
+    /// The contents of `name` if it is a trustworthy file of ours (None: absent).
+    pub fn read_own(&self, name: &str, max: usize) -> Result<Option<Vec<u8>>, String> {
+        let fd = match sys::openat(self.fd, &cname(name), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK, 0) {
+            Ok(fd) => fd,
+            Err(libc::ENOENT) => return Ok(None),
+            Err(e) => return Err(err(&self.show(name), e)),
+        };
+        let r = (|| {
+            let st = sys::fstat(fd).map_err(|e| err(&self.show(name), e))?;
+            if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+                return Err(format!("{} is not a regular file", self.show(name)));
+            }
+            if st.st_uid != sys::geteuid() {
+                return Err(format!("{} belongs to uid {}, not to you: refusing it", self.show(name), st.st_uid));
+            }
+            if st.st_mode & 0o077 != 0 {
+                return Err(format!("{} can be read or written by others (mode {:o}): refusing it", self.show(name), st.st_mode & 0o777));
+            }
+            let mut v = vec![0u8; max + 1];
+            let mut got = 0;
+            while got < v.len() {
+                match sys::read(fd, &mut v[got..]) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) => return Err(err(&self.show(name), e)),
+                }
+            }
+            if got > max {
+                return Err(format!("{} is too large", self.show(name)));
+            }
+            v.truncate(got);
+            Ok(Some(v))
+        })();
+        sys::close(fd);
+        r
+    }
+
+    /// Write `name` whole: a new 0600 file under a temporary name, synced, renamed into place.
+    pub fn write_new(&self, name: &str, data: &[u8]) -> Result<(), String> {
+        let mut r = [0u8; 8];
+        let _ = sys::getrandom(&mut r);
+        let tmp = format!("{name}.tmp.{}", r.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let fd = sys::openat(self.fd, &cname(&tmp), libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW, 0o600).map_err(|e| err(&self.show(&tmp), e))?;
+        let w = sys::write_all(fd, data);
+        sys::fsync(fd);
+        sys::close(fd);
+        let r = w.map_err(|e| err(&self.show(&tmp), e)).and_then(|()| sys::renameat(self.fd, &cname(&tmp), &cname(name)).map_err(|e| err(&self.show(name), e)));
+        if r.is_err() {
+            let _ = sys::unlinkat(self.fd, &cname(&tmp));
+        } else {
+            sys::fsync(self.fd_dir());
+        }
+        r
+    }
+
+    fn fd_dir(&self) -> i32 {
+        self.fd
+    }
+
+    /// Make the step's key if there is none (rank 0), else read it.
+    pub fn key(&self, base: &str, create: bool) -> Result<Option<[u8; KEY_LEN]>, String> {
+        let name = key_name(base);
+        if let Some(k) = self.read_own(&name, KEY_LEN)? {
+            return k.try_into().map(Some).map_err(|_| format!("{} is not a key of {KEY_LEN} bytes", self.show(&name)));
+        }
+        if !create {
+            return Ok(None);
+        }
+        let mut k = [0u8; KEY_LEN];
+        sys::getrandom(&mut k).map_err(|e| err("getrandom", e))?;
+        self.write_new(&name, &k)?;
+        Ok(Some(k))
+    }
+}
+
+pub fn key_name(base: &str) -> String {
+    format!("{base}.step-key")
+}
+
+pub fn addr_name(base: &str, restart: bool) -> String {
+    format!("{base}.{}", if restart { "step-restart" } else { "step-addr" })
+}
+
+pub fn manifest_name(base: &str) -> String {
+    format!("{base}.step")
+}
+
+/// Where a coordinator listens.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Addr {
+    pub epoch: u64,
+    pub port: u16,
+    /// The coordinator's boot id: a member on the same machine connects through loopback.
+    pub boot: String,
+    /// Its IPv4 addresses (loopback first when it is all there is).
+    pub addrs: Vec<[u8; 4]>,
+}
+
+impl Addr {
+    pub fn encode(&self) -> Vec<u8> {
+        let ips: Vec<String> = self.addrs.iter().map(|a| format!("{}.{}.{}.{}", a[0], a[1], a[2], a[3])).collect();
+        format!("ckpt-step-addr 1\nepoch {:016x}\nport {}\nboot {}\naddrs {}\n", self.epoch, self.port, self.boot, ips.join(",")).into_bytes()
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Addr> {
+        let s = std::str::from_utf8(b).ok()?;
+        let mut lines = s.lines();
+        if lines.next()? != "ckpt-step-addr 1" {
+            return None;
+        }
+        let mut a = Addr::default();
+        for l in lines {
+            let (k, v) = l.split_once(' ').unwrap_or((l, ""));
+            match k {
+                "epoch" => a.epoch = u64::from_str_radix(v, 16).ok()?,
+                "port" => a.port = v.parse().ok()?,
+                "boot" => a.boot = v.to_string(),
+                "addrs" => {
+                    a.addrs = v
+                        .split(',')
+                        .filter(|x| !x.is_empty())
+                        .map(|x| {
+                            let p: Vec<u8> = x.split('.').map(|o| o.parse().ok()).collect::<Option<_>>()?;
+                            p.try_into().ok()
+                        })
+                        .collect::<Option<_>>()?
+                }
+                _ => {}
+            }
+        }
+        Some(a)
+    }
+}
+
+/// The last complete checkpoint of a step.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Manifest {
+    pub generation: u64,
+    /// Each rank's image, by its header index hash.
+    pub hashes: Vec<u64>,
+}
+
+impl Manifest {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut s = format!("ckpt-step-manifest 1\ngeneration {}\ntasks {}\n", self.generation, self.hashes.len());
+        for (r, h) in self.hashes.iter().enumerate() {
+            s.push_str(&format!("rank {r} {h:016x}\n"));
+        }
+        s.into_bytes()
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Manifest> {
+        let s = std::str::from_utf8(b).ok()?;
+        let mut lines = s.lines();
+        if lines.next()? != "ckpt-step-manifest 1" {
+            return None;
+        }
+        let mut m = Manifest::default();
+        let mut tasks = 0usize;
+        for l in lines {
+            let w: Vec<&str> = l.split(' ').collect();
+            match w.as_slice() {
+                ["generation", g] => m.generation = g.parse().ok()?,
+                ["tasks", n] => tasks = n.parse().ok()?,
+                ["rank", r, h] => {
+                    if r.parse::<usize>().ok()? != m.hashes.len() {
+                        return None;
+                    }
+                    m.hashes.push(u64::from_str_radix(h, 16).ok()?);
+                }
+                _ => {}
+            }
+        }
+        (tasks == m.hashes.len() && tasks > 0).then_some(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_round_trip_and_are_private() {
+        let d = std::env::temp_dir().join(format!("ckpt-step-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let dir = Dir::open(d.to_str().unwrap().as_bytes()).unwrap();
+        assert_eq!(dir.key("app", false).unwrap(), None);
+        let k = dir.key("app", true).unwrap().unwrap();
+        assert_eq!(dir.key("app", false).unwrap(), Some(k));
+        use std::os::unix::fs::PermissionsExt;
+        let p = d.join("app.step-key");
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(dir.key("app", false).unwrap_err().contains("read or written by others"));
+        std::os::unix::fs::symlink(&p, d.join("b.step-key")).unwrap();
+        assert!(dir.key("b", false).is_err(), "a symbolic link is not followed");
+        let m = Manifest { generation: 4, hashes: vec![1, 0xffff_0000_1234, 3] };
+        dir.write_new(&manifest_name("app"), &m.encode()).unwrap();
+        assert_eq!(Manifest::decode(&dir.read_own("app.step", 1 << 20).unwrap().unwrap()), Some(m));
+        let a = Addr { epoch: 0xabc, port: 4000, boot: "b-1".into(), addrs: vec![[127, 0, 0, 1], [10, 1, 2, 3]] };
+        assert_eq!(Addr::decode(&a.encode()), Some(a));
+        assert_eq!(Manifest::decode(b"ckpt-step-manifest 1\ngeneration 1\ntasks 2\nrank 0 01\n"), None);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

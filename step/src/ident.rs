@@ -1,0 +1,87 @@
+//! Who this task is in its step, from the environment Slurm gives every task of `srun`:
+//! SLURM_PROCID (rank), SLURM_STEP_NUM_TASKS (or SLURM_NTASKS), SLURM_JOB_ID, SLURM_STEP_ID and
+//! SLURM_RESTART_COUNT. A step of one task, or `CKPT_STEP=0`, is no step: each task
+//! checkpoints on its own, as before.
+//!
+//! The epoch names one run of the step (job, step, restart count, and whether it is the
+//! program or ckpt-restart's rendezvous): the address files of earlier runs are recognised as
+//! stale by it.
+
+use crate::sha256::Sha256;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ident {
+    pub rank: u32,
+    pub ntasks: u32,
+    pub job: String,
+    pub step: String,
+    pub restarts: u32,
+}
+
+impl Ident {
+    /// The step this task belongs to (None: not a step of several tasks, or turned off).
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Option<Ident> {
+        if var("CKPT_STEP").as_deref() == Some("0") {
+            return None;
+        }
+        let num = |v: &str| var(v).and_then(|x| x.trim().parse::<u32>().ok());
+        let rank = num("SLURM_PROCID")?;
+        let ntasks = num("SLURM_STEP_NUM_TASKS").or_else(|| num("SLURM_NTASKS"))?;
+        if ntasks < 2 || rank >= ntasks {
+            return None;
+        }
+        Some(Ident { rank, ntasks, job: var("SLURM_JOB_ID").unwrap_or_default(), step: var("SLURM_STEP_ID").unwrap_or_default(), restarts: num("SLURM_RESTART_COUNT").unwrap_or(0) })
+    }
+
+    /// This run's epoch, for the program's coordinator (`restart` false) or ckpt-restart's.
+    pub fn epoch(&self, restart: bool) -> u64 {
+        let s = format!("{}|{}|{}|{}|{}", self.job, self.step, self.restarts, self.ntasks, if restart { "restart" } else { "run" });
+        let h = Sha256::default().update(s.as_bytes()).finish();
+        u64::from_le_bytes(h[..8].try_into().expect("8 bytes"))
+    }
+}
+
+/// The name the step's files share: the task's image name without its `.RANK`.
+pub fn base_name(name: &str, rank: u32) -> String {
+    let suffix = format!(".{rank}");
+    name.strip_suffix(&suffix).unwrap_or(name).to_string()
+}
+
+/// Why a task launched this way cannot be checkpointed with its step (None: it can): ranks
+/// started directly by srun through PMI2 or PMIx talk to a server inside slurmstepd, which is
+/// not checkpointed.
+pub fn unsupported_launch(var: impl Fn(&str) -> Option<String>) -> Option<String> {
+    if var("PMI_FD").is_some() || var("PMI_JOBID").is_some() && var("SLURM_STEP_ID").is_some() {
+        return Some("this task was started by srun through PMI2 (MPI ranks launched directly by srun): its PMI server lives in slurmstepd and cannot be checkpointed; launch the ranks with mpirun inside the allocation".into());
+    }
+    if var("PMIX_NAMESPACE").is_some() && var("SLURM_STEP_ID").is_some() && var("PMIX_SERVER_URI2").is_some() {
+        return Some("this task was started by srun through PMIx (MPI ranks launched directly by srun): its PMIx server lives in slurmstepd and cannot be checkpointed; launch the ranks with mpirun inside the allocation".into());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(v: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| v.iter().find(|(a, _)| *a == k).map(|(_, b)| b.to_string())
+    }
+
+    #[test]
+    fn identity_from_slurm() {
+        let v = [("SLURM_PROCID", "2"), ("SLURM_STEP_NUM_TASKS", "4"), ("SLURM_JOB_ID", "17"), ("SLURM_STEP_ID", "0")];
+        let id = Ident::from_env(env(&v)).unwrap();
+        assert_eq!((id.rank, id.ntasks, id.restarts), (2, 4, 0));
+        assert_ne!(id.epoch(false), id.epoch(true));
+        let again = [("SLURM_RESTART_COUNT", "1")].iter().chain(v.iter()).copied().collect::<Vec<_>>();
+        assert_ne!(Ident::from_env(env(&again)).unwrap().epoch(false), id.epoch(false));
+        assert_eq!(Ident::from_env(env(&[("SLURM_PROCID", "0"), ("SLURM_STEP_NUM_TASKS", "1")])), None);
+        let off = [("CKPT_STEP", "0")].iter().chain(v.iter()).copied().collect::<Vec<_>>();
+        assert_eq!(Ident::from_env(env(&off)), None);
+        assert_eq!(base_name("ring.2", 2), "ring");
+        assert_eq!(base_name("ring", 2), "ring");
+        assert!(unsupported_launch(env(&[("PMI_FD", "5")])).is_some());
+        assert!(unsupported_launch(env(&v)).is_none());
+    }
+}

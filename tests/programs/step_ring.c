@@ -1,0 +1,166 @@
+/*
+ * step_ring: the tasks of a Slurm step (SLURM_PROCID of SLURM_STEP_NUM_TASKS) pass data round a
+ * ring over TCP, as a parallel solver would.
+ *
+ * Usage: step_ring DIR [ROUNDS=60] [DELAY_MS=50] [SIZE=65536]
+ * Each task listens on a port of its own (published as DIR/port.RANK), connects to the next
+ * task and accepts the previous one. Prints "start step_ring rank=R n=N", then each round
+ * i = 1..ROUNDS: sends SIZE bytes made from its state to the next task, sleeps DELAY_MS (so
+ * that the data is in flight when a checkpoint comes), receives SIZE bytes from the previous
+ * task and folds them into its state; prints "step i state=<hex>". Last "result <hex>". Every
+ * task's result depends on every byte every task received: a byte lost, duplicated or
+ * reordered between tasks changes them all. Deterministic for the same N and arguments.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static long env_num(const char *a, const char *b)
+{
+    const char *v = getenv(a);
+    if (v == NULL && b != NULL)
+        v = getenv(b);
+    return v ? atol(v) : -1;
+}
+
+static void die(const char *what)
+{
+    perror(what);
+    exit(2);
+}
+
+static void send_all(int fd, const unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            die("send");
+        p += k;
+        n -= (size_t)k;
+    }
+}
+
+static void recv_all(int fd, unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = recv(fd, p, n, 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k == 0) {
+            fprintf(stderr, "recv: the previous task closed the connection\n");
+            exit(2);
+        }
+        if (k < 0)
+            die("recv");
+        p += k;
+        n -= (size_t)k;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: step_ring DIR [ROUNDS] [DELAY_MS] [SIZE]\n");
+        return 2;
+    }
+    const char *dir = argv[1];
+    long rounds = argc > 2 ? atol(argv[2]) : 60;
+    long delay = argc > 3 ? atol(argv[3]) : 50;
+    size_t size = argc > 4 ? (size_t)atol(argv[4]) : 65536;
+    long rank = env_num("SLURM_PROCID", NULL);
+    long n = env_num("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS");
+    if (rank < 0 || n < 2 || rank >= n) {
+        fprintf(stderr, "step_ring: needs SLURM_PROCID and SLURM_STEP_NUM_TASKS >= 2\n");
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY) };
+    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, 4) != 0)
+        die("listen");
+    socklen_t alen = sizeof a;
+    getsockname(l, (struct sockaddr *)&a, &alen);
+    char path[4096], tmp[4200];
+    snprintf(path, sizeof path, "%s/port.%ld", dir, rank);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        die(tmp);
+    fprintf(f, "%d\n", ntohs(a.sin_port));
+    fclose(f);
+    rename(tmp, path);
+
+    /* Connect to the next task (its port file may not be there yet). */
+    snprintf(path, sizeof path, "%s/port.%ld", dir, (rank + 1) % n);
+    int port = 0;
+    for (int tries = 0; port == 0 && tries < 600; tries++) {
+        FILE *p = fopen(path, "r");
+        if (p != NULL) {
+            if (fscanf(p, "%d", &port) != 1)
+                port = 0;
+            fclose(p);
+        }
+        if (port == 0)
+            sleep_ms(50);
+    }
+    if (port == 0) {
+        fprintf(stderr, "step_ring: %s did not appear\n", path);
+        return 2;
+    }
+    int next = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    int ok = -1;
+    for (int tries = 0; ok != 0 && tries < 100; tries++) {
+        ok = connect(next, (struct sockaddr *)&to, sizeof to);
+        if (ok != 0)
+            sleep_ms(50);
+    }
+    if (ok != 0)
+        die("connect");
+    int prev = accept(l, NULL, NULL);
+    if (prev < 0)
+        die("accept");
+    int one = 1;
+    setsockopt(next, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+
+    unsigned char *out = malloc(size), *in = malloc(size);
+    if (out == NULL || in == NULL)
+        die("malloc");
+    uint64_t state = 0x9E3779B97F4A7C15ULL ^ (uint64_t)rank;
+    printf("start step_ring rank=%ld n=%ld\n", rank, n);
+    for (long i = 1; i <= rounds; i++) {
+        uint64_t x = state ^ (uint64_t)i;
+        for (size_t j = 0; j < size; j++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out[j] = (unsigned char)x;
+        }
+        send_all(next, out, size);
+        sleep_ms(delay);
+        recv_all(prev, in, size);
+        for (size_t j = 0; j < size; j++)
+            state = (state ^ in[j]) * 1099511628211ULL;
+        printf("step %ld state=%016llx\n", i, (unsigned long long)state);
+    }
+    printf("result %016llx\n", (unsigned long long)state);
+    return 0;
+}

@@ -1,0 +1,249 @@
+//! Issue 14 without a cluster: the tasks of a step started by hand with the variables srun gives
+//! every task (SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_JOB_ID, SLURM_STEP_ID,
+//! SLURM_RESTART_COUNT), each under its own `ckpt-run`, talking over TCP in a ring
+//! (programs/step_ring.c). One checkpoint of the whole step, every task SIGKILLed, the step
+//! resumed: every task ends with the checksum of an uninterrupted run and did not start over.
+//! The step's coordination channel refuses a connection from another user; a step whose tasks
+//! are process trees (or PMI2 ranks) refuses its checkpoint in one line. The tasks run in their
+//! own namespaces (the default). (The same against a real Slurm: slurm_jobs.rs.)
+
+use anyhow::{ensure, Context, Result};
+use ckpt_tests::programs::compile_c;
+use ckpt_tests::scenario::user_command;
+use ckpt_tests::users::TestUser;
+use ckpt_tests::ring::{self, slurm_env};
+use ckpt_tests::{result_of, Bins, Proc, Workdir};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const ROUNDS: u32 = 80;
+
+/// The ring's arguments after its port directory: rounds, delay (ms), bytes per round.
+fn ring_args(rounds: u32) -> [String; 3] {
+    [rounds.to_string(), "50".into(), ring::SIZE.into()]
+}
+
+/// One run of a step: its job id, how many times it was requeued, whether with --resume, extra
+/// environment.
+struct Run<'a> {
+    job: &'a str,
+    restarts: u32,
+    resume: bool,
+    env: &'a [(&'a str, &'a str)],
+    /// The task's program is a process tree: a shell that leaves a child running and execs the
+    /// ring.
+    tree: bool,
+}
+
+/// Start the `n` tasks under ckpt-run (`resume`: with --resume, as after a requeue).
+fn start_step(bins: &Bins, work: &Workdir, exe: &Path, n: usize, run: &Run, rounds: u32) -> Result<Vec<Proc>> {
+    let Run { job, restarts, resume, env, tree } = *run;
+    let ports = work.join("ports");
+    std::fs::create_dir_all(&ports)?;
+    (0..n)
+        .map(|r| {
+            let mut argv: Vec<OsString> = vec![bins.run.clone().into(), "--dir".into(), work.join("ckpt").into()];
+            if resume {
+                argv.push("--resume".into());
+            }
+            if tree {
+                argv.extend(["--name".into(), "step_ring".into(), "--".into(), "/bin/sh".into(), "-c".into(), OsString::from("sleep 600 & exec \"$0\" \"$@\"")]);
+            } else {
+                argv.push("--".into());
+            }
+            argv.extend([exe.into(), ports.clone().into()]);
+            argv.extend(ring_args(rounds).iter().map(OsString::from));
+            let mut c = user_command(&argv, false, work.path());
+            slurm_env(&mut c, job, r, n, restarts);
+            c.envs(env.iter().copied());
+            Proc::spawn(&format!("task {r}{}", if resume { " (resumed)" } else { "" }), c)
+        })
+        .collect()
+}
+
+fn steps(p: &Proc) -> Vec<u64> {
+    ring::steps(&p.stdout())
+}
+
+fn setup(tag: &str) -> Result<(Bins, Workdir, PathBuf)> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(tag)?;
+    let exe = compile_c(&work, "step_ring.c", &[])?;
+    Ok((bins, work, exe))
+}
+
+/// A checkpoint asked of one task (rank 1) is taken by the whole step; after every task is
+/// killed, the step resumed from it ends as an uninterrupted run would.
+#[test]
+fn step_ring_checkpoint_of_all_tasks_kill_resume_same_checksums() -> Result<()> {
+    let (bins, work, exe) = setup("step-ring")?;
+    let n = 3;
+    let expected = ring::reference(&work, &exe, n, ROUNDS)?;
+    let job = format!("local{}", std::process::id());
+    let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &[], tree: false }, ROUNDS)?;
+    for p in first.iter_mut() {
+        p.wait_for_step(10, Duration::from_secs(60))?;
+    }
+    first[1].signal(libc::SIGUSR2)?;
+    first[0].wait_for_stderr("step checkpoint 1: 3 tasks committed", Duration::from_secs(60))?;
+    for p in first.iter_mut() {
+        p.wait_for_stderr("ckpt: checkpoint 1: ", Duration::from_secs(30))?;
+    }
+    let manifest = std::fs::read_to_string(work.join("ckpt/step_ring.step"))?;
+    ensure!(manifest.contains("generation 1") && manifest.contains("tasks 3"), "manifest:\n{manifest}");
+    let mut before = Vec::new();
+    for p in first.iter_mut() {
+        p.kill()?;
+        let s = steps(p);
+        ensure!(s.last().is_some_and(|&l| l < 80), "{} finished before the kill", p.label());
+        before.push(s.len());
+    }
+    let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &[], tree: false }, ROUNDS)?;
+    for (r, p) in second.iter_mut().enumerate() {
+        p.wait(Duration::from_secs(120))?;
+        let out = p.stdout();
+        let err = p.stderr();
+        ensure!(err.contains("restarted from"), "task {r} did not resume:\n{err}");
+        ensure!(!out.contains("start step_ring"), "task {r} started over:\n{out}");
+        let s = steps(p);
+        ensure!(s.first().is_some_and(|&f| f > 1), "task {r} did not continue: steps {s:?}");
+        ensure!(result_of(&out) == Some(expected[r].as_str()), "task {r}: result {:?}, uninterrupted {}; stderr:\n{err}", result_of(&out), expected[r]);
+    }
+    Ok(())
+}
+
+/// The coordinator accepts only tasks that know the step's key: another user's connection is
+/// refused and logged (and that user cannot read the key); the step still checkpoints.
+#[test]
+fn step_coordinator_refuses_another_users_connection() -> Result<()> {
+    let Some(other) = TestUser::create("stp")? else {
+        ckpt_tests::skip_test!("needs root to create a second user");
+        return Ok(());
+    };
+    let (bins, work, exe) = setup("step-auth")?;
+    let job = format!("auth{}", std::process::id());
+    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &[], tree: false }, 400)?;
+    for p in tasks.iter_mut() {
+        p.wait_for_step(3, Duration::from_secs(60))?;
+    }
+    let addr = std::fs::read_to_string(work.join("ckpt/step_ring.step-addr"))?;
+    let port = addr.lines().find_map(|l| l.strip_prefix("port ")).context("no port in the address file")?.to_string();
+    // The other user tries the channel with a made-up answer to the challenge.
+    let client = "import socket,sys\ns=socket.create_connection(('127.0.0.1',int(sys.argv[1])),timeout=10)\ns.recv(24)\ns.sendall(b'CKPTSTP1'+bytes(48))\nprint('answer', len(s.recv(100)))\n";
+    let py = ckpt_tests::programs::python3()?;
+    let o = other.command(&[py.into(), "-c".into(), client.into(), port.into()], Path::new("/")).output()?;
+    let said = String::from_utf8_lossy(&o.stdout);
+    ensure!(said.trim() == "answer 0", "the other user's connection was not cut off: {said} {}", String::from_utf8_lossy(&o.stderr));
+    tasks[0].wait_for_stderr("step: refused a connection from 127.0.0.1", Duration::from_secs(10))?;
+    ensure!(tasks[0].stderr().contains("does not know the step's key"), "{}", tasks[0].stderr());
+    let key = work.join("ckpt/step_ring.step-key");
+    let o = other.command(&["cat".into(), key.into()], Path::new("/")).output()?;
+    ensure!(!o.status.success(), "the other user could read the step's key");
+    // The step's own links are untouched.
+    tasks[0].signal(libc::SIGUSR2)?;
+    tasks[0].wait_for_stderr("step checkpoint 1: 2 tasks committed", Duration::from_secs(60))?;
+    for p in tasks.iter_mut() {
+        p.kill()?;
+    }
+    Ok(())
+}
+
+/// Ranks started by srun through PMI2 talk to a server in slurmstepd that is not checkpointed:
+/// a checkpoint of such a step fails with one clear line on every task (the program goes on),
+/// and no manifest is written.
+#[test]
+fn step_of_pmi2_ranks_refuses_checkpoint_clearly() -> Result<()> {
+    let (bins, work, exe) = setup("step-pmi")?;
+    let job = format!("pmi{}", std::process::id());
+    let env = [("PMI_FD", "7"), ("PMI_RANK", "0"), ("PMI_SIZE", "2")];
+    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: false }, 400)?;
+    for p in tasks.iter_mut() {
+        p.wait_for_step(3, Duration::from_secs(60))?;
+    }
+    tasks[0].signal(libc::SIGUSR2)?;
+    refused_everywhere(&work, &mut tasks, "started by srun through PMI2")
+}
+
+/// A step checkpoint asked of one task was refused: every task says `why`, rank 0 abandons it
+/// everywhere, no manifest is written, and every task goes on; then they are killed.
+fn refused_everywhere(work: &Workdir, tasks: &mut [Proc], why: &str) -> Result<()> {
+    for r in 0..tasks.len() {
+        if let Err(e) = tasks[r].wait_for_stderr(why, Duration::from_secs(60)) {
+            let all: Vec<String> = tasks.iter().map(|p| format!("{}:\n{}", p.label(), p.stderr())).collect();
+            anyhow::bail!("{e}\n{}", all.join("\n"));
+        }
+    }
+    tasks[0].wait_for_stderr("step checkpoint 1 abandoned on every task", Duration::from_secs(60))?;
+    ensure!(!work.join("ckpt/step_ring.step").exists(), "a manifest was written");
+    for p in tasks.iter_mut() {
+        let before = steps(p).len();
+        if let Err(e) = p.wait_for_step(before as u64 + 2, Duration::from_secs(30)) {
+            anyhow::bail!("{} did not go on: {e}\n{}", p.label(), p.stderr());
+        }
+    }
+    for p in tasks.iter_mut() {
+        p.kill()?;
+    }
+    Ok(())
+}
+
+/// A task that does not answer (SIGSTOPped) makes the step's next checkpoint abandoned on every
+/// task within CKPT_STEP_TIMEOUT, with one line; the manifest still names the previous complete
+/// checkpoint, from which the step (killed) resumes to the uninterrupted result.
+#[test]
+fn step_checkpoint_abandoned_when_a_task_hangs_previous_set_stays() -> Result<()> {
+    let (bins, work, exe) = setup("step-hang")?;
+    let n = 3;
+    let expected = ring::reference(&work, &exe, n, ROUNDS)?;
+    let job = format!("hang{}", std::process::id());
+    let env = [("CKPT_STEP_TIMEOUT", "3")];
+    let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: false }, ROUNDS)?;
+    for p in first.iter_mut() {
+        p.wait_for_step(5, Duration::from_secs(60))?;
+    }
+    first[0].signal(libc::SIGUSR2)?;
+    first[0].wait_for_stderr("step checkpoint 1: 3 tasks committed", Duration::from_secs(60))?;
+    let manifest = work.join("ckpt/step_ring.step");
+    let committed = std::fs::read(&manifest)?;
+    // The program itself (in a namespace, the child of ckpt-run's init; ckpt-run only waits).
+    let hung = first[2].program_pid();
+    // SAFETY: kill(2) of a process of this test.
+    ensure!(unsafe { libc::kill(hung, libc::SIGSTOP) } == 0, "cannot stop task 2's program {hung}");
+    first[0].signal(libc::SIGUSR2)?;
+    first[0].wait_for_stderr("step checkpoint 2 abandoned on every task: task 2 did not stop in time", Duration::from_secs(30))?;
+    first[1].wait_for_stderr("step checkpoint 2 abandoned", Duration::from_secs(30))?;
+    ensure!(std::fs::read(&manifest)? == committed, "the manifest changed:\n{}", std::fs::read_to_string(&manifest)?);
+    // SAFETY: as above.
+    unsafe { libc::kill(hung, libc::SIGCONT) };
+    for p in first.iter_mut() {
+        p.kill()?;
+    }
+    let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &[], tree: false }, ROUNDS)?;
+    for (r, p) in second.iter_mut().enumerate() {
+        p.wait(Duration::from_secs(120))?;
+        let (out, err) = (p.stdout(), p.stderr());
+        ensure!(err.contains("(checkpoint 1,"), "task {r} did not resume from checkpoint 1:\n{err}");
+        ensure!(result_of(&out) == Some(expected[r].as_str()), "task {r}: {:?}, uninterrupted {}; stderr:\n{err}", result_of(&out), expected[r]);
+    }
+    Ok(())
+}
+
+/// A task whose program is a process tree (in its namespace: a child besides the program)
+/// cannot take part in a checkpoint of its step yet: the step's checkpoint is abandoned on every
+/// task with one line naming the other process, no manifest is written, and the ring goes on.
+#[test]
+fn step_of_a_process_tree_refuses_checkpoint_clearly() -> Result<()> {
+    let (bins, work, exe) = setup("step-tree")?;
+    let job = format!("tree{}", std::process::id());
+    // The namespace is required: without one, children are not managed (nothing to refuse).
+    let env = [("CKPT_NAMESPACE", "1")];
+    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: true }, 400)?;
+    for p in tasks.iter_mut() {
+        p.wait_for_step(3, Duration::from_secs(60))?;
+    }
+    tasks[1].signal(libc::SIGUSR2)?;
+    refused_everywhere(&work, &mut tasks, "is a process tree (also ")?;
+    ensure!(tasks.iter().all(|p| p.stderr().contains("(sleep)")), "the refusal does not name the other process");
+    Ok(())
+}
