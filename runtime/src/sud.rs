@@ -165,7 +165,11 @@ impl Allow {
 
 impl Drop for Allow {
     fn drop(&mut self) {
-        if let Some(t) = self.t {
+        // A thread's first snapshot: its slot was claimed by enable_self after `new`, which
+        // then found none; without this look-up its selector stayed ALLOW and none of its
+        // calls were dispatched until the next stop (the instant), a read() or shared futex
+        // on a page armed meanwhile failing with EFAULT.
+        if let Some(t) = self.t.or_else(|| slot(thread_pointer(), false)) {
             // Dispatch turned on meanwhile (enable_self): calls are dispatched from now on.
             let v = if t.on.load(Ordering::Acquire) { BLOCK } else { self.prev };
             t.sel.store(v, Ordering::Release);
