@@ -68,9 +68,11 @@ fn kernel_written(slots: &[threads::Slot], maps: &[(MapEntry, bool)]) -> Result<
         }
     };
     for s in slots {
-        // SAFETY: the thread's signal frame, on its stack, written by the kernel at the stop.
-        let sp = unsafe { (*(s.ucontext as *const libc::ucontext_t)).uc_mcontext.gregs[libc::REG_RSP as usize] } as u64;
-        if let Some((a, b)) = vma(sp) {
+        // The stack pointer recorded at the stop: after the first stop the threads run again
+        // and their frames are gone (reading sp from them found another region, or none, now
+        // and then; the stack was then write-protected, and the next signal frame the kernel
+        // wrote there killed the thread with SIGSEGV).
+        if let Some((a, b)) = vma(s.sp) {
             if b - a > STACK_LIMIT {
                 return Err(format!("thread {} has a stack of {} MiB", s.tid, (b - a) >> 20));
             }

@@ -239,6 +239,7 @@ fn take_slots(info: &RestartInfo) -> Vec<Slot> {
         v.push(Slot {
             tid: t.tid,
             ucontext: t.ucontext,
+            sp: 0, // only checkpoints use it
             fs_base: t.fs_base,
             tid_address: t.tid_address,
             robust_head: t.robust_head,
