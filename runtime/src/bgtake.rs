@@ -237,7 +237,7 @@ pub fn take(dir: &Dir, name: &[u8], gen: u64, t0: u64, parent: Option<(u64, u32)
         log!(DEBUG, "background snapshot: instant done in {} us", (now_ns() - t) / 1000);
         ph.step(snapshot::FROZEN);
         let bg = memwrite::Bg { engine, armed: &armed };
-        let r = checkpoint::write_image(dir, cap, &frozen, &frozen_files, memwrite::cpus().min(8), crate::progress::local(), Some(&bg)).and_then(|w| checkpoint::commit(dir, cap).map(|_| w).map_err(Failure::Failed));
+        let r = checkpoint::write_image(dir, cap, &frozen, &frozen_files, memwrite::cpus().min(8), crate::progress::local(), Some(&bg));
         if engine.phase() != bgsnap::OVER {
             engine.abort(&regs);
         }
@@ -249,6 +249,9 @@ pub fn take(dir: &Dir, name: &[u8], gen: u64, t0: u64, parent: Option<(u64, u32)
             peak * PAGE as usize / 1024,
             slots * PAGE as usize / 1024
         );
+        // Said before the image appears: whoever watches for it (and then kills the program)
+        // has the line already.
+        let r = r.and_then(|w| checkpoint::commit(dir, cap).map(|_| w).map_err(Failure::Failed));
         let gone = ph.program_gone();
         match &r {
             Ok((raw, stored, _)) => {
