@@ -238,6 +238,23 @@ pub fn end() {
     }
 }
 
+/// After a restart: the runtime's variables come from an image taken during a background
+/// snapshot (each thread's `on`, the counts, our SIGSYS handler installed), but the kernel's
+/// threads are new and none dispatches. Left as they were, the next snapshot did not turn
+/// dispatch on for the threads it believed on: their calls were not made safe (a free() that
+/// dropped protected heap pages unsaved left a damaged heap in the image).
+pub fn after_restart() {
+    for t in TH.iter() {
+        t.fs.store(0, Ordering::Relaxed);
+        t.sel.store(ALLOW, Ordering::Relaxed);
+        t.on.store(false, Ordering::Relaxed);
+        t.sys_blocked.store(false, Ordering::Relaxed);
+    }
+    ON.store(0, Ordering::Release);
+    ACTIVE.store(0, Ordering::Release);
+    restore_program_handler();
+}
+
 /// In the stop handler of a program thread (`uc`: its frame): turn dispatch on for it.
 pub fn enable_self(uc: *mut libc::ucontext_t) {
     let Some(t) = slot(thread_pointer(), true) else { return };

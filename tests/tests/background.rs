@@ -111,6 +111,23 @@ fn allocating_threads_survive_many_snapshots() -> Result<()> {
     Ok(())
 }
 
+/// A restarted program's background snapshots make its calls safe too: the runtime's variables
+/// come back from an image taken during a snapshot (every thread "dispatching"), but the
+/// restarted threads do not dispatch until the next snapshot turns it on.
+#[test]
+fn restarted_program_snapshots_in_the_background_again() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("bg-restarted")?;
+    let program = Program::c(&work, "bg_rewrite.c", &["-pthread"], &["64", "150", "10", "rand"])?;
+    let mut opts = options(&work, &[], 30, &[]);
+    opts.checkpoint_steps = vec![30, 80];
+    let outcome = run_and_verify(&bins, &program, &opts)?;
+    let restarted = outcome.records.get(1).map(|r| r.stderr.clone()).unwrap_or_default();
+    let safe: Vec<u64> = restarted.lines().filter_map(|l| l.split("; ").nth(1)?.split(" system calls made safe").next()?.parse().ok()).collect();
+    ensure!(!safe.is_empty() && safe.iter().all(|&n| n > 0), "the restarted program's background snapshots made {safe:?} system calls safe{}", outcome.transcript());
+    Ok(())
+}
+
 #[test]
 #[ignore = "known bug: a read() blocked across the instant is restarted by the kernel in the dispatch's exempt code, not made safe again, and fails with EFAULT (background snapshots are opt-in)"]
 fn call_blocked_across_the_instant_succeeds() -> Result<()> {
