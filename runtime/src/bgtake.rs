@@ -26,9 +26,9 @@ use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
 /// Whether checkpoints may be background snapshots: opt-in (CKPT_BACKGROUND=1; read once).
-/// Not the default yet: a program of 16 threads that allocate and free all the time
-/// (tests/programs/malloc_storm.c) was seen to crash with SIGSEGV within some tens of
-/// back-to-back background snapshots (background::allocating_threads_survive_many_snapshots).
+/// Not the default yet: a system call blocked across the instant (a read() waiting on a pipe)
+/// is restarted by the kernel inside the dispatch's exempt code, not made safe again, and fails
+/// with EFAULT on the memory the instant protected (README "Known limits").
 static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 pub fn configure(env: Option<&[u8]>) {
@@ -68,9 +68,11 @@ fn kernel_written(slots: &[threads::Slot], maps: &[(MapEntry, bool)]) -> Result<
         }
     };
     for s in slots {
-        // SAFETY: the thread's signal frame, on its stack, written by the kernel at the stop.
-        let sp = unsafe { (*(s.ucontext as *const libc::ucontext_t)).uc_mcontext.gregs[libc::REG_RSP as usize] } as u64;
-        if let Some((a, b)) = vma(sp) {
+        // The stack pointer recorded at the stop: after the first stop the threads run again
+        // and their frames are gone (reading sp from them found another region, or none, now
+        // and then; the stack was then write-protected, and the next signal frame the kernel
+        // wrote there killed the thread with SIGSEGV).
+        if let Some((a, b)) = vma(s.sp) {
             if b - a > STACK_LIMIT {
                 return Err(format!("thread {} has a stack of {} MiB", s.tid, (b - a) >> 20));
             }
@@ -235,7 +237,7 @@ pub fn take(dir: &Dir, name: &[u8], gen: u64, t0: u64, parent: Option<(u64, u32)
         log!(DEBUG, "background snapshot: instant done in {} us", (now_ns() - t) / 1000);
         ph.step(snapshot::FROZEN);
         let bg = memwrite::Bg { engine, armed: &armed };
-        let r = checkpoint::write_image(dir, cap, &frozen, &frozen_files, memwrite::cpus().min(8), crate::progress::local(), Some(&bg)).and_then(|w| checkpoint::commit(dir, cap).map(|_| w).map_err(Failure::Failed));
+        let r = checkpoint::write_image(dir, cap, &frozen, &frozen_files, memwrite::cpus().min(8), crate::progress::local(), Some(&bg));
         if engine.phase() != bgsnap::OVER {
             engine.abort(&regs);
         }
@@ -247,6 +249,9 @@ pub fn take(dir: &Dir, name: &[u8], gen: u64, t0: u64, parent: Option<(u64, u32)
             peak * PAGE as usize / 1024,
             slots * PAGE as usize / 1024
         );
+        // Said before the image appears: whoever watches for it (and then kills the program)
+        // has the line already.
+        let r = r.and_then(|w| checkpoint::commit(dir, cap).map(|_| w).map_err(Failure::Failed));
         let gone = ph.program_gone();
         match &r {
             Ok((raw, stored, _)) => {

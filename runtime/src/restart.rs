@@ -73,6 +73,7 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     // built one of the memory it restored: the next image can be an increment over this one.
     crate::pagehash::forget(true);
     crate::uffdwp::forget(false);
+    crate::sud::after_restart();
     alloc::after_restart();
     if crate::incremental::enabled() && info.image_hash != 0 && crate::pagehash::adopt(info.page_table, info.page_table_len) {
         crate::incremental::continue_from(info.image_hash, info.chain as u32);
@@ -240,6 +241,7 @@ fn take_slots(info: &RestartInfo) -> Vec<Slot> {
         v.push(Slot {
             tid: t.tid,
             ucontext: t.ucontext,
+            sp: 0, // only checkpoints use it
             fs_base: t.fs_base,
             tid_address: t.tid_address,
             robust_head: t.robust_head,

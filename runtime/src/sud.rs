@@ -165,7 +165,11 @@ impl Allow {
 
 impl Drop for Allow {
     fn drop(&mut self) {
-        if let Some(t) = self.t {
+        // A thread's first snapshot: its slot was claimed by enable_self after `new`, which
+        // then found none; without this look-up its selector stayed ALLOW and none of its
+        // calls were dispatched until the next stop (the instant), a read() or shared futex
+        // on a page armed meanwhile failing with EFAULT.
+        if let Some(t) = self.t.or_else(|| slot(thread_pointer(), false)) {
             // Dispatch turned on meanwhile (enable_self): calls are dispatched from now on.
             let v = if t.on.load(Ordering::Acquire) { BLOCK } else { self.prev };
             t.sel.store(v, Ordering::Release);
@@ -232,6 +236,23 @@ pub fn end() {
     if ON.load(Ordering::Acquire) == 0 {
         restore_program_handler();
     }
+}
+
+/// After a restart: the runtime's variables come from an image taken during a background
+/// snapshot (each thread's `on`, the counts, our SIGSYS handler installed), but the kernel's
+/// threads are new and none dispatches. Left as they were, the next snapshot did not turn
+/// dispatch on for the threads it believed on: their calls were not made safe (a free() that
+/// dropped protected heap pages unsaved left a damaged heap in the image).
+pub fn after_restart() {
+    for t in TH.iter() {
+        t.fs.store(0, Ordering::Relaxed);
+        t.sel.store(ALLOW, Ordering::Relaxed);
+        t.on.store(false, Ordering::Relaxed);
+        t.sys_blocked.store(false, Ordering::Relaxed);
+    }
+    ON.store(0, Ordering::Release);
+    ACTIVE.store(0, Ordering::Release);
+    restore_program_handler();
 }
 
 /// In the stop handler of a program thread (`uc`: its frame): turn dispatch on for it.

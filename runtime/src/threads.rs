@@ -25,6 +25,9 @@ const RSEQ_SIG: u32 = 0x5305_3053;
 pub struct Slot {
     pub tid: i32,
     pub ucontext: u64,
+    /// The stack pointer of the interrupted code, read from the frame at the stop: the frame
+    /// itself is gone once the thread is resumed (its memory is the stack's again).
+    pub sp: u64,
     pub fs_base: u64,
     pub tid_address: u64,
     pub robust_head: u64,
@@ -44,6 +47,7 @@ unsafe impl Sync for Slots {}
 static SLOTS: Slots = Slots(UnsafeCell::new([Slot {
     tid: 0,
     ucontext: 0,
+    sp: 0,
     fs_base: 0,
     tid_address: 0,
     robust_head: 0,
@@ -88,7 +92,9 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
     let gen = RELEASE.load(Ordering::Acquire);
     let idx = CLAIMED.fetch_add(1, Ordering::AcqRel) as usize;
     if idx < MAX_THREADS {
-        let mut s = Slot { tid, ucontext: uc as u64, fs_base: sys::arch_get_fs(), ..Slot::default() };
+        // SAFETY: this thread's own signal frame, from the kernel.
+        let sp = unsafe { (*(uc as *const libc::ucontext_t)).uc_mcontext.gregs[libc::REG_RSP as usize] } as u64;
+        let mut s = Slot { tid, ucontext: uc as u64, sp, fs_base: sys::arch_get_fs(), ..Slot::default() };
         let mut tidp: u64 = 0;
         let _ = syscall!(libc::SYS_prctl, libc::PR_GET_TID_ADDRESS, &mut tidp as *mut u64);
         s.tid_address = tidp;
