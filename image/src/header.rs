@@ -19,7 +19,9 @@ pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// 11: `Index::shared` (shared memory by identity, for the images of a process tree's set).
 /// 12: `Socket::job` (connections between the tasks of a Slurm step) and `Index::step`.
 /// 13: `Index::sysv` (System V shared memory, semaphores and message queues of the namespace).
-pub const VERSION: u32 = 13;
+/// 14: both of 12 and 13 in one index (`Index::step` before `Index::sysv`): main held 13
+///     without `Index::step` for a while, whose images do not decode as this layout.
+pub const VERSION: u32 = 14;
 pub const HEADER_LEN: usize = 64;
 
 /// Header fields, little-endian on disk:
