@@ -23,8 +23,6 @@ const MADV_GUARD_INSTALL: u64 = 102;
 const MLOCK_ONFAULT: u64 = 1;
 const SYS_MSEAL: i64 = 462;
 const PR_SET_MEMORY_MERGE: u64 = 67;
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_CHECKPOINT_RESTORE: u32 = 40;
 
 /// Set what lives on across the switch. Warns about what cannot be set.
 pub fn apply(p: &ProcAttrs) {
@@ -189,25 +187,7 @@ pub fn late_ops(p: &ProcAttrs, exe_map: Option<(u64, u64, RawFd)>) -> Vec<Op> {
 /// Whether we may set the executable: CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN in our user
 /// namespace (effective).
 fn may_set_exe() -> bool {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Default, Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let mut h = Header { version: 0x2008_0522, pid: 0 }; // _LINUX_CAPABILITY_VERSION_3
-    let mut d = [Data::default(); 2];
-    // SAFETY: capget with a valid header and two data words (version 3).
-    if unsafe { libc::syscall(libc::SYS_capget, &mut h as *mut Header, d.as_mut_ptr()) } != 0 {
-        return false;
-    }
-    let has = |cap: u32| d[(cap / 32) as usize].effective & (1 << (cap % 32)) != 0;
+    use ckpt_ns::caps::{has, CAP_CHECKPOINT_RESTORE, CAP_SYS_ADMIN};
     has(CAP_CHECKPOINT_RESTORE) || has(CAP_SYS_ADMIN)
 }
 
