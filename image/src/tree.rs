@@ -120,6 +120,11 @@ impl Manifest {
         })
     }
 
+    /// The image name of the root process (`parse` makes sure it is a live process of the set).
+    pub fn root_image(&self) -> Option<&str> {
+        self.live().find(|(p, _)| p.pid == self.root).map(|(_, image)| image)
+    }
+
     /// The processes whose parent is `pid` (0: those whose parent is outside the set, init's).
     pub fn children_of(&self, pid: i32) -> impl Iterator<Item = &TreeProc> {
         let inside = |p: i32| self.procs.iter().any(|q| q.pid == p);

@@ -123,7 +123,16 @@ pub fn resume_if_possible(dir: &Path, name: &OsStr, program: Option<&Path>, no_n
         None => gens,
     };
     for p in &gens {
-        match ckpt_image::trust::read_owned(p, euid) {
+        // A process tree's set (a directory): its root process's image says which program it is.
+        let readable = match ckpt_image::tree::Manifest::read(p) {
+            None => p.clone(),
+            Some(Ok(m)) => match m.root_image() {
+                Some(image) => p.join(image),
+                None => continue,
+            },
+            Some(Err(_)) => continue,
+        };
+        match ckpt_image::trust::read_owned(&readable, euid) {
             Ok(r) => {
                 found = Some((p, r));
                 break;

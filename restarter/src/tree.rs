@@ -66,7 +66,7 @@ pub fn find_set(path: &Path) -> Option<PathBuf> {
 /// The set's root image (what the namespace is made for) and the coordinator's target.
 pub fn root_image(set: &Path) -> Result<(PathBuf, Manifest)> {
     let m = Manifest::read(set).ok_or_else(|| anyhow!("{}: not a process-tree image set (no manifest)", set.display()))?.map_err(|e| anyhow!(e))?;
-    let (_, image) = m.live().find(|(p, _)| p.pid == m.root).ok_or_else(|| anyhow!("{}: the root process has no image", set.display()))?;
+    let image = m.root_image().ok_or_else(|| anyhow!("{}: the root process has no image", set.display()))?;
     Ok((set.join(image), m))
 }
 

@@ -245,6 +245,40 @@ fn slurm_two_task_step_each_task_checkpointed_and_resumed() -> Result<()> {
     Ok(())
 }
 
+/// Issue 13 under Slurm: a process tree (a parent, two forked workers, pipes with records
+/// waiting in them, a shared anonymous counter) checkpointed by `scancel -s USR2` as one set,
+/// the job requeued (every process of the tree killed with it), and the whole tree resumed from
+/// the set by `--resume`: the parent's result (every record, the shared counter, the workers'
+/// exit statuses through waitpid) is the uninterrupted one, and it started once.
+#[test]
+fn slurm_process_tree_checkpoint_then_requeue_resumes_the_whole_tree() -> Result<()> {
+    need_slurm!();
+    let bins = Bins::locate()?;
+    let work = Workdir::new("slurm-tree")?;
+    let prog = compile_c(&work, "tree_workers.c", &[])?;
+    let args = ["2", "150", "60"];
+    let plain = run_plain(&Program::native(&prog, &args, &work), false, Duration::from_secs(60))?;
+    let expected = result_of(&plain.stdout).context("no result")?.to_string();
+    let job = Job::submit(&bins, &work, &[], "signal.sbatch", &prog, &args, &[])?;
+    job.wait_output(60, "20 steps", |o| steps(&task_lines(o, None)) >= 20)?;
+    job.run("scancel", &["-s", "USR2"])?;
+    job.wait_output(30, "the checkpoint line", |o| o.contains("ckpt: checkpoint 1"))?;
+    let set = work.join("ckpt").join("tree_workers.ckpt");
+    ensure!(set.join("tree").is_file(), "the checkpoint wrote no image set of the tree ({}):\n{}", set.display(), job.output());
+    let at = steps(&task_lines(&job.output(), None));
+    job.wait_output(30, "progress after the checkpoint", |o| steps(&task_lines(o, None)) > at + 5)?;
+    job.run("scontrol", &["requeue"])?;
+    job.wait_completed(150)?;
+    let all = job.output();
+    ensure!(all.contains("restart count 1") && all.contains("resuming from"), "not requeued and resumed:\n{all}");
+    let lines = task_lines(&all, None);
+    let result = lines.iter().rev().find(|l| l.starts_with("result "));
+    ensure!(result == Some(&expected.as_str()), "result {result:?}, expected {expected}; output:\n{all}");
+    let starts = lines.iter().filter(|l| l.starts_with("start tree_workers")).count();
+    ensure!(starts == 1, "the tree started {starts} times; output:\n{all}");
+    Ok(())
+}
+
 #[test]
 fn slurm_periodic_checkpoints_resume_after_the_job_is_killed() -> Result<()> {
     need_slurm!();
