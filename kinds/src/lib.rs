@@ -38,9 +38,10 @@ pub mod tty;
 /// What can go wrong restoring a resource. Messages are sentences for users.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A system call failed while doing `what`.
-    #[error("{what}: {source}")]
-    Os { what: String, source: std::io::Error },
+    /// A system call failed while doing `what`. (`err` is in the message, so it is not also
+    /// this error's source: a chain printed whole would say it twice.)
+    #[error("{what}: {err}")]
+    Os { what: String, err: std::io::Error },
     /// The resource cannot be restored faithfully here.
     #[error("{0}")]
     Refused(String),
@@ -51,7 +52,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// The last OS error, while doing `what`.
     pub fn last(what: impl Into<String>) -> Error {
-        Error::Os { what: what.into(), source: std::io::Error::last_os_error() }
+        Error::Os { what: what.into(), err: std::io::Error::last_os_error() }
     }
 }
 

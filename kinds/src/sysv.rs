@@ -186,7 +186,7 @@ pub fn covers(mut ranges: Vec<(u64, u64)>, size: u64) -> bool {
 /// kind gets it.
 fn next_id(kind: &str, id: i32) -> Result<()> {
     let path = format!("/proc/sys/kernel/{kind}_next_id");
-    std::fs::write(&path, format!("{id}\n")).map_err(|source| Error::Os { what: format!("cannot choose the id of a System V object ({path})"), source })
+    std::fs::write(&path, format!("{id}\n")).map_err(|err| Error::Os { what: format!("cannot choose the id of a System V object ({path})"), err })
 }
 
 fn check_id(what: &str, p: &IpcPerm, got: i32) -> Result<()> {

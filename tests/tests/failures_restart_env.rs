@@ -130,3 +130,17 @@ fn find_libc() -> Result<std::path::PathBuf> {
         .map(Into::into)
         .context("this test process maps no libc.so.6")
 }
+
+#[test]
+fn removed_working_directory_is_refused_in_one_line() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("failures-cwd")?;
+    let mut program = Program::c(&work, "counter.c", &[], &["40", "20"])?;
+    program.cwd = work.subdir("cwd")?;
+    let (image, _, _) = checkpoint_and_kill(&bins, &program, &Options::new(&work, &[5]))?;
+    std::fs::remove_dir(&program.cwd)?;
+    expect_refusal(&bins, &work, &image, "its working directory removed", "working directory")?;
+    let rec = run_restart(&bins, &image, work.path(), TIMEOUT)?;
+    ensure!(rec.stderr.matches("No such file or directory").count() == 1, "the reason is said once:\n{rec}");
+    Ok(())
+}
