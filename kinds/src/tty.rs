@@ -150,9 +150,11 @@ fn drain(mfd: i32, sfd: i32) -> (Vec<u8>, Vec<u8>) {
         let mut zero: i32 = 0;
         let _ = sys::ioctl_ptr(mfd, libc::TIOCPKT, &mut zero);
     }
-    let pending = sys::ioctl_int(mfd, libc::FIONREAD).unwrap_or(0).max(0) as usize;
+    // Until the read finds nothing, not FIONREAD's count: bytes the slave wrote may still wait
+    // in the master's flip buffer (flushed by a worker, not counted), and a read that finds
+    // nothing flushes it first.
     let mut output = Vec::new();
-    read_avail(mfd, &mut output, pending);
+    read_avail(mfd, &mut output, usize::MAX);
     if packet != 0 {
         let mut one: i32 = 1;
         let _ = sys::ioctl_ptr(mfd, libc::TIOCPKT, &mut one);
