@@ -80,7 +80,9 @@ fn melt(name: &str, vars: &[&str], then: impl FnOnce(&Bins, &Program, &Options, 
     let work = Workdir::new(name)?;
     let script = work.join("in.melt");
     std::fs::write(&script, input(30))?;
-    let mut args = vec!["OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1", "OMP_NUM_THREADS=1"];
+    // Open MPI's session directory in the work directory (a killed job leaves it behind).
+    let tmp = format!("TMPDIR={}", work.path().display());
+    let mut args = vec!["OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1", "OMP_NUM_THREADS=1", &tmp];
     args.extend(vars);
     args.extend([lmp.to_str().unwrap(), "-in", script.to_str().unwrap(), "-log", "none", "-nocite"]);
     let program = Program::native("/usr/bin/env", &args, &work);

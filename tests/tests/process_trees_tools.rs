@@ -74,6 +74,10 @@ fn mpirun_of_a_ring_is_refused_at_restart_in_one_line() -> Result<()> {
         ("CKPT_NAMESPACE".into(), "1".into()),
         ("OMPI_ALLOW_RUN_AS_ROOT".into(), "1".into()),
         ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM".into(), "1".into()),
+        // Open MPI's session directory and shared-memory segments in the work directory: a
+        // killed job leaves them behind.
+        ("TMPDIR".into(), work.path().display().to_string()),
+        ("OMPI_MCA_btl_vader_backing_directory".into(), work.path().display().to_string()),
     ];
     let (set, _, _) = ckpt_tests::checkpoint_and_kill(&bins, &program, &opts)?;
     let manifest = std::fs::read_dir(&set)?.count();
@@ -89,7 +93,11 @@ fn mpirun_of_a_ring_is_refused_at_restart_in_one_line() -> Result<()> {
 fn ring_job(work: &Workdir, launcher: &Path, args: &[&str], mpich: bool) -> Result<Program> {
     let flags: &[&str] = if mpich { &["-DMPICH_ABI", "-l:libmpich.so.12"] } else { &["-l:libmpi.so.40"] };
     let ring = ckpt_tests::programs::compile_c(work, "mpi_ring.c", flags)?;
-    let mut argv = vec!["OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1", launcher.to_str().unwrap()];
+    // Open MPI's session directory and shared-memory segments in the work directory (a killed
+    // job leaves them behind); MPICH's are deleted files already.
+    let tmp = format!("TMPDIR={}", work.path().display());
+    let vader = format!("OMPI_MCA_btl_vader_backing_directory={}", work.path().display());
+    let mut argv = vec!["OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1", &tmp, &vader, launcher.to_str().unwrap()];
     argv.extend(args);
     argv.extend([ring.to_str().unwrap(), "400", "50"]);
     Ok(Program::native("/usr/bin/env", &argv, work))
