@@ -6,6 +6,11 @@
 //!   echo and output processing off, since a terminal cannot be peeked; only when the program
 //!   holds both ends). If it was the program's controlling terminal it becomes ckpt-restart's
 //!   (which must then lead a session without one: as from a batch system or `setsid`).
+//! - in a process tree, pairs whose master one process holds and whose slave another (mpirun's
+//!   pseudo-terminals for its ranks' output): made once by the tree's restart before it forks
+//!   the processes, which inherit them (`tree_pairs`); at checkpoint time the master's holder
+//!   drains and refills their unread bytes through the slave opened by its name, since every
+//!   process of the tree is stopped then.
 //! - terminals from outside (the one it was started from; /dev/tty): after a restart they are
 //!   the terminal ckpt-restart runs in (its controlling terminal), with the termios the program
 //!   had set (raw mode, no echo: what full-screen programs set) and its own window size; the
@@ -37,7 +42,7 @@ fn minor(dev: u64) -> u64 {
 }
 
 /// The index of a pseudo-terminal slave device (None: not a /dev/pts device).
-fn pts_index(rdev: u64) -> Option<u32> {
+pub fn pts_index(rdev: u64) -> Option<u32> {
     let m = major(rdev);
     (136..144).contains(&m).then(|| ((m - 136) * 256 + minor(rdev)) as u32)
 }
@@ -96,8 +101,10 @@ pub fn capture(fd: i32, rdev: u64, mode: u32, uid: u32, gid: u32, link: Vec<u8>)
 
 /// Once every fd is captured (`ttys`: (fd, entry)): slaves of the program's own masters are
 /// `PtySlave`; the controlling terminal (`ctty_dev`, from /proc/self/stat) is marked; the
-/// unread bytes of each own pair are read and written back (see the module comment).
-pub fn settle(ttys: &mut [(i32, &mut Tty)], ctty_dev: u64) {
+/// unread bytes of each own pair are read and written back (see the module comment). In a
+/// process tree's checkpoint (`tree`: every process of it is stopped) also those of a pair
+/// whose slave another process holds, through the slave opened by its name for the moment.
+pub fn settle(ttys: &mut [(i32, &mut Tty)], ctty_dev: u64, tree: bool) {
     let masters: Vec<(u32, i32)> = ttys.iter().filter(|t| t.1.kind == TtyKind::PtyMaster).map(|t| (t.1.index, t.0)).collect();
     for (_, t) in ttys.iter_mut() {
         let dev = if t.kind == TtyKind::PtyMaster { slave_dev(t.index) } else { t.rdev };
@@ -107,9 +114,14 @@ pub fn settle(ttys: &mut [(i32, &mut Tty)], ctty_dev: u64) {
         }
     }
     for &(index, mfd) in &masters {
-        let Some(sfd) = ttys.iter().find(|t| t.1.kind == TtyKind::PtySlave && t.1.index == index).map(|t| t.0) else { continue };
+        let held = ttys.iter().find(|t| t.1.kind == TtyKind::PtySlave && t.1.index == index).map(|t| t.0);
+        let opened = if held.is_none() && tree { sys::open(&slave_path(index), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC, 0).ok() } else { None };
+        let Some(sfd) = held.or(opened) else { continue };
         let (input, output) = drain(mfd, sfd);
         refill(mfd, sfd, &input, &output);
+        if let Some(fd) = opened {
+            sys::close(fd);
+        }
         if let Some(m) = ttys.iter_mut().find(|t| t.0 == mfd) {
             m.1.input = input;
             m.1.output = output;
@@ -138,9 +150,11 @@ fn drain(mfd: i32, sfd: i32) -> (Vec<u8>, Vec<u8>) {
         let mut zero: i32 = 0;
         let _ = sys::ioctl_ptr(mfd, libc::TIOCPKT, &mut zero);
     }
-    let pending = sys::ioctl_int(mfd, libc::FIONREAD).unwrap_or(0).max(0) as usize;
+    // Until the read finds nothing, not FIONREAD's count: bytes the slave wrote may still wait
+    // in the master's flip buffer (flushed by a worker, not counted), and a read that finds
+    // nothing flushes it first.
     let mut output = Vec::new();
-    read_avail(mfd, &mut output, pending);
+    read_avail(mfd, &mut output, usize::MAX);
     if packet != 0 {
         let mut one: i32 = 1;
         let _ = sys::ioctl_ptr(mfd, libc::TIOCPKT, &mut one);
@@ -194,6 +208,9 @@ fn write_all(fd: i32, mut b: &[u8]) {
 pub struct Terminals {
     /// Old index -> (our master fd, the new index).
     pairs: HashMap<u32, (RawFd, u32)>,
+    /// Pairs of a process tree whose slave this process holds (old index -> new index): its
+    /// master is another process's (see `tree_pairs`).
+    linked: HashMap<u32, u32>,
     /// The terminal outside terminals become: ckpt-restart's controlling terminal.
     session: Option<CString>,
     ignore: bool,
@@ -249,14 +266,56 @@ fn open_path(p: &CString, flags: i32) -> Result<RawFd> {
     check(unsafe { libc::open(p.as_ptr(), f) }, || format!("cannot open {}", p.to_string_lossy()))
 }
 
+/// Pseudo-terminal pairs of a process tree whose master one process holds and whose slave
+/// another (mpirun's pseudo-terminals for its ranks' output, a terminal emulator and its shell):
+/// old index -> (master fd, new index). Made by the tree's restart before it creates the
+/// processes, which inherit them (`Terminals::make` takes each one's part).
+pub type TreePairs = HashMap<u32, (RawFd, u32)>;
+
+/// Whether `x` is the slave of pair `index`: the program's own, or a /dev/pts device it
+/// holds without the master (the master is another process's).
+fn is_slave_of(x: &Tty, index: u32) -> bool {
+    match x.kind {
+        TtyKind::PtySlave => x.index == index,
+        TtyKind::Outside => pts_index(x.rdev) == Some(index),
+        _ => false,
+    }
+}
+
+/// Make the pairs of a process tree (`procs`: each process's fds) whose master is held by one
+/// process and whose slave by another, with their settings and unread bytes (kept on the
+/// master's entry), each master parked at `top` or above. Not anyone's controlling terminal
+/// here: that is each process's own.
+pub fn tree_pairs(procs: &[&[FdState]], top: RawFd) -> Result<TreePairs> {
+    let ttys = |k: usize| procs[k].iter().filter(|f| f.dup_of.is_none()).filter_map(|f| if let FdKind::Tty(t) = &f.kind { Some(t) } else { None });
+    let mut made = Terminals { pairs: HashMap::new(), linked: HashMap::new(), session: None, ignore: false, top, winch: false };
+    for k in 0..procs.len() {
+        for t in ttys(k).filter(|t| t.kind == TtyKind::PtyMaster) {
+            let elsewhere = (0..procs.len()).filter(|&j| j != k).find(|&j| ttys(j).any(|x| x.kind == TtyKind::Outside && is_slave_of(x, t.index)));
+            let Some(j) = elsewhere else { continue };
+            if made.pairs.contains_key(&t.index) {
+                continue;
+            }
+            let master = Tty { ctty: false, ..(**t).clone() };
+            if let Err(e) = made.pair(&master, procs[j]) {
+                made.close_all();
+                return Err(e);
+            }
+        }
+    }
+    Ok(std::mem::take(&mut made.pairs))
+}
+
 fn slave_path(index: u32) -> CString {
     CString::new(format!("/dev/pts/{index}")).expect("no NUL")
 }
 
 impl Terminals {
-    /// Make the program's own pseudo-terminal pairs of `fds`; find ckpt-restart's terminal.
-    pub fn make(fds: &[FdState], top: RawFd, ignore: bool) -> Result<Terminals> {
-        let mut me = Terminals { pairs: HashMap::new(), session: session_terminal(), ignore, top, winch: false };
+    /// Make the program's own pseudo-terminal pairs of `fds` (those of `tree`, a process tree's
+    /// pairs made already, are taken from it); find ckpt-restart's terminal.
+    pub fn make(fds: &[FdState], top: RawFd, ignore: bool, tree: &TreePairs) -> Result<Terminals> {
+        let mut me = Terminals { pairs: HashMap::new(), linked: HashMap::new(), session: session_terminal(), ignore, top, winch: false };
+        me.link(fds, tree)?;
         for f in fds.iter().filter(|f| f.dup_of.is_none()) {
             if let FdKind::Tty(t) = &f.kind {
                 if t.kind == TtyKind::PtyMaster && !me.pairs.contains_key(&t.index) {
@@ -304,7 +363,7 @@ impl Terminals {
         let _ = sys::ioctl_ptr(m, libc::TIOCSPTLCK, &mut zero);
         let s = open_path(&slave_path(idx), libc::O_RDWR)?;
         let slave = fds.iter().find_map(|f| match &f.kind {
-            FdKind::Tty(x) if x.kind == TtyKind::PtySlave && x.index == t.index => Some(x.clone()),
+            FdKind::Tty(x) if is_slave_of(x, t.index) => Some(x.clone()),
             _ => None,
         });
         let termios = slave.as_ref().map(|x| &x.termios).filter(|x| !x.is_empty()).unwrap_or(&t.termios);
@@ -364,9 +423,10 @@ impl Terminals {
                 check(unsafe { libc::fcntl(m, libc::F_DUPFD_CLOEXEC, 0) }, || "fcntl".into())
             }
             TtyKind::PtySlave => {
-                let idx = self.pairs.get(&t.index).map_or(t.index, |p| p.1);
+                let idx = self.pairs.get(&t.index).map(|p| p.1).or_else(|| self.linked.get(&t.index).copied()).unwrap_or(t.index);
                 open_path(&slave_path(idx), f.flags)
             }
+            TtyKind::Outside if self.linked_index(t).is_some() => open_path(&slave_path(self.linked_index(t).unwrap_or(t.index)), f.flags),
             TtyKind::Ctty => match open_path(&c"/dev/tty".to_owned(), f.flags) {
                 Ok(fd) => {
                     self.adopt(fd, t);
@@ -416,10 +476,42 @@ impl Terminals {
     pub fn stdio(&mut self, fds: &[FdState]) {
         for f in fds.iter().filter(|f| (0..3).contains(&f.fd)) {
             let FdKind::Tty(t) = &f.kind else { continue };
+            if self.linked_index(t).is_some() {
+                // The tree's own pair (made again with its settings), not a terminal from outside.
+                continue;
+            }
             if is_tty(f.fd) {
                 self.adopt(f.fd, t);
                 return;
             }
+        }
+    }
+
+    /// Take this process's part of the tree's pairs: a dup of the master where it holds it, the
+    /// new index where it holds the slave.
+    fn link(&mut self, fds: &[FdState], tree: &TreePairs) -> Result<()> {
+        for f in fds.iter().filter(|f| f.dup_of.is_none()) {
+            let FdKind::Tty(t) = &f.kind else { continue };
+            if t.kind == TtyKind::PtyMaster {
+                if let Some(&(m, idx)) = tree.get(&t.index) {
+                    if !self.pairs.contains_key(&t.index) {
+                        // SAFETY: m is the tree's master, inherited by this process.
+                        let mine = check(unsafe { libc::fcntl(m, libc::F_DUPFD_CLOEXEC, self.top) }, || "fcntl".into())?;
+                        self.pairs.insert(t.index, (mine, idx));
+                    }
+                }
+            } else if let Some(&(_, idx)) = tree.get(&t.index).filter(|_| is_slave_of(t, t.index)) {
+                self.linked.insert(t.index, idx);
+            }
+        }
+        Ok(())
+    }
+
+    /// The new index of `t` when it is the slave of a tree's pair whose master another process holds.
+    fn linked_index(&self, t: &Tty) -> Option<u32> {
+        match t.kind {
+            TtyKind::Outside => self.linked.get(&pts_index(t.rdev)?).copied(),
+            _ => None,
         }
     }
 

@@ -226,8 +226,13 @@ pub fn restore(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
 
 fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64, RawFd>, keep_too: &[RawFd]) -> Result<Restored> {
     let top = fds.iter().map(|f| f.fd).max().unwrap_or(0).max(2) + 1;
-    // stdin/stdout/stderr stay ours, except a pipe between processes of a tree (a pipeline).
-    let prog: Vec<&FdState> = fds.iter().filter(|f| f.fd > 2 || crate::tree::shared_pipe(f)).collect();
+    // stdin/stdout/stderr stay ours, except a pipe or a pseudo-terminal between processes of a
+    // tree (a pipeline; mpirun and its ranks' output), or a dup of one.
+    let tree_object = |f: &FdState| {
+        let of = f.dup_of.and_then(|n| fds.iter().find(|g| g.fd == n)).unwrap_or(f);
+        crate::tree::shared_pipe(of) || crate::tree::shared_pty(of)
+    };
+    let prog: Vec<&FdState> = fds.iter().filter(|f| f.fd > 2 || tree_object(f)).collect();
     let in_flight: Vec<&FdState> = fds.iter().filter(|f| f.fd < 0).collect();
     let park = |fd: RawFd| -> Result<RawFd> {
         // Above every target number, so that the dup3s below cannot clobber it.
@@ -263,7 +268,7 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
     }
     // 2. Every other object, except epoll instances and dups; the files in flight too.
     let socks = Sockets::make(fds, top, ckpt_kinds::sockets::restore::Options { ignore: opts.ignore_missing }, job)?;
-    let ttys = Terminals::make(fds, top, opts.ignore_missing)?;
+    let ttys = Terminals::make(fds, top, opts.ignore_missing, &crate::tree::ptys())?;
     let mut mk = Makers { sh: Shared { pipes: crate::tree::pipes(), ..Shared::default() }, socks, ttys, ignore: opts.ignore_missing };
     let objects = |f: &&&FdState| f.dup_of.is_none() && !matches!(f.kind, FdKind::Path { .. } | FdKind::Epoll { .. });
     for f in prog.iter().filter(objects) {

@@ -1,7 +1,8 @@
 //! Restarting a process tree from an image set (`NAME.ckpt/` with its manifest, see
 //! ckpt_image::tree), inside the namespace ckpt-restart made: this process was created with
 //! the root's pid by init. It makes the kernel objects that several processes of the tree
-//! share (pipes between them, shared memory inherited by fork), then creates the tree with
+//! share (pipes between them, pseudo-terminal pairs split between two of them, shared memory
+//! inherited by fork), then creates the tree with
 //! the exact pids (clone3 set_tid), parents before children, so that each process is its old
 //! parent's child again (orphans become init's, CLONE_PARENT); zombies are processes that exit
 //! at once with their status and are left for their parent to reap. Every process inherits the
@@ -22,6 +23,8 @@ use std::sync::OnceLock;
 /// What every process of the tree inherits from the one that made it.
 struct Shared {
     pipes: ckpt_kinds::pipe::Pipes,
+    /// Pseudo-terminals whose master one process holds and whose slave another.
+    ptys: ckpt_kinds::tty::TreePairs,
     /// Shared memory objects by device and inode: a memfd each.
     shm: HashMap<(u64, u64), RawFd>,
     /// The barrier page (MAP_SHARED) and how many processes meet there.
@@ -80,6 +83,11 @@ pub fn target(set: &Path, generation: u64) -> Option<ckpt_ns::TreeTarget> {
 /// The pipes made for the tree (empty outside a tree's restart).
 pub fn pipes() -> ckpt_kinds::pipe::Pipes {
     SHARED.get().map(|s| s.pipes.clone()).unwrap_or_default()
+}
+
+/// The tree's pseudo-terminal pairs (empty outside a tree's restart).
+pub fn ptys() -> ckpt_kinds::tty::TreePairs {
+    SHARED.get().map(|s| s.ptys.clone()).unwrap_or_default()
 }
 
 /// The tree's memfd and offset for the shared memory region at `start` of `index`.
@@ -228,6 +236,9 @@ fn make_shared(indexes: &[(i32, Index)], live: u32) -> Result<Shared> {
             }
         }
     }
+    let top = indexes.iter().flat_map(|(_, ix)| ix.fds.iter().map(|f| f.fd)).max().unwrap_or(2) + 1;
+    let fd_lists: Vec<&[ckpt_image::FdState]> = indexes.iter().map(|(_, ix)| &ix.fds[..]).collect();
+    let ptys = ckpt_kinds::tty::tree_pairs(&fd_lists, top).map_err(|e| anyhow!("{e}"))?;
     let mut sizes: HashMap<(u64, u64), u64> = HashMap::new();
     for (_, ix) in indexes {
         for s in &ix.shared {
@@ -256,7 +267,7 @@ fn make_shared(indexes: &[(i32, Index)], live: u32) -> Result<Shared> {
     }
     // SAFETY: a zeroed page, valid for the life of the process, holding two atomics.
     let barrier: &'static Barrier = unsafe { &*(page as *const Barrier) };
-    Ok(Shared { pipes, shm, barrier, live, total: 0, max_id: 0 })
+    Ok(Shared { pipes, ptys, shm, barrier, live, total: 0, max_id: 0 })
 }
 
 /// clone3 a process with pid `pid` (as a child of our parent with `sibling`); 0 in the child.
@@ -338,6 +349,12 @@ fn enter_groups(p: &TreeProc) -> Result<()> {
 /// Whether fd `f` is a pipe the tree's processes share (made before they were forked).
 pub fn shared_pipe(f: &ckpt_image::FdState) -> bool {
     matches!(&f.kind, FdKind::Pipe { ino, .. } if SHARED.get().is_some_and(|s| s.pipes.has(*ino)))
+}
+
+/// Whether fd `f` is a pseudo-terminal (master or slave) of a pair the tree's processes share.
+pub fn shared_pty(f: &ckpt_image::FdState) -> bool {
+    let FdKind::Tty(t) = &f.kind else { return false };
+    SHARED.get().is_some_and(|s| s.ptys.contains_key(&t.index) && (t.kind != ckpt_image::TtyKind::Outside || ckpt_kinds::tty::pts_index(t.rdev) == Some(t.index)))
 }
 
 /// Whether this process is one of a tree being restarted.

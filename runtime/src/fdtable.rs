@@ -171,7 +171,7 @@ fn settle_ttys(out: &mut [FdState]) {
         })
         .collect();
     if !ttys.is_empty() {
-        ckpt_kinds::tty::settle(&mut ttys, ctty);
+        ckpt_kinds::tty::settle(&mut ttys, ctty, crate::tree::is_member());
     }
 }
 

@@ -2,14 +2,23 @@
  * Each rank folds the token into its own sum; the result combines every rank's sum (reduced
  * to rank 0). Output protocol of tests/src/lib.rs (rank 0 prints). Deterministic.
  * Usage: mpi_ring LAPS DELAY_MS */
-/* Open MPI's ABI, without its headers (Debian's openmpi-bin has no mpi.h: libopenmpi-dev does):
- * link with libmpi.so.40. */
+/* Without MPI headers (Debian's openmpi-bin and mpich ship none: the -dev packages do), so with
+ * the ABI of the library linked: Open MPI's (libmpi.so.40, the default) or, built with
+ * -DMPICH_ABI, MPICH's (libmpich.so.12: handles are ints, constants from its mpi.h). */
+#ifdef MPICH_ABI
+typedef int MPI_Comm, MPI_Datatype, MPI_Op;
+#define MPI_COMM_WORLD ((MPI_Comm)0x44000000)
+#define MPI_UNSIGNED_LONG ((MPI_Datatype)0x4c000808)
+#define MPI_BXOR ((MPI_Op)0x5800000a)
+#define MPI_STATUS_IGNORE ((void *)1)
+#else
 typedef void *MPI_Comm, *MPI_Datatype, *MPI_Op;
 extern char ompi_mpi_comm_world[], ompi_mpi_unsigned_long[], ompi_mpi_op_bxor[];
 #define MPI_COMM_WORLD ((MPI_Comm)ompi_mpi_comm_world)
 #define MPI_UNSIGNED_LONG ((MPI_Datatype)ompi_mpi_unsigned_long)
 #define MPI_BXOR ((MPI_Op)ompi_mpi_op_bxor)
 #define MPI_STATUS_IGNORE ((void *)0)
+#endif
 int MPI_Init(int *, char ***);
 int MPI_Finalize(void);
 int MPI_Comm_rank(MPI_Comm, int *);

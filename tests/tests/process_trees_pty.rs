@@ -1,0 +1,30 @@
+//! A pseudo-terminal between two processes of a tree (issue 13): the parent holds the master
+//! and reads through it what its child writes on the slave (its stdin and stdout), as mpirun
+//! reads its ranks' output (tree_pty.c). The child runs ahead, so lines wait in the terminal
+//! when the checkpoint is taken. After the whole tree is SIGKILLed and restarted, the pair must
+//! be one pair again (the child's stdout the slave of the parent's master, not ckpt-restart's
+//! stdout), with the lines that waited in it: the parent reads every line in order and the
+//! child gets the acknowledgement through it; also as user nobody.
+
+use anyhow::Result;
+use ckpt_tests::{run_and_verify, Bins, Options, Program, Workdir};
+
+fn verify(name: &str, as_nobody: bool) -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(name)?;
+    let program = Program::c(&work, "tree_pty.c", &[], &["80", "60"])?;
+    let mut opts = Options::new(&work, &[15]);
+    opts.as_nobody = as_nobody;
+    opts.env = vec![("CKPT_NAMESPACE".into(), "1".into())];
+    run_and_verify(&bins, &program, &opts).map(drop)
+}
+
+#[test]
+fn a_pseudo_terminal_between_parent_and_child_is_one_pair_again() -> Result<()> {
+    verify("tree-pty", false)
+}
+
+#[test]
+fn a_pseudo_terminal_between_parent_and_child_as_nobody() -> Result<()> {
+    verify("tree-pty-nobody", true)
+}
