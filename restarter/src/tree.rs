@@ -263,7 +263,9 @@ fn make_shared(indexes: &[(i32, Index)], live: u32) -> Result<Shared> {
 fn clone_with_pid(pid: i32, sibling: bool) -> Result<i32> {
     let tid = [pid];
     let flags = if sibling { libc::CLONE_PARENT as u64 } else { 0 };
-    let a = ckpt_ns::CloneArgs { flags, exit_signal: libc::SIGCHLD as u64, set_tid: tid.as_ptr() as u64, set_tid_size: 1, ..Default::default() };
+    // clone3 refuses an exit signal with CLONE_PARENT (EINVAL): the sibling gets our own (SIGCHLD).
+    let exit_signal = if sibling { 0 } else { libc::SIGCHLD as u64 };
+    let a = ckpt_ns::CloneArgs { flags, exit_signal, set_tid: tid.as_ptr() as u64, set_tid_size: 1, ..Default::default() };
     // SAFETY: a fork-like clone3 of this single-threaded process; the child continues here.
     let r = unsafe { libc::syscall(libc::SYS_clone3, &a as *const ckpt_ns::CloneArgs, std::mem::size_of::<ckpt_ns::CloneArgs>()) };
     if r < 0 {
