@@ -17,6 +17,7 @@ mod namespace;
 mod plan;
 mod progress;
 mod stage;
+mod sessions;
 mod step;
 mod switch;
 mod tree;
