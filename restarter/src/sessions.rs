@@ -30,6 +30,9 @@ pub enum Step {
     /// Create the helper that leads the session of this id (its leader exited) and creates
     /// that session's orphans; reap it once it has.
     SessionHelper(i32),
+    /// Create (as an orphan) the helper that leads the process group of this id (its leader
+    /// exited) until every member has joined it.
+    GroupHelper(i32),
 }
 
 #[derive(Debug, Default)]
@@ -90,6 +93,21 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
     let mut steps: HashMap<i32, Vec<(Step, Rank)>> = HashMap::new();
     let mut helpers = std::collections::HashSet::new();
     let mut add = |creator: i32, s: Step, before: bool, z: bool| steps.entry(creator).or_default().push((s, rank(&s, before, z)));
+    // Who makes an orphan (or a group helper) in session `sid`: the root for its own session
+    // (it was born in the outer one) or any, the session's leader after its setsid, else the
+    // helper that leads the session again.
+    let root = m.root;
+    let has = |pid: i32| by.contains_key(&pid);
+    let mut place = |add: &mut dyn FnMut(i32, Step, bool, bool), sid: Option<i32>, what: Step, z: bool| match sid {
+        None | Some(0) => add(root, what, true, z),
+        Some(s) if has(s) => add(s, what, false, z),
+        Some(s) => {
+            add(s, what, false, z);
+            if helpers.insert(s) {
+                add(root, Step::SessionHelper(s), true, false);
+            }
+        }
+    };
     for p in &m.procs {
         if leads(p) {
             add(p.pid, Step::Setsid, false, false);
@@ -105,16 +123,16 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
         if p.pid == m.root {
             continue;
         }
-        match session_at_birth(p) {
-            // The outer session (the root is born in it), or any.
-            None | Some(0) => add(m.root, Step::Orphan(p.pid), true, z),
-            Some(s) if by.contains_key(&s) => add(s, Step::Orphan(p.pid), false, z),
-            Some(s) => {
-                add(s, Step::Orphan(p.pid), false, z);
-                if helpers.insert(s) {
-                    add(m.root, Step::SessionHelper(s), true, false);
-                }
-            }
+        place(&mut add, session_at_birth(p), Step::Orphan(p.pid), z);
+    }
+    // A process group whose leader exited is led again by a helper with the leader's id in the
+    // members' session (made as an orphan), until every member has joined it.
+    let mut groups: Vec<(i32, i32)> = m.procs.iter().filter(|p| p.pgid != 0 && !by.contains_key(&p.pgid)).map(|p| (p.pgid, p.sid)).collect();
+    groups.sort_unstable();
+    groups.dedup_by_key(|g| g.0);
+    for (g, sid) in groups {
+        if !(sid == g && !by.contains_key(&sid)) {
+            place(&mut add, Some(sid), Step::GroupHelper(g), false);
         }
     }
     let mut plan = Plan::default();
@@ -147,6 +165,13 @@ mod tests {
         let p = plan(&m).unwrap();
         assert_eq!(p.steps(10), &[Step::SessionHelper(12)]);
         assert_eq!(p.steps(12), &[Step::Orphan(13)]);
+    }
+
+    #[test]
+    fn a_group_whose_leader_exited_gets_a_group_helper_in_its_session() {
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(13, 11, 12, 11)] };
+        let p = plan(&m).unwrap();
+        assert_eq!(p.steps(11), &[Step::Setsid, Step::Child(13), Step::GroupHelper(12)]);
     }
 
     #[test]

@@ -43,6 +43,8 @@ struct Barrier {
     created: AtomicU32,
     /// Processes that lead their process group again (members join only then).
     grouped: AtomicU32,
+    /// Processes in their process group (group helpers leave then).
+    joined: AtomicU32,
     /// Helper processes made so far (each takes the next id above the set's).
     helpers: AtomicU32,
 }
@@ -102,9 +104,14 @@ pub fn barrier() -> Result<()> {
 
 /// Count ourselves in `word` and wait until `n` processes are.
 fn meet(word: &AtomicU32, n: u32, what: &str) -> Result<()> {
-    let b = SHARED.get().expect("in a tree").barrier;
     word.fetch_add(1, Ordering::AcqRel);
     futex(word, libc::FUTEX_WAKE, i32::MAX as u32);
+    wait_count(word, n, what)
+}
+
+/// Wait until `n` processes are counted in `word`.
+fn wait_count(word: &AtomicU32, n: u32, what: &str) -> Result<()> {
+    let b = SHARED.get().expect("in a tree").barrier;
     let start = std::time::Instant::now();
     loop {
         if b.failed.load(Ordering::Acquire) != 0 {
@@ -299,23 +306,15 @@ fn spawn_children(m: &Manifest, plan: &Plan, pid: i32) -> Result<TreeProc> {
                     return spawn_children(m, plan, k);
                 }
             }
-            // From init's child (the root) a sibling is init's child; a session helper exits
-            // after making them; anyone else makes it through a helper that exits.
-            Step::Orphan(k) if pid == m.root || me.is_none() => {
-                if clone_with_pid(k, pid == m.root)? == 0 {
+            Step::Orphan(k) => {
+                if make_orphan(m, pid, k, me.is_none())? {
                     return spawn_children(m, plan, k);
                 }
             }
-            Step::Orphan(k) => {
-                let h = clone_with_pid(helper_id(), false)?;
-                if h == 0 {
-                    if clone_with_pid(k, false)? == 0 {
-                        return spawn_children(m, plan, k);
-                    }
-                    // SAFETY: leaving the helper: its child becomes init's.
-                    unsafe { libc::_exit(0) }
+            Step::GroupHelper(g) => {
+                if make_orphan(m, pid, g, me.is_none())? {
+                    lead_group(g);
                 }
-                reap(h);
             }
             Step::SessionHelper(s) => {
                 let h = clone_with_pid(s, false)?;
@@ -333,6 +332,38 @@ fn spawn_children(m: &Manifest, plan: &Plan, pid: i32) -> Result<TreeProc> {
         // SAFETY: leaving the helper process.
         None => unsafe { libc::_exit(0) },
     }
+}
+
+/// Make process `pid` so that its parent is init: from init's child (the root) a sibling is
+/// init's child; a session helper (`helper`) exits after making them; anyone else makes it
+/// through a helper that exits. True in the new process.
+fn make_orphan(m: &Manifest, creator: i32, pid: i32, helper: bool) -> Result<bool> {
+    if creator == m.root || helper {
+        return Ok(clone_with_pid(pid, creator == m.root)? == 0);
+    }
+    let h = clone_with_pid(helper_id(), false)?;
+    if h == 0 {
+        if clone_with_pid(pid, false)? == 0 {
+            return Ok(true);
+        }
+        // SAFETY: leaving the helper: its child becomes init's.
+        unsafe { libc::_exit(0) }
+    }
+    reap(h);
+    Ok(false)
+}
+
+/// A group helper: lead process group `g` until every process of the tree has joined its own.
+fn lead_group(g: i32) -> ! {
+    let s = SHARED.get().expect("in a tree");
+    // SAFETY: making our own process group.
+    if unsafe { libc::setpgid(0, 0) } != 0 {
+        eprintln!("ckpt-restart: cannot make process group {g} again: {}", std::io::Error::last_os_error());
+        fail();
+    }
+    let _ = wait_count(&s.barrier.joined, s.total, "in their process groups");
+    // SAFETY: leaving the helper (init reaps it); the group lives on in its members.
+    unsafe { libc::_exit(0) }
 }
 
 /// A pid for a helper process: above every id of the set (nothing of the tree needs it).
@@ -388,7 +419,7 @@ fn enter_group(p: &TreeProc) -> Result<()> {
     if p.pgid != 0 && unsafe { libc::getpgrp() } != p.pgid && unsafe { libc::setpgid(0, p.pgid) } != 0 {
         bail!("process {}: cannot join its process group {}: {}", p.pid, p.pgid, std::io::Error::last_os_error());
     }
-    Ok(())
+    meet(&s.barrier.joined, s.total, "in their process groups")
 }
 
 /// Whether fd `f` is a pipe the tree's processes share (made before they were forked).

@@ -8,6 +8,10 @@
  *              root's session and group.
  * MODE daemon: the helper calls setsid() before it forks the orphan (the classic daemon): the
  *              orphan's session and group are those of a process that no longer exists.
+ * MODE group:  the helper calls setpgid(0, 0) before it forks the orphan: the orphan's process
+ *              group is that of a process that no longer exists.
+ * MODE zombie: as group, but the root reaps the helper only at the end: the orphan's group
+ *              leader is a zombie (whose group the root checks at every step).
  * MODE child:  the root forks a child that forks a grandchild and only then calls setsid():
  *              the grandchild stays in the root's session while its parent leads another.
  * The root reaps the helper, then drives the other process step by step through a shared
@@ -64,10 +68,13 @@ int main(int argc, char **argv)
     struct shared *sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED)
         return 2;
-    int child_mode = strcmp(mode, "child") == 0;
+    int child_mode = strcmp(mode, "child") == 0, zombie_mode = strcmp(mode, "zombie") == 0;
+    uint64_t zombie_wrong = 0;
     pid_t h = fork();
     if (h == 0) {
         if (strcmp(mode, "daemon") == 0 && setsid() < 0)
+            _exit(3);
+        if ((strcmp(mode, "group") == 0 || zombie_mode) && setpgid(0, 0) < 0)
             _exit(3);
         pid_t self = getpid(), o = fork();
         if (o == 0)
@@ -84,7 +91,7 @@ int main(int argc, char **argv)
             pause();
     }
     int st = 0;
-    if (!child_mode && (waitpid(h, &st, 0) != h || !WIFEXITED(st) || WEXITSTATUS(st) != 0)) {
+    if (!child_mode && !zombie_mode && (waitpid(h, &st, 0) != h || !WIFEXITED(st) || WEXITSTATUS(st) != 0)) {
         printf("helper failed %d\n", st);
         return 1;
     }
@@ -95,6 +102,10 @@ int main(int argc, char **argv)
         __atomic_store_n(&sh->post, (uint64_t)s, __ATOMIC_RELEASE);
         while (__atomic_load_n(&sh->ack, __ATOMIC_ACQUIRE) != (uint64_t)s)
             sleep_ms(1);
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        if (zombie_mode && (getpgid(h) != h || waitid(P_PID, (id_t)h, &si, WEXITED | WNOWAIT | WNOHANG) != 0 || si.si_pid != h))
+            zombie_wrong++;
         printf("step %ld\n", s);
         sleep_ms(delay);
     }
@@ -104,6 +115,8 @@ int main(int argc, char **argv)
         kill(h, SIGKILL);
         waitpid(h, NULL, 0);
     }
-    printf("result %016llx-%llu\n", (unsigned long long)sh->acc, (unsigned long long)sh->wrong);
+    if (zombie_mode && (waitpid(h, &st, 0) != h || !WIFEXITED(st) || WEXITSTATUS(st) != 0))
+        zombie_wrong += 1000;
+    printf("result %016llx-%llu-%llu\n", (unsigned long long)sh->acc, (unsigned long long)sh->wrong, (unsigned long long)zombie_wrong);
     return 0;
 }

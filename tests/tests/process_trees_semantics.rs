@@ -5,6 +5,9 @@
 //! - tree_orphans plain: a process whose parent exited (reparented to init) in the root's session;
 //! - tree_orphans daemon: the classic daemon (fork, setsid, fork, exit): an orphan whose session
 //!   leader exited;
+//! - tree_orphans group: an orphan whose process group leader exited (made again by a helper);
+//! - tree_orphans zombie: an orphan whose process group leader is a zombie its parent reaps at
+//!   the end (the zombie leads its group again before the orphan joins it);
 //! - tree_orphans child: a child whose session differs from its parent's (it was forked before
 //!   its parent called setsid).
 
@@ -33,4 +36,14 @@ fn a_double_forked_daemon_keeps_its_session() -> Result<()> {
 #[test]
 fn a_child_forked_before_its_parent_setsid_keeps_its_session() -> Result<()> {
     verify("sem-born-session", "tree_orphans.c", &["child", "60", "30"], &[20])
+}
+
+#[test]
+fn an_orphan_whose_group_leader_exited_keeps_its_group() -> Result<()> {
+    verify("sem-group", "tree_orphans.c", &["group", "60", "30"], &[20])
+}
+
+#[test]
+fn a_zombie_keeps_leading_its_process_group() -> Result<()> {
+    verify("sem-zombie-group", "tree_orphans.c", &["zombie", "60", "30"], &[20])
 }
