@@ -131,7 +131,8 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
     groups.sort_unstable();
     groups.dedup_by_key(|g| g.0);
     for (g, sid) in groups {
-        if !(sid == g && !by.contains_key(&sid)) {
+        // (The group of a session whose leader exited is led by the session helper's orphans.)
+        if sid != g || by.contains_key(&sid) {
             place(&mut add, Some(sid), Step::GroupHelper(g), false);
         }
     }
