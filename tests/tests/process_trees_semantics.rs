@@ -8,6 +8,7 @@
 //! - tree_orphans group: an orphan whose process group leader exited (made again by a helper);
 //! - tree_orphans zombie: an orphan whose process group leader is a zombie its parent reaps at
 //!   the end (the zombie leads its group again before the orphan joins it);
+//! - tree_pidfd: a pidfd of a child, used after the restart to signal, poll and reap it;
 //! - tree_orphans child: a child whose session differs from its parent's (it was forked before
 //!   its parent called setsid).
 
@@ -46,4 +47,9 @@ fn an_orphan_whose_group_leader_exited_keeps_its_group() -> Result<()> {
 #[test]
 fn a_zombie_keeps_leading_its_process_group() -> Result<()> {
     verify("sem-zombie-group", "tree_orphans.c", &["zombie", "60", "30"], &[20])
+}
+
+#[test]
+fn a_pidfd_of_a_child_signals_polls_and_reaps_it_after_a_restart() -> Result<()> {
+    verify("sem-pidfd", "tree_pidfd.c", &["60", "30"], &[20])
 }
