@@ -9,6 +9,8 @@
 //! - tree_orphans zombie: an orphan whose process group leader is a zombie its parent reaps at
 //!   the end (the zombie leads its group again before the orphan joins it);
 //! - tree_pidfd: a pidfd of a child, used after the restart to signal, poll and reap it;
+//! - tree_late_fork: a program that forks after a checkpoint taken alone: its first set goes on
+//!   counting;
 //! - tree_orphans child: a child whose session differs from its parent's (it was forked before
 //!   its parent called setsid).
 
@@ -52,4 +54,40 @@ fn a_zombie_keeps_leading_its_process_group() -> Result<()> {
 #[test]
 fn a_pidfd_of_a_child_signals_polls_and_reaps_it_after_a_restart() -> Result<()> {
     verify("sem-pidfd", "tree_pidfd.c", &["60", "30"], &[20])
+}
+
+/// A program checkpointed alone (one image file) that forks later: the first set of its tree
+/// is the next checkpoint number, not 1 again (the manifest and the checkpoint's line say so).
+#[test]
+fn a_tree_continues_the_numbering_of_the_checkpoints_taken_alone() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("sem-numbering")?;
+    let program = Program::c(&work, "tree_late_fork.c", &[], &["400", "20", "40"])?;
+    let mut cmd = ckpt_tests::scenario::ckpt_run_with(&bins, &program, &work.images(), &[], false);
+    cmd.env("CKPT_NAMESPACE", "1");
+    let mut run = ckpt_tests::Proc::spawn("ckpt-run", cmd)?;
+    let minute = std::time::Duration::from_secs(60);
+    let usr2 = |run: &ckpt_tests::Proc| {
+        // SAFETY: signalling the process we started.
+        unsafe { libc::kill(run.pid(), libc::SIGUSR2) };
+    };
+    let taken = run
+        .wait_for_step(5, minute)
+        .and_then(|_| {
+            usr2(&run);
+            run.wait_for_stderr("checkpoint 1:", minute)
+        })
+        .and_then(|_| run.wait_for_step(30, minute))
+        .and_then(|_| {
+            usr2(&run);
+            run.wait_for_stderr("processes,", minute)
+        });
+    run.kill()?;
+    let rec = run.record();
+    taken.map_err(|e| anyhow::anyhow!("{e:#}\n{}", rec.stderr))?;
+    let line = rec.stderr.lines().find(|l| l.contains("processes,")).unwrap_or_default();
+    anyhow::ensure!(line.contains("checkpoint 2:"), "the tree's first checkpoint after one taken alone: {line}\n{}", rec.stderr);
+    let manifest = std::fs::read_to_string(work.images().join(program.image_name()).join("tree"))?;
+    anyhow::ensure!(manifest.contains("\ngeneration 2\n"), "the set's manifest: {manifest}");
+    Ok(())
 }
