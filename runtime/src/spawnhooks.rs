@@ -5,6 +5,8 @@
 //! execle and execlp here, through trampolines), posix_spawn and posix_spawnp (with
 //! POSIX_SPAWN_SETSIGMASK set to the program's view when it did not set it), system and popen
 //! (glibc spawns their shell with the caller's mask) hand over the program's view of the mask.
+//! In a member of the process tree, system() is the runtime's own (shellcmd.rs), whose shell is
+//! a member too.
 //! A forked child gets it back in the runtime's fork handler (sighooks.rs).
 //!
 //! In a member of the process tree, every program it starts must be a member too: posix_spawn
@@ -193,6 +195,10 @@ pub unsafe extern "C" fn posix_spawnp(
 /// this thread: its handler only passes the request on, and the wait restarts.)
 #[no_mangle]
 pub unsafe extern "C" fn system(cmd: *const c_char) -> c_int {
+    if crate::is_active() && crate::tree::is_member() {
+        // SAFETY: as for libc; the shell is a member of the tree (shellcmd.rs).
+        return unsafe { crate::shellcmd::system(cmd) };
+    }
     // SAFETY: forwarding to libc.
     handed_over(|| unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(*const c_char) -> c_int>(REAL_SYSTEM.get())(cmd) })
 }

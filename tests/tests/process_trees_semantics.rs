@@ -11,6 +11,8 @@
 //! - tree_pidfd: a pidfd of a child, used after the restart to signal, poll and reap it;
 //! - tree_late_fork: a program that forks after a checkpoint taken alone: its first set goes on
 //!   counting;
+//! - tree_system: a program whose system() shell (and the command it runs) is running at
+//!   checkpoint time: the shell is a member of the tree;
 //! - tree_orphans child: a child whose session differs from its parent's (it was forked before
 //!   its parent called setsid).
 
@@ -90,4 +92,9 @@ fn a_tree_continues_the_numbering_of_the_checkpoints_taken_alone() -> Result<()>
     let manifest = std::fs::read_to_string(work.images().join(program.image_name()).join("tree"))?;
     anyhow::ensure!(manifest.contains("\ngeneration 2\n"), "the set's manifest: {manifest}");
     Ok(())
+}
+
+#[test]
+fn a_system_command_running_at_checkpoint_time_continues() -> Result<()> {
+    verify("sem-system", "tree_system.c", &["60", "0.03"], &[20])
 }
