@@ -8,7 +8,10 @@
 //! the shell cannot be started), system(NULL) asking whether a shell is there. The spawn goes
 //! through the runtime's posix_spawn, which gives the shell the tree's settings.
 //!
-//! popen() is not done this way yet: its shell still starts without the runtime.
+//! popen() likewise (glibc's semantics: a pipe whose other end is the shell's stdin or stdout,
+//! the streams of earlier popen() calls closed in the shell, "e" for close-on-exec), with
+//! pclose() for its streams (close, then the shell's wait status); pclose() of a stream glibc's
+//! popen made (before the process was a member) is glibc's.
 
 use std::ffi::{c_char, c_int};
 use std::sync::Mutex;
@@ -16,6 +19,9 @@ use std::sync::Mutex;
 extern "C" {
     static environ: *const *const c_char;
 }
+
+/// The streams our popen made and their shells' pids.
+static STREAMS: Mutex<Vec<(usize, libc::pid_t)>> = Mutex::new(Vec::new());
 
 /// How many system() calls are waiting, and the dispositions the first one found.
 static SAVED: Mutex<(u32, Option<(libc::sigaction, libc::sigaction)>)> = Mutex::new((0, None));
@@ -110,5 +116,98 @@ unsafe fn run(cmd: *const c_char) -> c_int {
             *libc::__errno_location() = err;
         }
         status
+    }
+}
+
+/// popen(cmd, mode) for a tree member.
+///
+/// # Safety
+/// libc's contract for popen.
+pub unsafe fn popen(cmd: *const c_char, mode: *const c_char) -> *mut libc::FILE {
+    // SAFETY: mode is a NUL-terminated string (libc's contract).
+    let m = unsafe { std::ffi::CStr::from_ptr(mode) }.to_bytes();
+    let (read, cloexec) = match m.first() {
+        Some(b'r') => (true, m.contains(&b'e')),
+        Some(b'w') => (false, m.contains(&b'e')),
+        _ => {
+            // SAFETY: errno is this thread's.
+            unsafe { *libc::__errno_location() = libc::EINVAL };
+            return std::ptr::null_mut();
+        }
+    };
+    let mut p = [0; 2];
+    // SAFETY: pipe2 fills p.
+    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return std::ptr::null_mut();
+    }
+    let (ours, theirs, std_fd) = if read { (p[0], p[1], 1) } else { (p[1], p[0], 0) };
+    // SAFETY: file actions are ours; a spawn through the runtime's posix_spawn; fds are ours.
+    unsafe {
+        let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        libc::posix_spawn_file_actions_init(&mut fa);
+        if theirs != std_fd {
+            libc::posix_spawn_file_actions_adddup2(&mut fa, theirs, std_fd);
+        } else {
+            libc::fcntl(theirs, libc::F_SETFD, 0);
+        }
+        // POSIX: the streams of earlier popen() calls are closed in the new shell.
+        let streams = STREAMS.lock().unwrap_or_else(|e| e.into_inner());
+        for (f, _) in streams.iter() {
+            let fd = libc::fileno(*f as *mut libc::FILE);
+            if fd >= 0 && fd != std_fd {
+                libc::posix_spawn_file_actions_addclose(&mut fa, fd);
+            }
+        }
+        let argv = [c"sh".as_ptr(), c"-c".as_ptr(), c"--".as_ptr(), cmd, std::ptr::null()];
+        let mut pid: libc::pid_t = 0;
+        let r = crate::spawnhooks::posix_spawn(&mut pid, c"/bin/sh".as_ptr(), &fa, std::ptr::null(), argv.as_ptr(), environ);
+        drop(streams);
+        libc::posix_spawn_file_actions_destroy(&mut fa);
+        libc::close(theirs);
+        if r != 0 {
+            libc::close(ours);
+            *libc::__errno_location() = r;
+            return std::ptr::null_mut();
+        }
+        if !cloexec {
+            libc::fcntl(ours, libc::F_SETFD, 0);
+        }
+        let f = libc::fdopen(ours, if read { c"r".as_ptr() } else { c"w".as_ptr() });
+        if f.is_null() {
+            libc::close(ours);
+            let mut st = 0;
+            libc::waitpid(pid, &mut st, 0);
+            return f;
+        }
+        STREAMS.lock().unwrap_or_else(|e| e.into_inner()).push((f as usize, pid));
+        f
+    }
+}
+
+/// pclose(f) of a stream our popen made: Some(the shell's wait status, or -1); None for
+/// another stream (glibc's).
+///
+/// # Safety
+/// libc's contract for pclose.
+pub unsafe fn pclose(f: *mut libc::FILE) -> Option<c_int> {
+    let pid = {
+        let mut s = STREAMS.lock().unwrap_or_else(|e| e.into_inner());
+        let i = s.iter().position(|(g, _)| *g == f as usize)?;
+        s.remove(i).1
+    };
+    // SAFETY: closing the stream we made and waiting for the shell we spawned.
+    unsafe {
+        libc::fclose(f);
+        let mut status = 0;
+        loop {
+            let w = libc::waitpid(pid, &mut status, 0);
+            if w == pid {
+                return Some(status);
+            }
+            if w < 0 && errno() == libc::EINTR {
+                continue;
+            }
+            return Some(-1);
+        }
     }
 }

@@ -12,7 +12,7 @@
 //! - tree_late_fork: a program that forks after a checkpoint taken alone: its first set goes on
 //!   counting;
 //! - tree_system: a program whose system() shell (and the command it runs) is running at
-//!   checkpoint time: the shell is a member of the tree;
+//!   checkpoint time: the shell is a member of the tree; the same with popen() and pclose();
 //! - tree_orphans child: a child whose session differs from its parent's (it was forked before
 //!   its parent called setsid).
 
@@ -97,4 +97,9 @@ fn a_tree_continues_the_numbering_of_the_checkpoints_taken_alone() -> Result<()>
 #[test]
 fn a_system_command_running_at_checkpoint_time_continues() -> Result<()> {
     verify("sem-system", "tree_system.c", &["60", "0.03"], &[20])
+}
+
+#[test]
+fn a_popen_command_running_at_checkpoint_time_continues() -> Result<()> {
+    verify("sem-popen", "tree_system.c", &["60", "0.03", "popen"], &[20])
 }
