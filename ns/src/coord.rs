@@ -239,6 +239,16 @@ impl Coord {
         eprintln!("ckpt: {what}");
     }
 
+    /// The generation of the newest image the program took alone (its image is a file, not a
+    /// set), 0 when there is none.
+    fn solo_generation(&self) -> u64 {
+        let path = self.target.dir.join(std::ffi::OsStr::from_bytes(&self.set_name(0)));
+        if !path.is_file() {
+            return 0;
+        }
+        ckpt_image::trust::read_owned(&path, ckpt_image::trust::euid()).map_or(0, |r| r.index.meta.generation)
+    }
+
     fn set_name(&self, i: u32) -> Vec<u8> {
         ckpt_image::generation_file_name(&self.target.name, i)
     }
@@ -254,7 +264,8 @@ impl Coord {
             return;
         }
         let t0 = Instant::now();
-        let gen = self.target.generation + 1;
+        // A program that checkpointed itself alone before it forked goes on counting.
+        let gen = self.target.generation.max(self.solo_generation()) + 1;
         let outcome = self.take(gen);
         let ok = match outcome {
             Ok((n, raw, stored, paused)) => {

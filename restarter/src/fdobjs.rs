@@ -41,6 +41,23 @@ pub fn eventfd(count: u64, semaphore: bool) -> Result<RawFd> {
     Ok(fd)
 }
 
+/// A pidfd of process (or, O_EXCL in `flags`, thread) `pid` again: only where pids are the
+/// image's (else the number may name another process, which a signal would hit).
+pub fn pidfd(pid: i32, flags: i32, exact_ids: bool) -> Result<RawFd> {
+    if !exact_ids {
+        bail!("a pidfd of process {pid}, whose pid is not kept here");
+    }
+    let keep = flags & (libc::O_NONBLOCK | libc::O_EXCL);
+    // SAFETY: plain pidfd creation.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, keep) } as RawFd;
+    if fd < 0 {
+        bail!("a pidfd of process {pid}, which is not there: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is ours.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    Ok(fd)
+}
+
 /// A timerfd armed with the remaining time (relative, counted from now) and the interval.
 /// Expirations not yet read come back as one immediate expiration.
 pub fn timerfd(clockid: i32, value_ns: u64, interval_ns: u64, ticks: u64) -> Result<RawFd> {

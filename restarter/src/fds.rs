@@ -28,6 +28,8 @@ pub struct Options {
     pub ignore_missing: bool,
     /// The image was taken on this boot of this machine: device numbers are comparable.
     pub same_boot: bool,
+    /// Every process has its pid of the image (its own namespace): a pid means the same process.
+    pub exact_ids: bool,
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -150,6 +152,7 @@ struct Makers<'a> {
     socks: Sockets<'a>,
     ttys: Terminals,
     ignore: bool,
+    exact_ids: bool,
 }
 
 /// A new fd of ours for one object of the image (not epoll, not a dup); `image` holds the data
@@ -168,6 +171,13 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
         FdKind::TimerFd { clockid, value_ns, interval_ns, ticks } => fdobjs::timerfd(*clockid, *value_ns, *interval_ns, *ticks)?,
         FdKind::SignalFd { mask } => fdobjs::signalfd(*mask)?,
         FdKind::Inotify { watches, queued } => fdobjs::inotify(watches, *queued, f.fd, mk.ignore)?,
+        FdKind::Pidfd { pid } => match fdobjs::pidfd(*pid, f.flags, mk.exact_ids) {
+            Ok(fd) => fd,
+            Err(e) => {
+                eprintln!("ckpt-restart: warning: fd {}: {e:#}; it is replaced by /dev/null", f.fd);
+                return dev_null();
+            }
+        },
         FdKind::Epoll { .. } => unreachable!("epoll instances are created last"),
         FdKind::Other { link } => {
             eprintln!("ckpt-restart: warning: fd {} ({}) cannot be restored; it is replaced by /dev/null", f.fd, lossy(link));
@@ -269,7 +279,7 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
     // 2. Every other object, except epoll instances and dups; the files in flight too.
     let socks = Sockets::make(fds, top, ckpt_kinds::sockets::restore::Options { ignore: opts.ignore_missing }, job)?;
     let ttys = Terminals::make(fds, top, opts.ignore_missing, &crate::tree::ptys())?;
-    let mut mk = Makers { sh: Shared { pipes: crate::tree::pipes(), ..Shared::default() }, socks, ttys, ignore: opts.ignore_missing };
+    let mut mk = Makers { sh: Shared { pipes: crate::tree::pipes(), ..Shared::default() }, socks, ttys, ignore: opts.ignore_missing, exact_ids: opts.exact_ids };
     let objects = |f: &&&FdState| f.dup_of.is_none() && !matches!(f.kind, FdKind::Path { .. } | FdKind::Epoll { .. });
     for f in prog.iter().filter(objects) {
         let fd = create(f, fds, &mut mk, image)?;

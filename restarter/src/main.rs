@@ -17,6 +17,7 @@ mod namespace;
 mod plan;
 mod progress;
 mod stage;
+mod sessions;
 mod step;
 mod switch;
 mod tree;
@@ -278,7 +279,9 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
     let top = index.fds.iter().map(|f| f.fd).max().unwrap_or(0).max(2) + 1;
     let joined = step::join(&index, &path, image_hash, top)?;
     let (job, keep) = joined.as_ref().map(|j| (j.conns.clone(), j.links())).unwrap_or_default();
-    let restored = fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot }, chain.newest(), job, &keep);
+    // SAFETY: getpid has no preconditions.
+    let exact_ids = index.ids.namespace && unsafe { libc::getpid() } == index.meta.pid;
+    let restored = fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot, exact_ids }, chain.newest(), job, &keep);
     let step_epoch = joined.as_ref().map_or(0, |j| j.epoch);
     if let Some(j) = joined {
         // No task's program runs before every task's fds are back.

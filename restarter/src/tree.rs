@@ -12,6 +12,7 @@
 //! process runs (and writes shared memory, or a pipe) before every other is staged.
 
 use anyhow::{anyhow, bail, Context, Result};
+use crate::sessions::{Plan, Step};
 use ckpt_image::tree::{Manifest, ProcState, TreeProc};
 use ckpt_image::{FdKind, Index, SharedMem};
 use std::collections::HashMap;
@@ -43,6 +44,12 @@ struct Barrier {
     /// Processes created so far: nobody starts threads (staging) before all are, since a thread
     /// would take a pid that a process of the set needs.
     created: AtomicU32,
+    /// Processes that lead their process group again (members join only then).
+    grouped: AtomicU32,
+    /// Processes in their process group (group helpers leave then).
+    joined: AtomicU32,
+    /// Helper processes made so far (each takes the next id above the set's).
+    helpers: AtomicU32,
 }
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
@@ -105,9 +112,14 @@ pub fn barrier() -> Result<()> {
 
 /// Count ourselves in `word` and wait until `n` processes are.
 fn meet(word: &AtomicU32, n: u32, what: &str) -> Result<()> {
-    let b = SHARED.get().expect("in a tree").barrier;
     word.fetch_add(1, Ordering::AcqRel);
     futex(word, libc::FUTEX_WAKE, i32::MAX as u32);
+    wait_count(word, n, what)
+}
+
+/// Wait until `n` processes are counted in `word`.
+fn wait_count(word: &AtomicU32, n: u32, what: &str) -> Result<()> {
+    let b = SHARED.get().expect("in a tree").barrier;
     let start = std::time::Instant::now();
     loop {
         if b.failed.load(Ordering::Acquire) != 0 {
@@ -164,11 +176,17 @@ pub fn build(set: &Path, lossy: bool) -> Result<PathBuf> {
     let mut shared = make_shared(&indexes, m.live().count() as u32)?;
     shared.total = m.procs.len() as u32;
     let ids = indexes.iter().flat_map(|(pid, ix)| ix.threads.iter().map(|t| t.tid).chain([*pid, ix.ids.ckpt_tid]));
-    shared.max_id = ids.chain(m.procs.iter().map(|p| p.pid)).max().unwrap_or(0);
+    // (Dead session and group leaders too: helpers may take those ids.)
+    shared.max_id = ids.chain(m.procs.iter().flat_map(|p| [p.pid, p.pgid, p.sid])).max().unwrap_or(0);
     SHARED.set(shared).map_err(|_| anyhow!("internal: the tree was built twice"))?;
-    let mine = spawn_children(&m, m.root, true)?;
+    let plan = crate::sessions::plan(&m).map_err(|e| anyhow!("{}: {e}", set.display()))?;
+    let mine = spawn_children(&m, &plan, m.root)?;
     let s = SHARED.get().expect("set above");
     meet(&s.barrier.created, s.total, "created")?;
+    enter_group(&mine)?;
+    if let ProcState::Zombie { status } = mine.state {
+        exit_as(status);
+    }
     if mine.pid == m.root {
         // New processes and threads (the restarted programs' own, our staging threads) get ids
         // above every id of the set, which its processes take again with set_tid.
@@ -274,7 +292,9 @@ fn make_shared(indexes: &[(i32, Index)], live: u32) -> Result<Shared> {
 fn clone_with_pid(pid: i32, sibling: bool) -> Result<i32> {
     let tid = [pid];
     let flags = if sibling { libc::CLONE_PARENT as u64 } else { 0 };
-    let a = ckpt_ns::CloneArgs { flags, exit_signal: libc::SIGCHLD as u64, set_tid: tid.as_ptr() as u64, set_tid_size: 1, ..Default::default() };
+    // clone3 refuses an exit signal with CLONE_PARENT (EINVAL): the sibling gets our own (SIGCHLD).
+    let exit_signal = if sibling { 0 } else { libc::SIGCHLD as u64 };
+    let a = ckpt_ns::CloneArgs { flags, exit_signal, set_tid: tid.as_ptr() as u64, set_tid_size: 1, ..Default::default() };
     // SAFETY: a fork-like clone3 of this single-threaded process; the child continues here.
     let r = unsafe { libc::syscall(libc::SYS_clone3, &a as *const ckpt_ns::CloneArgs, std::mem::size_of::<ckpt_ns::CloneArgs>()) };
     if r < 0 {
@@ -285,31 +305,96 @@ fn clone_with_pid(pid: i32, sibling: bool) -> Result<i32> {
     Ok(r as i32)
 }
 
-/// Create the children of `pid` (and, from the root, the processes whose parent was init),
-/// each creating its own; returns in every live process with its record.
-fn spawn_children(m: &Manifest, pid: i32, root: bool) -> Result<TreeProc> {
-    let me = m.procs.iter().find(|p| p.pid == pid).cloned().ok_or_else(|| anyhow!("process {pid} is not in the set"))?;
-    // Our group and session first: the children inherit them or join them.
-    enter_groups(&me)?;
-    let mut kids: Vec<(TreeProc, bool)> = m.children_of(pid).map(|p| (p.clone(), false)).collect();
-    if root {
-        kids.extend(m.children_of(0).filter(|p| p.pid != pid).map(|p| (p.clone(), true)));
-    }
-    // Zombies last: their pids must not be taken when a live process is created.
-    kids.sort_by_key(|(p, _)| (matches!(p.state, ProcState::Zombie { .. }), p.pid));
-    for (k, orphan) in kids {
-        if clone_with_pid(k.pid, orphan)? == 0 {
-            if let ProcState::Zombie { status } = k.state {
-                if let Some(s) = SHARED.get() {
-                    s.barrier.created.fetch_add(1, Ordering::AcqRel);
-                    futex(&s.barrier.created, libc::FUTEX_WAKE, i32::MAX as u32);
+/// Do what the plan says process (or session helper) `pid` does: create its children and
+/// orphans, call setsid at its turn; returns in every process of the tree with its record.
+fn spawn_children(m: &Manifest, plan: &Plan, pid: i32) -> Result<TreeProc> {
+    let me = m.procs.iter().find(|p| p.pid == pid).cloned();
+    for step in plan.steps(pid) {
+        match *step {
+            Step::Setsid => setsid(pid)?,
+            Step::Child(k) => {
+                if clone_with_pid(k, false)? == 0 {
+                    return spawn_children(m, plan, k);
                 }
-                exit_as(status);
             }
-            return spawn_children(m, k.pid, false);
+            Step::Orphan(k) => {
+                if make_orphan(m, pid, k, me.is_none())? {
+                    return spawn_children(m, plan, k);
+                }
+            }
+            Step::GroupHelper(g) => {
+                if make_orphan(m, pid, g, me.is_none())? {
+                    lead_group(g);
+                }
+            }
+            Step::SessionHelper(s) => {
+                let h = clone_with_pid(s, false)?;
+                if h == 0 {
+                    setsid(s)?;
+                    return spawn_children(m, plan, s);
+                }
+                reap(h);
+            }
         }
     }
-    Ok(me)
+    match me {
+        Some(me) => Ok(me),
+        // A session helper that made its orphans: it exits (the root reaps it), they are init's.
+        // SAFETY: leaving the helper process.
+        None => unsafe { libc::_exit(0) },
+    }
+}
+
+/// Make process `pid` so that its parent is init: from init's child (the root) a sibling is
+/// init's child; a session helper (`helper`) exits after making them; anyone else makes it
+/// through a helper that exits. True in the new process.
+fn make_orphan(m: &Manifest, creator: i32, pid: i32, helper: bool) -> Result<bool> {
+    if creator == m.root || helper {
+        return Ok(clone_with_pid(pid, creator == m.root)? == 0);
+    }
+    let h = clone_with_pid(helper_id(), false)?;
+    if h == 0 {
+        if clone_with_pid(pid, false)? == 0 {
+            return Ok(true);
+        }
+        // SAFETY: leaving the helper: its child becomes init's.
+        unsafe { libc::_exit(0) }
+    }
+    reap(h);
+    Ok(false)
+}
+
+/// A group helper: lead process group `g` until every process of the tree has joined its own.
+fn lead_group(g: i32) -> ! {
+    let s = SHARED.get().expect("in a tree");
+    // SAFETY: making our own process group.
+    if unsafe { libc::setpgid(0, 0) } != 0 {
+        eprintln!("ckpt-restart: cannot make process group {g} again: {}", std::io::Error::last_os_error());
+        fail();
+    }
+    let _ = wait_count(&s.barrier.joined, s.total, "in their process groups");
+    // SAFETY: leaving the helper (init reaps it); the group lives on in its members.
+    unsafe { libc::_exit(0) }
+}
+
+/// A pid for a helper process: above every id of the set (nothing of the tree needs it).
+fn helper_id() -> i32 {
+    let s = SHARED.get().expect("in a tree");
+    s.max_id + 1 + s.barrier.helpers.fetch_add(1, Ordering::AcqRel) as i32
+}
+
+fn reap(pid: i32) {
+    let mut st = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, &mut st, 0) };
+}
+
+fn setsid(pid: i32) -> Result<()> {
+    // SAFETY: plain process-attribute calls on ourselves.
+    if unsafe { libc::getsid(0) } != pid && unsafe { libc::setsid() } < 0 {
+        bail!("process {pid}: cannot make its session again: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Exit with wait status `status` (an exit code or a fatal signal, without a core file).
@@ -331,19 +416,21 @@ fn exit_as(status: i32) -> ! {
     unsafe { libc::_exit(libc::WEXITSTATUS(status)) }
 }
 
-/// Take the process's session and process group (ids inside the namespace; 0: outside it, as
+/// Take the process's group once every process exists: leaders first (everyone meets at
+/// `grouped`), then the members join (a group's ids are inside the namespace; 0: outside it,
 /// ckpt-restart's, which every process has already).
-fn enter_groups(p: &TreeProc) -> Result<()> {
+fn enter_group(p: &TreeProc) -> Result<()> {
+    let s = SHARED.get().expect("in a tree");
     // SAFETY: plain process-attribute calls on ourselves.
-    unsafe {
-        if p.sid == p.pid && libc::getsid(0) != p.pid && libc::setsid() < 0 {
-            bail!("process {}: cannot make its session again: {}", p.pid, std::io::Error::last_os_error());
-        }
-        if p.pgid != 0 && libc::getpgrp() != p.pgid && libc::setpgid(0, p.pgid) != 0 {
-            bail!("process {}: cannot join its process group {}: {}", p.pid, p.pgid, std::io::Error::last_os_error());
-        }
+    if p.pgid == p.pid && unsafe { libc::getpgrp() } != p.pid && unsafe { libc::setpgid(0, 0) } != 0 {
+        bail!("process {}: cannot lead its process group again: {}", p.pid, std::io::Error::last_os_error());
     }
-    Ok(())
+    meet(&s.barrier.grouped, s.total, "in their process groups")?;
+    // SAFETY: as above.
+    if p.pgid != 0 && unsafe { libc::getpgrp() } != p.pgid && unsafe { libc::setpgid(0, p.pgid) } != 0 {
+        bail!("process {}: cannot join its process group {}: {}", p.pid, p.pgid, std::io::Error::last_os_error());
+    }
+    meet(&s.barrier.joined, s.total, "in their process groups")
 }
 
 /// Whether fd `f` is a pipe the tree's processes share (made before they were forked).

@@ -32,6 +32,8 @@ pub fn anon(fd: i32, link: &[u8], info: &[u8]) -> Option<FdKind> {
                 ticks: field(s, "ticks:", 10).unwrap_or(0),
             })
         }
+        // A dead process's shows Pid: -1 (not a number here): it stays an Other.
+        b"anon_inode:[pidfd]" => Some(FdKind::Pidfd { pid: field(s, "Pid:", 10)? as i32 }),
         b"anon_inode:[signalfd]" => Some(FdKind::SignalFd { mask: field(s, "sigmask:", 16)? }),
         b"anon_inode:[eventpoll]" => Some(FdKind::Epoll {
             entries: epoll_lines(s)

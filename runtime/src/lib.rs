@@ -37,6 +37,7 @@ mod progress;
 mod restart;
 mod selfsend;
 mod selfsig;
+mod shellcmd;
 mod shmlink;
 mod sigevthread;
 mod sighooks;

@@ -5,6 +5,8 @@
 //! execle and execlp here, through trampolines), posix_spawn and posix_spawnp (with
 //! POSIX_SPAWN_SETSIGMASK set to the program's view when it did not set it), system and popen
 //! (glibc spawns their shell with the caller's mask) hand over the program's view of the mask.
+//! In a member of the process tree, system() and popen() are the runtime's own (shellcmd.rs),
+//! whose shell is a member too.
 //! A forked child gets it back in the runtime's fork handler (sighooks.rs).
 //!
 //! In a member of the process tree, every program it starts must be a member too: posix_spawn
@@ -25,6 +27,7 @@ static REAL_POSIX_SPAWN: RealFn = RealFn::new(b"posix_spawn\0");
 static REAL_POSIX_SPAWNP: RealFn = RealFn::new(b"posix_spawnp\0");
 static REAL_SYSTEM: RealFn = RealFn::new(b"system\0");
 static REAL_POPEN: RealFn = RealFn::new(b"popen\0");
+static REAL_PCLOSE: RealFn = RealFn::new(b"pclose\0");
 static REAL_VFORK: RealFn = RealFn::new(b"vfork\0");
 
 pub fn resolve() {
@@ -36,6 +39,7 @@ pub fn resolve() {
         &REAL_POSIX_SPAWNP,
         &REAL_SYSTEM,
         &REAL_POPEN,
+        &REAL_PCLOSE,
         &REAL_VFORK,
     ] {
         f.get();
@@ -193,6 +197,10 @@ pub unsafe extern "C" fn posix_spawnp(
 /// this thread: its handler only passes the request on, and the wait restarts.)
 #[no_mangle]
 pub unsafe extern "C" fn system(cmd: *const c_char) -> c_int {
+    if crate::is_active() && crate::tree::is_member() {
+        // SAFETY: as for libc; the shell is a member of the tree (shellcmd.rs).
+        return unsafe { crate::shellcmd::system(cmd) };
+    }
     // SAFETY: forwarding to libc.
     handed_over(|| unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(*const c_char) -> c_int>(REAL_SYSTEM.get())(cmd) })
 }
@@ -201,9 +209,25 @@ pub unsafe extern "C" fn system(cmd: *const c_char) -> c_int {
 /// libc's contract for popen.
 #[no_mangle]
 pub unsafe extern "C" fn popen(cmd: *const c_char, mode: *const c_char) -> *mut libc::FILE {
+    if crate::is_active() && crate::tree::is_member() {
+        // SAFETY: as for libc; the shell is a member of the tree (shellcmd.rs).
+        return unsafe { crate::shellcmd::popen(cmd, mode) };
+    }
     type F = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut libc::FILE;
     // SAFETY: forwarding to libc.
     handed_over(|| unsafe { std::mem::transmute::<usize, F>(REAL_POPEN.get())(cmd, mode) })
+}
+
+/// # Safety
+/// libc's contract for pclose.
+#[no_mangle]
+pub unsafe extern "C" fn pclose(f: *mut libc::FILE) -> c_int {
+    // SAFETY: as for libc.
+    if let Some(status) = unsafe { crate::shellcmd::pclose(f) } {
+        return status;
+    }
+    // SAFETY: forwarding to libc.
+    unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(*mut libc::FILE) -> c_int>(REAL_PCLOSE.get())(f) }
 }
 
 /// # Safety

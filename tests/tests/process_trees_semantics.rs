@@ -1,0 +1,105 @@
+//! Process-tree semantics (issue 13) beyond "every process comes back": the relations between
+//! the processes of a tree as the kernel keeps them. Each test runs a small C program of its
+//! own, checkpoints it in a namespace, SIGKILLs the tree, restarts it and checks that it ends
+//! as an uninterrupted run (the program counts every id that came back wrong into its result).
+//! - tree_orphans plain: a process whose parent exited (reparented to init) in the root's session;
+//! - tree_orphans daemon: the classic daemon (fork, setsid, fork, exit): an orphan whose session
+//!   leader exited;
+//! - tree_orphans group: an orphan whose process group leader exited (made again by a helper);
+//! - tree_orphans zombie: an orphan whose process group leader is a zombie its parent reaps at
+//!   the end (the zombie leads its group again before the orphan joins it);
+//! - tree_pidfd: a pidfd of a child, used after the restart to signal, poll and reap it;
+//! - tree_late_fork: a program that forks after a checkpoint taken alone: its first set goes on
+//!   counting;
+//! - tree_system: a program whose system() shell (and the command it runs) is running at
+//!   checkpoint time: the shell is a member of the tree; the same with popen() and pclose();
+//! - tree_orphans child: a child whose session differs from its parent's (it was forked before
+//!   its parent called setsid).
+
+use anyhow::Result;
+use ckpt_tests::{run_and_verify, Bins, Options, Program, Workdir};
+
+fn verify(name: &str, source: &str, args: &[&str], steps: &[u64]) -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(name)?;
+    let program = Program::c(&work, source, &[], args)?;
+    let mut opts = Options::new(&work, steps);
+    opts.env = vec![("CKPT_NAMESPACE".into(), "1".into())];
+    run_and_verify(&bins, &program, &opts).map(drop)
+}
+
+#[test]
+fn an_orphan_reparented_to_init_continues() -> Result<()> {
+    verify("sem-orphan", "tree_orphans.c", &["plain", "60", "30"], &[20])
+}
+
+#[test]
+fn a_double_forked_daemon_keeps_its_session() -> Result<()> {
+    verify("sem-daemon", "tree_orphans.c", &["daemon", "60", "30"], &[20])
+}
+
+#[test]
+fn a_child_forked_before_its_parent_setsid_keeps_its_session() -> Result<()> {
+    verify("sem-born-session", "tree_orphans.c", &["child", "60", "30"], &[20])
+}
+
+#[test]
+fn an_orphan_whose_group_leader_exited_keeps_its_group() -> Result<()> {
+    verify("sem-group", "tree_orphans.c", &["group", "60", "30"], &[20])
+}
+
+#[test]
+fn a_zombie_keeps_leading_its_process_group() -> Result<()> {
+    verify("sem-zombie-group", "tree_orphans.c", &["zombie", "60", "30"], &[20])
+}
+
+#[test]
+fn a_pidfd_of_a_child_signals_polls_and_reaps_it_after_a_restart() -> Result<()> {
+    verify("sem-pidfd", "tree_pidfd.c", &["60", "30"], &[20])
+}
+
+/// A program checkpointed alone (one image file) that forks later: the first set of its tree
+/// is the next checkpoint number, not 1 again (the manifest and the checkpoint's line say so).
+#[test]
+fn a_tree_continues_the_numbering_of_the_checkpoints_taken_alone() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("sem-numbering")?;
+    let program = Program::c(&work, "tree_late_fork.c", &[], &["400", "20", "40"])?;
+    let mut cmd = ckpt_tests::scenario::ckpt_run_with(&bins, &program, &work.images(), &[], false);
+    cmd.env("CKPT_NAMESPACE", "1");
+    let mut run = ckpt_tests::Proc::spawn("ckpt-run", cmd)?;
+    let minute = std::time::Duration::from_secs(60);
+    let usr2 = |run: &ckpt_tests::Proc| {
+        // SAFETY: signalling the process we started.
+        unsafe { libc::kill(run.pid(), libc::SIGUSR2) };
+    };
+    let taken = run
+        .wait_for_step(5, minute)
+        .and_then(|_| {
+            usr2(&run);
+            run.wait_for_stderr("checkpoint 1:", minute)
+        })
+        .and_then(|_| run.wait_for_step(30, minute))
+        .and_then(|_| {
+            usr2(&run);
+            run.wait_for_stderr("processes,", minute)
+        });
+    run.kill()?;
+    let rec = run.record();
+    taken.map_err(|e| anyhow::anyhow!("{e:#}\n{}", rec.stderr))?;
+    let line = rec.stderr.lines().find(|l| l.contains("processes,")).unwrap_or_default();
+    anyhow::ensure!(line.contains("checkpoint 2:"), "the tree's first checkpoint after one taken alone: {line}\n{}", rec.stderr);
+    let manifest = std::fs::read_to_string(work.images().join(program.image_name()).join("tree"))?;
+    anyhow::ensure!(manifest.contains("\ngeneration 2\n"), "the set's manifest: {manifest}");
+    Ok(())
+}
+
+#[test]
+fn a_system_command_running_at_checkpoint_time_continues() -> Result<()> {
+    verify("sem-system", "tree_system.c", &["60", "0.03"], &[20])
+}
+
+#[test]
+fn a_popen_command_running_at_checkpoint_time_continues() -> Result<()> {
+    verify("sem-popen", "tree_system.c", &["60", "0.03", "popen"], &[20])
+}
