@@ -6,11 +6,13 @@
  * Usage: bg_blocked_read [STEPS=150]   (compile with -pthread)
  * A reader thread reads the pipe into a page of an mmap'd, touched buffer; main writes one
  * record per step (every 20 ms), waits until the reader has folded it into a sum, and prints
- * "step i sum=<hex>"; at the end "result <hex>". A read that fails (EFAULT on protected memory)
- * prints "error read: ..." and exits 1.
+ * "step i sum=<hex>"; at the end "result <hex> fd=N", N the number a new open() gets (an fd
+ * the runtime left in the image would take it). A read that fails (EFAULT on protected
+ * memory) prints "error read: ..." and exits 1.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -70,8 +72,9 @@ int main(int argc, char **argv)
         }
         printf("step %ld sum=%016llx\n", i, (unsigned long long)sum);
     }
+    int nfd = open("/dev/null", O_RDONLY);
     close(pipefd[1]);
     pthread_join(t, NULL);
-    printf("result %016llx\n", (unsigned long long)sum);
+    printf("result %016llx fd=%d\n", (unsigned long long)sum, nfd);
     return 0;
 }
