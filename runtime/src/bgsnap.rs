@@ -172,7 +172,9 @@ impl Engine {
     pub fn new(fd: i32, budget: usize) -> Result<Box<Engine>, String> {
         // Ours, not the program's: moved high and left out of the image's fd table (it was
         // saved, and a restarted program found it open at a number of its own).
-        let pagemap = sys::open(&sys::cpath(&[b"/proc/self/pagemap"]), libc::O_RDONLY | libc::O_CLOEXEC, 0).map_err(|e| format!("cannot open /proc/self/pagemap: errno {e}"))?;
+        // thread-self: /proc/self is the thread-group leader, gone (ESRCH) once the main thread
+        // has exited.
+        let pagemap = sys::open(&sys::cpath(&[b"/proc/thread-self/pagemap"]), libc::O_RDONLY | libc::O_CLOEXEC, 0).map_err(|e| format!("cannot open /proc/thread-self/pagemap: errno {e}"))?;
         let pagemap = sys::own(sys::move_high(pagemap));
         let mut slots = budget / PAGE as usize;
         let mut pool = 0;

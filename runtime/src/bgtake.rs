@@ -26,9 +26,8 @@ use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
 /// Whether checkpoints may be background snapshots: opt-in (CKPT_BACKGROUND=1; read once).
-/// Not the default yet: a system call blocked across the instant (a read() waiting on a pipe)
-/// is restarted by the kernel inside the dispatch's exempt code, not made safe again, and fails
-/// with EFAULT on the memory the instant protected (README "Known limits").
+/// Not the default yet: a program with SIGEV_THREAD timers does not survive them (README "Known
+/// limits").
 static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 pub fn configure(env: Option<&[u8]>) {

@@ -18,6 +18,7 @@
 //!   syscall user dispatch are missing): the same result too.
 //! - malloc_storm (16 threads allocating and freeing) checkpointed back to back: every thread
 //!   stack stays unprotected (a signal frame on a protected stack was a SIGSEGV).
+//! - dead_leader (the main thread has exited): background snapshots all the same.
 
 use anyhow::{ensure, Result};
 use ckpt_tests::{run_and_verify, Bins, Options, Outcome, Program, Workdir};
@@ -146,5 +147,18 @@ fn call_blocked_across_the_instant_succeeds() -> Result<()> {
     let outcome = run_and_verify(&bins, &program, &options(&work, &[15, 40], 70, &[]))?;
     let lines = background_lines(&outcome);
     ensure!(lines.len() >= 3, "every checkpoint should be a background snapshot, found {lines:?}{}", outcome.transcript());
+    Ok(())
+}
+
+/// A program whose main thread has exited (pthread_exit) is snapshotted in the background too:
+/// /proc/self, the thread-group leader, is gone (ESRCH); the engine reads /proc/thread-self.
+#[test]
+fn program_whose_main_thread_exited_snapshots_in_the_background() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("bg-dead-leader")?;
+    let program = Program::c(&work, "dead_leader.c", &["-pthread"], &["40"])?;
+    let outcome = run_and_verify(&bins, &program, &options(&work, &[5], 15, &[]))?;
+    let lines = background_lines(&outcome);
+    ensure!(lines.len() >= 2, "every checkpoint should be a background snapshot, found {lines:?}{}", outcome.transcript());
     Ok(())
 }
