@@ -135,6 +135,8 @@ pub struct Engine {
     fd: i32,
     pagemap: i32,
     phase: AtomicU32,
+    /// Every tracked region is protected (a futex word: 0 while arming goes on).
+    armed: AtomicU32,
     /// The window tables, made at the instant (null while arming).
     tables: AtomicPtr<Tables>,
     /// The buffer: `slots` pages at `pool`; per slot the page's address and the next slot of its
@@ -192,6 +194,7 @@ impl Engine {
             fd,
             pagemap,
             phase: AtomicU32::new(ARMING),
+            armed: AtomicU32::new(0),
             tables: AtomicPtr::new(std::ptr::null_mut()),
             pool,
             slots,
@@ -240,6 +243,20 @@ impl Engine {
             uffdwp::protect(self.fd, s, e - s)?;
         }
         Ok(())
+    }
+
+    /// Arming is over (done or given up): calls that waited for it go on.
+    pub fn set_armed(&self) {
+        self.armed.store(1, Ordering::Release);
+        let _ = syscall!(libc::SYS_futex, self.armed.as_ptr(), libc::FUTEX_WAKE, i32::MAX, 0, 0, 0);
+    }
+
+    /// Wait until arming is over.
+    fn wait_armed(&self) {
+        while self.armed.load(Ordering::Acquire) == 0 {
+            let ts = sys::timespec_ms(50);
+            let _ = syscall!(libc::SYS_futex, self.armed.as_ptr(), libc::FUTEX_WAIT, 0, &ts as *const libc::timespec, 0, 0);
+        }
     }
 
     /// At the instant (threads stopped): make the window table and start saving; then protect
@@ -546,6 +563,7 @@ impl Engine {
     /// Give up (while arming or saving): every protection goes; the program runs on unhindered.
     pub fn abort(&self, regions: &[(u64, u64)]) {
         self.phase.store(OVER, Ordering::Release);
+        self.set_armed();
         for &(s, e) in regions {
             let _ = uffdwp::unprotect(self.fd, s, e - s, true);
         }
@@ -633,7 +651,10 @@ pub fn start_handler(fd: i32, stack: &'static mut [u8]) -> Result<(), i32> {
 
 /// From the SIGSYS handler (sud.rs): make [addr, addr + len) safe for the kernel to write or
 /// drop. While arming, protection is simply lifted (the instant protects again what is in
-/// memory); while saving, the pages are saved first.
+/// memory, and the stop moves a call made meanwhile to be dispatched again, sud::reroute), once
+/// every region is protected: lifted earlier, the writer could protect the range again under a
+/// call that blocks (a read() then failed with EFAULT when its data came). While saving, the
+/// pages are saved first.
 pub fn secure(addr: u64, len: u64) {
     if addr == 0 || len == 0 {
         return;
@@ -642,6 +663,7 @@ pub fn secure(addr: u64, len: u64) {
     let (start, end) = (addr & !(PAGE - 1), addr.saturating_add(len).div_ceil(PAGE) * PAGE);
     match e.phase() {
         ARMING => {
+            e.wait_armed();
             let _ = uffdwp::unprotect(e.fd, start, end - start, true);
         }
         SAVING => {

@@ -207,6 +207,7 @@ pub fn take(dir: &Dir, name: &[u8], gen: u64, t0: u64, parent: Option<(u64, u32)
                 return Err(Failure::NeedSync(format!("cannot write-protect memory at {s:#x} (errno {e})")));
             }
         }
+        engine.set_armed();
         log!(DEBUG, "background snapshot: armed {} regions in {} ms", armed0.len(), (now_ns() - t) / 1_000_000);
         // The instant: the parent has stopped the threads and captured the rest.
         ph.step(snapshot::ARMED);

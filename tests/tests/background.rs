@@ -138,12 +138,15 @@ fn restarted_program_snapshots_in_the_background_again() -> Result<()> {
 
 /// A read() blocked across a snapshot's stops, restarted by the kernel after the stop handler,
 /// is dispatched and made safe again (it ran in the exempt code, unchecked, and failed with
-/// EFAULT on the memory the instant protected again).
+/// EFAULT on the memory the instant protected again); one made safe while the snapshot arms
+/// waits until arming is done (the writer protected its buffer again under it).
 #[test]
 fn call_blocked_across_the_instant_succeeds() -> Result<()> {
     let bins = Bins::locate()?;
     let work = Workdir::new("bg-blocked-read")?;
-    let program = Program::c(&work, "bg_blocked_read.c", &["-pthread"], &["150"])?;
+    // 256 MiB to protect: the call waits while the snapshot arms (made safe then, it was
+    // protected again under the call).
+    let program = Program::c(&work, "bg_blocked_read.c", &["-pthread"], &["150", "256"])?;
     let outcome = run_and_verify(&bins, &program, &options(&work, &[15, 40], 70, &[]))?;
     let lines = background_lines(&outcome);
     ensure!(lines.len() >= 3, "every checkpoint should be a background snapshot, found {lines:?}{}", outcome.transcript());
