@@ -8,13 +8,13 @@
 //!
 //! Phases (`phase`):
 //! - ARMING, while the program runs (syscall dispatch already on, sud.rs): the tracked regions
-//!   (private anonymous memory, minus stacks, TLS blocks, alternate signal stacks and the
-//!   runtime's own memory, which the kernel writes by itself and are copied at the instant
-//!   instead, freeze.rs) are registered and write-protected (~20-60 ms per GiB here). A write
-//!   now just lifts the protection of its page.
-//! - the instant, with the threads stopped: pages that are in memory but not protected (written
-//!   or new since arming; one PAGEMAP_SCAN, ~1 ms per GiB) are protected again, and the window
-//!   table is made.
+//!   (private anonymous memory, minus stacks, TLS blocks, alternate signal stacks, which the
+//!   kernel writes by itself, and the runtime's own writable segments, which the runtime writes
+//!   meanwhile: all copied at the instant instead, freeze.rs) are registered and write-protected
+//!   (~20-60 ms per GiB here). A write now just lifts the protection of its page.
+//! - the instant, with the threads stopped: the window table is made and saving starts; then
+//!   pages that are in memory but not protected (written or new since arming; one
+//!   PAGEMAP_SCAN, ~1 ms per GiB) are protected again.
 //! - SAVING, while the program runs: the writer threads store the regions window by window
 //!   (CHUNK_SIZE of addresses, as memwrite plans them). The pages of a window to store are those
 //!   still protected (in memory at the instant, not saved yet) and those in the buffer. When a
@@ -135,6 +135,8 @@ pub struct Engine {
     fd: i32,
     pagemap: i32,
     phase: AtomicU32,
+    /// Every tracked region is protected (a futex word: 0 while arming goes on).
+    armed: AtomicU32,
     /// The window tables, made at the instant (null while arming).
     tables: AtomicPtr<Tables>,
     /// The buffer: `slots` pages at `pool`; per slot the page's address and the next slot of its
@@ -170,7 +172,12 @@ impl Engine {
     /// for pages saved ahead of the writer (mapped now, filled only as needed; smaller if the
     /// address space is short, down to none: every such write then waits for its window).
     pub fn new(fd: i32, budget: usize) -> Result<Box<Engine>, String> {
-        let pagemap = sys::open(&sys::cpath(&[b"/proc/self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open /proc/self/pagemap: errno {e}"))?;
+        // Ours, not the program's: moved high and left out of the image's fd table (it was
+        // saved, and a restarted program found it open at a number of its own).
+        // thread-self: /proc/self is the thread-group leader, gone (ESRCH) once the main thread
+        // has exited.
+        let pagemap = sys::open(&sys::cpath(&[b"/proc/thread-self/pagemap"]), libc::O_RDONLY | libc::O_CLOEXEC, 0).map_err(|e| format!("cannot open /proc/thread-self/pagemap: errno {e}"))?;
+        let pagemap = sys::own(sys::move_high(pagemap));
         let mut slots = budget / PAGE as usize;
         let mut pool = 0;
         while slots > 0 {
@@ -187,6 +194,7 @@ impl Engine {
             fd,
             pagemap,
             phase: AtomicU32::new(ARMING),
+            armed: AtomicU32::new(0),
             tables: AtomicPtr::new(std::ptr::null_mut()),
             pool,
             slots,
@@ -237,10 +245,30 @@ impl Engine {
         Ok(())
     }
 
-    /// At the instant (threads stopped): protect again the pages of the tracked regions `regs`
-    /// ((start, end), sorted; registered here if they were not) that are in memory but not
-    /// protected, except `excluded`; then make the window table and start saving.
+    /// Arming is over (done or given up): calls that waited for it go on.
+    pub fn set_armed(&self) {
+        self.armed.store(1, Ordering::Release);
+        let _ = syscall!(libc::SYS_futex, self.armed.as_ptr(), libc::FUTEX_WAKE, i32::MAX, 0, 0, 0);
+    }
+
+    /// Wait until arming is over.
+    fn wait_armed(&self) {
+        while self.armed.load(Ordering::Acquire) == 0 {
+            let ts = sys::timespec_ms(50);
+            let _ = syscall!(libc::SYS_futex, self.armed.as_ptr(), libc::FUTEX_WAIT, 0, &ts as *const libc::timespec, 0, 0);
+        }
+    }
+
+    /// At the instant (threads stopped): make the window table and start saving; then protect
+    /// again the pages of the tracked regions `regs` ((start, end), sorted; registered here if
+    /// they were not) that are in memory but not protected, except `excluded`.
+    ///
+    /// Saving starts first: the runtime's own threads run on meanwhile (this one allocates), and
+    /// a write that meets a page protected here must save it first, not just lift the
+    /// protection as while arming (the page was then missing from the image, read back as
+    /// zeros).
     pub fn instant(&self, regs: &[(u64, u64)], excluded: &[(u64, u64)]) -> Result<(), String> {
+        self.make_tables(regs);
         let mut found = Vec::new();
         for &(s, e) in regs {
             uffdwp::register(self.fd, s, e - s).map_err(|e| format!("cannot register memory for the snapshot: errno {e}"))?;
@@ -252,6 +280,11 @@ impl Engine {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The window tables of `regs`, published; the phase is SAVING from now on.
+    fn make_tables(&self, regs: &[(u64, u64)]) {
         let mut first = 0;
         let mut t = Tables { regs: Vec::with_capacity(regs.len()), state: Vec::new(), head: Vec::new(), job: Vec::new() };
         for &(s, e) in regs {
@@ -263,7 +296,6 @@ impl Engine {
         t.job = (0..first).map(|_| AtomicU32::new(u32::MAX)).collect();
         self.tables.store(Box::into_raw(Box::new(t)), Ordering::Release);
         self.phase.store(SAVING, Ordering::Release);
-        Ok(())
     }
 
     /// The window of `addr`: its index in the tables and its address range.
@@ -531,6 +563,7 @@ impl Engine {
     /// Give up (while arming or saving): every protection goes; the program runs on unhindered.
     pub fn abort(&self, regions: &[(u64, u64)]) {
         self.phase.store(OVER, Ordering::Release);
+        self.set_armed();
         for &(s, e) in regions {
             let _ = uffdwp::unprotect(self.fd, s, e - s, true);
         }
@@ -618,7 +651,10 @@ pub fn start_handler(fd: i32, stack: &'static mut [u8]) -> Result<(), i32> {
 
 /// From the SIGSYS handler (sud.rs): make [addr, addr + len) safe for the kernel to write or
 /// drop. While arming, protection is simply lifted (the instant protects again what is in
-/// memory); while saving, the pages are saved first.
+/// memory, and the stop moves a call made meanwhile to be dispatched again, sud::reroute), once
+/// every region is protected: lifted earlier, the writer could protect the range again under a
+/// call that blocks (a read() then failed with EFAULT when its data came). While saving, the
+/// pages are saved first.
 pub fn secure(addr: u64, len: u64) {
     if addr == 0 || len == 0 {
         return;
@@ -627,6 +663,7 @@ pub fn secure(addr: u64, len: u64) {
     let (start, end) = (addr & !(PAGE - 1), addr.saturating_add(len).div_ceil(PAGE) * PAGE);
     match e.phase() {
         ARMING => {
+            e.wait_armed();
             let _ = uffdwp::unprotect(e.fd, start, end - start, true);
         }
         SAVING => {
@@ -649,6 +686,11 @@ pub fn secure(addr: u64, len: u64) {
         }
         _ => {}
     }
+}
+
+/// Whether `fd` is the engine's own (its pagemap).
+pub fn is_own_fd(fd: i32) -> bool {
+    engine().is_some_and(|e| e.pagemap == fd)
 }
 
 /// The engine's uffd, for cleanup by the checkpoint thread.

@@ -20,15 +20,14 @@ use crate::imgdir::Dir;
 use crate::log::{log, DEBUG, ERROR, INFO};
 use crate::maps::{self, MapEntry, PAGE};
 use crate::snapshot::{self, Failure};
-use crate::{alloc, bgsnap, freeze, memwrite, pagehash, sud, sys, threads, uffdwp, CKPT_THREAD};
+use crate::{alloc, bgsnap, freeze, memwrite, ownsegs, pagehash, sud, sys, threads, uffdwp, CKPT_THREAD};
 use ckpt_kinds::deleted;
 use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
 /// Whether checkpoints may be background snapshots: opt-in (CKPT_BACKGROUND=1; read once).
-/// Not the default yet: a system call blocked across the instant (a read() waiting on a pipe)
-/// is restarted by the kernel inside the dispatch's exempt code, not made safe again, and fails
-/// with EFAULT on the memory the instant protected (README "Known limits").
+/// Not the default yet: a program with SIGEV_THREAD timers does not survive them (README "Known
+/// limits").
 static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 pub fn configure(env: Option<&[u8]>) {
@@ -46,11 +45,12 @@ const STACK_LIMIT: u64 = 256 << 20;
 /// Scratch memory the stopped parts and the writer process's stack need beyond a fork's.
 const EXTRA: usize = 2 << 20;
 
-/// Ranges the kernel writes by itself, which write-protection must leave alone (they are copied
-/// at the instant instead): the stacks of `slots`' threads (signal frames), their TLS blocks
+/// Ranges write-protection must leave alone (they are copied at the instant instead): what the
+/// kernel writes by itself, the stacks of `slots`' threads (signal frames), their TLS blocks
 /// (rseq, the tid cleared at exit, the robust list head), their alternate signal stacks, the
-/// checkpoint thread's stack and TLS, and the runtime's own variables. Sorted, merged. Err: a
-/// stack too large to copy.
+/// checkpoint thread's stack and TLS; and the runtime's own writable memory, which the runtime
+/// writes while the snapshot is taken (and the kernel, for its system calls). Sorted, merged.
+/// Err: a stack too large to copy.
 fn kernel_written(slots: &[threads::Slot], maps: &[(MapEntry, bool)]) -> Result<Vec<(u64, u64)>, String> {
     let mut v: Vec<(u64, u64)> = Vec::new();
     let vma = |a: u64| maps.iter().find(|(m, _)| m.start <= a && a < m.end).map(|(m, _)| (m.start, m.end));
@@ -87,8 +87,10 @@ fn kernel_written(slots: &[threads::Slot], maps: &[(MapEntry, bool)]) -> Result<
     v.extend(vma(here));
     let ct = &CKPT_THREAD;
     tls(&mut v, ct.fs_base.load(Ordering::Relaxed), ct.tid_address.load(Ordering::Relaxed), ct.robust_head.load(Ordering::Relaxed));
-    // The runtime's variables (its .bss is anonymous memory after its file mapping).
-    v.extend(vma(sud::own_data()));
+    // The runtime's own variables: every writable segment of its library, whole (its .bss is
+    // partly in the file mapping's last page and partly anonymous memory after it).
+    let (own, n) = ownsegs::writable();
+    v.extend_from_slice(&own[..n]);
     v.sort_unstable();
     let mut out: Vec<(u64, u64)> = Vec::with_capacity(v.len());
     for (s, e) in v {
@@ -205,6 +207,7 @@ pub fn take(dir: &Dir, name: &[u8], gen: u64, t0: u64, parent: Option<(u64, u32)
                 return Err(Failure::NeedSync(format!("cannot write-protect memory at {s:#x} (errno {e})")));
             }
         }
+        engine.set_armed();
         log!(DEBUG, "background snapshot: armed {} regions in {} ms", armed0.len(), (now_ns() - t) / 1_000_000);
         // The instant: the parent has stopped the threads and captured the rest.
         ph.step(snapshot::ARMED);

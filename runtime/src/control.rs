@@ -40,6 +40,7 @@ pub fn is_runtime_fd(fd: i32) -> bool {
             || crate::tree::fd() == fd
             || DEFERRED.iter().any(|d| d.load(Ordering::Relaxed) & 0xffff_ffff == i64::from(fd))
             || crate::uffdwp::is_own_fd(fd)
+            || crate::bgsnap::is_own_fd(fd)
             || crate::imgdir::is_own_fd(fd)
             || crate::step::is_own_fd(fd))
         && sys::still_own(fd)

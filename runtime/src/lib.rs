@@ -28,6 +28,7 @@ mod launch;
 mod leftout;
 mod log;
 mod maps;
+mod ownsegs;
 mod pagescan;
 mod memwrite;
 mod pagehash;

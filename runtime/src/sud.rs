@@ -15,9 +15,12 @@
 //! are not created during a snapshot (clone waits), so none escapes.
 //!
 //! Each thread has its own selector byte: our handler lets its own calls through (ALLOW), and
-//! runs the program's call through `ckpt_sud_syscall`, the one range of code exempt from
+//! runs the program's call through `ckpt_sud_call`, in the one range of code exempt from
 //! dispatch, with the program's signal mask, so that the program's signals interrupt a blocking
-//! call as before (their handlers' calls are dispatched again). The SIGSYS frame returns
+//! call as before (their handlers' calls are dispatched again). A call made safe before a
+//! snapshot's stop and made (or restarted by the kernel) after it would meet the memory the
+//! instant protects again: the stop handler moves such a thread to a twin of that code outside
+//! the exempt range (`reroute`), where the call is dispatched again. The SIGSYS frame returns
 //! through our own restorer (exempt too); the program's rt_sigreturn is done by its own frame
 //! from the exempt range. SIGSYS must never be blocked while dispatch is on (the kernel would
 //! then kill the process): rt_sigprocmask and rt_sigreturn are emulated to keep it unblocked,
@@ -40,11 +43,24 @@ pub const SIGSYS_BIT: u64 = 1 << (libc::SIGSYS - 1);
 const SA_RESTORER: u64 = 0x0400_0000;
 
 std::arch::global_asm!(
+    // The program's call from `call` (rbx: nr, a1..a6) into its registers: the same bytes in
+    // ckpt_sud_call and in its twin.
+    ".macro ckpt_sud_load",
+    "    mov rax, [rbx]",
+    "    mov rdi, [rbx + 8]",
+    "    mov rsi, [rbx + 16]",
+    "    mov rdx, [rbx + 24]",
+    "    mov r10, [rbx + 32]",
+    "    mov r8, [rbx + 40]",
+    "    mov r9, [rbx + 48]",
+    ".endm",
     ".globl ckpt_sud_begin",
+    ".hidden ckpt_sud_begin",
     ".type ckpt_sud_begin,@function",
     "ckpt_sud_begin:",
     // long ckpt_sud_syscall(nr, a1, a2, a3, a4, a5, a6)
     ".globl ckpt_sud_syscall",
+    ".hidden ckpt_sud_syscall",
     ".type ckpt_sud_syscall,@function",
     "ckpt_sud_syscall:",
     "    mov rax, rdi",
@@ -56,24 +72,79 @@ std::arch::global_asm!(
     "    mov r9, [rsp + 8]",
     "    syscall",
     "    ret",
+    // long ckpt_sud_call(const u64 call[7] /* nr, a1..a6 */, const u64 masks[2])
+    // The program's call with the program's signal mask (masks[0]), then every signal
+    // blocked again (masks[1]); its result. From `open` to `sys` included, the call has not
+    // been made, or the kernel will make it again (a restart after a signal handler): see
+    // `reroute`.
+    ".globl ckpt_sud_call",
+    ".hidden ckpt_sud_call",
+    ".type ckpt_sud_call,@function",
+    "ckpt_sud_call:",
+    "    push rbx",
+    "    push r12",
+    "    mov rbx, rdi",
+    "    mov r12, rsi",
+    "    mov eax, 14", // rt_sigprocmask(SIG_SETMASK, &masks[0], NULL, 8)
+    "    mov edi, 2",
+    "    mov rsi, r12",
+    "    xor edx, edx",
+    "    mov r10d, 8",
+    "    syscall",
+    ".globl ckpt_sud_call_open",
+    ".hidden ckpt_sud_call_open",
+    "ckpt_sud_call_open:",
+    "    ckpt_sud_load",
+    ".globl ckpt_sud_call_sys",
+    ".hidden ckpt_sud_call_sys",
+    "ckpt_sud_call_sys:",
+    "    syscall",
+    ".globl ckpt_sud_call_done",
+    ".hidden ckpt_sud_call_done",
+    "ckpt_sud_call_done:",
+    "    mov rbx, rax",
+    "    mov eax, 14", // rt_sigprocmask(SIG_SETMASK, &masks[1], NULL, 8)
+    "    mov edi, 2",
+    "    lea rsi, [r12 + 8]",
+    "    xor edx, edx",
+    "    mov r10d, 8",
+    "    syscall",
+    "    mov rax, rbx",
+    "    pop r12",
+    "    pop rbx",
+    "    ret",
     // The restorer of our SIGSYS frames, and of the program's frames (rsp at the frame).
     ".globl ckpt_sud_restorer",
+    ".hidden ckpt_sud_restorer",
     ".type ckpt_sud_restorer,@function",
     "ckpt_sud_restorer:",
     "    mov eax, 15",
     "    syscall",
     "    ud2",
     ".globl ckpt_sud_end",
+    ".hidden ckpt_sud_end",
     ".type ckpt_sud_end,@function",
     "ckpt_sud_end:",
     "    ud2",
+    // Outside the exempt range: the part of ckpt_sud_call from `open` to `sys`, the same
+    // instructions, then back into it. A call continued here is dispatched again.
+    ".globl ckpt_sud_twin_open",
+    ".hidden ckpt_sud_twin_open",
+    "ckpt_sud_twin_open:",
+    "    ckpt_sud_load",
+    "    syscall",
+    "    jmp ckpt_sud_call_done",
 );
 
 extern "C" {
     fn ckpt_sud_begin();
     fn ckpt_sud_syscall(nr: i64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64;
+    fn ckpt_sud_call(call: *const u64, masks: *const u64) -> i64;
+    fn ckpt_sud_call_open();
+    fn ckpt_sud_call_sys();
     fn ckpt_sud_restorer();
     fn ckpt_sud_end();
+    fn ckpt_sud_twin_open();
 }
 
 /// A thread's dispatch state, found by its thread pointer.
@@ -135,12 +206,6 @@ fn slot(fs: u64, claim: bool) -> Option<&'static Th> {
     None
 }
 
-/// An address inside the runtime's own variables (its .bss), which the background snapshot
-/// leaves alone.
-pub fn own_data() -> u64 {
-    TH.as_ptr() as u64
-}
-
 /// Whether the program may be running with dispatch on (a snapshot is being taken, or threads
 /// have not turned it off yet): SIGSYS must stay unblocked.
 pub fn engaged() -> bool {
@@ -185,12 +250,43 @@ pub fn available() -> bool {
         v => return v == 1,
     }
     let sel = AtomicU8::new(ALLOW);
-    let ok = syscall!(libc::SYS_prctl, PR_SET_SYSCALL_USER_DISPATCH, DISPATCH_ON, range().0, range().1, sel.as_ptr()).is_ok();
+    let ok = twin_matches() && syscall!(libc::SYS_prctl, PR_SET_SYSCALL_USER_DISPATCH, DISPATCH_ON, range().0, range().1, sel.as_ptr()).is_ok();
     if ok {
         let _ = syscall!(libc::SYS_prctl, PR_SET_SYSCALL_USER_DISPATCH, DISPATCH_OFF, 0, 0, 0);
     }
     AVAIL.store(i64::from(ok), Ordering::Relaxed);
     ok
+}
+
+/// The open part of ckpt_sud_call: [open, sys], the `syscall` instruction included.
+fn open_part() -> (u64, u64) {
+    (ckpt_sud_call_open as *const () as usize as u64, ckpt_sud_call_sys as *const () as usize as u64)
+}
+
+/// Whether the twin holds the same instructions as the open part (`reroute` moves a thread
+/// from one to the other at the same offset).
+fn twin_matches() -> bool {
+    let (open, sys) = open_part();
+    let twin = ckpt_sud_twin_open as *const () as usize;
+    let len = (sys - open + 2) as usize;
+    // SAFETY: both are our own code, mapped and readable, `len` bytes each.
+    let (a, b) = unsafe { (std::slice::from_raw_parts(open as usize as *const u8, len), std::slice::from_raw_parts(twin as *const u8, len)) };
+    a == b && a[len - 2..] == [0x0f, 0x05]
+}
+
+/// In the stop handler, on the frame `uc` of the interrupted thread: a program call that the
+/// SIGSYS handler made safe but that the thread has not made yet, or that the kernel will make
+/// again when the thread returns (a blocked read() that the stop signal interrupted, restarted
+/// under SA_RESTART), would run in the exempt code, unchecked, on memory that a background
+/// snapshot's instant protects again meanwhile (EFAULT). It continues in the twin of that code
+/// instead: the call is dispatched again and made safe for the snapshot of the moment (or made
+/// as it is, if none is being taken; the call's result then returns through the exempt code).
+pub fn reroute(uc: *mut libc::ucontext_t) {
+    let (open, sys) = open_part();
+    let rip = *greg(uc, libc::REG_RIP) as u64;
+    if (open..=sys).contains(&rip) {
+        *greg(uc, libc::REG_RIP) = (ckpt_sud_twin_open as *const () as usize as u64 + (rip - open)) as i64;
+    }
 }
 
 /// The exempt code: (start, length).
@@ -395,19 +491,14 @@ fn sigsys_arch(info: *const libc::siginfo_t) -> u32 {
 /// Make call `nr` for the program with its signal mask, dispatching what its signal handlers do.
 fn run(uc: *mut libc::ucontext_t, nr: i64, a: &[u64; 6]) -> i64 {
     let t = slot(thread_pointer(), false);
-    let program = *frame_mask(uc) & !SIGSYS_BIT;
-    let all: u64 = !0;
+    let masks: [u64; 2] = [*frame_mask(uc) & !SIGSYS_BIT, !0];
+    let call: [u64; 7] = [nr as u64, a[0], a[1], a[2], a[3], a[4], a[5]];
     if let Some(t) = t {
         t.sel.store(BLOCK, Ordering::Release);
     }
-    // SAFETY: the program's own call with its own arguments, from the exempt range; the masks
-    // are plain values on our stack.
-    let r = unsafe {
-        ckpt_sud_syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK as u64, &program as *const u64 as u64, 0, 8, 0, 0);
-        let r = ckpt_sud_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
-        ckpt_sud_syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK as u64, &all as *const u64 as u64, 0, 8, 0, 0);
-        r
-    };
+    // SAFETY: the program's own call with its own arguments, from the exempt range; `call` and
+    // `masks` are plain values on our stack, alive until it returns.
+    let r = unsafe { ckpt_sud_call(call.as_ptr(), masks.as_ptr()) };
     if let Some(t) = t {
         t.sel.store(ALLOW, Ordering::Release);
     }

@@ -85,6 +85,9 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
     let tid = sys::gettid();
     // Before the frame can be part of an image: a call this signal interrupted is re-issued.
     crate::blocked::prepare(uc as *mut libc::ucontext_t, tid);
+    // A call of the program's that dispatch made safe and that the thread is about to make,
+    // or will make again: dispatched again, for the snapshot that may begin now.
+    crate::sud::reroute(uc as *mut libc::ucontext_t);
     // A background snapshot begins: this thread's system calls are dispatched from now on.
     if crate::sud::starting() {
         crate::sud::enable_self(uc as *mut libc::ucontext_t);

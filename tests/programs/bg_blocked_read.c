@@ -3,14 +3,17 @@
  * protects, while checkpoints are taken (the call is interrupted by the snapshot's stops and
  * restarted by the kernel).
  *
- * Usage: bg_blocked_read [STEPS=150]   (compile with -pthread)
- * A reader thread reads the pipe into a page of an mmap'd, touched buffer; main writes one
+ * Usage: bg_blocked_read [STEPS=150] [MIB=1]   (compile with -pthread)
+ * A reader thread reads the pipe into a page of an mmap'd, touched buffer of MIB MiB (the more,
+ * the longer a snapshot takes to protect it while the call waits); main writes one
  * record per step (every 20 ms), waits until the reader has folded it into a sum, and prints
- * "step i sum=<hex>"; at the end "result <hex>". A read that fails (EFAULT on protected memory)
- * prints "error read: ..." and exits 1.
+ * "step i sum=<hex>"; at the end "result <hex> fd=N", N the number a new open() gets (an fd
+ * the runtime left in the image would take it). A read that fails (EFAULT on protected
+ * memory) prints "error read: ..." and exits 1.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -48,11 +51,12 @@ static void *reader(void *unused)
 int main(int argc, char **argv)
 {
     long steps = argc > 1 ? atol(argv[1]) : 150;
+    size_t size = (size_t)(argc > 2 ? atol(argv[2]) : 1) << 20;
     setvbuf(stdout, NULL, _IOLBF, 0);
-    buf = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (buf == MAP_FAILED || pipe(pipefd) != 0)
         return 1;
-    memset(buf, 1, 1 << 20);
+    memset(buf, 1, size);
     pthread_t t;
     pthread_create(&t, NULL, reader, NULL);
     printf("start bg_blocked_read steps=%ld\n", steps);
@@ -70,8 +74,9 @@ int main(int argc, char **argv)
         }
         printf("step %ld sum=%016llx\n", i, (unsigned long long)sum);
     }
+    int nfd = open("/dev/null", O_RDONLY);
     close(pipefd[1]);
     pthread_join(t, NULL);
-    printf("result %016llx\n", (unsigned long long)sum);
+    printf("result %016llx fd=%d\n", (unsigned long long)sum, nfd);
     return 0;
 }
