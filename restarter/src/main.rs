@@ -43,6 +43,8 @@ fn main() {
     let image = match set.as_deref().map(|s| tree::build(s, cli.ignore_missing_files)).transpose() {
         Ok(built) => built.unwrap_or_else(|| cli.image.clone()),
         Err(e) => {
+            // The other processes of the tree stop waiting for this one.
+            tree::fail();
             eprintln!("ckpt-restart: {}", one_line(&e));
             std::process::exit(1);
         }

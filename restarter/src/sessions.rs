@@ -45,6 +45,11 @@ impl Plan {
     pub fn steps(&self, pid: i32) -> &[Step] {
         self.steps.get(&pid).map_or(&[], |v| v.as_slice())
     }
+
+    /// How many group helpers the plan makes.
+    pub fn group_helpers(&self) -> u32 {
+        self.steps.values().flatten().filter(|s| matches!(s, Step::GroupHelper(_))).count() as u32
+    }
 }
 
 /// When a creator does a step: before its setsid (0), the setsid (1), after it (2); zombies last.

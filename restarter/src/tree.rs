@@ -35,6 +35,8 @@ struct Shared {
     total: u32,
     /// The highest process and thread id of the set.
     max_id: i32,
+    /// Group helpers the plan makes (`Barrier::led`).
+    group_helpers: u32,
 }
 
 #[repr(C)]
@@ -50,6 +52,9 @@ struct Barrier {
     joined: AtomicU32,
     /// Helper processes made so far (each takes the next id above the set's).
     helpers: AtomicU32,
+    /// Group helpers that lead their group again (members join only then: a group must exist
+    /// in the session before anyone can join it).
+    led: AtomicU32,
 }
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
@@ -178,8 +183,9 @@ pub fn build(set: &Path, lossy: bool) -> Result<PathBuf> {
     let ids = indexes.iter().flat_map(|(pid, ix)| ix.threads.iter().map(|t| t.tid).chain([*pid, ix.ids.ckpt_tid]));
     // (Dead session and group leaders too: helpers may take those ids.)
     shared.max_id = ids.chain(m.procs.iter().flat_map(|p| [p.pid, p.pgid, p.sid])).max().unwrap_or(0);
-    SHARED.set(shared).map_err(|_| anyhow!("internal: the tree was built twice"))?;
     let plan = crate::sessions::plan(&m).map_err(|e| anyhow!("{}: {e}", set.display()))?;
+    shared.group_helpers = plan.group_helpers();
+    SHARED.set(shared).map_err(|_| anyhow!("internal: the tree was built twice"))?;
     let mine = spawn_children(&m, &plan, m.root)?;
     let s = SHARED.get().expect("set above");
     meet(&s.barrier.created, s.total, "created")?;
@@ -285,7 +291,7 @@ fn make_shared(indexes: &[(i32, Index)], live: u32) -> Result<Shared> {
     }
     // SAFETY: a zeroed page, valid for the life of the process, holding two atomics.
     let barrier: &'static Barrier = unsafe { &*(page as *const Barrier) };
-    Ok(Shared { pipes, ptys, shm, barrier, live, total: 0, max_id: 0 })
+    Ok(Shared { pipes, ptys, shm, barrier, live, total: 0, max_id: 0, group_helpers: 0 })
 }
 
 /// clone3 a process with pid `pid` (as a child of our parent with `sibling`); 0 in the child.
@@ -372,6 +378,8 @@ fn lead_group(g: i32) -> ! {
         eprintln!("ckpt-restart: cannot make process group {g} again: {}", std::io::Error::last_os_error());
         fail();
     }
+    s.barrier.led.fetch_add(1, Ordering::AcqRel);
+    futex(&s.barrier.led, libc::FUTEX_WAKE, i32::MAX as u32);
     let _ = wait_count(&s.barrier.joined, s.total, "in their process groups");
     // SAFETY: leaving the helper (init reaps it); the group lives on in its members.
     unsafe { libc::_exit(0) }
@@ -426,6 +434,7 @@ fn enter_group(p: &TreeProc) -> Result<()> {
         bail!("process {}: cannot lead its process group again: {}", p.pid, std::io::Error::last_os_error());
     }
     meet(&s.barrier.grouped, s.total, "in their process groups")?;
+    wait_count(&s.barrier.led, s.group_helpers, "in their process groups")?;
     // SAFETY: as above.
     if p.pgid != 0 && unsafe { libc::getpgrp() } != p.pgid && unsafe { libc::setpgid(0, p.pgid) } != 0 {
         bail!("process {}: cannot join its process group {}: {}", p.pid, p.pgid, std::io::Error::last_os_error());
