@@ -40,6 +40,7 @@ mod selfsig;
 mod shmlink;
 mod sigevthread;
 mod sighooks;
+mod sigqueue;
 mod snapshot;
 mod spawnhooks;
 mod step;
