@@ -30,6 +30,7 @@ impl FdKind {
             FdKind::SignalFd { mask } => ("signalfd", format!("mask {mask:#x}")),
             FdKind::Epoll { entries } => ("epoll", format!("{} entries", entries.len())),
             FdKind::Inotify { watches, .. } => ("inotify", format!("{} watches", watches.len())),
+            FdKind::PidFd { pid, own } => ("pidfd", format!("process {pid}{}", if *own { " (itself)" } else { "" })),
         }
     }
 }

@@ -263,6 +263,9 @@ pub enum FdKind {
     /// `size`. `data` holds the bytes that were unread at checkpoint time (on one entry per FIFO;
     /// empty on the others).
     Fifo { path: Vec<u8>, ino: u64, mode: u32, deleted: bool, size: u32, data: Vec<u8> },
+    /// A pidfd (pidfd_open, CLONE_PIDFD) of the process `pid` (its id at checkpoint time);
+    /// `own`: the program's own process (a pidfd of the whole process, not of a thread).
+    PidFd { pid: i32, own: bool },
 }
 
 /// An inode the program holds open but that has no name any more. All fds of one inode (`dev`,

@@ -167,6 +167,11 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
         FdKind::EventFd { count, semaphore } => fdobjs::eventfd(*count, *semaphore)?,
         FdKind::TimerFd { clockid, value_ns, interval_ns, ticks } => fdobjs::timerfd(*clockid, *value_ns, *interval_ns, *ticks)?,
         FdKind::SignalFd { mask } => fdobjs::signalfd(*mask)?,
+        FdKind::PidFd { own: true, .. } => fdobjs::own_pidfd(f.flags)?,
+        FdKind::PidFd { pid, own: false } => {
+            eprintln!("ckpt-restart: warning: fd {} (a pidfd of process {pid}, not in the image) cannot be restored; it is replaced by /dev/null", f.fd);
+            return dev_null();
+        }
         FdKind::Inotify { watches, queued } => fdobjs::inotify(watches, *queued, f.fd, mk.ignore)?,
         FdKind::Epoll { .. } => unreachable!("epoll instances are created last"),
         FdKind::Other { link } => {
