@@ -86,6 +86,8 @@ impl Table {
         let n = sys::decimal(fd);
         let link = sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", &n])).unwrap_or_default();
         let link = procfs::own_proc_path(&link, self.pid);
+        let fmt = st.st_mode & libc::S_IFMT;
+        let link = if fmt == libc::S_IFREG && !link.starts_with(b"/") { procfs::own_ns_path(&link, st.st_ino).unwrap_or(link) } else { link };
         let info = sys::read_file(&sys::cpath(&[b"/proc/thread-self/fdinfo/", &n])).unwrap_or_default();
         let (pos, flags) = parse_fdinfo(&info);
         let cloexec = syscall!(libc::SYS_fcntl, fd, libc::F_GETFD).map(|f| f & libc::FD_CLOEXEC as i64 != 0).unwrap_or(false);
@@ -104,7 +106,6 @@ impl Table {
         if let Some(of) = dup_of {
             return Some(FdState { fd: no, flags, pos, cloexec, kind: FdKind::Other { link }, dup_of: Some(of), mtime: 0, id: Default::default(), locks: Vec::new() });
         }
-        let fmt = st.st_mode & libc::S_IFMT;
         let named = link.starts_with(b"/");
         let gone = link.strip_suffix(b" (deleted)").filter(|_| named).map(<[u8]>::to_vec);
         let o_path = flags & libc::O_PATH != 0;
