@@ -64,6 +64,25 @@ pub fn is_proc_pid_dir(path: &[u8]) -> bool {
     path.strip_prefix(b"/proc/").is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit))
 }
 
+/// Restore: a file under the /proc directory of a process that has died since (`/proc/<pid>/
+/// mountinfo` of a child the program has reaped), opened with `flags` under the /proc directory
+/// of a child of ours that then dies (see `with_dead_child`). None: `path` is not such a file,
+/// or that process lives.
+pub fn open_in_dead_process(path: &[u8], flags: libc::c_int) -> Option<Result<RawFd>> {
+    let rest = path.strip_prefix(b"/proc/")?;
+    let cut = rest.iter().position(|&b| b == b'/')?;
+    let dir = &path[..6 + cut];
+    if !is_proc_pid_dir(dir) || std::path::Path::new(&<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(dir)).exists() {
+        return None;
+    }
+    let tail = rest[cut..].to_vec();
+    Some(with_dead_child(dir, |d| {
+        let Ok(p) = std::ffi::CString::new([d.to_bytes(), &tail[..]].concat()) else { return -1 };
+        // SAFETY: p is a valid C string.
+        unsafe { libc::open(p.as_ptr(), flags) }
+    }))
+}
+
 /// `use_dir` (chdir, open: a /proc directory can be used only while its process lives) on the
 /// /proc directory of a child of ours that then dies: what a removed `path` (`/proc/<pid>` of a
 /// process dead at checkpoint time) was. Returns what `use_dir` returned.

@@ -17,6 +17,17 @@ fn own_proc_fds_and_working_directory_are_the_restarted_process_as_nobody() {
     ready_go("files_proc", "files_proc_nobody", true, |_| {}, &[]);
 }
 
+/// fds on files of a dead (reaped) child's /proc directory stay such fds.
+#[test]
+fn files_of_a_dead_process_proc_directory() {
+    ready_go("files_proc_dead_file", "files_proc_dead_file", false, |_| {}, &[]);
+}
+
+#[test]
+fn files_of_a_dead_process_proc_directory_as_nobody() {
+    ready_go("files_proc_dead_file", "files_proc_dead_file_nobody", true, |_| {}, &[]);
+}
+
 /// fds on the program's own namespaces (/proc/self/ns/*) name its namespaces again.
 #[test]
 fn own_namespace_fds_are_the_restarted_process() {
