@@ -121,10 +121,21 @@ fn queue(tid: i32, sig: i32, info: &[u64; 16]) -> bool {
     r.is_ok()
 }
 
-/// Signals `0..=64` that the runtime may take: not its own, not SIGKILL/SIGSTOP.
+/// Signals `1..=64` that the runtime may take: not its own, not SIGKILL/SIGSTOP, and not the
+/// synchronous ones the kernel forces on a thread (a fault, a trap, syscall user dispatch's
+/// SIGSYS, which the runtime's own background snapshots use): queued again they would arrive
+/// as if sent, with a siginfo that claims a fault or a dispatched call.
 fn takeable() -> u64 {
     let reserved = crate::reserved_signals().iter().filter(|&&s| s > 0).fold(0, |m, &s| m | bit(s));
-    !reserved & !bit(libc::SIGKILL) & !bit(libc::SIGSTOP)
+    let synchronous = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGTRAP, libc::SIGSYS].iter().fold(0, |m, &s| m | bit(s));
+    !reserved & !bit(libc::SIGKILL) & !bit(libc::SIGSTOP) & !synchronous
+}
+
+/// Whether the calling thread has any signal pending that the runtime may take (its own or the
+/// process's: in the stop handler every signal is blocked, so rt_sigpending shows them all).
+fn any_pending() -> bool {
+    let mut set: u64 = 0;
+    syscall!(libc::SYS_rt_sigpending, &mut set as *mut u64, 8).is_err() || set & takeable() != 0
 }
 
 /// Take (and record) the signals pending in `key`'s set (the calling thread's own queue, or the
@@ -173,6 +184,9 @@ fn put_back(tid: i32, start: usize) {
 /// it is the thread-group leader, the process's (taken before its own are put back, since the
 /// kernel would give those first).
 pub fn capture_thread() {
+    if !any_pending() {
+        return;
+    }
     let tid = sys::gettid();
     let own = take_all(tid, b"SigPnd:");
     let shared = take_shared();
