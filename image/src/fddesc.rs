@@ -30,7 +30,7 @@ impl FdKind {
             FdKind::SignalFd { mask } => ("signalfd", format!("mask {mask:#x}")),
             FdKind::Epoll { entries } => ("epoll", format!("{} entries", entries.len())),
             FdKind::Inotify { watches, .. } => ("inotify", format!("{} watches", watches.len())),
-            FdKind::Pidfd { pid } => ("pidfd", format!("process {pid}")),
+            FdKind::PidFd { pid, own } => ("pidfd", format!("process {pid}{}", if *own { " (itself)" } else { "" })),
         }
     }
 }

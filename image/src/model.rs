@@ -263,10 +263,11 @@ pub enum FdKind {
     /// `size`. `data` holds the bytes that were unread at checkpoint time (on one entry per FIFO;
     /// empty on the others).
     Fifo { path: Vec<u8>, ino: u64, mode: u32, deleted: bool, size: u32, data: Vec<u8> },
-    /// A pidfd of the live process (or, O_EXCL in the fd's flags: PIDFD_THREAD, the thread)
-    /// `pid`, as the program's pid namespace numbers it (format 14 reads it; older images held
-    /// pidfds as `Other`).
-    Pidfd { pid: i32 },
+    /// A pidfd (pidfd_open, CLONE_PIDFD) of the live process (or, O_EXCL in the fd's flags:
+    /// PIDFD_THREAD, the thread) `pid`, as the program's pid namespace numbers it; `own`: the
+    /// program's own process (a pidfd of the whole process, not of a thread). Older images held
+    /// pidfds as `Other`.
+    PidFd { pid: i32, own: bool },
 }
 
 /// An inode the program holds open but that has no name any more. All fds of one inode (`dev`,

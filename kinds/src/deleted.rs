@@ -10,17 +10,20 @@
 //! stopped instead.
 //!
 //! Restore: one new inode per old one (all fds of one inode come back as one inode, sharing
-//! data): a regular file as an unnamed file in the same directory (O_TMPFILE; a memfd of the
-//! same name for memfds, or when the directory cannot hold one), sparse, holding the stored data,
+//! data): a regular file as an unnamed file in the same directory (O_TMPFILE, given its old name
+//! and removed again when that name is free, so that /proc/self/fd shows the old path; a memfd of
+//! the same name for memfds, or when the directory cannot hold one), sparse, holding the stored data,
 //! with the old permission bits, times and (where allowed: as root, or our own) owner, set once
 //! every fd is open (so a mode without read permission does not lock us out); a directory made
 //! and removed again at once (under its old name when that is free, so /proc/self/fd shows the
 //! old path); a symlink (an O_PATH fd on it) made and removed again; a device node made with
 //! mknod where allowed, else the device node of /dev with the same type and number. Every program fd is
 //! then a new open of that inode through /proc/self/fd with the program's flags, and st_nlink
-//! is 0 as it was. A file that was unlinked but still has another name elsewhere (st_nlink > 0
-//! at checkpoint time) also comes back as an unnamed copy, with a warning: that other name
-//! cannot be found from the fd without privileges, and is a different file after the restart.
+//! is 0 as it was. A file that was unlinked but still has another name in the same directory is
+//! that name (runtime fdtable.rs: an ordinary file reopened by path); with its other name
+//! elsewhere (st_nlink > 0 at checkpoint time) it comes back as an unnamed copy, with a warning:
+//! that other name cannot be found from the fd without privileges, and is a different file after
+//! the restart.
 
 use crate::{info, lossy, memfd, sys, Error, Result};
 use ckpt_image::{Deleted, FdKind, Reader, CHUNK_SIZE};
@@ -349,10 +352,41 @@ fn unnamed_file(path: &[u8]) -> Result<RawFd> {
     // SAFETY: dir is a valid C string.
     let t = unsafe { libc::open(dir.as_ptr(), libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC, 0o600) };
     if t >= 0 {
-        return Ok(t);
+        return Ok(take_old_name(t, path));
     }
     info(&format!("deleted file {} recreated as a memfd: its directory cannot hold an unnamed file ({})", lossy(path), std::io::Error::last_os_error()));
     memfd(b"ckpt-deleted")
+}
+
+/// The unnamed file `t` under the name `path` had, removed again at once, when that name is
+/// free: an fd opened through that name (the kernel names an open file by the name it was opened
+/// through), so that /proc/self/fd shows `path (deleted)` as before; else `t` itself. Linked
+/// through /proc/self/fd (AT_SYMLINK_FOLLOW needs no privilege, unlike AT_EMPTY_PATH); never over
+/// an existing name. For a moment the empty file, mode 0600, is at `path`.
+fn take_old_name(t: RawFd, path: &[u8]) -> RawFd {
+    let (Ok(from), Ok(to)) = (cstr(format!("/proc/self/fd/{t}").as_bytes()), cstr(path)) else { return t };
+    // SAFETY: both are valid C strings.
+    if unsafe { libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW) } != 0 {
+        return t;
+    }
+    // SAFETY: to is a valid C string.
+    let named = unsafe { libc::open(to.as_ptr(), libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+    // SAFETY: removing the name we just made.
+    unsafe { libc::unlink(to.as_ptr()) };
+    let same = |a: RawFd, b: RawFd| {
+        // SAFETY: all-zero stats are valid out-parameters; both fds are ours.
+        let (mut x, mut y): (libc::stat, libc::stat) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+        // SAFETY: as above.
+        unsafe { libc::fstat(a, &mut x) == 0 && libc::fstat(b, &mut y) == 0 && x.st_ino == y.st_ino && x.st_dev == y.st_dev }
+    };
+    if named < 0 || !same(named, t) {
+        if named >= 0 {
+            close(named);
+        }
+        return t;
+    }
+    close(t);
+    named
 }
 
 /// Size the new file `t` and write the stored data into it (holes stay holes).

@@ -1,5 +1,5 @@
 //! Creating the kernel objects behind the program's fds again: eventfd, timerfd, signalfd,
-//! inotify and epoll. The kinds moved to the ckpt-kinds crate (capture and restore side by
+//! pidfds of the program itself, inotify and epoll. The kinds moved to the ckpt-kinds crate (capture and restore side by
 //! side) are restored there; sockets and terminals by ckpt-kinds.
 //! Each function returns a new fd of ours (close-on-exec); fds.rs puts it at its number.
 
@@ -84,6 +84,14 @@ pub fn signalfd(mask: u64) -> Result<RawFd> {
     }
     // SAFETY: set is valid.
     check(unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC) }, || "signalfd".into())
+}
+
+/// A pidfd of the program's own process: ckpt-restart is that process (its pid is the
+/// program's from here on), with PIDFD_NONBLOCK (O_NONBLOCK) as the program had it.
+pub fn own_pidfd(flags: i32) -> Result<RawFd> {
+    // SAFETY: pidfd_open takes a pid and flags.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), flags & libc::O_NONBLOCK) } as libc::c_int;
+    check(fd, || "pidfd_open of itself".into())
 }
 
 /// An inotify instance with the watches added again in wd order, with the same watch

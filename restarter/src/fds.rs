@@ -68,7 +68,13 @@ fn reopen(f: &FdState, path: &[u8], size: u64, is_dir: bool, written: &[&[u8]], 
     let kernel_fs = [&b"/proc/"[..], b"/sys/"].iter().any(|p| path.starts_with(p)) || path == b"/proc/self";
     let nofollow = if kernel_fs { 0 } else { libc::O_NOFOLLOW };
     // SAFETY: p is a valid C string.
-    let fd = unsafe { libc::open(p.as_ptr(), flags | nofollow) };
+    let mut fd = unsafe { libc::open(p.as_ptr(), flags | nofollow) };
+    if fd < 0 && kernel_fs {
+        // A file of a process that had died (and been reaped) at checkpoint time.
+        if let Some(r) = ckpt_kinds::procfs::open_in_dead_process(path, flags) {
+            fd = r.map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+    }
     let gone = |why: String| -> Result<Option<Reopened>> {
         if opts.ignore_missing {
             eprintln!("ckpt-restart: warning: file {} (fd {}) {why}; the program gets /dev/null", lossy(path), f.fd);
@@ -170,8 +176,9 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
         FdKind::EventFd { count, semaphore } => fdobjs::eventfd(*count, *semaphore)?,
         FdKind::TimerFd { clockid, value_ns, interval_ns, ticks } => fdobjs::timerfd(*clockid, *value_ns, *interval_ns, *ticks)?,
         FdKind::SignalFd { mask } => fdobjs::signalfd(*mask)?,
+        FdKind::PidFd { own: true, .. } => fdobjs::own_pidfd(f.flags)?,
         FdKind::Inotify { watches, queued } => fdobjs::inotify(watches, *queued, f.fd, mk.ignore)?,
-        FdKind::Pidfd { pid } => match fdobjs::pidfd(*pid, f.flags, mk.exact_ids) {
+        FdKind::PidFd { pid, own: false } => match fdobjs::pidfd(*pid, f.flags, mk.exact_ids) {
             Ok(fd) => fd,
             Err(e) => {
                 eprintln!("ckpt-restart: warning: fd {}: {e:#}; it is replaced by /dev/null", f.fd);

@@ -14,7 +14,7 @@ fn field(s: &str, key: &str, radix: u32) -> Option<u64> {
     u64::from_str_radix(&v[..end], radix).ok()
 }
 
-/// eventfd, timerfd, signalfd, epoll and inotify, from fdinfo (and timerfd_gettime).
+/// eventfd, timerfd, signalfd, epoll, inotify and pidfds, from fdinfo (and timerfd_gettime).
 pub fn anon(fd: i32, link: &[u8], info: &[u8]) -> Option<FdKind> {
     let s = std::str::from_utf8(info).ok()?;
     match link {
@@ -32,9 +32,13 @@ pub fn anon(fd: i32, link: &[u8], info: &[u8]) -> Option<FdKind> {
                 ticks: field(s, "ticks:", 10).unwrap_or(0),
             })
         }
-        // A dead process's shows Pid: -1 (not a number here): it stays an Other.
-        b"anon_inode:[pidfd]" => Some(FdKind::Pidfd { pid: field(s, "Pid:", 10)? as i32 }),
         b"anon_inode:[signalfd]" => Some(FdKind::SignalFd { mask: field(s, "sigmask:", 16)? }),
+        // "Pid: -1" once the process is gone: not a pidfd that can be made again.
+        b"anon_inode:[pidfd]" => {
+            let pid = field(s, "Pid:", 10)? as i32;
+            let thread = field(s, "flags:", 8).is_some_and(|f| f as i32 & libc::O_EXCL != 0); // PIDFD_THREAD
+            Some(FdKind::PidFd { pid, own: pid == crate::sys::getpid() && !thread })
+        }
         b"anon_inode:[eventpoll]" => Some(FdKind::Epoll {
             entries: epoll_lines(s)
                 .map(|(fd, events, data, _)| EpollEntry { fd, events, data, holder: Some(fd) })

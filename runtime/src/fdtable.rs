@@ -86,6 +86,8 @@ impl Table {
         let n = sys::decimal(fd);
         let link = sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", &n])).unwrap_or_default();
         let link = procfs::own_proc_path(&link, self.pid);
+        let fmt = st.st_mode & libc::S_IFMT;
+        let link = if fmt == libc::S_IFREG && !link.starts_with(b"/") { procfs::own_ns_path(&link, st.st_ino).unwrap_or(link) } else { link };
         let info = sys::read_file(&sys::cpath(&[b"/proc/thread-self/fdinfo/", &n])).unwrap_or_default();
         let (pos, flags) = parse_fdinfo(&info);
         let cloexec = syscall!(libc::SYS_fcntl, fd, libc::F_GETFD).map(|f| f & libc::FD_CLOEXEC as i64 != 0).unwrap_or(false);
@@ -104,7 +106,12 @@ impl Table {
         if let Some(of) = dup_of {
             return Some(FdState { fd: no, flags, pos, cloexec, kind: FdKind::Other { link }, dup_of: Some(of), mtime: 0, id: Default::default(), locks: Vec::new() });
         }
-        let fmt = st.st_mode & libc::S_IFMT;
+        // A file unlinked under this name but still linked under another one in the same
+        // directory (link, then unlink: the name it is known by now) is that file.
+        let link = match link.strip_suffix(b" (deleted)") {
+            Some(old) if fmt == libc::S_IFREG && st.st_nlink > 0 && old.starts_with(b"/") => other_name(old, &st).unwrap_or(link),
+            _ => link,
+        };
         let named = link.starts_with(b"/");
         let gone = link.strip_suffix(b" (deleted)").filter(|_| named).map(<[u8]>::to_vec);
         let o_path = flags & libc::O_PATH != 0;
@@ -155,6 +162,19 @@ impl Table {
     fn number_of(&self, fd: i32) -> i32 {
         self.temps.iter().find(|t| t.1 == fd).map_or(fd, |t| t.0)
     }
+}
+
+/// Another name of the file `st` (unlinked at `old`) in the directory `old` was in.
+fn other_name(old: &[u8], st: &libc::stat) -> Option<Vec<u8>> {
+    let cut = old.iter().rposition(|&b| b == b'/')?;
+    let dir = if cut == 0 { &b"/"[..] } else { &old[..cut] };
+    let names = sys::list_dir_inodes(&sys::cpath(&[dir])).ok()?;
+    let dfd = sys::open(&sys::cpath(&[dir]), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC, 0).ok()?;
+    let found = names.into_iter().filter(|(ino, _)| *ino == st.st_ino).map(|(_, n)| n).find(|n| {
+        sys::stat_at(dfd, &sys::cpath(&[n])).is_ok_and(|s| s.st_ino == st.st_ino && s.st_dev == st.st_dev)
+    });
+    sys::close(dfd);
+    found.map(|n| [&old[..cut + 1], &n[..]].concat())
 }
 
 /// Terminals, once every fd is known: the program's own pseudo-terminal pairs, the controlling

@@ -1,6 +1,7 @@
 //! Per-process and per-thread kernel state that the runtime itself brings back after a restart:
 //! interval timers (alarm/setitimer) with their remaining time, POSIX timers (timer_create, same
-//! ids via PR_TIMER_CREATE_RESTORE_IDS), pending signals (process-wide and per thread), thread
+//! ids via PR_TIMER_CREATE_RESTORE_IDS), pending signals (process-wide and per thread; with
+//! their siginfo through sigqueue.rs, by number here for those it could not take), thread
 //! names (comm) and CPU affinity.
 //!
 //! `save` runs during a checkpoint, in the checkpointed process itself (not a forked child:
@@ -97,8 +98,10 @@ pub fn save(self_tid: i32) {
         let _ = syscall!(libc::SYS_getitimer, w, t.as_mut_ptr());
     }
     let reserved = reserved_mask();
+    // Pending signals with their siginfo (sigqueue.rs); those it could not take by number.
+    crate::sigqueue::capture_shared();
     let status = sys::read_file(&sys::cpath(&[b"/proc/thread-self/status"])).unwrap_or_default();
-    s.shared_pending = value(&status, "ShdPnd:", 16).unwrap_or(0) & !reserved;
+    s.shared_pending = value(&status, "ShdPnd:", 16).unwrap_or(0) & !reserved & !crate::sigqueue::recorded_shared();
     s.nthreads = 0;
     for name in sys::list_dir(&sys::cpath(&[b"/proc/self/task"])).unwrap_or_default() {
         let Some(tid) = std::str::from_utf8(&name).ok().and_then(|t| t.parse::<i32>().ok()) else { continue };
@@ -109,7 +112,7 @@ pub fn save(self_tid: i32) {
         }
         let mut t = NO_THREAD;
         t.tid = tid;
-        t.pending = value(&st, "SigPnd:", 16).unwrap_or(0) & !reserved;
+        t.pending = value(&st, "SigPnd:", 16).unwrap_or(0) & !reserved & !crate::sigqueue::recorded(tid);
         let comm = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &name, b"/comm"])).unwrap_or_default();
         let comm = comm.strip_suffix(b"\n").unwrap_or(&comm);
         t.comm_len = comm.len().min(15);
@@ -191,6 +194,7 @@ pub fn restore(slots: &[Slot]) {
             }
         }
     }
+    crate::sigqueue::restore_remaining();
     for sig in 1..=64 {
         if s.shared_pending & (1u64 << (sig - 1)) != 0 {
             let _ = syscall!(libc::SYS_kill, pid, sig);

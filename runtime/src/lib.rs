@@ -42,6 +42,7 @@ mod shellcmd;
 mod shmlink;
 mod sigevthread;
 mod sighooks;
+mod sigqueue;
 mod snapshot;
 mod spawnhooks;
 mod step;

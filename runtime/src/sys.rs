@@ -148,6 +148,11 @@ pub fn readlink(path: &CStr) -> SysResult<Vec<u8>> {
 
 /// Names in a directory (via getdents64), without "." and "..".
 pub fn list_dir(path: &CStr) -> SysResult<Vec<Vec<u8>>> {
+    Ok(list_dir_inodes(path)?.into_iter().map(|(_, name)| name).collect())
+}
+
+/// Names in a directory with their inode numbers (getdents64's d_ino), without "." and "..".
+pub fn list_dir_inodes(path: &CStr) -> SysResult<Vec<(u64, Vec<u8>)>> {
     let fd = open(path, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
     let mut names = Vec::new();
     let mut buf = vec![0u8; 16384];
@@ -165,11 +170,12 @@ pub fn list_dir(path: &CStr) -> SysResult<Vec<Vec<u8>>> {
         let mut off = 0;
         while off < n {
             // linux_dirent64: ino u64, off i64, reclen u16, type u8, name[]
+            let ino = u64::from_ne_bytes(buf[off..off + 8].try_into().unwrap_or([0; 8]));
             let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
             let name = &buf[off + 19..off + reclen];
             let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
             if name != b"." && name != b".." {
-                names.push(name.to_vec());
+                names.push((ino, name.to_vec()));
             }
             off += reclen;
         }

@@ -92,6 +92,8 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
     if crate::sud::starting() {
         crate::sud::enable_self(uc as *mut libc::ucontext_t);
     }
+    // Its pending signals' siginfo (and the process's, if it leads the group): taken and put back.
+    crate::sigqueue::capture_thread();
     let gen = RELEASE.load(Ordering::Acquire);
     let idx = CLAIMED.fetch_add(1, Ordering::AcqRel) as usize;
     if idx < MAX_THREADS {
@@ -132,6 +134,7 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
         p.store(0, Ordering::Relaxed);
     }
     crate::blocked::reset();
+    crate::sigqueue::reset();
     STOPPING.store(true, Ordering::Release);
     let mut signaled: Vec<i32> = Vec::new();
     let task_dir = sys::cpath(&[b"/proc/self/task"]);
@@ -398,6 +401,7 @@ pub fn become_restored(s: &Slot, leader: bool) -> ! {
         let _ = syscall!(libc::SYS_sigaltstack, &ss as *const libc::stack_t, 0);
     }
     crate::ids::restore_caps(s.tid);
+    crate::sigqueue::restore_thread(s.tid);
     STOPPED.fetch_add(1, Ordering::AcqRel);
     sys::futex_wake(&STOPPED);
     while RELEASE.load(Ordering::Acquire) == gen {

@@ -70,3 +70,15 @@ fn shared_mapped_file_removed_after_the_kill_is_made_again() {
 fn private_mappings_of_a_deleted_file_follow_its_fd() {
     ready_go("files_deleted_mapped", "files_deleted_mapped", false, |_| {}, &[]);
 }
+
+/// A file unlinked under one name but linked under another in its directory is that file again;
+/// a file deleted for good keeps its old name in /proc/self/fd.
+#[test]
+fn deleted_files_keep_their_names() {
+    ready_go("files_deleted_names", "files_deleted_names", false, |_| {}, &[]);
+}
+
+#[test]
+fn deleted_files_keep_their_names_as_nobody() {
+    ready_go("files_deleted_names", "files_deleted_names_nobody", true, |_| {}, &[]);
+}

@@ -17,6 +17,28 @@ fn own_proc_fds_and_working_directory_are_the_restarted_process_as_nobody() {
     ready_go("files_proc", "files_proc_nobody", true, |_| {}, &[]);
 }
 
+/// fds on files of a dead (reaped) child's /proc directory stay such fds.
+#[test]
+fn files_of_a_dead_process_proc_directory() {
+    ready_go("files_proc_dead_file", "files_proc_dead_file", false, |_| {}, &[]);
+}
+
+#[test]
+fn files_of_a_dead_process_proc_directory_as_nobody() {
+    ready_go("files_proc_dead_file", "files_proc_dead_file_nobody", true, |_| {}, &[]);
+}
+
+/// fds on the program's own namespaces (/proc/self/ns/*) name its namespaces again.
+#[test]
+fn own_namespace_fds_are_the_restarted_process() {
+    ready_go("proc_ns_self", "proc_ns_self", false, |_| {}, &[]);
+}
+
+#[test]
+fn own_namespace_fds_are_the_restarted_process_as_nobody() {
+    ready_go("proc_ns_self", "proc_ns_self_nobody", true, |_| {}, &[]);
+}
+
 #[test]
 fn o_path_fds_stay_o_path_and_do_not_follow_symlinks() {
     ready_go("files_opath", "files_opath", false, |_| {}, &[]);

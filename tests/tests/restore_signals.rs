@@ -47,3 +47,26 @@ fn check(tag: &str, nobody: bool) {
 fn signals_timers_and_ids_survive_two_restarts() {
     survives_two_restarts("sig_ids");
 }
+
+/// Pending signals come back with their siginfo (sigqueue values, si_code, sender), each queued
+/// real-time signal once per send, in the queue it was in (the process's, a thread's own).
+#[test]
+fn pending_signals_keep_their_siginfo() {
+    ready_go("sig_siginfo", "sig_siginfo", false, |_| {}, &[]);
+}
+
+#[test]
+fn pending_signals_keep_their_siginfo_as_nobody() {
+    ready_go("sig_siginfo", "sig_siginfo_nobody", true, |_| {}, &[]);
+}
+
+/// A pidfd of the program itself names the restarted program: signals sent through it arrive.
+#[test]
+fn pidfd_of_itself() {
+    ready_go("pidfd_self", "pidfd_self", false, |_| {}, &[]);
+}
+
+#[test]
+fn pidfd_of_itself_as_nobody() {
+    ready_go("pidfd_self", "pidfd_self_nobody", true, |_| {}, &[]);
+}

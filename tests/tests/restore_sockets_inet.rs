@@ -18,6 +18,18 @@ fn unbound_sockets_stay_unbound_with_their_options_as_nobody() {
     ready_go("sock_unbound", "sock_unbound_nobody", true, |_| {}, &[]);
 }
 
+/// TCP connections that had ended (both sides shut down; the killed program's TIME_WAIT remains
+/// hold a port) come back ended: unread bytes, then EOF, and EPIPE on write.
+#[test]
+fn ended_tcp_connections_stay_ended() {
+    ready_go("sock_tcp_ended", "sock_tcp_ended", false, |_| {}, &[]);
+}
+
+#[test]
+fn ended_tcp_connections_stay_ended_as_nobody() {
+    ready_go("sock_tcp_ended", "sock_tcp_ended_nobody", true, |_| {}, &[]);
+}
+
 #[test]
 fn socket_options_and_filters_come_back() {
     ready_go("sock_opts", "sock_opts", false, |_| {}, &[]);

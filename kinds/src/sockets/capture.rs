@@ -148,7 +148,13 @@ impl Context {
                 .collect();
             return;
         }
+        // A TCP connection that has ended (both directions shut, or reset) with the program
+        // still holding its socket: the kernel marks it done (sk_shutdown both ways, TCP_CLOSE)
+        // and gives reads EOF; its port may be held by its TIME_WAIT remains for a minute.
+        // (sock_diag does not list a closed socket: then TCP_INFO and SO_PEERNAME tell.)
+        let ended = s.sock_type == libc::SOCK_STREAM && state == TCP_CLOSE && info.as_ref().map_or_else(|| tcp_ended(fd), |i| i.shutdown == 3);
         s.state = match state {
+            _ if ended => SockState::PeerGone,
             TCP_CLOSE | TCP_SYN_SENT => SockState::Unconnected,
             _ if s.sock_type == libc::SOCK_STREAM && s.peer_name.is_empty() => SockState::PeerGone,
             _ if s.peer_name.is_empty() => SockState::Unconnected,
@@ -178,6 +184,24 @@ impl Context {
 
 /// Bytes of a TCP socket's send queue not sent yet (sent ones are in the peer's queue or on
 /// their way: on loopback, in the peer's queue).
+/// Whether the TCP socket `fd`, not listed by sock_diag, is a connection that has ended: in
+/// TCP_CLOSE (TCP_INFO's first byte) with a peer address still recorded (SO_PEERNAME answers
+/// for a closed socket that was connected; never-connected ones have none).
+fn tcp_ended(fd: i32) -> bool {
+    let mut info = [0u8; 232];
+    let mut len = info.len() as libc::socklen_t;
+    // SAFETY: info has room for len bytes.
+    let r = unsafe { libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, info.as_mut_ptr().cast(), &mut len) };
+    if r != 0 || len == 0 || info[0] != TCP_CLOSE {
+        return false;
+    }
+    // (The kernel refuses a buffer longer than the address: ask for its family only.)
+    let mut peer = [0u8; 2];
+    let mut plen = peer.len() as libc::socklen_t;
+    // SAFETY: peer has room for plen bytes.
+    unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERNAME, peer.as_mut_ptr().cast(), &mut plen) == 0 }
+}
+
 fn not_sent(fd: i32) -> u32 {
     const SIOCOUTQNSD: u64 = 0x894b;
     sys::ioctl_int(fd, SIOCOUTQNSD).unwrap_or(0).max(0) as u32

@@ -307,7 +307,8 @@ impl<'a> Sockets<'a> {
         self.temps.push(y);
         if s.family != libc::AF_UNIX {
             self.stand_ins.insert(s.ino);
-            info(&format!("socket {}: its peer is outside the program; it comes back as a connection closed by its peer", s.describe()));
+            let why = if s.peer_name.is_empty() { "its connection had ended" } else { "its peer is outside the program" };
+            info(&format!("socket {}: {why}; it comes back as a connection closed by its peer", s.describe()));
         }
         Ok(())
     }
