@@ -20,6 +20,7 @@ mod stage;
 mod step;
 mod switch;
 mod tree;
+mod treeshare;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ckpt_image::{Chain, FdKind};
@@ -277,7 +278,8 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
     // again through them (step.rs).
     let top = index.fds.iter().map(|f| f.fd).max().unwrap_or(0).max(2) + 1;
     let joined = step::join(&index, &path, image_hash, top)?;
-    let (job, keep) = joined.as_ref().map(|j| (j.conns.clone(), j.links())).unwrap_or_default();
+    let (mut job, keep) = joined.as_ref().map(|j| (j.conns.clone(), j.links())).unwrap_or_default();
+    job.extend(tree::sockets(&index.fds)?);
     let restored = fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot }, chain.newest(), job, &keep);
     let step_epoch = joined.as_ref().map_or(0, |j| j.epoch);
     if let Some(j) = joined {
