@@ -1,8 +1,8 @@
 //! Objects that several processes of a tree share but that a tree's restart cannot share again
-//! yet (it shares pipes (`tree_pipes`), shared memory and socketpairs (`tree_socketpairs`)):
-//! one other socket held by two processes, the two ends of one UNIX connection made through a
-//! listener, one TCP connection between two processes, one open file with its common offset
-//! (inherited by fork), one deleted file. Restarted, each
+//! yet (it shares pipes (`tree_pipes`), shared memory, socketpairs and TCP connections
+//! (`tree_connections`)): one other socket held by two processes, the two ends of one UNIX
+//! connection made through a listener, one open file with its common offset (inherited by
+//! fork), one deleted file. Restarted, each
 //! process would get its own copy (a socket whose peer is closed, a file with its own offset):
 //! ckpt-restart refuses such a set unless the user asked to go on (--ignore-missing-files), and
 //! the checkpoint that wrote it says so in one line.
@@ -38,7 +38,7 @@ pub fn find(indexes: &[(i32, Index)]) -> Vec<Unshared> {
     // The fds that are not dups of a lower fd (a dup is the same object), and not in flight.
     let fds = || indexes.iter().flat_map(|(pid, ix)| ix.fds.iter().filter(|f| f.fd >= 0 && f.dup_of.is_none()).map(move |f| (*pid, f)));
     let mut out = Vec::new();
-    let pairs: HashSet<u64> = tree_socketpairs(indexes).into_iter().flat_map(|(a, b)| [a.ino, b.ino]).collect();
+    let pairs: HashSet<u64> = tree_connections(indexes).into_iter().flat_map(|(a, b)| [a.ino, b.ino]).collect();
     let mut first: HashMap<Key, At> = HashMap::new();
     for (pid, f) in fds() {
         let Some(key) = key(f).filter(|k| !matches!(k, Key::Socket(ino) if pairs.contains(ino))) else { continue };
@@ -184,10 +184,12 @@ pub fn tree_pipes(indexes: &[(i32, Index)]) -> HashSet<u64> {
     holders.into_iter().filter(|(_, (pids, read, written))| pids.len() > 1 && *read && *written).map(|(ino, _)| ino).collect()
 }
 
-/// The socketpairs a tree's restart makes once and shares: two unnamed UNIX sockets connected
-/// to each other (not through a listener), held (as fds or in flight) by two processes or more
-/// together, with no file in flight in their queues. Each pair once, as its two descriptions.
-pub fn tree_socketpairs(indexes: &[(i32, Index)]) -> Vec<(&Socket, &Socket)> {
+/// The connections a tree's restart makes once and shares: two unnamed UNIX sockets connected
+/// to each other (not through a listener: a socketpair), or the two ends of one TCP connection,
+/// held (as fds or in flight) by two processes or more together, with no file in flight in
+/// their queues and nothing a TCP end sent still unsent. Each pair once, as its two
+/// descriptions (TCP: the end on a listener's port first, the server).
+pub fn tree_connections(indexes: &[(i32, Index)]) -> Vec<(&Socket, &Socket)> {
     // The description of the lowest pid holding the socket: only that process captured its
     // unread messages (the runtime's treesocks).
     let mut holders: HashMap<u64, (Vec<i32>, &Socket)> = HashMap::new();
@@ -203,28 +205,74 @@ pub fn tree_socketpairs(indexes: &[(i32, Index)]) -> Vec<(&Socket, &Socket)> {
         }
     }
     let pairable = |s: &Socket| {
-        s.family == libc::AF_UNIX
-            && s.state == crate::SockState::Connected
-            && [libc::SOCK_STREAM, libc::SOCK_DGRAM, libc::SOCK_SEQPACKET].contains(&s.sock_type)
-            && unnamed(&s.name)
-            && unnamed(&s.peer_name)
+        s.state == crate::SockState::Connected
             && s.queue.iter().all(|m| m.fds.is_empty())
             && s.lost.is_empty()
+            && s.job.is_none()
+            && if s.family == libc::AF_UNIX {
+                [libc::SOCK_STREAM, libc::SOCK_DGRAM, libc::SOCK_SEQPACKET].contains(&s.sock_type) && unnamed(&s.name) && unnamed(&s.peer_name)
+            } else {
+                s.unsent == 0
+            }
     };
+    let listened: HashSet<(i32, u16)> = holders
+        .values()
+        .filter(|(_, s)| s.state == crate::SockState::Listening && matches!(s.family, libc::AF_INET | libc::AF_INET6))
+        .filter_map(|(_, s)| Some((s.family, port(&s.name)?)))
+        .collect();
     let mut out: Vec<(&Socket, &Socket)> = Vec::new();
     for (pa, a) in holders.values() {
-        let Some((pb, b)) = holders.get(&a.peer) else { continue };
-        if a.ino < b.ino && b.peer == a.ino && pairable(a) && pairable(b) && a.sock_type == b.sock_type {
+        let peer = if a.family == libc::AF_UNIX {
+            holders.get(&a.peer).filter(|(_, b)| b.peer == a.ino)
+        } else {
+            holders.values().find(|(_, b)| tcp_ends(a, b))
+        };
+        let Some((pb, b)) = peer else { continue };
+        if a.ino < b.ino && pairable(a) && pairable(b) && a.sock_type == b.sock_type {
             let mut pids: Vec<i32> = pa.iter().chain(pb.iter()).copied().collect();
             pids.sort_unstable();
             pids.dedup();
             if pids.len() > 1 {
-                out.push((a, b));
+                let on_listener = |s: &Socket| port(&s.name).is_some_and(|p| listened.contains(&(s.family, p)));
+                out.push(if a.family != libc::AF_UNIX && on_listener(b) && !on_listener(a) { (b, a) } else { (a, b) });
             }
         }
     }
-    out.sort_by_key(|(a, _)| a.ino);
+    out.sort_by_key(|(a, b)| a.ino.min(b.ino));
     out
+}
+
+/// The TCP listeners of `indexes` on the port of a server end of `conns` (made with the
+/// connections, which are accepted from them): each once.
+pub fn tree_listeners<'a>(indexes: &'a [(i32, Index)], conns: &[(&Socket, &Socket)]) -> Vec<&'a Socket> {
+    let mut out: Vec<&Socket> = Vec::new();
+    for (_, f) in entries(indexes) {
+        let FdKind::Socket(l) = &f.kind else { continue };
+        if l.state != crate::SockState::Listening || !matches!(l.family, libc::AF_INET | libc::AF_INET6) || out.iter().any(|o| o.ino == l.ino) {
+            continue;
+        }
+        if conns.iter().any(|(server, _)| server.family == l.family && serves(l, server)) {
+            out.push(l);
+        }
+    }
+    out
+}
+
+/// Whether listener `l` is on the address of connection end `s` (its port, any or that address).
+pub fn serves(l: &Socket, s: &Socket) -> bool {
+    let ip = |a: &[u8]| -> Vec<u8> {
+        match a.len() {
+            16 => a[4..8].to_vec(),
+            n if n >= 24 => a[8..24].to_vec(),
+            _ => Vec::new(),
+        }
+    };
+    port(&l.name).is_some() && port(&l.name) == port(&s.name) && (ip(&l.name).iter().all(|&b| b == 0) || ip(&l.name) == ip(&s.name))
+}
+
+/// The port of an INET or INET6 socket address.
+fn port(addr: &[u8]) -> Option<u16> {
+    (addr.len() >= 4).then(|| u16::from_be_bytes([addr[2], addr[3]]))
 }
 
 /// One fd, or a file in flight, in words.

@@ -11,6 +11,8 @@
  *   socketpair-stream both processes keep both ends open (one socket held by two processes);
  *   with the others each closes the end it does not use. At the end the child sends its state
  *   and exits 7; the parent reaps it and prints "result <hex>".
+ * MODE tcp: as socketpair, over a loopback TCP connection the parent accepted from its
+ *   listener (which it keeps open) and the child holds the client end of.
  * MODE file: the parent opens tree_shared_objects.data (O_RDWR|O_CREAT|O_TRUNC) before the fork,
  *   so both processes write through one open file (one offset); they take turns through two
  *   pipes, each appending a 16-byte record with a plain write(). At the end the parent reads the
@@ -25,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -213,13 +217,35 @@ static int inflight_file(int rounds, int delay)
     return 0;
 }
 
+/* The tcp mode's listener (the parent's only). */
+static int listener = -1;
+
+/* A loopback TCP connection: sv[0] accepted from a listener on 127.0.0.1 (an ephemeral port,
+ * left open in the parent), sv[1] its client. */
+static int tcp_pair(int sv[2])
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, 4) != 0 || getsockname(l, (struct sockaddr *)&a, &len) != 0)
+        return -1;
+    sv[1] = socket(AF_INET, SOCK_STREAM, 0);
+    if (sv[1] < 0 || connect(sv[1], (struct sockaddr *)&a, sizeof a) != 0)
+        return -1;
+    sv[0] = accept(l, NULL, NULL);
+    listener = l;
+    return sv[0] < 0 ? -1 : 0;
+}
+
 static int socketpair_mode(int type, int keep_both, int rounds, int delay)
 {
     int sv[2];
-    if (socketpair(AF_UNIX, type, 0, sv) != 0)
+    if (type == -1 ? tcp_pair(sv) != 0 : socketpair(AF_UNIX, type, 0, sv) != 0)
         return perror("socketpair"), 1;
     pid_t child = fork();
     if (child == 0) {
+        if (listener >= 0)
+            close(listener);
         if (!keep_both)
             close(sv[0]);
         uint64_t state = 1;
@@ -272,6 +298,8 @@ int main(int argc, char **argv)
         return socketpair_mode(SOCK_DGRAM, 0, rounds, delay);
     if (strcmp(mode, "socketpair-seqpacket") == 0)
         return socketpair_mode(SOCK_SEQPACKET, 0, rounds, delay);
+    if (strcmp(mode, "tcp") == 0)
+        return socketpair_mode(-1, 0, rounds, delay);
     if (strcmp(mode, "inflight-file") == 0)
         return inflight_file(rounds, delay);
     if (strcmp(mode, "file") == 0)

@@ -9,7 +9,10 @@
 //! - socketpairs (stream, datagram, seqpacket) between parent and child, with an answer queued
 //!   unread at checkpoint time: made once before the tree is forked, each end at its fd numbers
 //!   in each process, the unread answer there exactly once (the stream one held by both
-//!   processes, both ends; also twice restarted as nobody).
+//!   processes, both ends; also twice restarted as nobody);
+//! - a loopback TCP connection between parent (accepted from its listener, still open) and
+//!   child, with an answer queued unread: made once with its two addresses, refilled once (also
+//!   twice restarted as nobody).
 
 use anyhow::Result;
 use ckpt_tests::{Program, Workdir};
@@ -54,4 +57,18 @@ fn a_datagram_socketpair_between_two_processes_continues() -> Result<()> {
 #[test]
 fn a_seqpacket_socketpair_between_two_processes_continues() -> Result<()> {
     ckpt_tests::trees::verify("shared-pair-seqpacket", pair_seqpacket, &[20], false, 2).map(drop)
+}
+
+fn tcp(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_shared_objects.c", &[], &["tcp", "200", "40"])
+}
+
+#[test]
+fn a_loopback_tcp_connection_between_two_processes_continues() -> Result<()> {
+    ckpt_tests::trees::verify("shared-tcp", tcp, &[20], false, 2).map(drop)
+}
+
+#[test]
+fn a_loopback_tcp_connection_continues_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("shared-tcp-nobody", tcp, &[15, 50], true, 2).map(drop)
 }
