@@ -1,7 +1,8 @@
 //! Objects that several processes of a tree share but that a tree's restart cannot share again
-//! yet (it shares only pipes and shared memory, see `tree`): one socket held by two processes,
-//! the two ends of one socketpair or UNIX connection, one TCP connection between two processes,
-//! one open file with its common offset (inherited by fork), one deleted file. Restarted, each
+//! yet (it shares pipes (`tree_pipes`), shared memory, socketpairs and TCP connections
+//! (`tree_connections`)): one other socket held by two processes, the two ends of one UNIX
+//! connection made through a listener, one open file with its common offset (inherited by
+//! fork), one deleted file. Restarted, each
 //! process would get its own copy (a socket whose peer is closed, a file with its own offset):
 //! ckpt-restart refuses such a set unless the user asked to go on (--ignore-missing-files), and
 //! the checkpoint that wrote it says so in one line.
@@ -10,9 +11,17 @@
 //! file shared by fork by the same file (device, inode) at the same fd number with the same
 //! flags and offset in both processes: a heuristic (the images do not say whether two processes'
 //! fds are one open file), which could also match a file each process opened on its own.
+//!
+//! Files in flight (passed with SCM_RIGHTS, still queued in a socket: the entries with negative
+//! numbers) have no fd number to compare: one is the same object as another process's fd or file
+//! in flight when everything the image says of it matches (a socket's or deleted file's inode;
+//! a file's device, inode, flags and offset; an event fd's count, a timer's clock and interval,
+//! a signal fd's mask, ...; a pipe's inode when the tree's restart does not share that pipe).
+//! One object gives the same description in every process of one consistent cut, so no shared
+//! one is missed; two objects that merely look alike are refused too (the safe side).
 
 use crate::{FdKind, FdState, Index, Socket};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// One object shared by two processes: what it is, as one clause naming both.
 pub struct Unshared {
@@ -29,13 +38,10 @@ pub fn find(indexes: &[(i32, Index)]) -> Vec<Unshared> {
     // The fds that are not dups of a lower fd (a dup is the same object), and not in flight.
     let fds = || indexes.iter().flat_map(|(pid, ix)| ix.fds.iter().filter(|f| f.fd >= 0 && f.dup_of.is_none()).map(move |f| (*pid, f)));
     let mut out = Vec::new();
+    let pairs: HashSet<u64> = tree_connections(indexes).into_iter().flat_map(|(a, b)| [a.ino, b.ino]).collect();
     let mut first: HashMap<Key, At> = HashMap::new();
-    let mut sockets: HashMap<u64, (At, &Socket)> = HashMap::new();
     for (pid, f) in fds() {
-        if let FdKind::Socket(s) = &f.kind {
-            sockets.entry(s.ino).or_insert(((pid, f.fd), s));
-        }
-        let Some(key) = key(f) else { continue };
+        let Some(key) = key(f).filter(|k| !matches!(k, Key::Socket(ino) if pairs.contains(ino))) else { continue };
         match first.get(&key) {
             Some(&(p, fd)) if p != pid => out.push(describe(&key, (p, fd), (pid, f.fd), f)),
             Some(_) => {}
@@ -44,9 +50,19 @@ pub fn find(indexes: &[(i32, Index)]) -> Vec<Unshared> {
             }
         }
     }
-    // The two ends of one connection in two processes.
-    for (pid, f) in fds() {
+    in_flight(indexes, &pairs, &mut out);
+    // The two ends of one connection in two processes (either end may be in flight).
+    let mut sockets: HashMap<u64, (At, &Socket)> = HashMap::new();
+    for (pid, f) in entries(indexes) {
+        if let FdKind::Socket(s) = &f.kind {
+            sockets.entry(s.ino).or_insert(((pid, f.fd), s));
+        }
+    }
+    for (pid, f) in entries(indexes) {
         let FdKind::Socket(s) = &f.kind else { continue };
+        if pairs.contains(&s.ino) {
+            continue;
+        }
         let peer = if s.family == libc::AF_UNIX {
             sockets.get(&s.peer).filter(|_| s.peer != 0)
         } else {
@@ -62,11 +78,211 @@ pub fn find(indexes: &[(i32, Index)]) -> Vec<Unshared> {
                 } else {
                     "the two ends of one UNIX connection"
                 };
-                out.push(Unshared { what: format!("pid {pid} fd {} and pid {p} fd {fd} are {conn}", f.fd), instead: "separate, closed connections" });
+                out.push(Unshared { what: format!("{} and {} are {conn}", at((pid, f.fd)), at((p, fd))), instead: "separate, closed connections" });
             }
         }
     }
     out
+}
+
+/// Every entry of `indexes` that is not a dup of another of its process (a dup is the same
+/// object): the fds and the files in flight.
+fn entries(indexes: &[(i32, Index)]) -> impl Iterator<Item = (i32, &FdState)> {
+    indexes.iter().flat_map(|(pid, ix)| ix.fds.iter().filter(|f| f.dup_of.is_none()).map(move |f| (*pid, f)))
+}
+
+/// Files in flight that are the same object as an fd or a file in flight of another process
+/// (by `Seen`), each pair once.
+fn in_flight(indexes: &[(i32, Index)], pairs: &HashSet<u64>, out: &mut Vec<Unshared>) {
+    let shared_pipes = tree_pipes(indexes);
+    let seen = |f: &FdState| seen(f).filter(|k| !matches!(k, Seen::Pipe(ino) if shared_pipes.contains(ino)) && !matches!(k, Seen::Socket(ino) if pairs.contains(ino)));
+    let mut held: HashMap<Seen, Vec<At>> = HashMap::new();
+    for (pid, f) in entries(indexes) {
+        if let Some(k) = seen(f) {
+            held.entry(k).or_default().push((pid, f.fd));
+        }
+    }
+    for (pid, f) in entries(indexes).filter(|(_, f)| f.fd < 0) {
+        let Some(k) = seen(f) else { continue };
+        let me = (pid, f.fd);
+        // Another process's fd, or its file in flight when that one is not reported as well.
+        let Some(&other) = held[&k].iter().find(|o| o.0 != pid && (o.1 >= 0 || **o > me)) else { continue };
+        let what = match &f.kind {
+            FdKind::Socket(_) => "one socket".to_string(),
+            FdKind::Deleted(d) => format!("one deleted file {}", String::from_utf8_lossy(&d.path)),
+            FdKind::Path { path, .. } => format!("one open file {} (offset {})", String::from_utf8_lossy(path), f.pos),
+            FdKind::Pipe { .. } => "one end of one pipe".to_string(),
+            _ => format!("one {}", kind_name(&f.kind)),
+        };
+        out.push(Unshared { what: format!("{} and {} are {what}", at(me), at(other)), instead: "separate objects" });
+    }
+}
+
+/// What a file in flight is compared by (None: it comes back as itself wherever it is held).
+#[derive(PartialEq, Eq, Hash)]
+enum Seen {
+    Socket(u64),
+    Deleted(u64, u64),
+    /// Device, inode, flags (without close-on-exec), offset.
+    File(u64, u64, i32, i64),
+    Pipe(u64),
+    EventFd(u64, bool),
+    /// Clock and interval (the time left goes on between two processes' captures).
+    TimerFd(i32, u64),
+    SignalFd(u64),
+    /// Number of entries (their fd numbers are each process's own).
+    Epoll(usize),
+    Inotify(Vec<(Vec<u8>, u32)>),
+    Other(Vec<u8>),
+}
+
+fn seen(f: &FdState) -> Option<Seen> {
+    Some(match &f.kind {
+        FdKind::Socket(s) => Seen::Socket(s.ino),
+        FdKind::Deleted(d) => Seen::Deleted(d.dev, d.ino),
+        // (fdinfo's flags carry the fd's close-on-exec, which is not the open file's.)
+        FdKind::Path { .. } if f.flags & libc::O_PATH == 0 && f.id.ino != 0 => Seen::File(f.id.dev, f.id.ino, f.flags & !libc::O_CLOEXEC, f.pos),
+        FdKind::Pipe { ino, .. } => Seen::Pipe(*ino),
+        FdKind::EventFd { count, semaphore } => Seen::EventFd(*count, *semaphore),
+        FdKind::TimerFd { clockid, interval_ns, .. } => Seen::TimerFd(*clockid, *interval_ns),
+        FdKind::SignalFd { mask } => Seen::SignalFd(*mask),
+        FdKind::Epoll { entries } => Seen::Epoll(entries.len()),
+        FdKind::Inotify { watches, .. } => Seen::Inotify(watches.iter().map(|w| (w.path.clone(), w.mask)).collect()),
+        FdKind::Other { link } => Seen::Other(link.clone()),
+        // Reopened by path: the same FIFO or terminal wherever it is held; a pidfd by its pid
+        // (it holds no state of its own).
+        FdKind::Path { .. } | FdKind::Fifo { .. } | FdKind::Tty(_) | FdKind::PidFd { .. } => return None,
+    })
+}
+
+fn kind_name(k: &FdKind) -> &'static str {
+    match k {
+        FdKind::EventFd { .. } => "event fd",
+        FdKind::TimerFd { .. } => "timer fd",
+        FdKind::SignalFd { .. } => "signal fd",
+        FdKind::Epoll { .. } => "epoll instance",
+        FdKind::Inotify { .. } => "inotify instance",
+        _ => "object",
+    }
+}
+
+/// The pipes a tree's restart makes once and shares (by inode): held by two processes or more,
+/// read and written in the tree. (A pipe that only one side of is in the tree, like the output
+/// pipe of whatever ran ckpt-run, is not.)
+pub fn tree_pipes(indexes: &[(i32, Index)]) -> HashSet<u64> {
+    let mut holders: HashMap<u64, (Vec<i32>, bool, bool)> = HashMap::new();
+    for (pid, f) in indexes.iter().flat_map(|(pid, ix)| ix.fds.iter().map(move |f| (*pid, f))) {
+        if let FdKind::Pipe { ino, .. } = &f.kind {
+            let h = holders.entry(*ino).or_default();
+            if !h.0.contains(&pid) {
+                h.0.push(pid);
+            }
+            let mode = f.flags & libc::O_ACCMODE;
+            h.1 |= mode != libc::O_WRONLY;
+            h.2 |= mode != libc::O_RDONLY;
+        }
+    }
+    holders.into_iter().filter(|(_, (pids, read, written))| pids.len() > 1 && *read && *written).map(|(ino, _)| ino).collect()
+}
+
+/// The connections a tree's restart makes once and shares: two unnamed UNIX sockets connected
+/// to each other (not through a listener: a socketpair), or the two ends of one TCP connection,
+/// held (as fds or in flight) by two processes or more together, with no file in flight in
+/// their queues and nothing a TCP end sent still unsent. Each pair once, as its two
+/// descriptions (TCP: the end on a listener's port first, the server).
+pub fn tree_connections(indexes: &[(i32, Index)]) -> Vec<(&Socket, &Socket)> {
+    // The description of the lowest pid holding the socket: only that process captured its
+    // unread messages (the runtime's treesocks).
+    let mut holders: HashMap<u64, (Vec<i32>, &Socket)> = HashMap::new();
+    for (pid, f) in entries(indexes) {
+        if let FdKind::Socket(s) = &f.kind {
+            let h = holders.entry(s.ino).or_insert_with(|| (Vec::new(), &**s));
+            if h.0.iter().all(|&p| p > pid) {
+                h.1 = s;
+            }
+            if !h.0.contains(&pid) {
+                h.0.push(pid);
+            }
+        }
+    }
+    let pairable = |s: &Socket| {
+        s.state == crate::SockState::Connected
+            && s.queue.iter().all(|m| m.fds.is_empty())
+            && s.lost.is_empty()
+            && s.job.is_none()
+            && if s.family == libc::AF_UNIX {
+                [libc::SOCK_STREAM, libc::SOCK_DGRAM, libc::SOCK_SEQPACKET].contains(&s.sock_type) && unnamed(&s.name) && unnamed(&s.peer_name)
+            } else {
+                s.unsent == 0
+            }
+    };
+    let listened: HashSet<(i32, u16)> = holders
+        .values()
+        .filter(|(_, s)| s.state == crate::SockState::Listening && matches!(s.family, libc::AF_INET | libc::AF_INET6))
+        .filter_map(|(_, s)| Some((s.family, port(&s.name)?)))
+        .collect();
+    let mut out: Vec<(&Socket, &Socket)> = Vec::new();
+    for (pa, a) in holders.values() {
+        let peer = if a.family == libc::AF_UNIX {
+            holders.get(&a.peer).filter(|(_, b)| b.peer == a.ino)
+        } else {
+            holders.values().find(|(_, b)| tcp_ends(a, b))
+        };
+        let Some((pb, b)) = peer else { continue };
+        if a.ino < b.ino && pairable(a) && pairable(b) && a.sock_type == b.sock_type {
+            let mut pids: Vec<i32> = pa.iter().chain(pb.iter()).copied().collect();
+            pids.sort_unstable();
+            pids.dedup();
+            if pids.len() > 1 {
+                let on_listener = |s: &Socket| port(&s.name).is_some_and(|p| listened.contains(&(s.family, p)));
+                out.push(if a.family != libc::AF_UNIX && on_listener(b) && !on_listener(a) { (b, a) } else { (a, b) });
+            }
+        }
+    }
+    out.sort_by_key(|(a, b)| a.ino.min(b.ino));
+    out
+}
+
+/// The TCP listeners of `indexes` on the port of a server end of `conns` (made with the
+/// connections, which are accepted from them): each once.
+pub fn tree_listeners<'a>(indexes: &'a [(i32, Index)], conns: &[(&Socket, &Socket)]) -> Vec<&'a Socket> {
+    let mut out: Vec<&Socket> = Vec::new();
+    for (_, f) in entries(indexes) {
+        let FdKind::Socket(l) = &f.kind else { continue };
+        if l.state != crate::SockState::Listening || !matches!(l.family, libc::AF_INET | libc::AF_INET6) || out.iter().any(|o| o.ino == l.ino) {
+            continue;
+        }
+        if conns.iter().any(|(server, _)| server.family == l.family && serves(l, server)) {
+            out.push(l);
+        }
+    }
+    out
+}
+
+/// Whether listener `l` is on the address of connection end `s` (its port, any or that address).
+pub fn serves(l: &Socket, s: &Socket) -> bool {
+    let ip = |a: &[u8]| -> Vec<u8> {
+        match a.len() {
+            16 => a[4..8].to_vec(),
+            n if n >= 24 => a[8..24].to_vec(),
+            _ => Vec::new(),
+        }
+    };
+    port(&l.name).is_some() && port(&l.name) == port(&s.name) && (ip(&l.name).iter().all(|&b| b == 0) || ip(&l.name) == ip(&s.name))
+}
+
+/// The port of an INET or INET6 socket address.
+fn port(addr: &[u8]) -> Option<u16> {
+    (addr.len() >= 4).then(|| u16::from_be_bytes([addr[2], addr[3]]))
+}
+
+/// One fd, or a file in flight, in words.
+fn at((pid, fd): At) -> String {
+    if fd < 0 {
+        format!("a file in flight in pid {pid} (passed with SCM_RIGHTS, not yet received)")
+    } else {
+        format!("pid {pid} fd {fd}")
+    }
 }
 
 /// The objects of the set at `set` that come back separate, read from its images (for the
@@ -91,7 +307,7 @@ fn key(f: &FdState) -> Option<Key> {
         FdKind::Socket(s) => Some(Key::Socket(s.ino)),
         FdKind::Deleted(d) if d.is_file() => Some(Key::Deleted(d.dev, d.ino)),
         // Not stdio: whoever ran the program gave every process of it the same fds 0 to 2.
-        FdKind::Path { is_dir: false, .. } if f.fd > 2 && f.flags & libc::O_PATH == 0 && f.id.ino != 0 => Some(Key::File(f.id.dev, f.id.ino, f.fd, f.flags, f.pos)),
+        FdKind::Path { is_dir: false, .. } if f.fd > 2 && f.flags & libc::O_PATH == 0 && f.id.ino != 0 => Some(Key::File(f.id.dev, f.id.ino, f.fd, f.flags & !libc::O_CLOEXEC, f.pos)),
         _ => None,
     }
 }

@@ -21,6 +21,7 @@ mod sessions;
 mod step;
 mod switch;
 mod tree;
+mod treeshare;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ckpt_image::{Chain, FdKind};
@@ -280,7 +281,8 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
     // again through them (step.rs).
     let top = index.fds.iter().map(|f| f.fd).max().unwrap_or(0).max(2) + 1;
     let joined = step::join(&index, &path, image_hash, top)?;
-    let (job, keep) = joined.as_ref().map(|j| (j.conns.clone(), j.links())).unwrap_or_default();
+    let (mut job, keep) = joined.as_ref().map(|j| (j.conns.clone(), j.links())).unwrap_or_default();
+    job.extend(tree::sockets(&index.fds)?);
     // SAFETY: getpid has no preconditions.
     let exact_ids = index.ids.namespace && unsafe { libc::getpid() } == index.meta.pid;
     let restored = fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot, exact_ids }, chain.newest(), job, &keep);

@@ -327,8 +327,12 @@ fn trusted_dir() -> (u64, u64) {
     .unwrap_or((0, 0))
 }
 
+/// The pid outside tools know the program by: the namespace's outer process for the process
+/// init started and for every process of a tree restarted with it (each must join the tree's
+/// coordinator again), else ours.
 fn outer_pid() -> u64 {
-    let outer = std::env::var("CKPT_OUTER_PID").ok().and_then(|p| p.parse().ok()).filter(|_| crate::namespace::started_by_init());
+    let inside = crate::namespace::started_by_init() || crate::tree::in_tree();
+    let outer = std::env::var("CKPT_OUTER_PID").ok().and_then(|p| p.parse().ok()).filter(|_| inside);
     outer.unwrap_or_else(std::process::id) as u64
 }
 

@@ -1,8 +1,8 @@
 //! Restarting a process tree from an image set (`NAME.ckpt/` with its manifest, see
 //! ckpt_image::tree), inside the namespace ckpt-restart made: this process was created with
 //! the root's pid by init. It makes the kernel objects that several processes of the tree
-//! share (pipes between them, pseudo-terminal pairs split between two of them, shared memory
-//! inherited by fork), then creates the tree with
+//! share (pipes and socketpairs between them (`treeshare`), pseudo-terminal pairs split between
+//! two of them, shared memory inherited by fork), then creates the tree with
 //! the exact pids (clone3 set_tid), parents before children, so that each process is its old
 //! parent's child again (orphans become init's, CLONE_PARENT); zombies are processes that exit
 //! at once with their status and are left for their parent to reap. Every process inherits the
@@ -26,6 +26,7 @@ struct Shared {
     pipes: ckpt_kinds::pipe::Pipes,
     /// Pseudo-terminals whose master one process holds and whose slave another.
     ptys: ckpt_kinds::tty::TreePairs,
+    sockets: crate::treeshare::TreeSockets,
     /// Shared memory objects by device and inode: a memfd each.
     shm: HashMap<(u64, u64), RawFd>,
     /// The barrier page (MAP_SHARED) and how many processes meet there.
@@ -100,6 +101,12 @@ pub fn pipes() -> ckpt_kinds::pipe::Pipes {
 /// The tree's pseudo-terminal pairs (empty outside a tree's restart).
 pub fn ptys() -> ckpt_kinds::tty::TreePairs {
     SHARED.get().map(|s| s.ptys.clone()).unwrap_or_default()
+}
+
+/// New fds of ours for the sockets of fd table `fds` that the tree shares (none outside a
+/// tree's restart), by inode.
+pub fn sockets(fds: &[ckpt_image::FdState]) -> Result<HashMap<u64, RawFd>> {
+    SHARED.get().map_or(Ok(HashMap::new()), |s| s.sockets.of(fds))
 }
 
 /// The tree's memfd and offset for the shared memory region at `start` of `index`.
@@ -233,30 +240,12 @@ fn image_of(p: &TreeProc) -> &str {
 
 /// The pipes found in the fd tables of two processes or more, and every shared memory object.
 fn make_shared(indexes: &[(i32, Index)], live: u32) -> Result<Shared> {
-    // A pipe between processes of the tree: read in one, written in another. (A pipe that only
-    // one side of is in the tree, like the output pipe of whatever ran ckpt-run, is not.)
-    let mut holders: HashMap<u64, (Vec<i32>, bool, bool)> = HashMap::new();
-    for (pid, ix) in indexes {
-        for f in &ix.fds {
-            if let FdKind::Pipe { ino, .. } = &f.kind {
-                let h = holders.entry(*ino).or_default();
-                if !h.0.contains(pid) {
-                    h.0.push(*pid);
-                }
-                let mode = f.flags & libc::O_ACCMODE;
-                h.1 |= mode != libc::O_WRONLY;
-                h.2 |= mode != libc::O_RDONLY;
-            }
-        }
-    }
+    let shared_pipes = ckpt_image::unshared::tree_pipes(indexes);
     let mut pipes = ckpt_kinds::pipe::Pipes::default();
     for (_, ix) in indexes {
         for f in ix.fds.iter().filter(|f| f.dup_of.is_none()) {
-            if let FdKind::Pipe { ino, .. } = &f.kind {
-                let (pids, read, written) = &holders[ino];
-                if pids.len() > 1 && *read && *written {
-                    pipes.prepare(f, &ix.fds).map_err(|e| anyhow!("{e}"))?;
-                }
+            if matches!(&f.kind, FdKind::Pipe { ino, .. } if shared_pipes.contains(ino)) {
+                pipes.prepare(f, &ix.fds).map_err(|e| anyhow!("{e}"))?;
             }
         }
     }
@@ -291,7 +280,8 @@ fn make_shared(indexes: &[(i32, Index)], live: u32) -> Result<Shared> {
     }
     // SAFETY: a zeroed page, valid for the life of the process, holding two atomics.
     let barrier: &'static Barrier = unsafe { &*(page as *const Barrier) };
-    Ok(Shared { pipes, ptys, shm, barrier, live, total: 0, max_id: 0, group_helpers: 0 })
+    let sockets = crate::treeshare::TreeSockets::make(indexes)?;
+    Ok(Shared { pipes, ptys, sockets, shm, barrier, live, total: 0, max_id: 0, group_helpers: 0 })
 }
 
 /// clone3 a process with pid `pid` (as a child of our parent with `sibling`); 0 in the child.

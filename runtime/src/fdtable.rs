@@ -40,7 +40,7 @@ pub fn read_fds() -> Vec<FdState> {
         temps: Vec::new(),
         next_inflight: -1,
         pipes: pipe::Seen::default(),
-        sockets: Context::default(),
+        sockets: Context::with_queues_elsewhere(crate::treesocks::held_by_lower_pids()),
         pid: sys::getpid(),
     };
     for fd in fds {

@@ -52,6 +52,7 @@ mod sys;
 mod threadattrs;
 mod threads;
 mod tree;
+mod treesocks;
 mod triggers;
 mod uffdwp;
 mod vids;

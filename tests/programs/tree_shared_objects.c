@@ -1,16 +1,24 @@
 /*
- * tree_shared_objects: a parent and a forked child that share a kernel object a tree's restart
- * cannot share again yet (ckpt-restart must refuse the set, or warn with --ignore-missing-files).
+ * tree_shared_objects: a parent and a forked child that keep working through one kernel object
+ * they share, for the tests of objects a tree's restart gives back shared or refuses
+ * (process_trees, process_trees_shared).
  *
  * Usage: tree_shared_objects MODE [ROUNDS=200] [DELAY_MS=20]
- * MODE socketpair: the parent makes a UNIX stream socketpair and forks; each round the parent
- *   sends r, the child answers f(r) from its private running state, the parent prints
- *   "step r". At the end the child sends its state and exits 7; the parent reaps it and prints
- *   "result <hex>".
+ * MODE socketpair, socketpair-stream, socketpair-dgram, socketpair-seqpacket: the parent makes a
+ *   UNIX socketpair (stream for the first two) and forks; the child answers each request r with
+ *   f(r) from its private running state. The parent sends the next request before it sleeps, so
+ *   an answer is queued unread most of the time, and prints "step r" each round. With
+ *   socketpair-stream both processes keep both ends open (one socket held by two processes);
+ *   with the others each closes the end it does not use. At the end the child sends its state
+ *   and exits 7; the parent reaps it and prints "result <hex>".
+ * MODE tcp: as socketpair, over a loopback TCP connection the parent accepted from its
+ *   listener (which it keeps open) and the child holds the client end of.
  * MODE file: the parent opens tree_shared_objects.data (O_RDWR|O_CREAT|O_TRUNC) before the fork,
  *   so both processes write through one open file (one offset); they take turns through two
  *   pipes, each appending a 16-byte record with a plain write(). At the end the parent reads the
  *   file back from offset 0 and prints a hash of it (separate offsets would overwrite records).
+ * MODE inflight-file: as file, but the parent keeps its copy in flight: between its turns the
+ *   file sits in a message (SCM_RIGHTS) queued in a socketpair of its own, and its fd is closed.
  * Deterministic.
  */
 #include <errno.h>
@@ -19,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -56,44 +66,6 @@ static void reap(pid_t child)
         fprintf(stderr, "child: %s\n", strerror(errno));
         exit(91);
     }
-}
-
-static int socketpair_mode(int rounds, int delay)
-{
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
-        return perror("socketpair"), 1;
-    pid_t child = fork();
-    if (child == 0) {
-        close(sv[0]);
-        uint64_t state = 1;
-        for (;;) {
-            uint64_t r;
-            xfer(sv[1], &r, sizeof r, 0);
-            if (r == 0)
-                break;
-            state = mix(state + r);
-            xfer(sv[1], &state, sizeof state, 1);
-        }
-        xfer(sv[1], &state, sizeof state, 1);
-        _exit(7);
-    }
-    close(sv[1]);
-    uint64_t acc = 0;
-    for (uint64_t r = 1; r <= (uint64_t)rounds; r++) {
-        uint64_t v;
-        xfer(sv[0], &r, sizeof r, 1);
-        xfer(sv[0], &v, sizeof v, 0);
-        acc = mix(acc ^ v);
-        step((int)r);
-        sleep_ms(delay);
-    }
-    uint64_t zero = 0, last;
-    xfer(sv[0], &zero, sizeof zero, 1);
-    xfer(sv[0], &last, sizeof last, 0);
-    reap(child);
-    printf("result %016llx\n", (unsigned long long)mix(acc ^ last));
-    return 0;
 }
 
 static int file_mode(int rounds, int delay)
@@ -138,6 +110,179 @@ static int file_mode(int rounds, int delay)
     return 0;
 }
 
+/* Send fd `fd` with one byte on socket `s`. */
+static void send_fd(int s, int fd)
+{
+    char b = 'f';
+    struct iovec iov = { &b, 1 };
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } c;
+    memset(&c, 0, sizeof c);
+    struct msghdr m = { 0 };
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = c.buf;
+    m.msg_controllen = sizeof c.buf;
+    struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(h), &fd, sizeof fd);
+    while (sendmsg(s, &m, 0) != 1) {
+        if (errno != EINTR) {
+            perror("sendmsg");
+            exit(92);
+        }
+    }
+}
+
+/* Receive the fd sent on socket `s`. */
+static int recv_fd(int s)
+{
+    char b;
+    struct iovec iov = { &b, 1 };
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } c;
+    struct msghdr m = { 0 };
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = c.buf;
+    m.msg_controllen = sizeof c.buf;
+    ssize_t k;
+    while ((k = recvmsg(s, &m, 0)) < 0 && errno == EINTR) {
+    }
+    struct cmsghdr *h = k == 1 ? CMSG_FIRSTHDR(&m) : NULL;
+    if (h == NULL || h->cmsg_type != SCM_RIGHTS) {
+        fprintf(stderr, "recvmsg: no file (%zd)\n", k);
+        exit(93);
+    }
+    int fd;
+    memcpy(&fd, CMSG_DATA(h), sizeof fd);
+    return fd;
+}
+
+static int inflight_file(int rounds, int delay)
+{
+    int fd = open("tree_shared_objects.data", O_RDWR | O_CREAT | O_TRUNC, 0600);
+    int to_child[2], to_parent[2];
+    if (fd < 0 || pipe(to_child) != 0 || pipe(to_parent) != 0)
+        return perror("setup"), 1;
+    char rec[17];
+    char token = 't';
+    pid_t child = fork();
+    if (child == 0) {
+        for (int r = 1; r <= rounds; r++) {
+            xfer(to_child[0], &token, 1, 0);
+            snprintf(rec, sizeof rec, "c%014d\n", r);
+            xfer(fd, rec, 16, 1);
+            xfer(to_parent[1], &token, 1, 1);
+        }
+        _exit(7);
+    }
+    /* The parent's mailbox: made after the fork, so only the parent holds it. */
+    int box[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, box) != 0)
+        return perror("socketpair"), 1;
+    send_fd(box[0], fd);
+    close(fd);
+    for (int r = 1; r <= rounds; r++) {
+        fd = recv_fd(box[1]);
+        snprintf(rec, sizeof rec, "p%014d\n", r);
+        xfer(fd, rec, 16, 1);
+        send_fd(box[0], fd);
+        close(fd);
+        xfer(to_child[1], &token, 1, 1);
+        xfer(to_parent[0], &token, 1, 0);
+        step(r);
+        sleep_ms(delay);
+    }
+    reap(child);
+    fd = recv_fd(box[1]);
+    uint64_t h = 0, n = 0;
+    if (lseek(fd, 0, SEEK_SET) != 0)
+        return perror("lseek"), 1;
+    for (;;) {
+        ssize_t k = read(fd, rec, sizeof rec);
+        if (k <= 0)
+            break;
+        for (ssize_t i = 0; i < k; i++)
+            h = mix(h + (unsigned char)rec[i]);
+        n += (uint64_t)k;
+    }
+    printf("result %016llx %llu\n", (unsigned long long)h, (unsigned long long)n);
+    return 0;
+}
+
+/* The tcp mode's listener (the parent's only). */
+static int listener = -1;
+
+/* A loopback TCP connection: sv[0] accepted from a listener on 127.0.0.1 (an ephemeral port,
+ * left open in the parent), sv[1] its client. */
+static int tcp_pair(int sv[2])
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, 4) != 0 || getsockname(l, (struct sockaddr *)&a, &len) != 0)
+        return -1;
+    sv[1] = socket(AF_INET, SOCK_STREAM, 0);
+    if (sv[1] < 0 || connect(sv[1], (struct sockaddr *)&a, sizeof a) != 0)
+        return -1;
+    sv[0] = accept(l, NULL, NULL);
+    listener = l;
+    return sv[0] < 0 ? -1 : 0;
+}
+
+static int socketpair_mode(int type, int keep_both, int rounds, int delay)
+{
+    int sv[2];
+    if (type == -1 ? tcp_pair(sv) != 0 : socketpair(AF_UNIX, type, 0, sv) != 0)
+        return perror("socketpair"), 1;
+    pid_t child = fork();
+    if (child == 0) {
+        if (listener >= 0)
+            close(listener);
+        if (!keep_both)
+            close(sv[0]);
+        uint64_t state = 1;
+        for (;;) {
+            uint64_t r;
+            xfer(sv[1], &r, sizeof r, 0);
+            if (r == 0)
+                break;
+            state = mix(state + r);
+            xfer(sv[1], &state, sizeof state, 1);
+        }
+        xfer(sv[1], &state, sizeof state, 1);
+        _exit(7);
+    }
+    if (!keep_both)
+        close(sv[1]);
+    uint64_t acc = 0, r = 1;
+    xfer(sv[0], &r, sizeof r, 1);
+    for (r = 1; r <= (uint64_t)rounds; r++) {
+        uint64_t v;
+        xfer(sv[0], &v, sizeof v, 0);
+        acc = mix(acc ^ v);
+        step((int)r);
+        if (r < (uint64_t)rounds) {
+            uint64_t next = r + 1;
+            xfer(sv[0], &next, sizeof next, 1);
+        }
+        sleep_ms(delay);
+    }
+    uint64_t zero = 0, last;
+    xfer(sv[0], &zero, sizeof zero, 1);
+    xfer(sv[0], &last, sizeof last, 0);
+    reap(child);
+    printf("result %016llx\n", (unsigned long long)mix(acc ^ last));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "socketpair";
@@ -146,7 +291,17 @@ int main(int argc, char **argv)
     printf("start tree_shared_objects %s %d %d\n", mode, rounds, delay);
     fflush(stdout);
     if (strcmp(mode, "socketpair") == 0)
-        return socketpair_mode(rounds, delay);
+        return socketpair_mode(SOCK_STREAM, 0, rounds, delay);
+    if (strcmp(mode, "socketpair-stream") == 0)
+        return socketpair_mode(SOCK_STREAM, 1, rounds, delay);
+    if (strcmp(mode, "socketpair-dgram") == 0)
+        return socketpair_mode(SOCK_DGRAM, 0, rounds, delay);
+    if (strcmp(mode, "socketpair-seqpacket") == 0)
+        return socketpair_mode(SOCK_SEQPACKET, 0, rounds, delay);
+    if (strcmp(mode, "tcp") == 0)
+        return socketpair_mode(-1, 0, rounds, delay);
+    if (strcmp(mode, "inflight-file") == 0)
+        return inflight_file(rounds, delay);
     if (strcmp(mode, "file") == 0)
         return file_mode(rounds, delay);
     fprintf(stderr, "unknown mode %s\n", mode);

@@ -18,7 +18,8 @@
 //! * [`process`]: child processes with captured output, timeouts and transcripts,
 //! * [`scenario`]: the ckpt binaries and the checkpoint / SIGKILL / restart scenarios,
 //! * [`check`]: parsing the output and verifying a restarted run against the reference,
-//! * [`skip`]: reporting a test that cannot run here as skipped (never as passed).
+//! * [`skip`]: reporting a test that cannot run here as skipped (never as passed),
+//! * [`trees`]: process-tree scenarios shared by several test files.
 
 pub mod check;
 pub mod data;
@@ -27,6 +28,7 @@ pub mod ring;
 pub mod programs;
 pub mod scenario;
 pub mod skip;
+pub mod trees;
 pub mod users;
 pub mod workdir;
 

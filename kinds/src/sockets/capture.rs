@@ -22,9 +22,29 @@ const NETLINK_LIST_MEMBERSHIPS: i32 = 9;
 pub struct Context {
     /// sock_diag dumps of TCP/UDP/UDP-lite sockets, by (family, protocol).
     inet: Vec<((i32, i32), Vec<diag::InetInfo>)>,
+    /// Sockets (by inode) that another process of the tree also holds and whose unread
+    /// messages it captures: peeking one queue from two processes at once would move each
+    /// other's peek offset (SO_PEEK_OFF is the socket's), so only one of them reads it.
+    elsewhere: Vec<u64>,
 }
 
 impl Context {
+    /// A context for a checkpoint in which the queues of sockets `elsewhere` are captured by
+    /// another process of the tree (see the field).
+    pub fn with_queues_elsewhere(mut elsewhere: Vec<u64>) -> Context {
+        elsewhere.sort_unstable();
+        elsewhere.dedup();
+        Context { elsewhere, ..Context::default() }
+    }
+
+    /// The unread messages of socket `fd` (`s`), or none when another process captures them.
+    fn queue(&self, fd: i32, s: &Socket, offset: bool, inflight: &mut dyn FnMut(i32) -> i32) -> (Vec<ckpt_image::Message>, bool) {
+        if self.elsewhere.binary_search(&s.ino).is_ok() {
+            return (Vec::new(), true);
+        }
+        queue::capture(fd, s.sock_type, offset, inflight)
+    }
+
     fn inet(&mut self, family: i32, protocol: i32) -> &[diag::InetInfo] {
         let key = (family, protocol);
         if let Some(i) = self.inet.iter().position(|e| e.0 == key) {
@@ -97,7 +117,7 @@ impl Context {
             if connected && s.peer == 0 && s.sock_type != libc::SOCK_DGRAM && d.shutdown != 3 {
                 s.unsent = d.rqlen.1;
             }
-            let (q, complete) = queue::capture(fd, s.sock_type, true, inflight);
+            let (q, complete) = self.queue(fd, s, true, inflight);
             s.queue = q;
             if !complete {
                 s.lost = "a message too large to save".into();
@@ -174,7 +194,7 @@ impl Context {
             }
             return;
         }
-        let (q, complete) = queue::capture(fd, s.sock_type, true, inflight);
+        let (q, complete) = self.queue(fd, s, true, inflight);
         s.queue = q;
         if !complete {
             s.lost = "a datagram too large to save".into();

@@ -12,6 +12,9 @@ use std::os::fd::RawFd;
 
 impl Sockets<'_> {
     pub(super) fn inet_bind(&mut self, s: &Socket) -> Result<()> {
+        if self.given.contains(&s.ino) {
+            return Ok(()); // bound (and listening) already: a tree's shared listener
+        }
         let (port, ip) = super::capture::inet_addr(&s.name);
         let named = port != 0 || ip.iter().any(|&b| b != 0);
         let fd = self.made[&s.ino];
@@ -87,7 +90,7 @@ impl Sockets<'_> {
         if s.state != SockState::Connected && s.state != SockState::PeerGone {
             return Ok(());
         }
-        if self.feeder.contains_key(&s.ino) || self.is_waiting_inet(s) || s.job.is_some() && self.filled.contains(&s.ino) {
+        if self.feeder.contains_key(&s.ino) || self.is_waiting_inet(s) || self.given.contains(&s.ino) {
             return Ok(());
         }
         let fd = self.made[&s.ino];

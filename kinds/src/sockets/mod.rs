@@ -3,7 +3,7 @@
 //! every fd is known) and `restore` (ckpt-restart's half: every socket made at once), with
 //! `diag` (sock_diag), `opts` (socket options), `queue` (receive queues), `unix` (UNIX names
 //! and their files), `names` and `inet` (the restore of UNIX names and of the other families)
-//! between them.
+//! between them; `pair` makes a socketpair that processes of a tree share.
 //!
 //! Sockets that talk to each other inside the program (socket pairs, a UNIX or TCP client and
 //! the connection its listener accepted, a UDP socket and the sender of a queued datagram) are
@@ -15,6 +15,7 @@ mod inet;
 pub mod jobconn;
 mod names;
 mod opts;
+pub mod pair;
 mod queue;
 pub mod restore;
 mod unix;

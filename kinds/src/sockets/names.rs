@@ -175,6 +175,9 @@ impl Sockets<'_> {
 
     /// UNIX sockets that no name took care of.
     pub(super) fn unix_rest(&mut self, s: &Socket) -> Result<()> {
+        if self.given.contains(&s.ino) {
+            return Ok(()); // made by the caller with its peer (a tree's shared socketpair)
+        }
         if is_named_unix(s) && !self.is_accepted(s) && !self.bound.contains(&s.ino) {
             self.ensure_bound(s)?;
         }

@@ -59,6 +59,8 @@ pub struct Sockets<'a> {
     /// Connections to other tasks of a step, made again (and refilled) by the caller through
     /// the step's coordinator: our fd for each, by inode (see jobconn).
     pub(super) job: HashMap<u64, RawFd>,
+    /// The sockets `job` gave (connections to other tasks, a tree's shared socketpairs).
+    pub(super) given: HashSet<u64>,
     pub(super) opts: Options,
 }
 
@@ -94,11 +96,12 @@ fn shut_how(bits: u8) -> Option<i32> {
 
 impl<'a> Sockets<'a> {
     /// Make every socket of `fds` (parked at numbers >= `top`); `job`: the connections to other
-    /// tasks of a step, already made (our fds, by inode; taken over).
+    /// tasks of a step or socketpairs a tree shares, already made and refilled (our fds, by
+    /// inode; taken over).
     pub fn make(fds: &'a [FdState], top: RawFd, opts: Options, job: HashMap<u64, RawFd>) -> Result<Sockets<'a>> {
         let all = sockets_of(fds);
         let by_ino = all.iter().map(|s| (s.ino, *s)).collect();
-        let mut me = Sockets { all, by_ino, made: HashMap::new(), feeder: HashMap::new(), filled: HashSet::new(), bound: HashSet::new(), served: HashSet::new(), queued: HashSet::new(), reuseport_forced: HashSet::new(), stand_ins: HashSet::new(), temp_listeners: Vec::new(), temps: Vec::new(), top, job, opts };
+        let mut me = Sockets { all, by_ino, made: HashMap::new(), feeder: HashMap::new(), filled: HashSet::new(), bound: HashSet::new(), served: HashSet::new(), queued: HashSet::new(), reuseport_forced: HashSet::new(), stand_ins: HashSet::new(), temp_listeners: Vec::new(), temps: Vec::new(), top, job, given: HashSet::new(), opts };
         if let Err(e) = me.make_all() {
             me.close_all();
             return Err(e);
@@ -200,6 +203,7 @@ impl<'a> Sockets<'a> {
                 self.early(fd, s);
                 self.made.insert(s.ino, fd);
                 self.filled.insert(s.ino);
+                self.given.insert(s.ino);
                 continue;
             }
             if s.family == libc::AF_UNIX && s.state == SockState::Connected {

@@ -1,0 +1,152 @@
+//! A connection that several processes of a tree share (see ckpt_image::unshared::
+//! tree_connections), made again once by the tree's restart before the processes are forked:
+//! a new socketpair of the same type, or a TCP connection between the same two addresses
+//! (through a listener of ours on the server end's address, both bound with SO_REUSEADDR: the
+//! killed tree's ends may linger in TIME_WAIT); each end's unread messages queued again from
+//! the other end (exactly once, since it is made once), message by message for datagrams and
+//! seqpackets.
+//! Each process then gets its ends through `Sockets::make`'s `job` (options, shutdown, filters
+//! are set there as for any socket of the process).
+
+use super::queue;
+use crate::{check, close, info, Error, Result};
+use ckpt_image::Socket;
+use std::os::fd::RawFd;
+
+/// A TCP listener of the program bound and listening again (for the connections accepted from
+/// it, `make`): our fd, close-on-exec, SO_REUSEADDR as the program had it once it listens.
+pub fn listener(l: &Socket) -> Result<RawFd> {
+    let fd = bound(l)?;
+    // SAFETY: fd is a bound socket of ours.
+    if unsafe { libc::listen(fd, l.backlog.max(1) as i32) } < 0 {
+        let e = std::io::Error::last_os_error();
+        close(fd);
+        return Err(Error::Refused(format!("cannot listen on {} again: {e}", l.describe())));
+    }
+    let mine = super::opts::value(&l.opts, libc::SOL_SOCKET, libc::SO_REUSEADDR).unwrap_or(0);
+    // SAFETY: an int option on a socket of ours.
+    unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, (&mine as *const i32).cast(), 4) };
+    Ok(fd)
+}
+
+/// A listener of ours on the address of `a`, the server end of TCP connections whose listener
+/// the program has closed (one for all the connections on that address: a second one could
+/// not bind while the first one's connections are there).
+pub fn temp_listener(a: &Socket) -> Result<RawFd> {
+    let l = bound(a)?;
+    // SAFETY: l is a bound socket of ours.
+    unsafe { libc::listen(l, 64) };
+    Ok(l)
+}
+
+/// The connection of `a` and `b` (each the other's peer), refilled: our fds, close-on-exec.
+/// `via`: for TCP, the program's listener on `a`'s address made again (`listener`), or one of
+/// ours (`temp_listener`); None: one of ours for this connection alone.
+pub fn make(a: &Socket, b: &Socket, via: Option<RawFd>) -> Result<(RawFd, RawFd)> {
+    let mut sv = [0; 2];
+    if a.family == libc::AF_UNIX {
+        // SAFETY: sv has room for two fds.
+        check(unsafe { libc::socketpair(libc::AF_UNIX, a.sock_type | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) }, || "socketpair".into())?;
+    } else {
+        sv = tcp(a, b, via)?;
+    }
+    let r = refill(sv[1], a).and_then(|_| refill(sv[0], b));
+    if let Err(e) = r {
+        close(sv[0]);
+        close(sv[1]);
+        return Err(e);
+    }
+    Ok((sv[0], sv[1]))
+}
+
+/// A socket of `s`'s family and type bound to its address with SO_REUSEADDR (the killed tree's
+/// connections may linger on it).
+fn bound(s: &Socket) -> Result<RawFd> {
+    bound_to(s, &s.name)
+}
+
+fn bound_to(s: &Socket, addr: &[u8]) -> Result<RawFd> {
+    // SAFETY: plain socket creation.
+    let fd = check(unsafe { libc::socket(s.family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) }, || "socket".into())?;
+    let one: i32 = 1;
+    // SAFETY: an int option on a socket of ours; s.name is a sockaddr of its length.
+    let r = unsafe {
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, (&one as *const i32).cast(), 4);
+        libc::bind(fd, addr.as_ptr().cast(), addr.len() as u32)
+    };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        close(fd);
+        return Err(Error::Refused(format!("cannot bind {} again (a TCP connection between processes of the tree): {e}", ckpt_image::describe_addr(s.family, addr))));
+    }
+    Ok(fd)
+}
+
+/// A TCP connection from `b`'s address to `a`'s (the server end), through `via` (the program's
+/// listener there) or a listener of ours: [a's fd, b's fd].
+fn tcp(a: &Socket, b: &Socket, via: Option<RawFd>) -> Result<[RawFd; 2]> {
+    let l = match via {
+        Some(l) => l,
+        None => {
+            let l = bound(a)?;
+            // SAFETY: l is a bound socket of ours.
+            unsafe { libc::listen(l, 1) };
+            l
+        }
+    };
+    // The client end's port may still be held by the killed tree's end of the connection
+    // (TIME_WAIT, which the program's own SO_REUSEADDR setting decides about): then another
+    // port of the same address (its getsockname and its peer's getpeername show it).
+    let c = match bound(b).or_else(|_| {
+        let mut any = b.name.clone();
+        any[2..4].copy_from_slice(&[0, 0]);
+        let c = bound_to(b, &any)?;
+        info(&format!("socket {}: its port is still taken (TIME_WAIT): connected again from another port", b.describe()));
+        Ok(c)
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            if via.is_none() {
+                close(l);
+            }
+            return Err(e);
+        }
+    };
+    // SAFETY: l and c are sockets of ours; a.name is a sockaddr of its length.
+    let r = unsafe {
+        if libc::connect(c, a.name.as_ptr().cast(), a.name.len() as u32) == 0 {
+            libc::accept4(l, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC)
+        } else {
+            -1
+        }
+    };
+    let e = std::io::Error::last_os_error();
+    if via.is_none() {
+        close(l);
+    }
+    if r < 0 {
+        close(c);
+        return Err(Error::Refused(format!("cannot make the TCP connection {} again: {e}", a.describe())));
+    }
+    Ok([r, c])
+}
+
+/// Queue the unread messages of `to` again, sent from `from` (its peer).
+fn refill(from: RawFd, to: &Socket) -> Result<()> {
+    // Room for all the unread bytes (as far as the kernel allows: wmem_max).
+    let unread: usize = to.queue.iter().map(|m| m.data.len() + 256).sum();
+    if unread > 64 * 1024 {
+        let want = unread.min(i32::MAX as usize) as i32;
+        // SAFETY: an int option on a socket of ours.
+        unsafe { libc::setsockopt(from, libc::SOL_SOCKET, libc::SO_SNDBUF, (&want as *const i32).cast(), 4) };
+    }
+    for m in &to.queue {
+        let sent = if to.sock_type == libc::SOCK_STREAM {
+            queue::send_all(from, m, &[])
+        } else {
+            queue::send(from, &m.data, &[], &[]).and_then(|n| if n == m.data.len() { Ok(()) } else { Err(std::io::Error::from_raw_os_error(libc::EMSGSIZE)) })
+        };
+        sent.map_err(|e| Error::Refused(format!("socket {}: {} unread bytes cannot be queued again ({e})", to.describe(), m.data.len())))?;
+    }
+    Ok(())
+}

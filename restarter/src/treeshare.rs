@@ -1,0 +1,73 @@
+//! The sockets that processes of a tree share, made once by the tree's root before it forks the
+//! tree (like its pipes, see `tree`): every socketpair and TCP connection of
+//! `ckpt_image::unshared::tree_connections`, refilled once, and the TCP listeners those
+//! connections were accepted from (`tree_listeners`). Every process inherits them and takes the ones its fd table holds (as fds or
+//! in flight) through the socket restore's `job` (ckpt_kinds::sockets::restore); the rest it
+//! closes with every other fd of ours.
+
+use anyhow::{anyhow, Result};
+use ckpt_image::{FdKind, FdState, Index};
+use std::collections::HashMap;
+use std::os::fd::RawFd;
+
+/// Our fd of each shared socket, by inode.
+#[derive(Default)]
+pub struct TreeSockets(HashMap<u64, RawFd>);
+
+impl TreeSockets {
+    /// Make the connections the processes of `indexes` share.
+    pub fn make(indexes: &[(i32, Index)]) -> Result<TreeSockets> {
+        let mut me = TreeSockets::default();
+        let conns = ckpt_image::unshared::tree_connections(indexes);
+        // The program's TCP listeners those connections were accepted from, first: made here
+        // with them (a listener bound later would find its port taken by their server ends).
+        let mut listeners = Vec::new();
+        for l in ckpt_image::unshared::tree_listeners(indexes, &conns) {
+            let fd = ckpt_kinds::sockets::pair::listener(l).map_err(|e| anyhow!("{e}"))?;
+            me.0.insert(l.ino, fd);
+            listeners.push((l, fd));
+        }
+        let mut temps: Vec<(&[u8], RawFd)> = Vec::new();
+        let made = conns.iter().try_for_each(|(a, b)| -> Result<()> {
+            let mut via = listeners.iter().find(|(l, _)| ckpt_image::unshared::serves(l, a)).map(|x| x.1);
+            if via.is_none() && a.family != libc::AF_UNIX {
+                via = match temps.iter().find(|t| t.0 == &a.name[..]) {
+                    Some(t) => Some(t.1),
+                    None => {
+                        let t = ckpt_kinds::sockets::pair::temp_listener(a).map_err(|e| anyhow!("{e}"))?;
+                        temps.push((&a.name, t));
+                        Some(t)
+                    }
+                };
+            }
+            let (x, y) = ckpt_kinds::sockets::pair::make(a, b, via).map_err(|e| anyhow!("{e}"))?;
+            me.0.insert(a.ino, x);
+            me.0.insert(b.ino, y);
+            Ok(())
+        });
+        for (_, t) in temps {
+            // SAFETY: a listener of ours, no longer needed.
+            unsafe { libc::close(t) };
+        }
+        made.map(|_| me)
+    }
+
+    /// New fds of ours (close-on-exec) for the shared sockets of fd table `fds`, by inode.
+    pub fn of(&self, fds: &[FdState]) -> Result<HashMap<u64, RawFd>> {
+        let mut out = HashMap::new();
+        for f in fds {
+            let FdKind::Socket(s) = &f.kind else { continue };
+            let Some(&fd) = self.0.get(&s.ino) else { continue };
+            if out.contains_key(&s.ino) {
+                continue;
+            }
+            // SAFETY: fd is ours (inherited from the tree's root).
+            let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+            if d < 0 {
+                return Err(anyhow!("cannot take the shared socket socket:[{}]: {}", s.ino, std::io::Error::last_os_error()));
+            }
+            out.insert(s.ino, d);
+        }
+        Ok(out)
+    }
+}
