@@ -6,15 +6,13 @@
 //!   the same binary as an uninterrupted build; also as user nobody.
 //! - Open MPI `mpirun -np 2` of a ring (mpi_ring.c): the checkpoint takes mpirun and both ranks,
 //!   which talk over loopback TCP connections between them. The restart makes those again with
-//!   their addresses and the ring continues to the uninterrupted run's result; only when
-//!   mpirun's listener port is still held by the killed connections (TIME_WAIT, and mpirun does
-//!   not set SO_REUSEADDR) does the restart stop instead, in one line naming the address and the
-//!   TCP connection (never a restart that leaves the ranks unconnected).
+//!   their addresses (waiting out TCP's TIME_WAIT on mpirun's listener port, up to 60 s: mpirun
+//!   does not set SO_REUSEADDR) and the ring continues to the uninterrupted run's result.
 //! - MPICH's `mpiexec -launcher fork -np 2` of the same ring (built for MPICH's ABI): mpiexec,
 //!   its hydra_pmi_proxy and both ranks share mpiexec's listening socket (inherited), which is
 //!   not shared again yet: refused in one line.
-//! - The full restarts of both (same result as an uninterrupted run, run_and_verify) are written
-//!   and ignored until every restart of them can succeed.
+//! - The full restart of MPICH's (same result as an uninterrupted run, run_and_verify) is written
+//!   and ignored until a socket held by several processes is shared again.
 
 use anyhow::{ensure, Result};
 use ckpt_tests::{run_and_verify, skip_test, Bins, Options, Outcome, Program, Workdir};
@@ -57,50 +55,6 @@ fn make_j2_checkpointed_while_compilers_run_builds_the_same_program() -> Result<
 #[test]
 fn make_j2_checkpointed_while_compilers_run_as_nobody() -> Result<()> {
     verify("tools-make-nobody", make_job, 3, true, &COMPILERS).map(drop)
-}
-
-#[test]
-fn mpirun_of_a_ring_continues_or_stops_in_one_line_at_restart() -> Result<()> {
-    let mpirun = Path::new("/usr/bin/mpirun.openmpi");
-    if !mpirun.is_file() {
-        skip_test!("Open MPI is not installed (Debian package openmpi-bin; .ci/run installs it)");
-        return Ok(());
-    }
-    let bins = Bins::locate()?;
-    let work = Workdir::new("tools-mpi")?;
-    let ring = ckpt_tests::programs::compile_c(&work, "mpi_ring.c", &["-l:libmpi.so.40"])?;
-    let ring = ring.to_str().unwrap();
-    let program = Program::native(mpirun, &["--oversubscribe", "-np", "2", ring, "400", "50"], &work);
-    let mut opts = Options::new(&work, &[10]);
-    opts.env = vec![
-        ("CKPT_NAMESPACE".into(), "1".into()),
-        ("OMPI_ALLOW_RUN_AS_ROOT".into(), "1".into()),
-        ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM".into(), "1".into()),
-        // Open MPI's session directory and shared-memory segments in the work directory: a
-        // killed job leaves them behind.
-        ("TMPDIR".into(), work.path().display().to_string()),
-        ("OMPI_MCA_btl_vader_backing_directory".into(), work.path().display().to_string()),
-    ];
-    let (set, _, _) = ckpt_tests::checkpoint_and_kill(&bins, &program, &opts)?;
-    let manifest = std::fs::read_dir(&set)?.count();
-    ensure!(manifest >= 4, "the set {} holds {manifest} files, expected mpirun's, both ranks' and the manifest", set.display());
-    let rec = ckpt_tests::run_restart(&bins, &set, work.path(), Duration::from_secs(120))?;
-    if rec.status.is_some_and(|s| s.success()) {
-        // Restarted: it continued (its first step after the checkpoint's) to the uninterrupted
-        // run's result.
-        let plain = std::process::Command::new(&program.argv[0]).args(&program.argv[1..]).envs(opts.env.iter().map(|(k, v)| (k, v))).current_dir(&program.cwd).output()?;
-        let plain = String::from_utf8_lossy(&plain.stdout);
-        let first = rec.stdout.lines().find_map(ckpt_tests::step_of);
-        ensure!(
-            first.is_some_and(|n| n >= 10) && ckpt_tests::result_of(&rec.stdout).is_some() && ckpt_tests::result_of(&rec.stdout) == ckpt_tests::result_of(&plain),
-            "the restarted MPI ring did not continue to the uninterrupted result {:?}: {rec}",
-            ckpt_tests::result_of(&plain)
-        );
-        return Ok(());
-    }
-    ckpt_tests::check::clean_failure(&rec).map_err(anyhow::Error::msg)?;
-    ensure!(rec.stderr.contains("TCP connection") && rec.stderr.contains("Address already in use"), "ckpt-restart of the MPI set: {rec}");
-    Ok(())
 }
 
 /// The ring under a launcher (through `env`, with Open MPI's permission to run as root), for
@@ -155,7 +109,6 @@ fn full_ring(name: &str, launcher: &Path, args: &[&str], mpich: bool) -> Result<
 }
 
 #[test]
-#[ignore = "needs loopback TCP connections between processes of a tree made again at restart (mpirun and its ranks)"]
 fn mpirun_of_a_ring_continues_to_the_same_result() -> Result<()> {
     full_ring("tools-mpi-full", Path::new("/usr/bin/mpirun.openmpi"), &["--oversubscribe", "-np", "2"], false)
 }

@@ -69,18 +69,43 @@ fn bound_to(s: &Socket, addr: &[u8]) -> Result<RawFd> {
     // SAFETY: plain socket creation.
     let fd = check(unsafe { libc::socket(s.family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) }, || "socket".into())?;
     let one: i32 = 1;
-    // SAFETY: an int option on a socket of ours; s.name is a sockaddr of its length.
-    let r = unsafe {
-        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, (&one as *const i32).cast(), 4);
-        libc::bind(fd, addr.as_ptr().cast(), addr.len() as u32)
+    let bind = || {
+        // SAFETY: an int option on a socket of ours; addr is a sockaddr of its length.
+        let r = unsafe {
+            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, (&one as *const i32).cast(), 4);
+            libc::bind(fd, addr.as_ptr().cast(), addr.len() as u32)
+        };
+        if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
     };
-    if r < 0 {
-        let e = std::io::Error::last_os_error();
+    // The killed tree's ends of its connections hold the port for TCP's TIME_WAIT (60 s) when
+    // the program had not set SO_REUSEADDR (Open MPI's mpirun and orted do not): wait them out.
+    let start = std::time::Instant::now();
+    let mut said = false;
+    let r = loop {
+        match bind() {
+            Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) && start.elapsed() < TIME_WAIT => {
+                if !said {
+                    eprintln!(
+                        "ckpt-restart: waiting for {}: the killed program's TCP connections still hold it (TIME_WAIT, at most 60 s)",
+                        ckpt_image::describe_addr(s.family, addr)
+                    );
+                    said = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            r => break r,
+        }
+    };
+    if let Err(e) = r {
         close(fd);
         return Err(Error::Refused(format!("cannot bind {} again (a TCP connection between processes of the tree): {e}", ckpt_image::describe_addr(s.family, addr))));
     }
     Ok(fd)
 }
+
+/// How long a port held by the killed tree's connections is waited for: TCP's TIME_WAIT
+/// (TCP_TIMEWAIT_LEN, 60 s) and a margin.
+const TIME_WAIT: std::time::Duration = std::time::Duration::from_secs(65);
 
 /// A TCP connection from `b`'s address to `a`'s (the server end), through `via` (the program's
 /// listener there) or a listener of ours: [a's fd, b's fd].
