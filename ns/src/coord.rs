@@ -427,6 +427,12 @@ impl Coord {
                 })
                 .collect(),
         };
+        // Never replace the previous set with one a restart would refuse (a checkpoint asked for
+        // while the program exits: no live process left to be the root).
+        if root == 0 {
+            return Err("no live process of the program is left (it is exiting); the previous set stays".into());
+        }
+        Manifest::parse(&manifest.encode()).map_err(|e| format!("the set would not read back ({e}); the previous set stays"))?;
         self.commit(tmp, dirfd, &manifest)?;
         Ok((n, raw, stored, paused))
     }
