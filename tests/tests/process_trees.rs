@@ -95,6 +95,21 @@ fn python_process_pool_executor_continues() -> Result<()> {
     verify("trees-executor", executor, &[30], false).map(drop)
 }
 
+/// Start `program` under ckpt-run in its namespace, ask a checkpoint once it printed step 10,
+/// and wait until its stderr holds `line` (the result of that wait, with the running process).
+fn ask_checkpoint(bins: &Bins, work: &Workdir, program: &Program, line: &str) -> Result<(ckpt_tests::Proc, Result<()>)> {
+    let mut cmd = ckpt_tests::scenario::ckpt_run_with(bins, program, &work.images(), &[], false);
+    cmd.env("CKPT_NAMESPACE", "1");
+    let mut run = ckpt_tests::Proc::spawn("ckpt-run", cmd)?;
+    let minute = std::time::Duration::from_secs(60);
+    let seen = run.wait_for_step(10, minute).and_then(|_| {
+        // SAFETY: signalling the process we started.
+        unsafe { libc::kill(run.pid(), libc::SIGUSR2) };
+        run.wait_for_stderr(line, minute)
+    });
+    Ok((run, seen))
+}
+
 /// A tree whose processes share an object the restart cannot share again (`mode` of
 /// tree_shared_objects.c): ckpt-restart refuses the set in one line naming both processes and
 /// fds, and goes on only with --ignore-missing-files, with a warning naming what was lost.
@@ -103,15 +118,7 @@ fn shared_object_refused(name: &str, mode: &str, what: &str) -> Result<()> {
     let work = Workdir::new(name)?;
     let program = Program::c(&work, "tree_shared_objects.c", &[], &[mode, "400", "20"])?;
     // The checkpoint says in one line what a restart cannot share again.
-    let mut cmd = ckpt_tests::scenario::ckpt_run_with(&bins, &program, &work.images(), &[], false);
-    cmd.env("CKPT_NAMESPACE", "1");
-    let mut run = ckpt_tests::Proc::spawn("ckpt-run", cmd)?;
-    let minute = std::time::Duration::from_secs(60);
-    let warned = run.wait_for_step(10, minute).and_then(|_| {
-        // SAFETY: signalling the process we started.
-        unsafe { libc::kill(run.pid(), libc::SIGUSR2) };
-        run.wait_for_stderr("warning: checkpoint 1:", minute)
-    });
+    let (mut run, warned) = ask_checkpoint(&bins, &work, &program, "warning: checkpoint 1:")?;
     run.kill()?;
     let rec = run.record();
     warned.map_err(|e| anyhow::anyhow!("{e:#}\n{}", rec.stderr))?;
@@ -165,16 +172,9 @@ fn unfit_refused(name: &str, mode: &str, what: &str) -> Result<()> {
     let bins = Bins::locate()?;
     let work = Workdir::new(name)?;
     let program = Program::c(&work, "tree_unfit.c", &[], &[mode, "400", "20"])?;
-    let mut cmd = ckpt_tests::scenario::ckpt_run_with(&bins, &program, &work.images(), &[], false);
-    cmd.env("CKPT_NAMESPACE", "1");
-    let mut run = ckpt_tests::Proc::spawn("ckpt-run", cmd)?;
-    let minute = std::time::Duration::from_secs(60);
     let failed = "of the process tree failed";
-    let refused = run.wait_for_step(10, minute).and_then(|_| {
-        // SAFETY: signalling the process we started.
-        unsafe { libc::kill(run.pid(), libc::SIGUSR2) };
-        run.wait_for_stderr(failed, minute)
-    });
+    let (mut run, refused) = ask_checkpoint(&bins, &work, &program, failed)?;
+    let minute = std::time::Duration::from_secs(60);
     let going_on = refused.as_ref().ok().map(|_| run.wait_for_step(run.last_step().unwrap_or(0) + 5, minute));
     run.kill()?;
     let rec = run.record();
