@@ -11,7 +11,8 @@
 //! manifest (`ckpt_image::tree`) is written last and the set renamed into place as `NAME.ckpt`
 //! (older ones move to `NAME.ckpt.1`, ...): a set is complete or absent, and the previous one
 //! stays on any failure. A process that does not run the runtime (a static program, one that
-//! cleared LD_PRELOAD) refuses the checkpoint with one line naming it.
+//! cleared LD_PRELOAD), a stopped process (job control) or a traced one (ptrace) refuses the
+//! checkpoint at once with one line naming it.
 //!
 //! A program alone, whose image name has never held a set, is told to checkpoint itself (its
 //! image stays one file, with increments, as without trees).
@@ -300,10 +301,15 @@ impl Coord {
     fn take(&mut self, gen: u64) -> Result<(usize, u64, u64, u64), String> {
         // Every live process of the tree must run the runtime (a fork's child connects in
         // its first milliseconds).
+        // A stopped or traced process cannot take its part (its threads, ours too, do not run):
+        // said at once, before any waiting.
+        let unfit: Vec<String> = procs().iter().filter(|p| !p.zombie).filter_map(|p| unfit(p.pid)).collect();
+        if !unfit.is_empty() {
+            return Err(unfit.join("; "));
+        }
         let missing = |c: &Coord| procs().iter().filter(|p| !p.zombie && c.index_of(p.pid).is_none()).map(|p| p.pid).collect::<Vec<_>>();
         if !self.wait_until(JOIN, |c| missing(c).is_empty()) {
-            let list: Vec<String> = missing(self).iter().map(|&p| format!("{p} ({})", comm(p))).collect();
-            return Err(format!("process {} does not run ckpt's runtime (a static or setuid program, or one started without LD_PRELOAD): it cannot be checkpointed", list.join(", ")));
+            return Err(not_running_runtime(&missing(self)));
         }
         let (tmp, dirfd) = self.make_tmp()?;
         let r = self.phases(gen, &tmp, &dirfd);
@@ -360,8 +366,7 @@ impl Coord {
             }
             if round >= 50 {
                 self.abort();
-                let list: Vec<String> = left.iter().map(|&p| format!("{p} ({})", comm(p))).collect();
-                return Err(format!("process {} does not run ckpt's runtime (a static or setuid program, or one started without LD_PRELOAD): it cannot be checkpointed", list.join(", ")));
+                return Err(not_running_runtime(&left));
             }
         }
         let n = self.members.len();
@@ -473,6 +478,39 @@ impl Coord {
         unsafe { libc::fsync(dirfd.as_raw_fd()) };
         crate::sets::commit(&self.target.dir, tmp, &self.target.name, self.target.keep)
     }
+}
+
+/// The line for live processes of the tree that never joined it.
+fn not_running_runtime(pids: &[i32]) -> String {
+    let list: Vec<String> = pids.iter().map(|&p| format!("{p} ({})", comm(p))).collect();
+    format!(
+        "process {} does not run ckpt's runtime (a static or setuid program, one started without LD_PRELOAD, or a child made by a raw clone system call instead of fork): it cannot be checkpointed",
+        list.join(", ")
+    )
+}
+
+/// Why process `pid` cannot take its part in a checkpoint, if it cannot: one of its threads is
+/// traced (ptrace: its tracer gets our stop signal first, and a restart cannot attach the tracer
+/// again unprivileged), or it is stopped by a stop signal (job control: SIGSTOP, Ctrl-Z), which
+/// stops our checkpoint thread too.
+fn unfit(pid: i32) -> Option<String> {
+    let rd = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut stopped = false;
+    for t in rd.flatten() {
+        let Ok(status) = std::fs::read_to_string(t.path().join("status")) else { continue };
+        let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).unwrap_or("");
+        let tracer: i32 = field("TracerPid:").parse().unwrap_or(0);
+        if tracer != 0 {
+            let tid = t.file_name().to_string_lossy().into_owned();
+            return Some(format!(
+                "process {pid} ({}) is traced (thread {tid}, by process {tracer} ({})): ckpt cannot checkpoint a traced process, nor trace it again at a restart (no ptrace unprivileged); end the tracing first",
+                comm(pid),
+                comm(tracer)
+            ));
+        }
+        stopped |= field("State:").starts_with('T');
+    }
+    stopped.then(|| format!("process {pid} ({}) is stopped (SIGSTOP, SIGTSTP: job control): ckpt cannot checkpoint a stopped process yet; continue it (SIGCONT) first", comm(pid)))
 }
 
 /// Whether the image of process `pid` is in the set directory `tmp`: its writer (the snapshot of

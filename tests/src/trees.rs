@@ -24,6 +24,21 @@ pub fn verify(name: &str, make: fn(&Workdir) -> Result<Program>, steps: &[u64], 
     Ok(o)
 }
 
+/// Start `program` under ckpt-run in its namespace, ask a checkpoint once it printed step 10,
+/// and wait until its stderr holds `line` (the result of that wait, with the running process).
+pub fn ask_checkpoint(bins: &Bins, work: &Workdir, program: &Program, line: &str, as_nobody: bool) -> Result<(crate::Proc, Result<()>)> {
+    let mut cmd = crate::scenario::ckpt_run_with(bins, program, &work.images(), &[], as_nobody);
+    cmd.env("CKPT_NAMESPACE", "1");
+    let mut run = crate::Proc::spawn("ckpt-run", cmd)?;
+    let minute = std::time::Duration::from_secs(60);
+    let seen = run.wait_for_step(10, minute).and_then(|_| {
+        // SAFETY: signalling the process we started.
+        unsafe { libc::kill(run.pid(), libc::SIGUSR2) };
+        run.wait_for_stderr(line, minute)
+    });
+    Ok((run, seen))
+}
+
 /// A tree whose processes share an object the restart cannot share again (`source` run with
 /// `mode`): the checkpoint names it in one line, ckpt-restart refuses the set in one line naming
 /// `what`, and goes on only with --ignore-missing-files, with a warning naming what was lost.
@@ -32,15 +47,7 @@ pub fn shared_object_refused(name: &str, source: &str, mode: &str, what: &str, a
     let work = Workdir::new(name)?;
     let program = Program::c(&work, source, &[], &[mode, "400", "20"])?;
     // The checkpoint says in one line what a restart cannot share again.
-    let mut cmd = crate::scenario::ckpt_run_with(&bins, &program, &work.images(), &[], as_nobody);
-    cmd.env("CKPT_NAMESPACE", "1");
-    let mut run = crate::Proc::spawn("ckpt-run", cmd)?;
-    let minute = std::time::Duration::from_secs(60);
-    let warned = run.wait_for_step(10, minute).and_then(|_| {
-        // SAFETY: signalling the process we started.
-        unsafe { libc::kill(run.pid(), libc::SIGUSR2) };
-        run.wait_for_stderr("warning: checkpoint 1:", minute)
-    });
+    let (mut run, warned) = ask_checkpoint(&bins, &work, &program, "warning: checkpoint 1:", as_nobody)?;
     run.kill()?;
     let rec = run.record();
     warned.map_err(|e| anyhow::anyhow!("{e:#}\n{}", rec.stderr))?;

@@ -92,3 +92,33 @@ fn a_socketpair_between_processes_of_the_tree_continues() -> Result<()> {
 fn a_file_offset_shared_by_fork_is_refused_or_warned() -> Result<()> {
     ckpt_tests::trees::shared_object_refused("trees-shared-file", "tree_shared_objects.c", "file", "one open file", false)
 }
+
+/// A tree with a process that cannot take its part (`mode` of tree_unfit.c): the checkpoint is
+/// refused at once in one line naming it and saying `what`, and the program goes on.
+fn unfit_refused(name: &str, mode: &str, what: &str) -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(name)?;
+    let program = Program::c(&work, "tree_unfit.c", &[], &[mode, "400", "20"])?;
+    let failed = "of the process tree failed";
+    let (mut run, refused) = ckpt_tests::trees::ask_checkpoint(&bins, &work, &program, failed, false)?;
+    let minute = std::time::Duration::from_secs(60);
+    let going_on = refused.as_ref().ok().map(|_| run.wait_for_step(run.last_step().unwrap_or(0) + 5, minute));
+    run.kill()?;
+    let rec = run.record();
+    refused.map_err(|e| anyhow::anyhow!("{e:#}\n{}", rec.stderr))?;
+    let line = rec.stderr.lines().find(|l| l.contains(failed)).unwrap_or_default();
+    ensure!(line.contains(what) && line.contains("(tree_unfit)"), "the checkpoint's line: {line}");
+    ensure!(!work.images().join(program.image_name()).join("tree").exists(), "a set was written: {line}");
+    going_on.unwrap_or(Ok(0)).map_err(|e| anyhow::anyhow!("the program did not go on: {e:#}\n{}", rec.stderr))?;
+    Ok(())
+}
+
+#[test]
+fn a_stopped_process_of_the_tree_is_refused_in_one_line() -> Result<()> {
+    unfit_refused("trees-stopped", "stopped", "is stopped")
+}
+
+#[test]
+fn a_traced_process_of_the_tree_is_refused_in_one_line() -> Result<()> {
+    unfit_refused("trees-traced", "traced", "is traced")
+}

@@ -3,7 +3,10 @@
 //! - `make -j2` of a small C project (tree_make.sh): make 4.3 starts `cc` with posix_spawn, gcc
 //!   starts `cc1` and `as` with vfork; the checkpoint is asked while the slow file's cc1 runs
 //!   (the set must hold it), and the restarted build must finish to the same program output and
-//!   the same binary as an uninterrupted build; also as user nobody.
+//!   the same binary as an uninterrupted build; also as user nobody. The original build runs on
+//!   between the checkpoint and the SIGKILL (under load, to its end): it must not change files
+//!   the restarted one needs, so gcc runs with -pipe (it used to delete its ccXXXX.s temporary
+//!   files, and the restarted `as` then could not open them: a test artefact, not a restart bug).
 //! - Open MPI `mpirun -np 2` of a ring (mpi_ring.c): the checkpoint takes mpirun and both ranks,
 //!   which talk over loopback TCP connections between them. The restart makes those again with
 //!   their addresses (waiting out TCP's TIME_WAIT on mpirun's listener port, up to 60 s: mpirun
@@ -45,7 +48,7 @@ fn verify(name: &str, make: fn(&Workdir) -> Program, step: u64, as_nobody: bool,
 }
 
 /// make, the driver it spawned, and the compiler proper the driver vforked.
-const COMPILERS: [&str; 3] = [": make -s -j2", ": cc -O2 -c slow.c", "/cc1 -quiet"];
+const COMPILERS: [&str; 3] = [": make -s -j2", ": cc -pipe -O2 -c slow.c", "/cc1 -quiet"];
 
 #[test]
 fn make_j2_checkpointed_while_compilers_run_builds_the_same_program() -> Result<()> {
