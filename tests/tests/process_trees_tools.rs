@@ -117,7 +117,7 @@ fn mpirun_of_a_ring_continues_to_the_same_result() -> Result<()> {
 }
 
 #[test]
-#[ignore = "needs sockets held by several processes of a tree and socketpairs between them made again at restart (mpiexec, its proxy and the ranks)"]
+#[ignore = "needs a socket held by several processes of a tree shared again at restart (mpiexec's listener, inherited by its proxy and both ranks)"]
 fn mpiexec_fork_of_a_ring_continues_to_the_same_result() -> Result<()> {
     full_ring("tools-mpich-full", Path::new(MPIEXEC), &["-launcher", "fork", "-np", "2"], true)
 }
