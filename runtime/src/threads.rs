@@ -137,6 +137,8 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
     crate::sigqueue::reset();
     STOPPING.store(true, Ordering::Release);
     let mut signaled: Vec<i32> = Vec::new();
+    // Threads seen blocking the stop signal: (tid, since when, its CPU time then).
+    let mut suspects: Vec<(i32, u64, u64)> = Vec::new();
     let task_dir = sys::cpath(&[b"/proc/self/task"]);
     let started = now_ms();
     loop {
@@ -163,13 +165,28 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
             if signaled.iter().all(|&t| is_published(t)) {
                 break;
             }
-            let waited = now_ms() - started;
-            if waited > 1000 {
-                // A thread that blocks the stop signal for a second blocks it for good (glibc
-                // blocks every signal only for moments, except in its aio and mq_notify helpers).
-                if let Some(&t) = signaled.iter().find(|&&t| !is_published(t) && blocks_stop_signal(t)) {
-                    resume_all();
-                    return Err(format!("thread {t} ({}) blocks every signal, the stop signal too: it cannot be stopped for a checkpoint", comm_of(t)));
+            let now = now_ms();
+            let waited = now - started;
+            if waited > 200 {
+                // A thread that blocks the stop signal for a second while it runs or sleeps
+                // blocks it for good (glibc blocks every signal only for moments, except in its
+                // aio and mq_notify helpers). A thread glibc has just created starts with every
+                // signal blocked until it first runs: one that waits for a CPU all along (state
+                // R, no CPU time since) is waited for.
+                for &t in signaled.iter().filter(|&&t| !is_published(t)) {
+                    if !blocks_stop_signal(t) {
+                        suspects.retain(|s| s.0 != t);
+                        continue;
+                    }
+                    let (state, cpu) = state_and_cpu(t);
+                    match suspects.iter().find(|s| s.0 == t) {
+                        None => suspects.push((t, now, cpu)),
+                        Some(&(_, since, cpu0)) if now - since > 1000 && (state != b'R' || cpu != cpu0) => {
+                            resume_all();
+                            return Err(format!("thread {t} ({}) blocks every signal, the stop signal too: it cannot be stopped for a checkpoint", comm_of(t)));
+                        }
+                        Some(_) => {}
+                    }
                 }
             }
             if waited > 20_000 {
@@ -213,6 +230,16 @@ fn blocks_stop_signal(tid: i32) -> bool {
     let hex: Vec<u8> = status[i + 7..].iter().copied().skip_while(|b| b.is_ascii_whitespace()).take_while(|b| b.is_ascii_hexdigit()).collect();
     let mask = u64::from_str_radix(std::str::from_utf8(&hex).unwrap_or(""), 16).unwrap_or(0);
     mask & (1u64 << (STOP_SIGNAL - 1)) != 0
+}
+
+/// Thread `tid`'s scheduler state (`R`, `S`, `D`, ...) and the CPU time it has had (ns).
+fn state_and_cpu(tid: i32) -> (u8, u64) {
+    let stat = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(tid), b"/stat"])).unwrap_or_default();
+    // After "(comm)", which may hold spaces and parentheses: the state.
+    let state = stat.iter().rposition(|&b| b == b')').and_then(|i| stat.get(i + 2).copied()).unwrap_or(b'?');
+    let sched = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(tid), b"/schedstat"])).unwrap_or_default();
+    let digits: Vec<u8> = sched.iter().copied().take_while(u8::is_ascii_digit).collect();
+    (state, std::str::from_utf8(&digits).ok().and_then(|d| d.parse().ok()).unwrap_or(0))
 }
 
 fn comm_of(tid: i32) -> String {
