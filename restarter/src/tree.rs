@@ -180,7 +180,7 @@ pub fn build(set: &Path, lossy: bool) -> Result<PathBuf> {
         let r = ckpt_image::trust::read_owned(&path, euid).with_context(|| format!("{}", path.display()))?;
         indexes.push((p.pid, r.index));
     }
-    refuse_unshared(&indexes, lossy)?;
+    refuse_unshared(&indexes, m.same.as_deref(), lossy)?;
     // The namespace's System V objects (every image records them all: the root's are used).
     if let Some((_, ix)) = indexes.iter().find(|(pid, _)| *pid == m.root) {
         crate::sysv_objects(ix)?;
@@ -209,8 +209,8 @@ pub fn build(set: &Path, lossy: bool) -> Result<PathBuf> {
 }
 
 /// Refuse a tree whose processes share objects that would come back separate (or warn, `lossy`).
-fn refuse_unshared(indexes: &[(i32, Index)], lossy: bool) -> Result<()> {
-    let found = ckpt_image::unshared::find(indexes);
+fn refuse_unshared(indexes: &[(i32, Index)], same: Option<&[Vec<(i32, i32)>]>, lossy: bool) -> Result<()> {
+    let found = ckpt_image::unshared::find(indexes, same);
     if lossy {
         for u in &found {
             eprintln!("ckpt-restart: warning: {}; they come back as {} (ckpt cannot share them again yet)", u.what, u.instead);
