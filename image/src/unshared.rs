@@ -1,8 +1,10 @@
 //! Objects that several processes of a tree share but that a tree's restart cannot share again
 //! yet (it shares pipes (`tree_pipes`), shared memory, socketpairs and TCP connections
-//! (`tree_connections`)): one other socket held by two processes, the two ends of one UNIX
+//! (`tree_connections`), and open files that the manifest says two processes hold as one
+//! (`tree_files`)): one other socket held by two processes, the two ends of one UNIX
 //! connection made through a listener, one open file with its common offset (inherited by
-//! fork), one deleted file. Restarted, each
+//! fork) in a set without the manifest's `same` lines, an event fd, timer fd, signal fd, epoll
+//! or inotify instance inherited by fork, one deleted file. Restarted, each
 //! process would get its own copy (a socket whose peer is closed, a file with its own offset):
 //! ckpt-restart refuses such a set unless the user asked to go on (--ignore-missing-files), and
 //! the checkpoint that wrote it says so in one line.
@@ -98,7 +100,8 @@ pub fn find(indexes: &[(i32, Index)], same: Option<&[Vec<At>]>) -> Vec<Unshared>
 /// the cut) say two processes hold as one: the first two holders of each.
 fn exact(indexes: &[(i32, Index)], groups: &[Vec<At>], out: &mut Vec<Unshared>) {
     let state = |(pid, fd): At| indexes.iter().find(|(p, _)| *p == pid).and_then(|(_, ix)| ix.fds.iter().find(|f| f.fd == fd && f.dup_of.is_none()));
-    for group in groups {
+    let files = tree_files(indexes, groups);
+    for group in groups.iter().filter(|g| !files.contains(g)) {
         let held: Vec<(At, &FdState)> = group.iter().filter_map(|&at| Some((at, state(at)?))).filter(|(_, f)| comes_back_separate(f)).collect();
         let Some(&(a, f)) = held.first() else { continue };
         let Some(&(b, _)) = held.iter().find(|(o, _)| o.0 != a.0) else { continue };
@@ -111,6 +114,19 @@ fn exact(indexes: &[(i32, Index)], groups: &[Vec<At>], out: &mut Vec<Unshared>) 
             k => Unshared { what: format!("{both} are one {} (shared by fork)", kind_name(k)), instead: "separate objects" },
         });
     }
+}
+
+/// The open files (regular, by path) that `groups` say two processes or more hold as one, which
+/// a tree's restart opens once and shares (with their one offset): every holder that is not a
+/// dup at a fd above 2 (stdio is whoever runs the restart's), in two processes or more.
+pub fn tree_files<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<&'a Vec<At>> {
+    let state = |(pid, fd): At| indexes.iter().find(|(p, _)| *p == pid).and_then(|(_, ix)| ix.fds.iter().find(|f| f.fd == fd));
+    let shareable = |group: &Vec<At>| {
+        let held: Vec<(At, &FdState)> = group.iter().filter_map(|&at| Some((at, state(at)?))).filter(|(_, f)| f.dup_of.is_none()).collect();
+        held.iter().all(|(_, f)| matches!(f.kind, FdKind::Path { is_dir: false, .. }) && f.fd > 2 && f.flags & libc::O_PATH == 0 && f.id.ino != 0)
+            && held.iter().any(|(a, _)| a.0 != held[0].0.0)
+    };
+    groups.iter().filter(|g| shareable(g)).collect()
 }
 
 /// Whether a fd that two processes hold as one comes back as one object per process: a file
