@@ -63,3 +63,40 @@ fn kcmp_file(a: (i32, i32), b: (i32, i32)) -> Option<bool> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_fd_inherited_by_fork_is_one_and_one_made_after_is_not() {
+        // SAFETY: new fds of this test, closed below.
+        let (inherited, before) = unsafe { (libc::eventfd(0, libc::EFD_CLOEXEC), libc::eventfd(0, libc::EFD_CLOEXEC)) };
+        // SAFETY: the child only sleeps and exits (async-signal-safe calls).
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            // SAFETY: as above.
+            unsafe {
+                libc::close(before);
+                libc::sleep(30);
+                libc::_exit(0)
+            }
+        }
+        // SAFETY: one made after the fork, this process's alone.
+        let after = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        let me = std::process::id() as i32;
+        let found = groups(&[me, child]);
+        // SAFETY: ending and reaping our child; closing our fds.
+        unsafe {
+            libc::kill(child, libc::SIGKILL);
+            libc::waitpid(child, std::ptr::null_mut(), 0);
+            libc::close(inherited);
+            libc::close(before);
+            libc::close(after);
+        }
+        let found = found.expect("kcmp works between a process and its child");
+        let of = |at: (i32, i32)| found.iter().find(|g| g.contains(&at));
+        assert!(of((me, inherited)).is_some_and(|g| g.contains(&(child, inherited))), "{found:?}");
+        assert!(of((me, after)).is_none() && of((me, before)).is_none(), "{found:?}");
+    }
+}
