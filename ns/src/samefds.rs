@@ -68,35 +68,59 @@ fn kcmp_file(a: (i32, i32), b: (i32, i32)) -> Option<bool> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn an_event_fd_inherited_by_fork_is_one_and_one_made_after_is_not() {
-        // SAFETY: new fds of this test, closed below.
-        let (inherited, before) = unsafe { (libc::eventfd(0, libc::EFD_CLOEXEC), libc::eventfd(0, libc::EFD_CLOEXEC)) };
-        // SAFETY: the child only sleeps and exits (async-signal-safe calls).
+    /// In a process of its own (other tests of this binary open and close fds meanwhile):
+    /// whether an event fd inherited by fork is found in both processes, and one made by either
+    /// alone is not.
+    fn check() -> bool {
+        // SAFETY: new fds of this process.
+        let (inherited, before) = unsafe { (libc::eventfd(0, 0), libc::eventfd(0, 0)) };
+        let mut ready = [0; 2];
+        // SAFETY: a new pipe into `ready`.
+        unsafe { libc::pipe(ready.as_mut_ptr()) };
+        // SAFETY: the child closes, says so, sleeps and exits.
         let child = unsafe { libc::fork() };
         if child == 0 {
             // SAFETY: as above.
             unsafe {
                 libc::close(before);
+                libc::close(ready[0]);
+                libc::close(ready[1]);
                 libc::sleep(30);
                 libc::_exit(0)
             }
         }
+        // SAFETY: our end; read returns 0 once the child closed its copy of the write end.
+        unsafe {
+            libc::close(ready[1]);
+            let mut b = 0u8;
+            libc::read(ready[0], &mut b as *mut u8 as *mut libc::c_void, 1);
+        }
         // SAFETY: one made after the fork, this process's alone.
-        let after = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        let me = std::process::id() as i32;
+        let after = unsafe { libc::eventfd(0, 0) };
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() };
         let found = groups(&[me, child]);
-        // SAFETY: ending and reaping our child; closing our fds.
+        // SAFETY: ending and reaping our child.
         unsafe {
             libc::kill(child, libc::SIGKILL);
             libc::waitpid(child, std::ptr::null_mut(), 0);
-            libc::close(inherited);
-            libc::close(before);
-            libc::close(after);
         }
-        let found = found.expect("kcmp works between a process and its child");
+        let Some(found) = found else { return false };
         let of = |at: (i32, i32)| found.iter().find(|g| g.contains(&at));
-        assert!(of((me, inherited)).is_some_and(|g| g.contains(&(child, inherited))), "{found:?}");
-        assert!(of((me, after)).is_none() && of((me, before)).is_none(), "{found:?}");
+        of((me, inherited)).is_some_and(|g| g.contains(&(child, inherited))) && of((me, after)).is_none() && of((me, before)).is_none()
+    }
+
+    #[test]
+    fn an_event_fd_inherited_by_fork_is_one_and_one_made_after_is_not() {
+        // SAFETY: the child runs `check` and exits with its answer.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: leaving the child.
+            unsafe { libc::_exit(if check() { 0 } else { 1 }) }
+        }
+        let mut st = 0;
+        // SAFETY: reaping our child.
+        unsafe { libc::waitpid(pid, &mut st, 0) };
+        assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "wait status {st:#x}");
     }
 }
