@@ -16,6 +16,12 @@
 //! proc 4713 4711 0 0 zombie 256
 //! ```
 //!
+//! Version 2 (`ckpt-tree 2`) adds the open files that several processes hold, as the coordinator
+//! found them with kcmp(2) while every process was stopped: one line per open file description
+//! held by two processes or more, each holder as pid:fd (`same 4711:5 4712:5`). A version 2
+//! manifest without `same` lines says no fd is shared; a version 1 manifest (written when kcmp
+//! was not available) says nothing of it.
+//!
 //! pgid and sid are as the namespace sees them: 0 when they lie outside it (the outer ckpt-run's
 //! group and session, which the restarted tree joins again the same way).
 
@@ -24,6 +30,8 @@ use std::path::Path;
 /// The manifest's file name inside a set directory.
 pub const MANIFEST: &str = "tree";
 const MAGIC: &str = "ckpt-tree 1";
+/// With the fds shared by several processes (`Manifest::same`).
+const MAGIC_SAME: &str = "ckpt-tree 2";
 
 /// One process of the tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +58,9 @@ pub struct Manifest {
     /// The process ckpt-run started (the namespace's init reports its end).
     pub root: i32,
     pub procs: Vec<TreeProc>,
+    /// The open file descriptions held by two processes or more (each holder's (pid, fd)), as
+    /// kcmp found them at the cut; None: not known (a version 1 set, or no kcmp).
+    pub same: Option<Vec<Vec<(i32, i32)>>>,
 }
 
 /// The file name of process `pid`'s image in a set.
@@ -59,7 +70,8 @@ pub fn image_name(pid: i32) -> String {
 
 impl Manifest {
     pub fn encode(&self) -> String {
-        let mut s = format!("{MAGIC}\ngeneration {}\nroot {}\n", self.generation, self.root);
+        let magic = if self.same.is_some() { MAGIC_SAME } else { MAGIC };
+        let mut s = format!("{magic}\ngeneration {}\nroot {}\n", self.generation, self.root);
         for p in &self.procs {
             let state = match &p.state {
                 ProcState::Live { image } => format!("live {image}"),
@@ -67,16 +79,22 @@ impl Manifest {
             };
             s.push_str(&format!("proc {} {} {} {} {state}\n", p.pid, p.ppid, p.pgid, p.sid));
         }
+        for group in self.same.iter().flatten() {
+            let held: Vec<String> = group.iter().map(|(pid, fd)| format!("{pid}:{fd}")).collect();
+            s.push_str(&format!("same {}\n", held.join(" ")));
+        }
         s
     }
 
     /// Parse a manifest; None names the first line that is wrong.
     pub fn parse(text: &str) -> Result<Manifest, String> {
         let mut lines = text.lines();
-        if lines.next() != Some(MAGIC) {
-            return Err("not a ckpt process-tree manifest".into());
-        }
         let mut m = Manifest::default();
+        match lines.next() {
+            Some(MAGIC) => {}
+            Some(MAGIC_SAME) => m.same = Some(Vec::new()),
+            _ => return Err("not a ckpt process-tree manifest".into()),
+        }
         for (i, l) in lines.enumerate() {
             let bad = || format!("line {}: {l:?} is not understood", i + 2);
             let w: Vec<&str> = l.split(' ').collect();
@@ -95,6 +113,14 @@ impl Manifest {
                         return Err(bad());
                     }
                     m.procs.push(p);
+                }
+                ["same", held @ ..] if m.same.is_some() && held.len() >= 2 => {
+                    let at = |h: &str| -> Result<(i32, i32), String> {
+                        let (pid, fd) = h.split_once(':').ok_or_else(bad)?;
+                        Ok((num(pid)? as i32, num(fd)? as i32))
+                    };
+                    let group = held.iter().map(|h| at(h)).collect::<Result<Vec<_>, _>>()?;
+                    m.same.get_or_insert_with(Vec::new).push(group);
                 }
                 [""] => {}
                 _ => return Err(bad()),
@@ -155,8 +181,16 @@ mod tests {
                 TreeProc { pid: 10, ppid: 1, pgid: 0, sid: 0, state: ProcState::Live { image: image_name(10) } },
                 TreeProc { pid: 11, ppid: 10, pgid: 11, sid: 11, state: ProcState::Zombie { status: 256 } },
             ],
+            same: None,
         };
         assert_eq!(Manifest::parse(&m.encode()), Ok(m.clone()));
+        assert!(m.encode().starts_with("ckpt-tree 1\n"));
+        let mut two = m.clone();
+        two.same = Some(vec![vec![(10, 4), (11, 4), (11, 7)]]);
+        assert!(two.encode().starts_with("ckpt-tree 2\n") && two.encode().contains("same 10:4 11:4 11:7\n"));
+        assert_eq!(Manifest::parse(&two.encode()), Ok(two.clone()));
+        two.same = Some(Vec::new());
+        assert_eq!(Manifest::parse(&two.encode()), Ok(two.clone()));
         assert_eq!(m.children_of(10).count(), 1);
         assert_eq!(m.children_of(0).map(|p| p.pid).collect::<Vec<_>>(), vec![10]);
     }
@@ -166,6 +200,10 @@ mod tests {
         assert!(Manifest::parse("ckpt-tree 1\nroot 5\nproc 5 1 0 0 live ../x.ckpt\n").is_err());
         assert!(Manifest::parse("ckpt-tree 1\nroot 5\nproc 5 1 0 0 zombie 0\n").is_err());
         assert!(Manifest::parse("hello").is_err());
+        // `same` only in version 2, with two holders or more, each pid:fd.
+        assert!(Manifest::parse("ckpt-tree 1\nroot 5\nproc 5 1 0 0 live 5.ckpt\nsame 5:3 6:3\n").is_err());
+        assert!(Manifest::parse("ckpt-tree 2\nroot 5\nproc 5 1 0 0 live 5.ckpt\nsame 5:3\n").is_err());
+        assert!(Manifest::parse("ckpt-tree 2\nroot 5\nproc 5 1 0 0 live 5.ckpt\nsame 5:3 6:x\n").is_err());
         assert!(Manifest::parse("ckpt-tree 1\nroot 5\nproc 5 1 0 0 live 5.ckpt\n").is_ok());
     }
 }

@@ -1,16 +1,20 @@
 //! Objects that several processes of a tree share but that a tree's restart cannot share again
 //! yet (it shares pipes (`tree_pipes`), shared memory, socketpairs and TCP connections
-//! (`tree_connections`)): one other socket held by two processes, the two ends of one UNIX
+//! (`tree_connections`), and open files that the manifest says two processes hold as one
+//! (`tree_files`)): one other socket held by two processes, the two ends of one UNIX
 //! connection made through a listener, one open file with its common offset (inherited by
-//! fork), one deleted file. Restarted, each
+//! fork) in a set without the manifest's `same` lines, an event fd, timer fd, signal fd, epoll
+//! or inotify instance inherited by fork, one deleted file. Restarted, each
 //! process would get its own copy (a socket whose peer is closed, a file with its own offset):
 //! ckpt-restart refuses such a set unless the user asked to go on (--ignore-missing-files), and
 //! the checkpoint that wrote it says so in one line.
 //!
-//! Found from the images alone. Sockets and deleted files by their inodes and peers; an open
-//! file shared by fork by the same file (device, inode) at the same fd number with the same
-//! flags and offset in both processes: a heuristic (the images do not say whether two processes'
-//! fds are one open file), which could also match a file each process opened on its own.
+//! Found from the images and the manifest. Sockets and deleted files by their inodes and peers.
+//! Open files, event fds, timer fds, signal fds, epoll and inotify instances held by two
+//! processes (inherited by fork) exactly, by the manifest's `same` groups (kcmp at the cut). A
+//! set without them (version 1) falls back for open files to a heuristic: the same file
+//! (device, inode) at the same fd number with the same flags and offset in both processes, which
+//! could also match a file each process opened on its own (and sees none of the others).
 //!
 //! Files in flight (passed with SCM_RIGHTS, still queued in a socket: the entries with negative
 //! numbers) have no fd number to compare: one is the same object as another process's fd or file
@@ -33,8 +37,9 @@ pub struct Unshared {
 /// Where one fd is: (pid, fd).
 type At = (i32, i32);
 
-/// Every object of `indexes` (pid, image index) held by two processes that comes back separate.
-pub fn find(indexes: &[(i32, Index)]) -> Vec<Unshared> {
+/// Every object of `indexes` (pid, image index) held by two processes that comes back separate;
+/// `same`: the manifest's exact groups of fds that are one open file (None: not known).
+pub fn find(indexes: &[(i32, Index)], same: Option<&[Vec<At>]>) -> Vec<Unshared> {
     // The fds that are not dups of a lower fd (a dup is the same object), and not in flight.
     let fds = || indexes.iter().flat_map(|(pid, ix)| ix.fds.iter().filter(|f| f.fd >= 0 && f.dup_of.is_none()).map(move |f| (*pid, f)));
     let mut out = Vec::new();
@@ -42,6 +47,9 @@ pub fn find(indexes: &[(i32, Index)]) -> Vec<Unshared> {
     let mut first: HashMap<Key, At> = HashMap::new();
     for (pid, f) in fds() {
         let Some(key) = key(f).filter(|k| !matches!(k, Key::Socket(ino) if pairs.contains(ino))) else { continue };
+        if same.is_some() && matches!(key, Key::File(..)) {
+            continue; // known exactly below
+        }
         match first.get(&key) {
             Some(&(p, fd)) if p != pid => out.push(describe(&key, (p, fd), (pid, f.fd), f)),
             Some(_) => {}
@@ -49,6 +57,9 @@ pub fn find(indexes: &[(i32, Index)]) -> Vec<Unshared> {
                 first.insert(key, (pid, f.fd));
             }
         }
+    }
+    if let Some(groups) = same {
+        exact(indexes, groups, &mut out);
     }
     in_flight(indexes, &pairs, &mut out);
     // The two ends of one connection in two processes (either end may be in flight).
@@ -83,6 +94,50 @@ pub fn find(indexes: &[(i32, Index)]) -> Vec<Unshared> {
         }
     }
     out
+}
+
+/// The open files, event/timer/signal fds, epoll and inotify instances that `groups` (kcmp at
+/// the cut) say two processes hold as one: the first two holders of each.
+fn exact(indexes: &[(i32, Index)], groups: &[Vec<At>], out: &mut Vec<Unshared>) {
+    let state = |(pid, fd): At| indexes.iter().find(|(p, _)| *p == pid).and_then(|(_, ix)| ix.fds.iter().find(|f| f.fd == fd && f.dup_of.is_none()));
+    let files = tree_files(indexes, groups);
+    for group in groups.iter().filter(|g| !files.contains(g)) {
+        let held: Vec<(At, &FdState)> = group.iter().filter_map(|&at| Some((at, state(at)?))).filter(|(_, f)| comes_back_separate(f)).collect();
+        let Some(&(a, f)) = held.first() else { continue };
+        let Some(&(b, _)) = held.iter().find(|(o, _)| o.0 != a.0) else { continue };
+        let both = format!("{} and {}", at(a), at(b));
+        out.push(match &f.kind {
+            FdKind::Path { path, .. } => Unshared {
+                what: format!("{both} are one open file {} (offset {}, shared by fork)", String::from_utf8_lossy(path), f.pos),
+                instead: "separate open files, each with its own offset",
+            },
+            k => Unshared { what: format!("{both} are one {} (shared by fork)", kind_name(k)), instead: "separate objects" },
+        });
+    }
+}
+
+/// The open files (regular, by path) that `groups` say two processes or more hold as one, which
+/// a tree's restart opens once and shares (with their one offset): every holder that is not a
+/// dup at a fd above 2 (stdio is whoever runs the restart's), in two processes or more.
+pub fn tree_files<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<&'a Vec<At>> {
+    let state = |(pid, fd): At| indexes.iter().find(|(p, _)| *p == pid).and_then(|(_, ix)| ix.fds.iter().find(|f| f.fd == fd));
+    let shareable = |group: &Vec<At>| {
+        let held: Vec<(At, &FdState)> = group.iter().filter_map(|&at| Some((at, state(at)?))).filter(|(_, f)| f.dup_of.is_none()).collect();
+        held.iter().all(|(_, f)| matches!(f.kind, FdKind::Path { is_dir: false, .. }) && f.fd > 2 && f.flags & libc::O_PATH == 0 && f.id.ino != 0)
+            && held.iter().any(|(a, _)| a.0 != held[0].0.0)
+    };
+    groups.iter().filter(|g| shareable(g)).collect()
+}
+
+/// Whether a fd that two processes hold as one comes back as one object per process: a file
+/// (not stdio, which whoever runs the restart gives every process again), an event, timer or
+/// signal fd, an epoll or inotify instance.
+fn comes_back_separate(f: &FdState) -> bool {
+    match &f.kind {
+        FdKind::Path { is_dir: false, .. } => f.fd > 2 && f.flags & libc::O_PATH == 0,
+        FdKind::EventFd { .. } | FdKind::TimerFd { .. } | FdKind::SignalFd { .. } | FdKind::Epoll { .. } | FdKind::Inotify { .. } => true,
+        _ => false,
+    }
 }
 
 /// Every entry of `indexes` that is not a dup of another of its process (a dup is the same
@@ -290,7 +345,7 @@ fn at((pid, fd): At) -> String {
 pub fn in_set(set: &std::path::Path) -> Vec<Unshared> {
     let Some(Ok(m)) = crate::tree::Manifest::read(set) else { return Vec::new() };
     let indexes: Vec<(i32, Index)> = m.live().filter_map(|(p, image)| Some((p.pid, crate::Reader::open(&set.join(image)).ok()?.index))).collect();
-    find(&indexes)
+    find(&indexes, m.same.as_deref())
 }
 
 /// What identifies an object held by two processes (None: nothing this module looks at).

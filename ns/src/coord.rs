@@ -374,6 +374,8 @@ impl Coord {
             m.in_cut = true;
         }
         let cut: Vec<i32> = self.members.iter().map(|m| m.pid).collect();
+        // While all are stopped: the fds several of them hold as one open file.
+        let same = crate::samefds::groups(&cut);
         // The tree as it is at the cut.
         let tree = procs();
         // Phase 2: every process captures and forks its snapshot.
@@ -431,6 +433,7 @@ impl Coord {
                     state: if p.zombie { ProcState::Zombie { status: p.exit_code } } else { ProcState::Live { image: image_name(p.pid) } },
                 })
                 .collect(),
+            same,
         };
         // Never replace the previous set with one a restart would refuse (a checkpoint asked for
         // while the program exits: no live process left to be the root).

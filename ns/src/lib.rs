@@ -41,6 +41,7 @@ mod forward;
 mod idmap;
 mod init;
 mod report;
+mod samefds;
 mod sets;
 mod spawn;
 mod supervise;

@@ -136,6 +136,15 @@ fn reopen(f: &FdState, path: &[u8], size: u64, is_dir: bool, written: &[&[u8]], 
     Ok(Some(Reopened { fd, truncate_to }))
 }
 
+/// Open file `f` once for the processes of a tree that share it (`tree`), checked as any file;
+/// the size to cut it back to once every object exists, if any; None: it is gone
+/// (--ignore-missing-files: each process gets /dev/null).
+pub fn open_shared(f: &FdState, opts: &Options) -> Result<Option<(RawFd, Option<u64>)>> {
+    let FdKind::Path { path, size, is_dir } = &f.kind else { bail!("internal: fd {} is not a file", f.fd) };
+    let written: Vec<&[u8]> = if writable(f.flags) { vec![&path[..]] } else { Vec::new() };
+    Ok(reopen(f, path, *size, *is_dir, &written, opts)?.map(|r| (r.fd, r.truncate_to)))
+}
+
 /// Objects shared by several fds (pipes and FIFOs, deleted inodes), created once and held by
 /// fds of ours until every program fd of them is open.
 #[derive(Default)]
@@ -193,6 +202,12 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
     };
     fdobjs::set_status_flags(fd, f.flags);
     Ok(fd)
+}
+
+/// A new fd of ours (close-on-exec) for `fd`.
+fn dup_ours(fd: RawFd) -> RawFd {
+    // SAFETY: fd is ours (inherited from the tree's root).
+    unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) }
 }
 
 fn seek(fd: RawFd, pos: i64) -> RawFd {
@@ -272,7 +287,13 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
     let mut truncations = Vec::new();
     for f in prog.iter().filter(|f| f.dup_of.is_none()) {
         if let FdKind::Path { path, size, is_dir } = &f.kind {
-            let (fd, cut) = match reopen(f, path, *size, *is_dir, &written, opts)? {
+            // One open file that other processes of the tree hold too: the tree's (one offset).
+            let shared = crate::tree::shared_file(f.fd);
+            let reopened = match shared {
+                Some((fd, cut)) => Some(Reopened { fd: check(dup_ours(fd), || format!("cannot take the shared file {} (fd {})", lossy(path), f.fd))?, truncate_to: cut }),
+                None => reopen(f, path, *size, *is_dir, &written, opts)?,
+            };
+            let (fd, cut) = match reopened {
                 Some(r) => (r.fd, r.truncate_to),
                 None => (dev_null()?, None),
             };

@@ -41,7 +41,7 @@ fn main() {
         namespace::restart_inside(&cli.image, set.as_deref(), ckpt_ns::disabled(true));
     }
     // A process tree's set: the tree is made here, and each process restores its own image.
-    let image = match set.as_deref().map(|s| tree::build(s, cli.ignore_missing_files)).transpose() {
+    let image = match set.as_deref().map(|s| tree::build(s, cli.ignore_missing_files, cli.no_truncate)).transpose() {
         Ok(built) => built.unwrap_or_else(|| cli.image.clone()),
         Err(e) => {
             // The other processes of the tree stop waiting for this one.

@@ -2,7 +2,8 @@
 //! ckpt_image::tree), inside the namespace ckpt-restart made: this process was created with
 //! the root's pid by init. It makes the kernel objects that several processes of the tree
 //! share (pipes and socketpairs between them (`treeshare`), pseudo-terminal pairs split between
-//! two of them, shared memory inherited by fork), then creates the tree with
+//! two of them, open files inherited by fork (one offset), shared memory inherited by fork),
+//! then creates the tree with
 //! the exact pids (clone3 set_tid), parents before children, so that each process is its old
 //! parent's child again (orphans become init's, CLONE_PARENT); zombies are processes that exit
 //! at once with their status and are left for their parent to reap. Every process inherits the
@@ -27,6 +28,9 @@ struct Shared {
     /// Pseudo-terminals whose master one process holds and whose slave another.
     ptys: ckpt_kinds::tty::TreePairs,
     sockets: crate::treeshare::TreeSockets,
+    /// Open files several processes hold as one (one offset), by holder (pid, fd): our fd and
+    /// the size to cut it back to.
+    files: SharedFiles,
     /// Shared memory objects by device and inode: a memfd each.
     shm: HashMap<(u64, u64), RawFd>,
     /// The barrier page (MAP_SHARED) and how many processes meet there.
@@ -39,6 +43,9 @@ struct Shared {
     /// Group helpers the plan makes (`Barrier::led`).
     group_helpers: u32,
 }
+
+/// The tree's open files by holder (pid, fd): our fd and the size to cut the file back to.
+type SharedFiles = HashMap<(i32, i32), (RawFd, Option<u64>)>;
 
 #[repr(C)]
 struct Barrier {
@@ -166,7 +173,7 @@ fn futex(word: &AtomicU32, op: i32, val: u32) {
 /// in every process of the tree with the image it restores (then `run` restores it). Objects
 /// its processes share that the restart cannot share again (`unshared`) refuse the set, unless
 /// `lossy` (--ignore-missing-files): then a warning names each.
-pub fn build(set: &Path, lossy: bool) -> Result<PathBuf> {
+pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     let m = Manifest::read(set).ok_or_else(|| anyhow!("{}: not a process-tree image set", set.display()))?.map_err(|e| anyhow!(e))?;
     // SAFETY: getpid has no preconditions.
     let me = unsafe { libc::getpid() };
@@ -180,12 +187,17 @@ pub fn build(set: &Path, lossy: bool) -> Result<PathBuf> {
         let r = ckpt_image::trust::read_owned(&path, euid).with_context(|| format!("{}", path.display()))?;
         indexes.push((p.pid, r.index));
     }
-    refuse_unshared(&indexes, lossy)?;
+    refuse_unshared(&indexes, m.same.as_deref(), lossy)?;
     // The namespace's System V objects (every image records them all: the root's are used).
     if let Some((_, ix)) = indexes.iter().find(|(pid, _)| *pid == m.root) {
         crate::sysv_objects(ix)?;
     }
     let mut shared = make_shared(&indexes, m.live().count() as u32)?;
+    if let Some(same) = m.same.as_deref() {
+        let boot = indexes.iter().find(|(pid, _)| *pid == m.root).map(|(_, ix)| ix.meta.origin.boot_id.clone()).unwrap_or_default();
+        let opts = crate::fds::Options { no_truncate, ignore_missing: lossy, same_boot: !boot.is_empty() && boot == ckpt_image::boot_id(), exact_ids: true };
+        shared.files = share_files(&indexes, same, &opts)?;
+    }
     shared.total = m.procs.len() as u32;
     let ids = indexes.iter().flat_map(|(pid, ix)| ix.threads.iter().map(|t| t.tid).chain([*pid, ix.ids.ckpt_tid]));
     // (Dead session and group leaders too: helpers may take those ids.)
@@ -209,8 +221,8 @@ pub fn build(set: &Path, lossy: bool) -> Result<PathBuf> {
 }
 
 /// Refuse a tree whose processes share objects that would come back separate (or warn, `lossy`).
-fn refuse_unshared(indexes: &[(i32, Index)], lossy: bool) -> Result<()> {
-    let found = ckpt_image::unshared::find(indexes);
+fn refuse_unshared(indexes: &[(i32, Index)], same: Option<&[Vec<(i32, i32)>]>, lossy: bool) -> Result<()> {
+    let found = ckpt_image::unshared::find(indexes, same);
     if lossy {
         for u in &found {
             eprintln!("ckpt-restart: warning: {}; they come back as {} (ckpt cannot share them again yet)", u.what, u.instead);
@@ -281,7 +293,31 @@ fn make_shared(indexes: &[(i32, Index)], live: u32) -> Result<Shared> {
     // SAFETY: a zeroed page, valid for the life of the process, holding two atomics.
     let barrier: &'static Barrier = unsafe { &*(page as *const Barrier) };
     let sockets = crate::treeshare::TreeSockets::make(indexes)?;
-    Ok(Shared { pipes, ptys, sockets, shm, barrier, live, total: 0, max_id: 0, group_helpers: 0 })
+    Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0 })
+}
+
+/// Open once each file that processes of the tree hold as one (`unshared::tree_files`), at its
+/// offset, for every holder.
+fn share_files(indexes: &[(i32, Index)], same: &[Vec<(i32, i32)>], opts: &crate::fds::Options) -> Result<SharedFiles> {
+    let mut out = HashMap::new();
+    for group in ckpt_image::unshared::tree_files(indexes, same) {
+        let first = group.iter().find_map(|&(pid, fd)| indexes.iter().find(|(p, _)| *p == pid)?.1.fds.iter().find(|f| f.fd == fd && f.dup_of.is_none()));
+        let Some(f) = first else { continue };
+        // (Gone, with --ignore-missing-files: each process gets /dev/null.)
+        let Some(opened) = crate::fds::open_shared(f, opts)? else { continue };
+        for &at in group {
+            out.insert(at, opened);
+        }
+    }
+    Ok(out)
+}
+
+/// The tree's open file for this process's fd `fd`, when the tree shares it: our fd and the size
+/// to cut the file back to.
+pub fn shared_file(fd: i32) -> Option<(RawFd, Option<u64>)> {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    SHARED.get()?.files.get(&(me, fd)).copied()
 }
 
 /// clone3 a process with pid `pid` (as a child of our parent with `sibling`); 0 in the child.

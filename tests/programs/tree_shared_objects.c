@@ -19,6 +19,9 @@
  *   file back from offset 0 and prints a hash of it (separate offsets would overwrite records).
  * MODE inflight-file: as file, but the parent keeps its copy in flight: between its turns the
  *   file sits in a message (SCM_RIGHTS) queued in a socketpair of its own, and its fd is closed.
+ * MODE eventfd: the parent makes an event fd and forks; each round it passes a token to the
+ *   child through a pipe and the child adds r to the event fd, which the parent reads back (one
+ *   counter for both; a parent left with its own waits 5 s, says so and exits 92).
  * Deterministic.
  */
 #include <errno.h>
@@ -29,6 +32,8 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -107,6 +112,48 @@ static int file_mode(int rounds, int delay)
         n += (uint64_t)k;
     }
     printf("result %016llx %llu\n", (unsigned long long)h, (unsigned long long)n);
+    return 0;
+}
+
+static int eventfd_mode(int rounds, int delay)
+{
+    int efd = eventfd(0, EFD_NONBLOCK);
+    int to_child[2];
+    if (efd < 0 || pipe(to_child) != 0)
+        return perror("setup"), 1;
+    char token = 't';
+    pid_t child = fork();
+    if (child == 0) {
+        for (int r = 1; r <= rounds; r++) {
+            xfer(to_child[0], &token, 1, 0);
+            uint64_t v = (uint64_t)r;
+            xfer(efd, &v, sizeof v, 1);
+        }
+        _exit(7);
+    }
+    uint64_t h = 0;
+    for (int r = 1; r <= rounds; r++) {
+        xfer(to_child[1], &token, 1, 1);
+        struct pollfd p = {.fd = efd, .events = POLLIN};
+        int n;
+        while ((n = poll(&p, 1, 5000)) < 0 && errno == EINTR)
+            ;
+        if (n == 0) {
+            fprintf(stderr, "round %d: nothing came through the event fd\n", r);
+            exit(92);
+        }
+        uint64_t v;
+        xfer(efd, &v, sizeof v, 0);
+        if (v != (uint64_t)r) {
+            fprintf(stderr, "round %d: the event fd held %llu\n", r, (unsigned long long)v);
+            exit(93);
+        }
+        h = mix(h + v);
+        step(r);
+        sleep_ms(delay);
+    }
+    reap(child);
+    printf("result %016llx\n", (unsigned long long)h);
     return 0;
 }
 
@@ -302,6 +349,8 @@ int main(int argc, char **argv)
         return socketpair_mode(-1, 0, rounds, delay);
     if (strcmp(mode, "inflight-file") == 0)
         return inflight_file(rounds, delay);
+    if (strcmp(mode, "eventfd") == 0)
+        return eventfd_mode(rounds, delay);
     if (strcmp(mode, "file") == 0)
         return file_mode(rounds, delay);
     fprintf(stderr, "unknown mode %s\n", mode);

@@ -12,8 +12,9 @@
 //! - without a namespace a set is refused with one line;
 //! - a socketpair between parent and child (tree_shared_objects.c) is made once and shared again
 //!   (more in process_trees_shared);
-//! - a file offset shared by fork (tree_shared_objects.c) is named by the checkpoint, refused by
-//!   ckpt-restart in one line, and goes on with --ignore-missing-files with a warning.
+//! - one open file shared by fork (tree_shared_objects.c: parent and child append records
+//!   through one offset) is opened once before the tree is forked, at its offset, and shared
+//!   again (separate offsets would overwrite records: the final hash differs); also as nobody.
 
 use anyhow::{ensure, Result};
 use ckpt_tests::{Bins, Options, Program, Workdir};
@@ -88,9 +89,18 @@ fn a_socketpair_between_processes_of_the_tree_continues() -> Result<()> {
     ckpt_tests::trees::verify("trees-socketpair", socketpair, &[20], false, 2).map(drop)
 }
 
+fn shared_file(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_shared_objects.c", &[], &["file", "200", "40"])
+}
+
 #[test]
-fn a_file_offset_shared_by_fork_is_refused_or_warned() -> Result<()> {
-    ckpt_tests::trees::shared_object_refused("trees-shared-file", "tree_shared_objects.c", "file", "one open file", false)
+fn a_file_offset_shared_by_fork_continues() -> Result<()> {
+    ckpt_tests::trees::verify("trees-shared-file", shared_file, &[20], false, 2).map(drop)
+}
+
+#[test]
+fn a_file_offset_shared_by_fork_continues_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("trees-shared-file-nobody", shared_file, &[15, 50], true, 2).map(drop)
 }
 
 /// A tree with a process that cannot take its part (`mode` of tree_unfit.c): the checkpoint is

@@ -6,6 +6,9 @@
 //! - a file in flight (SCM_RIGHTS, queued in a socket) that another process of the tree holds
 //!   as an fd: refused in one line, never restored as two open files without a word; also as
 //!   nobody;
+//! - an event fd inherited by fork, through which the child signals the parent: found exactly
+//!   (kcmp at the cut) and refused in one line, never two separate counters without a word;
+//!   also as nobody;
 //! - socketpairs (stream, datagram, seqpacket) between parent and child, with an answer queued
 //!   unread at checkpoint time: made once before the tree is forked, each end at its fd numbers
 //!   in each process, the unread answer there exactly once (the stream one held by both
@@ -25,6 +28,16 @@ fn a_file_in_flight_that_another_process_holds_is_refused() -> Result<()> {
 #[test]
 fn a_file_in_flight_that_another_process_holds_is_refused_as_nobody() -> Result<()> {
     ckpt_tests::trees::shared_object_refused("shared-inflight-file-nobody", "tree_shared_objects.c", "inflight-file", "in flight", true)
+}
+
+#[test]
+fn an_event_fd_shared_by_fork_is_refused() -> Result<()> {
+    ckpt_tests::trees::shared_object_refused("shared-eventfd", "tree_shared_objects.c", "eventfd", "one event fd", false)
+}
+
+#[test]
+fn an_event_fd_shared_by_fork_is_refused_as_nobody() -> Result<()> {
+    ckpt_tests::trees::shared_object_refused("shared-eventfd-nobody", "tree_shared_objects.c", "eventfd", "one event fd", true)
 }
 
 fn pair_stream(work: &Workdir) -> Result<Program> {

@@ -1,0 +1,126 @@
+//! Which fds of different processes of the tree are one open file description (a file, an event
+//! fd, an epoll instance, ... inherited by fork: one offset, one counter), found exactly with
+//! kcmp(2) KCMP_FILE by init while every process of the cut is stopped. Unprivileged: kcmp
+//! needs only what reading the processes' /proc does (same user, same user namespace).
+//!
+//! Candidates are the fds whose targets stat the same (device, inode; every anonymous inode
+//! object shares one), compared pairwise only within their bucket.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+
+/// kcmp's type for two fds (linux/kcmp.h).
+const KCMP_FILE: libc::c_int = 0;
+
+/// The fds of `pids` held by two processes or more as one open file description, each as its
+/// holders (pid, fd); None when kcmp is not there (a kernel without it) or refuses.
+pub fn groups(pids: &[i32]) -> Option<Vec<Vec<(i32, i32)>>> {
+    let mut buckets: HashMap<(u64, u64), Vec<(i32, i32)>> = HashMap::new();
+    for &pid in pids {
+        // A process whose fds cannot be read is not compared: the set says nothing of sharing.
+        let rd = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+        for e in rd.flatten() {
+            let Some(fd) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+            // (A fd closed meanwhile: a runtime's own; the images do not hold it.)
+            let Ok(st) = std::fs::metadata(e.path()) else { continue };
+            buckets.entry((st.dev(), st.ino())).or_default().push((pid, fd));
+        }
+    }
+    let mut out = Vec::new();
+    for held in buckets.into_values() {
+        if !held.iter().any(|h| h.0 != held[0].0) {
+            continue;
+        }
+        let mut same: Vec<Vec<(i32, i32)>> = Vec::new();
+        for h in held {
+            let mut found = false;
+            for g in &mut same {
+                if kcmp_file(g[0], h)? {
+                    g.push(h);
+                    found = true;
+                    break;
+                }
+            }
+            if !found {
+                same.push(vec![h]);
+            }
+        }
+        out.extend(same.into_iter().filter(|g| g.iter().any(|h| h.0 != g[0].0)));
+    }
+    out.sort();
+    Some(out)
+}
+
+/// Whether fd `a.1` of process `a.0` and fd `b.1` of `b.0` are one open file description (None:
+/// kcmp failed other than for a fd closed meanwhile).
+fn kcmp_file(a: (i32, i32), b: (i32, i32)) -> Option<bool> {
+    // SAFETY: kcmp only reads the two processes' fd tables.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, a.0, b.0, KCMP_FILE, a.1 as libc::c_ulong, b.1 as libc::c_ulong) };
+    match r {
+        0 => Some(true),
+        r if r > 0 => Some(false),
+        _ if std::io::Error::last_os_error().raw_os_error() == Some(libc::EBADF) => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// In a process of its own (other tests of this binary open and close fds meanwhile):
+    /// whether an event fd inherited by fork is found in both processes, and one made by either
+    /// alone is not.
+    fn check() -> bool {
+        // SAFETY: new fds of this process.
+        let (inherited, before) = unsafe { (libc::eventfd(0, 0), libc::eventfd(0, 0)) };
+        let mut ready = [0; 2];
+        // SAFETY: a new pipe into `ready`.
+        unsafe { libc::pipe(ready.as_mut_ptr()) };
+        // SAFETY: the child closes, says so, sleeps and exits.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            // SAFETY: as above.
+            unsafe {
+                libc::close(before);
+                libc::close(ready[0]);
+                libc::close(ready[1]);
+                libc::sleep(30);
+                libc::_exit(0)
+            }
+        }
+        // SAFETY: our end; read returns 0 once the child closed its copy of the write end.
+        unsafe {
+            libc::close(ready[1]);
+            let mut b = 0u8;
+            libc::read(ready[0], &mut b as *mut u8 as *mut libc::c_void, 1);
+        }
+        // SAFETY: one made after the fork, this process's alone.
+        let after = unsafe { libc::eventfd(0, 0) };
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() };
+        let found = groups(&[me, child]);
+        // SAFETY: ending and reaping our child.
+        unsafe {
+            libc::kill(child, libc::SIGKILL);
+            libc::waitpid(child, std::ptr::null_mut(), 0);
+        }
+        let Some(found) = found else { return false };
+        let of = |at: (i32, i32)| found.iter().find(|g| g.contains(&at));
+        of((me, inherited)).is_some_and(|g| g.contains(&(child, inherited))) && of((me, after)).is_none() && of((me, before)).is_none()
+    }
+
+    #[test]
+    fn an_event_fd_inherited_by_fork_is_one_and_one_made_after_is_not() {
+        // SAFETY: the child runs `check` and exits with its answer.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: leaving the child.
+            unsafe { libc::_exit(if check() { 0 } else { 1 }) }
+        }
+        let mut st = 0;
+        // SAFETY: reaping our child.
+        unsafe { libc::waitpid(pid, &mut st, 0) };
+        assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "wait status {st:#x}");
+    }
+}
