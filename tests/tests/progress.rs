@@ -126,6 +126,13 @@ fn progress_line_on_a_terminal_for_a_long_checkpoint_and_restart() -> Result<()>
     let said = format!("ckpt: restarted from {} (checkpoint 1, ", image.display());
     let up = wait_until(Duration::from_secs(120), || r.stdout().contains(&said) || !r.running());
     let out = r.stdout();
+    // The restarted program, then `script`: killing `script` alone leaves the restarted program
+    // running on (its terminal gone).
+    if let Some(pid) = ctl(&bins, &dir, &["status"]).ok().and_then(|s| field(&s, "pid:").and_then(|p| p.parse::<i32>().ok())) {
+        // SAFETY: a signal to the program we restarted.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let _ = r.wait(Duration::from_secs(30));
     let _ = r.kill();
     ensure!(up && out.contains(&said), "the restarted program did not say it runs again{}", transcript(&[r.record()]));
     let ms = millis(&out, &said).context("no time in the restart line")?;
