@@ -7,6 +7,8 @@
 //!
 //! - not forwarded: signals the terminal generates (si_code SI_KERNEL: ^C, ^\, ^Z, SIGWINCH,
 //!   hangup), which the kernel sends to the whole foreground process group, program included;
+//!   except the hangup when we lead the session: the kernel sends that to the session leader
+//!   alone, which is what the program would be natively;
 //! - not forwarded: signals from our parent when it is slurmstepd: Slurm signals every process
 //!   of a step (scancel -s, time limits, srun's forwarding of ^C);
 //! - not forwarded: signals that init got too (it is the witness, see `init`): they were sent to
@@ -48,6 +50,9 @@ pub enum Verdict {
 /// Facts about the surroundings that the rule needs (looked up only when needed).
 pub trait Surroundings {
     fn parent_pid(&self) -> i32;
+    /// Whether we lead our session (the terminal's hangup then reaches us alone: the kernel sends
+    /// it to the session leader, which natively would be the program).
+    fn session_leader(&self) -> bool;
     fn is_slurmstepd(&self, pid: i32) -> bool;
     /// The signals forwarded with the mark (the program's checkpoint and stop signals).
     fn marked(&self, signo: i32) -> bool;
@@ -64,7 +69,7 @@ pub fn decide(s: &Received, env: &impl Surroundings) -> Verdict {
     if s.code == libc::SI_QUEUE && s.value == FORWARD_MARK {
         return Verdict::Skip("from our init");
     }
-    if s.code == libc::SI_KERNEL {
+    if s.code == libc::SI_KERNEL && !(s.signo == libc::SIGHUP && env.session_leader()) {
         return Verdict::Skip("from the terminal: the program's process group got it too");
     }
     if s.sender > 0 && s.sender == env.parent_pid() && env.is_slurmstepd(s.sender) {
@@ -108,6 +113,9 @@ mod tests {
         fn parent_pid(&self) -> i32 {
             100
         }
+        fn session_leader(&self) -> bool {
+            true
+        }
         fn is_slurmstepd(&self, pid: i32) -> bool {
             pid == 100
         }
@@ -115,7 +123,7 @@ mod tests {
             signo == libc::SIGUSR2
         }
         fn group_got_it(&self, signo: i32) -> bool {
-            signo == libc::SIGHUP
+            signo == libc::SIGQUIT
         }
     }
 
@@ -133,6 +141,8 @@ mod tests {
         assert!(matches!(decide(&from_init, &Env), Verdict::Skip(_)));
         assert!(matches!(sig(libc::SIGCHLD, libc::CLD_EXITED, 200), Verdict::Skip(_)));
         assert_eq!(sig(libc::SIGCONT, libc::SI_USER, 0), Verdict::Forward { marked: false });
-        assert!(matches!(sig(libc::SIGHUP, libc::SI_USER, 555), Verdict::Skip(_)));
+        assert!(matches!(sig(libc::SIGQUIT, libc::SI_USER, 555), Verdict::Skip(_)));
+        // The hangup of the terminal whose session we lead reached us alone.
+        assert_eq!(sig(libc::SIGHUP, libc::SI_KERNEL, 0), Verdict::Forward { marked: false });
     }
 }

@@ -32,6 +32,10 @@ impl Surroundings for Env<'_> {
         // SAFETY: getppid has no preconditions.
         unsafe { libc::getppid() }
     }
+    fn session_leader(&self) -> bool {
+        // SAFETY: getsid and getpid have no preconditions.
+        unsafe { libc::getsid(0) == libc::getpid() }
+    }
     fn is_slurmstepd(&self, pid: i32) -> bool {
         std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "slurmstepd")
     }

@@ -169,3 +169,48 @@ fn death_by_a_signal_and_sigkill_are_passed_on() -> Result<()> {
     }
     Ok(())
 }
+
+/// The processes running `exe`.
+fn running(exe: &Path) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if std::fs::read_link(e.path().join("exe")).is_ok_and(|p| p == exe) && state_of(pid) != 'Z' {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Run on a terminal of its own (util-linux `script`), whose shell execs ckpt-run: ckpt-run leads
+/// the terminal's session, as the program would natively. When the terminal goes away (its
+/// master closed: `script` killed), the kernel's hangup reaches the session leader alone; the
+/// program must get it as it would natively (and, not handling it, end), not run on without
+/// a terminal.
+#[test]
+fn a_hangup_of_the_terminal_reaches_the_program() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("ns-hangup")?;
+    let prog = compile_c(&work, "counter.c", &[])?;
+    let cmdline = format!("exec '{}' --dir '{}' -- '{}' 100000 50", bins.run.display(), work.images().display(), prog.display());
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-q", "-e", "-f", "-c", &cmdline, "/dev/null"]).current_dir(work.path()).env("CKPT_NAMESPACE", "1");
+    let mut term = Proc::spawn("script", cmd)?;
+    let r = (|| -> Result<()> {
+        wait_output(&mut term, "step 3")?;
+        let pids = running(&prog);
+        ensure!(!pids.is_empty(), "the program is not running: {}", term.stdout());
+        kill(term.pid(), libc::SIGKILL);
+        let t0 = Instant::now();
+        while !running(&prog).is_empty() {
+            ensure!(t0.elapsed() < Duration::from_secs(10), "the program runs on after its terminal's hangup: {:?}", running(&prog));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    })();
+    for pid in running(&prog) {
+        kill(pid, libc::SIGKILL);
+    }
+    let _ = term.kill();
+    r
+}
