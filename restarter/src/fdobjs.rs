@@ -86,14 +86,6 @@ pub fn signalfd(mask: u64) -> Result<RawFd> {
     check(unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC) }, || "signalfd".into())
 }
 
-/// A pidfd of the program's own process: ckpt-restart is that process (its pid is the
-/// program's from here on), with PIDFD_NONBLOCK (O_NONBLOCK) as the program had it.
-pub fn own_pidfd(flags: i32) -> Result<RawFd> {
-    // SAFETY: pidfd_open takes a pid and flags.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), flags & libc::O_NONBLOCK) } as libc::c_int;
-    check(fd, || "pidfd_open of itself".into())
-}
-
 /// An inotify instance with the watches added again in wd order, with the same watch
 /// descriptors: the kernel numbers watches 1, 2, 3... (cyclically), so a gap left by a removed
 /// watch is reproduced by adding and removing a throw-away watch on some other inode; the

@@ -185,7 +185,8 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
         FdKind::EventFd { count, semaphore } => fdobjs::eventfd(*count, *semaphore)?,
         FdKind::TimerFd { clockid, value_ns, interval_ns, ticks } => fdobjs::timerfd(*clockid, *value_ns, *interval_ns, *ticks)?,
         FdKind::SignalFd { mask } => fdobjs::signalfd(*mask)?,
-        FdKind::PidFd { own: true, .. } => fdobjs::own_pidfd(f.flags)?,
+        // SAFETY: getpid has no preconditions. (Its own pid is the restarted process's, exact or not.)
+        FdKind::PidFd { own: true, .. } => fdobjs::pidfd(unsafe { libc::getpid() }, f.flags, true)?,
         FdKind::Inotify { watches, queued } => fdobjs::inotify(watches, *queued, f.fd, mk.ignore)?,
         FdKind::PidFd { pid, own: false } => match fdobjs::pidfd(*pid, f.flags, mk.exact_ids) {
             Ok(fd) => fd,

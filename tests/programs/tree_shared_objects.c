@@ -73,6 +73,25 @@ static void reap(pid_t child)
     }
 }
 
+/* "result <hash> <bytes>" of everything in the file open at `fd`, read from its start. */
+static int print_file_result(int fd)
+{
+    char rec[64];
+    uint64_t h = 0, n = 0;
+    if (lseek(fd, 0, SEEK_SET) != 0)
+        return perror("lseek"), 1;
+    for (;;) {
+        ssize_t k = read(fd, rec, sizeof rec);
+        if (k <= 0)
+            break;
+        for (ssize_t i = 0; i < k; i++)
+            h = mix(h + (unsigned char)rec[i]);
+        n += (uint64_t)k;
+    }
+    printf("result %016llx %llu\n", (unsigned long long)h, (unsigned long long)n);
+    return 0;
+}
+
 static int file_mode(int rounds, int delay)
 {
     int fd = open("tree_shared_objects.data", O_RDWR | O_CREAT | O_TRUNC, 0600);
@@ -100,19 +119,7 @@ static int file_mode(int rounds, int delay)
         sleep_ms(delay);
     }
     reap(child);
-    uint64_t h = 0, n = 0;
-    if (lseek(fd, 0, SEEK_SET) != 0)
-        return perror("lseek"), 1;
-    for (;;) {
-        ssize_t k = read(fd, rec, sizeof rec);
-        if (k <= 0)
-            break;
-        for (ssize_t i = 0; i < k; i++)
-            h = mix(h + (unsigned char)rec[i]);
-        n += (uint64_t)k;
-    }
-    printf("result %016llx %llu\n", (unsigned long long)h, (unsigned long long)n);
-    return 0;
+    return print_file_result(fd);
 }
 
 static int eventfd_mode(int rounds, int delay)
@@ -249,19 +256,7 @@ static int inflight_file(int rounds, int delay)
     }
     reap(child);
     fd = recv_fd(box[1]);
-    uint64_t h = 0, n = 0;
-    if (lseek(fd, 0, SEEK_SET) != 0)
-        return perror("lseek"), 1;
-    for (;;) {
-        ssize_t k = read(fd, rec, sizeof rec);
-        if (k <= 0)
-            break;
-        for (ssize_t i = 0; i < k; i++)
-            h = mix(h + (unsigned char)rec[i]);
-        n += (uint64_t)k;
-    }
-    printf("result %016llx %llu\n", (unsigned long long)h, (unsigned long long)n);
-    return 0;
+    return print_file_result(fd);
 }
 
 /* The tcp mode's listener (the parent's only). */
