@@ -214,3 +214,42 @@ fn a_hangup_of_the_terminal_reaches_the_program() -> Result<()> {
     let _ = term.kill();
     r
 }
+
+/// SIGKILL of the outer process, when it leads the terminal's session (as `script`, ssh -t or
+/// setsid make it), ends the program at once, as SIGKILL of the program would natively (it would
+/// lead the session itself): the program does not first get the hangup the kernel sends the
+/// terminal's foreground process group when a session leader dies, so it cannot clean up what
+/// its image still needs (vim removes its swap file on SIGHUP, and the image could no longer be
+/// restarted).
+#[test]
+fn a_killed_session_leader_takes_the_program_without_a_hangup() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("ns-killed-leader")?;
+    let prog = compile_c(&work, "hup_marker.c", &[])?;
+    let marker = work.join("hangup-handler-ran");
+    let cmdline = format!("exec '{}' --dir '{}' -- '{}' '{}'", bins.run.display(), work.images().display(), prog.display(), marker.display());
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-q", "-e", "-f", "-c", &cmdline, "/dev/null"]).current_dir(work.path()).env("CKPT_NAMESPACE", "1");
+    let mut term = Proc::spawn("script", cmd)?;
+    let r = (|| -> Result<()> {
+        wait_output(&mut term, "step 3")?;
+        let pids = running(&prog);
+        ensure!(!pids.is_empty(), "the program is not running: {}", term.stdout());
+        // SAFETY: getsid has no preconditions. (ckpt-run's init, a fork of it, does not lead.)
+        let outer: Vec<i32> = running(&bins.run).into_iter().filter(|&p| unsafe { libc::getsid(p) } == p).collect();
+        ensure!(outer.len() == 1, "expected one ckpt-run leading its session, found {outer:?}");
+        kill(outer[0], libc::SIGKILL);
+        let t0 = Instant::now();
+        while !running(&prog).is_empty() {
+            ensure!(t0.elapsed() < Duration::from_secs(10), "the program runs on after SIGKILL of ckpt-run: {:?}", running(&prog));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ensure!(!marker.exists(), "the program got a hangup and ran its handler before it ended (natively SIGKILL gives it no chance)");
+        Ok(())
+    })();
+    for pid in running(&prog) {
+        kill(pid, libc::SIGKILL);
+    }
+    let _ = term.kill();
+    r
+}
