@@ -37,7 +37,8 @@ static EXITING: AtomicBool = AtomicBool::new(false);
 pub trait Phases {
     /// Every thread is stopped: wait until every process of the tree is (Err: resume, no image).
     fn stopped(&self) -> Result<(), String>;
-    /// Captured and snapshot made: wait until every process is, before the threads resume.
+    /// Captured and snapshot made: wait until every process is, before the threads resume (or,
+    /// in a stop checkpoint, stay stopped: `crate::tree::held`).
     fn captured(&self);
 }
 
@@ -243,9 +244,10 @@ fn take_attempt(dir: &Dir, name: &[u8], gen: u64, t0: u64, fork: bool, parent: O
     let t_stop = now_ns();
     let slots = threads::stop_all(sys::gettid()).map_err(|e| (Retry::Fail(e), None))?;
     let resumed = || {
-        // A step that stops: the program must not run on while the other tasks finish (it
-        // would see them go); it ends with its checkpoint.
-        if !crate::step::keep_stopped() {
+        // A step or a tree that stops: the program must not run on while the other tasks or
+        // processes finish (it would see them go, or write what a restart writes again); it ends
+        // with its checkpoint (a tree's failed one lets it go on: tree.rs).
+        if !crate::step::keep_stopped() && !crate::tree::held() {
             // Bytes in flight between the tasks of a step go back before the program runs.
             crate::step::refill();
             threads::resume_all();

@@ -1,0 +1,68 @@
+/*
+ * tree_stop: a parent and a forked child that writes numbered lines to stdout (a pipe to the
+ * test, outside the image) all the time, for the tree's checkpoint with the stop signal: after
+ * the cut no process of the tree may run on (a line written then would be written again by the
+ * restart), so the lines of the stopped run and of its restart together are 1..LINES, each once.
+ *
+ * Usage: tree_stop [LINES=20000] [DELAY_US=200]
+ * The child prints "start tree_stop", then "step i" for i = 1..LINES, each in one write, with a
+ * short sleep between them; the parent waits for it and prints "result <hex>" of the child's
+ * running state (its exit status: the state's low byte) and its own count of waits. Deterministic.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tree_common.h"
+
+static void say(const char *s)
+{
+    size_t len = strlen(s), off = 0;
+    while (off < len) {
+        ssize_t n = write(1, s + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            _exit(3);
+        off += (size_t)n;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    long lines = argc > 1 ? atol(argv[1]) : 20000, delay_us = argc > 2 ? atol(argv[2]) : 200;
+    say("start tree_stop\n");
+    pid_t child = fork();
+    if (child < 0) {
+        perror("fork");
+        return 1;
+    }
+    if (child == 0) {
+        uint64_t state = 1;
+        char buf[64];
+        for (long i = 1; i <= lines; i++) {
+            state = mix(state + (uint64_t)i);
+            snprintf(buf, sizeof buf, "step %ld\n", i);
+            say(buf);
+            struct timespec ts = { 0, delay_us * 1000 };
+            while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+            }
+        }
+        _exit((int)(state & 0x7f));
+    }
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0) {
+        if (errno != EINTR) {
+            perror("waitpid");
+            return 1;
+        }
+    }
+    if (!WIFEXITED(status)) {
+        fprintf(stderr, "tree_stop: the child did not exit: status %#x\n", status);
+        return 1;
+    }
+    printf("result %x\n", WEXITSTATUS(status));
+    return 0;
+}

@@ -1,0 +1,91 @@
+//! A process tree's checkpoint with the stop signal (`--stop-signal`, the wall-time pattern):
+//! after the cut no process of the tree runs program code again; the namespace ends once the set
+//! is committed (exit status 75). tree_stop.c's child writes numbered lines to stdout (a pipe to
+//! the test, outside any image) all the time: a line it wrote after the cut would be written
+//! again by the restart. So the lines of the stopped run and of its restarts together must be
+//! 1..LINES, each once, in order, with the uninterrupted run's result. The restarted tree also
+//! takes an ordinary checkpoint and goes on (the stop request the image was taken in answer to
+//! is not the restarted program's), then stops again and is restarted once more.
+
+use anyhow::{ensure, Context, Result};
+use ckpt_tests::{Bins, Proc, Program, Workdir};
+use std::ffi::OsString;
+use std::time::Duration;
+
+const LINES: u64 = 20000;
+
+fn numbers(records: &[String]) -> Vec<u64> {
+    records.iter().flat_map(|out| out.lines().filter_map(ckpt_tests::step_of).collect::<Vec<_>>()).collect()
+}
+
+/// Stop signal at `stops[0]`, restart, ordinary checkpoint and stop signal at the later steps,
+/// restart to the end.
+fn stop_and_restart(name: &str, as_nobody: bool) -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(name)?;
+    let program = Program::c(&work, "tree_stop.c", &[], &[&LINES.to_string(), "200"])?;
+    let minute = Duration::from_secs(60);
+    let plain = ckpt_tests::run_plain(&program, as_nobody, Duration::from_secs(120))?;
+    let want = ckpt_tests::result_of(&plain.stdout).context("the uninterrupted run printed no result")?.to_string();
+    let set = work.images().join(program.image_name());
+    let mut procs: Vec<Proc> = Vec::new();
+    let run = (|| -> Result<()> {
+        let mut cmd = ckpt_tests::scenario::ckpt_run_with(&bins, &program, &work.images(), &["--stop-signal", "USR1"], as_nobody);
+        cmd.env("CKPT_NAMESPACE", "1");
+        procs.push(Proc::spawn("ckpt-run", cmd)?);
+        let restart = |label: &str| -> Result<Proc> {
+            let argv: Vec<OsString> = vec![bins.restart.clone().into(), set.clone().into()];
+            let mut cmd = ckpt_tests::scenario::user_command(&argv, as_nobody, &program.cwd);
+            cmd.env("CKPT_NAMESPACE", "1");
+            Proc::spawn(label, cmd)
+        };
+        let stop = |p: &mut Proc, at: u64| -> Result<()> {
+            p.wait_for_step(at, minute)?;
+            p.signal(libc::SIGUSR1)?;
+            let st = p.wait(minute)?;
+            ensure!(st.code() == Some(75), "{} after its stop signal: {st} (75 expected)", p.label());
+            ensure!(set.join("tree").is_file(), "no image set {} after the stop", set.display());
+            Ok(())
+        };
+        stop(procs.last_mut().unwrap(), 2000)?;
+        procs.push(restart("ckpt-restart #1")?);
+        let p = procs.last_mut().unwrap();
+        // An ordinary checkpoint of the restarted tree: it goes on.
+        p.wait_for_step(6000, minute)?;
+        p.signal(libc::SIGUSR2)?;
+        p.wait_for_stderr("ckpt: checkpoint", minute)?;
+        let after = p.last_step().unwrap_or(0);
+        p.wait_for_step(after + 1000, minute).context("the restarted tree did not go on after an ordinary checkpoint")?;
+        stop(p, 10000)?;
+        procs.push(restart("ckpt-restart #2")?);
+        let st = procs.last_mut().unwrap().wait(Duration::from_secs(120))?;
+        ensure!(st.success(), "the last restart: {st}");
+        Ok(())
+    })();
+    let records: Vec<ckpt_tests::Record> = procs.iter_mut().map(|p| {
+        if p.running() {
+            let _ = p.kill();
+        }
+        p.record()
+    }).collect();
+    let transcript = || records.iter().map(|r| format!("{r}")).collect::<Vec<_>>().join("\n");
+    run.map_err(|e| anyhow::anyhow!("{e:#}\n{}", transcript()))?;
+    let outs: Vec<String> = records.iter().map(|r| r.stdout.clone()).collect();
+    let got = numbers(&outs);
+    let dup = got.windows(2).find(|w| w[1] <= w[0]);
+    ensure!(dup.is_none(), "line {:?} was written twice or out of order: a process ran on after the cut", dup);
+    ensure!(got.len() as u64 == LINES && got.first() == Some(&1) && got.last() == Some(&LINES), "lines {} (first {:?}, last {:?}) instead of 1..{LINES}", got.len(), got.first(), got.last());
+    let result = ckpt_tests::result_of(&records.last().unwrap().stdout).map(str::to_string);
+    ensure!(result.as_deref() == Some(want.as_str()), "result {result:?}, uninterrupted {want}\n{}", transcript());
+    Ok(())
+}
+
+#[test]
+fn a_tree_stopped_by_the_stop_signal_runs_no_line_after_the_cut() -> Result<()> {
+    stop_and_restart("trees-stop", false)
+}
+
+#[test]
+fn a_tree_stopped_by_the_stop_signal_runs_no_line_after_the_cut_as_nobody() -> Result<()> {
+    stop_and_restart("trees-stop-nobody", true)
+}
