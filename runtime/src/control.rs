@@ -360,7 +360,7 @@ fn take(stop: bool) -> Option<checkpoint::Outcome> {
     if crate::tree::is_member() {
         crate::tree::take_and_wait(stop)
     } else {
-        checkpoint::take()
+        crate::tree::alone(stop)
     }
 }
 

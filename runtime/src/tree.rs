@@ -202,7 +202,7 @@ pub fn serve() -> Option<bool> {
         let Some((m, passed)) = recv(true) else { break };
         match m {
             TreeMsg::Stop { generation } if passed >= 0 => part(generation, passed),
-            TreeMsg::Solo => result = Some(checkpoint::take().is_some()),
+            TreeMsg::Solo => result = Some(alone(STOPPING.load(Ordering::Acquire)).is_some()),
             TreeMsg::Result { ok } => {
                 settle_hold(ok);
                 result = Some(ok);
@@ -233,7 +233,7 @@ pub fn take_and_wait(stop: bool) -> Option<Outcome> {
         let Some((m, passed)) = recv(false) else { break };
         match m {
             TreeMsg::Stop { generation } if passed >= 0 => part(generation, passed),
-            TreeMsg::Solo => return checkpoint::take(),
+            TreeMsg::Solo => return alone(stop),
             TreeMsg::Result { ok } => {
                 settle_hold(ok);
                 return ok.then_some(Outcome { raw: 0, stored: 0, paused_ms: 0, hash: 0 });
@@ -242,6 +242,16 @@ pub fn take_and_wait(stop: bool) -> Option<Outcome> {
         }
     }
     None
+}
+
+/// A checkpoint of this process alone (no tree, or the coordinator said Solo), after which it exits (`stop`: its threads stay
+/// stopped after the cut) or goes on.
+pub fn alone(stop: bool) -> Option<Outcome> {
+    if stop {
+        checkpoint::take_and_hold()
+    } else {
+        checkpoint::take()
+    }
 }
 
 /// The coordinator's barriers, as `checkpoint` calls them.

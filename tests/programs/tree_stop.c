@@ -4,7 +4,8 @@
  * the cut no process of the tree may run on (a line written then would be written again by the
  * restart), so the lines of the stopped run and of its restart together are 1..LINES, each once.
  *
- * Usage: tree_stop [LINES=20000] [DELAY_US=200]
+ * Usage: tree_stop [LINES=20000] [DELAY_US=200] [alone]
+ * With "alone" there is no child: the program writes the lines itself (a single process).
  * The child prints "start tree_stop", then "step i" for i = 1..LINES, each in one write, with a
  * short sleep between them; the parent waits for it and prints "result <hex>" of the child's
  * running state (its exit status: the state's low byte) and its own count of waits. Deterministic.
@@ -30,28 +31,36 @@ static void say(const char *s)
     }
 }
 
+static uint64_t write_lines(long lines, long delay_us)
+{
+    uint64_t state = 1;
+    char buf[64];
+    for (long i = 1; i <= lines; i++) {
+        state = mix(state + (uint64_t)i);
+        snprintf(buf, sizeof buf, "step %ld\n", i);
+        say(buf);
+        struct timespec ts = { 0, delay_us * 1000 };
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+    }
+    return state;
+}
+
 int main(int argc, char **argv)
 {
     long lines = argc > 1 ? atol(argv[1]) : 20000, delay_us = argc > 2 ? atol(argv[2]) : 200;
     say("start tree_stop\n");
+    if (argc > 3 && !strcmp(argv[3], "alone")) {
+        printf("result %x\n", (unsigned)(write_lines(lines, delay_us) & 0x7f));
+        return 0;
+    }
     pid_t child = fork();
     if (child < 0) {
         perror("fork");
         return 1;
     }
-    if (child == 0) {
-        uint64_t state = 1;
-        char buf[64];
-        for (long i = 1; i <= lines; i++) {
-            state = mix(state + (uint64_t)i);
-            snprintf(buf, sizeof buf, "step %ld\n", i);
-            say(buf);
-            struct timespec ts = { 0, delay_us * 1000 };
-            while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-            }
-        }
-        _exit((int)(state & 0x7f));
-    }
+    if (child == 0)
+        _exit((int)(write_lines(lines, delay_us) & 0x7f));
     int status = 0;
     while (waitpid(child, &status, 0) < 0) {
         if (errno != EINTR) {

@@ -18,12 +18,18 @@ fn numbers(records: &[String]) -> Vec<u64> {
     records.iter().flat_map(|out| out.lines().filter_map(ckpt_tests::step_of).collect::<Vec<_>>()).collect()
 }
 
-/// Stop signal at `stops[0]`, restart, ordinary checkpoint and stop signal at the later steps,
-/// restart to the end.
-fn stop_and_restart(name: &str, as_nobody: bool) -> Result<()> {
+/// Stop signal at step 2000, restart, ordinary checkpoint at 6000 and stop signal at 10000,
+/// restart to the end. `alone`: the program writes the lines itself, without a child (one image,
+/// not a set).
+fn stop_and_restart(name: &str, as_nobody: bool, alone: bool) -> Result<()> {
     let bins = Bins::locate()?;
     let work = Workdir::new(name)?;
-    let program = Program::c(&work, "tree_stop.c", &[], &[&LINES.to_string(), "200"])?;
+    let lines = LINES.to_string();
+    let mut args = vec![lines.as_str(), "200"];
+    if alone {
+        args.push("alone");
+    }
+    let program = Program::c(&work, "tree_stop.c", &[], &args)?;
     let minute = Duration::from_secs(60);
     let plain = ckpt_tests::run_plain(&program, as_nobody, Duration::from_secs(120))?;
     let want = ckpt_tests::result_of(&plain.stdout).context("the uninterrupted run printed no result")?.to_string();
@@ -44,7 +50,8 @@ fn stop_and_restart(name: &str, as_nobody: bool) -> Result<()> {
             p.signal(libc::SIGUSR1)?;
             let st = p.wait(minute)?;
             ensure!(st.code() == Some(75), "{} after its stop signal: {st} (75 expected)", p.label());
-            ensure!(set.join("tree").is_file(), "no image set {} after the stop", set.display());
+            let written = if alone { set.is_file() } else { set.join("tree").is_file() };
+            ensure!(written, "no image {} after the stop", set.display());
             Ok(())
         };
         stop(procs.last_mut().unwrap(), 2000)?;
@@ -82,10 +89,15 @@ fn stop_and_restart(name: &str, as_nobody: bool) -> Result<()> {
 
 #[test]
 fn a_tree_stopped_by_the_stop_signal_runs_no_line_after_the_cut() -> Result<()> {
-    stop_and_restart("trees-stop", false)
+    stop_and_restart("trees-stop", false, false)
 }
 
 #[test]
 fn a_tree_stopped_by_the_stop_signal_runs_no_line_after_the_cut_as_nobody() -> Result<()> {
-    stop_and_restart("trees-stop-nobody", true)
+    stop_and_restart("trees-stop-nobody", true, false)
+}
+
+#[test]
+fn a_program_alone_stopped_by_the_stop_signal_runs_no_line_after_the_cut() -> Result<()> {
+    stop_and_restart("stop-alone", false, true)
 }
