@@ -4,12 +4,17 @@
  * the cut no process of the tree may run on (a line written then would be written again by the
  * restart), so the lines of the stopped run and of its restart together are 1..LINES, each once.
  *
- * Usage: tree_stop [LINES=20000] [DELAY_US=200] [alone]
- * With "alone" there is no child: the program writes the lines itself (a single process).
+ * Usage: tree_stop [LINES=20000] [DELAY_US=200] [alone|clone]
+ * With "alone" there is no child: the program writes the lines itself (a single process). With
+ * "clone" the child is made by glibc's clone() (SIGCHLD, its own stack) instead of fork: no fork
+ * handler runs in it.
  * The child prints "start tree_stop", then "step i" for i = 1..LINES, each in one write, with a
  * short sleep between them; the parent waits for it and prints "result <hex>" of the child's
- * running state (its exit status: the state's low byte) and its own count of waits. Deterministic.
+ * running state (its exit status: the state's low byte). Deterministic.
  */
+#define _GNU_SOURCE
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +51,14 @@ static uint64_t write_lines(long lines, long delay_us)
     return state;
 }
 
+static long clone_lines, clone_delay;
+
+static int clone_child(void *arg)
+{
+    (void)arg;
+    return (int)(write_lines(clone_lines, clone_delay) & 0x7f);
+}
+
 int main(int argc, char **argv)
 {
     long lines = argc > 1 ? atol(argv[1]) : 20000, delay_us = argc > 2 ? atol(argv[2]) : 200;
@@ -54,9 +67,17 @@ int main(int argc, char **argv)
         printf("result %x\n", (unsigned)(write_lines(lines, delay_us) & 0x7f));
         return 0;
     }
-    pid_t child = fork();
+    pid_t child;
+    if (argc > 3 && !strcmp(argv[3], "clone")) {
+        static char stack[256 * 1024] __attribute__((aligned(16)));
+        clone_lines = lines;
+        clone_delay = delay_us;
+        child = clone(clone_child, stack + sizeof stack, SIGCHLD, NULL);
+    } else {
+        child = fork();
+    }
     if (child < 0) {
-        perror("fork");
+        perror("fork or clone");
         return 1;
     }
     if (child == 0)
