@@ -4,10 +4,12 @@
  * the cut no process of the tree may run on (a line written then would be written again by the
  * restart), so the lines of the stopped run and of its restart together are 1..LINES, each once.
  *
- * Usage: tree_stop [LINES=20000] [DELAY_US=200] [alone|clone]
+ * Usage: tree_stop [LINES=20000] [DELAY_US=200] [alone|clone|clone-parent]
  * With "alone" there is no child: the program writes the lines itself (a single process). With
  * "clone" the child is made by glibc's clone() (SIGCHLD, its own stack) instead of fork: no fork
- * handler runs in it.
+ * handler runs in it. With "clone-parent" a forked middle process makes the child with clone()
+ * and CLONE_PARENT (the child is the program's, its sibling) and exits; the program waits for
+ * both.
  * The child prints "start tree_stop", then "step i" for i = 1..LINES, each in one write, with a
  * short sleep between them; the parent waits for it and prints "result <hex>" of the child's
  * running state (its exit status: the state's low byte). Deterministic.
@@ -68,15 +70,28 @@ int main(int argc, char **argv)
         return 0;
     }
     pid_t child;
-    if (argc > 3 && !strcmp(argv[3], "clone")) {
-        static char stack[256 * 1024] __attribute__((aligned(16)));
-        clone_lines = lines;
-        clone_delay = delay_us;
+    const char *mode = argc > 3 ? argv[3] : "";
+    static char stack[256 * 1024] __attribute__((aligned(16)));
+    clone_lines = lines;
+    clone_delay = delay_us;
+    if (!strcmp(mode, "clone")) {
         child = clone(clone_child, stack + sizeof stack, SIGCHLD, NULL);
+    } else if (!strcmp(mode, "clone-parent")) {
+        pid_t middle = fork();
+        if (middle == 0)
+            _exit(clone(clone_child, stack + sizeof stack, CLONE_PARENT | SIGCHLD, NULL) > 0 ? 0 : 1);
+        int st = 0;
+        while (waitpid(middle, &st, 0) < 0 && errno == EINTR) {
+        }
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            fprintf(stderr, "tree_stop: the middle process could not clone: status %#x\n", st);
+            return 1;
+        }
+        child = -1; /* the clone, our child now */
     } else {
         child = fork();
     }
-    if (child < 0) {
+    if (child < 0 && strcmp(mode, "clone-parent") != 0) {
         perror("fork or clone");
         return 1;
     }
