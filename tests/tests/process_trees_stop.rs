@@ -5,7 +5,9 @@
 //! again by the restart. So the lines of the stopped run and of its restarts together must be
 //! 1..LINES, each once, in order, with the uninterrupted run's result. The restarted tree also
 //! takes an ordinary checkpoint and goes on (the stop request the image was taken in answer to
-//! is not the restarted program's), then stops again and is restarted once more.
+//! is not the restarted program's), then stops again and is restarted once more. The first stop
+//! signal goes to ckpt-run (forwarded to the program), or straight to the child (a process of
+//! the tree other than the program asks: init ends the namespace once it has exited).
 
 use anyhow::{ensure, Context, Result};
 use ckpt_tests::{Bins, Proc, Program, Workdir};
@@ -20,8 +22,8 @@ fn numbers(records: &[String]) -> Vec<u64> {
 
 /// Stop signal at step 2000, restart, ordinary checkpoint at 6000 and stop signal at 10000,
 /// restart to the end. `alone`: the program writes the lines itself, without a child (one image,
-/// not a set).
-fn stop_and_restart(name: &str, as_nobody: bool, alone: bool) -> Result<()> {
+/// not a set). `to_child`: the first stop signal is sent to the child itself.
+fn stop_and_restart(name: &str, as_nobody: bool, alone: bool, to_child: bool) -> Result<()> {
     let bins = Bins::locate()?;
     let work = Workdir::new(name)?;
     let lines = LINES.to_string();
@@ -45,16 +47,22 @@ fn stop_and_restart(name: &str, as_nobody: bool, alone: bool) -> Result<()> {
             cmd.env("CKPT_NAMESPACE", "1");
             Proc::spawn(label, cmd)
         };
-        let stop = |p: &mut Proc, at: u64| -> Result<()> {
+        let stop = |p: &mut Proc, at: u64, to_child: bool| -> Result<()> {
             p.wait_for_step(at, minute)?;
-            p.signal(libc::SIGUSR1)?;
+            if to_child {
+                let child = *ckpt_tests::process::children(p.program_pid()).first().context("the program has no child")?;
+                // SAFETY: signalling a process of the tree we started.
+                ensure!(unsafe { libc::kill(child, libc::SIGUSR1) } == 0, "kill {child}: {}", std::io::Error::last_os_error());
+            } else {
+                p.signal(libc::SIGUSR1)?;
+            }
             let st = p.wait(minute)?;
             ensure!(st.code() == Some(75), "{} after its stop signal: {st} (75 expected)", p.label());
             let written = if alone { set.is_file() } else { set.join("tree").is_file() };
             ensure!(written, "no image {} after the stop", set.display());
             Ok(())
         };
-        stop(procs.last_mut().unwrap(), 2000)?;
+        stop(procs.last_mut().unwrap(), 2000, to_child)?;
         procs.push(restart("ckpt-restart #1")?);
         let p = procs.last_mut().unwrap();
         // An ordinary checkpoint of the restarted tree: it goes on.
@@ -63,7 +71,7 @@ fn stop_and_restart(name: &str, as_nobody: bool, alone: bool) -> Result<()> {
         p.wait_for_stderr("ckpt: checkpoint", minute)?;
         let after = p.last_step().unwrap_or(0);
         p.wait_for_step(after + 1000, minute).context("the restarted tree did not go on after an ordinary checkpoint")?;
-        stop(p, 10000)?;
+        stop(p, 10000, false)?;
         procs.push(restart("ckpt-restart #2")?);
         let st = procs.last_mut().unwrap().wait(Duration::from_secs(120))?;
         ensure!(st.success(), "the last restart: {st}");
@@ -89,15 +97,20 @@ fn stop_and_restart(name: &str, as_nobody: bool, alone: bool) -> Result<()> {
 
 #[test]
 fn a_tree_stopped_by_the_stop_signal_runs_no_line_after_the_cut() -> Result<()> {
-    stop_and_restart("trees-stop", false, false)
+    stop_and_restart("trees-stop", false, false, false)
+}
+
+#[test]
+fn a_tree_whose_child_gets_the_stop_signal_runs_no_line_after_the_cut() -> Result<()> {
+    stop_and_restart("trees-stop-child", false, false, true)
 }
 
 #[test]
 fn a_tree_stopped_by_the_stop_signal_runs_no_line_after_the_cut_as_nobody() -> Result<()> {
-    stop_and_restart("trees-stop-nobody", true, false)
+    stop_and_restart("trees-stop-nobody", true, false, false)
 }
 
 #[test]
 fn a_program_alone_stopped_by_the_stop_signal_runs_no_line_after_the_cut() -> Result<()> {
-    stop_and_restart("stop-alone", false, true)
+    stop_and_restart("stop-alone", false, true, false)
 }
