@@ -10,7 +10,10 @@
 //! and write in parallel into the set's temporary directory `NAME.ckpt.tmp.<random>/`. The
 //! manifest (`ckpt_image::tree`) is written last and the set renamed into place as `NAME.ckpt`
 //! (older ones move to `NAME.ckpt.1`, ...): a set is complete or absent, and the previous one
-//! stays on any failure. A process that does not run the runtime (a static program, one that
+//! stays on any failure. A checkpoint with the stop signal (the wall-time pattern) says Hold
+//! instead of Resume: no process of the tree runs program code after the cut; once the set is
+//! committed the requester exits and the namespace ends with it (status 75), and a failed set
+//! lets every process go on. A process that does not run the runtime (a static program, one that
 //! cleared LD_PRELOAD), a stopped process (job control), a traced one (ptrace) or Slurm's srun
 //! (its step runs outside the tree: `launchers`) refuses the checkpoint at once with one line
 //! naming it.
@@ -55,6 +58,10 @@ pub(crate) struct Coord {
     /// The program init started.
     pub root: i32,
 }
+
+/// The exit status of a program that stopped after its checkpoint (the runtime's
+/// `triggers::EXIT_STOPPED`: EX_TEMPFAIL, run again).
+const EXIT_STOPPED: i32 = 75;
 
 /// How long processes have to connect and to stop, capture and resume.
 const JOIN: Duration = Duration::from_secs(5);
@@ -132,15 +139,18 @@ impl Coord {
         std::iter::once(self.listen.as_raw_fd()).chain(self.members.iter().map(|m| m.fd.as_raw_fd())).collect()
     }
 
-    /// Something happened on our fds: accept members, serve requests.
-    pub fn serve(&mut self) {
+    /// Something happened on our fds: accept members, serve requests. Some(wait status): the
+    /// tree stopped after its checkpoint and the namespace is to end with that status.
+    pub fn serve(&mut self) -> Option<i32> {
         self.accept();
         let mut i = 0;
         while i < self.members.len() {
             match self.recv(i) {
                 Recv::Msg(TreeMsg::Request { stop }) => {
                     let pid = self.members[i].pid;
-                    self.checkpoint(pid, stop);
+                    if let Some(status) = self.checkpoint(pid, stop) {
+                        return Some(status);
+                    }
                 }
                 Recv::Gone => {
                     self.members.remove(i);
@@ -150,6 +160,7 @@ impl Coord {
             }
             i += 1;
         }
+        None
     }
 
     fn accept(&mut self) {
@@ -255,20 +266,20 @@ impl Coord {
         ckpt_image::generation_file_name(&self.target.name, i)
     }
 
-    /// Take a checkpoint of the whole tree for member `requester` (then all exit, `stop`).
-    fn checkpoint(&mut self, requester: i32, stop: bool) {
-        let _ = stop; // the requester exits after the Result; the namespace ends with the program
-        let Some(req) = self.index_of(requester) else { return };
+    /// Take a checkpoint of the whole tree for member `requester` (then all exit, `stop`: Some(wait
+    /// status) when the namespace is to end).
+    fn checkpoint(&mut self, requester: i32, stop: bool) -> Option<i32> {
+        let req = self.index_of(requester)?;
         let others = procs().into_iter().filter(|p| p.pid != requester).count();
         let had_set = self.target.dir.join(std::ffi::OsStr::from_bytes(&self.set_name(0))).is_dir();
         if others == 0 && !had_set {
             self.send(req, TreeMsg::Solo, None);
-            return;
+            return None;
         }
         let t0 = Instant::now();
         // A program that checkpointed itself alone before it forked goes on counting.
         let gen = self.target.generation.max(self.solo_generation()) + 1;
-        let outcome = self.take(gen);
+        let outcome = self.take(gen, stop);
         let ok = match outcome {
             Ok((n, raw, stored, paused)) => {
                 self.target.generation = gen;
@@ -296,10 +307,21 @@ impl Coord {
         for i in 0..self.members.len() {
             self.send(i, TreeMsg::Result { ok }, None);
         }
+        if !(ok && stop) {
+            return None;
+        }
+        // Every process is held stopped after the cut. The requester exits (requeueing the job
+        // first, if asked); the program's process doing so ends the namespace through init's
+        // reaping. Another requester (a stop signal sent to a child) ends it here once gone.
+        if requester == self.root {
+            return None;
+        }
+        self.wait_until(PHASE, |c| c.index_of(requester).is_none());
+        Some(EXIT_STOPPED << 8)
     }
 
     /// The two phases and the commit; (processes, memory bytes, bytes on disk, longest pause).
-    fn take(&mut self, gen: u64) -> Result<(usize, u64, u64, u64), String> {
+    fn take(&mut self, gen: u64, stop: bool) -> Result<(usize, u64, u64, u64), String> {
         // Every live process of the tree must run the runtime (a fork's child connects in
         // its first milliseconds).
         // A stopped or traced process cannot take its part (its threads, ours too, do not run):
@@ -317,7 +339,7 @@ impl Coord {
             return Err(not_running_runtime(&missing(self)));
         }
         let (tmp, dirfd) = self.make_tmp()?;
-        let r = self.phases(gen, &tmp, &dirfd);
+        let r = self.phases(gen, &tmp, &dirfd, stop);
         if r.is_err() {
             let _ = std::fs::remove_dir_all(&tmp);
         }
@@ -335,7 +357,7 @@ impl Coord {
         Ok((tmp, fd.into()))
     }
 
-    fn phases(&mut self, gen: u64, tmp: &std::path::Path, dirfd: &OwnedFd) -> Result<(usize, u64, u64, u64), String> {
+    fn phases(&mut self, gen: u64, tmp: &std::path::Path, dirfd: &OwnedFd, stop: bool) -> Result<(usize, u64, u64, u64), String> {
         for m in &mut self.members {
             m.got = None;
             m.asked = false;
@@ -397,9 +419,11 @@ impl Coord {
             self.abort();
             return Err(format!("process {} could not be captured (its own line above says why)", who.join(", ")));
         }
-        // Phase 3: all resume; each snapshot writes its image.
+        // Phase 3: all resume (a stop checkpoint: stay stopped until the Result); each snapshot
+        // writes its image.
+        let go_on = if stop { TreeMsg::Hold } else { TreeMsg::Resume };
         for i in 0..n {
-            self.send(i, TreeMsg::Resume, None);
+            self.send(i, go_on, None);
         }
         // New processes may start meanwhile (they are not in this set); a process of the cut may
         // end or exec once it has resumed: its image is complete when its snapshot committed it.

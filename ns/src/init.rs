@@ -297,8 +297,12 @@ fn serve(program: i32, report: RawFd, outer: Option<RawFd>, mut coord: Option<cr
             continue;
         }
         if fds[2..].iter().any(|p| p.revents != 0) {
-            if let Some(c) = coord.as_mut() {
-                c.serve();
+            // The tree stopped after its checkpoint: the namespace ends as the program would.
+            if let Some(status) = coord.as_mut().and_then(|c| c.serve()) {
+                wait_for_writers();
+                report::send(report, Msg::Exited { status }, None);
+                // SAFETY: leaving init, which ends the namespace.
+                unsafe { libc::_exit(0) }
             }
         }
         // Signals first: a question about a signal must find init's copy already noted.

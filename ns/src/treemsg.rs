@@ -11,7 +11,9 @@
 //! coordinator: Stop{generation} + dir fd -> every member;   member: stops its threads, Stopped
 //! coordinator: Capture -> every member;  member: captures, forks its snapshot, Captured
 //! coordinator: Resume -> every member;   member: resumes, its snapshot writes, Done{ok, ...}
+//!   (a stop checkpoint: Hold instead; the member's threads stay stopped while it writes)
 //! coordinator: writes the manifest, renames the set into place, Result{ok} -> every member
+//!   (after Hold: a committed set ends the namespace; a failed one lets every member go on)
 //! ```
 //! Abort (instead of Capture or Resume) resumes a member without an image.
 
@@ -33,6 +35,9 @@ pub enum TreeMsg {
     Stop { generation: u64 },
     Capture,
     Resume,
+    /// coordinator: as Resume, but the threads stay stopped until the Result (a stop checkpoint:
+    /// no program code runs after the cut unless the set fails).
+    Hold,
     /// coordinator: the tree's checkpoint is off; resume, write nothing.
     Abort,
     /// coordinator: the set was committed (ok) or not.
@@ -54,6 +59,7 @@ impl TreeMsg {
             TreeMsg::Resume => (8, 0, 0, 0, 0),
             TreeMsg::Abort => (9, 0, 0, 0, 0),
             TreeMsg::Result { ok } => (10, ok as u32, 0, 0, 0),
+            TreeMsg::Hold => (11, 0, 0, 0, 0),
         };
         let mut out = [0u8; LEN];
         out[0..4].copy_from_slice(&k.to_ne_bytes());
@@ -81,6 +87,7 @@ impl TreeMsg {
             8 => TreeMsg::Resume,
             9 => TreeMsg::Abort,
             10 => TreeMsg::Result { ok: w(4) != 0 },
+            11 => TreeMsg::Hold,
             _ => return None,
         })
     }
@@ -109,6 +116,7 @@ mod tests {
             TreeMsg::Stop { generation: 5 },
             TreeMsg::Capture,
             TreeMsg::Resume,
+            TreeMsg::Hold,
             TreeMsg::Abort,
             TreeMsg::Result { ok: false },
         ] {

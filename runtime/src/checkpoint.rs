@@ -37,7 +37,8 @@ static EXITING: AtomicBool = AtomicBool::new(false);
 pub trait Phases {
     /// Every thread is stopped: wait until every process of the tree is (Err: resume, no image).
     fn stopped(&self) -> Result<(), String>;
-    /// Captured and snapshot made: wait until every process is, before the threads resume.
+    /// Captured and snapshot made: wait until every process is, before the threads resume (or,
+    /// in a stop checkpoint, stay stopped: `crate::tree::held`).
     fn captured(&self);
 }
 
@@ -50,6 +51,21 @@ pub struct Part<'a> {
 /// Take a checkpoint now. Errors are logged here (their text lives in the scratch arena).
 pub fn take() -> Option<Outcome> {
     take_in(None)
+}
+
+/// The program exits after the checkpoint being taken (the stop signal, `ckpt-ctl stop`): its
+/// threads stay stopped after the cut, or a line it writes then would be written again by the
+/// restart. `HELD`: they are held now (a failed attempt lets them go on: `take_with`).
+static HOLD: AtomicBool = AtomicBool::new(false);
+static HELD: AtomicBool = AtomicBool::new(false);
+
+/// Take a checkpoint after which the program exits: when it is written, the threads stay
+/// stopped (the caller exits); when it fails, they go on.
+pub fn take_and_hold() -> Option<Outcome> {
+    HOLD.store(true, Ordering::Release);
+    let out = take_in(None);
+    HOLD.store(false, Ordering::Release);
+    out
 }
 
 /// Take this process's part of a checkpoint of its tree: always a full image, written into
@@ -90,7 +106,8 @@ fn take_in(part: Option<Part>) -> Option<Outcome> {
             let parent = incremental::next_parent().filter(|(h, _)| generations::has_image(&dir, &cfg.name, *h));
             // A step's checkpoint drains its connections while the threads are stopped (take_attempt):
             // not from a background snapshot.
-            let mut result = if crate::bgtake::possible() && !crate::step::in_checkpoint() {
+            // A background snapshot lets the program run on after the cut: not before an exit.
+            let mut result = if crate::bgtake::possible() && !crate::step::in_checkpoint() && !HOLD.load(Ordering::Acquire) {
                 settle(crate::bgtake::take(&dir, &cfg.name, gen, t0, parent))
             } else {
                 Err(Retry::Sync(String::new()))
@@ -174,6 +191,9 @@ pub fn wait_in_flight() {
 pub fn after_restart() {
     IN_FLIGHT.store(0, Ordering::Release);
     EXITING.store(false, Ordering::Release);
+    // A stop's hold was the old process's: the restarted program goes on after its checkpoints.
+    HOLD.store(false, Ordering::Release);
+    HELD.store(false, Ordering::Release);
 }
 
 /// When this process started (or was restarted), in seconds since the epoch: temporary images
@@ -215,7 +235,12 @@ pub(crate) type WriteResult = Result<(u64, u64, u64), snapshot::Failure>;
 /// length) when given. `t0`: when the checkpoint was asked for. Returns what was written and
 /// the pause in ns.
 fn take_with(dir: &Dir, name: &[u8], gen: u64, t0: u64, fork: bool, parent: Option<(u64, u32)>, phases: Option<&dyn Phases>) -> Result<(Written, u64), Retry> {
-    settle(take_attempt(dir, name, gen, t0, fork, parent, phases))
+    let r = settle(take_attempt(dir, name, gen, t0, fork, parent, phases));
+    // Held for an exit that will not come (or for the next attempt, which stops them again).
+    if r.is_err() && HELD.swap(false, Ordering::AcqRel) {
+        threads::resume_all();
+    }
+    r
 }
 
 /// An attempt's result, its page hashes kept with what was written or dropped with a failure.
@@ -243,9 +268,12 @@ fn take_attempt(dir: &Dir, name: &[u8], gen: u64, t0: u64, fork: bool, parent: O
     let t_stop = now_ns();
     let slots = threads::stop_all(sys::gettid()).map_err(|e| (Retry::Fail(e), None))?;
     let resumed = || {
-        // A step that stops: the program must not run on while the other tasks finish (it
-        // would see them go); it ends with its checkpoint.
-        if !crate::step::keep_stopped() {
+        // A step or a tree that stops: the program must not run on while the other tasks or
+        // processes finish (it would see them go, or write what a restart writes again); it ends
+        // with its checkpoint (a tree's failed one lets it go on: tree.rs).
+        if HOLD.load(Ordering::Acquire) {
+            HELD.store(true, Ordering::Release);
+        } else if !crate::step::keep_stopped() && !crate::tree::held() {
             // Bytes in flight between the tasks of a step go back before the program runs.
             crate::step::refill();
             threads::resume_all();

@@ -335,13 +335,13 @@ fn handle(fd: i32, req: &str) {
             triggers::request(triggers::REQ_CHECKPOINT);
         }
         "checkpoint wait" => {
-            let out = if crate::step::active() { crate::step::request(false, true) } else { take() };
+            let out = if crate::step::active() { crate::step::request(false, true) } else { take(false) };
             triggers::arm_timer();
             reply_outcome(fd, out);
         }
         "status" => reply(fd, &status()),
         "stop" => {
-            let out = if crate::step::active() { crate::step::request(true, true) } else { take() };
+            let out = if crate::step::active() { crate::step::request(true, true) } else { take(true) };
             reply_outcome(fd, out);
             if out.is_some() {
                 sys::close(fd);
@@ -354,12 +354,13 @@ fn handle(fd: i32, req: &str) {
     }
 }
 
-/// A checkpoint for a client: of the process tree when the program has one.
-fn take() -> Option<checkpoint::Outcome> {
+/// A checkpoint for a client (`stop`: the program exits after it): of the process tree when the
+/// program has one.
+fn take(stop: bool) -> Option<checkpoint::Outcome> {
     if crate::tree::is_member() {
-        crate::tree::take_and_wait()
+        crate::tree::take_and_wait(stop)
     } else {
-        checkpoint::take()
+        crate::tree::alone(stop)
     }
 }
 

@@ -11,6 +11,7 @@ mod bgsnap;
 mod bgtake;
 mod blocked;
 mod checkpoint;
+mod clonehook;
 mod control;
 mod cpuclock;
 mod fdhooks;
@@ -243,7 +244,7 @@ extern "C" fn after_fork_child() {
 
 /// A child forked by a member of the process tree is a member too: the runtime stays active in
 /// it, with a checkpoint thread of its own and its own connection to the coordinator.
-fn member_child() {
+pub(crate) fn member_child() {
     let pid = sys::getpid();
     launch::set_managed(pid);
     vids::forked_member();

@@ -11,6 +11,10 @@
 //!   answers `Solo` (the program alone: it checkpoints itself as ever) or runs the tree's
 //!   checkpoint, in which this process takes its part (`part`): stop, wait for every process to
 //!   be stopped, capture and snapshot, wait, resume, write `<pid>.ckpt` into the set directory.
+//! - A checkpoint with the stop signal (the wall-time pattern): the coordinator says Hold instead
+//!   of Resume, so no process of the tree runs program code after the cut; the threads stay
+//!   stopped while the image is written, until the tree's result: a committed set ends the
+//!   namespace (the requester exits), a failed one releases them and the program goes on.
 //! - Without a namespace there is no coordinator: children are not managed (as before).
 //!
 //! Raw system calls only: the waits happen while the program's threads are stopped.
@@ -25,6 +29,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 static CONN: AtomicI32 = AtomicI32::new(-1);
 /// A stop request of ours is pending: exit once the tree's set is committed (or not).
 static STOPPING: AtomicBool = AtomicBool::new(false);
+/// The coordinator said Hold: our threads stay stopped after the capture until the tree's result.
+static HELD: AtomicBool = AtomicBool::new(false);
 /// This process is a member other than the one ckpt-run started (a child, or a program one
 /// execs): it has no periodic timer and no control socket of its own.
 static CHILD: AtomicBool = AtomicBool::new(false);
@@ -50,6 +56,23 @@ pub fn fd() -> i32 {
 /// now): forget it without closing.
 pub fn forget() {
     CONN.store(-1, Ordering::Release);
+    // A stop request the image was taken in answer to was the old process's.
+    STOPPING.store(false, Ordering::Release);
+    HELD.store(false, Ordering::Release);
+}
+
+/// Whether the program's threads stay stopped after this capture (a stop checkpoint of the tree).
+pub fn held() -> bool {
+    HELD.load(Ordering::Acquire)
+}
+
+/// The tree's result came while our threads were held: a committed set keeps them stopped until
+/// the namespace ends; a failed one lets them go on.
+fn settle_hold(ok: bool) {
+    if HELD.load(Ordering::Acquire) && !ok {
+        HELD.store(false, Ordering::Release);
+        crate::threads::resume_all();
+    }
 }
 
 /// Connect to the coordinator of our namespace (none without one: nothing happens).
@@ -179,8 +202,11 @@ pub fn serve() -> Option<bool> {
         let Some((m, passed)) = recv(true) else { break };
         match m {
             TreeMsg::Stop { generation } if passed >= 0 => part(generation, passed),
-            TreeMsg::Solo => result = Some(checkpoint::take().is_some()),
-            TreeMsg::Result { ok } => result = Some(ok),
+            TreeMsg::Solo => result = Some(alone(STOPPING.load(Ordering::Acquire)).is_some()),
+            TreeMsg::Result { ok } => {
+                settle_hold(ok);
+                result = Some(ok);
+            }
             _ => {
                 if passed >= 0 {
                     sys::close(passed);
@@ -196,10 +222,10 @@ pub fn serve() -> Option<bool> {
     result
 }
 
-/// Ask for a checkpoint of the tree and wait for its result (ckpt-ctl's `checkpoint --wait`
-/// and `stop`), taking our part meanwhile. None when the coordinator is gone.
-pub fn take_and_wait() -> Option<Outcome> {
-    if !send(TreeMsg::Request { stop: false }) {
+/// Ask for a checkpoint of the tree (`stop`: and then exit) and wait for its result (ckpt-ctl's
+/// `checkpoint --wait` and `stop`), taking our part meanwhile. None when the coordinator is gone.
+pub fn take_and_wait(stop: bool) -> Option<Outcome> {
+    if !send(TreeMsg::Request { stop }) {
         lost();
         return None;
     }
@@ -207,19 +233,32 @@ pub fn take_and_wait() -> Option<Outcome> {
         let Some((m, passed)) = recv(false) else { break };
         match m {
             TreeMsg::Stop { generation } if passed >= 0 => part(generation, passed),
-            TreeMsg::Solo => return checkpoint::take(),
-            TreeMsg::Result { ok } => return ok.then_some(Outcome { raw: 0, stored: 0, paused_ms: 0, hash: 0 }),
+            TreeMsg::Solo => return alone(stop),
+            TreeMsg::Result { ok } => {
+                settle_hold(ok);
+                return ok.then_some(Outcome { raw: 0, stored: 0, paused_ms: 0, hash: 0 });
+            }
             _ => {}
         }
     }
     None
 }
 
+/// A checkpoint of this process alone (no tree, or the coordinator said Solo), after which it exits (`stop`: its threads stay
+/// stopped after the cut) or goes on.
+pub fn alone(stop: bool) -> Option<Outcome> {
+    if stop {
+        checkpoint::take_and_hold()
+    } else {
+        checkpoint::take()
+    }
+}
+
 /// The coordinator's barriers, as `checkpoint` calls them.
 struct Barrier;
 
 /// Wait for one of `want` (Err: the checkpoint was called off, or the coordinator is gone).
-fn wait_for(want: fn(&TreeMsg) -> bool) -> Result<(), String> {
+fn wait_for(want: fn(&TreeMsg) -> bool) -> Result<TreeMsg, String> {
     loop {
         match recv(false) {
             Some((m, passed)) => {
@@ -227,7 +266,7 @@ fn wait_for(want: fn(&TreeMsg) -> bool) -> Result<(), String> {
                     sys::close(passed);
                 }
                 if want(&m) {
-                    return Ok(());
+                    return Ok(m);
                 }
                 if m == TreeMsg::Abort {
                     return Err("the checkpoint of the process tree was called off".into());
@@ -241,11 +280,13 @@ fn wait_for(want: fn(&TreeMsg) -> bool) -> Result<(), String> {
 impl Phases for Barrier {
     fn stopped(&self) -> Result<(), String> {
         send(TreeMsg::Stopped);
-        wait_for(|m| *m == TreeMsg::Capture)
+        wait_for(|m| *m == TreeMsg::Capture).map(drop)
     }
     fn captured(&self) {
         send(TreeMsg::Captured);
-        let _ = wait_for(|m| *m == TreeMsg::Resume);
+        // Hold: a stop checkpoint; the threads stay stopped (checkpoint.rs asks `held`).
+        let hold = wait_for(|m| matches!(m, TreeMsg::Resume | TreeMsg::Hold)) == Ok(TreeMsg::Hold);
+        HELD.store(hold, Ordering::Release);
     }
 }
 

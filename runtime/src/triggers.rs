@@ -208,7 +208,7 @@ pub fn exit_after_checkpoint(ok: bool) -> ! {
 }
 
 fn stop_now() -> ! {
-    let ok = checkpoint::take().is_some();
+    let ok = checkpoint::take_and_hold().is_some();
     exit_after_checkpoint(ok)
 }
 

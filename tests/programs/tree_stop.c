@@ -1,0 +1,113 @@
+/*
+ * tree_stop: a parent and a forked child that writes numbered lines to stdout (a pipe to the
+ * test, outside the image) all the time, for the tree's checkpoint with the stop signal: after
+ * the cut no process of the tree may run on (a line written then would be written again by the
+ * restart), so the lines of the stopped run and of its restart together are 1..LINES, each once.
+ *
+ * Usage: tree_stop [LINES=20000] [DELAY_US=200] [alone|clone|clone-parent]
+ * With "alone" there is no child: the program writes the lines itself (a single process). With
+ * "clone" the child is made by glibc's clone() (SIGCHLD, its own stack) instead of fork: no fork
+ * handler runs in it. With "clone-parent" a forked middle process makes the child with clone()
+ * and CLONE_PARENT (the child is the program's, its sibling) and exits; the program waits for
+ * both.
+ * The child prints "start tree_stop", then "step i" for i = 1..LINES, each in one write, with a
+ * short sleep between them; the parent waits for it and prints "result <hex>" of the child's
+ * running state (its exit status: the state's low byte). Deterministic.
+ */
+#define _GNU_SOURCE
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tree_common.h"
+
+static void say(const char *s)
+{
+    size_t len = strlen(s), off = 0;
+    while (off < len) {
+        ssize_t n = write(1, s + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            _exit(3);
+        off += (size_t)n;
+    }
+}
+
+static uint64_t write_lines(long lines, long delay_us)
+{
+    uint64_t state = 1;
+    char buf[64];
+    for (long i = 1; i <= lines; i++) {
+        state = mix(state + (uint64_t)i);
+        snprintf(buf, sizeof buf, "step %ld\n", i);
+        say(buf);
+        struct timespec ts = { 0, delay_us * 1000 };
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+    }
+    return state;
+}
+
+static long clone_lines, clone_delay;
+
+static int clone_child(void *arg)
+{
+    (void)arg;
+    return (int)(write_lines(clone_lines, clone_delay) & 0x7f);
+}
+
+int main(int argc, char **argv)
+{
+    long lines = argc > 1 ? atol(argv[1]) : 20000, delay_us = argc > 2 ? atol(argv[2]) : 200;
+    say("start tree_stop\n");
+    if (argc > 3 && !strcmp(argv[3], "alone")) {
+        printf("result %x\n", (unsigned)(write_lines(lines, delay_us) & 0x7f));
+        return 0;
+    }
+    pid_t child;
+    const char *mode = argc > 3 ? argv[3] : "";
+    static char stack[256 * 1024] __attribute__((aligned(16)));
+    clone_lines = lines;
+    clone_delay = delay_us;
+    if (!strcmp(mode, "clone")) {
+        child = clone(clone_child, stack + sizeof stack, SIGCHLD, NULL);
+    } else if (!strcmp(mode, "clone-parent")) {
+        pid_t middle = fork();
+        if (middle == 0)
+            _exit(clone(clone_child, stack + sizeof stack, CLONE_PARENT | SIGCHLD, NULL) > 0 ? 0 : 1);
+        int st = 0;
+        while (waitpid(middle, &st, 0) < 0 && errno == EINTR) {
+        }
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            fprintf(stderr, "tree_stop: the middle process could not clone: status %#x\n", st);
+            return 1;
+        }
+        child = -1; /* the clone, our child now */
+    } else {
+        child = fork();
+    }
+    if (child < 0 && strcmp(mode, "clone-parent") != 0) {
+        perror("fork or clone");
+        return 1;
+    }
+    if (child == 0)
+        _exit((int)(write_lines(lines, delay_us) & 0x7f));
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0) {
+        if (errno != EINTR) {
+            perror("waitpid");
+            return 1;
+        }
+    }
+    if (!WIFEXITED(status)) {
+        fprintf(stderr, "tree_stop: the child did not exit: status %#x\n", status);
+        return 1;
+    }
+    printf("result %x\n", WEXITSTATUS(status));
+    return 0;
+}
