@@ -371,10 +371,11 @@ impl Coord {
         let missing = |c: &Coord| procs().iter().filter(|p| !p.zombie && c.index_of(p.pid).is_none()).map(|p| p.pid).collect::<Vec<_>>();
         for round in 0.. {
             self.wait_until(JOIN, |c| missing(c).is_empty());
+            let members = self.members.len() as u32;
             for i in 0..self.members.len() {
                 if !self.members[i].asked {
                     self.members[i].asked = true;
-                    self.send(i, TreeMsg::Stop { generation: gen }, Some(dirfd.as_raw_fd()));
+                    self.send(i, TreeMsg::Stop { generation: gen, members }, Some(dirfd.as_raw_fd()));
                 }
             }
             if !self.wait_until(PHASE, |c| c.members.iter().all(|m| m.got.is_some())) {

@@ -31,8 +31,9 @@ pub enum TreeMsg {
     /// coordinator: you are alone, take a checkpoint of your own.
     Solo,
     /// coordinator: stop your threads for checkpoint `generation` of the tree (fd: the set's
-    /// temporary directory, where your image goes).
-    Stop { generation: u64 },
+    /// temporary directory, where your image goes); `members` processes write at once (0:
+    /// not said, from an older coordinator), so each takes its share of the CPUs.
+    Stop { generation: u64, members: u32 },
     Capture,
     Resume,
     /// coordinator: as Resume, but the threads stay stopped until the Result (a stop checkpoint:
@@ -54,7 +55,7 @@ impl TreeMsg {
             TreeMsg::Captured => (3, 0, 0, 0, 0),
             TreeMsg::Done { ok, raw, stored, paused_ns } => (4, ok as u32, raw, stored, paused_ns),
             TreeMsg::Solo => (5, 0, 0, 0, 0),
-            TreeMsg::Stop { generation } => (6, 0, generation, 0, 0),
+            TreeMsg::Stop { generation, members } => (6, members, generation, 0, 0),
             TreeMsg::Capture => (7, 0, 0, 0, 0),
             TreeMsg::Resume => (8, 0, 0, 0, 0),
             TreeMsg::Abort => (9, 0, 0, 0, 0),
@@ -82,7 +83,7 @@ impl TreeMsg {
             3 => TreeMsg::Captured,
             4 => TreeMsg::Done { ok: w(4) != 0, raw: q(8), stored: q(16), paused_ns: q(24) },
             5 => TreeMsg::Solo,
-            6 => TreeMsg::Stop { generation: q(8) },
+            6 => TreeMsg::Stop { generation: q(8), members: w(4) },
             7 => TreeMsg::Capture,
             8 => TreeMsg::Resume,
             9 => TreeMsg::Abort,
@@ -113,7 +114,7 @@ mod tests {
             TreeMsg::Captured,
             TreeMsg::Done { ok: true, raw: 1 << 40, stored: 7, paused_ns: 9 },
             TreeMsg::Solo,
-            TreeMsg::Stop { generation: 5 },
+            TreeMsg::Stop { generation: 5, members: 3 },
             TreeMsg::Capture,
             TreeMsg::Resume,
             TreeMsg::Hold,

@@ -240,7 +240,7 @@ pub fn take(dir: &Dir, name: &[u8], gen: u64, t0: u64, parent: Option<(u64, u32)
         log!(DEBUG, "background snapshot: instant done in {} us", (now_ns() - t) / 1000);
         ph.step(snapshot::FROZEN);
         let bg = memwrite::Bg { engine, armed: &armed };
-        let r = checkpoint::write_image(dir, cap, &frozen, &frozen_files, memwrite::cpus().min(8), crate::progress::local(), Some(&bg));
+        let r = checkpoint::write_image(dir, cap, &frozen, &frozen_files, crate::tree::writer_threads(), crate::progress::local(), Some(&bg));
         if engine.phase() != bgsnap::OVER {
             engine.abort(&regs);
         }

@@ -319,7 +319,7 @@ fn take_attempt(dir: &Dir, name: &[u8], gen: u64, t0: u64, fork: bool, parent: O
     if fork {
         // The child writes the image, commits it and prints its line, even if the program ends.
         let body = |ctx: &snapshot::Ctx| {
-            let r = write_image(dir, &cap, &ctx.frozen, &ctx.frozen_files, memwrite::cpus().min(8), ctx.progress(), None).and_then(|w| commit(dir, &cap).map(|_| w).map_err(snapshot::Failure::Failed));
+            let r = write_image(dir, &cap, &ctx.frozen, &ctx.frozen_files, crate::tree::writer_threads(), ctx.progress(), None).and_then(|w| commit(dir, &cap).map(|_| w).map_err(snapshot::Failure::Failed));
             let gone = ctx.program_gone();
             match &r {
                 Ok(_) if cap.member => {}
