@@ -3,7 +3,8 @@
 //! every fd is known) and `restore` (ckpt-restart's half: every socket made at once), with
 //! `diag` (sock_diag), `opts` (socket options), `queue` (receive queues), `unix` (UNIX names
 //! and their files), `names` and `inet` (the restore of UNIX names and of the other families)
-//! between them; `pair` makes a socketpair that processes of a tree share.
+//! between them, `timewait` (the killed program's TIME_WAIT remains that hold its ports);
+//! `pair` makes a socketpair that processes of a tree share.
 //!
 //! Sockets that talk to each other inside the program (socket pairs, a UNIX or TCP client and
 //! the connection its listener accepted, a UDP socket and the sender of a queued datagram) are
@@ -18,4 +19,5 @@ mod opts;
 pub mod pair;
 mod queue;
 pub mod restore;
+mod timewait;
 mod unix;
