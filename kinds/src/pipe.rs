@@ -8,9 +8,9 @@
 //! Restore: one pipe per old pipe, refilled with the unread bytes and held by fds of ours; each
 //! program fd is then a new open of it through /proc/self/fd with its own access mode and
 //! status flags, so that two opens of one pipe with different flags (O_NONBLOCK on one, a
-//! /proc/self/fd/N reopened O_RDWR) stay two open file descriptions; except the first read
-//! end and write end the program got from pipe(2) (no O_LARGEFILE, which every open sets and
-//! nothing clears), which are pipe2's own (a tree's pipes, `prepare`, are all opens). (fds that shared one
+//! /proc/self/fd/N reopened O_RDWR) stay two open file descriptions; except the read end and
+//! write end pipe(2) gave (no O_LARGEFILE, which every open sets and nothing clears), which
+//! are pipe2's own, shared by every fd and process that holds them, as fork shares them. (fds that shared one
 //! description, dups, are dups again: the fd table does that.) A FIFO is opened by its name
 //! again (O_RDWR, which never blocks); made again with mkfifo if the name is gone (said at
 //! CKPT_LOG=info); a FIFO whose name was removed at checkpoint time is made under a free name
@@ -88,9 +88,6 @@ fn cstr(b: &[u8]) -> Result<CString> {
 #[derive(Default, Clone)]
 pub struct Pipes {
     held: HashMap<u64, Vec<RawFd>>,
-    /// Pipes made here by `open` (not for a tree, see `prepare`): whether their pipe(2) read
-    /// end and write end are still free to be given to a program fd.
-    ends: HashMap<u64, [bool; 2]>,
 }
 
 /// O_LARGEFILE as fdinfo shows it on x86-64 (the libc crate's is 0 there): every open(2) sets
@@ -108,30 +105,22 @@ impl Pipes {
         };
         let held = match self.held.entry(ino) {
             Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => {
-                if matches!(f.kind, FdKind::Pipe { .. }) {
-                    self.ends.insert(ino, [true, true]);
-                }
-                e.insert(make(f, ino, size, all)?)
-            }
+            Entry::Vacant(e) => e.insert(make(f, ino, size, all)?),
         };
-        // An fd the program got from pipe(2) (no O_LARGEFILE) gets an end from pipe2, once per
-        // end: F_GETFL shows the same flags (the kernel never clears O_LARGEFILE).
+        // An end the program got from pipe(2) (no O_LARGEFILE; every other open of a pipe sets
+        // it) is pipe2's end, in every process that holds it (they share that description).
         let end = match f.flags & libc::O_ACCMODE {
             libc::O_RDONLY => Some(0),
             libc::O_WRONLY => Some(1),
             _ => None,
         };
-        if let (Some(e), 0) = (end, f.flags & O_LARGEFILE) {
-            if let Some(free) = self.ends.get_mut(&ino).filter(|free| free[e]) {
-                free[e] = false;
-                // SAFETY: held[e] is ours; the new fd shares its open file description.
-                let fd = unsafe { libc::fcntl(held[e], libc::F_DUPFD_CLOEXEC, 0) };
-                if fd < 0 {
-                    return Err(Error::last(format!("cannot take an end of the recreated pipe of fd {}", f.fd)));
-                }
-                return Ok(fd);
+        if let (Some(e), 0, FdKind::Pipe { .. }) = (end, f.flags & O_LARGEFILE, &f.kind) {
+            // SAFETY: held[e] is ours; the new fd shares its open file description.
+            let fd = unsafe { libc::fcntl(held[e], libc::F_DUPFD_CLOEXEC, 0) };
+            if fd < 0 {
+                return Err(Error::last(format!("cannot take an end of the recreated pipe of fd {}", f.fd)));
             }
+            return Ok(fd);
         }
         // (Not O_ASYNC: see ckpt_kinds::fown::arm.)
         let keep = libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_APPEND | libc::O_DIRECT | libc::O_NOATIME;
