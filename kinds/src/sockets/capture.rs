@@ -122,6 +122,9 @@ impl Context {
             if !complete {
                 s.lost = "a message too large to save".into();
             }
+            if connected {
+                s.peer_cred = super::peercred::capture(fd);
+            }
         }
         // A path name (not abstract, not unnamed): how its file stands now.
         if s.name.len() > 2 && s.name[2] != 0 {

@@ -3,7 +3,8 @@
 //! every fd is known) and `restore` (ckpt-restart's half: every socket made at once), with
 //! `diag` (sock_diag), `opts` (socket options), `queue` (receive queues), `unix` (UNIX names
 //! and their files), `names` and `inet` (the restore of UNIX names and of the other families)
-//! between them, `timewait` (the killed program's TIME_WAIT remains that hold its ports);
+//! between them, `timewait` (the killed program's TIME_WAIT remains that hold its ports),
+//! `peercred` (SO_PEERCRED of socketpairs another process made);
 //! `pair` makes a socketpair that processes of a tree share.
 //!
 //! Sockets that talk to each other inside the program (socket pairs, a UNIX or TCP client and
@@ -17,6 +18,7 @@ pub mod jobconn;
 mod names;
 mod opts;
 pub mod pair;
+mod peercred;
 mod queue;
 pub mod restore;
 mod timewait;
