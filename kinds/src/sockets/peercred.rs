@@ -45,13 +45,19 @@ struct CloneArgs {
 /// as far as can be, and what it could not be given (None: all of it).
 pub fn socketpair(sock_type: i32, c: &PeerCred) -> crate::Result<([RawFd; 2], Option<String>)> {
     // SAFETY: plain id queries.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let (pid, uid, gid) = unsafe { (libc::getpid(), libc::geteuid(), libc::getegid()) };
     let mut lost = Vec::new();
-    let pair = match made_by(sock_type, c, true) {
+    // Made by the process itself, under ids it has left since: by us (a helper would not have
+    // our pid), with ours.
+    let first = if c.pid == pid { Err(String::new()) } else { made_by(sock_type, c, true) };
+    let pair = match first {
         Ok(p) => p,
         Err(e) => {
-            lost.push(format!("pid {} ({e})", c.pid));
-            made_by(sock_type, c, false).or_else(|e| {
+            if c.pid != pid {
+                lost.push(format!("pid {} ({e})", c.pid));
+            }
+            let helper = if c.pid == pid { Err("they are not ours to take".to_string()) } else { made_by(sock_type, c, false) };
+            helper.or_else(|e| {
                 if c.uid != uid || c.gid != gid {
                     lost.push(format!("uid {} gid {} ({e})", c.uid, c.gid));
                 }
