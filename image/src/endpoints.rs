@@ -49,6 +49,18 @@ pub struct Socket {
     /// drained at checkpoint time (its unread bytes are `queue`) and made again at restart
     /// through the step's coordinator, whatever the nodes and addresses are then.
     pub job: Option<JobConn>,
+    /// UNIX: what SO_PEERCRED gave, when it was not the process itself (the peer was made or
+    /// connected by another process, or under other ids: a socketpair a child made) (version 15).
+    pub peer_cred: Option<PeerCred>,
+}
+
+/// SO_PEERCRED: the process and ids that made the peer (socketpair, connect, listen), pid as
+/// the program's pid namespace numbers it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerCred {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// A connection between two tasks of a step, as the coordinator paired it.

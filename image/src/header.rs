@@ -21,7 +21,9 @@ pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// 13: `Index::sysv` (System V shared memory, semaphores and message queues of the namespace).
 /// 14: both of 12 and 13 in one index (`Index::step` before `Index::sysv`): main held 13
 ///     without `Index::step` for a while, whose images do not decode as this layout.
-pub const VERSION: u32 = 14;
+/// 15: `FdState::owner` (the SIGIO owner and signal of an open file description) and
+///     `Socket::peer_cred` (SO_PEERCRED of a socketpair another process made).
+pub const VERSION: u32 = 15;
 pub const HEADER_LEN: usize = 64;
 
 /// Header fields, little-endian on disk:

@@ -387,6 +387,24 @@ pub struct FdState {
     /// Locks and leases held through this fd's open file description (POSIX locks: those set
     /// through it), taken again once every fd is in place.
     pub locks: Vec<FileLock>,
+    /// Who gets the open file description's SIGIO (F_SETOWN, F_SETOWN_EX) and with which
+    /// signal (F_SETSIG); None: no owner and SIGIO (version 15).
+    pub owner: Option<FileOwner>,
+}
+
+/// The owner of an open file description's I/O signals and that signal (fcntl F_GETOWN_EX,
+/// F_GETSIG), set again at restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileOwner {
+    /// F_OWNER_TID (0), F_OWNER_PID (1) or F_OWNER_PGRP (2).
+    pub kind: i32,
+    /// The thread, process or process group, numbered as the program saw it (0: none).
+    pub pid: i32,
+    /// The owner was the process itself (its pid, its main thread's tid, its process group):
+    /// the restarted process's own ids are given, whatever they are now.
+    pub own: bool,
+    /// The signal sent (0: SIGIO, without siginfo details).
+    pub signal: i32,
 }
 
 /// A signal disposition in the kernel's `struct sigaction` layout.

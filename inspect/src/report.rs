@@ -2,7 +2,7 @@
 //! fields that both the text and the JSON output use.
 
 use crate::verify::Verified;
-use ckpt_image::{Backing, Chain, Codec, Decompressor, LayerBuf, Reader, Region};
+use ckpt_image::{Backing, Chain, Codec, Decompressor, FdKind, LayerBuf, Reader, Region};
 use serde::Serialize;
 use std::path::Path;
 
@@ -345,7 +345,16 @@ pub fn build(reader: &Reader, chain: std::result::Result<&Chain, String>, path: 
             .fds
             .iter()
             .map(|f| {
-                let (kind, target) = f.kind.describe();
+                let (kind, mut target) = f.kind.describe();
+                if let FdKind::Socket(s) = &f.kind {
+                    if let Some(c) = s.peer_cred {
+                        target += &format!(", SO_PEERCRED pid {} uid {} gid {}", c.pid, c.uid, c.gid);
+                    }
+                }
+                if let Some(o) = f.owner {
+                    let whom = ["thread", "process", "process group"].get(o.kind as usize).copied().unwrap_or("owner");
+                    target += &format!(", I/O signal {} to {whom} {}{}", if o.signal == 0 { libc::SIGIO } else { o.signal }, o.pid, if o.own { " (itself)" } else { "" });
+                }
                 Fd { fd: f.fd, kind: kind.into(), target, flags: open_flags(f.flags), offset: f.pos, cloexec: f.cloexec }
             })
             .collect(),

@@ -192,7 +192,7 @@ pub struct Recreated {
 
 /// The program's open flags, for an open of a recreated inode through /proc/self/fd.
 pub fn reopen_flags(flags: i32) -> i32 {
-    let drop = libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY | libc::O_NOFOLLOW | libc::O_TMPFILE;
+    let drop = libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY | libc::O_NOFOLLOW | libc::O_TMPFILE | libc::O_ASYNC;
     flags & !drop | libc::O_CLOEXEC
 }
 

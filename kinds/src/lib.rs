@@ -17,7 +17,7 @@
 //! Modules: `deleted` (inodes without a name: deleted files of any size, tmpfiles, removed
 //! directories and symlinks, deleted device nodes), `memfd` (what a memfd has besides: seals,
 //! exec permission, its own open mode), `pipe` (pipes and FIFOs), `locks` (file
-//! locks and leases), `procfs` (the program's own /proc paths, the working directory), `aio`
+//! locks and leases), `fown` (the owner and signal of a file's SIGIO), `procfs` (the program's own /proc paths, the working directory), `aio`
 //! (AIO contexts, restored by the runtime after the switch), `sockets` (every family: the
 //! program's own connections made again together), `tty` (terminals: the program's own
 //! pseudo-terminals made again, outside ones become ckpt-restart's), `sysv` (System V shared
@@ -26,6 +26,7 @@
 
 pub mod aio;
 pub mod deleted;
+pub mod fown;
 pub mod locks;
 pub mod memfd;
 pub mod pipe;

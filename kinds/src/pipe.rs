@@ -8,7 +8,9 @@
 //! Restore: one pipe per old pipe, refilled with the unread bytes and held by fds of ours; each
 //! program fd is then a new open of it through /proc/self/fd with its own access mode and
 //! status flags, so that two opens of one pipe with different flags (O_NONBLOCK on one, a
-//! /proc/self/fd/N reopened O_RDWR) stay two open file descriptions. (fds that shared one
+//! /proc/self/fd/N reopened O_RDWR) stay two open file descriptions; except the read end and
+//! write end pipe(2) gave (no O_LARGEFILE, which every open sets and nothing clears), which
+//! are pipe2's own, shared by every fd and process that holds them, as fork shares them. (fds that shared one
 //! description, dups, are dups again: the fd table does that.) A FIFO is opened by its name
 //! again (O_RDWR, which never blocks); made again with mkfifo if the name is gone (said at
 //! CKPT_LOG=info); a FIFO whose name was removed at checkpoint time is made under a free name
@@ -88,6 +90,10 @@ pub struct Pipes {
     held: HashMap<u64, Vec<RawFd>>,
 }
 
+/// O_LARGEFILE as fdinfo shows it on x86-64 (the libc crate's is 0 there): every open(2) sets
+/// it, pipe(2) does not.
+const O_LARGEFILE: i32 = 0o100000;
+
 impl Pipes {
     /// A new fd of ours for program fd `f` on pipe or FIFO `ino`; `all` is the whole fd table
     /// (the unread bytes are on the first entry of each pipe).
@@ -101,7 +107,23 @@ impl Pipes {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => e.insert(make(f, ino, size, all)?),
         };
-        let keep = libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_APPEND | libc::O_ASYNC | libc::O_DIRECT | libc::O_NOATIME;
+        // An end the program got from pipe(2) (no O_LARGEFILE; every other open of a pipe sets
+        // it) is pipe2's end, in every process that holds it (they share that description).
+        let end = match f.flags & libc::O_ACCMODE {
+            libc::O_RDONLY => Some(0),
+            libc::O_WRONLY => Some(1),
+            _ => None,
+        };
+        if let (Some(e), 0, FdKind::Pipe { .. }) = (end, f.flags & O_LARGEFILE, &f.kind) {
+            // SAFETY: held[e] is ours; the new fd shares its open file description.
+            let fd = unsafe { libc::fcntl(held[e], libc::F_DUPFD_CLOEXEC, 0) };
+            if fd < 0 {
+                return Err(Error::last(format!("cannot take an end of the recreated pipe of fd {}", f.fd)));
+            }
+            return Ok(fd);
+        }
+        // (Not O_ASYNC: see ckpt_kinds::fown::arm.)
+        let keep = libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_APPEND | libc::O_DIRECT | libc::O_NOATIME;
         let proc = cstr(format!("/proc/self/fd/{}", held[0]).as_bytes())?;
         // SAFETY: proc is a valid C string. Never blocks: our fds are a reader and a writer.
         let fd = unsafe { libc::open(proc.as_ptr(), f.flags & keep | libc::O_CLOEXEC) };

@@ -261,7 +261,7 @@ fn session_terminal() -> Option<CString> {
 }
 
 fn open_path(p: &CString, flags: i32) -> Result<RawFd> {
-    let f = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC) | libc::O_NOCTTY | libc::O_CLOEXEC;
+    let f = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_ASYNC) | libc::O_NOCTTY | libc::O_CLOEXEC;
     // SAFETY: p is a valid C string.
     check(unsafe { libc::open(p.as_ptr(), f) }, || format!("cannot open {}", p.to_string_lossy()))
 }

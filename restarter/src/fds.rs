@@ -8,7 +8,7 @@
 //! output files back (nothing is changed when a check fails); close the rest of ours, move
 //! them into place, then epoll instances (their interest lists name other fds), then dups;
 //! then the socket queues are refilled (with the files in flight) and our fds closed; then
-//! locks and leases.
+//! locks and leases; then the owners of I/O signals (F_SETOWN, F_SETSIG: ckpt_kinds::fown).
 
 use crate::fdobjs::{self, check, cstr};
 use anyhow::{bail, Result};
@@ -54,7 +54,8 @@ fn writable(flags: i32) -> bool {
 
 fn reopen(f: &FdState, path: &[u8], size: u64, is_dir: bool, written: &[&[u8]], opts: &Options) -> Result<Option<Reopened>> {
     let p = cstr(path)?;
-    let mut flags = f.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY) | libc::O_CLOEXEC;
+    // (Not O_ASYNC: see ckpt_kinds::fown::arm.)
+    let mut flags = f.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY | libc::O_ASYNC) | libc::O_CLOEXEC;
     let o_path = f.flags & libc::O_PATH != 0;
     if o_path {
         // Only names a file (a symlink itself with O_NOFOLLOW): reopened the same way.
@@ -409,6 +410,15 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
             _ => format!("fd {}", f.fd),
         };
         locks::restore(f.fd, &f.locks, &what)?;
+    }
+    // 7. Owners of I/O signals, after the leases (taking a lease makes this process the owner).
+    for f in prog.iter() {
+        if f.dup_of.is_none() && f.flags & libc::O_ASYNC != 0 {
+            ckpt_kinds::fown::arm(f.fd);
+        }
+        if let Some(w) = f.owner.as_ref().and_then(|o| ckpt_kinds::fown::restore(f.fd, o, &format!("fd {}", f.fd))) {
+            eprintln!("ckpt-restart: warning: {w}");
+        }
     }
     Ok(Restored { winch })
 }

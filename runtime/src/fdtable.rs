@@ -104,7 +104,7 @@ impl Table {
             self.temps.push((no, fd));
         }
         if let Some(of) = dup_of {
-            return Some(FdState { fd: no, flags, pos, cloexec, kind: FdKind::Other { link }, dup_of: Some(of), mtime: 0, id: Default::default(), locks: Vec::new() });
+            return Some(FdState { fd: no, flags, pos, cloexec, kind: FdKind::Other { link }, dup_of: Some(of), mtime: 0, id: Default::default(), locks: Vec::new(), owner: None });
         }
         // A file unlinked under this name but still linked under another one in the same
         // directory (link, then unlink: the name it is known by now) is that file.
@@ -155,7 +155,7 @@ impl Table {
         } else {
             FdKind::Other { link }
         };
-        Some(FdState { fd: no, flags, pos, cloexec, kind, dup_of: None, mtime: st.st_mtime, id, locks: locks::capture(fd, &info, flags) })
+        Some(FdState { fd: no, flags, pos, cloexec, kind, dup_of: None, mtime: st.st_mtime, id, locks: locks::capture(fd, &info, flags), owner: ckpt_kinds::fown::capture(fd, self.pid) })
     }
 
     /// The recorded number of a file we described through our fd `fd`.

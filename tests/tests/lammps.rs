@@ -11,8 +11,8 @@
 //! - with `OMPI_MCA_ess_singleton_isolated=1` (Open MPI's own switch: no daemon, for a program
 //!   that never spawns) `lmp` is one process, and restarts to the same energies;
 //! - by default the set holds `lmp` and its `orted` and the TCP connection between them, which
-//!   the restart makes again with its addresses (after waiting out TCP's TIME_WAIT on the port,
-//!   up to 60 s: the orted's listener has no SO_REUSEADDR): the same energies too.
+//!   the restart makes again with its addresses (ending the killed connections' TIME_WAIT
+//!   remains on the port first: the orted's listener has no SO_REUSEADDR): the same energies too.
 //!
 //! LAMMPS prints more than the protocol's lines (its banner, thermo tables, timings that differ
 //! from run to run): the records are compared on the protocol's lines only.

@@ -9,8 +9,9 @@
 //!   files, and the restarted `as` then could not open them: a test artefact, not a restart bug).
 //! - Open MPI `mpirun -np 2` of a ring (mpi_ring.c): the checkpoint takes mpirun and both ranks,
 //!   which talk over loopback TCP connections between them. The restart makes those again with
-//!   their addresses (waiting out TCP's TIME_WAIT on mpirun's listener port, up to 60 s: mpirun
-//!   does not set SO_REUSEADDR) and the ring continues to the uninterrupted run's result.
+//!   their addresses (ending the killed connections' TIME_WAIT remains on mpirun's listener
+//!   port first: mpirun does not set SO_REUSEADDR) and the ring continues to the uninterrupted
+//!   run's result.
 //! - MPICH's `mpiexec -launcher fork -np 2` of the same ring (built for MPICH's ABI): mpiexec,
 //!   its hydra_pmi_proxy and both ranks share mpiexec's listening socket (inherited), which is
 //!   not shared again yet: refused in one line.

@@ -1,7 +1,9 @@
 //! File locks and leases across checkpoint, SIGKILL and restart (tests/programs/files_locks.c):
 //! flock, POSIX record locks, an OFD lock and a read lease are held again by the restarted
 //! program, and another process sees them; a lock that another process took after the kill
-//! stops the restart with one clear line.
+//! stops the restart with one clear line. The owners of I/O signals (tests/programs/files_fown.c:
+//! F_SETOWN, F_SETOWN_EX of the main thread, F_SETSIG) are the restarted process's, and data
+//! arriving raises each fd's signal again.
 
 mod restore_util;
 use restore_util::*;
@@ -16,6 +18,16 @@ fn locks_and_leases_are_held_again_and_seen_from_outside() {
 #[test]
 fn locks_and_leases_are_held_again_and_seen_from_outside_as_nobody() {
     ready_go("files_locks", "files_locks_nobody", true, |_| {}, &[]);
+}
+
+#[test]
+fn io_signal_owners_and_signals_are_kept() {
+    ready_go("files_fown", "files_fown", false, |_| {}, &[]);
+}
+
+#[test]
+fn io_signal_owners_and_signals_are_kept_as_nobody() {
+    ready_go("files_fown", "files_fown_nobody", true, |_| {}, &[]);
 }
 
 #[test]

@@ -122,6 +122,9 @@ impl Context {
             if !complete {
                 s.lost = "a message too large to save".into();
             }
+            if connected {
+                s.peer_cred = super::peercred::capture(fd);
+            }
         }
         // A path name (not abstract, not unnamed): how its file stands now.
         if s.name.len() > 2 && s.name[2] != 0 {
@@ -239,7 +242,7 @@ pub fn inet_addr(a: &[u8]) -> (u16, Vec<u8>) {
 }
 
 /// A raw sockaddr_in / sockaddr_in6 for a sock_diag address.
-fn sockaddr(family: i32, ip: &[u8; 16], port: u16) -> Vec<u8> {
+pub(super) fn sockaddr(family: i32, ip: &[u8; 16], port: u16) -> Vec<u8> {
     if family == libc::AF_INET {
         let mut a = vec![0u8; 16];
         a[0..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());

@@ -1,7 +1,8 @@
 //! The kernel's sock_diag netlink interface (what `ss` uses, unprivileged): for a UNIX socket,
 //! its peer, the sockets waiting in a listener's queue, queue lengths, shutdown state and the
 //! file its name created; for TCP and UDP, state, shutdown and queue lengths of every socket
-//! (connections not yet accepted included: they have no inode yet). Capture side only.
+//! (connections not yet accepted included: they have no inode yet; TIME_WAIT remains, which
+//! the restore side looks for, see `timewait`).
 
 use crate::sys;
 

@@ -30,7 +30,12 @@ impl Sockets<'_> {
                 };
                 set(1);
                 // SAFETY: fd is a bound socket of ours.
-                let r = check(unsafe { libc::listen(fd, s.backlog.max(1) as i32) }, || format!("cannot listen on {} again", s.describe())).map(|_| ());
+                let listen = || unsafe { libc::listen(fd, s.backlog.max(1) as i32) };
+                let mut r = listen();
+                if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EADDRINUSE) && super::timewait::clear(s.family, &s.name) {
+                    r = listen();
+                }
+                let r = check(r, || format!("cannot listen on {} again", s.describe())).map(|_| ());
                 set(opts::value(&s.opts, libc::SOL_SOCKET, libc::SO_REUSEADDR).unwrap_or(0));
                 r
             }
@@ -47,7 +52,8 @@ impl Sockets<'_> {
     }
 
     /// bind with SO_REUSEADDR for the moment (the killed program's connections may linger in
-    /// TIME_WAIT), then the program's own setting again. A port that several of the program's
+    /// TIME_WAIT; those it left without SO_REUSEADDR are ended, see `timewait`), then the
+    /// program's own setting again. A port that several of the program's
     /// sockets share is bound with SO_REUSEPORT by each (the program may have turned it off
     /// since on some: it is turned off again once all are bound). An address that is not
     /// configured here is bound with IP_FREEBIND, as the program must have done.
@@ -72,6 +78,10 @@ impl Sockets<'_> {
             (r, std::io::Error::last_os_error())
         };
         let (mut r, mut e) = bind();
+        // Remains of the killed program's connections the program left without SO_REUSEADDR.
+        if r < 0 && e.raw_os_error() == Some(libc::EADDRINUSE) && s.sock_type == libc::SOCK_STREAM && super::timewait::clear(s.family, addr) {
+            (r, e) = bind();
+        }
         if r < 0 && e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
             let (level, name) = if s.family == libc::AF_INET6 { (libc::IPPROTO_IPV6, opts::IPV6_FREEBIND) } else { (libc::IPPROTO_IP, libc::IP_FREEBIND) };
             setopt(level, name, 1);

@@ -3,7 +3,9 @@
 //! every fd is known) and `restore` (ckpt-restart's half: every socket made at once), with
 //! `diag` (sock_diag), `opts` (socket options), `queue` (receive queues), `unix` (UNIX names
 //! and their files), `names` and `inet` (the restore of UNIX names and of the other families)
-//! between them; `pair` makes a socketpair that processes of a tree share.
+//! between them, `timewait` (the killed program's TIME_WAIT remains that hold its ports),
+//! `peercred` (SO_PEERCRED of socketpairs another process made);
+//! `pair` makes a socketpair that processes of a tree share.
 //!
 //! Sockets that talk to each other inside the program (socket pairs, a UNIX or TCP client and
 //! the connection its listener accepted, a UDP socket and the sender of a queued datagram) are
@@ -16,6 +18,8 @@ pub mod jobconn;
 mod names;
 mod opts;
 pub mod pair;
+mod peercred;
 mod queue;
 pub mod restore;
+mod timewait;
 mod unix;

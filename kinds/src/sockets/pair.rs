@@ -2,7 +2,7 @@
 //! tree_connections), made again once by the tree's restart before the processes are forked:
 //! a new socketpair of the same type, or a TCP connection between the same two addresses
 //! (through a listener of ours on the server end's address, both bound with SO_REUSEADDR: the
-//! killed tree's ends may linger in TIME_WAIT); each end's unread messages queued again from
+//! killed tree's ends may linger in TIME_WAIT, see `timewait`); each end's unread messages queued again from
 //! the other end (exactly once, since it is made once), message by message for datagrams and
 //! seqpackets.
 //! Each process then gets its ends through `Sockets::make`'s `job` (options, shutdown, filters
@@ -60,12 +60,14 @@ pub fn make(a: &Socket, b: &Socket, via: Option<RawFd>) -> Result<(RawFd, RawFd)
 }
 
 /// A socket of `s`'s family and type bound to its address with SO_REUSEADDR (the killed tree's
-/// connections may linger on it).
+/// connections may linger on it), waiting for the port if it must.
 fn bound(s: &Socket) -> Result<RawFd> {
-    bound_to(s, &s.name)
+    bound_to(s, &s.name, true)
 }
 
-fn bound_to(s: &Socket, addr: &[u8]) -> Result<RawFd> {
+/// `wait`: for a port held by remains of the killed tree's connections that cannot be ended
+/// (`timewait`), wait until they are gone; else EADDRINUSE at once.
+fn bound_to(s: &Socket, addr: &[u8], wait: bool) -> Result<RawFd> {
     // SAFETY: plain socket creation.
     let fd = check(unsafe { libc::socket(s.family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) }, || "socket".into())?;
     let one: i32 = 1;
@@ -77,25 +79,27 @@ fn bound_to(s: &Socket, addr: &[u8]) -> Result<RawFd> {
         };
         if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
     };
-    // The killed tree's ends of its connections hold the port for TCP's TIME_WAIT (60 s) when
-    // the program had not set SO_REUSEADDR (Open MPI's mpirun and orted do not): wait them out.
+    let in_use = |r: &std::io::Result<()>| matches!(r, Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE));
+    let mut r = bind();
+    // The killed tree's ends of its connections hold the port for TCP's TIME_WAIT (60 s), and
+    // SO_REUSEADDR does not help where the program had not set it on them (Open MPI's mpirun
+    // and orted do not): ended where their peers are on this machine, else waited out.
+    if in_use(&r) && super::timewait::clear(s.family, addr) {
+        r = bind();
+    }
     let start = std::time::Instant::now();
     let mut said = false;
-    let r = loop {
-        match bind() {
-            Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) && start.elapsed() < TIME_WAIT => {
-                if !said {
-                    eprintln!(
-                        "ckpt-restart: waiting for {}: the killed program's TCP connections still hold it (TIME_WAIT, at most 60 s)",
-                        ckpt_image::describe_addr(s.family, addr)
-                    );
-                    said = true;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(250));
-            }
-            r => break r,
+    while wait && in_use(&r) && start.elapsed() < TIME_WAIT {
+        if !said {
+            eprintln!(
+                "ckpt-restart: waiting for {}: the killed program's TCP connections still hold it (TIME_WAIT, at most 60 s)",
+                ckpt_image::describe_addr(s.family, addr)
+            );
+            said = true;
         }
-    };
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        r = bind();
+    }
     if let Err(e) = r {
         close(fd);
         return Err(Error::Refused(format!("cannot bind {} again (a TCP connection between processes of the tree): {e}", ckpt_image::describe_addr(s.family, addr))));
@@ -120,12 +124,13 @@ fn tcp(a: &Socket, b: &Socket, via: Option<RawFd>) -> Result<[RawFd; 2]> {
         }
     };
     // The client end's port may still be held by the killed tree's end of the connection
-    // (TIME_WAIT, which the program's own SO_REUSEADDR setting decides about): then another
+    // (TIME_WAIT, which the program's own SO_REUSEADDR setting decides about, and whose peer's
+    // port, the server's, is taken by now: it cannot be ended): then, without waiting, another
     // port of the same address (its getsockname and its peer's getpeername show it).
-    let c = match bound(b).or_else(|_| {
+    let c = match bound_to(b, &b.name, false).or_else(|_| {
         let mut any = b.name.clone();
         any[2..4].copy_from_slice(&[0, 0]);
-        let c = bound_to(b, &any)?;
+        let c = bound_to(b, &any, false)?;
         info(&format!("socket {}: its port is still taken (TIME_WAIT): connected again from another port", b.describe()));
         Ok(c)
     }) {

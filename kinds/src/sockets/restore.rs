@@ -274,8 +274,17 @@ impl<'a> Sockets<'a> {
 
     fn socketpair(&mut self, a: &Socket, b: &Socket) -> Result<()> {
         let mut sv = [0; 2];
-        // SAFETY: sv has room for two fds.
-        check(unsafe { libc::socketpair(libc::AF_UNIX, a.sock_type | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) }, || "socketpair".into())?;
+        // Made by another process of the program, or under other ids: made so again.
+        if let Some(c) = a.peer_cred.or(b.peer_cred) {
+            let lost;
+            (sv, lost) = super::peercred::socketpair(a.sock_type, &c)?;
+            if let Some(what) = lost {
+                warn(&format!("socket {}: SO_PEERCRED of it and its peer does not give the {what} of the process that made them", a.describe()));
+            }
+        } else {
+            // SAFETY: sv has room for two fds.
+            check(unsafe { libc::socketpair(libc::AF_UNIX, a.sock_type | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) }, || "socketpair".into())?;
+        }
         let (x, y) = (self.park(sv[0])?, self.park(sv[1])?);
         self.early(x, a);
         self.early(y, b);
