@@ -1,7 +1,7 @@
 //! Objects that several processes of a tree share but that a tree's restart cannot share again
 //! yet (it shares pipes (`tree_pipes`), shared memory, socketpairs and TCP connections
-//! (`tree_connections`), and open files that the manifest says two processes hold as one
-//! (`tree_files`)): one other socket held by two processes, the two ends of one UNIX
+//! (`tree_connections`), listeners (`shared_listeners`), and open files that the manifest
+//! says two processes hold as one (`tree_files`)): one other socket held by two processes, the two ends of one UNIX
 //! connection made through a listener, one open file with its common offset (inherited by
 //! fork) in a set without the manifest's `same` lines, an event fd, timer fd, signal fd, epoll
 //! or inotify instance inherited by fork, one deleted file. Restarted, each
@@ -43,7 +43,8 @@ pub fn find(indexes: &[(i32, Index)], same: Option<&[Vec<At>]>) -> Vec<Unshared>
     // The fds that are not dups of a lower fd (a dup is the same object), and not in flight.
     let fds = || indexes.iter().flat_map(|(pid, ix)| ix.fds.iter().filter(|f| f.fd >= 0 && f.dup_of.is_none()).map(move |f| (*pid, f)));
     let mut out = Vec::new();
-    let pairs: HashSet<u64> = tree_connections(indexes).into_iter().flat_map(|(a, b)| [a.ino, b.ino]).collect();
+    let mut pairs: HashSet<u64> = tree_connections(indexes).into_iter().flat_map(|(a, b)| [a.ino, b.ino]).collect();
+    pairs.extend(shared_listeners(indexes).iter().map(|l| l.ino));
     let mut first: HashMap<Key, At> = HashMap::new();
     for (pid, f) in fds() {
         let Some(key) = key(f).filter(|k| !matches!(k, Key::Socket(ino) if pairs.contains(ino))) else { continue };
@@ -246,36 +247,16 @@ pub fn tree_pipes(indexes: &[(i32, Index)]) -> HashSet<u64> {
 /// their queues and nothing a TCP end sent still unsent. Each pair once, as its two
 /// descriptions (TCP: the end on a listener's port first, the server).
 pub fn tree_connections(indexes: &[(i32, Index)]) -> Vec<(&Socket, &Socket)> {
-    // The description of the lowest pid holding the socket: only that process captured its
-    // unread messages (the runtime's treesocks).
-    let mut holders: HashMap<u64, (Vec<i32>, &Socket)> = HashMap::new();
-    for (pid, f) in entries(indexes) {
-        if let FdKind::Socket(s) = &f.kind {
-            let h = holders.entry(s.ino).or_insert_with(|| (Vec::new(), &**s));
-            if h.0.iter().all(|&p| p > pid) {
-                h.1 = s;
-            }
-            if !h.0.contains(&pid) {
-                h.0.push(pid);
-            }
-        }
-    }
-    let pairable = |s: &Socket| {
-        s.state == crate::SockState::Connected
-            && s.queue.iter().all(|m| m.fds.is_empty())
-            && s.lost.is_empty()
-            && s.job.is_none()
-            && if s.family == libc::AF_UNIX {
-                [libc::SOCK_STREAM, libc::SOCK_DGRAM, libc::SOCK_SEQPACKET].contains(&s.sock_type) && unnamed(&s.name) && unnamed(&s.peer_name)
-            } else {
-                s.unsent == 0
-            }
-    };
+    let holders = socket_holders(indexes);
     let listened: HashSet<(i32, u16)> = holders
         .values()
         .filter(|(_, s)| s.state == crate::SockState::Listening && matches!(s.family, libc::AF_INET | libc::AF_INET6))
         .filter_map(|(_, s)| Some((s.family, port(&s.name)?)))
         .collect();
+    // Connections accepted from a listener the tree shares are made with it even when one
+    // process holds both ends: processes that connect and accept through one listener at the
+    // same time would take each other's connections.
+    let shared: Vec<&Socket> = shared_listeners_of(&holders);
     let mut out: Vec<(&Socket, &Socket)> = Vec::new();
     for (pa, a) in holders.values() {
         let peer = if a.family == libc::AF_UNIX {
@@ -288,7 +269,8 @@ pub fn tree_connections(indexes: &[(i32, Index)]) -> Vec<(&Socket, &Socket)> {
             let mut pids: Vec<i32> = pa.iter().chain(pb.iter()).copied().collect();
             pids.sort_unstable();
             pids.dedup();
-            if pids.len() > 1 {
+            let on_shared = |s: &Socket| shared.iter().any(|l| l.family == s.family && serves(l, s));
+            if pids.len() > 1 || on_shared(a) || on_shared(b) {
                 let on_listener = |s: &Socket| port(&s.name).is_some_and(|p| listened.contains(&(s.family, p)));
                 out.push(if a.family != libc::AF_UNIX && on_listener(b) && !on_listener(a) { (b, a) } else { (a, b) });
             }
@@ -298,10 +280,89 @@ pub fn tree_connections(indexes: &[(i32, Index)]) -> Vec<(&Socket, &Socket)> {
     out
 }
 
-/// The TCP listeners of `indexes` on the port of a server end of `conns` (made with the
-/// connections, which are accepted from them): each once.
+/// Whether connection end `s` can be made once for the tree (`tree_connections`): connected,
+/// no file in flight in its queue, nothing lost, not a step's connection; a UNIX socketpair's
+/// end, or a TCP end with nothing unsent.
+fn pairable(s: &Socket) -> bool {
+    s.state == crate::SockState::Connected
+        && s.queue.iter().all(|m| m.fds.is_empty())
+        && s.lost.is_empty()
+        && s.job.is_none()
+        && if s.family == libc::AF_UNIX {
+            [libc::SOCK_STREAM, libc::SOCK_DGRAM, libc::SOCK_SEQPACKET].contains(&s.sock_type) && unnamed(&s.name) && unnamed(&s.peer_name)
+        } else {
+            s.unsent == 0
+        }
+}
+
+/// Every socket of `indexes` (fds and in flight) by inode: the pids holding it and the
+/// description of the lowest of them (only that process captured its unread messages: the
+/// runtime's treesocks).
+fn socket_holders(indexes: &[(i32, Index)]) -> HashMap<u64, (Vec<i32>, &Socket)> {
+    let mut holders: HashMap<u64, (Vec<i32>, &Socket)> = HashMap::new();
+    for (pid, f) in entries(indexes) {
+        if let FdKind::Socket(s) = &f.kind {
+            let h = holders.entry(s.ino).or_insert_with(|| (Vec::new(), &**s));
+            if h.0.iter().all(|&p| p > pid) {
+                h.1 = s;
+            }
+            if !h.0.contains(&pid) {
+                h.0.push(pid);
+            }
+        }
+    }
+    holders
+}
+
+/// The listening sockets two processes or more hold (inherited by fork: MPICH's mpiexec and its
+/// proxy and ranks), which a tree's restart makes once and shares: TCP, and UNIX (named,
+/// abstract) stream and seqpacket ones, with no connection waiting in their queue (each
+/// holder would queue it again), a UNIX one with no connection accepted from it in the tree
+/// (those are made through its name by their process), a TCP one whose connections in the
+/// tree can all be made once with it (`tree_connections`).
+pub fn shared_listeners(indexes: &[(i32, Index)]) -> Vec<&Socket> {
+    shared_listeners_of(&socket_holders(indexes))
+}
+
+fn shared_listeners_of<'a>(holders: &HashMap<u64, (Vec<i32>, &'a Socket)>) -> Vec<&'a Socket> {
+    let accepted_from = |l: &Socket| {
+        holders.values().any(|(_, s)| {
+            s.ino != l.ino
+                && s.family == l.family
+                && s.state != crate::SockState::Listening
+                && if l.family == libc::AF_UNIX {
+                    s.name == l.name
+                } else {
+                    // (Its peer outside the tree: it comes back closed, without the listener.)
+                    serves(l, s) && holders.values().any(|(_, p)| tcp_ends(s, p) && !(pairable(s) && pairable(p)))
+                }
+        })
+    };
+    let mut out: Vec<&Socket> = holders
+        .values()
+        .filter(|(pids, l)| {
+            pids.len() > 1
+                && l.state == crate::SockState::Listening
+                && l.pending.is_empty()
+                && l.lost.is_empty()
+                && match l.family {
+                    libc::AF_INET | libc::AF_INET6 => l.sock_type == libc::SOCK_STREAM,
+                    libc::AF_UNIX => [libc::SOCK_STREAM, libc::SOCK_SEQPACKET].contains(&l.sock_type) && !unnamed(&l.name),
+                    _ => false,
+                }
+                && !accepted_from(l)
+        })
+        .map(|(_, l)| *l)
+        .collect();
+    out.sort_by_key(|l| l.ino);
+    out
+}
+
+/// The listeners of `indexes` that the tree's restart makes once: those two processes or more
+/// hold (`shared_listeners`), and the TCP listeners on the port of a server end of `conns`
+/// (made with the connections, which are accepted from them): each once.
 pub fn tree_listeners<'a>(indexes: &'a [(i32, Index)], conns: &[(&Socket, &Socket)]) -> Vec<&'a Socket> {
-    let mut out: Vec<&Socket> = Vec::new();
+    let mut out: Vec<&Socket> = shared_listeners(indexes);
     for (_, f) in entries(indexes) {
         let FdKind::Socket(l) = &f.kind else { continue };
         if l.state != crate::SockState::Listening || !matches!(l.family, libc::AF_INET | libc::AF_INET6) || out.iter().any(|o| o.ino == l.ino) {

@@ -22,6 +22,12 @@
  * MODE eventfd: the parent makes an event fd and forks; each round it passes a token to the
  *   child through a pipe and the child adds r to the event fd, which the parent reads back (one
  *   counter for both; a parent left with its own waits 5 s, says so and exits 92).
+ * MODE listener-tcp, listener-unix, listener-abstract: the parent makes a listening socket (TCP
+ *   on 127.0.0.1, a UNIX one at tree_shared_objects.<pid>.sock in the working directory (the
+ *   uninterrupted run shares it), or at an abstract name) and forks; both keep it. Round r: one process connects to the listener's
+ *   address and sends r, the other accepts from its own fd of the listener (the parent on even
+ *   rounds, the child on odd ones), answers mix(r) and closes. Two separate listeners would
+ *   leave one side's connections unaccepted (that side says so after 5 s and exits 92).
  * Deterministic.
  */
 #include <errno.h>
@@ -35,6 +41,8 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <stddef.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,6 +78,19 @@ static void reap(pid_t child)
     if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 7) {
         fprintf(stderr, "child: %s\n", strerror(errno));
         exit(91);
+    }
+}
+
+/* Wait up to 5 s for `fd` to be readable (else say so and exit 92). */
+static void wait_readable(int fd, int r, const char *what)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int n;
+    while ((n = poll(&p, 1, 5000)) < 0 && errno == EINTR)
+        ;
+    if (n == 0) {
+        fprintf(stderr, "round %d: nothing came through the %s\n", r, what);
+        exit(92);
     }
 }
 
@@ -141,14 +162,7 @@ static int eventfd_mode(int rounds, int delay)
     uint64_t h = 0;
     for (int r = 1; r <= rounds; r++) {
         xfer(to_child[1], &token, 1, 1);
-        struct pollfd p = {.fd = efd, .events = POLLIN};
-        int n;
-        while ((n = poll(&p, 1, 5000)) < 0 && errno == EINTR)
-            ;
-        if (n == 0) {
-            fprintf(stderr, "round %d: nothing came through the event fd\n", r);
-            exit(92);
-        }
+        wait_readable(efd, r, "event fd");
         uint64_t v;
         xfer(efd, &v, sizeof v, 0);
         if (v != (uint64_t)r) {
@@ -161,6 +175,44 @@ static int eventfd_mode(int rounds, int delay)
     }
     reap(child);
     printf("result %016llx\n", (unsigned long long)h);
+    return 0;
+}
+
+/* The object of the listener modes (one fd, shared by fork). */
+static int obj;
+
+/* Rounds in turns: the parent hands the child a token, and while the child does child_turn(r)
+ * on `obj` the parent does parent_turn(r); the child hands the token back. The values both
+ * return make the result (the child's sent at the end). */
+static int take_turns(int rounds, int delay, uint64_t (*child_turn)(int), uint64_t (*parent_turn)(int))
+{
+    int to_child[2], to_parent[2];
+    if (obj < 0 || pipe(to_child) != 0 || pipe(to_parent) != 0)
+        return perror("setup"), 1;
+    char token = 't';
+    pid_t child = fork();
+    if (child == 0) {
+        uint64_t acc = 0;
+        for (int r = 1; r <= rounds; r++) {
+            xfer(to_child[0], &token, 1, 0);
+            acc = mix(acc ^ child_turn(r));
+            xfer(to_parent[1], &token, 1, 1);
+        }
+        xfer(to_parent[1], &acc, sizeof acc, 1);
+        _exit(7);
+    }
+    uint64_t h = 0;
+    for (int r = 1; r <= rounds; r++) {
+        xfer(to_child[1], &token, 1, 1);
+        h = mix(h + parent_turn(r));
+        xfer(to_parent[0], &token, 1, 0);
+        step(r);
+        sleep_ms(delay);
+    }
+    uint64_t theirs;
+    xfer(to_parent[0], &theirs, sizeof theirs, 0);
+    reap(child);
+    printf("result %016llx\n", (unsigned long long)mix(h ^ theirs));
     return 0;
 }
 
@@ -325,6 +377,97 @@ static int socketpair_mode(int type, int keep_both, int rounds, int delay)
     return 0;
 }
 
+/* The listener modes' address. */
+static struct sockaddr_storage laddr;
+static socklen_t laddr_len;
+
+static int make_listener(const char *kind)
+{
+    int l;
+    if (strcmp(kind, "tcp") == 0) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&laddr;
+        a->sin_family = AF_INET;
+        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        laddr_len = sizeof *a;
+        l = socket(AF_INET, SOCK_STREAM, 0);
+        /* (As servers do: the killed tree's closed connections linger on the port.) */
+        int one = 1;
+        setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    } else {
+        struct sockaddr_un *a = (struct sockaddr_un *)&laddr;
+        a->sun_family = AF_UNIX;
+        if (strcmp(kind, "unix") == 0) {
+            snprintf(a->sun_path, sizeof a->sun_path, "tree_shared_objects.%d.sock", (int)getpid());
+            unlink(a->sun_path);
+            laddr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(a->sun_path) + 1);
+        } else {
+            int n = snprintf(a->sun_path + 1, sizeof a->sun_path - 1, "ckpt-tree-listener-%d", (int)getpid());
+            laddr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+        }
+        l = socket(AF_UNIX, SOCK_STREAM, 0);
+    }
+    if (l < 0 || bind(l, (struct sockaddr *)&laddr, laddr_len) != 0 || listen(l, 4) != 0)
+        return -1;
+    laddr_len = sizeof laddr;
+    if (getsockname(l, (struct sockaddr *)&laddr, &laddr_len) != 0)
+        return -1;
+    return l;
+}
+
+/* One connection: the client sends r and reads the answer, which it returns. */
+static uint64_t connect_round(uint64_t r)
+{
+    int c = socket(laddr.ss_family, SOCK_STREAM, 0);
+    if (c < 0 || connect(c, (struct sockaddr *)&laddr, laddr_len) != 0) {
+        perror("connect");
+        exit(94);
+    }
+    uint64_t v;
+    xfer(c, &r, sizeof r, 1);
+    xfer(c, &v, sizeof v, 0);
+    close(c);
+    return v;
+}
+
+/* One connection accepted from the listener (waiting at most 5 s): answers mix(r). */
+static void accept_round(int r, const char *who)
+{
+    wait_readable(obj, r, who);
+    int c = accept(obj, NULL, NULL);
+    if (c < 0) {
+        perror("accept");
+        exit(94);
+    }
+    uint64_t q;
+    xfer(c, &q, sizeof q, 0);
+    q = mix(q);
+    xfer(c, &q, sizeof q, 1);
+    close(c);
+}
+
+/* The child accepts on odd rounds and connects on even ones; the parent the other way round. */
+static uint64_t child_listener_turn(int r)
+{
+    if (r % 2 == 0)
+        return connect_round((uint64_t)r);
+    accept_round(r, "the child's listener");
+    return 0;
+}
+
+static uint64_t parent_listener_turn(int r)
+{
+    if (r % 2)
+        return connect_round((uint64_t)r);
+    accept_round(r, "the parent's listener");
+    return 0;
+}
+
+static int listener_mode(const char *kind, int rounds, int delay)
+{
+    obj = make_listener(kind);
+    return take_turns(rounds, delay, child_listener_turn, parent_listener_turn);
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "socketpair";
@@ -346,6 +489,8 @@ int main(int argc, char **argv)
         return inflight_file(rounds, delay);
     if (strcmp(mode, "eventfd") == 0)
         return eventfd_mode(rounds, delay);
+    if (strncmp(mode, "listener-", 9) == 0)
+        return listener_mode(mode + 9, rounds, delay);
     if (strcmp(mode, "file") == 0)
         return file_mode(rounds, delay);
     fprintf(stderr, "unknown mode %s\n", mode);

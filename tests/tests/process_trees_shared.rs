@@ -15,7 +15,11 @@
 //!   processes, both ends; also twice restarted as nobody);
 //! - a loopback TCP connection between parent (accepted from its listener, still open) and
 //!   child, with an answer queued unread: made once with its two addresses, refilled once (also
-//!   twice restarted as nobody).
+//!   twice restarted as nobody);
+//! - a listening socket (TCP, UNIX named, UNIX abstract) held by parent and child, from which
+//!   each accepts in turn the connections the other makes: made once before the tree is forked
+//!   and inherited, so that both accept from one listener again (the UNIX one twice restarted
+//!   as nobody).
 
 use anyhow::Result;
 use ckpt_tests::{Program, Workdir};
@@ -84,4 +88,31 @@ fn a_loopback_tcp_connection_between_two_processes_continues() -> Result<()> {
 #[test]
 fn a_loopback_tcp_connection_continues_after_two_restarts_as_nobody() -> Result<()> {
     ckpt_tests::trees::verify("shared-tcp-nobody", tcp, &[15, 50], true, 2).map(drop)
+}
+
+fn listener_tcp(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_shared_objects.c", &[], &["listener-tcp", "200", "40"])
+}
+
+fn listener_unix(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_shared_objects.c", &[], &["listener-unix", "200", "40"])
+}
+
+fn listener_abstract(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_shared_objects.c", &[], &["listener-abstract", "200", "40"])
+}
+
+#[test]
+fn a_tcp_listener_held_by_both_processes_continues() -> Result<()> {
+    ckpt_tests::trees::verify("shared-listener-tcp", listener_tcp, &[20], false, 2).map(drop)
+}
+
+#[test]
+fn a_unix_listener_held_by_both_processes_continues_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("shared-listener-unix-nobody", listener_unix, &[15, 50], true, 2).map(drop)
+}
+
+#[test]
+fn an_abstract_unix_listener_held_by_both_processes_continues() -> Result<()> {
+    ckpt_tests::trees::verify("shared-listener-abstract", listener_abstract, &[20], false, 2).map(drop)
 }
