@@ -1,10 +1,11 @@
 //! Objects that several processes of a tree share but that a tree's restart cannot share again
 //! yet (it shares pipes (`tree_pipes`), shared memory, socketpairs and TCP connections
-//! (`tree_connections`), listeners (`shared_listeners`), and open files that the manifest
-//! says two processes hold as one (`tree_files`)): one other socket held by two processes, the two ends of one UNIX
+//! (`tree_connections`), listeners (`shared_listeners`), and open files, event fds, timer fds
+//! and signal fds that the manifest says two processes hold as one (`tree_files`,
+//! `tree_objects`)): one other socket held by two processes, the two ends of one UNIX
 //! connection made through a listener, one open file with its common offset (inherited by
-//! fork) in a set without the manifest's `same` lines, an event fd, timer fd, signal fd, epoll
-//! or inotify instance inherited by fork, one deleted file. Restarted, each
+//! fork) in a set without the manifest's `same` lines, an epoll or inotify instance inherited
+//! by fork (or an event, timer or signal fd at fds 0-2), one deleted file. Restarted, each
 //! process would get its own copy (a socket whose peer is closed, a file with its own offset):
 //! ckpt-restart refuses such a set unless the user asked to go on (--ignore-missing-files), and
 //! the checkpoint that wrote it says so in one line.
@@ -101,8 +102,9 @@ pub fn find(indexes: &[(i32, Index)], same: Option<&[Vec<At>]>) -> Vec<Unshared>
 /// the cut) say two processes hold as one: the first two holders of each.
 fn exact(indexes: &[(i32, Index)], groups: &[Vec<At>], out: &mut Vec<Unshared>) {
     let state = |(pid, fd): At| indexes.iter().find(|(p, _)| *p == pid).and_then(|(_, ix)| ix.fds.iter().find(|f| f.fd == fd && f.dup_of.is_none()));
-    let files = tree_files(indexes, groups);
-    for group in groups.iter().filter(|g| !files.contains(g)) {
+    let mut made_once = tree_files(indexes, groups);
+    made_once.extend(tree_objects(indexes, groups));
+    for group in groups.iter().filter(|g| !made_once.contains(g)) {
         let held: Vec<(At, &FdState)> = group.iter().filter_map(|&at| Some((at, state(at)?))).filter(|(_, f)| comes_back_separate(f)).collect();
         let Some(&(a, f)) = held.first() else { continue };
         let Some(&(b, _)) = held.iter().find(|(o, _)| o.0 != a.0) else { continue };
@@ -126,6 +128,25 @@ pub fn tree_files<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<&'
         let held: Vec<(At, &FdState)> = group.iter().filter_map(|&at| Some((at, state(at)?))).filter(|(_, f)| f.dup_of.is_none()).collect();
         held.iter().all(|(_, f)| matches!(f.kind, FdKind::Path { is_dir: false, .. }) && f.fd > 2 && f.flags & libc::O_PATH == 0 && f.id.ino != 0)
             && held.iter().any(|(a, _)| a.0 != held[0].0.0)
+    };
+    groups.iter().filter(|g| shareable(g)).collect()
+}
+
+/// The event fds, timer fds and signal fds that `groups` say two processes or more hold as one
+/// (inherited by fork), which a tree's restart makes once and shares: every holder not a dup at
+/// a fd above 2, in two processes or more, all of one kind.
+pub fn tree_objects<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<&'a Vec<At>> {
+    let state = |(pid, fd): At| indexes.iter().find(|(p, _)| *p == pid).and_then(|(_, ix)| ix.fds.iter().find(|f| f.fd == fd));
+    let shareable = |group: &Vec<At>| {
+        let held: Vec<(At, &FdState)> = group.iter().filter_map(|&at| Some((at, state(at)?))).filter(|(_, f)| f.dup_of.is_none()).collect();
+        let kind = |f: &FdState| match f.kind {
+            FdKind::EventFd { .. } => 1,
+            FdKind::TimerFd { .. } => 2,
+            FdKind::SignalFd { .. } => 3,
+            _ => 0,
+        };
+        let Some(&(first, f0)) = held.first() else { return false };
+        kind(f0) != 0 && held.iter().all(|(_, f)| kind(f) == kind(f0) && f.fd > 2) && held.iter().any(|(a, _)| a.0 != first.0)
     };
     groups.iter().filter(|g| shareable(g)).collect()
 }

@@ -173,6 +173,12 @@ struct Makers<'a> {
 /// A new fd of ours for one object of the image (not epoll, not a dup); `image` holds the data
 /// of deleted files.
 fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Result<RawFd> {
+    if f.fd >= 0 {
+        // One object that other processes of the tree hold too: the tree's, made once.
+        if let Some((fd, _)) = crate::tree::shared_file(f.fd) {
+            return check(dup_ours(fd), || format!("cannot take the tree's shared object at fd {}", f.fd));
+        }
+    }
     let fd = match &f.kind {
         FdKind::Path { .. } => unreachable!("files are reopened first"),
         FdKind::Deleted(d) => {
@@ -182,9 +188,7 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
         FdKind::Pipe { .. } | FdKind::Fifo { .. } => mk.sh.pipes.open(f, all)?,
         FdKind::Socket(s) => mk.socks.open(s.ino)?,
         FdKind::Tty(t) => return Ok(mk.ttys.open(f, t)?),
-        FdKind::EventFd { count, semaphore } => fdobjs::eventfd(*count, *semaphore)?,
-        FdKind::TimerFd { clockid, value_ns, interval_ns, ticks } => fdobjs::timerfd(*clockid, *value_ns, *interval_ns, *ticks)?,
-        FdKind::SignalFd { mask } => fdobjs::signalfd(*mask)?,
+        FdKind::EventFd { .. } | FdKind::TimerFd { .. } | FdKind::SignalFd { .. } => return object(f),
         // SAFETY: getpid has no preconditions. (Its own pid is the restarted process's, exact or not.)
         FdKind::PidFd { own: true, .. } => fdobjs::pidfd(unsafe { libc::getpid() }, f.flags, true)?,
         FdKind::Inotify { watches, queued } => fdobjs::inotify(watches, *queued, f.fd, mk.ignore)?,
@@ -200,6 +204,19 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
             eprintln!("ckpt-restart: warning: fd {} ({}) cannot be restored; it is replaced by /dev/null", f.fd, lossy(link));
             return dev_null();
         }
+    };
+    fdobjs::set_status_flags(fd, f.flags);
+    Ok(fd)
+}
+
+/// A new event fd, timer fd or signal fd of ours as `f` was (also made once for the processes
+/// of a tree that share it, `tree`).
+pub fn object(f: &FdState) -> Result<RawFd> {
+    let fd = match &f.kind {
+        FdKind::EventFd { count, semaphore } => fdobjs::eventfd(*count, *semaphore)?,
+        FdKind::TimerFd { clockid, value_ns, interval_ns, ticks } => fdobjs::timerfd(*clockid, *value_ns, *interval_ns, *ticks)?,
+        FdKind::SignalFd { mask } => fdobjs::signalfd(*mask)?,
+        _ => bail!("internal: fd {} is not an event, timer or signal fd", f.fd),
     };
     fdobjs::set_status_flags(fd, f.flags);
     Ok(fd)

@@ -297,16 +297,24 @@ fn make_shared(indexes: &[(i32, Index)], live: u32) -> Result<Shared> {
 }
 
 /// Open once each file that processes of the tree hold as one (`unshared::tree_files`), at its
-/// offset, for every holder.
+/// offset, and make once each event, timer and signal fd they hold as one
+/// (`unshared::tree_objects`), for every holder.
 fn share_files(indexes: &[(i32, Index)], same: &[Vec<(i32, i32)>], opts: &crate::fds::Options) -> Result<SharedFiles> {
     let mut out = HashMap::new();
+    let first = |group: &Vec<(i32, i32)>| group.iter().find_map(|&(pid, fd)| indexes.iter().find(|(p, _)| *p == pid)?.1.fds.iter().find(|f| f.fd == fd && f.dup_of.is_none()));
     for group in ckpt_image::unshared::tree_files(indexes, same) {
-        let first = group.iter().find_map(|&(pid, fd)| indexes.iter().find(|(p, _)| *p == pid)?.1.fds.iter().find(|f| f.fd == fd && f.dup_of.is_none()));
-        let Some(f) = first else { continue };
+        let Some(f) = first(group) else { continue };
         // (Gone, with --ignore-missing-files: each process gets /dev/null.)
         let Some(opened) = crate::fds::open_shared(f, opts)? else { continue };
         for &at in group {
             out.insert(at, opened);
+        }
+    }
+    for group in ckpt_image::unshared::tree_objects(indexes, same) {
+        let Some(f) = first(group) else { continue };
+        let made = crate::fds::object(f).with_context(|| format!("pid {} fd {}, shared by the tree", group[0].0, group[0].1))?;
+        for &at in group {
+            out.insert(at, (made, None));
         }
     }
     Ok(out)

@@ -22,6 +22,17 @@
  * MODE eventfd: the parent makes an event fd and forks; each round it passes a token to the
  *   child through a pipe and the child adds r to the event fd, which the parent reads back (one
  *   counter for both; a parent left with its own waits 5 s, says so and exits 92).
+ * MODE timerfd: as eventfd, but through a timer fd: each round the child arms it (one shot, r
+ *   ms) and the parent waits for its expiration and reads it (one expiration), then checks that
+ *   the timer is disarmed.
+ * MODE signalfd: as eventfd, but through a signal fd for SIGUSR1 (blocked in both): each round
+ *   the child sets the signal fd's O_NONBLOCK (odd rounds) or clears it (even rounds), then
+ *   sends SIGUSR1 to the parent, which checks the flag (one open file: the child's change is
+ *   its own) and reads the signal from the signal fd.
+ * MODE epoll: as eventfd, but through an epoll instance watching the read end of a pipe both
+ *   hold: each round the child changes the entry's data to r (EPOLL_CTL_MOD) and writes a byte
+ *   into the pipe; the parent waits on the epoll instance, which must report the pipe with data
+ *   r (one interest list for both), and reads the byte.
  * MODE listener-tcp, listener-unix, listener-abstract: the parent makes a listening socket (TCP
  *   on 127.0.0.1, a UNIX one at tree_shared_objects.<pid>.sock in the working directory (the
  *   uninterrupted run shares it), or at an abstract name) and forks; both keep it. Round r: one process connects to the listener's
@@ -39,7 +50,11 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <stddef.h>
@@ -178,7 +193,7 @@ static int eventfd_mode(int rounds, int delay)
     return 0;
 }
 
-/* The object of the listener modes (one fd, shared by fork). */
+/* The object of the timerfd, signalfd and listener modes (one fd, shared by fork). */
 static int obj;
 
 /* Rounds in turns: the parent hands the child a token, and while the child does child_turn(r)
@@ -214,6 +229,116 @@ static int take_turns(int rounds, int delay, uint64_t (*child_turn)(int), uint64
     reap(child);
     printf("result %016llx\n", (unsigned long long)mix(h ^ theirs));
     return 0;
+}
+
+static uint64_t arm_timer(int r)
+{
+    struct itimerspec its = {.it_value = {0, (long)(r % 50 + 1) * 1000000L}};
+    if (timerfd_settime(obj, 0, &its, NULL) != 0) {
+        perror("timerfd_settime");
+        exit(1);
+    }
+    return 0;
+}
+
+static uint64_t read_timer(int r)
+{
+    wait_readable(obj, r, "timer fd");
+    uint64_t v;
+    xfer(obj, &v, sizeof v, 0);
+    struct itimerspec now;
+    if (v != 1 || timerfd_gettime(obj, &now) != 0 || now.it_value.tv_sec != 0 || now.it_value.tv_nsec != 0) {
+        fprintf(stderr, "round %d: the timer fd gave %llu expirations\n", r, (unsigned long long)v);
+        exit(93);
+    }
+    return (uint64_t)r * v;
+}
+
+static pid_t parent_pid;
+
+static uint64_t flag_and_signal(int r)
+{
+    int fl = fcntl(obj, F_GETFL);
+    fl = r % 2 ? fl | O_NONBLOCK : fl & ~O_NONBLOCK;
+    if (fcntl(obj, F_SETFL, fl) != 0 || kill(parent_pid, SIGUSR1) != 0) {
+        perror("child");
+        exit(1);
+    }
+    return 0;
+}
+
+static uint64_t read_signal(int r)
+{
+    /* (The child sets the flag before it signals.) */
+    wait_readable(obj, r, "signal fd");
+    int nonblock = (fcntl(obj, F_GETFL) & O_NONBLOCK) != 0;
+    if (nonblock != r % 2) {
+        fprintf(stderr, "round %d: the child's O_NONBLOCK on the signal fd is not seen here (%d)\n", r, nonblock);
+        exit(93);
+    }
+    struct signalfd_siginfo si;
+    xfer(obj, &si, sizeof si, 0);
+    if (si.ssi_signo != SIGUSR1 || si.ssi_pid == (uint32_t)parent_pid) {
+        fprintf(stderr, "round %d: signal %u from %u\n", r, si.ssi_signo, si.ssi_pid);
+        exit(93);
+    }
+    return (uint64_t)r + si.ssi_signo;
+}
+
+static int timerfd_mode(int rounds, int delay)
+{
+    obj = timerfd_create(CLOCK_MONOTONIC, 0);
+    return take_turns(rounds, delay, arm_timer, read_timer);
+}
+
+static int signalfd_mode(int rounds, int delay)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    parent_pid = getpid();
+    obj = signalfd(-1, &set, 0);
+    return take_turns(rounds, delay, flag_and_signal, read_signal);
+}
+
+/* The epoll mode's pipe. */
+static int epipe[2];
+
+static uint64_t mod_and_write(int r)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)r};
+    char b = 'e';
+    if (epoll_ctl(obj, EPOLL_CTL_MOD, epipe[0], &ev) != 0) {
+        perror("epoll_ctl");
+        exit(1);
+    }
+    xfer(epipe[1], &b, 1, 1);
+    return 0;
+}
+
+static uint64_t wait_epoll(int r)
+{
+    struct epoll_event ev;
+    int n;
+    while ((n = epoll_wait(obj, &ev, 1, 5000)) < 0 && errno == EINTR)
+        ;
+    if (n != 1 || ev.data.u64 != (uint64_t)r) {
+        fprintf(stderr, "round %d: the epoll instance gave %d events, data %llu\n", r, n, n == 1 ? (unsigned long long)ev.data.u64 : 0ULL);
+        exit(93);
+    }
+    char b;
+    xfer(epipe[0], &b, 1, 0);
+    return (uint64_t)r * 3;
+}
+
+static int epoll_mode(int rounds, int delay)
+{
+    obj = epoll_create1(0);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
+    if (obj < 0 || pipe(epipe) != 0 || epoll_ctl(obj, EPOLL_CTL_ADD, epipe[0], &ev) != 0)
+        return perror("epoll"), 1;
+    return take_turns(rounds, delay, mod_and_write, wait_epoll);
 }
 
 /* Send fd `fd` with one byte on socket `s`. */
@@ -489,6 +614,12 @@ int main(int argc, char **argv)
         return inflight_file(rounds, delay);
     if (strcmp(mode, "eventfd") == 0)
         return eventfd_mode(rounds, delay);
+    if (strcmp(mode, "epoll") == 0)
+        return epoll_mode(rounds, delay);
+    if (strcmp(mode, "timerfd") == 0)
+        return timerfd_mode(rounds, delay);
+    if (strcmp(mode, "signalfd") == 0)
+        return signalfd_mode(rounds, delay);
     if (strncmp(mode, "listener-", 9) == 0)
         return listener_mode(mode + 9, rounds, delay);
     if (strcmp(mode, "file") == 0)

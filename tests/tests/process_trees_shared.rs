@@ -6,9 +6,12 @@
 //! - a file in flight (SCM_RIGHTS, queued in a socket) that another process of the tree holds
 //!   as an fd: refused in one line, never restored as two open files without a word; also as
 //!   nobody;
-//! - an event fd inherited by fork, through which the child signals the parent: found exactly
-//!   (kcmp at the cut) and refused in one line, never two separate counters without a word;
-//!   also as nobody;
+//! - an epoll instance inherited by fork, whose interest list the child changes and the parent
+//!   waits on: refused in one line, never two separate interest lists without a word;
+//! - an event fd, a timer fd and a signal fd inherited by fork, through which the child signals
+//!   the parent (it adds to the counter, arms the timer, changes the signal fd's O_NONBLOCK and
+//!   sends a signal): found exactly (kcmp at the cut), made once before the tree is forked and
+//!   inherited, so that both use one object again (the event fd also twice restarted as nobody);
 //! - socketpairs (stream, datagram, seqpacket) between parent and child, with an answer queued
 //!   unread at checkpoint time: made once before the tree is forked, each end at its fd numbers
 //!   in each process, the unread answer there exactly once (the stream one held by both
@@ -35,13 +38,40 @@ fn a_file_in_flight_that_another_process_holds_is_refused_as_nobody() -> Result<
 }
 
 #[test]
-fn an_event_fd_shared_by_fork_is_refused() -> Result<()> {
-    ckpt_tests::trees::shared_object_refused("shared-eventfd", "tree_shared_objects.c", "eventfd", "one event fd", false)
+fn an_epoll_instance_shared_by_fork_is_refused() -> Result<()> {
+    ckpt_tests::trees::shared_object_refused("shared-epoll", "tree_shared_objects.c", "epoll", "one epoll instance", false)
+}
+
+fn eventfd(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_shared_objects.c", &[], &["eventfd", "200", "40"])
+}
+
+fn timerfd(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_shared_objects.c", &[], &["timerfd", "200", "40"])
+}
+
+fn signalfd(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_shared_objects.c", &[], &["signalfd", "200", "40"])
 }
 
 #[test]
-fn an_event_fd_shared_by_fork_is_refused_as_nobody() -> Result<()> {
-    ckpt_tests::trees::shared_object_refused("shared-eventfd-nobody", "tree_shared_objects.c", "eventfd", "one event fd", true)
+fn an_event_fd_shared_by_fork_continues() -> Result<()> {
+    ckpt_tests::trees::verify("shared-eventfd", eventfd, &[20], false, 2).map(drop)
+}
+
+#[test]
+fn an_event_fd_shared_by_fork_continues_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("shared-eventfd-nobody", eventfd, &[15, 50], true, 2).map(drop)
+}
+
+#[test]
+fn a_timer_fd_shared_by_fork_continues() -> Result<()> {
+    ckpt_tests::trees::verify("shared-timerfd", timerfd, &[20], false, 2).map(drop)
+}
+
+#[test]
+fn a_signal_fd_shared_by_fork_continues() -> Result<()> {
+    ckpt_tests::trees::verify("shared-signalfd", signalfd, &[20], false, 2).map(drop)
 }
 
 fn pair_stream(work: &Workdir) -> Result<Program> {
