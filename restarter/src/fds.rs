@@ -276,11 +276,12 @@ pub fn restore(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
 
 fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64, RawFd>, keep_too: &[RawFd]) -> Result<Restored> {
     let top = fds.iter().map(|f| f.fd).max().unwrap_or(0).max(2) + 1;
-    // stdin/stdout/stderr stay ours, except a pipe or a pseudo-terminal between processes of a
-    // tree (a pipeline; mpirun and its ranks' output), or a dup of one.
+    // stdin/stdout/stderr stay ours, except a pipe, a pseudo-terminal or a socket between
+    // processes of a tree (a pipeline; mpirun and its ranks' output; MPICH's hydra_pmi_proxy,
+    // whose stdin is its connection to mpiexec), or a dup of one.
     let tree_object = |f: &FdState| {
         let of = f.dup_of.and_then(|n| fds.iter().find(|g| g.fd == n)).unwrap_or(f);
-        crate::tree::shared_pipe(of) || crate::tree::shared_pty(of)
+        crate::tree::shared_pipe(of) || crate::tree::shared_pty(of) || crate::tree::shared_socket(of)
     };
     let prog: Vec<&FdState> = fds.iter().filter(|f| f.fd > 2 || tree_object(f)).collect();
     let in_flight: Vec<&FdState> = fds.iter().filter(|f| f.fd < 0).collect();
@@ -365,7 +366,8 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
     }
 
     // 4. dups of everything but epoll instances, then epoll instances (the fds they watch are
-    // all in place now), then dups of epoll instances.
+    // all in place now, watched epoll instances before their watchers), then dups of epoll
+    // instances.
     let is_epoll = |fd: i32| fds.iter().any(|f| f.fd == fd && matches!(f.kind, FdKind::Epoll { .. }));
     let dup = |f: &FdState, of: i32| -> Result<()> {
         let flags = if f.cloexec { libc::O_CLOEXEC } else { 0 };
@@ -392,7 +394,16 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
         }
         None
     };
-    for f in prog.iter().filter(|f| f.dup_of.is_none()) {
+    // An epoll instance may watch another (UCX does): that one is placed first (the kernel
+    // allows no cycle).
+    let mut epolls: Vec<&FdState> = prog.iter().copied().filter(|f| f.dup_of.is_none() && matches!(f.kind, FdKind::Epoll { .. })).collect();
+    while !epolls.is_empty() {
+        let waits_for = |f: &FdState| {
+            let FdKind::Epoll { entries } = &f.kind else { return false };
+            entries.iter().any(|e| epolls.iter().any(|o| o.fd != f.fd && Some(o.fd) == e.holder))
+        };
+        let i = epolls.iter().position(|f| !waits_for(f)).unwrap_or(0);
+        let f = epolls.remove(i);
         if let FdKind::Epoll { entries } = &f.kind {
             let ep = fdobjs::epoll(entries, f.fd, top, &|n| file(&flying, n))?;
             place(ep, f)?;

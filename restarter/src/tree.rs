@@ -481,6 +481,11 @@ pub fn shared_pipe(f: &ckpt_image::FdState) -> bool {
     matches!(&f.kind, FdKind::Pipe { ino, .. } if SHARED.get().is_some_and(|s| s.pipes.has(*ino)))
 }
 
+/// Whether fd `f` is a socket the tree's processes share (made before they were forked).
+pub fn shared_socket(f: &ckpt_image::FdState) -> bool {
+    matches!(&f.kind, FdKind::Socket(s) if SHARED.get().is_some_and(|t| t.sockets.has(s.ino)))
+}
+
 /// Whether fd `f` is a pseudo-terminal (master or slave) of a pair the tree's processes share.
 pub fn shared_pty(f: &ckpt_image::FdState) -> bool {
     let FdKind::Tty(t) = &f.kind else { return false };

@@ -54,6 +54,11 @@ impl TreeSockets {
         made.map(|_| me)
     }
 
+    /// Whether the tree shares socket `ino` (made here).
+    pub fn has(&self, ino: u64) -> bool {
+        self.0.contains_key(&ino)
+    }
+
     /// New fds of ours (close-on-exec) for the shared sockets of fd table `fds`, by inode.
     pub fn of(&self, fds: &[FdState]) -> Result<HashMap<u64, RawFd>> {
         let mut out = HashMap::new();

@@ -10,7 +10,8 @@
  *   an answer is queued unread most of the time, and prints "step r" each round. With
  *   socketpair-stream both processes keep both ends open (one socket held by two processes);
  *   with the others each closes the end it does not use. At the end the child sends its state
- *   and exits 7; the parent reaps it and prints "result <hex>".
+ *   and exits 7; the parent reaps it and prints "result <hex>". With socketpair-stdin (stream)
+ *   the child's end is its fd 0.
  * MODE tcp: as socketpair, over a loopback TCP connection the parent accepted from its
  *   listener (which it keeps open) and the child holds the client end of.
  * MODE file: the parent opens tree_shared_objects.data (O_RDWR|O_CREAT|O_TRUNC) before the fork,
@@ -456,6 +457,9 @@ static int tcp_pair(int sv[2])
     return sv[0] < 0 ? -1 : 0;
 }
 
+/* socketpair-stdin: the child's end is its stdin (MPICH's hydra_pmi_proxy talks to mpiexec so). */
+static int on_stdin;
+
 static int socketpair_mode(int type, int keep_both, int rounds, int delay)
 {
     int sv[2];
@@ -467,6 +471,11 @@ static int socketpair_mode(int type, int keep_both, int rounds, int delay)
             close(listener);
         if (!keep_both)
             close(sv[0]);
+        if (on_stdin) {
+            dup2(sv[1], 0);
+            close(sv[1]);
+            sv[1] = 0;
+        }
         uint64_t state = 1;
         for (;;) {
             uint64_t r;
@@ -602,6 +611,10 @@ int main(int argc, char **argv)
     fflush(stdout);
     if (strcmp(mode, "socketpair") == 0)
         return socketpair_mode(SOCK_STREAM, 0, rounds, delay);
+    if (strcmp(mode, "socketpair-stdin") == 0) {
+        on_stdin = 1;
+        return socketpair_mode(SOCK_STREAM, 0, rounds, delay);
+    }
     if (strcmp(mode, "socketpair-stream") == 0)
         return socketpair_mode(SOCK_STREAM, 1, rounds, delay);
     if (strcmp(mode, "socketpair-dgram") == 0)

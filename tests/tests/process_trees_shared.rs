@@ -16,6 +16,8 @@
 //!   unread at checkpoint time: made once before the tree is forked, each end at its fd numbers
 //!   in each process, the unread answer there exactly once (the stream one held by both
 //!   processes, both ends; also twice restarted as nobody);
+//! - a socketpair whose child end is the child's stdin (fd 0, which is otherwise left to
+//!   whoever runs the restart): placed there too;
 //! - a loopback TCP connection between parent (accepted from its listener, still open) and
 //!   child, with an answer queued unread: made once with its two addresses, refilled once (also
 //!   twice restarted as nobody);
@@ -76,6 +78,15 @@ fn a_signal_fd_shared_by_fork_continues() -> Result<()> {
 
 fn pair_stream(work: &Workdir) -> Result<Program> {
     Program::c(work, "tree_shared_objects.c", &[], &["socketpair-stream", "200", "40"])
+}
+
+fn pair_stdin(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_shared_objects.c", &[], &["socketpair-stdin", "200", "40"])
+}
+
+#[test]
+fn a_socketpair_that_is_the_childs_stdin_continues() -> Result<()> {
+    ckpt_tests::trees::verify("shared-pair-stdin", pair_stdin, &[20], false, 2).map(drop)
 }
 
 fn pair_dgram(work: &Workdir) -> Result<Program> {
