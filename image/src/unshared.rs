@@ -1,11 +1,12 @@
 //! Objects that several processes of a tree share but that a tree's restart cannot share again
 //! yet (it shares pipes (`tree_pipes`), shared memory, socketpairs and TCP connections
-//! (`tree_connections`), listeners (`shared_listeners`), and open files, event fds, timer fds
-//! and signal fds that the manifest says two processes hold as one (`tree_files`,
-//! `tree_objects`)): one other socket held by two processes, the two ends of one UNIX
+//! (`tree_connections`), listeners (`shared_listeners`), and open files, event fds, timer fds,
+//! signal fds, epoll and inotify instances that the manifest says two processes hold as one
+//! (`tree_files`, `tree_objects`)): one other socket held by two processes, the two ends of one UNIX
 //! connection made through a listener, one open file with its common offset (inherited by
-//! fork) in a set without the manifest's `same` lines, an epoll or inotify instance inherited
-//! by fork (or an event, timer or signal fd at fds 0-2), one deleted file. Restarted, each
+//! fork) in a set without the manifest's `same` lines, an event, timer or signal fd, epoll or
+//! inotify instance inherited by fork at fds 0-2 (or an epoll instance no holder's image has
+//! every watched file of), one deleted file. Restarted, each
 //! process would get its own copy (a socket whose peer is closed, a file with its own offset):
 //! ckpt-restart refuses such a set unless the user asked to go on (--ignore-missing-files), and
 //! the checkpoint that wrote it says so in one line.
@@ -132,10 +133,13 @@ pub fn tree_files<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<&'
     groups.iter().filter(|g| shareable(g)).collect()
 }
 
-/// The event fds, timer fds and signal fds that `groups` say two processes or more hold as one
-/// (inherited by fork), which a tree's restart makes once and shares: every holder not a dup at
-/// a fd above 2, in two processes or more, all of one kind.
+/// The event fds, timer fds, signal fds, epoll and inotify instances, and ends of the tree's
+/// pipes (`tree_pipes`: one open file of the pipe, with its flags, which an epoll entry is
+/// known by) that `groups` say two processes or more hold as one (inherited by fork), which a
+/// tree's restart makes once and shares: every holder not a dup at a fd above 2, in two processes or more, all of one kind;
+/// an epoll instance when one holder's image has every entry's file (`epoll_filler`).
 pub fn tree_objects<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<&'a Vec<At>> {
+    let pipes = tree_pipes(indexes);
     let state = |(pid, fd): At| indexes.iter().find(|(p, _)| *p == pid).and_then(|(_, ix)| ix.fds.iter().find(|f| f.fd == fd));
     let shareable = |group: &Vec<At>| {
         let held: Vec<(At, &FdState)> = group.iter().filter_map(|&at| Some((at, state(at)?))).filter(|(_, f)| f.dup_of.is_none()).collect();
@@ -143,12 +147,28 @@ pub fn tree_objects<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<
             FdKind::EventFd { .. } => 1,
             FdKind::TimerFd { .. } => 2,
             FdKind::SignalFd { .. } => 3,
+            FdKind::Epoll { .. } => 4,
+            FdKind::Inotify { .. } => 5,
+            FdKind::Pipe { ino, .. } if pipes.contains(&ino) => 6,
             _ => 0,
         };
         let Some(&(first, f0)) = held.first() else { return false };
-        kind(f0) != 0 && held.iter().all(|(_, f)| kind(f) == kind(f0) && f.fd > 2) && held.iter().any(|(a, _)| a.0 != first.0)
+        kind(f0) != 0
+            && held.iter().all(|(_, f)| kind(f) == kind(f0) && f.fd > 2)
+            && held.iter().any(|(a, _)| a.0 != first.0)
+            && (kind(f0) != 4 || epoll_filler(indexes, group).is_some())
     };
     groups.iter().filter(|g| shareable(g)).collect()
+}
+
+/// The holder (pid, fd) of shared epoll instance `group` that adds its interest list again once
+/// its own fds are in place: the first whose image has every entry's file (an entry is known
+/// by its file and fd number: another holder may have closed the file since).
+pub fn epoll_filler(indexes: &[(i32, Index)], group: &[At]) -> Option<At> {
+    group.iter().copied().find(|&(pid, fd)| {
+        let f = indexes.iter().find(|(p, _)| *p == pid).and_then(|(_, ix)| ix.fds.iter().find(|f| f.fd == fd && f.dup_of.is_none()));
+        matches!(f, Some(FdState { kind: FdKind::Epoll { entries }, .. }) if entries.iter().all(|e| e.holder.is_some()))
+    })
 }
 
 /// Whether a fd that two processes hold as one comes back as one object per process: a file

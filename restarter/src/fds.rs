@@ -188,10 +188,9 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
         FdKind::Pipe { .. } | FdKind::Fifo { .. } => mk.sh.pipes.open(f, all)?,
         FdKind::Socket(s) => mk.socks.open(s.ino)?,
         FdKind::Tty(t) => return Ok(mk.ttys.open(f, t)?),
-        FdKind::EventFd { .. } | FdKind::TimerFd { .. } | FdKind::SignalFd { .. } => return object(f),
+        FdKind::EventFd { .. } | FdKind::TimerFd { .. } | FdKind::SignalFd { .. } | FdKind::Inotify { .. } => return object(f, mk.ignore),
         // SAFETY: getpid has no preconditions. (Its own pid is the restarted process's, exact or not.)
         FdKind::PidFd { own: true, .. } => fdobjs::pidfd(unsafe { libc::getpid() }, f.flags, true)?,
-        FdKind::Inotify { watches, queued } => fdobjs::inotify(watches, *queued, f.fd, mk.ignore)?,
         FdKind::PidFd { pid, own: false } => match fdobjs::pidfd(*pid, f.flags, mk.exact_ids) {
             Ok(fd) => fd,
             Err(e) => {
@@ -209,14 +208,17 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
     Ok(fd)
 }
 
-/// A new event fd, timer fd or signal fd of ours as `f` was (also made once for the processes
-/// of a tree that share it, `tree`).
-pub fn object(f: &FdState) -> Result<RawFd> {
+/// A new event fd, timer fd, signal fd or inotify instance of ours as `f` was (also made once
+/// for the processes of a tree that share it, `tree`; an epoll instance there is made empty and
+/// filled by one of them, see `restore_all`); `ignore`: --ignore-missing-files.
+pub fn object(f: &FdState, ignore: bool) -> Result<RawFd> {
     let fd = match &f.kind {
         FdKind::EventFd { count, semaphore } => fdobjs::eventfd(*count, *semaphore)?,
         FdKind::TimerFd { clockid, value_ns, interval_ns, ticks } => fdobjs::timerfd(*clockid, *value_ns, *interval_ns, *ticks)?,
         FdKind::SignalFd { mask } => fdobjs::signalfd(*mask)?,
-        _ => bail!("internal: fd {} is not an event, timer or signal fd", f.fd),
+        FdKind::Inotify { watches, queued } => fdobjs::inotify(watches, *queued, f.fd, ignore)?,
+        FdKind::Epoll { .. } => fdobjs::new_epoll()?,
+        _ => bail!("internal: fd {} is not an event, timer or signal fd, epoll or inotify instance", f.fd),
     };
     fdobjs::set_status_flags(fd, f.flags);
     Ok(fd)
@@ -338,6 +340,14 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
         flying.insert(f.fd, park(fd)?);
     }
     std::mem::take(&mut mk.sh).close_all();
+    // The tree's shared epoll instances, taken now (the tree's fds are closed below).
+    let mut tree_epolls: HashMap<i32, RawFd> = HashMap::new();
+    for f in prog.iter().filter(|f| f.dup_of.is_none() && matches!(f.kind, FdKind::Epoll { .. })) {
+        if let Some((fd, _)) = crate::tree::shared_file(f.fd) {
+            let ep = check(dup_ours(fd), || format!("cannot take the tree's shared epoll instance at fd {}", f.fd))?;
+            tree_epolls.insert(f.fd, park(ep)?);
+        }
+    }
 
     // Every object exists: only now change files (cut output back to its checkpoint size).
     for (fd, n, path) in truncations {
@@ -348,6 +358,7 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
     // 3. Close everything else of ours (above stderr), then move the parked fds into place.
     let mut keep: Vec<i32> = opened.iter().map(|p| p.0).collect();
     keep.extend(flying.values());
+    keep.extend(tree_epolls.values());
     keep.extend(mk.socks.held());
     keep.extend(mk.ttys.held());
     keep.extend(keep_too);
@@ -405,7 +416,16 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
         let i = epolls.iter().position(|f| !waits_for(f)).unwrap_or(0);
         let f = epolls.remove(i);
         if let FdKind::Epoll { entries } = &f.kind {
-            let ep = fdobjs::epoll(entries, f.fd, top, &|n| file(&flying, n))?;
+            // One the tree shares: made once (empty); its interest list is added by one holder.
+            let ep = match tree_epolls.get(&f.fd) {
+                Some(&ep) => {
+                    if crate::tree::fills_epoll(f.fd) {
+                        fdobjs::fill_epoll(ep, entries, f.fd, top, &|n| file(&flying, n));
+                    }
+                    ep
+                }
+                None => fdobjs::epoll(entries, f.fd, top, &|n| file(&flying, n))?,
+            };
             place(ep, f)?;
         }
     }

@@ -34,6 +34,11 @@
  *   hold: each round the child changes the entry's data to r (EPOLL_CTL_MOD) and writes a byte
  *   into the pipe; the parent waits on the epoll instance, which must report the pipe with data
  *   r (one interest list for both), and reads the byte.
+ * MODE inotify: as eventfd, but through an inotify instance: the parent makes the directory
+ *   tree_shared_objects.<pid>.d and watches it (IN_CREATE) before the fork; each round the child
+ *   creates file r there, adds a watch on it (IN_MODIFY) and writes it; the parent reads the
+ *   IN_CREATE and IN_MODIFY events from the instance (one instance: the child's watch is its
+ *   watch too), removes the file's watch and reads its IN_IGNORED.
  * MODE listener-tcp, listener-unix, listener-abstract: the parent makes a listening socket (TCP
  *   on 127.0.0.1, a UNIX one at tree_shared_objects.<pid>.sock in the working directory (the
  *   uninterrupted run shares it), or at an abstract name) and forks; both keep it. Round r: one process connects to the listener's
@@ -53,6 +58,8 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <signal.h>
@@ -342,6 +349,69 @@ static int epoll_mode(int rounds, int delay)
     return take_turns(rounds, delay, mod_and_write, wait_epoll);
 }
 
+/* The inotify mode's directory. */
+static char idir[4096];
+
+static uint64_t create_and_watch(int r)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%d", idir, r);
+    /* (The checkpointed run, which goes on until it is killed, may have made it already.) */
+    unlink(path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || inotify_add_watch(obj, path, IN_MODIFY) < 0) {
+        perror("inotify child");
+        exit(1);
+    }
+    xfer(fd, "x", 1, 1);
+    close(fd);
+    return 0;
+}
+
+/* The next event of the inotify instance, which must be `mask` (waiting at most 5 s). */
+static struct inotify_event *next_event(int r, uint32_t mask)
+{
+    /* What one read gave (several events at once, perhaps), and how far it is taken. */
+    static char buf[8192] __attribute__((aligned(8)));
+    static ssize_t len, at;
+    if (at >= len) {
+        wait_readable(obj, r, "inotify instance");
+        len = read(obj, buf, sizeof buf);
+        at = 0;
+    }
+    struct inotify_event *e = (struct inotify_event *)(buf + at);
+    if (len - at < (ssize_t)sizeof *e || (e->mask & mask) == 0) {
+        fprintf(stderr, "round %d: inotify gave %zd bytes, mask %x (expected %x)\n", r, len - at, len - at >= (ssize_t)sizeof *e ? e->mask : 0, mask);
+        exit(93);
+    }
+    at += (ssize_t)sizeof *e + e->len;
+    return e;
+}
+
+static uint64_t read_events(int r)
+{
+    struct inotify_event *e = next_event(r, IN_CREATE);
+    uint64_t v = (uint64_t)atoi(e->name);
+    int wd = next_event(r, IN_MODIFY)->wd;
+    if (v != (uint64_t)r || inotify_rm_watch(obj, wd) != 0) {
+        fprintf(stderr, "round %d: file %llu, watch %d\n", r, (unsigned long long)v, wd);
+        exit(93);
+    }
+    next_event(r, IN_IGNORED);
+    return v * 7;
+}
+
+static int inotify_mode(int rounds, int delay)
+{
+    if (getcwd(idir, sizeof idir - 64) == NULL)
+        return perror("getcwd"), 1;
+    snprintf(idir + strlen(idir), 64, "/tree_shared_objects.%d.d", (int)getpid());
+    obj = inotify_init1(0);
+    if (obj < 0 || mkdir(idir, 0700) != 0 || inotify_add_watch(obj, idir, IN_CREATE) < 0)
+        return perror("inotify"), 1;
+    return take_turns(rounds, delay, create_and_watch, read_events);
+}
+
 /* Send fd `fd` with one byte on socket `s`. */
 static void send_fd(int s, int fd)
 {
@@ -627,6 +697,8 @@ int main(int argc, char **argv)
         return inflight_file(rounds, delay);
     if (strcmp(mode, "eventfd") == 0)
         return eventfd_mode(rounds, delay);
+    if (strcmp(mode, "inotify") == 0)
+        return inotify_mode(rounds, delay);
     if (strcmp(mode, "epoll") == 0)
         return epoll_mode(rounds, delay);
     if (strcmp(mode, "timerfd") == 0)
