@@ -11,8 +11,9 @@
 //! manifest (`ckpt_image::tree`) is written last and the set renamed into place as `NAME.ckpt`
 //! (older ones move to `NAME.ckpt.1`, ...): a set is complete or absent, and the previous one
 //! stays on any failure. A process that does not run the runtime (a static program, one that
-//! cleared LD_PRELOAD), a stopped process (job control) or a traced one (ptrace) refuses the
-//! checkpoint at once with one line naming it.
+//! cleared LD_PRELOAD), a stopped process (job control), a traced one (ptrace) or Slurm's srun
+//! (its step runs outside the tree: `launchers`) refuses the checkpoint at once with one line
+//! naming it.
 //!
 //! A program alone, whose image name has never held a set, is told to checkpoint itself (its
 //! image stays one file, with increments, as without trees).
@@ -306,6 +307,10 @@ impl Coord {
         let unfit: Vec<String> = procs().iter().filter(|p| !p.zombie).filter_map(|p| unfit(p.pid)).collect();
         if !unfit.is_empty() {
             return Err(unfit.join("; "));
+        }
+        // The first srun is enough to name (it forks a helper of the same name).
+        if let Some(why) = procs().iter().filter(|p| !p.zombie).find_map(|p| crate::launchers::outside_work(p.pid)) {
+            return Err(why);
         }
         let missing = |c: &Coord| procs().iter().filter(|p| !p.zombie && c.index_of(p.pid).is_none()).map(|p| p.pid).collect::<Vec<_>>();
         if !self.wait_until(JOIN, |c| missing(c).is_empty()) {

@@ -199,6 +199,18 @@ impl Witness {
             *t = now_ms().max(1);
         }
     }
+    /// Note the signals waiting in signalfd `sfd` (non-blocking).
+    fn note_pending(&mut self, sfd: RawFd) {
+        // SAFETY: an all-zero signalfd_siginfo is valid; read fills it.
+        let mut si: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+        let len = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: reading whole records into si.
+        while unsafe { libc::read(sfd, &mut si as *mut _ as *mut libc::c_void, len) } == len as isize {
+            if si.ssi_signo != libc::SIGCHLD as u32 {
+                self.got(si.ssi_signo);
+            }
+        }
+    }
     /// Whether `sig` came just now; forget it either way.
     fn answer(&mut self, sig: i32) -> bool {
         let Some(t) = usize::try_from(sig).ok().and_then(|s| self.0.get_mut(s)) else { return false };
@@ -291,20 +303,18 @@ fn serve(program: i32, report: RawFd, outer: Option<RawFd>, mut coord: Option<cr
         }
         // Signals first: a question about a signal must find init's copy already noted.
         if fds[0].revents != 0 {
-            // SAFETY: an all-zero signalfd_siginfo is valid; read fills it.
-            let mut si: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-            let len = std::mem::size_of::<libc::signalfd_siginfo>();
-            // SAFETY: reading whole records into si.
-            while unsafe { libc::read(sfd, &mut si as *mut _ as *mut libc::c_void, len) } == len as isize {
-                if si.ssi_signo != libc::SIGCHLD as u32 {
-                    witness.got(si.ssi_signo);
-                }
-            }
+            witness.note_pending(sfd);
             reap(program, report, outer, false);
         }
         if fds[1].revents != 0 {
             match report::recv(sock, libc::MSG_DONTWAIT) {
-                Ok(Some((Msg::Witness { sig }, _))) => report::send(report, Msg::Witnessed { sig, yes: witness.answer(sig) }, None),
+                Ok(Some((Msg::Witness { sig }, _))) => {
+                    // Also what came after the poll (the question can be that fast).
+                    witness.note_pending(sfd);
+                    report::send(report, Msg::Witnessed { sig, yes: witness.answer(sig) }, None);
+                    // A SIGCHLD read with them is not left unanswered.
+                    reap(program, report, outer, false);
+                }
                 Ok(Some(_)) => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) => {}
                 // The outer process is gone (its death signal will end us): stop listening.

@@ -28,7 +28,8 @@
 //! - `forward`: which signals are forwarded, and how;
 //! - `report`: messages from init to the outer process;
 //! - `coord`: init as the coordinator of the program's process tree: the two-phase checkpoint
-//!   of every process; `treemsg`: its messages; `sets`: committing an image set;
+//!   of every process; `treemsg`: its messages; `sets`: committing an image set; `launchers`:
+//!   processes whose work runs outside the tree (srun), which refuse its checkpoint;
 //! - `idmap`: the uid and gid maps; `timens`: clock offsets; `caps`: the capability the restarter
 //!   keeps across its execve.
 //!
@@ -38,6 +39,7 @@
 pub mod caps;
 mod coord;
 mod forward;
+mod launchers;
 mod idmap;
 mod init;
 mod report;

@@ -24,6 +24,9 @@ pub struct Namespace {
     pub(crate) opts: Options,
     /// In a user namespace of its own (not for root).
     pub(crate) userns: bool,
+    /// The write end of the pipe init reads its start from, kept open while we live when we lead
+    /// our session (see `kill_with_us`).
+    pub(crate) _lifeline: Option<OwnedFd>,
 }
 
 impl Namespace {
@@ -106,7 +109,6 @@ fn start_blocked(payload: &Payload, opts: &Options, mask: libc::sigset_t) -> Res
     }
     let pid = pid as i32;
     drop(theirs);
-    drop(sync_r);
     drop(me);
     let abandon = |e: Unavailable| {
         // SAFETY: killing and reaping our own child.
@@ -128,11 +130,40 @@ fn start_blocked(payload: &Payload, opts: &Options, mask: libc::sigset_t) -> Res
     if unsafe { libc::write(sync_w.as_raw_fd(), b"g".as_ptr() as *const libc::c_void, 1) } != 1 {
         return Err(abandon(Unavailable::Other(Error::last_os_error())));
     }
-    drop(sync_w);
+    let lifeline = kill_with_us(&sync_r).then_some(sync_w);
+    drop(sync_r);
     match report::recv(ours.as_raw_fd(), 0) {
-        Ok(Some((Msg::Started { pid: inner }, Some(pidfd)))) => Ok(Namespace { init_pid: pid, pid: inner, pidfd, sock: ours, opts: opts.clone(), userns }),
+        Ok(Some((Msg::Started { pid: inner }, Some(pidfd)))) => Ok(Namespace { init_pid: pid, pid: inner, pidfd, sock: ours, opts: opts.clone(), userns, _lifeline: lifeline }),
         Ok(Some((Msg::Failed { stage, errno }, _))) => Err(abandon(Unavailable::Setup(stage, Error::from_raw_os_error(errno)))),
         Ok(_) => Err(abandon(Unavailable::Other(Error::other("the namespace's init ended before starting the program")))),
         Err(e) => Err(abandon(Unavailable::Other(e))),
     }
 }
+
+/// When we lead our session (a terminal's shell exec'd us, `script`, `ssh -t`, `setsid`,
+/// slurmstepd), our death makes the kernel send SIGHUP to the terminal's foreground process group,
+/// the program's, before our parent-death signal reaches init: a program that handles SIGHUP
+/// (vim removes its swap file) would clean up what its last image still needs, where natively,
+/// leading the session itself, a SIGKILL gives it no chance. So init's end of its start pipe
+/// (`read_end`, which init keeps open for its life) signals our process group with SIGKILL when
+/// its last writer closes: the kernel does that while closing our files, before it hangs up the
+/// terminal. The caller keeps the write end open for as long as it lives; init is gone before
+/// an ordinary exit of ours, so then nothing is sent. Returns whether it is armed.
+fn kill_with_us(read_end: &OwnedFd) -> bool {
+    // SAFETY: getsid/getpid/getpgrp have no preconditions; fcntl on our own fd.
+    unsafe {
+        if libc::getsid(0) != libc::getpid() {
+            return false;
+        }
+        let fd = read_end.as_raw_fd();
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        fl >= 0
+            // A negative owner is a process group.
+            && libc::fcntl(fd, libc::F_SETOWN, -libc::getpgrp()) == 0
+            && libc::fcntl(fd, F_SETSIG, libc::SIGKILL) == 0
+            && libc::fcntl(fd, libc::F_SETFL, fl | libc::O_ASYNC) == 0
+    }
+}
+
+/// fcntl's F_SETSIG (linux/fcntl.h; not in the libc crate for this target).
+const F_SETSIG: libc::c_int = 10;

@@ -1,7 +1,9 @@
 //! Who this task is in its step, from the environment Slurm gives every task of `srun`:
-//! SLURM_PROCID (rank), SLURM_STEP_NUM_TASKS (or SLURM_NTASKS), SLURM_JOB_ID, SLURM_STEP_ID and
+//! SLURM_PROCID (rank), SLURM_STEP_NUM_TASKS, SLURM_JOB_ID, SLURM_STEP_ID and
 //! SLURM_RESTART_COUNT. A step of one task, or `CKPT_STEP=0`, is no step: each task
-//! checkpoints on its own, as before.
+//! checkpoints on its own, as before. Nor is a batch script: it has SLURM_PROCID=0 and the
+//! job's SLURM_NTASKS, but no SLURM_STEP_NUM_TASKS (srun sets that for the tasks it starts), and
+//! a `ckpt-run` there is one program, not rank 0 of tasks that will never link up.
 //!
 //! The epoch names one run of the step (job, step, restart count, and whether it is the
 //! program or ckpt-restart's rendezvous): the address files of earlier runs are recognised as
@@ -26,7 +28,7 @@ impl Ident {
         }
         let num = |v: &str| var(v).and_then(|x| x.trim().parse::<u32>().ok());
         let rank = num("SLURM_PROCID")?;
-        let ntasks = num("SLURM_STEP_NUM_TASKS").or_else(|| num("SLURM_NTASKS"))?;
+        let ntasks = num("SLURM_STEP_NUM_TASKS")?;
         if ntasks < 2 || rank >= ntasks {
             return None;
         }
@@ -77,6 +79,8 @@ mod tests {
         let again = [("SLURM_RESTART_COUNT", "1")].iter().chain(v.iter()).copied().collect::<Vec<_>>();
         assert_ne!(Ident::from_env(env(&again)).unwrap().epoch(false), id.epoch(false));
         assert_eq!(Ident::from_env(env(&[("SLURM_PROCID", "0"), ("SLURM_STEP_NUM_TASKS", "1")])), None);
+        // A batch script of `sbatch -n4`: the job's task count, no step's.
+        assert_eq!(Ident::from_env(env(&[("SLURM_PROCID", "0"), ("SLURM_NTASKS", "4"), ("SLURM_JOB_ID", "17")])), None);
         let off = [("CKPT_STEP", "0")].iter().chain(v.iter()).copied().collect::<Vec<_>>();
         assert_eq!(Ident::from_env(env(&off)), None);
         assert_eq!(base_name("ring.2", 2), "ring");

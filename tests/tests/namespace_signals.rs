@@ -171,6 +171,11 @@ fn death_by_a_signal_and_sigkill_are_passed_on() -> Result<()> {
 }
 
 /// The processes running `exe`.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
+}
+
 fn running(exe: &Path) -> Vec<i32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -180,6 +185,21 @@ fn running(exe: &Path) -> Vec<i32> {
         }
     }
     out
+}
+
+/// `ckpt-run -- PROG ARGS` on a terminal of its own (util-linux `script`, whose shell execs
+/// ckpt-run: ckpt-run leads the terminal's session), once the program printed "step 3".
+fn on_a_terminal(bins: &Bins, work: &Workdir, prog: &Path, args: &str) -> Result<Proc> {
+    let cmdline = format!("exec '{}' --dir '{}' -- '{}' {args}", bins.run.display(), work.images().display(), prog.display());
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-q", "-e", "-f", "-c", &cmdline, "/dev/null"]).current_dir(work.path()).env("CKPT_NAMESPACE", "1");
+    let mut term = Proc::spawn("script", cmd)?;
+    if let Err(e) = wait_output(&mut term, "step 3") {
+        let _ = term.kill();
+        return Err(e);
+    }
+    ensure!(!running(prog).is_empty(), "the program is not running: {}", term.stdout());
+    Ok(term)
 }
 
 /// Run on a terminal of its own (util-linux `script`), whose shell execs ckpt-run: ckpt-run leads
@@ -192,20 +212,47 @@ fn a_hangup_of_the_terminal_reaches_the_program() -> Result<()> {
     let bins = Bins::locate()?;
     let work = Workdir::new("ns-hangup")?;
     let prog = compile_c(&work, "counter.c", &[])?;
-    let cmdline = format!("exec '{}' --dir '{}' -- '{}' 100000 50", bins.run.display(), work.images().display(), prog.display());
-    let mut cmd = std::process::Command::new("script");
-    cmd.args(["-q", "-e", "-f", "-c", &cmdline, "/dev/null"]).current_dir(work.path()).env("CKPT_NAMESPACE", "1");
-    let mut term = Proc::spawn("script", cmd)?;
+    let mut term = on_a_terminal(&bins, &work, &prog, "100000 50")?;
     let r = (|| -> Result<()> {
-        wait_output(&mut term, "step 3")?;
-        let pids = running(&prog);
-        ensure!(!pids.is_empty(), "the program is not running: {}", term.stdout());
         kill(term.pid(), libc::SIGKILL);
         let t0 = Instant::now();
         while !running(&prog).is_empty() {
             ensure!(t0.elapsed() < Duration::from_secs(10), "the program runs on after its terminal's hangup: {:?}", running(&prog));
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
+    })();
+    for pid in running(&prog) {
+        kill(pid, libc::SIGKILL);
+    }
+    let _ = term.kill();
+    r
+}
+
+/// SIGKILL of the outer process, when it leads the terminal's session (as `script`, ssh -t or
+/// setsid make it), ends the program at once, as SIGKILL of the program would natively (it would
+/// lead the session itself): the program does not first get the hangup the kernel sends the
+/// terminal's foreground process group when a session leader dies, so it cannot clean up what
+/// its image still needs (vim removes its swap file on SIGHUP, and the image could no longer be
+/// restarted).
+#[test]
+fn a_killed_session_leader_takes_the_program_without_a_hangup() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("ns-killed-leader")?;
+    let prog = compile_c(&work, "hup_marker.c", &[])?;
+    let marker = work.join("hangup-handler-ran");
+    let mut term = on_a_terminal(&bins, &work, &prog, &format!("'{}'", marker.display()))?;
+    let r = (|| -> Result<()> {
+        // Ours is script's child (ckpt-run's init is a child of ckpt-run).
+        let outer: Vec<i32> = running(&bins.run).into_iter().filter(|&p| parent_of(p) == Some(term.pid())).collect();
+        ensure!(outer.len() == 1, "expected one ckpt-run started by script, found {outer:?}");
+        kill(outer[0], libc::SIGKILL);
+        let t0 = Instant::now();
+        while !running(&prog).is_empty() {
+            ensure!(t0.elapsed() < Duration::from_secs(10), "the program runs on after SIGKILL of ckpt-run: {:?}", running(&prog));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ensure!(!marker.exists(), "the program got a hangup and ran its handler before it ended (natively SIGKILL gives it no chance)");
         Ok(())
     })();
     for pid in running(&prog) {

@@ -495,3 +495,78 @@ fn slurm_step_ring_walltime_stop_signal_requeue_resumes() -> Result<()> {
     ensure!(all.contains("exit code 75"), "no checkpoint-and-exit:\n{all}");
     assert_ring_resumed(&all, &expected)
 }
+
+/// An MPI launcher and the ring built for its ABI, as in process_trees_tools.rs.
+struct Mpi {
+    launcher: &'static str,
+    flags: &'static [&'static str],
+    /// How the launcher runs 4 ranks on this machine alone (the uninterrupted reference).
+    local: &'static [&'static str],
+}
+
+const OPEN_MPI: Mpi = Mpi { launcher: "/usr/bin/mpirun.openmpi", flags: &["-l:libmpi.so.40"], local: &["--oversubscribe"] };
+const MPICH: Mpi = Mpi { launcher: "/usr/bin/mpiexec.mpich", flags: &["-DMPICH_ABI", "-l:libmpich.so.12"], local: &["-launcher", "fork"] };
+
+/// Open MPI's permission to run as root (the cluster's jobs run as the test's user) and its
+/// session directory and shared-memory segments in the work directory.
+fn mpi_env(work: &Workdir) -> Vec<(String, String)> {
+    let w = work.path().display().to_string();
+    vec![
+        ("OMPI_ALLOW_RUN_AS_ROOT".into(), "1".into()),
+        ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM".into(), "1".into()),
+        ("TMPDIR".into(), w.clone()),
+        ("OMPI_MCA_btl_vader_backing_directory".into(), w),
+    ]
+}
+
+/// Issue 14, what is not supported yet: `ckpt-run --dir ckpt -- LAUNCHER -np 4 ring` in a
+/// 2-node allocation. The launcher starts its daemons (orted, hydra_pmi_proxy) through srun,
+/// outside ckpt-run's process tree, with every rank under them: a checkpoint would hold
+/// mpirun and srun only, and its restart a launcher whose ranks are gone. It must be refused
+/// in one line naming srun, write no set, and leave the job running to the uninterrupted
+/// result (before: the set of mpirun and srun was committed).
+fn mpi_across_nodes_is_refused(name: &str, mpi: &Mpi) -> Result<()> {
+    need_slurm!();
+    if !Path::new(mpi.launcher).is_file() {
+        ckpt_tests::skip_test!("{} is not installed (Debian packages openmpi-bin and mpich; .ci/run installs them)", mpi.launcher);
+        return Ok(());
+    }
+    let bins = Bins::locate()?;
+    let work = Workdir::new(name)?;
+    let ring = compile_c(&work, "mpi_ring.c", mpi.flags)?;
+    let env = mpi_env(&work);
+    let (laps, delay) = ("150", "100");
+    let vars: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut local: Vec<&str> = vars.iter().map(String::as_str).collect();
+    local.push(mpi.launcher);
+    local.extend(mpi.local);
+    local.extend(["-np", "4", ring.to_str().unwrap_or(""), laps, delay]);
+    let plain = run_plain(&Program::native("/usr/bin/env", &local, &work), false, Duration::from_secs(120))?;
+    let expected = result_of(&plain.stdout).context("no result from the uninterrupted run")?.to_string();
+    let script = work.join("mpi.sbatch");
+    std::fs::write(&script, "#!/bin/bash\n#SBATCH --open-mode=append\nckpt-run --dir ckpt -- \"$@\"\necho \"ckpt-run exit code $?\"\n")?;
+    let args = ["-np", "4", ring.to_str().unwrap_or(""), laps, delay];
+    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let job = Job::submit(&bins, &work, &["-N2", "--ntasks=4"], script.to_str().unwrap_or(""), Path::new(mpi.launcher), &args, &envs)?;
+    job.wait_output(90, "10 laps of the ring", |o| steps(&task_lines(o, None)) >= 10)?;
+    let ctl = Command::new(bins.dir.join("ckpt-ctl")).args(["checkpoint", "--wait", "--dir"]).arg(work.join("ckpt")).output()?;
+    let said = String::from_utf8_lossy(&ctl.stderr).into_owned();
+    ensure!(ctl.status.code() == Some(1), "ckpt-ctl checkpoint: {:?}, expected 1 (failed): {said}", ctl.status);
+    job.wait_completed(120)?;
+    let all = job.output();
+    let refusals: Vec<&str> = all.lines().filter(|l| l.contains("is Slurm's srun")).collect();
+    ensure!(refusals.len() == 1 && refusals[0].contains("failed, the program continues"), "no one-line refusal naming srun:\n{all}");
+    let sets: Vec<String> = std::fs::read_dir(work.join("ckpt"))?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".ckpt")).collect();
+    ensure!(sets.is_empty(), "a set was written: {sets:?}\n{all}");
+    assert_resumed(&task_lines(&all, None), &expected, "the ring", &all)
+}
+
+#[test]
+fn slurm_openmpi_mpirun_across_two_nodes_checkpoint_is_refused_in_one_line() -> Result<()> {
+    mpi_across_nodes_is_refused("slurm-ompi-refused", &OPEN_MPI)
+}
+
+#[test]
+fn slurm_mpich_mpiexec_across_two_nodes_checkpoint_is_refused_in_one_line() -> Result<()> {
+    mpi_across_nodes_is_refused("slurm-mpich-refused", &MPICH)
+}
