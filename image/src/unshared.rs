@@ -1,10 +1,12 @@
 //! Objects that several processes of a tree share but that a tree's restart cannot share again
 //! yet (it shares pipes (`tree_pipes`), shared memory, socketpairs and TCP connections
-//! (`tree_connections`), and open files that the manifest says two processes hold as one
-//! (`tree_files`)): one other socket held by two processes, the two ends of one UNIX
+//! (`tree_connections`), listeners (`shared_listeners`), and open files, event fds, timer fds,
+//! signal fds, epoll and inotify instances that the manifest says two processes hold as one
+//! (`tree_files`, `tree_objects`)): one other socket held by two processes, the two ends of one UNIX
 //! connection made through a listener, one open file with its common offset (inherited by
-//! fork) in a set without the manifest's `same` lines, an event fd, timer fd, signal fd, epoll
-//! or inotify instance inherited by fork, one deleted file. Restarted, each
+//! fork) in a set without the manifest's `same` lines, an event, timer or signal fd, epoll or
+//! inotify instance inherited by fork at fds 0-2 (or an epoll instance no holder's image has
+//! every watched file of), one deleted file. Restarted, each
 //! process would get its own copy (a socket whose peer is closed, a file with its own offset):
 //! ckpt-restart refuses such a set unless the user asked to go on (--ignore-missing-files), and
 //! the checkpoint that wrote it says so in one line.
@@ -43,7 +45,8 @@ pub fn find(indexes: &[(i32, Index)], same: Option<&[Vec<At>]>) -> Vec<Unshared>
     // The fds that are not dups of a lower fd (a dup is the same object), and not in flight.
     let fds = || indexes.iter().flat_map(|(pid, ix)| ix.fds.iter().filter(|f| f.fd >= 0 && f.dup_of.is_none()).map(move |f| (*pid, f)));
     let mut out = Vec::new();
-    let pairs: HashSet<u64> = tree_connections(indexes).into_iter().flat_map(|(a, b)| [a.ino, b.ino]).collect();
+    let mut pairs: HashSet<u64> = tree_connections(indexes).into_iter().flat_map(|(a, b)| [a.ino, b.ino]).collect();
+    pairs.extend(shared_listeners(indexes).iter().map(|l| l.ino));
     let mut first: HashMap<Key, At> = HashMap::new();
     for (pid, f) in fds() {
         let Some(key) = key(f).filter(|k| !matches!(k, Key::Socket(ino) if pairs.contains(ino))) else { continue };
@@ -100,8 +103,9 @@ pub fn find(indexes: &[(i32, Index)], same: Option<&[Vec<At>]>) -> Vec<Unshared>
 /// the cut) say two processes hold as one: the first two holders of each.
 fn exact(indexes: &[(i32, Index)], groups: &[Vec<At>], out: &mut Vec<Unshared>) {
     let state = |(pid, fd): At| indexes.iter().find(|(p, _)| *p == pid).and_then(|(_, ix)| ix.fds.iter().find(|f| f.fd == fd && f.dup_of.is_none()));
-    let files = tree_files(indexes, groups);
-    for group in groups.iter().filter(|g| !files.contains(g)) {
+    let mut made_once = tree_files(indexes, groups);
+    made_once.extend(tree_objects(indexes, groups));
+    for group in groups.iter().filter(|g| !made_once.contains(g)) {
         let held: Vec<(At, &FdState)> = group.iter().filter_map(|&at| Some((at, state(at)?))).filter(|(_, f)| comes_back_separate(f)).collect();
         let Some(&(a, f)) = held.first() else { continue };
         let Some(&(b, _)) = held.iter().find(|(o, _)| o.0 != a.0) else { continue };
@@ -127,6 +131,44 @@ pub fn tree_files<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<&'
             && held.iter().any(|(a, _)| a.0 != held[0].0.0)
     };
     groups.iter().filter(|g| shareable(g)).collect()
+}
+
+/// The event fds, timer fds, signal fds, epoll and inotify instances, and ends of the tree's
+/// pipes (`tree_pipes`: one open file of the pipe, with its flags, which an epoll entry is
+/// known by) that `groups` say two processes or more hold as one (inherited by fork), which a
+/// tree's restart makes once and shares: every holder not a dup at a fd above 2, in two processes or more, all of one kind;
+/// an epoll instance when one holder's image has every entry's file (`epoll_filler`).
+pub fn tree_objects<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<&'a Vec<At>> {
+    let pipes = tree_pipes(indexes);
+    let state = |(pid, fd): At| indexes.iter().find(|(p, _)| *p == pid).and_then(|(_, ix)| ix.fds.iter().find(|f| f.fd == fd));
+    let shareable = |group: &Vec<At>| {
+        let held: Vec<(At, &FdState)> = group.iter().filter_map(|&at| Some((at, state(at)?))).filter(|(_, f)| f.dup_of.is_none()).collect();
+        let kind = |f: &FdState| match f.kind {
+            FdKind::EventFd { .. } => 1,
+            FdKind::TimerFd { .. } => 2,
+            FdKind::SignalFd { .. } => 3,
+            FdKind::Epoll { .. } => 4,
+            FdKind::Inotify { .. } => 5,
+            FdKind::Pipe { ino, .. } if pipes.contains(&ino) => 6,
+            _ => 0,
+        };
+        let Some(&(first, f0)) = held.first() else { return false };
+        kind(f0) != 0
+            && held.iter().all(|(_, f)| kind(f) == kind(f0) && f.fd > 2)
+            && held.iter().any(|(a, _)| a.0 != first.0)
+            && (kind(f0) != 4 || epoll_filler(indexes, group).is_some())
+    };
+    groups.iter().filter(|g| shareable(g)).collect()
+}
+
+/// The holder (pid, fd) of shared epoll instance `group` that adds its interest list again once
+/// its own fds are in place: the first whose image has every entry's file (an entry is known
+/// by its file and fd number: another holder may have closed the file since).
+pub fn epoll_filler(indexes: &[(i32, Index)], group: &[At]) -> Option<At> {
+    group.iter().copied().find(|&(pid, fd)| {
+        let f = indexes.iter().find(|(p, _)| *p == pid).and_then(|(_, ix)| ix.fds.iter().find(|f| f.fd == fd && f.dup_of.is_none()));
+        matches!(f, Some(FdState { kind: FdKind::Epoll { entries }, .. }) if entries.iter().all(|e| e.holder.is_some()))
+    })
 }
 
 /// Whether a fd that two processes hold as one comes back as one object per process: a file
@@ -246,36 +288,16 @@ pub fn tree_pipes(indexes: &[(i32, Index)]) -> HashSet<u64> {
 /// their queues and nothing a TCP end sent still unsent. Each pair once, as its two
 /// descriptions (TCP: the end on a listener's port first, the server).
 pub fn tree_connections(indexes: &[(i32, Index)]) -> Vec<(&Socket, &Socket)> {
-    // The description of the lowest pid holding the socket: only that process captured its
-    // unread messages (the runtime's treesocks).
-    let mut holders: HashMap<u64, (Vec<i32>, &Socket)> = HashMap::new();
-    for (pid, f) in entries(indexes) {
-        if let FdKind::Socket(s) = &f.kind {
-            let h = holders.entry(s.ino).or_insert_with(|| (Vec::new(), &**s));
-            if h.0.iter().all(|&p| p > pid) {
-                h.1 = s;
-            }
-            if !h.0.contains(&pid) {
-                h.0.push(pid);
-            }
-        }
-    }
-    let pairable = |s: &Socket| {
-        s.state == crate::SockState::Connected
-            && s.queue.iter().all(|m| m.fds.is_empty())
-            && s.lost.is_empty()
-            && s.job.is_none()
-            && if s.family == libc::AF_UNIX {
-                [libc::SOCK_STREAM, libc::SOCK_DGRAM, libc::SOCK_SEQPACKET].contains(&s.sock_type) && unnamed(&s.name) && unnamed(&s.peer_name)
-            } else {
-                s.unsent == 0
-            }
-    };
+    let holders = socket_holders(indexes);
     let listened: HashSet<(i32, u16)> = holders
         .values()
         .filter(|(_, s)| s.state == crate::SockState::Listening && matches!(s.family, libc::AF_INET | libc::AF_INET6))
         .filter_map(|(_, s)| Some((s.family, port(&s.name)?)))
         .collect();
+    // Connections accepted from a listener the tree shares are made with it even when one
+    // process holds both ends: processes that connect and accept through one listener at the
+    // same time would take each other's connections.
+    let shared: Vec<&Socket> = shared_listeners_of(&holders);
     let mut out: Vec<(&Socket, &Socket)> = Vec::new();
     for (pa, a) in holders.values() {
         let peer = if a.family == libc::AF_UNIX {
@@ -288,7 +310,8 @@ pub fn tree_connections(indexes: &[(i32, Index)]) -> Vec<(&Socket, &Socket)> {
             let mut pids: Vec<i32> = pa.iter().chain(pb.iter()).copied().collect();
             pids.sort_unstable();
             pids.dedup();
-            if pids.len() > 1 {
+            let on_shared = |s: &Socket| shared.iter().any(|l| l.family == s.family && serves(l, s));
+            if pids.len() > 1 || on_shared(a) || on_shared(b) {
                 let on_listener = |s: &Socket| port(&s.name).is_some_and(|p| listened.contains(&(s.family, p)));
                 out.push(if a.family != libc::AF_UNIX && on_listener(b) && !on_listener(a) { (b, a) } else { (a, b) });
             }
@@ -298,10 +321,89 @@ pub fn tree_connections(indexes: &[(i32, Index)]) -> Vec<(&Socket, &Socket)> {
     out
 }
 
-/// The TCP listeners of `indexes` on the port of a server end of `conns` (made with the
-/// connections, which are accepted from them): each once.
+/// Whether connection end `s` can be made once for the tree (`tree_connections`): connected,
+/// no file in flight in its queue, nothing lost, not a step's connection; a UNIX socketpair's
+/// end, or a TCP end with nothing unsent.
+fn pairable(s: &Socket) -> bool {
+    s.state == crate::SockState::Connected
+        && s.queue.iter().all(|m| m.fds.is_empty())
+        && s.lost.is_empty()
+        && s.job.is_none()
+        && if s.family == libc::AF_UNIX {
+            [libc::SOCK_STREAM, libc::SOCK_DGRAM, libc::SOCK_SEQPACKET].contains(&s.sock_type) && unnamed(&s.name) && unnamed(&s.peer_name)
+        } else {
+            s.unsent == 0
+        }
+}
+
+/// Every socket of `indexes` (fds and in flight) by inode: the pids holding it and the
+/// description of the lowest of them (only that process captured its unread messages: the
+/// runtime's treesocks).
+fn socket_holders(indexes: &[(i32, Index)]) -> HashMap<u64, (Vec<i32>, &Socket)> {
+    let mut holders: HashMap<u64, (Vec<i32>, &Socket)> = HashMap::new();
+    for (pid, f) in entries(indexes) {
+        if let FdKind::Socket(s) = &f.kind {
+            let h = holders.entry(s.ino).or_insert_with(|| (Vec::new(), &**s));
+            if h.0.iter().all(|&p| p > pid) {
+                h.1 = s;
+            }
+            if !h.0.contains(&pid) {
+                h.0.push(pid);
+            }
+        }
+    }
+    holders
+}
+
+/// The listening sockets two processes or more hold (inherited by fork: MPICH's mpiexec and its
+/// proxy and ranks), which a tree's restart makes once and shares: TCP, and UNIX (named,
+/// abstract) stream and seqpacket ones, with no connection waiting in their queue (each
+/// holder would queue it again), a UNIX one with no connection accepted from it in the tree
+/// (those are made through its name by their process), a TCP one whose connections in the
+/// tree can all be made once with it (`tree_connections`).
+pub fn shared_listeners(indexes: &[(i32, Index)]) -> Vec<&Socket> {
+    shared_listeners_of(&socket_holders(indexes))
+}
+
+fn shared_listeners_of<'a>(holders: &HashMap<u64, (Vec<i32>, &'a Socket)>) -> Vec<&'a Socket> {
+    let accepted_from = |l: &Socket| {
+        holders.values().any(|(_, s)| {
+            s.ino != l.ino
+                && s.family == l.family
+                && s.state != crate::SockState::Listening
+                && if l.family == libc::AF_UNIX {
+                    s.name == l.name
+                } else {
+                    // (Its peer outside the tree: it comes back closed, without the listener.)
+                    serves(l, s) && holders.values().any(|(_, p)| tcp_ends(s, p) && !(pairable(s) && pairable(p)))
+                }
+        })
+    };
+    let mut out: Vec<&Socket> = holders
+        .values()
+        .filter(|(pids, l)| {
+            pids.len() > 1
+                && l.state == crate::SockState::Listening
+                && l.pending.is_empty()
+                && l.lost.is_empty()
+                && match l.family {
+                    libc::AF_INET | libc::AF_INET6 => l.sock_type == libc::SOCK_STREAM,
+                    libc::AF_UNIX => [libc::SOCK_STREAM, libc::SOCK_SEQPACKET].contains(&l.sock_type) && !unnamed(&l.name),
+                    _ => false,
+                }
+                && !accepted_from(l)
+        })
+        .map(|(_, l)| *l)
+        .collect();
+    out.sort_by_key(|l| l.ino);
+    out
+}
+
+/// The listeners of `indexes` that the tree's restart makes once: those two processes or more
+/// hold (`shared_listeners`), and the TCP listeners on the port of a server end of `conns`
+/// (made with the connections, which are accepted from them): each once.
 pub fn tree_listeners<'a>(indexes: &'a [(i32, Index)], conns: &[(&Socket, &Socket)]) -> Vec<&'a Socket> {
-    let mut out: Vec<&Socket> = Vec::new();
+    let mut out: Vec<&Socket> = shared_listeners(indexes);
     for (_, f) in entries(indexes) {
         let FdKind::Socket(l) = &f.kind else { continue };
         if l.state != crate::SockState::Listening || !matches!(l.family, libc::AF_INET | libc::AF_INET6) || out.iter().any(|o| o.ino == l.ino) {

@@ -178,8 +178,19 @@ fn spare_paths(n: usize, watches: &[InotifyWatch]) -> Vec<CString> {
 /// holder is put at that number for the moment to add the entry. `file` gives our fd for a
 /// holder number (in-flight files have negative numbers).
 pub fn epoll(entries: &[EpollEntry], fd_no: i32, top: RawFd, file: &dyn Fn(i32) -> Option<RawFd>) -> Result<RawFd> {
+    let ep = new_epoll()?;
+    fill_epoll(ep, entries, fd_no, top, file);
+    Ok(ep)
+}
+
+/// A new, empty epoll instance of ours (close-on-exec).
+pub fn new_epoll() -> Result<RawFd> {
     // SAFETY: plain epoll creation.
-    let ep = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) }, || "epoll_create1".into())?;
+    check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) }, || "epoll_create1".into())
+}
+
+/// Add `entries` to epoll instance `ep` (see `epoll`).
+pub fn fill_epoll(ep: RawFd, entries: &[EpollEntry], fd_no: i32, top: RawFd, file: &dyn Fn(i32) -> Option<RawFd>) {
     // EPOLLERR/EPOLLHUP are always reported; the kernel shows them in fdinfo.
     let internal = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
     for e in entries {
@@ -202,7 +213,6 @@ pub fn epoll(entries: &[EpollEntry], fd_no: i32, top: RawFd, file: &dyn Fn(i32) 
             eprintln!("ckpt-restart: warning: fd {fd_no}: epoll entry for fd {} cannot be restored: {}", e.fd, std::io::Error::last_os_error());
         }
     }
-    Ok(ep)
 }
 
 /// Run `f` with fd number `at` holding the file of fd `holder`; then `at` holds what it held

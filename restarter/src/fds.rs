@@ -174,6 +174,12 @@ struct Makers<'a> {
 /// A new fd of ours for one object of the image (not epoll, not a dup); `image` holds the data
 /// of deleted files.
 fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Result<RawFd> {
+    if f.fd >= 0 {
+        // One object that other processes of the tree hold too: the tree's, made once.
+        if let Some((fd, _)) = crate::tree::shared_file(f.fd) {
+            return check(dup_ours(fd), || format!("cannot take the tree's shared object at fd {}", f.fd));
+        }
+    }
     let fd = match &f.kind {
         FdKind::Path { .. } => unreachable!("files are reopened first"),
         FdKind::Deleted(d) => {
@@ -183,12 +189,9 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
         FdKind::Pipe { .. } | FdKind::Fifo { .. } => mk.sh.pipes.open(f, all)?,
         FdKind::Socket(s) => mk.socks.open(s.ino)?,
         FdKind::Tty(t) => return Ok(mk.ttys.open(f, t)?),
-        FdKind::EventFd { count, semaphore } => fdobjs::eventfd(*count, *semaphore)?,
-        FdKind::TimerFd { clockid, value_ns, interval_ns, ticks } => fdobjs::timerfd(*clockid, *value_ns, *interval_ns, *ticks)?,
-        FdKind::SignalFd { mask } => fdobjs::signalfd(*mask)?,
+        FdKind::EventFd { .. } | FdKind::TimerFd { .. } | FdKind::SignalFd { .. } | FdKind::Inotify { .. } => return object(f, mk.ignore),
         // SAFETY: getpid has no preconditions. (Its own pid is the restarted process's, exact or not.)
         FdKind::PidFd { own: true, .. } => fdobjs::pidfd(unsafe { libc::getpid() }, f.flags, true)?,
-        FdKind::Inotify { watches, queued } => fdobjs::inotify(watches, *queued, f.fd, mk.ignore)?,
         FdKind::PidFd { pid, own: false } => match fdobjs::pidfd(*pid, f.flags, mk.exact_ids) {
             Ok(fd) => fd,
             Err(e) => {
@@ -201,6 +204,22 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
             eprintln!("ckpt-restart: warning: fd {} ({}) cannot be restored; it is replaced by /dev/null", f.fd, lossy(link));
             return dev_null();
         }
+    };
+    fdobjs::set_status_flags(fd, f.flags);
+    Ok(fd)
+}
+
+/// A new event fd, timer fd, signal fd or inotify instance of ours as `f` was (also made once
+/// for the processes of a tree that share it, `tree`; an epoll instance there is made empty and
+/// filled by one of them, see `restore_all`); `ignore`: --ignore-missing-files.
+pub fn object(f: &FdState, ignore: bool) -> Result<RawFd> {
+    let fd = match &f.kind {
+        FdKind::EventFd { count, semaphore } => fdobjs::eventfd(*count, *semaphore)?,
+        FdKind::TimerFd { clockid, value_ns, interval_ns, ticks } => fdobjs::timerfd(*clockid, *value_ns, *interval_ns, *ticks)?,
+        FdKind::SignalFd { mask } => fdobjs::signalfd(*mask)?,
+        FdKind::Inotify { watches, queued } => fdobjs::inotify(watches, *queued, f.fd, ignore)?,
+        FdKind::Epoll { .. } => fdobjs::new_epoll()?,
+        _ => bail!("internal: fd {} is not an event, timer or signal fd, epoll or inotify instance", f.fd),
     };
     fdobjs::set_status_flags(fd, f.flags);
     Ok(fd)
@@ -260,11 +279,12 @@ pub fn restore(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
 
 fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64, RawFd>, keep_too: &[RawFd]) -> Result<Restored> {
     let top = fds.iter().map(|f| f.fd).max().unwrap_or(0).max(2) + 1;
-    // stdin/stdout/stderr stay ours, except a pipe or a pseudo-terminal between processes of a
-    // tree (a pipeline; mpirun and its ranks' output), or a dup of one.
+    // stdin/stdout/stderr stay ours, except a pipe, a pseudo-terminal or a socket between
+    // processes of a tree (a pipeline; mpirun and its ranks' output; MPICH's hydra_pmi_proxy,
+    // whose stdin is its connection to mpiexec), or a dup of one.
     let tree_object = |f: &FdState| {
         let of = f.dup_of.and_then(|n| fds.iter().find(|g| g.fd == n)).unwrap_or(f);
-        crate::tree::shared_pipe(of) || crate::tree::shared_pty(of)
+        crate::tree::shared_pipe(of) || crate::tree::shared_pty(of) || crate::tree::shared_socket(of)
     };
     let prog: Vec<&FdState> = fds.iter().filter(|f| f.fd > 2 || tree_object(f)).collect();
     let in_flight: Vec<&FdState> = fds.iter().filter(|f| f.fd < 0).collect();
@@ -321,6 +341,14 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
         flying.insert(f.fd, park(fd)?);
     }
     std::mem::take(&mut mk.sh).close_all();
+    // The tree's shared epoll instances, taken now (the tree's fds are closed below).
+    let mut tree_epolls: HashMap<i32, RawFd> = HashMap::new();
+    for f in prog.iter().filter(|f| f.dup_of.is_none() && matches!(f.kind, FdKind::Epoll { .. })) {
+        if let Some((fd, _)) = crate::tree::shared_file(f.fd) {
+            let ep = check(dup_ours(fd), || format!("cannot take the tree's shared epoll instance at fd {}", f.fd))?;
+            tree_epolls.insert(f.fd, park(ep)?);
+        }
+    }
 
     // Every object exists: only now change files (cut output back to its checkpoint size).
     for (fd, n, path) in truncations {
@@ -331,6 +359,7 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
     // 3. Close everything else of ours (above stderr), then move the parked fds into place.
     let mut keep: Vec<i32> = opened.iter().map(|p| p.0).collect();
     keep.extend(flying.values());
+    keep.extend(tree_epolls.values());
     keep.extend(mk.socks.held());
     keep.extend(mk.ttys.held());
     keep.extend(keep_too);
@@ -349,7 +378,8 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
     }
 
     // 4. dups of everything but epoll instances, then epoll instances (the fds they watch are
-    // all in place now), then dups of epoll instances.
+    // all in place now, watched epoll instances before their watchers), then dups of epoll
+    // instances.
     let is_epoll = |fd: i32| fds.iter().any(|f| f.fd == fd && matches!(f.kind, FdKind::Epoll { .. }));
     let dup = |f: &FdState, of: i32| -> Result<()> {
         let flags = if f.cloexec { libc::O_CLOEXEC } else { 0 };
@@ -376,9 +406,27 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
         }
         None
     };
-    for f in prog.iter().filter(|f| f.dup_of.is_none()) {
+    // An epoll instance may watch another (UCX does): that one is placed first (the kernel
+    // allows no cycle).
+    let mut epolls: Vec<&FdState> = prog.iter().copied().filter(|f| f.dup_of.is_none() && matches!(f.kind, FdKind::Epoll { .. })).collect();
+    while !epolls.is_empty() {
+        let waits_for = |f: &FdState| {
+            let FdKind::Epoll { entries } = &f.kind else { return false };
+            entries.iter().any(|e| epolls.iter().any(|o| o.fd != f.fd && Some(o.fd) == e.holder))
+        };
+        let i = epolls.iter().position(|f| !waits_for(f)).unwrap_or(0);
+        let f = epolls.remove(i);
         if let FdKind::Epoll { entries } = &f.kind {
-            let ep = fdobjs::epoll(entries, f.fd, top, &|n| file(&flying, n))?;
+            // One the tree shares: made once (empty); its interest list is added by one holder.
+            let ep = match tree_epolls.get(&f.fd) {
+                Some(&ep) => {
+                    if crate::tree::fills_epoll(f.fd) {
+                        fdobjs::fill_epoll(ep, entries, f.fd, top, &|n| file(&flying, n));
+                    }
+                    ep
+                }
+                None => fdobjs::epoll(entries, f.fd, top, &|n| file(&flying, n))?,
+            };
             place(ep, f)?;
         }
     }

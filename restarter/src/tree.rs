@@ -16,7 +16,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::sessions::{Plan, Step};
 use ckpt_image::tree::{Manifest, ProcState, TreeProc};
 use ckpt_image::{FdKind, Index, SharedMem};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -31,6 +31,8 @@ struct Shared {
     /// Open files several processes hold as one (one offset), by holder (pid, fd): our fd and
     /// the size to cut it back to.
     files: SharedFiles,
+    /// The holders (pid, fd) that add the interest list of a shared epoll instance.
+    fillers: HashSet<(i32, i32)>,
     /// Shared memory objects by device and inode: a memfd each.
     shm: HashMap<(u64, u64), RawFd>,
     /// The barrier page (MAP_SHARED) and how many processes meet there.
@@ -196,7 +198,7 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     if let Some(same) = m.same.as_deref() {
         let boot = indexes.iter().find(|(pid, _)| *pid == m.root).map(|(_, ix)| ix.meta.origin.boot_id.clone()).unwrap_or_default();
         let opts = crate::fds::Options { no_truncate, ignore_missing: lossy, same_boot: !boot.is_empty() && boot == ckpt_image::boot_id(), exact_ids: true };
-        shared.files = share_files(&indexes, same, &opts)?;
+        (shared.files, shared.fillers) = share_files(&indexes, same, &opts, &mut shared.pipes)?;
     }
     shared.total = m.procs.len() as u32;
     let ids = indexes.iter().flat_map(|(pid, ix)| ix.threads.iter().map(|t| t.tid).chain([*pid, ix.ids.ckpt_tid]));
@@ -293,23 +295,70 @@ fn make_shared(indexes: &[(i32, Index)], live: u32) -> Result<Shared> {
     // SAFETY: a zeroed page, valid for the life of the process, holding two atomics.
     let barrier: &'static Barrier = unsafe { &*(page as *const Barrier) };
     let sockets = crate::treeshare::TreeSockets::make(indexes)?;
-    Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0 })
+    Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), fillers: HashSet::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0 })
 }
 
 /// Open once each file that processes of the tree hold as one (`unshared::tree_files`), at its
-/// offset, for every holder.
-fn share_files(indexes: &[(i32, Index)], same: &[Vec<(i32, i32)>], opts: &crate::fds::Options) -> Result<SharedFiles> {
+/// offset, and make once each event, timer and signal fd, epoll and inotify instance and open
+/// file of one of the tree's pipes they hold as one (`unshared::tree_objects`), for every holder; the holders that fill a shared epoll
+/// instance (made empty here).
+fn share_files(indexes: &[(i32, Index)], same: &[Vec<(i32, i32)>], opts: &crate::fds::Options, pipes: &mut ckpt_kinds::pipe::Pipes) -> Result<(SharedFiles, HashSet<(i32, i32)>)> {
     let mut out = HashMap::new();
+    let mut fillers = HashSet::new();
+    let first = |group: &Vec<(i32, i32)>| group.iter().find_map(|&at| state(indexes, at));
     for group in ckpt_image::unshared::tree_files(indexes, same) {
-        let first = group.iter().find_map(|&(pid, fd)| indexes.iter().find(|(p, _)| *p == pid)?.1.fds.iter().find(|f| f.fd == fd && f.dup_of.is_none()));
-        let Some(f) = first else { continue };
+        let Some(f) = first(group) else { continue };
         // (Gone, with --ignore-missing-files: each process gets /dev/null.)
         let Some(opened) = crate::fds::open_shared(f, opts)? else { continue };
         for &at in group {
             out.insert(at, opened);
         }
     }
-    Ok(out)
+    for group in ckpt_image::unshared::tree_objects(indexes, same) {
+        let Some(f) = first(group) else { continue };
+        let mut f = f.clone();
+        if let FdKind::Inotify { watches, .. } = &mut f.kind {
+            // A watch one holder added is seen being added (its path) by its runtime only.
+            for w in watches.iter_mut().filter(|w| w.path.is_empty()) {
+                let theirs = group.iter().filter_map(|&at| state(indexes, at)).find_map(|g| match &g.kind {
+                    FdKind::Inotify { watches, .. } => watches.iter().find(|o| o.wd == w.wd && !o.path.is_empty()),
+                    _ => None,
+                });
+                if let Some(o) = theirs {
+                    *w = o.clone();
+                }
+            }
+        }
+        let what = || format!("pid {} fd {}, shared by the tree", group[0].0, group[0].1);
+        let made = if matches!(f.kind, FdKind::Pipe { .. }) {
+            // One open file of a pipe the tree made (the pipe restore opens one per call).
+            let pid = group.iter().find(|&&at| state(indexes, at).is_some()).map_or(0, |at| at.0);
+            let all = indexes.iter().find(|(p, _)| *p == pid).map_or(&[][..], |(_, ix)| &ix.fds[..]);
+            pipes.open(&f, all).map_err(|e| anyhow!("{}: {e}", what()))?
+        } else {
+            crate::fds::object(&f, opts.ignore_missing).with_context(what)?
+        };
+        for &at in group {
+            out.insert(at, (made, None));
+        }
+        if let Some(at) = ckpt_image::unshared::epoll_filler(indexes, group) {
+            fillers.insert(at);
+        }
+    }
+    Ok((out, fillers))
+}
+
+/// Fd `fd` of process `pid` in `indexes` (not a dup).
+fn state(indexes: &[(i32, Index)], (pid, fd): (i32, i32)) -> Option<&ckpt_image::FdState> {
+    indexes.iter().find(|(p, _)| *p == pid)?.1.fds.iter().find(|f| f.fd == fd && f.dup_of.is_none())
+}
+
+/// Whether this process adds the interest list of the tree's shared epoll instance at its fd
+/// `fd` (one holder does, `unshared::epoll_filler`).
+pub fn fills_epoll(fd: i32) -> bool {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    SHARED.get().is_some_and(|s| s.fillers.contains(&(me, fd)))
 }
 
 /// The tree's open file for this process's fd `fd`, when the tree shares it: our fd and the size
@@ -471,6 +520,11 @@ fn enter_group(p: &TreeProc) -> Result<()> {
 /// Whether fd `f` is a pipe the tree's processes share (made before they were forked).
 pub fn shared_pipe(f: &ckpt_image::FdState) -> bool {
     matches!(&f.kind, FdKind::Pipe { ino, .. } if SHARED.get().is_some_and(|s| s.pipes.has(*ino)))
+}
+
+/// Whether fd `f` is a socket the tree's processes share (made before they were forked).
+pub fn shared_socket(f: &ckpt_image::FdState) -> bool {
+    matches!(&f.kind, FdKind::Socket(s) if SHARED.get().is_some_and(|t| t.sockets.has(s.ino)))
 }
 
 /// Whether fd `f` is a pseudo-terminal (master or slave) of a pair the tree's processes share.

@@ -1,7 +1,8 @@
 //! The sockets that processes of a tree share, made once by the tree's root before it forks the
 //! tree (like its pipes, see `tree`): every socketpair and TCP connection of
-//! `ckpt_image::unshared::tree_connections`, refilled once, and the TCP listeners those
-//! connections were accepted from (`tree_listeners`). Every process inherits them and takes the ones its fd table holds (as fds or
+//! `ckpt_image::unshared::tree_connections`, refilled once, and the listeners: those several
+//! processes hold (TCP and UNIX), and the TCP ones those connections were accepted from
+//! (`tree_listeners`). Every process inherits them and takes the ones its fd table holds (as fds or
 //! in flight) through the socket restore's `job` (ckpt_kinds::sockets::restore); the rest it
 //! closes with every other fd of ours.
 
@@ -19,8 +20,9 @@ impl TreeSockets {
     pub fn make(indexes: &[(i32, Index)]) -> Result<TreeSockets> {
         let mut me = TreeSockets::default();
         let conns = ckpt_image::unshared::tree_connections(indexes);
-        // The program's TCP listeners those connections were accepted from, first: made here
-        // with them (a listener bound later would find its port taken by their server ends).
+        // The program's listeners, first: the TCP ones those connections were accepted from are
+        // made here with them (a listener bound later would find its port taken by their server
+        // ends), and every listener several processes hold.
         let mut listeners = Vec::new();
         for l in ckpt_image::unshared::tree_listeners(indexes, &conns) {
             let fd = ckpt_kinds::sockets::pair::listener(l).map_err(|e| anyhow!("{e}"))?;
@@ -29,7 +31,7 @@ impl TreeSockets {
         }
         let mut temps: Vec<(&[u8], RawFd)> = Vec::new();
         let made = conns.iter().try_for_each(|(a, b)| -> Result<()> {
-            let mut via = listeners.iter().find(|(l, _)| ckpt_image::unshared::serves(l, a)).map(|x| x.1);
+            let mut via = listeners.iter().find(|(l, _)| l.family == a.family && ckpt_image::unshared::serves(l, a)).map(|x| x.1);
             if via.is_none() && a.family != libc::AF_UNIX {
                 via = match temps.iter().find(|t| t.0 == &a.name[..]) {
                     Some(t) => Some(t.1),
@@ -50,6 +52,11 @@ impl TreeSockets {
             unsafe { libc::close(t) };
         }
         made.map(|_| me)
+    }
+
+    /// Whether the tree shares socket `ino` (made here).
+    pub fn has(&self, ino: u64) -> bool {
+        self.0.contains_key(&ino)
     }
 
     /// New fds of ours (close-on-exec) for the shared sockets of fd table `fds`, by inode.

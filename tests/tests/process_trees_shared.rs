@@ -6,16 +6,27 @@
 //! - a file in flight (SCM_RIGHTS, queued in a socket) that another process of the tree holds
 //!   as an fd: refused in one line, never restored as two open files without a word; also as
 //!   nobody;
-//! - an event fd inherited by fork, through which the child signals the parent: found exactly
-//!   (kcmp at the cut) and refused in one line, never two separate counters without a word;
-//!   also as nobody;
+//! - an epoll instance inherited by fork, whose interest list the child changes and the parent
+//!   waits on, and an inotify instance to which the child adds watches whose events the parent
+//!   reads: made once before the tree is forked (the interest list added by one holder once its
+//!   fds are in place), so that both use one again (the inotify one twice restarted as nobody);
+//! - an event fd, a timer fd and a signal fd inherited by fork, through which the child signals
+//!   the parent (it adds to the counter, arms the timer, changes the signal fd's O_NONBLOCK and
+//!   sends a signal): found exactly (kcmp at the cut), made once before the tree is forked and
+//!   inherited, so that both use one object again (the event fd also twice restarted as nobody);
 //! - socketpairs (stream, datagram, seqpacket) between parent and child, with an answer queued
 //!   unread at checkpoint time: made once before the tree is forked, each end at its fd numbers
 //!   in each process, the unread answer there exactly once (the stream one held by both
 //!   processes, both ends; also twice restarted as nobody);
+//! - a socketpair whose child end is the child's stdin (fd 0, which is otherwise left to
+//!   whoever runs the restart): placed there too;
 //! - a loopback TCP connection between parent (accepted from its listener, still open) and
 //!   child, with an answer queued unread: made once with its two addresses, refilled once (also
-//!   twice restarted as nobody).
+//!   twice restarted as nobody);
+//! - a listening socket (TCP, UNIX named, UNIX abstract) held by parent and child, from which
+//!   each accepts in turn the connections the other makes: made once before the tree is forked
+//!   and inherited, so that both accept from one listener again (the UNIX one twice restarted
+//!   as nobody).
 
 use anyhow::Result;
 use ckpt_tests::{Program, Workdir};
@@ -30,18 +41,67 @@ fn a_file_in_flight_that_another_process_holds_is_refused_as_nobody() -> Result<
     ckpt_tests::trees::shared_object_refused("shared-inflight-file-nobody", "tree_shared_objects.c", "inflight-file", "in flight", true)
 }
 
-#[test]
-fn an_event_fd_shared_by_fork_is_refused() -> Result<()> {
-    ckpt_tests::trees::shared_object_refused("shared-eventfd", "tree_shared_objects.c", "eventfd", "one event fd", false)
+fn epoll(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_shared_objects.c", &[], &["epoll", "200", "40"])
+}
+
+fn inotify(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_shared_objects.c", &[], &["inotify", "200", "40"])
 }
 
 #[test]
-fn an_event_fd_shared_by_fork_is_refused_as_nobody() -> Result<()> {
-    ckpt_tests::trees::shared_object_refused("shared-eventfd-nobody", "tree_shared_objects.c", "eventfd", "one event fd", true)
+fn an_epoll_instance_shared_by_fork_continues() -> Result<()> {
+    ckpt_tests::trees::verify("shared-epoll", epoll, &[20], false, 2).map(drop)
+}
+
+#[test]
+fn an_inotify_instance_shared_by_fork_continues_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("shared-inotify-nobody", inotify, &[15, 50], true, 2).map(drop)
+}
+
+fn eventfd(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_shared_objects.c", &[], &["eventfd", "200", "40"])
+}
+
+fn timerfd(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_shared_objects.c", &[], &["timerfd", "200", "40"])
+}
+
+fn signalfd(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_shared_objects.c", &[], &["signalfd", "200", "40"])
+}
+
+#[test]
+fn an_event_fd_shared_by_fork_continues() -> Result<()> {
+    ckpt_tests::trees::verify("shared-eventfd", eventfd, &[20], false, 2).map(drop)
+}
+
+#[test]
+fn an_event_fd_shared_by_fork_continues_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("shared-eventfd-nobody", eventfd, &[15, 50], true, 2).map(drop)
+}
+
+#[test]
+fn a_timer_fd_shared_by_fork_continues() -> Result<()> {
+    ckpt_tests::trees::verify("shared-timerfd", timerfd, &[20], false, 2).map(drop)
+}
+
+#[test]
+fn a_signal_fd_shared_by_fork_continues() -> Result<()> {
+    ckpt_tests::trees::verify("shared-signalfd", signalfd, &[20], false, 2).map(drop)
 }
 
 fn pair_stream(work: &Workdir) -> Result<Program> {
     Program::c(work, "tree_shared_objects.c", &[], &["socketpair-stream", "200", "40"])
+}
+
+fn pair_stdin(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_shared_objects.c", &[], &["socketpair-stdin", "200", "40"])
+}
+
+#[test]
+fn a_socketpair_that_is_the_childs_stdin_continues() -> Result<()> {
+    ckpt_tests::trees::verify("shared-pair-stdin", pair_stdin, &[20], false, 2).map(drop)
 }
 
 fn pair_dgram(work: &Workdir) -> Result<Program> {
@@ -84,4 +144,31 @@ fn a_loopback_tcp_connection_between_two_processes_continues() -> Result<()> {
 #[test]
 fn a_loopback_tcp_connection_continues_after_two_restarts_as_nobody() -> Result<()> {
     ckpt_tests::trees::verify("shared-tcp-nobody", tcp, &[15, 50], true, 2).map(drop)
+}
+
+fn listener_tcp(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_shared_objects.c", &[], &["listener-tcp", "200", "40"])
+}
+
+fn listener_unix(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_shared_objects.c", &[], &["listener-unix", "200", "40"])
+}
+
+fn listener_abstract(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_shared_objects.c", &[], &["listener-abstract", "200", "40"])
+}
+
+#[test]
+fn a_tcp_listener_held_by_both_processes_continues() -> Result<()> {
+    ckpt_tests::trees::verify("shared-listener-tcp", listener_tcp, &[20], false, 2).map(drop)
+}
+
+#[test]
+fn a_unix_listener_held_by_both_processes_continues_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("shared-listener-unix-nobody", listener_unix, &[15, 50], true, 2).map(drop)
+}
+
+#[test]
+fn an_abstract_unix_listener_held_by_both_processes_continues() -> Result<()> {
+    ckpt_tests::trees::verify("shared-listener-abstract", listener_abstract, &[20], false, 2).map(drop)
 }

@@ -13,9 +13,15 @@ use crate::{check, close, info, Error, Result};
 use ckpt_image::Socket;
 use std::os::fd::RawFd;
 
-/// A TCP listener of the program bound and listening again (for the connections accepted from
-/// it, `make`): our fd, close-on-exec, SO_REUSEADDR as the program had it once it listens.
+/// A listener of the program bound and listening again, for a tree that shares it (several
+/// processes hold it, or connections accepted from it are made with it, `make`): our fd,
+/// close-on-exec. TCP: SO_REUSEADDR as the program had it once it listens; UNIX: bound to its
+/// name as the single-process restore binds one (unix::bind), the name's file as it was at
+/// checkpoint time (removed again if it had been).
 pub fn listener(l: &Socket) -> Result<RawFd> {
+    if l.family == libc::AF_UNIX {
+        return unix_listener(l);
+    }
     let fd = bound(l)?;
     // SAFETY: fd is a bound socket of ours.
     if unsafe { libc::listen(fd, l.backlog.max(1) as i32) } < 0 {
@@ -27,6 +33,24 @@ pub fn listener(l: &Socket) -> Result<RawFd> {
     // SAFETY: an int option on a socket of ours.
     unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, (&mine as *const i32).cast(), 4) };
     Ok(fd)
+}
+
+fn unix_listener(l: &Socket) -> Result<RawFd> {
+    // SAFETY: plain socket creation.
+    let fd = check(unsafe { libc::socket(libc::AF_UNIX, l.sock_type | libc::SOCK_CLOEXEC, 0) }, || "socket".into())?;
+    let listening = super::unix::bind(fd, l, false).and_then(|bound| {
+        // SAFETY: fd is a bound socket of ours.
+        let r = check(unsafe { libc::listen(fd, l.backlog.max(1) as i32) }, || format!("cannot listen on {} again", l.describe()));
+        bound.finish();
+        r
+    });
+    match listening {
+        Ok(_) => Ok(fd),
+        Err(e) => {
+            close(fd);
+            Err(e)
+        }
+    }
 }
 
 /// A listener of ours on the address of `a`, the server end of TCP connections whose listener
