@@ -26,8 +26,6 @@ use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
 /// Whether checkpoints may be background snapshots: opt-in (CKPT_BACKGROUND=1; read once).
-/// Not the default yet: a program with SIGEV_THREAD timers does not survive them (README "Known
-/// limits").
 static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 pub fn configure(env: Option<&[u8]>) {

@@ -19,6 +19,9 @@
 //! - malloc_storm (16 threads allocating and freeing) checkpointed back to back: every thread
 //!   stack stays unprotected (a signal frame on a protected stack was a SIGSEGV).
 //! - dead_leader (the main thread has exited): background snapshots all the same.
+//! - Threads that block SIGSYS when the snapshot begins (workers that block every signal, the
+//!   runtime's SIGEV_THREAD timer helper) used to die of it at their first background snapshot:
+//!   masked_workers and sigev_thread restart exactly, and their masks still block SIGSYS.
 
 use anyhow::{ensure, Result};
 use ckpt_tests::{run_and_verify, Bins, Options, Outcome, Program, Workdir};
@@ -164,4 +167,34 @@ fn program_whose_main_thread_exited_snapshots_in_the_background() -> Result<()> 
     let lines = background_lines(&outcome);
     ensure!(lines.len() >= 2, "every checkpoint should be a background snapshot, found {lines:?}{}", outcome.transcript());
     Ok(())
+}
+
+/// `source` run with `args`, checkpointed at steps `also_at` and `at` (then SIGKILLed and
+/// restarted), as nobody if `nobody`: the uninterrupted run's result, and every checkpoint a
+/// background snapshot.
+fn all_in_background(tag: &str, source: &str, args: &[&str], also_at: &[u64], at: u64, nobody: bool) -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(tag)?;
+    let program = Program::c(&work, source, &["-pthread"], args)?;
+    let mut opts = options(&work, also_at, at, &[]);
+    opts.as_nobody = nobody;
+    let outcome = run_and_verify(&bins, &program, &opts)?;
+    let lines = background_lines(&outcome);
+    ensure!(lines.len() > also_at.len(), "every checkpoint should be a background snapshot, found {lines:?}{}", outcome.transcript());
+    Ok(())
+}
+
+/// Workers that block every signal, SIGSYS too (one sleeping, one in sigtimedwait): they run on
+/// through background snapshots, and their masks, as they see them and in the kernel, still
+/// block SIGSYS afterwards and after the restart.
+#[test]
+fn threads_that_block_every_signal_survive_snapshots() -> Result<()> {
+    all_in_background("bg-masked-workers", "masked_workers.c", &["40"], &[5, 10], 18, false)
+}
+
+/// SIGEV_THREAD timers (their helper thread blocks every signal but the stop signal): checkpoints
+/// as background snapshots, SIGKILL, restart: every notification counted once.
+#[test]
+fn sigev_thread_timers_survive_background_snapshots() -> Result<()> {
+    all_in_background("bg-sigev-thread", "sigev_thread.c", &["30"], &[4, 6], 10, true)
 }
