@@ -348,11 +348,11 @@ pub fn after_restart(slots: &[crate::threads::Slot]) {
             *frame_mask(s.ucontext as *mut libc::ucontext_t) |= SIGSYS_BIT;
         }
     }
+    // Each slot keeps its thread (the same TLS) and the program's SIGSYS bit: a thread stopped
+    // inside our handler, in the program's blocking call, returns through it (on_sigsys).
     for t in TH.iter() {
-        t.fs.store(0, Ordering::Relaxed);
         t.sel.store(ALLOW, Ordering::Relaxed);
         t.on.store(false, Ordering::Relaxed);
-        t.sys_blocked.store(false, Ordering::Relaxed);
     }
     ON.store(0, Ordering::Release);
     ACTIVE.store(0, Ordering::Release);
@@ -526,6 +526,15 @@ extern "C" fn on_sigsys(sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_v
         Kind::Run => *greg(uc, libc::REG_RAX) = run(uc, nr, &a),
     }
     RAN.fetch_add(1, Ordering::Relaxed);
+    if !t.on.load(Ordering::Acquire) {
+        // Dispatch ended for this thread during the call (a restart from an image taken while
+        // the call blocked; or a signal handler's call after the snapshot, `off`): the frame
+        // gets back the SIGSYS bit the program blocked, nothing will put it back later.
+        if t.sys_blocked.load(Ordering::Relaxed) {
+            *frame_mask(uc) |= SIGSYS_BIT;
+        }
+        return;
+    }
     t.sel.store(BLOCK, Ordering::Release);
 }
 
