@@ -215,15 +215,21 @@ impl Engine {
         let pagemap = sys::own(sys::move_high(pagemap));
         let mut slots = budget / PAGE as usize;
         let mut pool = 0;
+        // At most half of the address space left (ulimit -v): the writer's own allocations need
+        // the rest (the buffer took all it could, and the writer died of a failed allocation).
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+        let map = |len: usize, prot: i32| sys::mmap(0, len, prot, flags, -1, 0).ok();
         while slots > 0 {
-            let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
-            match sys::mmap(0, slots * PAGE as usize, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) {
-                Ok(p) => {
+            let len = slots * PAGE as usize;
+            if let Some(p) = map(len, libc::PROT_READ | libc::PROT_WRITE) {
+                if let Some(probe) = map(len, libc::PROT_NONE) {
+                    sys::munmap(probe, len);
                     pool = p;
                     break;
                 }
-                Err(_) => slots /= 2,
+                sys::munmap(p, len);
             }
+            slots /= 2;
         }
         Ok(Box::new(Engine {
             fd,
