@@ -218,13 +218,15 @@ pub fn engaged() -> bool {
 pub struct Allow {
     t: Option<&'static Th>,
     prev: u8,
+    /// Dispatch was on for the thread already.
+    was_on: bool,
 }
 
 impl Allow {
     pub fn new() -> Allow {
         match slot(thread_pointer(), false) {
-            Some(t) => Allow { t: Some(t), prev: t.sel.swap(ALLOW, Ordering::AcqRel) },
-            None => Allow { t: None, prev: ALLOW },
+            Some(t) => Allow { t: Some(t), prev: t.sel.swap(ALLOW, Ordering::AcqRel), was_on: t.on.load(Ordering::Acquire) },
+            None => Allow { t: None, prev: ALLOW, was_on: false },
         }
     }
 }
@@ -237,7 +239,8 @@ impl Drop for Allow {
         // on a page armed meanwhile failing with EFAULT.
         if let Some(t) = self.t.or_else(|| slot(thread_pointer(), false)) {
             // Dispatch turned on meanwhile (enable_self): calls are dispatched from now on.
-            let v = if t.on.load(Ordering::Acquire) { BLOCK } else { self.prev };
+            // Else the selector the interrupted code had (ALLOW inside our SIGSYS handler).
+            let v = if t.on.load(Ordering::Acquire) && !self.was_on { BLOCK } else { self.prev };
             t.sel.store(v, Ordering::Release);
         }
     }
@@ -438,16 +441,28 @@ fn wait_end() {
     }
 }
 
+/// Wait for the snapshot's end, for a deferred call, with the stop signal deliverable: such a
+/// call may wait through the snapshot's instant, whose stop must reach this thread too (it
+/// waited with every signal blocked: the instant gave up after a second and the checkpoint was
+/// a forked snapshot; a thread creating threads all the time defeated every background
+/// snapshot). In the image the thread has not made the call yet; restarted, it makes it.
+fn wait_end_stoppable() {
+    let open: u64 = !(crate::sighooks::stop_bit() | SIGSYS_BIT);
+    let all: u64 = !0;
+    let _ = syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &open as *const u64, 0, 8);
+    wait_end();
+    let _ = syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all as *const u64, 0, 8);
+}
+
 /// Turn dispatch off for this thread; its frame's mask gets back the SIGSYS bit the program wanted.
 fn off(t: &Th, uc: *mut libc::ucontext_t) {
     let _ = syscall!(libc::SYS_prctl, PR_SET_SYSCALL_USER_DISPATCH, DISPATCH_OFF, 0, 0, 0);
-    if t.on.swap(false, Ordering::AcqRel) {
-        if t.sys_blocked.load(Ordering::Relaxed) {
-            *frame_mask(uc) |= SIGSYS_BIT;
-        }
-        if ON.fetch_sub(1, Ordering::AcqRel) == 1 && ACTIVE.load(Ordering::Acquire) == 0 {
-            restore_program_handler();
-        }
+    // Also when a restart turned it off already (a deferred call waited through the instant).
+    if t.sys_blocked.load(Ordering::Relaxed) {
+        *frame_mask(uc) |= SIGSYS_BIT;
+    }
+    if t.on.swap(false, Ordering::AcqRel) && ON.fetch_sub(1, Ordering::AcqRel) == 1 && ACTIVE.load(Ordering::Acquire) == 0 {
+        restore_program_handler();
     }
 }
 
@@ -497,7 +512,7 @@ extern "C" fn on_sigsys(sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_v
     match kind {
         Kind::Defer => {
             DEFERRED.fetch_add(1, Ordering::Relaxed);
-            wait_end();
+            wait_end_stoppable();
             off(t, uc);
             rewind(uc, nr);
             return;

@@ -22,6 +22,8 @@
 //! - Threads that block SIGSYS when the snapshot begins (workers that block every signal, the
 //!   runtime's SIGEV_THREAD timer helper) used to die of it at their first background snapshot:
 //!   masked_workers and sigev_thread restart exactly, and their masks still block SIGSYS.
+//! - thread_churn (a thread creating threads all the time): its clone waits for the image, but
+//!   the instant still stops it: background snapshots, not forked ones.
 
 use anyhow::{ensure, Result};
 use ckpt_tests::{run_and_verify, Bins, Options, Outcome, Program, Workdir};
@@ -197,4 +199,12 @@ fn threads_that_block_every_signal_survive_snapshots() -> Result<()> {
 #[test]
 fn sigev_thread_timers_survive_background_snapshots() -> Result<()> {
     all_in_background("bg-sigev-thread", "sigev_thread.c", &["30"], &[4, 6], 10, true)
+}
+
+/// A thread that creates and joins threads all the time: its clone, deferred until the image
+/// is written, must not keep the snapshot's instant from stopping it (the checkpoint then fell
+/// back to a fork): every checkpoint a background snapshot, the same result after the restart.
+#[test]
+fn a_thread_creating_threads_all_the_time_is_snapshotted_in_the_background() -> Result<()> {
+    all_in_background("bg-thread-churn", "thread_churn.c", &["60"], &[10, 20], 30, false)
 }
