@@ -25,11 +25,13 @@ use ckpt_kinds::deleted;
 use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
-/// Whether checkpoints may be background snapshots: opt-in (CKPT_BACKGROUND=1; read once).
-static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Whether checkpoints may be background snapshots: the default; CKPT_BACKGROUND=0 (ckpt-run
+/// --snapshot fork) turns them off (read once, at the program's start: a restarted program keeps
+/// the choice, which is in its image).
+static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
 pub fn configure(env: Option<&[u8]>) {
-    ENABLED.store(env == Some(b"1"), Ordering::Relaxed);
+    ENABLED.store(env != Some(b"0"), Ordering::Relaxed);
 }
 
 /// Whether a background snapshot can be taken here.

@@ -13,9 +13,9 @@
 //! - bg_syscalls: threads and processes created, memory unmapped and mapped again, dropped,
 //!   made read-only, moved, signals taken on the stack and on an alternate stack set up during
 //!   the snapshot: the same result after a restart.
-//! - Background snapshots are opt-in (CKPT_BACKGROUND=1): by default, and with
-//!   CKPT_BACKGROUND=0, checkpoints are forked snapshots (also the fallback where userfaultfd or
-//!   syscall user dispatch are missing): the same result too.
+//! - Background snapshots are the default; with CKPT_BACKGROUND=0 or `ckpt-run --snapshot fork`
+//!   checkpoints are forked snapshots (also the fallback where userfaultfd or syscall user
+//!   dispatch are missing): the same result too.
 //! - malloc_storm (16 threads allocating and freeing) checkpointed back to back: every thread
 //!   stack stays unprotected (a signal frame on a protected stack was a SIGSEGV).
 //! - dead_leader (the main thread has exited): background snapshots all the same.
@@ -84,26 +84,33 @@ fn threads_processes_mappings_and_signals_during_a_snapshot() -> Result<()> {
     Ok(())
 }
 
+/// bg_rewrite checkpointed twice and restarted with `env` for ckpt-run and `args` before its
+/// `--`: the uninterrupted run's result; whether the checkpoints were background snapshots.
+fn snapshots_in_background(tag: &str, env: &[(&str, &str)], args: &[&str]) -> Result<(bool, Outcome)> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(tag)?;
+    let program = Program::c(&work, "bg_rewrite.c", &["-pthread"], &["64", "400", "10", "seq"])?;
+    let mut opts = Options::new(&work, &[40]);
+    opts.also_at = vec![15];
+    opts.env = [("CKPT_LOG", "info")].iter().chain(env).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    opts.run_args = args.iter().map(|a| a.into()).collect();
+    let outcome = run_and_verify(&bins, &program, &opts)?;
+    Ok((!background_lines(&outcome).is_empty(), outcome))
+}
+
 #[test]
 fn forked_snapshots_when_background_ones_are_off() -> Result<()> {
-    let bins = Bins::locate()?;
-    let work = Workdir::new("bg-off")?;
-    let program = Program::c(&work, "bg_rewrite.c", &["-pthread"], &["64", "400", "10", "seq"])?;
-    let outcome = run_and_verify(&bins, &program, &options(&work, &[15], 40, &[("CKPT_BACKGROUND", "0")]))?;
-    ensure!(background_lines(&outcome).is_empty(), "CKPT_BACKGROUND=0 still took background snapshots{}", outcome.transcript());
+    let (bg, outcome) = snapshots_in_background("bg-off", &[("CKPT_BACKGROUND", "0")], &[])?;
+    ensure!(!bg, "CKPT_BACKGROUND=0 still took background snapshots{}", outcome.transcript());
+    let (bg, outcome) = snapshots_in_background("bg-fork-option", &[], &["--snapshot", "fork"])?;
+    ensure!(!bg, "--snapshot fork still took background snapshots{}", outcome.transcript());
     Ok(())
 }
 
 #[test]
-fn forked_snapshots_by_default() -> Result<()> {
-    let bins = Bins::locate()?;
-    let work = Workdir::new("bg-default")?;
-    let program = Program::c(&work, "bg_rewrite.c", &["-pthread"], &["64", "400", "10", "seq"])?;
-    let mut opts = Options::new(&work, &[40]);
-    opts.also_at = vec![15];
-    opts.env = vec![("CKPT_LOG".into(), "info".into())];
-    let outcome = run_and_verify(&bins, &program, &opts)?;
-    ensure!(background_lines(&outcome).is_empty(), "background snapshots were taken without CKPT_BACKGROUND=1{}", outcome.transcript());
+fn background_snapshots_by_default() -> Result<()> {
+    let (bg, outcome) = snapshots_in_background("bg-default", &[], &[])?;
+    ensure!(bg, "no background snapshot was taken by default{}", outcome.transcript());
     Ok(())
 }
 
