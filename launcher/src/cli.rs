@@ -79,6 +79,17 @@ pub struct Cli {
     #[arg(long, env = "CKPT_UNPROTECTED", value_parser = clap::builder::FalseyValueParser::new())]
     pub unprotected: bool,
 
+    /// How a checkpoint freezes the program's memory: `background` (the default) write-protects
+    /// it and lets the program run on at once, a page about to be written saved first: the
+    /// pause and the extra memory do not grow with the program; `fork` makes a copy-on-write
+    /// child: the pause grows with memory (page tables) and a program rewriting its memory may
+    /// need up to twice as much during the checkpoint. Background snapshots fall back to the
+    /// fork where the kernel lacks userfaultfd write-protection or syscall user dispatch, for
+    /// process trees and in the other cases the README lists. (Also CKPT_BACKGROUND=0 for fork,
+    /// 1 for background; the choice stays with the program across restarts.)
+    #[arg(long, value_parser = ["fork", "background"], value_name = "MODE")]
+    pub snapshot: Option<String>,
+
     /// Run the program in ckpt-run's own process (same pid), without a namespace of its own:
     /// a restarted program then gets new process and thread ids (virtual ids). (Also
     /// CKPT_NAMESPACE=0.)

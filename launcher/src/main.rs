@@ -154,6 +154,10 @@ fn run(cli: Cli) -> Result<()> {
         tree_child: false,
     };
     std::env::set_var("LD_PRELOAD", preload);
+    // The runtime reads the snapshot mode from its environment (CKPT_BACKGROUND).
+    if let Some(mode) = cli.snapshot.as_deref() {
+        std::env::set_var("CKPT_BACKGROUND", if mode == "fork" { "0" } else { "1" });
+    }
     let marked = [Some(signal), stop_signal].into_iter().flatten().collect();
     in_namespace(&cli.command, &mut launch, marked, cli.no_namespace);
     std::env::set_var(ckpt_image::LAUNCH_VAR, launch.encode());

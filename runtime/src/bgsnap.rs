@@ -163,8 +163,43 @@ static ENGINE: AtomicPtr<Engine> = AtomicPtr::new(std::ptr::null_mut());
 
 fn engine() -> Option<&'static Engine> {
     // SAFETY: published by `start` and unpublished by `stop` only once no thread can use it
-    // (after the window is over and the writer process is gone).
-    unsafe { ENGINE.load(Ordering::Acquire).as_ref() }
+    // (after the window is over and the writer process is gone); program threads hold it
+    // through `Use`, which `stop` waits for.
+    unsafe { ENGINE.load(Ordering::SeqCst).as_ref() }
+}
+
+/// Program threads using the engine (`secure`, in their SIGSYS handler; `is_own_fd`).
+static USERS: AtomicU32 = AtomicU32::new(0);
+
+/// A program thread's use of the engine: the engine stays alive until it is dropped. (A
+/// thread still saving a range, or waiting for its window, when the snapshot ended went on in
+/// an engine that was freed: it waited for a window state in freed memory, with every signal
+/// blocked, and the next checkpoint failed as it could not stop it.)
+struct Use(&'static Engine);
+
+impl Use {
+    fn new() -> Option<Use> {
+        USERS.fetch_add(1, Ordering::SeqCst);
+        match engine() {
+            Some(e) => Some(Use(e)),
+            None => {
+                release_use();
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Use {
+    fn drop(&mut self) {
+        release_use();
+    }
+}
+
+fn release_use() {
+    if USERS.fetch_sub(1, Ordering::SeqCst) == 1 {
+        let _ = syscall!(libc::SYS_futex, USERS.as_ptr(), libc::FUTEX_WAKE, i32::MAX, 0, 0, 0);
+    }
 }
 
 impl Engine {
@@ -180,15 +215,21 @@ impl Engine {
         let pagemap = sys::own(sys::move_high(pagemap));
         let mut slots = budget / PAGE as usize;
         let mut pool = 0;
+        // At most half of the address space left (ulimit -v): the writer's own allocations need
+        // the rest (the buffer took all it could, and the writer died of a failed allocation).
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+        let map = |len: usize, prot: i32| sys::mmap(0, len, prot, flags, -1, 0).ok();
         while slots > 0 {
-            let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
-            match sys::mmap(0, slots * PAGE as usize, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) {
-                Ok(p) => {
+            let len = slots * PAGE as usize;
+            if let Some(p) = map(len, libc::PROT_READ | libc::PROT_WRITE) {
+                if let Some(probe) = map(len, libc::PROT_NONE) {
+                    sys::munmap(probe, len);
                     pool = p;
                     break;
                 }
-                Err(_) => slots /= 2,
+                sys::munmap(p, len);
             }
+            slots /= 2;
         }
         Ok(Box::new(Engine {
             fd,
@@ -567,12 +608,17 @@ impl Engine {
         for &(s, e) in regions {
             let _ = uffdwp::unprotect(self.fd, s, e - s, true);
         }
+        self.all_done();
+        crate::sud::end();
+    }
+
+    /// Every window counts as stored: whoever waits for one goes on.
+    fn all_done(&self) {
         let n = if self.has_tables() { self.t().state.len() } else { 0 };
         for w in 0..n {
             self.t().state[w].store(DONE, Ordering::Release);
             let _ = syscall!(libc::SYS_futex, self.t().state[w].as_ptr(), libc::FUTEX_WAKE, i32::MAX, 0, 0, 0);
         }
-        crate::sud::end();
     }
 
     /// (pages buffered at most, buffer slots, write faults, waits for a window).
@@ -659,7 +705,8 @@ pub fn secure(addr: u64, len: u64) {
     if addr == 0 || len == 0 {
         return;
     }
-    let Some(e) = engine() else { return };
+    let Some(u) = Use::new() else { return };
+    let e = u.0;
     let (start, end) = (addr & !(PAGE - 1), addr.saturating_add(len).div_ceil(PAGE) * PAGE);
     match e.phase() {
         ARMING => {
@@ -690,10 +737,25 @@ pub fn secure(addr: u64, len: u64) {
 
 /// Whether `fd` is the engine's own (its pagemap).
 pub fn is_own_fd(fd: i32) -> bool {
-    engine().is_some_and(|e| e.pagemap == fd)
+    Use::new().is_some_and(|u| u.0.pagemap == fd)
 }
 
-/// The engine's uffd, for cleanup by the checkpoint thread.
+/// The engine is no longer used, for cleanup by the checkpoint thread once the writer process
+/// is gone: unpublished, every wait for it ends (nothing is protected any more), and the
+/// program threads still inside it leave before it may be dropped.
 pub fn stop() {
-    ENGINE.store(std::ptr::null_mut(), Ordering::Release);
+    let e = ENGINE.swap(std::ptr::null_mut(), Ordering::SeqCst);
+    // SAFETY: the engine published until now, alive (its owner calls us before dropping it).
+    if let Some(e) = unsafe { e.as_ref() } {
+        e.set_armed();
+        e.all_done();
+    }
+    loop {
+        let n = USERS.load(Ordering::SeqCst);
+        if n == 0 {
+            return;
+        }
+        let ts = sys::timespec_ms(10);
+        let _ = syscall!(libc::SYS_futex, USERS.as_ptr(), libc::FUTEX_WAIT, n, &ts as *const libc::timespec, 0, 0);
+    }
 }

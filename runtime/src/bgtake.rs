@@ -25,13 +25,13 @@ use ckpt_kinds::deleted;
 use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
-/// Whether checkpoints may be background snapshots: opt-in (CKPT_BACKGROUND=1; read once).
-/// Not the default yet: a program with SIGEV_THREAD timers does not survive them (README "Known
-/// limits").
-static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Whether checkpoints may be background snapshots: the default; CKPT_BACKGROUND=0 (ckpt-run
+/// --snapshot fork) turns them off (read once, at the program's start: a restarted program keeps
+/// the choice, which is in its image).
+static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
 pub fn configure(env: Option<&[u8]>) {
-    ENABLED.store(env == Some(b"1"), Ordering::Relaxed);
+    ENABLED.store(env != Some(b"0"), Ordering::Relaxed);
 }
 
 /// Whether a background snapshot can be taken here.
@@ -139,10 +139,34 @@ fn budget() -> usize {
     ((pagehash::anon_pages() * PAGE / 20) as usize).clamp(16 << 20, 1 << 30)
 }
 
+/// Address space a background snapshot wants free beyond its buffer under an address-space
+/// limit: its writer works in the program's own address space, where a forked snapshot's has
+/// one of its own.
+const HEADROOM: u64 = 64 << 20;
+
+/// Under an address-space limit (ulimit -v): why there is too little left for a background
+/// snapshot (its buffer, its writer's stacks and working memory), if so. (Its writer died of a
+/// failed allocation 48 MiB under the limit, where a forked snapshot fits.)
+fn short_of_address_space(buffer: u64) -> Option<String> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit fills the struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut lim) } != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
+        return None;
+    }
+    let status = sys::read_file(&sys::cpath(&[b"/proc/thread-self/status"])).ok()?;
+    let line = status.split(|&b| b == b'\n').find(|l| l.starts_with(b"VmSize:"))?;
+    let kib: u64 = std::str::from_utf8(&line[7..]).ok()?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let left = lim.rlim_cur.saturating_sub(kib << 10);
+    (left < buffer + HEADROOM).then(|| format!("{} MiB of address space left under its limit (ulimit -v)", left >> 20))
+}
+
 /// Take checkpoint `gen` as a background snapshot, an increment over `parent` if given.
 pub fn take(dir: &Dir, name: &[u8], gen: u64, t0: u64, parent: Option<(u64, u32)>) -> Attempt {
     let fail = |e: String| Err((Retry::Fail(e), None));
     let Some(fd) = uffdwp::fd() else { return Err((Retry::Sync("no userfaultfd".into()), None)) };
+    if let Some(why) = short_of_address_space(budget() as u64) {
+        return Err((Retry::Sync(why), None));
+    }
     let need = alloc::stopped_reserve(checkpoint::STOPPED_FORK) + EXTRA;
     let used0 = alloc::scratch_used();
     if !alloc::scratch_reserve(need) {

@@ -350,7 +350,7 @@ pub fn prepare(uc: *mut libc::ucontext_t, tid: i32) {
         _ => return,
     };
     let Some(rec) = claim() else { return };
-    let origmask = *frame_mask(uc);
+    let origmask = crate::sud::program_mask(*frame_mask(uc));
     if !plan(rec, nr, regs, origmask) {
         rec.used.store(0, Ordering::Release);
         return;
@@ -674,6 +674,8 @@ extern "C" fn resume(rec: &mut Rec) {
     *greg(uc, libc::REG_RDI) = rec.rdi as i64;
     *frame_mask(uc) = rec.sigmask;
     let result = run(rec);
+    // Dispatch may have begun, or ended, while the call was re-issued.
+    crate::sud::returning_to(frame_mask(uc));
     *greg(uc, libc::REG_RAX) = result;
     rec.used.store(0, Ordering::Release);
 }

@@ -73,8 +73,10 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     // built one of the memory it restored: the next image can be an increment over this one.
     crate::pagehash::forget(true);
     crate::uffdwp::forget(false);
-    crate::sud::after_restart();
     alloc::after_restart();
+    // (After the allocator's reset: the slots are a Vec.)
+    let slots = take_slots(&info);
+    crate::sud::after_restart(&slots);
     if crate::incremental::enabled() && info.image_hash != 0 && crate::pagehash::adopt(info.page_table, info.page_table_len) {
         crate::incremental::continue_from(info.image_hash, info.chain as u32);
     } else {
@@ -112,7 +114,6 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
         crate::control::setup(); // our fds were not in the image: create them before the threads run
     }
     crate::tree::join();
-    let slots = take_slots(&info);
     // SAFETY: the restarter wrote path_len bytes at info.path, in the switch area (still mapped).
     let path = unsafe { std::slice::from_raw_parts(info.path as *const u8, info.path_len as usize) }.to_vec();
     let done = Done { path, generation: info.generation, memory: info.memory, started_ns: info.started_ns };

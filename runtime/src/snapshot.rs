@@ -450,6 +450,10 @@ where
     let start = unsafe { &mut *(arg as *mut BgStart<F>) };
     let all: u64 = !0;
     let _ = sys::syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all as *const u64, 0, 8);
+    // The name the namespace's init waits for when the program ends before its image is
+    // committed (ckpt_ns::WRITER_NAME): unnamed, this writer died with the namespace, its image
+    // left a temporary file (a thread's exit_group during a background snapshot).
+    let _ = sys::syscall!(libc::SYS_prctl, libc::PR_SET_NAME, ckpt_ns::WRITER_NAME.as_ptr());
     let f = start.f.take();
     let ph = Phases { report: start.report, parent: start.parent };
     close_all_but(&start.keep);

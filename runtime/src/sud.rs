@@ -21,8 +21,9 @@
 //! snapshot's stop and made (or restarted by the kernel) after it would meet the memory the
 //! instant protects again: the stop handler moves such a thread to a twin of that code outside
 //! the exempt range (`reroute`), where the call is dispatched again. The SIGSYS frame returns
-//! through our own restorer (exempt too); the program's rt_sigreturn is done by its own frame
-//! from the exempt range. SIGSYS must never be blocked while dispatch is on (the kernel would
+//! through our own restorer (exempt too), and so does the stop handler's frame in a thread
+//! that dispatches (`return_exempt`); the program's rt_sigreturn is done by its own frame from
+//! the exempt range. SIGSYS must never be blocked while dispatch is on (the kernel would
 //! then kill the process): rt_sigprocmask and rt_sigreturn are emulated to keep it unblocked,
 //! and the program's wish is kept as a virtual bit. The program's SIGSYS handler (seccomp users)
 //! gets the signals that are not ours.
@@ -217,13 +218,15 @@ pub fn engaged() -> bool {
 pub struct Allow {
     t: Option<&'static Th>,
     prev: u8,
+    /// Dispatch was on for the thread already.
+    was_on: bool,
 }
 
 impl Allow {
     pub fn new() -> Allow {
         match slot(thread_pointer(), false) {
-            Some(t) => Allow { t: Some(t), prev: t.sel.swap(ALLOW, Ordering::AcqRel) },
-            None => Allow { t: None, prev: ALLOW },
+            Some(t) => Allow { t: Some(t), prev: t.sel.swap(ALLOW, Ordering::AcqRel), was_on: t.on.load(Ordering::Acquire) },
+            None => Allow { t: None, prev: ALLOW, was_on: false },
         }
     }
 }
@@ -236,7 +239,8 @@ impl Drop for Allow {
         // on a page armed meanwhile failing with EFAULT.
         if let Some(t) = self.t.or_else(|| slot(thread_pointer(), false)) {
             // Dispatch turned on meanwhile (enable_self): calls are dispatched from now on.
-            let v = if t.on.load(Ordering::Acquire) { BLOCK } else { self.prev };
+            // Else the selector the interrupted code had (ALLOW inside our SIGSYS handler).
+            let v = if t.on.load(Ordering::Acquire) && !self.was_on { BLOCK } else { self.prev };
             t.sel.store(v, Ordering::Release);
         }
     }
@@ -338,13 +342,20 @@ pub fn end() {
 /// snapshot (each thread's `on`, the counts, our SIGSYS handler installed), but the kernel's
 /// threads are new and none dispatches. Left as they were, the next snapshot did not turn
 /// dispatch on for the threads it believed on: their calls were not made safe (a free() that
-/// dropped protected heap pages unsaved left a damaged heap in the image).
-pub fn after_restart() {
+/// dropped protected heap pages unsaved left a damaged heap in the image). And the frames of
+/// the restarted threads (`slots`) get back the SIGSYS bit their programs blocked (virtually,
+/// while they dispatched).
+pub fn after_restart(slots: &[crate::threads::Slot]) {
+    for s in slots {
+        if s.ucontext != 0 && slot(s.fs_base, false).is_some_and(|t| t.on.load(Ordering::Relaxed) && t.sys_blocked.load(Ordering::Relaxed)) {
+            *frame_mask(s.ucontext as *mut libc::ucontext_t) |= SIGSYS_BIT;
+        }
+    }
+    // Each slot keeps its thread (the same TLS) and the program's SIGSYS bit: a thread stopped
+    // inside our handler, in the program's blocking call, returns through it (on_sigsys).
     for t in TH.iter() {
-        t.fs.store(0, Ordering::Relaxed);
         t.sel.store(ALLOW, Ordering::Relaxed);
         t.on.store(false, Ordering::Relaxed);
-        t.sys_blocked.store(false, Ordering::Relaxed);
     }
     ON.store(0, Ordering::Release);
     ACTIVE.store(0, Ordering::Release);
@@ -362,10 +373,51 @@ pub fn enable_self(uc: *mut libc::ucontext_t) {
         }
         t.on.store(true, Ordering::Release);
         ON.fetch_add(1, Ordering::AcqRel);
+        keep_unblocked(t, frame_mask(uc));
     }
-    let m = frame_mask(uc);
+    // Dispatching already (the instant, or a thread that made no call since the last
+    // snapshot): the frame's SIGSYS bit is ours, unblocked; the program's wish is the virtual
+    // bit, which this frame must not overwrite (it did: a thread that blocked SIGSYS had it
+    // unblocked after every background snapshot).
+    return_exempt(uc);
+}
+
+/// The program's signal mask `m` in a frame of the calling thread, with its virtual SIGSYS bit
+/// while the thread dispatches.
+pub fn program_mask(m: u64) -> u64 {
+    match slot(thread_pointer(), false) {
+        Some(t) if t.on.load(Ordering::Acquire) && t.sys_blocked.load(Ordering::Relaxed) => m | SIGSYS_BIT,
+        _ => m,
+    }
+}
+
+/// A frame of thread `t`, which dispatches, returns to mask `m`: SIGSYS unblocked, the
+/// program's wish kept as the virtual bit.
+fn keep_unblocked(t: &Th, m: &mut u64) {
     t.sys_blocked.store(*m & SIGSYS_BIT != 0, Ordering::Relaxed);
     *m &= !SIGSYS_BIT;
+}
+
+/// The calling thread is about to return to a frame whose mask the runtime sets itself (a call
+/// re-issued after a stop, blocked.rs, puts back the mask the program had): if the thread
+/// dispatches, SIGSYS stays unblocked there too.
+pub fn returning_to(m: &mut u64) {
+    if let Some(t) = slot(thread_pointer(), false).filter(|t| t.on.load(Ordering::Acquire)) {
+        keep_unblocked(t, m);
+    }
+}
+
+/// The stop handler (frame `uc`) returns through our restorer, in the exempt range. A thread
+/// that blocked SIGSYS when the first stop came (a worker that blocks every signal, the
+/// runtime's own timer helper, a handler whose mask blocks it) runs the stop handler with
+/// SIGSYS still blocked: the handler's own calls are let through, but its rt_sigreturn, made
+/// from glibc's restorer once dispatch is on, was dispatched with SIGSYS blocked, and the kernel
+/// killed the process with it. The frame's mask, which rt_sigreturn installs, has SIGSYS
+/// unblocked (above).
+fn return_exempt(uc: *mut libc::ucontext_t) {
+    // SAFETY: `uc` is the ucontext of the kernel's rt_sigframe on this thread's stack; the word
+    // just below it is the frame's return address (pretcode), where the handler returns to.
+    unsafe { *(uc as *mut u64).sub(1) = ckpt_sud_restorer as *const () as usize as u64 };
 }
 
 /// Whether a snapshot is being taken (stopped threads turn dispatch on).
@@ -389,16 +441,28 @@ fn wait_end() {
     }
 }
 
+/// Wait for the snapshot's end, for a deferred call, with the stop signal deliverable: such a
+/// call may wait through the snapshot's instant, whose stop must reach this thread too (it
+/// waited with every signal blocked: the instant gave up after a second and the checkpoint was
+/// a forked snapshot; a thread creating threads all the time defeated every background
+/// snapshot). In the image the thread has not made the call yet; restarted, it makes it.
+fn wait_end_stoppable() {
+    let open: u64 = !(crate::sighooks::stop_bit() | SIGSYS_BIT);
+    let all: u64 = !0;
+    let _ = syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &open as *const u64, 0, 8);
+    wait_end();
+    let _ = syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all as *const u64, 0, 8);
+}
+
 /// Turn dispatch off for this thread; its frame's mask gets back the SIGSYS bit the program wanted.
 fn off(t: &Th, uc: *mut libc::ucontext_t) {
     let _ = syscall!(libc::SYS_prctl, PR_SET_SYSCALL_USER_DISPATCH, DISPATCH_OFF, 0, 0, 0);
-    if t.on.swap(false, Ordering::AcqRel) {
-        if t.sys_blocked.load(Ordering::Relaxed) {
-            *frame_mask(uc) |= SIGSYS_BIT;
-        }
-        if ON.fetch_sub(1, Ordering::AcqRel) == 1 && ACTIVE.load(Ordering::Acquire) == 0 {
-            restore_program_handler();
-        }
+    // Also when a restart turned it off already (a deferred call waited through the instant).
+    if t.sys_blocked.load(Ordering::Relaxed) {
+        *frame_mask(uc) |= SIGSYS_BIT;
+    }
+    if t.on.swap(false, Ordering::AcqRel) && ON.fetch_sub(1, Ordering::AcqRel) == 1 && ACTIVE.load(Ordering::Acquire) == 0 {
+        restore_program_handler();
     }
 }
 
@@ -448,7 +512,7 @@ extern "C" fn on_sigsys(sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_v
     match kind {
         Kind::Defer => {
             DEFERRED.fetch_add(1, Ordering::Relaxed);
-            wait_end();
+            wait_end_stoppable();
             off(t, uc);
             rewind(uc, nr);
             return;
@@ -456,9 +520,7 @@ extern "C" fn on_sigsys(sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_v
         Kind::SigReturn => {
             // The program's frame is at its rsp: it must not block SIGSYS either.
             let frame = *greg(uc, libc::REG_RSP) as *mut libc::ucontext_t;
-            let m = frame_mask(frame);
-            t.sys_blocked.store(*m & SIGSYS_BIT != 0, Ordering::Relaxed);
-            *m &= !SIGSYS_BIT;
+            keep_unblocked(t, frame_mask(frame));
             *greg(uc, libc::REG_RIP) = ckpt_sud_restorer as *const () as usize as i64;
             *greg(uc, libc::REG_RAX) = libc::SYS_rt_sigreturn;
         }
@@ -479,6 +541,15 @@ extern "C" fn on_sigsys(sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_v
         Kind::Run => *greg(uc, libc::REG_RAX) = run(uc, nr, &a),
     }
     RAN.fetch_add(1, Ordering::Relaxed);
+    if !t.on.load(Ordering::Acquire) {
+        // Dispatch ended for this thread during the call (a restart from an image taken while
+        // the call blocked; or a signal handler's call after the snapshot, `off`): the frame
+        // gets back the SIGSYS bit the program blocked, nothing will put it back later.
+        if t.sys_blocked.load(Ordering::Relaxed) {
+            *frame_mask(uc) |= SIGSYS_BIT;
+        }
+        return;
+    }
     t.sel.store(BLOCK, Ordering::Release);
 }
 

@@ -13,12 +13,17 @@
 //! - bg_syscalls: threads and processes created, memory unmapped and mapped again, dropped,
 //!   made read-only, moved, signals taken on the stack and on an alternate stack set up during
 //!   the snapshot: the same result after a restart.
-//! - Background snapshots are opt-in (CKPT_BACKGROUND=1): by default, and with
-//!   CKPT_BACKGROUND=0, checkpoints are forked snapshots (also the fallback where userfaultfd or
-//!   syscall user dispatch are missing): the same result too.
+//! - Background snapshots are the default; with CKPT_BACKGROUND=0 or `ckpt-run --snapshot fork`
+//!   checkpoints are forked snapshots (also the fallback where userfaultfd or syscall user
+//!   dispatch are missing): the same result too.
 //! - malloc_storm (16 threads allocating and freeing) checkpointed back to back: every thread
 //!   stack stays unprotected (a signal frame on a protected stack was a SIGSEGV).
 //! - dead_leader (the main thread has exited): background snapshots all the same.
+//! - Threads that block SIGSYS when the snapshot begins (workers that block every signal, the
+//!   runtime's SIGEV_THREAD timer helper) used to die of it at their first background snapshot:
+//!   masked_workers and sigev_thread restart exactly, and their masks still block SIGSYS.
+//! - thread_churn (a thread creating threads all the time): its clone waits for the image, but
+//!   the instant still stops it: background snapshots, not forked ones.
 
 use anyhow::{ensure, Result};
 use ckpt_tests::{run_and_verify, Bins, Options, Outcome, Program, Workdir};
@@ -79,26 +84,33 @@ fn threads_processes_mappings_and_signals_during_a_snapshot() -> Result<()> {
     Ok(())
 }
 
+/// bg_rewrite checkpointed twice and restarted with `env` for ckpt-run and `args` before its
+/// `--`: the uninterrupted run's result; whether the checkpoints were background snapshots.
+fn snapshots_in_background(tag: &str, env: &[(&str, &str)], args: &[&str]) -> Result<(bool, Outcome)> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(tag)?;
+    let program = Program::c(&work, "bg_rewrite.c", &["-pthread"], &["64", "400", "10", "seq"])?;
+    let mut opts = Options::new(&work, &[40]);
+    opts.also_at = vec![15];
+    opts.env = [("CKPT_LOG", "info")].iter().chain(env).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    opts.run_args = args.iter().map(|a| a.into()).collect();
+    let outcome = run_and_verify(&bins, &program, &opts)?;
+    Ok((!background_lines(&outcome).is_empty(), outcome))
+}
+
 #[test]
 fn forked_snapshots_when_background_ones_are_off() -> Result<()> {
-    let bins = Bins::locate()?;
-    let work = Workdir::new("bg-off")?;
-    let program = Program::c(&work, "bg_rewrite.c", &["-pthread"], &["64", "400", "10", "seq"])?;
-    let outcome = run_and_verify(&bins, &program, &options(&work, &[15], 40, &[("CKPT_BACKGROUND", "0")]))?;
-    ensure!(background_lines(&outcome).is_empty(), "CKPT_BACKGROUND=0 still took background snapshots{}", outcome.transcript());
+    let (bg, outcome) = snapshots_in_background("bg-off", &[("CKPT_BACKGROUND", "0")], &[])?;
+    ensure!(!bg, "CKPT_BACKGROUND=0 still took background snapshots{}", outcome.transcript());
+    let (bg, outcome) = snapshots_in_background("bg-fork-option", &[], &["--snapshot", "fork"])?;
+    ensure!(!bg, "--snapshot fork still took background snapshots{}", outcome.transcript());
     Ok(())
 }
 
 #[test]
-fn forked_snapshots_by_default() -> Result<()> {
-    let bins = Bins::locate()?;
-    let work = Workdir::new("bg-default")?;
-    let program = Program::c(&work, "bg_rewrite.c", &["-pthread"], &["64", "400", "10", "seq"])?;
-    let mut opts = Options::new(&work, &[40]);
-    opts.also_at = vec![15];
-    opts.env = vec![("CKPT_LOG".into(), "info".into())];
-    let outcome = run_and_verify(&bins, &program, &opts)?;
-    ensure!(background_lines(&outcome).is_empty(), "background snapshots were taken without CKPT_BACKGROUND=1{}", outcome.transcript());
+fn background_snapshots_by_default() -> Result<()> {
+    let (bg, outcome) = snapshots_in_background("bg-default", &[], &[])?;
+    ensure!(bg, "no background snapshot was taken by default{}", outcome.transcript());
     Ok(())
 }
 
@@ -164,4 +176,42 @@ fn program_whose_main_thread_exited_snapshots_in_the_background() -> Result<()> 
     let lines = background_lines(&outcome);
     ensure!(lines.len() >= 2, "every checkpoint should be a background snapshot, found {lines:?}{}", outcome.transcript());
     Ok(())
+}
+
+/// `source` run with `args`, checkpointed at steps `also_at` and `at` (then SIGKILLed and
+/// restarted), as nobody if `nobody`: the uninterrupted run's result, and every checkpoint a
+/// background snapshot.
+fn all_in_background(tag: &str, source: &str, args: &[&str], also_at: &[u64], at: u64, nobody: bool) -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(tag)?;
+    let program = Program::c(&work, source, &["-pthread"], args)?;
+    let mut opts = options(&work, also_at, at, &[]);
+    opts.as_nobody = nobody;
+    let outcome = run_and_verify(&bins, &program, &opts)?;
+    let lines = background_lines(&outcome);
+    ensure!(lines.len() > also_at.len(), "every checkpoint should be a background snapshot, found {lines:?}{}", outcome.transcript());
+    Ok(())
+}
+
+/// Workers that block every signal, SIGSYS too (one sleeping, one in sigtimedwait): they run on
+/// through background snapshots, and their masks, as they see them and in the kernel, still
+/// block SIGSYS afterwards and after the restart.
+#[test]
+fn threads_that_block_every_signal_survive_snapshots() -> Result<()> {
+    all_in_background("bg-masked-workers", "masked_workers.c", &["40"], &[5, 10], 18, false)
+}
+
+/// SIGEV_THREAD timers (their helper thread blocks every signal but the stop signal): checkpoints
+/// as background snapshots, SIGKILL, restart: every notification counted once.
+#[test]
+fn sigev_thread_timers_survive_background_snapshots() -> Result<()> {
+    all_in_background("bg-sigev-thread", "sigev_thread.c", &["30"], &[4, 6], 10, true)
+}
+
+/// A thread that creates and joins threads all the time: its clone, deferred until the image
+/// is written, must not keep the snapshot's instant from stopping it (the checkpoint then fell
+/// back to a fork): every checkpoint a background snapshot, the same result after the restart.
+#[test]
+fn a_thread_creating_threads_all_the_time_is_snapshotted_in_the_background() -> Result<()> {
+    all_in_background("bg-thread-churn", "thread_churn.c", &["60"], &[10, 20], 30, false)
 }
