@@ -36,6 +36,7 @@ mod procattrs;
 mod procstate;
 mod progress;
 mod restart;
+mod seccomp;
 mod selfsend;
 mod selfsig;
 mod shellcmd;
@@ -144,6 +145,7 @@ extern "C" fn init() {
     sigevthread::resolve();
     launch::resolve();
     threadattrs::resolve();
+    seccomp::resolve();
     cpuclock::resolve();
     vids::init();
     selfsend::init();

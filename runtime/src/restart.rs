@@ -74,6 +74,7 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     crate::pagehash::forget(true);
     crate::uffdwp::forget(false);
     crate::sud::after_restart();
+    crate::seccomp::after_restart();
     alloc::after_restart();
     if crate::incremental::enabled() && info.image_hash != 0 && crate::pagehash::adopt(info.page_table, info.page_table_len) {
         crate::incremental::continue_from(info.image_hash, info.chain as u32);

@@ -114,6 +114,7 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
         s.ss_flags = ss.ss_flags;
         s.rseq = RSEQ_SIZE.load(Ordering::Relaxed) != 0;
         s.attrs = crate::threadattrs::capture();
+        crate::seccomp::at_stop(tid);
         // SAFETY: index idx was claimed by this thread alone.
         unsafe { (*SLOTS.0.get())[idx] = s };
         PUBLISHED[idx].store(s.tid, Ordering::Release);
@@ -135,6 +136,7 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
     }
     crate::blocked::reset();
     crate::sigqueue::reset();
+    crate::seccomp::reset();
     STOPPING.store(true, Ordering::Release);
     let mut signaled: Vec<i32> = Vec::new();
     // Threads seen blocking the stop signal: (tid, since when, its CPU time then).
@@ -148,6 +150,11 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
             let Ok(tid) = std::str::from_utf8(&n).unwrap_or("").parse::<i32>() else { continue };
             if tid == self_tid || signaled.contains(&tid) || is_published(tid) || is_zombie(tid) {
                 continue;
+            }
+            // A thread in seccomp strict mode would be killed by its first call in the handler.
+            if crate::seccomp::strict_mode(tid) {
+                resume_all();
+                return Err(format!("thread {tid} ({}) runs in seccomp strict mode: the stop signal's handler would end it; no checkpoint is taken", comm_of(tid)));
             }
             // What the thread is blocked in, if anything: its number is not in the signal frame.
             crate::blocked::observe(tid);
@@ -202,6 +209,10 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
     if CLAIMED.load(Ordering::Acquire) as usize > MAX_THREADS {
         resume_all();
         return Err(format!("more than {MAX_THREADS} threads"));
+    }
+    if let Some(e) = crate::seccomp::refusal() {
+        resume_all();
+        return Err(e);
     }
     crate::blocked::stopped();
     let mut out = Vec::with_capacity(n);
@@ -434,6 +445,8 @@ pub fn become_restored(s: &Slot, leader: bool) -> ! {
     while RELEASE.load(Ordering::Acquire) == gen {
         sys::futex_wait(&RELEASE, gen, None);
     }
+    // Its seccomp filters last: they may forbid the calls above.
+    crate::seccomp::reinstall(s.tid);
     // SAFETY: ucontext is this thread's signal frame from the stop handler, intact in memory.
     unsafe { ckpt_sigreturn_leave(s.ucontext, &LEFT) }
 }
