@@ -146,6 +146,7 @@ extern "C" fn init() {
     launch::resolve();
     threadattrs::resolve();
     seccomp::resolve();
+    threads::measure_tid_field();
     cpuclock::resolve();
     vids::init();
     selfsend::init();

@@ -115,9 +115,10 @@ pub fn after_restart() {
     BASE.store(own_count().unwrap_or(0), Ordering::Relaxed);
 }
 
-/// The calling thread's Seccomp_filters (raw system calls and a stack buffer: a signal handler
-/// calls this). None: /proc cannot be read.
-fn own_count() -> Option<u32> {
+/// The calling thread's seccomp mode, filter count and no_new_privs (Seccomp, Seccomp_filters
+/// and NoNewPrivs in its status; raw system calls and a stack buffer: a signal handler calls
+/// this). None: /proc cannot be read.
+pub fn own_status() -> Option<(u32, u32, u32)> {
     let fd = sys::open(c"/proc/thread-self/status", libc::O_RDONLY, 0).ok()?;
     let mut buf = [0u8; 4096];
     let mut n = 0;
@@ -128,10 +129,16 @@ fn own_count() -> Option<u32> {
         }
     }
     sys::close(fd);
-    let key = b"Seccomp_filters:";
-    let i = buf[..n].windows(key.len()).position(|w| w == key)? + key.len();
-    let digits = buf[i..n].iter().skip_while(|b| b.is_ascii_whitespace()).take_while(|b| b.is_ascii_digit());
-    Some(digits.fold(0u32, |v, d| v.wrapping_mul(10).wrapping_add((d - b'0') as u32)))
+    let field = |key: &[u8]| -> Option<u32> {
+        let i = buf[..n].windows(key.len()).position(|w| w == key)? + key.len();
+        let digits = buf[i..n].iter().skip_while(|b| b.is_ascii_whitespace()).take_while(|b| b.is_ascii_digit());
+        Some(digits.fold(0u32, |v, d| v.wrapping_mul(10).wrapping_add((d - b'0') as u32)))
+    };
+    Some((field(b"\nSeccomp:")?, field(b"\nSeccomp_filters:")?, field(b"\nNoNewPrivs:")?))
+}
+
+fn own_count() -> Option<u32> {
+    own_status().map(|s| s.1)
 }
 
 fn node(i: i32) -> Node {
@@ -275,15 +282,18 @@ fn refuse(tid: i32, why: u32) {
 pub fn at_stop(tid: i32) {
     let Some(m) = mine() else { return };
     m.top.set(0);
-    match syscall!(libc::SYS_prctl, libc::PR_GET_SECCOMP, 0, 0, 0, 0) {
-        Ok(0) | Err(_) => {}
-        Ok(1) => refuse(tid, WHY_STRICT),
-        Ok(_) => {
+    let status = own_status();
+    // Without /proc: prctl, which a filter may forbid too (then the thread surely has one).
+    let mode = status.map(|s| s.0 as i64).unwrap_or_else(|| syscall!(libc::SYS_prctl, libc::PR_GET_SECCOMP, 0, 0, 0, 0).unwrap_or(2));
+    match mode {
+        0 => {}
+        1 => refuse(tid, WHY_STRICT),
+        _ => {
             if LOST.load(Ordering::Acquire) {
                 return refuse(tid, WHY_LOST);
             }
-            let top = match own_count() {
-                Some(c) => c.checked_sub(BASE.load(Ordering::Relaxed)).and_then(find_top),
+            let top = match status {
+                Some((_, c, _)) => c.checked_sub(BASE.load(Ordering::Relaxed)).and_then(find_top),
                 None => mine().and_then(|m| seq_node(m.own.get())).map(|x| x.1),
             };
             match top {

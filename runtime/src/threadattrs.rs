@@ -66,7 +66,9 @@ pub fn capture() -> ThreadAttrs {
         ioprio: ioprio(),
         timerslack: timerslack(),
         pdeathsig,
-        no_new_privs: syscall!(libc::SYS_prctl, libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0).map_or(0, |v| v as u32),
+        // (A seccomp filter of the program's may forbid prctl: then its status says.)
+        no_new_privs: syscall!(libc::SYS_prctl, libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0)
+            .map_or_else(|_| crate::seccomp::own_status().map_or(0, |s| s.2), |v| v as u32),
         personality: syscall!(libc::SYS_personality, 0xffff_ffffu32).map_or(0, |v| v as u32),
         rseq_state,
         rseq_area,

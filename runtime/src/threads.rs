@@ -66,6 +66,18 @@ static STOPPING: AtomicBool = AtomicBool::new(false);
 /// Restarted threads that have left their temporary stacks.
 static LEFT: AtomicU32 = AtomicU32::new(0);
 
+/// glibc's tid field (PR_GET_TID_ADDRESS) relative to the thread's TLS base, as the main thread
+/// had it when the runtime started.
+static TID_FIELD_OFFSET: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// In the constructor, on the main thread.
+pub fn measure_tid_field() {
+    let mut tidp: u64 = 0;
+    if syscall!(libc::SYS_prctl, libc::PR_GET_TID_ADDRESS, &mut tidp as *mut u64).is_ok() && tidp != 0 {
+        TID_FIELD_OFFSET.store((tidp as i64).wrapping_sub(sys::arch_get_fs() as i64), Ordering::Relaxed);
+    }
+}
+
 /// glibc's rseq area, relative to each thread's TLS base (0 size: none).
 pub static RSEQ_OFFSET: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 pub static RSEQ_SIZE: AtomicU32 = AtomicU32::new(0);
@@ -101,8 +113,12 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
         let sp = unsafe { (*(uc as *const libc::ucontext_t)).uc_mcontext.gregs[libc::REG_RSP as usize] } as u64;
         let mut s = Slot { tid, ucontext: uc as u64, sp, fs_base: sys::arch_get_fs(), ..Slot::default() };
         let mut tidp: u64 = 0;
-        let _ = syscall!(libc::SYS_prctl, libc::PR_GET_TID_ADDRESS, &mut tidp as *mut u64);
-        s.tid_address = tidp;
+        // (A seccomp filter of the program's may forbid prctl: glibc's tid field is at the same
+        // place in every thread's struct pthread.)
+        s.tid_address = match syscall!(libc::SYS_prctl, libc::PR_GET_TID_ADDRESS, &mut tidp as *mut u64) {
+            Ok(_) => tidp,
+            Err(_) => (s.fs_base as i64).wrapping_add(TID_FIELD_OFFSET.load(Ordering::Relaxed)) as u64,
+        };
         let (mut head, mut len) = (0u64, 0u64);
         let _ = syscall!(libc::SYS_get_robust_list, 0, &mut head as *mut u64, &mut len as *mut u64);
         s.robust_head = head;

@@ -1,7 +1,8 @@
 /* Seccomp filters per thread (issue 12). With no_new_privs set, the main thread installs
  * filter 1 (getppid fails with EPERM) through prctl after creating "early"; it then creates
  * "late", which installs filter 2 (getcpu fails with EDOM) through syscall(SYS_seccomp) and
- * creates "later" (which inherits both). Prints READY, waits for "go", then for each thread
+ * creates "later", which inherits both and adds filter 3 (prctl fails with EDOM: the runtime's
+ * own prctl calls in that thread fail too). Prints READY, waits for "go", then for each thread
  * what getppid and getcpu give and its Seccomp mode and filter count. Built with -DTSYNC
  * (attr_seccomp_tsync.c): two threads are created first, then the main thread installs
  * filter 1 with SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_LOG for all of them. */
@@ -48,13 +49,14 @@ static const char *res(long r) {
     return errno == EPERM ? "EPERM" : errno == EDOM ? "EDOM" : "other error";
 }
 
-/* This thread's line: getppid, getcpu, Seccomp mode and filter count. */
+/* This thread's line: getppid, getcpu, prctl, Seccomp mode and filter count. */
 static void report(int i, const char *who) {
     long p = syscall(SYS_getppid);
     const char *pr = res(p);
     unsigned cpu;
     long c = syscall(SYS_getcpu, &cpu, NULL, NULL);
     const char *cr = res(c);
+    const char *xr = res(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
     char buf[4096] = "";
     int fd = open("/proc/thread-self/status", O_RDONLY);
     ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
@@ -65,7 +67,7 @@ static void report(int i, const char *who) {
     char *k = strstr(buf, "\nSeccomp_filters:");
     if (m) mode = atoi(m + 9);
     if (k) count = atoi(k + 17);
-    snprintf(lines[i], sizeof lines[i], "%s: getppid %s, getcpu %s, Seccomp %d, filters %d", who, pr, cr, mode, count);
+    snprintf(lines[i], sizeof lines[i], "%s: getppid %s, getcpu %s, prctl %s, Seccomp %d, filters %d", who, pr, cr, xr, mode, count);
 }
 
 static void *early(void *arg) {
@@ -75,8 +77,17 @@ static void *early(void *arg) {
     return NULL;
 }
 
+static volatile int later_ready;
+
 static void *later(void *arg) {
     (void)arg;
+#ifndef TSYNC
+    struct sock_filter f[4];
+    struct sock_fprog p;
+    make_filter(&p, f, SYS_prctl, EDOM);
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &p) != 0) perror("seccomp");
+    __atomic_store_n(&later_ready, 1, __ATOMIC_RELEASE);
+#endif
     wait_go();
     report(3, "later");
     return NULL;
@@ -92,6 +103,8 @@ __attribute__((unused)) static void *late(void *arg) {
     if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &p) != 0) perror("seccomp");
     pthread_t t;
     pthread_create(&t, NULL, later, NULL);
+    struct timespec ts = {0, 1000 * 1000};
+    while (!__atomic_load_n(&later_ready, __ATOMIC_ACQUIRE)) nanosleep(&ts, NULL);
     __atomic_store_n(&late_ready, 1, __ATOMIC_RELEASE);
     wait_go();
     report(2, "late");
