@@ -244,7 +244,7 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
 
 /// Whether thread `tid` has exited but still shows in /proc (the main thread after pthread_exit,
 /// while other threads run): it runs no handler and has nothing to save.
-fn is_zombie(tid: i32) -> bool {
+pub(crate) fn is_zombie(tid: i32) -> bool {
     let stat = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(tid), b"/stat"])).unwrap_or_default();
     let state = stat.iter().rposition(|&b| b == b')').and_then(|i| stat.get(i + 2)).copied();
     matches!(state, Some(b'Z') | Some(b'X'))
