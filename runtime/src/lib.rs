@@ -37,6 +37,7 @@ mod procattrs;
 mod procstate;
 mod progress;
 mod restart;
+mod seccomp;
 mod selfsend;
 mod selfsig;
 mod shellcmd;
@@ -145,6 +146,8 @@ extern "C" fn init() {
     sigevthread::resolve();
     launch::resolve();
     threadattrs::resolve();
+    seccomp::resolve();
+    threads::measure_tid_field();
     cpuclock::resolve();
     vids::init();
     selfsend::init();

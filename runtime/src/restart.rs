@@ -73,6 +73,7 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     // built one of the memory it restored: the next image can be an increment over this one.
     crate::pagehash::forget(true);
     crate::uffdwp::forget(false);
+    crate::seccomp::after_restart();
     alloc::after_restart();
     // (After the allocator's reset: the slots are a Vec.)
     let slots = take_slots(&info);

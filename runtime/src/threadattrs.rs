@@ -10,7 +10,8 @@
 //! rseq: glibc registers an area per thread, which the restart registers again (ThreadState::rseq).
 //! A program that unregisters it and registers its own (rseq(2) through libc's `syscall()`, as
 //! librseq and CRIU's tests do) is seen by the `syscall` hook below, which keeps the thread's
-//! registration in a thread-local; the restart then registers that area instead.
+//! registration in a thread-local; the restart then registers that area instead. (It also
+//! passes seccomp(2) to seccomp.rs.)
 
 use crate::log::{log, ERROR};
 use crate::sys::{self, syscall};
@@ -65,7 +66,9 @@ pub fn capture() -> ThreadAttrs {
         ioprio: ioprio(),
         timerslack: timerslack(),
         pdeathsig,
-        no_new_privs: syscall!(libc::SYS_prctl, libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0).map_or(0, |v| v as u32),
+        // (A seccomp filter of the program's may forbid prctl: then its status says.)
+        no_new_privs: syscall!(libc::SYS_prctl, libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0)
+            .map_or_else(|_| crate::seccomp::own_status().map_or(0, |s| s.2), |v| v as u32),
         personality: syscall!(libc::SYS_personality, 0xffff_ffffu32).map_or(0, |v| v as u32),
         rseq_state,
         rseq_area,
@@ -159,7 +162,11 @@ pub fn resolve() {
 #[no_mangle]
 pub unsafe extern "C" fn syscall(n: c_long, a: c_long, b: c_long, c: c_long, d: c_long, e: c_long, f: c_long) -> c_long {
     // SAFETY: forwarding to libc's syscall with the same arguments.
-    let r = unsafe { std::mem::transmute::<usize, SyscallFn>(REAL_SYSCALL.get())(n, a, b, c, d, e, f) };
+    let real = || unsafe { std::mem::transmute::<usize, SyscallFn>(REAL_SYSCALL.get())(n, a, b, c, d, e, f) };
+    if n == libc::SYS_seccomp {
+        return crate::seccomp::seccomp_call(a, b, c, real);
+    }
+    let r = real();
     if n == libc::SYS_rseq && r == 0 {
         let v = if c & RSEQ_FLAG_UNREGISTER != 0 { (RSEQ_NONE, 0, 0, 0) } else { (RSEQ_OWN, a as u64, b as u32, d as u32) };
         RSEQ.with(|x| x.set(v));

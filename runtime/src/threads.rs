@@ -66,6 +66,18 @@ static STOPPING: AtomicBool = AtomicBool::new(false);
 /// Restarted threads that have left their temporary stacks.
 static LEFT: AtomicU32 = AtomicU32::new(0);
 
+/// glibc's tid field (PR_GET_TID_ADDRESS) relative to the thread's TLS base, as the main thread
+/// had it when the runtime started.
+static TID_FIELD_OFFSET: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// In the constructor, on the main thread.
+pub fn measure_tid_field() {
+    let mut tidp: u64 = 0;
+    if syscall!(libc::SYS_prctl, libc::PR_GET_TID_ADDRESS, &mut tidp as *mut u64).is_ok() && tidp != 0 {
+        TID_FIELD_OFFSET.store((tidp as i64).wrapping_sub(sys::arch_get_fs() as i64), Ordering::Relaxed);
+    }
+}
+
 /// glibc's rseq area, relative to each thread's TLS base (0 size: none).
 pub static RSEQ_OFFSET: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 pub static RSEQ_SIZE: AtomicU32 = AtomicU32::new(0);
@@ -101,8 +113,12 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
         let sp = unsafe { (*(uc as *const libc::ucontext_t)).uc_mcontext.gregs[libc::REG_RSP as usize] } as u64;
         let mut s = Slot { tid, ucontext: uc as u64, sp, fs_base: sys::arch_get_fs(), ..Slot::default() };
         let mut tidp: u64 = 0;
-        let _ = syscall!(libc::SYS_prctl, libc::PR_GET_TID_ADDRESS, &mut tidp as *mut u64);
-        s.tid_address = tidp;
+        // (A seccomp filter of the program's may forbid prctl: glibc's tid field is at the same
+        // place in every thread's struct pthread.)
+        s.tid_address = match syscall!(libc::SYS_prctl, libc::PR_GET_TID_ADDRESS, &mut tidp as *mut u64) {
+            Ok(_) => tidp,
+            Err(_) => (s.fs_base as i64).wrapping_add(TID_FIELD_OFFSET.load(Ordering::Relaxed)) as u64,
+        };
         let (mut head, mut len) = (0u64, 0u64);
         let _ = syscall!(libc::SYS_get_robust_list, 0, &mut head as *mut u64, &mut len as *mut u64);
         s.robust_head = head;
@@ -114,6 +130,7 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
         s.ss_flags = ss.ss_flags;
         s.rseq = RSEQ_SIZE.load(Ordering::Relaxed) != 0;
         s.attrs = crate::threadattrs::capture();
+        crate::seccomp::at_stop(tid);
         // SAFETY: index idx was claimed by this thread alone.
         unsafe { (*SLOTS.0.get())[idx] = s };
         PUBLISHED[idx].store(s.tid, Ordering::Release);
@@ -135,6 +152,7 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
     }
     crate::blocked::reset();
     crate::sigqueue::reset();
+    crate::seccomp::reset();
     STOPPING.store(true, Ordering::Release);
     let mut signaled: Vec<i32> = Vec::new();
     // Threads seen blocking the stop signal: (tid, since when, its CPU time then).
@@ -148,6 +166,11 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
             let Ok(tid) = std::str::from_utf8(&n).unwrap_or("").parse::<i32>() else { continue };
             if tid == self_tid || signaled.contains(&tid) || is_published(tid) || is_zombie(tid) {
                 continue;
+            }
+            // A thread in seccomp strict mode would be killed by its first call in the handler.
+            if crate::seccomp::strict_mode(tid) {
+                resume_all();
+                return Err(format!("thread {tid} ({}) runs in seccomp strict mode: the stop signal's handler would end it; no checkpoint is taken", comm_of(tid)));
             }
             // What the thread is blocked in, if anything: its number is not in the signal frame.
             crate::blocked::observe(tid);
@@ -203,6 +226,10 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
         resume_all();
         return Err(format!("more than {MAX_THREADS} threads"));
     }
+    if let Some(e) = crate::seccomp::refusal() {
+        resume_all();
+        return Err(e);
+    }
     crate::blocked::stopped();
     let mut out = Vec::with_capacity(n);
     for (i, p) in PUBLISHED.iter().enumerate().take(n) {
@@ -217,7 +244,7 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
 
 /// Whether thread `tid` has exited but still shows in /proc (the main thread after pthread_exit,
 /// while other threads run): it runs no handler and has nothing to save.
-fn is_zombie(tid: i32) -> bool {
+pub(crate) fn is_zombie(tid: i32) -> bool {
     let stat = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(tid), b"/stat"])).unwrap_or_default();
     let state = stat.iter().rposition(|&b| b == b')').and_then(|i| stat.get(i + 2)).copied();
     matches!(state, Some(b'Z') | Some(b'X'))
@@ -434,6 +461,8 @@ pub fn become_restored(s: &Slot, leader: bool) -> ! {
     while RELEASE.load(Ordering::Acquire) == gen {
         sys::futex_wait(&RELEASE, gen, None);
     }
+    // Its seccomp filters last: they may forbid the calls above.
+    crate::seccomp::reinstall(s.tid);
     // SAFETY: ucontext is this thread's signal frame from the stop handler, intact in memory.
     unsafe { ckpt_sigreturn_leave(s.ucontext, &LEFT) }
 }

@@ -154,6 +154,16 @@ pub fn run() -> ! {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        // Once a second at least: whether the program has ended without this thread.
+        let timeout = Some(timeout.map_or(GONE_CHECK_MS, |t| t.min(GONE_CHECK_MS)));
+        if program_gone() {
+            control::shutdown();
+            let code = leader_exit_code();
+            log!(DEBUG, "every thread of the program has exited: so does the checkpoint thread (status {code})");
+            loop {
+                let _ = sys::syscall!(libc::SYS_exit, code);
+            }
+        }
         if PENDING.load(Ordering::Acquire) == 0 && timeout != Some(0) && !control::poll(timeout, &crate::step::poll_fds()) {
             sys::futex_wait(&PENDING, 0, timeout);
         }
@@ -188,6 +198,33 @@ pub fn run() -> ! {
         crate::tree::serve();
         control::serve(); // no-op unless a client is waiting
     }
+}
+
+const GONE_CHECK_MS: u64 = 1000;
+
+/// The status the thread-group leader exited with (field 52 of its stat, in waitpid's form):
+/// the process's, which the kernel takes from the last thread to exit.
+fn leader_exit_code() -> i32 {
+    let stat = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(sys::getpid()), b"/stat"])).unwrap_or_default();
+    let after = stat.iter().rposition(|&b| b == b')').map_or(&stat[..0], |i| &stat[i + 1..]);
+    // Fields from the state (3rd) on: exit_code is the 52nd field, the 50th of these.
+    let f = after.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).nth(49).unwrap_or(b"0");
+    let code: i32 = std::str::from_utf8(f).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    (code >> 8) & 0xff
+}
+
+/// Whether every thread of the program has exited (the leader a zombie, no other thread left
+/// but this one): a program whose last thread leaves with exit(2) itself (a raw SYS_exit, which
+/// glibc does not count) lived on in the checkpoint thread alone, which takes no signal but the
+/// triggers: it never ended, and SIGTERM could not end it. This thread then exits the same way,
+/// with the leader's status.
+fn program_gone() -> bool {
+    if !crate::threads::is_zombie(sys::getpid()) {
+        return false;
+    }
+    let me = sys::gettid();
+    let Ok(names) = sys::list_dir(&sys::cpath(&[b"/proc/self/task"])) else { return false };
+    names.iter().filter_map(|n| std::str::from_utf8(n).ok()?.parse::<i32>().ok()).all(|t| t == me || crate::threads::is_zombie(t))
 }
 
 /// Requeue the Slurm job if asked (after a good image), then exit the whole process:
