@@ -164,6 +164,10 @@ fn short_of_address_space(buffer: u64) -> Option<String> {
 pub fn take(dir: &Dir, name: &[u8], gen: u64, t0: u64, parent: Option<(u64, u32)>) -> Attempt {
     let fail = |e: String| Err((Retry::Fail(e), None));
     let Some(fd) = uffdwp::fd() else { return Err((Retry::Sync("no userfaultfd".into()), None)) };
+    if crate::seccomp::installed() {
+        // (A TSYNC filter that forbids prctl hung the background snapshot's first stop.)
+        return Err((Retry::Sync("the program installed seccomp filters, which may forbid what syscall user dispatch needs".into()), None));
+    }
     if let Some(why) = short_of_address_space(budget() as u64) {
         return Err((Retry::Sync(why), None));
     }

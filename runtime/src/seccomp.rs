@@ -111,6 +111,12 @@ pub fn resolve() {
 
 /// After a restart, on the checkpoint thread, before it recreates the others: the filters the
 /// restart's environment gives every thread.
+/// Whether the program installed a seccomp filter since it started (background snapshots then
+/// fall back to a forked one: a filter may forbid what syscall user dispatch needs).
+pub fn installed() -> bool {
+    COUNT.load(Ordering::Relaxed) > 0 || LOST.load(Ordering::Relaxed)
+}
+
 pub fn after_restart() {
     BASE.store(own_count().unwrap_or(0), Ordering::Relaxed);
 }
