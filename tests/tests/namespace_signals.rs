@@ -193,6 +193,15 @@ fn on_a_terminal(bins: &Bins, work: &Workdir, prog: &Path, args: &str) -> Result
     let cmdline = format!("exec '{}' --dir '{}' -- '{}' {args}", bins.run.display(), work.images().display(), prog.display());
     let mut cmd = std::process::Command::new("script");
     cmd.args(["-q", "-e", "-f", "-c", &cmdline, "/dev/null"]).current_dir(work.path()).env("CKPT_NAMESPACE", "1");
+    // The hangup's default action, whatever the suite runs under (nohup ignores SIGHUP, and the
+    // program would inherit that: natively too it would then run on after a hangup).
+    // SAFETY: signal() is async-signal-safe, called in the child between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     let mut term = Proc::spawn("script", cmd)?;
     if let Err(e) = wait_output(&mut term, "step 3") {
         let _ = term.kill();
