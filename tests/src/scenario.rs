@@ -347,6 +347,20 @@ fn ckpt_run_command(bins: &Bins, program: &Program, opts: &Options) -> Command {
 }
 
 /// `ckpt-run --dir IMAGES OPTIONS... -- PROGRAM`, as user nobody if asked.
+/// `program` under ckpt-run (as nobody if asked), asked for a checkpoint after its step 3 that
+/// must fail: waits for the failure line and for the program's end, and returns the program's
+/// record with that line (empty if none came) for the caller's checks.
+pub fn refused_checkpoint(bins: &Bins, program: &Program, images: &Path, as_nobody: bool) -> Result<(Record, String)> {
+    let mut p = Proc::spawn("ckpt-run", ckpt_run_with(bins, program, images, &[], as_nobody))?;
+    p.wait_for_step(3, Duration::from_secs(60))?;
+    p.signal(libc::SIGUSR2)?;
+    p.wait_for_stderr("checkpoint failed", Duration::from_secs(60))?;
+    p.wait(Duration::from_secs(60))?;
+    let rec = p.record();
+    let line = rec.stderr.lines().find(|l| l.contains("checkpoint failed")).unwrap_or_default().to_string();
+    Ok((rec, line))
+}
+
 pub fn ckpt_run_with(bins: &Bins, program: &Program, images: &Path, options: &[&str], as_nobody: bool) -> Command {
     let mut argv: Vec<OsString> = vec![bins.run.clone().into(), "--dir".into(), images.into()];
     argv.extend(options.iter().map(OsString::from));

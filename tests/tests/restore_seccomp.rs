@@ -7,10 +7,9 @@
 mod ready_go;
 mod restore_util;
 use anyhow::{bail, Result};
-use ckpt_tests::scenario::ckpt_run_with;
-use ckpt_tests::{Bins, Proc, Program, Workdir};
+use ckpt_tests::scenario::refused_checkpoint;
+use ckpt_tests::{Bins, Program, Workdir};
 use ready_go::same_after_restart;
-use std::time::Duration;
 
 const PER_THREAD: &[&str] = &[
     "early: getppid ok, getcpu ok, prctl ok, Seccomp 0, filters 0",
@@ -51,13 +50,7 @@ fn unseen(tag: &str, mode: &str, nobody: bool, says: &str) -> Result<()> {
     let bins = Bins::locate()?;
     let work = Workdir::new(tag)?;
     let program = Program::c(&work, "seccomp_unseen.c", &["-pthread"], &["40", mode])?;
-    let mut p = Proc::spawn("ckpt-run", ckpt_run_with(&bins, &program, &work.images(), &[], nobody))?;
-    p.wait_for_step(3, Duration::from_secs(60))?;
-    p.signal(libc::SIGUSR2)?;
-    p.wait_for_stderr("checkpoint failed", Duration::from_secs(60))?;
-    p.wait(Duration::from_secs(60))?;
-    let rec = p.record();
-    let line = rec.stderr.lines().find(|l| l.contains("checkpoint failed")).unwrap_or_default();
+    let (rec, line) = refused_checkpoint(&bins, &program, &work.images(), nobody)?;
     if !rec.success() || !rec.stdout.contains("result 40") || !line.contains("thread") || !line.contains(says) {
         bail!("expected a failed checkpoint naming the sandboxed thread and the program going on{}", ckpt_tests::process::transcript(&[rec]));
     }

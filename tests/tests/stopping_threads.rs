@@ -9,9 +9,8 @@
 //! stop (tests/programs/dead_leader.c).
 
 use anyhow::{bail, Result};
-use ckpt_tests::scenario::ckpt_run_with;
-use ckpt_tests::{run_and_verify, Bins, Options, Proc, Program, Workdir};
-use std::time::Duration;
+use ckpt_tests::scenario::refused_checkpoint;
+use ckpt_tests::{run_and_verify, Bins, Options, Program, Workdir};
 
 fn sigev_thread(tag: &str, nobody: bool) -> Result<()> {
     let bins = Bins::locate()?;
@@ -39,13 +38,7 @@ fn a_thread_that_blocks_every_signal_fails_the_checkpoint_with_its_name() -> Res
     let bins = Bins::locate()?;
     let work = Workdir::new("aio-helper")?;
     let program = Program::c(&work, "aio_helper.c", &[], &["60"])?;
-    let mut p = Proc::spawn("ckpt-run", ckpt_run_with(&bins, &program, &work.images(), &[], false))?;
-    p.wait_for_step(3, Duration::from_secs(60))?;
-    p.signal(libc::SIGUSR2)?;
-    p.wait_for_stderr("checkpoint failed", Duration::from_secs(60))?;
-    p.wait(Duration::from_secs(60))?;
-    let rec = p.record();
-    let line = rec.stderr.lines().find(|l| l.contains("checkpoint failed")).unwrap_or_default();
+    let (rec, line) = refused_checkpoint(&bins, &program, &work.images(), false)?;
     if !rec.success() || !rec.stdout.contains("result 60") || !line.contains("blocks every signal") || !line.contains("aio") {
         bail!("expected a failed checkpoint naming the aio thread and the program going on{}", ckpt_tests::process::transcript(&[rec]));
     }
