@@ -91,6 +91,17 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
         crate::selfsig::deliver(i, uc as *mut libc::ucontext_t);
         return;
     }
+    if crate::tree::woken(info) {
+        // Queued by the tree's coordinator before it woke this stopped process: no instruction
+        // of the program runs before the checkpoint thread stops this thread (bounded: a
+        // checkpoint that never starts lets the thread go on).
+        let mut waited = 0;
+        while !STOPPING.load(Ordering::Acquire) && waited < 2000 {
+            let ts = sys::timespec_ms(1);
+            let _ = syscall!(libc::SYS_nanosleep, &ts as *const libc::timespec, 0);
+            waited += 1;
+        }
+    }
     if !STOPPING.load(Ordering::Acquire) {
         return; // a late stop signal from a checkpoint that has already ended
     }
@@ -151,6 +162,8 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
         p.store(0, Ordering::Relaxed);
     }
     crate::blocked::reset();
+    // Where the threads of a process stopped by job control were (tree.rs): before `observe`.
+    crate::tree::adopt_seen();
     crate::sigqueue::reset();
     crate::seccomp::reset();
     STOPPING.store(true, Ordering::Release);
