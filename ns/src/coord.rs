@@ -418,11 +418,10 @@ impl Coord {
             let pid = self.sleepers[i].pid;
             self.sleepers[i].sig = self.stop_signal(pid);
             self.sleepers[i].woken = true;
-            let member = self.index_of(pid);
-            if let Some(m) = member {
+            if let Some(m) = self.index_of(pid) {
                 self.ask_to_stop(m, gen, dirfd);
             }
-            crate::jobstop::wake(pid, tmp, member.is_some());
+            crate::jobstop::wake(pid, tmp);
         }
     }
 

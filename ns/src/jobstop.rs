@@ -22,12 +22,12 @@ pub fn seen_name(pid: i32) -> String {
     format!("{pid}.seen")
 }
 
-/// Wake stopped process `pid` for its part in a checkpoint (see `coord`): if it is a `member`
-/// (its runtime runs and handles the stop signal), note in `<pid>.seen` under `tmp` where each
-/// program thread was stopped and queue it the runtime's stop signal marked `WAKE_MARK`; then
-/// SIGCONT.
-pub(crate) fn wake(pid: i32, tmp: &std::path::Path, member: bool) {
-    if member {
+/// Wake stopped process `pid` for its part in a checkpoint (see `coord`): if its runtime
+/// handles the stop signal (a member, or a child a member forked that had not joined yet),
+/// note in `<pid>.seen` under `tmp` where each program thread was stopped and queue it the
+/// runtime's stop signal marked `WAKE_MARK`; then SIGCONT.
+pub(crate) fn wake(pid: i32, tmp: &std::path::Path) {
+    if catches_stop_signal(pid) {
         mark(pid, tmp);
     }
     // SAFETY: a signal to a process of our namespace.
@@ -65,6 +65,14 @@ fn mark(pid: i32, tmp: &std::path::Path) {
             queue_marked(pid, tid);
         }
     }
+}
+
+/// Whether process `pid` has a handler for the runtime's stop signal (SigCgt): an exec'd
+/// program before its runtime starts, or one without it, would die of it.
+fn catches_stop_signal(pid: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let caught = status.lines().find_map(|l| l.strip_prefix("SigCgt:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()).unwrap_or(0);
+    caught & (1 << (STOP_SIGNAL - 1)) != 0
 }
 
 /// Queue the runtime's stop signal to thread `tid` of `pid`, as SI_QUEUE from us with WAKE_MARK.

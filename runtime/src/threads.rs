@@ -94,13 +94,14 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
     if crate::tree::woken(info) {
         // Queued by the tree's coordinator before it woke this stopped process: no instruction
         // of the program runs before the checkpoint thread stops this thread (bounded: a
-        // checkpoint that never starts lets the thread go on).
-        let mut waited = 0;
-        while !STOPPING.load(Ordering::Acquire) && waited < 2000 {
-            let ts = sys::timespec_ms(1);
-            let _ = syscall!(libc::SYS_nanosleep, &ts as *const libc::timespec, 0);
-            waited += 1;
+        // checkpoint that never starts lets the thread go on). A child forked by a member and
+        // stopped before it joined has no checkpoint thread yet: it parks at the end of its
+        // fork handler instead (lib.rs).
+        if !crate::tree::own_checkpoint_thread() {
+            crate::tree::woken_before_joining();
+            return;
         }
+        wait_stopping(2000);
     }
     if !STOPPING.load(Ordering::Acquire) {
         return; // a late stop signal from a checkpoint that has already ended
@@ -150,6 +151,25 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
     sys::futex_wake(&STOPPED);
     while RELEASE.load(Ordering::Acquire) == gen {
         sys::futex_wait(&RELEASE, gen, None);
+    }
+}
+
+/// Wait (at most `limit_ms`) until a checkpoint is stopping the threads.
+pub fn wait_stopping(limit_ms: u32) -> bool {
+    let mut waited = 0;
+    while !STOPPING.load(Ordering::Acquire) && waited < limit_ms {
+        let ts = sys::timespec_ms(1);
+        let _ = syscall!(libc::SYS_nanosleep, &ts as *const libc::timespec, 0);
+        waited += 1;
+    }
+    STOPPING.load(Ordering::Acquire)
+}
+
+/// Wait until the checkpoint that is stopping the threads has let them go.
+pub fn wait_released() {
+    while STOPPING.load(Ordering::Acquire) {
+        let ts = sys::timespec_ms(1);
+        let _ = syscall!(libc::SYS_nanosleep, &ts as *const libc::timespec, 0);
     }
 }
 

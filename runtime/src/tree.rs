@@ -476,6 +476,29 @@ pub fn adopt_seen() {
     }
 }
 
+/// A thread of ours got the coordinator's marked stop signal before this process (a child a
+/// member forked) joined the tree: it parks at the end of the fork handler (`park_if_woken`).
+static WOKEN_EARLY: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process's checkpoint thread exists (a fresh fork child has the parent's record).
+pub fn own_checkpoint_thread() -> bool {
+    let tid = crate::CKPT_THREAD.tid.load(Ordering::Acquire);
+    tid > 0 && sys::tgkill(sys::getpid(), tid, 0).is_ok()
+}
+
+pub fn woken_before_joining() {
+    WOKEN_EARLY.store(true, Ordering::Release);
+}
+
+/// At the end of a member child's fork handler (its checkpoint thread runs, it has joined): if
+/// the coordinator woke it from a stop before, this thread waits here (runtime code, not the
+/// program's) until the checkpoint it was woken for has stopped it and let it go.
+pub fn park_if_woken() {
+    if WOKEN_EARLY.swap(false, Ordering::AcqRel) && crate::threads::wait_stopping(5000) {
+        crate::threads::wait_released();
+    }
+}
+
 /// Whether a stop signal's siginfo is the coordinator's, queued before it woke this process
 /// from a stop (ckpt_ns::jobstop::WAKE_MARK, sent by init: pid 1, or by ourselves after a
 /// restart: `stop_again`).

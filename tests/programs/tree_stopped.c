@@ -5,8 +5,9 @@
  * Usage: tree_stopped STOP|TSTP [ROUNDS=300] [DELAY_MS=20] [STOP_AT=5] [CONT_AT=ROUNDS-40]
  * The child leads a process group of its own in the parent's session (not orphaned, so SIGTSTP
  * stops it) and counts in shared memory: it waits for a byte on a pipe, then counts every 2 ms.
- * At round STOP_AT the parent sends the signal and waits until the child is stopped (waitid
- * WSTOPPED|WNOWAIT: CLD_STOPPED with that signal), then writes the byte. In every round until
+ * At round STOP_AT (0: right after the fork, before the child's runtime can join the tree) the
+ * parent sends the signal and waits until the child is stopped (waitid WSTOPPED|WNOWAIT:
+ * CLD_STOPPED with that signal), then writes the byte. In every round until
  * CONT_AT it checks that the child is stopped: state T in /proc, the count at 0, and waitid
  * (WSTOPPED|WNOHANG|WNOWAIT) reporting CLD_STOPPED with the signal. At CONT_AT it sends SIGCONT
  * and waitid(WCONTINUED) must report CLD_CONTINUED; later rounds check that the child counts.
@@ -35,6 +36,22 @@ static char state_of(pid_t pid)
     buf[n] = 0;
     char *p = strrchr(buf, ')');
     return p && p[1] && p[2] ? p[2] : '?';
+}
+
+/* Stop the child with `sig` and wait for its stop report; then let it go on (once continued). */
+static long stop_child(pid_t child, int sig, int go)
+{
+    siginfo_t si;
+    long bad = 0;
+    kill(child, sig);
+    memset(&si, 0, sizeof si);
+    if (waitid(P_PID, child, &si, WSTOPPED | WNOWAIT) != 0 || si.si_code != CLD_STOPPED || si.si_status != sig) {
+        fprintf(stderr, "bad: no stop report (code %d, status %d)\n", si.si_code, si.si_status);
+        bad++;
+    }
+    if (write(go, "g", 1) != 1)
+        bad++;
+    return bad;
 }
 
 int main(int argc, char **argv)
@@ -70,20 +87,12 @@ int main(int argc, char **argv)
     }
     setpgid(child, child);
     close(go[0]);
-    long bad = 0;
+    long bad = stop_at <= 0 ? stop_child(child, sig, go[1]) : 0;
     uint64_t state = 1;
     for (long r = 1; r <= rounds; r++) {
         siginfo_t si;
-        if (r == stop_at) {
-            kill(child, sig);
-            memset(&si, 0, sizeof si);
-            if (waitid(P_PID, child, &si, WSTOPPED | WNOWAIT) != 0 || si.si_code != CLD_STOPPED || si.si_status != sig) {
-                fprintf(stderr, "bad: round %ld: no stop report (code %d, status %d)\n", r, si.si_code, si.si_status);
-                bad++;
-            }
-            if (write(go[1], "g", 1) != 1)
-                bad++;
-        }
+        if (r == stop_at)
+            bad += stop_child(child, sig, go[1]);
         if (r >= stop_at && r < cont_at) {
             memset(&si, 0, sizeof si);
             char st = state_of(child);

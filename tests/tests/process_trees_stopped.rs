@@ -8,7 +8,9 @@
 //!   child counts. A checkpoint refused, a child that ran a moment while it was woken (its
 //!   count), or one restarted running or stopped by another signal changes the result;
 //! - with SIGTSTP and with SIGSTOP, two checkpoints (the second of a restarted stopped
-//!   process), also as nobody.
+//!   process), also as nobody;
+//! - a child stopped right after the fork, before its runtime joined the tree (its threads park
+//!   in the runtime's fork handler when woken: CRIU's zdtm stopped does this).
 
 use anyhow::Result;
 use ckpt_tests::{Program, Workdir};
@@ -34,4 +36,13 @@ fn a_child_stopped_by_sigstop_stays_stopped_across_two_restarts_as_nobody() -> R
 #[test]
 fn a_child_stopped_by_sigtstp_stays_stopped_across_two_restarts_as_nobody() -> Result<()> {
     ckpt_tests::trees::verify("trees-stopped-tstp-nobody", tstp, &[20, 80], true, 2).map(drop)
+}
+
+fn at_fork(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_stopped.c", &[], &["TSTP", "300", "20", "0", "260"])
+}
+
+#[test]
+fn a_child_stopped_before_it_joined_the_tree_is_stopped_after_the_restart() -> Result<()> {
+    ckpt_tests::trees::verify("trees-stopped-at-fork", at_fork, &[20, 80], false, 2).map(drop)
 }
