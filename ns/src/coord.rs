@@ -20,10 +20,12 @@
 //! A process stopped by job control (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU) cannot take its part
 //! while it is stopped (its checkpoint thread does not run): it is woken with SIGCONT only once
 //! every other process has stopped its threads (no program code of the tree runs while it is
-//! awake), takes its part, and once it is captured (or the checkpoint is called off) gets the
-//! signal that had stopped it again (read from its /proc stat), so that it is stopped once more
-//! before any process resumes; the manifest names it, and the restart stops it again before
-//! any process of the tree runs (`treemsg`). What the program can notice is in the README.
+//! awake; its own threads park in the runtime before they run: `jobstop::wake`), takes its
+//! part, and once it is captured (or the checkpoint is called off) gets the signal that had
+//! stopped it again (known from its parent's wait report: `stop_signal`), so that it is stopped
+//! once more before any process resumes; the manifest names it, and the restart stops it again
+//! before any process of the tree runs (`treemsg`). What the program can notice is in the
+//! README.
 //!
 //! A program alone, whose image name has never held a set, is told to checkpoint itself (its
 //! image stays one file, with increments, as without trees).
@@ -408,8 +410,8 @@ impl Coord {
     /// that it parks in the runtime before it runs a single instruction of the program; where
     /// each was stopped (its /proc syscall line) goes into `<pid>.seen` in the set's temporary
     /// directory `tmp`, for the runtime to hide the interruption of a blocked call as it does
-    /// for running threads (`jobstop::wake`).
-    /// A member (gen, dirfd: the checkpoint's) gets its Stop before it is woken.
+    /// for running threads (`jobstop::wake`). A member gets its Stop (checkpoint `gen`, set
+    /// directory `dirfd`) before it is woken.
     fn wake(&mut self, tmp: &std::path::Path, gen: u64, dirfd: &OwnedFd) {
         for i in 0..self.sleepers.len() {
             if self.sleepers[i].woken {
@@ -496,7 +498,7 @@ impl Coord {
                     self.ask_to_stop(i, gen, dirfd);
                 }
             }
-            // (A stopped answer of an earlier checkpoint's Done would not be this one's.)
+            // (A Done left over from an earlier checkpoint is no answer to this Stop.)
             let answered = |m: &Member| matches!(m.got, Some(TreeMsg::Stopped | TreeMsg::Abort | TreeMsg::Done { ok: false, .. }));
             if !self.wait_until(PHASE, |c| c.members.iter().all(|m| answered(m) || c.asleep(m.pid))) {
                 let late = self.unanswered();
