@@ -22,6 +22,11 @@
 //! manifest without `same` lines says no fd is shared; a version 1 manifest (written when kcmp
 //! was not available) says nothing of it.
 //!
+//! A process that was stopped (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU: job control) when the set was
+//! taken has a line `stopped PID SIG` with the signal that stopped it: the restart stops it
+//! again with that signal before any process of the tree runs. A ckpt that does not know these
+//! lines refuses such a set at that line (it would restart the process running).
+//!
 //! pgid and sid are as the namespace sees them: 0 when they lie outside it (the outer ckpt-run's
 //! group and session, which the restarted tree joins again the same way).
 
@@ -61,6 +66,8 @@ pub struct Manifest {
     /// The open file descriptions held by two processes or more (each holder's (pid, fd)), as
     /// kcmp found them at the cut; None: not known (a version 1 set, or no kcmp).
     pub same: Option<Vec<Vec<(i32, i32)>>>,
+    /// The live processes that were stopped by a stop signal at the cut: (pid, signal).
+    pub stopped: Vec<(i32, i32)>,
 }
 
 /// The file name of process `pid`'s image in a set.
@@ -82,6 +89,9 @@ impl Manifest {
         for group in self.same.iter().flatten() {
             let held: Vec<String> = group.iter().map(|(pid, fd)| format!("{pid}:{fd}")).collect();
             s.push_str(&format!("same {}\n", held.join(" ")));
+        }
+        for (pid, sig) in &self.stopped {
+            s.push_str(&format!("stopped {pid} {sig}\n"));
         }
         s
     }
@@ -122,9 +132,20 @@ impl Manifest {
                     let group = held.iter().map(|h| at(h)).collect::<Result<Vec<_>, _>>()?;
                     m.same.get_or_insert_with(Vec::new).push(group);
                 }
+                ["stopped", pid, sig] => {
+                    let (pid, sig) = (num(pid)? as i32, num(sig)? as i32);
+                    if !is_stop_signal(sig) || m.stopped.iter().any(|s| s.0 == pid) {
+                        return Err(bad());
+                    }
+                    m.stopped.push((pid, sig));
+                }
                 [""] => {}
                 _ => return Err(bad()),
             }
+        }
+        // (A stopped line names a live process of the set.)
+        if let Some((pid, _)) = m.stopped.iter().find(|(pid, _)| !m.live().any(|(p, _)| p.pid == *pid)) {
+            return Err(format!("the stopped process {pid} is not a live process of the set"));
         }
         if !m.procs.iter().any(|p| p.pid == m.root && matches!(p.state, ProcState::Live { .. })) {
             return Err(format!("the root process {} is not a live process of the set", m.root));
@@ -151,11 +172,21 @@ impl Manifest {
         self.live().find(|(p, _)| p.pid == self.root).map(|(_, image)| image)
     }
 
+    /// The signal that had stopped process `pid` at the cut, if it was stopped.
+    pub fn stop_signal(&self, pid: i32) -> Option<i32> {
+        self.stopped.iter().find(|s| s.0 == pid).map(|s| s.1)
+    }
+
     /// The processes whose parent is `pid` (0: those whose parent is outside the set, init's).
     pub fn children_of(&self, pid: i32) -> impl Iterator<Item = &TreeProc> {
         let inside = |p: i32| self.procs.iter().any(|q| q.pid == p);
         self.procs.iter().filter(move |p| if pid == 0 { !inside(p.ppid) } else { p.ppid == pid })
     }
+}
+
+/// The signals whose default action stops a process (job control).
+pub fn is_stop_signal(sig: i32) -> bool {
+    matches!(sig, libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU)
 }
 
 /// `<digits>.ckpt`: nothing that could leave the set directory.
@@ -182,8 +213,15 @@ mod tests {
                 TreeProc { pid: 11, ppid: 10, pgid: 11, sid: 11, state: ProcState::Zombie { status: 256 } },
             ],
             same: None,
+            stopped: Vec::new(),
         };
         assert_eq!(Manifest::parse(&m.encode()), Ok(m.clone()));
+        let mut stopped = m.clone();
+        stopped.stopped = vec![(10, libc::SIGTSTP)];
+        assert!(stopped.encode().contains("stopped 10 20\n"));
+        assert_eq!(Manifest::parse(&stopped.encode()), Ok(stopped.clone()));
+        assert_eq!(stopped.stop_signal(10), Some(libc::SIGTSTP));
+        assert_eq!(stopped.stop_signal(11), None);
         assert!(m.encode().starts_with("ckpt-tree 1\n"));
         let mut two = m.clone();
         two.same = Some(vec![vec![(10, 4), (11, 4), (11, 7)]]);
@@ -205,5 +243,9 @@ mod tests {
         assert!(Manifest::parse("ckpt-tree 2\nroot 5\nproc 5 1 0 0 live 5.ckpt\nsame 5:3\n").is_err());
         assert!(Manifest::parse("ckpt-tree 2\nroot 5\nproc 5 1 0 0 live 5.ckpt\nsame 5:3 6:x\n").is_err());
         assert!(Manifest::parse("ckpt-tree 1\nroot 5\nproc 5 1 0 0 live 5.ckpt\n").is_ok());
+        // `stopped`: a live process of the set, a stop signal.
+        assert!(Manifest::parse("ckpt-tree 2\nroot 5\nproc 5 1 0 0 live 5.ckpt\nstopped 5 19\n").is_ok());
+        assert!(Manifest::parse("ckpt-tree 2\nroot 5\nproc 5 1 0 0 live 5.ckpt\nstopped 5 9\n").is_err());
+        assert!(Manifest::parse("ckpt-tree 2\nroot 5\nproc 5 1 0 0 live 5.ckpt\nstopped 6 19\n").is_err());
     }
 }

@@ -14,9 +14,18 @@
 //! instead of Resume: no process of the tree runs program code after the cut; once the set is
 //! committed the requester exits and the namespace ends with it (status 75), and a failed set
 //! lets every process go on. A process that does not run the runtime (a static program, one that
-//! cleared LD_PRELOAD), a stopped process (job control), a traced one (ptrace) or Slurm's srun
-//! (its step runs outside the tree: `launchers`) refuses the checkpoint at once with one line
-//! naming it.
+//! cleared LD_PRELOAD), a traced one (ptrace) or Slurm's srun (its step runs outside the tree:
+//! `launchers`) refuses the checkpoint at once with one line naming it.
+//!
+//! A process stopped by job control (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU) cannot take its part
+//! while it is stopped (its checkpoint thread does not run): it is woken with SIGCONT only once
+//! every other process has stopped its threads (no program code of the tree runs while it is
+//! awake; its own threads park in the runtime before they run: `jobstop::wake`), takes its
+//! part, and once it is captured (or the checkpoint is called off) gets the signal that had
+//! stopped it again (known from its parent's wait report: `stop_signal`), so that it is stopped
+//! once more before any process resumes; the manifest names it, and the restart stops it again
+//! before any process of the tree runs (`treemsg`). What the program can notice is in the
+//! README.
 //!
 //! A program alone, whose image name has never held a set, is told to checkpoint itself (its
 //! image stays one file, with increments, as without trees).
@@ -50,9 +59,22 @@ struct Member {
     in_cut: bool,
 }
 
+/// A process of the tree that was stopped by job control when the checkpoint began.
+struct Sleeper {
+    pid: i32,
+    /// The signal that stopped it (sent again after its capture).
+    sig: i32,
+    /// We sent it SIGCONT for the checkpoint being taken.
+    woken: bool,
+}
+
 pub(crate) struct Coord {
     listen: OwnedFd,
     members: Vec<Member>,
+    /// The stopped processes of the checkpoint being taken.
+    sleepers: Vec<Sleeper>,
+    /// Their stop signals as their parents answered (pid, signal; 0: not known).
+    stop_answers: Vec<(i32, i32)>,
     target: Target,
     tool: &'static str,
     /// The program init started.
@@ -131,7 +153,7 @@ impl Coord {
         if unsafe { libc::bind(fd, &addr as *const libc::sockaddr_un as *const libc::sockaddr, len) } != 0 || unsafe { libc::listen(fd, 64) } != 0 {
             return Err(errno());
         }
-        Ok(Coord { listen, members: Vec::new(), target, tool, root: 0 })
+        Ok(Coord { listen, members: Vec::new(), sleepers: Vec::new(), stop_answers: Vec::new(), target, tool, root: 0 })
     }
 
     /// The fds to poll: the listening socket, then every member.
@@ -216,6 +238,7 @@ impl Coord {
                 loop {
                     match self.recv(i) {
                         Recv::Msg(TreeMsg::Request { .. }) => {} // the checkpoint being taken serves it
+                        Recv::Msg(TreeMsg::StopSig { pid, sig }) => self.stop_answers.push((pid, sig)),
                         Recv::Msg(m) => self.members[i].got = Some(m),
                         Recv::Gone => {
                             gone.push(i);
@@ -324,17 +347,18 @@ impl Coord {
     fn take(&mut self, gen: u64, stop: bool) -> Result<(usize, u64, u64, u64), String> {
         // Every live process of the tree must run the runtime (a fork's child connects in
         // its first milliseconds).
-        // A stopped or traced process cannot take its part (its threads, ours too, do not run):
-        // said at once, before any waiting.
-        let unfit: Vec<String> = procs().iter().filter(|p| !p.zombie).filter_map(|p| unfit(p.pid)).collect();
+        // A traced process cannot take its part: said at once, before any waiting.
+        let unfit: Vec<String> = procs().iter().filter(|p| !p.zombie).filter_map(|p| traced(p.pid)).collect();
         if !unfit.is_empty() {
             return Err(unfit.join("; "));
         }
+        // Stopped ones are woken later (`phases`); they cannot connect before.
+        self.sleepers = procs().iter().filter(|p| !p.zombie && crate::jobstop::is_stopped(p.pid)).map(|p| Sleeper { pid: p.pid, sig: 0, woken: false }).collect();
         // The first srun is enough to name (it forks a helper of the same name).
         if let Some(why) = procs().iter().filter(|p| !p.zombie).find_map(|p| crate::launchers::outside_work(p.pid)) {
             return Err(why);
         }
-        let missing = |c: &Coord| procs().iter().filter(|p| !p.zombie && c.index_of(p.pid).is_none()).map(|p| p.pid).collect::<Vec<_>>();
+        let missing = |c: &Coord| procs().iter().filter(|p| !p.zombie && c.index_of(p.pid).is_none() && !c.asleep(p.pid)).map(|p| p.pid).collect::<Vec<_>>();
         if !self.wait_until(JOIN, |c| missing(c).is_empty()) {
             return Err(not_running_runtime(&missing(self)));
         }
@@ -343,7 +367,97 @@ impl Coord {
         if r.is_err() {
             let _ = std::fs::remove_dir_all(&tmp);
         }
+        // (Each woken one is stopped again by now: `restop`.)
+        self.sleepers.clear();
         r
+    }
+
+    /// Whether `pid` is a stopped process of the checkpoint being taken not woken yet.
+    fn asleep(&self, pid: i32) -> bool {
+        self.sleepers.iter().any(|s| s.pid == pid && !s.woken)
+    }
+
+    /// Whether `pid` was stopped when the checkpoint being taken began.
+    fn sleeper(&self, pid: i32) -> Option<&Sleeper> {
+        self.sleepers.iter().find(|s| s.pid == pid)
+    }
+
+    /// The signal that stopped process `pid`: from the wait report its parent has not taken
+    /// (asked of the parent, which is stopped for the checkpoint), or that init took (an
+    /// orphan's); SIGSTOP when neither tells (a report the program took already).
+    fn stop_signal(&mut self, pid: i32) -> i32 {
+        let ppid = procs().iter().find(|p| p.pid == pid).map_or(0, |p| p.ppid);
+        let sig = if ppid == 1 {
+            crate::jobstop::reaped_stop(pid).unwrap_or(0)
+        } else if let Some(i) = self.index_of(ppid).filter(|_| !self.asleep(ppid)) {
+            self.stop_answers.retain(|a| a.0 != pid);
+            self.send(i, TreeMsg::AskStop { pid }, None);
+            self.wait_until(ASK, |c| c.stop_answers.iter().any(|a| a.0 == pid));
+            self.stop_answers.iter().find(|a| a.0 == pid).map_or(0, |a| a.1)
+        } else {
+            0
+        };
+        if ckpt_image::tree::is_stop_signal(sig) {
+            sig
+        } else {
+            libc::SIGSTOP
+        }
+    }
+
+    /// Every other process has stopped its threads: wake the stopped ones to take their part.
+    /// Before SIGCONT, each program thread (not those that block the runtime's stop signal: its
+    /// checkpoint thread, helpers) gets the stop signal queued, marked as ours (`WAKE_MARK`), so
+    /// that it parks in the runtime before it runs a single instruction of the program; where
+    /// each was stopped (its /proc syscall line) goes into `<pid>.seen` in the set's temporary
+    /// directory `tmp`, for the runtime to hide the interruption of a blocked call as it does
+    /// for running threads (`jobstop::wake`). A member gets its Stop (checkpoint `gen`, set
+    /// directory `dirfd`) before it is woken.
+    fn wake(&mut self, tmp: &std::path::Path, gen: u64, dirfd: &OwnedFd) {
+        for i in 0..self.sleepers.len() {
+            if self.sleepers[i].woken {
+                continue;
+            }
+            let pid = self.sleepers[i].pid;
+            self.sleepers[i].sig = self.stop_signal(pid);
+            self.sleepers[i].woken = true;
+            if let Some(m) = self.index_of(pid) {
+                self.ask_to_stop(m, gen, dirfd);
+            }
+            crate::jobstop::wake(pid, tmp);
+        }
+    }
+
+    /// Send member `i` its Stop for checkpoint `gen` (with the set's directory), saying which
+    /// signal had stopped it if it was stopped.
+    fn ask_to_stop(&mut self, i: usize, gen: u64, dirfd: &OwnedFd) {
+        self.members[i].asked = true;
+        let members = self.members.len() as u32;
+        let stopped = self.sleeper(self.members[i].pid).map_or(0, |s| s.sig as u32);
+        self.send(i, TreeMsg::Stop { generation: gen, members, stopped }, Some(dirfd.as_raw_fd()));
+    }
+
+    /// Stop the woken processes again with the signal that had stopped them, and wait until
+    /// they are (their checkpoint thread takes it: the program's threads are held in the
+    /// runtime); where that signal does not stop them (SIGTSTP, SIGTTIN, SIGTTOU in an orphaned
+    /// process group), SIGSTOP does, and the manifest says so.
+    fn restop(&mut self) {
+        for s in self.sleepers.iter_mut().filter(|s| s.woken) {
+            s.woken = false;
+            for sig in [s.sig, libc::SIGSTOP] {
+                // SAFETY: a signal to a process of our namespace.
+                if unsafe { libc::kill(s.pid, sig) } != 0 {
+                    break; // gone
+                }
+                s.sig = sig;
+                let end = Instant::now() + RESTOP;
+                while !crate::jobstop::all_stopped(s.pid) && Instant::now() < end {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                if crate::jobstop::all_stopped(s.pid) {
+                    break;
+                }
+            }
+        }
     }
 
     fn make_tmp(&self) -> Result<(PathBuf, OwnedFd), String> {
@@ -368,17 +482,25 @@ impl Coord {
         // Phase 1: every process stops. A process forked just before its parent stopped, or a
         // program a member exec'd just then, connects meanwhile: it is asked to stop too, until
         // every live process of the tree is a stopped member.
-        let missing = |c: &Coord| procs().iter().filter(|p| !p.zombie && c.index_of(p.pid).is_none()).map(|p| p.pid).collect::<Vec<_>>();
+        // A stopped process is woken only once every running one has stopped its threads, and
+        // joins (a stopped one that had not connected yet) or answers in the next round.
+        let missing = |c: &Coord| procs().iter().filter(|p| !p.zombie && c.index_of(p.pid).is_none() && !c.asleep(p.pid)).map(|p| p.pid).collect::<Vec<_>>();
         for round in 0.. {
             self.wait_until(JOIN, |c| missing(c).is_empty());
-            let members = self.members.len() as u32;
+            // Woken, and still not ours: it does not run the runtime.
+            let lost: Vec<i32> = missing(self).into_iter().filter(|&p| self.sleeper(p).is_some()).collect();
+            if !lost.is_empty() {
+                self.abort();
+                return Err(not_running_runtime(&lost));
+            }
             for i in 0..self.members.len() {
-                if !self.members[i].asked {
-                    self.members[i].asked = true;
-                    self.send(i, TreeMsg::Stop { generation: gen, members }, Some(dirfd.as_raw_fd()));
+                if !self.members[i].asked && !self.asleep(self.members[i].pid) {
+                    self.ask_to_stop(i, gen, dirfd);
                 }
             }
-            if !self.wait_until(PHASE, |c| c.members.iter().all(|m| m.got.is_some())) {
+            // (A Done left over from an earlier checkpoint is no answer to this Stop.)
+            let answered = |m: &Member| matches!(m.got, Some(TreeMsg::Stopped | TreeMsg::Abort | TreeMsg::Done { ok: false, .. }));
+            if !self.wait_until(PHASE, |c| c.members.iter().all(|m| answered(m) || c.asleep(m.pid))) {
                 let late = self.unanswered();
                 self.abort();
                 return Err(format!("process {late:?} did not stop"));
@@ -387,6 +509,10 @@ impl Coord {
             if !bad.is_empty() {
                 self.abort();
                 return Err(format!("process {} could not be stopped (its own line above says why)", bad.join(", ")));
+            }
+            if self.sleepers.iter().any(|s| !s.woken) {
+                self.wake(tmp, gen, dirfd);
+                continue;
             }
             let left = missing(self);
             if left.is_empty() && self.members.iter().all(|m| m.asked) {
@@ -420,6 +546,11 @@ impl Coord {
             self.abort();
             return Err(format!("process {} could not be captured (its own line above says why)", who.join(", ")));
         }
+        // The stopped ones are stopped again before anyone resumes.
+        self.restop();
+        for s in &self.sleepers {
+            let _ = std::fs::remove_file(tmp.join(crate::jobstop::seen_name(s.pid)));
+        }
         // Phase 3: all resume (a stop checkpoint: stay stopped until the Result); each snapshot
         // writes its image.
         let go_on = if stop { TreeMsg::Hold } else { TreeMsg::Resume };
@@ -428,8 +559,10 @@ impl Coord {
         }
         // New processes may start meanwhile (they are not in this set); a process of the cut may
         // end or exec once it has resumed: its image is complete when its snapshot committed it.
-        self.wait_until(Duration::from_secs(24 * 3600), |c| c.members.iter().filter(|m| m.in_cut).all(|m| matches!(m.got, Some(TreeMsg::Done { .. }))));
-        let ended: Vec<i32> = cut.iter().copied().filter(|&p| !self.members.iter().any(|m| m.in_cut && m.pid == p)).collect();
+        // The stopped ones send no Done (they may be stopped before their image is written):
+        // their image file is waited for, as an ended process's.
+        self.wait_until(Duration::from_secs(24 * 3600), |c| c.members.iter().filter(|m| m.in_cut && c.sleeper(m.pid).is_none()).all(|m| matches!(m.got, Some(TreeMsg::Done { .. }))));
+        let ended: Vec<i32> = cut.iter().copied().filter(|&p| self.sleeper(p).is_some() || !self.members.iter().any(|m| m.in_cut && m.pid == p)).collect();
         let lost: Vec<i32> = ended.iter().copied().filter(|&p| !committed(tmp, p)).collect();
         if !lost.is_empty() {
             return Err(format!("process {lost:?} ended before its image was written"));
@@ -464,6 +597,7 @@ impl Coord {
                 })
                 .collect(),
             same,
+            stopped: self.sleepers.iter().filter(|s| tree.iter().any(|p| p.pid == s.pid && !p.zombie)).map(|s| (s.pid, s.sig)).collect(),
         };
         // Never replace the previous set with one a restart would refuse (a checkpoint asked for
         // while the program exits: no live process left to be the root).
@@ -488,11 +622,13 @@ impl Coord {
     }
 
     fn abort(&mut self) {
+        // The woken ones are stopped again first (they see the Abort once continued).
+        self.restop();
         for i in 0..self.members.len() {
             self.send(i, TreeMsg::Abort, None);
         }
         // Members that had captured write nothing; wait until they have resumed.
-        self.wait_until(PHASE, |c| c.members.iter().all(|m| !matches!(m.got, Some(TreeMsg::Captured | TreeMsg::Stopped))));
+        self.wait_until(PHASE, |c| c.members.iter().all(|m| c.sleeper(m.pid).is_some() || !matches!(m.got, Some(TreeMsg::Captured | TreeMsg::Stopped))));
     }
 
     /// Write the manifest last, then make the set the newest generation in one rename.
@@ -524,11 +660,9 @@ fn not_running_runtime(pids: &[i32]) -> String {
 
 /// Why process `pid` cannot take its part in a checkpoint, if it cannot: one of its threads is
 /// traced (ptrace: its tracer gets our stop signal first, and a restart cannot attach the tracer
-/// again unprivileged), or it is stopped by a stop signal (job control: SIGSTOP, Ctrl-Z), which
-/// stops our checkpoint thread too.
-fn unfit(pid: i32) -> Option<String> {
+/// again unprivileged).
+fn traced(pid: i32) -> Option<String> {
     let rd = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let mut stopped = false;
     for t in rd.flatten() {
         let Ok(status) = std::fs::read_to_string(t.path().join("status")) else { continue };
         let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).unwrap_or("");
@@ -541,16 +675,22 @@ fn unfit(pid: i32) -> Option<String> {
                 comm(tracer)
             ));
         }
-        stopped |= field("State:").starts_with('T');
     }
-    stopped.then(|| format!("process {pid} ({}) is stopped (SIGSTOP, SIGTSTP: job control): ckpt cannot checkpoint a stopped process yet; continue it (SIGCONT) first", comm(pid)))
+    None
 }
 
+/// How long a parent may take to say by which signal its child is stopped.
+const ASK: Duration = Duration::from_secs(2);
+
+/// How long a woken process may take to be stopped again.
+const RESTOP: Duration = Duration::from_secs(5);
+
 /// Whether the image of process `pid` is in the set directory `tmp`: its writer (the snapshot of
-/// a process that exec'd or exited after the cut) committed it, or gave up (no temporary file).
+/// a process that exec'd or exited after the cut, or of a stopped one) committed it, or gave up
+/// (no temporary file, and no writer child of `pid` that may not have created it yet).
 fn committed(tmp: &std::path::Path, pid: i32) -> bool {
     let name = image_name(pid);
-    let writing = || std::fs::read_dir(tmp).map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().starts_with(&format!("{name}.tmp")))).unwrap_or(false);
+    let writing = || writer_alive(pid) || std::fs::read_dir(tmp).map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().starts_with(&format!("{name}.tmp")))).unwrap_or(false);
     let end = Instant::now() + Duration::from_secs(600);
     while !tmp.join(&name).is_file() {
         if !writing() || Instant::now() > end {
@@ -559,6 +699,15 @@ fn committed(tmp: &std::path::Path, pid: i32) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     true
+}
+
+/// Whether process `pid` has a checkpoint writer child (`WRITER_NAME`) still at work.
+fn writer_alive(pid: i32) -> bool {
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    rd.flatten().any(|t| {
+        let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        children.split_whitespace().any(|c| comm(c.parse().unwrap_or(0)).as_bytes() == crate::WRITER_NAME.to_bytes())
+    })
 }
 
 enum Recv {

@@ -239,6 +239,12 @@ fn reap(program: i32, report: RawFd, outer: Option<RawFd>, block: bool) {
         if r == 0 {
             return;
         }
+        // (Orphans stopped by job control: the coordinator asks which signal stopped them.)
+        if libc::WIFSTOPPED(st) {
+            crate::jobstop::note_reaped(r, Some(libc::WSTOPSIG(st)));
+        } else {
+            crate::jobstop::note_reaped(r, None);
+        }
         if r != program {
             continue;
         }

@@ -30,6 +30,7 @@
 //! - `coord`: init as the coordinator of the program's process tree: the two-phase checkpoint
 //!   of every process; `treemsg`: its messages; `sets`: committing an image set; `launchers`:
 //!   processes whose work runs outside the tree (srun), which refuse its checkpoint;
+//! - `jobstop`: processes stopped by job control, as /proc shows them;
 //! - `idmap`: the uid and gid maps; `timens`: clock offsets; `caps`: the capability the restarter
 //!   keeps across its execve.
 //!
@@ -42,6 +43,7 @@ mod forward;
 mod launchers;
 mod idmap;
 mod init;
+pub mod jobstop;
 mod report;
 mod samefds;
 mod sets;

@@ -16,6 +16,15 @@
 //!   (after Hold: a committed set ends the namespace; a failed one lets every member go on)
 //! ```
 //! Abort (instead of Capture or Resume) resumes a member without an image.
+//!
+//! A process stopped by job control (SIGSTOP, SIGTSTP, ...) cannot answer: its Stop says which
+//! signal had stopped it (its parent's pending wait report, asked of the parent with AskStop
+//! while it is stopped for the checkpoint, answered with StopSig; init's own for orphans), and
+//! the coordinator wakes it with SIGCONT only once every running
+//! process has stopped its threads; once it is captured (or the checkpoint is called off) the
+//! coordinator sends it that signal again, which its checkpoint thread takes, so that the whole
+//! process is stopped again before any other process of the tree resumes. It sends no Done (it
+//! may be stopped before its image is written): the coordinator waits for its image file.
 
 /// What goes over the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +41,11 @@ pub enum TreeMsg {
     Solo,
     /// coordinator: stop your threads for checkpoint `generation` of the tree (fd: the set's
     /// temporary directory, where your image goes); `members` processes write at once (0:
-    /// not said, from an older coordinator), so each takes its share of the CPUs.
-    Stop { generation: u64, members: u32 },
+    /// not said, from an older coordinator), so each takes its share of the CPUs. `stopped`: the
+    /// signal that had stopped this process (job control) and that the coordinator woke it
+    /// from for the checkpoint (0: it was running): it takes that signal on its checkpoint
+    /// thread, which the coordinator sends it again once it is captured, and sends no Done.
+    Stop { generation: u64, members: u32, stopped: u32 },
     Capture,
     Resume,
     /// coordinator: as Resume, but the threads stay stopped until the Result (a stop checkpoint:
@@ -43,6 +55,11 @@ pub enum TreeMsg {
     Abort,
     /// coordinator: the set was committed (ok) or not.
     Result { ok: bool },
+    /// coordinator, to a stopped member's parent (while stopped for a checkpoint): by which
+    /// signal is your child `pid` stopped? (its wait report, if you have not taken it).
+    AskStop { pid: i32 },
+    /// member: child `pid` was stopped by `sig` (0: no stop report waiting).
+    StopSig { pid: i32, sig: i32 },
 }
 
 pub const LEN: usize = 32;
@@ -55,12 +72,14 @@ impl TreeMsg {
             TreeMsg::Captured => (3, 0, 0, 0, 0),
             TreeMsg::Done { ok, raw, stored, paused_ns } => (4, ok as u32, raw, stored, paused_ns),
             TreeMsg::Solo => (5, 0, 0, 0, 0),
-            TreeMsg::Stop { generation, members } => (6, members, generation, 0, 0),
+            TreeMsg::Stop { generation, members, stopped } => (6, members, generation, stopped as u64, 0),
             TreeMsg::Capture => (7, 0, 0, 0, 0),
             TreeMsg::Resume => (8, 0, 0, 0, 0),
             TreeMsg::Abort => (9, 0, 0, 0, 0),
             TreeMsg::Result { ok } => (10, ok as u32, 0, 0, 0),
             TreeMsg::Hold => (11, 0, 0, 0, 0),
+            TreeMsg::AskStop { pid } => (12, pid as u32, 0, 0, 0),
+            TreeMsg::StopSig { pid, sig } => (13, pid as u32, sig as u64, 0, 0),
         };
         let mut out = [0u8; LEN];
         out[0..4].copy_from_slice(&k.to_ne_bytes());
@@ -83,12 +102,14 @@ impl TreeMsg {
             3 => TreeMsg::Captured,
             4 => TreeMsg::Done { ok: w(4) != 0, raw: q(8), stored: q(16), paused_ns: q(24) },
             5 => TreeMsg::Solo,
-            6 => TreeMsg::Stop { generation: q(8), members: w(4) },
+            6 => TreeMsg::Stop { generation: q(8), members: w(4), stopped: q(16) as u32 },
             7 => TreeMsg::Capture,
             8 => TreeMsg::Resume,
             9 => TreeMsg::Abort,
             10 => TreeMsg::Result { ok: w(4) != 0 },
             11 => TreeMsg::Hold,
+            12 => TreeMsg::AskStop { pid: w(4) as i32 },
+            13 => TreeMsg::StopSig { pid: w(4) as i32, sig: q(8) as i32 },
             _ => return None,
         })
     }
@@ -114,12 +135,15 @@ mod tests {
             TreeMsg::Captured,
             TreeMsg::Done { ok: true, raw: 1 << 40, stored: 7, paused_ns: 9 },
             TreeMsg::Solo,
-            TreeMsg::Stop { generation: 5, members: 3 },
+            TreeMsg::Stop { generation: 5, members: 3, stopped: 0 },
+            TreeMsg::Stop { generation: 6, members: 2, stopped: 20 },
             TreeMsg::Capture,
             TreeMsg::Resume,
             TreeMsg::Hold,
             TreeMsg::Abort,
             TreeMsg::Result { ok: false },
+            TreeMsg::AskStop { pid: 12 },
+            TreeMsg::StopSig { pid: 12, sig: 20 },
         ] {
             assert_eq!(TreeMsg::decode(&m.encode()), Some(m));
         }

@@ -10,7 +10,10 @@
 //! shared objects, takes its process group and session, and restores its own image with the
 //! single-process path, which places those objects at its fd numbers and maps the shared memory
 //! from them. All of them wait at one barrier before they switch to their images, so that no
-//! process runs (and writes shared memory, or a pipe) before every other is staged.
+//! process runs (and writes shared memory, or a pipe) before every other is staged. A process
+//! that was stopped by job control at the cut (the manifest's `stopped` lines) stops itself
+//! right after its switch, before its program's threads run, with the signal that had stopped
+//! it (its runtime, from the image); the others switch only once it is stopped.
 
 use anyhow::{anyhow, bail, Context, Result};
 use crate::sessions::{Plan, Step};
@@ -44,6 +47,8 @@ struct Shared {
     max_id: i32,
     /// Group helpers the plan makes (`Barrier::led`).
     group_helpers: u32,
+    /// The processes stopped by job control at the cut, with their stop signal.
+    stopped: Vec<(i32, i32)>,
 }
 
 /// The tree's open files by holder (pid, fd): our fd and the size to cut the file back to.
@@ -125,10 +130,27 @@ pub fn shared_memory(shared: &[SharedMem], start: u64) -> Option<(RawFd, u64)> {
     Some((*s.shm.get(&(m.dev, m.ino))?, m.offset))
 }
 
-/// Wait until every process of the tree is ready to switch (no-op outside a tree).
+/// Wait until every process of the tree is ready to switch (no-op outside a tree); a process
+/// stopped at the cut switches at once (and stops itself), the others once it is stopped.
 pub fn barrier() -> Result<()> {
     let Some(s) = SHARED.get() else { return Ok(()) };
-    meet(&s.barrier.ready, s.live, "ready to run")
+    meet(&s.barrier.ready, s.live, "ready to run")?;
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    if s.stopped.iter().any(|(pid, _)| *pid == me) {
+        return Ok(());
+    }
+    let start = std::time::Instant::now();
+    for &(pid, _) in &s.stopped {
+        while !ckpt_ns::jobstop::all_stopped(pid) {
+            if start.elapsed() > std::time::Duration::from_secs(10) {
+                eprintln!("ckpt-restart: warning: process {pid} of the tree was stopped at the checkpoint and is not stopped again yet; the others go on");
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+    Ok(())
 }
 
 /// Count ourselves in `word` and wait until `n` processes are.
@@ -201,6 +223,7 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
         (shared.files, shared.fillers) = share_files(&indexes, same, &opts, &mut shared.pipes)?;
     }
     shared.total = m.procs.len() as u32;
+    shared.stopped = m.stopped.clone();
     let ids = indexes.iter().flat_map(|(pid, ix)| ix.threads.iter().map(|t| t.tid).chain([*pid, ix.ids.ckpt_tid]));
     // (Dead session and group leaders too: helpers may take those ids.)
     shared.max_id = ids.chain(m.procs.iter().flat_map(|p| [p.pid, p.pgid, p.sid])).max().unwrap_or(0);
@@ -295,7 +318,7 @@ fn make_shared(indexes: &[(i32, Index)], live: u32) -> Result<Shared> {
     // SAFETY: a zeroed page, valid for the life of the process, holding two atomics.
     let barrier: &'static Barrier = unsafe { &*(page as *const Barrier) };
     let sockets = crate::treeshare::TreeSockets::make(indexes)?;
-    Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), fillers: HashSet::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0 })
+    Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), fillers: HashSet::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0, stopped: Vec::new() })
 }
 
 /// Open once each file that processes of the tree hold as one (`unshared::tree_files`), at its

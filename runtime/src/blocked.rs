@@ -113,6 +113,19 @@ pub fn observe(tid: i32) {
     };
     let spent = crate::checkpoint::now_ns() - t0;
     WAIT_BUDGET.store(WAIT_BUDGET.load(Ordering::Relaxed).saturating_sub(spent), Ordering::Relaxed);
+    record(tid, seen);
+}
+
+/// What /proc said of thread `tid` before it was signalled, as another process read it: the
+/// coordinator of a process tree, while this process was stopped by job control (tree.rs).
+/// Taken before `observe` looks at the thread (the first record of a thread is its own).
+pub fn adopt(tid: i32, line: &[u8]) {
+    if let Some(seen) = parse_syscall_line(line) {
+        record(tid, seen);
+    }
+}
+
+fn record(tid: i32, seen: Seen) {
     learn(seen.pc, seen.nr);
     let i = NSEEN.fetch_add(1, Ordering::AcqRel) as usize;
     if i >= MAX {

@@ -268,6 +268,8 @@ pub(crate) fn member_child() {
     CKPT_THREAD.tid.store(0, Ordering::Release);
     spawn_checkpoint_thread();
     log!(DEBUG, "runtime active in the forked child {pid}");
+    // Stopped before it joined and woken for a checkpoint: no program code before it is taken.
+    tree::park_if_woken();
 }
 
 fn find_rseq() {

@@ -142,6 +142,9 @@ fn finish(slots: Vec<Slot>, old_tid: i32, done: Done) -> ! {
     let ms = crate::checkpoint::now_ns().saturating_sub(done.started_ns) / 1_000_000;
     log!(ALWAYS, "restarted from {} (checkpoint {}, {} of memory, {ms} ms)", String::from_utf8_lossy(&done.path), done.generation, ckpt_image::progress::Size(done.memory));
     drop(done);
+    // Stopped by job control at the checkpoint: stopped again until the program continues it.
+    let tids: Vec<i32> = slots.iter().map(|s| s.tid).collect();
+    crate::tree::stop_again(&tids);
     threads::resume_all();
     let n = slots.len();
     threads::wait_left_and_free(n);

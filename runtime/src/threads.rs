@@ -91,6 +91,18 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
         crate::selfsig::deliver(i, uc as *mut libc::ucontext_t);
         return;
     }
+    if crate::tree::woken(info) {
+        // Queued by the tree's coordinator before it woke this stopped process: no instruction
+        // of the program runs before the checkpoint thread stops this thread (bounded: a
+        // checkpoint that never starts lets the thread go on). A child forked by a member and
+        // stopped before it joined has no checkpoint thread yet: it parks at the end of its
+        // fork handler instead (lib.rs).
+        if !crate::tree::own_checkpoint_thread() {
+            crate::tree::woken_before_joining();
+            return;
+        }
+        wait_stopping(2000);
+    }
     if !STOPPING.load(Ordering::Acquire) {
         return; // a late stop signal from a checkpoint that has already ended
     }
@@ -142,6 +154,25 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
     }
 }
 
+/// Wait (at most `limit_ms`) until a checkpoint is stopping the threads.
+pub fn wait_stopping(limit_ms: u32) -> bool {
+    let mut waited = 0;
+    while !STOPPING.load(Ordering::Acquire) && waited < limit_ms {
+        let ts = sys::timespec_ms(1);
+        let _ = syscall!(libc::SYS_nanosleep, &ts as *const libc::timespec, 0);
+        waited += 1;
+    }
+    STOPPING.load(Ordering::Acquire)
+}
+
+/// Wait until the checkpoint that is stopping the threads has let them go.
+pub fn wait_released() {
+    while STOPPING.load(Ordering::Acquire) {
+        let ts = sys::timespec_ms(1);
+        let _ = syscall!(libc::SYS_nanosleep, &ts as *const libc::timespec, 0);
+    }
+}
+
 /// Stop every thread of the process except the caller. Returns the stopped threads' records.
 pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
     let pid = sys::getpid();
@@ -151,6 +182,8 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
         p.store(0, Ordering::Relaxed);
     }
     crate::blocked::reset();
+    // Where the threads of a process stopped by job control were (tree.rs): before `observe`.
+    crate::tree::adopt_seen();
     crate::sigqueue::reset();
     crate::seccomp::reset();
     STOPPING.store(true, Ordering::Release);

@@ -15,6 +15,11 @@
 //!   of Resume, so no process of the tree runs program code after the cut; the threads stay
 //!   stopped while the image is written, until the tree's result: a committed set ends the
 //!   namespace (the requester exits), a failed one releases them and the program goes on.
+//! - A process stopped by job control is woken by the coordinator for its part (`treemsg`): its
+//!   Stop names the signal that had stopped it. Its checkpoint thread lets that signal in, its
+//!   program threads stay held after the capture, and the coordinator sends the signal again:
+//!   the checkpoint thread takes it and the whole process is stopped again before any program
+//!   thread runs; once continued (by the program), the threads go on, and no Done is sent.
 //! - Without a namespace there is no coordinator: children are not managed (as before).
 //!
 //! Raw system calls only: the waits happen while the program's threads are stopped.
@@ -31,6 +36,13 @@ static CONN: AtomicI32 = AtomicI32::new(-1);
 static STOPPING: AtomicBool = AtomicBool::new(false);
 /// The coordinator said Hold: our threads stay stopped after the capture until the tree's result.
 static HELD: AtomicBool = AtomicBool::new(false);
+/// The signal that had stopped this process when the coordinator woke it for the checkpoint
+/// being taken (0: it was running).
+static RESTOP: AtomicU32 = AtomicU32::new(0);
+/// The coordinator said Hold (RESTOP alone holds the threads too).
+static COORD_HOLD: AtomicBool = AtomicBool::new(false);
+/// We said Stopped in the checkpoint being taken.
+static SAID_STOPPED: AtomicBool = AtomicBool::new(false);
 /// This process is a member other than the one ckpt-run started (a child, or a program one
 /// execs): it has no periodic timer and no control socket of its own.
 static CHILD: AtomicBool = AtomicBool::new(false);
@@ -59,6 +71,78 @@ pub fn forget() {
     // A stop request the image was taken in answer to was the old process's.
     STOPPING.store(false, Ordering::Release);
     HELD.store(false, Ordering::Release);
+    COORD_HOLD.store(false, Ordering::Release);
+    SEEN.len.store(0, Ordering::Release);
+    // (RESTOP: `stop_again`.)
+}
+
+/// After a restart, before the program's threads run: a process that was stopped by job control
+/// at the cut (its image was taken with RESTOP set) stops again with the same signal, and goes
+/// on when the program continues it. The other processes of the tree wait until it is stopped
+/// (the restarter) before they run.
+///
+/// Continued by the coordinator for a checkpoint (its Stop is waiting) rather than by the
+/// program: each program thread (`tids`) gets the stop signal marked as the coordinator's first,
+/// so that it parks in the runtime before its first instruction and takes part as a stopped
+/// process's threads do.
+pub fn stop_again(tids: &[i32]) {
+    let sig = RESTOP.swap(0, Ordering::AcqRel) as i32;
+    if sig <= 0 {
+        return;
+    }
+    stop_self(sig);
+    if stop_waiting() {
+        for &tid in tids {
+            queue_woken(tid);
+        }
+    }
+}
+
+/// Whether the coordinator's Stop for a stopped process is waiting on our connection.
+fn stop_waiting() -> bool {
+    let mut b = [0u8; LEN];
+    let n = syscall!(libc::SYS_recvfrom, fd(), b.as_mut_ptr(), LEN, libc::MSG_PEEK | libc::MSG_DONTWAIT, 0, 0).unwrap_or(0) as usize;
+    matches!(TreeMsg::decode(&b[..n.min(LEN)]), Some(TreeMsg::Stop { stopped, .. }) if stopped != 0)
+}
+
+/// Queue our thread `tid` the stop signal marked as the coordinator's (`woken`).
+fn queue_woken(tid: i32) {
+    // SAFETY: an all-zero siginfo is valid; the _rt member (si_pid, si_uid, si_value at offset
+    // 16) is filled as sigqueue does.
+    let mut i: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    i.si_signo = crate::threads::STOP_SIGNAL;
+    i.si_code = libc::SI_QUEUE;
+    // SAFETY: writing the _rt member's fields inside the siginfo.
+    unsafe {
+        let p = (&mut i as *mut libc::siginfo_t as *mut u8).add(16) as *mut i32;
+        *p = sys::getpid();
+        *p.add(1) = sys::geteuid() as i32;
+        *(p.add(2) as *mut u64) = ckpt_ns::jobstop::WAKE_MARK;
+    }
+    let _ = syscall!(libc::SYS_rt_tgsigqueueinfo, sys::getpid(), tid, crate::threads::STOP_SIGNAL, &i as *const libc::siginfo_t);
+}
+
+/// Stop this process with `sig` taken on this thread, or with SIGSTOP where `sig` does not stop
+/// it (SIGTSTP, SIGTTIN and SIGTTOU are discarded in an orphaned process group); returns once it
+/// is continued.
+fn stop_self(sig: i32) {
+    set_mask(libc::SIG_UNBLOCK, sig);
+    let before = voluntary_switches();
+    let _ = sys::tgkill(sys::getpid(), sys::gettid(), sig);
+    // Stopped: this thread slept (a voluntary switch) until it was continued.
+    if sig != libc::SIGSTOP && voluntary_switches() == before {
+        let _ = sys::tgkill(sys::getpid(), sys::gettid(), libc::SIGSTOP);
+    }
+    set_mask(libc::SIG_BLOCK, sig);
+}
+
+/// This thread's voluntary context switches (/proc/thread-self/status).
+fn voluntary_switches() -> u64 {
+    let status = sys::read_file(&sys::cpath(&[b"/proc/thread-self/status"])).unwrap_or_default();
+    let key = b"voluntary_ctxt_switches:";
+    let Some(i) = status.windows(key.len()).position(|w| w == key) else { return 0 };
+    let digits: Vec<u8> = status[i + key.len()..].iter().copied().skip_while(|b| b.is_ascii_whitespace()).take_while(u8::is_ascii_digit).collect();
+    std::str::from_utf8(&digits).ok().and_then(|d| d.parse().ok()).unwrap_or(0)
 }
 
 /// Whether the program's threads stay stopped after this capture (a stop checkpoint of the tree).
@@ -69,7 +153,8 @@ pub fn held() -> bool {
 /// The tree's result came while our threads were held: a committed set keeps them stopped until
 /// the namespace ends; a failed one lets them go on.
 fn settle_hold(ok: bool) {
-    if HELD.load(Ordering::Acquire) && !ok {
+    if COORD_HOLD.load(Ordering::Acquire) && HELD.load(Ordering::Acquire) && !ok {
+        COORD_HOLD.store(false, Ordering::Release);
         HELD.store(false, Ordering::Release);
         crate::threads::resume_all();
     }
@@ -201,7 +286,7 @@ pub fn serve() -> Option<bool> {
     while is_member() {
         let Some((m, passed)) = recv(true) else { break };
         match m {
-            TreeMsg::Stop { generation, members } if passed >= 0 => part(generation, members, passed),
+            TreeMsg::Stop { generation, members, stopped } if passed >= 0 => part(generation, members, stopped, passed),
             TreeMsg::Solo => result = Some(alone(STOPPING.load(Ordering::Acquire)).is_some()),
             TreeMsg::Result { ok } => {
                 settle_hold(ok);
@@ -232,7 +317,7 @@ pub fn take_and_wait(stop: bool) -> Option<Outcome> {
     while is_member() {
         let Some((m, passed)) = recv(false) else { break };
         match m {
-            TreeMsg::Stop { generation, members } if passed >= 0 => part(generation, members, passed),
+            TreeMsg::Stop { generation, members, stopped } if passed >= 0 => part(generation, members, stopped, passed),
             TreeMsg::Solo => return alone(stop),
             TreeMsg::Result { ok } => {
                 settle_hold(ok);
@@ -265,6 +350,10 @@ fn wait_for(want: fn(&TreeMsg) -> bool) -> Result<TreeMsg, String> {
                 if passed >= 0 {
                     sys::close(passed);
                 }
+                if let TreeMsg::AskStop { pid } = m {
+                    send(TreeMsg::StopSig { pid, sig: child_stop_signal(pid) });
+                    continue;
+                }
                 if want(&m) {
                     return Ok(m);
                 }
@@ -279,6 +368,7 @@ fn wait_for(want: fn(&TreeMsg) -> bool) -> Result<TreeMsg, String> {
 
 impl Phases for Barrier {
     fn stopped(&self) -> Result<(), String> {
+        SAID_STOPPED.store(true, Ordering::Release);
         send(TreeMsg::Stopped);
         wait_for(|m| *m == TreeMsg::Capture).map(drop)
     }
@@ -286,7 +376,8 @@ impl Phases for Barrier {
         send(TreeMsg::Captured);
         // Hold: a stop checkpoint; the threads stay stopped (checkpoint.rs asks `held`).
         let hold = wait_for(|m| matches!(m, TreeMsg::Resume | TreeMsg::Hold)) == Ok(TreeMsg::Hold);
-        HELD.store(hold, Ordering::Release);
+        COORD_HOLD.store(hold, Ordering::Release);
+        HELD.store(hold || RESTOP.load(Ordering::Acquire) != 0, Ordering::Release);
     }
 }
 
@@ -301,16 +392,143 @@ pub fn writer_threads() -> usize {
 }
 
 /// Our part of the tree's checkpoint `generation`, with `members` processes writing at once: the
-/// image goes into the set directory `dir`.
-fn part(generation: u64, members: u32, dir: i32) {
+/// image goes into the set directory `dir`. `stopped`: the signal that had stopped this process
+/// before the coordinator woke it for this checkpoint.
+fn part(generation: u64, members: u32, stopped: u32, dir: i32) {
     log!(DEBUG, "checkpoint {generation} of the process tree ({members} processes)");
     WRITING.store(members.max(1), Ordering::Relaxed);
     let dir = Dir::adopt(dir, b"(the process tree's set)");
     let name = sys::decimal(sys::getpid());
+    let restop = stopped as i32;
+    SAID_STOPPED.store(false, Ordering::Release);
+    if restop != 0 {
+        // Our program threads stay held after the capture, and this thread takes the stop
+        // signal the coordinator sends again (all the others block every signal meanwhile).
+        RESTOP.store(stopped, Ordering::Release);
+        HELD.store(true, Ordering::Release);
+        set_mask(libc::SIG_UNBLOCK, restop);
+        read_seen(dir.fd());
+    }
     let out = checkpoint::take_part(Part { dir, name, phases: &Barrier });
+    if restop != 0 {
+        // Stopped again and continued by now, or the checkpoint failed before the capture
+        // (the coordinator stopped us again then too): the program goes on, as it was asked.
+        set_mask(libc::SIG_BLOCK, restop);
+        RESTOP.store(0, Ordering::Release);
+        SEEN.len.store(0, Ordering::Release);
+        if !COORD_HOLD.load(Ordering::Acquire) && HELD.swap(false, Ordering::AcqRel) {
+            crate::threads::resume_all();
+        }
+        // The coordinator waits for our image, not for a Done, once we said Stopped (one sent
+        // after we were continued could reach it in a later checkpoint); before, it waits for
+        // our answer.
+        if SAID_STOPPED.load(Ordering::Acquire) {
+            return;
+        }
+    }
     let done = match out {
         Some(o) => TreeMsg::Done { ok: true, raw: o.raw, stored: o.stored, paused_ns: o.paused_ms * 1_000_000 },
         None => TreeMsg::Done { ok: false, raw: 0, stored: 0, paused_ns: 0 },
     };
     send(done);
+}
+
+/// What the coordinator saw of our threads while this process was stopped (`<pid>.seen` in the
+/// set's directory: "tid syscall-line" per thread), for the stop of the checkpoint being taken.
+struct Seen {
+    len: AtomicU32,
+    buf: std::cell::UnsafeCell<[u8; SEEN_MAX]>,
+}
+// SAFETY: buf is written by the checkpoint thread in `part` before the stop, and read by it in
+// `adopt_seen` (from stop_all) afterwards; len says how much of it is valid.
+unsafe impl Sync for Seen {}
+const SEEN_MAX: usize = 64 * 1024;
+static SEEN: Seen = Seen { len: AtomicU32::new(0), buf: std::cell::UnsafeCell::new([0; SEEN_MAX]) };
+
+/// Read `<pid>.seen` from the set directory `dir` (nothing if absent).
+fn read_seen(dir: i32) {
+    SEEN.len.store(0, Ordering::Release);
+    let name = sys::cpath(&[&sys::decimal(sys::getpid()), b".seen"]);
+    let Ok(fd) = syscall!(libc::SYS_openat, dir, name.as_ptr(), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC) else { return };
+    let fd = fd as i32;
+    // SAFETY: only this thread touches the buffer now (see Seen).
+    let buf = unsafe { &mut *SEEN.buf.get() };
+    let mut n = 0;
+    while n < SEEN_MAX {
+        match sys::read(fd, &mut buf[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    sys::close(fd);
+    SEEN.len.store(n as u32, Ordering::Release);
+}
+
+/// Hand what the coordinator saw of our threads to `blocked` (called by stop_all after its reset).
+pub fn adopt_seen() {
+    let n = SEEN.len.swap(0, Ordering::AcqRel) as usize;
+    // SAFETY: see Seen.
+    let buf = unsafe { &*SEEN.buf.get() };
+    for line in buf[..n.min(SEEN_MAX)].split(|&b| b == b'\n') {
+        let Some(sp) = line.iter().position(|&b| b == b' ') else { continue };
+        let Some(tid) = std::str::from_utf8(&line[..sp]).ok().and_then(|t| t.parse::<i32>().ok()) else { continue };
+        crate::blocked::adopt(tid, &line[sp + 1..]);
+    }
+}
+
+/// A thread of ours got the coordinator's marked stop signal before this process (a child a
+/// member forked) joined the tree: it parks at the end of the fork handler (`park_if_woken`).
+static WOKEN_EARLY: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process's checkpoint thread exists (a fresh fork child has the parent's record).
+pub fn own_checkpoint_thread() -> bool {
+    let tid = crate::CKPT_THREAD.tid.load(Ordering::Acquire);
+    tid > 0 && sys::tgkill(sys::getpid(), tid, 0).is_ok()
+}
+
+pub fn woken_before_joining() {
+    WOKEN_EARLY.store(true, Ordering::Release);
+}
+
+/// At the end of a member child's fork handler (its checkpoint thread runs, it has joined): if
+/// the coordinator woke it from a stop before, this thread waits here (runtime code, not the
+/// program's) until the checkpoint it was woken for has stopped it and let it go.
+pub fn park_if_woken() {
+    if WOKEN_EARLY.swap(false, Ordering::AcqRel) && crate::threads::wait_stopping(5000) {
+        crate::threads::wait_released();
+    }
+}
+
+/// Whether a stop signal's siginfo is the coordinator's, queued before it woke this process
+/// from a stop (ckpt_ns::jobstop::WAKE_MARK, sent by init: pid 1, or by ourselves after a
+/// restart: `stop_again`).
+pub fn woken(info: *const libc::siginfo_t) -> bool {
+    // SAFETY: the kernel's siginfo for this handler.
+    let words = unsafe { std::ptr::read_unaligned(info as *const [u64; 4]) };
+    let from = words[2] as u32 as i32;
+    words[1] as u32 as i32 == libc::SI_QUEUE && (from == 1 || from == sys::getpid()) && words[3] == ckpt_ns::jobstop::WAKE_MARK
+}
+
+/// The signal that stopped our child `pid`, from its wait report if the program has not taken
+/// it (WNOWAIT: it stays for the program); 0 when there is none.
+fn child_stop_signal(pid: i32) -> i32 {
+    // SAFETY: an all-zero siginfo is valid; waitid fills it.
+    let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT;
+    if syscall!(libc::SYS_waitid, libc::P_PID, pid, &mut si as *mut libc::siginfo_t, flags, 0).is_err() {
+        return 0;
+    }
+    // SAFETY: the fields waitid set (si_pid 0: no report).
+    let (from, status) = unsafe { (si.si_pid(), si.si_status()) };
+    if from == pid && si.si_code == libc::CLD_STOPPED {
+        status
+    } else {
+        0
+    }
+}
+
+/// Block or unblock signal `sig` in the calling thread.
+fn set_mask(how: i32, sig: i32) {
+    let bit: u64 = 1 << (sig - 1);
+    let _ = syscall!(libc::SYS_rt_sigprocmask, how, &bit as *const u64, 0, 8);
 }

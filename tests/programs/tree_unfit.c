@@ -3,9 +3,8 @@
  * checkpoint must be refused at once in one line naming the child, and the program go on.
  *
  * Usage: tree_unfit MODE [ROUNDS=400] [DELAY_MS=20]
- * MODE stopped: the parent stops the child with SIGSTOP (job control), waits until it is
- *   stopped (waitid WSTOPPED|WNOWAIT), and continues it (SIGCONT) after the last round.
  * MODE traced: the child calls PTRACE_TRACEME (the parent is its tracer) and then waits.
+ * (A stopped child is checkpointed now: tree_stopped.c.)
  * The parent prints "step r" each round; at the end it kills and reaps the child and prints
  * "result <hex>" of its running state. Deterministic.
  */
@@ -21,11 +20,10 @@
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || (strcmp(argv[1], "stopped") && strcmp(argv[1], "traced"))) {
-        fprintf(stderr, "usage: tree_unfit stopped|traced [ROUNDS] [DELAY_MS]\n");
+    if (argc < 2 || strcmp(argv[1], "traced")) {
+        fprintf(stderr, "usage: tree_unfit traced [ROUNDS] [DELAY_MS]\n");
         return 2;
     }
-    int traced = !strcmp(argv[1], "traced");
     long rounds = argc > 2 ? atol(argv[2]) : 400, delay = argc > 3 ? atol(argv[3]) : 20;
     pid_t child = fork();
     if (child < 0) {
@@ -33,20 +31,12 @@ int main(int argc, char **argv)
         return 1;
     }
     if (child == 0) {
-        if (traced && ptrace(PTRACE_TRACEME, 0, NULL, NULL) != 0) {
+        if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) != 0) {
             perror("PTRACE_TRACEME");
             _exit(1);
         }
         for (;;)
             pause();
-    }
-    if (!traced) {
-        siginfo_t si;
-        kill(child, SIGSTOP);
-        if (waitid(P_PID, child, &si, WSTOPPED | WNOWAIT) != 0) {
-            perror("waitid");
-            return 1;
-        }
     }
     uint64_t state = 1;
     for (long r = 1; r <= rounds; r++) {
@@ -55,11 +45,6 @@ int main(int argc, char **argv)
         fflush(stdout);
         sleep_ms(delay);
     }
-    if (!traced)
-        kill(child, SIGCONT);
-    kill(child, SIGKILL);
-    int status;
-    waitpid(child, &status, 0);
-    printf("result %016llx\n", (unsigned long long)state);
+    end_with_child(child, state);
     return 0;
 }

@@ -124,11 +124,6 @@ fn unfit_refused(name: &str, mode: &str, what: &str) -> Result<()> {
 }
 
 #[test]
-fn a_stopped_process_of_the_tree_is_refused_in_one_line() -> Result<()> {
-    unfit_refused("trees-stopped", "stopped", "is stopped")
-}
-
-#[test]
 fn a_traced_process_of_the_tree_is_refused_in_one_line() -> Result<()> {
     unfit_refused("trees-traced", "traced", "is traced")
 }
