@@ -441,20 +441,42 @@ fn assert_ring_resumed(all: &str, expected: &[String]) -> Result<()> {
 /// assignment (cyclic instead of block): every task ends with the uninterrupted checksum.
 #[test]
 fn slurm_step_ring_4_tasks_2_nodes_checkpoint_kill_resume_on_other_nodes() -> Result<()> {
+    ring_checkpoint_kill_resume_on_other_nodes("slurm-ring", false)
+}
+
+/// The same when every task is a process tree: each task's ring process forks a worker that
+/// makes the bytes it sends (over pipes); each task's tree checkpoints as its part of the step
+/// (its set `step_ring.RANK.ckpt/`, both processes), and every tree comes back whole on the other
+/// nodes, its connections to the other tasks made again.
+#[test]
+fn slurm_step_ring_of_process_trees_4_tasks_2_nodes_checkpoint_kill_resume_on_other_nodes() -> Result<()> {
+    ring_checkpoint_kill_resume_on_other_nodes("slurm-ring-trees", true)
+}
+
+fn ring_checkpoint_kill_resume_on_other_nodes(name: &str, trees: bool) -> Result<()> {
     need_slurm!();
     let bins = Bins::locate()?;
-    let work = Workdir::new("slurm-ring")?;
+    let work = Workdir::new(name)?;
     let exe = compile_c(&work, "step_ring.c", &[])?;
     let expected = ckpt_tests::ring::reference(&work, &exe, 4, 150)?;
     let script = ring_script(&work, "")?;
     let ports = work.join("ports");
     std::fs::create_dir_all(&ports)?;
-    let args = [ports.to_str().unwrap_or("ports"), "150", "50", ckpt_tests::ring::SIZE];
+    let worker = if trees { "1" } else { "0" };
+    let args = [ports.to_str().unwrap_or("ports"), "150", "50", ckpt_tests::ring::SIZE, worker];
     let env = [("SLURM_LABELIO", "1")];
     let first = Job::submit(&bins, &work, &["-N2", "--ntasks=4", "--distribution=block"], script.to_str().unwrap_or(""), &exe, &args, &env)?;
     first.wait_output(60, "10 rounds of every task", |o| (0..4).all(|r| steps(&task_lines(o, Some(r))) >= 10))?;
     first.run("scancel", &["-s", "USR2"])?;
     first.wait_output(60, "the step's commit", |o| o.contains("step checkpoint 1: 4 tasks committed"))?;
+    if trees {
+        for r in 0..4 {
+            let set = work.join(&format!("ckpt/step_ring.{r}.ckpt"));
+            let m = std::fs::read_to_string(set.join("tree")).with_context(|| format!("task {r} wrote no set of its tree:\n{}", first.output()))?;
+            let live = m.lines().filter(|l| l.starts_with("proc ") && l.contains(" live ")).count();
+            ensure!(live == 2, "task {r}'s set does not hold its 2 processes:\n{m}");
+        }
+    }
     first.run("scancel", &[])?;
     ensure!(
         wait_until(Duration::from_secs(60), || matches!(first.state().as_str(), "CANCELLED" | "COMPLETED" | "GONE")),
