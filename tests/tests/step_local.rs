@@ -32,9 +32,20 @@ struct Run<'a> {
     restarts: u32,
     resume: bool,
     env: &'a [(&'a str, &'a str)],
-    /// The task's program is a process tree: a shell that leaves a child running and execs the
-    /// ring, which forks a worker that makes the bytes it sends (step_ring.c's WORKER).
-    tree: bool,
+    tree: Tree,
+}
+
+/// What each task's program is.
+#[derive(Clone, Copy, PartialEq)]
+enum Tree {
+    /// The ring alone.
+    No,
+    /// A process tree: a shell that leaves a child running and execs the ring, which forks a
+    /// worker that makes the bytes it sends (step_ring.c's WORKER).
+    Workers,
+    /// A process tree whose connections to the other tasks are not the program's: a shell that
+    /// runs the ring as its child and waits for it.
+    Child,
 }
 
 /// Start the `n` tasks under ckpt-run (`resume`: with --resume, as after a requeue).
@@ -48,14 +59,18 @@ fn start_step(bins: &Bins, work: &Workdir, exe: &Path, n: usize, run: &Run, roun
             if resume {
                 argv.push("--resume".into());
             }
-            if tree {
-                argv.extend(["--name".into(), "step_ring".into(), "--".into(), "/bin/sh".into(), "-c".into(), OsString::from("sleep 600 & exec \"$0\" \"$@\"")]);
-            } else {
-                argv.push("--".into());
+            let shell = match tree {
+                Tree::No => None,
+                Tree::Workers => Some("sleep 600 & exec \"$0\" \"$@\""),
+                Tree::Child => Some("\"$0\" \"$@\"; echo \"the ring ended: $?\" >&2"),
+            };
+            match shell {
+                Some(cmd) => argv.extend(["--name".into(), "step_ring".into(), "--".into(), "/bin/sh".into(), "-c".into(), OsString::from(cmd)]),
+                None => argv.push("--".into()),
             }
             argv.extend([exe.into(), ports.clone().into()]);
             argv.extend(ring_args(rounds).iter().map(OsString::from));
-            if tree {
+            if tree == Tree::Workers {
                 argv.push("1".into());
             }
             let mut c = user_command(&argv, false, work.path());
@@ -85,7 +100,7 @@ fn step_ring_checkpoint_of_all_tasks_kill_resume_same_checksums() -> Result<()> 
     let n = 3;
     let expected = ring::reference(&work, &exe, n, ROUNDS)?;
     let job = format!("local{}", std::process::id());
-    let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &[], tree: false }, ROUNDS)?;
+    let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &[], tree: Tree::No }, ROUNDS)?;
     for p in first.iter_mut() {
         p.wait_for_step(10, Duration::from_secs(60))?;
     }
@@ -103,7 +118,7 @@ fn step_ring_checkpoint_of_all_tasks_kill_resume_same_checksums() -> Result<()> 
         ensure!(s.last().is_some_and(|&l| l < 80), "{} finished before the kill", p.label());
         before.push(s.len());
     }
-    let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &[], tree: false }, ROUNDS)?;
+    let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &[], tree: Tree::No }, ROUNDS)?;
     for (r, p) in second.iter_mut().enumerate() {
         p.wait(Duration::from_secs(120))?;
         let out = p.stdout();
@@ -127,7 +142,7 @@ fn step_coordinator_refuses_another_users_connection() -> Result<()> {
     };
     let (bins, work, exe) = setup("step-auth")?;
     let job = format!("auth{}", std::process::id());
-    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &[], tree: false }, 400)?;
+    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &[], tree: Tree::No }, 400)?;
     for p in tasks.iter_mut() {
         p.wait_for_step(3, Duration::from_secs(60))?;
     }
@@ -161,12 +176,29 @@ fn step_of_pmi2_ranks_refuses_checkpoint_clearly() -> Result<()> {
     let (bins, work, exe) = setup("step-pmi")?;
     let job = format!("pmi{}", std::process::id());
     let env = [("PMI_FD", "7"), ("PMI_RANK", "0"), ("PMI_SIZE", "2")];
-    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: false }, 400)?;
+    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: Tree::No }, 400)?;
     for p in tasks.iter_mut() {
         p.wait_for_step(3, Duration::from_secs(60))?;
     }
     tasks[0].signal(libc::SIGUSR2)?;
     refused_everywhere(&work, &mut tasks, "started by srun through PMI2")
+}
+
+/// A connection between two tasks that a process of a task's tree other than the task's
+/// program holds (here the ring is the child of a shell, the task's program) is not drained nor
+/// made again: the step's checkpoint is abandoned on every task with one line naming the
+/// process that holds it, no manifest is written, and the ring goes on.
+#[test]
+fn step_of_trees_whose_child_holds_the_connections_refuses_checkpoint_clearly() -> Result<()> {
+    let (bins, work, exe) = setup("step-tree-child")?;
+    let job = format!("child{}", std::process::id());
+    let env = [("CKPT_NAMESPACE", "1")];
+    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: Tree::Child }, 400)?;
+    for p in tasks.iter_mut() {
+        p.wait_for_step(3, Duration::from_secs(60))?;
+    }
+    tasks[1].signal(libc::SIGUSR2)?;
+    refused_everywhere(&work, &mut tasks, "of its tree, not the task's program, holds a TCP connection to task ")
 }
 
 /// A step checkpoint asked of one task was refused: every task says `why`, rank 0 abandons it
@@ -202,7 +234,7 @@ fn step_checkpoint_abandoned_when_a_task_hangs_previous_set_stays() -> Result<()
     let expected = ring::reference(&work, &exe, n, ROUNDS)?;
     let job = format!("hang{}", std::process::id());
     let env = [("CKPT_STEP_TIMEOUT", "3")];
-    let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: false }, ROUNDS)?;
+    let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: Tree::No }, ROUNDS)?;
     for p in first.iter_mut() {
         p.wait_for_step(5, Duration::from_secs(60))?;
     }
@@ -223,7 +255,7 @@ fn step_checkpoint_abandoned_when_a_task_hangs_previous_set_stays() -> Result<()
     for p in first.iter_mut() {
         p.kill()?;
     }
-    let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &[], tree: false }, ROUNDS)?;
+    let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &[], tree: Tree::No }, ROUNDS)?;
     for (r, p) in second.iter_mut().enumerate() {
         p.wait(Duration::from_secs(120))?;
         let (out, err) = (p.stdout(), p.stderr());
@@ -247,7 +279,7 @@ fn step_of_process_trees_checkpoint_kill_resume_same_checksums() -> Result<()> {
     let job = format!("tree{}", std::process::id());
     // The namespace is required: without one, children are not managed.
     let env = [("CKPT_NAMESPACE", "1")];
-    let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: true }, ROUNDS)?;
+    let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: Tree::Workers }, ROUNDS)?;
     for p in first.iter_mut() {
         p.wait_for_step(10, Duration::from_secs(60))?;
     }
@@ -269,7 +301,7 @@ fn step_of_process_trees_checkpoint_kill_resume_same_checksums() -> Result<()> {
         ensure!(s.last().is_some_and(|&l| l < ROUNDS as u64), "{} finished before the kill", p.label());
         before.push(s.len());
     }
-    let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &env, tree: true }, ROUNDS)?;
+    let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &env, tree: Tree::Workers }, ROUNDS)?;
     for (r, p) in second.iter_mut().enumerate() {
         p.wait(Duration::from_secs(120))?;
         let (out, err) = (p.stdout(), p.stderr());
