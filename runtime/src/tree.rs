@@ -227,7 +227,7 @@ pub fn serve() -> Option<bool> {
 /// Ask for a checkpoint of the tree (`stop`: and then exit) and wait for its result (ckpt-ctl's
 /// `checkpoint --wait` and `stop`), taking our part meanwhile. None when the coordinator is gone.
 pub fn take_and_wait(stop: bool) -> Option<Outcome> {
-    request_and_wait(stop, || alone(stop)).map(|_| Outcome { raw: 0, stored: 0, paused_ms: 0, hash: 0 })
+    request_and_wait(stop, || alone(stop)).map(|mine| mine.unwrap_or(Outcome { raw: 0, stored: 0, paused_ms: 0, hash: 0 }))
 }
 
 /// A checkpoint of a Slurm step whose task's program is this process, the root of a tree
@@ -235,13 +235,13 @@ pub fn take_and_wait(stop: bool) -> Option<Outcome> {
 /// set is committed (its hash names the set in the step's manifest). A program alone (`Solo`)
 /// takes one image of its own, with the step's hooks as ever.
 pub fn take_for_step(stop: bool) -> Option<Outcome> {
-    request_and_wait(stop, checkpoint::take)
+    request_and_wait(stop, checkpoint::take).flatten()
 }
 
 /// Ask for a checkpoint of the tree and take our part; `solo` when the coordinator says we are
-/// alone. Our part's outcome once the set is committed; None when it is not, or the
-/// coordinator is gone.
-fn request_and_wait(stop: bool, solo: impl FnOnce() -> Option<Outcome>) -> Option<Outcome> {
+/// alone. Once the set is committed, our part's outcome (None: we were not in its cut); None
+/// when it is not, or the coordinator is gone.
+fn request_and_wait(stop: bool, solo: impl FnOnce() -> Option<Outcome>) -> Option<Option<Outcome>> {
     if !send(TreeMsg::Request { stop }) {
         lost();
         return None;
@@ -251,10 +251,10 @@ fn request_and_wait(stop: bool, solo: impl FnOnce() -> Option<Outcome>) -> Optio
         let Some((m, passed)) = recv(false) else { break };
         match m {
             TreeMsg::Stop { generation, members } if passed >= 0 => mine = part(generation, members, passed),
-            TreeMsg::Solo => return solo(),
+            TreeMsg::Solo => return solo().map(Some),
             TreeMsg::Result { ok } => {
                 settle_hold(ok);
-                return mine.filter(|_| ok);
+                return ok.then_some(mine);
             }
             _ => {}
         }
