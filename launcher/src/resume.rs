@@ -123,15 +123,7 @@ pub fn resume_if_possible(dir: &Path, name: &OsStr, program: Option<&Path>, no_n
         None => gens,
     };
     for p in &gens {
-        // A process tree's set (a directory): its root process's image says which program it is.
-        let readable = match ckpt_image::tree::Manifest::read(p) {
-            None => p.clone(),
-            Some(Ok(m)) => match m.root_image() {
-                Some(image) => p.join(image),
-                None => continue,
-            },
-            Some(Err(_)) => continue,
-        };
+        let Some(readable) = readable_image(p) else { continue };
         match ckpt_image::trust::read_owned(&readable, euid) {
             Ok(r) => {
                 found = Some((p, r));
@@ -173,6 +165,17 @@ pub fn resume_if_possible(dir: &Path, name: &OsStr, program: Option<&Path>, no_n
     bail!("cannot run ckpt-restart: {}", std::io::Error::last_os_error())
 }
 
+/// The image file that says what generation `p` is: `p` itself, or for a process tree's set (a
+/// directory) its root process's image (which program it is; for a task of a step, the image
+/// whose hash the step's manifest names). None: a set without a readable manifest or root.
+fn readable_image(p: &Path) -> Option<PathBuf> {
+    match ckpt_image::tree::Manifest::read(p) {
+        None => Some(p.to_path_buf()),
+        Some(Ok(m)) => m.root_image().map(|image| p.join(image)),
+        Some(Err(_)) => None,
+    }
+}
+
 /// A task of a Slurm step resumes from the step's last complete checkpoint only (the manifest
 /// `BASE.step` names each task's image): the image of this task it names, or None to start
 /// fresh (no complete checkpoint; every task sees the same manifest, so all start fresh).
@@ -192,7 +195,8 @@ fn step_image(dir: &Path, name: &OsStr, id: &ckpt_step::ident::Ident, gens: &[Pa
     }
     let want = m.hashes[id.rank as usize];
     for p in gens {
-        match ckpt_image::trust::read_owned(p, euid) {
+        let Some(readable) = readable_image(p) else { continue };
+        match ckpt_image::trust::read_owned(&readable, euid) {
             Ok(r) if r.header.index_hash == want => return Ok(Some(p.clone())),
             Ok(_) => continue,
             Err(e @ ckpt_image::ImageError::Untrusted(_)) => bail!("refusing to resume: {e}"),

@@ -108,7 +108,11 @@ pub fn join(index: &Index, image: &Path, image_hash: u64, top: RawFd) -> Result<
     if id.ntasks != info.ntasks || id.rank != info.rank {
         bail!("this image is task {} of a step of {} tasks, but this is task {} of {}; {}", info.rank, info.ntasks, id.rank, id.ntasks, whole());
     }
-    let dir_path = image.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = |p: &Path| p.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    // The image of a task whose program is a process tree is its root's, in the tree's set
+    // (`DIR/NAME.ckpt/PID.ckpt`): the step's files are next to the set.
+    let dir_path = parent(image);
+    let dir_path = if ckpt_image::tree::is_set(&dir_path) { parent(&dir_path) } else { dir_path };
     let dir = files::Dir::open(dir_path.as_os_str().as_encoded_bytes()).map_err(|e| anyhow!(e))?;
     let manifest = dir
         .read_own(&files::manifest_name(&info.base), 1 << 20)

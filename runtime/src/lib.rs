@@ -56,6 +56,7 @@ mod threadattrs;
 mod threads;
 mod tree;
 mod treesocks;
+mod treetcp;
 mod triggers;
 mod uffdwp;
 mod vids;

@@ -20,6 +20,14 @@
 //!    abandons, everywhere, with one line). Images the manifest names are never rotated away
 //!    (generations::protect), so the last complete set stays restartable.
 //!
+//! A task whose program is the root of a process tree (it forked, in its namespace: ckpt-ns
+//! init coordinates the tree) takes the tree's checkpoint as its part (tree.rs): on `Begin` it
+//! asks its tree's coordinator for one; once every process of the tree is stopped (the tree's
+//! first phase) the program reports its connections and those the tree's other processes hold
+//! (treetcp), drains its own, and writes its image into the tree's set with the others; the
+//! hash of its image names the set in the manifest. A connection between two tasks that
+//! another process of a tree holds refuses the step's checkpoint on every task, in one line.
+//!
 //! Everything here runs on the checkpoint thread. Between checkpoints it may use the runtime's
 //! allocator freely; inside `take` (threads stopped) only scratch allocations, which end with
 //! the checkpoint, and raw system calls (ckpt_step::sys).
@@ -156,8 +164,8 @@ pub fn init(env: &dyn Fn(&[u8]) -> Option<Vec<u8>>, dir: &[u8], name: &[u8]) {
 }
 
 /// A process of a task's tree other than the task's program (its child, or a program a child
-/// execs, in the task's namespace): checkpoints of the step are the program's to ask, and a
-/// step whose task is a tree is refused (`run_local`), so such a process asks for none.
+/// execs, in the task's namespace): checkpoints of the step are the program's to ask (it takes
+/// the tree's checkpoint as the task's part: `run_local`), so such a process asks for none.
 static IN_TASK_TREE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 pub fn in_task_tree() -> bool {
@@ -722,7 +730,10 @@ fn take_part(s: &Step, gen: u64, stop: bool) -> Option<Outcome> {
 
 /// This task's part: its image, numbered `gen`, taken with the step's hooks in force.
 fn run_local(s: &Step, gen: u64, stop: bool) -> Option<Outcome> {
-    if let Some(why) = s.unsupported.clone().or_else(infiniband).or_else(process_tree) {
+    // The task's program is the root of a process tree: the tree's checkpoint is the task's
+    // (without its coordinator, a tree cannot take part).
+    let tree = crate::tree::is_member();
+    if let Some(why) = s.unsupported.clone().or_else(infiniband).or_else(|| if tree { None } else { process_tree() }) {
         log!(ERROR, "checkpoint failed, the program continues: {why}");
         if s.id.rank != 0 {
             // Rank 0 waits for this task's Conns.
@@ -739,7 +750,7 @@ fn run_local(s: &Step, gen: u64, stop: bool) -> Option<Outcome> {
     checkpoint::GENERATION.store(gen - 1, Ordering::Release);
     STOPPING.store(stop, Ordering::Release);
     IN_STEP.store(gen, Ordering::Release);
-    let out = checkpoint::take();
+    let out = if tree { crate::tree::take_for_step(stop) } else { checkpoint::take() };
     IN_STEP.store(0, Ordering::Release);
     if let Ok(mut c) = CURRENT.lock() {
         // Scratch memory: already released with the checkpoint's arena.
@@ -761,37 +772,16 @@ fn infiniband() -> Option<String> {
 }
 
 /// Why this task cannot take part because its program is a process tree (other processes in
-/// its namespace, zombies too, as its init counts them), if it is: a task's checkpoint is one
-/// image, not a set, for now. Without a namespace children are not managed (their loss is in
-/// the image's left-out list, as for any program).
+/// its namespace, zombies too, as its init counts them) without a coordinator of the tree to
+/// take the tree's checkpoint, if so. Without a namespace children are not managed (their loss
+/// is in the image's left-out list, as for any program).
 fn process_tree() -> Option<String> {
     if !crate::ids::in_namespace() {
         return None;
     }
-    let me = sys::getpid();
-    let names = sys::list_dir(&sys::cpath(&[b"/proc"])).ok()?;
-    let others: Vec<String> = names
-        .iter()
-        .filter_map(|n| std::str::from_utf8(n).ok()?.parse::<i32>().ok())
-        .filter(|&pid| pid > 1 && pid != me)
-        .filter(|&pid| {
-            // A clone without an exit signal (field 38 of stat: the runtime's snapshot writer) is
-            // not a process of the tree; its init counts the same way.
-            let stat = sys::read_file(&sys::cpath(&[b"/proc/", sys::decimal(pid).as_slice(), b"/stat"])).unwrap_or_default();
-            let rest = stat.iter().rposition(|&b| b == b')').map_or(&stat[..0], |i| &stat[i + 1..]);
-            let exit_signal = String::from_utf8_lossy(rest).split_whitespace().nth(35).and_then(|v| v.parse::<i32>().ok()).unwrap_or(0);
-            exit_signal != 0
-        })
-        .map(|pid| {
-            let mut comm = sys::read_file(&sys::cpath(&[b"/proc/", sys::decimal(pid).as_slice(), b"/comm"])).unwrap_or_default();
-            while comm.last() == Some(&b'\n') {
-                comm.pop();
-            }
-            format!("{pid} ({})", String::from_utf8_lossy(&comm))
-        })
-        .collect();
+    let others: Vec<String> = crate::treetcp::others().into_iter().map(|(pid, comm)| format!("{pid} ({comm})")).collect();
     (!others.is_empty()).then(|| {
-        format!("the task's program is a process tree (also {}): a step whose tasks have several processes cannot be checkpointed yet", others.join(", "))
+        format!("the task's program is a process tree (also {}) whose coordinator is gone: its processes cannot be checkpointed together", others.join(", "))
     })
 }
 
@@ -808,11 +798,17 @@ pub fn stopped() -> Result<(), String> {
     let Some(s) = step().filter(|_| gen != 0) else { return Ok(()) };
     let k = key().ok_or("no key for the step's links")?;
     let mine = tcp_conns();
+    // The task's program is a tree's root: the connections the tree's other processes hold.
+    let mut reported: Vec<Conn> = mine.iter().map(|(_, c)| c.clone()).collect();
+    if crate::tree::is_member() {
+        let inos: Vec<u64> = mine.iter().map(|(_, c)| c.ino).collect();
+        reported.extend(crate::treetcp::held_by_others(&inos).into_iter().map(|(pid, ino, local, peer)| Conn { ino, local, peer, holder: pid as u32 }));
+    }
     // Rank 0 gives up on a task after the bound; the others wait a little longer for its word.
     let end = deadline(if s.id.rank == 0 { timeout_ms() } else { member_wait_ms() });
     let pairs: Vec<Pair> = if s.id.rank == 0 {
         let mut all: Vec<Vec<Conn>> = vec![Vec::new(); s.id.ntasks as usize];
-        all[0] = mine.iter().map(|(_, c)| c.clone()).collect();
+        all[0] = reported;
         let mut why = String::new();
         for (r, slot) in all.iter_mut().enumerate().skip(1) {
             let fd = s.links[r].load(Ordering::Relaxed);
@@ -835,6 +831,9 @@ pub fn stopped() -> Result<(), String> {
             }
         }
         let table = pair_up(&all, gen);
+        if why.is_empty() {
+            why = held_elsewhere(&all, &table);
+        }
         for (link, pairs) in s.links.iter().zip(&table).skip(1) {
             let _ = wire::send(link.load(Ordering::Relaxed), &Msg::Pairs { why: why.clone(), pairs: pairs.clone() }, end);
         }
@@ -845,7 +844,7 @@ pub fn stopped() -> Result<(), String> {
         table[0].clone()
     } else {
         let fd = s.links[0].load(Ordering::Relaxed);
-        wire::send(fd, &Msg::Conns { why: String::new(), conns: mine.iter().map(|(_, c)| c.clone()).collect() }, end).map_err(|e| format!("cannot reach task 0: {e}"))?;
+        wire::send(fd, &Msg::Conns { why: String::new(), conns: reported }, end).map_err(|e| format!("cannot reach task 0: {e}"))?;
         loop {
             match wire::recv(fd, end) {
                 Ok(Msg::Pairs { why, pairs }) => {
@@ -895,6 +894,22 @@ fn pair_up(all: &[Vec<Conn>], gen: u64) -> Vec<Vec<Pair>> {
     out
 }
 
+/// Why the checkpoint cannot go on because a connection between two tasks is held by a
+/// process of a task's tree other than the task's program (empty: none is).
+fn held_elsewhere(all: &[Vec<Conn>], table: &[Vec<Pair>]) -> String {
+    for (r, pairs) in table.iter().enumerate() {
+        for p in pairs {
+            if let Some(c) = all[r].iter().find(|c| c.ino == p.ino && c.holder != 0) {
+                return format!(
+                    "task {r}: process {} of its tree, not the task's program, holds a TCP connection to task {}: ckpt drains and makes again only the connections of the tasks' programs between the tasks of a step, for now",
+                    c.holder, p.peer_rank
+                );
+            }
+        }
+    }
+    String::new()
+}
+
 /// The program's connected TCP sockets: (fd, ino, addresses).
 fn tcp_conns() -> Vec<(i32, Conn)> {
     let mut out: Vec<(i32, Conn)> = Vec::new();
@@ -918,7 +933,7 @@ fn tcp_conns() -> Vec<(i32, Conn)> {
         if peer.is_empty() {
             continue;
         }
-        out.push((fd, Conn { ino, local: ckpt_step::sys::sock_name(fd, false), peer }));
+        out.push((fd, Conn { ino, local: ckpt_step::sys::sock_name(fd, false), peer, holder: 0 }));
     }
     out
 }

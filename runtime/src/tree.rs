@@ -286,7 +286,9 @@ pub fn serve() -> Option<bool> {
     while is_member() {
         let Some((m, passed)) = recv(true) else { break };
         match m {
-            TreeMsg::Stop { generation, members, stopped } if passed >= 0 => part(generation, members, stopped, passed),
+            TreeMsg::Stop { generation, members, stopped } if passed >= 0 => {
+                let _ = part(generation, members, stopped, passed);
+            }
             TreeMsg::Solo => result = Some(alone(STOPPING.load(Ordering::Acquire)).is_some()),
             TreeMsg::Result { ok } => {
                 settle_hold(ok);
@@ -310,18 +312,34 @@ pub fn serve() -> Option<bool> {
 /// Ask for a checkpoint of the tree (`stop`: and then exit) and wait for its result (ckpt-ctl's
 /// `checkpoint --wait` and `stop`), taking our part meanwhile. None when the coordinator is gone.
 pub fn take_and_wait(stop: bool) -> Option<Outcome> {
+    request_and_wait(stop, || alone(stop)).map(|mine| mine.unwrap_or(Outcome { raw: 0, stored: 0, paused_ms: 0, hash: 0 }))
+}
+
+/// A checkpoint of a Slurm step whose task's program is this process, the root of a tree
+/// (step.rs): the tree's checkpoint, whose cut is the task's; our own image's outcome once the
+/// set is committed (its hash names the set in the step's manifest). A program alone (`Solo`)
+/// takes one image of its own, with the step's hooks as ever.
+pub fn take_for_step(stop: bool) -> Option<Outcome> {
+    request_and_wait(stop, checkpoint::take).flatten()
+}
+
+/// Ask for a checkpoint of the tree and take our part; `solo` when the coordinator says we are
+/// alone. Once the set is committed, our part's outcome (None: we were not in its cut); None
+/// when it is not, or the coordinator is gone.
+fn request_and_wait(stop: bool, solo: impl FnOnce() -> Option<Outcome>) -> Option<Option<Outcome>> {
     if !send(TreeMsg::Request { stop }) {
         lost();
         return None;
     }
+    let mut mine = None;
     while is_member() {
         let Some((m, passed)) = recv(false) else { break };
         match m {
-            TreeMsg::Stop { generation, members, stopped } if passed >= 0 => part(generation, members, stopped, passed),
-            TreeMsg::Solo => return alone(stop),
+            TreeMsg::Stop { generation, members, stopped } if passed >= 0 => mine = part(generation, members, stopped, passed),
+            TreeMsg::Solo => return solo().map(Some),
             TreeMsg::Result { ok } => {
                 settle_hold(ok);
-                return ok.then_some(Outcome { raw: 0, stored: 0, paused_ms: 0, hash: 0 });
+                return ok.then_some(mine);
             }
             _ => {}
         }
@@ -393,8 +411,8 @@ pub fn writer_threads() -> usize {
 
 /// Our part of the tree's checkpoint `generation`, with `members` processes writing at once: the
 /// image goes into the set directory `dir`. `stopped`: the signal that had stopped this process
-/// before the coordinator woke it for this checkpoint.
-fn part(generation: u64, members: u32, stopped: u32, dir: i32) {
+/// before the coordinator woke it for this checkpoint. Its outcome (None: no image).
+fn part(generation: u64, members: u32, stopped: u32, dir: i32) -> Option<Outcome> {
     log!(DEBUG, "checkpoint {generation} of the process tree ({members} processes)");
     WRITING.store(members.max(1), Ordering::Relaxed);
     let dir = Dir::adopt(dir, b"(the process tree's set)");
@@ -423,7 +441,7 @@ fn part(generation: u64, members: u32, stopped: u32, dir: i32) {
         // after we were continued could reach it in a later checkpoint); before, it waits for
         // our answer.
         if SAID_STOPPED.load(Ordering::Acquire) {
-            return;
+            return out;
         }
     }
     let done = match out {
@@ -431,6 +449,7 @@ fn part(generation: u64, members: u32, stopped: u32, dir: i32) {
         None => TreeMsg::Done { ok: false, raw: 0, stored: 0, paused_ns: 0 },
     };
     send(done);
+    out
 }
 
 /// What the coordinator saw of our threads while this process was stopped (`<pid>.seen` in the

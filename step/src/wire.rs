@@ -14,6 +14,9 @@ pub struct Conn {
     pub ino: u64,
     pub local: Vec<u8>,
     pub peer: Vec<u8>,
+    /// 0: the task's program holds it; else the pid of another process of the task's tree
+    /// (only the program's connections between tasks are drained and made again).
+    pub holder: u32,
 }
 
 /// A connection found to join two tasks: its id in this checkpoint, and the other task.
@@ -131,7 +134,7 @@ impl Msg {
             Msg::Conns { why, conns } => {
                 e.u8(4).bytes(why.as_bytes()).u32(conns.len() as u32);
                 for c in conns {
-                    e.u64(c.ino).bytes(&c.local).bytes(&c.peer);
+                    e.u64(c.ino).bytes(&c.local).bytes(&c.peer).u32(c.holder);
                 }
                 &mut e
             }
@@ -171,7 +174,7 @@ impl Msg {
                 let n = d.count()?;
                 let mut conns = Vec::with_capacity(n);
                 for _ in 0..n {
-                    conns.push(Conn { ino: d.u64()?, local: d.bytes()?, peer: d.bytes()? });
+                    conns.push(Conn { ino: d.u64()?, local: d.bytes()?, peer: d.bytes()?, holder: d.u32()? });
                 }
                 Msg::Conns { why, conns }
             }
@@ -269,7 +272,7 @@ mod tests {
             Msg::Hello { rank: 3, ntasks: 8 },
             Msg::Req { stop: true, at_ns: 42 },
             Msg::Begin { gen: 7, stop: false },
-            Msg::Conns { why: String::new(), conns: vec![Conn { ino: 5, local: vec![1, 2], peer: vec![3] }] },
+            Msg::Conns { why: String::new(), conns: vec![Conn { ino: 5, local: vec![1, 2], peer: vec![3], holder: 7 }] },
             Msg::Pairs { why: "x".into(), pairs: vec![Pair { ino: 5, id: 9, peer_rank: 1 }] },
             Msg::Done { why: String::new(), hash: 77, paused_ms: 12 },
             Msg::Commit { why: "late".into() },

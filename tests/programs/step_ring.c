@@ -2,7 +2,10 @@
  * step_ring: the tasks of a Slurm step (SLURM_PROCID of SLURM_STEP_NUM_TASKS) pass data round a
  * ring over TCP, as a parallel solver would.
  *
- * Usage: step_ring DIR [ROUNDS=60] [DELAY_MS=50] [SIZE=65536]
+ * Usage: step_ring DIR [ROUNDS=60] [DELAY_MS=50] [SIZE=65536] [WORKER=0]
+ * With WORKER=1 each task is a process tree: before anything else it forks a worker that makes
+ * the bytes the task sends each round (the task writes it a seed over a pipe, the worker
+ * answers with SIZE bytes over another); the result is the same as without a worker.
  * Each task listens on a port of its own (published as DIR/port.RANK), connects to the next
  * task and accepts the previous one. Prints "start step_ring rank=R n=N", then each round
  * i = 1..ROUNDS: sends SIZE bytes made from its state to the next task, sleeps DELAY_MS (so
@@ -57,6 +60,64 @@ static void send_all(int fd, const unsigned char *p, size_t n)
     }
 }
 
+/* The bytes a task sends in a round: SIZE bytes of xorshift from SEED. */
+static void fill(unsigned char *out, size_t size, uint64_t x)
+{
+    for (size_t j = 0; j < size; j++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out[j] = (unsigned char)x;
+    }
+}
+
+/* Pipes between a task and its worker: read(2) and write(2) until N bytes. */
+static void write_all(int fd, const unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            die("write");
+        p += k;
+        n -= (size_t)k;
+    }
+}
+
+static void read_all(int fd, unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = read(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            die(k == 0 ? "read: the pipe was closed" : "read");
+        p += k;
+        n -= (size_t)k;
+    }
+}
+
+/* The worker: for each seed read from REQ, SIZE bytes written to RESP; ends at EOF. */
+static void worker(int req, int resp, size_t size)
+{
+    unsigned char *out = malloc(size);
+    uint64_t seed;
+    if (out == NULL)
+        die("malloc");
+    for (;;) {
+        ssize_t k = read(req, &seed, sizeof seed);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k == 0)
+            _exit(0);
+        if (k != sizeof seed)
+            die("worker read");
+        fill(out, size, seed);
+        write_all(resp, out, size);
+    }
+}
+
 static void recv_all(int fd, unsigned char *p, size_t n)
 {
     while (n > 0) {
@@ -91,6 +152,24 @@ int main(int argc, char **argv)
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
+    int to_worker = -1, from_worker = -1;
+    if (argc > 5 && atoi(argv[5]) != 0) {
+        int req[2], resp[2];
+        if (pipe(req) != 0 || pipe(resp) != 0)
+            die("pipe");
+        pid_t w = fork();
+        if (w < 0)
+            die("fork");
+        if (w == 0) {
+            close(req[1]);
+            close(resp[0]);
+            worker(req[0], resp[1], size);
+        }
+        close(req[0]);
+        close(resp[1]);
+        to_worker = req[1];
+        from_worker = resp[0];
+    }
 
     int l = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY) };
@@ -148,11 +227,11 @@ int main(int argc, char **argv)
     printf("start step_ring rank=%ld n=%ld\n", rank, n);
     for (long i = 1; i <= rounds; i++) {
         uint64_t x = state ^ (uint64_t)i;
-        for (size_t j = 0; j < size; j++) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            out[j] = (unsigned char)x;
+        if (to_worker >= 0) {
+            write_all(to_worker, (unsigned char *)&x, sizeof x);
+            read_all(from_worker, out, size);
+        } else {
+            fill(out, size, x);
         }
         send_all(next, out, size);
         sleep_ms(delay);

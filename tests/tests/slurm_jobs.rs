@@ -441,20 +441,42 @@ fn assert_ring_resumed(all: &str, expected: &[String]) -> Result<()> {
 /// assignment (cyclic instead of block): every task ends with the uninterrupted checksum.
 #[test]
 fn slurm_step_ring_4_tasks_2_nodes_checkpoint_kill_resume_on_other_nodes() -> Result<()> {
+    ring_checkpoint_kill_resume_on_other_nodes("slurm-ring", false)
+}
+
+/// The same when every task is a process tree: each task's ring process forks a worker that
+/// makes the bytes it sends (over pipes); each task's tree checkpoints as its part of the step
+/// (its set `step_ring.RANK.ckpt/`, both processes), and every tree comes back whole on the other
+/// nodes, its connections to the other tasks made again.
+#[test]
+fn slurm_step_ring_of_process_trees_4_tasks_2_nodes_checkpoint_kill_resume_on_other_nodes() -> Result<()> {
+    ring_checkpoint_kill_resume_on_other_nodes("slurm-ring-trees", true)
+}
+
+fn ring_checkpoint_kill_resume_on_other_nodes(name: &str, trees: bool) -> Result<()> {
     need_slurm!();
     let bins = Bins::locate()?;
-    let work = Workdir::new("slurm-ring")?;
+    let work = Workdir::new(name)?;
     let exe = compile_c(&work, "step_ring.c", &[])?;
     let expected = ckpt_tests::ring::reference(&work, &exe, 4, 150)?;
     let script = ring_script(&work, "")?;
     let ports = work.join("ports");
     std::fs::create_dir_all(&ports)?;
-    let args = [ports.to_str().unwrap_or("ports"), "150", "50", ckpt_tests::ring::SIZE];
+    let worker = if trees { "1" } else { "0" };
+    let args = [ports.to_str().unwrap_or("ports"), "150", "50", ckpt_tests::ring::SIZE, worker];
     let env = [("SLURM_LABELIO", "1")];
     let first = Job::submit(&bins, &work, &["-N2", "--ntasks=4", "--distribution=block"], script.to_str().unwrap_or(""), &exe, &args, &env)?;
     first.wait_output(60, "10 rounds of every task", |o| (0..4).all(|r| steps(&task_lines(o, Some(r))) >= 10))?;
     first.run("scancel", &["-s", "USR2"])?;
     first.wait_output(60, "the step's commit", |o| o.contains("step checkpoint 1: 4 tasks committed"))?;
+    if trees {
+        for r in 0..4 {
+            let set = work.join(&format!("ckpt/step_ring.{r}.ckpt"));
+            let m = std::fs::read_to_string(set.join("tree")).with_context(|| format!("task {r} wrote no set of its tree:\n{}", first.output()))?;
+            let live = m.lines().filter(|l| l.starts_with("proc ") && l.contains(" live ")).count();
+            ensure!(live == 2, "task {r}'s set does not hold its 2 processes:\n{m}");
+        }
+    }
     first.run("scancel", &[])?;
     ensure!(
         wait_until(Duration::from_secs(60), || matches!(first.state().as_str(), "CANCELLED" | "COMPLETED" | "GONE")),
@@ -477,22 +499,39 @@ fn slurm_step_ring_4_tasks_2_nodes_checkpoint_kill_resume_on_other_nodes() -> Re
 /// job once the set is committed, and the requeued job resumes it.
 #[test]
 fn slurm_step_ring_walltime_stop_signal_requeue_resumes() -> Result<()> {
+    ring_walltime_stop_signal_requeue_resumes("slurm-ring-wall", false)
+}
+
+/// The same when every task is a process tree (the ring and its worker): every process of each
+/// tree stays stopped after the cut, and each tree exits with its task once the step's set is
+/// committed.
+#[test]
+fn slurm_step_ring_of_process_trees_walltime_stop_signal_requeue_resumes() -> Result<()> {
+    ring_walltime_stop_signal_requeue_resumes("slurm-ring-wall-trees", true)
+}
+
+fn ring_walltime_stop_signal_requeue_resumes(name: &str, trees: bool) -> Result<()> {
     need_slurm!();
     let bins = Bins::locate()?;
-    let work = Workdir::new("slurm-ring-wall")?;
+    let work = Workdir::new(name)?;
     let exe = compile_c(&work, "step_ring.c", &[])?;
     let expected = ckpt_tests::ring::reference(&work, &exe, 4, 700)?;
     let script = ring_script(&work, "--stop-signal USR1 --requeue")?;
     let ports = work.join("ports");
     std::fs::create_dir_all(&ports)?;
     // 700 rounds of 100 ms: more than the minute the job may run.
-    let args = [ports.to_str().unwrap_or("ports"), "700", "100", ckpt_tests::ring::SIZE];
+    let worker = if trees { "1" } else { "0" };
+    let args = [ports.to_str().unwrap_or("ports"), "700", "100", ckpt_tests::ring::SIZE, worker];
     let job = Job::submit(&bins, &work, &["-N2", "--ntasks=4", "--time=1", "--signal=USR1@45"], script.to_str().unwrap_or(""), &exe, &args, &[("SLURM_LABELIO", "1")])?;
     job.wait_completed(400)?;
     let all = job.output();
     ensure!(all.contains("restart count 1"), "never requeued:\n{all}");
     ensure!(all.contains("step checkpoint 1: 4 tasks committed"), "no checkpoint of the step:\n{all}");
     ensure!(all.contains("exit code 75"), "no checkpoint-and-exit:\n{all}");
+    if trees {
+        let sets = all.lines().filter(|l| l.contains("ckpt: checkpoint 1: ") && l.contains("(2 processes,")).count();
+        ensure!(sets == 4, "not every task checkpointed its tree of 2 processes:\n{all}");
+    }
     assert_ring_resumed(&all, &expected)
 }
 

@@ -4,7 +4,8 @@
 //! (programs/step_ring.c). One checkpoint of the whole step, every task SIGKILLed, the step
 //! resumed: every task ends with the checksum of an uninterrupted run and did not start over.
 //! The step's coordination channel refuses a connection from another user; a step whose tasks
-//! are process trees (or PMI2 ranks) refuses its checkpoint in one line. The tasks run in their
+//! are PMI2 ranks refuses its checkpoint in one line; tasks that are process trees checkpoint
+//! as one step too. The tasks run in their
 //! own namespaces (the default). (The same against a real Slurm: slurm_jobs.rs.)
 
 use anyhow::{ensure, Context, Result};
@@ -31,9 +32,20 @@ struct Run<'a> {
     restarts: u32,
     resume: bool,
     env: &'a [(&'a str, &'a str)],
-    /// The task's program is a process tree: a shell that leaves a child running and execs the
-    /// ring.
-    tree: bool,
+    tree: Tree,
+}
+
+/// What each task's program is.
+#[derive(Clone, Copy, PartialEq)]
+enum Tree {
+    /// The ring alone.
+    No,
+    /// A process tree: a shell that leaves a child running and execs the ring, which forks a
+    /// worker that makes the bytes it sends (step_ring.c's WORKER).
+    Workers,
+    /// A process tree whose connections to the other tasks are not the program's: a shell that
+    /// runs the ring as its child and waits for it.
+    Child,
 }
 
 /// Start the `n` tasks under ckpt-run (`resume`: with --resume, as after a requeue).
@@ -47,13 +59,20 @@ fn start_step(bins: &Bins, work: &Workdir, exe: &Path, n: usize, run: &Run, roun
             if resume {
                 argv.push("--resume".into());
             }
-            if tree {
-                argv.extend(["--name".into(), "step_ring".into(), "--".into(), "/bin/sh".into(), "-c".into(), OsString::from("sleep 600 & exec \"$0\" \"$@\"")]);
-            } else {
-                argv.push("--".into());
+            let shell = match tree {
+                Tree::No => None,
+                Tree::Workers => Some("sleep 600 & exec \"$0\" \"$@\""),
+                Tree::Child => Some("\"$0\" \"$@\"; echo \"the ring ended: $?\" >&2"),
+            };
+            match shell {
+                Some(cmd) => argv.extend(["--name".into(), "step_ring".into(), "--".into(), "/bin/sh".into(), "-c".into(), OsString::from(cmd)]),
+                None => argv.push("--".into()),
             }
             argv.extend([exe.into(), ports.clone().into()]);
             argv.extend(ring_args(rounds).iter().map(OsString::from));
+            if tree == Tree::Workers {
+                argv.push("1".into());
+            }
             let mut c = user_command(&argv, false, work.path());
             slurm_env(&mut c, job, r, n, restarts);
             c.envs(env.iter().copied());
@@ -81,7 +100,7 @@ fn step_ring_checkpoint_of_all_tasks_kill_resume_same_checksums() -> Result<()> 
     let n = 3;
     let expected = ring::reference(&work, &exe, n, ROUNDS)?;
     let job = format!("local{}", std::process::id());
-    let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &[], tree: false }, ROUNDS)?;
+    let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &[], tree: Tree::No }, ROUNDS)?;
     for p in first.iter_mut() {
         p.wait_for_step(10, Duration::from_secs(60))?;
     }
@@ -99,7 +118,7 @@ fn step_ring_checkpoint_of_all_tasks_kill_resume_same_checksums() -> Result<()> 
         ensure!(s.last().is_some_and(|&l| l < 80), "{} finished before the kill", p.label());
         before.push(s.len());
     }
-    let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &[], tree: false }, ROUNDS)?;
+    let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &[], tree: Tree::No }, ROUNDS)?;
     for (r, p) in second.iter_mut().enumerate() {
         p.wait(Duration::from_secs(120))?;
         let out = p.stdout();
@@ -123,7 +142,7 @@ fn step_coordinator_refuses_another_users_connection() -> Result<()> {
     };
     let (bins, work, exe) = setup("step-auth")?;
     let job = format!("auth{}", std::process::id());
-    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &[], tree: false }, 400)?;
+    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &[], tree: Tree::No }, 400)?;
     for p in tasks.iter_mut() {
         p.wait_for_step(3, Duration::from_secs(60))?;
     }
@@ -157,12 +176,29 @@ fn step_of_pmi2_ranks_refuses_checkpoint_clearly() -> Result<()> {
     let (bins, work, exe) = setup("step-pmi")?;
     let job = format!("pmi{}", std::process::id());
     let env = [("PMI_FD", "7"), ("PMI_RANK", "0"), ("PMI_SIZE", "2")];
-    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: false }, 400)?;
+    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: Tree::No }, 400)?;
     for p in tasks.iter_mut() {
         p.wait_for_step(3, Duration::from_secs(60))?;
     }
     tasks[0].signal(libc::SIGUSR2)?;
     refused_everywhere(&work, &mut tasks, "started by srun through PMI2")
+}
+
+/// A connection between two tasks that a process of a task's tree other than the task's
+/// program holds (here the ring is the child of a shell, the task's program) is not drained nor
+/// made again: the step's checkpoint is abandoned on every task with one line naming the
+/// process that holds it, no manifest is written, and the ring goes on.
+#[test]
+fn step_of_trees_whose_child_holds_the_connections_refuses_checkpoint_clearly() -> Result<()> {
+    let (bins, work, exe) = setup("step-tree-child")?;
+    let job = format!("child{}", std::process::id());
+    let env = [("CKPT_NAMESPACE", "1")];
+    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: Tree::Child }, 400)?;
+    for p in tasks.iter_mut() {
+        p.wait_for_step(3, Duration::from_secs(60))?;
+    }
+    tasks[1].signal(libc::SIGUSR2)?;
+    refused_everywhere(&work, &mut tasks, "of its tree, not the task's program, holds a TCP connection to task ")
 }
 
 /// A step checkpoint asked of one task was refused: every task says `why`, rank 0 abandons it
@@ -198,7 +234,7 @@ fn step_checkpoint_abandoned_when_a_task_hangs_previous_set_stays() -> Result<()
     let expected = ring::reference(&work, &exe, n, ROUNDS)?;
     let job = format!("hang{}", std::process::id());
     let env = [("CKPT_STEP_TIMEOUT", "3")];
-    let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: false }, ROUNDS)?;
+    let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: Tree::No }, ROUNDS)?;
     for p in first.iter_mut() {
         p.wait_for_step(5, Duration::from_secs(60))?;
     }
@@ -219,7 +255,7 @@ fn step_checkpoint_abandoned_when_a_task_hangs_previous_set_stays() -> Result<()
     for p in first.iter_mut() {
         p.kill()?;
     }
-    let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &[], tree: false }, ROUNDS)?;
+    let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &[], tree: Tree::No }, ROUNDS)?;
     for (r, p) in second.iter_mut().enumerate() {
         p.wait(Duration::from_secs(120))?;
         let (out, err) = (p.stdout(), p.stderr());
@@ -229,21 +265,51 @@ fn step_checkpoint_abandoned_when_a_task_hangs_previous_set_stays() -> Result<()
     Ok(())
 }
 
-/// A task whose program is a process tree (in its namespace: a child besides the program)
-/// cannot take part in a checkpoint of its step yet: the step's checkpoint is abandoned on every
-/// task with one line naming the other process, no manifest is written, and the ring goes on.
+/// Tasks whose programs are process trees (in each task's namespace: a shell's child left
+/// running, the ring, and the worker the ring forks and feeds over pipes) checkpoint as one
+/// step: each task's tree takes its two-phase checkpoint as the task's part, the connections
+/// between tasks are drained by the ring processes, rank 0's manifest names each tree's set; every
+/// task killed, the step resumed: each tree comes back whole and every task ends with the
+/// uninterrupted checksum, without starting over.
 #[test]
-fn step_of_a_process_tree_refuses_checkpoint_clearly() -> Result<()> {
+fn step_of_process_trees_checkpoint_kill_resume_same_checksums() -> Result<()> {
     let (bins, work, exe) = setup("step-tree")?;
+    let n = 3;
+    let expected = ring::reference(&work, &exe, n, ROUNDS)?;
     let job = format!("tree{}", std::process::id());
-    // The namespace is required: without one, children are not managed (nothing to refuse).
+    // The namespace is required: without one, children are not managed.
     let env = [("CKPT_NAMESPACE", "1")];
-    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: true }, 400)?;
-    for p in tasks.iter_mut() {
-        p.wait_for_step(3, Duration::from_secs(60))?;
+    let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: Tree::Workers }, ROUNDS)?;
+    for p in first.iter_mut() {
+        p.wait_for_step(10, Duration::from_secs(60))?;
     }
-    tasks[1].signal(libc::SIGUSR2)?;
-    refused_everywhere(&work, &mut tasks, "is a process tree (also ")?;
-    ensure!(tasks.iter().all(|p| p.stderr().contains("(sleep)")), "the refusal does not name the other process");
+    first[1].signal(libc::SIGUSR2)?;
+    if let Err(e) = first[0].wait_for_stderr("step checkpoint 1: 3 tasks committed", Duration::from_secs(60)) {
+        let all: Vec<String> = first.iter().map(|p| format!("{}:\n{}", p.label(), p.stderr())).collect();
+        anyhow::bail!("{e}\n{}", all.join("\n"));
+    }
+    for (r, p) in first.iter_mut().enumerate() {
+        // Each task's checkpoint is its tree's set: the shell's child, the ring, its worker.
+        p.wait_for_stderr("ckpt: checkpoint 1: ", Duration::from_secs(30))?;
+        ensure!(p.stderr().contains("(3 processes,"), "task {r} did not checkpoint its tree:\n{}", p.stderr());
+        ensure!(ckpt_image::tree::is_set(&work.join(&format!("ckpt/step_ring.{r}.ckpt"))), "task {r}: no set");
+    }
+    let mut before = Vec::new();
+    for p in first.iter_mut() {
+        p.kill()?;
+        let s = steps(p);
+        ensure!(s.last().is_some_and(|&l| l < ROUNDS as u64), "{} finished before the kill", p.label());
+        before.push(s.len());
+    }
+    let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &env, tree: Tree::Workers }, ROUNDS)?;
+    for (r, p) in second.iter_mut().enumerate() {
+        p.wait(Duration::from_secs(120))?;
+        let (out, err) = (p.stdout(), p.stderr());
+        ensure!(err.contains("restarted from"), "task {r} did not resume:\n{err}");
+        ensure!(!out.contains("start step_ring"), "task {r} started over:\n{out}");
+        let s = steps(p);
+        ensure!(s.first().is_some_and(|&f| f > 1), "task {r} did not continue: steps {s:?}");
+        ensure!(result_of(&out) == Some(expected[r].as_str()), "task {r}: result {:?}, uninterrupted {}; stderr:\n{err}", result_of(&out), expected[r]);
+    }
     Ok(())
 }
