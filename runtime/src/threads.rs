@@ -101,7 +101,9 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
             crate::tree::woken_before_joining();
             return;
         }
-        wait_stopping(2000);
+        // As long as the coordinator waits for a process to stop (its phase limit, 60 s): a
+        // shorter bound let the program run on under load and count once more than it had.
+        wait_stopping(WOKEN_WAIT_MS);
     }
     if !STOPPING.load(Ordering::Acquire) {
         return; // a late stop signal from a checkpoint that has already ended
@@ -155,6 +157,10 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
 }
 
 /// Wait (at most `limit_ms`) until a checkpoint is stopping the threads.
+/// How long a thread woken from a job-control stop for a checkpoint waits for that checkpoint to
+/// stop it (ms; see `stop_handler`).
+pub const WOKEN_WAIT_MS: u32 = 60_000;
+
 pub fn wait_stopping(limit_ms: u32) -> bool {
     let mut waited = 0;
     while !STOPPING.load(Ordering::Acquire) && waited < limit_ms {

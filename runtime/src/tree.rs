@@ -513,7 +513,7 @@ pub fn woken_before_joining() {
 /// the coordinator woke it from a stop before, this thread waits here (runtime code, not the
 /// program's) until the checkpoint it was woken for has stopped it and let it go.
 pub fn park_if_woken() {
-    if WOKEN_EARLY.swap(false, Ordering::AcqRel) && crate::threads::wait_stopping(5000) {
+    if WOKEN_EARLY.swap(false, Ordering::AcqRel) && crate::threads::wait_stopping(crate::threads::WOKEN_WAIT_MS) {
         crate::threads::wait_released();
     }
 }
