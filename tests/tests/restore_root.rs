@@ -38,6 +38,10 @@ fn restarted(tag: &str, again: bool) -> String {
     p.wait_line(|l| l == "READY");
     let mut img = p.checkpoint(&dir, NAME);
     p.kill9();
+    let shown = std::process::Command::new(bin("ckpt-inspect")).arg(&img).output().unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    let jail = dir.join("jail").canonicalize().unwrap();
+    assert!(text.contains(&format!("root {} (chroot)", jail.display())), "ckpt-inspect does not show the root: {text}");
     if again {
         let mut r = restart(&img, &[], &dir);
         r.wait_restarted();
