@@ -27,6 +27,7 @@ mod flatten;
 pub mod fuzz;
 mod generations;
 mod header;
+pub mod inetaddr;
 mod launch;
 mod leftout;
 mod model;

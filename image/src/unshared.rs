@@ -26,6 +26,7 @@
 //! One object gives the same description in every process of one consistent cut, so no shared
 //! one is missed; two objects that merely look alike are refused too (the safe side).
 
+use crate::inetaddr::same_inet;
 use crate::{FdKind, FdState, Index, Socket};
 use std::collections::{HashMap, HashSet};
 
@@ -486,7 +487,7 @@ fn describe(key: &Key, a: At, b: At, f: &FdState) -> Unshared {
 
 /// Whether `a` and `b` are the two ends of one INET connection (each one's name the other's peer).
 fn tcp_ends(a: &Socket, b: &Socket) -> bool {
-    matches!(a.family, libc::AF_INET | libc::AF_INET6) && a.sock_type == libc::SOCK_STREAM && a.family == b.family && a.ino != b.ino && !a.name.is_empty() && !a.peer_name.is_empty() && a.name == b.peer_name && a.peer_name == b.name
+    matches!(a.family, libc::AF_INET | libc::AF_INET6) && a.sock_type == libc::SOCK_STREAM && matches!(b.family, libc::AF_INET | libc::AF_INET6) && a.ino != b.ino && same_inet(&a.name, &b.peer_name) && same_inet(&a.peer_name, &b.name)
 }
 
 /// A UNIX socket address without a name (just its family, or nothing): socketpair's ends.

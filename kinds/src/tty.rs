@@ -366,9 +366,14 @@ impl Terminals {
             FdKind::Tty(x) if is_slave_of(x, t.index) => Some(x.clone()),
             _ => None,
         });
-        let termios = slave.as_ref().map(|x| &x.termios).filter(|x| !x.is_empty()).unwrap_or(&t.termios);
+        // A pair has one termios (the master's ioctls act on the slave's). The master's entry
+        // holds it as it was before `settle` drained the pair; in a tree the slave's holder may
+        // have captured its fd while the master's holder drained (non-canonical, VMIN 0), so the
+        // slave's entry is only the fallback.
+        let termios = Some(&t.termios).filter(|x| !x.is_empty()).or(slave.as_ref().map(|x| &x.termios)).filter(|x| !x.is_empty());
+        let termios = termios.cloned().unwrap_or_default();
         if !termios.is_empty() {
-            set_termios(s, termios);
+            set_termios(s, &termios);
         }
         let mut ws = t.winsize;
         let _ = sys::ioctl_ptr(m, libc::TIOCSWINSZ, ws.as_mut_ptr());

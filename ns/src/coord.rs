@@ -517,7 +517,7 @@ impl Coord {
 fn not_running_runtime(pids: &[i32]) -> String {
     let list: Vec<String> = pids.iter().map(|&p| format!("{p} ({})", comm(p))).collect();
     format!(
-        "process {} does not run ckpt's runtime (a static or setuid program, one started without LD_PRELOAD, or a child made by a raw clone system call instead of fork): it cannot be checkpointed",
+        "process {} does not run ckpt's runtime or lost its link to the tree (a static or setuid program, one started without LD_PRELOAD, a child made by a raw clone system call instead of fork, or one that closed the runtime's fds with a raw close system call or dup2): it cannot be checkpointed",
         list.join(", ")
     )
 }

@@ -14,6 +14,7 @@ mod checkpoint;
 mod clonehook;
 mod control;
 mod cpuclock;
+mod fdguard;
 mod fdhooks;
 mod fdobjs;
 mod fdtable;
@@ -144,6 +145,7 @@ fn env(name: &[u8]) -> Option<Vec<u8>> {
 extern "C" fn init() {
     hooks::resolve();
     fdhooks::resolve();
+    fdguard::resolve();
     forkadvice::resolve();
     nshooks::resolve();
     spawnhooks::resolve();

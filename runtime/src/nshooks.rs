@@ -64,8 +64,8 @@ pub unsafe extern "C" fn unshare(flags: c_int) -> c_int {
     } else if flags & libc::CLONE_NEWUSER != 0 && errno() == libc::EINVAL {
         let e = errno();
         single_threaded_only("unshare(CLONE_NEWUSER)", e);
-        // SAFETY: giving the caller the kernel's errno back (the line may have changed it).
-        unsafe { *libc::__errno_location() = e };
+        // The caller gets the kernel's errno back (the line may have changed it).
+        sys::set_errno(e);
     }
     r
 }
@@ -87,8 +87,7 @@ pub unsafe extern "C" fn setns(fd: c_int, nstype: c_int) -> c_int {
         (libc::CLONE_NEWUSER, libc::EINVAL) => single_threaded_only("setns to a user namespace", e),
         _ => {}
     }
-    // SAFETY: giving the caller the kernel's errno back.
-    unsafe { *libc::__errno_location() = e };
+    sys::set_errno(e);
     r
 }
 

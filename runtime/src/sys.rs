@@ -271,6 +271,28 @@ pub fn still_own(fd: i32) -> bool {
     id != 0 && OWN.iter().any(|s| s.load(std::sync::atomic::Ordering::Relaxed) == id)
 }
 
+/// Set the calling thread's errno (for hooks that fail as libc would).
+pub fn set_errno(e: i32) {
+    // SAFETY: __errno_location gives the calling thread's errno.
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// The runtime's own fds that still are (`still_own`), in increasing order: (fds, count).
+pub fn own_fds() -> ([i32; 24], usize) {
+    let mut out = [0i32; 24];
+    let mut n = 0;
+    for s in &OWN {
+        let id = s.load(std::sync::atomic::Ordering::Relaxed);
+        let fd = (id & 0xfffff) as i32;
+        if id != 0 && !out[..n].contains(&fd) && still_own(fd) {
+            out[n] = fd;
+            n += 1;
+        }
+    }
+    out[..n].sort_unstable();
+    (out, n)
+}
+
 /// Move `fd` to a number >= HIGH_FD (close-on-exec); the same fd if that fails.
 pub fn move_high(fd: i32) -> i32 {
     match syscall!(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, HIGH_FD) {

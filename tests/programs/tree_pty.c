@@ -133,8 +133,11 @@ int main(int argc, char **argv)
     int st;
     if (waitpid(pid, &st, 0) != pid)
         die("waitpid");
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 7)
-        die("the child's status");
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 7) {
+        printf("error the child's status: %s %d\n", WIFEXITED(st) ? "exit" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+        fflush(stdout);
+        exit(2);
+    }
     printf("result %016llx\n", (unsigned long long)mix(h ^ sum ^ (uint64_t)WEXITSTATUS(st)));
     return 0;
 }

@@ -14,6 +14,8 @@
  *   the child's end is its fd 0.
  * MODE tcp: as socketpair, over a loopback TCP connection the parent accepted from its
  *   listener (which it keeps open) and the child holds the client end of.
+ * MODE tcp-mapped: as tcp, the listener an IPv6 one on [::] (dual-stack) and the child's client
+ *   end an IPv4 socket: the parent's end is named by the v4-mapped address.
  * MODE file: the parent opens tree_shared_objects.data (O_RDWR|O_CREAT|O_TRUNC) before the fork,
  *   so both processes write through one open file (one offset); they take turns through two
  *   pipes, each appending a 16-byte record with a plain write(). At the end the parent reads the
@@ -509,6 +511,8 @@ static int inflight_file(int rounds, int delay)
 
 /* The tcp mode's listener (the parent's only). */
 static int listener = -1;
+/* tcp-mapped: the listener is IPv6 (dual-stack), the client IPv4. */
+static int mapped;
 
 /* A loopback TCP connection: sv[0] accepted from a listener on 127.0.0.1 (an ephemeral port,
  * left open in the parent), sv[1] its client. */
@@ -516,9 +520,21 @@ static int tcp_pair(int sv[2])
 {
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t len = sizeof a;
-    int l = socket(AF_INET, SOCK_STREAM, 0);
-    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, 4) != 0 || getsockname(l, (struct sockaddr *)&a, &len) != 0)
-        return -1;
+    int l;
+    if (mapped) {
+        struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_addr = in6addr_any };
+        socklen_t len6 = sizeof a6;
+        int off = 0;
+        l = socket(AF_INET6, SOCK_STREAM, 0);
+        if (l < 0 || setsockopt(l, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) != 0 || bind(l, (struct sockaddr *)&a6, sizeof a6) != 0 || listen(l, 4) != 0
+            || getsockname(l, (struct sockaddr *)&a6, &len6) != 0)
+            return -1;
+        a.sin_port = a6.sin6_port;
+    } else {
+        l = socket(AF_INET, SOCK_STREAM, 0);
+        if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, 4) != 0 || getsockname(l, (struct sockaddr *)&a, &len) != 0)
+            return -1;
+    }
     sv[1] = socket(AF_INET, SOCK_STREAM, 0);
     if (sv[1] < 0 || connect(sv[1], (struct sockaddr *)&a, sizeof a) != 0)
         return -1;
@@ -693,6 +709,10 @@ int main(int argc, char **argv)
         return socketpair_mode(SOCK_SEQPACKET, 0, rounds, delay);
     if (strcmp(mode, "tcp") == 0)
         return socketpair_mode(-1, 0, rounds, delay);
+    if (strcmp(mode, "tcp-mapped") == 0) {
+        mapped = 1;
+        return socketpair_mode(-1, 0, rounds, delay);
+    }
     if (strcmp(mode, "inflight-file") == 0)
         return inflight_file(rounds, delay);
     if (strcmp(mode, "eventfd") == 0)

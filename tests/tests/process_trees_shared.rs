@@ -146,6 +146,23 @@ fn a_loopback_tcp_connection_continues_after_two_restarts_as_nobody() -> Result<
     ckpt_tests::trees::verify("shared-tcp-nobody", tcp, &[15, 50], true, 2).map(drop)
 }
 
+fn tcp_mapped(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_shared_objects.c", &[], &["tcp-mapped", "200", "40"])
+}
+
+/// The parent's end accepted from a dual-stack IPv6 listener, the child's an IPv4 socket: one
+/// connection whose ends name each other in different families (it used to come back as two
+/// ends whose peer was gone).
+#[test]
+fn a_tcp_connection_between_an_ipv6_and_an_ipv4_end_continues() -> Result<()> {
+    ckpt_tests::trees::verify("shared-tcp-mapped", tcp_mapped, &[20], false, 2).map(drop)
+}
+
+#[test]
+fn a_tcp_connection_between_an_ipv6_and_an_ipv4_end_continues_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("shared-tcp-mapped-nobody", tcp_mapped, &[20], true, 2).map(drop)
+}
+
 fn listener_tcp(work: &Workdir) -> Result<Program> {
     Program::c(work, "tree_shared_objects.c", &[], &["listener-tcp", "200", "40"])
 }

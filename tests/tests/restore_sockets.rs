@@ -1,7 +1,7 @@
 //! Sockets across checkpoint, SIGKILL and restart: listening TCP and UNIX sockets (with their
 //! socket options) accept connections again on the same address, a bound UDP socket receives
 //! again, and a connection to a peer outside the program is seen closed (EOF on read, EPIPE on
-//! write) after the bytes that had arrived unread, as documented.
+//! write) after the bytes that had arrived unread, as documented, with a warning naming it.
 
 mod restore_util;
 use restore_util::*;
@@ -32,4 +32,7 @@ fn listeners_listen_again_and_outside_connections_are_closed() {
     let out = r.stdout();
     assert!(!out.contains("READY"), "the program started over: {out}");
     assert_eq!(out, format!("{}outside unread: hello\noutside read: EOF\noutside write: Broken pipe\n", expected.replacen("READY\n", "", 1)));
+    // The lost connection is named, never silent.
+    let err = r.stderr();
+    assert!(err.lines().any(|l| l.starts_with("ckpt-restart: warning: socket") && l.contains(&port) && l.contains("peer is outside the program")), "no warning naming the lost connection: {err}");
 }

@@ -60,6 +60,19 @@ fn tcp_connections_inside_the_program_keep_every_byte_as_nobody() {
     ready_go("sock_tcp_pair", "sock_tcp_pair_nobody", true, |_| {}, &[]);
 }
 
+/// A connection between an IPv4 and an IPv6 socket (an IPv6 listener's v4-mapped client, an
+/// IPv6 client of an IPv4 listener) is one connection again (it used to come back as two ends
+/// whose peer was gone: the program read EOF).
+#[test]
+fn tcp_connections_between_ipv4_and_ipv6_ends_keep_every_byte() {
+    ready_go("sock_tcp_mapped", "sock_tcp_mapped", false, |_| {}, &[]);
+}
+
+#[test]
+fn tcp_connections_between_ipv4_and_ipv6_ends_keep_every_byte_as_nobody() {
+    ready_go("sock_tcp_mapped", "sock_tcp_mapped_nobody", true, |_| {}, &[]);
+}
+
 #[test]
 fn listeners_keep_their_waiting_connections() {
     ready_go("sock_listen_queue", "sock_listen_queue", false, |_| {}, &[]);

@@ -4,6 +4,7 @@
 //! Whether a peer is one of the program's own sockets is decided at restart, when every fd is
 //! known.
 
+use ckpt_image::inetaddr::same_inet;
 use super::{diag, opts, queue};
 use crate::sys;
 use ckpt_image::{Pending, SockFile, SockState, Socket};
@@ -283,7 +284,8 @@ pub fn settle_tcp_pairs(socks: &mut [(i32, &mut Socket)]) {
         if s.unsent == 0 || s.sock_type != libc::SOCK_STREAM || s.state != SockState::Connected || s.shutdown & 2 != 0 {
             continue;
         }
-        let Some(j) = (0..socks.len()).find(|&j| j != i && socks[j].1.name == s.peer_name && socks[j].1.peer_name == s.name) else { continue };
+        let ends = |x: &Socket| (x.name == s.peer_name && x.peer_name == s.name) || (same_inet(&x.name, &s.peer_name) && same_inet(&x.peer_name, &s.name));
+        let Some(j) = (0..socks.len()).find(|&j| j != i && ends(socks[j].1)) else { continue };
         if socks[j].1.shutdown & 1 != 0 {
             continue;
         }

@@ -4,6 +4,7 @@
 //! ours at its address), the connections waiting in listeners queued again, datagram sockets
 //! connected again, netlink sockets bound with their groups.
 
+use ckpt_image::inetaddr::{in_family, same_inet};
 use super::opts;
 use super::restore::Sockets;
 use crate::{check, close, info, Error, Result};
@@ -114,7 +115,7 @@ impl Sockets<'_> {
         }
         // A TCP connection: both ends in the program?
         let peer = self.all.iter().copied().find(|p| {
-            p.ino != s.ino && p.sock_type == libc::SOCK_STREAM && matches!(p.family, libc::AF_INET | libc::AF_INET6) && p.name == s.peer_name && p.peer_name == s.name
+            p.ino != s.ino && p.sock_type == libc::SOCK_STREAM && matches!(p.family, libc::AF_INET | libc::AF_INET6) && same_inet(&p.name, &s.peer_name) && same_inet(&p.peer_name, &s.name)
         });
         let Some(p) = peer.filter(|_| s.state == SockState::Connected) else {
             if s.unsent > 0 {
@@ -148,8 +149,11 @@ impl Sockets<'_> {
         };
         let cfd = self.made[&client.ino];
         let r = self.bind_inet(cfd, client, &client.name).and_then(|()| {
-            // SAFETY: server.name is a sockaddr of its length.
-            check(unsafe { libc::connect(cfd, server.name.as_ptr().cast(), server.name.len() as u32) }, || format!("cannot connect {} again", client.describe()))?;
+            // The server's address as the client's family sees it (an IPv4 client of an IPv6
+            // server's v4-mapped address).
+            let to = in_family(&server.name, client.family);
+            // SAFETY: to is a sockaddr of its length.
+            check(unsafe { libc::connect(cfd, to.as_ptr().cast(), to.len() as u32) }, || format!("cannot connect {} again", client.describe()))?;
             // SAFETY: l is a listening socket of ours with our connection queued.
             check(unsafe { libc::accept4(l, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) }, || format!("cannot accept {} again", server.describe()))
         });
@@ -196,13 +200,14 @@ impl Sockets<'_> {
     pub(super) fn inet_pending(&mut self, l: &Socket) -> Result<()> {
         let connect_to = self.address_of(l);
         for p in &l.pending {
-            let client = self.all.iter().copied().find(|c| c.name == p.from && c.sock_type == libc::SOCK_STREAM && !p.from.is_empty());
+            let client = self.all.iter().copied().find(|c| (c.name == p.from || same_inet(&c.name, &p.from)) && c.sock_type == libc::SOCK_STREAM && !p.from.is_empty());
             match client {
                 Some(c) => {
                     let cfd = self.made[&c.ino];
                     self.bind_inet(cfd, c, &c.name)?;
-                    // SAFETY: connect_to is a sockaddr of its length.
-                    check(unsafe { libc::connect(cfd, connect_to.as_ptr().cast(), connect_to.len() as u32) }, || format!("cannot queue the connection of {} again", c.describe()))?;
+                    let to = in_family(&connect_to, c.family);
+                    // SAFETY: to is a sockaddr of its length.
+                    check(unsafe { libc::connect(cfd, to.as_ptr().cast(), to.len() as u32) }, || format!("cannot queue the connection of {} again", c.describe()))?;
                     self.feeder.remove(&c.ino);
                     if p.unread > 0 {
                         self.lost(c, &format!("{} bytes it had sent into a connection not yet accepted (they cannot be read without accepting it)", p.unread))?;

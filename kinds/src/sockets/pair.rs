@@ -166,9 +166,11 @@ fn tcp(a: &Socket, b: &Socket, via: Option<RawFd>) -> Result<[RawFd; 2]> {
             return Err(e);
         }
     };
-    // SAFETY: l and c are sockets of ours; a.name is a sockaddr of its length.
+    // a's address as b's family sees it (an IPv4 client of an IPv6 server's v4-mapped address).
+    let to = ckpt_image::inetaddr::in_family(&a.name, b.family);
+    // SAFETY: l and c are sockets of ours; to is a sockaddr of its length.
     let r = unsafe {
-        if libc::connect(c, a.name.as_ptr().cast(), a.name.len() as u32) == 0 {
+        if libc::connect(c, to.as_ptr().cast(), to.len() as u32) == 0 {
             libc::accept4(l, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC)
         } else {
             -1

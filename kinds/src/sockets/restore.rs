@@ -325,8 +325,12 @@ impl<'a> Sockets<'a> {
         self.temps.push(y);
         if s.family != libc::AF_UNIX {
             self.stand_ins.insert(s.ino);
-            let why = if s.peer_name.is_empty() { "its connection had ended" } else { "its peer is outside the program" };
-            info(&format!("socket {}: {why}; it comes back as a connection closed by its peer", s.describe()));
+            if s.peer_name.is_empty() {
+                info(&format!("socket {}: its connection had ended; it comes back as a connection closed by its peer", s.describe()));
+            } else {
+                // A live connection is lost: said, as any loss of a restart is.
+                warn(&format!("socket {}: its peer is outside the program; it comes back as a connection closed by its peer", s.describe()));
+            }
         }
         Ok(())
     }
