@@ -455,6 +455,9 @@ pub struct ProcessState {
     pub creds: Creds,
     /// prctl settings, oom_score_adj, loginuid, membarrier registrations, executable (version 7).
     pub attrs: crate::ProcAttrs,
+    /// The root directory (chroot), as the real root sees it; empty or "/": not changed
+    /// (version 16).
+    pub root: Vec<u8>,
 }
 
 /// User and group ids (real, effective, saved) and supplementary groups of the process.
@@ -503,6 +506,10 @@ pub struct RestartInfo {
     /// A task of a step: the epoch of the restarted step (the runtime's coordinator publishes
     /// its address under it); 0 otherwise.
     pub step_epoch: u64,
+    /// The program's root directory when it had called chroot() (`root_len` bytes at `root`,
+    /// in the switch area; 0: none): the runtime enters it before the threads come back.
+    pub root: u64,
+    pub root_len: u64,
 }
 
 impl RestartInfo {

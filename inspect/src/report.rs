@@ -98,6 +98,9 @@ pub struct Special {
 #[derive(Serialize)]
 pub struct Process {
     pub cwd: String,
+    /// The root directory of a program that called chroot() (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
     pub umask: String,
     pub brk: u64,
 }
@@ -312,6 +315,7 @@ pub fn build(reader: &Reader, chain: std::result::Result<&Chain, String>, path: 
         },
         process: Process {
             cwd: String::from_utf8_lossy(&ix.process.cwd).into_owned(),
+            root: Some(&ix.process.root).filter(|r| !r.is_empty() && r.as_slice() != b"/").map(|r| String::from_utf8_lossy(r).into_owned()),
             umask: format!("{:04o}", ix.process.umask),
             brk: ix.process.mm.brk,
         },

@@ -36,7 +36,8 @@ fn write_all(o: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(o, "system     {}, Linux {}, glibc {}", s.arch, s.kernel, if s.glibc.is_empty() { "unknown" } else { &s.glibc })?;
     let layout: Vec<String> = s.vdso_layout.iter().map(|v| format!("{} {}", v.name, size(v.size))).collect();
     writeln!(o, "vdso       {} (hash {})", layout.join(", "), s.vdso_hash)?;
-    writeln!(o, "process    cwd {}, umask {}, brk {:#x}", r.process.cwd, r.process.umask, r.process.brk)?;
+    let root = r.process.root.as_ref().map(|d| format!(", root {d} (chroot)")).unwrap_or_default();
+    writeln!(o, "process    cwd {}{root}, umask {}, brk {:#x}", r.process.cwd, r.process.umask, r.process.brk)?;
     let d = &r.ids;
     let how = match (d.mode, d.virtual_ids) {
         ("namespace", _) => format!("exact: own user+pid namespace (pid {} there, {} outside)", r.pid, d.outer_pid),

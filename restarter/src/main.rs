@@ -16,6 +16,7 @@ mod layout;
 mod namespace;
 mod plan;
 mod progress;
+mod root;
 mod stage;
 mod sessions;
 mod step;
@@ -262,6 +263,7 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
     let p = &index.process;
     let views = creds::Views { want_in_userns: index.ids.user_namespace, have_in_userns: creds::in_user_namespace() };
     let change_creds = creds::check(&p.creds, views)?;
+    root::check(p)?;
     // SAFETY: umask and setrlimit only change this process's attributes.
     unsafe {
         libc::umask(p.umask as libc::mode_t);

@@ -76,6 +76,7 @@ fn params_len(index: &Index) -> u64 {
         + 2 * std::mem::size_of::<PrctlMmMap>()
         + MSG.len()
         + NOTE_PATH_MAX
+        + index.process.root.len()
         + 256;
     page_up(n as u64)
 }
@@ -280,6 +281,8 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], tab
     let threads_at = blk.put_slice(&threads);
     let path = &note.path[..note.path.len().min(NOTE_PATH_MAX)];
     let path_at = blk.put_slice(path);
+    let root = crate::root::changed(&index.process).unwrap_or_default();
+    let root_at = blk.put_slice(root);
     let info = RestartInfo {
         magic: RestartInfo::MAGIC,
         switch_base: base,
@@ -300,6 +303,8 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], tab
         dir_dev: trusted_dir().0,
         dir_ino: trusted_dir().1,
         step_epoch: note.step_epoch,
+        root: root_at,
+        root_len: root.len() as u64,
     };
     let info_at = blk.put(&info);
     let msg_at = blk.put_slice(MSG);

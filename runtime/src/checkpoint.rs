@@ -547,14 +547,21 @@ pub(crate) struct Capture {
 
 pub(crate) fn capture(slots: &[threads::Slot], gen: u64, dir: &Dir, name: &[u8], member: bool) -> Result<Capture, String> {
     let cfg = config().ok_or("runtime not configured")?;
+    if let Some(why) = crate::nshooks::refusal(&slots.iter().map(|s| s.tid).collect::<Vec<_>>()) {
+        return Err(why);
+    }
     // fds first, before we open anything of our own.
     let fds = fdtable::read_fds();
     let left_out = leftout::find(&fds);
     crate::kstate::save(sys::gettid());
-    let process = procstate::read_process();
+    let process = procstate::read_process(slots.first().map_or(sys::gettid(), |s| s.tid));
+    if let Some(why) = chroot_refusal(&process, &fds) {
+        return Err(why);
+    }
     // Locked memory (mlock) is not locked in a forked snapshot, which reads the other flags of
-    // each region itself: read them here where some is (smaps costs ~10 ms per GiB).
-    let maps = split_scratch(if procstate::locks_memory() { maps::read_smaps()? } else { maps::read_maps()? });
+    // each region itself: read them here where some is (smaps costs ~10 ms per GiB), and where
+    // the program asked for memory that fork does not copy (forkadvice.rs).
+    let maps = split_scratch(if procstate::locks_memory() || crate::forkadvice::asked() { maps::read_smaps()? } else { maps::read_maps()? });
     let vdso_hash = maps.iter().find(|(m, _)| m.name == b"[vdso]").map_or(0, |(m, _)| hash_mem(m.start, m.end - m.start));
     let final_path = if member { dir.show(&generation_file_name(name, 0)).into_bytes() } else { generations::newest_path(&cfg.dir, name) };
     let tmp_name = imgdir::tmp_name(&generation_file_name(name, 0));
@@ -597,6 +604,25 @@ pub(crate) fn capture(slots: &[threads::Slot], gen: u64, dir: &Dir, name: &[u8],
         sysv,
     };
     Ok(Capture { maps, index, final_path, name: name.to_vec(), member, tmp_name, taken_at: now_ns(), eligible: Vec::new(), hashes: None, old: None, increment: false, parent: 0, guard: None })
+}
+
+/// A chrooted program's UNIX socket bound to a path: the kernel keeps the name as the program
+/// gave it (inside its root once it has chrooted), and a restart, which binds names from the
+/// real root, cannot tell where it was (not done): refused.
+fn chroot_refusal(p: &ckpt_image::ProcessState, fds: &[ckpt_image::FdState]) -> Option<String> {
+    if p.root.is_empty() || p.root == b"/" {
+        return None;
+    }
+    fds.iter().find_map(|f| match &f.kind {
+        // sockaddr_un: the family, then the path (a NUL first: an abstract name).
+        ckpt_image::FdKind::Socket(s) if s.family == libc::AF_UNIX && s.name.get(2).is_some_and(|&b| b != 0) => Some(format!(
+            "fd {} is a UNIX socket bound to {} and the program's root directory is {} (chroot): a restart cannot bind that name again where it was, so no checkpoint is taken",
+            f.fd,
+            String::from_utf8_lossy(s.name[2..].split(|&b| b == 0).next().unwrap_or_default()),
+            String::from_utf8_lossy(&p.root)
+        )),
+        _ => None,
+    })
 }
 
 /// Write the memory of `cap` and its index to the temporary file, durably, with `threads`

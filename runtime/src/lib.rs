@@ -18,6 +18,7 @@ mod fdguard;
 mod fdhooks;
 mod fdobjs;
 mod fdtable;
+mod forkadvice;
 mod freeze;
 mod generations;
 mod gate;
@@ -30,6 +31,7 @@ mod launch;
 mod leftout;
 mod log;
 mod maps;
+mod nshooks;
 mod ownsegs;
 mod pagescan;
 mod memwrite;
@@ -145,6 +147,8 @@ extern "C" fn init() {
     hooks::resolve();
     fdhooks::resolve();
     fdguard::resolve();
+    forkadvice::resolve();
+    nshooks::resolve();
     spawnhooks::resolve();
     sigevthread::resolve();
     launch::resolve();
@@ -161,6 +165,7 @@ extern "C" fn init() {
         return; // not the process ckpt-run started: stay inert
     };
     launch::set_managed(sys::getpid());
+    sys::open_proc();
     // The outer ckpt-run, when it started us as the first process under a namespace's init.
     let outer = (launch.outer_pid > 0).then_some(launch.outer_pid);
     // A program a member of the tree execs is a member too (its parent is not init).
@@ -338,6 +343,7 @@ extern "C" fn at_exit() {
 }
 
 extern "C" fn checkpoint_thread_main(_: *mut c_void) -> *mut c_void {
+    detach_fs();
     let ct = &CKPT_THREAD;
     ct.tid.store(sys::gettid(), Ordering::Release);
     ct.fs_base.store(sys::arch_get_fs(), Ordering::Relaxed);
@@ -355,6 +361,32 @@ extern "C" fn checkpoint_thread_main(_: *mut c_void) -> *mut c_void {
     unsafe { std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack)) };
     ct.stack_top.store((sp - 512) & !15, Ordering::Relaxed);
     checkpoint_loop()
+}
+
+/// Give the calling thread (the checkpoint thread) a root, working directory and umask of its
+/// own (unshare(CLONE_FS)), outside any chroot: a program that chroot()s changes its own
+/// threads' root, and the checkpoint thread goes on reading /proc, the image directory and
+/// the paths of the program's files as seen from the real root (fd links read from inside a
+/// chroot are relative to it). A thread that starts in a chroot already (a child forked after
+/// the program's chroot, the restart path) leaves it through /proc's parent, keeping its
+/// working directory; that needs CAP_SYS_CHROOT, which the program had to chroot at all.
+pub(crate) fn detach_fs() {
+    if let Err(e) = sys::syscall!(libc::SYS_unshare, libc::CLONE_FS) {
+        log!(ERROR, "the checkpoint thread cannot have a root directory of its own: errno {e}");
+        return;
+    }
+    let Some(proc) = sys::proc_fd() else { return };
+    let (Ok(root), Ok(real)) = (sys::stat_at(libc::AT_FDCWD, c"/"), sys::stat_at(proc, c"..")) else { return };
+    if (root.st_dev, root.st_ino) == (real.st_dev, real.st_ino) {
+        return;
+    }
+    let Ok(cwd) = sys::syscall!(libc::SYS_openat, libc::AT_FDCWD, c".".as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC, 0) else { return };
+    let left = sys::syscall!(libc::SYS_fchdir, proc).and_then(|_| sys::syscall!(libc::SYS_chroot, c"..".as_ptr()));
+    let _ = sys::syscall!(libc::SYS_fchdir, cwd);
+    sys::close(cwd as i32);
+    if let Err(e) = left {
+        log!(ERROR, "the checkpoint thread cannot leave the program's chroot (checkpoints will fail): errno {e}");
+    }
 }
 
 /// Wait for checkpoint requests (signals, timer, control socket) forever.

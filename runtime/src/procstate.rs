@@ -5,15 +5,23 @@ use crate::sys::{self, syscall};
 use ckpt_image::{Creds, MmFields, ProcessState, Rlimit, SigAction};
 use std::sync::atomic::{AtomicI32, Ordering};
 
-pub fn read_process() -> ProcessState {
+/// The process-wide state, read on the checkpoint thread while the program's threads are
+/// stopped; `program_tid`: one of them, whose root, working directory and umask are the
+/// program's (the checkpoint thread has its own: `crate::detach_fs`).
+pub fn read_process(program_tid: i32) -> ProcessState {
     let mut p = ProcessState { mm: read_mm(), ..Default::default() };
     if let Ok(a) = sys::read_file(&sys::cpath(&[b"/proc/thread-self/auxv"])) {
         p.auxv = a.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).collect();
     }
-    p.cwd = ckpt_kinds::procfs::own_proc_path(&sys::readlink(&sys::cpath(&[b"/proc/thread-self/cwd"])).unwrap_or_default(), sys::getpid());
-    let old = syscall!(libc::SYS_umask, 0o022).unwrap_or(0o022);
-    let _ = syscall!(libc::SYS_umask, old);
-    p.umask = old as u32;
+    let task = [&b"/proc/self/task/"[..], &sys::decimal(program_tid), b"/"].concat();
+    p.cwd = ckpt_kinds::procfs::own_proc_path(&sys::readlink(&sys::cpath(&[&task, b"cwd"])).unwrap_or_default(), sys::getpid());
+    p.root = sys::readlink(&sys::cpath(&[&task, b"root"])).unwrap_or_default();
+    let status = sys::read_file(&sys::cpath(&[&task, b"status"])).unwrap_or_default();
+    p.umask = status_field(&status, b"Umask:").and_then(|v| u32::from_str_radix(&v, 8).ok()).unwrap_or_else(|| {
+        let old = syscall!(libc::SYS_umask, 0o022).unwrap_or(0o022);
+        let _ = syscall!(libc::SYS_umask, old);
+        old as u32
+    });
     for r in 0..16u32 {
         let mut lim = libc::rlimit64 { rlim_cur: 0, rlim_max: 0 };
         if syscall!(libc::SYS_prlimit64, 0, r, 0, &mut lim as *mut libc::rlimit64).is_ok() {
@@ -26,6 +34,12 @@ pub fn read_process() -> ProcessState {
     p.creds = read_creds();
     p.attrs = crate::procattrs::capture();
     p
+}
+
+/// The value of `key` (e.g. `Umask:`) in a /proc status file, trimmed.
+fn status_field(status: &[u8], key: &[u8]) -> Option<String> {
+    let line = status.split(|&b| b == b'\n').find_map(|l| l.strip_prefix(key))?;
+    Some(String::from_utf8_lossy(line).trim().to_string())
 }
 
 /// User and group ids and supplementary groups (the same in every thread: glibc's set*id

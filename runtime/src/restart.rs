@@ -65,6 +65,8 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     // SAFETY: the restarter passes the address of a RestartInfo inside its switch area, which
     // stays mapped until we unmap it below.
     let info: RestartInfo = unsafe { std::ptr::read(info_addr as *const RestartInfo) };
+    // Our fd on /proc was not in the image: open it again, before the root changes.
+    sys::open_proc();
     // The image was taken during a checkpoint, whose progress counter is not here.
     crate::progress::after_restart();
     // From now on, the log level of the ckpt-restart that brought us back.
@@ -118,6 +120,15 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     // SAFETY: the restarter wrote path_len bytes at info.path, in the switch area (still mapped).
     let path = unsafe { std::slice::from_raw_parts(info.path as *const u8, info.path_len as usize) }.to_vec();
     let done = Done { path, generation: info.generation, memory: info.memory, started_ns: info.started_ns };
+    // The program's root (chroot) before its threads are made: they share it, and the
+    // checkpoint thread leaves it again in `finish` (crate::detach_fs).
+    if ours && info.root_len != 0 {
+        // SAFETY: the restarter wrote root_len bytes at info.root, in the switch area.
+        let root = sys::cpath(&[unsafe { std::slice::from_raw_parts(info.root as *const u8, info.root_len as usize) }]);
+        if let Err(e) = syscall!(libc::SYS_chroot, root.as_ptr()) {
+            fatal(&format!("cannot enter the program's root directory {}: {}", root.to_string_lossy(), crate::checkpoint::strerror(e)))
+        }
+    }
     if ours && info.switch_len != 0 {
         sys::munmap(info.switch_base as usize, info.switch_len as usize);
     }
@@ -135,6 +146,8 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
 /// program thread parked: its capabilities, per-thread kernel state, release, the restart's
 /// one line, back to the checkpoint loop.
 fn finish(slots: Vec<Slot>, old_tid: i32, done: Done) -> ! {
+    // A root, working directory and umask of the checkpoint thread's own, as before.
+    crate::detach_fs();
     ids::restore_caps(old_tid);
     crate::kstate::restore(&slots);
     // The restart's one line, as a checkpoint's: said before the program's threads run again,

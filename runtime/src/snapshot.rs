@@ -148,8 +148,14 @@ pub fn spawn(body: impl FnOnce(&Ctx) -> Result<(u64, u64, u64), Failure>, region
     // progress counter is only used through atomics.
     let counter = unsafe { &(*(page as *const Report)).progress };
     counter.take_over(progress::local());
+    // Memory fork would not copy is copied this once (the threads are stopped).
+    let lifted = crate::forkadvice::lift(regions);
     // clone(flags = 0: exit signal 0, no sharing; stack 0: the child continues on a copy of ours).
-    match sys::syscall!(libc::SYS_clone, 0, 0, 0, 0, 0) {
+    let cloned = sys::syscall!(libc::SYS_clone, 0, 0, 0, 0, 0);
+    if cloned != Ok(0) {
+        lifted.restore();
+    }
+    match cloned {
         Err(e) => {
             sys::munmap(page, 4096);
             Err(format!("cannot create the snapshot: errno {e}"))
@@ -265,7 +271,9 @@ fn wake(word: &AtomicU32) {
 }
 
 /// Check that every captured region is in the snapshot with its content: MADV_DONTFORK regions
-/// are absent from a forked child, MADV_WIPEONFORK ones are empty ("wf" in smaps VmFlags).
+/// are absent from a forked child, MADV_WIPEONFORK ones are empty ("wf" in smaps VmFlags),
+/// unless their advice was lifted for the fork (forkadvice.rs). MAP_DROPPABLE memory, wiped
+/// too, may be dropped by the kernel at any time: it is stored as the child sees it, empty.
 /// (Shared memory is in the child, and frozen by freeze_now.)
 fn inherited(regions: &[(MapEntry, bool)]) -> Result<(), String> {
     // Our own regions, sorted, with their VmFlags ("wf": MADV_WIPEONFORK).
@@ -277,7 +285,7 @@ fn inherited(regions: &[(MapEntry, bool)]) -> Result<(), String> {
         let i = mine.partition_point(|m| m.start <= r.start);
         let covered = i > 0 && mine[i - 1].end >= r.end;
         let first = mine.partition_point(|m| m.end <= r.start);
-        let wipe = mine[first..].iter().take_while(|m| m.start < r.end).any(|m| m.flags & ckpt_image::vm::WIPEONFORK != 0);
+        let wipe = mine[first..].iter().take_while(|m| m.start < r.end).any(|m| m.flags & ckpt_image::vm::WIPEONFORK != 0 && m.flags & ckpt_image::vm::DROPPABLE == 0);
         if !covered || wipe {
             return Err(format!("region {:#x}-{:#x} is not copied by fork (MADV_DONTFORK or MADV_WIPEONFORK)", r.start, r.end));
         }

@@ -69,7 +69,41 @@ pub fn futex_wake(word: &std::sync::atomic::AtomicU32) {
 }
 
 pub fn open(path: &CStr, flags: i32, mode: u32) -> SysResult<i32> {
-    syscall!(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), flags | libc::O_CLOEXEC, mode).map(|fd| fd as i32)
+    let (dir, p) = at(path);
+    syscall!(libc::SYS_openat, dir, p, flags | libc::O_CLOEXEC, mode).map(|fd| fd as i32)
+}
+
+/// /proc, opened when the runtime starts (and again at restart): the program may chroot() into
+/// a directory without /proc, and every thread (the stop handler too) still reads its /proc
+/// files through this fd. -1: none (paths are used as they are).
+static PROC_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// Open /proc for `at` (before the program runs; at restart, before the root is changed).
+pub fn open_proc() {
+    PROC_FD.store(-1, std::sync::atomic::Ordering::Release);
+    if let Ok(fd) = syscall!(libc::SYS_openat, libc::AT_FDCWD, c"/proc".as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC, 0) {
+        PROC_FD.store(own(move_high(fd as i32)), std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// The fd `open_proc` made, while it is still ours (the program may have closed it or put a
+/// file of its own at its number).
+pub fn proc_fd() -> Option<i32> {
+    let fd = PROC_FD.load(std::sync::atomic::Ordering::Acquire);
+    (fd >= 0 && still_own(fd)).then_some(fd)
+}
+
+pub fn is_proc_fd(fd: i32) -> bool {
+    fd >= 0 && PROC_FD.load(std::sync::atomic::Ordering::Relaxed) == fd
+}
+
+/// Where a path of ours is resolved: a /proc path relative to `proc_fd`, anything else as it is.
+fn at(path: &CStr) -> (i32, *const libc::c_char) {
+    match (path.to_bytes().strip_prefix(b"/proc/"), proc_fd()) {
+        // SAFETY: the rest of the same NUL-terminated string, 6 bytes in.
+        (Some(_), Some(fd)) => (fd, unsafe { path.as_ptr().add(6) }),
+        _ => (libc::AT_FDCWD, path.as_ptr()),
+    }
 }
 
 pub fn close(fd: i32) {
@@ -141,7 +175,8 @@ pub fn read_file(path: &CStr) -> SysResult<Vec<u8>> {
 
 pub fn readlink(path: &CStr) -> SysResult<Vec<u8>> {
     let mut buf = vec![0u8; 4096];
-    let n = syscall!(libc::SYS_readlinkat, libc::AT_FDCWD, path.as_ptr(), buf.as_mut_ptr(), buf.len())? as usize;
+    let (dir, p) = at(path);
+    let n = syscall!(libc::SYS_readlinkat, dir, p, buf.as_mut_ptr(), buf.len())? as usize;
     buf.truncate(n);
     Ok(buf)
 }

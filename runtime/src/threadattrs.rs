@@ -167,6 +167,9 @@ pub unsafe extern "C" fn syscall(n: c_long, a: c_long, b: c_long, c: c_long, d: 
         return crate::seccomp::seccomp_call(a, b, c, real);
     }
     let r = real();
+    if n == libc::SYS_madvise && r == 0 {
+        crate::forkadvice::note(c);
+    }
     if n == libc::SYS_rseq && r == 0 {
         let v = if c & RSEQ_FLAG_UNREGISTER != 0 { (RSEQ_NONE, 0, 0, 0) } else { (RSEQ_OWN, a as u64, b as u32, d as u32) };
         RSEQ.with(|x| x.set(v));

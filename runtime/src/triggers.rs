@@ -158,10 +158,13 @@ pub fn run() -> ! {
         let timeout = Some(timeout.map_or(GONE_CHECK_MS, |t| t.min(GONE_CHECK_MS)));
         if program_gone() {
             control::shutdown();
-            let code = leader_exit_code();
-            log!(DEBUG, "every thread of the program has exited: so does the checkpoint thread (status {code})");
+            let status = leader_status();
+            log!(DEBUG, "every thread of the program has exited: so does the checkpoint thread (wait status {status:#x})");
+            if status & 0x7f != 0 {
+                die_by(status & 0x7f);
+            }
             loop {
-                let _ = sys::syscall!(libc::SYS_exit, code);
+                let _ = sys::syscall!(libc::SYS_exit, (status >> 8) & 0xff);
             }
         }
         if PENDING.load(Ordering::Acquire) == 0 && timeout != Some(0) && !control::poll(timeout, &crate::step::poll_fds()) {
@@ -204,13 +207,27 @@ const GONE_CHECK_MS: u64 = 1000;
 
 /// The status the thread-group leader exited with (field 52 of its stat, in waitpid's form):
 /// the process's, which the kernel takes from the last thread to exit.
-fn leader_exit_code() -> i32 {
+fn leader_status() -> i32 {
     let stat = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(sys::getpid()), b"/stat"])).unwrap_or_default();
     let after = stat.iter().rposition(|&b| b == b')').map_or(&stat[..0], |i| &stat[i + 1..]);
     // Fields from the state (3rd) on: exit_code is the 52nd field, the 50th of these.
     let f = after.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).nth(49).unwrap_or(b"0");
-    let code: i32 = std::str::from_utf8(f).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-    (code >> 8) & 0xff
+    std::str::from_utf8(f).ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// The program's last thread was killed by `sig` while this thread lived on (a seccomp filter's
+/// SECCOMP_RET_KILL_THREAD kills only the thread, where a process of one thread dies of SIGSYS
+/// with a core dump): the process dies by it too, by its default action.
+fn die_by(sig: i32) -> ! {
+    // The kernel's struct sigaction: handler SIG_DFL, no flags, no restorer, empty mask.
+    let dfl = [0u64; 4];
+    let _ = sys::syscall!(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), 0, 8);
+    let bit: u64 = 1 << (sig - 1);
+    let _ = sys::syscall!(libc::SYS_rt_sigprocmask, libc::SIG_UNBLOCK, &bit as *const u64, 0, 8);
+    let _ = sys::tgkill(sys::getpid(), sys::gettid(), sig);
+    loop {
+        let _ = sys::syscall!(libc::SYS_exit, 128 + sig);
+    }
 }
 
 /// Whether every thread of the program has exited (the leader a zombie, no other thread left
