@@ -101,9 +101,7 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
             crate::tree::woken_before_joining();
             return;
         }
-        // As long as the coordinator waits for a process to stop (its phase limit, 60 s): a
-        // shorter bound let the program run on under load and count once more than it had.
-        wait_stopping(WOKEN_WAIT_MS);
+        wait_woken();
     }
     if !STOPPING.load(Ordering::Acquire) {
         return; // a late stop signal from a checkpoint that has already ended
@@ -157,13 +155,17 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
 }
 
 /// Wait (at most `limit_ms`) until a checkpoint is stopping the threads.
-/// How long a thread woken from a job-control stop for a checkpoint waits for that checkpoint to
-/// stop it (ms; see `stop_handler`).
-pub const WOKEN_WAIT_MS: u32 = 60_000;
-
-pub fn wait_stopping(limit_ms: u32) -> bool {
-    let mut waited = 0;
-    while !STOPPING.load(Ordering::Acquire) && waited < limit_ms {
+/// A thread woken from a job-control stop for a checkpoint (`stop_handler`, tree.rs
+/// `park_if_woken`) waits for that checkpoint to stop it: as long as the coordinator's Stop is
+/// waiting for this process or its part is being taken (`tree::checkpoint_coming`), at most
+/// as long as the coordinator waits for a process (60 s); without either, 300 ms (a wake whose
+/// checkpoint never came, or one left from before a restart, must not hold the program).
+pub fn wait_woken() -> bool {
+    let mut waited = 0u32;
+    while !STOPPING.load(Ordering::Acquire) && waited < 60_000 {
+        if waited >= 300 && !crate::tree::checkpoint_coming() {
+            break;
+        }
         let ts = sys::timespec_ms(1);
         let _ = syscall!(libc::SYS_nanosleep, &ts as *const libc::timespec, 0);
         waited += 1;

@@ -73,6 +73,9 @@ pub fn forget() {
     HELD.store(false, Ordering::Release);
     COORD_HOLD.store(false, Ordering::Release);
     SEEN.len.store(0, Ordering::Release);
+    // The image was taken during our part: the restarted process is in none.
+    IN_PART.store(false, Ordering::Release);
+    WOKEN_EARLY.store(false, Ordering::Release);
     // (RESTOP: `stop_again`.)
 }
 
@@ -96,6 +99,16 @@ pub fn stop_again(tids: &[i32]) {
             queue_woken(tid);
         }
     }
+}
+
+/// Our part of a tree's checkpoint is being taken (`part`).
+static IN_PART: AtomicBool = AtomicBool::new(false);
+
+/// Whether a checkpoint of the tree is about to stop this process's threads: the coordinator's
+/// Stop waits on our connection, or our part is being taken (for threads woken from a stop:
+/// threads.rs `wait_woken`).
+pub fn checkpoint_coming() -> bool {
+    IN_PART.load(Ordering::Acquire) || (is_member() && stop_waiting())
 }
 
 /// Whether the coordinator's Stop for a stopped process is waiting on our connection.
@@ -414,6 +427,13 @@ pub fn writer_threads() -> usize {
 /// before the coordinator woke it for this checkpoint. Its outcome (None: no image).
 fn part(generation: u64, members: u32, stopped: u32, dir: i32) -> Option<Outcome> {
     log!(DEBUG, "checkpoint {generation} of the process tree ({members} processes)");
+    IN_PART.store(true, Ordering::Release);
+    let out = part_taken(members, stopped, dir);
+    IN_PART.store(false, Ordering::Release);
+    out
+}
+
+fn part_taken(members: u32, stopped: u32, dir: i32) -> Option<Outcome> {
     WRITING.store(members.max(1), Ordering::Relaxed);
     let dir = Dir::adopt(dir, b"(the process tree's set)");
     let name = sys::decimal(sys::getpid());
@@ -513,7 +533,7 @@ pub fn woken_before_joining() {
 /// the coordinator woke it from a stop before, this thread waits here (runtime code, not the
 /// program's) until the checkpoint it was woken for has stopped it and let it go.
 pub fn park_if_woken() {
-    if WOKEN_EARLY.swap(false, Ordering::AcqRel) && crate::threads::wait_stopping(crate::threads::WOKEN_WAIT_MS) {
+    if WOKEN_EARLY.swap(false, Ordering::AcqRel) && crate::threads::wait_woken() {
         crate::threads::wait_released();
     }
 }
