@@ -1,8 +1,12 @@
-/* Shared by the tree_*.c programs: a sleep that survives signals and a 64-bit mixer for the
- * deterministic results. */
+/* Shared by the tree_*.c programs: a sleep that survives signals, a 64-bit mixer for the
+ * deterministic results, and a whole read or write that says what failed. */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static void sleep_ms(long ms)
 {
@@ -17,4 +21,21 @@ static uint64_t mix(uint64_t x)
     x *= 0xff51afd7ed558ccdULL;
     x ^= x >> 33;
     return x;
+}
+
+/* Read or write (`out`) exactly n bytes of fd, through EINTR; else say why and exit 90. */
+static inline void xfer(int fd, void *b, size_t n, int out)
+{
+    char *p = b;
+    while (n > 0) {
+        ssize_t k = out ? write(fd, p, n) : read(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            fprintf(stderr, "%s fd %d: %s\n", out ? "write" : "read", fd, k == 0 ? "end of file" : strerror(errno));
+            exit(90);
+        }
+        p += k;
+        n -= (size_t)k;
+    }
 }
