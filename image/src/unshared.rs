@@ -2,11 +2,13 @@
 //! yet (it shares pipes (`tree_pipes`), shared memory, socketpairs and TCP connections
 //! (`tree_connections`), listeners (`shared_listeners`), and open files, event fds, timer fds,
 //! signal fds, epoll and inotify instances that the manifest says two processes hold as one
-//! (`tree_files`, `tree_objects`)): one other socket held by two processes, the two ends of one UNIX
-//! connection made through a listener, one open file with its common offset (inherited by
+//! (`tree_files`, `tree_objects`), UNIX sockets that reach each other by name (`tree_unix_links`),
+//! deleted files (`tree_deleted`)): one other socket held by two processes (or linked by name
+//! with a file in flight in a queue), one open file with its common offset (inherited by
 //! fork) in a set without the manifest's `same` lines, an event, timer or signal fd, epoll or
 //! inotify instance inherited by fork at fds 0-2 (or an epoll instance no holder's image has
-//! every watched file of), one deleted file. Restarted, each
+//! every watched file of), one deleted file in a set without `same` lines or held in flight
+//! too. Restarted, each
 //! process would get its own copy (a socket whose peer is closed, a file with its own offset):
 //! ckpt-restart refuses such a set unless the user asked to go on (--ignore-missing-files), and
 //! the checkpoint that wrote it says so in one line.
@@ -48,9 +50,17 @@ pub fn find(indexes: &[(i32, Index)], same: Option<&[Vec<At>]>) -> Vec<Unshared>
     let mut out = Vec::new();
     let mut pairs: HashSet<u64> = tree_connections(indexes).into_iter().flat_map(|(a, b)| [a.ino, b.ino]).collect();
     pairs.extend(shared_listeners(indexes).iter().map(|l| l.ino));
+    pairs.extend(tree_unix_links(indexes).iter().flatten().map(|(_, s)| s.ino));
+    // (Shared again only where the manifest tells open files apart: `same`.)
+    let deleted: HashSet<(u64, u64)> = if same.is_some() { tree_deleted(indexes).into_iter().map(|(id, _)| id).collect() } else { HashSet::new() };
     let mut first: HashMap<Key, At> = HashMap::new();
     for (pid, f) in fds() {
-        let Some(key) = key(f).filter(|k| !matches!(k, Key::Socket(ino) if pairs.contains(ino))) else { continue };
+        let made_once = |k: &Key| match k {
+            Key::Socket(ino) => pairs.contains(ino),
+            Key::Deleted(dev, ino) => deleted.contains(&(*dev, *ino)),
+            Key::File(..) => false,
+        };
+        let Some(key) = key(f).filter(|k| !made_once(k)) else { continue };
         if same.is_some() && matches!(key, Key::File(..)) {
             continue; // known exactly below
         }
@@ -73,6 +83,7 @@ pub fn find(indexes: &[(i32, Index)], same: Option<&[Vec<At>]>) -> Vec<Unshared>
             sockets.entry(s.ino).or_insert(((pid, f.fd), s));
         }
     }
+    let mut reported: HashSet<(At, At)> = HashSet::new();
     for (pid, f) in entries(indexes) {
         let FdKind::Socket(s) = &f.kind else { continue };
         if pairs.contains(&s.ino) {
@@ -84,8 +95,9 @@ pub fn find(indexes: &[(i32, Index)], same: Option<&[Vec<At>]>) -> Vec<Unshared>
             sockets.values().find(|(_, o)| tcp_ends(s, o))
         };
         if let Some(&((p, fd), o)) = peer {
-            // Each pair once, from its lower end.
-            if p != pid && (pid, f.fd) < (p, fd) {
+            // Each pair once (a datagram client's server need not be connected back to it).
+            let me = (pid, f.fd);
+            if p != pid && reported.insert((me.min((p, fd)), me.max((p, fd)))) {
                 let conn = if s.family != libc::AF_UNIX {
                     "the two ends of one TCP connection"
                 } else if unnamed(&s.name) && unnamed(&s.peer_name) && unnamed(&o.name) {
@@ -132,6 +144,38 @@ pub fn tree_files<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<&'
             && held.iter().any(|(a, _)| a.0 != held[0].0.0)
     };
     groups.iter().filter(|g| shareable(g)).collect()
+}
+
+/// The deleted regular files (memfds too) that two processes or more hold, which a tree's
+/// restart makes once (one inode, with its data) and opens for every holder: each inode (device,
+/// inode) with its holders (pid, fd; not dups), lowest first. The manifest's `same` (kcmp at the
+/// cut) tells which holders are one open file description (opened once) and which each have
+/// their own open; a set without it is refused. Not made (refused by `find`): one a file in
+/// flight refers to.
+pub fn tree_deleted(indexes: &[(i32, Index)]) -> Vec<((u64, u64), Vec<At>)> {
+    let mut held: HashMap<(u64, u64), (Vec<At>, bool)> = HashMap::new();
+    for (pid, f) in entries(indexes) {
+        let FdKind::Deleted(d) = &f.kind else { continue };
+        if !d.is_file() {
+            continue;
+        }
+        let h = held.entry((d.dev, d.ino)).or_default();
+        if f.fd < 0 {
+            h.1 = true;
+        } else {
+            h.0.push((pid, f.fd));
+        }
+    }
+    let mut out: Vec<((u64, u64), Vec<At>)> = held
+        .into_iter()
+        .filter(|(_, (at, flying))| !flying && at.iter().any(|a| a.0 != at[0].0))
+        .map(|(id, (mut at, _))| {
+            at.sort_unstable();
+            (id, at)
+        })
+        .collect();
+    out.sort_unstable();
+    out
 }
 
 /// The event fds, timer fds, signal fds, epoll and inotify instances, and ends of the tree's
@@ -319,6 +363,71 @@ pub fn tree_connections(indexes: &[(i32, Index)]) -> Vec<(&Socket, &Socket)> {
         }
     }
     out.sort_by_key(|(a, b)| a.ino.min(b.ino));
+    out
+}
+
+/// The UNIX sockets that reach each other by name across processes of the tree, which a
+/// tree's restart makes once, together, with the single-process restore of names (each group
+/// as if one process held it all): a stream or seqpacket connection accepted from a named
+/// listener (or whose ends were bound since), and a named datagram socket with the datagram
+/// sockets connected to it, held by two processes or more. Each group with the process
+/// whose description each socket is (`socket_holders`). Not made (refused by `find`): a group
+/// with a file in flight in a queue, something lost, or a socket outside the group connected
+/// to one of it (a client the group's restore would not connect); socketpairs and unnamed
+/// datagram pairs are `tree_connections`'.
+pub fn tree_unix_links(indexes: &[(i32, Index)]) -> Vec<Vec<(i32, &Socket)>> {
+    let holders = socket_holders(indexes);
+    let pairs: HashSet<u64> = tree_connections(indexes).into_iter().flat_map(|(a, b)| [a.ino, b.ino]).collect();
+    let linkable = |s: &Socket| {
+        s.family == libc::AF_UNIX
+            && [libc::SOCK_STREAM, libc::SOCK_DGRAM, libc::SOCK_SEQPACKET].contains(&s.sock_type)
+            && s.state != crate::SockState::Listening
+            && s.queue.iter().all(|m| m.fds.is_empty())
+            && s.lost.is_empty()
+            && s.job.is_none()
+            && s.unsent == 0
+            && !pairs.contains(&s.ino)
+    };
+    // Groups by union of the links (client to peer).
+    let mut up: HashMap<u64, u64> = HashMap::new();
+    fn top(up: &HashMap<u64, u64>, mut x: u64) -> u64 {
+        while let Some(&p) = up.get(&x).filter(|&&p| p != x) {
+            x = p;
+        }
+        x
+    }
+    for (_, s) in holders.values() {
+        if s.state != crate::SockState::Connected || !linkable(s) {
+            continue;
+        }
+        let Some((_, p)) = holders.get(&s.peer).filter(|_| s.peer != 0 && s.peer != s.ino) else { continue };
+        let mutual = p.peer == s.ino && p.state == crate::SockState::Connected;
+        if !linkable(p) || p.sock_type != s.sock_type || (s.sock_type != libc::SOCK_DGRAM && !mutual) {
+            continue;
+        }
+        up.entry(s.ino).or_insert(s.ino);
+        up.entry(p.ino).or_insert(p.ino);
+        let (a, b) = (top(&up, s.ino), top(&up, p.ino));
+        up.insert(b, a);
+    }
+    let mut groups: HashMap<u64, Vec<u64>> = HashMap::new();
+    for &ino in up.keys() {
+        groups.entry(top(&up, ino)).or_default().push(ino);
+    }
+    let mut out: Vec<Vec<(i32, &Socket)>> = groups
+        .into_values()
+        .filter(|g| {
+            let pids: HashSet<i32> = g.iter().flat_map(|i| holders[i].0.iter().copied()).collect();
+            let named = g.iter().any(|i| !unnamed(&holders[i].1.name));
+            let outside_client = holders.values().any(|(_, s)| s.family == libc::AF_UNIX && s.peer != 0 && g.contains(&s.peer) && !g.contains(&s.ino));
+            pids.len() > 1 && named && !outside_client
+        })
+        .map(|mut g| {
+            g.sort_unstable();
+            g.iter().map(|i| (*holders[i].0.iter().min().expect("held"), holders[i].1)).collect()
+        })
+        .collect();
+    out.sort_by_key(|g| g[0].1.ino);
     out
 }
 

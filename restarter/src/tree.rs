@@ -2,7 +2,8 @@
 //! ckpt_image::tree), inside the namespace ckpt-restart made: this process was created with
 //! the root's pid by init. It makes the kernel objects that several processes of the tree
 //! share (pipes and socketpairs between them (`treeshare`), pseudo-terminal pairs split between
-//! two of them, open files inherited by fork (one offset), shared memory inherited by fork),
+//! two of them, open files inherited by fork (one offset), deleted files several of them hold
+//! (one inode), shared memory inherited by fork),
 //! then creates the tree with
 //! the exact pids (clone3 set_tid), parents before children, so that each process is its old
 //! parent's child again (orphans become init's, CLONE_PARENT); zombies are processes that exit
@@ -216,11 +217,12 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     if let Some((_, ix)) = indexes.iter().find(|(pid, _)| *pid == m.root) {
         crate::sysv_objects(ix)?;
     }
-    let mut shared = make_shared(&indexes, m.live().count() as u32)?;
+    let mut shared = make_shared(&indexes, m.live().count() as u32, lossy)?;
     if let Some(same) = m.same.as_deref() {
         let boot = indexes.iter().find(|(pid, _)| *pid == m.root).map(|(_, ix)| ix.meta.origin.boot_id.clone()).unwrap_or_default();
         let opts = crate::fds::Options { no_truncate, ignore_missing: lossy, same_boot: !boot.is_empty() && boot == ckpt_image::boot_id(), exact_ids: true };
         (shared.files, shared.fillers) = share_files(&indexes, same, &opts, &mut shared.pipes)?;
+        share_deleted(set, &m, &indexes, same, euid, &mut shared.files)?;
     }
     shared.total = m.procs.len() as u32;
     shared.stopped = m.stopped.clone();
@@ -275,8 +277,9 @@ fn image_of(p: &TreeProc) -> &str {
     }
 }
 
-/// The pipes found in the fd tables of two processes or more, and every shared memory object.
-fn make_shared(indexes: &[(i32, Index)], live: u32) -> Result<Shared> {
+/// The pipes found in the fd tables of two processes or more, every shared memory object, the
+/// sockets the tree shares (`treeshare`; `lossy`: go on where something of them is lost).
+fn make_shared(indexes: &[(i32, Index)], live: u32, lossy: bool) -> Result<Shared> {
     let shared_pipes = ckpt_image::unshared::tree_pipes(indexes);
     let mut pipes = ckpt_kinds::pipe::Pipes::default();
     for (_, ix) in indexes {
@@ -317,7 +320,7 @@ fn make_shared(indexes: &[(i32, Index)], live: u32) -> Result<Shared> {
     }
     // SAFETY: a zeroed page, valid for the life of the process, holding two atomics.
     let barrier: &'static Barrier = unsafe { &*(page as *const Barrier) };
-    let sockets = crate::treeshare::TreeSockets::make(indexes)?;
+    let sockets = crate::treeshare::TreeSockets::make(indexes, top, lossy)?;
     Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), fillers: HashSet::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0, stopped: Vec::new() })
 }
 
@@ -369,6 +372,44 @@ fn share_files(indexes: &[(i32, Index)], same: &[Vec<(i32, i32)>], opts: &crate:
         }
     }
     Ok((out, fillers))
+}
+
+/// Make once each deleted file that processes of the tree hold (`unshared::tree_deleted`), with
+/// the data the first holder's image stores, and open it for every holder (into `files`): once
+/// for holders that are one open file description (`same`), at its offset; each other holder
+/// its own open, with its flags and offset. Every open is made before the inode gets its
+/// mode, times and seals.
+fn share_deleted(set: &Path, m: &Manifest, indexes: &[(i32, Index)], same: &[Vec<(i32, i32)>], euid: u32, files: &mut SharedFiles) -> Result<()> {
+    let list = ckpt_image::unshared::tree_deleted(indexes);
+    let mut made = ckpt_kinds::deleted::Recreated::default();
+    let r = list.iter().try_for_each(|(_, holders)| -> Result<()> {
+        let owner = holders[0].0;
+        let image = m.live().find(|(p, _)| p.pid == owner).map(|(_, i)| set.join(i)).ok_or_else(|| anyhow!("internal: no image of process {owner}"))?;
+        let reader = ckpt_image::trust::read_owned(&image, euid).with_context(|| format!("{}", image.display()))?;
+        // The record that says where its image stores the data (its first fd of the inode).
+        let with_data = reader.index.fds.iter().find_map(|f| match &f.kind {
+            FdKind::Deleted(d) if state(indexes, holders[0]).is_some_and(|h| matches!(&h.kind, FdKind::Deleted(o) if (o.dev, o.ino) == (d.dev, d.ino))) && !d.chunks.is_empty() => Some(d.clone()),
+            _ => None,
+        });
+        for &at in holders {
+            let Some(f) = state(indexes, at).filter(|_| !files.contains_key(&at)) else { continue };
+            let FdKind::Deleted(d) = &f.kind else { continue };
+            let d = with_data.as_ref().unwrap_or(d);
+            let fd = made.open(d, f.flags, &reader).map_err(|e| anyhow!("pid {} fd {}: {e}", at.0, at.1))?;
+            if f.flags & libc::O_PATH == 0 {
+                // SAFETY: fd is ours.
+                unsafe { libc::lseek(fd, f.pos, libc::SEEK_SET) };
+            }
+            let alone = [at];
+            let group = same.iter().find(|g| g.contains(&at)).map_or(&alone[..], |g| &g[..]);
+            for &h in group {
+                files.insert(h, (fd, None));
+            }
+        }
+        Ok(())
+    });
+    made.finish();
+    r
 }
 
 /// Fd `fd` of process `pid` in `indexes` (not a dup).

@@ -2,12 +2,16 @@
 //! tree (like its pipes, see `tree`): every socketpair and TCP connection of
 //! `ckpt_image::unshared::tree_connections`, refilled once, and the listeners: those several
 //! processes hold (TCP and UNIX), and the TCP ones those connections were accepted from
-//! (`tree_listeners`). Every process inherits them and takes the ones its fd table holds (as fds or
+//! (`tree_listeners`); and the UNIX sockets that reach each other by name across processes
+//! (`tree_unix_links`: a connection accepted from a named listener, datagram sockets connected
+//! to a named one), each group made by the single-process restore of sockets as if one process
+//! held it all (names bound again, deleted ones for the moment; clients connected; queues
+//! refilled once). Every process inherits them and takes the ones its fd table holds (as fds or
 //! in flight) through the socket restore's `job` (ckpt_kinds::sockets::restore); the rest it
 //! closes with every other fd of ours.
 
 use anyhow::{anyhow, Result};
-use ckpt_image::{FdKind, FdState, Index};
+use ckpt_image::{FdKind, FdState, Index, Socket};
 use std::collections::HashMap;
 use std::os::fd::RawFd;
 
@@ -16,8 +20,9 @@ use std::os::fd::RawFd;
 pub struct TreeSockets(HashMap<u64, RawFd>);
 
 impl TreeSockets {
-    /// Make the connections the processes of `indexes` share.
-    pub fn make(indexes: &[(i32, Index)]) -> Result<TreeSockets> {
+    /// Make the connections the processes of `indexes` share (our fds above `top`; `lossy`:
+    /// go on with a warning where something of them cannot be restored).
+    pub fn make(indexes: &[(i32, Index)], top: RawFd, lossy: bool) -> Result<TreeSockets> {
         let mut me = TreeSockets::default();
         let conns = ckpt_image::unshared::tree_connections(indexes);
         // The program's listeners, first: the TCP ones those connections were accepted from are
@@ -51,7 +56,38 @@ impl TreeSockets {
             // SAFETY: a listener of ours, no longer needed.
             unsafe { libc::close(t) };
         }
-        made.map(|_| me)
+        made?;
+        for group in ckpt_image::unshared::tree_unix_links(indexes) {
+            me.unix_group(indexes, &group, top, lossy)?;
+        }
+        Ok(me)
+    }
+
+    /// Make one group of `tree_unix_links` with the single-process restore of sockets.
+    fn unix_group(&mut self, indexes: &[(i32, Index)], group: &[(i32, &Socket)], top: RawFd, lossy: bool) -> Result<()> {
+        let relative = |a: &[u8]| a.len() > 2 && a[2] != 0 && a[2] != b'/';
+        let fds: Vec<FdState> = group
+            .iter()
+            .map(|&(pid, s)| {
+                let mut s = s.clone();
+                // Made by the tree's root, as its socketpairs are: SO_PEERCRED names the root.
+                s.peer_cred = None;
+                // A relative name whose directory the runtime did not see (an accepted end, a
+                // client that connected to it): its process's working directory.
+                if s.bind_dir.is_empty() && (relative(&s.name) || relative(&s.peer_name)) {
+                    s.bind_dir = indexes.iter().find(|(p, _)| *p == pid).map(|(_, ix)| ix.process.cwd.clone()).unwrap_or_default();
+                }
+                FdState { fd: 0, flags: 0, pos: 0, cloexec: true, kind: FdKind::Socket(Box::new(s)), dup_of: None, mtime: 0, id: Default::default(), locks: Vec::new(), owner: None }
+            })
+            .collect();
+        let opts = ckpt_kinds::sockets::restore::Options { ignore: lossy };
+        let socks = ckpt_kinds::sockets::restore::Sockets::make(&fds, top, opts, HashMap::new()).map_err(|e| anyhow!("{e}"))?;
+        for &(_, s) in group {
+            let fd = socks.open(s.ino).map_err(|e| anyhow!("{e}"))?;
+            self.0.insert(s.ino, fd);
+        }
+        // Queues refilled; shutdown and options are set again by each process that takes them.
+        socks.finish(&|_| None).map_err(|e| anyhow!("{e}"))
     }
 
     /// Whether the tree shares socket `ino` (made here).

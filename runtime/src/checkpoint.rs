@@ -305,8 +305,21 @@ fn take_attempt(dir: &Dir, name: &[u8], gen: u64, t0: u64, fork: bool, parent: O
     };
     // A snapshot reads deleted files while the program runs on: watch them for writes now.
     let owners: Vec<i32> = deleted::data_owners(&cap.index.fds).iter().map(|&i| cap.index.fds[i].fd).collect();
+    // Deleted files the program maps shared are copied before it runs on, like shared memory;
+    // in a tree all of them: its other processes run on after the cut and may write them too
+    // (through fds of their own), and a tree's checkpoint cannot stop again to write them.
+    let sizes: Vec<(i32, u64, u64)> = deleted::data_owners(&cap.index.fds)
+        .iter()
+        .filter_map(|&i| match &cap.index.fds[i].kind {
+            ckpt_image::FdKind::Deleted(d) => Some((cap.index.fds[i].fd, d.ino, d.size)),
+            _ => None,
+        })
+        .collect();
+    let files = if phases.is_some() { sizes.iter().map(|&(fd, _, size)| (fd, size)).collect() } else { freeze::mapped_shared(&cap.maps, &sizes) };
+    // The others are read later: watched.
+    let watched: Vec<i32> = owners.iter().copied().filter(|fd| !files.iter().any(|f| f.0 == *fd)).collect();
     let fork = fork
-        && match deleted::Guard::watch(&owners) {
+        && match deleted::Guard::watch(&watched) {
             Ok(g) => {
                 cap.guard = g;
                 true
@@ -341,15 +354,6 @@ fn take_attempt(dir: &Dir, name: &[u8], gen: u64, t0: u64, fork: bool, parent: O
         let mut keep = owners.clone();
         keep.push(dir.fd());
         keep.extend(cap.guard.as_ref().map(deleted::Guard::fd));
-        // Deleted files the program maps shared are copied before it runs on, like shared memory.
-        let sizes: Vec<(i32, u64, u64)> = deleted::data_owners(&cap.index.fds)
-            .iter()
-            .filter_map(|&i| match &cap.index.fds[i].kind {
-                ckpt_image::FdKind::Deleted(d) => Some((cap.index.fds[i].fd, d.ino, d.size)),
-                _ => None,
-            })
-            .collect();
-        let files = freeze::mapped_shared(&cap.maps, &sizes);
         match snapshot::spawn(body, &cap.maps, &keep, &files) {
             Ok(mut child) => {
                 if let Some(p) = phases {

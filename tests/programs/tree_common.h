@@ -1,11 +1,15 @@
-/* Shared by the tree_*.c programs: a sleep that survives signals and a 64-bit mixer for the
- * deterministic results. */
+/* Shared by the tree_*.c programs: a sleep that survives signals, a 64-bit mixer for the
+ * deterministic results, and a whole read or write that says what failed. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/wait.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static void sleep_ms(long ms)
 {
@@ -29,4 +33,21 @@ static inline void end_with_child(pid_t child, uint64_t state)
     kill(child, SIGKILL);
     waitpid(child, &status, 0);
     printf("result %016llx\n", (unsigned long long)state);
+}
+
+/* Read or write (`out`) exactly n bytes of fd, through EINTR; else say why and exit 90. */
+static inline void xfer(int fd, void *b, size_t n, int out)
+{
+    char *p = b;
+    while (n > 0) {
+        ssize_t k = out ? write(fd, p, n) : read(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            fprintf(stderr, "%s fd %d: %s\n", out ? "write" : "read", fd, k == 0 ? "end of file" : strerror(errno));
+            exit(90);
+        }
+        p += k;
+        n -= (size_t)k;
+    }
 }

@@ -74,22 +74,6 @@
 
 #include "tree_common.h"
 
-static void xfer(int fd, void *b, size_t n, int out)
-{
-    char *p = b;
-    while (n > 0) {
-        ssize_t k = out ? write(fd, p, n) : read(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0) {
-            fprintf(stderr, "%s fd %d: %s\n", out ? "write" : "read", fd, k == 0 ? "end of file" : strerror(errno));
-            exit(90);
-        }
-        p += k;
-        n -= (size_t)k;
-    }
-}
-
 static void step(int r)
 {
     char line[64];

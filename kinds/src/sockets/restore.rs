@@ -204,11 +204,10 @@ impl<'a> Sockets<'a> {
                 self.made.insert(s.ino, fd);
                 self.filled.insert(s.ino);
                 self.given.insert(s.ino);
-                if s.state == SockState::Listening {
-                    // A tree's shared listener: bound and listening already.
-                    self.bound.insert(s.ino);
-                    self.served.insert(s.ino);
-                }
+                // Bound already (a tree's shared listener, listening; a connection or datagram
+                // socket made by name with its peers, see ckpt-restart's treeshare).
+                self.bound.insert(s.ino);
+                self.served.insert(s.ino);
                 continue;
             }
             if s.family == libc::AF_UNIX && s.state == SockState::Connected {
