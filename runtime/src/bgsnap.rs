@@ -17,8 +17,9 @@
 //!   PAGEMAP_SCAN, ~1 ms per GiB) are protected again.
 //! - SAVING, while the program runs: the writer threads store the regions window by window
 //!   (CHUNK_SIZE of addresses, as memwrite plans them). The pages of a window to store are those
-//!   still protected (in memory at the instant, not saved yet) and those in the buffer. When a
-//!   window is stored, its protection is lifted. A write fault on a page of a window not started
+//!   still protected (in memory at the instant, not saved yet) and those in the buffer. As soon
+//!   as a window's pages are read (encoded, or copied into the writer's buffer: before the
+//!   disk write), its protection is lifted. A write fault on a page of a window not started
 //!   copies the page (and its protected neighbours, 64 KiB at most) into the buffer and lifts
 //!   their protection; without room, the window is queued urgently and the thread waits for it.
 //!   A system call that would write or drop protected memory gets the same treatment first
