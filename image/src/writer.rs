@@ -235,7 +235,7 @@ impl Writer {
 
     /// Like `write_chunk`, from any thread, with that thread's encoder.
     pub fn write_chunk_with(&self, enc: &mut ChunkEncoder, offset: u64, data: &[u8]) -> Result<Chunk> {
-        let (file_offset, stored_len, codec, hash) = self.store(enc, data)?;
+        let (file_offset, stored_len, codec, hash) = self.store(enc, data, &mut || {})?;
         Ok(Chunk::plain(offset, data.len() as u64, file_offset, stored_len, codec, hash))
     }
 
@@ -243,10 +243,17 @@ impl Writer {
     /// ((offset, length) each, in the order their bytes follow one another in `data`): one chunk
     /// per piece, sharing the frame (see `Chunk::frame_skip`). A single piece is a plain chunk.
     pub fn write_frame_with(&self, enc: &mut ChunkEncoder, pieces: &[(u64, u64)], data: &[u8]) -> Result<Vec<Chunk>> {
+        self.write_frame_then(enc, pieces, data, &mut || {})
+    }
+
+    /// Like `write_frame_with`, calling `release` once `data` is no longer read (encoded or
+    /// copied into the encoder's buffer, usually before the disk write; on success only): a
+    /// background snapshot lets the program write those pages again from then on.
+    pub fn write_frame_then(&self, enc: &mut ChunkEncoder, pieces: &[(u64, u64)], data: &[u8], release: &mut dyn FnMut()) -> Result<Vec<Chunk>> {
         if pieces.iter().map(|p| p.1).sum::<u64>() != data.len() as u64 {
             return Err(ImageError::Corrupt("internal: the pieces of a frame differ from its length".into()));
         }
-        let (file_offset, stored_len, codec, hash) = self.store(enc, data)?;
+        let (file_offset, stored_len, codec, hash) = self.store(enc, data, release)?;
         let mut skip = 0;
         Ok(pieces
             .iter()
@@ -259,17 +266,19 @@ impl Writer {
     }
 
     /// Encode `data` as one frame and write it: (file offset, stored length, codec, hash).
-    fn store(&self, enc: &mut ChunkEncoder, data: &[u8]) -> Result<(u64, u64, Codec, u64)> {
+    /// `release` is called once `data` is no longer read (see `write_frame_then`).
+    fn store(&self, enc: &mut ChunkEncoder, data: &[u8], release: &mut dyn FnMut()) -> Result<(u64, u64, Codec, u64)> {
         if data.len() > CHUNK_SIZE {
             return Err(ImageError::Corrupt(format!("chunk of {} bytes is larger than {CHUNK_SIZE}", data.len())));
         }
         self.raw_total.fetch_add(data.len() as u64, Ordering::Relaxed);
         if is_zero(data) {
+            release();
             return Ok((HEADER_LEN as u64, 0, Codec::Zero, checksum(&[])));
         }
         if self.first.load(Ordering::Acquire) != FIRST_DONE {
             if self.first.compare_exchange(FIRST_PENDING, FIRST_WRITING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                let r = self.write_first(enc, data);
+                let r = self.write_first(enc, data, release);
                 self.first.store(FIRST_DONE, Ordering::Release);
                 return r;
             }
@@ -281,6 +290,8 @@ impl Writer {
         if self.direct {
             let (ptr, len) = (stored.as_ptr(), stored.len());
             let (block, kept) = enc.aligned(codec, ptr, len);
+            // The frame is in our buffer now.
+            release();
             let hash = checksum(&block[..kept]);
             let at = self.pos.fetch_add(block.len() as u64, Ordering::Relaxed);
             self.file.write_all_at(block, at)?;
@@ -288,7 +299,9 @@ impl Writer {
         }
         let hash = checksum(stored);
         let at = self.pos.fetch_add(stored.len() as u64, Ordering::Relaxed);
+        // A raw frame is `data` itself: written (copied into the page cache) first.
         self.file.write_all_at(stored, at)?;
+        release();
         // Start writeback of each completed window of the file now, so that it overlaps the
         // rest of the writing and the final fsync only waits for the tail (1 GiB: ~0.5 s less).
         // Per window, not per chunk: an increment has thousands of small chunks. Best effort:
@@ -305,10 +318,11 @@ impl Writer {
     /// O_DIRECT: the first chunk goes right after the header, in the header's block, so that
     /// no byte of the data area is left unchecked: always zstd (a raw chunk could not be padded),
     /// preceded by room for the header (written at the end) and padded with a skippable frame.
-    fn write_first(&self, enc: &mut ChunkEncoder, data: &[u8]) -> Result<(u64, u64, Codec, u64)> {
+    fn write_first(&self, enc: &mut ChunkEncoder, data: &[u8], release: &mut dyn FnMut()) -> Result<(u64, u64, Codec, u64)> {
         let lead = HEADER_LEN;
         let buf = enc.buf.as_mut();
         let n = enc.comp.compress(data, &mut buf[lead..])?;
+        release();
         let mut end = align_up(lead + n);
         if end != lead + n && end - (lead + n) < 8 {
             end += BLOCK;

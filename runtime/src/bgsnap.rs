@@ -17,8 +17,9 @@
 //!   PAGEMAP_SCAN, ~1 ms per GiB) are protected again.
 //! - SAVING, while the program runs: the writer threads store the regions window by window
 //!   (CHUNK_SIZE of addresses, as memwrite plans them). The pages of a window to store are those
-//!   still protected (in memory at the instant, not saved yet) and those in the buffer. When a
-//!   window is stored, its protection is lifted. A write fault on a page of a window not started
+//!   still protected (in memory at the instant, not saved yet) and those in the buffer. As soon
+//!   as a window's pages are read (encoded, or copied into the writer's buffer: before the
+//!   disk write), its protection is lifted. A write fault on a page of a window not started
 //!   copies the page (and its protected neighbours, 64 KiB at most) into the buffer and lifts
 //!   their protection; without room, the window is queued urgently and the thread waits for it.
 //!   A system call that would write or drop protected memory gets the same treatment first
@@ -32,8 +33,9 @@
 use crate::maps::PAGE;
 use crate::pagescan::{self, PageRegion, Query, PAGE_IS_PRESENT, PAGE_IS_SWAPPED, PAGE_IS_WRITTEN};
 use crate::sys::{self, syscall};
+use crate::bgarm::{Arming, Spin};
 use crate::uffdwp;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 pub const ARMING: u32 = 1;
 pub const SAVING: u32 = 2;
@@ -99,20 +101,6 @@ fn scan_vec(pagemap: i32, start: u64, end: u64, want: Want, out: &mut Vec<(u64, 
 
 // ---- the engine ----
 
-/// A spin lock between runtime threads and program threads in the SIGSYS handler.
-struct Spin(AtomicBool);
-
-impl Spin {
-    fn lock(&self) {
-        while self.0.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-            let _ = syscall!(libc::SYS_sched_yield);
-        }
-    }
-    fn unlock(&self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
 /// A tracked region at the instant.
 struct Reg {
     start: u64,
@@ -135,8 +123,8 @@ pub struct Engine {
     fd: i32,
     pagemap: i32,
     phase: AtomicU32,
-    /// Every tracked region is protected (a futex word: 0 while arming goes on).
-    armed: AtomicU32,
+    /// The arming's progress (bgarm.rs).
+    arming: Arming,
     /// The window tables, made at the instant (null while arming).
     tables: AtomicPtr<Tables>,
     /// The buffer: `slots` pages at `pool`; per slot the page's address and the next slot of its
@@ -235,13 +223,13 @@ impl Engine {
             fd,
             pagemap,
             phase: AtomicU32::new(ARMING),
-            armed: AtomicU32::new(0),
+            arming: Arming::new(),
             tables: AtomicPtr::new(std::ptr::null_mut()),
             pool,
             slots,
             slot_page: (0..slots).map(|_| AtomicU64::new(0)).collect(),
             slot_next: (0..slots).map(|_| AtomicU32::new(0)).collect(),
-            lock: Spin(AtomicBool::new(false)),
+            lock: Spin::new(),
             free: std::cell::UnsafeCell::new((0..slots as u32).rev().collect()),
             urgent: std::cell::UnsafeCell::new(Vec::new()),
             used: AtomicUsize::new(0),
@@ -277,27 +265,24 @@ impl Engine {
         self.phase.load(Ordering::Acquire)
     }
 
-    /// Register and write-protect [start, end) minus the `excluded` ranges (sorted).
-    pub fn arm(&self, start: u64, end: u64, excluded: &[(u64, u64)]) -> Result<(), i32> {
-        uffdwp::register(self.fd, start, end - start)?;
-        for (s, e) in minus(start, end, excluded) {
-            uffdwp::protect(self.fd, s, e - s)?;
+    /// What the arming will protect: `regions` (sorted) minus the `excluded` ranges (sorted).
+    /// Said before the writer starts, so that calls made meanwhile know what they need.
+    pub fn plan(&self, regions: &[(u64, u64)], excluded: &[(u64, u64)]) {
+        self.arming.set_plan(regions.iter().flat_map(|&(s, e)| minus(s, e, excluded)).collect());
+    }
+
+    /// Register `regions` and write-protect the plan (while the program runs). Err: the address
+    /// and errno of what failed.
+    pub fn arm(&self, regions: &[(u64, u64)]) -> Result<(), (u64, i32)> {
+        for &(s, e) in regions {
+            uffdwp::register(self.fd, s, e - s).map_err(|e| (s, e))?;
         }
-        Ok(())
+        self.arming.protect_all(self.fd)
     }
 
     /// Arming is over (done or given up): calls that waited for it go on.
     pub fn set_armed(&self) {
-        self.armed.store(1, Ordering::Release);
-        let _ = syscall!(libc::SYS_futex, self.armed.as_ptr(), libc::FUTEX_WAKE, i32::MAX, 0, 0, 0);
-    }
-
-    /// Wait until arming is over.
-    fn wait_armed(&self) {
-        while self.armed.load(Ordering::Acquire) == 0 {
-            let ts = sys::timespec_ms(50);
-            let _ = syscall!(libc::SYS_futex, self.armed.as_ptr(), libc::FUTEX_WAIT, 0, &ts as *const libc::timespec, 0, 0);
-        }
+        self.arming.end();
     }
 
     /// At the instant (threads stopped): make the window table and start saving; then protect
@@ -604,7 +589,7 @@ impl Engine {
     /// Give up (while arming or saving): every protection goes; the program runs on unhindered.
     pub fn abort(&self, regions: &[(u64, u64)]) {
         self.phase.store(OVER, Ordering::Release);
-        self.set_armed();
+        self.arming.end();
         for &(s, e) in regions {
             let _ = uffdwp::unprotect(self.fd, s, e - s, true);
         }
@@ -621,9 +606,10 @@ impl Engine {
         }
     }
 
-    /// (pages buffered at most, buffer slots, write faults, waits for a window).
-    pub fn stats(&self) -> (usize, usize, u64, u64) {
-        (self.peak.load(Ordering::Relaxed), self.slots, self.faults.load(Ordering::Relaxed), self.waits.load(Ordering::Relaxed))
+    /// (pages buffered at most, buffer slots, write faults, waits for a window, calls that
+    /// waited for the arming).
+    pub fn stats(&self) -> (usize, usize, u64, u64, u64) {
+        (self.peak.load(Ordering::Relaxed), self.slots, self.faults.load(Ordering::Relaxed), self.waits.load(Ordering::Relaxed), self.arming.waited())
     }
 }
 
@@ -644,7 +630,7 @@ impl Drop for Engine {
 }
 
 /// [start, end) minus the sorted, disjoint ranges `ex`.
-fn minus(start: u64, end: u64, ex: &[(u64, u64)]) -> Vec<(u64, u64)> {
+pub(crate) fn minus(start: u64, end: u64, ex: &[(u64, u64)]) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     let mut at = start;
     for &(s, e) in ex.iter().filter(|&&(s, e)| s < end && e > start) {
@@ -697,10 +683,10 @@ pub fn start_handler(fd: i32, stack: &'static mut [u8]) -> Result<(), i32> {
 
 /// From the SIGSYS handler (sud.rs): make [addr, addr + len) safe for the kernel to write or
 /// drop. While arming, protection is simply lifted (the instant protects again what is in
-/// memory, and the stop moves a call made meanwhile to be dispatched again, sud::reroute), once
-/// every region is protected: lifted earlier, the writer could protect the range again under a
-/// call that blocks (a read() then failed with EFAULT when its data came). While saving, the
-/// pages are saved first.
+/// memory, and the stop moves a call made meanwhile to be dispatched again, sud::reroute), and
+/// the arming leaves the range alone from then on (bgarm.rs): protected again under a call that
+/// blocks, a read() failed with EFAULT when its data came. While saving, the pages are saved
+/// first.
 pub fn secure(addr: u64, len: u64) {
     if addr == 0 || len == 0 {
         return;
@@ -709,10 +695,7 @@ pub fn secure(addr: u64, len: u64) {
     let e = u.0;
     let (start, end) = (addr & !(PAGE - 1), addr.saturating_add(len).div_ceil(PAGE) * PAGE);
     match e.phase() {
-        ARMING => {
-            e.wait_armed();
-            let _ = uffdwp::unprotect(e.fd, start, end - start, true);
-        }
+        ARMING => e.arming.lift(e.fd, start, end),
         SAVING => {
             let mut at = start;
             while at < end {
@@ -747,7 +730,7 @@ pub fn stop() {
     let e = ENGINE.swap(std::ptr::null_mut(), Ordering::SeqCst);
     // SAFETY: the engine published until now, alive (its owner calls us before dropping it).
     if let Some(e) = unsafe { e.as_ref() } {
-        e.set_armed();
+        e.arming.end();
         e.all_done();
     }
     loop {

@@ -211,6 +211,7 @@ pub fn take(dir: &Dir, name: &[u8], gen: u64, t0: u64, parent: Option<(u64, u32)
         }
     };
     let armed0: Vec<(u64, u64)> = maps0.iter().zip(armable(&maps0, &excluded0, &dontfork)).filter(|(_, a)| *a).map(|((m, _), _)| (m.start, m.end)).collect();
+    engine.plan(&armed0, &excluded0);
 
     // Shared with the writer process: what the parent captures at the instant.
     let cap_cell: Cell<*mut Capture> = Cell::new(std::ptr::null_mut());
@@ -229,11 +230,9 @@ pub fn take(dir: &Dir, name: &[u8], gen: u64, t0: u64, parent: Option<(u64, u32)
             return Err(Failure::NeedSync(format!("cannot start the fault handler (errno {e})")));
         }
         let t = now_ns();
-        for &(s, e) in &armed0 {
-            if let Err(e) = engine.arm(s, e, &excluded0) {
-                engine.abort(&armed0);
-                return Err(Failure::NeedSync(format!("cannot write-protect memory at {s:#x} (errno {e})")));
-            }
+        if let Err((at, e)) = engine.arm(&armed0) {
+            engine.abort(&armed0);
+            return Err(Failure::NeedSync(format!("cannot write-protect memory at {at:#x} (errno {e})")));
         }
         engine.set_armed();
         log!(DEBUG, "background snapshot: armed {} regions in {} ms", armed0.len(), (now_ns() - t) / 1_000_000);
@@ -272,11 +271,11 @@ pub fn take(dir: &Dir, name: &[u8], gen: u64, t0: u64, parent: Option<(u64, u32)
         if engine.phase() != bgsnap::OVER {
             engine.abort(&regs);
         }
-        let (peak, slots, faults, waits) = engine.stats();
+        let (peak, slots, faults, waits, arm_waits) = engine.stats();
         let (ran, deferred) = sud::counts();
         log!(
             INFO,
-            "checkpoint {gen}: background snapshot: {faults} write faults, {} KiB saved ahead of the writer at most (room for {} KiB), {waits} waits for a window; {ran} system calls made safe, {deferred} deferred",
+            "checkpoint {gen}: background snapshot: {faults} write faults, {} KiB saved ahead of the writer at most (room for {} KiB), {waits} waits for a window; {ran} system calls made safe, {deferred} deferred, {arm_waits} waited for the arming",
             peak * PAGE as usize / 1024,
             slots * PAGE as usize / 1024
         );

@@ -356,9 +356,15 @@ pub fn prepare(uc: *mut libc::ucontext_t, tid: i32) {
         }
         // Not the call /proc showed (the thread was running, or left it since): its site may
         // still tell. The syscall instruction cleared rcx to the return address.
-        _ if *greg(uc, libc::REG_RCX) as u64 == rip => match site_nr(rip) {
-            Some(nr) => nr,
-            None => return,
+        _ if *greg(uc, libc::REG_RCX) as u64 == rip => match crate::sud::call_at(rip, *greg(uc, libc::REG_RBX) as u64) {
+            // Made through syscall user dispatch (sud.rs): its record is at hand. (A thread
+            // that /proc showed running entered its poll() just before a background
+            // snapshot's instant: the program saw EINTR.)
+            Some(call) if call[1..] == regs => call[0] as i64,
+            _ => match site_nr(rip) {
+                Some(nr) => nr,
+                None => return,
+            },
         },
         _ => return,
     };

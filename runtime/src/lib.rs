@@ -7,6 +7,7 @@
 //! forward to libc.
 
 mod alloc;
+mod bgarm;
 mod bgsnap;
 mod bgtake;
 mod blocked;

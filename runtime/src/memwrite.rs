@@ -429,11 +429,18 @@ fn work(sh: &Shared) {
             }
             pieces = &window_pieces;
         }
-        let r = store(sh, &mut enc, job, pieces, &mut buf, &mut parts);
-        if let Some((e, w)) = window {
-            let (ws, we) = e.window_range(w);
-            e.done(w, ws, we);
-        }
+        // A window is done (unprotected, its waiters woken) as soon as its pages are read:
+        // copied or encoded, before the disk write.
+        let mut released = false;
+        let mut release = || {
+            if let Some((e, w)) = window.filter(|_| !released) {
+                let (ws, we) = e.window_range(w);
+                e.done(w, ws, we);
+            }
+            released = true;
+        };
+        let r = store(sh, &mut enc, job, pieces, &mut buf, &mut parts, &mut release);
+        release();
         match r {
             // SAFETY: slot i belongs to this job alone; out has one slot per job.
             Ok(c) => unsafe { *sh.out.add(i) = c },
@@ -445,7 +452,8 @@ fn work(sh: &Shared) {
 
 /// Store one job made of `pieces`: hashed and, for an increment, cut down to the pages that
 /// changed; one frame. Its chunks (none when nothing is left to store).
-fn store(sh: &Shared, enc: &mut ChunkEncoder, job: &Job, pieces: &[Piece], buf: &mut Vec<u8>, parts: &mut Vec<(u64, u64)>) -> Result<Vec<Chunk>, String> {
+/// `release` is called once the pieces' memory is no longer read (it may be called again after).
+fn store(sh: &Shared, enc: &mut ChunkEncoder, job: &Job, pieces: &[Piece], buf: &mut Vec<u8>, parts: &mut Vec<(u64, u64)>, release: &mut dyn FnMut()) -> Result<Vec<Chunk>, String> {
     parts.clear();
     parts.extend(pieces.iter().map(|p| (p.offset, p.len)));
     let data: &[u8] = match pieces {
@@ -456,6 +464,7 @@ fn store(sh: &Shared, enc: &mut ChunkEncoder, job: &Job, pieces: &[Piece], buf: 
         [p] if job.direct && job.file < 0 && !p.zero && !job.filter => unsafe { std::slice::from_raw_parts(p.addr as *const u8, p.len as usize) },
         _ => {
             gather(sh, job, pieces, buf);
+            release();
             buf
         }
     };
@@ -475,7 +484,7 @@ fn store(sh: &Shared, enc: &mut ChunkEncoder, job: &Job, pieces: &[Piece], buf: 
     if parts.is_empty() {
         return Ok(Vec::new());
     }
-    sh.writer.write_frame_with(enc, parts, data).map_err(|e| e.to_string())
+    sh.writer.write_frame_then(enc, parts, data, release).map_err(|e| e.to_string())
 }
 
 /// Hash the pages of a tracked job (`data`: its pieces' bytes one after the other) into the new

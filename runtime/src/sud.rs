@@ -267,6 +267,20 @@ fn open_part() -> (u64, u64) {
     (ckpt_sud_call_open as *const () as usize as u64, ckpt_sud_call_sys as *const () as usize as u64)
 }
 
+/// The program's call (nr, a1..a6) that ckpt_sud_call or its twin made, when `rip` is right after
+/// that system call instruction (where a signal that interrupted the call finds the thread):
+/// `rbx` then holds the call's record. (blocked.rs: such a call cannot be known by its site.)
+pub fn call_at(rip: u64, rbx: u64) -> Option<[u64; 7]> {
+    let (open, sys) = open_part();
+    let twin_sys = ckpt_sud_twin_open as *const () as usize as u64 + (sys - open);
+    if (rip != sys + 2 && rip != twin_sys + 2) || rbx == 0 {
+        return None;
+    }
+    // SAFETY: ckpt_sud_call keeps the pointer to its caller's record in rbx (callee-saved)
+    // across the call; the record lives in the SIGSYS handler's frame, below the signal frame.
+    Some(unsafe { std::ptr::read_unaligned(rbx as *const [u64; 7]) })
+}
+
 /// Whether the twin holds the same instructions as the open part (`reroute` moves a thread
 /// from one to the other at the same offset).
 fn twin_matches() -> bool {
