@@ -478,7 +478,7 @@ impl Coord {
             m.in_cut = false;
         }
         let all = |c: &Coord, want: fn(&TreeMsg) -> bool| c.members.iter().all(|m| m.got.as_ref().is_some_and(|g| want(g) || matches!(g, TreeMsg::Abort)));
-        let failed = |c: &Coord| c.members.iter().filter(|m| matches!(m.got, Some(TreeMsg::Abort) | Some(TreeMsg::Done { ok: false, .. }))).map(|m| format!("{} ({}, {:?})", m.pid, comm(m.pid), m.got)).collect::<Vec<_>>();
+        let failed = |c: &Coord| c.members.iter().filter(|m| matches!(m.got, Some(TreeMsg::Abort) | Some(TreeMsg::Done { ok: false, .. }))).map(|m| format!("{} ({})", m.pid, comm(m.pid))).collect::<Vec<_>>();
         // Phase 1: every process stops. A process forked just before its parent stopped, or a
         // program a member exec'd just then, connects meanwhile: it is asked to stop too, until
         // every live process of the tree is a stopped member.
