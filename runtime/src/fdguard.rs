@@ -3,7 +3,7 @@
 //! it may have (a loop up to its fd limit, closefrom, close_range) after it forks; that took the
 //! runtime's fds too, and no checkpoint of its tree could be taken any more. Here close() of one
 //! of them does nothing and returns 0 (the program believes it closed it; the number stays
-//! taken, above HIGH_FD, as by a file it inherited without knowing), and closefrom and
+//! taken, at the end of the fd table, as by a file it inherited without knowing), and closefrom and
 //! close_range close around them. A raw close system call, or dup2 onto one of them, still takes
 //! it (the program's file is then at that number, and the runtime knows it is not its own).
 
@@ -23,7 +23,7 @@ pub fn resolve() {
 /// libc's contract for close.
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    if fd >= sys::HIGH_FD && sys::still_own(fd) {
+    if fd >= sys::high_fd() && sys::still_own(fd) {
         return 0;
     }
     // SAFETY: forwarding to libc's close.
@@ -40,7 +40,7 @@ fn close_range_around(first: c_uint, last: c_uint, flags: c_uint) -> c_int {
             -1
         }
     };
-    if flags & libc::CLOSE_RANGE_CLOEXEC != 0 || last < sys::HIGH_FD as c_uint {
+    if flags & libc::CLOSE_RANGE_CLOEXEC != 0 || last < sys::high_fd() as c_uint {
         return call(first, last);
     }
     let (own, n) = sys::own_fds();

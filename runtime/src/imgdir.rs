@@ -4,7 +4,7 @@
 //! image gets an unpredictable name and is created O_EXCL|O_NOFOLLOW, mode 0600, so nothing
 //! another user planted in a shared (sticky) directory is ever opened, followed or overwritten.
 //!
-//! The fd is moved out of the program's way (>= 900) and left out of images (`is_own_fd`).
+//! The fd is moved out of the program's way (to the end of the fd table, sys::high_fd) and left out of images (`is_own_fd`).
 //! Raw system calls only: this runs while the program's threads are stopped, and in the
 //! snapshot child.
 

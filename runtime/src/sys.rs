@@ -243,8 +243,28 @@ pub fn cpath(parts: &[&[u8]]) -> std::ffi::CString {
 }
 
 
-/// Lowest fd number the runtime's own fds are moved to, out of the program's way.
-pub const HIGH_FD: i32 = 900;
+/// Where the runtime's own fds are moved, out of the program's way: the last 24 numbers below
+/// the program's fd limit, or below 1024 when the limit is higher (so the kernel's fd table stays
+/// small), as CRIU keeps its service fds at the end of the table. Programs pick fixed numbers
+/// in the hundreds (dup2(fd, 999), a pipe at 700 + i): at 900 the runtime's link to the tree was
+/// taken by such a dup2 (zdtm epoll). Computed once, at the first use.
+static HIGH: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// The lowest fd number of the runtime's own fds (see HIGH).
+pub fn high_fd() -> i32 {
+    let h = HIGH.load(std::sync::atomic::Ordering::Relaxed);
+    if h > 0 {
+        return h;
+    }
+    let mut lim = [0u64; 2];
+    let cur = match syscall!(libc::SYS_prlimit64, 0, libc::RLIMIT_NOFILE, 0, lim.as_mut_ptr()) {
+        Ok(_) => lim[0],
+        Err(_) => 1024,
+    };
+    let h = (cur.min(1024) as i32 - 24).max(3);
+    HIGH.store(h, std::sync::atomic::Ordering::Relaxed);
+    h
+}
 
 /// The identity (fd, st_dev, st_ino) of the runtime's own fds, so that an fd number the
 /// program took over with dup2 (its file, not ours any more) is not mistaken for ours.
@@ -293,9 +313,9 @@ pub fn own_fds() -> ([i32; 24], usize) {
     (out, n)
 }
 
-/// Move `fd` to a number >= HIGH_FD (close-on-exec); the same fd if that fails.
+/// Move `fd` to a number >= high_fd() (close-on-exec); the same fd if that fails.
 pub fn move_high(fd: i32) -> i32 {
-    match syscall!(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, HIGH_FD) {
+    match syscall!(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, high_fd()) {
         Ok(hi) => {
             close(fd);
             hi as i32
