@@ -17,6 +17,9 @@ type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
 
 pub fn resolve() {
     REAL_CLOSE.get();
+    // Now, at start: computed later inside a hook it would be a system call the program's
+    // seccomp filter (strict mode) may forbid.
+    sys::high_fd();
 }
 
 /// # Safety
