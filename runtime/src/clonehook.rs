@@ -34,8 +34,7 @@ pub unsafe extern "C" fn clone(f: Option<ChildFn>, stack: *mut c_void, flags: c_
             Ok(0) => child(f, stack, arg),
             Ok(pid) => pid as c_int,
             Err(e) => {
-                // SAFETY: errno is this thread's.
-                unsafe { *libc::__errno_location() = e };
+                crate::sys::set_errno(e);
                 -1
             }
         };

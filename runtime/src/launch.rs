@@ -217,8 +217,7 @@ fn real<T>(f: &RealFn) -> Option<T> {
 }
 
 fn enosys() -> c_int {
-    // SAFETY: errno is this thread's.
-    unsafe { *libc::__errno_location() = libc::ENOSYS };
+    crate::sys::set_errno(libc::ENOSYS);
     -1
 }
 

@@ -130,8 +130,7 @@ pub unsafe fn popen(cmd: *const c_char, mode: *const c_char) -> *mut libc::FILE 
         Some(b'r') => (true, m.contains(&b'e')),
         Some(b'w') => (false, m.contains(&b'e')),
         _ => {
-            // SAFETY: errno is this thread's.
-            unsafe { *libc::__errno_location() = libc::EINVAL };
+            crate::sys::set_errno(libc::EINVAL);
             return std::ptr::null_mut();
         }
     };

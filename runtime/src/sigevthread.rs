@@ -55,8 +55,7 @@ pub fn after_fork() {
 }
 
 fn set_errno(e: c_int) -> c_int {
-    // SAFETY: setting the calling thread's errno.
-    unsafe { *libc::__errno_location() = e };
+    crate::sys::set_errno(e);
     -1
 }
 

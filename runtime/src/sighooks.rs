@@ -207,8 +207,7 @@ pub unsafe extern "C" fn sigsuspend(mask: *const libc::sigset_t) -> c_int {
     selfsig::set_vblocked(word(&m) & selfsig::triggers());
     // A signal of ours that the suspend mask lets through ends it at once, as the kernel would.
     let r = if selfsig::flush() {
-        // SAFETY: setting the calling thread's errno.
-        unsafe { *libc::__errno_location() = libc::EINTR };
+        crate::sys::set_errno(libc::EINTR);
         -1
     } else {
         let mut buf = empty_set();
