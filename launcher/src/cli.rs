@@ -57,7 +57,7 @@ pub struct Cli {
     /// option of that name): a file that is gone at restart (the program removed it after the
     /// checkpoint) is recreated at its path from the image. A file still there is reopened as
     /// without the option (never overwritten).
-    #[arg(long, visible_alias = "ckpt-open-files", env = "CKPT_CHECKPOINT_OPEN_FILES", value_parser = clap::builder::FalseyValueParser::new())]
+    #[arg(long, alias = "ckpt-open-files", env = "CKPT_CHECKPOINT_OPEN_FILES", value_parser = clap::builder::FalseyValueParser::new())]
     pub checkpoint_open_files: bool,
 
     /// If DIR holds an image of this program, restart from its newest good image instead.
