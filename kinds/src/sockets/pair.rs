@@ -74,6 +74,11 @@ pub fn make(a: &Socket, b: &Socket, via: Option<RawFd>) -> Result<(RawFd, RawFd)
     } else {
         sv = tcp(a, b, via)?;
     }
+    // The program's buffer sizes before the refill: a queue that filled the program's larger
+    // receive buffer fits in it again.
+    for (fd, s) in [(sv[0], a), (sv[1], b)] {
+        let _ = super::opts::restore(fd, &s.opts, super::opts::Phase::Early);
+    }
     let r = refill(sv[1], a).and_then(|_| refill(sv[0], b));
     if let Err(e) = r {
         close(sv[0]);
