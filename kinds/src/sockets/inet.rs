@@ -146,6 +146,13 @@ impl Sockets<'_> {
             _ => sharing(s) > sharing(p) || (sharing(s) == sharing(p) && s.ino < p.ino),
         };
         let (server, client) = if s_first { (s, p) } else { (p, s) };
+        if s.state == SockState::PeerGone {
+            // An ended connection's TIME_WAIT remain holds one end's port and names the other
+            // end's address, which ending it binds for a moment: before either is bound here.
+            for x in [s, p] {
+                super::timewait::clear(x.family, &x.name);
+            }
+        }
         let listener = listens_on(server).map(|l| self.made[&l.ino]);
         let l = match listener {
             Some(l) => l,
