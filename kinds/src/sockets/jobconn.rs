@@ -170,7 +170,7 @@ fn int_ioctl(fd: i32, req: u64) -> i32 {
 /// Tell the peer how much room we have now: reading (here peeking one byte: the program's
 /// queue stays as it is) sends a window update once the window has grown. Not where the program
 /// set a peek offset (SO_PEEK_OFF), which a peek would move.
-fn nudge(fd: i32) {
+pub fn nudge(fd: i32) {
     let mut off: i32 = -1;
     let mut l = 4u32;
     // SAFETY: an int option read into off.
@@ -197,7 +197,7 @@ fn rcvlowat(fd: i32) -> i32 {
     get_int(fd, libc::SO_RCVLOWAT)
 }
 
-fn set_rcvlowat(fd: i32, v: i32) {
+pub fn set_rcvlowat(fd: i32, v: i32) {
     set_int(fd, libc::SO_RCVLOWAT, v);
 }
 
@@ -218,7 +218,7 @@ const SO_BUF_LOCK: i32 = 72;
 
 /// Raise the send buffer of `fd` as far as an ordinary user may (net.core.wmem_max), for the
 /// refill: the program's (value, lock bits) to set back, None if it was as large already.
-fn raise_sndbuf(fd: i32) -> Option<(i32, i32)> {
+pub fn raise_sndbuf(fd: i32) -> Option<(i32, i32)> {
     let (old, locks) = (get_int(fd, libc::SO_SNDBUF), get_int(fd, SO_BUF_LOCK));
     if old <= 0 || locks < 0 {
         return None;
@@ -234,7 +234,7 @@ fn raise_sndbuf(fd: i32) -> Option<(i32, i32)> {
 
 /// The program's send buffer size (SO_SNDBUF sets twice what it is given) and lock bits (the
 /// autotuned size of a buffer the program did not size stays unlocked).
-fn restore_sndbuf(fd: i32, saved: Option<(i32, i32)>) {
+pub fn restore_sndbuf(fd: i32, saved: Option<(i32, i32)>) {
     if let Some((v, locks)) = saved {
         set_int(fd, libc::SO_SNDBUF, v / 2);
         set_int(fd, SO_BUF_LOCK, locks);
@@ -247,9 +247,16 @@ fn restore_sndbuf(fd: i32, saved: Option<(i32, i32)>) {
 /// program's SO_RCVLOWAT is set back at the end.
 fn make_room(s: &mut St) {
     if s.lowat.is_none() {
-        s.lowat = Some(rcvlowat(s.fd));
-        set_rcvlowat(s.fd, i32::MAX);
+        s.lowat = Some(grow_rcvbuf(s.fd));
     }
+}
+
+/// Grow the receive buffer of `fd` (see `make_room`): the program's SO_RCVLOWAT, to set back
+/// with `set_rcvlowat` once the queue is refilled.
+pub fn grow_rcvbuf(fd: i32) -> i32 {
+    let old = rcvlowat(fd);
+    set_rcvlowat(fd, i32::MAX);
+    old
 }
 
 /// Refill every connection of `conns` (see the module comment) before `deadline`. The echo
