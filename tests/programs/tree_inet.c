@@ -31,6 +31,13 @@
 
 #include "tree_common.h"
 
+static void step(int r)
+{
+    char line[32];
+    int n = snprintf(line, sizeof line, "step %d\n", r);
+    xfer(1, line, (size_t)n, 1);
+}
+
 static uint8_t pattern(uint64_t k, int side)
 {
     return (uint8_t)((k * 131 + (k >> 9) + (uint64_t)side * 71) & 0xff);
@@ -118,6 +125,18 @@ static void finish(struct end *e, int tell, int learn)
     }
 }
 
+/* The parent's end: its child must have checked everything (exit 7); the result. */
+static int end_tree(pid_t child, uint64_t state)
+{
+    int st;
+    if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 7) {
+        fprintf(stderr, "child failed (status %d)\n", st);
+        return 91;
+    }
+    printf("result %016llx\n", (unsigned long long)state);
+    return 0;
+}
+
 static int buffers(int rounds, int delay)
 {
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -162,22 +181,14 @@ static int buffers(int rounds, int delay)
     fill(&e);
     uint64_t state = 0;
     for (int r = 0; r < rounds; r++) {
-        char line[32];
-        int n = snprintf(line, sizeof line, "step %d\n", r);
-        xfer(1, line, (size_t)n, 1);
+        step(r);
         sleep_ms(delay);
         drain(&e, 1000, 0);
         fill(&e);
         state = mix(state + (uint64_t)r);
     }
     finish(&e, p2c[1], c2p[0]);
-    int st;
-    if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 7) {
-        fprintf(stderr, "child failed (status %d)\n", st);
-        return 91;
-    }
-    printf("result %016llx\n", (unsigned long long)state);
-    return 0;
+    return end_tree(child, state);
 }
 
 static int closing(int rounds, int delay)
@@ -217,20 +228,12 @@ static int closing(int rounds, int delay)
     shutdown(e.fd, SHUT_WR);
     uint64_t state = 0;
     for (int r = 0; r < rounds; r++) {
-        char line[32];
-        int n = snprintf(line, sizeof line, "step %d\n", r);
-        xfer(1, line, (size_t)n, 1);
+        step(r);
         sleep_ms(delay);
         state = mix(state + (uint64_t)r);
     }
     xfer(p2c[1], &e.sent, sizeof e.sent, 1);
-    int st;
-    if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 7) {
-        fprintf(stderr, "child failed (status %d)\n", st);
-        return 91;
-    }
-    printf("result %016llx\n", (unsigned long long)state);
-    return 0;
+    return end_tree(child, state);
 }
 
 static int udp(int rounds, int delay)
@@ -255,9 +258,7 @@ static int udp(int rounds, int delay)
     uint64_t state = 0;
     for (int r = 0; r < rounds; r++) {
         if (!me) {
-            char line[32];
-            int n = snprintf(line, sizeof line, "step %d\n", r);
-            xfer(1, line, (size_t)n, 1);
+            step(r);
         }
         int32_t token = r;
         if (r % 2 == me) {
@@ -284,13 +285,7 @@ static int udp(int rounds, int delay)
     }
     if (me)
         _exit(7);
-    int st;
-    if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 7) {
-        fprintf(stderr, "child failed (status %d)\n", st);
-        return 91;
-    }
-    printf("result %016llx\n", (unsigned long long)state);
-    return 0;
+    return end_tree(child, state);
 }
 
 int main(int argc, char **argv)
