@@ -185,7 +185,7 @@ pub fn nudge(fd: i32) {
 /// Whether the peer's echo of our bytes has all come (our receive queue holds them all), or
 /// stopped coming for a second (the rest stays in the peer's send queue, as it did at the cut).
 fn echo_in(s: &mut St) -> bool {
-    let n = int_ioctl(s.fd, libc::FIONREAD as u64);
+    let n = int_ioctl(s.fd, libc::FIONREAD);
     let now = now_ms();
     if n > s.inq.0 {
         s.inq = (n, now);
@@ -319,7 +319,7 @@ fn refill_all(st: &mut [St], deadline: u64) -> Result<(), String> {
                 s.echoed = true;
                 s.out = s.inb.split_off(8);
                 s.off = 0;
-                s.inq = (int_ioctl(s.fd, libc::FIONREAD as u64), now_ms());
+                s.inq = (int_ioctl(s.fd, libc::FIONREAD), now_ms());
             }
             while s.off < s.out.len() {
                 match send(s.fd, &s.out[s.off..]) {
@@ -414,6 +414,8 @@ mod tests {
     }
 }
 
+/// Buffers full both ways (each side wrote until EAGAIN, as zdtm socket-tcpbuf does): drain
+/// and refill finish, every byte put back.
 #[cfg(test)]
 mod full_tests {
     use super::*;
@@ -428,35 +430,42 @@ mod full_tests {
     }
 
     #[test]
-    fn full_both_ways() {
+    fn drain_then_refill_of_buffers_full_both_ways_finishes() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (s, _) = l.accept().unwrap();
         use std::os::fd::IntoRawFd;
         let (a, b) = (c.into_raw_fd(), s.into_raw_fd());
         let big: i32 = 1 << 20;
+        // SAFETY: an int option on a socket of ours.
         unsafe { libc::setsockopt(b, libc::SOL_SOCKET, libc::SO_RCVBUF, (&big as *const i32).cast(), 4) };
         let mut wa = fill(a, 1);
         let mut wb = fill(b, 2);
+        let (mut read_a, mut read_b) = (0, 0);
         for _ in 0..20 {
             std::thread::sleep(std::time::Duration::from_millis(20));
             let mut buf = [0u8; 1000];
-            let _ = recv(a, &mut buf);
-            let _ = recv(b, &mut buf);
+            read_a += recv(a, &mut buf).unwrap_or(0);
+            read_b += recv(b, &mut buf).unwrap_or(0);
             wa += fill(a, 1);
             wb += fill(b, 2);
         }
-        eprintln!("wrote a {wa} b {wb}");
         let (ma, mb) = ([1u8; 16], [2u8; 16]);
         let d = now_ms() + 10_000;
         let tb = std::thread::spawn(move || drain(&[Drain { fd: b, send_marker: mb, wait_marker: ma }], d).unwrap().remove(0));
         let da = drain(&[Drain { fd: a, send_marker: ma, wait_marker: mb }], d).unwrap().remove(0);
         let db = tb.join().unwrap();
-        eprintln!("drained a {} b {}", da.data.len(), db.data.len());
+        assert_eq!((da.data.len() + read_a, db.data.len() + read_b), (wb, wa), "drained");
         let tb = std::thread::spawn(move || refill(vec![Refill { fd: b, mine: db.data, read: db.after }], d));
         let ra = refill(vec![Refill { fd: a, mine: da.data, read: da.after }], d);
         let rb = tb.join().unwrap();
-        eprintln!("refill a {ra:?} b {rb:?}");
-        assert!(ra.is_ok() && rb.is_ok());
+        assert!(ra.is_ok() && rb.is_ok(), "refill: {ra:?} {rb:?}");
+        // Every byte is back: a's queue holds what b wrote and a did not read, and b's likewise.
+        let inq = |fd: i32| int_ioctl(fd, libc::FIONREAD) as usize;
+        let outq = |fd: i32| int_ioctl(fd, libc::TIOCOUTQ) as usize;
+        assert_eq!(inq(a) + outq(b) + read_a, wb, "a's unread bytes");
+        assert_eq!(inq(b) + outq(a) + read_b, wa, "b's unread bytes");
+        // SAFETY: closing our fds.
+        unsafe { libc::close(a); libc::close(b) };
     }
 }
