@@ -51,6 +51,7 @@ pub fn find(indexes: &[(i32, Index)], same: Option<&[Vec<At>]>) -> Vec<Unshared>
     let mut pairs: HashSet<u64> = tree_connections(indexes).into_iter().flat_map(|(a, b)| [a.ino, b.ino]).collect();
     pairs.extend(shared_listeners(indexes).iter().map(|l| l.ino));
     pairs.extend(tree_unix_links(indexes).iter().flatten().map(|(_, s)| s.ino));
+    pairs.extend(tree_lone_sockets(indexes).iter().map(|s| s.ino));
     // (Shared again only where the manifest tells open files apart: `same`.)
     let deleted: HashSet<(u64, u64)> = if same.is_some() { tree_deleted(indexes).into_iter().map(|(id, _)| id).collect() } else { HashSet::new() };
     let mut first: HashMap<Key, At> = HashMap::new();
@@ -92,18 +93,26 @@ pub fn find(indexes: &[(i32, Index)], same: Option<&[Vec<At>]>) -> Vec<Unshared>
         let peer = if s.family == libc::AF_UNIX {
             sockets.get(&s.peer).filter(|_| s.peer != 0)
         } else {
-            sockets.values().find(|(_, o)| tcp_ends(s, o))
+            // (Two ended ends come back ended each on its own: nothing passes between them.)
+            sockets.values().find(|(_, o)| tcp_ends(s, o) && !(s.state == crate::SockState::PeerGone && o.state == crate::SockState::PeerGone))
         };
         if let Some(&((p, fd), o)) = peer {
             // Each pair once (a datagram client's server need not be connected back to it).
             let me = (pid, f.fd);
             if p != pid && reported.insert((me.min((p, fd)), me.max((p, fd)))) {
-                let conn = if s.family != libc::AF_UNIX {
-                    "the two ends of one TCP connection"
+                let shut_unsent = |x: &Socket| x.shutdown & 2 != 0 && x.unsent > 0;
+                let conn = if s.family != libc::AF_UNIX && (shut_unsent(s) || shut_unsent(o)) {
+                    let x = if shut_unsent(s) { s } else { o };
+                    format!(
+                        "the two ends of one TCP connection, one of which had shut down writing with {} bytes not yet sent (a closing state: they cannot be read without CAP_NET_ADMIN, TCP_REPAIR)",
+                        x.unsent
+                    )
+                } else if s.family != libc::AF_UNIX {
+                    "the two ends of one TCP connection".to_string()
                 } else if unnamed(&s.name) && unnamed(&s.peer_name) && unnamed(&o.name) {
-                    "the two ends of one socketpair"
+                    "the two ends of one socketpair".to_string()
                 } else {
-                    "the two ends of one UNIX connection"
+                    "the two ends of one UNIX connection".to_string()
                 };
                 out.push(Unshared { what: format!("{} and {} are {conn}", at((pid, f.fd)), at((p, fd))), instead: "separate, closed connections" });
             }
@@ -428,6 +437,39 @@ pub fn tree_unix_links(indexes: &[(i32, Index)]) -> Vec<Vec<(i32, &Socket)>> {
         })
         .collect();
     out.sort_by_key(|g| g[0].1.ino);
+    out
+}
+
+/// The other sockets (not UNIX) that two processes or more hold (inherited by fork), which a
+/// tree's restart makes once, alone, with the single-process restore of sockets, and gives
+/// every holder: UDP, ping and raw sockets, netlink and packet sockets, TCP sockets not
+/// connected or connected outside the tree; not a listener (`shared_listeners`), not an end
+/// of a TCP connection whose other end is in the tree (`tree_connections`), not one whose
+/// queue holds a file in flight, not one in flight, nothing lost, no step's connection.
+pub fn tree_lone_sockets(indexes: &[(i32, Index)]) -> Vec<&Socket> {
+    let holders = socket_holders(indexes);
+    let flying: HashSet<u64> = entries(indexes)
+        .filter(|(_, f)| f.fd < 0)
+        .filter_map(|(_, f)| match &f.kind {
+            FdKind::Socket(s) => Some(s.ino),
+            _ => None,
+        })
+        .collect();
+    let mut out: Vec<&Socket> = holders
+        .values()
+        .filter(|(pids, s)| {
+            pids.len() > 1
+                && s.family != libc::AF_UNIX
+                && s.state != crate::SockState::Listening
+                && s.queue.iter().all(|m| m.fds.is_empty())
+                && s.lost.is_empty()
+                && s.job.is_none()
+                && !flying.contains(&s.ino)
+                && !holders.values().any(|(_, o)| tcp_ends(s, o))
+        })
+        .map(|(_, s)| *s)
+        .collect();
+    out.sort_by_key(|s| s.ino);
     out
 }
 

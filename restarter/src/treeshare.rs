@@ -8,7 +8,8 @@
 //! held it all (names bound again, deleted ones for the moment; clients connected; queues
 //! refilled once). Every process inherits them and takes the ones its fd table holds (as fds or
 //! in flight) through the socket restore's `job` (ckpt_kinds::sockets::restore); the rest it
-//! closes with every other fd of ours.
+//! closes with every other fd of ours. The other sockets several processes hold (UDP, raw,
+//! TCP not connected inside the tree: `tree_lone_sockets`) are made the same way, together.
 
 use anyhow::{anyhow, Result};
 use ckpt_image::{FdKind, FdState, Index, Socket};
@@ -58,13 +59,21 @@ impl TreeSockets {
         }
         made?;
         for group in ckpt_image::unshared::tree_unix_links(indexes) {
-            me.unix_group(indexes, &group, top, lossy)?;
+            me.group(indexes, &group, top, lossy)?;
+        }
+        let holder = |ino: u64| indexes.iter().find(|(_, ix)| ix.fds.iter().any(|f| matches!(&f.kind, FdKind::Socket(s) if s.ino == ino))).map_or(0, |(p, _)| *p);
+        // All in one group: a datagram queued on one of them is sent again from another of
+        // them that sent it (its address).
+        let lone: Vec<(i32, &Socket)> = ckpt_image::unshared::tree_lone_sockets(indexes).into_iter().map(|s| (holder(s.ino), s)).collect();
+        if !lone.is_empty() {
+            me.group(indexes, &lone, top, lossy)?;
         }
         Ok(me)
     }
 
-    /// Make one group of `tree_unix_links` with the single-process restore of sockets.
-    fn unix_group(&mut self, indexes: &[(i32, Index)], group: &[(i32, &Socket)], top: RawFd, lossy: bool) -> Result<()> {
+    /// Make one group of `tree_unix_links` (or one socket of `tree_lone_sockets`) with the
+    /// single-process restore of sockets.
+    fn group(&mut self, indexes: &[(i32, Index)], group: &[(i32, &Socket)], top: RawFd, lossy: bool) -> Result<()> {
         let relative = |a: &[u8]| a.len() > 2 && a[2] != 0 && a[2] != b'/';
         let fds: Vec<FdState> = group
             .iter()

@@ -554,8 +554,11 @@ pub(crate) fn capture(slots: &[threads::Slot], gen: u64, dir: &Dir, name: &[u8],
     if let Some(why) = crate::nshooks::refusal(&slots.iter().map(|s| s.tid).collect::<Vec<_>>()) {
         return Err(why);
     }
-    // fds first, before we open anything of our own.
-    let fds = fdtable::read_fds();
+    // TCP connections to other processes of the tree: what is in flight between them is moved
+    // into the image (and put back); then the fds, before we open anything else of our own.
+    let drained = crate::treedrain::drain(gen);
+    let mut fds = fdtable::read_fds();
+    crate::treedrain::apply(&mut fds, drained);
     let left_out = leftout::find(&fds);
     crate::kstate::save(sys::gettid());
     let process = procstate::read_process(slots.first().map_or(sys::gettid(), |s| s.tid));

@@ -58,6 +58,7 @@ mod sys;
 mod threadattrs;
 mod threads;
 mod tree;
+mod treedrain;
 mod treesocks;
 mod treetcp;
 mod triggers;

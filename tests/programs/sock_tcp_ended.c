@@ -1,7 +1,8 @@
 /* TCP connections that have ended with the program still holding both sockets: both ends shut
  * down for writing (one side then in TIME_WAIT, whose remains hold its port for a minute), and
  * one end with unread bytes before the end. After a restart reads give the unread bytes, then
- * EOF, and writes fail with EPIPE, as before. */
+ * EOF, and writes fail with EPIPE, as before; getsockname and SO_PEERNAME (which answers for a
+ * closed socket, unlike getpeername) give the same addresses (zdtm socket-tcp-closed). */
 #include "files_common.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -18,6 +19,26 @@ static int pair(int *srv, int *cli) {
     *srv = accept(l, NULL, NULL);
     close(l);
     return *srv < 0 ? -1 : 0;
+}
+
+struct addrs {
+    struct sockaddr_in name, peer;
+};
+
+static struct addrs addrs_of(int fd) {
+    struct addrs a;
+    memset(&a, 0, sizeof a);
+    socklen_t len = sizeof a.name;
+    if (getsockname(fd, (struct sockaddr *)&a.name, &len) != 0) a.name.sin_family = 0xffff;
+    len = sizeof a.peer;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERNAME, &a.peer, &len) != 0) a.peer.sin_family = 0xffff;
+    return a;
+}
+
+static void check_addrs(const char *what, int fd, const struct addrs *before) {
+    struct addrs now = addrs_of(fd);
+    printf("%s: getsockname %s, SO_PEERNAME %s\n", what, memcmp(&now.name, &before->name, sizeof now.name) ? "changed" : "same",
+           now.peer.sin_family == 0xffff ? strerror(errno) : memcmp(&now.peer, &before->peer, sizeof now.peer) ? "changed" : "same");
 }
 
 static void check_end(const char *what, int fd) {
@@ -49,7 +70,13 @@ int main(void) {
     shutdown(c2, SHUT_WR);
     struct timespec ts = {0, 100 * 1000 * 1000};
     nanosleep(&ts, NULL); /* let the FINs and ACKs go through loopback */
+    struct addrs a_s1 = addrs_of(s1), a_c1 = addrs_of(c1), a_s2 = addrs_of(s2), a_c2 = addrs_of(c2);
     ready();
+
+    check_addrs("first server", s1, &a_s1);
+    check_addrs("first client", c1, &a_c1);
+    check_addrs("second server", s2, &a_s2);
+    check_addrs("second client", c2, &a_c2);
 
     check_end("first server", s1);
     check_end("first client", c1);

@@ -177,6 +177,14 @@ impl Context {
         // and gives reads EOF; its port may be held by its TIME_WAIT remains for a minute.
         // (sock_diag does not list a closed socket: then TCP_INFO and SO_PEERNAME tell.)
         let ended = s.sock_type == libc::SOCK_STREAM && state == TCP_CLOSE && info.as_ref().map_or_else(|| tcp_ended(fd), |i| i.shutdown == 3);
+        if ended {
+            // getpeername refuses a closed socket; SO_PEERNAME still names the peer it had.
+            if s.peer_name.is_empty() {
+                s.peer_name = ended_peer(fd);
+            }
+            // (The kernel shuts both directions of a connection that ends.)
+            s.shutdown = 3;
+        }
         s.state = match state {
             _ if ended => SockState::PeerGone,
             TCP_CLOSE | TCP_SYN_SENT => SockState::Unconnected,
@@ -224,6 +232,20 @@ fn tcp_ended(fd: i32) -> bool {
     let mut plen = peer.len() as libc::socklen_t;
     // SAFETY: peer has room for plen bytes.
     unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERNAME, peer.as_mut_ptr().cast(), &mut plen) == 0 }
+}
+
+/// The peer address a closed TCP socket had (SO_PEERNAME; empty if none).
+fn ended_peer(fd: i32) -> Vec<u8> {
+    let mut a = [0u8; 128];
+    // (The kernel refuses a buffer longer than the address: the family's length.)
+    let len = match sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN) {
+        Ok(libc::AF_INET6) => 28,
+        _ => 16,
+    };
+    match sys::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERNAME, &mut a[..len]) {
+        Ok(n) => a[..n.min(len)].to_vec(),
+        Err(_) => Vec::new(),
+    }
 }
 
 fn not_sent(fd: i32) -> u32 {

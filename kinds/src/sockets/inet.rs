@@ -117,7 +117,11 @@ impl Sockets<'_> {
         let peer = self.all.iter().copied().find(|p| {
             p.ino != s.ino && p.sock_type == libc::SOCK_STREAM && matches!(p.family, libc::AF_INET | libc::AF_INET6) && same_inet(&p.name, &s.peer_name) && same_inet(&p.peer_name, &s.name)
         });
-        let Some(p) = peer.filter(|_| s.state == SockState::Connected) else {
+        // Both ends connected, or both ended (each shut down both ways, as the program left
+        // them: a real connection ended again once its queues are refilled, so that
+        // SO_PEERNAME and getsockname answer as before).
+        let both = |p: &&Socket| (s.state == SockState::Connected && p.state == SockState::Connected) || (s.state == SockState::PeerGone && p.state == SockState::PeerGone && s.shutdown == 3 && p.shutdown == 3);
+        let Some(p) = peer.filter(both) else {
             if s.unsent > 0 {
                 info(&format!("socket {}: {} bytes it sent were not yet received by its peer outside the program", s.describe(), s.unsent));
             }
@@ -142,6 +146,13 @@ impl Sockets<'_> {
             _ => sharing(s) > sharing(p) || (sharing(s) == sharing(p) && s.ino < p.ino),
         };
         let (server, client) = if s_first { (s, p) } else { (p, s) };
+        if s.state == SockState::PeerGone {
+            // An ended connection's TIME_WAIT remain holds one end's port and names the other
+            // end's address, which ending it binds for a moment: before either is bound here.
+            for x in [s, p] {
+                super::timewait::clear(x.family, &x.name);
+            }
+        }
         let listener = listens_on(server).map(|l| self.made[&l.ino]);
         let l = match listener {
             Some(l) => l,
@@ -230,6 +241,9 @@ impl Sockets<'_> {
 
     /// Netlink and packet sockets: bound (with their multicast groups) and connected again.
     pub(super) fn raw_family(&mut self, s: &Socket) -> Result<()> {
+        if self.given.contains(&s.ino) {
+            return Ok(()); // made already: a socket processes of a tree share
+        }
         let fd = self.made[&s.ino];
         let mut name = s.name.clone();
         let named = match (s.family, s.sock_type) {

@@ -5,7 +5,8 @@
 //! and their files), `names` and `inet` (the restore of UNIX names and of the other families)
 //! between them, `timewait` (the killed program's TIME_WAIT remains that hold its ports),
 //! `peercred` (SO_PEERCRED of socketpairs another process made);
-//! `pair` makes a socketpair that processes of a tree share.
+//! `pair` makes a socketpair that processes of a tree share; `treedrain` finds the TCP
+//! connections between two processes of a tree that are drained at the cut.
 //!
 //! Sockets that talk to each other inside the program (socket pairs, a UNIX or TCP client and
 //! the connection its listener accepted, a UDP socket and the sender of a queued datagram) are
@@ -22,4 +23,5 @@ mod peercred;
 mod queue;
 pub mod restore;
 mod timewait;
+pub mod treedrain;
 mod unix;

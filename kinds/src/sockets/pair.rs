@@ -74,7 +74,12 @@ pub fn make(a: &Socket, b: &Socket, via: Option<RawFd>) -> Result<(RawFd, RawFd)
     } else {
         sv = tcp(a, b, via)?;
     }
-    let r = refill(sv[1], a).and_then(|_| refill(sv[0], b));
+    // The program's buffer sizes before the refill: a queue that filled the program's larger
+    // receive buffer fits in it again.
+    for (fd, s) in [(sv[0], a), (sv[1], b)] {
+        let _ = super::opts::restore(fd, &s.opts, super::opts::Phase::Early);
+    }
+    let r = refill(sv[1], sv[0], a).and_then(|_| refill(sv[0], sv[1], b));
     if let Err(e) = r {
         close(sv[0]);
         close(sv[1]);
@@ -187,22 +192,45 @@ fn tcp(a: &Socket, b: &Socket, via: Option<RawFd>) -> Result<[RawFd; 2]> {
     Ok([r, c])
 }
 
-/// Queue the unread messages of `to` again, sent from `from` (its peer).
-fn refill(from: RawFd, to: &Socket) -> Result<()> {
-    // Room for all the unread bytes (as far as the kernel allows: wmem_max).
-    let unread: usize = to.queue.iter().map(|m| m.data.len() + 256).sum();
-    if unread > 64 * 1024 {
-        let want = unread.min(i32::MAX as usize) as i32;
-        // SAFETY: an int option on a socket of ours.
-        unsafe { libc::setsockopt(from, libc::SOL_SOCKET, libc::SO_SNDBUF, (&want as *const i32).cast(), 4) };
+/// Queue the unread messages of `to` (our fd `to_fd`) again, sent from `from` (its peer). The
+/// bytes filled both buffers at the cut, maybe to the last byte: room is made for the moment
+/// as for a drained connection's refill (jobconn: the sender's buffer raised, the receiver's
+/// grown and the sender told of it), then the sizes set back.
+fn refill(from: RawFd, to_fd: RawFd, to: &Socket) -> Result<()> {
+    if to.queue.is_empty() {
+        return Ok(());
     }
-    for m in &to.queue {
+    let (saved, lowat) = (super::jobconn::raise_sndbuf(from), super::jobconn::grow_rcvbuf(to_fd));
+    let r = to.queue.iter().try_for_each(|m| {
         let sent = if to.sock_type == libc::SOCK_STREAM {
-            queue::send_all(from, m, &[])
+            send_stream(from, to_fd, &m.data)
         } else {
             queue::send(from, &m.data, &[], &[]).and_then(|n| if n == m.data.len() { Ok(()) } else { Err(std::io::Error::from_raw_os_error(libc::EMSGSIZE)) })
         };
-        sent.map_err(|e| Error::Refused(format!("socket {}: {} unread bytes cannot be queued again ({e})", to.describe(), m.data.len())))?;
+        sent.map_err(|e| Error::Refused(format!("socket {}: {} unread bytes cannot be queued again ({e})", to.describe(), m.data.len())))
+    });
+    super::jobconn::restore_sndbuf(from, saved);
+    super::jobconn::set_rcvlowat(to_fd, lowat);
+    r
+}
+
+/// All of `data` from `from` into its peer `to_fd`'s queue: a full queue is waited for a
+/// moment, telling the sender of the receiver's room.
+fn send_stream(from: RawFd, to_fd: RawFd, data: &[u8]) -> std::io::Result<()> {
+    let (mut off, mut idle) = (0, 0);
+    while off < data.len() {
+        match queue::send(from, &data[off..], &[], &[]) {
+            Ok(n) => {
+                off += n;
+                idle = 0;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && idle < 2000 => {
+                super::jobconn::nudge(to_fd);
+                idle += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }

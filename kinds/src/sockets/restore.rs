@@ -324,7 +324,7 @@ impl<'a> Sockets<'a> {
         self.temps.push(y);
         if s.family != libc::AF_UNIX {
             self.stand_ins.insert(s.ino);
-            if s.peer_name.is_empty() {
+            if s.peer_name.is_empty() || s.state == SockState::PeerGone {
                 info(&format!("socket {}: its connection had ended; it comes back as a connection closed by its peer", s.describe()));
             } else {
                 // A live connection is lost: said, as any loss of a restart is.

@@ -1,0 +1,113 @@
+//! TCP connections between two processes of our tree, drained at the cut and refilled at once
+//! (ckpt_kinds::sockets::treedrain says which and why): every byte sent to one of our ends and
+//! not yet read, wherever it was (our receive queue, on its way, the peer's send queue), becomes
+//! that socket's unread queue in the image, and the tree's restart makes the connection once
+//! with it (ckpt_image::unshared::tree_connections). Both processes run this in their part of
+//! the checkpoint at the same time (every process of the tree is stopped first); the markers are
+//! derived from the checkpoint's generation and the two ends' inodes, which both know.
+//!
+//! Raw system calls and the checkpoint's allocator only: the program's threads are stopped.
+
+use crate::log::{log, DEBUG, ERROR};
+use crate::sys;
+use ckpt_image::{FdKind, FdState, Message};
+use ckpt_kinds::sockets::{jobconn, treedrain};
+
+/// How long the drain and the refill of all our connections may take.
+const DEADLINE_MS: u64 = 20_000;
+
+/// What became of one of our ends: its inode and every byte sent to it and not yet read, or
+/// why they could not be had.
+pub type Drained = (u64, Result<Vec<u8>, String>);
+
+/// The socket inodes of the fds of process `pid` (dups once), with the fd numbers.
+fn socket_fds(pid: &[u8]) -> Vec<(i32, u64)> {
+    let dir = [b"/proc/", pid, b"/fd"].concat();
+    let Ok(names) = sys::list_dir(&sys::cpath(&[&dir])) else { return Vec::new() };
+    let mut out: Vec<(i32, u64)> = Vec::new();
+    for n in names {
+        let Some(fd) = std::str::from_utf8(&n).ok().and_then(|x| x.parse::<i32>().ok()) else { continue };
+        let Ok(link) = sys::readlink(&sys::cpath(&[&dir, b"/", &n])) else { continue };
+        let Some(ino) = link.strip_prefix(b"socket:[").and_then(|r| r.strip_suffix(b"]")).and_then(|r| std::str::from_utf8(r).ok()?.parse::<u64>().ok()) else { continue };
+        if !out.iter().any(|o| o.1 == ino) {
+            out.push((fd, ino));
+        }
+    }
+    out
+}
+
+/// A marker of checkpoint `gen` for the bytes `from` sends to `to` (both ends compute it).
+fn marker(gen: u64, from: u64, to: u64) -> [u8; 16] {
+    let m = ckpt_step::sha256::hmac(b"ckpt tree drain", &[&gen.to_le_bytes()[..], &from.to_le_bytes()[..], &to.to_le_bytes()[..]]);
+    m[..16].try_into().expect("16 bytes")
+}
+
+/// Drain and refill our ends of the TCP connections to other processes of the tree (none
+/// outside a tree).
+pub fn drain(gen: u64) -> Vec<Drained> {
+    if !crate::tree::is_member() {
+        return Vec::new();
+    }
+    let me = sys::getpid();
+    // Who captures each socket: the lowest pid of the tree holding it (as treesocks decides).
+    let mut capturer: Vec<(u64, i32)> = Vec::new();
+    let mut pids: Vec<i32> = crate::treetcp::others().into_iter().map(|o| o.0).collect();
+    pids.push(me);
+    let mut mine = Vec::new();
+    for &pid in &pids {
+        for (fd, ino) in socket_fds(&sys::decimal(pid)) {
+            if pid == me {
+                if crate::control::is_runtime_fd(fd) {
+                    continue;
+                }
+                mine.push((fd, ino));
+            }
+            match capturer.iter_mut().find(|c| c.0 == ino) {
+                Some(c) => c.1 = c.1.min(pid),
+                None => capturer.push((ino, pid)),
+            }
+        }
+    }
+    let of = |ino: u64| capturer.iter().find(|c| c.0 == ino).map(|c| c.1);
+    mine.retain(|&(_, ino)| of(ino) == Some(me));
+    let ends = treedrain::tree_ends(&mine, me, &of);
+    if ends.is_empty() {
+        return Vec::new();
+    }
+    let drains: Vec<jobconn::Drain> = ends.iter().map(|e| jobconn::Drain { fd: e.fd, send_marker: marker(gen, e.ino, e.peer), wait_marker: marker(gen, e.peer, e.ino) }).collect();
+    let end = ckpt_step::sys::now_ms() + DEADLINE_MS;
+    let failed = |why: String| -> Vec<Drained> {
+        log!(ERROR, "checkpoint {gen}: the TCP connections to other processes of the tree: {why} (their streams may have lost or gained bytes)");
+        ends.iter().map(|e| (e.ino, Err(why.clone()))).collect()
+    };
+    let drained = match jobconn::drain(&drains, end) {
+        Ok(d) => d,
+        Err(e) => return failed(format!("draining: {e}")),
+    };
+    let refills = ends.iter().zip(&drained).map(|(e, d)| jobconn::Refill { fd: e.fd, mine: d.data.clone(), read: d.after.clone() }).collect();
+    if let Err(e) = jobconn::refill(refills, end) {
+        return failed(format!("refilling: {e}"));
+    }
+    log!(DEBUG, "checkpoint {gen}: {} TCP connection(s) to other processes of the tree drained ({} bytes)", ends.len(), drained.iter().map(|d| d.data.len()).sum::<usize>());
+    ends.iter().zip(drained).map(|(e, d)| (e.ino, Ok(d.data))).collect()
+}
+
+/// Our drained ends in the fd table `fds`: their unread queue is what the drain read, nothing
+/// is left unsent; or what could not be had is said as lost.
+pub fn apply(fds: &mut [FdState], drained: Vec<Drained>) {
+    for (ino, got) in drained {
+        let Some(s) = fds.iter_mut().find_map(|f| match &mut f.kind {
+            FdKind::Socket(s) if s.ino == ino && f.dup_of.is_none() => Some(s),
+            _ => None,
+        }) else {
+            continue;
+        };
+        match got {
+            Ok(data) => {
+                s.queue = if data.is_empty() { Vec::new() } else { vec![Message { data, ..Default::default() }] };
+                s.unsent = 0;
+            }
+            Err(why) => s.lost = format!("the bytes in flight between it and its peer in another process of the tree could not be drained at checkpoint time ({why})"),
+        }
+    }
+}
