@@ -2,15 +2,18 @@
  * heartbeat (CLOCK_MONOTONIC in ns) every millisecond, so the largest gap between two lines is
  * the pause a checkpoint caused, as the program saw it.
  *
- *   memload random|quant|smooth|trivial|dirty|dirtyq|sparse MIB [--dump FILE]
+ *   memload random|quant|smooth|trivial|dirty|dirtyq|scatterq|sparse MIB [--dump FILE]
  *
  * random: xorshift bytes; quant: doubles floor(32767 sin(i 1e-4)); smooth: doubles sin(i 1e-4);
  * trivial: no data; dirty: random data, and 1% of its pages rewritten every second (spread over
  * the ticks); dirtyq: the same with quantized doubles (a page is rewritten with the values of
- * another place of the sine); sparse: a 2 TiB MAP_NORESERVE reservation (as the JVM, Go and the
+ * another place of the sine); scatterq: quantized doubles, and on each SIGUSR1 exactly 1% of the
+ * pages, scattered (one page at a random place of every run of 100), rewritten as dirtyq does,
+ * then a line "rewritten N" (N pages); sparse: a 2 TiB MAP_NORESERVE reservation (as the JVM, Go and the
  * sanitizers make) holding MIB MiB of random bytes in 64 KiB pieces spread evenly over it. --dump writes the data to FILE and exits (to measure compressors
  * on it). */
 #include <math.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +28,12 @@ static uint64_t now_ns(void) {
 }
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static volatile sig_atomic_t rewrite_asked;
+
+static void on_usr1(int sig) {
+    (void)sig;
+    rewrite_asked = 1;
+}
 static uint64_t next(void) {
     rng ^= rng << 13;
     rng ^= rng >> 7;
@@ -34,7 +43,7 @@ static uint64_t next(void) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: memload random|quant|smooth|trivial|dirty|dirtyq|sparse MIB [--dump FILE]\n");
+        fprintf(stderr, "usage: memload random|quant|smooth|trivial|dirty|dirtyq|scatterq|sparse MIB [--dump FILE]\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -63,7 +72,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "random") || !strcmp(mode, "dirty")) {
         uint64_t *w = (uint64_t *)mem;
         for (size_t i = 0; i < bytes / 8; i++) w[i] = next();
-    } else if (!strcmp(mode, "quant") || !strcmp(mode, "dirtyq")) {
+    } else if (!strcmp(mode, "quant") || !strcmp(mode, "dirtyq") || !strcmp(mode, "scatterq")) {
         double *d = (double *)mem;
         for (size_t i = 0; i < bytes / 8; i++) d[i] = floor(32767.0 * sin((double)i * 1e-4));
     } else if (!strcmp(mode, "smooth")) {
@@ -81,7 +90,8 @@ int main(int argc, char **argv) {
         }
         return 0;
     }
-    int dirty = !strcmp(mode, "dirty"), dirtyq = !strcmp(mode, "dirtyq");
+    int dirty = !strcmp(mode, "dirty"), dirtyq = !strcmp(mode, "dirtyq"), scatterq = !strcmp(mode, "scatterq");
+    if (scatterq) signal(SIGUSR1, on_usr1);
     size_t pages = bytes / 4096;
     /* 1% of the pages per second, by the clock (a tick is a little over 1 ms). */
     double per_ns = pages * 0.01 / 1e9, owed = 0;
@@ -102,6 +112,16 @@ int main(int argc, char **argv) {
                 size_t from = next() % (bytes / 8);
                 for (size_t k = 0; k < 512; k++) d[k] = floor(32767.0 * sin((double)(from + k) * 1e-4));
             }
+        }
+        if (scatterq && rewrite_asked) {
+            rewrite_asked = 0;
+            size_t n = 0;
+            for (size_t run = 0; run + 100 <= pages; run += 100, n++) {
+                double *d = (double *)(mem + (run + next() % 100) * 4096);
+                size_t from = next() % (bytes / 8);
+                for (size_t k = 0; k < 512; k++) d[k] = floor(32767.0 * sin((double)(from + k) * 1e-4));
+            }
+            printf("rewritten %zu\n", n);
         }
         printf("%llu\n", (unsigned long long)now_ns());
         fflush(stdout);

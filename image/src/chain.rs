@@ -191,7 +191,7 @@ impl Chain {
 
     /// Ask the kernel to start reading the compressed chunks the layers need (best effort).
     pub fn prefetch_compressed(&self) {
-        for l in self.layers.iter().flatten().filter(|l| matches!(l.codec, Codec::Zstd | Codec::Shuffle8)) {
+        for l in self.layers.iter().flatten().filter(|l| l.codec.is_zstd()) {
             self.images[l.image].prefetch_chunk(self.chunk(l));
         }
     }

@@ -56,7 +56,7 @@ pub use leftout::{ChildProcess, LeftOut, OutsidePipe};
 pub use model::*;
 pub use origin::{boot_id, FileId, Origin};
 pub use reader::Reader;
-pub use shuffle::{shuffle8, unshuffle8};
+pub use shuffle::{shuffle8, shuffle8_delta, unshuffle8, unshuffle8_delta};
 pub use sysv::{IpcMessage, IpcPerm, MsgQueue, SemSet, ShmSegment, Sysv};
 pub use writer::{ChunkEncoder, Writer, CHUNK_SIZE};
 

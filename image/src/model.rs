@@ -164,6 +164,21 @@ pub enum Codec {
     Zero,
     /// zstd of the memory byte-shuffled in 8-byte words (see shuffle.rs): for arrays of numbers.
     Shuffle8,
+    /// Version 17: zstd of the memory's bytewise differences from the word before, byte-shuffled
+    /// in 8-byte words (shuffle.rs): for arrays of numbers that change slowly.
+    Shuffle8Delta,
+}
+
+impl Codec {
+    /// Whether the stored bytes are a zstd frame (possibly padded with a skippable frame).
+    pub fn is_zstd(self) -> bool {
+        matches!(self, Codec::Zstd | Codec::Shuffle8 | Codec::Shuffle8Delta)
+    }
+
+    /// Whether the frame holds 8-byte words byte-shuffled (its length a multiple of 8).
+    pub fn is_shuffled(self) -> bool {
+        matches!(self, Codec::Shuffle8 | Codec::Shuffle8Delta)
+    }
 }
 
 /// A run of a region's bytes stored in the data area.

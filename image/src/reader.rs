@@ -1,7 +1,7 @@
 //! Reads and validates an image. Everything read from the file is checked before it is trusted:
 //! header and index checksums, the index's internal consistency, each chunk's checksum.
 
-use crate::{checksum, unshuffle8, Chunk, Codec, Decompressor, Header, ImageError, Index, Result, CHUNK_SIZE, HEADER_LEN};
+use crate::{checksum, unshuffle8, unshuffle8_delta, Chunk, Codec, Decompressor, Header, ImageError, Index, Result, CHUNK_SIZE, HEADER_LEN};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -131,7 +131,7 @@ impl Reader {
                 self.check(chunk, scratch)?;
                 dec.decompress(scratch, dst)
             }
-            Codec::Shuffle8 => {
+            Codec::Shuffle8 | Codec::Shuffle8Delta => {
                 // The stored bytes, then the shuffled memory, in one scratch buffer.
                 let stored = chunk.stored_len as usize;
                 scratch.resize(stored + dst.len(), 0);
@@ -139,7 +139,11 @@ impl Reader {
                 self.file.read_exact_at(src, chunk.file_offset)?;
                 self.check(chunk, src)?;
                 dec.decompress(src, shuffled)?;
-                unshuffle8(shuffled, dst);
+                if chunk.codec == Codec::Shuffle8 {
+                    unshuffle8(shuffled, dst);
+                } else {
+                    unshuffle8_delta(shuffled, dst);
+                }
                 Ok(())
             }
         }
@@ -243,7 +247,7 @@ fn chunks_ok(chunks: &[Chunk], len: u64, data_end: u64) -> bool {
             && f_end.is_some_and(|e| e <= data_end)
             && c.file_offset >= HEADER_LEN as u64
             && (c.codec != Codec::Raw || c.stored_len == c.frame_len)
-            && (c.codec != Codec::Shuffle8 || c.frame_len.is_multiple_of(8))
+            && (!c.codec.is_shuffled() || c.frame_len.is_multiple_of(8))
             && (c.codec != Codec::Zero || c.stored_len == 0)
             && c.stored_len <= 2 * CHUNK_SIZE as u64;
         if !ok {

@@ -3,6 +3,14 @@
 //! better and faster, because their sign/exponent bytes repeat (measured with zstd -1 on 128 MiB,
 //! 4 MiB chunks: quantized doubles 33x at 1.9 GB/s instead of 16.6x at 0.53 GB/s with
 //! long-distance matching; smooth doubles 1.57x at 1.9 GB/s instead of 1.07x at 0.5 GB/s).
+//!
+//! `Codec::Shuffle8Delta` also stores each byte as its difference from the same byte of the
+//! word before (Blosc2's bytedelta: after the shuffle, each byte group is delta-coded), so that
+//! slowly changing numbers become runs of small values (zstd -1, measured: 4 MiB chunks of
+//! quantized doubles 49x instead of 33x, smooth doubles 2.0x instead of 1.57x, the scattered
+//! pages of an increment of quantized doubles 34x instead of 9.3x). The differences are taken
+//! on whole words at once (bytewise, without carries between the bytes) on the way into the
+//! transpose, and summed again on the way out: no extra pass over the data.
 
 /// Transpose an 8x8 byte matrix held as 8 little-endian words (word i, byte k = element (i, k)):
 /// afterwards word k, byte i holds what word i, byte k held. Its own inverse.
@@ -29,17 +37,61 @@ fn word(b: &[u8]) -> u64 {
     u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]))
 }
 
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// x - y in each byte on its own (no borrow from one byte into the next).
+#[inline(always)]
+fn sub_bytes(x: u64, y: u64) -> u64 {
+    ((x | HIGH).wrapping_sub(y & !HIGH)) ^ ((x ^ !y) & HIGH)
+}
+
+/// x + y in each byte on its own (no carry from one byte into the next).
+#[inline(always)]
+fn add_bytes(x: u64, y: u64) -> u64 {
+    ((x & !HIGH).wrapping_add(y & !HIGH)) ^ ((x ^ y) & HIGH)
+}
+
 /// Shuffle `src` (a multiple of 8 bytes) into `dst` (same length). 64 bytes at a time as an
 /// 8x8 byte transpose in registers (several GB/s; a byte loop managed about 1).
 pub fn shuffle8(src: &[u8], dst: &mut [u8]) {
+    shuffle::<false>(src, dst)
+}
+
+/// The inverse of `shuffle8`.
+pub fn unshuffle8(src: &[u8], dst: &mut [u8]) {
+    unshuffle::<false>(src, dst)
+}
+
+/// `shuffle8` of the bytewise differences of each word from the word before (the first word
+/// from zero): `Codec::Shuffle8Delta`.
+pub fn shuffle8_delta(src: &[u8], dst: &mut [u8]) {
+    shuffle::<true>(src, dst)
+}
+
+/// The inverse of `shuffle8_delta`.
+pub fn unshuffle8_delta(src: &[u8], dst: &mut [u8]) {
+    unshuffle::<true>(src, dst)
+}
+
+fn shuffle<const DELTA: bool>(src: &[u8], dst: &mut [u8]) {
     let m = src.len() / 8;
     debug_assert!(src.len() == m * 8 && dst.len() == src.len());
     let groups = m / 8;
+    let mut prev = 0u64;
+    let mut next = |w: u64| {
+        if DELTA {
+            let d = sub_bytes(w, prev);
+            prev = w;
+            d
+        } else {
+            w
+        }
+    };
     for g in 0..groups {
         let block = &src[g * 64..g * 64 + 64];
         let mut a = [0u64; 8];
         for (i, w) in a.iter_mut().enumerate() {
-            *w = word(&block[i * 8..]);
+            *w = next(word(&block[i * 8..]));
         }
         transpose(&mut a);
         for (k, w) in a.iter().enumerate() {
@@ -47,17 +99,26 @@ pub fn shuffle8(src: &[u8], dst: &mut [u8]) {
         }
     }
     for i in groups * 8..m {
-        for k in 0..8 {
-            dst[k * m + i] = src[i * 8 + k];
+        let w = next(word(&src[i * 8..])).to_le_bytes();
+        for (k, b) in w.iter().enumerate() {
+            dst[k * m + i] = *b;
         }
     }
 }
 
-/// The inverse of `shuffle8`.
-pub fn unshuffle8(src: &[u8], dst: &mut [u8]) {
+fn unshuffle<const DELTA: bool>(src: &[u8], dst: &mut [u8]) {
     let m = src.len() / 8;
     debug_assert!(src.len() == m * 8 && dst.len() == src.len());
     let groups = m / 8;
+    let mut prev = 0u64;
+    let mut next = |d: u64| {
+        if DELTA {
+            prev = add_bytes(d, prev);
+            prev
+        } else {
+            d
+        }
+    };
     for g in 0..groups {
         let mut a = [0u64; 8];
         for (k, w) in a.iter_mut().enumerate() {
@@ -66,13 +127,15 @@ pub fn unshuffle8(src: &[u8], dst: &mut [u8]) {
         transpose(&mut a);
         let block = &mut dst[g * 64..g * 64 + 64];
         for (i, w) in a.iter().enumerate() {
-            block[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+            block[i * 8..i * 8 + 8].copy_from_slice(&next(*w).to_le_bytes());
         }
     }
     for i in groups * 8..m {
-        for k in 0..8 {
-            dst[i * 8 + k] = src[k * m + i];
+        let mut w = [0u8; 8];
+        for (k, b) in w.iter_mut().enumerate() {
+            *b = src[k * m + i];
         }
+        dst[i * 8..i * 8 + 8].copy_from_slice(&next(u64::from_le_bytes(w)).to_le_bytes());
     }
 }
 
@@ -95,6 +158,37 @@ mod tests {
             let mut back = vec![0; src.len()];
             unshuffle8(&s, &mut back);
             assert_eq!(back, src);
+        }
+    }
+
+    #[test]
+    fn delta_round_trip() {
+        for words in [4096usize, 8 * 37 + 5, 3, 1, 0] {
+            let src: Vec<u8> = (0..words as u32 * 8).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+            let mut s = vec![0; src.len()];
+            shuffle8_delta(&src, &mut s);
+            for i in 0..words {
+                for k in 0..8 {
+                    let before = if i == 0 { 0 } else { src[(i - 1) * 8 + k] };
+                    assert_eq!(s[k * words + i], src[i * 8 + k].wrapping_sub(before), "word {i} byte {k}");
+                }
+            }
+            let mut back = vec![0; src.len()];
+            unshuffle8_delta(&s, &mut back);
+            assert_eq!(back, src);
+        }
+    }
+
+    #[test]
+    fn bytes_do_not_carry() {
+        for (x, y) in [(0u64, u64::MAX), (0x0100_FF00_80_7F_01_00, 0xFF01_0180_81_80_02_01), (u64::MAX, 1)] {
+            let (d, s) = (sub_bytes(x, y), add_bytes(x, y));
+            for k in 0..8 {
+                let (a, b) = ((x >> (8 * k)) as u8, (y >> (8 * k)) as u8);
+                assert_eq!((d >> (8 * k)) as u8, a.wrapping_sub(b));
+                assert_eq!((s >> (8 * k)) as u8, a.wrapping_add(b));
+            }
+            assert_eq!(add_bytes(d, y), x);
         }
     }
 }

@@ -5,7 +5,7 @@
 //! thread its own `ChunkEncoder`): each chunk reserves its file range with an atomic counter, so
 //! chunks land in the file in completion order; the index records where each one is.
 
-use crate::{checksum, shuffle8, Chunk, Codec, Compressor, Header, ImageError, Index, Result, HEADER_LEN, VERSION};
+use crate::{checksum, shuffle8, shuffle8_delta, Chunk, Codec, Compressor, Header, ImageError, Index, Result, HEADER_LEN, VERSION};
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
@@ -31,6 +31,8 @@ const SAMPLE: usize = 128 << 10;
 enum Sample {
     Incompressible,
     Shuffled,
+    /// Shuffled, of the differences from the word before.
+    Delta,
     Plain,
 }
 
@@ -64,14 +66,19 @@ impl ChunkEncoder {
             self.skip -= 1;
             return Ok((Codec::Raw, data));
         }
-        let shuffle = match self.sample(data)? {
+        let codec = match self.sample(data)? {
             Sample::Incompressible => return Ok((Codec::Raw, data)),
-            Sample::Shuffled => true,
-            Sample::Plain => false,
+            Sample::Shuffled => Codec::Shuffle8,
+            Sample::Delta => Codec::Shuffle8Delta,
+            Sample::Plain => Codec::Zstd,
         };
-        let n = if shuffle {
+        let n = if codec.is_shuffled() {
             let s = &mut self.shuffled[..data.len()];
-            shuffle8(data, s);
+            if codec == Codec::Shuffle8 {
+                shuffle8(data, s);
+            } else {
+                shuffle8_delta(data, s);
+            }
             self.plain.compress(s, self.buf.as_mut())?
         } else {
             self.comp.compress(data, self.buf.as_mut())?
@@ -83,13 +90,14 @@ impl ChunkEncoder {
         if n >= data.len() - data.len() / 32 {
             return Ok((Codec::Raw, data));
         }
-        Ok((if shuffle { Codec::Shuffle8 } else { Codec::Zstd }, &self.buf.as_mut()[..n]))
+        Ok((codec, &self.buf.as_mut()[..n]))
     }
 
     /// What the chunk's first SAMPLE bytes say, compressed as they are and byte-shuffled (zstd
     /// without long-distance matching, ~0.1 ms): incompressible (random or already compressed
     /// data: stored raw without trying the whole chunk, which with long-distance matching costs
-    /// ~5 ms per 4 MiB), an array of numbers (clearly better shuffled), or plain data.
+    /// ~5 ms per 4 MiB), an array of numbers (clearly better shuffled; then also tried as
+    /// differences from the word before, kept when clearly better still), or plain data.
     fn sample(&mut self, data: &[u8]) -> Result<Sample> {
         let n = data.len().min(SAMPLE) & !7;
         let sample = &data[..n];
@@ -103,7 +111,13 @@ impl ChunkEncoder {
         Ok(if plain.min(shuffled) >= n - n / 64 {
             Sample::Incompressible
         } else if shuffled < plain - plain / 16 {
-            Sample::Shuffled
+            shuffle8_delta(sample, &mut self.shuffled[..n]);
+            let delta = self.plain.compress(&self.shuffled[..n], &mut self.sample_out)?;
+            if delta < shuffled - shuffled / 32 {
+                Sample::Delta
+            } else {
+                Sample::Shuffled
+            }
         } else {
             Sample::Plain
         })
@@ -117,7 +131,7 @@ impl ChunkEncoder {
     /// the chunk (and of its checksum), so that no byte of the data area goes unchecked; a raw
     /// chunk is a whole number of pages.
     fn aligned(&mut self, codec: Codec, stored: *const u8, len: usize) -> (&[u8], usize) {
-        let compressed = matches!(codec, Codec::Zstd | Codec::Shuffle8);
+        let compressed = codec.is_zstd();
         let mut padded = align_up(len);
         if compressed && padded != len && padded - len < 8 {
             padded += BLOCK;
@@ -401,8 +415,9 @@ mod tests {
     use super::*;
     use crate::{Decompressor, Reader};
 
-    /// Each kind of memory gets its codec and reads back byte for byte: numbers shuffled, text
-    /// plain zstd, noise raw, zeros nothing.
+    /// Each kind of memory gets its codec and reads back byte for byte: slowly changing numbers
+    /// shuffled as differences, numbers with random low bytes shuffled, text plain zstd, noise
+    /// raw, zeros nothing.
     #[test]
     fn codecs_round_trip() {
         let doubles: Vec<u8> = (0..CHUNK_SIZE / 8).flat_map(|i| (32767.0 * (i as f64 * 1e-4).sin()).floor().to_le_bytes()).collect();
@@ -417,22 +432,25 @@ mod tests {
             })
             .collect();
         let zeros = vec![0u8; 64 << 10];
+        // Small random integers: the high bytes repeat (shuffling helps), the low ones are noise
+        // (differences do not).
+        let ints: Vec<u8> = noise.chunks(8).flat_map(|w| (u64::from_le_bytes(w.try_into().unwrap()) >> 40).to_le_bytes()).collect();
         let path = std::env::temp_dir().join(format!("ckpt-codecs-{}", std::process::id()));
         let mut w = Writer::new(File::create(&path).unwrap(), 1).unwrap();
         let mut chunks = Vec::new();
-        for (i, d) in [&doubles, &text, &noise, &zeros].into_iter().enumerate() {
+        for (i, d) in [&doubles, &text, &noise, &zeros, &ints].into_iter().enumerate() {
             chunks.push(w.write_chunk((i * CHUNK_SIZE) as u64, d).unwrap());
         }
         let codecs: Vec<Codec> = chunks.iter().map(|c| c.codec).collect();
-        assert_eq!(codecs, [Codec::Shuffle8, Codec::Zstd, Codec::Raw, Codec::Zero]);
+        assert_eq!(codecs, [Codec::Shuffle8Delta, Codec::Zstd, Codec::Raw, Codec::Zero, Codec::Shuffle8]);
         // Every chunk belongs to a region: the reader checks that chunks cover the data area.
-        let region = crate::Region { start: 0x10_0000, end: 0x10_0000 + 4 * CHUNK_SIZE as u64, prot: 3, name: Vec::new(), backing: crate::Backing::Anon, chunks: chunks.clone(), inherit: false, attrs: Default::default() };
+        let region = crate::Region { start: 0x10_0000, end: 0x10_0000 + 5 * CHUNK_SIZE as u64, prot: 3, name: Vec::new(), backing: crate::Backing::Anon, chunks: chunks.clone(), inherit: false, attrs: Default::default() };
         let index = Index { regions: vec![region], entry: crate::Entry { pc: 1, sp: 1, ..Default::default() }, ..Default::default() };
         w.finish(&index).unwrap();
         let r = Reader::open(&path).unwrap();
         let mut dec = Decompressor::new().unwrap();
         let mut scratch = Vec::new();
-        for (c, d) in chunks.iter().zip([&doubles, &text, &noise, &zeros]) {
+        for (c, d) in chunks.iter().zip([&doubles, &text, &noise, &zeros, &ints]) {
             let mut out = vec![1u8; d.len()];
             r.read_chunk(c, &mut out, &mut dec, &mut scratch).unwrap();
             assert!(out == *d, "{:?} chunk differs", c.codec);

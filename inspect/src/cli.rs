@@ -27,7 +27,9 @@ What the output says:
               back to the file at restart), special (the kernel's
               vdso and vvar: moved, not restored)
     codec     how chunks are stored: zstd, shuffle (zstd of numbers
-              byte-shuffled), raw, zero
+              byte-shuffled), shuffle-delta (the same of each
+              number's bytewise difference from the one before),
+              raw, zero
     inherits  an increment's region whose unsaved pages come from
               the parent image
   R, runtime  what belongs to ckpt's runtime, not to the program:

@@ -449,6 +449,7 @@ fn region(r: &Region, runtime: Option<String>) -> RegionInfo {
             Codec::Raw => "raw",
             Codec::Zero => "zero",
             Codec::Shuffle8 => "shuffle",
+            Codec::Shuffle8Delta => "shuffle-delta",
         };
         if !kinds.contains(&k) {
             kinds.push(k);

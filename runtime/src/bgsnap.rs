@@ -213,6 +213,7 @@ impl Engine {
                 if let Some(probe) = map(len, libc::PROT_NONE) {
                     sys::munmap(probe, len);
                     pool = p;
+                    crate::transient::add(pool, len);
                     break;
                 }
                 sys::munmap(p, len);
@@ -618,6 +619,7 @@ impl Drop for Engine {
         let me = self as *mut Engine;
         let _ = ENGINE.compare_exchange(me, std::ptr::null_mut(), Ordering::AcqRel, Ordering::Acquire);
         if self.pool != 0 {
+            crate::transient::remove(self.pool);
             sys::munmap(self.pool, self.slots * PAGE as usize);
         }
         let t = self.tables.swap(std::ptr::null_mut(), Ordering::AcqRel);
@@ -721,6 +723,13 @@ pub fn secure(addr: u64, len: u64) {
 /// Whether `fd` is the engine's own (its pagemap).
 pub fn is_own_fd(fd: i32) -> bool {
     Use::new().is_some_and(|u| u.0.pagemap == fd)
+}
+
+/// After a restart: the engine of the checkpoint the image was taken in is not in this process
+/// (its memory came back empty and is unmapped): forget it.
+pub fn forget() {
+    ENGINE.store(std::ptr::null_mut(), Ordering::SeqCst);
+    USERS.store(0, Ordering::SeqCst);
 }
 
 /// The engine is no longer used, for cleanup by the checkpoint thread once the writer process

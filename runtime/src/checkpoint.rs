@@ -6,7 +6,7 @@
 
 use crate::log::{log, ALWAYS, DEBUG, ERROR, INFO};
 use crate::maps::{self, MapEntry};
-use crate::{alloc, config, fdtable, freeze, gate, generations, incremental, leftout, memwrite, pagehash, procstate, progress, snapshot, sys, threads, ThreadInfo, CKPT_THREAD};
+use crate::{alloc, config, fdtable, freeze, gate, generations, incremental, leftout, memwrite, pagehash, procstate, progress, snapshot, sys, threads, transient, ThreadInfo, CKPT_THREAD};
 use crate::imgdir::{self, Dir};
 use ckpt_image::{generation_file_name, Entry, Index, Meta, Region, ThreadState, Writer};
 use ckpt_kinds::deleted;
@@ -498,13 +498,15 @@ pub fn now_ns() -> u64 {
 pub(crate) const STOPPED_FORK: usize = 4 << 20;
 const STOPPED_SYNC: usize = STOPPED_FORK + memwrite::PER_THREAD;
 
-/// Split map entries at the scratch arena's segments; those parts are stored as empty memory.
-/// Notes which segments the image holds (what a restart from it finds mapped).
+/// Split map entries at the scratch arena's segments, the page hash table and the checkpoint's
+/// own mappings (transient.rs); those parts are stored as empty memory. Notes which of them the
+/// image holds (what a restart from it finds mapped).
 pub(crate) fn split_scratch(maps: Vec<MapEntry>) -> Vec<(MapEntry, bool)> {
     let scratch = alloc::scratch_ranges();
     alloc::note_in_image(&scratch);
-    // The page hash table is the runtime's too.
-    let ranges: Vec<(u64, u64)> = scratch.as_slice().iter().copied().chain(pagehash::ranges()).collect();
+    transient::note_in_image(&mut maps.iter().map(|m| (m.start, m.end)));
+    // The page hash table and the checkpoint's own mappings are the runtime's too.
+    let ranges: Vec<(u64, u64)> = scratch.as_slice().iter().copied().chain(pagehash::ranges()).chain(transient::ranges()).collect();
     let mut out = Vec::with_capacity(maps.len() + 2 * ranges.len());
     for m in maps {
         let mut at = m.start;

@@ -57,6 +57,7 @@ mod sudcalls;
 mod sys;
 mod threadattrs;
 mod threads;
+mod transient;
 mod tree;
 mod treedrain;
 mod treesocks;

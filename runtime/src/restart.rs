@@ -77,6 +77,10 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     crate::uffdwp::forget(false);
     crate::seccomp::after_restart();
     alloc::after_restart();
+    // The background snapshot's buffer and report page, if the image was taken by one, and its
+    // engine (in the scratch arena, just unmapped).
+    crate::transient::after_restart();
+    crate::bgsnap::forget();
     // (After the allocator's reset: the slots are a Vec.)
     let slots = take_slots(&info);
     crate::sud::after_restart(&slots);

@@ -361,6 +361,7 @@ impl Drop for Child {
             }
         }
         progress::forget(&self.report().progress);
+        crate::transient::remove(self.report);
         sys::munmap(self.report, 4096);
     }
 }
@@ -431,6 +432,8 @@ where
 {
     let page = sys::mmap(0, 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
         .map_err(|e| format!("cannot map the report page: errno {e}"))?;
+    // Mapped before the instant (unlike a forked snapshot's): in the image's memory map.
+    crate::transient::add(page, 4096);
     let mut start = BgStart { f: Some(f), report: page, parent: sys::getpid(), keep: keep.to_vec() };
     let top = (stack.as_mut_ptr() as u64 + stack.len() as u64) & !15;
     // CLONE_VM without CLONE_THREAD: a process of its own (exit signal 0: no SIGCHLD, unseen by
@@ -439,6 +442,7 @@ where
     // `start` lives in this frame until then too (the caller waits for the child).
     let pid = unsafe { crate::threads::ckpt_clone_thread(libc::CLONE_VM as u64, top, 0, 0, 0, bg_entry::<F>, &mut start as *mut BgStart<F> as u64) };
     if pid < 0 {
+        crate::transient::remove(page);
         sys::munmap(page, 4096);
         return Err(format!("cannot create the snapshot writer: errno {}", -pid));
     }

@@ -144,7 +144,7 @@ fn a_flipped_byte_in_the_padding_of_a_shuffled_chunk_is_found() -> Result<()> {
         .regions
         .iter()
         .flat_map(|r| &r.chunks)
-        .filter(|c| c.codec == ckpt_image::Codec::Shuffle8 && c.file_offset % BLOCK == 0)
+        .filter(|c| c.codec.is_shuffled() && c.file_offset % BLOCK == 0)
         .map(|c| (c.file_offset + c.stored_len).div_ceil(BLOCK) * BLOCK - 1)
         .find(|&at| at + 1 < reader.header.index_offset)
         .context("no shuffled chunk in a block-aligned image (was it written with O_DIRECT?)")?;
