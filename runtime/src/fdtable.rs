@@ -44,8 +44,8 @@ pub fn read_fds() -> Vec<FdState> {
         pid: sys::getpid(),
     };
     for fd in fds {
-        if crate::control::is_runtime_fd(fd) {
-            continue; // ours, created again after a restart
+        if crate::control::is_runtime_fd(fd) || sys::foreign_own(fd) {
+            continue; // ours (or, in a table shared by clone, another process's), made again after a restart
         }
         if let Some(f) = t.describe(fd, fd) {
             t.out.push(f);
