@@ -729,7 +729,7 @@ fn traced(pid: i32) -> Option<String> {
 /// only for a program run as root). Its image would be written as that user into the set
 /// directory, which is the tree's user's (0700), and its runtime no longer trusts the
 /// coordinator (not its user); ckpt-restart, as the tree's user, could not take those ids again
-/// either (zdtm pid00, seccomp_filter, mlock_setuid, dumpable02).
+/// either (zdtm pid00, seccomp_filter, mlock_setuid).
 fn other_user(pid: i32) -> Option<String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let uids: Vec<u32> = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().filter_map(|u| u.parse().ok()).collect();

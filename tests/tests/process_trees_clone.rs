@@ -47,3 +47,15 @@ fn a_child_made_by_a_raw_clone_system_call_is_in_the_tree_checkpoint() -> Result
 fn a_child_made_by_a_raw_clone_system_call_continues_after_two_restarts_as_nobody() -> Result<()> {
     ckpt_tests::trees::verify("trees-raw-clone-nobody", raw_cloned, &[15, 500], true, 2).map(drop)
 }
+
+fn execl_child(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_stop.c", &[], &["3000", "2000", "execl"])
+}
+
+/// A forked child that execs a program with execl() (variadic: glibc's execl calls its internal
+/// execve, which no hook saw) is a member of the tree: it was refused as a process without the
+/// runtime (zdtm dumpable02).
+#[test]
+fn a_program_a_child_starts_with_execl_is_in_the_tree_checkpoint() -> Result<()> {
+    ckpt_tests::trees::verify("trees-execl", execl_child, &[20], false, 2).map(drop)
+}
