@@ -349,8 +349,8 @@ impl Coord {
         // its first milliseconds).
         // A member that ended while processes sharing its fd table (clone with CLONE_FILES) live
         // on: its connection stays open in that table, but it is gone.
-        let live: Vec<i32> = procs().iter().filter(|p| !p.zombie).map(|p| p.pid).collect();
-        self.members.retain(|m| live.contains(&m.pid));
+        let live = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')));
+        self.members.retain(|m| live(m.pid));
         // A traced process cannot take its part: said at once, before any waiting.
         // So can one that changed its user ids.
         let unfit: Vec<String> = procs().iter().filter(|p| !p.zombie).filter_map(|p| traced(p.pid).or_else(|| other_user(p.pid))).collect();
