@@ -35,6 +35,7 @@ impl FdKind {
             FdKind::Epoll { entries } => ("epoll", format!("{} entries", entries.len())),
             FdKind::Inotify { watches, .. } => ("inotify", format!("{} watches", watches.len())),
             FdKind::PidFd { pid, own } => ("pidfd", format!("process {pid}{}", if *own { " (itself)" } else { "" })),
+            FdKind::ExitedPidFd { ino } => ("pidfd", format!("an exited process (inode {ino})")),
         }
     }
 }

@@ -283,6 +283,11 @@ pub enum FdKind {
     /// program's own process (a pidfd of the whole process, not of a thread). Older images held
     /// pidfds as `Other`.
     PidFd { pid: i32, own: bool },
+    /// A pidfd of a process that had exited and been reaped (fdinfo `Pid: -1`): `ino` is its
+    /// pidfs inode, which every pidfd of that process shares and no other process's does. Made
+    /// again as a pidfd of an exited process, one per inode. Older images held these as
+    /// `PidFd { pid: -1 }` (restored as /dev/null).
+    ExitedPidFd { ino: u64 },
 }
 
 /// An inode the program holds open but that has no name any more. All fds of one inode (`dev`,

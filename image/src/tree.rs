@@ -27,6 +27,12 @@
 //! again with that signal before any process of the tree runs. A ckpt that does not know these
 //! lines refuses such a set at that line (it would restart the process running).
 //!
+//! A process that shares its parent's fd table (made by clone with CLONE_FILES: an fd opened or
+//! closed by either is so for both) has a line `files PID PARENT`: the restart makes it with
+//! CLONE_FILES again, and its parent restores the one table (its own image's fds; the child's
+//! image holds the same fds, not used). A ckpt that does not know these lines refuses such a
+//! set at that line (it would give each process a table of its own).
+//!
 //! pgid and sid are as the namespace sees them: 0 when they lie outside it (the outer ckpt-run's
 //! group and session, which the restarted tree joins again the same way).
 
@@ -66,6 +72,8 @@ pub struct Manifest {
     /// The open file descriptions held by two processes or more (each holder's (pid, fd)), as
     /// kcmp found them at the cut; None: not known (a version 1 set, or no kcmp).
     pub same: Option<Vec<Vec<(i32, i32)>>>,
+    /// The live processes that share their parent's fd table: (pid, parent).
+    pub tables: Vec<(i32, i32)>,
     /// The live processes that were stopped by a stop signal at the cut: (pid, signal).
     pub stopped: Vec<(i32, i32)>,
 }
@@ -89,6 +97,9 @@ impl Manifest {
         for group in self.same.iter().flatten() {
             let held: Vec<String> = group.iter().map(|(pid, fd)| format!("{pid}:{fd}")).collect();
             s.push_str(&format!("same {}\n", held.join(" ")));
+        }
+        for (pid, parent) in &self.tables {
+            s.push_str(&format!("files {pid} {parent}\n"));
         }
         for (pid, sig) in &self.stopped {
             s.push_str(&format!("stopped {pid} {sig}\n"));
@@ -132,6 +143,13 @@ impl Manifest {
                     let group = held.iter().map(|h| at(h)).collect::<Result<Vec<_>, _>>()?;
                     m.same.get_or_insert_with(Vec::new).push(group);
                 }
+                ["files", pid, parent] => {
+                    let (pid, parent) = (num(pid)? as i32, num(parent)? as i32);
+                    if m.tables.iter().any(|t| t.0 == pid) {
+                        return Err(bad());
+                    }
+                    m.tables.push((pid, parent));
+                }
                 ["stopped", pid, sig] => {
                     let (pid, sig) = (num(pid)? as i32, num(sig)? as i32);
                     if !is_stop_signal(sig) || m.stopped.iter().any(|s| s.0 == pid) {
@@ -146,6 +164,10 @@ impl Manifest {
         // (A stopped line names a live process of the set.)
         if let Some((pid, _)) = m.stopped.iter().find(|(pid, _)| !m.live().any(|(p, _)| p.pid == *pid)) {
             return Err(format!("the stopped process {pid} is not a live process of the set"));
+        }
+        // (A files line names a live process of the set and its live parent.)
+        if let Some((pid, parent)) = m.tables.iter().find(|(pid, parent)| !m.live().any(|(p, _)| p.pid == *pid && p.ppid == *parent) || !m.live().any(|(p, _)| p.pid == *parent)) {
+            return Err(format!("the process {pid} that shares the fd table of {parent} is not a live child of it in the set"));
         }
         if !m.procs.iter().any(|p| p.pid == m.root && matches!(p.state, ProcState::Live { .. })) {
             return Err(format!("the root process {} is not a live process of the set", m.root));
@@ -170,6 +192,24 @@ impl Manifest {
     /// The image name of the root process (`parse` makes sure it is a live process of the set).
     pub fn root_image(&self) -> Option<&str> {
         self.live().find(|(p, _)| p.pid == self.root).map(|(_, image)| image)
+    }
+
+    /// The process whose fd table `pid` shares (its parent), if it shares one.
+    pub fn table_parent(&self, pid: i32) -> Option<i32> {
+        self.tables.iter().find(|t| t.0 == pid).map(|t| t.1)
+    }
+
+    /// The process that restores the fd table `pid` uses: the first of its parents (or itself)
+    /// that does not share its own parent's.
+    pub fn table_owner(&self, pid: i32) -> i32 {
+        let mut at = pid;
+        for _ in 0..self.procs.len() {
+            match self.table_parent(at) {
+                Some(p) => at = p,
+                None => break,
+            }
+        }
+        at
     }
 
     /// The signal that had stopped process `pid` at the cut, if it was stopped.
@@ -213,6 +253,7 @@ mod tests {
                 TreeProc { pid: 11, ppid: 10, pgid: 11, sid: 11, state: ProcState::Zombie { status: 256 } },
             ],
             same: None,
+            tables: Vec::new(),
             stopped: Vec::new(),
         };
         assert_eq!(Manifest::parse(&m.encode()), Ok(m.clone()));
@@ -229,6 +270,18 @@ mod tests {
         assert_eq!(Manifest::parse(&two.encode()), Ok(two.clone()));
         two.same = Some(Vec::new());
         assert_eq!(Manifest::parse(&two.encode()), Ok(two.clone()));
+        let mut tables = m.clone();
+        tables.procs.push(TreeProc { pid: 12, ppid: 10, pgid: 0, sid: 0, state: ProcState::Live { image: image_name(12) } });
+        tables.procs.push(TreeProc { pid: 13, ppid: 12, pgid: 0, sid: 0, state: ProcState::Live { image: image_name(13) } });
+        tables.tables = vec![(12, 10), (13, 12)];
+        assert!(tables.encode().contains("files 12 10\nfiles 13 12\n"));
+        assert_eq!(Manifest::parse(&tables.encode()), Ok(tables.clone()));
+        assert_eq!((tables.table_owner(13), tables.table_owner(12), tables.table_owner(10)), (10, 10, 10));
+        // Not the parent, or a zombie: refused.
+        tables.tables = vec![(13, 10)];
+        assert!(Manifest::parse(&tables.encode()).is_err());
+        tables.tables = vec![(11, 10)];
+        assert!(Manifest::parse(&tables.encode()).is_err());
         assert_eq!(m.children_of(10).count(), 1);
         assert_eq!(m.children_of(0).map(|p| p.pid).collect::<Vec<_>>(), vec![10]);
     }

@@ -302,7 +302,7 @@ fn seen(f: &FdState) -> Option<Seen> {
         FdKind::Other { link } => Seen::Other(link.clone()),
         // Reopened by path: the same FIFO or terminal wherever it is held; a pidfd by its pid
         // (it holds no state of its own).
-        FdKind::Path { .. } | FdKind::Fifo { .. } | FdKind::Tty(_) | FdKind::PidFd { .. } => return None,
+        FdKind::Path { .. } | FdKind::Fifo { .. } | FdKind::Tty(_) | FdKind::PidFd { .. } | FdKind::ExitedPidFd { .. } => return None,
     })
 }
 

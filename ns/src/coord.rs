@@ -347,8 +347,13 @@ impl Coord {
     fn take(&mut self, gen: u64, stop: bool) -> Result<(usize, u64, u64, u64), String> {
         // Every live process of the tree must run the runtime (a fork's child connects in
         // its first milliseconds).
+        // A member that ended while processes sharing its fd table (clone with CLONE_FILES) live
+        // on: its connection stays open in that table, but it is gone.
+        let live = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')));
+        self.members.retain(|m| live(m.pid));
         // A traced process cannot take its part: said at once, before any waiting.
-        let unfit: Vec<String> = procs().iter().filter(|p| !p.zombie).filter_map(|p| traced(p.pid)).collect();
+        // So can one that changed its user ids.
+        let unfit: Vec<String> = procs().iter().filter(|p| !p.zombie).filter_map(|p| traced(p.pid).or_else(|| other_user(p.pid))).collect();
         if !unfit.is_empty() {
             return Err(unfit.join("; "));
         }
@@ -532,6 +537,15 @@ impl Coord {
         let same = crate::samefds::groups(&cut);
         // The tree as it is at the cut.
         let tree = procs();
+        // The fd tables several of them share (clone with CLONE_FILES).
+        let in_cut: Vec<(i32, i32)> = tree.iter().filter(|p| cut.contains(&p.pid)).map(|p| (p.pid, p.ppid)).collect();
+        let tables = match crate::samefds::tables(&in_cut) {
+            Ok(t) => t,
+            Err(e) => {
+                self.abort();
+                return Err(e);
+            }
+        };
         // Phase 2: every process captures and forks its snapshot.
         for i in 0..n {
             self.send(i, TreeMsg::Capture, None);
@@ -597,6 +611,7 @@ impl Coord {
                 })
                 .collect(),
             same,
+            tables,
             stopped: self.sleepers.iter().filter(|s| tree.iter().any(|p| p.pid == s.pid && !p.zombie)).map(|s| (s.pid, s.sig)).collect(),
         };
         // Never replace the previous set with one a restart would refuse (a checkpoint asked for
@@ -649,13 +664,43 @@ impl Coord {
     }
 }
 
-/// The line for live processes of the tree that never joined it.
+/// The line for live processes of the tree that never joined it: one that shares kernel state
+/// with its parent (made by clone with CLONE_FILES, CLONE_FS, ...) is named for that.
 fn not_running_runtime(pids: &[i32]) -> String {
+    if let Some(line) = pids.iter().find_map(|&p| shared_with_parent(p)) {
+        return line;
+    }
     let list: Vec<String> = pids.iter().map(|&p| format!("{p} ({})", comm(p))).collect();
     format!(
         "process {} does not run ckpt's runtime or lost its link to the tree (a static or setuid program, one started without LD_PRELOAD, a child made by a raw clone system call instead of fork, or one that closed the runtime's fds with a raw close system call or dup2): it cannot be checkpointed",
         list.join(", ")
     )
+}
+
+/// The line for process `pid`, not a member, when it shares its memory, its fd table, its
+/// filesystem information (cwd, root, umask) or its signal handlers with its parent (kcmp): a
+/// child made by clone with CLONE_VM, CLONE_FILES, CLONE_FS or CLONE_SIGHAND that the runtime
+/// did not make (only CLONE_FILES is, from a process with one program thread).
+fn shared_with_parent(pid: i32) -> Option<String> {
+    const KCMP_VM: i32 = 1;
+    const KCMP_FILES: i32 = 2;
+    const KCMP_FS: i32 = 3;
+    const KCMP_SIGHAND: i32 = 4;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ppid: i32 = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: kcmp only compares the two processes' kernel objects.
+    let same = |kind: i32| unsafe { libc::syscall(libc::SYS_kcmp, pid, ppid, kind, 0, 0) } == 0;
+    let what = [(KCMP_VM, "its memory (CLONE_VM)"), (KCMP_FILES, "its fd table (CLONE_FILES)"), (KCMP_FS, "its working directory, root and umask (CLONE_FS)"), (KCMP_SIGHAND, "its signal handlers (CLONE_SIGHAND)")];
+    let shared: Vec<&str> = what.iter().filter(|(k, _)| same(*k)).map(|(_, w)| *w).collect();
+    if shared.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "process {pid} ({}) shares {} with its parent {ppid} ({}) and does not run ckpt's runtime: ckpt manages a child made by clone with CLONE_FILES (from a process with one thread), not one with CLONE_VM, CLONE_FS or CLONE_SIGHAND, so the tree cannot be checkpointed",
+        comm(pid),
+        shared.join(" and "),
+        comm(ppid)
+    ))
 }
 
 /// Why process `pid` cannot take its part in a checkpoint, if it cannot: one of its threads is
@@ -677,6 +722,27 @@ fn traced(pid: i32) -> Option<String> {
         }
     }
     None
+}
+
+/// Why process `pid` cannot take its part, if it runs as another user than the tree (ours): it
+/// changed its user ids (setuid, setresuid, setfsuid, or an exec of a setuid program; possible
+/// only for a program run as root). Its image would be written as that user into the set
+/// directory, which is the tree's user's (0700), and its runtime no longer trusts the
+/// coordinator (not its user); ckpt-restart, as the tree's user, could not take those ids again
+/// either (zdtm pid00, seccomp_filter, mlock_setuid).
+fn other_user(pid: i32) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let uids: Vec<u32> = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().filter_map(|u| u.parse().ok()).collect();
+    // SAFETY: geteuid has no preconditions.
+    let ours = unsafe { libc::geteuid() };
+    if uids.len() == 4 && uids[1] == ours && uids[3] == ours {
+        return None;
+    }
+    Some(format!(
+        "process {pid} ({}) changed its user ids (real, effective, saved, filesystem: {:?}; the tree runs as uid {ours}): ckpt writes and restarts each process as the tree's user, so a tree with a process of another user cannot be checkpointed",
+        comm(pid),
+        uids
+    ))
 }
 
 /// How long a parent may take to say by which signal its child is stopped.

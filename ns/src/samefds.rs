@@ -51,6 +51,52 @@ pub fn groups(pids: &[i32]) -> Option<Vec<Vec<(i32, i32)>>> {
     Some(out)
 }
 
+/// kcmp's type for two fd tables.
+const KCMP_FILES: libc::c_int = 2;
+
+/// The processes of `procs` (pid, parent) that share their parent's fd table (made by clone
+/// with CLONE_FILES): (pid, parent), by pid. An fd table shared
+/// otherwise (with a process that is not the parent: the parent that made both exited) is
+/// refused in one line: the restart makes a shared table by clone from the parent.
+/// Where kcmp cannot tell (a kernel without it), no table is taken as shared.
+pub fn tables(procs: &[(i32, i32)]) -> Result<Vec<(i32, i32)>, String> {
+    let cmp = |a: i32, b: i32| -> Option<std::cmp::Ordering> {
+        // SAFETY: kcmp only compares the two processes' fd tables.
+        match unsafe { libc::syscall(libc::SYS_kcmp, a, b, KCMP_FILES, 0, 0) } {
+            0 => Some(std::cmp::Ordering::Equal),
+            1 => Some(std::cmp::Ordering::Less),
+            2 => Some(std::cmp::Ordering::Greater),
+            _ => None,
+        }
+    };
+    let mut order: Vec<i32> = procs.iter().map(|p| p.0).collect();
+    let mut failed = false;
+    order.sort_by(|&a, &b| {
+        cmp(a, b).unwrap_or_else(|| {
+            failed = true;
+            a.cmp(&b)
+        })
+    });
+    if failed {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for group in order.chunk_by(|&a, &b| cmp(a, b) == Some(std::cmp::Ordering::Equal)).filter(|g| g.len() > 1) {
+        let mut followers: Vec<(i32, i32)> = procs.iter().copied().filter(|(pid, ppid)| group.contains(pid) && group.contains(ppid)).collect();
+        if followers.len() != group.len() - 1 {
+            let mut pids = group.to_vec();
+            pids.sort_unstable();
+            return Err(format!(
+                "processes {pids:?} share one fd table (clone with CLONE_FILES), but not each with its parent (the parent that made them ended): ckpt can make a shared fd table again only from a parent, so the tree cannot be checkpointed"
+            ));
+        }
+        followers.sort_unstable();
+        out.extend(followers);
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
 /// Whether fd `a.1` of process `a.0` and fd `b.1` of `b.0` are one open file description (None:
 /// kcmp failed other than for a fd closed meanwhile).
 fn kcmp_file(a: (i32, i32), b: (i32, i32)) -> Option<bool> {

@@ -58,6 +58,59 @@ pub fn pidfd(pid: i32, flags: i32, exact_ids: bool) -> Result<RawFd> {
     Ok(fd)
 }
 
+/// Pidfds of processes that had exited and been reaped (`FdKind::ExitedPidFd`), made again as
+/// pidfds of an exited process: for each process of the image (its pidfs inode) a helper child
+/// that exits at once (no exit signal: the program's SIGCHLD handler sees nothing) and stays a
+/// zombie until every fd of it is open (each its own open file, as pidfd_open made them), then
+/// is reaped. Its fds then say what the old ones said: no pid (fdinfo `Pid: -1`), readable for
+/// poll, ESRCH for a signal; fds of one process share an inode, fds of two do not.
+#[derive(Default)]
+pub struct Exited {
+    /// pidfs inode in the image -> the helper's pid.
+    helpers: std::collections::HashMap<u64, i32>,
+}
+
+impl Exited {
+    pub fn open(&mut self, ino: u64, flags: i32) -> Result<RawFd> {
+        let pid = match self.helpers.get(&ino) {
+            Some(&pid) => pid,
+            None => {
+                let pid = exited_helper()?;
+                self.helpers.insert(ino, pid);
+                pid
+            }
+        };
+        pidfd(pid, flags, true)
+    }
+
+    /// Every fd is open: reap the helpers.
+    pub fn reap(self) {
+        for pid in self.helpers.into_values() {
+            // SAFETY: an all-zero siginfo_t is a valid out-parameter.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: waiting for our own helper child.
+            unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::__WALL) };
+        }
+    }
+}
+
+/// A child that exits at once and is left a zombie; its pid.
+fn exited_helper() -> Result<i32> {
+    // SAFETY: a raw clone without CLONE_VM (the child has its own copy of our memory) and no
+    // exit signal; the child makes only the exit system call.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, 0, 0, 0, 0, 0) };
+    if pid == 0 {
+        loop {
+            // SAFETY: the helper ends here.
+            unsafe { libc::syscall(libc::SYS_exit, 0) };
+        }
+    }
+    if pid < 0 {
+        bail!("cannot make a process to hold a pidfd of an exited process: {}", std::io::Error::last_os_error());
+    }
+    Ok(pid as i32)
+}
+
 /// A timerfd armed with the remaining time (relative, counted from now) and the interval.
 /// Expirations not yet read come back as one immediate expiration.
 pub fn timerfd(clockid: i32, value_ns: u64, interval_ns: u64, ticks: u64) -> Result<RawFd> {

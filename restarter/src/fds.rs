@@ -152,6 +152,7 @@ pub fn open_shared(f: &FdState, opts: &Options) -> Result<Option<(RawFd, Option<
 struct Shared {
     pipes: pipe::Pipes,
     deleted: deleted::Recreated,
+    exited: fdobjs::Exited,
 }
 
 impl Shared {
@@ -159,6 +160,7 @@ impl Shared {
     fn close_all(self) {
         self.pipes.close_all();
         self.deleted.finish();
+        self.exited.reap();
     }
 }
 
@@ -199,6 +201,7 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
                 return dev_null();
             }
         },
+        FdKind::ExitedPidFd { ino } => mk.sh.exited.open(*ino, f.flags)?,
         FdKind::Epoll { .. } => unreachable!("epoll instances are created last"),
         FdKind::Other { link } => {
             eprintln!("ckpt-restart: warning: fd {} ({}) cannot be restored; it is replaced by /dev/null", f.fd, lossy(link));

@@ -286,10 +286,22 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
     let top = index.fds.iter().map(|f| f.fd).max().unwrap_or(0).max(2) + 1;
     let joined = step::join(&index, &path, image_hash, top)?;
     let (mut job, keep) = joined.as_ref().map(|j| (j.conns.clone(), j.links())).unwrap_or_default();
-    job.extend(tree::sockets(&index.fds)?);
+    if !tree::table_of_another() {
+        job.extend(tree::sockets(&index.fds)?);
+    }
     // SAFETY: getpid has no preconditions.
     let exact_ids = index.ids.namespace && unsafe { libc::getpid() } == index.meta.pid;
-    let restored = fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot, exact_ids }, chain.newest(), job, &keep);
+    // A process that shares another's fd table (clone with CLONE_FILES) restores none: the
+    // table's owner does, once such processes need no fd of theirs any more.
+    tree::before_fds()?;
+    let restored = if tree::table_of_another() {
+        Ok(fds::Restored::default())
+    } else {
+        fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot, exact_ids }, chain.newest(), job, &keep)
+    };
+    if restored.is_ok() {
+        tree::after_fds();
+    }
     let step_epoch = joined.as_ref().map_or(0, |j| j.epoch);
     if let Some(j) = joined {
         // No task's program runs before every task's fds are back.

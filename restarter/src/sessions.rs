@@ -159,7 +159,7 @@ mod tests {
 
     #[test]
     fn a_child_forked_before_setsid_is_created_before_it() {
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(12, 11, 10, 10)], same: None, stopped: Vec::new() };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(12, 11, 10, 10)], same: None, tables: Vec::new(), stopped: Vec::new() };
         let p = plan(&m).unwrap();
         assert_eq!(p.steps(10), &[Step::Setsid, Step::Child(11)]);
         assert_eq!(p.steps(11), &[Step::Child(12), Step::Setsid]);
@@ -167,7 +167,7 @@ mod tests {
 
     #[test]
     fn an_orphan_of_a_dead_leader_gets_a_session_helper() {
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(13, 1, 12, 12)], same: None, stopped: Vec::new() };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(13, 1, 12, 12)], same: None, tables: Vec::new(), stopped: Vec::new() };
         let p = plan(&m).unwrap();
         assert_eq!(p.steps(10), &[Step::SessionHelper(12)]);
         assert_eq!(p.steps(12), &[Step::Orphan(13)]);
@@ -175,14 +175,14 @@ mod tests {
 
     #[test]
     fn a_group_whose_leader_exited_gets_a_group_helper_in_its_session() {
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(13, 11, 12, 11)], same: None, stopped: Vec::new() };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(13, 11, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new() };
         let p = plan(&m).unwrap();
         assert_eq!(p.steps(11), &[Step::Setsid, Step::Child(13), Step::GroupHelper(12)]);
     }
 
     #[test]
     fn an_impossible_session_is_refused() {
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 11, 11), proc(12, 11, 12, 30)], same: None, stopped: Vec::new() };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 11, 11), proc(12, 11, 12, 30)], same: None, tables: Vec::new(), stopped: Vec::new() };
         assert!(plan(&m).unwrap_err().contains("process 12 is in session 30"));
     }
 }

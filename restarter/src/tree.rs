@@ -15,6 +15,14 @@
 //! that was stopped by job control at the cut (the manifest's `stopped` lines) stops itself
 //! right after its switch, before its program's threads run, with the signal that had stopped
 //! it (its runtime, from the image); the others switch only once it is stopped.
+//!
+//! A process that shared its parent's fd table (the manifest's `files` lines: clone with
+//! CLONE_FILES) is made by its parent with CLONE_FILES again. The table is restored once, by
+//! the process at its head (`table_owner`), from its own image; the tree's shared objects see
+//! only that process's fds (the others' images hold the same fds). Every process of such a
+//! table is done with fds of its own (its image is staged) before the owner places the
+//! program's fds (which closes every other fd of ours in the table), and waits for that before
+//! it goes on (`before_fds`, `after_fds`).
 
 use anyhow::{anyhow, bail, Context, Result};
 use crate::sessions::{Plan, Step};
@@ -50,6 +58,8 @@ struct Shared {
     group_helpers: u32,
     /// The processes stopped by job control at the cut, with their stop signal.
     stopped: Vec<(i32, i32)>,
+    /// The processes that share their parent's fd table: (pid, owner of the table).
+    tables: Vec<(i32, i32)>,
 }
 
 /// The tree's open files by holder (pid, fd): our fd and the size to cut the file back to.
@@ -71,6 +81,10 @@ struct Barrier {
     /// Group helpers that lead their group again (members join only then: a group must exist
     /// in the session before anyone can join it).
     led: AtomicU32,
+    /// Processes sharing another's fd table that need no fd of their own any more.
+    tables_free: AtomicU32,
+    /// Shared fd tables restored by their owner.
+    tables_made: AtomicU32,
 }
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
@@ -154,6 +168,46 @@ pub fn barrier() -> Result<()> {
     Ok(())
 }
 
+/// Whether this process shares the fd table of another one of the tree, whose owner restores
+/// it: it restores no fds itself.
+pub fn table_of_another() -> bool {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    SHARED.get().is_some_and(|s| s.tables.iter().any(|t| t.0 == me))
+}
+
+/// Just before this process restores its fds (or would): a process that shares another's fd
+/// table says it needs no fd of its own any more (its image is staged) and waits until every
+/// shared table is restored; the owner of a shared table waits until every such process has
+/// said so (restoring the table closes every fd of ours in it).
+pub fn before_fds() -> Result<()> {
+    let Some(s) = SHARED.get() else { return Ok(()) };
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    let owners = s.tables.iter().map(|t| t.1).collect::<HashSet<i32>>();
+    if table_of_another() {
+        s.barrier.tables_free.fetch_add(1, Ordering::AcqRel);
+        futex(&s.barrier.tables_free, libc::FUTEX_WAKE, i32::MAX as u32);
+        return wait_count(&s.barrier.tables_made, owners.len() as u32, "done with the fd tables they share");
+    }
+    if owners.contains(&me) {
+        return wait_count(&s.barrier.tables_free, s.tables.len() as u32, "done with the fd table they share");
+    }
+    Ok(())
+}
+
+/// This process restored its fds: as the owner of a shared fd table, it lets the processes that
+/// share it go on.
+pub fn after_fds() {
+    let Some(s) = SHARED.get() else { return };
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    if s.tables.iter().any(|t| t.1 == me) {
+        s.barrier.tables_made.fetch_add(1, Ordering::AcqRel);
+        futex(&s.barrier.tables_made, libc::FUTEX_WAKE, i32::MAX as u32);
+    }
+}
+
 /// Count ourselves in `word` and wait until `n` processes are.
 fn meet(word: &AtomicU32, n: u32, what: &str) -> Result<()> {
     word.fetch_add(1, Ordering::AcqRel);
@@ -212,7 +266,23 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
         let mut r = ckpt_image::trust::read_owned(&path, euid).with_context(|| format!("{}", path.display()))?;
         // As each process will judge them (main.rs): before anything is made.
         ckpt_kinds::deleted::resolve_saved(&mut r.index.fds);
+        if m.table_parent(p.pid).is_some() {
+            // Its fds are its table owner's (restored there).
+            r.index.fds.clear();
+        }
         indexes.push((p.pid, r.index));
+    }
+    let plan = crate::sessions::plan(&m).map_err(|e| anyhow!("{}: {e}", set.display()))?;
+    if let Some((pid, parent)) = m.tables.iter().find(|(pid, parent)| !plan.steps(*parent).contains(&Step::Child(*pid))) {
+        bail!("{}: process {pid} shares the fd table of its parent {parent}, which this restart would not make it a child of (its session or group is made otherwise): it cannot be restarted", set.display());
+    }
+    let mut m = m;
+    if let Some(same) = m.same.as_mut() {
+        // (The fds of the processes that share a table are its owner's.)
+        for group in same.iter_mut() {
+            group.retain(|(pid, _)| m.tables.iter().all(|t| t.0 != *pid));
+        }
+        same.retain(|g| g.iter().any(|h| h.0 != g[0].0));
     }
     refuse_unshared(&indexes, m.same.as_deref(), lossy)?;
     // The namespace's System V objects (every image records them all: the root's are used).
@@ -228,10 +298,10 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     }
     shared.total = m.procs.len() as u32;
     shared.stopped = m.stopped.clone();
+    shared.tables = m.tables.iter().map(|&(pid, _)| (pid, m.table_owner(pid))).collect();
     let ids = indexes.iter().flat_map(|(pid, ix)| ix.threads.iter().map(|t| t.tid).chain([*pid, ix.ids.ckpt_tid]));
     // (Dead session and group leaders too: helpers may take those ids.)
     shared.max_id = ids.chain(m.procs.iter().flat_map(|p| [p.pid, p.pgid, p.sid])).max().unwrap_or(0);
-    let plan = crate::sessions::plan(&m).map_err(|e| anyhow!("{}: {e}", set.display()))?;
     shared.group_helpers = plan.group_helpers();
     SHARED.set(shared).map_err(|_| anyhow!("internal: the tree was built twice"))?;
     let mine = spawn_children(&m, &plan, m.root)?;
@@ -323,7 +393,7 @@ fn make_shared(indexes: &[(i32, Index)], live: u32, lossy: bool) -> Result<Share
     // SAFETY: a zeroed page, valid for the life of the process, holding two atomics.
     let barrier: &'static Barrier = unsafe { &*(page as *const Barrier) };
     let sockets = crate::treeshare::TreeSockets::make(indexes, top, lossy)?;
-    Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), fillers: HashSet::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0, stopped: Vec::new() })
+    Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), fillers: HashSet::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0, stopped: Vec::new(), tables: Vec::new() })
 }
 
 /// Open once each file that processes of the tree hold as one (`unshared::tree_files`), at its
@@ -435,10 +505,11 @@ pub fn shared_file(fd: i32) -> Option<(RawFd, Option<u64>)> {
     SHARED.get()?.files.get(&(me, fd)).copied()
 }
 
-/// clone3 a process with pid `pid` (as a child of our parent with `sibling`); 0 in the child.
-fn clone_with_pid(pid: i32, sibling: bool) -> Result<i32> {
+/// clone3 a process with pid `pid` (as a child of our parent with `sibling`; sharing our fd
+/// table with `files`); 0 in the child.
+fn clone_with_pid(pid: i32, sibling: bool, files: bool) -> Result<i32> {
     let tid = [pid];
-    let flags = if sibling { libc::CLONE_PARENT as u64 } else { 0 };
+    let flags = if sibling { libc::CLONE_PARENT as u64 } else { 0 } | if files { libc::CLONE_FILES as u64 } else { 0 };
     // clone3 refuses an exit signal with CLONE_PARENT (EINVAL): the sibling gets our own (SIGCHLD).
     let exit_signal = if sibling { 0 } else { libc::SIGCHLD as u64 };
     let a = ckpt_ns::CloneArgs { flags, exit_signal, set_tid: tid.as_ptr() as u64, set_tid_size: 1, ..Default::default() };
@@ -460,7 +531,7 @@ fn spawn_children(m: &Manifest, plan: &Plan, pid: i32) -> Result<TreeProc> {
         match *step {
             Step::Setsid => setsid(pid)?,
             Step::Child(k) => {
-                if clone_with_pid(k, false)? == 0 {
+                if clone_with_pid(k, false, m.table_parent(k) == Some(pid))? == 0 {
                     return spawn_children(m, plan, k);
                 }
             }
@@ -475,7 +546,7 @@ fn spawn_children(m: &Manifest, plan: &Plan, pid: i32) -> Result<TreeProc> {
                 }
             }
             Step::SessionHelper(s) => {
-                let h = clone_with_pid(s, false)?;
+                let h = clone_with_pid(s, false, false)?;
                 if h == 0 {
                     setsid(s)?;
                     return spawn_children(m, plan, s);
@@ -497,11 +568,11 @@ fn spawn_children(m: &Manifest, plan: &Plan, pid: i32) -> Result<TreeProc> {
 /// through a helper that exits. True in the new process.
 fn make_orphan(m: &Manifest, creator: i32, pid: i32, helper: bool) -> Result<bool> {
     if creator == m.root || helper {
-        return Ok(clone_with_pid(pid, creator == m.root)? == 0);
+        return Ok(clone_with_pid(pid, creator == m.root, false)? == 0);
     }
-    let h = clone_with_pid(helper_id(), false)?;
+    let h = clone_with_pid(helper_id(), false, false)?;
     if h == 0 {
-        if clone_with_pid(pid, false)? == 0 {
+        if clone_with_pid(pid, false, false)? == 0 {
             return Ok(true);
         }
         // SAFETY: leaving the helper: its child becomes init's.

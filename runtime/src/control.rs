@@ -153,18 +153,18 @@ pub fn forget_fds() {
     OWNER_PID.store(0, Ordering::Release);
 }
 
-/// In a forked child (not the managed program): close our copies.
+/// In a forked child (not the managed program): close our copies (`sys::close_inherited`).
 pub fn after_fork() {
     for a in [&WAKE_FD, &LISTEN_FD, &CLIENT_FD] {
         let fd = a.swap(-1, Ordering::AcqRel);
         if fd >= 0 {
-            sys::close(fd);
+            sys::close_inherited(fd);
         }
     }
     for d in &DEFERRED {
         let v = d.swap(-1, Ordering::AcqRel);
         if v >= 0 {
-            sys::close((v & 0xffff_ffff) as i32);
+            sys::close_inherited((v & 0xffff_ffff) as i32);
         }
     }
 }

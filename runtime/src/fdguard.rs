@@ -6,6 +6,8 @@
 //! taken, at the end of the fd table, as by a file it inherited without knowing), and closefrom and
 //! close_range close around them. A raw close system call, or dup2 onto one of them, still takes
 //! it (the program's file is then at that number, and the runtime knows it is not its own).
+//! The runtime fds of another process that shares this fd table (clone with CLONE_FILES) are
+//! kept the same way (`sys::foreign_own`).
 
 use crate::hooks::RealFn;
 use crate::sys::{self, syscall};
@@ -26,7 +28,7 @@ pub fn resolve() {
 /// libc's contract for close.
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    if fd >= sys::high_fd() && sys::still_own(fd) {
+    if fd >= sys::high_fd() && (sys::still_own(fd) || sys::foreign_own(fd)) {
         return 0;
     }
     // SAFETY: forwarding to libc's close.

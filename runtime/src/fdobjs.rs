@@ -33,7 +33,10 @@ pub fn anon(fd: i32, link: &[u8], info: &[u8]) -> Option<FdKind> {
             })
         }
         b"anon_inode:[signalfd]" => Some(FdKind::SignalFd { mask: field(s, "sigmask:", 16)? }),
-        // "Pid: -1" once the process is gone: not a pidfd that can be made again.
+        // "Pid: -1" once the process is gone (exited and reaped): its inode tells which one.
+        b"anon_inode:[pidfd]" if s.contains("Pid:\t-1\n") => {
+            Some(FdKind::ExitedPidFd { ino: sys::fstat(fd).ok()?.st_ino })
+        }
         b"anon_inode:[pidfd]" => {
             let pid = field(s, "Pid:", 10)? as i32;
             let thread = field(s, "flags:", 8).is_some_and(|f| f as i32 & libc::O_EXCL != 0); // PIDFD_THREAD

@@ -60,8 +60,8 @@ pub fn read_fds() -> Vec<FdState> {
         pid: sys::getpid(),
     };
     for fd in fds {
-        if crate::control::is_runtime_fd(fd) {
-            continue; // ours, created again after a restart
+        if crate::control::is_runtime_fd(fd) || sys::foreign_own(fd) || sharers_proc_file(fd) {
+            continue; // ours (or, in a table shared by clone, another process's), made again after a restart
         }
         if let Some(f) = t.describe(fd, fd) {
             t.out.push(f);
@@ -182,6 +182,19 @@ impl Table {
     fn number_of(&self, fd: i32) -> i32 {
         self.temps.iter().find(|t| t.1 == fd).map_or(fd, |t| t.0)
     }
+}
+
+/// Whether `fd` is a file in a thread's /proc directory of another process that shares this fd
+/// table (clone with CLONE_FILES): what that process's runtime reads through /proc/thread-self
+/// while it takes its own part in the checkpoint, open for an instant in the one table.
+fn sharers_proc_file(fd: i32) -> bool {
+    const KCMP_FILES: i64 = 2;
+    let Ok(link) = sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", &sys::decimal(fd)])) else { return false };
+    let Some(rest) = link.strip_prefix(b"/proc/") else { return false };
+    let Some(slash) = rest.iter().position(|&b| b == b'/') else { return false };
+    let Some(pid) = std::str::from_utf8(&rest[..slash]).ok().and_then(|p| p.parse::<i32>().ok()) else { return false };
+    let me = sys::getpid();
+    rest[slash..].starts_with(b"/task/") && pid != me && syscall!(libc::SYS_kcmp, me, pid, KCMP_FILES, 0, 0) == Ok(0)
 }
 
 /// Another name of the file `st` (unlinked at `old`) in the directory `old` was in.

@@ -246,7 +246,7 @@ fn program_identity(given: Option<Vec<u8>>) -> (Vec<u8>, ckpt_image::FileId) {
 
 extern "C" fn after_fork_child() {
     if tree::is_member() {
-        return member_child();
+        return member_child(false);
     }
     // A forked child is not the managed program: it has no checkpoint thread.
     ACTIVE.store(false, Ordering::Release);
@@ -259,8 +259,14 @@ extern "C" fn after_fork_child() {
 
 /// A child forked by a member of the process tree is a member too: the runtime stays active in
 /// it, with a checkpoint thread of its own and its own connection to the coordinator.
-pub(crate) fn member_child() {
+/// `table_of_parent`: a child made by clone with CLONE_FILES, whose fd table is its parent's:
+/// the runtime fds in it are the parent's (left alone); its own ones are made next to them.
+pub(crate) fn member_child(table_of_parent: bool) {
     let pid = sys::getpid();
+    sys::set_table_of_parent(table_of_parent);
+    if !table_of_parent {
+        sys::close_foreign_copies();
+    }
     launch::set_managed(pid);
     vids::forked_member();
     gate::reset_in_child();
@@ -275,6 +281,7 @@ pub(crate) fn member_child() {
     step::forget_in_child();
     triggers::no_timer();
     tree::join();
+    sys::set_table_of_parent(false);
     CKPT_THREAD.tid.store(0, Ordering::Release);
     spawn_checkpoint_thread();
     log!(DEBUG, "runtime active in the forked child {pid}");

@@ -20,9 +20,6 @@ use crate::hooks::RealFn;
 use crate::sys::syscall;
 use std::ffi::{c_char, c_int};
 
-static REAL_EXECL: RealFn = RealFn::new(b"execl\0");
-static REAL_EXECLE: RealFn = RealFn::new(b"execle\0");
-static REAL_EXECLP: RealFn = RealFn::new(b"execlp\0");
 static REAL_POSIX_SPAWN: RealFn = RealFn::new(b"posix_spawn\0");
 static REAL_POSIX_SPAWNP: RealFn = RealFn::new(b"posix_spawnp\0");
 static REAL_SYSTEM: RealFn = RealFn::new(b"system\0");
@@ -32,9 +29,6 @@ static REAL_VFORK: RealFn = RealFn::new(b"vfork\0");
 
 pub fn resolve() {
     for f in [
-        &REAL_EXECL,
-        &REAL_EXECLE,
-        &REAL_EXECLP,
         &REAL_POSIX_SPAWN,
         &REAL_POSIX_SPAWNP,
         &REAL_SYSTEM,
@@ -76,9 +70,11 @@ pub fn handed_over<R>(f: impl FnOnce() -> R) -> R {
 }
 
 type Argv = *const *const c_char;
-// The variadic execl, execle, execlp: hand the mask over, then jump to libc's function with the
-// caller's registers and stack untouched (their arguments may be on the stack). If the exec
-// fails the thread keeps the program's mask until its next mask change; it usually exits.
+// The variadic execl, execle, execlp: glibc's own make its internal execve, which no hook sees,
+// so a member of the process tree that called them lost the tree's settings (its program ran
+// without the runtime: zdtm dumpable02) and the program's signal mask. Their arguments (the
+// first five in registers, the rest on the caller's stack) are gathered into an argv here and
+// the call made through the execv, execve and execvp hooks (launch.rs), which do both.
 macro_rules! exec_trampoline {
     ($name:ident, $which:literal) => {
         /// # Safety
@@ -87,25 +83,22 @@ macro_rules! exec_trampoline {
         #[no_mangle]
         pub unsafe extern "C" fn $name() {
             std::arch::naked_asm!(
-                "push rdi",
-                "push rsi",
-                "push rdx",
-                "push rcx",
-                "push r8",
+                // The variadic arguments 0-4 (after the path) as an array on our stack; the
+                // stack then stays 16-byte aligned for the call.
                 "push r9",
-                "push rax",
+                "push r8",
+                "push rcx",
+                "push rdx",
+                "push rsi",
+                "mov rsi, rdi",
+                "mov rdx, rsp",
+                // The caller's stack arguments: above our five and the return address.
+                "lea rcx, [rsp + 48]",
                 concat!("mov edi, ", $which),
-                "call {prepare}",
-                "mov r11, rax",
-                "pop rax",
-                "pop r9",
-                "pop r8",
-                "pop rcx",
-                "pop rdx",
-                "pop rsi",
-                "pop rdi",
-                "jmp r11",
-                prepare = sym exec_prepare,
+                "call {variadic}",
+                "add rsp, 40",
+                "ret",
+                variadic = sym exec_variadic,
             )
         }
     };
@@ -115,10 +108,31 @@ exec_trampoline!(execl, 0);
 exec_trampoline!(execle, 1);
 exec_trampoline!(execlp, 2);
 
-/// For the trampolines: hand the mask over and return libc's function to jump to.
-extern "C" fn exec_prepare(which: u32) -> usize {
-    hand_over();
-    [&REAL_EXECL, &REAL_EXECLE, &REAL_EXECLP][which as usize % 3].get()
+/// For the trampolines: the arguments up to their NULL as an argv (and, for execle, the
+/// environment after it), made through the exec hooks; returns only if the exec failed.
+///
+/// # Safety
+/// `regs` holds the variadic arguments 0-4 and `stack` the next ones, as the caller passed
+/// them (a NULL-terminated list of strings, then execle's envp).
+unsafe extern "C" fn exec_variadic(which: u32, path: *const c_char, regs: *const usize, stack: *const usize) -> c_int {
+    // SAFETY: reading the caller's arguments in order, up to the ones it passed (see above).
+    let arg = |i: usize| unsafe { if i < 5 { *regs.add(i) } else { *stack.add(i - 5) } };
+    let mut argv: Vec<*const c_char> = Vec::new();
+    loop {
+        let a = arg(argv.len()) as *const c_char;
+        argv.push(a);
+        if a.is_null() {
+            break;
+        }
+    }
+    // SAFETY: libc's contract for execv, execve and execvp, with the caller's arguments.
+    unsafe {
+        match which {
+            0 => crate::launch::execv(path, argv.as_ptr()),
+            1 => crate::launch::execve(path, argv.as_ptr(), arg(argv.len()) as Argv),
+            _ => crate::launch::execvp(path, argv.as_ptr()),
+        }
+    }
 }
 
 type SpawnFn = unsafe extern "C" fn(*mut libc::pid_t, *const c_char, *const libc::posix_spawn_file_actions_t, *const libc::posix_spawnattr_t, Argv, Argv) -> c_int;

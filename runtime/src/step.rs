@@ -181,12 +181,12 @@ pub fn forget_in_child() {
     for l in &s.links {
         let fd = l.swap(-1, Ordering::Relaxed);
         if fd >= 0 {
-            sys::close(fd);
+            sys::close_inherited(fd);
         }
     }
     let l = LISTEN.swap(-1, Ordering::Relaxed);
     if l >= 0 {
-        sys::close(l);
+        sys::close_inherited(l);
     }
     IN_TASK_TREE.store(true, Ordering::Relaxed);
 }

@@ -75,13 +75,13 @@ pub fn open(path: &CStr, flags: i32, mode: u32) -> SysResult<i32> {
 
 /// /proc, opened when the runtime starts (and again at restart): the program may chroot() into
 /// a directory without /proc, and every thread (the stop handler too) still reads its /proc
-/// files through this fd. -1: none (paths are used as they are).
+/// files through this fd. -1: none (paths are used as they are). (Not O_PATH: `own` marks it.)
 static PROC_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
 
 /// Open /proc for `at` (before the program runs; at restart, before the root is changed).
 pub fn open_proc() {
     PROC_FD.store(-1, std::sync::atomic::Ordering::Release);
-    if let Ok(fd) = syscall!(libc::SYS_openat, libc::AT_FDCWD, c"/proc".as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC, 0) {
+    if let Ok(fd) = syscall!(libc::SYS_openat, libc::AT_FDCWD, c"/proc".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0) {
         PROC_FD.store(own(move_high(fd as i32)), std::sync::atomic::Ordering::Release);
     }
 }
@@ -274,8 +274,10 @@ fn identity(fd: i32) -> u64 {
     fstat(fd).map_or(0, |st| (st.st_ino ^ st.st_dev.rotate_left(48)) << 20 | (fd as u64 & 0xfffff))
 }
 
-/// Remember that `fd` is one of the runtime's own fds (see `still_own`); returns it.
+/// Remember that `fd` is one of the runtime's own fds (see `still_own`), and mark it so in the
+/// fd table itself (`mark`); returns it.
 pub fn own(fd: i32) -> i32 {
+    mark(fd);
     let id = identity(fd);
     let slot = OWN.iter().find(|s| s.load(std::sync::atomic::Ordering::Relaxed) & 0xfffff == fd as u64 & 0xfffff);
     let slot = slot.or_else(|| OWN.iter().find(|s| s.load(std::sync::atomic::Ordering::Relaxed) == 0));
@@ -291,20 +293,76 @@ pub fn still_own(fd: i32) -> bool {
     id != 0 && OWN.iter().any(|s| s.load(std::sync::atomic::Ordering::Relaxed) == id)
 }
 
+/// The runtime's fds carry O_APPEND, which means nothing for what they are (sockets, event fds,
+/// directories, userfaultfd: never a regular file), so that every process whose fd table is
+/// this one knows them: a child made by clone with CLONE_FILES shares its parent's table, and
+/// each sees the other's runtime fds, which no memory of its own lists (`foreign_own`).
+fn mark(fd: i32) {
+    if fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT != libc::S_IFREG) {
+        if let Ok(fl) = syscall!(libc::SYS_fcntl, fd, libc::F_GETFL) {
+            let _ = syscall!(libc::SYS_fcntl, fd, libc::F_SETFL, fl | libc::O_APPEND as i64);
+        }
+    }
+}
+
+/// Whether `fd` is a runtime fd (`mark`) of this process or of another one that shares this
+/// fd table: at the end of the table, not a regular file, O_APPEND.
+pub fn foreign_own(fd: i32) -> bool {
+    fd >= high_fd()
+        && syscall!(libc::SYS_fcntl, fd, libc::F_GETFL).is_ok_and(|fl| fl & libc::O_APPEND as i64 != 0 && fl & libc::O_PATH as i64 == 0)
+        && fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT != libc::S_IFREG)
+}
+
+/// Set while a child made by clone with CLONE_FILES becomes a member: the runtime fds it finds
+/// are its parent's (one table), not copies to close.
+static TABLE_OF_PARENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_table_of_parent(on: bool) {
+    TABLE_OF_PARENT.store(on, std::sync::atomic::Ordering::Release);
+}
+
+/// Close a runtime fd a new child inherited from its parent (its copy), unless the child shares
+/// its parent's fd table (then it is the parent's own fd: only forgotten).
+pub fn close_inherited(fd: i32) {
+    if !TABLE_OF_PARENT.load(std::sync::atomic::Ordering::Acquire) {
+        close(fd);
+    }
+}
+
+/// In a forked child (a table of its own, copied): close the copies of runtime fds of the
+/// processes that shared its parent's table (clone with CLONE_FILES), which no memory of its
+/// own lists.
+pub fn close_foreign_copies() {
+    let Ok(names) = list_dir(&cpath(&[b"/proc/thread-self/fd"])) else { return };
+    for fd in names.iter().filter_map(|n| std::str::from_utf8(n).ok()?.parse::<i32>().ok()) {
+        if !still_own(fd) && foreign_own(fd) {
+            close(fd);
+        }
+    }
+}
+
 /// Set the calling thread's errno (for hooks that fail as libc would).
 pub fn set_errno(e: i32) {
     // SAFETY: __errno_location gives the calling thread's errno.
     unsafe { *libc::__errno_location() = e };
 }
 
-/// The runtime's own fds that still are (`still_own`), in increasing order: (fds, count).
-pub fn own_fds() -> ([i32; 24], usize) {
-    let mut out = [0i32; 24];
+/// The runtime's own fds that still are (`still_own`), and those of the processes this fd table
+/// is shared with, in increasing order: (fds, count).
+pub fn own_fds() -> ([i32; 64], usize) {
+    let mut out = [0i32; 64];
     let mut n = 0;
     for s in &OWN {
         let id = s.load(std::sync::atomic::Ordering::Relaxed);
         let fd = (id & 0xfffff) as i32;
         if id != 0 && !out[..n].contains(&fd) && still_own(fd) {
+            out[n] = fd;
+            n += 1;
+        }
+    }
+    // Those of the processes this fd table is shared with (`foreign_own`).
+    for fd in high_fd()..high_fd() + 64 {
+        if n < out.len() && !out[..n].contains(&fd) && foreign_own(fd) {
             out[n] = fd;
             n += 1;
         }

@@ -153,7 +153,8 @@ pub fn resolve() {
     RSEQ_TLS_OFFSET.store(at.wrapping_sub(sys::arch_get_fs() as i64), Ordering::Relaxed);
 }
 
-/// libc's `syscall()`: passed on unchanged; for rseq(2), the thread's registration is noted.
+/// libc's `syscall()`: passed on unchanged; for rseq(2), the thread's registration is noted;
+/// clone(2) of a plain child process makes it a member of the tree (`clonehook::raw_clone`).
 /// (Declared with six arguments: on x86-64 a variadic call passes them as a plain call does,
 /// and the unused ones, like libc's own implementation, are read and ignored.)
 ///
@@ -165,6 +166,11 @@ pub unsafe extern "C" fn syscall(n: c_long, a: c_long, b: c_long, c: c_long, d: 
     let real = || unsafe { std::mem::transmute::<usize, SyscallFn>(REAL_SYSCALL.get())(n, a, b, c, d, e, f) };
     if n == libc::SYS_seccomp {
         return crate::seccomp::seccomp_call(a, b, c, real);
+    }
+    if n == libc::SYS_clone {
+        if let Some(r) = crate::clonehook::raw_clone(a, b) {
+            return r;
+        }
     }
     let r = real();
     if n == libc::SYS_madvise && r == 0 {

@@ -177,7 +177,7 @@ fn settle_hold(ok: bool) {
 pub fn join() {
     let old = CONN.swap(-1, Ordering::AcqRel);
     if old >= 0 {
-        sys::close(old);
+        sys::close_inherited(old);
     }
     if !crate::ids::in_namespace() {
         return;

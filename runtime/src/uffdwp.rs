@@ -102,7 +102,7 @@ pub fn is_own_fd(fd: i32) -> bool {
 pub fn forget(close: bool) {
     let fd = FD.swap(-1, Ordering::AcqRel);
     if close && fd >= 0 {
-        sys::close(fd);
+        sys::close_inherited(fd);
     }
 }
 

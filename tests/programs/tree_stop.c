@@ -4,12 +4,15 @@
  * the cut no process of the tree may run on (a line written then would be written again by the
  * restart), so the lines of the stopped run and of its restart together are 1..LINES, each once.
  *
- * Usage: tree_stop [LINES=20000] [DELAY_US=200] [alone|clone|clone-parent]
+ * Usage: tree_stop [LINES=20000] [DELAY_US=200] [alone|clone|clone-parent|raw-clone|execl]
  * With "alone" there is no child: the program writes the lines itself (a single process). With
  * "clone" the child is made by glibc's clone() (SIGCHLD, its own stack) instead of fork: no fork
  * handler runs in it. With "clone-parent" a forked middle process makes the child with clone()
  * and CLONE_PARENT (the child is the program's, its sibling) and exits; the program waits for
- * both.
+ * both. With "raw-clone" the child is made by the clone system call through libc's syscall()
+ * (SIGCHLD, no new stack: it goes on like a forked child), which glibc does not see at all.
+ * With "execl" the forked child execs this program again with execl() (mode "exec-child":
+ * it writes the lines and exits with the state, as the forked child does).
  * The child prints "start tree_stop", then "step i" for i = 1..LINES, each in one write, with a
  * short sleep between them; the parent waits for it and prints "result <hex>" of the child's
  * running state (its exit status: the state's low byte). Deterministic.
@@ -20,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -64,6 +68,8 @@ static int clone_child(void *arg)
 int main(int argc, char **argv)
 {
     long lines = argc > 1 ? atol(argv[1]) : 20000, delay_us = argc > 2 ? atol(argv[2]) : 200;
+    if (argc > 3 && !strcmp(argv[3], "exec-child"))
+        return (int)(write_lines(lines, delay_us) & 0x7f);
     say("start tree_stop\n");
     if (argc > 3 && !strcmp(argv[3], "alone")) {
         printf("result %x\n", (unsigned)(write_lines(lines, delay_us) & 0x7f));
@@ -88,12 +94,18 @@ int main(int argc, char **argv)
             return 1;
         }
         child = -1; /* the clone, our child now */
+    } else if (!strcmp(mode, "raw-clone")) {
+        child = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
     } else {
         child = fork();
     }
     if (child < 0 && strcmp(mode, "clone-parent") != 0) {
         perror("fork or clone");
         return 1;
+    }
+    if (child == 0 && !strcmp(mode, "execl")) {
+        execl("/proc/self/exe", "tree_stop", argv[1], argv[2], "exec-child", (char *)NULL);
+        _exit(99);
     }
     if (child == 0)
         _exit((int)(write_lines(lines, delay_us) & 0x7f));

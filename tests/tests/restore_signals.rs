@@ -70,3 +70,15 @@ fn pidfd_of_itself() {
 fn pidfd_of_itself_as_nobody() {
     ready_go("pidfd_self", "pidfd_self_nobody", true, |_| {}, &[]);
 }
+
+/// pidfds of processes that had exited and been reaped are pidfds of an exited process again
+/// (they were /dev/null): one inode per process, poll reports the exit, signals get ESRCH.
+#[test]
+fn pidfds_of_exited_processes() {
+    ready_go("pidfd_exited", "pidfd_exited", false, |_| {}, &[]);
+}
+
+#[test]
+fn pidfds_of_exited_processes_as_nobody() {
+    ready_go("pidfd_exited", "pidfd_exited_nobody", true, |_| {}, &[]);
+}
