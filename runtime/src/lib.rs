@@ -250,6 +250,7 @@ extern "C" fn after_fork_child() {
     }
     // A forked child is not the managed program: it has no checkpoint thread.
     ACTIVE.store(false, Ordering::Release);
+    sys::close_transient_copies();
     pagehash::forget(false);
     uffdwp::forget(true);
     control::after_fork();
@@ -265,6 +266,7 @@ pub(crate) fn member_child(table_of_parent: bool) {
     let pid = sys::getpid();
     sys::set_table_of_parent(table_of_parent);
     if !table_of_parent {
+        sys::close_transient_copies();
         sys::close_foreign_copies();
     }
     launch::set_managed(pid);

@@ -158,8 +158,54 @@ pub fn write_all(fd: i32, mut buf: &[u8]) -> SysResult<()> {
 }
 
 /// Read a whole (proc) file.
+/// The fds `read_file` and `list_dir` have open for a moment (+1; 0: a free slot). The program
+/// may fork in that moment (another thread of it, while the checkpoint thread or a stop handler
+/// reads /proc): the child gets a copy of such an fd that nothing of it would ever close, which
+/// a restart then met as the program's (`/proc/N (deleted)`). The child closes them
+/// (`close_transient_copies`). A fork between the open and its noting (the thread descheduled
+/// as the open returns) leaves one too: they are opened O_APPEND (nothing for a read-only file
+/// or a directory), and a member child also closes every read-only O_APPEND fd on another
+/// process's /proc (`close_foreign_copies`, `transient_copy`).
+static TRANSIENT: [std::sync::atomic::AtomicI32; 32] = [const { std::sync::atomic::AtomicI32::new(0) }; 32];
+
+/// An fd of `read_file` or `list_dir`, noted in `TRANSIENT` while it is open.
+struct Transient {
+    fd: i32,
+    slot: Option<usize>,
+}
+
+impl Transient {
+    fn open(path: &CStr, flags: i32) -> SysResult<Transient> {
+        use std::sync::atomic::Ordering;
+        let fd = open(path, flags | libc::O_APPEND, 0)?;
+        let slot = TRANSIENT.iter().position(|s| s.compare_exchange(0, fd + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok());
+        Ok(Transient { fd, slot })
+    }
+}
+
+impl Drop for Transient {
+    fn drop(&mut self) {
+        if let Some(i) = self.slot {
+            TRANSIENT[i].store(0, std::sync::atomic::Ordering::Release);
+        }
+        close(self.fd);
+    }
+}
+
+/// In a forked child with a table of its own: close the copies of the fds the parent's runtime
+/// had open for a moment when it forked (`TRANSIENT`).
+pub fn close_transient_copies() {
+    for s in &TRANSIENT {
+        let v = s.swap(0, std::sync::atomic::Ordering::AcqRel);
+        if v > 0 {
+            close(v - 1);
+        }
+    }
+}
+
 pub fn read_file(path: &CStr) -> SysResult<Vec<u8>> {
-    let fd = open(path, libc::O_RDONLY, 0)?;
+    let t = Transient::open(path, libc::O_RDONLY)?;
+    let fd = t.fd;
     let mut out = Vec::with_capacity(4096);
     let mut buf = [0u8; 4096];
     let r = loop {
@@ -169,7 +215,7 @@ pub fn read_file(path: &CStr) -> SysResult<Vec<u8>> {
             Err(e) => break Err(e),
         }
     };
-    close(fd);
+    drop(t);
     r.map(|_| out)
 }
 
@@ -188,16 +234,14 @@ pub fn list_dir(path: &CStr) -> SysResult<Vec<Vec<u8>>> {
 
 /// Names in a directory with their inode numbers (getdents64's d_ino), without "." and "..".
 pub fn list_dir_inodes(path: &CStr) -> SysResult<Vec<(u64, Vec<u8>)>> {
-    let fd = open(path, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+    let t = Transient::open(path, libc::O_RDONLY | libc::O_DIRECTORY)?;
+    let fd = t.fd;
     let mut names = Vec::new();
     let mut buf = vec![0u8; 16384];
     loop {
         let n = match syscall!(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) {
             Ok(n) => n as usize,
-            Err(e) => {
-                close(fd);
-                return Err(e);
-            }
+            Err(e) => return Err(e),
         };
         if n == 0 {
             break;
@@ -215,7 +259,7 @@ pub fn list_dir_inodes(path: &CStr) -> SysResult<Vec<(u64, Vec<u8>)>> {
             off += reclen;
         }
     }
-    close(fd);
+    drop(t);
     Ok(names)
 }
 
@@ -335,10 +379,22 @@ pub fn close_inherited(fd: i32) {
 pub fn close_foreign_copies() {
     let Ok(names) = list_dir(&cpath(&[b"/proc/thread-self/fd"])) else { return };
     for fd in names.iter().filter_map(|n| std::str::from_utf8(n).ok()?.parse::<i32>().ok()) {
-        if !still_own(fd) && foreign_own(fd) {
+        if !still_own(fd) && (foreign_own(fd) || transient_copy(fd)) {
             close(fd);
         }
     }
+}
+
+/// Whether `fd` is the copy of an fd the parent's runtime had open for a moment (`Transient`):
+/// read-only, O_APPEND, on another process's /proc directory or a file in it.
+fn transient_copy(fd: i32) -> bool {
+    let marked = syscall!(libc::SYS_fcntl, fd, libc::F_GETFL).is_ok_and(|fl| fl & libc::O_APPEND as i64 != 0 && fl & (libc::O_ACCMODE | libc::O_PATH) as i64 == 0);
+    if !marked {
+        return false;
+    }
+    let link = readlink(&cpath(&[b"/proc/thread-self/fd/", &decimal(fd)])).unwrap_or_default();
+    let own = [&b"/proc/"[..], &decimal(getpid())].concat();
+    link.strip_prefix(b"/proc/").is_some_and(|r| r.first().is_some_and(u8::is_ascii_digit)) && !(link.starts_with(&own) && matches!(link.get(own.len()), None | Some(b'/')))
 }
 
 /// Set the calling thread's errno (for hooks that fail as libc would).

@@ -103,3 +103,19 @@ fn a_system_command_running_at_checkpoint_time_continues() -> Result<()> {
 fn a_popen_command_running_at_checkpoint_time_continues() -> Result<()> {
     verify("sem-popen", "tree_system.c", &["60", "0.03", "popen"], &[20])
 }
+
+/// Children forked while the runtime reads /proc for a moment (at the program's start, and
+/// during checkpoints) inherit none of those fds (tests/programs/fork_fdleak.c counts them in
+/// each child), across checkpoints, SIGKILL and restart.
+#[test]
+fn forked_children_inherit_no_fd_of_the_runtime() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("sem-fdleak")?;
+    let program = Program::c(&work, "fork_fdleak.c", &[], &["40", "20"])?;
+    let mut opts = Options::new(&work, &[20]);
+    opts.also_at = vec![5, 10];
+    let outcome = run_and_verify(&bins, &program, &opts)?;
+    let last = outcome.records.last().map(|r| r.stdout.clone()).unwrap_or_default();
+    anyhow::ensure!(last.contains("result leaks=0 "), "a child inherited a runtime fd:\n{last}");
+    Ok(())
+}
