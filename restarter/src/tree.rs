@@ -207,9 +207,13 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     }
     let euid = ckpt_image::trust::euid();
     let mut indexes: Vec<(i32, Index)> = Vec::new();
+    let mut root_hash = 0;
     for (p, image) in m.live() {
         let path = set.join(image);
         let r = ckpt_image::trust::read_owned(&path, euid).with_context(|| format!("{}", path.display()))?;
+        if p.pid == m.root {
+            root_hash = r.header.index_hash;
+        }
         indexes.push((p.pid, r.index));
     }
     refuse_unshared(&indexes, m.same.as_deref(), lossy)?;
@@ -224,6 +228,11 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
         (shared.files, shared.fillers) = share_files(&indexes, same, &opts, &mut shared.pipes)?;
         share_deleted(set, &m, &indexes, same, euid, &mut shared.files)?;
     }
+    // A task of a Slurm step: its connections to the other tasks, whichever process held them,
+    // made again once for the tree (after its own listeners are bound).
+    let top = indexes.iter().flat_map(|(_, ix)| ix.fds.iter().map(|f| f.fd)).max().unwrap_or(2) + 1;
+    let root_path = m.root_image().map(|i| set.join(i)).unwrap_or_default();
+    shared.sockets.adopt(crate::step::join_tree(&indexes, m.root, &root_path, root_hash, top)?);
     shared.total = m.procs.len() as u32;
     shared.stopped = m.stopped.clone();
     let ids = indexes.iter().flat_map(|(pid, ix)| ix.threads.iter().map(|t| t.tid).chain([*pid, ix.ids.ckpt_tid]));

@@ -394,14 +394,15 @@ fn slurm_cluster_is_private_and_survives_its_leftovers() -> Result<()> {
 }
 
 /// A batch script for the step tests (in `work`): where each task runs, then the ring under
-/// `srun ckpt-run --resume` with `opts`.
+/// `srun ckpt-run --resume` with `opts`. Both sruns take the options in $RING_SRUN (the job's
+/// environment: how the tasks are placed).
 fn ring_script(work: &Workdir, opts: &str) -> Result<PathBuf> {
     let path = work.join("ring.sbatch");
     let script = format!(
         "#!/bin/bash\n#SBATCH --open-mode=append\n#SBATCH --requeue\n\
          echo \"ckpt job $SLURM_JOB_ID: restart count ${{SLURM_RESTART_COUNT:-0}}\"\n\
-         srun bash -c 'echo \"task $SLURM_PROCID on $SLURMD_NODENAME\"'\n\
-         srun ckpt-run --dir ckpt --resume {opts} -- \"$@\"\n\
+         srun ${{RING_SRUN:-}} bash -c 'echo \"task $SLURM_PROCID on $SLURMD_NODENAME\"'\n\
+         srun ${{RING_SRUN:-}} ckpt-run --dir ckpt --resume {opts} -- \"$@\"\n\
          echo \"srun exit code $?\"\n"
     );
     std::fs::write(&path, script)?;
@@ -491,6 +492,62 @@ fn ring_checkpoint_kill_resume_on_other_nodes(name: &str, trees: bool) -> Result
     let all = second.output();
     let (p1, p2) = (placement(&all, 0), placement(&all, 1));
     ensure!(p1.len() == 4 && p2.len() == 4 && p1 != p2, "the tasks did not land on other nodes: {p1:?} then {p2:?}");
+    assert_ring_resumed(&all, &expected)
+}
+
+/// Issue 14 (2b), as MPI needs it: the connections between the tasks are held by a process of
+/// each task's tree other than the task's program (MPI ranks are children of their daemon):
+/// `srun -N2 -n2`, each task a shell whose child, the ring, holds the TCP ring connections.
+/// Checkpointed as one by `scancel -s USR2`, every task SIGKILLed with the job, resumed by a new
+/// job whose tasks are placed the other way round (task 0 on the node task 1 had): each ring
+/// process drained its own connections at the checkpoint and gets them back, made again by its
+/// tree's restart: every task ends with the uninterrupted checksum and did not start over.
+#[test]
+fn slurm_step_ring_held_by_tree_children_2_tasks_2_nodes_checkpoint_kill_resume_on_other_nodes() -> Result<()> {
+    need_slurm!();
+    let bins = Bins::locate()?;
+    let work = Workdir::new("slurm-ring-child")?;
+    let exe = compile_c(&work, "step_ring.c", &[])?;
+    let expected = ckpt_tests::ring::reference(&work, &exe, 2, 150)?;
+    let script = ring_script(&work, "--name step_ring")?;
+    let ports = work.join("ports");
+    std::fs::create_dir_all(&ports)?;
+    // The task's program is the shell; the ring is its child.
+    let cmd = "\"$0\" \"$@\"; echo \"the ring ended: $?\" >&2";
+    let args = ["-c", cmd, exe.to_str().unwrap_or(""), ports.to_str().unwrap_or("ports"), "150", "50", ckpt_tests::ring::SIZE];
+    let env = [("SLURM_LABELIO", "1"), ("CKPT_NAMESPACE", "1")];
+    let sh = Path::new("/bin/sh");
+    let first = Job::submit(&bins, &work, &["-N2", "--ntasks=2"], script.to_str().unwrap_or(""), sh, &args, &env)?;
+    first.wait_output(60, "10 rounds of every task", |o| (0..2).all(|r| steps(&task_lines(o, Some(r))) >= 10))?;
+    first.run("scancel", &["-s", "USR2"])?;
+    first.wait_output(60, "the step's commit", |o| o.contains("step checkpoint 1: 2 tasks committed"))?;
+    for r in 0..2 {
+        let set = work.join(&format!("ckpt/step_ring.{r}.ckpt"));
+        let m = std::fs::read_to_string(set.join("tree")).with_context(|| format!("task {r} wrote no set of its tree:\n{}", first.output()))?;
+        let live = m.lines().filter(|l| l.starts_with("proc ") && l.contains(" live ")).count();
+        ensure!(live == 2, "task {r}'s set does not hold the shell and the ring:\n{m}");
+    }
+    first.run("scancel", &[])?;
+    ensure!(
+        wait_until(Duration::from_secs(60), || matches!(first.state().as_str(), "CANCELLED" | "COMPLETED" | "GONE")),
+        "job {} not ended: {}",
+        first.id,
+        first.state()
+    );
+    let at: Vec<usize> = (0..2).map(|r| steps(&task_lines(&first.output(), Some(r)))).collect();
+    ensure!(at.iter().all(|&s| s < 150), "a task finished before the kill: {at:?}");
+    // Task 0 where task 1 was and the other way round: the hosts in the order of a file.
+    let p1 = placement(&first.output(), 0);
+    ensure!(p1.len() == 2 && p1[0].1 != p1[1].1, "the first job's tasks are not on 2 nodes: {p1:?}");
+    let hosts = work.join("hosts");
+    std::fs::write(&hosts, format!("{}\n{}\n", p1[1].1, p1[0].1))?;
+    let hosts_s = hosts.to_str().unwrap_or("hosts").to_string();
+    let env2 = [("SLURM_LABELIO", "1"), ("CKPT_NAMESPACE", "1"), ("SLURM_HOSTFILE", hosts_s.as_str()), ("RING_SRUN", "--distribution=arbitrary")];
+    let second = Job::submit(&bins, &work, &["-N2", "--ntasks=2"], script.to_str().unwrap_or(""), sh, &args, &env2)?;
+    second.wait_completed(180)?;
+    let all = second.output();
+    let p2 = placement(&all, 1);
+    ensure!(p2.len() == 2 && p2 != p1, "the tasks did not land on other nodes: {p1:?} then {p2:?}");
     assert_ring_resumed(&all, &expected)
 }
 

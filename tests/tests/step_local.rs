@@ -184,23 +184,6 @@ fn step_of_pmi2_ranks_refuses_checkpoint_clearly() -> Result<()> {
     refused_everywhere(&work, &mut tasks, "started by srun through PMI2")
 }
 
-/// A connection between two tasks that a process of a task's tree other than the task's
-/// program holds (here the ring is the child of a shell, the task's program) is not drained nor
-/// made again: the step's checkpoint is abandoned on every task with one line naming the
-/// process that holds it, no manifest is written, and the ring goes on.
-#[test]
-fn step_of_trees_whose_child_holds_the_connections_refuses_checkpoint_clearly() -> Result<()> {
-    let (bins, work, exe) = setup("step-tree-child")?;
-    let job = format!("child{}", std::process::id());
-    let env = [("CKPT_NAMESPACE", "1")];
-    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: Tree::Child }, 400)?;
-    for p in tasks.iter_mut() {
-        p.wait_for_step(3, Duration::from_secs(60))?;
-    }
-    tasks[1].signal(libc::SIGUSR2)?;
-    refused_everywhere(&work, &mut tasks, "of its tree, not the task's program, holds a TCP connection to task ")
-}
-
 /// A step checkpoint asked of one task was refused: every task says `why`, rank 0 abandons it
 /// everywhere, no manifest is written, and every task goes on; then they are killed.
 fn refused_everywhere(work: &Workdir, tasks: &mut [Proc], why: &str) -> Result<()> {
@@ -273,13 +256,31 @@ fn step_checkpoint_abandoned_when_a_task_hangs_previous_set_stays() -> Result<()
 /// uninterrupted checksum, without starting over.
 #[test]
 fn step_of_process_trees_checkpoint_kill_resume_same_checksums() -> Result<()> {
-    let (bins, work, exe) = setup("step-tree")?;
+    trees_checkpoint_kill_resume("step-tree", Tree::Workers, 3)
+}
+
+/// The same when the connections between tasks are held by a process of each tree other than
+/// the task's program (as MPI ranks, children of their daemon, hold theirs): here the ring is
+/// the child of a shell, the task's program. The ring drains its own connections to the other
+/// tasks with the step's markers (the shell names them for it), its image records them, and at
+/// restart the shell's restart makes them again on the new addresses and hands them to it:
+/// same checksums, not started over.
+#[test]
+fn step_of_trees_whose_child_holds_the_connections_checkpoint_kill_resume_same_checksums() -> Result<()> {
+    trees_checkpoint_kill_resume("step-tree-child", Tree::Child, 2)
+}
+
+/// A step of 3 tasks, each a process tree of `procs` processes (`tree`), checkpointed as one,
+/// every task killed, resumed: each tree comes back whole and every task ends with the
+/// uninterrupted checksum, without starting over.
+fn trees_checkpoint_kill_resume(tag: &str, tree: Tree, procs: usize) -> Result<()> {
+    let (bins, work, exe) = setup(tag)?;
     let n = 3;
     let expected = ring::reference(&work, &exe, n, ROUNDS)?;
     let job = format!("tree{}", std::process::id());
     // The namespace is required: without one, children are not managed.
     let env = [("CKPT_NAMESPACE", "1")];
-    let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: Tree::Workers }, ROUNDS)?;
+    let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &env, tree }, ROUNDS)?;
     for p in first.iter_mut() {
         p.wait_for_step(10, Duration::from_secs(60))?;
     }
@@ -289,9 +290,10 @@ fn step_of_process_trees_checkpoint_kill_resume_same_checksums() -> Result<()> {
         anyhow::bail!("{e}\n{}", all.join("\n"));
     }
     for (r, p) in first.iter_mut().enumerate() {
-        // Each task's checkpoint is its tree's set: the shell's child, the ring, its worker.
+        // Each task's checkpoint is its tree's set (Workers: the shell's child, the ring, its
+        // worker; Child: the shell and the ring).
         p.wait_for_stderr("ckpt: checkpoint 1: ", Duration::from_secs(30))?;
-        ensure!(p.stderr().contains("(3 processes,"), "task {r} did not checkpoint its tree:\n{}", p.stderr());
+        ensure!(p.stderr().contains(&format!("({procs} processes,")), "task {r} did not checkpoint its tree:\n{}", p.stderr());
         ensure!(ckpt_image::tree::is_set(&work.join(&format!("ckpt/step_ring.{r}.ckpt"))), "task {r}: no set");
     }
     let mut before = Vec::new();
@@ -301,7 +303,7 @@ fn step_of_process_trees_checkpoint_kill_resume_same_checksums() -> Result<()> {
         ensure!(s.last().is_some_and(|&l| l < ROUNDS as u64), "{} finished before the kill", p.label());
         before.push(s.len());
     }
-    let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &env, tree: Tree::Workers }, ROUNDS)?;
+    let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &env, tree }, ROUNDS)?;
     for (r, p) in second.iter_mut().enumerate() {
         p.wait(Duration::from_secs(120))?;
         let (out, err) = (p.stdout(), p.stderr());
