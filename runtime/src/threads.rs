@@ -103,6 +103,11 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
         }
         wait_woken();
     }
+    // The generation is read before STOPPING: a checkpoint that gives up (a thread it cannot stop)
+    // clears STOPPING and then bumps RELEASE, so either this thread sees STOPPING cleared and
+    // returns, or it waits for a RELEASE that comes. Read after, a handler that saw STOPPING just
+    // before the give-up waited for a release that had already happened: the thread hung forever.
+    let gen = RELEASE.load(Ordering::Acquire);
     if !STOPPING.load(Ordering::Acquire) {
         return; // a late stop signal from a checkpoint that has already ended
     }
@@ -118,7 +123,6 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
     }
     // Its pending signals' siginfo (and the process's, if it leads the group): taken and put back.
     crate::sigqueue::capture_thread();
-    let gen = RELEASE.load(Ordering::Acquire);
     let idx = CLAIMED.fetch_add(1, Ordering::AcqRel) as usize;
     if idx < MAX_THREADS {
         // SAFETY: this thread's own signal frame, from the kernel.
