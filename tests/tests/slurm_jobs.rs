@@ -98,6 +98,26 @@ impl Job {
         Ok(Job { id, out })
     }
 
+    /// SIGKILL every process of the job's steps' tasks (they run on this machine: the cluster's
+    /// nodes are processes of it): the processes with the job's id and a step's task count in
+    /// their environment (the batch script and srun have no SLURM_STEP_NUM_TASKS). How many.
+    fn kill_tasks(&self) -> usize {
+        let job = format!("SLURM_JOB_ID={}", self.id);
+        let mut n = 0;
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else { continue };
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let vars: Vec<&[u8]> = env.split(|&b| b == 0).collect();
+            if vars.iter().any(|v| *v == job.as_bytes()) && vars.iter().any(|v| v.starts_with(b"SLURM_STEP_NUM_TASKS=")) {
+                // SAFETY: kill(2) of a process of our own job.
+                if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
     fn output(&self) -> String {
         std::fs::read_to_string(&self.out).unwrap_or_default()
     }
@@ -395,12 +415,15 @@ fn slurm_cluster_is_private_and_survives_its_leftovers() -> Result<()> {
 
 /// A batch script for the step tests (in `work`): where each task runs, then the ring under
 /// `srun ckpt-run --resume` with `opts`. Both sruns take the options in $RING_SRUN (the job's
-/// environment: how the tasks are placed).
+/// environment: how the tasks are placed); a requeued run of a job submitted with
+/// $RING_SWAP_HOSTS places its tasks on the nodes in the order that file says.
 fn ring_script(work: &Workdir, opts: &str) -> Result<PathBuf> {
     let path = work.join("ring.sbatch");
     let script = format!(
         "#!/bin/bash\n#SBATCH --open-mode=append\n#SBATCH --requeue\n\
          echo \"ckpt job $SLURM_JOB_ID: restart count ${{SLURM_RESTART_COUNT:-0}}\"\n\
+         if [ -n \"${{RING_SWAP_HOSTS:-}}\" ] && [ \"${{SLURM_RESTART_COUNT:-0}}\" -ge 1 ]; then\n\
+         export SLURM_HOSTFILE=$RING_SWAP_HOSTS RING_SRUN=--distribution=arbitrary\nfi\n\
          srun ${{RING_SRUN:-}} bash -c 'echo \"task $SLURM_PROCID on $SLURMD_NODENAME\"'\n\
          srun ${{RING_SRUN:-}} ckpt-run --dir ckpt --resume {opts} -- \"$@\"\n\
          echo \"srun exit code $?\"\n"
@@ -498,10 +521,10 @@ fn ring_checkpoint_kill_resume_on_other_nodes(name: &str, trees: bool) -> Result
 /// Issue 14 (2b), as MPI needs it: the connections between the tasks are held by a process of
 /// each task's tree other than the task's program (MPI ranks are children of their daemon):
 /// `srun -N2 -n2`, each task a shell whose child, the ring, holds the TCP ring connections.
-/// Checkpointed as one by `scancel -s USR2`, every task SIGKILLed with the job, resumed by a new
-/// job whose tasks are placed the other way round (task 0 on the node task 1 had): each ring
-/// process drained its own connections at the checkpoint and gets them back, made again by its
-/// tree's restart: every task ends with the uninterrupted checksum and did not start over.
+/// Checkpointed as one by `scancel -s USR2`, every task SIGKILLed (`scancel -s KILL`), the job
+/// requeued with its tasks placed the other way round (task 0 on the node task 1 had): each
+/// ring process drained its own connections at the checkpoint and gets them back, made again by
+/// its tree's restart: every task ends with the uninterrupted checksum and did not start over.
 #[test]
 fn slurm_step_ring_held_by_tree_children_2_tasks_2_nodes_checkpoint_kill_resume_on_other_nodes() -> Result<()> {
     need_slurm!();
@@ -515,7 +538,9 @@ fn slurm_step_ring_held_by_tree_children_2_tasks_2_nodes_checkpoint_kill_resume_
     // The task's program is the shell; the ring is its child.
     let cmd = "\"$0\" \"$@\"; echo \"the ring ended: $?\" >&2";
     let args = ["-c", cmd, exe.to_str().unwrap_or(""), ports.to_str().unwrap_or("ports"), "150", "50", ckpt_tests::ring::SIZE];
-    let env = [("SLURM_LABELIO", "1"), ("CKPT_NAMESPACE", "1")];
+    let hosts = work.join("hosts");
+    let hosts_s = hosts.to_str().unwrap_or("hosts").to_string();
+    let env = [("SLURM_LABELIO", "1"), ("CKPT_NAMESPACE", "1"), ("RING_SWAP_HOSTS", hosts_s.as_str())];
     let sh = Path::new("/bin/sh");
     let first = Job::submit(&bins, &work, &["-N2", "--ntasks=2"], script.to_str().unwrap_or(""), sh, &args, &env)?;
     first.wait_output(60, "10 rounds of every task", |o| (0..2).all(|r| steps(&task_lines(o, Some(r))) >= 10))?;
@@ -527,25 +552,27 @@ fn slurm_step_ring_held_by_tree_children_2_tasks_2_nodes_checkpoint_kill_resume_
         let live = m.lines().filter(|l| l.starts_with("proc ") && l.contains(" live ")).count();
         ensure!(live == 2, "task {r}'s set does not hold the shell and the ring:\n{m}");
     }
-    first.run("scancel", &[])?;
+    // Task 0 where task 1 was and the other way round once requeued: the hosts in that order.
+    let p1 = placement(&first.output(), 0);
+    ensure!(p1.len() == 2 && p1[0].1 != p1[1].1, "the first run's tasks are not on 2 nodes: {p1:?}");
+    std::fs::write(&hosts, format!("{}\n{}\n", p1[1].1, p1[0].1))?;
+    // Every task SIGKILLed: the step ends, and with it the first run of the script.
+    let killed = first.kill_tasks();
+    ensure!(killed >= 2, "only {killed} processes of the step's tasks found to kill");
+    first.wait_output(60, "the end of the killed step", |o| o.contains("srun exit code"))?;
+    let at: Vec<usize> = (0..2).map(|r| steps(&task_lines(&first.output(), Some(r)))).collect();
+    ensure!(at.iter().all(|&s| s < 150), "a task finished before the kill: {at:?}");
     ensure!(
-        wait_until(Duration::from_secs(60), || matches!(first.state().as_str(), "CANCELLED" | "COMPLETED" | "GONE")),
+        wait_until(Duration::from_secs(60), || !matches!(first.state().as_str(), "RUNNING" | "COMPLETING")),
         "job {} not ended: {}",
         first.id,
         first.state()
     );
-    let at: Vec<usize> = (0..2).map(|r| steps(&task_lines(&first.output(), Some(r)))).collect();
-    ensure!(at.iter().all(|&s| s < 150), "a task finished before the kill: {at:?}");
-    // Task 0 where task 1 was and the other way round: the hosts in the order of a file.
-    let p1 = placement(&first.output(), 0);
-    ensure!(p1.len() == 2 && p1[0].1 != p1[1].1, "the first job's tasks are not on 2 nodes: {p1:?}");
-    let hosts = work.join("hosts");
-    std::fs::write(&hosts, format!("{}\n{}\n", p1[1].1, p1[0].1))?;
-    let hosts_s = hosts.to_str().unwrap_or("hosts").to_string();
-    let env2 = [("SLURM_LABELIO", "1"), ("CKPT_NAMESPACE", "1"), ("SLURM_HOSTFILE", hosts_s.as_str()), ("RING_SRUN", "--distribution=arbitrary")];
-    let second = Job::submit(&bins, &work, &["-N2", "--ntasks=2"], script.to_str().unwrap_or(""), sh, &args, &env2)?;
-    second.wait_completed(180)?;
-    let all = second.output();
+    first.run("scontrol", &["requeue"])?;
+    first.wait_output(120, "the requeued run", |o| o.contains("restart count 1"))?;
+    first.wait_completed(180)?;
+    let all = first.output();
+    ensure!(all.contains("restart count 1"), "not requeued:\n{all}");
     let p2 = placement(&all, 1);
     ensure!(p2.len() == 2 && p2 != p1, "the tasks did not land on other nodes: {p1:?} then {p2:?}");
     assert_ring_resumed(&all, &expected)
