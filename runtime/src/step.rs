@@ -203,15 +203,16 @@ pub fn forget_in_child() {
 /// After a restart: the old links are gone (their numbers may be the program's now); link up
 /// again under `epoch`, the restarted run's. `gen`: the step checkpoint restarted from.
 pub fn after_restart(epoch: u64, gen: u64, image_hash: u64) {
+    if let Ok(mut c) = CURRENT.lock() {
+        // Scratch memory of the checkpoint the image was taken in: gone (in every process that
+        // drained connections to other tasks, the task's program or another of its tree).
+        std::mem::forget(c.take());
+    }
     let Some(s) = step() else { return };
     for l in &s.links {
         l.store(-1, Ordering::Relaxed);
     }
     LISTEN.store(-1, Ordering::Relaxed);
-    if let Ok(mut c) = CURRENT.lock() {
-        // Scratch memory of the checkpoint the image was taken in: gone.
-        std::mem::forget(c.take());
-    }
     IN_STEP.store(0, Ordering::Relaxed);
     if epoch != 0 {
         EPOCH.store(epoch, Ordering::Relaxed);

@@ -583,7 +583,7 @@ fn slurm_step_ring_held_by_tree_children_2_tasks_2_nodes_checkpoint_kill_resume_
 /// job once the set is committed, and the requeued job resumes it.
 #[test]
 fn slurm_step_ring_walltime_stop_signal_requeue_resumes() -> Result<()> {
-    ring_walltime_stop_signal_requeue_resumes("slurm-ring-wall", false)
+    ring_walltime_stop_signal_requeue_resumes("slurm-ring-wall", Tasks::Ring)
 }
 
 /// The same when every task is a process tree (the ring and its worker): every process of each
@@ -591,28 +591,54 @@ fn slurm_step_ring_walltime_stop_signal_requeue_resumes() -> Result<()> {
 /// committed.
 #[test]
 fn slurm_step_ring_of_process_trees_walltime_stop_signal_requeue_resumes() -> Result<()> {
-    ring_walltime_stop_signal_requeue_resumes("slurm-ring-wall-trees", true)
+    ring_walltime_stop_signal_requeue_resumes("slurm-ring-wall-trees", Tasks::Workers)
 }
 
-fn ring_walltime_stop_signal_requeue_resumes(name: &str, trees: bool) -> Result<()> {
+/// The same when the ring is the child of a shell, the task's program (it holds the connections
+/// between the tasks): every process of each tree stays stopped after the cut, each ring drained
+/// its connections and they are reset, not closed, when the tree exits; the requeued job makes
+/// them again for each ring.
+#[test]
+fn slurm_step_ring_held_by_tree_children_walltime_stop_signal_requeue_resumes() -> Result<()> {
+    ring_walltime_stop_signal_requeue_resumes("slurm-ring-wall-child", Tasks::Child)
+}
+
+/// What each task of a ring test runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Tasks {
+    /// The ring alone.
+    Ring,
+    /// A tree: the ring and the worker it forks.
+    Workers,
+    /// A tree: a shell and the ring, its child, which holds the connections.
+    Child,
+}
+
+fn ring_walltime_stop_signal_requeue_resumes(name: &str, tasks: Tasks) -> Result<()> {
     need_slurm!();
     let bins = Bins::locate()?;
     let work = Workdir::new(name)?;
     let exe = compile_c(&work, "step_ring.c", &[])?;
     let expected = ckpt_tests::ring::reference(&work, &exe, 4, 700)?;
-    let script = ring_script(&work, "--stop-signal USR1 --requeue")?;
+    let named = if tasks == Tasks::Child { "--stop-signal USR1 --requeue --name step_ring" } else { "--stop-signal USR1 --requeue" };
+    let script = ring_script(&work, named)?;
     let ports = work.join("ports");
     std::fs::create_dir_all(&ports)?;
     // 700 rounds of 100 ms: more than the minute the job may run.
-    let worker = if trees { "1" } else { "0" };
-    let args = [ports.to_str().unwrap_or("ports"), "700", "100", ckpt_tests::ring::SIZE, worker];
-    let job = Job::submit(&bins, &work, &["-N2", "--ntasks=4", "--time=1", "--signal=USR1@45"], script.to_str().unwrap_or(""), &exe, &args, &[("SLURM_LABELIO", "1")])?;
+    let worker = if tasks == Tasks::Workers { "1" } else { "0" };
+    let ring_args = [ports.to_str().unwrap_or("ports"), "700", "100", ckpt_tests::ring::SIZE, worker];
+    let exe_s = exe.to_str().unwrap_or("").to_string();
+    let (prog, args): (&Path, Vec<&str>) = match tasks {
+        Tasks::Child => (Path::new("/bin/sh"), ["-c", "\"$0\" \"$@\"; echo \"the ring ended: $?\" >&2", exe_s.as_str()].into_iter().chain(ring_args).collect()),
+        _ => (&exe, ring_args.to_vec()),
+    };
+    let job = Job::submit(&bins, &work, &["-N2", "--ntasks=4", "--time=1", "--signal=USR1@45"], script.to_str().unwrap_or(""), prog, &args, &[("SLURM_LABELIO", "1")])?;
     job.wait_completed(400)?;
     let all = job.output();
     ensure!(all.contains("restart count 1"), "never requeued:\n{all}");
     ensure!(all.contains("step checkpoint 1: 4 tasks committed"), "no checkpoint of the step:\n{all}");
     ensure!(all.contains("exit code 75"), "no checkpoint-and-exit:\n{all}");
-    if trees {
+    if tasks != Tasks::Ring {
         let sets = all.lines().filter(|l| l.contains("ckpt: checkpoint 1: ") && l.contains("(2 processes,")).count();
         ensure!(sets == 4, "not every task checkpointed its tree of 2 processes:\n{all}");
     }
