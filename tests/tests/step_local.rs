@@ -304,6 +304,17 @@ fn trees_checkpoint_kill_resume(tag: &str, tree: Tree, procs: usize) -> Result<(
         before.push(s.len());
     }
     let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &env, tree }, ROUNDS)?;
+    // The restarted step checkpoints again (each tree's processes drain their connections once
+    // more), and runs on to the end.
+    let resumed_at = before.iter().min().copied().unwrap_or(0) as u64;
+    for p in second.iter_mut() {
+        p.wait_for_step(resumed_at + 3, Duration::from_secs(60))?;
+    }
+    second[0].signal(libc::SIGUSR2)?;
+    if let Err(e) = second[0].wait_for_stderr("step checkpoint 2: 3 tasks committed", Duration::from_secs(60)) {
+        let all: Vec<String> = second.iter().map(|p| format!("{}:\n{}", p.label(), p.stderr())).collect();
+        anyhow::bail!("{e}\n{}", all.join("\n"));
+    }
     for (r, p) in second.iter_mut().enumerate() {
         p.wait(Duration::from_secs(120))?;
         let (out, err) = (p.stdout(), p.stderr());
