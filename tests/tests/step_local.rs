@@ -46,6 +46,9 @@ enum Tree {
     /// A process tree whose connections to the other tasks are not the program's: a shell that
     /// runs the ring as its child and waits for it.
     Child,
+    /// A process tree in which two processes hold each connection to the other tasks: the ring
+    /// and a child it forks once connected (step_ring.c's WORKER=2).
+    Twice,
 }
 
 /// Start the `n` tasks under ckpt-run (`resume`: with --resume, as after a requeue).
@@ -60,7 +63,7 @@ fn start_step(bins: &Bins, work: &Workdir, exe: &Path, n: usize, run: &Run, roun
                 argv.push("--resume".into());
             }
             let shell = match tree {
-                Tree::No => None,
+                Tree::No | Tree::Twice => None,
                 Tree::Workers => Some("sleep 600 & exec \"$0\" \"$@\""),
                 Tree::Child => Some("\"$0\" \"$@\"; echo \"the ring ended: $?\" >&2"),
             };
@@ -70,8 +73,10 @@ fn start_step(bins: &Bins, work: &Workdir, exe: &Path, n: usize, run: &Run, roun
             }
             argv.extend([exe.into(), ports.clone().into()]);
             argv.extend(ring_args(rounds).iter().map(OsString::from));
-            if tree == Tree::Workers {
-                argv.push("1".into());
+            match tree {
+                Tree::Workers => argv.push("1".into()),
+                Tree::Twice => argv.push("2".into()),
+                _ => {}
             }
             let mut c = user_command(&argv, false, work.path());
             slurm_env(&mut c, job, r, n, restarts);
@@ -182,6 +187,23 @@ fn step_of_pmi2_ranks_refuses_checkpoint_clearly() -> Result<()> {
     }
     tasks[0].signal(libc::SIGUSR2)?;
     refused_everywhere(&work, &mut tasks, "started by srun through PMI2")
+}
+
+/// A connection between two tasks that two processes of a task's tree hold at once (here the
+/// ring and a child that inherited its sockets) is drained by neither: the step's checkpoint is
+/// abandoned on every task with one line naming both holders, no manifest is written, and the
+/// ring goes on.
+#[test]
+fn step_of_trees_holding_one_connection_twice_refuses_checkpoint_clearly() -> Result<()> {
+    let (bins, work, exe) = setup("step-tree-twice")?;
+    let job = format!("twice{}", std::process::id());
+    let env = [("CKPT_NAMESPACE", "1")];
+    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: Tree::Twice }, 400)?;
+    for p in tasks.iter_mut() {
+        p.wait_for_step(3, Duration::from_secs(60))?;
+    }
+    tasks[1].signal(libc::SIGUSR2)?;
+    refused_everywhere(&work, &mut tasks, "is held by the task's program and process ")
 }
 
 /// A step checkpoint asked of one task was refused: every task says `why`, rank 0 abandons it
