@@ -12,6 +12,10 @@ impl FdKind {
         match self {
             FdKind::Path { path, is_dir, .. } => (if *is_dir { "dir" } else { "file" }, lossy(path)),
             FdKind::Other { link } => ("other", lossy(link)),
+            FdKind::Deleted(d) if d.saved => {
+                let stored: u64 = d.chunks.iter().map(|c| c.raw_len).sum();
+                ("file", format!("{} (saved: {} bytes, {stored} stored)", lossy(&d.path), d.size))
+            }
             FdKind::Deleted(d) => {
                 let stored: u64 = d.chunks.iter().map(|c| c.raw_len).sum();
                 let what = if d.is_dir() { "deleted directory" } else if d.is_file() { "deleted file" } else { "deleted node" };

@@ -59,6 +59,9 @@ pub struct Launch {
     /// A member of the program's process tree other than the process ckpt-run started (a
     /// program a forked child execs): it joins the tree's coordinator, without a timer.
     pub tree_child: bool,
+    /// `--checkpoint-open-files`: the data of the named regular files the program holds open is
+    /// saved too, and a file gone at restart is recreated at its path (`Deleted::saved`).
+    pub open_files: bool,
 }
 
 fn hex(v: &[u8]) -> String {
@@ -110,6 +113,9 @@ impl Launch {
         if self.tree_child {
             field("tree_child", b"1");
         }
+        if self.open_files {
+            field("open_files", b"1");
+        }
         s
     }
 
@@ -144,6 +150,7 @@ impl Launch {
                 b"dir_dev" => l.dir_dev = num()?,
                 b"dir_ino" => l.dir_ino = num()?,
                 b"tree_child" => l.tree_child = val == b"1",
+                b"open_files" => l.open_files = val == b"1",
                 _ => {}
             }
         }
@@ -164,6 +171,7 @@ mod tests {
             dir_dev: 2049,
             dir_ino: 77,
             tree_child: true,
+            open_files: true,
             dir: b"/scratch/a;b=c\xff".to_vec(),
             name: b"app.3".to_vec(),
             signal: 12,

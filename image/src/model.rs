@@ -299,6 +299,11 @@ pub struct Deleted {
     pub nlink: u64,
     /// A memfd's seals (F_GET_SEALS; format version 7); 0 for other files.
     pub seals: u32,
+    /// Not deleted: a named regular file whose data `--checkpoint-open-files` saved (version 17).
+    /// At restart it is reopened by its path as `FdKind::Path` is (with the same checks) while
+    /// something is at that path; when nothing is, it is recreated there from this data, and
+    /// keeps that name.
+    pub saved: bool,
 }
 
 impl Deleted {

@@ -29,6 +29,7 @@ use crate::{info, lossy, memfd, sys, Error, Result};
 use ckpt_image::{Deleted, FdKind, Reader, CHUNK_SIZE};
 use std::ffi::CString;
 use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
 
 const PAGE: u64 = 4096;
 
@@ -57,7 +58,36 @@ pub fn capture(fd: i32, path: Vec<u8>, st: &libc::stat) -> Option<FdKind> {
         target,
         nlink: st.st_nlink,
         seals,
+        saved: false,
     }))
+}
+
+/// Capture, with `--checkpoint-open-files`: the named regular file behind fd `fd` (`path`), its
+/// data saved as a deleted file's is (`Deleted::saved`).
+pub fn capture_saved(fd: i32, path: Vec<u8>, st: &libc::stat) -> FdKind {
+    match capture(fd, path.clone(), st) {
+        Some(FdKind::Deleted(d)) => FdKind::Deleted(Deleted { saved: true, ..d }),
+        _ => FdKind::Path { path, size: st.st_size as u64, is_dir: false },
+    }
+}
+
+/// Restore, before anything is made: each file saved by `--checkpoint-open-files` whose path
+/// holds something now is reopened by path as any file is (`FdKind::Path`, checked the same way);
+/// those whose path is free stay `Deleted` and are recreated there (`Recreated::open`).
+pub fn resolve_saved(fds: &mut [ckpt_image::FdState]) {
+    for f in fds.iter_mut() {
+        let FdKind::Deleted(d) = &f.kind else { continue };
+        if !d.saved {
+            continue;
+        }
+        // Anything there but "no such file" (a file, another kind, an error) is for the checks
+        // of a file by path to judge.
+        let at_path = std::path::Path::new(std::ffi::OsStr::from_bytes(&d.path));
+        let present = !matches!(std::fs::symlink_metadata(at_path), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+        if present {
+            f.kind = FdKind::Path { path: d.path.clone(), size: d.size, is_dir: false };
+        }
+    }
 }
 
 /// The fds whose deleted file's data the image stores: the first fd of each regular-file inode.
@@ -286,6 +316,9 @@ fn what(d: &Deleted) -> String {
 /// Make the new inode for `d`; returns an fd of ours on it, and whether it is a new inode of
 /// ours (not one standing in for it).
 fn make(d: &Deleted, image: &Reader) -> Result<(RawFd, bool)> {
+    if d.is_file() && d.saved {
+        return Ok((saved_file(d, image)?, true));
+    }
     if d.is_file() {
         if d.nlink > 0 {
             eprintln!(
@@ -307,6 +340,31 @@ fn make(d: &Deleted, image: &Reader) -> Result<(RawFd, bool)> {
     } else {
         device(d)
     }
+}
+
+/// A file saved by `--checkpoint-open-files` whose path was free: made unnamed in its directory,
+/// filled, and linked at its path (never over something put there meanwhile), where it stays.
+fn saved_file(d: &Deleted, image: &Reader) -> Result<RawFd> {
+    let gone = |what: &str| Error::last(format!("cannot recreate file {} from the image ({what})", lossy(&d.path)));
+    let dir = cstr(split(&d.path).0)?;
+    // SAFETY: dir is a valid C string.
+    let t = unsafe { libc::open(dir.as_ptr(), libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC, 0o600) };
+    if t < 0 {
+        return Err(gone("its directory cannot hold a new file"));
+    }
+    if let Err(e) = fill(t, d, image) {
+        close(t);
+        return Err(e);
+    }
+    let (from, to) = (cstr(format!("/proc/self/fd/{t}").as_bytes())?, cstr(&d.path)?);
+    // SAFETY: both are valid C strings.
+    if unsafe { libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW) } != 0 {
+        let e = gone("cannot link it at its path");
+        close(t);
+        return Err(e);
+    }
+    info(&format!("file {} was gone: recreated at its path from the image (--checkpoint-open-files)", lossy(&d.path)));
+    Ok(t)
 }
 
 /// A symlink to the old target, made next to where it was under a free name, opened O_PATH and

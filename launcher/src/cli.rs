@@ -53,6 +53,13 @@ pub struct Cli {
     #[arg(long, env = "CKPT_MAX_CHAIN", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub max_chain: u32,
 
+    /// Save the data of the regular files the program holds open in each image too (as DMTCP's
+    /// option of that name): a file that is gone at restart (the program removed it after the
+    /// checkpoint) is recreated at its path from the image. A file still there is reopened as
+    /// without the option (never overwritten).
+    #[arg(long, alias = "ckpt-open-files", env = "CKPT_CHECKPOINT_OPEN_FILES", value_parser = clap::builder::FalseyValueParser::new())]
+    pub checkpoint_open_files: bool,
+
     /// If DIR holds an image of this program, restart from its newest good image instead.
     #[arg(long, env = "CKPT_RESUME", value_parser = clap::builder::FalseyValueParser::new())]
     pub resume: bool,

@@ -152,6 +152,7 @@ fn run(cli: Cli) -> Result<()> {
         dir_dev: dir_id.0,
         dir_ino: dir_id.1,
         tree_child: false,
+        open_files: cli.checkpoint_open_files,
     };
     std::env::set_var("LD_PRELOAD", preload);
     // The runtime reads the snapshot mode from its environment (CKPT_BACKGROUND).

@@ -12,18 +12,19 @@ const SWITCH_STACK: u64 = 64 * 1024;
 const MSG: &[u8] = b"ckpt-restart: the address-space switch failed; the program cannot continue\n";
 
 /// The image's vdso/vvar areas must match ours in size (they are moved, not restored), and the
-/// vdso code must be the same (glibc caches entry points into it).
+/// vdso code must be the same (glibc caches entry points into it). One the program had unmapped
+/// is not in the image: ours goes with the restarter's mappings at the switch.
 pub fn check_vdso(index: &Index, own: &[Mapping]) -> Result<()> {
+    let theirs = |name: &str| index.regions.iter().filter(|r| r.backing == Backing::Special && r.name == name.as_bytes()).collect::<Vec<_>>();
     for name in SPECIALS {
-        let theirs: Vec<_> = index.regions.iter().filter(|r| r.backing == Backing::Special && r.name == name.as_bytes()).collect();
         let ours: Vec<_> = own.iter().filter(|m| m.name == name).collect();
-        match (theirs.as_slice(), ours.as_slice()) {
-            ([], []) => {}
+        match (theirs(name).as_slice(), ours.as_slice()) {
+            ([], _) => {}
             ([t], [o]) if t.len() == o.end - o.start => {}
             _ => bail!("the kernel's {name} layout differs from the image's (was it taken under another kernel?)"),
         }
     }
-    if let Some(o) = own.iter().find(|m| m.name == "[vdso]") {
+    if let Some(o) = own.iter().find(|m| m.name == "[vdso]").filter(|_| !theirs("[vdso]").is_empty()) {
         // SAFETY: our own [vdso] mapping is readable.
         let bytes = unsafe { std::slice::from_raw_parts(o.start as *const u8, (o.end - o.start) as usize) };
         if ckpt_image::checksum(bytes) != index.meta.vdso_hash {

@@ -210,7 +210,9 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     let mut root_hash = 0;
     for (p, image) in m.live() {
         let path = set.join(image);
-        let r = ckpt_image::trust::read_owned(&path, euid).with_context(|| format!("{}", path.display()))?;
+        let mut r = ckpt_image::trust::read_owned(&path, euid).with_context(|| format!("{}", path.display()))?;
+        // As each process will judge them (main.rs): before anything is made.
+        ckpt_kinds::deleted::resolve_saved(&mut r.index.fds);
         if p.pid == m.root {
             root_hash = r.header.index_hash;
         }

@@ -13,6 +13,22 @@ use ckpt_kinds::sockets::capture::Context;
 
 const KCMP_FILE: i64 = 0;
 
+/// `--checkpoint-open-files` (set once at start, from the launch settings).
+static SAVE_OPEN_FILES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// At start: whether the data of named regular files the program holds open is saved too.
+pub fn configure(save_open_files: bool) {
+    SAVE_OPEN_FILES.store(save_open_files, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether the file behind a by-path fd (`fmt`, `fs_type`, opened O_PATH or not) is one whose
+/// data `--checkpoint-open-files` saves: a regular file not on /proc or /sys.
+fn saved_file(fmt: u32, fs_type: i64, o_path: bool) -> bool {
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    const SYSFS_MAGIC: i64 = 0x6265_6572;
+    SAVE_OPEN_FILES.load(std::sync::atomic::Ordering::Relaxed) && fmt == libc::S_IFREG && !o_path && fs_type != PROC_SUPER_MAGIC && fs_type != SYSFS_MAGIC
+}
+
 /// The fd table being read.
 struct Table {
     out: Vec<FdState>,
@@ -124,7 +140,11 @@ impl Table {
             let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
             let _ = syscall!(libc::SYS_fstatfs, fd, &mut fs as *mut libc::statfs);
             id = ckpt_image::FileId::new(&st, fs.f_type);
-            FdKind::Path { path: link, size: st.st_size as u64, is_dir: fmt == libc::S_IFDIR }
+            if saved_file(fmt, fs.f_type as i64, o_path) {
+                deleted::capture_saved(fd, link, &st)
+            } else {
+                FdKind::Path { path: link, size: st.st_size as u64, is_dir: fmt == libc::S_IFDIR }
+            }
         } else if is_tty {
             FdKind::Tty(Box::new(ckpt_kinds::tty::capture(fd, st.st_rdev, st.st_mode, st.st_uid, st.st_gid, link)))
         } else if fmt == libc::S_IFIFO && named {

@@ -200,6 +200,7 @@ extern "C" fn init() {
     snapshot::configure(env(b"CKPT_FORK\0").as_deref());
     bgtake::configure(env(b"CKPT_BACKGROUND\0").as_deref());
     incremental::configure(launch.incremental, launch.max_chain.min(generations::MAX_CHAIN));
+    fdtable::configure(launch.open_files);
     find_rseq();
     if !install_handlers(signal) {
         log!(ERROR, "cannot install signal handlers; checkpoints are disabled");
