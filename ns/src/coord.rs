@@ -88,6 +88,9 @@ const EXIT_STOPPED: i32 = 75;
 /// How long processes have to connect and to stop, capture and resume.
 const JOIN: Duration = Duration::from_secs(5);
 const PHASE: Duration = Duration::from_secs(60);
+/// How long a step task's program may take to pair the tree's connections with the other tasks
+/// (its own bound with them, CKPT_STEP_TIMEOUT, is shorter: it answers first).
+const STEP_PAIRING: Duration = Duration::from_secs(3600);
 
 fn errno() -> std::io::Error {
     std::io::Error::last_os_error()
@@ -168,9 +171,9 @@ impl Coord {
         let mut i = 0;
         while i < self.members.len() {
             match self.recv(i) {
-                Recv::Msg(TreeMsg::Request { stop }) => {
+                Recv::Msg(TreeMsg::Request { stop, step }) => {
                     let pid = self.members[i].pid;
-                    if let Some(status) = self.checkpoint(pid, stop) {
+                    if let Some(status) = self.checkpoint(pid, stop, step) {
                         return Some(status);
                     }
                 }
@@ -290,8 +293,8 @@ impl Coord {
     }
 
     /// Take a checkpoint of the whole tree for member `requester` (then all exit, `stop`: Some(wait
-    /// status) when the namespace is to end).
-    fn checkpoint(&mut self, requester: i32, stop: bool) -> Option<i32> {
+    /// status) when the namespace is to end; `step`: as its part of a Slurm step's checkpoint).
+    fn checkpoint(&mut self, requester: i32, stop: bool, step: bool) -> Option<i32> {
         let req = self.index_of(requester)?;
         let others = procs().into_iter().filter(|p| p.pid != requester).count();
         let had_set = self.target.dir.join(std::ffi::OsStr::from_bytes(&self.set_name(0))).is_dir();
@@ -302,7 +305,7 @@ impl Coord {
         let t0 = Instant::now();
         // A program that checkpointed itself alone before it forked goes on counting.
         let gen = self.target.generation.max(self.solo_generation()) + 1;
-        let outcome = self.take(gen, stop);
+        let outcome = self.take(gen, stop, step.then_some(requester));
         let ok = match outcome {
             Ok((n, raw, stored, paused)) => {
                 self.target.generation = gen;
@@ -344,7 +347,8 @@ impl Coord {
     }
 
     /// The two phases and the commit; (processes, memory bytes, bytes on disk, longest pause).
-    fn take(&mut self, gen: u64, stop: bool) -> Result<(usize, u64, u64, u64), String> {
+    /// `lead`: the step task's program that pairs the tree's connections to other tasks first.
+    fn take(&mut self, gen: u64, stop: bool, lead: Option<i32>) -> Result<(usize, u64, u64, u64), String> {
         // Every live process of the tree must run the runtime (a fork's child connects in
         // its first milliseconds).
         // A member that ended while processes sharing its fd table (clone with CLONE_FILES) live
@@ -368,7 +372,7 @@ impl Coord {
             return Err(not_running_runtime(&missing(self)));
         }
         let (tmp, dirfd) = self.make_tmp()?;
-        let r = self.phases(gen, &tmp, &dirfd, stop);
+        let r = self.phases(gen, &tmp, &dirfd, stop, lead);
         if r.is_err() {
             let _ = std::fs::remove_dir_all(&tmp);
         }
@@ -476,7 +480,7 @@ impl Coord {
         Ok((tmp, fd.into()))
     }
 
-    fn phases(&mut self, gen: u64, tmp: &std::path::Path, dirfd: &OwnedFd, stop: bool) -> Result<(usize, u64, u64, u64), String> {
+    fn phases(&mut self, gen: u64, tmp: &std::path::Path, dirfd: &OwnedFd, stop: bool, lead: Option<i32>) -> Result<(usize, u64, u64, u64), String> {
         for m in &mut self.members {
             m.got = None;
             m.asked = false;
@@ -546,9 +550,16 @@ impl Coord {
                 return Err(e);
             }
         };
+        // A step's task: its program captures first, once it has paired the tree's connections
+        // to other tasks and handed each process its own to drain (`treemsg`).
+        if let Some(lead) = lead {
+            self.lead_pairs(lead)?;
+        }
         // Phase 2: every process captures and forks its snapshot.
         for i in 0..n {
-            self.send(i, TreeMsg::Capture, None);
+            if Some(self.members[i].pid) != lead {
+                self.send(i, TreeMsg::Capture, None);
+            }
         }
         let captured = self.wait_until(PHASE, |c| c.members.len() != n || all(c, |g| matches!(g, TreeMsg::Captured | TreeMsg::Done { .. })));
         if self.members.len() != n {
@@ -562,6 +573,7 @@ impl Coord {
         }
         // The stopped ones are stopped again before anyone resumes.
         self.restop();
+        let _ = std::fs::remove_file(tmp.join(crate::treemsg::STEP_PAIRS));
         for s in &self.sleepers {
             let _ = std::fs::remove_file(tmp.join(crate::jobstop::seen_name(s.pid)));
         }
@@ -622,6 +634,31 @@ impl Coord {
         Manifest::parse(&manifest.encode()).map_err(|e| format!("the set would not read back ({e}); the previous set stays"))?;
         self.commit(tmp, dirfd, &manifest)?;
         Ok((n, raw, stored, paused))
+    }
+
+    /// Phase 1b of a step task's tree: Capture to its program `lead` alone, and wait until it says
+    /// Paired (each other process's connections to other tasks are named in the set's directory)
+    /// or fails. Its own deadlines with the step's other tasks bound the wait.
+    fn lead_pairs(&mut self, lead: i32) -> Result<(), String> {
+        let Some(i) = self.index_of(lead) else {
+            self.abort();
+            return Err(format!("the task's program {lead} ended while it was stopped"));
+        };
+        self.send(i, TreeMsg::Capture, None);
+        // (Its Captured may follow its Paired before we look.)
+        let over = |c: &Coord| c.index_of(lead).is_none_or(|i| matches!(c.members[i].got, Some(TreeMsg::Paired | TreeMsg::Captured | TreeMsg::Abort | TreeMsg::Done { .. })));
+        let answered = self.wait_until(STEP_PAIRING, over);
+        match self.index_of(lead).map(|i| self.members[i].got) {
+            Some(Some(TreeMsg::Paired | TreeMsg::Captured)) => Ok(()),
+            _ => {
+                self.abort();
+                Err(if answered {
+                    format!("process {lead} ({}), the task's program, could not take the step's part (its own line above says why)", comm(lead))
+                } else {
+                    format!("process {lead}, the task's program, did not pair the step's connections in time")
+                })
+            }
+        }
     }
 
     /// The program's process (the one init started), else the first child of init.

@@ -17,6 +17,14 @@
 //! ```
 //! Abort (instead of Capture or Resume) resumes a member without an image.
 //!
+//! A checkpoint of a tree that is a task of a Slurm step (`Request{step: true}`, asked by the
+//! task's program, the tree's root: runtime/src/step.rs) has one more phase between the first
+//! two: once every process is stopped, Capture goes to the requester alone; it takes the step's
+//! part (its connections and those the others hold, paired across the step's tasks), writes
+//! into the set's directory which connection each other process drains (`STEP_PAIRS`), and
+//! says `Paired`; only then does Capture go to every other process, which drains its own
+//! connections to other tasks before it captures.
+//!
 //! A process stopped by job control (SIGSTOP, SIGTSTP, ...) cannot answer: its Stop says which
 //! signal had stopped it (its parent's pending wait report, asked of the parent with AskStop
 //! while it is stopped for the checkpoint, answered with StopSig; init's own for orphans), and
@@ -29,8 +37,12 @@
 /// What goes over the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TreeMsg {
-    /// member: take a checkpoint of the tree (and then exit, `stop`).
-    Request { stop: bool },
+    /// member: take a checkpoint of the tree (and then exit, `stop`); `step`: as the part of a
+    /// Slurm step's checkpoint (the requester says `Paired` before the others capture).
+    Request { stop: bool, step: bool },
+    /// the requester of a step's checkpoint: the other processes' connections to other tasks
+    /// are in `STEP_PAIRS`; they may capture.
+    Paired,
     /// member: every thread is stopped.
     Stopped,
     /// member: captured, and the snapshot holds its memory.
@@ -67,7 +79,8 @@ pub const LEN: usize = 32;
 impl TreeMsg {
     pub fn encode(self) -> [u8; LEN] {
         let (k, a, b, c, d): (u32, u32, u64, u64, u64) = match self {
-            TreeMsg::Request { stop } => (1, stop as u32, 0, 0, 0),
+            TreeMsg::Request { stop, step } => (1, stop as u32, step as u64, 0, 0),
+            TreeMsg::Paired => (14, 0, 0, 0, 0),
             TreeMsg::Stopped => (2, 0, 0, 0, 0),
             TreeMsg::Captured => (3, 0, 0, 0, 0),
             TreeMsg::Done { ok, raw, stored, paused_ns } => (4, ok as u32, raw, stored, paused_ns),
@@ -97,7 +110,7 @@ impl TreeMsg {
         let w = |i: usize| u32::from_ne_bytes(b[i..i + 4].try_into().unwrap());
         let q = |i: usize| u64::from_ne_bytes(b[i..i + 8].try_into().unwrap());
         Some(match w(0) {
-            1 => TreeMsg::Request { stop: w(4) != 0 },
+            1 => TreeMsg::Request { stop: w(4) != 0, step: q(8) != 0 },
             2 => TreeMsg::Stopped,
             3 => TreeMsg::Captured,
             4 => TreeMsg::Done { ok: w(4) != 0, raw: q(8), stored: q(16), paused_ns: q(24) },
@@ -110,10 +123,16 @@ impl TreeMsg {
             11 => TreeMsg::Hold,
             12 => TreeMsg::AskStop { pid: w(4) as i32 },
             13 => TreeMsg::StopSig { pid: w(4) as i32, sig: q(8) as i32 },
+            14 => TreeMsg::Paired,
             _ => return None,
         })
     }
 }
+
+/// The file in a set's temporary directory where the root of a step task's tree names the
+/// connections to other tasks that each other process drains (`ckpt_step::holders`); removed
+/// once every process has captured.
+pub const STEP_PAIRS: &str = "step-pairs";
 
 /// The coordinator's abstract socket name (with its leading NUL) for the namespace whose outer
 /// process (ckpt-run, ckpt-restart) is `outer_pid`. Abstract names are per network namespace,
@@ -130,7 +149,9 @@ mod tests {
     #[test]
     fn round_trip() {
         for m in [
-            TreeMsg::Request { stop: true },
+            TreeMsg::Request { stop: true, step: false },
+            TreeMsg::Request { stop: false, step: true },
+            TreeMsg::Paired,
             TreeMsg::Stopped,
             TreeMsg::Captured,
             TreeMsg::Done { ok: true, raw: 1 << 40, stored: 7, paused_ns: 9 },

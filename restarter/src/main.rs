@@ -45,14 +45,17 @@ fn main() {
     let image = match set.as_deref().map(|s| tree::build(s, cli.ignore_missing_files, cli.no_truncate)).transpose() {
         Ok(built) => built.unwrap_or_else(|| cli.image.clone()),
         Err(e) => {
-            // The other processes of the tree stop waiting for this one.
+            // The other processes of the tree stop waiting for this one, and so do the other
+            // tasks of its step.
             tree::fail();
+            step::abandon(&one_line(&e));
             eprintln!("ckpt-restart: {}", one_line(&e));
             std::process::exit(1);
         }
     };
     if let Err(e) = run(&cli, &image) {
         tree::fail();
+        step::abandon(&one_line(&e));
         eprintln!("ckpt-restart: {}", one_line(&e));
         std::process::exit(1);
     }

@@ -15,6 +15,12 @@
 //! 4. `Ready`/`Go`: no task's program runs before every task's fds are restored; a task that
 //!    fails makes every task fail with one line naming it.
 //!
+//! A task whose program is a process tree meets the others once, in the tree's root before it
+//! makes the tree's processes (`join_tree`): it makes again the connections to other tasks that
+//! every process of the tree held (each process's image records its own, drained by it), and
+//! each process takes its own from the tree's shared sockets (treeshare), as it takes a
+//! socketpair. The root's restore then uses that meeting (`join`) for the `Ready`/`Go`.
+//!
 //! getsockname/getpeername of a connection made again give the new addresses (docs/restored.md).
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -47,11 +53,11 @@ fn strerror(e: i32) -> String {
     std::io::Error::from_raw_os_error(e).to_string()
 }
 
-fn job_sockets(index: &Index) -> Vec<&Socket> {
+/// The connections to other tasks that the images `indexes` hold, each once.
+fn job_sockets<'a>(indexes: impl Iterator<Item = &'a Index>) -> Vec<&'a Socket> {
     let mut seen = std::collections::HashSet::new();
-    index
-        .fds
-        .iter()
+    indexes
+        .flat_map(|index| index.fds.iter())
         .filter(|f| f.dup_of.is_none())
         .filter_map(|f| match &f.kind {
             FdKind::Socket(s) if s.job.is_some() && seen.insert(s.ino) => Some(&**s),
@@ -99,9 +105,52 @@ fn connect_any(addrs: &[Vec<u8>], deadline: u64) -> Result<RawFd> {
     bail!("{last}")
 }
 
+/// The meeting the root of a step task's tree made for its tree (`join_tree`), with the pid of
+/// the process that made it (the tree's processes inherit a copy: not theirs).
+static TREE_JOINED: std::sync::Mutex<Option<(u32, Joined)>> = std::sync::Mutex::new(None);
+
+fn tree_joined() -> Option<Joined> {
+    let mut g = TREE_JOINED.lock().ok()?;
+    g.take_if(|(pid, _)| *pid == std::process::id()).map(|(_, j)| j)
+}
+
 /// Meet the other tasks of the image's step (None: the image is not part of a step).
 /// `image_hash`: the header hash of the image being restarted; `top`: above the program's fds.
+/// In the root of a tree that met them already (`join_tree`), that meeting.
 pub fn join(index: &Index, image: &Path, image_hash: u64, top: RawFd) -> Result<Option<Joined>> {
+    if index.step.is_none() {
+        return Ok(None);
+    }
+    if let Some(j) = tree_joined() {
+        return Ok(Some(j));
+    }
+    join_with(index, job_sockets(std::iter::once(index)), image, image_hash, top)
+}
+
+/// The root of a step task's tree, before it makes the tree's processes: meet the other tasks
+/// for the connections every process of the tree held (`indexes`; `root`'s image, at `image`
+/// with header hash `image_hash`, carries the step). The connections made again, by inode, for
+/// the tree to share; the meeting is kept for the root's restore (`join`). Nothing when the
+/// tree is no task of a step.
+pub fn join_tree(indexes: &[(i32, Index)], root: i32, image: &Path, image_hash: u64, top: RawFd) -> Result<HashMap<u64, RawFd>> {
+    let Some((_, ix)) = indexes.iter().find(|(p, _)| *p == root).filter(|(_, ix)| ix.step.is_some()) else { return Ok(HashMap::new()) };
+    let Some(mut j) = join_with(ix, job_sockets(indexes.iter().map(|(_, ix)| ix)), image, image_hash, top)? else { return Ok(HashMap::new()) };
+    let conns = std::mem::take(&mut j.conns);
+    if let Ok(mut g) = TREE_JOINED.lock() {
+        *g = Some((std::process::id(), j));
+    }
+    Ok(conns)
+}
+
+/// The tree's restart failed before its root's restore said so: tell the other tasks.
+pub fn abandon(why: &str) {
+    if let Some(j) = tree_joined() {
+        let _ = j.ready(Some(why));
+        j.close();
+    }
+}
+
+fn join_with(index: &Index, socks: Vec<&Socket>, image: &Path, image_hash: u64, top: RawFd) -> Result<Option<Joined>> {
     let Some(info) = index.step.as_ref() else { return Ok(None) };
     let whole = || format!("restart the whole step: srun -n{} ckpt-run --resume ...", info.ntasks);
     let id = Ident::from_env(|k| std::env::var(k).ok()).ok_or_else(|| anyhow!("this image is task {} of a step of {} tasks; {}", info.rank, info.ntasks, whole()))?;
@@ -129,7 +178,7 @@ pub fn join(index: &Index, image: &Path, image_hash: u64, top: RawFd) -> Result<
     let my_port = sys::port_of(&sys::sock_name(accept_on, false));
     let r = (|| {
         let (links, table) = if id.rank == 0 { coordinate(&dir, &info.base, &id, &key, info.generation, epoch, my_port, deadline, top)? } else { member(&dir, &info.base, &id, &key, info.generation, epoch, my_port, deadline, top)? };
-        let conns = reconnect(index, &id, &key, epoch, accept_on, &table, deadline, top).with_context(|| format!("task {}: the connections to the other tasks", id.rank));
+        let conns = reconnect(&socks, &id, &key, epoch, accept_on, &table, deadline, top).with_context(|| format!("task {}: the connections to the other tasks", id.rank));
         match conns {
             Ok(conns) => Ok(Joined { conns, links, coordinator: id.rank == 0, epoch: id.epoch(false), rank: id.rank }),
             Err(e) => {
@@ -250,8 +299,7 @@ fn member(dir: &files::Dir, base: &str, id: &Ident, key: &[u8], gen: u64, epoch:
 
 /// Make every connection of this task to another task again and refill it.
 #[allow(clippy::too_many_arguments)]
-fn reconnect(index: &Index, id: &Ident, key: &[u8], epoch: u64, accept_on: RawFd, table: &[Vec<u8>], deadline: u64, top: RawFd) -> Result<HashMap<u64, RawFd>> {
-    let socks = job_sockets(index);
+fn reconnect(socks: &[&Socket], id: &Ident, key: &[u8], epoch: u64, accept_on: RawFd, table: &[Vec<u8>], deadline: u64, top: RawFd) -> Result<HashMap<u64, RawFd>> {
     let mut made: HashMap<u64, RawFd> = HashMap::new();
     let fail = |made: &HashMap<u64, RawFd>| made.values().for_each(|&f| sys::close(f));
     // The higher rank connects (the lower one's listener queues it even before it accepts).

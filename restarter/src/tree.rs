@@ -261,6 +261,7 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     }
     let euid = ckpt_image::trust::euid();
     let mut indexes: Vec<(i32, Index)> = Vec::new();
+    let mut root_hash = 0;
     for (p, image) in m.live() {
         let path = set.join(image);
         let mut r = ckpt_image::trust::read_owned(&path, euid).with_context(|| format!("{}", path.display()))?;
@@ -269,6 +270,9 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
         if m.table_parent(p.pid).is_some() {
             // Its fds are its table owner's (restored there).
             r.index.fds.clear();
+        }
+        if p.pid == m.root {
+            root_hash = r.header.index_hash;
         }
         indexes.push((p.pid, r.index));
     }
@@ -296,6 +300,11 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
         (shared.files, shared.fillers) = share_files(&indexes, same, &opts, &mut shared.pipes)?;
         share_deleted(set, &m, &indexes, same, euid, &mut shared.files)?;
     }
+    // A task of a Slurm step: its connections to the other tasks, whichever process held them,
+    // made again once for the tree (after its own listeners are bound).
+    let top = indexes.iter().flat_map(|(_, ix)| ix.fds.iter().map(|f| f.fd)).max().unwrap_or(2) + 1;
+    let root_path = m.root_image().map(|i| set.join(i)).unwrap_or_default();
+    shared.sockets.adopt(crate::step::join_tree(&indexes, m.root, &root_path, root_hash, top)?);
     shared.total = m.procs.len() as u32;
     shared.stopped = m.stopped.clone();
     shared.tables = m.tables.iter().map(|&(pid, _)| (pid, m.table_owner(pid))).collect();

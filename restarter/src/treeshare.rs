@@ -99,6 +99,12 @@ impl TreeSockets {
         socks.finish(&|_| None).map_err(|e| anyhow!("{e}"))
     }
 
+    /// Take the connections to other tasks of a step that the tree's root made again for the
+    /// tree's processes (restarter/src/step.rs `join_tree`), by inode.
+    pub fn adopt(&mut self, conns: HashMap<u64, RawFd>) {
+        self.0.extend(conns);
+    }
+
     /// Whether the tree shares socket `ino` (made here).
     pub fn has(&self, ino: u64) -> bool {
         self.0.contains_key(&ino)

@@ -24,9 +24,15 @@
 //! init coordinates the tree) takes the tree's checkpoint as its part (tree.rs): on `Begin` it
 //! asks its tree's coordinator for one; once every process of the tree is stopped (the tree's
 //! first phase) the program reports its connections and those the tree's other processes hold
-//! (treetcp), drains its own, and writes its image into the tree's set with the others; the
-//! hash of its image names the set in the manifest. A connection between two tasks that
-//! another process of a tree holds refuses the step's checkpoint on every task, in one line.
+//! (treetcp); with the pairs back it names, in the set being written, the connections each
+//! other process drains (`ckpt_step::holders`) and tells the coordinator, which only then lets
+//! the others capture (`ckpt_ns::treemsg`). Every process drains its own connections to other
+//! tasks (the program `stopped`, the others `holder_drain`), records them in its image
+//! (`annotate`) and refills them before its threads run again; the hash of the program's image
+//! names the set in the manifest, and at restart the tree's root makes every connection of the
+//! tree again in the step's rendezvous (restarter/src/step.rs). A connection between two tasks
+//! that several processes of a tree hold refuses the step's checkpoint on every task, in one
+//! line (one drain, one image records it).
 //!
 //! Everything here runs on the checkpoint thread. Between checkpoints it may use the runtime's
 //! allocator freely; inside `take` (threads stopped) only scratch allocations, which end with
@@ -38,6 +44,7 @@ use crate::{generations, sys};
 use ckpt_image::{FdKind, Index, JobConn, Message, StepInfo};
 use ckpt_kinds::sockets::jobconn;
 use ckpt_step::files::{self, Addr, Manifest};
+use ckpt_step::holders::{Held, Holders};
 use ckpt_step::ident::Ident;
 use ckpt_step::wire::{self, Conn, LinkError, Msg, Pair};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
@@ -72,6 +79,8 @@ struct Current {
     gen: u64,
     pairs: Vec<(i32, Pair)>,
     drained: Vec<jobconn::Drained>,
+    /// The step stops after this checkpoint.
+    stop: bool,
 }
 
 static CURRENT: Mutex<Option<Current>> = Mutex::new(None);
@@ -194,15 +203,16 @@ pub fn forget_in_child() {
 /// After a restart: the old links are gone (their numbers may be the program's now); link up
 /// again under `epoch`, the restarted run's. `gen`: the step checkpoint restarted from.
 pub fn after_restart(epoch: u64, gen: u64, image_hash: u64) {
+    if let Ok(mut c) = CURRENT.lock() {
+        // Scratch memory of the checkpoint the image was taken in: gone (in every process that
+        // drained connections to other tasks, the task's program or another of its tree).
+        std::mem::forget(c.take());
+    }
     let Some(s) = step() else { return };
     for l in &s.links {
         l.store(-1, Ordering::Relaxed);
     }
     LISTEN.store(-1, Ordering::Relaxed);
-    if let Ok(mut c) = CURRENT.lock() {
-        // Scratch memory of the checkpoint the image was taken in: gone.
-        std::mem::forget(c.take());
-    }
     IN_STEP.store(0, Ordering::Relaxed);
     if epoch != 0 {
         EPOCH.store(epoch, Ordering::Relaxed);
@@ -795,20 +805,20 @@ pub fn in_checkpoint() -> bool {
 /// drain them. Err: the checkpoint of the step is abandoned (the caller resumes the threads).
 pub fn stopped() -> Result<(), String> {
     let gen = IN_STEP.load(Ordering::Acquire);
-    let Some(s) = step().filter(|_| gen != 0) else { return Ok(()) };
+    let Some(s) = step().filter(|_| gen != 0) else { return holder_drain() };
     let k = key().ok_or("no key for the step's links")?;
     let mine = tcp_conns();
-    // The task's program is a tree's root: the connections the tree's other processes hold.
+    // The task's program is a tree's root: the connections the tree's other processes hold
+    // (each holder of each, so that one held twice is found).
     let mut reported: Vec<Conn> = mine.iter().map(|(_, c)| c.clone()).collect();
     if crate::tree::is_member() {
-        let inos: Vec<u64> = mine.iter().map(|(_, c)| c.ino).collect();
-        reported.extend(crate::treetcp::held_by_others(&inos).into_iter().map(|(pid, ino, local, peer)| Conn { ino, local, peer, holder: pid as u32 }));
+        reported.extend(crate::treetcp::held_by_others().into_iter().map(|(pid, ino, local, peer)| Conn { ino, local, peer, holder: pid as u32 }));
     }
     // Rank 0 gives up on a task after the bound; the others wait a little longer for its word.
     let end = deadline(if s.id.rank == 0 { timeout_ms() } else { member_wait_ms() });
     let pairs: Vec<Pair> = if s.id.rank == 0 {
         let mut all: Vec<Vec<Conn>> = vec![Vec::new(); s.id.ntasks as usize];
-        all[0] = reported;
+        all[0] = reported.clone();
         let mut why = String::new();
         for (r, slot) in all.iter_mut().enumerate().skip(1) {
             let fd = s.links[r].load(Ordering::Relaxed);
@@ -832,7 +842,7 @@ pub fn stopped() -> Result<(), String> {
         }
         let table = pair_up(&all, gen);
         if why.is_empty() {
-            why = held_elsewhere(&all, &table);
+            why = held_twice(&all, &table);
         }
         for (link, pairs) in s.links.iter().zip(&table).skip(1) {
             let _ = wire::send(link.load(Ordering::Relaxed), &Msg::Pairs { why: why.clone(), pairs: pairs.clone() }, end);
@@ -844,7 +854,7 @@ pub fn stopped() -> Result<(), String> {
         table[0].clone()
     } else {
         let fd = s.links[0].load(Ordering::Relaxed);
-        wire::send(fd, &Msg::Conns { why: String::new(), conns: reported }, end).map_err(|e| format!("cannot reach task 0: {e}"))?;
+        wire::send(fd, &Msg::Conns { why: String::new(), conns: reported.clone() }, end).map_err(|e| format!("cannot reach task 0: {e}"))?;
         loop {
             match wire::recv(fd, end) {
                 Ok(Msg::Pairs { why, pairs }) => {
@@ -859,19 +869,86 @@ pub fn stopped() -> Result<(), String> {
         }
     };
     let fd_of = |ino: u64| mine.iter().find(|(_, c)| c.ino == ino).map(|(fd, _)| *fd);
-    let with_fd: Vec<(i32, Pair)> = pairs.into_iter().filter_map(|p| Some((fd_of(p.ino)?, p))).collect();
     let me = s.id.rank;
+    if crate::tree::part_dir().is_some() {
+        // Our tree's other processes capture once they know which of theirs to drain.
+        hand_out(&k, gen, me, pairs.iter().filter(|p| fd_of(p.ino).is_none()), &reported, end)?;
+    }
+    let with_fd: Vec<(i32, Pair)> = pairs.into_iter().filter_map(|p| Some((fd_of(p.ino)?, p))).collect();
     let drains: Vec<jobconn::Drain> = with_fd
         .iter()
-        .map(|(fd, p)| jobconn::Drain { fd: *fd, send_marker: ckpt_step::marker(&k, gen, p.id, me), wait_marker: ckpt_step::marker(&k, gen, p.id, p.peer_rank) })
+        .map(|(fd, p)| {
+            let (send_marker, wait_marker) = drain_markers(&k, gen, me, p);
+            jobconn::Drain { fd: *fd, send_marker, wait_marker }
+        })
         .collect();
     let t = ckpt_step::sys::now_ms();
     let drained = jobconn::drain(&drains, end).map_err(|e| format!("draining the connections between tasks: {e}"))?;
     log!(DEBUG, "step: {} connection(s) between tasks drained ({} bytes) in {} ms", drained.len(), drained.iter().map(|d| d.data.len()).sum::<usize>(), ckpt_step::sys::now_ms() - t);
     if let Ok(mut c) = CURRENT.lock() {
-        *c = Some(Current { gen, pairs: with_fd, drained });
+        *c = Some(Current { gen, pairs: with_fd, drained, stop: STOPPING.load(Ordering::Acquire) });
     }
     Ok(())
+}
+
+fn drain_markers(k: &[u8], gen: u64, me: u32, p: &Pair) -> ([u8; 16], [u8; 16]) {
+    (ckpt_step::marker(k, gen, p.id, me), ckpt_step::marker(k, gen, p.id, p.peer_rank))
+}
+
+/// The task's program in its tree's checkpoint: name in the set being written which of the
+/// connections to other tasks (`others`, held by other processes of the tree as `reported`
+/// says) each process drains, then let the tree's coordinator have them capture.
+fn hand_out<'a>(k: &[u8], gen: u64, me: u32, others: impl Iterator<Item = &'a Pair>, reported: &[Conn], end: u64) -> Result<(), String> {
+    let mut h = Holders { gen, stop: STOPPING.load(Ordering::Acquire), deadline_ms: end, conns: Vec::new() };
+    for p in others {
+        let pid = reported.iter().find(|c| c.ino == p.ino && c.holder != 0).map_or(0, |c| c.holder as i32);
+        let (send_marker, wait_marker) = drain_markers(k, gen, me, p);
+        h.conns.push(Held { pid, ino: p.ino, id: p.id, peer_rank: p.peer_rank, send_marker, wait_marker });
+    }
+    let dir = crate::tree::part_dir().ok_or("the tree's set is gone")?;
+    if !h.conns.is_empty() {
+        files::Dir::borrow(dir, "(the process tree's set)").and_then(|d| d.write_plain(ckpt_ns::treemsg::STEP_PAIRS, &h.encode()))?;
+        log!(DEBUG, "step: {} connection(s) between tasks held by other processes of the tree", h.conns.len());
+    }
+    if !crate::tree::paired() {
+        return Err("the coordinator of the process tree is gone".into());
+    }
+    Ok(())
+}
+
+/// A process of a step task's tree other than the program, stopped in the tree's checkpoint:
+/// drain the connections to other tasks the program named for us (`hand_out`), if any.
+fn holder_drain() -> Result<(), String> {
+    let Some(dir) = crate::tree::part_dir() else { return Ok(()) };
+    let d = files::Dir::borrow(dir, "(the process tree's set)")?;
+    let Some(b) = d.read_own(ckpt_ns::treemsg::STEP_PAIRS, 1 << 20)? else { return Ok(()) };
+    let h = Holders::decode(&b).ok_or("the step's list of connections to drain is unreadable")?;
+    let me = sys::getpid();
+    if h.of(me).next().is_none() {
+        return Ok(());
+    }
+    let mine = tcp_conns();
+    let mut pairs = Vec::new();
+    let mut drains = Vec::new();
+    for c in h.of(me) {
+        let fd = mine.iter().find(|(_, x)| x.ino == c.ino).map(|(fd, _)| *fd).ok_or_else(|| format!("the connection socket:[{}] to task {} is no longer ours", c.ino, c.peer_rank))?;
+        pairs.push((fd, Pair { ino: c.ino, id: c.id, peer_rank: c.peer_rank }));
+        drains.push(jobconn::Drain { fd, send_marker: c.send_marker, wait_marker: c.wait_marker });
+    }
+    let drained = jobconn::drain(&drains, h.deadline_ms).map_err(|e| format!("draining the connections between tasks: {e}"))?;
+    log!(DEBUG, "step: {} connection(s) between tasks drained ({} bytes) for checkpoint {}", drained.len(), drained.iter().map(|d| d.data.len()).sum::<usize>(), h.gen);
+    if let Ok(mut c) = CURRENT.lock() {
+        *c = Some(Current { gen: h.gen, pairs, drained, stop: h.stop });
+    }
+    Ok(())
+}
+
+/// Our part of a tree's checkpoint has ended: what it knew of the step's connections was
+/// scratch memory, released with it.
+pub fn part_done() {
+    if let Ok(mut c) = CURRENT.lock() {
+        std::mem::forget(c.take());
+    }
 }
 
 /// rank -> its connections that join two tasks (local address of one = peer address of the
@@ -880,7 +957,11 @@ fn pair_up(all: &[Vec<Conn>], gen: u64) -> Vec<Vec<Pair>> {
     let mut out: Vec<Vec<Pair>> = vec![Vec::new(); all.len()];
     let mut next = 0u64;
     for (a, ca) in all.iter().enumerate() {
-        for x in ca {
+        for (i, x) in ca.iter().enumerate() {
+            // (Reported once per process that holds it: paired once.)
+            if ca[..i].iter().any(|y| y.ino == x.ino) {
+                continue;
+            }
             for (b, cb) in all.iter().enumerate().skip(a + 1) {
                 if let Some(y) = cb.iter().find(|y| y.local == x.peer && y.peer == x.local && !x.local.is_empty()) {
                     next += 1;
@@ -894,15 +975,17 @@ fn pair_up(all: &[Vec<Conn>], gen: u64) -> Vec<Vec<Pair>> {
     out
 }
 
-/// Why the checkpoint cannot go on because a connection between two tasks is held by a
-/// process of a task's tree other than the task's program (empty: none is).
-fn held_elsewhere(all: &[Vec<Conn>], table: &[Vec<Pair>]) -> String {
+/// Why the checkpoint cannot go on because a connection between two tasks is held by several
+/// processes of a task's tree (empty: each is held by one).
+fn held_twice(all: &[Vec<Conn>], table: &[Vec<Pair>]) -> String {
     for (r, pairs) in table.iter().enumerate() {
         for p in pairs {
-            if let Some(c) = all[r].iter().find(|c| c.ino == p.ino && c.holder != 0) {
+            let holders: Vec<String> = all[r].iter().filter(|c| c.ino == p.ino).map(|c| if c.holder == 0 { "the task's program".to_string() } else { format!("process {}", c.holder) }).collect();
+            if holders.len() > 1 {
                 return format!(
-                    "task {r}: process {} of its tree, not the task's program, holds a TCP connection to task {}: ckpt drains and makes again only the connections of the tasks' programs between the tasks of a step, for now",
-                    c.holder, p.peer_rank
+                    "task {r}: a TCP connection to task {} is held by {} of its tree at once (an fd inherited and kept open): ckpt drains and makes again a connection between tasks for one process only",
+                    p.peer_rank,
+                    holders.join(" and ")
                 );
             }
         }
@@ -941,10 +1024,13 @@ fn tcp_conns() -> Vec<(i32, Conn)> {
 /// Put into the captured index what the step knows: each drained connection's id and unread
 /// bytes, and the task's place in the step.
 pub fn annotate(index: &mut Index) {
-    let Some(s) = step() else { return };
     let Ok(c) = CURRENT.lock() else { return };
     let Some(cur) = c.as_ref() else { return };
-    index.step = Some(StepInfo { rank: s.id.rank, ntasks: s.id.ntasks, generation: cur.gen, base: s.base.clone() });
+    // Only the task's program carries the step: its restart meets the other tasks' for the
+    // whole tree (another process of the tree has its connections only).
+    if let Some(s) = step() {
+        index.step = Some(StepInfo { rank: s.id.rank, ntasks: s.id.ntasks, generation: cur.gen, base: s.base.clone() });
+    }
     for f in index.fds.iter_mut() {
         let FdKind::Socket(sock) = &mut f.kind else { continue };
         let Some(i) = cur.pairs.iter().position(|(_, p)| p.ino == sock.ino) else { continue };
@@ -962,7 +1048,7 @@ pub fn annotate(index: &mut Index) {
         let one: i32 = 1;
         let _ = sys::syscall!(libc::SYS_setsockopt, *fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &one as *const i32, 4);
     }
-    if STOPPING.load(Ordering::Acquire) {
+    if cur.stop {
         // The step ends after this checkpoint: its connections are reset when it exits rather
         // than closed in order, so that no TIME_WAIT holds the program's ports on this node
         // (a listener without SO_REUSEADDR could not be bound again by a restart here). Set

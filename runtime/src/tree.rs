@@ -283,7 +283,7 @@ pub fn request(stop: bool) {
     if stop {
         STOPPING.store(true, Ordering::Release);
     }
-    if !send(TreeMsg::Request { stop }) {
+    if !send(TreeMsg::Request { stop, step: false }) {
         lost();
         log!(ERROR, "checkpoint failed: the coordinator of the process tree is gone");
         if stop {
@@ -325,7 +325,7 @@ pub fn serve() -> Option<bool> {
 /// Ask for a checkpoint of the tree (`stop`: and then exit) and wait for its result (ckpt-ctl's
 /// `checkpoint --wait` and `stop`), taking our part meanwhile. None when the coordinator is gone.
 pub fn take_and_wait(stop: bool) -> Option<Outcome> {
-    request_and_wait(stop, || alone(stop)).map(|mine| mine.unwrap_or(Outcome { raw: 0, stored: 0, paused_ms: 0, hash: 0 }))
+    request_and_wait(stop, false, || alone(stop)).map(|mine| mine.unwrap_or(Outcome { raw: 0, stored: 0, paused_ms: 0, hash: 0 }))
 }
 
 /// A checkpoint of a Slurm step whose task's program is this process, the root of a tree
@@ -333,14 +333,14 @@ pub fn take_and_wait(stop: bool) -> Option<Outcome> {
 /// set is committed (its hash names the set in the step's manifest). A program alone (`Solo`)
 /// takes one image of its own, with the step's hooks as ever.
 pub fn take_for_step(stop: bool) -> Option<Outcome> {
-    request_and_wait(stop, checkpoint::take).flatten()
+    request_and_wait(stop, true, checkpoint::take).flatten()
 }
 
 /// Ask for a checkpoint of the tree and take our part; `solo` when the coordinator says we are
 /// alone. Once the set is committed, our part's outcome (None: we were not in its cut); None
 /// when it is not, or the coordinator is gone.
-fn request_and_wait(stop: bool, solo: impl FnOnce() -> Option<Outcome>) -> Option<Option<Outcome>> {
-    if !send(TreeMsg::Request { stop }) {
+fn request_and_wait(stop: bool, step: bool, solo: impl FnOnce() -> Option<Outcome>) -> Option<Option<Outcome>> {
+    if !send(TreeMsg::Request { stop, step }) {
         lost();
         return None;
     }
@@ -412,6 +412,22 @@ impl Phases for Barrier {
     }
 }
 
+/// The set directory of our part being taken (-1: none), for the step's connections
+/// (`part_dir`).
+static PART_DIR: AtomicI32 = AtomicI32::new(-1);
+
+/// The set's temporary directory while our part of the tree's checkpoint is taken: a step
+/// task's program names there the connections to other tasks each process drains (step.rs).
+pub fn part_dir() -> Option<i32> {
+    Some(PART_DIR.load(Ordering::Acquire)).filter(|&d| d >= 0)
+}
+
+/// The step task's program has named each process's connections to other tasks
+/// (`treemsg::STEP_PAIRS`): the coordinator lets the others capture.
+pub fn paired() -> bool {
+    send(TreeMsg::Paired)
+}
+
 /// How many processes of the tree write their images at once (1 outside a tree's checkpoint).
 static WRITING: AtomicU32 = AtomicU32::new(1);
 
@@ -436,6 +452,7 @@ fn part(generation: u64, members: u32, stopped: u32, dir: i32) -> Option<Outcome
 fn part_taken(members: u32, stopped: u32, dir: i32) -> Option<Outcome> {
     WRITING.store(members.max(1), Ordering::Relaxed);
     let dir = Dir::adopt(dir, b"(the process tree's set)");
+    PART_DIR.store(dir.fd(), Ordering::Release);
     let name = sys::decimal(sys::getpid());
     let restop = stopped as i32;
     SAID_STOPPED.store(false, Ordering::Release);
@@ -448,6 +465,8 @@ fn part_taken(members: u32, stopped: u32, dir: i32) -> Option<Outcome> {
         read_seen(dir.fd());
     }
     let out = checkpoint::take_part(Part { dir, name, phases: &Barrier });
+    PART_DIR.store(-1, Ordering::Release);
+    crate::step::part_done();
     if restop != 0 {
         // Stopped again and continued by now, or the checkpoint failed before the capture
         // (the coordinator stopped us again then too): the program goes on, as it was asked.

@@ -2,9 +2,8 @@
 //! is the tree's root, step.rs), found with every process of the tree stopped: the socket inodes
 //! of their fds (/proc/PID/fd) and, for addresses, the kernel's table of TCP sockets
 //! (/proc/self/net/tcp and tcp6; the tree shares the host's network namespace). The step's
-//! coordinator pairs them like the program's own, so that a connection between two tasks that
-//! another process of a tree holds is found and the checkpoint refused in one line: only the
-//! program's connections are drained and made again.
+//! coordinator pairs them like the program's own; the program then names for each holder the
+//! connections to other tasks it drains (step.rs `hand_out`).
 //!
 //! Raw system calls and the checkpoint's allocator only: the program's threads are stopped.
 
@@ -40,9 +39,9 @@ pub fn others() -> Vec<(i32, String)> {
 /// peer address), the addresses as getsockname/getpeername give them (sockaddr_in or _in6).
 pub type Held = (i32, u64, Vec<u8>, Vec<u8>);
 
-/// The connected TCP sockets the other processes of our tree hold, but for the inodes in `skip`
-/// (ours: we report them ourselves), each once (the lowest pid holding it).
-pub fn held_by_others(skip: &[u64]) -> Vec<Held> {
+/// The connected TCP sockets the other processes of our tree hold: each once per process that
+/// holds it (a socket two processes hold is reported by both).
+pub fn held_by_others() -> Vec<Held> {
     let others = others();
     if others.is_empty() {
         return Vec::new();
@@ -55,7 +54,7 @@ pub fn held_by_others(skip: &[u64]) -> Vec<Held> {
         for fd in fds {
             let Ok(link) = sys::readlink(&sys::cpath(&[b"/proc/", &p, b"/fd/", &fd])) else { continue };
             let Some(ino) = link.strip_prefix(b"socket:[").and_then(|r| r.strip_suffix(b"]")).and_then(|n| std::str::from_utf8(n).ok()?.parse::<u64>().ok()) else { continue };
-            if skip.contains(&ino) || out.iter().any(|h| h.1 == ino) {
+            if out.iter().any(|h| h.0 == pid && h.1 == ino) {
                 continue;
             }
             if let Some((_, local, peer)) = table.iter().find(|t| t.0 == ino) {

@@ -43,6 +43,13 @@ impl Dir {
         Ok(Dir { fd, path: shown })
     }
 
+    /// A directory the caller holds open as `fd` (a process tree's set being written): our own
+    /// duplicate of it.
+    pub fn borrow(fd: i32, path: &str) -> Result<Dir, String> {
+        let d = sys::dup(fd).map_err(|e| err(path, e))?;
+        Ok(Dir { fd: d, path: path.to_string() })
+    }
+
     pub fn show(&self, name: &str) -> String {
         format!("{}/{name}", self.path)
     }
@@ -100,6 +107,15 @@ impl Dir {
             sys::fsync(self.fd_dir());
         }
         r
+    }
+
+    /// Write `name`, a new 0600 file, at once: no temporary name, no sync (a file read by other
+    /// processes within the same checkpoint and removed after it).
+    pub fn write_plain(&self, name: &str, data: &[u8]) -> Result<(), String> {
+        let fd = sys::openat(self.fd, &cname(name), libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW, 0o600).map_err(|e| err(&self.show(name), e))?;
+        let w = sys::write_all(fd, data).map_err(|e| err(&self.show(name), e));
+        sys::close(fd);
+        w
     }
 
     fn fd_dir(&self) -> i32 {

@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod files;
+pub mod holders;
 pub mod ident;
 pub mod node;
 pub mod sha256;

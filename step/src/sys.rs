@@ -30,6 +30,11 @@ pub fn close(fd: i32) {
     let _ = sc!(libc::SYS_close, fd);
 }
 
+/// A duplicate of `fd` (close-on-exec).
+pub fn dup(fd: i32) -> Result<i32, Errno> {
+    sc!(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, 0).map(|r| r as i32)
+}
+
 pub fn openat(dir: i32, name: &CStr, flags: i32, mode: u32) -> Result<i32, Errno> {
     sc!(libc::SYS_openat, dir, name.as_ptr(), flags | libc::O_CLOEXEC, mode).map(|r| r as i32)
 }

@@ -6,6 +6,8 @@
  * With WORKER=1 each task is a process tree: before anything else it forks a worker that makes
  * the bytes the task sends each round (the task writes it a seed over a pipe, the worker
  * answers with SIZE bytes over another); the result is the same as without a worker.
+ * With WORKER=2 the task, once connected, forks a child that keeps the ring's sockets open and
+ * sleeps: two processes of the task's tree hold each connection to the other tasks.
  * Each task listens on a port of its own (published as DIR/port.RANK), connects to the next
  * task and accepts the previous one. Prints "start step_ring rank=R n=N", then each round
  * i = 1..ROUNDS: sends SIZE bytes made from its state to the next task, sleeps DELAY_MS (so
@@ -153,7 +155,7 @@ int main(int argc, char **argv)
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     int to_worker = -1, from_worker = -1;
-    if (argc > 5 && atoi(argv[5]) != 0) {
+    if (argc > 5 && atoi(argv[5]) == 1) {
         int req[2], resp[2];
         if (pipe(req) != 0 || pipe(resp) != 0)
             die("pipe");
@@ -219,6 +221,14 @@ int main(int argc, char **argv)
         die("accept");
     int one = 1;
     setsockopt(next, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (argc > 5 && atoi(argv[5]) == 2) {
+        pid_t h = fork();
+        if (h < 0)
+            die("fork");
+        if (h == 0)
+            for (;;)
+                pause();
+    }
 
     unsigned char *out = malloc(size), *in = malloc(size);
     if (out == NULL || in == NULL)

@@ -98,6 +98,26 @@ impl Job {
         Ok(Job { id, out })
     }
 
+    /// SIGKILL every process of the job's steps' tasks (they run on this machine: the cluster's
+    /// nodes are processes of it): the processes with the job's id and a step's task count in
+    /// their environment (the batch script and srun have no SLURM_STEP_NUM_TASKS). How many.
+    fn kill_tasks(&self) -> usize {
+        let job = format!("SLURM_JOB_ID={}", self.id);
+        let mut n = 0;
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else { continue };
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let vars: Vec<&[u8]> = env.split(|&b| b == 0).collect();
+            if vars.iter().any(|v| *v == job.as_bytes()) && vars.iter().any(|v| v.starts_with(b"SLURM_STEP_NUM_TASKS=")) {
+                // SAFETY: kill(2) of a process of our own job.
+                if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
     fn output(&self) -> String {
         std::fs::read_to_string(&self.out).unwrap_or_default()
     }
@@ -394,14 +414,18 @@ fn slurm_cluster_is_private_and_survives_its_leftovers() -> Result<()> {
 }
 
 /// A batch script for the step tests (in `work`): where each task runs, then the ring under
-/// `srun ckpt-run --resume` with `opts`.
+/// `srun ckpt-run --resume` with `opts`. Both sruns take the options in $RING_SRUN (the job's
+/// environment: how the tasks are placed); a requeued run of a job submitted with
+/// $RING_SWAP_HOSTS places its tasks on the nodes in the order that file says.
 fn ring_script(work: &Workdir, opts: &str) -> Result<PathBuf> {
     let path = work.join("ring.sbatch");
     let script = format!(
         "#!/bin/bash\n#SBATCH --open-mode=append\n#SBATCH --requeue\n\
          echo \"ckpt job $SLURM_JOB_ID: restart count ${{SLURM_RESTART_COUNT:-0}}\"\n\
-         srun bash -c 'echo \"task $SLURM_PROCID on $SLURMD_NODENAME\"'\n\
-         srun ckpt-run --dir ckpt --resume {opts} -- \"$@\"\n\
+         if [ -n \"${{RING_SWAP_HOSTS:-}}\" ] && [ \"${{SLURM_RESTART_COUNT:-0}}\" -ge 1 ]; then\n\
+         export SLURM_HOSTFILE=$RING_SWAP_HOSTS RING_SRUN=--distribution=arbitrary\nfi\n\
+         srun ${{RING_SRUN:-}} bash -c 'echo \"task $SLURM_PROCID on $SLURMD_NODENAME\"'\n\
+         srun ${{RING_SRUN:-}} ckpt-run --dir ckpt --resume {opts} -- \"$@\"\n\
          echo \"srun exit code $?\"\n"
     );
     std::fs::write(&path, script)?;
@@ -494,12 +518,72 @@ fn ring_checkpoint_kill_resume_on_other_nodes(name: &str, trees: bool) -> Result
     assert_ring_resumed(&all, &expected)
 }
 
+/// Issue 14 (2b), as MPI needs it: the connections between the tasks are held by a process of
+/// each task's tree other than the task's program (MPI ranks are children of their daemon):
+/// `srun -N2 -n2`, each task a shell whose child, the ring, holds the TCP ring connections.
+/// Checkpointed as one by `scancel -s USR2`, every task SIGKILLed (`scancel -s KILL`), the job
+/// requeued with its tasks placed the other way round (task 0 on the node task 1 had): each
+/// ring process drained its own connections at the checkpoint and gets them back, made again by
+/// its tree's restart: every task ends with the uninterrupted checksum and did not start over.
+#[test]
+fn slurm_step_ring_held_by_tree_children_2_tasks_2_nodes_checkpoint_kill_resume_on_other_nodes() -> Result<()> {
+    need_slurm!();
+    let bins = Bins::locate()?;
+    let work = Workdir::new("slurm-ring-child")?;
+    let exe = compile_c(&work, "step_ring.c", &[])?;
+    let expected = ckpt_tests::ring::reference(&work, &exe, 2, 150)?;
+    let script = ring_script(&work, "--name step_ring")?;
+    let ports = work.join("ports");
+    std::fs::create_dir_all(&ports)?;
+    // The task's program is the shell; the ring is its child.
+    let cmd = "\"$0\" \"$@\"; echo \"the ring ended: $?\" >&2";
+    let args = ["-c", cmd, exe.to_str().unwrap_or(""), ports.to_str().unwrap_or("ports"), "150", "50", ckpt_tests::ring::SIZE];
+    let hosts = work.join("hosts");
+    let hosts_s = hosts.to_str().unwrap_or("hosts").to_string();
+    let env = [("SLURM_LABELIO", "1"), ("CKPT_NAMESPACE", "1"), ("RING_SWAP_HOSTS", hosts_s.as_str())];
+    let sh = Path::new("/bin/sh");
+    let first = Job::submit(&bins, &work, &["-N2", "--ntasks=2"], script.to_str().unwrap_or(""), sh, &args, &env)?;
+    first.wait_output(60, "10 rounds of every task", |o| (0..2).all(|r| steps(&task_lines(o, Some(r))) >= 10))?;
+    first.run("scancel", &["-s", "USR2"])?;
+    first.wait_output(60, "the step's commit", |o| o.contains("step checkpoint 1: 2 tasks committed"))?;
+    for r in 0..2 {
+        let set = work.join(&format!("ckpt/step_ring.{r}.ckpt"));
+        let m = std::fs::read_to_string(set.join("tree")).with_context(|| format!("task {r} wrote no set of its tree:\n{}", first.output()))?;
+        let live = m.lines().filter(|l| l.starts_with("proc ") && l.contains(" live ")).count();
+        ensure!(live == 2, "task {r}'s set does not hold the shell and the ring:\n{m}");
+    }
+    // Task 0 where task 1 was and the other way round once requeued: the hosts in that order.
+    let p1 = placement(&first.output(), 0);
+    ensure!(p1.len() == 2 && p1[0].1 != p1[1].1, "the first run's tasks are not on 2 nodes: {p1:?}");
+    std::fs::write(&hosts, format!("{}\n{}\n", p1[1].1, p1[0].1))?;
+    // Every task SIGKILLed: the step ends, and with it the first run of the script.
+    let killed = first.kill_tasks();
+    ensure!(killed >= 2, "only {killed} processes of the step's tasks found to kill");
+    first.wait_output(60, "the end of the killed step", |o| o.contains("srun exit code"))?;
+    let at: Vec<usize> = (0..2).map(|r| steps(&task_lines(&first.output(), Some(r)))).collect();
+    ensure!(at.iter().all(|&s| s < 150), "a task finished before the kill: {at:?}");
+    ensure!(
+        wait_until(Duration::from_secs(60), || !matches!(first.state().as_str(), "RUNNING" | "COMPLETING")),
+        "job {} not ended: {}",
+        first.id,
+        first.state()
+    );
+    first.run("scontrol", &["requeue"])?;
+    first.wait_output(120, "the requeued run", |o| o.contains("restart count 1"))?;
+    first.wait_completed(180)?;
+    let all = first.output();
+    ensure!(all.contains("restart count 1"), "not requeued:\n{all}");
+    let p2 = placement(&all, 1);
+    ensure!(p2.len() == 2 && p2 != p1, "the tasks did not land on other nodes: {p1:?} then {p2:?}");
+    assert_ring_resumed(&all, &expected)
+}
+
 /// The wall-time pattern for a step: `--signal=USR1@45` and `--stop-signal USR1 --requeue`:
 /// before the limit the step checkpoints as one, every task exits (75), rank 0 requeues the
 /// job once the set is committed, and the requeued job resumes it.
 #[test]
 fn slurm_step_ring_walltime_stop_signal_requeue_resumes() -> Result<()> {
-    ring_walltime_stop_signal_requeue_resumes("slurm-ring-wall", false)
+    ring_walltime_stop_signal_requeue_resumes("slurm-ring-wall", Tasks::Ring)
 }
 
 /// The same when every task is a process tree (the ring and its worker): every process of each
@@ -507,28 +591,54 @@ fn slurm_step_ring_walltime_stop_signal_requeue_resumes() -> Result<()> {
 /// committed.
 #[test]
 fn slurm_step_ring_of_process_trees_walltime_stop_signal_requeue_resumes() -> Result<()> {
-    ring_walltime_stop_signal_requeue_resumes("slurm-ring-wall-trees", true)
+    ring_walltime_stop_signal_requeue_resumes("slurm-ring-wall-trees", Tasks::Workers)
 }
 
-fn ring_walltime_stop_signal_requeue_resumes(name: &str, trees: bool) -> Result<()> {
+/// The same when the ring is the child of a shell, the task's program (it holds the connections
+/// between the tasks): every process of each tree stays stopped after the cut, each ring drained
+/// its connections and they are reset, not closed, when the tree exits; the requeued job makes
+/// them again for each ring.
+#[test]
+fn slurm_step_ring_held_by_tree_children_walltime_stop_signal_requeue_resumes() -> Result<()> {
+    ring_walltime_stop_signal_requeue_resumes("slurm-ring-wall-child", Tasks::Child)
+}
+
+/// What each task of a ring test runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Tasks {
+    /// The ring alone.
+    Ring,
+    /// A tree: the ring and the worker it forks.
+    Workers,
+    /// A tree: a shell and the ring, its child, which holds the connections.
+    Child,
+}
+
+fn ring_walltime_stop_signal_requeue_resumes(name: &str, tasks: Tasks) -> Result<()> {
     need_slurm!();
     let bins = Bins::locate()?;
     let work = Workdir::new(name)?;
     let exe = compile_c(&work, "step_ring.c", &[])?;
     let expected = ckpt_tests::ring::reference(&work, &exe, 4, 700)?;
-    let script = ring_script(&work, "--stop-signal USR1 --requeue")?;
+    let named = if tasks == Tasks::Child { "--stop-signal USR1 --requeue --name step_ring" } else { "--stop-signal USR1 --requeue" };
+    let script = ring_script(&work, named)?;
     let ports = work.join("ports");
     std::fs::create_dir_all(&ports)?;
     // 700 rounds of 100 ms: more than the minute the job may run.
-    let worker = if trees { "1" } else { "0" };
-    let args = [ports.to_str().unwrap_or("ports"), "700", "100", ckpt_tests::ring::SIZE, worker];
-    let job = Job::submit(&bins, &work, &["-N2", "--ntasks=4", "--time=1", "--signal=USR1@45"], script.to_str().unwrap_or(""), &exe, &args, &[("SLURM_LABELIO", "1")])?;
+    let worker = if tasks == Tasks::Workers { "1" } else { "0" };
+    let ring_args = [ports.to_str().unwrap_or("ports"), "700", "100", ckpt_tests::ring::SIZE, worker];
+    let exe_s = exe.to_str().unwrap_or("").to_string();
+    let (prog, args): (&Path, Vec<&str>) = match tasks {
+        Tasks::Child => (Path::new("/bin/sh"), ["-c", "\"$0\" \"$@\"; echo \"the ring ended: $?\" >&2", exe_s.as_str()].into_iter().chain(ring_args).collect()),
+        _ => (&exe, ring_args.to_vec()),
+    };
+    let job = Job::submit(&bins, &work, &["-N2", "--ntasks=4", "--time=1", "--signal=USR1@45"], script.to_str().unwrap_or(""), prog, &args, &[("SLURM_LABELIO", "1")])?;
     job.wait_completed(400)?;
     let all = job.output();
     ensure!(all.contains("restart count 1"), "never requeued:\n{all}");
     ensure!(all.contains("step checkpoint 1: 4 tasks committed"), "no checkpoint of the step:\n{all}");
     ensure!(all.contains("exit code 75"), "no checkpoint-and-exit:\n{all}");
-    if trees {
+    if tasks != Tasks::Ring {
         let sets = all.lines().filter(|l| l.contains("ckpt: checkpoint 1: ") && l.contains("(2 processes,")).count();
         ensure!(sets == 4, "not every task checkpointed its tree of 2 processes:\n{all}");
     }

@@ -46,6 +46,9 @@ enum Tree {
     /// A process tree whose connections to the other tasks are not the program's: a shell that
     /// runs the ring as its child and waits for it.
     Child,
+    /// A process tree in which two processes hold each connection to the other tasks: the ring
+    /// and a child it forks once connected (step_ring.c's WORKER=2).
+    Twice,
 }
 
 /// Start the `n` tasks under ckpt-run (`resume`: with --resume, as after a requeue).
@@ -60,7 +63,7 @@ fn start_step(bins: &Bins, work: &Workdir, exe: &Path, n: usize, run: &Run, roun
                 argv.push("--resume".into());
             }
             let shell = match tree {
-                Tree::No => None,
+                Tree::No | Tree::Twice => None,
                 Tree::Workers => Some("sleep 600 & exec \"$0\" \"$@\""),
                 Tree::Child => Some("\"$0\" \"$@\"; echo \"the ring ended: $?\" >&2"),
             };
@@ -70,8 +73,10 @@ fn start_step(bins: &Bins, work: &Workdir, exe: &Path, n: usize, run: &Run, roun
             }
             argv.extend([exe.into(), ports.clone().into()]);
             argv.extend(ring_args(rounds).iter().map(OsString::from));
-            if tree == Tree::Workers {
-                argv.push("1".into());
+            match tree {
+                Tree::Workers => argv.push("1".into()),
+                Tree::Twice => argv.push("2".into()),
+                _ => {}
             }
             let mut c = user_command(&argv, false, work.path());
             slurm_env(&mut c, job, r, n, restarts);
@@ -184,21 +189,21 @@ fn step_of_pmi2_ranks_refuses_checkpoint_clearly() -> Result<()> {
     refused_everywhere(&work, &mut tasks, "started by srun through PMI2")
 }
 
-/// A connection between two tasks that a process of a task's tree other than the task's
-/// program holds (here the ring is the child of a shell, the task's program) is not drained nor
-/// made again: the step's checkpoint is abandoned on every task with one line naming the
-/// process that holds it, no manifest is written, and the ring goes on.
+/// A connection between two tasks that two processes of a task's tree hold at once (here the
+/// ring and a child that inherited its sockets) is drained by neither: the step's checkpoint is
+/// abandoned on every task with one line naming both holders, no manifest is written, and the
+/// ring goes on.
 #[test]
-fn step_of_trees_whose_child_holds_the_connections_refuses_checkpoint_clearly() -> Result<()> {
-    let (bins, work, exe) = setup("step-tree-child")?;
-    let job = format!("child{}", std::process::id());
+fn step_of_trees_holding_one_connection_twice_refuses_checkpoint_clearly() -> Result<()> {
+    let (bins, work, exe) = setup("step-tree-twice")?;
+    let job = format!("twice{}", std::process::id());
     let env = [("CKPT_NAMESPACE", "1")];
-    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: Tree::Child }, 400)?;
+    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: Tree::Twice }, 400)?;
     for p in tasks.iter_mut() {
         p.wait_for_step(3, Duration::from_secs(60))?;
     }
     tasks[1].signal(libc::SIGUSR2)?;
-    refused_everywhere(&work, &mut tasks, "of its tree, not the task's program, holds a TCP connection to task ")
+    refused_everywhere(&work, &mut tasks, "is held by the task's program and process ")
 }
 
 /// A step checkpoint asked of one task was refused: every task says `why`, rank 0 abandons it
@@ -273,13 +278,31 @@ fn step_checkpoint_abandoned_when_a_task_hangs_previous_set_stays() -> Result<()
 /// uninterrupted checksum, without starting over.
 #[test]
 fn step_of_process_trees_checkpoint_kill_resume_same_checksums() -> Result<()> {
-    let (bins, work, exe) = setup("step-tree")?;
+    trees_checkpoint_kill_resume("step-tree", Tree::Workers, 3)
+}
+
+/// The same when the connections between tasks are held by a process of each tree other than
+/// the task's program (as MPI ranks, children of their daemon, hold theirs): here the ring is
+/// the child of a shell, the task's program. The ring drains its own connections to the other
+/// tasks with the step's markers (the shell names them for it), its image records them, and at
+/// restart the shell's restart makes them again on the new addresses and hands them to it:
+/// same checksums, not started over.
+#[test]
+fn step_of_trees_whose_child_holds_the_connections_checkpoint_kill_resume_same_checksums() -> Result<()> {
+    trees_checkpoint_kill_resume("step-tree-child", Tree::Child, 2)
+}
+
+/// A step of 3 tasks, each a process tree of `procs` processes (`tree`), checkpointed as one,
+/// every task killed, resumed: each tree comes back whole and every task ends with the
+/// uninterrupted checksum, without starting over.
+fn trees_checkpoint_kill_resume(tag: &str, tree: Tree, procs: usize) -> Result<()> {
+    let (bins, work, exe) = setup(tag)?;
     let n = 3;
     let expected = ring::reference(&work, &exe, n, ROUNDS)?;
     let job = format!("tree{}", std::process::id());
     // The namespace is required: without one, children are not managed.
     let env = [("CKPT_NAMESPACE", "1")];
-    let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: Tree::Workers }, ROUNDS)?;
+    let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &env, tree }, ROUNDS)?;
     for p in first.iter_mut() {
         p.wait_for_step(10, Duration::from_secs(60))?;
     }
@@ -289,9 +312,10 @@ fn step_of_process_trees_checkpoint_kill_resume_same_checksums() -> Result<()> {
         anyhow::bail!("{e}\n{}", all.join("\n"));
     }
     for (r, p) in first.iter_mut().enumerate() {
-        // Each task's checkpoint is its tree's set: the shell's child, the ring, its worker.
+        // Each task's checkpoint is its tree's set (Workers: the shell's child, the ring, its
+        // worker; Child: the shell and the ring).
         p.wait_for_stderr("ckpt: checkpoint 1: ", Duration::from_secs(30))?;
-        ensure!(p.stderr().contains("(3 processes,"), "task {r} did not checkpoint its tree:\n{}", p.stderr());
+        ensure!(p.stderr().contains(&format!("({procs} processes,")), "task {r} did not checkpoint its tree:\n{}", p.stderr());
         ensure!(ckpt_image::tree::is_set(&work.join(&format!("ckpt/step_ring.{r}.ckpt"))), "task {r}: no set");
     }
     let mut before = Vec::new();
@@ -301,7 +325,18 @@ fn step_of_process_trees_checkpoint_kill_resume_same_checksums() -> Result<()> {
         ensure!(s.last().is_some_and(|&l| l < ROUNDS as u64), "{} finished before the kill", p.label());
         before.push(s.len());
     }
-    let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &env, tree: Tree::Workers }, ROUNDS)?;
+    let mut second = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 1, resume: true, env: &env, tree }, ROUNDS)?;
+    // The restarted step checkpoints again (each tree's processes drain their connections once
+    // more), and runs on to the end.
+    let resumed_at = before.iter().min().copied().unwrap_or(0) as u64;
+    for p in second.iter_mut() {
+        p.wait_for_step(resumed_at + 3, Duration::from_secs(60))?;
+    }
+    second[0].signal(libc::SIGUSR2)?;
+    if let Err(e) = second[0].wait_for_stderr("step checkpoint 2: 3 tasks committed", Duration::from_secs(60)) {
+        let all: Vec<String> = second.iter().map(|p| format!("{}:\n{}", p.label(), p.stderr())).collect();
+        anyhow::bail!("{e}\n{}", all.join("\n"));
+    }
     for (r, p) in second.iter_mut().enumerate() {
         p.wait(Duration::from_secs(120))?;
         let (out, err) = (p.stdout(), p.stderr());
