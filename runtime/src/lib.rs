@@ -46,6 +46,7 @@ mod selfsend;
 mod selfsig;
 mod shellcmd;
 mod shmlink;
+mod posixaio;
 mod sigevthread;
 mod sighooks;
 mod sigqueue;
@@ -152,6 +153,7 @@ extern "C" fn init() {
     nshooks::resolve();
     spawnhooks::resolve();
     sigevthread::resolve();
+    posixaio::resolve();
     launch::resolve();
     threadattrs::resolve();
     seccomp::resolve();
@@ -252,6 +254,7 @@ extern "C" fn after_fork_child() {
     uffdwp::forget(true);
     control::after_fork();
     sigevthread::after_fork();
+    posixaio::after_fork();
     sighooks::hand_back_signals();
 }
 
@@ -269,6 +272,7 @@ pub(crate) fn member_child() {
     control::after_fork();
     control::setup_wake();
     sigevthread::after_fork();
+    posixaio::after_fork();
     tree::set_child();
     step::forget_in_child();
     triggers::no_timer();
