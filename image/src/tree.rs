@@ -33,6 +33,12 @@
 //! image holds the same fds, not used). A ckpt that does not know these lines refuses such a
 //! set at that line (it would give each process a table of its own).
 //!
+//! A session of the tree whose controlling terminal is a pseudo-terminal has a line `ctty SID
+//! INDEX FG`: its leader SID (a live process of the set), the terminal's /dev/pts index and its
+//! foreground process group (0: not known). The restart gives it back to the session when the
+//! pair is one of the tree's (its master held by a process of the set). A ckpt that does not
+//! know these lines refuses such a set at that line (the session would lose its terminal).
+//!
 //! pgid and sid are as the namespace sees them: 0 when they lie outside it (the outer ckpt-run's
 //! group and session, which the restarted tree joins again the same way).
 
@@ -62,6 +68,25 @@ pub enum ProcState {
     Zombie { status: i32 },
 }
 
+/// The controlling terminal of a session of the tree (a `ctty` line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ctty {
+    /// The session (its leader, a live process of the set).
+    pub sid: i32,
+    /// The pseudo-terminal's /dev/pts index.
+    pub index: u32,
+    /// The terminal's foreground process group (0: not known).
+    pub fg: i32,
+}
+
+/// The /dev/pts index of a controlling terminal as /proc/PID/stat's tty_nr gives it (None: no
+/// terminal, or not a pseudo-terminal).
+pub fn pts_index_of_tty_nr(tty_nr: i64) -> Option<u32> {
+    let dev = tty_nr as u64;
+    let (major, minor) = ((dev >> 8) & 0xfff, (dev & 0xff) | ((dev >> 12) & 0xfff00));
+    (136..144).contains(&major).then(|| ((major - 136) * 256 + minor) as u32)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Manifest {
     /// The set's checkpoint number.
@@ -76,6 +101,8 @@ pub struct Manifest {
     pub tables: Vec<(i32, i32)>,
     /// The live processes that were stopped by a stop signal at the cut: (pid, signal).
     pub stopped: Vec<(i32, i32)>,
+    /// The sessions whose controlling terminal is a pseudo-terminal.
+    pub ctty: Vec<Ctty>,
 }
 
 /// The file name of process `pid`'s image in a set.
@@ -103,6 +130,9 @@ impl Manifest {
         }
         for (pid, sig) in &self.stopped {
             s.push_str(&format!("stopped {pid} {sig}\n"));
+        }
+        for c in &self.ctty {
+            s.push_str(&format!("ctty {} {} {}\n", c.sid, c.index, c.fg));
         }
         s
     }
@@ -157,6 +187,13 @@ impl Manifest {
                     }
                     m.stopped.push((pid, sig));
                 }
+                ["ctty", sid, index, fg] => {
+                    let c = Ctty { sid: num(sid)? as i32, index: u32::try_from(num(index)?).map_err(|_| bad())?, fg: num(fg)? as i32 };
+                    if m.ctty.iter().any(|o| o.sid == c.sid) {
+                        return Err(bad());
+                    }
+                    m.ctty.push(c);
+                }
                 [""] => {}
                 _ => return Err(bad()),
             }
@@ -168,6 +205,10 @@ impl Manifest {
         // (A files line names a live process of the set and its live parent.)
         if let Some((pid, parent)) = m.tables.iter().find(|(pid, parent)| !m.live().any(|(p, _)| p.pid == *pid && p.ppid == *parent) || !m.live().any(|(p, _)| p.pid == *parent)) {
             return Err(format!("the process {pid} that shares the fd table of {parent} is not a live child of it in the set"));
+        }
+        // (A ctty line names a live process of the set that leads its session.)
+        if let Some(c) = m.ctty.iter().find(|c| !m.live().any(|(p, _)| p.pid == c.sid && p.sid == c.sid)) {
+            return Err(format!("the controlling terminal's session {} is not led by a live process of the set", c.sid));
         }
         if !m.procs.iter().any(|p| p.pid == m.root && matches!(p.state, ProcState::Live { .. })) {
             return Err(format!("the root process {} is not a live process of the set", m.root));
@@ -255,8 +296,14 @@ mod tests {
             same: None,
             tables: Vec::new(),
             stopped: Vec::new(),
+            ctty: Vec::new(),
         };
         assert_eq!(Manifest::parse(&m.encode()), Ok(m.clone()));
+        let mut ctty = m.clone();
+        ctty.procs[1].state = ProcState::Live { image: image_name(11) };
+        ctty.ctty = vec![Ctty { sid: 11, index: 3, fg: 11 }];
+        assert!(ctty.encode().contains("ctty 11 3 11\n"));
+        assert_eq!(Manifest::parse(&ctty.encode()), Ok(ctty.clone()));
         let mut stopped = m.clone();
         stopped.stopped = vec![(10, libc::SIGTSTP)];
         assert!(stopped.encode().contains("stopped 10 20\n"));
@@ -300,5 +347,18 @@ mod tests {
         assert!(Manifest::parse("ckpt-tree 2\nroot 5\nproc 5 1 0 0 live 5.ckpt\nstopped 5 19\n").is_ok());
         assert!(Manifest::parse("ckpt-tree 2\nroot 5\nproc 5 1 0 0 live 5.ckpt\nstopped 5 9\n").is_err());
         assert!(Manifest::parse("ckpt-tree 2\nroot 5\nproc 5 1 0 0 live 5.ckpt\nstopped 6 19\n").is_err());
+        // `ctty`: a live process of the set that leads its session, once.
+        assert!(Manifest::parse("ckpt-tree 2\nroot 5\nproc 5 1 5 5 live 5.ckpt\nctty 5 2 5\n").is_ok());
+        assert!(Manifest::parse("ckpt-tree 2\nroot 5\nproc 5 1 0 0 live 5.ckpt\nctty 5 2 5\n").is_err());
+        assert!(Manifest::parse("ckpt-tree 2\nroot 5\nproc 5 1 5 5 live 5.ckpt\nctty 5 -2 5\n").is_err());
+        assert!(Manifest::parse("ckpt-tree 2\nroot 5\nproc 5 1 5 5 live 5.ckpt\nctty 5 2 5\nctty 5 3 5\n").is_err());
+    }
+
+    #[test]
+    fn pts_index_from_tty_nr() {
+        assert_eq!(pts_index_of_tty_nr(0), None);
+        assert_eq!(pts_index_of_tty_nr(136 << 8 | 3), Some(3));
+        assert_eq!(pts_index_of_tty_nr(137 << 8 | 1), Some(257));
+        assert_eq!(pts_index_of_tty_nr(4 << 8 | 1), None); // /dev/tty1
     }
 }

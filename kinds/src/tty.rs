@@ -284,15 +284,16 @@ fn is_slave_of(x: &Tty, index: u32) -> bool {
 
 /// Make the pairs of a process tree (`procs`: each process's fds) whose master is held by one
 /// process and whose slave by another, with their settings and unread bytes (kept on the
-/// master's entry), each master parked at `top` or above. Not anyone's controlling terminal
-/// here: that is each process's own.
-pub fn tree_pairs(procs: &[&[FdState]], top: RawFd) -> Result<TreePairs> {
+/// master's entry), each master parked at `top` or above; also a pair whose slave no process
+/// holds when it is the controlling terminal of a session of the tree (`cttys`: their old
+/// indices), which the session's leader takes again. Not anyone's controlling terminal here.
+pub fn tree_pairs(procs: &[&[FdState]], top: RawFd, cttys: &[u32]) -> Result<TreePairs> {
     let ttys = |k: usize| procs[k].iter().filter(|f| f.dup_of.is_none()).filter_map(|f| if let FdKind::Tty(t) = &f.kind { Some(t) } else { None });
     let mut made = Terminals { pairs: HashMap::new(), linked: HashMap::new(), session: None, ignore: false, top, winch: false };
     for k in 0..procs.len() {
         for t in ttys(k).filter(|t| t.kind == TtyKind::PtyMaster) {
             let elsewhere = (0..procs.len()).filter(|&j| j != k).find(|&j| ttys(j).any(|x| x.kind == TtyKind::Outside && is_slave_of(x, t.index)));
-            let Some(j) = elsewhere else { continue };
+            let Some(j) = elsewhere.or(cttys.contains(&t.index).then_some(k)) else { continue };
             if made.pairs.contains_key(&t.index) {
                 continue;
             }

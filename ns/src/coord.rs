@@ -32,7 +32,7 @@
 
 use crate::report::{recv_bytes, send_bytes};
 use crate::treemsg::{socket_name, TreeMsg, LEN};
-use ckpt_image::tree::{image_name, Manifest, ProcState, TreeProc};
+use ckpt_image::tree::{image_name, pts_index_of_tty_nr, Ctty, Manifest, ProcState, TreeProc};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -108,6 +108,9 @@ struct Proc {
     exit_code: i32,
     /// 0 for ckpt's snapshot children (a clone without exit signal), which are not the program's.
     exit_signal: i32,
+    /// The controlling terminal (tty_nr, 0: none) and its foreground process group (tpgid).
+    tty_nr: i64,
+    tpgid: i32,
 }
 
 fn procs() -> Vec<Proc> {
@@ -123,7 +126,7 @@ fn procs() -> Vec<Proc> {
         let f: Vec<&str> = rest.split(' ').collect();
         // Field N of proc(5) is f[N - 3].
         let num = |n: usize| f.get(n - 3).and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(0) as i32;
-        out.push(Proc { pid, ppid: num(4), pgid: num(5), sid: num(6), zombie: f.first() == Some(&"Z"), exit_code: num(52), exit_signal: num(38) });
+        out.push(Proc { pid, ppid: num(4), pgid: num(5), sid: num(6), zombie: f.first() == Some(&"Z"), exit_code: num(52), exit_signal: num(38), tty_nr: num(7) as i64, tpgid: num(8) });
     }
     out.retain(|p| p.exit_signal != 0);
     out.sort_by_key(|p| p.pid);
@@ -625,6 +628,13 @@ impl Coord {
             same,
             tables,
             stopped: self.sleepers.iter().filter(|s| tree.iter().any(|p| p.pid == s.pid && !p.zombie)).map(|s| (s.pid, s.sig)).collect(),
+            // Sessions of the tree (led by a live process of it) with a pseudo-terminal as
+            // their controlling terminal.
+            ctty: tree
+                .iter()
+                .filter(|p| p.sid == p.pid && !p.zombie)
+                .filter_map(|p| Some(Ctty { sid: p.pid, index: pts_index_of_tty_nr(p.tty_nr)?, fg: p.tpgid.max(0) }))
+                .collect(),
         };
         // Never replace the previous set with one a restart would refuse (a checkpoint asked for
         // while the program exits: no live process left to be the root).

@@ -262,6 +262,18 @@ pub struct Restored {
     pub winch: bool,
 }
 
+/// Close stdin, stdout and stderr where the program had closed them (a daemon closes all three;
+/// the next file it opens takes fd 0): they are ckpt-restart's otherwise. The last thing before
+/// the switch, since an fd opened after it could take the number and our messages with it.
+pub fn close_stdio_the_program_closed(fds: &[FdState]) {
+    for n in 0..3 {
+        if !fds.iter().any(|f| f.fd == n) {
+            // SAFETY: closing our own stdio fd, which nothing of ours uses from here on.
+            unsafe { libc::close(n) };
+        }
+    }
+}
+
 /// Open every fd of the image at its number; close every other fd of ours above 2.
 /// `job`: connections to other tasks of a step, made again already (our fds, by inode);
 /// `keep`: other fds of ours to leave open (the step's links).

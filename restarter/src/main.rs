@@ -352,8 +352,9 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
         }
     }
     progress::info(format_args!("switching to the program ({} ms since ckpt-restart started)", (progress::now_ns() - progress::started_ns()) / 1_000_000));
-    // SAFETY: this is the only thread (staging threads were joined); the switch area is ready.
     tree::barrier()?;
+    fds::close_stdio_the_program_closed(&index.fds);
+    // SAFETY: this is the only thread (staging threads were joined); the switch area is ready.
     unsafe { plan::go(prepared) }
 }
 

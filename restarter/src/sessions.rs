@@ -10,7 +10,10 @@
 //!   reparented to init: with CLONE_PARENT by the root (init's child), else through a helper
 //!   process that creates it and exits (as a double-forking daemon did);
 //! - a session whose leader has exited is led again by a helper with the leader's id (clone3
-//!   set_tid), which calls setsid(), creates the session's orphans and exits (reaped by the root).
+//!   set_tid), which calls setsid(), creates the session's orphans and exits (reaped by the root);
+//!   where a process born in that session has a parent outside it (a subreaper whose child
+//!   double-forked, a CLONE_PARENT fork), the helper is that parent's child and creates it with
+//!   CLONE_PARENT (one such parent per session: the helper has one parent).
 //!
 //! What cannot be made this way (a process in a session that neither its parent nor any ancestor
 //! it could inherit from was in) is refused with one line. Process groups are joined afterwards,
@@ -25,6 +28,8 @@ pub enum Step {
     Child(i32),
     /// Create this process so that its parent is init.
     Orphan(i32),
+    /// Create this process as our parent's child (CLONE_PARENT): a session helper's.
+    Sibling(i32),
     /// Call setsid(): lead our own session from here on.
     Setsid,
     /// Create the helper that leads the session of this id (its leader exited) and creates
@@ -75,6 +80,12 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
         need.push((p.pid, p.sid, p.pid));
     }
     let wrong = |pid: i32, sid: i32| format!("process {pid} is in session {sid}, which neither its parent nor any process it could inherit it from was in: ckpt cannot restore that session");
+    // A session whose leader exited is made again by a helper with the leader's id, which
+    // creates (CLONE_PARENT) the processes born in it whose parent is not in it (a subreaper's
+    // child that double-forked into a session of its own): the helper is that parent's child,
+    // so there can be one such parent per session. Session -> that parent; process -> session.
+    let mut helper_parent: HashMap<i32, i32> = HashMap::new();
+    let mut sibling: HashMap<i32, i32> = HashMap::new();
     while let Some((pid, sid, whom)) = need.pop() {
         let p = by[&pid];
         if orphan(p) {
@@ -82,6 +93,19 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
         }
         let q = by[&p.ppid];
         if q.sid == sid {
+            continue;
+        }
+        if sid != 0 && !by.contains_key(&sid) {
+            match helper_parent.insert(sid, q.pid) {
+                Some(other) if other != q.pid => {
+                    return Err(format!(
+                        "process {whom} is in session {sid}, whose leader exited, which was born of both process {other} and process {}: ckpt makes such a session again through one helper process with the leader's id, the child of one parent, and cannot restore that session",
+                        q.pid
+                    ))
+                }
+                _ => {}
+            }
+            sibling.insert(pid, sid);
             continue;
         }
         if !leads(q) {
@@ -109,7 +133,8 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
         Some(s) => {
             add(s, what, false, z);
             if helpers.insert(s) {
-                add(root, Step::SessionHelper(s), true, false);
+                let parent = helper_parent.get(&s).copied().unwrap_or(root);
+                add(parent, Step::SessionHelper(s), parent == root, false);
             }
         }
     };
@@ -118,6 +143,10 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
             add(p.pid, Step::Setsid, false, false);
         }
         let z = zombie(p.pid);
+        if let Some(&s) = sibling.get(&p.pid) {
+            place(&mut add, Some(s), Step::Sibling(p.pid), z);
+            continue;
+        }
         if !orphan(p) {
             let q = by[&p.ppid];
             // Before the parent's setsid when it needs the session the parent was born in.
@@ -159,7 +188,7 @@ mod tests {
 
     #[test]
     fn a_child_forked_before_setsid_is_created_before_it() {
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(12, 11, 10, 10)], same: None, tables: Vec::new(), stopped: Vec::new() };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(12, 11, 10, 10)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new() };
         let p = plan(&m).unwrap();
         assert_eq!(p.steps(10), &[Step::Setsid, Step::Child(11)]);
         assert_eq!(p.steps(11), &[Step::Child(12), Step::Setsid]);
@@ -167,7 +196,7 @@ mod tests {
 
     #[test]
     fn an_orphan_of_a_dead_leader_gets_a_session_helper() {
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(13, 1, 12, 12)], same: None, tables: Vec::new(), stopped: Vec::new() };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(13, 1, 12, 12)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new() };
         let p = plan(&m).unwrap();
         assert_eq!(p.steps(10), &[Step::SessionHelper(12)]);
         assert_eq!(p.steps(12), &[Step::Orphan(13)]);
@@ -175,14 +204,28 @@ mod tests {
 
     #[test]
     fn a_group_whose_leader_exited_gets_a_group_helper_in_its_session() {
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(13, 11, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new() };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(13, 11, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new() };
         let p = plan(&m).unwrap();
         assert_eq!(p.steps(11), &[Step::Setsid, Step::Child(13), Step::GroupHelper(12)]);
     }
 
     #[test]
+    fn a_dead_leaders_session_under_a_live_parent_is_made_by_its_helper() {
+        // 11 (a subreaper) forked 12, which called setsid, forked 13 and exited: 13 is 11's.
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 0, 0), proc(13, 11, 12, 12)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new() };
+        let p = plan(&m).unwrap();
+        assert_eq!(p.steps(11), &[Step::SessionHelper(12)]);
+        assert_eq!(p.steps(12), &[Step::Sibling(13)]);
+        // Born of two parents: one helper cannot be the child of both.
+        let two = Manifest { procs: vec![proc(10, 1, 0, 0), proc(11, 10, 0, 0), proc(13, 11, 12, 12), proc(14, 10, 12, 12)], ..m };
+        assert!(plan(&two).unwrap_err().contains("born of both process"));
+    }
+
+    #[test]
     fn an_impossible_session_is_refused() {
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 11, 11), proc(12, 11, 12, 30)], same: None, tables: Vec::new(), stopped: Vec::new() };
-        assert!(plan(&m).unwrap_err().contains("process 12 is in session 30"));
+        // 12 is in 11's session (11 lives) but its parent, the root, never was (a CLONE_PARENT
+        // fork by 11: not made again).
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 11, 11), proc(12, 10, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new() };
+        assert!(plan(&m).unwrap_err().contains("process 12 is in session 11"));
     }
 }

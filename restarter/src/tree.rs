@@ -293,7 +293,8 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     if let Some((_, ix)) = indexes.iter().find(|(pid, _)| *pid == m.root) {
         crate::sysv_objects(ix)?;
     }
-    let mut shared = make_shared(&indexes, m.live().count() as u32, lossy)?;
+    let cttys: Vec<u32> = m.ctty.iter().map(|c| c.index).collect();
+    let mut shared = make_shared(&indexes, m.live().count() as u32, lossy, &cttys)?;
     if let Some(same) = m.same.as_deref() {
         let boot = indexes.iter().find(|(pid, _)| *pid == m.root).map(|(_, ix)| ix.meta.origin.boot_id.clone()).unwrap_or_default();
         let opts = crate::fds::Options { no_truncate, ignore_missing: lossy, same_boot: !boot.is_empty() && boot == ckpt_image::boot_id(), exact_ids: true };
@@ -317,6 +318,7 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     let s = SHARED.get().expect("set above");
     meet(&s.barrier.created, s.total, "created")?;
     enter_group(&mine)?;
+    foreground(&m, mine.pid);
     if let ProcState::Zombie { status } = mine.state {
         exit_as(status);
     }
@@ -359,8 +361,9 @@ fn image_of(p: &TreeProc) -> &str {
 }
 
 /// The pipes found in the fd tables of two processes or more, every shared memory object, the
-/// sockets the tree shares (`treeshare`; `lossy`: go on where something of them is lost).
-fn make_shared(indexes: &[(i32, Index)], live: u32, lossy: bool) -> Result<Shared> {
+/// sockets the tree shares (`treeshare`; `lossy`: go on where something of them is lost), the
+/// pseudo-terminal pairs split between processes or controlling a session (`cttys`).
+fn make_shared(indexes: &[(i32, Index)], live: u32, lossy: bool, cttys: &[u32]) -> Result<Shared> {
     let shared_pipes = ckpt_image::unshared::tree_pipes(indexes);
     let mut pipes = ckpt_kinds::pipe::Pipes::default();
     for (_, ix) in indexes {
@@ -372,7 +375,7 @@ fn make_shared(indexes: &[(i32, Index)], live: u32, lossy: bool) -> Result<Share
     }
     let top = indexes.iter().flat_map(|(_, ix)| ix.fds.iter().map(|f| f.fd)).max().unwrap_or(2) + 1;
     let fd_lists: Vec<&[ckpt_image::FdState]> = indexes.iter().map(|(_, ix)| &ix.fds[..]).collect();
-    let ptys = ckpt_kinds::tty::tree_pairs(&fd_lists, top).map_err(|e| anyhow!("{e}"))?;
+    let ptys = ckpt_kinds::tty::tree_pairs(&fd_lists, top, cttys).map_err(|e| anyhow!("{e}"))?;
     let mut sizes: HashMap<(u64, u64), u64> = HashMap::new();
     for (_, ix) in indexes {
         for s in &ix.shared {
@@ -538,9 +541,17 @@ fn spawn_children(m: &Manifest, plan: &Plan, pid: i32) -> Result<TreeProc> {
     let me = m.procs.iter().find(|p| p.pid == pid).cloned();
     for step in plan.steps(pid) {
         match *step {
-            Step::Setsid => setsid(pid)?,
+            Step::Setsid => {
+                setsid(pid)?;
+                take_ctty(m, pid);
+            }
             Step::Child(k) => {
                 if clone_with_pid(k, false, m.table_parent(k) == Some(pid))? == 0 {
+                    return spawn_children(m, plan, k);
+                }
+            }
+            Step::Sibling(k) => {
+                if clone_with_pid(k, true, false)? == 0 {
                     return spawn_children(m, plan, k);
                 }
             }
@@ -624,6 +635,49 @@ fn setsid(pid: i32) -> Result<()> {
         bail!("process {pid}: cannot make its session again: {}", std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The session leader `sid`, right after its setsid: take the session's controlling terminal
+/// again when it was one of the tree's pseudo-terminals, before the session's other processes
+/// are created (they inherit it then; processes made before would not have it).
+fn take_ctty(m: &Manifest, sid: i32) {
+    let Some(c) = m.ctty.iter().find(|c| c.sid == sid) else { return };
+    let Some(&(_, idx)) = SHARED.get().and_then(|s| s.ptys.get(&c.index)) else {
+        eprintln!("ckpt-restart: warning: the controlling terminal of session {sid}, /dev/pts/{}, is not a pseudo-terminal of the tree: the session has none after the restart", c.index);
+        return;
+    };
+    let path = std::ffi::CString::new(format!("/dev/pts/{idx}")).expect("no NUL");
+    // SAFETY: opening the tree's slave, making it our controlling terminal, closing our fd.
+    let ok = unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        let ok = fd >= 0 && libc::ioctl(fd, libc::TIOCSCTTY, 0) == 0;
+        if fd >= 0 {
+            libc::close(fd);
+        }
+        ok
+    };
+    if !ok {
+        eprintln!("ckpt-restart: warning: session {sid} cannot take its controlling terminal /dev/pts/{idx} again: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// Once every process is in its process group: a session leader whose controlling terminal is
+/// back makes its foreground process group the one it was (TIOCSCTTY made it the leader's).
+fn foreground(m: &Manifest, pid: i32) {
+    let Some(c) = m.ctty.iter().find(|c| c.sid == pid && c.fg > 0 && c.fg != pid) else { return };
+    // SAFETY: /dev/tty is our controlling terminal (none: the open fails); tcsetpgrp to a
+    // group of our session, from its foreground group (so no SIGTTOU); closing our fd.
+    let ok = unsafe {
+        let fd = libc::open(c"/dev/tty".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        let ok = fd >= 0 && libc::tcsetpgrp(fd, c.fg) == 0;
+        if fd >= 0 {
+            libc::close(fd);
+        }
+        ok || fd < 0
+    };
+    if !ok {
+        eprintln!("ckpt-restart: warning: session {pid}: cannot make process group {} its terminal's foreground again: {}", c.fg, std::io::Error::last_os_error());
+    }
 }
 
 /// Exit with wait status `status` (an exit code or a fatal signal, without a core file).

@@ -46,6 +46,7 @@ mod selfsend;
 mod selfsig;
 mod shellcmd;
 mod shmlink;
+mod posixaio;
 mod sigevthread;
 mod sighooks;
 mod sigqueue;
@@ -154,6 +155,7 @@ extern "C" fn init() {
     nshooks::resolve();
     spawnhooks::resolve();
     sigevthread::resolve();
+    posixaio::resolve();
     launch::resolve();
     threadattrs::resolve();
     seccomp::resolve();
@@ -255,6 +257,7 @@ extern "C" fn after_fork_child() {
     uffdwp::forget(true);
     control::after_fork();
     sigevthread::after_fork();
+    posixaio::after_fork();
     sighooks::hand_back_signals();
 }
 
@@ -279,6 +282,7 @@ pub(crate) fn member_child(table_of_parent: bool) {
     control::after_fork();
     control::setup_wake();
     sigevthread::after_fork();
+    posixaio::after_fork();
     tree::set_child();
     step::forget_in_child();
     triggers::no_timer();

@@ -77,23 +77,30 @@ fn start_helper() -> Result<i32, c_int> {
     if HELPER.load(Ordering::Acquire) != 0 {
         return Ok(HELPER.load(Ordering::Acquire));
     }
-    // The helper inherits this mask: every signal blocked but the stop signal and SIGSETXID.
-    let mask: u64 = !(crate::sighooks::stop_bit() | 1u64 << (33 - 1));
-    let mut old: u64 = 0;
-    let _ = syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &mask as *const u64, &mut old as *mut u64, 8);
-    let mut th: libc::pthread_t = 0;
-    // SAFETY: a plain thread creation; helper_main takes no argument.
-    let r = unsafe { libc::pthread_create(&mut th, std::ptr::null(), helper_main, std::ptr::null_mut()) };
-    let _ = syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &old as *const u64, 0, 8);
-    if r != 0 {
+    if !start_runtime_thread(helper_main) {
         return Err(libc::EAGAIN);
     }
-    // SAFETY: the new thread is alive (it never exits); its descriptor is valid.
-    unsafe { libc::pthread_detach(th) };
     while HELPER.load(Ordering::Acquire) == 0 {
         let _ = syscall!(libc::SYS_sched_yield);
     }
     Ok(HELPER.load(Ordering::Acquire))
+}
+
+/// Start a detached thread of the runtime's running `f`, with every signal blocked but the stop
+/// signal and SIGSETXID (the program's signals are not for it; checkpoints must stop it).
+pub fn start_runtime_thread(f: extern "C" fn(*mut c_void) -> *mut c_void) -> bool {
+    let mask: u64 = !(crate::sighooks::stop_bit() | 1u64 << (33 - 1));
+    let mut old: u64 = 0;
+    let _ = syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &mask as *const u64, &mut old as *mut u64, 8);
+    let mut th: libc::pthread_t = 0;
+    // SAFETY: a plain thread creation (it inherits the mask above); f takes no argument.
+    let r = unsafe { libc::pthread_create(&mut th, std::ptr::null(), f, std::ptr::null_mut()) };
+    let _ = syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &old as *const u64, 0, 8);
+    if r == 0 {
+        // SAFETY: th is the thread just created.
+        unsafe { libc::pthread_detach(th) };
+    }
+    r == 0
 }
 
 extern "C" fn helper_main(_: *mut c_void) -> *mut c_void {
@@ -125,13 +132,18 @@ struct Notice {
 }
 
 fn notify(t: &Timer) {
-    let n = Box::new(Notice { func: t.func.load(Ordering::Acquire), value: t.value.load(Ordering::Acquire), mask: t.mask.load(Ordering::Acquire) });
+    start_notice(t.func.load(Ordering::Acquire), t.value.load(Ordering::Acquire), t.mask.load(Ordering::Acquire), t.stack_size.load(Ordering::Acquire));
+}
+
+/// Start a detached thread (of stack size `ss`, 0: the default) that calls the program's
+/// notification function `func` with `value`, with signal mask `mask` (also for POSIX AIO).
+pub fn start_notice(func: usize, value: u64, mask: u64, ss: usize) {
+    let n = Box::new(Notice { func, value, mask });
     // SAFETY: attribute calls on a local attribute object; the thread gets the Box and frees it.
     unsafe {
         let mut attr: libc::pthread_attr_t = std::mem::zeroed();
         libc::pthread_attr_init(&mut attr);
         libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
-        let ss = t.stack_size.load(Ordering::Acquire);
         if ss != 0 {
             libc::pthread_attr_setstacksize(&mut attr, ss);
         }
@@ -161,16 +173,17 @@ extern "C" fn notice_main(p: *mut c_void) -> *mut c_void {
     std::ptr::null_mut()
 }
 
-/// struct sigevent as the kernel and glibc lay it out (64 bytes).
+/// struct sigevent as the kernel and glibc lay it out (64 bytes; also in glibc's aiocb).
 #[repr(C)]
-struct SigEvent {
-    value: u64,
-    signo: c_int,
-    notify: c_int,
+#[derive(Clone, Copy)]
+pub struct SigEvent {
+    pub value: u64,
+    pub signo: c_int,
+    pub notify: c_int,
     /// sigev_notify_function, or the target tid for SIGEV_THREAD_ID.
-    func_or_tid: u64,
-    attributes: *const libc::pthread_attr_t,
-    pad: [u64; 5],
+    pub func_or_tid: u64,
+    pub attributes: *const libc::pthread_attr_t,
+    pub pad: [u64; 4],
 }
 
 /// # Safety
@@ -212,7 +225,7 @@ pub unsafe extern "C" fn timer_create(clock: libc::clockid_t, sev: *mut libc::si
         notify: libc::SIGEV_THREAD_ID,
         func_or_tid: tid as u64,
         attributes: std::ptr::null(),
-        pad: [0; 5],
+        pad: [0; 4],
     };
     let mut kid: c_int = 0;
     match syscall!(libc::SYS_timer_create, clock, &kev as *const SigEvent, &mut kid as *mut c_int) {

@@ -20,3 +20,19 @@ fn processes_that_close_every_fd_are_checkpointed_and_continue() -> Result<()> {
 fn processes_that_close_every_fd_continue_after_two_restarts_as_nobody() -> Result<()> {
     ckpt_tests::trees::verify("tree-closeall-nobody", closeall, &[10, 35], true, 2).map(drop)
 }
+
+/// Processes that closed stdin (the parent) or stdin, stdout and stderr (its child) find them
+/// closed after a restart, and the next file they open is fd 0 again (zdtm fd: the child had
+/// ckpt-restart's /dev/null on fd 0); each round's observation is in the output, so a restart
+/// that hands them ckpt-restart's fds prints other steps than the uninterrupted run.
+#[test]
+fn closed_stdio_stays_closed_after_a_restart() -> Result<()> {
+    let make = |work: &Workdir| Program::c(work, "tree_stdio_closed.c", &[], &["40", "40"]);
+    ckpt_tests::trees::verify("tree-stdio-closed", make, &[12], false, 2).map(drop)
+}
+
+#[test]
+fn closed_stdio_stays_closed_after_two_restarts_as_nobody() -> Result<()> {
+    let make = |work: &Workdir| Program::c(work, "tree_stdio_closed.c", &[], &["40", "40"]);
+    ckpt_tests::trees::verify("tree-stdio-closed-nobody", make, &[10, 25], true, 2).map(drop)
+}

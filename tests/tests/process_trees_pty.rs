@@ -28,3 +28,27 @@ fn a_pseudo_terminal_between_parent_and_child_is_one_pair_again() -> Result<()> 
 fn a_pseudo_terminal_between_parent_and_child_as_nobody() -> Result<()> {
     verify("tree-pty-nobody", true)
 }
+
+/// A session of the tree whose controlling terminal is the tree's pseudo-terminal, held by no
+/// fd (a terminal emulator's shell; zdtm tty00, tty03: tree_ctty.c): after the restart /dev/tty
+/// is that terminal again, its session is the child's, its foreground group the grandchild's,
+/// and the master's close hangs it up with a SIGHUP to the child; also as nobody.
+fn verify_ctty(name: &str, as_nobody: bool) -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(name)?;
+    let program = Program::c(&work, "tree_ctty.c", &[], &["40", "40"])?;
+    let mut opts = Options::new(&work, &[12]);
+    opts.as_nobody = as_nobody;
+    opts.env = vec![("CKPT_NAMESPACE".into(), "1".into())];
+    run_and_verify(&bins, &program, &opts).map(drop)
+}
+
+#[test]
+fn a_sessions_controlling_terminal_of_the_tree_comes_back() -> Result<()> {
+    verify_ctty("tree-ctty", false)
+}
+
+#[test]
+fn a_sessions_controlling_terminal_of_the_tree_comes_back_as_nobody() -> Result<()> {
+    verify_ctty("tree-ctty-nobody", true)
+}

@@ -15,6 +15,9 @@
 //!   checkpoint time: the shell is a member of the tree; the same with popen() and pclose();
 //! - tree_orphans child: a child whose session differs from its parent's (it was forked before
 //!   its parent called setsid).
+//! - tree_subreaper_session: a daemon that double-forked under a child subreaper: its parent is
+//!   the subreaper, its session and group those of a leader that exited (made again by a helper
+//!   with the leader's id, the subreaper's child, which creates it with CLONE_PARENT).
 
 use anyhow::Result;
 use ckpt_tests::{run_and_verify, Bins, Options, Program, Workdir};
@@ -118,4 +121,15 @@ fn forked_children_inherit_no_fd_of_the_runtime() -> Result<()> {
     let last = outcome.records.last().map(|r| r.stdout.clone()).unwrap_or_default();
     anyhow::ensure!(last.contains("result leaks=0 "), "a child inherited a runtime fd:\n{last}");
     Ok(())
+}
+
+#[test]
+fn a_daemon_under_a_subreaper_keeps_its_parent_and_its_dead_leaders_session() -> Result<()> {
+    verify("sem-subreaper-session", "tree_subreaper_session.c", &["40", "40"], &[12])
+}
+
+#[test]
+fn a_daemon_under_a_subreaper_keeps_its_session_after_two_restarts_as_nobody() -> Result<()> {
+    let make = |work: &Workdir| Program::c(work, "tree_subreaper_session.c", &[], &["40", "40"]);
+    ckpt_tests::trees::verify("sem-subreaper-session-nobody", make, &[10, 25], true, 3).map(drop)
 }
