@@ -346,9 +346,7 @@ fn make(d: &Deleted, image: &Reader) -> Result<(RawFd, bool)> {
 /// filled, and linked at its path (never over something put there meanwhile), where it stays.
 fn saved_file(d: &Deleted, image: &Reader) -> Result<RawFd> {
     let gone = |what: &str| Error::last(format!("cannot recreate file {} from the image ({what})", lossy(&d.path)));
-    let dir = cstr(split(&d.path).0)?;
-    // SAFETY: dir is a valid C string.
-    let t = unsafe { libc::open(dir.as_ptr(), libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC, 0o600) };
+    let t = tmpfile_in(split(&d.path).0)?;
     if t < 0 {
         return Err(gone("its directory cannot hold a new file"));
     }
@@ -356,9 +354,7 @@ fn saved_file(d: &Deleted, image: &Reader) -> Result<RawFd> {
         close(t);
         return Err(e);
     }
-    let (from, to) = (cstr(format!("/proc/self/fd/{t}").as_bytes())?, cstr(&d.path)?);
-    // SAFETY: both are valid C strings.
-    if unsafe { libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW) } != 0 {
+    if !link_at(t, &d.path)? {
         let e = gone("cannot link it at its path");
         close(t);
         return Err(e);
@@ -406,9 +402,7 @@ fn unnamed_file(path: &[u8]) -> Result<RawFd> {
     if let Some(name) = path.strip_prefix(b"/memfd:") {
         return memfd(name);
     }
-    let dir = cstr(split(path).0)?;
-    // SAFETY: dir is a valid C string.
-    let t = unsafe { libc::open(dir.as_ptr(), libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC, 0o600) };
+    let t = tmpfile_in(split(path).0)?;
     if t >= 0 {
         return Ok(take_old_name(t, path));
     }
@@ -422,9 +416,8 @@ fn unnamed_file(path: &[u8]) -> Result<RawFd> {
 /// through /proc/self/fd (AT_SYMLINK_FOLLOW needs no privilege, unlike AT_EMPTY_PATH); never over
 /// an existing name. For a moment the empty file, mode 0600, is at `path`.
 fn take_old_name(t: RawFd, path: &[u8]) -> RawFd {
-    let (Ok(from), Ok(to)) = (cstr(format!("/proc/self/fd/{t}").as_bytes()), cstr(path)) else { return t };
-    // SAFETY: both are valid C strings.
-    if unsafe { libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW) } != 0 {
+    let Ok(to) = cstr(path) else { return t };
+    if !link_at(t, path).unwrap_or(false) {
         return t;
     }
     // SAFETY: to is a valid C string.
@@ -445,6 +438,23 @@ fn take_old_name(t: RawFd, path: &[u8]) -> RawFd {
     }
     close(t);
     named
+}
+
+/// A new unnamed regular file (O_TMPFILE, read-write, mode 0600 for now) in directory `dir`; a
+/// negative fd (errno set) when the directory cannot hold one.
+fn tmpfile_in(dir: &[u8]) -> Result<RawFd> {
+    let dir = cstr(dir)?;
+    // SAFETY: dir is a valid C string.
+    Ok(unsafe { libc::open(dir.as_ptr(), libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC, 0o600) })
+}
+
+/// Give the file open as `t` (an fd of ours) the name `path`, never over an existing name:
+/// linked through /proc/self/fd (AT_SYMLINK_FOLLOW needs no privilege, unlike AT_EMPTY_PATH).
+/// Whether it was linked (errno set when not).
+fn link_at(t: RawFd, path: &[u8]) -> Result<bool> {
+    let (from, to) = (cstr(format!("/proc/self/fd/{t}").as_bytes())?, cstr(path)?);
+    // SAFETY: both are valid C strings.
+    Ok(unsafe { libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW) } == 0)
 }
 
 /// Size the new file `t` and write the stored data into it (holes stay holes).
