@@ -52,10 +52,6 @@ int main(int argc, char **argv)
         close(p[0]);
         if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
             _exit(3);
-        /* Not at once: a fork in the first instants of a process can inherit a /proc file its
-         * runtime's checkpoint thread has open for a moment (a runtime race of its own, not
-         * what this program is about: it then refuses the restart). */
-        sleep_ms(100);
         pid_t me = getpid();
         pid_t a = fork();
         if (a < 0)
