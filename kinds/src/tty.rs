@@ -16,6 +16,9 @@
 //!   had set (raw mode, no echo: what full-screen programs set) and its own window size; the
 //!   program then gets SIGWINCH so that it redraws. The same for stdin, stdout and stderr when
 //!   they were a terminal and ckpt-restart's are one.
+//! - a terminal device the program opened by a name that is not its controlling terminal nor a
+//!   pseudo-terminal (a console, a virtual terminal, a serial line): opened again at that name
+//!   when the same device is still there, with the termios it had.
 
 use crate::{check, close, info, lossy, sys, warn, Error, Result};
 use ckpt_image::{FdKind, FdState, Tty, TtyKind};
@@ -260,6 +263,21 @@ fn session_terminal() -> Option<CString> {
     Some(c"/dev/tty".to_owned())
 }
 
+/// The path of a terminal device from outside that is no pseudo-terminal (a console, a virtual
+/// terminal, a serial line, reached through a device node the program opened by name) when the
+/// same device is still at that path: it is opened there again rather than replaced by
+/// ckpt-restart's terminal. None for the controlling terminal and for /dev/pts devices.
+fn same_device(t: &Tty) -> Option<CString> {
+    if pts_index(t.rdev).is_some() || t.path.first() != Some(&b'/') || t.path.ends_with(b" (deleted)") {
+        return None;
+    }
+    let p = CString::new(t.path.clone()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: p is a valid C string and st has room for a struct stat.
+    let st = unsafe { (libc::stat(p.as_ptr(), st.as_mut_ptr()) == 0).then(|| st.assume_init())? };
+    (st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == t.rdev).then_some(p)
+}
+
 fn open_path(p: &CString, flags: i32) -> Result<RawFd> {
     let f = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_ASYNC) | libc::O_NOCTTY | libc::O_CLOEXEC;
     // SAFETY: p is a valid C string.
@@ -440,6 +458,13 @@ impl Terminals {
                 }
                 Err(e) => self.missing(f, t, &format!("ckpt-restart has no controlling terminal ({e})")),
             },
+            TtyKind::Outside if !t.ctty && same_device(t).is_some() => {
+                let fd = open_path(&same_device(t).unwrap_or_default(), f.flags)?;
+                if !t.termios.is_empty() && termios(fd).as_deref() != Some(&t.termios[..]) {
+                    set_termios(fd, &t.termios);
+                }
+                Ok(fd)
+            }
             TtyKind::Outside => match self.session.clone() {
                 Some(p) => {
                     let fd = open_path(&p, f.flags)?;

@@ -36,6 +36,19 @@ fn own_pseudo_terminal_pairs_come_back_as_nobody() {
     ready_go("tty_pty_pair", "tty_pty_pair_nobody", true, |_| {}, &[]);
 }
 
+/// A terminal device opened by a name of the program's own (a node with /dev/console's
+/// numbers it made in its directory, as zdtm's console test does): it is opened there again at
+/// the restart, not refused for want of a terminal nor replaced by ckpt-restart's.
+#[test]
+fn a_terminal_device_node_opened_by_name_comes_back_through_it() {
+    if !ckpt_tests::scenario::is_root() {
+        ckpt_tests::skip_test!("making a device node (mknod) needs root");
+        return;
+    }
+    let r = ready_go("tty_device_node", "tty_device_node", false, |_| {}, &[]);
+    assert!(r.stdout.contains("same device: yes\nthrough the node: yes"), "{}", r.stdout);
+}
+
 /// A process on a new pseudo-terminal of `rows` x `cols` (its session's controlling terminal),
 /// everything it writes collected.
 struct OnTty {
