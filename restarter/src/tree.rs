@@ -302,6 +302,8 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
         (shared.files, shared.fillers) = share_files(&indexes, same, &opts, &mut shared.pipes)?;
         share_deleted(set, &m, &indexes, same, euid, &mut shared.files)?;
     }
+    // Pidfds of one exited process that several processes hold: one pidfs inode again.
+    shared.files.extend(crate::fdobjs::tree_exited(&indexes, m.same.as_deref())?.into_iter().map(|(at, fd)| (at, (fd, None))));
     // A task of a Slurm step: its connections to the other tasks, whichever process held them,
     // made again once for the tree (after its own listeners are bound).
     let top = indexes.iter().flat_map(|(_, ix)| ix.fds.iter().map(|f| f.fd)).max().unwrap_or(2) + 1;
