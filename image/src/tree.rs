@@ -39,6 +39,12 @@
 //! pair is one of the tree's (its master held by a process of the set). A ckpt that does not
 //! know these lines refuses such a set at that line (the session would lose its terminal).
 //!
+//! A process whose exit signal (the signal its parent gets when it ends) is not SIGCHLD, made by
+//! clone with another one or none (`clone(fn, stack, 0, arg)`: its parent gets no signal, and
+//! waits for it only with __WCLONE or __WALL), has a line `exitsig PID SIG` (SIG 0: none): the
+//! restart makes it with that exit signal again. A ckpt that does not know these lines refuses
+//! such a set at that line (it would make the process with SIGCHLD).
+//!
 //! pgid and sid are as the namespace sees them: 0 when they lie outside it (the outer ckpt-run's
 //! group and session, which the restarted tree joins again the same way).
 
@@ -103,6 +109,8 @@ pub struct Manifest {
     pub stopped: Vec<(i32, i32)>,
     /// The sessions whose controlling terminal is a pseudo-terminal.
     pub ctty: Vec<Ctty>,
+    /// The processes whose exit signal is not SIGCHLD: (pid, signal; 0: none).
+    pub exit_signals: Vec<(i32, i32)>,
 }
 
 /// The file name of process `pid`'s image in a set.
@@ -133,6 +141,9 @@ impl Manifest {
         }
         for c in &self.ctty {
             s.push_str(&format!("ctty {} {} {}\n", c.sid, c.index, c.fg));
+        }
+        for (pid, sig) in &self.exit_signals {
+            s.push_str(&format!("exitsig {pid} {sig}\n"));
         }
         s
     }
@@ -194,6 +205,13 @@ impl Manifest {
                     }
                     m.ctty.push(c);
                 }
+                ["exitsig", pid, sig] => {
+                    let (pid, sig) = (num(pid)? as i32, num(sig)? as i32);
+                    if !(0..=64).contains(&sig) || sig == libc::SIGCHLD || m.exit_signals.iter().any(|s| s.0 == pid) {
+                        return Err(bad());
+                    }
+                    m.exit_signals.push((pid, sig));
+                }
                 [""] => {}
                 _ => return Err(bad()),
             }
@@ -205,6 +223,10 @@ impl Manifest {
         // (A files line names a live process of the set and its live parent.)
         if let Some((pid, parent)) = m.tables.iter().find(|(pid, parent)| !m.live().any(|(p, _)| p.pid == *pid && p.ppid == *parent) || !m.live().any(|(p, _)| p.pid == *parent)) {
             return Err(format!("the process {pid} that shares the fd table of {parent} is not a live child of it in the set"));
+        }
+        // (An exitsig line names a process of the set.)
+        if let Some((pid, _)) = m.exit_signals.iter().find(|(pid, _)| !m.procs.iter().any(|p| p.pid == *pid)) {
+            return Err(format!("the process {pid} with exit signal line is not a process of the set"));
         }
         // (A ctty line names a live process of the set that leads its session.)
         if let Some(c) = m.ctty.iter().find(|c| !m.live().any(|(p, _)| p.pid == c.sid && p.sid == c.sid)) {
@@ -258,6 +280,11 @@ impl Manifest {
         self.stopped.iter().find(|s| s.0 == pid).map(|s| s.1)
     }
 
+    /// The signal process `pid`'s parent gets when it ends (0: none).
+    pub fn exit_signal(&self, pid: i32) -> i32 {
+        self.exit_signals.iter().find(|s| s.0 == pid).map_or(libc::SIGCHLD, |s| s.1)
+    }
+
     /// The processes whose parent is `pid` (0: those whose parent is outside the set, init's).
     pub fn children_of(&self, pid: i32) -> impl Iterator<Item = &TreeProc> {
         let inside = |p: i32| self.procs.iter().any(|q| q.pid == p);
@@ -297,8 +324,20 @@ mod tests {
             tables: Vec::new(),
             stopped: Vec::new(),
             ctty: Vec::new(),
+            exit_signals: Vec::new(),
         };
         assert_eq!(Manifest::parse(&m.encode()), Ok(m.clone()));
+        // A clone child without exit signal (a zombie here) and one with SIGUSR1.
+        let mut quiet = m.clone();
+        quiet.exit_signals = vec![(11, 0), (10, libc::SIGUSR1)];
+        assert!(quiet.encode().contains("exitsig 11 0\nexitsig 10 10\n"));
+        assert_eq!(Manifest::parse(&quiet.encode()), Ok(quiet.clone()));
+        assert_eq!((quiet.exit_signal(11), quiet.exit_signal(10), m.exit_signal(11)), (0, libc::SIGUSR1, libc::SIGCHLD));
+        // Not a process of the set, SIGCHLD itself, or not a signal: refused.
+        for bad in [(12, 0), (11, libc::SIGCHLD), (11, 65)] {
+            quiet.exit_signals = vec![bad];
+            assert!(Manifest::parse(&quiet.encode()).is_err(), "{bad:?}");
+        }
         let mut ctty = m.clone();
         ctty.procs[1].state = ProcState::Live { image: image_name(11) };
         ctty.ctty = vec![Ctty { sid: 11, index: 3, fg: 11 }];

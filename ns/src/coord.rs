@@ -106,14 +106,20 @@ struct Proc {
     zombie: bool,
     /// The wait status of a zombie.
     exit_code: i32,
-    /// 0 for ckpt's snapshot children (a clone without exit signal), which are not the program's.
+    /// The signal its parent gets when it ends: SIGCHLD for a fork, 0 for a clone without one
+    /// (the program's `clone(fn, stack, 0, arg)`, and ckpt's image writers, left out by name).
     exit_signal: i32,
     /// The controlling terminal (tty_nr, 0: none) and its foreground process group (tpgid).
     tty_nr: i64,
     tpgid: i32,
 }
 
-fn procs() -> Vec<Proc> {
+/// The processes of the tree: every process in init's /proc but ckpt's own image writers
+/// (`WRITER_NAME`, a clone without exit signal of a member, or init's child once its member
+/// ended) unless they are members (a program that took that name runs the runtime). A child the
+/// program made by clone without exit signal is one of them like any other: a member when the
+/// runtime made it (glibc's clone), else named as a process without the runtime.
+fn procs(members: &[Member]) -> Vec<Proc> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir("/proc") else { return out };
     for e in rd.flatten() {
@@ -128,7 +134,7 @@ fn procs() -> Vec<Proc> {
         let num = |n: usize| f.get(n - 3).and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(0) as i32;
         out.push(Proc { pid, ppid: num(4), pgid: num(5), sid: num(6), zombie: f.first() == Some(&"Z"), exit_code: num(52), exit_signal: num(38), tty_nr: num(7) as i64, tpgid: num(8) });
     }
-    out.retain(|p| p.exit_signal != 0);
+    out.retain(|p| members.iter().any(|m| m.pid == p.pid) || comm(p.pid).as_bytes() != crate::WRITER_NAME.to_bytes());
     out.sort_by_key(|p| p.pid);
     out
 }
@@ -138,6 +144,16 @@ fn comm(pid: i32) -> String {
 }
 
 impl Coord {
+    /// The processes of the tree (`procs`).
+    fn procs(&self) -> Vec<Proc> {
+        procs(&self.members)
+    }
+
+    /// The live processes of the tree that are not members (not stopped by job control either).
+    fn missing(&self) -> Vec<i32> {
+        self.procs().iter().filter(|p| !p.zombie && self.index_of(p.pid).is_none() && !self.asleep(p.pid)).map(|p| p.pid).collect()
+    }
+
     /// Listen on the tree's socket for the namespace of `outer_pid`.
     pub fn new(target: Target, outer_pid: i32, tool: &'static str) -> std::io::Result<Coord> {
         // SAFETY: a new socket, owned below.
@@ -299,7 +315,7 @@ impl Coord {
     /// status) when the namespace is to end; `step`: as its part of a Slurm step's checkpoint).
     fn checkpoint(&mut self, requester: i32, stop: bool, step: bool) -> Option<i32> {
         let req = self.index_of(requester)?;
-        let others = procs().into_iter().filter(|p| p.pid != requester).count();
+        let others = self.procs().into_iter().filter(|p| p.pid != requester).count();
         let had_set = self.target.dir.join(std::ffi::OsStr::from_bytes(&self.set_name(0))).is_dir();
         if others == 0 && !had_set {
             self.send(req, TreeMsg::Solo, None);
@@ -360,19 +376,18 @@ impl Coord {
         self.members.retain(|m| live(m.pid));
         // A traced process cannot take its part: said at once, before any waiting.
         // So can one that changed its user ids.
-        let unfit: Vec<String> = procs().iter().filter(|p| !p.zombie).filter_map(|p| traced(p.pid).or_else(|| other_user(p.pid))).collect();
+        let unfit: Vec<String> = self.procs().iter().filter(|p| !p.zombie).filter_map(|p| traced(p.pid).or_else(|| other_user(p.pid))).collect();
         if !unfit.is_empty() {
             return Err(unfit.join("; "));
         }
         // Stopped ones are woken later (`phases`); they cannot connect before.
-        self.sleepers = procs().iter().filter(|p| !p.zombie && crate::jobstop::is_stopped(p.pid)).map(|p| Sleeper { pid: p.pid, sig: 0, woken: false }).collect();
+        self.sleepers = self.procs().iter().filter(|p| !p.zombie && crate::jobstop::is_stopped(p.pid)).map(|p| Sleeper { pid: p.pid, sig: 0, woken: false }).collect();
         // The first srun is enough to name (it forks a helper of the same name).
-        if let Some(why) = procs().iter().filter(|p| !p.zombie).find_map(|p| crate::launchers::outside_work(p.pid)) {
+        if let Some(why) = self.procs().iter().filter(|p| !p.zombie).find_map(|p| crate::launchers::outside_work(p.pid)) {
             return Err(why);
         }
-        let missing = |c: &Coord| procs().iter().filter(|p| !p.zombie && c.index_of(p.pid).is_none() && !c.asleep(p.pid)).map(|p| p.pid).collect::<Vec<_>>();
-        if !self.wait_until(JOIN, |c| missing(c).is_empty()) {
-            return Err(not_running_runtime(&missing(self)));
+        if !self.wait_until(JOIN, |c| c.missing().is_empty()) {
+            return Err(not_running_runtime(&self.missing()));
         }
         let (tmp, dirfd) = self.make_tmp()?;
         let r = self.phases(gen, &tmp, &dirfd, stop, lead);
@@ -398,7 +413,7 @@ impl Coord {
     /// (asked of the parent, which is stopped for the checkpoint), or that init took (an
     /// orphan's); SIGSTOP when neither tells (a report the program took already).
     fn stop_signal(&mut self, pid: i32) -> i32 {
-        let ppid = procs().iter().find(|p| p.pid == pid).map_or(0, |p| p.ppid);
+        let ppid = self.procs().iter().find(|p| p.pid == pid).map_or(0, |p| p.ppid);
         let sig = if ppid == 1 {
             crate::jobstop::reaped_stop(pid).unwrap_or(0)
         } else if let Some(i) = self.index_of(ppid).filter(|_| !self.asleep(ppid)) {
@@ -496,11 +511,10 @@ impl Coord {
         // every live process of the tree is a stopped member.
         // A stopped process is woken only once every running one has stopped its threads, and
         // joins (a stopped one that had not connected yet) or answers in the next round.
-        let missing = |c: &Coord| procs().iter().filter(|p| !p.zombie && c.index_of(p.pid).is_none() && !c.asleep(p.pid)).map(|p| p.pid).collect::<Vec<_>>();
         for round in 0.. {
-            self.wait_until(JOIN, |c| missing(c).is_empty());
+            self.wait_until(JOIN, |c| c.missing().is_empty());
             // Woken, and still not ours: it does not run the runtime.
-            let lost: Vec<i32> = missing(self).into_iter().filter(|&p| self.sleeper(p).is_some()).collect();
+            let lost: Vec<i32> = self.missing().into_iter().filter(|&p| self.sleeper(p).is_some()).collect();
             if !lost.is_empty() {
                 self.abort();
                 return Err(not_running_runtime(&lost));
@@ -526,7 +540,7 @@ impl Coord {
                 self.wake(tmp, gen, dirfd);
                 continue;
             }
-            let left = missing(self);
+            let left = self.missing();
             if left.is_empty() && self.members.iter().all(|m| m.asked) {
                 break;
             }
@@ -543,7 +557,7 @@ impl Coord {
         // While all are stopped: the fds several of them hold as one open file.
         let same = crate::samefds::groups(&cut);
         // The tree as it is at the cut.
-        let tree = procs();
+        let tree = self.procs();
         // The fd tables several of them share (clone with CLONE_FILES).
         let in_cut: Vec<(i32, i32)> = tree.iter().filter(|p| cut.contains(&p.pid)).map(|p| (p.pid, p.ppid)).collect();
         let tables = match crate::samefds::tables(&in_cut) {
@@ -635,6 +649,7 @@ impl Coord {
                 .filter(|p| p.sid == p.pid && !p.zombie)
                 .filter_map(|p| Some(Ctty { sid: p.pid, index: pts_index_of_tty_nr(p.tty_nr)?, fg: p.tpgid.max(0) }))
                 .collect(),
+            exit_signals: tree.iter().filter(|p| p.exit_signal != libc::SIGCHLD).map(|p| (p.pid, p.exit_signal)).collect(),
         };
         // Never replace the previous set with one a restart would refuse (a checkpoint asked for
         // while the program exits: no live process left to be the root).
@@ -719,7 +734,7 @@ fn not_running_runtime(pids: &[i32]) -> String {
     }
     let list: Vec<String> = pids.iter().map(|&p| format!("{p} ({})", comm(p))).collect();
     format!(
-        "process {} does not run ckpt's runtime or lost its link to the tree (a static or setuid program, one started without LD_PRELOAD, a child made by a raw clone system call instead of fork, or one that closed the runtime's fds with a raw close system call or dup2): it cannot be checkpointed",
+        "process {} does not run ckpt's runtime or lost its link to the tree (a static or setuid program, one started without LD_PRELOAD, a child made by a raw clone system call instead of fork or by clone() from a process with several threads (with or without an exit signal), or one that closed the runtime's fds with a raw close system call or dup2): it cannot be checkpointed",
         list.join(", ")
     )
 }

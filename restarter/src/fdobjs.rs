@@ -94,6 +94,43 @@ impl Exited {
     }
 }
 
+/// The pidfds of exited processes that several processes of a tree hold (one pidfs inode in
+/// two images or more), made once for the tree before its processes are: by holder (pid, fd),
+/// our fd. Holders that are one open file (`same`) get one open; the others each their own, of
+/// the same exited process, so that their inodes are one again (zdtm pidfd_diffdead).
+pub fn tree_exited(indexes: &[(i32, ckpt_image::Index)], same: Option<&[Vec<(i32, i32)>]>) -> Result<Vec<((i32, i32), RawFd)>> {
+    // pidfs inode -> its holders (pid, fd) with their flags.
+    type Holders = Vec<((i32, i32), i32)>;
+    let mut held: std::collections::BTreeMap<u64, Holders> = Default::default();
+    for (pid, ix) in indexes {
+        for f in ix.fds.iter().filter(|f| f.fd >= 0 && f.dup_of.is_none()) {
+            if let ckpt_image::FdKind::ExitedPidFd { ino } = f.kind {
+                held.entry(ino).or_default().push(((*pid, f.fd), f.flags));
+            }
+        }
+    }
+    let mut exited = Exited::default();
+    let mut out: Vec<((i32, i32), RawFd)> = Vec::new();
+    let r = held.iter().filter(|(_, h)| h.iter().any(|(at, _)| at.0 != h[0].0 .0)).try_for_each(|(&ino, holders)| -> Result<()> {
+        for &(at, flags) in holders {
+            let one_file = same.into_iter().flatten().find(|g| g.contains(&at));
+            let opened = one_file.and_then(|g| out.iter().find(|(o, _)| g.contains(o)).map(|o| o.1));
+            let fd = match opened {
+                Some(fd) => fd,
+                None => {
+                    let fd = exited.open(ino, flags)?;
+                    set_status_flags(fd, flags);
+                    fd
+                }
+            };
+            out.push((at, fd));
+        }
+        Ok(())
+    });
+    exited.reap();
+    r.map(|_| out)
+}
+
 /// A child that exits at once and is left a zombie; its pid.
 fn exited_helper() -> Result<i32> {
     // SAFETY: a raw clone without CLONE_VM (the child has its own copy of our memory) and no

@@ -280,6 +280,7 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     if let Some((pid, parent)) = m.tables.iter().find(|(pid, parent)| !plan.steps(*parent).contains(&Step::Child(*pid))) {
         bail!("{}: process {pid} shares the fd table of its parent {parent}, which this restart would not make it a child of (its session or group is made otherwise): it cannot be restarted", set.display());
     }
+    exit_signals_made(&m, &plan).map_err(|e| anyhow!("{}: {e}", set.display()))?;
     let mut m = m;
     if let Some(same) = m.same.as_mut() {
         // (The fds of the processes that share a table are its owner's.)
@@ -301,6 +302,8 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
         (shared.files, shared.fillers) = share_files(&indexes, same, &opts, &mut shared.pipes)?;
         share_deleted(set, &m, &indexes, same, euid, &mut shared.files)?;
     }
+    // Pidfds of one exited process that several processes hold: one pidfs inode again.
+    shared.files.extend(crate::fdobjs::tree_exited(&indexes, m.same.as_deref())?.into_iter().map(|(at, fd)| (at, (fd, None))));
     // A task of a Slurm step: its connections to the other tasks, whichever process held them,
     // made again once for the tree (after its own listeners are bound).
     let top = indexes.iter().flat_map(|(_, ix)| ix.fds.iter().map(|f| f.fd)).max().unwrap_or(2) + 1;
@@ -328,6 +331,16 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
         let _ = std::fs::write("/proc/sys/kernel/ns_last_pid", s.max_id.to_string());
     }
     Ok(set.join(image_of(&mine)))
+}
+
+/// Every process with another exit signal than SIGCHLD (the manifest's `exitsig` lines) is made
+/// by its parent (`Step::Child`, which gives it that signal); one made otherwise (with
+/// CLONE_PARENT by a session helper, or through init: an orphan) would get SIGCHLD: refused.
+fn exit_signals_made(m: &Manifest, plan: &Plan) -> Result<(), String> {
+    match m.exit_signals.iter().find(|&&(pid, _)| !m.procs.iter().any(|p| p.pid == pid && plan.steps(p.ppid).contains(&Step::Child(pid)))) {
+        Some((pid, sig)) => Err(format!("process {pid} had exit signal {sig} (made by clone with it), and this restart would not make it as its parent's child (its session is made otherwise): it would get SIGCHLD; it cannot be restarted faithfully")),
+        None => Ok(()),
+    }
 }
 
 /// Refuse a tree whose processes share objects that would come back separate (or warn, `lossy`).
@@ -518,12 +531,14 @@ pub fn shared_file(fd: i32) -> Option<(RawFd, Option<u64>)> {
 }
 
 /// clone3 a process with pid `pid` (as a child of our parent with `sibling`; sharing our fd
-/// table with `files`); 0 in the child.
-fn clone_with_pid(pid: i32, sibling: bool, files: bool) -> Result<i32> {
+/// table with `files`; `exit_signal`: what its parent gets when it ends, 0: nothing); 0 in the
+/// child.
+fn clone_with_pid(pid: i32, sibling: bool, files: bool, exit_signal: i32) -> Result<i32> {
     let tid = [pid];
     let flags = if sibling { libc::CLONE_PARENT as u64 } else { 0 } | if files { libc::CLONE_FILES as u64 } else { 0 };
-    // clone3 refuses an exit signal with CLONE_PARENT (EINVAL): the sibling gets our own (SIGCHLD).
-    let exit_signal = if sibling { 0 } else { libc::SIGCHLD as u64 };
+    // clone3 refuses an exit signal with CLONE_PARENT (EINVAL): the sibling gets our own (SIGCHLD;
+    // `exit_signals_made` refused a set that needs another one).
+    let exit_signal = if sibling { 0 } else { exit_signal as u64 };
     let a = ckpt_ns::CloneArgs { flags, exit_signal, set_tid: tid.as_ptr() as u64, set_tid_size: 1, ..Default::default() };
     // SAFETY: a fork-like clone3 of this single-threaded process; the child continues here.
     let r = unsafe { libc::syscall(libc::SYS_clone3, &a as *const ckpt_ns::CloneArgs, std::mem::size_of::<ckpt_ns::CloneArgs>()) };
@@ -546,12 +561,12 @@ fn spawn_children(m: &Manifest, plan: &Plan, pid: i32) -> Result<TreeProc> {
                 take_ctty(m, pid);
             }
             Step::Child(k) => {
-                if clone_with_pid(k, false, m.table_parent(k) == Some(pid))? == 0 {
+                if clone_with_pid(k, false, m.table_parent(k) == Some(pid), m.exit_signal(k))? == 0 {
                     return spawn_children(m, plan, k);
                 }
             }
             Step::Sibling(k) => {
-                if clone_with_pid(k, true, false)? == 0 {
+                if clone_with_pid(k, true, false, libc::SIGCHLD)? == 0 {
                     return spawn_children(m, plan, k);
                 }
             }
@@ -566,7 +581,7 @@ fn spawn_children(m: &Manifest, plan: &Plan, pid: i32) -> Result<TreeProc> {
                 }
             }
             Step::SessionHelper(s) => {
-                let h = clone_with_pid(s, false, false)?;
+                let h = clone_with_pid(s, false, false, libc::SIGCHLD)?;
                 if h == 0 {
                     setsid(s)?;
                     return spawn_children(m, plan, s);
@@ -588,11 +603,11 @@ fn spawn_children(m: &Manifest, plan: &Plan, pid: i32) -> Result<TreeProc> {
 /// through a helper that exits. True in the new process.
 fn make_orphan(m: &Manifest, creator: i32, pid: i32, helper: bool) -> Result<bool> {
     if creator == m.root || helper {
-        return Ok(clone_with_pid(pid, creator == m.root, false)? == 0);
+        return Ok(clone_with_pid(pid, creator == m.root, false, libc::SIGCHLD)? == 0);
     }
-    let h = clone_with_pid(helper_id(), false, false)?;
+    let h = clone_with_pid(helper_id(), false, false, libc::SIGCHLD)?;
     if h == 0 {
-        if clone_with_pid(pid, false, false)? == 0 {
+        if clone_with_pid(pid, false, false, libc::SIGCHLD)? == 0 {
             return Ok(true);
         }
         // SAFETY: leaving the helper: its child becomes init's.

@@ -22,13 +22,8 @@ pub type Drained = (u64, Result<Vec<u8>, String>);
 
 /// The socket inodes of the fds of process `pid` (dups once), with the fd numbers.
 fn socket_fds(pid: &[u8]) -> Vec<(i32, u64)> {
-    let dir = [b"/proc/", pid, b"/fd"].concat();
-    let Ok(names) = sys::list_dir(&sys::cpath(&[&dir])) else { return Vec::new() };
     let mut out: Vec<(i32, u64)> = Vec::new();
-    for n in names {
-        let Some(fd) = std::str::from_utf8(&n).ok().and_then(|x| x.parse::<i32>().ok()) else { continue };
-        let Ok(link) = sys::readlink(&sys::cpath(&[&dir, b"/", &n])) else { continue };
-        let Some(ino) = link.strip_prefix(b"socket:[").and_then(|r| r.strip_suffix(b"]")).and_then(|r| std::str::from_utf8(r).ok()?.parse::<u64>().ok()) else { continue };
+    for (fd, ino) in crate::treesocks::sockets_of(pid) {
         if !out.iter().any(|o| o.1 == ino) {
             out.push((fd, ino));
         }
@@ -49,19 +44,20 @@ pub fn drain(gen: u64) -> Vec<Drained> {
         return Vec::new();
     }
     let me = sys::getpid();
+    // Only our ends of established TCP connections within this host matter, and only their
+    // sockets need be looked for in the other processes' fds: a process without one reads no
+    // other's (a tree of hundreds of processes holding hundreds of sockets each made every
+    // process read every fd of every other: zdtm session03).
+    let own: Vec<(i32, u64)> = socket_fds(&sys::decimal(me)).into_iter().filter(|&(fd, _)| !crate::control::is_runtime_fd(fd)).collect();
+    let wanted: Vec<u64> = treedrain::tree_ends(&own, me, &|_| Some(0)).iter().flat_map(|e| [e.ino, e.peer]).collect();
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    let mut mine: Vec<(i32, u64)> = own.into_iter().filter(|o| wanted.contains(&o.1)).collect();
     // Who captures each socket: the lowest pid of the tree holding it (as treesocks decides).
-    let mut capturer: Vec<(u64, i32)> = Vec::new();
-    let mut pids: Vec<i32> = crate::treetcp::others().into_iter().map(|o| o.0).collect();
-    pids.push(me);
-    let mut mine = Vec::new();
-    for &pid in &pids {
-        for (fd, ino) in socket_fds(&sys::decimal(pid)) {
-            if pid == me {
-                if crate::control::is_runtime_fd(fd) {
-                    continue;
-                }
-                mine.push((fd, ino));
-            }
+    let mut capturer: Vec<(u64, i32)> = mine.iter().map(|o| (o.1, me)).collect();
+    for pid in crate::treetcp::others().into_iter().map(|o| o.0) {
+        for (_, ino) in socket_fds(&sys::decimal(pid)).into_iter().filter(|o| wanted.contains(&o.1)) {
             match capturer.iter_mut().find(|c| c.0 == ino) {
                 Some(c) => c.1 = c.1.min(pid),
                 None => capturer.push((ino, pid)),

@@ -10,26 +10,43 @@
 use crate::sys;
 
 /// The socket inodes held by processes of our tree with a lower pid than ours (none outside a
-/// tree). Init (pid 1, the coordinator) is not one of the program's processes.
+/// tree). Init (pid 1, the coordinator) is not one of the program's processes. The lower pids
+/// are read in order, and no further once every socket of our own fd table was found in one
+/// (a tree of hundreds of processes that all inherited hundreds of sockets from the first made
+/// every process read every fd of every lower one: zdtm session03); a socket only in flight
+/// (SCM_RIGHTS) held by a lower pid that was not read then is captured here too.
 pub fn held_by_lower_pids() -> Vec<u64> {
     if !crate::tree::is_member() {
         return Vec::new();
     }
     let me = sys::getpid();
-    let Ok(pids) = sys::list_dir(&sys::cpath(&[b"/proc"])) else { return Vec::new() };
+    let Ok(names) = sys::list_dir(&sys::cpath(&[b"/proc"])) else { return Vec::new() };
+    let mut pids: Vec<i32> = names.iter().filter_map(|n| std::str::from_utf8(n).ok()?.parse::<i32>().ok()).filter(|&p| p > 1 && p < me).collect();
+    pids.sort_unstable();
+    // (Not the runtime's own: no other process holds them.)
+    let mut mine: Vec<u64> = sockets_of(b"self").into_iter().filter(|&(fd, _)| !crate::control::is_runtime_fd(fd) && !sys::foreign_own(fd)).map(|s| s.1).collect();
+    mine.sort_unstable();
+    mine.dedup();
     let mut out = Vec::new();
-    for name in pids {
-        let Some(pid) = std::str::from_utf8(&name).ok().and_then(|p| p.parse::<i32>().ok()) else { continue };
-        if pid <= 1 || pid >= me {
-            continue;
-        }
-        let Ok(fds) = sys::list_dir(&sys::cpath(&[b"/proc/", &name, b"/fd"])) else { continue };
-        for fd in fds {
-            let Ok(link) = sys::readlink(&sys::cpath(&[b"/proc/", &name, b"/fd/", &fd])) else { continue };
-            if let Some(ino) = link.strip_prefix(b"socket:[").and_then(|r| r.strip_suffix(b"]")).and_then(|n| std::str::from_utf8(n).ok()?.parse().ok()) {
-                out.push(ino);
-            }
+    for pid in pids {
+        out.extend(sockets_of(&sys::decimal(pid)).into_iter().map(|s| s.1));
+        out.sort_unstable();
+        out.dedup();
+        if mine.iter().all(|ino| out.binary_search(ino).is_ok()) {
+            break;
         }
     }
     out
+}
+
+/// The sockets of the fds of process `pid` ("self": ours): (fd, inode).
+pub fn sockets_of(pid: &[u8]) -> Vec<(i32, u64)> {
+    let Ok(fds) = sys::list_dir(&sys::cpath(&[b"/proc/", pid, b"/fd"])) else { return Vec::new() };
+    fds.iter()
+        .filter_map(|fd| {
+            let link = sys::readlink(&sys::cpath(&[b"/proc/", pid, b"/fd/", fd])).ok()?;
+            let ino = link.strip_prefix(b"socket:[").and_then(|r| r.strip_suffix(b"]")).and_then(|n| std::str::from_utf8(n).ok()?.parse().ok())?;
+            Some((std::str::from_utf8(fd).ok()?.parse().ok()?, ino))
+        })
+        .collect()
 }

@@ -10,7 +10,8 @@
 use crate::sys;
 
 /// The processes of our tree besides us (in our namespace; not init, not ckpt's snapshot
-/// writers, which are clones without an exit signal), with their names, zombies too.
+/// writers, named `WRITER_NAME`; the program's clones without an exit signal too), with their
+/// names, zombies too.
 pub fn others() -> Vec<(i32, String)> {
     let me = sys::getpid();
     let Ok(names) = sys::list_dir(&sys::cpath(&[b"/proc"])) else { return Vec::new() };
@@ -18,20 +19,15 @@ pub fn others() -> Vec<(i32, String)> {
         .iter()
         .filter_map(|n| std::str::from_utf8(n).ok()?.parse::<i32>().ok())
         .filter(|&pid| pid > 1 && pid != me)
-        .filter(|&pid| {
-            // Field 38 of stat: the exit signal (0: a clone of the runtime's, not the program's).
-            let stat = sys::read_file(&sys::cpath(&[b"/proc/", sys::decimal(pid).as_slice(), b"/stat"])).unwrap_or_default();
-            let rest = stat.iter().rposition(|&b| b == b')').map_or(&stat[..0], |i| &stat[i + 1..]);
-            let exit_signal = String::from_utf8_lossy(rest).split_whitespace().nth(35).and_then(|v| v.parse::<i32>().ok()).unwrap_or(0);
-            exit_signal != 0
-        })
         .map(|pid| {
             let mut comm = sys::read_file(&sys::cpath(&[b"/proc/", sys::decimal(pid).as_slice(), b"/comm"])).unwrap_or_default();
             while comm.last() == Some(&b'\n') {
                 comm.pop();
             }
-            (pid, String::from_utf8_lossy(&comm).into_owned())
+            (pid, comm)
         })
+        .filter(|(_, comm)| comm.as_slice() != ckpt_ns::WRITER_NAME.to_bytes())
+        .map(|(pid, comm)| (pid, String::from_utf8_lossy(&comm).into_owned()))
         .collect()
 }
 

@@ -4,13 +4,18 @@
  * the cut no process of the tree may run on (a line written then would be written again by the
  * restart), so the lines of the stopped run and of its restart together are 1..LINES, each once.
  *
- * Usage: tree_stop [LINES=20000] [DELAY_US=200] [alone|clone|clone-parent|raw-clone|execl]
+ * Usage: tree_stop [LINES=20000] [DELAY_US=200] [alone|clone|clone-nosig[-threaded]|clone-parent|raw-clone|execl]
  * With "alone" there is no child: the program writes the lines itself (a single process). With
  * "clone" the child is made by glibc's clone() (SIGCHLD, its own stack) instead of fork: no fork
  * handler runs in it. With "clone-parent" a forked middle process makes the child with clone()
  * and CLONE_PARENT (the child is the program's, its sibling) and exits; the program waits for
  * both. With "raw-clone" the child is made by the clone system call through libc's syscall()
  * (SIGCHLD, no new stack: it goes on like a forked child), which glibc does not see at all.
+ * With "clone-nosig" the child is made by clone() with exit signal 0: the parent gets no SIGCHLD
+ * for it and a wait without __WCLONE or __WALL does not see it (ECHILD); the parent polls both
+ * while it runs, waits for it with __WCLONE and prints what it saw in its result line.
+ * "clone-nosig-threaded" is the same from a process with a second thread (glibc's own clone:
+ * the child does not run ckpt's runtime, and the tree's checkpoint is refused naming it).
  * With "execl" the forked child execs this program again with execl() (mode "exec-child":
  * it writes the lines and exits with the state, as the forked child does).
  * The child prints "start tree_stop", then "step i" for i = 1..LINES, each in one write, with a
@@ -18,6 +23,7 @@
  * running state (its exit status: the state's low byte). Deterministic.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -58,6 +64,49 @@ static uint64_t write_lines(long lines, long delay_us)
 }
 
 static long clone_lines, clone_delay;
+static volatile sig_atomic_t sigchlds;
+
+static void *idle_thread(void *arg)
+{
+    (void)arg;
+    for (;;)
+        pause();
+    return NULL;
+}
+
+static void on_sigchld(int sig)
+{
+    (void)sig;
+    sigchlds++;
+}
+
+/* "clone-nosig": wait for `child` (exit signal 0) with __WCLONE, checking meanwhile that a plain
+ * wait never sees it; prints the result line. */
+static int wait_quiet_child(pid_t child)
+{
+    int status = 0, plain_seen = 0;
+    for (;;) {
+        int st;
+        pid_t r = waitpid(-1, &st, WNOHANG);
+        if (!(r < 0 && errno == ECHILD))
+            plain_seen++;
+        r = waitpid(child, &status, __WCLONE | WNOHANG);
+        if (r == child)
+            break;
+        if (r < 0 && errno != EINTR) {
+            perror("waitpid __WCLONE");
+            return 1;
+        }
+        struct timespec ts = { 0, 2000000 };
+        nanosleep(&ts, NULL);
+    }
+    if (!WIFEXITED(status)) {
+        fprintf(stderr, "tree_stop: the child did not exit: status %#x\n", status);
+        return 1;
+    }
+    printf("result %x plain-waits-seeing-it %d sigchld %d\n", WEXITSTATUS(status), plain_seen, (int)sigchlds);
+    return 0;
+}
 
 static int clone_child(void *arg)
 {
@@ -82,6 +131,16 @@ int main(int argc, char **argv)
     clone_delay = delay_us;
     if (!strcmp(mode, "clone")) {
         child = clone(clone_child, stack + sizeof stack, SIGCHLD, NULL);
+    } else if (!strcmp(mode, "clone-nosig") || !strcmp(mode, "clone-nosig-threaded")) {
+        pthread_t idle;
+        if (!strcmp(mode, "clone-nosig-threaded") && pthread_create(&idle, NULL, idle_thread, NULL) != 0) {
+            fprintf(stderr, "tree_stop: pthread_create failed\n");
+            return 1;
+        }
+        signal(SIGCHLD, on_sigchld);
+        child = clone(clone_child, stack + sizeof stack, 0, NULL);
+        if (child > 0)
+            return wait_quiet_child(child);
     } else if (!strcmp(mode, "clone-parent")) {
         pid_t middle = fork();
         if (middle == 0)

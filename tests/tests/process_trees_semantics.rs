@@ -9,6 +9,8 @@
 //! - tree_orphans zombie: an orphan whose process group leader is a zombie its parent reaps at
 //!   the end (the zombie leads its group again before the orphan joins it);
 //! - tree_pidfd: a pidfd of a child, used after the restart to signal, poll and reap it;
+//! - tree_pidfd dead-shared: pidfds of one exited process held by two processes: one pidfs
+//!   inode after the restart (zdtm pidfd_diffdead);
 //! - tree_late_fork: a program that forks after a checkpoint taken alone: its first set goes on
 //!   counting;
 //! - tree_system: a program whose system() shell (and the command it runs) is running at
@@ -59,6 +61,17 @@ fn a_zombie_keeps_leading_its_process_group() -> Result<()> {
 #[test]
 fn a_pidfd_of_a_child_signals_polls_and_reaps_it_after_a_restart() -> Result<()> {
     verify("sem-pidfd", "tree_pidfd.c", &["60", "30"], &[20])
+}
+
+#[test]
+fn pidfds_of_one_exited_process_in_two_processes_are_one_inode_after_a_restart() -> Result<()> {
+    verify("sem-pidfd-dead", "tree_pidfd.c", &["60", "30", "dead-shared"], &[20])
+}
+
+#[test]
+fn pidfds_of_one_exited_process_in_two_processes_are_one_inode_after_two_restarts_as_nobody() -> Result<()> {
+    let make = |work: &Workdir| Program::c(work, "tree_pidfd.c", &[], &["60", "30", "dead-shared"]);
+    ckpt_tests::trees::verify("sem-pidfd-dead-nobody", make, &[15, 40], true, 2).map(drop)
 }
 
 /// A program checkpointed alone (one image file) that forks later: the first set of its tree
