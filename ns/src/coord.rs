@@ -375,6 +375,8 @@ impl Coord {
             return Err(not_running_runtime(&missing(self)));
         }
         let (tmp, dirfd) = self.make_tmp()?;
+        // Each process's image may build on its image in the newest set (`setchain`).
+        crate::setchain::link_previous(&self.target.dir.join(std::ffi::OsStr::from_bytes(&self.set_name(0))), &tmp);
         let r = self.phases(gen, &tmp, &dirfd, stop, lead);
         if r.is_err() {
             let _ = std::fs::remove_dir_all(&tmp);
@@ -642,6 +644,8 @@ impl Coord {
             return Err("no live process of the program is left (it is exiting); the previous set stays".into());
         }
         Manifest::parse(&manifest.encode()).map_err(|e| format!("the set would not read back ({e}); the previous set stays"))?;
+        // Of the previous set's images, only those the new increments build on stay.
+        crate::setchain::prune(tmp);
         self.commit(tmp, dirfd, &manifest)?;
         Ok((n, raw, stored, paused))
     }
