@@ -8,6 +8,7 @@
 //! first, and only when all are stopped does each capture (one consistent cut: no byte in flight
 //! between two processes lost or duplicated) and fork its snapshot; then all resume together
 //! and write in parallel into the set's temporary directory `NAME.ckpt.tmp.<random>/`. The
+//! images are increments over those of the previous set where it has them (`setchain`). The
 //! manifest (`ckpt_image::tree`) is written last and the set renamed into place as `NAME.ckpt`
 //! (older ones move to `NAME.ckpt.1`, ...): a set is complete or absent, and the previous one
 //! stays on any failure. A checkpoint with the stop signal (the wall-time pattern) says Hold
