@@ -8,6 +8,7 @@
 //! first, and only when all are stopped does each capture (one consistent cut: no byte in flight
 //! between two processes lost or duplicated) and fork its snapshot; then all resume together
 //! and write in parallel into the set's temporary directory `NAME.ckpt.tmp.<random>/`. The
+//! images are increments over those of the previous set where it has them (`setchain`). The
 //! manifest (`ckpt_image::tree`) is written last and the set renamed into place as `NAME.ckpt`
 //! (older ones move to `NAME.ckpt.1`, ...): a set is complete or absent, and the previous one
 //! stays on any failure. A checkpoint with the stop signal (the wall-time pattern) says Hold
@@ -390,6 +391,8 @@ impl Coord {
             return Err(not_running_runtime(&self.missing()));
         }
         let (tmp, dirfd) = self.make_tmp()?;
+        // Each process's image may build on its image in the newest set (`setchain`).
+        crate::setchain::link_previous(&self.target.dir.join(std::ffi::OsStr::from_bytes(&self.set_name(0))), &tmp);
         let r = self.phases(gen, &tmp, &dirfd, stop, lead);
         if r.is_err() {
             let _ = std::fs::remove_dir_all(&tmp);
@@ -657,6 +660,8 @@ impl Coord {
             return Err("no live process of the program is left (it is exiting); the previous set stays".into());
         }
         Manifest::parse(&manifest.encode()).map_err(|e| format!("the set would not read back ({e}); the previous set stays"))?;
+        // Of the previous set's images, only those the new increments build on stay.
+        crate::setchain::prune(tmp);
         self.commit(tmp, dirfd, &manifest)?;
         Ok((n, raw, stored, paused))
     }

@@ -28,7 +28,8 @@
 //! - `forward`: which signals are forwarded, and how;
 //! - `report`: messages from init to the outer process;
 //! - `coord`: init as the coordinator of the program's process tree: the two-phase checkpoint
-//!   of every process; `treemsg`: its messages; `sets`: committing an image set; `launchers`:
+//!   of every process; `treemsg`: its messages; `sets`: committing an image set; `setchain`:
+//!   the older images a set's increments build on, linked from the previous set; `launchers`:
 //!   processes whose work runs outside the tree (srun), which refuse its checkpoint;
 //! - `jobstop`: processes stopped by job control, as /proc shows them;
 //! - `idmap`: the uid and gid maps; `timens`: clock offsets; `caps`: the capability the restarter
@@ -47,6 +48,7 @@ pub mod jobstop;
 mod report;
 mod samefds;
 mod sets;
+mod setchain;
 mod spawn;
 mod supervise;
 pub mod timens;

@@ -265,6 +265,11 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     for (p, image) in m.live() {
         let path = set.join(image);
         let mut r = ckpt_image::trust::read_owned(&path, euid).with_context(|| format!("{}", path.display()))?;
+        if r.header.parent != 0 {
+            // An increment over the process's older images in the set (ckpt_ns setchain): each
+            // of them there and sound, before anything is made.
+            ckpt_image::Chain::open_owned(&path, euid).with_context(|| format!("{}", path.display()))?;
+        }
         // As each process will judge them (main.rs): before anything is made.
         ckpt_kinds::deleted::resolve_saved(&mut r.index.fds);
         if m.table_parent(p.pid).is_some() {

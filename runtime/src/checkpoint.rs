@@ -68,7 +68,8 @@ pub fn take_and_hold() -> Option<Outcome> {
     out
 }
 
-/// Take this process's part of a checkpoint of its tree: always a full image, written into
+/// Take this process's part of a checkpoint of its tree: an increment over its image in the
+/// previous set when that is in `part.dir` (as `PID.ckpt.N`), else a full image, written into
 /// `part.dir` and committed there; the coordinator reports the set.
 pub fn take_part(part: Part) -> Option<Outcome> {
     take_in(Some(part))
@@ -91,7 +92,9 @@ fn take_in(part: Option<Part>) -> Option<Outcome> {
     progress::begin(gen, t0);
     // The directory is opened (and checked) for this checkpoint; it is closed when `dir` goes.
     let result = match part {
-        Some(p) => match take_with(&p.dir, &p.name, gen, t0, snapshot::enabled(), None, Some(p.phases)) {
+        // An increment over this process's image in the newest set, which the coordinator
+        // linked into the new one (ckpt_ns setchain) when there is one.
+        Some(p) => match take_with(&p.dir, &p.name, gen, t0, snapshot::enabled(), incremental::next_parent().filter(|(h, _)| generations::has_image(&p.dir, &p.name, *h)), Some(p.phases)) {
             // A second stop would not be the tree's cut: the set fails instead.
             Err(Retry::Sync(why)) => Err(Retry::Fail(format!("the image cannot be written from a snapshot ({why})"))),
             r => r,
@@ -131,22 +134,18 @@ fn take_in(part: Option<Part>) -> Option<Outcome> {
         },
     };
     let out = match result {
-        Ok((mut w, paused)) if member => {
-            // A tree's sets are full images: no table for an increment.
-            if let Some(work) = w.hashes.take() {
-                work.discard();
-            }
-            incremental::reset();
-            Some(Outcome { raw: w.raw, stored: w.stored, paused_ms: paused / 1_000_000, hash: w.hash })
-        }
         Ok((mut w, paused)) => {
             let paused_ms = paused / 1_000_000;
-            // The page hashes of this image are the table of the next increment.
+            // The page hashes of this image are the table of the next increment (a process of a
+            // tree: over its image in this set, if the set is committed; if not, the next set
+            // has no image of that hash and its image is full).
             if let Some(work) = w.hashes.take() {
                 work.commit();
             }
             incremental::committed(w.hash, w.increment, w.stored);
-            generations::remember(&w.path, w.stored);
+            if !member {
+                generations::remember(&w.path, w.stored);
+            }
             Some(Outcome { raw: w.raw, stored: w.stored, paused_ms, hash: w.hash })
         }
         Err(e) => {
@@ -712,13 +711,23 @@ const ZSTD_LEVEL: i32 = 1;
 
 /// Move the finished temporary file into place and make the rename durable.
 pub(crate) fn commit(dir: &Dir, cap: &Capture) -> Result<(), String> {
-    // Rotates older generations, renames into place, fsyncs the directory.
-    if let Err(e) = generations::commit(dir, &cap.tmp_name, &cap.name) {
+    // Rotates older generations, renames into place, fsyncs the directory. A process of a tree
+    // names its image in the set's directory, whose older images the coordinator keeps.
+    let r = if cap.member { commit_part(dir, cap) } else { generations::commit(dir, &cap.tmp_name, &cap.name) };
+    if let Err(e) = r {
         dir.unlink_own(&cap.tmp_name);
         return Err(e);
     }
     log!(DEBUG, "image {} written", String::from_utf8_lossy(&cap.final_path));
     Ok(())
+}
+
+/// A tree's part: `PID.ckpt` in the set's temporary directory (nothing is there under that name;
+/// the images it builds on are `PID.ckpt.N`, which the coordinator linked and prunes).
+fn commit_part(dir: &Dir, cap: &Capture) -> Result<(), String> {
+    let newest = generation_file_name(&cap.name, 0);
+    dir.rename(&cap.tmp_name, &newest).map_err(|e| format!("cannot rename the new image onto {}: {}", dir.show(&newest), strerror(e)))?;
+    dir.fsync().map_err(|e| format!("cannot sync the image directory: {}", strerror(e)))
 }
 
 /// Remove the temporary file of a failed checkpoint; the previous image stays.

@@ -7,6 +7,10 @@
 //! after a restart without a page hash table, and when the parent is no longer on
 //! disk.
 //! `ckpt-run --full-only` turns increments (and tracking) off.
+//!
+//! A process of a tree keeps its own chain the same way: its image in a set builds on its image in
+//! the previous set, which the coordinator linked into the new set (ckpt_ns setchain); a process
+//! born since starts with a full image (the fork handler resets this state).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 

@@ -1,5 +1,6 @@
 /* Shared by the tree_*.c programs: a sleep that survives signals, a 64-bit mixer for the
- * deterministic results, and a whole read or write that says what failed. */
+ * deterministic results, a whole read or write that says what failed, a line read from a pipe
+ * and a child's exit status. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -50,4 +51,35 @@ static inline void xfer(int fd, void *b, size_t n, int out)
         p += k;
         n -= (size_t)k;
     }
+}
+
+/* Read one line from fd into buf (byte by byte: the rest stays in the pipe). */
+static inline int read_line_fd(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    while (n + 1 < cap) {
+        char c;
+        ssize_t k = read(fd, &c, 1);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        if (c == '\n')
+            break;
+        buf[n++] = c;
+    }
+    buf[n] = 0;
+    return (int)n;
+}
+
+/* Reap child pid, which must have exited with status `want`: else say what came and exit 1. */
+static inline int reap_exited(pid_t pid, int want)
+{
+    int st = 0;
+    pid_t r = waitpid(pid, &st, 0);
+    if (r != pid || !WIFEXITED(st) || WEXITSTATUS(st) != want) {
+        printf("error: waitpid(%d) = %d (%s), status %#x\n", (int)pid, (int)r, r < 0 ? strerror(errno) : "ok", st);
+        exit(1);
+    }
+    return WEXITSTATUS(st);
 }

@@ -70,25 +70,6 @@ static void worker(int w, long rounds, long delay, int out, struct shared *sh)
     _exit(10 + w);
 }
 
-/* Read one line from fd into buf (byte by byte: the rest stays in the pipe). */
-static int read_line(int fd, char *buf, size_t cap)
-{
-    size_t n = 0;
-    while (n + 1 < cap) {
-        char c;
-        ssize_t k = read(fd, &c, 1);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        if (c == '\n')
-            break;
-        buf[n++] = c;
-    }
-    buf[n] = 0;
-    return (int)n;
-}
-
 int main(int argc, char **argv)
 {
     int nw = argc > 1 ? atoi(argv[1]) : 2;
@@ -130,7 +111,7 @@ int main(int argc, char **argv)
     char line[128];
     for (long r = 1; r <= rounds; r++) {
         for (int w = 0; w < nw; w++) {
-            if (read_line(in[w], line, sizeof line) < 0) {
+            if (read_line_fd(in[w], line, sizeof line) < 0) {
                 printf("error: worker %d: pipe ended before round %ld\n", w, r);
                 return 1;
             }
@@ -153,7 +134,7 @@ int main(int argc, char **argv)
         unsigned long long sum;
         int ww;
         long zero;
-        if (read_line(in[w], line, sizeof line) < 0 || sscanf(line, "%d %ld %llu", &ww, &zero, &sum) != 3 || ww != w || zero != 0) {
+        if (read_line_fd(in[w], line, sizeof line) < 0 || sscanf(line, "%d %ld %llu", &ww, &zero, &sum) != 3 || ww != w || zero != 0) {
             printf("error: worker %d: no final record\n", w);
             return 1;
         }
@@ -161,17 +142,11 @@ int main(int argc, char **argv)
             printf("error: worker %d: sent %llu, parent got %llu, shared slot %llu\n", w, sum, (unsigned long long)got_sum[w], (unsigned long long)sh->slot[w]);
             return 1;
         }
-        if (read_line(in[w], line, sizeof line) != -1) {
+        if (read_line_fd(in[w], line, sizeof line) != -1) {
             printf("error: worker %d: data after its final record\n", w);
             return 1;
         }
-        int st = 0;
-        pid_t r = waitpid(pids[w], &st, 0);
-        if (r != pids[w] || !WIFEXITED(st) || WEXITSTATUS(st) != 10 + w) {
-            printf("error: waitpid(%d) = %d (%s), status %#x\n", (int)pids[w], (int)r, r < 0 ? strerror(errno) : "ok", st);
-            return 1;
-        }
-        acc = mix(acc ^ (uint64_t)WEXITSTATUS(st));
+        acc = mix(acc ^ (uint64_t)reap_exited(pids[w], 10 + w));
     }
     uint64_t total = 0;
     for (int w = 0; w < nw; w++)
