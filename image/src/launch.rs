@@ -16,6 +16,9 @@ pub const LAUNCH_VAR: &str = "__CKPT_LAUNCH";
 
 const VERSION_TAG: &str = "v1";
 
+/// How many images (or sets of a tree) ckpt-run keeps without `--keep`.
+pub const DEFAULT_KEEP: u32 = 2;
+
 /// The settings of one `ckpt-run`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Launch {
@@ -125,7 +128,7 @@ impl Launch {
         if parts.next()? != VERSION_TAG.as_bytes() {
             return None;
         }
-        let mut l = Launch { keep: 2, incremental: true, max_chain: 8, ..Default::default() };
+        let mut l = Launch { keep: DEFAULT_KEEP, incremental: true, max_chain: 8, ..Default::default() };
         for p in parts {
             let eq = p.iter().position(|&b| b == b'=')?;
             let (k, val) = (&p[..eq], unhex(&p[eq + 1..])?);

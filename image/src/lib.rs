@@ -51,7 +51,7 @@ pub use fddesc::describe_addr;
 pub use flatten::{flatten, Flattened};
 pub use generations::{generation_file_name, generations_of, images_in, parse_image_name};
 pub use header::{Header, HEADER_LEN, MAGIC, VERSION};
-pub use launch::{Launch, LAUNCH_VAR};
+pub use launch::{Launch, DEFAULT_KEEP, LAUNCH_VAR};
 pub use leftout::{ChildProcess, LeftOut, OutsidePipe};
 pub use model::*;
 pub use origin::{boot_id, FileId, Origin};

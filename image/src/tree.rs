@@ -111,6 +111,9 @@ pub struct Manifest {
     pub ctty: Vec<Ctty>,
     /// The processes whose exit signal is not SIGCHLD: (pid, signal; 0: none).
     pub exit_signals: Vec<(i32, i32)>,
+    /// How many sets ckpt-run keeps (its `--keep`), so that a restarted tree goes on keeping as
+    /// many; None: the default (a `keep` line is written only for another number).
+    pub keep: Option<u32>,
 }
 
 /// The file name of process `pid`'s image in a set.
@@ -144,6 +147,9 @@ impl Manifest {
         }
         for (pid, sig) in &self.exit_signals {
             s.push_str(&format!("exitsig {pid} {sig}\n"));
+        }
+        if let Some(k) = self.keep {
+            s.push_str(&format!("keep {k}\n"));
         }
         s
     }
@@ -211,6 +217,12 @@ impl Manifest {
                         return Err(bad());
                     }
                     m.exit_signals.push((pid, sig));
+                }
+                ["keep", k] => {
+                    let k = u32::try_from(num(k)?).map_err(|_| bad())?;
+                    if k == 0 || m.keep.replace(k).is_some() {
+                        return Err(bad());
+                    }
                 }
                 [""] => {}
                 _ => return Err(bad()),
@@ -325,8 +337,14 @@ mod tests {
             stopped: Vec::new(),
             ctty: Vec::new(),
             exit_signals: Vec::new(),
+            keep: None,
         };
         assert_eq!(Manifest::parse(&m.encode()), Ok(m.clone()));
+        // ckpt-run --keep 5: a restarted tree keeps as many.
+        let five = Manifest { keep: Some(5), ..m.clone() };
+        assert!(five.encode().ends_with("keep 5\n"));
+        assert_eq!(Manifest::parse(&five.encode()), Ok(five));
+        assert!(Manifest::parse(&format!("{}keep 0\n", m.encode())).is_err());
         // A clone child without exit signal (a zombie here) and one with SIGUSR1.
         let mut quiet = m.clone();
         quiet.exit_signals = vec![(11, 0), (10, libc::SIGUSR1)];

@@ -653,6 +653,7 @@ impl Coord {
                 .filter_map(|p| Some(Ctty { sid: p.pid, index: pts_index_of_tty_nr(p.tty_nr)?, fg: p.tpgid.max(0) }))
                 .collect(),
             exit_signals: tree.iter().filter(|p| p.exit_signal != libc::SIGCHLD).map(|p| (p.pid, p.exit_signal)).collect(),
+            keep: (self.target.keep != ckpt_image::DEFAULT_KEEP).then_some(self.target.keep),
         };
         // Never replace the previous set with one a restart would refuse (a checkpoint asked for
         // while the program exits: no live process left to be the root).

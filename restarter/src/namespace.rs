@@ -36,12 +36,12 @@ fn target(image: &Path, set: Option<&Path>) -> Option<Target> {
     let mut t: Option<Target> = None;
     let euid = ckpt_image::trust::euid();
     // A tree's set: the namespace is made for its root process.
-    let (candidates, generation) = match set {
+    let (candidates, generation, keep) = match set {
         Some(s) => {
             let (root, m) = crate::tree::root_image(s).ok()?;
-            (vec![root], m.generation)
+            (vec![root], m.generation, m.keep.unwrap_or(ckpt_image::DEFAULT_KEEP))
         }
-        None => (crate::candidates(image).ok()?, 0),
+        None => (crate::candidates(image).ok()?, 0, ckpt_image::DEFAULT_KEEP),
     };
     for c in candidates {
         let r = match ckpt_image::trust::read_owned(&c, euid) {
@@ -56,8 +56,8 @@ fn target(image: &Path, set: Option<&Path>) -> Option<Target> {
                 let marked = [ids.signal, ids.stop_signal].into_iter().filter(|&s| s > 0).collect();
                 // The sets go where the program's images go, under its image name.
                 let tree = match set {
-                    Some(s) => crate::tree::target(s, generation),
-                    None => crate::tree::target(&c, r.index.meta.generation),
+                    Some(s) => crate::tree::target(s, generation, keep),
+                    None => crate::tree::target(&c, r.index.meta.generation, keep),
                 };
                 t = Some(Target { pid: r.index.meta.pid, clocks, marked, trusted_dir: checked_dir(&ids.image_dir), tree })
             }

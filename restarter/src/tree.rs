@@ -115,11 +115,12 @@ pub fn root_image(set: &Path) -> Result<(PathBuf, Manifest)> {
     Ok((set.join(image), m))
 }
 
-/// Where the restarted tree's coordinator commits its sets: next to `set`, under its name.
-pub fn target(set: &Path, generation: u64) -> Option<ckpt_ns::TreeTarget> {
+/// Where the restarted tree's coordinator commits its sets: next to `set`, under its name,
+/// keeping `keep` of them (the manifest's, i.e. ckpt-run's `--keep`).
+pub fn target(set: &Path, generation: u64, keep: u32) -> Option<ckpt_ns::TreeTarget> {
     let name = ckpt_image::parse_image_name(set.file_name()?.as_encoded_bytes())?.0.to_vec();
     let dir = std::path::absolute(set.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))).ok()?;
-    Some(ckpt_ns::TreeTarget { dir, name, keep: 2, generation })
+    Some(ckpt_ns::TreeTarget { dir, name, keep, generation })
 }
 
 /// The pipes made for the tree (empty outside a tree's restart).

@@ -109,3 +109,24 @@ fn a_missing_or_damaged_parent_image_refuses_the_set_in_one_line_as_nobody() -> 
     restart("removed")?;
     Ok(())
 }
+
+/// `ckpt-run --keep 4`: the tree restarted from its set goes on keeping four sets (the manifest
+/// says how many; a restarted tree kept two before).
+#[test]
+fn a_restarted_tree_keeps_as_many_sets_as_ckpt_run_was_told() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("trees-incremental-keep")?;
+    let program = program(&work)?;
+    let mut opts = Options::new(&work, &[40, 60]);
+    opts.also_at = vec![10, 25];
+    opts.run_args = vec!["--keep".into(), "4".into()];
+    opts.env = vec![("CKPT_NAMESPACE".into(), "1".into())];
+    let o = ckpt_tests::run_and_verify(&bins, &program, &opts)?;
+    let name = program.image_name();
+    // Sets of steps 60 (taken by the restarted tree), 40, 25 and 10.
+    for (i, step_set) in ["", ".1", ".2", ".3"].iter().enumerate() {
+        let set = work.images().join(format!("{name}{step_set}"));
+        ensure!(ckpt_image::tree::is_set(&set), "set {i} ({}) is missing: {:?}{}", set.display(), std::fs::read_dir(work.images())?.flatten().map(|e| e.file_name()).collect::<Vec<_>>(), o.transcript());
+    }
+    Ok(())
+}
