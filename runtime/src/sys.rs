@@ -305,9 +305,14 @@ pub fn high_fd() -> i32 {
         Ok(_) => lim[0],
         Err(_) => 1024,
     };
-    let h = (cur.min(1024) as i32 - 24).max(3);
+    let h = high_fd_for(cur);
     HIGH.store(h, std::sync::atomic::Ordering::Relaxed);
     h
+}
+
+/// `high_fd` of a process whose soft fd limit is `limit`.
+pub fn high_fd_for(limit: u64) -> i32 {
+    (limit.min(1024) as i32 - 24).max(3)
 }
 
 /// The identity (fd, st_dev, st_ino) of the runtime's own fds, so that an fd number the
