@@ -180,10 +180,13 @@ pub fn signalfd(mask: u64) -> Result<RawFd> {
 /// descriptors: the kernel numbers watches 1, 2, 3... (cyclically), so a gap left by a removed
 /// watch is reproduced by adding and removing a throw-away watch on some other inode; the
 /// IN_IGNORED events that removal queues are read off before the program gets the fd.
+/// A watch on a file the program holds open (path `/proc/self/fd/N`: a file removed since the
+/// watch was added, still open at fd N) is added through our fd of it (`held`: our fd of the
+/// program's fd N), so it watches the file as restored at N.
 /// A watch whose file is no longer where it was added (renamed or removed since, and not found
 /// elsewhere) and events that were queued unread cannot be restored: refused, or with
 /// `ignore` a warning (a program waiting for them would wait forever).
-pub fn inotify(watches: &[InotifyWatch], queued: u32, fd_no: i32, ignore: bool) -> Result<RawFd> {
+pub fn inotify(watches: &[InotifyWatch], queued: u32, fd_no: i32, ignore: bool, held: &dyn Fn(i32) -> Option<RawFd>) -> Result<RawFd> {
     let lost = |what: String| -> Result<()> {
         if ignore {
             eprintln!("ckpt-restart: warning: fd {fd_no}: {what}");
@@ -197,15 +200,25 @@ pub fn inotify(watches: &[InotifyWatch], queued: u32, fd_no: i32, ignore: bool) 
     for x in watches.iter().filter(|w| w.gone) {
         lost(format!("the file of inotify watch {} ({}) was renamed or removed since the watch was added; the watch cannot be restored", x.wd, lossy(&x.path)))?;
     }
+    // Where each watch is added again: its path, or our fd of the file the program holds.
+    let mut at: Vec<(&InotifyWatch, Vec<u8>, bool)> = Vec::new();
+    for x in watches.iter().filter(|w| w.wd > 0 && !w.gone) {
+        match held_fd(&x.path) {
+            None => at.push((x, x.path.clone(), x.dont_follow)),
+            Some(n) => match held(n) {
+                Some(ours) => at.push((x, format!("/proc/self/fd/{ours}").into_bytes(), false)),
+                None => lost(format!("inotify watch {} is on the file the program holds at fd {n}, which is not restored with it; the watch cannot be restored", x.wd))?,
+            },
+        }
+    }
     // SAFETY: plain inotify creation.
     let fd = check(unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) }, || "inotify_init1".into())?;
-    let mut w: Vec<&InotifyWatch> = watches.iter().filter(|w| w.wd > 0).collect();
-    w.sort_by_key(|w| w.wd);
-    let mut spare = spare_paths(w.last().map_or(0, |l| l.wd as usize), watches);
+    at.sort_by_key(|w| w.0.wd);
+    let mut spare = spare_paths(at.last().map_or(0, |l| l.0.wd as usize), watches);
     let mut next = 1;
     let mut dummies = Vec::new();
-    for x in w {
-        if x.path.is_empty() {
+    for (x, path, dont_follow) in at {
+        if path.is_empty() {
             eprintln!("ckpt-restart: warning: fd {fd_no}: inotify watch {} was not seen being added; it is lost", x.wd);
             continue;
         }
@@ -219,12 +232,12 @@ pub fn inotify(watches: &[InotifyWatch], queued: u32, fd_no: i32, ignore: bool) 
             dummies.push(d);
             next = d + 1;
         }
-        let p = cstr(&x.path)?;
-        let follow = if x.dont_follow { libc::IN_DONT_FOLLOW } else { 0 };
+        let p = cstr(&path)?;
+        let follow = if dont_follow { libc::IN_DONT_FOLLOW } else { 0 };
         // SAFETY: p is a valid C string.
         let wd = unsafe { libc::inotify_add_watch(fd, p.as_ptr(), (x.mask & !(libc::IN_MASK_ADD | libc::IN_MASK_CREATE)) | follow) };
         if wd != x.wd {
-            eprintln!("ckpt-restart: warning: fd {fd_no}: inotify watch on {} is now {} (was {})", lossy(&x.path), wd, x.wd);
+            eprintln!("ckpt-restart: warning: fd {fd_no}: inotify watch on {} is now {} (was {})", lossy(&path), wd, x.wd);
         }
         next = wd.max(next - 1) + 1;
     }
@@ -238,6 +251,15 @@ pub fn inotify(watches: &[InotifyWatch], queued: u32, fd_no: i32, ignore: bool) 
     // SAFETY: fd is ours; the program's flags are set by the caller.
     unsafe { libc::fcntl(fd, libc::F_SETFL, 0) };
     Ok(fd)
+}
+
+/// N of a watch path `/proc/self/fd/N`: the file the program holds at fd N.
+fn held_fd(path: &[u8]) -> Option<i32> {
+    let n = path.strip_prefix(b"/proc/self/fd/")?;
+    if n.is_empty() || n.len() > 9 || !n.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(n).ok()?.parse().ok()
 }
 
 /// Up to `n` paths of distinct files that none of `watches` watches, for throw-away watches.

@@ -191,7 +191,8 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
         FdKind::Pipe { .. } | FdKind::Fifo { .. } => mk.sh.pipes.open(f, all)?,
         FdKind::Socket(s) => mk.socks.open(s.ino)?,
         FdKind::Tty(t) => return Ok(mk.ttys.open(f, t)?),
-        FdKind::EventFd { .. } | FdKind::TimerFd { .. } | FdKind::SignalFd { .. } | FdKind::Inotify { .. } => return object(f, mk.ignore),
+        FdKind::EventFd { .. } | FdKind::TimerFd { .. } | FdKind::SignalFd { .. } => return object(f, mk.ignore, &|_| None),
+        FdKind::Inotify { .. } => unreachable!("inotify instances are made after the files they may watch"),
         // SAFETY: getpid has no preconditions. (Its own pid is the restarted process's, exact or not.)
         FdKind::PidFd { own: true, .. } => fdobjs::pidfd(unsafe { libc::getpid() }, f.flags, true)?,
         FdKind::PidFd { pid, own: false } => match fdobjs::pidfd(*pid, f.flags, mk.exact_ids) {
@@ -214,13 +215,15 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
 
 /// A new event fd, timer fd, signal fd or inotify instance of ours as `f` was (also made once
 /// for the processes of a tree that share it, `tree`; an epoll instance there is made empty and
-/// filled by one of them, see `restore_all`); `ignore`: --ignore-missing-files.
-pub fn object(f: &FdState, ignore: bool) -> Result<RawFd> {
+/// filled by one of them, see `restore_all`); `ignore`: --ignore-missing-files; `held`: our fd of
+/// the program's fd N, for an inotify watch on the file the program holds at N (None: not
+/// known here).
+pub fn object(f: &FdState, ignore: bool, held: &dyn Fn(i32) -> Option<RawFd>) -> Result<RawFd> {
     let fd = match &f.kind {
         FdKind::EventFd { count, semaphore } => fdobjs::eventfd(*count, *semaphore)?,
         FdKind::TimerFd { clockid, value_ns, interval_ns, ticks } => fdobjs::timerfd(*clockid, *value_ns, *interval_ns, *ticks)?,
         FdKind::SignalFd { mask } => fdobjs::signalfd(*mask)?,
-        FdKind::Inotify { watches, queued } => fdobjs::inotify(watches, *queued, f.fd, ignore)?,
+        FdKind::Inotify { watches, queued } => fdobjs::inotify(watches, *queued, f.fd, ignore, held)?,
         FdKind::Epoll { .. } => fdobjs::new_epoll()?,
         _ => bail!("internal: fd {} is not an event, timer or signal fd, epoll or inotify instance", f.fd),
     };
@@ -345,7 +348,7 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
     let socks = Sockets::make(fds, top, ckpt_kinds::sockets::restore::Options { ignore: opts.ignore_missing }, job)?;
     let ttys = Terminals::make(fds, top, opts.ignore_missing, &crate::tree::ptys())?;
     let mut mk = Makers { sh: Shared { pipes: crate::tree::pipes(), ..Shared::default() }, socks, ttys, ignore: opts.ignore_missing, exact_ids: opts.exact_ids };
-    let objects = |f: &&&FdState| f.dup_of.is_none() && !matches!(f.kind, FdKind::Path { .. } | FdKind::Epoll { .. });
+    let objects = |f: &&&FdState| f.dup_of.is_none() && !matches!(f.kind, FdKind::Path { .. } | FdKind::Epoll { .. } | FdKind::Inotify { .. });
     for f in prog.iter().filter(objects) {
         let fd = create(f, fds, &mut mk, image)?;
         opened.push((park(fd)?, f));
@@ -356,6 +359,32 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
         flying.insert(f.fd, park(fd)?);
     }
     std::mem::take(&mut mk.sh).close_all();
+    // Inotify instances last, once every file is open and finished (its owner, mode and times
+    // given, our holders of removed files closed: events the watches must not see). A watch
+    // may be on a file the program holds (a removed one, recreated above, unnamed): it is
+    // added through our fd of it.
+    let inotify = |f: &&&FdState| f.dup_of.is_none() && matches!(f.kind, FdKind::Inotify { .. });
+    let mut made = Vec::new();
+    for f in prog.iter().chain(in_flight.iter()).filter(inotify) {
+        let fd = match crate::tree::shared_file(f.fd).filter(|_| f.fd >= 0) {
+            Some((fd, _)) => check(dup_ours(fd), || format!("cannot take the tree's shared object at fd {}", f.fd))?,
+            None => {
+                let held = |n: i32| {
+                    let n = fds.iter().find(|g| g.fd == n).map(|g| g.dup_of.unwrap_or(n))?;
+                    opened.iter().find(|(_, g)| g.fd == n).map(|(p, _)| *p)
+                };
+                object(f, mk.ignore, &held)?
+            }
+        };
+        made.push((park(fd)?, *f));
+    }
+    for (fd, f) in made {
+        if f.fd < 0 {
+            flying.insert(f.fd, fd);
+        } else {
+            opened.push((fd, f));
+        }
+    }
     // The tree's shared epoll instances, taken now (the tree's fds are closed below).
     let mut tree_epolls: HashMap<i32, RawFd> = HashMap::new();
     for f in prog.iter().filter(|f| f.dup_of.is_none() && matches!(f.kind, FdKind::Epoll { .. })) {

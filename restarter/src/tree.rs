@@ -465,7 +465,7 @@ fn share_files(indexes: &[(i32, Index)], same: &[Vec<(i32, i32)>], opts: &crate:
             let all = indexes.iter().find(|(p, _)| *p == pid).map_or(&[][..], |(_, ix)| &ix.fds[..]);
             pipes.open(&f, all).map_err(|e| anyhow!("{}: {e}", what()))?
         } else {
-            crate::fds::object(&f, opts.ignore_missing).with_context(what)?
+            crate::fds::object(&f, opts.ignore_missing, &|_| None).with_context(what)?
         };
         for &at in group {
             out.insert(at, (made, None));

@@ -136,14 +136,23 @@ pub fn watch_path(ino: u64, kdev: u64) -> (Vec<u8>, bool, bool) {
             }
         }
     }
-    // Open by the program.
+    // Open by the program: by its name, else (removed since) as the program's fd of it,
+    // `/proc/self/fd/N`, which the restart adds the watch through once that fd is restored.
     if let Ok(fds) = sys::list_dir(&sys::cpath(&[b"/proc/thread-self/fd"])) {
+        let mut held = None;
         for n in fds {
             if let Ok(l) = sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", &n])) {
                 if l.starts_with(b"/") && !l.ends_with(b" (deleted)") && same(&l) {
                     return (l, dont_follow, false);
                 }
+                let fd = sys::cpath(&[b"/proc/self/fd/", &n]);
+                if held.is_none() && l.starts_with(b"/") && stat(fd.as_bytes(), true).is_some_and(|st| st.st_ino == ino && kernel_dev(st.st_dev) == kdev) {
+                    held = Some(fd.into_bytes());
+                }
             }
+        }
+        if let Some(p) = held {
+            return (p, false, false);
         }
     }
     (path, dont_follow, true)

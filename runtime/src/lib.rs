@@ -16,6 +16,7 @@ mod clonehook;
 mod control;
 mod cpuclock;
 mod fdguard;
+mod fdhide;
 mod fdhooks;
 mod fdobjs;
 mod fdtable;

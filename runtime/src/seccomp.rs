@@ -14,8 +14,15 @@
 //!
 //! After a restart each recreated thread installs its chain again, root first, as the last
 //! thing before it returns into the program (after no_new_privs is set again: a filter could
-//! forbid the runtime's own calls). Each thread gets its own copies: the threads no longer share
-//! one filter, so a TSYNC the program asks for after a restart fails (see README).
+//! forbid the runtime's own calls). The filters every program thread ran under (the longest
+//! chain all of them share: one inherited or given by a TSYNC) are shared again, as the kernel
+//! shares a filter only between a thread and the threads it creates after installing it: one
+//! recreated thread installs that shared part once its own state is back, then creates the
+//! others (threads.rs, `spawn_deferred`), which inherit it and install only the rest of their
+//! chain. A TSYNC the program asks for after a restart then works as before (the kernel
+//! requires every other thread to run under an ancestor of the caller's filter). The checkpoint
+//! thread runs under none of them (it never did unless a TSYNC gave it some: then it no longer
+//! does).
 
 use crate::gate;
 use crate::log::{log, ERROR};
@@ -324,15 +331,8 @@ pub fn refusal() -> Option<String> {
     Some(format!("thread {tid} {what}: a restart would run it without its filter; no checkpoint is taken"))
 }
 
-/// A restarted thread, the last thing before it returns into the program (no_new_privs is
-/// set again by now): install the chain it ran under, root first. A filter that does not take
-/// ends the restarted process with one line: it must not run without it.
-pub fn reinstall(old_tid: i32) {
-    let Some(m) = mine() else { return };
-    let top = m.top.get() as i32 - 1;
-    if top < 0 {
-        return;
-    }
+/// The chain ending at `top`, root first: (nodes, count).
+fn chain_of(top: i32) -> ([i32; MAX_FILTERS], usize) {
     let mut chain = [0i32; MAX_FILTERS];
     let mut n = 0;
     let mut at = top;
@@ -341,7 +341,52 @@ pub fn reinstall(old_tid: i32) {
         n += 1;
         at = node(at).parent;
     }
-    for &i in chain[..n].iter().rev() {
+    chain[..n].reverse();
+    (chain, n)
+}
+
+/// The last filter of the chain every recreated thread shares (node + 1; 0: none), which the
+/// thread that creates the others installs (`install_shared`).
+static SHARED: AtomicU32 = AtomicU32::new(0);
+
+/// At a restart, before the threads of `fs_bases` (their TLS bases, in the image) are made
+/// again: whether they all ran under a common chain of filters (two threads at least), which
+/// one of them must install before it creates the others so that they share it again.
+pub fn plan_shared(fs_bases: impl Iterator<Item = u64>) -> bool {
+    SHARED.store(0, Ordering::Relaxed);
+    let off = MINE_TLS_OFFSET.load(Ordering::Relaxed);
+    if off == i64::MIN {
+        return false;
+    }
+    let mut common: Option<([i32; MAX_FILTERS], usize)> = None;
+    let mut threads = 0;
+    for fs in fs_bases {
+        // SAFETY: MINE of that thread, in its TLS, restored with the image's memory; nothing
+        // runs on it yet.
+        let top = unsafe { &*((fs as i64).wrapping_add(off) as *const Mine) }.top.get() as i32 - 1;
+        if top < 0 {
+            return false;
+        }
+        let (chain, n) = chain_of(top);
+        threads += 1;
+        common = Some(match common {
+            None => (chain, n),
+            Some((c, k)) => (c, c[..k].iter().zip(&chain[..n]).take_while(|(a, b)| a == b).count()),
+        });
+    }
+    match common {
+        Some((c, k)) if k > 0 && threads > 1 => {
+            SHARED.store(c[k - 1] as u32 + 1, Ordering::Relaxed);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Install filters `chain` (root first); a filter that does not take ends the restarted
+/// process with one line naming thread `old_tid`: it must not run without it.
+fn install_chain(chain: &[i32], old_tid: i32) {
+    for &i in chain {
         let f = node(i);
         // SAFETY: the pool bytes of a published node.
         let filter = unsafe { (std::ptr::addr_of!((*TABLE.0.get()).pool) as *const u8).add(f.off as usize) };
@@ -351,5 +396,30 @@ pub fn reinstall(old_tid: i32) {
             let _ = syscall!(libc::SYS_exit_group, 1);
         }
     }
+}
+
+/// The recreated thread `old_tid` that creates the others, before it does: install the chain
+/// they all share (`plan_shared`), which they inherit.
+pub fn install_shared(old_tid: i32) {
+    let top = SHARED.load(Ordering::Relaxed) as i32 - 1;
+    if top >= 0 {
+        let (chain, n) = chain_of(top);
+        install_chain(&chain[..n], old_tid);
+    }
+}
+
+/// A restarted thread, the last thing before it returns into the program (no_new_privs is
+/// set again by now): install the chain it ran under, root first, but the part it shares with
+/// every thread (installed already, `install_shared`).
+pub fn reinstall(old_tid: i32) {
+    let Some(m) = mine() else { return };
+    let top = m.top.get() as i32 - 1;
+    if top < 0 {
+        return;
+    }
+    let (chain, n) = chain_of(top);
+    let shared = SHARED.load(Ordering::Relaxed) as i32 - 1;
+    let from = chain[..n].iter().position(|&i| i == shared).map_or(0, |p| p + 1);
+    install_chain(&chain[from..n], old_tid);
     m.own.set(((SEQ.fetch_add(1, Ordering::Relaxed) as u64) << 32) | (top as u64 + 1));
 }

@@ -46,12 +46,26 @@ macro_rules! syscall {
 }
 pub(crate) use syscall;
 
+/// The calling thread's id. A seccomp filter of the program's may make gettid fail in every
+/// thread, the checkpoint thread too (a TSYNC gives it the program's filters): then /proc says.
 pub fn gettid() -> i32 {
-    syscall!(libc::SYS_gettid).unwrap_or(0) as i32
+    syscall!(libc::SYS_gettid).map_or_else(|_| id_from_proc(c"/proc/thread-self"), |t| t as i32)
 }
 
+/// The process's id (as `gettid`, /proc says when a filter makes getpid fail).
 pub fn getpid() -> i32 {
-    syscall!(libc::SYS_getpid).unwrap_or(0) as i32
+    syscall!(libc::SYS_getpid).map_or_else(|_| id_from_proc(c"/proc/self"), |p| p as i32)
+}
+
+/// The last number in the target of /proc's `self` or `thread-self` link ("PID" or
+/// "PID/task/TID"); 0 if it cannot be read. No allocation (the stop handler calls it).
+fn id_from_proc(link: &CStr) -> i32 {
+    let mut buf = [0u8; 64];
+    let (dir, p) = at(link);
+    let Ok(n) = syscall!(libc::SYS_readlinkat, dir, p, buf.as_mut_ptr(), buf.len()) else { return 0 };
+    let text = &buf[..n as usize];
+    let last = text.rsplit(|&b| b == b'/').next().unwrap_or(b"");
+    last.iter().take_while(|b| b.is_ascii_digit()).fold(0i32, |v, d| v.wrapping_mul(10).wrapping_add((d - b'0') as i32))
 }
 
 pub fn tgkill(pid: i32, tid: i32, sig: i32) -> SysResult<i64> {
@@ -305,9 +319,14 @@ pub fn high_fd() -> i32 {
         Ok(_) => lim[0],
         Err(_) => 1024,
     };
-    let h = (cur.min(1024) as i32 - 24).max(3);
+    let h = high_fd_for(cur);
     HIGH.store(h, std::sync::atomic::Ordering::Relaxed);
     h
+}
+
+/// `high_fd` of a process whose soft fd limit is `limit`.
+pub fn high_fd_for(limit: u64) -> i32 {
+    (limit.min(1024) as i32 - 24).max(3)
 }
 
 /// The identity (fd, st_dev, st_ino) of the runtime's own fds, so that an fd number the

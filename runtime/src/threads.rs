@@ -14,7 +14,7 @@ use crate::log::{log, DEBUG, ERROR};
 use crate::sys::{self, syscall};
 use ckpt_ns::CloneArgs;
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 
 pub const MAX_THREADS: usize = 4096;
 /// The reserved signal that stops threads.
@@ -459,6 +459,16 @@ pub(crate) fn spawn_thread(want: i32, fs_base: u64, tid_address: u64, f: extern 
             return Ok(r as i32);
         }
         let e = -r as i32;
+        if a.set_tid == 0 && e == libc::ENOSYS {
+            // clone3 forbidden (a seccomp filter the creating thread runs under, as glibc
+            // expects of some sandboxes): clone.
+            // SAFETY: as above, with clone.
+            let r = unsafe { ckpt_clone_thread(a.flags, top, tid_address, tid_address, fs_base, f, arg) };
+            if r > 0 {
+                return Ok(r as i32);
+            }
+            return Err(format!("cannot create a thread: {}", crate::checkpoint::strerror(-r as i32)));
+        }
         if a.set_tid == 0 {
             return Err(format!("cannot create a thread: {}", crate::checkpoint::strerror(e)));
         }
@@ -501,6 +511,7 @@ pub fn become_restored(s: &Slot, leader: bool) -> ! {
     }
     crate::ids::restore_caps(s.tid);
     crate::sigqueue::restore_thread(s.tid);
+    spawn_deferred(s.tid);
     STOPPED.fetch_add(1, Ordering::AcqRel);
     sys::futex_wake(&STOPPED);
     while RELEASE.load(Ordering::Acquire) == gen {
@@ -527,14 +538,66 @@ pub fn register_rseq(fs_base: u64, want: bool) {
 /// main thread, which the thread-group leader becomes itself when ids are exact); with their old
 /// thread ids when `exact`. They park until `resume_all`: wait for them with `wait_parked`, and
 /// after releasing them call `wait_left_and_free` before freeing anything.
+///
+/// When every thread ran under seccomp filters they shared (seccomp.rs, `plan_shared`), one of
+/// them creates the others once its own state is back and it has installed those filters, so
+/// that they inherit them, shared, as the kernel gave them: the thread `skip` (which the caller
+/// makes itself) if there is one, else the first of `slots`. See `spawn_deferred`.
 pub fn recreate(slots: &[Slot], exact: bool, skip: i32) -> Result<(), String> {
     STOPPED.store(0, Ordering::Release);
     LEFT.store(0, Ordering::Release);
+    DEFERRED.store(0, Ordering::Release);
+    if slots.len() > 1 && crate::seccomp::plan_shared(slots.iter().map(|s| s.fs_base)) {
+        let creator = slots.iter().find(|s| s.tid == skip).unwrap_or(&slots[0]);
+        DEFER_SLOTS.store(slots.as_ptr() as usize, Ordering::Relaxed);
+        DEFER_N.store(slots.len(), Ordering::Relaxed);
+        DEFER_EXACT.store(exact, Ordering::Relaxed);
+        DEFER_SKIP.store(skip, Ordering::Relaxed);
+        DEFERRED.store(creator.tid, Ordering::Release);
+        if creator.tid != skip {
+            spawn_one(creator, exact)?;
+        }
+        return Ok(());
+    }
     for s in slots.iter().filter(|s| s.tid != skip) {
-        let tid = spawn_thread(if exact { s.tid } else { 0 }, s.fs_base, s.tid_address, restored_thread, s as *const Slot as u64)?;
-        log!(DEBUG, "thread {} restarted as {}", s.tid, tid);
+        spawn_one(s, exact)?;
     }
     Ok(())
+}
+
+fn spawn_one(s: &Slot, exact: bool) -> Result<(), String> {
+    let tid = spawn_thread(if exact { s.tid } else { 0 }, s.fs_base, s.tid_address, restored_thread, s as *const Slot as u64)?;
+    log!(DEBUG, "thread {} restarted as {}", s.tid, tid);
+    Ok(())
+}
+
+/// The threads `recreate` left to one of them to create (see there): the slot array, its
+/// length, exact ids, the tid the caller makes itself.
+static DEFER_SLOTS: AtomicUsize = AtomicUsize::new(0);
+static DEFER_N: AtomicUsize = AtomicUsize::new(0);
+static DEFER_EXACT: AtomicBool = AtomicBool::new(false);
+static DEFER_SKIP: AtomicI32 = AtomicI32::new(0);
+/// The old tid of the thread that creates the others at this restart; 0: none.
+static DEFERRED: AtomicI32 = AtomicI32::new(0);
+
+/// In a recreated thread (old tid `tid`) whose own state is back: if it is the one that
+/// creates the others, install the filters they all share, then create them. A thread that
+/// cannot be made ends the restarted process with one line.
+fn spawn_deferred(tid: i32) {
+    if DEFERRED.load(Ordering::Acquire) != tid || tid == 0 {
+        return;
+    }
+    crate::seccomp::install_shared(tid);
+    let (skip, exact) = (DEFER_SKIP.load(Ordering::Relaxed), DEFER_EXACT.load(Ordering::Relaxed));
+    // SAFETY: the slot array `recreate` was given, which the checkpoint thread keeps alive
+    // and unchanged until every thread has left (wait_left_and_free).
+    let slots = unsafe { std::slice::from_raw_parts(DEFER_SLOTS.load(Ordering::Relaxed) as *const Slot, DEFER_N.load(Ordering::Relaxed)) };
+    for s in slots.iter().filter(|s| s.tid != skip && s.tid != tid) {
+        if let Err(e) = spawn_one(s, exact) {
+            log!(ERROR, "{e}");
+            let _ = syscall!(libc::SYS_exit_group, 1);
+        }
+    }
 }
 
 /// Wait until `n` restored threads have registered their state and parked.

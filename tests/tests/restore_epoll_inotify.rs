@@ -1,8 +1,8 @@
 //! epoll and inotify across checkpoint, SIGKILL and restart (tests/programs/*.c, zdtm style):
 //! epoll entries added through fd numbers closed since (their files still open through dups)
 //! and an fd number reused for two entries; inotify watches on a symbolic link itself, through
-//! one, and on a file renamed since; a watch whose file cannot be found again refuses the
-//! restart (or warns with --ignore-missing-files).
+//! one, on a file renamed since, and on a removed file the program holds open; a watch whose
+//! file cannot be found again refuses the restart (or warns with --ignore-missing-files).
 
 mod restore_util;
 use restore_util::*;
@@ -27,6 +27,18 @@ fn inotify_watches_on_links_and_renamed_files_come_back() {
 #[test]
 fn inotify_watches_on_links_and_renamed_files_come_back_as_nobody() {
     ready_go("inotify_moved", "inotify_moved_nobody", true, |_| {}, &[]);
+}
+
+/// A watch on a file removed since but still open (zdtm inotify00): it comes back on the file as
+/// restored at that fd, with its number, and the restart queues no event of its own.
+#[test]
+fn an_inotify_watch_on_a_removed_file_held_open_comes_back() {
+    ready_go("inotify_removed", "inotify_removed", false, |_| {}, &[]);
+}
+
+#[test]
+fn an_inotify_watch_on_a_removed_file_held_open_comes_back_as_nobody() {
+    ready_go("inotify_removed", "inotify_removed_nobody", true, |_| {}, &[]);
 }
 
 #[test]

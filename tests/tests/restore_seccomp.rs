@@ -1,7 +1,8 @@
 //! Seccomp filters across checkpoint, SIGKILL and restart (issue 12): each thread runs under the
 //! same filters as before (installed through prctl, through syscall(SYS_seccomp), inherited by a
 //! thread created after, given to every thread by TSYNC, one that makes the runtime's own prctl
-//! calls in its thread fail); a filter ckpt did not see installed
+//! calls in its thread fail); threads that shared a filter share it again (a TSYNC after the
+//! restart takes); a filter ckpt did not see installed
 //! makes the checkpoint refuse in one line naming the thread; a refused checkpoint leaves every
 //! thread running, however many times it is tried.
 
@@ -45,6 +46,22 @@ fn a_tsync_filter_survives_in_every_thread() {
 #[test]
 fn a_tsync_filter_survives_in_every_thread_as_nobody() {
     same_after_restart("attr_seccomp_tsync", "seccomp_tsync_nobody", true, TSYNC);
+}
+
+const TSYNC_AFTER: &[&str] = &["TSYNC took", "main: getppid EPERM, getcpu EDOM, getpid EDOM", "worker: getppid EPERM, getcpu EDOM, getpid EDOM"];
+
+/// Threads that shared a filter (inherited) share it again after a restart: the program's TSYNC
+/// then takes, as in an uninterrupted run; the process, whose filter (TSYNC gave it to the
+/// runtime's thread too) makes getpid fail, ends when its last thread leaves with a raw exit
+/// (zdtm seccomp_filter_tsync).
+#[test]
+fn a_tsync_after_the_restart_takes() {
+    same_after_restart("seccomp_tsync_after", "seccomp_tsync_after", false, TSYNC_AFTER);
+}
+
+#[test]
+fn a_tsync_after_the_restart_takes_as_nobody() {
+    same_after_restart("seccomp_tsync_after", "seccomp_tsync_after_nobody", true, TSYNC_AFTER);
 }
 
 /// A filter installed with a raw system call (tests/programs/seccomp_unseen.c), or strict mode:
