@@ -5,10 +5,15 @@
 //! job's SLURM_NTASKS, but no SLURM_STEP_NUM_TASKS (srun sets that for the tasks it starts), and
 //! a `ckpt-run` there is one program, not rank 0 of tasks that will never link up.
 //!
+//! A task that a rewritten srun started (`join`: an MPI launcher's daemon under `ckpt-run
+//! mpirun`) has `CKPT_STEP_JOIN` too: it is task `offset + SLURM_PROCID` of the joined step, whose
+//! size that names, and whose rank 0 is the launcher's tree.
+//!
 //! The epoch names one run of the step (job, step, restart count, and whether it is the
 //! program or ckpt-restart's rendezvous): the address files of earlier runs are recognised as
 //! stale by it.
 
+use crate::join::{Join, JOIN_VAR};
 use crate::sha256::Sha256;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -27,12 +32,19 @@ impl Ident {
             return None;
         }
         let num = |v: &str| var(v).and_then(|x| x.trim().parse::<u32>().ok());
-        let rank = num("SLURM_PROCID")?;
-        let ntasks = num("SLURM_STEP_NUM_TASKS")?;
+        let procid = num("SLURM_PROCID")?;
+        let srun_tasks = num("SLURM_STEP_NUM_TASKS")?;
+        let (rank, ntasks, step) = match var(JOIN_VAR) {
+            Some(j) => {
+                let j = Join::decode(&j)?;
+                (j.rank(procid, srun_tasks)?, j.size, format!("join:{}", j.tag))
+            }
+            None => (procid, srun_tasks, var("SLURM_STEP_ID").unwrap_or_default()),
+        };
         if ntasks < 2 || rank >= ntasks {
             return None;
         }
-        Some(Ident { rank, ntasks, job: var("SLURM_JOB_ID").unwrap_or_default(), step: var("SLURM_STEP_ID").unwrap_or_default(), restarts: num("SLURM_RESTART_COUNT").unwrap_or(0) })
+        Some(Ident { rank, ntasks, job: var("SLURM_JOB_ID").unwrap_or_default(), step, restarts: num("SLURM_RESTART_COUNT").unwrap_or(0) })
     }
 
     /// This run's epoch, for the program's coordinator (`restart` false) or ckpt-restart's.
@@ -83,6 +95,15 @@ mod tests {
         assert_eq!(Ident::from_env(env(&[("SLURM_PROCID", "0"), ("SLURM_NTASKS", "4"), ("SLURM_JOB_ID", "17")])), None);
         let off = [("CKPT_STEP", "0")].iter().chain(v.iter()).copied().collect::<Vec<_>>();
         assert_eq!(Ident::from_env(env(&off)), None);
+        // A daemon a rewritten srun started: task 1 of 2 of srun's step, 2 of the joined step of 3.
+        let joined = [("CKPT_STEP_JOIN", "1:3:mpirun"), ("SLURM_PROCID", "1"), ("SLURM_STEP_NUM_TASKS", "2"), ("SLURM_JOB_ID", "17"), ("SLURM_STEP_ID", "4")];
+        let j = Ident::from_env(env(&joined)).unwrap();
+        assert_eq!((j.rank, j.ntasks, j.step.as_str()), (2, 3, "join:mpirun"));
+        // Rank 0 (the launcher's tree) makes the same identity from the tag and size alone.
+        let root = Ident { rank: 0, ntasks: 3, job: "17".into(), step: "join:mpirun".into(), restarts: 0 };
+        assert_eq!(root.epoch(false), j.epoch(false));
+        let bad = [("CKPT_STEP_JOIN", "0:3:mpirun")].iter().chain(joined[1..].iter()).copied().collect::<Vec<_>>();
+        assert_eq!(Ident::from_env(env(&bad)), None);
         assert_eq!(base_name("ring.2", 2), "ring");
         assert_eq!(base_name("ring", 2), "ring");
         assert!(unsupported_launch(env(&[("PMI_FD", "5")])).is_some());
