@@ -52,6 +52,7 @@ mod sighooks;
 mod sigqueue;
 mod snapshot;
 mod spawnhooks;
+mod srunjoin;
 mod step;
 mod sud;
 mod sudcalls;
