@@ -82,6 +82,8 @@ static EPOCH: AtomicU64 = AtomicU64::new(0);
 /// The number of the last committed step checkpoint, and when it was committed (realtime ns).
 static COMPLETED: AtomicU64 = AtomicU64::new(0);
 static COMMITTED_AT: AtomicU64 = AtomicU64::new(0);
+/// Rank 0: when its last step checkpoint ended (realtime ns), committed or abandoned.
+static ENDED_AT: AtomicU64 = AtomicU64::new(0);
 /// When the last checkpoint request reached this task (realtime ns; set by the signal handler).
 static TRIGGERED_AT: AtomicU64 = AtomicU64::new(0);
 /// The next time a member tries to link up (monotonic ms).
@@ -342,7 +344,9 @@ pub fn serve() {
             while fd >= 0 && readable(fd) {
                 match wire::recv(fd, deadline(5000)) {
                     Ok(Msg::Req { stop, at_ns }) => {
-                        if at_ns > COMMITTED_AT.load(Ordering::Relaxed) {
+                        // Served by a checkpoint that ended after it, committed or abandoned (one
+                        // `scancel -s` reaches every task, each of which asks).
+                        if at_ns > COMMITTED_AT.load(Ordering::Relaxed).max(ENDED_AT.load(Ordering::Relaxed)) {
                             log!(DEBUG, "step: checkpoint requested by task {r}");
                             coordinate(stop);
                         } else {
@@ -679,6 +683,7 @@ fn coordinate_one(stop: bool) -> Option<Outcome> {
     } else {
         log!(ERROR, "step checkpoint {gen} abandoned on every task: {why}; the previous complete checkpoint of the step stays");
     }
+    ENDED_AT.store(ckpt_step::sys::realtime_ns(), Ordering::Relaxed);
     if stop {
         let t = deadline(10_000);
         for r in 1..ntasks(s) as usize {
