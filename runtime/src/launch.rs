@@ -198,9 +198,9 @@ fn exec_with(envp: Argv, exec: impl FnOnce(Argv) -> c_int) -> c_int {
 /// srun in a member of a tree inside a Slurm job may be rewritten first (srunjoin.rs).
 fn exec_file(file: *const c_char, argv: Argv, envp: Argv, exec: impl FnOnce(Argv, Argv) -> c_int) -> c_int {
     let managed = crate::is_active() && MANAGED_PID.load(Ordering::Acquire) == sys::getpid();
-    let rw = get().filter(|_| managed).and_then(|l| {
+    let rw = get().filter(|_| managed && crate::srunjoin::is_srun(file)).and_then(|l| {
         let _g = gate::enter();
-        crate::srunjoin::rewrite(l, file, argv, envp)
+        crate::srunjoin::rewrite(l, argv, envp)
     });
     let Some(rw) = rw else { return exec_with(envp, |e| exec(argv, e)) };
     let r = exec_with(rw.envp(), |e| exec(rw.argv(), e));

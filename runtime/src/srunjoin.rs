@@ -51,7 +51,7 @@ fn strings(v: Argv) -> Option<Vec<String>> {
 }
 
 /// `file` (an exec's path or name) is Slurm's srun.
-fn is_srun(file: *const c_char) -> bool {
+pub fn is_srun(file: *const c_char) -> bool {
     // SAFETY: the exec caller's NUL-terminated path (checked for NULL).
     !file.is_null() && unsafe { CStr::from_ptr(file) }.to_bytes().rsplit(|&b| b == b'/').next() == Some(b"srun")
 }
@@ -65,10 +65,10 @@ fn ckpt_run(l: &Launch) -> Option<String> {
     (unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0).then(|| p.to_string_lossy().into_owned())
 }
 
-/// The rewrite of an exec of `file` with `argv` and `envp` by this member of a tree (None: the
-/// exec goes on as it is). Allocates: call it inside the gate.
-pub fn rewrite(l: &Launch, file: *const c_char, argv: Argv, envp: Argv) -> Option<Rewritten> {
-    if !is_srun(file) || !crate::tree::is_member() {
+/// The rewrite of an exec of srun (`is_srun`) with `argv` and `envp` by this member of a tree
+/// (None: the exec goes on as it is). Allocates: call it inside the gate.
+pub fn rewrite(l: &Launch, argv: Argv, envp: Argv) -> Option<Rewritten> {
+    if !crate::tree::is_member() {
         return None;
     }
     let env = strings(envp)?;
