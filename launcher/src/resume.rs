@@ -53,7 +53,12 @@ pub const RANK_VARS: [(&str, Option<&str>); 4] = [
 
 /// This task's rank in a job of several tasks (the first launcher of RANK_VARS that says so),
 /// or None for a job of one task. A rank must be a decimal number.
+/// A daemon that a rewritten srun started (ckpt_step::join) has its rank in the joined step.
 fn task_rank(var: impl Fn(&str) -> Option<String>) -> Option<String> {
+    if let Some(j) = var(ckpt_step::join::JOIN_VAR).and_then(|j| ckpt_step::join::Join::decode(&j)) {
+        let num = |v: &str| var(v).and_then(|x| x.trim().parse::<u32>().ok());
+        return j.rank(num("SLURM_PROCID")?, num("SLURM_STEP_NUM_TASKS")?).map(|r| r.to_string());
+    }
     RANK_VARS.iter().find_map(|(rank, size)| {
         let r = var(rank).filter(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))?;
         let several = match size {
@@ -241,6 +246,9 @@ mod tests {
         assert_eq!(rank_of(&[("PMIX_RANK", "0")]).as_deref(), Some("0"));
         // Not a number: not part of a file name.
         assert_eq!(rank_of(&[("PMI_RANK", "../x"), ("PMI_SIZE", "2")]), None);
+        // The one daemon a rewritten srun started: task 1 of the joined step, not srun's task 0.
+        assert_eq!(rank_of(&[("CKPT_STEP_JOIN", "1:2:mpirun"), ("SLURM_PROCID", "0"), ("SLURM_STEP_NUM_TASKS", "1")]).as_deref(), Some("1"));
+        assert_eq!(rank_of(&[("CKPT_STEP_JOIN", "1:2:mpirun"), ("SLURM_PROCID", "1"), ("SLURM_STEP_NUM_TASKS", "2")]), None);
     }
 
     #[test]

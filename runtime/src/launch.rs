@@ -78,7 +78,7 @@ static REAL_EXECVPE: RealFn = RealFn::new(b"execvpe\0");
 static REAL_FEXECVE: RealFn = RealFn::new(b"fexecve\0");
 static REAL_EXECVEAT: RealFn = RealFn::new(b"execveat\0");
 
-type Argv = *const *const c_char;
+pub(crate) type Argv = *const *const c_char;
 type ExecveFn = unsafe extern "C" fn(*const c_char, Argv, Argv) -> c_int;
 type FexecveFn = unsafe extern "C" fn(c_int, Argv, Argv) -> c_int;
 type ExecveatFn = unsafe extern "C" fn(c_int, *const c_char, Argv, Argv, c_int) -> c_int;
@@ -100,7 +100,7 @@ struct EnvBlock {
 }
 
 /// The runtime's own path: the first entry of the preload ckpt-run set.
-fn runtime_path(l: &Launch) -> &[u8] {
+pub(crate) fn runtime_path(l: &Launch) -> &[u8] {
     match &l.preload_user {
         Some(u) if !u.is_empty() && l.preload.ends_with(u) && l.preload.len() > u.len() => &l.preload[..l.preload.len() - u.len() - 1],
         _ => &l.preload,
@@ -194,6 +194,21 @@ fn exec_with(envp: Argv, exec: impl FnOnce(Argv) -> c_int) -> c_int {
     r
 }
 
+/// An exec of `file` (path or name) with `argv` and `envp` through `exec_with`; an exec of
+/// srun in a member of a tree inside a Slurm job may be rewritten first (srunjoin.rs).
+fn exec_file(file: *const c_char, argv: Argv, envp: Argv, exec: impl FnOnce(Argv, Argv) -> c_int) -> c_int {
+    let managed = crate::is_active() && MANAGED_PID.load(Ordering::Acquire) == sys::getpid();
+    let rw = get().filter(|_| managed && crate::srunjoin::is_srun(file)).and_then(|l| {
+        let _g = gate::enter();
+        crate::srunjoin::rewrite(l, argv, envp)
+    });
+    let Some(rw) = rw else { return exec_with(envp, |e| exec(argv, e)) };
+    let r = exec_with(rw.envp(), |e| exec(rw.argv(), e));
+    let _g = gate::enter();
+    drop(rw);
+    r
+}
+
 /// Run `spawn` (posix_spawn) with `envp`, or, in a member of the process tree, with
 /// `managed_env(envp)`: the program it starts is a member too. (glibc's posix_spawn execs in a
 /// child that shares our memory, without the exec hooks: its environment is made here, first.)
@@ -227,7 +242,7 @@ fn enosys() -> c_int {
 pub unsafe extern "C" fn execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int {
     let Some(f) = real::<ExecveFn>(&REAL_EXECVE) else { return enosys() };
     // SAFETY: forwarding the caller's arguments.
-    exec_with(envp, |e| unsafe { f(path, argv, e) })
+    exec_file(path, argv, envp, |a, e| unsafe { f(path, a, e) })
 }
 
 /// # Safety
@@ -236,7 +251,7 @@ pub unsafe extern "C" fn execve(path: *const c_char, argv: Argv, envp: Argv) -> 
 pub unsafe extern "C" fn execv(path: *const c_char, argv: Argv) -> c_int {
     let Some(f) = real::<ExecveFn>(&REAL_EXECVE) else { return enosys() };
     // SAFETY: environ is libc's environment block; forwarding the caller's arguments.
-    exec_with(unsafe { environ }, |e| unsafe { f(path, argv, e) })
+    exec_file(path, argv, unsafe { environ }, |a, e| unsafe { f(path, a, e) })
 }
 
 /// # Safety
@@ -245,7 +260,7 @@ pub unsafe extern "C" fn execv(path: *const c_char, argv: Argv) -> c_int {
 pub unsafe extern "C" fn execvpe(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
     let Some(f) = real::<ExecveFn>(&REAL_EXECVPE) else { return enosys() };
     // SAFETY: forwarding the caller's arguments.
-    exec_with(envp, |e| unsafe { f(file, argv, e) })
+    exec_file(file, argv, envp, |a, e| unsafe { f(file, a, e) })
 }
 
 /// # Safety
@@ -254,7 +269,7 @@ pub unsafe extern "C" fn execvpe(file: *const c_char, argv: Argv, envp: Argv) ->
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: Argv) -> c_int {
     let Some(f) = real::<ExecveFn>(&REAL_EXECVPE) else { return enosys() };
     // SAFETY: environ is libc's environment block; forwarding the caller's arguments.
-    exec_with(unsafe { environ }, |e| unsafe { f(file, argv, e) })
+    exec_file(file, argv, unsafe { environ }, |a, e| unsafe { f(file, a, e) })
 }
 
 /// # Safety

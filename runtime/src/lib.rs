@@ -53,6 +53,7 @@ mod sighooks;
 mod sigqueue;
 mod snapshot;
 mod spawnhooks;
+mod srunjoin;
 mod step;
 mod sud;
 mod sudcalls;

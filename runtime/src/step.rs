@@ -47,7 +47,7 @@ use ckpt_step::files::{self, Addr, Manifest};
 use ckpt_step::holders::{Held, Holders};
 use ckpt_step::ident::Ident;
 use ckpt_step::wire::{self, Conn, LinkError, Msg, Pair};
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// The step this task belongs to (set once at startup; None: not a step).
@@ -59,6 +59,21 @@ struct Step {
     unsupported: Option<String>,
     /// Rank 0: a link to each rank (its own slot unused); others: slot 0. -1: none.
     links: Vec<AtomicI32>,
+    /// Tasks in the step: `id.ntasks`, or for rank 0 of a joined step (ckpt_step::join) 0 until
+    /// the tasks of its srun link up and say how many they are.
+    size: AtomicU32,
+}
+
+/// The most tasks a joined step's rank 0 makes room for.
+const JOIN_MAX: usize = 1025;
+
+fn ntasks(s: &Step) -> u32 {
+    s.size.load(Ordering::Acquire)
+}
+
+/// The slots of `links` the step's tasks use (a joined step's rank 0 has room for more).
+fn live_links(s: &Step) -> impl Iterator<Item = &AtomicI32> {
+    s.links.iter().take(ntasks(s).max(1) as usize)
 }
 
 static STEP: std::sync::atomic::AtomicPtr<Step> = std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
@@ -67,6 +82,8 @@ static EPOCH: AtomicU64 = AtomicU64::new(0);
 /// The number of the last committed step checkpoint, and when it was committed (realtime ns).
 static COMPLETED: AtomicU64 = AtomicU64::new(0);
 static COMMITTED_AT: AtomicU64 = AtomicU64::new(0);
+/// Rank 0: when its last step checkpoint ended (realtime ns), committed or abandoned.
+static ENDED_AT: AtomicU64 = AtomicU64::new(0);
 /// When the last checkpoint request reached this task (realtime ns; set by the signal handler).
 static TRIGGERED_AT: AtomicU64 = AtomicU64::new(0);
 /// The next time a member tries to link up (monotonic ms).
@@ -86,6 +103,8 @@ struct Current {
 static CURRENT: Mutex<Option<Current>> = Mutex::new(None);
 /// The number of the step checkpoint being taken (0: none), and whether the step stops after it.
 static IN_STEP: AtomicU64 = AtomicU64::new(0);
+/// Rank 0: the last step checkpoint in which it sent the other tasks their `Pairs`.
+static PAIRED: AtomicU64 = AtomicU64::new(0);
 static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// A checkpoint-and-exit of the step: the program's threads stay stopped until it exits.
@@ -98,9 +117,16 @@ fn step() -> Option<&'static Step> {
     unsafe { STEP.load(Ordering::Acquire).as_ref() }
 }
 
-/// Whether this task is part of a step of several tasks.
+/// Rank 0 of a joined step that does not know its tasks yet: it accepts them (`serve`), and
+/// checkpoints as a tree alone until they have linked up.
+pub fn joining() -> bool {
+    step().is_some_and(|s| ntasks(s) == 0)
+}
+
+/// Whether this task is part of a step of several tasks (a joined step's rank 0: once its
+/// tasks linked up).
 pub fn active() -> bool {
-    step().is_some()
+    step().is_some_and(|s| ntasks(s) >= 2)
 }
 
 fn is_coordinator() -> bool {
@@ -152,7 +178,7 @@ static STEP_TIMEOUT_MS: AtomicU64 = AtomicU64::new(120_000);
 /// the key and the coordinator's listening socket.
 pub fn init(env: &dyn Fn(&[u8]) -> Option<Vec<u8>>, dir: &[u8], name: &[u8]) {
     let var = |k: &str| env(&[k.as_bytes(), b"\0"].concat()).map(|v| String::from_utf8_lossy(&v).into_owned());
-    let Some(id) = Ident::from_env(var) else { return };
+    let Some(id) = Ident::from_env(var).or_else(|| Ident::join_root(var, &String::from_utf8_lossy(name))) else { return };
     if crate::tree::is_child() {
         // A program that a process of the task's tree execs: not the task (see `in_task_tree`).
         IN_TASK_TREE.store(true, Ordering::Relaxed);
@@ -162,10 +188,12 @@ pub fn init(env: &dyn Fn(&[u8]) -> Option<Vec<u8>>, dir: &[u8], name: &[u8]) {
         STEP_TIMEOUT_MS.store(t * 1000, Ordering::Relaxed);
     }
     let base = ckpt_step::ident::base_name(&String::from_utf8_lossy(name), id.rank);
-    let links = (0..id.ntasks).map(|_| AtomicI32::new(-1)).collect();
+    let room = if id.ntasks == 0 { JOIN_MAX } else { id.ntasks as usize };
+    let links = (0..room).map(|_| AtomicI32::new(-1)).collect();
+    let size = AtomicU32::new(id.ntasks);
     EPOCH.store(id.epoch(false), Ordering::Relaxed);
     let unsupported = ckpt_step::ident::unsupported_launch(var);
-    let s = Step { id, base, dir: dir.to_vec(), unsupported, links };
+    let s = Step { id, base, dir: dir.to_vec(), unsupported, links, size };
     STEP.store(Box::into_raw(Box::new(s)), Ordering::Release);
     if is_coordinator() {
         start_coordinator();
@@ -228,7 +256,7 @@ pub fn after_restart(epoch: u64, gen: u64, image_hash: u64) {
 
 /// Whether `fd` is one of our links or the coordinator's listener.
 pub fn is_own_fd(fd: i32) -> bool {
-    fd >= 0 && (LISTEN.load(Ordering::Relaxed) == fd || step().is_some_and(|s| s.links.iter().any(|l| l.load(Ordering::Relaxed) == fd)))
+    fd >= 0 && (LISTEN.load(Ordering::Relaxed) == fd || step().is_some_and(|s| live_links(s).any(|l| l.load(Ordering::Relaxed) == fd)))
 }
 
 /// A checkpoint request reached this task now (async-signal-safe).
@@ -278,7 +306,7 @@ fn start_coordinator() {
     match r {
         Ok(fd) => {
             LISTEN.store(fd, Ordering::Release);
-            log!(DEBUG, "step: coordinator of {} tasks listening", s.id.ntasks);
+            log!(DEBUG, "step: coordinator of {} tasks listening", ntasks(s));
         }
         Err(e) => log!(ERROR, "step: {e}; checkpoints of the step will fail"),
     }
@@ -288,7 +316,7 @@ fn start_coordinator() {
 /// links.
 pub fn poll_fds() -> Vec<i32> {
     let Some(s) = step() else { return Vec::new() };
-    let mut v: Vec<i32> = s.links.iter().map(|l| l.load(Ordering::Relaxed)).filter(|&f| f >= 0).collect();
+    let mut v: Vec<i32> = live_links(s).map(|l| l.load(Ordering::Relaxed)).filter(|&f| f >= 0).collect();
     let l = LISTEN.load(Ordering::Relaxed);
     if l >= 0 {
         v.push(l);
@@ -311,12 +339,14 @@ pub fn serve() {
     let Some(s) = step() else { return };
     if s.id.rank == 0 {
         accept_members(s);
-        for r in 1..s.id.ntasks as usize {
+        for r in 1..ntasks(s) as usize {
             let fd = s.links[r].load(Ordering::Relaxed);
             while fd >= 0 && readable(fd) {
                 match wire::recv(fd, deadline(5000)) {
                     Ok(Msg::Req { stop, at_ns }) => {
-                        if at_ns > COMMITTED_AT.load(Ordering::Relaxed) {
+                        // Served by a checkpoint that ended after it, committed or abandoned (one
+                        // `scancel -s` reaches every task, each of which asks).
+                        if at_ns > COMMITTED_AT.load(Ordering::Relaxed).max(ENDED_AT.load(Ordering::Relaxed)) {
                             log!(DEBUG, "step: checkpoint requested by task {r}");
                             coordinate(stop);
                         } else {
@@ -388,7 +418,7 @@ fn accept_members(s: &Step) {
         };
         let hello = ckpt_step::auth::server(fd, &k, deadline(3000)).map_err(|e| e.to_string()).and_then(|()| wire::recv(fd, deadline(3000)).map_err(|e| e.to_string()));
         match hello {
-            Ok(Msg::Hello { rank, ntasks }) if ntasks == s.id.ntasks && rank > 0 && rank < ntasks => {
+            Ok(Msg::Hello { rank, ntasks: n }) if rank > 0 && rank < n && sized(s, n) => {
                 let old = s.links[rank as usize].swap(fd, Ordering::AcqRel);
                 if old >= 0 {
                     sys::close(old);
@@ -405,6 +435,15 @@ fn accept_members(s: &Step) {
             }
         }
     }
+}
+
+/// Whether a task that says the step has `n` tasks belongs to it: a joined step's rank 0 takes
+/// the size its first task says (srun's tasks and rank 0), and then only that.
+fn sized(s: &Step, n: u32) -> bool {
+    if s.id.ntasks == 0 && (n as usize) <= s.links.len() && s.size.compare_exchange(0, n, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        log!(INFO, "step: the joined step has {n} tasks (this tree and the {} its srun started)", n - 1);
+    }
+    ntasks(s) == n
 }
 
 /// A member: connect to the coordinator published under our epoch, if it is there yet.
@@ -428,7 +467,7 @@ fn link_up(s: &Step) {
     let Some(k) = key() else { return };
     match connect_to(&addr) {
         Ok(fd) => {
-            let r = ckpt_step::auth::client(fd, &k, deadline(3000)).map_err(|e| e.to_string()).and_then(|()| wire::send(fd, &Msg::Hello { rank: s.id.rank, ntasks: s.id.ntasks }, deadline(3000)).map_err(|e| e.to_string()));
+            let r = ckpt_step::auth::client(fd, &k, deadline(3000)).map_err(|e| e.to_string()).and_then(|()| wire::send(fd, &Msg::Hello { rank: s.id.rank, ntasks: ntasks(s) }, deadline(3000)).map_err(|e| e.to_string()));
             match r {
                 Ok(()) => {
                     s.links[0].store(fd, Ordering::Release);
@@ -560,15 +599,23 @@ fn coordinate_one(stop: bool) -> Option<Outcome> {
         }
         return None;
     }
-    for r in 1..s.id.ntasks as usize {
+    for r in 1..ntasks(s) as usize {
         let fd = s.links[r].load(Ordering::Relaxed);
         if let Err(e) = wire::send(fd, &Msg::Begin { gen, stop }, deadline(5000)) {
             drop_link(s, r, &e);
         }
     }
     let out = run_local(s, gen, stop);
+    if out.is_none() && PAIRED.load(Ordering::Acquire) != gen {
+        // Our part failed before we paired the tasks' connections (our tree's coordinator
+        // refused the checkpoint): the others wait for their pairs.
+        let why = "task 0: its checkpoint failed before the tasks' connections were paired (its stderr says why)";
+        for l in live_links(s).skip(1) {
+            let _ = wire::send(l.load(Ordering::Relaxed), &Msg::Pairs { why: why.into(), pairs: Vec::new() }, deadline(5000));
+        }
+    }
     // Every image durable: the manifest, then the commit.
-    let mut hashes = vec![0u64; s.id.ntasks as usize];
+    let mut hashes = vec![0u64; ntasks(s) as usize];
     let mut why = String::new();
     let mut longest = 0u64;
     match &out {
@@ -618,7 +665,7 @@ fn coordinate_one(stop: bool) -> Option<Outcome> {
             why = format!("cannot write the manifest: {e}");
         }
     }
-    for r in 1..s.id.ntasks as usize {
+    for r in 1..ntasks(s) as usize {
         let fd = s.links[r].load(Ordering::Relaxed);
         if fd >= 0 {
             if let Err(e) = wire::send(fd, &Msg::Commit { why: why.clone() }, deadline(5000)) {
@@ -632,13 +679,14 @@ fn coordinate_one(stop: bool) -> Option<Outcome> {
         COMMITTED_AT.store(ckpt_step::sys::realtime_ns(), Ordering::Relaxed);
         generations::protect(hashes[0]);
         let shown = String::from_utf8_lossy(&s.dir).into_owned();
-        log!(ALWAYS, "step checkpoint {gen}: {} tasks committed in {shown}/{} ({} ms, longest pause {longest} ms)", s.id.ntasks, files::manifest_name(&s.base), ckpt_step::sys::now_ms() - t0);
+        log!(ALWAYS, "step checkpoint {gen}: {} tasks committed in {shown}/{} ({} ms, longest pause {longest} ms)", ntasks(s), files::manifest_name(&s.base), ckpt_step::sys::now_ms() - t0);
     } else {
         log!(ERROR, "step checkpoint {gen} abandoned on every task: {why}; the previous complete checkpoint of the step stays");
     }
+    ENDED_AT.store(ckpt_step::sys::realtime_ns(), Ordering::Relaxed);
     if stop {
         let t = deadline(10_000);
-        for r in 1..s.id.ntasks as usize {
+        for r in 1..ntasks(s) as usize {
             let fd = s.links[r].load(Ordering::Relaxed);
             if fd >= 0 {
                 until_closed(fd, t);
@@ -657,7 +705,7 @@ const LINK_WAIT_MS: u64 = 5000;
 fn wait_linked(s: &Step, end: u64) -> Vec<usize> {
     loop {
         accept_members(s);
-        let missing: Vec<usize> = (1..s.id.ntasks as usize).filter(|&r| s.links[r].load(Ordering::Relaxed) < 0).collect();
+        let missing: Vec<usize> = (1..ntasks(s) as usize).filter(|&r| s.links[r].load(Ordering::Relaxed) < 0).collect();
         let now = ckpt_step::sys::now_ms();
         let l = LISTEN.load(Ordering::Relaxed);
         if missing.is_empty() || now >= end || l < 0 {
@@ -751,7 +799,8 @@ fn run_local(s: &Step, gen: u64, stop: bool) -> Option<Outcome> {
         } else {
             set_failed(&format!("task 0: {why}"));
             // The members wait for their Pairs.
-            for l in s.links.iter().skip(1) {
+            PAIRED.store(gen, Ordering::Release);
+            for l in live_links(s).skip(1) {
                 let _ = wire::send(l.load(Ordering::Relaxed), &Msg::Pairs { why: format!("task 0: {why}"), pairs: Vec::new() }, deadline(5000));
             }
         }
@@ -817,7 +866,7 @@ pub fn stopped() -> Result<(), String> {
     // Rank 0 gives up on a task after the bound; the others wait a little longer for its word.
     let end = deadline(if s.id.rank == 0 { timeout_ms() } else { member_wait_ms() });
     let pairs: Vec<Pair> = if s.id.rank == 0 {
-        let mut all: Vec<Vec<Conn>> = vec![Vec::new(); s.id.ntasks as usize];
+        let mut all: Vec<Vec<Conn>> = vec![Vec::new(); ntasks(s) as usize];
         all[0] = reported.clone();
         let mut why = String::new();
         for (r, slot) in all.iter_mut().enumerate().skip(1) {
@@ -844,6 +893,7 @@ pub fn stopped() -> Result<(), String> {
         if why.is_empty() {
             why = held_twice(&all, &table);
         }
+        PAIRED.store(gen, Ordering::Release);
         for (link, pairs) in s.links.iter().zip(&table).skip(1) {
             let _ = wire::send(link.load(Ordering::Relaxed), &Msg::Pairs { why: why.clone(), pairs: pairs.clone() }, end);
         }
@@ -1029,7 +1079,7 @@ pub fn annotate(index: &mut Index) {
     // Only the task's program carries the step: its restart meets the other tasks' for the
     // whole tree (another process of the tree has its connections only).
     if let Some(s) = step() {
-        index.step = Some(StepInfo { rank: s.id.rank, ntasks: s.id.ntasks, generation: cur.gen, base: s.base.clone() });
+        index.step = Some(StepInfo { rank: s.id.rank, ntasks: ntasks(s), generation: cur.gen, base: s.base.clone() });
     }
     for f in index.fds.iter_mut() {
         let FdKind::Socket(sock) = &mut f.kind else { continue };

@@ -176,6 +176,10 @@ pub fn run() -> ! {
         }
         let due = next_in_ms() == Some(0);
         let member = crate::tree::is_member();
+        if crate::step::joining() {
+            // Rank 0 of a joined step whose tasks have not linked up yet (step.rs).
+            crate::step::serve();
+        }
         if crate::step::active() {
             // A checkpoint of the whole step (rank 0 begins it; see step.rs).
             if bits & (REQ_STOP | REQ_CHECKPOINT) != 0 || (due && crate::step::may_time()) {

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod files;
 pub mod holders;
 pub mod ident;
+pub mod join;
 pub mod node;
 pub mod sha256;
 pub mod sys;

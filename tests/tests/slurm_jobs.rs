@@ -674,7 +674,7 @@ fn mpi_env(work: &Workdir) -> Vec<(String, String)> {
 /// mpirun and srun only, and its restart a launcher whose ranks are gone. It must be refused
 /// in one line naming srun, write no set, and leave the job running to the uninterrupted
 /// result (before: the set of mpirun and srun was committed).
-fn mpi_across_nodes_is_refused(name: &str, mpi: &Mpi) -> Result<()> {
+fn mpi_across_nodes_is_refused(name: &str, mpi: &Mpi, joined: bool) -> Result<()> {
     need_slurm!();
     if !Path::new(mpi.launcher).is_file() {
         ckpt_tests::skip_test!("{} is not installed (Debian packages openmpi-bin and mpich; .ci/run installs them)", mpi.launcher);
@@ -695,12 +695,20 @@ fn mpi_across_nodes_is_refused(name: &str, mpi: &Mpi) -> Result<()> {
     let script = work.join("mpi.sbatch");
     std::fs::write(&script, "#!/bin/bash\n#SBATCH --open-mode=append\nckpt-run --dir ckpt -- \"$@\"\necho \"ckpt-run exit code $?\"\n")?;
     let args = ["-np", "4", ring.to_str().unwrap_or(""), laps, delay];
-    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    if joined {
+        envs.push(("CKPT_JOIN_SRUN", "1"));
+    }
     let job = Job::submit(&bins, &work, &["-N2", "--ntasks=4"], script.to_str().unwrap_or(""), Path::new(mpi.launcher), &args, &envs)?;
     job.wait_output(90, "10 laps of the ring", |o| steps(&task_lines(o, None)) >= 10)?;
-    let ctl = Command::new(bins.dir.join("ckpt-ctl")).args(["checkpoint", "--wait", "--dir"]).arg(work.join("ckpt")).output()?;
-    let said = String::from_utf8_lossy(&ctl.stderr).into_owned();
-    ensure!(ctl.status.code() == Some(1), "ckpt-ctl checkpoint: {:?}, expected 1 (failed): {said}", ctl.status);
+    if joined {
+        // The job's steps' tasks are the daemons' ckpt-runs: each asks the tree (rank 0).
+        job.run("scancel", &["-s", "USR2"])?;
+    } else {
+        let ctl = Command::new(bins.dir.join("ckpt-ctl")).args(["checkpoint", "--wait", "--dir"]).arg(work.join("ckpt")).output()?;
+        let said = String::from_utf8_lossy(&ctl.stderr).into_owned();
+        ensure!(ctl.status.code() == Some(1), "ckpt-ctl checkpoint: {:?}, expected 1 (failed): {said}", ctl.status);
+    }
     job.wait_completed(120)?;
     let all = job.output();
     let refusals: Vec<&str> = all.lines().filter(|l| l.contains("is Slurm's srun")).collect();
@@ -712,10 +720,27 @@ fn mpi_across_nodes_is_refused(name: &str, mpi: &Mpi) -> Result<()> {
 
 #[test]
 fn slurm_openmpi_mpirun_across_two_nodes_checkpoint_is_refused_in_one_line() -> Result<()> {
-    mpi_across_nodes_is_refused("slurm-ompi-refused", &OPEN_MPI)
+    mpi_across_nodes_is_refused("slurm-ompi-refused", &OPEN_MPI, false)
 }
 
 #[test]
 fn slurm_mpich_mpiexec_across_two_nodes_checkpoint_is_refused_in_one_line() -> Result<()> {
-    mpi_across_nodes_is_refused("slurm-mpich-refused", &MPICH)
+    mpi_across_nodes_is_refused("slurm-mpich-refused", &MPICH, false)
+}
+
+/// The same with the joined step (CKPT_JOIN_SRUN=1): the launcher's daemons run under ckpt-run
+/// on the job's nodes as tasks of the tree's joined step; its checkpoint stays refused in one line
+/// until a restart runs srun again (docs/multinode.md), and the job's result is unchanged.
+#[test]
+fn slurm_openmpi_mpirun_joined_step_checkpoint_is_refused_in_one_line() -> Result<()> {
+    mpi_across_nodes_is_refused("slurm-ompi-joined", &OPEN_MPI, true)
+}
+
+/// Not reliable yet: in 1 of 2 runs, after the ring's result, Hydra reported a process on n2
+/// as "BAD TERMINATION ... EXIT CODE: 15" and the job hung in its step's end
+/// (docs/multinode.md, (1b)).
+#[test]
+#[ignore = "MPICH's joined step sometimes hangs at the job's end (docs/multinode.md, 1b)"]
+fn slurm_mpich_mpiexec_joined_step_checkpoint_is_refused_in_one_line() -> Result<()> {
+    mpi_across_nodes_is_refused("slurm-mpich-joined", &MPICH, true)
 }

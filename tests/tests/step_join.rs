@@ -1,0 +1,150 @@
+//! Issue 14, the joined step's launch (docs/multinode.md, part 1b) without a cluster: a
+//! process tree under `ckpt-run` inside a Slurm job (SLURM_JOB_ID) that runs `srun` (as
+//! Open MPI's mpirun and MPICH's mpiexec start their daemons) has srun's program run under
+//! `ckpt-run`, as tasks 1..N of a joined step whose rank 0 is the tree (`CKPT_STEP_JOIN`).
+//! `srun` here is a stand-in on PATH (programs/fake_srun.c) that records how it was called and
+//! starts its tasks on this machine with the variables srun gives them. The rewrite is opt-in (CKPT_JOIN_SRUN=1)
+//! until the joined step's checkpoint and restart exist: a checkpoint of a tree holding srun
+//! stays refused (slurm_jobs.rs).
+
+use anyhow::{ensure, Result};
+use ckpt_tests::programs::compile_c;
+use ckpt_tests::scenario::user_command;
+use ckpt_tests::{Bins, Proc, Workdir};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The task program: its rank, as the joined step and ckpt-run see it.
+const TASK: &str = r#"echo "task $SLURM_PROCID of $SLURM_STEP_NUM_TASKS join=${CKPT_STEP_JOIN-none}""#;
+
+/// The launcher: `ckpt-run --name launcher -- sh -c 'srun -n 2 sh -c TASK'` in a Slurm job
+/// (`opt_in`: with CKPT_JOIN_SRUN=1), the stand-in srun first on PATH, its records in
+/// work/`tag`.
+fn start(bins: &Bins, work: &Workdir, tag: &str, task: &str, opt_in: bool, env: &[(&str, &str)]) -> Result<(Proc, PathBuf)> {
+    let out = work.join(tag);
+    std::fs::create_dir_all(&out)?;
+    let path_dir = work.join("fakebin");
+    if !path_dir.exists() {
+        std::fs::create_dir_all(&path_dir)?;
+        std::fs::rename(compile_c(work, "fake_srun.c", &[])?, path_dir.join("srun"))?;
+    }
+    let script = format!("srun -n 2 /bin/sh -c '{task}'; echo srun ended $?");
+    let argv: Vec<OsString> = vec![
+        bins.run.clone().into(),
+        "--dir".into(),
+        work.join("ckpt").into(),
+        "--name".into(),
+        "launcher".into(),
+        "--".into(),
+        "/bin/sh".into(),
+        "-c".into(),
+        script.into(),
+    ];
+    let mut cmd = user_command(&argv, false, work.path());
+    let path = format!("{}:{}", path_dir.display(), std::env::var("PATH").unwrap_or_default());
+    cmd.env("PATH", path).env("OUT", &out).env("SLURM_JOB_ID", "77").env("SLURM_JOB_NUM_NODES", "2");
+    for v in ["SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_STEP_ID", "SLURM_NTASKS", "CKPT_STEP_JOIN"] {
+        cmd.env_remove(v);
+    }
+    if opt_in {
+        cmd.env("CKPT_JOIN_SRUN", "1");
+    } else {
+        cmd.env_remove("CKPT_JOIN_SRUN");
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Ok((Proc::spawn(tag, cmd)?, out))
+}
+
+/// Run the launcher to its end; srun's argv, its tasks' CKPT_STEP_JOIN and their outputs.
+fn launch(bins: &Bins, work: &Workdir, tag: &str, opt_in: bool) -> Result<(Vec<String>, String, Vec<String>)> {
+    let (mut p, out) = start(bins, work, tag, TASK, opt_in, &[])?;
+    let st = p.wait(Duration::from_secs(60))?;
+    ensure!(st.success() && p.stdout().contains("srun ended 0"), "the launcher failed: {st:?}\n{}\n{}", p.stdout(), p.stderr());
+    let read = |f: &Path| std::fs::read_to_string(f).unwrap_or_default();
+    let args = read(&out.join("argv")).lines().map(String::from).collect();
+    let tasks = (0..2).map(|i| read(&out.join(format!("task{i}"))).trim().to_string()).collect();
+    Ok((args, read(&out.join("join")).trim().to_string(), tasks))
+}
+
+/// srun's program runs under ckpt-run (same build, same image directory, the tree's image name,
+/// its checkpoint signal), its tasks are ranks 1 and 2 of a joined step of 3 named after the
+/// tree, and they run to their end.
+#[test]
+fn srun_in_a_tree_runs_its_tasks_under_ckpt_run_as_a_joined_step() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("step-join-srun")?;
+    let (args, join, tasks) = launch(&bins, &work, "joined", true)?;
+    let dir = work.join("ckpt").canonicalize()?;
+    let expect: Vec<String> = ["-n", "2", &bins.run.display().to_string(), "--dir", &dir.display().to_string(), "--name", "launcher", "--signal", "12", "--", "/bin/sh", "-c", TASK]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    ensure!(args == expect, "srun was run as {args:?}, not {expect:?}");
+    ensure!(join == "1:3:launcher", "srun's tasks got CKPT_STEP_JOIN={join:?}");
+    for (i, t) in tasks.iter().enumerate() {
+        ensure!(t == &format!("task {i} of 2 join=1:3:launcher"), "task {i} printed {t:?}");
+    }
+    Ok(())
+}
+
+/// Without the opt-in (the default until the joined step's checkpoint and restart exist), srun
+/// runs as it was called.
+#[test]
+fn srun_in_a_tree_is_left_alone_without_the_opt_in() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("step-join-off")?;
+    let (args, join, tasks) = launch(&bins, &work, "plain", false)?;
+    ensure!(args == ["-n", "2", "/bin/sh", "-c", TASK], "srun was run as {args:?}");
+    ensure!(join == "none", "srun's tasks got CKPT_STEP_JOIN={join:?}");
+    ensure!(tasks[1] == "task 1 of 2 join=none", "task 1 printed {:?}", tasks[1]);
+    Ok(())
+}
+
+/// The ckpt-run that srun started as its task `procid` (its parent is srun).
+fn task_run(bins: &Bins, procid: u32) -> Option<i32> {
+    let want = format!("SLURM_PROCID={procid}");
+    std::fs::read_dir("/proc").ok()?.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()).find(|pid| {
+        let read = |f: &str| std::fs::read(format!("/proc/{pid}/{f}")).unwrap_or_default();
+        let argv0 = read("cmdline").split(|&b| b == 0).next().map(|a| a.to_vec()).unwrap_or_default();
+        let ppid = String::from_utf8_lossy(&read("stat")).rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)?.parse::<i32>().ok());
+        let parent_is_srun = ppid.and_then(|p| std::fs::read_link(format!("/proc/{p}/exe")).ok()).is_some_and(|e| e.file_name().is_some_and(|n| n == "srun"));
+        argv0 == bins.run.as_os_str().as_encoded_bytes() && parent_is_srun && read("environ").split(|&b| b == 0).any(|v| v == want.as_bytes())
+    })
+}
+
+/// With the opt-in, the tree is rank 0 of the joined step: srun's tasks (each a tree under its
+/// own ckpt-run) link up to it and it learns the step's size from them. A checkpoint asked of
+/// one of them (as `scancel -s USR2` does) is one of the whole joined step, and is refused on
+/// every task with one line naming srun (whose restart does not exist yet): no set is written
+/// and every task runs on to its end.
+#[test]
+fn joined_step_links_up_and_its_checkpoint_is_refused_at_srun() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("step-join-refused")?;
+    let task = r#"i=0; while [ $i -lt 40 ]; do sleep 0.1; i=$((i + 1)); done; echo "task $SLURM_PROCID done""#;
+    let (mut p, out) = start(&bins, &work, "refused", task, true, &[("CKPT_LOG", "debug")])?;
+    for r in [1, 2] {
+        p.wait_for_stderr(&format!("step: task {r} linked"), Duration::from_secs(30))?;
+    }
+    ensure!(p.stderr().contains("the joined step has 3 tasks"), "rank 0 did not learn the step's size:\n{}", p.stderr());
+    // A signal from outside (the program's own would be the program's).
+    let pid = task_run(&bins, 1).ok_or_else(|| anyhow::anyhow!("no ckpt-run of srun's task 1"))?;
+    // SAFETY: a signal to the task's ckpt-run, which this test's launcher started.
+    ensure!(unsafe { libc::kill(pid, libc::SIGUSR2) } == 0, "cannot signal task 1");
+    let st = p.wait(Duration::from_secs(120))?;
+    let err = p.stderr();
+    ensure!(st.success() && p.stdout().contains("srun ended 0"), "the launcher failed: {st:?}\n{}\n{err}", p.stdout());
+    // The tree's coordinator says why, the step's coordinator that the step's checkpoint ended.
+    let named = err.lines().filter(|l| l.contains("is Slurm's srun")).count();
+    let abandoned = err.lines().filter(|l| l.contains("step checkpoint 1 abandoned on every task")).count();
+    ensure!(named == 1 && abandoned == 1, "not one line naming srun and one abandoning the step's checkpoint:\n{err}");
+    ensure!(!work.join("ckpt/launcher.step").exists(), "a set of the joined step was committed");
+    for r in 0..2 {
+        let t = std::fs::read_to_string(out.join(format!("task{r}")))?;
+        ensure!(t.contains(&format!("task {r} done")), "task {r} did not run to its end:\n{t}");
+    }
+    Ok(())
+}
