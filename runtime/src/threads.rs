@@ -499,14 +499,20 @@ pub fn become_restored(s: &Slot, leader: bool) -> ! {
     if leader {
         let _ = syscall!(libc::SYS_set_tid_address, s.tid_address);
     }
+    // These calls do not fail unless a seccomp filter the thread now runs under forbids them
+    // (threads that shared their filters take their state back under them): say what is lost.
     if s.robust_head != 0 {
-        let _ = syscall!(libc::SYS_set_robust_list, s.robust_head, s.robust_len);
+        if let Err(e) = syscall!(libc::SYS_set_robust_list, s.robust_head, s.robust_len) {
+            log!(ERROR, "warning: thread {}: its robust futex list is not restored ({}): robust mutexes it holds are not released if it dies", s.tid, crate::checkpoint::strerror(e));
+        }
     }
     if !crate::threadattrs::restore(&s.attrs, s.tid) {
         register_rseq(s.fs_base, s.rseq);
     }
     if s.ss_flags & libc::SS_DISABLE == 0 && s.ss_sp != 0 {
         let ss = libc::stack_t { ss_sp: s.ss_sp as *mut libc::c_void, ss_flags: 0, ss_size: s.ss_size as usize };
+        // (Under a filter that forbids it, the rt_sigreturn through the thread's frame sets it
+        // again from the frame's uc_stack, which no filter sees.)
         let _ = syscall!(libc::SYS_sigaltstack, &ss as *const libc::stack_t, 0);
     }
     crate::ids::restore_caps(s.tid);

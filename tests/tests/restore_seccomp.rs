@@ -4,9 +4,11 @@
 //! calls in its thread fail); threads that shared a filter share it again (a TSYNC after the
 //! restart takes); a filter ckpt did not see installed
 //! makes the checkpoint refuse in one line naming the thread; a refused checkpoint leaves every
-//! thread running, however many times it is tried.
+//! thread running, however many times it is tried; state a shared filter keeps a restarted
+//! thread from taking back is named in a warning.
 
 mod ready_go;
+#[allow(dead_code)]
 mod restore_util;
 use anyhow::{bail, Result};
 use ckpt_tests::process::Proc;
@@ -129,4 +131,14 @@ fn thirty_refused_checkpoints_leave_the_program_running() -> Result<()> {
         bail!("expected the program to end with result 200{}", ckpt_tests::process::transcript(&[rec]));
     }
     Ok(())
+}
+
+/// Threads sharing a filter that forbids set_robust_list (tests/programs/seccomp_shared_forbids.c):
+/// after the restart the worker cannot register its robust futex list again under it; the
+/// restart says so in a warning naming the thread, and the program's checks are unchanged.
+#[test]
+fn state_a_shared_filter_forbids_is_not_lost_silently() {
+    let r = restore_util::ready_go("seccomp_shared_forbids", "seccomp_shared_forbids", false, |_| {}, &[]);
+    assert!(r.stdout.contains("TSYNC took") && r.stdout.contains("worker: set_robust_list EPERM"), "{}", r.stdout);
+    assert!(r.stderr.contains("robust futex list is not restored"), "no warning: {}", r.stderr);
 }
