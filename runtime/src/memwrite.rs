@@ -9,6 +9,7 @@
 
 use crate::freeze::{Frozen, FrozenFile};
 use crate::progress::Progress;
+use crate::log::{log, DEBUG};
 use crate::maps::{self, MapEntry, PAGE};
 use crate::{bgsnap, pagehash};
 use crate::sys;
@@ -311,6 +312,7 @@ pub fn write_all(writer: &Writer, mem: i32, plan: &Plan, hashing: Option<&Hashin
     let mut out: Vec<Vec<Chunk>> = (0..plan.jobs.len()).map(|_| Vec::new()).collect();
     let taken = (0..plan.jobs.len()).map(|_| AtomicBool::new(false)).collect();
     let shared = Shared { writer, mem, plan, hashing, bg, out: out.as_mut_ptr(), progress, next: AtomicUsize::new(0), taken, error: AtomicPtr::new(std::ptr::null_mut()) };
+    let used0 = crate::alloc::scratch_used();
     let mut extra = threads.saturating_sub(1).min(plan.jobs.len().saturating_sub(1));
     // Each thread's encoder and buffers come from the scratch arena: map them now, with fewer
     // threads if the address space is short, so that no thread runs out half-way.
@@ -340,6 +342,7 @@ pub fn write_all(writer: &Writer, mem: i32, plan: &Plan, hashing: Option<&Hashin
         }
         sys::munmap(*stack, HELPER_STACK);
     }
+    log!(DEBUG, "image writer: {} threads; scratch memory handed out {} KiB (before writing {} KiB)", extra + 1, crate::alloc::scratch_used() >> 10, used0 >> 10);
     let err = shared.error.load(Ordering::Acquire);
     if !err.is_null() {
         // SAFETY: set once from Box::into_raw by a thread that has exited.
