@@ -457,8 +457,17 @@ fn work(sh: &Shared) {
 /// changed; one frame. Its chunks (none when nothing is left to store).
 /// `release` is called once the pieces' memory is no longer read (it may be called again after).
 fn store(sh: &Shared, enc: &mut ChunkEncoder, job: &Job, pieces: &[Piece], buf: &mut Vec<u8>, parts: &mut Vec<(u64, u64)>, release: &mut dyn FnMut()) -> Result<Vec<Chunk>, String> {
+    // One chunk per run of adjacent pieces: a background snapshot's window gives a piece per
+    // page saved ahead of the writer, and a chunk each made the index of a 4 GiB program that
+    // rewrites its memory ~60 MiB in the writer (and as much again when the regions' chunks
+    // were joined at the end).
     parts.clear();
-    parts.extend(pieces.iter().map(|p| (p.offset, p.len)));
+    for p in pieces {
+        match parts.last_mut() {
+            Some((o, l)) if *o + *l == p.offset => *l += p.len,
+            _ => parts.push((p.offset, p.len)),
+        }
+    }
     let data: &[u8] = match pieces {
         // SAFETY: [addr, addr+len) lies in a readable private anonymous mapping of this
         // process that nothing writes while the image is written (threads stopped, the
