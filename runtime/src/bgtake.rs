@@ -133,10 +133,21 @@ fn dontfork_regions() -> Vec<u64> {
     out
 }
 
-/// The buffer for pages saved ahead of the writer: 5% of the program's anonymous memory, at
-/// least 16 MiB, at most 1 GiB.
+/// Extra memory a background snapshot may take, in percent of the program's anonymous memory:
+/// its buffer and the writer's own memory together (issue 15: at most 10%, measured as the
+/// system's used memory; the writer's memory beyond its fixed buffers, the page hash table
+/// and what the kernel adds come on top, about 2% at 1 and 4 GiB).
+const EXTRA_PERCENT: u64 = 4;
+
+/// The buffer for pages saved ahead of the writer: EXTRA_PERCENT of the program's anonymous
+/// memory less the writer threads' fixed buffers, at least 16 MiB, at most 1 GiB. (It was 5% on
+/// top of the writer's buffers: 8-9% of the program at 1 and 4 GiB in its own memory, 10-12%
+/// of the system's.) A smaller buffer costs a program that rewrites its memory faster than the
+/// image is written more waits for its windows, not the checkpoint's time.
 fn budget() -> usize {
-    ((pagehash::anon_pages() * PAGE / 20) as usize).clamp(16 << 20, 1 << 30)
+    let share = pagehash::anon_pages() * PAGE * EXTRA_PERCENT / 100;
+    let fixed = (crate::tree::writer_threads() * memwrite::PER_THREAD) as u64;
+    (share.saturating_sub(fixed) as usize).clamp(16 << 20, 1 << 30)
 }
 
 /// Address space a background snapshot wants free beyond its buffer under an address-space

@@ -644,6 +644,8 @@ pub(crate) fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Fro
         format!("cannot open /proc/thread-self/mem: errno {e}")
     })?;
     let tmp_path = dir.show(&cap.tmp_name).into_bytes();
+    // The memory map is captured: the writer's large buffers may be mappings of their own.
+    alloc::scratch_direct(true);
     let r = (|| -> WriteResult {
         // O_DIRECT where the file system has it (see Writer): steady and fast for large images.
         // Not for increments: their chunks are small, and O_DIRECT pads each to 4 KiB.
@@ -700,6 +702,7 @@ pub(crate) fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Fro
         log!(DEBUG, "image written with {threads} threads: pagemap {} ms, chunks {} ms, index+fsync {} ms, scratch {} KiB", ms(t0, t1), ms(t1, t2), ms(t2, now_ns()), alloc::scratch_used() >> 10);
         Ok((raw, total, header.index_hash))
     })();
+    alloc::scratch_direct(false);
     sys::close(pagemap);
     sys::close(mem);
     r

@@ -9,6 +9,7 @@
 
 use crate::freeze::{Frozen, FrozenFile};
 use crate::progress::Progress;
+use crate::log::{log, DEBUG};
 use crate::maps::{self, MapEntry, PAGE};
 use crate::{bgsnap, pagehash};
 use crate::sys;
@@ -311,6 +312,7 @@ pub fn write_all(writer: &Writer, mem: i32, plan: &Plan, hashing: Option<&Hashin
     let mut out: Vec<Vec<Chunk>> = (0..plan.jobs.len()).map(|_| Vec::new()).collect();
     let taken = (0..plan.jobs.len()).map(|_| AtomicBool::new(false)).collect();
     let shared = Shared { writer, mem, plan, hashing, bg, out: out.as_mut_ptr(), progress, next: AtomicUsize::new(0), taken, error: AtomicPtr::new(std::ptr::null_mut()) };
+    let used0 = crate::alloc::scratch_used();
     let mut extra = threads.saturating_sub(1).min(plan.jobs.len().saturating_sub(1));
     // Each thread's encoder and buffers come from the scratch arena: map them now, with fewer
     // threads if the address space is short, so that no thread runs out half-way.
@@ -340,6 +342,7 @@ pub fn write_all(writer: &Writer, mem: i32, plan: &Plan, hashing: Option<&Hashin
         }
         sys::munmap(*stack, HELPER_STACK);
     }
+    log!(DEBUG, "image writer: {} threads; scratch memory handed out {} KiB (before writing {} KiB)", extra + 1, crate::alloc::scratch_used() >> 10, used0 >> 10);
     let err = shared.error.load(Ordering::Acquire);
     if !err.is_null() {
         // SAFETY: set once from Box::into_raw by a thread that has exited.
@@ -454,8 +457,17 @@ fn work(sh: &Shared) {
 /// changed; one frame. Its chunks (none when nothing is left to store).
 /// `release` is called once the pieces' memory is no longer read (it may be called again after).
 fn store(sh: &Shared, enc: &mut ChunkEncoder, job: &Job, pieces: &[Piece], buf: &mut Vec<u8>, parts: &mut Vec<(u64, u64)>, release: &mut dyn FnMut()) -> Result<Vec<Chunk>, String> {
+    // One chunk per run of adjacent pieces: a background snapshot's window gives a piece per
+    // page saved ahead of the writer, and a chunk each made the index of a 4 GiB program that
+    // rewrites its memory ~60 MiB in the writer (and as much again when the regions' chunks
+    // were joined at the end).
     parts.clear();
-    parts.extend(pieces.iter().map(|p| (p.offset, p.len)));
+    for p in pieces {
+        match parts.last_mut() {
+            Some((o, l)) if *o + *l == p.offset => *l += p.len,
+            _ => parts.push((p.offset, p.len)),
+        }
+    }
     let data: &[u8] = match pieces {
         // SAFETY: [addr, addr+len) lies in a readable private anonymous mapping of this
         // process that nothing writes while the image is written (threads stopped, the

@@ -26,9 +26,14 @@
 //!   the instant still stops it: background snapshots, not forked ones.
 //! - bg_stack_calls: threads making system calls into their stacks all the time while the
 //!   snapshot write-protects a large array: none waits for that (the program's pause).
+//! - bg_rewrite again: the pages saved ahead of the writer are stored in runs with the rest of
+//!   their window (a few chunks a window), not a chunk each.
 
-use anyhow::{ensure, Result};
+mod failures_support;
+
+use anyhow::{ensure, Context, Result};
 use ckpt_tests::{run_and_verify, Bins, Options, Outcome, Program, Workdir};
+use failures_support::inspect;
 
 /// The background snapshot lines of the ckpt-run process's stderr: (saved ahead KiB, room KiB).
 fn background_lines(outcome: &Outcome) -> Vec<(u64, u64)> {
@@ -71,6 +76,29 @@ fn rewriting_program_restarts_exactly() -> Result<()> {
 #[test]
 fn rewriting_program_restarts_exactly_as_nobody() -> Result<()> {
     rewriting("bg-rewrite-nobody", true)
+}
+
+/// The pages saved ahead of the writer are stored with the rest of their window: its chunks
+/// are the runs of adjacent pages, not one per page saved (which made the index of a 4 GiB
+/// program that rewrites its memory tens of MiB, in the writer's memory during the checkpoint).
+#[test]
+fn pages_saved_ahead_are_stored_in_runs() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("bg-runs")?;
+    let program = Program::c(&work, "bg_rewrite.c", &["-pthread"], &["64", "60", "10", "rand"])?;
+    let opts = options(&work, &[], 20, &[]);
+    let outcome = run_and_verify(&bins, &program, &opts)?;
+    let lines = background_lines(&outcome);
+    ensure!(lines.len() == 1 && lines[0].0 > 0, "one background snapshot that saved pages ahead of the writer, found {lines:?}{}", outcome.transcript());
+    let json = inspect(&bins, &["--json"], &opts.images.join(program.image_name()), work.path())?;
+    ensure!(json.success(), "{json}");
+    let rep: serde_json::Value = serde_json::from_str(&json.stdout)?;
+    let regions = rep["regions"].as_array().context("regions")?;
+    let big = regions.iter().max_by_key(|r| r["saved_bytes"].as_u64().unwrap_or(0)).context("no region")?;
+    let windows = big["saved_bytes"].as_u64().unwrap_or(0).div_ceil(4 << 20);
+    let chunks = big["chunks"].as_u64().unwrap_or(u64::MAX);
+    ensure!(windows >= 16 && chunks <= 4 * windows, "the 64 MiB array is stored in {chunks} chunks for {windows} windows ({} KiB saved ahead){}", lines[0].0, outcome.transcript());
+    Ok(())
 }
 
 #[test]
