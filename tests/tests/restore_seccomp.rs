@@ -8,7 +8,6 @@
 //! thread from taking back is named in a warning.
 
 mod ready_go;
-#[allow(dead_code)]
 mod restore_util;
 use anyhow::{bail, Result};
 use ckpt_tests::process::Proc;

@@ -108,7 +108,7 @@ impl Job {
             let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else { continue };
             let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
             let vars: Vec<&[u8]> = env.split(|&b| b == 0).collect();
-            if vars.iter().any(|v| *v == job.as_bytes()) && vars.iter().any(|v| v.starts_with(b"SLURM_STEP_NUM_TASKS=")) {
+            if vars.contains(&job.as_bytes()) && vars.iter().any(|v| v.starts_with(b"SLURM_STEP_NUM_TASKS=")) {
                 // SAFETY: kill(2) of a process of our own job.
                 if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
                     n += 1;
