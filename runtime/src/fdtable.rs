@@ -60,7 +60,7 @@ pub fn read_fds() -> Vec<FdState> {
         pid: sys::getpid(),
     };
     for fd in fds {
-        if crate::control::is_runtime_fd(fd) || sys::foreign_own(fd) || sharers_proc_file(fd) {
+        if crate::control::is_runtime_fd(fd) || sys::foreign_own(fd) || sharers_proc_file(fd) || sharers_diag_socket(fd) {
             continue; // ours (or, in a table shared by clone, another process's), made again after a restart
         }
         if let Some(f) = t.describe(fd, fd) {
@@ -195,6 +195,29 @@ fn sharers_proc_file(fd: i32) -> bool {
     let Some(pid) = std::str::from_utf8(&rest[..slash]).ok().and_then(|p| p.parse::<i32>().ok()) else { return false };
     let me = sys::getpid();
     rest[slash..].starts_with(b"/task/") && pid != me && syscall!(libc::SYS_kcmp, me, pid, KCMP_FILES, 0, 0) == Ok(0)
+}
+
+/// Whether `fd` is a sock_diag netlink socket that goes away within a moment: what the runtime
+/// of another process sharing this fd table (clone with CLONE_FILES) opens for an instant to ask
+/// the kernel about its sockets while it takes its own part in the checkpoint. A program's own
+/// sock_diag socket stays, and is captured (after that moment, up to 200 ms).
+fn sharers_diag_socket(fd: i32) -> bool {
+    let opt = |name: i32| {
+        let (mut v, mut len) = (0i32, 4u32);
+        syscall!(libc::SYS_getsockopt, fd, libc::SOL_SOCKET, name, &mut v as *mut i32, &mut len as *mut u32).ok().map(|_| v)
+    };
+    let Ok(st) = sys::fstat(fd) else { return false };
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK || opt(libc::SO_DOMAIN) != Some(libc::AF_NETLINK) || opt(libc::SO_PROTOCOL) != Some(libc::NETLINK_SOCK_DIAG) {
+        return false;
+    }
+    let ts = libc::timespec { tv_sec: 0, tv_nsec: 1_000_000 };
+    for _ in 0..200 {
+        let _ = syscall!(libc::SYS_nanosleep, &ts as *const libc::timespec, 0);
+        if sys::fstat(fd).map_or(true, |now| now.st_ino != st.st_ino) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Another name of the file `st` (unlinked at `old`) in the directory `old` was in.
