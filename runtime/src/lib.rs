@@ -249,6 +249,7 @@ fn program_identity(given: Option<Vec<u8>>) -> (Vec<u8>, ckpt_image::FileId) {
 }
 
 extern "C" fn after_fork_child() {
+    threads::measure_tid_field();
     if tree::is_member() {
         return member_child(false);
     }

@@ -70,12 +70,34 @@ static LEFT: AtomicU32 = AtomicU32::new(0);
 /// had it when the runtime started.
 static TID_FIELD_OFFSET: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
-/// In the constructor, on the main thread.
+/// The thread-group leader's tid word (its clear_child_tid address: the kernel zeroes it when
+/// the leader exits); 0: not known.
+static LEADER_TID_WORD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// In the constructor, on the main thread; and in a forked child, on its only thread (the
+/// leader's tid word is then that thread's).
 pub fn measure_tid_field() {
     let mut tidp: u64 = 0;
     if syscall!(libc::SYS_prctl, libc::PR_GET_TID_ADDRESS, &mut tidp as *mut u64).is_ok() && tidp != 0 {
         TID_FIELD_OFFSET.store((tidp as i64).wrapping_sub(sys::arch_get_fs() as i64), Ordering::Relaxed);
     }
+    LEADER_TID_WORD.store(tidp, Ordering::Relaxed);
+}
+
+/// Whether the thread-group leader surely still runs: its tid word is not zero yet. Read with
+/// process_vm_readv (a word the program unmapped gives an error, never a fault), so that the
+/// checkpoint thread's once-a-second look whether the program ended opens no fd while the
+/// leader lives (an fd of ours for an instant takes the number the program's next open()
+/// expects). False: not known, or gone.
+pub(crate) fn leader_surely_alive() -> bool {
+    let addr = LEADER_TID_WORD.load(Ordering::Relaxed);
+    if addr == 0 {
+        return false;
+    }
+    let mut word: u32 = 0;
+    let local = libc::iovec { iov_base: (&mut word as *mut u32).cast(), iov_len: 4 };
+    let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: 4 };
+    syscall!(libc::SYS_process_vm_readv, sys::getpid(), &local as *const libc::iovec, 1, &remote as *const libc::iovec, 1, 0) == Ok(4) && word != 0
 }
 
 /// glibc's rseq area, relative to each thread's TLS base (0 size: none).

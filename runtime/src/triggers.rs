@@ -240,7 +240,7 @@ fn die_by(sig: i32) -> ! {
 /// triggers: it never ended, and SIGTERM could not end it. This thread then exits the same way,
 /// with the leader's status.
 fn program_gone() -> bool {
-    if !crate::threads::is_zombie(sys::getpid()) {
+    if crate::threads::leader_surely_alive() || !crate::threads::is_zombie(sys::getpid()) {
         return false;
     }
     let me = sys::gettid();
