@@ -96,10 +96,10 @@ pub fn observe(tid: i32) {
     let path = crate::sys::cpath(&[b"/proc/self/task/", &crate::sys::decimal(tid), b"/syscall"]);
     let t0 = crate::checkpoint::now_ns();
     let seen = loop {
-        let Ok(fd) = crate::sys::open(&path, libc::O_RDONLY, 0) else { return };
+        // (The program's threads run: one that forks now gives its child a copy of this fd,
+        // which the child closes as it does read_file's.)
         let mut buf = [0u8; 256];
-        let n = crate::sys::read(fd, &mut buf).unwrap_or(0);
-        crate::sys::close(fd);
+        let Ok(n) = crate::sys::read_start(&path, &mut buf) else { return };
         if let Some(seen) = parse_syscall_line(&buf[..n]) {
             break seen;
         }

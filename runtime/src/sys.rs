@@ -217,6 +217,13 @@ pub fn close_transient_copies() {
     }
 }
 
+/// Read the start of a (proc) file into `buf` (one read), through an fd noted as `read_file`'s
+/// are: the bytes read.
+pub fn read_start(path: &CStr, buf: &mut [u8]) -> SysResult<usize> {
+    let t = Transient::open(path, libc::O_RDONLY)?;
+    read(t.fd, buf)
+}
+
 pub fn read_file(path: &CStr) -> SysResult<Vec<u8>> {
     let t = Transient::open(path, libc::O_RDONLY)?;
     let fd = t.fd;
