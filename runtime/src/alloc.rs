@@ -425,6 +425,11 @@ pub fn scratch_end() {
 /// them, empty): unmap them. The others never existed in this process: forget them.
 pub fn after_restart() {
     SCRATCH.active.store(false, Ordering::Release);
+    // The image holds this process's memory as the writer left it, with large scratch
+    // allocations mapped on their own (`scratch_direct`) while it wrote: off again, so that
+    // none is made before the next checkpoint has read its memory map (it would be taken for
+    // the program's: "not copied by fork").
+    DIRECT.store(false, Ordering::Release);
     SCRATCH.lock.unlock();
     SCRATCH.release(SCRATCH.in_image.load(Ordering::Relaxed));
     SCRATCH.in_image.store(0, Ordering::Relaxed);
