@@ -458,20 +458,22 @@ impl Terminals {
                 }
                 Err(e) => self.missing(f, t, &format!("ckpt-restart has no controlling terminal ({e})")),
             },
-            TtyKind::Outside if !t.ctty && same_device(t).is_some() => {
-                let fd = open_path(&same_device(t).unwrap_or_default(), f.flags)?;
-                if !t.termios.is_empty() && termios(fd).as_deref() != Some(&t.termios[..]) {
-                    set_termios(fd, &t.termios);
-                }
-                Ok(fd)
-            }
-            TtyKind::Outside => match self.session.clone() {
+            TtyKind::Outside => match (!t.ctty).then(|| same_device(t)).flatten() {
                 Some(p) => {
                     let fd = open_path(&p, f.flags)?;
-                    self.adopt(fd, t);
+                    if !t.termios.is_empty() && termios(fd).as_deref() != Some(&t.termios[..]) {
+                        set_termios(fd, &t.termios);
+                    }
                     Ok(fd)
                 }
-                None => self.missing(f, t, "ckpt-restart has no terminal to give the program instead (run it from a terminal)"),
+                None => match self.session.clone() {
+                    Some(p) => {
+                        let fd = open_path(&p, f.flags)?;
+                        self.adopt(fd, t);
+                        Ok(fd)
+                    }
+                    None => self.missing(f, t, "ckpt-restart has no terminal to give the program instead (run it from a terminal)"),
+                },
             },
         }
     }
