@@ -35,7 +35,7 @@ use crate::pagescan::{self, PageRegion, Query, PAGE_IS_PRESENT, PAGE_IS_SWAPPED,
 use crate::sys::{self, syscall};
 use crate::bgarm::{Arming, Spin};
 use crate::uffdwp;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 pub const ARMING: u32 = 1;
 pub const SAVING: u32 = 2;
@@ -149,6 +149,23 @@ unsafe impl Sync for Engine {}
 
 static ENGINE: AtomicPtr<Engine> = AtomicPtr::new(std::ptr::null_mut());
 
+/// The pagemap fd of the engine that exists (-1: none), from its making (before it is
+/// published) to its drop: a child the program forks while a background snapshot is taken
+/// closes its copy (`after_fork`).
+static PAGEMAP: AtomicI32 = AtomicI32::new(-1);
+
+/// In a forked child: the engine of the snapshot its parent was taking is not the child's (its
+/// userfaultfd is closed by `uffdwp::forget`); close its copy of the engine's pagemap (a
+/// child forked during a background checkpoint held its parent's /proc/PID/task/TID/pagemap,
+/// which a restart of that child met as the program's file) and forget the engine.
+pub fn after_fork() {
+    let fd = PAGEMAP.swap(-1, Ordering::AcqRel);
+    if fd >= 0 {
+        sys::close_inherited(fd);
+    }
+    forget();
+}
+
 fn engine() -> Option<&'static Engine> {
     // SAFETY: published by `start` and unpublished by `stop` only once no thread can use it
     // (after the window is over and the writer process is gone); program threads hold it
@@ -201,6 +218,7 @@ impl Engine {
         // has exited.
         let pagemap = sys::open(&sys::cpath(&[b"/proc/thread-self/pagemap"]), libc::O_RDONLY | libc::O_CLOEXEC, 0).map_err(|e| format!("cannot open /proc/thread-self/pagemap: errno {e}"))?;
         let pagemap = sys::own(sys::move_high(pagemap));
+        PAGEMAP.store(pagemap, Ordering::Release);
         let mut slots = budget / PAGE as usize;
         let mut pool = 0;
         // At most half of the address space left (ulimit -v): the writer's own allocations need
@@ -627,6 +645,7 @@ impl Drop for Engine {
             // SAFETY: made by Box::into_raw in `instant`; nobody uses it any more.
             drop(unsafe { Box::from_raw(t) });
         }
+        let _ = PAGEMAP.compare_exchange(self.pagemap, -1, Ordering::AcqRel, Ordering::Relaxed);
         sys::close(self.pagemap);
     }
 }

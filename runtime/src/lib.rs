@@ -258,6 +258,7 @@ extern "C" fn after_fork_child() {
     sys::close_transient_copies();
     pagehash::forget(false);
     uffdwp::forget(true);
+    bgsnap::after_fork();
     control::after_fork();
     sigevthread::after_fork();
     posixaio::after_fork();
@@ -282,6 +283,7 @@ pub(crate) fn member_child(table_of_parent: bool) {
     pagehash::forget(false);
     uffdwp::forget(true);
     incremental::reset();
+    bgsnap::after_fork();
     control::after_fork();
     control::setup_wake();
     sigevthread::after_fork();

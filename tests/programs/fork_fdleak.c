@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,11 @@ static int proc_pid_fds(void) {
         ssize_t l = readlink(p, link, sizeof link - 1);
         if (l <= 0) continue;
         link[l] = 0;
-        if (strncmp(link, "/proc/", 6) == 0 && isdigit((unsigned char)link[6]) && atoi(link + 6) != getpid()) n++;
+        if (strncmp(link, "/proc/", 6) == 0 && isdigit((unsigned char)link[6]) && atoi(link + 6) != getpid()) {
+            int fl = fcntl(atoi(e->d_name), F_GETFL);
+            fprintf(stderr, "leak: child %d fd %s -> %s (flags %#x)\n", getpid(), e->d_name, link, fl);
+            n++;
+        }
     }
     closedir(d);
     return n;
