@@ -80,6 +80,8 @@ pub(crate) struct Coord {
     tool: &'static str,
     /// The program init started.
     pub root: i32,
+    /// When this coordinator started (older unfinished sets of its name are leftovers).
+    started: std::time::SystemTime,
 }
 
 /// The exit status of a program that stopped after its checkpoint (the runtime's
@@ -176,7 +178,7 @@ impl Coord {
         if unsafe { libc::bind(fd, &addr as *const libc::sockaddr_un as *const libc::sockaddr, len) } != 0 || unsafe { libc::listen(fd, 64) } != 0 {
             return Err(errno());
         }
-        Ok(Coord { listen, members: Vec::new(), sleepers: Vec::new(), stop_answers: Vec::new(), target, tool, root: 0 })
+        Ok(Coord { listen, members: Vec::new(), sleepers: Vec::new(), stop_answers: Vec::new(), target, tool, root: 0, started: std::time::SystemTime::now() })
     }
 
     /// The fds to poll: the listening socket, then every member.
@@ -495,6 +497,7 @@ impl Coord {
         // SAFETY: filling rnd.
         unsafe { libc::getrandom(rnd.as_mut_ptr() as *mut libc::c_void, 8, 0) };
         let hex: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+        crate::sets::clean_leftovers(&self.target.dir, &self.set_name(0), self.started);
         let tmp = self.target.dir.join(format!("{}.tmp.{hex}", String::from_utf8_lossy(&self.set_name(0))));
         std::fs::DirBuilder::new().mode(0o700).create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
         let fd = std::fs::File::open(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;

@@ -68,6 +68,34 @@ pub fn commit(dir: &Path, tmp: &Path, name: &[u8], keep: u32) -> Result<(), Stri
     Ok(())
 }
 
+/// Remove the temporary sets of `name` (`NAME.ckpt.tmp.*`) a coordinator of ours left in `dir`
+/// when it was killed mid-set: directories we own, made private (0700, as `make_tmp` does), last
+/// changed before `before` (when this coordinator started: a set changed since may be another
+/// coordinator's, still being written). Anything else under such a name (another user's, a
+/// symbolic link, a file) is left alone.
+pub fn clean_leftovers(dir: &Path, name: &[u8], before: std::time::SystemTime) {
+    use std::os::unix::fs::MetadataExt;
+    let prefix = [name, b".tmp."].concat();
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    for e in rd.flatten() {
+        if !e.file_name().as_bytes().starts_with(&prefix) {
+            continue;
+        }
+        let p = e.path();
+        let Ok(m) = std::fs::symlink_metadata(&p) else { continue };
+        let stale = m.modified().is_ok_and(|t| t < before);
+        if m.is_dir() && m.uid() == me && m.mode() & 0o077 == 0 && stale {
+            // remove_dir_all does not follow symbolic links inside.
+            let r = std::fs::remove_dir_all(&p);
+            if crate::verbose() {
+                eprintln!("ckpt: the unfinished set {} left by a killed checkpoint: {}", p.display(), r.map_or_else(|e| format!("cannot remove it: {e}"), |_| "removed".into()));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
