@@ -379,7 +379,7 @@ impl Coord {
         self.members.retain(|m| live(m.pid));
         // A traced process cannot take its part: said at once, before any waiting.
         // So can one that changed its user ids.
-        let unfit: Vec<String> = self.procs().iter().filter(|p| !p.zombie).filter_map(|p| traced(p.pid).or_else(|| other_user(p.pid))).collect();
+        let unfit: Vec<String> = self.procs().iter().filter(|p| !p.zombie).filter_map(|p| traced(p.pid).or_else(|| other_user(p.pid)).or_else(|| crate::nscheck::other_namespace(p.pid))).collect();
         if !unfit.is_empty() {
             return Err(unfit.join("; "));
         }

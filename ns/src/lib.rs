@@ -47,6 +47,7 @@ mod init;
 pub mod jobstop;
 mod report;
 mod samefds;
+mod nscheck;
 mod sets;
 mod setchain;
 mod spawn;

@@ -1,0 +1,66 @@
+/* A process whose parent made a time namespace for its children (unshare(CLONE_NEWTIME), its
+ * CLOCK_MONOTONIC 1000 s ahead) and exited: the orphan lives in that namespace while the
+ * program counts. No thread of the tree entered a namespace itself any more, but a restart
+ * would bring the orphan back in the tree's time namespace (its clock 1000 s behind): the
+ * tree's checkpoint is refused in one line naming it, and the program goes on.
+ * Usage: tree_timens_child [STEPS=400] [DELAY_MS=20]. Prints "start tree_timens_child",
+ * "step i" and "result <hex>" (the orphan's clock was ahead: 1). */
+#define _GNU_SOURCE
+#include "tree_common.h"
+#include <fcntl.h>
+#include <sched.h>
+#include <time.h>
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x80
+#endif
+
+static long long monotonic_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec;
+}
+
+int main(int argc, char **argv)
+{
+    long steps = argc > 1 ? atol(argv[1]) : 400, delay = argc > 2 ? atol(argv[2]) : 20;
+    setvbuf(stdout, NULL, _IONBF, 0);
+    printf("start tree_timens_child\n");
+    int p[2];
+    if (pipe(p) != 0)
+        return 1;
+    long long before = monotonic_s();
+    pid_t mid = fork();
+    if (mid == 0) {
+        char ok = 0;
+        if (unshare(CLONE_NEWTIME) == 0) {
+            int fd = open("/proc/self/timens_offsets", O_WRONLY);
+            ok = fd >= 0 && write(fd, "monotonic 1000 0", 16) == 16;
+            if (fd >= 0)
+                close(fd);
+        }
+        if (!ok) {
+            xfer(p[1], &ok, 1, 1);
+            _exit(0);
+        }
+        if (fork() == 0) {
+            ok = monotonic_s() >= before + 1000;
+            xfer(p[1], &ok, 1, 1);
+            for (;;)
+                sleep_ms(1000);
+        }
+        _exit(0);
+    }
+    waitpid(mid, NULL, 0);
+    char ok = 0;
+    xfer(p[0], &ok, 1, 0);
+    uint64_t state = ok;
+    for (long i = 1; i <= steps; i++) {
+        state = mix(state + (uint64_t)i);
+        printf("step %ld\n", i);
+        sleep_ms(delay);
+    }
+    printf("result %llx\n", (unsigned long long)state);
+    return 0;
+}
