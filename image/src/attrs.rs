@@ -120,6 +120,12 @@ pub struct ThreadAttrs {
     pub rseq_area: u64,
     pub rseq_len: u32,
     pub rseq_sig: u32,
+    /// The thread-group leader's time namespace for its children when it made one of its own
+    /// (unshare(CLONE_NEWTIME)): 1, and its monotonic and boot-time offsets (ns) over those of
+    /// the namespace the thread itself is in; 0: none.
+    pub timens_children: u32,
+    pub timens_monotonic: i64,
+    pub timens_boottime: i64,
 }
 
 impl ThreadAttrs {
@@ -138,6 +144,9 @@ impl ThreadAttrs {
         rseq_area: 0,
         rseq_len: 0,
         rseq_sig: 0,
+        timens_children: 0,
+        timens_monotonic: 0,
+        timens_boottime: 0,
     };
 }
 

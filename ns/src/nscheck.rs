@@ -1,16 +1,18 @@
 //! Whether a process of the tree entered namespaces of its own. ckpt restarts every process of
 //! a tree in the namespaces ckpt-restart makes, which are the coordinator's: a process that is
-//! in another mount, network, IPC, UTS, cgroup, time or user namespace than the coordinator
-//! (itself a member of the tree's namespaces), or whose children would be born in another pid
-//! or time namespace, would come back in ckpt's without a word. Each process's runtime refuses
-//! for a thread of its own that entered one (runtime/src/nshooks.rs); a process that only
+//! in another mount, network, IPC, UTS, cgroup, time, pid or user namespace than the coordinator
+//! (itself a member of the tree's namespaces) would come back in ckpt's without a word. Each
+//! process's runtime refuses for a thread of its own that entered one (runtime/src/nshooks.rs); a process that only
 //! inherited one (a child forked after its parent's unshare(CLONE_NEWTIME), whose parent has
 //! exited since) has no such thread: the coordinator compares every process with itself.
 
 /// The namespaces compared, as /proc/PID/ns names them: (the process's, the coordinator's). The
 /// coordinator makes the processes of the tree (init: the program, or a restarted tree in a
 /// time namespace of its own: `timens`), so theirs are its `*_for_children` where it has one.
-const KINDS: [(&str, &str); 10] = [
+/// A process's own namespaces for its children are its runtime's to check (a leader's time
+/// namespace for children is restored: runtime/src/timens.rs); the children born in them are
+/// in them, and compared here.
+const KINDS: [(&str, &str); 8] = [
     ("mnt", "mnt"),
     ("net", "net"),
     ("ipc", "ipc"),
@@ -18,9 +20,7 @@ const KINDS: [(&str, &str); 10] = [
     ("cgroup", "cgroup"),
     ("user", "user"),
     ("time", "time_for_children"),
-    ("time_for_children", "time_for_children"),
     ("pid", "pid_for_children"),
-    ("pid_for_children", "pid_for_children"),
 ];
 
 /// Why process `pid` cannot be restarted faithfully, if it is in a namespace other than ours.

@@ -60,6 +60,7 @@ mod sudcalls;
 mod sys;
 mod threadattrs;
 mod threads;
+mod timens;
 mod transient;
 mod tree;
 mod treedrain;

@@ -102,7 +102,9 @@ pub fn refusal(tids: &[i32]) -> Option<String> {
         let ours = sys::readlink(&sys::cpath(&[b"/proc/thread-self/ns/", kind])).ok()?;
         for &tid in tids {
             let theirs = sys::readlink(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(tid), b"/ns/", kind])).unwrap_or_default();
-            if !theirs.is_empty() && theirs != ours {
+            // The leader's namespace for children, recorded in its image (timens.rs).
+            let kept = kind == b"time_for_children" && tid == sys::getpid() && crate::timens::captured();
+            if !theirs.is_empty() && theirs != ours && !kept {
                 return Some(format!(
                     "thread {tid} entered a namespace of its own ({} {}; unshare or setns): it would come back in ckpt's, so no checkpoint is taken",
                     String::from_utf8_lossy(kind),

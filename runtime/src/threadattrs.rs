@@ -1,6 +1,7 @@
 //! Per-thread attributes that a restart gives back: scheduling policy and priority (with
 //! SCHED_RESET_ON_FORK), nice value, I/O priority, timer slack, parent-death signal,
-//! no_new_privs, personality, and an rseq area the program registered itself.
+//! no_new_privs, personality, an rseq area the program registered itself, and the leader's time
+//! namespace for its children (timens.rs).
 //!
 //! Each stopped thread reads its own in the stop handler (`capture`, raw system calls only);
 //! after a restart each recreated thread sets them on itself (`restore`) before it resumes. What
@@ -58,6 +59,7 @@ pub fn capture() -> ThreadAttrs {
     let mut pdeathsig: i32 = 0;
     let _ = syscall!(libc::SYS_prctl, libc::PR_GET_PDEATHSIG, &mut pdeathsig as *mut i32);
     let (rseq_state, rseq_area, rseq_len, rseq_sig) = own_rseq();
+    let (timens_children, timens_monotonic, timens_boottime) = crate::timens::capture();
     ThreadAttrs {
         policy: s.policy,
         sched_flags: s.flags & SCHED_FLAG_RESET_ON_FORK,
@@ -74,6 +76,9 @@ pub fn capture() -> ThreadAttrs {
         rseq_area,
         rseq_len,
         rseq_sig,
+        timens_children,
+        timens_monotonic,
+        timens_boottime,
     }
 }
 
@@ -100,6 +105,9 @@ pub fn restore(a: &ThreadAttrs, old_tid: i32) -> bool {
     }
     if a.no_new_privs == 1 {
         let _ = syscall!(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    }
+    if a.timens_children == 1 {
+        crate::timens::restore(a.timens_monotonic, a.timens_boottime);
     }
     if syscall!(libc::SYS_personality, 0xffff_ffffu32).map_or(0, |v| v as u32) != a.personality {
         let _ = syscall!(libc::SYS_personality, a.personality);

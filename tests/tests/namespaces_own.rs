@@ -51,3 +51,26 @@ fn a_process_born_in_a_time_namespace_of_its_own_refuses_the_trees_checkpoint() 
     }
     Ok(())
 }
+
+/// A time namespace the program made for its children (unshare(CLONE_NEWTIME) with offsets, zdtm
+/// timens_for_kids) comes back with the same offsets over the program's own clocks: a child
+/// forked after the restart sees CLOCK_MONOTONIC 1000 s and CLOCK_BOOTTIME 500 s ahead of its
+/// parent, in a namespace of its own (tests/programs/timens_kids.c); twice, through a second
+/// restart (the restarted program's own clocks have offsets of their own then).
+#[test]
+fn a_time_namespace_for_the_programs_children_comes_back_with_its_offsets() -> Result<()> {
+    if !is_root() {
+        skip_test!("unshare(CLONE_NEWTIME) needs root");
+        return Ok(());
+    }
+    let bins = Bins::locate()?;
+    let work = Workdir::new("ns-timens-kids")?;
+    let program = Program::c(&work, "timens_kids.c", &[], &["60", "50"])?;
+    let opts = ckpt_tests::Options::new(&work, &[20, 40]);
+    let o = ckpt_tests::run_and_verify(&bins, &program, &opts)?;
+    let last = o.records.last().map(|r| r.stdout.clone()).unwrap_or_default();
+    if !last.contains("result ahead=1000,500 other=1 ") {
+        bail!("the child's clocks after two restarts: {last}{}", o.transcript());
+    }
+    Ok(())
+}
