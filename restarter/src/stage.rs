@@ -306,6 +306,12 @@ fn copy_fill(chain: &Chain, places: &[Option<u64>], bulk: &[usize], oldest: usiz
     let ranges: Vec<(u64, u64)> = bulk.iter().filter_map(|&ri| places[ri].map(|at| (at, regions[ri].len()))).collect();
     let aligned = bulk.iter().flat_map(|&ri| chain.layers(ri)).filter(|l| l.image == oldest).all(|l| l.at % 4096 == 0 && l.len % 4096 == 0);
     let copier = if aligned && !ranges.is_empty() && std::env::var_os("CKPT_STAGE_HUGE").is_none() { CopyFill::register(&ranges) } else { None };
+    let mib = ranges.iter().map(|r| r.1).sum::<u64>() >> 20;
+    match &copier {
+        Some(_) => crate::progress::info(format_args!("{} large region(s), {mib} MiB: filled by copy (userfaultfd)", ranges.len())),
+        None if !ranges.is_empty() => crate::progress::info(format_args!("{} large region(s), {mib} MiB: staged in huge pages", ranges.len())),
+        None => {}
+    }
     if copier.is_none() {
         for &(at, len) in &ranges {
             // SAFETY: advice on our staged mapping, not touched yet; failure only costs speed.
