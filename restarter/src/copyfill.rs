@@ -47,14 +47,20 @@ struct Copy {
     copy: i64,
 }
 
-/// A userfaultfd with the ranges to fill registered; closing it (drop) unregisters them.
-pub struct CopyFill(OwnedFd);
+/// A userfaultfd with the ranges to fill registered (closing it, on drop, unregisters them),
+/// and the buffers of the threads that fill them.
+pub struct CopyFill {
+    fd: OwnedFd,
+    buffers: std::sync::Mutex<Vec<Bounce>>,
+}
 
 impl CopyFill {
-    /// Register `ranges` (start, len; page-aligned). None when the kernel refuses (no
-    /// userfaultfd, a seccomp filter, a kernel before 5.11): the caller writes into the memory
-    /// as usual.
-    pub fn register(ranges: &[(u64, u64)]) -> Option<CopyFill> {
+    /// Register `ranges` (start, len; page-aligned), with `threads` buffers of `buffer` bytes
+    /// mapped first. None when the kernel refuses (no userfaultfd, a seccomp filter, a kernel
+    /// before 5.11, no room for the buffers under an address-space limit): the caller writes
+    /// into the memory as usual.
+    pub fn register(ranges: &[(u64, u64)], threads: usize, buffer: usize) -> Option<CopyFill> {
+        let buffers = (0..threads).map(|_| Bounce::new(buffer)).collect::<Result<Vec<_>>>().ok()?;
         // SAFETY: plain system call; the fd it returns is ours.
         let fd = unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC | UFFD_USER_MODE_ONLY) };
         if fd < 0 {
@@ -74,7 +80,13 @@ impl CopyFill {
                 return None;
             }
         }
-        Some(CopyFill(fd))
+        Some(CopyFill { fd, buffers: std::sync::Mutex::new(buffers) })
+    }
+
+    /// A buffer for one filling thread (it keeps it until the fill ends).
+    pub fn buffer(&self) -> Result<Bounce> {
+        let mut b = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
+        b.pop().ok_or_else(|| anyhow::anyhow!("internal: more filling threads than buffers"))
     }
 
     /// Copy `src` into the missing pages at `dst` (both a whole number of pages).
@@ -88,7 +100,7 @@ impl CopyFill {
             let mut c = Copy { dst: dst + done, src: src.as_ptr() as u64 + done, len: len - done, mode: 0, copy: 0 };
             // SAFETY: UFFDIO_COPY reads src (our buffer, len bytes) and fills missing pages of our
             // registered staged mapping; it writes only the struct's `copy` field.
-            let rc = unsafe { libc::ioctl(self.0.as_raw_fd(), UFFDIO_COPY, &mut c) };
+            let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), UFFDIO_COPY, &mut c) };
             if rc == 0 {
                 return Ok(());
             }
@@ -110,8 +122,11 @@ pub struct Bounce {
     len: usize,
 }
 
+// SAFETY: a private mapping owned by the Bounce, used by one thread at a time (&mut self).
+unsafe impl Send for Bounce {}
+
 impl Bounce {
-    pub fn new(len: usize) -> Result<Bounce> {
+    fn new(len: usize) -> Result<Bounce> {
         // SAFETY: a new private anonymous mapping, ours alone.
         let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
         if p == libc::MAP_FAILED {

@@ -305,7 +305,11 @@ fn copy_fill(chain: &Chain, places: &[Option<u64>], bulk: &[usize], oldest: usiz
     let regions = &chain.index().regions;
     let ranges: Vec<(u64, u64)> = bulk.iter().filter_map(|&ri| places[ri].map(|at| (at, regions[ri].len()))).collect();
     let aligned = bulk.iter().flat_map(|&ri| chain.layers(ri)).filter(|l| l.image == oldest).all(|l| l.at % 4096 == 0 && l.len % 4096 == 0);
-    let copier = if aligned && !ranges.is_empty() && std::env::var_os("CKPT_STAGE_HUGE").is_none() { CopyFill::register(&ranges) } else { None };
+    let copier = if aligned && !ranges.is_empty() && std::env::var_os("CKPT_STAGE_HUGE").is_none() {
+        CopyFill::register(&ranges, fill_threads(), ckpt_image::CHUNK_SIZE)
+    } else {
+        None
+    };
     let mib = ranges.iter().map(|r| r.1).sum::<u64>() >> 20;
     match &copier {
         Some(_) => crate::progress::info(format_args!("{} large region(s), {mib} MiB: filled by copy (userfaultfd)", ranges.len())),
@@ -321,6 +325,11 @@ fn copy_fill(chain: &Chain, places: &[Option<u64>], bulk: &[usize], oldest: usiz
     copier
 }
 
+/// The most threads that fill staged memory: one per CPU.
+fn fill_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
 /// Apply layers of one image (never overlapping) at their staged addresses, on several threads.
 /// The layers of one stored frame (the chunks of a packed frame) go to one thread, one after
 /// the other, so that the frame is decoded once.
@@ -334,7 +343,7 @@ fn fill_layers(chain: &Chain, tasks: &mut [Task], copier: Option<&CopyFill>, pro
         }
     }
     let tasks = &*tasks;
-    let nthreads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(groups.len().max(1));
+    let nthreads = fill_threads().min(groups.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..nthreads)
@@ -379,7 +388,7 @@ fn copy_layer(chain: &Chain, addr: u64, l: &Layer, r: &Region, buf: &mut LayerBu
     }
     let b = match bounce {
         Some(b) => b,
-        None => bounce.insert(Bounce::new(ckpt_image::CHUNK_SIZE)?),
+        None => bounce.insert(copier.buffer()?),
     };
     let dst = b.get(l.len as usize);
     if dst.len() as u64 != l.len {
