@@ -70,7 +70,73 @@ pub fn shuffle8_delta(src: &[u8], dst: &mut [u8]) {
 
 /// The inverse of `shuffle8_delta`.
 pub fn unshuffle8_delta(src: &[u8], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let m = src.len() / 8;
+        if src.len() == m * 8 && dst.len() == src.len() && m >= 16 {
+            return unshuffle8_delta_sse2(src, dst);
+        }
+    }
     unshuffle::<true>(src, dst)
+}
+
+/// `unshuffle8_delta` with SSE2 (every x86-64 has it), 16 words at a time: the running sums are
+/// taken in the shuffled order, along each byte lane (a prefix sum of 16 bytes in 4 shifted
+/// adds, plus the lane's last byte so far), then the 8 lanes are transposed back into words.
+/// The scalar version sums word after word, one dependent 6-operation add per word: 2-4x slower
+/// here, and the largest part of a restart of numbers after the first touch of fresh memory.
+#[cfg(target_arch = "x86_64")]
+fn unshuffle8_delta_sse2(src: &[u8], dst: &mut [u8]) {
+    use std::arch::x86_64::*;
+    let m = src.len() / 8;
+    let groups = m / 16;
+    // SAFETY: SSE2 is part of x86-64. Every load reads 16 bytes at k * m + g * 16 with
+    // g * 16 + 16 <= m, inside src (8 * m bytes); every store writes 16 bytes at
+    // g * 128 + j * 16 < 8 * m, inside dst; unaligned loads and stores.
+    unsafe {
+        let mut carry = [_mm_setzero_si128(); 8];
+        for g in 0..groups {
+            let mut v = [_mm_setzero_si128(); 8];
+            for k in 0..8 {
+                let mut x = _mm_loadu_si128(src.as_ptr().add(k * m + g * 16) as *const __m128i);
+                x = _mm_add_epi8(x, _mm_slli_si128(x, 1));
+                x = _mm_add_epi8(x, _mm_slli_si128(x, 2));
+                x = _mm_add_epi8(x, _mm_slli_si128(x, 4));
+                x = _mm_add_epi8(x, _mm_slli_si128(x, 8));
+                x = _mm_add_epi8(x, carry[k]);
+                // The lane's last byte, in all 16 bytes: the next group's carry.
+                let t = _mm_unpackhi_epi8(x, x);
+                let t = _mm_unpackhi_epi16(t, t);
+                carry[k] = _mm_shuffle_epi32(t, 0xFF);
+                v[k] = x;
+            }
+            // Transpose: lanes (16 bytes each) into 16 words of 8 bytes.
+            let a = [_mm_unpacklo_epi8(v[0], v[1]), _mm_unpackhi_epi8(v[0], v[1])];
+            let b = [_mm_unpacklo_epi8(v[2], v[3]), _mm_unpackhi_epi8(v[2], v[3])];
+            let c = [_mm_unpacklo_epi8(v[4], v[5]), _mm_unpackhi_epi8(v[4], v[5])];
+            let d = [_mm_unpacklo_epi8(v[6], v[7]), _mm_unpackhi_epi8(v[6], v[7])];
+            let out = dst.as_mut_ptr().add(g * 128) as *mut __m128i;
+            for h in 0..2 {
+                let ab = [_mm_unpacklo_epi16(a[h], b[h]), _mm_unpackhi_epi16(a[h], b[h])];
+                let cd = [_mm_unpacklo_epi16(c[h], d[h]), _mm_unpackhi_epi16(c[h], d[h])];
+                for q in 0..2 {
+                    let at = out.add(h * 4 + q * 2);
+                    _mm_storeu_si128(at, _mm_unpacklo_epi32(ab[q], cd[q]));
+                    _mm_storeu_si128(at.add(1), _mm_unpackhi_epi32(ab[q], cd[q]));
+                }
+            }
+        }
+    }
+    // The last words (fewer than 16), on from the last word written.
+    let mut prev = word(&dst[groups * 128 - 8..]);
+    for i in groups * 16..m {
+        let mut w = [0u8; 8];
+        for (k, b) in w.iter_mut().enumerate() {
+            *b = src[k * m + i];
+        }
+        prev = add_bytes(u64::from_le_bytes(w), prev);
+        dst[i * 8..i * 8 + 8].copy_from_slice(&prev.to_le_bytes());
+    }
 }
 
 fn shuffle<const DELTA: bool>(src: &[u8], dst: &mut [u8]) {
@@ -163,7 +229,7 @@ mod tests {
 
     #[test]
     fn delta_round_trip() {
-        for words in [4096usize, 8 * 37 + 5, 3, 1, 0] {
+        for words in [4096usize, 8 * 37 + 5, 16, 17, 15, 3, 1, 0] {
             let src: Vec<u8> = (0..words as u32 * 8).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
             let mut s = vec![0; src.len()];
             shuffle8_delta(&src, &mut s);

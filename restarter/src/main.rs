@@ -9,6 +9,7 @@
 
 mod attrs;
 mod cli;
+mod copyfill;
 mod creds;
 mod fdobjs;
 mod fds;

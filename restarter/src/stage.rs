@@ -3,6 +3,7 @@
 //! increment and the images it builds on) in parallel, and later moved into place by the switch
 //! with mremap. Empty anonymous regions are simply mapped at their target by the switch.
 
+use crate::copyfill::{Bounce, CopyFill};
 use crate::layout::page_up;
 use crate::progress::Progress;
 use anyhow::{anyhow, bail, Context, Result};
@@ -50,9 +51,11 @@ pub fn staging_len(chain: &Chain) -> u64 {
 
 const HUGE: u64 = 2 << 20;
 
-/// Whether a region is staged in transparent huge pages: a large anonymous region mostly made of
-/// stored data (over the whole chain). Filling 1 GiB page by page costs ~260k page faults, most
-/// of the restart; with huge pages, 512 times fewer. The region keeps MADV_HUGEPAGE after the restart.
+/// Whether a region is a large anonymous region mostly made of stored data (over the whole
+/// chain): filled by copy (`copyfill`: no zeroing of the fresh pages, no fault per page) when the
+/// kernel allows, else staged in transparent huge pages (512 times fewer faults than 4 KiB pages;
+/// the region then keeps MADV_HUGEPAGE after the restart). Placed at its target's offset modulo
+/// 2 MiB either way, so that the switch's mremap moves its page tables (or huge pages) whole.
 fn huge(chain: &Chain, ri: usize) -> bool {
     let r = &chain.index().regions[ri];
     let stored: u64 = chain.layers(ri).iter().filter(|l| l.codec != Codec::Zero).map(|l| l.len).sum();
@@ -197,7 +200,7 @@ pub fn map_regions(chain: &Chain, files: &[Option<File>], base: u64) -> Result<P
     let regions = &chain.index().regions;
     let places = placement(chain, base);
     let rw = libc::PROT_READ | libc::PROT_WRITE;
-    for (ri, ((r, f), place)) in regions.iter().zip(files).zip(places).enumerate() {
+    for ((r, f), place) in regions.iter().zip(files).zip(places) {
         let len = r.len();
         let at = place.unwrap_or(0);
         match &r.backing {
@@ -212,10 +215,6 @@ pub fn map_regions(chain: &Chain, files: &[Option<File>], base: u64) -> Result<P
                 // must not be charged as if it were all memory (ENOMEM).
                 let flags = crate::attrs::map_flags(r) | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
                 mmap(at, len, rw, flags, -1, 0).with_context(|| format!("cannot stage region {:#x}-{:#x}", r.start, r.end))?;
-                if huge(chain, ri) {
-                    // SAFETY: advice on a mapping we just made; failure only costs speed.
-                    unsafe { libc::madvise(at as *mut libc::c_void, len as usize, libc::MADV_HUGEPAGE) };
-                }
             }
             Backing::SharedAnon => match ckpt_kinds::sysv::mapped_segment(chain.index(), r.start, &r.name) {
                 // A System V segment, made again with its id: attached, so shmdt() works.
@@ -275,23 +274,66 @@ pub fn fill(chain: &Chain, plan_base: u64, progress: &Progress) -> Result<()> {
     let regions = &chain.index().regions;
     let places = placement(chain, plan_base);
     chain.prefetch_compressed();
+    let oldest = chain.images().len().saturating_sub(1);
+    // The large regions, filled by copy while the oldest image (the chain's full image) is
+    // applied, or else staged in huge pages.
+    let bulk: Vec<usize> = (0..regions.len()).filter(|&ri| places[ri].is_some() && huge(chain, ri)).collect();
+    let mut copier = copy_fill(chain, &places, &bulk, oldest);
     for image in (0..chain.images().len()).rev() {
-        let mut tasks: Vec<(u64, &Layer, &Region)> = Vec::new();
+        let mut tasks: Vec<Task> = Vec::new();
         for (ri, place) in places.iter().enumerate() {
             let Some(at) = place else { continue };
-            tasks.extend(chain.layers(ri).iter().filter(|l| l.image == image).map(|l| (at + l.at, l, &regions[ri])));
+            let copy = image == oldest && copier.is_some() && bulk.contains(&ri);
+            tasks.extend(chain.layers(ri).iter().filter(|l| l.image == image).map(|l| (at + l.at, l, &regions[ri], copy)));
         }
         if !tasks.is_empty() {
-            fill_layers(chain, &mut tasks, progress)?;
+            fill_layers(chain, &mut tasks, copier.as_ref(), progress)?;
         }
+        // Unregistered before anything else touches that memory.
+        copier = None;
     }
     Ok(())
+}
+
+/// A layer to apply: staged address, layer, region, and whether it goes in by copy.
+type Task<'a> = (u64, &'a Layer, &'a Region, bool);
+
+/// Register the `bulk` regions' staged memory for filling by copy; where that is refused, stage
+/// them in huge pages instead. Only when every layer the oldest image has for them is whole pages
+/// (UFFDIO_COPY fills whole pages).
+fn copy_fill(chain: &Chain, places: &[Option<u64>], bulk: &[usize], oldest: usize) -> Option<CopyFill> {
+    let regions = &chain.index().regions;
+    let ranges: Vec<(u64, u64)> = bulk.iter().filter_map(|&ri| places[ri].map(|at| (at, regions[ri].len()))).collect();
+    let aligned = bulk.iter().flat_map(|&ri| chain.layers(ri)).filter(|l| l.image == oldest).all(|l| l.at % 4096 == 0 && l.len % 4096 == 0);
+    let copier = if aligned && !ranges.is_empty() && std::env::var_os("CKPT_STAGE_HUGE").is_none() {
+        CopyFill::register(&ranges, fill_threads(), ckpt_image::CHUNK_SIZE)
+    } else {
+        None
+    };
+    let mib = ranges.iter().map(|r| r.1).sum::<u64>() >> 20;
+    match &copier {
+        Some(_) => crate::progress::info(format_args!("{} large region(s), {mib} MiB: filled by copy (userfaultfd)", ranges.len())),
+        None if !ranges.is_empty() => crate::progress::info(format_args!("{} large region(s), {mib} MiB: staged in huge pages", ranges.len())),
+        None => {}
+    }
+    if copier.is_none() {
+        for &(at, len) in &ranges {
+            // SAFETY: advice on our staged mapping, not touched yet; failure only costs speed.
+            unsafe { libc::madvise(at as *mut libc::c_void, len as usize, libc::MADV_HUGEPAGE) };
+        }
+    }
+    copier
+}
+
+/// The most threads that fill staged memory: one per CPU.
+fn fill_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 /// Apply layers of one image (never overlapping) at their staged addresses, on several threads.
 /// The layers of one stored frame (the chunks of a packed frame) go to one thread, one after
 /// the other, so that the frame is decoded once.
-fn fill_layers(chain: &Chain, tasks: &mut [(u64, &Layer, &Region)], progress: &Progress) -> Result<()> {
+fn fill_layers(chain: &Chain, tasks: &mut [Task], copier: Option<&CopyFill>, progress: &Progress) -> Result<()> {
     tasks.sort_by_key(|t| chain.frame_of(t.1));
     let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
     for i in 0..tasks.len() {
@@ -301,18 +343,22 @@ fn fill_layers(chain: &Chain, tasks: &mut [(u64, &Layer, &Region)], progress: &P
         }
     }
     let tasks = &*tasks;
-    let nthreads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(groups.len().max(1));
+    let nthreads = fill_threads().min(groups.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..nthreads)
             .map(|_| {
                 s.spawn(|| -> Result<()> {
                     let mut buf = LayerBuf::new()?;
+                    let mut bounce = None;
                     loop {
                         let g = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(range) = groups.get(g) else { return Ok(()) };
-                        for &(addr, l, r) in &tasks[range.clone()] {
-                            fill_layer(chain, addr, l, r, &mut buf)?;
+                        for &(addr, l, r, copy) in &tasks[range.clone()] {
+                            match copier.filter(|_| copy) {
+                                Some(c) => copy_layer(chain, addr, l, r, &mut buf, c, &mut bounce)?,
+                                None => fill_layer(chain, addr, l, r, &mut buf)?,
+                            }
                             progress.add(l.len);
                         }
                     }
@@ -331,11 +377,32 @@ fn fill_layer(chain: &Chain, addr: u64, l: &Layer, r: &Region, buf: &mut LayerBu
     // SAFETY: [addr, addr + len) lies inside a staged read-write mapping of ours (layers lie
     // inside their region); the layers of one image never overlap.
     let dst = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, l.len as usize) };
-    chain.read_layer(l, dst, buf).map_err(|e| {
-        let name = r.name_lossy();
-        let name = if name.is_empty() { String::new() } else { format!(" ({name})") };
-        anyhow!("region {:#x}-{:#x}{name}: {e}", r.start, r.end)
-    })
+    chain.read_layer(l, dst, buf).map_err(|e| in_region(r, e.into()))
+}
+
+/// Apply one layer at `addr` of memory registered with `copier`: decoded into the thread's
+/// buffer, then copied in. A layer of zeros is left out (its pages stay missing: zeros).
+fn copy_layer(chain: &Chain, addr: u64, l: &Layer, r: &Region, buf: &mut LayerBuf, copier: &CopyFill, bounce: &mut Option<Bounce>) -> Result<()> {
+    if l.codec == Codec::Zero {
+        return Ok(());
+    }
+    let b = match bounce {
+        Some(b) => b,
+        None => bounce.insert(copier.buffer()?),
+    };
+    let dst = b.get(l.len as usize);
+    if dst.len() as u64 != l.len {
+        bail!("internal: a layer of {} bytes is larger than a chunk", l.len);
+    }
+    chain.read_layer(l, dst, buf).map_err(|e| in_region(r, e.into()))?;
+    copier.copy(addr, dst).map_err(|e| in_region(r, e))
+}
+
+/// An error about region `r`, named.
+fn in_region(r: &Region, e: anyhow::Error) -> anyhow::Error {
+    let name = r.name_lossy();
+    let name = if name.is_empty() { String::new() } else { format!(" ({name})") };
+    anyhow!("region {:#x}-{:#x}{name}: {e}", r.start, r.end)
 }
 
 /// Whether region `ri` is one the runtime tracks for increments (private anonymous memory,

@@ -1,7 +1,8 @@
 /* Mapping flags and madvise advice of memory regions (as /proc/self/smaps VmFlags shows them):
  * MADV_DONTFORK, DONTDUMP, WIPEONFORK, HUGEPAGE, NOHUGEPAGE, SEQUENTIAL, RANDOM, MERGEABLE,
  * MAP_LOCKED, mlock2(MLOCK_ONFAULT), MAP_NORESERVE, MAP_DROPPABLE, MAP_GROWSDOWN and mseal, each
- * on a region holding data, and a plain region that has none of them. Prints READY, waits for
+ * on a region holding data, and plain regions that have none of them (one of 8 MiB: a restart
+ * must not leave advice of its own on a large region, MADV_HUGEPAGE). Prints READY, waits for
  * "go", then each region's flags and whether its data is intact (a flag the kernel lacks prints
  * "n/a", in both runs alike). */
 #define _GNU_SOURCE
@@ -28,7 +29,9 @@ struct region {
     int lock;       /* 1 mlock, 2 mlock2 onfault, 3 mseal */
     const char *flags;  /* VmFlags to show */
     int keep_data;  /* 0: data may be dropped (droppable) */
+    size_t len;     /* 0: LEN */
 };
+#define RLEN(r) ((r)->len ? (r)->len : LEN)
 
 static struct region regions[] = {
     {"plain", 0, 0, -1, 0, "dc dd wf hg nh sr rr mg lo lf nr dp gd sl", 1},
@@ -45,6 +48,7 @@ static struct region regions[] = {
     {"noreserve", 0, MAP_NORESERVE, -1, 0, "nr", 1},
     {"droppable", 0, MAP_DROPPABLE, -1, 0, "dp", 0},
     {"growsdown", 0, MAP_GROWSDOWN, -1, 0, "gd", 1},
+    {"plain large", 0, 0, -1, 0, "dc dd wf hg nh sr rr mg lo lf nr dp gd sl", 1, 8 << 20},
     {"sealed", 0, 0, -1, 3, "sl", 1},
 };
 #define N (sizeof regions / sizeof regions[0])
@@ -81,13 +85,13 @@ int main(void) {
     for (size_t i = 0; i < N; i++) {
         struct region *r = &regions[i];
         int type = (r->extra_map & MAP_DROPPABLE) ? 0 : MAP_PRIVATE;
-        r->p = mmap(NULL, LEN, PROT_READ | PROT_WRITE, type | MAP_ANONYMOUS | r->extra_map, -1, 0);
+        r->p = mmap(NULL, RLEN(r), PROT_READ | PROT_WRITE, type | MAP_ANONYMOUS | r->extra_map, -1, 0);
         usable[i] = r->p != MAP_FAILED;
         if (!usable[i]) continue;
-        if (r->advice >= 0 && madvise(r->p, LEN, r->advice)) usable[i] = 0;
-        if (r->lock == 2 && syscall(SYS_mlock2, r->p, LEN, 1 /* MLOCK_ONFAULT */)) usable[i] = 0;
-        for (int k = 0; k < LEN; k++) r->p[k] = (char)(i * 7 + k);
-        if (r->lock == 3 && syscall(462 /* mseal */, r->p, LEN, 0)) usable[i] = 0;
+        if (r->advice >= 0 && madvise(r->p, RLEN(r), r->advice)) usable[i] = 0;
+        if (r->lock == 2 && syscall(SYS_mlock2, r->p, RLEN(r), 1 /* MLOCK_ONFAULT */)) usable[i] = 0;
+        for (size_t k = 0; k < RLEN(r); k++) r->p[k] = (char)(i * 7 + k);
+        if (r->lock == 3 && syscall(462 /* mseal */, r->p, RLEN(r), 0)) usable[i] = 0;
     }
     printf("READY\n");
     fflush(stdout);
@@ -101,7 +105,7 @@ int main(void) {
         char flags[128];
         vmflags(r->p, r->flags, flags, sizeof flags);
         int ok = 1;
-        for (int k = 0; k < LEN && r->keep_data; k++) ok &= r->p[k] == (char)(i * 7 + k);
+        for (size_t k = 0; k < RLEN(r) && r->keep_data; k++) ok &= r->p[k] == (char)(i * 7 + k);
         printf("%s: flags [%s] data %s\n", r->what, flags, ok ? "intact" : "CHANGED");
     }
     /* A sealed region cannot be unmapped. */
