@@ -126,6 +126,10 @@ pub struct Pending {
     pub from: Vec<u8>,
     /// Bytes the client had sent into it (they cannot be read without accepting it).
     pub unread: u32,
+    /// UNIX (version 18): the bytes in it, message by message, when they were read at the cut
+    /// (the connection accepted and queued again at once, see kinds' sockets/requeue.rs);
+    /// None: not known.
+    pub data: Option<Vec<Vec<u8>>>,
 }
 
 /// The file a UNIX socket's path name created.

@@ -23,9 +23,10 @@ pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 ///     without `Index::step` for a while, whose images do not decode as this layout.
 /// 15: `FdState::owner` (the SIGIO owner and signal of an open file description) and
 ///     `Socket::peer_cred` (SO_PEERCRED of a socketpair another process made).
-/// 18: `ThreadAttrs::timens_children` (a time namespace the thread-group leader made for its
-///     children, with its offsets).
-pub const VERSION: u32 = 18;
+/// 16, 17: see docs/format.md. 18: `ThreadAttrs::timens_children` (a time namespace the
+///     thread-group leader made for its children, with its offsets).
+/// 19: `Pending::data` (the bytes in a UNIX connection not yet accepted).
+pub const VERSION: u32 = 19;
 pub const HEADER_LEN: usize = 64;
 
 /// Header fields, little-endian on disk:

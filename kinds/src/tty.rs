@@ -16,9 +16,11 @@
 //!   had set (raw mode, no echo: what full-screen programs set) and its own window size; the
 //!   program then gets SIGWINCH so that it redraws. The same for stdin, stdout and stderr when
 //!   they were a terminal and ckpt-restart's are one.
-//! - a terminal device the program opened by a name that is not its controlling terminal nor a
-//!   pseudo-terminal (a console, a virtual terminal, a serial line): opened again at that name
-//!   when the same device is still there, with the termios it had.
+//! - a terminal device the program opened by a name that is not a pseudo-terminal (a console, a
+//!   virtual terminal, a serial line): opened again at that name when the same device is still
+//!   there, with the termios it had. If it was the controlling terminal (a session leader's open
+//!   makes it so) it becomes ckpt-restart's again, unless ckpt-restart has a terminal of its own:
+//!   then, as for any controlling terminal from outside, the program gets that one.
 
 use crate::{check, close, info, lossy, sys, warn, Error, Result};
 use ckpt_image::{FdKind, FdState, Tty, TtyKind};
@@ -266,7 +268,8 @@ fn session_terminal() -> Option<CString> {
 /// The path of a terminal device from outside that is no pseudo-terminal (a console, a virtual
 /// terminal, a serial line, reached through a device node the program opened by name) when the
 /// same device is still at that path: it is opened there again rather than replaced by
-/// ckpt-restart's terminal. None for the controlling terminal and for /dev/pts devices.
+/// ckpt-restart's terminal (for the controlling terminal: when ckpt-restart has none). None for
+/// /dev/pts devices.
 fn same_device(t: &Tty) -> Option<CString> {
     if pts_index(t.rdev).is_some() || t.path.first() != Some(&b'/') || t.path.ends_with(b" (deleted)") {
         return None;
@@ -405,7 +408,7 @@ impl Terminals {
             }
         }
         if t.ctty {
-            self.make_ctty(s, idx);
+            self.make_ctty(s, slave_path(idx));
         }
         close(s);
         if t.packet {
@@ -420,20 +423,22 @@ impl Terminals {
         Ok(())
     }
 
-    /// Make the slave `s` our controlling terminal (we must lead a session without one).
-    fn make_ctty(&mut self, s: RawFd, idx: u32) {
+    /// Make the terminal `s` (at `path`: a slave of the program's own pair, or a device node it
+    /// opened by name) our controlling terminal (we must lead a session without one).
+    fn make_ctty(&mut self, s: RawFd, path: CString) {
         // SAFETY: plain process and ioctl calls.
         unsafe {
             if libc::getsid(0) != libc::getpid() {
                 libc::setsid();
             }
             if libc::ioctl(s, libc::TIOCSCTTY, 0) == 0 {
-                self.session = Some(slave_path(idx));
+                self.session = Some(path);
                 return;
             }
         }
         warn(&format!(
-            "the program's controlling terminal was its own pseudo-terminal /dev/pts/{idx}; it cannot be ckpt-restart's ({}): /dev/tty is not that terminal after the restart",
+            "the program's controlling terminal was {}; it cannot be ckpt-restart's ({}): /dev/tty is not that terminal after the restart",
+            path.to_string_lossy(),
             std::io::Error::last_os_error()
         ));
     }
@@ -458,11 +463,16 @@ impl Terminals {
                 }
                 Err(e) => self.missing(f, t, &format!("ckpt-restart has no controlling terminal ({e})")),
             },
-            TtyKind::Outside => match (!t.ctty).then(|| same_device(t)).flatten() {
+            // A controlling terminal from outside becomes ckpt-restart's when it has one; else
+            // a device node still there is that terminal again, and the controlling one again.
+            TtyKind::Outside => match (!t.ctty || self.session.is_none()).then(|| same_device(t)).flatten() {
                 Some(p) => {
                     let fd = open_path(&p, f.flags)?;
                     if !t.termios.is_empty() && termios(fd).as_deref() != Some(&t.termios[..]) {
                         set_termios(fd, &t.termios);
+                    }
+                    if t.ctty {
+                        self.make_ctty(fd, p);
                     }
                     Ok(fd)
                 }

@@ -204,6 +204,11 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
         },
         FdKind::ExitedPidFd { ino } => mk.sh.exited.open(*ino, f.flags)?,
         FdKind::Epoll { .. } => unreachable!("epoll instances are created last"),
+        // A fanotify group: its marks (and queued events) are not made again; a program left
+        // waiting on it would wait forever.
+        FdKind::Other { link } if link == b"anon_inode:[fanotify]" && !mk.ignore => {
+            bail!("fd {} was a fanotify group; its marks are not made again (--ignore-missing-files gives the program /dev/null instead)", f.fd)
+        }
         FdKind::Other { link } => {
             eprintln!("ckpt-restart: warning: fd {} ({}) cannot be restored; it is replaced by /dev/null", f.fd, lossy(link));
             return dev_null();

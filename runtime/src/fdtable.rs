@@ -59,10 +59,12 @@ pub fn read_fds() -> Vec<FdState> {
         sockets: Context::with_queues_elsewhere(crate::treesocks::held_by_lower_pids()),
         pid: sys::getpid(),
     };
+    fds.retain(|&fd| !(crate::control::is_runtime_fd(fd) || sys::foreign_own(fd) || sharers_proc_file(fd) || sharers_diag_socket(fd)));
+    // (Those skipped are ours or, in a table shared by clone, another process's: made again after a restart.)
+    if alone() {
+        requeue_waiting(&mut t.sockets, &fds);
+    }
     for fd in fds {
-        if crate::control::is_runtime_fd(fd) || sys::foreign_own(fd) || sharers_proc_file(fd) || sharers_diag_socket(fd) {
-            continue; // ours (or, in a table shared by clone, another process's), made again after a restart
-        }
         if let Some(f) = t.describe(fd, fd) {
             t.out.push(f);
         }
@@ -89,6 +91,42 @@ pub fn read_fds() -> Vec<FdState> {
         sys::close(tmp);
     }
     t.out
+}
+
+/// Whether this is the program's only process (outside a tree, or the only one in its
+/// namespace besides init, the coordinator, and our background image writer).
+fn alone() -> bool {
+    if !crate::tree::is_member() {
+        return true;
+    }
+    let me = sys::getpid();
+    let Ok(names) = sys::list_dir(&sys::cpath(&[b"/proc"])) else { return false };
+    names.iter().filter_map(|n| std::str::from_utf8(n).ok()?.parse::<i32>().ok()).all(|p| p == 1 || p == me || crate::snapshot::is_own_child(p))
+}
+
+/// The bytes in the connections not yet accepted of the program's UNIX listeners, read and
+/// queued again before any fd is described (ckpt_kinds' sockets/requeue.rs). Only in a program
+/// of one process: in a tree another process may hold the same sockets.
+fn requeue_waiting(sockets: &mut Context, fds: &[i32]) {
+    let mut held = Vec::new();
+    let mut epolls = Vec::new();
+    for &fd in fds {
+        // SAFETY: an all-zero struct stat is a valid out-parameter.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if syscall!(libc::SYS_fstat, fd, &mut st as *mut libc::stat).is_err() {
+            continue;
+        }
+        if st.st_mode & libc::S_IFMT == libc::S_IFSOCK {
+            held.push(ckpt_kinds::sockets::requeue::Held { fd, ino: st.st_ino });
+        } else if sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", &sys::decimal(fd)])).unwrap_or_default() == b"anon_inode:[eventpoll]" {
+            epolls.push(sys::read_file(&sys::cpath(&[b"/proc/thread-self/fdinfo/", &sys::decimal(fd)])).unwrap_or_default());
+        }
+    }
+    let epolled = |ino: u64| {
+        let key = format!(" ino:{ino:x} ");
+        epolls.iter().any(|e| e.windows(key.len()).any(|w| w == key.as_bytes()))
+    };
+    sockets.requeue_waiting(&held, &|ino| crate::fdhooks::bind_dir(ino), &epolled);
 }
 
 impl Table {

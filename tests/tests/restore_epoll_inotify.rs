@@ -46,3 +46,27 @@ fn an_inotify_watch_that_cannot_be_found_refuses_the_restart() {
     let r = refuse::refused_then_ignored("inotify_gone", "inotify_gone", true, "renamed or removed");
     assert!(r.stdout.contains("event: no"), "{}", r.stdout);
 }
+
+/// A fanotify group (an unprivileged one: an inode mark, FAN_REPORT_FID): its marks are not made
+/// again, so the restart refuses in one line rather than give the program a dead fd
+/// (`--ignore-missing-files`: /dev/null, with a warning).
+#[test]
+fn a_fanotify_group_refuses_the_restart() {
+    fanotify_refused("fanotify_group", false);
+}
+
+#[test]
+fn a_fanotify_group_refuses_the_restart_as_nobody() {
+    fanotify_refused("fanotify_group_nobody", true);
+}
+
+fn fanotify_refused(tag: &str, nobody: bool) {
+    let probe = workdir(&format!("{tag}_probe"));
+    let prog = compile("fanotify_group", &probe);
+    std::fs::write(probe.join("go"), b"").unwrap();
+    if plain_as(&prog, &[], &probe, nobody).contains("no fanotify here") {
+        ckpt_tests::skip_test!("this kernel refuses an unprivileged fanotify group");
+        return;
+    }
+    refuse::refused_then_ignored("fanotify_group", tag, nobody, "fanotify");
+}

@@ -49,6 +49,62 @@ fn a_terminal_device_node_opened_by_name_comes_back_through_it() {
     assert!(r.stdout.contains("same device: yes\nthrough the node: yes"), "{}", r.stdout);
 }
 
+/// A virtual terminal the program opened by name as a session leader, which made it its
+/// controlling terminal (zdtm's vt test): restarted without a terminal of ckpt-restart's, the
+/// program gets that device again through its node, as its controlling terminal.
+#[test]
+fn a_controlling_terminal_opened_by_name_comes_back_through_it() {
+    vt_as_controlling_terminal("tty_vt_ctty", false);
+}
+
+#[test]
+fn a_controlling_terminal_opened_by_name_comes_back_through_it_as_nobody() {
+    vt_as_controlling_terminal("tty_vt_ctty_nobody", true);
+}
+
+fn vt_as_controlling_terminal(tag: &str, nobody: bool) {
+    if !ckpt_tests::scenario::is_root() {
+        ckpt_tests::skip_test!("making a device node (mknod) needs root");
+        return;
+    }
+    let _one = one_at_a_time();
+    // A VT's numbers (4, 9); owned by the program's user, who may open it then.
+    let node = |dir: &Path| {
+        let p = std::ffi::CString::new(dir.join("vt-node").into_os_string().into_encoded_bytes()).unwrap();
+        // SAFETY: p is a valid C string; plain calls.
+        unsafe {
+            assert_eq!(libc::mknod(p.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(4, 9)), 0, "mknod");
+            if nobody {
+                assert_eq!(libc::chown(p.as_ptr(), 65534, 65534), 0, "chown");
+            }
+        }
+    };
+    let name = "tty_device_node";
+    let base = workdir(&format!("{tag}_ref"));
+    let prog = compile(name, &base);
+    node(&base);
+    std::fs::write(base.join("go"), b"").unwrap();
+    let expected = plain_as(&prog, &["vt"], &base, nobody);
+    assert!(expected.ends_with("done\n"), "the uninterrupted run fails its own checks: {expected}");
+
+    let dir = workdir(tag);
+    node(&dir);
+    let mut p = run_as(&prog, &["vt"], &dir, nobody);
+    p.wait_line(|l| l == "READY");
+    let img = p.checkpoint(&dir, name);
+    p.kill9();
+    std::fs::write(dir.join("go"), b"").unwrap();
+    // ckpt-restart leads a session of its own without a terminal (as from a batch system).
+    let mut a = argv(Path::new("setsid"), &[]);
+    a.extend(argv(&bin("ckpt-restart"), &[img.to_str().unwrap()]));
+    let mut r = spawn(a, nobody, &dir, "restart");
+    let st = r.wait();
+    let (stdout, stderr) = (r.stdout(), r.stderr());
+    assert!(st.success(), "restart failed ({st:?}): {stderr}\nstdout: {stdout}");
+    assert!(!stdout.contains("READY"), "the program started over: {stdout}");
+    assert_eq!(stdout, expected.replacen("READY\n", "", 1), "restarted run differs; stderr: {stderr}");
+}
+
 /// A process on a new pseudo-terminal of `rows` x `cols` (its session's controlling terminal),
 /// everything it writes collected.
 struct OnTty {

@@ -27,6 +27,9 @@ pub struct Context {
     /// messages it captures: peeking one queue from two processes at once would move each
     /// other's peek offset (SO_PEEK_OFF is the socket's), so only one of them reads it.
     elsewhere: Vec<u64>,
+    /// UNIX listeners (by inode) whose waiting connections were read and queued again at the
+    /// cut (requeue.rs), with those connections in queue order.
+    requeued: Vec<(u64, Vec<Pending>)>,
 }
 
 impl Context {
@@ -36,6 +39,12 @@ impl Context {
         elsewhere.sort_unstable();
         elsewhere.dedup();
         Context { elsewhere, ..Context::default() }
+    }
+
+    /// Before any socket is captured: the bytes in the waiting connections of the program's
+    /// UNIX listeners, where they can be read (see requeue.rs; this queues them again).
+    pub fn requeue_waiting(&mut self, held: &[super::requeue::Held], bind_dir: &dyn Fn(u64) -> Option<Vec<u8>>, epolled: &dyn Fn(u64) -> bool) {
+        self.requeued = super::requeue::waiting(held, bind_dir, epolled);
     }
 
     /// The unread messages of socket `fd` (`s`), or none when another process captures them.
@@ -102,8 +111,10 @@ impl Context {
             s.backlog = d.rqlen.1;
             // The waiting sockets have no inode yet: found by the listener's name, with their
             // clients' inodes.
-            if !d.icons.is_empty() && s.name.len() > 2 {
-                s.pending = diag::unix_waiting(&s.name[2..]).into_iter().map(|(client, unread)| Pending { ino: client as u64, from: Vec::new(), unread }).collect();
+            if let Some((_, p)) = self.requeued.iter().find(|r| r.0 == s.ino) {
+                s.pending = p.clone();
+            } else if !d.icons.is_empty() && s.name.len() > 2 {
+                s.pending = diag::unix_waiting(&s.name[2..]).into_iter().map(|(client, unread)| Pending { ino: client as u64, unread, ..Pending::default() }).collect();
             }
             while s.pending.len() < d.icons.len() {
                 s.pending.push(Pending::default());
@@ -168,7 +179,7 @@ impl Context {
                 .iter()
                 .filter(|c| c.inode == 0 && matches!(c.state, TCP_ESTABLISHED | TCP_SYN_RECV | TCP_CLOSE_WAIT))
                 .filter(|c| c.sport == port && (ip.iter().all(|&b| b == 0) || c.src[..ip.len()] == ip[..]))
-                .map(|c| Pending { ino: 0, from: sockaddr(family, &c.dst, c.dport), unread: c.rqueue })
+                .map(|c| Pending { from: sockaddr(family, &c.dst, c.dport), unread: c.rqueue, ..Pending::default() })
                 .collect();
             return;
         }

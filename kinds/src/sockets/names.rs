@@ -2,7 +2,8 @@
 //! in turn (those whose file is gone first, the one whose file is still there last), and while
 //! its name exists the datagram sockets connected to it connect, its queue is refilled from its
 //! senders' names, a listener accepts the connections it had accepted (their clients connect
-//! again) and then queues its waiting clients' connections again. Sockets no name took care of
+//! again) and then queues its waiting clients' connections again, with the bytes in them when
+//! they were read at the cut. Sockets no name took care of
 //! are connected to outside names again, or get a peer that has gone.
 
 use super::restore::{is_named_unix, Sockets};
@@ -102,14 +103,17 @@ impl Sockets<'_> {
                 let pending = s.pending.clone();
                 for p in &pending {
                     let own = self.by_ino.get(&p.ino).copied().filter(|_| p.ino != 0);
-                    let own = own.or_else(|| self.all.iter().copied().find(|c| p.ino == 0 && self.waits_on(c, s)));
+                    // (A connection read at the cut names its client exactly: 0 is one that had closed.)
+                    let own = own.or_else(|| self.all.iter().copied().find(|c| p.ino == 0 && p.data.is_none() && self.waits_on(c, s)));
                     match own {
                         Some(c) => {
                             self.ensure_bound(c)?;
                             let cfd = self.made[&c.ino];
                             check(unix::connect(cfd, &s.name, &s.bind_dir), || format!("cannot queue the connection of {} on {} again", c.describe(), s.describe()))?;
                             self.queued.insert(c.ino);
-                            if p.unread > 0 || c.unsent > 0 {
+                            if let Some(d) = &p.data {
+                                self.refill_waiting(cfd, c, d)?;
+                            } else if p.unread > 0 || c.unsent > 0 {
                                 let n = if p.unread > 0 { p.unread.to_string() } else { format!("about {}", c.unsent) };
                                 self.lost(c, &format!("{n} bytes it had sent into its connection not yet accepted by {} (they cannot be read without accepting it)", s.describe()))?;
                             }
@@ -118,8 +122,16 @@ impl Sockets<'_> {
                             // SAFETY: plain socket creation.
                             let t = check(unsafe { libc::socket(libc::AF_UNIX, s.sock_type | libc::SOCK_CLOEXEC, 0) }, || "socket".into())?;
                             let r = unix::connect(t, &s.name, &s.bind_dir);
+                            let filled = match (&p.data, r) {
+                                (Some(d), 0) => self.refill_waiting(t, s, d),
+                                _ => Ok(()),
+                            };
                             close(t);
                             check(r, || format!("cannot queue a connection on {} again", s.describe()))?;
+                            filled?;
+                            if p.data.is_some() {
+                                continue; // its client had closed; what it sent is there again
+                            }
                             // What its client sent into it cannot be read, nor even counted.
                             warn(&format!(
                                 "socket {}: a connection waiting to be accepted, from a client outside the program (or closed since), comes back closed by its peer; bytes that client had sent, if any, are lost",
@@ -144,6 +156,18 @@ impl Sockets<'_> {
                 }
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// The bytes read at the cut from a connection not yet accepted, sent into it again from
+    /// its client end `fd` (`s`: the client, or the listener when the client had closed).
+    fn refill_waiting(&mut self, fd: RawFd, s: &Socket, data: &[Vec<u8>]) -> Result<()> {
+        for d in data {
+            let m = ckpt_image::Message { data: d.clone(), ..Default::default() };
+            if let Err(e) = super::queue::send_all(fd, &m, &[]) {
+                self.lost(s, &format!("{} bytes sent into a connection not yet accepted cannot be sent again ({e})", d.len()))?;
+            }
         }
         Ok(())
     }

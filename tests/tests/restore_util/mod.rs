@@ -38,7 +38,8 @@ pub fn compile(name: &str, dir: &Dir) -> PathBuf {
     compile_c(&dir.0, &format!("{name}.c"), &["-pthread"]).expect("compile")
 }
 
-fn spawn(argv: Vec<OsString>, nobody: bool, cwd: &Path, tag: &str) -> Proc {
+/// Run `argv` in `cwd` (as nobody when asked), its output in `tag`.out and `tag`.err.
+pub fn spawn(argv: Vec<OsString>, nobody: bool, cwd: &Path, tag: &str) -> Proc {
     spawn_env(argv, nobody, cwd, tag, &[])
 }
 
@@ -51,7 +52,7 @@ fn spawn_env(argv: Vec<OsString>, nobody: bool, cwd: &Path, tag: &str, env: &[(&
     Proc { child: cmd.spawn().expect("spawn"), out, err }
 }
 
-fn argv(first: &Path, args: &[&str]) -> Vec<OsString> {
+pub fn argv(first: &Path, args: &[&str]) -> Vec<OsString> {
     std::iter::once(first.as_os_str().to_owned()).chain(args.iter().map(OsString::from)).collect()
 }
 
