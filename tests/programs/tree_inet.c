@@ -251,6 +251,10 @@ static int closing(const char *kind, int rounds, int delay)
     socklen_t len = sizeof a;
     int l = socket(AF_INET, SOCK_STREAM, 0);
     int p2c[2], c2p[2];
+    /* As zdtm's servers: CLOSING ends in TIME_WAIT at both ends, which without it would hold
+     * the listener's port for a minute after the kill (see README, Known limits). */
+    int one = 1;
+    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, 4) != 0 || getsockname(l, (struct sockaddr *)&a, &len) != 0 || pipe(p2c) != 0 || pipe(c2p) != 0) {
         perror("setup");
         return 1;
