@@ -104,7 +104,7 @@ pub fn find(indexes: &[(i32, Index)], same: Option<&[Vec<At>]>) -> Vec<Unshared>
                 let conn = if s.family != libc::AF_UNIX && (shut_unsent(s) || shut_unsent(o)) {
                     let x = if shut_unsent(s) { s } else { o };
                     format!(
-                        "the two ends of one TCP connection, one of which had shut down writing with {} bytes not yet sent (a closing state: they cannot be read without CAP_NET_ADMIN, TCP_REPAIR)",
+                        "the two ends of one TCP connection, one of which had shut down writing with {} bytes not yet sent (a closing state: they did not fit in the other end's receive buffer at checkpoint time, and cannot be read without CAP_NET_ADMIN, TCP_REPAIR)",
                         x.unsent
                     )
                 } else if s.family != libc::AF_UNIX {
@@ -519,15 +519,17 @@ pub fn shared_listeners(indexes: &[(i32, Index)]) -> Vec<&Socket> {
 
 fn shared_listeners_of<'a>(holders: &HashMap<u64, (Vec<i32>, &'a Socket)>) -> Vec<&'a Socket> {
     let accepted_from = |l: &Socket| {
-        holders.values().any(|(_, s)| {
+        holders.values().any(|(ps, s)| {
             s.ino != l.ino
                 && s.family == l.family
                 && s.state != crate::SockState::Listening
                 && if l.family == libc::AF_UNIX {
                     s.name == l.name
                 } else {
-                    // (Its peer outside the tree: it comes back closed, without the listener.)
-                    serves(l, s) && holders.values().any(|(_, p)| tcp_ends(s, p) && !(pairable(s) && pairable(p)))
+                    // (Its peer outside the tree: it comes back closed, without the listener.
+                    // Two ended ends in two processes come back each closed on its own, without
+                    // it too.)
+                    serves(l, s) && holders.values().any(|(qs, p)| tcp_ends(s, p) && !(pairable(s) && pairable(p)) && !ended_apart((ps, s), (qs, p)))
                 }
         })
     };
@@ -549,6 +551,13 @@ fn shared_listeners_of<'a>(holders: &HashMap<u64, (Vec<i32>, &'a Socket)>) -> Ve
         .collect();
     out.sort_by_key(|l| l.ino);
     out
+}
+
+/// Two ends of one TCP connection (with the pids holding each) that had both ended (each shut
+/// down both ways) and that no process holds both of: each comes back closed on its own.
+fn ended_apart((ps, s): (&[i32], &Socket), (qs, p): (&[i32], &Socket)) -> bool {
+    let ended = |x: &Socket| x.state == crate::SockState::PeerGone && x.shutdown == 3;
+    ended(s) && ended(p) && !ps.iter().any(|x| qs.contains(x))
 }
 
 /// The listeners of `indexes` that the tree's restart makes once: those two processes or more

@@ -5,13 +5,16 @@
 //! with it (ckpt_image::unshared::tree_connections). Both processes run this in their part of
 //! the checkpoint at the same time (every process of the tree is stopped first); the markers are
 //! derived from the checkpoint's generation and the two ends' inodes, which both know.
+//! Connections in a closing state (one side shut down writing: it could not send drained bytes
+//! back) are not read: their receive buffers are grown until every byte and FIN has reached
+//! its receiver (ckpt_kinds::sockets::halfclosed), and the capture takes them from there.
 //!
 //! Raw system calls and the checkpoint's allocator only: the program's threads are stopped.
 
 use crate::log::{log, DEBUG, ERROR};
 use crate::sys;
 use ckpt_image::{FdKind, FdState, Message};
-use ckpt_kinds::sockets::{jobconn, treedrain};
+use ckpt_kinds::sockets::{halfclosed, jobconn, treedrain};
 
 /// How long the drain and the refill of all our connections may take.
 const DEADLINE_MS: u64 = 20_000;
@@ -66,12 +69,13 @@ pub fn drain(gen: u64) -> Vec<Drained> {
     }
     let of = |ino: u64| capturer.iter().find(|c| c.0 == ino).map(|c| c.1);
     mine.retain(|&(_, ino)| of(ino) == Some(me));
-    let ends = treedrain::tree_ends(&mine, me, &of);
+    let (closing, ends): (Vec<treedrain::End>, Vec<treedrain::End>) = treedrain::tree_ends(&mine, me, &of).into_iter().partition(|e| e.closing);
+    let end = ckpt_step::sys::now_ms() + DEADLINE_MS;
+    settle(gen, &closing, end);
     if ends.is_empty() {
         return Vec::new();
     }
     let drains: Vec<jobconn::Drain> = ends.iter().map(|e| jobconn::Drain { fd: e.fd, send_marker: marker(gen, e.ino, e.peer), wait_marker: marker(gen, e.peer, e.ino) }).collect();
-    let end = ckpt_step::sys::now_ms() + DEADLINE_MS;
     let failed = |why: String| -> Vec<Drained> {
         log!(ERROR, "checkpoint {gen}: the TCP connections to other processes of the tree: {why} (their streams may have lost or gained bytes)");
         ends.iter().map(|e| (e.ino, Err(why.clone()))).collect()
@@ -86,6 +90,19 @@ pub fn drain(gen: u64) -> Vec<Drained> {
     }
     log!(DEBUG, "checkpoint {gen}: {} TCP connection(s) to other processes of the tree drained ({} bytes)", ends.len(), drained.iter().map(|d| d.data.len()).sum::<usize>());
     ends.iter().zip(drained).map(|(e, d)| (e.ino, Ok(d.data))).collect()
+}
+
+/// Our ends of connections in a closing state, settled (see the module comment). What cannot be
+/// is left as it is: the capture finds bytes unsent behind a FIN, which a restart refuses.
+fn settle(gen: u64, closing: &[treedrain::End], end: u64) {
+    if closing.is_empty() {
+        return;
+    }
+    let ends: Vec<(i32, u64, u64)> = closing.iter().map(|e| (e.fd, e.ino, e.peer)).collect();
+    match halfclosed::settle(&ends, end) {
+        Ok(()) => log!(DEBUG, "checkpoint {gen}: {} closing TCP connection(s) to other processes of the tree settled", ends.len()),
+        Err(why) => log!(DEBUG, "checkpoint {gen}: the closing TCP connections to other processes of the tree: {why}"),
+    }
 }
 
 /// Our drained ends in the fd table `fds`: their unread queue is what the drain read, nothing

@@ -16,10 +16,18 @@
  *   takes the datagram from its fd of the bound socket (without waiting: it must be queued) and
  *   checks its number and sender (the sending socket's address). Two separate sockets would
  *   not both be bound to the port; a datagram read twice or lost fails (exit 93).
- * MODE closing: as buffers, but only the parent writes: it fills the connection, shuts it down
- *   for writing (FIN_WAIT1: its FIN waits behind the bytes its child has not read) and counts
- *   the rounds; at the end the child reads the stream to its end and checks its length. A
- *   restart cannot have the bytes behind the FIN without privileges: it refuses the set.
+ * MODE fin-wait1, closing, last-ack: TCP closing states with megabytes behind a FIN, as CRIU's
+ *   zdtm socket-tcp-fin-wait1, -closing, -last-ack leave them. The parent fills the connection
+ *   (nonblocking, until it takes no more) and shuts it down for writing: its FIN waits behind
+ *   the bytes its child has not read (FIN_WAIT1). closing: the child has filled it too and shut
+ *   it down first, and the parent then reads the child's stream to its end (CLOSING). last-ack:
+ *   the child has shut it down first, without writing, and the parent has read its end
+ *   (CLOSE_WAIT, then LAST_ACK). Then the parent counts the rounds; at the end it tells the
+ *   child how many bytes it wrote, and the child reads the stream to its end and checks every
+ *   byte and the length. fin-wait1: the child then writes 300000 bytes of its own stream
+ *   through the direction still open, shuts it down, and the parent checks them likewise.
+ *   fin-wait1-locked: as fin-wait1, the child's receive buffer sized small by the program
+ *   (SO_RCVBUF 16 KiB, which locks it): the bytes behind the FIN can never all be in it.
  * Deterministic result.
  */
 #include <fcntl.h>
@@ -191,30 +199,90 @@ static int buffers(int rounds, int delay)
     return end_tree(child, state);
 }
 
-static int closing(int rounds, int delay)
+/* Write `n` more bytes of our stream, waiting for room. */
+static void send_more(struct end *e, uint64_t n)
 {
+    uint64_t until = e->sent + n;
+    while (e->sent < until) {
+        uint8_t buf[4096];
+        size_t k = until - e->sent < sizeof buf ? (size_t)(until - e->sent) : sizeof buf;
+        for (size_t i = 0; i < k; i++)
+            buf[i] = pattern(e->sent + i, e->side);
+        ssize_t w = write(e->fd, buf, k);
+        if (w < 0 && (errno == EINTR || errno == EAGAIN)) {
+            struct pollfd p = { .fd = e->fd, .events = POLLOUT };
+            poll(&p, 1, 1000);
+            continue;
+        }
+        if (w <= 0) {
+            fprintf(stderr, "side %d: write: %s\n", e->side, strerror(errno));
+            exit(93);
+        }
+        e->sent += (uint64_t)w;
+    }
+}
+
+/* Learn the other's count through `learn`, read its stream to its end, compare. */
+static void read_rest(struct end *e, int learn)
+{
+    uint64_t theirs;
+    xfer(learn, &theirs, sizeof theirs, 0);
+    drain(e, 0, 1);
+    if (e->got != theirs) {
+        fprintf(stderr, "side %d: read %llu bytes of the other's stream, it wrote %llu\n", e->side, (unsigned long long)e->got, (unsigned long long)theirs);
+        exit(93);
+    }
+}
+
+static void shut(struct end *e)
+{
+    if (shutdown(e->fd, SHUT_WR) != 0) {
+        fprintf(stderr, "side %d: shutdown: %s\n", e->side, strerror(errno));
+        exit(93);
+    }
+}
+
+/* The closing states (`kind`, see the usage): the parent is the server, side 0. */
+static int closing(const char *kind, int rounds, int delay)
+{
+    int locked = strcmp(kind, "fin-wait1-locked") == 0;
+    int fw1 = strcmp(kind, "fin-wait1") == 0 || locked, both = strcmp(kind, "closing") == 0, lack = strcmp(kind, "last-ack") == 0;
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t len = sizeof a;
     int l = socket(AF_INET, SOCK_STREAM, 0);
-    int p2c[2];
-    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, 4) != 0 || getsockname(l, (struct sockaddr *)&a, &len) != 0 || pipe(p2c) != 0) {
+    int p2c[2], c2p[2];
+    /* As zdtm's servers: CLOSING ends in TIME_WAIT at both ends, which without it would hold
+     * the listener's port for a minute after the kill (see README, Known limits). */
+    int one = 1;
+    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, 4) != 0 || getsockname(l, (struct sockaddr *)&a, &len) != 0 || pipe(p2c) != 0 || pipe(c2p) != 0) {
         perror("setup");
         return 1;
     }
     pid_t child = fork();
     if (child == 0) {
         struct end e = { .fd = socket(AF_INET, SOCK_STREAM, 0), .side = 1 };
-        uint64_t theirs;
+        int small = 16384;
+        if (locked)
+            setsockopt(e.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
         if (e.fd < 0 || connect(e.fd, (struct sockaddr *)&a, sizeof a) != 0) {
             perror("connect");
             _exit(1);
         }
         fcntl(e.fd, F_SETFL, O_NONBLOCK);
-        xfer(p2c[0], &theirs, sizeof theirs, 0);
-        drain(&e, 0, 1);
-        if (e.got != theirs) {
-            fprintf(stderr, "child: read %llu bytes, the parent wrote %llu\n", (unsigned long long)e.got, (unsigned long long)theirs);
-            _exit(93);
+        if (both)
+            fill(&e);
+        if (both || lack) {
+            shut(&e);
+            xfer(c2p[1], &e.sent, sizeof e.sent, 1);
+        }
+        /* The parent's stream, behind its FIN, to its end. */
+        read_rest(&e, p2c[0]);
+        if (fw1) {
+            /* The other direction is still open: a stream of ours to the parent. */
+            send_more(&e, 300000);
+            shut(&e);
+            xfer(c2p[1], &e.sent, sizeof e.sent, 1);
         }
         _exit(7);
     }
@@ -224,8 +292,12 @@ static int closing(int rounds, int delay)
         return 1;
     }
     fcntl(e.fd, F_SETFL, O_NONBLOCK);
+    if (lack)
+        read_rest(&e, c2p[0]); /* the child's end first: CLOSE_WAIT */
     fill(&e);
-    shutdown(e.fd, SHUT_WR);
+    shut(&e); /* FIN_WAIT1 (LAST_ACK after the child's end) behind the bytes it has not read */
+    if (both)
+        read_rest(&e, c2p[0]); /* the child's stream and end: CLOSING */
     uint64_t state = 0;
     for (int r = 0; r < rounds; r++) {
         step(r);
@@ -233,6 +305,8 @@ static int closing(int rounds, int delay)
         state = mix(state + (uint64_t)r);
     }
     xfer(p2c[1], &e.sent, sizeof e.sent, 1);
+    if (fw1)
+        read_rest(&e, c2p[0]);
     return end_tree(child, state);
 }
 
@@ -299,8 +373,8 @@ int main(int argc, char **argv)
         return buffers(rounds, delay);
     if (strcmp(mode, "udp") == 0)
         return udp(rounds, delay);
-    if (strcmp(mode, "closing") == 0)
-        return closing(rounds, delay);
+    if (strncmp(mode, "fin-wait1", 9) == 0 || strcmp(mode, "closing") == 0 || strcmp(mode, "last-ack") == 0)
+        return closing(mode, rounds, delay);
     fprintf(stderr, "unknown mode %s\n", mode);
     return 2;
 }

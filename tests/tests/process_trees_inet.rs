@@ -8,8 +8,13 @@
 //! - UDP sockets held by parent and child (inherited by fork), one bound that both receive from
 //!   and one both send from, with a datagram queued unread at the cut: made once and given to
 //!   both, the datagram queued again once from its sender's address (also as nobody).
-//! - a TCP connection in a closing state with bytes behind its FIN between parent and child:
-//!   refused in one line naming it.
+//! - TCP connections in closing states with megabytes unsent behind a FIN between parent and
+//!   child (FIN_WAIT1, CLOSING, LAST_ACK, as zdtm socket-tcp-fin-wait1, -closing, -last-ack
+//!   leave them): the receivers' buffers are grown at the cut until every byte and FIN has
+//!   reached them (nothing is read), and the restart gives the child every byte once, then the
+//!   end of the stream (also as nobody); the direction still open carries bytes after it;
+//! - one whose receiver the program sized too small for them (a locked SO_RCVBUF): refused in
+//!   one line naming the closing state.
 
 use anyhow::Result;
 use ckpt_tests::{Program, Workdir};
@@ -42,11 +47,55 @@ fn udp_sockets_held_by_parent_and_child_continue_after_two_restarts_as_nobody() 
     ckpt_tests::trees::verify("inet-udp-nobody", udp, &[15, 60], true, 2).map(drop)
 }
 
-/// A TCP connection between parent and child in a closing state with bytes behind the FIN
-/// (FIN_WAIT1 with a full receiver, as zdtm socket-tcp-fin-wait1 leaves it): the shut end
-/// cannot send drained bytes back, so the bytes cannot be had without TCP_REPAIR: the
-/// checkpoint says so, the restart refuses in one line naming the closing state.
+fn closing(mode: &'static str) -> impl Fn(&Workdir) -> Result<Program> {
+    move |work| Program::c(work, "tree_inet.c", &[], &[mode, "120", "30"])
+}
+
+fn fin_wait1(work: &Workdir) -> Result<Program> {
+    closing("fin-wait1")(work)
+}
+
+fn closing_both(work: &Workdir) -> Result<Program> {
+    closing("closing")(work)
+}
+
+fn last_ack(work: &Workdir) -> Result<Program> {
+    closing("last-ack")(work)
+}
+
+/// FIN_WAIT1 with megabytes behind the FIN (the child has read nothing): the child reads every
+/// byte once and the end after the restart, then sends its own bytes the other way.
 #[test]
-fn a_tcp_connection_closing_with_bytes_behind_its_fin_is_refused() -> Result<()> {
-    ckpt_tests::trees::shared_object_refused("inet-tcp-closing", "tree_inet.c", "closing", "closing state", false)
+fn a_tcp_connection_in_fin_wait1_with_bytes_behind_its_fin_continues() -> Result<()> {
+    ckpt_tests::trees::verify("inet-tcp-fin-wait1", fin_wait1, &[20], false, 2).map(drop)
+}
+
+#[test]
+fn a_tcp_connection_in_fin_wait1_continues_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("inet-tcp-fin-wait1-nobody", fin_wait1, &[15, 60], true, 2).map(drop)
+}
+
+/// CLOSING: both ends shut down, the child's bytes read, the parent's megabytes behind its FIN.
+#[test]
+fn a_tcp_connection_in_closing_with_bytes_behind_a_fin_continues() -> Result<()> {
+    ckpt_tests::trees::verify("inet-tcp-closing", closing_both, &[20], false, 2).map(drop)
+}
+
+/// LAST_ACK: the child shut down first, the parent then wrote megabytes and shut down.
+#[test]
+fn a_tcp_connection_in_last_ack_with_bytes_behind_its_fin_continues() -> Result<()> {
+    ckpt_tests::trees::verify("inet-tcp-last-ack", last_ack, &[20], false, 2).map(drop)
+}
+
+#[test]
+fn a_tcp_connection_in_last_ack_continues_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("inet-tcp-last-ack-nobody", last_ack, &[20], true, 2).map(drop)
+}
+
+/// A closing connection whose receiver the program sized too small for the bytes behind the
+/// FIN (SO_RCVBUF, locked): they stay in the sender's send queue, which cannot be read without
+/// TCP_REPAIR: the checkpoint says so, the restart refuses in one line naming the closing state.
+#[test]
+fn a_tcp_connection_closing_with_bytes_that_cannot_reach_its_receiver_is_refused() -> Result<()> {
+    ckpt_tests::trees::shared_object_refused("inet-tcp-closing-locked", "tree_inet.c", "fin-wait1-locked", "closing state", false)
 }

@@ -63,7 +63,7 @@ fn send(fd: i32, buf: &[u8]) -> Result<usize, i32> {
     }
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: a valid timespec out-parameter.
     unsafe { libc::syscall(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC, &mut ts as *mut libc::timespec) };
@@ -84,7 +84,7 @@ fn wait(fds: &[(i32, i16)], deadline: u64) -> Result<(), String> {
     Ok(())
 }
 
-fn pause_ms(ms: u64) {
+pub(super) fn pause_ms(ms: u64) {
     let ts = libc::timespec { tv_sec: 0, tv_nsec: (ms * 1_000_000) as i64 };
     // SAFETY: a plain nanosleep.
     unsafe { libc::syscall(libc::SYS_nanosleep, &ts as *const libc::timespec, 0) };

@@ -7,7 +7,8 @@
 //! `peercred` (SO_PEERCRED of socketpairs another process made); `requeue` (the bytes in a
 //! UNIX listener's connections not yet accepted, read at the cut);
 //! `pair` makes a socketpair that processes of a tree share; `treedrain` finds the TCP
-//! connections between two processes of a tree that are drained at the cut.
+//! connections between two processes of a tree that are drained at the cut, `halfclosed`
+//! settles those of them in a closing state.
 //!
 //! Sockets that talk to each other inside the program (socket pairs, a UNIX or TCP client and
 //! the connection its listener accepted, a UDP socket and the sender of a queued datagram) are
@@ -15,6 +16,7 @@
 
 pub mod capture;
 mod diag;
+pub mod halfclosed;
 mod inet;
 pub mod jobconn;
 mod names;

@@ -209,9 +209,36 @@ fn refill(from: RawFd, to_fd: RawFd, to: &Socket) -> Result<()> {
         };
         sent.map_err(|e| Error::Refused(format!("socket {}: {} unread bytes cannot be queued again ({e})", to.describe(), m.data.len())))
     });
+    // An end shut for reading (its peer's FIN had come: a closing state) is shut again by its
+    // process, which makes reads end where its queue does: every byte must be in it by then.
+    let r = r.and_then(|_| if to.sock_type == libc::SOCK_STREAM && to.family != libc::AF_UNIX && to.shutdown & 1 != 0 { arrived(from, to_fd, to) } else { Ok(()) });
     super::jobconn::restore_sndbuf(from, saved);
     super::jobconn::set_rcvlowat(to_fd, lowat);
     r
+}
+
+/// Wait until what `from` sent has all reached its peer `to_fd`'s receive queue (`to`: its
+/// socket), telling the sender of the receiver's room.
+fn arrived(from: RawFd, to_fd: RawFd, to: &Socket) -> Result<()> {
+    let mut idle = 0;
+    let outq = || {
+        let mut v: i32 = 0;
+        // SAFETY: an int out-parameter.
+        unsafe { libc::ioctl(from, libc::TIOCOUTQ, &mut v) };
+        v
+    };
+    let mut left = outq();
+    while left > 0 {
+        if idle >= 2000 {
+            return Err(Error::Refused(format!("socket {}: {left} of its unread bytes do not fit in its receive buffer again, before the end of its stream", to.describe())));
+        }
+        super::jobconn::nudge(to_fd);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        let now = outq();
+        idle = if now < left { 0 } else { idle + 1 };
+        left = now;
+    }
+    Ok(())
 }
 
 /// All of `data` from `from` into its peer `to_fd`'s queue: a full queue is waited for a
