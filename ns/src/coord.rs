@@ -654,6 +654,8 @@ impl Coord {
                 .collect(),
             exit_signals: tree.iter().filter(|p| p.exit_signal != libc::SIGCHLD).map(|p| (p.pid, p.exit_signal)).collect(),
             keep: (self.target.keep != ckpt_image::DEFAULT_KEEP).then_some(self.target.keep),
+            // (srun is refused above, `launchers`: nothing is run again yet.)
+            reexec: Vec::new(),
         };
         // Never replace the previous set with one a restart would refuse (a checkpoint asked for
         // while the program exits: no live process left to be the root).

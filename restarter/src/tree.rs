@@ -261,6 +261,10 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
         bail!("{}: a process tree is restarted only with its exact ids (in a namespace of its own); here the root would get pid {me}, not {}", set.display(), m.root);
     }
     let euid = ckpt_image::trust::euid();
+    // Processes run again (srun): their descendants are not made (`rerun`).
+    let mut m = m;
+    m.drop_not_made();
+    crate::rerun::check(set, &m, euid)?;
     let mut indexes: Vec<(i32, Index)> = Vec::new();
     let mut root_hash = 0;
     for (p, image) in m.live() {
@@ -273,6 +277,9 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
         }
         // As each process will judge them (main.rs): before anything is made.
         ckpt_kinds::deleted::resolve_saved(&mut r.index.fds);
+        if m.reexec.contains(&p.pid) {
+            r.index.fds.retain(crate::rerun::keeps);
+        }
         if m.table_parent(p.pid).is_some() {
             // Its fds are its table owner's (restored there).
             r.index.fds.clear();
@@ -287,7 +294,6 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
         bail!("{}: process {pid} shares the fd table of its parent {parent}, which this restart would not make it a child of (its session or group is made otherwise): it cannot be restarted", set.display());
     }
     exit_signals_made(&m, &plan).map_err(|e| anyhow!("{}: {e}", set.display()))?;
-    let mut m = m;
     if let Some(same) = m.same.as_mut() {
         // (The fds of the processes that share a table are its owner's.)
         for group in same.iter_mut() {

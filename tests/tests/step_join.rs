@@ -148,3 +148,66 @@ fn joined_step_links_up_and_its_checkpoint_is_refused_at_srun() -> Result<()> {
     }
     Ok(())
 }
+
+/// The restart of a joined step runs Slurm's srun again instead of restoring it
+/// (docs/multinode.md, part 3; `ckpt_image::rerun`): a process of the set marked `reexec` is
+/// made with its pid and parent and the fds it shares with the tree (here a pipe its parent's
+/// other child reads), its descendants (srun's helper) are not made, and it execs its recorded
+/// command with the Slurm job's variables of the new allocation; a restart in an allocation
+/// with another node count is refused in one line before anything is made. (The coordinator
+/// does not mark srun yet: its checkpoint is still refused, above; the test marks a shell.)
+#[test]
+fn restart_runs_a_marked_process_again_in_its_place() -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let bins = Bins::locate()?;
+    let work = Workdir::new("step-join-rerun")?;
+    let script = r#"echo started; /bin/sh -c 'sleep 1000 & echo helper; wait' | while read l; do echo "read: $l"; done; echo ended"#;
+    let argv: Vec<OsString> =
+        vec![bins.run.clone().into(), "--dir".into(), work.join("ckpt").into(), "--name".into(), "launcher".into(), "--stop-signal".into(), "USR1".into(), "--".into(), "/bin/sh".into(), "-c".into(), script.into()];
+    let mut cmd = user_command(&argv, false, work.path());
+    cmd.env("CKPT_NAMESPACE", "1");
+    let mut p = Proc::spawn("ckpt-run", cmd)?;
+    ckpt_tests::process::wait_until(Duration::from_secs(30), || p.stdout().contains("read: helper"));
+    ensure!(p.stdout().contains("read: helper"), "the tree did not start:\n{}\n{}", p.stdout(), p.stderr());
+    p.signal(libc::SIGUSR1)?;
+    let st = p.wait(Duration::from_secs(60))?;
+    ensure!(st.code() == Some(75), "ckpt-run after its stop signal: {st} (75 expected)\n{}", p.stderr());
+    let set = work.join("ckpt/launcher.ckpt");
+    let manifest = std::fs::read_to_string(set.join("tree"))?;
+    // proc PID PPID PGID SID ...: the root's child that has a child of its own (the shell
+    // standing in for srun, whose `sleep` stands in for srun's helper).
+    let procs: Vec<(i32, i32)> = manifest.lines().filter_map(|l| {
+        let w: Vec<&str> = l.split(' ').collect();
+        (w.first() == Some(&"proc")).then(|| Some((w.get(1)?.parse().ok()?, w.get(2)?.parse().ok()?))).flatten()
+    }).collect();
+    let root: i32 = manifest.lines().find_map(|l| l.strip_prefix("root ")?.parse().ok()).ok_or_else(|| anyhow::anyhow!("no root in\n{manifest}"))?;
+    let srun = procs.iter().map(|p| p.0).find(|&pid| procs.iter().any(|q| q == &(pid, root)) && procs.iter().any(|q| q.1 == pid)).ok_or_else(|| anyhow::anyhow!("no child with a child in\n{manifest}"))?;
+    std::fs::write(set.join("tree"), format!("{manifest}reexec {srun}\n"))?;
+    let record = ckpt_image::rerun::Rerun {
+        exe: b"/bin/sh".to_vec(),
+        cwd: work.path().as_os_str().as_encoded_bytes().to_vec(),
+        argv: ["sh", "-c", r#"echo "rerun $$ $PPID $SLURM_NODELIST $1""#, "sh", "--resume"].iter().map(|a| a.as_bytes().to_vec()).collect(),
+        env: ["PATH=/usr/bin:/bin", "SLURM_NODELIST=old[1-2]", "SLURM_JOB_NUM_NODES=2"].iter().map(|a| a.as_bytes().to_vec()).collect(),
+    };
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(set.join(ckpt_image::rerun::file_name(srun)))?.write_all(&record.encode())?;
+    let restart = |nodes: &str| -> Result<Proc> {
+        let argv: Vec<OsString> = vec![bins.restart.clone().into(), set.clone().into()];
+        let mut cmd = user_command(&argv, false, work.path());
+        cmd.env("CKPT_NAMESPACE", "1").env("SLURM_NODELIST", "new[3-4]").env("SLURM_JOB_NUM_NODES", nodes);
+        Proc::spawn("ckpt-restart", cmd)
+    };
+    // Another node count: one line, nothing run.
+    let mut r = restart("3")?;
+    let st = r.wait(Duration::from_secs(60))?;
+    let err = r.stderr();
+    ensure!(!st.success() && err.trim().lines().count() == 1 && err.contains("has 3") && err.contains("sbatch -N 2"), "not one line refusing 3 nodes: {st}\n{err}");
+    ensure!(r.stdout().is_empty(), "the tree ran:\n{}", r.stdout());
+    let mut r = restart("2")?;
+    let st = r.wait(Duration::from_secs(60))?;
+    let out = r.stdout();
+    ensure!(st.success(), "the restart failed: {st}\n{out}\n{}", r.stderr());
+    let want = format!("read: rerun {srun} {root} new[3-4] --resume");
+    ensure!(out.lines().collect::<Vec<_>>() == [want.as_str(), "ended"], "the restarted tree printed\n{out}\nnot\n{want}\nended\n(stderr: {})", r.stderr());
+    Ok(())
+}
