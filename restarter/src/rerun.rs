@@ -7,6 +7,13 @@
 //! Slurm job's variables of the new allocation. Its sockets were its connections to Slurm's
 //! daemons of the old allocation: never restored.
 //!
+//! It execs without waiting at the tree's barrier: the tasks of the step it starts are what the
+//! tree's root waits for in the step's restart rendezvous, which the root therefore makes in its
+//! own restore, after the tree is made, rather than before (`root_meets_later`); so only the root
+//! may hold connections to the step's other tasks (mpirun's to its daemons, mpiexec's to its
+//! proxies), else the restart is refused. Its pipes keep their unread bytes (put back before it
+//! was made) ahead of what it writes.
+//!
 //! A restart in an allocation with another node count than the one the step ran on is refused
 //! before anything is made: the step's tasks' images are one per task of the old layout.
 
@@ -62,7 +69,20 @@ fn cstrings(v: &[Vec<u8>]) -> Result<Vec<CString>> {
     v.iter().map(|s| CString::new(s.clone()).map_err(|_| anyhow!("a NUL inside a word of the command"))).collect()
 }
 
-/// Place this process's fds from its image at `image`, meet the tree at its barrier and exec
+/// Whether the root of the tree `m` (`indexes`) meets the other tasks of its step in its own
+/// restore rather than before the tree is made: when the tree runs a process again (srun starts
+/// those tasks). Refused when another process of the tree holds connections to them.
+pub fn root_meets_later(m: &Manifest, indexes: &[(i32, ckpt_image::Index)]) -> Result<bool> {
+    if m.reexec.is_empty() {
+        return Ok(false);
+    }
+    if crate::step::others_hold(indexes, m.root) {
+        bail!("the tree runs srun again (process {:?}) and processes other than its root hold connections to the step's tasks: their restart would wait for tasks that srun starts only later; not supported yet", m.reexec);
+    }
+    Ok(true)
+}
+
+/// Place this process's fds from its image at `image` and exec
 /// the record's command (returns only on failure, before the exec).
 pub fn run(image: &Path, r: &Rerun, no_truncate: bool, ignore_missing: bool) -> Result<std::convert::Infallible> {
     let chain = ckpt_image::Chain::open_owned(image, ckpt_image::trust::euid()).with_context(|| format!("{}", image.display()))?;
@@ -84,7 +104,6 @@ pub fn run(image: &Path, r: &Rerun, no_truncate: bool, ignore_missing: bool) -> 
     if unsafe { libc::chdir(cwd.as_ptr()) } != 0 {
         bail!("process {} cannot enter its working directory {}: {}", std::process::id(), cwd.to_string_lossy(), std::io::Error::last_os_error());
     }
-    crate::tree::barrier()?;
     crate::fds::close_stdio_the_program_closed(&index.fds);
     let ptrs = |v: &[CString]| v.iter().map(|s| s.as_ptr()).chain([std::ptr::null()]).collect::<Vec<_>>();
     let (argv_p, env_p) = (ptrs(&argv), ptrs(&env));

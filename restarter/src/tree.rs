@@ -307,7 +307,8 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
         crate::sysv_objects(ix)?;
     }
     let cttys: Vec<u32> = m.ctty.iter().map(|c| c.index).collect();
-    let mut shared = make_shared(&indexes, m.live().count() as u32, lossy, &cttys)?;
+    // (A process run again execs without waiting at the barrier: `rerun`.)
+    let mut shared = make_shared(&indexes, (m.live().count() - m.reexec.len()) as u32, lossy, &cttys)?;
     if let Some(same) = m.same.as_deref() {
         let boot = indexes.iter().find(|(pid, _)| *pid == m.root).map(|(_, ix)| ix.meta.origin.boot_id.clone()).unwrap_or_default();
         let opts = crate::fds::Options { no_truncate, ignore_missing: lossy, same_boot: !boot.is_empty() && boot == ckpt_image::boot_id(), exact_ids: true };
@@ -320,7 +321,10 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     // made again once for the tree (after its own listeners are bound).
     let top = indexes.iter().flat_map(|(_, ix)| ix.fds.iter().map(|f| f.fd)).max().unwrap_or(2) + 1;
     let root_path = m.root_image().map(|i| set.join(i)).unwrap_or_default();
-    shared.sockets.adopt(crate::step::join_tree(&indexes, m.root, &root_path, root_hash, top)?);
+    // (A tree that runs srun again meets them only once srun runs: its root does, `rerun`.)
+    if !crate::rerun::root_meets_later(&m, &indexes)? {
+        shared.sockets.adopt(crate::step::join_tree(&indexes, m.root, &root_path, root_hash, top)?);
+    }
     shared.total = m.procs.len() as u32;
     shared.stopped = m.stopped.clone();
     shared.tables = m.tables.iter().map(|&(pid, _)| (pid, m.table_owner(pid))).collect();

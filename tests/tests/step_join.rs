@@ -22,6 +22,11 @@ const TASK: &str = r#"echo "task $SLURM_PROCID of $SLURM_STEP_NUM_TASKS join=${C
 /// (`opt_in`: with CKPT_JOIN_SRUN=1), the stand-in srun first on PATH, its records in
 /// work/`tag`.
 fn start(bins: &Bins, work: &Workdir, tag: &str, task: &str, opt_in: bool, env: &[(&str, &str)]) -> Result<(Proc, PathBuf)> {
+    start_with(bins, work, tag, task, opt_in, env, false)
+}
+
+/// `start`, with `--resume` when `resume`.
+fn start_with(bins: &Bins, work: &Workdir, tag: &str, task: &str, opt_in: bool, env: &[(&str, &str)], resume: bool) -> Result<(Proc, PathBuf)> {
     let out = work.join(tag);
     std::fs::create_dir_all(&out)?;
     let path_dir = work.join("fakebin");
@@ -30,17 +35,15 @@ fn start(bins: &Bins, work: &Workdir, tag: &str, task: &str, opt_in: bool, env: 
         std::fs::rename(compile_c(work, "fake_srun.c", &[])?, path_dir.join("srun"))?;
     }
     let script = format!("srun -n 2 /bin/sh -c '{task}'; echo srun ended $?");
-    let argv: Vec<OsString> = vec![
+    let mut argv: Vec<OsString> = vec![
         bins.run.clone().into(),
         "--dir".into(),
         work.join("ckpt").into(),
         "--name".into(),
         "launcher".into(),
-        "--".into(),
-        "/bin/sh".into(),
-        "-c".into(),
-        script.into(),
     ];
+    argv.extend(resume.then(|| "--resume".into()));
+    argv.extend(["--".into(), "/bin/sh".into(), "-c".into(), script.into()]);
     let mut cmd = user_command(&argv, false, work.path());
     let path = format!("{}:{}", path_dir.display(), std::env::var("PATH").unwrap_or_default());
     cmd.env("PATH", path).env("OUT", &out).env("SLURM_JOB_ID", "77").env("SLURM_JOB_NUM_NODES", "2");
@@ -117,34 +120,44 @@ fn task_run(bins: &Bins, procid: u32) -> Option<i32> {
 
 /// With the opt-in, the tree is rank 0 of the joined step: srun's tasks (each a tree under its
 /// own ckpt-run) link up to it and it learns the step's size from them. A checkpoint asked of
-/// one of them (as `scancel -s USR2` does) is one of the whole joined step, and is refused on
-/// every task with one line naming srun (whose restart does not exist yet): no set is written
-/// and every task runs on to its end.
+/// one of them (as `scancel -s USR2` does) is one of the whole joined step: srun's command goes
+/// into the tree's set instead of srun (`reexec`). Every process killed, `ckpt-run --resume` of
+/// the tree runs srun again with `--resume` in its rewritten argv, its tasks restart from the
+/// joined step's set and meet the tree, and each goes on from where it was (its count does not
+/// start over) to its end; the launcher sees srun end as it would have.
 #[test]
-fn joined_step_links_up_and_its_checkpoint_is_refused_at_srun() -> Result<()> {
+fn joined_step_checkpoint_kill_resume_runs_srun_again() -> Result<()> {
     let bins = Bins::locate()?;
-    let work = Workdir::new("step-join-refused")?;
-    let task = r#"i=0; while [ $i -lt 40 ]; do sleep 0.1; i=$((i + 1)); done; echo "task $SLURM_PROCID done""#;
-    let (mut p, out) = start(&bins, &work, "refused", task, true, &[("CKPT_LOG", "debug")])?;
+    let work = Workdir::new("step-join-resume")?;
+    let task = r#"i=0; while [ $i -lt 60 ]; do sleep 0.1; i=$((i + 1)); echo "n $i"; done; echo "task $SLURM_PROCID done $i""#;
+    let (mut p, out) = start(&bins, &work, "resume", task, true, &[("CKPT_LOG", "debug")])?;
     for r in [1, 2] {
         p.wait_for_stderr(&format!("step: task {r} linked"), Duration::from_secs(30))?;
     }
     ensure!(p.stderr().contains("the joined step has 3 tasks"), "rank 0 did not learn the step's size:\n{}", p.stderr());
-    // A signal from outside (the program's own would be the program's).
+    let lines = |r: u32| std::fs::read_to_string(out.join(format!("task{r}"))).unwrap_or_default();
+    ckpt_tests::process::wait_until(Duration::from_secs(30), || lines(1).lines().count() >= 10);
     let pid = task_run(&bins, 1).ok_or_else(|| anyhow::anyhow!("no ckpt-run of srun's task 1"))?;
     // SAFETY: a signal to the task's ckpt-run, which this test's launcher started.
     ensure!(unsafe { libc::kill(pid, libc::SIGUSR2) } == 0, "cannot signal task 1");
+    if let Err(e) = p.wait_for_stderr("step checkpoint 1: 3 tasks committed", Duration::from_secs(60)) {
+        anyhow::bail!("{e}\n{}\n{}\ntask 1:\n{}", p.stdout(), p.stderr(), lines(1));
+    }
+    p.kill()?;
+    ensure!(!p.stdout().contains("srun ended"), "the launcher ended before it was killed:\n{}", p.stdout());
+    // (The tasks were in the launcher's namespace: gone with it.)
+    ensure!(task_run(&bins, 1).is_none() && task_run(&bins, 2).is_none(), "a task outlived the launcher's namespace");
+    let (mut p, _) = start_with(&bins, &work, "resume", task, true, &[("CKPT_LOG", "debug")], true)?;
     let st = p.wait(Duration::from_secs(120))?;
-    let err = p.stderr();
-    ensure!(st.success() && p.stdout().contains("srun ended 0"), "the launcher failed: {st:?}\n{}\n{err}", p.stdout());
-    // The tree's coordinator says why, the step's coordinator that the step's checkpoint ended.
-    let named = err.lines().filter(|l| l.contains("is Slurm's srun")).count();
-    let abandoned = err.lines().filter(|l| l.contains("step checkpoint 1 abandoned on every task")).count();
-    ensure!(named == 1 && abandoned == 1, "not one line naming srun and one abandoning the step's checkpoint:\n{err}");
-    ensure!(!work.join("ckpt/launcher.step").exists(), "a set of the joined step was committed");
-    for r in 0..2 {
-        let t = std::fs::read_to_string(out.join(format!("task{r}")))?;
-        ensure!(t.contains(&format!("task {r} done")), "task {r} did not run to its end:\n{t}");
+    let (so, se) = (p.stdout(), p.stderr());
+    ensure!(st.success() && so.contains("srun ended 0"), "the resumed launcher failed: {st}\n{so}\n{se}");
+    let args = std::fs::read_to_string(out.join("argv"))?;
+    ensure!(args.lines().nth(3) == Some("--resume"), "srun was not run again with --resume:\n{args}");
+    for r in 0..2u32 {
+        let t = lines(r);
+        ensure!(t.contains(&format!("task {r} done 60")), "task {r} did not run to its end:\n{t}\n{se}");
+        // Resumed, not started over: its count begins once.
+        ensure!(t.lines().filter(|l| *l == "n 1").count() == 1, "task {r} started over:\n{t}");
     }
     Ok(())
 }
