@@ -16,7 +16,8 @@ const DAEMONS: [&str; 3] = ["orted", "prted", "hydra_pmi_proxy"];
 
 /// Why process `pid` keeps part of the job outside the tree, if it does.
 pub fn outside_work(pid: i32, joined: bool) -> Option<String> {
-    if joined && rewritten_srun(pid).is_some() {
+    // (srun's helper, its child, is run again with it.)
+    if joined && (rewritten_srun(pid).is_some() || parent(pid).is_some_and(|p| rewritten_srun(p).is_some())) {
         return None;
     }
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
@@ -36,6 +37,10 @@ pub fn outside_work(pid: i32, joined: bool) -> Option<String> {
     ))
 }
 
+fn parent(pid: i32) -> Option<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?.rsplit_once(") ")?.1.split(' ').nth(1)?.parse::<i32>().ok()
+}
+
 /// A srun rewritten to run its tasks under ckpt-run as a joined step (`ckpt_step::join`; the
 /// helper it forks, a srun child of srun, is not one: it is srun's own).
 fn rewritten_srun(pid: i32) -> Option<Vec<String>> {
@@ -43,7 +48,7 @@ fn rewritten_srun(pid: i32) -> Option<Vec<String>> {
     if exe.file_name()? != "srun" {
         return None;
     }
-    let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?.rsplit_once(") ")?.1.split(' ').nth(1)?.parse::<i32>().ok()?;
+    let ppid = parent(pid)?;
     if std::fs::read_link(format!("/proc/{ppid}/exe")).is_ok_and(|e| e.file_name().is_some_and(|n| n == "srun")) {
         return None;
     }
@@ -100,14 +105,17 @@ pub fn write_rerun(tmp: &Path, pid: i32) -> Result<(), String> {
 /// `members`): its tasks, when a srun starts them on this node inside the tree (a stand-in srun
 /// does; Slurm's run under slurmstepd). They are the joined step's tasks, not the tree's.
 pub fn beyond(tree: &[(i32, i32)], members: &[i32]) -> Vec<i32> {
-    let mut below: Vec<i32> = tree.iter().map(|p| p.0).filter(|&p| rewritten_srun(p).is_some()).collect();
+    let sruns: Vec<i32> = tree.iter().map(|p| p.0).filter(|&p| rewritten_srun(p).is_some()).collect();
+    let mut below = sruns.clone();
     let mut i = 0;
     while i < below.len() {
         let at = below[i];
         below.extend(tree.iter().filter(|p| p.1 == at && !below.contains(&p.0)).map(|p| p.0).collect::<Vec<_>>());
         i += 1;
     }
-    below.retain(|p| !members.contains(p));
+    // (srun itself is the tree's: one that runs no runtime, as srun run again at a restart,
+    // makes the checkpoint fail as any such process does.)
+    below.retain(|p| !members.contains(p) && !sruns.contains(p));
     below
 }
 

@@ -118,6 +118,22 @@ impl Job {
         n
     }
 
+    /// SIGKILL every process with the job's id in its environment (the batch script's too). How
+    /// many.
+    fn kill_all(&self) -> usize {
+        let job = format!("SLURM_JOB_ID={}", self.id);
+        let mut n = 0;
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else { continue };
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            // SAFETY: kill(2) of a process of our own job.
+            if env.split(|&b| b == 0).any(|v| v == job.as_bytes()) && unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+                n += 1;
+            }
+        }
+        n
+    }
+
     fn output(&self) -> String {
         std::fs::read_to_string(&self.out).unwrap_or_default()
     }
@@ -728,12 +744,68 @@ fn slurm_mpich_mpiexec_across_two_nodes_checkpoint_is_refused_in_one_line() -> R
     mpi_across_nodes_is_refused("slurm-mpich-refused", &MPICH, false)
 }
 
-/// The same with the joined step (CKPT_JOIN_SRUN=1): the launcher's daemons run under ckpt-run
-/// on the job's nodes as tasks of the tree's joined step; its checkpoint stays refused in one line
-/// until a restart runs srun again (docs/multinode.md), and the job's result is unchanged.
+/// Issue 14's acceptance with the joined step (CKPT_JOIN_SRUN=1): `ckpt-run --resume -- LAUNCHER
+/// -np 4 ring` in a 2-node allocation; the launcher's daemons run under ckpt-run on the job's
+/// nodes as tasks of the tree's joined step. `scancel -s USR2` makes one checkpoint of the whole
+/// step (the tree with srun's command, and every daemon's tree with its ranks), every process
+/// of the job is killed, the requeued job resumes it (srun run again with `--resume`) and the
+/// ring ends with the uninterrupted result, not started over.
+fn mpi_joined_checkpoint_kill_requeue(name: &str, mpi: &Mpi) -> Result<()> {
+    need_slurm!();
+    if !Path::new(mpi.launcher).is_file() {
+        ckpt_tests::skip_test!("{} is not installed (Debian packages openmpi-bin and mpich; .ci/run installs them)", mpi.launcher);
+        return Ok(());
+    }
+    let bins = Bins::locate()?;
+    let work = Workdir::new(name)?;
+    let ring = compile_c(&work, "mpi_ring.c", mpi.flags)?;
+    let env = mpi_env(&work);
+    let (laps, delay) = ("150", "100");
+    let vars: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut local: Vec<&str> = vars.iter().map(String::as_str).collect();
+    local.push(mpi.launcher);
+    local.extend(mpi.local);
+    local.extend(["-np", "4", ring.to_str().unwrap_or(""), laps, delay]);
+    let plain = run_plain(&Program::native("/usr/bin/env", &local, &work), false, Duration::from_secs(120))?;
+    let expected = result_of(&plain.stdout).context("no result from the uninterrupted run")?.to_string();
+    let script = work.join("mpi.sbatch");
+    std::fs::write(&script, "#!/bin/bash\n#SBATCH --open-mode=append\necho \"restart count ${SLURM_RESTART_COUNT:-0}\"\nckpt-run --dir ckpt --resume -- \"$@\"\necho \"ckpt-run exit code $?\"\n")?;
+    let args = ["-np", "4", ring.to_str().unwrap_or(""), laps, delay];
+    let mut envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    envs.push(("CKPT_JOIN_SRUN", "1"));
+    let job = Job::submit(&bins, &work, &["-N2", "--ntasks=4"], script.to_str().unwrap_or(""), Path::new(mpi.launcher), &args, &envs)?;
+    job.wait_output(90, "10 laps of the ring", |o| steps(&task_lines(o, None)) >= 10)?;
+    job.run("scancel", &["-s", "USR2"])?;
+    job.wait_output(90, "the joined step's checkpoint", |o| o.contains("step checkpoint 1: 3 tasks committed"))?;
+    // Every process of the job: the batch script's tree and the daemons' with their ranks.
+    let killed = job.kill_all();
+    ensure!(killed >= 4, "only {killed} processes of the job found to kill");
+    ensure!(wait_until(Duration::from_secs(60), || !matches!(job.state().as_str(), "RUNNING" | "COMPLETING")), "job {} not ended: {}", job.id, job.state());
+    let before = steps(&task_lines(&job.output(), None));
+    ensure!(before < 150, "the ring finished before the kill");
+    job.run("scontrol", &["requeue"])?;
+    job.wait_output(120, "the requeued run", |o| o.contains("restart count 1"))?;
+    job.wait_completed(240)?;
+    let all = job.output();
+    let after = all.split("restart count 1").nth(1).unwrap_or("");
+    ensure!(result_of(after) == Some(expected.as_str()), "the requeued run did not end with the uninterrupted result {expected}:\n{all}");
+    ensure!(!after.lines().any(|l| l.starts_with("start ")), "the requeued run started over:\n{all}");
+    Ok(())
+}
+
 #[test]
-fn slurm_openmpi_mpirun_joined_step_checkpoint_is_refused_in_one_line() -> Result<()> {
-    mpi_across_nodes_is_refused("slurm-ompi-joined", &OPEN_MPI, true)
+fn slurm_openmpi_mpirun_joined_step_checkpoint_kill_requeue_same_result() -> Result<()> {
+    mpi_joined_checkpoint_kill_requeue("slurm-ompi-joined", &OPEN_MPI)
+}
+
+/// Not yet: hydra_pmi_proxy's connection to mpiexec is inherited by the ranks it starts (not
+/// close-on-exec), and a connection to another task held by several processes of a tree is
+/// refused in one line ("... held by the task's program and process ... at once"): the
+/// checkpoint is abandoned on every task and the job ends with its normal result.
+#[test]
+#[ignore = "MPICH's ranks inherit their proxy's connection to mpiexec: refused in one line (docs/multinode.md)"]
+fn slurm_mpich_mpiexec_joined_step_checkpoint_kill_requeue_same_result() -> Result<()> {
+    mpi_joined_checkpoint_kill_requeue("slurm-mpich-joined-rq", &MPICH)
 }
 
 /// Not reliable yet: in 1 of 2 runs, after the ring's result, Hydra reported a process on n2
