@@ -690,11 +690,12 @@ fn mpi_env(work: &Workdir) -> Vec<(String, String)> {
 /// mpirun and srun only, and its restart a launcher whose ranks are gone. It must be refused
 /// in one line naming srun, write no set, and leave the job running to the uninterrupted
 /// result (before: the set of mpirun and srun was committed).
-fn mpi_across_nodes_is_refused(name: &str, mpi: &Mpi, joined: bool) -> Result<()> {
-    need_slurm!();
+/// `LAUNCHER -np 4 ring` under `ckpt-run OPTIONS` in a 2-node allocation (`joined`: with
+/// CKPT_JOIN_SRUN=1), once the ring ran 10 laps; the ring's uninterrupted result. None: skipped.
+fn mpi_job(name: &str, mpi: &Mpi, options: &str, joined: bool) -> Result<Option<(Bins, Workdir, Job, String)>> {
     if !Path::new(mpi.launcher).is_file() {
         ckpt_tests::skip_test!("{} is not installed (Debian packages openmpi-bin and mpich; .ci/run installs them)", mpi.launcher);
-        return Ok(());
+        return Ok(None);
     }
     let bins = Bins::locate()?;
     let work = Workdir::new(name)?;
@@ -709,7 +710,8 @@ fn mpi_across_nodes_is_refused(name: &str, mpi: &Mpi, joined: bool) -> Result<()
     let plain = run_plain(&Program::native("/usr/bin/env", &local, &work), false, Duration::from_secs(120))?;
     let expected = result_of(&plain.stdout).context("no result from the uninterrupted run")?.to_string();
     let script = work.join("mpi.sbatch");
-    std::fs::write(&script, "#!/bin/bash\n#SBATCH --open-mode=append\nckpt-run --dir ckpt -- \"$@\"\necho \"ckpt-run exit code $?\"\n")?;
+    let body = format!("#!/bin/bash\n#SBATCH --open-mode=append\necho \"restart count ${{SLURM_RESTART_COUNT:-0}}\"\nckpt-run --dir ckpt {options} -- \"$@\"\necho \"ckpt-run exit code $?\"\n");
+    std::fs::write(&script, body)?;
     let args = ["-np", "4", ring.to_str().unwrap_or(""), laps, delay];
     let mut envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     if joined {
@@ -717,14 +719,15 @@ fn mpi_across_nodes_is_refused(name: &str, mpi: &Mpi, joined: bool) -> Result<()
     }
     let job = Job::submit(&bins, &work, &["-N2", "--ntasks=4"], script.to_str().unwrap_or(""), Path::new(mpi.launcher), &args, &envs)?;
     job.wait_output(90, "10 laps of the ring", |o| steps(&task_lines(o, None)) >= 10)?;
-    if joined {
-        // The job's steps' tasks are the daemons' ckpt-runs: each asks the tree (rank 0).
-        job.run("scancel", &["-s", "USR2"])?;
-    } else {
-        let ctl = Command::new(bins.dir.join("ckpt-ctl")).args(["checkpoint", "--wait", "--dir"]).arg(work.join("ckpt")).output()?;
-        let said = String::from_utf8_lossy(&ctl.stderr).into_owned();
-        ensure!(ctl.status.code() == Some(1), "ckpt-ctl checkpoint: {:?}, expected 1 (failed): {said}", ctl.status);
-    }
+    Ok(Some((bins, work, job, expected)))
+}
+
+fn mpi_across_nodes_is_refused(name: &str, mpi: &Mpi) -> Result<()> {
+    need_slurm!();
+    let Some((bins, work, job, expected)) = mpi_job(name, mpi, "", false)? else { return Ok(()) };
+    let ctl = Command::new(bins.dir.join("ckpt-ctl")).args(["checkpoint", "--wait", "--dir"]).arg(work.join("ckpt")).output()?;
+    let said = String::from_utf8_lossy(&ctl.stderr).into_owned();
+    ensure!(ctl.status.code() == Some(1), "ckpt-ctl checkpoint: {:?}, expected 1 (failed): {said}", ctl.status);
     job.wait_completed(120)?;
     let all = job.output();
     let refusals: Vec<&str> = all.lines().filter(|l| l.contains("is Slurm's srun")).collect();
@@ -736,12 +739,12 @@ fn mpi_across_nodes_is_refused(name: &str, mpi: &Mpi, joined: bool) -> Result<()
 
 #[test]
 fn slurm_openmpi_mpirun_across_two_nodes_checkpoint_is_refused_in_one_line() -> Result<()> {
-    mpi_across_nodes_is_refused("slurm-ompi-refused", &OPEN_MPI, false)
+    mpi_across_nodes_is_refused("slurm-ompi-refused", &OPEN_MPI)
 }
 
 #[test]
 fn slurm_mpich_mpiexec_across_two_nodes_checkpoint_is_refused_in_one_line() -> Result<()> {
-    mpi_across_nodes_is_refused("slurm-mpich-refused", &MPICH, false)
+    mpi_across_nodes_is_refused("slurm-mpich-refused", &MPICH)
 }
 
 /// Issue 14's acceptance with the joined step (CKPT_JOIN_SRUN=1): `ckpt-run --resume -- LAUNCHER
@@ -752,29 +755,7 @@ fn slurm_mpich_mpiexec_across_two_nodes_checkpoint_is_refused_in_one_line() -> R
 /// ring ends with the uninterrupted result, not started over.
 fn mpi_joined_checkpoint_kill_requeue(name: &str, mpi: &Mpi) -> Result<()> {
     need_slurm!();
-    if !Path::new(mpi.launcher).is_file() {
-        ckpt_tests::skip_test!("{} is not installed (Debian packages openmpi-bin and mpich; .ci/run installs them)", mpi.launcher);
-        return Ok(());
-    }
-    let bins = Bins::locate()?;
-    let work = Workdir::new(name)?;
-    let ring = compile_c(&work, "mpi_ring.c", mpi.flags)?;
-    let env = mpi_env(&work);
-    let (laps, delay) = ("150", "100");
-    let vars: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let mut local: Vec<&str> = vars.iter().map(String::as_str).collect();
-    local.push(mpi.launcher);
-    local.extend(mpi.local);
-    local.extend(["-np", "4", ring.to_str().unwrap_or(""), laps, delay]);
-    let plain = run_plain(&Program::native("/usr/bin/env", &local, &work), false, Duration::from_secs(120))?;
-    let expected = result_of(&plain.stdout).context("no result from the uninterrupted run")?.to_string();
-    let script = work.join("mpi.sbatch");
-    std::fs::write(&script, "#!/bin/bash\n#SBATCH --open-mode=append\necho \"restart count ${SLURM_RESTART_COUNT:-0}\"\nckpt-run --dir ckpt --resume -- \"$@\"\necho \"ckpt-run exit code $?\"\n")?;
-    let args = ["-np", "4", ring.to_str().unwrap_or(""), laps, delay];
-    let mut envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    envs.push(("CKPT_JOIN_SRUN", "1"));
-    let job = Job::submit(&bins, &work, &["-N2", "--ntasks=4"], script.to_str().unwrap_or(""), Path::new(mpi.launcher), &args, &envs)?;
-    job.wait_output(90, "10 laps of the ring", |o| steps(&task_lines(o, None)) >= 10)?;
+    let Some((_bins, _work, job, expected)) = mpi_job(name, mpi, "--resume", true)? else { return Ok(()) };
     job.run("scancel", &["-s", "USR2"])?;
     job.wait_output(90, "the joined step's checkpoint", |o| o.contains("step checkpoint 1: 3 tasks committed"))?;
     // Every process of the job: the batch script's tree and the daemons' with their ranks.
@@ -808,11 +789,3 @@ fn slurm_mpich_mpiexec_joined_step_checkpoint_kill_requeue_same_result() -> Resu
     mpi_joined_checkpoint_kill_requeue("slurm-mpich-joined-rq", &MPICH)
 }
 
-/// Not reliable yet: in 1 of 2 runs, after the ring's result, Hydra reported a process on n2
-/// as "BAD TERMINATION ... EXIT CODE: 15" and the job hung in its step's end
-/// (docs/multinode.md, (1b)).
-#[test]
-#[ignore = "MPICH's joined step sometimes hangs at the job's end (docs/multinode.md, 1b)"]
-fn slurm_mpich_mpiexec_joined_step_checkpoint_is_refused_in_one_line() -> Result<()> {
-    mpi_across_nodes_is_refused("slurm-mpich-joined", &MPICH, true)
-}
