@@ -98,7 +98,7 @@ mod tests {
         let no_env = Rerun { env: Vec::new(), ..r.clone() };
         assert_eq!(Rerun::decode(&no_env.encode()), Some(no_env));
         let enc = r.encode();
-        for bad in [&b""[..], b"ckpt-exec 1\0", &enc[..enc.len() - 1], b"ckpt-exec 2\0/x\0/\01\0x\0", b"ckpt-exec 1\0/x\0/\03\0x\0", b"ckpt-exec 1\0/x\0/\00\0"] {
+        for bad in [&b""[..], b"ckpt-exec 1\0", &enc[..enc.len() - 1], b"ckpt-exec 2\0/x\0/\x001\0x\0", b"ckpt-exec 1\0/x\0/\x003\0x\0", b"ckpt-exec 1\0/x\0/\x000\0"] {
             assert_eq!(Rerun::decode(bad), None, "{bad:?}");
         }
         assert_eq!(r.var("SLURM_JOB_NUM_NODES"), Some(&b"2"[..]));
