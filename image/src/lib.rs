@@ -34,6 +34,7 @@ mod model;
 mod origin;
 pub mod pagetable;
 pub mod progress;
+pub mod rerun;
 mod reader;
 mod shuffle;
 mod sysv;

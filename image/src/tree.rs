@@ -45,6 +45,11 @@
 //! restart makes it with that exit signal again. A ckpt that does not know these lines refuses
 //! such a set at that line (it would make the process with SIGCHLD).
 //!
+//! A process that a restart runs again instead of restoring it (Slurm's srun: `rerun.rs`) has
+//! a line `reexec PID` and its command in `PID.exec` of the set; its descendants (srun's helper)
+//! are not made again. A ckpt that does not know these lines refuses such a set at that line (it
+//! would restore srun and its helper, whose job step is gone).
+//!
 //! pgid and sid are as the namespace sees them: 0 when they lie outside it (the outer ckpt-run's
 //! group and session, which the restarted tree joins again the same way).
 
@@ -114,6 +119,8 @@ pub struct Manifest {
     /// How many sets ckpt-run keeps (its `--keep`), so that a restarted tree goes on keeping as
     /// many; None: the default (a `keep` line is written only for another number).
     pub keep: Option<u32>,
+    /// The live processes run again from their command (`rerun.rs`) instead of restored.
+    pub reexec: Vec<i32>,
 }
 
 /// The file name of process `pid`'s image in a set.
@@ -150,6 +157,9 @@ impl Manifest {
         }
         if let Some(k) = self.keep {
             s.push_str(&format!("keep {k}\n"));
+        }
+        for pid in &self.reexec {
+            s.push_str(&format!("reexec {pid}\n"));
         }
         s
     }
@@ -224,6 +234,13 @@ impl Manifest {
                         return Err(bad());
                     }
                 }
+                ["reexec", pid] => {
+                    let pid = num(pid)? as i32;
+                    if m.reexec.contains(&pid) {
+                        return Err(bad());
+                    }
+                    m.reexec.push(pid);
+                }
                 [""] => {}
                 _ => return Err(bad()),
             }
@@ -243,6 +260,10 @@ impl Manifest {
         // (A ctty line names a live process of the set that leads its session.)
         if let Some(c) = m.ctty.iter().find(|c| !m.live().any(|(p, _)| p.pid == c.sid && p.sid == c.sid)) {
             return Err(format!("the controlling terminal's session {} is not led by a live process of the set", c.sid));
+        }
+        // (A reexec line names a live process of the set other than the root.)
+        if let Some(pid) = m.reexec.iter().find(|&&pid| pid == m.root || !m.live().any(|(p, _)| p.pid == pid)) {
+            return Err(format!("the process {pid} to run again is not a live process of the set other than its root"));
         }
         if !m.procs.iter().any(|p| p.pid == m.root && matches!(p.state, ProcState::Live { .. })) {
             return Err(format!("the root process {} is not a live process of the set", m.root));
@@ -297,6 +318,36 @@ impl Manifest {
         self.exit_signals.iter().find(|s| s.0 == pid).map_or(libc::SIGCHLD, |s| s.1)
     }
 
+    /// The processes a restart does not make: the descendants of those it runs again.
+    pub fn not_made(&self) -> Vec<i32> {
+        let mut out: Vec<i32> = Vec::new();
+        let mut at: Vec<i32> = self.reexec.clone();
+        while let Some(p) = at.pop() {
+            let new: Vec<i32> = self.procs.iter().filter(|c| c.ppid == p && !out.contains(&c.pid)).map(|c| c.pid).collect();
+            out.extend(&new);
+            at.extend(new);
+        }
+        out
+    }
+
+    /// Leave out of the manifest the processes a restart does not make (`not_made`), and what
+    /// it says of them.
+    pub fn drop_not_made(&mut self) {
+        let gone = self.not_made();
+        let kept = |pid: &i32| !gone.contains(pid);
+        self.procs.retain(|p| kept(&p.pid));
+        if let Some(same) = self.same.as_mut() {
+            for g in same.iter_mut() {
+                g.retain(|(pid, _)| kept(pid));
+            }
+            same.retain(|g| g.len() >= 2);
+        }
+        self.tables.retain(|t| kept(&t.0));
+        self.stopped.retain(|s| kept(&s.0));
+        self.exit_signals.retain(|s| kept(&s.0));
+        self.ctty.retain(|c| kept(&c.sid));
+    }
+
     /// The processes whose parent is `pid` (0: those whose parent is outside the set, init's).
     pub fn children_of(&self, pid: i32) -> impl Iterator<Item = &TreeProc> {
         let inside = |p: i32| self.procs.iter().any(|q| q.pid == p);
@@ -338,8 +389,30 @@ mod tests {
             ctty: Vec::new(),
             exit_signals: Vec::new(),
             keep: None,
+            reexec: Vec::new(),
         };
         assert_eq!(Manifest::parse(&m.encode()), Ok(m.clone()));
+        // srun (12) is run again; its helper (13) and the helper's child (14) are not made.
+        let mut rerun = m.clone();
+        for (pid, ppid) in [(12, 10), (13, 12), (14, 13)] {
+            rerun.procs.push(TreeProc { pid, ppid, pgid: 0, sid: 0, state: ProcState::Live { image: image_name(pid) } });
+        }
+        rerun.reexec = vec![12];
+        assert!(rerun.encode().ends_with("reexec 12\n"));
+        assert_eq!(Manifest::parse(&rerun.encode()), Ok(rerun.clone()));
+        assert_eq!(rerun.not_made(), vec![13, 14]);
+        assert_eq!(m.not_made(), Vec::<i32>::new());
+        let mut made = rerun.clone();
+        made.same = Some(vec![vec![(12, 3), (13, 3)], vec![(10, 1), (12, 1), (14, 1)]]);
+        made.drop_not_made();
+        assert_eq!(made.procs.iter().map(|p| p.pid).collect::<Vec<_>>(), vec![10, 11, 12]);
+        assert_eq!(made.same, Some(vec![vec![(10, 1), (12, 1)]]));
+        // The root, a zombie, a process not in the set, twice: refused.
+        for bad in ["reexec 10\n", "reexec 11\n", "reexec 99\n", "reexec 12\nreexec 12\n"] {
+            let text = format!("{}{bad}", m.encode()).replace("reexec 12\n", "");
+            let text = if bad.starts_with("reexec 12") { format!("{}{bad}", rerun.encode()) } else { text };
+            assert!(Manifest::parse(&text).is_err(), "{bad:?}");
+        }
         // ckpt-run --keep 5: a restarted tree keeps as many.
         let five = Manifest { keep: Some(5), ..m.clone() };
         assert!(five.encode().ends_with("keep 5\n"));

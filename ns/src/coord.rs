@@ -82,6 +82,9 @@ pub(crate) struct Coord {
     pub root: i32,
     /// When this coordinator started (older unfinished sets of its name are leftovers).
     started: std::time::SystemTime,
+    /// In a checkpoint of a joined step's rank 0: the processes its srun started that are not
+    /// the tree's (`launchers::beyond`), left out of it.
+    beyond: Vec<i32>,
 }
 
 /// The exit status of a program that stopped after its checkpoint (the runtime's
@@ -149,7 +152,9 @@ fn comm(pid: i32) -> String {
 impl Coord {
     /// The processes of the tree (`procs`).
     fn procs(&self) -> Vec<Proc> {
-        procs(&self.members)
+        let mut all = procs(&self.members);
+        all.retain(|p| !self.beyond.contains(&p.pid));
+        all
     }
 
     /// The live processes of the tree that are not members (not stopped by job control either).
@@ -178,7 +183,7 @@ impl Coord {
         if unsafe { libc::bind(fd, &addr as *const libc::sockaddr_un as *const libc::sockaddr, len) } != 0 || unsafe { libc::listen(fd, 64) } != 0 {
             return Err(errno());
         }
-        Ok(Coord { listen, members: Vec::new(), sleepers: Vec::new(), stop_answers: Vec::new(), target, tool, root: 0, started: std::time::SystemTime::now() })
+        Ok(Coord { listen, members: Vec::new(), sleepers: Vec::new(), stop_answers: Vec::new(), target, tool, root: 0, started: std::time::SystemTime::now(), beyond: Vec::new() })
     }
 
     /// The fds to poll: the listening socket, then every member.
@@ -377,6 +382,17 @@ impl Coord {
         // on: its connection stays open in that table, but it is gone.
         let live = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')));
         self.members.retain(|m| live(m.pid));
+        self.beyond = match lead {
+            Some(_) => crate::launchers::beyond(&procs(&self.members).iter().map(|p| (p.pid, p.ppid)).collect::<Vec<_>>(), &self.members.iter().map(|m| m.pid).collect::<Vec<_>>()),
+            None => Vec::new(),
+        };
+        let r = self.take_tree(gen, stop, lead);
+        self.beyond.clear();
+        r
+    }
+
+    /// `take` once the processes of the tree are known.
+    fn take_tree(&mut self, gen: u64, stop: bool, lead: Option<i32>) -> Result<(usize, u64, u64, u64), String> {
         // A traced process cannot take its part: said at once, before any waiting.
         // So can one that changed its user ids.
         let unfit: Vec<String> = self.procs().iter().filter(|p| !p.zombie).filter_map(|p| traced(p.pid).or_else(|| other_user(p.pid)).or_else(|| crate::nscheck::other_namespace(p.pid))).collect();
@@ -386,7 +402,7 @@ impl Coord {
         // Stopped ones are woken later (`phases`); they cannot connect before.
         self.sleepers = self.procs().iter().filter(|p| !p.zombie && crate::jobstop::is_stopped(p.pid)).map(|p| Sleeper { pid: p.pid, sig: 0, woken: false }).collect();
         // The first srun is enough to name (it forks a helper of the same name).
-        if let Some(why) = self.procs().iter().filter(|p| !p.zombie).find_map(|p| crate::launchers::outside_work(p.pid)) {
+        if let Some(why) = self.procs().iter().filter(|p| !p.zombie).find_map(|p| crate::launchers::outside_work(p.pid, lead.is_some())) {
             return Err(why);
         }
         if !self.wait_until(JOIN, |c| c.missing().is_empty()) {
@@ -632,6 +648,11 @@ impl Coord {
             }
         }
         let root = self.root(&tree);
+        let live: Vec<i32> = tree.iter().filter(|p| !p.zombie).map(|p| p.pid).collect();
+        let reexec = crate::launchers::reruns(&live, lead.is_some());
+        for &pid in &reexec {
+            crate::launchers::write_rerun(tmp, pid)?;
+        }
         let manifest = Manifest {
             generation: gen,
             root,
@@ -657,6 +678,8 @@ impl Coord {
                 .collect(),
             exit_signals: tree.iter().filter(|p| p.exit_signal != libc::SIGCHLD).map(|p| (p.pid, p.exit_signal)).collect(),
             keep: (self.target.keep != ckpt_image::DEFAULT_KEEP).then_some(self.target.keep),
+            // A joined step's srun, run again at restart (`launchers`).
+            reexec,
         };
         // Never replace the previous set with one a restart would refuse (a checkpoint asked for
         // while the program exits: no live process left to be the root).

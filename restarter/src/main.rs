@@ -17,6 +17,7 @@ mod layout;
 mod namespace;
 mod plan;
 mod progress;
+mod rerun;
 mod root;
 mod stage;
 mod sessions;
@@ -54,7 +55,11 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = run(&cli, &image) {
+    let r = match rerun::mine() {
+        Some(rec) => rerun::run(&image, rec, cli.no_truncate, cli.ignore_missing_files).map(|_| ()),
+        None => run(&cli, &image),
+    };
+    if let Err(e) = r {
         tree::fail();
         step::abandon(&one_line(&e));
         eprintln!("ckpt-restart: {}", one_line(&e));

@@ -188,7 +188,7 @@ mod tests {
 
     #[test]
     fn a_child_forked_before_setsid_is_created_before_it() {
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(12, 11, 10, 10)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(12, 11, 10, 10)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
         let p = plan(&m).unwrap();
         assert_eq!(p.steps(10), &[Step::Setsid, Step::Child(11)]);
         assert_eq!(p.steps(11), &[Step::Child(12), Step::Setsid]);
@@ -196,7 +196,7 @@ mod tests {
 
     #[test]
     fn an_orphan_of_a_dead_leader_gets_a_session_helper() {
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(13, 1, 12, 12)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(13, 1, 12, 12)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
         let p = plan(&m).unwrap();
         assert_eq!(p.steps(10), &[Step::SessionHelper(12)]);
         assert_eq!(p.steps(12), &[Step::Orphan(13)]);
@@ -204,7 +204,7 @@ mod tests {
 
     #[test]
     fn a_group_whose_leader_exited_gets_a_group_helper_in_its_session() {
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(13, 11, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(13, 11, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
         let p = plan(&m).unwrap();
         assert_eq!(p.steps(11), &[Step::Setsid, Step::Child(13), Step::GroupHelper(12)]);
     }
@@ -212,7 +212,7 @@ mod tests {
     #[test]
     fn a_dead_leaders_session_under_a_live_parent_is_made_by_its_helper() {
         // 11 (a subreaper) forked 12, which called setsid, forked 13 and exited: 13 is 11's.
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 0, 0), proc(13, 11, 12, 12)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 0, 0), proc(13, 11, 12, 12)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
         let p = plan(&m).unwrap();
         assert_eq!(p.steps(11), &[Step::SessionHelper(12)]);
         assert_eq!(p.steps(12), &[Step::Sibling(13)]);
@@ -225,7 +225,7 @@ mod tests {
     fn an_impossible_session_is_refused() {
         // 12 is in 11's session (11 lives) but its parent, the root, never was (a CLONE_PARENT
         // fork by 11: not made again).
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 11, 11), proc(12, 10, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 11, 11), proc(12, 10, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
         assert!(plan(&m).unwrap_err().contains("process 12 is in session 11"));
     }
 }

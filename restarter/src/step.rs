@@ -142,6 +142,11 @@ pub fn join_tree(indexes: &[(i32, Index)], root: i32, image: &Path, image_hash: 
     Ok(conns)
 }
 
+/// Whether a process of the tree other than `root` holds a connection to another task.
+pub fn others_hold(indexes: &[(i32, Index)], root: i32) -> bool {
+    !job_sockets(indexes.iter().filter(|(p, _)| *p != root).map(|(_, ix)| ix)).is_empty()
+}
+
 /// The tree's restart failed before its root's restore said so: tell the other tasks.
 pub fn abandon(why: &str) {
     if let Some(j) = tree_joined() {
@@ -153,7 +158,10 @@ pub fn abandon(why: &str) {
 fn join_with(index: &Index, socks: Vec<&Socket>, image: &Path, image_hash: u64, top: RawFd) -> Result<Option<Joined>> {
     let Some(info) = index.step.as_ref() else { return Ok(None) };
     let whole = || format!("restart the whole step: srun -n{} ckpt-run --resume ...", info.ntasks);
-    let id = Ident::from_env(|k| std::env::var(k).ok()).ok_or_else(|| anyhow!("this image is task {} of a step of {} tasks; {}", info.rank, info.ntasks, whole()))?;
+    let var = |k: &str| std::env::var(k).ok();
+    // Rank 0 of a joined step (the tree whose srun is run again) knows its size from its image.
+    let joined_root = || (info.rank == 0).then(|| Ident::join_root(var, &info.base)).flatten().map(|id| Ident { ntasks: info.ntasks, ..id });
+    let id = Ident::from_env(var).or_else(joined_root).ok_or_else(|| anyhow!("this image is task {} of a step of {} tasks; {}", info.rank, info.ntasks, whole()))?;
     if id.ntasks != info.ntasks || id.rank != info.rank {
         bail!("this image is task {} of a step of {} tasks, but this is task {} of {}; {}", info.rank, info.ntasks, id.rank, id.ntasks, whole());
     }

@@ -261,6 +261,10 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
         bail!("{}: a process tree is restarted only with its exact ids (in a namespace of its own); here the root would get pid {me}, not {}", set.display(), m.root);
     }
     let euid = ckpt_image::trust::euid();
+    // Processes run again (srun): their descendants are not made (`rerun`).
+    let mut m = m;
+    m.drop_not_made();
+    crate::rerun::check(set, &m, euid)?;
     let mut indexes: Vec<(i32, Index)> = Vec::new();
     let mut root_hash = 0;
     for (p, image) in m.live() {
@@ -273,6 +277,9 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
         }
         // As each process will judge them (main.rs): before anything is made.
         ckpt_kinds::deleted::resolve_saved(&mut r.index.fds);
+        if m.reexec.contains(&p.pid) {
+            r.index.fds.retain(crate::rerun::keeps);
+        }
         if m.table_parent(p.pid).is_some() {
             // Its fds are its table owner's (restored there).
             r.index.fds.clear();
@@ -287,7 +294,6 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
         bail!("{}: process {pid} shares the fd table of its parent {parent}, which this restart would not make it a child of (its session or group is made otherwise): it cannot be restarted", set.display());
     }
     exit_signals_made(&m, &plan).map_err(|e| anyhow!("{}: {e}", set.display()))?;
-    let mut m = m;
     if let Some(same) = m.same.as_mut() {
         // (The fds of the processes that share a table are its owner's.)
         for group in same.iter_mut() {
@@ -301,7 +307,8 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
         crate::sysv_objects(ix)?;
     }
     let cttys: Vec<u32> = m.ctty.iter().map(|c| c.index).collect();
-    let mut shared = make_shared(&indexes, m.live().count() as u32, lossy, &cttys)?;
+    // (A process run again execs without waiting at the barrier: `rerun`.)
+    let mut shared = make_shared(&indexes, (m.live().count() - m.reexec.len()) as u32, lossy, &cttys)?;
     if let Some(same) = m.same.as_deref() {
         let boot = indexes.iter().find(|(pid, _)| *pid == m.root).map(|(_, ix)| ix.meta.origin.boot_id.clone()).unwrap_or_default();
         let opts = crate::fds::Options { no_truncate, ignore_missing: lossy, same_boot: !boot.is_empty() && boot == ckpt_image::boot_id(), exact_ids: true };
@@ -314,7 +321,10 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     // made again once for the tree (after its own listeners are bound).
     let top = indexes.iter().flat_map(|(_, ix)| ix.fds.iter().map(|f| f.fd)).max().unwrap_or(2) + 1;
     let root_path = m.root_image().map(|i| set.join(i)).unwrap_or_default();
-    shared.sockets.adopt(crate::step::join_tree(&indexes, m.root, &root_path, root_hash, top)?);
+    // (A tree that runs srun again meets them only once srun runs: its root does, `rerun`.)
+    if !crate::rerun::root_meets_later(&m, &indexes)? {
+        shared.sockets.adopt(crate::step::join_tree(&indexes, m.root, &root_path, root_hash, top)?);
+    }
     shared.total = m.procs.len() as u32;
     shared.stopped = m.stopped.clone();
     shared.tables = m.tables.iter().map(|&(pid, _)| (pid, m.table_owner(pid))).collect();

@@ -222,6 +222,20 @@ pub fn rewrite_srun(argv: &[String], p: &Prefix, env: impl Fn(&str) -> Option<St
     Some((out, ntasks))
 }
 
+/// The rewritten srun's `argv` (`rewrite_srun`) as a restart runs it again: `--resume` after
+/// the ckpt-run word, so that each task restarts its tree from the joined step's last complete
+/// set. None: not a rewritten srun (no ckpt-run word), or one that resumes already.
+pub fn resume_argv(argv: &[String]) -> Option<Vec<String>> {
+    let at = argv.iter().position(|a| std::path::Path::new(a).file_name().is_some_and(|f| f == "ckpt-run"))?;
+    let end = argv[at..].iter().position(|a| a == "--").map_or(argv.len(), |e| at + e);
+    if argv[at..end].iter().any(|a| a == "--resume") {
+        return None;
+    }
+    let mut out = argv.to_vec();
+    out.insert(at + 1, "--resume".to_string());
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +271,14 @@ mod tests {
         let (out, n) = rewrite_srun(&a, &Prefix { resume: true, stop_signal: 10, ..P }, |_| None).unwrap();
         assert_eq!(n, 2);
         assert_eq!(out.join(" "), "srun -N 2 -n 2 --input none /b/ckpt-run --dir /d --name mpirun --signal 12 --stop-signal 10 --resume -- /usr/bin/hydra_pmi_proxy --control-port n1:4242");
+    }
+
+    #[test]
+    fn resumed_argv() {
+        let a = words("srun -n 2 /b/ckpt-run --dir /d --name mpirun -- orted --resume");
+        assert_eq!(resume_argv(&a).unwrap().join(" "), "srun -n 2 /b/ckpt-run --resume --dir /d --name mpirun -- orted --resume");
+        assert_eq!(resume_argv(&words("srun -n 2 /b/ckpt-run --resume -- orted")), None);
+        assert_eq!(resume_argv(&words("srun -n 2 orted")), None);
     }
 
     #[test]

@@ -22,6 +22,11 @@ const TASK: &str = r#"echo "task $SLURM_PROCID of $SLURM_STEP_NUM_TASKS join=${C
 /// (`opt_in`: with CKPT_JOIN_SRUN=1), the stand-in srun first on PATH, its records in
 /// work/`tag`.
 fn start(bins: &Bins, work: &Workdir, tag: &str, task: &str, opt_in: bool, env: &[(&str, &str)]) -> Result<(Proc, PathBuf)> {
+    start_with(bins, work, tag, task, opt_in, env, false)
+}
+
+/// `start`, with `--resume` when `resume`.
+fn start_with(bins: &Bins, work: &Workdir, tag: &str, task: &str, opt_in: bool, env: &[(&str, &str)], resume: bool) -> Result<(Proc, PathBuf)> {
     let out = work.join(tag);
     std::fs::create_dir_all(&out)?;
     let path_dir = work.join("fakebin");
@@ -30,17 +35,15 @@ fn start(bins: &Bins, work: &Workdir, tag: &str, task: &str, opt_in: bool, env: 
         std::fs::rename(compile_c(work, "fake_srun.c", &[])?, path_dir.join("srun"))?;
     }
     let script = format!("srun -n 2 /bin/sh -c '{task}'; echo srun ended $?");
-    let argv: Vec<OsString> = vec![
+    let mut argv: Vec<OsString> = vec![
         bins.run.clone().into(),
         "--dir".into(),
         work.join("ckpt").into(),
         "--name".into(),
         "launcher".into(),
-        "--".into(),
-        "/bin/sh".into(),
-        "-c".into(),
-        script.into(),
     ];
+    argv.extend(resume.then(|| "--resume".into()));
+    argv.extend(["--".into(), "/bin/sh".into(), "-c".into(), script.into()]);
     let mut cmd = user_command(&argv, false, work.path());
     let path = format!("{}:{}", path_dir.display(), std::env::var("PATH").unwrap_or_default());
     cmd.env("PATH", path).env("OUT", &out).env("SLURM_JOB_ID", "77").env("SLURM_JOB_NUM_NODES", "2");
@@ -117,34 +120,107 @@ fn task_run(bins: &Bins, procid: u32) -> Option<i32> {
 
 /// With the opt-in, the tree is rank 0 of the joined step: srun's tasks (each a tree under its
 /// own ckpt-run) link up to it and it learns the step's size from them. A checkpoint asked of
-/// one of them (as `scancel -s USR2` does) is one of the whole joined step, and is refused on
-/// every task with one line naming srun (whose restart does not exist yet): no set is written
-/// and every task runs on to its end.
+/// one of them (as `scancel -s USR2` does) is one of the whole joined step: srun's command goes
+/// into the tree's set instead of srun (`reexec`). Every process killed, `ckpt-run --resume` of
+/// the tree runs srun again with `--resume` in its rewritten argv, its tasks restart from the
+/// joined step's set and meet the tree, and each goes on from where it was (its count does not
+/// start over) to its end; the launcher sees srun end as it would have.
 #[test]
-fn joined_step_links_up_and_its_checkpoint_is_refused_at_srun() -> Result<()> {
+fn joined_step_checkpoint_kill_resume_runs_srun_again() -> Result<()> {
     let bins = Bins::locate()?;
-    let work = Workdir::new("step-join-refused")?;
-    let task = r#"i=0; while [ $i -lt 40 ]; do sleep 0.1; i=$((i + 1)); done; echo "task $SLURM_PROCID done""#;
-    let (mut p, out) = start(&bins, &work, "refused", task, true, &[("CKPT_LOG", "debug")])?;
+    let work = Workdir::new("step-join-resume")?;
+    let task = r#"i=0; while [ $i -lt 60 ]; do sleep 0.1; i=$((i + 1)); echo "n $i"; done; echo "task $SLURM_PROCID done $i""#;
+    let (mut p, out) = start(&bins, &work, "resume", task, true, &[("CKPT_LOG", "debug")])?;
     for r in [1, 2] {
         p.wait_for_stderr(&format!("step: task {r} linked"), Duration::from_secs(30))?;
     }
     ensure!(p.stderr().contains("the joined step has 3 tasks"), "rank 0 did not learn the step's size:\n{}", p.stderr());
-    // A signal from outside (the program's own would be the program's).
+    let lines = |r: u32| std::fs::read_to_string(out.join(format!("task{r}"))).unwrap_or_default();
+    ckpt_tests::process::wait_until(Duration::from_secs(30), || lines(1).lines().count() >= 10);
     let pid = task_run(&bins, 1).ok_or_else(|| anyhow::anyhow!("no ckpt-run of srun's task 1"))?;
     // SAFETY: a signal to the task's ckpt-run, which this test's launcher started.
     ensure!(unsafe { libc::kill(pid, libc::SIGUSR2) } == 0, "cannot signal task 1");
-    let st = p.wait(Duration::from_secs(120))?;
-    let err = p.stderr();
-    ensure!(st.success() && p.stdout().contains("srun ended 0"), "the launcher failed: {st:?}\n{}\n{err}", p.stdout());
-    // The tree's coordinator says why, the step's coordinator that the step's checkpoint ended.
-    let named = err.lines().filter(|l| l.contains("is Slurm's srun")).count();
-    let abandoned = err.lines().filter(|l| l.contains("step checkpoint 1 abandoned on every task")).count();
-    ensure!(named == 1 && abandoned == 1, "not one line naming srun and one abandoning the step's checkpoint:\n{err}");
-    ensure!(!work.join("ckpt/launcher.step").exists(), "a set of the joined step was committed");
-    for r in 0..2 {
-        let t = std::fs::read_to_string(out.join(format!("task{r}")))?;
-        ensure!(t.contains(&format!("task {r} done")), "task {r} did not run to its end:\n{t}");
+    if let Err(e) = p.wait_for_stderr("step checkpoint 1: 3 tasks committed", Duration::from_secs(60)) {
+        anyhow::bail!("{e}\n{}\n{}\ntask 1:\n{}", p.stdout(), p.stderr(), lines(1));
     }
+    p.kill()?;
+    ensure!(!p.stdout().contains("srun ended"), "the launcher ended before it was killed:\n{}", p.stdout());
+    // (The tasks were in the launcher's namespace: gone with it.)
+    ensure!(task_run(&bins, 1).is_none() && task_run(&bins, 2).is_none(), "a task outlived the launcher's namespace");
+    let (mut p, _) = start_with(&bins, &work, "resume", task, true, &[("CKPT_LOG", "debug")], true)?;
+    let st = p.wait(Duration::from_secs(120))?;
+    let (so, se) = (p.stdout(), p.stderr());
+    ensure!(st.success() && so.contains("srun ended 0"), "the resumed launcher failed: {st}\n{so}\n{se}");
+    let args = std::fs::read_to_string(out.join("argv"))?;
+    ensure!(args.lines().nth(3) == Some("--resume"), "srun was not run again with --resume:\n{args}");
+    for r in 0..2u32 {
+        let t = lines(r);
+        ensure!(t.contains(&format!("task {r} done 60")), "task {r} did not run to its end:\n{t}\n{se}");
+        // Resumed, not started over: its count begins once.
+        ensure!(t.lines().filter(|l| *l == "n 1").count() == 1, "task {r} started over:\n{t}");
+    }
+    Ok(())
+}
+
+/// The restart of a joined step runs Slurm's srun again instead of restoring it
+/// (docs/multinode.md, part 3; `ckpt_image::rerun`): a process of the set marked `reexec` is
+/// made with its pid and parent and the fds it shares with the tree (here a pipe its parent's
+/// other child reads), its descendants (srun's helper) are not made, and it execs its recorded
+/// command with the Slurm job's variables of the new allocation; a restart in an allocation
+/// with another node count is refused in one line before anything is made. (The coordinator
+/// does not mark srun yet: its checkpoint is still refused, above; the test marks a shell.)
+#[test]
+fn restart_runs_a_marked_process_again_in_its_place() -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let bins = Bins::locate()?;
+    let work = Workdir::new("step-join-rerun")?;
+    let script = r#"echo started; /bin/sh -c 'sleep 1000 & echo helper; wait' | while read l; do echo "read: $l"; done; echo ended"#;
+    let argv: Vec<OsString> =
+        vec![bins.run.clone().into(), "--dir".into(), work.join("ckpt").into(), "--name".into(), "launcher".into(), "--stop-signal".into(), "USR1".into(), "--".into(), "/bin/sh".into(), "-c".into(), script.into()];
+    let mut cmd = user_command(&argv, false, work.path());
+    cmd.env("CKPT_NAMESPACE", "1");
+    let mut p = Proc::spawn("ckpt-run", cmd)?;
+    ckpt_tests::process::wait_until(Duration::from_secs(30), || p.stdout().contains("read: helper"));
+    ensure!(p.stdout().contains("read: helper"), "the tree did not start:\n{}\n{}", p.stdout(), p.stderr());
+    p.signal(libc::SIGUSR1)?;
+    let st = p.wait(Duration::from_secs(60))?;
+    ensure!(st.code() == Some(75), "ckpt-run after its stop signal: {st} (75 expected)\n{}", p.stderr());
+    let set = work.join("ckpt/launcher.ckpt");
+    let manifest = std::fs::read_to_string(set.join("tree"))?;
+    // proc PID PPID PGID SID ...: the root's child that has a child of its own (the shell
+    // standing in for srun, whose `sleep` stands in for srun's helper).
+    let procs: Vec<(i32, i32)> = manifest.lines().filter_map(|l| {
+        let w: Vec<&str> = l.split(' ').collect();
+        (w.first() == Some(&"proc")).then(|| Some((w.get(1)?.parse().ok()?, w.get(2)?.parse().ok()?))).flatten()
+    }).collect();
+    let root: i32 = manifest.lines().find_map(|l| l.strip_prefix("root ")?.parse().ok()).ok_or_else(|| anyhow::anyhow!("no root in\n{manifest}"))?;
+    let srun = procs.iter().map(|p| p.0).find(|&pid| procs.iter().any(|q| q == &(pid, root)) && procs.iter().any(|q| q.1 == pid)).ok_or_else(|| anyhow::anyhow!("no child with a child in\n{manifest}"))?;
+    std::fs::write(set.join("tree"), format!("{manifest}reexec {srun}\n"))?;
+    let record = ckpt_image::rerun::Rerun {
+        exe: b"/bin/sh".to_vec(),
+        cwd: work.path().as_os_str().as_encoded_bytes().to_vec(),
+        argv: ["sh", "-c", r#"echo "rerun $$ $PPID $SLURM_NODELIST $1""#, "sh", "--resume"].iter().map(|a| a.as_bytes().to_vec()).collect(),
+        env: ["PATH=/usr/bin:/bin", "SLURM_NODELIST=old[1-2]", "SLURM_JOB_NUM_NODES=2"].iter().map(|a| a.as_bytes().to_vec()).collect(),
+    };
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(set.join(ckpt_image::rerun::file_name(srun)))?.write_all(&record.encode())?;
+    let restart = |nodes: &str| -> Result<Proc> {
+        let argv: Vec<OsString> = vec![bins.restart.clone().into(), set.clone().into()];
+        let mut cmd = user_command(&argv, false, work.path());
+        cmd.env("CKPT_NAMESPACE", "1").env("SLURM_NODELIST", "new[3-4]").env("SLURM_JOB_NUM_NODES", nodes);
+        Proc::spawn("ckpt-restart", cmd)
+    };
+    // Another node count: one line, nothing run.
+    let mut r = restart("3")?;
+    let st = r.wait(Duration::from_secs(60))?;
+    let err = r.stderr();
+    ensure!(!st.success() && err.trim().lines().count() == 1 && err.contains("has 3") && err.contains("sbatch -N 2"), "not one line refusing 3 nodes: {st}\n{err}");
+    ensure!(r.stdout().is_empty(), "the tree ran:\n{}", r.stdout());
+    let mut r = restart("2")?;
+    let st = r.wait(Duration::from_secs(60))?;
+    let out = r.stdout();
+    ensure!(st.success(), "the restart failed: {st}\n{out}\n{}", r.stderr());
+    let want = format!("read: rerun {srun} {root} new[3-4] --resume");
+    ensure!(out.lines().collect::<Vec<_>>() == [want.as_str(), "ended"], "the restarted tree printed\n{out}\nnot\n{want}\nended\n(stderr: {})", r.stderr());
     Ok(())
 }
