@@ -306,17 +306,20 @@ pub fn fill(chain: &Chain, plan_base: u64, progress: &Progress) -> Result<Prehas
 /// page (empty for a region not hashed so): the page hash table reads them instead of the memory.
 #[derive(Default)]
 pub struct Prehashed {
-    pages: Vec<Vec<[AtomicU64; 2]>>,
+    pages: Vec<Vec<PageHashCell>>,
 }
 
+/// One page's hash, written by the thread that copied the page in.
+type PageHashCell = [AtomicU64; 2];
+
 /// The hashes of a region of `len` bytes of zeros (what its pages hold until copied).
-fn zero_hashes(len: u64) -> Vec<[AtomicU64; 2]> {
+fn zero_hashes(len: u64) -> Vec<PageHashCell> {
     let z = pagetable::zero();
     (0..len / 4096).map(|_| [AtomicU64::new(z[0]), AtomicU64::new(z[1])]).collect()
 }
 
 impl Prehashed {
-    fn of(&self, ri: usize) -> Option<&[[AtomicU64; 2]]> {
+    fn of(&self, ri: usize) -> Option<&[PageHashCell]> {
         self.pages.get(ri).map(|v| v.as_slice()).filter(|v| !v.is_empty())
     }
 }
@@ -467,7 +470,7 @@ pub fn page_table(chain: &Chain, plan_base: u64, at: u64, len: u64, pre: &Prehas
     let places = placement(chain, plan_base);
     // Work items: (staged address, target address, bytes, the pages' hashes when taken
     // already), in address order.
-    let mut items: Vec<(u64, u64, u64, Option<&[[AtomicU64; 2]]>)> = Vec::new();
+    let mut items: Vec<(u64, u64, u64, Option<&[PageHashCell]>)> = Vec::new();
     let mut ranges = Vec::new();
     for (ri, place) in places.iter().enumerate() {
         if !tracked(chain, ri) {
