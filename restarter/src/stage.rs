@@ -1,7 +1,8 @@
 //! Staging: every region that carries data is built at a temporary address (inside one
 //! reservation that overlaps neither the image nor us), filled from the image chain (an
 //! increment and the images it builds on) in parallel, and later moved into place by the switch
-//! with mremap. Empty anonymous regions are simply mapped at their target by the switch.
+//! with mremap. Empty anonymous regions are simply mapped at their target by the switch. Large
+//! regions of data are filled by copy (`copyfill`), not written into fresh pages.
 
 use crate::copyfill::{Bounce, CopyFill};
 use crate::layout::page_up;
@@ -270,7 +271,7 @@ pub fn stored_len(chain: &Chain) -> u64 {
 
 /// Fill the staged regions from the chain's layers: image by image, oldest first (newer layers
 /// overwrite older ones), the layers of one image on several threads (they never overlap),
-/// counting the bytes in `progress`.
+/// counting the bytes in `progress`. Returns the page hashes taken on the way, for `page_table`.
 pub fn fill(chain: &Chain, plan_base: u64, progress: &Progress) -> Result<Prehashed> {
     let regions = &chain.index().regions;
     let places = placement(chain, plan_base);
