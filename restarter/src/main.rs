@@ -164,15 +164,15 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     let t0 = progress::now_ns();
     let staged = stage::map_regions(&chain, &files, base).map_err(other).and_then(|plan| match stage::fill(&chain, base, &progress) {
         // The data of deleted files is read when the fds are restored: check it now.
-        Ok(()) => chain.newest().verify_files().map(|()| plan).map_err(|e| StageError::Image(ctx(e.into()))),
+        Ok(pre) => chain.newest().verify_files().map(|()| (plan, pre)).map_err(|e| StageError::Image(ctx(e.into()))),
         Err(e) => Err(StageError::Image(ctx(e))),
     });
     progress.erase();
     let memory = progress.total();
     progress::info(format_args!("{}: {} of memory from {} image(s) read in {} ms", path.display(), ckpt_image::progress::Size(memory), chain.images().len(), (progress::now_ns() - t0) / 1_000_000));
-    let staged = staged.and_then(|plan| match table_len {
+    let staged = staged.and_then(|(plan, pre)| match table_len {
         0 => Ok((plan, (0, 0))),
-        _ => stage::page_table(&chain, base, base + stage_len, table_len).map(|t| (plan, t)).map_err(other),
+        _ => stage::page_table(&chain, base, base + stage_len, table_len, &pre).map(|t| (plan, t)).map_err(other),
     });
     match staged {
         Ok((plan, table)) => Ok(Staged {

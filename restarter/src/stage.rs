@@ -1,7 +1,8 @@
 //! Staging: every region that carries data is built at a temporary address (inside one
 //! reservation that overlaps neither the image nor us), filled from the image chain (an
 //! increment and the images it builds on) in parallel, and later moved into place by the switch
-//! with mremap. Empty anonymous regions are simply mapped at their target by the switch.
+//! with mremap. Empty anonymous regions are simply mapped at their target by the switch. Large
+//! regions of data are filled by copy (`copyfill`), not written into fresh pages.
 
 use crate::copyfill::{Bounce, CopyFill};
 use crate::layout::page_up;
@@ -9,6 +10,7 @@ use crate::progress::Progress;
 use anyhow::{anyhow, bail, Context, Result};
 use ckpt_image::{filerefs, pagetable, Backing, Chain, Codec, Layer, LayerBuf, Region};
 use std::fs::{File, OpenOptions};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -269,8 +271,8 @@ pub fn stored_len(chain: &Chain) -> u64 {
 
 /// Fill the staged regions from the chain's layers: image by image, oldest first (newer layers
 /// overwrite older ones), the layers of one image on several threads (they never overlap),
-/// counting the bytes in `progress`.
-pub fn fill(chain: &Chain, plan_base: u64, progress: &Progress) -> Result<()> {
+/// counting the bytes in `progress`. Returns the page hashes taken on the way, for `page_table`.
+pub fn fill(chain: &Chain, plan_base: u64, progress: &Progress) -> Result<Prehashed> {
     let regions = &chain.index().regions;
     let places = placement(chain, plan_base);
     chain.prefetch_compressed();
@@ -279,6 +281,12 @@ pub fn fill(chain: &Chain, plan_base: u64, progress: &Progress) -> Result<()> {
     // applied, or else staged in huge pages.
     let bulk: Vec<usize> = (0..regions.len()).filter(|&ri| places[ri].is_some() && huge(chain, ri)).collect();
     let mut copier = copy_fill(chain, &places, &bulk, oldest);
+    // Pages copied in are hashed for the page hash table while they are in the cache; only
+    // without parents (a newer image would overwrite pages after they were hashed).
+    let mut pre = Prehashed::default();
+    if copier.is_some() && oldest == 0 {
+        pre.pages = (0..regions.len()).map(|ri| if bulk.contains(&ri) && tracked(chain, ri) { zero_hashes(regions[ri].len()) } else { Vec::new() }).collect();
+    }
     for image in (0..chain.images().len()).rev() {
         let mut tasks: Vec<Task> = Vec::new();
         for (ri, place) in places.iter().enumerate() {
@@ -287,12 +295,34 @@ pub fn fill(chain: &Chain, plan_base: u64, progress: &Progress) -> Result<()> {
             tasks.extend(chain.layers(ri).iter().filter(|l| l.image == image).map(|l| (at + l.at, l, &regions[ri], copy)));
         }
         if !tasks.is_empty() {
-            fill_layers(chain, &mut tasks, copier.as_ref(), progress)?;
+            fill_layers(chain, &mut tasks, copier.as_ref(), &pre, progress)?;
         }
         // Unregistered before anything else touches that memory.
         copier = None;
     }
-    Ok(())
+    Ok(pre)
+}
+
+/// Hashes of pages taken as they were copied into staged memory (`copy_layer`), by region and
+/// page (empty for a region not hashed so): the page hash table reads them instead of the memory.
+#[derive(Default)]
+pub struct Prehashed {
+    pages: Vec<Vec<PageHashCell>>,
+}
+
+/// One page's hash, written by the thread that copied the page in.
+type PageHashCell = [AtomicU64; 2];
+
+/// The hashes of a region of `len` bytes of zeros (what its pages hold until copied).
+fn zero_hashes(len: u64) -> Vec<PageHashCell> {
+    let z = pagetable::zero();
+    (0..len / 4096).map(|_| [AtomicU64::new(z[0]), AtomicU64::new(z[1])]).collect()
+}
+
+impl Prehashed {
+    fn of(&self, ri: usize) -> Option<&[PageHashCell]> {
+        self.pages.get(ri).map(|v| v.as_slice()).filter(|v| !v.is_empty())
+    }
 }
 
 /// A layer to apply: staged address, layer, region, and whether it goes in by copy.
@@ -333,7 +363,7 @@ fn fill_threads() -> usize {
 /// Apply layers of one image (never overlapping) at their staged addresses, on several threads.
 /// The layers of one stored frame (the chunks of a packed frame) go to one thread, one after
 /// the other, so that the frame is decoded once.
-fn fill_layers(chain: &Chain, tasks: &mut [Task], copier: Option<&CopyFill>, progress: &Progress) -> Result<()> {
+fn fill_layers(chain: &Chain, tasks: &mut [Task], copier: Option<&CopyFill>, pre: &Prehashed, progress: &Progress) -> Result<()> {
     tasks.sort_by_key(|t| chain.frame_of(t.1));
     let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
     for i in 0..tasks.len() {
@@ -356,7 +386,7 @@ fn fill_layers(chain: &Chain, tasks: &mut [Task], copier: Option<&CopyFill>, pro
                         let Some(range) = groups.get(g) else { return Ok(()) };
                         for &(addr, l, r, copy) in &tasks[range.clone()] {
                             match copier.filter(|_| copy) {
-                                Some(c) => copy_layer(chain, addr, l, r, &mut buf, c, &mut bounce)?,
+                                Some(c) => copy_layer(chain, addr, l, r, &mut buf, c, &mut bounce, pre)?,
                                 None => fill_layer(chain, addr, l, r, &mut buf)?,
                             }
                             progress.add(l.len);
@@ -382,7 +412,8 @@ fn fill_layer(chain: &Chain, addr: u64, l: &Layer, r: &Region, buf: &mut LayerBu
 
 /// Apply one layer at `addr` of memory registered with `copier`: decoded into the thread's
 /// buffer, then copied in. A layer of zeros is left out (its pages stay missing: zeros).
-fn copy_layer(chain: &Chain, addr: u64, l: &Layer, r: &Region, buf: &mut LayerBuf, copier: &CopyFill, bounce: &mut Option<Bounce>) -> Result<()> {
+#[allow(clippy::too_many_arguments)]
+fn copy_layer(chain: &Chain, addr: u64, l: &Layer, r: &Region, buf: &mut LayerBuf, copier: &CopyFill, bounce: &mut Option<Bounce>, pre: &Prehashed) -> Result<()> {
     if l.codec == Codec::Zero {
         return Ok(());
     }
@@ -395,6 +426,14 @@ fn copy_layer(chain: &Chain, addr: u64, l: &Layer, r: &Region, buf: &mut LayerBu
         bail!("internal: a layer of {} bytes is larger than a chunk", l.len);
     }
     chain.read_layer(l, dst, buf).map_err(|e| in_region(r, e.into()))?;
+    if let Some(hashes) = pre.of(l.region) {
+        for (k, page) in dst.chunks(4096).enumerate() {
+            let h = pagetable::hash(page);
+            let slot = &hashes[(l.at / 4096) as usize + k];
+            slot[0].store(h[0], Ordering::Relaxed);
+            slot[1].store(h[1], Ordering::Relaxed);
+        }
+    }
     copier.copy(addr, dst).map_err(|e| in_region(r, e))
 }
 
@@ -427,11 +466,12 @@ pub fn page_table_len(chain: &Chain) -> u64 {
 /// Build the page hash table of the staged memory at `at` (`len` bytes, from page_table_len):
 /// every page with data of the tracked regions, hashed on several threads. Returns the table's
 /// address and length.
-pub fn page_table(chain: &Chain, plan_base: u64, at: u64, len: u64) -> Result<(u64, u64)> {
+pub fn page_table(chain: &Chain, plan_base: u64, at: u64, len: u64, pre: &Prehashed) -> Result<(u64, u64)> {
     let regions = &chain.index().regions;
     let places = placement(chain, plan_base);
-    // Work items: (staged address, target address, bytes), in address order.
-    let mut items: Vec<(u64, u64, u64)> = Vec::new();
+    // Work items: (staged address, target address, bytes, the pages' hashes when taken
+    // already), in address order.
+    let mut items: Vec<(u64, u64, u64, Option<&[PageHashCell]>)> = Vec::new();
     let mut ranges = Vec::new();
     for (ri, place) in places.iter().enumerate() {
         if !tracked(chain, ri) {
@@ -445,7 +485,8 @@ pub fn page_table(chain: &Chain, plan_base: u64, at: u64, len: u64) -> Result<(u
             let mut off = s;
             while off < e {
                 let n = (e - off).min(4 << 20);
-                items.push((staged + off, r.start + off, n));
+                let hashes = pre.of(ri).map(|h| &h[(off / 4096) as usize..((off + n) / 4096) as usize]);
+                items.push((staged + off, r.start + off, n, hashes));
                 off += n;
             }
         }
@@ -455,7 +496,7 @@ pub fn page_table(chain: &Chain, plan_base: u64, at: u64, len: u64) -> Result<(u
     // allocated (glibc gives each a 64 MiB arena) could fail under an address-space limit.
     let mut starts = Vec::with_capacity(items.len() + 1);
     let mut total = 0usize;
-    for &(_, _, n) in &items {
+    for &(_, _, n, _) in &items {
         starts.push(total);
         total += (n / 4096) as usize;
     }
@@ -467,12 +508,15 @@ pub fn page_table(chain: &Chain, plan_base: u64, at: u64, len: u64) -> Result<(u
     let out = SendPtr(entries.as_mut_ptr());
     let work = || loop {
         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let Some(&(staged, target, n)) = items.get(i) else { return };
+        let Some(&(staged, target, n, hashes)) = items.get(i) else { return };
         // SAFETY: [staged, staged + n) lies inside a staged mapping, filled and no longer written.
         let mem = unsafe { std::slice::from_raw_parts(staged as *const u8, n as usize) };
         let mut k = 0;
         for (p, page) in mem.chunks(4096).enumerate() {
-            let h = pagetable::hash(page);
+            let h = match hashes {
+                Some(h) => [h[p][0].load(Ordering::Relaxed), h[p][1].load(Ordering::Relaxed)],
+                None => pagetable::hash(page),
+            };
             if h != zero {
                 // SAFETY: entries starts[i]..starts[i+1] belong to item i alone.
                 unsafe { *out.get().add(starts[i] + k) = [target + p as u64 * 4096, h[0], h[1]] };

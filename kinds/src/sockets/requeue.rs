@@ -132,7 +132,7 @@ fn again(ty: i32, name: &[u8], dir: &[u8], msgs: &[Message], files: &[i32], fd: 
     let cloexec = sys::fcntl(fd, libc::F_GETFD, 0).unwrap_or(0) & libc::FD_CLOEXEC as i64 != 0;
     let status = sys::fcntl(fd, libc::F_GETFL, 0).unwrap_or(0);
     // SAFETY: dup3 of our new socket onto the program's fd, which it replaces.
-    let r = unsafe { libc::dup3(s, fd, if cloexec { libc::O_CLOEXEC } else { 0 }) };
+    let r = unsafe { libc::syscall(libc::SYS_dup3, s, fd, if cloexec { libc::O_CLOEXEC } else { 0 }) };
     sys::close(s);
     if r < 0 {
         return None;
@@ -141,19 +141,26 @@ fn again(ty: i32, name: &[u8], dir: &[u8], msgs: &[Message], files: &[i32], fd: 
     Some(fstat_ino(fd))
 }
 
+/// The next waiting connection of `lfd`, without waiting for one (the listener may be a
+/// blocking one: the program's threads are stopped).
 fn accept(lfd: i32) -> Result<i32, i32> {
+    let mut p = libc::pollfd { fd: lfd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one pollfd of ours; no wait. (Plain traps, as sys.rs: the runtime hooks poll.)
+    if unsafe { libc::syscall(libc::SYS_poll, &mut p as *mut libc::pollfd, 1, 0) } != 1 {
+        return Err(libc::EAGAIN);
+    }
     // SAFETY: accept4 on the program's listener without an address.
-    let a = unsafe { libc::accept4(lfd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) };
+    let a = unsafe { libc::syscall(libc::SYS_accept4, lfd, 0usize, 0usize, libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) };
     if a < 0 {
         return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
     }
-    Ok(a)
+    Ok(a as i32)
 }
 
 fn fstat_ino(fd: i32) -> u64 {
     // SAFETY: an all-zero stat is a valid out-parameter.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat on an fd of ours.
-    unsafe { libc::fstat(fd, &mut st) };
+    unsafe { libc::syscall(libc::SYS_fstat, fd, &mut st as *mut libc::stat) };
     st.st_ino
 }
