@@ -209,8 +209,12 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
         FdKind::Other { link } if link == b"anon_inode:[fanotify]" && !mk.ignore => {
             bail!("fd {} was a fanotify group; its marks are not made again (--ignore-missing-files gives the program /dev/null instead)", f.fd)
         }
+        // Any other file ckpt cannot make again: never silently something else.
+        FdKind::Other { link } if !mk.ignore => {
+            bail!("fd {} ({}) is of a kind ckpt cannot restore (--ignore-missing-files gives the program /dev/null instead)", f.fd, lossy(link))
+        }
         FdKind::Other { link } => {
-            eprintln!("ckpt-restart: warning: fd {} ({}) cannot be restored; it is replaced by /dev/null", f.fd, lossy(link));
+            eprintln!("ckpt-restart: warning: fd {} ({}) cannot be restored; it is replaced by /dev/null (--ignore-missing-files)", f.fd, lossy(link));
             return dev_null();
         }
     };

@@ -70,3 +70,28 @@ fn fanotify_refused(tag: &str, nobody: bool) {
     }
     refuse::refused_then_ignored("fanotify_group", tag, nobody, "fanotify");
 }
+
+/// An fd of a kind ckpt cannot restore (an io_uring instance) is never silently replaced: the
+/// restart refuses in one line naming it; `--ignore-missing-files` gives the program /dev/null
+/// with a warning naming it (before, /dev/null with a warning, without being asked).
+#[test]
+fn an_fd_of_a_kind_ckpt_cannot_restore_refuses_the_restart() {
+    unknown_fd_refused("unknown_fd", false);
+}
+
+#[test]
+fn an_fd_of_a_kind_ckpt_cannot_restore_refuses_the_restart_as_nobody() {
+    unknown_fd_refused("unknown_fd_nobody", true);
+}
+
+fn unknown_fd_refused(tag: &str, nobody: bool) {
+    let probe = workdir(&format!("{tag}_probe"));
+    let prog = compile("unknown_fd", &probe);
+    std::fs::write(probe.join("go"), b"").unwrap();
+    if plain_as(&prog, &[], &probe, nobody).contains("no io_uring here") {
+        ckpt_tests::skip_test!("this kernel refuses io_uring");
+        return;
+    }
+    let r = refuse::refused_then_ignored("unknown_fd", tag, nobody, "io_uring");
+    assert!(r.refusal.contains("cannot restore"), "refusal: {}", r.refusal);
+}
