@@ -535,10 +535,29 @@ pub struct RestartInfo {
     /// in the switch area; 0: none): the runtime enters it before the threads come back.
     pub root: u64,
     pub root_len: u64,
+    /// `npidfds` RestartPidFd records at address `pidfds` (in the switch area): pidfds of the
+    /// program's own threads, which the runtime opens once it has made the threads again.
+    pub pidfds: u64,
+    pub npidfds: u64,
 }
 
 impl RestartInfo {
     pub const MAGIC: u64 = 0x434b_5054_5253_5431; // "CKPTRST1"
+}
+
+/// A pidfd of one of the program's own threads (pidfd_open of its tid, PIDFD_THREAD), which the
+/// restarter cannot open (the thread does not exist yet) and holds /dev/null for at `fd`: the
+/// runtime opens it once the threads are back and puts it there (`dup_of` >= 0: a dup of that
+/// fd's, made after it).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RestartPidFd {
+    pub fd: i32,
+    pub tid: i32,
+    /// Status flags (O_NONBLOCK, O_EXCL for PIDFD_THREAD).
+    pub flags: i32,
+    pub cloexec: i32,
+    pub dup_of: i32,
 }
 
 /// One thread to recreate, in a fixed layout (the runtime reads it before unmapping the area).

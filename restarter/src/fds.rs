@@ -195,6 +195,8 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
         FdKind::Inotify { .. } => unreachable!("inotify instances are made after the files they may watch"),
         // SAFETY: getpid has no preconditions. (Its own pid is the restarted process's, exact or not.)
         FdKind::PidFd { own: true, .. } => fdobjs::pidfd(unsafe { libc::getpid() }, f.flags, true)?,
+        // (One of our threads: the runtime opens it once it has made the thread.)
+        FdKind::PidFd { pid, own: false } if crate::threadpidfds::made_later(*pid) => return dev_null(),
         FdKind::PidFd { pid, own: false } => match fdobjs::pidfd(*pid, f.flags, mk.exact_ids) {
             Ok(fd) => fd,
             Err(e) => {

@@ -23,6 +23,7 @@ mod stage;
 mod sessions;
 mod step;
 mod switch;
+mod threadpidfds;
 mod tree;
 mod treeshare;
 
@@ -303,6 +304,7 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
     // A process that shares another's fd table (clone with CLONE_FILES) restores none: the
     // table's owner does, once such processes need no fd of theirs any more.
     tree::before_fds()?;
+    threadpidfds::expect(&index, exact_ids && !tree::table_of_another());
     let restored = if tree::table_of_another() {
         Ok(fds::Restored::default())
     } else {

@@ -74,6 +74,7 @@ fn params_len(index: &Index) -> u64 {
         + index.process.auxv.len() * 8
         + std::mem::size_of::<RestartInfo>()
         + index.threads.len() * std::mem::size_of::<RestartThread>()
+        + index.fds.len() * std::mem::size_of::<ckpt_image::RestartPidFd>()
         + 2 * std::mem::size_of::<PrctlMmMap>()
         + MSG.len()
         + NOTE_PATH_MAX
@@ -280,6 +281,8 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], tab
         })
         .collect();
     let threads_at = blk.put_slice(&threads);
+    let pidfds = crate::threadpidfds::records(index);
+    let pidfds_at = blk.put_slice(&pidfds);
     let path = &note.path[..note.path.len().min(NOTE_PATH_MAX)];
     let path_at = blk.put_slice(path);
     let root = crate::root::changed(&index.process).unwrap_or_default();
@@ -306,6 +309,8 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], tab
         step_epoch: note.step_epoch,
         root: root_at,
         root_len: root.len() as u64,
+        pidfds: pidfds_at,
+        npidfds: pidfds.len() as u64,
     };
     let info_at = blk.put(&info);
     let msg_at = blk.put_slice(MSG);

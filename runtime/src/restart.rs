@@ -59,6 +59,8 @@ struct Done {
     generation: u64,
     memory: u64,
     started_ns: u64,
+    /// Pidfds of the program's threads, opened once they exist (`reopen_thread_pidfds`).
+    pidfds: Vec<ckpt_image::RestartPidFd>,
 }
 
 extern "C" fn restart_main(info_addr: u64) -> ! {
@@ -123,7 +125,8 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     crate::tree::join();
     // SAFETY: the restarter wrote path_len bytes at info.path, in the switch area (still mapped).
     let path = unsafe { std::slice::from_raw_parts(info.path as *const u8, info.path_len as usize) }.to_vec();
-    let done = Done { path, generation: info.generation, memory: info.memory, started_ns: info.started_ns };
+    let pidfds = if ours { take_pidfds(&info) } else { Vec::new() };
+    let done = Done { path, generation: info.generation, memory: info.memory, started_ns: info.started_ns, pidfds };
     // The program's root (chroot) before its threads are made: they share it, and the
     // checkpoint thread leaves it again in `finish` (crate::detach_fs).
     if ours && info.root_len != 0 {
@@ -154,6 +157,7 @@ fn finish(slots: Vec<Slot>, old_tid: i32, done: Done) -> ! {
     crate::detach_fs();
     ids::restore_caps(old_tid);
     crate::kstate::restore(&slots);
+    reopen_thread_pidfds(&done.pidfds);
     // The restart's one line, as a checkpoint's: said before the program's threads run again,
     // so that it comes before anything they print.
     let ms = crate::checkpoint::now_ns().saturating_sub(done.started_ns) / 1_000_000;
@@ -252,6 +256,32 @@ extern "C" fn ckpt_thread_continues(slots: u64) -> ! {
         }
     }
     finish(slots, old_tid, done)
+}
+
+/// The pidfds of the program's threads the restarter held /dev/null for (RestartPidFd records).
+fn take_pidfds(info: &RestartInfo) -> Vec<ckpt_image::RestartPidFd> {
+    // SAFETY: the restarter wrote npidfds records at info.pidfds, in the switch area (mapped).
+    (0..info.npidfds as usize).map(|i| unsafe { std::ptr::read((info.pidfds as *const ckpt_image::RestartPidFd).add(i)) }).collect()
+}
+
+/// The threads exist again: open the pidfds of them at their fds (in place of /dev/null), then
+/// their dups; a pidfd that cannot be opened stays /dev/null, with a line saying so.
+fn reopen_thread_pidfds(pidfds: &[ckpt_image::RestartPidFd]) {
+    for p in pidfds {
+        let cloexec = if p.cloexec != 0 { libc::O_CLOEXEC } else { 0 };
+        let r = if p.dup_of >= 0 {
+            syscall!(libc::SYS_dup3, p.dup_of, p.fd, cloexec).map(|_| ())
+        } else {
+            syscall!(libc::SYS_pidfd_open, p.tid, p.flags & (libc::O_NONBLOCK | libc::O_EXCL)).and_then(|fd| {
+                let r = syscall!(libc::SYS_dup3, fd, p.fd, cloexec).map(|_| ());
+                sys::close(fd as i32);
+                r
+            })
+        };
+        if let Err(e) = r {
+            log!(ERROR, "fd {}: cannot open the pidfd of thread {} again: {}; it stays /dev/null", p.fd, p.tid, crate::checkpoint::strerror(e));
+        }
+    }
 }
 
 /// The thread records, which the restarter placed after the RestartInfo in the switch area.

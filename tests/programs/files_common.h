@@ -42,6 +42,18 @@ static int finish(void) {
     return failures ? 1 : 0;
 }
 
+/* The "Pid:" line of fd's fdinfo: a pidfd's process or thread (-1: it exited; 0: no such line). */
+__attribute__((unused)) static int fdinfo_pid(int fd) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+    FILE *f = fopen(path, "r");
+    int pid = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "Pid: %d", &pid) == 1) break;
+    if (f) fclose(f);
+    return pid;
+}
+
 /* Data runs of an fd's file (SEEK_DATA/SEEK_HOLE) and an FNV hash of its bytes, as one line. */
 __attribute__((unused)) static void describe_file(const char *what, int fd) {
     struct stat st;

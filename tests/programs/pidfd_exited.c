@@ -17,17 +17,6 @@ static pid_t child(void) {
     return p;
 }
 
-static int fdinfo_pid(int fd) {
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
-    FILE *f = fopen(path, "r");
-    int pid = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "Pid: %d", &pid) == 1) break;
-    if (f) fclose(f);
-    return pid;
-}
-
 static void describe(const char *name, int fd) {
     char link[64] = "";
     char path[64];

@@ -29,13 +29,7 @@ int main(void) {
     printf("poll: %d\n", poll(&p, 1, 0));
     printf("flags: a nonblock %d cloexec %d, b nonblock %d cloexec %d\n", !!(fcntl(a, F_GETFL) & O_NONBLOCK),
            !!(fcntl(a, F_GETFD) & FD_CLOEXEC), !!(fcntl(b, F_GETFL) & O_NONBLOCK), !!(fcntl(b, F_GETFD) & FD_CLOEXEC));
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", a);
-    FILE *f = fopen(path, "r");
-    int pid = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "Pid: %d", &pid) == 1) break;
-    if (f) fclose(f);
+    int pid = fdinfo_pid(a);
     CHECK(pid > 0, "fdinfo Pid %d", pid);
     return finish();
 }

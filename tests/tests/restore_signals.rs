@@ -82,3 +82,16 @@ fn pidfds_of_exited_processes() {
 fn pidfds_of_exited_processes_as_nobody() {
     ready_go("pidfd_exited", "pidfd_exited_nobody", true, |_| {}, &[]);
 }
+
+/// A pidfd of one of the program's threads (PIDFD_THREAD) and its dup name that thread again
+/// (they were /dev/null: the thread is made by the runtime after the fds are restored), so a
+/// thread-directed signal through them reaches it (zdtm pidfd_of_thread).
+#[test]
+fn pidfd_of_a_thread() {
+    ready_go("pidfd_thread", "pidfd_thread", false, |_| {}, &[]);
+}
+
+#[test]
+fn pidfd_of_a_thread_as_nobody() {
+    ready_go("pidfd_thread", "pidfd_thread_nobody", true, |_| {}, &[]);
+}

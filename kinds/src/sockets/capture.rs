@@ -80,7 +80,7 @@ impl Context {
             protocol,
             name: sys::sock_addr(fd, false),
             peer_name: sys::sock_addr(fd, true),
-            opts: opts::capture(fd),
+            opts: opts::capture(fd, family),
             filter: opts::capture_filter(fd),
             ..Default::default()
         };

@@ -18,6 +18,10 @@ const MAX_FDS: usize = 253;
 pub fn capture(fd: i32, sock_type: i32, offset: bool, inflight: &mut dyn FnMut(i32) -> i32) -> (Vec<Message>, bool) {
     let mut out: Vec<Message> = Vec::new();
     let saved = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF).unwrap_or(-1);
+    // (A peek moves no offset while the program has none set.)
+    if saved < 0 && nothing_queued(fd, sock_type) {
+        return (out, true);
+    }
     let offset_works = offset && sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, &0i32.to_ne_bytes()).is_ok();
     let mut buf = vec![0u8; MAX_MSG];
     let mut ctl = vec![0u8; cmsg_space(MAX_FDS * 4)];
@@ -68,6 +72,26 @@ pub fn capture(fd: i32, sock_type: i32, offset: bool, inflight: &mut dyn FnMut(i
         let _ = sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, &saved.to_ne_bytes());
     }
     (out, complete)
+}
+
+/// Whether `fd`'s receive queue is empty (or at its end, the peer gone), by a one-byte peek:
+/// most sockets' queues are, and the full read's buffer (`MAX_MSG`) is then not made, which a
+/// tree of processes holding hundreds of sockets each pays for every socket of every process.
+fn nothing_queued(fd: i32, sock_type: i32) -> bool {
+    let mut b = 0u8;
+    loop {
+        let mut iov = libc::iovec { iov_base: (&mut b as *mut u8).cast(), iov_len: 1 };
+        // SAFETY: an all-zero msghdr is valid; it points at iov only.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        match sys::recvmsg(fd, &mut msg, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
+            Err(libc::EAGAIN) => return true,
+            Ok(0) => return sock_type != libc::SOCK_DGRAM && msg.msg_flags & libc::MSG_CTRUNC == 0,
+            Err(libc::EINTR) => continue,
+            _ => return false,
+        }
+    }
 }
 
 fn cmsg_space(len: usize) -> usize {
@@ -154,4 +178,49 @@ pub fn send_all(fd: i32, m: &Message, fds: &[i32]) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(ty: i32) -> [i32; 2] {
+        let mut sv = [0; 2];
+        // SAFETY: a new socketpair into sv.
+        assert_eq!(unsafe { libc::socketpair(libc::AF_UNIX, ty, 0, sv.as_mut_ptr()) }, 0);
+        sv
+    }
+
+    fn send(fd: i32, data: &[u8]) {
+        // SAFETY: data is a valid buffer of its length.
+        assert_eq!(unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), 0) }, data.len() as isize);
+    }
+
+    /// The one-byte look that spares the full read tells empty queues (and a stream's end) from
+    /// queued data (a zero-length datagram included), and leaves the queue as it was.
+    #[test]
+    fn an_empty_queue_is_told_from_queued_data_and_left_as_it_was() {
+        let s = pair(libc::SOCK_STREAM);
+        assert!(nothing_queued(s[0], libc::SOCK_STREAM));
+        send(s[1], b"abc");
+        assert!(!nothing_queued(s[0], libc::SOCK_STREAM));
+        let (q, complete) = capture(s[0], libc::SOCK_STREAM, true, &mut |f| f);
+        assert!(complete);
+        assert_eq!(q.iter().flat_map(|m| m.data.clone()).collect::<Vec<u8>>(), b"abc");
+        sys::close(s[1]);
+        let mut buf = [0u8; 8];
+        // SAFETY: reading into buf.
+        assert_eq!(unsafe { libc::read(s[0], buf.as_mut_ptr().cast(), 8) }, 3);
+        assert!(nothing_queued(s[0], libc::SOCK_STREAM), "a stream at its end, the peer gone");
+        sys::close(s[0]);
+        let d = pair(libc::SOCK_DGRAM);
+        assert!(nothing_queued(d[0], libc::SOCK_DGRAM));
+        send(d[1], b"");
+        assert!(!nothing_queued(d[0], libc::SOCK_DGRAM), "a zero-length datagram is queued data");
+        let mut b = [0u8; 4];
+        // SAFETY: reading into b without waiting.
+        assert_eq!(unsafe { libc::recv(d[0], b.as_mut_ptr().cast(), 4, libc::MSG_DONTWAIT) }, 0, "still queued after the look");
+        sys::close(d[0]);
+        sys::close(d[1]);
+    }
 }
