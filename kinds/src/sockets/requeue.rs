@@ -114,7 +114,7 @@ fn requeue(lfd: i32, ty: i32, name: &[u8], dir: &[u8], icons: &[u32], clients: &
 /// closed); None if it could not be made.
 fn again(ty: i32, name: &[u8], dir: &[u8], msgs: &[Message], files: &[i32], fd: Option<i32>) -> Option<u64> {
     let s = sys::socket(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0).ok()?;
-    let options = fd.map(opts::capture).unwrap_or_default();
+    let options = fd.map(|f| opts::capture(f, libc::AF_UNIX)).unwrap_or_default();
     let _ = opts::restore(s, &options, opts::Phase::Early);
     let mut rest = files;
     let sent = unix::connect(s, name, dir) == 0
