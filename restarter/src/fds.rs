@@ -199,8 +199,10 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
         FdKind::PidFd { pid, own: false } if crate::threadpidfds::made_later(*pid) => return dev_null(),
         FdKind::PidFd { pid, own: false } => match fdobjs::pidfd(*pid, f.flags, mk.exact_ids) {
             Ok(fd) => fd,
+            // A pidfd of a process that is not there again: never silently another file.
+            Err(e) if !mk.ignore => bail!("fd {}: {e:#} (--ignore-missing-files gives the program /dev/null instead)", f.fd),
             Err(e) => {
-                eprintln!("ckpt-restart: warning: fd {}: {e:#}; it is replaced by /dev/null", f.fd);
+                eprintln!("ckpt-restart: warning: fd {}: {e:#}; it is replaced by /dev/null (--ignore-missing-files)", f.fd);
                 return dev_null();
             }
         },

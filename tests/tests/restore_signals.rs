@@ -5,6 +5,8 @@
 //! runtime's although the program blocks it and installs a handler for it.
 
 mod restore_util;
+#[path = "restore_util/refuse.rs"]
+mod refuse;
 use restore_util::*;
 use std::fs;
 
@@ -94,4 +96,19 @@ fn pidfd_of_a_thread() {
 #[test]
 fn pidfd_of_a_thread_as_nobody() {
     ready_go("pidfd_thread", "pidfd_thread_nobody", true, |_| {}, &[]);
+}
+
+/// A pidfd of a process that is not there again after the restart (a child left out of a
+/// single-process image, `--no-namespace`) refuses the restart in one line naming the fd;
+/// `--ignore-missing-files` gives the program /dev/null with a warning (before: /dev/null with a
+/// warning, without being asked).
+#[test]
+fn a_pidfd_of_a_process_not_restarted_refuses_the_restart() {
+    let r = refuse::refused_then_ignored_with("pidfd_other", "pidfd_other", false, "pidfd", &["--no-namespace"]);
+    assert!(r.refusal.contains("fd 3"), "refusal: {}", r.refusal);
+}
+
+#[test]
+fn a_pidfd_of_a_process_not_restarted_refuses_the_restart_as_nobody() {
+    refuse::refused_then_ignored_with("pidfd_other", "pidfd_other_nobody", true, "pidfd", &["--no-namespace"]);
 }

@@ -14,9 +14,14 @@ pub struct Refused {
 }
 
 pub fn refused_then_ignored(name: &str, tag: &str, nobody: bool, expect: &str) -> Refused {
+    refused_then_ignored_with(name, tag, nobody, expect, &[])
+}
+
+/// The same, with more options for ckpt-run.
+pub fn refused_then_ignored_with(name: &str, tag: &str, nobody: bool, expect: &str, options: &[&str]) -> Refused {
     let dir = workdir(tag);
     let prog = compile(name, &dir);
-    let mut p = run_as(&prog, &[], &dir, nobody);
+    let mut p = run_with(&prog, &[], &dir, nobody, options);
     p.wait_line(|l| l == "READY");
     let img = p.checkpoint(&dir, name);
     p.kill9();
