@@ -328,6 +328,25 @@ pub fn tree_pairs(procs: &[&[FdState]], top: RawFd, cttys: &[u32]) -> Result<Tre
     Ok(std::mem::take(&mut made.pairs))
 }
 
+/// Whether an fd's link (`/dev/pts/N (deleted)`) is the slave of a pseudo-terminal whose master
+/// was closed: hung up (reads give end of file, writes EIO), its devpts node gone.
+pub fn is_hung_up_slave(link: &[u8]) -> bool {
+    link.strip_prefix(b"/dev/pts/").and_then(|r| r.strip_suffix(b" (deleted)")).is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit))
+}
+
+/// A hung-up pseudo-terminal slave as `is_hung_up_slave` names one, opened with `flags`: the
+/// slave of a new pair whose master is closed at once (what the program held; its old index is
+/// not kept, and nothing can be read or written through it any more).
+pub fn hung_up_slave(flags: i32) -> Result<RawFd> {
+    let m = open_path(&c"/dev/ptmx".to_owned(), libc::O_RDWR)?;
+    let mut zero: i32 = 0;
+    let _ = sys::ioctl_ptr(m, libc::TIOCSPTLCK, &mut zero);
+    let idx = sys::ioctl_int(m, libc::TIOCGPTN).unwrap_or(-1);
+    let s = if idx >= 0 { open_path(&slave_path(idx as u32), flags) } else { Err(Error::Refused("cannot make a pseudo-terminal".into())) };
+    close(m);
+    s
+}
+
 fn slave_path(index: u32) -> CString {
     CString::new(format!("/dev/pts/{index}")).expect("no NUL")
 }

@@ -213,6 +213,8 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
         FdKind::Other { link } if link == b"anon_inode:[fanotify]" && !mk.ignore => {
             bail!("fd {} was a fanotify group; its marks are not made again (--ignore-missing-files gives the program /dev/null instead)", f.fd)
         }
+        // The slave of a pseudo-terminal whose master was closed: hung up, as it was.
+        FdKind::Other { link } if ckpt_kinds::tty::is_hung_up_slave(link) => ckpt_kinds::tty::hung_up_slave(f.flags)?,
         // Any other file ckpt cannot make again: never silently something else.
         FdKind::Other { link } if !mk.ignore => {
             bail!("fd {} ({}) is of a kind ckpt cannot restore (--ignore-missing-files gives the program /dev/null instead)", f.fd, lossy(link))

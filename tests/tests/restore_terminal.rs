@@ -36,6 +36,22 @@ fn own_pseudo_terminal_pairs_come_back_as_nobody() {
     ready_go("tty_pty_pair", "tty_pty_pair_nobody", true, |_| {}, &[]);
 }
 
+/// The slave of a pseudo-terminal whose master the program closed (hung up, its /dev/pts node
+/// gone: zdtm pty04) comes back hung up: reads and writes give what they gave before
+/// (tests/programs/pty_hung_up.c); it refused the restart as a file ckpt cannot make again
+/// (and before that, was /dev/null, whose writes succeed).
+#[test]
+fn a_hung_up_pseudo_terminal_slave_comes_back_hung_up() {
+    let _one = one_at_a_time();
+    ready_go("pty_hung_up", "pty_hung_up", false, |_| {}, &[]);
+}
+
+#[test]
+fn a_hung_up_pseudo_terminal_slave_comes_back_hung_up_as_nobody() {
+    let _one = one_at_a_time();
+    ready_go("pty_hung_up", "pty_hung_up_nobody", true, |_| {}, &[]);
+}
+
 /// A terminal device opened by a name of the program's own (a node with /dev/console's
 /// numbers it made in its directory, as zdtm's console test does): it is opened there again at
 /// the restart, not refused for want of a terminal nor replaced by ckpt-restart's.
