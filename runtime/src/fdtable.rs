@@ -138,7 +138,11 @@ impl Table {
             return None; // the directory fd we listed with, now closed
         }
         let n = sys::decimal(fd);
-        let link = sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", &n])).unwrap_or_default();
+        // No link: the fd was closed since it was listed. The program's threads are stopped, so
+        // it was not the program's: an fd another process's runtime had open for a moment in a
+        // table shared with it (clone with CLONE_FILES), which a restart refused as a file of an
+        // unknown kind (process_trees_files, as nobody, once in a full run).
+        let link = sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", &n])).ok()?;
         let link = procfs::own_proc_path(&link, self.pid);
         let fmt = st.st_mode & libc::S_IFMT;
         let link = if fmt == libc::S_IFREG && !link.starts_with(b"/") { procfs::own_ns_path(&link, st.st_ino).unwrap_or(link) } else { link };
