@@ -14,7 +14,9 @@ use std::time::Duration;
 fn removed_after_checkpoint(tag: &str, nobody: bool, run_args: &[&str]) -> Result<(Result<Outcome>, ckpt_tests::Record)> {
     let bins = Bins::locate()?;
     let work = Workdir::new(tag)?;
-    let program = Program::c(&work, "files_saved.c", &[], &["12"])?;
+    // 40 steps of 100 ms: under load the checkpoint at step 3 took longer than 12 steps left
+    // the program, which ended (and removed its file) before it was killed.
+    let program = Program::c(&work, "files_saved.c", &[], &["40"])?;
     let mut opts = Options::new(&work, &[3]);
     opts.as_nobody = nobody;
     opts.run_args = run_args.iter().map(Into::into).collect();
