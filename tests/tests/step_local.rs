@@ -303,8 +303,12 @@ fn trees_checkpoint_kill_resume(tag: &str, tree: Tree, procs: usize) -> Result<(
     // The namespace is required: without one, children are not managed.
     let env = [("CKPT_NAMESPACE", "1")];
     let mut first = start_step(&bins, &work, &exe, n, &Run { job: &job, restarts: 0, resume: false, env: &env, tree }, ROUNDS)?;
-    for p in first.iter_mut() {
-        p.wait_for_step(10, Duration::from_secs(60))?;
+    for i in 0..first.len() {
+        if let Err(e) = first[i].wait_for_step(10, Duration::from_secs(60)) {
+            // (Once in a full run under load, task 0 ended with status 0 before step 10.)
+            let all: Vec<String> = first.iter().map(|p| format!("{}:\n{}\n{}", p.label(), p.stdout(), p.stderr())).collect();
+            anyhow::bail!("{e}\n{}", all.join("\n"));
+        }
     }
     first[1].signal(libc::SIGUSR2)?;
     if let Err(e) = first[0].wait_for_stderr("step checkpoint 1: 3 tasks committed", Duration::from_secs(60)) {
