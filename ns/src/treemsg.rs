@@ -138,8 +138,17 @@ pub const STEP_PAIRS: &str = "step-pairs";
 /// process (ckpt-run, ckpt-restart) is `outer_pid`. Abstract names are per network namespace,
 /// which the tree shares with the host: each side checks the other's credentials (the
 /// coordinator is pid 1 of the member's pid namespace; members are processes inside it).
+/// The name also holds the caller's pid namespace (the coordinator and its members share it):
+/// outer pids alone are not unique when trees are nested (a step's tasks under ckpt-run inside
+/// a tree, whose ckpt-run pids are numbers of the outer tree's namespace), and a second tree
+/// whose outer process had the same number there could not listen ("Address already in use":
+/// its children were not checkpointed) or its members reached the other tree's coordinator.
 pub fn socket_name(outer_pid: i32) -> Vec<u8> {
-    format!("\0ckpt-tree-{outer_pid}").into_bytes()
+    let ns = std::fs::read_link("/proc/self/ns/pid").ok().and_then(|l| {
+        let l = l.to_string_lossy().into_owned();
+        l.strip_prefix("pid:[")?.strip_suffix(']').map(str::to_owned)
+    });
+    format!("\0ckpt-tree-{outer_pid}-{}", ns.unwrap_or_default()).into_bytes()
 }
 
 #[cfg(test)]
