@@ -208,14 +208,10 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
         },
         FdKind::ExitedPidFd { ino } => mk.sh.exited.open(*ino, f.flags)?,
         FdKind::Epoll { .. } => unreachable!("epoll instances are created last"),
-        // A fanotify group: its marks (and queued events) are not made again; a program left
-        // waiting on it would wait forever.
-        FdKind::Other { link } if link == b"anon_inode:[fanotify]" && !mk.ignore => {
-            bail!("fd {} was a fanotify group; its marks are not made again (--ignore-missing-files gives the program /dev/null instead)", f.fd)
-        }
         // The slave of a pseudo-terminal whose master was closed: hung up, as it was.
         FdKind::Other { link } if ckpt_kinds::tty::is_hung_up_slave(link) => ckpt_kinds::tty::hung_up_slave(f.flags)?,
-        // Any other file ckpt cannot make again: never silently something else.
+        // Any other file ckpt cannot make again (a fanotify group, whose marks and queued events
+        // are not made again, an io_uring instance...): never silently something else.
         FdKind::Other { link } if !mk.ignore => {
             bail!("fd {} ({}) is of a kind ckpt cannot restore (--ignore-missing-files gives the program /dev/null instead)", f.fd, lossy(link))
         }

@@ -61,14 +61,20 @@ fn a_fanotify_group_refuses_the_restart_as_nobody() {
 }
 
 fn fanotify_refused(tag: &str, nobody: bool) {
+    refused_where_the_kernel_allows("fanotify_group", tag, nobody, "no fanotify here", "fanotify");
+}
+
+/// `refuse::refused_then_ignored` for program `name`, unless its plain run says `absent` (this
+/// kernel refuses the object it makes for this user: the test is skipped).
+fn refused_where_the_kernel_allows(name: &str, tag: &str, nobody: bool, absent: &str, expect: &str) -> Option<refuse::Refused> {
     let probe = workdir(&format!("{tag}_probe"));
-    let prog = compile("fanotify_group", &probe);
+    let prog = compile(name, &probe);
     std::fs::write(probe.join("go"), b"").unwrap();
-    if plain_as(&prog, &[], &probe, nobody).contains("no fanotify here") {
-        ckpt_tests::skip_test!("this kernel refuses an unprivileged fanotify group");
-        return;
+    if plain_as(&prog, &[], &probe, nobody).contains(absent) {
+        ckpt_tests::skip_test!("this kernel refuses what {name} makes ({absent})");
+        return None;
     }
-    refuse::refused_then_ignored("fanotify_group", tag, nobody, "fanotify");
+    Some(refuse::refused_then_ignored(name, tag, nobody, expect))
 }
 
 /// An fd of a kind ckpt cannot restore (an io_uring instance) is never silently replaced: the
@@ -85,13 +91,7 @@ fn an_fd_of_a_kind_ckpt_cannot_restore_refuses_the_restart_as_nobody() {
 }
 
 fn unknown_fd_refused(tag: &str, nobody: bool) {
-    let probe = workdir(&format!("{tag}_probe"));
-    let prog = compile("unknown_fd", &probe);
-    std::fs::write(probe.join("go"), b"").unwrap();
-    if plain_as(&prog, &[], &probe, nobody).contains("no io_uring here") {
-        ckpt_tests::skip_test!("this kernel refuses io_uring");
-        return;
+    if let Some(r) = refused_where_the_kernel_allows("unknown_fd", tag, nobody, "no io_uring here", "io_uring") {
+        assert!(r.refusal.contains("cannot restore"), "refusal: {}", r.refusal);
     }
-    let r = refuse::refused_then_ignored("unknown_fd", tag, nobody, "io_uring");
-    assert!(r.refusal.contains("cannot restore"), "refusal: {}", r.refusal);
 }
