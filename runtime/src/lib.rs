@@ -95,8 +95,28 @@ static ACTIVE: AtomicBool = AtomicBool::new(false);
 static TRIGGER_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 pub fn config() -> Option<&'static Config> {
-    // SAFETY: CONFIG is set once, in the constructor, to a leaked Box, and never freed.
+    // SAFETY: CONFIG is set to leaked Boxes (in the constructor, and by move_image_dir after a
+    // restart), never freed.
     unsafe { CONFIG.load(Ordering::Acquire).as_ref() }
+}
+
+/// After a restart from an image that is no longer where the program's images were written
+/// (the user moved or copied the directory: `ckpt-run --resume --dir NEW`, `ckpt-restart
+/// NEW/NAME.ckpt`): the next images, their generations and increments, and the control socket
+/// go to `dir`, where the restarted image and its chain are, instead of the recorded directory
+/// (which may be gone). The old configuration stays allocated: references to it stay valid.
+pub(crate) fn move_image_dir(dir: Vec<u8>) {
+    let Some(c) = config() else { return };
+    let same = |a: &[u8], b: &[u8]| match (sys::stat_at(libc::AT_FDCWD, &sys::cpath(&[a])), sys::stat_at(libc::AT_FDCWD, &sys::cpath(&[b]))) {
+        (Ok(x), Ok(y)) => x.st_dev == y.st_dev && x.st_ino == y.st_ino,
+        _ => false,
+    };
+    if dir.is_empty() || same(&c.dir, &dir) {
+        return;
+    }
+    log!(DEBUG, "images go to {} now (the restarted image is there; they were written to {})", String::from_utf8_lossy(&dir), String::from_utf8_lossy(&c.dir));
+    let moved = Config { dir, name: c.name.clone(), signal: c.signal, allow_shared: c.allow_shared, program: c.program.clone(), program_id: c.program_id };
+    CONFIG.store(Box::into_raw(Box::new(moved)), Ordering::Release);
 }
 
 pub fn is_active() -> bool {

@@ -112,6 +112,12 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
         }
         threads::register_rseq(ct.fs_base.load(Ordering::Relaxed), true);
     }
+    // SAFETY: the restarter wrote path_len bytes at info.path, in the switch area (still mapped).
+    let path = unsafe { std::slice::from_raw_parts(info.path as *const u8, info.path_len as usize) }.to_vec();
+    // (Before the scratch arena: the new configuration outlives the restart.)
+    if !crate::tree::is_child() && info.step_epoch == 0 {
+        crate::move_image_dir(image_dir_of(&path));
+    }
     // The image was taken inside a checkpoint: the gate held, the scratch arena in use (and
     // released above). Start both afresh.
     gate::reset_after_restart();
@@ -123,8 +129,6 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
         crate::control::setup(); // our fds were not in the image: create them before the threads run
     }
     crate::tree::join();
-    // SAFETY: the restarter wrote path_len bytes at info.path, in the switch area (still mapped).
-    let path = unsafe { std::slice::from_raw_parts(info.path as *const u8, info.path_len as usize) }.to_vec();
     let pidfds = if ours { take_pidfds(&info) } else { Vec::new() };
     let done = Done { path, generation: info.generation, memory: info.memory, started_ns: info.started_ns, pidfds };
     // The program's root (chroot) before its threads are made: they share it, and the
@@ -256,6 +260,19 @@ extern "C" fn ckpt_thread_continues(slots: u64) -> ! {
         }
     }
     finish(slots, old_tid, done)
+}
+
+/// The directory the restarted image is in (absolute, from the restarter): the image's own
+/// (`DIR/NAME.ckpt`), or for a process tree's the set's (`DIR/NAME.ckpt/PID.ckpt`).
+fn image_dir_of(path: &[u8]) -> Vec<u8> {
+    let parent = |p: &[u8]| p.iter().rposition(|&b| b == b'/').map(|i| p[..i.max(1)].to_vec());
+    let Some(dir) = parent(path).filter(|_| path.starts_with(b"/")) else { return Vec::new() };
+    let name = crate::config().map(|c| c.name.clone()).unwrap_or_default();
+    let base = dir.rsplit(|&b| b == b'/').next().unwrap_or_default();
+    match ckpt_image::parse_image_name(base) {
+        Some((n, _)) if n == name.as_slice() => parent(&dir).unwrap_or_default(),
+        _ => dir,
+    }
 }
 
 /// The pidfds of the program's threads the restarter held /dev/null for (RestartPidFd records).

@@ -158,6 +158,9 @@ pub struct Options {
     pub checkpoint_steps: Vec<u64>,
     /// Give ckpt-restart the image directory instead of the image file.
     pub restart_from_dir: bool,
+    /// Before each restart, rename the image directory (`DIR` to `DIR-moved1`, ...) and
+    /// restart from there: the next image must appear in the new one.
+    pub move_images: bool,
     pub timeouts: Timeouts,
     /// Checkpoints the ckpt-run process takes first, each once it printed a step >= the entry
     /// (without being killed), before the first cycle's checkpoint.
@@ -184,6 +187,7 @@ impl Options {
             as_nobody: false,
             checkpoint_steps: steps.to_vec(),
             restart_from_dir: false,
+            move_images: false,
             timeouts: Timeouts::default(),
             also_at: Vec::new(),
             env: Vec::new(),
@@ -418,7 +422,8 @@ pub fn checkpoint_kill_restart(bins: &Bins, program: &Program, opts: &Options) -
     let mut procs: Vec<Proc> = Vec::new();
     let mut cycles = Vec::new();
     let mut extra = Vec::new();
-    let res = drive(bins, program, opts, &image, &mut procs, &mut cycles, &mut extra);
+    let mut image = image;
+    let res = drive(bins, program, opts, &mut image, &mut procs, &mut cycles, &mut extra);
     let records: Vec<Record> = procs.iter().map(Proc::record).collect();
     match res {
         Ok(_) => Ok(Outcome {
@@ -436,7 +441,7 @@ fn drive(
     bins: &Bins,
     program: &Program,
     opts: &Options,
-    image: &Path,
+    image: &mut PathBuf,
     procs: &mut Vec<Proc>,
     cycles: &mut Vec<Cycle>,
     extra: &mut Vec<Cycle>,
@@ -454,10 +459,18 @@ fn drive(
         cycles.push(checkpoint(p, image, step, &opts.timeouts)?);
         p.kill()?;
         std::thread::sleep(opts.downtime);
+        let mut images = image.parent().expect("an image directory").to_path_buf();
+        if opts.move_images {
+            let moved = PathBuf::from(format!("{}-moved{}", opts.images.display(), k + 1));
+            std::fs::rename(&images, &moved)?;
+            procs.last_mut().expect("a process").note(format!("moved {} to {}", images.display(), moved.display()));
+            *image = moved.join(image.file_name().expect("an image name"));
+            images = moved;
+        }
         let target: OsString = if opts.restart_from_dir {
-            opts.images.clone().into()
+            images.into()
         } else {
-            image.into()
+            image.clone().into()
         };
         let mut argv = opts.wrapper.clone();
         argv.push(bins.restart.clone().into_os_string());
