@@ -28,6 +28,7 @@ mod hooks;
 mod ids;
 mod imgdir;
 mod incremental;
+mod inotifyq;
 mod kstate;
 mod launch;
 mod leftout;
@@ -154,6 +155,7 @@ extern "C" fn init() {
     hooks::resolve();
     fdhooks::resolve();
     fdguard::resolve();
+    inotifyq::resolve();
     forkadvice::resolve();
     nshooks::resolve();
     spawnhooks::resolve();
