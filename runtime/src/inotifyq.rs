@@ -14,10 +14,14 @@
 //!
 //! Reads follow inotify's rules: whole events only, as many as fit, EINVAL when the next one
 //! does not fit. The saved events of an fd go with its number; a dup of it (kcmp) is served
-//! them too; close, close_range and closefrom drop them. Only in a program of one process (in a
-//! tree another process may hold the instance: its queue is left to the kernel, and a restart
-//! refuses as before). Fixed-size table and raw system calls: the checkpoint fills it with the
-//! threads stopped, where no allocation of ours may outlive the checkpoint.
+//! them too; close, close_range and closefrom drop them. Left to the kernel (and a restart
+//! refuses as before): in a tree of processes (another one may hold the instance), and when a
+//! thread was stopped blocked in a read of the instance (events came during the stop): the
+//! blocked-call machinery makes that read again as it was, past these hooks. Not seen: a read
+//! by a raw system call, dup2 over the fd, a forked child (it has a copy of the table, so
+//! both processes are served the events), exec (the events are gone, the marker shows).
+//! Fixed-size table and raw system calls: the checkpoint fills it with the threads stopped,
+//! where no allocation of ours may outlive the checkpoint.
 
 use crate::gate;
 use crate::hooks::RealFn;
@@ -121,6 +125,12 @@ pub fn drain(fd: i32) -> u32 {
     let mut queued: i32 = 0;
     let _ = syscall!(libc::SYS_ioctl, fd, libc::FIONREAD, &mut queued as *mut i32);
     let queued = queued.max(0) as usize;
+    // A thread blocked in a read of this instance makes it again, past our hooks: it must find
+    // the events in the kernel's queue, not the marker (left there; a restart refuses).
+    let pid = sys::getpid();
+    if queued > 0 && crate::blocked::reading(&|other| other == fd || syscall!(libc::SYS_kcmp, pid, pid, KCMP_FILE, fd, other) == Ok(0)) {
+        return queued as u32;
+    }
     let mut t = table();
     let slot = t.iter().position(|s| s.fd == fd).or_else(|| if queued > 0 { t.iter().position(|s| s.fd < 0) } else { None });
     let Some(i) = slot else { return queued as u32 };
