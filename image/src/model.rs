@@ -272,7 +272,8 @@ pub enum FdKind {
     TimerFd { clockid: i32, value_ns: u64, interval_ns: u64, ticks: u64 },
     SignalFd { mask: u64 },
     Epoll { entries: Vec<EpollEntry> },
-    /// `queued`: bytes of events that were queued unread (they cannot be saved).
+    /// `queued`: bytes of events left unread in the kernel's queue (0 when the runtime saved
+    /// them in its own memory, which the image holds).
     Inotify { watches: Vec<InotifyWatch>, queued: u32 },
     /// A FIFO opened by path (`deleted`: its name was removed since), inode `ino`, capacity
     /// `size`. `data` holds the bytes that were unread at checkpoint time (on one entry per FIFO;

@@ -184,7 +184,8 @@ pub fn signalfd(mask: u64) -> Result<RawFd> {
 /// watch was added, still open at fd N) is added through our fd of it (`held`: our fd of the
 /// program's fd N), so it watches the file as restored at N.
 /// A watch whose file is no longer where it was added (renamed or removed since, and not found
-/// elsewhere) and events that were queued unread cannot be restored: refused, or with
+/// elsewhere) and events the runtime left queued in the kernel (it saves and serves those of a
+/// one-process program itself: runtime/src/inotifyq.rs) cannot be restored: refused, or with
 /// `ignore` a warning (a program waiting for them would wait forever).
 pub fn inotify(watches: &[InotifyWatch], queued: u32, fd_no: i32, ignore: bool, held: &dyn Fn(i32) -> Option<RawFd>) -> Result<RawFd> {
     let lost = |what: String| -> Result<()> {
@@ -195,7 +196,7 @@ pub fn inotify(watches: &[InotifyWatch], queued: u32, fd_no: i32, ignore: bool, 
         bail!("fd {fd_no}: {what} (--ignore-missing-files goes on without it)");
     };
     if queued > 0 {
-        lost(format!("{queued} bytes of inotify events were queued unread; they cannot be queued again"))?;
+        lost(format!("{queued} bytes of inotify events were queued unread and left in the kernel (an instance another process of the tree may hold, or one a thread was stopped reading); they cannot be queued again"))?;
     }
     for x in watches.iter().filter(|w| w.gone) {
         lost(format!("the file of inotify watch {} ({}) was renamed or removed since the watch was added; the watch cannot be restored", x.wd, lossy(&x.path)))?;

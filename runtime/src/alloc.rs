@@ -263,7 +263,7 @@ impl Scratch {
 /// image writer's helper threads (clones that share its TLS) and the snapshot child (a copy of
 /// it). Only they allocate from the scratch arena; a program thread in a hook during a
 /// checkpoint gets general memory, which outlives the checkpoint.
-fn on_checkpoint_thread() -> bool {
+pub(crate) fn on_checkpoint_thread() -> bool {
     let tp: u64;
     // SAFETY: reads the first word of the thread control block, which glibc sets to the
     // block's own address (the thread pointer) in every thread.

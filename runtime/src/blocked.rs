@@ -212,6 +212,17 @@ fn seen_of(tid: i32) -> Option<Seen> {
     Some(unsafe { (*SEEN.0.get())[i] })
 }
 
+/// Whether a thread was seen blocked in read or readv of an fd for which `same(fd)` holds, in
+/// the stop under way: its call is made again as it was, past every read hook (inotifyq.rs).
+pub fn reading(same: &dyn Fn(i32) -> bool) -> bool {
+    let n = (NSEEN.load(Ordering::Acquire) as usize).min(MAX);
+    (0..n).filter(|&i| SEEN_TID[i].load(Ordering::Acquire) != 0).any(|i| {
+        // SAFETY: published entry (see SeenTable).
+        let s = unsafe { (*SEEN.0.get())[i] };
+        (s.nr == libc::SYS_read || s.nr == libc::SYS_readv) && same(s.args[0] as i32)
+    })
+}
+
 // ---- records of re-issued calls ----
 
 /// How a re-issued call waits.

@@ -31,6 +31,7 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     if fd >= sys::high_fd() && (sys::still_own(fd) || sys::foreign_own(fd)) {
         return 0;
     }
+    crate::inotifyq::closed(fd as c_uint, fd as c_uint);
     // SAFETY: forwarding to libc's close.
     unsafe { std::mem::transmute::<usize, CloseFn>(REAL_CLOSE.get())(fd) }
 }
@@ -38,6 +39,9 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
 /// close_range(2) of [first, last] but the runtime's own fds (with CLOSE_RANGE_CLOEXEC, which
 /// only marks them close-on-exec as they are already, all of it).
 fn close_range_around(first: c_uint, last: c_uint, flags: c_uint) -> c_int {
+    if flags & libc::CLOSE_RANGE_CLOEXEC == 0 {
+        crate::inotifyq::closed(first, last);
+    }
     let call = |a: c_uint, b: c_uint| match syscall!(libc::SYS_close_range, a, b, flags) {
         Ok(_) => 0,
         Err(e) => {

@@ -15,7 +15,9 @@ fn field(s: &str, key: &str, radix: u32) -> Option<u64> {
 }
 
 /// eventfd, timerfd, signalfd, epoll, inotify and pidfds, from fdinfo (and timerfd_gettime).
-pub fn anon(fd: i32, link: &[u8], info: &[u8]) -> Option<FdKind> {
+/// `drain`: the events queued in an inotify instance are saved by the runtime (inotifyq.rs),
+/// which serves them to the program; else they stay queued, and the image says how many bytes.
+pub fn anon(fd: i32, link: &[u8], info: &[u8], drain: bool) -> Option<FdKind> {
     let s = std::str::from_utf8(info).ok()?;
     match link {
         b"anon_inode:[eventfd]" => Some(FdKind::EventFd {
@@ -50,6 +52,9 @@ pub fn anon(fd: i32, link: &[u8], info: &[u8]) -> Option<FdKind> {
         b"anon_inode:inotify" => {
             let mut queued: i32 = 0;
             let _ = syscall!(libc::SYS_ioctl, fd, libc::FIONREAD, &mut queued as *mut i32);
+            if drain {
+                queued = crate::inotifyq::drain(fd) as i32;
+            }
             Some(FdKind::Inotify {
                 watches: s
                     .lines()

@@ -43,6 +43,8 @@ struct Table {
     pipes: pipe::Seen,
     sockets: Context,
     pid: i32,
+    /// The program's only process: what is queued in its inotify instances is its alone.
+    alone: bool,
 }
 
 pub fn read_fds() -> Vec<FdState> {
@@ -58,10 +60,11 @@ pub fn read_fds() -> Vec<FdState> {
         pipes: pipe::Seen::default(),
         sockets: Context::with_queues_elsewhere(crate::treesocks::held_by_lower_pids()),
         pid: sys::getpid(),
+        alone: alone(),
     };
     fds.retain(|&fd| !(crate::control::is_runtime_fd(fd) || sys::foreign_own(fd) || sharers_proc_file(fd) || sharers_diag_socket(fd)));
     // (Those skipped are ours or, in a table shared by clone, another process's: made again after a restart.)
-    if alone() {
+    if t.alone {
         requeue_waiting(&mut t.sockets, &fds);
     }
     for fd in fds {
@@ -213,7 +216,7 @@ impl Table {
             self.inflight.extend(pending);
             s.map(|s| FdKind::Socket(Box::new(s))).unwrap_or(FdKind::Other { link })
         } else if link.starts_with(b"anon_inode:") {
-            fdobjs::anon(fd, &link, &info).unwrap_or(FdKind::Other { link })
+            fdobjs::anon(fd, &link, &info, no >= 0 && self.alone).unwrap_or(FdKind::Other { link })
         } else {
             FdKind::Other { link }
         };

@@ -28,6 +28,7 @@ mod hooks;
 mod ids;
 mod imgdir;
 mod incremental;
+mod inotifyq;
 mod kstate;
 mod launch;
 mod leftout;
@@ -174,6 +175,7 @@ extern "C" fn init() {
     hooks::resolve();
     fdhooks::resolve();
     fdguard::resolve();
+    inotifyq::resolve();
     forkadvice::resolve();
     nshooks::resolve();
     spawnhooks::resolve();

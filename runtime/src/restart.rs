@@ -94,6 +94,8 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     crate::triggers::after_restart();
     crate::blocked::after_restart();
     crate::checkpoint::after_restart();
+    // Inotify instances with saved events: their markers, before the root may change.
+    crate::inotifyq::after_restart();
     crate::checkpoint::mark_start();
     crate::launch::set_managed(sys::getpid());
     let ours = info.magic == RestartInfo::MAGIC;

@@ -3,6 +3,9 @@
 //! and an fd number reused for two entries; inotify watches on a symbolic link itself, through
 //! one, on a file renamed since, and on a removed file the program holds open; a watch whose
 //! file cannot be found again refuses the restart (or warns with --ignore-missing-files).
+//! Events queued unread at checkpoint time are read after the restart and by the program that
+//! goes on after the checkpoint, with their wd, mask, cookie and name, and poll and epoll see
+//! the fd readable while they remain.
 
 mod restore_util;
 use restore_util::*;
@@ -39,6 +42,61 @@ fn an_inotify_watch_on_a_removed_file_held_open_comes_back() {
 #[test]
 fn an_inotify_watch_on_a_removed_file_held_open_comes_back_as_nobody() {
     ready_go("inotify_removed", "inotify_removed_nobody", true, |_| {}, &[]);
+}
+
+/// Events queued unread when the checkpoint is taken (zdtm inotify_system): the restarted
+/// program reads them, as an uninterrupted run does.
+#[test]
+fn inotify_events_queued_at_checkpoint_time_are_read_after_the_restart() {
+    ready_go("inotify_queued", "inotify_queued", false, |_| {}, &[]);
+}
+
+#[test]
+fn inotify_events_queued_at_checkpoint_time_are_read_after_the_restart_as_nobody() {
+    ready_go("inotify_queued", "inotify_queued_nobody", true, |_| {}, &[]);
+}
+
+/// The program that goes on after two checkpoints (the second finds the events the first saved
+/// still unread) reads them as if none had been taken.
+#[test]
+fn inotify_events_queued_at_checkpoint_time_are_read_by_the_program_that_goes_on() {
+    queued_after_two_checkpoints("inotify_queued_live", false, false);
+}
+
+#[test]
+fn inotify_events_queued_at_checkpoint_time_are_read_by_the_program_that_goes_on_as_nobody() {
+    queued_after_two_checkpoints("inotify_queued_live_nobody", true, false);
+}
+
+/// A restart from the second of two checkpoints: the events the first saved are in it.
+#[test]
+fn inotify_events_saved_by_an_earlier_checkpoint_are_read_after_a_restart_from_a_later_one() {
+    queued_after_two_checkpoints("inotify_queued_twice", false, true);
+}
+
+fn queued_after_two_checkpoints(tag: &str, nobody: bool, restart: bool) {
+    let base = workdir(&format!("{tag}_ref"));
+    let prog = compile("inotify_queued", &base);
+    std::fs::write(base.join("go"), b"").unwrap();
+    let expected = plain_as(&prog, &[], &base, nobody);
+    assert!(expected.ends_with("done\n"), "the uninterrupted run fails its own checks: {expected}");
+    let dir = workdir(tag);
+    let mut p = run_as(&prog, &[], &dir, nobody);
+    p.wait_line(|l| l == "READY");
+    p.checkpoint(&dir, "inotify_queued");
+    let img = p.checkpoint(&dir, "inotify_queued");
+    let mut p = if restart {
+        p.kill9();
+        restart_as(&img, &[], &dir, nobody)
+    } else {
+        p
+    };
+    std::fs::write(dir.join("go"), b"").unwrap();
+    let st = p.wait();
+    let (stdout, stderr) = (p.stdout(), p.stderr());
+    assert!(st.success(), "the program failed ({st:?}): {stderr}\nstdout: {stdout}");
+    let expected = if restart { expected.replacen("READY\n", "", 1) } else { expected };
+    assert_eq!(stdout, expected, "the run differs; stderr: {stderr}");
 }
 
 #[test]
