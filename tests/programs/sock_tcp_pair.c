@@ -2,6 +2,7 @@
  * directions, one connection shut down one way, and one whose receiver's buffer is full (the
  * sender's send queue holds the rest). After a restart every byte arrives, in order, once. */
 #include "files_common.h"
+#include "port_common.h"
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -31,7 +32,7 @@ int main(void) {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t al = sizeof a;
     int l = socket(AF_INET, SOCK_STREAM, 0);
-    if (bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 8) || getsockname(l, (struct sockaddr *)&a, &al)) return 2;
+    if (bind_free_port(l, &a, sizeof a) || listen(l, 8) || getsockname(l, (struct sockaddr *)&a, &al)) return 2;
     int c1 = socket(AF_INET, SOCK_STREAM, 0);
     connect(c1, (struct sockaddr *)&a, sizeof a);
     int s1 = accept(l, NULL, NULL);
