@@ -3,13 +3,16 @@
  * default). With port 0 the kernel picks one inside it, and once the program is killed a
  * connection of another program (a test running beside it) may get that port as its own
  * local port, or leave it in TIME_WAIT, so the restart rightly cannot bind it again. A random
- * port below the range (above it where there is no room below) is tried until bind takes it. */
+ * port below the range (above it where there is no room below) is tried until bind takes it.
+ * The same holds for a client's port, which a restart binds again for a connection whose two
+ * ends are in the program: such clients bind one before they connect. */
 #ifndef PORT_COMMON_H
 #define PORT_COMMON_H
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -56,5 +59,15 @@ __attribute__((unused)) static int bind_free_port(int fd, void *addr, socklen_t 
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof reuse);
     errno = e;
     return r;
+}
+
+/* Connect fd to `to` (a struct sockaddr_in or sockaddr_in6 of len bytes: the program's own
+ * listener on this machine) from a free port outside the ephemeral range at to's address.
+ * 0, or -1 with errno. */
+__attribute__((unused)) static int connect_from_free_port(int fd, const void *to, socklen_t len) {
+    struct sockaddr_storage me;
+    memcpy(&me, to, len);
+    if (bind_free_port(fd, &me, len) != 0) return -1;
+    return connect(fd, (const struct sockaddr *)to, len);
 }
 #endif

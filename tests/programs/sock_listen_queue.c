@@ -42,12 +42,12 @@ int main(void) {
     int tlis = socket(AF_INET, SOCK_STREAM, 0);
     if (bind_free_port(tlis, &ta, sizeof ta) || listen(tlis, 8) || getsockname(tlis, (struct sockaddr *)&ta, &tl)) return 3;
     int tacc_c = socket(AF_INET, SOCK_STREAM, 0);
-    connect(tacc_c, (struct sockaddr *)&ta, sizeof ta);
+    connect_from_free_port(tacc_c, &ta, sizeof ta);
     int tacc_s = accept(tlis, NULL, NULL);
     write(tacc_c, "tcp to server", 13);
     write(tacc_s, "tcp to client", 13);
     int twait = socket(AF_INET, SOCK_STREAM, 0);
-    connect(twait, (struct sockaddr *)&ta, sizeof ta);
+    connect_from_free_port(twait, &ta, sizeof ta);
     ready();
 
     char b[32];

@@ -38,7 +38,7 @@ int main(void) {
     setsockopt(c, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
     setsockopt(c, IPPROTO_IP, IP_TTL, &ttl, sizeof ttl);
     setsockopt(c, SOL_SOCKET, SO_BINDTODEVICE, "lo", 3);
-    if (connect(c, (struct sockaddr *)&a, sizeof a)) return 3;
+    if (connect_from_free_port(c, &a, sizeof a)) return 3;
     int s = accept(l, NULL, NULL);
     setsockopt(s, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
     setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);

@@ -16,7 +16,7 @@ static int pair(int *srv, int *cli) {
     socklen_t len = sizeof a;
     if (bind_free_port(l, &a, sizeof a) || listen(l, 1) || getsockname(l, (struct sockaddr *)&a, &len)) return -1;
     *cli = socket(AF_INET, SOCK_STREAM, 0);
-    if (connect(*cli, (struct sockaddr *)&a, sizeof a)) return -1;
+    if (connect_from_free_port(*cli, &a, sizeof a)) return -1;
     *srv = accept(l, NULL, NULL);
     close(l);
     return *srv < 0 ? -1 : 0;

@@ -34,18 +34,18 @@ int main(void) {
     int l = socket(AF_INET, SOCK_STREAM, 0);
     if (bind_free_port(l, &a, sizeof a) || listen(l, 8) || getsockname(l, (struct sockaddr *)&a, &al)) return 2;
     int c1 = socket(AF_INET, SOCK_STREAM, 0);
-    connect(c1, (struct sockaddr *)&a, sizeof a);
+    connect_from_free_port(c1, &a, sizeof a);
     int s1 = accept(l, NULL, NULL);
     write(c1, "hello server", 12);
     write(s1, "hello client", 12);
     int c2 = socket(AF_INET, SOCK_STREAM, 0);
-    connect(c2, (struct sockaddr *)&a, sizeof a);
+    connect_from_free_port(c2, &a, sizeof a);
     int s2 = accept(l, NULL, NULL);
     write(c2, "bye", 3);
     shutdown(c2, SHUT_WR);
     /* A full one: write until it would block. */
     int c3 = socket(AF_INET, SOCK_STREAM, 0);
-    connect(c3, (struct sockaddr *)&a, sizeof a);
+    connect_from_free_port(c3, &a, sizeof a);
     int s3 = accept(l, NULL, NULL);
     fcntl(c3, F_SETFL, O_NONBLOCK);
     static char chunk[4096];
