@@ -65,6 +65,13 @@ fn hidden(dfd: c_int, name: &[u8], d_type: u8) -> bool {
     if syscall!(libc::SYS_fstatfs, dfd, &mut fs as *mut libc::statfs).is_err() || fs.f_type != PROC_SUPER_MAGIC {
         return false;
     }
+    // The rest opens files of /proc for a moment and allocates (the runtime's allocator lock):
+    // under the gate, so that a checkpoint never stops the thread half-way (it took the open
+    // fdinfo file for the program's, `/proc/self/fdinfo/1006`, which the restart refused; or the
+    // allocator lock held, on which the restarted runtime spun for ever). Only listings of /proc
+    // get here: the runtime's own (std::fs::read_dir of the image directory, with the gate held
+    // by the checkpoint) do not.
+    let _g = crate::gate::enter();
     let Ok(dir) = sys::readlink(&sys::cpath(&[b"/proc/self/fd/", &sys::decimal(dfd)])) else { return false };
     let Some(base) = dir.strip_suffix(b"/fd").or_else(|| dir.strip_suffix(b"/fdinfo")) else { return false };
     if !base.starts_with(b"/proc/") {

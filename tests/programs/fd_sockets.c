@@ -12,6 +12,7 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include "port_common.h"
 
 static void wait_go(void) {
     struct timespec ts = {0, 20 * 1000 * 1000};
@@ -37,7 +38,7 @@ int main(int argc, char **argv) {
     int tl = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
     setsockopt(tl, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-    if (bind(tl, (struct sockaddr *)&in, sizeof in) || listen(tl, 8)) return 2;
+    if (bind_free_port(tl, &in, sizeof in) || listen(tl, 8)) return 2;
     socklen_t len = sizeof in;
     getsockname(tl, (struct sockaddr *)&in, &len);
     struct sockaddr_un un = {.sun_family = AF_UNIX};
@@ -46,7 +47,7 @@ int main(int argc, char **argv) {
     if (bind(ul, (struct sockaddr *)&un, sizeof un) || listen(ul, 8)) return 3;
     struct sockaddr_in ud = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int u = socket(AF_INET, SOCK_DGRAM, 0);
-    bind(u, (struct sockaddr *)&ud, sizeof ud);
+    bind_free_port(u, &ud, sizeof ud);
     len = sizeof ud;
     getsockname(u, (struct sockaddr *)&ud, &len);
     int out = -1;

@@ -3,6 +3,7 @@
  * bytes unread both ways. After a restart accept returns the waiting connections, which carry
  * data both ways; the accepted ones have their bytes. */
 #include "files_common.h"
+#include "port_common.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -39,14 +40,14 @@ int main(void) {
     struct sockaddr_in ta = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t tl = sizeof ta;
     int tlis = socket(AF_INET, SOCK_STREAM, 0);
-    if (bind(tlis, (struct sockaddr *)&ta, sizeof ta) || listen(tlis, 8) || getsockname(tlis, (struct sockaddr *)&ta, &tl)) return 3;
+    if (bind_free_port(tlis, &ta, sizeof ta) || listen(tlis, 8) || getsockname(tlis, (struct sockaddr *)&ta, &tl)) return 3;
     int tacc_c = socket(AF_INET, SOCK_STREAM, 0);
-    connect(tacc_c, (struct sockaddr *)&ta, sizeof ta);
+    connect_from_free_port(tacc_c, &ta, sizeof ta);
     int tacc_s = accept(tlis, NULL, NULL);
     write(tacc_c, "tcp to server", 13);
     write(tacc_s, "tcp to client", 13);
     int twait = socket(AF_INET, SOCK_STREAM, 0);
-    connect(twait, (struct sockaddr *)&ta, sizeof ta);
+    connect_from_free_port(twait, &ta, sizeof ta);
     ready();
 
     char b[32];

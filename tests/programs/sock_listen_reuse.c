@@ -6,6 +6,7 @@
  * After a restart each listener still says SO_REUSEADDR 0 and accepts a new connection on its
  * old address. */
 #include "files_common.h"
+#include "port_common.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -19,7 +20,7 @@ static struct lingering lingering(int reuse_on_accepted) {
     struct lingering r = {.a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY)}};
     socklen_t tl = sizeof r.a;
     r.l = socket(AF_INET, SOCK_STREAM, 0);
-    if (bind(r.l, (struct sockaddr *)&r.a, sizeof r.a) || listen(r.l, 8) || getsockname(r.l, (struct sockaddr *)&r.a, &tl)) exit(2);
+    if (bind_free_port(r.l, &r.a, sizeof r.a) || listen(r.l, 8) || getsockname(r.l, (struct sockaddr *)&r.a, &tl)) exit(2);
     r.a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int c = socket(AF_INET, SOCK_STREAM, 0);
     if (connect(c, (struct sockaddr *)&r.a, sizeof r.a)) exit(3);

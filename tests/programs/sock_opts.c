@@ -2,6 +2,7 @@
  * come back after a restart (buffer sizes and their locks, linger, priority, timeouts, device
  * binding, IP and TCP options, a classic BPF filter read with SO_GET_FILTER). */
 #include "files_common.h"
+#include "port_common.h"
 #include <arpa/inet.h>
 #include <linux/filter.h>
 #include <netinet/in.h>
@@ -27,7 +28,7 @@ int main(void) {
     int one = 1, cnt = 5, intvl = 9, prio = 5, ttl = 33, small = 8192;
     setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(l, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-    if (bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 4) || getsockname(l, (struct sockaddr *)&a, &al)) return 2;
+    if (bind_free_port(l, &a, sizeof a) || listen(l, 4) || getsockname(l, (struct sockaddr *)&a, &al)) return 2;
     int c = socket(AF_INET, SOCK_STREAM, 0);
     struct linger lg = {1, 7};
     setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
@@ -37,7 +38,7 @@ int main(void) {
     setsockopt(c, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
     setsockopt(c, IPPROTO_IP, IP_TTL, &ttl, sizeof ttl);
     setsockopt(c, SOL_SOCKET, SO_BINDTODEVICE, "lo", 3);
-    if (connect(c, (struct sockaddr *)&a, sizeof a)) return 3;
+    if (connect_from_free_port(c, &a, sizeof a)) return 3;
     int s = accept(l, NULL, NULL);
     setsockopt(s, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
     setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -58,7 +59,7 @@ int main(void) {
     setsockopt(u, SOL_SOCKET, SO_BUF_LOCK, &nolock, sizeof nolock);
     struct sockaddr_in ua = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t ul = sizeof ua;
-    if (bind(u, (struct sockaddr *)&ua, sizeof ua) || getsockname(u, (struct sockaddr *)&ua, &ul)) return 4;
+    if (bind_free_port(u, &ua, sizeof ua) || getsockname(u, (struct sockaddr *)&ua, &ul)) return 4;
     ready();
 
     struct linger g;

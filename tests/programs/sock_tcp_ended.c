@@ -4,6 +4,7 @@
  * EOF, and writes fail with EPIPE, as before; getsockname and SO_PEERNAME (which answers for a
  * closed socket, unlike getpeername) give the same addresses (zdtm socket-tcp-closed). */
 #include "files_common.h"
+#include "port_common.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -13,9 +14,9 @@ static int pair(int *srv, int *cli) {
     int l = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof a;
-    if (bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 1) || getsockname(l, (struct sockaddr *)&a, &len)) return -1;
+    if (bind_free_port(l, &a, sizeof a) || listen(l, 1) || getsockname(l, (struct sockaddr *)&a, &len)) return -1;
     *cli = socket(AF_INET, SOCK_STREAM, 0);
-    if (connect(*cli, (struct sockaddr *)&a, sizeof a)) return -1;
+    if (connect_from_free_port(*cli, &a, sizeof a)) return -1;
     *srv = accept(l, NULL, NULL);
     close(l);
     return *srv < 0 ? -1 : 0;

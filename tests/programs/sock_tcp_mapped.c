@@ -5,6 +5,7 @@
  * a restart each pair is one connection again: every byte arrives once, in order, and each end
  * keeps its family and names. */
 #include "files_common.h"
+#include "port_common.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -44,10 +45,10 @@ int main(void) {
     int off = 0;
     int l1 = socket(AF_INET6, SOCK_STREAM, 0);
     setsockopt(l1, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
-    if (bind(l1, (struct sockaddr *)&a6, sizeof a6) || listen(l1, 8) || getsockname(l1, (struct sockaddr *)&a6, &l6)) return 2;
+    if (bind_free_port(l1, &a6, sizeof a6) || listen(l1, 8) || getsockname(l1, (struct sockaddr *)&a6, &l6)) return 2;
     struct sockaddr_in to1 = {.sin_family = AF_INET, .sin_port = a6.sin6_port, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int c1 = socket(AF_INET, SOCK_STREAM, 0);
-    if (connect(c1, (struct sockaddr *)&to1, sizeof to1)) return 3;
+    if (connect_from_free_port(c1, &to1, sizeof to1)) return 3;
     int s1 = accept(l1, NULL, NULL);
     write(c1, "from the IPv4 client", 20);
     write(s1, "from the IPv6 server", 20);
@@ -56,11 +57,11 @@ int main(void) {
     struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t l4 = sizeof a4;
     int l2 = socket(AF_INET, SOCK_STREAM, 0);
-    if (bind(l2, (struct sockaddr *)&a4, sizeof a4) || listen(l2, 8) || getsockname(l2, (struct sockaddr *)&a4, &l4)) return 4;
+    if (bind_free_port(l2, &a4, sizeof a4) || listen(l2, 8) || getsockname(l2, (struct sockaddr *)&a4, &l4)) return 4;
     struct sockaddr_in6 to2 = {.sin6_family = AF_INET6, .sin6_port = a4.sin_port};
     inet_pton(AF_INET6, "::ffff:127.0.0.1", &to2.sin6_addr);
     int c2 = socket(AF_INET6, SOCK_STREAM, 0);
-    if (connect(c2, (struct sockaddr *)&to2, sizeof to2)) return 5;
+    if (connect_from_free_port(c2, &to2, sizeof to2)) return 5;
     int s2 = accept(l2, NULL, NULL);
     close(l2);
     write(c2, "from the IPv6 client", 20);

@@ -2,6 +2,7 @@
  * directions, one connection shut down one way, and one whose receiver's buffer is full (the
  * sender's send queue holds the rest). After a restart every byte arrives, in order, once. */
 #include "files_common.h"
+#include "port_common.h"
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -31,20 +32,20 @@ int main(void) {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t al = sizeof a;
     int l = socket(AF_INET, SOCK_STREAM, 0);
-    if (bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 8) || getsockname(l, (struct sockaddr *)&a, &al)) return 2;
+    if (bind_free_port(l, &a, sizeof a) || listen(l, 8) || getsockname(l, (struct sockaddr *)&a, &al)) return 2;
     int c1 = socket(AF_INET, SOCK_STREAM, 0);
-    connect(c1, (struct sockaddr *)&a, sizeof a);
+    connect_from_free_port(c1, &a, sizeof a);
     int s1 = accept(l, NULL, NULL);
     write(c1, "hello server", 12);
     write(s1, "hello client", 12);
     int c2 = socket(AF_INET, SOCK_STREAM, 0);
-    connect(c2, (struct sockaddr *)&a, sizeof a);
+    connect_from_free_port(c2, &a, sizeof a);
     int s2 = accept(l, NULL, NULL);
     write(c2, "bye", 3);
     shutdown(c2, SHUT_WR);
     /* A full one: write until it would block. */
     int c3 = socket(AF_INET, SOCK_STREAM, 0);
-    connect(c3, (struct sockaddr *)&a, sizeof a);
+    connect_from_free_port(c3, &a, sizeof a);
     int s3 = accept(l, NULL, NULL);
     fcntl(c3, F_SETFL, O_NONBLOCK);
     static char chunk[4096];

@@ -3,6 +3,7 @@
  * closed since), a UDP socket shut down for writing, and a UDP-lite pair. After a restart each
  * datagram is there, in order, with the address it came from (recvfrom). */
 #include "files_common.h"
+#include "port_common.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -14,7 +15,7 @@
 static struct sockaddr_in bound(int fd) {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t l = sizeof a;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &l)) exit(2);
+    if (bind_free_port(fd, &a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &l)) exit(2);
     return a;
 }
 

@@ -2,6 +2,7 @@
  * unbound (bind and connect work, and pick the addresses asked for) and keep their options.
  * (zdtm style: READY, wait for "go", checks, "done"; see files_common.h.) */
 #include "files_common.h"
+#include "port_common.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -30,7 +31,7 @@ int main(void) {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int l = socket(AF_INET, SOCK_STREAM, 0);
     socklen_t al = sizeof a;
-    if (bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 4) || getsockname(l, (struct sockaddr *)&a, &al)) return 2;
+    if (bind_free_port(l, &a, sizeof a) || listen(l, 4) || getsockname(l, (struct sockaddr *)&a, &al)) return 2;
     ready();
 
     printf("keepalive %d idle %d nodelay %d priority %d\n", getint(tcp, SOL_SOCKET, SO_KEEPALIVE), getint(tcp, IPPROTO_TCP, TCP_KEEPIDLE),

@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "port_common.h"
 
 static void sleep_ms(long ms)
 {
@@ -175,7 +176,7 @@ int main(int argc, char **argv)
 
     int l = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY) };
-    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, 4) != 0)
+    if (l < 0 || bind_free_port(l, &a, sizeof a) != 0 || listen(l, 4) != 0)
         die("listen");
     socklen_t alen = sizeof a;
     getsockname(l, (struct sockaddr *)&a, &alen);

@@ -1,7 +1,7 @@
 /* INET sockets between a parent and its child.
  *
  * Usage: tree_inet MODE ROUNDS DELAY_MS
- * MODE buffers: the parent listens on 127.0.0.1 (an ephemeral port, kept open), forks; the child
+ * MODE buffers: the parent listens on 127.0.0.1 (a free port, kept open), forks; the child
  *   connects and the parent accepts. Each side writes its own deterministic byte stream
  *   (nonblocking, until the connection takes no more) and, every round, reads up to 1000 bytes
  *   of the other's stream, checks each byte, and writes again until it takes no more. The parent
@@ -9,7 +9,7 @@
  *   bytes it wrote, shuts the connection down for writing, reads the rest of the other's stream
  *   to its end and checks its length: a byte lost, doubled or changed by a restart fails (exit
  *   93; the child's failure makes the parent exit 91). As CRIU's zdtm socket-tcpbuf.
- * MODE udp: the parent makes a UDP socket bound to 127.0.0.1 (an ephemeral port) and another,
+ * MODE udp: the parent makes a UDP socket bound to 127.0.0.1 (a free port) and another,
  *   unbound, to send from, and forks: both processes hold both (one socket each, inherited).
  *   Round r: one process (the parent on even rounds, the child on odd ones) sends datagram r to
  *   the bound socket's address, waits DELAY_MS and passes a token through a pipe; the other then
@@ -38,6 +38,7 @@
 #include <sys/wait.h>
 
 #include "tree_common.h"
+#include "port_common.h"
 
 static void step(int r)
 {
@@ -153,7 +154,7 @@ static int buffers(int rounds, int delay)
     int one = 1;
     setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     int p2c[2], c2p[2];
-    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, 4) != 0 || getsockname(l, (struct sockaddr *)&a, &len) != 0 || pipe(p2c) != 0 || pipe(c2p) != 0) {
+    if (l < 0 || bind_free_port(l, &a, sizeof a) != 0 || listen(l, 4) != 0 || getsockname(l, (struct sockaddr *)&a, &len) != 0 || pipe(p2c) != 0 || pipe(c2p) != 0) {
         perror("setup");
         return 1;
     }
@@ -255,7 +256,7 @@ static int closing(const char *kind, int rounds, int delay)
      * the listener's port for a minute after the kill (see README, Known limits). */
     int one = 1;
     setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, 4) != 0 || getsockname(l, (struct sockaddr *)&a, &len) != 0 || pipe(p2c) != 0 || pipe(c2p) != 0) {
+    if (l < 0 || bind_free_port(l, &a, sizeof a) != 0 || listen(l, 4) != 0 || getsockname(l, (struct sockaddr *)&a, &len) != 0 || pipe(p2c) != 0 || pipe(c2p) != 0) {
         perror("setup");
         return 1;
     }
@@ -316,13 +317,13 @@ static int udp(int rounds, int delay)
     socklen_t len = sizeof a;
     int u = socket(AF_INET, SOCK_DGRAM, 0), from = socket(AF_INET, SOCK_DGRAM, 0);
     int p2c[2], c2p[2];
-    if (u < 0 || from < 0 || bind(u, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(u, (struct sockaddr *)&a, &len) != 0 || pipe(p2c) != 0 || pipe(c2p) != 0) {
+    if (u < 0 || from < 0 || bind_free_port(u, &a, sizeof a) != 0 || getsockname(u, (struct sockaddr *)&a, &len) != 0 || pipe(p2c) != 0 || pipe(c2p) != 0) {
         perror("setup");
         return 1;
     }
     /* The sender, bound to a port of its own. */
     struct sockaddr_in sender = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    if (bind(from, (struct sockaddr *)&sender, sizeof sender) != 0 || getsockname(from, (struct sockaddr *)&sender, &len) != 0) {
+    if (bind_free_port(from, &sender, sizeof sender) != 0 || getsockname(from, (struct sockaddr *)&sender, &len) != 0) {
         perror("bind sender");
         return 1;
     }

@@ -73,6 +73,7 @@
 #include <unistd.h>
 
 #include "tree_common.h"
+#include "port_common.h"
 
 static void step(int r)
 {
@@ -498,7 +499,7 @@ static int listener = -1;
 /* tcp-mapped: the listener is IPv6 (dual-stack), the client IPv4. */
 static int mapped;
 
-/* A loopback TCP connection: sv[0] accepted from a listener on 127.0.0.1 (an ephemeral port,
+/* A loopback TCP connection: sv[0] accepted from a listener on 127.0.0.1 (a free port,
  * left open in the parent), sv[1] its client. */
 static int tcp_pair(int sv[2])
 {
@@ -510,13 +511,13 @@ static int tcp_pair(int sv[2])
         socklen_t len6 = sizeof a6;
         int off = 0;
         l = socket(AF_INET6, SOCK_STREAM, 0);
-        if (l < 0 || setsockopt(l, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) != 0 || bind(l, (struct sockaddr *)&a6, sizeof a6) != 0 || listen(l, 4) != 0
+        if (l < 0 || setsockopt(l, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) != 0 || bind_free_port(l, &a6, sizeof a6) != 0 || listen(l, 4) != 0
             || getsockname(l, (struct sockaddr *)&a6, &len6) != 0)
             return -1;
         a.sin_port = a6.sin6_port;
     } else {
         l = socket(AF_INET, SOCK_STREAM, 0);
-        if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, 4) != 0 || getsockname(l, (struct sockaddr *)&a, &len) != 0)
+        if (l < 0 || bind_free_port(l, &a, sizeof a) != 0 || listen(l, 4) != 0 || getsockname(l, (struct sockaddr *)&a, &len) != 0)
             return -1;
     }
     sv[1] = socket(AF_INET, SOCK_STREAM, 0);
@@ -610,7 +611,8 @@ static int make_listener(const char *kind)
         }
         l = socket(AF_UNIX, SOCK_STREAM, 0);
     }
-    if (l < 0 || bind(l, (struct sockaddr *)&laddr, laddr_len) != 0 || listen(l, 4) != 0)
+    int bound = strcmp(kind, "tcp") == 0 ? bind_free_port(l, &laddr, laddr_len) : bind(l, (struct sockaddr *)&laddr, laddr_len);
+    if (l < 0 || bound != 0 || listen(l, 4) != 0)
         return -1;
     laddr_len = sizeof laddr;
     if (getsockname(l, (struct sockaddr *)&laddr, &laddr_len) != 0)
