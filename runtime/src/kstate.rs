@@ -100,6 +100,7 @@ pub fn save(self_tid: i32) {
     let reserved = reserved_mask();
     // Pending signals with their siginfo (sigqueue.rs); those it could not take by number.
     crate::sigqueue::capture_shared();
+    crate::sigqueue::capture_late(crate::threads::leader_parked());
     let status = sys::read_file(&sys::cpath(&[b"/proc/thread-self/status"])).unwrap_or_default();
     s.shared_pending = value(&status, "ShdPnd:", 16).unwrap_or(0) & !reserved & !crate::sigqueue::recorded_shared();
     s.nthreads = 0;

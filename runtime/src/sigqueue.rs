@@ -48,12 +48,18 @@ static USED: AtomicUsize = AtomicUsize::new(0);
 static SHARED_TAKEN: AtomicBool = AtomicBool::new(false);
 /// Whether the process's queue was put back in this restart (false in every image: reset).
 static SHARED_QUEUED: AtomicBool = AtomicBool::new(false);
+/// The entries the checkpoint thread took from the process's queue after the leader's stop
+/// handler had taken it (`capture_late`), and whether the leader still owes putting them back.
+static LATE: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+static LATE_OWED: AtomicBool = AtomicBool::new(false);
 
 /// A new checkpoint begins (before any thread is stopped).
 pub fn reset() {
     USED.store(0, Ordering::Release);
     SHARED_TAKEN.store(false, Ordering::Release);
     SHARED_QUEUED.store(false, Ordering::Release);
+    // (Set in an image taken while the leader still owed them: a restart queues them itself.)
+    LATE_OWED.store(false, Ordering::Release);
 }
 
 fn entries() -> &'static [Entry] {
@@ -193,6 +199,67 @@ pub fn capture_thread() {
     put_back(tid, own);
     if let Some(start) = shared {
         put_back(SHARED, start);
+    }
+}
+
+/// On the checkpoint thread, every program thread stopped: signals that reached the process's
+/// queue after its leader's stop handler took it (a POSIX timer firing during the checkpoint),
+/// or while no leader could take it, are taken now with their siginfo, so that a restart
+/// queues them as they were (a timer's value, not a bare kill by number: the program's handler
+/// reads si_value). Only signal numbers of which nothing was recorded (a real-time signal
+/// already recorded may have late copies behind the recorded ones: those stay sent by number).
+/// They go back at once where the kernel lets this thread queue them (si_code < 0), else by the
+/// leader when it is released (`after_release`; `leader_parked`), else by number.
+pub fn capture_late(leader_parked: bool) {
+    if sys::gettid() == sys::getpid() {
+        return; // the leader is this thread: capture_shared took the queue just now
+    }
+    let own = status_mask(b"SigPnd:");
+    let mask = status_mask(b"ShdPnd:") & takeable() & !recorded(SHARED) & !own;
+    if mask == 0 {
+        return;
+    }
+    let start = USED.load(Ordering::Acquire);
+    for sig in (1..=64).filter(|&s| mask & bit(s) != 0) {
+        while let Some(info) = take(sig) {
+            if !claim(SHARED, sig, info) {
+                let _ = syscall!(libc::SYS_kill, sys::getpid(), sig);
+                break;
+            }
+            if sig < 32 {
+                break;
+            }
+        }
+    }
+    SHARED_TAKEN.store(true, Ordering::Release);
+    let end = USED.load(Ordering::Acquire).min(MAX_QUEUED);
+    LATE[0].store(start, Ordering::Release);
+    LATE[1].store(end, Ordering::Release);
+    if leader_parked {
+        LATE_OWED.store(true, Ordering::Release);
+    } else {
+        put_back_late(false);
+    }
+}
+
+/// The late entries back in the process's queue, in order: `as_leader`, any siginfo; otherwise
+/// only what another thread may queue (si_code < 0), the rest by number.
+fn put_back_late(as_leader: bool) {
+    let (start, end) = (LATE[0].load(Ordering::Acquire), LATE[1].load(Ordering::Acquire));
+    // SAFETY: see Pool; these entries were complete before the threads were released.
+    let pool = unsafe { &*POOL.0.get() };
+    for e in &pool[start.min(end)..end] {
+        let code = e.info[1] as u32 as i32; // si_signo, si_errno | si_code
+        if !((as_leader || code < 0) && queue(SHARED, e.sig, &e.info)) {
+            let _ = syscall!(libc::SYS_kill, sys::getpid(), e.sig);
+        }
+    }
+}
+
+/// In the stop handler of the thread-group leader, released: the late signals it owes.
+pub fn after_release() {
+    if sys::gettid() == sys::getpid() && LATE_OWED.swap(false, Ordering::AcqRel) {
+        put_back_late(true);
     }
 }
 

@@ -178,6 +178,12 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
     while RELEASE.load(Ordering::Acquire) == gen {
         sys::futex_wait(&RELEASE, gen, None);
     }
+    crate::sigqueue::after_release();
+}
+
+/// Whether the thread-group leader is one of the program threads parked in the stop handler.
+pub fn leader_parked() -> bool {
+    is_published(sys::getpid())
 }
 
 /// Wait (at most `limit_ms`) until a checkpoint is stopping the threads.
