@@ -10,10 +10,15 @@
 //!   reparented to init: with CLONE_PARENT by the root (init's child), else through a helper
 //!   process that creates it and exits (as a double-forking daemon did);
 //! - a session whose leader has exited is led again by a helper with the leader's id (clone3
-//!   set_tid), which calls setsid(), creates the session's orphans and exits (reaped by the root);
-//!   where a process born in that session has a parent outside it (a subreaper whose child
-//!   double-forked, a CLONE_PARENT fork), the helper is that parent's child and creates it with
-//!   CLONE_PARENT (one such parent per session: the helper has one parent).
+//!   set_tid), which calls setsid(), creates the session's orphans and exits (reaped by its
+//!   creator). A process born in that session whose parent never was in it is made by that
+//!   helper: with CLONE_PARENT when the helper is its parent's child, else handed up to its
+//!   parent (`Step::Deliver`: made through a helper that exits while the parent is a child
+//!   subreaper, `handover`), which must then be above the helper while the tree is made. So the
+//!   helper's parent is the lowest of those parents, and the others must be above it; when they
+//!   are not (two branches of the tree), one of them that leads its own session is born in the
+//!   dead leader's session instead (made by the helper and handed up to its own parent), as a
+//!   process that called setsid late was (zdtm session02).
 //!
 //! What cannot be made this way (a process in a session that neither its parent nor any ancestor
 //! it could inherit from was in) is refused with one line. Process groups are joined afterwards,
@@ -30,6 +35,9 @@ pub enum Step {
     Orphan(i32),
     /// Create this process as our parent's child (CLONE_PARENT): a session helper's.
     Sibling(i32),
+    /// Create this process (k) through a helper that exits once k is made, while process q,
+    /// above us, is a child subreaper: k becomes q's child (a session helper's).
+    Deliver(i32, i32),
     /// Call setsid(): lead our own session from here on.
     Setsid,
     /// Create the helper that leads the session of this id (its leader exited) and creates
@@ -72,60 +80,107 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
     let by: HashMap<i32, &TreeProc> = m.procs.iter().map(|p| (p.pid, p)).collect();
     let leads = |p: &TreeProc| p.sid == p.pid;
     let orphan = |p: &TreeProc| !by.contains_key(&p.ppid);
+    let dead = |s: i32| s != 0 && !by.contains_key(&s);
     let zombie = |pid: i32| by.get(&pid).is_some_and(|p| matches!(p.state, ProcState::Zombie { .. }));
-    // The session each leader must be born in (when a child of its needs that session).
-    let mut born: HashMap<i32, i32> = HashMap::new();
-    let mut need: Vec<(i32, i32, i32)> = Vec::new(); // (process, session it must be born in, for whom)
-    for p in m.procs.iter().filter(|p| !leads(p) && !orphan(p)) {
-        need.push((p.pid, p.sid, p.pid));
-    }
+    let root = m.root;
     let wrong = |pid: i32, sid: i32| format!("process {pid} is in session {sid}, which neither its parent nor any process it could inherit it from was in: ckpt cannot restore that session");
-    // A session whose leader exited is made again by a helper with the leader's id, which
-    // creates (CLONE_PARENT) the processes born in it whose parent is not in it (a subreaper's
-    // child that double-forked into a session of its own): the helper is that parent's child,
-    // so there can be one such parent per session. Session -> that parent; process -> session.
-    let mut helper_parent: HashMap<i32, i32> = HashMap::new();
-    let mut sibling: HashMap<i32, i32> = HashMap::new();
-    while let Some((pid, sid, whom)) = need.pop() {
-        let p = by[&pid];
-        if orphan(p) {
-            continue; // made in its session by a member of it or a helper
+    // The session each leader must be born in (when a child of its needs that session; the
+    // root is born in the outer one), and the parent of each dead leader's session helper.
+    let mut born: HashMap<i32, i32> = HashMap::new();
+    let mut helper_at: HashMap<i32, i32> = HashMap::new();
+    let born_in = |born: &HashMap<i32, i32>, p: &TreeProc| if p.pid == root && leads(p) { Some(0) } else if leads(p) { born.get(&p.pid).copied() } else { Some(p.sid) };
+    // Whether process q is in session s at some time (so it can fork a process into it).
+    let provides = |born: &HashMap<i32, i32>, q: &TreeProc, s: i32| (leads(q) && q.pid == s) || born_in(born, q) == Some(s) || (q.pid == root && s == 0);
+    // The dead leader's session whose helper makes process p: it is born in it and its parent
+    // never is in it.
+    let by_helper = |born: &HashMap<i32, i32>, p: &TreeProc| born_in(born, p).filter(|&s| p.pid != root && !orphan(p) && dead(s) && !provides(born, by[&p.ppid], s));
+    // The process above p while the tree is made: its parent, or the parent of the helper that
+    // makes it (`helper_at`).
+    let maker = |born: &HashMap<i32, i32>, helper_at: &HashMap<i32, i32>, p: &TreeProc| -> i32 {
+        if p.pid == root || orphan(p) {
+            return root;
         }
-        let q = by[&p.ppid];
-        if q.sid == sid {
-            continue;
-        }
-        if sid != 0 && !by.contains_key(&sid) {
-            match helper_parent.insert(sid, q.pid) {
-                Some(other) if other != q.pid => {
-                    return Err(format!(
-                        "process {whom} is in session {sid}, whose leader exited, which was born of both process {other} and process {}: ckpt makes such a session again through one helper process with the leader's id, the child of one parent, and cannot restore that session",
-                        q.pid
-                    ))
-                }
-                _ => {}
+        by_helper(born, p).and_then(|s| helper_at.get(&s).copied()).unwrap_or(p.ppid)
+    };
+    // The processes above `pid` while the tree is made (itself first); None: a cycle.
+    let above = |born: &HashMap<i32, i32>, helper_at: &HashMap<i32, i32>, pid: i32| -> Option<Vec<i32>> {
+        let mut v = vec![pid];
+        let mut at = pid;
+        while at != root {
+            at = maker(born, helper_at, by[&at]);
+            if v.contains(&at) || v.len() > by.len() {
+                return None;
             }
-            sibling.insert(pid, sid);
-            continue;
+            v.push(at);
         }
-        if !leads(q) {
-            return Err(wrong(whom, sid));
+        Some(v)
+    };
+    let mut sessions: Vec<i32> = m.procs.iter().map(|p| p.sid).filter(|&s| s != 0).collect();
+    sessions.sort_unstable();
+    sessions.dedup();
+    let mut rounds = 0;
+    'again: loop {
+        rounds += 1;
+        if rounds > 4 * by.len() + 8 {
+            return Err("the sessions of this tree need an order of creation ckpt did not find: it cannot restore them".into());
         }
-        match born.insert(q.pid, sid) {
-            Some(old) if old != sid => return Err(wrong(whom, sid)),
-            Some(_) => {}
-            None => need.push((q.pid, sid, whom)),
+        for &s in &sessions {
+            // The parents of processes born in s that are never in s themselves.
+            let mut needy: Vec<(i32, i32)> = Vec::new(); // (parent, for whom)
+            for p in m.procs.iter().filter(|p| p.pid != root && !orphan(p) && born_in(&born, p) == Some(s)) {
+                let q = by[&p.ppid];
+                if !provides(&born, q, s) && !needy.iter().any(|n| n.0 == q.pid) {
+                    needy.push((q.pid, p.pid));
+                }
+            }
+            if needy.is_empty() {
+                helper_at.remove(&s);
+                continue;
+            }
+            if dead(s) {
+                // One helper makes them all: its parent is the deepest of them, and each other
+                // one is above it (the process is handed up to it when a helper exits).
+                let chains: Option<Vec<Vec<i32>>> = needy.iter().map(|n| above(&born, &helper_at, n.0)).collect();
+                let Some(chains) = chains else { return Err(wrong(needy[0].1, s)) };
+                if let Some(deep) = chains.iter().find(|c| needy.iter().all(|n| c.contains(&n.0))) {
+                    if helper_at.insert(s, deep[0]) != Some(deep[0]) {
+                        continue 'again;
+                    }
+                    continue;
+                }
+            }
+            // Else a parent that leads its own session is born in s (its own parent then needs s).
+            let pick = needy.iter().rev().find(|n| by[&n.0].pid != root && leads(by[&n.0]) && !born.contains_key(&n.0));
+            match pick {
+                Some(&(q, _)) => {
+                    born.insert(q, s);
+                    continue 'again;
+                }
+                _ => {
+                    let (q, whom) = needy[0];
+                    return Err(match helper_at.get(&s) {
+                        Some(&h) if dead(s) => format!("process {whom} is in session {s}, whose leader exited, which was born of both process {h} and process {q}: ckpt makes such a session again through one helper process with the leader's id, and cannot restore that session"),
+                        _ => wrong(whom, s),
+                    });
+                }
+            }
+        }
+        break;
+    }
+    // Every process made by a helper is handed to its parent, which is above that helper.
+    for p in m.procs.iter().filter(|p| by_helper(&born, p).is_some()) {
+        let mk = maker(&born, &helper_at, p);
+        if above(&born, &helper_at, mk).is_none_or(|v| !v.contains(&p.ppid)) {
+            return Err(wrong(p.pid, p.sid));
         }
     }
-    // The session a process must be created in (None: any, it calls setsid itself).
-    let session_at_birth = |p: &TreeProc| if leads(p) { born.get(&p.pid).copied() } else { Some(p.sid) };
+    let session_at_birth = |p: &TreeProc| born_in(&born, p).filter(|_| !(p.pid == root));
     let mut steps: HashMap<i32, Vec<(Step, Rank)>> = HashMap::new();
     let mut helpers = std::collections::HashSet::new();
     let mut add = |creator: i32, s: Step, before: bool, z: bool| steps.entry(creator).or_default().push((s, rank(&s, before, z)));
     // Who makes an orphan (or a group helper) in session `sid`: the root for its own session
     // (it was born in the outer one) or any, the session's leader after its setsid, else the
     // helper that leads the session again.
-    let root = m.root;
     let has = |pid: i32| by.contains_key(&pid);
     let mut place = |add: &mut dyn FnMut(i32, Step, bool, bool), sid: Option<i32>, what: Step, z: bool| match sid {
         None | Some(0) => add(root, what, true, z),
@@ -133,7 +188,7 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
         Some(s) => {
             add(s, what, false, z);
             if helpers.insert(s) {
-                let parent = helper_parent.get(&s).copied().unwrap_or(root);
+                let parent = helper_at.get(&s).copied().unwrap_or(root);
                 add(parent, Step::SessionHelper(s), parent == root, false);
             }
         }
@@ -142,22 +197,23 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
         if leads(p) {
             add(p.pid, Step::Setsid, false, false);
         }
-        let z = zombie(p.pid);
-        if let Some(&s) = sibling.get(&p.pid) {
-            place(&mut add, Some(s), Step::Sibling(p.pid), z);
+        if p.pid == root {
             continue;
         }
-        if !orphan(p) {
-            let q = by[&p.ppid];
+        let z = zombie(p.pid);
+        if orphan(p) {
+            place(&mut add, session_at_birth(p), Step::Orphan(p.pid), z);
+            continue;
+        }
+        let q = by[&p.ppid];
+        let Some(s) = by_helper(&born, p) else {
             // Before the parent's setsid when it needs the session the parent was born in.
             let before = leads(q) && session_at_birth(p).is_some_and(|s| s != q.pid);
             add(q.pid, Step::Child(p.pid), before, z);
             continue;
-        }
-        if p.pid == m.root {
-            continue;
-        }
-        place(&mut add, session_at_birth(p), Step::Orphan(p.pid), z);
+        };
+        let what = if helper_at.get(&s) == Some(&q.pid) { Step::Sibling(p.pid) } else { Step::Deliver(p.pid, q.pid) };
+        place(&mut add, Some(s), what, z);
     }
     // A process group whose leader exited is led again by a helper with the leader's id in the
     // members' session (made as an orphan), until every member has joined it.
@@ -216,9 +272,29 @@ mod tests {
         let p = plan(&m).unwrap();
         assert_eq!(p.steps(11), &[Step::SessionHelper(12)]);
         assert_eq!(p.steps(12), &[Step::Sibling(13)]);
-        // Born of two parents: one helper cannot be the child of both.
+        // Born of two parents, one above the other: the helper is the lower one's child and
+        // hands the other's child up to it.
         let two = Manifest { procs: vec![proc(10, 1, 0, 0), proc(11, 10, 0, 0), proc(13, 11, 12, 12), proc(14, 10, 12, 12)], ..m };
-        assert!(plan(&two).unwrap_err().contains("born of both process"));
+        let p = plan(&two).unwrap();
+        assert_eq!(p.steps(11), &[Step::SessionHelper(12)]);
+        assert_eq!(p.steps(12), &[Step::Sibling(13), Step::Deliver(14, 10)]);
+    }
+
+    #[test]
+    fn sessions_whose_leaders_exited_under_two_branches_are_made_through_a_leader_born_in_one() {
+        // zdtm session02's tree: 0 (a subreaper) made 1 made 2, which called setsid, made 3 with
+        // CLONE_PARENT (1's) and exited; 3 made 4 made 5, and 5 made 6 and 7, which called
+        // setsid, made 8 and 9 with CLONE_PARENT (5's) and exited; 9 made 10 and exited while 1
+        // was a subreaper; 4 exited (5 is 0's); then 1 and 5 called setsid.
+        let procs = vec![proc(100, 1, 0, 0), proc(101, 100, 101, 101), proc(103, 101, 102, 102), proc(110, 101, 107, 107), proc(105, 100, 105, 105), proc(106, 105, 102, 102), proc(108, 105, 107, 107)];
+        let m = Manifest { generation: 1, root: 100, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
+        let p = plan(&m).unwrap();
+        // 5 is born in session 2 (its helper, 1's child, hands it up to 0) and makes 6 before
+        // its setsid; 7's helper is 5's child and hands 10 up to 1.
+        assert_eq!(p.steps(101), &[Step::Setsid, Step::SessionHelper(102)]);
+        assert_eq!(p.steps(102), &[Step::Sibling(103), Step::Deliver(105, 100)]);
+        assert_eq!(p.steps(105), &[Step::Child(106), Step::Setsid, Step::SessionHelper(107)]);
+        assert_eq!(p.steps(107), &[Step::Deliver(110, 101), Step::Sibling(108)]);
     }
 
     #[test]
