@@ -18,7 +18,11 @@
 //!   helper's parent is the lowest of those parents, and the others must be above it; when they
 //!   are not (two branches of the tree), one of them that leads its own session is born in the
 //!   dead leader's session instead (made by the helper and handed up to its own parent), as a
-//!   process that called setsid late was (zdtm session02).
+//!   process that called setsid late was (zdtm session02);
+//! - likewise a process of a live leader's session whose parent never was in it (a CLONE_PARENT
+//!   fork by the leader, a leader's child handed up to a subreaper when its creator exited) is
+//!   made by the leader after its setsid and handed up to its parent, which must be above the
+//!   leader; else its parent, when it leads a session of its own, is born in that session.
 //!
 //! What cannot be made this way (a process in a session that neither its parent nor any ancestor
 //! it could inherit from was in) is refused with one line. Process groups are joined afterwards,
@@ -91,16 +95,21 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
     let born_in = |born: &HashMap<i32, i32>, p: &TreeProc| if p.pid == root && leads(p) { Some(0) } else if leads(p) { born.get(&p.pid).copied() } else { Some(p.sid) };
     // Whether process q is in session s at some time (so it can fork a process into it).
     let provides = |born: &HashMap<i32, i32>, q: &TreeProc, s: i32| (leads(q) && q.pid == s) || born_in(born, q) == Some(s) || (q.pid == root && s == 0);
-    // The dead leader's session whose helper makes process p: it is born in it and its parent
-    // never is in it.
-    let by_helper = |born: &HashMap<i32, i32>, p: &TreeProc| born_in(born, p).filter(|&s| p.pid != root && !orphan(p) && dead(s) && !provides(born, by[&p.ppid], s));
-    // The process above p while the tree is made: its parent, or the parent of the helper that
-    // makes it (`helper_at`).
+    // The session in which process p is made by another process than its parent and handed up
+    // to it: p is born in it and its parent never is in it. Its maker is the session's leader,
+    // or the helper that leads it again when it exited.
+    let handed = |born: &HashMap<i32, i32>, p: &TreeProc| born_in(born, p).filter(|&s| p.pid != root && !orphan(p) && s != 0 && !provides(born, by[&p.ppid], s));
+    // The process above p while the tree is made: its parent, or its maker (a helper: the
+    // helper's parent, `helper_at`).
     let maker = |born: &HashMap<i32, i32>, helper_at: &HashMap<i32, i32>, p: &TreeProc| -> i32 {
         if p.pid == root || orphan(p) {
             return root;
         }
-        by_helper(born, p).and_then(|s| helper_at.get(&s).copied()).unwrap_or(p.ppid)
+        match handed(born, p) {
+            Some(s) if !dead(s) => s,
+            Some(s) => helper_at.get(&s).copied().unwrap_or(p.ppid),
+            None => p.ppid,
+        }
     };
     // The processes above `pid` while the tree is made (itself first); None: a cycle.
     let above = |born: &HashMap<i32, i32>, helper_at: &HashMap<i32, i32>, pid: i32| -> Option<Vec<i32>> {
@@ -115,7 +124,8 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
         }
         Some(v)
     };
-    let mut sessions: Vec<i32> = m.procs.iter().map(|p| p.sid).filter(|&s| s != 0).collect();
+    // (0: the outer session, the root's at its birth.)
+    let mut sessions: Vec<i32> = m.procs.iter().map(|p| p.sid).collect();
     sessions.sort_unstable();
     sessions.dedup();
     let mut rounds = 0;
@@ -137,7 +147,12 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
                 helper_at.remove(&s);
                 continue;
             }
-            if dead(s) {
+            if !dead(s) {
+                // The leader makes them and hands each up to its parent, when that is above it.
+                if s != 0 && above(&born, &helper_at, s).is_some_and(|v| needy.iter().all(|n| v.contains(&n.0))) {
+                    continue;
+                }
+            } else {
                 // One helper makes them all: its parent is the deepest of them, and each other
                 // one is above it (the process is handed up to it when a helper exits).
                 let chains: Option<Vec<Vec<i32>>> = needy.iter().map(|n| above(&born, &helper_at, n.0)).collect();
@@ -168,7 +183,7 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
         break;
     }
     // Every process made by a helper is handed to its parent, which is above that helper.
-    for p in m.procs.iter().filter(|p| by_helper(&born, p).is_some()) {
+    for p in m.procs.iter().filter(|p| handed(&born, p).is_some()) {
         let mk = maker(&born, &helper_at, p);
         if above(&born, &helper_at, mk).is_none_or(|v| !v.contains(&p.ppid)) {
             return Err(wrong(p.pid, p.sid));
@@ -206,7 +221,7 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
             continue;
         }
         let q = by[&p.ppid];
-        let Some(s) = by_helper(&born, p) else {
+        let Some(s) = handed(&born, p) else {
             // Before the parent's setsid when it needs the session the parent was born in.
             let before = leads(q) && session_at_birth(p).is_some_and(|s| s != q.pid);
             add(q.pid, Step::Child(p.pid), before, z);
@@ -299,9 +314,154 @@ mod tests {
 
     #[test]
     fn an_impossible_session_is_refused() {
-        // 12 is in 11's session (11 lives) but its parent, the root, never was (a CLONE_PARENT
-        // fork by 11: not made again).
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 11, 11), proc(12, 10, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
+        // 12 is in 11's session (11 lives) but its parent 13 never was: 13 does not lead a
+        // session (so it was born in the root's and stayed there) and is not above 11.
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 11, 11), proc(13, 10, 0, 0), proc(12, 13, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
         assert!(plan(&m).unwrap_err().contains("process 12 is in session 11"));
+    }
+
+    #[test]
+    fn a_live_leaders_member_under_a_process_above_it_is_handed_up() {
+        // 11 called setsid and forked 12 with CLONE_PARENT (the root's child): 11 makes it
+        // again and hands it up to the root.
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 11, 11), proc(12, 10, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
+        let p = plan(&m).unwrap();
+        assert_eq!(p.steps(11), &[Step::Setsid, Step::Deliver(12, 10)]);
+    }
+
+    /// What the plan makes when run as the restart runs it (one process at a time): each
+    /// process's parent and session; a process handed up must go to a process above its maker.
+    fn simulate(m: &Manifest, p: &Plan) -> Result<HashMap<i32, (i32, i32)>, String> {
+        struct Sim<'a> {
+            p: &'a Plan,
+            at: HashMap<i32, (i32, i32)>,
+            stack: Vec<i32>,
+        }
+        impl Sim<'_> {
+            fn make(&mut self, k: i32, parent: i32, sid: i32) -> Result<(), String> {
+                if self.at.insert(k, (parent, sid)).is_some() && !self.stack.is_empty() {
+                    return Err(format!("{k} made twice"));
+                }
+                self.go(k)
+            }
+            fn go(&mut self, pid: i32) -> Result<(), String> {
+                self.stack.push(pid);
+                for step in self.p.steps(pid).to_vec() {
+                    let (parent, sid) = self.at[&pid];
+                    match step {
+                        Step::Setsid => self.at.get_mut(&pid).unwrap().1 = pid,
+                        Step::Child(k) => self.make(k, pid, sid)?,
+                        Step::Sibling(k) => self.make(k, parent, sid)?,
+                        Step::Orphan(k) => self.make(k, 1, sid)?,
+                        Step::Deliver(k, q) => {
+                            if !self.stack[..self.stack.len() - 1].contains(&q) {
+                                return Err(format!("{k} handed to {q}, which is not above {pid}"));
+                            }
+                            self.make(k, q, sid)?
+                        }
+                        Step::SessionHelper(s) => {
+                            self.make(s, pid, s)?;
+                            self.at.remove(&s);
+                        }
+                        Step::GroupHelper(_) => {}
+                    }
+                }
+                self.stack.pop();
+                Ok(())
+            }
+        }
+        let root = m.procs.iter().find(|x| x.pid == m.root).expect("root");
+        let mut sim = Sim { p, at: HashMap::from([(m.root, (root.ppid, 0))]), stack: Vec::new() };
+        sim.go(m.root)?;
+        Ok(sim.at)
+    }
+
+    /// The plan of `m` makes every process with its parent (init for an orphan) and session.
+    fn faithful(m: &Manifest) -> Result<(), String> {
+        let p = plan(m)?;
+        let at = simulate(m, &p).map_err(|e| format!("simulation: {e}"))?;
+        let tree: std::collections::HashSet<i32> = m.procs.iter().map(|x| x.pid).collect();
+        for x in &m.procs {
+            let want_parent = if tree.contains(&x.ppid) || x.pid == m.root { x.ppid } else { 1 };
+            let got = at.get(&x.pid).copied();
+            if got != Some((want_parent, x.sid)) {
+                panic!("process {} made as (parent, session) {got:?}, was ({want_parent}, {}); plan {p:?}; tree {:?}", x.pid, x.sid, m.procs);
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_plans_of_the_examples_make_their_trees() {
+        let t = |procs: Vec<TreeProc>| Manifest { generation: 1, root: procs[0].pid, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
+        faithful(&t(vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(12, 11, 10, 10)])).unwrap();
+        faithful(&t(vec![proc(10, 1, 0, 0), proc(13, 1, 12, 12)])).unwrap();
+        faithful(&t(vec![proc(10, 1, 0, 0), proc(11, 10, 0, 0), proc(13, 11, 12, 12), proc(14, 10, 12, 12)])).unwrap();
+        faithful(&t(vec![proc(100, 1, 0, 0), proc(101, 100, 101, 101), proc(103, 101, 102, 102), proc(110, 101, 107, 107), proc(105, 100, 105, 105), proc(106, 105, 102, 102), proc(108, 105, 107, 107)])).unwrap();
+        faithful(&t(vec![proc(10, 1, 0, 0), proc(11, 10, 11, 11), proc(12, 10, 12, 11)])).unwrap();
+    }
+
+    /// Trees grown at random as a kernel grows them (fork, fork with CLONE_PARENT, setsid,
+    /// exit with reparenting to the nearest child subreaper, subreaper on and off, as zdtm
+    /// session03 does): the plan of each either makes it exactly or is refused.
+    #[test]
+    fn random_trees_are_made_exactly_or_refused() {
+        let mut seed: u64 = 0x2545f4914f6cdd1d;
+        let mut rnd = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let (mut made, mut refused) = (0, 0);
+        for _ in 0..400 {
+            // pid -> (parent, session, group, subreaper); the root is a subreaper.
+            let root = 100;
+            let mut k: HashMap<i32, (i32, i32, i32, bool)> = HashMap::from([(root, (1, 0, 0, true))]);
+            let mut next = root + 1;
+            for _ in 0..60 {
+                let mut alive: Vec<i32> = k.keys().copied().collect();
+                alive.sort_unstable();
+                let x = alive[rnd(alive.len() as u64) as usize];
+                let (parent, sid, pgid, _) = k[&x];
+                match rnd(10) {
+                    0..=3 => {
+                        let up = rnd(2) == 0 && x != root;
+                        k.insert(next, (if up { parent } else { x }, sid, pgid, false));
+                        next += 1;
+                    }
+                    4 | 5 if pgid != x && sid != x => {
+                        let e = k.get_mut(&x).unwrap();
+                        (e.1, e.2) = (x, x);
+                    }
+                    6 | 7 if x != root => {
+                        k.remove(&x);
+                        // Its children go to the nearest subreaper above it, else init.
+                        let mut to = parent;
+                        while to != 1 && !k[&to].3 {
+                            to = k[&to].0;
+                        }
+                        for e in k.values_mut().filter(|e| e.0 == x) {
+                            e.0 = to;
+                        }
+                    }
+                    8 | 9 if x != root => k.get_mut(&x).unwrap().3 = rnd(2) == 0,
+                    _ => {}
+                }
+            }
+            let mut procs: Vec<TreeProc> = k.iter().map(|(&pid, &(ppid, sid, pgid, _))| proc(pid, ppid, pgid, sid)).collect();
+            procs.sort_by_key(|p| p.pid);
+            let m = Manifest { generation: 1, root, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
+            match faithful(&m) {
+                Ok(()) => made += 1,
+                Err(e) if e.starts_with("simulation") => panic!("{e}: {:?}", m.procs),
+                Err(e) => {
+                    eprintln!("refused: {e}");
+                    refused += 1
+                }
+            }
+        }
+        eprintln!("random trees: {made} made, {refused} refused");
+        assert!(made > refused, "{made} made, {refused} refused");
     }
 }
