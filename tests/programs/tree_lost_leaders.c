@@ -88,6 +88,15 @@ static pid_t spawn(int who)
     return p;
 }
 
+/* Fork `who`, which only reports. */
+static void spawn_member(int who)
+{
+    if (spawn(who) == 0) {
+        member(who);
+        _exit(0);
+    }
+}
+
 static void reap_all(void)
 {
     int st;
@@ -98,10 +107,7 @@ static void reap_all(void)
 
 static void run_x9(void)
 {
-    if (spawn(C10) == 0) {
-        member(C10);
-        _exit(0);
-    }
+    spawn_member(C10);
     set_flag(MADE_C10);
     wait_flag(GO_X9);
     _exit(0);
@@ -111,10 +117,7 @@ static void run_l7(void)
 {
     if (setsid() < 0)
         _exit(3);
-    if (spawn(C8) == 0) {
-        member(C8);
-        _exit(0);
-    }
+    spawn_member(C8);
     if (spawn(X9) == 0)
         run_x9();
     set_flag(MADE_C8);
@@ -124,10 +127,7 @@ static void run_l7(void)
 
 static void run_p5(void)
 {
-    if (spawn(C6) == 0) {
-        member(C6);
-        _exit(0);
-    }
+    spawn_member(C6);
     if (spawn(L7) == 0)
         run_l7();
     wait_flag(MADE_C8);
