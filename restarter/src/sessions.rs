@@ -189,7 +189,7 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
             return Err(wrong(p.pid, p.sid));
         }
     }
-    let session_at_birth = |p: &TreeProc| born_in(&born, p).filter(|_| !(p.pid == root));
+    let session_at_birth = |p: &TreeProc| born_in(&born, p).filter(|_| p.pid != root);
     let mut steps: HashMap<i32, Vec<(Step, Rank)>> = HashMap::new();
     let mut helpers = std::collections::HashSet::new();
     let mut add = |creator: i32, s: Step, before: bool, z: bool| steps.entry(creator).or_default().push((s, rank(&s, before, z)));
