@@ -6,7 +6,9 @@
 //! (one inode), shared memory inherited by fork),
 //! then creates the tree with
 //! the exact pids (clone3 set_tid), parents before children, so that each process is its old
-//! parent's child again (orphans become init's, CLONE_PARENT); zombies are processes that exit
+//! parent's child again (orphans become init's, CLONE_PARENT; a process whose parent never was
+//! in its session is made below it and handed up: `sessions`, `handover`, which is why the
+//! tree is made one process at a time); zombies are processes that exit
 //! at once with their status and are left for their parent to reap. Every process inherits the
 //! shared objects, takes its process group and session, and restores its own image with the
 //! single-process path, which places those objects at its fd numbers and maps the shared memory
