@@ -608,6 +608,10 @@ impl Coord {
         if !captured || !failed(self).is_empty() {
             let who = if captured { failed(self) } else { self.unanswered().iter().map(|p| p.to_string()).collect() };
             self.abort();
+            if who.is_empty() {
+                // (The last ones answered just after the deadline.)
+                return Err(format!("the processes of the tree took longer than {} s to capture their state", PHASE.as_secs()));
+            }
             return Err(format!("process {} could not be captured (its own line above says why)", who.join(", ")));
         }
         // The stopped ones are stopped again before anyone resumes.

@@ -13,6 +13,7 @@ mod copyfill;
 mod creds;
 mod fdobjs;
 mod fds;
+mod handover;
 mod layout;
 mod namespace;
 mod plan;

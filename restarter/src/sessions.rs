@@ -10,10 +10,19 @@
 //!   reparented to init: with CLONE_PARENT by the root (init's child), else through a helper
 //!   process that creates it and exits (as a double-forking daemon did);
 //! - a session whose leader has exited is led again by a helper with the leader's id (clone3
-//!   set_tid), which calls setsid(), creates the session's orphans and exits (reaped by the root);
-//!   where a process born in that session has a parent outside it (a subreaper whose child
-//!   double-forked, a CLONE_PARENT fork), the helper is that parent's child and creates it with
-//!   CLONE_PARENT (one such parent per session: the helper has one parent).
+//!   set_tid), which calls setsid(), creates the session's orphans and exits (reaped by its
+//!   creator). A process born in that session whose parent never was in it is made by that
+//!   helper: with CLONE_PARENT when the helper is its parent's child, else handed up to its
+//!   parent (`Step::Deliver`: made through a helper that exits while the parent is a child
+//!   subreaper, `handover`), which must then be above the helper while the tree is made. So the
+//!   helper's parent is the lowest of those parents, and the others must be above it; when they
+//!   are not (two branches of the tree), one of them that leads its own session is born in the
+//!   dead leader's session instead (made by the helper and handed up to its own parent), as a
+//!   process that called setsid late was (zdtm session02);
+//! - likewise a process of a live leader's session whose parent never was in it (a CLONE_PARENT
+//!   fork by the leader, a leader's child handed up to a subreaper when its creator exited) is
+//!   made by the leader after its setsid and handed up to its parent, which must be above the
+//!   leader; else its parent, when it leads a session of its own, is born in that session.
 //!
 //! What cannot be made this way (a process in a session that neither its parent nor any ancestor
 //! it could inherit from was in) is refused with one line. Process groups are joined afterwards,
@@ -30,6 +39,9 @@ pub enum Step {
     Orphan(i32),
     /// Create this process as our parent's child (CLONE_PARENT): a session helper's.
     Sibling(i32),
+    /// Create this process (k) through a helper that exits once k is made, while process q,
+    /// above us, is a child subreaper: k becomes q's child (a session helper's).
+    Deliver(i32, i32),
     /// Call setsid(): lead our own session from here on.
     Setsid,
     /// Create the helper that leads the session of this id (its leader exited) and creates
@@ -72,60 +84,118 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
     let by: HashMap<i32, &TreeProc> = m.procs.iter().map(|p| (p.pid, p)).collect();
     let leads = |p: &TreeProc| p.sid == p.pid;
     let orphan = |p: &TreeProc| !by.contains_key(&p.ppid);
+    let dead = |s: i32| s != 0 && !by.contains_key(&s);
     let zombie = |pid: i32| by.get(&pid).is_some_and(|p| matches!(p.state, ProcState::Zombie { .. }));
-    // The session each leader must be born in (when a child of its needs that session).
-    let mut born: HashMap<i32, i32> = HashMap::new();
-    let mut need: Vec<(i32, i32, i32)> = Vec::new(); // (process, session it must be born in, for whom)
-    for p in m.procs.iter().filter(|p| !leads(p) && !orphan(p)) {
-        need.push((p.pid, p.sid, p.pid));
-    }
+    let root = m.root;
     let wrong = |pid: i32, sid: i32| format!("process {pid} is in session {sid}, which neither its parent nor any process it could inherit it from was in: ckpt cannot restore that session");
-    // A session whose leader exited is made again by a helper with the leader's id, which
-    // creates (CLONE_PARENT) the processes born in it whose parent is not in it (a subreaper's
-    // child that double-forked into a session of its own): the helper is that parent's child,
-    // so there can be one such parent per session. Session -> that parent; process -> session.
-    let mut helper_parent: HashMap<i32, i32> = HashMap::new();
-    let mut sibling: HashMap<i32, i32> = HashMap::new();
-    while let Some((pid, sid, whom)) = need.pop() {
-        let p = by[&pid];
-        if orphan(p) {
-            continue; // made in its session by a member of it or a helper
+    // The session each leader must be born in (when a child of its needs that session; the
+    // root is born in the outer one), and the parent of each dead leader's session helper.
+    let mut born: HashMap<i32, i32> = HashMap::new();
+    let mut helper_at: HashMap<i32, i32> = HashMap::new();
+    let born_in = |born: &HashMap<i32, i32>, p: &TreeProc| if p.pid == root && leads(p) { Some(0) } else if leads(p) { born.get(&p.pid).copied() } else { Some(p.sid) };
+    // Whether process q is in session s at some time (so it can fork a process into it).
+    let provides = |born: &HashMap<i32, i32>, q: &TreeProc, s: i32| (leads(q) && q.pid == s) || born_in(born, q) == Some(s) || (q.pid == root && s == 0);
+    // The session in which process p is made by another process than its parent and handed up
+    // to it: p is born in it and its parent never is in it. Its maker is the session's leader,
+    // or the helper that leads it again when it exited.
+    let handed = |born: &HashMap<i32, i32>, p: &TreeProc| born_in(born, p).filter(|&s| p.pid != root && !orphan(p) && s != 0 && !provides(born, by[&p.ppid], s));
+    // The process above p while the tree is made: its parent, or its maker (a helper: the
+    // helper's parent, `helper_at`).
+    let maker = |born: &HashMap<i32, i32>, helper_at: &HashMap<i32, i32>, p: &TreeProc| -> i32 {
+        if p.pid == root || orphan(p) {
+            return root;
         }
-        let q = by[&p.ppid];
-        if q.sid == sid {
-            continue;
+        match handed(born, p) {
+            Some(s) if !dead(s) => s,
+            Some(s) => helper_at.get(&s).copied().unwrap_or(p.ppid),
+            None => p.ppid,
         }
-        if sid != 0 && !by.contains_key(&sid) {
-            match helper_parent.insert(sid, q.pid) {
-                Some(other) if other != q.pid => {
-                    return Err(format!(
-                        "process {whom} is in session {sid}, whose leader exited, which was born of both process {other} and process {}: ckpt makes such a session again through one helper process with the leader's id, the child of one parent, and cannot restore that session",
-                        q.pid
-                    ))
-                }
-                _ => {}
+    };
+    // The processes above `pid` while the tree is made (itself first); None: a cycle.
+    let above = |born: &HashMap<i32, i32>, helper_at: &HashMap<i32, i32>, pid: i32| -> Option<Vec<i32>> {
+        let mut v = vec![pid];
+        let mut at = pid;
+        while at != root {
+            at = maker(born, helper_at, by[&at]);
+            if v.contains(&at) || v.len() > by.len() {
+                return None;
             }
-            sibling.insert(pid, sid);
-            continue;
+            v.push(at);
         }
-        if !leads(q) {
-            return Err(wrong(whom, sid));
+        Some(v)
+    };
+    // (0: the outer session, the root's at its birth.)
+    let mut sessions: Vec<i32> = m.procs.iter().map(|p| p.sid).collect();
+    sessions.sort_unstable();
+    sessions.dedup();
+    let mut rounds = 0;
+    'again: loop {
+        rounds += 1;
+        if rounds > 4 * by.len() + 8 {
+            return Err("the sessions of this tree need an order of creation ckpt did not find: it cannot restore them".into());
         }
-        match born.insert(q.pid, sid) {
-            Some(old) if old != sid => return Err(wrong(whom, sid)),
-            Some(_) => {}
-            None => need.push((q.pid, sid, whom)),
+        for &s in &sessions {
+            // The parents of processes born in s that are never in s themselves.
+            let mut needy: Vec<(i32, i32)> = Vec::new(); // (parent, for whom)
+            for p in m.procs.iter().filter(|p| p.pid != root && !orphan(p) && born_in(&born, p) == Some(s)) {
+                let q = by[&p.ppid];
+                if !provides(&born, q, s) && !needy.iter().any(|n| n.0 == q.pid) {
+                    needy.push((q.pid, p.pid));
+                }
+            }
+            if needy.is_empty() {
+                helper_at.remove(&s);
+                continue;
+            }
+            if !dead(s) {
+                // The leader makes them and hands each up to its parent, when that is above it.
+                if s != 0 && above(&born, &helper_at, s).is_some_and(|v| needy.iter().all(|n| v.contains(&n.0))) {
+                    continue;
+                }
+            } else {
+                // One helper makes them all: its parent is the deepest of them, and each other
+                // one is above it (the process is handed up to it when a helper exits).
+                let chains: Option<Vec<Vec<i32>>> = needy.iter().map(|n| above(&born, &helper_at, n.0)).collect();
+                let Some(chains) = chains else { return Err(wrong(needy[0].1, s)) };
+                if let Some(deep) = chains.iter().find(|c| needy.iter().all(|n| c.contains(&n.0))) {
+                    if helper_at.insert(s, deep[0]) != Some(deep[0]) {
+                        continue 'again;
+                    }
+                    continue;
+                }
+            }
+            // Else a parent that leads its own session is born in s (its own parent then needs s).
+            let pick = needy.iter().rev().find(|n| by[&n.0].pid != root && leads(by[&n.0]) && !born.contains_key(&n.0));
+            match pick {
+                Some(&(q, _)) => {
+                    born.insert(q, s);
+                    continue 'again;
+                }
+                _ => {
+                    let (q, whom) = needy[0];
+                    return Err(match helper_at.get(&s) {
+                        Some(&h) if dead(s) => format!("process {whom} is in session {s}, whose leader exited, which was born of both process {h} and process {q}: ckpt makes such a session again through one helper process with the leader's id, and cannot restore that session"),
+                        _ => wrong(whom, s),
+                    });
+                }
+            }
+        }
+        break;
+    }
+    // Every process made by a helper is handed to its parent, which is above that helper.
+    for p in m.procs.iter().filter(|p| handed(&born, p).is_some()) {
+        let mk = maker(&born, &helper_at, p);
+        if above(&born, &helper_at, mk).is_none_or(|v| !v.contains(&p.ppid)) {
+            return Err(wrong(p.pid, p.sid));
         }
     }
-    // The session a process must be created in (None: any, it calls setsid itself).
-    let session_at_birth = |p: &TreeProc| if leads(p) { born.get(&p.pid).copied() } else { Some(p.sid) };
+    let session_at_birth = |p: &TreeProc| born_in(&born, p).filter(|_| p.pid != root);
     let mut steps: HashMap<i32, Vec<(Step, Rank)>> = HashMap::new();
     let mut helpers = std::collections::HashSet::new();
     let mut add = |creator: i32, s: Step, before: bool, z: bool| steps.entry(creator).or_default().push((s, rank(&s, before, z)));
     // Who makes an orphan (or a group helper) in session `sid`: the root for its own session
     // (it was born in the outer one) or any, the session's leader after its setsid, else the
     // helper that leads the session again.
-    let root = m.root;
     let has = |pid: i32| by.contains_key(&pid);
     let mut place = |add: &mut dyn FnMut(i32, Step, bool, bool), sid: Option<i32>, what: Step, z: bool| match sid {
         None | Some(0) => add(root, what, true, z),
@@ -133,7 +203,7 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
         Some(s) => {
             add(s, what, false, z);
             if helpers.insert(s) {
-                let parent = helper_parent.get(&s).copied().unwrap_or(root);
+                let parent = helper_at.get(&s).copied().unwrap_or(root);
                 add(parent, Step::SessionHelper(s), parent == root, false);
             }
         }
@@ -142,22 +212,23 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
         if leads(p) {
             add(p.pid, Step::Setsid, false, false);
         }
-        let z = zombie(p.pid);
-        if let Some(&s) = sibling.get(&p.pid) {
-            place(&mut add, Some(s), Step::Sibling(p.pid), z);
+        if p.pid == root {
             continue;
         }
-        if !orphan(p) {
-            let q = by[&p.ppid];
+        let z = zombie(p.pid);
+        if orphan(p) {
+            place(&mut add, session_at_birth(p), Step::Orphan(p.pid), z);
+            continue;
+        }
+        let q = by[&p.ppid];
+        let Some(s) = handed(&born, p) else {
             // Before the parent's setsid when it needs the session the parent was born in.
             let before = leads(q) && session_at_birth(p).is_some_and(|s| s != q.pid);
             add(q.pid, Step::Child(p.pid), before, z);
             continue;
-        }
-        if p.pid == m.root {
-            continue;
-        }
-        place(&mut add, session_at_birth(p), Step::Orphan(p.pid), z);
+        };
+        let what = if helper_at.get(&s) == Some(&q.pid) { Step::Sibling(p.pid) } else { Step::Deliver(p.pid, q.pid) };
+        place(&mut add, Some(s), what, z);
     }
     // A process group whose leader exited is led again by a helper with the leader's id in the
     // members' session (made as an orphan), until every member has joined it.
@@ -216,16 +287,181 @@ mod tests {
         let p = plan(&m).unwrap();
         assert_eq!(p.steps(11), &[Step::SessionHelper(12)]);
         assert_eq!(p.steps(12), &[Step::Sibling(13)]);
-        // Born of two parents: one helper cannot be the child of both.
+        // Born of two parents, one above the other: the helper is the lower one's child and
+        // hands the other's child up to it.
         let two = Manifest { procs: vec![proc(10, 1, 0, 0), proc(11, 10, 0, 0), proc(13, 11, 12, 12), proc(14, 10, 12, 12)], ..m };
-        assert!(plan(&two).unwrap_err().contains("born of both process"));
+        let p = plan(&two).unwrap();
+        assert_eq!(p.steps(11), &[Step::SessionHelper(12)]);
+        assert_eq!(p.steps(12), &[Step::Sibling(13), Step::Deliver(14, 10)]);
+    }
+
+    #[test]
+    fn sessions_whose_leaders_exited_under_two_branches_are_made_through_a_leader_born_in_one() {
+        // zdtm session02's tree: 0 (a subreaper) made 1 made 2, which called setsid, made 3 with
+        // CLONE_PARENT (1's) and exited; 3 made 4 made 5, and 5 made 6 and 7, which called
+        // setsid, made 8 and 9 with CLONE_PARENT (5's) and exited; 9 made 10 and exited while 1
+        // was a subreaper; 4 exited (5 is 0's); then 1 and 5 called setsid.
+        let procs = vec![proc(100, 1, 0, 0), proc(101, 100, 101, 101), proc(103, 101, 102, 102), proc(110, 101, 107, 107), proc(105, 100, 105, 105), proc(106, 105, 102, 102), proc(108, 105, 107, 107)];
+        let m = Manifest { generation: 1, root: 100, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
+        let p = plan(&m).unwrap();
+        // 5 is born in session 2 (its helper, 1's child, hands it up to 0) and makes 6 before
+        // its setsid; 7's helper is 5's child and hands 10 up to 1.
+        assert_eq!(p.steps(101), &[Step::Setsid, Step::SessionHelper(102)]);
+        assert_eq!(p.steps(102), &[Step::Sibling(103), Step::Deliver(105, 100)]);
+        assert_eq!(p.steps(105), &[Step::Child(106), Step::Setsid, Step::SessionHelper(107)]);
+        assert_eq!(p.steps(107), &[Step::Deliver(110, 101), Step::Sibling(108)]);
     }
 
     #[test]
     fn an_impossible_session_is_refused() {
-        // 12 is in 11's session (11 lives) but its parent, the root, never was (a CLONE_PARENT
-        // fork by 11: not made again).
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 11, 11), proc(12, 10, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
+        // 12 is in 11's session (11 lives) but its parent 13 never was: 13 does not lead a
+        // session (so it was born in the root's and stayed there) and is not above 11.
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 11, 11), proc(13, 10, 0, 0), proc(12, 13, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
         assert!(plan(&m).unwrap_err().contains("process 12 is in session 11"));
+    }
+
+    #[test]
+    fn a_live_leaders_member_under_a_process_above_it_is_handed_up() {
+        // 11 called setsid and forked 12 with CLONE_PARENT (the root's child): 11 makes it
+        // again and hands it up to the root.
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 11, 11), proc(12, 10, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
+        let p = plan(&m).unwrap();
+        assert_eq!(p.steps(11), &[Step::Setsid, Step::Deliver(12, 10)]);
+    }
+
+    /// What the plan makes when run as the restart runs it (one process at a time): each
+    /// process's parent and session; a process handed up must go to a process above its maker.
+    fn simulate(m: &Manifest, p: &Plan) -> Result<HashMap<i32, (i32, i32)>, String> {
+        struct Sim<'a> {
+            p: &'a Plan,
+            at: HashMap<i32, (i32, i32)>,
+            stack: Vec<i32>,
+        }
+        impl Sim<'_> {
+            fn make(&mut self, k: i32, parent: i32, sid: i32) -> Result<(), String> {
+                if self.at.insert(k, (parent, sid)).is_some() && !self.stack.is_empty() {
+                    return Err(format!("{k} made twice"));
+                }
+                self.go(k)
+            }
+            fn go(&mut self, pid: i32) -> Result<(), String> {
+                self.stack.push(pid);
+                for step in self.p.steps(pid).to_vec() {
+                    let (parent, sid) = self.at[&pid];
+                    match step {
+                        Step::Setsid => self.at.get_mut(&pid).unwrap().1 = pid,
+                        Step::Child(k) => self.make(k, pid, sid)?,
+                        Step::Sibling(k) => self.make(k, parent, sid)?,
+                        Step::Orphan(k) => self.make(k, 1, sid)?,
+                        Step::Deliver(k, q) => {
+                            if !self.stack[..self.stack.len() - 1].contains(&q) {
+                                return Err(format!("{k} handed to {q}, which is not above {pid}"));
+                            }
+                            self.make(k, q, sid)?
+                        }
+                        Step::SessionHelper(s) => {
+                            self.make(s, pid, s)?;
+                            self.at.remove(&s);
+                        }
+                        Step::GroupHelper(_) => {}
+                    }
+                }
+                self.stack.pop();
+                Ok(())
+            }
+        }
+        let root = m.procs.iter().find(|x| x.pid == m.root).expect("root");
+        let mut sim = Sim { p, at: HashMap::from([(m.root, (root.ppid, 0))]), stack: Vec::new() };
+        sim.go(m.root)?;
+        Ok(sim.at)
+    }
+
+    /// The plan of `m` makes every process with its parent (init for an orphan) and session.
+    fn faithful(m: &Manifest) -> Result<(), String> {
+        let p = plan(m)?;
+        let at = simulate(m, &p).map_err(|e| format!("simulation: {e}"))?;
+        let tree: std::collections::HashSet<i32> = m.procs.iter().map(|x| x.pid).collect();
+        for x in &m.procs {
+            let want_parent = if tree.contains(&x.ppid) || x.pid == m.root { x.ppid } else { 1 };
+            let got = at.get(&x.pid).copied();
+            if got != Some((want_parent, x.sid)) {
+                panic!("process {} made as (parent, session) {got:?}, was ({want_parent}, {}); plan {p:?}; tree {:?}", x.pid, x.sid, m.procs);
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_plans_of_the_examples_make_their_trees() {
+        let t = |procs: Vec<TreeProc>| Manifest { generation: 1, root: procs[0].pid, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
+        faithful(&t(vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(12, 11, 10, 10)])).unwrap();
+        faithful(&t(vec![proc(10, 1, 0, 0), proc(13, 1, 12, 12)])).unwrap();
+        faithful(&t(vec![proc(10, 1, 0, 0), proc(11, 10, 0, 0), proc(13, 11, 12, 12), proc(14, 10, 12, 12)])).unwrap();
+        faithful(&t(vec![proc(100, 1, 0, 0), proc(101, 100, 101, 101), proc(103, 101, 102, 102), proc(110, 101, 107, 107), proc(105, 100, 105, 105), proc(106, 105, 102, 102), proc(108, 105, 107, 107)])).unwrap();
+        faithful(&t(vec![proc(10, 1, 0, 0), proc(11, 10, 11, 11), proc(12, 10, 12, 11)])).unwrap();
+    }
+
+    /// Trees grown at random as a kernel grows them (fork, fork with CLONE_PARENT, setsid,
+    /// exit with reparenting to the nearest child subreaper, subreaper on and off, as zdtm
+    /// session03 does): the plan of each either makes it exactly or is refused.
+    #[test]
+    fn random_trees_are_made_exactly_or_refused() {
+        let mut seed: u64 = 0x2545f4914f6cdd1d;
+        let mut rnd = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let (mut made, mut refused) = (0, 0);
+        for _ in 0..400 {
+            // pid -> (parent, session, group, subreaper); the root is a subreaper.
+            let root = 100;
+            let mut k: HashMap<i32, (i32, i32, i32, bool)> = HashMap::from([(root, (1, 0, 0, true))]);
+            let mut next = root + 1;
+            for _ in 0..60 {
+                let mut alive: Vec<i32> = k.keys().copied().collect();
+                alive.sort_unstable();
+                let x = alive[rnd(alive.len() as u64) as usize];
+                let (parent, sid, pgid, _) = k[&x];
+                match rnd(10) {
+                    0..=3 => {
+                        let up = rnd(2) == 0 && x != root;
+                        k.insert(next, (if up { parent } else { x }, sid, pgid, false));
+                        next += 1;
+                    }
+                    4 | 5 if pgid != x && sid != x => {
+                        let e = k.get_mut(&x).unwrap();
+                        (e.1, e.2) = (x, x);
+                    }
+                    6 | 7 if x != root => {
+                        k.remove(&x);
+                        // Its children go to the nearest subreaper above it, else init.
+                        let mut to = parent;
+                        while to != 1 && !k[&to].3 {
+                            to = k[&to].0;
+                        }
+                        for e in k.values_mut().filter(|e| e.0 == x) {
+                            e.0 = to;
+                        }
+                    }
+                    8 | 9 if x != root => k.get_mut(&x).unwrap().3 = rnd(2) == 0,
+                    _ => {}
+                }
+            }
+            let mut procs: Vec<TreeProc> = k.iter().map(|(&pid, &(ppid, sid, pgid, _))| proc(pid, ppid, pgid, sid)).collect();
+            procs.sort_by_key(|p| p.pid);
+            let m = Manifest { generation: 1, root, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
+            match faithful(&m) {
+                Ok(()) => made += 1,
+                Err(e) if e.starts_with("simulation") => panic!("{e}: {:?}", m.procs),
+                Err(e) => {
+                    eprintln!("refused: {e}");
+                    refused += 1
+                }
+            }
+        }
+        eprintln!("random trees: {made} made, {refused} refused");
+        assert!(made > refused, "{made} made, {refused} refused");
     }
 }

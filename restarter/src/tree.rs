@@ -6,7 +6,9 @@
 //! (one inode), shared memory inherited by fork),
 //! then creates the tree with
 //! the exact pids (clone3 set_tid), parents before children, so that each process is its old
-//! parent's child again (orphans become init's, CLONE_PARENT); zombies are processes that exit
+//! parent's child again (orphans become init's, CLONE_PARENT; a process whose parent never was
+//! in its session is made below it and handed up: `sessions`, `handover`, which is why the
+//! tree is made one process at a time); zombies are processes that exit
 //! at once with their status and are left for their parent to reap. Every process inherits the
 //! shared objects, takes its process group and session, and restores its own image with the
 //! single-process path, which places those objects at its fd numbers and maps the shared memory
@@ -333,6 +335,7 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     shared.max_id = ids.chain(m.procs.iter().flat_map(|p| [p.pid, p.pgid, p.sid])).max().unwrap_or(0);
     shared.group_helpers = plan.group_helpers();
     SHARED.set(shared).map_err(|_| anyhow!("internal: the tree was built twice"))?;
+    crate::handover::init()?;
     let mine = spawn_children(&m, &plan, m.root)?;
     let s = SHARED.get().expect("set above");
     meet(&s.barrier.created, s.total, "created")?;
@@ -566,6 +569,19 @@ fn clone_with_pid(pid: i32, sibling: bool, files: bool, exit_signal: i32) -> Res
     Ok(r as i32)
 }
 
+/// Make process `pid` with `clone_with_pid` and wait until it has done its part of making the
+/// tree (`handover`): its pid in the creator, None in the new process.
+fn make(pid: i32, sibling: bool, files: bool, exit_signal: i32) -> Result<Option<i32>> {
+    let done = crate::handover::Done::new()?;
+    let r = clone_with_pid(pid, sibling, files, exit_signal)?;
+    if r == 0 {
+        done.adopt();
+        return Ok(None);
+    }
+    done.wait(&SHARED.get().expect("in a tree").barrier.failed)?;
+    Ok(Some(r))
+}
+
 /// Do what the plan says process (or session helper) `pid` does: create its children and
 /// orphans, call setsid at its turn; returns in every process of the tree with its record.
 fn spawn_children(m: &Manifest, plan: &Plan, pid: i32) -> Result<TreeProc> {
@@ -577,59 +593,73 @@ fn spawn_children(m: &Manifest, plan: &Plan, pid: i32) -> Result<TreeProc> {
                 take_ctty(m, pid);
             }
             Step::Child(k) => {
-                if clone_with_pid(k, false, m.table_parent(k) == Some(pid), m.exit_signal(k))? == 0 {
+                if make(k, false, m.table_parent(k) == Some(pid), m.exit_signal(k))?.is_none() {
                     return spawn_children(m, plan, k);
                 }
             }
             Step::Sibling(k) => {
-                if clone_with_pid(k, true, false, libc::SIGCHLD)? == 0 {
+                if make(k, true, false, libc::SIGCHLD)?.is_none() {
                     return spawn_children(m, plan, k);
                 }
             }
             Step::Orphan(k) => {
-                if make_orphan(m, pid, k, me.is_none())? {
+                if make_via(m, pid, k, None, me.is_none())? {
+                    return spawn_children(m, plan, k);
+                }
+            }
+            Step::Deliver(k, q) => {
+                if make_via(m, pid, k, Some(q), false)? {
                     return spawn_children(m, plan, k);
                 }
             }
             Step::GroupHelper(g) => {
-                if make_orphan(m, pid, g, me.is_none())? {
+                if make_via(m, pid, g, None, me.is_none())? {
                     lead_group(g);
                 }
             }
-            Step::SessionHelper(s) => {
-                let h = clone_with_pid(s, false, false, libc::SIGCHLD)?;
-                if h == 0 {
+            Step::SessionHelper(s) => match make(s, false, false, libc::SIGCHLD)? {
+                None => {
                     setsid(s)?;
                     return spawn_children(m, plan, s);
                 }
-                reap(h);
-            }
+                Some(h) => reap(h),
+            },
         }
     }
+    crate::handover::done();
     match me {
         Some(me) => Ok(me),
-        // A session helper that made its orphans: it exits (the root reaps it), they are init's.
+        // A session helper that made its orphans: it exits (its creator reaps it), they are
+        // init's.
         // SAFETY: leaving the helper process.
         None => unsafe { libc::_exit(0) },
     }
 }
 
-/// Make process `pid` so that its parent is init: from init's child (the root) a sibling is
-/// init's child; a session helper (`helper`) exits after making them; anyone else makes it
-/// through a helper that exits. True in the new process.
-fn make_orphan(m: &Manifest, creator: i32, pid: i32, helper: bool) -> Result<bool> {
-    if creator == m.root || helper {
-        return Ok(clone_with_pid(pid, creator == m.root, false, libc::SIGCHLD)? == 0);
+/// Make process `pid` so that its parent is init (`to` None) or process `to`, above us: from
+/// init's child (the root) a sibling is init's child; a session helper (`helper`) exits after
+/// making them; anyone else makes it through a helper that exits once it is made, while `to` is
+/// a child subreaper. True in the new process.
+fn make_via(m: &Manifest, creator: i32, pid: i32, to: Option<i32>, helper: bool) -> Result<bool> {
+    if to.is_none() && (creator == m.root || helper) {
+        return Ok(make(pid, creator == m.root, false, libc::SIGCHLD)?.is_none());
     }
-    let h = clone_with_pid(helper_id(), false, false, libc::SIGCHLD)?;
-    if h == 0 {
-        if clone_with_pid(pid, false, false, libc::SIGCHLD)? == 0 {
+    let failed = &SHARED.get().expect("in a tree").barrier.failed;
+    let Some(h) = make(helper_id(), false, false, libc::SIGCHLD)? else {
+        if make(pid, false, false, libc::SIGCHLD)?.is_none() {
             return Ok(true);
         }
-        // SAFETY: leaving the helper: its child becomes init's.
+        if let Some(q) = to {
+            crate::handover::become_subreaper(q, true, failed)?;
+        }
+        crate::handover::done();
+        // SAFETY: leaving the helper: its child becomes init's, or `to`'s.
         unsafe { libc::_exit(0) }
-    }
+    };
     reap(h);
+    if let Some(q) = to {
+        crate::handover::become_subreaper(q, false, failed)?;
+    }
     Ok(false)
 }
 
@@ -643,6 +673,7 @@ fn lead_group(g: i32) -> ! {
     }
     s.barrier.led.fetch_add(1, Ordering::AcqRel);
     futex(&s.barrier.led, libc::FUTEX_WAKE, i32::MAX as u32);
+    crate::handover::done();
     let _ = wait_count(&s.barrier.joined, s.total, "in their process groups");
     // SAFETY: leaving the helper (init reaps it); the group lives on in its members.
     unsafe { libc::_exit(0) }

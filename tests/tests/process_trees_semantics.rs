@@ -20,6 +20,9 @@
 //! - tree_subreaper_session: a daemon that double-forked under a child subreaper: its parent is
 //!   the subreaper, its session and group those of a leader that exited (made again by a helper
 //!   with the leader's id, the subreaper's child, which creates it with CLONE_PARENT).
+//! - tree_lost_leaders: two sessions (and their process groups) whose leaders exited, each with
+//!   members under two branches of the tree, members handed up to subreapers and one to the
+//!   root (zdtm session02's shape): every process keeps its parent, session and group.
 
 use anyhow::Result;
 use ckpt_tests::{run_and_verify, Bins, Options, Program, Workdir};
@@ -147,4 +150,15 @@ fn a_daemon_under_a_subreaper_keeps_its_parent_and_its_dead_leaders_session() ->
 fn a_daemon_under_a_subreaper_keeps_its_session_after_two_restarts_as_nobody() -> Result<()> {
     let make = |work: &Workdir| Program::c(work, "tree_subreaper_session.c", &[], &["40", "40"]);
     ckpt_tests::trees::verify("sem-subreaper-session-nobody", make, &[10, 25], true, 3).map(drop)
+}
+
+#[test]
+fn sessions_whose_leaders_exited_keep_members_under_two_branches() -> Result<()> {
+    verify("sem-lost-leaders", "tree_lost_leaders.c", &["40", "40"], &[12])
+}
+
+#[test]
+fn sessions_whose_leaders_exited_keep_members_under_two_branches_after_two_restarts_as_nobody() -> Result<()> {
+    let make = |work: &Workdir| Program::c(work, "tree_lost_leaders.c", &[], &["40", "40"]);
+    ckpt_tests::trees::verify("sem-lost-leaders-nobody", make, &[10, 25], true, 7).map(drop)
 }

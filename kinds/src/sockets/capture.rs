@@ -30,6 +30,11 @@ pub struct Context {
     /// UNIX listeners (by inode) whose waiting connections were read and queued again at the
     /// cut (requeue.rs), with those connections in queue order.
     requeued: Vec<(u64, Vec<Pending>)>,
+    /// UNIX sockets asked about so far, and every UNIX socket (by inode) once several were: a
+    /// query by inode walks all of them in the kernel, so a process holding hundreds (a tree
+    /// whose processes all inherited them) reads the table once instead.
+    unix_asked: u32,
+    unix_table: Option<std::collections::HashMap<u32, diag::UnixInfo>>,
 }
 
 impl Context {
@@ -102,8 +107,21 @@ impl Context {
         Some(s)
     }
 
+    /// What sock_diag says of UNIX socket `ino`.
+    fn unix_info(&mut self, ino: u32) -> diag::UnixInfo {
+        self.unix_asked += 1;
+        if self.unix_table.is_none() && self.unix_asked > 8 {
+            self.unix_table = diag::unix_all();
+        }
+        // (Not in the table: made since it was read; asked alone.)
+        match self.unix_table.as_ref().and_then(|t| t.get(&ino)) {
+            Some(d) => d.clone(),
+            None => diag::unix(ino).unwrap_or_default(),
+        }
+    }
+
     fn unix(&mut self, fd: i32, s: &mut Socket, listening: bool, bind_dir: Option<Vec<u8>>, inflight: &mut dyn FnMut(i32) -> i32) {
-        let d = diag::unix(s.ino as u32).unwrap_or_default();
+        let d = self.unix_info(s.ino as u32);
         s.shutdown = d.shutdown;
         s.peer = d.peer as u64;
         if listening || d.state == TCP_LISTEN {

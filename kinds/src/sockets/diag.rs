@@ -122,8 +122,33 @@ fn attrs(b: &[u8], skip: usize) -> Vec<(u16, &[u8])> {
     out
 }
 
-/// One UNIX socket by inode.
+/// One UNIX socket by inode. (The kernel finds it by walking every UNIX socket of the network
+/// namespace: for many sockets, `unix_all` once is cheaper.)
 pub fn unix(ino: u32) -> Option<UnixInfo> {
+    let mut out = None;
+    query(&unix_request(ino), false, |m| {
+        if let Some((i, u)) = unix_info(m) {
+            if i == ino {
+                out = Some(u);
+            }
+        }
+    })?;
+    out
+}
+
+/// Every UNIX socket of the network namespace, by inode (one sock_diag dump).
+pub fn unix_all() -> Option<std::collections::HashMap<u32, UnixInfo>> {
+    let mut out = std::collections::HashMap::new();
+    query(&unix_request(0), true, |m| {
+        if let Some((i, u)) = unix_info(m) {
+            out.insert(i, u);
+        }
+    })?;
+    Some(out)
+}
+
+/// The request for UNIX socket `ino` (0: all of them, in a dump), with what `unix_info` reads.
+fn unix_request(ino: u32) -> [u8; 24] {
     const SHOW: u32 = 0x2 | 0x4 | 0x8 | 0x10; // VFS, PEER, ICONS, RQLEN
     let mut body = [0u8; 24];
     body[0] = libc::AF_UNIX as u8;
@@ -131,25 +156,26 @@ pub fn unix(ino: u32) -> Option<UnixInfo> {
     body[8..12].copy_from_slice(&ino.to_ne_bytes());
     body[12..16].copy_from_slice(&SHOW.to_ne_bytes());
     body[16..24].copy_from_slice(&[0xff; 8]);
-    let mut out = None;
-    query(&body, false, |m| {
-        if m.len() < 16 || u32_at(m, 4) != ino {
-            return;
+    body
+}
+
+/// One answer of a UNIX socket: its inode and what it says.
+fn unix_info(m: &[u8]) -> Option<(u32, UnixInfo)> {
+    if m.len() < 16 {
+        return None;
+    }
+    let mut u = UnixInfo { state: m[2], ..Default::default() };
+    for (ty, p) in attrs(m, 16) {
+        match ty {
+            1 if p.len() >= 8 => u.vfs = Some((u32_at(p, 0), u32_at(p, 4))),
+            2 if p.len() >= 4 => u.peer = u32_at(p, 0),
+            3 => u.icons = p.chunks_exact(4).map(|c| u32_at(c, 0)).collect(),
+            4 if p.len() >= 8 => u.rqlen = (u32_at(p, 0), u32_at(p, 4)),
+            6 if !p.is_empty() => u.shutdown = p[0],
+            _ => {}
         }
-        let mut u = UnixInfo { state: m[2], ..Default::default() };
-        for (ty, p) in attrs(m, 16) {
-            match ty {
-                1 if p.len() >= 8 => u.vfs = Some((u32_at(p, 0), u32_at(p, 4))),
-                2 if p.len() >= 4 => u.peer = u32_at(p, 0),
-                3 => u.icons = p.chunks_exact(4).map(|c| u32_at(c, 0)).collect(),
-                4 if p.len() >= 8 => u.rqlen = (u32_at(p, 0), u32_at(p, 4)),
-                6 if !p.is_empty() => u.shutdown = p[0],
-                _ => {}
-            }
-        }
-        out = Some(u);
-    })?;
-    out
+    }
+    Some((u32_at(m, 4), u))
 }
 
 /// The connections waiting in the queue of the UNIX listener named `name` (sun_path bytes):
