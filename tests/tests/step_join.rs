@@ -136,7 +136,9 @@ fn checkpoint_kill_resume(tag: &str, rounds: u32, steps: u32) -> Result<()> {
     let lines = |r: u32| std::fs::read_to_string(out.join(format!("task{r}"))).unwrap_or_default();
     for round in 1..=rounds {
         for r in [1, 2] {
-            p.wait_for_stderr(&format!("step: task {r} linked"), Duration::from_secs(60))?;
+            if let Err(e) = p.wait_for_stderr(&format!("step: task {r} linked"), Duration::from_secs(120)) {
+                anyhow::bail!("round {round}: {e}\n{}\ntask 0:\n{}\ntask 1:\n{}", p.stderr(), lines(0), lines(1));
+            }
         }
         if round == 1 {
             ensure!(p.stderr().contains("the joined step has 3 tasks"), "rank 0 did not learn the step's size:\n{}", p.stderr());
@@ -159,7 +161,8 @@ fn checkpoint_kill_resume(tag: &str, rounds: u32, steps: u32) -> Result<()> {
         if round < rounds {
             continue;
         }
-        let st = p.wait(Duration::from_secs(120))?;
+        let last = |r: u32| lines(r).lines().rev().find(|l| l.starts_with("n ")).unwrap_or("none").to_string();
+        let st = p.wait(Duration::from_secs(300)).map_err(|e| anyhow::anyhow!("{e}; the tasks' last counts: {} and {}\n{}", last(0), last(1), p.stderr()))?;
         let (so, se) = (p.stdout(), p.stderr());
         ensure!(st.success() && so.contains("srun ended 0"), "the resumed launcher failed: {st}\n{so}\n{se}");
     }
