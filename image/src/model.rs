@@ -523,7 +523,7 @@ pub struct RestartInfo {
     pub path: u64,
     pub path_len: u64,
     pub log_level: u64,
-    /// The pid tools outside the program's namespace know it by (the outer ckpt-restart).
+    /// The pid tools outside the program's namespace know it by (the outer ckpt-restart; 0: none).
     pub outer_pid: u64,
     /// Device and inode of the image directory as the outer ckpt-restart checked it (0: not
     /// checked): see `Launch::dir_dev`.

@@ -82,9 +82,10 @@ pub(crate) struct Coord {
     pub root: i32,
     /// When this coordinator started (older unfinished sets of its name are leftovers).
     started: std::time::SystemTime,
-    /// In a checkpoint of a joined step's rank 0: the processes its srun started that are not
-    /// the tree's (`launchers::beyond`), left out of it.
-    beyond: Vec<i32>,
+    /// In a checkpoint of a joined step's rank 0: the processes its srun started, which are not
+    /// the tree's (`launchers::beyond`), are left out of it (found again at each look: a task
+    /// a stand-in srun starts here forks on while the checkpoint begins).
+    beyond: bool,
 }
 
 /// The exit status of a program that stopped after its checkpoint (the runtime's
@@ -153,7 +154,11 @@ impl Coord {
     /// The processes of the tree (`procs`).
     fn procs(&self) -> Vec<Proc> {
         let mut all = procs(&self.members);
-        all.retain(|p| !self.beyond.contains(&p.pid));
+        if self.beyond {
+            let members: Vec<i32> = self.members.iter().map(|m| m.pid).collect();
+            let beyond = crate::launchers::beyond(&all.iter().map(|p| (p.pid, p.ppid)).collect::<Vec<_>>(), &members);
+            all.retain(|p| !beyond.contains(&p.pid));
+        }
         all
     }
 
@@ -183,7 +188,7 @@ impl Coord {
         if unsafe { libc::bind(fd, &addr as *const libc::sockaddr_un as *const libc::sockaddr, len) } != 0 || unsafe { libc::listen(fd, 64) } != 0 {
             return Err(errno());
         }
-        Ok(Coord { listen, members: Vec::new(), sleepers: Vec::new(), stop_answers: Vec::new(), target, tool, root: 0, started: std::time::SystemTime::now(), beyond: Vec::new() })
+        Ok(Coord { listen, members: Vec::new(), sleepers: Vec::new(), stop_answers: Vec::new(), target, tool, root: 0, started: std::time::SystemTime::now(), beyond: false })
     }
 
     /// The fds to poll: the listening socket, then every member.
@@ -382,12 +387,9 @@ impl Coord {
         // on: its connection stays open in that table, but it is gone.
         let live = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')));
         self.members.retain(|m| live(m.pid));
-        self.beyond = match lead {
-            Some(_) => crate::launchers::beyond(&procs(&self.members).iter().map(|p| (p.pid, p.ppid)).collect::<Vec<_>>(), &self.members.iter().map(|m| m.pid).collect::<Vec<_>>()),
-            None => Vec::new(),
-        };
+        self.beyond = lead.is_some();
         let r = self.take_tree(gen, stop, lead);
-        self.beyond.clear();
+        self.beyond = false;
         r
     }
 

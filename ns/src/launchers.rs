@@ -68,27 +68,16 @@ pub fn reruns(pids: &[i32], joined: bool) -> Vec<i32> {
 
 /// Write the record of process `pid` (a rewritten srun, stopped) into the set's temporary
 /// directory `tmp`: its program, working directory, argv with `--resume`, and its environment
-/// as it was exec'd, without ckpt's launch settings (the restart runs it outside the runtime).
+/// as it was exec'd, ckpt's launch settings and preload included: the restart runs it again
+/// under the runtime, a member of the restarted tree (`ckpt-restart`'s `rerun`), so that the
+/// restarted joined step can be checkpointed again.
 pub fn write_rerun(tmp: &Path, pid: i32) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let argv = rewritten_srun(pid).ok_or_else(|| format!("process {pid} is no longer the rewritten srun"))?;
     let link = |what: &str| std::fs::read_link(format!("/proc/{pid}/{what}")).map(|p| p.into_os_string().into_encoded_bytes()).map_err(|e| format!("process {pid}'s {what}: {e}"));
     let environ = std::fs::read(format!("/proc/{pid}/environ")).map_err(|e| format!("process {pid}'s environment: {e}"))?;
-    let mut env: Vec<Vec<u8>> = environ.split(|&b| b == 0).filter(|e| !e.is_empty()).map(|e| e.to_vec()).collect();
-    let launch_var = format!("{}=", ckpt_image::LAUNCH_VAR);
-    let launch = env.iter().find_map(|e| e.strip_prefix(launch_var.as_bytes())).and_then(ckpt_image::Launch::decode);
-    env.retain(|e| !e.starts_with(launch_var.as_bytes()));
-    if let Some(l) = launch {
-        // LD_PRELOAD as ckpt-run set it goes back to the user's (as the runtime does at start).
-        let ours = [b"LD_PRELOAD=".as_slice(), &l.preload].concat();
-        if let Some(i) = env.iter().position(|e| *e == ours) {
-            match l.preload_user {
-                Some(v) => env[i] = [b"LD_PRELOAD=".as_slice(), &v].concat(),
-                None => drop(env.remove(i)),
-            }
-        }
-    }
+    let env: Vec<Vec<u8>> = environ.split(|&b| b == 0).filter(|e| !e.is_empty()).map(|e| e.to_vec()).collect();
     let r = ckpt_image::rerun::Rerun { exe: link("exe")?, cwd: link("cwd")?, argv: argv.into_iter().map(String::into_bytes).collect(), env };
     let path = tmp.join(ckpt_image::rerun::file_name(pid));
     std::fs::OpenOptions::new()

@@ -325,11 +325,9 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], tab
     Ok(Prepared { code: base, params: params_base, stack: stack_top & !15 })
 }
 
-/// The pid tools outside know the program by: the outer ckpt-restart that started us as the
-/// first process under a namespace's init (CKPT_OUTER_PID), or our own.
 /// The image directory the outer ckpt-restart checked from outside the namespace
 /// (CKPT_TRUSTED_DIR=DEV:INO), when it started us.
-fn trusted_dir() -> (u64, u64) {
+pub(crate) fn trusted_dir() -> (u64, u64) {
     let v = std::env::var("CKPT_TRUSTED_DIR").ok().filter(|_| crate::namespace::started_by_init());
     v.and_then(|v| {
         let (d, i) = v.split_once(':')?;
@@ -338,13 +336,14 @@ fn trusted_dir() -> (u64, u64) {
     .unwrap_or((0, 0))
 }
 
-/// The pid outside tools know the program by: the namespace's outer process for the process
-/// init started and for every process of a tree restarted with it (each must join the tree's
-/// coordinator again), else ours.
-fn outer_pid() -> u64 {
+/// The pid outside tools know the program by: the namespace's outer process (CKPT_OUTER_PID)
+/// for the process init started and for every process of a tree restarted with it (each must
+/// join the tree's coordinator again); 0 without a namespace (the runtime then uses its own).
+/// The outer process's pid may be the program's own number in its namespace (a tree nested in
+/// another's namespace, whose outer process got the pid the program had there): still outer.
+pub(crate) fn outer_pid() -> u64 {
     let inside = crate::namespace::started_by_init() || crate::tree::in_tree();
-    let outer = std::env::var("CKPT_OUTER_PID").ok().and_then(|p| p.parse().ok()).filter(|_| inside);
-    outer.unwrap_or_else(std::process::id) as u64
+    std::env::var("CKPT_OUTER_PID").ok().and_then(|p| p.parse().ok()).filter(|_| inside).unwrap_or(0)
 }
 
 extern "C" {

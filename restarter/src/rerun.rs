@@ -7,6 +7,12 @@
 //! Slurm job's variables of the new allocation. Its sockets were its connections to Slurm's
 //! daemons of the old allocation: never restored.
 //!
+//! It runs again under the runtime, as it ran before (`under_runtime`): its record keeps the
+//! launch settings it was exec'd with, made this restart's (its pid, the namespace's outer
+//! process, a member of the tree), so it joins the restarted tree's coordinator and a later
+//! checkpoint of the restarted joined step records it again instead of refusing a process
+//! without the runtime. A record without them (written before) runs it without the runtime.
+//!
 //! It execs without waiting at the tree's barrier: the tasks of the step it starts are what the
 //! tree's root waits for in the step's restart rendezvous, which the root therefore makes in its
 //! own restore, after the tree is made, rather than before (`root_meets_later`); so only the root
@@ -82,6 +88,26 @@ pub fn root_meets_later(m: &Manifest, indexes: &[(i32, ckpt_image::Index)]) -> R
     Ok(true)
 }
 
+/// The record's environment `env` with its launch settings (`ckpt_image::Launch`) made this
+/// process's in the restarted tree: its pid, the namespace's outer process, the image directory
+/// as the restart checked it, a member (no timer of its own). Settings that do not read are
+/// dropped (it runs without the runtime, as before).
+fn under_runtime(mut env: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let var = format!("{}=", ckpt_image::LAUNCH_VAR);
+    let Some(at) = env.iter().position(|e| e.starts_with(var.as_bytes())) else { return env };
+    let Some(l) = ckpt_image::Launch::decode(&env[at][var.len()..]) else {
+        env.remove(at);
+        return env;
+    };
+    let (dir_dev, dir_ino) = crate::plan::trusted_dir();
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let outer_pid = i32::try_from(crate::plan::outer_pid()).unwrap_or(0);
+    let l = ckpt_image::Launch { pid, spawner: 0, outer_pid, dir_dev, dir_ino, tree_child: true, interval_ms: 0, ..l };
+    env[at] = [var.as_bytes(), l.encode().as_bytes()].concat();
+    env
+}
+
 /// Place this process's fds from its image at `image` and exec
 /// the record's command (returns only on failure, before the exec).
 pub fn run(image: &Path, r: &Rerun, no_truncate: bool, ignore_missing: bool) -> Result<std::convert::Infallible> {
@@ -92,7 +118,7 @@ pub fn run(image: &Path, r: &Rerun, no_truncate: bool, ignore_missing: bool) -> 
     let same_boot = !index.meta.origin.boot_id.is_empty() && index.meta.origin.boot_id == ckpt_image::boot_id();
     let opts = &crate::fds::Options { no_truncate, ignore_missing, same_boot, exact_ids: true };
     let now: Vec<Vec<u8>> = std::env::vars_os().map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat()).collect();
-    let (exe, argv, env) = (CString::new(r.exe.clone())?, cstrings(&r.argv)?, cstrings(&r.env_with_job_of(&now))?);
+    let (exe, argv, env) = (CString::new(r.exe.clone())?, cstrings(&r.argv)?, cstrings(&under_runtime(r.env_with_job_of(&now)))?);
     let cwd = CString::new(r.cwd.clone())?;
     crate::tree::before_fds()?;
     let job = crate::tree::sockets(&index.fds)?;

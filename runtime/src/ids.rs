@@ -63,11 +63,11 @@ fn trust_dir((dev, ino): (u64, u64)) {
     TRUSTED_DIR[1].store(ino, Ordering::Relaxed);
 }
 
-/// After a restart: the restarter's outer process (its own pid without a namespace) and the
-/// image directory it checked.
+/// After a restart: the restarter's outer process (0: no namespace) and the image directory it
+/// checked. Its pid may equal ours (a tree nested in another's namespace, whose outer process
+/// got the number the program had there): still our outer process, the coordinator's name.
 pub fn restarted(outer_pid: u64, dir: (u64, u64)) {
-    let own = sys::getpid();
-    let outer = if outer_pid == 0 || outer_pid as i32 == own { 0 } else { outer_pid as i32 };
+    let outer = i32::try_from(outer_pid).unwrap_or(0);
     OUTER_PID.store(outer, Ordering::Relaxed);
     trust_dir(if outer != 0 { dir } else { (0, 0) });
 }

@@ -224,12 +224,13 @@ pub fn rewrite_srun(argv: &[String], p: &Prefix, env: impl Fn(&str) -> Option<St
 
 /// The rewritten srun's `argv` (`rewrite_srun`) as a restart runs it again: `--resume` after
 /// the ckpt-run word, so that each task restarts its tree from the joined step's last complete
-/// set. None: not a rewritten srun (no ckpt-run word), or one that resumes already.
+/// set. One that resumes already (a srun a restart ran again, checkpointed again) is as it is.
+/// None: not a rewritten srun (no ckpt-run word).
 pub fn resume_argv(argv: &[String]) -> Option<Vec<String>> {
     let at = argv.iter().position(|a| std::path::Path::new(a).file_name().is_some_and(|f| f == "ckpt-run"))?;
     let end = argv[at..].iter().position(|a| a == "--").map_or(argv.len(), |e| at + e);
     if argv[at..end].iter().any(|a| a == "--resume") {
-        return None;
+        return Some(argv.to_vec());
     }
     let mut out = argv.to_vec();
     out.insert(at + 1, "--resume".to_string());
@@ -277,7 +278,8 @@ mod tests {
     fn resumed_argv() {
         let a = words("srun -n 2 /b/ckpt-run --dir /d --name mpirun -- orted --resume");
         assert_eq!(resume_argv(&a).unwrap().join(" "), "srun -n 2 /b/ckpt-run --resume --dir /d --name mpirun -- orted --resume");
-        assert_eq!(resume_argv(&words("srun -n 2 /b/ckpt-run --resume -- orted")), None);
+        let again = words("srun -n 2 /b/ckpt-run --resume -- orted");
+        assert_eq!(resume_argv(&again), Some(again.clone()), "run again and checkpointed again: as it is");
         assert_eq!(resume_argv(&words("srun -n 2 orted")), None);
     }
 

@@ -693,6 +693,11 @@ fn mpi_env(work: &Workdir) -> Vec<(String, String)> {
 /// `LAUNCHER -np 4 ring` under `ckpt-run OPTIONS` in a 2-node allocation (`joined`: with
 /// CKPT_JOIN_SRUN=1), once the ring ran 10 laps; the ring's uninterrupted result. None: skipped.
 fn mpi_job(name: &str, mpi: &Mpi, options: &str, joined: bool) -> Result<Option<(Bins, Workdir, Job, String)>> {
+    mpi_job_of(name, mpi, options, joined, 150)
+}
+
+/// `mpi_job` with a ring of `laps` laps.
+fn mpi_job_of(name: &str, mpi: &Mpi, options: &str, joined: bool, laps: u32) -> Result<Option<(Bins, Workdir, Job, String)>> {
     if !Path::new(mpi.launcher).is_file() {
         ckpt_tests::skip_test!("{} is not installed (Debian packages openmpi-bin and mpich; .ci/run installs them)", mpi.launcher);
         return Ok(None);
@@ -701,7 +706,8 @@ fn mpi_job(name: &str, mpi: &Mpi, options: &str, joined: bool) -> Result<Option<
     let work = Workdir::new(name)?;
     let ring = compile_c(&work, "mpi_ring.c", mpi.flags)?;
     let env = mpi_env(&work);
-    let (laps, delay) = ("150", "100");
+    let (laps, delay) = (laps.to_string(), "100");
+    let laps = laps.as_str();
     let vars: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut local: Vec<&str> = vars.iter().map(String::as_str).collect();
     local.push(mpi.launcher);
@@ -752,31 +758,55 @@ fn slurm_mpich_mpiexec_across_two_nodes_checkpoint_is_refused_in_one_line() -> R
 /// nodes as tasks of the tree's joined step. `scancel -s USR2` makes one checkpoint of the whole
 /// step (the tree with srun's command, and every daemon's tree with its ranks), every process
 /// of the job is killed, the requeued job resumes it (srun run again with `--resume`) and the
-/// ring ends with the uninterrupted result, not started over.
-fn mpi_joined_checkpoint_kill_requeue(name: &str, mpi: &Mpi) -> Result<()> {
+/// ring ends with the uninterrupted result, not started over. `rounds` times: the restarted
+/// joined step (srun run again under the runtime) checkpoints again.
+fn mpi_joined_checkpoint_kill_requeue(name: &str, mpi: &Mpi, rounds: u32) -> Result<()> {
     need_slurm!();
-    let Some((_bins, _work, job, expected)) = mpi_job(name, mpi, "--resume", true)? else { return Ok(()) };
-    job.run("scancel", &["-s", "USR2"])?;
-    job.wait_output(90, "the joined step's checkpoint", |o| o.contains("step checkpoint 1: 3 tasks committed"))?;
-    // Every process of the job: the batch script's tree and the daemons' with their ranks.
-    let killed = job.kill_all();
-    ensure!(killed >= 4, "only {killed} processes of the job found to kill");
-    ensure!(wait_until(Duration::from_secs(60), || !matches!(job.state().as_str(), "RUNNING" | "COMPLETING")), "job {} not ended: {}", job.id, job.state());
-    let before = steps(&task_lines(&job.output(), None));
-    ensure!(before < 150, "the ring finished before the kill");
-    job.run("scontrol", &["requeue"])?;
-    job.wait_output(120, "the requeued run", |o| o.contains("restart count 1"))?;
+    let laps = 150 * rounds;
+    let Some((_bins, _work, job, expected)) = mpi_job_of(name, mpi, "--resume", true, laps)? else { return Ok(()) };
+    // The output of the job's run `n` (0: the first, then one a requeue).
+    let run = |n: u32| {
+        let all = job.output();
+        if n == 0 {
+            return all;
+        }
+        all.split(&format!("restart count {n}\n")).nth(1).unwrap_or("").to_string()
+    };
+    for round in 1..=rounds {
+        if round > 1 {
+            // The restarted ring goes on (its links and the step's are up again).
+            job.wait_output(120, "10 laps of the restarted ring", |_| steps(&task_lines(&run(round - 1), None)) >= 10)?;
+        }
+        job.run("scancel", &["-s", "USR2"])?;
+        let committed = format!("step checkpoint {round}: 3 tasks committed");
+        job.wait_output(90, &format!("the joined step's checkpoint {round}"), |_| run(round - 1).contains(&committed))?;
+        // Every process of the job: the batch script's tree and the daemons' with their ranks.
+        let killed = job.kill_all();
+        ensure!(killed >= 4, "round {round}: only {killed} processes of the job found to kill");
+        ensure!(wait_until(Duration::from_secs(60), || !matches!(job.state().as_str(), "RUNNING" | "COMPLETING")), "job {} not ended: {}", job.id, job.state());
+        ensure!(!job.output().lines().any(|l| l.starts_with("result ")), "round {round}: the ring finished before the kill");
+        job.run("scontrol", &["requeue"])?;
+        job.wait_output(120, "the requeued run", |o| o.contains(&format!("restart count {round}\n")))?;
+    }
     job.wait_completed(240)?;
     let all = job.output();
-    let after = all.split("restart count 1").nth(1).unwrap_or("");
-    ensure!(result_of(after) == Some(expected.as_str()), "the requeued run did not end with the uninterrupted result {expected}:\n{all}");
-    ensure!(!after.lines().any(|l| l.starts_with("start ")), "the requeued run started over:\n{all}");
+    let after = run(rounds);
+    ensure!(result_of(&after) == Some(expected.as_str()), "the last requeued run did not end with the uninterrupted result {expected}:\n{all}");
+    let starts = all.lines().filter(|l| l.starts_with("start ")).count();
+    ensure!(starts == 1, "the ring started {starts} times (once expected):\n{all}");
     Ok(())
 }
 
 #[test]
 fn slurm_openmpi_mpirun_joined_step_checkpoint_kill_requeue_same_result() -> Result<()> {
-    mpi_joined_checkpoint_kill_requeue("slurm-ompi-joined", &OPEN_MPI)
+    mpi_joined_checkpoint_kill_requeue("slurm-ompi-joined", &OPEN_MPI, 1)
+}
+
+/// The restarted joined step checkpoints again: checkpoint, kill, requeue, checkpoint, kill,
+/// requeue, the uninterrupted result.
+#[test]
+fn slurm_openmpi_mpirun_joined_step_checkpointed_again_after_requeue_same_result() -> Result<()> {
+    mpi_joined_checkpoint_kill_requeue("slurm-ompi-joined2", &OPEN_MPI, 2)
 }
 
 /// Not yet: hydra_pmi_proxy's connection to mpiexec is inherited by the ranks it starts (not
@@ -786,6 +816,6 @@ fn slurm_openmpi_mpirun_joined_step_checkpoint_kill_requeue_same_result() -> Res
 #[test]
 #[ignore = "MPICH's ranks inherit their proxy's connection to mpiexec: refused in one line (docs/multinode.md)"]
 fn slurm_mpich_mpiexec_joined_step_checkpoint_kill_requeue_same_result() -> Result<()> {
-    mpi_joined_checkpoint_kill_requeue("slurm-mpich-joined-rq", &MPICH)
+    mpi_joined_checkpoint_kill_requeue("slurm-mpich-joined-rq", &MPICH, 1)
 }
 

@@ -106,16 +106,75 @@ fn srun_in_a_tree_is_left_alone_without_the_opt_in() -> Result<()> {
     Ok(())
 }
 
-/// The ckpt-run that srun started as its task `procid` (its parent is srun).
-fn task_run(bins: &Bins, procid: u32) -> Option<i32> {
+/// The outer process of srun's task `procid` (its parent is srun) of the launcher writing to
+/// `out`: the ckpt-run srun started, or, once a restart ran srun again, the ckpt-restart that
+/// ckpt-run --resume became.
+fn task_run(bins: &Bins, out: &Path, procid: u32) -> Option<i32> {
     let want = format!("SLURM_PROCID={procid}");
+    let ours = [b"OUT=".as_slice(), out.as_os_str().as_encoded_bytes()].concat();
     std::fs::read_dir("/proc").ok()?.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()).find(|pid| {
         let read = |f: &str| std::fs::read(format!("/proc/{pid}/{f}")).unwrap_or_default();
-        let argv0 = read("cmdline").split(|&b| b == 0).next().map(|a| a.to_vec()).unwrap_or_default();
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
         let ppid = String::from_utf8_lossy(&read("stat")).rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)?.parse::<i32>().ok());
         let parent_is_srun = ppid.and_then(|p| std::fs::read_link(format!("/proc/{p}/exe")).ok()).is_some_and(|e| e.file_name().is_some_and(|n| n == "srun"));
-        argv0 == bins.run.as_os_str().as_encoded_bytes() && parent_is_srun && read("environ").split(|&b| b == 0).any(|v| v == want.as_bytes())
+        let is = |b: &PathBuf| b.canonicalize().is_ok_and(|b| b == exe);
+        let env = read("environ");
+        let has = |v: &[u8]| env.split(|&b| b == 0).any(|e| e == v);
+        (is(&bins.run) || is(&bins.restart)) && parent_is_srun && has(want.as_bytes()) && has(&ours)
     })
+}
+
+/// The joined step of the stand-in srun, checkpointed, killed and resumed `rounds` times: each
+/// time a checkpoint asked of task 1 (as `scancel -s USR2` does) is one of the whole joined
+/// step, every process is killed, and `ckpt-run --resume` of the tree runs srun again with
+/// `--resume`; then the step runs to its end. Each task counts to `steps`, once.
+fn checkpoint_kill_resume(tag: &str, rounds: u32, steps: u32) -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(tag)?;
+    let task = format!(r#"i=0; while [ $i -lt {steps} ]; do sleep 0.1; i=$((i + 1)); echo "n $i"; done; echo "task $SLURM_PROCID done $i""#);
+    let (mut p, out) = start(&bins, &work, "resume", &task, true, &[("CKPT_LOG", "debug")])?;
+    let lines = |r: u32| std::fs::read_to_string(out.join(format!("task{r}"))).unwrap_or_default();
+    for round in 1..=rounds {
+        for r in [1, 2] {
+            if let Err(e) = p.wait_for_stderr(&format!("step: task {r} linked"), Duration::from_secs(120)) {
+                anyhow::bail!("round {round}: {e}\n{}\ntask 0:\n{}\ntask 1:\n{}", p.stderr(), lines(0), lines(1));
+            }
+        }
+        if round == 1 {
+            ensure!(p.stderr().contains("the joined step has 3 tasks"), "rank 0 did not learn the step's size:\n{}", p.stderr());
+        }
+        let at = lines(1).lines().count();
+        ckpt_tests::process::wait_until(Duration::from_secs(30), || lines(1).lines().count() >= at + 10);
+        let pid = task_run(&bins, &out, 1).ok_or_else(|| anyhow::anyhow!("round {round}: no outer process of srun's task 1; it printed\n{}", lines(1)))?;
+        // SAFETY: a signal to the task's outer process, which this test's launcher started.
+        ensure!(unsafe { libc::kill(pid, libc::SIGUSR2) } == 0, "cannot signal task 1");
+        // (Longer than the step's own bound, 120 s: a checkpoint that stalls is abandoned with
+        // its reason before this gives up.)
+        if let Err(e) = p.wait_for_stderr("3 tasks committed", Duration::from_secs(150)) {
+            anyhow::bail!("round {round}: {e}\n{}\n{}\ntask 0:\n{}\ntask 1:\n{}", p.stdout(), p.stderr(), lines(0), lines(1));
+        }
+        p.kill()?;
+        ensure!(!p.stdout().contains("srun ended"), "round {round}: the launcher ended before it was killed:\n{}", p.stdout());
+        // (The tasks were in the launcher's namespace: gone with it.)
+        ensure!(task_run(&bins, &out, 1).is_none() && task_run(&bins, &out, 2).is_none(), "round {round}: a task outlived the launcher's namespace");
+        p = start_with(&bins, &work, "resume", &task, true, &[("CKPT_LOG", "debug")], true)?.0;
+        if round < rounds {
+            continue;
+        }
+        let last = |r: u32| lines(r).lines().rev().find(|l| l.starts_with("n ")).unwrap_or("none").to_string();
+        let st = p.wait(Duration::from_secs(300)).map_err(|e| anyhow::anyhow!("{e}; the tasks' last counts: {} and {}\n{}", last(0), last(1), p.stderr()))?;
+        let (so, se) = (p.stdout(), p.stderr());
+        ensure!(st.success() && so.contains("srun ended 0"), "the resumed launcher failed: {st}\n{so}\n{se}");
+    }
+    let args = std::fs::read_to_string(out.join("argv"))?;
+    ensure!(args.lines().nth(3) == Some("--resume"), "srun was not run again with --resume:\n{args}");
+    for r in 0..2u32 {
+        let t = lines(r);
+        ensure!(t.contains(&format!("task {r} done {steps}")), "task {r} did not run to its end:\n{t}\n{}", p.stderr());
+        // Resumed, not started over: its count begins once.
+        ensure!(t.lines().filter(|l| *l == "n 1").count() == 1, "task {r} started over:\n{t}");
+    }
+    Ok(())
 }
 
 /// With the opt-in, the tree is rank 0 of the joined step: srun's tasks (each a tree under its
@@ -127,39 +186,17 @@ fn task_run(bins: &Bins, procid: u32) -> Option<i32> {
 /// start over) to its end; the launcher sees srun end as it would have.
 #[test]
 fn joined_step_checkpoint_kill_resume_runs_srun_again() -> Result<()> {
-    let bins = Bins::locate()?;
-    let work = Workdir::new("step-join-resume")?;
-    let task = r#"i=0; while [ $i -lt 60 ]; do sleep 0.1; i=$((i + 1)); echo "n $i"; done; echo "task $SLURM_PROCID done $i""#;
-    let (mut p, out) = start(&bins, &work, "resume", task, true, &[("CKPT_LOG", "debug")])?;
-    for r in [1, 2] {
-        p.wait_for_stderr(&format!("step: task {r} linked"), Duration::from_secs(30))?;
-    }
-    ensure!(p.stderr().contains("the joined step has 3 tasks"), "rank 0 did not learn the step's size:\n{}", p.stderr());
-    let lines = |r: u32| std::fs::read_to_string(out.join(format!("task{r}"))).unwrap_or_default();
-    ckpt_tests::process::wait_until(Duration::from_secs(30), || lines(1).lines().count() >= 10);
-    let pid = task_run(&bins, 1).ok_or_else(|| anyhow::anyhow!("no ckpt-run of srun's task 1"))?;
-    // SAFETY: a signal to the task's ckpt-run, which this test's launcher started.
-    ensure!(unsafe { libc::kill(pid, libc::SIGUSR2) } == 0, "cannot signal task 1");
-    if let Err(e) = p.wait_for_stderr("step checkpoint 1: 3 tasks committed", Duration::from_secs(60)) {
-        anyhow::bail!("{e}\n{}\n{}\ntask 1:\n{}", p.stdout(), p.stderr(), lines(1));
-    }
-    p.kill()?;
-    ensure!(!p.stdout().contains("srun ended"), "the launcher ended before it was killed:\n{}", p.stdout());
-    // (The tasks were in the launcher's namespace: gone with it.)
-    ensure!(task_run(&bins, 1).is_none() && task_run(&bins, 2).is_none(), "a task outlived the launcher's namespace");
-    let (mut p, _) = start_with(&bins, &work, "resume", task, true, &[("CKPT_LOG", "debug")], true)?;
-    let st = p.wait(Duration::from_secs(120))?;
-    let (so, se) = (p.stdout(), p.stderr());
-    ensure!(st.success() && so.contains("srun ended 0"), "the resumed launcher failed: {st}\n{so}\n{se}");
-    let args = std::fs::read_to_string(out.join("argv"))?;
-    ensure!(args.lines().nth(3) == Some("--resume"), "srun was not run again with --resume:\n{args}");
-    for r in 0..2u32 {
-        let t = lines(r);
-        ensure!(t.contains(&format!("task {r} done 60")), "task {r} did not run to its end:\n{t}\n{se}");
-        // Resumed, not started over: its count begins once.
-        ensure!(t.lines().filter(|l| *l == "n 1").count() == 1, "task {r} started over:\n{t}");
-    }
-    Ok(())
+    checkpoint_kill_resume("step-join-resume", 1, 100)
+}
+
+/// The restarted joined step checkpoints again: srun run again by the restart runs under the
+/// runtime, a member of the restarted tree, its record of the first restart (`--resume`
+/// already in it) taken as it is; the tasks restarted by it link up to the restarted tree
+/// again. Checkpoint, kill, resume, checkpoint, kill, resume: the tasks count to their end
+/// once.
+#[test]
+fn restarted_joined_step_checkpoints_again() -> Result<()> {
+    checkpoint_kill_resume("step-join-twice", 2, 150)
 }
 
 /// The restart of a joined step runs Slurm's srun again instead of restoring it
