@@ -1,0 +1,139 @@
+//! Copy-on-write sharing between a parent and its children again, in a tree's restart.
+//!
+//! After fork, the private pages that neither parent nor child wrote since are one physical page
+//! shared copy-on-write. A restart that stages every process's memory separately would give each
+//! its own copy (a tree of 8 processes of 256 MiB, forked from one, would need 8 times the
+//! memory). So a parent of the tree stages its memory before it makes its children (`tree`), and
+//! each child starts from the staged memory it inherited: for each of its private regions that
+//! the parent staged at the same address with the same backing, flags and protection, the child
+//! takes the parent's staged pages (mremap keeps them shared), writes only the pages of its image
+//! that differ from them (an identical page written would stop being shared), and drops the
+//! pages its image does not have (never faulted in the child: zero, or the file's own data in a
+//! private file mapping). The child ends with exactly its image's memory either way; the sharing
+//! only saves memory (and the writing of unchanged pages).
+//!
+//! `offer` records where this process staged its regions (in its own address space, which a
+//! child made by fork inherits); `adopt` takes one of them into the child's staging.
+
+use ckpt_image::{Backing, Chain, Region};
+use std::sync::Mutex;
+
+/// A region the parent staged: its record and where its staged memory is.
+struct Offered {
+    start: u64,
+    end: u64,
+    backing: Backing,
+    prot: u32,
+    flags: i32,
+    staged: u64,
+}
+
+/// What the process that staged (its pid) offers the children it makes by fork.
+static OFFER: Mutex<Option<(i32, Vec<Offered>)>> = Mutex::new(None);
+
+fn pid() -> i32 {
+    // SAFETY: getpid has no preconditions.
+    unsafe { libc::getpid() }
+}
+
+fn offer_lock() -> std::sync::MutexGuard<'static, Option<(i32, Vec<Offered>)>> {
+    OFFER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether region `r` (index `ri` of `chain`) can start from a parent's staged pages: private
+/// (anonymous or of a file), not droppable, and every layer of its image whole pages (a page
+/// the image holds only in part would keep the parent's bytes in the rest).
+pub fn eligible(chain: &Chain, ri: usize) -> bool {
+    let r = &chain.index().regions[ri];
+    let private = match &r.backing {
+        Backing::Anon => true,
+        Backing::File { shared, .. } => !shared,
+        _ => false,
+    };
+    private && r.attrs.flags & ckpt_image::vm::DROPPABLE == 0 && chain.layers(ri).iter().all(|l| l.at % 4096 == 0 && l.len % 4096 == 0)
+}
+
+/// This process staged the regions of `chain` at `places` (None: not staged): its children made
+/// by fork from now on may start from them. Replaces what its own parent offered.
+pub fn offer(chain: &Chain, places: &[Option<u64>]) {
+    let regions = &chain.index().regions;
+    let list = places
+        .iter()
+        .enumerate()
+        .filter_map(|(ri, p)| {
+            let r = &regions[ri];
+            let staged = (*p)?;
+            eligible(chain, ri).then(|| Offered { start: r.start, end: r.end, backing: r.backing.clone(), prot: r.prot, flags: crate::attrs::map_flags(r), staged })
+        })
+        .collect();
+    *offer_lock() = Some((pid(), list));
+}
+
+/// In a new process of the tree: keep what the process that made it offered only when that
+/// process is its parent (`child`, made by fork); else forget it.
+pub fn inherited(child: bool) {
+    let mut o = offer_lock();
+    if !child {
+        *o = None;
+    }
+}
+
+/// Move the staged pages of the parent's region like `r` (same address, backing, flags and
+/// protection) to `at` in our staging. True when done: the region then holds the parent's
+/// memory, which `fill_inherited` turns into ours.
+pub fn adopt(chain: &Chain, ri: usize, at: u64) -> bool {
+    let r = &chain.index().regions[ri];
+    if !eligible(chain, ri) {
+        return false;
+    }
+    let mut o = offer_lock();
+    let Some((by, list)) = o.as_mut() else { return false };
+    if *by == pid() {
+        return false;
+    }
+    let flags = crate::attrs::map_flags(r);
+    let Some(k) = list.iter().position(|p| p.start == r.start && p.end == r.end && p.backing == r.backing && p.prot == r.prot && p.flags == flags) else {
+        return false;
+    };
+    let p = list.swap_remove(k);
+    let len = r.len() as usize;
+    // SAFETY: moving the parent's staged mapping (ours since fork, used by nothing else here)
+    // onto `at`, a range of our own staging reservation (MREMAP_FIXED replaces only it).
+    let moved = unsafe { libc::mremap(p.staged as *mut libc::c_void, len, len, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, at as *mut libc::c_void) };
+    // (A range of several mappings, such as a file mapping with an anonymous tail, is not
+    // moved: staged as usual.)
+    moved != libc::MAP_FAILED
+}
+
+/// Of an adopted region at `at` (`r`, index `ri`): drop every page its image holds nothing for
+/// (the parent may have data there; ours is zero, or the file's).
+pub fn drop_unheld(chain: &Chain, ri: usize, at: u64) {
+    let r: &Region = &chain.index().regions[ri];
+    let mut held: Vec<(u64, u64)> = chain.layers(ri).iter().map(|l| (l.at, l.at + l.len)).collect();
+    held.sort_unstable();
+    let mut from = 0;
+    let mut gaps = Vec::new();
+    for (s, e) in held {
+        if s > from {
+            gaps.push((from, s));
+        }
+        from = from.max(e);
+    }
+    if from < r.len() {
+        gaps.push((from, r.len()));
+    }
+    for (s, e) in gaps {
+        // SAFETY: advice on a range of our own staged mapping, which nothing references yet.
+        unsafe { libc::madvise((at + s) as *mut libc::c_void, (e - s) as usize, libc::MADV_DONTNEED) };
+    }
+}
+
+/// Write `data` at `dst` (staged memory adopted from the parent) page by page, only where it
+/// differs: an identical page stays shared with the parent.
+pub fn write_differing(dst: &mut [u8], data: &[u8]) {
+    for (d, s) in dst.chunks_mut(4096).zip(data.chunks(4096)) {
+        if d != s {
+            d.copy_from_slice(s);
+        }
+    }
+}
