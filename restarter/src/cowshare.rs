@@ -12,11 +12,25 @@
 //! private file mapping). The child ends with exactly its image's memory either way; the sharing
 //! only saves memory (and the writing of unchanged pages).
 //!
+//! A layer of the child's image that decodes from the same stored bytes as the layer the parent
+//! staged at the same place (same chunk hash, length and part: the same data) is not even read:
+//! the memory already holds it.
+//!
 //! `offer` records where this process staged its regions (in its own address space, which a
 //! child made by fork inherits); `adopt` takes one of them into the child's staging.
 
-use ckpt_image::{Backing, Chain, Region};
+use ckpt_image::{Backing, Chain, Layer, Region};
+use std::collections::HashSet;
 use std::sync::Mutex;
+
+/// What a layer restores: where in its region, and the stored bytes it decodes from (their
+/// hash, length and codec, and its part of their frame).
+type LayerId = (u64, u64, u64, u64, u64, u64, u64, u8);
+
+fn layer_id(chain: &Chain, l: &Layer) -> LayerId {
+    let c = chain.chunk(l);
+    (l.at, l.len, l.skip, c.hash, c.stored_len, c.frame_skip, c.frame_len, c.codec as u8)
+}
 
 /// A region the parent staged: its record and where its staged memory is.
 struct Offered {
@@ -26,17 +40,36 @@ struct Offered {
     prot: u32,
     flags: i32,
     staged: u64,
+    /// The layers its staged memory holds as they are (none for a chain of several images).
+    layers: HashSet<LayerId>,
 }
 
-/// What the process that staged (its pid) offers the children it makes by fork.
-static OFFER: Mutex<Option<(i32, Vec<Offered>)>> = Mutex::new(None);
+/// What the process that staged offers the children it makes by fork: its pid, its regions and
+/// its page hash table (address, length; (0, 0): none).
+struct Offer {
+    by: i32,
+    regions: Vec<Offered>,
+    table: (u64, u64),
+}
+
+static OFFER: Mutex<Option<Offer>> = Mutex::new(None);
+
+/// A region this process adopted: its start, the layers its memory holds already, and the
+/// parent's page hash table, which has their pages' hashes.
+struct Adopted {
+    start: u64,
+    layers: HashSet<LayerId>,
+    table: (u64, u64),
+}
+
+static ADOPTED: Mutex<Vec<Adopted>> = Mutex::new(Vec::new());
 
 fn pid() -> i32 {
     // SAFETY: getpid has no preconditions.
     unsafe { libc::getpid() }
 }
 
-fn offer_lock() -> std::sync::MutexGuard<'static, Option<(i32, Vec<Offered>)>> {
+fn offer_lock() -> std::sync::MutexGuard<'static, Option<Offer>> {
     OFFER.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -53,9 +86,10 @@ pub fn eligible(chain: &Chain, ri: usize) -> bool {
     private && r.attrs.flags & ckpt_image::vm::DROPPABLE == 0 && chain.layers(ri).iter().all(|l| l.at % 4096 == 0 && l.len % 4096 == 0)
 }
 
-/// This process staged the regions of `chain` at `places` (None: not staged): its children made
-/// by fork from now on may start from them. Replaces what its own parent offered.
-pub fn offer(chain: &Chain, places: &[Option<u64>]) {
+/// This process staged the regions of `chain` at `places` (None: not staged), with the page hash
+/// table `table`: its children made by fork from now on may start from them. Replaces what its
+/// own parent offered.
+pub fn offer(chain: &Chain, places: &[Option<u64>], table: (u64, u64)) {
     let regions = &chain.index().regions;
     let list = places
         .iter()
@@ -63,10 +97,13 @@ pub fn offer(chain: &Chain, places: &[Option<u64>]) {
         .filter_map(|(ri, p)| {
             let r = &regions[ri];
             let staged = (*p)?;
-            eligible(chain, ri).then(|| Offered { start: r.start, end: r.end, backing: r.backing.clone(), prot: r.prot, flags: crate::attrs::map_flags(r), staged })
+            // With one image every layer is in memory as it is (with several, a newer one may
+            // overwrite part of an older one).
+            let layers = if chain.images().len() == 1 { chain.layers(ri).iter().map(|l| layer_id(chain, l)).collect() } else { HashSet::new() };
+            eligible(chain, ri).then(|| Offered { start: r.start, end: r.end, backing: r.backing.clone(), prot: r.prot, flags: crate::attrs::map_flags(r), staged, layers })
         })
         .collect();
-    *offer_lock() = Some((pid(), list));
+    *offer_lock() = Some(Offer { by: pid(), regions: list, table });
 }
 
 /// In a new process of the tree: keep what the process that made it offered only when that
@@ -76,6 +113,8 @@ pub fn inherited(child: bool) {
     if !child {
         *o = None;
     }
+    // (What the process that made it adopted is not its own.)
+    ADOPTED.lock().unwrap_or_else(|e| e.into_inner()).clear();
 }
 
 /// Move the staged pages of the parent's region like `r` (same address, backing, flags and
@@ -87,7 +126,7 @@ pub fn adopt(chain: &Chain, ri: usize, at: u64) -> bool {
         return false;
     }
     let mut o = offer_lock();
-    let Some((by, list)) = o.as_mut() else { return false };
+    let Some(Offer { by, regions: list, table }) = o.as_mut() else { return false };
     if *by == pid() {
         return false;
     }
@@ -102,7 +141,28 @@ pub fn adopt(chain: &Chain, ri: usize, at: u64) -> bool {
     let moved = unsafe { libc::mremap(p.staged as *mut libc::c_void, len, len, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, at as *mut libc::c_void) };
     // (A range of several mappings, such as a file mapping with an anonymous tail, is not
     // moved: staged as usual.)
-    moved != libc::MAP_FAILED
+    if moved == libc::MAP_FAILED {
+        return false;
+    }
+    ADOPTED.lock().unwrap_or_else(|e| e.into_inner()).push(Adopted { start: r.start, layers: p.layers, table: *table });
+    true
+}
+
+/// Whether layer `l` of adopted region `r` is in its memory already: the parent staged the
+/// same stored bytes at the same place.
+pub fn held(chain: &Chain, r: &Region, l: &Layer) -> bool {
+    let a = ADOPTED.lock().unwrap_or_else(|e| e.into_inner());
+    a.iter().find(|a| a.start == r.start).is_some_and(|a| a.layers.contains(&layer_id(chain, l)))
+}
+
+/// The parent's page hash table, for adopted region `r`: the hashes of the pages of the layers
+/// it holds already (`held`). None without one.
+pub fn parent_table(r: &Region) -> Option<&'static [u64]> {
+    let a = ADOPTED.lock().unwrap_or_else(|e| e.into_inner());
+    let (at, len) = a.iter().find(|a| a.start == r.start)?.table;
+    // SAFETY: the parent's table, inherited by fork: mapped and unchanged in this process until
+    // its switch (which unmaps it), read-only here.
+    (len != 0).then(|| unsafe { std::slice::from_raw_parts(at as *const u64, (len / 8) as usize) })
 }
 
 /// Of an adopted region at `at` (`r`, index `ri`): drop every page its image holds nothing for

@@ -265,7 +265,7 @@ thread_local! {
 /// memory to them (`cowshare`); `run` restores it later.
 pub(crate) fn stage_early(image: &Path) -> Result<()> {
     let staged = stage_first(image)?;
-    stage::offer(&staged.chain, staged.base);
+    stage::offer(&staged.chain, staged.base, staged.table);
     let old = EARLY.with(|e| e.borrow_mut().replace((std::process::id(), staged)));
     // A parent's, inherited: its files are the parent's too (a shared fd table) and are never
     // closed here.

@@ -90,8 +90,8 @@ fn placement(chain: &Chain, base: u64) -> Vec<Option<u64>> {
 
 /// Offer the regions of `chain` staged from `base` to the children this process makes by fork
 /// (`cowshare`).
-pub fn offer(chain: &Chain, base: u64) {
-    crate::cowshare::offer(chain, &placement(chain, base));
+pub fn offer(chain: &Chain, base: u64, table: (u64, u64)) {
+    crate::cowshare::offer(chain, &placement(chain, base), table);
 }
 
 /// Whether region `ri` is built in the staging area: anonymous regions only when some image of
@@ -302,11 +302,14 @@ pub fn fill(chain: &Chain, plan_base: u64, inherited: &[usize], progress: &Progr
     // applied, or else staged in huge pages.
     let bulk: Vec<usize> = (0..regions.len()).filter(|&ri| places[ri].is_some() && huge(chain, ri) && !inherited.contains(&ri)).collect();
     let mut copier = copy_fill(chain, &places, &bulk, oldest);
-    // Pages copied in are hashed for the page hash table while they are in the cache; only
-    // without parents (a newer image would overwrite pages after they were hashed).
+    // Pages copied in are hashed for the page hash table while they are in the cache, and so
+    // are those of a region adopted from the parent (the pages the parent staged already: its
+    // table has their hashes); only without parents (a newer image would overwrite pages after
+    // they were hashed).
     let mut pre = Prehashed::default();
-    if copier.is_some() && oldest == 0 {
-        pre.pages = (0..regions.len()).map(|ri| if bulk.contains(&ri) && tracked(chain, ri) { zero_hashes(regions[ri].len()) } else { Vec::new() }).collect();
+    if oldest == 0 {
+        let hashed = |ri: usize| (copier.is_some() && bulk.contains(&ri)) || (inherited.contains(&ri) && crate::cowshare::parent_table(&regions[ri]).is_some());
+        pre.pages = (0..regions.len()).map(|ri| if hashed(ri) && tracked(chain, ri) { zero_hashes(regions[ri].len()) } else { Vec::new() }).collect();
     }
     for image in (0..chain.images().len()).rev() {
         let mut tasks: Vec<Task> = Vec::new();
@@ -319,7 +322,22 @@ pub fn fill(chain: &Chain, plan_base: u64, inherited: &[usize], progress: &Progr
             } else {
                 How::Write
             };
-            tasks.extend(chain.layers(ri).iter().filter(|l| l.image == image).map(|l| (at + l.at, l, &regions[ri], how)));
+            for l in chain.layers(ri).iter().filter(|l| l.image == image) {
+                if how == How::Differing && crate::cowshare::held(chain, &regions[ri], l) {
+                    // The parent's memory holds it already (and its table the hashes).
+                    if let (Some(hashes), Some(table)) = (pre.of(ri), crate::cowshare::parent_table(&regions[ri])) {
+                        for k in 0..l.len / 4096 {
+                            let h = pagetable::lookup(table, regions[ri].start + l.at + k * 4096).unwrap_or_else(pagetable::zero);
+                            let slot = &hashes[(l.at / 4096 + k) as usize];
+                            slot[0].store(h[0], Ordering::Relaxed);
+                            slot[1].store(h[1], Ordering::Relaxed);
+                        }
+                    }
+                    progress.add(l.len);
+                    continue;
+                }
+                tasks.push((at + l.at, l, &regions[ri], how));
+            }
         }
         if !tasks.is_empty() {
             fill_layers(chain, &mut tasks, copier.as_ref(), &pre, progress)?;
@@ -427,7 +445,7 @@ fn fill_layers(chain: &Chain, tasks: &mut [Task], copier: Option<&CopyFill>, pre
                         for &(addr, l, r, how) in &tasks[range.clone()] {
                             match (how, copier) {
                                 (How::Copy, Some(c)) => copy_layer(chain, addr, l, r, &mut buf, c, &mut bounce, pre)?,
-                                (How::Differing, _) => differing_layer(chain, addr, l, r, &mut buf, &mut aside)?,
+                                (How::Differing, _) => differing_layer(chain, addr, l, r, &mut buf, &mut aside, pre)?,
                                 _ => fill_layer(chain, addr, l, r, &mut buf)?,
                             }
                             progress.add(l.len);
@@ -453,9 +471,17 @@ fn fill_layer(chain: &Chain, addr: u64, l: &Layer, r: &Region, buf: &mut LayerBu
 
 /// Apply one layer at `addr` of memory inherited from the parent: decoded into `aside`, then
 /// written page by page where it differs (`cowshare`).
-fn differing_layer(chain: &Chain, addr: u64, l: &Layer, r: &Region, buf: &mut LayerBuf, aside: &mut Vec<u8>) -> Result<()> {
+fn differing_layer(chain: &Chain, addr: u64, l: &Layer, r: &Region, buf: &mut LayerBuf, aside: &mut Vec<u8>, pre: &Prehashed) -> Result<()> {
     aside.resize(l.len as usize, 0);
     chain.read_layer(l, aside, buf).map_err(|e| in_region(r, e.into()))?;
+    if let Some(hashes) = pre.of(l.region) {
+        for (k, page) in aside.chunks(4096).enumerate() {
+            let h = pagetable::hash(page);
+            let slot = &hashes[(l.at / 4096) as usize + k];
+            slot[0].store(h[0], Ordering::Relaxed);
+            slot[1].store(h[1], Ordering::Relaxed);
+        }
+    }
     // SAFETY: as in fill_layer: inside a staged read-write mapping of ours, layers of one
     // image never overlap.
     let dst = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, l.len as usize) };
