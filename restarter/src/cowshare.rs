@@ -50,6 +50,8 @@ struct Offer {
     by: i32,
     regions: Vec<Offered>,
     table: (u64, u64),
+    /// Its staging reservation (address, length).
+    reservation: (u64, u64),
 }
 
 static OFFER: Mutex<Option<Offer>> = Mutex::new(None);
@@ -89,7 +91,7 @@ pub fn eligible(chain: &Chain, ri: usize) -> bool {
 /// This process staged the regions of `chain` at `places` (None: not staged), with the page hash
 /// table `table`: its children made by fork from now on may start from them. Replaces what its
 /// own parent offered.
-pub fn offer(chain: &Chain, places: &[Option<u64>], table: (u64, u64)) {
+pub fn offer(chain: &Chain, places: &[Option<u64>], reservation: (u64, u64), table: (u64, u64)) {
     let regions = &chain.index().regions;
     let list = places
         .iter()
@@ -103,7 +105,7 @@ pub fn offer(chain: &Chain, places: &[Option<u64>], table: (u64, u64)) {
             eligible(chain, ri).then(|| Offered { start: r.start, end: r.end, backing: r.backing.clone(), prot: r.prot, flags: crate::attrs::map_flags(r), staged, layers })
         })
         .collect();
-    *offer_lock() = Some(Offer { by: pid(), regions: list, table });
+    *offer_lock() = Some(Offer { by: pid(), regions: list, table, reservation });
 }
 
 /// In a new process of the tree: keep what the process that made it offered only when that
@@ -117,6 +119,24 @@ pub fn inherited(child: bool) {
     ADOPTED.lock().unwrap_or_else(|e| e.into_inner()).clear();
 }
 
+/// In a child that has not staged yet: unmap the staging its parent offered (address space it
+/// may need under a limit) and adopt nothing. Whether there was one.
+pub fn release() -> bool {
+    let mut o = offer_lock();
+    match o.take() {
+        Some(Offer { by, reservation: (at, len), .. }) if by != pid() && len != 0 => {
+            // SAFETY: the parent's staging reservation, inherited by fork; nothing of ours
+            // refers to it (nothing is adopted yet).
+            unsafe { libc::munmap(at as *mut libc::c_void, len as usize) };
+            true
+        }
+        other => {
+            *o = other;
+            false
+        }
+    }
+}
+
 /// Move the staged pages of the parent's region like `r` (same address, backing, flags and
 /// protection) to `at` in our staging. True when done: the region then holds the parent's
 /// memory, which `fill_inherited` turns into ours.
@@ -126,7 +146,7 @@ pub fn adopt(chain: &Chain, ri: usize, at: u64) -> bool {
         return false;
     }
     let mut o = offer_lock();
-    let Some(Offer { by, regions: list, table }) = o.as_mut() else { return false };
+    let Some(Offer { by, regions: list, table, .. }) = o.as_mut() else { return false };
     if *by == pid() {
         return false;
     }

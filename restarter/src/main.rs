@@ -139,7 +139,7 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     if index.meta.arch != std::env::consts::ARCH {
         return Err(other(anyhow!("{}: image is for {}, this machine is {}", path.display(), index.meta.arch, std::env::consts::ARCH)));
     }
-    let own = layout::own_maps().map_err(other)?;
+    let mut own = layout::own_maps().map_err(other)?;
     plan::check_vdso(&index, &own).map_err(|e| other(ctx(e)))?;
     attrs::check_guards(&index.regions).map_err(|e| other(ctx(e)))?;
     for r in index.regions.iter().filter(|r| r.name == ckpt_kinds::aio::RING_NAME) {
@@ -155,13 +155,24 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     // Stage memory in a reservation that overlaps neither the image nor us.
     let switch_len = plan::switch_area_len(&index);
     let stage_len = stage::staging_len(&chain);
-    let mut busy: Vec<(u64, u64)> = index.regions.iter().map(|r| (r.start, r.end)).collect();
-    busy.extend(own.iter().map(|m| (m.start, m.end)));
     // The page hash table for the program's next increment follows the staged memory.
     let table_len = stage::page_table_len(&chain);
     let total = stage_len + table_len + switch_len;
-    let base = layout::find_hole(&busy, total).map_err(other)?;
-    reserve(base, total).map_err(other)?;
+    let place = |own: &[layout::Mapping]| {
+        let mut busy: Vec<(u64, u64)> = index.regions.iter().map(|r| (r.start, r.end)).collect();
+        busy.extend(own.iter().map(|m| (m.start, m.end)));
+        layout::find_hole(&busy, total).and_then(|base| reserve(base, total).map(|()| base))
+    };
+    let base = match place(&own) {
+        Ok(base) => base,
+        // The parent's staged memory, inherited, takes address space too (`cowshare`): under a
+        // limit, without it (and without sharing).
+        Err(_) if cowshare::release() => {
+            own = layout::own_maps().map_err(other)?;
+            place(&own).map_err(other)?
+        }
+        Err(e) => return Err(other(e)),
+    };
     let progress = progress::Progress::new(path.display().to_string(), stage::stored_len(&chain));
     let t0 = progress::now_ns();
     let staged = stage::map_regions(&chain, &files, base).map_err(other).and_then(|plan| match stage::fill(&chain, base, &plan.inherited, &progress) {
@@ -265,7 +276,7 @@ thread_local! {
 /// memory to them (`cowshare`); `run` restores it later.
 pub(crate) fn stage_early(image: &Path) -> Result<()> {
     let staged = stage_first(image)?;
-    stage::offer(&staged.chain, staged.base, staged.table);
+    stage::offer(&staged.chain, staged.base, staged.stage_len + staged.switch_len, staged.table);
     let old = EARLY.with(|e| e.borrow_mut().replace((std::process::id(), staged)));
     // A parent's, inherited: its files are the parent's too (a shared fd table) and are never
     // closed here.

@@ -88,10 +88,10 @@ fn placement(chain: &Chain, base: u64) -> Vec<Option<u64>> {
         .collect()
 }
 
-/// Offer the regions of `chain` staged from `base` to the children this process makes by fork
-/// (`cowshare`).
-pub fn offer(chain: &Chain, base: u64, table: (u64, u64)) {
-    crate::cowshare::offer(chain, &placement(chain, base), table);
+/// Offer the regions of `chain` staged from `base` (in a reservation of `len` bytes there) and
+/// the page hash table `table` to the children this process makes by fork (`cowshare`).
+pub fn offer(chain: &Chain, base: u64, len: u64, table: (u64, u64)) {
+    crate::cowshare::offer(chain, &placement(chain, base), (base, len), table);
 }
 
 /// Whether region `ri` is built in the staging area: anonymous regions only when some image of
