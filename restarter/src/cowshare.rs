@@ -154,6 +154,9 @@ pub fn adopt(chain: &Chain, ri: usize, at: u64) -> bool {
     let Some(k) = list.iter().position(|p| p.start == r.start && p.end == r.end && p.backing == r.backing && p.prot == r.prot && p.flags == flags) else {
         return false;
     };
+    if !worth(chain, ri, &list[k]) {
+        return false;
+    }
     let p = list.swap_remove(k);
     let len = r.len() as usize;
     // SAFETY: moving the parent's staged mapping (ours since fork, used by nothing else here)
@@ -166,6 +169,31 @@ pub fn adopt(chain: &Chain, ri: usize, at: u64) -> bool {
     }
     ADOPTED.lock().unwrap_or_else(|e| e.into_inner()).push(Adopted { start: r.start, layers: p.layers, table: *table });
     true
+}
+
+/// Whether region `ri` is worth starting from the parent's staged region `p`: not when, with
+/// both images single, no layer of it is the parent's and no page of its first layer with data
+/// equals the parent's there (memory the child allocated on its own at the same address, or
+/// rewrote: every page would be copied on write, slower than staging it fresh).
+fn worth(chain: &Chain, ri: usize, p: &Offered) -> bool {
+    if p.layers.is_empty() || chain.images().len() != 1 {
+        return true;
+    }
+    let layers = chain.layers(ri);
+    if layers.iter().any(|l| p.layers.contains(&layer_id(chain, l))) {
+        return true;
+    }
+    let Some(l) = layers.iter().find(|l| l.codec != ckpt_image::Codec::Zero) else { return true };
+    let mut data = vec![0u8; l.len as usize];
+    let read = ckpt_image::LayerBuf::new().and_then(|mut buf| chain.read_layer(l, &mut data, &mut buf));
+    if read.is_err() {
+        // (Staging reads it again and says what is wrong.)
+        return true;
+    }
+    // SAFETY: the parent's staged region, inherited by fork and mapped readable here; the
+    // layer lies inside the region.
+    let theirs = unsafe { std::slice::from_raw_parts((p.staged + l.at) as *const u8, l.len as usize) };
+    data.chunks(4096).zip(theirs.chunks(4096)).any(|(a, b)| a == b)
 }
 
 /// Whether layer `l` of adopted region `r` is in its memory already: the parent staged the
