@@ -10,7 +10,9 @@
 //! at once with their status and are left for their parent to reap. Every process inherits the
 //! shared objects, takes its process group and session, and restores its own image with the
 //! single-process path, which places those objects at its fd numbers and maps the shared memory
-//! from them. All of them wait at one barrier before they switch to their images, so that no
+//! from them. A process with children stages its image before it makes them, so that they
+//! share its memory copy-on-write again where their images hold the same (`cowshare`). All of
+//! them wait at one barrier before they switch to their images, so that no
 //! process runs (and writes shared memory, or a pipe) before every other is staged. A process
 //! that was stopped by job control at the cut (the manifest's `stopped` lines) stops itself
 //! right after its switch, before its program's threads run, with the signal that had stopped
