@@ -73,3 +73,25 @@ pub fn merge(ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_finds_listed_pages_only() {
+        let entries = [(0x1000u64, [1u64, 2u64]), (0x3000, [3, 4]), (0x8000, [5, 6])];
+        let mut w = vec![0u64; words(1, entries.len())];
+        let mut k = write_head(&mut w, &[(0x1000, 0x9000)], entries.len());
+        for (page, h) in entries {
+            w[k..k + 3].copy_from_slice(&[page, h[0], h[1]]);
+            k += 3;
+        }
+        assert_eq!(lookup(&w, 0x1000), Some([1, 2]));
+        assert_eq!(lookup(&w, 0x3000), Some([3, 4]));
+        assert_eq!(lookup(&w, 0x8000), Some([5, 6]));
+        assert_eq!(lookup(&w, 0x2000), None);
+        assert_eq!(lookup(&w, 0x9000), None);
+        assert_eq!(lookup(&w[..3], 0x1000), None);
+    }
+}
