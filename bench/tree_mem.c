@@ -1,6 +1,8 @@
 /* tree_mem: a tree of N processes (the parent and N-1 forked children) of MIB MiB of private
  * memory each (written with a cheap non-constant pattern), which then sleep until killed.
- * Prints "ready" once every process has its memory. Used by scripts/bench-tree. */
+ * Prints "ready" once every process has its memory. With a third argument "shared", the parent
+ * fills its memory before it forks and the children write nothing: the tree holds MIB MiB,
+ * shared copy-on-write. Used by scripts/bench-tree and scripts/bench-tree-restart. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,18 +28,23 @@ int main(int argc, char **argv)
 {
     int n = argc > 1 ? atoi(argv[1]) : 8;
     size_t mib = argc > 2 ? (size_t)atol(argv[2]) : 256;
+    int shared = argc > 3 && strcmp(argv[3], "shared") == 0;
     int ready[2];
     if (pipe(ready) != 0)
         return 1;
+    if (shared)
+        fill(mib, 0);
     for (int k = 1; k < n; k++) {
         if (fork() == 0) {
-            fill(mib, (unsigned)k);
+            if (!shared)
+                fill(mib, (unsigned)k);
             write(ready[1], "x", 1);
             for (;;)
                 pause();
         }
     }
-    fill(mib, 0);
+    if (!shared)
+        fill(mib, 0);
     for (int k = 1; k < n; k++) {
         char c;
         read(ready[0], &c, 1);

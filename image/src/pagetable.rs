@@ -42,6 +42,24 @@ pub fn write_head(w: &mut [u64], ranges: &[(u64, u64)], entries: usize) -> usize
     HEAD + 2 * ranges.len()
 }
 
+/// The hash the table `w` lists for the page at `page` (None: not listed: zeros, where the table
+/// covers it).
+pub fn lookup(w: &[u64], page: u64) -> Option<PageHash> {
+    let (r, n) = (*w.first()? as usize, *w.get(1)? as usize);
+    let start = HEAD.checked_add(r.checked_mul(2)?)?;
+    let entries = w.get(start..start.checked_add(n.checked_mul(3)?)?)?;
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if entries[3 * mid] < page {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    (lo < n && entries[3 * lo] == page).then(|| [entries[3 * lo + 1], entries[3 * lo + 2]])
+}
+
 /// Sort and merge ranges that overlap or touch.
 pub fn merge(ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
     let mut v = ranges.to_vec();
@@ -54,4 +72,26 @@ pub fn merge(ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_finds_listed_pages_only() {
+        let entries = [(0x1000u64, [1u64, 2u64]), (0x3000, [3, 4]), (0x8000, [5, 6])];
+        let mut w = vec![0u64; words(1, entries.len())];
+        let mut k = write_head(&mut w, &[(0x1000, 0x9000)], entries.len());
+        for (page, h) in entries {
+            w[k..k + 3].copy_from_slice(&[page, h[0], h[1]]);
+            k += 3;
+        }
+        assert_eq!(lookup(&w, 0x1000), Some([1, 2]));
+        assert_eq!(lookup(&w, 0x3000), Some([3, 4]));
+        assert_eq!(lookup(&w, 0x8000), Some([5, 6]));
+        assert_eq!(lookup(&w, 0x2000), None);
+        assert_eq!(lookup(&w, 0x9000), None);
+        assert_eq!(lookup(&w[..3], 0x1000), None);
+    }
 }

@@ -10,6 +10,7 @@
 mod attrs;
 mod cli;
 mod copyfill;
+mod cowshare;
 mod creds;
 mod fdobjs;
 mod fds;
@@ -139,7 +140,7 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     if index.meta.arch != std::env::consts::ARCH {
         return Err(other(anyhow!("{}: image is for {}, this machine is {}", path.display(), index.meta.arch, std::env::consts::ARCH)));
     }
-    let own = layout::own_maps().map_err(other)?;
+    let mut own = layout::own_maps().map_err(other)?;
     plan::check_vdso(&index, &own).map_err(|e| other(ctx(e)))?;
     attrs::check_guards(&index.regions).map_err(|e| other(ctx(e)))?;
     for r in index.regions.iter().filter(|r| r.name == ckpt_kinds::aio::RING_NAME) {
@@ -155,16 +156,27 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     // Stage memory in a reservation that overlaps neither the image nor us.
     let switch_len = plan::switch_area_len(&index);
     let stage_len = stage::staging_len(&chain);
-    let mut busy: Vec<(u64, u64)> = index.regions.iter().map(|r| (r.start, r.end)).collect();
-    busy.extend(own.iter().map(|m| (m.start, m.end)));
     // The page hash table for the program's next increment follows the staged memory.
     let table_len = stage::page_table_len(&chain);
     let total = stage_len + table_len + switch_len;
-    let base = layout::find_hole(&busy, total).map_err(other)?;
-    reserve(base, total).map_err(other)?;
+    let place = |own: &[layout::Mapping]| {
+        let mut busy: Vec<(u64, u64)> = index.regions.iter().map(|r| (r.start, r.end)).collect();
+        busy.extend(own.iter().map(|m| (m.start, m.end)));
+        layout::find_hole(&busy, total).and_then(|base| reserve(base, total).map(|()| base))
+    };
+    let base = match place(&own) {
+        Ok(base) => base,
+        // The parent's staged memory, inherited, takes address space too (`cowshare`): under a
+        // limit, without it (and without sharing).
+        Err(_) if cowshare::release() => {
+            own = layout::own_maps().map_err(other)?;
+            place(&own).map_err(other)?
+        }
+        Err(e) => return Err(other(e)),
+    };
     let progress = progress::Progress::new(path.display().to_string(), stage::stored_len(&chain));
     let t0 = progress::now_ns();
-    let staged = stage::map_regions(&chain, &files, base).map_err(other).and_then(|plan| match stage::fill(&chain, base, &progress) {
+    let staged = stage::map_regions(&chain, &files, base).map_err(other).and_then(|plan| match stage::fill(&chain, base, &plan.inherited, &progress) {
         // The data of deleted files is read when the fds are restored: check it now.
         Ok(pre) => chain.newest().verify_files().map(|()| (plan, pre)).map_err(|e| StageError::Image(ctx(e.into()))),
         Err(e) => Err(StageError::Image(ctx(e))),
@@ -172,6 +184,11 @@ fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     progress.erase();
     let memory = progress.total();
     progress::info(format_args!("{}: {} of memory from {} image(s) read in {} ms", path.display(), ckpt_image::progress::Size(memory), chain.images().len(), (progress::now_ns() - t0) / 1_000_000));
+    if let Ok((plan, _)) = &staged {
+        if !plan.inherited.is_empty() {
+            progress::info(format_args!("{} region(s) started from the parent's memory (shared copy-on-write where equal)", plan.inherited.len()));
+        }
+    }
     let staged = staged.and_then(|(plan, pre)| match table_len {
         0 => Ok((plan, (0, 0))),
         _ => stage::page_table(&chain, base, base + stage_len, table_len, &pre).map(|t| (plan, t)).map_err(other),
@@ -250,8 +267,40 @@ fn stage_first(path: &Path) -> Result<Staged> {
     }
 }
 
+thread_local! {
+    /// This process's image, staged before it made its children (`stage_early`), with its pid
+    /// (a child made by fork inherits its parent's: not its own).
+    static EARLY: std::cell::RefCell<Option<(u32, Staged)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Stage `image` now, before this process of a tree makes its children, and offer its staged
+/// memory to them (`cowshare`); `run` restores it later.
+pub(crate) fn stage_early(image: &Path) -> Result<()> {
+    let staged = stage_first(image)?;
+    stage::offer(&staged.chain, staged.base, staged.stage_len + staged.switch_len, staged.table);
+    let old = EARLY.with(|e| e.borrow_mut().replace((std::process::id(), staged)));
+    // A parent's, inherited: its files are the parent's too (a shared fd table) and are never
+    // closed here.
+    std::mem::forget(old);
+    Ok(())
+}
+
+/// The image this process staged early, if it did (not its parent's).
+fn take_early() -> Option<Staged> {
+    let (pid, staged) = EARLY.with(|e| e.borrow_mut().take())?;
+    if pid == std::process::id() {
+        return Some(staged);
+    }
+    std::mem::forget(staged);
+    None
+}
+
 fn run(cli: &Cli, image: &Path) -> Result<()> {
-    let Staged { path, memory, chain, mut index, image_hash, plan, own, base, stage_len, switch_len, table } = stage_first(image)?;
+    let staged = match take_early() {
+        Some(s) => s,
+        None => stage_first(image)?,
+    };
+    let Staged { path, memory, chain, mut index, image_hash, plan, own, base, stage_len, switch_len, table } = staged;
     // Files saved by --checkpoint-open-files: reopened by path while their path holds something.
     ckpt_kinds::deleted::resolve_saved(&mut index.fds);
     // In a tree, the children are restarted too, and pipes between its processes are whole.

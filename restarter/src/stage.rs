@@ -31,6 +31,8 @@ pub struct Plan {
     /// Anonymous regions without data: (start, len, prot, mmap flags), mapped fresh at their
     /// target.
     pub empty: Vec<(u64, u64, u32, i32)>,
+    /// The regions (indexes) staged from the parent's staged memory (`cowshare`).
+    pub inherited: Vec<usize>,
 }
 
 fn mmap(addr: u64, len: u64, prot: i32, flags: i32, fd: i32, off: u64) -> std::io::Result<u64> {
@@ -84,6 +86,12 @@ fn placement(chain: &Chain, base: u64) -> Vec<Option<u64>> {
             Some(here)
         })
         .collect()
+}
+
+/// Offer the regions of `chain` staged from `base` (in a reservation of `len` bytes there) and
+/// the page hash table `table` to the children this process makes by fork (`cowshare`).
+pub fn offer(chain: &Chain, base: u64, len: u64, table: (u64, u64)) {
+    crate::cowshare::offer(chain, &placement(chain, base), (base, len), table);
 }
 
 /// Whether region `ri` is built in the staging area: anonymous regions only when some image of
@@ -202,11 +210,16 @@ pub fn map_regions(chain: &Chain, files: &[Option<File>], base: u64) -> Result<P
     let regions = &chain.index().regions;
     let places = placement(chain, base);
     let rw = libc::PROT_READ | libc::PROT_WRITE;
-    for ((r, f), place) in regions.iter().zip(files).zip(places) {
+    for (ri, ((r, f), place)) in regions.iter().zip(files).zip(places).enumerate() {
         let len = r.len();
         let at = place.unwrap_or(0);
+        let adopted = place.is_some() && crate::cowshare::adopt(chain, ri, at);
+        if adopted {
+            plan.inherited.push(ri);
+        }
         match &r.backing {
             Backing::Special => continue,
+            Backing::Anon if adopted => {}
             Backing::Anon if place.is_none() => {
                 crate::attrs::check_empty(r)?;
                 plan.empty.push((r.start, len, r.prot, crate::attrs::map_flags(r) | libc::MAP_ANONYMOUS | libc::MAP_FIXED));
@@ -223,6 +236,7 @@ pub fn map_regions(chain: &Chain, files: &[Option<File>], base: u64) -> Result<P
                 Some((id, offset)) => ckpt_kinds::sysv::attach(id, offset, len, at)?,
                 None => shared_anon(chain, r, at, len)?,
             },
+            Backing::File { .. } if adopted => {}
             Backing::File { offset, shared, size, .. } => {
                 let fd = f.as_ref().ok_or_else(|| anyhow!("internal: file not open"))?.as_raw_fd();
                 if *shared {
@@ -271,28 +285,59 @@ pub fn stored_len(chain: &Chain) -> u64 {
 
 /// Fill the staged regions from the chain's layers: image by image, oldest first (newer layers
 /// overwrite older ones), the layers of one image on several threads (they never overlap),
-/// counting the bytes in `progress`. Returns the page hashes taken on the way, for `page_table`.
-pub fn fill(chain: &Chain, plan_base: u64, progress: &Progress) -> Result<Prehashed> {
+/// counting the bytes in `progress`. The `inherited` regions hold the parent's staged memory
+/// (`cowshare`): only the pages that differ from it are written, and those the image does not
+/// hold are dropped. Returns the page hashes taken on the way, for `page_table`.
+pub fn fill(chain: &Chain, plan_base: u64, inherited: &[usize], progress: &Progress) -> Result<Prehashed> {
     let regions = &chain.index().regions;
     let places = placement(chain, plan_base);
     chain.prefetch_compressed();
+    for &ri in inherited {
+        if let Some(at) = places[ri] {
+            crate::cowshare::drop_unheld(chain, ri, at);
+        }
+    }
     let oldest = chain.images().len().saturating_sub(1);
     // The large regions, filled by copy while the oldest image (the chain's full image) is
     // applied, or else staged in huge pages.
-    let bulk: Vec<usize> = (0..regions.len()).filter(|&ri| places[ri].is_some() && huge(chain, ri)).collect();
+    let bulk: Vec<usize> = (0..regions.len()).filter(|&ri| places[ri].is_some() && huge(chain, ri) && !inherited.contains(&ri)).collect();
     let mut copier = copy_fill(chain, &places, &bulk, oldest);
-    // Pages copied in are hashed for the page hash table while they are in the cache; only
-    // without parents (a newer image would overwrite pages after they were hashed).
+    // Pages copied in are hashed for the page hash table while they are in the cache, and so
+    // are those of a region adopted from the parent (the pages the parent staged already: its
+    // table has their hashes); only without parents (a newer image would overwrite pages after
+    // they were hashed).
     let mut pre = Prehashed::default();
-    if copier.is_some() && oldest == 0 {
-        pre.pages = (0..regions.len()).map(|ri| if bulk.contains(&ri) && tracked(chain, ri) { zero_hashes(regions[ri].len()) } else { Vec::new() }).collect();
+    if oldest == 0 {
+        let hashed = |ri: usize| (copier.is_some() && bulk.contains(&ri)) || (inherited.contains(&ri) && crate::cowshare::parent_table(&regions[ri]).is_some());
+        pre.pages = (0..regions.len()).map(|ri| if hashed(ri) && tracked(chain, ri) { zero_hashes(regions[ri].len()) } else { Vec::new() }).collect();
     }
     for image in (0..chain.images().len()).rev() {
         let mut tasks: Vec<Task> = Vec::new();
         for (ri, place) in places.iter().enumerate() {
             let Some(at) = place else { continue };
-            let copy = image == oldest && copier.is_some() && bulk.contains(&ri);
-            tasks.extend(chain.layers(ri).iter().filter(|l| l.image == image).map(|l| (at + l.at, l, &regions[ri], copy)));
+            let how = if inherited.contains(&ri) {
+                How::Differing
+            } else if image == oldest && copier.is_some() && bulk.contains(&ri) {
+                How::Copy
+            } else {
+                How::Write
+            };
+            for l in chain.layers(ri).iter().filter(|l| l.image == image) {
+                if how == How::Differing && crate::cowshare::held(chain, &regions[ri], l) {
+                    // The parent's memory holds it already (and its table the hashes).
+                    if let (Some(hashes), Some(table)) = (pre.of(ri), crate::cowshare::parent_table(&regions[ri])) {
+                        for k in 0..l.len / 4096 {
+                            let h = pagetable::lookup(table, regions[ri].start + l.at + k * 4096).unwrap_or_else(pagetable::zero);
+                            let slot = &hashes[(l.at / 4096 + k) as usize];
+                            slot[0].store(h[0], Ordering::Relaxed);
+                            slot[1].store(h[1], Ordering::Relaxed);
+                        }
+                    }
+                    progress.add(l.len);
+                    continue;
+                }
+                tasks.push((at + l.at, l, &regions[ri], how));
+            }
         }
         if !tasks.is_empty() {
             fill_layers(chain, &mut tasks, copier.as_ref(), &pre, progress)?;
@@ -325,8 +370,20 @@ impl Prehashed {
     }
 }
 
-/// A layer to apply: staged address, layer, region, and whether it goes in by copy.
-type Task<'a> = (u64, &'a Layer, &'a Region, bool);
+/// A layer to apply: staged address, layer, region, and how it goes in.
+type Task<'a> = (u64, &'a Layer, &'a Region, How);
+
+/// How a layer goes into staged memory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// Decoded straight into it.
+    Write,
+    /// Copied in (`copyfill`).
+    Copy,
+    /// Decoded aside, and only the pages that differ from the memory there written (memory
+    /// inherited from the parent, `cowshare`).
+    Differing,
+}
 
 /// Register the `bulk` regions' staged memory for filling by copy; where that is refused, stage
 /// them in huge pages instead. Only when every layer the oldest image has for them is whole pages
@@ -381,13 +438,15 @@ fn fill_layers(chain: &Chain, tasks: &mut [Task], copier: Option<&CopyFill>, pre
                 s.spawn(|| -> Result<()> {
                     let mut buf = LayerBuf::new()?;
                     let mut bounce = None;
+                    let mut aside = Vec::new();
                     loop {
                         let g = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(range) = groups.get(g) else { return Ok(()) };
-                        for &(addr, l, r, copy) in &tasks[range.clone()] {
-                            match copier.filter(|_| copy) {
-                                Some(c) => copy_layer(chain, addr, l, r, &mut buf, c, &mut bounce, pre)?,
-                                None => fill_layer(chain, addr, l, r, &mut buf)?,
+                        for &(addr, l, r, how) in &tasks[range.clone()] {
+                            match (how, copier) {
+                                (How::Copy, Some(c)) => copy_layer(chain, addr, l, r, &mut buf, c, &mut bounce, pre)?,
+                                (How::Differing, _) => differing_layer(chain, addr, l, r, &mut buf, &mut aside, pre)?,
+                                _ => fill_layer(chain, addr, l, r, &mut buf)?,
                             }
                             progress.add(l.len);
                         }
@@ -408,6 +467,26 @@ fn fill_layer(chain: &Chain, addr: u64, l: &Layer, r: &Region, buf: &mut LayerBu
     // inside their region); the layers of one image never overlap.
     let dst = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, l.len as usize) };
     chain.read_layer(l, dst, buf).map_err(|e| in_region(r, e.into()))
+}
+
+/// Apply one layer at `addr` of memory inherited from the parent: decoded into `aside`, then
+/// written page by page where it differs (`cowshare`).
+fn differing_layer(chain: &Chain, addr: u64, l: &Layer, r: &Region, buf: &mut LayerBuf, aside: &mut Vec<u8>, pre: &Prehashed) -> Result<()> {
+    aside.resize(l.len as usize, 0);
+    chain.read_layer(l, aside, buf).map_err(|e| in_region(r, e.into()))?;
+    if let Some(hashes) = pre.of(l.region) {
+        for (k, page) in aside.chunks(4096).enumerate() {
+            let h = pagetable::hash(page);
+            let slot = &hashes[(l.at / 4096) as usize + k];
+            slot[0].store(h[0], Ordering::Relaxed);
+            slot[1].store(h[1], Ordering::Relaxed);
+        }
+    }
+    // SAFETY: as in fill_layer: inside a staged read-write mapping of ours, layers of one
+    // image never overlap.
+    let dst = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, l.len as usize) };
+    crate::cowshare::write_differing(dst, aside);
+    Ok(())
 }
 
 /// Apply one layer at `addr` of memory registered with `copier`: decoded into the thread's

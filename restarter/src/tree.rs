@@ -12,7 +12,9 @@
 //! at once with their status and are left for their parent to reap. Every process inherits the
 //! shared objects, takes its process group and session, and restores its own image with the
 //! single-process path, which places those objects at its fd numbers and maps the shared memory
-//! from them. All of them wait at one barrier before they switch to their images, so that no
+//! from them. A process with children stages its image before it makes them, so that they
+//! share its memory copy-on-write again where their images hold the same (`cowshare`). All of
+//! them wait at one barrier before they switch to their images, so that no
 //! process runs (and writes shared memory, or a pipe) before every other is staged. A process
 //! that was stopped by job control at the cut (the manifest's `stopped` lines) stops itself
 //! right after its switch, before its program's threads run, with the signal that had stopped
@@ -62,6 +64,9 @@ struct Shared {
     stopped: Vec<(i32, i32)>,
     /// The processes that share their parent's fd table: (pid, owner of the table).
     tables: Vec<(i32, i32)>,
+    /// Whether a parent stages its memory before it makes its children (`cowshare`): new
+    /// threads (staging's) get ids above the set's and its helpers' then.
+    early: bool,
 }
 
 /// The tree's open files by holder (pid, fd): our fd and the size to cut the file back to.
@@ -71,8 +76,9 @@ type SharedFiles = HashMap<(i32, i32), (RawFd, Option<u64>)>;
 struct Barrier {
     ready: AtomicU32,
     failed: AtomicU32,
-    /// Processes created so far: nobody starts threads (staging) before all are, since a thread
-    /// would take a pid that a process of the set needs.
+    /// Processes created so far: nobody starts threads before all are, since a thread would take
+    /// a pid that a process of the set needs (a parent staging before it makes its children does:
+    /// `Shared::early`, ids above the set's).
     created: AtomicU32,
     /// Processes that lead their process group again (members join only then).
     grouped: AtomicU32,
@@ -334,9 +340,14 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     // (Dead session and group leaders too: helpers may take those ids.)
     shared.max_id = ids.chain(m.procs.iter().flat_map(|p| [p.pid, p.pgid, p.sid])).max().unwrap_or(0);
     shared.group_helpers = plan.group_helpers();
+    // Helpers take ids from max_id + 1 (`helper_id`, at most one per process and group
+    // helper); threads made before every process is (a parent's staging, `stage_before_children`)
+    // take ids above those.
+    let reserved = shared.max_id + 1 + m.procs.len() as i32 + shared.group_helpers as i32;
+    shared.early = std::fs::write("/proc/sys/kernel/ns_last_pid", reserved.to_string()).is_ok();
     SHARED.set(shared).map_err(|_| anyhow!("internal: the tree was built twice"))?;
     crate::handover::init()?;
-    let mine = spawn_children(&m, &plan, m.root)?;
+    let mine = spawn_children(&m, &plan, m.root, set)?;
     let s = SHARED.get().expect("set above");
     meet(&s.barrier.created, s.total, "created")?;
     enter_group(&mine)?;
@@ -437,7 +448,7 @@ fn make_shared(indexes: &[(i32, Index)], live: u32, lossy: bool, cttys: &[u32]) 
     // SAFETY: a zeroed page, valid for the life of the process, holding two atomics.
     let barrier: &'static Barrier = unsafe { &*(page as *const Barrier) };
     let sockets = crate::treeshare::TreeSockets::make(indexes, top, lossy)?;
-    Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), fillers: HashSet::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0, stopped: Vec::new(), tables: Vec::new() })
+    Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), fillers: HashSet::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0, stopped: Vec::new(), tables: Vec::new(), early: false })
 }
 
 /// Open once each file that processes of the tree hold as one (`unshared::tree_files`), at its
@@ -584,8 +595,10 @@ fn make(pid: i32, sibling: bool, files: bool, exit_signal: i32) -> Result<Option
 
 /// Do what the plan says process (or session helper) `pid` does: create its children and
 /// orphans, call setsid at its turn; returns in every process of the tree with its record.
-fn spawn_children(m: &Manifest, plan: &Plan, pid: i32) -> Result<TreeProc> {
+/// A process stages its image before it makes its first child (`stage_before_children`).
+fn spawn_children(m: &Manifest, plan: &Plan, pid: i32, set: &Path) -> Result<TreeProc> {
     let me = m.procs.iter().find(|p| p.pid == pid).cloned();
+    let mut staged = false;
     for step in plan.steps(pid) {
         match *step {
             Step::Setsid => {
@@ -593,23 +606,31 @@ fn spawn_children(m: &Manifest, plan: &Plan, pid: i32) -> Result<TreeProc> {
                 take_ctty(m, pid);
             }
             Step::Child(k) => {
+                if !staged {
+                    staged = true;
+                    stage_before_children(m, plan, pid, set)?;
+                }
                 if make(k, false, m.table_parent(k) == Some(pid), m.exit_signal(k))?.is_none() {
-                    return spawn_children(m, plan, k);
+                    crate::cowshare::inherited(true);
+                    return spawn_children(m, plan, k, set);
                 }
             }
             Step::Sibling(k) => {
                 if make(k, true, false, libc::SIGCHLD)?.is_none() {
-                    return spawn_children(m, plan, k);
+                    crate::cowshare::inherited(false);
+                    return spawn_children(m, plan, k, set);
                 }
             }
             Step::Orphan(k) => {
                 if make_via(m, pid, k, None, me.is_none())? {
-                    return spawn_children(m, plan, k);
+                    crate::cowshare::inherited(false);
+                    return spawn_children(m, plan, k, set);
                 }
             }
             Step::Deliver(k, q) => {
                 if make_via(m, pid, k, Some(q), false)? {
-                    return spawn_children(m, plan, k);
+                    crate::cowshare::inherited(false);
+                    return spawn_children(m, plan, k, set);
                 }
             }
             Step::GroupHelper(g) => {
@@ -619,8 +640,9 @@ fn spawn_children(m: &Manifest, plan: &Plan, pid: i32) -> Result<TreeProc> {
             }
             Step::SessionHelper(s) => match make(s, false, false, libc::SIGCHLD)? {
                 None => {
+                    crate::cowshare::inherited(false);
                     setsid(s)?;
-                    return spawn_children(m, plan, s);
+                    return spawn_children(m, plan, s, set);
                 }
                 Some(h) => reap(h),
             },
@@ -634,6 +656,21 @@ fn spawn_children(m: &Manifest, plan: &Plan, pid: i32) -> Result<TreeProc> {
         // SAFETY: leaving the helper process.
         None => unsafe { libc::_exit(0) },
     }
+}
+
+/// Process `pid` is about to make its children: it stages its image first, so that they start
+/// from its staged memory and share what they did not change with it, copy-on-write
+/// (`cowshare`). Only a live process restored from its image (not one run again) with a live
+/// child, and only when new threads cannot take ids the set needs (`Shared::early`).
+fn stage_before_children(m: &Manifest, plan: &Plan, pid: i32, set: &Path) -> Result<()> {
+    let s = SHARED.get().expect("in a tree");
+    let live = |k: i32| m.live().any(|(p, _)| p.pid == k);
+    let has_live_child = plan.steps(pid).iter().any(|st| matches!(*st, Step::Child(k) if live(k)));
+    if !s.early || !has_live_child || m.reexec.contains(&pid) {
+        return Ok(());
+    }
+    let Some((_, image)) = m.live().find(|(p, _)| p.pid == pid) else { return Ok(()) };
+    crate::stage_early(&set.join(image))
 }
 
 /// Make process `pid` so that its parent is init (`to` None) or process `to`, above us: from
