@@ -146,6 +146,12 @@ impl Table {
         // table shared with it (clone with CLONE_FILES), which a restart refused as a file of an
         // unknown kind (process_trees_files, as nobody, once in a full run).
         let link = sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", &n])).ok()?;
+        // The fd number was free, or the program's closed one, when the table was listed; now
+        // another sharer's runtime holds it for an instant (process_trees_files, as nobody, once
+        // in a full run: '/proc/PID/task/TID/maps (fd 7) ... cannot be reopened').
+        if sharers_proc_link(&link) {
+            return None;
+        }
         let link = procfs::own_proc_path(&link, self.pid);
         let fmt = st.st_mode & libc::S_IFMT;
         let link = if fmt == libc::S_IFREG && !link.starts_with(b"/") { procfs::own_ns_path(&link, st.st_ino).unwrap_or(link) } else { link };
@@ -233,8 +239,13 @@ impl Table {
 /// table (clone with CLONE_FILES): what that process's runtime reads through /proc/thread-self
 /// while it takes its own part in the checkpoint, open for an instant in the one table.
 fn sharers_proc_file(fd: i32) -> bool {
+    sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", &sys::decimal(fd)])).is_ok_and(|link| sharers_proc_link(&link))
+}
+
+/// Whether `link` (an fd's) names a file in a thread's /proc directory of another process that
+/// shares this fd table (see `sharers_proc_file`).
+fn sharers_proc_link(link: &[u8]) -> bool {
     const KCMP_FILES: i64 = 2;
-    let Ok(link) = sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", &sys::decimal(fd)])) else { return false };
     let Some(rest) = link.strip_prefix(b"/proc/") else { return false };
     let Some(slash) = rest.iter().position(|&b| b == b'/') else { return false };
     let Some(pid) = std::str::from_utf8(&rest[..slash]).ok().and_then(|p| p.parse::<i32>().ok()) else { return false };
