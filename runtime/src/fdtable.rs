@@ -157,6 +157,12 @@ impl Table {
         let link = if fmt == libc::S_IFREG && !link.starts_with(b"/") { procfs::own_ns_path(&link, st.st_ino).unwrap_or(link) } else { link };
         let info = sys::read_file(&sys::cpath(&[b"/proc/thread-self/fdinfo/", &n])).unwrap_or_default();
         let (pos, flags) = parse_fdinfo(&info);
+        // The mark of a runtime's fd open for an instant (read-only and O_APPEND, on /proc or in
+        // it: `sys::Transient`, `sys::open_proc`), here another sharer's (zdtm fdt_shared once:
+        // 'file /proc (fd 6) ... is not the file the program had open').
+        if no >= 0 && flags & (libc::O_ACCMODE | libc::O_APPEND) == libc::O_APPEND && (link == b"/proc" || link.starts_with(b"/proc/")) && sys::transient_marked(fd) {
+            return None;
+        }
         let cloexec = syscall!(libc::SYS_fcntl, fd, libc::F_GETFD).map(|f| f & libc::FD_CLOEXEC as i64 != 0).unwrap_or(false);
         let pid = self.pid;
         let dup_of = self

@@ -95,7 +95,9 @@ static PROC_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new
 /// Open /proc for `at` (before the program runs; at restart, before the root is changed).
 pub fn open_proc() {
     PROC_FD.store(-1, std::sync::atomic::Ordering::Release);
-    if let Ok(fd) = syscall!(libc::SYS_openat, libc::AT_FDCWD, c"/proc".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0) {
+    // (O_APPEND: the mark of a runtime fd open for an instant, `Transient`: another process
+    // sharing this fd table may list it before it is moved high.)
+    if let Ok(fd) = syscall!(libc::SYS_openat, libc::AT_FDCWD, c"/proc".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_APPEND, 0) {
         PROC_FD.store(own(move_high(fd as i32)), std::sync::atomic::Ordering::Release);
     }
 }
@@ -411,11 +413,16 @@ pub fn close_foreign_copies() {
     }
 }
 
+/// Whether `fd` is open read-only with O_APPEND: the mark of a runtime's fd open for a moment
+/// (`Transient`, `open_proc`).
+pub fn transient_marked(fd: i32) -> bool {
+    syscall!(libc::SYS_fcntl, fd, libc::F_GETFL).is_ok_and(|fl| fl & libc::O_APPEND as i64 != 0 && fl & (libc::O_ACCMODE | libc::O_PATH) as i64 == 0)
+}
+
 /// Whether `fd` is the copy of an fd the parent's runtime had open for a moment (`Transient`):
 /// read-only, O_APPEND, on another process's /proc directory or a file in it.
 fn transient_copy(fd: i32) -> bool {
-    let marked = syscall!(libc::SYS_fcntl, fd, libc::F_GETFL).is_ok_and(|fl| fl & libc::O_APPEND as i64 != 0 && fl & (libc::O_ACCMODE | libc::O_PATH) as i64 == 0);
-    if !marked {
+    if !transient_marked(fd) {
         return false;
     }
     let link = readlink(&cpath(&[b"/proc/thread-self/fd/", &decimal(fd)])).unwrap_or_default();
