@@ -150,6 +150,21 @@ fn comm(pid: i32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim_end().to_string()).unwrap_or_default()
 }
 
+/// Each thread of `pid` as `TID STATE WCHAN` (from /proc), comma-separated.
+fn threads_doing(pid: i32) -> String {
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return "gone".into() };
+    let mut out = Vec::new();
+    for t in rd.flatten() {
+        let tid = t.file_name().to_string_lossy().into_owned();
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        // The state follows the command name's closing parenthesis.
+        let state = stat.rsplit_once(") ").and_then(|(_, r)| r.split(' ').next()).unwrap_or("?").to_string();
+        let wchan = std::fs::read_to_string(t.path().join("wchan")).unwrap_or_default();
+        out.push(format!("{tid} {state} {}", if wchan.is_empty() { "-" } else { wchan.trim() }));
+    }
+    out.join(", ")
+}
+
 impl Coord {
     /// The processes of the tree (`procs`).
     fn procs(&self) -> Vec<Proc> {
@@ -552,8 +567,11 @@ impl Coord {
             let answered = |m: &Member| matches!(m.got, Some(TreeMsg::Stopped | TreeMsg::Abort | TreeMsg::Done { ok: false, .. }));
             if !self.wait_until(PHASE, |c| c.members.iter().all(|m| answered(m) || c.asleep(m.pid))) {
                 let late = self.unanswered();
+                // What each was doing (its threads' states and where they waited), read before
+                // the abort lets it go: for a report of a checkpoint that could not happen.
+                let doing: Vec<String> = late.iter().map(|&p| format!("{p} ({}: {})", comm(p), threads_doing(p))).collect();
                 self.abort();
-                return Err(format!("process {late:?} did not stop"));
+                return Err(format!("process {late:?} did not stop: {}", doing.join("; ")));
             }
             let bad = failed(self);
             if !bad.is_empty() {
