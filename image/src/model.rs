@@ -73,8 +73,9 @@ pub struct Ids {
     /// The program's ids were seen from a user namespace that does not map every id (an
     /// ordinary user's: unmapped groups and owners show as the overflow ids).
     pub user_namespace: bool,
-    /// The image directory the program writes its images into: ckpt-restart checks it from
-    /// outside the namespace, where its owner is seen as it is.
+    /// The image directory the program wrote this image into (for the record: a restarted
+    /// program writes its next images where the restarted image is, which ckpt-restart checks
+    /// from outside the namespace, where its owner is seen as it is).
     pub image_dir: Vec<u8>,
 }
 

@@ -62,7 +62,7 @@ fn target(image: &Path, set: Option<&Path>) -> Option<Target> {
                 // The directory the image is in (where the next images go: the runtime's
                 // `move_image_dir`), which need not be the one it was written to.
                 let dir = tree.as_ref().map(|t| t.dir.clone()).or_else(|| std::path::absolute(&c).ok()?.parent().map(Path::to_path_buf));
-                let trusted_dir = dir.and_then(|d| checked_dir(d.as_os_str().as_bytes())).or_else(|| checked_dir(&ids.image_dir));
+                let trusted_dir = dir.and_then(|d| checked_dir(d.as_os_str().as_bytes()));
                 t = Some(Target { pid: r.index.meta.pid, clocks, marked, trusted_dir, tree })
             }
             Some(t) => {

@@ -328,9 +328,7 @@ pub fn fill(chain: &Chain, plan_base: u64, inherited: &[usize], progress: &Progr
                     if let (Some(hashes), Some(table)) = (pre.of(ri), crate::cowshare::parent_table(&regions[ri])) {
                         for k in 0..l.len / 4096 {
                             let h = pagetable::lookup(table, regions[ri].start + l.at + k * 4096).unwrap_or_else(pagetable::zero);
-                            let slot = &hashes[(l.at / 4096 + k) as usize];
-                            slot[0].store(h[0], Ordering::Relaxed);
-                            slot[1].store(h[1], Ordering::Relaxed);
+                            store(&hashes[(l.at / 4096 + k) as usize], h);
                         }
                     }
                     progress.add(l.len);
@@ -368,6 +366,20 @@ impl Prehashed {
     fn of(&self, ri: usize) -> Option<&[PageHashCell]> {
         self.pages.get(ri).map(|v| v.as_slice()).filter(|v| !v.is_empty())
     }
+
+    /// The hashes of the pages of layer `l`, whose decoded bytes are `data` (when its region's
+    /// hashes are taken during the fill).
+    fn record(&self, l: &Layer, data: &[u8]) {
+        let Some(hashes) = self.of(l.region) else { return };
+        for (k, page) in data.chunks(4096).enumerate() {
+            store(&hashes[(l.at / 4096) as usize + k], pagetable::hash(page));
+        }
+    }
+}
+
+fn store(slot: &PageHashCell, h: [u64; 2]) {
+    slot[0].store(h[0], Ordering::Relaxed);
+    slot[1].store(h[1], Ordering::Relaxed);
 }
 
 /// A layer to apply: staged address, layer, region, and how it goes in.
@@ -474,14 +486,7 @@ fn fill_layer(chain: &Chain, addr: u64, l: &Layer, r: &Region, buf: &mut LayerBu
 fn differing_layer(chain: &Chain, addr: u64, l: &Layer, r: &Region, buf: &mut LayerBuf, aside: &mut Vec<u8>, pre: &Prehashed) -> Result<()> {
     aside.resize(l.len as usize, 0);
     chain.read_layer(l, aside, buf).map_err(|e| in_region(r, e.into()))?;
-    if let Some(hashes) = pre.of(l.region) {
-        for (k, page) in aside.chunks(4096).enumerate() {
-            let h = pagetable::hash(page);
-            let slot = &hashes[(l.at / 4096) as usize + k];
-            slot[0].store(h[0], Ordering::Relaxed);
-            slot[1].store(h[1], Ordering::Relaxed);
-        }
-    }
+    pre.record(l, aside);
     // SAFETY: as in fill_layer: inside a staged read-write mapping of ours, layers of one
     // image never overlap.
     let dst = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, l.len as usize) };
@@ -505,14 +510,7 @@ fn copy_layer(chain: &Chain, addr: u64, l: &Layer, r: &Region, buf: &mut LayerBu
         bail!("internal: a layer of {} bytes is larger than a chunk", l.len);
     }
     chain.read_layer(l, dst, buf).map_err(|e| in_region(r, e.into()))?;
-    if let Some(hashes) = pre.of(l.region) {
-        for (k, page) in dst.chunks(4096).enumerate() {
-            let h = pagetable::hash(page);
-            let slot = &hashes[(l.at / 4096) as usize + k];
-            slot[0].store(h[0], Ordering::Relaxed);
-            slot[1].store(h[1], Ordering::Relaxed);
-        }
-    }
+    pre.record(l, dst);
     copier.copy(addr, dst).map_err(|e| in_region(r, e))
 }
 

@@ -160,7 +160,7 @@ impl Table {
         // The mark of a runtime's fd open for an instant (read-only and O_APPEND, on /proc or in
         // it: `sys::Transient`, `sys::open_proc`), here another sharer's (zdtm fdt_shared once:
         // 'file /proc (fd 6) ... is not the file the program had open').
-        if no >= 0 && flags & (libc::O_ACCMODE | libc::O_APPEND) == libc::O_APPEND && (link == b"/proc" || link.starts_with(b"/proc/")) && sys::transient_marked(fd) {
+        if no >= 0 && sys::transient_mark(i64::from(flags)) && (link == b"/proc" || link.starts_with(b"/proc/")) {
             return None;
         }
         let cloexec = syscall!(libc::SYS_fcntl, fd, libc::F_GETFD).map(|f| f & libc::FD_CLOEXEC as i64 != 0).unwrap_or(false);

@@ -79,6 +79,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering};
 #[global_allocator]
 static ALLOC: alloc::RuntimeAlloc = alloc::RuntimeAlloc;
 
+#[derive(Clone)]
 pub struct Config {
     pub dir: Vec<u8>,
     pub name: Vec<u8>,
@@ -116,7 +117,7 @@ pub(crate) fn move_image_dir(dir: Vec<u8>) {
         return;
     }
     log!(DEBUG, "images go to {} now (the restarted image is there; they were written to {})", String::from_utf8_lossy(&dir), String::from_utf8_lossy(&c.dir));
-    let moved = Config { dir, name: c.name.clone(), signal: c.signal, allow_shared: c.allow_shared, program: c.program.clone(), program_id: c.program_id };
+    let moved = Config { dir, ..c.clone() };
     CONFIG.store(Box::into_raw(Box::new(moved)), Ordering::Release);
 }
 

@@ -413,16 +413,16 @@ pub fn close_foreign_copies() {
     }
 }
 
-/// Whether `fd` is open read-only with O_APPEND: the mark of a runtime's fd open for a moment
-/// (`Transient`, `open_proc`).
-pub fn transient_marked(fd: i32) -> bool {
-    syscall!(libc::SYS_fcntl, fd, libc::F_GETFL).is_ok_and(|fl| fl & libc::O_APPEND as i64 != 0 && fl & (libc::O_ACCMODE | libc::O_PATH) as i64 == 0)
+/// Whether open-file flags `fl` are read-only with O_APPEND: the mark of a runtime's fd open for
+/// a moment (`Transient`, `open_proc`).
+pub fn transient_mark(fl: i64) -> bool {
+    fl & libc::O_APPEND as i64 != 0 && fl & (libc::O_ACCMODE | libc::O_PATH) as i64 == 0
 }
 
 /// Whether `fd` is the copy of an fd the parent's runtime had open for a moment (`Transient`):
 /// read-only, O_APPEND, on another process's /proc directory or a file in it.
 fn transient_copy(fd: i32) -> bool {
-    if !transient_marked(fd) {
+    if !syscall!(libc::SYS_fcntl, fd, libc::F_GETFL).is_ok_and(transient_mark) {
         return false;
     }
     let link = readlink(&cpath(&[b"/proc/thread-self/fd/", &decimal(fd)])).unwrap_or_default();

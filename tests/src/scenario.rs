@@ -418,11 +418,10 @@ pub fn checkpoint_and_kill(bins: &Bins, program: &Program, opts: &Options) -> Re
 /// are for [`Outcome::verify`] to judge.
 pub fn checkpoint_kill_restart(bins: &Bins, program: &Program, opts: &Options) -> Result<Outcome> {
     assert!(!opts.checkpoint_steps.is_empty(), "at least one checkpoint");
-    let image = opts.images.join(program.image_name());
+    let mut image = opts.images.join(program.image_name());
     let mut procs: Vec<Proc> = Vec::new();
     let mut cycles = Vec::new();
     let mut extra = Vec::new();
-    let mut image = image;
     let res = drive(bins, program, opts, &mut image, &mut procs, &mut cycles, &mut extra);
     let records: Vec<Record> = procs.iter().map(Proc::record).collect();
     match res {

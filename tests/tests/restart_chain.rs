@@ -52,7 +52,7 @@ fn moved_directory(name: &str, as_nobody: bool, tree: bool) -> Result<()> {
         opts.env = vec![("CKPT_NAMESPACE".into(), "1".into())];
     }
     let outcome = run_and_verify(&bins, &program, &opts)?;
-    let last = work.images().with_file_name(format!("{}-moved2", work.images().file_name().unwrap().to_string_lossy()));
+    let last = std::path::PathBuf::from(format!("{}-moved2", work.images().display()));
     ensure!(outcome.image.starts_with(&last) && !work.images().exists(), "the images are not in {}{}", last.display(), outcome.transcript());
     Ok(())
 }
