@@ -40,6 +40,12 @@ fn marker(gen: u64, from: u64, to: u64) -> [u8; 16] {
     m[..16].try_into().expect("16 bytes")
 }
 
+/// Whether our fd `fd` is an IPv4 or IPv6 TCP socket.
+fn is_tcp(fd: i32) -> bool {
+    let opt = |o| ckpt_step::sys::getsockopt_int(fd, libc::SOL_SOCKET, o).ok();
+    matches!(opt(libc::SO_DOMAIN), Some(libc::AF_INET | libc::AF_INET6)) && opt(libc::SO_PROTOCOL) == Some(libc::IPPROTO_TCP)
+}
+
 /// Drain and refill our ends of the TCP connections to other processes of the tree (none
 /// outside a tree).
 pub fn drain(gen: u64) -> Vec<Drained> {
@@ -51,7 +57,12 @@ pub fn drain(gen: u64) -> Vec<Drained> {
     // sockets need be looked for in the other processes' fds: a process without one reads no
     // other's (a tree of hundreds of processes holding hundreds of sockets each made every
     // process read every fd of every other: zdtm session03).
-    let own: Vec<(i32, u64)> = socket_fds(&sys::decimal(me)).into_iter().filter(|&(fd, _)| !crate::control::is_runtime_fd(fd)).collect();
+    // Only TCP sockets: the table of the host's TCP sockets costs a walk of the kernel's whole
+    // hash table (~3 ms per family here, whatever it holds), paid in the program's pause.
+    let own: Vec<(i32, u64)> = socket_fds(&sys::decimal(me)).into_iter().filter(|&(fd, _)| !crate::control::is_runtime_fd(fd) && is_tcp(fd)).collect();
+    if own.is_empty() {
+        return Vec::new();
+    }
     let wanted: Vec<u64> = treedrain::tree_ends(&own, me, &|_| Some(0)).iter().flat_map(|e| [e.ino, e.peer]).collect();
     if wanted.is_empty() {
         return Vec::new();

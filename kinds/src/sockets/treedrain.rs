@@ -46,6 +46,9 @@ pub struct End {
 /// tree). An end whose peer's program closed its fd (an orphan in the kernel, no inode) is not
 /// one: that peer is not ours to restore.
 pub fn tree_ends(mine: &[(i32, u64)], me: i32, capturer: &dyn Fn(u64) -> Option<i32>) -> Vec<End> {
+    if mine.is_empty() {
+        return Vec::new();
+    }
     let mut table: Vec<(Vec<u8>, Vec<u8>, u64, u8)> = Vec::new();
     for family in [libc::AF_INET, libc::AF_INET6] {
         for i in diag::inet_all(family, libc::IPPROTO_TCP) {
