@@ -108,6 +108,38 @@ fn under_runtime(mut env: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     env
 }
 
+/// The command `argv` with the image directory its ckpt-run is given (`--dir D` or `--dir=D`,
+/// between the word ckpt-run and `--`) made `dir` when D is no longer that directory: the user
+/// moved or copied the image directory and restarts from there, where the restarted tree's root
+/// now waits for the step's tasks and where their images are (a task run with the old D would
+/// find no image to resume and start over).
+fn in_dir(argv: &[Vec<u8>], dir: &Path) -> Vec<Vec<u8>> {
+    let mut out = argv.to_vec();
+    let Some(at) = argv.iter().position(|a| Path::new(std::ffi::OsStr::from_bytes(a)).file_name().is_some_and(|f| f == "ckpt-run")) else { return out };
+    let end = argv[at..].iter().position(|a| a == b"--").map_or(argv.len(), |e| at + e);
+    let Ok(now) = dir.canonicalize() else { return out };
+    let same = |d: &[u8]| std::fs::metadata(std::ffi::OsStr::from_bytes(d)).ok().zip(std::fs::metadata(&now).ok()).is_some_and(|(a, b)| {
+        use std::os::unix::fs::MetadataExt;
+        (a.dev(), a.ino()) == (b.dev(), b.ino())
+    });
+    let new = now.as_os_str().as_bytes().to_vec();
+    for i in at + 1..end {
+        if argv[i] == b"--dir" && i + 1 < end {
+            if !same(&argv[i + 1]) {
+                out[i + 1] = new;
+            }
+            break;
+        }
+        if let Some(d) = argv[i].strip_prefix(b"--dir=") {
+            if !same(d) {
+                out[i] = [b"--dir=".as_slice(), &new].concat();
+            }
+            break;
+        }
+    }
+    out
+}
+
 /// Place this process's fds from its image at `image` and exec
 /// the record's command (returns only on failure, before the exec).
 pub fn run(image: &Path, r: &Rerun, no_truncate: bool, ignore_missing: bool) -> Result<std::convert::Infallible> {
@@ -118,7 +150,9 @@ pub fn run(image: &Path, r: &Rerun, no_truncate: bool, ignore_missing: bool) -> 
     let same_boot = !index.meta.origin.boot_id.is_empty() && index.meta.origin.boot_id == ckpt_image::boot_id();
     let opts = &crate::fds::Options { no_truncate, ignore_missing, same_boot, exact_ids: true };
     let now: Vec<Vec<u8>> = std::env::vars_os().map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat()).collect();
-    let (exe, argv, env) = (CString::new(r.exe.clone())?, cstrings(&r.argv)?, cstrings(&under_runtime(r.env_with_job_of(&now)))?);
+    let dir = image.parent().and_then(Path::parent).ok_or_else(|| anyhow!("{}: not in a set's directory", image.display()))?;
+    let argv = in_dir(&r.argv, dir);
+    let (exe, argv, env) = (CString::new(r.exe.clone())?, cstrings(&argv)?, cstrings(&under_runtime(r.env_with_job_of(&now)))?);
     let cwd = CString::new(r.cwd.clone())?;
     crate::tree::before_fds()?;
     let job = crate::tree::sockets(&index.fds)?;
@@ -136,4 +170,39 @@ pub fn run(image: &Path, r: &Rerun, no_truncate: bool, ignore_missing: bool) -> 
     // SAFETY: NUL-terminated arrays of valid C strings, alive across the call.
     unsafe { libc::execve(exe.as_ptr(), argv_p.as_ptr(), env_p.as_ptr()) };
     bail!("process {} cannot run {} again: {}", std::process::id(), exe.to_string_lossy(), std::io::Error::last_os_error())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<Vec<u8>> {
+        s.split_whitespace().map(|w| w.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn the_image_directory_given_to_ckpt_run_follows_a_moved_directory() {
+        let base = std::env::temp_dir().join(format!("ckpt-rerun-test-{}", std::process::id()));
+        let (old, new) = (base.join("old"), base.join("new"));
+        std::fs::create_dir_all(&new).unwrap();
+        let n = new.canonicalize().unwrap().display().to_string();
+        let o = old.display().to_string();
+        let cmd = |d: &str| words(&format!("srun -n 2 /b/ckpt-run --resume --dir {d} --name m -- orted --dir {d}"));
+        // The old directory is gone: the word after --dir names the new one, the program's own
+        // arguments after -- are left alone.
+        let got = in_dir(&cmd(&o), &new);
+        assert_eq!(got, [&cmd(&n)[..7], &cmd(&o)[7..]].concat());
+        // The same directory by another name: left as it was.
+        std::fs::create_dir_all(&old).unwrap();
+        std::os::unix::fs::symlink(&new, base.join("link")).unwrap();
+        let l = base.join("link").display().to_string();
+        assert_eq!(in_dir(&cmd(&l), &new), cmd(&l));
+        // Another directory that exists: the new one.
+        assert_eq!(in_dir(&cmd(&o), &new)[6], n.as_bytes());
+        let eq = words(&format!("srun /b/ckpt-run --dir={o} -- p"));
+        assert_eq!(in_dir(&eq, &new)[2], format!("--dir={n}").into_bytes());
+        // No ckpt-run in the command: unchanged.
+        assert_eq!(in_dir(&words("srun -n 2 orted --dir x"), &new), words("srun -n 2 orted --dir x"));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }

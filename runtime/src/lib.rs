@@ -244,16 +244,12 @@ extern "C" fn init() {
         control::setup();
     }
     tree::join();
-    step::init(&env, &cfg_dir(), &cfg_name());
+    step::init(&env, &cfg_name());
     selfsig::init();
     ACTIVE.store(true, Ordering::Release);
     // From now on the trigger signals reach only the checkpoint thread (and wait for it).
     selfsig::take_over_thread();
     log!(DEBUG, "runtime active in pid {}, signal {signal}", sys::getpid());
-}
-
-fn cfg_dir() -> Vec<u8> {
-    config().map(|c| c.dir.clone()).unwrap_or_default()
 }
 
 fn cfg_name() -> Vec<u8> {

@@ -101,6 +101,13 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     let ours = info.magic == RestartInfo::MAGIC;
     ids::restarted(if ours { info.outer_pid } else { 0 }, if ours { (info.dir_dev, info.dir_ino) } else { (0, 0) });
     let exact = ids::exact_restart();
+    // SAFETY: the restarter wrote path_len bytes at info.path, in the switch area (still mapped).
+    let path = unsafe { std::slice::from_raw_parts(info.path as *const u8, info.path_len as usize) }.to_vec();
+    // (Before the scratch arena: the new configuration outlives the restart. Before the step's
+    // restart: its files are in that directory.)
+    if !crate::tree::is_child() {
+        crate::move_image_dir(image_dir_of(&path));
+    }
     crate::step::after_restart(info.step_epoch, info.generation, info.image_hash);
     let ct = &CKPT_THREAD;
     let old_ckpt_tid = ct.tid.load(Ordering::Relaxed);
@@ -113,12 +120,6 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
             unsafe { (tid_address as *mut i32).write_volatile(tid) };
         }
         threads::register_rseq(ct.fs_base.load(Ordering::Relaxed), true);
-    }
-    // SAFETY: the restarter wrote path_len bytes at info.path, in the switch area (still mapped).
-    let path = unsafe { std::slice::from_raw_parts(info.path as *const u8, info.path_len as usize) }.to_vec();
-    // (Before the scratch arena: the new configuration outlives the restart.)
-    if !crate::tree::is_child() && info.step_epoch == 0 {
-        crate::move_image_dir(image_dir_of(&path));
     }
     // The image was taken inside a checkpoint: the gate held, the scratch arena in use (and
     // released above). Start both afresh.
@@ -271,8 +272,10 @@ fn image_dir_of(path: &[u8]) -> Vec<u8> {
     let Some(dir) = parent(path).filter(|_| path.starts_with(b"/")) else { return Vec::new() };
     let name = crate::config().map(|c| c.name.clone()).unwrap_or_default();
     let base = dir.rsplit(|&b| b == b'/').next().unwrap_or_default();
+    // A tree's set is NAME.ckpt, a step task's NAME.RANK.ckpt.
+    let ours = |n: &[u8]| n == name.as_slice() || n.strip_prefix(name.as_slice()).and_then(|r| r.strip_prefix(b".")).is_some_and(|r| !r.is_empty() && r.iter().all(u8::is_ascii_digit));
     match ckpt_image::parse_image_name(base) {
-        Some((n, _)) if n == name.as_slice() => parent(&dir).unwrap_or_default(),
+        Some((n, _)) if ours(n) => parent(&dir).unwrap_or_default(),
         _ => dir,
     }
 }

@@ -54,7 +54,6 @@ use std::sync::Mutex;
 struct Step {
     id: Ident,
     base: String,
-    dir: Vec<u8>,
     /// Why this task cannot take part in a step checkpoint (PMI2/PMIx under srun), if so.
     unsupported: Option<String>,
     /// Rank 0: a link to each rank (its own slot unused); others: slot 0. -1: none.
@@ -176,7 +175,7 @@ static STEP_TIMEOUT_MS: AtomicU64 = AtomicU64::new(120_000);
 
 /// Set up from the environment (constructor, one thread): the step's identity and, on rank 0,
 /// the key and the coordinator's listening socket.
-pub fn init(env: &dyn Fn(&[u8]) -> Option<Vec<u8>>, dir: &[u8], name: &[u8]) {
+pub fn init(env: &dyn Fn(&[u8]) -> Option<Vec<u8>>, name: &[u8]) {
     let var = |k: &str| env(&[k.as_bytes(), b"\0"].concat()).map(|v| String::from_utf8_lossy(&v).into_owned());
     let Some(id) = Ident::from_env(var).or_else(|| Ident::join_root(var, &String::from_utf8_lossy(name))) else { return };
     if crate::tree::is_child() {
@@ -193,7 +192,7 @@ pub fn init(env: &dyn Fn(&[u8]) -> Option<Vec<u8>>, dir: &[u8], name: &[u8]) {
     let size = AtomicU32::new(id.ntasks);
     EPOCH.store(id.epoch(false), Ordering::Relaxed);
     let unsupported = ckpt_step::ident::unsupported_launch(var);
-    let s = Step { id, base, dir: dir.to_vec(), unsupported, links, size };
+    let s = Step { id, base, unsupported, links, size };
     STEP.store(Box::into_raw(Box::new(s)), Ordering::Release);
     if is_coordinator() {
         start_coordinator();
@@ -266,8 +265,14 @@ pub fn note_trigger() {
     TRIGGERED_AT.store(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64, Ordering::Release);
 }
 
-fn dir_of(s: &Step) -> Result<files::Dir, String> {
-    files::Dir::open(&s.dir)
+/// The step's directory: the image directory (which follows a moved one after a restart:
+/// `crate::move_image_dir`).
+fn step_dir() -> Vec<u8> {
+    crate::config().map(|c| c.dir.clone()).unwrap_or_default()
+}
+
+fn dir_of(_: &Step) -> Result<files::Dir, String> {
+    files::Dir::open(&step_dir())
 }
 
 fn key() -> Option<[u8; files::KEY_LEN]> {
@@ -678,7 +683,7 @@ fn coordinate_one(stop: bool) -> Option<Outcome> {
         COMPLETED.store(gen, Ordering::Relaxed);
         COMMITTED_AT.store(ckpt_step::sys::realtime_ns(), Ordering::Relaxed);
         generations::protect(hashes[0]);
-        let shown = String::from_utf8_lossy(&s.dir).into_owned();
+        let shown = String::from_utf8_lossy(&step_dir()).into_owned();
         log!(ALWAYS, "step checkpoint {gen}: {} tasks committed in {shown}/{} ({} ms, longest pause {longest} ms)", ntasks(s), files::manifest_name(&s.base), ckpt_step::sys::now_ms() - t0);
     } else {
         log!(ERROR, "step checkpoint {gen} abandoned on every task: {why}; the previous complete checkpoint of the step stays");

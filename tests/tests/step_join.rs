@@ -27,6 +27,12 @@ fn start(bins: &Bins, work: &Workdir, tag: &str, task: &str, opt_in: bool, env: 
 
 /// `start`, with `--resume` when `resume`.
 fn start_with(bins: &Bins, work: &Workdir, tag: &str, task: &str, opt_in: bool, env: &[(&str, &str)], resume: bool) -> Result<(Proc, PathBuf)> {
+    start_in(bins, work, tag, task, opt_in, env, resume, &work.join("ckpt"))
+}
+
+/// `start_with`, the images in `dir`.
+#[allow(clippy::too_many_arguments)]
+fn start_in(bins: &Bins, work: &Workdir, tag: &str, task: &str, opt_in: bool, env: &[(&str, &str)], resume: bool, dir: &Path) -> Result<(Proc, PathBuf)> {
     let out = work.join(tag);
     std::fs::create_dir_all(&out)?;
     let path_dir = work.join("fakebin");
@@ -38,7 +44,7 @@ fn start_with(bins: &Bins, work: &Workdir, tag: &str, task: &str, opt_in: bool, 
     let mut argv: Vec<OsString> = vec![
         bins.run.clone().into(),
         "--dir".into(),
-        work.join("ckpt").into(),
+        dir.into(),
         "--name".into(),
         "launcher".into(),
     ];
@@ -129,9 +135,17 @@ fn task_run(bins: &Bins, out: &Path, procid: u32) -> Option<i32> {
 /// step, every process is killed, and `ckpt-run --resume` of the tree runs srun again with
 /// `--resume`; then the step runs to its end. Each task counts to `steps`, once.
 fn checkpoint_kill_resume(tag: &str, rounds: u32, steps: u32) -> Result<()> {
+    checkpoint_kill_resume_moving(tag, rounds, steps, false)
+}
+
+/// `checkpoint_kill_resume`; `moved`: the image directory is renamed after each kill and the
+/// tree resumed from its new name.
+fn checkpoint_kill_resume_moving(tag: &str, rounds: u32, steps: u32, moved: bool) -> Result<()> {
+    let mut dir = PathBuf::new();
     let bins = Bins::locate()?;
     let work = Workdir::new(tag)?;
     let task = format!(r#"i=0; while [ $i -lt {steps} ]; do sleep 0.1; i=$((i + 1)); echo "n $i"; done; echo "task $SLURM_PROCID done $i""#);
+    dir.push(work.join("ckpt"));
     let (mut p, out) = start(&bins, &work, "resume", &task, true, &[("CKPT_LOG", "debug")])?;
     let lines = |r: u32| std::fs::read_to_string(out.join(format!("task{r}"))).unwrap_or_default();
     for round in 1..=rounds {
@@ -157,7 +171,12 @@ fn checkpoint_kill_resume(tag: &str, rounds: u32, steps: u32) -> Result<()> {
         ensure!(!p.stdout().contains("srun ended"), "round {round}: the launcher ended before it was killed:\n{}", p.stdout());
         // (The tasks were in the launcher's namespace: gone with it.)
         ensure!(task_run(&bins, &out, 1).is_none() && task_run(&bins, &out, 2).is_none(), "round {round}: a task outlived the launcher's namespace");
-        p = start_with(&bins, &work, "resume", &task, true, &[("CKPT_LOG", "debug")], true)?.0;
+        if moved {
+            let to = work.join(&format!("ckpt-moved-{round}"));
+            std::fs::rename(&dir, &to)?;
+            dir = to;
+        }
+        p = start_in(&bins, &work, "resume", &task, true, &[("CKPT_LOG", "debug")], true, &dir)?.0;
         if round < rounds {
             continue;
         }
@@ -168,6 +187,10 @@ fn checkpoint_kill_resume(tag: &str, rounds: u32, steps: u32) -> Result<()> {
     }
     let args = std::fs::read_to_string(out.join("argv"))?;
     ensure!(args.lines().nth(3) == Some("--resume"), "srun was not run again with --resume:\n{args}");
+    if moved {
+        let now = dir.canonicalize()?.display().to_string();
+        ensure!(args.lines().skip_while(|l| *l != "--dir").nth(1) == Some(now.as_str()), "srun was run again with another image directory than {now}:\n{args}");
+    }
     for r in 0..2u32 {
         let t = lines(r);
         ensure!(t.contains(&format!("task {r} done {steps}")), "task {r} did not run to its end:\n{t}\n{}", p.stderr());
@@ -197,6 +220,15 @@ fn joined_step_checkpoint_kill_resume_runs_srun_again() -> Result<()> {
 #[test]
 fn restarted_joined_step_checkpoints_again() -> Result<()> {
     checkpoint_kill_resume("step-join-twice", 2, 150)
+}
+
+/// The user moves the image directory between the kill and the resume (twice): srun run again
+/// gives its tasks the directory the tree was resumed from (its record names the first one),
+/// where their images are and where the restarted tree waits for them: each task counts to its
+/// end once (before: the tasks looked in the old directory).
+#[test]
+fn a_joined_step_resumed_from_a_moved_directory_runs_its_tasks_there() -> Result<()> {
+    checkpoint_kill_resume_moving("step-join-moved", 2, 150, true)
 }
 
 /// The restart of a joined step runs Slurm's srun again instead of restoring it
