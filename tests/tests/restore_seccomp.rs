@@ -122,6 +122,30 @@ fn a_thread_that_entered_strict_mode_unseen_continues_after_two_restarts_as_nobo
     strict_twice("raw", "seccomp_strict_raw_nobody", true);
 }
 
+/// Checkpoints of the running program leave its strict-mode worker running: each releases it
+/// from its wait (a read on the runtime's eventfd), so the next checkpoint stops it again, and
+/// the program ends as an uninterrupted run does.
+#[test]
+fn checkpoints_leave_a_thread_in_strict_mode_running() {
+    use restore_util::*;
+    let base = workdir("seccomp_strict_live_ref");
+    let prog = compile("seccomp_strict", &base);
+    std::fs::write(base.join("go"), b"").unwrap();
+    let expected = plain(&prog, &["prctl"], &base);
+    let dir = workdir("seccomp_strict_live");
+    let mut p = run(&prog, &["prctl"], &dir);
+    p.wait_line(|l| l == "READY");
+    for _ in 0..3 {
+        p.checkpoint(&dir, "seccomp_strict");
+    }
+    std::fs::write(dir.join("go"), b"").unwrap();
+    assert!(p.wait().success(), "program failed after checkpoints: {}", p.stderr());
+    assert_eq!(p.stdout(), expected);
+    for m in STRICT {
+        assert!(expected.lines().any(|l| l == *m), "{m:?} missing: {expected}");
+    }
+}
+
 /// A checkpoint that gives up (here: a thread under a filter it did not see installed) must let
 /// every thread go: a main thread whose stop handler was still on its way when the checkpoint
 /// gave up waited forever for a release that had already happened (seen once in 25 full runs
