@@ -10,6 +10,9 @@
  *   - the worker's Seccomp field in /proc/self/task/TID/status (1: strict mode);
  *   - whether a forbidden call (getppid) ended the worker, as strict mode does: the main
  *     thread joins it and finds no answer to that last request.
+ * With "spin" as second argument, the worker computes in user space during the wait for `go`
+ * (it spins on a flag the main thread sets then), so that checkpoints find it running rather
+ * than blocked in its read.
  * The same lines after checkpoints and restarts prove that the worker continued with its state
  * and is still in strict mode.
  */
@@ -31,9 +34,13 @@
 static int to_worker[2], from_worker[2];
 static int raw;
 static volatile pid_t worker_tid;
+static volatile int go_flag;
+static volatile uint64_t spins;
 
 /* A request for the worker to make a call strict mode forbids. */
 #define FORBIDDEN UINT64_MAX
+/* A request to compute, with no call, until go_flag is set. */
+#define SPIN (UINT64_MAX - 1)
 
 static void *worker(void *arg) {
     (void)arg;
@@ -56,6 +63,8 @@ static void *worker(void *arg) {
             __asm__ volatile("syscall" : "=a"(r) : "a"((long)SYS_getppid) : "rcx", "r11", "memory");
             (void)r;
         }
+        if (n == SPIN)
+            while (!go_flag) spins++;
         for (int i = 0; i < 1000; i++) state = (state ^ (n + i)) * 1099511628211ULL;
         if (write(from_worker[1], &state, sizeof state) != sizeof state) break;
     }
@@ -92,6 +101,7 @@ static int seccomp_field(pid_t tid) {
 
 int main(int argc, char **argv) {
     raw = argc > 1 && strcmp(argv[1], "raw") == 0;
+    int spin = argc > 2 && strcmp(argv[2], "spin") == 0;
     if (pipe(to_worker) || pipe(from_worker)) return 1;
     pthread_t t;
     pthread_create(&t, NULL, worker, NULL);
@@ -101,11 +111,18 @@ int main(int argc, char **argv) {
         return 1;
     }
     uint64_t before = feed(1, 100);
+    uint64_t spun = 0, request = SPIN;
+    if (spin && write(to_worker[1], &request, sizeof request) != sizeof request) return 1;
     printf("READY\n");
     fflush(stdout);
     struct timespec ts = {0, 10 * 1000 * 1000};
     struct stat st;
     while (stat("go", &st) != 0) nanosleep(&ts, NULL);
+    if (spin) {
+        go_flag = 1;
+        if (read(from_worker[0], &spun, sizeof spun) != sizeof spun) return 1;
+        printf("spun: %llx\n", (unsigned long long)spun);
+    }
     printf("before: %llx\n", (unsigned long long)before);
     printf("after: %llx\n", (unsigned long long)feed(101, 200));
     printf("worker Seccomp: %d\n", seccomp_field(worker_tid));

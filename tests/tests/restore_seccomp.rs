@@ -95,8 +95,8 @@ const STRICT: &[&str] = &["worker Seccomp: 1", "a forbidden call ended the worke
 /// checkpointed while blocked in its read, SIGKILLed and restarted, twice, it goes on with its
 /// state (the same answers as in an uninterrupted run) and is still in strict mode (its status
 /// says Seccomp 1, and a forbidden call ends it) (zdtm seccomp_strict).
-fn strict_twice(mode: &str, tag: &str, nobody: bool) {
-    let out = restore_util::survives_two_restarts_with("seccomp_strict", tag, &[mode], nobody);
+fn strict_twice(args: &[&str], tag: &str, nobody: bool) {
+    let out = restore_util::survives_two_restarts_with("seccomp_strict", tag, args, nobody);
     for m in STRICT {
         assert!(out.lines().any(|l| l == *m), "{m:?} missing: {out}");
     }
@@ -104,22 +104,33 @@ fn strict_twice(mode: &str, tag: &str, nobody: bool) {
 
 #[test]
 fn a_thread_in_strict_mode_continues_after_two_restarts() {
-    strict_twice("prctl", "seccomp_strict", false);
+    strict_twice(&["prctl"], "seccomp_strict", false);
 }
 
 #[test]
 fn a_thread_in_strict_mode_continues_after_two_restarts_as_nobody() {
-    strict_twice("prctl", "seccomp_strict_nobody", true);
+    strict_twice(&["prctl"], "seccomp_strict_nobody", true);
 }
 
 #[test]
 fn a_thread_that_entered_strict_mode_unseen_continues_after_two_restarts() {
-    strict_twice("raw", "seccomp_strict_raw", false);
+    strict_twice(&["raw"], "seccomp_strict_raw", false);
 }
 
 #[test]
 fn a_thread_that_entered_strict_mode_unseen_continues_after_two_restarts_as_nobody() {
-    strict_twice("raw", "seccomp_strict_raw_nobody", true);
+    strict_twice(&["raw"], "seccomp_strict_raw_nobody", true);
+}
+
+/// The same with the worker computing in user space (no call) while it is checkpointed.
+#[test]
+fn a_thread_in_strict_mode_computing_continues_after_two_restarts() {
+    strict_twice(&["prctl", "spin"], "seccomp_strict_spin", false);
+}
+
+#[test]
+fn a_thread_in_strict_mode_computing_continues_after_two_restarts_as_nobody() {
+    strict_twice(&["prctl", "spin"], "seccomp_strict_spin_nobody", true);
 }
 
 /// Checkpoints of the running program leave its strict-mode worker running: each releases it
