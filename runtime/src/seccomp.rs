@@ -142,7 +142,7 @@ fn mine_at(fs: u64) -> Option<&'static Mine> {
 /// In the stop handler (no system call): whether the calling thread asked for strict mode
 /// through libc (it may be in it: only read and write are safe).
 pub fn entering() -> bool {
-    mine_at(sys::thread_pointer()).is_some_and(|m| m.entering.get())
+    sys::glibc_thread_pointer().and_then(mine_at).is_some_and(|m| m.entering.get())
 }
 
 /// The attributes thread `fs` (TLS base; stopped) had when it entered strict mode through
