@@ -179,6 +179,9 @@ pub fn take(dir: &Dir, name: &[u8], gen: u64, t0: u64, parent: Option<(u64, u32)
         // (A TSYNC filter that forbids prctl hung the background snapshot's first stop.)
         return Err((Retry::Sync("the program installed seccomp filters, which may forbid what syscall user dispatch needs".into()), None));
     }
+    if crate::seccomp::any_strict() {
+        return Err((Retry::Sync("a thread runs in seccomp strict mode, which cannot turn syscall user dispatch on".into()), None));
+    }
     if let Some(why) = short_of_address_space(budget() as u64) {
         return Err((Retry::Sync(why), None));
     }

@@ -56,6 +56,7 @@ mod snapshot;
 mod spawnhooks;
 mod srunjoin;
 mod step;
+mod strictstop;
 mod sud;
 mod sudcalls;
 mod sys;
@@ -280,6 +281,7 @@ extern "C" fn after_fork_child() {
     uffdwp::forget(true);
     bgsnap::after_fork();
     control::after_fork();
+    strictstop::after_fork();
     sigevthread::after_fork();
     posixaio::after_fork();
     sighooks::hand_back_signals();
@@ -305,6 +307,7 @@ pub(crate) fn member_child(table_of_parent: bool) {
     incremental::reset();
     bgsnap::after_fork();
     control::after_fork();
+    strictstop::after_fork();
     control::setup_wake();
     sigevthread::after_fork();
     posixaio::after_fork();

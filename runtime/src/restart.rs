@@ -78,6 +78,7 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     crate::pagehash::forget(true);
     crate::uffdwp::forget(false);
     crate::seccomp::after_restart();
+    crate::strictstop::after_restart();
     alloc::after_restart();
     // The background snapshot's buffer and report page, if the image was taken by one, and its
     // engine (in the scratch arena, just unmapped).
@@ -325,6 +326,7 @@ fn take_slots(info: &RestartInfo) -> Vec<Slot> {
             ss_flags: t.altstack_flags,
             rseq: t.rseq != 0,
             attrs: t.attrs,
+            quiet: false,
         });
     }
     v

@@ -8,9 +8,15 @@
 //! (Seccomp_filters in /proc/thread-self/status, less those the process had when it started,
 //! which a restart's own environment gives too) is the chain's length; the chain is the one the
 //! thread installed last itself or a TSYNC gave it, or else the only noted filter at that
-//! depth (a thread inherits its creator's chain). A thread whose chain cannot be told, that
-//! runs under a filter installed some other way (a raw system call), or in strict mode, makes
-//! the checkpoint refuse in one line naming it: its restart would run without its filter.
+//! depth (a thread inherits its creator's chain). A thread whose chain cannot be told, or that
+//! runs under a filter installed some other way (a raw system call), makes the checkpoint
+//! refuse in one line naming it: its restart would run without its filter.
+//!
+//! Strict mode (read, write, exit and rt_sigreturn only) is stopped another way (threads.rs,
+//! `stop_strict`); the checkpoint thread notes it in the thread's `Mine` (`set_strict`), and the
+//! thread that replaces it enters strict mode again as the very last call before it returns
+//! into the program (`reinstall`). The libc entry points that enter it (prctl, syscall) note the
+//! thread's attributes first, which it can no longer read itself (`strict_call`).
 //!
 //! After a restart each recreated thread installs its chain again, root first, as the last
 //! thing before it returns into the program (after no_new_privs is set again: a filter could
@@ -31,7 +37,9 @@ use std::cell::{Cell, UnsafeCell};
 use std::ffi::c_long;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
+const SECCOMP_MODE_STRICT: c_long = 1;
 const SECCOMP_MODE_FILTER: c_long = 2;
+const SECCOMP_SET_MODE_STRICT: c_long = 0;
 const SECCOMP_SET_MODE_FILTER: c_long = 1;
 const FLAG_TSYNC: u32 = 1;
 const FLAG_LOG: u32 = 2;
@@ -80,19 +88,34 @@ static BASE: AtomicU32 = AtomicU32::new(0);
 /// The first thread found at a stop whose filters cannot be given back (0: none), and why.
 static REFUSED: AtomicI32 = AtomicI32::new(0);
 static WHY: AtomicU32 = AtomicU32::new(0);
-const WHY_STRICT: u32 = 1;
 const WHY_UNSEEN: u32 = 2;
 const WHY_LOST: u32 = 3;
 
 /// Per thread: the last filter it installed itself (sequence << 32 | (node + 1)), and the chain
 /// top it was found under at its last stop (node + 1; 0: none), which a restart installs.
+/// Strict mode: `entering` from just before the thread asks for it through libc (kept if it
+/// took), with the attributes it had then (`attrs`, valid when `noted`); `strict`, set by the
+/// checkpoint thread while the thread is stopped, says it ran in strict mode at its last stop.
 struct Mine {
     own: Cell<u64>,
     top: Cell<u32>,
+    entering: Cell<bool>,
+    noted: Cell<bool>,
+    attrs: Cell<ckpt_image::ThreadAttrs>,
+    strict: AtomicBool,
 }
 
 thread_local! {
-    static MINE: Mine = const { Mine { own: Cell::new(0), top: Cell::new(0) } };
+    static MINE: Mine = const {
+        Mine {
+            own: Cell::new(0),
+            top: Cell::new(0),
+            entering: Cell::new(false),
+            noted: Cell::new(false),
+            attrs: Cell::new(ckpt_image::ThreadAttrs::ZERO),
+            strict: AtomicBool::new(false),
+        }
+    };
 }
 
 /// Where MINE lies from the thread pointer (static TLS: the same offset in every thread), so
@@ -100,13 +123,56 @@ thread_local! {
 static MINE_TLS_OFFSET: AtomicI64 = AtomicI64::new(i64::MIN);
 
 fn mine() -> Option<&'static Mine> {
+    mine_at(sys::arch_get_fs())
+}
+
+/// The `Mine` of the thread whose TLS base is `fs`: the caller's own, or that of a thread
+/// stopped (or not yet running) whose fields the checkpoint or restart code reads or sets.
+fn mine_at(fs: u64) -> Option<&'static Mine> {
     let off = MINE_TLS_OFFSET.load(Ordering::Relaxed);
-    if off == i64::MIN {
+    if off == i64::MIN || fs == 0 {
         return None;
     }
-    // SAFETY: MINE of this thread, at the same offset from its thread pointer as in the thread
-    // that measured it; it lives as long as the thread, which is the only one to use it.
-    Some(unsafe { &*((sys::arch_get_fs() as i64).wrapping_add(off) as *const Mine) })
+    // SAFETY: MINE of that thread, at the same offset from its thread pointer as in the thread
+    // that measured it (static TLS); it lives as long as the thread. Another thread touches it
+    // only while its owner is parked in the stop handler or not running yet.
+    Some(unsafe { &*((fs as i64).wrapping_add(off) as *const Mine) })
+}
+
+/// In the stop handler (no system call): whether the calling thread asked for strict mode
+/// through libc (it may be in it: only read and write are safe).
+pub fn entering() -> bool {
+    sys::glibc_thread_pointer().and_then(mine_at).is_some_and(|m| m.entering.get())
+}
+
+/// The attributes thread `fs` (TLS base; stopped) had when it entered strict mode through
+/// libc, which it cannot have changed since; None: it entered some other way.
+pub fn noted_attrs(fs: u64) -> Option<ckpt_image::ThreadAttrs> {
+    mine_at(fs).filter(|m| m.noted.get()).map(|m| m.attrs.get())
+}
+
+/// On the checkpoint thread, thread `fs` (TLS base) stopped: whether it runs in strict mode,
+/// which the thread that replaces it at a restart enters again (`reinstall`).
+pub fn set_strict(fs: u64, on: bool) {
+    if let Some(m) = mine_at(fs) {
+        m.strict.store(on, Ordering::Release);
+    }
+}
+
+/// Enter strict mode the way the program asked (`enter`): the thread's attributes are noted
+/// first (it cannot read them once in strict mode), and it is marked `entering`, so that its
+/// stop handler makes no other call than read and write from now on, whether or not the
+/// checkpoint thread saw it in strict mode yet.
+fn strict_call(enter: impl FnOnce() -> c_long) -> c_long {
+    let Some(m) = mine() else { return enter() };
+    m.attrs.set(crate::threadattrs::capture());
+    m.noted.set(true);
+    m.entering.set(true);
+    let r = enter();
+    if r != 0 {
+        m.entering.set(false);
+    }
+    r
 }
 
 /// In the constructor, on the main thread.
@@ -249,10 +315,11 @@ fn noted(flags: u32, prog: c_long, install: impl FnOnce() -> c_long) -> c_long {
 
 /// From the `syscall` hook: seccomp(2) through libc's syscall().
 pub fn seccomp_call(op: c_long, flags: c_long, prog: c_long, install: impl FnOnce() -> c_long) -> c_long {
-    if op != SECCOMP_SET_MODE_FILTER {
-        return install();
+    match op {
+        SECCOMP_SET_MODE_FILTER => noted(flags as u32, prog, install),
+        SECCOMP_SET_MODE_STRICT if flags == 0 && prog == 0 => strict_call(install),
+        _ => install(),
     }
-    noted(flags as u32, prog, install)
 }
 
 static REAL_PRCTL: crate::hooks::RealFn = crate::hooks::RealFn::new(b"prctl\0");
@@ -270,14 +337,28 @@ pub unsafe extern "C" fn prctl(option: libc::c_int, a: libc::c_ulong, b: libc::c
     if option == libc::PR_SET_SECCOMP && a as c_long == SECCOMP_MODE_FILTER {
         return noted(0, b as c_long, || real() as c_long) as libc::c_int;
     }
+    if option == libc::PR_SET_SECCOMP && a as c_long == SECCOMP_MODE_STRICT {
+        return strict_call(|| real() as c_long) as libc::c_int;
+    }
     real()
 }
 
 /// Whether thread `tid` runs in seccomp strict mode (read, write, exit and sigreturn only: the
 /// stop handler's first other call would end the thread, silently). Before it is signaled.
 pub fn strict_mode(tid: i32) -> bool {
-    let status = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(tid), b"/status"])).unwrap_or_default();
+    strict_in(&sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(tid), b"/status"])).unwrap_or_default())
+}
+
+/// Whether a /proc status text says strict mode.
+pub fn strict_in(status: &[u8]) -> bool {
     status.windows(11).any(|w| w == b"\nSeccomp:\t1")
+}
+
+/// Whether a thread of the process runs in strict mode now (a background snapshot cannot
+/// dispatch its calls: it cannot turn syscall user dispatch on).
+pub fn any_strict() -> bool {
+    let names = sys::list_dir(&sys::cpath(&[b"/proc/self/task"])).unwrap_or_default();
+    names.iter().filter_map(|n| std::str::from_utf8(n).ok()?.parse::<i32>().ok()).any(strict_mode)
 }
 
 /// At a stop: forget the last stop's verdict.
@@ -299,8 +380,8 @@ pub fn at_stop(tid: i32) {
     // Without /proc: prctl, which a filter may forbid too (then the thread surely has one).
     let mode = status.map(|s| s.0 as i64).unwrap_or_else(|| syscall!(libc::SYS_prctl, libc::PR_GET_SECCOMP, 0, 0, 0, 0).unwrap_or(2));
     match mode {
-        0 => {}
-        1 => refuse(tid, WHY_STRICT),
+        // (Strict mode: such a thread stops through threads::stop_strict, never here.)
+        0 | 1 => {}
         _ => {
             if LOST.load(Ordering::Acquire) {
                 return refuse(tid, WHY_LOST);
@@ -324,7 +405,6 @@ pub fn refusal() -> Option<String> {
         return None;
     }
     let what = match WHY.load(Ordering::Acquire) {
-        WHY_STRICT => "runs in seccomp strict mode",
         WHY_LOST => "runs under a seccomp filter ckpt could not note (more than 64 filters, 256 KiB of them, or a user-notification listener)",
         _ => "runs under a seccomp filter ckpt did not see installed (a raw system call?) or cannot tell apart",
     };
@@ -410,9 +490,18 @@ pub fn install_shared(old_tid: i32) {
 
 /// A restarted thread, the last thing before it returns into the program (no_new_privs is
 /// set again by now): install the chain it ran under, root first, but the part it shares with
-/// every thread (installed already, `install_shared`).
+/// every thread (installed already, `install_shared`); or enter strict mode, if it ran in it,
+/// as the very last call (the caller then only returns through its signal frame, with
+/// rt_sigreturn, which strict mode allows).
 pub fn reinstall(old_tid: i32) {
     let Some(m) = mine() else { return };
+    if m.strict.load(Ordering::Acquire) {
+        if let Err(e) = syscall!(libc::SYS_prctl, libc::PR_SET_SECCOMP, SECCOMP_MODE_STRICT, 0, 0, 0) {
+            log!(ERROR, "thread {old_tid}: seccomp strict mode cannot be entered again (errno {e}): the restarted program must not run without it; it ends here");
+            let _ = syscall!(libc::SYS_exit_group, 1);
+        }
+        return;
+    }
     let top = m.top.get() as i32 - 1;
     if top < 0 {
         return;

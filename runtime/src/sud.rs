@@ -177,12 +177,6 @@ pub fn counts() -> (u64, u64) {
     (RAN.load(Ordering::Relaxed), DEFERRED.load(Ordering::Relaxed))
 }
 
-fn thread_pointer() -> u64 {
-    let tp: u64;
-    // SAFETY: the first word of the thread control block is its own address (glibc, every thread).
-    unsafe { std::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags)) };
-    tp
-}
 
 fn slot(fs: u64, claim: bool) -> Option<&'static Th> {
     if fs == 0 {
@@ -224,7 +218,7 @@ pub struct Allow {
 
 impl Allow {
     pub fn new() -> Allow {
-        match slot(thread_pointer(), false) {
+        match slot(sys::thread_pointer(), false) {
             Some(t) => Allow { t: Some(t), prev: t.sel.swap(ALLOW, Ordering::AcqRel), was_on: t.on.load(Ordering::Acquire) },
             None => Allow { t: None, prev: ALLOW, was_on: false },
         }
@@ -237,7 +231,7 @@ impl Drop for Allow {
         // then found none; without this look-up its selector stayed ALLOW and none of its
         // calls were dispatched until the next stop (the instant), a read() or shared futex
         // on a page armed meanwhile failing with EFAULT.
-        if let Some(t) = self.t.or_else(|| slot(thread_pointer(), false)) {
+        if let Some(t) = self.t.or_else(|| slot(sys::thread_pointer(), false)) {
             // Dispatch turned on meanwhile (enable_self): calls are dispatched from now on.
             // Else the selector the interrupted code had (ALLOW inside our SIGSYS handler).
             let v = if t.on.load(Ordering::Acquire) && !self.was_on { BLOCK } else { self.prev };
@@ -378,7 +372,7 @@ pub fn after_restart(slots: &[crate::threads::Slot]) {
 
 /// In the stop handler of a program thread (`uc`: its frame): turn dispatch on for it.
 pub fn enable_self(uc: *mut libc::ucontext_t) {
-    let Some(t) = slot(thread_pointer(), true) else { return };
+    let Some(t) = slot(sys::thread_pointer(), true) else { return };
     t.sel.store(ALLOW, Ordering::Release);
     if !t.on.load(Ordering::Acquire) {
         let (b, len) = range();
@@ -399,7 +393,7 @@ pub fn enable_self(uc: *mut libc::ucontext_t) {
 /// The program's signal mask `m` in a frame of the calling thread, with its virtual SIGSYS bit
 /// while the thread dispatches.
 pub fn program_mask(m: u64) -> u64 {
-    match slot(thread_pointer(), false) {
+    match slot(sys::thread_pointer(), false) {
         Some(t) if t.on.load(Ordering::Acquire) && t.sys_blocked.load(Ordering::Relaxed) => m | SIGSYS_BIT,
         _ => m,
     }
@@ -416,7 +410,7 @@ fn keep_unblocked(t: &Th, m: &mut u64) {
 /// re-issued after a stop, blocked.rs, puts back the mask the program had): if the thread
 /// dispatches, SIGSYS stays unblocked there too.
 pub fn returning_to(m: &mut u64) {
-    if let Some(t) = slot(thread_pointer(), false).filter(|t| t.on.load(Ordering::Acquire)) {
+    if let Some(t) = slot(sys::thread_pointer(), false).filter(|t| t.on.load(Ordering::Acquire)) {
         keep_unblocked(t, m);
     }
 }
@@ -496,7 +490,7 @@ fn rewind(uc: *mut libc::ucontext_t, nr: i64) {
 
 extern "C" fn on_sigsys(sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
     let uc = uc as *mut libc::ucontext_t;
-    let t = slot(thread_pointer(), false);
+    let t = slot(sys::thread_pointer(), false);
     let prev = t.map(|t| t.sel.swap(ALLOW, Ordering::AcqRel));
     // SAFETY: the kernel's siginfo for this signal.
     let (code, arch) = unsafe { ((*info).si_code, sigsys_arch(info)) };
@@ -575,7 +569,7 @@ fn sigsys_arch(info: *const libc::siginfo_t) -> u32 {
 
 /// Make call `nr` for the program with its signal mask, dispatching what its signal handlers do.
 fn run(uc: *mut libc::ucontext_t, nr: i64, a: &[u64; 6]) -> i64 {
-    let t = slot(thread_pointer(), false);
+    let t = slot(sys::thread_pointer(), false);
     let masks: [u64; 2] = [*frame_mask(uc) & !SIGSYS_BIT, !0];
     let call: [u64; 7] = [nr as u64, a[0], a[1], a[2], a[3], a[4], a[5]];
     if let Some(t) = t {

@@ -294,6 +294,26 @@ pub fn munmap(addr: usize, len: usize) {
     let _ = syscall!(libc::SYS_munmap, addr, len);
 }
 
+/// The calling thread's TLS base without a system call (a thread in seccomp strict mode may
+/// make none but read and write): the first word of the thread control block is its own address
+/// (glibc, every thread).
+pub fn thread_pointer() -> u64 {
+    let tp: u64;
+    // SAFETY: reads the first word of the calling thread's TCB, which glibc sets for every thread.
+    unsafe { std::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags)) };
+    tp
+}
+
+/// `thread_pointer`, if the thread's TLS is glibc's (its TCB's `self` word, 16 bytes in, is its
+/// address too), so that the runtime's thread-locals are at their offsets from it; None for a
+/// thread that set up a TLS of its own (raw clone with CLONE_SETTLS).
+pub fn glibc_thread_pointer() -> Option<u64> {
+    let (tp, me): (u64, u64);
+    // SAFETY: reads the first and third words of the calling thread's TCB (see thread_pointer).
+    unsafe { std::arch::asm!("mov {}, qword ptr fs:[0]", "mov {}, qword ptr fs:[16]", out(reg) tp, out(reg) me, options(nostack, readonly, preserves_flags)) };
+    (tp != 0 && tp == me).then_some(tp)
+}
+
 pub fn arch_get_fs() -> u64 {
     let mut v: u64 = 0;
     let _ = syscall!(libc::SYS_arch_prctl, 0x1003, &mut v as *mut u64);

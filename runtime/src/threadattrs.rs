@@ -40,13 +40,22 @@ const IOPRIO_WHO_PROCESS: i64 = 1;
 const RSEQ_FLAG_UNREGISTER: c_long = 1;
 
 fn sched() -> SchedAttr {
+    sched_of(0)
+}
+
+/// Thread `tid`'s (0: the caller's).
+fn sched_of(tid: i32) -> SchedAttr {
     let mut a = SchedAttr::default();
-    let _ = syscall!(libc::SYS_sched_getattr, 0, &mut a as *mut SchedAttr, std::mem::size_of::<SchedAttr>(), 0);
+    let _ = syscall!(libc::SYS_sched_getattr, tid, &mut a as *mut SchedAttr, std::mem::size_of::<SchedAttr>(), 0);
     a
 }
 
 fn ioprio() -> i32 {
-    syscall!(libc::SYS_ioprio_get, IOPRIO_WHO_PROCESS, 0).unwrap_or(0) as i32
+    ioprio_of(0)
+}
+
+fn ioprio_of(tid: i32) -> i32 {
+    syscall!(libc::SYS_ioprio_get, IOPRIO_WHO_PROCESS, tid).unwrap_or(0) as i32
 }
 
 fn timerslack() -> u64 {
@@ -80,6 +89,27 @@ pub fn capture() -> ThreadAttrs {
         timens_monotonic,
         timens_boottime,
     }
+}
+
+/// Thread `tid`'s attributes (TLS base `fs_base`, /proc `status`), read by the checkpoint
+/// thread while it is stopped in seccomp strict mode, where it can read none itself
+/// (strictstop.rs): those noted when it entered strict mode through libc (`noted`), which it
+/// cannot have changed since, else what /proc and its TLS tell (no_new_privs, personality,
+/// its rseq registration; its timer slack and parent-death signal are not known: a restart
+/// leaves the defaults); its scheduling and I/O priority, which other threads may change, as
+/// they are now.
+pub fn capture_of(tid: i32, fs_base: u64, status: &[u8], noted: Option<ThreadAttrs>) -> ThreadAttrs {
+    let mut a = noted.unwrap_or_else(|| {
+        let (rseq_state, rseq_area, rseq_len, rseq_sig) = rseq_at(fs_base);
+        let nnp = status.windows(13).position(|w| w == b"\nNoNewPrivs:\t").and_then(|i| status.get(i + 13)).is_some_and(|&b| b == b'1');
+        let pers = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(tid), b"/personality"])).unwrap_or_default();
+        let pers = std::str::from_utf8(&pers).ok().and_then(|p| u32::from_str_radix(p.trim(), 16).ok()).unwrap_or(0);
+        ThreadAttrs { no_new_privs: nnp as u32, personality: pers, rseq_state, rseq_area, rseq_len, rseq_sig, ..ThreadAttrs::ZERO }
+    });
+    let s = sched_of(tid);
+    (a.policy, a.sched_flags, a.nice, a.priority) = (s.policy, s.flags & SCHED_FLAG_RESET_ON_FORK, s.nice, s.priority);
+    a.ioprio = ioprio_of(tid);
+    a
 }
 
 /// Set the attributes on the calling thread (a recreated thread, before it resumes). Returns
@@ -140,13 +170,19 @@ static RSEQ_TLS_OFFSET: AtomicI64 = AtomicI64::new(i64::MIN);
 
 /// The calling thread's RSEQ, through the thread pointer (a signal handler may call this).
 fn own_rseq() -> (u32, u64, u32, u32) {
+    rseq_at(sys::arch_get_fs())
+}
+
+/// The RSEQ of the thread whose TLS base is `fs` (the caller, or a stopped thread).
+fn rseq_at(fs: u64) -> (u32, u64, u32, u32) {
     let off = RSEQ_TLS_OFFSET.load(Ordering::Relaxed);
-    if off == i64::MIN {
+    if off == i64::MIN || fs == 0 {
         return (RSEQ_GLIBC, 0, 0, 0);
     }
-    let at = (sys::arch_get_fs() as i64).wrapping_add(off) as *const RseqNote;
-    // SAFETY: RSEQ of this thread: the same offset from its thread pointer as in the thread
-    // that measured it (static TLS); Cell::get of a Copy value.
+    let at = (fs as i64).wrapping_add(off) as *const RseqNote;
+    // SAFETY: RSEQ of that thread: the same offset from its thread pointer as in the thread
+    // that measured it (static TLS); Cell::get of a Copy value, which its owner (the caller,
+    // or a thread parked in the stop handler) does not write meanwhile.
     unsafe { (*at).get() }
 }
 

@@ -3,7 +3,9 @@
 //! Stop: every thread but ours gets the reserved stop signal (tgkill). Its handler records what
 //! the kernel will not give back later (TLS base, tid address, robust list, sigaltstack) and the
 //! address of its own signal frame, then parks on a futex. The frame on the thread's stack holds
-//! every register and the signal mask; the stack is part of the memory image.
+//! every register and the signal mask; the stack is part of the memory image. A thread in
+//! seccomp strict mode, which may make no call but read and write, stops another way
+//! (`stop_strict`, strictstop.rs).
 //!
 //! Restart: for each recorded thread, clone a new kernel thread with the same TLS (and, where ids
 //! are exact, the same thread id: clone3 set_tid), let it re-register its robust list, rseq and
@@ -37,6 +39,9 @@ pub struct Slot {
     pub ss_flags: i32,
     pub rseq: bool,
     pub attrs: ckpt_image::ThreadAttrs,
+    /// Stopped through `stop_strict` (seccomp strict mode): the checkpoint thread completes
+    /// the slot (strictstop::complete).
+    pub quiet: bool,
 }
 
 struct Slots(UnsafeCell<[Slot; MAX_THREADS]>);
@@ -57,6 +62,7 @@ static SLOTS: Slots = Slots(UnsafeCell::new([Slot {
     ss_flags: 0,
     rseq: false,
     attrs: ckpt_image::ThreadAttrs::ZERO,
+    quiet: false,
 }; MAX_THREADS]));
 static CLAIMED: AtomicU32 = AtomicU32::new(0);
 static STOPPED: AtomicU32 = AtomicU32::new(0);
@@ -109,6 +115,16 @@ pub static RSEQ_SIZE: AtomicU32 = AtomicU32::new(0);
 pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
     // Our own system calls here are not dispatched (sud.rs), whatever the thread's state.
     let _allow = crate::sud::Allow::new();
+    // Seccomp strict mode: no system call but read and write from here on.
+    if let Some(tid) = crate::strictstop::marked(info) {
+        return stop_strict(tid, uc);
+    }
+    if crate::seccomp::entering() {
+        // It asked for strict mode and may be in it: its tid from glibc's (no gettid).
+        let tid = (sys::thread_pointer() as i64).wrapping_add(TID_FIELD_OFFSET.load(Ordering::Relaxed));
+        // SAFETY: glibc's tid field in this thread's struct pthread, at the offset measured.
+        return stop_strict(unsafe { *(tid as *const i32) }, uc);
+    }
     if let Some(i) = crate::selfsig::marked(info) {
         crate::selfsig::deliver(i, uc as *mut libc::ucontext_t);
         return;
@@ -181,9 +197,53 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
     crate::sigqueue::after_release();
 }
 
-/// Whether the thread-group leader is one of the program threads parked in the stop handler.
+/// The stop handler of a thread in seccomp strict mode (`tid`: its id; strictstop.rs): only
+/// read, write and rt_sigreturn. Its slot from memory (TLS base from the thread control block,
+/// tid address at glibc's offset, stack pointer and sigaltstack from the signal frame), the
+/// rest from the checkpoint thread once it is parked; it parks in a read() (no futex), and a
+/// call it was blocked in restarts as the kernel restarts it (SA_RESTART; read and write only).
+fn stop_strict(tid: i32, uc: *mut libc::c_void) {
+    let gen = RELEASE.load(Ordering::Acquire);
+    if !STOPPING.load(Ordering::Acquire) {
+        return;
+    }
+    let idx = CLAIMED.fetch_add(1, Ordering::AcqRel) as usize;
+    if idx < MAX_THREADS {
+        // SAFETY: this thread's own signal frame, from the kernel.
+        let ctx = unsafe { &*(uc as *const libc::ucontext_t) };
+        let fs_base = sys::thread_pointer();
+        let s = Slot {
+            tid,
+            ucontext: uc as u64,
+            sp: ctx.uc_mcontext.gregs[libc::REG_RSP as usize] as u64,
+            fs_base,
+            tid_address: (fs_base as i64).wrapping_add(TID_FIELD_OFFSET.load(Ordering::Relaxed)) as u64,
+            // The sigaltstack the kernel saved in the frame (and gives back at rt_sigreturn).
+            ss_sp: ctx.uc_stack.ss_sp as u64,
+            ss_size: ctx.uc_stack.ss_size as u64,
+            ss_flags: ctx.uc_stack.ss_flags,
+            rseq: RSEQ_SIZE.load(Ordering::Relaxed) != 0,
+            quiet: true,
+            ..Slot::default()
+        };
+        // SAFETY: index idx was claimed by this thread alone.
+        unsafe { (*SLOTS.0.get())[idx] = s };
+        PUBLISHED[idx].store(tid, Ordering::Release);
+    }
+    // (No futex wake: the checkpoint thread looks again every 20 ms.)
+    STOPPED.fetch_add(1, Ordering::AcqRel);
+    crate::strictstop::wait(&RELEASE, gen);
+}
+
+/// Whether the thread-group leader is one of the program threads parked in the stop handler
+/// (and took its signals: not one in seccomp strict mode, which cannot).
 pub fn leader_parked() -> bool {
-    is_published(sys::getpid())
+    let pid = sys::getpid();
+    let n = (CLAIMED.load(Ordering::Acquire) as usize).min(MAX_THREADS);
+    PUBLISHED[..n].iter().enumerate().any(|(i, p)| {
+        // SAFETY: a published slot is no longer written by its owner.
+        p.load(Ordering::Acquire) == pid && !unsafe { (*SLOTS.0.get())[i].quiet }
+    })
 }
 
 /// Wait (at most `limit_ms`) until a checkpoint is stopping the threads.
@@ -232,6 +292,9 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
     let mut suspects: Vec<(i32, u64, u64)> = Vec::new();
     let task_dir = sys::cpath(&[b"/proc/self/task"]);
     let started = now_ms();
+    // A thread in seccomp strict mode seen before the eventfd it waits on exists: signaled
+    // once every other thread is stopped and the eventfd made (strictstop.rs).
+    let mut strict_later = false;
     loop {
         let names = sys::list_dir(&task_dir).map_err(|e| format!("cannot list threads: errno {e}"))?;
         let mut new = 0;
@@ -240,17 +303,30 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
             if tid == self_tid || signaled.contains(&tid) || is_published(tid) || is_zombie(tid) {
                 continue;
             }
-            // A thread in seccomp strict mode would be killed by its first call in the handler.
-            if crate::seccomp::strict_mode(tid) {
-                resume_all();
-                return Err(format!("thread {tid} ({}) runs in seccomp strict mode: the stop signal's handler would end it; no checkpoint is taken", comm_of(tid)));
+            // A thread in seccomp strict mode would be killed by its first other call than
+            // read or write in the handler: it is told so in the signal's siginfo.
+            let strict = crate::seccomp::strict_mode(tid);
+            if strict && !crate::strictstop::ready() {
+                strict_later = true;
+                continue;
             }
             // What the thread is blocked in, if anything: its number is not in the signal frame.
-            crate::blocked::observe(tid);
-            if sys::tgkill(pid, tid, STOP_SIGNAL).is_ok() {
+            // (In strict mode only read or write, which the kernel restarts itself.)
+            if !strict {
+                crate::blocked::observe(tid);
+            }
+            let sent = if strict { crate::strictstop::send(pid, tid, STOP_SIGNAL) } else { sys::tgkill(pid, tid, STOP_SIGNAL) };
+            if sent.is_ok() {
                 signaled.push(tid);
                 new += 1;
             }
+        }
+        if new == 0 && std::mem::take(&mut strict_later) {
+            if let Err(e) = crate::strictstop::ensure_fd() {
+                resume_all();
+                return Err(e);
+            }
+            continue;
         }
         if new == 0 {
             break;
@@ -308,7 +384,14 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
     for (i, p) in PUBLISHED.iter().enumerate().take(n) {
         if p.load(Ordering::Acquire) != 0 {
             // SAFETY: published slots are no longer written by their owner.
-            out.push(unsafe { (*SLOTS.0.get())[i] });
+            let mut s = unsafe { (*SLOTS.0.get())[i] };
+            if s.quiet {
+                if let Err(e) = crate::strictstop::complete(&mut s) {
+                    resume_all();
+                    return Err(e);
+                }
+            }
+            out.push(s);
         }
     }
     log!(DEBUG, "stopped {} threads", out.len());
@@ -326,10 +409,14 @@ pub(crate) fn is_zombie(tid: i32) -> bool {
 /// Whether thread `tid` has the stop signal blocked (SigBlk in its status).
 fn blocks_stop_signal(tid: i32) -> bool {
     let status = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(tid), b"/status"])).unwrap_or_default();
-    let Some(i) = status.windows(7).position(|w| w == b"SigBlk:") else { return false };
-    let hex: Vec<u8> = status[i + 7..].iter().copied().skip_while(|b| b.is_ascii_whitespace()).take_while(|b| b.is_ascii_hexdigit()).collect();
-    let mask = u64::from_str_radix(std::str::from_utf8(&hex).unwrap_or(""), 16).unwrap_or(0);
-    mask & (1u64 << (STOP_SIGNAL - 1)) != 0
+    status_hex(&status, b"SigBlk:") & (1u64 << (STOP_SIGNAL - 1)) != 0
+}
+
+/// The hexadecimal field `key` (e.g. `SigBlk:`) of a /proc status text; 0 if absent.
+pub(crate) fn status_hex(status: &[u8], key: &[u8]) -> u64 {
+    let Some(i) = status.windows(key.len()).position(|w| w == key) else { return 0 };
+    let hex: Vec<u8> = status[i + key.len()..].iter().copied().skip_while(|b| b.is_ascii_whitespace()).take_while(|b| b.is_ascii_hexdigit()).collect();
+    u64::from_str_radix(std::str::from_utf8(&hex).unwrap_or(""), 16).unwrap_or(0)
 }
 
 /// Thread `tid`'s scheduler state (`R`, `S`, `D`, ...) and the CPU time it has had (ns).
@@ -355,8 +442,9 @@ fn is_published(tid: i32) -> bool {
 /// Let every stopped (or restarted) thread continue.
 pub fn resume_all() {
     STOPPING.store(false, Ordering::Release);
-    RELEASE.fetch_add(1, Ordering::AcqRel);
+    RELEASE.fetch_add(1, Ordering::SeqCst);
     sys::futex_wake(&RELEASE);
+    crate::strictstop::release();
 }
 
 fn now_ms() -> u64 {

@@ -201,24 +201,32 @@ impl Proc {
 /// that, let the second restart go on: its output must be the uninterrupted run's without the
 /// READY line (a program that started over would print READY again).
 pub fn survives_two_restarts(name: &str) {
-    let base = workdir(&format!("{name}_chain_ref"));
+    survives_two_restarts_with(name, name, &[], false);
+}
+
+/// The same with arguments `args` for the program, as user nobody when `nobody` (and the tests
+/// run as root), in work directories named after `tag`. Returns the restarted run's output.
+pub fn survives_two_restarts_with(name: &str, tag: &str, args: &[&str], nobody: bool) -> String {
+    let base = workdir(&format!("{tag}_chain_ref"));
     let prog = compile(name, &base);
     fs::write(base.join("go"), b"").unwrap();
-    let expected = plain(&prog, &[], &base);
+    let expected = plain_as(&prog, args, &base, nobody);
 
-    let dir = workdir(&format!("{name}_chain"));
-    let mut p = run(&prog, &[], &dir);
+    let dir = workdir(&format!("{tag}_chain"));
+    let mut p = run_as(&prog, args, &dir, nobody);
     p.wait_line(|l| l == "READY");
     let img = p.checkpoint(&dir, name);
     p.kill9();
-    let mut r1 = restart(&img, &[], &dir);
+    let mut r1 = restart_as(&img, &[], &dir, nobody);
     r1.wait_restarted();
     let img = r1.checkpoint(&dir, name);
     r1.kill9();
     fs::write(dir.join("go"), b"").unwrap();
-    let mut r2 = restart(&img, &[], &dir);
+    let mut r2 = restart_as(&img, &[], &dir, nobody);
     assert!(r2.wait().success(), "second restart failed: {}", r2.stderr());
-    assert_eq!(r2.stdout(), expected.replacen("READY\n", "", 1));
+    let out = r2.stdout();
+    assert_eq!(out, expected.replacen("READY\n", "", 1));
+    out
 }
 
 /// What a restart did, for tests that look further.
