@@ -4,7 +4,8 @@
  * fdinfo is what it was (mount ids aside: a restart's mount namespace numbers its mounts
  * anew), an event queued unread at checkpoint time is read first, with an fd of its file, and
  * writing to and closing a file of the tmpfs queues FAN_MODIFY (the mount mark) and
- * FAN_CLOSE_WRITE (the filesystem mark) with an fd of that file. */
+ * FAN_CLOSE_WRITE (the filesystem mark) with an fd of that file. An inode mark on a file moved
+ * to another directory since comes back by its file handle. */
 #include "files_common.h"
 #include <sys/fanotify.h>
 
@@ -28,6 +29,12 @@ int main(void) {
     if (fa < 0) return 2;
     int f = open("mnt/file", O_CREAT | O_RDWR, 0600), early = open("mnt/early", O_CREAT | O_RDWR, 0600);
     if (f < 0 || early < 0) return 2;
+    /* An inode mark on a file moved to another directory since: only its file handle finds it
+     * again. */
+    close(open("mnt/gone", O_CREAT | O_RDWR, 0600));
+    CHECK(mkdir("mnt/elsewhere", 0700) == 0, "mkdir");
+    CHECK(fanotify_mark(fa, FAN_MARK_ADD, FAN_MODIFY, AT_FDCWD, "mnt/gone") == 0, "inode mark");
+    CHECK(rename("mnt/gone", "mnt/elsewhere/moved") == 0, "rename");
     CHECK(fanotify_mark(fa, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_MODIFY, AT_FDCWD, "mnt") == 0, "mount mark");
     CHECK(fanotify_mark(fa, FAN_MARK_ADD | FAN_MARK_MOUNT | FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY, FAN_ACCESS,
                         AT_FDCWD, "mnt") == 0,

@@ -130,10 +130,23 @@ fn fanotify_ready_go(name: &str, tag: &str, nobody: bool) {
     ready_go(name, tag, nobody, |_| {}, &[]);
 }
 
+/// An ordinary user's inode mark on a file moved to another directory since: without
+/// CAP_DAC_READ_SEARCH nothing finds its inode again, so the restart refuses in one line naming
+/// the mark (`--ignore-missing-files`: the group comes back without it, with a warning). (Root's
+/// restart finds it by its file handle: the mount test below.)
+#[test]
+fn a_fanotify_mark_on_a_file_moved_away_refuses_the_restart_as_nobody() {
+    if let Some(r) = refused_where_the_kernel_allows("fanotify_gone", "fanotify_gone_nobody", true, "no fanotify here", "fanotify inode mark") {
+        assert!(r.stdout.contains("marks: 0"), "{}", r.stdout);
+    }
+}
+
 /// Root's fanotify group (zdtm fanotify00's kind: FAN_UNLIMITED_QUEUE, events with an fd) with a
 /// mount mark carrying an ignored mask and a filesystem mark, on a tmpfs of the test's: it comes
-/// back with both; the event queued at checkpoint time is read first, with a valid fd of its
-/// file, then a write and close on that tmpfs after the restart reach it.
+/// back with both, and with an inode mark on a file moved to another directory since (found by
+/// its file handle);
+/// the event queued at checkpoint time is read first, with a valid fd of its file, then a write
+/// and close on that tmpfs after the restart reach it.
 #[test]
 fn a_fanotify_group_comes_back_with_its_mount_and_filesystem_marks() {
     if !ckpt_tests::scenario::is_root() {
