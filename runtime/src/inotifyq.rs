@@ -258,7 +258,7 @@ pub fn drain_fanotify_groups() {
             u32::from_str_radix(&v[..v.find(|c: char| !c.is_ascii_hexdigit()).unwrap_or(v.len())], 16).ok()
         });
         // Notification groups only (class bits 0), with no report flags beyond those known.
-        if !flags.is_some_and(|f| f & !DRAINED == 0) {
+        if flags.is_none_or(|f| f & !DRAINED != 0) {
             continue;
         }
         // A dup of a group drained already: its events are the same.
