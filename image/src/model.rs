@@ -290,6 +290,10 @@ pub enum FdKind {
     /// again as a pidfd of an exited process, one per inode. Older images held these as
     /// `PidFd { pid: -1 }` (restored as /dev/null).
     ExitedPidFd { ino: u64 },
+    /// A fanotify group: `flags` and `event_flags` as given to fanotify_init (fdinfo), its
+    /// marks, and `queued`: bytes of events left unread in the kernel's queue (FIONREAD), which
+    /// a restart cannot queue again. Older images held fanotify groups as `Other`.
+    Fanotify { flags: u32, event_flags: u32, marks: Vec<crate::FanotifyMark>, queued: u32 },
 }
 
 /// An inode the program holds open but that has no name any more. All fds of one inode (`dev`,

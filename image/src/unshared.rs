@@ -300,6 +300,7 @@ fn seen(f: &FdState) -> Option<Seen> {
         FdKind::Epoll { entries } => Seen::Epoll(entries.len()),
         FdKind::Inotify { watches, .. } => Seen::Inotify(watches.iter().map(|w| (w.path.clone(), w.mask)).collect()),
         FdKind::Other { link } => Seen::Other(link.clone()),
+        FdKind::Fanotify { .. } => Seen::Other(b"anon_inode:[fanotify]".to_vec()),
         // Reopened by path: the same FIFO or terminal wherever it is held; a pidfd by its pid
         // (it holds no state of its own).
         FdKind::Path { .. } | FdKind::Fifo { .. } | FdKind::Tty(_) | FdKind::PidFd { .. } | FdKind::ExitedPidFd { .. } => return None,

@@ -188,13 +188,7 @@ pub fn signalfd(mask: u64) -> Result<RawFd> {
 /// one-process program itself: runtime/src/inotifyq.rs) cannot be restored: refused, or with
 /// `ignore` a warning (a program waiting for them would wait forever).
 pub fn inotify(watches: &[InotifyWatch], queued: u32, fd_no: i32, ignore: bool, held: &dyn Fn(i32) -> Option<RawFd>) -> Result<RawFd> {
-    let lost = |what: String| -> Result<()> {
-        if ignore {
-            eprintln!("ckpt-restart: warning: fd {fd_no}: {what}");
-            return Ok(());
-        }
-        bail!("fd {fd_no}: {what} (--ignore-missing-files goes on without it)");
-    };
+    let lost = |what: String| lost(fd_no, ignore, what);
     if queued > 0 {
         lost(format!("{queued} bytes of inotify events were queued unread and left in the kernel (an instance another process of the tree may hold, or one a thread was stopped reading); they cannot be queued again"))?;
     }
@@ -254,8 +248,18 @@ pub fn inotify(watches: &[InotifyWatch], queued: u32, fd_no: i32, ignore: bool, 
     Ok(fd)
 }
 
+/// Part of fd `fd_no` that cannot be restored (`what`): refused, or with `ignore`
+/// (--ignore-missing-files) a warning.
+pub fn lost(fd_no: i32, ignore: bool, what: String) -> Result<()> {
+    if ignore {
+        eprintln!("ckpt-restart: warning: fd {fd_no}: {what}");
+        return Ok(());
+    }
+    bail!("fd {fd_no}: {what} (--ignore-missing-files goes on without it)");
+}
+
 /// N of a watch path `/proc/self/fd/N`: the file the program holds at fd N.
-fn held_fd(path: &[u8]) -> Option<i32> {
+pub fn held_fd(path: &[u8]) -> Option<i32> {
     let n = path.strip_prefix(b"/proc/self/fd/")?;
     if n.is_empty() || n.len() > 9 || !n.iter().all(u8::is_ascii_digit) {
         return None;

@@ -192,7 +192,7 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
         FdKind::Socket(s) => mk.socks.open(s.ino)?,
         FdKind::Tty(t) => return Ok(mk.ttys.open(f, t)?),
         FdKind::EventFd { .. } | FdKind::TimerFd { .. } | FdKind::SignalFd { .. } => return object(f, mk.ignore, &|_| None),
-        FdKind::Inotify { .. } => unreachable!("inotify instances are made after the files they may watch"),
+        FdKind::Inotify { .. } | FdKind::Fanotify { .. } => unreachable!("inotify instances and fanotify groups are made after the files they may watch"),
         // SAFETY: getpid has no preconditions. (Its own pid is the restarted process's, exact or not.)
         FdKind::PidFd { own: true, .. } => fdobjs::pidfd(unsafe { libc::getpid() }, f.flags, true)?,
         // (One of our threads: the runtime opens it once it has made the thread.)
@@ -210,8 +210,8 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
         FdKind::Epoll { .. } => unreachable!("epoll instances are created last"),
         // The slave of a pseudo-terminal whose master was closed: hung up, as it was.
         FdKind::Other { link } if ckpt_kinds::tty::is_hung_up_slave(link) => ckpt_kinds::tty::hung_up_slave(f.flags)?,
-        // Any other file ckpt cannot make again (a fanotify group, whose marks and queued events
-        // are not made again, an io_uring instance...): never silently something else.
+        // Any other file ckpt cannot make again (an io_uring instance...): never silently
+        // something else.
         FdKind::Other { link } if !mk.ignore => {
             bail!("fd {} ({}) is of a kind ckpt cannot restore (--ignore-missing-files gives the program /dev/null instead)", f.fd, lossy(link))
         }
@@ -224,19 +224,20 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
     Ok(fd)
 }
 
-/// A new event fd, timer fd, signal fd or inotify instance of ours as `f` was (also made once
-/// for the processes of a tree that share it, `tree`; an epoll instance there is made empty and
-/// filled by one of them, see `restore_all`); `ignore`: --ignore-missing-files; `held`: our fd of
-/// the program's fd N, for an inotify watch on the file the program holds at N (None: not
-/// known here).
+/// A new event fd, timer fd, signal fd, inotify instance or fanotify group of ours as `f` was
+/// (also made once for the processes of a tree that share it, `tree`; an epoll instance there
+/// is made empty and filled by one of them, see `restore_all`); `ignore`:
+/// --ignore-missing-files; `held`: our fd of the program's fd N, for an inotify watch or
+/// fanotify mark on the file the program holds at N (None: not known here).
 pub fn object(f: &FdState, ignore: bool, held: &dyn Fn(i32) -> Option<RawFd>) -> Result<RawFd> {
     let fd = match &f.kind {
         FdKind::EventFd { count, semaphore } => fdobjs::eventfd(*count, *semaphore)?,
         FdKind::TimerFd { clockid, value_ns, interval_ns, ticks } => fdobjs::timerfd(*clockid, *value_ns, *interval_ns, *ticks)?,
         FdKind::SignalFd { mask } => fdobjs::signalfd(*mask)?,
         FdKind::Inotify { watches, queued } => fdobjs::inotify(watches, *queued, f.fd, ignore, held)?,
+        FdKind::Fanotify { flags, event_flags, marks, queued } => crate::fanotify::group(*flags, *event_flags, marks, *queued, f.fd, ignore, held)?,
         FdKind::Epoll { .. } => fdobjs::new_epoll()?,
-        _ => bail!("internal: fd {} is not an event, timer or signal fd, epoll or inotify instance", f.fd),
+        _ => bail!("internal: fd {} is not an event, timer or signal fd, epoll or inotify instance or fanotify group", f.fd),
     };
     fdobjs::set_status_flags(fd, f.flags);
     Ok(fd)
@@ -359,7 +360,7 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
     let socks = Sockets::make(fds, top, ckpt_kinds::sockets::restore::Options { ignore: opts.ignore_missing }, job)?;
     let ttys = Terminals::make(fds, top, opts.ignore_missing, &crate::tree::ptys())?;
     let mut mk = Makers { sh: Shared { pipes: crate::tree::pipes(), ..Shared::default() }, socks, ttys, ignore: opts.ignore_missing, exact_ids: opts.exact_ids };
-    let objects = |f: &&&FdState| f.dup_of.is_none() && !matches!(f.kind, FdKind::Path { .. } | FdKind::Epoll { .. } | FdKind::Inotify { .. });
+    let objects = |f: &&&FdState| f.dup_of.is_none() && !matches!(f.kind, FdKind::Path { .. } | FdKind::Epoll { .. } | FdKind::Inotify { .. } | FdKind::Fanotify { .. });
     for f in prog.iter().filter(objects) {
         let fd = create(f, fds, &mut mk, image)?;
         opened.push((park(fd)?, f));
@@ -370,11 +371,11 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
         flying.insert(f.fd, park(fd)?);
     }
     std::mem::take(&mut mk.sh).close_all();
-    // Inotify instances last, once every file is open and finished (its owner, mode and times
-    // given, our holders of removed files closed: events the watches must not see). A watch
-    // may be on a file the program holds (a removed one, recreated above, unnamed): it is
-    // added through our fd of it.
-    let inotify = |f: &&&FdState| f.dup_of.is_none() && matches!(f.kind, FdKind::Inotify { .. });
+    // Inotify instances and fanotify groups last, once every file is open and finished (its
+    // owner, mode and times given, our holders of removed files closed: events the watches must
+    // not see). A watch or mark may be on a file the program holds (a removed one, recreated
+    // above, unnamed): it is added through our fd of it.
+    let inotify = |f: &&&FdState| f.dup_of.is_none() && matches!(f.kind, FdKind::Inotify { .. } | FdKind::Fanotify { .. });
     let mut made = Vec::new();
     for f in prog.iter().chain(in_flight.iter()).filter(inotify) {
         let fd = match crate::tree::shared_file(f.fd).filter(|_| f.fd >= 0) {

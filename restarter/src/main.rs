@@ -12,6 +12,7 @@ mod cli;
 mod copyfill;
 mod cowshare;
 mod creds;
+mod fanotify;
 mod fdobjs;
 mod fds;
 mod handover;

@@ -1,10 +1,10 @@
 //! What kernel objects behind fds hold, read at checkpoint time with the world stopped:
-//! eventfd/timerfd/signalfd/epoll/inotify state (fdinfo). The kinds moved to the ckpt-kinds
+//! eventfd/timerfd/signalfd/epoll/inotify/fanotify state (fdinfo). The kinds moved to the ckpt-kinds
 //! crate (capture and restore side by side) are read there; sockets and terminals by
 //! ckpt-kinds. Raw system calls only; allocations go to the checkpoint's scratch arena.
 
 use crate::sys::{self, syscall};
-use ckpt_image::{EpollEntry, FdKind, FdState, InotifyWatch};
+use ckpt_image::{EpollEntry, FanotifyMark, FdKind, FdState, InotifyWatch, MarkObject};
 
 /// Parse a hex or decimal number after `key` in `s` (first occurrence).
 fn field(s: &str, key: &str, radix: u32) -> Option<u64> {
@@ -69,8 +69,60 @@ pub fn anon(fd: i32, link: &[u8], info: &[u8], drain: bool) -> Option<FdKind> {
                 queued: queued.max(0) as u32,
             })
         }
+        b"anon_inode:[fanotify]" => fanotify(fd, s),
         _ => None,
     }
+}
+
+/// A fanotify group from its fdinfo: `fanotify flags:F event-flags:E`, then one line per mark
+/// (`fanotify ino:...`, `fanotify mnt_id:...`, `fanotify sdev:...`), each with where the runtime
+/// saw its object being marked (fdhooks.rs). Unread events: saved by the runtime before the
+/// table was read (inotifyq.rs), or left in the kernel's queue (FIONREAD says how many).
+fn fanotify(fd: i32, s: &str) -> Option<FdKind> {
+    let head = s.lines().find(|l| l.starts_with("fanotify flags:"))?;
+    let mut queued: i32 = 0;
+    if !crate::inotifyq::saved(fd) {
+        let _ = syscall!(libc::SYS_ioctl, fd, libc::FIONREAD, &mut queued as *mut i32);
+    }
+    let marks = s
+        .lines()
+        .filter(|l| l.starts_with("fanotify ") && !l.starts_with("fanotify flags:"))
+        .map(|l| mark_line(l).unwrap_or_else(|| FanotifyMark { object: MarkObject::Unknown { line: l.as_bytes().to_vec() }, ..UNKNOWN }))
+        .collect();
+    Some(FdKind::Fanotify { flags: field(head, "flags:", 16)? as u32, event_flags: field(head, "event-flags:", 16)? as u32, marks, queued: queued.max(0) as u32 })
+}
+
+const UNKNOWN: FanotifyMark =
+    FanotifyMark { object: MarkObject::Filesystem, sdev: 0, mflags: 0, mask: 0, ignored_mask: 0, path: Vec::new(), dont_follow: false, gone: false };
+
+/// One mark line of a fanotify fdinfo (None: not one this build knows).
+fn mark_line(l: &str) -> Option<FanotifyMark> {
+    let rest = l.strip_prefix("fanotify ")?;
+    let (mflags, mask, ignored_mask) = (field(l, "mflags:", 16)? as u32, field(l, " mask:", 16)?, field(l, "ignored_mask:", 16)?);
+    let mark = FanotifyMark { mflags, mask, ignored_mask, ..UNKNOWN };
+    if rest.starts_with("ino:") {
+        let (ino, sdev) = (field(l, "ino:", 16)?, field(l, "sdev:", 16)?);
+        let handle_type = field(l, "fhandle-type:", 16).unwrap_or(0) as i32;
+        let handle = l.split_once("f_handle:").map_or(Vec::new(), |(_, h)| hex(h.trim()));
+        let (path, dont_follow, gone) = crate::fdhooks::watch_path(ino, sdev);
+        Some(FanotifyMark { object: MarkObject::Inode { ino, handle_type, handle }, sdev, path, dont_follow, gone, ..mark })
+    } else if rest.starts_with("mnt_id:") {
+        let mnt_id = field(l, "mnt_id:", 16)?;
+        let (path, gone) = crate::fdhooks::marked_path(libc::FAN_MARK_MOUNT, mnt_id);
+        Some(FanotifyMark { object: MarkObject::Mount { mnt_id }, path, gone, ..mark })
+    } else if rest.starts_with("sdev:") {
+        let sdev = field(l, "sdev:", 16)?;
+        let (path, gone) = crate::fdhooks::marked_path(libc::FAN_MARK_FILESYSTEM, sdev);
+        Some(FanotifyMark { object: MarkObject::Filesystem, sdev, path, gone, ..mark })
+    } else {
+        None
+    }
+}
+
+/// Bytes of a hex string ("d602990043dc1749").
+fn hex(h: &str) -> Vec<u8> {
+    let digits: Vec<u8> = h.bytes().map_while(|b| (b as char).to_digit(16).map(|d| d as u8)).collect();
+    digits.chunks_exact(2).map(|p| p[0] << 4 | p[1]).collect()
 }
 
 /// The entries of an epoll fdinfo: (fd, events, data, inode of the file).

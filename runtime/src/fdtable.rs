@@ -43,11 +43,17 @@ struct Table {
     pipes: pipe::Seen,
     sockets: Context,
     pid: i32,
-    /// The program's only process: what is queued in its inotify instances is its alone.
+    /// The program's only process: what is queued in its inotify instances and fanotify groups
+    /// is its alone.
     alone: bool,
 }
 
 pub fn read_fds() -> Vec<FdState> {
+    let alone = alone();
+    if alone {
+        // (Before the table is read: their events may open fds.)
+        crate::inotifyq::drain_fanotify_groups();
+    }
     let Ok(names) = sys::list_dir(&sys::cpath(&[b"/proc/thread-self/fd"])) else { return Vec::new() };
     let mut fds: Vec<i32> = names.iter().filter_map(|n| std::str::from_utf8(n).ok()?.parse::<i32>().ok()).collect();
     fds.sort_unstable();
@@ -60,7 +66,7 @@ pub fn read_fds() -> Vec<FdState> {
         pipes: pipe::Seen::default(),
         sockets: Context::with_queues_elsewhere(crate::treesocks::held_by_lower_pids()),
         pid: sys::getpid(),
-        alone: alone(),
+        alone,
     };
     fds.retain(|&fd| !(crate::control::is_runtime_fd(fd) || sys::foreign_own(fd) || sharers_proc_file(fd) || sharers_diag_socket(fd)));
     // (Those skipped are ours or, in a table shared by clone, another process's: made again after a restart.)

@@ -99,6 +99,7 @@ pub fn save(self_tid: i32) {
     }
     let reserved = reserved_mask();
     // Pending signals with their siginfo (sigqueue.rs); those it could not take by number.
+    crate::threads::late_capture();
     crate::sigqueue::capture_shared();
     crate::sigqueue::capture_late(crate::threads::leader_parked());
     let status = sys::read_file(&sys::cpath(&[b"/proc/thread-self/status"])).unwrap_or_default();

@@ -13,6 +13,9 @@
 //! - the process's queue is taken and put back by the thread-group leader (tid == pid), in its
 //!   stop handler or, when the leader is the checkpoint thread (a restarted program), in the
 //!   capture; after its own queue, so that only the process's signals remain for it to take;
+//! - just before the checkpoint reads the pending signals, each parked thread takes and puts
+//!   back its own queue again (`recapture_thread`), for signals directed at it that arrived
+//!   during the stop, and the checkpoint thread the process's (`capture_late`);
 //! - at restart each recreated thread queues its own signals before it is released, and the
 //!   leader the process's.
 //!
@@ -27,6 +30,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 const MAX_QUEUED: usize = 4096;
 /// The tid of an entry of the process's queue.
 const SHARED: i32 = 0;
+/// The tid of an entry replaced by a later capture of its thread's queue (no thread's id).
+const REPLACED: i32 = -1;
 
 #[derive(Clone, Copy)]
 struct Entry {
@@ -200,6 +205,32 @@ pub fn capture_thread() {
     if let Some(start) = shared {
         put_back(SHARED, start);
     }
+}
+
+/// In the stop handler of a parked program thread, asked by the checkpoint just before it reads
+/// the pending signals (threads.rs `late_capture`): signals directed at this thread that
+/// arrived since its stop took its queue are taken with their siginfo too. Its whole queue is
+/// taken again and put back in order, replacing what the stop recorded (a real-time signal may
+/// have late copies behind the recorded ones).
+pub fn recapture_thread() {
+    let tid = sys::gettid();
+    if status_mask(b"SigPnd:") & takeable() == 0 {
+        return;
+    }
+    let end = USED.load(Ordering::Acquire).min(MAX_QUEUED);
+    for i in 0..end {
+        // SAFETY: see Pool; the entries of `tid` were written by this thread (other threads
+        // write only entries they claim), and the checkpoint thread reads the pool once every
+        // thread has answered.
+        unsafe {
+            let e = &mut (*POOL.0.get())[i];
+            if e.tid == tid {
+                e.tid = REPLACED;
+            }
+        }
+    }
+    let own = take_all(tid, b"SigPnd:");
+    put_back(tid, own);
 }
 
 /// On the checkpoint thread, every program thread stopped: signals that reached the process's

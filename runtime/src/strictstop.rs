@@ -94,6 +94,11 @@ pub fn wait(release: &AtomicU32, gen: u32) {
     INSIDE.fetch_sub(1, Ordering::SeqCst);
 }
 
+/// How many threads in strict mode are parked in `wait` now.
+pub fn parked() -> u32 {
+    INSIDE.load(Ordering::SeqCst)
+}
+
 /// After the release generation was bumped: a count for every thread inside `wait` (those that
 /// look again after the bump leave without it: SeqCst on both sides).
 pub fn release() {

@@ -198,6 +198,7 @@ pub fn resolve() {
 }
 
 /// libc's `syscall()`: passed on unchanged; for rseq(2), the thread's registration is noted;
+/// for fanotify_mark(2), where the marked object is (fdhooks.rs);
 /// clone(2) of a plain child process makes it a member of the tree (`clonehook::raw_clone`).
 /// (Declared with six arguments: on x86-64 a variadic call passes them as a plain call does,
 /// and the unused ones, like libc's own implementation, are read and ignored.)
@@ -217,6 +218,10 @@ pub unsafe extern "C" fn syscall(n: c_long, a: c_long, b: c_long, c: c_long, d: 
         }
     }
     let r = real();
+    if n == libc::SYS_fanotify_mark && r == 0 {
+        // SAFETY: the arguments the kernel just accepted (e: the path, or null).
+        unsafe { crate::fdhooks::fanotify_marked(b as u32, d as i32, e as *const std::ffi::c_char) };
+    }
     if n == libc::SYS_madvise && r == 0 {
         crate::forkadvice::note(c);
     }

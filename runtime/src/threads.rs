@@ -69,6 +69,10 @@ static STOPPED: AtomicU32 = AtomicU32::new(0);
 static PUBLISHED: [AtomicI32; MAX_THREADS] = [const { AtomicI32::new(0) }; MAX_THREADS];
 static RELEASE: AtomicU32 = AtomicU32::new(0);
 static STOPPING: AtomicBool = AtomicBool::new(false);
+/// The checkpoint's requests to the threads parked in the stop handler for a late capture of
+/// their own signals (`late_capture`), and how many have answered.
+static LATE_ROUND: AtomicU32 = AtomicU32::new(0);
+static LATE_DONE: AtomicU32 = AtomicU32::new(0);
 /// Restarted threads that have left their temporary stacks.
 static LEFT: AtomicU32 = AtomicU32::new(0);
 
@@ -189,9 +193,18 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
         unsafe { (*SLOTS.0.get())[idx] = s };
         PUBLISHED[idx].store(s.tid, Ordering::Release);
     }
+    let mut round = LATE_ROUND.load(Ordering::Acquire);
     STOPPED.fetch_add(1, Ordering::AcqRel);
     sys::futex_wake(&STOPPED);
     while RELEASE.load(Ordering::Acquire) == gen {
+        let asked = LATE_ROUND.load(Ordering::Acquire);
+        if asked != round {
+            round = asked;
+            crate::sigqueue::recapture_thread();
+            LATE_DONE.fetch_add(1, Ordering::AcqRel);
+            sys::futex_wake(&LATE_DONE);
+            continue;
+        }
         sys::futex_wait(&RELEASE, gen, None);
     }
     crate::sigqueue::after_release();
@@ -233,6 +246,34 @@ fn stop_strict(tid: i32, uc: *mut libc::c_void) {
     // (No futex wake: the checkpoint thread looks again every 20 ms.)
     STOPPED.fetch_add(1, Ordering::AcqRel);
     crate::strictstop::wait(&RELEASE, gen);
+}
+
+/// On the checkpoint thread, every program thread parked, just before the pending signals are
+/// read: each parked thread takes its own queue again (sigqueue.rs `recapture_thread`), so that
+/// signals directed at it that arrived after it stopped (a POSIX timer aimed at the thread, a
+/// sigqueue from another process) are recorded with their siginfo rather than restored by
+/// number. A thread that does not answer within a second keeps what its stop recorded.
+pub fn late_capture() {
+    // (Every thread this checkpoint stopped is parked in that loop, but those in seccomp
+    // strict mode, parked in strictstop's read: they cannot take their queue again, and a
+    // checkpoint with signals pending for one of them alone was refused.)
+    let want = STOPPED.load(Ordering::Acquire).saturating_sub(crate::strictstop::parked());
+    if want == 0 {
+        return;
+    }
+    LATE_DONE.store(0, Ordering::Release);
+    LATE_ROUND.fetch_add(1, Ordering::AcqRel);
+    let started = now_ms();
+    loop {
+        let done = LATE_DONE.load(Ordering::Acquire);
+        if done >= want || now_ms() - started > 1000 {
+            return;
+        }
+        // (Woken again each time: a thread between its look at LATE_ROUND and its wait on
+        // RELEASE missed the wake before.)
+        sys::futex_wake(&RELEASE);
+        sys::futex_wait(&LATE_DONE, done, Some(1));
+    }
 }
 
 /// Whether the thread-group leader is one of the program threads parked in the stop handler

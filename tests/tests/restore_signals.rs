@@ -75,6 +75,20 @@ fn timer_signals_queued_during_the_checkpoint_keep_their_value_as_nobody() {
     ready_go("timer_signals", "timer_signals_nobody", true, |_| {}, &[]);
 }
 
+/// Signals directed at one thread that reach it while the checkpoint holds it (a POSIX timer
+/// aimed at the thread; values another thread pthread_sigqueue()s to it until it is stopped too)
+/// come back with their siginfo: the timer's value, each sigqueued value once and in order (they
+/// were queued again by number only: SI_TKILL, no value).
+#[test]
+fn thread_directed_signals_queued_during_the_checkpoint_keep_their_value() {
+    ready_go("thread_sigqueue", "thread_sigqueue", false, |_| {}, &[]);
+}
+
+#[test]
+fn thread_directed_signals_queued_during_the_checkpoint_keep_their_value_as_nobody() {
+    ready_go("thread_sigqueue", "thread_sigqueue_nobody", true, |_| {}, &[]);
+}
+
 /// A pidfd of the program itself names the restarted program: signals sent through it arrive.
 #[test]
 fn pidfd_of_itself() {

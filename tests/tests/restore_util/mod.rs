@@ -243,13 +243,17 @@ pub struct Restarted {
 /// (a program that started over would print READY again; one whose checks fail prints FAIL
 /// lines and `failed`).
 pub fn ready_go(name: &str, tag: &str, nobody: bool, after_kill: impl FnOnce(&Path), env: &[(&str, &str)]) -> Restarted {
-    let base = workdir(&format!("{tag}_ref"));
+    ready_go_in(name, workdir(&format!("{tag}_ref")), workdir(tag), nobody, after_kill, env)
+}
+
+/// `ready_go` in working directories the caller made ready: `base` for the uninterrupted run,
+/// `dir` for the checkpointed one.
+pub fn ready_go_in(name: &str, base: Dir, dir: Dir, nobody: bool, after_kill: impl FnOnce(&Path), env: &[(&str, &str)]) -> Restarted {
     let prog = compile(name, &base);
     fs::write(base.join("go"), b"").unwrap();
     let expected = plain_as(&prog, &[], &base, nobody);
     assert!(expected.ends_with("done\n"), "the uninterrupted run fails its own checks: {expected}");
 
-    let dir = workdir(tag);
     let mut p = run_as(&prog, &[], &dir, nobody);
     p.wait_line(|l| l == "READY");
     let img = p.checkpoint(&dir, name);
