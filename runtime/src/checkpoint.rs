@@ -562,6 +562,9 @@ pub(crate) fn capture(slots: &[threads::Slot], gen: u64, dir: &Dir, name: &[u8],
     crate::treedrain::apply(&mut fds, drained);
     let left_out = leftout::find(&fds);
     crate::kstate::save(sys::gettid());
+    if let Some(why) = crate::sigqueue::refusal() {
+        return Err(why);
+    }
     let process = procstate::read_process(slots.first().map_or(sys::gettid(), |s| s.tid));
     if let Some(why) = chroot_refusal(&process, &fds) {
         return Err(why);

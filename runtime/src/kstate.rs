@@ -99,7 +99,7 @@ pub fn save(self_tid: i32) {
     }
     let reserved = reserved_mask();
     // Pending signals with their siginfo (sigqueue.rs); those it could not take by number.
-    crate::threads::late_capture();
+    let late = crate::threads::late_capture();
     crate::sigqueue::capture_shared();
     crate::sigqueue::capture_late(crate::threads::leader_parked());
     let status = sys::read_file(&sys::cpath(&[b"/proc/thread-self/status"])).unwrap_or_default();
@@ -114,7 +114,12 @@ pub fn save(self_tid: i32) {
         }
         let mut t = NO_THREAD;
         t.tid = tid;
-        t.pending = value(&st, "SigPnd:", 16).unwrap_or(0) & !reserved & !crate::sigqueue::recorded(tid);
+        // A signal the threads' late capture could have taken with its siginfo and that is
+        // pending now came after it (a thread's POSIX timer firing every millisecond): after
+        // the cut, as the kernel's own queue is; sent again by number it would reach the
+        // restarted program without its siginfo.
+        let after_cut = if late { crate::sigqueue::takeable() } else { 0 };
+        t.pending = value(&st, "SigPnd:", 16).unwrap_or(0) & !reserved & !crate::sigqueue::recorded(tid) & !after_cut;
         let comm = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &name, b"/comm"])).unwrap_or_default();
         let comm = comm.strip_suffix(b"\n").unwrap_or(&comm);
         t.comm_len = comm.len().min(15);

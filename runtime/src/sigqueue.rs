@@ -49,6 +49,8 @@ unsafe impl Sync for Pool {}
 
 static POOL: Pool = Pool(UnsafeCell::new([Entry { tid: 0, sig: 0, info: [0; 16] }; MAX_QUEUED]));
 static USED: AtomicUsize = AtomicUsize::new(0);
+/// Whether a signal could not be recorded in this checkpoint (the pool was full).
+static OVERFLOW: AtomicBool = AtomicBool::new(false);
 /// Whether the process's queue was taken in this checkpoint.
 static SHARED_TAKEN: AtomicBool = AtomicBool::new(false);
 /// Whether the process's queue was put back in this restart (false in every image: reset).
@@ -61,10 +63,17 @@ static LATE_OWED: AtomicBool = AtomicBool::new(false);
 /// A new checkpoint begins (before any thread is stopped).
 pub fn reset() {
     USED.store(0, Ordering::Release);
+    OVERFLOW.store(false, Ordering::Release);
     SHARED_TAKEN.store(false, Ordering::Release);
     SHARED_QUEUED.store(false, Ordering::Release);
     // (Set in an image taken while the leader still owed them: a restart queues them itself.)
     LATE_OWED.store(false, Ordering::Release);
+}
+
+/// Why this checkpoint cannot be faithful to the program's pending signals, if so: more were
+/// queued than the runtime records (the rest would come back by number, their values lost).
+pub fn refusal() -> Option<String> {
+    OVERFLOW.load(Ordering::Acquire).then(|| format!("more than {MAX_QUEUED} signals are queued in the program (real-time signals with values): a restart would lose the values of the others"))
 }
 
 fn entries() -> &'static [Entry] {
@@ -136,7 +145,7 @@ fn queue(tid: i32, sig: i32, info: &[u64; 16]) -> bool {
 /// synchronous ones the kernel forces on a thread (a fault, a trap, syscall user dispatch's
 /// SIGSYS, which the runtime's own background snapshots use): queued again they would arrive
 /// as if sent, with a siginfo that claims a fault or a dispatched call.
-fn takeable() -> u64 {
+pub(crate) fn takeable() -> u64 {
     let reserved = crate::reserved_signals().iter().filter(|&&s| s > 0).fold(0, |m, &s| m | bit(s));
     let synchronous = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGTRAP, libc::SIGSYS].iter().fold(0, |m, &s| m | bit(s));
     !reserved & !bit(libc::SIGKILL) & !bit(libc::SIGSTOP) & !synchronous
@@ -152,8 +161,34 @@ fn any_pending() -> bool {
 /// Take (and record) the signals pending in `key`'s set (the calling thread's own queue, or the
 /// process's), filed under `tid`. Returns where its entries begin, for `put_back`.
 fn take_all(tid: i32, key: &[u8]) -> usize {
+    take_all_reusing(tid, key, None)
+}
+
+/// `take_all`; with `reuse` (an index to look from), the entries `tid` recorded before are
+/// written again in their order first, those left over marked REPLACED, and new ones claimed
+/// only past them (a thread's queue taken twice in one checkpoint does not use the pool twice).
+fn take_all_reusing(tid: i32, key: &[u8], reuse: Option<usize>) -> usize {
     let mask = status_mask(key) & takeable();
-    let start = USED.load(Ordering::Acquire);
+    let mut start = USED.load(Ordering::Acquire);
+    let end = start.min(MAX_QUEUED);
+    let mut cursor = reuse.unwrap_or(end);
+    let pool = POOL.0.get();
+    let mut reused = |sig: i32, info: [u64; 16]| -> bool {
+        while cursor < end {
+            let i = cursor;
+            cursor += 1;
+            // SAFETY: see Pool; an entry of `tid` is written only by this thread, below `end`
+            // (claimed before), through the pool's pointer as `claim` writes others.
+            unsafe {
+                if (*pool)[i].tid == tid {
+                    (*pool)[i] = Entry { tid, sig, info };
+                    start = start.min(i);
+                    return true;
+                }
+            }
+        }
+        false
+    };
     for sig in 1..=64 {
         if mask & bit(sig) == 0 {
             continue;
@@ -166,13 +201,28 @@ fn take_all(tid: i32, key: &[u8]) -> usize {
                 break;
             }
             let Some(info) = take(sig) else { break };
+            if reused(sig, info) {
+                if sig < 32 {
+                    break;
+                }
+                continue;
+            }
             if !claim(tid, sig, info) {
+                OVERFLOW.store(true, Ordering::Release);
                 // No room: put it back now; kstate sends it again by number.
                 queue(tid, sig, &info);
                 break;
             }
             if sig < 32 {
                 break;
+            }
+        }
+    }
+    for i in cursor.min(end)..end {
+        // SAFETY: as in `reused`.
+        unsafe {
+            if (*pool)[i].tid == tid {
+                (*pool)[i].tid = REPLACED;
             }
         }
     }
@@ -217,19 +267,7 @@ pub fn recapture_thread() {
     if status_mask(b"SigPnd:") & takeable() == 0 {
         return;
     }
-    let end = USED.load(Ordering::Acquire).min(MAX_QUEUED);
-    for i in 0..end {
-        // SAFETY: see Pool; the entries of `tid` were written by this thread (other threads
-        // write only entries they claim), and the checkpoint thread reads the pool once every
-        // thread has answered.
-        unsafe {
-            let e = &mut (*POOL.0.get())[i];
-            if e.tid == tid {
-                e.tid = REPLACED;
-            }
-        }
-    }
-    let own = take_all(tid, b"SigPnd:");
+    let own = take_all_reusing(tid, b"SigPnd:", Some(0));
     put_back(tid, own);
 }
 
@@ -254,6 +292,7 @@ pub fn capture_late(leader_parked: bool) {
     for sig in (1..=64).filter(|&s| mask & bit(s) != 0) {
         while let Some(info) = take(sig) {
             if !claim(SHARED, sig, info) {
+                OVERFLOW.store(true, Ordering::Release);
                 let _ = syscall!(libc::SYS_kill, sys::getpid(), sig);
                 break;
             }

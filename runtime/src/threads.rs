@@ -252,22 +252,26 @@ fn stop_strict(tid: i32, uc: *mut libc::c_void) {
 /// read: each parked thread takes its own queue again (sigqueue.rs `recapture_thread`), so that
 /// signals directed at it that arrived after it stopped (a POSIX timer aimed at the thread, a
 /// sigqueue from another process) are recorded with their siginfo rather than restored by
-/// number. A thread that does not answer within a second keeps what its stop recorded.
-pub fn late_capture() {
+/// number. A thread that does not answer within 10 s keeps what its stop recorded. Whether
+/// every thread answered.
+pub fn late_capture() -> bool {
     // (Every thread this checkpoint stopped is parked in that loop, but those in seccomp
     // strict mode, parked in strictstop's read: they cannot take their queue again, and a
     // checkpoint with signals pending for one of them alone was refused.)
     let want = STOPPED.load(Ordering::Acquire).saturating_sub(crate::strictstop::parked());
     if want == 0 {
-        return;
+        return true;
     }
     LATE_DONE.store(0, Ordering::Release);
     LATE_ROUND.fetch_add(1, Ordering::AcqRel);
     let started = now_ms();
     loop {
         let done = LATE_DONE.load(Ordering::Acquire);
-        if done >= want || now_ms() - started > 1000 {
-            return;
+        if done >= want {
+            return true;
+        }
+        if now_ms() - started > 10_000 {
+            return false;
         }
         // (Woken again each time: a thread between its look at LATE_ROUND and its wait on
         // RELEASE missed the wake before.)
