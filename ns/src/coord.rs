@@ -563,9 +563,13 @@ impl Coord {
                     self.ask_to_stop(i, gen, dirfd);
                 }
             }
-            // (A Done left over from an earlier checkpoint is no answer to this Stop.)
+            // (A Done left over from an earlier checkpoint is no answer to this Stop.) Only the
+            // members asked in this round are waited for: one that joins meanwhile (the child of
+            // a member that was in fork() when its stop signal came, which joins from its fork
+            // handler; gcc's vfork is a fork here) was not asked and would never answer (the
+            // checkpoint failed after PHASE, `did not stop`); it is asked in the next round.
             let answered = |m: &Member| matches!(m.got, Some(TreeMsg::Stopped | TreeMsg::Abort | TreeMsg::Done { ok: false, .. }));
-            if !self.wait_until(PHASE, |c| c.members.iter().all(|m| answered(m) || c.asleep(m.pid))) {
+            if !self.wait_until(PHASE, |c| c.members.iter().all(|m| !m.asked || answered(m) || c.asleep(m.pid))) {
                 let late = self.unanswered();
                 // What each was doing (its threads' states and where they waited), read before
                 // the abort lets it go: for a report of a checkpoint that could not happen.

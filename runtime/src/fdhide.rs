@@ -6,7 +6,12 @@
 //! closed everything, has no fd left), would see them: it must not be able to tell. Here
 //! readdir, readdir_r (and their 64 variants) and getdents64 skip an entry of a /proc fd or fdinfo
 //! directory that names such an fd, told from /proc itself (that process's fdinfo flags, the file
-//! the link leads to, its fd limit), so it works for any process of the tree. (close, closefrom
+//! the link leads to, its fd limit), so it works for any process of the tree. Also left out: a
+//! file of /proc the runtime has open for an instant (read-only with O_APPEND, at any number), and
+//! an entry that names no open fd: glibc's readdir hands out entries the kernel listed a moment
+//! ago, which may name such an instant's file, closed since, or, when the program was
+//! checkpointed in the middle of a listing, the old process's runtime fds, gone after the
+//! restart. (close, closefrom
 //! and close_range keep those fds: fdguard.rs.) A raw getdents64 system call, and glibc's
 //! scandir (which reads through glibc's internal readdir), still see them.
 
@@ -77,12 +82,26 @@ fn hidden(dfd: c_int, name: &[u8], d_type: u8) -> bool {
     if !base.starts_with(b"/proc/") {
         return false;
     }
-    let Ok(info) = sys::read_file(&sys::cpath(&[base, b"/fdinfo/", name])) else { return false };
+    let info = match sys::read_file(&sys::cpath(&[base, b"/fdinfo/", name])) {
+        Ok(info) => info,
+        // No such fd now: an entry the kernel listed a moment ago, which glibc's readdir keeps in
+        // its buffer. Before a restart (the program was checkpointed in the middle of a listing):
+        // one of the old process's runtime fds, which the restarted process does not have (listed
+        // right after a restart: 1004-1006), or a file the runtime had open for an instant then
+        // (4). Without a restart: such an instant's file, closed since. Either way no file of
+        // the program's (only a program closing its own fds while it lists them could tell).
+        Err(libc::ENOENT) => return true,
+        Err(_) => return false,
+    };
     let Some(flags) = field(&info, b"flags:").and_then(|v| i64::from_str_radix(std::str::from_utf8(v).ok()?, 8).ok()) else { return false };
     if flags & libc::O_APPEND as i64 == 0 || flags & libc::O_PATH as i64 != 0 {
         return false;
     }
     let target = sys::cpath(&[base, b"/fd/", name]);
+    // A file of /proc the runtime has open for an instant (`sys::Transient`), at a low number.
+    if sys::transient_mark(flags) && sys::readlink(&target).is_ok_and(|l| l.starts_with(b"/proc/")) {
+        return true;
+    }
     // SAFETY: an all-zero struct stat is a valid out-parameter.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     if syscall!(libc::SYS_newfstatat, libc::AT_FDCWD, target.as_ptr(), &mut st as *mut libc::stat, 0).is_err() || st.st_mode & libc::S_IFMT == libc::S_IFREG {

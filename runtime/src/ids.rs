@@ -72,6 +72,13 @@ pub fn restarted(outer_pid: u64, dir: (u64, u64)) {
     trust_dir(if outer != 0 { dir } else { (0, 0) });
 }
 
+/// Our outer process and the image directory it checked, now (a restart changes both: the
+/// settings ckpt-run gave are the first run's), for a program a member of the tree execs or
+/// spawns; None without a namespace.
+pub fn for_launch() -> Option<(i32, u64, u64)> {
+    in_namespace().then(|| (outer_pid(), TRUSTED_DIR[0].load(Ordering::Relaxed), TRUSTED_DIR[1].load(Ordering::Relaxed)))
+}
+
 /// Whether a directory whose owner shows as `uid` is the image directory the outer process
 /// checked from outside our user namespace: here a directory of root's (a sticky /tmp) shows
 /// as the overflow uid, like one of any other user that is not mapped.

@@ -147,7 +147,13 @@ fn managed_env(l: &Launch, envp: Argv, next: Next) -> EnvBlock {
     let interval_ms = if child { 0 } else { l.interval_ms };
     // A spawned child's pid is not known yet: it is the child of this process.
     let (pid, spawner) = if next == Next::Spawned { (0, sys::getpid()) } else { (sys::getpid(), 0) };
-    let next = Launch { pid, spawner, preload: preload.clone(), preload_user: user_preload, tree_child: child, interval_ms, ..l.clone() };
+    let mut next = Launch { pid, spawner, preload: preload.clone(), preload_user: user_preload, tree_child: child, interval_ms, ..l.clone() };
+    // After a restart the tree's coordinator is the restarter's (named by its outer pid), not
+    // the first run's: a program exec'd with the first run's could not join the tree, and every
+    // later checkpoint of the tree waited for it and failed.
+    if let Some((outer, dev, ino)) = crate::ids::for_launch() {
+        (next.outer_pid, next.dir_dev, next.dir_ino) = (outer, dev, ino);
+    }
     let mut strings: Vec<CString> = kept.iter().filter_map(|e| CString::new(*e).ok()).collect();
     strings.extend(CString::new([b"LD_PRELOAD=".as_slice(), &preload].concat()).ok());
     strings.extend(CString::new(format!("{LAUNCH_VAR}={}", next.encode())).ok());

@@ -26,8 +26,11 @@ fn the_runtime_fds_are_not_listed_as_nobody() {
 /// program's thread half-way: the open fdinfo file was taken for the program's
 /// (`/proc/self/fdinfo/1006`, about one checkpoint in six), which the restart refused (DMTCP's
 /// syscall-tester), or the runtime's allocator lock was held in the image and the restarted
-/// runtime spun on it for ever. A race that cannot be forced from outside: repeated checkpoints
-/// of a program that does little else make it show.
+/// runtime spun on it for ever. The program also checks that no listing shows an fd it did not
+/// have: a checkpoint in the middle of a listing left entries of the old process's runtime fds
+/// (1004-1006) in glibc's readdir buffer, which the restarted program then read. A race that
+/// cannot be forced from outside: repeated checkpoints of a program that does little else make
+/// it show.
 #[test]
 fn a_program_listing_its_fds_all_the_time_continues_after_many_restarts() -> anyhow::Result<()> {
     use anyhow::ensure;

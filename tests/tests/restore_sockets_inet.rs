@@ -83,6 +83,20 @@ fn listeners_keep_their_waiting_connections_as_nobody() {
     ready_go("sock_listen_queue", "sock_listen_queue_nobody", true, |_| {}, &[]);
 }
 
+/// Connections accepted through two listeners that share a port with SO_REUSEPORT (zdtm
+/// socket-tcp-reuseport): the kernel queues a connection made again through that port in the
+/// listener its addresses select, not always the first; the restart waited for ever in accept on
+/// the other one.
+#[test]
+fn connections_through_listeners_sharing_a_port_come_back() {
+    ready_go("sock_reuseport_conns", "sock_reuseport_conns", false, |_| {}, &[]);
+}
+
+#[test]
+fn connections_through_listeners_sharing_a_port_come_back_as_nobody() {
+    ready_go("sock_reuseport_conns", "sock_reuseport_conns_nobody", true, |_| {}, &[]);
+}
+
 #[test]
 fn netlink_sockets_keep_their_address_and_groups() {
     ready_go("sock_netlink", "sock_netlink", false, |_| {}, &[]);

@@ -128,15 +128,14 @@ impl Sockets<'_> {
             return self.peer_gone(s);
         };
         // The server end is the one on a listener's address (the program's, else ours).
-        let listens_on = |x: &Socket| {
-            self.all.iter().copied().find(|l| {
-                l.state == SockState::Listening && l.sock_type == libc::SOCK_STREAM && {
-                    let (lp, lip) = super::capture::inet_addr(&l.name);
-                    let (xp, xip) = super::capture::inet_addr(&x.name);
-                    lp == xp && (lip.iter().all(|&b| b == 0) || lip == xip)
-                }
-            })
+        let on_addr = |l: &Socket, x: &Socket| {
+            l.state == SockState::Listening && l.sock_type == libc::SOCK_STREAM && {
+                let (lp, lip) = super::capture::inet_addr(&l.name);
+                let (xp, xip) = super::capture::inet_addr(&x.name);
+                lp == xp && (lip.iter().all(|&b| b == 0) || lip == xip)
+            }
         };
+        let listens_on = |x: &Socket| self.all.iter().copied().find(|l| on_addr(l, x));
         // Without a listener: the end whose address other connections share (the listener's,
         // closed since); both ends get their own addresses either way.
         let sharing = |x: &Socket| self.all.iter().filter(|o| o.family == x.family && o.sock_type == x.sock_type && o.name == x.name).count();
@@ -153,11 +152,19 @@ impl Sockets<'_> {
                 super::timewait::clear(x.family, &x.name);
             }
         }
-        let listener = listens_on(server).map(|l| self.made[&l.ino]);
-        let l = match listener {
-            Some(l) => l,
-            None => self.temp_listener(server)?,
-        };
+        // Every listener of ours on the server's address: the program's may be several bound
+        // with SO_REUSEPORT, among which the kernel picks one for our connection by its
+        // addresses (not always the first: the restart waited for ever in accept on the other,
+        // zdtm socket-tcp-reuseport).
+        let mut group: Vec<RawFd> = self
+            .all
+            .iter()
+            .filter(|l| on_addr(l, server))
+            .map(|l| self.made[&l.ino])
+            .collect();
+        if group.is_empty() {
+            group.push(self.temp_listener(server)?);
+        }
         let cfd = self.made[&client.ino];
         let r = self.bind_inet(cfd, client, &client.name).and_then(|()| {
             // The server's address as the client's family sees it (an IPv4 client of an IPv6
@@ -165,8 +172,7 @@ impl Sockets<'_> {
             let to = in_family(&server.name, client.family);
             // SAFETY: to is a sockaddr of its length.
             check(unsafe { libc::connect(cfd, to.as_ptr().cast(), to.len() as u32) }, || format!("cannot connect {} again", client.describe()))?;
-            // SAFETY: l is a listening socket of ours with our connection queued.
-            check(unsafe { libc::accept4(l, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) }, || format!("cannot accept {} again", server.describe()))
+            accept_in(&group).map_err(|e| Error::Refused(format!("cannot accept {} again: {e}", server.describe())))
         });
         let got = self.park(r?)?;
         if let Some(old) = self.made.insert(server.ino, got) {
@@ -276,5 +282,35 @@ impl Sockets<'_> {
             check(unsafe { libc::connect(fd, s.peer_name.as_ptr().cast(), s.peer_name.len() as u32) }, || format!("cannot connect {} again", s.describe()))?;
         }
         Ok(())
+    }
+}
+
+/// Accept the connection just made to one of the listeners `group` (the one the kernel queued it
+/// in: SO_REUSEPORT spreads connections over a port's listeners). A connect over loopback has
+/// queued it by the time it returns; the wait is bounded all the same, so that a restart never
+/// hangs on it.
+fn accept_in(group: &[RawFd]) -> std::io::Result<RawFd> {
+    const WAIT_MS: i32 = 10_000;
+    let mut p: Vec<libc::pollfd> = group.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    loop {
+        // SAFETY: p holds valid pollfds.
+        let n = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, WAIT_MS) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the connection did not reach its listener"));
+        }
+        for q in &p {
+            if q.revents & libc::POLLIN != 0 {
+                // SAFETY: a listening socket of ours with a connection queued.
+                let fd = unsafe { libc::accept4(q.fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
+                return if fd >= 0 { Ok(fd) } else { Err(std::io::Error::last_os_error()) };
+            }
+        }
     }
 }
