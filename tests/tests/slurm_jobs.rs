@@ -809,13 +809,17 @@ fn slurm_openmpi_mpirun_joined_step_checkpointed_again_after_requeue_same_result
     mpi_joined_checkpoint_kill_requeue("slurm-ompi-joined2", &OPEN_MPI, 2)
 }
 
-/// Not yet: hydra_pmi_proxy's connection to mpiexec is inherited by the ranks it starts (not
-/// close-on-exec), and a connection to another task held by several processes of a tree is
-/// refused in one line ("... held by the task's program and process ... at once"): the
-/// checkpoint is abandoned on every task and the job ends with its normal result.
+/// MPICH: hydra_pmi_proxy's connection to mpiexec is inherited by the ranks it starts (not
+/// close-on-exec): the proxy drains it once, its ranks share it (each image records it), and
+/// the restarted tree makes it once for all of them.
 #[test]
-#[ignore = "MPICH's ranks inherit their proxy's connection to mpiexec: refused in one line (docs/multinode.md)"]
 fn slurm_mpich_mpiexec_joined_step_checkpoint_kill_requeue_same_result() -> Result<()> {
     mpi_joined_checkpoint_kill_requeue("slurm-mpich-joined-rq", &MPICH, 1)
 }
 
+/// MPICH's restarted joined step checkpoints again: checkpoint, kill, requeue, checkpoint, kill,
+/// requeue, the uninterrupted result.
+#[test]
+fn slurm_mpich_mpiexec_joined_step_checkpointed_again_after_requeue_same_result() -> Result<()> {
+    mpi_joined_checkpoint_kill_requeue("slurm-mpich-joined2", &MPICH, 2)
+}
