@@ -52,6 +52,9 @@ pub fn find(indexes: &[(i32, Index)], same: Option<&[Vec<At>]>) -> Vec<Unshared>
     pairs.extend(shared_listeners(indexes).iter().map(|l| l.ino));
     pairs.extend(tree_unix_links(indexes).iter().flatten().map(|(_, s)| s.ino));
     pairs.extend(tree_lone_sockets(indexes).iter().map(|s| s.ino));
+    // Connections to other tasks of a step: made once by the tree's root, whichever processes
+    // held them (ckpt-restart's step::join_tree), and handed to each.
+    pairs.extend(job_connections(indexes));
     // (Shared again only where the manifest tells open files apart: `same`.)
     let deleted: HashSet<(u64, u64)> = if same.is_some() { tree_deleted(indexes).into_iter().map(|(id, _)| id).collect() } else { HashSet::new() };
     let mut first: HashMap<Key, At> = HashMap::new();
@@ -234,6 +237,14 @@ fn comes_back_separate(f: &FdState) -> bool {
         FdKind::EventFd { .. } | FdKind::TimerFd { .. } | FdKind::SignalFd { .. } | FdKind::Epoll { .. } | FdKind::Inotify { .. } => true,
         _ => false,
     }
+}
+
+/// The inodes of the connections to other tasks of a step that `indexes` hold (`Socket::job`).
+fn job_connections(indexes: &[(i32, Index)]) -> impl Iterator<Item = u64> + '_ {
+    entries(indexes).filter_map(|(_, f)| match &f.kind {
+        FdKind::Socket(s) if s.job.is_some() => Some(s.ino),
+        _ => None,
+    })
 }
 
 /// Every entry of `indexes` that is not a dup of another of its process (a dup is the same

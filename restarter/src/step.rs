@@ -17,9 +17,9 @@
 //!
 //! A task whose program is a process tree meets the others once, in the tree's root before it
 //! makes the tree's processes (`join_tree`): it makes again the connections to other tasks that
-//! every process of the tree held (each process's image records its own, drained by it), and
-//! each process takes its own from the tree's shared sockets (treeshare), as it takes a
-//! socketpair. The root's restore then uses that meeting (`join`) for the `Ready`/`Go`.
+//! every process of the tree held (each process's image records its own, drained by it; one
+//! that several processes held, once, with the drainer's bytes), and each process takes its own
+//! from the tree's shared sockets (treeshare), as it takes a socketpair. The root's restore then uses that meeting (`join`) for the `Ready`/`Go`.
 //!
 //! getsockname/getpeername of a connection made again give the new addresses (docs/restored.md).
 
@@ -53,17 +53,31 @@ fn strerror(e: i32) -> String {
     std::io::Error::from_raw_os_error(e).to_string()
 }
 
-/// The connections to other tasks that the images `indexes` hold, each once.
-fn job_sockets<'a>(indexes: impl Iterator<Item = &'a Index>) -> Vec<&'a Socket> {
-    let mut seen = std::collections::HashSet::new();
-    indexes
-        .flat_map(|index| index.fds.iter())
-        .filter(|f| f.dup_of.is_none())
-        .filter_map(|f| match &f.kind {
-            FdKind::Socket(s) if s.job.is_some() && seen.insert(s.ino) => Some(&**s),
-            _ => None,
-        })
-        .collect()
+/// The connections to other tasks that the images `indexes` hold, each once. One that several
+/// processes of a tree held is recorded in each of their images, with its unread bytes in the
+/// image of the one that drained it only (runtime/src/step.rs): that record is the one kept, so
+/// the bytes go back once. Err: two records of one connection both hold bytes (not an image the
+/// runtime writes).
+fn job_sockets<'a>(indexes: impl Iterator<Item = &'a Index>) -> Result<Vec<&'a Socket>> {
+    let mut out: Vec<&Socket> = Vec::new();
+    let mut at: HashMap<u64, usize> = HashMap::new();
+    let socks = indexes.flat_map(|index| index.fds.iter()).filter(|f| f.dup_of.is_none()).filter_map(|f| match &f.kind {
+        FdKind::Socket(s) if s.job.is_some() => Some(&**s),
+        _ => None,
+    });
+    for s in socks {
+        let Some(&i) = at.get(&s.ino) else {
+            at.insert(s.ino, out.len());
+            out.push(s);
+            continue;
+        };
+        match (out[i].queue.is_empty(), s.queue.is_empty()) {
+            (true, false) => out[i] = s,
+            (false, false) => bail!("the connection socket:[{}] to task {} is recorded with unread bytes by two processes of the tree: the images are not one checkpoint's", s.ino, s.job.map_or(0, |j| j.peer_rank)),
+            _ => {}
+        }
+    }
+    Ok(out)
 }
 
 /// Move `fd` above `top` (out of the way of the program's fd numbers).
@@ -124,7 +138,7 @@ pub fn join(index: &Index, image: &Path, image_hash: u64, top: RawFd) -> Result<
     if let Some(j) = tree_joined() {
         return Ok(Some(j));
     }
-    join_with(index, job_sockets(std::iter::once(index)), image, image_hash, top)
+    join_with(index, job_sockets(std::iter::once(index))?, image, image_hash, top)
 }
 
 /// The root of a step task's tree, before it makes the tree's processes: meet the other tasks
@@ -134,7 +148,7 @@ pub fn join(index: &Index, image: &Path, image_hash: u64, top: RawFd) -> Result<
 /// tree is no task of a step.
 pub fn join_tree(indexes: &[(i32, Index)], root: i32, image: &Path, image_hash: u64, top: RawFd) -> Result<HashMap<u64, RawFd>> {
     let Some((_, ix)) = indexes.iter().find(|(p, _)| *p == root).filter(|(_, ix)| ix.step.is_some()) else { return Ok(HashMap::new()) };
-    let Some(mut j) = join_with(ix, job_sockets(indexes.iter().map(|(_, ix)| ix)), image, image_hash, top)? else { return Ok(HashMap::new()) };
+    let Some(mut j) = join_with(ix, job_sockets(indexes.iter().map(|(_, ix)| ix))?, image, image_hash, top)? else { return Ok(HashMap::new()) };
     let conns = std::mem::take(&mut j.conns);
     if let Ok(mut g) = TREE_JOINED.lock() {
         *g = Some((std::process::id(), j));
@@ -144,7 +158,7 @@ pub fn join_tree(indexes: &[(i32, Index)], root: i32, image: &Path, image_hash: 
 
 /// Whether a process of the tree other than `root` holds a connection to another task.
 pub fn others_hold(indexes: &[(i32, Index)], root: i32) -> bool {
-    !job_sockets(indexes.iter().filter(|(p, _)| *p != root).map(|(_, ix)| ix)).is_empty()
+    indexes.iter().filter(|(p, _)| *p != root).any(|(_, ix)| ix.fds.iter().any(|f| matches!(&f.kind, FdKind::Socket(s) if s.job.is_some())))
 }
 
 /// The tree's restart failed before its root's restore said so: tell the other tasks.

@@ -356,6 +356,7 @@ fn take_attempt(dir: &Dir, name: &[u8], gen: u64, t0: u64, fork: bool, parent: O
         match snapshot::spawn(body, &cap.maps, &keep, &files) {
             Ok(mut child) => {
                 if let Some(p) = phases {
+                    crate::step::refill_in_tree();
                     p.captured();
                 }
                 resumed();
@@ -398,6 +399,7 @@ fn take_attempt(dir: &Dir, name: &[u8], gen: u64, t0: u64, fork: bool, parent: O
         snapshot::Failure::Failed(m) | snapshot::Failure::NeedSync(m) => m,
     });
     if let Some(p) = phases {
+        crate::step::refill_in_tree();
         p.captured();
     }
     resumed();

@@ -31,8 +31,12 @@
 //! (`annotate`) and refills them before its threads run again; the hash of the program's image
 //! names the set in the manifest, and at restart the tree's root makes every connection of the
 //! tree again in the step's rendezvous (restarter/src/step.rs). A connection between two tasks
-//! that several processes of a tree hold refuses the step's checkpoint on every task, in one
-//! line (one drain, one image records it).
+//! that several processes of a tree hold at once (an inherited fd: MPICH's ranks hold their
+//! proxy's connection to mpiexec) is drained once, by the program when it holds it, else by
+//! the holder with the lowest pid; the others share it: they drain nothing, and each image
+//! records the connection, the unread bytes in the drainer's only. In a tree the drainer gives
+//! the bytes back before it says it has captured (`refill`), so no sharer runs (and reads the
+//! connection) while the peer's refill is still arriving on it.
 //!
 //! Everything here runs on the checkpoint thread. Between checkpoints it may use the runtime's
 //! allocator freely; inside `take` (threads stopped) only scratch allocations, which end with
@@ -93,8 +97,11 @@ static KEY: Mutex<Option<[u8; files::KEY_LEN]>> = Mutex::new(None);
 /// What one checkpoint of the step knows while it is being taken (scratch memory).
 struct Current {
     gen: u64,
+    /// The connections this process drained, with what it read (`drained`, in that order).
     pairs: Vec<(i32, Pair)>,
     drained: Vec<jobconn::Drained>,
+    /// The connections this process holds and another process of its tree drained.
+    shared: Vec<(i32, Pair)>,
     /// The step stops after this checkpoint.
     stop: bool,
 }
@@ -895,9 +902,6 @@ pub fn stopped() -> Result<(), String> {
             }
         }
         let table = pair_up(&all, gen);
-        if why.is_empty() {
-            why = held_twice(&all, &table);
-        }
         PAIRED.store(gen, Ordering::Release);
         for (link, pairs) in s.links.iter().zip(&table).skip(1) {
             let _ = wire::send(link.load(Ordering::Relaxed), &Msg::Pairs { why: why.clone(), pairs: pairs.clone() }, end);
@@ -926,8 +930,8 @@ pub fn stopped() -> Result<(), String> {
     let fd_of = |ino: u64| mine.iter().find(|(_, c)| c.ino == ino).map(|(fd, _)| *fd);
     let me = s.id.rank;
     if crate::tree::part_dir().is_some() {
-        // Our tree's other processes capture once they know which of theirs to drain.
-        hand_out(&k, gen, me, pairs.iter().filter(|p| fd_of(p.ino).is_none()), &reported, end)?;
+        // Our tree's other processes capture once they know which of theirs to drain or share.
+        hand_out(&k, gen, me, &pairs, &reported, end)?;
     }
     let with_fd: Vec<(i32, Pair)> = pairs.into_iter().filter_map(|p| Some((fd_of(p.ino)?, p))).collect();
     let drains: Vec<jobconn::Drain> = with_fd
@@ -941,7 +945,7 @@ pub fn stopped() -> Result<(), String> {
     let drained = jobconn::drain(&drains, end).map_err(|e| format!("draining the connections between tasks: {e}"))?;
     log!(DEBUG, "step: {} connection(s) between tasks drained ({} bytes) in {} ms", drained.len(), drained.iter().map(|d| d.data.len()).sum::<usize>(), ckpt_step::sys::now_ms() - t);
     if let Ok(mut c) = CURRENT.lock() {
-        *c = Some(Current { gen, pairs: with_fd, drained, stop: STOPPING.load(Ordering::Acquire) });
+        *c = Some(Current { gen, pairs: with_fd, drained, shared: Vec::new(), stop: STOPPING.load(Ordering::Acquire) });
     }
     Ok(())
 }
@@ -950,15 +954,21 @@ fn drain_markers(k: &[u8], gen: u64, me: u32, p: &Pair) -> ([u8; 16], [u8; 16]) 
     (ckpt_step::marker(k, gen, p.id, me), ckpt_step::marker(k, gen, p.id, p.peer_rank))
 }
 
-/// The task's program in its tree's checkpoint: name in the set being written which of the
-/// connections to other tasks (`others`, held by other processes of the tree as `reported`
-/// says) each process drains, then let the tree's coordinator have them capture.
-fn hand_out<'a>(k: &[u8], gen: u64, me: u32, others: impl Iterator<Item = &'a Pair>, reported: &[Conn], end: u64) -> Result<(), String> {
+/// The task's program in its tree's checkpoint: name in the set being written, for each of our
+/// task's connections to other tasks (`pairs`) that other processes of the tree hold (as
+/// `reported` says: holder 0 is the program), the one that drains it (the program when it
+/// holds it, which drains its own itself; else the lowest pid) and the others that share it,
+/// then let the tree's coordinator have them capture.
+fn hand_out(k: &[u8], gen: u64, me: u32, pairs: &[Pair], reported: &[Conn], end: u64) -> Result<(), String> {
     let mut h = Holders { gen, stop: STOPPING.load(Ordering::Acquire), deadline_ms: end, conns: Vec::new() };
-    for p in others {
-        let pid = reported.iter().find(|c| c.ino == p.ino && c.holder != 0).map_or(0, |c| c.holder as i32);
+    for p in pairs {
+        let mut holders: Vec<u32> = reported.iter().filter(|c| c.ino == p.ino).map(|c| c.holder).collect();
+        holders.sort_unstable();
+        holders.dedup();
         let (send_marker, wait_marker) = drain_markers(k, gen, me, p);
-        h.conns.push(Held { pid, ino: p.ino, id: p.id, peer_rank: p.peer_rank, send_marker, wait_marker });
+        for (i, &pid) in holders.iter().enumerate().filter(|&(_, &pid)| pid != 0) {
+            h.conns.push(Held { pid: pid as i32, ino: p.ino, id: p.id, peer_rank: p.peer_rank, send_marker, wait_marker, share: i > 0 });
+        }
     }
     let dir = crate::tree::part_dir().ok_or("the tree's set is gone")?;
     if !h.conns.is_empty() {
@@ -972,7 +982,9 @@ fn hand_out<'a>(k: &[u8], gen: u64, me: u32, others: impl Iterator<Item = &'a Pa
 }
 
 /// A process of a step task's tree other than the program, stopped in the tree's checkpoint:
-/// drain the connections to other tasks the program named for us (`hand_out`), if any.
+/// drain the connections to other tasks the program named for us (`hand_out`), if any, and
+/// note those another process of the tree drains for us (shared: stopped in every holder, the
+/// connection is drained once).
 fn holder_drain() -> Result<(), String> {
     let Some(dir) = crate::tree::part_dir() else { return Ok(()) };
     let d = files::Dir::borrow(dir, "(the process tree's set)")?;
@@ -984,16 +996,22 @@ fn holder_drain() -> Result<(), String> {
     }
     let mine = tcp_conns();
     let mut pairs = Vec::new();
+    let mut shared = Vec::new();
     let mut drains = Vec::new();
     for c in h.of(me) {
         let fd = mine.iter().find(|(_, x)| x.ino == c.ino).map(|(fd, _)| *fd).ok_or_else(|| format!("the connection socket:[{}] to task {} is no longer ours", c.ino, c.peer_rank))?;
-        pairs.push((fd, Pair { ino: c.ino, id: c.id, peer_rank: c.peer_rank }));
+        let pair = (fd, Pair { ino: c.ino, id: c.id, peer_rank: c.peer_rank });
+        if c.share {
+            shared.push(pair);
+            continue;
+        }
+        pairs.push(pair);
         drains.push(jobconn::Drain { fd, send_marker: c.send_marker, wait_marker: c.wait_marker });
     }
     let drained = jobconn::drain(&drains, h.deadline_ms).map_err(|e| format!("draining the connections between tasks: {e}"))?;
-    log!(DEBUG, "step: {} connection(s) between tasks drained ({} bytes) for checkpoint {}", drained.len(), drained.iter().map(|d| d.data.len()).sum::<usize>(), h.gen);
+    log!(DEBUG, "step: {} connection(s) between tasks drained ({} bytes), {} shared, for checkpoint {}", drained.len(), drained.iter().map(|d| d.data.len()).sum::<usize>(), shared.len(), h.gen);
     if let Ok(mut c) = CURRENT.lock() {
-        *c = Some(Current { gen: h.gen, pairs, drained, stop: h.stop });
+        *c = Some(Current { gen: h.gen, pairs, drained, shared, stop: h.stop });
     }
     Ok(())
 }
@@ -1030,24 +1048,6 @@ fn pair_up(all: &[Vec<Conn>], gen: u64) -> Vec<Vec<Pair>> {
     out
 }
 
-/// Why the checkpoint cannot go on because a connection between two tasks is held by several
-/// processes of a task's tree (empty: each is held by one).
-fn held_twice(all: &[Vec<Conn>], table: &[Vec<Pair>]) -> String {
-    for (r, pairs) in table.iter().enumerate() {
-        for p in pairs {
-            let holders: Vec<String> = all[r].iter().filter(|c| c.ino == p.ino).map(|c| if c.holder == 0 { "the task's program".to_string() } else { format!("process {}", c.holder) }).collect();
-            if holders.len() > 1 {
-                return format!(
-                    "task {r}: a TCP connection to task {} is held by {} of its tree at once (an fd inherited and kept open): ckpt drains and makes again a connection between tasks for one process only",
-                    p.peer_rank,
-                    holders.join(" and ")
-                );
-            }
-        }
-    }
-    String::new()
-}
-
 /// The program's connected TCP sockets: (fd, ino, addresses).
 fn tcp_conns() -> Vec<(i32, Conn)> {
     let mut out: Vec<(i32, Conn)> = Vec::new();
@@ -1077,7 +1077,8 @@ fn tcp_conns() -> Vec<(i32, Conn)> {
 }
 
 /// Put into the captured index what the step knows: each drained connection's id and unread
-/// bytes, and the task's place in the step.
+/// bytes, each shared one's id (its bytes are in the drainer's image), and the task's place in
+/// the step.
 pub fn annotate(index: &mut Index) {
     let Ok(c) = CURRENT.lock() else { return };
     let Some(cur) = c.as_ref() else { return };
@@ -1088,11 +1089,15 @@ pub fn annotate(index: &mut Index) {
     }
     for f in index.fds.iter_mut() {
         let FdKind::Socket(sock) = &mut f.kind else { continue };
-        let Some(i) = cur.pairs.iter().position(|(_, p)| p.ino == sock.ino) else { continue };
-        let p = &cur.pairs[i].1;
+        let (p, data) = match cur.pairs.iter().position(|(_, p)| p.ino == sock.ino) {
+            Some(i) => (&cur.pairs[i].1, cur.drained[i].data.as_slice()),
+            None => match cur.shared.iter().find(|(_, p)| p.ino == sock.ino) {
+                Some((_, p)) => (p, &[][..]),
+                None => continue,
+            },
+        };
         sock.job = Some(JobConn { id: p.id, peer_rank: p.peer_rank });
-        let data = &cur.drained[i].data;
-        sock.queue = if data.is_empty() { Vec::new() } else { vec![Message { data: data.clone(), ..Default::default() }] };
+        sock.queue = if data.is_empty() { Vec::new() } else { vec![Message { data: data.to_vec(), ..Default::default() }] };
         sock.unsent = 0;
     }
     // A connection accepted from the program's listener holds the listener's port; once closed
@@ -1115,7 +1120,18 @@ pub fn annotate(index: &mut Index) {
     }
 }
 
-/// Before this task's threads run again: give the drained bytes back to the connections.
+/// A process of a step task's tree, captured, before it tells the tree's coordinator so: give
+/// the drained bytes back now (`refill`), unless the step stops after this checkpoint (no task
+/// refills then). The other processes of the tree resume only once every one has captured, so
+/// none that shares a connection we drained reads it while the peer's refill arrives on it.
+pub fn refill_in_tree() {
+    if CURRENT.lock().is_ok_and(|c| c.as_ref().is_some_and(|cur| !cur.stop)) {
+        refill();
+    }
+}
+
+/// Before this task's threads run again: give the drained bytes back to the connections (once:
+/// a second call finds nothing to give).
 pub fn refill() {
     let Ok(mut c) = CURRENT.lock() else { return };
     let Some(cur) = c.as_mut() else { return };

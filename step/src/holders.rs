@@ -5,6 +5,11 @@
 //! being written (`ckpt_ns::treemsg::STEP_PAIRS`, 0600, in the set's 0700 temporary
 //! directory); each of those processes reads its lines before it captures, drains them and
 //! records them in its image as the program does its own.
+//!
+//! One connection that several processes of the tree hold at once (an fd inherited and kept
+//! open: MPICH's ranks hold their proxy's connection to mpiexec) is drained once, by the
+//! program when it holds it, else by the holder with the lowest pid; each other holder gets a
+//! line marked `share`: it drains nothing and records the same connection, without bytes.
 
 /// One connection a process of the tree drains.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +22,8 @@ pub struct Held {
     pub peer_rank: u32,
     pub send_marker: [u8; 16],
     pub wait_marker: [u8; 16],
+    /// Another process of the tree drains it: this one only records it (no bytes).
+    pub share: bool,
 }
 
 /// What the task's program hands out in one checkpoint of the step.
@@ -48,9 +55,9 @@ fn unhex16(s: &str) -> Option<[u8; 16]> {
 
 impl Holders {
     pub fn encode(&self) -> Vec<u8> {
-        let mut s = format!("ckpt-step-holders 1\ngen {} stop {} deadline {}\n", self.gen, self.stop as u8, self.deadline_ms);
+        let mut s = format!("ckpt-step-holders 2\ngen {} stop {} deadline {}\n", self.gen, self.stop as u8, self.deadline_ms);
         for c in &self.conns {
-            s.push_str(&format!("conn {} {} {} {} {} {}\n", c.pid, c.ino, c.id, c.peer_rank, hex(&c.send_marker), hex(&c.wait_marker)));
+            s.push_str(&format!("conn {} {} {} {} {} {} {}\n", c.pid, c.ino, c.id, c.peer_rank, hex(&c.send_marker), hex(&c.wait_marker), if c.share { "share" } else { "drain" }));
         }
         s.into_bytes()
     }
@@ -58,7 +65,7 @@ impl Holders {
     pub fn decode(b: &[u8]) -> Option<Holders> {
         let s = std::str::from_utf8(b).ok()?;
         let mut lines = s.lines();
-        if lines.next()? != "ckpt-step-holders 1" {
+        if lines.next()? != "ckpt-step-holders 2" {
             return None;
         }
         let mut h = Holders::default();
@@ -70,13 +77,18 @@ impl Holders {
                     h.stop = *st == "1";
                     h.deadline_ms = d.parse().ok()?;
                 }
-                ["conn", pid, ino, id, peer, send, wait] => h.conns.push(Held {
+                ["conn", pid, ino, id, peer, send, wait, how] => h.conns.push(Held {
                     pid: pid.parse().ok()?,
                     ino: ino.parse().ok()?,
                     id: id.parse().ok()?,
                     peer_rank: peer.parse().ok()?,
                     send_marker: unhex16(send)?,
                     wait_marker: unhex16(wait)?,
+                    share: match *how {
+                        "share" => true,
+                        "drain" => false,
+                        _ => return None,
+                    },
                 }),
                 _ => return None,
             }
@@ -84,7 +96,7 @@ impl Holders {
         Some(h)
     }
 
-    /// The connections process `pid` drains.
+    /// The connections process `pid` drains or shares.
     pub fn of(&self, pid: i32) -> impl Iterator<Item = &Held> {
         self.conns.iter().filter(move |c| c.pid == pid)
     }
@@ -101,14 +113,18 @@ mod tests {
             stop: true,
             deadline_ms: 123_456,
             conns: vec![
-                Held { pid: 7, ino: 99, id: 3 << 32 | 1, peer_rank: 1, send_marker: [0xab; 16], wait_marker: [1; 16] },
-                Held { pid: 8, ino: 100, id: 3 << 32 | 2, peer_rank: 0, send_marker: [0; 16], wait_marker: [0xff; 16] },
+                Held { pid: 7, ino: 99, id: 3 << 32 | 1, peer_rank: 1, send_marker: [0xab; 16], wait_marker: [1; 16], share: false },
+                Held { pid: 8, ino: 100, id: 3 << 32 | 2, peer_rank: 0, send_marker: [0; 16], wait_marker: [0xff; 16], share: false },
+                Held { pid: 9, ino: 100, id: 3 << 32 | 2, peer_rank: 0, send_marker: [0; 16], wait_marker: [0xff; 16], share: true },
             ],
         };
         let back = Holders::decode(&h.encode()).unwrap();
         assert_eq!(back, h);
         assert_eq!(back.of(8).count(), 1);
-        assert_eq!(Holders::decode(b"ckpt-step-holders 1\nconn 1 2\n"), None);
+        assert!(back.of(9).all(|c| c.share));
+        assert_eq!(Holders::decode(b"ckpt-step-holders 2\nconn 1 2\n"), None);
+        // The list of an older runtime (no share field) is not taken for one.
+        assert_eq!(Holders::decode(b"ckpt-step-holders 1\ngen 1 stop 0 deadline 5\n"), None);
         assert_eq!(Holders::decode(b"other\n"), None);
     }
 }

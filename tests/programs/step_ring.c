@@ -6,8 +6,10 @@
  * With WORKER=1 each task is a process tree: before anything else it forks a worker that makes
  * the bytes the task sends each round (the task writes it a seed over a pipe, the worker
  * answers with SIZE bytes over another); the result is the same as without a worker.
- * With WORKER=2 the task, once connected, forks a child that keeps the ring's sockets open and
- * sleeps: two processes of the task's tree hold each connection to the other tasks.
+ * With WORKER=2 the task, once connected, forks a child that inherits the ring's sockets, and
+ * the two take turns: the task makes the odd rounds, the child the even ones, each passing the
+ * state to the other over a pipe after its round. Two processes of the task's tree hold and
+ * use each connection to the other tasks; the result is the same as without a child.
  * Each task listens on a port of its own (published as DIR/port.RANK), connects to the next
  * task and accepts the previous one. Prints "start step_ring rank=R n=N", then each round
  * i = 1..ROUNDS: sends SIZE bytes made from its state to the next task, sleeps DELAY_MS (so
@@ -25,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include "port_common.h"
@@ -222,21 +225,34 @@ int main(int argc, char **argv)
         die("accept");
     int one = 1;
     setsockopt(next, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (argc > 5 && atoi(argv[5]) == 2) {
-        pid_t h = fork();
-        if (h < 0)
-            die("fork");
-        if (h == 0)
-            for (;;)
-                pause();
-    }
 
     unsigned char *out = malloc(size), *in = malloc(size);
     if (out == NULL || in == NULL)
         die("malloc");
     uint64_t state = 0x9E3779B97F4A7C15ULL ^ (uint64_t)rank;
     printf("start step_ring rank=%ld n=%ld\n", rank, n);
+    /* WORKER=2: the turns. `turn_in` brings the state after the other's round, `turn_out` takes
+     * it after ours; `child` is the child's pid in the task, 0 in the child. */
+    int turn_in = -1, turn_out = -1, in_child = 0;
+    pid_t child = 0;
+    if (argc > 5 && atoi(argv[5]) == 2) {
+        int down[2], up[2];
+        if (pipe(down) != 0 || pipe(up) != 0)
+            die("pipe");
+        child = fork();
+        if (child < 0)
+            die("fork");
+        in_child = child == 0;
+        turn_in = in_child ? down[0] : up[0];
+        turn_out = in_child ? up[1] : down[1];
+        close(in_child ? down[1] : up[1]);
+        close(in_child ? up[0] : down[0]);
+    }
     for (long i = 1; i <= rounds; i++) {
+        if (turn_in >= 0 && (i % 2 == 0) != in_child) {
+            read_all(turn_in, (unsigned char *)&state, sizeof state);
+            continue;
+        }
         uint64_t x = state ^ (uint64_t)i;
         if (to_worker >= 0) {
             write_all(to_worker, (unsigned char *)&x, sizeof x);
@@ -250,6 +266,17 @@ int main(int argc, char **argv)
         for (size_t j = 0; j < size; j++)
             state = (state ^ in[j]) * 1099511628211ULL;
         printf("step %ld state=%016llx\n", i, (unsigned long long)state);
+        if (turn_out >= 0)
+            write_all(turn_out, (unsigned char *)&state, sizeof state);
+    }
+    if (in_child)
+        _exit(0);
+    if (child > 0) {
+        int st = 0;
+        if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            fprintf(stderr, "step_ring: the child that took turns failed (status %d)\n", st);
+            return 2;
+        }
     }
     printf("result %016llx\n", (unsigned long long)state);
     return 0;

@@ -667,10 +667,14 @@ struct Mpi {
     flags: &'static [&'static str],
     /// How the launcher runs 4 ranks on this machine alone (the uninterrupted reference).
     local: &'static [&'static str],
+    /// Its ranks may never return from MPI_Finalize once the result is out when two nodes'
+    /// ranks talk over TCP (MPICH 4.0.2 with UCX 1.13: a rank waits for a peer that has left
+    /// for the PMI barrier; reproduced without ckpt, docs/multinode.md).
+    finalize_may_hang: bool,
 }
 
-const OPEN_MPI: Mpi = Mpi { launcher: "/usr/bin/mpirun.openmpi", flags: &["-l:libmpi.so.40"], local: &["--oversubscribe"] };
-const MPICH: Mpi = Mpi { launcher: "/usr/bin/mpiexec.mpich", flags: &["-DMPICH_ABI", "-l:libmpich.so.12"], local: &["-launcher", "fork"] };
+const OPEN_MPI: Mpi = Mpi { launcher: "/usr/bin/mpirun.openmpi", flags: &["-l:libmpi.so.40"], local: &["--oversubscribe"], finalize_may_hang: false };
+const MPICH: Mpi = Mpi { launcher: "/usr/bin/mpiexec.mpich", flags: &["-DMPICH_ABI", "-l:libmpich.so.12"], local: &["-launcher", "fork"], finalize_may_hang: true };
 
 /// Open MPI's permission to run as root (the cluster's jobs run as the test's user) and its
 /// session directory and shared-memory segments in the work directory.
@@ -788,7 +792,13 @@ fn mpi_joined_checkpoint_kill_requeue(name: &str, mpi: &Mpi, rounds: u32) -> Res
         job.run("scontrol", &["requeue"])?;
         job.wait_output(120, "the requeued run", |o| o.contains(&format!("restart count {round}\n")))?;
     }
-    job.wait_completed(240)?;
+    if mpi.finalize_may_hang {
+        // What is checked is the result and that the ring did not start over: once the result
+        // is out, the job is cancelled (when this returns) if MPI_Finalize hangs.
+        job.wait_output(240, "the ring's result", |_| result_of(&run(rounds)).is_some())?;
+    } else {
+        job.wait_completed(240)?;
+    }
     let all = job.output();
     let after = run(rounds);
     ensure!(result_of(&after) == Some(expected.as_str()), "the last requeued run did not end with the uninterrupted result {expected}:\n{all}");
@@ -809,13 +819,17 @@ fn slurm_openmpi_mpirun_joined_step_checkpointed_again_after_requeue_same_result
     mpi_joined_checkpoint_kill_requeue("slurm-ompi-joined2", &OPEN_MPI, 2)
 }
 
-/// Not yet: hydra_pmi_proxy's connection to mpiexec is inherited by the ranks it starts (not
-/// close-on-exec), and a connection to another task held by several processes of a tree is
-/// refused in one line ("... held by the task's program and process ... at once"): the
-/// checkpoint is abandoned on every task and the job ends with its normal result.
+/// MPICH: hydra_pmi_proxy's connection to mpiexec is inherited by the ranks it starts (not
+/// close-on-exec): the proxy drains it once, its ranks share it (each image records it), and
+/// the restarted tree makes it once for all of them.
 #[test]
-#[ignore = "MPICH's ranks inherit their proxy's connection to mpiexec: refused in one line (docs/multinode.md)"]
 fn slurm_mpich_mpiexec_joined_step_checkpoint_kill_requeue_same_result() -> Result<()> {
     mpi_joined_checkpoint_kill_requeue("slurm-mpich-joined-rq", &MPICH, 1)
 }
 
+/// MPICH's restarted joined step checkpoints again: checkpoint, kill, requeue, checkpoint, kill,
+/// requeue, the uninterrupted result.
+#[test]
+fn slurm_mpich_mpiexec_joined_step_checkpointed_again_after_requeue_same_result() -> Result<()> {
+    mpi_joined_checkpoint_kill_requeue("slurm-mpich-joined2", &MPICH, 2)
+}

@@ -5,7 +5,7 @@
 //! resumed: every task ends with the checksum of an uninterrupted run and did not start over.
 //! The step's coordination channel refuses a connection from another user; a step whose tasks
 //! are PMI2 ranks refuses its checkpoint in one line; tasks that are process trees checkpoint
-//! as one step too. The tasks run in their
+//! as one step too, also when two processes of a tree hold one connection to another task. The tasks run in their
 //! own namespaces (the default). (The same against a real Slurm: slurm_jobs.rs.)
 
 use anyhow::{ensure, Context, Result};
@@ -46,9 +46,11 @@ enum Tree {
     /// A process tree whose connections to the other tasks are not the program's: a shell that
     /// runs the ring as its child and waits for it.
     Child,
-    /// A process tree in which two processes hold each connection to the other tasks: the ring
-    /// and a child it forks once connected (step_ring.c's WORKER=2).
+    /// A process tree in which two processes hold and use each connection to the other tasks:
+    /// the ring and a child it forks once connected, taking turns (step_ring.c's WORKER=2).
     Twice,
+    /// The same below a shell (the task's program), which holds none of them.
+    ChildTwice,
 }
 
 /// Start the `n` tasks under ckpt-run (`resume`: with --resume, as after a requeue).
@@ -65,7 +67,7 @@ fn start_step(bins: &Bins, work: &Workdir, exe: &Path, n: usize, run: &Run, roun
             let shell = match tree {
                 Tree::No | Tree::Twice => None,
                 Tree::Workers => Some("sleep 600 & exec \"$0\" \"$@\""),
-                Tree::Child => Some("\"$0\" \"$@\"; echo \"the ring ended: $?\" >&2"),
+                Tree::Child | Tree::ChildTwice => Some("\"$0\" \"$@\"; echo \"the ring ended: $?\" >&2"),
             };
             match shell {
                 Some(cmd) => argv.extend(["--name".into(), "step_ring".into(), "--".into(), "/bin/sh".into(), "-c".into(), OsString::from(cmd)]),
@@ -75,7 +77,7 @@ fn start_step(bins: &Bins, work: &Workdir, exe: &Path, n: usize, run: &Run, roun
             argv.extend(ring_args(rounds).iter().map(OsString::from));
             match tree {
                 Tree::Workers => argv.push("1".into()),
-                Tree::Twice => argv.push("2".into()),
+                Tree::Twice | Tree::ChildTwice => argv.push("2".into()),
                 _ => {}
             }
             let mut c = user_command(&argv, false, work.path());
@@ -189,23 +191,6 @@ fn step_of_pmi2_ranks_refuses_checkpoint_clearly() -> Result<()> {
     refused_everywhere(&work, &mut tasks, "started by srun through PMI2")
 }
 
-/// A connection between two tasks that two processes of a task's tree hold at once (here the
-/// ring and a child that inherited its sockets) is drained by neither: the step's checkpoint is
-/// abandoned on every task with one line naming both holders, no manifest is written, and the
-/// ring goes on.
-#[test]
-fn step_of_trees_holding_one_connection_twice_refuses_checkpoint_clearly() -> Result<()> {
-    let (bins, work, exe) = setup("step-tree-twice")?;
-    let job = format!("twice{}", std::process::id());
-    let env = [("CKPT_NAMESPACE", "1")];
-    let mut tasks = start_step(&bins, &work, &exe, 2, &Run { job: &job, restarts: 0, resume: false, env: &env, tree: Tree::Twice }, 400)?;
-    for p in tasks.iter_mut() {
-        p.wait_for_step(3, Duration::from_secs(60))?;
-    }
-    tasks[1].signal(libc::SIGUSR2)?;
-    refused_everywhere(&work, &mut tasks, "is held by the task's program and process ")
-}
-
 /// A step checkpoint asked of one task was refused: every task says `why`, rank 0 abandons it
 /// everywhere, no manifest is written, and every task goes on; then they are killed.
 fn refused_everywhere(work: &Workdir, tasks: &mut [Proc], why: &str) -> Result<()> {
@@ -290,6 +275,24 @@ fn step_of_process_trees_checkpoint_kill_resume_same_checksums() -> Result<()> {
 #[test]
 fn step_of_trees_whose_child_holds_the_connections_checkpoint_kill_resume_same_checksums() -> Result<()> {
     trees_checkpoint_kill_resume("step-tree-child", Tree::Child, 2)
+}
+
+/// A connection between two tasks that two processes of a task's tree hold at once, as MPICH's
+/// ranks hold their proxy's connection to mpiexec (an inherited fd), here both using it: the
+/// ring and a child that inherited its sockets, taking turns round by round. The task's program
+/// (the ring) drains it once; the child shares it (its image records the connection without
+/// bytes); at restart the connection is made once and handed to both, the bytes in flight given
+/// back once: same checksums, not started over, and the restarted step checkpoints again.
+#[test]
+fn step_of_trees_sharing_a_connection_checkpoint_kill_resume_same_checksums() -> Result<()> {
+    trees_checkpoint_kill_resume("step-tree-twice", Tree::Twice, 2)
+}
+
+/// The same when neither holder is the task's program (a shell runs the ring, which forks the
+/// child it takes turns with): the holder with the lower pid drains it, the other shares it.
+#[test]
+fn step_of_trees_whose_children_share_a_connection_checkpoint_kill_resume_same_checksums() -> Result<()> {
+    trees_checkpoint_kill_resume("step-tree-child-twice", Tree::ChildTwice, 3)
 }
 
 /// A step of 3 tasks, each a process tree of `procs` processes (`tree`), checkpointed as one,
