@@ -56,6 +56,7 @@ mod snapshot;
 mod spawnhooks;
 mod srunjoin;
 mod step;
+mod stepaddrs;
 mod sud;
 mod sudcalls;
 mod sys;
@@ -175,6 +176,7 @@ fn env(name: &[u8]) -> Option<Vec<u8>> {
 extern "C" fn init() {
     hooks::resolve();
     fdhooks::resolve();
+    stepaddrs::resolve();
     fdguard::resolve();
     inotifyq::resolve();
     forkadvice::resolve();

@@ -102,6 +102,7 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     ids::restarted(if ours { info.outer_pid } else { 0 }, if ours { (info.dir_dev, info.dir_ino) } else { (0, 0) });
     let exact = ids::exact_restart();
     crate::step::after_restart(info.step_epoch, info.generation, info.image_hash);
+    crate::stepaddrs::after_restart(&info);
     let ct = &CKPT_THREAD;
     let old_ckpt_tid = ct.tid.load(Ordering::Relaxed);
     if !exact {
