@@ -93,22 +93,11 @@ fn sockaddr(ip: &[u8], port: u16, v6: bool) -> Vec<u8> {
     a
 }
 
-fn read_proc(path: &std::ffi::CStr) -> String {
-    let Ok(fd) = sys::openat(libc::AT_FDCWD, path, libc::O_RDONLY, 0) else { return String::new() };
-    let mut v = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n @ 1..) = sys::read(fd, &mut buf) {
-        v.extend_from_slice(&buf[..n]);
-    }
-    sys::close(fd);
-    String::from_utf8_lossy(&v).into_owned()
-}
-
 /// This node's addresses other than loopback and IPv6 link-local: IPv4 from the local routes
 /// (crate::node), IPv6 from /proc/net/if_inet6.
 pub fn node_ips() -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = crate::node::local_addrs().iter().map(|a| a.to_vec()).collect();
-    for l in read_proc(c"/proc/net/if_inet6").lines() {
+    for l in crate::node::read_proc(c"/proc/net/if_inet6").lines() {
         let Some(hex) = l.split_whitespace().next().filter(|h| h.len() == 32) else { continue };
         let ip: Option<Vec<u8>> = (0..16).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect();
         let link_local = |ip: &[u8]| ip[0] == 0xfe && ip[1] & 0xc0 == 0x80;

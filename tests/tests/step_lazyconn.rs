@@ -9,7 +9,7 @@
 
 use anyhow::{ensure, Context, Result};
 use ckpt_tests::programs::compile_c;
-use ckpt_tests::ring::slurm_env;
+use ckpt_tests::ring::{self, slurm_env};
 use ckpt_tests::scenario::user_command;
 use ckpt_tests::{result_of, run_restart, Bins, Proc, Workdir};
 use std::ffi::OsString;
@@ -26,27 +26,16 @@ fn argv_of(exe: &Path, ports: &Path, delay: u32, own: bool) -> Vec<OsString> {
     vec![exe.into(), ports.into(), ROUNDS.to_string().into(), LATE.to_string().into(), delay.to_string().into(), if own { "1" } else { "0" }.into()]
 }
 
-/// Each task's result of an uninterrupted run without ckpt.
-fn reference(work: &Workdir, exe: &Path, n: usize, own: bool) -> Result<Vec<String>> {
-    let ports = work.join("ports-plain");
-    std::fs::create_dir_all(&ports)?;
-    let procs: Vec<Proc> = (0..n)
-        .map(|r| {
-            let mut c = user_command(&argv_of(exe, &ports, 0, own), false, work.path());
-            slurm_env(&mut c, "plain", r, n, 0);
-            Proc::spawn(&format!("plain task {r}"), c)
-        })
-        .collect::<Result<_>>()?;
-    let mut out = Vec::new();
-    for mut p in procs {
-        p.wait(Duration::from_secs(120))?;
-        out.push(result_of(&p.stdout()).with_context(|| format!("no result from {}:\n{}", p.label(), p.stderr()))?.to_string());
-    }
-    Ok(out)
+/// How the tasks run: each on an address of its own (127.0.0.2 + rank) or every address; as
+/// user nobody or as the test's user.
+#[derive(Clone, Copy)]
+struct Case {
+    own: bool,
+    as_nobody: bool,
 }
 
 /// The `n` tasks under ckpt-run (`resume`: with --resume, as after a requeue).
-fn start_step(bins: &Bins, work: &Workdir, exe: &Path, n: usize, job: &str, resume: bool, own: bool, as_nobody: bool) -> Result<Vec<Proc>> {
+fn start_step(bins: &Bins, work: &Workdir, exe: &Path, n: usize, job: &str, resume: bool, Case { own, as_nobody }: Case) -> Result<Vec<Proc>> {
     let ports = work.join("ports");
     std::fs::create_dir_all(&ports)?;
     std::fs::set_permissions(&ports, std::os::unix::fs::PermissionsExt::from_mode(0o1777))?;
@@ -85,12 +74,13 @@ fn setup(tag: &str) -> Result<(Bins, Workdir, PathBuf)> {
 /// ours, resume: the late connections reach task 0 at its new port, not ours, and every task
 /// ends with the uninterrupted result without starting over. `own`: each task listens on an
 /// address of its own (127.0.0.2 + rank) instead of every address.
-fn late_connections_after_restart(tag: &str, own: bool, as_nobody: bool) -> Result<()> {
+fn late_connections_after_restart(tag: &str, case: Case) -> Result<()> {
+    let own = case.own;
     let (bins, work, exe) = setup(tag)?;
     let n = 3;
-    let expected = reference(&work, &exe, n, own)?;
+    let expected = ring::reference_of(&work, n, |ports| argv_of(&exe, ports, 0, own))?;
     let job = format!("late{}{}", std::process::id(), tag.len());
-    let mut first = start_step(&bins, &work, &exe, n, &job, false, own, as_nobody)?;
+    let mut first = start_step(&bins, &work, &exe, n, &job, false, case)?;
     for p in first.iter_mut() {
         p.wait_for_step(5, Duration::from_secs(60))?;
     }
@@ -109,7 +99,7 @@ fn late_connections_after_restart(tag: &str, own: bool, as_nobody: bool) -> Resu
     let held_at = if own { addr.clone() } else { "0.0.0.0".to_string() };
     let holder = TcpListener::bind((held_at.as_str(), port)).with_context(|| format!("cannot take task 0's old port {held_at}:{port}"))?;
     holder.set_nonblocking(true)?;
-    let mut second = start_step(&bins, &work, &exe, n, &job, true, own, as_nobody)?;
+    let mut second = start_step(&bins, &work, &exe, n, &job, true, case)?;
     for (r, p) in second.iter_mut().enumerate() {
         p.wait(Duration::from_secs(120))?;
         let out = p.stdout();
@@ -133,17 +123,17 @@ fn late_connections_after_restart(tag: &str, own: bool, as_nobody: bool) -> Resu
 
 #[test]
 fn late_connection_to_a_moved_listener_after_restart_same_result() -> Result<()> {
-    late_connections_after_restart("late-any", false, false)
+    late_connections_after_restart("late-any", Case { own: false, as_nobody: false })
 }
 
 #[test]
 fn late_connection_to_a_moved_listener_after_restart_same_result_as_nobody() -> Result<()> {
-    late_connections_after_restart("late-any-nobody", false, true)
+    late_connections_after_restart("late-any-nobody", Case { own: false, as_nobody: true })
 }
 
 #[test]
 fn late_connection_to_a_listener_on_its_own_address_after_restart_same_result() -> Result<()> {
-    late_connections_after_restart("late-own", true, false)
+    late_connections_after_restart("late-own", Case { own: true, as_nobody: false })
 }
 
 /// A program that is no step: its restart refuses in one line when its listener's port is
