@@ -4,9 +4,9 @@
 //! another port) comes from the restart's rendezvous (ckpt-restart's stepaddrs), handed over in
 //! RestartInfo, and the connect is sent there. A connect to an old address of a task's node
 //! that no listener covers, or from a socket that is no TCP one, is left alone (said at debug
-//! level). Nothing changes for a program
-//! that is no task of a step (the map is empty: one atomic load per connect). sendto/sendmsg
-//! of UDP datagrams are not mapped (README: Known limits).
+//! level). Nothing changes for a program that is no task of a step (the map is empty: one
+//! atomic load per connect). UDP (sendto, sendmsg, a datagram socket's connect) is not mapped
+//! (docs/restored.md).
 
 use crate::gate;
 use crate::hooks::RealFn;
