@@ -81,6 +81,10 @@ pub struct StepInfo {
     pub generation: u64,
     /// The name the step's files share in the image directory (the image name without `.RANK`).
     pub base: String,
+    /// The addresses of the task's node at the checkpoint, other than loopback (4 or 16 bytes
+    /// each): where its listeners bound to every address were reachable, for the restart to
+    /// send the other tasks' connects to them where they are now (version 20).
+    pub node_ips: Vec<Vec<u8>>,
 }
 
 /// Where a socket stands in its life.

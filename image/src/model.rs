@@ -545,6 +545,11 @@ pub struct RestartInfo {
     /// program's own threads, which the runtime opens once it has made the threads again.
     pub pidfds: u64,
     pub npidfds: u64,
+    /// A task of a step: where the step's listeners are now (`addr_map_len` bytes at
+    /// `addr_map`, in the switch area: ckpt_step::addrmap::Map::encode; 0: none), for the
+    /// runtime's connect hook.
+    pub addr_map: u64,
+    pub addr_map_len: u64,
 }
 
 impl RestartInfo {

@@ -30,6 +30,8 @@ pub struct Options {
     pub same_boot: bool,
     /// Every process has its pid of the image (its own namespace): a pid means the same process.
     pub exact_ids: bool,
+    /// A task of a step: a listener whose port is taken gets another (kinds' `moveport`).
+    pub other_port: bool,
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -357,7 +359,7 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
         }
     }
     // 2. Every other object, except epoll instances and dups; the files in flight too.
-    let socks = Sockets::make(fds, top, ckpt_kinds::sockets::restore::Options { ignore: opts.ignore_missing }, job)?;
+    let socks = Sockets::make(fds, top, ckpt_kinds::sockets::restore::Options { ignore: opts.ignore_missing, other_port: opts.other_port }, job)?;
     let ttys = Terminals::make(fds, top, opts.ignore_missing, &crate::tree::ptys())?;
     let mut mk = Makers { sh: Shared { pipes: crate::tree::pipes(), ..Shared::default() }, socks, ttys, ignore: opts.ignore_missing, exact_ids: opts.exact_ids };
     let objects = |f: &&&FdState| f.dup_of.is_none() && !matches!(f.kind, FdKind::Path { .. } | FdKind::Epoll { .. } | FdKind::Inotify { .. } | FdKind::Fanotify { .. });

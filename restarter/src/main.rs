@@ -25,6 +25,7 @@ mod root;
 mod stage;
 mod sessions;
 mod step;
+mod stepaddrs;
 mod switch;
 mod threadpidfds;
 mod tree;
@@ -359,18 +360,21 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
     let restored = if tree::table_of_another() {
         Ok(fds::Restored::default())
     } else {
-        fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot, exact_ids }, chain.newest(), job, &keep)
+        fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot, exact_ids, other_port: joined.is_some() }, chain.newest(), job, &keep)
     };
     if restored.is_ok() {
         tree::after_fds();
     }
     let step_epoch = joined.as_ref().map_or(0, |j| j.epoch);
+    let mut addr_map = Vec::new();
     if let Some(j) = joined {
-        // No task's program runs before every task's fds are back.
-        let ready = j.ready(restored.as_ref().err().map(one_line).as_deref());
+        // No task's program runs before every task's fds are back; each says where its
+        // listeners are now (stepaddrs).
+        let ready = j.ready(restored.as_ref().err().map(one_line).as_deref(), &stepaddrs::report(&index));
+        let mapped = ready.and_then(|reports| stepaddrs::map(&j, &reports));
         j.close();
         if restored.is_ok() {
-            ready.context("the restart of the step failed")?;
+            addr_map = mapped.context("the restart of the step failed")?;
         }
     }
     let restored = restored?;
@@ -395,7 +399,7 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
         polls => progress::info(format_args!("waited {polls} ms for the staging threads to end")),
     }
     let switch_base = base + stage_len;
-    let note = plan::Note { path: path.as_os_str().as_bytes(), memory, started_ns: progress::started_ns(), log_level: progress::log_level(), step_epoch };
+    let note = plan::Note { path: path.as_os_str().as_bytes(), memory, started_ns: progress::started_ns(), log_level: progress::log_level(), step_epoch, addr_map: &addr_map };
     let prepared = plan::prepare(&index, image_hash, &plan, &own, table, switch_base, switch_len, &note, exe)?;
     if change_creds {
         creds::apply(&p.creds)?;

@@ -56,6 +56,10 @@ fn max_ops(index: &Index) -> usize {
 /// The longest image path handed to the runtime for its line (longer ones are cut).
 const NOTE_PATH_MAX: usize = 1024;
 
+/// Room for a step task's map of the step's listeners (RestartInfo::addr_map): about 16000
+/// moved listener addresses.
+pub const ADDR_MAP_MAX: usize = 1 << 20;
+
 /// What the runtime says once the restarted program runs (see RestartInfo).
 pub struct Note<'a> {
     pub path: &'a [u8],
@@ -64,6 +68,8 @@ pub struct Note<'a> {
     pub log_level: u8,
     /// A task of a step: the restarted step's epoch (see RestartInfo::step_epoch), else 0.
     pub step_epoch: u64,
+    /// A task of a step: where the step's listeners are now (RestartInfo::addr_map).
+    pub addr_map: &'a [u8],
 }
 
 fn params_len(index: &Index) -> u64 {
@@ -79,6 +85,7 @@ fn params_len(index: &Index) -> u64 {
         + MSG.len()
         + NOTE_PATH_MAX
         + index.process.root.len()
+        + index.step.as_ref().map_or(0, |_| ADDR_MAP_MAX)
         + 256;
     page_up(n as u64)
 }
@@ -287,6 +294,7 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], tab
     let path_at = blk.put_slice(path);
     let root = crate::root::changed(&index.process).unwrap_or_default();
     let root_at = blk.put_slice(root);
+    let addr_map_at = if note.addr_map.is_empty() { 0 } else { blk.put_slice(note.addr_map) };
     let info = RestartInfo {
         magic: RestartInfo::MAGIC,
         switch_base: base,
@@ -311,6 +319,8 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], tab
         root_len: root.len() as u64,
         pidfds: pidfds_at,
         npidfds: pidfds.len() as u64,
+        addr_map: addr_map_at,
+        addr_map_len: note.addr_map.len() as u64,
     };
     let info_at = blk.put(&info);
     let msg_at = blk.put_slice(MSG);

@@ -43,6 +43,8 @@ pub struct Joined {
     /// The epoch of the restarted step's runtime coordinator (RestartInfo::step_epoch).
     pub epoch: u64,
     rank: u32,
+    /// Every task's address as this task reaches it (the rendezvous's table), for `stepaddrs`.
+    pub addrs: Vec<Vec<u8>>,
 }
 
 fn timeout_ms() -> u64 {
@@ -164,7 +166,7 @@ pub fn others_hold(indexes: &[(i32, Index)], root: i32) -> bool {
 /// The tree's restart failed before its root's restore said so: tell the other tasks.
 pub fn abandon(why: &str) {
     if let Some(j) = tree_joined() {
-        let _ = j.ready(Some(why));
+        let _ = j.ready(Some(why), &[]);
         j.close();
     }
 }
@@ -202,10 +204,10 @@ fn join_with(index: &Index, socks: Vec<&Socket>, image: &Path, image_hash: u64, 
         let (links, table) = if id.rank == 0 { coordinate(&dir, &info.base, &id, &key, info.generation, epoch, my_port, deadline, top)? } else { member(&dir, &info.base, &id, &key, info.generation, epoch, my_port, deadline, top)? };
         let conns = reconnect(&socks, &id, &key, epoch, accept_on, &table, deadline, top).with_context(|| format!("task {}: the connections to the other tasks", id.rank));
         match conns {
-            Ok(conns) => Ok(Joined { conns, links, coordinator: id.rank == 0, epoch: id.epoch(false), rank: id.rank }),
+            Ok(conns) => Ok(Joined { conns, links, coordinator: id.rank == 0, epoch: id.epoch(false), rank: id.rank, addrs: table.clone() }),
             Err(e) => {
-                let j = Joined { conns: HashMap::new(), links, coordinator: id.rank == 0, epoch: 0, rank: id.rank };
-                let _ = j.ready(Some(&format!("{e:#}")));
+                let j = Joined { conns: HashMap::new(), links, coordinator: id.rank == 0, epoch: 0, rank: id.rank, addrs: Vec::new() };
+                let _ = j.ready(Some(&format!("{e:#}")), &[]);
                 Err(e)
             }
         }
@@ -377,27 +379,45 @@ fn reconnect(socks: &[&Socket], id: &Ident, key: &[u8], epoch: u64, accept_on: R
 }
 
 impl Joined {
-    /// Tell the step this task's fds are restored (`failed`: why not), and wait until every
-    /// task's are. Err: this task or another failed (the restart must not go on).
-    pub fn ready(&self, failed: Option<&str>) -> Result<()> {
+    /// Tell the step this task's fds are restored (`failed`: why not) with this task's
+    /// listeners (`report`: `addrmap::encode` of its report), and wait until every task's are.
+    /// Every task's reports (rank 0 gathers them: `stepaddrs`). Err: this task or another
+    /// failed (the restart must not go on).
+    pub fn ready(&self, failed: Option<&str>, report: &[u8]) -> Result<Vec<u8>> {
         let deadline = sys::now_ms() + timeout_ms();
         let why = failed.unwrap_or("").to_string();
         if !self.coordinator {
             let fd = self.links[0];
             wire::send(fd, &Msg::Ready { why: why.clone() }, deadline).map_err(|e| anyhow!("task 0 of the step: {e}"))?;
             if failed.is_some() {
-                return Ok(());
+                return Ok(Vec::new());
             }
+            wire::send(fd, &Msg::Listeners { report: report.to_vec() }, deadline).map_err(|e| anyhow!("task 0 of the step: {e}"))?;
             return match wire::recv(fd, deadline).map_err(|e| anyhow!("task 0 of the step: {e}"))? {
-                Msg::Go { why } if why.is_empty() => Ok(()),
+                Msg::Go { why } if why.is_empty() => match wire::recv(fd, deadline).map_err(|e| anyhow!("task 0 of the step: {e}"))? {
+                    Msg::Moved { reports } => Ok(reports),
+                    m => bail!("task 0 of the step sent {m:?}"),
+                },
                 Msg::Go { why } => bail!("{why}"),
                 m => bail!("task 0 of the step sent {m:?}"),
             };
         }
         let mut first = if why.is_empty() { String::new() } else { format!("task 0 could not be restarted: {why}") };
+        let mut reports = ckpt_step::addrmap::decode(report).unwrap_or_default();
         for (r, &fd) in self.links.iter().enumerate().skip(1) {
             match wire::recv(fd, deadline) {
-                Ok(Msg::Ready { why }) if why.is_empty() => {}
+                Ok(Msg::Ready { why }) if why.is_empty() => match wire::recv(fd, deadline).map(|m| match m {
+                    Msg::Listeners { report } => ckpt_step::addrmap::decode(&report).ok_or_else(|| "an unreadable report of its listeners".to_string()),
+                    m => Err(format!("{m:?}")),
+                }) {
+                    Ok(Ok(mut theirs)) => reports.append(&mut theirs),
+                    Ok(Err(m)) => first = format!("task {r} sent {m}"),
+                    Err(e) => {
+                        if first.is_empty() {
+                            first = format!("task {r} did not finish its restart: {e}");
+                        }
+                    }
+                },
                 Ok(Msg::Ready { why }) => {
                     if first.is_empty() {
                         first = format!("task {r} could not be restarted: {why}");
@@ -411,14 +431,22 @@ impl Joined {
                 }
             }
         }
+        let all = ckpt_step::addrmap::encode(&reports);
         for &fd in self.links.iter().skip(1) {
-            let _ = wire::send(fd, &Msg::Go { why: first.clone() }, deadline);
+            if wire::send(fd, &Msg::Go { why: first.clone() }, deadline).is_ok() && first.is_empty() {
+                let _ = wire::send(fd, &Msg::Moved { reports: all.clone() }, deadline);
+            }
         }
         if first.is_empty() {
-            Ok(())
+            Ok(all)
         } else {
             bail!("{first}")
         }
+    }
+
+    /// This task's rank.
+    pub fn rank(&self) -> u32 {
+        self.rank
     }
 
     /// The links (kept open while the fds are restored).

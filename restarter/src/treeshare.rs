@@ -89,7 +89,7 @@ impl TreeSockets {
                 FdState { fd: 0, flags: 0, pos: 0, cloexec: true, kind: FdKind::Socket(Box::new(s)), dup_of: None, mtime: 0, id: Default::default(), locks: Vec::new(), owner: None }
             })
             .collect();
-        let opts = ckpt_kinds::sockets::restore::Options { ignore: lossy };
+        let opts = ckpt_kinds::sockets::restore::Options { ignore: lossy, other_port: false };
         let socks = ckpt_kinds::sockets::restore::Sockets::make(&fds, top, opts, HashMap::new()).map_err(|e| anyhow!("{e}"))?;
         for &(_, s) in group {
             let fd = socks.open(s.ino).map_err(|e| anyhow!("{e}"))?;

@@ -57,6 +57,7 @@ mod spawnhooks;
 mod srunjoin;
 mod step;
 mod strictstop;
+mod stepaddrs;
 mod sud;
 mod sudcalls;
 mod sys;
@@ -176,6 +177,7 @@ fn env(name: &[u8]) -> Option<Vec<u8>> {
 extern "C" fn init() {
     hooks::resolve();
     fdhooks::resolve();
+    stepaddrs::resolve();
     fdguard::resolve();
     inotifyq::resolve();
     forkadvice::resolve();

@@ -110,6 +110,7 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
         crate::move_image_dir(image_dir_of(&path));
     }
     crate::step::after_restart(info.step_epoch, info.generation, info.image_hash);
+    crate::stepaddrs::after_restart(&info);
     let ct = &CKPT_THREAD;
     let old_ckpt_tid = ct.tid.load(Ordering::Relaxed);
     if !exact {

@@ -1085,7 +1085,7 @@ pub fn annotate(index: &mut Index) {
     // Only the task's program carries the step: its restart meets the other tasks' for the
     // whole tree (another process of the tree has its connections only).
     if let Some(s) = step() {
-        index.step = Some(StepInfo { rank: s.id.rank, ntasks: ntasks(s), generation: cur.gen, base: s.base.clone() });
+        index.step = Some(StepInfo { rank: s.id.rank, ntasks: ntasks(s), generation: cur.gen, base: s.base.clone(), node_ips: ckpt_step::addrmap::node_ips() });
     }
     for f in index.fds.iter_mut() {
         let FdKind::Socket(sock) = &mut f.kind else { continue };

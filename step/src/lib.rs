@@ -8,6 +8,7 @@
 //! with them (runtime/src/step.rs), ckpt-restart the restart (restarter/src/step.rs), ckpt-run
 //! picks the images of a resume from the manifest.
 
+pub mod addrmap;
 pub mod auth;
 pub mod files;
 pub mod holders;

@@ -4,7 +4,7 @@
 
 use crate::sys;
 
-fn read_proc(path: &std::ffi::CStr) -> String {
+pub(crate) fn read_proc(path: &std::ffi::CStr) -> String {
     let Ok(fd) = sys::openat(libc::AT_FDCWD, path, libc::O_RDONLY, 0) else { return String::new() };
     let mut v = Vec::new();
     let mut buf = [0u8; 4096];

@@ -51,6 +51,10 @@ pub enum Msg {
     /// A rank's restart is ready to switch (`why`: it failed) / every rank is: go.
     Ready { why: String },
     Go { why: String },
+    /// After a `Ready` without a why: the task's listeners (`addrmap::encode` of its report).
+    Listeners { report: Vec<u8> },
+    /// After a `Go` without a why: every task's report (`addrmap::encode`).
+    Moved { reports: Vec<u8> },
 }
 
 /// What can go wrong on a link.
@@ -157,6 +161,8 @@ impl Msg {
             }
             Msg::Ready { why } => e.u8(10).bytes(why.as_bytes()),
             Msg::Go { why } => e.u8(11).bytes(why.as_bytes()),
+            Msg::Listeners { report } => e.u8(12).bytes(report),
+            Msg::Moved { reports } => e.u8(13).bytes(reports),
         };
         let len = (e.0.len() - 4) as u32;
         e.0[..4].copy_from_slice(&len.to_le_bytes());
@@ -201,6 +207,8 @@ impl Msg {
             }
             10 => Msg::Ready { why: d.string()? },
             11 => Msg::Go { why: d.string()? },
+            12 => Msg::Listeners { report: d.bytes()? },
+            13 => Msg::Moved { reports: d.bytes()? },
             k => return Err(LinkError::Bad(format!("unknown message kind {k}"))),
         };
         Ok(m)
@@ -280,6 +288,8 @@ mod tests {
             Msg::Table { why: String::new(), addrs: vec![vec![1, 2, 3], vec![]] },
             Msg::Ready { why: String::new() },
             Msg::Go { why: String::new() },
+            Msg::Listeners { report: vec![1, 2] },
+            Msg::Moved { reports: vec![] },
         ];
         for m in all {
             let e = m.encode();

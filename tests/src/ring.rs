@@ -24,12 +24,17 @@ pub fn slurm_env(cmd: &mut Command, job: &str, rank: usize, n: usize, restarts: 
 
 /// Each task's result of an uninterrupted run of `n` tasks without ckpt.
 pub fn reference(work: &Workdir, exe: &Path, n: usize, rounds: u32) -> Result<Vec<String>> {
+    reference_of(work, n, |ports| vec![exe.into(), ports.into(), rounds.to_string().into(), "0".into(), SIZE.into()])
+}
+
+/// Each task's result of an uninterrupted run without ckpt of `n` tasks of the program
+/// `argv(ports directory)`.
+pub fn reference_of(work: &Workdir, n: usize, argv: impl Fn(&Path) -> Vec<OsString>) -> Result<Vec<String>> {
     let ports = work.join("ports-plain");
     std::fs::create_dir_all(&ports)?;
     let procs: Vec<Proc> = (0..n)
         .map(|r| {
-            let argv: Vec<OsString> = vec![exe.into(), ports.clone().into(), rounds.to_string().into(), "0".into(), SIZE.into()];
-            let mut c = user_command(&argv, false, work.path());
+            let mut c = user_command(&argv(&ports), false, work.path());
             slurm_env(&mut c, "plain", r, n, 0);
             Proc::spawn(&format!("plain task {r}"), c)
         })

@@ -21,30 +21,40 @@ impl Sockets<'_> {
         let fd = self.made[&s.ino];
         match s.state {
             SockState::Listening => {
-                self.bind_inet(fd, s, &s.name)?;
-                // listen checks the port again, more strictly than bind: the killed program's
-                // connections lingering on it (TIME_WAIT) conflict unless SO_REUSEADDR is on
-                // here too. The program's own setting comes back once it listens.
-                let set = |v: i32| {
-                    // SAFETY: an int option on a socket of ours.
-                    unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, (&v as *const i32).cast(), 4) };
-                };
-                set(1);
-                // SAFETY: fd is a bound socket of ours.
-                let listen = || unsafe { libc::listen(fd, s.backlog.max(1) as i32) };
-                let mut r = listen();
-                if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EADDRINUSE) && super::timewait::clear(s.family, &s.name) {
-                    r = listen();
+                match self.listen_at(fd, s, true) {
+                    Err(e) if self.may_move(s, &e) => self.bind_elsewhere(fd, s, &e).and_then(|()| self.listen_at(fd, s, false)),
+                    r => r,
                 }
-                let r = check(r, || format!("cannot listen on {} again", s.describe())).map(|_| ());
-                set(opts::value(&s.opts, libc::SOL_SOCKET, libc::SO_REUSEADDR).unwrap_or(0));
-                r
             }
             SockState::Unconnected if named => self.bind_inet(fd, s, &s.name),
             SockState::Connected if named && s.sock_type != libc::SOCK_STREAM => self.bind_inet(fd, s, &s.name),
             // TCP connections are bound with their peer (inet_connect).
             _ => Ok(()),
         }
+    }
+
+    /// Bind (`bind`: unless `bind_elsewhere` did) and listen again.
+    fn listen_at(&mut self, fd: RawFd, s: &Socket, bind: bool) -> Result<()> {
+        if bind {
+            self.bind_inet(fd, s, &s.name)?;
+        }
+        // listen checks the port again, more strictly than bind: the killed program's
+        // connections lingering on it (TIME_WAIT) conflict unless SO_REUSEADDR is on
+        // here too. The program's own setting comes back once it listens.
+        let set = |v: i32| {
+            // SAFETY: an int option on a socket of ours.
+            unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, (&v as *const i32).cast(), 4) };
+        };
+        set(1);
+        // SAFETY: fd is a bound socket of ours.
+        let listen = || unsafe { libc::listen(fd, s.backlog.max(1) as i32) };
+        let mut r = listen();
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EADDRINUSE) && super::timewait::clear(s.family, &s.name) {
+            r = listen();
+        }
+        let r = check(r, || format!("cannot listen on {} again", s.describe())).map(|_| ());
+        set(opts::value(&s.opts, libc::SOL_SOCKET, libc::SO_REUSEADDR).unwrap_or(0));
+        r
     }
 
     /// A TCP client whose connection waits in one of the program's listeners.
@@ -169,7 +179,7 @@ impl Sockets<'_> {
         let r = self.bind_inet(cfd, client, &client.name).and_then(|()| {
             // The server's address as the client's family sees it (an IPv4 client of an IPv6
             // server's v4-mapped address).
-            let to = in_family(&server.name, client.family);
+            let to = in_family(&self.now_at(group[0], &server.name), client.family);
             // SAFETY: to is a sockaddr of its length.
             check(unsafe { libc::connect(cfd, to.as_ptr().cast(), to.len() as u32) }, || format!("cannot connect {} again", client.describe()))?;
             accept_in(&group).map_err(|e| Error::Refused(format!("cannot accept {} again: {e}", server.describe())))
@@ -215,7 +225,7 @@ impl Sockets<'_> {
     /// else one of ours that then closes: the program will accept a connection whose peer
     /// has gone).
     pub(super) fn inet_pending(&mut self, l: &Socket) -> Result<()> {
-        let connect_to = self.address_of(l);
+        let connect_to = self.now_at(self.made[&l.ino], &self.address_of(l));
         for p in &l.pending {
             let client = self.all.iter().copied().find(|c| (c.name == p.from || same_inet(&c.name, &p.from)) && c.sock_type == libc::SOCK_STREAM && !p.from.is_empty());
             match client {

@@ -19,6 +19,7 @@ mod diag;
 pub mod halfclosed;
 mod inet;
 pub mod jobconn;
+mod moveport;
 mod names;
 mod opts;
 pub mod pair;

@@ -29,6 +29,9 @@ use std::os::fd::RawFd;
 pub struct Options {
     /// Go on (with a warning) when something of a socket cannot be restored.
     pub ignore: bool,
+    /// A task of a step: a TCP listener whose port another program holds now gets another
+    /// port (the other tasks' connects to the old one are sent to it: `moveport`).
+    pub other_port: bool,
 }
 
 /// The program's sockets, made again and held by fds of ours until `finish`.

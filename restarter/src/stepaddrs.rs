@@ -1,0 +1,51 @@
+//! A task's listeners across the step's restart (issue 14, docs/multinode.md part 6): once its
+//! fds are back, each task reports where its program's listeners were at the checkpoint (their
+//! name, and its node's addresses for one bound to every address) and where they are now (a
+//! port another program took is another: kinds' `moveport`; a new node is another address);
+//! rank 0 hands every report to every task in the rendezvous's `Ready`/`Go` (step.rs), and each
+//! task makes of them the map its runtime's `connect` hook consults (ckpt_step::addrmap),
+//! handed over in RestartInfo. Only the listeners of the task's program (the root of a task's
+//! tree) are reported.
+
+use crate::step::Joined;
+use anyhow::{bail, Result};
+use ckpt_image::{FdKind, Index, SockState};
+use ckpt_step::addrmap::{self, Listener, Map, Report};
+
+/// This task's report (`addrmap::encode`), its fds restored at their numbers.
+pub fn report(index: &Index) -> Vec<u8> {
+    let Some(step) = index.step.as_ref() else { return Vec::new() };
+    let listeners = index
+        .fds
+        .iter()
+        .filter(|f| f.dup_of.is_none() && f.fd >= 0)
+        .filter_map(|f| match &f.kind {
+            FdKind::Socket(s) if s.state == SockState::Listening && matches!(s.family, libc::AF_INET | libc::AF_INET6) => Some(Listener { old: s.name.clone(), new: ckpt_step::sys::sock_name(f.fd, false) }),
+            _ => None,
+        })
+        .filter(|l| !l.new.is_empty())
+        .collect();
+    addrmap::encode(&[Report { rank: step.rank, boot: index.meta.origin.boot_id.clone(), node: step.node_ips.clone(), listeners }])
+}
+
+/// The map for this task's runtime (`Map::encode`; empty: nothing moved and no node known)
+/// from every task's `reports`.
+pub fn map(j: &Joined, reports: &[u8]) -> Result<Vec<u8>> {
+    let Some(reports) = addrmap::decode(reports) else { bail!("task 0 of the step sent an unreadable table of the tasks' listeners") };
+    let m = Map::of(&reports, j.rank(), &j.addrs);
+    if m.is_empty() {
+        return Ok(Vec::new());
+    }
+    let b = m.encode();
+    if b.len() > crate::plan::ADDR_MAP_MAX {
+        bail!("the step's listeners make a table of {} bytes, more than ckpt-restart hands to the program ({} bytes)", b.len(), crate::plan::ADDR_MAP_MAX);
+    }
+    if crate::progress::log_level() >= 2 {
+        for (ip, port, to) in &m.moved {
+            let ip: Vec<String> = if ip.len() == 4 { ip.iter().map(u8::to_string).collect() } else { ip.chunks(2).map(|c| format!("{:x}", u16::from_be_bytes([c[0], c[1]]))).collect() };
+            let sep = if ip.len() == 4 { "." } else { ":" };
+            eprintln!("ckpt-restart: step: a connect to {}:{port} goes to {}", ip.join(sep), ckpt_step::sys::show_addr(to));
+        }
+    }
+    Ok(b)
+}

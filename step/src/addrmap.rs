@@ -1,0 +1,344 @@
+//! Where the tasks' listeners are after a restart (issue 14, docs/multinode.md part 6): a pair of
+//! tasks that first connects after the restart connects to the address and port the peer
+//! published before the checkpoint (MPI's modex, a ports file). At the step's checkpoint each
+//! task records its node's addresses (`node_ips`, in its image's `StepInfo`); at the restart
+//! each task reports its listeners, old name and new name (`Report`, in the rendezvous's
+//! `Ready`), rank 0 hands every report to every task, and each task makes of them a `Map`
+//! (old address and port -> new sockaddr, as that task reaches it) that the runtime's
+//! `connect` hook consults. Raw system calls only (the runtime reads the node's addresses
+//! while the program is stopped).
+
+use crate::sys;
+
+/// One listener of a task: its sockaddr at the checkpoint and now.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Listener {
+    pub old: Vec<u8>,
+    pub new: Vec<u8>,
+}
+
+/// What a task says at the restart: its rank, its node at the checkpoint (its boot id and its
+/// addresses, IPv4 and IPv6, 4 or 16 bytes each) and its listeners.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Report {
+    pub rank: u32,
+    pub boot: Vec<u8>,
+    pub node: Vec<Vec<u8>>,
+    pub listeners: Vec<Listener>,
+}
+
+/// Where a connect goes (`Map::lookup`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The old address of a listener of the step: connect here instead.
+    To(Vec<u8>),
+    /// An old address of a task's node, but no listener of the step was at that port.
+    Uncovered,
+    /// Not an address of the step.
+    Other,
+}
+
+/// Old (address, port) of the step's listeners -> new sockaddr, as one task reaches them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Map {
+    pub moved: Vec<(Vec<u8>, u16, Vec<u8>)>,
+    /// Every old address (other than loopback) of the step's nodes.
+    pub nodes: Vec<Vec<u8>>,
+}
+
+/// The IP of an inet sockaddr (16 bytes for AF_INET6, 4 for AF_INET and for an IPv4-mapped
+/// IPv6 address).
+pub fn ip_of(a: &[u8]) -> Option<Vec<u8>> {
+    let fam = u16::from_ne_bytes([*a.first()?, *a.get(1)?]);
+    if fam == libc::AF_INET as u16 && a.len() >= 8 {
+        return Some(a[4..8].to_vec());
+    }
+    if fam == libc::AF_INET6 as u16 && a.len() >= 24 {
+        let ip = &a[8..24];
+        if ip[..10].iter().all(|&b| b == 0) && ip[10] == 0xff && ip[11] == 0xff {
+            return Some(ip[12..].to_vec());
+        }
+        return Some(ip.to_vec());
+    }
+    None
+}
+
+fn unspecified(ip: &[u8]) -> bool {
+    ip.iter().all(|&b| b == 0)
+}
+
+fn loopback(ip: &[u8]) -> bool {
+    match ip.len() {
+        4 => ip[0] == 127,
+        16 => ip[..15].iter().all(|&b| b == 0) && ip[15] == 1,
+        _ => false,
+    }
+}
+
+/// A sockaddr for `ip` (4 or 16 bytes) and `port`; `v6`: an IPv4 address as IPv4-mapped IPv6.
+fn sockaddr(ip: &[u8], port: u16, v6: bool) -> Vec<u8> {
+    if ip.len() == 4 && !v6 {
+        return sys::sockaddr_in(ip.try_into().expect("4 bytes"), port);
+    }
+    let mut a = vec![0u8; 28];
+    a[0..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+    a[2..4].copy_from_slice(&port.to_be_bytes());
+    if ip.len() == 4 {
+        a[18] = 0xff;
+        a[19] = 0xff;
+        a[20..24].copy_from_slice(ip);
+    } else {
+        a[8..24].copy_from_slice(ip);
+    }
+    a
+}
+
+/// This node's addresses other than loopback and IPv6 link-local: IPv4 from the local routes
+/// (crate::node), IPv6 from /proc/net/if_inet6.
+pub fn node_ips() -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = crate::node::local_addrs().iter().map(|a| a.to_vec()).collect();
+    for l in crate::node::read_proc(c"/proc/net/if_inet6").lines() {
+        let Some(hex) = l.split_whitespace().next().filter(|h| h.len() == 32) else { continue };
+        let ip: Option<Vec<u8>> = (0..16).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect();
+        let link_local = |ip: &[u8]| ip[0] == 0xfe && ip[1] & 0xc0 == 0x80;
+        if let Some(ip) = ip.filter(|ip| !(loopback(ip) || link_local(ip) || out.contains(ip))) {
+            out.push(ip);
+        }
+    }
+    out
+}
+
+struct Enc(Vec<u8>);
+
+impl Enc {
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn bytes(&mut self, v: &[u8]) {
+        self.u32(v.len() as u32);
+        self.0.extend_from_slice(v);
+    }
+    fn list(&mut self, l: &[Vec<u8>]) {
+        self.u32(l.len() as u32);
+        l.iter().for_each(|b| self.bytes(b));
+    }
+}
+
+struct Dec<'a>(&'a [u8]);
+
+impl Dec<'_> {
+    fn u32(&mut self) -> Option<u32> {
+        let (a, b) = self.0.split_at_checked(4)?;
+        self.0 = b;
+        Some(u32::from_le_bytes(a.try_into().ok()?))
+    }
+    fn count(&mut self) -> Option<usize> {
+        self.u32().map(|n| n as usize).filter(|&n| n <= self.0.len())
+    }
+    fn bytes(&mut self) -> Option<Vec<u8>> {
+        let n = self.count()?;
+        let (a, b) = self.0.split_at_checked(n)?;
+        self.0 = b;
+        Some(a.to_vec())
+    }
+    fn list(&mut self) -> Option<Vec<Vec<u8>>> {
+        (0..self.count()?).map(|_| self.bytes()).collect()
+    }
+}
+
+/// Reports as bytes (the rendezvous carries them as they are).
+pub fn encode(reports: &[Report]) -> Vec<u8> {
+    let mut e = Enc(Vec::new());
+    e.u32(reports.len() as u32);
+    for r in reports {
+        e.u32(r.rank);
+        e.bytes(&r.boot);
+        e.list(&r.node);
+        e.u32(r.listeners.len() as u32);
+        for l in &r.listeners {
+            e.bytes(&l.old);
+            e.bytes(&l.new);
+        }
+    }
+    e.0
+}
+
+pub fn decode(b: &[u8]) -> Option<Vec<Report>> {
+    let mut d = Dec(b);
+    let reports = (0..d.count()?)
+        .map(|_| {
+            let rank = d.u32()?;
+            let boot = d.bytes()?;
+            let node = d.list()?;
+            let listeners = (0..d.count()?).map(|_| Some(Listener { old: d.bytes()?, new: d.bytes()? })).collect::<Option<Vec<_>>>()?;
+            Some(Report { rank, boot, node, listeners })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    d.0.is_empty().then_some(reports)
+}
+
+impl Map {
+    /// Task `me`'s map from every task's report; `addrs[r]`: task r's address as `me` reaches
+    /// it (the rendezvous's table), for a listener bound to every address. Loopback (and a
+    /// listener bound to it) stands for a task of `me`'s old node only (the same boot id, or an
+    /// address in common).
+    pub fn of(reports: &[Report], me: u32, addrs: &[Vec<u8>]) -> Map {
+        let me_r = reports.iter().find(|r| r.rank == me);
+        let mine: &[Vec<u8>] = me_r.map_or(&[], |r| &r.node);
+        let my_boot: &[u8] = me_r.map_or(&[], |r| &r.boot);
+        let mut m = Map::default();
+        for r in reports {
+            let same_node = r.rank == me || (!r.boot.is_empty() && r.boot == my_boot) || r.node.iter().any(|ip| mine.contains(ip));
+            for l in &r.listeners {
+                let (Some(old_ip), Some(new_ip)) = (ip_of(&l.old), ip_of(&l.new)) else { continue };
+                let (port, new_port) = (sys::port_of(&l.old), sys::port_of(&l.new));
+                let v4_only = u16::from_ne_bytes([l.old[0], l.old[1]]) == libc::AF_INET as u16;
+                let mut olds: Vec<Vec<u8>> = if unspecified(&old_ip) {
+                    let mut v = r.node.clone();
+                    if same_node {
+                        v.extend([vec![127, 0, 0, 1], sockaddr_ip6_loopback()]);
+                    }
+                    v
+                } else if loopback(&old_ip) && !same_node {
+                    Vec::new()
+                } else {
+                    vec![old_ip]
+                };
+                if v4_only {
+                    olds.retain(|ip| ip.len() == 4);
+                }
+                let to_ip = if unspecified(&new_ip) { addrs.get(r.rank as usize).and_then(|a| ip_of(a)) } else { Some(new_ip) };
+                let Some(to_ip) = to_ip else { continue };
+                for ip in olds {
+                    if ip == to_ip && port == new_port {
+                        continue;
+                    }
+                    m.moved.retain(|(i, p, _)| !(*i == ip && *p == port));
+                    m.moved.push((ip, port, sockaddr(&to_ip, new_port, false)));
+                }
+            }
+            for ip in &r.node {
+                if !m.nodes.contains(ip) {
+                    m.nodes.push(ip.clone());
+                }
+            }
+        }
+        m
+    }
+
+    /// Where a connect to `dest` (a sockaddr) goes.
+    pub fn lookup(&self, dest: &[u8]) -> Lookup {
+        let Some(ip) = ip_of(dest) else { return Lookup::Other };
+        let port = sys::port_of(dest);
+        let v6 = u16::from_ne_bytes([dest[0], dest[1]]) == libc::AF_INET6 as u16;
+        if let Some((_, _, to)) = self.moved.iter().find(|(i, p, _)| *i == ip && *p == port) {
+            let to_ip = ip_of(to).expect("made by Map::of");
+            // An IPv4 socket cannot reach an IPv6 address.
+            if !v6 && to_ip.len() == 16 {
+                return Lookup::Uncovered;
+            }
+            return Lookup::To(sockaddr(&to_ip, sys::port_of(to), v6));
+        }
+        if self.nodes.contains(&ip) {
+            Lookup::Uncovered
+        } else {
+            Lookup::Other
+        }
+    }
+
+    /// This map after another restart that moved the listeners again as `next` says: an
+    /// address of the first run still reaches its listener.
+    pub fn then(self, next: Map) -> Map {
+        let mut m = Map { moved: Vec::new(), nodes: self.nodes };
+        for (ip, port, to) in self.moved {
+            let to = match next.lookup(&to) {
+                Lookup::To(t) => t,
+                _ => to,
+            };
+            m.moved.push((ip, port, to));
+        }
+        for (ip, port, to) in next.moved {
+            m.moved.retain(|(i, p, _)| !(*i == ip && *p == port));
+            m.moved.push((ip, port, to));
+        }
+        for ip in next.nodes {
+            if !m.nodes.contains(&ip) {
+                m.nodes.push(ip);
+            }
+        }
+        m
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Enc(Vec::new());
+        e.u32(self.moved.len() as u32);
+        for (ip, port, to) in &self.moved {
+            e.bytes(ip);
+            e.u32(u32::from(*port));
+            e.bytes(to);
+        }
+        e.list(&self.nodes);
+        e.0
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Map> {
+        let mut d = Dec(b);
+        let moved = (0..d.count()?).map(|_| Some((d.bytes()?, d.u32()? as u16, d.bytes()?))).collect::<Option<Vec<_>>>()?;
+        let nodes = d.list()?;
+        d.0.is_empty().then_some(Map { moved, nodes })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.moved.is_empty() && self.nodes.is_empty()
+    }
+}
+
+fn sockaddr_ip6_loopback() -> Vec<u8> {
+    let mut ip = vec![0u8; 16];
+    ip[15] = 1;
+    ip
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(ip: [u8; 4], port: u16) -> Vec<u8> {
+        sys::sockaddr_in(ip, port)
+    }
+
+    #[test]
+    fn reports_and_maps_round_trip() {
+        let r = vec![Report { rank: 1, boot: vec![], node: vec![vec![10, 0, 0, 5]], listeners: vec![Listener { old: v4([0; 4], 5000), new: v4([0; 4], 6000) }] }];
+        assert_eq!(decode(&encode(&r)), Some(r.clone()));
+        assert_eq!(decode(&encode(&r)[1..]), None);
+        let m = Map::of(&r, 0, &[vec![], v4([10, 0, 0, 9], 0)]);
+        assert_eq!(Map::decode(&m.encode()), Some(m));
+    }
+
+    #[test]
+    fn a_moved_listener_is_reached_at_its_new_node_and_port() {
+        let reports = vec![
+            Report { rank: 0, boot: vec![], node: vec![vec![10, 0, 0, 1]], listeners: vec![] },
+            Report { rank: 1, boot: vec![], node: vec![vec![10, 0, 0, 2]], listeners: vec![Listener { old: v4([0; 4], 5000), new: v4([0; 4], 6000) }] },
+            Report { rank: 2, boot: vec![], node: vec![vec![10, 0, 0, 1]], listeners: vec![Listener { old: v4([127, 0, 0, 3], 7000), new: v4([127, 0, 0, 3], 7001) }] },
+        ];
+        let addrs = vec![v4([127, 0, 0, 1], 1), v4([10, 1, 0, 2], 1), v4([10, 1, 0, 1], 1)];
+        let m = Map::of(&reports, 0, &addrs);
+        assert_eq!(m.lookup(&v4([10, 0, 0, 2], 5000)), Lookup::To(v4([10, 1, 0, 2], 6000)));
+        // Loopback means a task of task 0's old node: not task 1.
+        assert_eq!(m.lookup(&v4([127, 0, 0, 1], 5000)), Lookup::Other);
+        assert_eq!(m.lookup(&v4([127, 0, 0, 3], 7000)), Lookup::To(v4([127, 0, 0, 3], 7001)));
+        assert_eq!(m.lookup(&v4([10, 0, 0, 2], 5001)), Lookup::Uncovered);
+        assert_eq!(m.lookup(&v4([10, 9, 9, 9], 5000)), Lookup::Other);
+        // An IPv6 socket connecting to the IPv4-mapped old address.
+        assert_eq!(m.lookup(&sockaddr(&[10, 0, 0, 2], 5000, true)), Lookup::To(sockaddr(&[10, 1, 0, 2], 6000, true)));
+        // Task 1 itself: its own old node through loopback.
+        let m1 = Map::of(&reports, 1, &addrs);
+        assert_eq!(m1.lookup(&v4([127, 0, 0, 1], 5000)), Lookup::To(v4([10, 1, 0, 2], 6000)));
+        // A second restart moves it again: the first run's address still reaches it.
+        let next = Map { moved: vec![(vec![10, 1, 0, 2], 6000, v4([10, 2, 0, 2], 6500))], nodes: vec![vec![10, 1, 0, 2]] };
+        let both = m.then(next);
+        assert_eq!(both.lookup(&v4([10, 0, 0, 2], 5000)), Lookup::To(v4([10, 2, 0, 2], 6500)));
+    }
+}

@@ -1,0 +1,175 @@
+/*
+ * step_late: the tasks of a Slurm step (SLURM_PROCID of SLURM_STEP_NUM_TASKS) that first
+ * connect to each other late, to the address and port a task published at its start (as MPI's
+ * modex or a ports file): a connection first made after a restart.
+ *
+ * Usage: step_late DIR [ROUNDS=80] [LATE=70] [DELAY_MS=50] [OWN_ADDRESS=0]
+ * (STEP_LATE_ALONE set and no SLURM_* variables: task 0 of 1, a program that is no step.)
+ * Each task listens at a port of its own, on every address, or with OWN_ADDRESS=1 on
+ * 127.0.0.(2 + rank) only, and publishes "ADDRESS PORT" as DIR/port.RANK (ADDRESS 127.0.0.1
+ * for every address). Prints "start step_late rank=R n=N", then each round i = 1..ROUNDS folds
+ * i into its state, prints "step i state=<hex>" and sleeps DELAY_MS. At round LATE every task
+ * but 0 reads DIR/port.0 (then, not before), connects there and sends its rank and state;
+ * task 0 accepts them all, folds their states in rank order and sends the sum back; each
+ * folds it into its state. Last "result <hex>". Deterministic for the same N and arguments.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include "port_common.h"
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static void die(const char *what)
+{
+    perror(what);
+    exit(2);
+}
+
+static void io_all(int fd, void *buf, size_t n, int out)
+{
+    unsigned char *p = buf;
+    while (n > 0) {
+        ssize_t k = out ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k == 0) {
+            fprintf(stderr, "step_late: the other task closed the connection\n");
+            exit(2);
+        }
+        if (k < 0)
+            die(out ? "send" : "recv");
+        p += k;
+        n -= (size_t)k;
+    }
+}
+
+static uint64_t mix(uint64_t s, uint64_t v)
+{
+    s ^= v;
+    s *= 0x100000001b3ULL;
+    return s ^ (s >> 29);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: step_late DIR [ROUNDS] [LATE] [DELAY_MS] [OWN_ADDRESS]\n");
+        return 2;
+    }
+    const char *dir = argv[1];
+    long rounds = argc > 2 ? atol(argv[2]) : 80;
+    long late = argc > 3 ? atol(argv[3]) : 70;
+    long delay = argc > 4 ? atol(argv[4]) : 50;
+    int own = argc > 5 && atoi(argv[5]) == 1;
+    const char *r = getenv("SLURM_PROCID"), *nt = getenv("SLURM_STEP_NUM_TASKS");
+    long rank = r ? atol(r) : -1, n = nt ? atol(nt) : -1;
+    if (r == NULL && nt == NULL && getenv("STEP_LATE_ALONE") != NULL)
+        rank = 0, n = 1;
+    if (rank < 0 || n < 1 || rank >= n || late < 1 || late > rounds) {
+        fprintf(stderr, "step_late: needs SLURM_PROCID and SLURM_STEP_NUM_TASKS (or STEP_LATE_ALONE), 1 <= LATE <= ROUNDS\n");
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = own ? htonl(0x7f000002u + (uint32_t)rank) : htonl(INADDR_ANY) };
+    if (l < 0 || bind_free_port(l, &a, sizeof a) != 0 || listen(l, 16) != 0)
+        die("listen");
+    socklen_t alen = sizeof a;
+    getsockname(l, (struct sockaddr *)&a, &alen);
+    char path[4096], tmp[4200], ip[INET_ADDRSTRLEN];
+    struct in_addr shown = a.sin_addr;
+    if (!own)
+        shown.s_addr = htonl(INADDR_LOOPBACK);
+    inet_ntop(AF_INET, &shown, ip, sizeof ip);
+    snprintf(path, sizeof path, "%s/port.%ld", dir, rank);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        die(tmp);
+    fprintf(f, "%s %d\n", ip, ntohs(a.sin_port));
+    fclose(f);
+    rename(tmp, path);
+
+    uint64_t state = 0x9E3779B97F4A7C15ULL ^ (uint64_t)rank;
+    printf("start step_late rank=%ld n=%ld\n", rank, n);
+    for (long i = 1; i <= rounds; i++) {
+        state = mix(state, (uint64_t)i);
+        if (i == late && rank == 0) {
+            uint64_t *from = calloc((size_t)n, sizeof *from);
+            int *fds = calloc((size_t)n, sizeof *fds);
+            if (from == NULL || fds == NULL)
+                die("calloc");
+            for (long k = 1; k < n; k++) {
+                int c = accept(l, NULL, NULL);
+                if (c < 0)
+                    die("accept");
+                uint64_t msg[2];
+                io_all(c, msg, sizeof msg, 0);
+                if (msg[0] < 1 || msg[0] >= (uint64_t)n || fds[msg[0]] != 0) {
+                    fprintf(stderr, "step_late: a bad rank %llu\n", (unsigned long long)msg[0]);
+                    return 2;
+                }
+                fds[msg[0]] = c;
+                from[msg[0]] = msg[1];
+            }
+            uint64_t sum = state;
+            for (long k = 1; k < n; k++)
+                sum = mix(sum, from[k]);
+            for (long k = 1; k < n; k++) {
+                io_all(fds[k], &sum, sizeof sum, 1);
+                close(fds[k]);
+            }
+            state = mix(state, sum);
+            printf("late: accepted %ld tasks\n", n - 1);
+        } else if (i == late) {
+            snprintf(path, sizeof path, "%s/port.0", dir);
+            int port = 0;
+            char addr[64] = "";
+            for (int tries = 0; port == 0 && tries < 600; tries++) {
+                FILE *p = fopen(path, "r");
+                if (p != NULL) {
+                    if (fscanf(p, "%63s %d", addr, &port) != 2)
+                        port = 0;
+                    fclose(p);
+                }
+                if (port == 0)
+                    sleep_ms(50);
+            }
+            if (port == 0)
+                die(path);
+            struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+            if (inet_pton(AF_INET, addr, &to.sin_addr) != 1)
+                die("inet_pton");
+            int c = socket(AF_INET, SOCK_STREAM, 0);
+            if (c < 0 || connect(c, (struct sockaddr *)&to, sizeof to) != 0)
+                die("connect");
+            struct sockaddr_in peer;
+            socklen_t plen = sizeof peer;
+            getpeername(c, (struct sockaddr *)&peer, &plen);
+            uint64_t msg[2] = { (uint64_t)rank, state }, sum;
+            io_all(c, msg, sizeof msg, 1);
+            io_all(c, &sum, sizeof sum, 0);
+            close(c);
+            state = mix(state, sum);
+            printf("late: connected to %s:%d, peer %s:%d\n", addr, port, inet_ntoa(peer.sin_addr), ntohs(peer.sin_port));
+        }
+        printf("step %ld state=%016llx\n", i, (unsigned long long)state);
+        sleep_ms(delay);
+    }
+    printf("result %016llx\n", (unsigned long long)state);
+    return 0;
+}

@@ -1,0 +1,163 @@
+//! Issue 14 part 6 without a cluster (docs/multinode.md): tasks of a step that first connect to
+//! each other after the restart, to the address and port a task published before the
+//! checkpoint (programs/step_late.c: a ports file, as MPI's modex). Started by hand with the
+//! variables srun gives every task, each under its own `ckpt-run`, as step_local does. Task
+//! 0's old port is held by another program while the step restarts: its listener gets another
+//! port, the rendezvous tells every task, and their runtimes' `connect` sends the late
+//! connections there; every task ends as an uninterrupted run. A program that is no step is
+//! unchanged: its restart still refuses in one line when its listener's port is taken.
+
+use anyhow::{ensure, Context, Result};
+use ckpt_tests::programs::compile_c;
+use ckpt_tests::ring::{self, slurm_env};
+use ckpt_tests::scenario::user_command;
+use ckpt_tests::{result_of, run_restart, Bins, Proc, Workdir};
+use std::ffi::OsString;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const ROUNDS: u32 = 80;
+/// The round at which the tasks first connect: well after the checkpoint (taken once every
+/// task is past round 5; each round sleeps 50 ms).
+const LATE: u32 = 70;
+
+fn argv_of(exe: &Path, ports: &Path, delay: u32, own: bool) -> Vec<OsString> {
+    vec![exe.into(), ports.into(), ROUNDS.to_string().into(), LATE.to_string().into(), delay.to_string().into(), if own { "1" } else { "0" }.into()]
+}
+
+/// How the tasks run: each on an address of its own (127.0.0.2 + rank) or every address; as
+/// user nobody or as the test's user.
+#[derive(Clone, Copy)]
+struct Case {
+    own: bool,
+    as_nobody: bool,
+}
+
+/// The `n` tasks under ckpt-run (`resume`: with --resume, as after a requeue).
+fn start_step(bins: &Bins, work: &Workdir, exe: &Path, n: usize, job: &str, resume: bool, Case { own, as_nobody }: Case) -> Result<Vec<Proc>> {
+    let ports = work.join("ports");
+    std::fs::create_dir_all(&ports)?;
+    std::fs::set_permissions(&ports, std::os::unix::fs::PermissionsExt::from_mode(0o1777))?;
+    (0..n)
+        .map(|r| {
+            let mut argv: Vec<OsString> = vec![bins.run.clone().into(), "--dir".into(), work.join("ckpt").into()];
+            if resume {
+                argv.push("--resume".into());
+            }
+            argv.push("--".into());
+            argv.extend(argv_of(exe, &ports, 50, own));
+            let mut c = user_command(&argv, as_nobody, work.path());
+            slurm_env(&mut c, job, r, n, u32::from(resume));
+            Proc::spawn(&format!("task {r}{}", if resume { " (resumed)" } else { "" }), c)
+        })
+        .collect()
+}
+
+/// Where task 0 published its listener: (address, port).
+fn published(work: &Workdir) -> Result<(String, u16)> {
+    let s = std::fs::read_to_string(work.join("ports/port.0"))?;
+    let mut w = s.split_whitespace();
+    let addr = w.next().context("ports/port.0: no address")?.to_string();
+    let port = w.next().context("ports/port.0: no port")?.parse()?;
+    Ok((addr, port))
+}
+
+fn setup(tag: &str) -> Result<(Bins, Workdir, PathBuf)> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(tag)?;
+    let exe = compile_c(&work, "step_late.c", &[])?;
+    Ok((bins, work, exe))
+}
+
+/// Checkpoint the 3-task step, SIGKILL every task, hold task 0's old port with a listener of
+/// ours, resume: the late connections reach task 0 at its new port, not ours, and every task
+/// ends with the uninterrupted result without starting over. `own`: each task listens on an
+/// address of its own (127.0.0.2 + rank) instead of every address.
+fn late_connections_after_restart(tag: &str, case: Case) -> Result<()> {
+    let own = case.own;
+    let (bins, work, exe) = setup(tag)?;
+    let n = 3;
+    let expected = ring::reference_of(&work, n, |ports| argv_of(&exe, ports, 0, own))?;
+    let job = format!("late{}{}", std::process::id(), tag.len());
+    let mut first = start_step(&bins, &work, &exe, n, &job, false, case)?;
+    for p in first.iter_mut() {
+        p.wait_for_step(5, Duration::from_secs(60))?;
+    }
+    first[1].signal(libc::SIGUSR2)?;
+    first[0].wait_for_stderr("step checkpoint 1: 3 tasks committed", Duration::from_secs(60))?;
+    for p in first.iter_mut() {
+        p.wait_for_stderr("ckpt: checkpoint 1: ", Duration::from_secs(30))?;
+    }
+    for p in first.iter_mut() {
+        p.kill()?;
+        let out = p.stdout();
+        ensure!(!out.contains("late:") && p.last_step().is_some_and(|s| s < u64::from(LATE)), "{} reached the late connection before the kill:\n{out}", p.label());
+    }
+    let (addr, port) = published(&work)?;
+    // Another program takes task 0's port (where the task listened: every address, or its own).
+    let held_at = if own { addr.clone() } else { "0.0.0.0".to_string() };
+    let holder = TcpListener::bind((held_at.as_str(), port)).with_context(|| format!("cannot take task 0's old port {held_at}:{port}"))?;
+    holder.set_nonblocking(true)?;
+    let mut second = start_step(&bins, &work, &exe, n, &job, true, case)?;
+    for (r, p) in second.iter_mut().enumerate() {
+        p.wait(Duration::from_secs(120))?;
+        let out = p.stdout();
+        let err = p.stderr();
+        ensure!(err.contains("restarted from"), "task {r} did not resume:\n{err}");
+        ensure!(!out.contains("start step_late"), "task {r} started over:\n{out}");
+        ensure!(p.record().success(), "task {r} failed:\n{out}\n{err}");
+        ensure!(result_of(&out) == Some(expected[r].as_str()), "task {r}: result {:?}, uninterrupted {}; stdout:\n{out}\nstderr:\n{err}", result_of(&out), expected[r]);
+        if r > 0 {
+            // It connected to the published address; getpeername says where it is now.
+            let line = out.lines().find(|l| l.starts_with("late: connected to ")).with_context(|| format!("task {r}: no late connection:\n{out}"))?;
+            ensure!(line.starts_with(&format!("late: connected to {addr}:{port}, peer ")), "task {r}: {line}");
+            ensure!(!line.ends_with(&format!(":{port}")), "task {r}: connected to the old port: {line}");
+        }
+    }
+    let err0 = second[0].stderr();
+    ensure!(err0.contains("its port is held by another program now"), "task 0 did not say its listener moved:\n{err0}");
+    ensure!(holder.accept().is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock), "a task connected to the program that holds the old port");
+    Ok(())
+}
+
+#[test]
+fn late_connection_to_a_moved_listener_after_restart_same_result() -> Result<()> {
+    late_connections_after_restart("late-any", Case { own: false, as_nobody: false })
+}
+
+#[test]
+fn late_connection_to_a_moved_listener_after_restart_same_result_as_nobody() -> Result<()> {
+    late_connections_after_restart("late-any-nobody", Case { own: false, as_nobody: true })
+}
+
+#[test]
+fn late_connection_to_a_listener_on_its_own_address_after_restart_same_result() -> Result<()> {
+    late_connections_after_restart("late-own", Case { own: true, as_nobody: false })
+}
+
+/// A program that is no step: its restart refuses in one line when its listener's port is
+/// taken (no other port: nothing would tell its clients).
+#[test]
+fn a_program_that_is_no_step_still_refuses_a_taken_port() -> Result<()> {
+    let (bins, work, exe) = setup("late-alone")?;
+    let ports = work.join("ports");
+    std::fs::create_dir_all(&ports)?;
+    let mut argv: Vec<OsString> = vec![bins.run.clone().into(), "--dir".into(), work.join("ckpt").into(), "--".into()];
+    argv.extend(argv_of(&exe, &ports, 50, false));
+    let mut c = user_command(&argv, false, work.path());
+    c.env("STEP_LATE_ALONE", "1").env_remove("SLURM_PROCID").env_remove("SLURM_STEP_NUM_TASKS").env_remove("SLURM_NTASKS").env_remove("SLURM_JOB_ID");
+    let mut p = Proc::spawn("alone", c)?;
+    p.wait_for_step(5, Duration::from_secs(60))?;
+    p.signal(libc::SIGUSR2)?;
+    p.wait_for_stderr("ckpt: checkpoint 1: ", Duration::from_secs(30))?;
+    p.kill()?;
+    let (_, port) = published(&work)?;
+    let _holder = TcpListener::bind(("0.0.0.0", port))?;
+    let rec = run_restart(&bins, &work.join("ckpt/step_late.ckpt"), work.path(), Duration::from_secs(60))?;
+    ensure!(!rec.success(), "the restart went on:\n{}", rec.stderr);
+    let lines: Vec<&str> = rec.stderr.lines().filter(|l| !l.contains("warning")).collect();
+    ensure!(rec.stderr.contains(&format!("cannot bind 0.0.0.0:{port} again: Address already in use")), "stderr:\n{}", rec.stderr);
+    ensure!(lines.len() == 1, "more than one line:\n{}", rec.stderr);
+    Ok(())
+}
