@@ -36,6 +36,7 @@ impl FdKind {
             FdKind::Inotify { watches, .. } => ("inotify", format!("{} watches", watches.len())),
             FdKind::PidFd { pid, own } => ("pidfd", format!("process {pid}{}", if *own { " (itself)" } else { "" })),
             FdKind::ExitedPidFd { ino } => ("pidfd", format!("an exited process (inode {ino})")),
+            FdKind::TreeSocket { ino } => ("socket", format!("socket:[{ino}] (described in the image of a process with a lower pid)")),
         }
     }
 }

@@ -26,7 +26,8 @@ pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// 16, 17: see docs/format.md. 18: `ThreadAttrs::timens_children` (a time namespace the
 ///     thread-group leader made for its children, with its offsets).
 /// 19: `Pending::data` (the bytes in a UNIX connection not yet accepted).
-pub const VERSION: u32 = 19;
+/// 20: `FdKind::TreeSocket` (a socket of a tree described once, by its lowest holder).
+pub const VERSION: u32 = 20;
 pub const HEADER_LEN: usize = 64;
 
 /// Header fields, little-endian on disk:

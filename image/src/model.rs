@@ -290,6 +290,13 @@ pub enum FdKind {
     /// again as a pidfd of an exited process, one per inode. Older images held these as
     /// `PidFd { pid: -1 }` (restored as /dev/null).
     ExitedPidFd { ino: u64 },
+    /// A UNIX socket without a path name (a socketpair's end, an unnamed or abstract one) that
+    /// a process of the tree with a lower pid also held at the cut: described in full (with its
+    /// unread messages) once, in the image of the lowest pid holding it, and named here by its
+    /// inode (version 20: a tree whose hundreds of processes all hold the same hundreds of
+    /// sockets described each in every image, zdtm session03). A restart of the set takes the
+    /// description from there (`treesockets`).
+    TreeSocket { ino: u64 },
 }
 
 /// An inode the program holds open but that has no name any more. All fds of one inode (`dev`,
