@@ -8,7 +8,7 @@ use crate::{FdKind, FdState, Index, Socket};
 use std::collections::HashMap;
 
 /// The full description of every socket of a set, by inode.
-#[derive(Default, Clone)]
+#[derive(Debug, Default, Clone)]
 pub struct Described(HashMap<u64, Socket>);
 
 impl Described {
