@@ -37,6 +37,7 @@ impl FdKind {
             FdKind::PidFd { pid, own } => ("pidfd", format!("process {pid}{}", if *own { " (itself)" } else { "" })),
             FdKind::ExitedPidFd { ino } => ("pidfd", format!("an exited process (inode {ino})")),
             FdKind::Fanotify { marks, queued, .. } => ("fanotify", format!("{} marks, {queued} bytes of events queued", marks.len())),
+            FdKind::TreeSocket { ino } => ("socket", format!("socket:[{ino}] (described in the image of a process with a lower pid)")),
         }
     }
 }

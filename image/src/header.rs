@@ -26,7 +26,7 @@ pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// 16, 17: see docs/format.md. 18: `ThreadAttrs::timens_children` (a time namespace the
 ///     thread-group leader made for its children, with its offsets).
 /// 19: `Pending::data` (the bytes in a UNIX connection not yet accepted).
-/// 20: `FdKind::Fanotify`; `StepInfo::node_ips` (the addresses of a step task's node at the checkpoint).
+/// 20: `FdKind::Fanotify`; `FdKind::TreeSocket` (a socket of a tree described once, by its lowest holder); `StepInfo::node_ips` (the addresses of a step task's node at the checkpoint).
 pub const VERSION: u32 = 20;
 pub const HEADER_LEN: usize = 64;
 

@@ -41,6 +41,7 @@ mod shuffle;
 mod sysv;
 pub mod trust;
 pub mod tree;
+pub mod treesockets;
 pub mod unshared;
 mod writer;
 

@@ -294,6 +294,13 @@ pub enum FdKind {
     /// marks, and `queued`: bytes of events left unread in the kernel's queue (FIONREAD), which
     /// a restart cannot queue again. Older images held fanotify groups as `Other`.
     Fanotify { flags: u32, event_flags: u32, marks: Vec<crate::FanotifyMark>, queued: u32 },
+    /// A UNIX socket without a path name (a socketpair's end, an unnamed or abstract one) that
+    /// a process of the tree with a lower pid also held at the cut: described in full (with its
+    /// unread messages) once, in the image of the lowest pid holding it, and named here by its
+    /// inode (version 20: a tree whose hundreds of processes all hold the same hundreds of
+    /// sockets described each in every image, zdtm session03). A restart of the set takes the
+    /// description from there (`treesockets`).
+    TreeSocket { ino: u64 },
 }
 
 /// An inode the program holds open but that has no name any more. All fds of one inode (`dev`,

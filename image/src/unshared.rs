@@ -127,7 +127,8 @@ pub fn find(indexes: &[(i32, Index)], same: Option<&[Vec<At>]>) -> Vec<Unshared>
 /// The open files, event/timer/signal fds, epoll and inotify instances that `groups` (kcmp at
 /// the cut) say two processes hold as one: the first two holders of each.
 fn exact(indexes: &[(i32, Index)], groups: &[Vec<At>], out: &mut Vec<Unshared>) {
-    let state = |(pid, fd): At| indexes.iter().find(|(p, _)| *p == pid).and_then(|(_, ix)| ix.fds.iter().find(|f| f.fd == fd && f.dup_of.is_none()));
+    let by_at = by_holder(indexes);
+    let state = |at: At| by_at.get(&at).copied().filter(|f| f.dup_of.is_none());
     let mut made_once = tree_files(indexes, groups);
     made_once.extend(tree_objects(indexes, groups));
     for group in groups.iter().filter(|g| !made_once.contains(g)) {
@@ -149,7 +150,8 @@ fn exact(indexes: &[(i32, Index)], groups: &[Vec<At>], out: &mut Vec<Unshared>) 
 /// a tree's restart opens once and shares (with their one offset): every holder that is not a
 /// dup at a fd above 2 (stdio is whoever runs the restart's), in two processes or more.
 pub fn tree_files<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<&'a Vec<At>> {
-    let state = |(pid, fd): At| indexes.iter().find(|(p, _)| *p == pid).and_then(|(_, ix)| ix.fds.iter().find(|f| f.fd == fd));
+    let by_at = by_holder(indexes);
+    let state = |at: At| by_at.get(&at).copied();
     let shareable = |group: &Vec<At>| {
         let held: Vec<(At, &FdState)> = group.iter().filter_map(|&at| Some((at, state(at)?))).filter(|(_, f)| f.dup_of.is_none()).collect();
         held.iter().all(|(_, f)| matches!(f.kind, FdKind::Path { is_dir: false, .. }) && f.fd > 2 && f.flags & libc::O_PATH == 0 && f.id.ino != 0)
@@ -197,7 +199,8 @@ pub fn tree_deleted(indexes: &[(i32, Index)]) -> Vec<((u64, u64), Vec<At>)> {
 /// an epoll instance when one holder's image has every entry's file (`epoll_filler`).
 pub fn tree_objects<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<&'a Vec<At>> {
     let pipes = tree_pipes(indexes);
-    let state = |(pid, fd): At| indexes.iter().find(|(p, _)| *p == pid).and_then(|(_, ix)| ix.fds.iter().find(|f| f.fd == fd));
+    let by_at = by_holder(indexes);
+    let state = |at: At| by_at.get(&at).copied();
     let shareable = |group: &Vec<At>| {
         let held: Vec<(At, &FdState)> = group.iter().filter_map(|&at| Some((at, state(at)?))).filter(|(_, f)| f.dup_of.is_none()).collect();
         let kind = |f: &FdState| match f.kind {
@@ -213,7 +216,7 @@ pub fn tree_objects<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<
         kind(f0) != 0
             && held.iter().all(|(_, f)| kind(f) == kind(f0) && f.fd > 2)
             && held.iter().any(|(a, _)| a.0 != first.0)
-            && (kind(f0) != 4 || epoll_filler(indexes, group).is_some())
+            && (kind(f0) != 4 || filler(&by_at, group).is_some())
     };
     groups.iter().filter(|g| shareable(g)).collect()
 }
@@ -222,10 +225,27 @@ pub fn tree_objects<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<
 /// its own fds are in place: the first whose image has every entry's file (an entry is known
 /// by its file and fd number: another holder may have closed the file since).
 pub fn epoll_filler(indexes: &[(i32, Index)], group: &[At]) -> Option<At> {
-    group.iter().copied().find(|&(pid, fd)| {
-        let f = indexes.iter().find(|(p, _)| *p == pid).and_then(|(_, ix)| ix.fds.iter().find(|f| f.fd == fd && f.dup_of.is_none()));
+    filler(&by_holder(indexes), group)
+}
+
+fn filler(by_at: &HashMap<At, &FdState>, group: &[At]) -> Option<At> {
+    group.iter().copied().find(|at| {
+        let f = by_at.get(at).copied().filter(|f| f.dup_of.is_none());
         matches!(f, Some(FdState { kind: FdKind::Epoll { entries }, .. }) if entries.iter().all(|e| e.holder.is_some()))
     })
+}
+
+/// Every entry of `indexes` by holder (pid, fd number; the first of a number), looked up once
+/// per holder of a group: a tree whose hundreds of processes all hold hundreds of the same fds
+/// (zdtm session03) made a search of every image's fds per holder cost processes x fds again.
+fn by_holder(indexes: &[(i32, Index)]) -> HashMap<At, &FdState> {
+    let mut out = HashMap::new();
+    for (pid, ix) in indexes {
+        for f in &ix.fds {
+            out.entry((*pid, f.fd)).or_insert(f);
+        }
+    }
+    out
 }
 
 /// Whether a fd that two processes hold as one comes back as one object per process: a file
@@ -301,6 +321,8 @@ enum Seen {
 fn seen(f: &FdState) -> Option<Seen> {
     Some(match &f.kind {
         FdKind::Socket(s) => Seen::Socket(s.ino),
+        // (Resolved before this is asked, `treesockets`.)
+        FdKind::TreeSocket { ino } => Seen::Socket(*ino),
         FdKind::Deleted(d) => Seen::Deleted(d.dev, d.ino),
         // (fdinfo's flags carry the fd's close-on-exec, which is not the open file's.)
         FdKind::Path { .. } if f.flags & libc::O_PATH == 0 && f.id.ino != 0 => Seen::File(f.id.dev, f.id.ino, f.flags & !libc::O_CLOEXEC, f.pos),
@@ -505,13 +527,19 @@ fn pairable(s: &Socket) -> bool {
 /// runtime's treesocks).
 fn socket_holders(indexes: &[(i32, Index)]) -> HashMap<u64, (Vec<i32>, &Socket)> {
     let mut holders: HashMap<u64, (Vec<i32>, &Socket)> = HashMap::new();
+    // The lowest holder of each so far (compared once per entry, not with every holder: a
+    // tree of hundreds of processes holding the same hundreds of sockets, zdtm session03).
+    let mut lowest: HashMap<u64, i32> = HashMap::new();
     for (pid, f) in entries(indexes) {
         if let FdKind::Socket(s) = &f.kind {
             let h = holders.entry(s.ino).or_insert_with(|| (Vec::new(), &**s));
-            if h.0.iter().all(|&p| p > pid) {
+            let low = lowest.entry(s.ino).or_insert(i32::MAX);
+            if pid < *low {
+                *low = pid;
                 h.1 = s;
             }
-            if !h.0.contains(&pid) {
+            // (A process's entries come one after another.)
+            if h.0.last() != Some(&pid) {
                 h.0.push(pid);
             }
         }
@@ -619,7 +647,10 @@ fn at((pid, fd): At) -> String {
 /// checkpoint's warning; an image that does not read is left out).
 pub fn in_set(set: &std::path::Path) -> Vec<Unshared> {
     let Some(Ok(m)) = crate::tree::Manifest::read(set) else { return Vec::new() };
-    let indexes: Vec<(i32, Index)> = m.live().filter_map(|(p, image)| Some((p.pid, crate::Reader::open(&set.join(image)).ok()?.index))).collect();
+    let mut indexes: Vec<(i32, Index)> = m.live().filter_map(|(p, image)| Some((p.pid, crate::Reader::open(&set.join(image)).ok()?.index))).collect();
+    if let Err(e) = crate::treesockets::resolve_all(&mut indexes) {
+        return vec![Unshared { what: e, instead: "nothing (the set cannot be restarted)" }];
+    }
     find(&indexes, m.same.as_deref())
 }
 

@@ -192,6 +192,8 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
         }
         FdKind::Pipe { .. } | FdKind::Fifo { .. } => mk.sh.pipes.open(f, all)?,
         FdKind::Socket(s) => mk.socks.open(s.ino)?,
+        // (Replaced by its description before the fds are restored: `tree::resolve_sockets`.)
+        FdKind::TreeSocket { ino } => bail!("fd {}: socket:[{ino}] is described in another process's image, which this restart did not read", f.fd),
         FdKind::Tty(t) => return Ok(mk.ttys.open(f, t)?),
         FdKind::EventFd { .. } | FdKind::TimerFd { .. } | FdKind::SignalFd { .. } => return object(f, mk.ignore, &|_| None),
         FdKind::Inotify { .. } | FdKind::Fanotify { .. } => unreachable!("inotify instances and fanotify groups are made after the files they may watch"),

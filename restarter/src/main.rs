@@ -305,6 +305,8 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
     let Staged { path, memory, chain, mut index, image_hash, plan, own, base, stage_len, switch_len, table } = staged;
     // Files saved by --checkpoint-open-files: reopened by path while their path holds something.
     ckpt_kinds::deleted::resolve_saved(&mut index.fds);
+    // Sockets of a tree that another process's image describes.
+    tree::resolve_sockets(&mut index.fds)?;
     // In a tree, the children are restarted too, and pipes between its processes are whole.
     let mut left_out = index.left_out.clone();
     if tree::in_tree() {

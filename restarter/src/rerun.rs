@@ -37,7 +37,7 @@ static RECORDS: OnceLock<Vec<(i32, Rerun)>> = OnceLock::new();
 
 /// The fds of a process run again that it gets back (its sockets are Slurm's, not the tree's).
 pub fn keeps(f: &ckpt_image::FdState) -> bool {
-    !matches!(f.kind, FdKind::Socket(_))
+    !matches!(f.kind, FdKind::Socket(_) | FdKind::TreeSocket { .. })
 }
 
 /// Read the record of every process of `m` run again, and refuse a restart the step could not

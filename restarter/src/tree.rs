@@ -67,6 +67,8 @@ struct Shared {
     /// Whether a parent stages its memory before it makes its children (`cowshare`): new
     /// threads (staging's) get ids above the set's and its helpers' then.
     early: bool,
+    /// Every socket the set describes, for the images that only name one (`treesockets`).
+    sockets_described: ckpt_image::treesockets::Described,
 }
 
 /// The tree's open files by holder (pid, fd): our fd and the size to cut the file back to.
@@ -139,6 +141,20 @@ pub fn pipes() -> ckpt_kinds::pipe::Pipes {
 /// The tree's pseudo-terminal pairs (empty outside a tree's restart).
 pub fn ptys() -> ckpt_kinds::tty::TreePairs {
     SHARED.get().map(|s| s.ptys.clone()).unwrap_or_default()
+}
+
+/// Replace the sockets `fds` (this process's) name by inode by their description in the set
+/// (`treesockets`); outside a tree's restart an image that names one cannot be restarted.
+pub fn resolve_sockets(fds: &mut [ckpt_image::FdState]) -> Result<()> {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    match SHARED.get() {
+        Some(s) => s.sockets_described.resolve(me, fds).map_err(|e| anyhow!(e)),
+        None => match ckpt_image::treesockets::names_any(fds) {
+            Some((fd, ino)) => bail!("fd {fd} is socket:[{ino}], which the image of another process of its tree describes: restart the tree's image set (the NAME.ckpt directory), not one process's image"),
+            None => Ok(()),
+        },
+    }
 }
 
 /// New fds of ours for the sockets of fd table `fds` that the tree shares (none outside a
@@ -277,25 +293,30 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     let mut root_hash = 0;
     for (p, image) in m.live() {
         let path = set.join(image);
-        let mut r = ckpt_image::trust::read_owned(&path, euid).with_context(|| format!("{}", path.display()))?;
+        let r = ckpt_image::trust::read_owned(&path, euid).with_context(|| format!("{}", path.display()))?;
         if r.header.parent != 0 {
             // An increment over the process's older images in the set (ckpt_ns setchain): each
             // of them there and sound, before anything is made.
             ckpt_image::Chain::open_owned(&path, euid).with_context(|| format!("{}", path.display()))?;
         }
-        // As each process will judge them (main.rs): before anything is made.
-        ckpt_kinds::deleted::resolve_saved(&mut r.index.fds);
-        if m.reexec.contains(&p.pid) {
-            r.index.fds.retain(crate::rerun::keeps);
-        }
-        if m.table_parent(p.pid).is_some() {
-            // Its fds are its table owner's (restored there).
-            r.index.fds.clear();
-        }
         if p.pid == m.root {
             root_hash = r.header.index_hash;
         }
         indexes.push((p.pid, r.index));
+    }
+    // The sockets an image names and another describes (`treesockets`), as each process will
+    // see them (main.rs, from the descriptions kept in `Shared`).
+    let sockets_described = ckpt_image::treesockets::resolve_all(&mut indexes).map_err(|e| anyhow!("{}: {e}", set.display()))?;
+    for (pid, ix) in indexes.iter_mut() {
+        // As each process will judge them (main.rs): before anything is made.
+        ckpt_kinds::deleted::resolve_saved(&mut ix.fds);
+        if m.reexec.contains(pid) {
+            ix.fds.retain(crate::rerun::keeps);
+        }
+        if m.table_parent(*pid).is_some() {
+            // Its fds are its table owner's (restored there).
+            ix.fds.clear();
+        }
     }
     let plan = crate::sessions::plan(&m).map_err(|e| anyhow!("{}: {e}", set.display()))?;
     if let Some((pid, parent)) = m.tables.iter().find(|(pid, parent)| !plan.steps(*parent).contains(&Step::Child(*pid))) {
@@ -334,6 +355,7 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
         shared.sockets.adopt(crate::step::join_tree(&indexes, m.root, &root_path, root_hash, top)?);
     }
     shared.total = m.procs.len() as u32;
+    shared.sockets_described = sockets_described;
     shared.stopped = m.stopped.clone();
     shared.tables = m.tables.iter().map(|&(pid, _)| (pid, m.table_owner(pid))).collect();
     let ids = indexes.iter().flat_map(|(pid, ix)| ix.threads.iter().map(|t| t.tid).chain([*pid, ix.ids.ckpt_tid]));
@@ -345,6 +367,11 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     // take ids above those.
     let reserved = shared.max_id + 1 + m.procs.len() as i32 + shared.group_helpers as i32;
     shared.early = std::fs::write("/proc/sys/kernel/ns_last_pid", reserved.to_string()).is_ok();
+    // Freed once, here, before any process is made: every process of the tree inherited them,
+    // and freeing them in each (touching, and so copying, every page they are on) cost
+    // processes x the set's fd records (minutes for zdtm session03: 250 x 250 x 682). Each
+    // process reads its own image again.
+    drop(indexes);
     SHARED.set(shared).map_err(|_| anyhow!("internal: the tree was built twice"))?;
     crate::handover::init()?;
     let mine = spawn_children(&m, &plan, m.root, set)?;
@@ -448,7 +475,7 @@ fn make_shared(indexes: &[(i32, Index)], live: u32, lossy: bool, cttys: &[u32]) 
     // SAFETY: a zeroed page, valid for the life of the process, holding two atomics.
     let barrier: &'static Barrier = unsafe { &*(page as *const Barrier) };
     let sockets = crate::treeshare::TreeSockets::make(indexes, top, lossy)?;
-    Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), fillers: HashSet::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0, stopped: Vec::new(), tables: Vec::new(), early: false })
+    Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), fillers: HashSet::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0, stopped: Vec::new(), tables: Vec::new(), early: false, sockets_described: Default::default() })
 }
 
 /// Open once each file that processes of the tree hold as one (`unshared::tree_files`), at its
@@ -494,7 +521,9 @@ fn share_files(indexes: &[(i32, Index)], same: &[Vec<(i32, i32)>], opts: &crate:
         for &at in group {
             out.insert(at, (made, None));
         }
-        if let Some(at) = ckpt_image::unshared::epoll_filler(indexes, group) {
+        // (Asked only of an epoll instance: the others have no interest list to fill.)
+        let filler = if matches!(f.kind, FdKind::Epoll { .. }) { ckpt_image::unshared::epoll_filler(indexes, group) } else { None };
+        if let Some(at) = filler {
             fillers.insert(at);
         }
     }

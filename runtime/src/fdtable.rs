@@ -12,6 +12,8 @@ use ckpt_kinds::{deleted, locks, pipe, procfs};
 use ckpt_kinds::sockets::capture::Context;
 
 const KCMP_FILE: i64 = 0;
+/// statfs's f_type of /proc.
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 
 /// `--checkpoint-open-files` (set once at start, from the launch settings).
 static SAVE_OPEN_FILES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -24,7 +26,6 @@ pub fn configure(save_open_files: bool) {
 /// Whether the file behind a by-path fd (`fmt`, `fs_type`, opened O_PATH or not) is one whose
 /// data `--checkpoint-open-files` saves: a regular file not on /proc or /sys.
 fn saved_file(fmt: u32, fs_type: i64, o_path: bool) -> bool {
-    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
     const SYSFS_MAGIC: i64 = 0x6265_6572;
     SAVE_OPEN_FILES.load(std::sync::atomic::Ordering::Relaxed) && fmt == libc::S_IFREG && !o_path && fs_type != PROC_SUPER_MAGIC && fs_type != SYSFS_MAGIC
 }
@@ -217,6 +218,11 @@ impl Table {
             deleted::capture(fd, path, &st).unwrap_or(FdKind::Other { link })
         } else if fmt == libc::S_IFIFO && link.starts_with(b"pipe:") {
             self.pipes.pipe(fd, &n, st.st_ino)
+        } else if fmt == libc::S_IFSOCK && self.sockets.described_elsewhere(fd, st.st_ino) {
+            // Described once, by the lowest pid of the tree holding it: a tree of hundreds of
+            // processes that all inherited hundreds of sockets described each in every process
+            // (ten getsockopts and a sock_diag dump each: zdtm session03's 42 s).
+            FdKind::TreeSocket { ino: st.st_ino }
         } else if fmt == libc::S_IFSOCK {
             let bind_dir = crate::fdhooks::bind_dir(st.st_ino);
             let mut pending = Vec::new();
@@ -251,6 +257,13 @@ impl Table {
 /// table (clone with CLONE_FILES): what that process's runtime reads through /proc/thread-self
 /// while it takes its own part in the checkpoint, open for an instant in the one table.
 fn sharers_proc_file(fd: i32) -> bool {
+    // Only a file of /proc can be: asked first with fstatfs, much cheaper than the readlink (a
+    // walk of /proc) for a process of a tree that holds hundreds of sockets (zdtm session03).
+    // SAFETY: an all-zero statfs is a valid out-parameter.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    if syscall!(libc::SYS_fstatfs, fd, &mut fs as *mut libc::statfs).is_ok_and(|_| fs.f_type as i64 != PROC_SUPER_MAGIC) {
+        return false;
+    }
     sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", &sys::decimal(fd)])).is_ok_and(|link| sharers_proc_link(&link))
 }
 

@@ -59,7 +59,7 @@ pub fn drain(gen: u64) -> Vec<Drained> {
     // process read every fd of every other: zdtm session03).
     // Only TCP sockets: the table of the host's TCP sockets costs a walk of the kernel's whole
     // hash table (~3 ms per family here, whatever it holds), paid in the program's pause.
-    let own: Vec<(i32, u64)> = socket_fds(&sys::decimal(me)).into_iter().filter(|&(fd, _)| !crate::control::is_runtime_fd(fd) && is_tcp(fd)).collect();
+    let own: Vec<(i32, u64)> = socket_fds(b"self").into_iter().filter(|&(fd, _)| !crate::control::is_runtime_fd(fd) && is_tcp(fd)).collect();
     if own.is_empty() {
         return Vec::new();
     }

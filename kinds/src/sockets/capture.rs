@@ -52,6 +52,17 @@ impl Context {
         self.requeued = super::requeue::waiting(held, bind_dir, epolled);
     }
 
+    /// Whether socket `fd` (inode `ino`) is described in full by another process of the tree
+    /// and only named by this one (`FdKind::TreeSocket`): a UNIX socket without a name (a
+    /// socketpair's end, one never bound) that a process with a lower pid holds too (the lowest
+    /// holder describes it, its queue with it). Named ones are described by each holder (their
+    /// files and bind directories are seen from each).
+    pub fn described_elsewhere(&self, fd: i32, ino: u64) -> bool {
+        self.elsewhere.binary_search(&ino).is_ok()
+            && sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN).ok() == Some(libc::AF_UNIX)
+            && sys::sock_addr(fd, false).len() <= std::mem::size_of::<libc::sa_family_t>()
+    }
+
     /// The unread messages of socket `fd` (`s`), or none when another process captures them.
     fn queue(&self, fd: i32, s: &Socket, offset: bool, inflight: &mut dyn FnMut(i32) -> i32) -> (Vec<ckpt_image::Message>, bool) {
         if self.elsewhere.binary_search(&s.ino).is_ok() {
