@@ -25,7 +25,7 @@
 
 use crate::sys::{self, syscall};
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 const MAX_QUEUED: usize = 4096;
 /// The tid of an entry of the process's queue.
@@ -51,6 +51,47 @@ static POOL: Pool = Pool(UnsafeCell::new([Entry { tid: 0, sig: 0, info: [0; 16] 
 static USED: AtomicUsize = AtomicUsize::new(0);
 /// Whether a signal could not be recorded in this checkpoint (the pool was full).
 static OVERFLOW: AtomicBool = AtomicBool::new(false);
+/// Where the signals taken past the pool wait to be put back, in order (mapped by the first
+/// thread that needs it, unmapped at the next checkpoint's start): a checkpoint that cannot
+/// record them all is refused, and the program must find its queues as they were.
+static SPILL: AtomicPtr<Entry> = AtomicPtr::new(std::ptr::null_mut());
+static SPILL_USED: AtomicUsize = AtomicUsize::new(0);
+/// More than RLIMIT_SIGPENDING's default here (96364).
+const SPILL_CAP: usize = 131_072;
+
+/// Keep a signal taken past the pool until it is put back. False: no room there either.
+fn spill(tid: i32, sig: i32, info: [u64; 16]) -> bool {
+    let len = SPILL_CAP * std::mem::size_of::<Entry>();
+    let mut p = SPILL.load(Ordering::Acquire);
+    if p.is_null() {
+        let Ok(m) = sys::mmap(0, len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0) else { return false };
+        match SPILL.compare_exchange(std::ptr::null_mut(), m as *mut Entry, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => p = m as *mut Entry,
+            Err(other) => {
+                sys::munmap(m, len);
+                p = other;
+            }
+        }
+    }
+    let i = SPILL_USED.fetch_add(1, Ordering::AcqRel);
+    if i >= SPILL_CAP {
+        return false;
+    }
+    // SAFETY: index i of the spill mapping was claimed by this thread alone.
+    unsafe { p.add(i).write(Entry { tid, sig, info }) };
+    true
+}
+
+/// The spilled entries (see `spill`), or none.
+fn spilled() -> &'static mut [Entry] {
+    let p = SPILL.load(Ordering::Acquire);
+    if p.is_null() {
+        return &mut [];
+    }
+    // SAFETY: the entries below SPILL_USED were written by their threads (each reads or marks
+    // only its own, as with the pool).
+    unsafe { std::slice::from_raw_parts_mut(p, SPILL_USED.load(Ordering::Acquire).min(SPILL_CAP)) }
+}
 /// Whether the process's queue was taken in this checkpoint.
 static SHARED_TAKEN: AtomicBool = AtomicBool::new(false);
 /// Whether the process's queue was put back in this restart (false in every image: reset).
@@ -64,6 +105,11 @@ static LATE_OWED: AtomicBool = AtomicBool::new(false);
 pub fn reset() {
     USED.store(0, Ordering::Release);
     OVERFLOW.store(false, Ordering::Release);
+    let p = SPILL.swap(std::ptr::null_mut(), Ordering::AcqRel);
+    if !p.is_null() {
+        sys::munmap(p as usize, SPILL_CAP * std::mem::size_of::<Entry>());
+    }
+    SPILL_USED.store(0, Ordering::Release);
     SHARED_TAKEN.store(false, Ordering::Release);
     SHARED_QUEUED.store(false, Ordering::Release);
     // (Set in an image taken while the leader still owed them: a restart queues them itself.)
@@ -169,6 +215,12 @@ fn take_all(tid: i32, key: &[u8]) -> usize {
 /// only past them (a thread's queue taken twice in one checkpoint does not use the pool twice).
 fn take_all_reusing(tid: i32, key: &[u8], reuse: Option<usize>) -> usize {
     let mask = status_mask(key) & takeable();
+    if reuse.is_some() {
+        // (Its spilled entries too are taken again.)
+        for e in spilled().iter_mut().filter(|e| e.tid == tid) {
+            e.tid = REPLACED;
+        }
+    }
     let mut start = USED.load(Ordering::Acquire);
     let end = start.min(MAX_QUEUED);
     let mut cursor = reuse.unwrap_or(end);
@@ -209,7 +261,13 @@ fn take_all_reusing(tid: i32, key: &[u8], reuse: Option<usize>) -> usize {
             }
             if !claim(tid, sig, info) {
                 OVERFLOW.store(true, Ordering::Release);
-                // No room: put it back now; kstate sends it again by number.
+                if spill(tid, sig, info) {
+                    if sig < 32 {
+                        break;
+                    }
+                    continue;
+                }
+                // No room: put it back now (the checkpoint is refused).
                 queue(tid, sig, &info);
                 break;
             }
@@ -237,6 +295,9 @@ fn put_back(tid: i32, start: usize) {
     // interleave: filter on tid).
     let pool = unsafe { &*POOL.0.get() };
     for e in pool[start.min(end)..end].iter().filter(|e| e.tid == tid) {
+        queue(tid, e.sig, &e.info);
+    }
+    for e in spilled().iter().filter(|e| e.tid == tid) {
         queue(tid, e.sig, &e.info);
     }
 }

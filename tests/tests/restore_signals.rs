@@ -139,3 +139,16 @@ fn a_pidfd_of_a_process_not_restarted_refuses_the_restart() {
 fn a_pidfd_of_a_process_not_restarted_refuses_the_restart_as_nobody() {
     refuse::refused_then_ignored_with("pidfd_other", "pidfd_other_nobody", true, "pidfd", &["--no-namespace"]);
 }
+
+/// More signals queued than the runtime records with their siginfo (4096): a checkpoint is
+/// refused in one line (a restart would bring the others back by number, their values lost),
+/// and the program goes on with every value, in order.
+#[test]
+fn more_queued_signals_than_recorded_refuse_the_checkpoint_in_one_line() {
+    let bins = ckpt_tests::Bins::locate().expect("binaries");
+    let work = ckpt_tests::Workdir::new("many-queued").expect("workdir");
+    let program = ckpt_tests::Program::c(&work, "many_queued_signals.c", &[], &["40"]).expect("program");
+    let (rec, line) = ckpt_tests::scenario::refused_checkpoint(&bins, &program, &work.images(), false).expect("refused checkpoint");
+    assert!(rec.success() && rec.stdout.contains("result 40"), "the program did not go on unharmed{}", ckpt_tests::process::transcript(&[rec.clone()]));
+    assert!(line.contains("more than 4096 signals are queued"), "the refusal does not say why: {line}");
+}
