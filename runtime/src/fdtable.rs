@@ -199,7 +199,11 @@ impl Table {
         let by_path = named && gone.is_none() && !is_tty && (o_path || [libc::S_IFREG, libc::S_IFDIR, libc::S_IFCHR, libc::S_IFLNK].contains(&fmt));
         // What the restart checks the file at the path against (the same file, not another one).
         let mut id = ckpt_image::FileId::default();
-        let kind = if by_path {
+        let kind = if fmt == libc::S_IFREG && is_mqueue(fd) {
+            // A POSIX message queue (mq_open): not made again yet; as a file it would come back
+            // as a regular file (mq_send: EBADF). The restart refuses it in one line.
+            FdKind::Other { link: [b"POSIX message queue ".as_slice(), &link].concat() }
+        } else if by_path {
             // SAFETY: an all-zero statfs is a valid out-parameter.
             let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
             let _ = syscall!(libc::SYS_fstatfs, fd, &mut fs as *mut libc::statfs);
@@ -330,6 +334,14 @@ fn settle_ttys(out: &mut [FdState]) {
     if !ttys.is_empty() {
         ckpt_kinds::tty::settle(&mut ttys, ctty, crate::tree::is_member());
     }
+}
+
+/// Whether `fd` is a POSIX message queue (a file of the mqueue file system).
+fn is_mqueue(fd: i32) -> bool {
+    const MQUEUE_MAGIC: i64 = 0x1980_0202;
+    // SAFETY: an all-zero statfs is a valid out-parameter.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    syscall!(libc::SYS_fstatfs, fd, &mut fs as *mut libc::statfs).is_ok() && fs.f_type as i64 == MQUEUE_MAGIC
 }
 
 /// fdinfo: "pos:\t<dec>\nflags:\t<octal>\n..."

@@ -144,3 +144,15 @@ fn removed_working_directory_is_refused_in_one_line() -> Result<()> {
     ensure!(rec.stderr.matches("No such file or directory").count() == 1, "the reason is said once:\n{rec}");
     Ok(())
 }
+
+/// A POSIX message queue (mq_open) is not made again yet: the restart refuses in one line
+/// naming it (before, the fd came back as a regular file: mq_send and mq_receive failed with
+/// EBADF after the restart, DMTCP's posix-mq1).
+#[test]
+fn a_posix_message_queue_is_refused_in_one_line() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("failures-mqueue")?;
+    let program = Program::c(&work, "posix_mq.c", &["-lrt"], &["40"])?;
+    let (image, _, _) = checkpoint_and_kill(&bins, &program, &Options::new(&work, &[5]))?;
+    expect_refusal(&bins, &work, &image, "a POSIX message queue", "POSIX message queue /ckpt-test-mq-")
+}
