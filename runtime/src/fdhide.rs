@@ -29,7 +29,6 @@ type ReaddirFn = unsafe extern "C" fn(*mut libc::DIR) -> *mut libc::dirent;
 type ReaddirRFn = unsafe extern "C" fn(*mut libc::DIR, *mut libc::dirent, *mut *mut libc::dirent) -> c_int;
 type GetdentsFn = unsafe extern "C" fn(c_int, *mut c_void, usize) -> isize;
 
-const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 const DT_REG: u8 = 8;
 const DT_LNK: u8 = 10;
 const DT_UNKNOWN: u8 = 0;
@@ -65,9 +64,7 @@ fn hidden(dfd: c_int, name: &[u8], d_type: u8) -> bool {
         return false;
     }
     let Some(fd) = fd_number(name).filter(|&fd| fd >= 3) else { return false };
-    // SAFETY: an all-zero struct statfs is a valid out-parameter.
-    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
-    if syscall!(libc::SYS_fstatfs, dfd, &mut fs as *mut libc::statfs).is_err() || fs.f_type != PROC_SUPER_MAGIC {
+    if sys::fs_type(dfd).ok() != Some(sys::PROC_SUPER_MAGIC) {
         return false;
     }
     // The rest opens files of /proc for a moment and allocates (the runtime's allocator lock):

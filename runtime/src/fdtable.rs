@@ -12,8 +12,8 @@ use ckpt_kinds::{deleted, locks, pipe, procfs};
 use ckpt_kinds::sockets::capture::Context;
 
 const KCMP_FILE: i64 = 0;
-/// statfs's f_type of /proc.
-const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+/// statfs's f_type of a POSIX message queue (mq_open).
+const MQUEUE_MAGIC: i64 = 0x1980_0202;
 
 /// `--checkpoint-open-files` (set once at start, from the launch settings).
 static SAVE_OPEN_FILES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -27,7 +27,7 @@ pub fn configure(save_open_files: bool) {
 /// data `--checkpoint-open-files` saves: a regular file not on /proc or /sys.
 fn saved_file(fmt: u32, fs_type: i64, o_path: bool) -> bool {
     const SYSFS_MAGIC: i64 = 0x6265_6572;
-    SAVE_OPEN_FILES.load(std::sync::atomic::Ordering::Relaxed) && fmt == libc::S_IFREG && !o_path && fs_type != PROC_SUPER_MAGIC && fs_type != SYSFS_MAGIC
+    SAVE_OPEN_FILES.load(std::sync::atomic::Ordering::Relaxed) && fmt == libc::S_IFREG && !o_path && fs_type != sys::PROC_SUPER_MAGIC && fs_type != SYSFS_MAGIC
 }
 
 /// The fd table being read.
@@ -199,16 +199,14 @@ impl Table {
         let by_path = named && gone.is_none() && !is_tty && (o_path || [libc::S_IFREG, libc::S_IFDIR, libc::S_IFCHR, libc::S_IFLNK].contains(&fmt));
         // What the restart checks the file at the path against (the same file, not another one).
         let mut id = ckpt_image::FileId::default();
-        let kind = if fmt == libc::S_IFREG && is_mqueue(fd) {
+        let fs_type = if fmt == libc::S_IFREG || by_path { sys::fs_type(fd).unwrap_or(0) } else { 0 };
+        let kind = if fmt == libc::S_IFREG && fs_type == MQUEUE_MAGIC {
             // A POSIX message queue (mq_open): not made again yet; as a file it would come back
             // as a regular file (mq_send: EBADF). The restart refuses it in one line.
             FdKind::Other { link: [b"POSIX message queue ".as_slice(), &link].concat() }
         } else if by_path {
-            // SAFETY: an all-zero statfs is a valid out-parameter.
-            let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
-            let _ = syscall!(libc::SYS_fstatfs, fd, &mut fs as *mut libc::statfs);
-            id = ckpt_image::FileId::new(&st, fs.f_type);
-            if saved_file(fmt, fs.f_type as i64, o_path) {
+            id = ckpt_image::FileId::new(&st, fs_type);
+            if saved_file(fmt, fs_type, o_path) {
                 deleted::capture_saved(fd, link, &st)
             } else {
                 FdKind::Path { path: link, size: st.st_size as u64, is_dir: fmt == libc::S_IFDIR }
@@ -263,9 +261,7 @@ impl Table {
 fn sharers_proc_file(fd: i32) -> bool {
     // Only a file of /proc can be: asked first with fstatfs, much cheaper than the readlink (a
     // walk of /proc) for a process of a tree that holds hundreds of sockets (zdtm session03).
-    // SAFETY: an all-zero statfs is a valid out-parameter.
-    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
-    if syscall!(libc::SYS_fstatfs, fd, &mut fs as *mut libc::statfs).is_ok_and(|_| fs.f_type as i64 != PROC_SUPER_MAGIC) {
+    if sys::fs_type(fd).is_ok_and(|t| t != sys::PROC_SUPER_MAGIC) {
         return false;
     }
     sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", &sys::decimal(fd)])).is_ok_and(|link| sharers_proc_link(&link))
@@ -334,14 +330,6 @@ fn settle_ttys(out: &mut [FdState]) {
     if !ttys.is_empty() {
         ckpt_kinds::tty::settle(&mut ttys, ctty, crate::tree::is_member());
     }
-}
-
-/// Whether `fd` is a POSIX message queue (a file of the mqueue file system).
-fn is_mqueue(fd: i32) -> bool {
-    const MQUEUE_MAGIC: i64 = 0x1980_0202;
-    // SAFETY: an all-zero statfs is a valid out-parameter.
-    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
-    syscall!(libc::SYS_fstatfs, fd, &mut fs as *mut libc::statfs).is_ok() && fs.f_type as i64 == MQUEUE_MAGIC
 }
 
 /// fdinfo: "pos:\t<dec>\nflags:\t<octal>\n..."

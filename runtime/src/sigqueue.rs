@@ -207,15 +207,15 @@ fn any_pending() -> bool {
 /// Take (and record) the signals pending in `key`'s set (the calling thread's own queue, or the
 /// process's), filed under `tid`. Returns where its entries begin, for `put_back`.
 fn take_all(tid: i32, key: &[u8]) -> usize {
-    take_all_reusing(tid, key, None)
+    take_all_reusing(tid, key, false)
 }
 
-/// `take_all`; with `reuse` (an index to look from), the entries `tid` recorded before are
-/// written again in their order first, those left over marked REPLACED, and new ones claimed
-/// only past them (a thread's queue taken twice in one checkpoint does not use the pool twice).
-fn take_all_reusing(tid: i32, key: &[u8], reuse: Option<usize>) -> usize {
+/// `take_all`; with `reuse`, the entries `tid` recorded before are written again in their order
+/// first, those left over marked REPLACED, and new ones claimed only past them (a thread's
+/// queue taken twice in one checkpoint does not use the pool twice).
+fn take_all_reusing(tid: i32, key: &[u8], reuse: bool) -> usize {
     let mask = status_mask(key) & takeable();
-    if reuse.is_some() {
+    if reuse {
         // (Its spilled entries too are taken again.)
         for e in spilled().iter_mut().filter(|e| e.tid == tid) {
             e.tid = REPLACED;
@@ -223,7 +223,7 @@ fn take_all_reusing(tid: i32, key: &[u8], reuse: Option<usize>) -> usize {
     }
     let mut start = USED.load(Ordering::Acquire);
     let end = start.min(MAX_QUEUED);
-    let mut cursor = reuse.unwrap_or(end);
+    let mut cursor = if reuse { 0 } else { end };
     let pool = POOL.0.get();
     let mut reused = |sig: i32, info: [u64; 16]| -> bool {
         while cursor < end {
@@ -253,20 +253,11 @@ fn take_all_reusing(tid: i32, key: &[u8], reuse: Option<usize>) -> usize {
                 break;
             }
             let Some(info) = take(sig) else { break };
-            if reused(sig, info) {
-                if sig < 32 {
-                    break;
-                }
-                continue;
-            }
-            if !claim(tid, sig, info) {
+            let kept = reused(sig, info) || claim(tid, sig, info) || {
                 OVERFLOW.store(true, Ordering::Release);
-                if spill(tid, sig, info) {
-                    if sig < 32 {
-                        break;
-                    }
-                    continue;
-                }
+                spill(tid, sig, info)
+            };
+            if !kept {
                 // No room: put it back now (the checkpoint is refused).
                 queue(tid, sig, &info);
                 break;
@@ -328,7 +319,7 @@ pub fn recapture_thread() {
     if status_mask(b"SigPnd:") & takeable() == 0 {
         return;
     }
-    let own = take_all_reusing(tid, b"SigPnd:", Some(0));
+    let own = take_all_reusing(tid, b"SigPnd:", true);
     put_back(tid, own);
 }
 

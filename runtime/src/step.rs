@@ -278,7 +278,7 @@ fn step_dir() -> Vec<u8> {
     crate::config().map(|c| c.dir.clone()).unwrap_or_default()
 }
 
-fn dir_of(_: &Step) -> Result<files::Dir, String> {
+fn step_files() -> Result<files::Dir, String> {
     files::Dir::open(&step_dir())
 }
 
@@ -287,7 +287,7 @@ fn key() -> Option<[u8; files::KEY_LEN]> {
         return Some(k);
     }
     let s = step()?;
-    let k = dir_of(s).and_then(|d| d.key(&s.base, s.id.rank == 0)).map_err(|e| log!(ERROR, "step: {e}")).ok()??;
+    let k = step_files().and_then(|d| d.key(&s.base, s.id.rank == 0)).map_err(|e| log!(ERROR, "step: {e}")).ok()??;
     *KEY.lock().ok()? = Some(k);
     Some(k)
 }
@@ -309,7 +309,7 @@ fn start_coordinator() {
         }
         let port = ckpt_step::sys::port_of(&ckpt_step::sys::sock_name(fd, false));
         let addr = Addr { epoch: EPOCH.load(Ordering::Relaxed), port, boot: ckpt_step::node::boot_id(), addrs: ckpt_step::node::local_addrs() };
-        if let Err(e) = dir_of(s).and_then(|d| d.write_new(&files::addr_name(&s.base, false), &addr.encode())) {
+        if let Err(e) = step_files().and_then(|d| d.write_new(&files::addr_name(&s.base, false), &addr.encode())) {
             sys::close(fd);
             return Err(e);
         }
@@ -465,7 +465,7 @@ fn link_up(s: &Step) {
         return;
     }
     RETRY_AT.store(now + 200, Ordering::Relaxed);
-    let Ok(d) = dir_of(s) else { return };
+    let Ok(d) = step_files() else { return };
     let addr = match d.read_own(&files::addr_name(&s.base, false), 4096) {
         Ok(Some(b)) => Addr::decode(&b),
         Ok(None) => None,
@@ -673,7 +673,7 @@ fn coordinate_one(stop: bool) -> Option<Outcome> {
     }
     if why.is_empty() {
         let m = Manifest { generation: gen, hashes: hashes.clone() };
-        if let Err(e) = dir_of(s).and_then(|d| d.write_new(&files::manifest_name(&s.base), &m.encode())) {
+        if let Err(e) = step_files().and_then(|d| d.write_new(&files::manifest_name(&s.base), &m.encode())) {
             why = format!("cannot write the manifest: {e}");
         }
     }

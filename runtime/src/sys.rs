@@ -510,6 +510,17 @@ pub fn fstat(fd: i32) -> SysResult<libc::stat> {
     Ok(st)
 }
 
+/// statfs's f_type of /proc.
+pub const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+/// The type of the file system `fd` is on (statfs's f_type).
+pub fn fs_type(fd: i32) -> SysResult<i64> {
+    // SAFETY: an all-zero struct statfs is a valid out-parameter.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    syscall!(libc::SYS_fstatfs, fd, &mut fs as *mut libc::statfs)?;
+    Ok(fs.f_type as i64)
+}
+
 /// 16 hex digits from the kernel's random source (getrandom; the clock if that fails).
 pub fn random_hex() -> Vec<u8> {
     let mut x: u64 = 0;
