@@ -164,6 +164,7 @@ fn take_in(part: Option<Part>) -> Option<Outcome> {
     gate::unlock_exclusive();
     IN_FLIGHT.store(0, Ordering::Release);
     sys::futex_wake(&IN_FLIGHT);
+    crate::triggers::checkpoint_done(t0 / 1_000_000);
     out
 }
 

@@ -85,19 +85,31 @@ extern "C" fn on_trigger(sig: i32, info: *mut libc::siginfo_t, _uc: *mut libc::c
 const COALESCE_MS: u64 = 1000;
 /// The last checkpoint signal taken: (CLOCK_MONOTONIC ms << 1) | forwarded; 0 after a pair.
 static LAST_SIGNAL: AtomicU64 = AtomicU64::new(0);
+/// When the newest finished checkpoint (written or failed) began, in CLOCK_MONOTONIC ms.
+static SERVED_FROM: AtomicU64 = AtomicU64::new(0);
+
+/// A checkpoint that began at `started_ms` is over: a checkpoint signal that comes after it is a
+/// new request, even if it comes within `COALESCE_MS` of one of the other kind.
+pub fn checkpoint_done(started_ms: u64) {
+    SERVED_FROM.fetch_max(started_ms, Ordering::AcqRel);
+}
 
 /// The checkpoint signal arrived (async-signal-safe). In a namespace of ckpt's, the program is
 /// in the outer process's process group and cgroup: a signal to the group (kill -USR2 -PGID,
 /// pkill, a Slurm broadcast) reaches it directly and through the outer process, which forwards
 /// it as SI_QUEUE with ckpt_ns::FORWARD_MARK. A forwarded and a direct signal close together are
-/// the same request.
+/// the same request, unless a checkpoint begun after the first is already over: then the second
+/// is the user's next request. (A forwarded signal can also arrive looking direct: when the
+/// user's queue of pending signals is at RLIMIT_SIGPENDING, the kernel delivers it without its
+/// siginfo. Two requests a fraction of a second apart were taken as one then: the second lost.)
 pub fn checkpoint_signal(info: *const libc::siginfo_t) {
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
     let forwarded = !info.is_null()
         && unsafe { (*info).si_code == libc::SI_QUEUE && (*info).si_value().sival_ptr as usize as i32 == ckpt_ns::FORWARD_MARK };
     let now = now_ms();
     let last = LAST_SIGNAL.load(Ordering::Acquire);
-    if last != 0 && (last & 1 == 1) != forwarded && now.saturating_sub(last >> 1) < COALESCE_MS {
+    let served = SERVED_FROM.load(Ordering::Acquire) >= last >> 1;
+    if last != 0 && !served && (last & 1 == 1) != forwarded && now.saturating_sub(last >> 1) < COALESCE_MS {
         LAST_SIGNAL.store(0, Ordering::Release);
         return;
     }
@@ -144,6 +156,7 @@ pub fn after_restart() {
     NEXT_MS.store(0, Ordering::Relaxed);
     PENDING.store(0, Ordering::Release);
     LAST_SIGNAL.store(0, Ordering::Release);
+    SERVED_FROM.store(0, Ordering::Release);
 }
 
 /// The checkpoint thread's loop: wait for a request or the timer, serve it, forever.

@@ -270,3 +270,39 @@ fn a_killed_session_leader_takes_the_program_without_a_hangup() -> Result<()> {
     let _ = term.kill();
     r
 }
+
+/// Two checkpoint requests a moment apart, one through ckpt-run (forwarded, marked) and one sent
+/// to the program directly (as when the kernel delivers a forwarded signal without its siginfo,
+/// the user's queue of pending signals being full): once the first checkpoint is written, the
+/// second is a new request, not a copy of the first. (Before: taken as one, the second lost.)
+#[test]
+fn a_second_request_after_a_written_checkpoint_is_not_taken_for_a_copy() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("ns-signals-second")?;
+    let prog = compile_c(&work, "sig_relay.c", &[])?;
+    let argv = vec![bins.run.clone().into(), "--dir".into(), work.images().into(), "--".into(), prog.into()];
+    let mut p = spawn("ckpt-run sig_relay", argv, work.path())?;
+    wait_output(&mut p, "usr1=0 hup=1")?;
+    let program = program_pid(p.pid());
+    ensure!(program != p.pid(), "the program does not run in a namespace of its own");
+    let image = work.images().join("sig_relay.ckpt");
+    kill(p.pid(), libc::SIGUSR2);
+    let t0 = Instant::now();
+    while p.stderr().matches("ckpt: checkpoint").count() < 1 {
+        ensure!(t0.elapsed() < T, "no first checkpoint: {}", p.stderr());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    ensure!(image.exists(), "the first checkpoint wrote no image: {}", p.stderr());
+    // Well within the second in which a forwarded and a direct copy count as one.
+    kill(program, libc::SIGUSR2);
+    while p.stderr().matches("ckpt: checkpoint").count() < 2 {
+        ensure!(t0.elapsed() < Duration::from_secs(10), "the second request was lost: {}", p.stderr());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    settle();
+    ensure!(p.stderr().matches("ckpt: checkpoint").count() == 2, "not exactly two checkpoints: {}", p.stderr());
+    kill(p.pid(), libc::SIGTERM);
+    let st = p.wait(T)?;
+    ensure!(st.code() == Some(7), "exit status {st}, the program's was 7: {}", p.stderr());
+    Ok(())
+}
