@@ -402,6 +402,13 @@ impl fmt::Display for Record {
         for n in &self.notes {
             writeln!(f, "  {n}")?;
         }
+        // Stderr first: the runtime's own lines say why; a long stdout of steps says less, and
+        // a log that cuts the middle of a long transcript (CI's) keeps its beginning.
+        writeln!(f, "----- stderr -----")?;
+        write!(f, "{}", clip(&self.stderr, 200))?;
+        if !self.stderr.is_empty() && !self.stderr.ends_with('\n') {
+            writeln!(f)?;
+        }
         let steps: Vec<u64> = self.stdout.lines().filter_map(step_of).collect();
         match (steps.first(), steps.last()) {
             (Some(a), Some(b)) => writeln!(
@@ -418,11 +425,6 @@ impl fmt::Display for Record {
         write!(f, "{}", clip(&self.stdout, 400))?;
         if !self.stdout.is_empty() && !self.stdout.ends_with('\n') {
             writeln!(f, "[no newline at the end]")?;
-        }
-        writeln!(f, "----- stderr -----")?;
-        write!(f, "{}", clip(&self.stderr, 200))?;
-        if !self.stderr.is_empty() && !self.stderr.ends_with('\n') {
-            writeln!(f)?;
         }
         Ok(())
     }
