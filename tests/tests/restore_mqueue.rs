@@ -84,3 +84,35 @@ fn an_mq_notify_thread_registration_fires_after_the_restart_as_nobody() {
 fn an_mq_notify_thread_registration_fires_in_the_program_that_goes_on() {
     goes_on("mq_notify_thread", "mq_notify_thread_on");
 }
+
+/// Without ckpt's namespace the queues are the host's: a queue of that name there already
+/// (here the one the killed program left) makes the restart refuse in one line naming it,
+/// rather than join a queue that is not the image's; once it is removed, the restart makes it
+/// again from the image.
+#[test]
+fn a_queue_of_that_name_outside_a_namespace_refuses_the_restart_until_removed() {
+    let base = workdir("mq_queue_nons_ref");
+    let prog = compile("mq_queue", &base);
+    fs::write(base.join("go"), b"").unwrap();
+    let expected = plain(&prog, &[], &base);
+    let dir = workdir("mq_queue_nons");
+    let mut p = run_with(&prog, &[], &dir, false, &["--no-namespace"]);
+    p.wait_line(|l| l == "READY");
+    // (Without a namespace the program is ckpt-run's own process.)
+    let name = format!("/ckpt-mq-{}", p.pid());
+    let img = p.checkpoint(&dir, "mq_queue");
+    p.kill9();
+    fs::write(dir.join("go"), b"").unwrap();
+    let mut r = restart(&img, &["--no-namespace"], &dir);
+    let st = r.wait();
+    let err = r.stderr();
+    assert!(!st.success() && err.contains(&format!("POSIX message queue {name} exists already")) && err.lines().count() == 1, "{err}");
+    assert!(!r.stdout().contains("queue"), "the program ran: {}", r.stdout());
+    let c = std::ffi::CString::new(name).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mq_unlink(c.as_ptr()) }, 0, "the killed program's queue is not there");
+    let mut r = restart(&img, &["--no-namespace"], &dir);
+    let st = r.wait();
+    assert!(st.success(), "restart failed ({st:?}): {}", r.stderr());
+    assert_eq!(r.stdout(), expected.replacen("READY\n", "", 1));
+}
