@@ -112,10 +112,13 @@ fn readable(flags: i32) -> bool {
 /// `flags`: its status flags). A queue that cannot be captured faithfully is described as an
 /// `Other` naming the queue and why, which the restart refuses in one line.
 pub fn capture(fd: i32, link: &[u8], st: &libc::stat, flags: i32, seen: &mut Seen, cx: &Context) -> FdKind {
-    let (name, unlinked) = match link.strip_suffix(b" (deleted)") {
-        Some(n) => (n.to_vec(), true),
-        None => (link.to_vec(), false),
+    let (path, unlinked) = match link.strip_suffix(b" (deleted)") {
+        Some(n) => (n, true),
+        None => (link, false),
     };
+    // "/NAME" for mq_open's own mount of the namespace's queues; a file opened through a mount
+    // of the queue file system (/dev/mqueue/NAME) names its path there. A name has no other '/'.
+    let name = [b"/".as_slice(), path.rsplit(|&b| b == b'/').next().unwrap_or(path)].concat();
     let refuse = |why: &str| FdKind::Other { link: [b"POSIX message queue ".as_slice(), &name, b": ", why.as_bytes()].concat() };
     let Ok(attr) = getattr(fd) else { return refuse("mq_getattr failed") };
     let mut q = Mqueue { name: name.clone(), unlinked, ino: st.st_ino, maxmsg: attr.maxmsg, msgsize: attr.msgsize, mode: st.st_mode & 0o7777, uid: st.st_uid, gid: st.st_gid, messages: Vec::new(), notify: None };
