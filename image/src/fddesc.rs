@@ -38,6 +38,10 @@ impl FdKind {
             FdKind::ExitedPidFd { ino } => ("pidfd", format!("an exited process (inode {ino})")),
             FdKind::Fanotify { marks, queued, .. } => ("fanotify", format!("{} marks, {queued} bytes of events queued", marks.len())),
             FdKind::TreeSocket { ino } => ("socket", format!("socket:[{ino}] (described in the image of a process with a lower pid)")),
+            FdKind::Mqueue(q) => (
+                "mqueue",
+                format!("POSIX message queue {}{} ({} of {} messages of up to {} bytes{})", lossy(&q.name), if q.unlinked { " (removed)" } else { "" }, q.messages.len(), q.maxmsg, q.msgsize, if q.notify.is_some() { ", notification registered" } else { "" }),
+            ),
         }
     }
 }

@@ -38,6 +38,7 @@ pub mod progress;
 pub mod rerun;
 mod reader;
 mod shuffle;
+mod mqueue;
 mod sysv;
 pub mod trust;
 pub mod tree;
@@ -61,6 +62,7 @@ pub use model::*;
 pub use origin::{boot_id, FileId, Origin};
 pub use reader::Reader;
 pub use shuffle::{shuffle8, shuffle8_delta, unshuffle8, unshuffle8_delta};
+pub use mqueue::{MqMessage, MqNotify, Mqueue};
 pub use sysv::{IpcMessage, IpcPerm, MsgQueue, SemSet, ShmSegment, Sysv};
 pub use writer::{ChunkEncoder, Writer, CHUNK_SIZE};
 

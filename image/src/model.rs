@@ -301,6 +301,9 @@ pub enum FdKind {
     /// sockets described each in every image, zdtm session03). A restart of the set takes the
     /// description from there (`treesockets`).
     TreeSocket { ino: u64 },
+    /// A POSIX message queue (mq_open; version 21: older images held them as `Other`, which a
+    /// restart refuses).
+    Mqueue(Box<crate::Mqueue>),
 }
 
 /// An inode the program holds open but that has no name any more. All fds of one inode (`dev`,

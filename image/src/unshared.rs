@@ -192,6 +192,28 @@ pub fn tree_deleted(indexes: &[(i32, Index)]) -> Vec<((u64, u64), Vec<At>)> {
     out
 }
 
+/// The POSIX message queues that two processes or more hold (by inode), which a tree's restart
+/// makes once and opens for every holder (once for holders that are one open file description):
+/// each queue's inode with its holders (pid, fd; not dups, not in flight), lowest first.
+pub fn tree_mqueues(indexes: &[(i32, Index)]) -> Vec<(u64, Vec<At>)> {
+    let mut held: HashMap<u64, Vec<At>> = HashMap::new();
+    for (pid, f) in entries(indexes).filter(|(_, f)| f.fd >= 0) {
+        if let FdKind::Mqueue(q) = &f.kind {
+            held.entry(q.ino).or_default().push((pid, f.fd));
+        }
+    }
+    let mut out: Vec<(u64, Vec<At>)> = held
+        .into_iter()
+        .filter(|(_, at)| at.iter().any(|a| a.0 != at[0].0))
+        .map(|(ino, mut at)| {
+            at.sort_unstable();
+            (ino, at)
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
 /// The event fds, timer fds, signal fds, epoll and inotify instances, and ends of the tree's
 /// pipes (`tree_pipes`: one open file of the pipe, with its flags, which an epoll entry is
 /// known by) that `groups` say two processes or more hold as one (inherited by fork), which a
@@ -308,6 +330,7 @@ enum Seen {
     /// Device, inode, flags (without close-on-exec), offset.
     File(u64, u64, i32, i64),
     Pipe(u64),
+    Mqueue(u64),
     EventFd(u64, bool),
     /// Clock and interval (the time left goes on between two processes' captures).
     TimerFd(i32, u64),
@@ -334,6 +357,7 @@ fn seen(f: &FdState) -> Option<Seen> {
         FdKind::Inotify { watches, .. } => Seen::Inotify(watches.iter().map(|w| (w.path.clone(), w.mask)).collect()),
         FdKind::Other { link } => Seen::Other(link.clone()),
         FdKind::Fanotify { .. } => Seen::Other(b"anon_inode:[fanotify]".to_vec()),
+        FdKind::Mqueue(q) => Seen::Mqueue(q.ino),
         // Reopened by path: the same FIFO or terminal wherever it is held; a pidfd by its pid
         // (it holds no state of its own).
         FdKind::Path { .. } | FdKind::Fifo { .. } | FdKind::Tty(_) | FdKind::PidFd { .. } | FdKind::ExitedPidFd { .. } => return None,

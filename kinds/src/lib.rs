@@ -22,13 +22,14 @@
 //! program's own connections made again together), `tty` (terminals: the program's own
 //! pseudo-terminals made again, outside ones become ckpt-restart's), `sysv` (System V shared
 //! memory, semaphores and message queues of the program's IPC namespace, made again with their
-//! ids).
+//! ids), `mqueue` (POSIX message queues with their messages and notification).
 
 pub mod aio;
 pub mod deleted;
 pub mod fown;
 pub mod locks;
 pub mod memfd;
+pub mod mqueue;
 pub mod pipe;
 pub mod procfs;
 pub mod sockets;

@@ -155,14 +155,16 @@ struct Shared {
     pipes: pipe::Pipes,
     deleted: deleted::Recreated,
     exited: fdobjs::Exited,
+    mqueues: ckpt_kinds::mqueue::Queues,
 }
 
 impl Shared {
     /// Every program fd is open: let go of ours (recreated inodes get their modes now).
-    fn close_all(self) {
+    fn close_all(self) -> Result<()> {
         self.pipes.close_all();
         self.deleted.finish();
         self.exited.reap();
+        Ok(self.mqueues.finish()?)
     }
 }
 
@@ -211,6 +213,7 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
             }
         },
         FdKind::ExitedPidFd { ino } => mk.sh.exited.open(*ino, f.flags)?,
+        FdKind::Mqueue(q) => return Ok(mk.sh.mqueues.open(q, f.flags)?),
         FdKind::Epoll { .. } => unreachable!("epoll instances are created last"),
         // The slave of a pseudo-terminal whose master was closed: hung up, as it was.
         FdKind::Other { link } if ckpt_kinds::tty::is_hung_up_slave(link) => ckpt_kinds::tty::hung_up_slave(f.flags)?,
@@ -374,7 +377,7 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
         let fd = create(f, fds, &mut mk, image)?;
         flying.insert(f.fd, park(fd)?);
     }
-    std::mem::take(&mut mk.sh).close_all();
+    std::mem::take(&mut mk.sh).close_all()?;
     // Inotify instances and fanotify groups last, once every file is open and finished (its
     // owner, mode and times given, our holders of removed files closed: events the watches must
     // not see). A watch or mark may be on a file the program holds (a removed one, recreated
@@ -519,6 +522,8 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
         };
         locks::restore(f.fd, &f.locks, &what)?;
     }
+    // The process's mq_notify registrations, also after every close of an fd of their queues.
+    ckpt_kinds::mqueue::register_again(fds)?;
     // 7. Owners of I/O signals, after the leases (taking a lease makes this process the owner).
     for f in prog.iter() {
         if f.dup_of.is_none() && f.flags & libc::O_ASYNC != 0 {

@@ -344,6 +344,7 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
         (shared.files, shared.fillers) = share_files(&indexes, same, &opts, &mut shared.pipes)?;
         share_deleted(set, &m, &indexes, same, euid, &mut shared.files)?;
     }
+    share_mqueues(&indexes, m.same.as_deref().unwrap_or(&[]), &mut shared.files)?;
     // Pidfds of one exited process that several processes hold: one pidfs inode again.
     shared.files.extend(crate::fdobjs::tree_exited(&indexes, m.same.as_deref())?.into_iter().map(|(at, fd)| (at, (fd, None))));
     // A task of a Slurm step: its connections to the other tasks, whichever process held them,
@@ -566,6 +567,33 @@ fn share_deleted(set: &Path, m: &Manifest, indexes: &[(i32, Index)], same: &[Vec
     });
     made.finish();
     r
+}
+
+/// Make once each POSIX message queue that processes of the tree hold (`unshared::tree_mqueues`),
+/// with the messages the image of the holder that read them stores (the lowest pid holding it
+/// at the cut), and open it for every holder (into `files`): once for holders that are one open
+/// file description (`same`), each other holder its own open, with its access mode and
+/// O_NONBLOCK. A queue that had been removed is removed again once every holder has it open.
+fn share_mqueues(indexes: &[(i32, Index)], same: &[Vec<(i32, i32)>], files: &mut SharedFiles) -> Result<()> {
+    let mut made = ckpt_kinds::mqueue::Queues::default();
+    for (_, holders) in ckpt_image::unshared::tree_mqueues(indexes) {
+        let queue = |at: (i32, i32)| match state(indexes, at).map(|f| &f.kind) {
+            Some(FdKind::Mqueue(q)) => Some(&**q),
+            _ => None,
+        };
+        let Some(first) = queue(holders[0]) else { continue };
+        let with = holders.iter().filter_map(|&at| queue(at)).find(|q| !q.messages.is_empty()).unwrap_or(first);
+        for &at in &holders {
+            let Some(f) = state(indexes, at).filter(|_| !files.contains_key(&at)) else { continue };
+            let fd = made.open(with, f.flags).map_err(|e| anyhow!("pid {} fd {}: {e}", at.0, at.1))?;
+            let alone = [at];
+            let group = same.iter().find(|g| g.contains(&at)).map_or(&alone[..], |g| &g[..]);
+            for &h in group {
+                files.insert(h, (fd, None));
+            }
+        }
+    }
+    Ok(made.finish()?)
 }
 
 /// Fd `fd` of process `pid` in `indexes` (not a dup).

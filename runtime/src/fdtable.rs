@@ -8,12 +8,10 @@
 use crate::fdobjs;
 use crate::sys::{self, syscall};
 use ckpt_image::{FdKind, FdState};
-use ckpt_kinds::{deleted, locks, pipe, procfs};
+use ckpt_kinds::{deleted, locks, mqueue, pipe, procfs};
 use ckpt_kinds::sockets::capture::Context;
 
 const KCMP_FILE: i64 = 0;
-/// statfs's f_type of a POSIX message queue (mq_open).
-const MQUEUE_MAGIC: i64 = 0x1980_0202;
 
 /// `--checkpoint-open-files` (set once at start, from the launch settings).
 static SAVE_OPEN_FILES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -42,6 +40,7 @@ struct Table {
     temps: Vec<(i32, i32)>,
     next_inflight: i32,
     pipes: pipe::Seen,
+    mqueues: mqueue::Seen,
     sockets: Context,
     pid: i32,
     /// The program's only process: what is queued in its inotify instances and fanotify groups
@@ -50,6 +49,7 @@ struct Table {
 }
 
 pub fn read_fds() -> Vec<FdState> {
+    crate::mqnotify::before_checkpoint();
     let alone = alone();
     if alone {
         // (Before the table is read: their events may open fds.)
@@ -65,6 +65,7 @@ pub fn read_fds() -> Vec<FdState> {
         temps: Vec::new(),
         next_inflight: -1,
         pipes: pipe::Seen::default(),
+        mqueues: mqueue::Seen::default(),
         sockets: Context::with_queues_elsewhere(crate::treesocks::held_by_lower_pids()),
         pid: sys::getpid(),
         alone,
@@ -200,10 +201,12 @@ impl Table {
         // What the restart checks the file at the path against (the same file, not another one).
         let mut id = ckpt_image::FileId::default();
         let fs_type = if fmt == libc::S_IFREG || by_path { sys::fs_type(fd).unwrap_or(0) } else { 0 };
-        let kind = if fmt == libc::S_IFREG && fs_type == MQUEUE_MAGIC {
-            // A POSIX message queue (mq_open): not made again yet; as a file it would come back
-            // as a regular file (mq_send: EBADF). The restart refuses it in one line.
-            FdKind::Other { link: [b"POSIX message queue ".as_slice(), &link].concat() }
+        let kind = if fmt == libc::S_IFREG && fs_type == mqueue::MQUEUE_MAGIC {
+            // A POSIX message queue (mq_open), its messages and the process's registration.
+            let alone = self.alone;
+            let lower_holder = |st: &libc::stat| !alone && held_by_a_lower_pid(st);
+            let cx = mqueue::Context { pid: self.pid, lower_holder: &lower_holder, registered: &crate::mqnotify::registered, in_force: &crate::mqnotify::in_force, register_again: &crate::mqnotify::register_again };
+            mqueue::capture(fd, &link, &st, flags, &mut self.mqueues, &cx)
         } else if by_path {
             id = ckpt_image::FileId::new(&st, fs_type);
             if saved_file(fmt, fs_type, o_path) {
@@ -299,6 +302,24 @@ fn sharers_diag_socket(fd: i32) -> bool {
         }
     }
     false
+}
+
+/// Whether a process of the tree with a lower pid than ours (every one is stopped) holds the
+/// file of `st` at one of its fds.
+fn held_by_a_lower_pid(st: &libc::stat) -> bool {
+    let me = sys::getpid();
+    let Ok(names) = sys::list_dir(&sys::cpath(&[b"/proc"])) else { return false };
+    let pids = names.iter().filter_map(|n| std::str::from_utf8(n).ok()?.parse::<i32>().ok()).filter(|&p| p > 1 && p < me);
+    pids.into_iter().any(|pid| {
+        let dir = [b"/proc/".as_slice(), &sys::decimal(pid), b"/fd/"].concat();
+        let fds = sys::list_dir(&sys::cpath(&[&dir[..]])).unwrap_or_default();
+        fds.iter().any(|n| {
+            // SAFETY: an all-zero struct stat is a valid out-parameter.
+            let mut other: libc::stat = unsafe { std::mem::zeroed() };
+            let path = sys::cpath(&[&dir[..], &n[..]]);
+            syscall!(libc::SYS_newfstatat, libc::AT_FDCWD, path.as_ptr(), &mut other as *mut libc::stat, 0).is_ok() && (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
+        })
+    })
 }
 
 /// Another name of the file `st` (unlinked at `old`) in the directory `old` was in.

@@ -162,7 +162,7 @@ pub fn save(self_tid: i32) {
 }
 
 /// The new tid of the thread that had `old` at checkpoint time (0 if none).
-fn new_tid(slots: &[Slot], old: i32) -> i32 {
+pub(crate) fn new_tid(slots: &[Slot], old: i32) -> i32 {
     slots
         .iter()
         .find(|s| s.tid == old && s.tid_address != 0)

@@ -38,6 +38,7 @@ mod nshooks;
 mod ownsegs;
 mod pagescan;
 mod memwrite;
+mod mqnotify;
 mod pagehash;
 mod procattrs;
 mod procstate;
@@ -184,6 +185,7 @@ extern "C" fn init() {
     nshooks::resolve();
     spawnhooks::resolve();
     sigevthread::resolve();
+    mqnotify::resolve();
     posixaio::resolve();
     launch::resolve();
     threadattrs::resolve();
@@ -285,6 +287,7 @@ extern "C" fn after_fork_child() {
     control::after_fork();
     strictstop::after_fork();
     sigevthread::after_fork();
+    mqnotify::after_fork();
     posixaio::after_fork();
     sighooks::hand_back_signals();
 }
@@ -312,6 +315,7 @@ pub(crate) fn member_child(table_of_parent: bool) {
     strictstop::after_fork();
     control::setup_wake();
     sigevthread::after_fork();
+    mqnotify::after_fork();
     posixaio::after_fork();
     tree::set_child();
     step::forget_in_child();

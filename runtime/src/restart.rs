@@ -166,6 +166,7 @@ fn finish(slots: Vec<Slot>, old_tid: i32, done: Done) -> ! {
     crate::detach_fs();
     ids::restore_caps(old_tid);
     crate::kstate::restore(&slots);
+    crate::mqnotify::after_restart(|old| crate::kstate::new_tid(&slots, old));
     reopen_thread_pidfds(&done.pidfds);
     // The restart's one line, as a checkpoint's: said before the program's threads run again,
     // so that it comes before anything they print.

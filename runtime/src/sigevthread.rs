@@ -86,6 +86,22 @@ fn start_helper() -> Result<i32, c_int> {
     Ok(HELPER.load(Ordering::Acquire))
 }
 
+/// The helper thread's real tid, starting it if needed (also for `mqnotify`).
+pub fn helper_tid() -> Result<i32, c_int> {
+    helper()
+}
+
+/// After a restart: the helper thread's tid now (`new` of its tid at the checkpoint).
+pub fn helper_restarted(new: impl Fn(i32) -> i32) {
+    let old = HELPER.load(Ordering::Acquire);
+    if old != 0 {
+        let now = new(old);
+        if now > 0 {
+            HELPER.store(now, Ordering::Release);
+        }
+    }
+}
+
 /// Start a detached thread of the runtime's running `f`, with every signal blocked but the stop
 /// signal and SIGSETXID (the program's signals are not for it; checkpoints must stop it).
 pub fn start_runtime_thread(f: extern "C" fn(*mut c_void) -> *mut c_void) -> bool {
@@ -114,7 +130,13 @@ extern "C" fn helper_main(_: *mut c_void) -> *mut c_void {
         // Interrupted by checkpoints (EINTR): wait again.
         let Ok(sig) = syscall!(libc::SYS_rt_sigtimedwait, &set as *const u64, info.as_mut_ptr(), 0, 8) else { continue };
         // siginfo: si_code at byte 8, si_value at byte 24 (the timer's: slot and generation).
-        if sig != SIGTIMER as i64 || info[1] as u32 as i32 != SI_TIMER {
+        let code = info[1] as u32 as i32;
+        if sig == SIGTIMER as i64 && code > 0 {
+            // POLL_IN...: the mq_notify socket has a notification (`mqnotify`).
+            crate::mqnotify::ready();
+            continue;
+        }
+        if sig != SIGTIMER as i64 || code != SI_TIMER {
             continue;
         }
         let (slot, gen) = ((info[3] & 0xffff_ffff) as usize, (info[3] >> 32) as u32);

@@ -1,13 +1,17 @@
 /*
- * posix_mq: holds a POSIX message queue (mq_open) with a message in it, and prints "step 1" ..
- * "step N" (one per 100 ms) and "result N". POSIX message queues are not made again by a
- * restart yet: the restart must refuse in one line naming the queue (before, the fd came back as
- * a regular file and mq_send failed with EBADF).
+ * posix_mq: holds a POSIX message queue (mq_open) with a message in it and a notification
+ * registered with the raw system call (not through libc's mq_notify, which ckpt sees), and
+ * prints "step 1" .. "step N" (one per 100 ms) and "result N". The notification's value is not
+ * known to ckpt (the kernel does not show it): the restart must refuse in one line naming the
+ * queue, never register it again with another value.
  */
+#define _GNU_SOURCE
 #include <fcntl.h>
 #include <mqueue.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +27,12 @@ int main(int argc, char **argv) {
     }
     if (mq_send(q, "hello", 6, 0)) {
         perror("mq_send");
+        return 2;
+    }
+    signal(SIGUSR1, SIG_IGN);
+    struct sigevent ev = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR1, .sigev_value.sival_int = 7};
+    if (syscall(SYS_mq_notify, q, &ev)) {
+        perror("mq_notify");
         return 2;
     }
     struct timespec ts = {0, 100000000};
