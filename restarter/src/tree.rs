@@ -241,7 +241,7 @@ fn meet(word: &AtomicU32, n: u32, what: &str) -> Result<()> {
 }
 
 /// Wait until `n` processes are counted in `word`.
-fn wait_count(word: &AtomicU32, n: u32, what: &str) -> Result<()> {
+pub(crate) fn wait_count(word: &AtomicU32, n: u32, what: &str) -> Result<()> {
     let b = SHARED.get().expect("in a tree").barrier;
     let start = std::time::Instant::now();
     loop {
@@ -267,7 +267,7 @@ pub fn fail() {
     }
 }
 
-fn futex(word: &AtomicU32, op: i32, val: u32) {
+pub(crate) fn futex(word: &AtomicU32, op: i32, val: u32) {
     let ts = libc::timespec { tv_sec: 1, tv_nsec: 0 };
     // SAFETY: a futex on a word of the shared barrier page (not FUTEX_PRIVATE: several processes).
     unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), op, val, &ts as *const libc::timespec, 0, 0) };
@@ -351,6 +351,10 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     let top = indexes.iter().flat_map(|(_, ix)| ix.fds.iter().map(|f| f.fd)).max().unwrap_or(2) + 1;
     let root_path = m.root_image().map(|i| set.join(i)).unwrap_or_default();
     // (A tree that runs srun again meets them only once srun runs: its root does, `rerun`.)
+    if indexes.iter().any(|(pid, ix)| *pid == m.root && ix.step.is_some()) {
+        // Every process of the task's tree reports its listeners through the root (treelisten).
+        crate::treelisten::init(m.root, shared.live)?;
+    }
     if !crate::rerun::root_meets_later(&m, &indexes)? {
         shared.sockets.adopt(crate::step::join_tree(&indexes, m.root, &root_path, root_hash, top)?);
     }
