@@ -27,21 +27,30 @@ const ROUNDS: u32 = 80;
 /// task is past round 5; each round sleeps 50 ms).
 const LATE: u32 = 70;
 
-fn argv_of(exe: &Path, ports: &Path, delay: u32, own: bool, udp: bool) -> Vec<OsString> {
+fn argv_of(exe: &Path, ports: &Path, delay: u32, case: Case) -> Vec<OsString> {
     let flag = |b: bool| OsString::from(if b { "1" } else { "0" });
-    vec![exe.into(), ports.into(), ROUNDS.to_string().into(), LATE.to_string().into(), delay.to_string().into(), flag(own), flag(udp)]
+    vec![exe.into(), ports.into(), ROUNDS.to_string().into(), LATE.to_string().into(), delay.to_string().into(), flag(case.own), flag(case.udp), flag(case.share)]
 }
 
 /// How the tasks run: each on an address of its own (127.0.0.2 + rank) or every address; as
 /// user nobody or as the test's user; each task's program step_late itself or a process tree
 /// (a shell that runs step_late as its child and waits for it, as an MPI daemon runs its
-/// ranks); with a UDP socket bound too.
+/// ranks); with a UDP socket bound too; with the listener held by a child of step_late too
+/// (made once by the tree's root at the restart).
 #[derive(Clone, Copy, Default)]
 struct Case {
     own: bool,
     as_nobody: bool,
     tree: bool,
     udp: bool,
+    share: bool,
+}
+
+impl Case {
+    /// The processes of a task's tree.
+    fn procs(&self) -> usize {
+        1 + usize::from(self.tree) + usize::from(self.share)
+    }
 }
 
 /// The `n` tasks under ckpt-run (`resume`: with --resume, as after a requeue).
@@ -60,10 +69,10 @@ fn start_step(bins: &Bins, work: &Workdir, exe: &Path, n: usize, job: &str, resu
             } else {
                 argv.push("--".into());
             }
-            argv.extend(argv_of(exe, &ports, 50, case.own, case.udp));
+            argv.extend(argv_of(exe, &ports, 50, case));
             let mut c = user_command(&argv, case.as_nobody, work.path());
             slurm_env(&mut c, job, r, n, u32::from(resume));
-            if case.tree {
+            if case.procs() > 1 {
                 // The namespace is required: without one, children are not managed.
                 c.env("CKPT_NAMESPACE", "1");
             }
@@ -73,7 +82,7 @@ fn start_step(bins: &Bins, work: &Workdir, exe: &Path, n: usize, job: &str, resu
 }
 
 /// Start the step, checkpoint it once every task is past round 5 (asked of task 1), SIGKILL
-/// every task before its late connection. Each tree's checkpoint holds its 2 processes.
+/// every task before its late connection. Each tree's checkpoint holds its processes.
 fn run_and_kill(bins: &Bins, work: &Workdir, exe: &Path, n: usize, job: &str, case: Case) -> Result<()> {
     let mut first = start_step(bins, work, exe, n, job, false, case)?;
     for p in first.iter_mut() {
@@ -83,7 +92,7 @@ fn run_and_kill(bins: &Bins, work: &Workdir, exe: &Path, n: usize, job: &str, ca
     first[0].wait_for_stderr(&format!("step checkpoint 1: {n} tasks committed"), Duration::from_secs(60))?;
     for (r, p) in first.iter_mut().enumerate() {
         p.wait_for_stderr("ckpt: checkpoint 1: ", Duration::from_secs(30))?;
-        ensure!(!case.tree || p.stderr().contains("(2 processes,"), "task {r} did not checkpoint its tree:\n{}", p.stderr());
+        ensure!(case.procs() == 1 || p.stderr().contains(&format!("({} processes,", case.procs())), "task {r} did not checkpoint its tree:\n{}", p.stderr());
     }
     for p in first.iter_mut() {
         p.kill()?;
@@ -118,8 +127,8 @@ fn setup(tag: &str) -> Result<(Bins, Workdir, PathBuf)> {
 fn late_connections_after_restart(tag: &str, case: Case) -> Result<()> {
     let own = case.own;
     let (bins, work, exe) = setup(tag)?;
-    let n = if case.tree { 2 } else { 3 };
-    let expected = ring::reference_of(&work, n, |ports| argv_of(&exe, ports, 0, own, false))?;
+    let n = if case.procs() > 1 { 2 } else { 3 };
+    let expected = ring::reference_of(&work, n, |ports| argv_of(&exe, ports, 0, Case { own, ..Case::default() }))?;
     let job = format!("late{}{}", std::process::id(), tag.len());
     run_and_kill(&bins, &work, &exe, n, &job, case)?;
     let (addr, port) = published(&work)?;
@@ -184,6 +193,14 @@ fn late_connection_to_a_rank_in_a_tree_on_its_own_address_after_restart_same_res
     late_connections_after_restart("late-tree-own", Case { tree: true, own: true, ..Case::default() })
 }
 
+/// A listener two processes of the tree hold (step_late and a child it forked once it
+/// listened, below the shell), made once by the tree's root at the restart: moved off the
+/// taken port as well, and the late connections reach it there.
+#[test]
+fn late_connection_to_a_moved_listener_two_processes_of_a_tree_hold_after_restart_same_result() -> Result<()> {
+    late_connections_after_restart("late-tree-share", Case { tree: true, share: true, ..Case::default() })
+}
+
 /// UDP is not mapped (docs/restored.md): a datagram socket of a task whose port another program
 /// holds at the restart gets no other port (nothing would send a datagram to the old port
 /// there); the step's restart refuses in one line, on every task, and nothing runs.
@@ -216,7 +233,7 @@ fn a_program_that_is_no_step_still_refuses_a_taken_port() -> Result<()> {
     let ports = work.join("ports");
     std::fs::create_dir_all(&ports)?;
     let mut argv: Vec<OsString> = vec![bins.run.clone().into(), "--dir".into(), work.join("ckpt").into(), "--".into()];
-    argv.extend(argv_of(&exe, &ports, 50, false, false));
+    argv.extend(argv_of(&exe, &ports, 50, Case::default()));
     let mut c = user_command(&argv, false, work.path());
     c.env("STEP_LATE_ALONE", "1").env_remove("SLURM_PROCID").env_remove("SLURM_STEP_NUM_TASKS").env_remove("SLURM_NTASKS").env_remove("SLURM_JOB_ID");
     let mut p = Proc::spawn("alone", c)?;
