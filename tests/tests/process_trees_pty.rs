@@ -52,3 +52,29 @@ fn a_sessions_controlling_terminal_of_the_tree_comes_back() -> Result<()> {
 fn a_sessions_controlling_terminal_of_the_tree_comes_back_as_nobody() -> Result<()> {
     verify_ctty("tree-ctty-nobody", true)
 }
+
+/// DMTCP's pty2 (tree_pty_shared.c): a parent holds a pseudo-terminal's master, its child the
+/// master too and the slave as its session's controlling terminal; checkpointed, killed and
+/// restarted twice (the second checkpoint is of a restarted tree), the child must keep finding
+/// its session, its terminal's session and settings, and its parent as they were. Both
+/// processes settle the pair at the checkpoint: one drained it while the other recorded its
+/// settings (the drain's raw mode), or restored them as its own after the drain.
+fn verify_shared(name: &str, as_nobody: bool) -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(name)?;
+    let program = Program::c(&work, "tree_pty_shared.c", &[], &["50", "40"])?;
+    let mut opts = Options::new(&work, &[10, 25]);
+    opts.as_nobody = as_nobody;
+    opts.env = vec![("CKPT_NAMESPACE".into(), "1".into())];
+    run_and_verify(&bins, &program, &opts).map(drop)
+}
+
+#[test]
+fn a_pseudo_terminal_both_processes_hold_keeps_its_settings_across_two_restarts() -> Result<()> {
+    verify_shared("tree-pty-shared", false)
+}
+
+#[test]
+fn a_pseudo_terminal_both_processes_hold_keeps_its_settings_across_two_restarts_as_nobody() -> Result<()> {
+    verify_shared("tree-pty-shared-nobody", true)
+}
