@@ -24,6 +24,17 @@ pub fn close(fd: i32) {
     unsafe { libc::syscall(libc::SYS_close, fd) };
 }
 
+pub fn flock(fd: i32, op: i32) -> SysResult<()> {
+    // SAFETY: flock on an fd the caller owns.
+    check(unsafe { libc::syscall(libc::SYS_flock, fd, op) }).map(drop)
+}
+
+pub fn sleep_ms(ms: u64) {
+    let ts = libc::timespec { tv_sec: (ms / 1000) as i64, tv_nsec: ((ms % 1000) * 1_000_000) as i64 };
+    // SAFETY: a valid timespec; no remainder wanted.
+    unsafe { libc::syscall(libc::SYS_nanosleep, &ts as *const libc::timespec, 0usize) };
+}
+
 pub fn fcntl(fd: i32, cmd: i32, arg: i64) -> SysResult<i64> {
     // SAFETY: fcntl commands with integer arguments.
     check(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) })

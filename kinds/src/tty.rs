@@ -118,19 +118,63 @@ pub fn settle(ttys: &mut [(i32, &mut Tty)], ctty_dev: u64, tree: bool) {
             t.kind = TtyKind::PtySlave;
         }
     }
-    for &(index, mfd) in &masters {
+    // In a tree's checkpoint every process that holds an end of a pair settles it at once
+    // (DMTCP's pty2: a parent holds the master, its child the master and the slave): one at a
+    // time drains it, and each records the termios while no other has them changed for its
+    // drain (a child recorded the parent's raw mode, or restored it as its own after the
+    // parent's drain, and the program found its terminal's settings changed).
+    let mut indices: Vec<u32> = ttys.iter().filter_map(|t| pair_index(t.1)).collect();
+    indices.sort_unstable();
+    indices.dedup();
+    for index in indices {
+        let lock = tree.then(|| PairLock::take(index)).flatten();
+        for (fd, t) in ttys.iter_mut().filter(|t| pair_index(t.1) == Some(index)) {
+            if let (Some(_), Some(now)) = (&lock, termios(*fd)) {
+                t.termios = now;
+            }
+        }
+        let Some(&(_, mfd)) = masters.iter().find(|m| m.0 == index) else { continue };
         let held = ttys.iter().find(|t| t.1.kind == TtyKind::PtySlave && t.1.index == index).map(|t| t.0);
-        let opened = if held.is_none() && tree { sys::open(&slave_path(index), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC, 0).ok() } else { None };
-        let Some(sfd) = held.or(opened) else { continue };
+        let Some(sfd) = held.or(lock.as_ref().map(|l| l.0)) else { continue };
         let (input, output) = drain(mfd, sfd);
         refill(mfd, sfd, &input, &output);
-        if let Some(fd) = opened {
-            sys::close(fd);
-        }
         if let Some(m) = ttys.iter_mut().find(|t| t.0 == mfd) {
             m.1.input = input;
             m.1.output = output;
         }
+    }
+}
+
+/// The index of the pseudo-terminal pair `t` is an end of (None: not a pseudo-terminal).
+fn pair_index(t: &Tty) -> Option<u32> {
+    match t.kind {
+        TtyKind::PtyMaster | TtyKind::PtySlave => Some(t.index),
+        TtyKind::Outside => pts_index(t.rdev),
+        _ => None,
+    }
+}
+
+/// A pair's slave opened by its name for the moment (an open file of our own: flock excludes
+/// the other processes' opens), locked; closing it unlocks.
+struct PairLock(i32);
+
+impl PairLock {
+    fn take(index: u32) -> Option<PairLock> {
+        let fd = sys::open(&slave_path(index), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC, 0).ok()?;
+        // (A lock the program holds on its terminal: go on without ours after 2 s.)
+        for _ in 0..2000 {
+            if sys::flock(fd, libc::LOCK_EX | libc::LOCK_NB).is_ok() {
+                break;
+            }
+            sys::sleep_ms(1);
+        }
+        Some(PairLock(fd))
+    }
+}
+
+impl Drop for PairLock {
+    fn drop(&mut self) {
+        sys::close(self.0);
     }
 }
 

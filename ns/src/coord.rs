@@ -86,6 +86,10 @@ pub(crate) struct Coord {
     /// the tree's (`launchers::beyond`), are left out of it (found again at each look: a task
     /// a stand-in srun starts here forks on while the checkpoint begins).
     beyond: bool,
+    /// A restarted tree's processes that have not said `Running` yet (`restored`).
+    awaiting: Vec<i32>,
+    /// Whether the end of a restart is still to be told.
+    restoring: bool,
 }
 
 /// The exit status of a program that stopped after its checkpoint (the runtime's
@@ -146,6 +150,11 @@ fn procs(members: &[Member]) -> Vec<Proc> {
     out
 }
 
+/// Whether process `pid` exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+}
+
 fn comm(pid: i32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim_end().to_string()).unwrap_or_default()
 }
@@ -203,7 +212,37 @@ impl Coord {
         if unsafe { libc::bind(fd, &addr as *const libc::sockaddr_un as *const libc::sockaddr, len) } != 0 || unsafe { libc::listen(fd, 64) } != 0 {
             return Err(errno());
         }
-        Ok(Coord { listen, members: Vec::new(), sleepers: Vec::new(), stop_answers: Vec::new(), target, tool, root: 0, started: std::time::SystemTime::now(), beyond: false })
+        Ok(Coord { listen, members: Vec::new(), sleepers: Vec::new(), stop_answers: Vec::new(), target, tool, root: 0, started: std::time::SystemTime::now(), beyond: false, awaiting: Vec::new(), restoring: false })
+    }
+
+    /// A restart: wait for processes `pids` to say `Running` (none: nothing to wait for).
+    pub fn await_running(&mut self, pids: &[i32]) {
+        self.awaiting = pids.to_vec();
+        self.restoring = !pids.is_empty();
+    }
+
+    /// Whether a restart is not told to be over yet.
+    pub fn awaiting(&self) -> bool {
+        self.restoring
+    }
+
+    /// True once, when every process of the restarted tree runs again: each said `Running`, or
+    /// ended without saying it (a failed restart of its own). Once the root has said it, every
+    /// process exists: the root runs only after the whole tree is made and staged.
+    pub fn restored(&mut self) -> bool {
+        if !self.restoring {
+            return false;
+        }
+        if !self.awaiting.contains(&self.root) {
+            self.awaiting.retain(|&pid| alive(pid));
+        }
+        self.restoring = !self.awaiting.is_empty();
+        !self.restoring
+    }
+
+    fn running(&mut self, i: usize) {
+        let pid = self.members[i].pid;
+        self.awaiting.retain(|&p| p != pid);
     }
 
     /// The fds to poll: the listening socket, then every member.
@@ -228,6 +267,7 @@ impl Coord {
                     self.members.remove(i);
                     continue;
                 }
+                Recv::Msg(TreeMsg::Running) => self.running(i),
                 Recv::Msg(_) | Recv::Nothing => {}
             }
             i += 1;
@@ -289,6 +329,7 @@ impl Coord {
                     match self.recv(i) {
                         Recv::Msg(TreeMsg::Request { .. }) => {} // the checkpoint being taken serves it
                         Recv::Msg(TreeMsg::StopSig { pid, sig }) => self.stop_answers.push((pid, sig)),
+                        Recv::Msg(TreeMsg::Running) => self.running(i),
                         Recv::Msg(m) => self.members[i].got = Some(m),
                         Recv::Gone => {
                             gone.push(i);
@@ -400,8 +441,7 @@ impl Coord {
         // its first milliseconds).
         // A member that ended while processes sharing its fd table (clone with CLONE_FILES) live
         // on: its connection stays open in that table, but it is gone.
-        let live = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')));
-        self.members.retain(|m| live(m.pid));
+        self.members.retain(|m| alive(m.pid));
         self.beyond = lead.is_some();
         let r = self.take_tree(gen, stop, lead);
         self.beyond = false;

@@ -14,7 +14,9 @@
 //!   from a signalfd), noting when; when the outer process receives a signal it asks init whether
 //!   init got it too within `WITNESS_WINDOW_MS` (then the program got it directly as well, and the
 //!   outer process does not forward it). The kernel queues a signal to a process group for every
-//!   member in one go, so init's copy is there by the time the outer process asks.
+//!   member in one go, so init's copy is there by the time the outer process asks;
+//! - after a restart, it tells the outer process when every process of the tree runs again
+//!   (each one's runtime says so to the coordinator), so that the signals held meanwhile go.
 //!
 //! When the program is gone, init waits for the checkpoint writers it left (an image begun before
 //! the end is finished), then exits, which ends the namespace and whatever is left in it.
@@ -40,6 +42,8 @@ pub(crate) struct Init<'a> {
     /// Coordinate the program's process tree (sets go there), as the outer process `outer_pid`.
     pub tree: Option<crate::TreeTarget>,
     pub outer_pid: i32,
+    /// A restart: the processes that say `Running` when they run again (`Options::restored`).
+    pub restored: Vec<i32>,
 }
 
 fn errno() -> i32 {
@@ -89,6 +93,10 @@ pub(crate) fn main(i: Init) -> ! {
     drop(pidfd);
     if let Some(c) = coord.as_mut() {
         c.root = pid;
+        c.await_running(&i.restored);
+    } else if !i.restored.is_empty() {
+        // Nobody can say when it runs: the outer process holds nothing back.
+        report::send(report, Msg::Running, None);
     }
     serve(pid, report, i.outer.as_ref().map(|f| f.as_raw_fd()), coord)
 }
@@ -291,6 +299,10 @@ fn serve(program: i32, report: RawFd, outer: Option<RawFd>, mut coord: Option<cr
     let sfd = unsafe { libc::signalfd(-1, &crate::spawn::full_set(), libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
     let mut sock = report;
     let mut witness = Witness([0; 65]);
+    if sfd < 0 && coord.as_ref().is_some_and(|c| c.awaiting()) {
+        // (The coordinator is not served then: nobody would say when the tree runs.)
+        report::send(report, Msg::Running, None);
+    }
     loop {
         if sfd < 0 {
             reap(program, report, outer, true); // no witness then: just reap
@@ -298,8 +310,11 @@ fn serve(program: i32, report: RawFd, outer: Option<RawFd>, mut coord: Option<cr
         }
         let mut fds = vec![libc::pollfd { fd: sfd, events: libc::POLLIN, revents: 0 }, libc::pollfd { fd: sock, events: libc::POLLIN, revents: 0 }];
         fds.extend(coord.iter().flat_map(|c| c.fds()).map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }));
+        // While a restarted tree is not all running, now and then: whether one of its
+        // processes ended without saying so (`Coord::restored`).
+        let timeout = if coord.as_ref().is_some_and(|c| c.awaiting()) { 100 } else { -1 };
         // SAFETY: fds holds valid entries (a negative fd is ignored).
-        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) } < 0 {
             continue;
         }
         if fds[2..].iter().any(|p| p.revents != 0) {
@@ -310,6 +325,9 @@ fn serve(program: i32, report: RawFd, outer: Option<RawFd>, mut coord: Option<cr
                 // SAFETY: leaving init, which ends the namespace.
                 unsafe { libc::_exit(0) }
             }
+        }
+        if coord.as_mut().is_some_and(|c| c.restored()) {
+            report::send(report, Msg::Running, None);
         }
         // Signals first: a question about a signal must find init's copy already noted.
         if fds[0].revents != 0 {

@@ -24,7 +24,8 @@
 //! - `init`: pid 1: a fresh /proc, the program with its pid (ckpt-run's, or at restart the
 //!   restarter with the program's old pid in a time namespace), reaping, reports, and witness of
 //!   the signals sent to the whole process group;
-//! - `supervise`: the outer process afterwards: forward signals, mirror stops, exit as the program;
+//! - `supervise`: the outer process afterwards: forward signals (held while a restarted tree is
+//!   being restored), mirror stops, exit as the program;
 //! - `forward`: which signals are forwarded, and how;
 //! - `report`: messages from init to the outer process;
 //! - `coord`: init as the coordinator of the program's process tree: the two-phase checkpoint
@@ -58,7 +59,7 @@ pub mod treemsg;
 pub use coord::Target as TreeTarget;
 pub use forward::FORWARD_MARK;
 pub use idmap::{for_ids, IdMaps};
-pub use spawn::{start, Namespace};
+pub use spawn::{block_signals_early, start, unblock_early, Namespace};
 pub use timens::Clocks;
 
 use std::ffi::CString;
@@ -87,6 +88,10 @@ pub struct Options {
     /// Where init, as the coordinator of the program's process tree, commits image sets
     /// (None: the processes the program starts are not checkpointed).
     pub tree: Option<TreeTarget>,
+    /// A restart: the processes whose runtimes say `Running` once they run again (the root
+    /// alone for one image). The signals the outer process forwards wait until each has: until
+    /// then they would reach a process still being restored (empty: nothing waits).
+    pub restored: Vec<i32>,
 }
 
 /// The kernel's struct clone_args (clone3), also used by the runtime to recreate threads.

@@ -19,6 +19,9 @@ pub enum Msg {
     Witness { sig: i32 },
     /// Whether init had `sig` pending (it is then taken).
     Witnessed { sig: i32, yes: bool },
+    /// The restarted program runs again: every process of its tree is restored (the signals
+    /// the outer process held meanwhile may go, `supervise`).
+    Running,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +52,7 @@ fn encode(m: Msg) -> [u8; LEN] {
         Msg::Exited { status } => (5, status, 0),
         Msg::Witness { sig } => (6, sig, 0),
         Msg::Witnessed { sig, yes } => (7, sig, yes as i32),
+        Msg::Running => (8, 0, 0),
     };
     let mut out = [0u8; LEN];
     out[0..4].copy_from_slice(&k.to_ne_bytes());
@@ -73,6 +77,7 @@ fn decode(b: &[u8; LEN]) -> Option<Msg> {
         5 => Msg::Exited { status: w(4) },
         6 => Msg::Witness { sig: w(4) },
         7 => Msg::Witnessed { sig: w(4), yes: w(8) != 0 },
+        8 => Msg::Running,
         _ => return None,
     })
 }
@@ -161,6 +166,7 @@ mod tests {
             Msg::Exited { status: 0x0900 },
             Msg::Witness { sig: 15 },
             Msg::Witnessed { sig: 15, yes: true },
+            Msg::Running,
         ] {
             assert_eq!(decode(&encode(m)), Some(m));
         }

@@ -63,9 +63,28 @@ pub(crate) fn full_set() -> libc::sigset_t {
     }
 }
 
+/// The signal mask the process had before `block_signals_early`.
+static EARLY: std::sync::OnceLock<libc::sigset_t> = std::sync::OnceLock::new();
+
+/// Block every signal now, first thing in the outer process: a signal sent to it as soon as it
+/// exists is then read and forwarded (`supervise`) instead of ending it with its default action
+/// before `start`. `start` gives the program the mask we had before, and `unblock_early` gives
+/// it back to us when we run the program in place after all.
+pub fn block_signals_early() {
+    let _ = EARLY.set(sigmask(libc::SIG_BLOCK, &full_set()));
+}
+
+/// Our mask as it was before `block_signals_early` (nothing when it was not called).
+pub fn unblock_early() {
+    if let Some(m) = EARLY.get() {
+        sigmask(libc::SIG_SETMASK, m);
+    }
+}
+
 /// Start `payload` in new namespaces. Must be called while the process has one thread.
 pub fn start(payload: &Payload, opts: &Options) -> Result<Namespace, Unavailable> {
-    let mask = sigmask(libc::SIG_BLOCK, &full_set());
+    let now = sigmask(libc::SIG_BLOCK, &full_set());
+    let mask = EARLY.get().copied().unwrap_or(now);
     let r = start_blocked(payload, opts, mask);
     if r.is_err() {
         sigmask(libc::SIG_SETMASK, &mask);
@@ -105,7 +124,7 @@ fn start_blocked(payload: &Payload, opts: &Options, mask: libc::sigset_t) -> Res
     if pid == 0 {
         drop(ours);
         drop(sync_w);
-        init::main(init::Init { report: theirs, sync: sync_r, outer: me, payload, mask, bounding, userns, tool: opts.tool, tree: opts.tree.clone(), outer_pid })
+        init::main(init::Init { report: theirs, sync: sync_r, outer: me, payload, mask, bounding, userns, tool: opts.tool, tree: opts.tree.clone(), outer_pid, restored: opts.restored.clone() })
     }
     let pid = pid as i32;
     drop(theirs);

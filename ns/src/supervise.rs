@@ -5,6 +5,12 @@
 //! - Signals sent to us are read from a signalfd (all were blocked by `start`) and forwarded to
 //!   the program through its pidfd, by the rule in `forward` (init is asked whether it got the
 //!   same signal; reports arriving meanwhile wait in `deferred`).
+//! - After a restart, the signals to forward wait (in order) until init says that every process
+//!   of the tree runs again (`Msg::Running`): sent earlier, one would reach a process still
+//!   being restored (the restarter, which its default action ends, or a program whose memory is
+//!   not back yet). Then they go, each once, in the order they came. Signals that reached the
+//!   program directly (its process group's) are the kernel's to deliver: the restarter blocks
+//!   every signal once the tree is staged, so they wait in the kernel until the program runs.
 //! - Job control: when the program stops (^Z, SIGTSTP, SIGSTOP), we stop with the same signal, so
 //!   the shell sees its job stopped; when it continues, init wakes us with SIGCONT.
 //! - A SIGKILL of ours kills init (its parent-death signal) and with it the whole namespace.
@@ -22,6 +28,8 @@ struct Env<'a> {
     outside: Option<i32>,
     /// Reports from init that arrived while we waited for an answer.
     deferred: RefCell<VecDeque<Msg>>,
+    /// The signals to forward once the restarted program runs (None: it runs, send at once).
+    held: RefCell<Option<Vec<(i32, bool)>>>,
 }
 
 /// How long to wait for init's answer (it could be stopped, by a SIGSTOP sent to it alone).
@@ -98,7 +106,8 @@ impl Namespace {
             eprintln!("{}: cannot read signals ({}); signals sent to this process are not forwarded", self.opts.tool, std::io::Error::last_os_error());
         }
         let outside = pid_of_pidfd(self.pidfd.as_raw_fd());
-        let env = Env { ns: &self, outside, deferred: RefCell::default() };
+        let held = (!self.opts.restored.is_empty()).then(Vec::new);
+        let env = Env { ns: &self, outside, deferred: RefCell::default(), held: RefCell::new(held) };
         let sock = self.sock.as_raw_fd();
         loop {
             let mut fds = [libc::pollfd { fd: sock, events: libc::POLLIN, revents: 0 }, libc::pollfd { fd: sfd, events: libc::POLLIN, revents: 0 }];
@@ -126,7 +135,10 @@ impl Namespace {
         }
         let got = Received { signo: si.ssi_signo as i32, code: si.ssi_code, sender: si.ssi_pid as i32, value: si.ssi_int };
         match forward::decide(&got, env) {
-            Verdict::Forward { marked } => self.send(got.signo, marked),
+            Verdict::Forward { marked } => match env.held.borrow_mut().as_mut() {
+                Some(held) => held.push((got.signo, marked)),
+                None => self.send(got.signo, marked),
+            },
             Verdict::Skip(why) => {
                 if crate::verbose() && got.signo != libc::SIGCHLD {
                     eprintln!("{}: signal {} not forwarded: {why}", self.opts.tool, got.signo);
@@ -151,6 +163,11 @@ impl Namespace {
             match next {
                 Ok(Some((Msg::Stopped { sig }, _))) => stop = Some(sig),
                 Ok(Some((Msg::Continued, _))) => stop = None,
+                Ok(Some((Msg::Running, _))) => {
+                    for (sig, marked) in env.held.borrow_mut().take().unwrap_or_default() {
+                        self.send(sig, marked);
+                    }
+                }
                 Ok(Some((Msg::Exited { status }, _))) => self.finish(status),
                 Ok(Some(_)) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => break,

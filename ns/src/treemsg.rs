@@ -17,6 +17,10 @@
 //! ```
 //! Abort (instead of Capture or Resume) resumes a member without an image.
 //!
+//! After a restart each process of the tree says `Running` once its state is back, just
+//! before its program's threads run: when all have, init lets the outer process forward the
+//! signals it held during the restart (`supervise`).
+//!
 //! A checkpoint of a tree that is a task of a Slurm step (`Request{step: true}`, asked by the
 //! task's program, the tree's root: runtime/src/step.rs) has one more phase between the first
 //! two: once every process is stopped, Capture goes to the requester alone; it takes the step's
@@ -72,6 +76,9 @@ pub enum TreeMsg {
     AskStop { pid: i32 },
     /// member: child `pid` was stopped by `sig` (0: no stop report waiting).
     StopSig { pid: i32, sig: i32 },
+    /// member, once after a restart: its state is back (its pending signals queued again) and
+    /// its program's threads are about to run; signals held for the restarted tree may go.
+    Running,
 }
 
 pub const LEN: usize = 32;
@@ -93,6 +100,7 @@ impl TreeMsg {
             TreeMsg::Hold => (11, 0, 0, 0, 0),
             TreeMsg::AskStop { pid } => (12, pid as u32, 0, 0, 0),
             TreeMsg::StopSig { pid, sig } => (13, pid as u32, sig as u64, 0, 0),
+            TreeMsg::Running => (15, 0, 0, 0, 0),
         };
         let mut out = [0u8; LEN];
         out[0..4].copy_from_slice(&k.to_ne_bytes());
@@ -124,6 +132,7 @@ impl TreeMsg {
             12 => TreeMsg::AskStop { pid: w(4) as i32 },
             13 => TreeMsg::StopSig { pid: w(4) as i32, sig: q(8) as i32 },
             14 => TreeMsg::Paired,
+            15 => TreeMsg::Running,
             _ => return None,
         })
     }
@@ -174,6 +183,7 @@ mod tests {
             TreeMsg::Result { ok: false },
             TreeMsg::AskStop { pid: 12 },
             TreeMsg::StopSig { pid: 12, sig: 20 },
+            TreeMsg::Running,
         ] {
             assert_eq!(TreeMsg::decode(&m.encode()), Some(m));
         }

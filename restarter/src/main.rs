@@ -40,6 +40,20 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 
+/// Run by the loader before `main`: as the outer process, a signal sent to us from (almost) our
+/// first instruction on is the program's: forwarded once it runs again, never our own end
+/// (`ckpt_ns::supervise`). (One that comes while the loader still maps us takes its default
+/// action, as for any program.)
+extern "C" fn block_signals_first() {
+    if !namespace::started_by_init() {
+        ckpt_ns::block_signals_early();
+    }
+}
+
+#[used]
+#[link_section = ".init_array"]
+static BLOCK_SIGNALS_FIRST: extern "C" fn() = block_signals_first;
+
 fn main() {
     progress::mark_start();
     let cli = Cli::parse();

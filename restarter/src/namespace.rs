@@ -12,7 +12,7 @@ use std::path::Path;
 
 /// What the namespace needs from the images: the pid (of the newest that reads), the clocks
 /// to continue (the latest of them all: a restart from an older generation then sees the
-/// clocks jump forward, never back) and the signals to forward marked.
+/// clocks jump forward, never back), the signals to forward marked and the processes restored.
 struct Target {
     pid: i32,
     clocks: ckpt_ns::Clocks,
@@ -21,6 +21,8 @@ struct Target {
     trusted_dir: Option<(u64, u64)>,
     /// Where init, the coordinator of the program's process tree, commits its sets.
     tree: Option<ckpt_ns::TreeTarget>,
+    /// The processes that say when they run again (`ckpt_ns::Options::restored`).
+    restored: Vec<i32>,
 }
 
 /// The image directory `dir` if it is the user's (or root's, sticky): its device and inode.
@@ -36,12 +38,15 @@ fn target(image: &Path, set: Option<&Path>) -> Option<Target> {
     let mut t: Option<Target> = None;
     let euid = ckpt_image::trust::euid();
     // A tree's set: the namespace is made for its root process.
-    let (candidates, generation, keep) = match set {
+    let (candidates, generation, keep, restored) = match set {
         Some(s) => {
-            let (root, m) = crate::tree::root_image(s).ok()?;
-            (vec![root], m.generation, m.keep.unwrap_or(ckpt_image::DEFAULT_KEEP))
+            let (root, mut m) = crate::tree::root_image(s).ok()?;
+            // Every process the restart makes and restores (not one run again: srun).
+            m.drop_not_made();
+            let restored = m.live().map(|(p, _)| p.pid).filter(|pid| !m.reexec.contains(pid)).collect();
+            (vec![root], m.generation, m.keep.unwrap_or(ckpt_image::DEFAULT_KEEP), Some(restored))
         }
-        None => (crate::candidates(image).ok()?, 0, ckpt_image::DEFAULT_KEEP),
+        None => (crate::candidates(image).ok()?, 0, ckpt_image::DEFAULT_KEEP, None),
     };
     for c in candidates {
         let r = match ckpt_image::trust::read_owned(&c, euid) {
@@ -63,7 +68,8 @@ fn target(image: &Path, set: Option<&Path>) -> Option<Target> {
                 // `move_image_dir`), which need not be the one it was written to.
                 let dir = tree.as_ref().map(|t| t.dir.clone()).or_else(|| std::path::absolute(&c).ok()?.parent().map(Path::to_path_buf));
                 let trusted_dir = dir.and_then(|d| checked_dir(d.as_os_str().as_bytes()));
-                t = Some(Target { pid: r.index.meta.pid, clocks, marked, trusted_dir, tree })
+                let restored = restored.clone().unwrap_or_else(|| vec![r.index.meta.pid]);
+                t = Some(Target { pid: r.index.meta.pid, clocks, marked, trusted_dir, tree, restored })
             }
             Some(t) => {
                 t.clocks.monotonic = t.clocks.monotonic.max(clocks.monotonic);
@@ -88,12 +94,14 @@ pub fn restart_inside(image: &Path, set: Option<&Path>, off: Option<&'static str
         Some(why) => Err(ckpt_ns::Unavailable::Disabled(why)),
         None => match target(image, set) {
             Some(t) => start(&t),
-            None => return,
+            None => return ckpt_ns::unblock_early(),
         },
     };
     std::env::remove_var("CKPT_OUTER_PID");
     std::env::remove_var("CKPT_TRUSTED_DIR");
     ckpt_ns::supervise_or_explain(started, "ckpt-restart", "the program continues in this process with virtual ids");
+    // In place after all: signals act on this process as they did before it blocked them.
+    ckpt_ns::unblock_early();
 }
 
 fn start(t: &Target) -> Result<ckpt_ns::Namespace, ckpt_ns::Unavailable> {
@@ -110,5 +118,5 @@ fn start(t: &Target) -> Result<ckpt_ns::Namespace, ckpt_ns::Unavailable> {
         None => std::env::remove_var("CKPT_TRUSTED_DIR"),
     }
     let payload = ckpt_ns::Payload::Restore { exe: cstr(exe.into_os_string().into_vec())?, argv, pid: t.pid, clocks: Some(t.clocks) };
-    ckpt_ns::start(&payload, &ckpt_ns::Options { tool: "ckpt-restart", marked: t.marked.clone(), tree: t.tree.clone() })
+    ckpt_ns::start(&payload, &ckpt_ns::Options { tool: "ckpt-restart", marked: t.marked.clone(), tree: t.tree.clone(), restored: t.restored.clone() })
 }

@@ -173,6 +173,12 @@ pub fn shared_memory(shared: &[SharedMem], start: u64) -> Option<(RawFd, u64)> {
 /// Wait until every process of the tree is ready to switch (no-op outside a tree); a process
 /// stopped at the cut switches at once (and stops itself), the others once it is stopped.
 pub fn barrier() -> Result<()> {
+    // From here on a signal sent to us (by a process of the tree that already runs, or to the
+    // program's process group) is the program's: it waits in the kernel until the program's
+    // threads run (the switch keeps every signal blocked, sigreturn gives the program its mask).
+    let all: u64 = !0;
+    // SAFETY: blocking signals on our own, only, thread.
+    unsafe { libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all as *const u64, 0, 8) };
     let Some(s) = SHARED.get() else { return Ok(()) };
     meet(&s.barrier.ready, s.live, "ready to run")?;
     // SAFETY: getpid has no preconditions.

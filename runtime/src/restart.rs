@@ -173,6 +173,9 @@ fn finish(slots: Vec<Slot>, old_tid: i32, done: Done) -> ! {
     let ms = crate::checkpoint::now_ns().saturating_sub(done.started_ns) / 1_000_000;
     log!(ALWAYS, "restarted from {} (checkpoint {}, {} of memory, {ms} ms)", String::from_utf8_lossy(&done.path), done.generation, ckpt_image::progress::Size(done.memory));
     drop(done);
+    // Our state is back (the pending signals queued again): signals held for the restarted
+    // tree may come (a stopped process takes them when continued, as it would have).
+    crate::tree::say_running();
     // Stopped by job control at the checkpoint: stopped again until the program continues it.
     let tids: Vec<i32> = slots.iter().map(|s| s.tid).collect();
     crate::tree::stop_again(&tids);

@@ -221,6 +221,15 @@ fn connect(outer: i32) -> Result<i32, String> {
     }
 }
 
+/// After a restart, once this process's state is back and before its program's threads run:
+/// the coordinator lets the outer process forward the signals it held during the restart once
+/// every process of the tree has said so.
+pub fn say_running() {
+    if is_member() {
+        send(TreeMsg::Running);
+    }
+}
+
 fn send(m: TreeMsg) -> bool {
     let b = m.encode();
     syscall!(libc::SYS_sendto, fd(), b.as_ptr(), LEN, libc::MSG_NOSIGNAL, 0, 0).is_ok()

@@ -83,3 +83,52 @@ static inline int reap_exited(pid_t pid, int want)
     }
     return WEXITSTATUS(st);
 }
+
+/* Whether process `pid` has parent `ppid`, process group `pgrp` and session `sid` now (from
+ * /proc/PID/stat). */
+static inline int ids_now(pid_t pid, pid_t ppid, pid_t pgrp, pid_t sid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *q = strrchr(buf, ')');
+    int pp = 0, pg = 0, s = 0;
+    if (!q || sscanf(q + 2, "%*c %d %d %d", &pp, &pg, &s) != 3)
+        return 0;
+    return pp == ppid && pg == pgrp && s == sid;
+}
+
+/* The rounds `members` processes report through pipe `fd` (records { who, value, ok bits (7:
+ * all), round }; they run ahead of each other): "step r v=.. bad=N" once every process's value
+ * of round r is in (N: the values so far with a bit missing). Returns the hash of them all. */
+static inline uint64_t report_rounds(int fd, long rounds, long members, long *bad)
+{
+    /* Per round: the sum of its values and how many. */
+    uint64_t *acc = calloc((size_t)rounds + 2, sizeof *acc);
+    long *count = calloc((size_t)rounds + 2, sizeof *count);
+    if (!acc || !count)
+        exit(2);
+    uint64_t h = 0;
+    *bad = 0;
+    for (long next = 1; next <= rounds;) {
+        uint64_t w[4];
+        xfer(fd, w, sizeof w, 0);
+        if (w[3] < 1 || w[3] > (uint64_t)rounds)
+            exit(2);
+        *bad += w[2] != 7;
+        acc[w[3]] += mix(w[0] << 48 ^ w[1] ^ w[2] << 40);
+        count[w[3]]++;
+        for (; next <= rounds && count[next] == members; next++) {
+            h = mix(h ^ acc[next]);
+            printf("step %ld v=%llu bad=%ld\n", next, (unsigned long long)(h % 1000003), *bad);
+        }
+    }
+    free(acc);
+    free(count);
+    return h;
+}

@@ -199,21 +199,9 @@ static void run_p1(void)
 
 static int ids_are(int who, int parent, int session, int group)
 {
-    pid_t p = sh->pid[who];
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)p);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *q = strrchr(buf, ')');
-    int ppid = 0, pgrp = 0, sid = 0;
-    if (!q || sscanf(q + 2, "%*c %d %d %d", &ppid, &pgrp, &sid) != 3)
-        return 0;
+    /* (-1: us.) */
     pid_t want_parent = parent < 0 ? getpid() : sh->pid[parent];
-    return ppid == want_parent && sid == sh->pid[session] && pgrp == sh->pid[group];
+    return ids_now(sh->pid[who], want_parent, sh->pid[group], sh->pid[session]);
 }
 
 int main(int argc, char **argv)
@@ -239,26 +227,8 @@ int main(int argc, char **argv)
     }
     set_flag(START);
     long nm = sizeof members / sizeof members[0];
-    /* Per round (the processes run ahead of each other): the sum of its values and how many. */
-    uint64_t *acc = calloc((size_t)rounds + 2, sizeof *acc);
-    long *count = calloc((size_t)rounds + 2, sizeof *count);
-    if (!acc || !count)
-        return 2;
-    uint64_t h = 0;
-    long bad = 0;
-    for (long next = 1; next <= rounds;) {
-        uint64_t w[4];
-        xfer(p[0], w, sizeof w, 0);
-        if (w[3] < 1 || w[3] > (uint64_t)rounds)
-            return 2;
-        bad += w[2] != 7;
-        acc[w[3]] += mix(w[0] << 48 ^ w[1] ^ w[2] << 40);
-        count[w[3]]++;
-        for (; next <= rounds && count[next] == nm; next++) {
-            h = mix(h ^ acc[next]);
-            printf("step %ld v=%llu bad=%ld\n", next, (unsigned long long)(h % 1000003), bad);
-        }
-    }
+    long bad;
+    uint64_t h = report_rounds(p[0], rounds, nm, &bad);
     int st;
     for (int i = 0; i < 2; i++)
         if (wait(&st) <= 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {

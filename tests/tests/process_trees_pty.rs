@@ -10,10 +10,15 @@ use anyhow::Result;
 use ckpt_tests::{run_and_verify, Bins, Options, Program, Workdir};
 
 fn verify(name: &str, as_nobody: bool) -> Result<()> {
+    verify_program(name, "tree_pty.c", &["80", "60"], &[15], as_nobody)
+}
+
+/// `source` run with `args` in a namespace, checkpointed at each of `steps` (SIGKILL, restart).
+fn verify_program(name: &str, source: &str, args: &[&str], steps: &[u64], as_nobody: bool) -> Result<()> {
     let bins = Bins::locate()?;
     let work = Workdir::new(name)?;
-    let program = Program::c(&work, "tree_pty.c", &[], &["80", "60"])?;
-    let mut opts = Options::new(&work, &[15]);
+    let program = Program::c(&work, source, &[], args)?;
+    let mut opts = Options::new(&work, steps);
     opts.as_nobody = as_nobody;
     opts.env = vec![("CKPT_NAMESPACE".into(), "1".into())];
     run_and_verify(&bins, &program, &opts).map(drop)
@@ -34,13 +39,7 @@ fn a_pseudo_terminal_between_parent_and_child_as_nobody() -> Result<()> {
 /// is that terminal again, its session is the child's, its foreground group the grandchild's,
 /// and the master's close hangs it up with a SIGHUP to the child; also as nobody.
 fn verify_ctty(name: &str, as_nobody: bool) -> Result<()> {
-    let bins = Bins::locate()?;
-    let work = Workdir::new(name)?;
-    let program = Program::c(&work, "tree_ctty.c", &[], &["40", "40"])?;
-    let mut opts = Options::new(&work, &[12]);
-    opts.as_nobody = as_nobody;
-    opts.env = vec![("CKPT_NAMESPACE".into(), "1".into())];
-    run_and_verify(&bins, &program, &opts).map(drop)
+    verify_program(name, "tree_ctty.c", &["40", "40"], &[12], as_nobody)
 }
 
 #[test]
@@ -51,4 +50,24 @@ fn a_sessions_controlling_terminal_of_the_tree_comes_back() -> Result<()> {
 #[test]
 fn a_sessions_controlling_terminal_of_the_tree_comes_back_as_nobody() -> Result<()> {
     verify_ctty("tree-ctty-nobody", true)
+}
+
+/// DMTCP's pty2 (tree_pty_shared.c): a parent holds a pseudo-terminal's master, its child the
+/// master too and the slave as its session's controlling terminal; checkpointed, killed and
+/// restarted twice (the second checkpoint is of a restarted tree), the child must keep finding
+/// its session, its terminal's session and settings, and its parent as they were. Both
+/// processes settle the pair at the checkpoint: one drained it while the other recorded its
+/// settings (the drain's raw mode), or restored them as its own after the drain.
+fn verify_shared(name: &str, as_nobody: bool) -> Result<()> {
+    verify_program(name, "tree_pty_shared.c", &["50", "40"], &[10, 25], as_nobody)
+}
+
+#[test]
+fn a_pseudo_terminal_both_processes_hold_keeps_its_settings_across_two_restarts() -> Result<()> {
+    verify_shared("tree-pty-shared", false)
+}
+
+#[test]
+fn a_pseudo_terminal_both_processes_hold_keeps_its_settings_across_two_restarts_as_nobody() -> Result<()> {
+    verify_shared("tree-pty-shared-nobody", true)
 }

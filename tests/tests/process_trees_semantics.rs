@@ -23,6 +23,9 @@
 //! - tree_lost_leaders: two sessions (and their process groups) whose leaders exited, each with
 //!   members under two branches of the tree, members handed up to subreapers and one to the
 //!   root (zdtm session02's shape): every process keeps its parent, session and group.
+//! - tree_born_leaders: session leaders born in the session of a leader that exited (forked there
+//!   before their setsid), whose children stayed in it, two levels deep (shapes of zdtm
+//!   session03's random trees that were refused): made born there again.
 
 use anyhow::Result;
 use ckpt_tests::{run_and_verify, Bins, Options, Program, Workdir};
@@ -161,4 +164,15 @@ fn sessions_whose_leaders_exited_keep_members_under_two_branches() -> Result<()>
 fn sessions_whose_leaders_exited_keep_members_under_two_branches_after_two_restarts_as_nobody() -> Result<()> {
     let make = |work: &Workdir| Program::c(work, "tree_lost_leaders.c", &[], &["40", "40"]);
     ckpt_tests::trees::verify("sem-lost-leaders-nobody", make, &[10, 25], true, 7).map(drop)
+}
+
+#[test]
+fn session_leaders_born_in_a_dead_leaders_session_keep_their_members_there() -> Result<()> {
+    verify("sem-born-leaders", "tree_born_leaders.c", &["40", "40"], &[12])
+}
+
+#[test]
+fn session_leaders_born_in_a_dead_leaders_session_after_two_restarts_as_nobody() -> Result<()> {
+    let make = |work: &Workdir| Program::c(work, "tree_born_leaders.c", &[], &["40", "40"]);
+    ckpt_tests::trees::verify("sem-born-leaders-nobody", make, &[10, 25], true, 6).map(drop)
 }
