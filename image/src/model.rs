@@ -504,6 +504,9 @@ pub struct Creds {
     pub uids: [u32; 3],
     pub gids: [u32; 3],
     pub groups: Vec<u32>,
+    /// The filesystem user and group ids (setfsuid, setfsgid; version 21): the effective ones
+    /// unless the program set them apart.
+    pub fs: [u32; 2],
 }
 
 /// What the restarter hands to the runtime's restart entry (by address, in its switch area).

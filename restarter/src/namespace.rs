@@ -36,15 +36,16 @@ fn target(image: &Path, set: Option<&Path>) -> Option<Target> {
     let mut t: Option<Target> = None;
     let euid = ckpt_image::trust::euid();
     // A tree's set: the namespace is made for its root process.
-    let (candidates, generation, keep) = match set {
+    // (Root restarting its tree whose root process ran as another user: taken by that user.)
+    let (candidates, generation, keep, taker) = match set {
         Some(s) => {
             let (root, m) = crate::tree::root_image(s).ok()?;
-            (vec![root], m.generation, m.keep.unwrap_or(ckpt_image::DEFAULT_KEEP))
+            (vec![root], m.generation, m.keep.unwrap_or(ckpt_image::DEFAULT_KEEP), m.taker(m.root, euid))
         }
-        None => (crate::candidates(image).ok()?, 0, ckpt_image::DEFAULT_KEEP),
+        None => (crate::candidates(image).ok()?, 0, ckpt_image::DEFAULT_KEEP, euid),
     };
     for c in candidates {
-        let r = match ckpt_image::trust::read_owned(&c, euid) {
+        let r = match ckpt_image::trust::read_taken_by(&c, euid, taker) {
             Ok(r) => r,
             Err(ckpt_image::ImageError::Untrusted(_)) => return None,
             Err(_) => continue,
