@@ -105,6 +105,11 @@ impl Chain {
         Chain::open_with(path, &|p| crate::trust::read_owned(p, euid))
     }
 
+    /// `open_owned`, with images taken by `taker` (`trust::read_taken_by`).
+    pub fn open_taken_by(path: &Path, euid: u32, taker: u32) -> Result<Chain> {
+        Chain::open_with(path, &|p| crate::trust::read_taken_by(p, euid, taker))
+    }
+
     fn open_with(path: &Path, read: &dyn Fn(&Path) -> Result<Reader>) -> Result<Chain> {
         let mut images = vec![read(path)?];
         let mut paths = vec![path.to_path_buf()];

@@ -27,7 +27,7 @@ pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 ///     thread-group leader made for its children, with its offsets).
 /// 19: `Pending::data` (the bytes in a UNIX connection not yet accepted).
 /// 20: `FdKind::Fanotify`; `FdKind::TreeSocket` (a socket of a tree described once, by its lowest holder); `StepInfo::node_ips` (the addresses of a step task's node at the checkpoint).
-/// 21: `FdKind::Mqueue` (POSIX message queues with their messages and notification).
+/// 21: `FdKind::Mqueue` (POSIX message queues with their messages and notification); `Creds::fs` (the filesystem user and group ids); `FdKind::Inotify::last_wd` (the highest watch descriptor handed out).
 pub const VERSION: u32 = 21;
 pub const HEADER_LEN: usize = 64;
 

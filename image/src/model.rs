@@ -274,8 +274,10 @@ pub enum FdKind {
     SignalFd { mask: u64 },
     Epoll { entries: Vec<EpollEntry> },
     /// `queued`: bytes of events left unread in the kernel's queue (0 when the runtime saved
-    /// them in its own memory, which the image holds).
-    Inotify { watches: Vec<InotifyWatch>, queued: u32 },
+    /// them in its own memory, which the image holds). `last_wd`: the highest watch descriptor
+    /// the instance handed out as far as the runtime saw (version 21; 0: none seen), so that the
+    /// next watch gets the number after it.
+    Inotify { watches: Vec<InotifyWatch>, queued: u32, last_wd: i32 },
     /// A FIFO opened by path (`deleted`: its name was removed since), inode `ino`, capacity
     /// `size`. `data` holds the bytes that were unread at checkpoint time (on one entry per FIFO;
     /// empty on the others).
@@ -507,6 +509,9 @@ pub struct Creds {
     pub uids: [u32; 3],
     pub gids: [u32; 3],
     pub groups: Vec<u32>,
+    /// The filesystem user and group ids (setfsuid, setfsgid; version 21): the effective ones
+    /// unless the program set them apart.
+    pub fs: [u32; 2],
 }
 
 /// What the restarter hands to the runtime's restart entry (by address, in its switch area).

@@ -50,6 +50,14 @@
 //! are not made again. A ckpt that does not know these lines refuses such a set at that line (it
 //! would restore srun and its helper, whose job step is gone).
 //!
+//! A process of root's tree that runs as another user (it dropped root's ids: setuid, setresuid,
+//! setfsuid) has a line `ids PID RUID EUID SUID FSUID RGID EGID SGID FSGID [GROUP...]` with the
+//! ids the coordinator (root) read from /proc at the cut, not from the image, which that process
+//! wrote: a restart as root takes its image only if the image was taken by that EUID and records
+//! exactly these ids, and restores that process as those ids from the start (ckpt-restart's
+//! `run`). A ckpt that does not know these lines refuses such a set at that line (it would
+//! refuse the image as another user's anyway).
+//!
 //! pgid and sid are as the namespace sees them: 0 when they lie outside it (the outer ckpt-run's
 //! group and session, which the restarted tree joins again the same way).
 
@@ -121,6 +129,26 @@ pub struct Manifest {
     pub keep: Option<u32>,
     /// The live processes run again from their command (`rerun.rs`) instead of restored.
     pub reexec: Vec<i32>,
+    /// The processes of root's tree that ran as other users, with their ids at the cut.
+    pub ids: Vec<(i32, ProcIds)>,
+}
+
+/// A process's ids as /proc/PID/status shows them: user and group ids (real, effective, saved,
+/// filesystem) and supplementary groups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcIds {
+    pub uids: [u32; 4],
+    pub gids: [u32; 4],
+    pub groups: Vec<u32>,
+}
+
+impl ProcIds {
+    /// From the text of /proc/PID/status (None: a line is missing).
+    pub fn from_status(status: &str) -> Option<ProcIds> {
+        let nums = |key: &str| -> Option<Vec<u32>> { status.lines().find_map(|l| l.strip_prefix(key)).map(|v| v.split_whitespace().filter_map(|n| n.parse().ok()).collect()) };
+        let (u, g) = (nums("Uid:")?, nums("Gid:")?);
+        Some(ProcIds { uids: u.try_into().ok()?, gids: g.try_into().ok()?, groups: nums("Groups:").unwrap_or_default() })
+    }
 }
 
 /// The file name of process `pid`'s image in a set.
@@ -161,7 +189,26 @@ impl Manifest {
         for pid in &self.reexec {
             s.push_str(&format!("reexec {pid}\n"));
         }
+        for (pid, i) in &self.ids {
+            let all: Vec<String> = i.uids.iter().chain(&i.gids).chain(&i.groups).map(u32::to_string).collect();
+            s.push_str(&format!("ids {pid} {}\n", all.join(" ")));
+        }
         s
+    }
+
+    /// The ids process `pid` ran as, if it ran as another user in root's tree (`ids` lines).
+    pub fn ids_of(&self, pid: i32) -> Option<&ProcIds> {
+        self.ids.iter().find(|i| i.0 == pid).map(|i| &i.1)
+    }
+
+    /// The uid process `pid`'s image must have been taken by for user `euid` to restart it: its
+    /// own effective uid when root restarts a process of its tree that ran as another user,
+    /// else `euid`.
+    pub fn taker(&self, pid: i32, euid: u32) -> u32 {
+        match self.ids_of(pid) {
+            Some(i) if euid == 0 => i.uids[1],
+            _ => euid,
+        }
     }
 
     /// Parse a manifest; None names the first line that is wrong.
@@ -240,6 +287,15 @@ impl Manifest {
                         return Err(bad());
                     }
                     m.reexec.push(pid);
+                }
+                ["ids", pid, rest @ ..] if rest.len() >= 8 => {
+                    let pid = num(pid)? as i32;
+                    let n = rest.iter().map(|v| v.parse::<u32>().map_err(|_| bad())).collect::<Result<Vec<u32>, String>>()?;
+                    if m.ids.iter().any(|i| i.0 == pid) {
+                        return Err(bad());
+                    }
+                    let (u, g) = (&n[..4], &n[4..8]);
+                    m.ids.push((pid, ProcIds { uids: [u[0], u[1], u[2], u[3]], gids: [g[0], g[1], g[2], g[3]], groups: n[8..].to_vec() }));
                 }
                 [""] => {}
                 _ => return Err(bad()),
@@ -346,6 +402,7 @@ impl Manifest {
         self.stopped.retain(|s| kept(&s.0));
         self.exit_signals.retain(|s| kept(&s.0));
         self.ctty.retain(|c| kept(&c.sid));
+        self.ids.retain(|i| kept(&i.0));
     }
 
     /// The processes whose parent is `pid` (0: those whose parent is outside the set, init's).
@@ -390,8 +447,17 @@ mod tests {
             exit_signals: Vec::new(),
             keep: None,
             reexec: Vec::new(),
+            ids: Vec::new(),
         };
         assert_eq!(Manifest::parse(&m.encode()), Ok(m.clone()));
+        // Root's tree whose process 10 ran as other ids.
+        let who = Manifest { ids: vec![(10, ProcIds { uids: [1, 2, 3, 2], gids: [5, 6, 7, 8], groups: vec![65534] })], ..m.clone() };
+        assert_eq!(Manifest::parse(&who.encode()), Ok(who.clone()));
+        assert!(who.encode().contains("ids 10 1 2 3 2 5 6 7 8 65534\n"));
+        assert_eq!((who.taker(10, 0), who.taker(10, 1000), who.taker(11, 0)), (2, 1000, 0));
+        let status = "Name:\tx\nUid:\t1\t2\t3\t2\nGid:\t5\t6\t7\t8\nFDSize:\t64\nGroups:\t65534 \n";
+        assert_eq!(ProcIds::from_status(status), Some(who.ids[0].1.clone()));
+        assert!(Manifest::parse(&format!("{}ids 10 1 2 3\n", m.encode())).is_err());
         // srun (12) is run again; its helper (13) and the helper's child (14) are not made.
         let mut rerun = m.clone();
         for (pid, ppid) in [(12, 10), (13, 12), (14, 13)] {

@@ -118,8 +118,15 @@ pub fn check_taker(path: &Path, r: &Reader, euid: u32) -> Result<()> {
 
 /// `open_owned`, then read the image and `check_taker`.
 pub fn read_owned(path: &Path, euid: u32) -> Result<Reader> {
+    read_taken_by(path, euid, euid)
+}
+
+/// `open_owned` by `euid`, then read the image and check it was taken by `taker` (root
+/// restarting a process of its tree that ran as another user: that user, whom the set's
+/// manifest names).
+pub fn read_taken_by(path: &Path, euid: u32, taker: u32) -> Result<Reader> {
     let r = Reader::from_file(open_owned(path, euid)?)?;
-    check_taker(path, &r, euid)?;
+    check_taker(path, &r, taker)?;
     Ok(r)
 }
 

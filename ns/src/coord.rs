@@ -90,6 +90,9 @@ pub(crate) struct Coord {
     awaiting: Vec<i32>,
     /// Whether the end of a restart is still to be told.
     restoring: bool,
+    /// The directories of the processes of the checkpoint being taken that run as other users
+    /// (`userdirs`).
+    user_dirs: crate::userdirs::UserDirs,
 }
 
 /// The exit status of a program that stopped after its checkpoint (the runtime's
@@ -212,7 +215,7 @@ impl Coord {
         if unsafe { libc::bind(fd, &addr as *const libc::sockaddr_un as *const libc::sockaddr, len) } != 0 || unsafe { libc::listen(fd, 64) } != 0 {
             return Err(errno());
         }
-        Ok(Coord { listen, members: Vec::new(), sleepers: Vec::new(), stop_answers: Vec::new(), target, tool, root: 0, started: std::time::SystemTime::now(), beyond: false, awaiting: Vec::new(), restoring: false })
+        Ok(Coord { listen, members: Vec::new(), sleepers: Vec::new(), stop_answers: Vec::new(), target, tool, root: 0, started: std::time::SystemTime::now(), beyond: false, awaiting: Vec::new(), restoring: false, user_dirs: Default::default() })
     }
 
     /// A restart: wait for processes `pids` to say `Running` (none: nothing to wait for).
@@ -290,8 +293,9 @@ impl Coord {
             let ok = unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, &mut cred as *mut libc::ucred as *mut libc::c_void, &mut len) } == 0;
             // SAFETY: geteuid has no preconditions.
             let euid = unsafe { libc::geteuid() };
-            // pid 0: a process outside our pid namespace; another uid: not the user's.
-            if !ok || cred.pid <= 1 || cred.uid != euid {
+            // pid 0: a process outside our pid namespace; another uid: not the user's (root's
+            // tree may have processes that dropped to other ids: `userdirs`).
+            if !ok || cred.pid <= 1 || (cred.uid != euid && !crate::userdirs::allowed()) {
                 continue;
             }
             // A process that exec'd or restarted connects again: its old connection is stale.
@@ -386,7 +390,9 @@ impl Coord {
         let req = self.index_of(requester)?;
         let others = self.procs().into_iter().filter(|p| p.pid != requester).count();
         let had_set = self.target.dir.join(std::ffi::OsStr::from_bytes(&self.set_name(0))).is_dir();
-        if others == 0 && !had_set {
+        // One that runs as another user writes its image as a tree's part (`userdirs`).
+        let other_user = crate::userdirs::allowed() && crate::userdirs::other_fs_ids(requester).is_some();
+        if others == 0 && !had_set && !other_user {
             self.send(req, TreeMsg::Solo, None);
             return None;
         }
@@ -451,8 +457,14 @@ impl Coord {
     /// `take` once the processes of the tree are known.
     fn take_tree(&mut self, gen: u64, stop: bool, lead: Option<i32>) -> Result<(usize, u64, u64, u64), String> {
         // A traced process cannot take its part: said at once, before any waiting.
-        // So can one that changed its user ids.
-        let unfit: Vec<String> = self.procs().iter().filter(|p| !p.zombie).filter_map(|p| traced(p.pid).or_else(|| other_user(p.pid)).or_else(|| crate::nscheck::other_namespace(p.pid))).collect();
+        // So can one that changed its user ids, unless we are root (`userdirs`).
+        let root = crate::userdirs::allowed();
+        let unfit: Vec<String> = self
+            .procs()
+            .iter()
+            .filter(|p| !p.zombie)
+            .filter_map(|p| traced(p.pid).or_else(|| if root { None } else { other_user(p.pid) }).or_else(|| crate::nscheck::other_namespace(p.pid)))
+            .collect();
         if !unfit.is_empty() {
             return Err(unfit.join("; "));
         }
@@ -517,7 +529,7 @@ impl Coord {
     /// directory `tmp`, for the runtime to hide the interruption of a blocked call as it does
     /// for running threads (`jobstop::wake`). A member gets its Stop (checkpoint `gen`, set
     /// directory `dirfd`) before it is woken.
-    fn wake(&mut self, tmp: &std::path::Path, gen: u64, dirfd: &OwnedFd) {
+    fn wake(&mut self, tmp: &std::path::Path, gen: u64, dirfd: &OwnedFd) -> Result<(), String> {
         for i in 0..self.sleepers.len() {
             if self.sleepers[i].woken {
                 continue;
@@ -526,19 +538,23 @@ impl Coord {
             self.sleepers[i].sig = self.stop_signal(pid);
             self.sleepers[i].woken = true;
             if let Some(m) = self.index_of(pid) {
-                self.ask_to_stop(m, gen, dirfd);
+                self.ask_to_stop(m, gen, tmp, dirfd)?;
             }
-            crate::jobstop::wake(pid, tmp);
+            crate::jobstop::wake(pid, &self.user_dirs.dir_of(tmp, pid));
         }
+        Ok(())
     }
 
     /// Send member `i` its Stop for checkpoint `gen` (with the set's directory), saying which
     /// signal had stopped it if it was stopped.
-    fn ask_to_stop(&mut self, i: usize, gen: u64, dirfd: &OwnedFd) {
+    /// A member running as another user gets a directory of its own (`userdirs`).
+    fn ask_to_stop(&mut self, i: usize, gen: u64, tmp: &std::path::Path, dirfd: &OwnedFd) -> Result<(), String> {
         self.members[i].asked = true;
         let members = self.members.len() as u32;
         let stopped = self.sleeper(self.members[i].pid).map_or(0, |s| s.sig as u32);
-        self.send(i, TreeMsg::Stop { generation: gen, members, stopped }, Some(dirfd.as_raw_fd()));
+        let own = self.user_dirs.for_member(tmp, self.members[i].pid)?;
+        self.send(i, TreeMsg::Stop { generation: gen, members, stopped }, Some(own.as_ref().unwrap_or(dirfd).as_raw_fd()));
+        Ok(())
     }
 
     /// Stop the woken processes again with the signal that had stopped them, and wait until
@@ -583,6 +599,7 @@ impl Coord {
             m.asked = false;
             m.in_cut = false;
         }
+        self.user_dirs.clear();
         let all = |c: &Coord, want: fn(&TreeMsg) -> bool| c.members.iter().all(|m| m.got.as_ref().is_some_and(|g| want(g) || matches!(g, TreeMsg::Abort)));
         let failed = |c: &Coord| c.members.iter().filter(|m| matches!(m.got, Some(TreeMsg::Abort) | Some(TreeMsg::Done { ok: false, .. }))).map(|m| format!("{} ({})", m.pid, comm(m.pid))).collect::<Vec<_>>();
         // Phase 1: every process stops. A process forked just before its parent stopped, or a
@@ -600,7 +617,10 @@ impl Coord {
             }
             for i in 0..self.members.len() {
                 if !self.members[i].asked && !self.asleep(self.members[i].pid) {
-                    self.ask_to_stop(i, gen, dirfd);
+                    if let Err(e) = self.ask_to_stop(i, gen, tmp, dirfd) {
+                        self.abort();
+                        return Err(e);
+                    }
                 }
             }
             // (A Done left over from an earlier checkpoint is no answer to this Stop.) Only the
@@ -623,7 +643,10 @@ impl Coord {
                 return Err(format!("process {} could not be stopped (its own line above says why)", bad.join(", ")));
             }
             if self.sleepers.iter().any(|s| !s.woken) {
-                self.wake(tmp, gen, dirfd);
+                if let Err(e) = self.wake(tmp, gen, dirfd) {
+                    self.abort();
+                    return Err(e);
+                }
                 continue;
             }
             let left = self.missing();
@@ -678,6 +701,11 @@ impl Coord {
             }
             return Err(format!("process {} could not be captured (its own line above says why)", who.join(", ")));
         }
+        // The ids of the processes that run as other users, while they are stopped.
+        if let Err(e) = self.user_dirs.note_ids() {
+            self.abort();
+            return Err(e);
+        }
         // The stopped ones are stopped again before anyone resumes.
         self.restop();
         let _ = std::fs::remove_file(tmp.join(crate::treemsg::STEP_PAIRS));
@@ -696,7 +724,9 @@ impl Coord {
         // their image file is waited for, as an ended process's.
         self.wait_until(Duration::from_secs(24 * 3600), |c| c.members.iter().filter(|m| m.in_cut && c.sleeper(m.pid).is_none()).all(|m| matches!(m.got, Some(TreeMsg::Done { .. }))));
         let ended: Vec<i32> = cut.iter().copied().filter(|&p| self.sleeper(p).is_some() || !self.members.iter().any(|m| m.in_cut && m.pid == p)).collect();
-        let lost: Vec<i32> = ended.iter().copied().filter(|&p| !committed(tmp, p)).collect();
+        let lost: Vec<i32> = ended.iter().copied().filter(|&p| !committed(&self.user_dirs.dir_of(tmp, p), p)).collect();
+        // The images written in directories of their own join the others (`userdirs`).
+        self.user_dirs.gather(tmp, image_name)?;
         if !lost.is_empty() {
             return Err(format!("process {lost:?} ended before its image was written"));
         }
@@ -748,6 +778,7 @@ impl Coord {
             keep: (self.target.keep != ckpt_image::DEFAULT_KEEP).then_some(self.target.keep),
             // A joined step's srun, run again at restart (`launchers`).
             reexec,
+            ids: self.user_dirs.ids(),
         };
         // Never replace the previous set with one a restart would refuse (a checkpoint asked for
         // while the program exits: no live process left to be the root).
@@ -887,11 +918,10 @@ fn traced(pid: i32) -> Option<String> {
 }
 
 /// Why process `pid` cannot take its part, if it runs as another user than the tree (ours): it
-/// changed its user ids (setuid, setresuid, setfsuid, or an exec of a setuid program; possible
-/// only for a program run as root). Its image would be written as that user into the set
-/// directory, which is the tree's user's (0700), and its runtime no longer trusts the
-/// coordinator (not its user); ckpt-restart, as the tree's user, could not take those ids again
-/// either (zdtm pid00, seccomp_filter, mlock_setuid).
+/// changed its user ids (setuid, setresuid, setfsuid, or an exec of a setuid program). Asked only
+/// when we are not root: root's tree gives such a process a directory of its own (`userdirs`);
+/// anyone else could neither take its image (another user's) nor have ckpt-restart take its ids
+/// again.
 fn other_user(pid: i32) -> Option<String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let uids: Vec<u32> = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().filter_map(|u| u.parse().ok()).collect();

@@ -55,6 +55,7 @@ mod spawn;
 mod supervise;
 pub mod timens;
 pub mod treemsg;
+mod userdirs;
 
 pub use coord::Target as TreeTarget;
 pub use forward::FORWARD_MARK;

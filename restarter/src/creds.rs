@@ -21,7 +21,21 @@ fn own() -> Creds {
         groups.truncate(n.max(0) as usize);
     }
     c.groups = groups;
+    c.fs = fs_ids();
     c
+}
+
+/// The credentials of a manifest's `ids` line (real, effective, saved, filesystem ids, groups).
+pub fn from_ids(ids: &ckpt_image::tree::ProcIds) -> Creds {
+    let (u, g) = (ids.uids, ids.gids);
+    Creds { uids: [u[0], u[1], u[2]], gids: [g[0], g[1], g[2]], groups: ids.groups.clone(), fs: [u[3], g[3]] }
+}
+
+/// This thread's filesystem user and group ids (setfsuid/setfsgid with -1 change nothing and
+/// return the current one).
+fn fs_ids() -> [u32; 2] {
+    // SAFETY: plain system calls that, with an invalid id, only read.
+    unsafe { [libc::syscall(libc::SYS_setfsuid, u32::MAX) as u32, libc::syscall(libc::SYS_setfsgid, u32::MAX) as u32] }
 }
 
 /// The group id a user namespace shows for a group it does not map (kernel.overflowgid).
@@ -73,11 +87,12 @@ fn same_groups(a: &[u32], b: &[u32], views: Views) -> bool {
 /// recorded has none: nothing to do); an error if we cannot.
 pub fn check(want: &Creds, views: Views) -> Result<bool> {
     let have = own();
-    if *want == Creds::default() || (want.uids == have.uids && want.gids == have.gids && same_groups(&want.groups, &have.groups, views)) {
+    if *want == Creds::default() || (want.uids == have.uids && want.gids == have.gids && want.fs == have.fs && same_groups(&want.groups, &have.groups, views)) {
         return Ok(false);
     }
     let privileged = have.uids[1] == 0;
-    let ids_ok = want.uids.iter().all(|u| have.uids.contains(u)) && want.gids.iter().all(|g| have.gids.contains(g));
+    let fs = want.fs;
+    let ids_ok = want.uids.iter().chain(&fs[..1]).all(|u| have.uids.contains(u)) && want.gids.iter().chain(&fs[1..]).all(|g| have.gids.contains(g));
     let can = privileged || (ids_ok && same_groups(&want.groups, &have.groups, views));
     if !can {
         bail!(
@@ -102,23 +117,29 @@ fn fmt(ids: &[u32; 3]) -> String {
 }
 
 /// Take on `want` (raw system calls: this is the restarter's only thread, and the program's
-/// threads are cloned from it after the switch). Groups first, then group ids, user ids last.
+/// threads are cloned from it after the switch). Groups first, then the group ids and the
+/// filesystem group id (while we may still set any: setresuid may drop root's privileges), the
+/// user ids, and the filesystem user id last (setresuid sets it to the effective one).
 pub fn apply(want: &Creds) -> Result<()> {
-    // SAFETY: plain system calls with valid arguments.
-    let r = unsafe {
+    let fail = |what: &str| Err(anyhow::anyhow!("cannot take on the program's {what}: {}", std::io::Error::last_os_error()));
+    // SAFETY: plain system calls with valid arguments (setfsgid and setfsuid never fail loudly:
+    // they return the previous id, and `fs_ids` reads what they did).
+    unsafe {
         if own().groups != want.groups && libc::syscall(libc::SYS_setgroups, want.groups.len(), want.groups.as_ptr()) != 0 {
-            -1
-        } else if libc::syscall(libc::SYS_setresgid, want.gids[0], want.gids[1], want.gids[2]) != 0 {
-            -2
-        } else if libc::syscall(libc::SYS_setresuid, want.uids[0], want.uids[1], want.uids[2]) != 0 {
-            -3
-        } else {
-            0
+            return fail("supplementary groups");
         }
-    };
-    if r != 0 {
-        let what = ["supplementary groups", "group ids", "user ids"][(-r - 1) as usize];
-        bail!("cannot take on the program's {what}: {}", std::io::Error::last_os_error());
+        if libc::syscall(libc::SYS_setresgid, want.gids[0], want.gids[1], want.gids[2]) != 0 {
+            return fail("group ids");
+        }
+        libc::syscall(libc::SYS_setfsgid, want.fs[1]);
+        if libc::syscall(libc::SYS_setresuid, want.uids[0], want.uids[1], want.uids[2]) != 0 {
+            return fail("user ids");
+        }
+        libc::syscall(libc::SYS_setfsuid, want.fs[0]);
+    }
+    let now = fs_ids();
+    if now != want.fs {
+        bail!("cannot take on the program's filesystem user and group ids {}/{} (they stay {}/{})", want.fs[0], want.fs[1], now[0], now[1]);
     }
     // New ids made us undumpable, and /proc/self root's: the runtime needs it until it has
     // restored the threads, then gives the program its own setting back.

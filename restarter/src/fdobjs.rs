@@ -179,7 +179,9 @@ pub fn signalfd(mask: u64) -> Result<RawFd> {
 /// An inotify instance with the watches added again in wd order, with the same watch
 /// descriptors: the kernel numbers watches 1, 2, 3... (cyclically), so a gap left by a removed
 /// watch is reproduced by adding and removing a throw-away watch on some other inode; the
-/// IN_IGNORED events that removal queues are read off before the program gets the fd.
+/// IN_IGNORED events that removal queues are read off before the program gets the fd. So are
+/// the numbers after the last watch up to `last_wd`, the highest the instance handed out (its
+/// highest watches removed since): the program's next watch gets the number after it.
 /// A watch on a file the program holds open (path `/proc/self/fd/N`: a file removed since the
 /// watch was added, still open at fd N) is added through our fd of it (`held`: our fd of the
 /// program's fd N), so it watches the file as restored at N.
@@ -187,7 +189,7 @@ pub fn signalfd(mask: u64) -> Result<RawFd> {
 /// elsewhere) and events the runtime left queued in the kernel (it saves and serves those of a
 /// one-process program itself: runtime/src/inotifyq.rs) cannot be restored: refused, or with
 /// `ignore` a warning (a program waiting for them would wait forever).
-pub fn inotify(watches: &[InotifyWatch], queued: u32, fd_no: i32, ignore: bool, held: &dyn Fn(i32) -> Option<RawFd>) -> Result<RawFd> {
+pub fn inotify(watches: &[InotifyWatch], queued: u32, last_wd: i32, fd_no: i32, ignore: bool, held: &dyn Fn(i32) -> Option<RawFd>) -> Result<RawFd> {
     let lost = |what: String| lost(fd_no, ignore, what);
     if queued > 0 {
         lost(format!("{queued} bytes of inotify events were queued unread and left in the kernel (an instance another process of the tree may hold, or one a thread was stopped reading); they cannot be queued again"))?;
@@ -209,15 +211,12 @@ pub fn inotify(watches: &[InotifyWatch], queued: u32, fd_no: i32, ignore: bool, 
     // SAFETY: plain inotify creation.
     let fd = check(unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) }, || "inotify_init1".into())?;
     at.sort_by_key(|w| w.0.wd);
-    let mut spare = spare_paths(at.last().map_or(0, |l| l.0.wd as usize), watches);
+    let mut spare = spare_paths(at.last().map_or(0, |l| l.0.wd).max(last_wd) as usize, watches);
     let mut next = 1;
     let mut dummies = Vec::new();
-    for (x, path, dont_follow) in at {
-        if path.is_empty() {
-            eprintln!("ckpt-restart: warning: fd {fd_no}: inotify watch {} was not seen being added; it is lost", x.wd);
-            continue;
-        }
-        while next < x.wd {
+    // Throw-away watches until the next number is `upto`.
+    let mut skip_to = |upto: i32, next: &mut i32, dummies: &mut Vec<i32>| {
+        while *next < upto {
             let Some(p) = spare.pop() else { break };
             // SAFETY: p is a valid C string.
             let d = unsafe { libc::inotify_add_watch(fd, p.as_ptr(), libc::IN_DELETE_SELF | libc::IN_DONT_FOLLOW | libc::IN_MASK_CREATE) };
@@ -225,8 +224,15 @@ pub fn inotify(watches: &[InotifyWatch], queued: u32, fd_no: i32, ignore: bool, 
                 continue; // IN_MASK_CREATE: never touch a watch that exists
             }
             dummies.push(d);
-            next = d + 1;
+            *next = d + 1;
         }
+    };
+    for (x, path, dont_follow) in at {
+        if path.is_empty() {
+            eprintln!("ckpt-restart: warning: fd {fd_no}: inotify watch {} was not seen being added; it is lost", x.wd);
+            continue;
+        }
+        skip_to(x.wd, &mut next, &mut dummies);
         let p = cstr(&path)?;
         let follow = if dont_follow { libc::IN_DONT_FOLLOW } else { 0 };
         // SAFETY: p is a valid C string.
@@ -236,6 +242,7 @@ pub fn inotify(watches: &[InotifyWatch], queued: u32, fd_no: i32, ignore: bool, 
         }
         next = wd.max(next - 1) + 1;
     }
+    skip_to(last_wd + 1, &mut next, &mut dummies);
     for d in dummies {
         // SAFETY: removing our throw-away watch.
         unsafe { libc::inotify_rm_watch(fd, d) };

@@ -241,7 +241,7 @@ pub fn object(f: &FdState, ignore: bool, held: &dyn Fn(i32) -> Option<RawFd>) ->
         FdKind::EventFd { count, semaphore } => fdobjs::eventfd(*count, *semaphore)?,
         FdKind::TimerFd { clockid, value_ns, interval_ns, ticks } => fdobjs::timerfd(*clockid, *value_ns, *interval_ns, *ticks)?,
         FdKind::SignalFd { mask } => fdobjs::signalfd(*mask)?,
-        FdKind::Inotify { watches, queued } => fdobjs::inotify(watches, *queued, f.fd, ignore, held)?,
+        FdKind::Inotify { watches, queued, last_wd } => fdobjs::inotify(watches, *queued, *last_wd, f.fd, ignore, held)?,
         FdKind::Fanotify { flags, event_flags, marks, queued } => crate::fanotify::group(*flags, *event_flags, marks, *queued, f.fd, ignore, held)?,
         FdKind::Epoll { .. } => fdobjs::new_epoll()?,
         _ => bail!("internal: fd {} is not an event, timer or signal fd, epoll or inotify instance or fanotify group", f.fd),

@@ -147,7 +147,8 @@ enum StageError {
 fn stage_image(path: &Path) -> std::result::Result<Staged, StageError> {
     let ctx = |e: anyhow::Error| e.context(format!("{}", path.display()));
     // Restarting an image runs its code: only the user's own images (ckpt_image::trust).
-    let chain = Chain::open_owned(path, ckpt_image::trust::euid()).map_err(|e| match e {
+    let opened = OPENED.with(|o| o.borrow_mut().take_if(|(p, _)| p == path)).map(|(_, c)| Ok(c));
+    let chain = opened.unwrap_or_else(|| Chain::open_taken_by(path, ckpt_image::trust::euid(), tree::taker(path))).map_err(|e| match e {
         ckpt_image::ImageError::Untrusted(_) => StageError::Image(e.into()),
         e => StageError::Image(ctx(e.into())),
     })?;
@@ -290,6 +291,19 @@ thread_local! {
     static EARLY: std::cell::RefCell<Option<(u32, Staged)>> = const { std::cell::RefCell::new(None) };
 }
 
+thread_local! {
+    /// A process of root's tree that ran as another user: its image chain, opened while it was
+    /// still root (`open_as_root`; its restart then runs as that user, who may not read it).
+    static OPENED: std::cell::RefCell<Option<(PathBuf, Chain)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Open the image chain `path` taken by `taker` now (as root), for `stage_image` to use later.
+pub(crate) fn open_as_root(path: &Path, taker: u32) -> Result<()> {
+    let chain = Chain::open_taken_by(path, ckpt_image::trust::euid(), taker).with_context(|| format!("{}", path.display()))?;
+    OPENED.with(|o| *o.borrow_mut() = Some((path.to_path_buf(), chain)));
+    Ok(())
+}
+
 /// Stage `image` now, before this process of a tree makes its children, and offer its staged
 /// memory to them (`cowshare`); `run` restores it later.
 pub(crate) fn stage_early(image: &Path) -> Result<()> {
@@ -343,6 +357,13 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
     // Kernel state that lives on across the switch.
     let p = &index.process;
     let views = creds::Views { want_in_userns: index.ids.user_namespace, have_in_userns: creds::in_user_namespace() };
+    if let Some(ids) = tree::vouched(index.meta.pid) {
+        // Restored as the ids the coordinator saw (`tree::become_vouched`): its image, which it
+        // wrote itself, must say the same.
+        if creds::from_ids(ids) != p.creds {
+            bail!("{}: the image records other ids than its process had at the checkpoint ({:?}, not {ids:?}): it is not restarted", path.display(), p.creds);
+        }
+    }
     let change_creds = creds::check(&p.creds, views)?;
     root::check(p)?;
     // SAFETY: umask and setrlimit only change this process's attributes.

@@ -38,18 +38,20 @@ fn target(image: &Path, set: Option<&Path>) -> Option<Target> {
     let mut t: Option<Target> = None;
     let euid = ckpt_image::trust::euid();
     // A tree's set: the namespace is made for its root process.
-    let (candidates, generation, keep, restored) = match set {
+    // (Root restarting its tree whose root process ran as another user: taken by that user.)
+    let (candidates, generation, keep, restored, taker) = match set {
         Some(s) => {
             let (root, mut m) = crate::tree::root_image(s).ok()?;
+            let taker = m.taker(m.root, euid);
             // Every process the restart makes and restores (not one run again: srun).
             m.drop_not_made();
             let restored = m.live().map(|(p, _)| p.pid).filter(|pid| !m.reexec.contains(pid)).collect();
-            (vec![root], m.generation, m.keep.unwrap_or(ckpt_image::DEFAULT_KEEP), Some(restored))
+            (vec![root], m.generation, m.keep.unwrap_or(ckpt_image::DEFAULT_KEEP), Some(restored), taker)
         }
-        None => (crate::candidates(image).ok()?, 0, ckpt_image::DEFAULT_KEEP, None),
+        None => (crate::candidates(image).ok()?, 0, ckpt_image::DEFAULT_KEEP, None, euid),
     };
     for c in candidates {
-        let r = match ckpt_image::trust::read_owned(&c, euid) {
+        let r = match ckpt_image::trust::read_taken_by(&c, euid, taker) {
             Ok(r) => r,
             Err(ckpt_image::ImageError::Untrusted(_)) => return None,
             Err(_) => continue,

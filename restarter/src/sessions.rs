@@ -283,7 +283,7 @@ mod tests {
 
     #[test]
     fn a_child_forked_before_setsid_is_created_before_it() {
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(12, 11, 10, 10)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(12, 11, 10, 10)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new() };
         let p = plan(&m).unwrap();
         assert_eq!(p.steps(10), &[Step::Setsid, Step::Child(11)]);
         assert_eq!(p.steps(11), &[Step::Child(12), Step::Setsid]);
@@ -291,7 +291,7 @@ mod tests {
 
     #[test]
     fn an_orphan_of_a_dead_leader_gets_a_session_helper() {
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(13, 1, 12, 12)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(13, 1, 12, 12)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new() };
         let p = plan(&m).unwrap();
         assert_eq!(p.steps(10), &[Step::SessionHelper(12)]);
         assert_eq!(p.steps(12), &[Step::Orphan(13)]);
@@ -299,7 +299,7 @@ mod tests {
 
     #[test]
     fn a_group_whose_leader_exited_gets_a_group_helper_in_its_session() {
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(13, 11, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(13, 11, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new() };
         let p = plan(&m).unwrap();
         assert_eq!(p.steps(11), &[Step::Setsid, Step::Child(13), Step::GroupHelper(12)]);
     }
@@ -307,7 +307,7 @@ mod tests {
     #[test]
     fn a_dead_leaders_session_under_a_live_parent_is_made_by_its_helper() {
         // 11 (a subreaper) forked 12, which called setsid, forked 13 and exited: 13 is 11's.
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 0, 0), proc(13, 11, 12, 12)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 0, 0), proc(13, 11, 12, 12)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new() };
         let p = plan(&m).unwrap();
         assert_eq!(p.steps(11), &[Step::SessionHelper(12)]);
         assert_eq!(p.steps(12), &[Step::Sibling(13)]);
@@ -326,7 +326,7 @@ mod tests {
         // setsid, made 8 and 9 with CLONE_PARENT (5's) and exited; 9 made 10 and exited while 1
         // was a subreaper; 4 exited (5 is 0's); then 1 and 5 called setsid.
         let procs = vec![proc(100, 1, 0, 0), proc(101, 100, 101, 101), proc(103, 101, 102, 102), proc(110, 101, 107, 107), proc(105, 100, 105, 105), proc(106, 105, 102, 102), proc(108, 105, 107, 107)];
-        let m = Manifest { generation: 1, root: 100, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
+        let m = Manifest { generation: 1, root: 100, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new() };
         let p = plan(&m).unwrap();
         // 5 is born in session 2 (its helper, 1's child, hands it up to 0) and makes 6 before
         // its setsid; 7's helper is 5's child and hands 10 up to 1.
@@ -340,7 +340,7 @@ mod tests {
     fn an_impossible_session_is_refused() {
         // 12 is in 11's session (11 lives) but its parent 13 never was: 13 does not lead a
         // session (so it was born in the root's and stayed there) and is not above 11.
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 11, 11), proc(13, 10, 0, 0), proc(12, 13, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 11, 11), proc(13, 10, 0, 0), proc(12, 13, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new() };
         assert!(plan(&m).unwrap_err().contains("process 12 is in session 11"));
     }
 
@@ -348,7 +348,7 @@ mod tests {
     fn a_live_leaders_member_under_a_process_above_it_is_handed_up() {
         // 11 called setsid and forked 12 with CLONE_PARENT (the root's child): 11 makes it
         // again and hands it up to the root.
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 11, 11), proc(12, 10, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 11, 11), proc(12, 10, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new() };
         let p = plan(&m).unwrap();
         assert_eq!(p.steps(11), &[Step::Setsid, Step::Deliver(12, 10)]);
     }
@@ -417,7 +417,7 @@ mod tests {
 
     #[test]
     fn the_plans_of_the_examples_make_their_trees() {
-        let t = |procs: Vec<TreeProc>| Manifest { generation: 1, root: procs[0].pid, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
+        let t = |procs: Vec<TreeProc>| Manifest { generation: 1, root: procs[0].pid, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new() };
         faithful(&t(vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(12, 11, 10, 10)])).unwrap();
         faithful(&t(vec![proc(10, 1, 0, 0), proc(13, 1, 12, 12)])).unwrap();
         faithful(&t(vec![proc(10, 1, 0, 0), proc(11, 10, 0, 0), proc(13, 11, 12, 12), proc(14, 10, 12, 12)])).unwrap();
@@ -500,7 +500,7 @@ mod tests {
             let state = |pid: i32, z: bool| if z { ProcState::Zombie { status: 0 } } else { ProcState::Live { image: format!("{pid}.ckpt") } };
             let mut procs: Vec<TreeProc> = k.iter().map(|(&pid, &(ppid, sid, pgid, _, z))| TreeProc { state: state(pid, z), ..proc(pid, ppid, pgid, sid) }).collect();
             procs.sort_by_key(|p| p.pid);
-            let m = Manifest { generation: 1, root, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
+            let m = Manifest { generation: 1, root, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new() };
             match faithful(&m) {
                 Ok(()) => made += 1,
                 Err(e) if e.starts_with("simulation") => panic!("{e}: {:?}", m.procs),

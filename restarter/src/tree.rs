@@ -294,16 +294,21 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     // Processes run again (srun): their descendants are not made (`rerun`).
     let mut m = m;
     m.drop_not_made();
+    if euid == 0 {
+        let _ = VOUCHED.set(m.ids.clone());
+    }
     crate::rerun::check(set, &m, euid)?;
     let mut indexes: Vec<(i32, Index)> = Vec::new();
     let mut root_hash = 0;
     for (p, image) in m.live() {
         let path = set.join(image);
-        let r = ckpt_image::trust::read_owned(&path, euid).with_context(|| format!("{}", path.display()))?;
+        // A process of root's tree that ran as another user: its image was taken by it.
+        let taker = m.taker(p.pid, euid);
+        let r = ckpt_image::trust::read_taken_by(&path, euid, taker).with_context(|| format!("{}", path.display()))?;
         if r.header.parent != 0 {
             // An increment over the process's older images in the set (ckpt_ns setchain): each
             // of them there and sound, before anything is made.
-            ckpt_image::Chain::open_owned(&path, euid).with_context(|| format!("{}", path.display()))?;
+            ckpt_image::Chain::open_taken_by(&path, euid, taker).with_context(|| format!("{}", path.display()))?;
         }
         if p.pid == m.root {
             root_hash = r.header.index_hash;
@@ -499,9 +504,19 @@ fn make_shared(indexes: &[(i32, Index)], live: u32, lossy: bool, cttys: &[u32], 
 fn share_files(indexes: &[(i32, Index)], same: &[Vec<(i32, i32)>], opts: &crate::fds::Options, pipes: &mut ckpt_kinds::pipe::Pipes) -> Result<(SharedFiles, HashSet<(i32, i32)>)> {
     let mut out = HashMap::new();
     let mut fillers = HashSet::new();
-    let first = |group: &Vec<(i32, i32)>| group.iter().find_map(|&at| state(indexes, at));
+    // The description of a holder that ran as the tree's user; one that ran as another user
+    // (`vouched`) wrote its own image: what it says is opened for it only as a pipe.
+    let first = |group: &Vec<(i32, i32)>| -> Result<Option<&ckpt_image::FdState>> {
+        let trusted = group.iter().filter(|at| vouched(at.0).is_none()).find_map(|&at| state(indexes, at));
+        match trusted.or_else(|| group.iter().find_map(|&at| state(indexes, at))) {
+            Some(f) if trusted.is_none() && !matches!(f.kind, FdKind::Pipe { .. }) => {
+                bail!("pid {} fd {} is shared only by processes that ran as other users than the tree's: ckpt-restart (root) does not open it for them", group[0].0, group[0].1)
+            }
+            f => Ok(f),
+        }
+    };
     for group in ckpt_image::unshared::tree_files(indexes, same) {
-        let Some(f) = first(group) else { continue };
+        let Some(f) = first(group)? else { continue };
         // (Gone, with --ignore-missing-files: each process gets /dev/null.)
         let Some(opened) = crate::fds::open_shared(f, opts)? else { continue };
         for &at in group {
@@ -509,7 +524,7 @@ fn share_files(indexes: &[(i32, Index)], same: &[Vec<(i32, i32)>], opts: &crate:
         }
     }
     for group in ckpt_image::unshared::tree_objects(indexes, same) {
-        let Some(f) = first(group) else { continue };
+        let Some(f) = first(group)? else { continue };
         let mut f = f.clone();
         if let FdKind::Inotify { watches, .. } = &mut f.kind {
             // A watch one holder added is seen being added (its path) by its runtime only.
@@ -667,6 +682,7 @@ fn make(pid: i32, sibling: bool, files: bool, exit_signal: i32) -> Result<Option
 /// orphans, call setsid at its turn; returns in every process of the tree with its record.
 /// A process stages its image before it makes its first child (`stage_before_children`).
 fn spawn_children(m: &Manifest, plan: &Plan, pid: i32, set: &Path) -> Result<TreeProc> {
+    become_vouched(m, plan, pid, set)?;
     let me = m.procs.iter().find(|p| p.pid == pid).cloned();
     let mut staged = false;
     for step in plan.steps(pid) {
@@ -726,6 +742,22 @@ fn spawn_children(m: &Manifest, plan: &Plan, pid: i32, set: &Path) -> Result<Tre
         // SAFETY: leaving the helper process.
         None => unsafe { libc::_exit(0) },
     }
+}
+
+/// A process of root's tree that ran as another user (`vouched`) takes on, as soon as it is
+/// made, the ids the coordinator saw it run as: everything its restart does from its image
+/// (which it wrote itself: the files it maps and opens, its sockets) is done as that user, as
+/// when that user restarts its own image. Its image chain is opened first, as root (the set is
+/// root's). One that makes processes at the restart (its children) would need root's
+/// privileges for their ids afterwards: refused in one line.
+fn become_vouched(m: &Manifest, plan: &Plan, pid: i32, set: &Path) -> Result<()> {
+    let Some(ids) = vouched(pid) else { return Ok(()) };
+    if plan.steps(pid).iter().any(|s| !matches!(s, Step::Setsid)) {
+        bail!("{}: process {pid} ran as uid {} (not the tree's user) and has processes to make at the restart: ckpt-restart, as root, restores such a process only without children", set.display(), ids.uids[1]);
+    }
+    let Some((_, image)) = m.live().find(|(p, _)| p.pid == pid) else { return Ok(()) };
+    crate::open_as_root(&set.join(image), ids.uids[1])?;
+    crate::creds::apply(&crate::creds::from_ids(ids))
 }
 
 /// Process `pid` is about to make its children: it stages its image first, so that they start
@@ -900,6 +932,23 @@ pub fn shared_socket(f: &ckpt_image::FdState) -> bool {
 pub fn shared_pty(f: &ckpt_image::FdState) -> bool {
     let FdKind::Tty(t) = &f.kind else { return false };
     SHARED.get().is_some_and(|s| s.ptys.contains_key(&t.index) && (t.kind != ckpt_image::TtyKind::Outside || ckpt_kinds::tty::pts_index(t.rdev) == Some(t.index)))
+}
+
+/// The processes of root's tree that ran as other users, with the ids the coordinator saw at the
+/// cut (the manifest's `ids` lines; set only when we are root).
+static VOUCHED: OnceLock<Vec<(i32, ckpt_image::tree::ProcIds)>> = OnceLock::new();
+
+/// The ids process `pid` of the tree being restarted ran as, if it ran as another user in root's
+/// tree (its restart takes them on before it opens anything: main.rs `run`).
+pub fn vouched(pid: i32) -> Option<&'static ckpt_image::tree::ProcIds> {
+    VOUCHED.get()?.iter().find(|v| v.0 == pid).map(|v| &v.1)
+}
+
+/// The uid the image at `path` (`PID.ckpt` of a set) must have been taken by: the vouched
+/// process's effective uid, else ours.
+pub fn taker(path: &Path) -> u32 {
+    let pid = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".ckpt")).and_then(|n| n.parse().ok());
+    pid.and_then(vouched).map_or_else(ckpt_image::trust::euid, |ids| ids.uids[1])
 }
 
 /// Whether this process is one of a tree being restarted.

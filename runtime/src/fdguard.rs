@@ -32,6 +32,7 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
         return 0;
     }
     crate::inotifyq::closed(fd as c_uint, fd as c_uint);
+    crate::inotifywd::closed(fd as c_uint, fd as c_uint);
     // SAFETY: forwarding to libc's close.
     unsafe { std::mem::transmute::<usize, CloseFn>(REAL_CLOSE.get())(fd) }
 }
@@ -41,6 +42,7 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
 fn close_range_around(first: c_uint, last: c_uint, flags: c_uint) -> c_int {
     if flags & libc::CLOSE_RANGE_CLOEXEC == 0 {
         crate::inotifyq::closed(first, last);
+        crate::inotifywd::closed(first, last);
     }
     let call = |a: c_uint, b: c_uint| match syscall!(libc::SYS_close_range, a, b, flags) {
         Ok(_) => 0,

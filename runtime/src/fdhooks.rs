@@ -69,6 +69,7 @@ pub unsafe extern "C" fn inotify_add_watch(fd: c_int, path: *const c_char, mask:
     if wd < 0 || !crate::is_active() || path.is_null() {
         return wd;
     }
+    crate::inotifywd::added(fd, wd);
     // SAFETY: path is the caller's C string.
     let p = unsafe { CStr::from_ptr(path) }.to_bytes();
     let mut abs = Vec::new();

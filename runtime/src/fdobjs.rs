@@ -67,6 +67,7 @@ pub fn anon(fd: i32, link: &[u8], info: &[u8], drain: bool) -> Option<FdKind> {
                     })
                     .collect(),
                 queued: queued.max(0) as u32,
+                last_wd: crate::inotifywd::last(fd),
             })
         }
         b"anon_inode:[fanotify]" => fanotify(fd, s),

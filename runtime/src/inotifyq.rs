@@ -190,6 +190,8 @@ fn queue_marker(s: &mut Saved) {
         };
     } else {
         s.marker = inotify_marker(s.fd);
+        // Its number is handed out: the program's next watch gets the one after.
+        crate::inotifywd::noted(s.fd, s.marker);
     }
 }
 

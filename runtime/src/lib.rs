@@ -29,6 +29,7 @@ mod ids;
 mod imgdir;
 mod incremental;
 mod inotifyq;
+mod inotifywd;
 mod kstate;
 mod launch;
 mod leftout;

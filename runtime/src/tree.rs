@@ -5,8 +5,8 @@
 //!   process ckpt-run started, by every child it forks (the fork handler activates the runtime
 //!   in the child: its own checkpoint thread), by every program a member execs (the exec hooks
 //!   pass the preload on, marked as a tree member) and by every process after a restart. The
-//!   coordinator must be pid 1 of our pid namespace and of our uid (SO_PEERCRED), so no other
-//!   process can pose as it.
+//!   coordinator must be pid 1 of our pid namespace and of our uid or root (SO_PEERCRED), so no
+//!   other process can pose as it.
 //! - A checkpoint request (signal, timer, ckpt-ctl) of a member goes to the coordinator, which
 //!   answers `Solo` (the program alone: it checkpoints itself as ever) or runs the tree's
 //!   checkpoint, in which this process takes its part (`part`): stop, wait for every process to
@@ -206,8 +206,9 @@ fn connect(outer: i32) -> Result<i32, String> {
         let mut cred = libc::ucred { pid: 0, uid: u32::MAX, gid: 0 };
         let mut clen = std::mem::size_of::<libc::ucred>() as u32;
         syscall!(libc::SYS_getsockopt, fd, libc::SOL_SOCKET, libc::SO_PEERCRED, &mut cred as *mut libc::ucred, &mut clen as *mut u32).map_err(checkpoint::strerror)?;
-        // Our namespace's init, of our uid: nothing else may coordinate us.
-        if cred.pid != 1 || cred.uid != sys::geteuid() {
+        // Our namespace's init, of our uid or root (a process of root's tree that dropped to
+        // other ids: ns's `userdirs`): nothing else may coordinate us.
+        if cred.pid != 1 || (cred.uid != sys::geteuid() && cred.uid != 0) {
             return Err(format!("the socket's owner is pid {} uid {}, not our init", cred.pid, cred.uid));
         }
         Ok(())

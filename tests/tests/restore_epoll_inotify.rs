@@ -33,6 +33,20 @@ fn inotify_watches_on_links_and_renamed_files_come_back_as_nobody() {
     ready_go("inotify_moved", "inotify_moved_nobody", true, |_| {}, &[]);
 }
 
+/// The numbers inotify_add_watch hands out after the restart (tests/programs/inotify_wds.c): the
+/// kernel never gives a number twice, so after a gap and after the highest watches were removed
+/// (and in an instance with no watch left) the next watch gets the number an uninterrupted run
+/// gets, not the one after the last watch that remains.
+#[test]
+fn inotify_watches_added_after_a_restart_get_the_numbers_they_would_have() {
+    ready_go("inotify_wds", "inotify_wds", false, |_| {}, &[]);
+}
+
+#[test]
+fn inotify_watches_added_after_a_restart_get_the_numbers_they_would_have_as_nobody() {
+    ready_go("inotify_wds", "inotify_wds_nobody", true, |_| {}, &[]);
+}
+
 /// A watch on a file removed since but still open (zdtm inotify00): it comes back on the file as
 /// restored at that fd, with its number, and the restart queues no event of its own.
 #[test]
