@@ -3,13 +3,19 @@
 //! the lowest pid holding it; the others name it. Reading a set, each name is replaced by that
 //! description, as the process holding it would have given it (its unread messages are the
 //! describing process's to restore: they are left out, as a second holder always left them out).
+//!
+//! Pipes alike (version 22): the unread bytes of a pipe several processes held are stored once,
+//! in the image of the lowest pid holding it (the others' entries have none); reading a set,
+//! every holder's first entry of the pipe gets them again, as each image held them before (a
+//! tree's restart makes a pipe its processes share once, from one holder's entries; a pipe it
+//! does not share is made by each holder).
 
 use crate::{FdKind, FdState, Index, Socket};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-/// The full description of every socket of a set, by inode.
+/// The full description of every socket of a set, and the unread bytes of every pipe, by inode.
 #[derive(Debug, Default, Clone)]
-pub struct Described(HashMap<u64, Socket>);
+pub struct Described(HashMap<u64, Socket>, HashMap<u64, Vec<u8>>);
 
 impl Described {
     /// The sockets described in full in `indexes` (the set's images, any order; the lowest
@@ -18,19 +24,27 @@ impl Described {
         let mut by_pid: Vec<&(i32, Index)> = indexes.iter().collect();
         by_pid.sort_by_key(|(pid, _)| *pid);
         let mut out = HashMap::new();
+        let mut pipes = HashMap::new();
         for (_, ix) in by_pid {
             for f in &ix.fds {
-                if let FdKind::Socket(s) = &f.kind {
-                    out.entry(s.ino).or_insert_with(|| Socket { queue: Vec::new(), ..(**s).clone() });
+                match &f.kind {
+                    FdKind::Socket(s) => {
+                        out.entry(s.ino).or_insert_with(|| Socket { queue: Vec::new(), ..(**s).clone() });
+                    }
+                    FdKind::Pipe { ino, data, .. } if !data.is_empty() => {
+                        pipes.entry(*ino).or_insert_with(|| data.clone());
+                    }
+                    _ => {}
                 }
             }
         }
-        Described(out)
+        Described(out, pipes)
     }
 
     /// Replace every `TreeSocket` of `fds` (of process `pid`) by the socket's description; an
     /// inode no image of the set describes is an error naming it.
     pub fn resolve(&self, pid: i32, fds: &mut [FdState]) -> Result<(), String> {
+        self.give_pipes(fds);
         for f in fds.iter_mut() {
             let FdKind::TreeSocket { ino } = f.kind else { continue };
             let s = self.0.get(&ino).ok_or_else(|| {
@@ -42,7 +56,33 @@ impl Described {
     }
 }
 
-/// Replace every `TreeSocket` of the images of a set (`indexes`) by its description.
+impl Described {
+    /// Give the first entry of each pipe of `fds` its unread bytes when no entry of it has any
+    /// (another process of the tree stored them).
+    fn give_pipes(&self, fds: &mut [FdState]) {
+        let holding: HashSet<u64> = fds
+            .iter()
+            .filter_map(|f| match &f.kind {
+                FdKind::Pipe { ino, data, .. } if !data.is_empty() => Some(*ino),
+                _ => None,
+            })
+            .collect();
+        let mut given = HashSet::new();
+        for f in fds.iter_mut() {
+            if let FdKind::Pipe { ino, data, .. } = &mut f.kind {
+                if holding.contains(ino) || !given.insert(*ino) {
+                    continue;
+                }
+                if let Some(d) = self.1.get(ino) {
+                    *data = d.clone();
+                }
+            }
+        }
+    }
+}
+
+/// Replace every `TreeSocket` of the images of a set (`indexes`) by its description, and give
+/// every holder of a pipe its unread bytes.
 pub fn resolve_all(indexes: &mut [(i32, Index)]) -> Result<Described, String> {
     let d = Described::of(indexes);
     for (pid, ix) in indexes.iter_mut() {
@@ -84,6 +124,21 @@ mod tests {
         // The describing process keeps its queue.
         let FdKind::Socket(s) = &set[1].1.fds[0].kind else { panic!() };
         assert_eq!(s.queue.len(), 1);
+    }
+
+    fn pipe(fd: i32, ino: u64, data: &[u8]) -> FdState {
+        FdState { kind: FdKind::Pipe { ino, size: 65536, data: data.to_vec() }, ..sock(fd, 0, b"") }
+    }
+
+    #[test]
+    fn every_holder_of_a_pipe_gets_its_bytes_once() {
+        let low = Index { fds: vec![pipe(3, 9, b"unread"), pipe(4, 9, b"")], ..Default::default() };
+        let high = Index { fds: vec![pipe(5, 9, b""), pipe(6, 9, b""), pipe(7, 11, b"")], ..Default::default() };
+        let mut set = vec![(20, high), (10, low)];
+        resolve_all(&mut set).unwrap();
+        let data = |ix: &Index| ix.fds.iter().map(|f| match &f.kind { FdKind::Pipe { data, .. } => data.clone(), _ => Vec::new() }).collect::<Vec<_>>();
+        assert_eq!(data(&set[0].1), vec![b"unread".to_vec(), Vec::new(), Vec::new()]);
+        assert_eq!(data(&set[1].1), vec![b"unread".to_vec(), Vec::new()]);
     }
 
     #[test]

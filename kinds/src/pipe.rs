@@ -4,6 +4,9 @@
 //! the same pipe (opened through /proc/self/fd, non-blocking) into a pipe of ours. The program's
 //! pipe is not touched, so a writer or reader outside the process cannot see anything change.
 //! The bytes are stored once per pipe, on its first fd; the capacity (F_GETPIPE_SZ) with each.
+//! In a process tree, a pipe that a process with a lower pid also holds is left to it (the
+//! lowest pid holding it stores its bytes; a restart of the set gives them to every holder:
+//! ckpt_image::treesockets), so that a pipe P processes hold is read and stored once, not P times.
 //!
 //! Restore: one pipe per old pipe, refilled with the unread bytes and held by fds of ours; each
 //! program fd is then a new open of it through /proc/self/fd with its own access mode and
@@ -26,13 +29,24 @@ use std::ffi::CString;
 use std::os::fd::RawFd;
 
 /// Capture: the pipes and FIFOs seen so far in this checkpoint (their unread bytes are stored
-/// once, on the first fd).
+/// once, on the first fd), and the pipes another process of the tree stores (sorted).
 #[derive(Default)]
-pub struct Seen(Vec<u64>);
+pub struct Seen(Vec<u64>, Vec<u64>);
 
 impl Seen {
+    /// A capture in which the unread bytes of the pipes (not FIFOs) `elsewhere` are stored by
+    /// another process of the tree (a lower pid that holds them too).
+    pub fn with_pipes_elsewhere(mut elsewhere: Vec<u64>) -> Seen {
+        elsewhere.sort_unstable();
+        Seen(Vec::new(), elsewhere)
+    }
+
     /// A pipe end (`fd`, its number in decimal `name`, pipe inode `ino`).
     pub fn pipe(&mut self, fd: i32, name: &[u8], ino: u64) -> FdKind {
+        if self.1.binary_search(&ino).is_ok() {
+            let size = sys::fcntl(fd, libc::F_GETPIPE_SZ, 0).unwrap_or(65536) as u32;
+            return FdKind::Pipe { ino, size, data: Vec::new() };
+        }
         let (size, data) = self.contents(fd, name, ino);
         FdKind::Pipe { ino, size, data }
     }

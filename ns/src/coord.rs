@@ -32,7 +32,7 @@
 //! image stays one file, with increments, as without trees).
 
 use crate::report::{recv_bytes, send_bytes};
-use crate::treemsg::{socket_name, TreeMsg, LEN};
+use crate::treemsg::{kept_clause, socket_name, Failure, TreeMsg, Why, LEN};
 use ckpt_image::tree::{image_name, pts_index_of_tty_nr, Ctty, Manifest, ProcState, TreeProc};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -93,6 +93,9 @@ pub(crate) struct Coord {
     /// The directories of the processes of the checkpoint being taken that run as other users
     /// (`userdirs`).
     user_dirs: crate::userdirs::UserDirs,
+    /// The process and reason the failed checkpoint being taken names (`Failed`), for the
+    /// Result.
+    failure: Option<Failure>,
 }
 
 /// The exit status of a program that stopped after its checkpoint (the runtime's
@@ -215,7 +218,7 @@ impl Coord {
         if unsafe { libc::bind(fd, &addr as *const libc::sockaddr_un as *const libc::sockaddr, len) } != 0 || unsafe { libc::listen(fd, 64) } != 0 {
             return Err(errno());
         }
-        Ok(Coord { listen, members: Vec::new(), sleepers: Vec::new(), stop_answers: Vec::new(), target, tool, root: 0, started: std::time::SystemTime::now(), beyond: false, awaiting: Vec::new(), restoring: false, user_dirs: Default::default() })
+        Ok(Coord { listen, members: Vec::new(), sleepers: Vec::new(), stop_answers: Vec::new(), target, tool, root: 0, started: std::time::SystemTime::now(), beyond: false, awaiting: Vec::new(), restoring: false, user_dirs: Default::default(), failure: None })
     }
 
     /// A restart: wait for processes `pids` to say `Running` (none: nothing to wait for).
@@ -399,7 +402,9 @@ impl Coord {
         let t0 = Instant::now();
         // A program that checkpointed itself alone before it forked goes on counting.
         let gen = self.target.generation.max(self.solo_generation()) + 1;
+        self.failure = None;
         let outcome = self.take(gen, stop, step.then_some(requester));
+        let failure = self.failure.take().map(|f| Failure { kept: had_set, ..f }).unwrap_or_default();
         let ok = match outcome {
             Ok((n, raw, stored, paused)) => {
                 self.target.generation = gen;
@@ -420,12 +425,15 @@ impl Coord {
                 true
             }
             Err(e) => {
-                self.say_checkpoint(&format!("checkpoint {gen} of the process tree failed, the program continues: {e}"));
+                // A reason said (`Failed`): what became of the sets too, as the requester says it.
+                let kept = if failure.why == Why::Unsaid { String::new() } else { format!("; {}", kept_clause(had_set)) };
+                self.say_checkpoint(&format!("checkpoint {gen} of the process tree failed, the program continues: {e}{kept}"));
                 false
             }
         };
+        let failure = if ok { Failure::default() } else { failure };
         for i in 0..self.members.len() {
-            self.send(i, TreeMsg::Result { ok }, None);
+            self.send(i, TreeMsg::Result { ok, failure }, None);
         }
         if !(ok && stop) {
             return None;
@@ -601,7 +609,7 @@ impl Coord {
         }
         self.user_dirs.clear();
         let all = |c: &Coord, want: fn(&TreeMsg) -> bool| c.members.iter().all(|m| m.got.as_ref().is_some_and(|g| want(g) || matches!(g, TreeMsg::Abort)));
-        let failed = |c: &Coord| c.members.iter().filter(|m| matches!(m.got, Some(TreeMsg::Abort) | Some(TreeMsg::Done { ok: false, .. }))).map(|m| format!("{} ({})", m.pid, comm(m.pid))).collect::<Vec<_>>();
+        let failed = |c: &Coord| c.members.iter().filter(|m| matches!(m.got, Some(TreeMsg::Abort | TreeMsg::Failed { .. }))).map(|m| format!("{} ({})", m.pid, comm(m.pid))).collect::<Vec<_>>();
         // Phase 1: every process stops. A process forked just before its parent stopped, or a
         // program a member exec'd just then, connects meanwhile: it is asked to stop too, until
         // every live process of the tree is a stopped member.
@@ -628,7 +636,7 @@ impl Coord {
             // a member that was in fork() when its stop signal came, which joins from its fork
             // handler; gcc's vfork is a fork here) was not asked and would never answer (the
             // checkpoint failed after PHASE, `did not stop`); it is asked in the next round.
-            let answered = |m: &Member| matches!(m.got, Some(TreeMsg::Stopped | TreeMsg::Abort | TreeMsg::Done { ok: false, .. }));
+            let answered = |m: &Member| matches!(m.got, Some(TreeMsg::Stopped | TreeMsg::Abort | TreeMsg::Failed { .. }));
             if !self.wait_until(PHASE, |c| c.members.iter().all(|m| !m.asked || answered(m) || c.asleep(m.pid))) {
                 let late = self.unanswered();
                 // What each was doing (its threads' states and where they waited), read before
@@ -639,8 +647,9 @@ impl Coord {
             }
             let bad = failed(self);
             if !bad.is_empty() {
+                let said = self.said_failures();
                 self.abort();
-                return Err(format!("process {} could not be stopped (its own line above says why)", bad.join(", ")));
+                return Err(said.unwrap_or_else(|| format!("process {} could not be stopped (its own line above says why)", bad.join(", "))));
             }
             if self.sleepers.iter().any(|s| !s.woken) {
                 if let Err(e) = self.wake(tmp, gen, dirfd) {
@@ -687,7 +696,7 @@ impl Coord {
                 self.send(i, TreeMsg::Capture, None);
             }
         }
-        let captured = self.wait_until(PHASE, |c| c.members.len() != n || all(c, |g| matches!(g, TreeMsg::Captured | TreeMsg::Done { .. })));
+        let captured = self.wait_until(PHASE, |c| c.members.len() != n || all(c, |g| matches!(g, TreeMsg::Captured | TreeMsg::Done { .. } | TreeMsg::Failed { .. })));
         if self.members.len() != n {
             self.abort();
             return Err("a process of the tree ended while it was stopped (killed?)".into());
@@ -722,7 +731,7 @@ impl Coord {
         // end or exec once it has resumed: its image is complete when its snapshot committed it.
         // The stopped ones send no Done (they may be stopped before their image is written):
         // their image file is waited for, as an ended process's.
-        self.wait_until(Duration::from_secs(24 * 3600), |c| c.members.iter().filter(|m| m.in_cut && c.sleeper(m.pid).is_none()).all(|m| matches!(m.got, Some(TreeMsg::Done { .. }))));
+        self.wait_until(Duration::from_secs(24 * 3600), |c| c.members.iter().filter(|m| m.in_cut && c.sleeper(m.pid).is_none()).all(|m| matches!(m.got, Some(TreeMsg::Done { .. } | TreeMsg::Failed { .. }))));
         let ended: Vec<i32> = cut.iter().copied().filter(|&p| self.sleeper(p).is_some() || !self.members.iter().any(|m| m.in_cut && m.pid == p)).collect();
         let lost: Vec<i32> = ended.iter().copied().filter(|&p| !committed(&self.user_dirs.dir_of(tmp, p), p)).collect();
         // The images written in directories of their own join the others (`userdirs`).
@@ -802,7 +811,7 @@ impl Coord {
         };
         self.send(i, TreeMsg::Capture, None);
         // (Its Captured may follow its Paired before we look.)
-        let over = |c: &Coord| c.index_of(lead).is_none_or(|i| matches!(c.members[i].got, Some(TreeMsg::Paired | TreeMsg::Captured | TreeMsg::Abort | TreeMsg::Done { .. })));
+        let over = |c: &Coord| c.index_of(lead).is_none_or(|i| matches!(c.members[i].got, Some(TreeMsg::Paired | TreeMsg::Captured | TreeMsg::Abort | TreeMsg::Done { .. } | TreeMsg::Failed { .. })));
         let answered = self.wait_until(STEP_PAIRING, over);
         match self.index_of(lead).map(|i| self.members[i].got) {
             Some(Some(TreeMsg::Paired | TreeMsg::Captured)) => Ok(()),
@@ -823,6 +832,30 @@ impl Coord {
             return self.root;
         }
         tree.iter().find(|p| p.ppid == 1 && !p.zombie).map_or(0, |p| p.pid)
+    }
+
+    /// The members that said why they take no part (`Failed` with a reason), in one line with
+    /// those that failed without saying; the first is kept for the Result. None when none said.
+    fn said_failures(&mut self) -> Option<String> {
+        let mut said = Vec::new();
+        let mut unsaid = Vec::new();
+        for m in &self.members {
+            match m.got {
+                Some(TreeMsg::Failed { why, comm: c }) if why != Why::Unsaid => {
+                    // (Its own name, else /proc's: it may be gone by now.)
+                    let c = if c[0] == 0 { crate::treemsg::comm_bytes(comm(m.pid).as_bytes()) } else { c };
+                    said.push(Failure { why, pid: m.pid, comm: c, kept: false });
+                }
+                Some(TreeMsg::Failed { .. } | TreeMsg::Abort) => unsaid.push(format!("{} ({})", m.pid, comm(m.pid))),
+                _ => {}
+            }
+        }
+        self.failure = Some(*said.first()?);
+        let mut lines: Vec<String> = said.iter().filter_map(Failure::what).collect();
+        if !unsaid.is_empty() {
+            lines.push(format!("process {} could not take its part (its own line above says why)", unsaid.join(", ")));
+        }
+        Some(lines.join("; "))
     }
 
     fn unanswered(&self) -> Vec<i32> {

@@ -10,12 +10,15 @@
 //!   (one process alone, never in a set before:)  Solo -> requester, which checkpoints as ever
 //! coordinator: Stop{generation} + dir fd -> every member;   member: stops its threads, Stopped
 //! coordinator: Capture -> every member;  member: captures, forks its snapshot, Captured
-//! coordinator: Resume -> every member;   member: resumes, its snapshot writes, Done{ok, ...}
+//! coordinator: Resume -> every member;   member: resumes, its snapshot writes, Done{...}
 //!   (a stop checkpoint: Hold instead; the member's threads stay stopped while it writes)
 //! coordinator: writes the manifest, renames the set into place, Result{ok} -> every member
 //!   (after Hold: a committed set ends the namespace; a failed one lets every member go on)
 //! ```
-//! Abort (instead of Capture or Resume) resumes a member without an image.
+//! Abort (instead of Capture or Resume) resumes a member without an image. A member that takes
+//! no part (instead of Stopped, Captured or Done) says Failed and why when it knows a reason
+//! no line of its own gives (it was exiting); the coordinator's line names it and the Result
+//! carries it to every member, so that the one who asked (ckpt-ctl) names it too (`Failure`).
 //!
 //! After a restart each process of the tree says `Running` once its state is back, just
 //! before its program's threads run: when all have, init lets the outer process forward the
@@ -51,8 +54,12 @@ pub enum TreeMsg {
     Stopped,
     /// member: captured, and the snapshot holds its memory.
     Captured,
-    /// member: its image is written (ok) or not; memory bytes, bytes on disk, pause in ns.
-    Done { ok: bool, raw: u64, stored: u64, paused_ns: u64 },
+    /// member: its image is written; memory bytes, bytes on disk, pause in ns.
+    Done { raw: u64, stored: u64, paused_ns: u64 },
+    /// member: it takes no part, or its image is not written; `why` (Unsaid: its own line
+    /// says) and its command name (it may be gone when the coordinator writes its line).
+    /// (Sent as a Done that is not ok: an older coordinator reads it so.)
+    Failed { why: Why, comm: [u8; 16] },
     /// coordinator: you are alone, take a checkpoint of your own.
     Solo,
     /// coordinator: stop your threads for checkpoint `generation` of the tree (fd: the set's
@@ -69,8 +76,9 @@ pub enum TreeMsg {
     Hold,
     /// coordinator: the tree's checkpoint is off; resume, write nothing.
     Abort,
-    /// coordinator: the set was committed (ok) or not.
-    Result { ok: bool },
+    /// coordinator: the set was committed (ok) or not; `failure`: the process and reason the
+    /// coordinator's line named (default: none said).
+    Result { ok: bool, failure: Failure },
     /// coordinator, to a stopped member's parent (while stopped for a checkpoint): by which
     /// signal is your child `pid` stopped? (its wait report, if you have not taken it).
     AskStop { pid: i32 },
@@ -83,6 +91,98 @@ pub enum TreeMsg {
 
 pub const LEN: usize = 32;
 
+/// Why a member took no part in a checkpoint of its tree, where its own line does not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Why {
+    /// Its own line says why (an error it logged), or it is an older runtime that does not say.
+    #[default]
+    Unsaid,
+    /// It was exiting (exit() had begun, or a return from main) when it was asked to stop.
+    Exiting,
+}
+
+impl Why {
+    fn code(self) -> u8 {
+        match self {
+            Why::Unsaid => 0,
+            Why::Exiting => 1,
+        }
+    }
+
+    fn of(code: u8) -> Why {
+        match code {
+            1 => Why::Exiting,
+            _ => Why::Unsaid,
+        }
+    }
+}
+
+/// The process a tree's failed checkpoint names, and why (the coordinator's Result to every
+/// member): the one who asked says it in its own answer (ckpt-ctl's line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Failure {
+    pub why: Why,
+    pub pid: i32,
+    /// Its command name (/proc/PID/comm), NUL-padded.
+    pub comm: [u8; 16],
+    /// The previous set stays (there was one).
+    pub kept: bool,
+}
+
+impl Failure {
+    /// "process 1234 (cc1) exited during the checkpoint"; None when no reason is said.
+    pub fn what(&self) -> Option<String> {
+        let name = comm_text(&self.comm);
+        match self.why {
+            Why::Unsaid => None,
+            Why::Exiting => Some(format!("process {} ({name}) exited during the checkpoint", self.pid)),
+        }
+    }
+
+    /// `what` and what became of the sets: the line of a failed checkpoint.
+    pub fn line(&self) -> Option<String> {
+        Some(format!("{}; {}", self.what()?, kept_clause(self.kept)))
+    }
+
+    /// As a Result carries it: (reason, kept and pid; comm's two halves).
+    pub fn encode(&self) -> (u64, u64, u64) {
+        let (lo, hi) = self.comm.split_at(8);
+        let word = self.why.code() as u64 | (self.kept as u64) << 8 | (self.pid as u32 as u64) << 32;
+        (word, u64::from_ne_bytes(lo.try_into().unwrap()), u64::from_ne_bytes(hi.try_into().unwrap()))
+    }
+
+    pub fn decode(word: u64, lo: u64, hi: u64) -> Failure {
+        let mut comm = [0u8; 16];
+        comm[..8].copy_from_slice(&lo.to_ne_bytes());
+        comm[8..].copy_from_slice(&hi.to_ne_bytes());
+        Failure { why: Why::of(word as u8), pid: (word >> 32) as u32 as i32, comm, kept: (word >> 8) & 1 != 0 }
+    }
+}
+
+/// What a failed checkpoint leaves: the previous set (`kept`: there is one), or none.
+pub fn kept_clause(kept: bool) -> &'static str {
+    if kept {
+        "the previous image set is kept"
+    } else {
+        "no image set is written"
+    }
+}
+
+/// A command name as /proc/PID/comm gives it (up to 15 bytes), NUL-padded.
+pub fn comm_bytes(name: &[u8]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let name = name.strip_suffix(b"\n").unwrap_or(name);
+    let n = name.len().min(15);
+    out[..n].copy_from_slice(&name[..n]);
+    out
+}
+
+/// The text of a NUL-padded command name.
+pub fn comm_text(comm: &[u8; 16]) -> String {
+    let n = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    String::from_utf8_lossy(&comm[..n]).into_owned()
+}
+
 impl TreeMsg {
     pub fn encode(self) -> [u8; LEN] {
         let (k, a, b, c, d): (u32, u32, u64, u64, u64) = match self {
@@ -90,13 +190,20 @@ impl TreeMsg {
             TreeMsg::Paired => (14, 0, 0, 0, 0),
             TreeMsg::Stopped => (2, 0, 0, 0, 0),
             TreeMsg::Captured => (3, 0, 0, 0, 0),
-            TreeMsg::Done { ok, raw, stored, paused_ns } => (4, ok as u32, raw, stored, paused_ns),
+            TreeMsg::Done { raw, stored, paused_ns } => (4, 1, raw, stored, paused_ns),
+            TreeMsg::Failed { why, comm } => {
+                let f = Failure { why, comm, ..Failure::default() }.encode();
+                (4, 0, f.0, f.1, f.2)
+            }
             TreeMsg::Solo => (5, 0, 0, 0, 0),
             TreeMsg::Stop { generation, members, stopped } => (6, members, generation, stopped as u64, 0),
             TreeMsg::Capture => (7, 0, 0, 0, 0),
             TreeMsg::Resume => (8, 0, 0, 0, 0),
             TreeMsg::Abort => (9, 0, 0, 0, 0),
-            TreeMsg::Result { ok } => (10, ok as u32, 0, 0, 0),
+            TreeMsg::Result { ok, failure } => {
+                let f = failure.encode();
+                (10, ok as u32, f.0, f.1, f.2)
+            }
             TreeMsg::Hold => (11, 0, 0, 0, 0),
             TreeMsg::AskStop { pid } => (12, pid as u32, 0, 0, 0),
             TreeMsg::StopSig { pid, sig } => (13, pid as u32, sig as u64, 0, 0),
@@ -121,13 +228,18 @@ impl TreeMsg {
             1 => TreeMsg::Request { stop: w(4) != 0, step: q(8) != 0 },
             2 => TreeMsg::Stopped,
             3 => TreeMsg::Captured,
-            4 => TreeMsg::Done { ok: w(4) != 0, raw: q(8), stored: q(16), paused_ns: q(24) },
+            // (An older runtime's failure: a Done not ok, all zero.)
+            4 if w(4) != 0 => TreeMsg::Done { raw: q(8), stored: q(16), paused_ns: q(24) },
+            4 => {
+                let f = Failure::decode(q(8), q(16), q(24));
+                TreeMsg::Failed { why: f.why, comm: f.comm }
+            }
             5 => TreeMsg::Solo,
             6 => TreeMsg::Stop { generation: q(8), members: w(4), stopped: q(16) as u32 },
             7 => TreeMsg::Capture,
             8 => TreeMsg::Resume,
             9 => TreeMsg::Abort,
-            10 => TreeMsg::Result { ok: w(4) != 0 },
+            10 => TreeMsg::Result { ok: w(4) != 0, failure: Failure::decode(q(8), q(16), q(24)) },
             11 => TreeMsg::Hold,
             12 => TreeMsg::AskStop { pid: w(4) as i32 },
             13 => TreeMsg::StopSig { pid: w(4) as i32, sig: q(8) as i32 },
@@ -172,7 +284,9 @@ mod tests {
             TreeMsg::Paired,
             TreeMsg::Stopped,
             TreeMsg::Captured,
-            TreeMsg::Done { ok: true, raw: 1 << 40, stored: 7, paused_ns: 9 },
+            TreeMsg::Done { raw: 1 << 40, stored: 7, paused_ns: 9 },
+            TreeMsg::Failed { why: Why::Exiting, comm: comm_bytes(b"cc1\n") },
+            TreeMsg::Failed { why: Why::Unsaid, comm: [0; 16] },
             TreeMsg::Solo,
             TreeMsg::Stop { generation: 5, members: 3, stopped: 0 },
             TreeMsg::Stop { generation: 6, members: 2, stopped: 20 },
@@ -180,7 +294,8 @@ mod tests {
             TreeMsg::Resume,
             TreeMsg::Hold,
             TreeMsg::Abort,
-            TreeMsg::Result { ok: false },
+            TreeMsg::Result { ok: false, failure: Failure::default() },
+            TreeMsg::Result { ok: false, failure: Failure { why: Why::Exiting, pid: 1234, comm: comm_bytes(b"a-long-command-name"), kept: true } },
             TreeMsg::AskStop { pid: 12 },
             TreeMsg::StopSig { pid: 12, sig: 20 },
             TreeMsg::Running,
@@ -188,5 +303,21 @@ mod tests {
             assert_eq!(TreeMsg::decode(&m.encode()), Some(m));
         }
         assert_eq!(TreeMsg::decode(&[0u8; 5]), None);
+    }
+
+    #[test]
+    fn an_older_runtimes_failed_done_is_a_failure_it_does_not_explain() {
+        let mut old = [0u8; LEN];
+        old[0..4].copy_from_slice(&4u32.to_ne_bytes());
+        assert_eq!(TreeMsg::decode(&old), Some(TreeMsg::Failed { why: Why::Unsaid, comm: [0; 16] }));
+    }
+
+    #[test]
+    fn a_failure_names_the_process_and_what_stays() {
+        let f = Failure { why: Why::Exiting, pid: 1234, comm: comm_bytes(b"cc1\n"), kept: true };
+        assert_eq!(f.line().as_deref(), Some("process 1234 (cc1) exited during the checkpoint; the previous image set is kept"));
+        assert_eq!(Failure { kept: false, ..f }.line().as_deref(), Some("process 1234 (cc1) exited during the checkpoint; no image set is written"));
+        assert_eq!(Failure::default().line(), None);
+        assert_eq!(comm_text(&comm_bytes(b"0123456789abcdefgh")), "0123456789abcde");
     }
 }

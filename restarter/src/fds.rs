@@ -364,7 +364,8 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
         }
     }
     // 2. Every other object, except epoll instances and dups; the files in flight too.
-    let socks = Sockets::make(fds, top, ckpt_kinds::sockets::restore::Options { ignore: opts.ignore_missing, other_port: opts.other_port }, job)?;
+    // (A tree's shared sockets come with their options set: `treeshare`.)
+    let socks = Sockets::make_given(fds, top, ckpt_kinds::sockets::restore::Options { ignore: opts.ignore_missing, other_port: opts.other_port }, job, crate::tree::settled_sockets())?;
     let ttys = Terminals::make(fds, top, opts.ignore_missing, &crate::tree::ptys())?;
     let mut mk = Makers { sh: Shared { pipes: crate::tree::pipes(), ..Shared::default() }, socks, ttys, ignore: opts.ignore_missing, exact_ids: opts.exact_ids };
     let objects = |f: &&&FdState| f.dup_of.is_none() && !matches!(f.kind, FdKind::Path { .. } | FdKind::Epoll { .. } | FdKind::Inotify { .. } | FdKind::Fanotify { .. });

@@ -163,6 +163,12 @@ pub fn sockets(fds: &[ckpt_image::FdState]) -> Result<HashMap<u64, RawFd>> {
     SHARED.get().map_or(Ok(HashMap::new()), |s| s.sockets.of(fds))
 }
 
+/// The shared sockets whose options, shutdown and filter the root set (`treeshare`): the
+/// processes only take them.
+pub fn settled_sockets() -> HashSet<u64> {
+    SHARED.get().map(|s| s.sockets.settled()).unwrap_or_default()
+}
+
 /// The tree's memfd and offset for the shared memory region at `start` of `index`.
 pub fn shared_memory(shared: &[SharedMem], start: u64) -> Option<(RawFd, u64)> {
     let s = SHARED.get()?;

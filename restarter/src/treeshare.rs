@@ -10,15 +10,19 @@
 //! in flight) through the socket restore's `job` (ckpt_kinds::sockets::restore); the rest it
 //! closes with every other fd of ours. The other sockets several processes hold (UDP, raw,
 //! TCP not connected inside the tree: `tree_lone_sockets`) are made the same way, together.
+//! Everything of a socket made here is set here, once (options, shutdown, filter:
+//! ckpt_kinds::sockets::restore::settle), not by each process that takes it.
 
 use anyhow::{anyhow, Result};
 use ckpt_image::{FdKind, FdState, Index, Socket};
-use std::collections::HashMap;
+use ckpt_kinds::sockets::restore::settle;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::RawFd;
 
-/// Our fd of each shared socket, by inode.
+/// Our fd of each shared socket, by inode; those whose options, shutdown and filter are set
+/// (all but the step's connections the root adopts).
 #[derive(Default)]
-pub struct TreeSockets(HashMap<u64, RawFd>);
+pub struct TreeSockets(HashMap<u64, RawFd>, HashSet<u64>);
 
 impl TreeSockets {
     /// Make the connections the processes of `indexes` share (our fds above `top`; `lossy`:
@@ -35,6 +39,8 @@ impl TreeSockets {
             let fd = ckpt_kinds::sockets::pair::listener(l, step).map_err(|e| anyhow!("{e}"))?;
             me.0.insert(l.ino, fd);
             listeners.push((l, fd));
+            settle(fd, l, lossy).map_err(|e| anyhow!("{e}"))?;
+            me.1.insert(l.ino);
         }
         let mut temps: Vec<(&[u8], RawFd)> = Vec::new();
         let made = conns.iter().try_for_each(|(a, b)| -> Result<()> {
@@ -52,6 +58,10 @@ impl TreeSockets {
             let (x, y) = ckpt_kinds::sockets::pair::make(a, b, via).map_err(|e| anyhow!("{e}"))?;
             me.0.insert(a.ino, x);
             me.0.insert(b.ino, y);
+            for (fd, s) in [(x, a), (y, b)] {
+                settle(fd, s, lossy).map_err(|e| anyhow!("{e}"))?;
+                me.1.insert(s.ino);
+            }
             Ok(())
         });
         for (_, t) in temps {
@@ -95,8 +105,9 @@ impl TreeSockets {
         for &(_, s) in group {
             let fd = socks.open(s.ino).map_err(|e| anyhow!("{e}"))?;
             self.0.insert(s.ino, fd);
+            self.1.insert(s.ino);
         }
-        // Queues refilled; shutdown and options are set again by each process that takes them.
+        // Queues refilled, shutdown, options and filters set: each process only takes them.
         socks.finish(&|_| None).map_err(|e| anyhow!("{e}"))
     }
 
@@ -109,6 +120,11 @@ impl TreeSockets {
     /// Whether the tree shares socket `ino` (made here).
     pub fn has(&self, ino: u64) -> bool {
         self.0.contains_key(&ino)
+    }
+
+    /// The shared sockets whose options, shutdown and filter are set already (`settle`).
+    pub fn settled(&self) -> HashSet<u64> {
+        self.1.clone()
     }
 
     /// New fds of ours (close-on-exec) for the shared sockets of fd table `fds`, by inode.

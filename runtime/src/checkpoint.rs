@@ -187,6 +187,11 @@ pub fn wait_in_flight() {
     }
 }
 
+/// Whether the program has started to exit (a checkpoint asked now is not taken).
+pub fn exiting() -> bool {
+    EXITING.load(Ordering::Acquire)
+}
+
 /// After a restart: the image was taken inside `take`, whose state means nothing here.
 pub fn after_restart() {
     IN_FLIGHT.store(0, Ordering::Release);

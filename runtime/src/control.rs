@@ -360,6 +360,7 @@ fn handle(fd: i32, req: &str) {
 /// A checkpoint for a client (`stop`: the program exits after it): of the process tree when the
 /// program has one.
 fn take(stop: bool) -> Option<checkpoint::Outcome> {
+    crate::tree::forget_failure();
     if crate::tree::is_member() {
         crate::tree::take_and_wait(stop)
     } else {
@@ -371,6 +372,9 @@ fn reply_outcome(fd: i32, out: Option<checkpoint::Outcome>) {
     if let Some(o) = out {
         log!(DEBUG, "control: checkpoint of {} bytes ({} on disk), program paused {} ms", o.raw, o.stored, o.paused_ms);
         reply(fd, &format!("ok {}\n", String::from_utf8_lossy(&generations::last_path())));
+    } else if let Some(line) = crate::tree::failure_line() {
+        // The process of the tree that made it fail, and why (the coordinator's line says it too).
+        reply(fd, &format!("error {line}; the program continues\n"));
     } else {
         reply(fd, "error the checkpoint failed (the program's stderr says why); the program continues\n");
     }

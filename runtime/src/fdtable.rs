@@ -58,15 +58,17 @@ pub fn read_fds() -> Vec<FdState> {
     let Ok(names) = sys::list_dir(&sys::cpath(&[b"/proc/thread-self/fd"])) else { return Vec::new() };
     let mut fds: Vec<i32> = names.iter().filter_map(|n| std::str::from_utf8(n).ok()?.parse::<i32>().ok()).collect();
     fds.sort_unstable();
+    // What processes of the tree with lower pids hold: they store those queues and bytes.
+    let mut lower = crate::treesocks::held_by_lower_pids();
     let mut t = Table {
         out: Vec::new(),
         seen: Vec::new(),
         inflight: Vec::new(),
         temps: Vec::new(),
         next_inflight: -1,
-        pipes: pipe::Seen::default(),
+        pipes: pipe::Seen::with_pipes_elsewhere(std::mem::take(&mut lower.pipes)),
         mqueues: mqueue::Seen::default(),
-        sockets: Context::with_queues_elsewhere(crate::treesocks::held_by_lower_pids()),
+        sockets: Context::with_queues_elsewhere(std::mem::take(&mut lower.sockets)),
         pid: sys::getpid(),
         alone,
     };

@@ -28,8 +28,8 @@ use crate::checkpoint::{self, Outcome, Part, Phases};
 use crate::imgdir::Dir;
 use crate::log::{log, DEBUG, ERROR};
 use crate::sys::{self, syscall};
-use ckpt_ns::treemsg::{socket_name, TreeMsg, LEN};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use ckpt_ns::treemsg::{socket_name, Failure, TreeMsg, Why, LEN};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 static CONN: AtomicI32 = AtomicI32::new(-1);
 /// A stop request of ours is pending: exit once the tree's set is committed (or not).
@@ -313,7 +313,7 @@ pub fn serve() -> Option<bool> {
                 let _ = part(generation, members, stopped, passed);
             }
             TreeMsg::Solo => result = Some(alone(STOPPING.load(Ordering::Acquire)).is_some()),
-            TreeMsg::Result { ok } => {
+            TreeMsg::Result { ok, .. } => {
                 settle_hold(ok);
                 result = Some(ok);
             }
@@ -350,6 +350,7 @@ pub fn take_for_step(stop: bool) -> Option<Outcome> {
 /// alone. Once the set is committed, our part's outcome (None: we were not in its cut); None
 /// when it is not, or the coordinator is gone.
 fn request_and_wait(stop: bool, step: bool, solo: impl FnOnce() -> Option<Outcome>) -> Option<Option<Outcome>> {
+    forget_failure();
     if !send(TreeMsg::Request { stop, step }) {
         lost();
         return None;
@@ -360,14 +361,40 @@ fn request_and_wait(stop: bool, step: bool, solo: impl FnOnce() -> Option<Outcom
         match m {
             TreeMsg::Stop { generation, members, stopped } if passed >= 0 => mine = part(generation, members, stopped, passed),
             TreeMsg::Solo => return solo().map(Some),
-            TreeMsg::Result { ok } => {
+            TreeMsg::Result { ok, failure } => {
                 settle_hold(ok);
+                if !ok {
+                    remember_failure(&failure);
+                }
                 return ok.then_some(mine);
             }
             _ => {}
         }
     }
     None
+}
+
+/// The process and reason the last failed checkpoint of the tree this process asked for named
+/// (`Failure::encode`; all zero: none).
+static FAILURE: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+
+fn remember_failure(f: &Failure) {
+    let (a, b, c) = f.encode();
+    for (slot, v) in FAILURE.iter().zip([a, b, c]) {
+        slot.store(v, Ordering::Release);
+    }
+}
+
+pub fn forget_failure() {
+    remember_failure(&Failure::default());
+}
+
+/// The line of the last checkpoint of the tree this process asked for, when it failed for a
+/// reason the coordinator named ("process 1234 (cc1) exited during the checkpoint; the
+/// previous image set is kept"), for the answer to ckpt-ctl.
+pub fn failure_line() -> Option<String> {
+    let w: Vec<u64> = FAILURE.iter().map(|s| s.load(Ordering::Acquire)).collect();
+    Failure::decode(w[0], w[1], w[2]).line()
 }
 
 /// A checkpoint of this process alone (no tree, or the coordinator said Solo), after which it exits (`stop`: its threads stay
@@ -494,11 +521,17 @@ fn part_taken(members: u32, stopped: u32, dir: i32) -> Option<Outcome> {
         }
     }
     let done = match out {
-        Some(o) => TreeMsg::Done { ok: true, raw: o.raw, stored: o.stored, paused_ns: o.paused_ms * 1_000_000 },
-        None => TreeMsg::Done { ok: false, raw: 0, stored: 0, paused_ns: 0 },
+        Some(o) => TreeMsg::Done { raw: o.raw, stored: o.stored, paused_ns: o.paused_ms * 1_000_000 },
+        // Exiting: said only at CKPT_LOG=info here, so the coordinator's line says it.
+        None => TreeMsg::Failed { why: if checkpoint::exiting() { Why::Exiting } else { Why::Unsaid }, comm: own_comm() },
     };
     send(done);
     out
+}
+
+/// Our command name (/proc/self/comm), for the coordinator's line about us.
+fn own_comm() -> [u8; 16] {
+    ckpt_ns::treemsg::comm_bytes(&sys::read_file(&sys::cpath(&[b"/proc/self/comm"])).unwrap_or_default())
 }
 
 /// What the coordinator saw of our threads while this process was stopped (`<pid>.seen` in the

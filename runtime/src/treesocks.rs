@@ -9,31 +9,60 @@
 
 use crate::sys;
 
-/// The socket inodes held by processes of our tree with a lower pid than ours (none outside a
-/// tree). Init (pid 1, the coordinator) is not one of the program's processes. The lower pids
-/// are read in order, and no further once every socket of our own fd table was found in one
-/// (a tree of hundreds of processes that all inherited hundreds of sockets from the first made
-/// every process read every fd of every lower one: zdtm session03); a socket only in flight
-/// (SCM_RIGHTS) held by a lower pid that was not read then is captured here too.
-pub fn held_by_lower_pids() -> Vec<u64> {
+/// The socket and pipe inodes held by processes of our tree with a lower pid than ours (none
+/// outside a tree). Init (pid 1, the coordinator) is not one of the program's processes. The
+/// lower pids are read in order, and no further once every socket of our own fd table was found
+/// in one (a tree of hundreds of processes that all inherited hundreds of sockets from the first
+/// made every process read every fd of every lower one: zdtm session03); a socket only in flight
+/// (SCM_RIGHTS) held by a lower pid that was not read then is captured here too. Pipes are
+/// taken from the pids read for the sockets, and none further (a pipe of ours with no holder
+/// among them, held by a lower pid read no more, has its bytes stored by both: only a cost).
+pub fn held_by_lower_pids() -> Held {
     if !crate::tree::is_member() {
-        return Vec::new();
+        return Held::default();
     }
     let me = sys::getpid();
-    let Ok(names) = sys::list_dir(&sys::cpath(&[b"/proc"])) else { return Vec::new() };
+    let Ok(names) = sys::list_dir(&sys::cpath(&[b"/proc"])) else { return Held::default() };
     let mut pids: Vec<i32> = names.iter().filter_map(|n| std::str::from_utf8(n).ok()?.parse::<i32>().ok()).filter(|&p| p > 1 && p < me).collect();
     pids.sort_unstable();
     // (Not the runtime's own: no other process holds them.)
     let mut mine: Vec<u64> = sockets_of(b"self").into_iter().filter(|&(fd, _)| !crate::control::is_runtime_fd(fd) && !sys::foreign_own(fd)).map(|s| s.1).collect();
     mine.sort_unstable();
     mine.dedup();
-    let mut out = Vec::new();
+    let mut out = Held::default();
     for pid in pids {
-        out.extend(sockets_of(&sys::decimal(pid)).into_iter().map(|s| s.1));
-        out.sort_unstable();
-        out.dedup();
-        if mine.iter().all(|ino| out.binary_search(ino).is_ok()) {
+        let theirs = objects_of(&sys::decimal(pid));
+        out.sockets.extend(theirs.sockets);
+        out.pipes.extend(theirs.pipes);
+        for v in [&mut out.sockets, &mut out.pipes] {
+            v.sort_unstable();
+            v.dedup();
+        }
+        if mine.iter().all(|ino| out.sockets.binary_search(ino).is_ok()) {
             break;
+        }
+    }
+    out
+}
+
+/// Socket and pipe inodes (sorted by the caller).
+#[derive(Default)]
+pub struct Held {
+    pub sockets: Vec<u64>,
+    pub pipes: Vec<u64>,
+}
+
+/// The sockets and pipes of the fds of process `pid` (its /proc links: `socket:[N]`, `pipe:[N]`).
+fn objects_of(pid: &[u8]) -> Held {
+    let mut out = Held::default();
+    let Ok(fds) = sys::list_dir(&sys::cpath(&[b"/proc/", pid, b"/fd"])) else { return out };
+    for fd in &fds {
+        let Ok(link) = sys::readlink(&sys::cpath(&[b"/proc/", pid, b"/fd/", fd])) else { continue };
+        let ino = |prefix: &[u8]| link.strip_prefix(prefix).and_then(|r| r.strip_suffix(b"]")).and_then(|n| std::str::from_utf8(n).ok()?.parse::<u64>().ok());
+        if let Some(i) = ino(b"socket:[") {
+            out.sockets.push(i);
+        } else if let Some(i) = ino(b"pipe:[") {
+            out.pipes.push(i);
         }
     }
     out

@@ -5,8 +5,8 @@
 //! killed tree's ends may linger in TIME_WAIT, see `timewait`); each end's unread messages queued again from
 //! the other end (exactly once, since it is made once), message by message for datagrams and
 //! seqpackets.
-//! Each process then gets its ends through `Sockets::make`'s `job` (options, shutdown, filters
-//! are set there as for any socket of the process).
+//! The tree's restart then sets their options, shutdown and filters once (`restore::settle`),
+//! and each process takes its ends through `Sockets::make_given`'s `job`.
 
 use super::queue;
 use crate::{check, close, info, Error, Result};

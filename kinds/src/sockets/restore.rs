@@ -14,6 +14,11 @@
 //! 4. `finish`, once every fd is in place: stream queues are refilled from the other end
 //!    (with the files in flight), then shutdown, the late options and socket filters.
 //!
+//! A socket a process tree's restart made once for all its holders (ckpt-restart's treeshare)
+//! comes with everything of it set there (`settle`: options, shutdown, filter are the socket's,
+//! not one holder's): each holder only takes it (`make_given`), or P processes holding N such
+//! sockets set them P x N times (and a filter locked by the first could not be set again).
+//!
 //! Outside the program nothing is made again: a stream connection to a peer outside comes back
 //! as a socket whose peer has closed (its unread bytes, then end of file); a datagram socket
 //! connected outside connects to the same name or address again.
@@ -64,6 +69,8 @@ pub struct Sockets<'a> {
     pub(super) job: HashMap<u64, RawFd>,
     /// The sockets `job` gave (connections to other tasks, a tree's shared socketpairs).
     pub(super) given: HashSet<u64>,
+    /// Those of them whose options, shutdown and filter are set already (`settle`).
+    pub(super) settled: HashSet<u64>,
     pub(super) opts: Options,
 }
 
@@ -102,9 +109,16 @@ impl<'a> Sockets<'a> {
     /// tasks of a step or socketpairs a tree shares, already made and refilled (our fds, by
     /// inode; taken over).
     pub fn make(fds: &'a [FdState], top: RawFd, opts: Options, job: HashMap<u64, RawFd>) -> Result<Sockets<'a>> {
+        Sockets::make_given(fds, top, opts, job, HashSet::new())
+    }
+
+    /// `make`, where the sockets of `job` that are in `settled` have everything of theirs set
+    /// already (`settle`: a tree's shared sockets, made by its root): they are only taken.
+    pub fn make_given(fds: &'a [FdState], top: RawFd, opts: Options, job: HashMap<u64, RawFd>, mut settled: HashSet<u64>) -> Result<Sockets<'a>> {
+        settled.retain(|ino| job.contains_key(ino));
         let all = sockets_of(fds);
         let by_ino = all.iter().map(|s| (s.ino, *s)).collect();
-        let mut me = Sockets { all, by_ino, made: HashMap::new(), feeder: HashMap::new(), filled: HashSet::new(), bound: HashSet::new(), served: HashSet::new(), queued: HashSet::new(), reuseport_forced: HashSet::new(), stand_ins: HashSet::new(), temp_listeners: Vec::new(), temps: Vec::new(), top, job, given: HashSet::new(), opts };
+        let mut me = Sockets { all, by_ino, made: HashMap::new(), feeder: HashMap::new(), filled: HashSet::new(), bound: HashSet::new(), served: HashSet::new(), queued: HashSet::new(), reuseport_forced: HashSet::new(), stand_ins: HashSet::new(), temp_listeners: Vec::new(), temps: Vec::new(), top, job, given: HashSet::new(), settled, opts };
         if let Err(e) = me.make_all() {
             me.close_all();
             return Err(e);
@@ -147,12 +161,7 @@ impl<'a> Sockets<'a> {
 
     /// Go on or not when `what` of socket `s` cannot be restored.
     pub(super) fn lost(&self, s: &Socket, what: &str) -> Result<()> {
-        let msg = format!("socket {}: {what}", s.describe());
-        if self.opts.ignore {
-            warn(&msg);
-            return Ok(());
-        }
-        Err(Error::Refused(format!("{msg} (--ignore-missing-files goes on without it)")))
+        lost(s, what, self.opts.ignore)
     }
 
     pub(super) fn new_socket(&mut self, s: &Socket) -> Result<RawFd> {
@@ -182,8 +191,8 @@ impl<'a> Sockets<'a> {
     fn check_options(&self) {
         for s in &self.all {
             let Some(&fd) = self.made.get(&s.ino) else { continue };
-            if self.stand_ins.contains(&s.ino) {
-                continue; // a UNIX socket stands for it: its options do not apply
+            if self.stand_ins.contains(&s.ino) || self.settled.contains(&s.ino) {
+                continue; // a UNIX socket stands for it (its options do not apply), or set already
             }
             let failed = opts::restore(fd, &s.opts, opts::Phase::Early);
             if !failed.is_empty() {
@@ -203,7 +212,9 @@ impl<'a> Sockets<'a> {
             if let Some(fd) = self.job.remove(&s.ino) {
                 // A connection to another task of the step: made and refilled already.
                 let fd = self.park(fd)?;
-                self.early(fd, s);
+                if !self.settled.contains(&s.ino) {
+                    self.early(fd, s);
+                }
                 self.made.insert(s.ino, fd);
                 self.filled.insert(s.ino);
                 self.given.insert(s.ino);
@@ -451,23 +462,57 @@ impl<'a> Sockets<'a> {
             self.feeder.retain(|_, f| *f != t);
             close(t);
         }
-        for s in &all {
+        for s in all.iter().filter(|s| !self.settled.contains(&s.ino)) {
             let fd = self.made[&s.ino];
-            if let Some(how) = shut_how(s.shutdown) {
-                // SAFETY: fd is a socket of ours.
-                unsafe { libc::shutdown(fd, how) };
-            }
             if self.stand_ins.contains(&s.ino) {
+                if let Some(how) = shut_how(s.shutdown) {
+                    // SAFETY: fd is a socket of ours.
+                    unsafe { libc::shutdown(fd, how) };
+                }
                 continue;
             }
-            if let Err(e) = opts::restore_filter(fd, &s.filter) {
-                self.lost(s, &e)?;
-            }
-            let failed = opts::restore(fd, &s.opts, opts::Phase::Late);
-            if !failed.is_empty() {
-                warn(&format!("socket {}: options not restored: {}", s.describe(), failed.join(", ")));
-            }
+            settle_late(fd, s, self.opts.ignore)?;
         }
         Ok(())
     }
+}
+
+/// Go on (`ignore`, with a warning) or not when `what` of socket `s` cannot be restored.
+fn lost(s: &Socket, what: &str, ignore: bool) -> Result<()> {
+    let msg = format!("socket {}: {what}", s.describe());
+    if ignore {
+        warn(&msg);
+        return Ok(());
+    }
+    Err(Error::Refused(format!("{msg} (--ignore-missing-files goes on without it)")))
+}
+
+/// What is set on socket `fd` (described by `s`) once its queues are refilled: shutdown, the
+/// socket filter and the late options. `ignore`: go on (with a warning) without a filter that
+/// cannot be set.
+fn settle_late(fd: RawFd, s: &Socket, ignore: bool) -> Result<()> {
+    if let Some(how) = shut_how(s.shutdown) {
+        // SAFETY: fd is a socket of ours.
+        unsafe { libc::shutdown(fd, how) };
+    }
+    if let Err(e) = opts::restore_filter(fd, &s.filter) {
+        lost(s, &e, ignore)?;
+    }
+    let failed = opts::restore(fd, &s.opts, opts::Phase::Late);
+    if !failed.is_empty() {
+        warn(&format!("socket {}: options not restored: {}", s.describe(), failed.join(", ")));
+    }
+    Ok(())
+}
+
+/// Everything of socket `fd` (described by `s`, made and refilled) that its holders would set
+/// each (a socket a tree's restart made once for all, before the processes are made): the
+/// options (those that did not take before its queues were refilled are reported), shutdown,
+/// filter. Its holders then take it as settled (`make_given`).
+pub fn settle(fd: RawFd, s: &Socket, ignore: bool) -> Result<()> {
+    let failed = opts::restore(fd, &s.opts, opts::Phase::Early);
+    if !failed.is_empty() {
+        warn(&format!("socket {}: options not restored: {}", s.describe(), failed.join(", ")));
+    }
+    settle_late(fd, s, ignore)
 }
