@@ -135,6 +135,8 @@ pub struct Engine {
     slot_next: Vec<AtomicU32>,
     lock: Spin,
     free: std::cell::UnsafeCell<Vec<u32>>,
+    /// Windows to store first (room for every window, made with the tables: program threads
+    /// add to it from their SIGSYS handler, where nothing may be allocated).
     urgent: std::cell::UnsafeCell<Vec<u32>>,
     /// Buffered pages now, and the most at any time (for the log line).
     used: AtomicUsize,
@@ -339,6 +341,15 @@ impl Engine {
         t.state = (0..first).map(|_| AtomicU32::new(PENDING)).collect();
         t.head = (0..first).map(|_| AtomicU32::new(0)).collect();
         t.job = (0..first).map(|_| AtomicU32::new(u32::MAX)).collect();
+        // Made here, by the writer, in the checkpoint's own memory: grown by a program thread it
+        // was allocated in the program's memory, which may be write-protected, and a push into
+        // it faulted with the lock held, which the fault handler then waited for (a hang).
+        let urgent = Vec::with_capacity(first);
+        self.lock.lock();
+        // SAFETY: under the lock.
+        let old = unsafe { std::mem::replace(&mut *self.urgent.get(), urgent) };
+        self.lock.unlock();
+        drop(old);
         self.tables.store(Box::into_raw(Box::new(t)), Ordering::Release);
         self.phase.store(SAVING, Ordering::Release);
     }
@@ -444,7 +455,11 @@ impl Engine {
     fn make_urgent(&self, w: usize) {
         self.lock.lock();
         // SAFETY: under the lock.
-        unsafe { (*self.urgent.get()).push(w as u32) };
+        let q = unsafe { &mut *self.urgent.get() };
+        // Never grown (see `urgent`): a window is in it once at most.
+        if !q.contains(&(w as u32)) && q.len() < q.capacity() {
+            q.push(w as u32);
+        }
         self.lock.unlock();
     }
 
