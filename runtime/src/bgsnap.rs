@@ -13,8 +13,9 @@
 //!   meanwhile: all copied at the instant instead, freeze.rs) are registered and write-protected
 //!   (~20-60 ms per GiB here). A write now just lifts the protection of its page.
 //! - the instant, with the threads stopped: the window table is made and saving starts; then
-//!   pages that are in memory but not protected (written or new since arming; one
-//!   PAGEMAP_SCAN, ~1 ms per GiB) are protected again.
+//!   pages that are in memory but not protected (written or new since arming) are protected
+//!   again: one PAGEMAP_SCAN of each range the arming noted as possibly written (bgarm.rs), or,
+//!   when it noted too many, of all the tracked memory (~1 ms per GiB).
 //! - SAVING, while the program runs: the writer threads store the regions window by window
 //!   (CHUNK_SIZE of addresses, as memwrite plans them). The pages of a window to store are those
 //!   still protected (in memory at the instant, not saved yet) and those in the buffer. As soon
@@ -60,6 +61,8 @@ enum Want {
     Protected,
     /// In memory (or swap) and not write-protected.
     Unprotected,
+    /// Neither in memory nor in swap.
+    Absent,
 }
 
 /// Call `f` with the runs [a, b) of the pages of [start, end) that are `want` (adjacent runs
@@ -74,6 +77,8 @@ fn scan(pagemap: i32, start: u64, end: u64, want: Want, f: &mut dyn FnMut(u64, u
     let q = match want {
         Want::Protected => Query { inverted: PAGE_IS_WRITTEN, mask: PAGE_IS_WRITTEN, anyof: PAGE_IS_PRESENT | PAGE_IS_SWAPPED, ret: PAGE_IS_WRITTEN, ..Default::default() },
         Want::Unprotected => Query { mask: PAGE_IS_WRITTEN, ret: PAGE_IS_WRITTEN, ..Default::default() },
+        // Unpopulated page tables are reported whole, and fast.
+        Want::Absent => Query { inverted: PAGE_IS_PRESENT | PAGE_IS_SWAPPED, mask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED, ret: PAGE_IS_PRESENT, ..Default::default() },
     };
     let mut pending: Option<(u64, u64)> = None;
     pagescan::scan(pagemap, start, end, q, &mut buf, |first, n, _| {
@@ -135,12 +140,17 @@ pub struct Engine {
     slot_next: Vec<AtomicU32>,
     lock: Spin,
     free: std::cell::UnsafeCell<Vec<u32>>,
+    /// Windows to store first (room for every window, made with the tables: program threads
+    /// add to it from their SIGSYS handler, where nothing may be allocated).
     urgent: std::cell::UnsafeCell<Vec<u32>>,
     /// Buffered pages now, and the most at any time (for the log line).
     used: AtomicUsize,
     peak: AtomicUsize,
     faults: AtomicU64,
     waits: AtomicU64,
+    /// Write faults being served as the arming's (their page noted, then unprotected): the
+    /// instant waits for them before it reads what the arming noted.
+    arming_faults: AtomicU32,
 }
 
 // SAFETY: the UnsafeCells are used under `lock` only; everything else is atomic or read-only
@@ -255,6 +265,7 @@ impl Engine {
             peak: AtomicUsize::new(0),
             faults: AtomicU64::new(0),
             waits: AtomicU64::new(0),
+            arming_faults: AtomicU32::new(0),
         }))
     }
 
@@ -284,10 +295,12 @@ impl Engine {
         self.phase.load(Ordering::Acquire)
     }
 
-    /// What the arming will protect: `regions` (sorted) minus the `excluded` ranges (sorted).
-    /// Said before the writer starts, so that calls made meanwhile know what they need.
-    pub fn plan(&self, regions: &[(u64, u64)], excluded: &[(u64, u64)]) {
-        self.arming.set_plan(regions.iter().flat_map(|&(s, e)| minus(s, e, excluded)).collect());
+    /// What the arming will protect: `regions` (sorted) minus the `excluded` ranges (sorted);
+    /// `whole`: ranges whose pages may come and go without a fault (protected again whole at
+    /// the instant). Said before the writer starts, so that calls made meanwhile know what they
+    /// need.
+    pub fn plan(&self, regions: &[(u64, u64)], excluded: &[(u64, u64)], whole: &[(u64, u64)]) {
+        self.arming.set_plan(crate::bgranges::subtract(regions, excluded), whole);
     }
 
     /// Register `regions` and write-protect the plan (while the program runs). Err: the address
@@ -296,7 +309,7 @@ impl Engine {
         for &(s, e) in regions {
             uffdwp::register(self.fd, s, e - s).map_err(|e| (s, e))?;
         }
-        self.arming.protect_all(self.fd)
+        self.arming.protect_all(self.fd, |a, b, out| scan_vec(self.pagemap, a, b, Want::Absent, out))
     }
 
     /// Arming is over (done or given up): calls that waited for it go on.
@@ -312,11 +325,30 @@ impl Engine {
     /// a write that meets a page protected here must save it first, not just lift the
     /// protection as while arming (the page was then missing from the image, read back as
     /// zeros).
-    pub fn instant(&self, regs: &[(u64, u64)], excluded: &[(u64, u64)]) -> Result<(), String> {
+    ///
+    /// Only the ranges the arming noted as possibly written are scanned (and the regions they
+    /// meet registered: those the arming registered are unchanged), or every region when it
+    /// noted too many. Returns (ranges scanned, bytes, whether every region was).
+    pub fn instant(&self, regs: &[(u64, u64)], excluded: &[(u64, u64)]) -> Result<(usize, u64, bool), String> {
         self.make_tables(regs);
+        // A fault served as the arming's notes its page before lifting the protection: wait
+        // for those under way (the phase says SAVING now: the next ones save their page).
+        while self.arming_faults.load(Ordering::SeqCst) != 0 {
+            let _ = syscall!(libc::SYS_sched_yield);
+        }
+        let noted = self.arming.written(regs);
+        let every = noted.is_none();
+        let targets = noted.unwrap_or_else(|| regs.to_vec());
         let mut found = Vec::new();
-        for &(s, e) in regs {
-            uffdwp::register(self.fd, s, e - s).map_err(|e| format!("cannot register memory for the snapshot: errno {e}"))?;
+        let mut registered = usize::MAX;
+        for &(s, e) in &targets {
+            // Each target lies in one region (bgarm: cut at the regions).
+            let i = regs.partition_point(|r| r.1 <= s);
+            if i != registered {
+                let (rs, re) = regs[i];
+                uffdwp::register(self.fd, rs, re - rs).map_err(|e| format!("cannot register memory for the snapshot: errno {e}"))?;
+                registered = i;
+            }
             found.clear();
             scan_vec(self.pagemap, s, e, Want::Unprotected, &mut found).map_err(|e| format!("cannot scan memory: errno {e}"))?;
             for &(a, b) in &found {
@@ -325,7 +357,7 @@ impl Engine {
                 }
             }
         }
-        Ok(())
+        Ok((targets.len(), targets.iter().map(|r| r.1 - r.0).sum(), every))
     }
 
     /// The window tables of `regs`, published; the phase is SAVING from now on.
@@ -339,8 +371,18 @@ impl Engine {
         t.state = (0..first).map(|_| AtomicU32::new(PENDING)).collect();
         t.head = (0..first).map(|_| AtomicU32::new(0)).collect();
         t.job = (0..first).map(|_| AtomicU32::new(u32::MAX)).collect();
+        // Made here, by the writer, in the checkpoint's own memory: grown by a program thread it
+        // was allocated in the program's memory, which may be write-protected, and a push into
+        // it faulted with the lock held, which the fault handler then waited for (a hang).
+        let urgent = Vec::with_capacity(first);
+        self.lock.lock();
+        // SAFETY: under the lock.
+        let old = unsafe { std::mem::replace(&mut *self.urgent.get(), urgent) };
+        self.lock.unlock();
+        drop(old);
         self.tables.store(Box::into_raw(Box::new(t)), Ordering::Release);
-        self.phase.store(SAVING, Ordering::Release);
+        // SeqCst: against `fault`'s count of the arming's faults (see `instant`).
+        self.phase.store(SAVING, Ordering::SeqCst);
     }
 
     /// The window of `addr`: its index in the tables and its address range.
@@ -444,7 +486,11 @@ impl Engine {
     fn make_urgent(&self, w: usize) {
         self.lock.lock();
         // SAFETY: under the lock.
-        unsafe { (*self.urgent.get()).push(w as u32) };
+        let q = unsafe { &mut *self.urgent.get() };
+        // Never grown (see `urgent`): a window is in it once at most.
+        if !q.contains(&(w as u32)) && q.len() < q.capacity() {
+            q.push(w as u32);
+        }
         self.lock.unlock();
     }
 
@@ -521,10 +567,15 @@ impl Engine {
     fn fault(&self, addr: u64) {
         self.faults.fetch_add(1, Ordering::Relaxed);
         let page = addr & !(PAGE - 1);
-        if self.phase() != SAVING {
+        self.arming_faults.fetch_add(1, Ordering::SeqCst);
+        if self.phase.load(Ordering::SeqCst) != SAVING {
+            // While arming: the page is noted (the instant protects it again), then written.
+            self.arming.fault(page);
             let _ = uffdwp::unprotect(self.fd, page, PAGE, true);
+            self.arming_faults.fetch_sub(1, Ordering::SeqCst);
             return;
         }
+        self.arming_faults.fetch_sub(1, Ordering::SeqCst);
         let Some((w, ws, we)) = self.window(page) else {
             let _ = uffdwp::unprotect(self.fd, page, PAGE, true);
             return;

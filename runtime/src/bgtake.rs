@@ -91,15 +91,7 @@ fn kernel_written(slots: &[threads::Slot], maps: &[(MapEntry, bool)]) -> Result<
     // partly in the file mapping's last page and partly anonymous memory after it).
     let (own, n) = ownsegs::writable();
     v.extend_from_slice(&own[..n]);
-    v.sort_unstable();
-    let mut out: Vec<(u64, u64)> = Vec::with_capacity(v.len());
-    for (s, e) in v {
-        match out.last_mut() {
-            Some(l) if s <= l.1 => l.1 = l.1.max(e),
-            _ => out.push((s, e)),
-        }
-    }
-    Ok(out)
+    Ok(ckpt_image::pagetable::merge(&v))
 }
 
 /// The regions the writer write-protects: tracked memory (private anonymous, see
@@ -116,21 +108,36 @@ fn armable(maps: &[(MapEntry, bool)], excluded: &[(u64, u64)], dontfork: &[u64])
         .collect()
 }
 
-/// Regions marked MADV_DONTFORK ("dc" in smaps VmFlags): their starts.
-fn dontfork_regions() -> Vec<u64> {
-    let text = sys::read_file(&sys::cpath(&[b"/proc/thread-self/smaps"])).unwrap_or_default();
-    let mut out = Vec::new();
-    let mut cur = 0u64;
+/// What smaps says of the regions, read once syscall user dispatch is on: the starts of those
+/// marked MADV_DONTFORK ("dc" in VmFlags), and the regions (sorted) whose pages may go and come
+/// back without a write fault or a system call of the program, so that the arming cannot
+/// tell whether they were written: pages given back with MADV_FREE ("LazyFree" above 0: the
+/// kernel drops such a page, write-protection and all, when memory runs short, and a write
+/// then makes a fresh one) and memory KSM may merge ("mg"). (A later MADV_FREE is a call.)
+/// Unreadable: every region counts as such.
+fn smaps_regions() -> (Vec<u64>, Vec<(u64, u64)>) {
+    let Ok(text) = sys::read_file(&sys::cpath(&[b"/proc/thread-self/smaps"])) else { return (Vec::new(), vec![(0, u64::MAX)]) };
+    let (mut dontfork, mut whole) = (Vec::new(), Vec::new());
+    let mut cur = (0u64, 0u64);
     for line in text.split(|&b| b == b'\n') {
         if let Some(rest) = line.strip_prefix(b"VmFlags:") {
-            if rest.split(|&b| b == b' ').any(|f| f == b"dc") {
-                out.push(cur);
+            let flags = || rest.split(|&b| b == b' ');
+            if flags().any(|f| f == b"dc") {
+                dontfork.push(cur.0);
+            }
+            if flags().any(|f| f == b"mg") {
+                whole.push(cur);
+            }
+        } else if let Some(rest) = line.strip_prefix(b"LazyFree:") {
+            if rest.iter().any(|b| (b'1'..=b'9').contains(b)) {
+                whole.push(cur);
             }
         } else if let Some(m) = maps::parse_maps(line).first() {
-            cur = m.start;
+            cur = (m.start, m.end);
         }
     }
-    out
+    whole.dedup();
+    (dontfork, whole)
 }
 
 /// Extra memory a background snapshot may take, in percent of the program's anonymous memory:
@@ -196,7 +203,6 @@ pub fn take(dir: &Dir, name: &[u8], gen: u64, t0: u64, parent: Option<(u64, u32)
         Err(e) => return fail(e),
     };
     engine.publish();
-    let dontfork = dontfork_regions();
 
     // 1. Syscall user dispatch on in every thread: a short stop.
     sud::begin();
@@ -210,6 +216,7 @@ pub fn take(dir: &Dir, name: &[u8], gen: u64, t0: u64, parent: Option<(u64, u32)
     };
     threads::resume_all();
     let pause1 = now_ns() - t1;
+    let (dontfork, whole) = smaps_regions();
     let maps0 = match maps::read_maps() {
         Ok(m) => checkpoint::split_scratch(m),
         Err(e) => {
@@ -225,7 +232,7 @@ pub fn take(dir: &Dir, name: &[u8], gen: u64, t0: u64, parent: Option<(u64, u32)
         }
     };
     let armed0: Vec<(u64, u64)> = maps0.iter().zip(armable(&maps0, &excluded0, &dontfork)).filter(|(_, a)| *a).map(|((m, _), _)| (m.start, m.end)).collect();
-    engine.plan(&armed0, &excluded0);
+    engine.plan(&armed0, &excluded0, &whole);
 
     // Shared with the writer process: what the parent captures at the instant.
     let cap_cell: Cell<*mut Capture> = Cell::new(std::ptr::null_mut());
@@ -261,8 +268,9 @@ pub fn take(dir: &Dir, name: &[u8], gen: u64, t0: u64, parent: Option<(u64, u32)
         let armed = armable(&cap.maps, excluded, &dontfork);
         let regs: Vec<(u64, u64)> = cap.maps.iter().zip(&armed).filter(|(_, a)| **a).map(|((m, _), _)| (m.start, m.end)).collect();
         let t = now_ns();
-        let frozen = engine.instant(&regs, excluded).and_then(|()| {
-            log!(DEBUG, "background snapshot: protected again in {} us", (now_ns() - t) / 1000);
+        let frozen = engine.instant(&regs, excluded).and_then(|(n, bytes, every)| {
+            let what = if every { format!("every region ({n}: more than {} ranges written since the arming)", crate::bgarm::WRITTEN) } else { format!("{n} ranges written since the arming") };
+            log!(DEBUG, "background snapshot: protected again {what}, {} KiB, in {} us", bytes >> 10, (now_ns() - t) / 1000);
             let pagemap = sys::open(&sys::cpath(&[b"/proc/thread-self/pagemap"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open pagemap: errno {e}"))?;
             let mem = sys::open(&sys::cpath(&[b"/proc/thread-self/mem"]), libc::O_RDONLY, 0).map_err(|e| format!("cannot open mem: errno {e}"))?;
             let r = freeze::freeze_bg(&cap.maps, &armed, excluded, pagemap, mem).and_then(|f| freeze::freeze_files(files).map(|ff| (f, ff)));

@@ -8,6 +8,7 @@
 
 mod alloc;
 mod bgarm;
+mod bgranges;
 mod bgsnap;
 mod bgtake;
 mod blocked;
