@@ -427,7 +427,7 @@ mod tests {
 
     #[test]
     fn session_leaders_born_in_a_session_before_their_setsid_are_born_there_again() {
-        let t = |procs: Vec<TreeProc>| Manifest { generation: 1, root: procs[0].pid, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new() };
+        let t = |procs: Vec<TreeProc>| Manifest { generation: 1, root: procs[0].pid, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new() };
         // 11 (exited) led session 11 and forked 12 with CLONE_PARENT (the root's); 12 forked 13,
         // which forked 14 and called setsid: 14 is in session 11, 13 leads its own. (Handing 14
         // up to 13 instead needed 13 above the helper that makes 12: refused before.)
