@@ -193,7 +193,7 @@ fn exec_with(envp: Argv, exec: impl FnOnce(Argv) -> c_int) -> c_int {
         let _g = gate::enter();
         managed_env(l, envp, Next::InPlace)
     };
-    let r = crate::spawnhooks::handed_over(|| exec(block.ptrs.as_ptr()));
+    let r = crate::spawnhooks::exec_handed_over(|| exec(block.ptrs.as_ptr()));
     // The exec failed: the caller gets its errno (our allocator makes raw system calls only).
     let _g = gate::enter();
     drop(block);

@@ -243,6 +243,9 @@ extern "C" fn init() {
         log!(ERROR, "cannot install signal handlers; checkpoints are disabled");
         return;
     }
+    // An exec of ours came with the stop signal blocked (spawnhooks::exec_handed_over): one that
+    // was pending then is taken by its handler now, as a late one (no checkpoint is stopping us).
+    spawnhooks::stop_signal_back();
     // SAFETY: registering a plain function as fork child handler.
     unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
     if tree::is_child() {

@@ -26,6 +26,8 @@ static void end_child(pid_t pid, uint64_t *state)
             exit(4);
         }
     }
+    if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL)
+        fprintf(stderr, "tree_fork_storm: child %d ended with status %#x\n", (int)pid, st);
     *state = mix(*state ^ (uint64_t)st);
 }
 
