@@ -69,8 +69,6 @@ pub fn handed_over<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
-const STOP_BIT: u64 = 1 << (crate::threads::STOP_SIGNAL - 1);
-
 /// Run `f`, an exec of this process, with the program's own view of the mask and the runtime's
 /// stop signal blocked: a checkpoint of the tree that asks this thread to stop while it is in
 /// execve leaves that signal pending across the exec, where the new image has no handler for it
@@ -78,7 +76,8 @@ const STOP_BIT: u64 = 1 << (crate::threads::STOP_SIGNAL - 1);
 /// fork storm died of signal 63 now and then). Blocked, it waits for the new image's runtime,
 /// which unblocks it once its handler is in (`stop_signal_back`); a failed exec unblocks it here.
 pub fn exec_handed_over<R>(f: impl FnOnce() -> R) -> R {
-    let _ = syscall!(libc::SYS_rt_sigprocmask, libc::SIG_BLOCK, &STOP_BIT as *const u64, 0, 8);
+    let stop = crate::sighooks::stop_bit();
+    let _ = syscall!(libc::SYS_rt_sigprocmask, libc::SIG_BLOCK, &stop as *const u64, 0, 8);
     let r = handed_over(f);
     stop_signal_back();
     r
@@ -86,7 +85,8 @@ pub fn exec_handed_over<R>(f: impl FnOnce() -> R) -> R {
 
 /// Unblock the runtime's stop signal in the calling thread (its handler is installed).
 pub fn stop_signal_back() {
-    let _ = syscall!(libc::SYS_rt_sigprocmask, libc::SIG_UNBLOCK, &STOP_BIT as *const u64, 0, 8);
+    let stop = crate::sighooks::stop_bit();
+    let _ = syscall!(libc::SYS_rt_sigprocmask, libc::SIG_UNBLOCK, &stop as *const u64, 0, 8);
 }
 
 type Argv = *const *const c_char;
