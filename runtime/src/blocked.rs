@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
 const MAX: usize = crate::threads::MAX_THREADS;
 const EINTR: i64 = -(libc::EINTR as i64);
 /// The stop signal's bit in a kernel sigset.
-const STOP_BIT: u64 = 1 << (crate::threads::STOP_SIGNAL - 1);
+const STOP_BIT: u64 = crate::sighooks::stop_bit();
 /// Restarts this program has been through (a record of another process's clock is not ours).
 static RESTARTS: AtomicU64 = AtomicU64::new(0);
 /// CLOCK_MONOTONIC (ns) when the threads of the last checkpoint had all stopped.

@@ -66,7 +66,8 @@ macro_rules! real {
 
 // ---- masks ----
 
-pub fn stop_bit() -> u64 {
+/// The stop signal's bit in a kernel sigset.
+pub const fn stop_bit() -> u64 {
     1u64 << (crate::threads::STOP_SIGNAL - 1)
 }
 

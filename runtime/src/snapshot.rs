@@ -204,16 +204,7 @@ fn child(page: usize, parent: i32, body: impl FnOnce(&Ctx) -> Result<(u64, u64, 
         finish(rep, NOT_FORKABLE, &m);
     }
     let ctx = Ctx { frozen, frozen_files, report: page, parent };
-    match body(&ctx) {
-        Ok((raw, stored, hash)) => {
-            rep.raw = raw;
-            rep.stored = stored;
-            rep.hash = hash;
-            finish(rep, DONE, "")
-        }
-        Err(Failure::Failed(m)) => finish(rep, FAILED, &m),
-        Err(Failure::NeedSync(m)) => finish(rep, NOT_FORKABLE, &m),
-    }
+    report_outcome(rep, body(&ctx))
 }
 
 /// Close every fd from 3 up except those in `keep`.
@@ -244,6 +235,20 @@ fn freeze_now(regions: &[(MapEntry, bool)]) -> Result<Vec<Option<Frozen>>, Strin
     };
     sys::close(pagemap);
     r
+}
+
+/// Report what the writer's body came to (its sizes and hash, or why it failed) and exit.
+fn report_outcome(rep: &mut Report, r: Result<(u64, u64, u64), Failure>) -> ! {
+    match r {
+        Ok((raw, stored, hash)) => {
+            rep.raw = raw;
+            rep.stored = stored;
+            rep.hash = hash;
+            finish(rep, DONE, "")
+        }
+        Err(Failure::Failed(m)) => finish(rep, FAILED, &m),
+        Err(Failure::NeedSync(m)) => finish(rep, NOT_FORKABLE, &m),
+    }
 }
 
 /// Report `state` (with `msg`) to the parent and exit.
@@ -475,16 +480,7 @@ where
         Some(f) => f(&ph),
         None => Err(Failure::Failed("internal: no snapshot writer".into())),
     };
-    match r {
-        Ok((raw, stored, hash)) => {
-            rep.raw = raw;
-            rep.stored = stored;
-            rep.hash = hash;
-            finish(rep, DONE, "")
-        }
-        Err(Failure::Failed(m)) => finish(rep, FAILED, &m),
-        Err(Failure::NeedSync(m)) => finish(rep, NOT_FORKABLE, &m),
-    }
+    report_outcome(rep, r)
 }
 
 impl Child {

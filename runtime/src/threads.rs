@@ -454,7 +454,7 @@ pub(crate) fn is_zombie(tid: i32) -> bool {
 /// Whether thread `tid` has the stop signal blocked (SigBlk in its status).
 fn blocks_stop_signal(tid: i32) -> bool {
     let status = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(tid), b"/status"])).unwrap_or_default();
-    status_hex(&status, b"SigBlk:") & (1u64 << (STOP_SIGNAL - 1)) != 0
+    status_hex(&status, b"SigBlk:") & crate::sighooks::stop_bit() != 0
 }
 
 /// The hexadecimal field `key` (e.g. `SigBlk:`) of a /proc status text; 0 if absent.

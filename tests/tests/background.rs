@@ -192,7 +192,9 @@ fn call_blocked_across_the_instant_succeeds() -> Result<()> {
     let work = Workdir::new("bg-blocked-read")?;
     // 256 MiB to protect: the call is made safe while the snapshot arms (its buffer was then
     // protected again under the call).
-    let program = Program::c(&work, "bg_blocked_read.c", &["-pthread"], &["150", "256"])?;
+    // 400 steps of 20 ms: under load a snapshot of 256 MiB took 2.3 s, and with 150 steps the
+    // program ended before the third request.
+    let program = Program::c(&work, "bg_blocked_read.c", &["-pthread"], &["400", "256"])?;
     let outcome = run_and_verify(&bins, &program, &options(&work, &[15, 40], 70, &[]))?;
     let lines = background_lines(&outcome);
     ensure!(lines.len() >= 3, "every checkpoint should be a background snapshot, found {lines:?}{}", outcome.transcript());
