@@ -569,7 +569,7 @@ pub(crate) fn capture(slots: &[threads::Slot], gen: u64, dir: &Dir, name: &[u8],
     let mut fds = fdtable::read_fds();
     crate::treedrain::apply(&mut fds, drained);
     let left_out = leftout::find(&fds);
-    crate::kstate::save(sys::gettid());
+    crate::kstate::save(sys::gettid())?;
     if let Some(why) = crate::sigqueue::refusal() {
         return Err(why);
     }

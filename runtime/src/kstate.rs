@@ -83,8 +83,10 @@ fn reserved_mask() -> u64 {
 }
 
 
-/// Record the state (checkpoint thread, world stopped).
-pub fn save(self_tid: i32) {
+/// Record the state (checkpoint thread, world stopped). Fails when a program thread did not take
+/// its pending signals again in time (`threads::late_capture`): it could still be rewriting its
+/// records while they are read, so this checkpoint cannot be faithful to its signals.
+pub fn save(self_tid: i32) -> Result<(), String> {
     crate::shmlink::save();
     if let Ok(maps) = crate::maps::read_maps() {
         ckpt_kinds::aio::capture(maps.iter().map(|m| (m.start, m.end, &m.name[..])));
@@ -99,7 +101,9 @@ pub fn save(self_tid: i32) {
     }
     let reserved = reserved_mask();
     // Pending signals with their siginfo (sigqueue.rs); those it could not take by number.
-    let late = crate::threads::late_capture();
+    if !crate::threads::late_capture() {
+        return Err("a thread of the program did not take its pending signals again within 10 s (the machine is overloaded?): its signals could not be recorded faithfully; the program goes on, try again".into());
+    }
     crate::sigqueue::capture_shared();
     crate::sigqueue::capture_late(crate::threads::leader_parked());
     let status = sys::read_file(&sys::cpath(&[b"/proc/thread-self/status"])).unwrap_or_default();
@@ -118,7 +122,7 @@ pub fn save(self_tid: i32) {
         // pending now came after it (a thread's POSIX timer firing every millisecond): after
         // the cut, as the kernel's own queue is; sent again by number it would reach the
         // restarted program without its siginfo.
-        let after_cut = if late { crate::sigqueue::takeable() } else { 0 };
+        let after_cut = crate::sigqueue::takeable();
         t.pending = value(&st, "SigPnd:", 16).unwrap_or(0) & !reserved & !crate::sigqueue::recorded(tid) & !after_cut;
         let comm = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &name, b"/comm"])).unwrap_or_default();
         let comm = comm.strip_suffix(b"\n").unwrap_or(&comm);
@@ -159,6 +163,7 @@ pub fn save(self_tid: i32) {
         s.timers[s.ntimers] = t;
         s.ntimers += 1;
     }
+    Ok(())
 }
 
 /// The new tid of the thread that had `old` at checkpoint time (0 if none).

@@ -252,14 +252,16 @@ fn stop_strict(tid: i32, uc: *mut libc::c_void) {
 /// read: each parked thread takes its own queue again (sigqueue.rs `recapture_thread`), so that
 /// signals directed at it that arrived after it stopped (a POSIX timer aimed at the thread, a
 /// sigqueue from another process) are recorded with their siginfo rather than restored by
-/// number. A thread that does not answer within 10 s keeps what its stop recorded. Whether
-/// every thread answered.
+/// number. Whether every thread answered within 10 s (if not, the checkpoint is refused: a late
+/// thread could be rewriting its records while they are read).
 pub fn late_capture() -> bool {
     // (Every thread this checkpoint stopped is parked in that loop, but those in seccomp
     // strict mode, parked in strictstop's read: they cannot take their queue again, and a
     // checkpoint with signals pending for one of them alone was refused.)
-    let want = STOPPED.load(Ordering::Acquire).saturating_sub(crate::strictstop::parked());
-    if want == 0 {
+    // (Counted again at each look: a strict thread counts in STOPPED a moment before it is
+    // parked in its read.)
+    let want = || STOPPED.load(Ordering::Acquire).saturating_sub(crate::strictstop::parked());
+    if want() == 0 {
         return true;
     }
     LATE_DONE.store(0, Ordering::Release);
@@ -267,7 +269,7 @@ pub fn late_capture() -> bool {
     let started = now_ms();
     loop {
         let done = LATE_DONE.load(Ordering::Acquire);
-        if done >= want {
+        if done >= want() {
             return true;
         }
         if now_ms() - started > 10_000 {
