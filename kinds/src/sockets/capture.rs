@@ -107,6 +107,8 @@ impl Context {
                 s.state = if s.peer_name.iter().skip(4).any(|&b| b != 0) { SockState::Connected } else { SockState::Unconnected };
                 if family == libc::AF_NETLINK {
                     s.groups = netlink_groups(fd);
+                } else {
+                    s.ring = diag::packet_rings(ino as u32);
                 }
                 let (q, _) = queue::capture(fd, sock_type, false, inflight);
                 if !q.is_empty() {
