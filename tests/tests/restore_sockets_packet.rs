@@ -3,8 +3,9 @@
 //! are set again and mapped at the program's address, and packets sent after the restart are
 //! read from them where the program looks; a ring that had held packets refuses the restart in
 //! one line (or goes on, warned, with --ignore-missing-files). Packet sockets need CAP_NET_RAW:
-//! root here. An ordinary user has it only in a network namespace of its own, which ckpt-run
-//! does not give a program (a thread that enters one refuses the checkpoint).
+//! root, or an ordinary user in a user and network namespace of its own, which ckpt-run does
+//! not make (a thread that enters one refuses the checkpoint): the user runs ckpt-run and
+//! ckpt-restart in one.
 
 mod restore_util;
 use restore_util::*;
@@ -12,6 +13,9 @@ use restore_util::*;
 mod refuse;
 use ckpt_tests::scenario::is_root;
 use ckpt_tests::skip_test;
+use std::ffi::OsString;
+use std::fs;
+use std::process::Command;
 
 #[test]
 fn mapped_packet_rings_are_read_at_the_same_address_after_a_restart() {
@@ -25,9 +29,52 @@ fn mapped_packet_rings_are_read_at_the_same_address_after_a_restart() {
     assert!(r.stdout.contains("mappings: A's B's\n"), "{}", r.stdout);
 }
 
+/// As user nobody: ckpt-run gives a program no network namespace, so the user makes one (with
+/// `unshare --user --net --map-root-user`, lo brought up) and runs ckpt-run in it; the restart
+/// runs in another such namespace (its lo has the same index, 1).
 #[test]
 fn mapped_packet_rings_are_read_at_the_same_address_after_a_restart_as_nobody() {
-    skip_test!("packet sockets need CAP_NET_RAW, which user nobody has only in a network namespace of its own: ckpt-run gives a program none");
+    if !is_root() {
+        skip_test!("the test runs its programs as user nobody through setpriv, which needs root");
+        return;
+    }
+    let probe = Command::new("setpriv").args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "--"]).args(own_netns(&["true".into()])).status();
+    if !probe.is_ok_and(|s| s.success()) {
+        skip_test!("user nobody cannot make a user and network namespace of its own here (unshare --user --net fails)");
+        return;
+    }
+    let name = "sock_packet_ring";
+    let base = workdir("sock_packet_ring_netns_ref");
+    let prog = compile(name, &base);
+    fs::write(base.join("go"), b"").unwrap();
+    let mut p = spawn(own_netns(&argv(&prog, &[])), true, &base, "plain");
+    assert!(p.wait().success(), "uninterrupted run failed: {}", p.stderr());
+    let expected = p.stdout();
+    assert!(expected.ends_with("done\n"), "the uninterrupted run fails its own checks: {expected}");
+
+    let dir = workdir("sock_packet_ring_netns");
+    let prog = compile(name, &dir);
+    let img = dir.join("img");
+    let mut run = argv(&bin("ckpt-run"), &["--dir", img.to_str().unwrap(), "--"]);
+    run.push(prog.into_os_string());
+    let mut p = spawn(own_netns(&run), true, &dir, "run");
+    p.wait_line(|l| l == "READY");
+    let image = p.checkpoint(&dir, name);
+    p.kill9();
+    fs::write(dir.join("go"), b"").unwrap();
+    let mut r = spawn(own_netns(&argv(&bin("ckpt-restart"), &[image.to_str().unwrap()])), true, &dir, "restart");
+    let st = r.wait();
+    let (stdout, stderr) = (r.stdout(), r.stderr());
+    assert!(st.success(), "restart failed ({st:?}): {stderr}\nstdout: {stdout}");
+    assert_eq!(stdout, expected.replacen("READY\n", "", 1), "restarted run differs; stderr: {stderr}");
+    assert!(stdout.contains("A received: ping0@0 ping1@1 ping2@2\n"), "{stdout}");
+}
+
+/// `cmd` in a user and network namespace of its own (mapped to root in it), lo up.
+fn own_netns(cmd: &[OsString]) -> Vec<OsString> {
+    let mut a: Vec<OsString> = ["unshare", "--user", "--net", "--map-root-user", "sh", "-c", "/usr/sbin/ip link set lo up && exec \"$@\"", "sh"].iter().map(OsString::from).collect();
+    a.extend(cmd.iter().cloned());
+    a
 }
 
 #[test]
