@@ -86,3 +86,28 @@ fn a_mapped_packet_ring_that_held_packets_refuses_the_restart() {
     let r = refuse::refused_then_ignored("sock_packet_ring_used", "sock_packet_ring_used", false, "its mapped ring has held packets");
     assert!(r.stdout.contains("mapped: yes"), "{}", r.stdout);
 }
+
+/// A ring whose socket the program closed (only the mapping holds it): the restart refuses in
+/// one line, with or without --ignore-missing-files.
+#[test]
+fn a_mapped_packet_ring_without_its_fd_refuses_the_restart() {
+    if !is_root() {
+        skip_test!("packet sockets need CAP_NET_RAW (root)");
+        return;
+    }
+    let dir = workdir("sock_packet_ring_closed");
+    let prog = compile("sock_packet_ring_closed", &dir);
+    let mut p = run_as(&prog, &[], &dir, false);
+    p.wait_line(|l| l == "READY");
+    let img = p.checkpoint(&dir, "sock_packet_ring_closed");
+    p.kill9();
+    fs::write(dir.join("go"), b"").unwrap();
+    for args in [&[][..], &["--ignore-missing-files"][..]] {
+        let mut r = restart_as(&img, args, &dir, false);
+        let st = r.wait();
+        let err = r.stderr();
+        assert_eq!(st.code(), Some(1), "the restart went on ({args:?}): {err}\nstdout: {}", r.stdout());
+        assert!(err.lines().count() == 1 && err.contains("which is no packet socket with rings among its fds"), "refusal ({args:?}): {err}");
+        assert!(r.stdout().is_empty(), "the program ran: {}", r.stdout());
+    }
+}
