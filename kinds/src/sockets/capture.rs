@@ -108,7 +108,7 @@ impl Context {
                 if family == libc::AF_NETLINK {
                     s.groups = netlink_groups(fd);
                 } else {
-                    s.ring = diag::packet_rings(ino as u32);
+                    s.ring = super::ring::capture(fd, ino, &mut s.lost);
                 }
                 let (q, _) = queue::capture(fd, sock_type, false, inflight);
                 if !q.is_empty() {

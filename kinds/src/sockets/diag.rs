@@ -244,8 +244,9 @@ pub fn inet_all(family: i32, protocol: i32) -> Vec<InetInfo> {
 
 /// The rings of packet socket `ino` (PACKET_SHOW_INFO for the version, PACKET_SHOW_RING_CFG
 /// for the rings; the kernel answers dumps only, of every packet socket of the network
-/// namespace). None: the socket has no ring, or sock_diag does not answer for packet sockets.
-pub fn packet_rings(ino: u32) -> Option<ckpt_image::PacketRings> {
+/// namespace): Some(None) when the socket has none. None: sock_diag does not answer for packet
+/// sockets (a kernel without packet_diag).
+pub fn packet_rings(ino: u32) -> Option<Option<ckpt_image::PacketRings>> {
     const SHOW: u32 = 0x1 | 0x4; // INFO, RING_CFG
     let mut body = [0u8; 20];
     body[0] = libc::AF_PACKET as u8;
@@ -279,5 +280,5 @@ pub fn packet_rings(ino: u32) -> Option<ckpt_image::PacketRings> {
             out = Some(r);
         }
     })?;
-    out
+    Some(out)
 }

@@ -1,7 +1,7 @@
 //! Packet sockets' mapped rings (PACKET_RX_RING, PACKET_TX_RING, mmap of the socket).
 //!
-//! Capture: sock_diag gives each packet socket's rings back (`diag::packet_rings`, exact also
-//! for a socket the program inherited or was passed); `check` then looks at the memory of every
+//! Capture: sock_diag gives each packet socket's rings back (`capture`, exact also for a
+//! socket the program inherited or was passed); `check` then looks at the memory of every
 //! mapping of such a socket. A restart makes a new ring, whose frames all belong to the kernel
 //! and whose kernel position (the frame the next packet goes to) is the first one: that is the
 //! ring the program had only while no packet ever reached it and the program never wrote into
@@ -15,14 +15,30 @@
 //! PACKET_RESERVE, before bind); ckpt-restart maps the socket where the program had it
 //! (`mapping_refusal` says which mappings cannot be).
 
+use crate::sys;
 use ckpt_image::{FdKind, FdState, PacketRings};
 
 const SOL_PACKET: i32 = 263;
 const PACKET_RX_RING: i32 = 5;
+const PACKET_VERSION: i32 = 10;
 const PACKET_TX_RING: i32 = 13;
 const TPACKET_V3: u32 = 2;
 /// sizeof(struct tpacket_block_desc): a TPACKET_V3 block's header.
 const BLOCK_HEADER: usize = 48;
+
+/// At checkpoint time: the rings of packet socket `fd` (inode `ino`), from sock_diag. Where
+/// sock_diag cannot tell, a socket that has rings (setting PACKET_VERSION to its own value
+/// fails with EBUSY then, and changes nothing otherwise) is said in `lost`.
+pub fn capture(fd: i32, ino: u64, lost: &mut String) -> Option<PacketRings> {
+    if let Some(rings) = super::diag::packet_rings(ino as u32) {
+        return rings;
+    }
+    let version = sys::getsockopt_int(fd, SOL_PACKET, PACKET_VERSION).ok()?;
+    if sys::setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version.to_ne_bytes()) == Err(libc::EBUSY) && lost.is_empty() {
+        *lost = "it has a ring (PACKET_RX_RING or PACKET_TX_RING) that cannot be read back: this kernel's sock_diag does not answer for packet sockets".into();
+    }
+    None
+}
 
 /// The inode of a mapping named `socket:[N]` in /proc/self/maps.
 pub fn mapped_socket(name: &[u8]) -> Option<u64> {
