@@ -52,6 +52,45 @@ pub struct Socket {
     /// UNIX: what SO_PEERCRED gave, when it was not the process itself (the peer was made or
     /// connected by another process, or under other ids: a socketpair a child made) (version 15).
     pub peer_cred: Option<PeerCred>,
+    /// Packet sockets: the rings set up with PACKET_RX_RING / PACKET_TX_RING, as sock_diag
+    /// gives them back (version 23). None: no ring, or not known.
+    pub ring: Option<PacketRings>,
+}
+
+/// A packet socket's rings (sock_diag's PACKET_DIAG_RX_RING and PACKET_DIAG_TX_RING).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketRings {
+    /// PACKET_VERSION when the rings were set (TPACKET_V1 0, V2 1, V3 2).
+    pub version: u32,
+    pub rx: Option<RingReq>,
+    pub tx: Option<RingReq>,
+}
+
+/// One ring's request (`struct tpacket_req3`; the first four fields are `tpacket_req`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingReq {
+    pub block_size: u32,
+    pub block_nr: u32,
+    pub frame_size: u32,
+    pub frame_nr: u32,
+    /// TPACKET_V3 only: block retire timeout (ms), private area size, feature word.
+    pub retire_tmo: u32,
+    pub sizeof_priv: u32,
+    pub features: u32,
+}
+
+impl RingReq {
+    /// Bytes of the ring in the socket's mapping.
+    pub fn len(&self) -> u64 {
+        self.block_size as u64 * self.block_nr as u64
+    }
+}
+
+impl PacketRings {
+    /// Bytes a mapping of the socket must have (the RX ring, then the TX ring).
+    pub fn mapped_len(&self) -> u64 {
+        self.rx.map_or(0, |r| r.len()) + self.tx.map_or(0, |r| r.len())
+    }
 }
 
 /// SO_PEERCRED: the process and ids that made the peer (socketpair, connect, listen), pid as

@@ -374,10 +374,17 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
         }
     }
     let same_boot = !index.meta.origin.boot_id.is_empty() && index.meta.origin.boot_id == ckpt_image::boot_id();
-    // A memory-mapped packet socket ring is the kernel's: nothing makes it again.
-    if let Some(r) = index.regions.iter().find(|r| r.name.starts_with(b"socket:[")) {
-        bail!("the program maps the ring buffer of a socket ({}, {:#x}-{:#x}): it cannot be restored", r.name_lossy(), r.start, r.end);
+    // A packet socket's mapped rings: made again with the socket, mapped once it is back.
+    for r in index.regions.iter().filter(|r| r.name.starts_with(b"socket:[")) {
+        let why = match ckpt_kinds::sockets::ring::mapped_socket(&r.name) {
+            Some(ino) => ckpt_kinds::sockets::ring::mapping_refusal(&index.fds, ino, r.start, r.end),
+            None => Some(format!("the program maps {} ({:#x}-{:#x}), which cannot be restored", r.name_lossy(), r.start, r.end)),
+        };
+        if let Some(why) = why {
+            bail!("{why}");
+        }
     }
+    let rings = stage::ring_places(&chain, base);
     // Segments marked for removal are marked again now that this process attached them.
     ckpt_kinds::sysv::remove(&index);
     // A task of a Slurm step meets the other tasks first: its connections to them are made
@@ -415,6 +422,7 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
         }
     }
     let restored = restored?;
+    stage::map_rings(&index, &rings)?;
     // Restoring the fds closed every fd of ours, the image's too: they must never be closed again.
     std::mem::forget(chain);
     // The working directory last: a removed one may be a directory the program has an fd on.

@@ -97,9 +97,11 @@ pub fn offer(chain: &Chain, base: u64, len: u64, table: (u64, u64)) {
 /// Whether region `ri` is built in the staging area: anonymous regions only when some image of
 /// the chain has data for them.
 fn needs_staging(chain: &Chain, ri: usize) -> bool {
-    match chain.index().regions[ri].backing {
+    let r = &chain.index().regions[ri];
+    match r.backing {
         Backing::Special => false,
-        Backing::Anon => !chain.layers(ri).is_empty(),
+        // A packet socket's ring: a place that `map_rings` maps the socket at.
+        Backing::Anon => !chain.layers(ri).is_empty() || r.name.starts_with(b"socket:["),
         Backing::SharedAnon | Backing::File { .. } => true,
     }
 }
@@ -264,6 +266,33 @@ pub fn map_regions(chain: &Chain, files: &[Option<File>], base: u64) -> Result<P
         plan.pieces.push(Piece { target: r.start, len, staged: at, prot: r.prot });
     }
     Ok(plan)
+}
+
+/// The packet socket rings of the image: (where staged, region index), for `map_rings` once
+/// the sockets are back.
+pub fn ring_places(chain: &Chain, base: u64) -> Vec<(u64, usize)> {
+    let regions = &chain.index().regions;
+    placement(chain, base).into_iter().enumerate().filter(|&(ri, _)| regions[ri].name.starts_with(b"socket:[")).filter_map(|(ri, at)| Some((at?, ri))).collect()
+}
+
+/// Map each packet socket's rings (`places`, from `ring_places`) over its stand-in in the staging
+/// area, from the socket made again at its fd (ckpt_kinds::sockets::ring): the switch moves it
+/// to the program's address like any staged region. The frames are the new ring's own (the
+/// stored pages are not put back: see ring.rs).
+pub fn map_rings(index: &ckpt_image::Index, places: &[(u64, usize)]) -> Result<()> {
+    for &(at, ri) in places {
+        let r = &index.regions[ri];
+        let ino = ckpt_kinds::sockets::ring::mapped_socket(&r.name).ok_or_else(|| anyhow!("internal: {} is no socket mapping", r.name_lossy()))?;
+        let fd = index
+            .fds
+            .iter()
+            .find(|f| matches!(&f.kind, ckpt_image::FdKind::Socket(s) if s.ino == ino))
+            .map(|f| f.fd)
+            .ok_or_else(|| anyhow!("internal: socket:[{ino}] has no fd"))?;
+        let share = if r.backing == Backing::SharedAnon { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
+        mmap(at, r.len(), r.prot as i32, share | libc::MAP_FIXED, fd, 0).with_context(|| format!("cannot map the ring of socket:[{ino}] again at {:#x}", r.start))?;
+    }
+    Ok(())
 }
 
 /// Stage shared anonymous memory: the tree's object when several processes share it, or new.

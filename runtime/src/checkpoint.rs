@@ -581,6 +581,7 @@ pub(crate) fn capture(slots: &[threads::Slot], gen: u64, dir: &Dir, name: &[u8],
     // each region itself: read them here where some is (smaps costs ~10 ms per GiB), and where
     // the program asked for memory that fork does not copy (forkadvice.rs).
     let maps = split_scratch(if procstate::locks_memory() || crate::forkadvice::asked() { maps::read_smaps()? } else { maps::read_maps()? });
+    check_rings(&mut fds, &maps);
     let vdso_hash = maps.iter().find(|(m, _)| m.name == b"[vdso]").map_or(0, |(m, _)| hash_mem(m.start, m.end - m.start));
     let final_path = if member { dir.show(&generation_file_name(name, 0)).into_bytes() } else { generations::newest_path(&cfg.dir, name) };
     let tmp_name = imgdir::tmp_name(&generation_file_name(name, 0));
@@ -623,6 +624,21 @@ pub(crate) fn capture(slots: &[threads::Slot], gen: u64, dir: &Dir, name: &[u8],
         sysv,
     };
     Ok(Capture { maps, index, final_path, name: name.to_vec(), member, tmp_name, taken_at: now_ns(), eligible: Vec::new(), hashes: None, old: None, increment: false, parent: 0, guard: None })
+}
+
+/// Packet sockets' mapped rings come back only untouched (ckpt_kinds::sockets::ring): each
+/// mapping of one is read here (through /proc/thread-self/mem: it may be unreadable to the
+/// program); one that cannot be read counts as touched.
+fn check_rings(fds: &mut [ckpt_image::FdState], maps: &[(MapEntry, bool)]) {
+    if !maps.iter().any(|(m, _)| m.name.starts_with(b"socket:[")) {
+        return;
+    }
+    let mem = sys::open(&sys::cpath(&[b"/proc/thread-self/mem"]), libc::O_RDONLY, 0).unwrap_or(-1);
+    let read = |at: u64, buf: &mut [u8]| mem >= 0 && sys::syscall!(libc::SYS_pread64, mem, buf.as_mut_ptr(), buf.len(), at).is_ok_and(|n| n as usize == buf.len());
+    ckpt_kinds::sockets::ring::check(fds, maps.iter().map(|(m, _)| (m.start, m.end, &m.name[..])), &read);
+    if mem >= 0 {
+        sys::close(mem);
+    }
 }
 
 /// A chrooted program's UNIX socket bound to a path: the kernel keeps the name as the program

@@ -107,6 +107,8 @@ impl Context {
                 s.state = if s.peer_name.iter().skip(4).any(|&b| b != 0) { SockState::Connected } else { SockState::Unconnected };
                 if family == libc::AF_NETLINK {
                     s.groups = netlink_groups(fd);
+                } else {
+                    s.ring = super::ring::capture(fd, ino, &mut s.lost);
                 }
                 let (q, _) = queue::capture(fd, sock_type, false, inflight);
                 if !q.is_empty() {

@@ -241,3 +241,44 @@ pub fn inet_all(family: i32, protocol: i32) -> Vec<InetInfo> {
     });
     out
 }
+
+/// The rings of packet socket `ino` (PACKET_SHOW_INFO for the version, PACKET_SHOW_RING_CFG
+/// for the rings; the kernel answers dumps only, of every packet socket of the network
+/// namespace): Some(None) when the socket has none. None: sock_diag does not answer for packet
+/// sockets (a kernel without packet_diag).
+pub fn packet_rings(ino: u32) -> Option<Option<ckpt_image::PacketRings>> {
+    const SHOW: u32 = 0x1 | 0x4; // INFO, RING_CFG
+    let mut body = [0u8; 20];
+    body[0] = libc::AF_PACKET as u8;
+    body[4..8].copy_from_slice(&ino.to_ne_bytes());
+    body[8..12].copy_from_slice(&SHOW.to_ne_bytes());
+    let mut out = None;
+    query(&body, true, |m| {
+        if m.len() < 16 || u32_at(m, 4) != ino {
+            return;
+        }
+        let mut r = ckpt_image::PacketRings::default();
+        for (ty, p) in attrs(m, 16) {
+            match ty {
+                0 if p.len() >= 8 => r.version = u32_at(p, 4),
+                2 | 3 if p.len() >= 28 => {
+                    let q = ckpt_image::RingReq {
+                        block_size: u32_at(p, 0),
+                        block_nr: u32_at(p, 4),
+                        frame_size: u32_at(p, 8),
+                        frame_nr: u32_at(p, 12),
+                        retire_tmo: u32_at(p, 16),
+                        sizeof_priv: u32_at(p, 20),
+                        features: u32_at(p, 24),
+                    };
+                    if ty == 2 { r.rx = Some(q) } else { r.tx = Some(q) }
+                }
+                _ => {}
+            }
+        }
+        if r.rx.is_some() || r.tx.is_some() {
+            out = Some(r);
+        }
+    })?;
+    Some(out)
+}

@@ -4,8 +4,9 @@
 //! `diag` (sock_diag), `opts` (socket options), `queue` (receive queues), `unix` (UNIX names
 //! and their files), `names` and `inet` (the restore of UNIX names and of the other families)
 //! between them, `timewait` (the killed program's TIME_WAIT remains that hold its ports),
-//! `peercred` (SO_PEERCRED of socketpairs another process made); `requeue` (the bytes in a
-//! UNIX listener's connections not yet accepted, read at the cut);
+//! `peercred` (SO_PEERCRED of socketpairs another process made), `ring` (packet sockets'
+//! mapped rings); `requeue` (the bytes in a UNIX listener's connections not yet accepted,
+//! read at the cut);
 //! `pair` makes a socketpair that processes of a tree share; `treedrain` finds the TCP
 //! connections between two processes of a tree that are drained at the cut, `halfclosed`
 //! settles those of them in a closing state.
@@ -27,6 +28,7 @@ mod peercred;
 mod queue;
 pub mod requeue;
 pub mod restore;
+pub mod ring;
 mod timewait;
 pub mod treedrain;
 mod unix;

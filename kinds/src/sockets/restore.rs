@@ -178,6 +178,10 @@ impl<'a> Sockets<'a> {
         }
         let fd = self.park(fd)?;
         self.early(fd, s);
+        if let Some(rings) = &s.ring {
+            // After PACKET_VERSION and PACKET_RESERVE (which a ring makes final), before bind.
+            super::ring::set(fd, rings).map_err(|e| Error::Refused(format!("cannot set the mapped ring of socket {} again: {e}", s.describe())))?;
+        }
         Ok(fd)
     }
 
