@@ -242,8 +242,11 @@ fn wanted(old: i32) -> Option<Caps> {
     t.caps[..t.n].iter().find(|c| c.tid == old).or(t.caps[..t.n].first()).copied()
 }
 
-fn bounding_now() -> u64 {
-    (0..64u64).filter(|&c| syscall!(libc::SYS_prctl, libc::PR_CAPBSET_READ, c, 0, 0, 0) == Ok(1)).fold(0, |m, c| m | 1 << c)
+/// The calling thread's bounding and ambient sets, from its /proc status (one file read, no
+/// prctl: a seccomp filter the thread shares may forbid prctl, or kill at it); None: not read.
+fn bounding_ambient_now() -> Option<(u64, u64)> {
+    let status = sys::read_file(&sys::cpath(&[b"/proc/thread-self/status"])).ok()?;
+    Some((crate::kstate::value(&status, "CapBnd:", 16)?, crate::kstate::value(&status, "CapAmb:", 16)?))
 }
 
 /// Give the calling thread (tid `old` at checkpoint time) the capabilities and securebits it
@@ -261,16 +264,27 @@ fn bounding_now() -> u64 {
 /// effective, permitted and inheritable sets. A thread left with a capability it did not have
 /// ends the restarted process with one line; one that lacks one it had is a warning.
 pub fn restore_caps(old: i32, keep_admin: bool) -> u64 {
-    let Some(want) = wanted(old) else { return 0 };
     let Some((eff, prm, inh)) = capget() else { return 0 };
+    let Some(want) = wanted(old) else {
+        // None recorded: what the kernel leaves a process that took on ids none of which is
+        // root's (ckpt-restart kept root's permitted set through the switch for the program).
+        let (mut r, mut e, mut s) = (0u32, 0u32, 0u32);
+        let _ = syscall!(libc::SYS_getresuid, &mut r as *mut u32, &mut e as *mut u32, &mut s as *mut u32);
+        if r != 0 && e != 0 && s != 0 && (eff | prm) != 0 {
+            let _ = syscall!(libc::SYS_prctl, libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+            let _ = capset(0, 0, inh);
+        }
+        return 0;
+    };
     let admin = 1u64 << CAP_SYS_ADMIN;
     let kept = if keep_admin && prm & admin != 0 && want.eff & admin == 0 { admin } else { 0 };
-    let amb_set = |cap: u64| syscall!(libc::SYS_prctl, libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_IS_SET, cap, 0, 0).unwrap_or(0) != 0;
-    let secbits = syscall!(libc::SYS_prctl, libc::PR_GET_SECUREBITS, 0, 0, 0, 0).map_or(want.secbits, |b| b as u32);
-    let set_secbits = want.secbits_known && secbits != want.secbits;
-    let bnd = bounding_now();
+    let (bnd, amb) = bounding_ambient_now().unwrap_or((want.bnd, want.amb));
+    // Securebits are read only when the thread had some (the restart's are none: ckpt-restart
+    // clears SECBIT_KEEP_CAPS after the switch of ids, execve the rest but the locked ones).
+    let secbits = if want.secbits_known && want.secbits != 0 { syscall!(libc::SYS_prctl, libc::PR_GET_SECUREBITS, 0, 0, 0, 0).map_or(want.secbits, |b| b as u32) } else { want.secbits };
+    let set_secbits = secbits != want.secbits;
     let drop_bnd = bnd & !want.bnd;
-    if (eff, prm, inh) == (want.eff | kept, want.prm | kept, want.inh) && want.amb == 0 && !(0..64).any(amb_set) && !set_secbits && drop_bnd == 0 {
+    if (eff, prm, inh) == (want.eff | kept, want.prm | kept, want.inh) && amb == want.amb && !set_secbits && drop_bnd == 0 {
         return kept;
     }
     let mut ok = true;
@@ -281,8 +295,10 @@ pub fn restore_caps(old: i32, keep_admin: bool) -> u64 {
     for cap in (0..64u64).filter(|c| drop_bnd & (1 << c) != 0) {
         ok &= syscall!(libc::SYS_prctl, libc::PR_CAPBSET_DROP, cap, 0, 0, 0).is_ok();
     }
-    let _ = syscall!(libc::SYS_prctl, libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-    if want.amb != 0 {
+    if amb != want.amb {
+        let _ = syscall!(libc::SYS_prctl, libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    }
+    if want.amb != 0 && amb != want.amb {
         ok &= capset(prm, prm, want.inh | inh).is_ok();
         for cap in (0..64u64).filter(|c| want.amb & (1 << c) != 0) {
             ok &= syscall!(libc::SYS_prctl, libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, cap, 0, 0).is_ok();
