@@ -315,13 +315,22 @@ pub fn restore_caps(old: i32, keep_admin: bool) -> u64 {
     }
     let (e, p, _) = capget().unwrap_or((0, 0, 0));
     if e & !(want.eff | kept) != 0 || p & !(want.prm | kept) != 0 {
-        log!(ERROR, "thread {old}: it keeps capabilities it did not have at checkpoint time (effective {e:#x}, permitted {p:#x}; it had {:#x}, {:#x}): the restarted program must not run with them; it ends here", want.eff, want.prm);
-        let _ = syscall!(libc::SYS_exit_group, 1);
+        end(&format!("thread {old}: it keeps capabilities it did not have at checkpoint time (effective {e:#x}, permitted {p:#x}; it had {:#x}, {:#x}): the restarted program must not run with them; it ends here", want.eff, want.prm));
     }
     if !ok && !WARNED.swap(true, Ordering::Relaxed) {
         log!(ERROR, "warning: the restarted program's capabilities differ from those at checkpoint time (effective {:#x}, bounding {:#x} at checkpoint time; effective {e:#x} now)", want.eff, want.bnd);
     }
     kept
+}
+
+/// The restarted process must not go on: one line (the first thread to find so says it), then
+/// exit.
+fn end(line: &str) {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::AcqRel) {
+        log!(ERROR, "{line}");
+    }
+    let _ = syscall!(libc::SYS_exit_group, 1);
 }
 
 /// Make CAP_SYS_ADMIN effective in the calling thread if it is permitted (a recreated thread
@@ -342,7 +351,6 @@ pub fn drop_kept(old: i32, kept: u64) {
     }
     let Some(want) = wanted(old) else { return };
     if let Err(e) = capset(want.eff, want.prm, want.inh) {
-        log!(ERROR, "thread {old}: its seccomp filter forbids capset (errno {e}), so CAP_SYS_ADMIN, kept to install the filter again, cannot be dropped: the restarted program must not run with it; it ends here");
-        let _ = syscall!(libc::SYS_exit_group, 1);
+        end(&format!("thread {old}: its seccomp filter forbids capset (errno {e}), so CAP_SYS_ADMIN, kept to install the filter again, cannot be dropped: the restarted program must not run with it; it ends here"));
     }
 }

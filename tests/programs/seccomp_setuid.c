@@ -2,9 +2,11 @@
  * another uid (zdtm seccomp_filter): filter 1 makes getppid fail with EPERM, filter 2 kills
  * the thread at setresuid (so a restart that switched ids after the filters would be seen),
  * then a worker thread is created (it inherits both), then setuid(1000) for every thread.
- * Usage: seccomp_setuid plain|keepcaps [STEPS=300] [DELAY_MS=10]
+ * Usage: seccomp_setuid plain|keepcaps|nocapset [STEPS=300] [DELAY_MS=10]
  *   keepcaps: before setuid, SECBIT_KEEP_CAPS; after it, CAP_NET_BIND_SERVICE stays permitted,
  *             effective, inheritable and ambient, and CAP_SYS_MODULE leaves the bounding set.
+ *   nocapset: a third filter makes capset fail with EPERM (a restart cannot drop the
+ *             CAP_SYS_ADMIN it needs to install the filters again: it must refuse).
  * Each step each thread describes itself in one line (getppid's result; Uid, NoNewPrivs,
  * Seccomp, Seccomp_filters and the capability sets of its /proc status; its securebits),
  * which is mixed into the state. Prints "start seccomp_setuid", "state <main line> |
@@ -115,6 +117,8 @@ int main(int argc, char **argv)
         }
         filter(SYS_getppid, SECCOMP_RET_ERRNO | EPERM);
         filter(SYS_setresuid, SECCOMP_RET_KILL_THREAD);
+        if (argc > 1 && strcmp(argv[1], "nocapset") == 0)
+            filter(SYS_capset, SECCOMP_RET_ERRNO | EPERM);
     } else {
         printf("not root: no filter, no change of ids\n");
     }

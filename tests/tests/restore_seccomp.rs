@@ -253,3 +253,32 @@ fn a_program_without_capabilities_keeps_none_after_two_restarts_as_nobody() -> R
     anyhow::ensure!(state.len() == 1 && state[0].matches(empty).count() == 2 && state[0].contains("CapAmb: 0000000000000000, securebits 0 |"), "capabilities changed: {out}");
     Ok(())
 }
+
+/// The same program whose filters also make capset fail: a restart could install them again
+/// only with CAP_SYS_ADMIN, which it then could not drop. The restarted process ends with one
+/// line saying so, before the program runs again. Root only.
+#[test]
+fn a_filter_that_forbids_dropping_capabilities_ends_the_restart_in_one_line() -> Result<()> {
+    if !ckpt_tests::scenario::is_root() {
+        ckpt_tests::skip_test!("only root may install a filter without no_new_privs and then change its user ids");
+        return Ok(());
+    }
+    let bins = Bins::locate()?;
+    let work = Workdir::new("seccomp-setuid-nocapset")?;
+    let program = Program::c(&work, "seccomp_setuid.c", &[], &["nocapset", "3000", "10"])?;
+    let (mut run, seen) = ckpt_tests::trees::ask_checkpoint(&bins, &work, &program, "checkpoint 1:", false)?;
+    run.kill()?;
+    let rec = run.record();
+    seen.map_err(|e| anyhow::anyhow!("{e:#}\n{}", rec.stderr))?;
+    let image = work.images().join(program.image_name());
+    let mut p = Proc::spawn("ckpt-restart", ckpt_tests::scenario::user_command(&[bins.restart.clone().into(), image.into()], false, &program.cwd))?;
+    let waited = p.wait(Duration::from_secs(60));
+    if waited.is_err() {
+        let _ = p.kill();
+    }
+    let rec = p.record();
+    waited.map_err(|e| anyhow::anyhow!("ckpt-restart hung: {e:#}\n{}", rec.stderr))?;
+    let says = rec.stderr.lines().filter(|l| l.contains("must not run with")).count();
+    anyhow::ensure!(!rec.status.is_some_and(|s| s.success()) && says == 1 && !rec.stdout.lines().any(|l| l.starts_with("step ")), "the restart did not end in one line: {}\n{}", rec.stdout, rec.stderr);
+    Ok(())
+}
