@@ -120,19 +120,35 @@ fn fmt(ids: &[u32; 3]) -> String {
 /// threads are cloned from it after the switch). Groups first, then the group ids and the
 /// filesystem group id (while we may still set any: setresuid may drop root's privileges), the
 /// user ids, and the filesystem user id last (setresuid sets it to the effective one).
+///
+/// Root that takes on other ids keeps its permitted capabilities through the switch
+/// (PR_SET_KEEPCAPS: none stays effective, so what is opened from here on is opened as that
+/// user): the restarted runtime needs CAP_SYS_ADMIN to install the program's seccomp filters
+/// again in a thread without no_new_privs, and CAP_SETPCAP to give each thread its bounding set
+/// and securebits; it then leaves each thread exactly the capabilities it had (ids.rs in the
+/// runtime).
 pub fn apply(want: &Creds) -> Result<()> {
     let fail = |what: &str| Err(anyhow::anyhow!("cannot take on the program's {what}: {}", std::io::Error::last_os_error()));
+    let have = own();
+    let keep_caps = have.uids.contains(&0) && !want.uids.contains(&0);
     // SAFETY: plain system calls with valid arguments (setfsgid and setfsuid never fail loudly:
     // they return the previous id, and `fs_ids` reads what they did).
     unsafe {
-        if own().groups != want.groups && libc::syscall(libc::SYS_setgroups, want.groups.len(), want.groups.as_ptr()) != 0 {
+        if have.groups != want.groups && libc::syscall(libc::SYS_setgroups, want.groups.len(), want.groups.as_ptr()) != 0 {
             return fail("supplementary groups");
         }
         if libc::syscall(libc::SYS_setresgid, want.gids[0], want.gids[1], want.gids[2]) != 0 {
             return fail("group ids");
         }
         libc::syscall(libc::SYS_setfsgid, want.fs[1]);
-        if libc::syscall(libc::SYS_setresuid, want.uids[0], want.uids[1], want.uids[2]) != 0 {
+        if keep_caps {
+            libc::syscall(libc::SYS_prctl, libc::PR_SET_KEEPCAPS, 1, 0, 0, 0);
+        }
+        let r = libc::syscall(libc::SYS_setresuid, want.uids[0], want.uids[1], want.uids[2]);
+        if keep_caps {
+            libc::syscall(libc::SYS_prctl, libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
+        }
+        if r != 0 {
             return fail("user ids");
         }
         libc::syscall(libc::SYS_setfsuid, want.fs[0]);

@@ -30,6 +30,9 @@ struct Caps {
     eff: u64,
     bnd: u64,
     amb: u64,
+    /// prctl(PR_GET_SECUREBITS), which the thread read itself at its stop (`note_secbits`).
+    secbits: u32,
+    secbits_known: bool,
 }
 
 struct Table {
@@ -42,7 +45,7 @@ struct Cell(UnsafeCell<Table>);
 // restart path, where each thread reads its own entry after the table was restored in memory.
 unsafe impl Sync for Cell {}
 
-static CAPS: Cell = Cell(UnsafeCell::new(Table { caps: [Caps { tid: 0, inh: 0, prm: 0, eff: 0, bnd: 0, amb: 0 }; MAX_THREADS], n: 0 }));
+static CAPS: Cell = Cell(UnsafeCell::new(Table { caps: [Caps { tid: 0, inh: 0, prm: 0, eff: 0, bnd: 0, amb: 0, secbits: 0, secbits_known: false }; MAX_THREADS], n: 0 }));
 /// getpid() when the last image was taken.
 static PID_AT_CHECKPOINT: AtomicI32 = AtomicI32::new(0);
 /// The pid outside tools know the program by (0: our own).
@@ -110,17 +113,53 @@ pub fn in_namespace() -> bool {
     OUTER_PID.load(Ordering::Relaxed) != 0
 }
 
+/// Securebits, which /proc does not show: each stopped thread reads its own in its stop
+/// handler (`note_secbits`, by the index of its slot), the checkpoint thread in
+/// `begin_capture`. Each entry is tid << 32 | KNOWN | bits; 0: none.
+static SECBITS: [AtomicU64; MAX_THREADS] = [const { AtomicU64::new(0) }; MAX_THREADS];
+static OWN_SECBITS: AtomicU64 = AtomicU64::new(0);
+const SECBITS_KNOWN: u64 = 1 << 31;
+
+fn read_secbits(tid: i32) -> u64 {
+    // (A seccomp filter of the program's may forbid prctl: then they stay unknown.)
+    syscall!(libc::SYS_prctl, libc::PR_GET_SECUREBITS, 0, 0, 0, 0).map_or(0, |b| (tid as u32 as u64) << 32 | SECBITS_KNOWN | (b as u64 & 0xffff))
+}
+
+/// At the start of a stop, before any thread is signaled: forget the last stop's securebits.
+pub fn forget_secbits() {
+    for e in &SECBITS {
+        e.store(0, Ordering::Relaxed);
+    }
+}
+
+/// In the stop handler of thread `tid`, which claimed slot `idx` (raw system call, no
+/// allocation): its securebits.
+pub fn note_secbits(idx: usize, tid: i32) {
+    if let Some(e) = SECBITS.get(idx) {
+        e.store(read_secbits(tid), Ordering::Release);
+    }
+}
+
+/// Whether thread `tid`'s securebits are known, and them.
+fn secbits_of(tid: i32) -> (bool, u32) {
+    let own = OWN_SECBITS.load(Ordering::Acquire);
+    let e = std::iter::once(own).chain(SECBITS.iter().map(|e| e.load(Ordering::Acquire))).find(|&e| e != 0 && (e >> 32) as i32 == tid).unwrap_or(0);
+    (e & SECBITS_KNOWN != 0, (e & 0xffff) as u32)
+}
+
 /// Start of a checkpoint (threads stopped): forget the previous capability table.
 pub fn begin_capture() {
     // SAFETY: see Cell.
     unsafe { (*CAPS.0.get()).n = 0 };
+    OWN_SECBITS.store(read_secbits(sys::gettid()), Ordering::Release);
     PID_AT_CHECKPOINT.store(sys::getpid(), Ordering::Relaxed);
 }
 
 /// Record a thread's capabilities from its /proc status text (checkpoint, threads stopped).
 pub fn note_thread(tid: i32, status: &[u8]) {
     let v = |k| crate::kstate::value(status, k, 16).unwrap_or(0);
-    let c = Caps { tid, inh: v("CapInh:"), prm: v("CapPrm:"), eff: v("CapEff:"), bnd: v("CapBnd:"), amb: v("CapAmb:") };
+    let (secbits_known, secbits) = secbits_of(tid);
+    let c = Caps { tid, inh: v("CapInh:"), prm: v("CapPrm:"), eff: v("CapEff:"), bnd: v("CapBnd:"), amb: v("CapAmb:"), secbits, secbits_known };
     // SAFETY: see Cell.
     let t = unsafe { &mut *CAPS.0.get() };
     if t.n < MAX_THREADS {
@@ -182,42 +221,136 @@ fn capset(eff: u64, prm: u64, inh: u64) -> Result<(), i32> {
 
 /// Whether this restart can give the program its exact ids: we have its old pid (ckpt-restart
 /// created us with it) and may choose thread ids (CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN over
-/// our pid namespace: in a user namespace of ours, or as root).
+/// our pid namespace: in a user namespace of ours, or as root). A process of root's that took
+/// on other ids holds them permitted only (ckpt-restart kept them through the switch of ids):
+/// CAP_CHECKPOINT_RESTORE is made effective here, until each thread's own capabilities are
+/// back (`restore_caps`).
 pub fn exact_restart() -> bool {
     let pid = PID_AT_CHECKPOINT.load(Ordering::Relaxed);
-    let may = |eff: u64| eff & (1 << CAP_CHECKPOINT_RESTORE | 1 << CAP_SYS_ADMIN) != 0;
-    pid != 0 && sys::getpid() == pid && capget().is_some_and(|(eff, _, _)| may(eff))
+    if pid == 0 || sys::getpid() != pid {
+        return false;
+    }
+    let Some((eff, prm, inh)) = capget() else { return false };
+    let cr = 1u64 << CAP_CHECKPOINT_RESTORE;
+    eff & (cr | 1 << CAP_SYS_ADMIN) != 0 || (prm & cr != 0 && capset(eff | cr, prm, inh).is_ok())
 }
 
-/// Give the calling thread (tid `old` at checkpoint time) the capabilities it had then; a
-/// thread that was not recorded gets those of the first recorded one. Restart path, each thread
-/// for itself (capabilities are per thread), once no thread needs to be created any more.
-pub fn restore_caps(old: i32) {
+/// The capabilities recorded for thread `old` (a thread not recorded: the first recorded one).
+fn wanted(old: i32) -> Option<Caps> {
     // SAFETY: see Cell (read-only on the restart path).
     let t = unsafe { &*CAPS.0.get() };
-    let Some(want) = t.caps[..t.n].iter().find(|c| c.tid == old).or(t.caps[..t.n].first()).copied() else { return };
-    let Some((eff, prm, inh)) = capget() else { return };
-    let amb_set = |cap: u64| syscall!(libc::SYS_prctl, libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_IS_SET, cap, 0, 0).unwrap_or(0) != 0;
-    if (eff, prm, inh) == (want.eff, want.prm, want.inh) && want.amb == 0 && !(0..64).any(amb_set) {
-        return;
+    t.caps[..t.n].iter().find(|c| c.tid == old).or(t.caps[..t.n].first()).copied()
+}
+
+/// The calling thread's bounding and ambient sets, from its /proc status (one file read, no
+/// prctl: a seccomp filter the thread shares may forbid prctl, or kill at it); None: not read.
+fn bounding_ambient_now() -> Option<(u64, u64)> {
+    let status = sys::read_file(&sys::cpath(&[b"/proc/thread-self/status"])).ok()?;
+    Some((crate::kstate::value(&status, "CapBnd:", 16)?, crate::kstate::value(&status, "CapAmb:", 16)?))
+}
+
+/// Give the calling thread (tid `old` at checkpoint time) the capabilities and securebits it
+/// had then; a thread that was not recorded gets those of the first recorded one. Restart path,
+/// each thread for itself (capabilities are per thread), once no thread needs to be created
+/// any more. With `keep_admin` (the thread installs seccomp filters again without
+/// no_new_privs, which needs CAP_SYS_ADMIN), CAP_SYS_ADMIN stays effective and permitted if the
+/// thread holds it now (a process of root's that dropped to other ids: ckpt-restart kept its
+/// permitted set through the switch of ids); the returned mask then says so, and `drop_kept`
+/// takes it away once the filters are in.
+///
+/// The order makes each step allowed: every permitted capability effective first (dropping
+/// from the bounding set and setting securebits need CAP_SETPCAP), the bounding set, the
+/// ambient set (before securebits, which may forbid raising it), securebits, then the
+/// effective, permitted and inheritable sets. A thread left with a capability it did not have
+/// ends the restarted process with one line; one that lacks one it had is a warning.
+pub fn restore_caps(old: i32, keep_admin: bool) -> u64 {
+    let Some((eff, prm, inh)) = capget() else { return 0 };
+    let Some(want) = wanted(old) else {
+        // None recorded: what the kernel leaves a process that took on ids none of which is
+        // root's (ckpt-restart kept root's permitted set through the switch for the program).
+        let (mut r, mut e, mut s) = (0u32, 0u32, 0u32);
+        let _ = syscall!(libc::SYS_getresuid, &mut r as *mut u32, &mut e as *mut u32, &mut s as *mut u32);
+        if r != 0 && e != 0 && s != 0 && (eff | prm) != 0 {
+            let _ = syscall!(libc::SYS_prctl, libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+            let _ = capset(0, 0, inh);
+        }
+        return 0;
+    };
+    let admin = 1u64 << CAP_SYS_ADMIN;
+    let kept = if keep_admin && prm & admin != 0 && want.eff & admin == 0 { admin } else { 0 };
+    let (bnd, amb) = bounding_ambient_now().unwrap_or((want.bnd, want.amb));
+    // Securebits are read only when the thread had some (the restart's are none: ckpt-restart
+    // clears SECBIT_KEEP_CAPS after the switch of ids, execve the rest but the locked ones).
+    let secbits = if want.secbits_known && want.secbits != 0 { syscall!(libc::SYS_prctl, libc::PR_GET_SECUREBITS, 0, 0, 0, 0).map_or(want.secbits, |b| b as u32) } else { want.secbits };
+    let set_secbits = secbits != want.secbits;
+    let drop_bnd = bnd & !want.bnd;
+    if (eff, prm, inh) == (want.eff | kept, want.prm | kept, want.inh) && amb == want.amb && !set_secbits && drop_bnd == 0 {
+        return kept;
     }
     let mut ok = true;
-    // The bounding set can only shrink (needs CAP_SETPCAP, so before the rest).
-    for cap in 0..64u64 {
-        if want.bnd & (1 << cap) == 0 && syscall!(libc::SYS_prctl, libc::PR_CAPBSET_READ, cap, 0, 0, 0) == Ok(1) {
-            ok &= syscall!(libc::SYS_prctl, libc::PR_CAPBSET_DROP, cap, 0, 0, 0).is_ok();
-        }
+    if eff != prm {
+        let _ = capset(prm, prm, inh);
     }
-    let _ = syscall!(libc::SYS_prctl, libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-    if want.amb != 0 {
-        ok &= capset(eff, prm, want.inh | inh).is_ok();
+    // The bounding set can only shrink.
+    for cap in (0..64u64).filter(|c| drop_bnd & (1 << c) != 0) {
+        ok &= syscall!(libc::SYS_prctl, libc::PR_CAPBSET_DROP, cap, 0, 0, 0).is_ok();
+    }
+    if amb != want.amb {
+        let _ = syscall!(libc::SYS_prctl, libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    }
+    if want.amb != 0 && amb != want.amb {
+        ok &= capset(prm, prm, want.inh | inh).is_ok();
         for cap in (0..64u64).filter(|c| want.amb & (1 << c) != 0) {
             ok &= syscall!(libc::SYS_prctl, libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, cap, 0, 0).is_ok();
         }
     }
-    ok &= capset(want.eff, want.prm, want.inh).is_ok();
+    if set_secbits {
+        ok &= syscall!(libc::SYS_prctl, libc::PR_SET_SECUREBITS, want.secbits, 0, 0, 0).is_ok();
+    }
+    if capset(want.eff | kept, want.prm | kept, want.inh).is_err() {
+        // A permitted capability it had is not ours to give (the permitted set only shrinks):
+        // at least none it did not have.
+        ok = false;
+        let _ = capset((want.eff | kept) & prm, (want.prm | kept) & prm, want.inh & inh);
+    }
+    let (e, p, _) = capget().unwrap_or((0, 0, 0));
+    if e & !(want.eff | kept) != 0 || p & !(want.prm | kept) != 0 {
+        end(&format!("thread {old}: it keeps capabilities it did not have at checkpoint time (effective {e:#x}, permitted {p:#x}; it had {:#x}, {:#x}): the restarted program must not run with them; it ends here", want.eff, want.prm));
+    }
     if !ok && !WARNED.swap(true, Ordering::Relaxed) {
-        let held = capget().map_or(0, |c| c.0);
-        log!(ERROR, "warning: the restarted program's capabilities differ from those at checkpoint time (effective {:#x}, bounding {:#x} at checkpoint time; effective {held:#x} now)", want.eff, want.bnd);
+        log!(ERROR, "warning: the restarted program's capabilities differ from those at checkpoint time (effective {:#x}, bounding {:#x} at checkpoint time; effective {e:#x} now)", want.eff, want.bnd);
+    }
+    kept
+}
+
+/// The restarted process must not go on: one line (the first thread to find so says it), then
+/// exit.
+fn end(line: &str) {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::AcqRel) {
+        log!(ERROR, "{line}");
+    }
+    let _ = syscall!(libc::SYS_exit_group, 1);
+}
+
+/// Make CAP_SYS_ADMIN effective in the calling thread if it is permitted (a recreated thread
+/// that installs seccomp filters without no_new_privs before its capabilities are back).
+pub fn raise_admin() {
+    let admin = 1u64 << CAP_SYS_ADMIN;
+    if let Some((eff, prm, inh)) = capget().filter(|c| c.1 & admin != 0 && c.0 & admin == 0) {
+        let _ = capset(eff | admin, prm, inh);
+    }
+}
+
+/// After thread `old` installed its seccomp filters again: take away what `restore_caps` kept
+/// for it (`kept`; 0: nothing, and no system call). The filters may forbid capset: then the
+/// restarted process ends with one line (it must not run with a privilege it did not have).
+pub fn drop_kept(old: i32, kept: u64) {
+    if kept == 0 {
+        return;
+    }
+    let Some(want) = wanted(old) else { return };
+    if let Err(e) = capset(want.eff, want.prm, want.inh) {
+        end(&format!("thread {old}: its seccomp filter forbids capset (errno {e}), so CAP_SYS_ADMIN, kept to install the filter again, cannot be dropped: the restarted program must not run with it; it ends here"));
     }
 }

@@ -488,6 +488,12 @@ pub fn install_shared(old_tid: i32) {
     }
 }
 
+/// Whether the calling (recreated) thread installs filters again (`install_shared` or
+/// `reinstall`), which needs no_new_privs or CAP_SYS_ADMIN; strict mode needs neither.
+pub fn has_chain() -> bool {
+    mine().is_some_and(|m| m.top.get() != 0 && !m.strict.load(Ordering::Acquire))
+}
+
 /// A restarted thread, the last thing before it returns into the program (no_new_privs is
 /// set again by now): install the chain it ran under, root first, but the part it shares with
 /// every thread (installed already, `install_shared`); or enter strict mode, if it ran in it,

@@ -188,6 +188,7 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
         s.ss_flags = ss.ss_flags;
         s.rseq = RSEQ_SIZE.load(Ordering::Relaxed) != 0;
         s.attrs = crate::threadattrs::capture();
+        crate::ids::note_secbits(idx, tid);
         crate::seccomp::at_stop(tid);
         // SAFETY: index idx was claimed by this thread alone.
         unsafe { (*SLOTS.0.get())[idx] = s };
@@ -333,6 +334,7 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
     crate::tree::adopt_seen();
     crate::sigqueue::reset();
     crate::seccomp::reset();
+    crate::ids::forget_secbits();
     STOPPING.store(true, Ordering::Release);
     let mut signaled: Vec<i32> = Vec::new();
     // Threads seen blocking the stop signal: (tid, since when, its CPU time then).
@@ -678,16 +680,23 @@ pub fn become_restored(s: &Slot, leader: bool) -> ! {
         // again from the frame's uc_stack, which no filter sees.)
         let _ = syscall!(libc::SYS_sigaltstack, &ss as *const libc::stack_t, 0);
     }
-    crate::ids::restore_caps(s.tid);
     crate::sigqueue::restore_thread(s.tid);
-    spawn_deferred(s.tid);
+    let filters_need_admin = s.attrs.no_new_privs == 0 && crate::seccomp::has_chain();
+    // (Before its own capabilities: the threads it creates take theirs back from the
+    // restart's, as those the checkpoint thread creates do.)
+    spawn_deferred(s.tid, filters_need_admin);
+    // Its capabilities; CAP_SYS_ADMIN kept until its seccomp filters are in again, if it
+    // must install them without no_new_privs (a process of root's that dropped to other ids).
+    let kept = crate::ids::restore_caps(s.tid, filters_need_admin);
     STOPPED.fetch_add(1, Ordering::AcqRel);
     sys::futex_wake(&STOPPED);
     while RELEASE.load(Ordering::Acquire) == gen {
         sys::futex_wait(&RELEASE, gen, None);
     }
-    // Its seccomp filters last: they may forbid the calls above.
+    // Its seccomp filters last: they may forbid the calls above. Then, the very last call,
+    // the CAP_SYS_ADMIN they needed goes (none kept: no call; strict mode keeps none).
     crate::seccomp::reinstall(s.tid);
+    crate::ids::drop_kept(s.tid, kept);
     // SAFETY: ucontext is this thread's signal frame from the stop handler, intact in memory.
     unsafe { ckpt_sigreturn_leave(s.ucontext, &LEFT) }
 }
@@ -749,12 +758,16 @@ static DEFER_SKIP: AtomicI32 = AtomicI32::new(0);
 /// The old tid of the thread that creates the others at this restart; 0: none.
 static DEFERRED: AtomicI32 = AtomicI32::new(0);
 
-/// In a recreated thread (old tid `tid`) whose own state is back: if it is the one that
-/// creates the others, install the filters they all share, then create them. A thread that
+/// In a recreated thread (old tid `tid`) whose own state but its capabilities is back: if it
+/// is the one that creates the others, install the filters they all share (with CAP_SYS_ADMIN
+/// effective when `needs_admin`: no no_new_privs), then create them. A thread that
 /// cannot be made ends the restarted process with one line.
-fn spawn_deferred(tid: i32) {
+fn spawn_deferred(tid: i32, needs_admin: bool) {
     if DEFERRED.load(Ordering::Acquire) != tid || tid == 0 {
         return;
+    }
+    if needs_admin {
+        crate::ids::raise_admin();
     }
     crate::seccomp::install_shared(tid);
     let (skip, exact) = (DEFER_SKIP.load(Ordering::Relaxed), DEFER_EXACT.load(Ordering::Relaxed));

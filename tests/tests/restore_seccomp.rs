@@ -200,3 +200,85 @@ fn state_a_shared_filter_forbids_is_not_lost_silently() {
     assert!(r.stdout.contains("TSYNC took") && r.stdout.contains("worker: set_robust_list EPERM"), "{}", r.stdout);
     assert!(r.stderr.contains("robust futex list is not restored"), "no warning: {}", r.stderr);
 }
+
+/// A program of root's installs seccomp filters without no_new_privs (getppid fails with EPERM;
+/// setresuid kills the thread), creates a worker (which inherits them) and drops to uid 1000
+/// (zdtm seccomp_filter). An unprivileged process may install a filter only with
+/// no_new_privs or CAP_SYS_ADMIN: the restart keeps CAP_SYS_ADMIN through the switch of ids,
+/// installs the filters, then gives each thread its own capabilities back as its last step.
+/// seccomp_setuid.c mixes what each thread sees (getppid's result, its uid, NoNewPrivs,
+/// Seccomp, filters, every capability set, securebits) into its result: after two restarts
+/// the same result as an uninterrupted run. `keepcaps`: the program kept CAP_NET_BIND_SERVICE
+/// (SECBIT_KEEP_CAPS, ambient too) and dropped a capability from its bounding set; its worker
+/// kept root's permitted set without any effective. Root only.
+fn filters_of_root_that_dropped_its_ids(name: &str, mode: &'static str, says: &str) -> Result<()> {
+    if !ckpt_tests::scenario::is_root() {
+        ckpt_tests::skip_test!("only root may install a filter without no_new_privs and then change its user ids");
+        return Ok(());
+    }
+    let make: fn(&Workdir) -> Result<Program> = if mode == "plain" { |w| Program::c(w, "seccomp_setuid.c", &[], &["plain", "300", "10"]) } else { |w| Program::c(w, "seccomp_setuid.c", &[], &["keepcaps", "300", "10"]) };
+    let o = ckpt_tests::trees::verify(name, make, &[20, 120], false, 1)?;
+    let out = o.transcript();
+    let state = out.lines().filter(|l| l.starts_with("state ")).collect::<Vec<_>>();
+    anyhow::ensure!(state.len() == 1 && state[0].contains(says), "what the threads saw changed, or not as expected ({says}): {out}");
+    Ok(())
+}
+
+#[test]
+fn filters_of_a_program_of_root_that_dropped_its_ids_survive_two_restarts() -> Result<()> {
+    let one = "getppid EPERM, Uid: 1000 1000 1000 1000, NoNewPrivs: 0, Seccomp: 2, Seccomp_filters: 2, CapInh: 0000000000000000, CapPrm: 0000000000000000, CapEff: 0000000000000000";
+    filters_of_root_that_dropped_its_ids("seccomp-setuid", "plain", one)
+}
+
+#[test]
+fn filters_and_kept_capabilities_of_a_program_of_root_that_dropped_its_ids_survive_two_restarts() -> Result<()> {
+    let one = "NoNewPrivs: 0, Seccomp: 2, Seccomp_filters: 2, CapInh: 0000000000000400, CapPrm: 0000000000000400, CapEff: 0000000000000400";
+    filters_of_root_that_dropped_its_ids("seccomp-setuid-keepcaps", "keepcaps", one)
+}
+
+/// The same program run by an ordinary user: not root, it installs no filter and changes no
+/// ids; its capabilities stay empty through two restarts (a program that never had any sees
+/// no change).
+#[test]
+fn a_program_without_capabilities_keeps_none_after_two_restarts_as_nobody() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("seccomp-setuid-nobody")?;
+    let program = Program::c(&work, "seccomp_setuid.c", &[], &["plain", "300", "10"])?;
+    let mut opts = ckpt_tests::Options::new(&work, &[20, 120]);
+    opts.as_nobody = true;
+    let o = ckpt_tests::run_and_verify(&bins, &program, &opts)?;
+    let out = o.transcript();
+    let state = out.lines().filter(|l| l.starts_with("state ")).collect::<Vec<_>>();
+    let empty = "CapInh: 0000000000000000, CapPrm: 0000000000000000, CapEff: 0000000000000000";
+    anyhow::ensure!(state.len() == 1 && state[0].matches(empty).count() == 2 && state[0].contains("CapAmb: 0000000000000000, securebits 0 |"), "capabilities changed: {out}");
+    Ok(())
+}
+
+/// The same program whose filters also make capset fail: a restart could install them again
+/// only with CAP_SYS_ADMIN, which it then could not drop. The restarted process ends with one
+/// line saying so, before the program runs again. Root only.
+#[test]
+fn a_filter_that_forbids_dropping_capabilities_ends_the_restart_in_one_line() -> Result<()> {
+    if !ckpt_tests::scenario::is_root() {
+        ckpt_tests::skip_test!("only root may install a filter without no_new_privs and then change its user ids");
+        return Ok(());
+    }
+    let bins = Bins::locate()?;
+    let work = Workdir::new("seccomp-setuid-nocapset")?;
+    let program = Program::c(&work, "seccomp_setuid.c", &[], &["nocapset", "3000", "10"])?;
+    let (mut run, seen) = ckpt_tests::trees::ask_checkpoint(&bins, &work, &program, "checkpoint 1:", false)?;
+    run.kill()?;
+    let rec = run.record();
+    seen.map_err(|e| anyhow::anyhow!("{e:#}\n{}", rec.stderr))?;
+    let image = work.images().join(program.image_name());
+    let mut p = Proc::spawn("ckpt-restart", ckpt_tests::scenario::user_command(&[bins.restart.clone().into(), image.into()], false, &program.cwd))?;
+    let waited = p.wait(Duration::from_secs(60));
+    if waited.is_err() {
+        let _ = p.kill();
+    }
+    let rec = p.record();
+    waited.map_err(|e| anyhow::anyhow!("ckpt-restart hung: {e:#}\n{}", rec.stderr))?;
+    let says = rec.stderr.lines().filter(|l| l.contains("must not run with")).count();
+    anyhow::ensure!(!rec.status.is_some_and(|s| s.success()) && says == 1 && !rec.stdout.lines().any(|l| l.starts_with("step ")), "the restart did not end in one line: {}\n{}", rec.stdout, rec.stderr);
+    Ok(())
+}
