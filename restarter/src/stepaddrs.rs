@@ -28,7 +28,8 @@ pub fn listeners(fds: &[FdState]) -> Vec<Listener> {
 /// This task's report (`addrmap::encode`) of `listeners` (its tree's).
 pub fn report(index: &Index, listeners: Vec<Listener>) -> Vec<u8> {
     let Some(step) = index.step.as_ref() else { return Vec::new() };
-    addrmap::encode(&[Report { rank: step.rank, boot: index.meta.origin.boot_id.clone(), node: step.node_ips.clone(), listeners }])
+    let (now_boot, now) = (ckpt_image::boot_id(), addrmap::node_ips());
+    addrmap::encode(&[Report { rank: step.rank, boot: index.meta.origin.boot_id.clone(), node: step.node_ips.clone(), now_boot, now, listeners }])
 }
 
 /// The map for this task's runtime (`Map::encode`; empty: nothing moved and no node known)
