@@ -130,8 +130,9 @@ impl Job {
     }
 
     /// Where the job is, for a wait that timed out: Slurm's state and times for it, and each of
-    /// its processes with its state and the kernel function it sleeps in (what the time went
-    /// on: waiting for nodes, a launcher that never got its daemons, a rank blocked).
+    /// its processes with its state, the kernel function it sleeps in and its kernel stack,
+    /// and (where gdb is installed) every thread's user stack (what the time went on: waiting
+    /// for nodes, a launcher that never got its daemons, a rank blocked in MPI_Init).
     fn whereabouts(&self) -> String {
         let o = slurm("scontrol").args(["show", "job", "-o", &self.id]).output();
         let s = o.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
@@ -144,6 +145,11 @@ impl Job {
             let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.split(' ').next()).unwrap_or("?").to_string();
             let cmd: String = String::from_utf8_lossy(&read("cmdline")).replace('\0', " ").chars().take(160).collect();
             out.push_str(&format!("\n  {pid} {state} {} {}", String::from_utf8_lossy(&read("wchan")), cmd.trim_end()));
+            let kstack: Vec<String> = String::from_utf8_lossy(&read("stack")).lines().take(6).filter_map(|l| l.split_whitespace().nth(1).map(str::to_string)).collect();
+            if !kstack.is_empty() {
+                out.push_str(&format!("\n    kernel: {}", kstack.join(" < ")));
+            }
+            out.push_str(&user_stacks(pid));
         }
         out
     }
@@ -185,6 +191,18 @@ impl Job {
         }
         Ok(())
     }
+}
+
+/// Every thread's user stack of `pid` (gdb's `bt`, 12 frames each), indented; empty without
+/// gdb or when it cannot attach within 20 s.
+fn user_stacks(pid: i32) -> String {
+    let gdb = Command::new("timeout")
+        .args(["20", "gdb", "-p", &pid.to_string(), "-batch", "-nx", "-ex", "set pagination off", "-ex", "thread apply all bt 12"])
+        .stdin(std::process::Stdio::null())
+        .output();
+    let Ok(o) = gdb else { return String::new() };
+    let text = String::from_utf8_lossy(&o.stdout);
+    text.lines().filter(|l| l.starts_with('#') || l.starts_with("Thread ")).map(|l| format!("\n    {}", l.chars().take(200).collect::<String>())).collect()
 }
 
 impl Drop for Job {
