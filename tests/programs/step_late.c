@@ -3,14 +3,17 @@
  * connect to each other late, to the address and port a task published at its start (as MPI's
  * modex or a ports file): a connection first made after a restart.
  *
- * Usage: step_late DIR [ROUNDS=80] [LATE=70] [DELAY_MS=50] [OWN_ADDRESS=0] [UDP=0] [SHARE=0]
+ * Usage: step_late DIR [ROUNDS=80] [LATE=70] [DELAY_MS=50] [OWN_ADDRESS=0] [UDP=0] [SHARE=0] [NODE=-]
  * (STEP_LATE_ALONE set and no SLURM_* variables: task 0 of 1, a program that is no step.)
  * Each task listens at a port of its own, on every address, or with OWN_ADDRESS=1 on
  * 127.0.0.(2 + rank) only, and publishes "ADDRESS PORT" as DIR/port.RANK (ADDRESS 127.0.0.1
  * for every address). With UDP=1 each task also binds a UDP socket at a port of its own on
  * every address (unused otherwise) and publishes that port as DIR/udp.RANK. With SHARE=1 each
  * task forks a child once it listens that holds the listener too (it never accepts) and waits
- * for the task to end (the end of a pipe). Prints "start step_late rank=R n=N", then each round i = 1..ROUNDS folds
+ * for the task to end (the end of a pipe). With NODE an IPv4 address of this machine (other than
+ * loopback), a task listening on every address publishes NODE instead of 127.0.0.1, and task 0
+ * drops a late connection whose source address is not NODE, as Open MPI's TCP BTL drops one from
+ * an address its peer did not publish ("step_late: a connection from an unexpected address"). Prints "start step_late rank=R n=N", then each round i = 1..ROUNDS folds
  * i into its state, prints "step i state=<hex>" and sleeps DELAY_MS. At round LATE every task
  * but 0 reads DIR/port.0 (then, not before), connects there and sends its rank and state;
  * task 0 accepts them all, folds their states in rank order and sends the sum back; each
@@ -93,6 +96,12 @@ int main(int argc, char **argv)
     int own = argc > 5 && atoi(argv[5]) == 1;
     int udp = argc > 6 && atoi(argv[6]) == 1;
     int share = argc > 7 && atoi(argv[7]) == 1;
+    const char *node = argc > 8 && strcmp(argv[8], "-") != 0 ? argv[8] : NULL;
+    struct in_addr node_ip = { 0 };
+    if (node != NULL && inet_pton(AF_INET, node, &node_ip) != 1) {
+        fprintf(stderr, "step_late: NODE %s is no IPv4 address\n", node);
+        return 2;
+    }
     const char *r = getenv("SLURM_PROCID"), *nt = getenv("SLURM_STEP_NUM_TASKS");
     long rank = r ? atol(r) : -1, n = nt ? atol(nt) : -1;
     if (r == NULL && nt == NULL && getenv("STEP_LATE_ALONE") != NULL)
@@ -112,7 +121,7 @@ int main(int argc, char **argv)
     char path[4096], line[128], ip[INET_ADDRSTRLEN];
     struct in_addr shown = a.sin_addr;
     if (!own)
-        shown.s_addr = htonl(INADDR_LOOPBACK);
+        shown.s_addr = node != NULL ? node_ip.s_addr : htonl(INADDR_LOOPBACK);
     inet_ntop(AF_INET, &shown, ip, sizeof ip);
     snprintf(line, sizeof line, "%s %d\n", ip, ntohs(a.sin_port));
     publish(dir, "port", rank, line);
@@ -154,9 +163,15 @@ int main(int argc, char **argv)
             if (from == NULL || fds == NULL)
                 die("calloc");
             for (long k = 1; k < n; k++) {
-                int c = accept(l, NULL, NULL);
+                struct sockaddr_in src;
+                socklen_t slen = sizeof src;
+                int c = accept(l, (struct sockaddr *)&src, &slen);
                 if (c < 0)
                     die("accept");
+                if (node != NULL && src.sin_addr.s_addr != node_ip.s_addr) {
+                    fprintf(stderr, "step_late: a connection from an unexpected address %s (the tasks published %s)\n", inet_ntoa(src.sin_addr), node);
+                    return 2;
+                }
                 uint64_t msg[2];
                 io_all(c, msg, sizeof msg, 0);
                 if (msg[0] < 1 || msg[0] >= (uint64_t)n || fds[msg[0]] != 0) {
