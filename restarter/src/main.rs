@@ -26,6 +26,7 @@ mod stage;
 mod sessions;
 mod step;
 mod stepaddrs;
+mod treelisten;
 mod switch;
 mod threadpidfds;
 mod tree;
@@ -404,22 +405,35 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
     let restored = if tree::table_of_another() {
         Ok(fds::Restored::default())
     } else {
-        fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot, exact_ids, other_port: joined.is_some() }, chain.newest(), job, &keep)
+        // A listener of a task of a step (any process of its tree) whose port is taken moves.
+        let other_port = joined.is_some() || treelisten::in_step();
+        fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot, exact_ids, other_port }, chain.newest(), job, &keep)
     };
     if restored.is_ok() {
         tree::after_fds();
     }
     let step_epoch = joined.as_ref().map_or(0, |j| j.epoch);
     let mut addr_map = Vec::new();
+    // The listeners this process restored (one that shares another's fd table: none of its own).
+    let mine = || if tree::table_of_another() { Vec::new() } else { stepaddrs::listeners(&index.fds) };
     if let Some(j) = joined {
         // No task's program runs before every task's fds are back; each says where its
-        // listeners are now (stepaddrs).
-        let ready = j.ready(restored.as_ref().err().map(one_line).as_deref(), &stepaddrs::report(&index));
+        // listeners are now (stepaddrs), those of every process of its tree (treelisten).
+        let listeners = restored.as_ref().map_err(one_line).and_then(|_| treelisten::gather(mine()).map_err(|e| one_line(&e)));
+        let ready = j.ready(listeners.as_ref().err().map(String::as_str), &stepaddrs::report(&index, listeners.clone().unwrap_or_default()));
         let mapped = ready.and_then(|reports| stepaddrs::map(&j, &reports));
         j.close();
         if restored.is_ok() {
+            if let Err(why) = listeners {
+                bail!("{why}");
+            }
             addr_map = mapped.context("the restart of the step failed")?;
+            treelisten::hand_out(&addr_map);
         }
+    } else if restored.is_ok() {
+        // Another process of a step task's tree: its listeners go to the step through the root,
+        // which hands it the map.
+        addr_map = treelisten::share(mine())?.unwrap_or_default();
     }
     let restored = restored?;
     stage::map_rings(&index, &rings)?;

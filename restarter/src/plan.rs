@@ -85,7 +85,7 @@ fn params_len(index: &Index) -> u64 {
         + MSG.len()
         + NOTE_PATH_MAX
         + index.process.root.len()
-        + index.step.as_ref().map_or(0, |_| ADDR_MAP_MAX)
+        + if index.step.is_some() || crate::treelisten::in_step() { ADDR_MAP_MAX } else { 0 }
         + 256;
     page_up(n as u64)
 }

@@ -4,28 +4,32 @@
 //! port another program took is another: kinds' `moveport`; a new node is another address);
 //! rank 0 hands every report to every task in the rendezvous's `Ready`/`Go` (step.rs), and each
 //! task makes of them the map its runtime's `connect` hook consults (ckpt_step::addrmap),
-//! handed over in RestartInfo. Only the listeners of the task's program (the root of a task's
-//! tree) are reported.
+//! handed over in RestartInfo. A task whose program is a process tree reports the listeners of
+//! every process of the tree, and each of them gets the map (treelisten).
 
 use crate::step::Joined;
 use anyhow::{bail, Result};
-use ckpt_image::{FdKind, Index, SockState};
+use ckpt_image::{FdKind, FdState, Index, SockState};
 use ckpt_step::addrmap::{self, Listener, Map, Report};
 
-/// This task's report (`addrmap::encode`), its fds restored at their numbers.
-pub fn report(index: &Index) -> Vec<u8> {
-    let Some(step) = index.step.as_ref() else { return Vec::new() };
-    let listeners = index
-        .fds
-        .iter()
+/// The TCP listeners of the fd table `fds`, restored at their numbers: where each was at the
+/// checkpoint and is now.
+pub fn listeners(fds: &[FdState]) -> Vec<Listener> {
+    fds.iter()
         .filter(|f| f.dup_of.is_none() && f.fd >= 0)
         .filter_map(|f| match &f.kind {
             FdKind::Socket(s) if s.state == SockState::Listening && matches!(s.family, libc::AF_INET | libc::AF_INET6) => Some(Listener { old: s.name.clone(), new: ckpt_step::sys::sock_name(f.fd, false) }),
             _ => None,
         })
         .filter(|l| !l.new.is_empty())
-        .collect();
-    addrmap::encode(&[Report { rank: step.rank, boot: index.meta.origin.boot_id.clone(), node: step.node_ips.clone(), listeners }])
+        .collect()
+}
+
+/// This task's report (`addrmap::encode`) of `listeners` (its tree's).
+pub fn report(index: &Index, listeners: Vec<Listener>) -> Vec<u8> {
+    let Some(step) = index.step.as_ref() else { return Vec::new() };
+    let (now_boot, now) = (ckpt_image::boot_id(), addrmap::node_ips());
+    addrmap::encode(&[Report { rank: step.rank, boot: index.meta.origin.boot_id.clone(), node: step.node_ips.clone(), now_boot, now, listeners }])
 }
 
 /// The map for this task's runtime (`Map::encode`; empty: nothing moved and no node known)

@@ -253,7 +253,7 @@ fn meet(word: &AtomicU32, n: u32, what: &str) -> Result<()> {
 }
 
 /// Wait until `n` processes are counted in `word`.
-fn wait_count(word: &AtomicU32, n: u32, what: &str) -> Result<()> {
+pub(crate) fn wait_count(word: &AtomicU32, n: u32, what: &str) -> Result<()> {
     let b = SHARED.get().expect("in a tree").barrier;
     let start = std::time::Instant::now();
     loop {
@@ -279,7 +279,7 @@ pub fn fail() {
     }
 }
 
-fn futex(word: &AtomicU32, op: i32, val: u32) {
+pub(crate) fn futex(word: &AtomicU32, op: i32, val: u32) {
     let ts = libc::timespec { tv_sec: 1, tv_nsec: 0 };
     // SAFETY: a futex on a word of the shared barrier page (not FUTEX_PRIVATE: several processes).
     unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), op, val, &ts as *const libc::timespec, 0, 0) };
@@ -354,7 +354,10 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     }
     let cttys: Vec<u32> = m.ctty.iter().map(|c| c.index).collect();
     // (A process run again execs without waiting at the barrier: `rerun`.)
-    let mut shared = make_shared(&indexes, (m.live().count() - m.reexec.len()) as u32, lossy, &cttys)?;
+    // A task of a step: its tree's listeners move off a port another program holds, and every
+    // process reports them through the root (treelisten).
+    let step_task = indexes.iter().any(|(pid, ix)| *pid == m.root && ix.step.is_some());
+    let mut shared = make_shared(&indexes, (m.live().count() - m.reexec.len()) as u32, lossy, &cttys, step_task)?;
     if let Some(same) = m.same.as_deref() {
         let boot = indexes.iter().find(|(pid, _)| *pid == m.root).map(|(_, ix)| ix.meta.origin.boot_id.clone()).unwrap_or_default();
         let opts = crate::fds::Options { no_truncate, ignore_missing: lossy, same_boot: !boot.is_empty() && boot == ckpt_image::boot_id(), exact_ids: true, other_port: false };
@@ -369,6 +372,9 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     let top = indexes.iter().flat_map(|(_, ix)| ix.fds.iter().map(|f| f.fd)).max().unwrap_or(2) + 1;
     let root_path = m.root_image().map(|i| set.join(i)).unwrap_or_default();
     // (A tree that runs srun again meets them only once srun runs: its root does, `rerun`.)
+    if step_task {
+        crate::treelisten::init(m.root, shared.live)?;
+    }
     if !crate::rerun::root_meets_later(&m, &indexes)? {
         shared.sockets.adopt(crate::step::join_tree(&indexes, m.root, &root_path, root_hash, top)?);
     }
@@ -449,9 +455,10 @@ fn image_of(p: &TreeProc) -> &str {
 }
 
 /// The pipes found in the fd tables of two processes or more, every shared memory object, the
-/// sockets the tree shares (`treeshare`; `lossy`: go on where something of them is lost), the
+/// sockets the tree shares (`treeshare`; `lossy`: go on where something of them is lost;
+/// `step`: a task of a step's), the
 /// pseudo-terminal pairs split between processes or controlling a session (`cttys`).
-fn make_shared(indexes: &[(i32, Index)], live: u32, lossy: bool, cttys: &[u32]) -> Result<Shared> {
+fn make_shared(indexes: &[(i32, Index)], live: u32, lossy: bool, cttys: &[u32], step: bool) -> Result<Shared> {
     let shared_pipes = ckpt_image::unshared::tree_pipes(indexes);
     let mut pipes = ckpt_kinds::pipe::Pipes::default();
     for (_, ix) in indexes {
@@ -492,7 +499,7 @@ fn make_shared(indexes: &[(i32, Index)], live: u32, lossy: bool, cttys: &[u32]) 
     }
     // SAFETY: a zeroed page, valid for the life of the process, holding two atomics.
     let barrier: &'static Barrier = unsafe { &*(page as *const Barrier) };
-    let sockets = crate::treeshare::TreeSockets::make(indexes, top, lossy)?;
+    let sockets = crate::treeshare::TreeSockets::make(indexes, top, lossy, step)?;
     Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), fillers: HashSet::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0, stopped: Vec::new(), tables: Vec::new(), early: false, sockets_described: Default::default() })
 }
 

@@ -26,8 +26,9 @@ pub struct TreeSockets(HashMap<u64, RawFd>, HashSet<u64>);
 
 impl TreeSockets {
     /// Make the connections the processes of `indexes` share (our fds above `top`; `lossy`:
-    /// go on with a warning where something of them cannot be restored).
-    pub fn make(indexes: &[(i32, Index)], top: RawFd, lossy: bool) -> Result<TreeSockets> {
+    /// go on with a warning where something of them cannot be restored; `step`: the tree is a
+    /// task of a step, whose listeners move off a port another program holds).
+    pub fn make(indexes: &[(i32, Index)], top: RawFd, lossy: bool, step: bool) -> Result<TreeSockets> {
         let mut me = TreeSockets::default();
         let conns = ckpt_image::unshared::tree_connections(indexes);
         // The program's listeners, first: the TCP ones those connections were accepted from are
@@ -35,7 +36,7 @@ impl TreeSockets {
         // ends), and every listener several processes hold.
         let mut listeners = Vec::new();
         for l in ckpt_image::unshared::tree_listeners(indexes, &conns) {
-            let fd = ckpt_kinds::sockets::pair::listener(l).map_err(|e| anyhow!("{e}"))?;
+            let fd = ckpt_kinds::sockets::pair::listener(l, step).map_err(|e| anyhow!("{e}"))?;
             me.0.insert(l.ino, fd);
             listeners.push((l, fd));
             settle(fd, l, lossy).map_err(|e| anyhow!("{e}"))?;

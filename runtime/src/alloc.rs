@@ -420,6 +420,18 @@ pub fn scratch_end() {
     SCRATCH.release(u64::MAX);
 }
 
+/// In a child made by fork (one thread, a copy of the parent's memory), before it allocates:
+/// a thread of the parent that held a lock of the allocator at the fork (the checkpoint thread
+/// allocates in its loop) does not exist here and never releases it, so every allocation of
+/// the child spun forever (seen: MPICH's hydra_pmi_proxy's children between fork and exec,
+/// their job's start without output). The lists and the arena are whole at every instant of
+/// the locked sections (each changes by one store of a finished value; a block or slab taken
+/// half-way is lost to the child, no more), so the child takes them as they are.
+pub fn after_fork_child() {
+    GENERAL.lock.unlock();
+    SCRATCH.lock.unlock();
+}
+
 /// At restart, before anything else: the segment table is the one of the moment the image was
 /// read, partly stale. The segments that were in the image exist again (the restarter mapped
 /// them, empty): unmap them. The others never existed in this process: forget them.

@@ -279,6 +279,7 @@ fn program_identity(given: Option<Vec<u8>>) -> (Vec<u8>, ckpt_image::FileId) {
 }
 
 extern "C" fn after_fork_child() {
+    alloc::after_fork_child();
     threads::measure_tid_field();
     if tree::is_member() {
         return member_child(false);
@@ -302,6 +303,7 @@ extern "C" fn after_fork_child() {
 /// `table_of_parent`: a child made by clone with CLONE_FILES, whose fd table is its parent's:
 /// the runtime fds in it are the parent's (left alone); its own ones are made next to them.
 pub(crate) fn member_child(table_of_parent: bool) {
+    alloc::after_fork_child();
     let pid = sys::getpid();
     sys::set_table_of_parent(table_of_parent);
     if !table_of_parent {

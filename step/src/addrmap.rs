@@ -18,12 +18,14 @@ pub struct Listener {
 }
 
 /// What a task says at the restart: its rank, its node at the checkpoint (its boot id and its
-/// addresses, IPv4 and IPv6, 4 or 16 bytes each) and its listeners.
+/// addresses, IPv4 and IPv6, 4 or 16 bytes each), its node now (the same) and its listeners.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Report {
     pub rank: u32,
     pub boot: Vec<u8>,
     pub node: Vec<Vec<u8>>,
+    pub now_boot: Vec<u8>,
+    pub now: Vec<Vec<u8>>,
     pub listeners: Vec<Listener>,
 }
 
@@ -154,6 +156,8 @@ pub fn encode(reports: &[Report]) -> Vec<u8> {
         e.u32(r.rank);
         e.bytes(&r.boot);
         e.list(&r.node);
+        e.bytes(&r.now_boot);
+        e.list(&r.now);
         e.u32(r.listeners.len() as u32);
         for l in &r.listeners {
             e.bytes(&l.old);
@@ -170,8 +174,9 @@ pub fn decode(b: &[u8]) -> Option<Vec<Report>> {
             let rank = d.u32()?;
             let boot = d.bytes()?;
             let node = d.list()?;
+            let (now_boot, now) = (d.bytes()?, d.list()?);
             let listeners = (0..d.count()?).map(|_| Some(Listener { old: d.bytes()?, new: d.bytes()? })).collect::<Option<Vec<_>>>()?;
-            Some(Report { rank, boot, node, listeners })
+            Some(Report { rank, boot, node, now_boot, now, listeners })
         })
         .collect::<Option<Vec<_>>>()?;
     d.0.is_empty().then_some(reports)
@@ -181,14 +186,20 @@ impl Map {
     /// Task `me`'s map from every task's report; `addrs[r]`: task r's address as `me` reaches
     /// it (the rendezvous's table), for a listener bound to every address. Loopback (and a
     /// listener bound to it) stands for a task of `me`'s old node only (the same boot id, or an
-    /// address in common).
+    /// address in common). Where the listener's node still answers at the old address (its
+    /// task's node now has that address; loopback: `me` and that task are on one node now),
+    /// only the port changes, and nothing when the port did not: the connection then comes
+    /// from the address it came from before, which the peer may check against the addresses
+    /// it was told (Open MPI's TCP BTL drops a connection from any other).
     pub fn of(reports: &[Report], me: u32, addrs: &[Vec<u8>]) -> Map {
         let me_r = reports.iter().find(|r| r.rank == me);
         let mine: &[Vec<u8>] = me_r.map_or(&[], |r| &r.node);
         let my_boot: &[u8] = me_r.map_or(&[], |r| &r.boot);
+        let my_boot_now: &[u8] = me_r.map_or(&[], |r| &r.now_boot);
         let mut m = Map::default();
         for r in reports {
             let same_node = r.rank == me || (!r.boot.is_empty() && r.boot == my_boot) || r.node.iter().any(|ip| mine.contains(ip));
+            let together_now = r.rank == me || (!r.now_boot.is_empty() && r.now_boot == my_boot_now);
             for l in &r.listeners {
                 let (Some(old_ip), Some(new_ip)) = (ip_of(&l.old), ip_of(&l.new)) else { continue };
                 let (port, new_port) = (sys::port_of(&l.old), sys::port_of(&l.new));
@@ -207,10 +218,19 @@ impl Map {
                 if v4_only {
                     olds.retain(|ip| ip.len() == 4);
                 }
-                let to_ip = if unspecified(&new_ip) { addrs.get(r.rank as usize).and_then(|a| ip_of(a)) } else { Some(new_ip) };
-                let Some(to_ip) = to_ip else { continue };
+                // Bound to one address now, or to every address of its node (then reached at
+                // the address `me` reaches its task at, unless the old one still answers).
+                let bound = (!unspecified(&new_ip)).then_some(new_ip);
+                let elsewhere = bound.clone().or_else(|| addrs.get(r.rank as usize).and_then(|a| ip_of(a)));
                 for ip in olds {
-                    if ip == to_ip && port == new_port {
+                    let answers = if loopback(&ip) { together_now } else { r.now.contains(&ip) };
+                    let still = answers && bound.as_ref().is_none_or(|b| *b == ip);
+                    let to_ip = match (still, &elsewhere) {
+                        (true, _) => ip.clone(),
+                        (false, Some(e)) => e.clone(),
+                        (false, None) => continue,
+                    };
+                    if to_ip == ip && port == new_port {
                         continue;
                     }
                     m.moved.retain(|(i, p, _)| !(*i == ip && *p == port));
@@ -309,7 +329,7 @@ mod tests {
 
     #[test]
     fn reports_and_maps_round_trip() {
-        let r = vec![Report { rank: 1, boot: vec![], node: vec![vec![10, 0, 0, 5]], listeners: vec![Listener { old: v4([0; 4], 5000), new: v4([0; 4], 6000) }] }];
+        let r = vec![Report { rank: 1, boot: vec![], node: vec![vec![10, 0, 0, 5]], listeners: vec![Listener { old: v4([0; 4], 5000), new: v4([0; 4], 6000) }], now_boot: b"b".to_vec(), now: vec![vec![10, 1, 0, 5]] }];
         assert_eq!(decode(&encode(&r)), Some(r.clone()));
         assert_eq!(decode(&encode(&r)[1..]), None);
         let m = Map::of(&r, 0, &[vec![], v4([10, 0, 0, 9], 0)]);
@@ -319,9 +339,9 @@ mod tests {
     #[test]
     fn a_moved_listener_is_reached_at_its_new_node_and_port() {
         let reports = vec![
-            Report { rank: 0, boot: vec![], node: vec![vec![10, 0, 0, 1]], listeners: vec![] },
-            Report { rank: 1, boot: vec![], node: vec![vec![10, 0, 0, 2]], listeners: vec![Listener { old: v4([0; 4], 5000), new: v4([0; 4], 6000) }] },
-            Report { rank: 2, boot: vec![], node: vec![vec![10, 0, 0, 1]], listeners: vec![Listener { old: v4([127, 0, 0, 3], 7000), new: v4([127, 0, 0, 3], 7001) }] },
+            Report { rank: 0, boot: vec![], node: vec![vec![10, 0, 0, 1]], listeners: vec![], ..Default::default() },
+            Report { rank: 1, boot: vec![], node: vec![vec![10, 0, 0, 2]], listeners: vec![Listener { old: v4([0; 4], 5000), new: v4([0; 4], 6000) }], ..Default::default() },
+            Report { rank: 2, boot: vec![], node: vec![vec![10, 0, 0, 1]], listeners: vec![Listener { old: v4([127, 0, 0, 3], 7000), new: v4([127, 0, 0, 3], 7001) }], ..Default::default() },
         ];
         let addrs = vec![v4([127, 0, 0, 1], 1), v4([10, 1, 0, 2], 1), v4([10, 1, 0, 1], 1)];
         let m = Map::of(&reports, 0, &addrs);
@@ -333,12 +353,47 @@ mod tests {
         assert_eq!(m.lookup(&v4([10, 9, 9, 9], 5000)), Lookup::Other);
         // An IPv6 socket connecting to the IPv4-mapped old address.
         assert_eq!(m.lookup(&sockaddr(&[10, 0, 0, 2], 5000, true)), Lookup::To(sockaddr(&[10, 1, 0, 2], 6000, true)));
-        // Task 1 itself: its own old node through loopback.
+        // Task 1 itself: its own listener through loopback, which still reaches it.
         let m1 = Map::of(&reports, 1, &addrs);
-        assert_eq!(m1.lookup(&v4([127, 0, 0, 1], 5000)), Lookup::To(v4([10, 1, 0, 2], 6000)));
+        assert_eq!(m1.lookup(&v4([127, 0, 0, 1], 5000)), Lookup::To(v4([127, 0, 0, 1], 6000)));
         // A second restart moves it again: the first run's address still reaches it.
         let next = Map { moved: vec![(vec![10, 1, 0, 2], 6000, v4([10, 2, 0, 2], 6500))], nodes: vec![vec![10, 1, 0, 2]] };
         let both = m.then(next);
         assert_eq!(both.lookup(&v4([10, 0, 0, 2], 5000)), Lookup::To(v4([10, 2, 0, 2], 6500)));
+    }
+
+    /// Tasks on their old nodes again (or on nodes that have the old addresses): a connect to
+    /// the old address keeps it (its source address is the one the peer knows: Open MPI's TCP
+    /// BTL checks it), only a port that moved changes; on another node it goes to where the
+    /// rendezvous reached that task.
+    #[test]
+    fn a_listener_whose_node_still_has_the_old_address_is_reached_there() {
+        let node = |ip: [u8; 4]| vec![ip.to_vec()];
+        let every = |old: u16, new: u16| vec![Listener { old: v4([0; 4], old), new: v4([0; 4], new) }];
+        let host = b"host".to_vec();
+        let reports = vec![
+            Report { rank: 0, boot: host.clone(), node: node([192, 0, 2, 2]), now_boot: host.clone(), now: node([192, 0, 2, 2]), listeners: every(5000, 5000) },
+            Report { rank: 1, boot: host.clone(), node: node([192, 0, 2, 2]), now_boot: host.clone(), now: node([192, 0, 2, 2]), listeners: every(5001, 6001) },
+            Report { rank: 2, boot: b"b".to_vec(), node: node([10, 0, 0, 3]), now_boot: b"c".to_vec(), now: node([10, 1, 0, 3]), listeners: every(5002, 5002) },
+        ];
+        let addrs = vec![v4([127, 0, 0, 1], 1), v4([127, 0, 0, 1], 1), v4([10, 1, 0, 3], 1)];
+        let m = Map::of(&reports, 0, &addrs);
+        // The same port at the same address: left alone (no entry for it).
+        assert_eq!(m.lookup(&v4([192, 0, 2, 2], 5000)), Lookup::Uncovered);
+        assert!(!m.moved.iter().any(|(_, p, _)| *p == 5000));
+        // Another port at the same address: the port alone changes.
+        assert_eq!(m.lookup(&v4([192, 0, 2, 2], 5001)), Lookup::To(v4([192, 0, 2, 2], 6001)));
+        assert_eq!(m.lookup(&v4([127, 0, 0, 1], 5001)), Lookup::To(v4([127, 0, 0, 1], 6001)));
+        // A task on another node now: its address there.
+        assert_eq!(m.lookup(&v4([10, 0, 0, 3], 5002)), Lookup::To(v4([10, 1, 0, 3], 5002)));
+        // Loopback reaches a listener of the same node only while both are on one node.
+        let far = vec![v4([127, 0, 0, 1], 1), v4([10, 9, 9, 1], 1), v4([10, 1, 0, 3], 1)];
+        let apart = vec![Report { now_boot: b"other".to_vec(), ..reports[0].clone() }, reports[1].clone()];
+        let m = Map::of(&apart, 0, &far);
+        assert_eq!(m.lookup(&v4([127, 0, 0, 1], 5001)), Lookup::To(v4([10, 9, 9, 1], 6001)));
+        assert_eq!(m.lookup(&v4([192, 0, 2, 2], 5001)), Lookup::To(v4([192, 0, 2, 2], 6001)));
+        let moved = [Report { now: node([192, 0, 2, 9]), ..apart[0].clone() }, Report { now: node([192, 0, 2, 7]), ..apart[1].clone() }];
+        let m = Map::of(&moved, 0, &far);
+        assert_eq!(m.lookup(&v4([192, 0, 2, 2], 5001)), Lookup::To(v4([10, 9, 9, 1], 6001)));
     }
 }

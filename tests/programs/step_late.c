@@ -3,11 +3,17 @@
  * connect to each other late, to the address and port a task published at its start (as MPI's
  * modex or a ports file): a connection first made after a restart.
  *
- * Usage: step_late DIR [ROUNDS=80] [LATE=70] [DELAY_MS=50] [OWN_ADDRESS=0]
+ * Usage: step_late DIR [ROUNDS=80] [LATE=70] [DELAY_MS=50] [OWN_ADDRESS=0] [UDP=0] [SHARE=0] [NODE=-]
  * (STEP_LATE_ALONE set and no SLURM_* variables: task 0 of 1, a program that is no step.)
  * Each task listens at a port of its own, on every address, or with OWN_ADDRESS=1 on
  * 127.0.0.(2 + rank) only, and publishes "ADDRESS PORT" as DIR/port.RANK (ADDRESS 127.0.0.1
- * for every address). Prints "start step_late rank=R n=N", then each round i = 1..ROUNDS folds
+ * for every address). With UDP=1 each task also binds a UDP socket at a port of its own on
+ * every address (unused otherwise) and publishes that port as DIR/udp.RANK. With SHARE=1 each
+ * task forks a child once it listens that holds the listener too (it never accepts) and waits
+ * for the task to end (the end of a pipe). With NODE an IPv4 address of this machine (other than
+ * loopback), a task listening on every address publishes NODE instead of 127.0.0.1, and task 0
+ * drops a late connection whose source address is not NODE, as Open MPI's TCP BTL drops one from
+ * an address its peer did not publish ("step_late: a connection from an unexpected address"). Prints "start step_late rank=R n=N", then each round i = 1..ROUNDS folds
  * i into its state, prints "step i state=<hex>" and sleeps DELAY_MS. At round LATE every task
  * but 0 reads DIR/port.0 (then, not before), connects there and sends its rank and state;
  * task 0 accepts them all, folds their states in rank order and sends the sum back; each
@@ -56,6 +62,20 @@ static void io_all(int fd, void *buf, size_t n, int out)
     }
 }
 
+/* Write LINE to DIR/KIND.RANK, whole (renamed into place). */
+static void publish(const char *dir, const char *kind, long rank, const char *line)
+{
+    char path[4096], tmp[4200];
+    snprintf(path, sizeof path, "%s/%s.%ld", dir, kind, rank);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        die(tmp);
+    fputs(line, f);
+    fclose(f);
+    rename(tmp, path);
+}
+
 static uint64_t mix(uint64_t s, uint64_t v)
 {
     s ^= v;
@@ -66,7 +86,7 @@ static uint64_t mix(uint64_t s, uint64_t v)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: step_late DIR [ROUNDS] [LATE] [DELAY_MS] [OWN_ADDRESS]\n");
+        fprintf(stderr, "usage: step_late DIR [ROUNDS] [LATE] [DELAY_MS] [OWN_ADDRESS] [UDP] [SHARE]\n");
         return 2;
     }
     const char *dir = argv[1];
@@ -74,6 +94,14 @@ int main(int argc, char **argv)
     long late = argc > 3 ? atol(argv[3]) : 70;
     long delay = argc > 4 ? atol(argv[4]) : 50;
     int own = argc > 5 && atoi(argv[5]) == 1;
+    int udp = argc > 6 && atoi(argv[6]) == 1;
+    int share = argc > 7 && atoi(argv[7]) == 1;
+    const char *node = argc > 8 && strcmp(argv[8], "-") != 0 ? argv[8] : NULL;
+    struct in_addr node_ip = { 0 };
+    if (node != NULL && inet_pton(AF_INET, node, &node_ip) != 1) {
+        fprintf(stderr, "step_late: NODE %s is no IPv4 address\n", node);
+        return 2;
+    }
     const char *r = getenv("SLURM_PROCID"), *nt = getenv("SLURM_STEP_NUM_TASKS");
     long rank = r ? atol(r) : -1, n = nt ? atol(nt) : -1;
     if (r == NULL && nt == NULL && getenv("STEP_LATE_ALONE") != NULL)
@@ -90,19 +118,40 @@ int main(int argc, char **argv)
         die("listen");
     socklen_t alen = sizeof a;
     getsockname(l, (struct sockaddr *)&a, &alen);
-    char path[4096], tmp[4200], ip[INET_ADDRSTRLEN];
+    char path[4096], line[128], ip[INET_ADDRSTRLEN];
     struct in_addr shown = a.sin_addr;
     if (!own)
-        shown.s_addr = htonl(INADDR_LOOPBACK);
+        shown.s_addr = node != NULL ? node_ip.s_addr : htonl(INADDR_LOOPBACK);
     inet_ntop(AF_INET, &shown, ip, sizeof ip);
-    snprintf(path, sizeof path, "%s/port.%ld", dir, rank);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL)
-        die(tmp);
-    fprintf(f, "%s %d\n", ip, ntohs(a.sin_port));
-    fclose(f);
-    rename(tmp, path);
+    snprintf(line, sizeof line, "%s %d\n", ip, ntohs(a.sin_port));
+    publish(dir, "port", rank, line);
+
+    if (share) {
+        int p[2];
+        if (pipe(p) != 0)
+            die("pipe");
+        pid_t c = fork();
+        if (c < 0)
+            die("fork");
+        if (c == 0) {
+            char b;
+            close(p[1]);
+            while (read(p[0], &b, 1) < 0 && errno == EINTR) {
+            }
+            _exit(0);
+        }
+        close(p[0]);
+    }
+
+    if (udp) {
+        int u = socket(AF_INET, SOCK_DGRAM, 0);
+        struct sockaddr_in ua = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY) };
+        socklen_t ulen = sizeof ua;
+        if (u < 0 || bind_free_port(u, &ua, sizeof ua) != 0 || getsockname(u, (struct sockaddr *)&ua, &ulen) != 0)
+            die("udp");
+        snprintf(line, sizeof line, "%d\n", ntohs(ua.sin_port));
+        publish(dir, "udp", rank, line);
+    }
 
     uint64_t state = 0x9E3779B97F4A7C15ULL ^ (uint64_t)rank;
     printf("start step_late rank=%ld n=%ld\n", rank, n);
@@ -114,9 +163,15 @@ int main(int argc, char **argv)
             if (from == NULL || fds == NULL)
                 die("calloc");
             for (long k = 1; k < n; k++) {
-                int c = accept(l, NULL, NULL);
+                struct sockaddr_in src;
+                socklen_t slen = sizeof src;
+                int c = accept(l, (struct sockaddr *)&src, &slen);
                 if (c < 0)
                     die("accept");
+                if (node != NULL && src.sin_addr.s_addr != node_ip.s_addr) {
+                    fprintf(stderr, "step_late: a connection from an unexpected address %s (the tasks published %s)\n", inet_ntoa(src.sin_addr), node);
+                    return 2;
+                }
                 uint64_t msg[2];
                 io_all(c, msg, sizeof msg, 0);
                 if (msg[0] < 1 || msg[0] >= (uint64_t)n || fds[msg[0]] != 0) {

@@ -102,36 +102,56 @@ impl Job {
     /// nodes are processes of it): the processes with the job's id and a step's task count in
     /// their environment (the batch script and srun have no SLURM_STEP_NUM_TASKS). How many.
     fn kill_tasks(&self) -> usize {
-        let job = format!("SLURM_JOB_ID={}", self.id);
-        let mut n = 0;
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else { continue };
-            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            let vars: Vec<&[u8]> = env.split(|&b| b == 0).collect();
-            if vars.contains(&job.as_bytes()) && vars.iter().any(|v| v.starts_with(b"SLURM_STEP_NUM_TASKS=")) {
-                // SAFETY: kill(2) of a process of our own job.
-                if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
-                    n += 1;
-                }
-            }
-        }
-        n
+        let task = |env: &[u8]| env.split(|&b| b == 0).any(|v| v.starts_with(b"SLURM_STEP_NUM_TASKS="));
+        // SAFETY: kill(2) of a process of our own job.
+        self.procs().into_iter().filter(|(pid, env)| task(env) && unsafe { libc::kill(*pid, libc::SIGKILL) } == 0).count()
     }
 
     /// SIGKILL every process with the job's id in its environment (the batch script's too). How
     /// many.
     fn kill_all(&self) -> usize {
+        // SAFETY: kill(2) of a process of our own job.
+        self.procs().into_iter().filter(|(pid, _)| unsafe { libc::kill(*pid, libc::SIGKILL) } == 0).count()
+    }
+
+    /// The processes with the job's id in their environment (they run on this machine: the
+    /// cluster's nodes are processes of it), with their environment.
+    fn procs(&self) -> Vec<(i32, Vec<u8>)> {
         let job = format!("SLURM_JOB_ID={}", self.id);
-        let mut n = 0;
+        let mut out = Vec::new();
         for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else { continue };
             let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            // SAFETY: kill(2) of a process of our own job.
-            if env.split(|&b| b == 0).any(|v| v == job.as_bytes()) && unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
-                n += 1;
+            if env.split(|&b| b == 0).any(|v| v == job.as_bytes()) {
+                out.push((pid, env));
             }
         }
-        n
+        out
+    }
+
+    /// Where the job is, for a wait that timed out: Slurm's state and times for it, and each of
+    /// its processes with its state, the kernel function it sleeps in and its kernel stack,
+    /// and (where gdb is installed) every thread's user stack (what the time went on: waiting
+    /// for nodes, a launcher that never got its daemons, a rank blocked in MPI_Init).
+    fn whereabouts(&self) -> String {
+        let o = slurm("scontrol").args(["show", "job", "-o", &self.id]).output();
+        let s = o.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        let keys = ["JobState=", "Reason=", "SubmitTime=", "StartTime=", "RunTime=", "NodeList="];
+        let slurm_says: Vec<&str> = s.split_whitespace().filter(|w| keys.iter().any(|k| w.starts_with(k))).collect();
+        let mut out = format!("job {} now: {}; its processes (pid state wchan command):", self.id, slurm_says.join(" "));
+        for (pid, _) in self.procs() {
+            let read = |f: &str| std::fs::read(format!("/proc/{pid}/{f}")).unwrap_or_default();
+            let stat = String::from_utf8_lossy(&read("stat")).into_owned();
+            let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.split(' ').next()).unwrap_or("?").to_string();
+            let cmd: String = String::from_utf8_lossy(&read("cmdline")).replace('\0', " ").chars().take(160).collect();
+            out.push_str(&format!("\n  {pid} {state} {} {}", String::from_utf8_lossy(&read("wchan")), cmd.trim_end()));
+            let kstack: Vec<String> = String::from_utf8_lossy(&read("stack")).lines().take(6).filter_map(|l| l.split_whitespace().nth(1).map(str::to_string)).collect();
+            if !kstack.is_empty() {
+                out.push_str(&format!("\n    kernel: {}", kstack.join(" < ")));
+            }
+            out.push_str(&user_stacks(pid));
+        }
+        out
     }
 
     fn output(&self) -> String {
@@ -153,7 +173,7 @@ impl Job {
     /// Wait for `cond` on the job's output, failing with the output after `secs`.
     fn wait_output(&self, secs: u64, what: &str, cond: impl Fn(&str) -> bool) -> Result<()> {
         if !wait_until(Duration::from_secs(secs), || cond(&self.output())) {
-            bail!("job {}: {what} not seen within {secs} s; output:\n{}", self.id, self.output());
+            bail!("job {}: {what} not seen within {secs} s; output:\n{}\n{}", self.id, self.output(), self.whereabouts());
         }
         Ok(())
     }
@@ -171,6 +191,18 @@ impl Job {
         }
         Ok(())
     }
+}
+
+/// Every thread's user stack of `pid` (gdb's `bt`, 12 frames each), indented; empty without
+/// gdb or when it cannot attach within 20 s.
+fn user_stacks(pid: i32) -> String {
+    let gdb = Command::new("timeout")
+        .args(["20", "gdb", "-p", &pid.to_string(), "-batch", "-nx", "-ex", "set pagination off", "-ex", "thread apply all bt 12"])
+        .stdin(std::process::Stdio::null())
+        .output();
+    let Ok(o) = gdb else { return String::new() };
+    let text = String::from_utf8_lossy(&o.stdout);
+    text.lines().filter(|l| l.starts_with('#') || l.starts_with("Thread ")).map(|l| format!("\n    {}", l.chars().take(200).collect::<String>())).collect()
 }
 
 impl Drop for Job {

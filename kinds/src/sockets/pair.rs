@@ -17,12 +17,14 @@ use std::os::fd::RawFd;
 /// processes hold it, or connections accepted from it are made with it, `make`): our fd,
 /// close-on-exec. TCP: SO_REUSEADDR as the program had it once it listens; UNIX: bound to its
 /// name as the single-process restore binds one (unix::bind), the name's file as it was at
-/// checkpoint time (removed again if it had been).
-pub fn listener(l: &Socket) -> Result<RawFd> {
+/// checkpoint time (removed again if it had been). `other_port`: a TCP listener of a task of a
+/// step whose port another program holds gets another port at its address (`moveport`), and
+/// the connections made through it connect there.
+pub fn listener(l: &Socket, other_port: bool) -> Result<RawFd> {
     if l.family == libc::AF_UNIX {
         return unix_listener(l);
     }
-    let fd = bound(l)?;
+    let fd = if other_port { bound_or_elsewhere(l)? } else { bound(l)? };
     // SAFETY: fd is a bound socket of ours.
     if unsafe { libc::listen(fd, l.backlog.max(1) as i32) } < 0 {
         let e = std::io::Error::last_os_error();
@@ -50,6 +52,18 @@ fn unix_listener(l: &Socket) -> Result<RawFd> {
             close(fd);
             Err(e)
         }
+    }
+}
+
+/// `l` bound at its address, or where its port is in use at another port of it (said).
+fn bound_or_elsewhere(l: &Socket) -> Result<RawFd> {
+    match bound_to(l, &l.name, false) {
+        Err(e) if super::moveport::in_use(&e) => {
+            let fd = bound_to(l, &super::moveport::any_port(&l.name), false).map_err(|e2| Error::Refused(format!("{e}; another port: {e2}")))?;
+            super::moveport::said_moved(l, fd);
+            Ok(fd)
+        }
+        r => r,
     }
 }
 
@@ -171,8 +185,9 @@ fn tcp(a: &Socket, b: &Socket, via: Option<RawFd>) -> Result<[RawFd; 2]> {
             return Err(e);
         }
     };
-    // a's address as b's family sees it (an IPv4 client of an IPv6 server's v4-mapped address).
-    let to = ckpt_image::inetaddr::in_family(&a.name, b.family);
+    // a's address (at the port of its listener now: one of a step's tasks may have moved) as
+    // b's family sees it (an IPv4 client of an IPv6 server's v4-mapped address).
+    let to = ckpt_image::inetaddr::in_family(&super::moveport::with_port_of(l, &a.name), b.family);
     // SAFETY: l and c are sockets of ours; to is a sockaddr of its length.
     let r = unsafe {
         if libc::connect(c, to.as_ptr().cast(), to.len() as u32) == 0 {
