@@ -19,6 +19,8 @@ pub const REQ_CHECKPOINT: u32 = 1;
 pub const REQ_STOP: u32 = 2;
 /// The program sent itself a trigger signal: pass it on to one of its threads.
 pub const REQ_FORWARD: u32 = 4;
+/// A program thread waits for this thread to leave for a call of its own (`leave`).
+pub const REQ_LEAVE: u32 = 8;
 
 /// Requests not yet served (REQ_* bits); also the futex word the thread sleeps on.
 static PENDING: AtomicU32 = AtomicU32::new(0);
@@ -154,7 +156,7 @@ pub fn arm_timer() {
 pub fn after_restart() {
     control::forget_fds();
     NEXT_MS.store(0, Ordering::Relaxed);
-    PENDING.store(0, Ordering::Release);
+    PENDING.store(if crate::leave::asked_again() { REQ_LEAVE } else { 0 }, Ordering::Release);
     LAST_SIGNAL.store(0, Ordering::Release);
     SERVED_FROM.store(0, Ordering::Release);
 }
@@ -182,6 +184,10 @@ pub fn run() -> ! {
         }
         if PENDING.load(Ordering::Acquire) == 0 && timeout != Some(0) && !control::poll(timeout, &crate::step::poll_fds()) {
             sys::futex_wait(&PENDING, 0, timeout);
+        }
+        if PENDING.fetch_and(!REQ_LEAVE, Ordering::AcqRel) & REQ_LEAVE != 0 {
+            // The other requests stay for the thread that comes back.
+            crate::leave::leave_if_asked();
         }
         let bits = PENDING.swap(0, Ordering::AcqRel);
         if bits & REQ_FORWARD != 0 {
