@@ -23,7 +23,7 @@
 use crate::log::{log, DEBUG};
 use crate::sys;
 use crate::CKPT_THREAD;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// The checkpoint thread is here (or not started).
 const HERE: u32 = 0;
@@ -150,8 +150,9 @@ pub fn without_checkpoint_thread(call: impl FnOnce() -> (i64, i32)) -> Option<(i
     }
     crate::join_checkpoint_thread();
     let r = call();
-    log!(DEBUG, "the checkpoint thread left for a call that needs a single-threaded process (result {}, errno {}); back now", r.0, r.1);
+    log!(DEBUG, "the checkpoint thread left for a call that needs a single-threaded process (result {}); back now", if r.0 == 0 { "0".to_string() } else { crate::checkpoint::strerror(r.1) });
     STATE.store(BACK, Ordering::Release);
+    RETURNING.store(true, Ordering::Release);
     crate::respawn_checkpoint_thread();
     STATE.store(HERE, Ordering::Release);
     Some(r)
@@ -175,6 +176,17 @@ pub fn leave_if_asked() {
 pub fn left() {
     STATE.store(LEAVING, Ordering::Release);
     sys::futex_wake(&STATE);
+}
+
+/// Set when a checkpoint thread starts after a leave, until its loop begins (`back`).
+static RETURNING: AtomicBool = AtomicBool::new(false);
+
+/// On the checkpoint thread, as its loop begins (trigger signals unblocked: one that came while
+/// it was away has been taken): say whether requests wait from then.
+pub fn back() {
+    if RETURNING.swap(false, Ordering::AcqRel) && crate::triggers::pending(crate::triggers::REQ_LEAVE) {
+        log!(DEBUG, "requests came while the checkpoint thread was away: it serves them now");
+    }
 }
 
 /// After a restart: whether a program thread was waiting for the checkpoint thread to leave

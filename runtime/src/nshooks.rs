@@ -50,7 +50,7 @@ fn single_threaded_only(what: &str, first: (i64, i32), call: impl Fn() -> (i64, 
     }
     if let Some(r) = leave::without_checkpoint_thread(call) {
         if r.0 != 0 && r.1 == first.1 && sys::gettid() != sys::getpid() {
-            log!(ERROR, "{what} failed ({}): the kernel allows it only in a single-threaded process whose first thread is alive, and since the restart (without exact ids: --no-namespace, or no user namespaces) the program's main thread is not the process's first thread", crate::checkpoint::strerror(r.1));
+            log!(ERROR, "{what} failed ({}): the kernel allows it only in a single-threaded process whose first thread is alive, and since the restart (without exact ids: no user namespaces) the program's main thread is not the process's first thread", crate::checkpoint::strerror(r.1));
         }
         return r;
     }

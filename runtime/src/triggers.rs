@@ -120,6 +120,11 @@ pub fn checkpoint_signal(info: *const libc::siginfo_t) {
     request(REQ_CHECKPOINT);
 }
 
+/// Whether requests wait for the checkpoint thread (REQ_* bits but `except`).
+pub fn pending(except: u32) -> bool {
+    PENDING.load(Ordering::Acquire) & !except != 0
+}
+
 /// Ask the checkpoint thread for something (async-signal-safe).
 pub fn request(bits: u32) {
     PENDING.fetch_or(bits, Ordering::AcqRel);
@@ -164,6 +169,7 @@ pub fn after_restart() {
 /// The checkpoint thread's loop: wait for a request or the timer, serve it, forever.
 pub fn run() -> ! {
     arm_timer();
+    crate::leave::back();
     loop {
         let timeout = match (next_in_ms(), crate::step::poll_limit_ms()) {
             (Some(a), Some(b)) => Some(a.min(b)),
