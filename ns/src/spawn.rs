@@ -166,8 +166,12 @@ fn start_blocked(payload: &Payload, opts: &Options, mask: libc::sigset_t) -> Res
 /// leading the session itself, a SIGKILL gives it no chance. So init's end of its start pipe
 /// (`read_end`, which init keeps open for its life) signals our process group with SIGKILL when
 /// its last writer closes: the kernel does that while closing our files, before it hangs up the
-/// terminal. The caller keeps the write end open for as long as it lives; init is gone before
-/// an ordinary exit of ours, so then nothing is sent. Returns whether it is armed.
+/// terminal (measured on 6.18: a session leader's SIGKILL, 2000 of 2000 times the pipe's signal
+/// came first). Not when another process holds our end of the pipe at that moment (one that
+/// opened /proc/OURPID/fd/N): the last close is then that process's, after the hangup, and a
+/// program that handles SIGHUP runs its handler (docs/restored.md). The caller keeps the write
+/// end open for as long as it lives; init is gone before an ordinary exit of ours, so then
+/// nothing is sent. Returns whether it is armed.
 fn kill_with_us(read_end: &OwnedFd) -> bool {
     // SAFETY: getsid/getpid/getpgrp have no preconditions; fcntl on our own fd.
     unsafe {

@@ -8,7 +8,8 @@
  * Usage: tree_fork_storm [STEPS=40] [PER_STEP=20] [HOPS=2]
  * Each step forks PER_STEP children; the parent kills and reaps the previous child once the
  * next one exists and mixes its wait status into its state, then prints "step i". At the end:
- * "result <state>". Deterministic.
+ * "result <state>". Deterministic. On stderr: the state after each step, and a child that
+ * ended otherwise than by its parent's SIGKILL.
  */
 #include "tree_common.h"
 
@@ -70,6 +71,9 @@ int main(int argc, char **argv)
             state = mix(state ^ (uint64_t)(i * 1000 + j));
         }
         printf("step %ld\n", i);
+        /* For a wrong result: where the state of a restarted run first parts from the
+         * uninterrupted run's (at the restart: its memory; later: a child's status). */
+        fprintf(stderr, "state after step %ld: %016llx\n", i, (unsigned long long)state);
     }
     end_child(prev, &state);
     printf("result %016llx\n", (unsigned long long)state);
