@@ -29,7 +29,8 @@ pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// 20: `FdKind::Fanotify`; `FdKind::TreeSocket` (a socket of a tree described once, by its lowest holder); `StepInfo::node_ips` (the addresses of a step task's node at the checkpoint).
 /// 21: `FdKind::Mqueue` (POSIX message queues with their messages and notification); `Creds::fs` (the filesystem user and group ids); `FdKind::Inotify::last_wd` (the highest watch descriptor handed out).
 /// 22: `FdKind::Pipe::data` of a pipe several processes of a tree hold, stored once (by its lowest holder).
-pub const VERSION: u32 = 22;
+/// 23: `Tty::foreign` (a pseudo-terminal slave of another devpts instance than the program's /dev/pts).
+pub const VERSION: u32 = 23;
 pub const HEADER_LEN: usize = 64;
 
 /// Header fields, little-endian on disk:
