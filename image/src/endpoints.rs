@@ -217,6 +217,10 @@ pub struct Tty {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+    /// A pseudo-terminal slave of another devpts instance than the one on the program's
+    /// /dev/pts (the terminal ckpt-run was started from, when the program has an instance of its
+    /// own): never an end of the program's pairs, even at the same index.
+    pub foreign: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -30,7 +30,8 @@ pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// 21: `FdKind::Mqueue` (POSIX message queues with their messages and notification); `Creds::fs` (the filesystem user and group ids); `FdKind::Inotify::last_wd` (the highest watch descriptor handed out).
 /// 22: `FdKind::Pipe::data` of a pipe several processes of a tree hold, stored once (by its lowest holder).
 /// 23: `Socket::ring` (a packet socket's RX and TX rings, for its mapping to be made again).
-pub const VERSION: u32 = 23;
+/// 24: `Tty::foreign` (a pseudo-terminal slave of another devpts instance than the program's /dev/pts).
+pub const VERSION: u32 = 24;
 pub const HEADER_LEN: usize = 64;
 
 /// Header fields, little-endian on disk:

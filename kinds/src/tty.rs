@@ -100,8 +100,40 @@ pub fn capture(fd: i32, rdev: u64, mode: u32, uid: u32, gid: u32, link: Vec<u8>)
     } else {
         t.kind = TtyKind::Outside;
         t.index = pts_index(rdev).unwrap_or(0);
+        t.foreign = pts_index(rdev).is_some() && !in_own_devpts(fd);
     }
     t
+}
+
+/// Whether the pseudo-terminal slave `fd` is of the devpts instance on /dev/pts (the
+/// namespace's own, or the host's without a namespace).
+fn in_own_devpts(fd: i32) -> bool {
+    // SAFETY: all-zero stats are valid out-parameters; fstat and stat on our fd and a C string.
+    unsafe {
+        let (mut a, mut b): (libc::stat, libc::stat) = (std::mem::zeroed(), std::mem::zeroed());
+        libc::fstat(fd, &mut a) != 0 || libc::stat(c"/dev/pts".as_ptr(), &mut b) != 0 || a.st_dev == b.st_dev
+    }
+}
+
+/// Whether terminal fd `fd` (`t`) is the calling process's controlling terminal (`ctty_dev`:
+/// its device from /proc/self/stat). A pseudo-terminal is asked (TIOCGSID: on a slave it
+/// answers only to the session it is the controlling terminal of, on a master it names the
+/// slave's session), since the same device number may be a pair of the program's own devpts
+/// instance and a terminal of the host's.
+fn is_ctty(fd: i32, t: &Tty, ctty_dev: u64) -> bool {
+    if ctty_dev == 0 {
+        return false;
+    }
+    let pts = t.kind == TtyKind::PtyMaster || pts_index(t.rdev).is_some();
+    if !pts {
+        return major(t.rdev) == major(ctty_dev) && minor(t.rdev) == minor(ctty_dev);
+    }
+    let mut sid: i32 = 0;
+    if sys::ioctl_ptr(fd, libc::TIOCGSID, &mut sid).is_err() {
+        return false;
+    }
+    // SAFETY: getsid of ourselves.
+    t.kind != TtyKind::PtyMaster || sid == unsafe { libc::getsid(0) }
 }
 
 /// Once every fd is captured (`ttys`: (fd, entry)): slaves of the program's own masters are
@@ -111,10 +143,9 @@ pub fn capture(fd: i32, rdev: u64, mode: u32, uid: u32, gid: u32, link: Vec<u8>)
 /// whose slave another process holds, through the slave opened by its name for the moment.
 pub fn settle(ttys: &mut [(i32, &mut Tty)], ctty_dev: u64, tree: bool) {
     let masters: Vec<(u32, i32)> = ttys.iter().filter(|t| t.1.kind == TtyKind::PtyMaster).map(|t| (t.1.index, t.0)).collect();
-    for (_, t) in ttys.iter_mut() {
-        let dev = if t.kind == TtyKind::PtyMaster { slave_dev(t.index) } else { t.rdev };
-        t.ctty = ctty_dev != 0 && major(dev) == major(ctty_dev) && minor(dev) == minor(ctty_dev);
-        if t.kind == TtyKind::Outside && pts_index(t.rdev).is_some_and(|i| masters.iter().any(|m| m.0 == i)) {
+    for (fd, t) in ttys.iter_mut() {
+        t.ctty = is_ctty(*fd, t, ctty_dev);
+        if t.kind == TtyKind::Outside && !t.foreign && pts_index(t.rdev).is_some_and(|i| masters.iter().any(|m| m.0 == i)) {
             t.kind = TtyKind::PtySlave;
         }
     }
@@ -149,7 +180,7 @@ pub fn settle(ttys: &mut [(i32, &mut Tty)], ctty_dev: u64, tree: bool) {
 fn pair_index(t: &Tty) -> Option<u32> {
     match t.kind {
         TtyKind::PtyMaster | TtyKind::PtySlave => Some(t.index),
-        TtyKind::Outside => pts_index(t.rdev),
+        TtyKind::Outside if !t.foreign => pts_index(t.rdev),
         _ => None,
     }
 }
@@ -176,11 +207,6 @@ impl Drop for PairLock {
     fn drop(&mut self) {
         sys::close(self.0);
     }
-}
-
-fn slave_dev(index: u32) -> u64 {
-    let (ma, mi) = (136 + (index / 256) as u64, (index % 256) as u64);
-    (ma << 8) | mi
 }
 
 /// Read what the slave has not read (in non-canonical mode, which makes a partial line
@@ -262,6 +288,8 @@ pub struct Terminals {
     linked: HashMap<u32, u32>,
     /// The terminal outside terminals become: ckpt-restart's controlling terminal.
     session: Option<CString>,
+    /// Our dup of that terminal when `session` reopens it through /proc/self/fd.
+    session_fd: Option<RawFd>,
     ignore: bool,
     top: RawFd,
     /// Whether the program should get SIGWINCH once it runs.
@@ -288,25 +316,36 @@ fn ctty_dev() -> u64 {
 }
 
 /// The path of ckpt-restart's controlling terminal (one of our stdio fds names it, else
-/// /dev/tty), if it has one.
-fn session_terminal() -> Option<CString> {
+/// /dev/tty), if it has one. Its /dev/pts name in the namespace may be another terminal (the
+/// namespace's devpts instance covers the host's): then it is reopened through a dup of ours
+/// parked at `top` or above (`/proc/self/fd/N`: the same terminal), returned to be closed with
+/// the pairs.
+fn session_terminal(top: RawFd) -> (Option<CString>, Option<RawFd>) {
     let dev = ctty_dev();
     if dev == 0 {
-        return None;
+        return (None, None);
     }
     for fd in 0..3 {
         // SAFETY: an all-zero stat is a valid out-parameter.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: fstat on our own fd.
-        if unsafe { libc::fstat(fd, &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == dev {
-            if let Ok(p) = std::fs::read_link(format!("/proc/self/fd/{fd}")) {
-                if let Ok(c) = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec()) {
-                    return Some(c);
-                }
-            }
+        if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != dev {
+            continue;
+        }
+        let Ok(p) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else { continue };
+        let Ok(c) = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec()) else { continue };
+        // SAFETY: an all-zero stat is a valid out-parameter; c is a valid C string.
+        let mut named: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::stat(c.as_ptr(), &mut named) } == 0 && named.st_dev == st.st_dev && named.st_ino == st.st_ino {
+            return (Some(c), None);
+        }
+        // SAFETY: fd is ours.
+        let parked = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, top) };
+        if parked >= 0 {
+            return (Some(CString::new(format!("/proc/self/fd/{parked}")).expect("no NUL")), Some(parked));
         }
     }
-    Some(c"/dev/tty".to_owned())
+    (Some(c"/dev/tty".to_owned()), None)
 }
 
 /// The path of a terminal device from outside that is no pseudo-terminal (a console, a virtual
@@ -342,7 +381,7 @@ pub type TreePairs = HashMap<u32, (RawFd, u32)>;
 fn is_slave_of(x: &Tty, index: u32) -> bool {
     match x.kind {
         TtyKind::PtySlave => x.index == index,
-        TtyKind::Outside => pts_index(x.rdev) == Some(index),
+        TtyKind::Outside => !x.foreign && pts_index(x.rdev) == Some(index),
         _ => false,
     }
 }
@@ -354,7 +393,7 @@ fn is_slave_of(x: &Tty, index: u32) -> bool {
 /// indices), which the session's leader takes again. Not anyone's controlling terminal here.
 pub fn tree_pairs(procs: &[&[FdState]], top: RawFd, cttys: &[u32]) -> Result<TreePairs> {
     let ttys = |k: usize| procs[k].iter().filter(|f| f.dup_of.is_none()).filter_map(|f| if let FdKind::Tty(t) = &f.kind { Some(t) } else { None });
-    let mut made = Terminals { pairs: HashMap::new(), linked: HashMap::new(), session: None, ignore: false, top, winch: false };
+    let mut made = Terminals { pairs: HashMap::new(), linked: HashMap::new(), session: None, session_fd: None, ignore: false, top, winch: false };
     for k in 0..procs.len() {
         for t in ttys(k).filter(|t| t.kind == TtyKind::PtyMaster) {
             let elsewhere = (0..procs.len()).filter(|&j| j != k).find(|&j| ttys(j).any(|x| x.kind == TtyKind::Outside && is_slave_of(x, t.index)));
@@ -399,7 +438,8 @@ impl Terminals {
     /// Make the program's own pseudo-terminal pairs of `fds` (those of `tree`, a process tree's
     /// pairs made already, are taken from it); find ckpt-restart's terminal.
     pub fn make(fds: &[FdState], top: RawFd, ignore: bool, tree: &TreePairs) -> Result<Terminals> {
-        let mut me = Terminals { pairs: HashMap::new(), linked: HashMap::new(), session: session_terminal(), ignore, top, winch: false };
+        let (session, session_fd) = session_terminal(top);
+        let mut me = Terminals { pairs: HashMap::new(), linked: HashMap::new(), session, session_fd, ignore, top, winch: false };
         me.link(fds, tree)?;
         for f in fds.iter().filter(|f| f.dup_of.is_none()) {
             if let FdKind::Tty(t) = &f.kind {
@@ -616,7 +656,7 @@ impl Terminals {
     /// The new index of `t` when it is the slave of a tree's pair whose master another process holds.
     fn linked_index(&self, t: &Tty) -> Option<u32> {
         match t.kind {
-            TtyKind::Outside => self.linked.get(&pts_index(t.rdev)?).copied(),
+            TtyKind::Outside if !t.foreign => self.linked.get(&pts_index(t.rdev)?).copied(),
             _ => None,
         }
     }
@@ -627,10 +667,13 @@ impl Terminals {
             close(*m);
         }
         self.pairs.clear();
+        if let Some(fd) = self.session_fd.take() {
+            close(fd);
+        }
     }
 
     /// Every fd we hold (not to be closed before `close_all`).
     pub fn held(&self) -> Vec<RawFd> {
-        self.pairs.values().map(|p| p.0).collect()
+        self.pairs.values().map(|p| p.0).chain(self.session_fd).collect()
     }
 }

@@ -4,7 +4,8 @@
 //! (SIGTERM, SIGINT, ... from inside the namespace and from outside), inherits orphans and sees
 //! getppid() == 0. So init is a small process of ours: it dies with the outer process
 //! (PR_SET_PDEATHSIG; when pid 1 dies the kernel kills the whole namespace), mounts a /proc of
-//! the namespace (so /proc/self, /proc/PID and getpid() agree), starts the program as its child
+//! the namespace (so /proc/self, /proc/PID and getpid() agree) and a devpts instance of its own
+//! (`devpts`), starts the program as its child
 //! with its pid (clone3 set_tid: ckpt-run's pid; at restart the restarter with the program's old
 //! pid, in a time namespace that continues its clocks), sends its pidfd to the outer process,
 //! and then serves until the program is gone:
@@ -75,6 +76,11 @@ pub(crate) fn main(i: Init) -> ! {
         let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
         if libc::mount(c"proc".as_ptr(), c"/proc".as_ptr(), c"proc".as_ptr(), flags, std::ptr::null()) != 0 {
             fail(report, Stage::Proc, errno());
+        }
+    }
+    if let Err(e) = crate::devpts::mount_own(!i.userns, i.tool) {
+        if crate::verbose() {
+            eprintln!("{}: {e}; the program's pseudo-terminals are numbered among the host's (after a restart a pair whose index another terminal took meanwhile is made at another index)", i.tool);
         }
     }
     // Listening before the program starts: its runtime connects in its constructor.

@@ -41,6 +41,7 @@
 
 pub mod caps;
 mod coord;
+mod devpts;
 mod forward;
 mod launchers;
 mod idmap;
@@ -158,7 +159,12 @@ pub fn supervise_or_explain(started: Result<Namespace, Unavailable>, tool: &str,
             ns.supervise()
         }
         Err(e @ Unavailable::Disabled(_)) if !verbose() => drop(e),
-        Err(e) => eprintln!("{tool}: exact process ids are not available ({e}); {instead}"),
+        Err(e) => {
+            eprintln!("{tool}: exact process ids are not available ({e}); {instead}");
+            if verbose() {
+                eprintln!("{tool}: the program's pseudo-terminals are numbered among the host's (no devpts instance of its own): after a restart a pair whose index another terminal took meanwhile is made at another index");
+            }
+        }
     }
 }
 

@@ -22,7 +22,10 @@
 //! - likewise a process of a live leader's session whose parent never was in it (a CLONE_PARENT
 //!   fork by the leader, a leader's child handed up to a subreaper when its creator exited) is
 //!   made by the leader after its setsid and handed up to its parent, which must be above the
-//!   leader; else its parent, when it leads a session of its own, is born in that session.
+//!   leader; when it is not, the leader itself is made below that parent (by the deepest such
+//!   parent, in the session the leader is born in) and handed up to its own parent (`under`);
+//!   else its parent, when it leads a session of its own, is born in that session (not one that
+//!   is above another such parent, when there is a choice).
 //!
 //! What cannot be made this way (a process in a session that neither its parent nor any ancestor
 //! it could inherit from was in) is refused with one line. Process groups are joined afterwards,
@@ -92,6 +95,9 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
     // root is born in the outer one), and the parent of each dead leader's session helper.
     let mut born: HashMap<i32, i32> = HashMap::new();
     let mut helper_at: HashMap<i32, i32> = HashMap::new();
+    // Live leaders made by another process than their parent (below a process that must be
+    // above them) and handed up to their parent: leader -> its maker.
+    let mut under: HashMap<i32, i32> = HashMap::new();
     let born_in = |born: &HashMap<i32, i32>, p: &TreeProc| if p.pid == root && leads(p) { Some(0) } else if leads(p) { born.get(&p.pid).copied() } else { Some(p.sid) };
     // Whether process q is in session s at some time (so it can fork a process into it).
     let provides = |born: &HashMap<i32, i32>, q: &TreeProc, s: i32| (leads(q) && q.pid == s) || born_in(born, q) == Some(s) || (q.pid == root && s == 0);
@@ -100,10 +106,13 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
     // or the helper that leads it again when it exited.
     let handed = |born: &HashMap<i32, i32>, p: &TreeProc| born_in(born, p).filter(|&s| p.pid != root && !orphan(p) && s != 0 && !provides(born, by[&p.ppid], s));
     // The process above p while the tree is made: its parent, or its maker (a helper: the
-    // helper's parent, `helper_at`).
-    let maker = |born: &HashMap<i32, i32>, helper_at: &HashMap<i32, i32>, p: &TreeProc| -> i32 {
+    // helper's parent, `helper_at`; a leader made below a process it must be below: `under`).
+    let maker = |born: &HashMap<i32, i32>, helper_at: &HashMap<i32, i32>, under: &HashMap<i32, i32>, p: &TreeProc| -> i32 {
         if p.pid == root || orphan(p) {
             return root;
+        }
+        if let Some(&q) = under.get(&p.pid) {
+            return q;
         }
         match handed(born, p) {
             Some(s) if !dead(s) => s,
@@ -112,11 +121,11 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
         }
     };
     // The processes above `pid` while the tree is made (itself first); None: a cycle.
-    let above = |born: &HashMap<i32, i32>, helper_at: &HashMap<i32, i32>, pid: i32| -> Option<Vec<i32>> {
+    let above = |born: &HashMap<i32, i32>, helper_at: &HashMap<i32, i32>, under: &HashMap<i32, i32>, pid: i32| -> Option<Vec<i32>> {
         let mut v = vec![pid];
         let mut at = pid;
         while at != root {
-            at = maker(born, helper_at, by[&at]);
+            at = maker(born, helper_at, under, by[&at]);
             if v.contains(&at) || v.len() > by.len() {
                 return None;
             }
@@ -171,13 +180,26 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
             }
             if !dead(s) {
                 // The leader makes them and hands each up to its parent, when that is above it.
-                if s != 0 && above(&born, &helper_at, s).is_some_and(|v| needy.iter().all(|n| v.contains(&n.0))) {
+                if s != 0 && above(&born, &helper_at, &under, s).is_some_and(|v| needy.iter().all(|n| v.contains(&n.0))) {
                     continue;
+                }
+                // Else the leader itself may be made below them (by the deepest, above which
+                // are the others and the leader's own parent) and handed up to its parent, when
+                // nothing else decides where it is made (zdtm session03's deep trees).
+                let l = by.get(&s).copied();
+                // (A leader born in a session before its setsid is made by one in that session.)
+                if let Some(l) = l.filter(|l| l.pid != root && !orphan(l) && handed(&born, l).is_none() && !under.contains_key(&l.pid)) {
+                    let fits = |c: &Vec<i32>| born.get(&s).is_none_or(|&b| provides(&born, by[&c[0]], b));
+                    let deepest = needy.iter().filter_map(|n| above(&born, &helper_at, &under, n.0)).find(|c| needy.iter().all(|n| c.contains(&n.0)) && c.contains(&l.ppid) && !c.contains(&s) && fits(c));
+                    if let Some(c) = deepest {
+                        under.insert(s, c[0]);
+                        continue 'again;
+                    }
                 }
             } else {
                 // One helper makes them all: its parent is the deepest of them, and each other
                 // one is above it (the process is handed up to it when a helper exits).
-                let chains: Option<Vec<Vec<i32>>> = needy.iter().map(|n| above(&born, &helper_at, n.0)).collect();
+                let chains: Option<Vec<Vec<i32>>> = needy.iter().map(|n| above(&born, &helper_at, &under, n.0)).collect();
                 let Some(chains) = chains else { return Err(wrong(needy[0].1, s)) };
                 if let Some(deep) = chains.iter().find(|c| needy.iter().all(|n| c.contains(&n.0))) {
                     if helper_at.insert(s, deep[0]) != Some(deep[0]) {
@@ -188,8 +210,12 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
             }
             // Else a parent that leads its own session is born in s (its own parent then needs s);
             // not one above s's live leader, which is made before it.
-            let over_leader = if by.contains_key(&s) { above(&born, &helper_at, s).unwrap_or_default() } else { Vec::new() };
-            let pick = needy.iter().rev().find(|n| by[&n.0].pid != root && leads(by[&n.0]) && !born.contains_key(&n.0) && !over_leader.contains(&n.0));
+            let over_leader = if by.contains_key(&s) { above(&born, &helper_at, &under, s).unwrap_or_default() } else { Vec::new() };
+            let can = |n: &&(i32, i32)| by[&n.0].pid != root && leads(by[&n.0]) && !born.contains_key(&n.0) && !over_leader.contains(&n.0);
+            // Not one above another of them, when there is a choice: it would be made by the
+            // very helper that must be below that other one.
+            let below_all = |n: &&(i32, i32)| !needy.iter().any(|o| o.0 != n.0 && above(&born, &helper_at, &under, o.0).is_some_and(|v| v.contains(&n.0)));
+            let pick = needy.iter().rev().find(|n| can(n) && below_all(n)).or_else(|| needy.iter().rev().find(can));
             match pick {
                 Some(&(q, _)) => {
                     born.insert(q, s);
@@ -207,9 +233,9 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
         break;
     }
     // Every process made by a helper is handed to its parent, which is above that helper.
-    for p in m.procs.iter().filter(|p| handed(&born, p).is_some()) {
-        let mk = maker(&born, &helper_at, p);
-        if above(&born, &helper_at, mk).is_none_or(|v| !v.contains(&p.ppid)) {
+    for p in m.procs.iter().filter(|p| handed(&born, p).is_some() || under.contains_key(&p.pid)) {
+        let mk = maker(&born, &helper_at, &under, p);
+        if above(&born, &helper_at, &under, mk).is_none_or(|v| !v.contains(&p.ppid)) {
             return Err(wrong(p.pid, p.sid));
         }
     }
@@ -245,6 +271,12 @@ pub fn plan(m: &Manifest) -> Result<Plan, String> {
             continue;
         }
         let q = by[&p.ppid];
+        if let Some(&mk) = under.get(&p.pid) {
+            // Before its maker's setsid when it is born in the session its maker was born in.
+            let before = leads(by[&mk]) && born.get(&p.pid).is_some_and(|&b| b != mk);
+            add(mk, Step::Deliver(p.pid, q.pid), before, z);
+            continue;
+        }
         let Some(s) = handed(&born, p) else {
             // Before the parent's setsid when it needs the session the parent was born in.
             let before = leads(q) && session_at_birth(p).is_some_and(|s| s != q.pid);
@@ -338,10 +370,12 @@ mod tests {
 
     #[test]
     fn an_impossible_session_is_refused() {
-        // 12 is in 11's session (11 lives) but its parent 13 never was: 13 does not lead a
-        // session (so it was born in the root's and stayed there) and is not above 11.
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 11, 11), proc(13, 10, 0, 0), proc(12, 13, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new() };
-        assert!(plan(&m).unwrap_err().contains("process 12 is in session 11"));
+        // 12 is in the root's session (10 called setsid) but its parent 13 never was: 13 does
+        // not lead a session (it was forked before the root's setsid and stayed in the outer
+        // one), and no process below 13 can be in the root's session. (A live leader that is
+        // not the root can be made below such a parent and handed up: see below.)
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(13, 10, 0, 0), proc(12, 13, 12, 10)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new() };
+        assert!(plan(&m).unwrap_err().contains("process 12 is in session 10"));
     }
 
     #[test]
@@ -440,12 +474,48 @@ mod tests {
         faithful(&t(vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(12, 11, 12, 12), proc(13, 11, 12, 12), proc(14, 11, 14, 14), proc(15, 14, 15, 15), proc(16, 15, 12, 12)])).unwrap();
     }
 
+    #[test]
+    fn a_live_leader_is_made_below_a_parent_of_its_members_and_handed_up() {
+        // 112 (102's child) is in 108's session, 102 never was (112 was handed up to 102, a
+        // subreaper then, and 108 past 102 to the root): 108 is the root's child, 102 is not
+        // above it. 102 makes 108 and hands it up to the root; 108 makes 112 and hands it up
+        // to 102 (one of 20,000 deep random trees; refused before).
+        let z = |p: TreeProc| TreeProc { state: ProcState::Zombie { status: 0 }, ..p };
+        let procs = vec![proc(100, 1, 100, 100), proc(101, 100, 101, 101), proc(102, 100, 102, 102), z(proc(103, 102, 0, 0)), z(proc(106, 102, 102, 102)), z(proc(107, 102, 107, 107)), proc(108, 100, 108, 108), z(proc(111, 100, 102, 102)), z(proc(112, 102, 108, 108)), proc(113, 100, 113, 113), z(proc(114, 100, 100, 100)), proc(117, 100, 113, 113), proc(118, 100, 118, 118)];
+        let m = Manifest { generation: 1, root: 100, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new() };
+        faithful(&m).unwrap();
+        assert!(plan(&m).unwrap().steps(102).contains(&Step::Deliver(108, 100)));
+    }
+
+    #[test]
+    fn a_dead_leaders_helper_is_not_made_above_the_parents_it_must_be_below() {
+        // Session 108 (its leader exited) has members under 107, 111 and 104 (107 and 111 are
+        // 104's children, 107 in 106's session); 111 and 104 lead their own. 111 is born in
+        // session 108, not 104, which is above 107 (the helper that would make 104 must be
+        // below 107): refused before (one of 20,000 deep random trees).
+        let z = |p: TreeProc| TreeProc { state: ProcState::Zombie { status: 0 }, ..p };
+        let procs = vec![proc(100, 1, 0, 0), proc(101, 100, 0, 0), proc(102, 101, 0, 0), z(proc(103, 100, 0, 0)), proc(104, 100, 104, 104), proc(105, 104, 104, 104), proc(106, 104, 106, 106), proc(107, 104, 106, 106), proc(110, 107, 108, 108), proc(111, 104, 111, 111), proc(112, 111, 108, 108), z(proc(113, 111, 108, 108)), proc(114, 104, 108, 108), proc(115, 104, 104, 104), proc(117, 115, 104, 104), proc(118, 117, 104, 104), proc(119, 115, 104, 104), proc(120, 104, 106, 106), proc(121, 115, 121, 121), proc(122, 120, 106, 106), proc(123, 100, 123, 123), proc(124, 120, 124, 124), proc(125, 100, 123, 123), proc(126, 100, 123, 123), proc(128, 101, 0, 0), proc(129, 100, 123, 123), proc(130, 128, 130, 130), proc(131, 100, 123, 123)];
+        let m = Manifest { generation: 1, root: 100, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new() };
+        faithful(&m).unwrap();
+    }
+
     /// Trees grown at random as a kernel grows them (fork, fork with CLONE_PARENT, setsid,
     /// exit with reparenting to the nearest child subreaper, leaving a zombie or not,
     /// subreaper on and off, as zdtm session03 does): the plan of each makes it exactly.
     #[test]
     fn random_trees_are_made_exactly_or_refused() {
-        let mut seed: u64 = 0x2545f4914f6cdd1d;
+        random_trees(0x2545f4914f6cdd1d, 3000, false);
+    }
+
+    /// The same when half the processes that act are of the newest tenth (as session03's
+    /// forks are), which grows deep chains of sessions.
+    #[test]
+    fn random_deep_trees_are_made_exactly() {
+        random_trees(0x9e3779b97f4a7c15, 20_000, true);
+    }
+
+    /// `count` random trees from `seed`; `deep`: half the acting processes of the newest tenth.
+    fn random_trees(mut seed: u64, count: u32, deep: bool) {
         let mut rnd = |n: u64| {
             seed ^= seed << 13;
             seed ^= seed >> 7;
@@ -453,7 +523,7 @@ mod tests {
             seed % n
         };
         let (mut made, mut refused) = (0, 0);
-        for round in 0..3000 {
+        for round in 0..count {
             // pid -> (parent, session, group, subreaper, zombie); the root is a subreaper.
             let root = 100;
             let mut k: HashMap<i32, (i32, i32, i32, bool, bool)> = HashMap::from([(root, (1, 0, 0, true, false))]);
@@ -462,7 +532,8 @@ mod tests {
             for _ in 0..if round % 20 == 0 { 600 } else { 60 } {
                 let mut alive: Vec<i32> = k.iter().filter(|e| !e.1 .4).map(|e| *e.0).collect();
                 alive.sort_unstable();
-                let x = alive[rnd(alive.len() as u64) as usize];
+                let newest = alive.len() - 1 - alive.len() / 10;
+                let x = if deep && rnd(2) == 0 { alive[newest + rnd((alive.len() - newest) as u64) as usize] } else { alive[rnd(alive.len() as u64) as usize] };
                 let (parent, sid, pgid, _, _) = k[&x];
                 match rnd(10) {
                     0..=3 => {

@@ -937,7 +937,7 @@ pub fn shared_socket(f: &ckpt_image::FdState) -> bool {
 /// Whether fd `f` is a pseudo-terminal (master or slave) of a pair the tree's processes share.
 pub fn shared_pty(f: &ckpt_image::FdState) -> bool {
     let FdKind::Tty(t) = &f.kind else { return false };
-    SHARED.get().is_some_and(|s| s.ptys.contains_key(&t.index) && (t.kind != ckpt_image::TtyKind::Outside || ckpt_kinds::tty::pts_index(t.rdev) == Some(t.index)))
+    SHARED.get().is_some_and(|s| s.ptys.contains_key(&t.index) && (t.kind != ckpt_image::TtyKind::Outside || !t.foreign && ckpt_kinds::tty::pts_index(t.rdev) == Some(t.index)))
 }
 
 /// The processes of root's tree that ran as other users, with the ids the coordinator saw at the

@@ -9,7 +9,8 @@
  * those it recorded (c_iflag, c_oflag, c_cflag, c_lflag) and that its parent is alive
  * (kill(ppid, 0)), computes v from its private running state and sends "r v ok" through a pipe;
  * the parent prints "step r v=.. bad=N" (N: rounds with a check that failed) and at the end,
- * once it reaped the child (status 0), "result <hex> bad=N". Deterministic.
+ * once it reaped the child (status 0), "result <hex> bad=N". Deterministic. The slave's name goes
+ * to stderr ("slave /dev/pts/N"), for a test that takes that index on the host before a restart.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -68,6 +69,7 @@ int main(int argc, char **argv)
         return 2;
     }
     printf("start tree_pty_shared rounds=%ld\n", rounds);
+    fprintf(stderr, "slave %s\n", slave);
     pid_t c = fork();
     if (c < 0)
         return 2;

@@ -177,6 +177,10 @@ pub struct Options {
     pub wrapper: Vec<OsString>,
     /// How long the program stays dead between the SIGKILL and the restart.
     pub downtime: Duration,
+    /// Called between the SIGKILL and each restart with what the killed process wrote on
+    /// stderr; what it returns is kept until the last process exits (e.g. terminals that take
+    /// the indices the program's pseudo-terminals had).
+    pub before_restart: Option<fn(String) -> Result<Box<dyn std::any::Any>>>,
 }
 
 impl Options {
@@ -196,6 +200,7 @@ impl Options {
             restart_args: Vec::new(),
             wrapper: Vec::new(),
             downtime: Duration::ZERO,
+            before_restart: None,
         }
     }
 }
@@ -453,11 +458,15 @@ fn drive(
         let p = procs.last_mut().expect("a process");
         extra.push(checkpoint(p, image, step, &opts.timeouts)?);
     }
+    let mut held = Vec::new();
     for (k, &step) in opts.checkpoint_steps.iter().enumerate() {
         let p = procs.last_mut().expect("a process");
         cycles.push(checkpoint(p, image, step, &opts.timeouts)?);
         p.kill()?;
         std::thread::sleep(opts.downtime);
+        if let Some(f) = opts.before_restart {
+            held.push(f(p.stderr())?);
+        }
         let mut images = image.parent().expect("an image directory").to_path_buf();
         if opts.move_images {
             let moved = PathBuf::from(format!("{}-moved{}", opts.images.display(), k + 1));
