@@ -96,6 +96,9 @@ pub(crate) struct Coord {
     /// The process and reason the failed checkpoint being taken names (`Failed`), for the
     /// Result.
     failure: Option<Failure>,
+    /// The attempt being taken failed because a process of the cut ended during it (killed by
+    /// another process of the tree while that one was still running): worth another attempt.
+    member_ended: bool,
 }
 
 /// The exit status of a program that stopped after its checkpoint (the runtime's
@@ -105,6 +108,8 @@ const EXIT_STOPPED: i32 = 75;
 /// How long processes have to connect and to stop, capture and resume.
 const JOIN: Duration = Duration::from_secs(5);
 const PHASE: Duration = Duration::from_secs(60);
+/// How many times a checkpoint is tried when a process ends during it (`member_ended`).
+const ATTEMPTS: u32 = 3;
 /// How long a step task's program may take to pair the tree's connections with the other tasks
 /// (its own bound with them, CKPT_STEP_TIMEOUT, is shorter: it answers first).
 const STEP_PAIRING: Duration = Duration::from_secs(3600);
@@ -218,7 +223,7 @@ impl Coord {
         if unsafe { libc::bind(fd, &addr as *const libc::sockaddr_un as *const libc::sockaddr, len) } != 0 || unsafe { libc::listen(fd, 64) } != 0 {
             return Err(errno());
         }
-        Ok(Coord { listen, members: Vec::new(), sleepers: Vec::new(), stop_answers: Vec::new(), target, tool, root: 0, started: std::time::SystemTime::now(), beyond: false, awaiting: Vec::new(), restoring: false, user_dirs: Default::default(), failure: None })
+        Ok(Coord { listen, members: Vec::new(), sleepers: Vec::new(), stop_answers: Vec::new(), target, tool, root: 0, started: std::time::SystemTime::now(), beyond: false, awaiting: Vec::new(), restoring: false, user_dirs: Default::default(), failure: None, member_ended: false })
     }
 
     /// A restart: wait for processes `pids` to say `Running` (none: nothing to wait for).
@@ -402,8 +407,23 @@ impl Coord {
         let t0 = Instant::now();
         // A program that checkpointed itself alone before it forked goes on counting.
         let gen = self.target.generation.max(self.solo_generation()) + 1;
-        self.failure = None;
-        let outcome = self.take(gen, stop, step.then_some(requester));
+        // A process of the cut that ends during the capture (its parent SIGKILLed it just
+        // before its own stop: a fork storm) fails the attempt: the tree is taken again, as it
+        // is then (the dead one is a zombie or gone), a few times at most.
+        let mut outcome;
+        let mut attempts = 0;
+        loop {
+            self.failure = None;
+            self.member_ended = false;
+            outcome = self.take(gen, stop, step.then_some(requester));
+            attempts += 1;
+            if outcome.is_ok() || !self.member_ended || attempts == ATTEMPTS || self.index_of(requester).is_none() {
+                break;
+            }
+            if crate::verbose() {
+                self.say(&format!("checkpoint {gen}: a process of the tree ended during the capture; taking the tree again"));
+            }
+        }
         let failure = self.failure.take().map(|f| Failure { kept: had_set, ..f }).unwrap_or_default();
         let ok = match outcome {
             Ok((n, raw, stored, paused)) => {
@@ -699,6 +719,7 @@ impl Coord {
         let captured = self.wait_until(PHASE, |c| c.members.len() != n || all(c, |g| matches!(g, TreeMsg::Captured | TreeMsg::Done { .. } | TreeMsg::Failed { .. })));
         if self.members.len() != n {
             self.abort();
+            self.member_ended = true;
             return Err("a process of the tree ended while it was stopped (killed?)".into());
         }
         if !captured || !failed(self).is_empty() {
