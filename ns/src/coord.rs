@@ -409,7 +409,8 @@ impl Coord {
         let gen = self.target.generation.max(self.solo_generation()) + 1;
         // A process of the cut that ends during the capture (its parent SIGKILLed it just
         // before its own stop: a fork storm) fails the attempt: the tree is taken again, as it
-        // is then (the dead one is a zombie or gone), a few times at most.
+        // is then (the dead one is a zombie or gone), a few times at most. Not a step's task:
+        // the step's other tasks have given up this checkpoint by then.
         let mut outcome;
         let mut attempts = 0;
         loop {
@@ -417,7 +418,7 @@ impl Coord {
             self.member_ended = false;
             outcome = self.take(gen, stop, step.then_some(requester));
             attempts += 1;
-            if outcome.is_ok() || !self.member_ended || attempts == ATTEMPTS || self.index_of(requester).is_none() {
+            if outcome.is_ok() || !self.member_ended || step || attempts == ATTEMPTS || self.index_of(requester).is_none() {
                 break;
             }
             if crate::verbose() {
