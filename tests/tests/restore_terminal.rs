@@ -127,6 +127,8 @@ struct OnTty {
     child: Child,
     master: std::fs::File,
     out: Arc<Mutex<Vec<u8>>>,
+    /// The terminal's name (/dev/pts/N).
+    name: String,
 }
 
 impl OnTty {
@@ -147,6 +149,10 @@ impl OnTty {
                 Ok(())
             });
         }
+        let mut name = [0u8; 64];
+        // SAFETY: ptsname_r of our master into a buffer of its length.
+        assert_eq!(unsafe { libc::ptsname_r(m, name.as_mut_ptr().cast(), name.len()) }, 0, "ptsname_r");
+        let name = String::from_utf8_lossy(name.split(|&b| b == 0).next().unwrap_or_default()).into_owned();
         let child = cmd.spawn().expect("spawn on a terminal");
         let out = Arc::new(Mutex::new(Vec::new()));
         let (mut r, o) = (master.try_clone().unwrap(), out.clone());
@@ -159,7 +165,7 @@ impl OnTty {
                 o.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         });
-        OnTty { child, master, out }
+        OnTty { child, master, out, name }
     }
 
     fn text(&self) -> String {
@@ -300,6 +306,55 @@ fn a_raw_mode_program_gets_the_new_terminal() {
 fn a_raw_mode_program_gets_the_new_terminal_as_nobody() {
     let _one = one_at_a_time();
     raw_mode_on_another_terminal("tty_raw_nobody", true);
+}
+
+/// What tests/programs/tty_name.c says of terminal `name` at `when`.
+fn names_line(when: &str, name: &str) -> String {
+    format!("{when}: ttyname(0) {name}, ttyname_r(1) {name}, ptsname(0) none\r")
+}
+
+/// The terminal a program is started from has its name there as natively (ttyname,
+/// ttyname_r; the namespace's own devpts instance covers the host's /dev/pts, where the name
+/// is): under ckpt-run, and after a restart from another terminal that terminal's name.
+fn terminal_name(tag: &str, nobody: bool) {
+    let base = workdir(&format!("{tag}_ref"));
+    let prog = compile("tty_name", &base);
+    let mut p = OnTty::spawn(&args(&prog, &[]), &base, 24, 80, nobody);
+    p.wait_for("READY");
+    p.type_keys(b"x\n");
+    assert!(p.wait_exit().success(), "uninterrupted run: {}", p.text());
+    let native = p.text();
+    assert!(native.contains(&names_line("before", &p.name)) && native.contains(&names_line("after", &p.name)), "natively: {native}");
+
+    let dir = workdir(tag);
+    let mut p = OnTty::spawn(&ckpt_run(&dir, &args(&prog, &[])), &dir, 24, 80, nobody);
+    p.wait_for("READY");
+    assert!(p.text().contains(&names_line("before", &p.name)), "under ckpt-run on {}: {}", p.name, p.text());
+    let img = dir.join("img").join("tty_name.ckpt");
+    p.checkpoint(&img);
+    p.kill9();
+    // The first terminal stays open: the restart's is another one.
+    let mut r = OnTty::spawn(&args(&bin("ckpt-restart"), &[img.to_str().unwrap()]), &dir, 24, 80, nobody);
+    assert_ne!(r.name, p.name);
+    r.wait_restarted();
+    r.type_keys(b"x\n");
+    let st = r.wait_exit();
+    let got = r.text();
+    assert!(st.success(), "restart: {st:?}: {got}");
+    assert!(!got.contains("READY"), "the program started over: {got}");
+    assert!(got.contains("ckpt: restarted from ") && got.contains(&names_line("after", &r.name)), "restarted on {}: {got}", r.name);
+}
+
+#[test]
+fn the_starting_terminal_keeps_its_name() {
+    let _one = one_at_a_time();
+    terminal_name("tty_name", false);
+}
+
+#[test]
+fn the_starting_terminal_keeps_its_name_as_nobody() {
+    let _one = one_at_a_time();
+    terminal_name("tty_name_nobody", true);
 }
 
 /// Checkpointed on a terminal, restarted where there is none (a batch job's ckpt-restart with
