@@ -31,21 +31,17 @@ pub(crate) fn mount_own(root: bool, tool: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The terminals the program starts with (fds 0-2 that are slaves of the host's instance), each
-/// as (index N, an O_PATH fd of the host's /dev/pts/N), taken before the instance is mounted.
+/// The terminals the program starts with (fds 0-2 that are the pseudo-terminal slave named
+/// /dev/pts/N here: the host's instance's, or under a ckpt-run the node it bound there), each as
+/// (index N, an O_PATH fd of that node), taken before the instance is mounted.
 pub(crate) fn host_terminals() -> Vec<(u32, OwnedFd)> {
     let mut found: Vec<(u32, OwnedFd)> = Vec::new();
-    // SAFETY: all-zero stats are valid out-parameters; stat of a C string.
-    let mut host: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    if unsafe { libc::stat(c"/dev/pts".as_ptr(), &mut host) } != 0 {
-        return found;
-    }
     for fd in 0..=2 {
-        // SAFETY: as above; fstat of a fd number (a closed one fails).
+        // SAFETY: an all-zero stat is a valid out-parameter; fstat of a fd number (a closed one
+        // fails).
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
-        if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_dev != host.st_dev {
+        if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFCHR {
             continue;
         }
         let Some(index) = pts_index(st.st_rdev) else { continue };
