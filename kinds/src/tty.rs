@@ -176,8 +176,9 @@ pub fn settle(ttys: &mut [(i32, &mut Tty)], ctty_dev: u64, tree: bool) {
     }
 }
 
-/// The index of the pseudo-terminal pair `t` is an end of (None: not a pseudo-terminal).
-fn pair_index(t: &Tty) -> Option<u32> {
+/// The index of the program's own pseudo-terminal pair `t` is an end of (None: not a
+/// pseudo-terminal, or a terminal from outside).
+pub fn pair_index(t: &Tty) -> Option<u32> {
     match t.kind {
         TtyKind::PtyMaster | TtyKind::PtySlave => Some(t.index),
         TtyKind::Outside if !t.foreign => pts_index(t.rdev),

@@ -177,7 +177,7 @@ fn in_namespace(command: &[OsString], launch: &mut ckpt_image::Launch, marked: V
             launch.outer_pid = launch.pid;
             std::env::set_var(ckpt_image::LAUNCH_VAR, launch.encode());
             let tree = Some(ckpt_ns::TreeTarget { dir: std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&launch.dir)), name: launch.name.clone(), keep: launch.keep, generation: 0 });
-            let opts = ckpt_ns::Options { tool: "ckpt-run", marked, tree, restored: Vec::new() };
+            let opts = ckpt_ns::Options { tool: "ckpt-run", marked, tree, restored: Vec::new(), pairs: Vec::new() };
             ckpt_ns::start(&ckpt_ns::Payload::Exec { argv, pid: launch.pid }, &opts)
         }
     };

@@ -45,6 +45,8 @@ pub(crate) struct Init<'a> {
     pub outer_pid: i32,
     /// A restart: the processes that say `Running` when they run again (`Options::restored`).
     pub restored: Vec<i32>,
+    /// A restart: the indices of the program's own pseudo-terminal pairs (`Options::pairs`).
+    pub pairs: Vec<u32>,
 }
 
 fn errno() -> i32 {
@@ -78,11 +80,18 @@ pub(crate) fn main(i: Init) -> ! {
             fail(report, Stage::Proc, errno());
         }
     }
-    if let Err(e) = crate::devpts::mount_own(!i.userns, i.tool) {
-        if crate::verbose() {
-            eprintln!("{}: {e}; the program's pseudo-terminals are numbered among the host's (after a restart a pair whose index another terminal took meanwhile is made at another index)", i.tool);
+    // The terminal the program starts with keeps its name in the instance; its pair there is
+    // held for the namespace's life (closed on exec in the program).
+    let terminals = crate::devpts::host_terminals();
+    let _held = match crate::devpts::mount_own(!i.userns, i.tool) {
+        Ok(()) => crate::devpts::name_host_terminals(terminals, &i.pairs, i.tool),
+        Err(e) => {
+            if crate::verbose() {
+                eprintln!("{}: {e}; the program's pseudo-terminals are numbered among the host's (after a restart a pair whose index another terminal took meanwhile is made at another index)", i.tool);
+            }
+            Vec::new()
         }
-    }
+    };
     // Listening before the program starts: its runtime connects in its constructor.
     let mut coord = i.tree.clone().and_then(|t| match crate::coord::Coord::new(t, i.outer_pid, i.tool) {
         Ok(c) => Some(c),

@@ -94,6 +94,10 @@ pub struct Options {
     /// alone for one image). The signals the outer process forwards wait until each has: until
     /// then they would reach a process still being restored (empty: nothing waits).
     pub restored: Vec<i32>,
+    /// A restart: the indices of the program's own pseudo-terminal pairs, made at their old
+    /// index in the namespace's devpts instance. The restart's terminal gets its name there
+    /// (`devpts::name_host_terminals`) unless its index is one of them.
+    pub pairs: Vec<u32>,
 }
 
 /// The kernel's struct clone_args (clone3), also used by the runtime to recreate threads.

@@ -124,7 +124,7 @@ fn start_blocked(payload: &Payload, opts: &Options, mask: libc::sigset_t) -> Res
     if pid == 0 {
         drop(ours);
         drop(sync_w);
-        init::main(init::Init { report: theirs, sync: sync_r, outer: me, payload, mask, bounding, userns, tool: opts.tool, tree: opts.tree.clone(), outer_pid, restored: opts.restored.clone() })
+        init::main(init::Init { report: theirs, sync: sync_r, outer: me, payload, mask, bounding, userns, tool: opts.tool, tree: opts.tree.clone(), outer_pid, restored: opts.restored.clone(), pairs: opts.pairs.clone() })
     }
     let pid = pid as i32;
     drop(theirs);

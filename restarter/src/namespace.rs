@@ -23,6 +23,16 @@ struct Target {
     tree: Option<ckpt_ns::TreeTarget>,
     /// The processes that say when they run again (`ckpt_ns::Options::restored`).
     restored: Vec<i32>,
+    /// The indices of the program's own pseudo-terminal pairs (`ckpt_ns::Options::pairs`).
+    pairs: Vec<u32>,
+}
+
+/// The indices of the pseudo-terminal pairs whose ends `fds` holds.
+fn pair_indices(fds: &[ckpt_image::FdState]) -> impl Iterator<Item = u32> + '_ {
+    fds.iter().filter_map(|f| match &f.kind {
+        ckpt_image::FdKind::Tty(t) => ckpt_kinds::tty::pair_index(t),
+        _ => None,
+    })
 }
 
 /// The image directory `dir` if it is the user's (or root's, sticky): its device and inode.
@@ -39,6 +49,7 @@ fn target(image: &Path, set: Option<&Path>) -> Option<Target> {
     let euid = ckpt_image::trust::euid();
     // A tree's set: the namespace is made for its root process.
     // (Root restarting its tree whose root process ran as another user: taken by that user.)
+    let mut pairs = Vec::new();
     let (candidates, generation, keep, restored, taker) = match set {
         Some(s) => {
             let (root, mut m) = crate::tree::root_image(s).ok()?;
@@ -46,6 +57,12 @@ fn target(image: &Path, set: Option<&Path>) -> Option<Target> {
             // Every process the restart makes and restores (not one run again: srun).
             m.drop_not_made();
             let restored = m.live().map(|(p, _)| p.pid).filter(|pid| !m.reexec.contains(pid)).collect();
+            // The other processes' pairs (an image that does not read: its restart says why).
+            for (p, image) in m.live().filter(|(p, _)| p.pid != m.root) {
+                if let Ok(r) = ckpt_image::trust::read_taken_by(&s.join(image), euid, m.taker(p.pid, euid)) {
+                    pairs.extend(pair_indices(&r.index.fds));
+                }
+            }
             (vec![root], m.generation, m.keep.unwrap_or(ckpt_image::DEFAULT_KEEP), Some(restored), taker)
         }
         None => (crate::candidates(image).ok()?, 0, ckpt_image::DEFAULT_KEEP, None, euid),
@@ -58,6 +75,7 @@ fn target(image: &Path, set: Option<&Path>) -> Option<Target> {
         };
         let ids = &r.index.ids;
         let clocks = ckpt_ns::Clocks { monotonic: ids.monotonic_ns, boottime: ids.boottime_ns };
+        pairs.extend(pair_indices(&r.index.fds));
         match &mut t {
             None => {
                 let marked = [ids.signal, ids.stop_signal].into_iter().filter(|&s| s > 0).collect();
@@ -71,7 +89,7 @@ fn target(image: &Path, set: Option<&Path>) -> Option<Target> {
                 let dir = tree.as_ref().map(|t| t.dir.clone()).or_else(|| std::path::absolute(&c).ok()?.parent().map(Path::to_path_buf));
                 let trusted_dir = dir.and_then(|d| checked_dir(d.as_os_str().as_bytes()));
                 let restored = restored.clone().unwrap_or_else(|| vec![r.index.meta.pid]);
-                t = Some(Target { pid: r.index.meta.pid, clocks, marked, trusted_dir, tree, restored })
+                t = Some(Target { pid: r.index.meta.pid, clocks, marked, trusted_dir, tree, restored, pairs: Vec::new() })
             }
             Some(t) => {
                 t.clocks.monotonic = t.clocks.monotonic.max(clocks.monotonic);
@@ -79,7 +97,9 @@ fn target(image: &Path, set: Option<&Path>) -> Option<Target> {
             }
         }
     }
-    t.filter(|t| t.pid > 1)
+    pairs.sort_unstable();
+    pairs.dedup();
+    t.map(|t| Target { pairs, ..t }).filter(|t| t.pid > 1)
 }
 
 /// Whether we are the restarting process a namespace's init started (with `--no-namespace`).
@@ -120,5 +140,5 @@ fn start(t: &Target) -> Result<ckpt_ns::Namespace, ckpt_ns::Unavailable> {
         None => std::env::remove_var("CKPT_TRUSTED_DIR"),
     }
     let payload = ckpt_ns::Payload::Restore { exe: cstr(exe.into_os_string().into_vec())?, argv, pid: t.pid, clocks: Some(t.clocks) };
-    ckpt_ns::start(&payload, &ckpt_ns::Options { tool: "ckpt-restart", marked: t.marked.clone(), tree: t.tree.clone(), restored: t.restored.clone() })
+    ckpt_ns::start(&payload, &ckpt_ns::Options { tool: "ckpt-restart", marked: t.marked.clone(), tree: t.tree.clone(), restored: t.restored.clone(), pairs: t.pairs.clone() })
 }

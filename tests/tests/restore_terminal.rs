@@ -127,16 +127,42 @@ struct OnTty {
     child: Child,
     master: std::fs::File,
     out: Arc<Mutex<Vec<u8>>>,
+    /// The terminal's name (/dev/pts/N).
+    name: String,
 }
 
-impl OnTty {
-    fn spawn(argv: &[OsString], cwd: &Path, rows: u16, cols: u16, nobody: bool) -> OnTty {
+/// A new pseudo-terminal of `rows` x `cols`, for a process to run on.
+struct Pty {
+    master: std::fs::File,
+    slave: OwnedFd,
+    /// Its name (/dev/pts/N).
+    name: String,
+}
+
+impl Pty {
+    fn open(rows: u16, cols: u16) -> Pty {
         let (mut m, mut s) = (0, 0);
         let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
         // SAFETY: openpty fills two fds; no name buffer, default termios.
         assert_eq!(unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), &ws) }, 0, "openpty");
+        let mut name = [0u8; 64];
+        // SAFETY: ptsname_r of our master into a buffer of its length.
+        assert_eq!(unsafe { libc::ptsname_r(m, name.as_mut_ptr().cast(), name.len()) }, 0, "ptsname_r");
+        let name = String::from_utf8_lossy(name.split(|&b| b == 0).next().unwrap_or_default()).into_owned();
         // SAFETY: both fds were just opened and are ours.
         let (master, slave) = unsafe { (std::fs::File::from_raw_fd(m), OwnedFd::from_raw_fd(s)) };
+        Pty { master, slave, name }
+    }
+}
+
+impl OnTty {
+    fn spawn(argv: &[OsString], cwd: &Path, rows: u16, cols: u16, nobody: bool) -> OnTty {
+        OnTty::spawn_on(Pty::open(rows, cols), argv, cwd, nobody)
+    }
+
+    /// A process on pseudo-terminal `pty`.
+    fn spawn_on(pty: Pty, argv: &[OsString], cwd: &Path, nobody: bool) -> OnTty {
+        let Pty { master, slave, name } = pty;
         let mut cmd = ckpt_tests::scenario::user_command(argv, nobody, cwd);
         cmd.stdin(Stdio::from(slave.try_clone().unwrap())).stdout(Stdio::from(slave.try_clone().unwrap())).stderr(Stdio::from(slave));
         // SAFETY: setsid and ioctl are async-signal-safe.
@@ -159,7 +185,7 @@ impl OnTty {
                 o.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         });
-        OnTty { child, master, out }
+        OnTty { child, master, out, name }
     }
 
     fn text(&self) -> String {
@@ -231,6 +257,18 @@ impl OnTty {
         }
     }
 
+    /// A restart: once it runs, type `keys`; until it exits, successfully and without having
+    /// started over. What it wrote.
+    fn resumed_with_keys(&mut self, keys: &[u8]) -> String {
+        self.wait_restarted();
+        self.type_keys(keys);
+        let st = self.wait_exit();
+        let got = self.text();
+        assert!(st.success(), "restart: {st:?}: {got}");
+        assert!(!got.contains("READY"), "the program started over: {got}");
+        got
+    }
+
     fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -281,12 +319,7 @@ fn raw_mode_on_another_terminal(tag: &str, nobody: bool) {
     p.kill9();
     // Restarted from another terminal, of the size the uninterrupted run was resized to.
     let mut r = OnTty::spawn(&args(&bin("ckpt-restart"), &[img.to_str().unwrap()]), &dir, 40, 120, nobody);
-    r.wait_restarted();
-    r.type_keys(b"abcd");
-    let st = r.wait_exit();
-    let got = r.text();
-    assert!(st.success(), "restart: {st:?}: {got}");
-    assert!(!got.contains("READY"), "the program started over: {got}");
+    let got = r.resumed_with_keys(b"abcd");
     assert_eq!(after_restart_line(&got), expected, "restarted run differs");
 }
 
@@ -300,6 +333,87 @@ fn a_raw_mode_program_gets_the_new_terminal() {
 fn a_raw_mode_program_gets_the_new_terminal_as_nobody() {
     let _one = one_at_a_time();
     raw_mode_on_another_terminal("tty_raw_nobody", true);
+}
+
+/// What tests/programs/tty_name.c says of terminal `name` at `when`.
+fn names_line(when: &str, name: &str) -> String {
+    format!("{when}: ttyname(0) {name}, ttyname_r(1) {name}, ptsname(0) none\r")
+}
+
+/// The terminal a program is started from has its name there as natively (ttyname,
+/// ttyname_r; the namespace's own devpts instance covers the host's /dev/pts, where the name
+/// is): under ckpt-run, and after a restart from another terminal that terminal's name.
+fn terminal_name(tag: &str, nobody: bool) {
+    let base = workdir(&format!("{tag}_ref"));
+    let prog = compile("tty_name", &base);
+    let mut p = OnTty::spawn(&args(&prog, &[]), &base, 24, 80, nobody);
+    p.wait_for("READY");
+    p.type_keys(b"x\n");
+    assert!(p.wait_exit().success(), "uninterrupted run: {}", p.text());
+    let native = p.text();
+    assert!(native.contains(&names_line("before", &p.name)) && native.contains(&names_line("after", &p.name)), "natively: {native}");
+
+    let dir = workdir(tag);
+    let mut p = OnTty::spawn(&ckpt_run(&dir, &args(&prog, &[])), &dir, 24, 80, nobody);
+    p.wait_for("READY");
+    assert!(p.text().contains(&names_line("before", &p.name)), "under ckpt-run on {}: {}", p.name, p.text());
+    let img = dir.join("img").join("tty_name.ckpt");
+    p.checkpoint(&img);
+    p.kill9();
+    // The first terminal stays open: the restart's is another one.
+    let mut r = OnTty::spawn(&args(&bin("ckpt-restart"), &[img.to_str().unwrap()]), &dir, 24, 80, nobody);
+    assert_ne!(r.name, p.name);
+    let got = r.resumed_with_keys(b"x\n");
+    assert!(got.contains("ckpt: restarted from ") && got.contains(&names_line("after", &r.name)), "restarted on {}: {got}", r.name);
+}
+
+#[test]
+fn the_starting_terminal_keeps_its_name() {
+    let _one = one_at_a_time();
+    terminal_name("tty_name", false);
+}
+
+#[test]
+fn the_starting_terminal_keeps_its_name_as_nobody() {
+    let _one = one_at_a_time();
+    terminal_name("tty_name_nobody", true);
+}
+
+/// Restarted from a terminal whose index one of the program's own pairs needs: the pair wins
+/// (made at its index again, its name opens it) and the terminal has no name inside (said at
+/// CKPT_LOG=info), as before the terminal was named there.
+fn own_pair_wins(tag: &str, nobody: bool) {
+    let base = workdir(&format!("{tag}_ref"));
+    let prog = compile("tty_name", &base);
+    // The restart's terminal first: the program makes its pair at that index.
+    let restart_tty = Pty::open(24, 80);
+    let k = restart_tty.name.strip_prefix("/dev/pts/").expect("a /dev/pts name").to_string();
+    let dir = workdir(tag);
+    let mut p = OnTty::spawn(&ckpt_run(&dir, &args(&prog, &[&k])), &dir, 24, 80, nobody);
+    p.wait_for("READY");
+    assert!(p.text().contains(&format!("pair at {k}: /dev/pts/{k}\r")), "no pair at {k}: {}", p.text());
+    let img = dir.join("img").join("tty_name.ckpt");
+    p.checkpoint(&img);
+    p.kill9();
+    let mut a = args(Path::new("env"), &["CKPT_LOG=info"]);
+    a.extend(args(&bin("ckpt-restart"), &[img.to_str().unwrap()]));
+    let mut r = OnTty::spawn_on(restart_tty, &a, &dir, nobody);
+    let got = r.resumed_with_keys(b"x\n");
+    assert!(got.contains(&format!("pair: /dev/pts/{k}, by its name: its own pair")), "the pair did not win /dev/pts/{k}: {got}");
+    assert!(got.contains(&format!("the program's terminal /dev/pts/{k} has no name inside")), "not said: {got}");
+    assert!(got.contains("after: ttyname(0) ") && !got.contains(&names_line("after", &r.name)), "{got}");
+}
+
+#[test]
+fn the_programs_own_pair_wins_the_restart_terminals_index() {
+    let _one = one_at_a_time();
+    own_pair_wins("tty_name_pair", false);
+}
+
+#[test]
+fn the_programs_own_pair_wins_the_restart_terminals_index_as_nobody() {
+    let _one = one_at_a_time();
+    own_pair_wins("tty_name_pair_nobody", true);
 }
 
 /// Checkpointed on a terminal, restarted where there is none (a batch job's ckpt-restart with
