@@ -455,10 +455,13 @@ pub(crate) fn is_zombie(tid: i32) -> bool {
     matches!(state, Some(b'Z') | Some(b'X'))
 }
 
-/// Whether thread `tid` has the stop signal blocked (SigBlk in its status).
+/// Whether thread `tid` has the stop signal blocked and still pending (SigBlk and SigPnd in its
+/// status). One that has it blocked but no longer pending took it and is in the stop handler
+/// (which runs with it blocked): slow to get there, not refusing it.
 fn blocks_stop_signal(tid: i32) -> bool {
     let status = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(tid), b"/status"])).unwrap_or_default();
-    status_hex(&status, b"SigBlk:") & crate::sighooks::stop_bit() != 0
+    let bit = crate::sighooks::stop_bit();
+    status_hex(&status, b"SigBlk:") & bit != 0 && status_hex(&status, b"SigPnd:") & bit != 0
 }
 
 /// The hexadecimal field `key` (e.g. `SigBlk:`) of a /proc status text; 0 if absent.
