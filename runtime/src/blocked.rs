@@ -205,6 +205,8 @@ const WRAPPERS: &[(&[u8], i64)] = &[
     (b"poll\0", libc::SYS_poll),
     (b"ppoll\0", libc::SYS_ppoll),
     (b"select\0", libc::SYS_select),
+    // (glibc's select makes pselect6.)
+    (b"select\0", libc::SYS_pselect6),
     (b"pselect\0", libc::SYS_pselect6),
     (b"epoll_wait\0", libc::SYS_epoll_wait),
     (b"epoll_pwait\0", libc::SYS_epoll_pwait),
