@@ -8,7 +8,8 @@
 //! (`observe`): the only place that names the blocked call (orig_rax is not in the signal frame).
 //! A thread found running may enter a call just before the signal comes; it is looked at again
 //! for a moment, and a call /proc could not name is known by its site when that is a
-//! `mov $NR, %eax; syscall` that /proc has shown blocked in NR before (glibc's wrappers).
+//! `mov $NR, %eax; syscall` that /proc has shown blocked in NR before, or that lies in libc's
+//! wrapper for NR (learnt from its code at start: a program's first checkpoint knows them too).
 //! In the stop handler, before the thread parks (so that the image holds the result), `prepare`
 //! matches the frame (rip right after a `syscall` instruction, rax = -EINTR, same sp and
 //! arguments) against that record, plans the call again with the time that was left, and
@@ -158,7 +159,8 @@ fn parse_syscall_line(line: &[u8]) -> Option<Seen> {
 // comes: that call returns EINTR at once and /proc never named it. For the usual sites, glibc's
 // wrappers, the number can still be known: `mov $NR, %eax; syscall` names it in the code, and a
 // site that /proc has shown blocked with that very number is taken to be such a site. Both
-// must agree before a call is issued again on the strength of a site alone.
+// must agree before a call is issued again on the strength of a site alone; libc's wrappers'
+// sites are learnt at start from the function named for the call (`learn_libc_sites`).
 
 const SITES: usize = 256;
 static SITE_PC: [AtomicU64; SITES] = [const { AtomicU64::new(0) }; SITES];
@@ -195,6 +197,94 @@ fn learn(pc: u64, nr: i64) {
         SITE_PC[i].store(pc, Ordering::Release);
     } else if SITE_NR[i].load(Ordering::Relaxed) != nr {
         SITE_NR[i].store(-1, Ordering::Relaxed);
+    }
+}
+
+/// libc's wrappers of the calls `plan` issues again, with the number each one's own code loads.
+const WRAPPERS: &[(&[u8], i64)] = &[
+    (b"poll\0", libc::SYS_poll),
+    (b"ppoll\0", libc::SYS_ppoll),
+    (b"select\0", libc::SYS_select),
+    // (glibc's select makes pselect6.)
+    (b"select\0", libc::SYS_pselect6),
+    (b"pselect\0", libc::SYS_pselect6),
+    (b"epoll_wait\0", libc::SYS_epoll_wait),
+    (b"epoll_pwait\0", libc::SYS_epoll_pwait),
+    (b"epoll_pwait2\0", libc::SYS_epoll_pwait2),
+    (b"nanosleep\0", libc::SYS_nanosleep),
+    (b"clock_nanosleep\0", libc::SYS_clock_nanosleep),
+    (b"pause\0", libc::SYS_pause),
+    (b"sigsuspend\0", libc::SYS_rt_sigsuspend),
+    (b"sigtimedwait\0", libc::SYS_rt_sigtimedwait),
+    (b"sigwaitinfo\0", libc::SYS_rt_sigtimedwait),
+    (b"semop\0", libc::SYS_semtimedop),
+    (b"semtimedop\0", libc::SYS_semtimedop),
+    (b"msgrcv\0", libc::SYS_msgrcv),
+    (b"msgsnd\0", libc::SYS_msgsnd),
+    (b"mq_timedreceive\0", libc::SYS_mq_timedreceive),
+    (b"mq_timedsend\0", libc::SYS_mq_timedsend),
+    (b"io_getevents\0", libc::SYS_io_getevents),
+    (b"read\0", libc::SYS_read),
+    (b"readv\0", libc::SYS_readv),
+    (b"pread64\0", libc::SYS_pread64),
+    (b"preadv\0", libc::SYS_preadv),
+    (b"write\0", libc::SYS_write),
+    (b"writev\0", libc::SYS_writev),
+    (b"recv\0", libc::SYS_recvfrom),
+    (b"recvfrom\0", libc::SYS_recvfrom),
+    (b"recvmsg\0", libc::SYS_recvmsg),
+    (b"recvmmsg\0", libc::SYS_recvmmsg),
+    (b"send\0", libc::SYS_sendto),
+    (b"sendto\0", libc::SYS_sendto),
+    (b"sendmsg\0", libc::SYS_sendmsg),
+    (b"sendmmsg\0", libc::SYS_sendmmsg),
+    (b"accept\0", libc::SYS_accept),
+    (b"accept4\0", libc::SYS_accept4),
+    (b"connect\0", libc::SYS_connect),
+    (b"wait4\0", libc::SYS_wait4),
+    (b"waitpid\0", libc::SYS_wait4),
+    (b"waitid\0", libc::SYS_waitid),
+    (b"flock\0", libc::SYS_flock),
+];
+
+/// How far into a wrapper its call sites are looked for.
+const WRAPPER_SCAN: usize = 512;
+
+/// At init (one thread, before any checkpoint): the call sites of libc's wrappers are learnt from
+/// their code, each `mov $NR, %eax; syscall` in the function named for NR. /proc alone taught a
+/// site only once it had shown a thread blocked there: at a program's first checkpoint, a thread
+/// that /proc showed running (under load, one woken from its poll() but not yet on a CPU, still
+/// in the call) and that the stop signal interrupted in its call got EINTR (busy_sleepers, once in
+/// the full suite).
+pub fn learn_libc_sites() {
+    for &(name, nr) in WRAPPERS {
+        // SAFETY: a NUL-terminated name; dlsym outside a checkpoint.
+        let f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr() as *const libc::c_char) } as u64;
+        if f == 0 {
+            continue;
+        }
+        let mut code = [0u8; WRAPPER_SCAN];
+        let n = read_own(f, &mut code);
+        for i in 1..n.saturating_sub(6) {
+            // A REX prefix before 0xb8 makes it another register's mov (mov $NR, %r8d).
+            if code[i] == 0xb8 && code[i + 5..i + 7] == [0x0f, 0x05] && !(0x40..=0x4f).contains(&code[i - 1]) {
+                learn(f + i as u64 + 7, nr);
+            }
+        }
+    }
+}
+
+/// Up to `buf.len()` bytes of this process's memory at `addr`, without faulting past the end of
+/// a mapping (process_vm_readv stops at the first piece it cannot read): how many were read.
+fn read_own(addr: u64, buf: &mut [u8; WRAPPER_SCAN]) -> usize {
+    const PIECE: usize = 64;
+    let base = buf.as_mut_ptr();
+    // SAFETY: offsets inside buf.
+    let local: [libc::iovec; WRAPPER_SCAN / PIECE] = std::array::from_fn(|k| libc::iovec { iov_base: unsafe { base.add(k * PIECE) }.cast(), iov_len: PIECE });
+    let remote: [libc::iovec; WRAPPER_SCAN / PIECE] = std::array::from_fn(|k| libc::iovec { iov_base: (addr as usize + k * PIECE) as *mut libc::c_void, iov_len: PIECE });
+    match syscall!(libc::SYS_process_vm_readv, crate::sys::getpid(), local.as_ptr(), local.len(), remote.as_ptr(), remote.len(), 0) {
+        Ok(n) => (n as usize).min(WRAPPER_SCAN),
+        Err(_) => 0,
     }
 }
 

@@ -243,6 +243,7 @@ extern "C" fn init() {
     incremental::configure(launch.incremental, launch.max_chain.min(generations::MAX_CHAIN));
     fdtable::configure(launch.open_files);
     find_rseq();
+    blocked::learn_libc_sites();
     if !install_handlers(signal) {
         log!(ERROR, "cannot install signal handlers; checkpoints are disabled");
         return;

@@ -226,3 +226,32 @@ fn a_reissued_wait_can_be_cancelled_after_restart() {
     assert!(r.wait().success(), "restart failed: {}", r.stderr());
     assert_eq!(r.stdout(), "canceled 1 cleanup 1\n", "{}", r.stderr());
 }
+
+/// A thread that enters its wait after the checkpoint thread found it running, and before the
+/// stop signal reaches it, at the program's first checkpoint (tests/programs/late_entry.c):
+/// the call, which /proc never named, is still issued again, in the running program and after
+/// the restart (busy_sleepers' poll() saw EINTR so once, under load).
+fn late_entry(nobody: bool) {
+    use restore_util::*;
+    let tag = if nobody { "late_entry_nobody" } else { "late_entry" };
+    let dir = workdir(tag);
+    let prog = compile("late_entry", &dir);
+    let mut p = run_as(&prog, &[], &dir, nobody);
+    p.wait_line(|l| l == "READY");
+    let img = p.checkpoint(&dir, "late_entry");
+    p.kill9();
+    assert!(!p.stdout().contains("EINTR"), "the running program saw EINTR: {}", p.stderr());
+    let mut r = restart_as(&img, &[], &dir, nobody);
+    assert!(r.wait().success(), "restart failed: {}", r.stderr());
+    assert_eq!(r.stdout(), "ppoll 0\n", "{}", r.stderr());
+}
+
+#[test]
+fn a_wait_entered_after_the_look_is_issued_again() {
+    late_entry(false);
+}
+
+#[test]
+fn a_wait_entered_after_the_look_is_issued_again_as_nobody() {
+    late_entry(true);
+}
