@@ -33,7 +33,6 @@ mod inotifyq;
 mod inotifywd;
 mod kstate;
 mod launch;
-mod leave;
 mod leftout;
 mod log;
 mod maps;
@@ -154,9 +153,6 @@ pub struct ThreadInfo {
     pub robust_len: AtomicU64,
     pub stack_top: AtomicU64,
 }
-
-/// The checkpoint thread's pthread_t (joined after it left: `leave`).
-static CKPT_PTHREAD: AtomicU64 = AtomicU64::new(0);
 
 pub static CKPT_THREAD: ThreadInfo = ThreadInfo {
     tid: AtomicI32::new(0),
@@ -386,9 +382,6 @@ fn spawn_checkpoint_thread() {
         let mut t: libc::pthread_t = 0;
         let r = libc::pthread_create(&mut t, &attr, checkpoint_thread_main, std::ptr::null_mut());
         libc::pthread_attr_destroy(&mut attr);
-        if r == 0 {
-            CKPT_PTHREAD.store(t as u64, Ordering::Release);
-        }
         r
     };
     let _ = sys::syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &old as *const u64, 0, 8);
@@ -404,42 +397,12 @@ fn spawn_checkpoint_thread() {
     }
 }
 
-/// A new checkpoint thread, after the last one left for a call of the program's (`leave`).
-pub(crate) fn respawn_checkpoint_thread() {
-    CKPT_THREAD.tid.store(0, Ordering::Release);
-    spawn_checkpoint_thread();
-}
-
-/// Join the checkpoint thread that has left (`leave`), so that glibc takes its stack back:
-/// only when the kernel has cleared its tid word (a checkpoint thread that was the restarter's
-/// first thread, without exact ids, is a zombie leader whose word nobody clears).
-pub(crate) fn join_checkpoint_thread() {
-    let t = CKPT_PTHREAD.swap(0, Ordering::AcqRel);
-    let word = CKPT_THREAD.tid_address.load(Ordering::Acquire);
-    // SAFETY: glibc's tid field of the thread's struct pthread, in our memory.
-    if t == 0 || word == 0 || unsafe { (word as *const i32).read_volatile() } != 0 {
-        return;
-    }
-    // SAFETY: t is the checkpoint thread's pthread_t, created joinable, which has exited.
-    unsafe { libc::pthread_join(t as libc::pthread_t, std::ptr::null_mut()) };
-}
-
 extern "C" fn at_exit() {
     checkpoint::wait_in_flight();
 }
 
 extern "C" fn checkpoint_thread_main(_: *mut c_void) -> *mut c_void {
-    // The loop runs below this frame, from which `leave` comes back here to end the thread
-    // through glibc (its stack goes back when the thread is joined).
-    // SAFETY: checkpoint_thread_start never returns but through ckpt_escape into this frame.
-    unsafe { leave::ckpt_escapable(&leave::ESCAPE, checkpoint_thread_start, 0) };
-    leave::left();
-    std::ptr::null_mut()
-}
-
-extern "C" fn checkpoint_thread_start(_: u64) -> ! {
     detach_fs();
-    leave::note_base(false);
     let ct = &CKPT_THREAD;
     ct.tid.store(sys::gettid(), Ordering::Release);
     ct.fs_base.store(sys::arch_get_fs(), Ordering::Relaxed);

@@ -164,7 +164,6 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
 fn finish(slots: Vec<Slot>, old_tid: i32, done: Done) -> ! {
     // A root, working directory and umask of the checkpoint thread's own, as before.
     crate::detach_fs();
-    crate::leave::note_base(true);
     ids::restore_caps(old_tid, false);
     crate::kstate::restore(&slots);
     crate::mqnotify::after_restart(|old| crate::kstate::new_tid(&slots, old));

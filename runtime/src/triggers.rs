@@ -19,8 +19,6 @@ pub const REQ_CHECKPOINT: u32 = 1;
 pub const REQ_STOP: u32 = 2;
 /// The program sent itself a trigger signal: pass it on to one of its threads.
 pub const REQ_FORWARD: u32 = 4;
-/// A program thread waits for this thread to leave for a call of its own (`leave`).
-pub const REQ_LEAVE: u32 = 8;
 
 /// Requests not yet served (REQ_* bits); also the futex word the thread sleeps on.
 static PENDING: AtomicU32 = AtomicU32::new(0);
@@ -120,11 +118,6 @@ pub fn checkpoint_signal(info: *const libc::siginfo_t) {
     request(REQ_CHECKPOINT);
 }
 
-/// Whether requests wait for the checkpoint thread (REQ_* bits but `except`).
-pub fn pending(except: u32) -> bool {
-    PENDING.load(Ordering::Acquire) & !except != 0
-}
-
 /// Ask the checkpoint thread for something (async-signal-safe).
 pub fn request(bits: u32) {
     PENDING.fetch_or(bits, Ordering::AcqRel);
@@ -161,7 +154,7 @@ pub fn arm_timer() {
 pub fn after_restart() {
     control::forget_fds();
     NEXT_MS.store(0, Ordering::Relaxed);
-    PENDING.store(if crate::leave::asked_again() { REQ_LEAVE } else { 0 }, Ordering::Release);
+    PENDING.store(0, Ordering::Release);
     LAST_SIGNAL.store(0, Ordering::Release);
     SERVED_FROM.store(0, Ordering::Release);
 }
@@ -169,7 +162,6 @@ pub fn after_restart() {
 /// The checkpoint thread's loop: wait for a request or the timer, serve it, forever.
 pub fn run() -> ! {
     arm_timer();
-    crate::leave::back();
     loop {
         let timeout = match (next_in_ms(), crate::step::poll_limit_ms()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -190,10 +182,6 @@ pub fn run() -> ! {
         }
         if PENDING.load(Ordering::Acquire) == 0 && timeout != Some(0) && !control::poll(timeout, &crate::step::poll_fds()) {
             sys::futex_wait(&PENDING, 0, timeout);
-        }
-        if PENDING.fetch_and(!REQ_LEAVE, Ordering::AcqRel) & REQ_LEAVE != 0 {
-            // The other requests stay for the thread that comes back.
-            crate::leave::leave_if_asked();
         }
         let bits = PENDING.swap(0, Ordering::AcqRel);
         if bits & REQ_FORWARD != 0 {
