@@ -31,7 +31,9 @@ pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// 22: `FdKind::Pipe::data` of a pipe several processes of a tree hold, stored once (by its lowest holder).
 /// 23: `Socket::ring` (a packet socket's RX and TX rings, for its mapping to be made again).
 /// 24: `Tty::foreign` (a pseudo-terminal slave of another devpts instance than the program's /dev/pts).
-pub const VERSION: u32 = 24;
+/// 25: the tree manifest's `timens` lines (a process in a time namespace of its own, with its
+///     offsets); a set of version 24 images says nothing of its processes' time namespaces.
+pub const VERSION: u32 = 25;
 pub const HEADER_LEN: usize = 64;
 
 /// Header fields, little-endian on disk:

@@ -565,6 +565,11 @@ pub struct RestartInfo {
     /// runtime's connect hook.
     pub addr_map: u64,
     pub addr_map_len: u64,
+    /// The outer process's /proc/PID directory, when it leads its session (-1: none): the
+    /// runtime holds a kernel hangup from the program's SIGHUP handler while the outer process
+    /// is exiting (runtime hupgate.rs). Last, so that a runtime of an older image, which reads
+    /// the fields before it, is not misled.
+    pub outer_proc_fd: i64,
 }
 
 impl RestartInfo {

@@ -58,6 +58,27 @@
 //! `run`). A ckpt that does not know these lines refuses such a set at that line (it would
 //! refuse the image as another user's anyway).
 //!
+//! A live process that is in a time namespace other than the tree's (born after its parent's
+//! unshare(CLONE_NEWTIME), zdtm timens_nested) has a line `timens PID NS MONO BOOT`: NS names the
+//! namespace as the coordinator saw it (its inode: processes with the same NS shared one), MONO
+//! and BOOT its CLOCK_MONOTONIC and CLOCK_BOOTTIME offsets over the tree's namespace, in
+//! nanoseconds. The restart makes each such namespace again with those offsets over the
+//! restarted tree's own, once, and puts every process of it in it. A ckpt that does not know
+//! these lines refuses such a set at that line (the process would come back in the tree's time
+//! namespace, its clocks off by the offsets).
+//!
+//! A live process of the tree's own time namespace whose namespace for its children is one of
+//! the `timens` lines' (it made it with unshare(CLONE_NEWTIME) and forked children into it
+//! before the cut, zdtm timens_for_kids) has a line `timenskids PID NS MONO BOOT` as well: the
+//! restart makes that namespace as the process's for its children, and its children enter it,
+//! so that they and the children it forks later share one again. A ckpt that does not know
+//! these lines refuses such a set at that line.
+//!
+//! One line `treetime NS` names the tree's own time namespace at the cut (the coordinator's for
+//! its children), by inode: an fd of a process open on it (/proc/PID/ns/time, kept across a
+//! fork: zdtm timens_nested) is opened on the restarted tree's again, and one open on a `timens`
+//! line's namespace on that one's. A ckpt that does not know the line refuses the set at it.
+//!
 //! pgid and sid are as the namespace sees them: 0 when they lie outside it (the outer ckpt-run's
 //! group and session, which the restarted tree joins again the same way).
 
@@ -131,6 +152,23 @@ pub struct Manifest {
     pub reexec: Vec<i32>,
     /// The processes of root's tree that ran as other users, with their ids at the cut.
     pub ids: Vec<(i32, ProcIds)>,
+    /// The live processes in a time namespace other than the tree's.
+    pub timens: Vec<TimeNs>,
+    /// The live processes whose namespace for their children is one of `timens`' (not their own).
+    pub timens_kids: Vec<TimeNs>,
+    /// The tree's own time namespace at the cut (its inode), if known.
+    pub tree_time: Option<u64>,
+}
+
+/// A process in a time namespace other than the tree's (a `timens` line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeNs {
+    pub pid: i32,
+    /// The namespace's inode at the cut: processes with the same one shared it.
+    pub ns: u64,
+    /// Its CLOCK_MONOTONIC and CLOCK_BOOTTIME offsets over the tree's namespace, in ns.
+    pub monotonic: i64,
+    pub boottime: i64,
 }
 
 /// A process's ids as /proc/PID/status shows them: user and group ids (real, effective, saved,
@@ -192,6 +230,15 @@ impl Manifest {
         for (pid, i) in &self.ids {
             let all: Vec<String> = i.uids.iter().chain(&i.gids).chain(&i.groups).map(u32::to_string).collect();
             s.push_str(&format!("ids {pid} {}\n", all.join(" ")));
+        }
+        for t in &self.timens_kids {
+            s.push_str(&format!("timenskids {} {} {} {}\n", t.pid, t.ns, t.monotonic, t.boottime));
+        }
+        if let Some(ns) = self.tree_time {
+            s.push_str(&format!("treetime {ns}\n"));
+        }
+        for t in &self.timens {
+            s.push_str(&format!("timens {} {} {} {}\n", t.pid, t.ns, t.monotonic, t.boottime));
         }
         s
     }
@@ -297,6 +344,29 @@ impl Manifest {
                     let (u, g) = (&n[..4], &n[4..8]);
                     m.ids.push((pid, ProcIds { uids: [u[0], u[1], u[2], u[3]], gids: [g[0], g[1], g[2], g[3]], groups: n[8..].to_vec() }));
                 }
+                ["timens", pid, ns, mono, boot] => {
+                    let ns = ns.parse::<u64>().map_err(|_| bad())?;
+                    let t = TimeNs { pid: num(pid)? as i32, ns, monotonic: num(mono)?, boottime: num(boot)? };
+                    // (Once per process; one namespace has one pair of offsets.)
+                    if ns == 0 || m.timens.iter().any(|o| o.pid == t.pid || (o.ns == ns && (o.monotonic, o.boottime) != (t.monotonic, t.boottime))) {
+                        return Err(bad());
+                    }
+                    m.timens.push(t);
+                }
+                ["timenskids", pid, ns, mono, boot] => {
+                    let ns = ns.parse::<u64>().map_err(|_| bad())?;
+                    let t = TimeNs { pid: num(pid)? as i32, ns, monotonic: num(mono)?, boottime: num(boot)? };
+                    if ns == 0 || m.timens_kids.iter().any(|o| o.pid == t.pid || o.ns == ns) {
+                        return Err(bad());
+                    }
+                    m.timens_kids.push(t);
+                }
+                ["treetime", ns] => {
+                    let ns = ns.parse::<u64>().map_err(|_| bad())?;
+                    if ns == 0 || m.tree_time.replace(ns).is_some() {
+                        return Err(bad());
+                    }
+                }
                 [""] => {}
                 _ => return Err(bad()),
             }
@@ -320,6 +390,15 @@ impl Manifest {
         // (A reexec line names a live process of the set other than the root.)
         if let Some(pid) = m.reexec.iter().find(|&&pid| pid == m.root || !m.live().any(|(p, _)| p.pid == pid)) {
             return Err(format!("the process {pid} to run again is not a live process of the set other than its root"));
+        }
+        // (A timens line names a live process of the set.)
+        if let Some(t) = m.timens.iter().find(|t| !m.live().any(|(p, _)| p.pid == t.pid)) {
+            return Err(format!("the process {} in a time namespace of its own is not a live process of the set", t.pid));
+        }
+        // (A timenskids line names a live process of the set, not in a namespace of its own,
+        // and a namespace a timens line names, with the same offsets.)
+        if let Some(t) = m.timens_kids.iter().find(|t| !m.live().any(|(p, _)| p.pid == t.pid) || m.time_ns_of(t.pid).is_some() || !m.timens.iter().any(|o| o.ns == t.ns && (o.monotonic, o.boottime) == (t.monotonic, t.boottime))) {
+            return Err(format!("the process {} whose time namespace for children is another's is not a live process of the tree's namespace, or that namespace is no process's", t.pid));
         }
         if !m.procs.iter().any(|p| p.pid == m.root && matches!(p.state, ProcState::Live { .. })) {
             return Err(format!("the root process {} is not a live process of the set", m.root));
@@ -403,6 +482,19 @@ impl Manifest {
         self.exit_signals.retain(|s| kept(&s.0));
         self.ctty.retain(|c| kept(&c.sid));
         self.ids.retain(|i| kept(&i.0));
+        self.timens.retain(|t| kept(&t.pid));
+        let left: Vec<u64> = self.timens.iter().map(|t| t.ns).collect();
+        self.timens_kids.retain(|t| kept(&t.pid) && left.contains(&t.ns));
+    }
+
+    /// The namespace for its children process `pid` had, if one of `timens`' (not its own).
+    pub fn kids_time_ns_of(&self, pid: i32) -> Option<&TimeNs> {
+        self.timens_kids.iter().find(|t| t.pid == pid)
+    }
+
+    /// The time namespace process `pid` was in, if not the tree's.
+    pub fn time_ns_of(&self, pid: i32) -> Option<&TimeNs> {
+        self.timens.iter().find(|t| t.pid == pid)
     }
 
     /// The processes whose parent is `pid` (0: those whose parent is outside the set, init's).
@@ -448,6 +540,9 @@ mod tests {
             keep: None,
             reexec: Vec::new(),
             ids: Vec::new(),
+            timens: Vec::new(),
+            timens_kids: Vec::new(),
+            tree_time: None,
         };
         assert_eq!(Manifest::parse(&m.encode()), Ok(m.clone()));
         // Root's tree whose process 10 ran as other ids.
@@ -548,6 +643,31 @@ mod tests {
         assert!(Manifest::parse("ckpt-tree 2\nroot 5\nproc 5 1 0 0 live 5.ckpt\nctty 5 2 5\n").is_err());
         assert!(Manifest::parse("ckpt-tree 2\nroot 5\nproc 5 1 5 5 live 5.ckpt\nctty 5 -2 5\n").is_err());
         assert!(Manifest::parse("ckpt-tree 2\nroot 5\nproc 5 1 5 5 live 5.ckpt\nctty 5 2 5\nctty 5 3 5\n").is_err());
+    }
+
+    #[test]
+    fn time_namespaces() {
+        let two = "ckpt-tree 2\nroot 5\nproc 5 1 0 0 live 5.ckpt\nproc 6 5 0 0 live 6.ckpt\nproc 7 5 0 0 live 7.ckpt\nproc 8 5 0 0 zombie 0\n";
+        let m = Manifest::parse(&format!("{two}timens 6 4026532999 1000000000000 -5\ntimens 7 4026532999 1000000000000 -5\n")).unwrap();
+        assert_eq!(m.time_ns_of(7), Some(&TimeNs { pid: 7, ns: 4026532999, monotonic: 1_000_000_000_000, boottime: -5 }));
+        assert_eq!(m.time_ns_of(5), None);
+        assert_eq!(Manifest::parse(&m.encode()), Ok(m.clone()));
+        let tree = Manifest::parse(&format!("{two}treetime 4026531834\n")).unwrap();
+        assert_eq!(tree.tree_time, Some(4026531834));
+        assert_eq!(Manifest::parse(&tree.encode()), Ok(tree.clone()));
+        assert!(Manifest::parse(&format!("{two}treetime 1\ntreetime 2\n")).is_err());
+        // Process 5 forked 6 and 7 into the namespace it keeps for its children.
+        let kids = Manifest::parse(&format!("{two}timens 6 9 1 2\ntimens 7 9 1 2\ntimenskids 5 9 1 2\n")).unwrap();
+        assert_eq!(kids.kids_time_ns_of(5).map(|t| t.ns), Some(9));
+        assert_eq!(Manifest::parse(&kids.encode()), Ok(kids.clone()));
+        // No process in it, other offsets, or a process in it itself: refused.
+        for bad in ["timenskids 5 9 1 2\n", "timens 6 9 1 2\ntimenskids 5 9 1 3\n", "timens 6 9 1 2\ntimenskids 6 9 1 2\n"] {
+            assert!(Manifest::parse(&format!("{two}{bad}")).is_err(), "{bad:?}");
+        }
+        // Twice for one process, one namespace with two pairs of offsets, a zombie, no inode.
+        for bad in ["timens 6 9 1 1\ntimens 6 9 1 1\n", "timens 6 9 1 1\ntimens 7 9 1 2\n", "timens 8 9 1 1\n", "timens 6 0 1 1\n", "timens 6 9 1\n"] {
+            assert!(Manifest::parse(&format!("{two}{bad}")).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -195,7 +195,9 @@ fn step_image(dir: &Path, name: &OsStr, id: &ckpt_step::ident::Ident, gens: &[Pa
         return Ok(None);
     };
     let m = ckpt_step::files::Manifest::decode(&m).with_context(|| format!("refusing to resume: {} is not a step manifest", d.show(&mname)))?;
-    if m.hashes.len() != id.ntasks as usize {
+    // (A task of a joined step knows the ranks up to its srun's last; a srun started alongside
+    // has the ranks after: `Ident::fits`.)
+    if !u32::try_from(m.hashes.len()).is_ok_and(|n| id.fits(n)) {
         bail!("refusing to resume: {} is a checkpoint of a step of {} tasks, this step has {} (run it with as many tasks, or remove {} to start afresh)", d.show(&mname), m.hashes.len(), id.ntasks, d.show(&mname));
     }
     let want = m.hashes[id.rank as usize];

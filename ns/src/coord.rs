@@ -15,7 +15,8 @@
 //! instead of Resume: no process of the tree runs program code after the cut; once the set is
 //! committed the requester exits and the namespace ends with it (status 75), and a failed set
 //! lets every process go on. A process that does not run the runtime (a static program, one that
-//! cleared LD_PRELOAD), a traced one (ptrace) or Slurm's srun (its step runs outside the tree:
+//! cleared LD_PRELOAD), a traced one (ptrace) but a thread in a ptrace stop traced by a member (the
+//! runtime's ptraced.rs) or Slurm's srun (its step runs outside the tree:
 //! `launchers`) refuses the checkpoint at once with one line naming it.
 //!
 //! A process stopped by job control (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU) cannot take its part
@@ -105,9 +106,10 @@ pub(crate) struct Coord {
 /// `triggers::EXIT_STOPPED`: EX_TEMPFAIL, run again).
 const EXIT_STOPPED: i32 = 75;
 
-/// How long processes have to connect and to stop, capture and resume.
-const JOIN: Duration = Duration::from_secs(5);
+/// How long processes have to connect (`join`) and to stop, capture and resume.
 const PHASE: Duration = Duration::from_secs(60);
+/// How long processes have to connect while a restart of the tree is not over yet.
+const RESTORING_JOIN: Duration = Duration::from_secs(5);
 /// How many times a checkpoint is tried when a process ends during it (`member_ended`).
 const ATTEMPTS: u32 = 3;
 /// How long a step task's program may take to pair the tree's connections with the other tasks
@@ -333,10 +335,16 @@ impl Coord {
     /// Wait until `done` holds, reading every member's messages; false on the deadline.
     fn wait_until(&mut self, limit: Duration, mut done: impl FnMut(&Coord) -> bool) -> bool {
         let end = Instant::now() + limit;
+        // The members poll said have something (None: all, the first time): a tree of hundreds
+        // of processes read every connection at each message of each one.
+        let mut ready: Option<std::collections::HashSet<RawFd>> = None;
         loop {
             self.accept();
             let mut gone = Vec::new();
             for i in 0..self.members.len() {
+                if ready.as_ref().is_some_and(|r| !r.contains(&self.members[i].fd.as_raw_fd())) {
+                    continue;
+                }
                 loop {
                     match self.recv(i) {
                         Recv::Msg(TreeMsg::Request { .. }) => {} // the checkpoint being taken serves it
@@ -365,6 +373,7 @@ impl Coord {
             let mut p: Vec<libc::pollfd> = self.fds().into_iter().map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
             // SAFETY: p holds valid pollfds.
             unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, left.as_millis().min(100) as i32) };
+            ready = Some(p.iter().filter(|x| x.revents != 0).map(|x| x.fd).collect());
         }
     }
 
@@ -488,11 +497,12 @@ impl Coord {
         // A traced process cannot take its part: said at once, before any waiting.
         // So can one that changed its user ids, unless we are root (`userdirs`).
         let root = crate::userdirs::allowed();
+        let members: Vec<i32> = self.members.iter().map(|m| m.pid).collect();
         let unfit: Vec<String> = self
             .procs()
             .iter()
             .filter(|p| !p.zombie)
-            .filter_map(|p| traced(p.pid).or_else(|| if root { None } else { other_user(p.pid) }).or_else(|| crate::nscheck::other_namespace(p.pid)))
+            .filter_map(|p| traced(p.pid, &members).or_else(|| if root { None } else { other_user(p.pid) }).or_else(|| crate::nscheck::other_namespace(p.pid)))
             .collect();
         if !unfit.is_empty() {
             return Err(unfit.join("; "));
@@ -503,8 +513,9 @@ impl Coord {
         if let Some(why) = self.procs().iter().filter(|p| !p.zombie).find_map(|p| crate::launchers::outside_work(p.pid, lead.is_some())) {
             return Err(why);
         }
-        if !self.wait_until(JOIN, |c| c.missing().is_empty()) {
-            return Err(not_running_runtime(&self.missing()));
+        let (left, _) = self.join();
+        if !left.is_empty() {
+            return Err(not_running_runtime(&left));
         }
         let (tmp, dirfd) = self.make_tmp()?;
         // Each process's image may build on its image in the newest set (`setchain`).
@@ -516,6 +527,32 @@ impl Coord {
         // (Each woken one is stopped again by now: `restop`.)
         self.sleepers.clear();
         r
+    }
+
+    /// Wait until every live process of the tree is a member (a fork's child connects from its
+    /// fork handler, an exec'd program from the runtime's constructor: on a loaded machine either
+    /// may take long), or those that are not never will or had their chance (`joins`); PHASE at
+    /// most. The processes left (none: every one joined).
+    /// Also those of them that never will join (`joins::Watch::never_joining`).
+    fn join(&mut self) -> (Vec<i32>, Vec<i32>) {
+        let restoring = self.restoring;
+        let mut watch = crate::joins::Watch::default();
+        // (While a restart is finished, its processes' /proc may not tell yet: waited for a
+        // while, as before.)
+        // The processes left as last seen: one born after that look (a fork storm) is the next
+        // round's.
+        let mut left = Vec::new();
+        self.wait_until(if restoring { RESTORING_JOIN } else { PHASE }, |c| {
+            left = c.missing();
+            left.is_empty() || (!restoring && watch.settled(&left))
+        });
+        if crate::verbose() {
+            for &p in &left {
+                self.say(&format!("process {p} ({}) has not joined the tree: {}", comm(p), threads_doing(p)));
+            }
+        }
+        let never = watch.never_joining().into_iter().filter(|p| left.contains(p)).collect();
+        (left, never)
     }
 
     /// Whether `pid` is a stopped process of the checkpoint being taken not woken yet.
@@ -629,6 +666,7 @@ impl Coord {
             m.in_cut = false;
         }
         self.user_dirs.clear();
+        let mut times = crate::phasetimes::PhaseTimes::new(gen);
         let all = |c: &Coord, want: fn(&TreeMsg) -> bool| c.members.iter().all(|m| m.got.as_ref().is_some_and(|g| want(g) || matches!(g, TreeMsg::Abort)));
         let failed = |c: &Coord| c.members.iter().filter(|m| matches!(m.got, Some(TreeMsg::Abort | TreeMsg::Failed { .. }))).map(|m| format!("{} ({})", m.pid, comm(m.pid))).collect::<Vec<_>>();
         // Phase 1: every process stops. A process forked just before its parent stopped, or a
@@ -637,9 +675,11 @@ impl Coord {
         // A stopped process is woken only once every running one has stopped its threads, and
         // joins (a stopped one that had not connected yet) or answers in the next round.
         for round in 0.. {
-            self.wait_until(JOIN, |c| c.missing().is_empty());
-            // Woken, and still not ours: it does not run the runtime.
-            let lost: Vec<i32> = self.missing().into_iter().filter(|&p| self.sleeper(p).is_some()).collect();
+            // One that never joins (a woken stopped one too): it does not run the runtime. One
+            // that may still join (a child born while its parent was being stopped) is asked in
+            // a later round.
+            let (left, never) = self.join();
+            let lost: Vec<i32> = left.into_iter().filter(|p| self.sleeper(*p).is_some() || never.contains(p)).collect();
             if !lost.is_empty() {
                 self.abort();
                 return Err(not_running_runtime(&lost));
@@ -688,13 +728,23 @@ impl Coord {
                 return Err(not_running_runtime(&left));
             }
         }
+        times.mark("stopped");
         let n = self.members.len();
         for m in &mut self.members {
             m.in_cut = true;
         }
         let cut: Vec<i32> = self.members.iter().map(|m| m.pid).collect();
         // While all are stopped: the fds several of them hold as one open file.
-        let same = crate::samefds::groups(&cut);
+        let shared = crate::samefds::shared(&cut);
+        // Which process describes each socket and pipe several hold (`treemsg::LOWEST_HOLDERS`).
+        if let Some(sh) = &shared {
+            let text = crate::treemsg::encode_lowest(sh.lowest.iter().map(|l| (l.pipe, l.ino, l.pid)));
+            if let Err(e) = std::fs::write(tmp.join(crate::treemsg::LOWEST_HOLDERS), text) {
+                self.abort();
+                return Err(format!("cannot write {}: {e}", tmp.join(crate::treemsg::LOWEST_HOLDERS).display()));
+            }
+        }
+        let same = shared.map(|s| s.groups);
         // The tree as it is at the cut.
         let tree = self.procs();
         // The fd tables several of them share (clone with CLONE_FILES).
@@ -706,6 +756,16 @@ impl Coord {
                 return Err(e);
             }
         };
+        // The processes in a time namespace of their own, with its offsets.
+        let live_cut: Vec<i32> = tree.iter().filter(|p| cut.contains(&p.pid) && !p.zombie).map(|p| p.pid).collect();
+        let (timens, timens_kids) = match crate::nscheck::time_namespaces(&live_cut) {
+            Ok(t) => t,
+            Err(e) => {
+                self.abort();
+                return Err(e);
+            }
+        };
+        times.mark("shared fds found");
         // A step's task: its program captures first, once it has paired the tree's connections
         // to other tasks and handed each process its own to drain (`treemsg`).
         if let Some(lead) = lead {
@@ -732,6 +792,7 @@ impl Coord {
             }
             return Err(format!("process {} could not be captured (its own line above says why)", who.join(", ")));
         }
+        times.mark("captured");
         // The ids of the processes that run as other users, while they are stopped.
         if let Err(e) = self.user_dirs.note_ids() {
             self.abort();
@@ -740,6 +801,7 @@ impl Coord {
         // The stopped ones are stopped again before anyone resumes.
         self.restop();
         let _ = std::fs::remove_file(tmp.join(crate::treemsg::STEP_PAIRS));
+        let _ = std::fs::remove_file(tmp.join(crate::treemsg::LOWEST_HOLDERS));
         for s in &self.sleepers {
             let _ = std::fs::remove_file(tmp.join(crate::jobstop::seen_name(s.pid)));
         }
@@ -749,11 +811,13 @@ impl Coord {
         for i in 0..n {
             self.send(i, go_on, None);
         }
+        times.mark("resumed");
         // New processes may start meanwhile (they are not in this set); a process of the cut may
         // end or exec once it has resumed: its image is complete when its snapshot committed it.
         // The stopped ones send no Done (they may be stopped before their image is written):
         // their image file is waited for, as an ended process's.
         self.wait_until(Duration::from_secs(24 * 3600), |c| c.members.iter().filter(|m| m.in_cut && c.sleeper(m.pid).is_none()).all(|m| matches!(m.got, Some(TreeMsg::Done { .. } | TreeMsg::Failed { .. }))));
+        times.mark("written");
         let ended: Vec<i32> = cut.iter().copied().filter(|&p| self.sleeper(p).is_some() || !self.members.iter().any(|m| m.in_cut && m.pid == p)).collect();
         let lost: Vec<i32> = ended.iter().copied().filter(|&p| !committed(&self.user_dirs.dir_of(tmp, p), p)).collect();
         // The images written in directories of their own join the others (`userdirs`).
@@ -810,6 +874,9 @@ impl Coord {
             // A joined step's srun, run again at restart (`launchers`).
             reexec,
             ids: self.user_dirs.ids(),
+            timens,
+            timens_kids,
+            tree_time: crate::nscheck::tree_time(),
         };
         // Never replace the previous set with one a restart would refuse (a checkpoint asked for
         // while the program exits: no live process left to be the root).
@@ -952,21 +1019,40 @@ fn shared_with_parent(pid: i32) -> Option<String> {
 }
 
 /// Why process `pid` cannot take its part in a checkpoint, if it cannot: one of its threads is
-/// traced (ptrace: its tracer gets our stop signal first, and a restart cannot attach the tracer
-/// again unprivileged).
-fn traced(pid: i32) -> Option<String> {
+/// traced (ptrace) otherwise than the runtime handles (ptraced.rs there): the tracer must be a
+/// thread of a member of the tree (`members`: it brings the thread into the stop handler and
+/// attaches again at a restart), the thread must be in a ptrace stop (one that runs would stop
+/// for our stop signal, seen by its tracer's program) and the tracer must neither catch nor
+/// block SIGCHLD (the stop made again after the checkpoint sends it one). Which kind of stop (a
+/// signal-delivery-stop only) only the tracer can tell: its runtime refuses the others.
+fn traced(pid: i32, members: &[i32]) -> Option<String> {
     let rd = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     for t in rd.flatten() {
         let Ok(status) = std::fs::read_to_string(t.path().join("status")) else { continue };
         let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).unwrap_or("");
         let tracer: i32 = field("TracerPid:").parse().unwrap_or(0);
-        if tracer != 0 {
-            let tid = t.file_name().to_string_lossy().into_owned();
-            return Some(format!(
-                "process {pid} ({}) is traced (thread {tid}, by process {tracer} ({})): ckpt cannot checkpoint a traced process, nor trace it again at a restart (no ptrace unprivileged); end the tracing first",
-                comm(pid),
-                comm(tracer)
-            ));
+        if tracer == 0 {
+            continue;
+        }
+        let tid = t.file_name().to_string_lossy().into_owned();
+        let tracer_status = std::fs::read_to_string(format!("/proc/{tracer}/status")).unwrap_or_default();
+        let tfield = |name: &str| tracer_status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).unwrap_or("").to_string();
+        let tgid: i32 = tfield("Tgid:").parse().unwrap_or(0);
+        let caught = u64::from_str_radix(&tfield("SigCgt:"), 16).unwrap_or(0);
+        let blocked = u64::from_str_radix(&tfield("SigBlk:"), 16).unwrap_or(0);
+        let why = if !members.contains(&tgid) {
+            Some("its tracer is not a process of the tree that runs ckpt's runtime")
+        } else if !field("State:").starts_with('t') {
+            Some("it runs (ckpt checkpoints a traced thread only in a signal-delivery-stop)")
+        } else if caught & (1 << (libc::SIGCHLD - 1)) != 0 {
+            Some("its tracer catches SIGCHLD (the stop made again after the checkpoint would send it one more)")
+        } else if blocked & (1 << (libc::SIGCHLD - 1)) != 0 {
+            Some("its tracer thread blocks SIGCHLD (it may take it with sigwaitinfo or a signalfd: the stop made again after the checkpoint would give it one more)")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Some(format!("process {pid} ({}) is traced (thread {tid}, by thread {tracer} of process {tgid} ({})) and cannot be checkpointed: {why}", comm(pid), comm(tgid)));
         }
     }
     None

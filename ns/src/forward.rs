@@ -23,11 +23,26 @@
 //! - everything else is forwarded. The program's checkpoint and stop signals go with si_code
 //!   SI_QUEUE and the value `FORWARD_MARK`, so that its runtime can tell a forwarded request from
 //!   one that reached it directly and take one checkpoint, not two (see the runtime's triggers).
+//!   The high half of that value says how long we held the signal (from reading it to sending
+//!   it on): the runtime takes a request sent before its newest checkpoint's cut for one that
+//!   checkpoint served, and this is how it knows the latest the request can have been sent.
 //!   Other signals are forwarded plainly: the program sees SI_USER from pid 0, exactly what a
 //!   signal sent from outside its namespace looks like.
 
 /// si_value of a forwarded checkpoint or stop signal ("ckpt" in ASCII).
 pub const FORWARD_MARK: i32 = 0x636b_7074;
+
+/// The si_value of a forwarded checkpoint or stop signal that we held `held_ms` ms: the mark in
+/// the low 32 bits (what every reader compares), the time in the high 32.
+pub fn marked_value(held_ms: u64) -> u64 {
+    held_ms.min(u64::from(u32::MAX)) << 32 | u64::from(FORWARD_MARK as u32)
+}
+
+/// How long the outer process held a forwarded signal whose si_value is `value`, in ms (None:
+/// the value is not the mark, the signal was not forwarded by us).
+pub fn held_ms(value: u64) -> Option<u64> {
+    (value as u32 as i32 == FORWARD_MARK).then_some(value >> 32)
+}
 
 /// What the outer process knows about a signal it received.
 #[derive(Debug, Clone, Copy)]
@@ -81,9 +96,10 @@ pub fn decide(s: &Received, env: &impl Surroundings) -> Verdict {
     Verdict::Forward { marked: env.marked(s.signo) }
 }
 
-/// Send `sig` through `pidfd`: as SI_QUEUE with FORWARD_MARK when `marked`, else plainly (the
-/// receiver sees SI_USER, and pid 0 if it is in a namespace below ours).
-pub fn send(pidfd: std::os::fd::RawFd, sig: i32, marked: bool) {
+/// Send `sig` through `pidfd`: as SI_QUEUE with FORWARD_MARK (and `held_ms`, how long ago we
+/// read it: `marked_value`) when `marked`, else plainly (the receiver sees SI_USER, and pid 0 if
+/// it is in a namespace below ours).
+pub fn send(pidfd: std::os::fd::RawFd, sig: i32, marked: bool, held_ms: u64) {
     let info = marked.then(|| {
         // SAFETY: an all-zero siginfo is valid; the union is filled in the layout of a queued
         // signal (si_pid, si_uid, si_value at offset 16), as sigqueue does.
@@ -95,7 +111,7 @@ pub fn send(pidfd: std::os::fd::RawFd, sig: i32, marked: bool) {
             let p = (&mut i as *mut libc::siginfo_t as *mut u8).add(16) as *mut i32;
             *p = libc::getpid();
             *p.add(1) = libc::getuid() as i32;
-            *(p.add(2) as *mut i64) = FORWARD_MARK as i64;
+            *(p.add(2) as *mut u64) = marked_value(held_ms);
         }
         i
     });
@@ -144,5 +160,16 @@ mod tests {
         assert!(matches!(sig(libc::SIGQUIT, libc::SI_USER, 555), Verdict::Skip(_)));
         // The hangup of the terminal whose session we lead reached us alone.
         assert_eq!(sig(libc::SIGHUP, libc::SI_KERNEL, 0), Verdict::Forward { marked: false });
+    }
+
+    #[test]
+    fn the_marked_value_says_how_long_the_signal_was_held() {
+        assert_eq!(held_ms(marked_value(0)), Some(0));
+        assert_eq!(held_ms(marked_value(1234)), Some(1234));
+        assert_eq!(held_ms(marked_value(u64::MAX)), Some(u64::from(u32::MAX)));
+        // Whoever reads only the low 32 bits (si_int, an older runtime) still sees the mark.
+        assert_eq!(marked_value(77) as u32 as i32, FORWARD_MARK);
+        assert_eq!(held_ms(0), None);
+        assert_eq!(held_ms(5 << 32), None);
     }
 }

@@ -33,6 +33,9 @@ pub(crate) struct Init<'a> {
     pub sync: OwnedFd,
     /// A pidfd of the outer process (None if pidfd_open failed).
     pub outer: Option<OwnedFd>,
+    /// The outer process's /proc/PID directory, for the program's runtime (`OUTER_PROC_VAR`),
+    /// when the outer process leads its session.
+    pub outer_proc: Option<OwnedFd>,
     pub payload: &'a Payload,
     pub mask: libc::sigset_t,
     /// The outer process's capability bounding set.
@@ -169,6 +172,21 @@ fn start(i: &Init) -> Result<(i32, OwnedFd), i32> {
     Ok((pid, pidfd))
 }
 
+/// Let `fd` (close-on-exec until now) through the program's execve and name it in
+/// `OUTER_PROC_VAR`: its runtime holds a kernel hangup while the outer process is exiting
+/// (runtime hupgate.rs), takes the fd out of the program's view and removes the variable (a
+/// restarter hands it to the restarted runtime: restarter outerproc.rs).
+fn pass_outer_proc(fd: RawFd) {
+    let Ok(v) = std::ffi::CString::new(fd.to_string()) else { return };
+    // SAFETY: fcntl on our own fd; setenv with NUL-terminated strings in this single-threaded
+    // child before its execve.
+    unsafe {
+        if libc::fcntl(fd, libc::F_SETFD, 0) == 0 {
+            libc::setenv(crate::OUTER_PROC_VAR.as_ptr() as *const libc::c_char, v.as_ptr(), 1);
+        }
+    }
+}
+
 /// In the program's process: capabilities and signal mask as outside, then execve. A failing
 /// execve is reported like ckpt-run and ckpt-restart do without namespaces.
 fn exec_program(i: &Init) -> ! {
@@ -179,6 +197,9 @@ fn exec_program(i: &Init) -> ! {
     }
     caps::limit_bounding(i.bounding);
     crate::spawn::sigmask(libc::SIG_SETMASK, &i.mask);
+    if let Some(dir) = &i.outer_proc {
+        pass_outer_proc(dir.as_raw_fd());
+    }
     let (exe, argv) = match i.payload {
         Payload::Exec { argv, .. } => (None, argv),
         Payload::Restore { exe, argv, .. } => (Some(exe), argv),
@@ -276,7 +297,7 @@ fn reap(program: i32, report: RawFd, outer: Option<RawFd>, block: bool) {
         } else if libc::WIFCONTINUED(st) {
             report::send(report, Msg::Continued, None);
             if let Some(o) = outer {
-                crate::forward::send(o, libc::SIGCONT, true);
+                crate::forward::send(o, libc::SIGCONT, true, 0);
             }
         } else {
             wait_for_writers();

@@ -43,8 +43,12 @@ fn mark(pid: i32, tmp: &std::path::Path) {
             let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
             let blocked = status.lines().find_map(|l| l.strip_prefix("SigBlk:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()).unwrap_or(0);
             // The checkpoint thread and the helpers that block every signal: not the program's
-            // code, or never stopped by the runtime.
-            if blocked & (1 << (STOP_SIGNAL - 1)) != 0 {
+            // code, or never stopped by the runtime. But a program thread blocks every signal
+            // too for a moment where glibc's pthread_create does (around its clone) and where
+            // the runtime does (its checkpoint thread made in a forked child), and SIGSTOP
+            // stops it there all the same: the leader (the program's main thread: in a tree the
+            // ids are exact) is always the program's. Its mark waits until its mask opens.
+            if blocked & (1 << (STOP_SIGNAL - 1)) != 0 && tid != pid {
                 continue;
             }
             if let Ok(line) = std::fs::read_to_string(t.path().join("syscall")) {

@@ -8,6 +8,10 @@
 //! Except, when the tree is rank 0 of a joined step (`CKPT_JOIN_SRUN=1`: its srun runs each of
 //! its tasks under ckpt-run, which take their part in the step's checkpoint), a srun rewritten
 //! so: its command is recorded in the set and a restart runs it again (`reruns`, `write_rerun`).
+//! Several at once (`srun A & srun B`) are each recorded and run again: each runs its tasks as
+//! ranks of its own in the joined step (the runtime's `srunranks`), which are in its record's
+//! environment (`CKPT_STEP_JOIN`), and the step's rank 0 refuses a checkpoint in which a srun's
+//! tasks are not all linked.
 
 use std::path::Path;
 

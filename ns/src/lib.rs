@@ -46,10 +46,12 @@ mod forward;
 mod launchers;
 mod idmap;
 mod init;
+mod joins;
 pub mod jobstop;
 mod report;
 mod samefds;
 mod nscheck;
+mod phasetimes;
 mod sets;
 mod setchain;
 mod spawn;
@@ -59,9 +61,9 @@ pub mod treemsg;
 mod userdirs;
 
 pub use coord::Target as TreeTarget;
-pub use forward::FORWARD_MARK;
+pub use forward::{held_ms, FORWARD_MARK};
 pub use idmap::{for_ids, IdMaps};
-pub use spawn::{block_signals_early, start, unblock_early, Namespace};
+pub use spawn::{block_signals_early, start, unblock_early, Namespace, OUTER_PROC_VAR};
 pub use timens::Clocks;
 
 use std::ffi::CString;

@@ -111,6 +111,11 @@ fn start_blocked(payload: &Payload, opts: &Options, mask: libc::sigset_t) -> Res
     let me = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
     // SAFETY: a new fd owned by nobody else.
     let me = (me >= 0).then(|| unsafe { OwnedFd::from_raw_fd(me as RawFd) });
+    // Our /proc directory, for the program's runtime, when we lead our session (see
+    // `kill_with_us`): from inside the namespace it cannot see us.
+    // SAFETY: getsid/getpid have no preconditions.
+    let leader = unsafe { libc::getsid(0) == libc::getpid() };
+    let outer_proc = leader.then(|| std::fs::File::open(format!("/proc/{}", std::process::id())).ok().map(OwnedFd::from)).flatten();
     let bounding = crate::caps::bounding_set();
     let outer_pid = std::process::id() as i32;
     let userns = !crate::caps::has(crate::caps::CAP_SYS_ADMIN);
@@ -124,11 +129,12 @@ fn start_blocked(payload: &Payload, opts: &Options, mask: libc::sigset_t) -> Res
     if pid == 0 {
         drop(ours);
         drop(sync_w);
-        init::main(init::Init { report: theirs, sync: sync_r, outer: me, payload, mask, bounding, userns, tool: opts.tool, tree: opts.tree.clone(), outer_pid, restored: opts.restored.clone(), pairs: opts.pairs.clone() })
+        init::main(init::Init { report: theirs, sync: sync_r, outer: me, outer_proc, payload, mask, bounding, userns, tool: opts.tool, tree: opts.tree.clone(), outer_pid, restored: opts.restored.clone(), pairs: opts.pairs.clone() })
     }
     let pid = pid as i32;
     drop(theirs);
     drop(me);
+    drop(outer_proc);
     let abandon = |e: Unavailable| {
         // SAFETY: killing and reaping our own child.
         unsafe {
@@ -168,10 +174,11 @@ fn start_blocked(payload: &Payload, opts: &Options, mask: libc::sigset_t) -> Res
 /// its last writer closes: the kernel does that while closing our files, before it hangs up the
 /// terminal (measured on 6.18: a session leader's SIGKILL, 2000 of 2000 times the pipe's signal
 /// came first). Not when another process holds our end of the pipe at that moment (one that
-/// opened /proc/OURPID/fd/N): the last close is then that process's, after the hangup, and a
-/// program that handles SIGHUP runs its handler (docs/restored.md). The caller keeps the write
-/// end open for as long as it lives; init is gone before an ordinary exit of ours, so then
-/// nothing is sent. Returns whether it is armed.
+/// opened /proc/OURPID/fd/N): the last close is then that process's, after the hangup; the
+/// program's runtime then holds the hangup from its SIGHUP handler until the namespace's SIGKILL
+/// (it reads whether we are exiting through `OUTER_PROC_VAR`; docs/restored.md). The caller
+/// keeps the write end open for as long as it lives; init is gone before an ordinary exit of
+/// ours, so then nothing is sent. Returns whether it is armed.
 fn kill_with_us(read_end: &OwnedFd) -> bool {
     // SAFETY: getsid/getpid/getpgrp have no preconditions; fcntl on our own fd.
     unsafe {
@@ -187,6 +194,10 @@ fn kill_with_us(read_end: &OwnedFd) -> bool {
             && libc::fcntl(fd, libc::F_SETFL, fl | libc::O_ASYNC) == 0
     }
 }
+
+/// The variable that names, in the program's environment, the fd on the outer process's /proc
+/// directory that init passes it (runtime hupgate.rs).
+pub const OUTER_PROC_VAR: &[u8] = b"__CKPT_OUTER_PROC\0";
 
 /// fcntl's F_SETSIG (linux/fcntl.h; not in the libc crate for this target).
 const F_SETSIG: libc::c_int = 10;

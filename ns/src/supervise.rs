@@ -21,6 +21,7 @@ use crate::spawn::{full_set, sigmask, Namespace};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::Instant;
 
 struct Env<'a> {
     ns: &'a Namespace,
@@ -29,7 +30,7 @@ struct Env<'a> {
     /// Reports from init that arrived while we waited for an answer.
     deferred: RefCell<VecDeque<Msg>>,
     /// The signals to forward once the restarted program runs (None: it runs, send at once).
-    held: RefCell<Option<Vec<(i32, bool)>>>,
+    held: RefCell<Option<Vec<(i32, bool, Instant)>>>,
 }
 
 /// How long to wait for init's answer (it could be stopped, by a SIGSTOP sent to it alone).
@@ -133,11 +134,12 @@ impl Namespace {
         if unsafe { libc::read(sfd, &mut si as *mut _ as *mut libc::c_void, len) } != len as isize {
             return;
         }
+        let read_at = Instant::now();
         let got = Received { signo: si.ssi_signo as i32, code: si.ssi_code, sender: si.ssi_pid as i32, value: si.ssi_int };
         match forward::decide(&got, env) {
             Verdict::Forward { marked } => match env.held.borrow_mut().as_mut() {
-                Some(held) => held.push((got.signo, marked)),
-                None => self.send(got.signo, marked),
+                Some(held) => held.push((got.signo, marked, read_at)),
+                None => self.send(got.signo, marked, read_at),
             },
             Verdict::Skip(why) => {
                 if crate::verbose() && got.signo != libc::SIGCHLD {
@@ -147,9 +149,9 @@ impl Namespace {
         }
     }
 
-    /// Send `sig` to the program (as SI_QUEUE with FORWARD_MARK when `marked`).
-    fn send(&self, sig: i32, marked: bool) {
-        forward::send(self.pidfd.as_raw_fd(), sig, marked);
+    /// Send `sig`, read at `read_at`, to the program (as SI_QUEUE with FORWARD_MARK when `marked`).
+    fn send(&self, sig: i32, marked: bool, read_at: Instant) {
+        forward::send(self.pidfd.as_raw_fd(), sig, marked, read_at.elapsed().as_millis().try_into().unwrap_or(u64::MAX));
     }
 
     fn read_reports(&self, sock: RawFd, env: &Env) {
@@ -164,8 +166,8 @@ impl Namespace {
                 Ok(Some((Msg::Stopped { sig }, _))) => stop = Some(sig),
                 Ok(Some((Msg::Continued, _))) => stop = None,
                 Ok(Some((Msg::Running, _))) => {
-                    for (sig, marked) in env.held.borrow_mut().take().unwrap_or_default() {
-                        self.send(sig, marked);
+                    for (sig, marked, read_at) in env.held.borrow_mut().take().unwrap_or_default() {
+                        self.send(sig, marked, read_at);
                     }
                 }
                 Ok(Some((Msg::Exited { status }, _))) => self.finish(status),

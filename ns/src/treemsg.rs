@@ -255,6 +255,42 @@ impl TreeMsg {
 /// once every process has captured.
 pub const STEP_PAIRS: &str = "step-pairs";
 
+/// The file in a set's temporary directory where the coordinator names, for each socket and
+/// anonymous pipe that two processes or more of the cut hold, the lowest pid holding it (one
+/// line each: `s INODE PID` for a socket, `p INODE PID` for a pipe), written while every
+/// process is stopped, before Capture, and removed once every process has captured: that
+/// process describes it, the others name it (the runtime's `treesocks`). Absent (kcmp could
+/// not tell, a process with a directory of its own): each process reads the lower pids' fds.
+pub const LOWEST_HOLDERS: &str = "lowest-holders";
+
+/// `LOWEST_HOLDERS` of `lowest` (pipe, inode, pid).
+pub fn encode_lowest(lowest: impl Iterator<Item = (bool, u64, i32)>) -> String {
+    lowest.map(|(pipe, ino, pid)| format!("{} {ino} {pid}\n", if pipe { 'p' } else { 's' })).collect()
+}
+
+/// The sockets and pipes of `LOWEST_HOLDERS` text `text` that a process with a lower pid than
+/// `me` holds: (socket inodes, pipe inodes), sorted. None: the text is not such a file.
+pub fn lower_holders(text: &[u8], me: i32) -> Option<(Vec<u64>, Vec<u64>)> {
+    let (mut sockets, mut pipes) = (Vec::new(), Vec::new());
+    for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let mut w = line.split(|&b| b == b' ');
+        let kind = w.next()?;
+        let num = |w: Option<&[u8]>| std::str::from_utf8(w?).ok()?.parse::<u64>().ok();
+        let (ino, pid) = (num(w.next())?, num(w.next())?);
+        if pid >= me as u64 {
+            continue;
+        }
+        match kind {
+            b"s" => sockets.push(ino),
+            b"p" => pipes.push(ino),
+            _ => return None,
+        }
+    }
+    sockets.sort_unstable();
+    pipes.sort_unstable();
+    Some((sockets, pipes))
+}
+
 /// The coordinator's abstract socket name (with its leading NUL) for the namespace whose outer
 /// process (ckpt-run, ckpt-restart) is `outer_pid`. Abstract names are per network namespace,
 /// which the tree shares with the host: each side checks the other's credentials (the
@@ -275,6 +311,14 @@ pub fn socket_name(outer_pid: i32) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lowest_holders_read_back_for_a_middle_pid() {
+        let text = encode_lowest([(false, 900, 2), (true, 77, 2), (false, 901, 40), (false, 5, 3)].into_iter());
+        assert_eq!(lower_holders(text.as_bytes(), 10), Some((vec![5, 900], vec![77])));
+        assert_eq!(lower_holders(text.as_bytes(), 2), Some((vec![], vec![])));
+        assert_eq!(lower_holders(b"x 1 2\n", 10), None);
+    }
 
     #[test]
     fn round_trip() {

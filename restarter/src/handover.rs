@@ -6,7 +6,10 @@
 //! made it exits while the parent is a child subreaper and nothing between them is one. For that
 //! to hold, the tree is made one process at a time: each creator waits until what it created has
 //! done its own part (`Done`), and meanwhile serves the requests to become (or stop being) a
-//! child subreaper addressed to it (`become_subreaper`), made by the one process at work.
+//! child subreaper addressed to it (`become_subreaper`), made by the one process at work. A
+//! tree whose plan hands no process up (no `Step::Deliver`) is made in parallel instead: each
+//! creator goes on with its next step as soon as its new process exists, so that the tree's
+//! processes stage their images and make their children at the same time (`serial`).
 
 use anyhow::{bail, Result};
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
@@ -26,6 +29,8 @@ struct Words {
 }
 
 static WORDS: OnceLock<&'static Words> = OnceLock::new();
+/// Whether the tree is made one process at a time (its plan hands a process up).
+static SERIAL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 /// The word our creator waits on (set in every process made, in the new process).
 static MINE: AtomicPtr<AtomicU32> = AtomicPtr::new(std::ptr::null_mut());
 
@@ -38,8 +43,9 @@ fn page() -> Result<*mut libc::c_void> {
     Ok(p)
 }
 
-/// Before the first process is made (in the root).
-pub fn init() -> Result<()> {
+/// Before the first process is made (in the root); `serial`: the plan hands a process up.
+pub fn init(serial: bool) -> Result<()> {
+    SERIAL.store(serial, Ordering::Release);
     // SAFETY: the page is zeroed (all words 0) and mapped for as long as the tree is made.
     let w: &'static Words = unsafe { &*(page()? as *const Words) };
     WORDS.set(w).map_err(|_| anyhow::anyhow!("internal: the tree was made twice"))
@@ -59,6 +65,11 @@ fn futex(word: &AtomicU32, op: i32, val: u32) {
     let ts = libc::timespec { tv_sec: 1, tv_nsec: 0 };
     // SAFETY: a futex on a word of a shared page (not FUTEX_PRIVATE: several processes).
     unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), op, val, &ts as *const libc::timespec, 0, 0) };
+}
+
+/// Whether a creator waits until what it made has done its part (`Done`) before it goes on.
+pub fn serial() -> bool {
+    SERIAL.load(Ordering::Acquire)
 }
 
 /// The word a process about to be made sets once it has done its part.

@@ -18,6 +18,7 @@ mod fds;
 mod handover;
 mod layout;
 mod namespace;
+mod outerproc;
 mod plan;
 mod progress;
 mod rerun;
@@ -31,6 +32,7 @@ mod switch;
 mod threadpidfds;
 mod tree;
 mod treeshare;
+mod treetime;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ckpt_image::{Chain, FdKind};
@@ -392,7 +394,9 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
     // again through them (step.rs).
     let top = index.fds.iter().map(|f| f.fd).max().unwrap_or(0).max(2) + 1;
     let joined = step::join(&index, &path, image_hash, top)?;
-    let (mut job, keep) = joined.as_ref().map(|j| (j.conns.clone(), j.links())).unwrap_or_default();
+    let (mut job, mut keep) = joined.as_ref().map(|j| (j.conns.clone(), j.links())).unwrap_or_default();
+    let outer_proc = outerproc::take(top);
+    keep.extend(outer_proc);
     if !tree::table_of_another() {
         job.extend(tree::sockets(&index.fds)?);
     }
@@ -458,7 +462,7 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
         polls => progress::info(format_args!("waited {polls} ms for the staging threads to end")),
     }
     let switch_base = base + stage_len;
-    let note = plan::Note { path: path.as_os_str().as_bytes(), memory, started_ns: progress::started_ns(), log_level: progress::log_level(), step_epoch, addr_map: &addr_map };
+    let note = plan::Note { path: path.as_os_str().as_bytes(), memory, started_ns: progress::started_ns(), log_level: progress::log_level(), step_epoch, addr_map: &addr_map, outer_proc_fd: outer_proc.unwrap_or(-1) };
     let prepared = plan::prepare(&index, image_hash, &plan, &own, table, switch_base, switch_len, &note, exe)?;
     if change_creds {
         creds::apply(&p.creds)?;

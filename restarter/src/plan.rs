@@ -70,6 +70,8 @@ pub struct Note<'a> {
     pub step_epoch: u64,
     /// A task of a step: where the step's listeners are now (RestartInfo::addr_map).
     pub addr_map: &'a [u8],
+    /// The outer process's /proc/PID directory (RestartInfo::outer_proc_fd; -1: none).
+    pub outer_proc_fd: i32,
 }
 
 fn params_len(index: &Index) -> u64 {
@@ -321,6 +323,7 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], tab
         npidfds: pidfds.len() as u64,
         addr_map: addr_map_at,
         addr_map_len: note.addr_map.len() as u64,
+        outer_proc_fd: i64::from(note.outer_proc_fd),
     };
     let info_at = blk.put(&info);
     let msg_at = blk.put_slice(MSG);

@@ -240,7 +240,7 @@ fn coordinate(dir: &files::Dir, base: &str, id: &Ident, key: &[u8], gen: u64, ep
             let fd = high(fd, top)?;
             let hello = ckpt_step::auth::server(fd, key, sys::now_ms() + 5000).map_err(|e| e.to_string()).and_then(|()| wire::recv(fd, sys::now_ms() + 5000).map_err(|e| e.to_string()));
             match hello {
-                Ok(Msg::Join { rank, ntasks, gen: g, port }) if ntasks == id.ntasks && rank > 0 && (rank as usize) < n && links[rank as usize] < 0 => {
+                Ok(Msg::Join { rank, ntasks, gen: g, port }) if Ident { ntasks, ..id.clone() }.fits(id.ntasks) && rank > 0 && (rank as usize) < n && links[rank as usize] < 0 => {
                     if g != gen && why.is_empty() {
                         why = format!("task {rank} restarts from step checkpoint {g}, task 0 from {gen}");
                     }
@@ -308,7 +308,7 @@ fn member(dir: &files::Dir, base: &str, id: &Ident, key: &[u8], gen: u64, epoch:
         wire::send(fd, &Msg::Join { rank: id.rank, ntasks: id.ntasks, gen, port: my_port }, deadline)?;
         match wire::recv(fd, deadline)? {
             Msg::Table { why, .. } if !why.is_empty() => bail!("{why}"),
-            Msg::Table { addrs, .. } if addrs.len() == id.ntasks as usize => Ok(addrs),
+            Msg::Table { addrs, .. } if u32::try_from(addrs.len()).is_ok_and(|n| id.fits(n)) => Ok(addrs),
             m => bail!("task 0 of the step sent {m:?}"),
         }
     })();

@@ -12,13 +12,17 @@ use anyhow::{bail, Result};
 use ckpt_image::{FdKind, FdState, Index, SockState};
 use ckpt_step::addrmap::{self, Listener, Map, Report};
 
-/// The TCP listeners of the fd table `fds`, restored at their numbers: where each was at the
-/// checkpoint and is now.
+/// The TCP listeners and bound UDP sockets of the fd table `fds`, restored at their numbers:
+/// where each was at the checkpoint and is now.
 pub fn listeners(fds: &[FdState]) -> Vec<Listener> {
     fds.iter()
         .filter(|f| f.dup_of.is_none() && f.fd >= 0)
         .filter_map(|f| match &f.kind {
-            FdKind::Socket(s) if s.state == SockState::Listening && matches!(s.family, libc::AF_INET | libc::AF_INET6) => Some(Listener { old: s.name.clone(), new: ckpt_step::sys::sock_name(f.fd, false) }),
+            FdKind::Socket(s) if !matches!(s.family, libc::AF_INET | libc::AF_INET6) => None,
+            FdKind::Socket(s) if s.state == SockState::Listening => Some(Listener { old: s.name.clone(), new: ckpt_step::sys::sock_name(f.fd, false), udp: false }),
+            FdKind::Socket(s) if s.sock_type == libc::SOCK_DGRAM && s.protocol == libc::IPPROTO_UDP && s.name.len() >= 8 && ckpt_step::sys::port_of(&s.name) != 0 => {
+                Some(Listener { old: s.name.clone(), new: ckpt_step::sys::sock_name(f.fd, false), udp: true })
+            }
             _ => None,
         })
         .filter(|l| !l.new.is_empty())
@@ -45,10 +49,15 @@ pub fn map(j: &Joined, reports: &[u8]) -> Result<Vec<u8>> {
         bail!("the step's listeners make a table of {} bytes, more than ckpt-restart hands to the program ({} bytes)", b.len(), crate::plan::ADDR_MAP_MAX);
     }
     if crate::progress::log_level() >= 2 {
-        for (ip, port, to) in &m.moved {
+        let show = |ip: &[u8], port: u16| {
             let ip: Vec<String> = if ip.len() == 4 { ip.iter().map(u8::to_string).collect() } else { ip.chunks(2).map(|c| format!("{:x}", u16::from_be_bytes([c[0], c[1]]))).collect() };
-            let sep = if ip.len() == 4 { "." } else { ":" };
-            eprintln!("ckpt-restart: step: a connect to {}:{port} goes to {}", ip.join(sep), ckpt_step::sys::show_addr(to));
+            format!("{}:{port}", ip.join(if ip.len() == 4 { "." } else { ":" }))
+        };
+        for (ip, port, to) in &m.moved {
+            eprintln!("ckpt-restart: step: a connect to {} goes to {}", show(ip, *port), ckpt_step::sys::show_addr(to));
+        }
+        for (ip, port, to) in &m.udp {
+            eprintln!("ckpt-restart: step: a datagram to {} goes to {}", show(ip, *port), ckpt_step::sys::show_addr(to));
         }
     }
     Ok(b)

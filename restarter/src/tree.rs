@@ -7,8 +7,8 @@
 //! then creates the tree with
 //! the exact pids (clone3 set_tid), parents before children, so that each process is its old
 //! parent's child again (orphans become init's, CLONE_PARENT; a process whose parent never was
-//! in its session is made below it and handed up: `sessions`, `handover`, which is why the
-//! tree is made one process at a time); zombies are processes that exit
+//! in its session is made below it and handed up: `sessions`, `handover`, which is why such a
+//! tree is made one process at a time; the others are made in parallel); zombies are processes that exit
 //! at once with their status and are left for their parent to reap. Every process inherits the
 //! shared objects, takes its process group and session, and restores its own image with the
 //! single-process path, which places those objects at its fd numbers and maps the shared memory
@@ -19,6 +19,9 @@
 //! that was stopped by job control at the cut (the manifest's `stopped` lines) stops itself
 //! right after its switch, before its program's threads run, with the signal that had stopped
 //! it (its runtime, from the image); the others switch only once it is stopped.
+//!
+//! A process that was in a time namespace of its own (the manifest's `timens` lines) enters one
+//! with the same offsets as soon as it is made (`treetime`).
 //!
 //! A process that shared its parent's fd table (the manifest's `files` lines: clone with
 //! CLONE_FILES) is made by its parent with CLONE_FILES again. The table is restored once, by
@@ -245,10 +248,14 @@ pub fn after_fds() {
     }
 }
 
-/// Count ourselves in `word` and wait until `n` processes are.
+/// Count ourselves in `word` and wait until `n` processes are. Only the last one wakes the
+/// others (everyone waiting on `word` waits for the same `n`): a wake at every arrival woke
+/// every process waiting there, processes x processes times per barrier (65,000 wakes at each
+/// of a 256-process tree's four barriers).
 fn meet(word: &AtomicU32, n: u32, what: &str) -> Result<()> {
-    word.fetch_add(1, Ordering::AcqRel);
-    futex(word, libc::FUTEX_WAKE, i32::MAX as u32);
+    if word.fetch_add(1, Ordering::AcqRel) + 1 >= n {
+        futex(word, libc::FUTEX_WAKE, i32::MAX as u32);
+    }
     wait_count(word, n, what)
 }
 
@@ -396,8 +403,17 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     // processes x the set's fd records (minutes for zdtm session03: 250 x 250 x 682). Each
     // process reads its own image again.
     drop(indexes);
+    // And given back to the kernel: the freed heap stays mapped and resident otherwise, and
+    // every process made copies its page tables at its fork and drops them at its switch (136 MiB
+    // at 64 processes of 682 fds, 4 times that at 256: processes x processes x fds again).
+    // SAFETY: malloc_trim only returns free heap memory; nothing refers to it.
+    unsafe { libc::malloc_trim(0) };
     SHARED.set(shared).map_err(|_| anyhow!("internal: the tree was built twice"))?;
-    crate::handover::init()?;
+    // One process at a time only where a process is handed up to its parent (`handover`), or
+    // where processes share a time namespace the first of them makes (`treetime` finds it made).
+    let timens = !m.timens.is_empty() || !m.timens_kids.is_empty();
+    crate::handover::init(plan.hands_up() || timens)?;
+    crate::treetime::init(&m)?;
     let mine = spawn_children(&m, &plan, m.root, set)?;
     let s = SHARED.get().expect("set above");
     meet(&s.barrier.created, s.total, "created")?;
@@ -674,6 +690,12 @@ fn clone_with_pid(pid: i32, sibling: bool, files: bool, exit_signal: i32) -> Res
 /// Make process `pid` with `clone_with_pid` and wait until it has done its part of making the
 /// tree (`handover`): its pid in the creator, None in the new process.
 fn make(pid: i32, sibling: bool, files: bool, exit_signal: i32) -> Result<Option<i32>> {
+    // (A process that shares our fd table is waited for still: it stages and makes its
+    // children with our fds.)
+    if !crate::handover::serial() && !files {
+        let r = clone_with_pid(pid, sibling, files, exit_signal)?;
+        return Ok((r != 0).then_some(r));
+    }
     let done = crate::handover::Done::new()?;
     let r = clone_with_pid(pid, sibling, files, exit_signal)?;
     if r == 0 {
@@ -688,6 +710,8 @@ fn make(pid: i32, sibling: bool, files: bool, exit_signal: i32) -> Result<Option
 /// orphans, call setsid at its turn; returns in every process of the tree with its record.
 /// A process stages its image before it makes its first child (`stage_before_children`).
 fn spawn_children(m: &Manifest, plan: &Plan, pid: i32, set: &Path) -> Result<TreeProc> {
+    // (Its time namespace first: while it is single-threaded and holds the capabilities.)
+    crate::treetime::take(m, pid)?;
     become_vouched(m, plan, pid, set)?;
     let me = m.procs.iter().find(|p| p.pid == pid).cloned();
     let mut staged = false;

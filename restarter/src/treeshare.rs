@@ -30,6 +30,11 @@ impl TreeSockets {
     /// task of a step, whose listeners move off a port another program holds).
     pub fn make(indexes: &[(i32, Index)], top: RawFd, lossy: bool, step: bool) -> Result<TreeSockets> {
         let mut me = TreeSockets::default();
+        // A step task on a node that lacks its old node's addresses: its tree's connections at
+        // the addresses now that stand for them (its runtime shows the old ones).
+        if let Some(info) = indexes.iter().find_map(|(_, ix)| ix.step.as_ref()) {
+            ckpt_kinds::sockets::pair::node_addresses(ckpt_step::addrmap::pair(&info.node_ips, &ckpt_step::addrmap::node_ips()));
+        }
         let conns = ckpt_image::unshared::tree_connections(indexes);
         // The program's listeners, first: the TCP ones those connections were accepted from are
         // made here with them (a listener bound later would find its port taken by their server

@@ -792,6 +792,11 @@ pub fn secure(addr: u64, len: u64) {
 
 /// Whether `fd` is the engine's own (its pagemap).
 pub fn is_own_fd(fd: i32) -> bool {
+    // No engine: no fd of its (asked for every fd at each checkpoint; a `Use` costs a futex
+    // wake when it ends).
+    if ENGINE.load(Ordering::SeqCst).is_null() {
+        return false;
+    }
     Use::new().is_some_and(|u| u.0.pagemap == fd)
 }
 

@@ -768,7 +768,7 @@ extern "C" {
     fn ckpt_reissue_end();
 }
 
-fn reissue_end() -> u64 {
+pub(crate) fn reissue_end() -> u64 {
     ckpt_reissue_end as *const () as usize as u64
 }
 

@@ -82,6 +82,7 @@ fn take_in(part: Option<Part>) -> Option<Outcome> {
         return None;
     }
     let t0 = now_ns();
+    crate::triggers::checkpoint_begins();
     IN_FLIGHT.store(1, Ordering::Release);
     gate::lock_exclusive();
     // /proc/thread-self/mem and pagemap belong to root in a process that is not dumpable (any set*id
@@ -164,7 +165,7 @@ fn take_in(part: Option<Part>) -> Option<Outcome> {
     gate::unlock_exclusive();
     IN_FLIGHT.store(0, Ordering::Release);
     sys::futex_wake(&IN_FLIGHT);
-    crate::triggers::checkpoint_done(t0 / 1_000_000);
+    crate::triggers::checkpoint_done();
     out
 }
 
@@ -559,6 +560,8 @@ pub(crate) struct Capture {
 }
 
 pub(crate) fn capture(slots: &[threads::Slot], gen: u64, dir: &Dir, name: &[u8], member: bool) -> Result<Capture, String> {
+    // The threads are stopped: the state read from here on is the one a request sent by now asked for.
+    crate::triggers::cut_made(now_ns());
     let cfg = config().ok_or("runtime not configured")?;
     if let Some(why) = crate::nshooks::refusal(&slots.iter().map(|s| s.tid).collect::<Vec<_>>()) {
         return Err(why);

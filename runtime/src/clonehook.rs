@@ -40,7 +40,7 @@ const TAKEN: c_int = libc::CSIGNAL | libc::CLONE_PARENT | libc::CLONE_FILES;
 #[no_mangle]
 pub unsafe extern "C" fn clone(f: Option<ChildFn>, stack: *mut c_void, flags: c_int, arg: *mut c_void, ptid: *mut libc::pid_t, tls: *mut c_void, ctid: *mut libc::pid_t) -> c_int {
     if let (Some(f), false, true) = (f, stack.is_null(), ours(flags)) {
-        return match syscall!(libc::SYS_clone, (flags & TAKEN) as u64, 0, 0, 0, 0) {
+        return match clone_process(flags) {
             Ok(0) => child(f, stack, arg, flags & libc::CLONE_FILES != 0),
             Ok(pid) => pid as c_int,
             Err(e) => {
@@ -62,7 +62,7 @@ pub fn raw_clone(flags: i64, stack: i64) -> Option<i64> {
     if stack != 0 || flags as c_int as i64 != flags || !ours(flags as c_int) {
         return None;
     }
-    Some(match syscall!(libc::SYS_clone, (flags as c_int & TAKEN) as u64, 0, 0, 0, 0) {
+    Some(match clone_process(flags as c_int) {
         Ok(0) => {
             crate::member_child(flags & libc::CLONE_FILES as i64 != 0);
             0
@@ -73,6 +73,19 @@ pub fn raw_clone(flags: i64, stack: i64) -> Option<i64> {
             -1
         }
     })
+}
+
+/// The clone system call of a plain child process, with the runtime's locks taken around it
+/// as glibc's fork handlers do (forklock.rs): none is copied held by another thread.
+fn clone_process(flags: c_int) -> sys::SysResult<i64> {
+    crate::forklock::prepare();
+    let r = syscall!(libc::SYS_clone, (flags & TAKEN) as u64, 0, 0, 0, 0);
+    if r == Ok(0) {
+        crate::forklock::child();
+    } else {
+        crate::forklock::parent();
+    }
+    r
 }
 
 /// Whether this clone makes a plain child process of a member that this hook can make a member.

@@ -45,7 +45,8 @@ pub fn is_runtime_fd(fd: i32) -> bool {
             || crate::step::is_own_fd(fd)
             || crate::strictstop::is_own_fd(fd)
             || crate::mqnotify::is_own_fd(fd)
-            || sys::is_proc_fd(fd))
+            || sys::is_proc_fd(fd)
+            || crate::hupgate::is_own_fd(fd))
         && sys::still_own(fd)
 }
 

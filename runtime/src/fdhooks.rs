@@ -1,13 +1,14 @@
 //! Hooks for what /proc cannot tell about fds: the path each inotify watch and fanotify mark
 //! was added with (fdinfo shows only the watched inode, mount id or device), and the working
 //! directory a UNIX socket was bound in when its name is relative (the kernel keeps the name as
-//! given). Recorded by inode (mount id, device) and looked up at checkpoint time.
+//! given). Recorded by inode (mount id, device) and looked up at checkpoint time. `bind` also
+//! sends a restarted step task's bind to its old node's address to its new one (stepaddrs).
 
 use crate::gate;
 use crate::hooks::RealFn;
 use crate::sys::{self, syscall};
 use std::ffi::{c_char, c_int, CStr};
-use std::sync::Mutex;
+use crate::forklock::Mutex;
 
 static REAL_INOTIFY_ADD_WATCH: RealFn = RealFn::new(b"inotify_add_watch\0");
 static REAL_BIND: RealFn = RealFn::new(b"bind\0");
@@ -20,12 +21,12 @@ type MarkFn = unsafe extern "C" fn(c_int, u32, u64, c_int, *const c_char) -> c_i
 /// A watched path: (inode, kernel-encoded device, absolute path, added with IN_DONT_FOLLOW).
 type Watched = (u64, u64, Vec<u8>, bool);
 
-static WATCHED: Mutex<Vec<Watched>> = Mutex::new(Vec::new());
+pub(crate) static WATCHED: Mutex<Vec<Watched>> = Mutex::new(Vec::new());
 /// (socket inode, working directory at bind time) of UNIX sockets bound to a relative name.
-static BOUND_IN: Mutex<Vec<(u64, Vec<u8>)>> = Mutex::new(Vec::new());
+pub(crate) static BOUND_IN: Mutex<Vec<(u64, Vec<u8>)>> = Mutex::new(Vec::new());
 /// The objects of fanotify mount and filesystem marks: (FAN_MARK_MOUNT and the mount id, or
 /// FAN_MARK_FILESYSTEM and the kernel-encoded device, absolute path). Inode marks go to WATCHED.
-static MARKED: Mutex<Vec<(u32, u64, Vec<u8>)>> = Mutex::new(Vec::new());
+pub(crate) static MARKED: Mutex<Vec<(u32, u64, Vec<u8>)>> = Mutex::new(Vec::new());
 
 pub fn resolve() {
     REAL_INOTIFY_ADD_WATCH.get();
@@ -173,6 +174,11 @@ fn mount_id(path: &[u8], follow: bool) -> Option<u64> {
 /// libc's contract for bind.
 #[no_mangle]
 pub unsafe extern "C" fn bind(fd: c_int, addr: *const libc::sockaddr, len: libc::socklen_t) -> c_int {
+    // A restarted step task on another node: its old node's address is its new one's here.
+    if let Some(to) = crate::stepaddrs::bind_addr(addr, len) {
+        // SAFETY: libc's bind with a sockaddr of its length.
+        return unsafe { std::mem::transmute::<usize, BindFn>(REAL_BIND.get())(fd, to.as_ptr().cast(), to.len() as libc::socklen_t) };
+    }
     // SAFETY: forwarding to libc's bind.
     let r = unsafe { std::mem::transmute::<usize, BindFn>(REAL_BIND.get())(fd, addr, len) };
     if r < 0 || !crate::is_active() || addr.is_null() || (len as usize) < 3 {

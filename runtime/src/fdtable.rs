@@ -155,7 +155,14 @@ impl Table {
         // it was not the program's: an fd another process's runtime had open for a moment in a
         // table shared with it (clone with CLONE_FILES), which a restart refused as a file of an
         // unknown kind (process_trees_files, as nobody, once in a full run).
-        let link = sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", &n])).ok()?;
+        // A socket's link is `socket:[INODE]` (sockfs names it so): not read through /proc, a
+        // walk of procfs per fd (a process of a tree holding hundreds of sockets: zdtm
+        // session03). (An O_PATH fd of a socket's name stats as a socket too, not on sockfs.)
+        let link = if st.st_mode & libc::S_IFMT == libc::S_IFSOCK && sys::fs_type(fd) == Ok(sys::SOCKFS_MAGIC) {
+            [b"socket:[".as_slice(), st.st_ino.to_string().as_bytes(), b"]"].concat()
+        } else {
+            sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", &n])).ok()?
+        };
         // The fd number was free, or the program's closed one, when the table was listed; now
         // another sharer's runtime holds it for an instant (process_trees_files, as nobody, once
         // in a full run: '/proc/PID/task/TID/maps (fd 7) ... cannot be reopened').

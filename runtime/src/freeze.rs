@@ -4,7 +4,8 @@
 //! the program keeps writing it while the child writes the image. So the snapshot child, while
 //! the program's threads are still stopped, copies the pages of those regions that the image
 //! stores into private memory of its own; the image is then written from that copy. The pause
-//! grows with the shared memory only (and the copy lives only as long as the child).
+//! grows with the shared memory only (and the copy lives only as long as the child; a background
+//! snapshot's writer, which shares the program's address space, unmaps its copies: `Frozen`).
 //!
 //! Private file mappings of a file that the program also maps shared and writable are copied too
 //! (their pages inside the file that are stored, see maps::file_refs), and private mappings of
@@ -22,9 +23,28 @@ use crate::sys::{self, syscall};
 use ckpt_image::{Backing, CHUNK_SIZE};
 
 /// The frozen copy of one region: runs of its pages (first page, pages) and where in our memory
-/// the copy of each run starts.
+/// the copy of each run starts. The copy is one mapping of ours, unmapped when this is dropped:
+/// a background snapshot's writer shares the program's address space (a CLONE_VM child), so a
+/// copy it left behind stayed in the program for good, and in every later image (a forked
+/// snapshot child exits without dropping it: its memory goes with it).
 pub struct Frozen {
     pub runs: Vec<(u64, u64, u64)>,
+    /// The mapping that holds the copy: (address, length); length 0 when nothing was copied.
+    map: (usize, usize),
+}
+
+impl Frozen {
+    fn empty() -> Frozen {
+        Frozen { runs: Vec::new(), map: (0, 0) }
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        if self.map.1 != 0 {
+            sys::munmap(self.map.0, self.map.1);
+        }
+    }
 }
 
 /// Whether region `m` with `backing` must be copied before the program runs on: memory that a
@@ -80,7 +100,7 @@ pub fn freeze(maps: &[(MapEntry, bool)], pagemap: i32, mem: i32) -> Result<Vec<O
         let runs = maps::stored_pages(pagemap, m, &backing, refs.as_deref()).runs;
         let pages: u64 = runs.iter().map(|r| r.1).sum();
         if pages == 0 {
-            out.push(Some(Frozen { runs: Vec::new() }));
+            out.push(Some(Frozen::empty()));
             continue;
         }
         out.push(Some(copy_runs(m, &runs, mem, holes_ok && shmem(m))?));
@@ -113,7 +133,7 @@ pub fn freeze_bg(maps: &[(MapEntry, bool)], armed: &[bool], excluded: &[(u64, u6
             maps::stored_pages(pagemap, m, &maps::backing_of(m), refs.as_deref()).runs
         };
         if runs.is_empty() {
-            out.push(if armed.get(i) == Some(&true) { None } else { Some(Frozen { runs: Vec::new() }) });
+            out.push(if armed.get(i) == Some(&true) { None } else { Some(Frozen::empty()) });
             continue;
         }
         out.push(Some(copy_runs(m, &runs, mem, holes_ok && shmem(m))?));
@@ -139,7 +159,7 @@ fn copy_runs(m: &MapEntry, runs: &[(u64, u64)], mem: i32, skip_holes: bool) -> R
         frozen.push((first, n, at));
         at += n * PAGE;
     }
-    Ok(Frozen { runs: frozen })
+    Ok(Frozen { runs: frozen, map: (base, len) })
 }
 
 /// Copy `n` pages at `from` (through /proc/self/mem: a page past the end of a file or a guard
@@ -180,12 +200,20 @@ fn copy(mem: i32, from: u64, to: u64, n: u64, skip_holes: bool) {
 
 /// The data of a deleted file (or memfd) copied while the program was stopped: the page runs of
 /// the file that hold data, `(offset, end)`, and where in our memory the copy of the file
-/// starts (one private anonymous mapping, which lives as long as the snapshot child).
+/// starts (one private anonymous mapping of `len` bytes, unmapped when this is dropped, like
+/// `Frozen`'s).
 pub struct FrozenFile {
     /// The program's fd the file was read through.
     pub fd: i32,
     pub base: usize,
+    len: usize,
     pub runs: Vec<(u64, u64)>,
+}
+
+impl Drop for FrozenFile {
+    fn drop(&mut self) {
+        sys::munmap(self.base, self.len);
+    }
 }
 
 /// Copy the data of the deleted files behind the program's fds `fds` (fd, size) that the
@@ -221,7 +249,7 @@ pub fn freeze_files(fds: &[(i32, u64)]) -> Result<Vec<FrozenFile>, String> {
             }
         }
         sys::close(own);
-        out.push(FrozenFile { fd, base, runs });
+        out.push(FrozenFile { fd, base, len, runs });
     }
     Ok(out)
 }

@@ -34,6 +34,19 @@ impl Drop for Shared {
     }
 }
 
+impl Shared {
+    /// Keep the gate entered beyond this value's scope (a fork's prepare handler: the parent
+    /// handler leaves it with `leave`, the child resets it).
+    pub fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
+/// Leave the gate entered by a `Shared` that was `keep`-ed.
+pub fn leave() {
+    drop(Shared);
+}
+
 /// Take the gate exclusively (checkpoint thread): keep new hooks out, wait for those inside.
 pub fn lock_exclusive() {
     while STATE.fetch_or(WRITER, Ordering::Acquire) & WRITER != 0 {

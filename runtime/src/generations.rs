@@ -12,7 +12,7 @@ use crate::sys;
 use ckpt_image::generation_file_name;
 use ckpt_image::progress::Size;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
+use crate::forklock::Mutex;
 
 static KEEP: AtomicU32 = AtomicU32::new(2);
 
@@ -127,12 +127,12 @@ pub fn has_image(dir: &Dir, name: &[u8], hash: u64) -> bool {
 
 const PATH_MAX: usize = 4096;
 
-struct Last {
+pub(crate) struct Last {
     path: [u8; PATH_MAX],
     len: usize,
 }
 
-static LAST: Mutex<Last> = Mutex::new(Last { path: [0; PATH_MAX], len: 0 });
+pub(crate) static LAST: Mutex<Last> = Mutex::new(Last { path: [0; PATH_MAX], len: 0 });
 static LAST_SIZE: AtomicU64 = AtomicU64::new(0);
 
 /// Remember the image just written (for `ckpt-ctl status` and `checkpoint --wait`).

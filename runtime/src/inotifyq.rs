@@ -37,7 +37,7 @@ use crate::hooks::RealFn;
 use crate::sys::{self, syscall};
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use crate::forklock::Mutex;
 
 /// inotify and fanotify fds with saved events, at most (more: left to the kernel, as before).
 const SLOTS: usize = 32;
@@ -67,7 +67,7 @@ struct FanMark {
 const NO_MARK: FanMark = FanMark { dev: 0, ino: 0, handle: [0; 32], hlen: 0 };
 
 #[derive(Clone, Copy)]
-struct Saved {
+pub(crate) struct Saved {
     /// The program's fd number (-1: slot free).
     fd: i32,
     /// inotify: the marker's watch number; fanotify: 1 (-1: no marker in the kernel's queue).
@@ -84,7 +84,7 @@ struct Saved {
 
 const FREE: Saved = Saved { fd: -1, marker: -1, buf: 0, cap: 0, pos: 0, len: 0, fan: false, mark: NO_MARK };
 
-static TABLE: Mutex<[Saved; SLOTS]> = Mutex::new([FREE; SLOTS]);
+pub(crate) static TABLE: Mutex<[Saved; SLOTS]> = Mutex::new([FREE; SLOTS]);
 /// Slots in use: the read hooks' fast path.
 static USED: AtomicUsize = AtomicUsize::new(0);
 
@@ -111,7 +111,7 @@ pub fn resolve() {
     }
 }
 
-fn table() -> std::sync::MutexGuard<'static, [Saved; SLOTS]> {
+fn table() -> crate::forklock::MutexGuard<'static, [Saved; SLOTS]> {
     TABLE.lock().unwrap_or_else(|e| e.into_inner())
 }
 

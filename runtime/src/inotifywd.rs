@@ -11,10 +11,10 @@
 
 use crate::gate;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use crate::forklock::Mutex;
 
 /// (fd, highest wd handed out through it).
-static LAST: Mutex<Vec<(i32, i32)>> = Mutex::new(Vec::new());
+pub(crate) static LAST: Mutex<Vec<(i32, i32)>> = Mutex::new(Vec::new());
 /// Something was noted (a close need not look otherwise).
 static ANY: AtomicBool = AtomicBool::new(false);
 

@@ -69,13 +69,33 @@ static SAVED: Cell = Cell(UnsafeCell::new(Saved {
     pid: 0,
 }));
 
-/// The value after `key` in a /proc status-like text, parsed in `radix`.
+/// The value after `key` in a /proc status-like text, parsed in `radix`. Read as bytes: a
+/// thread's name (the Name: line) may be any bytes, not UTF-8.
 pub(crate) fn value(text: &[u8], key: &str, radix: u32) -> Option<u64> {
-    let s = std::str::from_utf8(text).ok()?;
-    let i = s.find(key)? + key.len();
-    let v = s[i..].trim_start();
-    let end = v.find(|c: char| !c.is_digit(radix)).unwrap_or(v.len());
-    u64::from_str_radix(&v[..end], radix).ok()
+    let key = key.as_bytes();
+    let i = text.windows(key.len()).position(|w| w == key)? + key.len();
+    let v = &text[i..];
+    let v = &v[v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len())..];
+    let end = v.iter().position(|&b| !char::from(b).is_digit(radix)).unwrap_or(v.len());
+    u64::from_str_radix(std::str::from_utf8(&v[..end]).ok()?, radix).ok()
+}
+
+/// Field `k` of a /proc/PID/stat text, numbered as proc(5) does (1: the pid, 3: the state):
+/// counted after the last ')', since the name before it may hold spaces and parentheses. No
+/// allocation (signal handlers call it).
+pub(crate) fn stat_field(stat: &[u8], k: usize) -> Option<&[u8]> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    stat[close + 1..].split(|b| b.is_ascii_whitespace()).filter(|f| !f.is_empty()).nth(k.checked_sub(3)?)
+}
+
+/// Field `k` of a /proc/PID/stat text as a number (`stat_field`).
+pub(crate) fn stat_number<T: std::str::FromStr>(stat: &[u8], k: usize) -> Option<T> {
+    std::str::from_utf8(stat_field(stat, k)?).ok()?.parse().ok()
+}
+
+/// The state letter of a /proc/PID/stat text (field 3: `R`, `S`, `Z`, ...).
+pub(crate) fn stat_state(stat: &[u8]) -> Option<u8> {
+    stat_field(stat, 3)?.first().copied()
 }
 
 fn reserved_mask() -> u64 {
@@ -241,4 +261,20 @@ pub fn restore(slots: &[Slot]) {
     }
     crate::vids::restarted(slots, pid);
     crate::procstate::restore_saved_dumpable();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_after_the_last_parenthesis() {
+        let stat = b"42 (a) b (c)) S 1 42 42 0 -1 4194368 0 0\n";
+        assert_eq!(stat_state(stat), Some(b'S'));
+        assert_eq!(stat_number::<i32>(stat, 4), Some(1));
+        assert_eq!(stat_number::<u64>(stat, 9), Some(4194368));
+        assert_eq!(stat_field(stat, 13), None);
+        assert_eq!(stat_field(b"", 3), None);
+        assert_eq!(stat_field(stat, 2), None);
+    }
 }

@@ -157,6 +157,10 @@ fn managed_env(l: &Launch, envp: Argv, next: Next) -> EnvBlock {
     let mut strings: Vec<CString> = kept.iter().filter_map(|e| CString::new(*e).ok()).collect();
     strings.extend(CString::new([b"LD_PRELOAD=".as_slice(), &preload].concat()).ok());
     strings.extend(CString::new(format!("{LAUNCH_VAR}={}", next.encode())).ok());
+    if next.pid == sys::getpid() {
+        // In place: the fd on the outer process's /proc directory goes through the exec too.
+        strings.extend(crate::hupgate::exec_var());
+    }
     let ptrs = strings.iter().map(|s| s.as_ptr()).chain([std::ptr::null()]).collect();
     EnvBlock { _strings: strings, ptrs }
 }
@@ -193,8 +197,10 @@ fn exec_with(envp: Argv, exec: impl FnOnce(Argv) -> c_int) -> c_int {
         let _g = gate::enter();
         managed_env(l, envp, Next::InPlace)
     };
+    crate::hupgate::through_exec(true);
     let r = crate::spawnhooks::exec_handed_over(|| exec(block.ptrs.as_ptr()));
     // The exec failed: the caller gets its errno (our allocator makes raw system calls only).
+    crate::hupgate::through_exec(false); // (a raw system call: errno stays the exec's)
     let _g = gate::enter();
     drop(block);
     r
@@ -211,6 +217,7 @@ fn exec_file(file: *const c_char, argv: Argv, envp: Argv, exec: impl FnOnce(Argv
     let Some(rw) = rw else { return exec_with(envp, |e| exec(argv, e)) };
     let r = exec_with(rw.envp(), |e| exec(rw.argv(), e));
     let _g = gate::enter();
+    rw.failed();
     drop(rw);
     r
 }

@@ -21,11 +21,13 @@ mod fdhide;
 mod fdhooks;
 mod fdobjs;
 mod fdtable;
+mod forklock;
 mod forkadvice;
 mod freeze;
 mod generations;
 mod gate;
 mod hooks;
+mod hupgate;
 mod ids;
 mod imgdir;
 mod incremental;
@@ -33,6 +35,7 @@ mod inotifyq;
 mod inotifywd;
 mod kstate;
 mod launch;
+mod leave;
 mod leftout;
 mod log;
 mod maps;
@@ -44,6 +47,7 @@ mod mqnotify;
 mod pagehash;
 mod procattrs;
 mod procstate;
+mod ptraced;
 mod progress;
 mod restart;
 mod seccomp;
@@ -58,6 +62,7 @@ mod sigqueue;
 mod snapshot;
 mod spawnhooks;
 mod srunjoin;
+mod srunranks;
 mod step;
 mod strictstop;
 mod stepaddrs;
@@ -154,6 +159,9 @@ pub struct ThreadInfo {
     pub stack_top: AtomicU64,
 }
 
+/// The checkpoint thread's pthread_t (joined after it left: `leave`).
+static CKPT_PTHREAD: AtomicU64 = AtomicU64::new(0);
+
 pub static CKPT_THREAD: ThreadInfo = ThreadInfo {
     tid: AtomicI32::new(0),
     fs_base: AtomicU64::new(0),
@@ -204,6 +212,7 @@ extern "C" fn init() {
     };
     launch::set_managed(sys::getpid());
     sys::open_proc();
+    hupgate::take(env, (launch.outer_pid > 0).then_some(launch.outer_pid));
     // The outer ckpt-run, when it started us as the first process under a namespace's init.
     let outer = (launch.outer_pid > 0).then_some(launch.outer_pid);
     // A program a member of the tree execs is a member too (its parent is not init).
@@ -247,8 +256,8 @@ extern "C" fn init() {
     // An exec of ours came with the stop signal blocked (spawnhooks::exec_handed_over): one that
     // was pending then is taken by its handler now, as a late one (no checkpoint is stopping us).
     spawnhooks::stop_signal_back();
-    // SAFETY: registering a plain function as fork child handler.
-    unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
+    // SAFETY: registering plain functions as fork handlers.
+    unsafe { libc::pthread_atfork(Some(forklock::prepare_hook), Some(forklock::parent_hook), Some(after_fork_child)) };
     if tree::is_child() {
         control::setup_wake();
     } else {
@@ -280,6 +289,7 @@ fn program_identity(given: Option<Vec<u8>>) -> (Vec<u8>, ckpt_image::FileId) {
 }
 
 extern "C" fn after_fork_child() {
+    forklock::child();
     alloc::after_fork_child();
     threads::measure_tid_field();
     if tree::is_member() {
@@ -382,6 +392,9 @@ fn spawn_checkpoint_thread() {
         let mut t: libc::pthread_t = 0;
         let r = libc::pthread_create(&mut t, &attr, checkpoint_thread_main, std::ptr::null_mut());
         libc::pthread_attr_destroy(&mut attr);
+        if r == 0 {
+            CKPT_PTHREAD.store(t as u64, Ordering::Release);
+        }
         r
     };
     let _ = sys::syscall!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &old as *const u64, 0, 8);
@@ -397,12 +410,42 @@ fn spawn_checkpoint_thread() {
     }
 }
 
+/// A new checkpoint thread, after the last one left for a call of the program's (`leave`).
+pub(crate) fn respawn_checkpoint_thread() {
+    CKPT_THREAD.tid.store(0, Ordering::Release);
+    spawn_checkpoint_thread();
+}
+
+/// Join the checkpoint thread that has left (`leave`), so that glibc takes its stack back:
+/// only when the kernel has cleared its tid word (a checkpoint thread that was the restarter's
+/// first thread, without exact ids, is a zombie leader whose word nobody clears).
+pub(crate) fn join_checkpoint_thread() {
+    let t = CKPT_PTHREAD.swap(0, Ordering::AcqRel);
+    let word = CKPT_THREAD.tid_address.load(Ordering::Acquire);
+    // SAFETY: glibc's tid field of the thread's struct pthread, in our memory.
+    if t == 0 || word == 0 || unsafe { (word as *const i32).read_volatile() } != 0 {
+        return;
+    }
+    // SAFETY: t is the checkpoint thread's pthread_t, created joinable, which has exited.
+    unsafe { libc::pthread_join(t as libc::pthread_t, std::ptr::null_mut()) };
+}
+
 extern "C" fn at_exit() {
     checkpoint::wait_in_flight();
 }
 
 extern "C" fn checkpoint_thread_main(_: *mut c_void) -> *mut c_void {
+    // The loop runs below this frame, from which `leave` comes back here to end the thread
+    // through glibc (its stack goes back when the thread is joined).
+    // SAFETY: checkpoint_thread_start never returns but through ckpt_escape into this frame.
+    unsafe { leave::ckpt_escapable(&leave::ESCAPE, checkpoint_thread_start, 0) };
+    leave::left();
+    std::ptr::null_mut()
+}
+
+extern "C" fn checkpoint_thread_start(_: u64) -> ! {
     detach_fs();
+    leave::note_base(false);
     let ct = &CKPT_THREAD;
     ct.tid.store(sys::gettid(), Ordering::Release);
     ct.fs_base.store(sys::arch_get_fs(), Ordering::Relaxed);

@@ -63,7 +63,8 @@ static REGS: [Reg; MAX] = [const {
         fd: AtomicI32::new(-1),
     }
 }; MAX];
-static LOCK: AtomicU32 = AtomicU32::new(0);
+/// The registrations' lock (taken by a fork too: forklock.rs).
+pub(crate) static LOCK: crate::forklock::RawLock = crate::forklock::RawLock::new();
 /// Our netlink socket for SIGEV_THREAD notifications (-1: none yet).
 static SOCK: AtomicI32 = AtomicI32::new(-1);
 
@@ -90,13 +91,11 @@ pub fn is_own_fd(fd: i32) -> bool {
 }
 
 fn lock() {
-    while LOCK.swap(1, Ordering::AcqRel) != 0 {
-        std::hint::spin_loop();
-    }
+    LOCK.lock();
 }
 
 fn unlock() {
-    LOCK.store(0, Ordering::Release);
+    LOCK.unlock();
 }
 
 /// The registration made on the queue of inode `ino`: (sigev_notify, signal, value).

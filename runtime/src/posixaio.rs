@@ -82,8 +82,9 @@ static SLOTS: [Slot; MAX] = [const { Slot { cb: AtomicUsize::new(0), op: AtomicI
 static GROUPS: [Group; 64] = [const {
     Group { left: AtomicU32::new(0), ev: std::cell::UnsafeCell::new(SigEvent { value: 0, signo: 0, notify: 0, func_or_tid: 0, attributes: std::ptr::null(), pad: [0; 4] }), pid: AtomicI32::new(0) }
 }; 64];
-/// The table's lock (hooks and workers; never held across a blocking call).
-static LOCK: AtomicBool = AtomicBool::new(false);
+/// The table's lock (hooks and workers; never held across a blocking call; taken by a fork
+/// too: forklock.rs).
+pub(crate) static LOCK: crate::forklock::RawLock = crate::forklock::RawLock::new();
 static NEXT_SEQ: AtomicU32 = AtomicU32::new(0);
 /// Bumped when a request is queued (idle workers wait on it).
 static QUEUED: AtomicU32 = AtomicU32::new(0);
@@ -93,13 +94,11 @@ static WORKERS_NOW: AtomicU32 = AtomicU32::new(0);
 static IDLE: AtomicU32 = AtomicU32::new(0);
 
 fn lock() {
-    while LOCK.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-        let _ = syscall!(libc::SYS_sched_yield);
-    }
+    LOCK.lock();
 }
 
 fn unlock() {
-    LOCK.store(false, Ordering::Release);
+    LOCK.unlock();
 }
 
 /// In a forked child: no workers; what was queued belongs to the parent (as with glibc, whose
@@ -111,7 +110,6 @@ pub fn after_fork() {
     }
     WORKERS_NOW.store(0, Ordering::Release);
     IDLE.store(0, Ordering::Release);
-    LOCK.store(false, Ordering::Release);
 }
 
 fn now_ms() -> u64 {

@@ -101,6 +101,7 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     crate::launch::set_managed(sys::getpid());
     let ours = info.magic == RestartInfo::MAGIC;
     ids::restarted(if ours { info.outer_pid } else { 0 }, if ours { (info.dir_dev, info.dir_ino) } else { (0, 0) });
+    crate::hupgate::after_restart(if ours { info.outer_proc_fd } else { -1 }, if ours { info.outer_pid as i32 } else { 0 });
     let exact = ids::exact_restart();
     // SAFETY: the restarter wrote path_len bytes at info.path, in the switch area (still mapped).
     let path = unsafe { std::slice::from_raw_parts(info.path as *const u8, info.path_len as usize) }.to_vec();
@@ -164,6 +165,7 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
 fn finish(slots: Vec<Slot>, old_tid: i32, done: Done) -> ! {
     // A root, working directory and umask of the checkpoint thread's own, as before.
     crate::detach_fs();
+    crate::leave::note_base(true);
     ids::restore_caps(old_tid, false);
     crate::kstate::restore(&slots);
     crate::mqnotify::after_restart(|old| crate::kstate::new_tid(&slots, old));

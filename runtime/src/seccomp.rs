@@ -77,7 +77,8 @@ unsafe impl Sync for Shared {}
 static TABLE: Shared = Shared(UnsafeCell::new(Table { nodes: [Node { parent: 0, depth: 0, flags: 0, off: 0, len: 0 }; MAX_FILTERS], pool: [0; POOL] }));
 static COUNT: AtomicU32 = AtomicU32::new(0);
 static POOL_USED: AtomicU32 = AtomicU32::new(0);
-static LOCK: AtomicBool = AtomicBool::new(false);
+/// Appending to the table (taken by a fork too: forklock.rs).
+pub(crate) static LOCK: crate::forklock::RawLock = crate::forklock::RawLock::new();
 /// A filter was installed that the table could not hold (or a listener's): no checkpoint.
 static LOST: AtomicBool = AtomicBool::new(false);
 static SEQ: AtomicU32 = AtomicU32::new(1);
@@ -279,9 +280,7 @@ fn noted(flags: u32, prog: c_long, install: impl FnOnce() -> c_long) -> c_long {
         return r;
     }
     let depth = own_count().map(|c| c.saturating_sub(BASE.load(Ordering::Relaxed)));
-    while LOCK.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-        std::hint::spin_loop();
-    }
+    LOCK.lock();
     let i = COUNT.load(Ordering::Relaxed) as usize;
     // SAFETY: the program's sock_fprog, which the kernel has just read.
     let p = unsafe { &*(prog as *const SockFprog) };
@@ -309,7 +308,7 @@ fn noted(flags: u32, prog: c_long, install: impl FnOnce() -> c_long) -> c_long {
         }
         _ => LOST.store(true, Ordering::Release),
     }
-    LOCK.store(false, Ordering::Release);
+    LOCK.unlock();
     r
 }
 

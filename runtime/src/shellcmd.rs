@@ -14,17 +14,17 @@
 //! popen made (before the process was a member) is glibc's.
 
 use std::ffi::{c_char, c_int};
-use std::sync::Mutex;
+use crate::forklock::Mutex;
 
 extern "C" {
     static environ: *const *const c_char;
 }
 
 /// The streams our popen made and their shells' pids.
-static STREAMS: Mutex<Vec<(usize, libc::pid_t)>> = Mutex::new(Vec::new());
+pub(crate) static STREAMS: Mutex<Vec<(usize, libc::pid_t)>> = Mutex::new(Vec::new());
 
 /// How many system() calls are waiting, and the dispositions the first one found.
-static SAVED: Mutex<(u32, Option<(libc::sigaction, libc::sigaction)>)> = Mutex::new((0, None));
+pub(crate) static SAVED: Mutex<(u32, Option<(libc::sigaction, libc::sigaction)>)> = Mutex::new((0, None));
 
 fn errno() -> c_int {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)

@@ -324,8 +324,15 @@ pub unsafe extern "C" fn sigaction(sig: c_int, act: *const libc::sigaction, old:
         let mut a = unsafe { *act };
         let m = word(&a.sa_mask) & !stop_bit();
         set_word(&mut a.sa_mask, m);
+        if sig == libc::SIGHUP && crate::hupgate::involved() {
+            return crate::hupgate::sigaction(real, Some(&a), old);
+        }
         // SAFETY: forwarding to libc's sigaction.
         return unsafe { real(sig, &a, old) };
+    }
+    if sig == libc::SIGHUP && crate::hupgate::involved() {
+        // SAFETY: act is the caller's valid pointer or null.
+        return crate::hupgate::sigaction(real, unsafe { act.as_ref() }, old);
     }
     // SAFETY: forwarding to libc's sigaction.
     unsafe { real(sig, act, old) }
@@ -349,7 +356,7 @@ pub unsafe extern "C" fn signal(sig: c_int, handler: libc::sighandler_t) -> libc
         return bsd_semantics(sig, handler);
     }
     // SAFETY: forwarding to libc's signal.
-    unsafe { real!(REAL_SIGNAL, SignalFn)(sig, handler) }
+    crate::hupgate::rewrap(sig, unsafe { real!(REAL_SIGNAL, SignalFn)(sig, handler) })
 }
 
 /// # Safety
@@ -369,7 +376,7 @@ pub unsafe extern "C" fn sysv_signal(sig: c_int, handler: libc::sighandler_t) ->
         return swap_virtual(sig, Some(&action(handler, 0, libc::SA_RESETHAND | libc::SA_NODEFER))).sa_sigaction;
     }
     // SAFETY: forwarding to libc.
-    unsafe { real!(REAL_SYSV_SIGNAL, SignalFn)(sig, handler) }
+    crate::hupgate::rewrap(sig, unsafe { real!(REAL_SYSV_SIGNAL, SignalFn)(sig, handler) })
 }
 
 /// # Safety
@@ -388,7 +395,7 @@ const SIG_HOLD: libc::sighandler_t = 2;
 pub unsafe extern "C" fn sigset(sig: c_int, disp: libc::sighandler_t) -> libc::sighandler_t {
     if !crate::is_reserved(sig) {
         // SAFETY: forwarding to libc.
-        return unsafe { real!(REAL_SIGSET, SignalFn)(sig, disp) };
+        return crate::hupgate::rewrap(sig, unsafe { real!(REAL_SIGSET, SignalFn)(sig, disp) });
     }
     let mut s = empty_set();
     set_word(&mut s, 1u64 << (sig - 1));

@@ -175,6 +175,9 @@ fn child(page: usize, parent: i32, body: impl FnOnce(&Ctx) -> Result<(u64, u64, 
     // Our name tells the init of the program's namespace (ckpt-ns) to wait for us before it
     // ends the namespace.
     let _ = sys::syscall!(libc::SYS_prctl, libc::PR_SET_NAME, ckpt_ns::WRITER_NAME.as_ptr());
+    // A runtime thread of the parent may have held the general allocator's lock at the clone:
+    // the lists are whole, the lock is ours now (alloc.rs), as in a forked child.
+    crate::alloc::after_fork_child();
     // SAFETY: the page is mapped read-write and shared with the parent, which reads the fields
     // only after `state` says they are set (or after we are gone).
     let rep = unsafe { &mut *(page as *mut Report) };

@@ -5,6 +5,9 @@
 //! `ckpt_step::join`): `srun OPTIONS ckpt-run --dir DIR --name NAME -- PROGRAM ...`, with
 //! `CKPT_STEP_JOIN` in srun's environment (which srun passes on to its tasks).
 //!
+//! Two sruns of the tree at once get ranks apart (srunranks.rs): the first `1..=N`, the next
+//! the ranks after while the first runs.
+//!
 //! Not on by default yet: only with `CKPT_JOIN_SRUN=1` in the environment of the exec. Until
 //! rank 0 coordinates the joined step and a restart runs srun again (docs/multinode.md, parts
 //! 1b and 3), a checkpoint of a tree holding srun is refused at once (ckpt-ns `launchers`),
@@ -18,6 +21,9 @@ use std::ffi::{c_char, CStr, CString};
 /// srun's argv and environment as they are exec'd instead of the caller's.
 pub struct Rewritten {
     _strings: Vec<CString>,
+    /// The image directory and step the srun's ranks were taken in (`srunranks`).
+    dir: Vec<u8>,
+    tag: String,
     argv: Vec<*const c_char>,
     envp: Vec<*const c_char>,
 }
@@ -28,6 +34,11 @@ impl Rewritten {
     }
     pub fn envp(&self) -> Argv {
         self.envp.as_ptr()
+    }
+
+    /// The exec failed: the ranks taken for srun are free again.
+    pub fn failed(&self) {
+        crate::srunranks::release(&self.dir, &self.tag);
     }
 }
 
@@ -83,11 +94,20 @@ pub fn rewrite(l: &Launch, argv: Argv, envp: Argv) -> Option<Rewritten> {
     let name = std::str::from_utf8(&l.name).ok()?;
     let p = Prefix { ckpt_run: &run, dir, name, signal: l.signal, stop_signal: l.stop_signal, resume: false };
     let (args, n) = join::rewrite_srun(&args, &p, var)?;
-    let j = Join { tag: name.to_string(), offset: 1, size: n.checked_add(1)? };
+    // Ranks of its own in the joined step: another srun of the tree may run alongside.
+    let job = var("SLURM_JOB_ID")?;
+    let (offset, size) = match crate::srunranks::take(&l.dir, name, job.as_bytes(), n) {
+        Ok(r) => r,
+        Err(e) => {
+            crate::log::log!(crate::log::ERROR, "srun is not made a part of the joined step {name}: {e}");
+            return None;
+        }
+    };
+    let j = Join { tag: name.to_string(), offset, size };
     let env: Vec<String> = env.into_iter().chain([format!("{}={}", join::JOIN_VAR, j.encode())]).collect();
     let strings: Vec<CString> = args.iter().chain(env.iter()).map(|s| CString::new(s.as_str())).collect::<Result<_, _>>().ok()?;
     let ptr = |v: &[CString]| v.iter().map(|s| s.as_ptr()).chain([std::ptr::null()]).collect::<Vec<_>>();
     let (argv, envp) = (ptr(&strings[..args.len()]), ptr(&strings[args.len()..]));
-    crate::log::log!(crate::log::INFO, "srun runs its tasks under ckpt-run as tasks 1..{n} of the joined step {name}");
-    Some(Rewritten { _strings: strings, argv, envp })
+    crate::log::log!(crate::log::INFO, "srun runs its tasks under ckpt-run as tasks {offset}..{} of the joined step {name}", size - 1);
+    Some(Rewritten { _strings: strings, argv, envp, dir: l.dir.clone(), tag: name.to_string() })
 }

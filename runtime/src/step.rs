@@ -52,7 +52,7 @@ use ckpt_step::holders::{Held, Holders};
 use ckpt_step::ident::Ident;
 use ckpt_step::wire::{self, Conn, LinkError, Msg, Pair};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
+use crate::forklock::Mutex;
 
 /// The step this task belongs to (set once at startup; None: not a step).
 struct Step {
@@ -63,8 +63,11 @@ struct Step {
     /// Rank 0: a link to each rank (its own slot unused); others: slot 0. -1: none.
     links: Vec<AtomicI32>,
     /// Tasks in the step: `id.ntasks`, or for rank 0 of a joined step (ckpt_step::join) 0 until
-    /// the tasks of its srun link up and say how many they are.
+    /// the tasks of its srun link up and say how many they are: the most any linked task says
+    /// (two sruns of the tree at once have ranks apart, the later one's after: `sized`).
     size: AtomicU32,
+    /// Rank 0 of a joined step: the step's size each linked task said (0: none).
+    claims: Vec<AtomicU32>,
 }
 
 /// The most tasks a joined step's rank 0 makes room for.
@@ -92,10 +95,10 @@ static TRIGGERED_AT: AtomicU64 = AtomicU64::new(0);
 /// The next time a member tries to link up (monotonic ms).
 static RETRY_AT: AtomicU64 = AtomicU64::new(0);
 /// The step's key, once read (rank 0 makes it at startup).
-static KEY: Mutex<Option<[u8; files::KEY_LEN]>> = Mutex::new(None);
+pub(crate) static KEY: Mutex<Option<[u8; files::KEY_LEN]>> = Mutex::new(None);
 
 /// What one checkpoint of the step knows while it is being taken (scratch memory).
-struct Current {
+pub(crate) struct Current {
     gen: u64,
     /// The connections this process drained, with what it read (`drained`, in that order).
     pairs: Vec<(i32, Pair)>,
@@ -106,7 +109,7 @@ struct Current {
     stop: bool,
 }
 
-static CURRENT: Mutex<Option<Current>> = Mutex::new(None);
+pub(crate) static CURRENT: Mutex<Option<Current>> = Mutex::new(None);
 /// The number of the step checkpoint being taken (0: none), and whether the step stops after it.
 static IN_STEP: AtomicU64 = AtomicU64::new(0);
 /// Rank 0: the last step checkpoint in which it sent the other tasks their `Pairs`.
@@ -160,7 +163,7 @@ fn member_wait_ms() -> u64 {
 
 /// Why this task's part of the step's checkpoint failed (for rank 0's one line), in a fixed
 /// buffer: it is set during the checkpoint, whose allocations do not outlive it.
-static FAILED: Mutex<([u8; 240], usize)> = Mutex::new(([0; 240], 0));
+pub(crate) static FAILED: Mutex<([u8; 240], usize)> = Mutex::new(([0; 240], 0));
 
 fn set_failed(why: &str) {
     if let Ok(mut f) = FAILED.lock() {
@@ -199,7 +202,8 @@ pub fn init(env: &dyn Fn(&[u8]) -> Option<Vec<u8>>, name: &[u8]) {
     let size = AtomicU32::new(id.ntasks);
     EPOCH.store(id.epoch(false), Ordering::Relaxed);
     let unsupported = ckpt_step::ident::unsupported_launch(var);
-    let s = Step { id, base, unsupported, links, size };
+    let claims = (0..room).map(|_| AtomicU32::new(0)).collect();
+    let s = Step { id, base, unsupported, links, size, claims };
     STEP.store(Box::into_raw(Box::new(s)), Ordering::Release);
     if is_coordinator() {
         start_coordinator();
@@ -373,6 +377,7 @@ pub fn serve() {
                 }
             }
         }
+        all_left(s);
         return;
     }
     let fd = s.links[0].load(Ordering::Relaxed);
@@ -430,7 +435,7 @@ fn accept_members(s: &Step) {
         };
         let hello = ckpt_step::auth::server(fd, &k, deadline(3000)).map_err(|e| e.to_string()).and_then(|()| wire::recv(fd, deadline(3000)).map_err(|e| e.to_string()));
         match hello {
-            Ok(Msg::Hello { rank, ntasks: n }) if rank > 0 && rank < n && sized(s, n) => {
+            Ok(Msg::Hello { rank, ntasks: n }) if rank > 0 && rank < n && sized(s, rank, n) => {
                 let old = s.links[rank as usize].swap(fd, Ordering::AcqRel);
                 if old >= 0 {
                     sys::close(old);
@@ -449,13 +454,54 @@ fn accept_members(s: &Step) {
     }
 }
 
-/// Whether a task that says the step has `n` tasks belongs to it: a joined step's rank 0 takes
-/// the size its first task says (srun's tasks and rank 0), and then only that.
-fn sized(s: &Step, n: u32) -> bool {
-    if s.id.ntasks == 0 && (n as usize) <= s.links.len() && s.size.compare_exchange(0, n, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-        log!(INFO, "step: the joined step has {n} tasks (this tree and the {} its srun started)", n - 1);
+/// Whether task `rank`, which says the step has `n` tasks, belongs to it. A plain step: its
+/// count. A joined step's rank 0: each srun's tasks say the ranks up to their srun's last (a
+/// srun started alongside another has the ranks after the other's: `srunranks`); the step is
+/// as big as the most a linked task says. A task whose rank is still held by a link that says
+/// another size (a task of a srun that ended, its end not read yet) is refused, and links up
+/// again a second later.
+fn sized(s: &Step, rank: u32, n: u32) -> bool {
+    if s.id.ntasks != 0 {
+        return ntasks(s) == n;
     }
-    ntasks(s) == n
+    let r = rank as usize;
+    if n as usize > s.links.len() || s.links[r].load(Ordering::Acquire) >= 0 && s.claims[r].load(Ordering::Acquire) != n {
+        return false;
+    }
+    s.claims[r].store(n, Ordering::Release);
+    let was = s.size.fetch_max(n, Ordering::AcqRel);
+    if was < n {
+        log!(INFO, "step: the joined step has {n} tasks (this tree and the {} its srun(s) started)", n - 1);
+    }
+    true
+}
+
+/// A joined step's rank 0 whose tasks have all left (their srun ended) is no step again until
+/// the tasks of the tree's next srun link up and say their number (a launcher run again in one
+/// job script, with another count of daemons): its checkpoints in between are the tree's alone.
+/// The tasks of one of two sruns side by side left: the step is as big as the others say.
+/// Not during a step checkpoint (whose tasks are counted then).
+fn all_left(s: &Step) {
+    let n = ntasks(s);
+    if s.id.ntasks != 0 || n == 0 || IN_STEP.load(Ordering::Acquire) != 0 {
+        return;
+    }
+    let said = (1..n as usize).filter(|&r| s.links[r].load(Ordering::Acquire) >= 0).map(|r| s.claims[r].load(Ordering::Acquire)).max().unwrap_or(0);
+    if said >= n || s.size.compare_exchange(n, said, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        return;
+    }
+    if said == 0 {
+        log!(INFO, "step: every task of the joined step has left: the tree is no step until its next srun's tasks link up");
+    } else {
+        log!(INFO, "step: the tasks after task {} have left: the joined step has {said} tasks", said - 1);
+    }
+}
+
+/// Rank 0 of a joined step: the size its step must have to hold the tasks of every live srun
+/// of the tree (0: none; not a joined step's rank 0).
+fn sruns_size(s: &Step) -> u32 {
+    let Some(tag) = s.id.step.strip_prefix("join:").filter(|_| s.id.rank == 0 && s.id.ntasks == 0) else { return 0 };
+    crate::srunranks::running(tag, s.id.job.as_bytes()).iter().map(|&(_, size)| size).max().unwrap_or(0)
 }
 
 /// A member: connect to the coordinator published under our epoch, if it is there yet.
@@ -717,7 +763,8 @@ const LINK_WAIT_MS: u64 = 5000;
 fn wait_linked(s: &Step, end: u64) -> Vec<usize> {
     loop {
         accept_members(s);
-        let missing: Vec<usize> = (1..ntasks(s) as usize).filter(|&r| s.links[r].load(Ordering::Relaxed) < 0).collect();
+        let want = ntasks(s).max(sruns_size(s)) as usize;
+        let missing: Vec<usize> = (1..want.min(s.links.len())).filter(|&r| s.links[r].load(Ordering::Relaxed) < 0).collect();
         let now = ckpt_step::sys::now_ms();
         let l = LISTEN.load(Ordering::Relaxed);
         if missing.is_empty() || now >= end || l < 0 {
@@ -881,6 +928,12 @@ pub fn stopped() -> Result<(), String> {
         let mut all: Vec<Vec<Conn>> = vec![Vec::new(); ntasks(s) as usize];
         all[0] = reported.clone();
         let mut why = String::new();
+        // The tree is stopped: a srun of it whose tasks are not all in the step (exec'd since
+        // the checkpoint began) would be run again by a restart with no images of them.
+        let need = sruns_size(s);
+        if need > ntasks(s) {
+            why = format!("task 0: a srun of its tree runs tasks up to task {} of the joined step, which has {} linked: they had not linked up when the checkpoint began", need - 1, ntasks(s));
+        }
         for (r, slot) in all.iter_mut().enumerate().skip(1) {
             let fd = s.links[r].load(Ordering::Relaxed);
             loop {

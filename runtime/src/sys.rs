@@ -512,6 +512,8 @@ pub fn fstat(fd: i32) -> SysResult<libc::stat> {
 
 /// statfs's f_type of /proc.
 pub const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+/// sockfs's (linux/magic.h SOCKFS_MAGIC): the file of a socket, not an O_PATH fd of its name.
+pub const SOCKFS_MAGIC: i64 = 0x534f434b;
 
 /// The type of the file system `fd` is on (statfs's f_type).
 pub fn fs_type(fd: i32) -> SysResult<i64> {

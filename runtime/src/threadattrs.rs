@@ -199,7 +199,8 @@ pub fn resolve() {
 
 /// libc's `syscall()`: passed on unchanged; for rseq(2), the thread's registration is noted;
 /// for fanotify_mark(2), where the marked object is (fdhooks.rs);
-/// clone(2) of a plain child process makes it a member of the tree (`clonehook::raw_clone`).
+/// clone(2) of a plain child process makes it a member of the tree (`clonehook::raw_clone`);
+/// unshare(2) and setns(2) as libc's (`nshooks::raw_call`).
 /// (Declared with six arguments: on x86-64 a variadic call passes them as a plain call does,
 /// and the unused ones, like libc's own implementation, are read and ignored.)
 ///
@@ -216,6 +217,9 @@ pub unsafe extern "C" fn syscall(n: c_long, a: c_long, b: c_long, c: c_long, d: 
         if let Some(r) = crate::clonehook::raw_clone(a, b) {
             return r;
         }
+    }
+    if let Some(r) = crate::nshooks::raw_call(n, a, b, real) {
+        return r;
     }
     let r = real();
     if n == libc::SYS_fanotify_mark && r == 0 {

@@ -117,6 +117,11 @@ pub static RSEQ_SIZE: AtomicU32 = AtomicU32::new(0);
 /// The handler of STOP_SIGNAL, installed with SA_SIGINFO | SA_RESTART and every signal masked.
 /// It also carries the trigger signals the program sends itself (selfsig.rs).
 pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    // Taken inside a fork's window (forklock.rs), where this thread holds the runtime's locks:
+    // taken again once it is closed.
+    if crate::forklock::keep_for_later(info) {
+        return;
+    }
     // Our own system calls here are not dispatched (sud.rs), whatever the thread's state.
     let _allow = crate::sud::Allow::new();
     // Seccomp strict mode: no system call but read and write from here on.
@@ -132,6 +137,13 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
     if let Some(i) = crate::selfsig::marked(info) {
         crate::selfsig::deliver(i, uc as *mut libc::ucontext_t);
         return;
+    }
+    // A traced thread its tracer sent here from its signal-delivery-stop: that signal is queued
+    // again, and the thread stops as any other (ptraced.rs).
+    // Its tracer's process may stop before ours begins to: it waits for our checkpoint as a
+    // woken thread does.
+    if crate::ptraced::arrived(info, uc as *mut libc::ucontext_t) && crate::tree::own_checkpoint_thread() {
+        wait_stopping(crate::tree::stop_coming);
     }
     if crate::tree::woken(info) {
         // Queued by the tree's coordinator before it woke this stopped process: no instruction
@@ -154,6 +166,9 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
         return; // a late stop signal from a checkpoint that has already ended
     }
     let tid = sys::gettid();
+    // The threads of other processes this one traces, in signal-delivery-stops: sent into their
+    // own stop handler (ptraced.rs).
+    crate::ptraced::serve_tracees(tid);
     // Before the frame can be part of an image: a call this signal interrupted is re-issued.
     crate::blocked::prepare(uc as *mut libc::ucontext_t, tid);
     // A call of the program's that dispatch made safe and that the thread is about to make,
@@ -209,6 +224,8 @@ pub extern "C" fn stop_handler(_sig: i32, info: *mut libc::siginfo_t, uc: *mut l
         sys::futex_wait(&RELEASE, gen, None);
     }
     crate::sigqueue::after_release();
+    // The threads it traces are in their signal-delivery-stops again before its program runs.
+    crate::ptraced::after_release(tid);
 }
 
 /// The stop handler of a thread in seccomp strict mode (`tid`: its id; strictstop.rs): only
@@ -301,9 +318,15 @@ pub fn leader_parked() -> bool {
 /// as long as the coordinator waits for a process (60 s); without either, 300 ms (a wake whose
 /// checkpoint never came, or one left from before a restart, must not hold the program).
 pub fn wait_woken() -> bool {
+    wait_stopping(crate::tree::checkpoint_coming)
+}
+
+/// Wait until a checkpoint is stopping the threads: at most 60 s while `coming` says it is
+/// on its way, else 300 ms.
+fn wait_stopping(coming: fn() -> bool) -> bool {
     let mut waited = 0u32;
     while !STOPPING.load(Ordering::Acquire) && waited < 60_000 {
-        if waited >= 300 && !crate::tree::checkpoint_coming() {
+        if waited >= 300 && !coming() {
             break;
         }
         let ts = sys::timespec_ms(1);
@@ -335,6 +358,8 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
     crate::sigqueue::reset();
     crate::seccomp::reset();
     crate::ids::forget_secbits();
+    // The threads of other processes that ours trace (before any is stopped).
+    crate::ptraced::scan();
     STOPPING.store(true, Ordering::Release);
     let mut signaled: Vec<i32> = Vec::new();
     // Threads seen blocking the stop signal: (tid, since when, its CPU time then).
@@ -357,6 +382,15 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
             let strict = crate::seccomp::strict_mode(tid);
             if strict && !crate::strictstop::ready() {
                 strict_later = true;
+                continue;
+            }
+            // A traced thread (in a ptrace stop) is sent into the stop handler by its tracer's
+            // (ptraced.rs). What it was blocked in is not noted: the signal its stop is for
+            // interrupts that call when it is delivered, as it would have (EINTR where its
+            // handler makes it so), so the call is not made again for it.
+            if crate::ptraced::awaited(tid) {
+                signaled.push(tid);
+                new += 1;
                 continue;
             }
             // What the thread is blocked in, if anything: its number is not in the signal frame.
@@ -424,7 +458,7 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
         resume_all();
         return Err(format!("more than {MAX_THREADS} threads"));
     }
-    if let Some(e) = crate::seccomp::refusal() {
+    if let Some(e) = crate::seccomp::refusal().or_else(crate::ptraced::refusal) {
         resume_all();
         return Err(e);
     }
@@ -451,8 +485,7 @@ pub fn stop_all(self_tid: i32) -> Result<Vec<Slot>, String> {
 /// while other threads run): it runs no handler and has nothing to save.
 pub(crate) fn is_zombie(tid: i32) -> bool {
     let stat = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(tid), b"/stat"])).unwrap_or_default();
-    let state = stat.iter().rposition(|&b| b == b')').and_then(|i| stat.get(i + 2)).copied();
-    matches!(state, Some(b'Z') | Some(b'X'))
+    matches!(crate::kstate::stat_state(&stat), Some(b'Z') | Some(b'X'))
 }
 
 /// Whether thread `tid` has the stop signal blocked and still pending (SigBlk and SigPnd in its
@@ -474,8 +507,7 @@ pub(crate) fn status_hex(status: &[u8], key: &[u8]) -> u64 {
 /// Thread `tid`'s scheduler state (`R`, `S`, `D`, ...) and the CPU time it has had (ns).
 fn state_and_cpu(tid: i32) -> (u8, u64) {
     let stat = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(tid), b"/stat"])).unwrap_or_default();
-    // After "(comm)", which may hold spaces and parentheses: the state.
-    let state = stat.iter().rposition(|&b| b == b')').and_then(|i| stat.get(i + 2).copied()).unwrap_or(b'?');
+    let state = crate::kstate::stat_state(&stat).unwrap_or(b'?');
     let sched = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(tid), b"/schedstat"])).unwrap_or_default();
     let digits: Vec<u8> = sched.iter().copied().take_while(u8::is_ascii_digit).collect();
     (state, std::str::from_utf8(&digits).ok().and_then(|d| d.parse().ok()).unwrap_or(0))
@@ -696,6 +728,8 @@ pub fn become_restored(s: &Slot, leader: bool) -> ! {
     while RELEASE.load(Ordering::Acquire) == gen {
         sys::futex_wait(&RELEASE, gen, None);
     }
+    // Tracing taken up again, before the filters (which may forbid ptrace): ptraced.rs.
+    crate::ptraced::restored(s.tid);
     // Its seccomp filters last: they may forbid the calls above. Then, the very last call,
     // the CAP_SYS_ADMIN they needed goes (none kept: no call; strict mode keeps none).
     crate::seccomp::reinstall(s.tid);

@@ -87,6 +87,11 @@ pub fn capture() -> (u32, i64, i64) {
 
 /// On the recreated leader, before it resumes: make its namespace for children again.
 pub fn restore(monotonic: i64, boottime: i64) {
+    // (A tree's restart made it already, shared with its children of before: restarter
+    // treetime.rs.)
+    if !same(c"/proc/thread-self/ns/time", c"/proc/thread-self/ns/time_for_children") {
+        return;
+    }
     let fail = |what: &str, e: i32| log!(ERROR, "warning: the program's time namespace for its children is not made again ({what}: {}): the children it forks see the clocks it sees", crate::checkpoint::strerror(e));
     let Some(own) = own_offsets() else {
         return fail("the restarted program's own clock offsets cannot be read", libc::ENOENT);

@@ -111,11 +111,22 @@ pub fn checkpoint_coming() -> bool {
     IN_PART.load(Ordering::Acquire) || (is_member() && stop_waiting())
 }
 
-/// Whether the coordinator's Stop for a stopped process is waiting on our connection.
-fn stop_waiting() -> bool {
+/// Whether this process's part of a checkpoint is being taken or the coordinator's Stop (any)
+/// is waiting on our connection: a thread its tracer sent into the stop handler (ptraced.rs)
+/// waits for it.
+pub fn stop_coming() -> bool {
+    IN_PART.load(Ordering::Acquire) || (is_member() && matches!(peek(), Some(TreeMsg::Stop { .. })))
+}
+
+fn peek() -> Option<TreeMsg> {
     let mut b = [0u8; LEN];
     let n = syscall!(libc::SYS_recvfrom, fd(), b.as_mut_ptr(), LEN, libc::MSG_PEEK | libc::MSG_DONTWAIT, 0, 0).unwrap_or(0) as usize;
-    matches!(TreeMsg::decode(&b[..n.min(LEN)]), Some(TreeMsg::Stop { stopped, .. }) if stopped != 0)
+    TreeMsg::decode(&b[..n.min(LEN)])
+}
+
+/// Whether the coordinator's Stop for a stopped process is waiting on our connection.
+fn stop_waiting() -> bool {
+    matches!(peek(), Some(TreeMsg::Stop { stopped, .. }) if stopped != 0)
 }
 
 /// Queue our thread `tid` the stop signal marked as the coordinator's (`woken`).

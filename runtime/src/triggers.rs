@@ -8,7 +8,7 @@
 use crate::log::{log, DEBUG, ERROR};
 use crate::{checkpoint, control, sys};
 use std::ffi::CString;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 /// Exit status after a checkpoint-and-exit whose image was written (EX_TEMPFAIL: run again).
 pub const EXIT_STOPPED: i32 = 75;
@@ -19,6 +19,8 @@ pub const REQ_CHECKPOINT: u32 = 1;
 pub const REQ_STOP: u32 = 2;
 /// The program sent itself a trigger signal: pass it on to one of its threads.
 pub const REQ_FORWARD: u32 = 4;
+/// A program thread waits for this thread to leave for a call of its own (`leave`).
+pub const REQ_LEAVE: u32 = 8;
 
 /// Requests not yet served (REQ_* bits); also the futex word the thread sleeps on.
 static PENDING: AtomicU32 = AtomicU32::new(0);
@@ -80,42 +82,62 @@ extern "C" fn on_trigger(sig: i32, info: *mut libc::siginfo_t, _uc: *mut libc::c
     }
 }
 
-/// A checkpoint signal that ckpt's outer process forwarded arrived within this many ms of one
-/// that reached the program directly (or the other way round): one request, not two.
-const COALESCE_MS: u64 = 1000;
-/// The last checkpoint signal taken: (CLOCK_MONOTONIC ms << 1) | forwarded; 0 after a pair.
-static LAST_SIGNAL: AtomicU64 = AtomicU64::new(0);
-/// When the newest finished checkpoint (written or failed) began, in CLOCK_MONOTONIC ms.
-static SERVED_FROM: AtomicU64 = AtomicU64::new(0);
+/// A checkpoint request is served by any checkpoint whose cut (the moment the program's threads
+/// are stopped and its state is read) comes after the request was sent: that image holds the
+/// state the requester asked for. So a checkpoint signal is a copy of a request already served,
+/// not a new one, when it was sent before the newest cut or while a checkpoint's cut is still
+/// ahead; nothing else (no time window) makes two signals one request.
+///
+/// The newest cut, in CLOCK_MONOTONIC ns (0: none since the start or the restart).
+static CUT_NS: AtomicU64 = AtomicU64::new(0);
+/// A checkpoint is being taken and its cut is still ahead: a request that arrives now is served
+/// by it.
+static CUT_AHEAD: AtomicBool = AtomicBool::new(false);
 
-/// A checkpoint that began at `started_ms` is over: a checkpoint signal that comes after it is a
-/// new request, even if it comes within `COALESCE_MS` of one of the other kind.
-pub fn checkpoint_done(started_ms: u64) {
-    SERVED_FROM.fetch_max(started_ms, Ordering::AcqRel);
+/// A checkpoint begins (its cut is ahead).
+pub fn checkpoint_begins() {
+    CUT_AHEAD.store(true, Ordering::Release);
+}
+
+/// The program's state is being read now (its threads are stopped, at `at_ns`): requests sent
+/// before this are served by this checkpoint.
+pub fn cut_made(at_ns: u64) {
+    CUT_NS.fetch_max(at_ns, Ordering::AcqRel);
+    CUT_AHEAD.store(false, Ordering::Release);
+}
+
+/// The checkpoint is over (written, or failed before or after its cut).
+pub fn checkpoint_done() {
+    CUT_AHEAD.store(false, Ordering::Release);
 }
 
 /// The checkpoint signal arrived (async-signal-safe). In a namespace of ckpt's, the program is
-/// in the outer process's process group and cgroup: a signal to the group (kill -USR2 -PGID,
-/// pkill, a Slurm broadcast) reaches it directly and through the outer process, which forwards
-/// it as SI_QUEUE with ckpt_ns::FORWARD_MARK. A forwarded and a direct signal close together are
-/// the same request, unless a checkpoint begun after the first is already over: then the second
-/// is the user's next request. (A forwarded signal can also arrive looking direct: when the
-/// user's queue of pending signals is at RLIMIT_SIGPENDING, the kernel delivers it without its
-/// siginfo. Two requests a fraction of a second apart were taken as one then: the second lost.)
+/// in the outer process's process group and cgroup: a signal sent to both (pkill -f, a Slurm
+/// signal to every process of a batch step) reaches it directly and through the outer process,
+/// which forwards it as SI_QUEUE with ckpt_ns::FORWARD_MARK, and the time it held the signal
+/// before sending it on (`ckpt_ns::held_ms`). The latest the request can have been sent:
+/// when it arrived here, or, forwarded, when the outer process read it. Sent before the newest
+/// cut, or arriving while a cut is ahead, it is served; else it is a new request (a request
+/// that comes after a checkpoint's line was printed always is). A copy that comes after the cut
+/// of the checkpoint its twin started (the outer process slow to read it) makes a second
+/// checkpoint: one too many, never one lost.
 pub fn checkpoint_signal(info: *const libc::siginfo_t) {
-    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
-    let forwarded = !info.is_null()
-        && unsafe { (*info).si_code == libc::SI_QUEUE && (*info).si_value().sival_ptr as usize as i32 == ckpt_ns::FORWARD_MARK };
-    let now = now_ms();
-    let last = LAST_SIGNAL.load(Ordering::Acquire);
-    let served = SERVED_FROM.load(Ordering::Acquire) >= last >> 1;
-    if last != 0 && !served && (last & 1 == 1) != forwarded && now.saturating_sub(last >> 1) < COALESCE_MS {
-        LAST_SIGNAL.store(0, Ordering::Release);
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler; a queued signal's
+    // si_value is the union member to read.
+    let value = unsafe { info.as_ref().filter(|i| i.si_code == libc::SI_QUEUE).map_or(0, |i| i.si_value().sival_ptr as usize as u64) };
+    let held_ms = ckpt_ns::held_ms(value).unwrap_or(0);
+    let sent_by = crate::checkpoint::now_ns().saturating_sub(held_ms * 1_000_000);
+    let cut = CUT_NS.load(Ordering::Acquire);
+    if CUT_AHEAD.load(Ordering::Acquire) || (cut != 0 && sent_by <= cut) {
         return;
     }
-    LAST_SIGNAL.store(now << 1 | u64::from(forwarded), Ordering::Release);
     crate::step::note_trigger();
     request(REQ_CHECKPOINT);
+}
+
+/// Whether requests wait for the checkpoint thread (REQ_* bits but `except`).
+pub fn pending(except: u32) -> bool {
+    PENDING.load(Ordering::Acquire) & !except != 0
 }
 
 /// Ask the checkpoint thread for something (async-signal-safe).
@@ -154,14 +176,15 @@ pub fn arm_timer() {
 pub fn after_restart() {
     control::forget_fds();
     NEXT_MS.store(0, Ordering::Relaxed);
-    PENDING.store(0, Ordering::Release);
-    LAST_SIGNAL.store(0, Ordering::Release);
-    SERVED_FROM.store(0, Ordering::Release);
+    PENDING.store(if crate::leave::asked_again() { REQ_LEAVE } else { 0 }, Ordering::Release);
+    CUT_NS.store(0, Ordering::Release);
+    CUT_AHEAD.store(false, Ordering::Release);
 }
 
 /// The checkpoint thread's loop: wait for a request or the timer, serve it, forever.
 pub fn run() -> ! {
     arm_timer();
+    crate::leave::back();
     loop {
         let timeout = match (next_in_ms(), crate::step::poll_limit_ms()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -182,6 +205,10 @@ pub fn run() -> ! {
         }
         if PENDING.load(Ordering::Acquire) == 0 && timeout != Some(0) && !control::poll(timeout, &crate::step::poll_fds()) {
             sys::futex_wait(&PENDING, 0, timeout);
+        }
+        if PENDING.fetch_and(!REQ_LEAVE, Ordering::AcqRel) & REQ_LEAVE != 0 {
+            // The other requests stay for the thread that comes back.
+            crate::leave::leave_if_asked();
         }
         let bits = PENDING.swap(0, Ordering::AcqRel);
         if bits & REQ_FORWARD != 0 {
@@ -226,10 +253,7 @@ const GONE_CHECK_MS: u64 = 1000;
 /// the process's, which the kernel takes from the last thread to exit.
 fn leader_status() -> i32 {
     let stat = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(sys::getpid()), b"/stat"])).unwrap_or_default();
-    let after = stat.iter().rposition(|&b| b == b')').map_or(&stat[..0], |i| &stat[i + 1..]);
-    // Fields from the state (3rd) on: exit_code is the 52nd field, the 50th of these.
-    let f = after.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).nth(49).unwrap_or(b"0");
-    std::str::from_utf8(f).ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+    crate::kstate::stat_number(&stat, 52).unwrap_or(0)
 }
 
 /// The program's last thread was killed by `sig` while this thread lived on (a seccomp filter's

@@ -5,16 +5,22 @@
 //! each task reports its listeners, old name and new name (`Report`, in the rendezvous's
 //! `Ready`), rank 0 hands every report to every task, and each task makes of them a `Map`
 //! (old address and port -> new sockaddr, as that task reaches it) that the runtime's
-//! `connect` hook consults. Raw system calls only (the runtime reads the node's addresses
-//! while the program is stopped).
+//! `connect` hook consults. A task restarted on a node that lacks its old node's addresses
+//! sees them as before (`Map::bind`, `Map::back`): a bind to its old node's address goes to its
+//! new one, and the new address of a task shows as its old one where the program reads a
+//! socket's address (Open MPI's TCP BTL binds its connecting socket to its own address of the
+//! modex and checks the accepted connection's source against the connector's). Raw system
+//! calls only (the runtime reads the node's addresses while the program is stopped).
 
 use crate::sys;
 
-/// One listener of a task: its sockaddr at the checkpoint and now.
+/// One listener of a task: its sockaddr at the checkpoint and now; `udp`: a bound UDP socket
+/// (its port is another port space than TCP's).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Listener {
     pub old: Vec<u8>,
     pub new: Vec<u8>,
+    pub udp: bool,
 }
 
 /// What a task says at the restart: its rank, its node at the checkpoint (its boot id and its
@@ -44,8 +50,65 @@ pub enum Lookup {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Map {
     pub moved: Vec<(Vec<u8>, u16, Vec<u8>)>,
+    /// The same for the step's bound UDP sockets: where a datagram to the old address and
+    /// port goes (sendto, sendmsg, a datagram socket's connect).
+    pub udp: Vec<(Vec<u8>, u16, Vec<u8>)>,
     /// Every old address (other than loopback) of the step's nodes.
     pub nodes: Vec<Vec<u8>>,
+    /// This task's old node's addresses that its node now lacks -> its address now that
+    /// stands for each (`pair`): where a bind to the old one goes, and what a socket's own
+    /// name at the new one shows.
+    pub bind: Vec<(Vec<u8>, Vec<u8>)>,
+    /// A task's address now -> its old address it stands for, where that is one and the same
+    /// for every task at that address now (a peer's address read from a socket shows it).
+    pub back: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// How many leading bits two addresses of one family have in common.
+fn common_bits(a: &[u8], b: &[u8]) -> u32 {
+    let mut n = 0;
+    for (x, y) in a.iter().zip(b) {
+        let d = (x ^ y).leading_zeros();
+        n += d;
+        if d < 8 {
+            break;
+        }
+    }
+    n
+}
+
+/// A node's old addresses that it lacks now, each with the address now that stands for it: of
+/// the same family, the one with the longest prefix in common (the same subnet: the same
+/// network), the first on a tie. Loopback and link-local stay out (node_ips).
+pub fn pair(old: &[Vec<u8>], now: &[Vec<u8>]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    old.iter()
+        .filter(|o| !now.contains(o) && !loopback(o) && !unspecified(o))
+        .filter_map(|o| {
+            let best = now.iter().filter(|n| n.len() == o.len() && !loopback(n)).fold(None::<&Vec<u8>>, |b, n| match b {
+                Some(b) if common_bits(b, o) >= common_bits(n, o) => Some(b),
+                _ => Some(n),
+            })?;
+            Some((o.clone(), best.clone()))
+        })
+        .collect()
+}
+
+/// `a` (an inet sockaddr) with the IP `ip` (4 or 16 bytes), in `a`'s own form (an IPv4
+/// address in an IPv6 sockaddr IPv4-mapped); None: `a` cannot hold it.
+pub fn with_ip(a: &[u8], ip: &[u8]) -> Option<Vec<u8>> {
+    let fam = u16::from_ne_bytes([*a.first()?, *a.get(1)?]);
+    let mut out = a.to_vec();
+    match (fam == libc::AF_INET6 as u16, ip.len()) {
+        (false, 4) if a.len() >= 8 && fam == libc::AF_INET as u16 => out[4..8].copy_from_slice(ip),
+        (true, 4) if a.len() >= 24 => {
+            out[8..18].fill(0);
+            out[18..20].fill(0xff);
+            out[20..24].copy_from_slice(ip);
+        }
+        (true, 16) if a.len() >= 24 => out[8..24].copy_from_slice(ip),
+        _ => return None,
+    }
+    Some(out)
 }
 
 /// The IP of an inet sockaddr (16 bytes for AF_INET6, 4 for AF_INET and for an IPv4-mapped
@@ -162,6 +225,7 @@ pub fn encode(reports: &[Report]) -> Vec<u8> {
         for l in &r.listeners {
             e.bytes(&l.old);
             e.bytes(&l.new);
+            e.u32(u32::from(l.udp));
         }
     }
     e.0
@@ -175,11 +239,31 @@ pub fn decode(b: &[u8]) -> Option<Vec<Report>> {
             let boot = d.bytes()?;
             let node = d.list()?;
             let (now_boot, now) = (d.bytes()?, d.list()?);
-            let listeners = (0..d.count()?).map(|_| Some(Listener { old: d.bytes()?, new: d.bytes()? })).collect::<Option<Vec<_>>>()?;
+            let listeners = (0..d.count()?).map(|_| Some(Listener { old: d.bytes()?, new: d.bytes()?, udp: d.u32()? != 0 })).collect::<Option<Vec<_>>>()?;
             Some(Report { rank, boot, node, now_boot, now, listeners })
         })
         .collect::<Option<Vec<_>>>()?;
     d.0.is_empty().then_some(reports)
+}
+
+/// Every task's address now that stands for an old one of its node (`pair`), with that old
+/// one; an address now where two tasks would show differently (a task that kept it, or two
+/// tasks from different old nodes on one new one) is left out: a connection from it could be
+/// either's.
+fn back_of(reports: &[Report]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut shown: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+    for r in reports.iter().filter(|r| !r.node.is_empty()) {
+        let pairs = pair(&r.node, &r.now);
+        for n in &r.now {
+            let s = if r.node.contains(n) { None } else { pairs.iter().find(|(_, p)| p == n).map(|(o, _)| o.clone()) };
+            match shown.iter_mut().find(|(k, _)| k == n) {
+                Some((_, v)) if *v != s => *v = None,
+                Some(_) => {}
+                None => shown.push((n.clone(), s)),
+            }
+        }
+    }
+    shown.into_iter().filter_map(|(n, o)| Some((n, o?))).collect()
 }
 
 impl Map {
@@ -233,8 +317,9 @@ impl Map {
                     if to_ip == ip && port == new_port {
                         continue;
                     }
-                    m.moved.retain(|(i, p, _)| !(*i == ip && *p == port));
-                    m.moved.push((ip, port, sockaddr(&to_ip, new_port, false)));
+                    let list = if l.udp { &mut m.udp } else { &mut m.moved };
+                    list.retain(|(i, p, _)| !(*i == ip && *p == port));
+                    list.push((ip, port, sockaddr(&to_ip, new_port, false)));
                 }
             }
             for ip in &r.node {
@@ -243,15 +328,53 @@ impl Map {
                 }
             }
         }
+        if let Some(r) = me_r {
+            m.bind = pair(&r.node, &r.now);
+        }
+        m.back = back_of(reports);
         m
+    }
+
+    /// Where a bind to the IP `ip` goes (this task's old node's address that its node lacks).
+    pub fn bind_to(&self, ip: &[u8]) -> Option<&[u8]> {
+        self.bind.iter().find(|(o, _)| o == ip).map(|(_, n)| n.as_slice())
+    }
+
+    /// What this task's own address `ip` (a socket's name) shows: the old one it stands for.
+    pub fn own_shown(&self, ip: &[u8]) -> Option<&[u8]> {
+        self.bind.iter().find(|(_, n)| n == ip).map(|(o, _)| o.as_slice())
+    }
+
+    /// What a peer's address `ip` shows: the old address of the task(s) there now.
+    pub fn peer_shown(&self, ip: &[u8]) -> Option<&[u8]> {
+        self.back.iter().find(|(n, _)| n == ip).map(|(_, o)| o.as_slice())
     }
 
     /// Where a connect to `dest` (a sockaddr) goes.
     pub fn lookup(&self, dest: &[u8]) -> Lookup {
+        self.lookup_in(&self.moved, dest)
+    }
+
+    /// Where a datagram to `dest` (a sockaddr) goes, or a datagram socket's connect.
+    pub fn lookup_udp(&self, dest: &[u8]) -> Lookup {
+        self.lookup_in(&self.udp, dest)
+    }
+
+    /// The old port a datagram from `src` (a sockaddr: a task's UDP socket where it is now)
+    /// shows: that of the one bound UDP socket of the step now there whose port moved. None:
+    /// its port as it is (not moved, or no such socket, or more than one old port).
+    pub fn udp_port_shown(&self, src: &[u8]) -> Option<u16> {
+        let (ip, port) = (ip_of(src)?, sys::port_of(src));
+        let mut olds = self.udp.iter().filter(|(_, _, to)| ip_of(to).as_ref() == Some(&ip) && sys::port_of(to) == port).map(|(_, p, _)| *p);
+        let old = olds.next()?;
+        (old != port && olds.all(|p| p == old)).then_some(old)
+    }
+
+    fn lookup_in(&self, moved: &[(Vec<u8>, u16, Vec<u8>)], dest: &[u8]) -> Lookup {
         let Some(ip) = ip_of(dest) else { return Lookup::Other };
         let port = sys::port_of(dest);
         let v6 = u16::from_ne_bytes([dest[0], dest[1]]) == libc::AF_INET6 as u16;
-        if let Some((_, _, to)) = self.moved.iter().find(|(i, p, _)| *i == ip && *p == port) {
+        if let Some((_, _, to)) = moved.iter().find(|(i, p, _)| *i == ip && *p == port) {
             let to_ip = ip_of(to).expect("made by Map::of");
             // An IPv4 socket cannot reach an IPv6 address.
             if !v6 && to_ip.len() == 16 {
@@ -269,18 +392,15 @@ impl Map {
     /// This map after another restart that moved the listeners again as `next` says: an
     /// address of the first run still reaches its listener.
     pub fn then(self, next: Map) -> Map {
-        let mut m = Map { moved: Vec::new(), nodes: self.nodes };
-        for (ip, port, to) in self.moved {
-            let to = match next.lookup(&to) {
-                Lookup::To(t) => t,
-                _ => to,
-            };
-            m.moved.push((ip, port, to));
-        }
-        for (ip, port, to) in next.moved {
-            m.moved.retain(|(i, p, _)| !(*i == ip && *p == port));
-            m.moved.push((ip, port, to));
-        }
+        // A bind to the first run's address goes where its address of the second run goes now
+        // (the second run's address itself the program never saw: it saw the first's); a peer
+        // at an address of the second run's shows as the first run's address.
+        let bind = self.bind.iter().map(|(o, n)| (o.clone(), next.bind_to(n).unwrap_or(n).to_vec())).chain(next.bind.iter().filter(|(o, _)| !self.bind.iter().any(|(x, n)| x == o || n == o)).cloned()).filter(|(o, n)| o != n).collect();
+        let mut back: Vec<(Vec<u8>, Vec<u8>)> = next.back.iter().map(|(n, o)| (n.clone(), self.peer_shown(o).unwrap_or(o).to_vec())).filter(|(n, o)| n != o).collect();
+        back.extend(self.back.iter().filter(|(n, _)| !next.back.iter().any(|(x, _)| x == n)).cloned());
+        let moved = compose(self.moved, next.moved.clone(), |to| next.lookup(to));
+        let udp = compose(self.udp, next.udp.clone(), |to| next.lookup_udp(to));
+        let mut m = Map { moved, udp, nodes: self.nodes, bind, back };
         for ip in next.nodes {
             if !m.nodes.contains(&ip) {
                 m.nodes.push(ip);
@@ -289,6 +409,8 @@ impl Map {
         m
     }
 
+    /// Map::encode: the UDP part comes last and only where there is one (the runtime of a
+    /// program checkpointed before it existed reads the rest as it did).
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Enc(Vec::new());
         e.u32(self.moved.len() as u32);
@@ -298,19 +420,62 @@ impl Map {
             e.bytes(to);
         }
         e.list(&self.nodes);
+        // Only where a node was left behind: the runtime of a program checkpointed before
+        // these pairs existed reads the rest as it did (it is restored with the program).
+        if self.bind.is_empty() && self.back.is_empty() && self.udp.is_empty() {
+            return e.0;
+        }
+        for l in [&self.bind, &self.back] {
+            e.u32(l.len() as u32);
+            for (a, b) in l {
+                e.bytes(a);
+                e.bytes(b);
+            }
+        }
+        if !self.udp.is_empty() {
+            e.u32(self.udp.len() as u32);
+            for (ip, port, to) in &self.udp {
+                e.bytes(ip);
+                e.u32(u32::from(*port));
+                e.bytes(to);
+            }
+        }
         e.0
     }
 
     pub fn decode(b: &[u8]) -> Option<Map> {
         let mut d = Dec(b);
-        let moved = (0..d.count()?).map(|_| Some((d.bytes()?, d.u32()? as u16, d.bytes()?))).collect::<Option<Vec<_>>>()?;
+        let moves = |d: &mut Dec| (0..d.count()?).map(|_| Some((d.bytes()?, d.u32()? as u16, d.bytes()?))).collect::<Option<Vec<_>>>();
+        let moved = moves(&mut d)?;
         let nodes = d.list()?;
-        d.0.is_empty().then_some(Map { moved, nodes })
+        let none = d.0.is_empty();
+        let pairs = |d: &mut Dec| (0..d.count()?).map(|_| Some((d.bytes()?, d.bytes()?))).collect::<Option<Vec<_>>>();
+        let (bind, back) = if none { (Vec::new(), Vec::new()) } else { (pairs(&mut d)?, pairs(&mut d)?) };
+        let udp = if d.0.is_empty() { Vec::new() } else { moves(&mut d)? };
+        d.0.is_empty().then_some(Map { moved, udp, nodes, bind, back })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.moved.is_empty() && self.nodes.is_empty()
+        self.moved.is_empty() && self.udp.is_empty() && self.nodes.is_empty() && self.bind.is_empty() && self.back.is_empty()
     }
+}
+
+/// `first`'s moves (old address and port -> where) after `next`'s: a first run's address
+/// goes where its place after the first restart went (`then`, asked of `next`), and `next`'s
+/// own moves replace any of the same old address and port.
+fn compose(first: Vec<(Vec<u8>, u16, Vec<u8>)>, next: Vec<(Vec<u8>, u16, Vec<u8>)>, then: impl Fn(&[u8]) -> Lookup) -> Vec<(Vec<u8>, u16, Vec<u8>)> {
+    let mut out: Vec<_> = first
+        .into_iter()
+        .map(|(ip, port, to)| match then(&to) {
+            Lookup::To(t) => (ip, port, t),
+            _ => (ip, port, to),
+        })
+        .collect();
+    for (ip, port, to) in next {
+        out.retain(|(i, p, _)| !(*i == ip && *p == port));
+        out.push((ip, port, to));
+    }
+    out
 }
 
 fn sockaddr_ip6_loopback() -> Vec<u8> {
@@ -329,19 +494,27 @@ mod tests {
 
     #[test]
     fn reports_and_maps_round_trip() {
-        let r = vec![Report { rank: 1, boot: vec![], node: vec![vec![10, 0, 0, 5]], listeners: vec![Listener { old: v4([0; 4], 5000), new: v4([0; 4], 6000) }], now_boot: b"b".to_vec(), now: vec![vec![10, 1, 0, 5]] }];
+        let r = vec![Report { rank: 1, boot: vec![], node: vec![vec![10, 0, 0, 5]], listeners: vec![Listener { old: v4([0; 4], 5000), new: v4([0; 4], 6000), udp: false }], now_boot: b"b".to_vec(), now: vec![vec![10, 1, 0, 5]] }];
         assert_eq!(decode(&encode(&r)), Some(r.clone()));
         assert_eq!(decode(&encode(&r)[1..]), None);
         let m = Map::of(&r, 0, &[vec![], v4([10, 0, 0, 9], 0)]);
-        assert_eq!(Map::decode(&m.encode()), Some(m));
+        assert_eq!(Map::decode(&m.encode()), Some(m.clone()));
+        // No node left behind: the bytes a runtime of before the pairs reads (without them).
+        let plain = Map { bind: Vec::new(), back: Vec::new(), ..m.clone() };
+        assert!(plain.encode().len() + 8 < m.encode().len());
+        let mut old = plain.encode();
+        assert_eq!(Map::decode(&old), Some(plain.clone()));
+        old.extend_from_slice(&[0; 8]);
+        assert_eq!(Map::decode(&old), Some(plain));
+        assert_eq!(Map::decode(&old[..old.len() - 4]), None);
     }
 
     #[test]
     fn a_moved_listener_is_reached_at_its_new_node_and_port() {
         let reports = vec![
             Report { rank: 0, boot: vec![], node: vec![vec![10, 0, 0, 1]], listeners: vec![], ..Default::default() },
-            Report { rank: 1, boot: vec![], node: vec![vec![10, 0, 0, 2]], listeners: vec![Listener { old: v4([0; 4], 5000), new: v4([0; 4], 6000) }], ..Default::default() },
-            Report { rank: 2, boot: vec![], node: vec![vec![10, 0, 0, 1]], listeners: vec![Listener { old: v4([127, 0, 0, 3], 7000), new: v4([127, 0, 0, 3], 7001) }], ..Default::default() },
+            Report { rank: 1, boot: vec![], node: vec![vec![10, 0, 0, 2]], listeners: vec![Listener { old: v4([0; 4], 5000), new: v4([0; 4], 6000), udp: false }], ..Default::default() },
+            Report { rank: 2, boot: vec![], node: vec![vec![10, 0, 0, 1]], listeners: vec![Listener { old: v4([127, 0, 0, 3], 7000), new: v4([127, 0, 0, 3], 7001), udp: false }], ..Default::default() },
         ];
         let addrs = vec![v4([127, 0, 0, 1], 1), v4([10, 1, 0, 2], 1), v4([10, 1, 0, 1], 1)];
         let m = Map::of(&reports, 0, &addrs);
@@ -357,7 +530,7 @@ mod tests {
         let m1 = Map::of(&reports, 1, &addrs);
         assert_eq!(m1.lookup(&v4([127, 0, 0, 1], 5000)), Lookup::To(v4([127, 0, 0, 1], 6000)));
         // A second restart moves it again: the first run's address still reaches it.
-        let next = Map { moved: vec![(vec![10, 1, 0, 2], 6000, v4([10, 2, 0, 2], 6500))], nodes: vec![vec![10, 1, 0, 2]] };
+        let next = Map { moved: vec![(vec![10, 1, 0, 2], 6000, v4([10, 2, 0, 2], 6500))], nodes: vec![vec![10, 1, 0, 2]], ..Default::default() };
         let both = m.then(next);
         assert_eq!(both.lookup(&v4([10, 0, 0, 2], 5000)), Lookup::To(v4([10, 2, 0, 2], 6500)));
     }
@@ -369,7 +542,7 @@ mod tests {
     #[test]
     fn a_listener_whose_node_still_has_the_old_address_is_reached_there() {
         let node = |ip: [u8; 4]| vec![ip.to_vec()];
-        let every = |old: u16, new: u16| vec![Listener { old: v4([0; 4], old), new: v4([0; 4], new) }];
+        let every = |old: u16, new: u16| vec![Listener { old: v4([0; 4], old), new: v4([0; 4], new), udp: false }];
         let host = b"host".to_vec();
         let reports = vec![
             Report { rank: 0, boot: host.clone(), node: node([192, 0, 2, 2]), now_boot: host.clone(), now: node([192, 0, 2, 2]), listeners: every(5000, 5000) },
@@ -395,5 +568,77 @@ mod tests {
         let moved = [Report { now: node([192, 0, 2, 9]), ..apart[0].clone() }, Report { now: node([192, 0, 2, 7]), ..apart[1].clone() }];
         let m = Map::of(&moved, 0, &far);
         assert_eq!(m.lookup(&v4([192, 0, 2, 2], 5001)), Lookup::To(v4([10, 9, 9, 1], 6001)));
+    }
+
+    /// Two tasks whose nodes swapped (task 0 now where task 1 was): each binds its old address
+    /// at its new one, and each shows the other's new address as its old one (the address the
+    /// other published); a task that kept its address, or an address two tasks from different
+    /// old nodes share now, shows as it is.
+    #[test]
+    fn a_task_on_another_node_keeps_its_old_address_in_view() {
+        let a = |x: u8| vec![10, 7, 0, x];
+        let rep = |rank, old: Vec<Vec<u8>>, now: Vec<Vec<u8>>| Report { rank, boot: b"b".to_vec(), node: old, now_boot: b"b".to_vec(), now, listeners: vec![] };
+        let reports = vec![rep(0, vec![a(1)], vec![a(2)]), rep(1, vec![a(2)], vec![a(1)])];
+        let m = Map::of(&reports, 0, &[]);
+        assert_eq!(m.bind_to(&a(1)), Some(&a(2)[..]));
+        assert_eq!(m.bind_to(&a(2)), None);
+        assert_eq!(m.own_shown(&a(2)), Some(&a(1)[..]));
+        assert_eq!(m.peer_shown(&a(1)), Some(&a(2)[..]));
+        assert_eq!(m.peer_shown(&a(2)), Some(&a(1)[..]));
+        assert_eq!(Map::decode(&m.encode()), Some(m.clone()));
+        assert_eq!(with_ip(&v4([10, 7, 0, 1], 9), &a(2)), Some(v4([10, 7, 0, 2], 9)));
+        assert_eq!(with_ip(&sockaddr(&a(1), 9, true), &a(2)), Some(sockaddr(&a(2), 9, true)));
+        // Of two addresses now, the one of the old one's subnet stands for it.
+        assert_eq!(pair(&[vec![192, 168, 1, 5], a(1)], &[a(9), vec![192, 168, 1, 6]]), vec![(vec![192, 168, 1, 5], vec![192, 168, 1, 6]), (a(1), a(9))]);
+        // A task that kept a(3), and one that came there from a(4): a(3) shows as it is.
+        let kept = vec![rep(0, vec![a(1)], vec![a(2)]), rep(1, vec![a(3)], vec![a(3)]), rep(2, vec![a(4)], vec![a(3)])];
+        let m = Map::of(&kept, 0, &[]);
+        assert_eq!(m.peer_shown(&a(3)), None);
+        assert_eq!(m.peer_shown(&a(2)), Some(&a(1)[..]));
+        // A second restart moves task 0 again: the first run's address binds at the newest,
+        // and the newest shows as the first run's.
+        let next = Map::of(&[rep(0, vec![a(2)], vec![a(5)])], 0, &[]);
+        let both = m.then(next);
+        assert_eq!(both.bind_to(&a(1)), Some(&a(5)[..]));
+        assert_eq!(both.peer_shown(&a(5)), Some(&a(1)[..]));
+        assert_eq!(both.own_shown(&a(5)), Some(&a(1)[..]));
+        // Swapped, then swapped back: every task at its first address again, nothing to show
+        // otherwise.
+        let first = Map::of(&reports, 0, &[]);
+        let back = Map::of(&[rep(0, vec![a(2)], vec![a(1)]), rep(1, vec![a(1)], vec![a(2)])], 0, &[]);
+        let both = first.then(back);
+        assert_eq!((both.bind.len(), both.back.len()), (0, 0), "{both:?}");
+    }
+
+    /// Two tasks whose nodes swapped, each with a UDP socket bound on every address (one of
+    /// them at another port now): a datagram to a task's old address and port goes where its
+    /// socket is now, a TCP connect to the same port is not mapped by it, and the source port
+    /// of a datagram from the moved socket shows as its old one.
+    #[test]
+    fn a_datagram_to_a_task_on_another_node_reaches_it_there() {
+        let a = |x: u8| vec![10, 8, 0, x];
+        let udp = |old: u16, new: u16| vec![Listener { old: v4([0; 4], old), new: v4([0; 4], new), udp: true }];
+        let rep = |rank, old: Vec<u8>, now: Vec<u8>, l| Report { rank, boot: b"b".to_vec(), node: vec![old], now_boot: b"b".to_vec(), now: vec![now], listeners: l };
+        let reports = vec![rep(0, a(1), a(2), udp(4000, 4000)), rep(1, a(2), a(1), udp(4001, 4501))];
+        let addrs = vec![v4([10, 8, 0, 2], 1), v4([10, 8, 0, 1], 1)];
+        let m = Map::of(&reports, 1, &addrs);
+        assert_eq!(m.lookup_udp(&v4([10, 8, 0, 1], 4000)), Lookup::To(v4([10, 8, 0, 2], 4000)));
+        assert_eq!(m.lookup(&v4([10, 8, 0, 1], 4000)), Lookup::Uncovered);
+        assert!(m.moved.is_empty(), "{m:?}");
+        let m0 = Map::of(&reports, 0, &addrs);
+        assert_eq!(m0.lookup_udp(&v4([10, 8, 0, 2], 4001)), Lookup::To(v4([10, 8, 0, 1], 4501)));
+        assert_eq!(m0.udp_port_shown(&v4([10, 8, 0, 1], 4501)), Some(4001));
+        assert_eq!(m0.udp_port_shown(&v4([10, 8, 0, 1], 4000)), None);
+        assert_eq!(m0.peer_shown(&a(1)), Some(&a(2)[..]));
+        assert_eq!(Map::decode(&m0.encode()), Some(m0.clone()));
+        assert_eq!(decode(&encode(&reports)), Some(reports.clone()));
+        // Only UDP moved and no node left behind: still read back whole.
+        let only = Map { udp: m0.udp.clone(), ..Default::default() };
+        assert_eq!(Map::decode(&only.encode()), Some(only));
+        // Restarted again where each was at first: the first run's address reaches it there
+        // (as it is).
+        let back = Map::of(&[rep(0, a(2), a(1), udp(4000, 4000)), rep(1, a(1), a(2), udp(4501, 4001))], 1, &[v4([10, 8, 0, 1], 1), v4([10, 8, 0, 2], 1)]);
+        let both = m.then(back);
+        assert_eq!(both.lookup_udp(&v4([10, 8, 0, 1], 4000)), Lookup::To(v4([10, 8, 0, 1], 4000)));
     }
 }

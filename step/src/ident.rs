@@ -59,10 +59,23 @@ impl Ident {
         Some(Ident { rank: 0, ntasks: 0, job: var("SLURM_JOB_ID")?, step: format!("join:{name}"), restarts })
     }
 
+    /// A task of a joined step (`join`: its step's name starts so).
+    pub fn joined(&self) -> bool {
+        self.step.starts_with("join:")
+    }
+
+    /// Whether this task belongs to a step of `total` tasks as rank 0 counts them: the same
+    /// count, or for a task of a joined step one no greater (its `ntasks` is what its srun
+    /// knew: the ranks up to its own srun's last, while a srun of the tree started later,
+    /// alongside, has the ranks after: `join::Join`).
+    pub fn fits(&self, total: u32) -> bool {
+        total == self.ntasks || self.joined() && total > self.ntasks
+    }
+
     /// This run's epoch, for the program's coordinator (`restart` false) or ckpt-restart's. A
     /// joined step's leaves its size out: rank 0 does not know it when it publishes its address.
     pub fn epoch(&self, restart: bool) -> u64 {
-        let n = if self.step.starts_with("join:") { 0 } else { self.ntasks };
+        let n = if self.joined() { 0 } else { self.ntasks };
         let s = format!("{}|{}|{}|{}|{}", self.job, self.step, self.restarts, n, if restart { "restart" } else { "run" });
         let h = Sha256::default().update(s.as_bytes()).finish();
         u64::from_le_bytes(h[..8].try_into().expect("8 bytes"))
@@ -113,6 +126,8 @@ mod tests {
         let joined = [("CKPT_STEP_JOIN", "1:3:mpirun"), ("SLURM_PROCID", "1"), ("SLURM_STEP_NUM_TASKS", "2"), ("SLURM_JOB_ID", "17"), ("SLURM_STEP_ID", "4")];
         let j = Ident::from_env(env(&joined)).unwrap();
         assert_eq!((j.rank, j.ntasks, j.step.as_str()), (2, 3, "join:mpirun"));
+        assert!(j.fits(3) && j.fits(5) && !j.fits(2), "a joined task fits a step with a later srun's ranks after its own");
+        assert!(id.fits(4) && !id.fits(5), "a plain step's count is exact");
         // Rank 0 (the launcher's tree, in the batch script) makes the same epoch without the size.
         let batch = [("CKPT_JOIN_SRUN", "1"), ("SLURM_PROCID", "0"), ("SLURM_NTASKS", "4"), ("SLURM_JOB_ID", "17")];
         let root = Ident::join_root(env(&batch), "mpirun").unwrap();

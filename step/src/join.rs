@@ -6,6 +6,12 @@
 //! - `Join`: the identity a rewritten srun passes to its tasks in `CKPT_STEP_JOIN`: a tag
 //!   naming the joined step, the rank of srun's first task in it (`offset`) and its size. A
 //!   task's rank is `offset + SLURM_PROCID`.
+//! - `free_offset`, `Claim`: two sruns of one tree at once (`srun A & srun B`) are each a part
+//!   of the one joined step with ranks of its own: the rewrite takes the lowest ranks no live
+//!   srun of the tree holds (`DIR/NAME.srun-ranks` lists the claims, under a lock: the runtime's
+//!   `srunjoin`), so srun A's tasks are 1..=2 (`1:3:TAG`) and srun B's 3..=4 (`3:5:TAG`). A
+//!   task's `size` is then what its srun knew (its own srun's last rank + 1); rank 0 counts the
+//!   step to the highest rank linked (`Ident::fits`).
 //! - `rewrite_srun`: srun's argv with `ckpt-run --dir DIR --name NAME [--resume] --` put in
 //!   front of the program it runs, and the number of tasks srun starts. Anything this cannot
 //!   read for certain (an option it does not know, a task count it cannot tell, `--multi-prog`,
@@ -44,6 +50,53 @@ impl Join {
     pub fn rank(&self, procid: u32, ntasks: u32) -> Option<u32> {
         let last = self.offset.checked_add(ntasks)?;
         (procid < ntasks && last <= self.size).then(|| self.offset + procid)
+    }
+}
+
+/// The lowest rank (from 1) at which `n` ranks are free of every `taken` range (offset, size:
+/// ranks offset..size).
+pub fn free_offset(taken: &[(u32, u32)], n: u32) -> Option<u32> {
+    let mut at = 1u32;
+    loop {
+        let end = at.checked_add(n)?;
+        match taken.iter().filter(|&&(o, sz)| o < end && at < sz).map(|&(_, sz)| sz).max() {
+            None => return Some(at),
+            Some(sz) => at = sz,
+        }
+    }
+}
+
+/// The joined-step identity in a process's environment (`/proc/PID/environ`: NUL-separated).
+pub fn in_environ(environ: &[u8]) -> Option<Join> {
+    let want = [JOIN_VAR.as_bytes(), b"="].concat();
+    let v = environ.split(|&b| b == 0).find_map(|e| e.strip_prefix(want.as_slice()))?;
+    Join::decode(std::str::from_utf8(v).ok()?)
+}
+
+/// One line of the registry of a tree's sruns (`DIR/NAME.srun-ranks`): the process that execs a
+/// rewritten srun (its pid and start time, which its exec keeps) and the ranks it took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub pid: i32,
+    pub start: u64,
+    pub offset: u32,
+    pub size: u32,
+}
+
+impl Claim {
+    pub fn encode(&self) -> String {
+        format!("{} {} {} {}\n", self.pid, self.start, self.offset, self.size)
+    }
+
+    /// The claims of a registry's text (lines it cannot read are skipped).
+    pub fn decode_all(s: &str) -> Vec<Claim> {
+        s.lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace().map(|x| x.parse::<u64>().ok());
+                let (pid, start, offset, size) = (w.next()??, w.next()??, w.next()??, w.next()??);
+                Some(Claim { pid: i32::try_from(pid).ok()?, start, offset: u32::try_from(offset).ok()?, size: u32::try_from(size).ok()? })
+            })
+            .collect()
     }
 }
 
@@ -258,6 +311,22 @@ mod tests {
         for bad in ["", "1:3", "0:3:t", "3:3:t", "x:3:t", "1:3:"] {
             assert_eq!(Join::decode(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn offsets_of_sruns_side_by_side() {
+        assert_eq!(free_offset(&[], 2), Some(1));
+        assert_eq!(free_offset(&[(1, 3)], 2), Some(3), "after the first srun's ranks 1 and 2");
+        assert_eq!(free_offset(&[(3, 5)], 2), Some(1), "the first srun ended: its ranks are free");
+        assert_eq!(free_offset(&[(3, 5)], 3), Some(5), "no room before the live one");
+        assert_eq!(free_offset(&[(1, 3), (5, 6)], 2), Some(3));
+        assert_eq!(free_offset(&[(1, 3), (4, 6)], 2), Some(6));
+        let env = b"A=1\0CKPT_STEP_JOIN=3:5:mpirun\0B=2\0";
+        assert_eq!(in_environ(env), Some(Join { tag: "mpirun".into(), offset: 3, size: 5 }));
+        assert_eq!(in_environ(b"A=1\0"), None);
+        let c = Claim { pid: 12, start: 99, offset: 3, size: 5 };
+        let text = format!("{}junk\n{}", c.encode(), Claim { pid: 13, ..c.clone() }.encode());
+        assert_eq!(Claim::decode_all(&text), vec![c.clone(), Claim { pid: 13, ..c }]);
     }
 
     #[test]

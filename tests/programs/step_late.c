@@ -3,7 +3,7 @@
  * connect to each other late, to the address and port a task published at its start (as MPI's
  * modex or a ports file): a connection first made after a restart.
  *
- * Usage: step_late DIR [ROUNDS=80] [LATE=70] [DELAY_MS=50] [OWN_ADDRESS=0] [UDP=0] [SHARE=0] [NODE=-]
+ * Usage: step_late DIR [ROUNDS=80] [LATE=70] [DELAY_MS=50] [OWN_ADDRESS=0] [UDP=0] [SHARE=0] [NODE=-] [BIND=0]
  * (STEP_LATE_ALONE set and no SLURM_* variables: task 0 of 1, a program that is no step.)
  * Each task listens at a port of its own, on every address, or with OWN_ADDRESS=1 on
  * 127.0.0.(2 + rank) only, and publishes "ADDRESS PORT" as DIR/port.RANK (ADDRESS 127.0.0.1
@@ -13,7 +13,12 @@
  * for the task to end (the end of a pipe). With NODE an IPv4 address of this machine (other than
  * loopback), a task listening on every address publishes NODE instead of 127.0.0.1, and task 0
  * drops a late connection whose source address is not NODE, as Open MPI's TCP BTL drops one from
- * an address its peer did not publish ("step_late: a connection from an unexpected address"). Prints "start step_late rank=R n=N", then each round i = 1..ROUNDS folds
+ * an address its peer did not publish ("step_late: a connection from an unexpected address").
+ * With BIND=1 NODE is this task's own address (each task its own), as Open MPI's TCP BTL: a
+ * connecting task binds its socket to NODE (port 0) before it connects and prints
+ * "late: bound at ADDR" (getsockname), and task 0 drops a late connection whose source address
+ * is not the one the connecting task published (DIR/port.RANK), printing "late: task K from
+ * ADDR" for each it keeps. Prints "start step_late rank=R n=N", then each round i = 1..ROUNDS folds
  * i into its state, prints "step i state=<hex>" and sleeps DELAY_MS. At round LATE every task
  * but 0 reads DIR/port.0 (then, not before), connects there and sends its rank and state;
  * task 0 accepts them all, folds their states in rank order and sends the sum back; each
@@ -30,19 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "port_common.h"
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static void die(const char *what)
-{
-    perror(what);
-    exit(2);
-}
+#include "step_common.h"
 
 static void io_all(int fd, void *buf, size_t n, int out)
 {
@@ -62,27 +55,6 @@ static void io_all(int fd, void *buf, size_t n, int out)
     }
 }
 
-/* Write LINE to DIR/KIND.RANK, whole (renamed into place). */
-static void publish(const char *dir, const char *kind, long rank, const char *line)
-{
-    char path[4096], tmp[4200];
-    snprintf(path, sizeof path, "%s/%s.%ld", dir, kind, rank);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL)
-        die(tmp);
-    fputs(line, f);
-    fclose(f);
-    rename(tmp, path);
-}
-
-static uint64_t mix(uint64_t s, uint64_t v)
-{
-    s ^= v;
-    s *= 0x100000001b3ULL;
-    return s ^ (s >> 29);
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -97,6 +69,7 @@ int main(int argc, char **argv)
     int udp = argc > 6 && atoi(argv[6]) == 1;
     int share = argc > 7 && atoi(argv[7]) == 1;
     const char *node = argc > 8 && strcmp(argv[8], "-") != 0 ? argv[8] : NULL;
+    int bind_own = argc > 9 && atoi(argv[9]) == 1 && node != NULL;
     struct in_addr node_ip = { 0 };
     if (node != NULL && inet_pton(AF_INET, node, &node_ip) != 1) {
         fprintf(stderr, "step_late: NODE %s is no IPv4 address\n", node);
@@ -168,7 +141,7 @@ int main(int argc, char **argv)
                 int c = accept(l, (struct sockaddr *)&src, &slen);
                 if (c < 0)
                     die("accept");
-                if (node != NULL && src.sin_addr.s_addr != node_ip.s_addr) {
+                if (node != NULL && !bind_own && src.sin_addr.s_addr != node_ip.s_addr) {
                     fprintf(stderr, "step_late: a connection from an unexpected address %s (the tasks published %s)\n", inet_ntoa(src.sin_addr), node);
                     return 2;
                 }
@@ -177,6 +150,22 @@ int main(int argc, char **argv)
                 if (msg[0] < 1 || msg[0] >= (uint64_t)n || fds[msg[0]] != 0) {
                     fprintf(stderr, "step_late: a bad rank %llu\n", (unsigned long long)msg[0]);
                     return 2;
+                }
+                if (bind_own) {
+                    /* The address task msg[0] published, read now (a restart does not change it). */
+                    char pub[64] = "";
+                    int pport = 0;
+                    struct in_addr want = { 0 };
+                    snprintf(path, sizeof path, "%s/port.%llu", dir, (unsigned long long)msg[0]);
+                    FILE *p = fopen(path, "r");
+                    if (p == NULL || fscanf(p, "%63s %d", pub, &pport) != 2 || inet_pton(AF_INET, pub, &want) != 1)
+                        die(path);
+                    fclose(p);
+                    if (src.sin_addr.s_addr != want.s_addr) {
+                        fprintf(stderr, "step_late: a connection from an unexpected address %s (task %llu published %s)\n", inet_ntoa(src.sin_addr), (unsigned long long)msg[0], pub);
+                        return 2;
+                    }
+                    printf("late: task %llu from %s\n", (unsigned long long)msg[0], inet_ntoa(src.sin_addr));
                 }
                 fds[msg[0]] = c;
                 from[msg[0]] = msg[1];
@@ -191,27 +180,28 @@ int main(int argc, char **argv)
             state = mix(state, sum);
             printf("late: accepted %ld tasks\n", n - 1);
         } else if (i == late) {
-            snprintf(path, sizeof path, "%s/port.0", dir);
-            int port = 0;
-            char addr[64] = "";
-            for (int tries = 0; port == 0 && tries < 600; tries++) {
-                FILE *p = fopen(path, "r");
-                if (p != NULL) {
-                    if (fscanf(p, "%63s %d", addr, &port) != 2)
-                        port = 0;
-                    fclose(p);
-                }
-                if (port == 0)
-                    sleep_ms(50);
-            }
-            if (port == 0)
-                die(path);
+            char addr[64];
+            int port = read_published(dir, "port", 0, addr);
             struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
             if (inet_pton(AF_INET, addr, &to.sin_addr) != 1)
                 die("inet_pton");
             int c = socket(AF_INET, SOCK_STREAM, 0);
-            if (c < 0 || connect(c, (struct sockaddr *)&to, sizeof to) != 0)
+            if (c < 0)
+                die("socket");
+            if (bind_own) {
+                struct sockaddr_in me = { .sin_family = AF_INET, .sin_addr = node_ip };
+                if (bind(c, (struct sockaddr *)&me, sizeof me) != 0)
+                    die("bind to this task's own address");
+            }
+            if (connect(c, (struct sockaddr *)&to, sizeof to) != 0)
                 die("connect");
+            if (bind_own) {
+                struct sockaddr_in me;
+                socklen_t mlen = sizeof me;
+                if (getsockname(c, (struct sockaddr *)&me, &mlen) != 0)
+                    die("getsockname");
+                printf("late: bound at %s\n", inet_ntoa(me.sin_addr));
+            }
             struct sockaddr_in peer;
             socklen_t plen = sizeof peer;
             getpeername(c, (struct sockaddr *)&peer, &plen);

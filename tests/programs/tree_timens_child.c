@@ -1,10 +1,10 @@
 /* A process whose parent made a time namespace for its children (unshare(CLONE_NEWTIME), its
  * CLOCK_MONOTONIC 1000 s ahead) and exited: the orphan lives in that namespace while the
- * program counts. No thread of the tree entered a namespace itself any more, but a restart
- * would bring the orphan back in the tree's time namespace (its clock 1000 s behind): the
- * tree's checkpoint is refused in one line naming it, and the program goes on.
+ * program counts. No thread of the tree entered a namespace itself any more; a restart must
+ * bring the orphan back in a time namespace of its own (not the tree's: its clock 1000 s
+ * behind). At its end the program asks the orphan again whether its clock is 1000 s ahead.
  * Usage: tree_timens_child [STEPS=400] [DELAY_MS=20]. Prints "start tree_timens_child",
- * "step i" and "result <hex>" (the orphan's clock was ahead: 1). */
+ * "step i" and "result <hex>" (the orphan's clock was ahead, before and at the end: 1, 1). */
 #define _GNU_SOURCE
 #include "tree_common.h"
 #include <fcntl.h>
@@ -27,8 +27,8 @@ int main(int argc, char **argv)
     long steps = argc > 1 ? atol(argv[1]) : 400, delay = argc > 2 ? atol(argv[2]) : 20;
     setvbuf(stdout, NULL, _IONBF, 0);
     printf("start tree_timens_child\n");
-    int p[2];
-    if (pipe(p) != 0)
+    int p[2], q[2];
+    if (pipe(p) != 0 || pipe(q) != 0)
         return 1;
     long long before = monotonic_s();
     pid_t mid = fork();
@@ -47,8 +47,13 @@ int main(int argc, char **argv)
         if (fork() == 0) {
             ok = monotonic_s() >= before + 1000;
             xfer(p[1], &ok, 1, 1);
-            for (;;)
-                sleep_ms(1000);
+            /* Asked with the program's clock: whether ours is 1000 s ahead of it. */
+            for (;;) {
+                long long t;
+                xfer(q[0], &t, sizeof t, 0);
+                ok = monotonic_s() >= t + 1000;
+                xfer(p[1], &ok, 1, 1);
+            }
         }
         _exit(0);
     }
@@ -61,6 +66,10 @@ int main(int argc, char **argv)
         printf("step %ld\n", i);
         sleep_ms(delay);
     }
+    long long t = monotonic_s();
+    xfer(q[1], &t, sizeof t, 1);
+    xfer(p[0], &ok, 1, 0);
+    state = mix(state + (uint64_t)ok);
     printf("result %llx\n", (unsigned long long)state);
     return 0;
 }

@@ -2,8 +2,10 @@
  * tree_unfit: a parent and a forked child that cannot take part in a tree's checkpoint; the
  * checkpoint must be refused at once in one line naming the child, and the program go on.
  *
- * Usage: tree_unfit MODE [ROUNDS=400] [DELAY_MS=20]
+ * Usage: tree_unfit MODE [ROUNDS=400] [DELAY_MS=20] [PROGRAM]
  * MODE traced: the child calls PTRACE_TRACEME (the parent is its tracer) and then waits.
+ * MODE exec: the child execs PROGRAM (a static one, which cannot load the runtime: it never
+ * joins the tree), which waits.
  * (A stopped child is checkpointed now: tree_stopped.c.)
  * The parent prints "step r" each round; at the end it kills and reaps the child and prints
  * "result <hex>" of its running state. Deterministic.
@@ -20,8 +22,9 @@
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "traced")) {
-        fprintf(stderr, "usage: tree_unfit traced [ROUNDS] [DELAY_MS]\n");
+    int exec = argc > 4 && strcmp(argv[1], "exec") == 0;
+    if (argc < 2 || (strcmp(argv[1], "traced") && !exec)) {
+        fprintf(stderr, "usage: tree_unfit traced|exec [ROUNDS] [DELAY_MS] [PROGRAM]\n");
         return 2;
     }
     long rounds = argc > 2 ? atol(argv[2]) : 400, delay = argc > 3 ? atol(argv[3]) : 20;
@@ -29,6 +32,11 @@ int main(int argc, char **argv)
     if (child < 0) {
         perror("fork");
         return 1;
+    }
+    if (child == 0 && exec) {
+        execl(argv[4], argv[4], (char *)NULL);
+        perror("execl");
+        _exit(1);
     }
     if (child == 0) {
         if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) != 0) {

@@ -39,6 +39,24 @@ pub fn ask_checkpoint(bins: &Bins, work: &Workdir, program: &Program, line: &str
     Ok((run, seen))
 }
 
+/// A tree with a process that cannot take its part: the checkpoint is refused in one line that
+/// names it (`(named)`, its command name) and says `what`, no set is written, and the program
+/// goes on.
+pub fn refused_naming(bins: &Bins, work: &Workdir, program: &Program, named: &str, what: &str, as_nobody: bool) -> Result<()> {
+    let failed = "of the process tree failed";
+    let (mut run, refused) = ask_checkpoint(bins, work, program, failed, as_nobody)?;
+    let minute = std::time::Duration::from_secs(60);
+    let going_on = refused.as_ref().ok().map(|_| run.wait_for_step(run.last_step().unwrap_or(0) + 5, minute));
+    run.kill()?;
+    let rec = run.record();
+    refused.map_err(|e| anyhow::anyhow!("{e:#}\n{}", rec.stderr))?;
+    let line = rec.stderr.lines().find(|l| l.contains(failed)).unwrap_or_default();
+    ensure!(line.contains(what) && line.contains(&format!("({named})")), "the checkpoint's line: {line}");
+    ensure!(!work.images().join(program.image_name()).join("tree").exists(), "a set was written: {line}");
+    going_on.unwrap_or(Ok(0)).map_err(|e| anyhow::anyhow!("the program did not go on: {e:#}\n{}", rec.stderr))?;
+    Ok(())
+}
+
 /// A tree whose processes share an object the restart cannot share again (`source` run with
 /// `mode`): the checkpoint names it in one line, ckpt-restart refuses the set in one line naming
 /// `what`, and goes on only with --ignore-missing-files, with a warning naming what was lost.

@@ -25,6 +25,18 @@ fn spawn(label: &str, argv: Vec<OsString>, cwd: &Path) -> Result<Proc> {
     Proc::spawn(label, cmd)
 }
 
+/// sig_relay under ckpt-run (in a work directory named after `name`), once it has printed its
+/// first counts (its own kill(0, SIGHUP) reached it once, not also forwarded back by ckpt-run).
+fn relay(name: &str) -> Result<(Bins, Workdir, Proc)> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(name)?;
+    let prog = compile_c(&work, "sig_relay.c", &[])?;
+    let argv = vec![bins.run.clone().into(), "--dir".into(), work.images().into(), "--".into(), prog.into()];
+    let mut p = spawn("ckpt-run sig_relay", argv, work.path())?;
+    wait_output(&mut p, "usr1=0 hup=1")?;
+    Ok((bins, work, p))
+}
+
 fn wait_output(p: &mut Proc, what: &str) -> Result<()> {
     let t0 = Instant::now();
     while !p.stdout().contains(what) {
@@ -91,24 +103,13 @@ fn signals_once(p: &mut Proc) -> Result<()> {
 
 #[test]
 fn signals_reach_the_program_once_and_its_status_comes_back() -> Result<()> {
-    let bins = Bins::locate()?;
-    let work = Workdir::new("ns-signals")?;
-    let prog = compile_c(&work, "sig_relay.c", &[])?;
-    let argv = vec![bins.run.clone().into(), "--dir".into(), work.images().into(), "--".into(), prog.into()];
-    let mut p = spawn("ckpt-run sig_relay", argv, work.path())?;
-    // Its own kill(0, SIGHUP) reached it once (not also forwarded back by ckpt-run).
-    wait_output(&mut p, "usr1=0 hup=1")?;
+    let (_bins, _work, mut p) = relay("ns-signals")?;
     signals_once(&mut p)
 }
 
 #[test]
 fn after_a_restart_too() -> Result<()> {
-    let bins = Bins::locate()?;
-    let work = Workdir::new("ns-signals-restart")?;
-    let prog = compile_c(&work, "sig_relay.c", &[])?;
-    let argv = vec![bins.run.clone().into(), "--dir".into(), work.images().into(), "--".into(), prog.into()];
-    let mut p = spawn("ckpt-run sig_relay", argv, work.path())?;
-    wait_output(&mut p, "usr1=0 hup=1")?;
+    let (bins, work, mut p) = relay("ns-signals-restart")?;
     // A checkpoint signal sent to the whole group reaches the program twice (directly and from
     // ckpt-run): one checkpoint.
     let image = work.images().join("sig_relay.ckpt");
@@ -190,9 +191,32 @@ fn running(exe: &Path) -> Vec<i32> {
 /// `ckpt-run -- PROG ARGS` on a terminal of its own (util-linux `script`, whose shell execs
 /// ckpt-run: ckpt-run leads the terminal's session), once the program printed "step 3".
 fn on_a_terminal(bins: &Bins, work: &Workdir, prog: &Path, args: &str) -> Result<Proc> {
-    let cmdline = format!("exec '{}' --dir '{}' -- '{}' {args}", bins.run.display(), work.images().display(), prog.display());
-    let mut cmd = std::process::Command::new("script");
-    cmd.args(["-q", "-e", "-f", "-c", &cmdline, "/dev/null"]).current_dir(work.path()).env("CKPT_NAMESPACE", "1");
+    on_a_terminal_as(bins, work, prog, args, false)
+}
+
+/// `on_a_terminal`, as user nobody if asked (and we are root).
+fn on_a_terminal_as(bins: &Bins, work: &Workdir, prog: &Path, args: &str, as_nobody: bool) -> Result<Proc> {
+    on_a_terminal_under(bins, work, &format!("'{}' {args}", prog.display()), prog, as_nobody)
+}
+
+/// `ckpt-run -- COMMAND` (shell words) on a terminal of its own, once `prog`, which it runs,
+/// printed "step 3".
+fn on_a_terminal_under(bins: &Bins, work: &Workdir, command: &str, prog: &Path, as_nobody: bool) -> Result<Proc> {
+    let cmdline = format!("exec '{}' --dir '{}' -- {command}", bins.run.display(), work.images().display());
+    let mut term = in_script(&cmdline, work, as_nobody)?;
+    if let Err(e) = wait_output(&mut term, "step 3") {
+        let _ = term.kill();
+        return Err(e);
+    }
+    ensure!(!running(prog).is_empty(), "the program is not running: {}", term.stdout());
+    Ok(term)
+}
+
+/// Shell command `cmdline` on a terminal of its own (util-linux `script`), as nobody if asked.
+fn in_script(cmdline: &str, work: &Workdir, as_nobody: bool) -> Result<Proc> {
+    let argv: Vec<OsString> = ["script", "-q", "-e", "-f", "-c", cmdline, "/dev/null"].iter().map(OsString::from).collect();
+    let mut cmd = user_command(&argv, as_nobody, work.path());
+    cmd.env("CKPT_NAMESPACE", "1");
     // The hangup's default action, whatever the suite runs under (nohup ignores SIGHUP, and the
     // program would inherit that: natively too it would then run on after a hangup).
     // SAFETY: signal() is async-signal-safe, called in the child between fork and exec.
@@ -202,13 +226,32 @@ fn on_a_terminal(bins: &Bins, work: &Workdir, prog: &Path, args: &str) -> Result
             Ok(())
         });
     }
-    let mut term = Proc::spawn("script", cmd)?;
-    if let Err(e) = wait_output(&mut term, "step 3") {
-        let _ = term.kill();
-        return Err(e);
+    Proc::spawn("script", cmd)
+}
+
+/// The one process running `exe` that `script` (`term`) started.
+fn child_running(exe: &Path, term: &Proc) -> Result<i32> {
+    let found: Vec<i32> = running(exe).into_iter().filter(|&p| parent_of(p) == Some(term.pid())).collect();
+    ensure!(found.len() == 1, "expected one {} started by script, found {found:?}", exe.display());
+    Ok(found[0])
+}
+
+/// Until no process runs `prog` any more (`after`: what happened, for the error).
+fn until_gone(prog: &Path, after: &str) -> Result<()> {
+    let t0 = Instant::now();
+    while !running(prog).is_empty() {
+        ensure!(t0.elapsed() < Duration::from_secs(10), "the program runs on after {after}: {:?}", running(prog));
+        std::thread::sleep(Duration::from_millis(20));
     }
-    ensure!(!running(prog).is_empty(), "the program is not running: {}", term.stdout());
-    Ok(term)
+    Ok(())
+}
+
+/// End what a test left running: the program's processes, then `script`.
+fn end(prog: &Path, term: &mut Proc) {
+    for pid in running(prog) {
+        kill(pid, libc::SIGKILL);
+    }
+    let _ = term.kill();
 }
 
 /// Run on a terminal of its own (util-linux `script`), whose shell execs ckpt-run: ckpt-run leads
@@ -222,19 +265,9 @@ fn a_hangup_of_the_terminal_reaches_the_program() -> Result<()> {
     let work = Workdir::new("ns-hangup")?;
     let prog = compile_c(&work, "counter.c", &[])?;
     let mut term = on_a_terminal(&bins, &work, &prog, "100000 50")?;
-    let r = (|| -> Result<()> {
-        kill(term.pid(), libc::SIGKILL);
-        let t0 = Instant::now();
-        while !running(&prog).is_empty() {
-            ensure!(t0.elapsed() < Duration::from_secs(10), "the program runs on after its terminal's hangup: {:?}", running(&prog));
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    })();
-    for pid in running(&prog) {
-        kill(pid, libc::SIGKILL);
-    }
-    let _ = term.kill();
+    kill(term.pid(), libc::SIGKILL);
+    let r = until_gone(&prog, "its terminal's hangup");
+    end(&prog, &mut term);
     r
 }
 
@@ -253,22 +286,172 @@ fn a_killed_session_leader_takes_the_program_without_a_hangup() -> Result<()> {
     let mut term = on_a_terminal(&bins, &work, &prog, &format!("'{}'", marker.display()))?;
     let r = (|| -> Result<()> {
         // Ours is script's child (ckpt-run's init is a child of ckpt-run).
-        let outer: Vec<i32> = running(&bins.run).into_iter().filter(|&p| parent_of(p) == Some(term.pid())).collect();
-        ensure!(outer.len() == 1, "expected one ckpt-run started by script, found {outer:?}");
-        kill(outer[0], libc::SIGKILL);
-        let t0 = Instant::now();
-        while !running(&prog).is_empty() {
-            ensure!(t0.elapsed() < Duration::from_secs(10), "the program runs on after SIGKILL of ckpt-run: {:?}", running(&prog));
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        kill(child_running(&bins.run, &term)?, libc::SIGKILL);
+        until_gone(&prog, "SIGKILL of ckpt-run")?;
         ensure!(!marker.exists(), "the program got a hangup and ran its handler before it ended (natively SIGKILL gives it no chance)");
         Ok(())
     })();
-    for pid in running(&prog) {
-        kill(pid, libc::SIGKILL);
-    }
-    let _ = term.kill();
+    end(&prog, &mut term);
     r
+}
+
+/// The write end of the pipe ckpt-run `outer` keeps as its lifeline (init holds the read end):
+/// opened again through /proc, as any process of the user (or root) may, and held.
+fn hold_lifeline(outer: i32) -> Result<std::fs::File> {
+    let dir = format!("/proc/{outer}/fd");
+    let mut held = Vec::new();
+    for e in std::fs::read_dir(&dir)? {
+        let name = e?.file_name().to_string_lossy().into_owned();
+        let link = std::fs::read_link(format!("{dir}/{name}")).unwrap_or_default();
+        let info = std::fs::read_to_string(format!("/proc/{outer}/fdinfo/{name}")).unwrap_or_default();
+        let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).and_then(|v| u32::from_str_radix(v.trim(), 8).ok()).unwrap_or(0);
+        if link.to_string_lossy().starts_with("pipe:") && flags & 3 == 1 {
+            held.push(std::fs::OpenOptions::new().write(true).open(format!("{dir}/{name}"))?);
+        }
+    }
+    ensure!(held.len() == 1, "expected one pipe ckpt-run {outer} writes to (its lifeline), found {}", held.len());
+    Ok(held.remove(0))
+}
+
+/// SIGKILL of the outer process that leads its session while another process holds the outer
+/// process's end of the lifeline (it opened /proc/PID/fd/N): the last close of that pipe is then
+/// the other process's, after the kernel's hangup of the terminal, so the hangup (a kernel
+/// SIGHUP to the foreground process group) reaches the program before the namespace's SIGKILL.
+/// The runtime holds such a hangup while ckpt-run is exiting or gone, and the SIGKILL takes the
+/// program without its handler running, as natively.
+/// `in_shell`: the program is a child of a shell that ckpt-run runs (a process of its tree, which
+/// the shell forked and which exec'd the program), not the process ckpt-run started.
+fn killed_leader_with_a_held_lifeline(as_nobody: bool, in_shell: bool) -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(&format!("ns-killed-held{}{}", if in_shell { "-tree" } else { "" }, if as_nobody { "-nobody" } else { "" }))?;
+    let prog = compile_c(&work, "hup_marker.c", &[])?;
+    let marker = work.join("hangup-handler-ran");
+    let run = format!("'{}' '{}'", prog.display(), marker.display());
+    let command = if in_shell { format!("/bin/sh -c \"{run} & wait\"") } else { run };
+    let mut term = on_a_terminal_under(&bins, &work, &command, &prog, as_nobody)?;
+    let r = killed_while_held(child_running(&bins.run, &term), &prog, &marker);
+    end(&prog, &mut term);
+    r
+}
+
+/// SIGKILL of `outer` while this process holds its lifeline; the program's handler must not run.
+fn killed_while_held(outer: Result<i32>, prog: &Path, marker: &Path) -> Result<()> {
+    let outer = outer?;
+    let held = hold_lifeline(outer)?;
+    kill(outer, libc::SIGKILL);
+    until_gone(prog, "SIGKILL of the outer process")?;
+    drop(held);
+    ensure!(!marker.exists(), "the program got the hangup and ran its handler before it ended (natively SIGKILL gives it no chance)");
+    Ok(())
+}
+
+#[test]
+fn a_killed_session_leader_whose_lifeline_another_holds_takes_the_program_without_a_hangup() -> Result<()> {
+    killed_leader_with_a_held_lifeline(false, false)
+}
+
+#[test]
+fn a_killed_session_leader_whose_lifeline_another_holds_takes_the_program_without_a_hangup_as_nobody() -> Result<()> {
+    killed_leader_with_a_held_lifeline(true, false)
+}
+
+#[test]
+fn a_killed_session_leader_whose_lifeline_another_holds_takes_a_program_in_its_tree_without_a_hangup() -> Result<()> {
+    killed_leader_with_a_held_lifeline(false, true)
+}
+
+#[test]
+fn a_killed_session_leader_whose_lifeline_another_holds_takes_a_program_in_its_tree_without_a_hangup_as_nobody() -> Result<()> {
+    killed_leader_with_a_held_lifeline(true, true)
+}
+
+/// The same for ckpt-restart: the program, checkpointed and killed, restarted by a ckpt-restart
+/// that leads its terminal's session, continues there; SIGKILL of that ckpt-restart while another
+/// process holds its lifeline takes the program without its SIGHUP handler running.
+/// `in_shell`: as for `killed_leader_with_a_held_lifeline`, the whole tree restarted.
+fn killed_restarter_with_a_held_lifeline(as_nobody: bool, in_shell: bool) -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(&format!("ns-killed-held-restart{}{}", if in_shell { "-tree" } else { "" }, if as_nobody { "-nobody" } else { "" }))?;
+    let prog = compile_c(&work, "hup_marker.c", &[])?;
+    let marker = work.join("hangup-handler-ran");
+    let run = format!("'{}' '{}'", prog.display(), marker.display());
+    let command = if in_shell { format!("/bin/sh -c \"{run} & wait\"") } else { run };
+    let mut term = on_a_terminal_under(&bins, &work, &command, &prog, as_nobody)?;
+    let first = (|| -> Result<()> {
+        let outer = child_running(&bins.run, &term)?;
+        kill(outer, libc::SIGUSR2);
+        let t0 = Instant::now();
+        while !term.stdout().contains("ckpt: checkpoint") {
+            ensure!(t0.elapsed() < T, "no checkpoint: {}", term.stdout());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        kill(outer, libc::SIGKILL);
+        until_gone(&prog, "SIGKILL of ckpt-run")
+    })();
+    end(&prog, &mut term);
+    first?;
+    ensure!(!marker.exists(), "the program ran its SIGHUP handler when ckpt-run was killed");
+    let mut term = in_script(&format!("exec '{}' '{}'", bins.restart.display(), work.images().display()), &work, as_nobody)?;
+    let r = (|| -> Result<()> {
+        wait_output(&mut term, "ckpt: restarted")?;
+        let t0 = Instant::now();
+        let after = |t: &Proc| t.stdout().split_once("ckpt: restarted").map(|(_, a)| a.to_string()).unwrap_or_default();
+        while after(&term).matches("step ").count() < 2 {
+            ensure!(term.running() && t0.elapsed() < T, "the restarted program does not run: {}", term.stdout());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        ensure!(!after(&term).contains("step 1\r\n"), "the program started over: {}", after(&term));
+        killed_while_held(child_running(&bins.restart, &term), &prog, &marker)
+    })();
+    end(&prog, &mut term);
+    r
+}
+
+#[test]
+fn a_killed_restarter_whose_lifeline_another_holds_takes_the_program_without_a_hangup() -> Result<()> {
+    killed_restarter_with_a_held_lifeline(false, false)
+}
+
+#[test]
+fn a_killed_restarter_whose_lifeline_another_holds_takes_the_program_without_a_hangup_as_nobody() -> Result<()> {
+    killed_restarter_with_a_held_lifeline(true, false)
+}
+
+#[test]
+fn a_killed_restarter_whose_lifeline_another_holds_takes_a_program_in_its_tree_without_a_hangup() -> Result<()> {
+    killed_restarter_with_a_held_lifeline(false, true)
+}
+
+#[test]
+fn a_killed_restarter_whose_lifeline_another_holds_takes_a_program_in_its_tree_without_a_hangup_as_nobody() -> Result<()> {
+    killed_restarter_with_a_held_lifeline(true, true)
+}
+
+/// A real hangup (the terminal's master closed: `script` killed, ckpt-run alive) reaches the
+/// handler of a program that handles SIGHUP: the runtime holds only a hangup that comes while
+/// ckpt-run is exiting or gone.
+fn real_hangup_runs_the_handler(as_nobody: bool) -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(if as_nobody { "ns-hangup-handled-nobody" } else { "ns-hangup-handled" })?;
+    let prog = compile_c(&work, "hup_marker.c", &[])?;
+    let marker = work.join("hangup-handler-ran");
+    let mut term = on_a_terminal_as(&bins, &work, &prog, &format!("'{}'", marker.display()), as_nobody)?;
+    kill(term.pid(), libc::SIGKILL);
+    let r = until_gone(&prog, "its terminal's hangup");
+    end(&prog, &mut term);
+    r?;
+    ensure!(marker.exists(), "the program ended without running its SIGHUP handler after a real hangup");
+    Ok(())
+}
+
+#[test]
+fn a_hangup_of_the_terminal_runs_the_programs_handler() -> Result<()> {
+    real_hangup_runs_the_handler(false)
+}
+
+#[test]
+fn a_hangup_of_the_terminal_runs_the_programs_handler_as_nobody() -> Result<()> {
+    real_hangup_runs_the_handler(true)
 }
 
 /// Two checkpoint requests a moment apart, one through ckpt-run (forwarded, marked) and one sent
@@ -277,32 +460,68 @@ fn a_killed_session_leader_takes_the_program_without_a_hangup() -> Result<()> {
 /// second is a new request, not a copy of the first. (Before: taken as one, the second lost.)
 #[test]
 fn a_second_request_after_a_written_checkpoint_is_not_taken_for_a_copy() -> Result<()> {
-    let bins = Bins::locate()?;
-    let work = Workdir::new("ns-signals-second")?;
-    let prog = compile_c(&work, "sig_relay.c", &[])?;
-    let argv = vec![bins.run.clone().into(), "--dir".into(), work.images().into(), "--".into(), prog.into()];
-    let mut p = spawn("ckpt-run sig_relay", argv, work.path())?;
-    wait_output(&mut p, "usr1=0 hup=1")?;
+    let (_bins, work, mut p) = relay("ns-signals-second")?;
     let program = program_pid(p.pid());
     ensure!(program != p.pid(), "the program does not run in a namespace of its own");
     let image = work.images().join("sig_relay.ckpt");
     kill(p.pid(), libc::SIGUSR2);
-    let t0 = Instant::now();
-    while p.stderr().matches("ckpt: checkpoint").count() < 1 {
-        ensure!(t0.elapsed() < T, "no first checkpoint: {}", p.stderr());
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_checkpoints(&mut p, 1)?;
     ensure!(image.exists(), "the first checkpoint wrote no image: {}", p.stderr());
-    // Well within the second in which a forwarded and a direct copy count as one.
+    // Right after the line: the checkpoint thread may not have finished the first checkpoint.
     kill(program, libc::SIGUSR2);
-    while p.stderr().matches("ckpt: checkpoint").count() < 2 {
-        ensure!(t0.elapsed() < Duration::from_secs(10), "the second request was lost: {}", p.stderr());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_checkpoints(&mut p, 2)?;
     settle();
     ensure!(p.stderr().matches("ckpt: checkpoint").count() == 2, "not exactly two checkpoints: {}", p.stderr());
     kill(p.pid(), libc::SIGTERM);
     let st = p.wait(T)?;
     ensure!(st.code() == Some(7), "exit status {st}, the program's was 7: {}", p.stderr());
+    Ok(())
+}
+
+/// Wait until `p` has printed `n` checkpoint lines.
+fn wait_checkpoints(p: &mut Proc, n: usize) -> Result<()> {
+    let t0 = Instant::now();
+    while p.stderr().matches("ckpt: checkpoint").count() < n {
+        ensure!(p.running(), "{} exited before checkpoint {n}: {}", p.label(), p.stderr());
+        ensure!(t0.elapsed() < T, "request {n} was lost: {}", p.stderr());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+/// Requests one after the other, each sent as soon as the previous checkpoint's line is out, by
+/// turns to ckpt-run (which forwards it) and to the program directly: each one is a new request
+/// (one taken for a copy of the one before is lost), and the last image restarts the program
+/// where it was.
+#[test]
+fn requests_by_turns_to_ckpt_run_and_to_the_program_each_make_a_checkpoint() -> Result<()> {
+    let (bins, work, mut p) = relay("ns-signals-turns")?;
+    let program = program_pid(p.pid());
+    ensure!(program != p.pid(), "the program does not run in a namespace of its own");
+    const REQUESTS: usize = 8;
+    for n in 1..=REQUESTS {
+        kill(if n % 2 == 1 { p.pid() } else { program }, libc::SIGUSR2);
+        wait_checkpoints(&mut p, n)?;
+    }
+    settle();
+    ensure!(p.stderr().matches("ckpt: checkpoint").count() == REQUESTS, "not exactly {REQUESTS} checkpoints: {}", p.stderr());
+    kill(program, libc::SIGUSR1);
+    wait_output(&mut p, "usr1=1 hup=1")?;
+    p.kill()?;
+    let image = work.images().join("sig_relay.ckpt");
+    let mut r = spawn("ckpt-restart", vec![bins.restart.clone().into(), image.into()], work.path())?;
+    // Once its namespace is there, ckpt-restart reads every signal (and holds it until the
+    // program runs again).
+    let t0 = Instant::now();
+    while program_pid(r.pid()) == r.pid() {
+        ensure!(r.running() && t0.elapsed() < T, "ckpt-restart made no namespace: {}", r.stderr());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    kill(r.pid(), libc::SIGHUP);
+    wait_output(&mut r, "hup=2")?;
+    ensure!(r.stdout().contains("usr1=0 hup=2") && !r.stdout().contains("ready"), "the restarted program did not go on from the last checkpoint: {}", r.stdout());
+    kill(r.pid(), libc::SIGTERM);
+    let st = r.wait(T)?;
+    ensure!(st.code() == Some(7), "exit status {st}, the program's was 7: {}", r.stderr());
     Ok(())
 }

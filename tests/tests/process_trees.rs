@@ -109,18 +109,7 @@ fn unfit_refused(name: &str, mode: &str, what: &str) -> Result<()> {
     let bins = Bins::locate()?;
     let work = Workdir::new(name)?;
     let program = Program::c(&work, "tree_unfit.c", &[], &[mode, "400", "20"])?;
-    let failed = "of the process tree failed";
-    let (mut run, refused) = ckpt_tests::trees::ask_checkpoint(&bins, &work, &program, failed, false)?;
-    let minute = std::time::Duration::from_secs(60);
-    let going_on = refused.as_ref().ok().map(|_| run.wait_for_step(run.last_step().unwrap_or(0) + 5, minute));
-    run.kill()?;
-    let rec = run.record();
-    refused.map_err(|e| anyhow::anyhow!("{e:#}\n{}", rec.stderr))?;
-    let line = rec.stderr.lines().find(|l| l.contains(failed)).unwrap_or_default();
-    ensure!(line.contains(what) && line.contains("(tree_unfit)"), "the checkpoint's line: {line}");
-    ensure!(!work.images().join(program.image_name()).join("tree").exists(), "a set was written: {line}");
-    going_on.unwrap_or(Ok(0)).map_err(|e| anyhow::anyhow!("the program did not go on: {e:#}\n{}", rec.stderr))?;
-    Ok(())
+    ckpt_tests::trees::refused_naming(&bins, &work, &program, "tree_unfit", what, false)
 }
 
 #[test]

@@ -179,6 +179,35 @@ impl Job {
     }
 
     /// Wait until the job is COMPLETED (fail on any other final state or the deadline).
+    /// Where the `n` tasks of the job's joined step run now (rank, node), ranks 1..=n: the
+    /// processes slurmstepd started (ckpt-run, or the ckpt-restart it became) with the joined
+    /// step's identity, read from their environment (a restored process's holds its old node's).
+    /// Waits up to 60 s for all `n` to be up.
+    fn joined_placement(&self, n: usize) -> Result<Vec<(u32, String)>> {
+        let var = |env: &[u8], k: &str| -> Option<String> {
+            env.split(|&b| b == 0).find_map(|v| v.strip_prefix(k.as_bytes())?.strip_prefix(b"=")).map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        let started_by_slurmstepd = |pid: i32| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)).unwrap_or("0").to_string();
+            std::fs::read_to_string(format!("/proc/{ppid}/comm")).is_ok_and(|c| c.trim() == "slurmstepd")
+        };
+        let mut now = Vec::new();
+        let up = wait_until(Duration::from_secs(60), || {
+            now = self
+                .procs()
+                .into_iter()
+                .filter(|(pid, env)| var(env, "CKPT_STEP_JOIN").is_some() && started_by_slurmstepd(*pid))
+                .filter_map(|(_, env)| Some((1 + var(&env, "SLURM_PROCID")?.parse::<u32>().ok()?, var(&env, "SLURMD_NODENAME")?)))
+                .collect();
+            now.sort();
+            now.dedup();
+            now.len() == n
+        });
+        ensure!(up, "the joined step's {n} tasks are not all up: {now:?}\n{}", self.whereabouts());
+        Ok(now)
+    }
+
     fn wait_completed(&self, secs: u64) -> Result<()> {
         let mut last = String::new();
         let ended = wait_until(Duration::from_secs(secs), || {
@@ -445,7 +474,9 @@ fn slurm_cluster_is_private_and_survives_its_leftovers() -> Result<()> {
     let conf = b.join("slurm.conf");
     let o = Command::new("sinfo").args(["-h", "-N", "-o", "%N %T"]).env("SLURM_CONF", &conf).output()?;
     let nodes = String::from_utf8_lossy(&o.stdout);
-    ensure!(nodes.matches(" idle").count() == 2, "sinfo through {}: {nodes}", conf.display());
+    // (A node in two partitions is listed once for each.)
+    let idle: std::collections::BTreeSet<&str> = nodes.lines().filter(|l| l.ends_with(" idle")).collect();
+    ensure!(idle.len() == 3, "sinfo through {}: {nodes}", conf.display());
     let o = Command::new("scontrol").args(["show", "config"]).env("SLURM_CONF", &conf).output()?;
     let config = String::from_utf8_lossy(&o.stdout);
     ensure!(config.lines().any(|l| l.starts_with("SLURM_CONF") && l.contains(conf.to_str().unwrap_or("?"))), "scontrol show config:\n{config}");
@@ -729,11 +760,27 @@ fn mpi_env(work: &Workdir) -> Vec<(String, String)> {
 /// `LAUNCHER -np 4 ring` under `ckpt-run OPTIONS` in a 2-node allocation (`joined`: with
 /// CKPT_JOIN_SRUN=1), once the ring ran 10 laps; the ring's uninterrupted result. None: skipped.
 fn mpi_job(name: &str, mpi: &Mpi, options: &str, joined: bool) -> Result<Option<(Bins, Workdir, Job, String)>> {
-    mpi_job_of(name, mpi, options, joined, 150)
+    mpi_job_of(name, mpi, options, joined, 150, Launch::Once)
 }
 
-/// `mpi_job` with a ring of `laps` laps.
-fn mpi_job_of(name: &str, mpi: &Mpi, options: &str, joined: bool, laps: u32) -> Result<Option<(Bins, Workdir, Job, String)>> {
+/// How the job's tree runs the launcher.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Launch {
+    Once,
+    /// A requeued run's srun places its tasks on the nodes in the order the file `hosts` of the
+    /// work directory says (the test writes it).
+    Swapped,
+    /// In the partition `wide` (nodes n1, n2, n3), first on n1 and n2; requeued with n1
+    /// excluded: on n2 and n3, the batch script (rank 0's tree) too.
+    Moved,
+    /// The tree is a shell that runs the launcher twice: a short ring of 5 laps (its own srun,
+    /// which ends), then (exec) the ring of the test; the second's output follows `first
+    /// launch done`.
+    Twice,
+}
+
+/// `mpi_job` with a ring of `laps` laps, launched as `launch` says.
+fn mpi_job_of(name: &str, mpi: &Mpi, options: &str, joined: bool, laps: u32, launch: Launch) -> Result<Option<(Bins, Workdir, Job, String)>> {
     if !Path::new(mpi.launcher).is_file() {
         ckpt_tests::skip_test!("{} is not installed (Debian packages openmpi-bin and mpich; .ci/run installs them)", mpi.launcher);
         return Ok(None);
@@ -752,15 +799,22 @@ fn mpi_job_of(name: &str, mpi: &Mpi, options: &str, joined: bool, laps: u32) -> 
     let plain = run_plain(&Program::native("/usr/bin/env", &local, &work), false, Duration::from_secs(120))?;
     let expected = result_of(&plain.stdout).context("no result from the uninterrupted run")?.to_string();
     let script = work.join("mpi.sbatch");
-    let body = format!("#!/bin/bash\n#SBATCH --open-mode=append\necho \"restart count ${{SLURM_RESTART_COUNT:-0}}\"\nckpt-run --dir ckpt {options} -- \"$@\"\necho \"ckpt-run exit code $?\"\n");
+    // ($0 the launcher, $1 -np, $2 4, $3 the ring.)
+    let program = if launch == Launch::Twice { "/bin/sh -c '\"$0\" -np 4 \"$3\" 5 10 && echo first launch done; exec \"$0\" \"$@\"' " } else { "" };
+    // SLURM_* variables of the batch script reach srun run again by a restart (its record's are
+    // the old allocation's): with these, it places its tasks in the order of the file.
+    let placed = if launch == Launch::Swapped { "if [ \"${SLURM_RESTART_COUNT:-0}\" -ge 1 ]; then export SLURM_HOSTFILE=$PWD/hosts SLURM_DISTRIBUTION=arbitrary; fi\n" } else { "" };
+    let body = format!("#!/bin/bash\n#SBATCH --open-mode=append\necho \"restart count ${{SLURM_RESTART_COUNT:-0}}\"\necho \"batch script on $SLURMD_NODENAME\"\n{placed}ckpt-run --dir ckpt {options} -- {program}\"$@\"\necho \"ckpt-run exit code $?\"\n");
     std::fs::write(&script, body)?;
     let args = ["-np", "4", ring.to_str().unwrap_or(""), laps, delay];
     let mut envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     if joined {
         envs.push(("CKPT_JOIN_SRUN", "1"));
     }
-    let job = Job::submit(&bins, &work, &["-N2", "--ntasks=4"], script.to_str().unwrap_or(""), Path::new(mpi.launcher), &args, &envs)?;
-    job.wait_output(90, "10 laps of the ring", |o| steps(&task_lines(o, None)) >= 10)?;
+    let nodes: &[&str] = if launch == Launch::Moved { &["-p", "wide", "-N2", "--ntasks=4", "--exclude=n3"] } else { &["-N2", "--ntasks=4"] };
+    let job = Job::submit(&bins, &work, nodes, script.to_str().unwrap_or(""), Path::new(mpi.launcher), &args, &envs)?;
+    let second = |o: &str| if launch == Launch::Twice { o.split("first launch done\n").nth(1).unwrap_or("").to_string() } else { o.to_string() };
+    job.wait_output(90, "10 laps of the ring", |o| steps(&task_lines(&second(o), None)) >= 10)?;
     Ok(Some((bins, work, job, expected)))
 }
 
@@ -796,10 +850,15 @@ fn slurm_mpich_mpiexec_across_two_nodes_checkpoint_is_refused_in_one_line() -> R
 /// of the job is killed, the requeued job resumes it (srun run again with `--resume`) and the
 /// ring ends with the uninterrupted result, not started over. `rounds` times: the restarted
 /// joined step (srun run again under the runtime) checkpoints again.
-fn mpi_joined_checkpoint_kill_requeue(name: &str, mpi: &Mpi, rounds: u32) -> Result<()> {
+/// `Launch::Swapped`: each requeued run's srun places its tasks the other way round (the joined
+/// step's task 1, first on n1, is restored on n2 and task 2 on n1), checked where they run.
+fn mpi_joined_checkpoint_kill_requeue(name: &str, mpi: &Mpi, rounds: u32, launch: Launch) -> Result<()> {
     need_slurm!();
     let laps = 150 * rounds;
-    let Some((_bins, _work, job, expected)) = mpi_job_of(name, mpi, "--resume", true, laps)? else { return Ok(()) };
+    let swap = launch == Launch::Swapped;
+    let moved = launch == Launch::Moved;
+    let Some((_bins, work, job, expected)) = mpi_job_of(name, mpi, "--resume", true, laps, launch)? else { return Ok(()) };
+    let mut placed = if swap || moved { job.joined_placement(2)? } else { Vec::new() };
     // The output of the job's run `n` (0: the first, then one a requeue).
     let run = |n: u32| {
         let all = job.output();
@@ -808,6 +867,8 @@ fn mpi_joined_checkpoint_kill_requeue(name: &str, mpi: &Mpi, rounds: u32) -> Res
         }
         all.split(&format!("restart count {n}\n")).nth(1).unwrap_or("").to_string()
     };
+    // The node the batch script of run `n` ran on (rank 0's tree).
+    let batch_node = |n: u32| run(n).lines().find_map(|l| l.strip_prefix("batch script on ").map(String::from)).unwrap_or_default();
     for round in 1..=rounds {
         if round > 1 {
             // The restarted ring goes on (its links and the step's are up again).
@@ -820,9 +881,34 @@ fn mpi_joined_checkpoint_kill_requeue(name: &str, mpi: &Mpi, rounds: u32) -> Res
         let killed = job.kill_all();
         ensure!(killed >= 4, "round {round}: only {killed} processes of the job found to kill");
         ensure!(wait_until(Duration::from_secs(60), || !matches!(job.state().as_str(), "RUNNING" | "COMPLETING")), "job {} not ended: {}", job.id, job.state());
-        ensure!(!job.output().lines().any(|l| l.starts_with("result ")), "round {round}: the ring finished before the kill");
-        job.run("scontrol", &["requeue"])?;
+        let tail = if launch == Launch::Twice { job.output().split("first launch done\n").nth(1).unwrap_or("").to_string() } else { job.output() };
+        ensure!(!tail.lines().any(|l| l.starts_with("result ")), "round {round}: the ring finished before the kill");
+        if swap {
+            // The requeued run's srun: its task 0 where task 1 was, and the other way round.
+            std::fs::write(work.join("hosts"), format!("{}\n{}\n", placed[1].1, placed[0].1))?;
+        }
+        if moved {
+            // Held while the excluded node changes, so that it does not start before.
+            job.run("scontrol", &["requeuehold"])?;
+            let o = slurm("scontrol").args(["update", &format!("JobId={}", job.id), "ExcNodeList=n1"]).output()?;
+            ensure!(o.status.success(), "scontrol update of job {}: {}", job.id, String::from_utf8_lossy(&o.stderr));
+            job.run("scontrol", &["release"])?;
+        } else {
+            job.run("scontrol", &["requeue"])?;
+        }
         job.wait_output(120, "the requeued run", |o| o.contains(&format!("restart count {round}\n")))?;
+        if moved {
+            let now = job.joined_placement(2)?;
+            let (was, is) = (batch_node(round - 1), batch_node(round));
+            ensure!(was == "n1" && is == "n2", "round {round}: rank 0's tree (the batch script) ran on {was:?}, then on {is:?}, not n1 then n2");
+            ensure!(placed == [(1, "n1".to_string()), (2, "n2".to_string())] && now == [(1, "n2".to_string()), (2, "n3".to_string())], "round {round}: the joined step's tasks were on {placed:?}, then on {now:?}");
+            placed = now;
+        }
+        if swap {
+            let now = job.joined_placement(2)?;
+            ensure!(now.iter().zip(&placed).all(|(a, b)| a.0 == b.0 && a.1 != b.1), "round {round}: the joined step's tasks did not land on other nodes: {placed:?} then {now:?}");
+            placed = now;
+        }
     }
     if mpi.finalize_may_hang {
         // What is checked is the result and that the ring did not start over: once the result
@@ -835,20 +921,21 @@ fn mpi_joined_checkpoint_kill_requeue(name: &str, mpi: &Mpi, rounds: u32) -> Res
     let after = run(rounds);
     ensure!(result_of(&after) == Some(expected.as_str()), "the last requeued run did not end with the uninterrupted result {expected}:\n{all}");
     let starts = all.lines().filter(|l| l.starts_with("start ")).count();
-    ensure!(starts == 1, "the ring started {starts} times (once expected):\n{all}");
+    let once = if launch == Launch::Twice { 2 } else { 1 };
+    ensure!(starts == once, "the ring started {starts} times ({once} expected: once per launch):\n{all}");
     Ok(())
 }
 
 #[test]
 fn slurm_openmpi_mpirun_joined_step_checkpoint_kill_requeue_same_result() -> Result<()> {
-    mpi_joined_checkpoint_kill_requeue("slurm-ompi-joined", &OPEN_MPI, 1)
+    mpi_joined_checkpoint_kill_requeue("slurm-ompi-joined", &OPEN_MPI, 1, Launch::Once)
 }
 
 /// The restarted joined step checkpoints again: checkpoint, kill, requeue, checkpoint, kill,
 /// requeue, the uninterrupted result.
 #[test]
 fn slurm_openmpi_mpirun_joined_step_checkpointed_again_after_requeue_same_result() -> Result<()> {
-    mpi_joined_checkpoint_kill_requeue("slurm-ompi-joined2", &OPEN_MPI, 2)
+    mpi_joined_checkpoint_kill_requeue("slurm-ompi-joined2", &OPEN_MPI, 2, Launch::Once)
 }
 
 /// MPICH: hydra_pmi_proxy's connection to mpiexec is inherited by the ranks it starts (not
@@ -856,12 +943,107 @@ fn slurm_openmpi_mpirun_joined_step_checkpointed_again_after_requeue_same_result
 /// the restarted tree makes it once for all of them.
 #[test]
 fn slurm_mpich_mpiexec_joined_step_checkpoint_kill_requeue_same_result() -> Result<()> {
-    mpi_joined_checkpoint_kill_requeue("slurm-mpich-joined-rq", &MPICH, 1)
+    mpi_joined_checkpoint_kill_requeue("slurm-mpich-joined-rq", &MPICH, 1, Launch::Once)
 }
 
 /// MPICH's restarted joined step checkpoints again: checkpoint, kill, requeue, checkpoint, kill,
 /// requeue, the uninterrupted result.
 #[test]
 fn slurm_mpich_mpiexec_joined_step_checkpointed_again_after_requeue_same_result() -> Result<()> {
-    mpi_joined_checkpoint_kill_requeue("slurm-mpich-joined2", &MPICH, 2)
+    mpi_joined_checkpoint_kill_requeue("slurm-mpich-joined2", &MPICH, 2, Launch::Once)
+}
+
+/// Issue 14's "resumed onto a different node assignment" for the joined step: Open MPI's
+/// `mpirun -np 4` across 2 nodes, checkpointed, every process killed, requeued with mpirun's
+/// srun placing its tasks the other way round: each orted's tree (with its ranks) is restored
+/// on the node the other one ran on, and the ring ends with the uninterrupted result, not
+/// started over.
+#[test]
+fn slurm_openmpi_mpirun_joined_step_requeued_onto_swapped_nodes_same_result() -> Result<()> {
+    mpi_joined_checkpoint_kill_requeue("slurm-ompi-swap", &OPEN_MPI, 1, Launch::Swapped)
+}
+
+/// The same with MPICH's `mpiexec -np 4` (each hydra_pmi_proxy's tree on the other node).
+#[test]
+fn slurm_mpich_mpiexec_joined_step_requeued_onto_swapped_nodes_same_result() -> Result<()> {
+    mpi_joined_checkpoint_kill_requeue("slurm-mpich-swap", &MPICH, 1, Launch::Swapped)
+}
+
+/// Open MPI's joined step checkpointed again after it was restored on swapped nodes, and
+/// requeued onto the first placement again: both restarts the uninterrupted result.
+#[test]
+fn slurm_openmpi_mpirun_joined_step_swapped_twice_same_result() -> Result<()> {
+    mpi_joined_checkpoint_kill_requeue("slurm-ompi-swap2", &OPEN_MPI, 2, Launch::Swapped)
+}
+
+/// A second joined step of one tree: the job's tree runs `mpirun -np 4` twice, one after the
+/// other (a short ring, then the test's). The first srun's tasks link up and end; rank 0 takes
+/// the second srun's once they have all left. `scancel -s USR2` during the second makes one
+/// checkpoint of the tree and the second srun's tasks, every process is killed, and the
+/// requeued job runs the second srun again (not the first): the ring ends with the
+/// uninterrupted result, and neither launch started again.
+#[test]
+fn slurm_openmpi_mpirun_run_twice_in_one_tree_second_joined_step_checkpoint_kill_requeue_same_result() -> Result<()> {
+    mpi_joined_checkpoint_kill_requeue("slurm-ompi-twice", &OPEN_MPI, 1, Launch::Twice)
+}
+
+/// Every tree of the joined step on another node: Open MPI's `mpirun -np 4` first on n1 and n2
+/// (the batch script, rank 0's tree, on n1), requeued with n1 excluded: the batch script runs
+/// on n2 and mpirun's tree is restored there, orted's trees on n2 and n3 (each on a node it did
+/// not run on): the uninterrupted result, started once.
+#[test]
+fn slurm_openmpi_mpirun_joined_step_requeued_onto_other_nodes_rank_0_too_same_result() -> Result<()> {
+    mpi_joined_checkpoint_kill_requeue("slurm-ompi-moved", &OPEN_MPI, 1, Launch::Moved)
+}
+
+/// Two sruns of one tree at once, each its own part of the tree's joined step: the batch
+/// script's `ckpt-run` runs a shell that starts `srun -N2 -n2` of the TCP ring twice side by
+/// side (`srun A & srun B; wait`), each with its own ports and output files. The first srun's
+/// tasks are ranks 1 and 2 of the joined step, the second's 3 and 4 (the step has 5 tasks).
+/// `scancel -s USR2` makes one checkpoint of the tree and all four tasks, every process of the
+/// job is killed, and the requeued job runs each srun again under its own ranks: every task of
+/// both rings ends with the uninterrupted result, started once.
+#[test]
+fn slurm_two_sruns_at_once_in_one_tree_joined_step_checkpoint_kill_requeue_same_result() -> Result<()> {
+    need_slurm!();
+    let bins = Bins::locate()?;
+    let work = Workdir::new("slurm-two-sruns")?;
+    let exe = compile_c(&work, "step_ring.c", &[])?;
+    let expected = ckpt_tests::ring::reference(&work, &exe, 2, 150)?;
+    for who in ["A", "B"] {
+        std::fs::create_dir_all(work.join(&format!("ports{who}")))?;
+    }
+    // ($0: the ring.) Each srun's tasks write to A.RANK or B.RANK (appended: srun run again by
+    // the restart goes on writing there); `--overlap`: the two steps share the job's CPUs.
+    let srun = |who: &str| format!("srun -N2 -n2 --overlap --open-mode=append --output={who}.%t \"$0\" ports{who} 150 50 {} 0", ckpt_tests::ring::SIZE);
+    let tree = format!("{} & {}; wait; echo both sruns ended", srun("A"), srun("B"));
+    let script = work.join("two.sbatch");
+    let body = format!("#!/bin/bash\n#SBATCH --open-mode=append\necho \"restart count ${{SLURM_RESTART_COUNT:-0}}\"\nckpt-run --dir ckpt --name two --resume -- /bin/sh -c '{tree}' \"$@\"\necho \"ckpt-run exit code $?\"\n");
+    std::fs::write(&script, body)?;
+    let job = Job::submit(&bins, &work, &["-N2", "--ntasks=4"], script.to_str().unwrap_or(""), &exe, &[], &[("CKPT_JOIN_SRUN", "1")])?;
+    let task = |who: &str, r: u32| std::fs::read_to_string(work.join(&format!("{who}.{r}"))).unwrap_or_default();
+    let rounds = |who: &str, r: u32| task(who, r).lines().filter(|l| l.starts_with("step ")).count();
+    let all = || ["A", "B"].iter().flat_map(|w| (0..2).map(move |r| format!("{w}.{r}:\n{}", task(w, r)))).collect::<Vec<_>>().join("\n");
+    job.wait_output(90, "10 rounds of both rings", |_| ["A", "B"].iter().all(|w| (0..2).all(|r| rounds(w, r) >= 10)))?;
+    job.run("scancel", &["-s", "USR2"])?;
+    job.wait_output(90, "the joined step's checkpoint", |o| o.contains("step checkpoint 1: 5 tasks committed"))?;
+    let killed = job.kill_all();
+    ensure!(killed >= 6, "only {killed} processes of the job found to kill");
+    ensure!(wait_until(Duration::from_secs(60), || !matches!(job.state().as_str(), "RUNNING" | "COMPLETING")), "job {} not ended: {}", job.id, job.state());
+    ensure!(!all().contains("result "), "a ring finished before the kill:\n{}", all());
+    job.run("scontrol", &["requeue"])?;
+    job.wait_output(120, "the requeued run", |o| o.contains("restart count 1\n"))?;
+    job.wait_completed(240)?;
+    let out = job.output();
+    ensure!(out.contains("both sruns ended") && out.contains("ckpt-run exit code 0"), "the requeued tree did not end well:\n{out}\n{}", all());
+    for who in ["A", "B"] {
+        for r in 0..2u32 {
+            let t = task(who, r);
+            let result = t.lines().rev().find(|l| l.starts_with("result "));
+            ensure!(result == Some(expected[r as usize].as_str()), "srun {who}'s task {r}: {result:?}, uninterrupted {}:\n{t}\njob:\n{out}", expected[r as usize]);
+            let starts = t.lines().filter(|l| l.starts_with("start step_ring")).count();
+            ensure!(starts == 1, "srun {who}'s task {r} started {starts} times:\n{t}");
+        }
+    }
+    Ok(())
 }

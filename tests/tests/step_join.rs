@@ -33,6 +33,13 @@ fn start_with(bins: &Bins, work: &Workdir, tag: &str, task: &str, opt_in: bool, 
 /// `start_with`, the images in `dir`.
 #[allow(clippy::too_many_arguments)]
 fn start_in(bins: &Bins, work: &Workdir, tag: &str, task: &str, opt_in: bool, env: &[(&str, &str)], resume: bool, dir: &Path) -> Result<(Proc, PathBuf)> {
+    let script = format!("srun -n 2 /bin/sh -c '{task}'; echo srun ended $?");
+    start_script(bins, work, tag, &script, opt_in, env, resume, dir)
+}
+
+/// The launcher running the shell script `script` (the stand-in srun on its PATH).
+#[allow(clippy::too_many_arguments)]
+fn start_script(bins: &Bins, work: &Workdir, tag: &str, script: &str, opt_in: bool, env: &[(&str, &str)], resume: bool, dir: &Path) -> Result<(Proc, PathBuf)> {
     let out = work.join(tag);
     std::fs::create_dir_all(&out)?;
     let path_dir = work.join("fakebin");
@@ -40,7 +47,6 @@ fn start_in(bins: &Bins, work: &Workdir, tag: &str, task: &str, opt_in: bool, en
         std::fs::create_dir_all(&path_dir)?;
         std::fs::rename(compile_c(work, "fake_srun.c", &[])?, path_dir.join("srun"))?;
     }
-    let script = format!("srun -n 2 /bin/sh -c '{task}'; echo srun ended $?");
     let mut argv: Vec<OsString> = vec![
         bins.run.clone().into(),
         "--dir".into(),
@@ -291,5 +297,84 @@ fn restart_runs_a_marked_process_again_in_its_place() -> Result<()> {
     ensure!(st.success(), "the restart failed: {st}\n{out}\n{}", r.stderr());
     let want = format!("read: rerun {srun} {root} new[3-4] --resume");
     ensure!(out.lines().collect::<Vec<_>>() == [want.as_str(), "ended"], "the restarted tree printed\n{out}\nnot\n{want}\nended\n(stderr: {})", r.stderr());
+    Ok(())
+}
+
+/// Two sruns of one tree at once (`srun ... & srun ...`) are each a part of the tree's one
+/// joined step with ranks of their own: the first's tasks are 1 and 2, the second's 3 and 4
+/// (whichever execs first takes the lower ones), and the step has 5 tasks. A checkpoint asked of
+/// a task is one of the tree and all four tasks; every process killed, `ckpt-run --resume` runs
+/// each srun again under its own ranks, and each of the four tasks goes on from where it was
+/// (its count does not start over) to its end; the launcher sees both sruns end.
+#[test]
+fn two_sruns_of_one_tree_at_once_are_checkpointed_killed_and_resumed() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("step-join-two")?;
+    let task = r#"i=0; while [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); echo "$0 n $i"; done; echo "$0 task $SLURM_PROCID done $i""#;
+    let script = format!("srun -n 2 /bin/sh -c '{task}' A & srun -n 2 /bin/sh -c '{task}' B; wait; echo sruns ended");
+    let dir = work.join("ckpt");
+    let env = [("CKPT_LOG", "debug")];
+    let (mut p, out) = start_script(&bins, &work, "two", &script, true, &env, false, &dir)?;
+    let lines = |r: u32| std::fs::read_to_string(out.join(format!("task{r}"))).unwrap_or_default();
+    for r in 1..=4 {
+        p.wait_for_stderr(&format!("step: task {r} linked"), Duration::from_secs(120)).map_err(|e| anyhow::anyhow!("{e}\n{}\n{}\n{}", p.stderr(), lines(0), lines(1)))?;
+    }
+    ensure!(p.stderr().contains("the joined step has 5 tasks"), "rank 0 did not count both sruns' tasks:\n{}", p.stderr());
+    let at = lines(1).lines().count();
+    ckpt_tests::process::wait_until(Duration::from_secs(30), || lines(1).lines().count() >= at + 10);
+    let pid = task_run(&bins, &out, 1).ok_or_else(|| anyhow::anyhow!("no outer process of a task 1; it printed\n{}", lines(1)))?;
+    // SAFETY: a signal to the task's outer process, which this test's launcher started.
+    ensure!(unsafe { libc::kill(pid, libc::SIGUSR2) } == 0, "cannot signal task 1");
+    p.wait_for_stderr("5 tasks committed", Duration::from_secs(150)).map_err(|e| anyhow::anyhow!("{e}\n{}\n{}\n{}", p.stderr(), lines(0), lines(1)))?;
+    p.kill()?;
+    ensure!(!p.stdout().contains("sruns ended"), "the launcher ended before it was killed:\n{}", p.stdout());
+    ensure!(task_run(&bins, &out, 0).is_none() && task_run(&bins, &out, 1).is_none(), "a task outlived the launcher's namespace");
+    let mut p = start_script(&bins, &work, "two", &script, true, &env, true, &dir)?.0;
+    let st = p.wait(Duration::from_secs(300))?;
+    ensure!(st.success() && p.stdout().contains("sruns ended"), "the resumed launcher failed: {st}\n{}\n{}", p.stdout(), p.stderr());
+    for who in ["A", "B"] {
+        for r in 0..2u32 {
+            let t = lines(r);
+            ensure!(t.contains(&format!("{who} task {r} done 150")), "srun {who}'s task {r} did not run to its end:\n{t}\n{}", p.stderr());
+            ensure!(t.lines().filter(|l| *l == format!("{who} n 1")).count() == 1, "srun {who}'s task {r} started over:\n{t}");
+        }
+    }
+    Ok(())
+}
+
+/// A launcher run twice in one job script with another number of daemons: `srun -n 2` then,
+/// once it ended, `srun -n 1` of the same tree. Rank 0 takes the second srun's task once every
+/// task of the first has left (the joined step of 3 becomes one of 2): a checkpoint during the
+/// second srun is one of the tree and its task, every process killed, `ckpt-run --resume` runs
+/// the second srun again (not the first) and its task goes on from where it was to its end.
+#[test]
+fn a_second_srun_of_the_tree_with_another_count_is_checkpointed_and_resumed() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("step-join-second")?;
+    let dir = work.join("ckpt");
+    let first = r#"sleep 2; echo "first $SLURM_PROCID done""#;
+    let second = r#"i=0; while [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); echo "n $i"; done; echo "second done $i""#;
+    let script = format!("srun -n 2 /bin/sh -c '{first}'; echo first srun ended $?; srun -n 1 /bin/sh -c '{second}'; echo second srun ended $?");
+    let env = [("CKPT_LOG", "debug")];
+    let (mut p, out) = start_script(&bins, &work, "second", &script, true, &env, false, &dir)?;
+    let lines = || std::fs::read_to_string(out.join("task0")).unwrap_or_default();
+    p.wait_for_stderr("the joined step has 2 tasks", Duration::from_secs(120)).map_err(|e| anyhow::anyhow!("{e}\n{}\n{}", p.stdout(), lines()))?;
+    ensure!(p.stderr().contains("the joined step has 3 tasks") && p.stdout().contains("first srun ended 0"), "the first srun's step was not seen:\n{}\n{}", p.stdout(), p.stderr());
+    let at = lines().lines().count();
+    ckpt_tests::process::wait_until(Duration::from_secs(30), || lines().lines().count() >= at + 10);
+    let pid = task_run(&bins, &out, 0).ok_or_else(|| anyhow::anyhow!("no outer process of the second srun's task; it printed\n{}", lines()))?;
+    // SAFETY: a signal to the task's outer process, which this test's launcher started.
+    ensure!(unsafe { libc::kill(pid, libc::SIGUSR2) } == 0, "cannot signal the task");
+    p.wait_for_stderr("2 tasks committed", Duration::from_secs(150)).map_err(|e| anyhow::anyhow!("{e}\n{}\n{}", p.stderr(), lines()))?;
+    p.kill()?;
+    ensure!(!p.stdout().contains("second srun ended"), "the launcher ended before it was killed:\n{}", p.stdout());
+    let mut p = start_script(&bins, &work, "second", &script, true, &env, true, &dir)?.0;
+    let st = p.wait(Duration::from_secs(300))?;
+    let (so, se) = (p.stdout(), p.stderr());
+    ensure!(st.success() && so.contains("second srun ended 0") && !so.contains("first srun ended"), "the resumed launcher did not go on in the second srun: {st}\n{so}\n{se}");
+    let t = lines();
+    ensure!(t.contains("second done 150"), "the second srun's task did not run to its end:\n{t}\n{se}");
+    ensure!(t.lines().filter(|l| *l == "n 1").count() == 1, "the second srun's task started over:\n{t}");
+    ensure!(t.lines().filter(|l| l.starts_with("first ")).count() == 1, "the first srun ran again:\n{t}");
     Ok(())
 }

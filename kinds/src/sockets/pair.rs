@@ -7,11 +7,32 @@
 //! seqpackets.
 //! The tree's restart then sets their options, shutdown and filters once (`restore::settle`),
 //! and each process takes its ends through `Sockets::make_given`'s `job`.
+//! A step task's tree restarted on a node that lacks its old node's addresses (issue 14: two
+//! MPI ranks of one node talking over TCP, restarted on another node) makes them at the
+//! addresses now that stand for the old ones (`node_addresses`), as its runtime shows them.
 
 use super::queue;
 use crate::{check, close, info, Error, Result};
 use ckpt_image::Socket;
 use std::os::fd::RawFd;
+use std::sync::OnceLock;
+
+/// Each old address of a step task's node that its node lacks now, with the address now that
+/// stands for it (ckpt_step::addrmap::pair): empty where nothing moved.
+static NODE: OnceLock<Vec<(Vec<u8>, Vec<u8>)>> = OnceLock::new();
+
+/// Before the tree's connections are made: the old node's addresses (4 or 16 bytes) this
+/// node lacks, each with the one that stands for it now.
+pub fn node_addresses(pairs: Vec<(Vec<u8>, Vec<u8>)>) {
+    let _ = NODE.set(pairs);
+}
+
+/// `addr` (a sockaddr) where it is on this node: at the address that stands for its own where
+/// this node lacks that (`node_addresses`), else as it is.
+fn here(addr: &[u8]) -> Vec<u8> {
+    let now = ckpt_step::addrmap::ip_of(addr).and_then(|ip| NODE.get()?.iter().find(|(o, _)| *o == ip).map(|(_, n)| n.clone()));
+    now.and_then(|n| ckpt_step::addrmap::with_ip(addr, &n)).unwrap_or_else(|| addr.to_vec())
+}
 
 /// A listener of the program bound and listening again, for a tree that shares it (several
 /// processes hold it, or connections accepted from it are made with it, `make`): our fd,
@@ -111,6 +132,7 @@ fn bound(s: &Socket) -> Result<RawFd> {
 /// `wait`: for a port held by remains of the killed tree's connections that cannot be ended
 /// (`timewait`), wait until they are gone; else EADDRINUSE at once.
 fn bound_to(s: &Socket, addr: &[u8], wait: bool) -> Result<RawFd> {
+    let addr = &here(addr)[..];
     // SAFETY: plain socket creation.
     let fd = check(unsafe { libc::socket(s.family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) }, || "socket".into())?;
     let one: i32 = 1;
@@ -187,7 +209,7 @@ fn tcp(a: &Socket, b: &Socket, via: Option<RawFd>) -> Result<[RawFd; 2]> {
     };
     // a's address (at the port of its listener now: one of a step's tasks may have moved) as
     // b's family sees it (an IPv4 client of an IPv6 server's v4-mapped address).
-    let to = ckpt_image::inetaddr::in_family(&super::moveport::with_port_of(l, &a.name), b.family);
+    let to = ckpt_image::inetaddr::in_family(&super::moveport::with_port_of(l, &here(&a.name)), b.family);
     // SAFETY: l and c are sockets of ours; to is a sockaddr of its length.
     let r = unsafe {
         if libc::connect(c, to.as_ptr().cast(), to.len() as u32) == 0 {
