@@ -126,7 +126,7 @@ pub fn complete(s: &mut Slot) -> Result<(), String> {
     s.attrs = crate::threadattrs::capture_of(s.tid, s.fs_base, &status, crate::seccomp::noted_attrs(s.fs_base));
     let strict = crate::seccomp::strict_in(&status);
     crate::seccomp::set_strict(s.fs_base, strict);
-    let pending = crate::threads::status_hex(&status, b"\nSigPnd:");
+    let pending = crate::kstate::value(&status, "\nSigPnd:", 16).unwrap_or(0);
     if strict && pending != 0 {
         return Err(format!(
             "thread {} runs in seccomp strict mode with signals pending for it alone (mask {pending:#x}): only it could take them with what they carry; no checkpoint is taken",

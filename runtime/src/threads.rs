@@ -494,14 +494,8 @@ pub(crate) fn is_zombie(tid: i32) -> bool {
 fn blocks_stop_signal(tid: i32) -> bool {
     let status = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(tid), b"/status"])).unwrap_or_default();
     let bit = crate::sighooks::stop_bit();
-    status_hex(&status, b"SigBlk:") & bit != 0 && status_hex(&status, b"SigPnd:") & bit != 0
-}
-
-/// The hexadecimal field `key` (e.g. `SigBlk:`) of a /proc status text; 0 if absent.
-pub(crate) fn status_hex(status: &[u8], key: &[u8]) -> u64 {
-    let Some(i) = status.windows(key.len()).position(|w| w == key) else { return 0 };
-    let hex: Vec<u8> = status[i + key.len()..].iter().copied().skip_while(|b| b.is_ascii_whitespace()).take_while(|b| b.is_ascii_hexdigit()).collect();
-    u64::from_str_radix(std::str::from_utf8(&hex).unwrap_or(""), 16).unwrap_or(0)
+    let field = |key| crate::kstate::value(&status, key, 16).unwrap_or(0);
+    field("SigBlk:") & bit != 0 && field("SigPnd:") & bit != 0
 }
 
 /// Thread `tid`'s scheduler state (`R`, `S`, `D`, ...) and the CPU time it has had (ns).
