@@ -11,7 +11,11 @@
 //! UDP (programs/step_udp.c): datagrams first sent after the restart to a task's old address
 //! and port reach it where it is now (sendmsg, a datagram socket's connect, sendto), and their
 //! sources show as the old addresses the tasks published (recvmsg, recvfrom, getpeername),
-//! which each task checks. And Debian's Open MPI itself (`mpirun -np 4` of programs/mpi_ring.c
+//! which each task checks. And what the tasks did over UDP before the checkpoint
+//! (programs/step_udpcut.c): a socket connected to the other task still reaches it where it is
+//! now and shows its old address as its peer, a datagram each way queued unread across the
+//! checkpoint shows its sender's old address, sendmmsg and recvmmsg map as sendmsg and
+//! recvmsg. And Debian's Open MPI itself (`mpirun -np 4` of programs/mpi_ring.c
 //! over the TCP BTL alone, 2 ranks a node): mpirun in a third namespace that holds the bridge
 //! between the two nodes, its srun a stand-in (programs/netns_srun.c) that runs each orted in
 //! its node's namespace as a joined step's task; checkpointed, killed, resumed with the orteds

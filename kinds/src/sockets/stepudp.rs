@@ -79,9 +79,10 @@ impl Sockets<'_> {
     }
 
     /// Whether a datagram for `to` from `m.from`, a sender outside the program, is sent from a
-    /// stand-in (a step task's UDP socket).
+    /// stand-in (a step task's UDP socket, not connected yet: one connected drops it).
     pub(super) fn by_stand_in(&self, to: &Socket, m: &Message) -> bool {
-        self.opts.step && is_udp(to) && m.from.len() >= 8 && !self.given.contains(&to.ino)
+        let unconnected = to.state != SockState::Connected || self.later.connects.iter().any(|(ino, _)| *ino == to.ino);
+        self.opts.step && is_udp(to) && unconnected && m.from.len() >= 8 && !self.given.contains(&to.ino)
     }
 
     /// Send `m` to `to` from a stand-in socket of ours at a loopback address; its receiving
