@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::os::fd::RawFd;
 
 /// What to do about files that are not as they were.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Leave files the program writes at their current size (files shared with other writers).
     pub no_truncate: bool,
@@ -30,8 +30,13 @@ pub struct Options {
     pub same_boot: bool,
     /// Every process has its pid of the image (its own namespace): a pid means the same process.
     pub exact_ids: bool,
-    /// A task of a step: a listener whose port is taken gets another (kinds' `moveport`).
+    /// A task of a step: a listener whose port is taken gets another (kinds' `moveport`), and
+    /// its UDP sockets' connects and queued datagrams wait for the step's map (kinds'
+    /// `stepudp`).
     pub other_port: bool,
+    /// A step task's old node's addresses that its node lacks now, each with the address now
+    /// that stands for it: where its UDP sockets bound there are bound.
+    pub rebind: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -284,6 +289,8 @@ fn place(fd: RawFd, f: &FdState) -> Result<()> {
 pub struct Restored {
     /// The program had a terminal, which is now another one: tell it (SIGWINCH).
     pub winch: bool,
+    /// What is left once the step's map exists (a task of a step: kinds' `stepudp`).
+    pub later: ckpt_kinds::sockets::stepudp::Later,
 }
 
 /// Close stdin, stdout and stderr where the program had closed them (a daemon closes all three;
@@ -367,7 +374,7 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
     }
     // 2. Every other object, except epoll instances and dups; the files in flight too.
     // (A tree's shared sockets come with their options set: `treeshare`.)
-    let socks = Sockets::make_given(fds, top, ckpt_kinds::sockets::restore::Options { ignore: opts.ignore_missing, other_port: opts.other_port }, job, crate::tree::settled_sockets())?;
+    let socks = Sockets::make_given(fds, top, ckpt_kinds::sockets::restore::Options { ignore: opts.ignore_missing, other_port: opts.other_port, step: opts.other_port, rebind: opts.rebind.clone() }, job, crate::tree::settled_sockets())?;
     let ttys = Terminals::make(fds, top, opts.ignore_missing, &crate::tree::ptys())?;
     let mut mk = Makers { sh: Shared { pipes: crate::tree::pipes(), ..Shared::default() }, socks, ttys, ignore: opts.ignore_missing, exact_ids: opts.exact_ids };
     let objects = |f: &&&FdState| f.dup_of.is_none() && !matches!(f.kind, FdKind::Path { .. } | FdKind::Epoll { .. } | FdKind::Inotify { .. } | FdKind::Fanotify { .. });
@@ -507,7 +514,7 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
         // SAFETY: our fds of files in flight (sent again, or lost).
         unsafe { libc::close(*fd) };
     }
-    r?;
+    let later = r?;
     // 6. Locks and leases, last: closing any fd of a file drops the POSIX locks on it.
     for f in prog.iter().filter(|f| !f.locks.is_empty()) {
         let what = match &f.kind {
@@ -527,7 +534,7 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
             eprintln!("ckpt-restart: warning: {w}");
         }
     }
-    Ok(Restored { winch })
+    Ok(Restored { winch, later })
 }
 
 /// Close every fd of ours above stderr but those of `keep`: close_range over the gaps between

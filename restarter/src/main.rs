@@ -411,7 +411,10 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
     } else {
         // A listener of a task of a step (any process of its tree) whose port is taken moves.
         let other_port = joined.is_some() || treelisten::in_step();
-        fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot, exact_ids, other_port }, chain.newest(), job, &keep)
+        // A task on a node that lacks its old node's addresses: its UDP sockets bound there are
+        // bound at the addresses now that stand for them (kinds' stepudp).
+        let rebind = index.step.as_ref().filter(|_| other_port).map(|st| ckpt_step::addrmap::pair(&st.node_ips, &ckpt_step::addrmap::node_ips())).unwrap_or_default();
+        fds::restore(&index.fds, &fds::Options { no_truncate: cli.no_truncate, ignore_missing: cli.ignore_missing_files, same_boot, exact_ids, other_port, rebind }, chain.newest(), job, &keep)
     };
     if restored.is_ok() {
         tree::after_fds();
@@ -440,6 +443,9 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
         addr_map = treelisten::share(mine())?.unwrap_or_default();
     }
     let restored = restored?;
+    // Its UDP sockets connected where their peers are now, the datagrams queued on them from
+    // other tasks shown from their senders (kinds' stepudp).
+    addr_map = stepaddrs::settle_udp(&index.fds, &restored.later, addr_map)?;
     stage::map_rings(&index, &rings)?;
     // Restoring the fds closed every fd of ours, the image's too: they must never be closed again.
     std::mem::forget(chain);

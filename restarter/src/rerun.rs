@@ -148,7 +148,7 @@ pub fn run(image: &Path, r: &Rerun, no_truncate: bool, ignore_missing: bool) -> 
     ckpt_kinds::deleted::resolve_saved(&mut index.fds);
     index.fds.retain(keeps);
     let same_boot = !index.meta.origin.boot_id.is_empty() && index.meta.origin.boot_id == ckpt_image::boot_id();
-    let opts = &crate::fds::Options { no_truncate, ignore_missing, same_boot, exact_ids: true, other_port: false };
+    let opts = &crate::fds::Options { no_truncate, ignore_missing, same_boot, exact_ids: true, other_port: false, rebind: Vec::new() };
     let now: Vec<Vec<u8>> = std::env::vars_os().map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat()).collect();
     let dir = image.parent().and_then(Path::parent).ok_or_else(|| anyhow!("{}: not in a set's directory", image.display()))?;
     let argv = in_dir(&r.argv, dir);

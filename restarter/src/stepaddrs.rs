@@ -5,12 +5,15 @@
 //! rank 0 hands every report to every task in the rendezvous's `Ready`/`Go` (step.rs), and each
 //! task makes of them the map its runtime's `connect` hook consults (ckpt_step::addrmap),
 //! handed over in RestartInfo. A task whose program is a process tree reports the listeners of
-//! every process of the tree, and each of them gets the map (treelisten).
+//! every process of the tree, and each of them gets the map (treelisten). Its UDP sockets
+//! connected before the checkpoint connect once the map exists, where their peers are now, and
+//! the datagrams queued on them from other tasks go to the runtime with the map (`settle_udp`).
 
 use crate::step::Joined;
 use anyhow::{bail, Result};
 use ckpt_image::{FdKind, FdState, Index, SockState};
-use ckpt_step::addrmap::{self, Listener, Map, Report};
+use ckpt_kinds::sockets::stepudp::Later;
+use ckpt_step::addrmap::{self, Listener, Lookup, Map, Report};
 
 /// The TCP listeners and bound UDP sockets of the fd table `fds`, restored at their numbers:
 /// where each was at the checkpoint and is now.
@@ -59,6 +62,41 @@ pub fn map(j: &Joined, reports: &[u8]) -> Result<Vec<u8>> {
         for (ip, port, to) in &m.udp {
             eprintln!("ckpt-restart: step: a datagram to {} goes to {}", show(ip, *port), ckpt_step::sys::show_addr(to));
         }
+    }
+    Ok(b)
+}
+
+/// A step task's UDP sockets once the step's map exists (`later`: what kinds' stepudp left):
+/// each connected one is connected where its peer is now (the map's UDP part; its peer as it
+/// was where the map says nothing), and the datagrams sent again from stand-ins go to the
+/// runtime with the map (`Map::queued`). The map for the runtime, with them.
+pub fn settle_udp(fds: &[FdState], later: &Later, map: Vec<u8>) -> Result<Vec<u8>> {
+    if later.connects.is_empty() && later.queued.is_empty() {
+        return Ok(map);
+    }
+    let Some(mut m) = (if map.is_empty() { Some(Map::default()) } else { Map::decode(&map) }) else { bail!("the step's map for the program is unreadable") };
+    for (ino, peer) in &later.connects {
+        let at = fds.iter().find(|f| f.dup_of.is_none() && f.fd >= 0 && matches!(&f.kind, FdKind::Socket(s) if s.ino == *ino));
+        let Some(f) = at else { continue };
+        let to = match m.lookup_udp(peer) {
+            Lookup::To(to) => to,
+            _ => peer.clone(),
+        };
+        if crate::progress::log_level() >= 2 && to != *peer {
+            eprintln!("ckpt-restart: step: the UDP socket at fd {} connected to {} is connected to {}", f.fd, ckpt_step::sys::show_addr(peer), ckpt_step::sys::show_addr(&to));
+        }
+        // SAFETY: `to` is a sockaddr of its length; f.fd is the program's socket, in place.
+        if unsafe { libc::connect(f.fd, to.as_ptr().cast(), to.len() as libc::socklen_t) } != 0 {
+            bail!("cannot connect the UDP socket at fd {} again to {}: {}", f.fd, ckpt_step::sys::show_addr(&to), std::io::Error::last_os_error());
+        }
+    }
+    if later.queued.is_empty() {
+        return Ok(map);
+    }
+    m.queued = later.queued.clone();
+    let b = m.encode();
+    if b.len() > crate::plan::ADDR_MAP_MAX {
+        bail!("the step's listeners and the datagrams queued make a table of {} bytes, more than ckpt-restart hands to the program ({} bytes)", b.len(), crate::plan::ADDR_MAP_MAX);
     }
     Ok(b)
 }

@@ -105,7 +105,7 @@ impl TreeSockets {
                 FdState { fd: 0, flags: 0, pos: 0, cloexec: true, kind: FdKind::Socket(Box::new(s)), dup_of: None, mtime: 0, id: Default::default(), locks: Vec::new(), owner: None }
             })
             .collect();
-        let opts = ckpt_kinds::sockets::restore::Options { ignore: lossy, other_port: false };
+        let opts = ckpt_kinds::sockets::restore::Options { ignore: lossy, other_port: false, ..Default::default() };
         let socks = ckpt_kinds::sockets::restore::Sockets::make(&fds, top, opts, HashMap::new()).map_err(|e| anyhow!("{e}"))?;
         for &(_, s) in group {
             let fd = socks.open(s.ino).map_err(|e| anyhow!("{e}"))?;
@@ -113,7 +113,7 @@ impl TreeSockets {
             self.1.insert(s.ino);
         }
         // Queues refilled, shutdown, options and filters set: each process only takes them.
-        socks.finish(&|_| None).map_err(|e| anyhow!("{e}"))
+        socks.finish(&|_| None).map(|_| ()).map_err(|e| anyhow!("{e}"))
     }
 
     /// Take the connections to other tasks of a step that the tree's root made again for the

@@ -10,7 +10,10 @@
 //! UDP the same way (`Map::udp`, the step's bound UDP sockets): a datagram to a task's old
 //! address and port (sendto, sendmsg, a UDP socket's connect) is sent where that socket is
 //! now, and a datagram's source (recvfrom, recvmsg) shows as a peer's address does below.
-//! sendmmsg and recvmmsg are not mapped (docs/restored.md).
+//! sendmmsg and recvmmsg the same way, message by message. A datagram queued unread at the
+//! checkpoint from another task, which ckpt-restart sent again from a stand-in address of its
+//! own (`Map::queued`, kinds' stepudp), shows its source at the checkpoint instead, once
+//! (recvfrom, recvmsg, recvmmsg; MSG_PEEK leaves it for the read).
 //!
 //! A task restarted on a node that lacks its old node's addresses keeps them in its view
 //! (`Map::bind`, `Map::back`): a bind of an inet socket to such an address is made at the
@@ -39,6 +42,8 @@ static REAL_SENDTO: RealFn = RealFn::new(b"sendto\0");
 static REAL_SENDMSG: RealFn = RealFn::new(b"sendmsg\0");
 static REAL_RECVFROM: RealFn = RealFn::new(b"recvfrom\0");
 static REAL_RECVMSG: RealFn = RealFn::new(b"recvmsg\0");
+static REAL_SENDMMSG: RealFn = RealFn::new(b"sendmmsg\0");
+static REAL_RECVMMSG: RealFn = RealFn::new(b"recvmmsg\0");
 
 type ConnectFn = unsafe extern "C" fn(c_int, *const libc::sockaddr, libc::socklen_t) -> c_int;
 type NameFn = unsafe extern "C" fn(c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> c_int;
@@ -47,17 +52,23 @@ type SendtoFn = unsafe extern "C" fn(c_int, *const libc::c_void, libc::size_t, c
 type RecvfromFn = unsafe extern "C" fn(c_int, *mut libc::c_void, libc::size_t, c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::ssize_t;
 type SendmsgFn = unsafe extern "C" fn(c_int, *const libc::msghdr, c_int) -> libc::ssize_t;
 type RecvmsgFn = unsafe extern "C" fn(c_int, *mut libc::msghdr, c_int) -> libc::ssize_t;
+type SendmmsgFn = unsafe extern "C" fn(c_int, *mut libc::mmsghdr, libc::c_uint, c_int) -> c_int;
+type RecvmmsgFn = unsafe extern "C" fn(c_int, *mut libc::mmsghdr, libc::c_uint, c_int, *mut libc::timespec) -> c_int;
 
 /// Whether MAP holds anything (the hook's fast path).
 static ANY: AtomicBool = AtomicBool::new(false);
 /// Whether MAP has addresses of a node left behind (`bind`, `back`): the other hooks' fast path.
 static VIEW: AtomicBool = AtomicBool::new(false);
+/// Whether MAP has datagrams sent again from stand-ins not read yet (`Map::queued`).
+static QUEUED: AtomicBool = AtomicBool::new(false);
+/// The most messages one sendmmsg or recvmmsg takes (the kernel's UIO_MAXIOV).
+const MMSG_MAX: usize = 1024;
 /// Locked only inside the gate (never while a checkpoint stops the threads) or before the
 /// restarted program's threads exist.
 pub(crate) static MAP: Mutex<Option<Map>> = Mutex::new(None);
 
 pub fn resolve() {
-    for f in [&REAL_CONNECT, &REAL_ACCEPT, &REAL_ACCEPT4, &REAL_GETPEERNAME, &REAL_GETSOCKNAME, &REAL_SENDTO, &REAL_SENDMSG, &REAL_RECVFROM, &REAL_RECVMSG] {
+    for f in [&REAL_CONNECT, &REAL_ACCEPT, &REAL_ACCEPT4, &REAL_GETPEERNAME, &REAL_GETSOCKNAME, &REAL_SENDTO, &REAL_SENDMSG, &REAL_RECVFROM, &REAL_RECVMSG, &REAL_SENDMMSG, &REAL_RECVMMSG] {
         f.get();
     }
 }
@@ -82,6 +93,7 @@ pub fn after_restart(info: &RestartInfo) {
     };
     ANY.store(!m.is_empty(), Ordering::Release);
     VIEW.store(!(m.bind.is_empty() && m.back.is_empty()), Ordering::Release);
+    QUEUED.store(!m.queued.is_empty(), Ordering::Release);
     *g = Some(m);
 }
 
@@ -284,12 +296,82 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_i
     }
 }
 
+/// After a receive of `fd` that gave a source at `addr` (`*len` bytes, in a buffer of `room`;
+/// `peek`: MSG_PEEK): a datagram sent again from a stand-in shows its source at the checkpoint
+/// (once, unless peeked), any other a peer's address as the program knew it.
+fn after_recv(fd: c_int, addr: *mut libc::sockaddr, len: *mut libc::socklen_t, room: libc::socklen_t, peek: bool) {
+    if room == 0 || addr.is_null() || len.is_null() {
+        return;
+    }
+    if QUEUED.load(Ordering::Acquire) && queued_source(fd, addr, len, room, peek) {
+        return;
+    }
+    if VIEW.load(Ordering::Acquire) {
+        show_old(addr, len, room, false);
+    }
+}
+
+/// The inode of `fd` (0: none).
+fn ino_of(fd: c_int) -> u64 {
+    // SAFETY: an all-zero stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat into our stat (a plain trap: the runtime's own call).
+    let r = unsafe { libc::syscall(libc::SYS_fstat, fd, &mut st as *mut libc::stat) };
+    if r == 0 { st.st_ino } else { 0 }
+}
+
+/// Whether the source the kernel wrote at `addr` is a stand-in's of a datagram queued on
+/// `fd`'s socket at the checkpoint: then its source at the checkpoint is written there instead.
+fn queued_source(fd: c_int, addr: *mut libc::sockaddr, len: *mut libc::socklen_t, room: libc::socklen_t, peek: bool) -> bool {
+    // SAFETY: len is the caller's, just written by the kernel.
+    let n = unsafe { *len };
+    if n > room || (n as usize) < 8 {
+        return false;
+    }
+    // SAFETY: the kernel wrote n (<= room) bytes at addr.
+    let got = unsafe { std::slice::from_raw_parts(addr as *const u8, n as usize) };
+    let same = |at: &[u8]| ip_of(at) == ip_of(got) && ckpt_step::sys::port_of(at) == ckpt_step::sys::port_of(got);
+    let _g = gate::enter();
+    let mut g = MAP.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(m) = g.as_mut() else { return false };
+    if !m.queued.iter().any(|(_, at, _)| same(at)) {
+        return false;
+    }
+    let ino = ino_of(fd);
+    let Some(i) = m.queued.iter().position(|(i, at, _)| *i == ino && same(at)) else { return false };
+    let from = if peek { m.queued[i].2.clone() } else { m.queued.remove(i).2 };
+    QUEUED.store(!m.queued.is_empty(), Ordering::Release);
+    log!(DEBUG, "a datagram queued at the checkpoint, sent again from {}: shown from {}", ckpt_step::sys::show_addr(got), ckpt_step::sys::show_addr(&from));
+    // As the kernel does: as much as there is room for, and the source's whole length.
+    let k = from.len().min(room as usize);
+    // SAFETY: addr has room for `room` bytes (the caller's buffer); len is the caller's.
+    unsafe {
+        std::ptr::copy_nonoverlapping(from.as_ptr(), addr as *mut u8, k);
+        *len = from.len() as libc::socklen_t;
+    }
+    true
+}
+
+/// The room the caller gave for a received datagram's source (0: none, or nothing to show).
+fn recv_room(addr: *mut libc::sockaddr, len: *mut libc::socklen_t) -> libc::socklen_t {
+    if addr.is_null() || len.is_null() || !(VIEW.load(Ordering::Acquire) || QUEUED.load(Ordering::Acquire)) {
+        return 0;
+    }
+    // SAFETY: the caller's len, readable by libc's contract.
+    unsafe { *len }
+}
+
 /// # Safety
 /// libc's contract for recvfrom.
 #[no_mangle]
 pub unsafe extern "C" fn recvfrom(fd: c_int, buf: *mut libc::c_void, n: libc::size_t, flags: c_int, addr: *mut libc::sockaddr, len: *mut libc::socklen_t) -> libc::ssize_t {
+    let room = recv_room(addr, len);
     // SAFETY: REAL_RECVFROM resolves to libc's recvfrom; the caller's arguments.
-    named(addr, len, false, || unsafe { std::mem::transmute::<usize, RecvfromFn>(REAL_RECVFROM.get())(fd, buf, n, flags, addr, len) })
+    let r = unsafe { std::mem::transmute::<usize, RecvfromFn>(REAL_RECVFROM.get())(fd, buf, n, flags, addr, len) };
+    if r >= 0 {
+        after_recv(fd, addr, len, room, flags & libc::MSG_PEEK != 0);
+    }
+    r
 }
 
 /// # Safety
@@ -304,6 +386,66 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int
     }
     // SAFETY: msg is the caller's msghdr; its name and its length field, as the kernel fills them.
     let (addr, len) = unsafe { ((*msg).msg_name.cast::<libc::sockaddr>(), &raw mut (*msg).msg_namelen) };
+    let room = recv_room(addr, len);
     // SAFETY: forwarding the caller's arguments.
-    named(addr, len, false, || unsafe { real(fd, msg, flags) })
+    let r = unsafe { real(fd, msg, flags) };
+    if r >= 0 {
+        after_recv(fd, addr, len, room, flags & libc::MSG_PEEK != 0);
+    }
+    r
+}
+
+/// # Safety
+/// libc's contract for recvmmsg.
+#[no_mangle]
+pub unsafe extern "C" fn recvmmsg(fd: c_int, vec: *mut libc::mmsghdr, vlen: libc::c_uint, flags: c_int, timeout: *mut libc::timespec) -> c_int {
+    // SAFETY: REAL_RECVMMSG resolves to libc's recvmmsg.
+    let real = unsafe { std::mem::transmute::<usize, RecvmmsgFn>(REAL_RECVMMSG.get()) };
+    if vec.is_null() || !(VIEW.load(Ordering::Acquire) || QUEUED.load(Ordering::Acquire)) {
+        // SAFETY: forwarding the caller's arguments.
+        return unsafe { real(fd, vec, vlen, flags, timeout) };
+    }
+    // SAFETY: vec holds vlen messages (libc's contract); the kernel reads no more than MMSG_MAX.
+    let name = |i: usize| unsafe { ((*vec.add(i)).msg_hdr.msg_name.cast::<libc::sockaddr>(), &raw mut (*vec.add(i)).msg_hdr.msg_namelen) };
+    let rooms: Vec<libc::socklen_t> = (0..(vlen as usize).min(MMSG_MAX)).map(|i| recv_room(name(i).0, name(i).1)).collect();
+    // SAFETY: forwarding the caller's arguments.
+    let r = unsafe { real(fd, vec, vlen, flags, timeout) };
+    for (i, &room) in rooms.iter().enumerate().take(r.max(0) as usize) {
+        let (addr, len) = name(i);
+        after_recv(fd, addr, len, room, flags & libc::MSG_PEEK != 0);
+    }
+    r
+}
+
+/// # Safety
+/// libc's contract for sendmmsg.
+#[no_mangle]
+pub unsafe extern "C" fn sendmmsg(fd: c_int, vec: *mut libc::mmsghdr, vlen: libc::c_uint, flags: c_int) -> c_int {
+    // SAFETY: REAL_SENDMMSG resolves to libc's sendmmsg.
+    let real = unsafe { std::mem::transmute::<usize, SendmmsgFn>(REAL_SENDMMSG.get()) };
+    if vec.is_null() || !ANY.load(Ordering::Acquire) {
+        // SAFETY: forwarding the caller's arguments.
+        return unsafe { real(fd, vec, vlen, flags) };
+    }
+    let n = (vlen as usize).min(MMSG_MAX);
+    // SAFETY: vec holds vlen messages (libc's contract).
+    let mut copy: Vec<libc::mmsghdr> = (0..n).map(|i| unsafe { *vec.add(i) }).collect();
+    let to: Vec<Option<Vec<u8>>> = copy.iter().map(|m| datagram_to(fd, m.msg_hdr.msg_name.cast(), m.msg_hdr.msg_namelen)).collect();
+    if to.iter().all(Option::is_none) {
+        // SAFETY: forwarding the caller's arguments.
+        return unsafe { real(fd, vec, vlen, flags) };
+    }
+    for (m, to) in copy.iter_mut().zip(&to) {
+        if let Some(to) = to {
+            m.msg_hdr.msg_name = to.as_ptr() as *mut libc::c_void;
+            m.msg_hdr.msg_namelen = to.len() as libc::socklen_t;
+        }
+    }
+    // SAFETY: the caller's messages, each with the name it goes to (alive for the call).
+    let r = unsafe { real(fd, copy.as_mut_ptr(), n as libc::c_uint, flags) };
+    for (i, m) in copy.iter().enumerate().take(r.max(0) as usize) {
+        // SAFETY: vec holds at least n >= r messages; their msg_len is the caller's to read.
+        unsafe { (*vec.add(i)).msg_len = m.msg_len };
+    }
+    r
 }

@@ -62,6 +62,10 @@ pub struct Map {
     /// A task's address now -> its old address it stands for, where that is one and the same
     /// for every task at that address now (a peer's address read from a socket shows it).
     pub back: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Datagrams queued unread at the checkpoint that ckpt-restart sent again from a stand-in
+    /// address of its own: (the receiving socket's inode now, the stand-in's sockaddr, the
+    /// source the program knew). Each is shown from that source when read.
+    pub queued: Vec<(u64, Vec<u8>, Vec<u8>)>,
 }
 
 /// How many leading bits two addresses of one family have in common.
@@ -350,6 +354,11 @@ impl Map {
         self.back.iter().find(|(n, _)| n == ip).map(|(_, o)| o.as_slice())
     }
 
+    /// The sockaddr `from` (a peer's) as a peer's address shows (`peer_shown`).
+    pub fn peer_shown_addr(&self, from: &[u8]) -> Vec<u8> {
+        ip_of(from).and_then(|ip| self.peer_shown(&ip)).and_then(|o| with_ip(from, o)).unwrap_or_else(|| from.to_vec())
+    }
+
     /// Where a connect to `dest` (a sockaddr) goes.
     pub fn lookup(&self, dest: &[u8]) -> Lookup {
         self.lookup_in(&self.moved, dest)
@@ -398,9 +407,14 @@ impl Map {
         let bind = self.bind.iter().map(|(o, n)| (o.clone(), next.bind_to(n).unwrap_or(n).to_vec())).chain(next.bind.iter().filter(|(o, _)| !self.bind.iter().any(|(x, n)| x == o || n == o)).cloned()).filter(|(o, n)| o != n).collect();
         let mut back: Vec<(Vec<u8>, Vec<u8>)> = next.back.iter().map(|(n, o)| (n.clone(), self.peer_shown(o).unwrap_or(o).to_vec())).filter(|(n, o)| n != o).collect();
         back.extend(self.back.iter().filter(|(n, _)| !next.back.iter().any(|(x, _)| x == n)).cloned());
+        // A datagram queued at this checkpoint came from an address of the run before: the
+        // program knew it as this map shows it; or, one this map's restart sent again from a
+        // stand-in and not read since, from the source that one showed.
+        let earlier = |from: &[u8]| self.queued.iter().find(|(_, at, _)| ip_of(at) == ip_of(from) && sys::port_of(at) == sys::port_of(from)).map(|(_, _, f)| f.clone());
+        let queued = next.queued.iter().map(|(ino, at, from)| (*ino, at.clone(), earlier(from).unwrap_or_else(|| self.peer_shown_addr(from)))).collect();
         let moved = compose(self.moved, next.moved.clone(), |to| next.lookup(to));
         let udp = compose(self.udp, next.udp.clone(), |to| next.lookup_udp(to));
-        let mut m = Map { moved, udp, nodes: self.nodes, bind, back };
+        let mut m = Map { moved, udp, nodes: self.nodes, bind, back, queued };
         for ip in next.nodes {
             if !m.nodes.contains(&ip) {
                 m.nodes.push(ip);
@@ -422,7 +436,7 @@ impl Map {
         e.list(&self.nodes);
         // Only where a node was left behind: the runtime of a program checkpointed before
         // these pairs existed reads the rest as it did (it is restored with the program).
-        if self.bind.is_empty() && self.back.is_empty() && self.udp.is_empty() {
+        if self.bind.is_empty() && self.back.is_empty() && self.udp.is_empty() && self.queued.is_empty() {
             return e.0;
         }
         for l in [&self.bind, &self.back] {
@@ -432,12 +446,22 @@ impl Map {
                 e.bytes(b);
             }
         }
-        if !self.udp.is_empty() {
+        if !self.udp.is_empty() || !self.queued.is_empty() {
             e.u32(self.udp.len() as u32);
             for (ip, port, to) in &self.udp {
                 e.bytes(ip);
                 e.u32(u32::from(*port));
                 e.bytes(to);
+            }
+        }
+        // Last, and only where there is one (as the UDP part).
+        if !self.queued.is_empty() {
+            e.u32(self.queued.len() as u32);
+            for (ino, at, from) in &self.queued {
+                e.u32(*ino as u32);
+                e.u32((*ino >> 32) as u32);
+                e.bytes(at);
+                e.bytes(from);
             }
         }
         e.0
@@ -452,11 +476,16 @@ impl Map {
         let pairs = |d: &mut Dec| (0..d.count()?).map(|_| Some((d.bytes()?, d.bytes()?))).collect::<Option<Vec<_>>>();
         let (bind, back) = if none { (Vec::new(), Vec::new()) } else { (pairs(&mut d)?, pairs(&mut d)?) };
         let udp = if d.0.is_empty() { Vec::new() } else { moves(&mut d)? };
-        d.0.is_empty().then_some(Map { moved, udp, nodes, bind, back })
+        let queued = if d.0.is_empty() {
+            Vec::new()
+        } else {
+            (0..d.count()?).map(|_| Some((u64::from(d.u32()?) | u64::from(d.u32()?) << 32, d.bytes()?, d.bytes()?))).collect::<Option<Vec<_>>>()?
+        };
+        d.0.is_empty().then_some(Map { moved, udp, nodes, bind, back, queued })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.moved.is_empty() && self.udp.is_empty() && self.nodes.is_empty() && self.bind.is_empty() && self.back.is_empty()
+        self.moved.is_empty() && self.udp.is_empty() && self.nodes.is_empty() && self.bind.is_empty() && self.back.is_empty() && self.queued.is_empty()
     }
 }
 
@@ -640,5 +669,23 @@ mod tests {
         let back = Map::of(&[rep(0, a(2), a(1), udp(4000, 4000)), rep(1, a(1), a(2), udp(4501, 4001))], 1, &[v4([10, 8, 0, 1], 1), v4([10, 8, 0, 2], 1)]);
         let both = m.then(back);
         assert_eq!(both.lookup_udp(&v4([10, 8, 0, 1], 4000)), Lookup::To(v4([10, 8, 0, 1], 4000)));
+    }
+
+    /// Datagrams queued at a checkpoint and sent again from stand-ins: carried whole (alone
+    /// too), their sources shown through the map before them, and one still unread at the
+    /// next checkpoint (its source then the stand-in's) keeps the source it showed.
+    #[test]
+    fn a_datagram_queued_at_the_checkpoint_keeps_its_source() {
+        let a = |x: u8| vec![10, 8, 0, x];
+        let alone = Map { queued: vec![(7 | 9 << 40, v4([127, 31, 7, 3], 5000), v4([10, 8, 0, 2], 4001))], ..Default::default() };
+        assert_eq!(Map::decode(&alone.encode()), Some(alone.clone()));
+        assert!(!alone.is_empty());
+        let swapped = Map { back: vec![(a(1), a(2)), (a(2), a(1))], ..alone.clone() };
+        assert_eq!(Map::decode(&swapped.encode()), Some(swapped.clone()));
+        // The next restart: one queued from the stand-in of the first, one from a peer at an
+        // address of the first restart.
+        let next = Map { back: vec![(a(2), a(1)), (a(1), a(2))], queued: vec![(11, v4([127, 31, 7, 3], 6000), v4([127, 31, 7, 3], 5000)), (12, v4([127, 31, 7, 3], 6001), v4([10, 8, 0, 1], 4000))], ..Default::default() };
+        let both = swapped.then(next);
+        assert_eq!(both.queued, vec![(11, v4([127, 31, 7, 3], 6000), v4([10, 8, 0, 2], 4001)), (12, v4([127, 31, 7, 3], 6001), v4([10, 8, 0, 2], 4000))]);
     }
 }

@@ -29,31 +29,7 @@
 #include <unistd.h>
 #include "port_common.h"
 #include "step_common.h"
-
-/* DIR/udp.RANK as a sockaddr, read now; waits for it to be published. */
-static struct sockaddr_in published(const char *dir, long rank)
-{
-    char addr[64];
-    int port = read_published(dir, "udp", rank, addr);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-    if (inet_pton(AF_INET, addr, &a.sin_addr) != 1)
-        die("inet_pton");
-    return a;
-}
-
-static const char *show(const struct sockaddr_in *a)
-{
-    static char buf[4][64];
-    static int next;
-    char *b = buf[next++ % 4];
-    snprintf(b, 64, "%s:%d", inet_ntoa(a->sin_addr), ntohs(a->sin_port));
-    return b;
-}
-
-static int same(const struct sockaddr_in *a, const struct sockaddr_in *b)
-{
-    return a->sin_addr.s_addr == b->sin_addr.s_addr && a->sin_port == b->sin_port;
-}
+#include "udp_common.h"
 
 int main(int argc, char **argv)
 {
@@ -72,14 +48,7 @@ int main(int argc, char **argv)
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
 
-    int u = socket(AF_INET, SOCK_DGRAM, 0);
-    struct sockaddr_in ua = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY) };
-    socklen_t ulen = sizeof ua;
-    if (u < 0 || bind_free_port(u, &ua, sizeof ua) != 0 || getsockname(u, (struct sockaddr *)&ua, &ulen) != 0)
-        die("udp");
-    char line[128];
-    snprintf(line, sizeof line, "%s %d\n", node, ntohs(ua.sin_port));
-    publish(dir, "udp", rank, line);
+    int u = udp_published(dir, rank, node);
 
     uint64_t state = 0x9E3779B97F4A7C15ULL ^ (uint64_t)rank;
     printf("start step_udp rank=%ld n=%ld\n", rank, n);

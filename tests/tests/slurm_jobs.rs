@@ -631,16 +631,26 @@ fn slurm_step_ring_held_by_tree_children_2_tasks_2_nodes_checkpoint_kill_resume_
         let live = m.lines().filter(|l| l.starts_with("proc ") && l.contains(" live ")).count();
         ensure!(live == 2, "task {r}'s set does not hold the shell and the ring:\n{m}");
     }
-    // Task 0 where task 1 was and the other way round once requeued: the hosts in that order.
+    let all = kill_and_requeue_swapped(&first, &hosts, |out| {
+        let at: Vec<usize> = (0..2).map(|r| steps(&task_lines(out, Some(r)))).collect();
+        ensure!(at.iter().all(|&s| s < 150), "a task finished before the kill: {at:?}");
+        Ok(())
+    })?;
+    assert_ring_resumed(&all, &expected)
+}
+
+/// Every task of the 2-task step of `first` SIGKILLed (the step ends, and with it the first run
+/// of the script; `killed` checks its output then), the job requeued with task 0 where task 1
+/// was and the other way round (`hosts`: the script's RING_SWAP_HOSTS), and run to its end:
+/// its whole output.
+fn kill_and_requeue_swapped(first: &Job, hosts: &Path, killed: impl FnOnce(&str) -> Result<()>) -> Result<String> {
     let p1 = placement(&first.output(), 0);
     ensure!(p1.len() == 2 && p1[0].1 != p1[1].1, "the first run's tasks are not on 2 nodes: {p1:?}");
-    std::fs::write(&hosts, format!("{}\n{}\n", p1[1].1, p1[0].1))?;
-    // Every task SIGKILLed: the step ends, and with it the first run of the script.
-    let killed = first.kill_tasks();
-    ensure!(killed >= 2, "only {killed} processes of the step's tasks found to kill");
+    std::fs::write(hosts, format!("{}\n{}\n", p1[1].1, p1[0].1))?;
+    let n = first.kill_tasks();
+    ensure!(n >= 2, "only {n} processes of the step's tasks found to kill");
     first.wait_output(60, "the end of the killed step", |o| o.contains("srun exit code"))?;
-    let at: Vec<usize> = (0..2).map(|r| steps(&task_lines(&first.output(), Some(r)))).collect();
-    ensure!(at.iter().all(|&s| s < 150), "a task finished before the kill: {at:?}");
+    killed(&first.output())?;
     ensure!(
         wait_until(Duration::from_secs(60), || !matches!(first.state().as_str(), "RUNNING" | "COMPLETING")),
         "job {} not ended: {}",
@@ -654,7 +664,51 @@ fn slurm_step_ring_held_by_tree_children_2_tasks_2_nodes_checkpoint_kill_resume_
     ensure!(all.contains("restart count 1"), "not requeued:\n{all}");
     let p2 = placement(&all, 1);
     ensure!(p2.len() == 2 && p2 != p1, "the tasks did not land on other nodes: {p1:?} then {p2:?}");
-    assert_ring_resumed(&all, &expected)
+    Ok(all)
+}
+
+/// Issue 14, UDP across the checkpoint under Slurm itself (programs/step_udpcut.c): `srun -N2
+/// -n2`, task 1's UDP socket connected to task 0's before the checkpoint, a datagram each way
+/// queued unread at it; checkpointed as one by `scancel -s USR2`, every task SIGKILLed, the job
+/// requeued with its tasks placed the other way round: the queued datagrams are read with the
+/// sources the tasks published, the connected socket still reaches task 0 (send, getpeername),
+/// sendmmsg and recvmmsg carry the reply; both end with the uninterrupted result, started once.
+#[test]
+fn slurm_step_udp_connected_and_queued_across_a_requeue_on_swapped_nodes_same_result() -> Result<()> {
+    need_slurm!();
+    let bins = Bins::locate()?;
+    let work = Workdir::new("slurm-udpcut")?;
+    let exe = compile_c(&work, "step_udpcut.c", &[])?;
+    // Rounds of 50 ms: the exchange after the restart at round 300, well after the kill.
+    let (rounds, late) = ("400", "300");
+    let expected = ckpt_tests::ring::reference_of(&work, 2, |ports| [exe.as_os_str(), ports.as_os_str()].into_iter().map(Into::into).chain([rounds, late, "0", "127.0.0.1"].map(Into::into)).collect())?;
+    let script = ring_script(&work, "")?;
+    let ports = work.join("ports");
+    std::fs::create_dir_all(&ports)?;
+    let args = [ports.to_str().unwrap_or("ports"), rounds, late, "50", "127.0.0.1"];
+    let hosts = work.join("hosts");
+    let hosts_s = hosts.to_str().unwrap_or("hosts").to_string();
+    let env = [("SLURM_LABELIO", "1"), ("RING_SWAP_HOSTS", hosts_s.as_str())];
+    let first = Job::submit(&bins, &work, &["-N2", "--ntasks=2"], script.to_str().unwrap_or(""), &exe, &args, &env)?;
+    first.wait_output(60, "5 rounds of every task", |o| (0..2).all(|r| steps(&task_lines(o, Some(r))) >= 5))?;
+    first.run("scancel", &["-s", "USR2"])?;
+    first.wait_output(60, "the step's commit", |o| o.contains("step checkpoint 1: 2 tasks committed"))?;
+    let all = kill_and_requeue_swapped(&first, &hosts, |out| {
+        ensure!(!out.contains("late:"), "a task reached the exchange after the checkpoint before the kill:\n{out}");
+        Ok(())
+    })?;
+    for (r, want) in expected.iter().enumerate() {
+        let lines = task_lines(&all, Some(r as u32));
+        assert_resumed(&lines, want, &format!("task {r}"), &all)?;
+    }
+    let shows = [vec!["late: queued from 127.0.0.1:", "late: task 1 from 127.0.0.1:"], vec!["late: queued from 127.0.0.1:", "late: peer 127.0.0.1:", "late: reply from 127.0.0.1:"]];
+    for (r, want) in shows.iter().enumerate() {
+        let lines = task_lines(&all, Some(r as u32));
+        if let Some(w) = want.iter().find(|w| !lines.iter().any(|l| l.starts_with(*w))) {
+            bail!("task {r} does not show {w:?}:\n{all}");
+        }
+    }
+    Ok(())
 }
 
 /// The wall-time pattern for a step: `--signal=USR1@45` and `--stop-signal USR1 --requeue`:

@@ -11,7 +11,11 @@
 //! UDP (programs/step_udp.c): datagrams first sent after the restart to a task's old address
 //! and port reach it where it is now (sendmsg, a datagram socket's connect, sendto), and their
 //! sources show as the old addresses the tasks published (recvmsg, recvfrom, getpeername),
-//! which each task checks. And Debian's Open MPI itself (`mpirun -np 4` of programs/mpi_ring.c
+//! which each task checks. And what the tasks did over UDP before the checkpoint
+//! (programs/step_udpcut.c): a socket connected to the other task still reaches it where it is
+//! now and shows its old address as its peer, a datagram each way queued unread across the
+//! checkpoint shows its sender's old address, sendmmsg and recvmmsg map as sendmsg and
+//! recvmsg. And Debian's Open MPI itself (`mpirun -np 4` of programs/mpi_ring.c
 //! over the TCP BTL alone, 2 ranks a node): mpirun in a third namespace that holds the bridge
 //! between the two nodes, its srun a stand-in (programs/netns_srun.c) that runs each orted in
 //! its node's namespace as a joined step's task; checkpointed, killed, resumed with the orteds
@@ -135,6 +139,21 @@ const UDP: Program = Program {
     source: "step_udp.c",
     argv: udp_argv,
     shows: |a0, a1| [vec![format!("late: task 1 from {a1}:")], vec![format!("late: reply from {a0}:"), format!(", peer {a0}:")]],
+};
+
+/// Task 1's socket connected before the checkpoint shows task 0's old address as its peer, and
+/// each task's datagram queued unread across the checkpoint, read after it (recvfrom,
+/// recvmmsg), comes from the other's old address, as do the datagrams sent after it (send on
+/// the connected socket, sendmmsg to the source recvfrom gave).
+const UDPCUT: Program = Program {
+    source: "step_udpcut.c",
+    argv: udp_argv,
+    shows: |a0, a1| {
+        [
+            vec![format!("late: queued from {a1}:"), format!("late: task 1 from {a1}:")],
+            vec![format!("late: queued from {a0}:"), format!("late: peer {a0}:"), format!("late: reply from {a0}:")],
+        ]
+    },
 };
 
 /// The step's two tasks, where they run and as whom.
@@ -400,6 +419,26 @@ netns_test!(
     late_datagrams_to_old_addresses_after_a_restart_on_swapped_nodes_and_one_back_same_result,
     "nsudpback",
     UDP,
+    false,
+    true
+);
+netns_test!(
+    /// A UDP socket connected before the checkpoint, a datagram each way queued unread across
+    /// it, sendmmsg and recvmmsg after it: restarted swapped, every datagram reaches its task
+    /// and shows the old addresses.
+    udp_connected_and_queued_before_a_restart_on_swapped_nodes_same_result,
+    "nscut",
+    UDPCUT,
+    false,
+    false
+);
+netns_test!(udp_connected_and_queued_before_a_restart_on_swapped_nodes_same_result_as_nobody, "nscut-nobody", UDPCUT, true, false);
+netns_test!(
+    /// The same restarted swapped, checkpointed again (the datagrams still queued) and
+    /// restarted where each task was at first.
+    udp_connected_and_queued_before_a_restart_on_swapped_nodes_and_one_back_same_result,
+    "nscutback",
+    UDPCUT,
     false,
     true
 );

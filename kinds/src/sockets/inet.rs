@@ -26,8 +26,11 @@ impl Sockets<'_> {
                     r => r,
                 }
             }
-            SockState::Unconnected if named => self.bind_inet(fd, s, &s.name),
-            SockState::Connected if named && s.sock_type != libc::SOCK_STREAM => self.bind_inet(fd, s, &s.name),
+            SockState::Unconnected if named && s.sock_type == libc::SOCK_STREAM => self.bind_inet(fd, s, &s.name),
+            SockState::Unconnected | SockState::Connected if named && s.sock_type != libc::SOCK_STREAM => {
+                let at = self.udp_bind_addr(s);
+                self.bind_inet(fd, s, &at)
+            }
             // TCP connections are bound with their peer (inet_connect).
             _ => Ok(()),
         }
@@ -116,8 +119,9 @@ impl Sockets<'_> {
         }
         let fd = self.made[&s.ino];
         if s.sock_type != libc::SOCK_STREAM {
-            // UDP, ping: connected again (the peer need not be there).
-            if s.state == SockState::Connected {
+            // UDP, ping: connected again (the peer need not be there); a step task's UDP
+            // socket once the step's map says where its peer is now (stepudp).
+            if s.state == SockState::Connected && !self.connect_later(s) {
                 // SAFETY: peer_name is a sockaddr of its length.
                 check(unsafe { libc::connect(fd, s.peer_name.as_ptr().cast(), s.peer_name.len() as u32) }, || format!("cannot connect {} again", s.describe()))?;
             }

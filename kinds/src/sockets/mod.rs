@@ -6,7 +6,7 @@
 //! between them, `timewait` (the killed program's TIME_WAIT remains that hold its ports),
 //! `peercred` (SO_PEERCRED of socketpairs another process made), `ring` (packet sockets'
 //! mapped rings); `requeue` (the bytes in a UNIX listener's connections not yet accepted,
-//! read at the cut);
+//! read at the cut); `stepudp` (the UDP sockets of a step's task restarted on another node);
 //! `pair` makes a socketpair that processes of a tree share; `treedrain` finds the TCP
 //! connections between two processes of a tree that are drained at the cut, `halfclosed`
 //! settles those of them in a closing state.
@@ -29,6 +29,7 @@ mod queue;
 pub mod requeue;
 pub mod restore;
 pub mod ring;
+pub mod stepudp;
 mod timewait;
 pub mod treedrain;
 mod unix;

@@ -30,13 +30,19 @@ use std::collections::{HashMap, HashSet};
 use std::os::fd::RawFd;
 
 /// How strict to be.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Go on (with a warning) when something of a socket cannot be restored.
     pub ignore: bool,
     /// A task of a step: a TCP listener whose port another program holds now gets another
     /// port (the other tasks' connects to the old one are sent to it: `moveport`).
     pub other_port: bool,
+    /// A task of a step (or a process of its tree): its UDP sockets' connects and the
+    /// datagrams queued on them from other tasks wait for the step's map (stepudp).
+    pub step: bool,
+    /// A step task's old node's addresses that its node lacks now, each with the address now
+    /// that stands for it (ckpt_step::addrmap::pair): where its UDP sockets bound there go.
+    pub rebind: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// The program's sockets, made again and held by fds of ours until `finish`.
@@ -72,6 +78,8 @@ pub struct Sockets<'a> {
     /// Those of them whose options, shutdown and filter are set already (`settle`).
     pub(super) settled: HashSet<u64>,
     pub(super) opts: Options,
+    /// What the caller does once the step's map exists (stepudp).
+    pub(super) later: super::stepudp::Later,
 }
 
 fn sockets_of(fds: &[FdState]) -> Vec<&Socket> {
@@ -118,7 +126,7 @@ impl<'a> Sockets<'a> {
         settled.retain(|ino| job.contains_key(ino));
         let all = sockets_of(fds);
         let by_ino = all.iter().map(|s| (s.ino, *s)).collect();
-        let mut me = Sockets { all, by_ino, made: HashMap::new(), feeder: HashMap::new(), filled: HashSet::new(), bound: HashSet::new(), served: HashSet::new(), queued: HashSet::new(), reuseport_forced: HashSet::new(), stand_ins: HashSet::new(), temp_listeners: Vec::new(), temps: Vec::new(), top, job, given: HashSet::new(), settled, opts };
+        let mut me = Sockets { all, by_ino, made: HashMap::new(), feeder: HashMap::new(), filled: HashSet::new(), bound: HashSet::new(), served: HashSet::new(), queued: HashSet::new(), reuseport_forced: HashSet::new(), stand_ins: HashSet::new(), temp_listeners: Vec::new(), temps: Vec::new(), top, job, given: HashSet::new(), settled, opts, later: Default::default() };
         if let Err(e) = me.make_all() {
             me.close_all();
             return Err(e);
@@ -366,6 +374,7 @@ impl<'a> Sockets<'a> {
         let sender = self.all.iter().find(|x| !m.from.is_empty() && x.name == m.from && x.family == to.family && x.sock_type == to.sock_type);
         let dir = if to.family == libc::AF_UNIX { &to.bind_dir[..] } else { &[][..] };
         let sent = match (via_peer, sender) {
+            (None, None) if self.by_stand_in(to, m) => self.send_from_stand_in(to, m, fds),
             (Some(p), _) => queue::send(p, &m.data, fds, &[]),
             (None, Some(x)) => unix::in_dir(dir, || queue::send(self.made[&x.ino], &m.data, fds, &dest)),
             (None, None) => unix::in_dir(dir, || self.send_from_temp(to, &dest, m, fds)),
@@ -427,10 +436,11 @@ impl<'a> Sockets<'a> {
     /// Once every fd of the program is in place: refill what is left to refill (with the
     /// files in flight, which `file` gives as fds: a program fd number, or an in-flight entry's
     /// fd of ours), shut down, set the late options and filters; close our fds.
-    pub fn finish(mut self, file: &dyn Fn(i32) -> Option<RawFd>) -> Result<()> {
+    /// What is left for the caller of a step's task: `stepudp::Later`.
+    pub fn finish(mut self, file: &dyn Fn(i32) -> Option<RawFd>) -> Result<super::stepudp::Later> {
         let r = self.finish_all(file);
         self.close_all();
-        r
+        r.map(|()| std::mem::take(&mut self.later))
     }
 
     fn finish_all(&mut self, file: &dyn Fn(i32) -> Option<RawFd>) -> Result<()> {
