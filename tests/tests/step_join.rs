@@ -40,8 +40,18 @@ fn start_in(bins: &Bins, work: &Workdir, tag: &str, task: &str, opt_in: bool, en
 /// The launcher running the shell script `script` (the stand-in srun on its PATH).
 #[allow(clippy::too_many_arguments)]
 fn start_script(bins: &Bins, work: &Workdir, tag: &str, script: &str, opt_in: bool, env: &[(&str, &str)], resume: bool, dir: &Path) -> Result<(Proc, PathBuf)> {
+    start_script_as(bins, work, tag, script, opt_in, env, resume, dir, false)
+}
+
+/// `start_script`, as user nobody when `as_nobody` (the tasks' output folder open to it).
+#[allow(clippy::too_many_arguments)]
+fn start_script_as(bins: &Bins, work: &Workdir, tag: &str, script: &str, opt_in: bool, env: &[(&str, &str)], resume: bool, dir: &Path, as_nobody: bool) -> Result<(Proc, PathBuf)> {
     let out = work.join(tag);
     std::fs::create_dir_all(&out)?;
+    if as_nobody {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o1777))?;
+    }
     let path_dir = work.join("fakebin");
     if !path_dir.exists() {
         std::fs::create_dir_all(&path_dir)?;
@@ -56,7 +66,7 @@ fn start_script(bins: &Bins, work: &Workdir, tag: &str, script: &str, opt_in: bo
     ];
     argv.extend(resume.then(|| "--resume".into()));
     argv.extend(["--".into(), "/bin/sh".into(), "-c".into(), script.into()]);
-    let mut cmd = user_command(&argv, false, work.path());
+    let mut cmd = user_command(&argv, as_nobody, work.path());
     let path = format!("{}:{}", path_dir.display(), std::env::var("PATH").unwrap_or_default());
     cmd.env("PATH", path).env("OUT", &out).env("SLURM_JOB_ID", "77").env("SLURM_JOB_NUM_NODES", "2");
     for v in ["SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_STEP_ID", "SLURM_NTASKS", "CKPT_STEP_JOIN"] {
@@ -353,8 +363,18 @@ fn two_sruns_of_one_tree_at_once_are_checkpointed_killed_and_resumed() -> Result
 /// `endB`, C starts when `gc` appears.
 #[test]
 fn first_of_two_sruns_ended_its_ranks_are_a_gap_checkpoint_commits_and_resumes() -> Result<()> {
+    gap_checkpoint_commits_and_resumes("step-join-gap", false)
+}
+
+/// The same as user nobody.
+#[test]
+fn first_of_two_sruns_ended_its_ranks_are_a_gap_checkpoint_commits_and_resumes_as_nobody() -> Result<()> {
+    gap_checkpoint_commits_and_resumes("step-join-gap-nobody", true)
+}
+
+fn gap_checkpoint_commits_and_resumes(tag: &str, as_nobody: bool) -> Result<()> {
     let bins = Bins::locate()?;
-    let work = Workdir::new("step-join-gap")?;
+    let work = Workdir::new(tag)?;
     let short = r#"echo "$0 n 1"; touch "$OUT/A$SLURM_PROCID"; while [ ! -e "$OUT/go" ]; do sleep 0.1; done; echo "$0 task $SLURM_PROCID done""#;
     let long = |end: &str| format!(r#"i=0; while [ $i -lt 40 ] || [ ! -e "$OUT/{end}" ]; do sleep 0.1; i=$((i + 1)); echo "$0 n $i"; done; echo "$0 task $SLURM_PROCID done""#);
     let (long_b, long_c) = (long("endB"), long("endC"));
@@ -367,7 +387,7 @@ fn first_of_two_sruns_ended_its_ranks_are_a_gap_checkpoint_commits_and_resumes()
     );
     let dir = work.join("ckpt");
     let env = [("CKPT_LOG", "debug")];
-    let (mut p, out) = start_script(&bins, &work, "gap", &script, true, &env, false, &dir)?;
+    let (mut p, out) = start_script_as(&bins, &work, "gap", &script, true, &env, false, &dir, as_nobody)?;
     let lines = |r: u32| std::fs::read_to_string(out.join(format!("task{r}"))).unwrap_or_default();
     let show = |p: &Proc| format!("{}\n{}\ntask 0:\n{}\ntask 1:\n{}", p.stdout(), p.stderr(), lines(0), lines(1));
     let wait = |p: &mut Proc, what: &str, secs: u64| p.wait_for_stderr(what, Duration::from_secs(secs)).map_err(|e| anyhow::anyhow!("{e}\n{}", show(p)));
@@ -401,7 +421,7 @@ fn first_of_two_sruns_ended_its_ranks_are_a_gap_checkpoint_commits_and_resumes()
     ensure!(task_run(&bins, &out, 0).is_none() && task_run(&bins, &out, 1).is_none(), "a task outlived the launcher's namespace");
 
     // Resumed: B run again with ranks 3 and 4; then C, started now, takes rank 1.
-    let (mut p, _) = start_script(&bins, &work, "gap", &script, true, &env, true, &dir)?;
+    let (mut p, _) = start_script_as(&bins, &work, "gap", &script, true, &env, true, &dir, as_nobody)?;
     wait(&mut p, "step: task 3 linked", 120)?;
     wait(&mut p, "step: task 4 linked", 120)?;
     std::fs::write(out.join("gc"), "")?;
@@ -415,7 +435,7 @@ fn first_of_two_sruns_ended_its_ranks_are_a_gap_checkpoint_commits_and_resumes()
     ensure!(!p.stdout().contains("sruns ended"), "the launcher ended before it was killed:\n{}", p.stdout());
 
     // Resumed again: B and C run again and go on to their ends.
-    let (mut p, _) = start_script(&bins, &work, "gap", &script, true, &env, true, &dir)?;
+    let (mut p, _) = start_script_as(&bins, &work, "gap", &script, true, &env, true, &dir, as_nobody)?;
     for r in [1, 3, 4] {
         wait(&mut p, &format!("step: task {r} linked"), 120)?;
     }
@@ -426,8 +446,10 @@ fn first_of_two_sruns_ended_its_ranks_are_a_gap_checkpoint_commits_and_resumes()
     for (who, ranks) in [("A", 0..2u32), ("B", 0..2), ("C", 0..1)] {
         for r in ranks {
             let t = lines(r);
-            ensure!(t.lines().filter(|l| *l == format!("{who} task {r} done")).count() == 1, "srun {who}'s task {r} did not end once:\n{t}\n{}", p.stderr());
-            ensure!(t.lines().filter(|l| *l == format!("{who} n 1")).count() == 1, "srun {who}'s task {r} started more than once:\n{t}");
+            // (Whole writes, counted as such: ckpt-run's own lines to the same file may come in
+            // pieces around them.)
+            ensure!(t.matches(&format!("{who} task {r} done\n")).count() == 1, "srun {who}'s task {r} did not end once:\n{t}\n{}", p.stderr());
+            ensure!(t.matches(&format!("{who} n 1\n")).count() == 1, "srun {who}'s task {r} did not start once:\n{t}");
         }
     }
     Ok(())
