@@ -200,7 +200,11 @@ fn step_image(dir: &Path, name: &OsStr, id: &ckpt_step::ident::Ident, gens: &[Pa
     if !u32::try_from(m.hashes.len()).is_ok_and(|n| id.fits(n)) {
         bail!("refusing to resume: {} is a checkpoint of a step of {} tasks, this step has {} (run it with as many tasks, or remove {} to start afresh)", d.show(&mname), m.hashes.len(), id.ntasks, d.show(&mname));
     }
-    let want = m.hashes[id.rank as usize];
+    // A task of a srun that had ended when the checkpoint was taken: a restart of the tree
+    // does not run that srun again, so this is a srun of its own, not one to resume.
+    let Some(want) = m.hashes[id.rank as usize] else {
+        bail!("refusing to resume: task {} of the step had ended when step checkpoint {} was taken ({} says so): there is nothing of it to resume", id.rank, m.generation, d.show(&mname));
+    };
     for p in gens {
         let Some(readable) = readable_image(p) else { continue };
         match ckpt_image::trust::read_owned(&readable, euid) {

@@ -192,7 +192,7 @@ fn join_with(index: &Index, socks: Vec<&Socket>, image: &Path, image_hash: u64, 
         .map_err(|e| anyhow!(e))?
         .and_then(|b| files::Manifest::decode(&b))
         .ok_or_else(|| anyhow!("{}: missing or unreadable: the step has no complete checkpoint", dir.show(&files::manifest_name(&info.base))))?;
-    if manifest.generation != info.generation || manifest.hashes.get(info.rank as usize) != Some(&image_hash) {
+    if manifest.generation != info.generation || manifest.hashes.get(info.rank as usize) != Some(&Some(image_hash)) {
         bail!("{} is not task {}'s image of the step's last complete checkpoint ({} names checkpoint {})", image.display(), info.rank, dir.show(&files::manifest_name(&info.base)), manifest.generation);
     }
     let key = dir.key(&info.base, false).map_err(|e| anyhow!(e))?.ok_or_else(|| anyhow!("{}: the step's key is missing", dir.show(&files::key_name(&info.base))))?;
@@ -201,7 +201,7 @@ fn join_with(index: &Index, socks: Vec<&Socket>, image: &Path, image_hash: u64, 
     let accept_on = high(listener()?, top)?;
     let my_port = sys::port_of(&sys::sock_name(accept_on, false));
     let r = (|| {
-        let (links, table) = if id.rank == 0 { coordinate(&dir, &info.base, &id, &key, info.generation, epoch, my_port, deadline, top)? } else { member(&dir, &info.base, &id, &key, info.generation, epoch, my_port, deadline, top)? };
+        let (links, table) = if id.rank == 0 { coordinate(&dir, &info.base, &id, &key, &manifest, epoch, my_port, deadline, top)? } else { member(&dir, &info.base, &id, &key, info.generation, epoch, my_port, deadline, top)? };
         let conns = reconnect(&socks, &id, &key, epoch, accept_on, &table, deadline, top).with_context(|| format!("task {}: the connections to the other tasks", id.rank));
         match conns {
             Ok(conns) => Ok(Joined { conns, links, coordinator: id.rank == 0, epoch: id.epoch(false), rank: id.rank, addrs: table.clone() }),
@@ -216,9 +216,12 @@ fn join_with(index: &Index, socks: Vec<&Socket>, image: &Path, image_hash: u64, 
     r.map(Some)
 }
 
-/// Rank 0: wait for every other rank, check they restart the same checkpoint, send the table.
+/// Rank 0: wait for every other rank but those the manifest says had ended (a joined step's
+/// srun that was gone at the checkpoint: not run again, no link, an empty address in the
+/// table), check they restart the same checkpoint, send the table.
 #[allow(clippy::too_many_arguments)]
-fn coordinate(dir: &files::Dir, base: &str, id: &Ident, key: &[u8], gen: u64, epoch: u64, my_port: u16, deadline: u64, top: RawFd) -> Result<(Vec<RawFd>, Vec<Vec<u8>>)> {
+fn coordinate(dir: &files::Dir, base: &str, id: &Ident, key: &[u8], manifest: &files::Manifest, epoch: u64, my_port: u16, deadline: u64, top: RawFd) -> Result<(Vec<RawFd>, Vec<Vec<u8>>)> {
+    let gen = manifest.generation;
     let l = high(listener()?, top)?;
     let addr = Addr { epoch, port: sys::port_of(&sys::sock_name(l, false)), boot: ckpt_step::node::boot_id(), addrs: ckpt_step::node::local_addrs() };
     dir.write_new(&files::addr_name(base, true), &addr.encode()).map_err(|e| anyhow!(e))?;
@@ -227,10 +230,11 @@ fn coordinate(dir: &files::Dir, base: &str, id: &Ident, key: &[u8], gen: u64, ep
     let mut ports = vec![0u16; n];
     let mut why = String::new();
     let r = (|| -> Result<()> {
-        while links[1..].iter().any(|&f| f < 0) {
+        let missing = |links: &[RawFd]| (1..n).filter(|&r| links[r] < 0 && !manifest.ended(r as u32)).collect::<Vec<usize>>();
+        while !missing(&links).is_empty() {
             let now = sys::now_ms();
             if now >= deadline {
-                let missing: Vec<usize> = (1..n).filter(|&r| links[r] < 0).collect();
+                let missing = missing(&links);
                 bail!("task(s) {missing:?} of the step did not join the restart within {} s", timeout_ms() / 1000);
             }
             if sys::poll1(l, libc::POLLIN, Some(deadline - now)).unwrap_or(0) == 0 {
@@ -240,7 +244,7 @@ fn coordinate(dir: &files::Dir, base: &str, id: &Ident, key: &[u8], gen: u64, ep
             let fd = high(fd, top)?;
             let hello = ckpt_step::auth::server(fd, key, sys::now_ms() + 5000).map_err(|e| e.to_string()).and_then(|()| wire::recv(fd, sys::now_ms() + 5000).map_err(|e| e.to_string()));
             match hello {
-                Ok(Msg::Join { rank, ntasks, gen: g, port }) if Ident { ntasks, ..id.clone() }.fits(id.ntasks) && rank > 0 && (rank as usize) < n && links[rank as usize] < 0 => {
+                Ok(Msg::Join { rank, ntasks, gen: g, port }) if Ident { ntasks, ..id.clone() }.fits(id.ntasks) && rank > 0 && (rank as usize) < n && links[rank as usize] < 0 && !manifest.ended(rank) => {
                     if g != gen && why.is_empty() {
                         why = format!("task {rank} restarts from step checkpoint {g}, task 0 from {gen}");
                     }
@@ -268,8 +272,8 @@ fn coordinate(dir: &files::Dir, base: &str, id: &Ident, key: &[u8], gen: u64, ep
         return Err(e);
     }
     // Each rank's address as the others reach it: the address its link came from.
-    let mut table: Vec<Vec<u8>> = (0..n).map(|r| if r == 0 { Vec::new() } else { with_port(&sys::sock_name(links[r], true), ports[r]) }).collect();
-    for (r, &link) in links.iter().enumerate().skip(1) {
+    let mut table: Vec<Vec<u8>> = (0..n).map(|r| if r == 0 || links[r] < 0 { Vec::new() } else { with_port(&sys::sock_name(links[r], true), ports[r]) }).collect();
+    for (r, &link) in links.iter().enumerate().skip(1).filter(|&(_, &l)| l >= 0) {
         let mut t = table.clone();
         t[0] = with_port(&sys::sock_name(link, false), my_port);
         wire::send(link, &Msg::Table { why: why.clone(), addrs: t }, deadline).map_err(|e| anyhow!("task {r}: {e}"))?;
@@ -404,7 +408,8 @@ impl Joined {
         }
         let mut first = if why.is_empty() { String::new() } else { format!("task 0 could not be restarted: {why}") };
         let mut reports = ckpt_step::addrmap::decode(report).unwrap_or_default();
-        for (r, &fd) in self.links.iter().enumerate().skip(1) {
+        // (A rank that had ended at the checkpoint has no link: `coordinate`.)
+        for (r, &fd) in self.links.iter().enumerate().skip(1).filter(|&(_, &f)| f >= 0) {
             match wire::recv(fd, deadline) {
                 Ok(Msg::Ready { why }) if why.is_empty() => match wire::recv(fd, deadline).map(|m| match m {
                     Msg::Listeners { report } => ckpt_step::addrmap::decode(&report).ok_or_else(|| "an unreadable report of its listeners".to_string()),
@@ -432,7 +437,7 @@ impl Joined {
             }
         }
         let all = ckpt_step::addrmap::encode(&reports);
-        for &fd in self.links.iter().skip(1) {
+        for &fd in self.links.iter().skip(1).filter(|&&f| f >= 0) {
             if wire::send(fd, &Msg::Go { why: first.clone() }, deadline).is_ok() && first.is_empty() {
                 let _ = wire::send(fd, &Msg::Moved { reports: all.clone() }, deadline);
             }

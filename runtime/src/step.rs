@@ -68,6 +68,10 @@ struct Step {
     size: AtomicU32,
     /// Rank 0 of a joined step: the step's size each linked task said (0: none).
     claims: Vec<AtomicU32>,
+    /// Rank 0 of a joined step, during one of its checkpoints: the ranks below its size whose
+    /// srun had ended when it began (the first of two sruns side by side, ended while the
+    /// second runs): no part in it, recorded as ended in the manifest (`gaps`).
+    ended: Vec<std::sync::atomic::AtomicBool>,
 }
 
 /// The most tasks a joined step's rank 0 makes room for.
@@ -133,9 +137,49 @@ pub fn joining() -> bool {
 }
 
 /// Whether this task is part of a step of several tasks (a joined step's rank 0: once its
-/// tasks linked up).
+/// tasks linked up, and while any of them is still linked: the ends of links are read first).
 pub fn active() -> bool {
+    if let Some(s) = step().filter(|s| s.id.rank == 0 && s.id.ntasks == 0) {
+        drop_closed(s);
+        all_left(s);
+    }
     step().is_some_and(|s| ntasks(s) >= 2)
+}
+
+/// Rank 0 of a joined step: the links whose task has ended (closed by it) are dropped, so that
+/// a checkpoint asked at once does not count on them.
+fn drop_closed(s: &Step) {
+    if IN_STEP.load(Ordering::Acquire) != 0 {
+        return;
+    }
+    for r in 1..ntasks(s) as usize {
+        let fd = s.links[r].load(Ordering::Relaxed);
+        let gone = fd >= 0 && ckpt_step::sys::poll1(fd, libc::POLLRDHUP, Some(0)).is_ok_and(|ev| ev & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0);
+        if gone {
+            drop_link(s, r, &LinkError::Closed);
+        }
+    }
+}
+
+/// Whether rank `r` had ended when the step checkpoint being taken began (`Step::ended`).
+fn ended(s: &Step, r: usize) -> bool {
+    s.ended.get(r).is_some_and(|e| e.load(Ordering::Acquire))
+}
+
+/// Rank 0 of a joined step, as a checkpoint begins (every rank a live srun of the tree holds
+/// is linked: `wait_linked`): the other ranks below the step's size are tasks of sruns that
+/// have ended; mark them. The marked ranks (empty: none).
+fn gaps(s: &Step) -> Vec<usize> {
+    let joined = s.id.ntasks == 0;
+    let mut out = Vec::new();
+    for r in 1..s.ended.len() {
+        let gone = joined && r < ntasks(s) as usize && s.links[r].load(Ordering::Acquire) < 0;
+        s.ended[r].store(gone, Ordering::Release);
+        if gone {
+            out.push(r);
+        }
+    }
+    out
 }
 
 fn is_coordinator() -> bool {
@@ -203,7 +247,8 @@ pub fn init(env: &dyn Fn(&[u8]) -> Option<Vec<u8>>, name: &[u8]) {
     EPOCH.store(id.epoch(false), Ordering::Relaxed);
     let unsupported = ckpt_step::ident::unsupported_launch(var);
     let claims = (0..room).map(|_| AtomicU32::new(0)).collect();
-    let s = Step { id, base, unsupported, links, size, claims };
+    let ended = (0..room).map(|_| std::sync::atomic::AtomicBool::new(false)).collect();
+    let s = Step { id, base, unsupported, links, size, claims, ended };
     STEP.store(Box::into_raw(Box::new(s)), Ordering::Release);
     if is_coordinator() {
         start_coordinator();
@@ -500,8 +545,13 @@ fn all_left(s: &Step) {
 /// Rank 0 of a joined step: the size its step must have to hold the tasks of every live srun
 /// of the tree (0: none; not a joined step's rank 0).
 fn sruns_size(s: &Step) -> u32 {
-    let Some(tag) = s.id.step.strip_prefix("join:").filter(|_| s.id.rank == 0 && s.id.ntasks == 0) else { return 0 };
+    let Some(tag) = joined_tag(s) else { return 0 };
     crate::srunranks::running(tag, s.id.job.as_bytes()).iter().map(|&(_, size)| size).max().unwrap_or(0)
+}
+
+/// Rank 0 of a joined step: the step's tag (its sruns' `CKPT_STEP_JOIN` name it).
+fn joined_tag(s: &Step) -> Option<&str> {
+    s.id.step.strip_prefix("join:").filter(|_| s.id.rank == 0 && s.id.ntasks == 0)
 }
 
 /// A member: connect to the coordinator published under our epoch, if it is there yet.
@@ -657,7 +707,11 @@ fn coordinate_one(stop: bool) -> Option<Outcome> {
         }
         return None;
     }
-    for r in 1..ntasks(s) as usize {
+    let gone = gaps(s);
+    if !gone.is_empty() {
+        log!(INFO, "step: checkpoint {gen} without task(s) {gone:?}, whose srun has ended: they are recorded as ended");
+    }
+    for r in (1..ntasks(s) as usize).filter(|&r| !ended(s, r)) {
         let fd = s.links[r].load(Ordering::Relaxed);
         if let Err(e) = wire::send(fd, &Msg::Begin { gen, stop }, deadline(5000)) {
             drop_link(s, r, &e);
@@ -673,12 +727,12 @@ fn coordinate_one(stop: bool) -> Option<Outcome> {
         }
     }
     // Every image durable: the manifest, then the commit.
-    let mut hashes = vec![0u64; ntasks(s) as usize];
+    let mut hashes = vec![Some(0u64); ntasks(s) as usize];
     let mut why = String::new();
     let mut longest = 0u64;
     match &out {
         Some(o) => {
-            hashes[0] = o.hash;
+            hashes[0] = Some(o.hash);
             longest = o.paused_ms;
         }
         None => {
@@ -690,9 +744,13 @@ fn coordinate_one(stop: bool) -> Option<Outcome> {
     }
     let end = deadline(timeout_ms());
     for (r, slot) in hashes.iter_mut().enumerate().skip(1) {
+        if ended(s, r) {
+            *slot = None;
+            continue;
+        }
         let fd = s.links[r].load(Ordering::Relaxed);
         if fd < 0 {
-            why = format!("task {r} has left");
+            why = format!("task {r} has left (its srun ended during the checkpoint?)");
             continue;
         }
         loop {
@@ -701,7 +759,7 @@ fn coordinate_one(stop: bool) -> Option<Outcome> {
                     if !w.is_empty() && why.is_empty() {
                         why = format!("task {r}: {w}");
                     }
-                    *slot = hash;
+                    *slot = Some(hash);
                     longest = longest.max(paused_ms);
                     break;
                 }
@@ -735,13 +793,18 @@ fn coordinate_one(stop: bool) -> Option<Outcome> {
     if ok {
         COMPLETED.store(gen, Ordering::Relaxed);
         COMMITTED_AT.store(ckpt_step::sys::realtime_ns(), Ordering::Relaxed);
-        generations::protect(hashes[0]);
+        generations::protect(hashes[0].unwrap_or(0));
         let shown = String::from_utf8_lossy(&step_dir()).into_owned();
-        log!(ALWAYS, "step checkpoint {gen}: {} tasks committed in {shown}/{} ({} ms, longest pause {longest} ms)", ntasks(s), files::manifest_name(&s.base), ckpt_step::sys::now_ms() - t0);
+        let took = hashes.iter().filter(|h| h.is_some()).count();
+        let gone = if took < hashes.len() { format!(", task(s) {:?} recorded as ended", (1..hashes.len()).filter(|&r| hashes[r].is_none()).collect::<Vec<_>>()) } else { String::new() };
+        log!(ALWAYS, "step checkpoint {gen}: {took} tasks committed in {shown}/{}{gone} ({} ms, longest pause {longest} ms)", files::manifest_name(&s.base), ckpt_step::sys::now_ms() - t0);
     } else {
         log!(ERROR, "step checkpoint {gen} abandoned on every task: {why}; the previous complete checkpoint of the step stays");
     }
     ENDED_AT.store(ckpt_step::sys::realtime_ns(), Ordering::Relaxed);
+    for e in &s.ended {
+        e.store(false, Ordering::Release);
+    }
     if stop {
         let t = deadline(10_000);
         for r in 1..ntasks(s) as usize {
@@ -759,12 +822,21 @@ fn coordinate_one(stop: bool) -> Option<Outcome> {
 /// request that comes right after the step started: the others link up within a retry).
 const LINK_WAIT_MS: u64 = 5000;
 
-/// Rank 0: accept members until every task is linked or `end`; the ranks still missing.
+/// Rank 0: accept members until every task is linked or `end`; the ranks still missing. A
+/// joined step's rank 0 waits for the ranks of the tree's live sruns only: a rank below the
+/// step's size that no live srun holds is a task of a srun that has ended (`gaps`).
 fn wait_linked(s: &Step, end: u64) -> Vec<usize> {
     loop {
         accept_members(s);
-        let want = ntasks(s).max(sruns_size(s)) as usize;
-        let missing: Vec<usize> = (1..want.min(s.links.len())).filter(|&r| s.links[r].load(Ordering::Relaxed) < 0).collect();
+        let (want, held): (usize, Box<dyn Fn(usize) -> bool>) = match joined_tag(s) {
+            Some(tag) => {
+                let live = crate::srunranks::running(tag, s.id.job.as_bytes());
+                let most = live.iter().map(|&(_, size)| size).max().unwrap_or(0);
+                (ntasks(s).max(most) as usize, Box::new(move |r: usize| live.iter().any(|&(o, sz)| o as usize <= r && r < sz as usize)))
+            }
+            None => (ntasks(s) as usize, Box::new(|_| true)),
+        };
+        let missing: Vec<usize> = (1..want.min(s.links.len())).filter(|&r| s.links[r].load(Ordering::Relaxed) < 0 && held(r)).collect();
         let now = ckpt_step::sys::now_ms();
         let l = LISTEN.load(Ordering::Relaxed);
         if missing.is_empty() || now >= end || l < 0 {
@@ -934,7 +1006,7 @@ pub fn stopped() -> Result<(), String> {
         if need > ntasks(s) {
             why = format!("task 0: a srun of its tree runs tasks up to task {} of the joined step, which has {} linked: they had not linked up when the checkpoint began", need - 1, ntasks(s));
         }
-        for (r, slot) in all.iter_mut().enumerate().skip(1) {
+        for (r, slot) in all.iter_mut().enumerate().skip(1).filter(|&(r, _)| !ended(s, r)) {
             let fd = s.links[r].load(Ordering::Relaxed);
             loop {
                 match wire::recv(fd, end) {

@@ -201,15 +201,22 @@ impl Addr {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Manifest {
     pub generation: u64,
-    /// Each rank's image, by its header index hash.
-    pub hashes: Vec<u64>,
+    /// Each rank's image, by its header index hash; None: a rank of a joined step whose srun
+    /// had ended when the checkpoint was taken (`rank R ended`): it has no image in the set, a
+    /// restart neither waits for it nor runs it again. Rank 0 always has one.
+    pub hashes: Vec<Option<u64>>,
 }
 
 impl Manifest {
+    /// Version 1 when every rank has an image (what older builds read), 2 with ended ranks.
     pub fn encode(&self) -> Vec<u8> {
-        let mut s = format!("ckpt-step-manifest 1\ngeneration {}\ntasks {}\n", self.generation, self.hashes.len());
+        let v = if self.hashes.iter().all(Option::is_some) { 1 } else { 2 };
+        let mut s = format!("ckpt-step-manifest {v}\ngeneration {}\ntasks {}\n", self.generation, self.hashes.len());
         for (r, h) in self.hashes.iter().enumerate() {
-            s.push_str(&format!("rank {r} {h:016x}\n"));
+            match h {
+                Some(h) => s.push_str(&format!("rank {r} {h:016x}\n")),
+                None => s.push_str(&format!("rank {r} ended\n")),
+            }
         }
         s.into_bytes()
     }
@@ -217,9 +224,11 @@ impl Manifest {
     pub fn decode(b: &[u8]) -> Option<Manifest> {
         let s = std::str::from_utf8(b).ok()?;
         let mut lines = s.lines();
-        if lines.next()? != "ckpt-step-manifest 1" {
-            return None;
-        }
+        let gaps = match lines.next()? {
+            "ckpt-step-manifest 1" => false,
+            "ckpt-step-manifest 2" => true,
+            _ => return None,
+        };
         let mut m = Manifest::default();
         let mut tasks = 0usize;
         for l in lines {
@@ -228,15 +237,24 @@ impl Manifest {
                 ["generation", g] => m.generation = g.parse().ok()?,
                 ["tasks", n] => tasks = n.parse().ok()?,
                 ["rank", r, h] => {
-                    if r.parse::<usize>().ok()? != m.hashes.len() {
+                    let r = r.parse::<usize>().ok()?;
+                    if r != m.hashes.len() {
                         return None;
                     }
-                    m.hashes.push(u64::from_str_radix(h, 16).ok()?);
+                    m.hashes.push(match *h {
+                        "ended" if gaps && r > 0 => None,
+                        h => Some(u64::from_str_radix(h, 16).ok()?),
+                    });
                 }
                 _ => {}
             }
         }
         (tasks == m.hashes.len() && tasks > 0).then_some(m)
+    }
+
+    /// Whether task `rank` had ended when this checkpoint was taken (its srun was gone).
+    pub fn ended(&self, rank: u32) -> bool {
+        self.hashes.get(rank as usize) == Some(&None)
     }
 }
 
@@ -260,9 +278,17 @@ mod tests {
         assert!(dir.key("app", false).unwrap_err().contains("read or written by others"));
         std::os::unix::fs::symlink(&p, d.join("b.step-key")).unwrap();
         assert!(dir.key("b", false).is_err(), "a symbolic link is not followed");
-        let m = Manifest { generation: 4, hashes: vec![1, 0xffff_0000_1234, 3] };
+        let m = Manifest { generation: 4, hashes: vec![Some(1), Some(0xffff_0000_1234), Some(3)] };
         dir.write_new(&manifest_name("app"), &m.encode()).unwrap();
-        assert_eq!(Manifest::decode(&dir.read_own("app.step", 1 << 20).unwrap().unwrap()), Some(m));
+        assert_eq!(Manifest::decode(&dir.read_own("app.step", 1 << 20).unwrap().unwrap()), Some(m.clone()));
+        assert!(m.encode().starts_with(b"ckpt-step-manifest 1\n"), "no ended rank: what older builds read");
+        // The first of two sruns ended before the checkpoint: its ranks are recorded as ended.
+        let gap = Manifest { generation: 5, hashes: vec![Some(7), None, None, Some(9), Some(10)] };
+        assert!(gap.encode().starts_with(b"ckpt-step-manifest 2\n"));
+        assert_eq!(Manifest::decode(&gap.encode()), Some(gap.clone()));
+        assert!(gap.ended(1) && gap.ended(2) && !gap.ended(3) && !gap.ended(0) && !gap.ended(9));
+        assert_eq!(Manifest::decode(b"ckpt-step-manifest 1\ngeneration 1\ntasks 2\nrank 0 01\nrank 1 ended\n"), None, "version 1 has no ended rank");
+        assert_eq!(Manifest::decode(b"ckpt-step-manifest 2\ngeneration 1\ntasks 2\nrank 0 ended\nrank 1 01\n"), None, "rank 0 never ends first");
         let a = Addr { epoch: 0xabc, port: 4000, boot: "b-1".into(), addrs: vec![[127, 0, 0, 1], [10, 1, 2, 3]] };
         assert_eq!(Addr::decode(&a.encode()), Some(a));
         assert_eq!(Manifest::decode(b"ckpt-step-manifest 1\ngeneration 1\ntasks 2\nrank 0 01\n"), None);

@@ -17,6 +17,9 @@
  * task and folds them into its state; prints "step i state=<hex>". Last "result <hex>". Every
  * task's result depends on every byte every task received: a byte lost, duplicated or
  * reordered between tasks changes them all. Deterministic for the same N and arguments.
+ * With STEP_RING_HOLD=FILE:ROUND in the environment, rank 0 waits before round ROUND until
+ * FILE exists (the whole ring waits with it): a test holds the ring alive until it says so;
+ * the result is the same.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -248,7 +251,16 @@ int main(int argc, char **argv)
         close(in_child ? down[1] : up[1]);
         close(in_child ? up[0] : down[0]);
     }
+    const char *hold = getenv("STEP_RING_HOLD");
+    const char *hold_at = hold ? strrchr(hold, ':') : NULL;
+    char hold_file[4096] = "";
+    if (hold_at && (size_t)(hold_at - hold) < sizeof hold_file)
+        memcpy(hold_file, hold, (size_t)(hold_at - hold));
     for (long i = 1; i <= rounds; i++) {
+        if (rank == 0 && hold_file[0] && i == atol(hold_at + 1)) {
+            while (access(hold_file, F_OK) != 0)
+                sleep_ms(50);
+        }
         if (turn_in >= 0 && (i % 2 == 0) != in_child) {
             read_all(turn_in, (unsigned char *)&state, sizeof state);
             continue;

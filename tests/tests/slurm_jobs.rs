@@ -1050,6 +1050,97 @@ fn slurm_openmpi_mpirun_joined_step_requeued_onto_other_nodes_rank_0_too_same_re
     mpi_joined_checkpoint_kill_requeue("slurm-ompi-moved", &OPEN_MPI, 1, Launch::Moved)
 }
 
+/// Two sruns of one tree side by side, the first ended while the second runs (issue 14: a gap
+/// in the joined step's ranks). The batch script's `ckpt-run` runs a shell that starts `srun
+/// -N2 -n2` of a short TCP ring (A: ranks 1 and 2 of the joined step) and, once A's tasks have
+/// started, of a long one (B: ranks 3 and 4). A ends; `scancel -s USR2` then makes one
+/// checkpoint of the tree and B's tasks, A's ranks recorded as ended (before: abandoned, `task(s)
+/// [1, 2] are not linked`); every process of the job killed, requeued: B is run again (not A)
+/// and both rings end with the uninterrupted result, each task started once. The moments are
+/// files, not times: A's ring holds at round 10 until `goA` exists (created once B runs), B's
+/// at round 30 until `goB` (created after the kill).
+#[test]
+fn slurm_first_of_two_sruns_ended_gap_in_joined_step_checkpoint_kill_requeue_same_result() -> Result<()> {
+    sruns_checkpoint_kill_requeue("slurm-srun-gap", true)
+}
+
+/// `srun A; srun B` in the tree of one job (a job script's steps one after the other): A's
+/// short ring ends, B's long one takes the joined step's ranks 1 and 2 again; `scancel -s
+/// USR2` during B is one checkpoint of the tree and B's tasks, every process killed, requeued:
+/// B run again (A not), both the uninterrupted result, each task started once.
+#[test]
+fn slurm_sequential_sruns_in_one_tree_checkpoint_during_second_kill_requeue_same_result() -> Result<()> {
+    sruns_checkpoint_kill_requeue("slurm-srun-seq", false)
+}
+
+/// The two tests above: `side_by_side` A and B at once (A ends first), else one after the other.
+fn sruns_checkpoint_kill_requeue(tag: &str, side_by_side: bool) -> Result<()> {
+    need_slurm!();
+    let bins = Bins::locate()?;
+    let work = Workdir::new(tag)?;
+    let exe = compile_c(&work, "step_ring.c", &[])?;
+    let (short, long) = (20u32, 60u32);
+    let expected_a = ckpt_tests::ring::reference(&work, &exe, 2, short)?;
+    // (The reference run's port files are per run.)
+    std::fs::remove_dir_all(work.join("ports-plain"))?;
+    let expected_b = ckpt_tests::ring::reference(&work, &exe, 2, long)?;
+    for who in ["A", "B"] {
+        std::fs::create_dir_all(work.join(&format!("ports{who}")))?;
+    }
+    let hold = |who: &str| work.join(&format!("go{who}"));
+    let srun = |who: &str, rounds: u32, at: u32| {
+        format!("STEP_RING_HOLD={}:{at} srun -N2 -n2 --overlap --open-mode=append --output={who}.%t \"$0\" ports{who} {rounds} 50 {} 0", hold(who).display(), ckpt_tests::ring::SIZE)
+    };
+    let tree = if side_by_side {
+        format!("{} & a=$!; while [ ! -e A.0 ] || [ ! -e A.1 ]; do sleep 0.1; done; {} & b=$!; wait $a; echo A ended $?; wait $b; echo B ended $?", srun("A", short, 10), srun("B", long, 30))
+    } else {
+        std::fs::write(hold("A"), "")?;
+        format!("{}; echo A ended $?; {}; echo B ended $?", srun("A", short, 10), srun("B", long, 30))
+    };
+    let script = work.join("sruns.sbatch");
+    let body = format!("#!/bin/bash\n#SBATCH --open-mode=append\necho \"restart count ${{SLURM_RESTART_COUNT:-0}}\"\nckpt-run --dir ckpt --name two --resume -- /bin/sh -c '{tree}' \"$@\"\necho \"ckpt-run exit code $?\"\n");
+    std::fs::write(&script, body)?;
+    let job = Job::submit(&bins, &work, &["-N2", "--ntasks=4"], script.to_str().unwrap_or(""), &exe, &[], &[("CKPT_JOIN_SRUN", "1")])?;
+    let task = |who: &str, r: u32| std::fs::read_to_string(work.join(&format!("{who}.{r}"))).unwrap_or_default();
+    let rounds = |who: &str, r: u32| task(who, r).lines().filter(|l| l.starts_with("step ")).count();
+    let all = || ["A", "B"].iter().flat_map(|w| (0..2).map(move |r| format!("{w}.{r}:\n{}", task(w, r)))).collect::<Vec<_>>().join("\n");
+    if side_by_side {
+        job.wait_output(90, "5 rounds of B's ring", |_| (0..2).all(|r| rounds("B", r) >= 5))?;
+        std::fs::write(hold("A"), "")?;
+    }
+    job.wait_output(120, "the end of srun A", |o| o.contains("A ended 0"))?;
+    job.wait_output(90, "5 rounds of B's ring", |_| (0..2).all(|r| rounds("B", r) >= 5))?;
+    job.run("scancel", &["-s", "USR2"])?;
+    job.wait_output(90, "the joined step's checkpoint", |o| o.contains("step checkpoint 1: 3 tasks committed"))?;
+    let out = job.output();
+    if side_by_side {
+        ensure!(out.contains("task(s) [1, 2] recorded as ended"), "A's ranks were not recorded as ended:\n{out}");
+        let m = std::fs::read_to_string(work.join("ckpt/two.step"))?;
+        ensure!(m.contains("tasks 5\n") && m.contains("rank 1 ended\nrank 2 ended\n"), "the step's manifest:\n{m}");
+    }
+    let killed = job.kill_all();
+    ensure!(killed >= 4, "only {killed} processes of the job found to kill");
+    ensure!(wait_until(Duration::from_secs(60), || !matches!(job.state().as_str(), "RUNNING" | "COMPLETING")), "job {} not ended: {}", job.id, job.state());
+    ensure!((0..2).all(|r| !task("B", r).contains("result ")), "B's ring finished before the kill:\n{}", all());
+    std::fs::write(hold("B"), "")?;
+    job.run("scontrol", &["requeue"])?;
+    job.wait_output(120, "the requeued run", |o| o.contains("restart count 1\n"))?;
+    job.wait_completed(240)?;
+    let out = job.output();
+    ensure!(out.contains("B ended 0") && out.contains("ckpt-run exit code 0"), "the requeued tree did not end well:\n{out}\n{}", all());
+    ensure!(out.matches("A ended").count() == 1, "srun A ran again:\n{out}");
+    for (who, expected) in [("A", &expected_a), ("B", &expected_b)] {
+        for r in 0..2u32 {
+            let t = task(who, r);
+            let result: Vec<&str> = t.lines().filter(|l| l.starts_with("result ")).collect();
+            ensure!(result == [expected[r as usize].as_str()], "srun {who}'s task {r}: {result:?}, uninterrupted {}:\n{t}\njob:\n{out}", expected[r as usize]);
+            let starts = t.lines().filter(|l| l.starts_with("start step_ring")).count();
+            ensure!(starts == 1, "srun {who}'s task {r} started {starts} times:\n{t}");
+        }
+    }
+    Ok(())
+}
+
 /// Two sruns of one tree at once, each its own part of the tree's joined step: the batch
 /// script's `ckpt-run` runs a shell that starts `srun -N2 -n2` of the TCP ring twice side by
 /// side (`srun A & srun B; wait`), each with its own ports and output files. The first srun's

@@ -40,8 +40,18 @@ fn start_in(bins: &Bins, work: &Workdir, tag: &str, task: &str, opt_in: bool, en
 /// The launcher running the shell script `script` (the stand-in srun on its PATH).
 #[allow(clippy::too_many_arguments)]
 fn start_script(bins: &Bins, work: &Workdir, tag: &str, script: &str, opt_in: bool, env: &[(&str, &str)], resume: bool, dir: &Path) -> Result<(Proc, PathBuf)> {
+    start_script_as(bins, work, tag, script, opt_in, env, resume, dir, false)
+}
+
+/// `start_script`, as user nobody when `as_nobody` (the tasks' output folder open to it).
+#[allow(clippy::too_many_arguments)]
+fn start_script_as(bins: &Bins, work: &Workdir, tag: &str, script: &str, opt_in: bool, env: &[(&str, &str)], resume: bool, dir: &Path, as_nobody: bool) -> Result<(Proc, PathBuf)> {
     let out = work.join(tag);
     std::fs::create_dir_all(&out)?;
+    if as_nobody {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o1777))?;
+    }
     let path_dir = work.join("fakebin");
     if !path_dir.exists() {
         std::fs::create_dir_all(&path_dir)?;
@@ -56,7 +66,7 @@ fn start_script(bins: &Bins, work: &Workdir, tag: &str, script: &str, opt_in: bo
     ];
     argv.extend(resume.then(|| "--resume".into()));
     argv.extend(["--".into(), "/bin/sh".into(), "-c".into(), script.into()]);
-    let mut cmd = user_command(&argv, false, work.path());
+    let mut cmd = user_command(&argv, as_nobody, work.path());
     let path = format!("{}:{}", path_dir.display(), std::env::var("PATH").unwrap_or_default());
     cmd.env("PATH", path).env("OUT", &out).env("SLURM_JOB_ID", "77").env("SLURM_JOB_NUM_NODES", "2");
     for v in ["SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_STEP_ID", "SLURM_NTASKS", "CKPT_STEP_JOIN"] {
@@ -337,6 +347,109 @@ fn two_sruns_of_one_tree_at_once_are_checkpointed_killed_and_resumed() -> Result
             let t = lines(r);
             ensure!(t.contains(&format!("{who} task {r} done 150")), "srun {who}'s task {r} did not run to its end:\n{t}\n{}", p.stderr());
             ensure!(t.lines().filter(|l| *l == format!("{who} n 1")).count() == 1, "srun {who}'s task {r} started over:\n{t}");
+        }
+    }
+    Ok(())
+}
+
+/// Two sruns of one tree side by side, the first (A, ranks 1 and 2) ended while the second
+/// (B, ranks 3 and 4) runs: its ranks are a gap in the joined step of 5. A checkpoint then
+/// commits with the tree and B's tasks, A's ranks recorded as ended (before: abandoned, `task(s)
+/// [1, 2] are not linked`); every process killed, `ckpt-run --resume` runs B again (not A) and
+/// B's tasks go on. A srun C started after that restart takes the lowest rank no live srun holds
+/// (1, an ended one) and joins: a second checkpoint holds C and B (rank 2 ended), every process
+/// killed, resumed again: B and C go on to their ends, each task of A, B and C started once.
+/// Every moment the test waits for is a file or a line: A ends when `go` appears, B when
+/// `endB`, C starts when `gc` appears.
+#[test]
+fn first_of_two_sruns_ended_its_ranks_are_a_gap_checkpoint_commits_and_resumes() -> Result<()> {
+    gap_checkpoint_commits_and_resumes("step-join-gap", false)
+}
+
+/// The same as user nobody.
+#[test]
+fn first_of_two_sruns_ended_its_ranks_are_a_gap_checkpoint_commits_and_resumes_as_nobody() -> Result<()> {
+    gap_checkpoint_commits_and_resumes("step-join-gap-nobody", true)
+}
+
+fn gap_checkpoint_commits_and_resumes(tag: &str, as_nobody: bool) -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(tag)?;
+    let short = r#"echo "$0 n 1"; touch "$OUT/A$SLURM_PROCID"; while [ ! -e "$OUT/go" ]; do sleep 0.1; done; echo "$0 task $SLURM_PROCID done""#;
+    let long = |end: &str| format!(r#"i=0; while [ $i -lt 40 ] || [ ! -e "$OUT/{end}" ]; do sleep 0.1; i=$((i + 1)); echo "$0 n $i"; done; echo "$0 task $SLURM_PROCID done""#);
+    let (long_b, long_c) = (long("endB"), long("endC"));
+    let script = format!(
+        "( while [ ! -e \"$OUT/gc\" ]; do sleep 0.1; done; srun -n 1 /bin/sh -c '{long_c}' C; echo C ended $? ) & c=$!; \
+         srun -n 2 /bin/sh -c '{short}' A & a=$!; \
+         while [ ! -e \"$OUT/A1\" ] || [ ! -e \"$OUT/A0\" ]; do sleep 0.1; done; \
+         srun -n 2 /bin/sh -c '{long_b}' B & b=$!; \
+         wait $a; echo A ended $?; wait $b; echo B ended $?; wait $c; echo sruns ended"
+    );
+    let dir = work.join("ckpt");
+    let env = [("CKPT_LOG", "debug")];
+    let (mut p, out) = start_script_as(&bins, &work, "gap", &script, true, &env, false, &dir, as_nobody)?;
+    let lines = |r: u32| std::fs::read_to_string(out.join(format!("task{r}"))).unwrap_or_default();
+    let show = |p: &Proc| format!("{}\n{}\ntask 0:\n{}\ntask 1:\n{}", p.stdout(), p.stderr(), lines(0), lines(1));
+    let wait = |p: &mut Proc, what: &str, secs: u64| p.wait_for_stderr(what, Duration::from_secs(secs)).map_err(|e| anyhow::anyhow!("{e}\n{}", show(p)));
+    for r in 1..=4 {
+        wait(&mut p, &format!("step: task {r} linked"), 120)?;
+    }
+    ensure!(p.stderr().contains("the joined step has 5 tasks"), "rank 0 did not count both sruns' tasks:\n{}", p.stderr());
+    // A ends; the checkpoint is asked once rank 0 has seen both its tasks leave and the tree's
+    // shell has reaped its srun.
+    std::fs::write(out.join("go"), "")?;
+    wait(&mut p, "step: task 1 has left", 60)?;
+    wait(&mut p, "step: task 2 has left", 60)?;
+    ckpt_tests::process::wait_until(Duration::from_secs(60), || p.stdout().contains("A ended 0"));
+    ensure!(p.stdout().contains("A ended 0"), "srun A did not end:\n{}", show(&p));
+    // (B's first line out before the checkpoint: a line printed after it is printed again by
+    // the restarted task, which is no new start.)
+    ckpt_tests::process::wait_until(Duration::from_secs(60), || (0..2).all(|r| lines(r).contains("B n 3")));
+    let signal = |procid: u32| -> Result<()> {
+        let pid = task_run(&bins, &out, procid).ok_or_else(|| anyhow::anyhow!("no outer process of a task {procid}"))?;
+        // SAFETY: a signal to the task's outer process, which this test's launcher started.
+        ensure!(unsafe { libc::kill(pid, libc::SIGUSR2) } == 0, "cannot signal task {procid}");
+        Ok(())
+    };
+    signal(1)?;
+    wait(&mut p, "3 tasks committed", 150)?;
+    ensure!(p.stderr().contains("task(s) [1, 2] recorded as ended"), "A's ranks were not recorded as ended:\n{}", p.stderr());
+    let manifest = std::fs::read_to_string(dir.join("launcher.step"))?;
+    ensure!(manifest.contains("rank 1 ended\nrank 2 ended\n") && manifest.contains("tasks 5\n"), "the manifest:\n{manifest}");
+    p.kill()?;
+    ensure!(!p.stdout().contains("B ended"), "the launcher ended before it was killed:\n{}", p.stdout());
+    ensure!(task_run(&bins, &out, 0).is_none() && task_run(&bins, &out, 1).is_none(), "a task outlived the launcher's namespace");
+
+    // Resumed: B run again with ranks 3 and 4; then C, started now, takes rank 1.
+    let (mut p, _) = start_script_as(&bins, &work, "gap", &script, true, &env, true, &dir, as_nobody)?;
+    wait(&mut p, "step: task 3 linked", 120)?;
+    wait(&mut p, "step: task 4 linked", 120)?;
+    std::fs::write(out.join("gc"), "")?;
+    wait(&mut p, "step: task 1 linked", 120)?;
+    ensure!(std::fs::read_to_string(out.join("join"))?.trim().ends_with("1:2:launcher"), "srun C did not take rank 1:\n{}", std::fs::read_to_string(out.join("join"))?);
+    ckpt_tests::process::wait_until(Duration::from_secs(60), || lines(0).contains("C n 3"));
+    signal(1)?;
+    wait(&mut p, "4 tasks committed", 150)?;
+    ensure!(p.stderr().contains("task(s) [2] recorded as ended"), "rank 2 was not recorded as ended:\n{}", p.stderr());
+    p.kill()?;
+    ensure!(!p.stdout().contains("sruns ended"), "the launcher ended before it was killed:\n{}", p.stdout());
+
+    // Resumed again: B and C run again and go on to their ends.
+    let (mut p, _) = start_script_as(&bins, &work, "gap", &script, true, &env, true, &dir, as_nobody)?;
+    for r in [1, 3, 4] {
+        wait(&mut p, &format!("step: task {r} linked"), 120)?;
+    }
+    std::fs::write(out.join("endB"), "")?;
+    std::fs::write(out.join("endC"), "")?;
+    let st = p.wait(Duration::from_secs(300))?;
+    ensure!(st.success() && p.stdout().contains("B ended 0") && p.stdout().contains("C ended 0") && p.stdout().contains("sruns ended"), "the resumed launcher failed: {st}\n{}", show(&p));
+    for (who, ranks) in [("A", 0..2u32), ("B", 0..2), ("C", 0..1)] {
+        for r in ranks {
+            let t = lines(r);
+            // (Whole writes, counted as such: ckpt-run's own lines to the same file may come in
+            // pieces around them.)
+            ensure!(t.matches(&format!("{who} task {r} done\n")).count() == 1, "srun {who}'s task {r} did not end once:\n{t}\n{}", p.stderr());
+            ensure!(t.matches(&format!("{who} n 1\n")).count() == 1, "srun {who}'s task {r} did not start once:\n{t}");
         }
     }
     Ok(())
