@@ -570,6 +570,11 @@ pub struct RestartInfo {
     /// is exiting (runtime hupgate.rs). Last, so that a runtime of an older image, which reads
     /// the fields before it, is not misled.
     pub outer_proc_fd: i64,
+    /// `nhandoffs` RestartHandoff records at address `handoffs` (in the switch area): pidfds of
+    /// threads that one process of a tree holds of another's, handed over once the threads
+    /// exist. After `outer_proc_fd`: a runtime of an older image does not read them.
+    pub handoffs: u64,
+    pub nhandoffs: u64,
 }
 
 impl RestartInfo {
@@ -589,6 +594,31 @@ pub struct RestartPidFd {
     pub flags: i32,
     pub cloexec: i32,
     pub dup_of: i32,
+}
+
+/// A pidfd of a thread of another process of the tree, handed over after a restart (the
+/// restarter's handpidfds.rs): `Send`: the process of thread `tid` opens a pidfd of it with
+/// `flags` once its threads are back and sends it over `sock` (a SOCK_SEQPACKET end); `Receive`:
+/// the holder, which has /dev/null at `fd` meanwhile, takes it from `sock` and puts it at `fd`
+/// (unless process `owner` ends first); `Dup`: then `fd` becomes a dup of `dup_of` again.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RestartHandoff {
+    pub kind: i32,
+    pub fd: i32,
+    pub tid: i32,
+    pub owner: i32,
+    /// Status flags (O_NONBLOCK, O_EXCL for PIDFD_THREAD).
+    pub flags: i32,
+    pub cloexec: i32,
+    pub sock: i32,
+    pub dup_of: i32,
+}
+
+impl RestartHandoff {
+    pub const SEND: i32 = 1;
+    pub const RECEIVE: i32 = 2;
+    pub const DUP: i32 = 3;
 }
 
 /// One thread to recreate, in a fixed layout (the runtime reads it before unmapping the area).

@@ -96,19 +96,25 @@ pub(crate) fn send_bytes(sock: RawFd, data: &[u8], fd: Option<RawFd>) -> bool {
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     if let Some(fd) = fd {
-        // SAFETY: CMSG_* compute offsets into cbuf, which is large enough for one fd.
-        unsafe {
-            msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-            msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            (*c).cmsg_level = libc::SOL_SOCKET;
-            (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
-            std::ptr::copy_nonoverlapping(fd.to_ne_bytes().as_ptr(), libc::CMSG_DATA(c), 4);
-        }
+        attach_fd(&mut msg, &mut cbuf, fd);
     }
     // SAFETY: msg describes valid buffers.
     unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) == data.len() as isize }
+}
+
+/// Attach `fd` to `msg` (SCM_RIGHTS), in `cbuf`, which must outlive the send. No system call:
+/// the runtime uses it with its raw ones.
+pub fn attach_fd(msg: &mut libc::msghdr, cbuf: &mut [u8; 64], fd: RawFd) {
+    // SAFETY: CMSG_* compute offsets into cbuf, which is large enough for one fd.
+    unsafe {
+        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
+        let c = libc::CMSG_FIRSTHDR(msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
+        std::ptr::copy_nonoverlapping(fd.to_ne_bytes().as_ptr(), libc::CMSG_DATA(c), 4);
+    }
 }
 
 /// Receive one message (None: init closed its end, or garbage) and the fd it carries.

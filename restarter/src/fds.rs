@@ -208,6 +208,8 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
         FdKind::PidFd { own: true, .. } => fdobjs::pidfd(unsafe { libc::getpid() }, f.flags, true)?,
         // (One of our threads: the runtime opens it once it has made the thread.)
         FdKind::PidFd { pid, own: false } if crate::threadpidfds::made_later(*pid) => return dev_null(),
+        // (A thread of another process of the tree: that process's runtime hands it over.)
+        FdKind::PidFd { own: false, .. } if crate::handpidfds::holds(f.fd) => return dev_null(),
         FdKind::PidFd { pid, own: false } => match fdobjs::pidfd(*pid, f.flags, mk.exact_ids) {
             Ok(fd) => fd,
             // A pidfd of a process that is not there again: never silently another file.

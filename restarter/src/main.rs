@@ -30,6 +30,7 @@ mod stepaddrs;
 mod treelisten;
 mod switch;
 mod threadpidfds;
+mod handpidfds;
 mod tree;
 mod treeshare;
 mod treetime;
@@ -406,6 +407,9 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
     // table's owner does, once such processes need no fd of theirs any more.
     tree::before_fds()?;
     threadpidfds::expect(&index, exact_ids && !tree::table_of_another());
+    if exact_ids && !tree::table_of_another() {
+        keep.extend(handpidfds::take(tree::handoffs(), &index.fds, top)?);
+    }
     let restored = if tree::table_of_another() {
         Ok(fds::Restored::default())
     } else {

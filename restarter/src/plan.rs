@@ -83,6 +83,7 @@ fn params_len(index: &Index) -> u64 {
         + std::mem::size_of::<RestartInfo>()
         + index.threads.len() * std::mem::size_of::<RestartThread>()
         + index.fds.len() * std::mem::size_of::<ckpt_image::RestartPidFd>()
+        + (crate::tree::handoffs().len() + index.fds.len()) * std::mem::size_of::<ckpt_image::RestartHandoff>()
         + 2 * std::mem::size_of::<PrctlMmMap>()
         + MSG.len()
         + NOTE_PATH_MAX
@@ -292,6 +293,8 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], tab
     let threads_at = blk.put_slice(&threads);
     let pidfds = crate::threadpidfds::records(index);
     let pidfds_at = blk.put_slice(&pidfds);
+    let handoffs = crate::handpidfds::records();
+    let handoffs_at = blk.put_slice(&handoffs);
     let path = &note.path[..note.path.len().min(NOTE_PATH_MAX)];
     let path_at = blk.put_slice(path);
     let root = crate::root::changed(&index.process).unwrap_or_default();
@@ -324,6 +327,8 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], tab
         addr_map: addr_map_at,
         addr_map_len: note.addr_map.len() as u64,
         outer_proc_fd: i64::from(note.outer_proc_fd),
+        handoffs: handoffs_at,
+        nhandoffs: handoffs.len() as u64,
     };
     let info_at = blk.put(&info);
     let msg_at = blk.put_slice(MSG);

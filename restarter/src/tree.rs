@@ -72,6 +72,8 @@ struct Shared {
     early: bool,
     /// Every socket the set describes, for the images that only name one (`treesockets`).
     sockets_described: ckpt_image::treesockets::Described,
+    /// Pidfds one process holds of another's thread (`handpidfds`).
+    handoffs: Vec<crate::handpidfds::Handoff>,
 }
 
 /// The tree's open files by holder (pid, fd): our fd and the size to cut the file back to.
@@ -387,6 +389,7 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     }
     shared.total = m.procs.len() as u32;
     shared.sockets_described = sockets_described;
+    shared.handoffs = crate::handpidfds::plan(&indexes, &m)?;
     shared.stopped = m.stopped.clone();
     shared.tables = m.tables.iter().map(|&(pid, _)| (pid, m.table_owner(pid))).collect();
     let ids = indexes.iter().flat_map(|(pid, ix)| ix.threads.iter().map(|t| t.tid).chain([*pid, ix.ids.ckpt_tid]));
@@ -516,7 +519,7 @@ fn make_shared(indexes: &[(i32, Index)], live: u32, lossy: bool, cttys: &[u32], 
     // SAFETY: a zeroed page, valid for the life of the process, holding two atomics.
     let barrier: &'static Barrier = unsafe { &*(page as *const Barrier) };
     let sockets = crate::treeshare::TreeSockets::make(indexes, top, lossy, step)?;
-    Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), fillers: HashSet::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0, stopped: Vec::new(), tables: Vec::new(), early: false, sockets_described: Default::default() })
+    Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), fillers: HashSet::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0, stopped: Vec::new(), tables: Vec::new(), early: false, sockets_described: Default::default(), handoffs: Vec::new() })
 }
 
 /// Open once each file that processes of the tree hold as one (`unshared::tree_files`), at its
@@ -657,6 +660,11 @@ pub fn fills_epoll(fd: i32) -> bool {
     // SAFETY: getpid has no preconditions.
     let me = unsafe { libc::getpid() };
     SHARED.get().is_some_and(|s| s.fillers.contains(&(me, fd)))
+}
+
+/// The tree's pidfds of threads that one process holds of another's (`handpidfds`).
+pub fn handoffs() -> &'static [crate::handpidfds::Handoff] {
+    SHARED.get().map_or(&[], |s| &s.handoffs[..])
 }
 
 /// The tree's open file for this process's fd `fd`, when the tree shares it: our fd and the size

@@ -26,6 +26,7 @@ mod forkadvice;
 mod freeze;
 mod generations;
 mod gate;
+mod handpidfds;
 mod hooks;
 mod hupgate;
 mod ids;

@@ -61,6 +61,8 @@ struct Done {
     started_ns: u64,
     /// Pidfds of the program's threads, opened once they exist (`reopen_thread_pidfds`).
     pidfds: Vec<ckpt_image::RestartPidFd>,
+    /// Pidfds of threads handed between processes of the tree (`handpidfds`).
+    handoffs: Vec<ckpt_image::RestartHandoff>,
 }
 
 extern "C" fn restart_main(info_addr: u64) -> ! {
@@ -136,7 +138,8 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     }
     crate::tree::join();
     let pidfds = if ours { take_pidfds(&info) } else { Vec::new() };
-    let done = Done { path, generation: info.generation, memory: info.memory, started_ns: info.started_ns, pidfds };
+    let handoffs = if ours { crate::handpidfds::take(&info) } else { Vec::new() };
+    let done = Done { path, generation: info.generation, memory: info.memory, started_ns: info.started_ns, pidfds, handoffs };
     // The program's root (chroot) before its threads are made: they share it, and the
     // checkpoint thread leaves it again in `finish` (crate::detach_fs).
     if ours && info.root_len != 0 {
@@ -170,6 +173,7 @@ fn finish(slots: Vec<Slot>, old_tid: i32, done: Done) -> ! {
     crate::kstate::restore(&slots);
     crate::mqnotify::after_restart(|old| crate::kstate::new_tid(&slots, old));
     reopen_thread_pidfds(&done.pidfds);
+    crate::handpidfds::run(&done.handoffs);
     // The restart's one line, as a checkpoint's: said before the program's threads run again,
     // so that it comes before anything they print.
     let ms = crate::checkpoint::now_ns().saturating_sub(done.started_ns) / 1_000_000;

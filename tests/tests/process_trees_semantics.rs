@@ -11,6 +11,11 @@
 //! - tree_pidfd: a pidfd of a child, used after the restart to signal, poll and reap it;
 //! - tree_pidfd dead-shared: pidfds of one exited process held by two processes: one pidfs
 //!   inode after the restart (zdtm pidfd_diffdead);
+//! - tree_pidfd_thread: pidfds a process holds of threads of its child (PIDFD_THREAD), one of a
+//!   live worker (non-blocking, with a dup) and one of a thread that had ended: after the
+//!   restart a signal through the first reaches the worker, poll sees it end, and the second
+//!   still says its thread ended; with "mutual" the child also holds a pidfd of a thread of
+//!   the root, through which it signals that thread after the restart;
 //! - tree_late_fork: a program that forks after a checkpoint taken alone: its first set goes on
 //!   counting;
 //! - tree_system: a program whose system() shell (and the command it runs) is running at
@@ -78,6 +83,27 @@ fn pidfds_of_one_exited_process_in_two_processes_are_one_inode_after_a_restart()
 fn pidfds_of_one_exited_process_in_two_processes_are_one_inode_after_two_restarts_as_nobody() -> Result<()> {
     let make = |work: &Workdir| Program::c(work, "tree_pidfd.c", &[], &["60", "30", "dead-shared"]);
     ckpt_tests::trees::verify("sem-pidfd-dead-nobody", make, &[15, 40], true, 2).map(drop)
+}
+
+fn pidfd_thread(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_pidfd_thread.c", &["-pthread"], &["60", "30"])
+}
+
+#[test]
+fn a_pidfd_of_a_thread_of_a_child_signals_it_and_sees_it_end_after_a_restart() -> Result<()> {
+    ckpt_tests::trees::verify("sem-pidfd-thread", pidfd_thread, &[20], false, 2).map(drop)
+}
+
+#[test]
+fn a_pidfd_of_a_thread_of_a_child_signals_it_and_sees_it_end_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("sem-pidfd-thread-nobody", pidfd_thread, &[15, 40], true, 2).map(drop)
+}
+
+/// Each of two processes holds a pidfd of a thread of the other: neither waits for the other.
+#[test]
+fn pidfds_of_threads_of_each_other_in_two_processes_after_a_restart() -> Result<()> {
+    let make = |work: &Workdir| Program::c(work, "tree_pidfd_thread.c", &["-pthread"], &["60", "30", "mutual"]);
+    ckpt_tests::trees::verify("sem-pidfd-thread-mutual", make, &[20], false, 2).map(drop)
 }
 
 /// A program checkpointed alone (one image file) that forks later: the first set of its tree
