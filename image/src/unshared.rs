@@ -397,7 +397,8 @@ pub fn tree_pipes(indexes: &[(i32, Index)]) -> HashSet<u64> {
 /// The connections a tree's restart makes once and shares: two unnamed UNIX sockets connected
 /// to each other (not through a listener: a socketpair), or the two ends of one TCP connection,
 /// held (as fds or in flight) by two processes or more together, with no file in flight in
-/// their queues and nothing a TCP end sent still unsent. Each pair once, as its two
+/// a TCP end's queue (a UNIX end's is refilled by its process: `carries_files`) and nothing a
+/// TCP end sent still unsent. Each pair once, as its two
 /// descriptions (TCP: the end on a listener's port first, the server).
 pub fn tree_connections(indexes: &[(i32, Index)]) -> Vec<(&Socket, &Socket)> {
     let holders = socket_holders(indexes);
@@ -418,7 +419,9 @@ pub fn tree_connections(indexes: &[(i32, Index)]) -> Vec<(&Socket, &Socket)> {
             holders.values().find(|(_, b)| tcp_ends(a, b))
         };
         let Some((pb, b)) = peer else { continue };
-        if a.ino < b.ino && pairable(a) && pairable(b) && a.sock_type == b.sock_type {
+        // (A queue refilled later is sent from the other end: not shut down either.)
+        let feedable = |x: &Socket, from: &Socket| !carries_files(x) || from.shutdown == 0;
+        if a.ino < b.ino && pairable(a) && pairable(b) && a.sock_type == b.sock_type && feedable(a, b) && feedable(b, a) {
             let mut pids: Vec<i32> = pa.iter().chain(pb.iter()).copied().collect();
             pids.sort_unstable();
             pids.dedup();
@@ -531,12 +534,21 @@ pub fn tree_lone_sockets(indexes: &[(i32, Index)]) -> Vec<&Socket> {
     out
 }
 
+/// Whether the unread messages of socket `s` carry files in flight (SCM_RIGHTS). A socketpair
+/// end of the tree's whose queue does is made once by the tree's root with that queue empty,
+/// and refilled by the process whose image describes it (and holds those files): its files in
+/// flight are made with its other fds, as the tree's objects where the tree shares them.
+pub fn carries_files(s: &Socket) -> bool {
+    s.queue.iter().any(|m| !m.fds.is_empty())
+}
+
 /// Whether connection end `s` can be made once for the tree (`tree_connections`): connected,
-/// no file in flight in its queue, nothing lost, not a step's connection; a UNIX socketpair's
+/// no file in flight in its queue (but a UNIX end not shut down, without a socket filter: its
+/// queue is refilled later by its process, see `carries_files`), nothing lost, not a step's connection; a UNIX socketpair's
 /// end, or a TCP end with nothing unsent.
 fn pairable(s: &Socket) -> bool {
     s.state == crate::SockState::Connected
-        && s.queue.iter().all(|m| m.fds.is_empty())
+        && (!carries_files(s) || (s.family == libc::AF_UNIX && s.shutdown == 0 && s.filter.is_empty()))
         && s.lost.is_empty()
         && s.job.is_none()
         && if s.family == libc::AF_UNIX {

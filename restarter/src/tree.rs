@@ -166,6 +166,12 @@ pub fn sockets(fds: &[ckpt_image::FdState]) -> Result<HashMap<u64, RawFd>> {
     SHARED.get().map_or(Ok(HashMap::new()), |s| s.sockets.of(fds))
 }
 
+/// Our fds of the other ends of the tree's socketpair ends of fd table `fds` whose queues
+/// (with files in flight) this process refills (`TreeSockets::feeders`), by inode.
+pub fn socket_feeders(fds: &[ckpt_image::FdState]) -> Result<HashMap<u64, RawFd>> {
+    SHARED.get().map_or(Ok(HashMap::new()), |s| s.sockets.feeders(fds))
+}
+
 /// The shared sockets whose options, shutdown and filter the root set (`treeshare`): the
 /// processes only take them.
 pub fn settled_sockets() -> HashSet<u64> {
