@@ -79,7 +79,13 @@ pub fn find(indexes: &[(i32, Index)], same: Option<&[Vec<At>]>) -> Vec<Unshared>
     if let Some(groups) = same {
         exact(indexes, groups, &mut out);
     }
-    in_flight(indexes, &pairs, &mut out);
+    // Files in flight made once with the fds they are one open file with (`join_in_flight`).
+    let mut joined: HashSet<At> = HashSet::new();
+    if let Some(groups) = same {
+        joined.extend(tree_files(indexes, groups).into_iter().flatten().copied());
+        joined.extend(tree_deleted(indexes).into_iter().flat_map(|(_, at)| at));
+    }
+    in_flight(indexes, &pairs, &joined, &mut out);
     // The two ends of one connection in two processes (either end may be in flight).
     let mut sockets: HashMap<u64, (At, &Socket)> = HashMap::new();
     for (pid, f) in entries(indexes) {
@@ -148,13 +154,14 @@ fn exact(indexes: &[(i32, Index)], groups: &[Vec<At>], out: &mut Vec<Unshared>) 
 
 /// The open files (regular, by path) that `groups` say two processes or more hold as one, which
 /// a tree's restart opens once and shares (with their one offset): every holder that is not a
-/// dup at a fd above 2 (stdio is whoever runs the restart's), in two processes or more.
+/// dup at a fd above 2 (stdio is whoever runs the restart's) or in flight (`join_in_flight`),
+/// in two processes or more.
 pub fn tree_files<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<&'a Vec<At>> {
     let by_at = by_holder(indexes);
     let state = |at: At| by_at.get(&at).copied();
     let shareable = |group: &Vec<At>| {
         let held: Vec<(At, &FdState)> = group.iter().filter_map(|&at| Some((at, state(at)?))).filter(|(_, f)| f.dup_of.is_none()).collect();
-        held.iter().all(|(_, f)| matches!(f.kind, FdKind::Path { is_dir: false, .. }) && f.fd > 2 && f.flags & libc::O_PATH == 0 && f.id.ino != 0)
+        held.iter().all(|(_, f)| matches!(f.kind, FdKind::Path { is_dir: false, .. }) && (f.fd > 2 || f.fd < 0) && f.flags & libc::O_PATH == 0 && f.id.ino != 0)
             && held.iter().any(|(a, _)| a.0 != held[0].0.0)
     };
     groups.iter().filter(|g| shareable(g)).collect()
@@ -164,8 +171,9 @@ pub fn tree_files<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<&'
 /// restart makes once (one inode, with its data) and opens for every holder: each inode (device,
 /// inode) with its holders (pid, fd; not dups), lowest first. The manifest's `same` (kcmp at the
 /// cut) tells which holders are one open file description (opened once) and which each have
-/// their own open; a set without it is refused. Not made (refused by `find`): one a file in
-/// flight refers to.
+/// their own open; a set without it is refused. Files in flight that are one open file with
+/// other processes' fds are holders too (`join_in_flight`); not made (refused by `find`): one
+/// another file in flight refers to.
 pub fn tree_deleted(indexes: &[(i32, Index)]) -> Vec<((u64, u64), Vec<At>)> {
     let mut held: HashMap<(u64, u64), (Vec<At>, bool)> = HashMap::new();
     for (pid, f) in entries(indexes) {
@@ -174,7 +182,9 @@ pub fn tree_deleted(indexes: &[(i32, Index)]) -> Vec<((u64, u64), Vec<At>)> {
             continue;
         }
         let h = held.entry((d.dev, d.ino)).or_default();
-        if f.fd < 0 {
+        // (One in flight that is one open file with other processes' fds is opened with them:
+        // `join_in_flight`.)
+        if f.fd < 0 && f.held_with.is_empty() {
             h.1 = true;
         } else {
             h.0.push((pid, f.fd));
@@ -190,6 +200,32 @@ pub fn tree_deleted(indexes: &[(i32, Index)]) -> Vec<((u64, u64), Vec<At>)> {
         .collect();
     out.sort_unstable();
     out
+}
+
+/// Put each file in flight whose image names fds of other processes that are one open file
+/// description with it (`FdState::held_with`, kcmp at the cut) into their group of `same` (a
+/// new group where none holds them): the tree's restart then makes it once with them, as an
+/// fd shared by fork (`tree_files`, `tree_deleted`). Only fds the set's images hold count (not
+/// a runtime's own, not a process outside the set).
+pub fn join_in_flight(indexes: &[(i32, Index)], same: &mut Vec<Vec<At>>) {
+    let by_at = by_holder(indexes);
+    for (pid, f) in entries(indexes).filter(|(_, f)| f.fd < 0) {
+        let me = (pid, f.fd);
+        let with: Vec<At> = f.held_with.iter().copied().filter(|at| at.0 != pid && at.1 >= 0 && by_at.contains_key(at)).collect();
+        if with.is_empty() {
+            continue;
+        }
+        match same.iter_mut().find(|g| with.iter().any(|at| g.contains(at))) {
+            Some(g) => {
+                for at in with.into_iter().chain([me]) {
+                    if !g.contains(&at) {
+                        g.push(at);
+                    }
+                }
+            }
+            None => same.push(with.into_iter().chain([me]).collect()),
+        }
+    }
 }
 
 /// The POSIX message queues that two processes or more hold (by inode), which a tree's restart
@@ -297,7 +333,7 @@ fn entries(indexes: &[(i32, Index)]) -> impl Iterator<Item = (i32, &FdState)> {
 
 /// Files in flight that are the same object as an fd or a file in flight of another process
 /// (by `Seen`), each pair once.
-fn in_flight(indexes: &[(i32, Index)], pairs: &HashSet<u64>, out: &mut Vec<Unshared>) {
+fn in_flight(indexes: &[(i32, Index)], pairs: &HashSet<u64>, joined: &HashSet<At>, out: &mut Vec<Unshared>) {
     let shared_pipes = tree_pipes(indexes);
     let seen = |f: &FdState| seen(f).filter(|k| !matches!(k, Seen::Pipe(ino) if shared_pipes.contains(ino)) && !matches!(k, Seen::Socket(ino) if pairs.contains(ino)));
     let mut held: HashMap<Seen, Vec<At>> = HashMap::new();
@@ -306,7 +342,7 @@ fn in_flight(indexes: &[(i32, Index)], pairs: &HashSet<u64>, out: &mut Vec<Unsha
             held.entry(k).or_default().push((pid, f.fd));
         }
     }
-    for (pid, f) in entries(indexes).filter(|(_, f)| f.fd < 0) {
+    for (pid, f) in entries(indexes).filter(|(pid, f)| f.fd < 0 && !joined.contains(&(*pid, f.fd))) {
         let Some(k) = seen(f) else { continue };
         let me = (pid, f.fd);
         // Another process's fd, or its file in flight when that one is not reported as well.
@@ -687,7 +723,11 @@ pub fn in_set(set: &std::path::Path) -> Vec<Unshared> {
     if let Err(e) = crate::treesockets::resolve_all(&mut indexes) {
         return vec![Unshared { what: e, instead: "nothing (the set cannot be restarted)" }];
     }
-    find(&indexes, m.same.as_deref())
+    let mut same = m.same;
+    if let Some(s) = same.as_mut() {
+        join_in_flight(&indexes, s);
+    }
+    find(&indexes, same.as_deref())
 }
 
 /// What identifies an object held by two processes (None: nothing this module looks at).

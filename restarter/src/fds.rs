@@ -180,11 +180,10 @@ struct Makers<'a> {
 /// A new fd of ours for one object of the image (not epoll, not a dup); `image` holds the data
 /// of deleted files.
 fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Result<RawFd> {
-    if f.fd >= 0 {
-        // One object that other processes of the tree hold too: the tree's, made once.
-        if let Some((fd, _)) = crate::tree::shared_file(f.fd) {
-            return check(dup_ours(fd), || format!("cannot take the tree's shared object at fd {}", f.fd));
-        }
+    // One object that other processes of the tree hold too (also a file in flight that is one
+    // with their fds): the tree's, made once.
+    if let Some((fd, _)) = crate::tree::shared_file(f.fd) {
+        return check(dup_ours(fd), || format!("cannot take the tree's shared object at fd {}", f.fd));
     }
     let fd = match &f.kind {
         FdKind::Path { .. } => unreachable!("files are reopened first"),
@@ -380,6 +379,14 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
         opened.push((park(fd)?, f));
     }
     let mut flying: HashMap<i32, RawFd> = HashMap::new();
+    // A file in flight that is one open file with fds of other processes of the tree: the
+    // tree's (`ckpt_image::unshared::join_in_flight`).
+    for f in in_flight.iter().filter(|f| f.dup_of.is_none() && matches!(f.kind, FdKind::Path { .. })) {
+        if let Some((fd, _)) = crate::tree::shared_file(f.fd) {
+            let fd = check(dup_ours(fd), || format!("cannot take the tree's shared file in flight {}", f.fd))?;
+            flying.insert(f.fd, park(fd)?);
+        }
+    }
     for f in in_flight.iter().filter(objects) {
         let fd = create(f, fds, &mut mk, image)?;
         flying.insert(f.fd, park(fd)?);

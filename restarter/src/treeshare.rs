@@ -114,7 +114,7 @@ impl TreeSockets {
                 if s.bind_dir.is_empty() && (relative(&s.name) || relative(&s.peer_name)) {
                     s.bind_dir = indexes.iter().find(|(p, _)| *p == pid).map(|(_, ix)| ix.process.cwd.clone()).unwrap_or_default();
                 }
-                FdState { fd: 0, flags: 0, pos: 0, cloexec: true, kind: FdKind::Socket(Box::new(s)), dup_of: None, mtime: 0, id: Default::default(), locks: Vec::new(), owner: None }
+                FdState { fd: 0, flags: 0, pos: 0, cloexec: true, kind: FdKind::Socket(Box::new(s)), dup_of: None, mtime: 0, id: Default::default(), locks: Vec::new(), owner: None, held_with: Vec::new() }
             })
             .collect();
         let opts = ckpt_kinds::sockets::restore::Options { ignore: lossy, other_port: false };

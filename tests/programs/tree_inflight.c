@@ -11,6 +11,10 @@
  *   rounds) or clears (even rounds) O_NONBLOCK on it; the parent checks that its own read end
  *   has the child's flag (one open file) and reads the second value through it. A child with a
  *   pipe of its own finds nothing in it (5 s) and exits 92.
+ * MODE socketpair: the object is one end of a socketpair whose both ends the parent keeps.
+ *   Round r: the parent writes a value into the other end; the child reads it through its copy
+ *   and answers mix(value) through it; the parent reads the answer. A child with a socket of its
+ *   own finds nothing in it (5 s: exit 92).
  * MODE listener: the object is a TCP listener on 127.0.0.1. Round r: on odd rounds the parent
  *   connects and the child accepts through its copy; on even rounds the child connects (to the
  *   address of its copy) and the parent accepts through its own fd; the accepting side answers
@@ -19,11 +23,17 @@
  *   writes a record through its copy, then the parent through its own fd: one offset, so the
  *   records follow each other (two open files would write over each other). At the end the
  *   parent prints the hash and size of the file's content.
+ * MODE memfd: as file, with a memfd (a file without a name) made by memfd_create.
+ * MODE file-flying: as file, but between rounds the parent's copy is in flight too, in a
+ *   socketpair of its own (it receives it for its turn and sends it back), so that the file is
+ *   held by no fd at all, only in flight in two processes.
  * Deterministic. */
+#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 
 #include "tree_common.h"
@@ -31,7 +41,7 @@
 #include "tree_fdpass.h"
 
 static const char *mode;
-/* The parent's object, and the pipe's write end. */
+/* The parent's object, and the pipe's write end or the socketpair's other end. */
 static int obj = -1, wr = -1;
 static struct sockaddr_in laddr;
 
@@ -44,6 +54,13 @@ static int make_object(void)
         wr = p[1];
         return p[0];
     }
+    if (strcmp(mode, "socketpair") == 0) {
+        int q[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, q) != 0)
+            return -1;
+        wr = q[0];
+        return q[1];
+    }
     if (strcmp(mode, "listener") == 0) {
         int l = socket(AF_INET, SOCK_STREAM, 0);
         laddr.sin_family = AF_INET;
@@ -54,6 +71,8 @@ static int make_object(void)
     }
     if (strcmp(mode, "file") == 0)
         return open("tree_inflight.data", O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (strcmp(mode, "memfd") == 0)
+        return memfd_create("tree_inflight", 0);
     return -1;
 }
 
@@ -73,6 +92,14 @@ static uint64_t child_turn(int fd, int r)
         xfer(fd, &v, sizeof v, 0);
         int fl = fcntl(fd, F_GETFL);
         fcntl(fd, F_SETFL, r % 2 ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
+        return v;
+    }
+    if (strcmp(mode, "socketpair") == 0) {
+        uint64_t v;
+        wait_readable(fd, r, "child's copy of the socketpair end");
+        xfer(fd, &v, sizeof v, 0);
+        v = mix(v);
+        xfer(fd, &v, sizeof v, 1);
         return v;
     }
     if (strcmp(mode, "listener") == 0) {
@@ -114,6 +141,16 @@ static uint64_t parent_turn(int r, int phase)
         xfer(obj, &v, sizeof v, 0);
         return v;
     }
+    if (strcmp(mode, "socketpair") == 0) {
+        uint64_t v = mix((uint64_t)r + 7);
+        if (phase == 1)
+            xfer(wr, &v, sizeof v, 1);
+        if (phase != 0)
+            return 0;
+        wait_readable(wr, r, "parent's end of the socketpair");
+        xfer(wr, &v, sizeof v, 0);
+        return v;
+    }
     if (strcmp(mode, "listener") == 0) {
         if (phase != 2)
             return 0;
@@ -153,12 +190,25 @@ int main(int argc, char **argv)
         _exit(7);
     }
     close(sp[1]);
+    /* file-flying: the parent's copy is in flight in a mailbox of its own between rounds. */
+    int flying = strcmp(mode, "file-flying") == 0, box[2];
+    if (flying) {
+        mode = "file";
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, box) != 0)
+            return perror("socketpair"), 1;
+    }
     obj = make_object();
     if (obj < 0)
         return perror(mode), 1;
     send_fd(sp[0], obj);
+    if (flying) {
+        send_fd(box[0], obj);
+        close(obj);
+    }
     uint64_t h = 0;
     for (int r = 1; r <= rounds; r++) {
+        if (flying)
+            obj = recv_fd(box[1]);
         /* The next round's message first: one is always queued. */
         send_fd(sp[0], obj);
         h = mix(h + parent_turn(r, 1));
@@ -166,6 +216,10 @@ int main(int argc, char **argv)
         h = mix(h + parent_turn(r, 2));
         xfer(to_parent[0], &token, 1, 0);
         h = mix(h + parent_turn(r, 0));
+        if (flying) {
+            send_fd(box[0], obj);
+            close(obj);
+        }
         step(r);
         sleep_ms(delay);
     }
@@ -176,7 +230,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "child: wait status %#x\n", st);
         return 91;
     }
-    if (strcmp(mode, "file") == 0)
+    if (flying)
+        obj = recv_fd(box[1]);
+    if (strcmp(mode, "file") == 0 || strcmp(mode, "memfd") == 0)
         return print_file_result(obj);
     printf("result %016llx\n", (unsigned long long)mix(h ^ theirs));
     return 0;
