@@ -8,7 +8,8 @@
 //! fork) in a set without the manifest's `same` lines, an event, timer or signal fd, epoll or
 //! inotify instance inherited by fork at fds 0-2 (or an epoll instance no holder's image has
 //! every watched file of), one deleted file in a set without `same` lines or held in flight
-//! too. Restarted, each
+//! too with no fd one with it, a file in flight that another process holds otherwise than as
+//! one with its fd (below). Restarted, each
 //! process would get its own copy (a socket whose peer is closed, a file with its own offset):
 //! ckpt-restart refuses such a set unless the user asked to go on (--ignore-missing-files), and
 //! the checkpoint that wrote it says so in one line.
@@ -21,8 +22,11 @@
 //! could also match a file each process opened on its own (and sees none of the others).
 //!
 //! Files in flight (passed with SCM_RIGHTS, still queued in a socket: the entries with negative
-//! numbers) have no fd number to compare: one is the same object as another process's fd or file
-//! in flight when everything the image says of it matches (a socket's or deleted file's inode;
+//! numbers) that are one open file with another process's fd are made once with it: a pipe or
+//! socket by its inode (`tree_pipes`, `tree_connections`, `shared_listeners` count holders in
+//! flight), a regular or deleted file by the fds kcmp found at the cut (`FdState::held_with`,
+//! `join_in_flight`). Any other has no fd number to compare: one is the same object as another
+//! process's fd or file in flight when everything the image says of it matches (a socket's or deleted file's inode;
 //! a file's device, inode, flags and offset; an event fd's count, a timer's clock and interval,
 //! a signal fd's mask, ...; a pipe's inode when the tree's restart does not share that pipe).
 //! One object gives the same description in every process of one consistent cut, so no shared

@@ -62,7 +62,10 @@ static int make_object(void)
         return q[1];
     }
     if (strcmp(mode, "listener") == 0) {
-        int l = socket(AF_INET, SOCK_STREAM, 0);
+        int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+        /* (The killed tree's accepted ends linger in TIME_WAIT on the port: the restart would
+         * wait a minute for it without SO_REUSEADDR.) */
+        setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         laddr.sin_family = AF_INET;
         laddr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         if (l < 0 || bind_free_port(l, &laddr, sizeof laddr) != 0 || listen(l, 4) != 0)
