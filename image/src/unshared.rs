@@ -188,7 +188,8 @@ pub fn tree_deleted(indexes: &[(i32, Index)]) -> Vec<((u64, u64), Vec<At>)> {
         let h = held.entry((d.dev, d.ino)).or_default();
         // (One in flight that is one open file with other processes' fds is opened with them:
         // `join_in_flight`.)
-        if f.fd < 0 && f.held_with.is_empty() {
+        let with_set = |at: &At| at.0 != pid && at.1 >= 0 && indexes.iter().any(|(p, _)| *p == at.0);
+        if f.fd < 0 && !f.held_with.iter().any(with_set) {
             h.1 = true;
         } else {
             h.0.push((pid, f.fd));
