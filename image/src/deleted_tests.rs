@@ -26,7 +26,7 @@ fn write(path: &PathBuf, size: u64, extents: &[(u64, u64)]) -> Vec<(u64, Vec<u8>
         stored.push((off, d));
     }
     let d = Deleted { path: b"/tmp/gone".to_vec(), dev: 1, ino: 2, mode: libc::S_IFREG | 0o640, size, chunks, ..Default::default() };
-    let fd = FdState { fd: 3, flags: 2, pos: 0, cloexec: false, kind: FdKind::Deleted(d), dup_of: None, mtime: 0, id: Default::default(), locks: Vec::new(), owner: None };
+    let fd = FdState { fd: 3, flags: 2, pos: 0, cloexec: false, kind: FdKind::Deleted(d), dup_of: None, mtime: 0, id: Default::default(), locks: Vec::new(), owner: None, held_with: Vec::new() };
     let index = Index { fds: vec![fd], entry: Entry { pc: 1, sp: 1, ..Default::default() }, ..Default::default() };
     w.finish(&index).unwrap();
     stored

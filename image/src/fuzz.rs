@@ -92,8 +92,8 @@ pub fn sample_image() -> Result<Vec<u8>> {
         threads: vec![ThreadState { tid: 4243, ucontext: 0x100_1000, fs_base: 0x100_2000, rseq: true, ..Default::default() }],
         entry: Entry { pc: 0x40_1000, sp: 0x100_7000, ..Default::default() },
         fds: vec![
-            FdState { fd: 0, flags: 2, pos: 0, cloexec: false, kind: FdKind::Path { path: b"/dev/null".to_vec(), size: 0, is_dir: false }, dup_of: None, mtime: 0, id: Default::default(), locks: Vec::new(), owner: None },
-            FdState { fd: 3, flags: 0, pos: 0, cloexec: true, kind: FdKind::Other { link: b"pipe:[1234]".to_vec() }, dup_of: None, mtime: 0, id: Default::default(), locks: Vec::new(), owner: None },
+            FdState { fd: 0, flags: 2, pos: 0, cloexec: false, kind: FdKind::Path { path: b"/dev/null".to_vec(), size: 0, is_dir: false }, dup_of: None, mtime: 0, id: Default::default(), locks: Vec::new(), owner: None, held_with: Vec::new() },
+            FdState { fd: 3, flags: 0, pos: 0, cloexec: true, kind: FdKind::Other { link: b"pipe:[1234]".to_vec() }, dup_of: None, mtime: 0, id: Default::default(), locks: Vec::new(), owner: None, held_with: Vec::new() },
         ],
         process: Default::default(),
         left_out: LeftOut {

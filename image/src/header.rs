@@ -33,7 +33,10 @@ pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// 24: `Tty::foreign` (a pseudo-terminal slave of another devpts instance than the program's /dev/pts).
 /// 25: the tree manifest's `timens` lines (a process in a time namespace of its own, with its
 ///     offsets); a set of version 24 images says nothing of its processes' time namespaces.
-pub const VERSION: u32 = 25;
+/// 26: `FdState::held_with` (a file in flight: the fds of other processes of the tree that
+///     are one open file description with it); its runtime takes the pidfds of threads of other
+///     processes of the tree that the restarter hands over (`RestartInfo::handoffs`).
+pub const VERSION: u32 = 26;
 pub const HEADER_LEN: usize = 64;
 
 /// Header fields, little-endian on disk:

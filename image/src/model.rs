@@ -433,6 +433,10 @@ pub struct FdState {
     /// Who gets the open file description's SIGIO (F_SETOWN, F_SETOWN_EX) and with which
     /// signal (F_SETSIG); None: no owner and SIGIO (version 15).
     pub owner: Option<FileOwner>,
+    /// A file in flight: the fds of other processes of the tree that are one open file
+    /// description with it (kcmp at the cut), as (pid, fd), each process's lowest (version 26).
+    /// The restart makes it once with them (`unshared::join_in_flight`).
+    pub held_with: Vec<(i32, i32)>,
 }
 
 /// The owner of an open file description's I/O signals and that signal (fcntl F_GETOWN_EX,

@@ -106,7 +106,7 @@ mod tests {
 
     fn sock(fd: i32, ino: u64, data: &[u8]) -> FdState {
         let s = Socket { ino, family: libc::AF_UNIX, queue: vec![crate::Message { data: data.to_vec(), ..Default::default() }], ..Default::default() };
-        FdState { fd, flags: 2, pos: 0, cloexec: false, kind: FdKind::Socket(Box::new(s)), dup_of: None, mtime: 0, id: Default::default(), locks: Vec::new(), owner: None }
+        FdState { fd, flags: 2, pos: 0, cloexec: false, kind: FdKind::Socket(Box::new(s)), dup_of: None, mtime: 0, id: Default::default(), locks: Vec::new(), owner: None, held_with: Vec::new() }
     }
 
     fn named(fd: i32, ino: u64) -> FdState {

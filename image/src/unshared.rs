@@ -8,7 +8,8 @@
 //! fork) in a set without the manifest's `same` lines, an event, timer or signal fd, epoll or
 //! inotify instance inherited by fork at fds 0-2 (or an epoll instance no holder's image has
 //! every watched file of), one deleted file in a set without `same` lines or held in flight
-//! too. Restarted, each
+//! too with no fd one with it, a file in flight that another process holds otherwise than as
+//! one with its fd (below). Restarted, each
 //! process would get its own copy (a socket whose peer is closed, a file with its own offset):
 //! ckpt-restart refuses such a set unless the user asked to go on (--ignore-missing-files), and
 //! the checkpoint that wrote it says so in one line.
@@ -21,8 +22,11 @@
 //! could also match a file each process opened on its own (and sees none of the others).
 //!
 //! Files in flight (passed with SCM_RIGHTS, still queued in a socket: the entries with negative
-//! numbers) have no fd number to compare: one is the same object as another process's fd or file
-//! in flight when everything the image says of it matches (a socket's or deleted file's inode;
+//! numbers) that are one open file with another process's fd are made once with it: a pipe or
+//! socket by its inode (`tree_pipes`, `tree_connections`, `shared_listeners` count holders in
+//! flight), a regular or deleted file by the fds kcmp found at the cut (`FdState::held_with`,
+//! `join_in_flight`). Any other has no fd number to compare: one is the same object as another
+//! process's fd or file in flight when everything the image says of it matches (a socket's or deleted file's inode;
 //! a file's device, inode, flags and offset; an event fd's count, a timer's clock and interval,
 //! a signal fd's mask, ...; a pipe's inode when the tree's restart does not share that pipe).
 //! One object gives the same description in every process of one consistent cut, so no shared
@@ -79,7 +83,13 @@ pub fn find(indexes: &[(i32, Index)], same: Option<&[Vec<At>]>) -> Vec<Unshared>
     if let Some(groups) = same {
         exact(indexes, groups, &mut out);
     }
-    in_flight(indexes, &pairs, &mut out);
+    // Files in flight made once with the fds they are one open file with (`join_in_flight`).
+    let mut joined: HashSet<At> = HashSet::new();
+    if let Some(groups) = same {
+        joined.extend(tree_files(indexes, groups).into_iter().flatten().copied());
+        joined.extend(tree_deleted(indexes).into_iter().flat_map(|(_, at)| at));
+    }
+    in_flight(indexes, &pairs, &joined, &mut out);
     // The two ends of one connection in two processes (either end may be in flight).
     let mut sockets: HashMap<u64, (At, &Socket)> = HashMap::new();
     for (pid, f) in entries(indexes) {
@@ -148,13 +158,14 @@ fn exact(indexes: &[(i32, Index)], groups: &[Vec<At>], out: &mut Vec<Unshared>) 
 
 /// The open files (regular, by path) that `groups` say two processes or more hold as one, which
 /// a tree's restart opens once and shares (with their one offset): every holder that is not a
-/// dup at a fd above 2 (stdio is whoever runs the restart's), in two processes or more.
+/// dup at a fd above 2 (stdio is whoever runs the restart's) or in flight (`join_in_flight`),
+/// in two processes or more.
 pub fn tree_files<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<&'a Vec<At>> {
     let by_at = by_holder(indexes);
     let state = |at: At| by_at.get(&at).copied();
     let shareable = |group: &Vec<At>| {
         let held: Vec<(At, &FdState)> = group.iter().filter_map(|&at| Some((at, state(at)?))).filter(|(_, f)| f.dup_of.is_none()).collect();
-        held.iter().all(|(_, f)| matches!(f.kind, FdKind::Path { is_dir: false, .. }) && f.fd > 2 && f.flags & libc::O_PATH == 0 && f.id.ino != 0)
+        held.iter().all(|(_, f)| matches!(f.kind, FdKind::Path { is_dir: false, .. }) && (f.fd > 2 || f.fd < 0) && f.flags & libc::O_PATH == 0 && f.id.ino != 0)
             && held.iter().any(|(a, _)| a.0 != held[0].0.0)
     };
     groups.iter().filter(|g| shareable(g)).collect()
@@ -164,8 +175,9 @@ pub fn tree_files<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<&'
 /// restart makes once (one inode, with its data) and opens for every holder: each inode (device,
 /// inode) with its holders (pid, fd; not dups), lowest first. The manifest's `same` (kcmp at the
 /// cut) tells which holders are one open file description (opened once) and which each have
-/// their own open; a set without it is refused. Not made (refused by `find`): one a file in
-/// flight refers to.
+/// their own open; a set without it is refused. Files in flight that are one open file with
+/// other processes' fds are holders too (`join_in_flight`); not made (refused by `find`): one
+/// another file in flight refers to.
 pub fn tree_deleted(indexes: &[(i32, Index)]) -> Vec<((u64, u64), Vec<At>)> {
     let mut held: HashMap<(u64, u64), (Vec<At>, bool)> = HashMap::new();
     for (pid, f) in entries(indexes) {
@@ -174,7 +186,10 @@ pub fn tree_deleted(indexes: &[(i32, Index)]) -> Vec<((u64, u64), Vec<At>)> {
             continue;
         }
         let h = held.entry((d.dev, d.ino)).or_default();
-        if f.fd < 0 {
+        // (One in flight that is one open file with other processes' fds is opened with them:
+        // `join_in_flight`.)
+        let with_set = |at: &At| at.0 != pid && at.1 >= 0 && indexes.iter().any(|(p, _)| *p == at.0);
+        if f.fd < 0 && !f.held_with.iter().any(with_set) {
             h.1 = true;
         } else {
             h.0.push((pid, f.fd));
@@ -190,6 +205,32 @@ pub fn tree_deleted(indexes: &[(i32, Index)]) -> Vec<((u64, u64), Vec<At>)> {
         .collect();
     out.sort_unstable();
     out
+}
+
+/// Put each file in flight whose image names fds of other processes that are one open file
+/// description with it (`FdState::held_with`, kcmp at the cut) into their group of `same` (a
+/// new group where none holds them): the tree's restart then makes it once with them, as an
+/// fd shared by fork (`tree_files`, `tree_deleted`). Only fds the set's images hold count (not
+/// a runtime's own, not a process outside the set).
+pub fn join_in_flight(indexes: &[(i32, Index)], same: &mut Vec<Vec<At>>) {
+    let by_at = by_holder(indexes);
+    for (pid, f) in entries(indexes).filter(|(_, f)| f.fd < 0) {
+        let me = (pid, f.fd);
+        let with: Vec<At> = f.held_with.iter().copied().filter(|at| at.0 != pid && at.1 >= 0 && by_at.contains_key(at)).collect();
+        if with.is_empty() {
+            continue;
+        }
+        match same.iter_mut().find(|g| with.iter().any(|at| g.contains(at))) {
+            Some(g) => {
+                for at in with.into_iter().chain([me]) {
+                    if !g.contains(&at) {
+                        g.push(at);
+                    }
+                }
+            }
+            None => same.push(with.into_iter().chain([me]).collect()),
+        }
+    }
 }
 
 /// The POSIX message queues that two processes or more hold (by inode), which a tree's restart
@@ -297,7 +338,7 @@ fn entries(indexes: &[(i32, Index)]) -> impl Iterator<Item = (i32, &FdState)> {
 
 /// Files in flight that are the same object as an fd or a file in flight of another process
 /// (by `Seen`), each pair once.
-fn in_flight(indexes: &[(i32, Index)], pairs: &HashSet<u64>, out: &mut Vec<Unshared>) {
+fn in_flight(indexes: &[(i32, Index)], pairs: &HashSet<u64>, joined: &HashSet<At>, out: &mut Vec<Unshared>) {
     let shared_pipes = tree_pipes(indexes);
     let seen = |f: &FdState| seen(f).filter(|k| !matches!(k, Seen::Pipe(ino) if shared_pipes.contains(ino)) && !matches!(k, Seen::Socket(ino) if pairs.contains(ino)));
     let mut held: HashMap<Seen, Vec<At>> = HashMap::new();
@@ -306,7 +347,7 @@ fn in_flight(indexes: &[(i32, Index)], pairs: &HashSet<u64>, out: &mut Vec<Unsha
             held.entry(k).or_default().push((pid, f.fd));
         }
     }
-    for (pid, f) in entries(indexes).filter(|(_, f)| f.fd < 0) {
+    for (pid, f) in entries(indexes).filter(|(pid, f)| f.fd < 0 && !joined.contains(&(*pid, f.fd))) {
         let Some(k) = seen(f) else { continue };
         let me = (pid, f.fd);
         // Another process's fd, or its file in flight when that one is not reported as well.
@@ -397,7 +438,8 @@ pub fn tree_pipes(indexes: &[(i32, Index)]) -> HashSet<u64> {
 /// The connections a tree's restart makes once and shares: two unnamed UNIX sockets connected
 /// to each other (not through a listener: a socketpair), or the two ends of one TCP connection,
 /// held (as fds or in flight) by two processes or more together, with no file in flight in
-/// their queues and nothing a TCP end sent still unsent. Each pair once, as its two
+/// a TCP end's queue (a UNIX end's is refilled by its process: `carries_files`) and nothing a
+/// TCP end sent still unsent. Each pair once, as its two
 /// descriptions (TCP: the end on a listener's port first, the server).
 pub fn tree_connections(indexes: &[(i32, Index)]) -> Vec<(&Socket, &Socket)> {
     let holders = socket_holders(indexes);
@@ -418,7 +460,9 @@ pub fn tree_connections(indexes: &[(i32, Index)]) -> Vec<(&Socket, &Socket)> {
             holders.values().find(|(_, b)| tcp_ends(a, b))
         };
         let Some((pb, b)) = peer else { continue };
-        if a.ino < b.ino && pairable(a) && pairable(b) && a.sock_type == b.sock_type {
+        // (A queue refilled later is sent from the other end: not shut down either.)
+        let feedable = |x: &Socket, from: &Socket| !carries_files(x) || from.shutdown == 0;
+        if a.ino < b.ino && pairable(a) && pairable(b) && a.sock_type == b.sock_type && feedable(a, b) && feedable(b, a) {
             let mut pids: Vec<i32> = pa.iter().chain(pb.iter()).copied().collect();
             pids.sort_unstable();
             pids.dedup();
@@ -531,12 +575,21 @@ pub fn tree_lone_sockets(indexes: &[(i32, Index)]) -> Vec<&Socket> {
     out
 }
 
+/// Whether the unread messages of socket `s` carry files in flight (SCM_RIGHTS). A socketpair
+/// end of the tree's whose queue does is made once by the tree's root with that queue empty,
+/// and refilled by the process whose image describes it (and holds those files): its files in
+/// flight are made with its other fds, as the tree's objects where the tree shares them.
+pub fn carries_files(s: &Socket) -> bool {
+    s.queue.iter().any(|m| !m.fds.is_empty())
+}
+
 /// Whether connection end `s` can be made once for the tree (`tree_connections`): connected,
-/// no file in flight in its queue, nothing lost, not a step's connection; a UNIX socketpair's
+/// no file in flight in its queue (but a UNIX end not shut down, without a socket filter: its
+/// queue is refilled later by its process, see `carries_files`), nothing lost, not a step's connection; a UNIX socketpair's
 /// end, or a TCP end with nothing unsent.
 fn pairable(s: &Socket) -> bool {
     s.state == crate::SockState::Connected
-        && s.queue.iter().all(|m| m.fds.is_empty())
+        && (!carries_files(s) || (s.family == libc::AF_UNIX && s.shutdown == 0 && s.filter.is_empty()))
         && s.lost.is_empty()
         && s.job.is_none()
         && if s.family == libc::AF_UNIX {
@@ -675,7 +728,11 @@ pub fn in_set(set: &std::path::Path) -> Vec<Unshared> {
     if let Err(e) = crate::treesockets::resolve_all(&mut indexes) {
         return vec![Unshared { what: e, instead: "nothing (the set cannot be restarted)" }];
     }
-    find(&indexes, m.same.as_deref())
+    let mut same = m.same;
+    if let Some(s) = same.as_mut() {
+        join_in_flight(&indexes, s);
+    }
+    find(&indexes, same.as_deref())
 }
 
 /// What identifies an object held by two processes (None: nothing this module looks at).

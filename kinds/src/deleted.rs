@@ -96,7 +96,10 @@ pub fn data_owners(fds: &[ckpt_image::FdState]) -> Vec<usize> {
     let mut out = Vec::new();
     for (i, f) in fds.iter().enumerate() {
         if let FdKind::Deleted(d) = &f.kind {
-            if d.is_file() && f.dup_of.is_none() && !seen.contains(&(d.dev, d.ino)) {
+            // (A file in flight that another process of the tree holds as one with it: that
+            // process stores its data, and the restart makes it once for both.)
+            let theirs = f.fd < 0 && !f.held_with.is_empty();
+            if d.is_file() && f.dup_of.is_none() && !theirs && !seen.contains(&(d.dev, d.ino)) {
                 seen.push((d.dev, d.ino));
                 out.push(i);
             }

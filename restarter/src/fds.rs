@@ -185,11 +185,10 @@ struct Makers<'a> {
 /// A new fd of ours for one object of the image (not epoll, not a dup); `image` holds the data
 /// of deleted files.
 fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Result<RawFd> {
-    if f.fd >= 0 {
-        // One object that other processes of the tree hold too: the tree's, made once.
-        if let Some((fd, _)) = crate::tree::shared_file(f.fd) {
-            return check(dup_ours(fd), || format!("cannot take the tree's shared object at fd {}", f.fd));
-        }
+    // One object that other processes of the tree hold too (also a file in flight that is one
+    // with their fds): the tree's, made once.
+    if let Some((fd, _)) = crate::tree::shared_file(f.fd) {
+        return check(dup_ours(fd), || format!("cannot take the tree's shared object at fd {}", f.fd));
     }
     let fd = match &f.kind {
         FdKind::Path { .. } => unreachable!("files are reopened first"),
@@ -334,7 +333,8 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
         let of = f.dup_of.and_then(|n| fds.iter().find(|g| g.fd == n)).unwrap_or(f);
         crate::tree::shared_pipe(of) || crate::tree::shared_pty(of) || crate::tree::shared_socket(of)
     };
-    let prog: Vec<&FdState> = fds.iter().filter(|f| f.fd > 2 || tree_object(f)).collect();
+    // (Not the files in flight, a tree's shared pipe among them.)
+    let prog: Vec<&FdState> = fds.iter().filter(|f| f.fd > 2 || f.fd >= 0 && tree_object(f)).collect();
     let in_flight: Vec<&FdState> = fds.iter().filter(|f| f.fd < 0).collect();
     let park = |fd: RawFd| -> Result<RawFd> {
         // Above every target number, so that the dup3s below cannot clobber it.
@@ -376,7 +376,10 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
     }
     // 2. Every other object, except epoll instances and dups; the files in flight too.
     // (A tree's shared sockets come with their options set: `treeshare`.)
-    let socks = Sockets::make_given(fds, top, ckpt_kinds::sockets::restore::Options { ignore: opts.ignore_missing, other_port: opts.other_port, step: opts.other_port, rebind: opts.rebind.clone() }, job, crate::tree::settled_sockets())?;
+    let mut socks = Sockets::make_given(fds, top, ckpt_kinds::sockets::restore::Options { ignore: opts.ignore_missing, other_port: opts.other_port, step: opts.other_port, rebind: opts.rebind.clone() }, job, crate::tree::settled_sockets())?;
+    // The tree's socketpair ends whose queues carry files in flight this process makes: it
+    // refills them, with those files, from their other ends.
+    socks.feed_from(crate::tree::socket_feeders(fds)?)?;
     let ttys = Terminals::make(fds, top, opts.ignore_missing, &crate::tree::ptys())?;
     let mut mk = Makers { sh: Shared { pipes: crate::tree::pipes(), ..Shared::default() }, socks, ttys, ignore: opts.ignore_missing, exact_ids: opts.exact_ids };
     let objects = |f: &&&FdState| f.dup_of.is_none() && !matches!(f.kind, FdKind::Path { .. } | FdKind::Epoll { .. } | FdKind::Inotify { .. } | FdKind::Fanotify { .. });
@@ -385,6 +388,14 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
         opened.push((park(fd)?, f));
     }
     let mut flying: HashMap<i32, RawFd> = HashMap::new();
+    // A file in flight that is one open file with fds of other processes of the tree: the
+    // tree's (`ckpt_image::unshared::join_in_flight`).
+    for f in in_flight.iter().filter(|f| f.dup_of.is_none() && matches!(f.kind, FdKind::Path { .. })) {
+        if let Some((fd, _)) = crate::tree::shared_file(f.fd) {
+            let fd = check(dup_ours(fd), || format!("cannot take the tree's shared file in flight {}", f.fd))?;
+            flying.insert(f.fd, park(fd)?);
+        }
+    }
     for f in in_flight.iter().filter(objects) {
         let fd = create(f, fds, &mut mk, image)?;
         flying.insert(f.fd, park(fd)?);

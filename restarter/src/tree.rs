@@ -168,6 +168,12 @@ pub fn sockets(fds: &[ckpt_image::FdState]) -> Result<HashMap<u64, RawFd>> {
     SHARED.get().map_or(Ok(HashMap::new()), |s| s.sockets.of(fds))
 }
 
+/// Our fds of the other ends of the tree's socketpair ends of fd table `fds` whose queues
+/// (with files in flight) this process refills (`TreeSockets::feeders`), by inode.
+pub fn socket_feeders(fds: &[ckpt_image::FdState]) -> Result<HashMap<u64, RawFd>> {
+    SHARED.get().map_or(Ok(HashMap::new()), |s| s.sockets.feeders(fds))
+}
+
 /// The shared sockets whose options, shutdown and filter the root set (`treeshare`): the
 /// processes only take them.
 pub fn settled_sockets() -> HashSet<u64> {
@@ -355,6 +361,8 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
             group.retain(|(pid, _)| m.tables.iter().all(|t| t.0 != *pid));
         }
         same.retain(|g| g.iter().any(|h| h.0 != g[0].0));
+        // Files in flight that are one open file with other processes' fds: made with them.
+        ckpt_image::unshared::join_in_flight(&indexes, same);
     }
     refuse_unshared(&indexes, m.same.as_deref(), lossy)?;
     // The namespace's System V objects (every image records them all: the root's are used).
@@ -593,12 +601,15 @@ fn share_deleted(set: &Path, m: &Manifest, indexes: &[(i32, Index)], same: &[Vec
     let list = ckpt_image::unshared::tree_deleted(indexes);
     let mut made = ckpt_kinds::deleted::Recreated::default();
     let r = list.iter().try_for_each(|(_, holders)| -> Result<()> {
-        let owner = holders[0].0;
+        // (A process holding it as an fd stores its data: one holding it only in flight, as
+        // one with another's fd, does not.)
+        let first = holders.iter().copied().find(|at| at.1 >= 0).unwrap_or(holders[0]);
+        let owner = first.0;
         let image = m.live().find(|(p, _)| p.pid == owner).map(|(_, i)| set.join(i)).ok_or_else(|| anyhow!("internal: no image of process {owner}"))?;
         let reader = ckpt_image::trust::read_owned(&image, euid).with_context(|| format!("{}", image.display()))?;
         // The record that says where its image stores the data (its first fd of the inode).
         let with_data = reader.index.fds.iter().find_map(|f| match &f.kind {
-            FdKind::Deleted(d) if state(indexes, holders[0]).is_some_and(|h| matches!(&h.kind, FdKind::Deleted(o) if (o.dev, o.ino) == (d.dev, d.ino))) && !d.chunks.is_empty() => Some(d.clone()),
+            FdKind::Deleted(d) if state(indexes, first).is_some_and(|h| matches!(&h.kind, FdKind::Deleted(o) if (o.dev, o.ino) == (d.dev, d.ino))) && !d.chunks.is_empty() => Some(d.clone()),
             _ => None,
         });
         for &at in holders {

@@ -20,9 +20,11 @@ use std::collections::{HashMap, HashSet};
 use std::os::fd::RawFd;
 
 /// Our fd of each shared socket, by inode; those whose options, shutdown and filter are set
-/// (all but the step's connections the root adopts).
+/// (all but the step's connections the root adopts); the socketpair ends whose queue carries
+/// files in flight, made empty: the other end of each (by the end's inode), which the process
+/// describing it refills it from once it has made those files (`feeders`).
 #[derive(Default)]
-pub struct TreeSockets(HashMap<u64, RawFd>, HashSet<u64>);
+pub struct TreeSockets(HashMap<u64, RawFd>, HashSet<u64>, HashMap<u64, RawFd>);
 
 impl TreeSockets {
     /// Make the connections the processes of `indexes` share (our fds above `top`; `lossy`:
@@ -60,9 +62,19 @@ impl TreeSockets {
                     }
                 };
             }
-            let (x, y) = ckpt_kinds::sockets::pair::make(a, b, via).map_err(|e| anyhow!("{e}"))?;
+            // A queue with files in flight in it: its process sends it again (it makes those
+            // files with its own), from the other end.
+            let later = |s: &Socket| ckpt_image::unshared::carries_files(s).then(|| Socket { queue: Vec::new(), ..s.clone() });
+            let (a2, b2) = (later(a), later(b));
+            let (x, y) = ckpt_kinds::sockets::pair::make(a2.as_ref().unwrap_or(a), b2.as_ref().unwrap_or(b), via).map_err(|e| anyhow!("{e}"))?;
             me.0.insert(a.ino, x);
             me.0.insert(b.ino, y);
+            if a2.is_some() {
+                me.2.insert(a.ino, y);
+            }
+            if b2.is_some() {
+                me.2.insert(b.ino, x);
+            }
             for (fd, s) in [(x, a), (y, b)] {
                 settle(fd, s, lossy).map_err(|e| anyhow!("{e}"))?;
                 me.1.insert(s.ino);
@@ -102,7 +114,7 @@ impl TreeSockets {
                 if s.bind_dir.is_empty() && (relative(&s.name) || relative(&s.peer_name)) {
                     s.bind_dir = indexes.iter().find(|(p, _)| *p == pid).map(|(_, ix)| ix.process.cwd.clone()).unwrap_or_default();
                 }
-                FdState { fd: 0, flags: 0, pos: 0, cloexec: true, kind: FdKind::Socket(Box::new(s)), dup_of: None, mtime: 0, id: Default::default(), locks: Vec::new(), owner: None }
+                FdState { fd: 0, flags: 0, pos: 0, cloexec: true, kind: FdKind::Socket(Box::new(s)), dup_of: None, mtime: 0, id: Default::default(), locks: Vec::new(), owner: None, held_with: Vec::new() }
             })
             .collect();
         let opts = ckpt_kinds::sockets::restore::Options { ignore: lossy, other_port: false, ..Default::default() };
@@ -122,6 +134,13 @@ impl TreeSockets {
         self.0.extend(conns);
     }
 
+    /// New fds of ours (close-on-exec) for the other ends of the shared sockets of fd table
+    /// `fds` whose queue this process refills (its image describes it, files in flight and
+    /// all: the other holders' descriptions have no queue), by the inode of the end refilled.
+    pub fn feeders(&self, fds: &[FdState]) -> Result<HashMap<u64, RawFd>> {
+        dup_each(fds, &self.2, "the peer of the shared socket", &|s| ckpt_image::unshared::carries_files(s))
+    }
+
     /// Whether the tree shares socket `ino` (made here).
     pub fn has(&self, ino: u64) -> bool {
         self.0.contains_key(&ino)
@@ -134,20 +153,26 @@ impl TreeSockets {
 
     /// New fds of ours (close-on-exec) for the shared sockets of fd table `fds`, by inode.
     pub fn of(&self, fds: &[FdState]) -> Result<HashMap<u64, RawFd>> {
-        let mut out = HashMap::new();
-        for f in fds {
-            let FdKind::Socket(s) = &f.kind else { continue };
-            let Some(&fd) = self.0.get(&s.ino) else { continue };
-            if out.contains_key(&s.ino) {
-                continue;
-            }
-            // SAFETY: fd is ours (inherited from the tree's root).
-            let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-            if d < 0 {
-                return Err(anyhow!("cannot take the shared socket socket:[{}]: {}", s.ino, std::io::Error::last_os_error()));
-            }
-            out.insert(s.ino, d);
-        }
-        Ok(out)
+        dup_each(fds, &self.0, "the shared socket", &|_| true)
     }
+}
+
+/// New fds of ours (close-on-exec) for the sockets of fd table `fds` that `which` accepts,
+/// each from our fd for it in `ours` (by inode), by inode; `what` names them in an error.
+fn dup_each(fds: &[FdState], ours: &HashMap<u64, RawFd>, what: &str, which: &dyn Fn(&Socket) -> bool) -> Result<HashMap<u64, RawFd>> {
+    let mut out = HashMap::new();
+    for f in fds {
+        let FdKind::Socket(s) = &f.kind else { continue };
+        let Some(&fd) = ours.get(&s.ino).filter(|_| which(s)) else { continue };
+        if out.contains_key(&s.ino) {
+            continue;
+        }
+        // SAFETY: fd is ours (inherited from the tree's root).
+        let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+        if d < 0 {
+            return Err(anyhow!("cannot take {what} socket:[{}]: {}", s.ino, std::io::Error::last_os_error()));
+        }
+        out.insert(s.ino, d);
+    }
+    Ok(out)
 }

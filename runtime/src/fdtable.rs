@@ -194,7 +194,7 @@ impl Table {
             self.temps.push((no, fd));
         }
         if let Some(of) = dup_of {
-            return Some(FdState { fd: no, flags, pos, cloexec, kind: FdKind::Other { link }, dup_of: Some(of), mtime: 0, id: Default::default(), locks: Vec::new(), owner: None });
+            return Some(FdState { fd: no, flags, pos, cloexec, kind: FdKind::Other { link }, dup_of: Some(of), mtime: 0, id: Default::default(), locks: Vec::new(), owner: None, held_with: Vec::new() });
         }
         // A file unlinked under this name but still linked under another one in the same
         // directory (link, then unlink: the name it is known by now) is that file.
@@ -258,7 +258,9 @@ impl Table {
         } else {
             FdKind::Other { link }
         };
-        Some(FdState { fd: no, flags, pos, cloexec, kind, dup_of: None, mtime: st.st_mtime, id, locks: locks::capture(fd, &info, flags), owner: ckpt_kinds::fown::capture(fd, self.pid) })
+        // A file in flight that another process of the tree holds as one with it.
+        let held_with = if no < 0 && !self.alone && fmt == libc::S_IFREG { crate::flightheld::holders(fd, &st) } else { Vec::new() };
+        Some(FdState { fd: no, flags, pos, cloexec, kind, dup_of: None, mtime: st.st_mtime, id, locks: locks::capture(fd, &info, flags), owner: ckpt_kinds::fown::capture(fd, self.pid), held_with })
     }
 
     /// The recorded number of a file we described through our fd `fd`.

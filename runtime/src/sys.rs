@@ -503,6 +503,15 @@ pub fn stat_at(dir: i32, name: &CStr) -> SysResult<libc::stat> {
     Ok(st)
 }
 
+/// stat of `path`, following symbolic links (/proc/PID/fd/N: the file itself).
+pub fn stat(path: &CStr) -> SysResult<libc::stat> {
+    let (dir, p) = at(path);
+    // SAFETY: an all-zero struct stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    syscall!(libc::SYS_newfstatat, dir, p, &mut st as *mut libc::stat, 0)?;
+    Ok(st)
+}
+
 pub fn fstat(fd: i32) -> SysResult<libc::stat> {
     // SAFETY: an all-zero struct stat is a valid out-parameter.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };

@@ -74,13 +74,7 @@
 
 #include "tree_common.h"
 #include "port_common.h"
-
-static void step(int r)
-{
-    char line[64];
-    int n = snprintf(line, sizeof line, "step %d\n", r);
-    xfer(1, line, (size_t)n, 1);
-}
+#include "tree_fdpass.h"
 
 static void reap(pid_t child)
 {
@@ -89,38 +83,6 @@ static void reap(pid_t child)
         fprintf(stderr, "child: %s\n", strerror(errno));
         exit(91);
     }
-}
-
-/* Wait up to 5 s for `fd` to be readable (else say so and exit 92). */
-static void wait_readable(int fd, int r, const char *what)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    int n;
-    while ((n = poll(&p, 1, 5000)) < 0 && errno == EINTR)
-        ;
-    if (n == 0) {
-        fprintf(stderr, "round %d: nothing came through the %s\n", r, what);
-        exit(92);
-    }
-}
-
-/* "result <hash> <bytes>" of everything in the file open at `fd`, read from its start. */
-static int print_file_result(int fd)
-{
-    char rec[64];
-    uint64_t h = 0, n = 0;
-    if (lseek(fd, 0, SEEK_SET) != 0)
-        return perror("lseek"), 1;
-    for (;;) {
-        ssize_t k = read(fd, rec, sizeof rec);
-        if (k <= 0)
-            break;
-        for (ssize_t i = 0; i < k; i++)
-            h = mix(h + (unsigned char)rec[i]);
-        n += (uint64_t)k;
-    }
-    printf("result %016llx %llu\n", (unsigned long long)h, (unsigned long long)n);
-    return 0;
 }
 
 static int file_mode(int rounds, int delay)
@@ -399,61 +361,6 @@ static int inotify_mode(int rounds, int delay)
     return take_turns(rounds, delay, create_and_watch, read_events);
 }
 
-/* Send fd `fd` with one byte on socket `s`. */
-static void send_fd(int s, int fd)
-{
-    char b = 'f';
-    struct iovec iov = { &b, 1 };
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } c;
-    memset(&c, 0, sizeof c);
-    struct msghdr m = { 0 };
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    m.msg_control = c.buf;
-    m.msg_controllen = sizeof c.buf;
-    struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-    h->cmsg_level = SOL_SOCKET;
-    h->cmsg_type = SCM_RIGHTS;
-    h->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(h), &fd, sizeof fd);
-    while (sendmsg(s, &m, 0) != 1) {
-        if (errno != EINTR) {
-            perror("sendmsg");
-            exit(92);
-        }
-    }
-}
-
-/* Receive the fd sent on socket `s`. */
-static int recv_fd(int s)
-{
-    char b;
-    struct iovec iov = { &b, 1 };
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } c;
-    struct msghdr m = { 0 };
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    m.msg_control = c.buf;
-    m.msg_controllen = sizeof c.buf;
-    ssize_t k;
-    while ((k = recvmsg(s, &m, 0)) < 0 && errno == EINTR) {
-    }
-    struct cmsghdr *h = k == 1 ? CMSG_FIRSTHDR(&m) : NULL;
-    if (h == NULL || h->cmsg_type != SCM_RIGHTS) {
-        fprintf(stderr, "recvmsg: no file (%zd)\n", k);
-        exit(93);
-    }
-    int fd;
-    memcpy(&fd, CMSG_DATA(h), sizeof fd);
-    return fd;
-}
-
 static int inflight_file(int rounds, int delay)
 {
     int fd = open("tree_shared_objects.data", O_RDWR | O_CREAT | O_TRUNC, 0600);
@@ -620,35 +527,16 @@ static int make_listener(const char *kind)
     return l;
 }
 
-/* One connection: the client sends r and reads the answer, which it returns. */
+/* One connection to the listener: sends r, returns the answer. */
 static uint64_t connect_round(uint64_t r)
 {
-    int c = socket(laddr.ss_family, SOCK_STREAM, 0);
-    if (c < 0 || connect(c, (struct sockaddr *)&laddr, laddr_len) != 0) {
-        perror("connect");
-        exit(94);
-    }
-    uint64_t v;
-    xfer(c, &r, sizeof r, 1);
-    xfer(c, &v, sizeof v, 0);
-    close(c);
-    return v;
+    return ask_listener((struct sockaddr *)&laddr, laddr_len, r);
 }
 
 /* One connection accepted from the listener (waiting at most 5 s): answers mix(r). */
 static void accept_round(int r, const char *who)
 {
-    wait_readable(obj, r, who);
-    int c = accept(obj, NULL, NULL);
-    if (c < 0) {
-        perror("accept");
-        exit(94);
-    }
-    uint64_t q;
-    xfer(c, &q, sizeof q, 0);
-    q = mix(q);
-    xfer(c, &q, sizeof q, 1);
-    close(c);
+    answer_listener(obj, r, who);
 }
 
 /* The child accepts on odd rounds and connects on even ones; the parent the other way round. */

@@ -134,6 +134,21 @@ impl<'a> Sockets<'a> {
         Ok(me)
     }
 
+    /// Sockets `job` gave (made and refilled by the tree's root) whose queue this process
+    /// refills itself, with the files in flight in it, which it makes: our fd of the other end
+    /// of each, by inode; refilled from it by `finish`, and closed then.
+    pub fn feed_from(&mut self, feeders: HashMap<u64, RawFd>) -> Result<()> {
+        for (ino, fd) in feeders {
+            let fd = self.park(fd)?;
+            self.temps.push(fd);
+            if self.given.contains(&ino) {
+                self.filled.remove(&ino);
+                self.feeder.insert(ino, fd);
+            }
+        }
+        Ok(())
+    }
+
     /// A new fd of ours (close-on-exec) for the socket `ino`.
     pub fn open(&self, ino: u64) -> Result<RawFd> {
         let fd = *self.made.get(&ino).ok_or_else(|| Error::Refused(format!("socket:[{ino}] was not made")))?;

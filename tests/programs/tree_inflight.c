@@ -1,0 +1,242 @@
+/* A parent that passes an object it keeps to its child over a socketpair (SCM_RIGHTS), the
+ * message still queued at every moment: the object is in flight in the child's end of the
+ * socketpair and held by the parent as an fd, so a checkpoint always finds it so. Usage:
+ *   tree_inflight MODE ROUNDS DELAY_MS
+ * The parent forks, then makes the object (the child gets it only through the socketpair) and
+ * sends it once; each round it sends it again (the next round's message), lets the child
+ * receive this round's copy, and both use the one object; the child closes its copy. After
+ * each round the parent prints "step r"; at the end "result HASH" of both sides' values.
+ * MODE pipe: the object is the read end of a pipe whose both ends the parent keeps. Round r:
+ *   the parent writes two values; the child reads the first through its copy and sets (odd
+ *   rounds) or clears (even rounds) O_NONBLOCK on it; the parent checks that its own read end
+ *   has the child's flag (one open file) and reads the second value through it. A child with a
+ *   pipe of its own finds nothing in it (5 s) and exits 92.
+ * MODE socketpair: the object is one end of a socketpair whose both ends the parent keeps.
+ *   Round r: the parent writes a value into the other end; the child reads it through its copy
+ *   and answers mix(value) through it; the parent reads the answer. A child with a socket of its
+ *   own finds nothing in it (5 s: exit 92).
+ * MODE listener: the object is a TCP listener on 127.0.0.1. Round r: on odd rounds the parent
+ *   connects and the child accepts through its copy; on even rounds the child connects (to the
+ *   address of its copy) and the parent accepts through its own fd; the accepting side answers
+ *   mix(r). Two listeners would leave one side's connection unaccepted (5 s: exit 92).
+ * MODE file: the object is the file tree_inflight.data opened read-write; each round the child
+ *   writes a record through its copy, then the parent through its own fd: one offset, so the
+ *   records follow each other (two open files would write over each other). At the end the
+ *   parent prints the hash and size of the file's content.
+ * MODE memfd: as file, with a memfd (a file without a name) made by memfd_create.
+ * MODE file-flying: as file, but between rounds the parent's copy is in flight too, in a
+ *   socketpair of its own (it receives it for its turn and sends it back), so that the file is
+ *   held by no fd at all, only in flight in two processes.
+ * Deterministic. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+
+#include "tree_common.h"
+#include "port_common.h"
+#include "tree_fdpass.h"
+
+static const char *mode;
+/* The parent's object, and the pipe's write end or the socketpair's other end. */
+static int obj = -1, wr = -1;
+static struct sockaddr_in laddr;
+
+static int make_object(void)
+{
+    if (strcmp(mode, "pipe") == 0) {
+        int p[2];
+        if (pipe(p) != 0)
+            return -1;
+        wr = p[1];
+        return p[0];
+    }
+    if (strcmp(mode, "socketpair") == 0) {
+        int q[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, q) != 0)
+            return -1;
+        wr = q[0];
+        return q[1];
+    }
+    if (strcmp(mode, "listener") == 0) {
+        int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+        /* (The killed tree's accepted ends linger in TIME_WAIT on the port: the restart would
+         * wait a minute for it without SO_REUSEADDR.) */
+        setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        laddr.sin_family = AF_INET;
+        laddr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (l < 0 || bind_free_port(l, &laddr, sizeof laddr) != 0 || listen(l, 4) != 0)
+            return -1;
+        return l;
+    }
+    if (strcmp(mode, "file") == 0)
+        return open("tree_inflight.data", O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (strcmp(mode, "memfd") == 0)
+        return memfd_create("tree_inflight", 0);
+    return -1;
+}
+
+static void write_record(int fd, char who, int r)
+{
+    char rec[17];
+    snprintf(rec, sizeof rec, "%c%014d\n", who, r);
+    xfer(fd, rec, 16, 1);
+}
+
+/* The child's part of round r with its copy `fd` of the object. */
+static uint64_t child_turn(int fd, int r)
+{
+    if (strcmp(mode, "pipe") == 0) {
+        uint64_t v;
+        wait_readable(fd, r, "child's copy of the pipe");
+        xfer(fd, &v, sizeof v, 0);
+        int fl = fcntl(fd, F_GETFL);
+        fcntl(fd, F_SETFL, r % 2 ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
+        return v;
+    }
+    if (strcmp(mode, "socketpair") == 0) {
+        uint64_t v;
+        wait_readable(fd, r, "child's copy of the socketpair end");
+        xfer(fd, &v, sizeof v, 0);
+        v = mix(v);
+        xfer(fd, &v, sizeof v, 1);
+        return v;
+    }
+    if (strcmp(mode, "listener") == 0) {
+        if (r % 2) {
+            answer_listener(fd, r, "child's copy of the listener");
+            return 0;
+        }
+        struct sockaddr_in a;
+        socklen_t len = sizeof a;
+        if (getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+            perror("getsockname");
+            exit(94);
+        }
+        return ask_listener((struct sockaddr *)&a, sizeof a, (uint64_t)r);
+    }
+    write_record(fd, 'c', r);
+    return 0;
+}
+
+/* The parent's part of round r: before the child's (`phase` 1), while the child takes its
+ * turn (2), after it (0). */
+static uint64_t parent_turn(int r, int phase)
+{
+    if (strcmp(mode, "pipe") == 0) {
+        if (phase == 2)
+            return 0;
+        if (phase == 1) {
+            uint64_t v[2] = {mix((uint64_t)r), mix((uint64_t)r + 1000)};
+            xfer(wr, v, sizeof v, 1);
+            return 0;
+        }
+        int nb = (fcntl(obj, F_GETFL) & O_NONBLOCK) != 0;
+        if (nb != r % 2) {
+            fprintf(stderr, "round %d: the parent's read end does not have the child's O_NONBLOCK: two open files\n", r);
+            exit(95);
+        }
+        uint64_t v;
+        wait_readable(obj, r, "parent's read end");
+        xfer(obj, &v, sizeof v, 0);
+        return v;
+    }
+    if (strcmp(mode, "socketpair") == 0) {
+        uint64_t v = mix((uint64_t)r + 7);
+        if (phase == 1)
+            xfer(wr, &v, sizeof v, 1);
+        if (phase != 0)
+            return 0;
+        wait_readable(wr, r, "parent's end of the socketpair");
+        xfer(wr, &v, sizeof v, 0);
+        return v;
+    }
+    if (strcmp(mode, "listener") == 0) {
+        if (phase != 2)
+            return 0;
+        if (r % 2)
+            return ask_listener((struct sockaddr *)&laddr, sizeof laddr, (uint64_t)r);
+        answer_listener(obj, r, "parent's listener");
+        return 0;
+    }
+    if (phase == 0)
+        write_record(obj, 'p', r);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    mode = argc > 1 ? argv[1] : "pipe";
+    int rounds = argc > 2 ? atoi(argv[2]) : 200;
+    int delay = argc > 3 ? atoi(argv[3]) : 20;
+    printf("start tree_inflight %s %d %d\n", mode, rounds, delay);
+    fflush(stdout);
+    int sp[2], to_child[2], to_parent[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) != 0 || pipe(to_child) != 0 || pipe(to_parent) != 0)
+        return perror("setup"), 1;
+    char token = 't';
+    pid_t child = fork();
+    if (child == 0) {
+        close(sp[0]);
+        uint64_t acc = 0;
+        for (int r = 1; r <= rounds; r++) {
+            xfer(to_child[0], &token, 1, 0);
+            int fd = recv_fd(sp[1]);
+            acc = mix(acc ^ child_turn(fd, r));
+            close(fd);
+            xfer(to_parent[1], &token, 1, 1);
+        }
+        xfer(to_parent[1], &acc, sizeof acc, 1);
+        _exit(7);
+    }
+    close(sp[1]);
+    /* file-flying: the parent's copy is in flight in a mailbox of its own between rounds. */
+    int flying = strcmp(mode, "file-flying") == 0, box[2];
+    if (flying) {
+        mode = "file";
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, box) != 0)
+            return perror("socketpair"), 1;
+    }
+    obj = make_object();
+    if (obj < 0)
+        return perror(mode), 1;
+    send_fd(sp[0], obj);
+    if (flying) {
+        send_fd(box[0], obj);
+        close(obj);
+    }
+    uint64_t h = 0;
+    for (int r = 1; r <= rounds; r++) {
+        if (flying)
+            obj = recv_fd(box[1]);
+        /* The next round's message first: one is always queued. */
+        send_fd(sp[0], obj);
+        h = mix(h + parent_turn(r, 1));
+        xfer(to_child[1], &token, 1, 1);
+        h = mix(h + parent_turn(r, 2));
+        xfer(to_parent[0], &token, 1, 0);
+        h = mix(h + parent_turn(r, 0));
+        if (flying) {
+            send_fd(box[0], obj);
+            close(obj);
+        }
+        step(r);
+        sleep_ms(delay);
+    }
+    uint64_t theirs;
+    xfer(to_parent[0], &theirs, sizeof theirs, 0);
+    int st;
+    if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 7) {
+        fprintf(stderr, "child: wait status %#x\n", st);
+        return 91;
+    }
+    if (flying)
+        obj = recv_fd(box[1]);
+    if (strcmp(mode, "file") == 0 || strcmp(mode, "memfd") == 0)
+        return print_file_result(obj);
+    printf("result %016llx\n", (unsigned long long)mix(h ^ theirs));
+    return 0;
+}

@@ -1,0 +1,109 @@
+//! Files in flight (SCM_RIGHTS, queued in a socket, not yet received) whose object another
+//! process of the tree holds (issue 13): a parent that passes an object it keeps to its child
+//! over a socketpair between them ("send my fd to a worker and keep it"), one message always
+//! queued, so every checkpoint finds the object in flight in the child's end and held by the
+//! parent as an fd (tree_inflight.c). The whole tree is SIGKILLed and restarted; the child
+//! receives the object and the two use one object again (same result as an uninterrupted run,
+//! which a child with an object of its own cannot reach: it waits 5 s and exits 92):
+//! - a pipe's read end: one pipe (the parent's bytes are read by the child through its copy)
+//!   and one open file (the child's O_NONBLOCK is the parent's); also as nobody, and twice;
+//! - one end of a socketpair whose both ends the parent keeps: the child's copy answers the
+//!   parent's other end (also as nobody, and twice);
+//! - a TCP listener: connections accepted from the one listener through either fd; also as
+//!   nobody and twice;
+//! - a regular file and a memfd: one open file (one offset: the child's and the parent's
+//!   records follow each other), found with kcmp at the cut (the child's runtime peeked the
+//!   file, so it has an fd of it for the moment) and made once with the parent's fd; also as
+//!   nobody (the file twice);
+//! - still refused in one line (and gone on with only with --ignore-missing-files, with a
+//!   warning): a file held by no fd, in flight in two processes (the parent's copy in a
+//!   socketpair of its own between its turns): nothing to compare it with exactly; also as
+//!   nobody.
+//!
+//! The socketpair carrying the message is made once by the tree's root, empty on that side, and
+//! its queue sent again by the child (whose image holds the files in flight) from the other end.
+
+use anyhow::Result;
+use ckpt_tests::{Program, Workdir};
+
+fn pipe(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_inflight.c", &[], &["pipe", "200", "30"])
+}
+
+fn socketpair(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_inflight.c", &[], &["socketpair", "200", "30"])
+}
+
+#[test]
+fn a_socketpair_end_in_flight_to_the_child_that_the_parent_keeps_is_one_socket() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-socketpair", socketpair, &[20], false, 2).map(drop)
+}
+
+#[test]
+fn a_socketpair_end_in_flight_that_the_parent_keeps_continues_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-socketpair-nobody", socketpair, &[15, 50], true, 2).map(drop)
+}
+
+fn listener(work: &Workdir) -> Result<Program> {
+    // (A longer pause after each step: the checkpoint, asked after one, is taken while no
+    // connection waits in the listener's queue, as in process_trees_shared's listener tests.)
+    Program::c(work, "tree_inflight.c", &[], &["listener", "80", "100"])
+}
+
+#[test]
+fn a_pipe_end_in_flight_to_the_child_that_the_parent_keeps_is_one_pipe() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-pipe", pipe, &[20], false, 2).map(drop)
+}
+
+#[test]
+fn a_pipe_end_in_flight_that_the_parent_keeps_continues_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-pipe-nobody", pipe, &[15, 50], true, 2).map(drop)
+}
+
+#[test]
+fn a_listener_in_flight_to_the_child_that_the_parent_keeps_is_one_listener() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-listener", listener, &[20], false, 2).map(drop)
+}
+
+#[test]
+fn a_listener_in_flight_that_the_parent_keeps_continues_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-listener-nobody", listener, &[15, 50], true, 2).map(drop)
+}
+
+fn file(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_inflight.c", &[], &["file", "200", "30"])
+}
+
+fn memfd(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_inflight.c", &[], &["memfd", "200", "30"])
+}
+
+#[test]
+fn a_file_in_flight_to_the_child_that_the_parent_keeps_is_one_open_file() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-file", file, &[20], false, 2).map(drop)
+}
+
+#[test]
+fn a_file_in_flight_that_the_parent_keeps_continues_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-file-nobody", file, &[15, 50], true, 2).map(drop)
+}
+
+#[test]
+fn a_memfd_in_flight_to_the_child_that_the_parent_keeps_is_one_open_file() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-memfd", memfd, &[20], false, 2).map(drop)
+}
+
+#[test]
+fn a_memfd_in_flight_that_the_parent_keeps_continues_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-memfd-nobody", memfd, &[20], true, 2).map(drop)
+}
+
+#[test]
+fn a_file_only_in_flight_in_two_processes_is_refused() -> Result<()> {
+    ckpt_tests::trees::shared_object_refused("inflight-flying", "tree_inflight.c", "file-flying", "in flight", false)
+}
+
+#[test]
+fn a_file_only_in_flight_in_two_processes_is_refused_as_nobody() -> Result<()> {
+    ckpt_tests::trees::shared_object_refused("inflight-flying-nobody", "tree_inflight.c", "file-flying", "in flight", true)
+}
