@@ -130,9 +130,14 @@ pub fn read_fds(listing: Listing) -> Vec<FdState> {
     };
     let facts: Vec<(i32, Facts)> = listing.fds.into_iter().filter(|(fd, f)| !(sys::foreign_own(*fd) || sharers_proc_file(*fd, f) || sharers_diag_socket(*fd, f))).collect();
     // (Those skipped are ours or, in a table shared by clone, another process's: made again after a restart.)
-    if t.alone {
+    let facts = if t.alone {
         requeue_waiting(&mut t.sockets, &facts.iter().map(|f| f.0).collect::<Vec<_>>());
-    }
+        // A waiting connection's client queued again is another socket at the program's fd
+        // now (ckpt_kinds' sockets/requeue.rs): what each fd is, asked again.
+        facts.into_iter().filter_map(|(fd, _)| Some((fd, Facts::of(fd)?))).collect()
+    } else {
+        facts
+    };
     t.fdinfo = sys::ProcDir::open(&sys::cpath(&[b"/proc/thread-self/fdinfo"])).ok();
     for (fd, facts) in facts {
         if let Some(f) = t.describe(fd, fd, facts) {
