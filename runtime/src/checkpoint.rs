@@ -568,8 +568,9 @@ pub(crate) fn capture(slots: &[threads::Slot], gen: u64, dir: &Dir, name: &[u8],
     }
     // TCP connections to other processes of the tree: what is in flight between them is moved
     // into the image (and put back); then the fds, before we open anything else of our own.
-    let drained = crate::treedrain::drain(gen);
-    let mut fds = fdtable::read_fds();
+    let listing = fdtable::list();
+    let drained = crate::treedrain::drain(gen, &listing.sockets());
+    let mut fds = fdtable::read_fds(listing);
     crate::treedrain::apply(&mut fds, drained);
     let left_out = leftout::find(&fds);
     crate::kstate::save(sys::gettid())?;

@@ -28,12 +28,36 @@ fn saved_file(fmt: u32, fs_type: i64, o_path: bool) -> bool {
     SAVE_OPEN_FILES.load(std::sync::atomic::Ordering::Relaxed) && fmt == libc::S_IFREG && !o_path && fs_type != sys::PROC_SUPER_MAGIC && fs_type != SYSFS_MAGIC
 }
 
+/// What one fd is, asked once per checkpoint for the filters of `read_fds` and for its
+/// description alike (each asked fstat, fstatfs and a socket's SO_DOMAIN again: a process of a
+/// tree holding hundreds of sockets paid each twice in its pause, zdtm session03).
+struct Facts {
+    st: libc::stat,
+    /// Its file system's type (statfs's f_type).
+    fs_type: sys::SysResult<i64>,
+    /// A socket's SO_DOMAIN (None: not a socket, or not asked).
+    domain: Option<i32>,
+}
+
+impl Facts {
+    /// None: `fd` is not open (any more).
+    fn of(fd: i32) -> Option<Facts> {
+        let st = sys::fstat(fd).ok()?;
+        let domain = if st.st_mode & libc::S_IFMT == libc::S_IFSOCK { ckpt_step::sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN).ok() } else { None };
+        Some(Facts { st, fs_type: sys::fs_type(fd), domain })
+    }
+}
+
 /// The fd table being read.
 struct Table {
     out: Vec<FdState>,
     /// (fd, st_dev, st_ino) of every fd described so far (in-flight files: a temporary fd of
     /// ours), to find dups.
     seen: Vec<(i32, u64, u64)>,
+    /// The fds of `seen` by (st_dev, st_ino), in the order described: the candidates for a dup
+    /// (a scan of `seen` for each fd cost processes × fds² compares in a tree holding hundreds
+    /// of sockets: zdtm session03).
+    by_file: std::collections::BTreeMap<(u64, u64), Vec<i32>>,
     /// In-flight files not yet described: (their number, a temporary fd of ours).
     inflight: Vec<(i32, i32)>,
     /// Every temporary fd of in-flight files, closed at the end.
@@ -43,26 +67,57 @@ struct Table {
     mqueues: mqueue::Seen,
     sockets: Context,
     pid: i32,
+    /// /proc/thread-self/fdinfo, open while the table is read (None: each fd's is opened by
+    /// its path).
+    fdinfo: Option<sys::ProcDir>,
     /// The program's only process: what is queued in its inotify instances and fanotify groups
     /// is its alone.
     alone: bool,
 }
 
-pub fn read_fds() -> Vec<FdState> {
+/// The fds of the table, listed once for the whole capture (the tree's TCP connections are
+/// drained from it too, `sockets`), in order, with what each is; the runtime's own left out.
+pub struct Listing {
+    alone: bool,
+    fds: Vec<(i32, Facts)>,
+}
+
+impl Listing {
+    /// The sockets: (fd, inode, SO_DOMAIN), the lowest fd of each.
+    pub fn sockets(&self) -> Vec<(i32, u64, Option<i32>)> {
+        let mut out: Vec<(i32, u64, Option<i32>)> = Vec::new();
+        for (fd, f) in self.fds.iter().filter(|(_, f)| f.st.st_mode & libc::S_IFMT == libc::S_IFSOCK) {
+            if !out.iter().any(|o| o.1 == f.st.st_ino) {
+                out.push((*fd, f.st.st_ino, f.domain));
+            }
+        }
+        out
+    }
+}
+
+/// List the fd table, once the program's threads are stopped (what `read_fds` describes).
+pub fn list() -> Listing {
     crate::mqnotify::before_checkpoint();
     let alone = alone();
     if alone {
         // (Before the table is read: their events may open fds.)
         crate::inotifyq::drain_fanotify_groups();
     }
-    let Ok(names) = sys::list_dir(&sys::cpath(&[b"/proc/thread-self/fd"])) else { return Vec::new() };
+    let Ok(names) = sys::list_dir(&sys::cpath(&[b"/proc/thread-self/fd"])) else { return Listing { alone, fds: Vec::new() } };
     let mut fds: Vec<i32> = names.iter().filter_map(|n| std::str::from_utf8(n).ok()?.parse::<i32>().ok()).collect();
     fds.sort_unstable();
+    // (An fd closed by now, not the program's: its threads are stopped. See `describe`.)
+    Listing { alone, fds: fds.into_iter().filter(|&fd| !crate::control::is_runtime_fd(fd)).filter_map(|fd| Some((fd, Facts::of(fd)?))).collect() }
+}
+
+pub fn read_fds(listing: Listing) -> Vec<FdState> {
+    let alone = listing.alone;
     // What processes of the tree with lower pids hold: they store those queues and bytes.
     let mut lower = crate::treesocks::held_by_lower_pids();
     let mut t = Table {
         out: Vec::new(),
         seen: Vec::new(),
+        by_file: std::collections::BTreeMap::new(),
         inflight: Vec::new(),
         temps: Vec::new(),
         next_inflight: -1,
@@ -70,21 +125,28 @@ pub fn read_fds() -> Vec<FdState> {
         mqueues: mqueue::Seen::default(),
         sockets: Context::with_queues_elsewhere(std::mem::take(&mut lower.sockets)),
         pid: sys::getpid(),
+        fdinfo: None,
         alone,
     };
-    fds.retain(|&fd| !(crate::control::is_runtime_fd(fd) || sys::foreign_own(fd) || sharers_proc_file(fd) || sharers_diag_socket(fd)));
+    let facts: Vec<(i32, Facts)> = listing.fds.into_iter().filter(|(fd, f)| !(sys::foreign_own(*fd) || sharers_proc_file(*fd, f) || sharers_diag_socket(*fd, f))).collect();
     // (Those skipped are ours or, in a table shared by clone, another process's: made again after a restart.)
-    if t.alone {
-        requeue_waiting(&mut t.sockets, &fds);
-    }
-    for fd in fds {
-        if let Some(f) = t.describe(fd, fd) {
+    let facts = if t.alone {
+        requeue_waiting(&mut t.sockets, &facts.iter().map(|f| f.0).collect::<Vec<_>>());
+        // A waiting connection's client queued again is another socket at the program's fd
+        // now (ckpt_kinds' sockets/requeue.rs): what each fd is, asked again.
+        facts.into_iter().filter_map(|(fd, _)| Some((fd, Facts::of(fd)?))).collect()
+    } else {
+        facts
+    };
+    t.fdinfo = sys::ProcDir::open(&sys::cpath(&[b"/proc/thread-self/fdinfo"])).ok();
+    for (fd, facts) in facts {
+        if let Some(f) = t.describe(fd, fd, facts) {
             t.out.push(f);
         }
     }
     // Files in flight, which may carry more files in flight.
     while let Some((no, tmp)) = t.inflight.pop() {
-        if let Some(f) = t.describe(tmp, no) {
+        if let Some(f) = Facts::of(tmp).and_then(|facts| t.describe(tmp, no, facts)) {
             t.out.push(f);
         }
     }
@@ -103,6 +165,7 @@ pub fn read_fds() -> Vec<FdState> {
     for &(_, tmp) in &t.temps {
         sys::close(tmp);
     }
+    t.fdinfo = None;
     t.out
 }
 
@@ -143,13 +206,10 @@ fn requeue_waiting(sockets: &mut Context, fds: &[i32]) {
 }
 
 impl Table {
-    /// Describe the file behind our fd `fd`, recorded as fd number `no`.
-    fn describe(&mut self, fd: i32, no: i32) -> Option<FdState> {
-        // SAFETY: an all-zero struct stat is a valid out-parameter.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        if syscall!(libc::SYS_fstat, fd, &mut st as *mut libc::stat).is_err() {
-            return None; // the directory fd we listed with, now closed
-        }
+    /// Describe the file behind our fd `fd` (`facts`: what it is), recorded as fd number `no`.
+    /// (The directory fd we listed with has no facts: closed by then.)
+    fn describe(&mut self, fd: i32, no: i32, facts: Facts) -> Option<FdState> {
+        let st = facts.st;
         let n = sys::decimal(fd);
         // No link: the fd was closed since it was listed. The program's threads are stopped, so
         // it was not the program's: an fd another process's runtime had open for a moment in a
@@ -158,7 +218,7 @@ impl Table {
         // A socket's link is `socket:[INODE]` (sockfs names it so): not read through /proc, a
         // walk of procfs per fd (a process of a tree holding hundreds of sockets: zdtm
         // session03). (An O_PATH fd of a socket's name stats as a socket too, not on sockfs.)
-        let link = if st.st_mode & libc::S_IFMT == libc::S_IFSOCK && sys::fs_type(fd) == Ok(sys::SOCKFS_MAGIC) {
+        let link = if st.st_mode & libc::S_IFMT == libc::S_IFSOCK && facts.fs_type == Ok(sys::SOCKFS_MAGIC) {
             [b"socket:[".as_slice(), st.st_ino.to_string().as_bytes(), b"]"].concat()
         } else {
             sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", &n])).ok()?
@@ -172,7 +232,11 @@ impl Table {
         let link = procfs::own_proc_path(&link, self.pid);
         let fmt = st.st_mode & libc::S_IFMT;
         let link = if fmt == libc::S_IFREG && !link.starts_with(b"/") { procfs::own_ns_path(&link, st.st_ino).unwrap_or(link) } else { link };
-        let info = sys::read_file(&sys::cpath(&[b"/proc/thread-self/fdinfo/", &n])).unwrap_or_default();
+        let info = match &self.fdinfo {
+            Some(dir) => sys::read_file_at(dir, &sys::cpath(&[&n])),
+            None => sys::read_file(&sys::cpath(&[b"/proc/thread-self/fdinfo/", &n])),
+        }
+        .unwrap_or_default();
         let (pos, flags) = parse_fdinfo(&info);
         // The mark of a runtime's fd open for an instant (read-only and O_APPEND, on /proc or in
         // it: `sys::Transient`, `sys::open_proc`), here another sharer's (zdtm fdt_shared once:
@@ -183,13 +247,12 @@ impl Table {
         let cloexec = syscall!(libc::SYS_fcntl, fd, libc::F_GETFD).map(|f| f & libc::FD_CLOEXEC as i64 != 0).unwrap_or(false);
         let pid = self.pid;
         let dup_of = self
-            .seen
-            .iter()
-            .filter(|s| s.1 == st.st_dev && s.2 == st.st_ino)
-            .find(|s| syscall!(libc::SYS_kcmp, pid, pid, KCMP_FILE, s.0, fd) == Ok(0))
-            .map(|s| s.0)
+            .by_file
+            .get(&(st.st_dev, st.st_ino))
+            .and_then(|fds| fds.iter().copied().find(|&seen| syscall!(libc::SYS_kcmp, pid, pid, KCMP_FILE, seen, fd) == Ok(0)))
             .map(|seen_fd| self.number_of(seen_fd));
         self.seen.push((fd, st.st_dev, st.st_ino));
+        self.by_file.entry((st.st_dev, st.st_ino)).or_default().push(fd);
         if no < 0 {
             self.temps.push((no, fd));
         }
@@ -209,7 +272,7 @@ impl Table {
         let by_path = named && gone.is_none() && !is_tty && (o_path || [libc::S_IFREG, libc::S_IFDIR, libc::S_IFCHR, libc::S_IFLNK].contains(&fmt));
         // What the restart checks the file at the path against (the same file, not another one).
         let mut id = ckpt_image::FileId::default();
-        let fs_type = if fmt == libc::S_IFREG || by_path { sys::fs_type(fd).unwrap_or(0) } else { 0 };
+        let fs_type = if fmt == libc::S_IFREG || by_path { facts.fs_type.unwrap_or(0) } else { 0 };
         let kind = if fmt == libc::S_IFREG && fs_type == mqueue::MQUEUE_MAGIC {
             // A POSIX message queue (mq_open), its messages and the process's registration.
             let alone = self.alone;
@@ -232,7 +295,7 @@ impl Table {
             deleted::capture(fd, path, &st).unwrap_or(FdKind::Other { link })
         } else if fmt == libc::S_IFIFO && link.starts_with(b"pipe:") {
             self.pipes.pipe(fd, &n, st.st_ino)
-        } else if fmt == libc::S_IFSOCK && self.sockets.described_elsewhere(fd, st.st_ino) {
+        } else if fmt == libc::S_IFSOCK && self.sockets.described_elsewhere(fd, st.st_ino, facts.domain) {
             // Described once, by the lowest pid of the tree holding it: a tree of hundreds of
             // processes that all inherited hundreds of sockets described each in every process
             // (ten getsockopts and a sock_diag dump each: zdtm session03's 42 s).
@@ -272,10 +335,10 @@ impl Table {
 /// Whether `fd` is a file in a thread's /proc directory of another process that shares this fd
 /// table (clone with CLONE_FILES): what that process's runtime reads through /proc/thread-self
 /// while it takes its own part in the checkpoint, open for an instant in the one table.
-fn sharers_proc_file(fd: i32) -> bool {
+fn sharers_proc_file(fd: i32, facts: &Facts) -> bool {
     // Only a file of /proc can be: asked first with fstatfs, much cheaper than the readlink (a
     // walk of /proc) for a process of a tree that holds hundreds of sockets (zdtm session03).
-    if sys::fs_type(fd).is_ok_and(|t| t != sys::PROC_SUPER_MAGIC) {
+    if facts.fs_type.is_ok_and(|t| t != sys::PROC_SUPER_MAGIC) {
         return false;
     }
     sys::readlink(&sys::cpath(&[b"/proc/thread-self/fd/", &sys::decimal(fd)])).is_ok_and(|link| sharers_proc_link(&link))
@@ -296,13 +359,13 @@ fn sharers_proc_link(link: &[u8]) -> bool {
 /// of another process sharing this fd table (clone with CLONE_FILES) opens for an instant to ask
 /// the kernel about its sockets while it takes its own part in the checkpoint. A program's own
 /// sock_diag socket stays, and is captured (after that moment, up to 200 ms).
-fn sharers_diag_socket(fd: i32) -> bool {
+fn sharers_diag_socket(fd: i32, facts: &Facts) -> bool {
     let opt = |name: i32| {
         let (mut v, mut len) = (0i32, 4u32);
         syscall!(libc::SYS_getsockopt, fd, libc::SOL_SOCKET, name, &mut v as *mut i32, &mut len as *mut u32).ok().map(|_| v)
     };
-    let Ok(st) = sys::fstat(fd) else { return false };
-    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK || opt(libc::SO_DOMAIN) != Some(libc::AF_NETLINK) || opt(libc::SO_PROTOCOL) != Some(libc::NETLINK_SOCK_DIAG) {
+    let st = facts.st;
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK || facts.domain != Some(libc::AF_NETLINK) || opt(libc::SO_PROTOCOL) != Some(libc::NETLINK_SOCK_DIAG) {
         return false;
     }
     let ts = libc::timespec { tv_sec: 0, tv_nsec: 1_000_000 };

@@ -192,10 +192,30 @@ struct Transient {
 
 impl Transient {
     fn open(path: &CStr, flags: i32) -> SysResult<Transient> {
-        use std::sync::atomic::Ordering;
         let fd = open(path, flags | libc::O_APPEND, 0)?;
+        Ok(Transient::noted(fd))
+    }
+
+    /// `name` of our directory fd `dir`.
+    fn open_at(dir: i32, name: &CStr, flags: i32) -> SysResult<Transient> {
+        let fd = syscall!(libc::SYS_openat, dir, name.as_ptr(), flags | libc::O_APPEND | libc::O_CLOEXEC, 0)? as i32;
+        Ok(Transient::noted(fd))
+    }
+
+    fn noted(fd: i32) -> Transient {
+        use std::sync::atomic::Ordering;
         let slot = TRANSIENT.iter().position(|s| s.compare_exchange(0, fd + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok());
-        Ok(Transient { fd, slot })
+        Transient { fd, slot }
+    }
+}
+
+/// A directory of /proc held open for a while, noted as `read_file`'s fds are (`TRANSIENT`),
+/// to read many files of it with `read_file_at`; closed when dropped.
+pub struct ProcDir(Transient);
+
+impl ProcDir {
+    pub fn open(path: &CStr) -> SysResult<ProcDir> {
+        Transient::open(path, libc::O_RDONLY | libc::O_DIRECTORY).map(ProcDir)
     }
 }
 
@@ -227,9 +247,23 @@ pub fn read_start(path: &CStr, buf: &mut [u8]) -> SysResult<usize> {
 }
 
 pub fn read_file(path: &CStr) -> SysResult<Vec<u8>> {
-    let t = Transient::open(path, libc::O_RDONLY)?;
+    read_transient(Transient::open(path, libc::O_RDONLY)?)
+}
+
+/// Read a whole (proc) file `name` of directory `dir` (a `ProcDir`), as `read_file` does: one
+/// open relative to the directory instead of a walk of its path (a process of a tree holding
+/// hundreds of fds reads the fdinfo of each in its pause: zdtm session03).
+pub fn read_file_at(dir: &ProcDir, name: &CStr) -> SysResult<Vec<u8>> {
+    read_transient(Transient::open_at(dir.0.fd, name, libc::O_RDONLY)?)
+}
+
+/// The rest of `read_file`: every byte of the file open at `t`, which is closed after. Only
+/// what was read is allocated: during a checkpoint the allocator is an arena that frees nothing
+/// (`alloc`), and a page of it per file read (an fdinfo of 100 bytes) was a page fault and a
+/// page of memory each, for hundreds of fds in the pause of each process of a tree.
+fn read_transient(t: Transient) -> SysResult<Vec<u8>> {
     let fd = t.fd;
-    let mut out = Vec::with_capacity(4096);
+    let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     let r = loop {
         match read(fd, &mut buf) {
@@ -242,12 +276,12 @@ pub fn read_file(path: &CStr) -> SysResult<Vec<u8>> {
     r.map(|_| out)
 }
 
+/// (Only the link's bytes are allocated: see `read_transient`.)
 pub fn readlink(path: &CStr) -> SysResult<Vec<u8>> {
-    let mut buf = vec![0u8; 4096];
+    let mut buf = [0u8; 4096];
     let (dir, p) = at(path);
     let n = syscall!(libc::SYS_readlinkat, dir, p, buf.as_mut_ptr(), buf.len())? as usize;
-    buf.truncate(n);
-    Ok(buf)
+    Ok(buf[..n].to_vec())
 }
 
 /// Names in a directory (via getdents64), without "." and "..".
@@ -260,15 +294,18 @@ pub fn list_dir_inodes(path: &CStr) -> SysResult<Vec<(u64, Vec<u8>)>> {
     let t = Transient::open(path, libc::O_RDONLY | libc::O_DIRECTORY)?;
     let fd = t.fd;
     let mut names = Vec::new();
-    let mut buf = vec![0u8; 16384];
+    // Not zeroed: only the pages the kernel writes are touched (see `read_transient`).
+    let mut buf: Vec<u8> = Vec::with_capacity(16384);
     loop {
-        let n = match syscall!(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) {
+        let n = match syscall!(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.capacity()) {
             Ok(n) => n as usize,
             Err(e) => return Err(e),
         };
         if n == 0 {
             break;
         }
+        // SAFETY: getdents64 wrote n bytes (at most the capacity) at the start of buf.
+        unsafe { buf.set_len(n) };
         let mut off = 0;
         while off < n {
             // linux_dirent64: ino u64, off i64, reclen u16, type u8, name[]

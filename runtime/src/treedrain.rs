@@ -40,15 +40,16 @@ fn marker(gen: u64, from: u64, to: u64) -> [u8; 16] {
     m[..16].try_into().expect("16 bytes")
 }
 
-/// Whether our fd `fd` is an IPv4 or IPv6 TCP socket.
-fn is_tcp(fd: i32) -> bool {
+/// Whether our fd `fd` (SO_DOMAIN `domain`) is an IPv4 or IPv6 TCP socket.
+fn is_tcp(fd: i32, domain: Option<i32>) -> bool {
     let opt = |o| ckpt_step::sys::getsockopt_int(fd, libc::SOL_SOCKET, o).ok();
-    matches!(opt(libc::SO_DOMAIN), Some(libc::AF_INET | libc::AF_INET6)) && opt(libc::SO_PROTOCOL) == Some(libc::IPPROTO_TCP)
+    matches!(domain, Some(libc::AF_INET | libc::AF_INET6)) && opt(libc::SO_PROTOCOL) == Some(libc::IPPROTO_TCP)
 }
 
 /// Drain and refill our ends of the TCP connections to other processes of the tree (none
-/// outside a tree).
-pub fn drain(gen: u64) -> Vec<Drained> {
+/// outside a tree). `sockets`: ours, as the capture listed them (fd, inode, SO_DOMAIN; the
+/// runtime's own left out).
+pub fn drain(gen: u64, sockets: &[(i32, u64, Option<i32>)]) -> Vec<Drained> {
     if !crate::tree::is_member() {
         return Vec::new();
     }
@@ -59,7 +60,7 @@ pub fn drain(gen: u64) -> Vec<Drained> {
     // process read every fd of every other: zdtm session03).
     // Only TCP sockets: the table of the host's TCP sockets costs a walk of the kernel's whole
     // hash table (~3 ms per family here, whatever it holds), paid in the program's pause.
-    let own: Vec<(i32, u64)> = socket_fds(b"self").into_iter().filter(|&(fd, _)| !crate::control::is_runtime_fd(fd) && is_tcp(fd)).collect();
+    let own: Vec<(i32, u64)> = sockets.iter().filter(|&&(fd, _, domain)| is_tcp(fd, domain)).map(|&(fd, ino, _)| (fd, ino)).collect();
     if own.is_empty() {
         return Vec::new();
     }

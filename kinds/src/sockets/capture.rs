@@ -56,10 +56,11 @@ impl Context {
     /// and only named by this one (`FdKind::TreeSocket`): a UNIX socket without a name (a
     /// socketpair's end, one never bound) that a process with a lower pid holds too (the lowest
     /// holder describes it, its queue with it). Named ones are described by each holder (their
-    /// files and bind directories are seen from each).
-    pub fn described_elsewhere(&self, fd: i32, ino: u64) -> bool {
+    /// files and bind directories are seen from each). `domain`: the socket's SO_DOMAIN, which
+    /// the caller asked already.
+    pub fn described_elsewhere(&self, fd: i32, ino: u64, domain: Option<i32>) -> bool {
         self.elsewhere.binary_search(&ino).is_ok()
-            && sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN).ok() == Some(libc::AF_UNIX)
+            && domain == Some(libc::AF_UNIX)
             && sys::sock_addr(fd, false).len() <= std::mem::size_of::<libc::sa_family_t>()
     }
 
