@@ -18,13 +18,15 @@ use ckpt_step::addrmap::{self, Listener, Lookup, Map, Report};
 /// The TCP listeners and bound UDP sockets of the fd table `fds`, restored at their numbers:
 /// where each was at the checkpoint and is now.
 pub fn listeners(fds: &[FdState]) -> Vec<Listener> {
+    // Restored with its options: IPV6_V6ONLY says whether IPv4 reaches an IPv6 socket.
+    let v6only = |fd: i32, family: i32| family == libc::AF_INET6 && ckpt_step::sys::getsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY).is_ok_and(|v| v != 0);
     fds.iter()
         .filter(|f| f.dup_of.is_none() && f.fd >= 0)
         .filter_map(|f| match &f.kind {
             FdKind::Socket(s) if !matches!(s.family, libc::AF_INET | libc::AF_INET6) => None,
-            FdKind::Socket(s) if s.state == SockState::Listening => Some(Listener { old: s.name.clone(), new: ckpt_step::sys::sock_name(f.fd, false), udp: false }),
+            FdKind::Socket(s) if s.state == SockState::Listening => Some(Listener { old: s.name.clone(), new: ckpt_step::sys::sock_name(f.fd, false), udp: false, v6only: v6only(f.fd, s.family) }),
             FdKind::Socket(s) if s.sock_type == libc::SOCK_DGRAM && s.protocol == libc::IPPROTO_UDP && s.name.len() >= 8 && ckpt_step::sys::port_of(&s.name) != 0 => {
-                Some(Listener { old: s.name.clone(), new: ckpt_step::sys::sock_name(f.fd, false), udp: true })
+                Some(Listener { old: s.name.clone(), new: ckpt_step::sys::sock_name(f.fd, false), udp: true, v6only: v6only(f.fd, s.family) })
             }
             _ => None,
         })

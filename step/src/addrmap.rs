@@ -15,13 +15,20 @@
 use crate::sys;
 
 /// One listener of a task: its sockaddr at the checkpoint and now; `udp`: a bound UDP socket
-/// (its port is another port space than TCP's).
+/// (its port is another port space than TCP's); `v6only`: an IPv6 socket with IPV6_V6ONLY,
+/// which IPv4 does not reach (Open MPI's TCP BTL listens so at [::], and at 0.0.0.0 with
+/// another socket: the same port number on both may be two different listeners).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Listener {
     pub old: Vec<u8>,
     pub new: Vec<u8>,
     pub udp: bool,
+    pub v6only: bool,
 }
+
+/// `Listener`'s flags on the wire.
+const UDP: u32 = 1;
+const V6ONLY: u32 = 2;
 
 /// What a task says at the restart: its rank, its node at the checkpoint (its boot id and its
 /// addresses, IPv4 and IPv6, 4 or 16 bytes each), its node now (the same) and its listeners.
@@ -229,7 +236,7 @@ pub fn encode(reports: &[Report]) -> Vec<u8> {
         for l in &r.listeners {
             e.bytes(&l.old);
             e.bytes(&l.new);
-            e.u32(u32::from(l.udp));
+            e.u32(if l.udp { UDP } else { 0 } | if l.v6only { V6ONLY } else { 0 });
         }
     }
     e.0
@@ -243,7 +250,11 @@ pub fn decode(b: &[u8]) -> Option<Vec<Report>> {
             let boot = d.bytes()?;
             let node = d.list()?;
             let (now_boot, now) = (d.bytes()?, d.list()?);
-            let listeners = (0..d.count()?).map(|_| Some(Listener { old: d.bytes()?, new: d.bytes()?, udp: d.u32()? != 0 })).collect::<Option<Vec<_>>>()?;
+            let listener = |d: &mut Dec| {
+                let (old, new, flags) = (d.bytes()?, d.bytes()?, d.u32()?);
+                Some(Listener { old, new, udp: flags & UDP != 0, v6only: flags & V6ONLY != 0 })
+            };
+            let listeners = (0..d.count()?).map(|_| listener(&mut d)).collect::<Option<Vec<_>>>()?;
             Some(Report { rank, boot, node, now_boot, now, listeners })
         })
         .collect::<Option<Vec<_>>>()?;
@@ -303,8 +314,13 @@ impl Map {
                 } else {
                     vec![old_ip]
                 };
+                // An IPv4 socket is reached at IPv4 addresses only, an IPv6 one with
+                // IPV6_V6ONLY at IPv6 ones only (another task's IPv4 listener may have the
+                // same port: a connect to an IPv4 address and that port is that one's).
                 if v4_only {
                     olds.retain(|ip| ip.len() == 4);
+                } else if l.v6only {
+                    olds.retain(|ip| ip.len() == 16);
                 }
                 // Bound to one address now, or to every address of its node (then reached at
                 // the address `me` reaches its task at, unless the old one still answers).
@@ -523,7 +539,7 @@ mod tests {
 
     #[test]
     fn reports_and_maps_round_trip() {
-        let r = vec![Report { rank: 1, boot: vec![], node: vec![vec![10, 0, 0, 5]], listeners: vec![Listener { old: v4([0; 4], 5000), new: v4([0; 4], 6000), udp: false }], now_boot: b"b".to_vec(), now: vec![vec![10, 1, 0, 5]] }];
+        let r = vec![Report { rank: 1, boot: vec![], node: vec![vec![10, 0, 0, 5]], listeners: vec![Listener { old: v4([0; 4], 5000), new: v4([0; 4], 6000), udp: false, v6only: false }], now_boot: b"b".to_vec(), now: vec![vec![10, 1, 0, 5]] }];
         assert_eq!(decode(&encode(&r)), Some(r.clone()));
         assert_eq!(decode(&encode(&r)[1..]), None);
         let m = Map::of(&r, 0, &[vec![], v4([10, 0, 0, 9], 0)]);
@@ -542,8 +558,8 @@ mod tests {
     fn a_moved_listener_is_reached_at_its_new_node_and_port() {
         let reports = vec![
             Report { rank: 0, boot: vec![], node: vec![vec![10, 0, 0, 1]], listeners: vec![], ..Default::default() },
-            Report { rank: 1, boot: vec![], node: vec![vec![10, 0, 0, 2]], listeners: vec![Listener { old: v4([0; 4], 5000), new: v4([0; 4], 6000), udp: false }], ..Default::default() },
-            Report { rank: 2, boot: vec![], node: vec![vec![10, 0, 0, 1]], listeners: vec![Listener { old: v4([127, 0, 0, 3], 7000), new: v4([127, 0, 0, 3], 7001), udp: false }], ..Default::default() },
+            Report { rank: 1, boot: vec![], node: vec![vec![10, 0, 0, 2]], listeners: vec![Listener { old: v4([0; 4], 5000), new: v4([0; 4], 6000), udp: false, v6only: false }], ..Default::default() },
+            Report { rank: 2, boot: vec![], node: vec![vec![10, 0, 0, 1]], listeners: vec![Listener { old: v4([127, 0, 0, 3], 7000), new: v4([127, 0, 0, 3], 7001), udp: false, v6only: false }], ..Default::default() },
         ];
         let addrs = vec![v4([127, 0, 0, 1], 1), v4([10, 1, 0, 2], 1), v4([10, 1, 0, 1], 1)];
         let m = Map::of(&reports, 0, &addrs);
@@ -564,6 +580,40 @@ mod tests {
         assert_eq!(both.lookup(&v4([10, 0, 0, 2], 5000)), Lookup::To(v4([10, 2, 0, 2], 6500)));
     }
 
+    /// Open MPI's TCP BTL listens with two sockets, at 0.0.0.0 and at [::] with IPV6_V6ONLY,
+    /// each taking the first free port of its family: one rank's IPv4 port may be another's
+    /// (or its own) IPv6 port. Both moved: a connect to an IPv4 address and that port goes to
+    /// the IPv4 listener's new port, whatever the order of the reports (before, the IPv6 one
+    /// reported last took the IPv4 addresses too: the connect went to a port nothing listened
+    /// at for IPv4, refused, and the ring hung in MPI_Reduce).
+    #[test]
+    fn an_ipv6_only_listener_at_the_port_of_an_ipv4_one_does_not_take_its_connects() {
+        let v6 = |port: u16| sockaddr(&[0; 16], port, true);
+        let host = b"host".to_vec();
+        let node = vec![vec![192, 0, 2, 2], vec![0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]];
+        let report = |rank: u32, listeners: Vec<Listener>| Report { rank, boot: host.clone(), node: node.clone(), now_boot: host.clone(), now: node.clone(), listeners };
+        let ipv4 = Listener { old: v4([0; 4], 1027), new: v4([0; 4], 33487), udp: false, v6only: false };
+        let ipv6 = Listener { old: v6(1027), new: v6(36035), udp: false, v6only: true };
+        let addrs = vec![v4([127, 0, 0, 1], 1), v4([127, 0, 0, 1], 1)];
+        for reports in [vec![report(0, vec![ipv4.clone()]), report(1, vec![ipv6.clone()])], vec![report(0, vec![ipv6.clone()]), report(1, vec![ipv4.clone()])], vec![report(0, vec![ipv4.clone(), ipv6.clone()])]] {
+            let m = Map::of(&reports, 0, &addrs);
+            assert_eq!(m.lookup(&v4([192, 0, 2, 2], 1027)), Lookup::To(v4([192, 0, 2, 2], 33487)));
+            assert_eq!(m.lookup(&v4([127, 0, 0, 1], 1027)), Lookup::To(v4([127, 0, 0, 1], 33487)));
+            // An IPv6 socket to the IPv4-mapped address reaches the IPv4 listener too.
+            assert_eq!(m.lookup(&sockaddr(&[192, 0, 2, 2], 1027, true)), Lookup::To(sockaddr(&[192, 0, 2, 2], 33487, true)));
+            // IPv6 addresses reach the IPv6 listener.
+            assert_eq!(m.lookup(&sockaddr(&node[1], 1027, true)), Lookup::To(sockaddr(&node[1], 36035, true)));
+            assert_eq!(m.lookup(&sockaddr(&sockaddr_ip6_loopback(), 1027, true)), Lookup::To(sockaddr(&sockaddr_ip6_loopback(), 36035, true)));
+        }
+        // A dual-stack [::] listener (no IPV6_V6ONLY) is reached at IPv4 addresses as before.
+        let dual = Listener { v6only: false, ..ipv6 };
+        let m = Map::of(&[report(0, vec![dual])], 0, &addrs);
+        assert_eq!(m.lookup(&v4([192, 0, 2, 2], 1027)), Lookup::To(v4([192, 0, 2, 2], 36035)));
+        // The flag crosses the rendezvous.
+        let r = vec![report(0, vec![ipv4, Listener { old: v6(1), new: v6(2), udp: true, v6only: true }])];
+        assert_eq!(decode(&encode(&r)), Some(r));
+    }
+
     /// Tasks on their old nodes again (or on nodes that have the old addresses): a connect to
     /// the old address keeps it (its source address is the one the peer knows: Open MPI's TCP
     /// BTL checks it), only a port that moved changes; on another node it goes to where the
@@ -571,7 +621,7 @@ mod tests {
     #[test]
     fn a_listener_whose_node_still_has_the_old_address_is_reached_there() {
         let node = |ip: [u8; 4]| vec![ip.to_vec()];
-        let every = |old: u16, new: u16| vec![Listener { old: v4([0; 4], old), new: v4([0; 4], new), udp: false }];
+        let every = |old: u16, new: u16| vec![Listener { old: v4([0; 4], old), new: v4([0; 4], new), udp: false, v6only: false }];
         let host = b"host".to_vec();
         let reports = vec![
             Report { rank: 0, boot: host.clone(), node: node([192, 0, 2, 2]), now_boot: host.clone(), now: node([192, 0, 2, 2]), listeners: every(5000, 5000) },
@@ -646,7 +696,7 @@ mod tests {
     #[test]
     fn a_datagram_to_a_task_on_another_node_reaches_it_there() {
         let a = |x: u8| vec![10, 8, 0, x];
-        let udp = |old: u16, new: u16| vec![Listener { old: v4([0; 4], old), new: v4([0; 4], new), udp: true }];
+        let udp = |old: u16, new: u16| vec![Listener { old: v4([0; 4], old), new: v4([0; 4], new), udp: true, v6only: false }];
         let rep = |rank, old: Vec<u8>, now: Vec<u8>, l| Report { rank, boot: b"b".to_vec(), node: vec![old], now_boot: b"b".to_vec(), now: vec![now], listeners: l };
         let reports = vec![rep(0, a(1), a(2), udp(4000, 4000)), rep(1, a(2), a(1), udp(4001, 4501))];
         let addrs = vec![v4([10, 8, 0, 2], 1), v4([10, 8, 0, 1], 1)];

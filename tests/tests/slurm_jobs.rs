@@ -114,16 +114,57 @@ impl Job {
         self.procs().into_iter().filter(|(pid, _)| unsafe { libc::kill(*pid, libc::SIGKILL) } == 0).count()
     }
 
-    /// The processes with the job's id in their environment (they run on this machine: the
-    /// cluster's nodes are processes of it), with their environment.
+    /// The processes with the job's id and our cluster's configuration in their environment
+    /// (they run on this machine: the cluster's nodes are processes of it), with their
+    /// environment.
     fn procs(&self) -> Vec<(i32, Vec<u8>)> {
         let job = format!("SLURM_JOB_ID={}", self.id);
+        // Job ids are per cluster: another test binary's cluster (run at the same time) has a
+        // job of the same id, whose processes name their cluster's configuration.
+        let conf = format!("SLURM_CONF={}", cluster_dir().join("slurm.conf").display());
         let mut out = Vec::new();
         for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else { continue };
             let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            if env.split(|&b| b == 0).any(|v| v == job.as_bytes()) {
+            let has = |v: &str| env.split(|&b| b == 0).any(|e| e == v.as_bytes());
+            if has(&job) && has(&conf) {
                 out.push((pid, env));
+            }
+        }
+        out
+    }
+
+    /// The TCP addresses the job's processes listen on (from /proc/net/tcp and tcp6 rows in the
+    /// listening state whose socket is one of their fds).
+    fn listening(&self) -> Vec<std::net::SocketAddr> {
+        let mut inodes = std::collections::HashSet::new();
+        for (pid, _) in self.procs() {
+            for e in std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten() {
+                if let Some(i) = std::fs::read_link(e.path()).ok().and_then(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(String::from)) {
+                    inodes.insert(i);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (f, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
+            for l in std::fs::read_to_string(f).unwrap_or_default().lines().skip(1) {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                if w.len() < 10 || w[3] != "0A" || !inodes.contains(w[9]) {
+                    continue;
+                }
+                let Some((a, p)) = w[1].split_once(':') else { continue };
+                let Ok(port) = u16::from_str_radix(p, 16) else { continue };
+                let ip: std::net::IpAddr = if v6 {
+                    let mut b = [0u8; 16];
+                    for i in 0..4 {
+                        let word = u32::from_str_radix(&a[i * 8..i * 8 + 8], 16).unwrap_or(0);
+                        b[i * 4..i * 4 + 4].copy_from_slice(&word.to_le_bytes());
+                    }
+                    std::net::Ipv6Addr::from(b).into()
+                } else {
+                    std::net::Ipv4Addr::from(u32::from_str_radix(a, 16).unwrap_or(0).swap_bytes()).into()
+                };
+                out.push(std::net::SocketAddr::new(ip, port));
             }
         }
         out
@@ -149,7 +190,28 @@ impl Job {
             if !kstack.is_empty() {
                 out.push_str(&format!("\n    kernel: {}", kstack.join(" < ")));
             }
+            out.push_str(&threads(pid));
             out.push_str(&user_stacks(pid));
+        }
+        out.push_str(&self.slurm_log_lines(30));
+        out
+    }
+
+    /// The last `n` lines of the private cluster's Slurm logs (controller and nodes) that name
+    /// this job, each with its log's name.
+    fn slurm_log_lines(&self, n: usize) -> String {
+        let (job, step) = (format!("JobId={}", self.id), format!("StepId={}.", self.id));
+        let names = |l: &str| l.contains(&job) || l.contains(&step) || l.contains(&format!("job {}", self.id));
+        let mut out = String::new();
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(cluster_dir().join("log")).into_iter().flatten().flatten().map(|e| e.path()).collect();
+        logs.sort();
+        for log in logs {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().filter(|l| names(l)).collect();
+            let name = log.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+            for l in &lines[lines.len().saturating_sub(n)..] {
+                out.push_str(&format!("\n  {name}: {l}"));
+            }
         }
         out
     }
@@ -170,15 +232,25 @@ impl Job {
         Ok(())
     }
 
-    /// Wait for `cond` on the job's output, failing with the output after `secs`.
+    /// The last `n` lines of the job's output (where it stood, for a failure message: the
+    /// start of a long output says nothing about where it stopped).
+    fn output_tail(&self, n: usize) -> String {
+        let all = self.output();
+        let lines: Vec<&str> = all.lines().collect();
+        let from = lines.len().saturating_sub(n);
+        let cut = if from > 0 { format!("[{from} earlier lines left out]\n") } else { String::new() };
+        format!("{cut}{}", lines[from..].join("\n"))
+    }
+
+    /// Wait for `cond` on the job's output, failing after `secs` with the end of the output and
+    /// where the job's processes are.
     fn wait_output(&self, secs: u64, what: &str, cond: impl Fn(&str) -> bool) -> Result<()> {
         if !wait_until(Duration::from_secs(secs), || cond(&self.output())) {
-            bail!("job {}: {what} not seen within {secs} s; output:\n{}\n{}", self.id, self.output(), self.whereabouts());
+            bail!("job {}: {what} not seen within {secs} s; the output's end:\n{}\n{}", self.id, self.output_tail(60), self.whereabouts());
         }
         Ok(())
     }
 
-    /// Wait until the job is COMPLETED (fail on any other final state or the deadline).
     /// Where the `n` tasks of the job's joined step run now (rank, node), ranks 1..=n: the
     /// processes slurmstepd started (ckpt-run, or the ckpt-restart it became) with the joined
     /// step's identity, read from their environment (a restored process's holds its old node's).
@@ -208,18 +280,43 @@ impl Job {
         Ok(now)
     }
 
+    /// Wait until the job is COMPLETED (fail on any other final state or the deadline, with
+    /// the end of the output, and on the deadline where the job's processes are).
     fn wait_completed(&self, secs: u64) -> Result<()> {
         let mut last = String::new();
         let ended = wait_until(Duration::from_secs(secs), || {
             last = self.state();
             matches!(last.as_str(), "COMPLETED" | "FAILED" | "CANCELLED" | "TIMEOUT" | "NODE_FAIL" | "OUT_OF_MEMORY" | "GONE")
         });
-        if !ended || last != "COMPLETED" {
+        if !ended {
+            // Where everything stood, before the job is cancelled.
+            let stood = self.whereabouts();
             let _ = slurm("scancel").arg(&self.id).status();
-            bail!("job {} ended as {last} (or not within {secs} s); output:\n{}", self.id, self.output());
+            bail!("job {} not ended within {secs} s (still {last}); the output's end:\n{}\n{stood}", self.id, self.output_tail(60));
+        }
+        if last != "COMPLETED" {
+            bail!("job {} ended as {last}; the output's end:\n{}", self.id, self.output_tail(60));
         }
         Ok(())
     }
+}
+
+/// Each thread of `pid` (other than the process's own, shown by its caller when it has more):
+/// its state, the kernel function it sleeps in, and the system call it is in (number and
+/// arguments, from /proc/PID/task/TID/syscall), indented.
+fn threads(pid: i32) -> String {
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return String::new() };
+    let mut tids: Vec<i32> = rd.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+    tids.sort();
+    let mut out = String::new();
+    for tid in tids {
+        let read = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/{f}")).unwrap_or_default();
+        let stat = read("stat");
+        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.split(' ').next()).unwrap_or("?").to_string();
+        let comm = read("comm");
+        out.push_str(&format!("\n    thread {tid} ({}) {state} {} syscall {}", comm.trim(), read("wchan"), read("syscall").trim()));
+    }
+    out
 }
 
 /// Every thread's user stack of `pid` (gdb's `bt`, 12 frames each), indented; empty without
@@ -831,6 +928,8 @@ enum Launch {
     /// which ends), then (exec) the ring of the test; the second's output follows `first
     /// launch done`.
     Twice,
+    /// Requeued while other programs hold every TCP port the job's processes listened at.
+    PortsTaken,
 }
 
 /// `mpi_job` with a ring of `laps` laps, launched as `launch` says.
@@ -923,6 +1022,7 @@ fn mpi_joined_checkpoint_kill_requeue(name: &str, mpi: &Mpi, rounds: u32, launch
     };
     // The node the batch script of run `n` ran on (rank 0's tree).
     let batch_node = |n: u32| run(n).lines().find_map(|l| l.strip_prefix("batch script on ").map(String::from)).unwrap_or_default();
+    let mut holders = Vec::new();
     for round in 1..=rounds {
         if round > 1 {
             // The restarted ring goes on (its links and the step's are up again).
@@ -932,11 +1032,23 @@ fn mpi_joined_checkpoint_kill_requeue(name: &str, mpi: &Mpi, rounds: u32, launch
         let committed = format!("step checkpoint {round}: 3 tasks committed");
         job.wait_output(90, &format!("the joined step's checkpoint {round}"), |_| run(round - 1).contains(&committed))?;
         // Every process of the job: the batch script's tree and the daemons' with their ranks.
+        let listening = if launch == Launch::PortsTaken { job.listening() } else { Vec::new() };
         let killed = job.kill_all();
         ensure!(killed >= 4, "round {round}: only {killed} processes of the job found to kill");
         ensure!(wait_until(Duration::from_secs(60), || !matches!(job.state().as_str(), "RUNNING" | "COMPLETING")), "job {} not ended: {}", job.id, job.state());
         let tail = if launch == Launch::Twice { job.output().split("first launch done\n").nth(1).unwrap_or("").to_string() } else { job.output() };
         ensure!(!tail.lines().any(|l| l.starts_with("result ")), "round {round}: the ring finished before the kill");
+        // Other programs take the ports the job listened at (each family's own: Open MPI's
+        // IPv6 listeners are IPv6-only): every listener of the requeued run moves.
+        ensure!(launch != Launch::PortsTaken || listening.len() >= 4, "round {round}: the job's processes listened at {listening:?} only");
+        // (A port some other program holds already is taken as well.)
+        for a in &listening {
+            match hold_port(a) {
+                Ok(h) => holders.push(h),
+                Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.raw_os_error() == Some(libc::EADDRINUSE)) => {}
+                Err(e) => return Err(e.context(format!("round {round}: cannot take the job's old port {a}"))),
+            }
+        }
         if swap {
             // The requeued run's srun: its task 0 where task 1 was, and the other way round.
             std::fs::write(work.join("hosts"), format!("{}\n{}\n", placed[1].1, placed[0].1))?;
@@ -974,6 +1086,8 @@ fn mpi_joined_checkpoint_kill_requeue(name: &str, mpi: &Mpi, rounds: u32, launch
     let all = job.output();
     let after = run(rounds);
     ensure!(result_of(&after) == Some(expected.as_str()), "the last requeued run did not end with the uninterrupted result {expected}:\n{all}");
+    let said_moved = all.lines().filter(|l| l.contains("its port is held by another program now")).count();
+    ensure!(launch != Launch::PortsTaken || said_moved >= 4, "only {said_moved} listeners said they moved ({} ports taken):\n{all}", holders.len());
     let starts = all.lines().filter(|l| l.starts_with("start ")).count();
     let once = if launch == Launch::Twice { 2 } else { 1 };
     ensure!(starts == once, "the ring started {starts} times ({once} expected: once per launch):\n{all}");
@@ -1139,6 +1253,58 @@ fn sruns_checkpoint_kill_requeue(tag: &str, side_by_side: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Open MPI's joined step requeued while other programs hold every port its processes
+/// listened at (as other jobs on the nodes may): every listener moves, mpirun's, the orteds'
+/// and the ranks' (the TCP BTL's at 0.0.0.0 and at [::] IPv6-only, each family from port 1024
+/// on, so that one rank's IPv4 port is often another's IPv6 port). The connections the ranks
+/// first make after the restart (MPI_Reduce's) reach each listener at its new port, and the
+/// ring ends with the uninterrupted result, started once. (Before, the IPv6 listener took the
+/// connects to the IPv4 one's old port: refused, and the job hung in MPI_Reduce.)
+#[test]
+fn slurm_openmpi_mpirun_joined_step_requeued_with_its_ports_taken_same_result() -> Result<()> {
+    mpi_joined_checkpoint_kill_requeue("slurm-ompi-taken", &OPEN_MPI, 1, Launch::PortsTaken)
+}
+
+/// A listening socket at `a` (an IPv6 one IPv6-only), held until it is dropped.
+fn hold_port(a: &std::net::SocketAddr) -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let family = if a.is_ipv6() { libc::AF_INET6 } else { libc::AF_INET };
+    // SAFETY: socket(2) with constant arguments.
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("socket");
+    }
+    // SAFETY: fd is a new socket of ours, owned from here on.
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    let opt = |level, name| {
+        // SAFETY: an int option of our socket, `one` lives across the call.
+        unsafe { libc::setsockopt(fd, level, name, &one as *const libc::c_int as *const libc::c_void, 4) };
+    };
+    opt(libc::SOL_SOCKET, libc::SO_REUSEADDR);
+    let rc = match a {
+        std::net::SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in { sin_family: libc::AF_INET as u16, sin_port: a.port().to_be(), sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() }, sin_zero: [0; 8] };
+            // SAFETY: bind(2) of our socket to a sockaddr_in that lives across the call.
+            unsafe { libc::bind(fd, &sin as *const libc::sockaddr_in as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_in>() as u32) }
+        }
+        std::net::SocketAddr::V6(a) => {
+            opt(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY);
+            let sin6 = libc::sockaddr_in6 { sin6_family: libc::AF_INET6 as u16, sin6_port: a.port().to_be(), sin6_flowinfo: 0, sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() }, sin6_scope_id: 0 };
+            // SAFETY: bind(2) of our socket to a sockaddr_in6 that lives across the call.
+            unsafe { libc::bind(fd, &sin6 as *const libc::sockaddr_in6 as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_in6>() as u32) }
+        }
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("bind");
+    }
+    // SAFETY: listen(2) on our bound socket.
+    if unsafe { libc::listen(fd, 1) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("listen");
+    }
+    Ok(owned)
 }
 
 /// Two sruns of one tree at once, each its own part of the tree's joined step: the batch
