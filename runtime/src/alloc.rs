@@ -275,6 +275,14 @@ fn scratch_mode() -> bool {
     SCRATCH.active.load(Ordering::Relaxed) && on_checkpoint_thread()
 }
 
+/// Whether the caller's allocations come from the scratch arena now (a checkpoint's, freed as a
+/// whole at its end). Outside it, general memory: a size class not used before maps a slab of
+/// its own (256 KiB at least) that stays, and a restarted program that then allocates in a new
+/// class has a mapping it did not have (restore_memory_maps).
+pub(crate) fn in_scratch() -> bool {
+    scratch_mode()
+}
+
 fn big_len(layout: &Layout) -> usize {
     page_up(layout.size())
 }

@@ -263,7 +263,8 @@ pub fn read_file_at(dir: &ProcDir, name: &CStr) -> SysResult<Vec<u8>> {
 /// page of memory each, for hundreds of fds in the pause of each process of a tree.
 fn read_transient(t: Transient) -> SysResult<Vec<u8>> {
     let fd = t.fd;
-    let mut out = Vec::new();
+    // Outside a checkpoint, the one size class such reads always had (`alloc::in_scratch`).
+    let mut out = if crate::alloc::in_scratch() { Vec::new() } else { Vec::with_capacity(4096) };
     let mut buf = [0u8; 4096];
     let r = loop {
         match read(fd, &mut buf) {
@@ -276,12 +277,17 @@ fn read_transient(t: Transient) -> SysResult<Vec<u8>> {
     r.map(|_| out)
 }
 
-/// (Only the link's bytes are allocated: see `read_transient`.)
+/// (In a checkpoint only the link's bytes are allocated: see `read_transient`.)
 pub fn readlink(path: &CStr) -> SysResult<Vec<u8>> {
     let mut buf = [0u8; 4096];
     let (dir, p) = at(path);
     let n = syscall!(libc::SYS_readlinkat, dir, p, buf.as_mut_ptr(), buf.len())? as usize;
-    Ok(buf[..n].to_vec())
+    if crate::alloc::in_scratch() {
+        return Ok(buf[..n].to_vec());
+    }
+    let mut out = Vec::with_capacity(buf.len());
+    out.extend_from_slice(&buf[..n]);
+    Ok(out)
 }
 
 /// Names in a directory (via getdents64), without "." and "..".
