@@ -49,7 +49,7 @@ mod init;
 mod joins;
 pub mod jobstop;
 mod report;
-pub use report::attach_fd;
+pub use report::{attach_fd, attached_fd};
 mod samefds;
 mod nscheck;
 mod phasetimes;

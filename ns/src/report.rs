@@ -117,6 +117,20 @@ pub fn attach_fd(msg: &mut libc::msghdr, cbuf: &mut [u8; 64], fd: RawFd) {
     }
 }
 
+/// The fd a received `msg` carries: its first SCM_RIGHTS control message's first fd (the
+/// counterpart of `attach_fd`). No system call: the runtime uses it with its raw ones.
+pub fn attached_fd(msg: &libc::msghdr) -> Option<RawFd> {
+    // SAFETY: msg's control buffer was filled by recvmsg; CMSG_FIRSTHDR stays within
+    // msg_controllen and CMSG_DATA of an SCM_RIGHTS message holds at least one fd.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(msg);
+        if !c.is_null() && (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+            return Some(std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const RawFd));
+        }
+    }
+    None
+}
+
 /// Receive one message (None: init closed its end, or garbage) and the fd it carries.
 pub fn recv(sock: RawFd, flags: i32) -> std::io::Result<Option<(Msg, Option<OwnedFd>)>> {
     let mut data = [0u8; LEN];

@@ -86,11 +86,8 @@ fn wait_and_take(sock: i32, owner: i32) -> Result<Option<i32>, i32> {
             Err(e) => return Err(e),
             Ok(_) => {}
         }
-        if p[0].revents & libc::POLLIN != 0 {
-            return recv_fd(sock);
-        }
-        if p[1].revents != 0 {
-            // It ended: what it sent before that is there still.
+        // The pidfd came, or the process ended (what it sent before that is there still).
+        if p[0].revents & libc::POLLIN != 0 || p[1].revents != 0 {
             return recv_fd(sock);
         }
     }
@@ -112,14 +109,7 @@ fn recv_fd(sock: i32) -> Result<Option<i32>, i32> {
             Ok(_) => break,
         }
     }
-    // SAFETY: walking the control messages the kernel wrote into cbuf.
-    unsafe {
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        if !c.is_null() && (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-            return Ok(Some(std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32)));
-        }
-    }
-    Ok(None)
+    Ok(ckpt_ns::attached_fd(&msg))
 }
 
 fn one_byte(b: &mut [u8; 1]) -> libc::iovec {

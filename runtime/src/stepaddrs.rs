@@ -170,14 +170,19 @@ fn show_old(addr: *mut libc::sockaddr, len: *mut libc::socklen_t, room: libc::so
 
 /// The room the caller gave for the address (0: none).
 fn room(addr: *mut libc::sockaddr, len: *mut libc::socklen_t) -> libc::socklen_t {
-    if addr.is_null() || len.is_null() || !VIEW.load(Ordering::Acquire) {
+    room_if(addr, len, VIEW.load(Ordering::Acquire))
+}
+
+/// `*len` where there is an `addr` and something to show (`wanted`), else 0.
+fn room_if(addr: *mut libc::sockaddr, len: *mut libc::socklen_t, wanted: bool) -> libc::socklen_t {
+    if addr.is_null() || len.is_null() || !wanted {
         return 0;
     }
     // SAFETY: the caller's len, readable by libc's contract.
     unsafe { *len }
 }
 
-/// `call` (libc's accept, accept4, getpeername, getsockname, recvfrom or recvmsg with the
+/// `call` (libc's accept, accept4, getpeername or getsockname with the
 /// caller's arguments) with the address it gives at `addr` as the program knew it (`own`: a
 /// socket's own name).
 fn named<R: PartialOrd + Default>(addr: *mut libc::sockaddr, len: *mut libc::socklen_t, own: bool, call: impl FnOnce() -> R) -> R {
@@ -311,15 +316,6 @@ fn after_recv(fd: c_int, addr: *mut libc::sockaddr, len: *mut libc::socklen_t, r
     }
 }
 
-/// The inode of `fd` (0: none).
-fn ino_of(fd: c_int) -> u64 {
-    // SAFETY: an all-zero stat is a valid out-parameter.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat into our stat (a plain trap: the runtime's own call).
-    let r = unsafe { libc::syscall(libc::SYS_fstat, fd, &mut st as *mut libc::stat) };
-    if r == 0 { st.st_ino } else { 0 }
-}
-
 /// Whether the source the kernel wrote at `addr` is a stand-in's of a datagram queued on
 /// `fd`'s socket at the checkpoint: then its source at the checkpoint is written there instead.
 fn queued_source(fd: c_int, addr: *mut libc::sockaddr, len: *mut libc::socklen_t, room: libc::socklen_t, peek: bool) -> bool {
@@ -337,7 +333,7 @@ fn queued_source(fd: c_int, addr: *mut libc::sockaddr, len: *mut libc::socklen_t
     if !m.queued.iter().any(|(_, at, _)| same(at)) {
         return false;
     }
-    let ino = ino_of(fd);
+    let ino = crate::sys::fstat(fd).map_or(0, |st| st.st_ino);
     let Some(i) = m.queued.iter().position(|(i, at, _)| *i == ino && same(at)) else { return false };
     let from = if peek { m.queued[i].2.clone() } else { m.queued.remove(i).2 };
     QUEUED.store(!m.queued.is_empty(), Ordering::Release);
@@ -354,11 +350,7 @@ fn queued_source(fd: c_int, addr: *mut libc::sockaddr, len: *mut libc::socklen_t
 
 /// The room the caller gave for a received datagram's source (0: none, or nothing to show).
 fn recv_room(addr: *mut libc::sockaddr, len: *mut libc::socklen_t) -> libc::socklen_t {
-    if addr.is_null() || len.is_null() || !(VIEW.load(Ordering::Acquire) || QUEUED.load(Ordering::Acquire)) {
-        return 0;
-    }
-    // SAFETY: the caller's len, readable by libc's contract.
-    unsafe { *len }
+    room_if(addr, len, VIEW.load(Ordering::Acquire) || QUEUED.load(Ordering::Acquire))
 }
 
 /// # Safety

@@ -269,14 +269,7 @@ fn recv(nonblock: bool) -> Option<(TreeMsg, i32)> {
                 return None;
             }
             Ok(n) => {
-                let mut got = -1;
-                // SAFETY: walking the control messages the kernel wrote into cbuf.
-                unsafe {
-                    let c = libc::CMSG_FIRSTHDR(&msg);
-                    if !c.is_null() && (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                        got = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32);
-                    }
-                }
+                let got = ckpt_ns::attached_fd(&msg).unwrap_or(-1);
                 match TreeMsg::decode(&data[..n as usize]) {
                     Some(m) => return Some((m, got)),
                     None => {
