@@ -157,7 +157,8 @@ fn accept(lfd: i32) -> Result<i32, i32> {
     Ok(a as i32)
 }
 
-fn fstat_ino(fd: i32) -> u64 {
+/// The inode of our fd `fd` (0 if fstat fails).
+pub(super) fn fstat_ino(fd: i32) -> u64 {
     // SAFETY: an all-zero stat is a valid out-parameter.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat on an fd of ours.

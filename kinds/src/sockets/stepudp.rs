@@ -40,14 +40,6 @@ pub(super) fn is_udp(s: &Socket) -> bool {
     matches!(s.family, libc::AF_INET | libc::AF_INET6) && s.sock_type == libc::SOCK_DGRAM && s.protocol == libc::IPPROTO_UDP
 }
 
-fn sockaddr_in(ip: [u8; 4], port: u16) -> Vec<u8> {
-    let mut a = vec![0u8; std::mem::size_of::<libc::sockaddr_in>()];
-    a[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
-    a[2..4].copy_from_slice(&port.to_be_bytes());
-    a[4..8].copy_from_slice(&ip);
-    a
-}
-
 fn sockaddr_in6_loopback() -> Vec<u8> {
     let mut a = vec![0u8; std::mem::size_of::<libc::sockaddr_in6>()];
     a[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
@@ -98,8 +90,8 @@ impl Sockets<'_> {
         // or at an IPv4-mapped one, too); at IPv6 loopback otherwise. A socket bound to every
         // address is reached at loopback.
         let (fam, at, dest) = match (to.family == libc::AF_INET6, ip.len()) {
-            (false, _) | (true, 4) => (libc::AF_INET, sockaddr_in(STAND_IN, 0), sockaddr_in(if any { [127, 0, 0, 1] } else { ip[..4].try_into().expect("4 bytes") }, port)),
-            (true, _) if any && !v6_only => (libc::AF_INET, sockaddr_in(STAND_IN, 0), sockaddr_in([127, 0, 0, 1], port)),
+            (false, _) | (true, 4) => (libc::AF_INET, ckpt_step::sys::sockaddr_in(STAND_IN, 0), ckpt_step::sys::sockaddr_in(if any { [127, 0, 0, 1] } else { ip[..4].try_into().expect("4 bytes") }, port)),
+            (true, _) if any && !v6_only => (libc::AF_INET, ckpt_step::sys::sockaddr_in(STAND_IN, 0), ckpt_step::sys::sockaddr_in([127, 0, 0, 1], port)),
             (true, _) => {
                 let mut d = name.clone();
                 if any && d.len() >= 24 {
@@ -122,17 +114,9 @@ impl Sockets<'_> {
         let standin = ckpt_step::sys::sock_name(t, false);
         crate::close(t);
         if r.is_ok() {
-            let ino = fstat_ino(self.made[&to.ino]);
+            let ino = super::requeue::fstat_ino(self.made[&to.ino]);
             self.later.queued.push((ino, standin, m.from.clone()));
         }
         r
     }
-}
-
-fn fstat_ino(fd: RawFd) -> u64 {
-    // SAFETY: an all-zero stat is a valid out-parameter; fstat on an fd of ours.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    unsafe { libc::fstat(fd, &mut st) };
-    st.st_ino
 }
