@@ -28,6 +28,12 @@
  *   through the direction still open, shuts it down, and the parent checks them likewise.
  *   fin-wait1-locked: as fin-wait1, the child's receive buffer sized small by the program
  *   (SO_RCVBUF 16 KiB, which locks it): the bytes behind the FIN can never all be in it.
+ * MODE v6only: the parent listens on [::] with IPV6_V6ONLY (a free port) and on 0.0.0.0 at the
+ *   same port (which only IPV6_V6ONLY on the first allows), and forks: both processes hold both
+ *   listeners. Round r: one process (the parent on even rounds, the child on odd ones) connects
+ *   to [::1] and to 127.0.0.1 at that port, sends r on each and reads r + 1000 back; the other
+ *   accepts from the [::] listener then from the 0.0.0.0 one, checks each client's family and
+ *   number and answers. Each closes its connection once done (the client first).
  * Deterministic result.
  */
 #include <fcntl.h>
@@ -363,6 +369,88 @@ static int udp(int rounds, int delay)
     return end_tree(child, state);
 }
 
+/* Round r's two connections (to [::1] and 127.0.0.1 at port) from the connecting process. */
+static void v6only_connect(int r, uint16_t port)
+{
+    for (int k = 0; k < 2; k++) {
+        struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+        struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        int c = socket(k == 0 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+        int rc = k == 0 ? connect_from_free_port(c, &a6, sizeof a6) : connect_from_free_port(c, &a4, sizeof a4);
+        if (c < 0 || rc != 0) {
+            fprintf(stderr, "round %d: connect to %s: %s\n", r, k == 0 ? "[::1]" : "127.0.0.1", strerror(errno));
+            exit(93);
+        }
+        int32_t t = r * 2 + k, back = -1;
+        xfer(c, &t, sizeof t, 1);
+        xfer(c, &back, sizeof back, 0);
+        if (back != t + 1000) {
+            fprintf(stderr, "round %d: answer %d from %s\n", r, back, k == 0 ? "[::1]" : "127.0.0.1");
+            exit(93);
+        }
+        close(c);
+    }
+}
+
+/* Round r's two connections accepted, from the [::] listener then the 0.0.0.0 one. */
+static void v6only_accept(int r, int l6, int l4)
+{
+    for (int k = 0; k < 2; k++) {
+        struct sockaddr_storage from;
+        socklen_t fl = sizeof from;
+        int c;
+        while ((c = accept(k == 0 ? l6 : l4, (struct sockaddr *)&from, &fl)) < 0 && errno == EINTR)
+            ;
+        int32_t t = -1;
+        if (c >= 0)
+            xfer(c, &t, sizeof t, 0);
+        if (c < 0 || t != r * 2 + k || from.ss_family != (k == 0 ? AF_INET6 : AF_INET)) {
+            fprintf(stderr, "round %d: accepted %d (family %d) on the %s listener: %s\n", r, t, from.ss_family, k == 0 ? "[::]" : "0.0.0.0", c < 0 ? strerror(errno) : "");
+            exit(93);
+        }
+        t += 1000;
+        xfer(c, &t, sizeof t, 1);
+        char b;
+        while (read(c, &b, 1) < 0 && errno == EINTR) /* the client closes first */
+            ;
+        close(c);
+    }
+}
+
+static int v6only(int rounds, int delay)
+{
+    int one = 1;
+    struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT };
+    socklen_t len = sizeof a6;
+    int l6 = socket(AF_INET6, SOCK_STREAM, 0), l4 = socket(AF_INET, SOCK_STREAM, 0);
+    if (l6 < 0 || l4 < 0 || setsockopt(l6, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0 || bind_free_port(l6, &a6, sizeof a6) != 0 || getsockname(l6, (struct sockaddr *)&a6, &len) != 0) {
+        perror("v6only listener");
+        return 1;
+    }
+    uint16_t port = ntohs(a6.sin6_port);
+    struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_ANY) };
+    if (bind(l4, (struct sockaddr *)&a4, sizeof a4) != 0 || listen(l6, 8) != 0 || listen(l4, 8) != 0) {
+        perror("0.0.0.0 listener at the same port");
+        return 1;
+    }
+    pid_t child = fork();
+    int me = child == 0; /* 1: the child */
+    uint64_t state = 0;
+    for (int r = 0; r < rounds; r++) {
+        if (!me)
+            step(r);
+        if (r % 2 == me)
+            v6only_connect(r, port);
+        else
+            v6only_accept(r, l6, l4);
+        state = mix(state + (uint64_t)r * 3);
+        sleep_ms(delay);
+    }
+    if (me)
+        _exit(7);
+    return end_tree(child, state);
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "buffers";
@@ -376,6 +464,8 @@ int main(int argc, char **argv)
         return udp(rounds, delay);
     if (strncmp(mode, "fin-wait1", 9) == 0 || strcmp(mode, "closing") == 0 || strcmp(mode, "last-ack") == 0)
         return closing(mode, rounds, delay);
+    if (strcmp(mode, "v6only") == 0)
+        return v6only(rounds, delay);
     fprintf(stderr, "unknown mode %s\n", mode);
     return 2;
 }

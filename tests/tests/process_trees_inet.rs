@@ -15,6 +15,9 @@
 //!   end of the stream (also as nobody); the direction still open carries bytes after it;
 //! - one whose receiver the program sized too small for them (a locked SO_RCVBUF): refused in
 //!   one line naming the closing state.
+//! - a [::] listener with IPV6_V6ONLY beside a 0.0.0.0 one at the same port, both held by
+//!   parent and child: made once with IPV6_V6ONLY before the bind, both accept after the
+//!   restart (from ::1 and 127.0.0.1; also twice restarted as nobody).
 
 use anyhow::Result;
 use ckpt_tests::{Program, Workdir};
@@ -98,4 +101,21 @@ fn a_tcp_connection_in_last_ack_continues_as_nobody() -> Result<()> {
 #[test]
 fn a_tcp_connection_closing_with_bytes_that_cannot_reach_its_receiver_is_refused() -> Result<()> {
     ckpt_tests::trees::shared_object_refused("inet-tcp-closing-locked", "tree_inet.c", "fin-wait1-locked", "closing state", false)
+}
+
+fn v6only(work: &Workdir) -> Result<Program> {
+    Program::c(work, "tree_inet.c", &[], &["v6only", "150", "30"])
+}
+
+/// A [::] listener with IPV6_V6ONLY and a 0.0.0.0 one at the same port, both held by parent
+/// and child (made once by the tree's root at the restart): IPV6_V6ONLY is set before the bind,
+/// or the second bind fails (EADDRINUSE); both accept after it, from ::1 and 127.0.0.1.
+#[test]
+fn an_ipv6_only_listener_beside_an_ipv4_one_at_its_port_shared_by_two_processes_continues() -> Result<()> {
+    ckpt_tests::trees::verify("inet-v6only", v6only, &[20], false, 2).map(drop)
+}
+
+#[test]
+fn an_ipv6_only_listener_beside_an_ipv4_one_at_its_port_continues_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("inet-v6only-nobody", v6only, &[15, 60], true, 2).map(drop)
 }

@@ -209,6 +209,7 @@ impl Sockets<'_> {
             return Ok(l);
         }
         let t = self.new_plain(server)?;
+        self.early(t, server); // IPV6_V6ONLY (inherited from its listener) and the like
         if let Err(e) = self.bind_inet(t, server, &server.name) {
             close(t);
             return Err(e);

@@ -135,6 +135,10 @@ fn bound_to(s: &Socket, addr: &[u8], wait: bool) -> Result<RawFd> {
     let addr = &here(addr)[..];
     // SAFETY: plain socket creation.
     let fd = check(unsafe { libc::socket(s.family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) }, || "socket".into())?;
+    // The options bind depends on (IPV6_V6ONLY above all: a [::] listener beside a 0.0.0.0 one
+    // at the same port; SO_REUSEPORT, SO_BINDTODEVICE, IP_FREEBIND) before it, as the
+    // single-process restore sets them (`Sockets::early`); the rest are set again later.
+    let _ = super::opts::restore(fd, &s.opts, super::opts::Phase::Early);
     let one: i32 = 1;
     let bind = || {
         // SAFETY: an int option on a socket of ours; addr is a sockaddr of its length.
