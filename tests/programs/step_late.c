@@ -3,7 +3,7 @@
  * connect to each other late, to the address and port a task published at its start (as MPI's
  * modex or a ports file): a connection first made after a restart.
  *
- * Usage: step_late DIR [ROUNDS=80] [LATE=70] [DELAY_MS=50] [OWN_ADDRESS=0] [UDP=0] [SHARE=0] [NODE=-] [BIND=0]
+ * Usage: step_late DIR [ROUNDS=80] [LATE=70] [DELAY_MS=50] [OWN_ADDRESS=0] [UDP=0] [SHARE=0] [NODE=-] [BIND=0] [EARLY=0]
  * (STEP_LATE_ALONE set and no SLURM_* variables: task 0 of 1, a program that is no step.)
  * Each task listens at a port of its own, on every address, or with OWN_ADDRESS=1 on
  * 127.0.0.(2 + rank) only, and publishes "ADDRESS PORT" as DIR/port.RANK (ADDRESS 127.0.0.1
@@ -22,7 +22,11 @@
  * i into its state, prints "step i state=<hex>" and sleeps DELAY_MS. At round LATE every task
  * but 0 reads DIR/port.0 (then, not before), connects there and sends its rank and state;
  * task 0 accepts them all, folds their states in rank order and sends the sum back; each
- * folds it into its state. Last "result <hex>". Deterministic for the same N and arguments.
+ * folds it into its state. With EARLY (a round before LATE) every task but 0 also connects
+ * there at round EARLY and sends a byte; task 0 accepts them all, reads the byte and closes each
+ * connection first, so that its end lingers in TIME_WAIT on its listener's port for a minute
+ * (the listener has no SO_REUSEADDR, and so neither has the connection); nothing of it goes
+ * into the state. Last "result <hex>". Deterministic for the same N and arguments.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -70,6 +74,7 @@ int main(int argc, char **argv)
     int share = argc > 7 && atoi(argv[7]) == 1;
     const char *node = argc > 8 && strcmp(argv[8], "-") != 0 ? argv[8] : NULL;
     int bind_own = argc > 9 && atoi(argv[9]) == 1 && node != NULL;
+    long early = argc > 10 ? atol(argv[10]) : 0;
     struct in_addr node_ip = { 0 };
     if (node != NULL && inet_pton(AF_INET, node, &node_ip) != 1) {
         fprintf(stderr, "step_late: NODE %s is no IPv4 address\n", node);
@@ -130,6 +135,28 @@ int main(int argc, char **argv)
     printf("start step_late rank=%ld n=%ld\n", rank, n);
     for (long i = 1; i <= rounds; i++) {
         state = mix(state, (uint64_t)i);
+        if (i == early && i != late && rank == 0) {
+            for (long k = 1; k < n; k++) {
+                char b;
+                int c = accept(l, NULL, NULL);
+                if (c < 0)
+                    die("early accept");
+                io_all(c, &b, 1, 0);
+                close(c);
+            }
+        } else if (i == early && i != late) {
+            char addr[64], b = 1;
+            int port = read_published(dir, "port", 0, addr);
+            struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+            int c = socket(AF_INET, SOCK_STREAM, 0);
+            if (c < 0 || inet_pton(AF_INET, addr, &to.sin_addr) != 1 || connect(c, (struct sockaddr *)&to, sizeof to) != 0)
+                die("early connect");
+            io_all(c, &b, 1, 1);
+            ssize_t k; /* task 0 closes first */
+            while ((k = read(c, &b, 1)) > 0 || (k < 0 && errno == EINTR))
+                ;
+            close(c);
+        }
         if (i == late && rank == 0) {
             uint64_t *from = calloc((size_t)n, sizeof *from);
             int *fds = calloc((size_t)n, sizeof *fds);

@@ -20,7 +20,10 @@
 //! between the two nodes, its srun a stand-in (programs/netns_srun.c) that runs each orted in
 //! its node's namespace as a joined step's task; checkpointed, killed, resumed with the orteds
 //! (and their ranks) swapped between the nodes: the TCP connection between the two ranks of a
-//! node, over its node's address, is made again at the new node's address. Needs root and `ip` (skipped otherwise); leaves no namespace
+//! node, over its node's address, is made again at the new node's address. And restarted where
+//! each task ran, right after the kill, task 0's listener port still held by the TIME_WAIT end
+//! of a connection task 1 made early (its peer on the other node: it cannot be ended from
+//! here): waited out, not moved. Needs root and `ip` (skipped otherwise); leaves no namespace
 //! behind.
 
 use anyhow::{bail, ensure, Context, Result};
@@ -214,8 +217,25 @@ fn checkpoint_and_kill(tasks: &mut [Proc], past: u64, n: u32) -> Result<()> {
     Ok(())
 }
 
+/// step_late as TCP, with task 1's early connection at round 2 (before the checkpoint), which
+/// task 0 closes first: its end lingers in TIME_WAIT on task 0's listener port for a minute.
+const TCP_EARLY: Program = Program {
+    argv: |exe, ports, delay, addr| {
+        let mut v = late_argv(exe, ports, delay, addr);
+        v.push("2".into());
+        v
+    },
+    ..TCP
+};
+
 /// `twice`: restarted swapped, checkpointed again and restarted where each task was at first.
 fn late_exchange_on_swapped_nodes(tag: &str, prog: &Program, as_nobody: bool, twice: bool) -> Result<()> {
+    late_exchange(tag, prog, as_nobody, twice, [1, 0])
+}
+
+/// The step checkpointed, every task killed and restarted with task r in namespace
+/// `restart_at[r]` (`twice`: checkpointed again there and restarted where each was at first).
+fn late_exchange(tag: &str, prog: &Program, as_nobody: bool, twice: bool, restart_at: [usize; 2]) -> Result<()> {
     let bins = Bins::locate()?;
     let work = Workdir::new(tag)?;
     let exe = compile_c(&work, prog.source, &[])?;
@@ -228,8 +248,8 @@ fn late_exchange_on_swapped_nodes(tag: &str, prog: &Program, as_nobody: bool, tw
         let step = Step { bins: &bins, work: &work, exe: &exe, prog, nodes: &nodes, job: format!("netns{}", std::process::id()), as_nobody };
         let mut first = step.start([0, 1], 0)?;
         checkpoint_and_kill(&mut first, 5, 1)?;
-        // Task 0 where task 1 was, and task 1 where task 0 was.
-        let mut second = step.start([1, 0], 1)?;
+        // Swapped: task 0 where task 1 was, and task 1 where task 0 was.
+        let mut second = step.start(restart_at, 1)?;
         if twice {
             // Checkpointed there, and back where each was at first: the first run's addresses
             // are the nodes' own again, and nothing shows otherwise.
@@ -245,6 +265,8 @@ fn late_exchange_on_swapped_nodes(tag: &str, prog: &Program, as_nobody: bool, tw
             ensure!(!out.contains("start step_"), "task {r} started over:\n{out}");
             ensure!(p.record().success(), "task {r} failed:\n{out}\n{err}");
             ensure!(result_of(&out) == Some(expected[r].as_str()), "task {r}: result {:?}, uninterrupted {}; stdout:\n{out}\nstderr:\n{err}", result_of(&out), expected[r]);
+            // Nothing but the killed run's closed connections held a port here.
+            ensure!(!err.contains("so it listens at"), "task {r}'s listener moved to another port:\n{err}");
         }
         for (r, lines) in (prog.shows)(&nodes.addr[0], &nodes.addr[1]).iter().enumerate() {
             let out = second[r].stdout();
@@ -411,6 +433,30 @@ netns_test!(
     false,
     true
 );
+
+/// Restarted where each task ran, right after the kill: task 0's listener port is still held
+/// by the TIME_WAIT end of task 1's early connection, which task 0 closed first (no
+/// SO_REUSEADDR: the listener had none), and whose peer address is on the other node (not
+/// ours to bind, so it cannot be ended from here). Nothing else holds the port: the restart
+/// waits it out (under a minute) and task 0 listens at its old port again, not moved.
+fn late_exchange_in_place_after_time_wait(tag: &str, as_nobody: bool) -> Result<()> {
+    if let Some(why) = unrunnable() {
+        ckpt_tests::skip_test!("{why}");
+        return Ok(());
+    }
+    late_exchange(tag, &TCP_EARLY, as_nobody, false, [0, 1])
+}
+
+#[test]
+fn a_listener_port_held_only_by_closed_connections_in_time_wait_is_waited_for_not_moved_same_result() -> Result<()> {
+    late_exchange_in_place_after_time_wait("nstw", false)
+}
+
+#[test]
+fn a_listener_port_held_only_by_closed_connections_in_time_wait_is_waited_for_not_moved_same_result_as_nobody() -> Result<()> {
+    late_exchange_in_place_after_time_wait("nstw-nobody", true)
+}
+
 netns_test!(late_datagrams_to_old_addresses_after_a_restart_on_swapped_nodes_same_result, "nsudp", UDP, false, false);
 netns_test!(late_datagrams_to_old_addresses_after_a_restart_on_swapped_nodes_same_result_as_nobody, "nsudp-nobody", UDP, true, false);
 netns_test!(

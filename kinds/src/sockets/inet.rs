@@ -21,7 +21,14 @@ impl Sockets<'_> {
         let fd = self.made[&s.ino];
         match s.state {
             SockState::Listening => {
-                match self.listen_at(fd, s, true) {
+                let mut r = self.listen_at(fd, s, true);
+                // A step's task restarted where it ran, its port held only by the killed run's
+                // closed connections whose peers were elsewhere (not ended by `timewait::clear`):
+                // they are waited out rather than the listener moved.
+                if matches!(&r, Err(e) if self.may_move(s, e)) && super::timewait::wait_gone(s.family, &s.name) {
+                    r = self.remade(fd, s).and_then(|()| self.listen_at(fd, s, true));
+                }
+                match r {
                     Err(e) if self.may_move(s, &e) => self.bind_elsewhere(fd, s, &e).and_then(|()| self.listen_at(fd, s, false)),
                     r => r,
                 }

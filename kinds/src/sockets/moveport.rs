@@ -44,7 +44,15 @@ impl Sockets<'_> {
 
     /// `s` (our `fd`) made again and bound at its address with another port.
     pub(super) fn bind_elsewhere(&mut self, fd: RawFd, s: &Socket, why: &Error) -> Result<()> {
-        // bind (or listen) failed: a fresh socket at the same number, with its early options.
+        self.remade(fd, s)?;
+        self.bind_inet(fd, s, &any_port(&s.name)).map_err(|e| Error::Refused(format!("{why}; another port: {e}")))?;
+        said_moved(s, fd);
+        Ok(())
+    }
+
+    /// After a failed bind or listen: a fresh socket of `s` at the same number `fd`, with its
+    /// early options.
+    pub(super) fn remade(&mut self, fd: RawFd, s: &Socket) -> Result<()> {
         // SAFETY: plain socket creation.
         let fresh = check(unsafe { libc::socket(s.family, s.sock_type | libc::SOCK_CLOEXEC, s.protocol) }, || format!("cannot make socket {} again", s.describe()))?;
         // SAFETY: both fds are ours; fd keeps its number.
@@ -53,8 +61,6 @@ impl Sockets<'_> {
         unsafe { libc::close(fresh) };
         check(r, || format!("cannot make socket {} again", s.describe()))?;
         self.early(fd, s);
-        self.bind_inet(fd, s, &any_port(&s.name)).map_err(|e| Error::Refused(format!("{why}; another port: {e}")))?;
-        said_moved(s, fd);
         Ok(())
     }
 }

@@ -78,7 +78,12 @@ fn unix_listener(l: &Socket) -> Result<RawFd> {
 
 /// `l` bound at its address, or where its port is in use at another port of it (said).
 fn bound_or_elsewhere(l: &Socket) -> Result<RawFd> {
-    match bound_to(l, &l.name, false) {
+    let mut r = bound_to(l, &l.name, false);
+    // Held only by the killed run's closed connections whose peers were elsewhere: waited out.
+    if matches!(&r, Err(e) if super::moveport::in_use(e)) && super::timewait::wait_gone(l.family, &here(&l.name)) {
+        r = bound_to(l, &l.name, false);
+    }
+    match r {
         Err(e) if super::moveport::in_use(&e) => {
             let fd = bound_to(l, &super::moveport::any_port(&l.name), false).map_err(|e2| Error::Refused(format!("{e}; another port: {e2}")))?;
             super::moveport::said_moved(l, fd);

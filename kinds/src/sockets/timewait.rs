@@ -8,12 +8,62 @@
 //! refuses with a RST of exactly the sequence number the remain expects, and a remain that gets
 //! such a RST is gone at once (unless net.ipv4.tcp_rfc1337 is 1). Remains whose peer is on
 //! another machine, or whose peer's port is taken, stay: the caller waits or refuses as before.
+//! `wait_gone` waits those out (a step's task restarted on its node right after the kill, whose
+//! peers were on other nodes), with the other remains of closed connections (FIN_WAIT1,
+//! FIN_WAIT2, CLOSING, LAST_ACK), where nothing else holds the port.
 
 use super::diag::{self, InetInfo};
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 const TCP_TIME_WAIT: u8 = 6;
+
+/// The states of a connection its program has closed that end by themselves: FIN_WAIT1,
+/// FIN_WAIT2, TIME_WAIT, LAST_ACK, CLOSING.
+const CLOSED_BY_ITS_PROGRAM: [u8; 5] = [4, 5, TCP_TIME_WAIT, 9, 11];
+
+/// How long `wait_gone` waits: TCP's TIME_WAIT (TCP_TIMEWAIT_LEN, 60 s; an orphan's FIN_WAIT2,
+/// net.ipv4.tcp_fin_timeout, 60 s by default) and a margin.
+const WAIT: Duration = Duration::from_secs(65);
+
+/// Every TCP socket of this network namespace (of either family) whose local address conflicts
+/// with binding `ip` (4 or 16 bytes) at `port`.
+fn holding(port: u16, ip: &[u8]) -> Vec<(i32, InetInfo)> {
+    [libc::AF_INET, libc::AF_INET6]
+        .into_iter()
+        .flat_map(|f| diag::inet_all(f, libc::IPPROTO_TCP).into_iter().map(move |i| (f, i)))
+        .filter(|(f, i)| i.sport == port && (same_ip(ip, *f, &i.src) || i.src.iter().all(|&b| b == 0)))
+        .collect()
+}
+
+/// Wait (at most `WAIT`, said in one line) until the sockets that hold `addr` (a sockaddr_in or
+/// sockaddr_in6 of `family`, to be bound by a TCP listener) are gone, where every one of them
+/// is a connection the killed program closed (a state in `CLOSED_BY_ITS_PROGRAM`): true once
+/// none is left. False at once where none holds it or another does (a listener, a connection
+/// of another program), and where one still holds it after the wait.
+pub fn wait_gone(family: i32, addr: &[u8]) -> bool {
+    let (port, ip) = super::capture::inet_addr(addr);
+    if port == 0 || !matches!(family, libc::AF_INET | libc::AF_INET6) {
+        return false;
+    }
+    let closed = |h: &[(i32, InetInfo)]| h.iter().all(|(_, i)| CLOSED_BY_ITS_PROGRAM.contains(&i.state));
+    let mut left = holding(port, &ip);
+    if left.is_empty() || !closed(&left) {
+        return false;
+    }
+    crate::info(&format!(
+        "waiting for {}: {} closed TCP connection(s) of the killed program still hold it (TIME_WAIT or another closing state; at most {} s)",
+        ckpt_image::describe_addr(family, addr),
+        left.len(),
+        WAIT.as_secs()
+    ));
+    let start = Instant::now();
+    while !left.is_empty() && closed(&left) && start.elapsed() < WAIT {
+        std::thread::sleep(Duration::from_millis(250));
+        left = holding(port, &ip);
+    }
+    left.is_empty()
+}
 
 /// End the TIME_WAIT remains that hold `addr` (a sockaddr_in or sockaddr_in6 of `family`, to
 /// be bound by a TCP socket). True if there were some and none is left.
@@ -22,13 +72,7 @@ pub fn clear(family: i32, addr: &[u8]) -> bool {
     if port == 0 || !matches!(family, libc::AF_INET | libc::AF_INET6) {
         return false;
     }
-    let holding = || -> Vec<(i32, InetInfo)> {
-        [libc::AF_INET, libc::AF_INET6]
-            .into_iter()
-            .flat_map(|f| diag::inet_all(f, libc::IPPROTO_TCP).into_iter().map(move |i| (f, i)))
-            .filter(|(f, i)| i.state == TCP_TIME_WAIT && i.sport == port && same_ip(&ip, *f, &i.src))
-            .collect()
-    };
+    let holding = || -> Vec<(i32, InetInfo)> { holding(port, &ip).into_iter().filter(|(_, i)| i.state == TCP_TIME_WAIT).collect() };
     let mut left = holding();
     if left.is_empty() {
         return false;
