@@ -228,6 +228,17 @@ const TCP_EARLY: Program = Program {
     ..TCP
 };
 
+/// TCP_EARLY with SHARE=1: task 0's child holds its listener too, which the tree's root makes
+/// once at the restart (`pair::listener`).
+const TCP_EARLY_SHARED: Program = Program {
+    argv: |exe, ports, delay, addr| {
+        let mut v = (TCP_EARLY.argv)(exe, ports, delay, addr);
+        v[7] = "1".into();
+        v
+    },
+    ..TCP
+};
+
 /// `twice`: restarted swapped, checkpointed again and restarted where each task was at first.
 fn late_exchange_on_swapped_nodes(tag: &str, prog: &Program, as_nobody: bool, twice: bool) -> Result<()> {
     late_exchange(tag, prog, as_nobody, twice, [1, 0])
@@ -439,22 +450,29 @@ netns_test!(
 /// SO_REUSEADDR: the listener had none), and whose peer address is on the other node (not
 /// ours to bind, so it cannot be ended from here). Nothing else holds the port: the restart
 /// waits it out (under a minute) and task 0 listens at its old port again, not moved.
-fn late_exchange_in_place_after_time_wait(tag: &str, as_nobody: bool) -> Result<()> {
+fn late_exchange_in_place_after_time_wait(tag: &str, prog: &Program, as_nobody: bool) -> Result<()> {
     if let Some(why) = unrunnable() {
         ckpt_tests::skip_test!("{why}");
         return Ok(());
     }
-    late_exchange(tag, &TCP_EARLY, as_nobody, false, [0, 1])
+    late_exchange(tag, prog, as_nobody, false, [0, 1])
 }
 
 #[test]
 fn a_listener_port_held_only_by_closed_connections_in_time_wait_is_waited_for_not_moved_same_result() -> Result<()> {
-    late_exchange_in_place_after_time_wait("nstw", false)
+    late_exchange_in_place_after_time_wait("nstw", &TCP_EARLY, false)
 }
 
 #[test]
 fn a_listener_port_held_only_by_closed_connections_in_time_wait_is_waited_for_not_moved_same_result_as_nobody() -> Result<()> {
-    late_exchange_in_place_after_time_wait("nstw-nobody", true)
+    late_exchange_in_place_after_time_wait("nstw-nobody", &TCP_EARLY, true)
+}
+
+/// The same where task 0's listener is held by two processes of its tree (made once by the
+/// tree's root).
+#[test]
+fn a_listener_two_processes_hold_whose_port_only_closed_connections_hold_is_waited_for_not_moved_same_result() -> Result<()> {
+    late_exchange_in_place_after_time_wait("nstw-tree", &TCP_EARLY_SHARED, false)
 }
 
 netns_test!(late_datagrams_to_old_addresses_after_a_restart_on_swapped_nodes_same_result, "nsudp", UDP, false, false);
