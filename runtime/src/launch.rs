@@ -157,8 +157,9 @@ fn managed_env(l: &Launch, envp: Argv, next: Next) -> EnvBlock {
     let mut strings: Vec<CString> = kept.iter().filter_map(|e| CString::new(*e).ok()).collect();
     strings.extend(CString::new([b"LD_PRELOAD=".as_slice(), &preload].concat()).ok());
     strings.extend(CString::new(format!("{LAUNCH_VAR}={}", next.encode())).ok());
-    // The fd on the outer process's /proc directory goes through the exec too (a spawned
-    // child's, which the spawn makes, is ours: `spawn_with`).
+    // The fd on the outer process's /proc directory goes along, through the exec or the spawn
+    // (`spawn_with`); a copy of the variable the program's environment kept (a shell's) is
+    // left out above: it named some other fd.
     strings.extend(crate::hupgate::exec_var());
     let ptrs = strings.iter().map(|s| s.as_ptr()).chain([std::ptr::null()]).collect();
     EnvBlock { _strings: strings, ptrs }
@@ -236,7 +237,7 @@ pub fn spawn_with(envp: Argv, spawn: impl FnOnce(Argv) -> c_int) -> c_int {
         let _g = gate::enter();
         managed_env(l, envp, Next::Spawned)
     };
-    // The child is made in our fd table's image: the fd the variable names must be in it.
+    // The child gets a copy of our fd table: the fd the variable names must survive its exec.
     crate::hupgate::through_exec(true);
     let r = spawn(block.ptrs.as_ptr());
     crate::hupgate::through_exec(false);
