@@ -19,10 +19,16 @@
 //! lives, a kill) reaches it at once. The program reads back its own handler.
 //!
 //! ckpt-restart does the same for the restarted program (its restarter hands the fd on in
-//! `RestartInfo::outer_proc_fd`). Forked children keep the fd and the gate; a program a managed
-//! process execs in place gets them again (launch.rs). Not covered: a handler installed with a
-//! raw rt_sigaction system call; a child of a tree started by posix_spawn; the processes of a
-//! restarted tree other than the first (restarted without the fd).
+//! `RestartInfo::outer_proc_fd`); the restarters of the other processes of a restarted tree
+//! are made by the first one's (clone3) with the fd and the variable, and hand it on alike
+//! (restarter outerproc.rs). Forked children keep the fd and the gate; a program a managed
+//! process execs in place, or one a member of a tree starts with posix_spawn (system and popen
+//! too), gets them again through the variable (launch.rs): the fd is let through that exec or
+//! spawn (`through_exec`; a child another thread forks meanwhile closes it on exec again,
+//! `after_fork`; a program another thread starts outside the tree at that moment, a ckpt-run of
+//! its own, may inherit it). Not covered: a handler installed with a raw rt_sigaction system
+//! call (no hook sees it); a process of a restarted tree that shares another's fd table (clone
+//! with CLONE_FILES): its restarter hands it no fd.
 
 use crate::kstate;
 use crate::sys::{self, syscall};
@@ -94,20 +100,31 @@ pub fn involved() -> bool {
     armed() || HANDLER.load(Ordering::Acquire) != 0
 }
 
-/// For a program a managed process execs in place (launch.rs): the variable that hands the fd
-/// on to its runtime (None: not armed).
-pub fn exec_var() -> Option<std::ffi::CString> {
-    let fd = OUTER.load(Ordering::Acquire);
-    let name = &OUTER_PROC_VAR[..OUTER_PROC_VAR.len() - 1];
-    (fd >= 0 && sys::still_own(fd)).then(|| std::ffi::CString::new([name, b"=", fd.to_string().as_bytes()].concat()).ok()).flatten()
+/// The name of the variable that hands the fd on (without its NUL).
+pub fn var_name() -> &'static [u8] {
+    &OUTER_PROC_VAR[..OUTER_PROC_VAR.len() - 1]
 }
 
-/// Let the fd through an exec in place (`on`), or close it on exec again (the exec failed).
+/// For a program a managed process execs in place or spawns (launch.rs): the variable that
+/// hands the fd on to its runtime (None: not armed).
+pub fn exec_var() -> Option<std::ffi::CString> {
+    let fd = OUTER.load(Ordering::Acquire);
+    (fd >= 0 && sys::still_own(fd)).then(|| std::ffi::CString::new([var_name(), b"=", fd.to_string().as_bytes()].concat()).ok()).flatten()
+}
+
+/// Let the fd through an exec in place or a spawn (`on`), or close it on exec again (the exec
+/// failed, the spawn is done).
 pub fn through_exec(on: bool) {
     let fd = OUTER.load(Ordering::Acquire);
     if fd >= 0 && sys::still_own(fd) {
         let _ = syscall!(libc::SYS_fcntl, fd, libc::F_SETFD, if on { 0 } else { libc::FD_CLOEXEC });
     }
+}
+
+/// In a forked child (of its own fd table): the fd closes on exec, also when the fork came while
+/// another thread let it through a spawn.
+pub fn after_fork() {
+    through_exec(false);
 }
 
 pub fn is_own_fd(fd: i32) -> bool {

@@ -132,7 +132,7 @@ fn managed_env(l: &Launch, envp: Argv, next: Next) -> EnvBlock {
         let e = unsafe { CStr::from_ptr(p) }.to_bytes();
         if let Some(v) = e.strip_prefix(b"LD_PRELOAD=") {
             user_preload = Some(v.to_vec());
-        } else if !(e.starts_with(LAUNCH_VAR.as_bytes()) && e.get(LAUNCH_VAR.len()) == Some(&b'=')) {
+        } else if !is_var(e, LAUNCH_VAR.as_bytes()) && !is_var(e, crate::hupgate::var_name()) {
             kept.push(e);
         }
         i += 1;
@@ -157,12 +157,17 @@ fn managed_env(l: &Launch, envp: Argv, next: Next) -> EnvBlock {
     let mut strings: Vec<CString> = kept.iter().filter_map(|e| CString::new(*e).ok()).collect();
     strings.extend(CString::new([b"LD_PRELOAD=".as_slice(), &preload].concat()).ok());
     strings.extend(CString::new(format!("{LAUNCH_VAR}={}", next.encode())).ok());
-    if next.pid == sys::getpid() {
-        // In place: the fd on the outer process's /proc directory goes through the exec too.
-        strings.extend(crate::hupgate::exec_var());
-    }
+    // The fd on the outer process's /proc directory goes along, through the exec or the spawn
+    // (`spawn_with`); a copy of the variable the program's environment kept (a shell's) is
+    // left out above: it named some other fd.
+    strings.extend(crate::hupgate::exec_var());
     let ptrs = strings.iter().map(|s| s.as_ptr()).chain([std::ptr::null()]).collect();
     EnvBlock { _strings: strings, ptrs }
+}
+
+/// Whether environment entry `e` is variable `name`'s.
+fn is_var(e: &[u8], name: &[u8]) -> bool {
+    e.starts_with(name) && e.get(name.len()) == Some(&b'=')
 }
 
 /// Whether `envp` holds `LAUNCH_VAR` with settings other than the ones we were started with: a
@@ -179,7 +184,7 @@ fn has_launch(envp: Argv) -> bool {
         }
         // SAFETY: as above.
         let e = unsafe { CStr::from_ptr(p) }.to_bytes();
-        if e.starts_with(LAUNCH_VAR.as_bytes()) && e.get(LAUNCH_VAR.len()) == Some(&b'=') {
+        if is_var(e, LAUNCH_VAR.as_bytes()) {
             return ours.is_none_or(|o| &e[LAUNCH_VAR.len() + 1..] != o.as_slice());
         }
         i += 1;
@@ -232,7 +237,10 @@ pub fn spawn_with(envp: Argv, spawn: impl FnOnce(Argv) -> c_int) -> c_int {
         let _g = gate::enter();
         managed_env(l, envp, Next::Spawned)
     };
+    // The child gets a copy of our fd table: the fd the variable names must survive its exec.
+    crate::hupgate::through_exec(true);
     let r = spawn(block.ptrs.as_ptr());
+    crate::hupgate::through_exec(false);
     let _g = gate::enter();
     drop(block);
     r

@@ -308,6 +308,7 @@ extern "C" fn after_fork_child() {
     sigevthread::after_fork();
     mqnotify::after_fork();
     posixaio::after_fork();
+    hupgate::after_fork();
     sighooks::hand_back_signals();
 }
 
@@ -322,6 +323,7 @@ pub(crate) fn member_child(table_of_parent: bool) {
     if !table_of_parent {
         sys::close_transient_copies();
         sys::close_foreign_copies();
+        hupgate::after_fork();
     }
     launch::set_managed(pid);
     vids::forked_member();

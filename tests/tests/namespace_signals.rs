@@ -319,19 +319,49 @@ fn hold_lifeline(outer: i32) -> Result<std::fs::File> {
 /// SIGHUP to the foreground process group) reaches the program before the namespace's SIGKILL.
 /// The runtime holds such a hangup while ckpt-run is exiting or gone, and the SIGKILL takes the
 /// program without its handler running, as natively.
-/// `in_shell`: the program is a child of a shell that ckpt-run runs (a process of its tree, which
-/// the shell forked and which exec'd the program), not the process ckpt-run started.
-fn killed_leader_with_a_held_lifeline(as_nobody: bool, in_shell: bool) -> Result<()> {
+fn killed_leader_with_a_held_lifeline(as_nobody: bool, how: Start) -> Result<()> {
     let bins = Bins::locate()?;
-    let work = Workdir::new(&format!("ns-killed-held{}{}", if in_shell { "-tree" } else { "" }, if as_nobody { "-nobody" } else { "" }))?;
+    let work = Workdir::new(&format!("ns-killed-held{}{}", how.suffix(), if as_nobody { "-nobody" } else { "" }))?;
     let prog = compile_c(&work, "hup_marker.c", &[])?;
     let marker = work.join("hangup-handler-ran");
-    let run = format!("'{}' '{}'", prog.display(), marker.display());
-    let command = if in_shell { format!("/bin/sh -c \"{run} & wait\"") } else { run };
+    let command = how.command(&work, &prog, &marker)?;
     let mut term = on_a_terminal_under(&bins, &work, &command, &prog, as_nobody)?;
     let r = killed_while_held(child_running(&bins.run, &term), &prog, &marker);
     end(&prog, &mut term);
     r
+}
+
+/// How ckpt-run (or the tree ckpt-restart restarts) runs the program that handles SIGHUP.
+#[derive(Clone, Copy)]
+enum Start {
+    /// As the process ckpt-run starts.
+    Alone,
+    /// As a child of a shell that ckpt-run runs (a process of its tree, which the shell forked
+    /// and which exec'd the program).
+    Shell,
+    /// As a child that a program ckpt-run runs starts with posix_spawn (glibc's: a clone that
+    /// execs without fork).
+    Spawned,
+}
+
+impl Start {
+    fn suffix(self) -> &'static str {
+        match self {
+            Start::Alone => "",
+            Start::Shell => "-tree",
+            Start::Spawned => "-spawned",
+        }
+    }
+
+    /// The command (shell words) that runs `prog` with `marker`.
+    fn command(self, work: &Workdir, prog: &Path, marker: &Path) -> Result<String> {
+        let run = format!("'{}' '{}'", prog.display(), marker.display());
+        Ok(match self {
+            Start::Alone => run,
+            Start::Shell => format!("/bin/sh -c \"{run} & wait\""),
+            Start::Spawned => format!("'{}' {run}", compile_c(work, "posix_spawner.c", &[])?.display()),
+        })
+    }
 }
 
 /// SIGKILL of `outer` while this process holds its lifeline; the program's handler must not run.
@@ -347,35 +377,45 @@ fn killed_while_held(outer: Result<i32>, prog: &Path, marker: &Path) -> Result<(
 
 #[test]
 fn a_killed_session_leader_whose_lifeline_another_holds_takes_the_program_without_a_hangup() -> Result<()> {
-    killed_leader_with_a_held_lifeline(false, false)
+    killed_leader_with_a_held_lifeline(false, Start::Alone)
 }
 
 #[test]
 fn a_killed_session_leader_whose_lifeline_another_holds_takes_the_program_without_a_hangup_as_nobody() -> Result<()> {
-    killed_leader_with_a_held_lifeline(true, false)
+    killed_leader_with_a_held_lifeline(true, Start::Alone)
 }
 
 #[test]
 fn a_killed_session_leader_whose_lifeline_another_holds_takes_a_program_in_its_tree_without_a_hangup() -> Result<()> {
-    killed_leader_with_a_held_lifeline(false, true)
+    killed_leader_with_a_held_lifeline(false, Start::Shell)
 }
 
 #[test]
 fn a_killed_session_leader_whose_lifeline_another_holds_takes_a_program_in_its_tree_without_a_hangup_as_nobody() -> Result<()> {
-    killed_leader_with_a_held_lifeline(true, true)
+    killed_leader_with_a_held_lifeline(true, Start::Shell)
+}
+
+#[test]
+fn a_killed_session_leader_whose_lifeline_another_holds_takes_a_spawned_program_of_its_tree_without_a_hangup() -> Result<()> {
+    killed_leader_with_a_held_lifeline(false, Start::Spawned)
+}
+
+#[test]
+fn a_killed_session_leader_whose_lifeline_another_holds_takes_a_spawned_program_of_its_tree_without_a_hangup_as_nobody() -> Result<()> {
+    killed_leader_with_a_held_lifeline(true, Start::Spawned)
 }
 
 /// The same for ckpt-restart: the program, checkpointed and killed, restarted by a ckpt-restart
 /// that leads its terminal's session, continues there; SIGKILL of that ckpt-restart while another
 /// process holds its lifeline takes the program without its SIGHUP handler running.
-/// `in_shell`: as for `killed_leader_with_a_held_lifeline`, the whole tree restarted.
-fn killed_restarter_with_a_held_lifeline(as_nobody: bool, in_shell: bool) -> Result<()> {
+/// `how`: as for `killed_leader_with_a_held_lifeline` (Shell, Spawned: the whole tree restarted,
+/// the program its second process).
+fn killed_restarter_with_a_held_lifeline(as_nobody: bool, how: Start) -> Result<()> {
     let bins = Bins::locate()?;
-    let work = Workdir::new(&format!("ns-killed-held-restart{}{}", if in_shell { "-tree" } else { "" }, if as_nobody { "-nobody" } else { "" }))?;
+    let work = Workdir::new(&format!("ns-killed-held-restart{}{}", how.suffix(), if as_nobody { "-nobody" } else { "" }))?;
     let prog = compile_c(&work, "hup_marker.c", &[])?;
     let marker = work.join("hangup-handler-ran");
-    let run = format!("'{}' '{}'", prog.display(), marker.display());
-    let command = if in_shell { format!("/bin/sh -c \"{run} & wait\"") } else { run };
+    let command = how.command(&work, &prog, &marker)?;
     let mut term = on_a_terminal_under(&bins, &work, &command, &prog, as_nobody)?;
     let first = (|| -> Result<()> {
         let outer = child_running(&bins.run, &term)?;
@@ -409,22 +449,32 @@ fn killed_restarter_with_a_held_lifeline(as_nobody: bool, in_shell: bool) -> Res
 
 #[test]
 fn a_killed_restarter_whose_lifeline_another_holds_takes_the_program_without_a_hangup() -> Result<()> {
-    killed_restarter_with_a_held_lifeline(false, false)
+    killed_restarter_with_a_held_lifeline(false, Start::Alone)
 }
 
 #[test]
 fn a_killed_restarter_whose_lifeline_another_holds_takes_the_program_without_a_hangup_as_nobody() -> Result<()> {
-    killed_restarter_with_a_held_lifeline(true, false)
+    killed_restarter_with_a_held_lifeline(true, Start::Alone)
 }
 
 #[test]
 fn a_killed_restarter_whose_lifeline_another_holds_takes_a_program_in_its_tree_without_a_hangup() -> Result<()> {
-    killed_restarter_with_a_held_lifeline(false, true)
+    killed_restarter_with_a_held_lifeline(false, Start::Shell)
 }
 
 #[test]
 fn a_killed_restarter_whose_lifeline_another_holds_takes_a_program_in_its_tree_without_a_hangup_as_nobody() -> Result<()> {
-    killed_restarter_with_a_held_lifeline(true, true)
+    killed_restarter_with_a_held_lifeline(true, Start::Shell)
+}
+
+#[test]
+fn a_killed_restarter_whose_lifeline_another_holds_takes_a_spawned_program_of_its_tree_without_a_hangup() -> Result<()> {
+    killed_restarter_with_a_held_lifeline(false, Start::Spawned)
+}
+
+#[test]
+fn a_killed_restarter_whose_lifeline_another_holds_takes_a_spawned_program_of_its_tree_without_a_hangup_as_nobody() -> Result<()> {
+    killed_restarter_with_a_held_lifeline(true, Start::Spawned)
 }
 
 /// A real hangup (the terminal's master closed: `script` killed, ckpt-run alive) reaches the
