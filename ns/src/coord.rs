@@ -735,7 +735,7 @@ impl Coord {
         }
         let cut: Vec<i32> = self.members.iter().map(|m| m.pid).collect();
         // While all are stopped: the fds several of them hold as one open file.
-        let shared = crate::samefds::shared(&cut);
+        let shared = crate::samefds::shared(&cut, &|pid| self.user_dirs.dir_of(tmp, pid));
         // Which process describes each socket and pipe several hold (`treemsg::LOWEST_HOLDERS`).
         if let Some(sh) = &shared {
             let text = crate::treemsg::encode_lowest(sh.lowest.iter().map(|l| (l.pipe, l.ino, l.pid)));

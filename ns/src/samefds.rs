@@ -3,6 +3,11 @@
 //! kcmp(2) KCMP_FILE by init while every process of the cut is stopped. Unprivileged: kcmp
 //! needs only what reading the processes' /proc does (same user, same user namespace).
 //!
+//! Each process lists its own fds (fd, mode, device, inode) while it is stopped, before it says
+//! so (the runtime's `treefds`, `treemsg::fds_name`): its fstat of its own fds costs a fraction
+//! of a lookup of each through /proc/PID/fd, and the processes do it in parallel; a process that
+//! did not (a runtime restored from an older image) is read through /proc.
+//!
 //! Candidates are the fds whose targets stat the same (device, inode; every anonymous inode
 //! object shares one), compared pairwise only within their bucket. A socket needs no
 //! comparison: the kernel gives a socket one open file description only (its inode's), which
@@ -16,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 
 /// kcmp's type for two fds (linux/kcmp.h).
 const KCMP_FILE: libc::c_int = 0;
@@ -46,25 +52,68 @@ struct Held {
     pipe: bool,
 }
 
-/// The device of sockfs, where every socket's inode is (an O_PATH fd of a socket's name stats
-/// as a socket too, on the file system of the name: opened twice, two open file descriptions).
-fn sockfs_dev() -> Option<u64> {
-    // SAFETY: a new socket of ours, closed below.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
+/// The device of `kind`'s file system (sockfs, pipefs: one each in the kernel, where every
+/// socket's or anonymous pipe's inode is; an O_PATH fd of a socket's name stats as a socket too,
+/// on the file system of the name: opened twice, two open file descriptions; a named FIFO is on
+/// its own file system).
+fn dev_of(kind: Kind) -> Option<u64> {
+    let mut fds = [-1; 2];
+    // SAFETY: new fds of ours, closed below.
+    let made = unsafe {
+        match kind {
+            Kind::Socket => {
+                fds[0] = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+                fds[0] >= 0
+            }
+            Kind::Pipe => libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) == 0,
+        }
+    };
+    if !made {
         return None;
     }
     // SAFETY: an all-zero stat is a valid out-parameter.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat of our fd into st.
-    let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
-    // SAFETY: closing our socket.
-    unsafe { libc::close(fd) };
+    let ok = unsafe { libc::fstat(fds[0], &mut st) } == 0;
+    for fd in fds.into_iter().filter(|&fd| fd >= 0) {
+        // SAFETY: closing our own fd.
+        unsafe { libc::close(fd) };
+    }
     ok.then_some(st.st_dev)
 }
 
-/// The fds of process `pid` (`sockfs`: sockfs's device); None when they cannot be read.
-fn fds_of(pid: i32, sockfs: Option<u64>) -> Option<Vec<Held>> {
+#[derive(Clone, Copy)]
+enum Kind {
+    Socket,
+    Pipe,
+}
+
+/// The devices of sockfs and pipefs (`dev_of`).
+#[derive(Clone, Copy)]
+struct Devs {
+    sockfs: Option<u64>,
+    pipefs: Option<u64>,
+}
+
+impl Devs {
+    fn held(&self, at: (i32, i32), mode: u32, dev: u64, ino: u64) -> Held {
+        let fmt = mode & libc::S_IFMT;
+        Held { at, id: (dev, ino), socket: fmt == libc::S_IFSOCK && self.sockfs == Some(dev), pipe: fmt == libc::S_IFIFO && self.pipefs == Some(dev) }
+    }
+}
+
+/// The fds process `pid` listed itself while stopped, in its directory `dir`
+/// (`treemsg::fds_name`), removed once read; None: it did not (`fds_of` asks /proc then).
+fn told_by(pid: i32, dir: &Path, devs: Devs) -> Option<Vec<Held>> {
+    let path = dir.join(crate::treemsg::fds_name(pid));
+    let bytes = std::fs::read(&path).ok();
+    let _ = std::fs::remove_file(&path);
+    let fds = crate::treemsg::decode_fds(&bytes?)?;
+    Some(fds.into_iter().map(|(fd, mode, dev, ino)| devs.held((pid, fd), mode, dev, ino)).collect())
+}
+
+/// The fds of process `pid`, read through /proc; None when they cannot be read.
+fn fds_of(pid: i32, devs: Devs) -> Option<Vec<Held>> {
     let dir = std::fs::File::open(format!("/proc/{pid}/fd")).ok()?;
     let mut out = Vec::new();
     for e in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
@@ -77,38 +126,42 @@ fn fds_of(pid: i32, sockfs: Option<u64>) -> Option<Vec<Held>> {
         if unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), &mut st, 0) } != 0 {
             continue;
         }
-        let fmt = st.st_mode & libc::S_IFMT;
-        let pipe = fmt == libc::S_IFIFO && {
-            let mut link = [0u8; 16];
-            // SAFETY: readlinkat into link, at most its length.
-            let n = unsafe { libc::readlinkat(dir.as_raw_fd(), name.as_ptr(), link.as_mut_ptr() as *mut libc::c_char, link.len()) };
-            n > 0 && link.starts_with(b"pipe:[")
-        };
-        out.push(Held { at: (pid, fd), id: (st.st_dev, st.st_ino), socket: fmt == libc::S_IFSOCK && sockfs == Some(st.st_dev), pipe });
+        out.push(devs.held((pid, fd), st.st_mode, st.st_dev, st.st_ino));
     }
     Some(out)
 }
 
-/// The fds of `pids`, read by two threads (a tree of hundreds of processes holding hundreds of
-/// fds each: every fd is a stat through /proc); None when one cannot be read.
-fn fds_of_all(pids: &[i32]) -> Option<Vec<Held>> {
-    let half = pids.len().div_ceil(2).max(1);
-    let sockfs = sockfs_dev();
+/// The fds of `pids` (`dir_of`: the directory each writes its image to), each as the process
+/// listed them (`told_by`) or else read by two threads through /proc (a tree of hundreds of
+/// processes holding hundreds of fds each: every fd is a lookup there); None when one cannot be
+/// read.
+fn fds_of_all(pids: &[i32], dir_of: &dyn Fn(i32) -> PathBuf) -> Option<Vec<Held>> {
+    let devs = Devs { sockfs: dev_of(Kind::Socket), pipefs: dev_of(Kind::Pipe) };
+    let mut all = Vec::new();
+    let mut untold = Vec::new();
+    for &pid in pids {
+        match told_by(pid, &dir_of(pid), devs) {
+            Some(h) => all.extend(h),
+            None => untold.push(pid),
+        }
+    }
+    let half = untold.len().div_ceil(2).max(1);
     let parts: Vec<Option<Vec<Held>>> = std::thread::scope(|s| {
-        let work: Vec<_> = pids.chunks(half).map(|c| s.spawn(move || c.iter().map(|&p| fds_of(p, sockfs)).collect::<Option<Vec<Vec<Held>>>>())).collect();
+        let work: Vec<_> = untold.chunks(half).map(|c| s.spawn(move || c.iter().map(|&p| fds_of(p, devs)).collect::<Option<Vec<Vec<Held>>>>())).collect();
         work.into_iter().map(|w| w.join().ok().flatten().map(|v| v.into_iter().flatten().collect())).collect()
     });
-    parts.into_iter().try_fold(Vec::new(), |mut all, p| {
+    parts.into_iter().try_fold(all, |mut all, p| {
         all.extend(p?);
         Some(all)
     })
 }
 
-/// What the processes `pids` share (`Shared`); None when a process's fds cannot be read (the
-/// set says nothing of sharing then) or kcmp is not there (a kernel without it) or refuses.
-pub fn shared(pids: &[i32]) -> Option<Shared> {
+/// What the processes `pids` share (`Shared`; `dir_of`: the directory each writes its image to,
+/// where it listed its fds); None when a process's fds cannot be read (the set says nothing of
+/// sharing then) or kcmp is not there (a kernel without it) or refuses.
+pub fn shared(pids: &[i32], dir_of: &dyn Fn(i32) -> PathBuf) -> Option<Shared> {
     let mut buckets: HashMap<(u64, u64), Vec<Held>> = HashMap::new();
-    for h in fds_of_all(pids)? {
+    for h in fds_of_all(pids, dir_of)? {
         buckets.entry(h.id).or_default().push(h);
     }
     let mut out = Shared { groups: Vec::new(), lowest: Vec::new() };
@@ -149,7 +202,7 @@ pub fn shared(pids: &[i32]) -> Option<Shared> {
 /// The fds of `pids` held by two processes or more as one open file description (`Shared`).
 #[cfg(test)]
 pub fn groups(pids: &[i32]) -> Option<Vec<Vec<(i32, i32)>>> {
-    shared(pids).map(|s| s.groups)
+    shared(pids, &|_| PathBuf::from("/nonexistent")).map(|s| s.groups)
 }
 
 /// kcmp's type for two fd tables.

@@ -291,6 +291,42 @@ pub fn lower_holders(text: &[u8], me: i32) -> Option<(Vec<u64>, Vec<u64>)> {
     Some((sockets, pipes))
 }
 
+/// The file in the directory a process's image goes to (the set's temporary directory, or its
+/// own) where it lists its fds while it is stopped, before it says Stopped: `fds.<pid>`, one
+/// `FD_RECORD` each (`encode_fds`). The coordinator reads it instead of stat'ing every fd of
+/// every process through /proc (`samefds`: a tree of 128 processes holding 682 fds each spent
+/// 140-340 ms of its pause on those lookups; a process's fstat of its own fd is ~8x cheaper and
+/// the processes list theirs in parallel), and removes it. Absent (a runtime restored from an
+/// older image, a failed write): the coordinator reads that process's fds through /proc.
+pub fn fds_name(pid: i32) -> String {
+    format!("fds.{pid}")
+}
+
+/// One fd of `fds_name`: fd, st_mode (u32), st_dev, st_ino (u64), little-endian.
+pub const FD_RECORD: usize = 24;
+const FDS_MAGIC: &[u8; 8] = b"ckptfds1";
+
+/// `fds_name`'s content for `fds` (fd, st_mode, st_dev, st_ino), appended to `out`.
+pub fn encode_fds(fds: impl Iterator<Item = (i32, u32, u64, u64)>, out: &mut Vec<u8>) {
+    out.extend_from_slice(FDS_MAGIC);
+    for (fd, mode, dev, ino) in fds {
+        out.extend_from_slice(&fd.to_le_bytes());
+        out.extend_from_slice(&mode.to_le_bytes());
+        out.extend_from_slice(&dev.to_le_bytes());
+        out.extend_from_slice(&ino.to_le_bytes());
+    }
+}
+
+/// The fds of a `fds_name` file (fd, st_mode, st_dev, st_ino); None: not such a file.
+pub fn decode_fds(bytes: &[u8]) -> Option<Vec<(i32, u32, u64, u64)>> {
+    let body = bytes.strip_prefix(FDS_MAGIC)?;
+    if body.len() % FD_RECORD != 0 {
+        return None;
+    }
+    let word = |r: &[u8], at: usize, n: usize| r[at..at + n].iter().rev().fold(0u64, |v, &b| v << 8 | b as u64);
+    Some(body.chunks_exact(FD_RECORD).map(|r| (word(r, 0, 4) as u32 as i32, word(r, 4, 4) as u32, word(r, 8, 8), word(r, 16, 8))).collect())
+}
+
 /// The coordinator's abstract socket name (with its leading NUL) for the namespace whose outer
 /// process (ckpt-run, ckpt-restart) is `outer_pid`. Abstract names are per network namespace,
 /// which the tree shares with the host: each side checks the other's credentials (the
@@ -318,6 +354,17 @@ mod tests {
         assert_eq!(lower_holders(text.as_bytes(), 10), Some((vec![5, 900], vec![77])));
         assert_eq!(lower_holders(text.as_bytes(), 2), Some((vec![], vec![])));
         assert_eq!(lower_holders(b"x 1 2\n", 10), None);
+    }
+
+    #[test]
+    fn fd_lists_read_back_and_a_torn_one_is_refused() {
+        let fds = [(3, 0o140777, 8, 1 << 40), (700, 0o10600, 13, 42), (-1, 0, u64::MAX, 0)];
+        let mut bytes = Vec::new();
+        encode_fds(fds.iter().copied(), &mut bytes);
+        assert_eq!(decode_fds(&bytes).as_deref(), Some(&fds[..]));
+        assert_eq!(decode_fds(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(decode_fds(b"ckptfds0"), None);
+        assert_eq!(decode_fds(b"ckptfds1"), Some(Vec::new()));
     }
 
     #[test]

@@ -77,6 +77,7 @@ mod timens;
 mod transient;
 mod tree;
 mod treedrain;
+mod treefds;
 mod treesocks;
 mod treetcp;
 mod triggers;

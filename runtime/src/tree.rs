@@ -441,6 +441,9 @@ fn wait_for(want: fn(&TreeMsg) -> bool) -> Result<TreeMsg, String> {
 impl Phases for Barrier {
     fn stopped(&self) -> Result<(), String> {
         SAID_STOPPED.store(true, Ordering::Release);
+        if let Some(dir) = part_dir() {
+            crate::treefds::leave(dir);
+        }
         send(TreeMsg::Stopped);
         wait_for(|m| *m == TreeMsg::Capture).map(drop)
     }
