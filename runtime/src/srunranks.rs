@@ -27,17 +27,15 @@ pub fn running(tag: &str, job: &[u8]) -> Vec<(u32, u32)> {
     running_procs(tag, job).into_iter().map(|p| (p.offset, p.size)).collect()
 }
 
-/// A live process that holds ranks of the joined step: which one (pid, start time), and the
-/// ranks [offset, size).
+/// A live process that holds ranks of the joined step: its pid, and the ranks [offset, size).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Holder {
     pub pid: u32,
-    pub start: u64,
     pub offset: u32,
     pub size: u32,
 }
 
-/// The processes of `running`, each with its pid and start time.
+/// The processes of `running`, each with its pid.
 pub fn running_procs(tag: &str, job: &[u8]) -> Vec<Holder> {
     let Ok(pids) = sys::list_dir(&sys::cpath(&[b"/proc"])) else { return Vec::new() };
     let me = sys::decimal(sys::getpid());
@@ -52,7 +50,7 @@ pub fn running_procs(tag: &str, job: &[u8]) -> Vec<Holder> {
             let env = sys::read_file(&sys::cpath(&[b"/proc/", p, b"/environ"])).ok()?;
             let j = join::in_environ(&env)?;
             let pid = std::str::from_utf8(p).ok()?.parse().ok()?;
-            (j.tag == tag && env.split(|&b| b == 0).any(|e| e == job_var.as_slice())).then_some(Holder { pid, start: start_time(p)?, offset: j.offset, size: j.size })
+            (j.tag == tag && env.split(|&b| b == 0).any(|e| e == job_var.as_slice())).then_some(Holder { pid, offset: j.offset, size: j.size })
         })
         .collect()
 }

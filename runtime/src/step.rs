@@ -310,6 +310,9 @@ pub fn after_restart(epoch: u64, gen: u64, image_hash: u64) {
     COMMITTED_AT.store(ckpt_step::sys::realtime_ns(), Ordering::Relaxed);
     RETRY_AT.store(0, Ordering::Relaxed);
     generations::protect(image_hash);
+    if s.id.rank != 0 {
+        crate::stepend::note_pid();
+    }
     if is_coordinator() {
         start_coordinator();
     }
@@ -494,9 +497,10 @@ fn accept_members(s: &Step) {
                 crate::stepend::forget(rank);
                 log!(DEBUG, "step: task {rank} linked from {who}");
             }
-            Ok(Msg::Ended { rank, status }) if rank > 0 && rank < ntasks(s) && status <= 255 => {
+            // (A task of a joined step may end before any task of its srun said the step's size.)
+            Ok(Msg::Ended { rank, status }) if rank > 0 && (rank < ntasks(s) || s.id.ntasks == 0 && (rank as usize) < s.links.len()) && status <= 255 => {
                 let holders = match joined_tag(s) {
-                    Some(tag) => crate::srunranks::running_procs(tag, s.id.job.as_bytes()).iter().filter(|h| h.offset <= rank && rank < h.size).map(|h| (h.pid, h.start)).collect(),
+                    Some(tag) => crate::srunranks::running_procs(tag, s.id.job.as_bytes()).iter().filter(|h| h.offset <= rank && rank < h.size).map(|h| h.pid).collect(),
                     None => Vec::new(),
                 };
                 crate::stepend::record(rank, status as u8, holders);
@@ -552,7 +556,6 @@ fn all_left(s: &Step) {
     if said >= n || s.size.compare_exchange(n, said, Ordering::AcqRel, Ordering::Acquire).is_err() {
         return;
     }
-    crate::stepend::forget_from(said);
     if said == 0 {
         log!(INFO, "step: every task of the joined step has left: the tree is no step until its next srun's tasks link up");
     } else {
@@ -910,7 +913,7 @@ fn wait_linked(s: &Step, end: u64) -> Vec<usize> {
         let (want, held): (usize, Box<dyn Fn(usize) -> bool>) = match joined_tag(s) {
             Some(tag) => {
                 let live = crate::srunranks::running_procs(tag, s.id.job.as_bytes());
-                let holders = |r: u32| live.iter().filter(|h| h.offset <= r && r < h.size).map(|h| (h.pid, h.start)).collect();
+                let holders = |r: u32| live.iter().filter(|h| h.offset <= r && r < h.size).map(|h| h.pid).collect();
                 crate::stepend::prune(holders);
                 let most = live.iter().map(|h| h.size).max().unwrap_or(0);
                 (ntasks(s).max(most) as usize, Box::new(move |r: usize| live.iter().any(|h| h.offset as usize <= r && r < h.size as usize)))
