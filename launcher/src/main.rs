@@ -120,7 +120,9 @@ fn run(cli: Cli) -> Result<()> {
     // What the image records as the program (and --resume compares): the file execvp will run.
     let resolved = resume::resolve_program(program);
     if cli.resume {
-        resume::resume_if_possible(&dir, &name, resolved.as_deref(), cli.no_namespace)?;
+        if let Some(status) = resume::resume_if_possible(&dir, &name, resolved.as_deref(), cli.no_namespace)? {
+            std::process::exit(status);
+        }
     }
 
     // The runtime's settings go in one private variable, with the LD_PRELOAD that loads it;

@@ -115,15 +115,18 @@ fn other_program(origin: &ckpt_image::Origin, program: &Path) -> Option<String> 
 /// image is of another program than `program` (or of another version of it), saying why.
 /// Refuses (an error) when a generation it looks at is not the user's own (`trust`):
 /// restarting it would run someone else's code as the user. Passes `--no-namespace` on.
-pub fn resume_if_possible(dir: &Path, name: &OsStr, program: Option<&Path>, no_namespace: bool) -> Result<()> {
+/// Some(status): this is a task of a step whose program had exited normally with that status
+/// when the step's checkpoint was taken: it is not run again, ckpt-run exits with its status.
+pub fn resume_if_possible(dir: &Path, name: &OsStr, program: Option<&Path>, no_namespace: bool) -> Result<Option<i32>> {
     let gens = ckpt_image::generations_of(dir, name.as_bytes());
     let euid = ckpt_image::trust::euid();
     let mut found = None;
     let step = ckpt_step::ident::Ident::from_env(|k| std::env::var(k).ok());
     let gens = match &step {
         Some(id) => match step_image(dir, name, id, &gens, euid)? {
-            Some(p) => vec![p],
-            None => return Ok(()),
+            StepPart::Image(p) => vec![p],
+            StepPart::Fresh => return Ok(None),
+            StepPart::Ended(status) => return Ok(Some(status.into())),
         },
         None => gens,
     };
@@ -142,7 +145,7 @@ pub fn resume_if_possible(dir: &Path, name: &OsStr, program: Option<&Path>, no_n
         if !gens.is_empty() {
             eprintln!("ckpt-run: no image of {} in {} can be read; starting fresh", name.to_string_lossy(), dir.display());
         }
-        return Ok(());
+        return Ok(None);
     };
     let why = match program {
         Some(prog) => other_program(&reader.index.meta.origin, prog),
@@ -150,7 +153,7 @@ pub fn resume_if_possible(dir: &Path, name: &OsStr, program: Option<&Path>, no_n
     };
     if let Some(why) = why {
         eprintln!("ckpt-run: not resuming from {}: {why}; starting fresh", image.display());
-        return Ok(());
+        return Ok(None);
     }
     let exe = std::env::current_exe().context("cannot find our own executable")?;
     let restart = exe.with_file_name("ckpt-restart");
@@ -181,10 +184,21 @@ fn readable_image(p: &Path) -> Option<PathBuf> {
     }
 }
 
+/// What a task of a step resumes from.
+enum StepPart {
+    /// No complete checkpoint of the step: start fresh.
+    Fresh,
+    /// This task's image of it.
+    Image(PathBuf),
+    /// This task's program had exited with this status when it was taken.
+    Ended(u8),
+}
+
 /// A task of a Slurm step resumes from the step's last complete checkpoint only (the manifest
-/// `BASE.step` names each task's image): the image of this task it names, or None to start
-/// fresh (no complete checkpoint; every task sees the same manifest, so all start fresh).
-fn step_image(dir: &Path, name: &OsStr, id: &ckpt_step::ident::Ident, gens: &[PathBuf], euid: u32) -> Result<Option<PathBuf>> {
+/// `BASE.step` names each task's image): the image of this task it names, Fresh (no complete
+/// checkpoint; every task sees the same manifest, so all start fresh), or Ended when the
+/// manifest records that the task's program had exited normally (`rank R ended STATUS`).
+fn step_image(dir: &Path, name: &OsStr, id: &ckpt_step::ident::Ident, gens: &[PathBuf], euid: u32) -> Result<StepPart> {
     let base = ckpt_step::ident::base_name(&name.to_string_lossy(), id.rank);
     let d = ckpt_step::files::Dir::open(dir.as_os_str().as_bytes()).map_err(|e| anyhow::anyhow!(e))?;
     let mname = ckpt_step::files::manifest_name(&base);
@@ -192,13 +206,18 @@ fn step_image(dir: &Path, name: &OsStr, id: &ckpt_step::ident::Ident, gens: &[Pa
         if !gens.is_empty() {
             eprintln!("ckpt-run: no complete checkpoint of the step in {} (no {mname}); starting fresh", dir.display());
         }
-        return Ok(None);
+        return Ok(StepPart::Fresh);
     };
     let m = ckpt_step::files::Manifest::decode(&m).with_context(|| format!("refusing to resume: {} is not a step manifest", d.show(&mname)))?;
     // (A task of a joined step knows the ranks up to its srun's last; a srun started alongside
     // has the ranks after: `Ident::fits`.)
     if !u32::try_from(m.hashes.len()).is_ok_and(|n| id.fits(n)) {
         bail!("refusing to resume: {} is a checkpoint of a step of {} tasks, this step has {} (run it with as many tasks, or remove {} to start afresh)", d.show(&mname), m.hashes.len(), id.ntasks, d.show(&mname));
+    }
+    // A task whose program had exited normally while the others ran: it is done.
+    if let Some(status) = m.exit_status(id.rank).filter(|_| m.ended(id.rank)) {
+        eprintln!("ckpt-run: task {} of the step had exited with status {status} when step checkpoint {} was taken ({}): not running it again", id.rank, m.generation, d.show(&mname));
+        return Ok(StepPart::Ended(status));
     }
     // A task of a srun that had ended when the checkpoint was taken: a restart of the tree
     // does not run that srun again, so this is a srun of its own, not one to resume.
@@ -208,7 +227,7 @@ fn step_image(dir: &Path, name: &OsStr, id: &ckpt_step::ident::Ident, gens: &[Pa
     for p in gens {
         let Some(readable) = readable_image(p) else { continue };
         match ckpt_image::trust::read_owned(&readable, euid) {
-            Ok(r) if r.header.index_hash == want => return Ok(Some(p.clone())),
+            Ok(r) if r.header.index_hash == want => return Ok(StepPart::Image(p.clone())),
             Ok(_) => continue,
             Err(e @ ckpt_image::ImageError::Untrusted(_)) => bail!("refusing to resume: {e}"),
             Err(_) => continue,

@@ -1,6 +1,6 @@
 //! Interposed libc functions, the core: `__libc_start_main` (to start the checkpoint thread just
 //! before `main`), `_exit` and `_Exit` (they wait for a checkpoint being taken, as exit() does
-//! through an atexit handler), and how every hook finds the real function (`RealFn`):
+//! through an atexit handler, and a task of a step reports its end: stepend.rs), and how every hook finds the real function (`RealFn`):
 //! dlsym(RTLD_NEXT), lazily, so hooks work before our constructor. The signal functions are in
 //! sighooks.rs.
 
@@ -98,6 +98,7 @@ static REAL_EXIT2: RealFn = RealFn::new(b"_Exit\0");
 #[no_mangle]
 pub unsafe extern "C" fn _exit(status: c_int) -> ! {
     crate::checkpoint::wait_in_flight();
+    crate::stepend::exiting(status);
     // SAFETY: forwarding to libc's _exit.
     unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(c_int) -> !>(REAL_EXIT.get())(status) }
 }
@@ -107,6 +108,7 @@ pub unsafe extern "C" fn _exit(status: c_int) -> ! {
 #[no_mangle]
 pub unsafe extern "C" fn _Exit(status: c_int) -> ! {
     crate::checkpoint::wait_in_flight();
+    crate::stepend::exiting(status);
     // SAFETY: forwarding to libc's _Exit.
     unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(c_int) -> !>(REAL_EXIT2.get())(status) }
 }

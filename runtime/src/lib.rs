@@ -66,6 +66,7 @@ mod spawnhooks;
 mod srunjoin;
 mod srunranks;
 mod step;
+mod stepend;
 mod strictstop;
 mod stepaddrs;
 mod sud;
@@ -376,6 +377,8 @@ fn install_handlers(trigger: i32) -> bool {
 
 /// Start the checkpoint thread (called just before the program's main).
 pub fn start_checkpoint_thread() {
+    // A task of a step tells rank 0 how its program ended (registered first: it runs last).
+    stepend::register();
     // exit() (and a return from main) waits for a checkpoint being taken; registered here, after
     // the dynamic loader's own exit handler, so that it runs before it.
     // SAFETY: registering a plain function.

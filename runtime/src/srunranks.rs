@@ -24,6 +24,19 @@ fn start_time(pid: &[u8]) -> Option<u64> {
 /// with a joined identity of step `tag` (its sruns, those a restart ran again too; their tasks,
 /// when they run here). Rank 0 counts on them: its step must hold every live srun's tasks.
 pub fn running(tag: &str, job: &[u8]) -> Vec<(u32, u32)> {
+    running_procs(tag, job).into_iter().map(|p| (p.offset, p.size)).collect()
+}
+
+/// A live process that holds ranks of the joined step: its pid, and the ranks [offset, size).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: u32,
+    pub offset: u32,
+    pub size: u32,
+}
+
+/// The processes of `running`, each with its pid.
+pub fn running_procs(tag: &str, job: &[u8]) -> Vec<Holder> {
     let Ok(pids) = sys::list_dir(&sys::cpath(&[b"/proc"])) else { return Vec::new() };
     let me = sys::decimal(sys::getpid());
     let job_var = [b"SLURM_JOB_ID=", job].concat();
@@ -36,7 +49,8 @@ pub fn running(tag: &str, job: &[u8]) -> Vec<(u32, u32)> {
         .filter_map(|p| {
             let env = sys::read_file(&sys::cpath(&[b"/proc/", p, b"/environ"])).ok()?;
             let j = join::in_environ(&env)?;
-            (j.tag == tag && env.split(|&b| b == 0).any(|e| e == job_var.as_slice())).then_some((j.offset, j.size))
+            let pid = std::str::from_utf8(p).ok()?.parse().ok()?;
+            (j.tag == tag && env.split(|&b| b == 0).any(|e| e == job_var.as_slice())).then_some(Holder { pid, offset: j.offset, size: j.size })
         })
         .collect()
 }

@@ -166,14 +166,15 @@ fn ended(s: &Step, r: usize) -> bool {
     s.ended.get(r).is_some_and(|e| e.load(Ordering::Acquire))
 }
 
-/// Rank 0 of a joined step, as a checkpoint begins (every rank a live srun of the tree holds
-/// is linked: `wait_linked`): the other ranks below the step's size are tasks of sruns that
-/// have ended; mark them. The marked ranks (empty: none).
+/// Rank 0, as a checkpoint begins (every rank a live srun of the tree holds is linked, but
+/// those that said they ended: `wait_linked`): the ranks below the step's size without a link
+/// that said they ended (`stepend`), and in a joined step the other ranks without a link
+/// (tasks of sruns that have ended); mark them. The marked ranks (empty: none).
 fn gaps(s: &Step) -> Vec<usize> {
     let joined = s.id.ntasks == 0;
     let mut out = Vec::new();
     for r in 1..s.ended.len() {
-        let gone = joined && r < ntasks(s) as usize && s.links[r].load(Ordering::Acquire) < 0;
+        let gone = r < ntasks(s) as usize && s.links[r].load(Ordering::Acquire) < 0 && (joined || crate::stepend::status(r).is_some());
         s.ended[r].store(gone, Ordering::Release);
         if gone {
             out.push(r);
@@ -184,6 +185,11 @@ fn gaps(s: &Step) -> Vec<usize> {
 
 fn is_coordinator() -> bool {
     step().is_some_and(|s| s.id.rank == 0)
+}
+
+/// Whether this process is the program of a task of a step other than rank 0.
+pub fn is_member() -> bool {
+    step().is_some_and(|s| s.id.rank != 0)
 }
 
 /// Only rank 0 requeues the job after a checkpoint-and-exit of the step (once every image is in).
@@ -304,6 +310,9 @@ pub fn after_restart(epoch: u64, gen: u64, image_hash: u64) {
     COMMITTED_AT.store(ckpt_step::sys::realtime_ns(), Ordering::Relaxed);
     RETRY_AT.store(0, Ordering::Relaxed);
     generations::protect(image_hash);
+    if s.id.rank != 0 {
+        crate::stepend::note_pid();
+    }
     if is_coordinator() {
         start_coordinator();
     }
@@ -485,7 +494,19 @@ fn accept_members(s: &Step) {
                 if old >= 0 {
                     sys::close(old);
                 }
+                crate::stepend::forget(rank);
                 log!(DEBUG, "step: task {rank} linked from {who}");
+            }
+            // (A task of a joined step may end before any task of its srun said the step's size.)
+            Ok(Msg::Ended { rank, status }) if rank > 0 && (rank < ntasks(s) || s.id.ntasks == 0 && (rank as usize) < s.links.len()) && status <= 255 => {
+                let holders = match joined_tag(s) {
+                    Some(tag) => crate::srunranks::running_procs(tag, s.id.job.as_bytes()).iter().filter(|h| h.offset <= rank && rank < h.size).map(|h| h.pid).collect(),
+                    None => Vec::new(),
+                };
+                crate::stepend::record(rank, status as u8, holders);
+                log!(INFO, "step: task {rank} ended (exit status {status}): the step's checkpoints go on without it");
+                let _ = wire::send(fd, &Msg::Commit { why: String::new() }, deadline(3000));
+                sys::close(fd);
             }
             Ok(m) => {
                 log!(ERROR, "step: refused a connection from {who}: it is not a task of this step ({m:?})");
@@ -561,35 +582,91 @@ fn link_up(s: &Step) {
         return;
     }
     RETRY_AT.store(now + 200, Ordering::Relaxed);
-    let Ok(d) = step_files() else { return };
-    let addr = match d.read_own(&files::addr_name(&s.base, false), 4096) {
-        Ok(Some(b)) => Addr::decode(&b),
-        Ok(None) => None,
-        Err(e) => {
+    match dial(s, deadline(3000)) {
+        Ok(fd) => match wire::send(fd, &Msg::Hello { rank: s.id.rank, ntasks: ntasks(s) }, deadline(3000)) {
+            Ok(()) => {
+                s.links[0].store(fd, Ordering::Release);
+                log!(DEBUG, "step: task {} linked to the coordinator", s.id.rank);
+            }
+            Err(e) => dial_failed(fd, &e.to_string()),
+        },
+        Err(Dial::Auth(fd, e)) => dial_failed(fd, &e),
+        Err(Dial::Read(e)) => {
             log!(ERROR, "step: {e}");
             RETRY_AT.store(now + 5000, Ordering::Relaxed);
-            None
         }
-    };
-    let Some(addr) = addr.filter(|a| a.epoch == EPOCH.load(Ordering::Relaxed)) else { return };
-    let Some(k) = key() else { return };
-    match connect_to(&addr) {
-        Ok(fd) => {
-            let r = ckpt_step::auth::client(fd, &k, deadline(3000)).map_err(|e| e.to_string()).and_then(|()| wire::send(fd, &Msg::Hello { rank: s.id.rank, ntasks: ntasks(s) }, deadline(3000)).map_err(|e| e.to_string()));
-            match r {
-                Ok(()) => {
-                    s.links[0].store(fd, Ordering::Release);
-                    log!(DEBUG, "step: task {} linked to the coordinator", s.id.rank);
-                }
-                Err(e) => {
-                    log!(ERROR, "step: the coordinator at port {} did not authenticate: {e}", addr.port);
-                    sys::close(fd);
-                    RETRY_AT.store(now + 2000, Ordering::Relaxed);
+        Err(Dial::Connect(e)) => log!(DEBUG, "step: cannot reach the coordinator yet: {e}"),
+        Err(Dial::NotYet) => {}
+    }
+}
+
+fn dial_failed(fd: i32, e: &str) {
+    log!(ERROR, "step: the coordinator did not authenticate: {e}");
+    sys::close(fd);
+    RETRY_AT.store(ckpt_step::sys::now_ms() + 2000, Ordering::Relaxed);
+}
+
+/// Why a member could not reach its coordinator.
+enum Dial {
+    /// No address under our epoch yet, or no key.
+    NotYet,
+    Read(String),
+    Connect(String),
+    /// Connected (the fd, to close), but the key was not proved.
+    Auth(i32, String),
+}
+
+/// A member: a connection to the coordinator published under our epoch, both sides proved to
+/// know the key (by `end`).
+fn dial(s: &Step, end: u64) -> Result<i32, Dial> {
+    let d = step_files().map_err(Dial::Read)?;
+    let addr = d.read_own(&files::addr_name(&s.base, false), 4096).map_err(Dial::Read)?.and_then(|b| Addr::decode(&b));
+    let addr = addr.filter(|a| a.epoch == EPOCH.load(Ordering::Relaxed)).ok_or(Dial::NotYet)?;
+    let k = key().ok_or(Dial::NotYet)?;
+    let fd = connect_to(&addr).map_err(Dial::Connect)?;
+    match ckpt_step::auth::client(fd, &k, end) {
+        Ok(()) => Ok(fd),
+        Err(e) => Err(Dial::Auth(fd, format!("port {}: {e}", addr.port))),
+    }
+}
+
+/// A member whose program exits normally (`stepend`'s exit handler, on the program's thread):
+/// tell rank 0 its status on a connection of its own (the link is the checkpoint thread's,
+/// which may be taking part in a checkpoint meanwhile), and wait until rank 0 has recorded it.
+pub(crate) fn report_end(status: u8) {
+    let Some(s) = step().filter(|s| s.id.rank != 0) else { return };
+    // Rank 0 answers between its checkpoints: up to one checkpoint's time; a rank 0 that
+    // cannot be reached at all is given the time a new task has to link up.
+    let end = deadline(member_wait_ms());
+    let reach = deadline(LINK_WAIT_MS);
+    let why = loop {
+        let why = match dial(s, end) {
+            Ok(fd) => {
+                let r = wire::send(fd, &Msg::Ended { rank: s.id.rank, status: status.into() }, end).and_then(|()| wire::recv(fd, end));
+                sys::close(fd);
+                match r {
+                    Ok(Msg::Commit { why }) if why.is_empty() => {
+                        log!(DEBUG, "step: task 0 knows this task ended (exit status {status})");
+                        return;
+                    }
+                    Ok(m) => break format!("unexpected answer {m:?}"),
+                    Err(e) => break e.to_string(),
                 }
             }
+            Err(Dial::Auth(fd, e)) => {
+                sys::close(fd);
+                break e;
+            }
+            Err(Dial::Read(e) | Dial::Connect(e)) => e,
+            Err(Dial::NotYet) => "task 0's address is not there".to_string(),
+        };
+        if ckpt_step::sys::now_ms() >= reach {
+            break why;
         }
-        Err(e) => log!(DEBUG, "step: cannot reach the coordinator yet: {e}"),
-    }
+        let ts = sys::timespec_ms(200);
+        let _ = sys::syscall!(libc::SYS_nanosleep, &ts as *const libc::timespec, 0);
+    };
+    log!(ERROR, "step: task 0 was not told that task {} ended (exit status {status}): {why}; the step's next checkpoints will be abandoned without it", s.id.rank);
 }
 
 /// A member asked for a checkpoint before it linked up (right after the step started): try to
@@ -699,6 +776,8 @@ fn coordinate_one(stop: bool) -> Option<Outcome> {
     let s = step()?;
     let gen = COMPLETED.load(Ordering::Relaxed) + 1;
     let t0 = ckpt_step::sys::now_ms();
+    // (A task that ended has closed its link: not one to begin with.)
+    drop_closed(s);
     let missing = wait_linked(s, deadline(timeout_ms().min(LINK_WAIT_MS)));
     if !missing.is_empty() {
         log!(ERROR, "checkpoint {gen} of the step abandoned: task(s) {missing:?} are not linked (not started yet, or ended); the program continues");
@@ -709,7 +788,7 @@ fn coordinate_one(stop: bool) -> Option<Outcome> {
     }
     let gone = gaps(s);
     if !gone.is_empty() {
-        log!(INFO, "step: checkpoint {gen} without task(s) {gone:?}, whose srun has ended: they are recorded as ended");
+        log!(INFO, "step: checkpoint {gen} without task(s) {gone:?}, which have ended: they are recorded as ended");
     }
     for r in (1..ntasks(s) as usize).filter(|&r| !ended(s, r)) {
         let fd = s.links[r].load(Ordering::Relaxed);
@@ -776,7 +855,8 @@ fn coordinate_one(stop: bool) -> Option<Outcome> {
         }
     }
     if why.is_empty() {
-        let m = Manifest { generation: gen, hashes: hashes.clone() };
+        let exits = (1..hashes.len()).filter(|&r| hashes[r].is_none()).filter_map(|r| Some((r as u32, crate::stepend::status(r)?))).collect();
+        let m = Manifest { generation: gen, hashes: hashes.clone(), exits };
         if let Err(e) = step_files().and_then(|d| d.write_new(&files::manifest_name(&s.base), &m.encode())) {
             why = format!("cannot write the manifest: {e}");
         }
@@ -796,7 +876,8 @@ fn coordinate_one(stop: bool) -> Option<Outcome> {
         generations::protect(hashes[0].unwrap_or(0));
         let shown = String::from_utf8_lossy(&step_dir()).into_owned();
         let took = hashes.iter().filter(|h| h.is_some()).count();
-        let gone = if took < hashes.len() { format!(", task(s) {:?} recorded as ended", (1..hashes.len()).filter(|&r| hashes[r].is_none()).collect::<Vec<_>>()) } else { String::new() };
+        let ended: Vec<String> = (1..hashes.len()).filter(|&r| hashes[r].is_none()).map(|r| crate::stepend::status(r).map_or(r.to_string(), |st| format!("{r} (exit status {st})"))).collect();
+        let gone = if took < hashes.len() { format!(", task(s) [{}] recorded as ended", ended.join(", ")) } else { String::new() };
         log!(ALWAYS, "step checkpoint {gen}: {took} tasks committed in {shown}/{}{gone} ({} ms, longest pause {longest} ms)", files::manifest_name(&s.base), ckpt_step::sys::now_ms() - t0);
     } else {
         log!(ERROR, "step checkpoint {gen} abandoned on every task: {why}; the previous complete checkpoint of the step stays");
@@ -823,20 +904,23 @@ fn coordinate_one(stop: bool) -> Option<Outcome> {
 const LINK_WAIT_MS: u64 = 5000;
 
 /// Rank 0: accept members until every task is linked or `end`; the ranks still missing. A
-/// joined step's rank 0 waits for the ranks of the tree's live sruns only: a rank below the
-/// step's size that no live srun holds is a task of a srun that has ended (`gaps`).
+/// rank that said it ended (`stepend`) is not missing. A joined step's rank 0 waits for the
+/// ranks of the tree's live sruns only: a rank below the step's size that no live srun holds is
+/// a task of a srun that has ended (`gaps`).
 fn wait_linked(s: &Step, end: u64) -> Vec<usize> {
     loop {
         accept_members(s);
         let (want, held): (usize, Box<dyn Fn(usize) -> bool>) = match joined_tag(s) {
             Some(tag) => {
-                let live = crate::srunranks::running(tag, s.id.job.as_bytes());
-                let most = live.iter().map(|&(_, size)| size).max().unwrap_or(0);
-                (ntasks(s).max(most) as usize, Box::new(move |r: usize| live.iter().any(|&(o, sz)| o as usize <= r && r < sz as usize)))
+                let live = crate::srunranks::running_procs(tag, s.id.job.as_bytes());
+                let holders = |r: u32| live.iter().filter(|h| h.offset <= r && r < h.size).map(|h| h.pid).collect();
+                crate::stepend::prune(holders);
+                let most = live.iter().map(|h| h.size).max().unwrap_or(0);
+                (ntasks(s).max(most) as usize, Box::new(move |r: usize| live.iter().any(|h| h.offset as usize <= r && r < h.size as usize)))
             }
             None => (ntasks(s) as usize, Box::new(|_| true)),
         };
-        let missing: Vec<usize> = (1..want.min(s.links.len())).filter(|&r| s.links[r].load(Ordering::Relaxed) < 0 && held(r)).collect();
+        let missing: Vec<usize> = (1..want.min(s.links.len())).filter(|&r| s.links[r].load(Ordering::Relaxed) < 0 && held(r) && crate::stepend::status(r).is_none()).collect();
         let now = ckpt_step::sys::now_ms();
         let l = LISTEN.load(Ordering::Relaxed);
         if missing.is_empty() || now >= end || l < 0 {

@@ -201,21 +201,34 @@ impl Addr {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Manifest {
     pub generation: u64,
-    /// Each rank's image, by its header index hash; None: a rank of a joined step whose srun
-    /// had ended when the checkpoint was taken (`rank R ended`): it has no image in the set, a
-    /// restart neither waits for it nor runs it again. Rank 0 always has one.
+    /// Each rank's image, by its header index hash; None: a rank that had ended when the
+    /// checkpoint was taken (`rank R ended`): a task of a joined step whose srun had ended, or a
+    /// task whose program had exited normally while the others ran (its status in `exits`). It
+    /// has no image in the set; a restart neither waits for it nor runs it again. Rank 0 always
+    /// has one.
     pub hashes: Vec<Option<u64>>,
+    /// The exit status of each ended rank whose program said it (`rank R ended STATUS`), by rank.
+    pub exits: Vec<(u32, u8)>,
 }
 
 impl Manifest {
-    /// Version 1 when every rank has an image (what older builds read), 2 with ended ranks.
+    /// Version 1 when every rank has an image (what older builds read), 2 with ended ranks, 3
+    /// when an ended rank has its exit status (older builds refuse a version they do not know
+    /// rather than resume such a rank).
     pub fn encode(&self) -> Vec<u8> {
-        let v = if self.hashes.iter().all(Option::is_some) { 1 } else { 2 };
+        let v = if !self.exits.is_empty() {
+            3
+        } else if self.hashes.iter().all(Option::is_some) {
+            1
+        } else {
+            2
+        };
         let mut s = format!("ckpt-step-manifest {v}\ngeneration {}\ntasks {}\n", self.generation, self.hashes.len());
         for (r, h) in self.hashes.iter().enumerate() {
-            match h {
-                Some(h) => s.push_str(&format!("rank {r} {h:016x}\n")),
-                None => s.push_str(&format!("rank {r} ended\n")),
+            match (h, self.exit_status(r as u32)) {
+                (Some(h), _) => s.push_str(&format!("rank {r} {h:016x}\n")),
+                (None, Some(st)) => s.push_str(&format!("rank {r} ended {st}\n")),
+                (None, None) => s.push_str(&format!("rank {r} ended\n")),
             }
         }
         s.into_bytes()
@@ -224,9 +237,10 @@ impl Manifest {
     pub fn decode(b: &[u8]) -> Option<Manifest> {
         let s = std::str::from_utf8(b).ok()?;
         let mut lines = s.lines();
-        let gaps = match lines.next()? {
-            "ckpt-step-manifest 1" => false,
-            "ckpt-step-manifest 2" => true,
+        let v = match lines.next()? {
+            "ckpt-step-manifest 1" => 1,
+            "ckpt-step-manifest 2" => 2,
+            "ckpt-step-manifest 3" => 3,
             _ => return None,
         };
         let mut m = Manifest::default();
@@ -236,14 +250,19 @@ impl Manifest {
             match w.as_slice() {
                 ["generation", g] => m.generation = g.parse().ok()?,
                 ["tasks", n] => tasks = n.parse().ok()?,
-                ["rank", r, h] => {
+                ["rank", r, rest @ ..] => {
                     let r = r.parse::<usize>().ok()?;
                     if r != m.hashes.len() {
                         return None;
                     }
-                    m.hashes.push(match *h {
-                        "ended" if gaps && r > 0 => None,
-                        h => Some(u64::from_str_radix(h, 16).ok()?),
+                    m.hashes.push(match *rest {
+                        ["ended"] if v >= 2 && r > 0 => None,
+                        ["ended", st] if v >= 3 && r > 0 => {
+                            m.exits.push((r as u32, st.parse().ok()?));
+                            None
+                        }
+                        [h] => Some(u64::from_str_radix(h, 16).ok()?),
+                        _ => return None,
                     });
                 }
                 _ => {}
@@ -252,9 +271,14 @@ impl Manifest {
         (tasks == m.hashes.len() && tasks > 0).then_some(m)
     }
 
-    /// Whether task `rank` had ended when this checkpoint was taken (its srun was gone).
+    /// Whether task `rank` had ended when this checkpoint was taken.
     pub fn ended(&self, rank: u32) -> bool {
         self.hashes.get(rank as usize) == Some(&None)
+    }
+
+    /// The status task `rank` exited with, if it had ended and said so.
+    pub fn exit_status(&self, rank: u32) -> Option<u8> {
+        self.exits.iter().find(|&&(r, _)| r == rank).map(|&(_, st)| st)
     }
 }
 
@@ -278,17 +302,25 @@ mod tests {
         assert!(dir.key("app", false).unwrap_err().contains("read or written by others"));
         std::os::unix::fs::symlink(&p, d.join("b.step-key")).unwrap();
         assert!(dir.key("b", false).is_err(), "a symbolic link is not followed");
-        let m = Manifest { generation: 4, hashes: vec![Some(1), Some(0xffff_0000_1234), Some(3)] };
+        let m = Manifest { generation: 4, hashes: vec![Some(1), Some(0xffff_0000_1234), Some(3)], exits: Vec::new() };
         dir.write_new(&manifest_name("app"), &m.encode()).unwrap();
         assert_eq!(Manifest::decode(&dir.read_own("app.step", 1 << 20).unwrap().unwrap()), Some(m.clone()));
         assert!(m.encode().starts_with(b"ckpt-step-manifest 1\n"), "no ended rank: what older builds read");
         // The first of two sruns ended before the checkpoint: its ranks are recorded as ended.
-        let gap = Manifest { generation: 5, hashes: vec![Some(7), None, None, Some(9), Some(10)] };
+        let gap = Manifest { generation: 5, hashes: vec![Some(7), None, None, Some(9), Some(10)], exits: Vec::new() };
         assert!(gap.encode().starts_with(b"ckpt-step-manifest 2\n"));
         assert_eq!(Manifest::decode(&gap.encode()), Some(gap.clone()));
         assert!(gap.ended(1) && gap.ended(2) && !gap.ended(3) && !gap.ended(0) && !gap.ended(9));
         assert_eq!(Manifest::decode(b"ckpt-step-manifest 1\ngeneration 1\ntasks 2\nrank 0 01\nrank 1 ended\n"), None, "version 1 has no ended rank");
         assert_eq!(Manifest::decode(b"ckpt-step-manifest 2\ngeneration 1\ntasks 2\nrank 0 ended\nrank 1 01\n"), None, "rank 0 never ends first");
+        // A task whose program exited normally while the others ran: its status is kept.
+        let exited = Manifest { generation: 6, hashes: vec![Some(7), None, Some(9), None], exits: vec![(1, 3)] };
+        assert!(exited.encode().starts_with(b"ckpt-step-manifest 3\n"), "an exit status: a version older builds refuse");
+        assert!(String::from_utf8(exited.encode()).unwrap().contains("rank 1 ended 3\nrank 2 0000000000000009\nrank 3 ended\n"));
+        assert_eq!(Manifest::decode(&exited.encode()), Some(exited.clone()));
+        assert_eq!((exited.exit_status(1), exited.exit_status(3), exited.exit_status(2)), (Some(3), None, None));
+        assert_eq!(Manifest::decode(b"ckpt-step-manifest 2\ngeneration 1\ntasks 2\nrank 0 01\nrank 1 ended 0\n"), None, "version 2 has no exit status");
+        assert_eq!(Manifest::decode(b"ckpt-step-manifest 3\ngeneration 1\ntasks 2\nrank 0 01\nrank 1 ended 256\n"), None, "an exit status is a byte");
         let a = Addr { epoch: 0xabc, port: 4000, boot: "b-1".into(), addrs: vec![[127, 0, 0, 1], [10, 1, 2, 3]] };
         assert_eq!(Addr::decode(&a.encode()), Some(a));
         assert_eq!(Manifest::decode(b"ckpt-step-manifest 1\ngeneration 1\ntasks 2\nrank 0 01\n"), None);

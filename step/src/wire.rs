@@ -55,6 +55,10 @@ pub enum Msg {
     Listeners { report: Vec<u8> },
     /// After a `Go` without a why: every task's report (`addrmap::encode`).
     Moved { reports: Vec<u8> },
+    /// A member's program is exiting normally with `status` (exit(3), a return from main): its
+    /// first words on a connection of its own (after authentication) instead of `Hello`;
+    /// answered with `Commit` once rank 0 has recorded it.
+    Ended { rank: u32, status: u32 },
 }
 
 /// What can go wrong on a link.
@@ -163,6 +167,7 @@ impl Msg {
             Msg::Go { why } => e.u8(11).bytes(why.as_bytes()),
             Msg::Listeners { report } => e.u8(12).bytes(report),
             Msg::Moved { reports } => e.u8(13).bytes(reports),
+            Msg::Ended { rank, status } => e.u8(14).u32(*rank).u32(*status),
         };
         let len = (e.0.len() - 4) as u32;
         e.0[..4].copy_from_slice(&len.to_le_bytes());
@@ -209,6 +214,7 @@ impl Msg {
             11 => Msg::Go { why: d.string()? },
             12 => Msg::Listeners { report: d.bytes()? },
             13 => Msg::Moved { reports: d.bytes()? },
+            14 => Msg::Ended { rank: d.u32()?, status: d.u32()? },
             k => return Err(LinkError::Bad(format!("unknown message kind {k}"))),
         };
         Ok(m)
@@ -290,6 +296,7 @@ mod tests {
             Msg::Go { why: String::new() },
             Msg::Listeners { report: vec![1, 2] },
             Msg::Moved { reports: vec![] },
+            Msg::Ended { rank: 2, status: 3 },
         ];
         for m in all {
             let e = m.encode();

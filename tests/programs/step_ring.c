@@ -2,7 +2,7 @@
  * step_ring: the tasks of a Slurm step (SLURM_PROCID of SLURM_STEP_NUM_TASKS) pass data round a
  * ring over TCP, as a parallel solver would.
  *
- * Usage: step_ring DIR [ROUNDS=60] [DELAY_MS=50] [SIZE=65536] [WORKER=0]
+ * Usage: step_ring DIR [ROUNDS=60] [DELAY_MS=50] [SIZE=65536] [WORKER=0] [EARLY]
  * With WORKER=1 each task is a process tree: before anything else it forks a worker that makes
  * the bytes the task sends each round (the task writes it a seed over a pipe, the worker
  * answers with SIZE bytes over another); the result is the same as without a worker.
@@ -17,12 +17,18 @@
  * task and folds them into its state; prints "step i state=<hex>". Last "result <hex>". Every
  * task's result depends on every byte every task received: a byte lost, duplicated or
  * reordered between tasks changes them all. Deterministic for the same N and arguments.
+ * With EARLY=RANK:ROUND:STATUS (the sixth argument, after WORKER), task RANK takes no part in
+ * the ring: it makes ROUND rounds on its own, prints its result and returns STATUS from main
+ * (exit(3)'s way), while the others (at least two) make the ring without it. Every task then
+ * appends "start RANK PID" to DIR/starts.RANK as it starts (a test counts the lines: a task
+ * run again adds one).
  * With STEP_RING_HOLD=FILE:ROUND in the environment, rank 0 waits before round ROUND until
  * FILE exists (the whole ring waits with it): a test holds the ring alive until it says so;
  * the result is the same.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
@@ -144,6 +150,32 @@ static void recv_all(int fd, unsigned char *p, size_t n)
     }
 }
 
+/* EARLY: every task notes its start in DIR/starts.RANK (one write, appended). */
+static void note_start(const char *dir, long rank)
+{
+    char path[4096], line[64];
+    snprintf(path, sizeof path, "%s/starts.%ld", dir, rank);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    int len = snprintf(line, sizeof line, "start %ld %d\n", rank, (int)getpid());
+    if (fd < 0 || write(fd, line, (size_t)len) != len)
+        die(path);
+    close(fd);
+}
+
+/* EARLY: the task that is no part of the ring: ROUNDS rounds alone, then STATUS. */
+static int alone(long rank, long rounds, long delay, int status)
+{
+    uint64_t state = 0x9E3779B97F4A7C15ULL ^ (uint64_t)rank;
+    printf("start step_ring rank=%ld alone\n", rank);
+    for (long i = 1; i <= rounds; i++) {
+        state = (state ^ (uint64_t)i) * 1099511628211ULL;
+        sleep_ms(delay);
+        printf("step %ld state=%016llx\n", i, (unsigned long long)state);
+    }
+    printf("result %016llx\n", (unsigned long long)state);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -161,6 +193,13 @@ int main(int argc, char **argv)
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
+    long early = -1, early_round = 0, early_status = 0;
+    if (argc > 6 && (sscanf(argv[6], "%ld:%ld:%ld", &early, &early_round, &early_status) != 3 || n < 3))
+        early = -1;
+    if (early >= 0)
+        note_start(dir, rank);
+    if (rank == early)
+        return alone(rank, early_round, delay, (int)early_status);
     int to_worker = -1, from_worker = -1;
     if (argc > 5 && atoi(argv[5]) == 1) {
         int req[2], resp[2];
@@ -197,7 +236,8 @@ int main(int argc, char **argv)
     rename(tmp, path);
 
     /* Connect to the next task (its port file may not be there yet). */
-    snprintf(path, sizeof path, "%s/port.%ld", dir, (rank + 1) % n);
+    long after = (rank + 1) % n == early ? (rank + 2) % n : (rank + 1) % n;
+    snprintf(path, sizeof path, "%s/port.%ld", dir, after);
     int port = 0;
     for (int tries = 0; port == 0 && tries < 600; tries++) {
         FILE *p = fopen(path, "r");

@@ -623,6 +623,13 @@ fn placement(out: &str, run: usize) -> Vec<(u32, String)> {
     v
 }
 
+/// Cancel `job` and wait until it has ended.
+fn cancel_and_wait(job: &Job) -> Result<()> {
+    job.run("scancel", &[])?;
+    ensure!(wait_until(Duration::from_secs(60), || matches!(job.state().as_str(), "CANCELLED" | "COMPLETED" | "GONE")), "job {} not ended: {}", job.id, job.state());
+    Ok(())
+}
+
 /// Every task of the ring ended with the uninterrupted result and started once.
 fn assert_ring_resumed(all: &str, expected: &[String]) -> Result<()> {
     for (r, want) in expected.iter().enumerate() {
@@ -677,13 +684,7 @@ fn ring_checkpoint_kill_resume_on_other_nodes(name: &str, trees: bool) -> Result
             ensure!(live == 2, "task {r}'s set does not hold its 2 processes:\n{m}");
         }
     }
-    first.run("scancel", &[])?;
-    ensure!(
-        wait_until(Duration::from_secs(60), || matches!(first.state().as_str(), "CANCELLED" | "COMPLETED" | "GONE")),
-        "job {} not ended: {}",
-        first.id,
-        first.state()
-    );
+    cancel_and_wait(&first)?;
     let at: Vec<usize> = (0..4).map(|r| steps(&task_lines(&first.output(), Some(r)))).collect();
     ensure!(at.iter().all(|&s| s < 150), "a task finished before the kill: {at:?}");
     let second = Job::submit(&bins, &work, &["-N2", "--ntasks=4", "--distribution=cyclic"], script.to_str().unwrap_or(""), &exe, &args, &env)?;
@@ -692,6 +693,57 @@ fn ring_checkpoint_kill_resume_on_other_nodes(name: &str, trees: bool) -> Result
     let (p1, p2) = (placement(&all, 0), placement(&all, 1));
     ensure!(p1.len() == 4 && p2.len() == 4 && p1 != p2, "the tasks did not land on other nodes: {p1:?} then {p2:?}");
     assert_ring_resumed(&all, &expected)
+}
+
+/// Issue 14: a 4-task step on 2 nodes one of whose tasks (rank 2) runs 5 rounds alone and
+/// exits with status 3 while the other three pass data round a ring: it tells rank 0, the
+/// checkpoint (`scancel -s USR2`) commits with the three and records it as ended with its
+/// status, every task killed with the job, a new job resumes: task 2's `ckpt-run --resume`
+/// exits 3 at once without running the ring again, the others end with the uninterrupted
+/// checksums, every task started once.
+#[test]
+fn slurm_step_task_exited_early_recorded_ended_checkpoint_kill_resume_others_same_result() -> Result<()> {
+    need_slurm!();
+    let bins = Bins::locate()?;
+    let work = Workdir::new("slurm-ring-early")?;
+    let exe = compile_c(&work, "step_ring.c", &[])?;
+    let (rounds, early) = ("200", "2:5:3");
+    let expected = ckpt_tests::ring::reference_of(&work, 4, |ports| vec![exe.clone().into(), ports.into(), rounds.into(), "0".into(), ckpt_tests::ring::SIZE.into(), "0".into(), early.into()])?;
+    let script = ring_script(&work, "")?;
+    let ports = work.join("ports");
+    std::fs::create_dir_all(&ports)?;
+    let args = [ports.to_str().unwrap_or("ports"), rounds, "50", ckpt_tests::ring::SIZE, "0", early];
+    let env = [("SLURM_LABELIO", "1"), ("CKPT_LOG", "info")];
+    let first = Job::submit(&bins, &work, &["-N2", "--ntasks=4", "--distribution=block"], script.to_str().unwrap_or(""), &exe, &args, &env)?;
+    first.wait_output(90, "task 2's end, told to rank 0", |o| o.contains("step: task 2 ended (exit status 3)"))?;
+    first.wait_output(60, "10 rounds of the ring", |o| [0, 1, 3].iter().all(|&r| steps(&task_lines(o, Some(r))) >= 10))?;
+    first.run("scancel", &["-s", "USR2"])?;
+    first.wait_output(90, "the step's commit", |o| o.contains("step checkpoint 1: 3 tasks committed"))?;
+    ensure!(first.output().contains("task(s) [2 (exit status 3)] recorded as ended"), "task 2 was not recorded as ended:\n{}", first.output());
+    let m = std::fs::read_to_string(work.join("ckpt/step_ring.step"))?;
+    ensure!(m.contains("rank 2 ended 3\n"), "the step's manifest:\n{m}");
+    cancel_and_wait(&first)?;
+    let at: Vec<usize> = [0, 1, 3].iter().map(|&r| steps(&task_lines(&first.output(), Some(r)))).collect();
+    ensure!(at.iter().all(|&s| s < 200), "a task finished before the kill: {at:?}");
+    let second = Job::submit(&bins, &work, &["-N2", "--ntasks=4", "--distribution=cyclic"], script.to_str().unwrap_or(""), &exe, &args, &env)?;
+    second.wait_completed(180)?;
+    let all = second.output();
+    let again = all.split("ckpt job ").nth(2).unwrap_or("");
+    let two = task_lines(again, Some(2));
+    ensure!(two.iter().any(|l| l.contains("not running it again")) && !two.iter().any(|l| l.starts_with("step ")), "task 2 ran again or did not say why not:\n{all}");
+    ensure!(again.contains("srun exit code 3"), "srun did not end with task 2's status:\n{all}");
+    for r in [0, 1, 3] {
+        let lines = task_lines(&all, Some(r));
+        let result = lines.iter().rev().find(|l| l.starts_with("result "));
+        ensure!(result == Some(&expected[r as usize].as_str()), "task {r}: {result:?}, uninterrupted {}; output:\n{all}", expected[r as usize]);
+        ensure!(lines.iter().any(|l| l.contains("restarted from")), "task {r} was not restarted; output:\n{all}");
+    }
+    for r in 0..4 {
+        let lines = task_lines(&all, Some(r));
+        let starts = lines.iter().filter(|l| l.starts_with("start step_ring")).count();
+        ensure!(starts == 1, "task {r} started {starts} times; output:\n{all}");
+    }
+    Ok(())
 }
 
 /// Issue 14 (2b), as MPI needs it: the connections between the tasks are held by a process of
@@ -1228,9 +1280,10 @@ fn sruns_checkpoint_kill_requeue(tag: &str, side_by_side: bool) -> Result<()> {
     job.wait_output(90, "the joined step's checkpoint", |o| o.contains("step checkpoint 1: 3 tasks committed"))?;
     let out = job.output();
     if side_by_side {
-        ensure!(out.contains("task(s) [1, 2] recorded as ended"), "A's ranks were not recorded as ended:\n{out}");
+        // (A's tasks ended normally: each told rank 0 its status.)
+        ensure!(out.contains("task(s) [1 (exit status 0), 2 (exit status 0)] recorded as ended"), "A's ranks were not recorded as ended:\n{out}");
         let m = std::fs::read_to_string(work.join("ckpt/two.step"))?;
-        ensure!(m.contains("tasks 5\n") && m.contains("rank 1 ended\nrank 2 ended\n"), "the step's manifest:\n{m}");
+        ensure!(m.contains("tasks 5\n") && m.contains("rank 1 ended 0\nrank 2 ended 0\n"), "the step's manifest:\n{m}");
     }
     let killed = job.kill_all();
     ensure!(killed >= 4, "only {killed} processes of the job found to kill");

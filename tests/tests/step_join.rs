@@ -413,9 +413,10 @@ fn gap_checkpoint_commits_and_resumes(tag: &str, as_nobody: bool) -> Result<()> 
     };
     signal(1)?;
     wait(&mut p, "3 tasks committed", 150)?;
-    ensure!(p.stderr().contains("task(s) [1, 2] recorded as ended"), "A's ranks were not recorded as ended:\n{}", p.stderr());
+    // (A's tasks ended normally: each told rank 0 its status.)
+    ensure!(p.stderr().contains("task(s) [1 (exit status 0), 2 (exit status 0)] recorded as ended"), "A's ranks were not recorded as ended:\n{}", p.stderr());
     let manifest = std::fs::read_to_string(dir.join("launcher.step"))?;
-    ensure!(manifest.contains("rank 1 ended\nrank 2 ended\n") && manifest.contains("tasks 5\n"), "the manifest:\n{manifest}");
+    ensure!(manifest.contains("rank 1 ended 0\nrank 2 ended 0\n") && manifest.contains("tasks 5\n"), "the manifest:\n{manifest}");
     p.kill()?;
     ensure!(!p.stdout().contains("B ended"), "the launcher ended before it was killed:\n{}", p.stdout());
     ensure!(task_run(&bins, &out, 0).is_none() && task_run(&bins, &out, 1).is_none(), "a task outlived the launcher's namespace");
@@ -430,7 +431,7 @@ fn gap_checkpoint_commits_and_resumes(tag: &str, as_nobody: bool) -> Result<()> 
     ckpt_tests::process::wait_until(Duration::from_secs(60), || lines(0).contains("C n 3"));
     signal(1)?;
     wait(&mut p, "4 tasks committed", 150)?;
-    ensure!(p.stderr().contains("task(s) [2] recorded as ended"), "rank 2 was not recorded as ended:\n{}", p.stderr());
+    ensure!(p.stderr().contains("task(s) [2 (exit status 0)] recorded as ended"), "rank 2 was not recorded as ended:\n{}", p.stderr());
     p.kill()?;
     ensure!(!p.stdout().contains("sruns ended"), "the launcher ended before it was killed:\n{}", p.stdout());
 
@@ -489,5 +490,61 @@ fn a_second_srun_of_the_tree_with_another_count_is_checkpointed_and_resumed() ->
     ensure!(t.contains("second done 150"), "the second srun's task did not run to its end:\n{t}\n{se}");
     ensure!(t.lines().filter(|l| *l == "n 1").count() == 1, "the second srun's task started over:\n{t}");
     ensure!(t.lines().filter(|l| l.starts_with("first ")).count() == 1, "the first srun ran again:\n{t}");
+    Ok(())
+}
+
+/// One task of a live srun ends (exit 3) while the srun's other task runs on: it tells rank 0
+/// its status, a checkpoint of the joined step commits with the tree and the other task (before:
+/// abandoned, `task(s) [2] are not linked`, the rank held by the live srun), the manifest
+/// records `rank 2 ended 3`; every process killed, the tree resumed: srun is run again, the
+/// ended task's `ckpt-run --resume` exits 3 at once, the other goes on to its end; each task
+/// started once.
+#[test]
+fn one_task_of_a_live_srun_ended_checkpoint_commits_and_resume_exits_it_with_its_status() -> Result<()> {
+    one_task_ended("step-join-one-ended", false)
+}
+
+/// The same as user nobody.
+#[test]
+fn one_task_of_a_live_srun_ended_checkpoint_commits_and_resume_exits_it_with_its_status_as_nobody() -> Result<()> {
+    one_task_ended("step-join-one-ended-nobody", true)
+}
+
+fn one_task_ended(tag: &str, as_nobody: bool) -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(tag)?;
+    let task = r#"echo "start $SLURM_PROCID" >> "$OUT/starts$SLURM_PROCID"; if [ "$SLURM_PROCID" = 1 ]; then echo "task 1 done"; exit 3; fi; i=0; while [ $i -lt 40 ] || [ ! -e "$OUT/end" ]; do sleep 0.1; i=$((i + 1)); echo "n $i"; done; echo "task 0 done""#;
+    let script = format!("srun -n 2 /bin/sh -c '{task}'; echo srun ended $?");
+    let dir = work.join("ckpt");
+    let env = [("CKPT_LOG", "info")];
+    let (mut p, out) = start_script_as(&bins, &work, "one", &script, true, &env, false, &dir, as_nobody)?;
+    let lines = |r: u32| std::fs::read_to_string(out.join(format!("task{r}"))).unwrap_or_default();
+    let show = |p: &Proc| format!("{}\n{}\ntask 0:\n{}\ntask 1:\n{}", p.stdout(), p.stderr(), lines(0), lines(1));
+    let wait = |p: &mut Proc, what: &str, secs: u64| p.wait_for_stderr(what, Duration::from_secs(secs)).map_err(|e| anyhow::anyhow!("{e}\n{}", show(p)));
+    wait(&mut p, "step: task 2 ended (exit status 3)", 120)?;
+    ckpt_tests::process::wait_until(Duration::from_secs(60), || lines(0).contains("n 3\n"));
+    let pid = task_run(&bins, &out, 0).ok_or_else(|| anyhow::anyhow!("no outer process of task 0:\n{}", show(&p)))?;
+    // SAFETY: a signal to the task's outer process, which this test's launcher started.
+    ensure!(unsafe { libc::kill(pid, libc::SIGUSR2) } == 0, "cannot signal task 0");
+    wait(&mut p, "2 tasks committed", 150)?;
+    ensure!(p.stderr().contains("task(s) [2 (exit status 3)] recorded as ended"), "rank 2 was not recorded as ended:\n{}", p.stderr());
+    let manifest = std::fs::read_to_string(dir.join("launcher.step"))?;
+    ensure!(manifest.contains("tasks 3\n") && manifest.contains("rank 2 ended 3\n"), "the manifest:\n{manifest}");
+    p.kill()?;
+    ensure!(!p.stdout().contains("srun ended"), "the launcher ended before it was killed:\n{}", p.stdout());
+
+    let (mut p, _) = start_script_as(&bins, &work, "one", &script, true, &env, true, &dir, as_nobody)?;
+    // (Task 1 linked again: rank 0 knows the step's size.)
+    wait(&mut p, "the joined step has 3 tasks", 120)?;
+    std::fs::write(out.join("end"), "")?;
+    let st = p.wait(Duration::from_secs(300))?;
+    ensure!(st.success() && p.stdout().contains("srun ended") && !p.stdout().contains("srun ended 0"), "the resumed launcher: {st}\n{}", show(&p));
+    let (t0, t1) = (lines(0), lines(1));
+    ensure!(t1.contains("not running it again") && t1.matches("task 1 done\n").count() == 1, "the ended task ran again or did not say so:\n{t1}");
+    ensure!(t0.matches("task 0 done\n").count() == 1 && t0.matches("n 1\n").count() == 1, "task 0 did not go on to its end once:\n{t0}");
+    for r in 0..2 {
+        let s = std::fs::read_to_string(out.join(format!("starts{r}"))).unwrap_or_default();
+        ensure!(s.lines().count() == 1, "task {r} started {} times", s.lines().count());
+    }
     Ok(())
 }

@@ -355,3 +355,128 @@ fn trees_checkpoint_kill_resume(tag: &str, tree: Tree, procs: usize) -> Result<(
     }
     Ok(())
 }
+
+/// The task of step_ring that ends early (rank 2 of 4: its EARLY argument) and the round it
+/// ends after.
+const EARLY_RANK: usize = 2;
+const EARLY_ROUND: u32 = 5;
+const EARLY_ROUNDS: u32 = 300;
+
+/// The 4 tasks of step_ring under ckpt-run (`resume`: with --resume), `early` its EARLY argument
+/// (`RANK:ROUND:STATUS`: that task alone, ending with STATUS), as user nobody when `as_nobody`.
+fn start_early(bins: &Bins, work: &Workdir, exe: &Path, run: &Run, early: &str, as_nobody: bool) -> Result<Vec<Proc>> {
+    let ports = work.join("ports");
+    std::fs::create_dir_all(&ports)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ports, std::fs::Permissions::from_mode(0o1777))?;
+    (0..4)
+        .map(|r| {
+            let mut argv: Vec<OsString> = vec![bins.run.clone().into(), "--dir".into(), work.join("ckpt").into()];
+            argv.extend(run.resume.then(|| "--resume".into()));
+            argv.extend(["--".into(), exe.into(), ports.clone().into()]);
+            argv.extend(ring_args(EARLY_ROUNDS).iter().map(OsString::from));
+            argv.extend(["0".into(), early.into()]);
+            let mut c = user_command(&argv, as_nobody, work.path());
+            slurm_env(&mut c, run.job, r, 4, run.restarts);
+            c.envs(run.env.iter().copied());
+            Proc::spawn(&format!("task {r}{}", if run.resume { " (resumed)" } else { "" }), c)
+        })
+        .collect()
+}
+
+/// How many times task `r` of step_ring with EARLY started (its lines in its starts file).
+fn starts(work: &Workdir, r: usize) -> usize {
+    std::fs::read_to_string(work.join(&format!("ports/starts.{r}"))).unwrap_or_default().lines().count()
+}
+
+/// A task whose program exits normally (status 0) while the others run on: rank 0 records it,
+/// the next checkpoint commits with the other three and records it as ended with its status;
+/// every task SIGKILLed, the step resumed: the ended task's `ckpt-run --resume` exits at once
+/// with its status without running the program again (it started once), the others go on from
+/// the checkpoint to the uninterrupted result.
+#[test]
+fn a_task_that_exited_0_is_recorded_ended_checkpoint_commits_resume_does_not_rerun_it() -> Result<()> {
+    task_exited_early("step-early-0", 0, false)
+}
+
+/// The same with exit status 3.
+#[test]
+fn a_task_that_exited_3_is_recorded_ended_checkpoint_commits_resume_exits_3() -> Result<()> {
+    task_exited_early("step-early-3", 3, false)
+}
+
+/// The same as user nobody.
+#[test]
+fn a_task_that_exited_3_is_recorded_ended_checkpoint_commits_resume_exits_3_as_nobody() -> Result<()> {
+    task_exited_early("step-early-3-nobody", 3, true)
+}
+
+fn task_exited_early(tag: &str, status: i32, as_nobody: bool) -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(tag)?;
+    let exe = compile_c(&work, "step_ring.c", &[])?;
+    let early = format!("{EARLY_RANK}:{EARLY_ROUND}:{status}");
+    let expected = ring::reference_of(&work, 4, |ports| vec![exe.clone().into(), ports.into(), EARLY_ROUNDS.to_string().into(), "0".into(), ring::SIZE.into(), "0".into(), early.clone().into()])?;
+    let job = format!("early{}", std::process::id());
+    let env = [("CKPT_LOG", "info")];
+    let run = Run { job: &job, restarts: 0, resume: false, env: &env, tree: Tree::No };
+    let mut first = start_early(&bins, &work, &exe, &run, &early, as_nobody)?;
+    let st = first[EARLY_RANK].wait(Duration::from_secs(60))?;
+    ensure!(st.code() == Some(status), "the early task ended with {st:?}, not status {status}:\n{}", first[EARLY_RANK].stderr());
+    first[0].wait_for_stderr(&format!("step: task {EARLY_RANK} ended (exit status {status})"), Duration::from_secs(30))?;
+    for r in [0, 1, 3] {
+        first[r].wait_for_step(10, Duration::from_secs(60))?;
+    }
+    first[1].signal(libc::SIGUSR2)?;
+    let line = format!("step checkpoint 1: 3 tasks committed in {}/step_ring.step, task(s) [{EARLY_RANK} (exit status {status})] recorded as ended", work.join("ckpt").canonicalize()?.display());
+    first[0].wait_for_stderr(&line, Duration::from_secs(90)).map_err(|e| anyhow::anyhow!("{e}\ntask 1:\n{}", first[1].stderr()))?;
+    let manifest = std::fs::read_to_string(work.join("ckpt/step_ring.step"))?;
+    ensure!(manifest.starts_with("ckpt-step-manifest 3\n") && manifest.contains(&format!("rank {EARLY_RANK} ended {status}\n")), "manifest:\n{manifest}");
+    for r in [0, 1, 3] {
+        first[r].kill()?;
+        ensure!(steps(&first[r]).last().is_some_and(|&l| l < EARLY_ROUNDS as u64), "task {r} finished before the kill");
+    }
+    let mut second = start_early(&bins, &work, &exe, &Run { restarts: 1, resume: true, ..run }, &early, as_nobody)?;
+    let st = second[EARLY_RANK].wait(Duration::from_secs(30))?;
+    let err = second[EARLY_RANK].stderr();
+    ensure!(st.code() == Some(status) && err.contains("not running it again"), "the ended task's resume did not exit with status {status}: {st:?}\n{err}");
+    ensure!(second[EARLY_RANK].stdout().is_empty(), "the ended task ran again:\n{}", second[EARLY_RANK].stdout());
+    for r in [0, 1, 3] {
+        let p = &mut second[r];
+        let st = p.wait(Duration::from_secs(180))?;
+        let (out, err) = (p.stdout(), p.stderr());
+        ensure!(st.success() && err.contains("restarted from"), "task {r} did not resume: {st:?}\n{err}");
+        ensure!(!out.contains("start step_ring"), "task {r} started over:\n{out}");
+        ensure!(steps(p).first().is_some_and(|&f| f > 1), "task {r} did not continue: steps {:?}", steps(p));
+        ensure!(result_of(&out) == Some(expected[r].as_str()), "task {r}: result {:?}, uninterrupted {}; stderr:\n{err}", result_of(&out), expected[r]);
+    }
+    for r in 0..4 {
+        ensure!(starts(&work, r) == 1, "task {r} started {} times", starts(&work, r));
+    }
+    Ok(())
+}
+
+/// A task killed (not a normal exit) says nothing: the step's checkpoint is abandoned in one
+/// line naming it, as for any task that is not linked.
+#[test]
+fn a_task_killed_while_the_others_run_still_abandons_the_checkpoint_in_one_line() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("step-early-killed")?;
+    let exe = compile_c(&work, "step_ring.c", &[])?;
+    let job = format!("killed{}", std::process::id());
+    let run = Run { job: &job, restarts: 0, resume: false, env: &[], tree: Tree::No };
+    let early = format!("{EARLY_RANK}:100000:0");
+    let mut tasks = start_early(&bins, &work, &exe, &run, &early, false)?;
+    for p in tasks.iter_mut() {
+        p.wait_for_step(3, Duration::from_secs(60))?;
+    }
+    tasks[EARLY_RANK].kill()?;
+    tasks[1].signal(libc::SIGUSR2)?;
+    let line = format!("checkpoint 1 of the step abandoned: task(s) [{EARLY_RANK}] are not linked (not started yet, or ended); the program continues");
+    tasks[0].wait_for_stderr(&line, Duration::from_secs(60))?;
+    ensure!(!work.join("ckpt/step_ring.step").exists(), "a manifest was written");
+    for r in [0, 1, 3] {
+        tasks[r].kill()?;
+    }
+    Ok(())
+}
