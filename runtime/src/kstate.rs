@@ -125,9 +125,14 @@ pub fn save(self_tid: i32) -> Result<(), String> {
         return Err("a thread of the program did not take its pending signals again within 10 s (the machine is overloaded?): its signals could not be recorded faithfully; the program goes on, try again".into());
     }
     crate::sigqueue::capture_shared();
-    crate::sigqueue::capture_late(crate::threads::leader_parked());
+    let left = crate::sigqueue::capture_late(crate::threads::leader_parked());
     let status = sys::read_file(&sys::cpath(&[b"/proc/thread-self/status"])).unwrap_or_default();
-    s.shared_pending = value(&status, "ShdPnd:", 16).unwrap_or(0) & !reserved & !crate::sigqueue::recorded_shared();
+    // A signal of the process's queue that the late capture could have taken with its siginfo
+    // and that is pending now came after it (a POSIX timer firing every millisecond while this
+    // thread was not run): after the cut, as for the threads below; sent again by number it
+    // would reach the restarted program without its siginfo (SI_USER, no si_value).
+    let after_cut = crate::sigqueue::takeable() & !left;
+    s.shared_pending = value(&status, "ShdPnd:", 16).unwrap_or(0) & !reserved & !crate::sigqueue::recorded_shared() & !after_cut;
     s.nthreads = 0;
     for name in sys::list_dir(&sys::cpath(&[b"/proc/self/task"])).unwrap_or_default() {
         let Some(tid) = std::str::from_utf8(&name).ok().and_then(|t| t.parse::<i32>().ok()) else { continue };

@@ -331,14 +331,17 @@ pub fn recapture_thread() {
 /// already recorded may have late copies behind the recorded ones: those stay sent by number).
 /// They go back at once where the kernel lets this thread queue them (si_code < 0), else by the
 /// leader when it is released (`after_release`; `leader_parked`), else by number.
-pub fn capture_late(leader_parked: bool) {
+/// Returns the signals it had to leave in the process's queue (also pending in this thread's
+/// own, which `take` would give first): every other signal it may take that is pending there
+/// after it came after the cut.
+pub fn capture_late(leader_parked: bool) -> u64 {
     if sys::gettid() == sys::getpid() {
-        return; // the leader is this thread: capture_shared took the queue just now
+        return 0; // the leader is this thread: capture_shared took the queue just now
     }
-    let own = status_mask(b"SigPnd:");
+    let own = status_mask(b"SigPnd:") & takeable();
     let mask = status_mask(b"ShdPnd:") & takeable() & !recorded(SHARED) & !own;
     if mask == 0 {
-        return;
+        return own;
     }
     let start = USED.load(Ordering::Acquire);
     for sig in (1..=64).filter(|&s| mask & bit(s) != 0) {
@@ -362,6 +365,7 @@ pub fn capture_late(leader_parked: bool) {
     } else {
         put_back_late(false);
     }
+    own
 }
 
 /// The late entries back in the process's queue, in order: `as_leader`, any siginfo; otherwise

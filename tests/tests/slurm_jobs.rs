@@ -1242,63 +1242,105 @@ fn slurm_sequential_sruns_in_one_tree_checkpoint_during_second_kill_requeue_same
 /// The two tests above: `side_by_side` A and B at once (A ends first), else one after the other.
 fn sruns_checkpoint_kill_requeue(tag: &str, side_by_side: bool) -> Result<()> {
     need_slurm!();
-    let bins = Bins::locate()?;
-    let work = Workdir::new(tag)?;
-    let exe = compile_c(&work, "step_ring.c", &[])?;
+    let (bins, work, exe) = sruns_setup(tag)?;
     let (short, long) = (20u32, 60u32);
     let expected_a = ckpt_tests::ring::reference(&work, &exe, 2, short)?;
     // (The reference run's port files are per run.)
     std::fs::remove_dir_all(work.join("ports-plain"))?;
     let expected_b = ckpt_tests::ring::reference(&work, &exe, 2, long)?;
-    for who in ["A", "B"] {
-        std::fs::create_dir_all(work.join(&format!("ports{who}")))?;
-    }
     let hold = |who: &str| work.join(&format!("go{who}"));
-    let srun = |who: &str, rounds: u32, at: u32| {
-        format!("STEP_RING_HOLD={}:{at} srun -N2 -n2 --overlap --open-mode=append --output={who}.%t \"$0\" ports{who} {rounds} 50 {} 0", hold(who).display(), ckpt_tests::ring::SIZE)
-    };
+    let srun = |who: &str, rounds: u32, at: u32| format!("STEP_RING_HOLD={}:{at} {}", hold(who).display(), srun_of_ring(who, rounds));
     let tree = if side_by_side {
         format!("{} & a=$!; while [ ! -e A.0 ] || [ ! -e A.1 ]; do sleep 0.1; done; {} & b=$!; wait $a; echo A ended $?; wait $b; echo B ended $?", srun("A", short, 10), srun("B", long, 30))
     } else {
         std::fs::write(hold("A"), "")?;
         format!("{}; echo A ended $?; {}; echo B ended $?", srun("A", short, 10), srun("B", long, 30))
     };
-    let script = work.join("sruns.sbatch");
-    let body = format!("#!/bin/bash\n#SBATCH --open-mode=append\necho \"restart count ${{SLURM_RESTART_COUNT:-0}}\"\nckpt-run --dir ckpt --name two --resume -- /bin/sh -c '{tree}' \"$@\"\necho \"ckpt-run exit code $?\"\n");
-    std::fs::write(&script, body)?;
-    let job = Job::submit(&bins, &work, &["-N2", "--ntasks=4"], script.to_str().unwrap_or(""), &exe, &[], &[("CKPT_JOIN_SRUN", "1")])?;
-    let task = |who: &str, r: u32| std::fs::read_to_string(work.join(&format!("{who}.{r}"))).unwrap_or_default();
-    let rounds = |who: &str, r: u32| task(who, r).lines().filter(|l| l.starts_with("step ")).count();
-    let all = || ["A", "B"].iter().flat_map(|w| (0..2).map(move |r| format!("{w}.{r}:\n{}", task(w, r)))).collect::<Vec<_>>().join("\n");
+    let job = submit_sruns(&bins, &work, &exe, &tree)?;
+    let rounds = |who: &str, r: u32| sruns_task(&work, who, r).lines().filter(|l| l.starts_with("step ")).count();
     if side_by_side {
         job.wait_output(90, "5 rounds of B's ring", |_| (0..2).all(|r| rounds("B", r) >= 5))?;
         std::fs::write(hold("A"), "")?;
     }
     job.wait_output(120, "the end of srun A", |o| o.contains("A ended 0"))?;
     job.wait_output(90, "5 rounds of B's ring", |_| (0..2).all(|r| rounds("B", r) >= 5))?;
-    job.run("scancel", &["-s", "USR2"])?;
-    job.wait_output(90, "the joined step's checkpoint", |o| o.contains("step checkpoint 1: 3 tasks committed"))?;
-    let out = job.output();
-    if side_by_side {
-        // (A's tasks ended normally: each told rank 0 its status.)
-        ensure!(out.contains("task(s) [1 (exit status 0), 2 (exit status 0)] recorded as ended"), "A's ranks were not recorded as ended:\n{out}");
-        let m = std::fs::read_to_string(work.join("ckpt/two.step"))?;
-        ensure!(m.contains("tasks 5\n") && m.contains("rank 1 ended 0\nrank 2 ended 0\n"), "the step's manifest:\n{m}");
+    let out = sruns_checkpoint_kill_requeue_end(&job, &work, 3, 4, "B ended 0", |out| {
+        if side_by_side {
+            // (A's tasks ended normally: each told rank 0 its status.)
+            ensure!(out.contains("task(s) [1 (exit status 0), 2 (exit status 0)] recorded as ended"), "A's ranks were not recorded as ended:\n{out}");
+            let m = std::fs::read_to_string(work.join("ckpt/two.step"))?;
+            ensure!(m.contains("tasks 5\n") && m.contains("rank 1 ended 0\nrank 2 ended 0\n"), "the step's manifest:\n{m}");
+        }
+        ensure!((0..2).all(|r| !sruns_task(&work, "B", r).contains("result ")), "B's ring finished before the kill:\n{}", sruns_tasks(&work));
+        std::fs::write(hold("B"), "")?;
+        Ok(())
+    })?;
+    ensure!(out.matches("A ended").count() == 1, "srun A ran again:\n{out}");
+    sruns_ended_as_uninterrupted(&work, &out, [&expected_a, &expected_b])
+}
+
+/// For the tests of two sruns in one job's tree: the ring compiled, a folder of ports for each
+/// srun (A and B).
+fn sruns_setup(tag: &str) -> Result<(Bins, Workdir, PathBuf)> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(tag)?;
+    let exe = compile_c(&work, "step_ring.c", &[])?;
+    for who in ["A", "B"] {
+        std::fs::create_dir_all(work.join(&format!("ports{who}")))?;
     }
-    let killed = job.kill_all();
-    ensure!(killed >= 4, "only {killed} processes of the job found to kill");
+    Ok((bins, work, exe))
+}
+
+/// `srun -N2 -n2` of the TCP ring (`$0`) for `rounds` rounds, named `who`: its tasks write to
+/// who.RANK (appended: srun run again by the restart goes on writing there), its ports in
+/// ports`who`; `--overlap`: the job's steps share its CPUs.
+fn srun_of_ring(who: &str, rounds: u32) -> String {
+    format!("srun -N2 -n2 --overlap --open-mode=append --output={who}.%t \"$0\" ports{who} {rounds} 50 {} 0", ckpt_tests::ring::SIZE)
+}
+
+/// A job of 2 nodes and 4 tasks whose batch script's `ckpt-run` (joined step) runs the shell line
+/// `tree`, `$0` the ring.
+fn submit_sruns(bins: &Bins, work: &Workdir, exe: &Path, tree: &str) -> Result<Job> {
+    let script = work.join("sruns.sbatch");
+    let body = format!("#!/bin/bash\n#SBATCH --open-mode=append\necho \"restart count ${{SLURM_RESTART_COUNT:-0}}\"\nckpt-run --dir ckpt --name two --resume -- /bin/sh -c '{tree}' \"$@\"\necho \"ckpt-run exit code $?\"\n");
+    std::fs::write(&script, body)?;
+    Job::submit(bins, work, &["-N2", "--ntasks=4"], script.to_str().unwrap_or(""), exe, &[], &[("CKPT_JOIN_SRUN", "1")])
+}
+
+/// What task `r` of srun `who` wrote.
+fn sruns_task(work: &Workdir, who: &str, r: u32) -> String {
+    std::fs::read_to_string(work.join(&format!("{who}.{r}"))).unwrap_or_default()
+}
+
+fn sruns_tasks(work: &Workdir) -> String {
+    ["A", "B"].iter().flat_map(|w| (0..2).map(move |r| format!("{w}.{r}:\n{}", sruns_task(work, w, r)))).collect::<Vec<_>>().join("\n")
+}
+
+/// `scancel -s USR2`: one checkpoint of the tree and `tasks` tasks of its step; every process of
+/// the job killed (at least `killed`), `killed_then` checks and prepares, the job requeued and
+/// run to its end, which says `ended` and that ckpt-run ended well. The job's output.
+fn sruns_checkpoint_kill_requeue_end(job: &Job, work: &Workdir, tasks: usize, killed: usize, ended: &str, killed_then: impl FnOnce(&str) -> Result<()>) -> Result<String> {
+    job.run("scancel", &["-s", "USR2"])?;
+    job.wait_output(90, "the joined step's checkpoint", |o| o.contains(&format!("step checkpoint 1: {tasks} tasks committed")))?;
+    let out = job.output();
+    let n = job.kill_all();
+    ensure!(n >= killed, "only {n} processes of the job found to kill");
     ensure!(wait_until(Duration::from_secs(60), || !matches!(job.state().as_str(), "RUNNING" | "COMPLETING")), "job {} not ended: {}", job.id, job.state());
-    ensure!((0..2).all(|r| !task("B", r).contains("result ")), "B's ring finished before the kill:\n{}", all());
-    std::fs::write(hold("B"), "")?;
+    killed_then(&out)?;
     job.run("scontrol", &["requeue"])?;
     job.wait_output(120, "the requeued run", |o| o.contains("restart count 1\n"))?;
     job.wait_completed(240)?;
     let out = job.output();
-    ensure!(out.contains("B ended 0") && out.contains("ckpt-run exit code 0"), "the requeued tree did not end well:\n{out}\n{}", all());
-    ensure!(out.matches("A ended").count() == 1, "srun A ran again:\n{out}");
-    for (who, expected) in [("A", &expected_a), ("B", &expected_b)] {
+    ensure!(out.contains(ended) && out.contains("ckpt-run exit code 0"), "the requeued tree did not end well:\n{out}\n{}", sruns_tasks(work));
+    Ok(out)
+}
+
+/// Every task of both sruns ended with its uninterrupted result (`expected`: A's, B's, by
+/// rank) and was started once.
+fn sruns_ended_as_uninterrupted(work: &Workdir, out: &str, expected: [&[String]; 2]) -> Result<()> {
+    for (who, expected) in ["A", "B"].into_iter().zip(expected) {
         for r in 0..2u32 {
-            let t = task(who, r);
+            let t = sruns_task(work, who, r);
             let result: Vec<&str> = t.lines().filter(|l| l.starts_with("result ")).collect();
             ensure!(result == [expected[r as usize].as_str()], "srun {who}'s task {r}: {result:?}, uninterrupted {}:\n{t}\njob:\n{out}", expected[r as usize]);
             let starts = t.lines().filter(|l| l.starts_with("start step_ring")).count();
@@ -1370,44 +1412,15 @@ fn hold_port(a: &std::net::SocketAddr) -> Result<std::os::fd::OwnedFd> {
 #[test]
 fn slurm_two_sruns_at_once_in_one_tree_joined_step_checkpoint_kill_requeue_same_result() -> Result<()> {
     need_slurm!();
-    let bins = Bins::locate()?;
-    let work = Workdir::new("slurm-two-sruns")?;
-    let exe = compile_c(&work, "step_ring.c", &[])?;
+    let (bins, work, exe) = sruns_setup("slurm-two-sruns")?;
     let expected = ckpt_tests::ring::reference(&work, &exe, 2, 150)?;
-    for who in ["A", "B"] {
-        std::fs::create_dir_all(work.join(&format!("ports{who}")))?;
-    }
-    // ($0: the ring.) Each srun's tasks write to A.RANK or B.RANK (appended: srun run again by
-    // the restart goes on writing there); `--overlap`: the two steps share the job's CPUs.
-    let srun = |who: &str| format!("srun -N2 -n2 --overlap --open-mode=append --output={who}.%t \"$0\" ports{who} 150 50 {} 0", ckpt_tests::ring::SIZE);
-    let tree = format!("{} & {}; wait; echo both sruns ended", srun("A"), srun("B"));
-    let script = work.join("two.sbatch");
-    let body = format!("#!/bin/bash\n#SBATCH --open-mode=append\necho \"restart count ${{SLURM_RESTART_COUNT:-0}}\"\nckpt-run --dir ckpt --name two --resume -- /bin/sh -c '{tree}' \"$@\"\necho \"ckpt-run exit code $?\"\n");
-    std::fs::write(&script, body)?;
-    let job = Job::submit(&bins, &work, &["-N2", "--ntasks=4"], script.to_str().unwrap_or(""), &exe, &[], &[("CKPT_JOIN_SRUN", "1")])?;
-    let task = |who: &str, r: u32| std::fs::read_to_string(work.join(&format!("{who}.{r}"))).unwrap_or_default();
-    let rounds = |who: &str, r: u32| task(who, r).lines().filter(|l| l.starts_with("step ")).count();
-    let all = || ["A", "B"].iter().flat_map(|w| (0..2).map(move |r| format!("{w}.{r}:\n{}", task(w, r)))).collect::<Vec<_>>().join("\n");
+    let tree = format!("{} & {}; wait; echo both sruns ended", srun_of_ring("A", 150), srun_of_ring("B", 150));
+    let job = submit_sruns(&bins, &work, &exe, &tree)?;
+    let rounds = |who: &str, r: u32| sruns_task(&work, who, r).lines().filter(|l| l.starts_with("step ")).count();
     job.wait_output(90, "10 rounds of both rings", |_| ["A", "B"].iter().all(|w| (0..2).all(|r| rounds(w, r) >= 10)))?;
-    job.run("scancel", &["-s", "USR2"])?;
-    job.wait_output(90, "the joined step's checkpoint", |o| o.contains("step checkpoint 1: 5 tasks committed"))?;
-    let killed = job.kill_all();
-    ensure!(killed >= 6, "only {killed} processes of the job found to kill");
-    ensure!(wait_until(Duration::from_secs(60), || !matches!(job.state().as_str(), "RUNNING" | "COMPLETING")), "job {} not ended: {}", job.id, job.state());
-    ensure!(!all().contains("result "), "a ring finished before the kill:\n{}", all());
-    job.run("scontrol", &["requeue"])?;
-    job.wait_output(120, "the requeued run", |o| o.contains("restart count 1\n"))?;
-    job.wait_completed(240)?;
-    let out = job.output();
-    ensure!(out.contains("both sruns ended") && out.contains("ckpt-run exit code 0"), "the requeued tree did not end well:\n{out}\n{}", all());
-    for who in ["A", "B"] {
-        for r in 0..2u32 {
-            let t = task(who, r);
-            let result = t.lines().rev().find(|l| l.starts_with("result "));
-            ensure!(result == Some(expected[r as usize].as_str()), "srun {who}'s task {r}: {result:?}, uninterrupted {}:\n{t}\njob:\n{out}", expected[r as usize]);
-            let starts = t.lines().filter(|l| l.starts_with("start step_ring")).count();
-            ensure!(starts == 1, "srun {who}'s task {r} started {starts} times:\n{t}");
-        }
-    }
-    Ok(())
+    let out = sruns_checkpoint_kill_requeue_end(&job, &work, 5, 6, "both sruns ended", |_| {
+        ensure!(!sruns_tasks(&work).contains("result "), "a ring finished before the kill:\n{}", sruns_tasks(&work));
+        Ok(())
+    })?;
+    sruns_ended_as_uninterrupted(&work, &out, [&expected, &expected])
 }
