@@ -24,9 +24,13 @@
 //! Files in flight (passed with SCM_RIGHTS, still queued in a socket: the entries with negative
 //! numbers) that are one open file with another process's fd are made once with it: a pipe or
 //! socket by its inode (`tree_pipes`, `tree_connections`, `shared_listeners` count holders in
-//! flight), a regular or deleted file by the fds kcmp found at the cut (`FdState::held_with`,
-//! `join_in_flight`). Any other has no fd number to compare: one is the same object as another
-//! process's fd or file in flight when everything the image says of it matches (a socket's or deleted file's inode;
+//! flight), a regular or deleted file (memfd), an event, timer or signal fd, an epoll or inotify
+//! instance by the fds kcmp found at the cut (`FdState::held_with`, `join_in_flight`; in flight
+//! in several processes' sockets at once, each joins the one group: `tree_files`,
+//! `tree_deleted`, `tree_objects`). A deleted file or memfd only in flight in one process (its
+//! sender closed its fd) is that process's own, with the data its image stores. Any other has
+//! no fd number to compare: one is the same object as another process's fd or file in flight
+//! when everything the image says of it matches (a socket's or deleted file's inode;
 //! a file's device, inode, flags and offset; an event fd's count, a timer's clock and interval,
 //! a signal fd's mask, ...; a pipe's inode when the tree's restart does not share that pipe).
 //! One object gives the same description in every process of one consistent cut, so no shared
@@ -87,6 +91,7 @@ pub fn find(indexes: &[(i32, Index)], same: Option<&[Vec<At>]>) -> Vec<Unshared>
     let mut joined: HashSet<At> = HashSet::new();
     if let Some(groups) = same {
         joined.extend(tree_files(indexes, groups).into_iter().flatten().copied());
+        joined.extend(tree_objects(indexes, groups).into_iter().flatten().copied());
         joined.extend(tree_deleted(indexes).into_iter().flat_map(|(_, at)| at));
     }
     in_flight(indexes, &pairs, &joined, &mut out);
@@ -257,8 +262,9 @@ pub fn tree_mqueues(indexes: &[(i32, Index)]) -> Vec<(u64, Vec<At>)> {
 
 /// The event fds, timer fds, signal fds, epoll and inotify instances, and ends of the tree's
 /// pipes (`tree_pipes`: one open file of the pipe, with its flags, which an epoll entry is
-/// known by) that `groups` say two processes or more hold as one (inherited by fork), which a
-/// tree's restart makes once and shares: every holder not a dup at a fd above 2, in two processes or more, all of one kind;
+/// known by) that `groups` say two processes or more hold as one (inherited by fork, or in flight
+/// as one with another's fd: `join_in_flight`), which a tree's restart makes once and shares:
+/// every holder not a dup at a fd above 2 or in flight, in two processes or more, all of one kind;
 /// an epoll instance when one holder's image has every entry's file (`epoll_filler`).
 pub fn tree_objects<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<&'a Vec<At>> {
     let pipes = tree_pipes(indexes);
@@ -277,7 +283,7 @@ pub fn tree_objects<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<
         };
         let Some(&(first, f0)) = held.first() else { return false };
         kind(f0) != 0
-            && held.iter().all(|(_, f)| kind(f) == kind(f0) && f.fd > 2)
+            && held.iter().all(|(_, f)| kind(f) == kind(f0) && (f.fd > 2 || f.fd < 0))
             && held.iter().any(|(a, _)| a.0 != first.0)
             && (kind(f0) != 4 || filler(&by_at, group).is_some())
     };

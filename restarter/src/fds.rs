@@ -408,7 +408,7 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
     let inotify = |f: &&&FdState| f.dup_of.is_none() && matches!(f.kind, FdKind::Inotify { .. } | FdKind::Fanotify { .. });
     let mut made = Vec::new();
     for f in prog.iter().chain(in_flight.iter()).filter(inotify) {
-        let fd = match crate::tree::shared_file(f.fd).filter(|_| f.fd >= 0) {
+        let fd = match crate::tree::shared_file(f.fd) {
             Some((fd, _)) => check(dup_ours(fd), || format!("cannot take the tree's shared object at fd {}", f.fd))?,
             None => {
                 let held = |n: i32| {
@@ -429,7 +429,7 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
     }
     // The tree's shared epoll instances, taken now (the tree's fds are closed below).
     let mut tree_epolls: HashMap<i32, RawFd> = HashMap::new();
-    for f in prog.iter().filter(|f| f.dup_of.is_none() && matches!(f.kind, FdKind::Epoll { .. })) {
+    for f in prog.iter().chain(in_flight.iter()).filter(|f| f.dup_of.is_none() && matches!(f.kind, FdKind::Epoll { .. })) {
         if let Some((fd, _)) = crate::tree::shared_file(f.fd) {
             let ep = check(dup_ours(fd), || format!("cannot take the tree's shared epoll instance at fd {}", f.fd))?;
             tree_epolls.insert(f.fd, park(ep)?);
@@ -509,8 +509,17 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
     }
     for f in in_flight.iter().filter(|f| f.dup_of.is_none()) {
         if let FdKind::Epoll { entries } = &f.kind {
-            let ep = fdobjs::epoll(entries, f.fd, top, &|n| file(&flying, n))?;
-            flying.insert(f.fd, park(ep)?);
+            // (One in flight that is one with another process's fd: the tree's, as above.)
+            let ep = match tree_epolls.get(&f.fd) {
+                Some(&ep) => {
+                    if crate::tree::fills_epoll(f.fd) {
+                        fdobjs::fill_epoll(ep, entries, f.fd, top, &|n| file(&flying, n));
+                    }
+                    ep
+                }
+                None => park(fdobjs::epoll(entries, f.fd, top, &|n| file(&flying, n))?)?,
+            };
+            flying.insert(f.fd, ep);
         }
     }
     for f in prog.iter() {

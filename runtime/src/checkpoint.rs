@@ -321,9 +321,12 @@ fn take_attempt(dir: &Dir, name: &[u8], gen: u64, t0: u64, fork: bool, parent: O
             _ => None,
         })
         .collect();
-    let files = if phases.is_some() { sizes.iter().map(|&(fd, _, size)| (fd, size)).collect() } else { freeze::mapped_shared(&cap.maps, &sizes) };
+    // Files only in flight too: our fds of them are closed before the program runs on.
+    let mut files = if phases.is_some() { sizes.iter().map(|&(fd, _, size)| (fd, size)).collect() } else { freeze::mapped_shared(&cap.maps, &sizes) };
+    let flying: Vec<(i32, u64)> = sizes.iter().filter(|&&(fd, ..)| fd < 0 && !files.iter().any(|f: &(i32, u64)| f.0 == fd)).map(|&(fd, _, size)| (fd, size)).collect();
+    files.extend(flying);
     // The others are read later: watched.
-    let watched: Vec<i32> = owners.iter().copied().filter(|fd| !files.iter().any(|f| f.0 == *fd)).collect();
+    let watched: Vec<i32> = owners.iter().copied().filter(|&fd| !files.iter().any(|f| f.0 == fd)).collect();
     let fork = fork
         && match deleted::Guard::watch(&watched) {
             Ok(g) => {
@@ -357,11 +360,14 @@ fn take_attempt(dir: &Dir, name: &[u8], gen: u64, t0: u64, fork: bool, parent: O
             r
         };
         // The child reads the deleted files through the program's fds, and their watch.
-        let mut keep = owners.clone();
+        // (A file only in flight through our fd of it: `flightdata`.)
+        let mut keep: Vec<i32> = owners.iter().map(|&fd| crate::flightdata::reader(fd)).collect();
         keep.push(dir.fd());
         keep.extend(cap.guard.as_ref().map(deleted::Guard::fd));
         match snapshot::spawn(body, &cap.maps, &keep, &files) {
             Ok(mut child) => {
+                // (The snapshot copied the files only in flight.)
+                crate::flightdata::close_all();
                 if let Some(p) = phases {
                     crate::step::refill_in_tree();
                     p.captured();
@@ -405,6 +411,7 @@ fn take_attempt(dir: &Dir, name: &[u8], gen: u64, t0: u64, fork: bool, parent: O
     let r = write_image(dir, &cap, &[], &[], 1, progress::local(), None).map_err(|e| match e {
         snapshot::Failure::Failed(m) | snapshot::Failure::NeedSync(m) => m,
     });
+    crate::flightdata::close_all();
     if let Some(p) = phases {
         crate::step::refill_in_tree();
         p.captured();

@@ -97,6 +97,8 @@ impl Listing {
 
 /// List the fd table, once the program's threads are stopped (what `read_fds` describes).
 pub fn list() -> Listing {
+    // (Our fds of files only in flight, left by a checkpoint that did not finish.)
+    crate::flightdata::close_all();
     crate::mqnotify::before_checkpoint();
     let alone = alone();
     if alone {
@@ -162,8 +164,13 @@ pub fn read_fds(listing: Listing) -> Vec<FdState> {
         })
         .collect();
     ckpt_kinds::sockets::capture::settle_tcp_pairs(&mut socks);
-    for &(_, tmp) in &t.temps {
-        sys::close(tmp);
+    // Deleted files and memfds only in flight whose data the image stores: read through our
+    // fd of each, kept until then.
+    let only_flying: Vec<i32> = deleted::data_owners(&t.out).into_iter().map(|i| t.out[i].fd).filter(|&n| n < 0).collect();
+    for &(no, tmp) in &t.temps {
+        if !(only_flying.contains(&no) && crate::flightdata::keep(no, tmp)) {
+            sys::close(tmp);
+        }
     }
     t.fdinfo = None;
     t.out
@@ -321,8 +328,10 @@ impl Table {
         } else {
             FdKind::Other { link }
         };
-        // A file in flight that another process of the tree holds as one with it.
-        let held_with = if no < 0 && !self.alone && fmt == libc::S_IFREG { crate::flightheld::holders(fd, &st) } else { Vec::new() };
+        // A file in flight that another process of the tree holds as one with it: a file, or an
+        // event, timer or signal fd, epoll or inotify instance (the tree makes it once).
+        let comparable = fmt == libc::S_IFREG || matches!(kind, FdKind::EventFd { .. } | FdKind::TimerFd { .. } | FdKind::SignalFd { .. } | FdKind::Epoll { .. } | FdKind::Inotify { .. });
+        let held_with = if no < 0 && !self.alone && comparable { crate::flightheld::holders(fd, &st) } else { Vec::new() };
         Some(FdState { fd: no, flags, pos, cloexec, kind, dup_of: None, mtime: st.st_mtime, id, locks: locks::capture(fd, &info, flags), owner: ckpt_kinds::fown::capture(fd, self.pid), held_with })
     }
 

@@ -228,7 +228,7 @@ pub fn freeze_files(fds: &[(i32, u64)]) -> Result<Vec<FrozenFile>, String> {
             continue;
         }
         // Our own open file description: reading moves its offset, not the program's.
-        let own = sys::open(&sys::cpath(&[b"/proc/thread-self/fd/", &sys::decimal(fd)]), libc::O_RDONLY, 0).map_err(|e| format!("cannot read the deleted file behind fd {fd}: errno {e}"))?;
+        let own = sys::open(&sys::cpath(&[b"/proc/thread-self/fd/", &sys::decimal(crate::flightdata::reader(fd))]), libc::O_RDONLY, 0).map_err(|e| format!("cannot read the deleted file behind fd {fd}: errno {e}"))?;
         let runs = deleted::extents(own, size);
         let base = match sys::mmap(0, len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0) {
             Ok(b) => b,

@@ -21,6 +21,7 @@ mod fdhide;
 mod fdhooks;
 mod fdobjs;
 mod fdtable;
+mod flightdata;
 mod flightheld;
 mod forklock;
 mod forkadvice;

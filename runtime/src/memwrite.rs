@@ -243,12 +243,14 @@ pub fn plan_files(fds: &[FdState], plan: &mut Plan, frozen: &[FrozenFile]) -> Re
             plan.add(i, copy.runs.iter().map(|&(s, e)| (s, e - s, copy.base as u64 + s, false)), Source::memory(true));
             continue;
         }
-        let (fd, runs) = match sys::open(&sys::cpath(&[b"/proc/thread-self/fd/", &sys::decimal(f.fd)]), libc::O_RDONLY, 0) {
+        // (A file only in flight: through our fd of it, `flightdata`.)
+        let through = crate::flightdata::reader(f.fd);
+        let (fd, runs) = match sys::open(&sys::cpath(&[b"/proc/thread-self/fd/", &sys::decimal(through)]), libc::O_RDONLY, 0) {
             Ok(fd) => {
                 opened.push(fd);
                 (fd, deleted::extents(fd, d.size))
             }
-            Err(_) if f.flags & libc::O_ACCMODE != libc::O_WRONLY && f.flags & libc::O_PATH == 0 => (f.fd, vec![(0, d.size.div_ceil(PAGE) * PAGE)]),
+            Err(_) if f.flags & libc::O_ACCMODE != libc::O_WRONLY && f.flags & libc::O_PATH == 0 => (through, vec![(0, d.size.div_ceil(PAGE) * PAGE)]),
             Err(e) => {
                 opened.iter().for_each(|&fd| sys::close(fd));
                 return Err(format!("cannot read the deleted file {} (fd {}): errno {e}", String::from_utf8_lossy(&d.path), f.fd));

@@ -86,6 +86,7 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     // engine (in the scratch arena, just unmapped).
     crate::transient::after_restart();
     crate::bgsnap::forget();
+    crate::flightdata::after_restart();
     // (After the allocator's reset: the slots are a Vec.)
     let slots = take_slots(&info);
     crate::sud::after_restart(&slots);

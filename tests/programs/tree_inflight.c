@@ -27,14 +27,34 @@
  * MODE file-flying: as file, but between rounds the parent's copy is in flight too, in a
  *   socketpair of its own (it receives it for its turn and sends it back), so that the file is
  *   held by no fd at all, only in flight in two processes.
+ * MODE deleted: as file, with the file removed once opened.
+ * MODE eventfd: the object is an event fd (non-blocking). Round r: the parent adds r, the child
+ *   adds 1000 + r through its copy, the parent reads the sum through its fd (two event fds:
+ *   the parent reads r only, says so and exits 95).
+ * MODE timerfd: the object is a timer fd; the child sets its interval to r seconds (and a
+ *   value far off) through its copy, the parent finds that interval through its fd (else 95).
+ * MODE signalfd: the object is a signal fd; the child sets its mask to SIGURG (odd rounds) or
+ *   SIGWINCH (even rounds) through its copy, the parent finds that mask in its fd's fdinfo
+ *   (else 95).
+ * Suffix -baton (memfd-baton, deleted-baton): the file is held by no fd between turns, only in
+ *   flight: the parent sends it and closes its fd; the child receives it, writes its record,
+ *   sends it back and closes its copy; the parent receives it, writes, sends it again and
+ *   closes it. Between rounds it is in flight in the child's end of the socketpair only.
+ * Suffix -twice (file-twice, memfd-twice, eventfd-twice): two children, each with its own
+ *   socketpair; the parent keeps the object and sends it to both, so it is in flight in two
+ *   processes' sockets at once; the children take their turns one after the other (records
+ *   'c' and 'd'; the event fd's sum counts both).
  * Deterministic. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 
 #include "tree_common.h"
 #include "port_common.h"
@@ -43,6 +63,8 @@
 static const char *mode;
 /* The parent's object, and the pipe's write end or the socketpair's other end. */
 static int obj = -1, wr = -1;
+/* Suffixes of MODE (-baton, -twice), and the number of children. */
+static int baton, twice, kids = 1;
 static struct sockaddr_in laddr;
 
 static int make_object(void)
@@ -76,6 +98,22 @@ static int make_object(void)
         return open("tree_inflight.data", O_RDWR | O_CREAT | O_TRUNC, 0600);
     if (strcmp(mode, "memfd") == 0)
         return memfd_create("tree_inflight", 0);
+    if (strcmp(mode, "deleted") == 0) {
+        int fd = open("tree_inflight.data", O_RDWR | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0 && unlink("tree_inflight.data") != 0)
+            return -1;
+        return fd;
+    }
+    if (strcmp(mode, "eventfd") == 0)
+        return eventfd(0, EFD_NONBLOCK);
+    if (strcmp(mode, "timerfd") == 0)
+        return timerfd_create(CLOCK_MONOTONIC, 0);
+    if (strcmp(mode, "signalfd") == 0) {
+        sigset_t m;
+        sigemptyset(&m);
+        sigaddset(&m, SIGWINCH);
+        return signalfd(-1, &m, 0);
+    }
     return -1;
 }
 
@@ -86,9 +124,38 @@ static void write_record(int fd, char who, int r)
     xfer(fd, rec, 16, 1);
 }
 
-/* The child's part of round r with its copy `fd` of the object. */
-static uint64_t child_turn(int fd, int r)
+/* The signal a signal fd's mask holds in round r. */
+static int round_signal(int r)
 {
+    return r % 2 ? SIGURG : SIGWINCH;
+}
+
+/* The child's part of round r with its copy `fd` of the object (`who`: its records' mark). */
+static uint64_t child_turn(int fd, int r, char who)
+{
+    if (strcmp(mode, "eventfd") == 0) {
+        uint64_t v = 1000 + (uint64_t)r;
+        xfer(fd, &v, sizeof v, 1);
+        return v;
+    }
+    if (strcmp(mode, "timerfd") == 0) {
+        struct itimerspec it = {{r, 0}, {100000, 0}};
+        if (timerfd_settime(fd, 0, &it, NULL) != 0) {
+            perror("timerfd_settime");
+            exit(94);
+        }
+        return (uint64_t)r;
+    }
+    if (strcmp(mode, "signalfd") == 0) {
+        sigset_t m;
+        sigemptyset(&m);
+        sigaddset(&m, round_signal(r));
+        if (signalfd(fd, &m, 0) != fd) {
+            perror("signalfd");
+            exit(94);
+        }
+        return (uint64_t)r;
+    }
     if (strcmp(mode, "pipe") == 0) {
         uint64_t v;
         wait_readable(fd, r, "child's copy of the pipe");
@@ -118,8 +185,23 @@ static uint64_t child_turn(int fd, int r)
         }
         return ask_listener((struct sockaddr *)&a, sizeof a, (uint64_t)r);
     }
-    write_record(fd, 'c', r);
+    write_record(fd, who, r);
     return 0;
+}
+
+/* The mask of our signal fd `fd`, from its fdinfo. */
+static uint64_t signalfd_mask(int fd)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+    FILE *f = fopen(path, "r");
+    unsigned long long m = 0;
+    while (f && fgets(buf, sizeof buf, f))
+        if (sscanf(buf, "sigmask: %llx", &m) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return m;
 }
 
 /* The parent's part of round r: before the child's (`phase` 1), while the child takes its
@@ -162,9 +244,59 @@ static uint64_t parent_turn(int r, int phase)
         answer_listener(obj, r, "parent's listener");
         return 0;
     }
+    if (strcmp(mode, "eventfd") == 0) {
+        uint64_t v = (uint64_t)r;
+        if (phase == 1)
+            xfer(obj, &v, sizeof v, 1);
+        if (phase != 0)
+            return 0;
+        uint64_t want = (uint64_t)r + (uint64_t)kids * (1000 + (uint64_t)r);
+        if (read(obj, &v, sizeof v) != sizeof v || v != want) {
+            fprintf(stderr, "round %d: the parent's event fd does not count the child's: two event fds\n", r);
+            exit(95);
+        }
+        return v;
+    }
+    if (strcmp(mode, "timerfd") == 0) {
+        struct itimerspec it;
+        if (phase != 0)
+            return 0;
+        if (timerfd_gettime(obj, &it) != 0 || it.it_interval.tv_sec != r) {
+            fprintf(stderr, "round %d: the parent's timer fd does not have the child's interval: two timer fds\n", r);
+            exit(95);
+        }
+        return (uint64_t)r;
+    }
+    if (strcmp(mode, "signalfd") == 0) {
+        if (phase != 0)
+            return 0;
+        if (signalfd_mask(obj) != 1ULL << (round_signal(r) - 1)) {
+            fprintf(stderr, "round %d: the parent's signal fd does not have the child's mask: two signal fds\n", r);
+            exit(95);
+        }
+        return (uint64_t)r;
+    }
     if (phase == 0)
         write_record(obj, 'p', r);
     return 0;
+}
+
+/* A child's rounds: its end `s` of its socketpair, its token pipes, its records' mark. */
+static void child_main(int s, int tin, int tout, int rounds, char who)
+{
+    char token;
+    uint64_t acc = 0;
+    for (int r = 1; r <= rounds; r++) {
+        xfer(tin, &token, 1, 0);
+        int fd = recv_fd(s);
+        acc = mix(acc ^ child_turn(fd, r, who));
+        if (baton)
+            send_fd(s, fd);
+        close(fd);
+        xfer(tout, &token, 1, 1);
+    }
+    xfer(tout, &acc, sizeof acc, 1);
+    _exit(7);
 }
 
 int main(int argc, char **argv)
@@ -174,68 +306,86 @@ int main(int argc, char **argv)
     int delay = argc > 3 ? atoi(argv[3]) : 20;
     printf("start tree_inflight %s %d %d\n", mode, rounds, delay);
     fflush(stdout);
-    int sp[2], to_child[2], to_parent[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) != 0 || pipe(to_child) != 0 || pipe(to_parent) != 0)
-        return perror("setup"), 1;
-    char token = 't';
-    pid_t child = fork();
-    if (child == 0) {
-        close(sp[0]);
-        uint64_t acc = 0;
-        for (int r = 1; r <= rounds; r++) {
-            xfer(to_child[0], &token, 1, 0);
-            int fd = recv_fd(sp[1]);
-            acc = mix(acc ^ child_turn(fd, r));
-            close(fd);
-            xfer(to_parent[1], &token, 1, 1);
-        }
-        xfer(to_parent[1], &acc, sizeof acc, 1);
-        _exit(7);
-    }
-    close(sp[1]);
     /* file-flying: the parent's copy is in flight in a mailbox of its own between rounds. */
     int flying = strcmp(mode, "file-flying") == 0, box[2];
-    if (flying) {
-        mode = "file";
-        if (socketpair(AF_UNIX, SOCK_STREAM, 0, box) != 0)
-            return perror("socketpair"), 1;
+    static char base[32];
+    snprintf(base, sizeof base, "%s", flying ? "file" : mode);
+    char *dash = strchr(base, '-');
+    if (dash != NULL) {
+        baton = strcmp(dash, "-baton") == 0;
+        twice = strcmp(dash, "-twice") == 0;
+        *dash = 0;
     }
+    mode = base;
+    kids = twice ? 2 : 1;
+    int sp[2][2], to_child[2][2], to_parent[2][2];
+    pid_t child[2];
+    char token = 't';
+    for (int k = 0; k < kids; k++) {
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp[k]) != 0 || pipe(to_child[k]) != 0 || pipe(to_parent[k]) != 0)
+            return perror("setup"), 1;
+        child[k] = fork();
+        if (child[k] == 0) {
+            for (int j = 0; j <= k; j++)
+                close(sp[j][0]);
+            child_main(sp[k][1], to_child[k][0], to_parent[k][1], rounds, (char)('c' + k));
+        }
+        close(sp[k][1]);
+    }
+    if (flying && socketpair(AF_UNIX, SOCK_STREAM, 0, box) != 0)
+        return perror("socketpair"), 1;
     obj = make_object();
     if (obj < 0)
         return perror(mode), 1;
-    send_fd(sp[0], obj);
+    for (int k = 0; k < kids; k++)
+        send_fd(sp[k][0], obj);
     if (flying) {
         send_fd(box[0], obj);
         close(obj);
     }
+    if (baton)
+        close(obj);
     uint64_t h = 0;
     for (int r = 1; r <= rounds; r++) {
         if (flying)
             obj = recv_fd(box[1]);
-        /* The next round's message first: one is always queued. */
-        send_fd(sp[0], obj);
+        /* The next round's message first: one is always queued (but the baton's). */
+        for (int k = 0; k < kids && !baton; k++)
+            send_fd(sp[k][0], obj);
         h = mix(h + parent_turn(r, 1));
-        xfer(to_child[1], &token, 1, 1);
-        h = mix(h + parent_turn(r, 2));
-        xfer(to_parent[0], &token, 1, 0);
+        for (int k = 0; k < kids; k++) {
+            xfer(to_child[k][1], &token, 1, 1);
+            h = mix(h + parent_turn(r, 2));
+            xfer(to_parent[k][0], &token, 1, 0);
+        }
+        if (baton)
+            obj = recv_fd(sp[0][0]);
         h = mix(h + parent_turn(r, 0));
         if (flying) {
             send_fd(box[0], obj);
             close(obj);
         }
+        if (baton && r < rounds) {
+            send_fd(sp[0][0], obj);
+            close(obj);
+        }
         step(r);
         sleep_ms(delay);
     }
-    uint64_t theirs;
-    xfer(to_parent[0], &theirs, sizeof theirs, 0);
-    int st;
-    if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 7) {
-        fprintf(stderr, "child: wait status %#x\n", st);
-        return 91;
+    uint64_t theirs = 0;
+    for (int k = 0; k < kids; k++) {
+        uint64_t t;
+        xfer(to_parent[k][0], &t, sizeof t, 0);
+        theirs = mix(theirs ^ t);
+        int st;
+        if (waitpid(child[k], &st, 0) != child[k] || !WIFEXITED(st) || WEXITSTATUS(st) != 7) {
+            fprintf(stderr, "child: wait status %#x\n", st);
+            return 91;
+        }
     }
     if (flying)
         obj = recv_fd(box[1]);
-    if (strcmp(mode, "file") == 0 || strcmp(mode, "memfd") == 0)
+    if (strcmp(mode, "file") == 0 || strcmp(mode, "memfd") == 0 || strcmp(mode, "deleted") == 0)
         return print_file_result(obj);
     printf("result %016llx\n", (unsigned long long)mix(h ^ theirs));
     return 0;

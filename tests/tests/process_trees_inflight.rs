@@ -15,6 +15,15 @@
 //!   records follow each other), found with kcmp at the cut (the child's runtime peeked the
 //!   file, so it has an fd of it for the moment) and made once with the parent's fd; also as
 //!   nobody (the file twice);
+//! - an event fd, a timer fd and a signal fd: one object (the parent reads the sum of both
+//!   counts, finds the child's interval, the child's mask), found with kcmp at the cut as a
+//!   file is; the event fd also as nobody, and twice;
+//! - a memfd and a deleted file only in flight (nobody holds an fd of it between turns: the
+//!   parent and child pass it back and forth, each closing its copy): its data and offset in
+//!   the child's image, read through the runtime's fd of it (the checkpoint failed before); the
+//!   memfd also as nobody, twice;
+//! - a memfd, a file and an event fd that the parent keeps and sends to two children at once:
+//!   in flight in two processes' sockets, one object with the parent's fd (the file as nobody);
 //! - still refused in one line (and gone on with only with --ignore-missing-files, with a
 //!   warning): a file held by no fd, in flight in two processes (the parent's copy in a
 //!   socketpair of its own between its turns): nothing to compare it with exactly; also as
@@ -106,4 +115,58 @@ fn a_file_only_in_flight_in_two_processes_is_refused() -> Result<()> {
 #[test]
 fn a_file_only_in_flight_in_two_processes_is_refused_as_nobody() -> Result<()> {
     ckpt_tests::trees::shared_object_refused("inflight-flying-nobody", "tree_inflight.c", "file-flying", "in flight", true)
+}
+
+fn mode(work: &Workdir, m: &str) -> Result<Program> {
+    Program::c(work, "tree_inflight.c", &[], &[m, "200", "30"])
+}
+
+#[test]
+fn a_memfd_only_in_flight_keeps_its_data_and_offset() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-memfd-baton", |w| mode(w, "memfd-baton"), &[20], false, 2).map(drop)
+}
+
+#[test]
+fn a_memfd_only_in_flight_continues_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-memfd-baton-nobody", |w| mode(w, "memfd-baton"), &[15, 50], true, 2).map(drop)
+}
+
+#[test]
+fn a_deleted_file_only_in_flight_keeps_its_data_and_offset() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-deleted-baton", |w| mode(w, "deleted-baton"), &[20], false, 2).map(drop)
+}
+
+#[test]
+fn an_eventfd_in_flight_that_the_parent_keeps_is_one_counter() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-eventfd", |w| mode(w, "eventfd"), &[20], false, 2).map(drop)
+}
+
+#[test]
+fn an_eventfd_in_flight_that_the_parent_keeps_continues_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-eventfd-nobody", |w| mode(w, "eventfd"), &[15, 50], true, 2).map(drop)
+}
+
+#[test]
+fn a_timerfd_in_flight_that_the_parent_keeps_is_one_timer() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-timerfd", |w| mode(w, "timerfd"), &[20], false, 2).map(drop)
+}
+
+#[test]
+fn a_signalfd_in_flight_that_the_parent_keeps_is_one_signal_fd() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-signalfd", |w| mode(w, "signalfd"), &[20], false, 2).map(drop)
+}
+
+#[test]
+fn a_memfd_in_flight_to_two_children_that_the_parent_keeps_is_one_open_file() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-memfd-twice", |w| mode(w, "memfd-twice"), &[20], false, 3).map(drop)
+}
+
+#[test]
+fn a_file_in_flight_to_two_children_that_the_parent_keeps_continues_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-file-twice-nobody", |w| mode(w, "file-twice"), &[20], true, 3).map(drop)
+}
+
+#[test]
+fn an_eventfd_in_flight_to_two_children_that_the_parent_keeps_is_one_counter() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-eventfd-twice", |w| mode(w, "eventfd-twice"), &[20], false, 3).map(drop)
 }
