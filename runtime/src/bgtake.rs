@@ -202,7 +202,6 @@ pub fn take(dir: &Dir, name: &[u8], gen: u64, t0: u64, parent: Option<(u64, u32)
         Ok(e) => e,
         Err(e) => return fail(e),
     };
-    engine.publish();
 
     // 1. Syscall user dispatch on in every thread: a short stop.
     sud::begin();
@@ -214,6 +213,14 @@ pub fn take(dir: &Dir, name: &[u8], gen: u64, t0: u64, parent: Option<(u64, u32)
             return fail(e);
         }
     };
+    // Published only now, every thread stopped: before its first stop, a thread that still
+    // dispatched since the last snapshot (no call made since) had its calls made safe for an
+    // arming not planned yet, each range noted ahead of it; past `bgarm::LIFTED` of them, a call
+    // waited in the SIGSYS handler, every signal blocked, for the arming's end, which waits for
+    // this stop: the checkpoint was refused (the thread "blocks every signal"). Before the stop
+    // nothing is protected, and a call the stop interrupts is dispatched again after it
+    // (sud::reroute, blocked.rs), as for a thread that did not dispatch.
+    engine.publish();
     threads::resume_all();
     let pause1 = now_ns() - t1;
     let (dontfork, whole) = smaps_regions();

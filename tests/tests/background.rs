@@ -277,11 +277,13 @@ fn a_thread_creating_threads_all_the_time_is_snapshotted_in_the_background() -> 
 /// bg_arming with `small` small regions (args as in its header), checkpointed at steps 6 and 12
 /// and at 18 (SIGKILL, restart), with the runtime's debug lines: the uninterrupted run's result
 /// (the program checks every page it wrote), and for each checkpoint the instant's line saying
-/// what it protected again.
+/// what it protected again. 400 steps: the program runs on while each image is written (with
+/// 150, an unloaded machine reached the end before the last image, whose restart then printed
+/// only the result line, not a step: "expected a `step N` line").
 fn arming_writes(tag: &str, small: &str, nobody: bool) -> Result<(Outcome, Vec<String>)> {
     let bins = Bins::locate()?;
     let work = Workdir::new(tag)?;
-    let program = Program::c(&work, "bg_arming.c", &[], &[small, "128", "150", "40"])?;
+    let program = Program::c(&work, "bg_arming.c", &[], &[small, "128", "400", "40"])?;
     let mut opts = options(&work, &[6, 12], 18, &[("CKPT_LOG", "debug")]);
     opts.as_nobody = nobody;
     let outcome = run_and_verify(&bins, &program, &opts)?;
