@@ -52,40 +52,20 @@ struct Held {
     pipe: bool,
 }
 
-/// The device of `kind`'s file system (sockfs, pipefs: one each in the kernel, where every
-/// socket's or anonymous pipe's inode is; an O_PATH fd of a socket's name stats as a socket too,
-/// on the file system of the name: opened twice, two open file descriptions; a named FIFO is on
-/// its own file system).
-fn dev_of(kind: Kind) -> Option<u64> {
-    let mut fds = [-1; 2];
-    // SAFETY: new fds of ours, closed below.
-    let made = unsafe {
-        match kind {
-            Kind::Socket => {
-                fds[0] = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-                fds[0] >= 0
-            }
-            Kind::Pipe => libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) == 0,
-        }
-    };
-    if !made {
-        return None;
-    }
+/// The device of the file system of our new fds `fds` (a socket's: sockfs; a pipe's: pipefs;
+/// one each in the kernel, where every socket's or anonymous pipe's inode is; an O_PATH fd of a
+/// socket's name stats as a socket too, on the file system of the name: opened twice, two open
+/// file descriptions; a named FIFO is on its own file system), which it closes.
+fn dev_of(fds: &[i32]) -> Option<u64> {
     // SAFETY: an all-zero stat is a valid out-parameter.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat of our fd into st.
-    let ok = unsafe { libc::fstat(fds[0], &mut st) } == 0;
-    for fd in fds.into_iter().filter(|&fd| fd >= 0) {
+    let ok = fds[0] >= 0 && unsafe { libc::fstat(fds[0], &mut st) } == 0;
+    for &fd in fds.iter().filter(|&&fd| fd >= 0) {
         // SAFETY: closing our own fd.
         unsafe { libc::close(fd) };
     }
     ok.then_some(st.st_dev)
-}
-
-#[derive(Clone, Copy)]
-enum Kind {
-    Socket,
-    Pipe,
 }
 
 /// The devices of sockfs and pipefs (`dev_of`).
@@ -136,7 +116,12 @@ fn fds_of(pid: i32, devs: Devs) -> Option<Vec<Held>> {
 /// processes holding hundreds of fds each: every fd is a lookup there); None when one cannot be
 /// read.
 fn fds_of_all(pids: &[i32], dir_of: &dyn Fn(i32) -> PathBuf) -> Option<Vec<Held>> {
-    let devs = Devs { sockfs: dev_of(Kind::Socket), pipefs: dev_of(Kind::Pipe) };
+    // SAFETY: a new socket of ours (closed by dev_of).
+    let socket = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    let mut pipe = [-1; 2];
+    // SAFETY: a new pipe of ours into `pipe` (closed by dev_of).
+    unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) };
+    let devs = Devs { sockfs: dev_of(&[socket]), pipefs: dev_of(&pipe) };
     let mut all = Vec::new();
     let mut untold = Vec::new();
     for &pid in pids {
