@@ -98,6 +98,14 @@ static ENDED_AT: AtomicU64 = AtomicU64::new(0);
 static TRIGGERED_AT: AtomicU64 = AtomicU64::new(0);
 /// The next time a member tries to link up (monotonic ms).
 static RETRY_AT: AtomicU64 = AtomicU64::new(0);
+/// A member whose program is ending (`report_end`): it links up no more. With `LINKING`, a
+/// member's `Hello` never reaches rank 0 after its `Ended` (rank 0 takes a `Hello` for that
+/// rank as a task running again and forgets the status: a link made by the checkpoint thread
+/// while the program's `exit` reported, accepted after the report, made the next checkpoint
+/// wait for the ended task and be abandoned).
+static ENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// A member's link being made (`link_up`): `report_end` dials after it is done.
+static LINKING: AtomicU32 = AtomicU32::new(0);
 /// The step's key, once read (rank 0 makes it at startup).
 pub(crate) static KEY: Mutex<Option<[u8; files::KEY_LEN]>> = Mutex::new(None);
 
@@ -577,6 +585,14 @@ fn joined_tag(s: &Step) -> Option<&str> {
 
 /// A member: connect to the coordinator published under our epoch, if it is there yet.
 fn link_up(s: &Step) {
+    LINKING.fetch_add(1, Ordering::SeqCst);
+    if !ENDING.load(Ordering::SeqCst) {
+        link_up_now(s);
+    }
+    LINKING.fetch_sub(1, Ordering::SeqCst);
+}
+
+fn link_up_now(s: &Step) {
     let now = ckpt_step::sys::now_ms();
     if now < RETRY_AT.load(Ordering::Relaxed) {
         return;
@@ -635,6 +651,12 @@ fn dial(s: &Step, end: u64) -> Result<i32, Dial> {
 /// which may be taking part in a checkpoint meanwhile), and wait until rank 0 has recorded it.
 pub(crate) fn report_end(status: u8) {
     let Some(s) = step().filter(|s| s.id.rank != 0) else { return };
+    // (A link being made now is accepted before the report: its dial is bounded, ~3 s.)
+    ENDING.store(true, Ordering::SeqCst);
+    while LINKING.load(Ordering::SeqCst) != 0 {
+        let ts = sys::timespec_ms(1);
+        let _ = sys::syscall!(libc::SYS_nanosleep, &ts as *const libc::timespec, 0);
+    }
     // Rank 0 answers between its checkpoints: up to one checkpoint's time; a rank 0 that
     // cannot be reached at all is given the time a new task has to link up.
     let end = deadline(member_wait_ms());
