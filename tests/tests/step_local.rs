@@ -550,3 +550,30 @@ fn a_task_killed_while_the_others_run_still_abandons_the_checkpoint_in_one_line(
     }
     Ok(())
 }
+
+/// Task 0 killed (it says nothing) while the others run: a checkpoint asked of another task
+/// fails as before (`not linked`); each other task's own exit does not wait to tell it, and
+/// says in one line that task 0 is gone.
+#[test]
+fn task_0_killed_the_others_exit_without_waiting_for_it() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("step-rank0-killed")?;
+    let exe = compile_c(&work, "step_ring.c", &[])?;
+    let job = format!("rank0killed{}", std::process::id());
+    let run = Run { job: &job, restarts: 0, resume: false, env: &[], tree: Tree::No };
+    let mut tasks = start_early(&bins, &work, &exe, &run, "0:100000:0", false)?;
+    for p in tasks.iter_mut() {
+        p.wait_for_step(3, Duration::from_secs(60))?;
+    }
+    tasks[0].kill()?;
+    tasks[1].signal(libc::SIGUSR2)?;
+    tasks[1].wait_for_stderr("this task is not linked to task 0 of its step", Duration::from_secs(60))?;
+    for r in 1..4 {
+        let p = &mut tasks[r];
+        let st = p.wait(Duration::from_secs(180))?;
+        let err = p.stderr();
+        ensure!(st.success() && result_of(&p.stdout()).is_some(), "task {r} did not end: {st:?}\n{err}");
+        ensure!(err.contains("step: task 0 is gone (") && !err.contains("next checkpoints will be abandoned"), "task {r} did not say in one line that task 0 is gone:\n{err}");
+    }
+    Ok(())
+}
