@@ -223,7 +223,7 @@ fn join_with(index: &Index, socks: Vec<&Socket>, image: &Path, image_hash: u64, 
 fn coordinate(dir: &files::Dir, base: &str, id: &Ident, key: &[u8], manifest: &files::Manifest, epoch: u64, my_port: u16, deadline: u64, top: RawFd) -> Result<(Vec<RawFd>, Vec<Vec<u8>>)> {
     let gen = manifest.generation;
     let l = high(listener()?, top)?;
-    let addr = Addr { epoch, port: sys::port_of(&sys::sock_name(l, false)), boot: ckpt_step::node::boot_id(), addrs: ckpt_step::node::local_addrs() };
+    let addr = Addr { epoch, port: sys::port_of(&sys::sock_name(l, false)), boot: ckpt_step::node::boot_id(), addrs: ckpt_step::node::local_addrs(), ended: None };
     dir.write_new(&files::addr_name(base, true), &addr.encode()).map_err(|e| anyhow!(e))?;
     let n = id.ntasks as usize;
     let mut links: Vec<RawFd> = vec![-1; n];

@@ -195,6 +195,11 @@ fn is_coordinator() -> bool {
     step().is_some_and(|s| s.id.rank == 0)
 }
 
+/// Whether this process is the program of a task of a step (rank 0 too).
+pub fn is_task() -> bool {
+    step().is_some()
+}
+
 /// Whether this process is the program of a task of a step other than rank 0.
 pub fn is_member() -> bool {
     step().is_some_and(|s| s.id.rank != 0)
@@ -317,10 +322,11 @@ pub fn after_restart(epoch: u64, gen: u64, image_hash: u64) {
     COMPLETED.store(gen, Ordering::Relaxed);
     COMMITTED_AT.store(ckpt_step::sys::realtime_ns(), Ordering::Relaxed);
     RETRY_AT.store(0, Ordering::Relaxed);
+    // (Rank 0's image was taken while it coordinated that checkpoint.)
+    COORDINATING.store(0, Ordering::SeqCst);
+    crate::stepend::after_restart();
     generations::protect(image_hash);
-    if s.id.rank != 0 {
-        crate::stepend::note_pid();
-    }
+    crate::stepend::note_pid();
     if is_coordinator() {
         start_coordinator();
     }
@@ -374,7 +380,7 @@ fn start_coordinator() {
             return Err(format!("cannot listen for the step's tasks: {}", checkpoint::strerror(e)));
         }
         let port = ckpt_step::sys::port_of(&ckpt_step::sys::sock_name(fd, false));
-        let addr = Addr { epoch: EPOCH.load(Ordering::Relaxed), port, boot: ckpt_step::node::boot_id(), addrs: ckpt_step::node::local_addrs() };
+        let addr = Addr { epoch: EPOCH.load(Ordering::Relaxed), port, boot: ckpt_step::node::boot_id(), addrs: ckpt_step::node::local_addrs(), ended: None };
         if let Err(e) = step_files().and_then(|d| d.write_new(&files::addr_name(&s.base, false), &addr.encode())) {
             sys::close(fd);
             return Err(e);
@@ -405,7 +411,7 @@ pub fn poll_fds() -> Vec<i32> {
 /// How long the loop may sleep before a member tries to link up again (None: no limit).
 pub fn poll_limit_ms() -> Option<u64> {
     let s = step()?;
-    if s.id.rank == 0 || s.links[0].load(Ordering::Relaxed) >= 0 {
+    if s.id.rank == 0 || s.links[0].load(Ordering::Relaxed) >= 0 || crate::stepend::task_0_ended().is_some() {
         return None;
     }
     Some(RETRY_AT.load(Ordering::Relaxed).saturating_sub(ckpt_step::sys::now_ms()).max(1))
@@ -421,6 +427,10 @@ pub fn serve() {
             let fd = s.links[r].load(Ordering::Relaxed);
             while fd >= 0 && readable(fd) {
                 match wire::recv(fd, deadline(5000)) {
+                    Ok(Msg::Req { .. }) if crate::stepend::ending().is_some() => {
+                        let why = crate::stepend::refusal(crate::stepend::ending().unwrap_or(0), COMPLETED.load(Ordering::Relaxed));
+                        let _ = wire::send(fd, &Msg::Commit { why }, deadline(1000));
+                    }
                     Ok(Msg::Req { stop, at_ns }) => {
                         // Served by a checkpoint that ended after it, committed or abandoned (one
                         // `scancel -s` reaches every task, each of which asks).
@@ -452,6 +462,8 @@ pub fn serve() {
             Ok(Msg::Begin { gen, stop }) => {
                 take_part(s, gen, stop);
             }
+            // Our request, refused by a task 0 whose program is exiting.
+            Ok(Msg::Commit { why }) if !why.is_empty() && why != "served" => log!(ERROR, "{why}"),
             Ok(_) => {}
             Err(e) => {
                 drop_link(s, 0, &e);
@@ -594,7 +606,7 @@ fn link_up(s: &Step) {
 
 fn link_up_now(s: &Step) {
     let now = ckpt_step::sys::now_ms();
-    if now < RETRY_AT.load(Ordering::Relaxed) {
+    if now < RETRY_AT.load(Ordering::Relaxed) || crate::stepend::task_0_ended().is_some() {
         return;
     }
     RETRY_AT.store(now + 200, Ordering::Relaxed);
@@ -611,7 +623,8 @@ fn link_up_now(s: &Step) {
             log!(ERROR, "step: {e}");
             RETRY_AT.store(now + 5000, Ordering::Relaxed);
         }
-        Err(Dial::Connect(e)) => log!(DEBUG, "step: cannot reach the coordinator yet: {e}"),
+        Err(Dial::Connect(e) | Dial::Refused(e)) => log!(DEBUG, "step: cannot reach the coordinator yet: {e}"),
+        Err(Dial::Ended(st)) => log!(INFO, "step: task 0 has ended (exit status {st}): checkpoints of the step are refused from now on"),
         Err(Dial::NotYet) => {}
     }
 }
@@ -628,6 +641,11 @@ enum Dial {
     NotYet,
     Read(String),
     Connect(String),
+    /// Every address of the coordinator refused the connection: its listener, open for its
+    /// whole life, is gone (it died without saying so).
+    Refused(String),
+    /// The coordinator's program has ended with this status (`coordinator_ends`).
+    Ended(u8),
     /// Connected (the fd, to close), but the key was not proved.
     Auth(i32, String),
 }
@@ -635,14 +653,63 @@ enum Dial {
 /// A member: a connection to the coordinator published under our epoch, both sides proved to
 /// know the key (by `end`).
 fn dial(s: &Step, end: u64) -> Result<i32, Dial> {
-    let d = step_files().map_err(Dial::Read)?;
-    let addr = d.read_own(&files::addr_name(&s.base, false), 4096).map_err(Dial::Read)?.and_then(|b| Addr::decode(&b));
-    let addr = addr.filter(|a| a.epoch == EPOCH.load(Ordering::Relaxed)).ok_or(Dial::NotYet)?;
+    let addr = published(s)?;
     let k = key().ok_or(Dial::NotYet)?;
-    let fd = connect_to(&addr).map_err(Dial::Connect)?;
+    let fd = connect_to(&addr).map_err(|(e, refused)| if refused { Dial::Refused(e) } else { Dial::Connect(e) })?;
     match ckpt_step::auth::client(fd, &k, end) {
         Ok(()) => Ok(fd),
         Err(e) => Err(Dial::Auth(fd, format!("port {}: {e}", addr.port))),
+    }
+}
+
+/// A member: the coordinator's address published under our epoch (Ended: its program has ended).
+fn published(s: &Step) -> Result<Addr, Dial> {
+    let d = step_files().map_err(Dial::Read)?;
+    let addr = d.read_own(&files::addr_name(&s.base, false), 4096).map_err(Dial::Read)?.and_then(|b| Addr::decode(&b));
+    let addr = addr.filter(|a| a.epoch == EPOCH.load(Ordering::Relaxed)).ok_or(Dial::NotYet)?;
+    match addr.ended {
+        Some(st) => {
+            crate::stepend::note_task_0_ended(st);
+            Err(Dial::Ended(st))
+        }
+        None => Ok(addr),
+    }
+}
+
+/// A member: the status task 0 has ended with, if it has (its address says so).
+fn task_0_ended(s: &Step) -> Option<u8> {
+    crate::stepend::task_0_ended().or_else(|| match published(s) {
+        Err(Dial::Ended(st)) => Some(st),
+        _ => None,
+    })
+}
+
+/// Rank 0, its program exiting with `status` (`stepend`, on the program's thread): no
+/// checkpoint of the step begins from now on, one being coordinated ends first (committed or
+/// abandoned everywhere), then the published address says that task 0 has ended, so that the
+/// other tasks refuse their checkpoints at once in one line, and tell nobody their own end.
+pub(crate) fn coordinator_ends(status: u8) {
+    let Some(s) = step().filter(|s| s.id.rank == 0) else { return };
+    crate::stepend::note_ending(status);
+    loop {
+        // (Interrupted when a checkpoint stops this thread: wait again.)
+        match COORDINATING.load(Ordering::SeqCst) {
+            0 => break,
+            v => sys::futex_wait(&COORDINATING, v, Some(1000)),
+        }
+    }
+    if LISTEN.load(Ordering::Relaxed) < 0 {
+        return;
+    }
+    let name = files::addr_name(&s.base, false);
+    let told = step_files().and_then(|d| {
+        let a = d.read_own(&name, 4096)?.and_then(|b| Addr::decode(&b)).filter(|a| a.epoch == EPOCH.load(Ordering::Relaxed));
+        let a = a.ok_or_else(|| format!("{} is not this run's", d.show(&name)))?;
+        d.write_new(&name, &Addr { ended: Some(status), ..a }.encode())
+    });
+    match told {
+        Ok(()) => log!(INFO, "step: task 0 ends (exit status {status}): the other tasks' checkpoints of the step are refused from now on"),
+        Err(e) => log!(ERROR, "step: the other tasks were not told that task 0 ended: {e}; their checkpoints will fail as not linked"),
     }
 }
 
@@ -659,6 +726,7 @@ pub(crate) fn report_end(status: u8) {
     }
     // Rank 0 answers between its checkpoints: up to one checkpoint's time; a rank 0 that
     // cannot be reached at all is given the time a new task has to link up.
+    let t0 = ckpt_step::sys::now_ms();
     let end = deadline(member_wait_ms());
     let reach = deadline(LINK_WAIT_MS);
     let why = loop {
@@ -668,7 +736,7 @@ pub(crate) fn report_end(status: u8) {
                 sys::close(fd);
                 match r {
                     Ok(Msg::Commit { why }) if why.is_empty() => {
-                        log!(DEBUG, "step: task 0 knows this task ended (exit status {status})");
+                        log!(INFO, "step: task 0 knows this task ended (exit status {status}; told in {} ms)", ckpt_step::sys::now_ms() - t0);
                         return;
                     }
                     Ok(m) => break format!("unexpected answer {m:?}"),
@@ -678,6 +746,14 @@ pub(crate) fn report_end(status: u8) {
             Err(Dial::Auth(fd, e)) => {
                 sys::close(fd);
                 break e;
+            }
+            Err(Dial::Ended(st)) => {
+                log!(DEBUG, "step: task 0 has ended (exit status {st}) before this task: no one to tell");
+                return;
+            }
+            Err(Dial::Refused(e)) => {
+                log!(ERROR, "step: task 0 is gone ({e}): it was not told that task {} ended (exit status {status})", s.id.rank);
+                return;
             }
             Err(Dial::Read(e) | Dial::Connect(e)) => e,
             Err(Dial::NotYet) => "task 0's address is not there".to_string(),
@@ -709,21 +785,24 @@ fn link_now(s: &Step, end: u64) -> i32 {
     }
 }
 
-/// Connect to the address of a coordinator (loopback on the same machine).
-fn connect_to(a: &Addr) -> Result<i32, String> {
+/// Connect to the address of a coordinator (loopback on the same machine). Err: why, and
+/// whether every address refused the connection.
+fn connect_to(a: &Addr) -> Result<i32, (String, bool)> {
     let mut last = String::from("no address");
-    for to in ckpt_step::node::candidates(a) {
-        let fd = ckpt_step::sys::socket(libc::AF_INET, libc::SOCK_STREAM).map_err(checkpoint::strerror)?;
+    let mut refused = false;
+    for (i, to) in ckpt_step::node::candidates(a).into_iter().enumerate() {
+        let fd = ckpt_step::sys::socket(libc::AF_INET, libc::SOCK_STREAM).map_err(|e| (checkpoint::strerror(e), false))?;
         let fd = sys::own(sys::move_high(fd));
         match ckpt_step::sys::connect(fd, &to, 3000) {
             Ok(()) => return Ok(fd),
             Err(e) => {
                 last = format!("{}: {}", ckpt_step::sys::show_addr(&to), checkpoint::strerror(e));
+                refused = e == libc::ECONNREFUSED && (i == 0 || refused);
                 sys::close(fd);
             }
         }
     }
-    Err(last)
+    Err((last, refused))
 }
 
 /// A checkpoint asked of this task (signal, timer, ckpt-ctl): of the whole step. Rank 0
@@ -735,6 +814,10 @@ pub fn request(stop: bool, wait: bool) -> Option<Outcome> {
         0 => ckpt_step::sys::realtime_ns(),
         t => t,
     };
+    if let Some(st) = if s.id.rank == 0 { crate::stepend::ending() } else { task_0_ended(s) } {
+        log!(ERROR, "{}", crate::stepend::refusal(st, COMPLETED.load(Ordering::Relaxed)));
+        return None;
+    }
     if s.id.rank == 0 {
         if at_ns <= COMMITTED_AT.load(Ordering::Relaxed) && !wait {
             log!(DEBUG, "step: request already served by checkpoint {}", COMPLETED.load(Ordering::Relaxed));
@@ -759,7 +842,12 @@ pub fn request(stop: bool, wait: bool) -> Option<Outcome> {
     loop {
         match wire::recv(fd, end) {
             Ok(Msg::Begin { gen, stop }) => return take_part(s, gen, stop),
-            Ok(Msg::Commit { .. }) => return None,
+            Ok(Msg::Commit { why }) => {
+                if !why.is_empty() && why != "served" {
+                    log!(ERROR, "{why}");
+                }
+                return None;
+            }
             Ok(_) => {}
             Err(e) => {
                 drop_link(s, 0, &e);
@@ -782,14 +870,33 @@ fn defer(stop: bool, _at_ns: u64) {
     }
 }
 
-/// Rank 0: run checkpoint COMPLETED+1 of the step, then one for the requests made meanwhile.
+/// Rank 0: 1 while it coordinates checkpoints of the step (a futex word: its program's exit
+/// waits for them to end, `coordinator_ends`).
+static COORDINATING: AtomicU32 = AtomicU32::new(0);
+
+/// Rank 0: run checkpoint COMPLETED+1 of the step, then one for the requests made meanwhile;
+/// none once its program is exiting (`coordinator_ends`).
 fn coordinate(stop: bool) -> Option<Outcome> {
+    COORDINATING.store(1, Ordering::SeqCst);
+    let out = match crate::stepend::ending() {
+        Some(st) => {
+            log!(ERROR, "{}", crate::stepend::refusal(st, COMPLETED.load(Ordering::Relaxed)));
+            None
+        }
+        None => coordinate_all(stop),
+    };
+    COORDINATING.store(0, Ordering::SeqCst);
+    sys::futex_wake(&COORDINATING);
+    out
+}
+
+fn coordinate_all(stop: bool) -> Option<Outcome> {
     let out = coordinate_one(stop);
     match DEFERRED.swap(0, Ordering::Relaxed) {
         0 => out,
         bits => {
             log!(DEBUG, "step: serving the requests made during the last checkpoint");
-            coordinate(bits & 2 != 0).or(out)
+            coordinate_all(bits & 2 != 0).or(out)
         }
     }
 }

@@ -18,10 +18,18 @@
 //! ended has tasks still to link up; the srun a restart runs again keeps its pid).
 //! A task that ends otherwise (killed, crashed) says nothing: its rank is missing, and rank 0
 //! abandons a checkpoint for it as before.
+//!
+//! Rank 0 ending first (its program exits normally while other tasks run): it is the
+//! coordinator, and the step's sets name its image, so the step cannot be checkpointed as one
+//! without it. Its exit handler (`step::coordinator_ends`) lets a checkpoint being coordinated
+//! end, begins none after (`ending`), and marks its published address ended with its status;
+//! from then on every checkpoint asked of another task is refused there in one line
+//! (`refusal`), nothing is written, and the last complete set stays (it was taken with task 0
+//! alive: a restart runs task 0 again from it). A task that ends after task 0 tells no one.
 
 use crate::forklock::Mutex;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 
 /// A rank that said it ended: its status, and for a joined step the processes (pids) that
 /// held its rank then.
@@ -43,10 +51,10 @@ static OWN_PID: AtomicI64 = AtomicI64::new(-1);
 /// The end was reported (or tried): once.
 static REPORTED: AtomicBool = AtomicBool::new(false);
 
-/// A task of a step other than rank 0: report the program's normal end (before main, after the
-/// step's identity is known; the runtime's exit handlers registered after it run before it).
+/// A task of a step: report the program's normal end (before main, after the step's identity
+/// is known; the runtime's exit handlers registered after it run before it).
 pub fn register() {
-    if crate::step::is_member() {
+    if crate::step::is_task() {
         note_pid();
         // SAFETY: registering a plain function with glibc, with no argument.
         unsafe { on_exit(program_exits, std::ptr::null_mut()) };
@@ -64,13 +72,58 @@ extern "C" fn program_exits(status: i32, _: *mut c_void) {
 }
 
 /// The program ends with `status` (exit(3), a return from main, _exit, _Exit): a task of a
-/// step tells rank 0, once.
+/// step tells rank 0, once; rank 0 tells the others it has ended.
 pub fn exiting(status: i32) {
     let own = OWN_PID.load(Ordering::Relaxed);
     if own < 0 || crate::sys::syscall!(libc::SYS_getpid).ok() != Some(own) || REPORTED.swap(true, Ordering::AcqRel) {
         return;
     }
-    crate::step::report_end((status & 0xff) as u8);
+    if crate::step::is_member() {
+        crate::step::report_end((status & 0xff) as u8);
+    } else {
+        crate::step::coordinator_ends((status & 0xff) as u8);
+    }
+}
+
+/// Rank 0: its program is exiting with this status (+1; 0: it is not).
+static ENDING: AtomicU32 = AtomicU32::new(0);
+/// Another task: task 0 has ended with this status (+1; 0: not that it knows).
+static TASK_0_ENDED: AtomicU32 = AtomicU32::new(0);
+
+/// Rank 0: its program exits with `status`: no checkpoint of the step begins from now on.
+pub fn note_ending(status: u8) {
+    ENDING.store(status as u32 + 1, Ordering::SeqCst);
+}
+
+/// Rank 0: the status its program is exiting with, if it is.
+pub fn ending() -> Option<u8> {
+    ENDING.load(Ordering::SeqCst).checked_sub(1).map(|st| st as u8)
+}
+
+/// Another task: task 0's published address says it ended with `status`.
+pub fn note_task_0_ended(status: u8) {
+    TASK_0_ENDED.store(status as u32 + 1, Ordering::Relaxed);
+}
+
+/// Another task: the status task 0 ended with, if it is known to have.
+pub fn task_0_ended() -> Option<u8> {
+    TASK_0_ENDED.load(Ordering::Relaxed).checked_sub(1).map(|st| st as u8)
+}
+
+/// A restarted task: task 0 runs again (the set was taken with it alive).
+pub fn after_restart() {
+    ENDING.store(0, Ordering::SeqCst);
+    TASK_0_ENDED.store(0, Ordering::Relaxed);
+}
+
+/// The one line a checkpoint asked of a task after task 0 ended with `status` is refused with
+/// (`last`: the step's last complete checkpoint, 0: none).
+pub fn refusal(status: u8, last: u64) -> String {
+    let kept = match last {
+        0 => "no checkpoint of the step was completed before".to_string(),
+        n => format!("its last complete checkpoint ({n}) stays"),
+    };
+    format!("checkpoint of the step refused, the program continues: task 0 has ended (exit status {status}): the step cannot be checkpointed as one without its coordinator; {kept}")
 }
 
 /// Rank 0: task `rank` said it ended with `status`.

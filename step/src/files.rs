@@ -159,12 +159,16 @@ pub struct Addr {
     pub boot: String,
     /// Its IPv4 addresses (loopback first when it is all there is).
     pub addrs: Vec<[u8; 4]>,
+    /// The coordinator's program has ended with this exit status (rank 0 ended first): no
+    /// checkpoint of the step can be taken under this epoch (a line older builds skip).
+    pub ended: Option<u8>,
 }
 
 impl Addr {
     pub fn encode(&self) -> Vec<u8> {
         let ips: Vec<String> = self.addrs.iter().map(|a| format!("{}.{}.{}.{}", a[0], a[1], a[2], a[3])).collect();
-        format!("ckpt-step-addr 1\nepoch {:016x}\nport {}\nboot {}\naddrs {}\n", self.epoch, self.port, self.boot, ips.join(",")).into_bytes()
+        let ended = self.ended.map_or(String::new(), |st| format!("ended {st}\n"));
+        format!("ckpt-step-addr 1\nepoch {:016x}\nport {}\nboot {}\naddrs {}\n{ended}", self.epoch, self.port, self.boot, ips.join(",")).into_bytes()
     }
 
     pub fn decode(b: &[u8]) -> Option<Addr> {
@@ -179,6 +183,7 @@ impl Addr {
             match k {
                 "epoch" => a.epoch = u64::from_str_radix(v, 16).ok()?,
                 "port" => a.port = v.parse().ok()?,
+                "ended" => a.ended = Some(v.parse().ok()?),
                 "boot" => a.boot = v.to_string(),
                 "addrs" => {
                     a.addrs = v
@@ -321,8 +326,13 @@ mod tests {
         assert_eq!((exited.exit_status(1), exited.exit_status(3), exited.exit_status(2)), (Some(3), None, None));
         assert_eq!(Manifest::decode(b"ckpt-step-manifest 2\ngeneration 1\ntasks 2\nrank 0 01\nrank 1 ended 0\n"), None, "version 2 has no exit status");
         assert_eq!(Manifest::decode(b"ckpt-step-manifest 3\ngeneration 1\ntasks 2\nrank 0 01\nrank 1 ended 256\n"), None, "an exit status is a byte");
-        let a = Addr { epoch: 0xabc, port: 4000, boot: "b-1".into(), addrs: vec![[127, 0, 0, 1], [10, 1, 2, 3]] };
-        assert_eq!(Addr::decode(&a.encode()), Some(a));
+        let a = Addr { epoch: 0xabc, port: 4000, boot: "b-1".into(), addrs: vec![[127, 0, 0, 1], [10, 1, 2, 3]], ended: None };
+        assert_eq!(Addr::decode(&a.encode()), Some(a.clone()));
+        // Rank 0 ended first: one more line, which older builds skip.
+        let gone = Addr { ended: Some(3), ..a.clone() };
+        assert!(gone.encode().ends_with(b"\nended 3\n"));
+        assert_eq!(Addr::decode(&gone.encode()), Some(gone));
+        assert_eq!(Addr::decode(b"ckpt-step-addr 1\nepoch 1\nport 2\nended 256\n"), None, "an exit status is a byte");
         assert_eq!(Manifest::decode(b"ckpt-step-manifest 1\ngeneration 1\ntasks 2\nrank 0 01\n"), None);
         let _ = std::fs::remove_dir_all(&d);
     }

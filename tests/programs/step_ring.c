@@ -23,8 +23,8 @@
  * appends "start RANK PID" to DIR/starts.RANK as it starts (a test counts the lines: a task
  * run again adds one).
  * With STEP_RING_HOLD=FILE:ROUND in the environment, rank 0 waits before round ROUND until
- * FILE exists (the whole ring waits with it): a test holds the ring alive until it says so;
- * the result is the same.
+ * FILE exists (the whole ring waits with it; rank 0 alone with EARLY=0:... waits alone): a test
+ * holds the ring, or keeps rank 0 from ending, until it says so; the result is the same.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -162,12 +162,27 @@ static void note_start(const char *dir, long rank)
     close(fd);
 }
 
+/* STEP_RING_HOLD: rank 0 waits before round I until the file it names exists. */
+static void hold_before(long rank, long i)
+{
+    const char *hold = getenv("STEP_RING_HOLD");
+    const char *at = hold ? strrchr(hold, ':') : NULL;
+    char file[4096];
+    if (rank != 0 || at == NULL || (size_t)(at - hold) >= sizeof file || i != atol(at + 1))
+        return;
+    memcpy(file, hold, (size_t)(at - hold));
+    file[at - hold] = '\0';
+    while (access(file, F_OK) != 0)
+        sleep_ms(50);
+}
+
 /* EARLY: the task that is no part of the ring: ROUNDS rounds alone, then STATUS. */
 static int alone(long rank, long rounds, long delay, int status)
 {
     uint64_t state = 0x9E3779B97F4A7C15ULL ^ (uint64_t)rank;
     printf("start step_ring rank=%ld alone\n", rank);
     for (long i = 1; i <= rounds; i++) {
+        hold_before(rank, i);
         state = (state ^ (uint64_t)i) * 1099511628211ULL;
         sleep_ms(delay);
         printf("step %ld state=%016llx\n", i, (unsigned long long)state);
@@ -291,16 +306,8 @@ int main(int argc, char **argv)
         close(in_child ? down[1] : up[1]);
         close(in_child ? up[0] : down[0]);
     }
-    const char *hold = getenv("STEP_RING_HOLD");
-    const char *hold_at = hold ? strrchr(hold, ':') : NULL;
-    char hold_file[4096] = "";
-    if (hold_at && (size_t)(hold_at - hold) < sizeof hold_file)
-        memcpy(hold_file, hold, (size_t)(hold_at - hold));
     for (long i = 1; i <= rounds; i++) {
-        if (rank == 0 && hold_file[0] && i == atol(hold_at + 1)) {
-            while (access(hold_file, F_OK) != 0)
-                sleep_ms(50);
-        }
+        hold_before(rank, i);
         if (turn_in >= 0 && (i % 2 == 0) != in_child) {
             read_all(turn_in, (unsigned char *)&state, sizeof state);
             continue;

@@ -442,13 +442,83 @@ fn task_exited_early(tag: &str, status: i32, as_nobody: bool) -> Result<()> {
     ensure!(st.code() == Some(status) && err.contains("not running it again"), "the ended task's resume did not exit with status {status}: {st:?}\n{err}");
     ensure!(second[EARLY_RANK].stdout().is_empty(), "the ended task ran again:\n{}", second[EARLY_RANK].stdout());
     for r in [0, 1, 3] {
-        let p = &mut second[r];
-        let st = p.wait(Duration::from_secs(180))?;
-        let (out, err) = (p.stdout(), p.stderr());
-        ensure!(st.success() && err.contains("restarted from"), "task {r} did not resume: {st:?}\n{err}");
-        ensure!(!out.contains("start step_ring"), "task {r} started over:\n{out}");
-        ensure!(steps(p).first().is_some_and(|&f| f > 1), "task {r} did not continue: steps {:?}", steps(p));
-        ensure!(result_of(&out) == Some(expected[r].as_str()), "task {r}: result {:?}, uninterrupted {}; stderr:\n{err}", result_of(&out), expected[r]);
+        resumed_to_the_end(&mut second[r], r, &expected[r])?;
+    }
+    for r in 0..4 {
+        ensure!(starts(&work, r) == 1, "task {r} started {} times", starts(&work, r));
+    }
+    Ok(())
+}
+
+/// Task `r` of a resumed step went on from the checkpoint (did not start over) to the result
+/// of an uninterrupted run, `expected`, and exited 0.
+fn resumed_to_the_end(p: &mut Proc, r: usize, expected: &str) -> Result<()> {
+    let st = p.wait(Duration::from_secs(180))?;
+    let (out, err) = (p.stdout(), p.stderr());
+    ensure!(st.success() && err.contains("restarted from"), "task {r} did not resume: {st:?}\n{err}");
+    ensure!(!out.contains("start step_ring"), "task {r} started over:\n{out}");
+    ensure!(steps(p).first().is_some_and(|&f| f > 1), "task {r} did not continue: steps {:?}", steps(p));
+    ensure!(result_of(&out) == Some(expected), "task {r}: result {:?}, uninterrupted {expected}; stderr:\n{err}", result_of(&out));
+    Ok(())
+}
+
+/// Task 0 (the step's coordinator) exits normally while the others run on: a checkpoint asked
+/// after that is refused on the task asked, in one line each time, and nothing is written; the
+/// last complete checkpoint (taken before task 0 ended) stays. Every task SIGKILLed, the step
+/// resumed from it: task 0 goes on from where it was to its end, the others to the result of
+/// an uninterrupted run, none starting over.
+#[test]
+fn task_0_that_exited_refuses_later_checkpoints_in_one_line_previous_set_resumes() -> Result<()> {
+    task_0_exited("step-rank0-end", false)
+}
+
+/// The same as user nobody.
+#[test]
+fn task_0_that_exited_refuses_later_checkpoints_in_one_line_previous_set_resumes_as_nobody() -> Result<()> {
+    task_0_exited("step-rank0-end-nobody", true)
+}
+
+fn task_0_exited(tag: &str, as_nobody: bool) -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new(tag)?;
+    let exe = compile_c(&work, "step_ring.c", &[])?;
+    // Task 0 makes 10 rounds alone and returns 0 from main, holding before round 8 until the
+    // test lets it end.
+    let early = "0:10:0";
+    let expected = ring::reference_of(&work, 4, |ports| vec![exe.clone().into(), ports.into(), EARLY_ROUNDS.to_string().into(), "0".into(), ring::SIZE.into(), "0".into(), early.into()])?;
+    let job = format!("rank0end{}", std::process::id());
+    let go = work.join("ports/go");
+    let hold = format!("{}:8", go.display());
+    let env = [("CKPT_LOG", "info"), ("STEP_RING_HOLD", hold.as_str())];
+    let run = Run { job: &job, restarts: 0, resume: false, env: &env, tree: Tree::No };
+    let mut first = start_early(&bins, &work, &exe, &run, early, as_nobody)?;
+    first[0].wait_for_step(7, Duration::from_secs(60))?;
+    for r in 1..4 {
+        first[r].wait_for_step(3, Duration::from_secs(60))?;
+    }
+    first[1].signal(libc::SIGUSR2)?;
+    let line = format!("step checkpoint 1: 4 tasks committed in {}/step_ring.step", work.join("ckpt").canonicalize()?.display());
+    first[0].wait_for_stderr(&line, Duration::from_secs(90))?;
+    std::fs::write(&go, "")?;
+    let st = first[0].wait(Duration::from_secs(60))?;
+    ensure!(st.code() == Some(0) && result_of(&first[0].stdout()).is_some(), "task 0 did not end with status 0: {st:?}\n{}", first[0].stderr());
+    let refused = "task 0 has ended (exit status 0): the step cannot be checkpointed as one";
+    for (r, times) in [(1, 1), (3, 1), (1, 2)] {
+        let at = first[r].last_step().unwrap_or(0);
+        first[r].wait_for_step(at + 2, Duration::from_secs(60))?;
+        first[r].signal(libc::SIGUSR2)?;
+        let p = &first[r];
+        ensure!(ckpt_tests::process::wait_until(Duration::from_secs(60), || p.stderr().matches(refused).count() >= times), "task {r} did not refuse request {times} in one line ({refused}):\n{}", p.stderr());
+    }
+    let manifest = std::fs::read_to_string(work.join("ckpt/step_ring.step"))?;
+    ensure!(manifest.contains("generation 1\n"), "the set of checkpoint 1 was replaced:\n{manifest}");
+    for r in 1..4 {
+        first[r].kill()?;
+        ensure!(steps(&first[r]).last().is_some_and(|&l| l < EARLY_ROUNDS as u64), "task {r} finished before the kill");
+    }
+    let mut second = start_early(&bins, &work, &exe, &Run { restarts: 1, resume: true, ..run }, early, as_nobody)?;
+    for (r, p) in second.iter_mut().enumerate() {
+        resumed_to_the_end(p, r, &expected[r])?;
     }
     for r in 0..4 {
         ensure!(starts(&work, r) == 1, "task {r} started {} times", starts(&work, r));
@@ -477,6 +547,33 @@ fn a_task_killed_while_the_others_run_still_abandons_the_checkpoint_in_one_line(
     ensure!(!work.join("ckpt/step_ring.step").exists(), "a manifest was written");
     for r in [0, 1, 3] {
         tasks[r].kill()?;
+    }
+    Ok(())
+}
+
+/// Task 0 killed (it says nothing) while the others run: a checkpoint asked of another task
+/// fails as before (`not linked`); each other task's own exit does not wait to tell it, and
+/// says in one line that task 0 is gone.
+#[test]
+fn task_0_killed_the_others_exit_without_waiting_for_it() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("step-rank0-killed")?;
+    let exe = compile_c(&work, "step_ring.c", &[])?;
+    let job = format!("rank0killed{}", std::process::id());
+    let run = Run { job: &job, restarts: 0, resume: false, env: &[], tree: Tree::No };
+    let mut tasks = start_early(&bins, &work, &exe, &run, "0:100000:0", false)?;
+    for p in tasks.iter_mut() {
+        p.wait_for_step(3, Duration::from_secs(60))?;
+    }
+    tasks[0].kill()?;
+    tasks[1].signal(libc::SIGUSR2)?;
+    tasks[1].wait_for_stderr("this task is not linked to task 0 of its step", Duration::from_secs(60))?;
+    for r in 1..4 {
+        let p = &mut tasks[r];
+        let st = p.wait(Duration::from_secs(180))?;
+        let err = p.stderr();
+        ensure!(st.success() && result_of(&p.stdout()).is_some(), "task {r} did not end: {st:?}\n{err}");
+        ensure!(err.contains("step: task 0 is gone (") && !err.contains("next checkpoints will be abandoned"), "task {r} did not say in one line that task 0 is gone:\n{err}");
     }
     Ok(())
 }
