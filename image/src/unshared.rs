@@ -66,7 +66,13 @@ pub fn find(socks: &TreeSocks, same: Option<&[Vec<At>]>) -> Vec<Unshared> {
     // held them (ckpt-restart's step::join_tree), and handed to each.
     pairs.extend(job_connections(indexes));
     // (Shared again only where the manifest tells open files apart: `same`.)
-    let deleted: HashSet<(u64, u64)> = if same.is_some() { tree_deleted(indexes).into_iter().map(|(id, _)| id).collect() } else { HashSet::new() };
+    let deleted_held = if same.is_some() { tree_deleted(indexes) } else { Vec::new() };
+    let deleted: HashSet<(u64, u64)> = deleted_held.iter().map(|(id, _)| *id).collect();
+    // The groups of `same` the tree's restart makes once, asked once (each pass looks every
+    // holder of every group up: 87,000 at 128 processes x 682 fds).
+    let pipes = tree_pipes(indexes);
+    let by_at = if same.is_some() { by_holder(indexes) } else { HashMap::new() };
+    let made_once: Vec<&Vec<At>> = same.map_or_else(Vec::new, |groups| files_of(&by_at, groups).into_iter().chain(objects_of(&by_at, &pipes, groups)).collect());
     let mut first: HashMap<Key, At> = HashMap::new();
     for (pid, f) in fds() {
         let made_once = |k: &Key| match k {
@@ -87,16 +93,12 @@ pub fn find(socks: &TreeSocks, same: Option<&[Vec<At>]>) -> Vec<Unshared> {
         }
     }
     if let Some(groups) = same {
-        exact(indexes, groups, &mut out);
+        exact(&by_at, groups, &made_once, &mut out);
     }
     // Files in flight made once with the fds they are one open file with (`join_in_flight`).
-    let mut joined: HashSet<At> = HashSet::new();
-    if let Some(groups) = same {
-        joined.extend(tree_files(indexes, groups).into_iter().flatten().copied());
-        joined.extend(tree_objects(indexes, groups).into_iter().flatten().copied());
-        joined.extend(tree_deleted(indexes).into_iter().flat_map(|(_, at)| at));
-    }
-    in_flight(indexes, &pairs, &joined, &mut out);
+    let mut joined: HashSet<At> = made_once.iter().copied().flatten().copied().collect();
+    joined.extend(deleted_held.iter().flat_map(|(_, at)| at.iter().copied()));
+    in_flight(indexes, &pipes, &pairs, &joined, &mut out);
     // The two ends of one connection in two processes (either end may be in flight).
     let mut sockets: HashMap<u64, (At, &Socket)> = HashMap::new();
     for (pid, f) in entries(indexes) {
@@ -142,12 +144,10 @@ pub fn find(socks: &TreeSocks, same: Option<&[Vec<At>]>) -> Vec<Unshared> {
 }
 
 /// The open files, event/timer/signal fds, epoll and inotify instances that `groups` (kcmp at
-/// the cut) say two processes hold as one: the first two holders of each.
-fn exact(indexes: &[(i32, Index)], groups: &[Vec<At>], out: &mut Vec<Unshared>) {
-    let by_at = by_holder(indexes);
+/// the cut) say two processes hold as one: the first two holders of each (not the groups the
+/// tree's restart makes once, `made_once`). `by_at`: `by_holder`.
+fn exact(by_at: &HashMap<At, &FdState>, groups: &[Vec<At>], made_once: &[&Vec<At>], out: &mut Vec<Unshared>) {
     let state = |at: At| by_at.get(&at).copied().filter(|f| f.dup_of.is_none());
-    let mut made_once = tree_files(indexes, groups);
-    made_once.extend(tree_objects(indexes, groups));
     for group in groups.iter().filter(|g| !made_once.contains(g)) {
         let held: Vec<(At, &FdState)> = group.iter().filter_map(|&at| Some((at, state(at)?))).filter(|(_, f)| comes_back_separate(f)).collect();
         let Some(&(a, f)) = held.first() else { continue };
@@ -168,7 +168,11 @@ fn exact(indexes: &[(i32, Index)], groups: &[Vec<At>], out: &mut Vec<Unshared>) 
 /// dup at a fd above 2 (stdio is whoever runs the restart's) or in flight (`join_in_flight`),
 /// in two processes or more.
 pub fn tree_files<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<&'a Vec<At>> {
-    let by_at = by_holder(indexes);
+    files_of(&by_holder(indexes), groups)
+}
+
+/// `tree_files` with `by_holder`'s table.
+fn files_of<'a>(by_at: &HashMap<At, &FdState>, groups: &'a [Vec<At>]) -> Vec<&'a Vec<At>> {
     let state = |at: At| by_at.get(&at).copied();
     let shareable = |group: &Vec<At>| {
         let held: Vec<(At, &FdState)> = group.iter().filter_map(|&at| Some((at, state(at)?))).filter(|(_, f)| f.dup_of.is_none()).collect();
@@ -269,8 +273,11 @@ pub fn tree_mqueues(indexes: &[(i32, Index)]) -> Vec<(u64, Vec<At>)> {
 /// every holder not a dup at a fd above 2 or in flight, in two processes or more, all of one kind;
 /// an epoll instance when one holder's image has every entry's file (`epoll_filler`).
 pub fn tree_objects<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<&'a Vec<At>> {
-    let pipes = tree_pipes(indexes);
-    let by_at = by_holder(indexes);
+    objects_of(&by_holder(indexes), &tree_pipes(indexes), groups)
+}
+
+/// `tree_objects` with `by_holder`'s table and the tree's pipes (`tree_pipes`).
+fn objects_of<'a>(by_at: &HashMap<At, &FdState>, pipes: &HashSet<u64>, groups: &'a [Vec<At>]) -> Vec<&'a Vec<At>> {
     let state = |at: At| by_at.get(&at).copied();
     let shareable = |group: &Vec<At>| {
         let held: Vec<(At, &FdState)> = group.iter().filter_map(|&at| Some((at, state(at)?))).filter(|(_, f)| f.dup_of.is_none()).collect();
@@ -287,7 +294,7 @@ pub fn tree_objects<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<
         kind(f0) != 0
             && held.iter().all(|(_, f)| kind(f) == kind(f0) && (f.fd > 2 || f.fd < 0))
             && held.iter().any(|(a, _)| a.0 != first.0)
-            && (kind(f0) != 4 || filler(&by_at, group).is_some())
+            && (kind(f0) != 4 || filler(by_at, group).is_some())
     };
     groups.iter().filter(|g| shareable(g)).collect()
 }
@@ -345,9 +352,8 @@ fn entries(indexes: &[(i32, Index)]) -> impl Iterator<Item = (i32, &FdState)> {
 }
 
 /// Files in flight that are the same object as an fd or a file in flight of another process
-/// (by `Seen`), each pair once.
-fn in_flight(indexes: &[(i32, Index)], pairs: &HashSet<u64>, joined: &HashSet<At>, out: &mut Vec<Unshared>) {
-    let shared_pipes = tree_pipes(indexes);
+/// (by `Seen`), each pair once; `shared_pipes`: `tree_pipes`.
+fn in_flight(indexes: &[(i32, Index)], shared_pipes: &HashSet<u64>, pairs: &HashSet<u64>, joined: &HashSet<At>, out: &mut Vec<Unshared>) {
     let seen = |f: &FdState| seen(f).filter(|k| !matches!(k, Seen::Pipe(ino) if shared_pipes.contains(ino)) && !matches!(k, Seen::Socket(ino) if pairs.contains(ino)));
     let mut held: HashMap<Seen, Vec<At>> = HashMap::new();
     for (pid, f) in entries(indexes) {
