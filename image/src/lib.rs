@@ -44,6 +44,8 @@ pub mod trust;
 pub mod tree;
 pub mod treesockets;
 pub mod unshared;
+#[cfg(test)]
+mod unshared_tests;
 mod writer;
 
 pub use attrs::{vm, ProcAttrs, RegionAttrs, ThreadAttrs, RSEQ_GLIBC, RSEQ_NONE, RSEQ_OWN};

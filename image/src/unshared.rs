@@ -1,8 +1,8 @@
 //! Objects that several processes of a tree share but that a tree's restart cannot share again
 //! yet (it shares pipes (`tree_pipes`), shared memory, socketpairs and TCP connections
-//! (`tree_connections`), listeners (`shared_listeners`), and open files, event fds, timer fds,
+//! (`TreeSocks::connections`), listeners (`TreeSocks::shared_listeners`), and open files, event fds, timer fds,
 //! signal fds, epoll and inotify instances that the manifest says two processes hold as one
-//! (`tree_files`, `tree_objects`), UNIX sockets that reach each other by name (`tree_unix_links`),
+//! (`tree_files`, `tree_objects`), UNIX sockets that reach each other by name (`TreeSocks::unix_links`),
 //! deleted files (`tree_deleted`)): one other socket held by two processes (or linked by name
 //! with a file in flight in a queue), one open file with its common offset (inherited by
 //! fork) in a set without the manifest's `same` lines, an event, timer or signal fd, epoll or
@@ -23,8 +23,8 @@
 //!
 //! Files in flight (passed with SCM_RIGHTS, still queued in a socket: the entries with negative
 //! numbers) that are one open file with another process's fd are made once with it: a pipe or
-//! socket by its inode (`tree_pipes`, `tree_connections`, `shared_listeners` count holders in
-//! flight), a regular or deleted file (memfd), an event, timer or signal fd, an epoll or inotify
+//! socket by its inode (`tree_pipes`, `TreeSocks::connections` and `shared_listeners` count
+//! holders in flight), a regular or deleted file (memfd), an event, timer or signal fd, an epoll or inotify
 //! instance by the fds kcmp found at the cut (`FdState::held_with`, `join_in_flight`; in flight
 //! in several processes' sockets at once, each joins the one group: `tree_files`,
 //! `tree_deleted`, `tree_objects`). A deleted file or memfd only in flight in one process (its
@@ -50,21 +50,29 @@ pub struct Unshared {
 /// Where one fd is: (pid, fd).
 type At = (i32, i32);
 
-/// Every object of `indexes` (pid, image index) held by two processes that comes back separate;
-/// `same`: the manifest's exact groups of fds that are one open file (None: not known).
-pub fn find(indexes: &[(i32, Index)], same: Option<&[Vec<At>]>) -> Vec<Unshared> {
+/// Every object of the images of `socks` (pid, image index) held by two processes that comes
+/// back separate; `same`: the manifest's exact groups of fds that are one open file (None: not
+/// known).
+pub fn find(socks: &TreeSocks, same: Option<&[Vec<At>]>) -> Vec<Unshared> {
+    let indexes = socks.indexes();
     // The fds that are not dups of a lower fd (a dup is the same object), and not in flight.
     let fds = || indexes.iter().flat_map(|(pid, ix)| ix.fds.iter().filter(|f| f.fd >= 0 && f.dup_of.is_none()).map(move |f| (*pid, f)));
     let mut out = Vec::new();
-    let mut pairs: HashSet<u64> = tree_connections(indexes).into_iter().flat_map(|(a, b)| [a.ino, b.ino]).collect();
-    pairs.extend(shared_listeners(indexes).iter().map(|l| l.ino));
-    pairs.extend(tree_unix_links(indexes).iter().flatten().map(|(_, s)| s.ino));
-    pairs.extend(tree_lone_sockets(indexes).iter().map(|s| s.ino));
+    let mut pairs: HashSet<u64> = socks.connections().iter().flat_map(|(a, b)| [a.ino, b.ino]).collect();
+    pairs.extend(socks.shared_listeners().iter().map(|l| l.ino));
+    pairs.extend(socks.unix_links().iter().flatten().map(|(_, s)| s.ino));
+    pairs.extend(socks.lone_sockets().iter().map(|s| s.ino));
     // Connections to other tasks of a step: made once by the tree's root, whichever processes
     // held them (ckpt-restart's step::join_tree), and handed to each.
     pairs.extend(job_connections(indexes));
     // (Shared again only where the manifest tells open files apart: `same`.)
-    let deleted: HashSet<(u64, u64)> = if same.is_some() { tree_deleted(indexes).into_iter().map(|(id, _)| id).collect() } else { HashSet::new() };
+    let deleted_held = if same.is_some() { tree_deleted(indexes) } else { Vec::new() };
+    let deleted: HashSet<(u64, u64)> = deleted_held.iter().map(|(id, _)| *id).collect();
+    // The groups of `same` the tree's restart makes once, asked once (each pass looks every
+    // holder of every group up: 87,000 at 128 processes x 682 fds).
+    let pipes = tree_pipes(indexes);
+    let by_at = if same.is_some() { by_holder(indexes) } else { HashMap::new() };
+    let made_once: Vec<&Vec<At>> = same.map_or_else(Vec::new, |groups| files_of(&by_at, groups).into_iter().chain(objects_of(&by_at, &pipes, groups)).collect());
     let mut first: HashMap<Key, At> = HashMap::new();
     for (pid, f) in fds() {
         let made_once = |k: &Key| match k {
@@ -85,16 +93,12 @@ pub fn find(indexes: &[(i32, Index)], same: Option<&[Vec<At>]>) -> Vec<Unshared>
         }
     }
     if let Some(groups) = same {
-        exact(indexes, groups, &mut out);
+        exact(&by_at, groups, &made_once, &mut out);
     }
     // Files in flight made once with the fds they are one open file with (`join_in_flight`).
-    let mut joined: HashSet<At> = HashSet::new();
-    if let Some(groups) = same {
-        joined.extend(tree_files(indexes, groups).into_iter().flatten().copied());
-        joined.extend(tree_objects(indexes, groups).into_iter().flatten().copied());
-        joined.extend(tree_deleted(indexes).into_iter().flat_map(|(_, at)| at));
-    }
-    in_flight(indexes, &pairs, &joined, &mut out);
+    let mut joined: HashSet<At> = made_once.iter().copied().flatten().copied().collect();
+    joined.extend(deleted_held.iter().flat_map(|(_, at)| at.iter().copied()));
+    in_flight(indexes, &pipes, &pairs, &joined, &mut out);
     // The two ends of one connection in two processes (either end may be in flight).
     let mut sockets: HashMap<u64, (At, &Socket)> = HashMap::new();
     for (pid, f) in entries(indexes) {
@@ -140,12 +144,10 @@ pub fn find(indexes: &[(i32, Index)], same: Option<&[Vec<At>]>) -> Vec<Unshared>
 }
 
 /// The open files, event/timer/signal fds, epoll and inotify instances that `groups` (kcmp at
-/// the cut) say two processes hold as one: the first two holders of each.
-fn exact(indexes: &[(i32, Index)], groups: &[Vec<At>], out: &mut Vec<Unshared>) {
-    let by_at = by_holder(indexes);
+/// the cut) say two processes hold as one: the first two holders of each (not the groups the
+/// tree's restart makes once, `made_once`). `by_at`: `by_holder`.
+fn exact(by_at: &HashMap<At, &FdState>, groups: &[Vec<At>], made_once: &[&Vec<At>], out: &mut Vec<Unshared>) {
     let state = |at: At| by_at.get(&at).copied().filter(|f| f.dup_of.is_none());
-    let mut made_once = tree_files(indexes, groups);
-    made_once.extend(tree_objects(indexes, groups));
     for group in groups.iter().filter(|g| !made_once.contains(g)) {
         let held: Vec<(At, &FdState)> = group.iter().filter_map(|&at| Some((at, state(at)?))).filter(|(_, f)| comes_back_separate(f)).collect();
         let Some(&(a, f)) = held.first() else { continue };
@@ -166,7 +168,11 @@ fn exact(indexes: &[(i32, Index)], groups: &[Vec<At>], out: &mut Vec<Unshared>) 
 /// dup at a fd above 2 (stdio is whoever runs the restart's) or in flight (`join_in_flight`),
 /// in two processes or more.
 pub fn tree_files<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<&'a Vec<At>> {
-    let by_at = by_holder(indexes);
+    files_of(&by_holder(indexes), groups)
+}
+
+/// `tree_files` with `by_holder`'s table.
+fn files_of<'a>(by_at: &HashMap<At, &FdState>, groups: &'a [Vec<At>]) -> Vec<&'a Vec<At>> {
     let state = |at: At| by_at.get(&at).copied();
     let shareable = |group: &Vec<At>| {
         let held: Vec<(At, &FdState)> = group.iter().filter_map(|&at| Some((at, state(at)?))).filter(|(_, f)| f.dup_of.is_none()).collect();
@@ -267,8 +273,11 @@ pub fn tree_mqueues(indexes: &[(i32, Index)]) -> Vec<(u64, Vec<At>)> {
 /// every holder not a dup at a fd above 2 or in flight, in two processes or more, all of one kind;
 /// an epoll instance when one holder's image has every entry's file (`epoll_filler`).
 pub fn tree_objects<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<&'a Vec<At>> {
-    let pipes = tree_pipes(indexes);
-    let by_at = by_holder(indexes);
+    objects_of(&by_holder(indexes), &tree_pipes(indexes), groups)
+}
+
+/// `tree_objects` with `by_holder`'s table and the tree's pipes (`tree_pipes`).
+fn objects_of<'a>(by_at: &HashMap<At, &FdState>, pipes: &HashSet<u64>, groups: &'a [Vec<At>]) -> Vec<&'a Vec<At>> {
     let state = |at: At| by_at.get(&at).copied();
     let shareable = |group: &Vec<At>| {
         let held: Vec<(At, &FdState)> = group.iter().filter_map(|&at| Some((at, state(at)?))).filter(|(_, f)| f.dup_of.is_none()).collect();
@@ -285,7 +294,7 @@ pub fn tree_objects<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<
         kind(f0) != 0
             && held.iter().all(|(_, f)| kind(f) == kind(f0) && (f.fd > 2 || f.fd < 0))
             && held.iter().any(|(a, _)| a.0 != first.0)
-            && (kind(f0) != 4 || filler(&by_at, group).is_some())
+            && (kind(f0) != 4 || filler(by_at, group).is_some())
     };
     groups.iter().filter(|g| shareable(g)).collect()
 }
@@ -343,9 +352,8 @@ fn entries(indexes: &[(i32, Index)]) -> impl Iterator<Item = (i32, &FdState)> {
 }
 
 /// Files in flight that are the same object as an fd or a file in flight of another process
-/// (by `Seen`), each pair once.
-fn in_flight(indexes: &[(i32, Index)], pairs: &HashSet<u64>, joined: &HashSet<At>, out: &mut Vec<Unshared>) {
-    let shared_pipes = tree_pipes(indexes);
+/// (by `Seen`), each pair once; `shared_pipes`: `tree_pipes`.
+fn in_flight(indexes: &[(i32, Index)], shared_pipes: &HashSet<u64>, pairs: &HashSet<u64>, joined: &HashSet<At>, out: &mut Vec<Unshared>) {
     let seen = |f: &FdState| seen(f).filter(|k| !matches!(k, Seen::Pipe(ino) if shared_pipes.contains(ino)) && !matches!(k, Seen::Socket(ino) if pairs.contains(ino)));
     let mut held: HashMap<Seen, Vec<At>> = HashMap::new();
     for (pid, f) in entries(indexes) {
@@ -441,14 +449,180 @@ pub fn tree_pipes(indexes: &[(i32, Index)]) -> HashSet<u64> {
     holders.into_iter().filter(|(_, (pids, read, written))| pids.len() > 1 && *read && *written).map(|(ino, _)| ino).collect()
 }
 
-/// The connections a tree's restart makes once and shares: two unnamed UNIX sockets connected
-/// to each other (not through a listener: a socketpair), or the two ends of one TCP connection,
-/// held (as fds or in flight) by two processes or more together, with no file in flight in
-/// a TCP end's queue (a UNIX end's is refilled by its process: `carries_files`) and nothing a
-/// TCP end sent still unsent. Each pair once, as its two
-/// descriptions (TCP: the end on a listener's port first, the server).
-pub fn tree_connections(indexes: &[(i32, Index)]) -> Vec<(&Socket, &Socket)> {
-    let holders = socket_holders(indexes);
+/// Every socket of a set's images (fds and in flight) by inode, with the pids holding it, and
+/// the sockets a tree's restart makes once of them, built once per set: `find` (the
+/// checkpoint's check, the restart's refusal) and the restart's making of them (ckpt-restart's
+/// treeshare) ask the same (each of the four asked built this table of every socket's holders
+/// again: 87,000 entries at 128 processes x 341 socketpairs, a sixth of the coordinator's CPU).
+pub struct TreeSocks<'a> {
+    indexes: &'a [(i32, Index)],
+    /// By inode: the pids holding it (in the order of `indexes`) and the description of the
+    /// lowest of them (only that process captured its unread messages: the runtime's treesocks).
+    holders: HashMap<u64, (Vec<i32>, &'a Socket)>,
+    /// `shared_listeners`.
+    listeners: Vec<&'a Socket>,
+    /// `connections`.
+    conns: Vec<(&'a Socket, &'a Socket)>,
+}
+
+impl<'a> TreeSocks<'a> {
+    pub fn of(indexes: &'a [(i32, Index)]) -> TreeSocks<'a> {
+        let holders = socket_holders(indexes);
+        let listeners = shared_listeners_of(&holders);
+        let conns = connections_of(&holders, &listeners);
+        TreeSocks { indexes, holders, listeners, conns }
+    }
+
+    /// The images the sockets are of.
+    pub fn indexes(&self) -> &'a [(i32, Index)] {
+        self.indexes
+    }
+
+    /// The first process (in the order of the images) that holds socket `ino`, as an fd or in
+    /// flight.
+    pub fn first_holder(&self, ino: u64) -> Option<i32> {
+        self.holders.get(&ino).and_then(|(pids, _)| pids.first().copied())
+    }
+
+    /// The connections a tree's restart makes once and shares: two unnamed UNIX sockets
+    /// connected to each other (not through a listener: a socketpair), or the two ends of one
+    /// TCP connection, held (as fds or in flight) by two processes or more together, with no
+    /// file in flight in a TCP end's queue (a UNIX end's is refilled by its process:
+    /// `carries_files`) and nothing a TCP end sent still unsent. Each pair once, as its two
+    /// descriptions (TCP: the end on a listener's port first, the server).
+    pub fn connections(&self) -> &[(&'a Socket, &'a Socket)] {
+        &self.conns
+    }
+
+    /// The listening sockets two processes or more hold (inherited by fork: MPICH's mpiexec
+    /// and its proxy and ranks), which a tree's restart makes once and shares: TCP, and UNIX
+    /// (named, abstract) stream and seqpacket ones, with no connection waiting in their queue
+    /// (each holder would queue it again), a UNIX one with no connection accepted from it in
+    /// the tree (those are made through its name by their process), a TCP one whose
+    /// connections in the tree can all be made once with it (`connections`).
+    pub fn shared_listeners(&self) -> &[&'a Socket] {
+        &self.listeners
+    }
+
+    /// The listeners that the tree's restart makes once: those two processes or more hold
+    /// (`shared_listeners`), and the TCP listeners on the port of a server end of `connections`
+    /// (made with the connections, which are accepted from them): each once.
+    pub fn listeners(&self) -> Vec<&'a Socket> {
+        let mut out: Vec<&'a Socket> = self.listeners.clone();
+        for (_, f) in entries(self.indexes) {
+            let FdKind::Socket(l) = &f.kind else { continue };
+            if l.state != crate::SockState::Listening || !matches!(l.family, libc::AF_INET | libc::AF_INET6) || out.iter().any(|o| o.ino == l.ino) {
+                continue;
+            }
+            if self.conns.iter().any(|(server, _)| server.family == l.family && serves(l, server)) {
+                out.push(l);
+            }
+        }
+        out
+    }
+
+    /// The UNIX sockets that reach each other by name across processes of the tree, which a
+    /// tree's restart makes once, together, with the single-process restore of names (each
+    /// group as if one process held it all): a stream or seqpacket connection accepted from a
+    /// named listener (or whose ends were bound since), and a named datagram socket with the
+    /// datagram sockets connected to it, held by two processes or more. Each group with the
+    /// process whose description each socket is (`socket_holders`). Not made (refused by
+    /// `find`): a group with a file in flight in a queue, something lost, or a socket outside
+    /// the group connected to one of it (a client the group's restore would not connect);
+    /// socketpairs and unnamed datagram pairs are `connections`'.
+    pub fn unix_links(&self) -> Vec<Vec<(i32, &'a Socket)>> {
+        let holders = &self.holders;
+        let pairs: HashSet<u64> = self.conns.iter().flat_map(|(a, b)| [a.ino, b.ino]).collect();
+        let linkable = |s: &Socket| {
+            s.family == libc::AF_UNIX
+                && [libc::SOCK_STREAM, libc::SOCK_DGRAM, libc::SOCK_SEQPACKET].contains(&s.sock_type)
+                && s.state != crate::SockState::Listening
+                && s.queue.iter().all(|m| m.fds.is_empty())
+                && s.lost.is_empty()
+                && s.job.is_none()
+                && s.unsent == 0
+                && !pairs.contains(&s.ino)
+        };
+        // Groups by union of the links (client to peer).
+        let mut up: HashMap<u64, u64> = HashMap::new();
+        fn top(up: &HashMap<u64, u64>, mut x: u64) -> u64 {
+            while let Some(&p) = up.get(&x).filter(|&&p| p != x) {
+                x = p;
+            }
+            x
+        }
+        for (_, s) in holders.values() {
+            if s.state != crate::SockState::Connected || !linkable(s) {
+                continue;
+            }
+            let Some((_, p)) = holders.get(&s.peer).filter(|_| s.peer != 0 && s.peer != s.ino) else { continue };
+            let mutual = p.peer == s.ino && p.state == crate::SockState::Connected;
+            if !linkable(p) || p.sock_type != s.sock_type || (s.sock_type != libc::SOCK_DGRAM && !mutual) {
+                continue;
+            }
+            up.entry(s.ino).or_insert(s.ino);
+            up.entry(p.ino).or_insert(p.ino);
+            let (a, b) = (top(&up, s.ino), top(&up, p.ino));
+            up.insert(b, a);
+        }
+        let mut groups: HashMap<u64, Vec<u64>> = HashMap::new();
+        for &ino in up.keys() {
+            groups.entry(top(&up, ino)).or_default().push(ino);
+        }
+        let mut out: Vec<Vec<(i32, &'a Socket)>> = groups
+            .into_values()
+            .filter(|g| {
+                let pids: HashSet<i32> = g.iter().flat_map(|i| holders[i].0.iter().copied()).collect();
+                let named = g.iter().any(|i| !unnamed(&holders[i].1.name));
+                let outside_client = holders.values().any(|(_, s)| s.family == libc::AF_UNIX && s.peer != 0 && g.contains(&s.peer) && !g.contains(&s.ino));
+                pids.len() > 1 && named && !outside_client
+            })
+            .map(|mut g| {
+                g.sort_unstable();
+                g.iter().map(|i| (*holders[i].0.iter().min().expect("held"), holders[i].1)).collect()
+            })
+            .collect();
+        out.sort_by_key(|g| g[0].1.ino);
+        out
+    }
+
+    /// The other sockets (not UNIX) that two processes or more hold (inherited by fork), which
+    /// a tree's restart makes once, alone, with the single-process restore of sockets, and
+    /// gives every holder: UDP, ping and raw sockets, netlink and packet sockets, TCP sockets
+    /// not connected or connected outside the tree; not a listener (`shared_listeners`), not an
+    /// end of a TCP connection whose other end is in the tree (`connections`), not one whose
+    /// queue holds a file in flight, not one in flight, nothing lost, no step's connection.
+    pub fn lone_sockets(&self) -> Vec<&'a Socket> {
+        let holders = &self.holders;
+        let flying: HashSet<u64> = entries(self.indexes)
+            .filter(|(_, f)| f.fd < 0)
+            .filter_map(|(_, f)| match &f.kind {
+                FdKind::Socket(s) => Some(s.ino),
+                _ => None,
+            })
+            .collect();
+        let mut out: Vec<&'a Socket> = holders
+            .values()
+            .filter(|(pids, s)| {
+                pids.len() > 1
+                    && s.family != libc::AF_UNIX
+                    && s.state != crate::SockState::Listening
+                    && s.queue.iter().all(|m| m.fds.is_empty())
+                    && s.lost.is_empty()
+                    && s.job.is_none()
+                    && !flying.contains(&s.ino)
+                    && !holders.values().any(|(_, o)| tcp_ends(s, o))
+            })
+            .map(|(_, s)| *s)
+            .collect();
+        out.sort_by_key(|s| s.ino);
+        out
+    }
+}
+
+/// `TreeSocks::connections` of `holders`, with the listeners two processes or more hold
+/// (`shared`).
+fn connections_of<'a>(holders: &HashMap<u64, (Vec<i32>, &'a Socket)>, shared: &[&'a Socket]) -> Vec<(&'a Socket, &'a Socket)> {
     let listened: HashSet<(i32, u16)> = holders
         .values()
         .filter(|(_, s)| s.state == crate::SockState::Listening && matches!(s.family, libc::AF_INET | libc::AF_INET6))
@@ -457,8 +631,7 @@ pub fn tree_connections(indexes: &[(i32, Index)]) -> Vec<(&Socket, &Socket)> {
     // Connections accepted from a listener the tree shares are made with it even when one
     // process holds both ends: processes that connect and accept through one listener at the
     // same time would take each other's connections.
-    let shared: Vec<&Socket> = shared_listeners_of(&holders);
-    let mut out: Vec<(&Socket, &Socket)> = Vec::new();
+    let mut out: Vec<(&'a Socket, &'a Socket)> = Vec::new();
     for (pa, a) in holders.values() {
         let peer = if a.family == libc::AF_UNIX {
             holders.get(&a.peer).filter(|(_, b)| b.peer == a.ino)
@@ -483,104 +656,6 @@ pub fn tree_connections(indexes: &[(i32, Index)]) -> Vec<(&Socket, &Socket)> {
     out
 }
 
-/// The UNIX sockets that reach each other by name across processes of the tree, which a
-/// tree's restart makes once, together, with the single-process restore of names (each group
-/// as if one process held it all): a stream or seqpacket connection accepted from a named
-/// listener (or whose ends were bound since), and a named datagram socket with the datagram
-/// sockets connected to it, held by two processes or more. Each group with the process
-/// whose description each socket is (`socket_holders`). Not made (refused by `find`): a group
-/// with a file in flight in a queue, something lost, or a socket outside the group connected
-/// to one of it (a client the group's restore would not connect); socketpairs and unnamed
-/// datagram pairs are `tree_connections`'.
-pub fn tree_unix_links(indexes: &[(i32, Index)]) -> Vec<Vec<(i32, &Socket)>> {
-    let holders = socket_holders(indexes);
-    let pairs: HashSet<u64> = tree_connections(indexes).into_iter().flat_map(|(a, b)| [a.ino, b.ino]).collect();
-    let linkable = |s: &Socket| {
-        s.family == libc::AF_UNIX
-            && [libc::SOCK_STREAM, libc::SOCK_DGRAM, libc::SOCK_SEQPACKET].contains(&s.sock_type)
-            && s.state != crate::SockState::Listening
-            && s.queue.iter().all(|m| m.fds.is_empty())
-            && s.lost.is_empty()
-            && s.job.is_none()
-            && s.unsent == 0
-            && !pairs.contains(&s.ino)
-    };
-    // Groups by union of the links (client to peer).
-    let mut up: HashMap<u64, u64> = HashMap::new();
-    fn top(up: &HashMap<u64, u64>, mut x: u64) -> u64 {
-        while let Some(&p) = up.get(&x).filter(|&&p| p != x) {
-            x = p;
-        }
-        x
-    }
-    for (_, s) in holders.values() {
-        if s.state != crate::SockState::Connected || !linkable(s) {
-            continue;
-        }
-        let Some((_, p)) = holders.get(&s.peer).filter(|_| s.peer != 0 && s.peer != s.ino) else { continue };
-        let mutual = p.peer == s.ino && p.state == crate::SockState::Connected;
-        if !linkable(p) || p.sock_type != s.sock_type || (s.sock_type != libc::SOCK_DGRAM && !mutual) {
-            continue;
-        }
-        up.entry(s.ino).or_insert(s.ino);
-        up.entry(p.ino).or_insert(p.ino);
-        let (a, b) = (top(&up, s.ino), top(&up, p.ino));
-        up.insert(b, a);
-    }
-    let mut groups: HashMap<u64, Vec<u64>> = HashMap::new();
-    for &ino in up.keys() {
-        groups.entry(top(&up, ino)).or_default().push(ino);
-    }
-    let mut out: Vec<Vec<(i32, &Socket)>> = groups
-        .into_values()
-        .filter(|g| {
-            let pids: HashSet<i32> = g.iter().flat_map(|i| holders[i].0.iter().copied()).collect();
-            let named = g.iter().any(|i| !unnamed(&holders[i].1.name));
-            let outside_client = holders.values().any(|(_, s)| s.family == libc::AF_UNIX && s.peer != 0 && g.contains(&s.peer) && !g.contains(&s.ino));
-            pids.len() > 1 && named && !outside_client
-        })
-        .map(|mut g| {
-            g.sort_unstable();
-            g.iter().map(|i| (*holders[i].0.iter().min().expect("held"), holders[i].1)).collect()
-        })
-        .collect();
-    out.sort_by_key(|g| g[0].1.ino);
-    out
-}
-
-/// The other sockets (not UNIX) that two processes or more hold (inherited by fork), which a
-/// tree's restart makes once, alone, with the single-process restore of sockets, and gives
-/// every holder: UDP, ping and raw sockets, netlink and packet sockets, TCP sockets not
-/// connected or connected outside the tree; not a listener (`shared_listeners`), not an end
-/// of a TCP connection whose other end is in the tree (`tree_connections`), not one whose
-/// queue holds a file in flight, not one in flight, nothing lost, no step's connection.
-pub fn tree_lone_sockets(indexes: &[(i32, Index)]) -> Vec<&Socket> {
-    let holders = socket_holders(indexes);
-    let flying: HashSet<u64> = entries(indexes)
-        .filter(|(_, f)| f.fd < 0)
-        .filter_map(|(_, f)| match &f.kind {
-            FdKind::Socket(s) => Some(s.ino),
-            _ => None,
-        })
-        .collect();
-    let mut out: Vec<&Socket> = holders
-        .values()
-        .filter(|(pids, s)| {
-            pids.len() > 1
-                && s.family != libc::AF_UNIX
-                && s.state != crate::SockState::Listening
-                && s.queue.iter().all(|m| m.fds.is_empty())
-                && s.lost.is_empty()
-                && s.job.is_none()
-                && !flying.contains(&s.ino)
-                && !holders.values().any(|(_, o)| tcp_ends(s, o))
-        })
-        .map(|(_, s)| *s)
-        .collect();
-    out.sort_by_key(|s| s.ino);
-    out
-}
-
 /// Whether the unread messages of socket `s` carry files in flight (SCM_RIGHTS). A socketpair
 /// end of the tree's whose queue does is made once by the tree's root with that queue empty,
 /// and refilled by the process whose image describes it (and holds those files): its files in
@@ -589,7 +664,7 @@ pub fn carries_files(s: &Socket) -> bool {
     s.queue.iter().any(|m| !m.fds.is_empty())
 }
 
-/// Whether connection end `s` can be made once for the tree (`tree_connections`): connected,
+/// Whether connection end `s` can be made once for the tree (`TreeSocks::connections`): connected,
 /// no file in flight in its queue (but a UNIX end not shut down, without a socket filter: its
 /// queue is refilled later by its process, see `carries_files`), nothing lost, not a step's connection; a UNIX socketpair's
 /// end, or a TCP end with nothing unsent.
@@ -630,16 +705,7 @@ fn socket_holders(indexes: &[(i32, Index)]) -> HashMap<u64, (Vec<i32>, &Socket)>
     holders
 }
 
-/// The listening sockets two processes or more hold (inherited by fork: MPICH's mpiexec and its
-/// proxy and ranks), which a tree's restart makes once and shares: TCP, and UNIX (named,
-/// abstract) stream and seqpacket ones, with no connection waiting in their queue (each
-/// holder would queue it again), a UNIX one with no connection accepted from it in the tree
-/// (those are made through its name by their process), a TCP one whose connections in the
-/// tree can all be made once with it (`tree_connections`).
-pub fn shared_listeners(indexes: &[(i32, Index)]) -> Vec<&Socket> {
-    shared_listeners_of(&socket_holders(indexes))
-}
-
+/// `TreeSocks::shared_listeners` of `holders`.
 fn shared_listeners_of<'a>(holders: &HashMap<u64, (Vec<i32>, &'a Socket)>) -> Vec<&'a Socket> {
     let accepted_from = |l: &Socket| {
         holders.values().any(|(ps, s)| {
@@ -683,23 +749,6 @@ fn ended_apart((ps, s): (&[i32], &Socket), (qs, p): (&[i32], &Socket)) -> bool {
     ended(s) && ended(p) && !ps.iter().any(|x| qs.contains(x))
 }
 
-/// The listeners of `indexes` that the tree's restart makes once: those two processes or more
-/// hold (`shared_listeners`), and the TCP listeners on the port of a server end of `conns`
-/// (made with the connections, which are accepted from them): each once.
-pub fn tree_listeners<'a>(indexes: &'a [(i32, Index)], conns: &[(&Socket, &Socket)]) -> Vec<&'a Socket> {
-    let mut out: Vec<&Socket> = shared_listeners(indexes);
-    for (_, f) in entries(indexes) {
-        let FdKind::Socket(l) = &f.kind else { continue };
-        if l.state != crate::SockState::Listening || !matches!(l.family, libc::AF_INET | libc::AF_INET6) || out.iter().any(|o| o.ino == l.ino) {
-            continue;
-        }
-        if conns.iter().any(|(server, _)| server.family == l.family && serves(l, server)) {
-            out.push(l);
-        }
-    }
-    out
-}
-
 /// Whether listener `l` is on the address of connection end `s` (its port, any or that address).
 pub fn serves(l: &Socket, s: &Socket) -> bool {
     let ip = |a: &[u8]| -> Vec<u8> {
@@ -738,7 +787,7 @@ pub fn in_set(set: &std::path::Path) -> Vec<Unshared> {
     if let Some(s) = same.as_mut() {
         join_in_flight(&indexes, s);
     }
-    find(&indexes, same.as_deref())
+    find(&TreeSocks::of(&indexes), same.as_deref())
 }
 
 /// What identifies an object held by two processes (None: nothing this module looks at).

@@ -364,7 +364,9 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
         // Files in flight that are one open file with other processes' fds: made with them.
         ckpt_image::unshared::join_in_flight(&indexes, same);
     }
-    refuse_unshared(&indexes, m.same.as_deref(), lossy)?;
+    // Every socket's holders, once for the refusal and the making of the shared ones.
+    let socks = ckpt_image::unshared::TreeSocks::of(&indexes);
+    refuse_unshared(&socks, m.same.as_deref(), lossy)?;
     // The namespace's System V objects (every image records them all: the root's are used).
     if let Some((_, ix)) = indexes.iter().find(|(pid, _)| *pid == m.root) {
         crate::sysv_objects(ix)?;
@@ -374,7 +376,7 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     // A task of a step: its tree's listeners move off a port another program holds, and every
     // process reports them through the root (treelisten).
     let step_task = indexes.iter().any(|(pid, ix)| *pid == m.root && ix.step.is_some());
-    let mut shared = make_shared(&indexes, (m.live().count() - m.reexec.len()) as u32, lossy, &cttys, step_task)?;
+    let mut shared = make_shared(&socks, (m.live().count() - m.reexec.len()) as u32, lossy, &cttys, step_task)?;
     if let Some(same) = m.same.as_deref() {
         let boot = indexes.iter().find(|(pid, _)| *pid == m.root).map(|(_, ix)| ix.meta.origin.boot_id.clone()).unwrap_or_default();
         let opts = crate::fds::Options { no_truncate, ignore_missing: lossy, same_boot: !boot.is_empty() && boot == ckpt_image::boot_id(), exact_ids: true, other_port: false, rebind: Vec::new() };
@@ -452,8 +454,8 @@ fn exit_signals_made(m: &Manifest, plan: &Plan) -> Result<(), String> {
 }
 
 /// Refuse a tree whose processes share objects that would come back separate (or warn, `lossy`).
-fn refuse_unshared(indexes: &[(i32, Index)], same: Option<&[Vec<(i32, i32)>]>, lossy: bool) -> Result<()> {
-    let found = ckpt_image::unshared::find(indexes, same);
+fn refuse_unshared(socks: &ckpt_image::unshared::TreeSocks, same: Option<&[Vec<(i32, i32)>]>, lossy: bool) -> Result<()> {
+    let found = ckpt_image::unshared::find(socks, same);
     if lossy {
         for u in &found {
             eprintln!("ckpt-restart: warning: {}; they come back as {} (ckpt cannot share them again yet)", u.what, u.instead);
@@ -485,7 +487,8 @@ fn image_of(p: &TreeProc) -> &str {
 /// sockets the tree shares (`treeshare`; `lossy`: go on where something of them is lost;
 /// `step`: a task of a step's), the
 /// pseudo-terminal pairs split between processes or controlling a session (`cttys`).
-fn make_shared(indexes: &[(i32, Index)], live: u32, lossy: bool, cttys: &[u32], step: bool) -> Result<Shared> {
+fn make_shared(socks: &ckpt_image::unshared::TreeSocks, live: u32, lossy: bool, cttys: &[u32], step: bool) -> Result<Shared> {
+    let indexes = socks.indexes();
     let shared_pipes = ckpt_image::unshared::tree_pipes(indexes);
     let mut pipes = ckpt_kinds::pipe::Pipes::default();
     for (_, ix) in indexes {
@@ -526,7 +529,7 @@ fn make_shared(indexes: &[(i32, Index)], live: u32, lossy: bool, cttys: &[u32], 
     }
     // SAFETY: a zeroed page, valid for the life of the process, holding two atomics.
     let barrier: &'static Barrier = unsafe { &*(page as *const Barrier) };
-    let sockets = crate::treeshare::TreeSockets::make(indexes, top, lossy, step)?;
+    let sockets = crate::treeshare::TreeSockets::make(socks, top, lossy, step)?;
     Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), fillers: HashSet::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0, stopped: Vec::new(), tables: Vec::new(), early: false, sockets_described: Default::default(), handoffs: Vec::new() })
 }
 

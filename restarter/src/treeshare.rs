@@ -1,19 +1,20 @@
 //! The sockets that processes of a tree share, made once by the tree's root before it forks the
 //! tree (like its pipes, see `tree`): every socketpair and TCP connection of
-//! `ckpt_image::unshared::tree_connections`, refilled once, and the listeners: those several
-//! processes hold (TCP and UNIX), and the TCP ones those connections were accepted from
-//! (`tree_listeners`); and the UNIX sockets that reach each other by name across processes
-//! (`tree_unix_links`: a connection accepted from a named listener, datagram sockets connected
+//! `ckpt_image::unshared::TreeSocks::connections`, refilled once, and the listeners: those
+//! several processes hold (TCP and UNIX), and the TCP ones those connections were accepted from
+//! (`TreeSocks::listeners`); and the UNIX sockets that reach each other by name across processes
+//! (`TreeSocks::unix_links`: a connection accepted from a named listener, datagram sockets connected
 //! to a named one), each group made by the single-process restore of sockets as if one process
 //! held it all (names bound again, deleted ones for the moment; clients connected; queues
 //! refilled once). Every process inherits them and takes the ones its fd table holds (as fds or
 //! in flight) through the socket restore's `job` (ckpt_kinds::sockets::restore); the rest it
 //! closes with every other fd of ours. The other sockets several processes hold (UDP, raw,
-//! TCP not connected inside the tree: `tree_lone_sockets`) are made the same way, together.
+//! TCP not connected inside the tree: `TreeSocks::lone_sockets`) are made the same way, together.
 //! Everything of a socket made here is set here, once (options, shutdown, filter:
 //! ckpt_kinds::sockets::restore::settle), not by each process that takes it.
 
 use anyhow::{anyhow, Result};
+use ckpt_image::unshared::TreeSocks;
 use ckpt_image::{FdKind, FdState, Index, Socket};
 use ckpt_kinds::sockets::restore::settle;
 use std::collections::{HashMap, HashSet};
@@ -27,22 +28,23 @@ use std::os::fd::RawFd;
 pub struct TreeSockets(HashMap<u64, RawFd>, HashSet<u64>, HashMap<u64, RawFd>);
 
 impl TreeSockets {
-    /// Make the connections the processes of `indexes` share (our fds above `top`; `lossy`:
+    /// Make the connections the processes of `socks`' images share (our fds above `top`; `lossy`:
     /// go on with a warning where something of them cannot be restored; `step`: the tree is a
     /// task of a step, whose listeners move off a port another program holds).
-    pub fn make(indexes: &[(i32, Index)], top: RawFd, lossy: bool, step: bool) -> Result<TreeSockets> {
+    pub fn make(socks: &TreeSocks, top: RawFd, lossy: bool, step: bool) -> Result<TreeSockets> {
+        let indexes = socks.indexes();
         let mut me = TreeSockets::default();
         // A step task on a node that lacks its old node's addresses: its tree's connections at
         // the addresses now that stand for them (its runtime shows the old ones).
         if let Some(info) = indexes.iter().find_map(|(_, ix)| ix.step.as_ref()) {
             ckpt_kinds::sockets::pair::node_addresses(ckpt_step::addrmap::pair(&info.node_ips, &ckpt_step::addrmap::node_ips()));
         }
-        let conns = ckpt_image::unshared::tree_connections(indexes);
+        let conns = socks.connections();
         // The program's listeners, first: the TCP ones those connections were accepted from are
         // made here with them (a listener bound later would find its port taken by their server
         // ends), and every listener several processes hold.
         let mut listeners = Vec::new();
-        for l in ckpt_image::unshared::tree_listeners(indexes, &conns) {
+        for l in socks.listeners() {
             let fd = ckpt_kinds::sockets::pair::listener(l, step).map_err(|e| anyhow!("{e}"))?;
             me.0.insert(l.ino, fd);
             listeners.push((l, fd));
@@ -86,20 +88,19 @@ impl TreeSockets {
             unsafe { libc::close(t) };
         }
         made?;
-        for group in ckpt_image::unshared::tree_unix_links(indexes) {
+        for group in socks.unix_links() {
             me.group(indexes, &group, top, lossy)?;
         }
-        let holder = |ino: u64| indexes.iter().find(|(_, ix)| ix.fds.iter().any(|f| matches!(&f.kind, FdKind::Socket(s) if s.ino == ino))).map_or(0, |(p, _)| *p);
         // All in one group: a datagram queued on one of them is sent again from another of
         // them that sent it (its address).
-        let lone: Vec<(i32, &Socket)> = ckpt_image::unshared::tree_lone_sockets(indexes).into_iter().map(|s| (holder(s.ino), s)).collect();
+        let lone: Vec<(i32, &Socket)> = socks.lone_sockets().into_iter().map(|s| (socks.first_holder(s.ino).unwrap_or(0), s)).collect();
         if !lone.is_empty() {
             me.group(indexes, &lone, top, lossy)?;
         }
         Ok(me)
     }
 
-    /// Make one group of `tree_unix_links` (or one socket of `tree_lone_sockets`) with the
+    /// Make one group of `TreeSocks::unix_links` (or the sockets of `lone_sockets`) with the
     /// single-process restore of sockets.
     fn group(&mut self, indexes: &[(i32, Index)], group: &[(i32, &Socket)], top: RawFd, lossy: bool) -> Result<()> {
         let relative = |a: &[u8]| a.len() > 2 && a[2] != 0 && a[2] != b'/';

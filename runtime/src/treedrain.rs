@@ -2,7 +2,7 @@
 //! (ckpt_kinds::sockets::treedrain says which and why): every byte sent to one of our ends and
 //! not yet read, wherever it was (our receive queue, on its way, the peer's send queue), becomes
 //! that socket's unread queue in the image, and the tree's restart makes the connection once
-//! with it (ckpt_image::unshared::tree_connections). Both processes run this in their part of
+//! with it (ckpt_image::unshared::TreeSocks::connections). Both processes run this in their part of
 //! the checkpoint at the same time (every process of the tree is stopped first); the markers are
 //! derived from the checkpoint's generation and the two ends' inodes, which both know.
 //! Connections in a closing state (one side shut down writing: it could not send drained bytes

@@ -3,7 +3,7 @@
 //! pid holds. That process captures their unread messages; we leave them to it (see
 //! ckpt_kinds::sockets::capture::Context), since two processes peeking one queue at once would
 //! move each other's peek offset. The restart takes the description of the lowest pid holding
-//! the socket (ckpt_image::unshared::tree_connections).
+//! the socket (ckpt_image::unshared::TreeSocks::connections).
 //!
 //! Raw system calls and the checkpoint's allocator only: the program's threads are stopped.
 

@@ -1,5 +1,5 @@
-//! A connection that several processes of a tree share (see ckpt_image::unshared::
-//! tree_connections), made again once by the tree's restart before the processes are forked:
+//! A connection that several processes of a tree share (see ckpt_image::unshared::TreeSocks::
+//! connections), made again once by the tree's restart before the processes are forked:
 //! a new socketpair of the same type, or a TCP connection between the same two addresses
 //! (through a listener of ours on the server end's address, both bound with SO_REUSEADDR: the
 //! killed tree's ends may linger in TIME_WAIT, see `timewait`); each end's unread messages queued again from
