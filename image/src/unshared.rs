@@ -9,7 +9,8 @@
 //! inotify instance inherited by fork at fds 0-2 (or an epoll instance no holder's image has
 //! every watched file of), one deleted file in a set without `same` lines or held in flight
 //! too with no fd one with it, a file in flight that another process holds otherwise than as
-//! one with its fd (below). Restarted, each
+//! one with its fd (below), an epoll or inotify instance only in flight whose entry's file only
+//! another process holds or whose watch another process added (`in_flight_partial`). Restarted, each
 //! process would get its own copy (a socket whose peer is closed, a file with its own offset):
 //! ckpt-restart refuses such a set unless the user asked to go on (--ignore-missing-files), and
 //! the checkpoint that wrote it says so in one line.
@@ -95,6 +96,7 @@ pub fn find(indexes: &[(i32, Index)], same: Option<&[Vec<At>]>) -> Vec<Unshared>
         joined.extend(tree_deleted(indexes).into_iter().flat_map(|(_, at)| at));
     }
     in_flight(indexes, &pairs, &joined, &mut out);
+    in_flight_partial(indexes, &joined, &mut out);
     // The two ends of one connection in two processes (either end may be in flight).
     let mut sockets: HashMap<u64, (At, &Socket)> = HashMap::new();
     for (pid, f) in entries(indexes) {
@@ -366,6 +368,28 @@ fn in_flight(indexes: &[(i32, Index)], pairs: &HashSet<u64>, joined: &HashSet<At
             _ => format!("one {}", kind_name(&f.kind)),
         };
         out.push(Unshared { what: format!("{} and {} are {what}", at(me), at(other)), instead: "separate objects" });
+    }
+}
+
+/// Epoll and inotify instances in flight that come back as themselves (not made with another
+/// process's fd of them, `joined`) without part of what they hold: an epoll entry whose file
+/// their process has no fd of (held by another process of the tree only: nothing to add it
+/// with), an inotify watch their process's runtime did not see being added (another process
+/// added it: its path is not known).
+fn in_flight_partial(indexes: &[(i32, Index)], joined: &HashSet<At>, out: &mut Vec<Unshared>) {
+    for (pid, f) in entries(indexes).filter(|(pid, f)| f.fd < 0 && !joined.contains(&(*pid, f.fd))) {
+        let what = match &f.kind {
+            FdKind::Epoll { entries } => entries.iter().find(|e| e.holder.is_none()).map(|e| {
+                format!("{} is an epoll instance whose entry added as fd {} watches a file that another process of the tree holds and pid {pid} has no fd of", at((pid, f.fd)), e.fd)
+            }),
+            FdKind::Inotify { watches, .. } => watches.iter().find(|w| w.wd > 0 && !w.gone && w.path.is_empty()).map(|w| {
+                format!("{} is an inotify instance whose watch {} another process of the tree added (pid {pid} did not see its path)", at((pid, f.fd)), w.wd)
+            }),
+            _ => None,
+        };
+        if let Some(what) = what {
+            out.push(Unshared { what, instead: "separate objects: the instance without that entry or watch" });
+        }
     }
 }
 
