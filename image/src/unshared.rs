@@ -186,6 +186,7 @@ pub fn tree_files<'a>(indexes: &[(i32, Index)], groups: &'a [Vec<At>]) -> Vec<&'
 /// other processes' fds are holders too (`join_in_flight`); not made (refused by `find`): one
 /// another file in flight refers to.
 pub fn tree_deleted(indexes: &[(i32, Index)]) -> Vec<((u64, u64), Vec<At>)> {
+    let by_at = by_holder(indexes);
     let mut held: HashMap<(u64, u64), (Vec<At>, bool)> = HashMap::new();
     for (pid, f) in entries(indexes) {
         let FdKind::Deleted(d) = &f.kind else { continue };
@@ -195,7 +196,7 @@ pub fn tree_deleted(indexes: &[(i32, Index)]) -> Vec<((u64, u64), Vec<At>)> {
         let h = held.entry((d.dev, d.ino)).or_default();
         // (One in flight that is one open file with other processes' fds is opened with them:
         // `join_in_flight`.)
-        let with_set = |at: &At| at.0 != pid && at.1 >= 0 && indexes.iter().any(|(p, _)| *p == at.0);
+        let with_set = |at: &At| at.0 != pid && at.1 >= 0 && by_at.contains_key(at);
         if f.fd < 0 && !f.held_with.iter().any(with_set) {
             h.1 = true;
         } else {
@@ -218,12 +219,19 @@ pub fn tree_deleted(indexes: &[(i32, Index)]) -> Vec<((u64, u64), Vec<At>)> {
 /// description with it (`FdState::held_with`, kcmp at the cut) into their group of `same` (a
 /// new group where none holds them): the tree's restart then makes it once with them, as an
 /// fd shared by fork (`tree_files`, `tree_deleted`). Only fds the set's images hold count (not
-/// a runtime's own, not a process outside the set).
+/// a runtime's own, not a process outside the set), and a runtime's fd of a regular file only
+/// in flight in that process, which its image names in the entry's own `held_with` (its pid):
+/// that process's file in flight (a file only in flight in two processes' queues).
 pub fn join_in_flight(indexes: &[(i32, Index)], same: &mut Vec<Vec<At>>) {
     let by_at = by_holder(indexes);
+    let read_through: HashMap<At, At> = entries(indexes)
+        .filter(|(_, f)| f.fd < 0 && matches!(f.kind, FdKind::Path { .. }))
+        .flat_map(|(pid, f)| f.held_with.iter().filter(move |h| h.0 == pid && h.1 >= 0).map(move |&h| (h, (pid, f.fd))))
+        .collect();
     for (pid, f) in entries(indexes).filter(|(_, f)| f.fd < 0) {
         let me = (pid, f.fd);
-        let with: Vec<At> = f.held_with.iter().copied().filter(|at| at.0 != pid && at.1 >= 0 && by_at.contains_key(at)).collect();
+        let as_entry = |at: &At| if at.1 >= 0 && by_at.contains_key(at) { Some(*at) } else { read_through.get(at).copied() };
+        let with: Vec<At> = f.held_with.iter().filter(|at| at.0 != pid).filter_map(as_entry).collect();
         if with.is_empty() {
             continue;
         }
