@@ -215,17 +215,30 @@ pub fn tree_deleted(indexes: &[(i32, Index)]) -> Vec<((u64, u64), Vec<At>)> {
     out
 }
 
+/// Whether a runtime of a tree names its own fd of file in flight `f` in the entry's `held_with`
+/// (and keeps that fd until every process is captured, for the others' kcmp): a regular file, an
+/// event, timer or signal fd, which a tree's restart makes once for holders that all hold it only
+/// in flight (`tree_files`, `tree_objects`).
+pub fn named_when_in_flight(f: &FdState) -> bool {
+    match f.kind {
+        FdKind::Path { is_dir: false, .. } => f.flags & libc::O_PATH == 0,
+        FdKind::EventFd { .. } | FdKind::TimerFd { .. } | FdKind::SignalFd { .. } => true,
+        _ => false,
+    }
+}
+
 /// Put each file in flight whose image names fds of other processes that are one open file
 /// description with it (`FdState::held_with`, kcmp at the cut) into their group of `same` (a
 /// new group where none holds them): the tree's restart then makes it once with them, as an
 /// fd shared by fork (`tree_files`, `tree_deleted`). Only fds the set's images hold count (not
-/// a runtime's own, not a process outside the set), and a runtime's fd of a regular file only
-/// in flight in that process, which its image names in the entry's own `held_with` (its pid):
-/// that process's file in flight (a file only in flight in two processes' queues).
+/// a runtime's own, not a process outside the set), and a runtime's fd of a file only in flight
+/// in that process, which its image names in the entry's own `held_with` (its pid,
+/// `named_when_in_flight`): that process's file in flight (a file only in flight in two
+/// processes' queues).
 pub fn join_in_flight(indexes: &[(i32, Index)], same: &mut Vec<Vec<At>>) {
     let by_at = by_holder(indexes);
     let read_through: HashMap<At, At> = entries(indexes)
-        .filter(|(_, f)| f.fd < 0 && matches!(f.kind, FdKind::Path { .. }))
+        .filter(|(_, f)| f.fd < 0 && named_when_in_flight(f))
         .flat_map(|(pid, f)| f.held_with.iter().filter(move |h| h.0 == pid && h.1 >= 0).map(move |&h| (h, (pid, f.fd))))
         .collect();
     for (pid, f) in entries(indexes).filter(|(_, f)| f.fd < 0) {

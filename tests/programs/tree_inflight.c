@@ -24,9 +24,6 @@
  *   records follow each other (two open files would write over each other). At the end the
  *   parent prints the hash and size of the file's content.
  * MODE memfd: as file, with a memfd (a file without a name) made by memfd_create.
- * MODE file-flying: as file, but between rounds the parent's copy is in flight too, in a
- *   socketpair of its own (it receives it for its turn and sends it back), so that the file is
- *   held by no fd at all, only in flight in two processes.
  * MODE deleted: as file, with the file removed once opened.
  * MODE eventfd: the object is an event fd (non-blocking). Round r: the parent adds r, the child
  *   adds 1000 + r through its copy, the parent reads the sum through its fd (two event fds:
@@ -47,6 +44,10 @@
  *   IN_CREATE event of f<r> through its copy (else 5 s: exit 92) and sets or clears O_NONBLOCK
  *   on it as above; the parent checks the flag and that no event is left in its fd (one queue:
  *   a second instance would still hold it; else 95), and removes the file.
+ * Suffix -flying (file-flying, eventfd-flying, timerfd-flying): as the mode, but between
+ *   rounds the parent's copy is in flight too, in a socketpair of its own (it receives it for
+ *   its turn and sends it back), so that the object is held by no fd at all, only in flight in
+ *   two processes.
  * Suffix -early (epoll-early-baton, inotify-early-baton): the object, its pipe or watch are made
  *   before the fork; each child closes its inherited fd of the object (it keeps the pipe's ends).
  * Suffix -baton (memfd-baton, deleted-baton, epoll..., inotify...): the object is held by no fd between turns, only in
@@ -423,10 +424,10 @@ int main(int argc, char **argv)
     int delay = argc > 3 ? atoi(argv[3]) : 20;
     printf("start tree_inflight %s %d %d\n", mode, rounds, delay);
     fflush(stdout);
-    /* file-flying: the parent's copy is in flight in a mailbox of its own between rounds. */
-    int flying = strcmp(mode, "file-flying") == 0, box[2];
+    /* -flying: the parent's copy is in flight in a mailbox of its own between rounds. */
+    int flying = strstr(mode, "-flying") != NULL, box[2];
     static char base[32];
-    snprintf(base, sizeof base, "%s", flying ? "file" : mode);
+    snprintf(base, sizeof base, "%s", mode);
     char *dash = strchr(base, '-');
     if (dash != NULL) {
         baton = strstr(dash, "-baton") != NULL;

@@ -24,9 +24,10 @@
 //!   memfd also as nobody, twice;
 //! - a memfd, a file and an event fd that the parent keeps and sends to two children at once:
 //!   in flight in two processes' sockets, one object with the parent's fd (the file as nobody);
-//! - a file held by no fd, in flight in two processes (the parent's copy in a socketpair of its
-//!   own between its turns): one open file (each runtime keeps its fd of the file until every
-//!   process is captured, so the later one finds the other's with kcmp); also as nobody, twice;
+//! - a file, an event fd, a timer fd and a signal fd held by no fd, in flight in two processes
+//!   (the parent's copy in a socketpair of its own between its turns): one object (each runtime
+//!   keeps its fd of it until every process is captured, so the later one finds the other's
+//!   with kcmp); the file and the event fd also as nobody, twice;
 //! - an epoll instance watching a pipe's read end that only the parent holds, which the parent
 //!   keeps: the child's copy reports the pipe written after the restart, with the entry's data
 //!   the parent set (EPOLL_CTL_MOD), and the two are one open file (O_NONBLOCK); also as nobody;
@@ -128,6 +129,26 @@ fn a_file_only_in_flight_in_two_processes_is_one_open_file() -> Result<()> {
 #[test]
 fn a_file_only_in_flight_in_two_processes_continues_after_two_restarts_as_nobody() -> Result<()> {
     ckpt_tests::trees::verify("inflight-flying-nobody", |w| mode(w, "file-flying"), &[15, 50], true, 2).map(drop)
+}
+
+#[test]
+fn an_eventfd_only_in_flight_in_two_processes_is_one_counter() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-eventfd-flying", |w| mode(w, "eventfd-flying"), &[20], false, 2).map(drop)
+}
+
+#[test]
+fn an_eventfd_only_in_flight_in_two_processes_continues_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-eventfd-flying-nobody", |w| mode(w, "eventfd-flying"), &[15, 50], true, 2).map(drop)
+}
+
+#[test]
+fn a_timerfd_only_in_flight_in_two_processes_is_one_timer() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-timerfd-flying", |w| mode(w, "timerfd-flying"), &[20], false, 2).map(drop)
+}
+
+#[test]
+fn a_signalfd_only_in_flight_in_two_processes_is_one_signal_fd() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-signalfd-flying", |w| mode(w, "signalfd-flying"), &[20], false, 2).map(drop)
 }
 
 fn mode(work: &Workdir, m: &str) -> Result<Program> {
