@@ -19,7 +19,8 @@
  *   connects and the child accepts through its copy; on even rounds the child connects (to the
  *   address of its copy) and the parent accepts through its own fd; the accepting side answers
  *   mix(r). Two listeners would leave one side's connection unaccepted (5 s: exit 92).
- * MODE file: the object is the file tree_inflight.data opened read-write; each round the child
+ * MODE file: the object is the file tree_inflight.<pid>.data opened read-write (by pid: the
+ *   uninterrupted run of a test runs at the same time in the same directory); each round the child
  *   writes a record through its copy, then the parent through its own fd: one offset, so the
  *   records follow each other (two open files would write over each other). At the end the
  *   parent prints the hash and size of the file's content.
@@ -40,10 +41,10 @@
  *   flag (one open file, else 95), reads the value, finds the instance quiet, and sets the
  *   entry's data to r + 1 (EPOLL_CTL_MOD).
  * MODE inotify: the object is an inotify instance watching (IN_CREATE) the directory
- *   tree_inflight.<pid>.d. Round r: the parent creates the file f<r> there; the child reads the
- *   IN_CREATE event of f<r> through its copy (else 5 s: exit 92) and sets or clears O_NONBLOCK
- *   on it as above; the parent checks the flag and that no event is left in its fd (one queue:
- *   a second instance would still hold it; else 95), and removes the file.
+ *   tree_inflight.<pid>.d. Round r: the parent makes the directory f<r> there; the child reads
+ *   the IN_CREATE event of f<r> through its copy (else 5 s: exit 92) and sets or clears
+ *   O_NONBLOCK on it as above; the parent checks the flag and that no event is left in its fd
+ *   (one queue: a second instance would still hold it; else 95), and removes f<r>.
  * Suffix -flying (file-flying, eventfd-flying, timerfd-flying): as the mode, but between
  *   rounds the parent's copy is in flight too, in a socketpair of its own (it receives it for
  *   its turn and sends it back), so that the object is held by no fd at all, only in flight in
@@ -115,13 +116,15 @@ static int make_object(void)
             return -1;
         return l;
     }
+    char data[64];
+    snprintf(data, sizeof data, "tree_inflight.%d.data", (int)getpid());
     if (strcmp(mode, "file") == 0)
-        return open("tree_inflight.data", O_RDWR | O_CREAT | O_TRUNC, 0600);
+        return open(data, O_RDWR | O_CREAT | O_TRUNC, 0600);
     if (strcmp(mode, "memfd") == 0)
         return memfd_create("tree_inflight", 0);
     if (strcmp(mode, "deleted") == 0) {
-        int fd = open("tree_inflight.data", O_RDWR | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0 && unlink("tree_inflight.data") != 0)
+        int fd = open(data, O_RDWR | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0 && unlink(data) != 0)
             return -1;
         return fd;
     }
@@ -341,15 +344,12 @@ static uint64_t parent_turn(int r, int phase)
     if (strcmp(mode, "inotify") == 0) {
         char path[96];
         round_file(path, sizeof path, r);
-        if (phase == 1) {
-            /* (Left by a run killed after the image was taken.) */
-            unlink(path);
-            int f = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
-            if (f < 0) {
-                perror(path);
-                exit(94);
-            }
-            close(f);
+        /* A directory, made without an fd (a file made with open would be held at a cut between
+         * open and close, and removed by the killed run). (Left by a run killed after the image
+         * was taken: removed first.) */
+        if (phase == 1 && (rmdir(path), mkdir(path, 0700)) != 0) {
+            perror(path);
+            exit(94);
         }
         if (phase != 0)
             return 0;
@@ -359,7 +359,7 @@ static uint64_t parent_turn(int r, int phase)
             fprintf(stderr, "round %d: %d bytes of events left in the parent's inotify instance: two instances\n", r, left);
             exit(95);
         }
-        unlink(path);
+        rmdir(path);
         return mix((uint64_t)r);
     }
     if (strcmp(mode, "eventfd") == 0) {
