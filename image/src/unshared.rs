@@ -9,7 +9,8 @@
 //! inotify instance inherited by fork at fds 0-2 (or an epoll instance no holder's image has
 //! every watched file of), one deleted file in a set without `same` lines or held in flight
 //! too with no fd one with it, a file in flight that another process holds otherwise than as
-//! one with its fd (below). Restarted, each
+//! one with its fd (below), an epoll or inotify instance only in flight whose entry's file only
+//! another process holds or whose watch another process added (`in_flight_partial`). Restarted, each
 //! process would get its own copy (a socket whose peer is closed, a file with its own offset):
 //! ckpt-restart refuses such a set unless the user asked to go on (--ignore-missing-files), and
 //! the checkpoint that wrote it says so in one line.
@@ -99,6 +100,7 @@ pub fn find(socks: &TreeSocks, same: Option<&[Vec<At>]>) -> Vec<Unshared> {
     let mut joined: HashSet<At> = made_once.iter().copied().flatten().copied().collect();
     joined.extend(deleted_held.iter().flat_map(|(_, at)| at.iter().copied()));
     in_flight(indexes, &pipes, &pairs, &joined, &mut out);
+    in_flight_partial(indexes, &joined, &mut out);
     // The two ends of one connection in two processes (either end may be in flight).
     let mut sockets: HashMap<u64, (At, &Socket)> = HashMap::new();
     for (pid, f) in entries(indexes) {
@@ -190,6 +192,7 @@ fn files_of<'a>(by_at: &HashMap<At, &FdState>, groups: &'a [Vec<At>]) -> Vec<&'a
 /// other processes' fds are holders too (`join_in_flight`); not made (refused by `find`): one
 /// another file in flight refers to.
 pub fn tree_deleted(indexes: &[(i32, Index)]) -> Vec<((u64, u64), Vec<At>)> {
+    let by_at = by_holder(indexes);
     let mut held: HashMap<(u64, u64), (Vec<At>, bool)> = HashMap::new();
     for (pid, f) in entries(indexes) {
         let FdKind::Deleted(d) = &f.kind else { continue };
@@ -199,7 +202,7 @@ pub fn tree_deleted(indexes: &[(i32, Index)]) -> Vec<((u64, u64), Vec<At>)> {
         let h = held.entry((d.dev, d.ino)).or_default();
         // (One in flight that is one open file with other processes' fds is opened with them:
         // `join_in_flight`.)
-        let with_set = |at: &At| at.0 != pid && at.1 >= 0 && indexes.iter().any(|(p, _)| *p == at.0);
+        let with_set = |at: &At| at.0 != pid && at.1 >= 0 && by_at.contains_key(at);
         if f.fd < 0 && !f.held_with.iter().any(with_set) {
             h.1 = true;
         } else {
@@ -218,16 +221,36 @@ pub fn tree_deleted(indexes: &[(i32, Index)]) -> Vec<((u64, u64), Vec<At>)> {
     out
 }
 
+/// Whether a runtime of a tree names its own fd of file in flight `f` in the entry's `held_with`
+/// (and keeps that fd until every process is captured, for the others' kcmp): a regular file, an
+/// event, timer or signal fd, which a tree's restart makes once for holders that all hold it only
+/// in flight (`tree_files`, `tree_objects`).
+pub fn named_when_in_flight(f: &FdState) -> bool {
+    match f.kind {
+        FdKind::Path { is_dir: false, .. } => f.flags & libc::O_PATH == 0,
+        FdKind::EventFd { .. } | FdKind::TimerFd { .. } | FdKind::SignalFd { .. } => true,
+        _ => false,
+    }
+}
+
 /// Put each file in flight whose image names fds of other processes that are one open file
 /// description with it (`FdState::held_with`, kcmp at the cut) into their group of `same` (a
 /// new group where none holds them): the tree's restart then makes it once with them, as an
 /// fd shared by fork (`tree_files`, `tree_deleted`). Only fds the set's images hold count (not
-/// a runtime's own, not a process outside the set).
+/// a runtime's own, not a process outside the set), and a runtime's fd of a file only in flight
+/// in that process, which its image names in the entry's own `held_with` (its pid,
+/// `named_when_in_flight`): that process's file in flight (a file only in flight in two
+/// processes' queues).
 pub fn join_in_flight(indexes: &[(i32, Index)], same: &mut Vec<Vec<At>>) {
     let by_at = by_holder(indexes);
+    let read_through: HashMap<At, At> = entries(indexes)
+        .filter(|(_, f)| f.fd < 0 && named_when_in_flight(f))
+        .flat_map(|(pid, f)| f.held_with.iter().filter(move |h| h.0 == pid && h.1 >= 0).map(move |&h| (h, (pid, f.fd))))
+        .collect();
     for (pid, f) in entries(indexes).filter(|(_, f)| f.fd < 0) {
         let me = (pid, f.fd);
-        let with: Vec<At> = f.held_with.iter().copied().filter(|at| at.0 != pid && at.1 >= 0 && by_at.contains_key(at)).collect();
+        let as_entry = |at: &At| if at.1 >= 0 && by_at.contains_key(at) { Some(*at) } else { read_through.get(at).copied() };
+        let with: Vec<At> = f.held_with.iter().filter(|at| at.0 != pid).filter_map(as_entry).collect();
         if with.is_empty() {
             continue;
         }
@@ -374,6 +397,28 @@ fn in_flight(indexes: &[(i32, Index)], shared_pipes: &HashSet<u64>, pairs: &Hash
             _ => format!("one {}", kind_name(&f.kind)),
         };
         out.push(Unshared { what: format!("{} and {} are {what}", at(me), at(other)), instead: "separate objects" });
+    }
+}
+
+/// Epoll and inotify instances in flight that come back as themselves (not made with another
+/// process's fd of them, `joined`) without part of what they hold: an epoll entry whose file
+/// their process has no fd of (held by another process of the tree only: nothing to add it
+/// with), an inotify watch their process's runtime did not see being added (another process
+/// added it: its path is not known).
+fn in_flight_partial(indexes: &[(i32, Index)], joined: &HashSet<At>, out: &mut Vec<Unshared>) {
+    for (pid, f) in entries(indexes).filter(|(pid, f)| f.fd < 0 && !joined.contains(&(*pid, f.fd))) {
+        let what = match &f.kind {
+            FdKind::Epoll { entries } => entries.iter().find(|e| e.holder.is_none()).map(|e| {
+                format!("{} is an epoll instance whose entry added as fd {} watches a file that another process of the tree holds and pid {pid} has no fd of", at((pid, f.fd)), e.fd)
+            }),
+            FdKind::Inotify { watches, .. } => watches.iter().find(|w| w.wd > 0 && !w.gone && w.path.is_empty()).map(|w| {
+                format!("{} is an inotify instance whose watch {} another process of the tree added (pid {pid} did not see its path)", at((pid, f.fd)), w.wd)
+            }),
+            _ => None,
+        };
+        if let Some(what) = what {
+            out.push(Unshared { what, instead: "separate objects: the instance without that entry or watch" });
+        }
     }
 }
 

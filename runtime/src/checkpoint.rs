@@ -366,12 +366,13 @@ fn take_attempt(dir: &Dir, name: &[u8], gen: u64, t0: u64, fork: bool, parent: O
         keep.extend(cap.guard.as_ref().map(deleted::Guard::fd));
         match snapshot::spawn(body, &cap.maps, &keep, &files) {
             Ok(mut child) => {
-                // (The snapshot copied the files only in flight.)
-                crate::flightdata::close_all();
                 if let Some(p) = phases {
                     crate::step::refill_in_tree();
                     p.captured();
                 }
+                // (The snapshot copied the files only in flight; in a tree they stay ours until
+                // every process is captured: `flightdata`.)
+                crate::flightdata::close_all();
                 resumed();
                 let paused = now_ns() - t_stop;
                 child.resumed(paused);
@@ -411,11 +412,11 @@ fn take_attempt(dir: &Dir, name: &[u8], gen: u64, t0: u64, fork: bool, parent: O
     let r = write_image(dir, &cap, &[], &[], 1, progress::local(), None).map_err(|e| match e {
         snapshot::Failure::Failed(m) | snapshot::Failure::NeedSync(m) => m,
     });
-    crate::flightdata::close_all();
     if let Some(p) = phases {
         crate::step::refill_in_tree();
         p.captured();
     }
+    crate::flightdata::close_all();
     resumed();
     let paused = now_ns() - t_stop;
     match r {

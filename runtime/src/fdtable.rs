@@ -167,8 +167,20 @@ pub fn read_fds(listing: Listing) -> Vec<FdState> {
     // Deleted files and memfds only in flight whose data the image stores: read through our
     // fd of each, kept until then.
     let only_flying: Vec<i32> = deleted::data_owners(&t.out).into_iter().map(|i| t.out[i].fd).filter(|&n| n < 0).collect();
+    // Regular files, event, timer and signal fds in flight in a tree: kept until every process
+    // is captured, so that another process holding one only in flight too finds ours with kcmp
+    // (flightheld), and named in the entry's own `held_with` (our pid and fd) for the restart to
+    // know which one it is.
+    let pid = t.pid;
     for &(no, tmp) in &t.temps {
-        if !(only_flying.contains(&no) && crate::flightdata::keep(no, tmp)) {
+        let entry = t.out.iter_mut().find(|f| f.fd == no && f.dup_of.is_none());
+        let compared = entry.filter(|f| !alone && ckpt_image::unshared::named_when_in_flight(f));
+        let wanted = only_flying.contains(&no) || compared.is_some();
+        if wanted && crate::flightdata::keep(no, tmp) {
+            if let Some(f) = compared {
+                f.held_with.push((pid, tmp));
+            }
+        } else {
             sys::close(tmp);
         }
     }

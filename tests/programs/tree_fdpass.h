@@ -1,10 +1,11 @@
 /* Shared by the tree_*.c programs that pass files with SCM_RIGHTS and take turns: a "step r"
- * line, a wait for an fd to be readable (5 s at most), one fd sent or received with one byte
+ * line, a wait for an fd to be readable or an epoll instance's event (5 s at most), one fd sent or received with one byte
  * over a UNIX socket, one round of a connection to a listener (asked r, answered mix(r)), and
  * the result line of a file's content. Include after tree_common.h. */
 #ifndef TREE_FDPASS_H
 #define TREE_FDPASS_H
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
 static inline void step(int r)
@@ -24,6 +25,20 @@ static inline void wait_readable(int fd, int r, const char *what)
     if (n == 0) {
         fprintf(stderr, "round %d: nothing came through the %s\n", r, what);
         exit(92);
+    }
+}
+
+/* Wait up to 5 s for epoll instance `ep` to report one event with data r (else say so, naming
+ * `what`, and exit `code`). */
+static inline void wait_epoll_data(int ep, int r, const char *what, int code)
+{
+    struct epoll_event ev;
+    int n;
+    while ((n = epoll_wait(ep, &ev, 1, 5000)) < 0 && errno == EINTR)
+        ;
+    if (n != 1 || ev.data.u64 != (uint64_t)r) {
+        fprintf(stderr, "round %d: %s gave %d events, data %llu\n", r, what, n, n == 1 ? (unsigned long long)ev.data.u64 : 0ULL);
+        exit(code);
     }
 }
 

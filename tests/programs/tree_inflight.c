@@ -19,14 +19,12 @@
  *   connects and the child accepts through its copy; on even rounds the child connects (to the
  *   address of its copy) and the parent accepts through its own fd; the accepting side answers
  *   mix(r). Two listeners would leave one side's connection unaccepted (5 s: exit 92).
- * MODE file: the object is the file tree_inflight.data opened read-write; each round the child
+ * MODE file: the object is the file tree_inflight.<pid>.data opened read-write (by pid: the
+ *   uninterrupted run of a test runs at the same time in the same directory); each round the child
  *   writes a record through its copy, then the parent through its own fd: one offset, so the
  *   records follow each other (two open files would write over each other). At the end the
  *   parent prints the hash and size of the file's content.
  * MODE memfd: as file, with a memfd (a file without a name) made by memfd_create.
- * MODE file-flying: as file, but between rounds the parent's copy is in flight too, in a
- *   socketpair of its own (it receives it for its turn and sends it back), so that the file is
- *   held by no fd at all, only in flight in two processes.
  * MODE deleted: as file, with the file removed once opened.
  * MODE eventfd: the object is an event fd (non-blocking). Round r: the parent adds r, the child
  *   adds 1000 + r through its copy, the parent reads the sum through its fd (two event fds:
@@ -36,7 +34,24 @@
  * MODE signalfd: the object is a signal fd; the child sets its mask to SIGURG (odd rounds) or
  *   SIGWINCH (even rounds) through its copy, the parent finds that mask in its fd's fdinfo
  *   (else 95).
- * Suffix -baton (memfd-baton, deleted-baton): the file is held by no fd between turns, only in
+ * MODE epoll: the object is an epoll instance watching (EPOLLIN) the read end of a pipe that only
+ *   the parent holds. Round r: the parent writes a value into the pipe; the child waits on its
+ *   copy, which must report the pipe with data r (else 5 s: exit 92), and sets (odd rounds) or
+ *   clears (even rounds) O_NONBLOCK on it; the parent checks that its epoll fd has the child's
+ *   flag (one open file, else 95), reads the value, finds the instance quiet, and sets the
+ *   entry's data to r + 1 (EPOLL_CTL_MOD).
+ * MODE inotify: the object is an inotify instance watching (IN_CREATE) the directory
+ *   tree_inflight.<pid>.d. Round r: the parent makes the directory f<r> there; the child reads
+ *   the IN_CREATE event of f<r> through its copy (else 5 s: exit 92) and sets or clears
+ *   O_NONBLOCK on it as above; the parent checks the flag and that no event is left in its fd
+ *   (one queue: a second instance would still hold it; else 95), and removes f<r>.
+ * Suffix -flying (file-flying, eventfd-flying, timerfd-flying): as the mode, but between
+ *   rounds the parent's copy is in flight too, in a socketpair of its own (it receives it for
+ *   its turn and sends it back), so that the object is held by no fd at all, only in flight in
+ *   two processes.
+ * Suffix -early (epoll-early-baton, inotify-early-baton): the object, its pipe or watch are made
+ *   before the fork; each child closes its inherited fd of the object (it keeps the pipe's ends).
+ * Suffix -baton (memfd-baton, deleted-baton, epoll..., inotify...): the object is held by no fd between turns, only in
  *   flight: the parent sends it and closes its fd; the child receives it, writes its record,
  *   sends it back and closes its copy; the parent receives it, writes, sends it again and
  *   closes it. Between rounds it is in flight in the child's end of the socketpair only.
@@ -50,8 +65,12 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
@@ -61,10 +80,13 @@
 #include "tree_fdpass.h"
 
 static const char *mode;
-/* The parent's object, and the pipe's write end or the socketpair's other end. */
-static int obj = -1, wr = -1;
-/* Suffixes of MODE (-baton, -twice), and the number of children. */
-static int baton, twice, kids = 1;
+/* The parent's object, the pipe's write end or the socketpair's other end, and the epoll
+ * mode's read end of its pipe. */
+static int obj = -1, wr = -1, rd = -1;
+/* Suffixes of MODE (-baton, -twice, -early), and the number of children. */
+static int baton, twice, early, kids = 1;
+/* The inotify mode's directory. */
+static char idir[64];
 static struct sockaddr_in laddr;
 
 static int make_object(void)
@@ -94,18 +116,36 @@ static int make_object(void)
             return -1;
         return l;
     }
+    char data[64];
+    snprintf(data, sizeof data, "tree_inflight.%d.data", (int)getpid());
     if (strcmp(mode, "file") == 0)
-        return open("tree_inflight.data", O_RDWR | O_CREAT | O_TRUNC, 0600);
+        return open(data, O_RDWR | O_CREAT | O_TRUNC, 0600);
     if (strcmp(mode, "memfd") == 0)
         return memfd_create("tree_inflight", 0);
     if (strcmp(mode, "deleted") == 0) {
-        int fd = open("tree_inflight.data", O_RDWR | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0 && unlink("tree_inflight.data") != 0)
+        int fd = open(data, O_RDWR | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0 && unlink(data) != 0)
             return -1;
         return fd;
     }
     if (strcmp(mode, "eventfd") == 0)
         return eventfd(0, EFD_NONBLOCK);
+    if (strcmp(mode, "epoll") == 0) {
+        int p[2], ep = epoll_create1(0);
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 1};
+        if (ep < 0 || pipe(p) != 0 || epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev) != 0)
+            return -1;
+        rd = p[0];
+        wr = p[1];
+        return ep;
+    }
+    if (strcmp(mode, "inotify") == 0) {
+        snprintf(idir, sizeof idir, "tree_inflight.%d.d", (int)getpid());
+        int in = inotify_init1(0);
+        if (in < 0 || mkdir(idir, 0700) != 0 || inotify_add_watch(in, idir, IN_CREATE) < 0)
+            return -1;
+        return in;
+    }
     if (strcmp(mode, "timerfd") == 0)
         return timerfd_create(CLOCK_MONOTONIC, 0);
     if (strcmp(mode, "signalfd") == 0) {
@@ -130,9 +170,50 @@ static int round_signal(int r)
     return r % 2 ? SIGURG : SIGWINCH;
 }
 
+/* Set (odd rounds) or clear (even rounds) O_NONBLOCK on `fd`. */
+static void round_flag(int fd, int r)
+{
+    int fl = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, r % 2 ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
+}
+
+/* Whether the parent's `fd` has the flag of round r (`what` names it; else exit 95). */
+static void check_round_flag(int fd, int r, const char *what)
+{
+    if (((fcntl(fd, F_GETFL) & O_NONBLOCK) != 0) != r % 2) {
+        fprintf(stderr, "round %d: the parent's %s does not have the child's O_NONBLOCK: two open files\n", r, what);
+        exit(95);
+    }
+}
+
+/* The file of round r in the inotify mode's directory. */
+static void round_file(char *path, size_t n, int r)
+{
+    snprintf(path, n, "%s/f%d", idir, r);
+}
+
 /* The child's part of round r with its copy `fd` of the object (`who`: its records' mark). */
 static uint64_t child_turn(int fd, int r, char who)
 {
+    if (strcmp(mode, "epoll") == 0) {
+        wait_epoll_data(fd, r, "the child's copy of the epoll instance", 92);
+        round_flag(fd, r);
+        return (uint64_t)r;
+    }
+    if (strcmp(mode, "inotify") == 0) {
+        char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+        char want[16];
+        snprintf(want, sizeof want, "f%d", r);
+        wait_readable(fd, r, "child's copy of the inotify instance");
+        ssize_t n = read(fd, buf, sizeof buf);
+        struct inotify_event *e = (struct inotify_event *)buf;
+        if (n < (ssize_t)sizeof *e || n != (ssize_t)(sizeof *e + e->len) || !(e->mask & IN_CREATE) || strcmp(e->name, want) != 0) {
+            fprintf(stderr, "round %d: the child's copy of the inotify instance gave %zd bytes (mask %x, not f%d's creation)\n", r, n, n >= (ssize_t)sizeof *e ? e->mask : 0, r);
+            exit(92);
+        }
+        round_flag(fd, r);
+        return mix((uint64_t)r);
+    }
     if (strcmp(mode, "eventfd") == 0) {
         uint64_t v = 1000 + (uint64_t)r;
         xfer(fd, &v, sizeof v, 1);
@@ -160,8 +241,7 @@ static uint64_t child_turn(int fd, int r, char who)
         uint64_t v;
         wait_readable(fd, r, "child's copy of the pipe");
         xfer(fd, &v, sizeof v, 0);
-        int fl = fcntl(fd, F_GETFL);
-        fcntl(fd, F_SETFL, r % 2 ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
+        round_flag(fd, r);
         return v;
     }
     if (strcmp(mode, "socketpair") == 0) {
@@ -216,11 +296,7 @@ static uint64_t parent_turn(int r, int phase)
             xfer(wr, v, sizeof v, 1);
             return 0;
         }
-        int nb = (fcntl(obj, F_GETFL) & O_NONBLOCK) != 0;
-        if (nb != r % 2) {
-            fprintf(stderr, "round %d: the parent's read end does not have the child's O_NONBLOCK: two open files\n", r);
-            exit(95);
-        }
+        check_round_flag(obj, r, "read end");
         uint64_t v;
         wait_readable(obj, r, "parent's read end");
         xfer(obj, &v, sizeof v, 0);
@@ -243,6 +319,48 @@ static uint64_t parent_turn(int r, int phase)
             return ask_listener((struct sockaddr *)&laddr, sizeof laddr, (uint64_t)r);
         answer_listener(obj, r, "parent's listener");
         return 0;
+    }
+    if (strcmp(mode, "epoll") == 0) {
+        uint64_t v = mix((uint64_t)r);
+        if (phase == 1)
+            xfer(wr, &v, sizeof v, 1);
+        if (phase != 0)
+            return 0;
+        check_round_flag(obj, r, "epoll fd");
+        struct epoll_event ev;
+        xfer(rd, &v, sizeof v, 0);
+        if (epoll_wait(obj, &ev, 1, 0) != 0) {
+            fprintf(stderr, "round %d: the parent's epoll instance reports a drained pipe\n", r);
+            exit(95);
+        }
+        ev.events = EPOLLIN;
+        ev.data.u64 = (uint64_t)r + 1;
+        if (epoll_ctl(obj, EPOLL_CTL_MOD, rd, &ev) != 0) {
+            perror("epoll_ctl");
+            exit(94);
+        }
+        return v;
+    }
+    if (strcmp(mode, "inotify") == 0) {
+        char path[96];
+        round_file(path, sizeof path, r);
+        /* A directory, made without an fd (a file made with open would be held at a cut between
+         * open and close, and removed by the killed run). (Left by a run killed after the image
+         * was taken: removed first.) */
+        if (phase == 1 && (rmdir(path), mkdir(path, 0700)) != 0) {
+            perror(path);
+            exit(94);
+        }
+        if (phase != 0)
+            return 0;
+        check_round_flag(obj, r, "inotify fd");
+        int left = -1;
+        if (ioctl(obj, FIONREAD, &left) != 0 || left != 0) {
+            fprintf(stderr, "round %d: %d bytes of events left in the parent's inotify instance: two instances\n", r, left);
+            exit(95);
+        }
+        rmdir(path);
+        return mix((uint64_t)r);
     }
     if (strcmp(mode, "eventfd") == 0) {
         uint64_t v = (uint64_t)r;
@@ -306,14 +424,15 @@ int main(int argc, char **argv)
     int delay = argc > 3 ? atoi(argv[3]) : 20;
     printf("start tree_inflight %s %d %d\n", mode, rounds, delay);
     fflush(stdout);
-    /* file-flying: the parent's copy is in flight in a mailbox of its own between rounds. */
-    int flying = strcmp(mode, "file-flying") == 0, box[2];
+    /* -flying: the parent's copy is in flight in a mailbox of its own between rounds. */
+    int flying = strstr(mode, "-flying") != NULL, box[2];
     static char base[32];
-    snprintf(base, sizeof base, "%s", flying ? "file" : mode);
+    snprintf(base, sizeof base, "%s", mode);
     char *dash = strchr(base, '-');
     if (dash != NULL) {
-        baton = strcmp(dash, "-baton") == 0;
-        twice = strcmp(dash, "-twice") == 0;
+        baton = strstr(dash, "-baton") != NULL;
+        twice = strstr(dash, "-twice") != NULL;
+        early = strstr(dash, "-early") != NULL;
         *dash = 0;
     }
     mode = base;
@@ -321,6 +440,8 @@ int main(int argc, char **argv)
     int sp[2][2], to_child[2][2], to_parent[2][2];
     pid_t child[2];
     char token = 't';
+    if (early && (obj = make_object()) < 0)
+        return perror(mode), 1;
     for (int k = 0; k < kids; k++) {
         if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp[k]) != 0 || pipe(to_child[k]) != 0 || pipe(to_parent[k]) != 0)
             return perror("setup"), 1;
@@ -328,14 +449,20 @@ int main(int argc, char **argv)
         if (child[k] == 0) {
             for (int j = 0; j <= k; j++)
                 close(sp[j][0]);
+            close(to_child[k][1]);
+            close(to_parent[k][0]);
+            if (early)
+                close(obj);
             child_main(sp[k][1], to_child[k][0], to_parent[k][1], rounds, (char)('c' + k));
         }
+        /* (The other side of a child that exits ends: its pipes' reads end.) */
         close(sp[k][1]);
+        close(to_child[k][0]);
+        close(to_parent[k][1]);
     }
     if (flying && socketpair(AF_UNIX, SOCK_STREAM, 0, box) != 0)
         return perror("socketpair"), 1;
-    obj = make_object();
-    if (obj < 0)
+    if (!early && (obj = make_object()) < 0)
         return perror(mode), 1;
     for (int k = 0; k < kids; k++)
         send_fd(sp[k][0], obj);
@@ -387,6 +514,8 @@ int main(int argc, char **argv)
         obj = recv_fd(box[1]);
     if (strcmp(mode, "file") == 0 || strcmp(mode, "memfd") == 0 || strcmp(mode, "deleted") == 0)
         return print_file_result(obj);
+    if (strcmp(mode, "inotify") == 0)
+        rmdir(idir);
     printf("result %016llx\n", (unsigned long long)mix(h ^ theirs));
     return 0;
 }

@@ -276,14 +276,7 @@ static uint64_t mod_and_write(int r)
 
 static uint64_t wait_epoll(int r)
 {
-    struct epoll_event ev;
-    int n;
-    while ((n = epoll_wait(obj, &ev, 1, 5000)) < 0 && errno == EINTR)
-        ;
-    if (n != 1 || ev.data.u64 != (uint64_t)r) {
-        fprintf(stderr, "round %d: the epoll instance gave %d events, data %llu\n", r, n, n == 1 ? (unsigned long long)ev.data.u64 : 0ULL);
-        exit(93);
-    }
+    wait_epoll_data(obj, r, "the epoll instance", 93);
     char b;
     xfer(epipe[0], &b, 1, 0);
     return (uint64_t)r * 3;

@@ -24,10 +24,24 @@
 //!   memfd also as nobody, twice;
 //! - a memfd, a file and an event fd that the parent keeps and sends to two children at once:
 //!   in flight in two processes' sockets, one object with the parent's fd (the file as nobody);
-//! - still refused in one line (and gone on with only with --ignore-missing-files, with a
-//!   warning): a file held by no fd, in flight in two processes (the parent's copy in a
-//!   socketpair of its own between its turns): nothing to compare it with exactly; also as
-//!   nobody.
+//! - a file, an event fd, a timer fd and a signal fd held by no fd, in flight in two processes
+//!   (the parent's copy in a socketpair of its own between its turns): one object (each runtime
+//!   keeps its fd of it until every process is captured, so the later one finds the other's
+//!   with kcmp); the file and the event fd also as nobody, twice;
+//! - an epoll instance watching a pipe's read end that only the parent holds, which the parent
+//!   keeps: the child's copy reports the pipe written after the restart, with the entry's data
+//!   the parent set (EPOLL_CTL_MOD), and the two are one open file (O_NONBLOCK); also as nobody;
+//! - an epoll instance only in flight (passed back and forth, each closing its copy) watching a
+//!   pipe both hold (made before the fork): as above; also as nobody;
+//! - an inotify instance watching a directory, which the parent keeps: the child's copy gets the
+//!   creation of a file made after the restart, and the parent's fd finds the event read (one
+//!   queue) and the child's O_NONBLOCK; also as nobody; and one only in flight whose watch was
+//!   added before the fork (the child's runtime saw its path); also as nobody;
+//! - refused in one line (the checkpoint's warning, then ckpt-restart; gone on with only with
+//!   --ignore-missing-files, with a warning): an epoll instance only in flight whose watched
+//!   pipe only the sender holds (nothing to add the entry with), an inotify instance only in
+//!   flight whose watch the sender added after the fork (its path unknown to the receiver);
+//!   also as nobody.
 //!
 //! The socketpair carrying the message is made once by the tree's root, empty on that side, and
 //! its queue sent again by the child (whose image holds the files in flight) from the other end.
@@ -108,13 +122,33 @@ fn a_memfd_in_flight_that_the_parent_keeps_continues_as_nobody() -> Result<()> {
 }
 
 #[test]
-fn a_file_only_in_flight_in_two_processes_is_refused() -> Result<()> {
-    ckpt_tests::trees::shared_object_refused("inflight-flying", "tree_inflight.c", "file-flying", "in flight", false)
+fn a_file_only_in_flight_in_two_processes_is_one_open_file() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-flying", |w| mode(w, "file-flying"), &[20], false, 2).map(drop)
 }
 
 #[test]
-fn a_file_only_in_flight_in_two_processes_is_refused_as_nobody() -> Result<()> {
-    ckpt_tests::trees::shared_object_refused("inflight-flying-nobody", "tree_inflight.c", "file-flying", "in flight", true)
+fn a_file_only_in_flight_in_two_processes_continues_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-flying-nobody", |w| mode(w, "file-flying"), &[15, 50], true, 2).map(drop)
+}
+
+#[test]
+fn an_eventfd_only_in_flight_in_two_processes_is_one_counter() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-eventfd-flying", |w| mode(w, "eventfd-flying"), &[20], false, 2).map(drop)
+}
+
+#[test]
+fn an_eventfd_only_in_flight_in_two_processes_continues_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-eventfd-flying-nobody", |w| mode(w, "eventfd-flying"), &[15, 50], true, 2).map(drop)
+}
+
+#[test]
+fn a_timerfd_only_in_flight_in_two_processes_is_one_timer() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-timerfd-flying", |w| mode(w, "timerfd-flying"), &[20], false, 2).map(drop)
+}
+
+#[test]
+fn a_signalfd_only_in_flight_in_two_processes_is_one_signal_fd() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-signalfd-flying", |w| mode(w, "signalfd-flying"), &[20], false, 2).map(drop)
 }
 
 fn mode(work: &Workdir, m: &str) -> Result<Program> {
@@ -169,4 +203,64 @@ fn a_file_in_flight_to_two_children_that_the_parent_keeps_continues_as_nobody() 
 #[test]
 fn an_eventfd_in_flight_to_two_children_that_the_parent_keeps_is_one_counter() -> Result<()> {
     ckpt_tests::trees::verify("inflight-eventfd-twice", |w| mode(w, "eventfd-twice"), &[20], false, 3).map(drop)
+}
+
+#[test]
+fn an_epoll_instance_in_flight_that_the_parent_keeps_is_one_instance() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-epoll", |w| mode(w, "epoll"), &[20], false, 2).map(drop)
+}
+
+#[test]
+fn an_epoll_instance_in_flight_that_the_parent_keeps_continues_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-epoll-nobody", |w| mode(w, "epoll"), &[15, 50], true, 2).map(drop)
+}
+
+#[test]
+fn an_epoll_instance_only_in_flight_watching_a_pipe_both_hold_reports_it() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-epoll-baton", |w| mode(w, "epoll-early-baton"), &[20], false, 2).map(drop)
+}
+
+#[test]
+fn an_epoll_instance_only_in_flight_continues_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-epoll-baton-nobody", |w| mode(w, "epoll-early-baton"), &[15, 50], true, 2).map(drop)
+}
+
+#[test]
+fn an_epoll_instance_only_in_flight_watching_a_pipe_only_the_sender_holds_is_refused() -> Result<()> {
+    ckpt_tests::trees::shared_object_refused("inflight-epoll-lone", "tree_inflight.c", "epoll-baton", "is an epoll instance whose entry", false)
+}
+
+#[test]
+fn an_epoll_instance_only_in_flight_watching_a_pipe_only_the_sender_holds_is_refused_as_nobody() -> Result<()> {
+    ckpt_tests::trees::shared_object_refused("inflight-epoll-lone-nobody", "tree_inflight.c", "epoll-baton", "is an epoll instance whose entry", true)
+}
+
+#[test]
+fn an_inotify_instance_in_flight_that_the_parent_keeps_is_one_instance() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-inotify", |w| mode(w, "inotify"), &[20], false, 2).map(drop)
+}
+
+#[test]
+fn an_inotify_instance_in_flight_that_the_parent_keeps_continues_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-inotify-nobody", |w| mode(w, "inotify"), &[15, 50], true, 2).map(drop)
+}
+
+#[test]
+fn an_inotify_instance_only_in_flight_whose_watch_the_child_saw_gets_new_events() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-inotify-baton", |w| mode(w, "inotify-early-baton"), &[20], false, 2).map(drop)
+}
+
+#[test]
+fn an_inotify_instance_only_in_flight_continues_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-inotify-baton-nobody", |w| mode(w, "inotify-early-baton"), &[15, 50], true, 2).map(drop)
+}
+
+#[test]
+fn an_inotify_instance_only_in_flight_whose_watch_the_sender_added_is_refused() -> Result<()> {
+    ckpt_tests::trees::shared_object_refused("inflight-inotify-lone", "tree_inflight.c", "inotify-baton", "is an inotify instance whose watch", false)
+}
+
+#[test]
+fn an_inotify_instance_only_in_flight_whose_watch_the_sender_added_is_refused_as_nobody() -> Result<()> {
+    ckpt_tests::trees::shared_object_refused("inflight-inotify-lone-nobody", "tree_inflight.c", "inotify-baton", "is an inotify instance whose watch", true)
 }
