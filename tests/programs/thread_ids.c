@@ -9,6 +9,8 @@
  *                         setresuid(12, 12, 12) (as zdtm's thread_different_uid_gid)
  *        thread_ids same  each thread: setresuid(-1, -1, -1), setresgid(-1, -1, -1) (an
  *                         ordinary user's threads have one uid and one gid to choose from)
+ *        thread_ids manygroups  (as root) thread A: setgroups with 40 groups of its own
+ *                         (more than an image holds per thread: no checkpoint is taken)
  * Each thread notes its ids (raw calls) after its own calls. Prints what it did, READY, waits
  * for a file "go", then each thread reads its ids again and prints them, "same" if they are
  * those it noted, else "CHANGED".
@@ -23,7 +25,7 @@
 #include <unistd.h>
 
 static int dir = -1;
-static int root;
+static int root, many;
 static volatile int go, set_done;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static char report[3][512];
@@ -52,7 +54,13 @@ static void wait_go(void)
 static int body(int which)
 {
     int bad = 0;
-    if (!root) {
+    if (many) {
+        unsigned g[40];
+        for (int i = 0; i < 40; i++)
+            g[i] = 1000 + i;
+        if (which == 1)
+            bad |= syscall(SYS_setgroups, 40, g) != 0;
+    } else if (!root) {
         bad |= syscall(SYS_setresuid, -1, -1, -1) != 0;
         bad |= syscall(SYS_setresgid, -1, -1, -1) != 0;
     } else if (which == 1) {
@@ -86,6 +94,7 @@ int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     root = argc > 1 && strcmp(argv[1], "root") == 0;
+    many = argc > 1 && strcmp(argv[1], "manygroups") == 0;
     dir = open(".", O_RDONLY | O_DIRECTORY);
     pthread_t th[2];
     for (long i = 0; i < 2; i++)
@@ -103,13 +112,13 @@ int main(int argc, char **argv)
     if (root) {
         bad |= syscall(SYS_setresgid, 8, 8, 8) != 0;
         bad |= syscall(SYS_setresuid, 12, 12, 12) != 0;
-    } else {
+    } else if (!many) {
         bad |= syscall(SYS_setresuid, -1, -1, -1) != 0;
         bad |= syscall(SYS_setresgid, -1, -1, -1) != 0;
     }
     char noted[256];
     ids(noted, sizeof noted);
-    printf("threads set their ids (%s)\n", root ? "root" : "same");
+    printf("threads set their ids (%s)\n", argc > 1 ? argv[1] : "same");
     printf("READY\n");
     wait_go();
     go = 1;

@@ -171,3 +171,37 @@ fn threads_with_ids_of_their_own_survive_checkpoint_and_restart_without_namespac
 fn threads_with_ids_of_their_own_survive_checkpoint_and_restart_as_nobody() {
     thread_ids("same", true, &[], "nobody");
 }
+
+/// As root: a thread with more supplementary groups of its own than an image holds per thread
+/// (raw setgroups with 40 groups): the checkpoint is refused in one line naming the thread, no
+/// image is written, and the program goes on to its uninterrupted result.
+#[test]
+fn a_thread_with_too_many_groups_of_its_own_refuses_the_checkpoint_in_one_line() {
+    if !ckpt_tests::scenario::is_root() {
+        ckpt_tests::skip_test!("setgroups needs root");
+        return;
+    }
+    let base = workdir("threadids_manygroups_ref");
+    let prog = compile("thread_ids", &base);
+    fs::write(base.join("go"), b"").unwrap();
+    let expected = plain(&prog, &["manygroups"], &base);
+    assert!(expected.contains("groups 1000 1001") && expected.matches(" same\n").count() == 3, "reference run: {expected}");
+
+    let dir = workdir("threadids_manygroups");
+    let mut p = run_with(&prog, &["manygroups"], &dir, false, &["--no-namespace"]);
+    p.wait_line(|l| l == "READY");
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(p.pid(), libc::SIGUSR2) };
+    let t0 = std::time::Instant::now();
+    while !p.stderr().contains("supplementary groups of its own") {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(60), "no refusal: {}", p.stderr());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    fs::write(dir.join("go"), b"").unwrap();
+    assert!(p.wait().success(), "{}", p.stderr());
+    let err = p.stderr();
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("supplementary groups of its own")).collect();
+    assert!(lines.len() == 1 && lines[0].contains("thread ") && lines[0].contains("no checkpoint is taken"), "{err}");
+    assert!(!dir.join("img").join("thread_ids.ckpt").exists(), "an image was written: {err}");
+    assert_eq!(p.stdout(), expected, "{err}");
+}
