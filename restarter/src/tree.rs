@@ -74,6 +74,9 @@ struct Shared {
     sockets_described: ckpt_image::treesockets::Described,
     /// Pidfds one process holds of another's thread (`handpidfds`).
     handoffs: Vec<crate::handpidfds::Handoff>,
+    /// The fds 0 to 2 that were not the outside's stdio, by holder (pid, fd): the manifest's
+    /// `ownstdio` lines.
+    own_stdio: Vec<(i32, i32)>,
 }
 
 /// The tree's open files by holder (pid, fd): our fd and the size to cut the file back to.
@@ -401,6 +404,7 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     shared.sockets_described = sockets_described;
     shared.handoffs = crate::handpidfds::plan(&indexes, &m)?;
     shared.stopped = m.stopped.clone();
+    shared.own_stdio = m.own_stdio.clone();
     shared.tables = m.tables.iter().map(|&(pid, _)| (pid, m.table_owner(pid))).collect();
     let ids = indexes.iter().flat_map(|(pid, ix)| ix.threads.iter().map(|t| t.tid).chain([*pid, ix.ids.ckpt_tid]));
     // (Dead session and group leaders too: helpers may take those ids.)
@@ -530,7 +534,7 @@ fn make_shared(socks: &ckpt_image::unshared::TreeSocks, live: u32, lossy: bool, 
     // SAFETY: a zeroed page, valid for the life of the process, holding two atomics.
     let barrier: &'static Barrier = unsafe { &*(page as *const Barrier) };
     let sockets = crate::treeshare::TreeSockets::make(socks, top, lossy, step)?;
-    Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), fillers: HashSet::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0, stopped: Vec::new(), tables: Vec::new(), early: false, sockets_described: Default::default(), handoffs: Vec::new() })
+    Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), fillers: HashSet::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0, stopped: Vec::new(), tables: Vec::new(), early: false, sockets_described: Default::default(), handoffs: Vec::new(), own_stdio: Vec::new() })
 }
 
 /// Open once each file that processes of the tree hold as one (`unshared::tree_files`), at its
@@ -968,6 +972,14 @@ fn enter_group(p: &TreeProc) -> Result<()> {
         bail!("process {}: cannot join its process group {}: {}", p.pid, p.pgid, std::io::Error::last_os_error());
     }
     meet(&s.barrier.joined, s.total, "in their process groups")
+}
+
+/// Whether our fd `fd` (0 to 2) was not the stdio the tree was given but the process's own (a
+/// shell's background job's /dev/null): restored as its image says, not left ckpt-restart's.
+pub fn own_stdio(fd: i32) -> bool {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    SHARED.get().is_some_and(|s| s.own_stdio.contains(&(me, fd)))
 }
 
 /// Whether fd `f` is a pipe the tree's processes share (made before they were forked).
