@@ -766,7 +766,7 @@ impl Coord {
             }
         };
         // Their fds 0 to 2 that are not the stdio the tree was given (ours).
-        let own_stdio = crate::samefds::own_stdio(&live_cut);
+        let own_stdio = crate::samefds::own_stdio(&live_cut, same.as_deref());
         times.mark("shared fds found");
         // A step's task: its program captures first, once it has paired the tree's connections
         // to other tasks and handed each process its own to drain (`treemsg`).

@@ -240,8 +240,13 @@ pub fn tables(procs: &[(i32, i32)]) -> Result<Vec<(i32, i32)>, String> {
 /// tree (ckpt-run, ckpt-restart) gave init and the tree: the tree's own (a shell's background
 /// job's /dev/null, a file a process put there itself), as (pid, fd), which a restart gives back
 /// as their images say instead of ckpt-restart's stdio. Empty when kcmp fails (every fd 0 to 2
-/// is then taken for the outside's, as before there was this look).
-pub fn own_stdio(pids: &[i32]) -> Vec<(i32, i32)> {
+/// is then taken for the outside's, as before there was this look). Left out: a regular file
+/// that is one open file with a fd of another process (`same`: a shell's `exec >log` inherited
+/// by its children), which a restart would open once per process (each its own offset: their
+/// writes over each other's), so it is taken for the outside's stdio as before (a shared
+/// /dev/null, pipe or terminal has no offset to lose).
+pub fn own_stdio(pids: &[i32], same: Option<&[Vec<(i32, i32)>]>) -> Vec<(i32, i32)> {
+    let shared = |at: (i32, i32)| same.is_some_and(|g| g.iter().any(|g| g.contains(&at) && g.iter().any(|o| o.0 != at.0)));
     // SAFETY: getpid has no preconditions; F_GETFD only reads our fd's flags.
     let me = unsafe { libc::getpid() };
     // SAFETY: as above.
@@ -259,7 +264,8 @@ pub fn own_stdio(pids: &[i32]) -> Vec<(i32, i32)> {
                     None => return Vec::new(),
                 }
             }
-            if !outside {
+            let file = || std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|m| m.is_file());
+            if !outside && !(shared((pid, fd)) && file()) {
                 out.push((pid, fd));
             }
         }
