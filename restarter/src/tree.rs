@@ -210,7 +210,7 @@ pub fn barrier() -> Result<()> {
     for &(pid, _) in &s.stopped {
         while !ckpt_ns::jobstop::all_stopped(pid) {
             if start.elapsed() > std::time::Duration::from_secs(10) {
-                eprintln!("ckpt-restart: warning: process {pid} of the tree was stopped at the checkpoint and is not stopped again yet; the others go on");
+                ckpt_kinds::say!("ckpt-restart: warning: process {pid} of the tree was stopped at the checkpoint and is not stopped again yet; the others go on");
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
@@ -462,7 +462,7 @@ fn refuse_unshared(socks: &ckpt_image::unshared::TreeSocks, same: Option<&[Vec<(
     let found = ckpt_image::unshared::find(socks, same);
     if lossy {
         for u in &found {
-            eprintln!("ckpt-restart: warning: {}; they come back as {} (ckpt cannot share them again yet)", u.what, u.instead);
+            ckpt_kinds::say!("ckpt-restart: warning: {}; they come back as {} (ckpt cannot share them again yet)", u.what, u.instead);
         }
         return Ok(());
     }
@@ -863,7 +863,7 @@ fn lead_group(g: i32) -> ! {
     let s = SHARED.get().expect("in a tree");
     // SAFETY: making our own process group.
     if unsafe { libc::setpgid(0, 0) } != 0 {
-        eprintln!("ckpt-restart: cannot make process group {g} again: {}", std::io::Error::last_os_error());
+        ckpt_kinds::say!("ckpt-restart: cannot make process group {g} again: {}", std::io::Error::last_os_error());
         fail();
     }
     s.barrier.led.fetch_add(1, Ordering::AcqRel);
@@ -900,7 +900,7 @@ fn setsid(pid: i32) -> Result<()> {
 fn take_ctty(m: &Manifest, sid: i32) {
     let Some(c) = m.ctty.iter().find(|c| c.sid == sid) else { return };
     let Some(&(_, idx)) = SHARED.get().and_then(|s| s.ptys.get(&c.index)) else {
-        eprintln!("ckpt-restart: warning: the controlling terminal of session {sid}, /dev/pts/{}, is not a pseudo-terminal of the tree: the session has none after the restart", c.index);
+        ckpt_kinds::say!("ckpt-restart: warning: the controlling terminal of session {sid}, /dev/pts/{}, is not a pseudo-terminal of the tree: the session has none after the restart", c.index);
         return;
     };
     let path = std::ffi::CString::new(format!("/dev/pts/{idx}")).expect("no NUL");
@@ -914,7 +914,7 @@ fn take_ctty(m: &Manifest, sid: i32) {
         ok
     };
     if !ok {
-        eprintln!("ckpt-restart: warning: session {sid} cannot take its controlling terminal /dev/pts/{idx} again: {}", std::io::Error::last_os_error());
+        ckpt_kinds::say!("ckpt-restart: warning: session {sid} cannot take its controlling terminal /dev/pts/{idx} again: {}", std::io::Error::last_os_error());
     }
 }
 
@@ -933,7 +933,7 @@ fn foreground(m: &Manifest, pid: i32) {
         ok || fd < 0
     };
     if !ok {
-        eprintln!("ckpt-restart: warning: session {pid}: cannot make process group {} its terminal's foreground again: {}", c.fg, std::io::Error::last_os_error());
+        ckpt_kinds::say!("ckpt-restart: warning: session {pid}: cannot make process group {} its terminal's foreground again: {}", c.fg, std::io::Error::last_os_error());
     }
 }
 
