@@ -5,6 +5,11 @@
 //! be /dev/null, read-only, as in an uninterrupted run, not ckpt-restart's terminal (the
 //! coordinator's `ownstdio` lines in the set's manifest); its stdout stays the terminal,
 //! ckpt-restart's. Also as nobody.
+//!
+//! The same job with its stderr on /dev/null (`2>/dev/null`), restarted with CKPT_LOG=info:
+//! ckpt-restart's own lines for each process (`switching to the program`, printed after that
+//! process's fds are back) still reach ckpt-restart's stderr, one per live process of the set,
+//! none lost in the job's /dev/null (`ckpt_kinds::say`).
 
 use anyhow::{ensure, Result};
 use ckpt_tests::programs::compile_c;
@@ -78,24 +83,36 @@ fn steps(text: &str) -> Vec<(u32, String)> {
         .collect()
 }
 
-/// The command that runs bg_stdin as a background job of a shell.
-fn job(prog: &Path) -> String {
-    format!("/bin/sh -c \"'{}' {STEPS} & wait\"", prog.display())
+/// The command that runs bg_stdin as a background job of a shell (its stderr on /dev/null if
+/// asked).
+fn job(prog: &Path, quiet: bool) -> String {
+    format!("/bin/sh -c \"'{}' {STEPS} {}& wait\"", prog.display(), if quiet { "2>/dev/null " } else { "" })
 }
 
-fn verify(name: &str, as_nobody: bool) -> Result<()> {
+/// The live processes of the set in `images` (`proc ... live ...` lines of its manifest).
+fn live_in_set(images: &Path) -> Result<usize> {
+    for e in std::fs::read_dir(images)?.flatten() {
+        if let Ok(tree) = std::fs::read_to_string(e.path().join("tree")) {
+            return Ok(tree.lines().filter(|l| l.starts_with("proc ") && l.split_whitespace().nth(5) == Some("live")).count());
+        }
+    }
+    let names: Vec<_> = std::fs::read_dir(images)?.flatten().map(|e| e.file_name()).collect();
+    anyhow::bail!("no set with a manifest in {}: {names:?}", images.display())
+}
+
+fn verify(name: &str, as_nobody: bool, quiet: bool) -> Result<()> {
     let bins = Bins::locate()?;
     let work = Workdir::new(name)?;
     let prog = compile_c(&work, "bg_stdin.c", &[])?;
     // Uninterrupted, without ckpt: what the job's fd 0 is.
-    let mut native = in_script(&format!("exec {}", job(&prog)), &work, as_nobody)?;
+    let mut native = in_script(&format!("exec {}", job(&prog, quiet)), &work, as_nobody)?;
     wait_output(&mut native, "done")?;
     let want = steps(&native.stdout());
     ensure!(want.len() == STEPS as usize, "the uninterrupted run printed {} steps: {}", want.len(), native.stdout());
     let fd0 = want[0].1.clone();
     ensure!(fd0 == "fd0=/dev/null flags=0", "the background job's stdin is not /dev/null read-only natively: {fd0}");
     // Under ckpt-run on a terminal: checkpoint after step 3, SIGKILL the whole tree.
-    let cmdline = format!("exec '{}' --dir '{}' -- {}", bins.run.display(), work.images().display(), job(&prog));
+    let cmdline = format!("exec '{}' --dir '{}' -- {}", bins.run.display(), work.images().display(), job(&prog, quiet));
     let mut term = in_script(&cmdline, &work, as_nobody)?;
     let first = (|| -> Result<()> {
         wait_output(&mut term, "step 3 ")?;
@@ -115,7 +132,9 @@ fn verify(name: &str, as_nobody: bool) -> Result<()> {
     end(&prog, &mut term);
     first?;
     // Restarted on a terminal of its own.
-    let mut term = in_script(&format!("exec '{}' '{}'", bins.restart.display(), work.images().display()), &work, as_nobody)?;
+    let live = if quiet { live_in_set(&work.images())? } else { 0 };
+    let log = if quiet { "env CKPT_LOG=info " } else { "" };
+    let mut term = in_script(&format!("exec {log}'{}' '{}'", bins.restart.display(), work.images().display()), &work, as_nobody)?;
     let r = (|| -> Result<()> {
         wait_output(&mut term, "ckpt: restarted")?;
         wait_output(&mut term, "done")?;
@@ -127,6 +146,8 @@ fn verify(name: &str, as_nobody: bool) -> Result<()> {
         for (n, what) in &after {
             ensure!(*what == fd0, "after the restart, step {n}: {what}, uninterrupted: {fd0}");
         }
+        let said = out.lines().filter(|l| l.contains("ckpt-restart: switching to the program")).count();
+        ensure!(!quiet || said == live, "ckpt-restart said it switched to the program {said} times, for {live} live processes: {out}");
         Ok(())
     })();
     end(&prog, &mut term);
@@ -135,10 +156,20 @@ fn verify(name: &str, as_nobody: bool) -> Result<()> {
 
 #[test]
 fn a_background_jobs_dev_null_stdin_stays_dev_null_after_a_restart() -> Result<()> {
-    verify("tree-stdio-bg", false)
+    verify("tree-stdio-bg", false, false)
 }
 
 #[test]
 fn a_background_jobs_dev_null_stdin_stays_dev_null_after_a_restart_as_nobody() -> Result<()> {
-    verify("tree-stdio-bg-nobody", true)
+    verify("tree-stdio-bg-nobody", true, false)
+}
+
+#[test]
+fn ckpt_restarts_messages_are_not_lost_in_a_jobs_own_dev_null_stderr() -> Result<()> {
+    verify("tree-stdio-bg-quiet", false, true)
+}
+
+#[test]
+fn ckpt_restarts_messages_are_not_lost_in_a_jobs_own_dev_null_stderr_as_nobody() -> Result<()> {
+    verify("tree-stdio-bg-quiet-nobody", true, true)
 }
