@@ -517,9 +517,11 @@ impl Manifest {
         self.timens_kids.iter().find(|t| t.pid == pid)
     }
 
-    /// Whether fd `fd` (0 to 2) of process `pid` was not the outside's stdio (`ownstdio` lines).
+    /// Whether fd `fd` (0 to 2) of process `pid` comes back as its image says rather than as the
+    /// outside's stdio: it was not the outside's (`ownstdio` lines), and is not the stderr of a
+    /// process run again (srun forwards its tasks' stderr there: their ckpt-restart's warnings).
     pub fn own_stdio(&self, pid: i32, fd: i32) -> bool {
-        self.own_stdio.contains(&(pid, fd))
+        self.own_stdio.contains(&(pid, fd)) && !(fd == 2 && self.reexec.contains(&pid))
     }
 
     /// The time namespace process `pid` was in, if not the tree's.
@@ -590,6 +592,9 @@ mod tests {
         assert!(own.encode().ends_with("ownstdio 10 0\nownstdio 10 2\n"));
         assert_eq!(Manifest::parse(&own.encode()), Ok(own.clone()));
         assert!(own.own_stdio(10, 0) && !own.own_stdio(10, 1));
+        // Run again (srun): its own stdin as it was, its stderr ckpt-restart's.
+        let srun = Manifest { reexec: vec![10], ..own.clone() };
+        assert!(srun.own_stdio(10, 0) && !srun.own_stdio(10, 2) && own.own_stdio(10, 2));
         for bad in ["ownstdio 10 3\n", "ownstdio 10 0\n", "ownstdio 99 0\n", "ownstdio 10 -1\n"] {
             assert!(Manifest::parse(&format!("{}{bad}", own.encode())).is_err(), "{bad}");
         }

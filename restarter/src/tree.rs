@@ -404,10 +404,8 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     shared.sockets_described = sockets_described;
     shared.handoffs = crate::handpidfds::plan(&indexes, &m)?;
     shared.stopped = m.stopped.clone();
-    // A process run again (srun) keeps ckpt-restart's stderr even where it had its own (Open
-    // MPI's mpirun gives srun /dev/null): what it forwards there are its tasks' stderr, where the
-    // restart of each task (its ckpt-restart) says what it could not bring back as it was.
-    shared.own_stdio = m.own_stdio.iter().copied().filter(|&(pid, fd)| !(fd == 2 && m.reexec.contains(&pid))).collect();
+    // (Not srun's stderr: it forwards its tasks' ckpt-restart warnings there.)
+    shared.own_stdio = m.own_stdio.iter().copied().filter(|&(pid, fd)| m.own_stdio(pid, fd)).collect();
     shared.tables = m.tables.iter().map(|&(pid, _)| (pid, m.table_owner(pid))).collect();
     let ids = indexes.iter().flat_map(|(pid, ix)| ix.threads.iter().map(|t| t.tid).chain([*pid, ix.ids.ckpt_tid]));
     // (Dead session and group leaders too: helpers may take those ids.)
