@@ -1,6 +1,6 @@
 //! A process of the tree whose fd 0, 1 or 2 is its own, not the stdio ckpt-run was given: a
 //! shell's background job reads /dev/null (read-only), whatever terminal the shell runs on
-//! (bg_stdin.c under `sh -c 'bg_stdin 30 & wait'`, ckpt-run on a terminal of its own). After the
+//! (bg_stdin.c under `sh -c 'bg_stdin 80 & wait'`, ckpt-run on a terminal of its own). After the
 //! whole tree is checkpointed, SIGKILLed and restarted on another terminal, the job's fd 0 must
 //! be /dev/null, read-only, as in an uninterrupted run, not ckpt-restart's terminal (the
 //! coordinator's `ownstdio` lines in the set's manifest); its stdout stays the terminal,
@@ -20,7 +20,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(60);
-const STEPS: u32 = 30;
+/// 100 ms each: room for a checkpoint taken at step 3 on a loaded machine before the job ends.
+const STEPS: u32 = 80;
 
 /// Shell command `cmdline` on a terminal of its own (util-linux `script`), as nobody if asked.
 fn in_script(cmdline: &str, work: &Workdir, as_nobody: bool) -> Result<Proc> {
@@ -33,7 +34,12 @@ fn in_script(cmdline: &str, work: &Workdir, as_nobody: bool) -> Result<Proc> {
 fn wait_output(p: &mut Proc, what: &str) -> Result<()> {
     let t0 = Instant::now();
     while !p.stdout().contains(what) {
-        ensure!(p.running() || p.stdout().contains(what), "{} exited before printing {what:?}: {}", p.label(), p.stdout());
+        if !p.running() {
+            // It exited: its last output may still be in the terminal (`wait` drains it).
+            let _ = p.wait(T);
+            ensure!(p.stdout().contains(what), "{} exited before printing {what:?}: {}", p.label(), p.stdout());
+            break;
+        }
         ensure!(t0.elapsed() < T, "{} did not print {what:?}: {}", p.label(), p.stdout());
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -120,6 +126,7 @@ fn verify(name: &str, as_nobody: bool, quiet: bool) -> Result<()> {
         ensure!(outer.len() == 1, "expected one ckpt-run started by script, found {outer:?}");
         kill(outer[0], libc::SIGUSR2);
         wait_output(&mut term, "ckpt: checkpoint")?;
+        ensure!(term.stdout().contains("ckpt: checkpoint 1: "), "the checkpoint failed: {}", term.stdout());
         kill(outer[0], libc::SIGKILL);
         let t0 = Instant::now();
         while !running(&prog).is_empty() {
