@@ -79,6 +79,14 @@
 //! fork: zdtm timens_nested) is opened on the restarted tree's again, and one open on a `timens`
 //! line's namespace on that one's. A ckpt that does not know the line refuses the set at it.
 //!
+//! A live process's fd 0, 1 or 2 that is not the stdio whoever ran the tree gave it (not one
+//! open file with any of the coordinator's fds 0 to 2, which are ckpt-run's or ckpt-restart's,
+//! as kcmp found it at the cut: a shell's background job reads /dev/null, a process redirected
+//! its own output to a file) has a line `ownstdio PID FD`: the restart gives that fd back as
+//! its image describes, not ckpt-restart's stdio. Without such lines (a set from before them, or
+//! no kcmp) every fd 0 to 2 is taken for the outside's. A ckpt that does not know these lines
+//! refuses such a set at that line (it would give that fd ckpt-restart's stdio).
+//!
 //! pgid and sid are as the namespace sees them: 0 when they lie outside it (the outer ckpt-run's
 //! group and session, which the restarted tree joins again the same way).
 
@@ -158,6 +166,8 @@ pub struct Manifest {
     pub timens_kids: Vec<TimeNs>,
     /// The tree's own time namespace at the cut (its inode), if known.
     pub tree_time: Option<u64>,
+    /// The fds 0 to 2 of live processes that were not the outside's stdio: (pid, fd).
+    pub own_stdio: Vec<(i32, i32)>,
 }
 
 /// A process in a time namespace other than the tree's (a `timens` line).
@@ -239,6 +249,9 @@ impl Manifest {
         }
         for t in &self.timens {
             s.push_str(&format!("timens {} {} {} {}\n", t.pid, t.ns, t.monotonic, t.boottime));
+        }
+        for (pid, fd) in &self.own_stdio {
+            s.push_str(&format!("ownstdio {pid} {fd}\n"));
         }
         s
     }
@@ -367,9 +380,20 @@ impl Manifest {
                         return Err(bad());
                     }
                 }
+                ["ownstdio", pid, fd] => {
+                    let at = (num(pid)? as i32, num(fd)? as i32);
+                    if !(0..3).contains(&at.1) || m.own_stdio.contains(&at) {
+                        return Err(bad());
+                    }
+                    m.own_stdio.push(at);
+                }
                 [""] => {}
                 _ => return Err(bad()),
             }
+        }
+        // (An ownstdio line names a live process of the set.)
+        if let Some((pid, _)) = m.own_stdio.iter().find(|(pid, _)| !m.live().any(|(p, _)| p.pid == *pid)) {
+            return Err(format!("the process {pid} with an ownstdio line is not a live process of the set"));
         }
         // (A stopped line names a live process of the set.)
         if let Some((pid, _)) = m.stopped.iter().find(|(pid, _)| !m.live().any(|(p, _)| p.pid == *pid)) {
@@ -482,6 +506,7 @@ impl Manifest {
         self.exit_signals.retain(|s| kept(&s.0));
         self.ctty.retain(|c| kept(&c.sid));
         self.ids.retain(|i| kept(&i.0));
+        self.own_stdio.retain(|o| kept(&o.0));
         self.timens.retain(|t| kept(&t.pid));
         let left: Vec<u64> = self.timens.iter().map(|t| t.ns).collect();
         self.timens_kids.retain(|t| kept(&t.pid) && left.contains(&t.ns));
@@ -490,6 +515,13 @@ impl Manifest {
     /// The namespace for its children process `pid` had, if one of `timens`' (not its own).
     pub fn kids_time_ns_of(&self, pid: i32) -> Option<&TimeNs> {
         self.timens_kids.iter().find(|t| t.pid == pid)
+    }
+
+    /// Whether fd `fd` (0 to 2) of process `pid` comes back as its image says rather than as the
+    /// outside's stdio: it was not the outside's (`ownstdio` lines), and is not the stderr of a
+    /// process run again (srun forwards its tasks' stderr there: their ckpt-restart's warnings).
+    pub fn own_stdio(&self, pid: i32, fd: i32) -> bool {
+        self.own_stdio.contains(&(pid, fd)) && !(fd == 2 && self.reexec.contains(&pid))
     }
 
     /// The time namespace process `pid` was in, if not the tree's.
@@ -543,6 +575,7 @@ mod tests {
             timens: Vec::new(),
             timens_kids: Vec::new(),
             tree_time: None,
+            own_stdio: Vec::new(),
         };
         assert_eq!(Manifest::parse(&m.encode()), Ok(m.clone()));
         // Root's tree whose process 10 ran as other ids.
@@ -553,6 +586,18 @@ mod tests {
         let status = "Name:\tx\nUid:\t1\t2\t3\t2\nGid:\t5\t6\t7\t8\nFDSize:\t64\nGroups:\t65534 \n";
         assert_eq!(ProcIds::from_status(status), Some(who.ids[0].1.clone()));
         assert!(Manifest::parse(&format!("{}ids 10 1 2 3\n", m.encode())).is_err());
+        // A live process's fd 0 that was not the outside's stdin (a shell's background job's
+        // /dev/null): once per fd, 0 to 2 only, a live process of the set only.
+        let own = Manifest { own_stdio: vec![(10, 0), (10, 2)], ..m.clone() };
+        assert!(own.encode().ends_with("ownstdio 10 0\nownstdio 10 2\n"));
+        assert_eq!(Manifest::parse(&own.encode()), Ok(own.clone()));
+        assert!(own.own_stdio(10, 0) && !own.own_stdio(10, 1));
+        // Run again (srun): its own stdin as it was, its stderr ckpt-restart's.
+        let srun = Manifest { reexec: vec![10], ..own.clone() };
+        assert!(srun.own_stdio(10, 0) && !srun.own_stdio(10, 2) && own.own_stdio(10, 2));
+        for bad in ["ownstdio 10 3\n", "ownstdio 10 0\n", "ownstdio 99 0\n", "ownstdio 10 -1\n"] {
+            assert!(Manifest::parse(&format!("{}{bad}", own.encode())).is_err(), "{bad}");
+        }
         // srun (12) is run again; its helper (13) and the helper's child (14) are not made.
         let mut rerun = m.clone();
         for (pid, ppid) in [(12, 10), (13, 12), (14, 13)] {

@@ -324,7 +324,7 @@ fn make(d: &Deleted, image: &Reader) -> Result<(RawFd, bool)> {
     }
     if d.is_file() {
         if d.nlink > 0 {
-            eprintln!(
+            crate::say!(
                 "ckpt-restart: warning: {} still had another name at checkpoint time ({} links); it comes back as a copy without a name, so that other name is a different file now",
                 what(d),
                 d.nlink

@@ -22,7 +22,8 @@
 //! program's own connections made again together), `tty` (terminals: the program's own
 //! pseudo-terminals made again, outside ones become ckpt-restart's), `sysv` (System V shared
 //! memory, semaphores and message queues of the program's IPC namespace, made again with their
-//! ids), `mqueue` (POSIX message queues with their messages and notification).
+//! ids), `mqueue` (POSIX message queues with their messages and notification), `say` (where
+//! ckpt-restart's own messages go: its stderr, also once fd 2 is the program's again).
 
 pub mod aio;
 pub mod deleted;
@@ -32,6 +33,7 @@ pub mod memfd;
 pub mod mqueue;
 pub mod pipe;
 pub mod procfs;
+pub mod say;
 pub mod sockets;
 pub mod sysv;
 mod sys;
@@ -62,13 +64,13 @@ impl Error {
 /// (ckpt-restart is quiet by default).
 pub fn info(msg: &str) {
     if matches!(std::env::var("CKPT_LOG").as_deref(), Ok("info" | "debug")) {
-        eprintln!("ckpt-restart: {msg}");
+        crate::say!("ckpt-restart: {msg}");
     }
 }
 
 /// A warning: something was not restored as it was (always shown).
 pub fn warn(msg: &str) {
-    eprintln!("ckpt-restart: warning: {msg}");
+    crate::say!("ckpt-restart: warning: {msg}");
 }
 
 /// Bytes for messages.

@@ -57,7 +57,7 @@ pub fn create(path: &[u8], mode: u32, seals: u32) -> Result<RawFd> {
         let e = std::io::Error::last_os_error();
         fd = make(base);
         if fd >= 0 && exec == MFD_EXEC && e.raw_os_error() == Some(libc::EACCES) {
-            eprintln!("ckpt-restart: warning: memfd {} cannot be made executable here (vm.memfd_noexec forbids it)", lossy(path));
+            crate::say!("ckpt-restart: warning: memfd {} cannot be made executable here (vm.memfd_noexec forbids it)", lossy(path));
         }
     }
     if fd < 0 {

@@ -765,6 +765,8 @@ impl Coord {
                 return Err(e);
             }
         };
+        // Their fds 0 to 2 that are not the stdio the tree was given (ours).
+        let own_stdio = crate::samefds::own_stdio(&live_cut, same.as_deref());
         times.mark("shared fds found");
         // A step's task: its program captures first, once it has paired the tree's connections
         // to other tasks and handed each process its own to drain (`treemsg`).
@@ -877,6 +879,7 @@ impl Coord {
             timens,
             timens_kids,
             tree_time: crate::nscheck::tree_time(),
+            own_stdio,
         };
         // Never replace the previous set with one a restart would refuse (a checkpoint asked for
         // while the program exits: no live process left to be the root).

@@ -236,6 +236,43 @@ pub fn tables(procs: &[(i32, i32)]) -> Result<Vec<(i32, i32)>, String> {
     Ok(out)
 }
 
+/// The fds 0 to 2 of `pids` that are not one open file with any of ours, the stdio whoever ran the
+/// tree (ckpt-run, ckpt-restart) gave init and the tree: the tree's own (a shell's background
+/// job's /dev/null, a file a process put there itself), as (pid, fd), which a restart gives back
+/// as their images say instead of ckpt-restart's stdio. Empty when kcmp fails (every fd 0 to 2
+/// is then taken for the outside's, as before there was this look). Left out: a regular file
+/// that is one open file with a fd of another process (`same`: a shell's `exec >log` inherited
+/// by its children), which a restart would open once per process (each its own offset: their
+/// writes over each other's), so it is taken for the outside's stdio as before (a shared
+/// /dev/null, pipe or terminal has no offset to lose).
+pub fn own_stdio(pids: &[i32], same: Option<&[Vec<(i32, i32)>]>) -> Vec<(i32, i32)> {
+    let shared = |at: (i32, i32)| same.is_some_and(|g| g.iter().any(|g| g.contains(&at) && g.iter().any(|o| o.0 != at.0)));
+    // SAFETY: getpid has no preconditions; F_GETFD only reads our fd's flags.
+    let me = unsafe { libc::getpid() };
+    // SAFETY: as above.
+    let ours: Vec<i32> = (0..3).filter(|&n| unsafe { libc::fcntl(n, libc::F_GETFD) } >= 0).collect();
+    let mut out = Vec::new();
+    for &pid in pids {
+        for fd in 0..3 {
+            if std::fs::symlink_metadata(format!("/proc/{pid}/fd/{fd}")).is_err() {
+                continue;
+            }
+            let mut outside = false;
+            for &n in &ours {
+                match kcmp_file((pid, fd), (me, n)) {
+                    Some(same) => outside |= same,
+                    None => return Vec::new(),
+                }
+            }
+            let file = || std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|m| m.is_file());
+            if !outside && !(shared((pid, fd)) && file()) {
+                out.push((pid, fd));
+            }
+        }
+    }
+    out
+}
+
 /// Whether fd `a.1` of process `a.0` and fd `b.1` of `b.0` are one open file description (None:
 /// kcmp failed other than for a fd closed meanwhile).
 fn kcmp_file(a: (i32, i32), b: (i32, i32)) -> Option<bool> {

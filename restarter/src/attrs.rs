@@ -33,7 +33,7 @@ pub fn apply(p: &ProcAttrs) {
         }
         for bit in 0..32 {
             if p.membarrier & (1 << bit) != 0 && libc::syscall(libc::SYS_membarrier, 1u32 << bit, 0, 0) != 0 {
-                eprintln!("ckpt-restart: warning: membarrier registration {:#x} cannot be made again: {}", 1u32 << bit, std::io::Error::last_os_error());
+                ckpt_kinds::say!("ckpt-restart: warning: membarrier registration {:#x} cannot be made again: {}", 1u32 << bit, std::io::Error::last_os_error());
             }
         }
     }
@@ -53,7 +53,7 @@ fn set_loginuid(want: u32) {
         return;
     }
     if let Err(e) = std::fs::write(path, want.to_string()) {
-        eprintln!("ckpt-restart: warning: loginuid {want} cannot be restored ({e}; it needs CAP_AUDIT_CONTROL): it stays {}", now.unwrap_or(u32::MAX));
+        ckpt_kinds::say!("ckpt-restart: warning: loginuid {want} cannot be restored ({e}; it needs CAP_AUDIT_CONTROL): it stays {}", now.unwrap_or(u32::MAX));
     }
 }
 
@@ -66,7 +66,7 @@ fn set_oom_score_adj(want: i32) {
         return;
     }
     if let Err(e) = std::fs::write(path, want.to_string()) {
-        eprintln!("ckpt-restart: warning: oom_score_adj {want} cannot be restored ({e}; lowering it needs CAP_SYS_RESOURCE): it stays {now}");
+        ckpt_kinds::say!("ckpt-restart: warning: oom_score_adj {want} cannot be restored ({e}; lowering it needs CAP_SYS_RESOURCE): it stays {now}");
     }
 }
 
@@ -209,7 +209,7 @@ pub fn exe_fd(p: &ProcAttrs, above: RawFd, same_boot: bool) -> Option<RawFd> {
         libc::fstatfs(f.as_raw_fd(), &mut fs);
     }
     if !p.exe_id.same_file(&FileId::new(&st, fs.f_type), same_boot) {
-        eprintln!("ckpt-restart: warning: {} is not the program's executable any more: /proc/self/exe stays ckpt-restart", path.display());
+        ckpt_kinds::say!("ckpt-restart: warning: {} is not the program's executable any more: /proc/self/exe stays ckpt-restart", path.display());
         return None;
     }
     // SAFETY: duplicating our own fd above the program's numbers.

@@ -229,7 +229,7 @@ pub fn inotify(watches: &[InotifyWatch], queued: u32, last_wd: i32, fd_no: i32, 
     };
     for (x, path, dont_follow) in at {
         if path.is_empty() {
-            eprintln!("ckpt-restart: warning: fd {fd_no}: inotify watch {} was not seen being added; it is lost", x.wd);
+            ckpt_kinds::say!("ckpt-restart: warning: fd {fd_no}: inotify watch {} was not seen being added; it is lost", x.wd);
             continue;
         }
         skip_to(x.wd, &mut next, &mut dummies);
@@ -238,7 +238,7 @@ pub fn inotify(watches: &[InotifyWatch], queued: u32, last_wd: i32, fd_no: i32, 
         // SAFETY: p is a valid C string.
         let wd = unsafe { libc::inotify_add_watch(fd, p.as_ptr(), (x.mask & !(libc::IN_MASK_ADD | libc::IN_MASK_CREATE)) | follow) };
         if wd != x.wd {
-            eprintln!("ckpt-restart: warning: fd {fd_no}: inotify watch on {} is now {} (was {})", lossy(&path), wd, x.wd);
+            ckpt_kinds::say!("ckpt-restart: warning: fd {fd_no}: inotify watch on {} is now {} (was {})", lossy(&path), wd, x.wd);
         }
         next = wd.max(next - 1) + 1;
     }
@@ -259,7 +259,7 @@ pub fn inotify(watches: &[InotifyWatch], queued: u32, last_wd: i32, fd_no: i32, 
 /// (--ignore-missing-files) a warning.
 pub fn lost(fd_no: i32, ignore: bool, what: String) -> Result<()> {
     if ignore {
-        eprintln!("ckpt-restart: warning: fd {fd_no}: {what}");
+        ckpt_kinds::say!("ckpt-restart: warning: fd {fd_no}: {what}");
         return Ok(());
     }
     bail!("fd {fd_no}: {what} (--ignore-missing-files goes on without it)");
@@ -321,7 +321,7 @@ pub fn fill_epoll(ep: RawFd, entries: &[EpollEntry], fd_no: i32, top: RawFd, fil
         let mut ev = libc::epoll_event { events: e.events & !internal, u64: e.data };
         let holder = e.holder.and_then(|h| if h < 0 { file(h) } else { Some(h) });
         let Some(holder) = holder else {
-            eprintln!("ckpt-restart: warning: fd {fd_no}: epoll entry for fd {} is lost: its file is not open any more", e.fd);
+            ckpt_kinds::say!("ckpt-restart: warning: fd {fd_no}: epoll entry for fd {} is lost: its file is not open any more", e.fd);
             continue;
         };
         let r = if holder == e.fd {
@@ -334,7 +334,7 @@ pub fn fill_epoll(ep: RawFd, entries: &[EpollEntry], fd_no: i32, top: RawFd, fil
             })
         };
         if r < 0 {
-            eprintln!("ckpt-restart: warning: fd {fd_no}: epoll entry for fd {} cannot be restored: {}", e.fd, std::io::Error::last_os_error());
+            ckpt_kinds::say!("ckpt-restart: warning: fd {fd_no}: epoll entry for fd {} cannot be restored: {}", e.fd, std::io::Error::last_os_error());
         }
     }
 }

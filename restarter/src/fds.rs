@@ -85,7 +85,7 @@ fn reopen(f: &FdState, path: &[u8], size: u64, is_dir: bool, written: &[&[u8]], 
     }
     let gone = |why: String| -> Result<Option<Reopened>> {
         if opts.ignore_missing {
-            eprintln!("ckpt-restart: warning: file {} (fd {}) {why}; the program gets /dev/null", lossy(path), f.fd);
+            ckpt_kinds::say!("ckpt-restart: warning: file {} (fd {}) {why}; the program gets /dev/null", lossy(path), f.fd);
             return Ok(None);
         }
         bail!("file {} (fd {}) needed by the image {why} (--ignore-missing-files goes on without it)", lossy(path), f.fd);
@@ -133,7 +133,7 @@ fn reopen(f: &FdState, path: &[u8], size: u64, is_dir: bool, written: &[&[u8]], 
                 unsafe { libc::close(fd) };
                 bail!("file {} (fd {}) {problem} (--ignore-missing-files goes on anyway)", lossy(path), f.fd);
             }
-            eprintln!("ckpt-restart: warning: file {} (fd {}) {problem}; going on", lossy(path), f.fd);
+            ckpt_kinds::say!("ckpt-restart: warning: file {} (fd {}) {problem}; going on", lossy(path), f.fd);
             truncate_to = None;
         }
     }
@@ -214,7 +214,7 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
             // A pidfd of a process that is not there again: never silently another file.
             Err(e) if !mk.ignore => bail!("fd {}: {e:#} (--ignore-missing-files gives the program /dev/null instead)", f.fd),
             Err(e) => {
-                eprintln!("ckpt-restart: warning: fd {}: {e:#}; it is replaced by /dev/null (--ignore-missing-files)", f.fd);
+                ckpt_kinds::say!("ckpt-restart: warning: fd {}: {e:#}; it is replaced by /dev/null (--ignore-missing-files)", f.fd);
                 return dev_null();
             }
         },
@@ -231,7 +231,7 @@ fn create(f: &FdState, all: &[FdState], mk: &mut Makers, image: &Reader) -> Resu
             bail!("fd {} ({}) is of a kind ckpt cannot restore (--ignore-missing-files gives the program /dev/null instead)", f.fd, lossy(link))
         }
         FdKind::Other { link } => {
-            eprintln!("ckpt-restart: warning: fd {} ({}) cannot be restored; it is replaced by /dev/null (--ignore-missing-files)", f.fd, lossy(link));
+            ckpt_kinds::say!("ckpt-restart: warning: fd {} ({}) cannot be restored; it is replaced by /dev/null (--ignore-missing-files)", f.fd, lossy(link));
             return dev_null();
         }
     };
@@ -326,12 +326,16 @@ pub fn restore(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
 
 fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64, RawFd>, keep_too: &[RawFd]) -> Result<Restored> {
     let top = fds.iter().map(|f| f.fd).max().unwrap_or(0).max(2) + 1;
+    // Our messages keep going to ckpt-restart's stderr once fd 2 is the program's (its own
+    // /dev/null, a pipe of the tree): a dup above every fd number placed below.
+    let our_stderr = ckpt_kinds::say::keep_above(top);
     // stdin/stdout/stderr stay ours, except a pipe, a pseudo-terminal or a socket between
     // processes of a tree (a pipeline; mpirun and its ranks' output; MPICH's hydra_pmi_proxy,
-    // whose stdin is its connection to mpiexec), or a dup of one.
+    // whose stdin is its connection to mpiexec), or a dup of one, and one that was not the
+    // stdio the tree was given (a shell's background job's /dev/null: `tree::own_stdio`).
     let tree_object = |f: &FdState| {
         let of = f.dup_of.and_then(|n| fds.iter().find(|g| g.fd == n)).unwrap_or(f);
-        crate::tree::shared_pipe(of) || crate::tree::shared_pty(of) || crate::tree::shared_socket(of)
+        crate::tree::shared_pipe(of) || crate::tree::shared_pty(of) || crate::tree::shared_socket(of) || crate::tree::own_stdio(f.fd)
     };
     // (Not the files in flight, a tree's shared pipe among them.)
     let prog: Vec<&FdState> = fds.iter().filter(|f| f.fd > 2 || f.fd >= 0 && tree_object(f)).collect();
@@ -449,6 +453,7 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
     keep.extend(mk.socks.held());
     keep.extend(mk.ttys.held());
     keep.extend(keep_too);
+    keep.extend(our_stderr);
     close_all_but(keep);
     for (tmp, f) in opened {
         place(tmp, f)?;
@@ -553,7 +558,7 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
             ckpt_kinds::fown::arm(f.fd);
         }
         if let Some(w) = f.owner.as_ref().and_then(|o| ckpt_kinds::fown::restore(f.fd, o, &format!("fd {}", f.fd))) {
-            eprintln!("ckpt-restart: warning: {w}");
+            ckpt_kinds::say!("ckpt-restart: warning: {w}");
         }
     }
     Ok(Restored { winch, later })

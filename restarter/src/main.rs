@@ -74,7 +74,7 @@ fn main() {
             // tasks of its step.
             tree::fail();
             step::abandon(&one_line(&e));
-            eprintln!("ckpt-restart: {}", one_line(&e));
+            ckpt_kinds::say!("ckpt-restart: {}", one_line(&e));
             std::process::exit(1);
         }
     };
@@ -85,7 +85,7 @@ fn main() {
     if let Err(e) = r {
         tree::fail();
         step::abandon(&one_line(&e));
-        eprintln!("ckpt-restart: {}", one_line(&e));
+        ckpt_kinds::say!("ckpt-restart: {}", one_line(&e));
         std::process::exit(1);
     }
 }
@@ -271,7 +271,7 @@ fn stage_first(path: &Path) -> Result<Staged> {
         match stage_image(&c) {
             Ok(staged) => {
                 if let Some(e) = &first_err {
-                    eprintln!("ckpt-restart: {}; using the older image {}", one_line(e), c.display());
+                    ckpt_kinds::say!("ckpt-restart: {}; using the older image {}", one_line(e), c.display());
                 }
                 return Ok(staged);
             }
@@ -346,10 +346,10 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
         left_out.outside_pipes.retain(|p| !tree::shares_pipe(&index, p.fd));
     }
     for w in left_out_warnings(&left_out) {
-        eprintln!("ckpt-restart: warning: {w}");
+        ckpt_kinds::say!("ckpt-restart: warning: {w}");
     }
     if index.ids.namespace && std::process::id() as i32 != index.meta.pid {
-        eprintln!(
+        ckpt_kinds::say!(
             "ckpt-restart: warning: the image was taken with exact process ids (pid {} in its own namespace); here the program gets new ids: \
              a mutex a thread held at checkpoint time that records its owner (error-checking, recursive, robust or PI, glibc's dlopen lock) \
              can no longer be unlocked, and raw getpid()/gettid() and /proc/<pid> show the new ids",

@@ -332,8 +332,14 @@ pub fn prepare(index: &Index, image_hash: u64, plan: &Plan, own: &[Mapping], tab
     };
     let info_at = blk.put(&info);
     let msg_at = blk.put_slice(MSG);
+    // Our messages' dup of ckpt-restart's stderr (`ckpt_kinds::say`): the failure message goes
+    // there, and the last op closes it, so that the program never sees it.
+    let msg_fd = ckpt_kinds::say::fd();
+    if msg_fd > 2 {
+        ops.push(Op::new(libc::SYS_close, &[msg_fd as u64], false));
+    }
     let ops_at = blk.put_slice(&ops);
-    let params = Params { nops: ops.len() as u64, ops: ops_at, msg: msg_at, msg_len: MSG.len() as u64, sp: e.sp, pc: e.pc, arg: info_at };
+    let params = Params { nops: ops.len() as u64, ops: ops_at, msg: msg_at, msg_len: MSG.len() as u64, sp: e.sp, pc: e.pc, arg: info_at, msg_fd: msg_fd as u64 };
     // SAFETY: the header slot at the start of the parameter area was reserved.
     unsafe { std::ptr::write(params_base as *mut Params, params) };
     // SAFETY: making our own code page executable.
@@ -385,7 +391,7 @@ pub unsafe fn go(p: Prepared) -> ! {
             let area = (fs as i64 + __rseq_offset as i64) as u64;
             let ok = [32u32, __rseq_size].iter().any(|&len| libc::syscall(libc::SYS_rseq, area, len, 1, 0x5305_3053u32) == 0);
             if !ok {
-                eprintln!("ckpt-restart: warning: cannot unregister rseq: {}", std::io::Error::last_os_error());
+                ckpt_kinds::say!("ckpt-restart: warning: cannot unregister rseq: {}", std::io::Error::last_os_error());
             }
         }
         let ss = libc::stack_t { ss_sp: std::ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 };

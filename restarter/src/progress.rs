@@ -4,7 +4,7 @@
 //! line that ends a restart is the runtime's, once the program runs again (RestartInfo).
 
 use ckpt_image::progress::{self as fmt_progress, Done};
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// When ckpt-restart started (ns, CLOCK_MONOTONIC), set first thing in main.
@@ -37,7 +37,7 @@ pub fn log_level() -> u8 {
 /// With CKPT_LOG=info or debug: one line on stderr.
 pub fn info(msg: impl std::fmt::Display) {
     if log_level() >= 1 {
-        eprintln!("ckpt-restart: {msg}");
+        ckpt_kinds::say!("ckpt-restart: {msg}");
     }
 }
 
@@ -68,8 +68,7 @@ impl Progress {
         if fmt_progress::due(started_ns(), last, now) && self.drawn_ns.compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
             let done = Done { done: self.done.load(Ordering::Acquire), total: self.total, elapsed_ns: now.saturating_sub(started_ns()) };
             let line = format!("ckpt-restart: reading {}: {done}", self.what);
-            let mut err = std::io::stderr().lock();
-            let _ = err.write_all(fmt_progress::REDRAW).and_then(|_| err.write_all(line.as_bytes())).and_then(|_| err.write_all(fmt_progress::ERASE_REST));
+            ckpt_kinds::say::raw(&[fmt_progress::REDRAW, line.as_bytes(), fmt_progress::ERASE_REST].concat());
             self.on_screen.store(true, Ordering::Release);
         }
     }
@@ -77,8 +76,7 @@ impl Progress {
     /// Erase the line (before anything else is written, and before the program runs).
     pub fn erase(&self) {
         if self.on_screen.swap(false, Ordering::AcqRel) {
-            let mut err = std::io::stderr().lock();
-            let _ = err.write_all(fmt_progress::REDRAW).and_then(|_| err.write_all(fmt_progress::ERASE_REST));
+            ckpt_kinds::say::raw(&[fmt_progress::REDRAW, fmt_progress::ERASE_REST].concat());
         }
     }
 

@@ -321,7 +321,7 @@ mod tests {
 
     #[test]
     fn a_child_forked_before_setsid_is_created_before_it() {
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(12, 11, 10, 10)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(12, 11, 10, 10)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None, own_stdio: Vec::new() };
         let p = plan(&m).unwrap();
         assert_eq!(p.steps(10), &[Step::Setsid, Step::Child(11)]);
         assert_eq!(p.steps(11), &[Step::Child(12), Step::Setsid]);
@@ -329,7 +329,7 @@ mod tests {
 
     #[test]
     fn an_orphan_of_a_dead_leader_gets_a_session_helper() {
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(13, 1, 12, 12)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(13, 1, 12, 12)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None, own_stdio: Vec::new() };
         let p = plan(&m).unwrap();
         assert_eq!(p.steps(10), &[Step::SessionHelper(12)]);
         assert_eq!(p.steps(12), &[Step::Orphan(13)]);
@@ -337,7 +337,7 @@ mod tests {
 
     #[test]
     fn a_group_whose_leader_exited_gets_a_group_helper_in_its_session() {
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(13, 11, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(13, 11, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None, own_stdio: Vec::new() };
         let p = plan(&m).unwrap();
         assert_eq!(p.steps(11), &[Step::Setsid, Step::Child(13), Step::GroupHelper(12)]);
     }
@@ -345,7 +345,7 @@ mod tests {
     #[test]
     fn a_dead_leaders_session_under_a_live_parent_is_made_by_its_helper() {
         // 11 (a subreaper) forked 12, which called setsid, forked 13 and exited: 13 is 11's.
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 0, 0), proc(13, 11, 12, 12)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 0, 0), proc(13, 11, 12, 12)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None, own_stdio: Vec::new() };
         let p = plan(&m).unwrap();
         assert_eq!(p.steps(11), &[Step::SessionHelper(12)]);
         assert_eq!(p.steps(12), &[Step::Sibling(13)]);
@@ -364,7 +364,7 @@ mod tests {
         // setsid, made 8 and 9 with CLONE_PARENT (5's) and exited; 9 made 10 and exited while 1
         // was a subreaper; 4 exited (5 is 0's); then 1 and 5 called setsid.
         let procs = vec![proc(100, 1, 0, 0), proc(101, 100, 101, 101), proc(103, 101, 102, 102), proc(110, 101, 107, 107), proc(105, 100, 105, 105), proc(106, 105, 102, 102), proc(108, 105, 107, 107)];
-        let m = Manifest { generation: 1, root: 100, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None };
+        let m = Manifest { generation: 1, root: 100, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None, own_stdio: Vec::new() };
         let p = plan(&m).unwrap();
         // 5 is born in session 2 (its helper, 1's child, hands it up to 0) and makes 6 before
         // its setsid; 7's helper is 5's child and hands 10 up to 1.
@@ -380,7 +380,7 @@ mod tests {
         // not lead a session (it was forked before the root's setsid and stayed in the outer
         // one), and no process below 13 can be in the root's session. (A live leader that is
         // not the root can be made below such a parent and handed up: see below.)
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(13, 10, 0, 0), proc(12, 13, 12, 10)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 10, 10), proc(13, 10, 0, 0), proc(12, 13, 12, 10)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None, own_stdio: Vec::new() };
         assert!(plan(&m).unwrap_err().contains("process 12 is in session 10"));
     }
 
@@ -388,7 +388,7 @@ mod tests {
     fn a_live_leaders_member_under_a_process_above_it_is_handed_up() {
         // 11 called setsid and forked 12 with CLONE_PARENT (the root's child): 11 makes it
         // again and hands it up to the root.
-        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 11, 11), proc(12, 10, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None };
+        let m = Manifest { generation: 1, root: 10, procs: vec![proc(10, 1, 0, 0), proc(11, 10, 11, 11), proc(12, 10, 12, 11)], same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None, own_stdio: Vec::new() };
         let p = plan(&m).unwrap();
         assert_eq!(p.steps(11), &[Step::Setsid, Step::Deliver(12, 10)]);
     }
@@ -457,7 +457,7 @@ mod tests {
 
     #[test]
     fn the_plans_of_the_examples_make_their_trees() {
-        let t = |procs: Vec<TreeProc>| Manifest { generation: 1, root: procs[0].pid, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None };
+        let t = |procs: Vec<TreeProc>| Manifest { generation: 1, root: procs[0].pid, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None, own_stdio: Vec::new() };
         faithful(&t(vec![proc(10, 1, 10, 10), proc(11, 10, 11, 11), proc(12, 11, 10, 10)])).unwrap();
         faithful(&t(vec![proc(10, 1, 0, 0), proc(13, 1, 12, 12)])).unwrap();
         faithful(&t(vec![proc(10, 1, 0, 0), proc(11, 10, 0, 0), proc(13, 11, 12, 12), proc(14, 10, 12, 12)])).unwrap();
@@ -467,7 +467,7 @@ mod tests {
 
     #[test]
     fn session_leaders_born_in_a_session_before_their_setsid_are_born_there_again() {
-        let t = |procs: Vec<TreeProc>| Manifest { generation: 1, root: procs[0].pid, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None };
+        let t = |procs: Vec<TreeProc>| Manifest { generation: 1, root: procs[0].pid, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None, own_stdio: Vec::new() };
         // 11 (exited) led session 11 and forked 12 with CLONE_PARENT (the root's); 12 forked 13,
         // which forked 14 and called setsid: 14 is in session 11, 13 leads its own. (Handing 14
         // up to 13 instead needed 13 above the helper that makes 12: refused before.)
@@ -488,7 +488,7 @@ mod tests {
         // to 102 (one of 20,000 deep random trees; refused before).
         let z = |p: TreeProc| TreeProc { state: ProcState::Zombie { status: 0 }, ..p };
         let procs = vec![proc(100, 1, 100, 100), proc(101, 100, 101, 101), proc(102, 100, 102, 102), z(proc(103, 102, 0, 0)), z(proc(106, 102, 102, 102)), z(proc(107, 102, 107, 107)), proc(108, 100, 108, 108), z(proc(111, 100, 102, 102)), z(proc(112, 102, 108, 108)), proc(113, 100, 113, 113), z(proc(114, 100, 100, 100)), proc(117, 100, 113, 113), proc(118, 100, 118, 118)];
-        let m = Manifest { generation: 1, root: 100, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None };
+        let m = Manifest { generation: 1, root: 100, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None, own_stdio: Vec::new() };
         faithful(&m).unwrap();
         assert!(plan(&m).unwrap().steps(102).contains(&Step::Deliver(108, 100)));
     }
@@ -501,7 +501,7 @@ mod tests {
         // below 107): refused before (one of 20,000 deep random trees).
         let z = |p: TreeProc| TreeProc { state: ProcState::Zombie { status: 0 }, ..p };
         let procs = vec![proc(100, 1, 0, 0), proc(101, 100, 0, 0), proc(102, 101, 0, 0), z(proc(103, 100, 0, 0)), proc(104, 100, 104, 104), proc(105, 104, 104, 104), proc(106, 104, 106, 106), proc(107, 104, 106, 106), proc(110, 107, 108, 108), proc(111, 104, 111, 111), proc(112, 111, 108, 108), z(proc(113, 111, 108, 108)), proc(114, 104, 108, 108), proc(115, 104, 104, 104), proc(117, 115, 104, 104), proc(118, 117, 104, 104), proc(119, 115, 104, 104), proc(120, 104, 106, 106), proc(121, 115, 121, 121), proc(122, 120, 106, 106), proc(123, 100, 123, 123), proc(124, 120, 124, 124), proc(125, 100, 123, 123), proc(126, 100, 123, 123), proc(128, 101, 0, 0), proc(129, 100, 123, 123), proc(130, 128, 130, 130), proc(131, 100, 123, 123)];
-        let m = Manifest { generation: 1, root: 100, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None };
+        let m = Manifest { generation: 1, root: 100, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None, own_stdio: Vec::new() };
         faithful(&m).unwrap();
     }
 
@@ -577,7 +577,7 @@ mod tests {
             let state = |pid: i32, z: bool| if z { ProcState::Zombie { status: 0 } } else { ProcState::Live { image: format!("{pid}.ckpt") } };
             let mut procs: Vec<TreeProc> = k.iter().map(|(&pid, &(ppid, sid, pgid, _, z))| TreeProc { state: state(pid, z), ..proc(pid, ppid, pgid, sid) }).collect();
             procs.sort_by_key(|p| p.pid);
-            let m = Manifest { generation: 1, root, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None };
+            let m = Manifest { generation: 1, root, procs, same: None, tables: Vec::new(), stopped: Vec::new(), ctty: Vec::new(), exit_signals: Vec::new(), keep: None, reexec: Vec::new(), ids: Vec::new(), timens: Vec::new(), timens_kids: Vec::new(), tree_time: None, own_stdio: Vec::new() };
             match faithful(&m) {
                 Ok(()) => made += 1,
                 Err(e) if e.starts_with("simulation") => panic!("{e}: {:?}", m.procs),

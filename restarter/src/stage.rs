@@ -127,7 +127,7 @@ pub fn open_files(chain: &Chain) -> Result<Vec<Option<File>>> {
         let open = |w: bool| OpenOptions::new().read(true).write(w).custom_flags(libc::O_NOFOLLOW).open(p);
         let open_as_before = || match open(write || may_write) {
             Err(e) if !write && may_write && e.raw_os_error() == Some(libc::EACCES) => {
-                eprintln!("ckpt-restart: warning: {} cannot be opened for writing any more: its shared mapping at {:#x} cannot be made writable (mprotect fails with EACCES)", p.display(), r.start);
+                ckpt_kinds::say!("ckpt-restart: warning: {} cannot be opened for writing any more: its shared mapping at {:#x} cannot be made writable (mprotect fails with EACCES)", p.display(), r.start);
                 open(false)
             }
             r => r,

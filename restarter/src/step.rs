@@ -252,11 +252,11 @@ fn coordinate(dir: &files::Dir, base: &str, id: &Ident, key: &[u8], manifest: &f
                     ports[rank as usize] = port;
                 }
                 Ok(m) => {
-                    eprintln!("ckpt-restart: step: refused a connection from {}: not a task of this step ({m:?})", sys::show_addr(&from));
+                    ckpt_kinds::say!("ckpt-restart: step: refused a connection from {}: not a task of this step ({m:?})", sys::show_addr(&from));
                     sys::close(fd);
                 }
                 Err(e) => {
-                    eprintln!("ckpt-restart: step: refused a connection from {}: {e}", sys::show_addr(&from));
+                    ckpt_kinds::say!("ckpt-restart: step: refused a connection from {}: {e}", sys::show_addr(&from));
                     sys::close(fd);
                 }
             }
@@ -363,7 +363,7 @@ fn reconnect(socks: &[&Socket], id: &Ident, key: &[u8], epoch: u64, accept_on: R
         let ok = wire::recv_exact(fd, &mut p, sys::now_ms() + 5000).is_ok();
         let cid = u64::from_le_bytes(p[..8].try_into().expect("8 bytes"));
         if !ok || !ckpt_step::sha256::same(&p, &ckpt_step::conn_proof(key, epoch, cid)) || !expect.contains_key(&cid) {
-            eprintln!("ckpt-restart: step: refused a connection from {}: not a connection of this step", sys::show_addr(&from));
+            ckpt_kinds::say!("ckpt-restart: step: refused a connection from {}: not a connection of this step", sys::show_addr(&from));
             sys::close(fd);
             continue;
         }

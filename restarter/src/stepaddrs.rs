@@ -59,10 +59,10 @@ pub fn map(j: &Joined, reports: &[u8]) -> Result<Vec<u8>> {
             format!("{}:{port}", ip.join(if ip.len() == 4 { "." } else { ":" }))
         };
         for (ip, port, to) in &m.moved {
-            eprintln!("ckpt-restart: step: a connect to {} goes to {}", show(ip, *port), ckpt_step::sys::show_addr(to));
+            ckpt_kinds::say!("ckpt-restart: step: a connect to {} goes to {}", show(ip, *port), ckpt_step::sys::show_addr(to));
         }
         for (ip, port, to) in &m.udp {
-            eprintln!("ckpt-restart: step: a datagram to {} goes to {}", show(ip, *port), ckpt_step::sys::show_addr(to));
+            ckpt_kinds::say!("ckpt-restart: step: a datagram to {} goes to {}", show(ip, *port), ckpt_step::sys::show_addr(to));
         }
     }
     Ok(b)
@@ -85,7 +85,7 @@ pub fn settle_udp(fds: &[FdState], later: &Later, map: Vec<u8>) -> Result<Vec<u8
             _ => peer.clone(),
         };
         if crate::progress::log_level() >= 2 && to != *peer {
-            eprintln!("ckpt-restart: step: the UDP socket at fd {} connected to {} is connected to {}", f.fd, ckpt_step::sys::show_addr(peer), ckpt_step::sys::show_addr(&to));
+            ckpt_kinds::say!("ckpt-restart: step: the UDP socket at fd {} connected to {} is connected to {}", f.fd, ckpt_step::sys::show_addr(peer), ckpt_step::sys::show_addr(&to));
         }
         // SAFETY: `to` is a sockaddr of its length; f.fd is the program's socket, in place.
         if unsafe { libc::connect(f.fd, to.as_ptr().cast(), to.len() as libc::socklen_t) } != 0 {

@@ -11,7 +11,8 @@ global_asm!(
     ".globl ckpt_switch_end",
     ".p2align 4",
     "ckpt_switch_start:",
-    // rdi = params: [0] nops, [8] ops, [16] msg, [24] msg_len, [32] sp, [40] pc, [48] arg
+    // rdi = params: [0] nops, [8] ops, [16] msg, [24] msg_len, [32] sp, [40] pc, [48] arg,
+    // [56] msg_fd
     "    mov r12, rdi",
     "    mov r13, [r12 + 8]",
     "    mov r14, [r12]",
@@ -43,7 +44,7 @@ global_asm!(
     "    jmp rax",
     "5:",
     "    mov eax, 1",
-    "    mov edi, 2",
+    "    mov rdi, [r12 + 56]",
     "    mov rsi, [r12 + 16]",
     "    mov rdx, [r12 + 24]",
     "    syscall",
@@ -97,6 +98,9 @@ pub struct Params {
     pub sp: u64,
     pub pc: u64,
     pub arg: u64,
+    /// Where the failure message goes: our stderr (`ckpt_kinds::say::fd`), which the last op
+    /// closes when it is a dup of ours (fd 2 may be the program's by then).
+    pub msg_fd: u64,
 }
 
 /// Jump into the switch routine at `code` with `params`, on `stack`. Never returns.

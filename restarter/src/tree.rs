@@ -74,6 +74,9 @@ struct Shared {
     sockets_described: ckpt_image::treesockets::Described,
     /// Pidfds one process holds of another's thread (`handpidfds`).
     handoffs: Vec<crate::handpidfds::Handoff>,
+    /// The fds 0 to 2 that were not the outside's stdio, by holder (pid, fd): the manifest's
+    /// `ownstdio` lines.
+    own_stdio: Vec<(i32, i32)>,
 }
 
 /// The tree's open files by holder (pid, fd): our fd and the size to cut the file back to.
@@ -207,7 +210,7 @@ pub fn barrier() -> Result<()> {
     for &(pid, _) in &s.stopped {
         while !ckpt_ns::jobstop::all_stopped(pid) {
             if start.elapsed() > std::time::Duration::from_secs(10) {
-                eprintln!("ckpt-restart: warning: process {pid} of the tree was stopped at the checkpoint and is not stopped again yet; the others go on");
+                ckpt_kinds::say!("ckpt-restart: warning: process {pid} of the tree was stopped at the checkpoint and is not stopped again yet; the others go on");
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
@@ -401,6 +404,8 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
     shared.sockets_described = sockets_described;
     shared.handoffs = crate::handpidfds::plan(&indexes, &m)?;
     shared.stopped = m.stopped.clone();
+    // (Not srun's stderr: it forwards its tasks' ckpt-restart warnings there.)
+    shared.own_stdio = m.own_stdio.iter().copied().filter(|&(pid, fd)| m.own_stdio(pid, fd)).collect();
     shared.tables = m.tables.iter().map(|&(pid, _)| (pid, m.table_owner(pid))).collect();
     let ids = indexes.iter().flat_map(|(pid, ix)| ix.threads.iter().map(|t| t.tid).chain([*pid, ix.ids.ckpt_tid]));
     // (Dead session and group leaders too: helpers may take those ids.)
@@ -458,7 +463,7 @@ fn refuse_unshared(socks: &ckpt_image::unshared::TreeSocks, same: Option<&[Vec<(
     let found = ckpt_image::unshared::find(socks, same);
     if lossy {
         for u in &found {
-            eprintln!("ckpt-restart: warning: {}; they come back as {} (ckpt cannot share them again yet)", u.what, u.instead);
+            ckpt_kinds::say!("ckpt-restart: warning: {}; they come back as {} (ckpt cannot share them again yet)", u.what, u.instead);
         }
         return Ok(());
     }
@@ -530,7 +535,7 @@ fn make_shared(socks: &ckpt_image::unshared::TreeSocks, live: u32, lossy: bool, 
     // SAFETY: a zeroed page, valid for the life of the process, holding two atomics.
     let barrier: &'static Barrier = unsafe { &*(page as *const Barrier) };
     let sockets = crate::treeshare::TreeSockets::make(socks, top, lossy, step)?;
-    Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), fillers: HashSet::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0, stopped: Vec::new(), tables: Vec::new(), early: false, sockets_described: Default::default(), handoffs: Vec::new() })
+    Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), fillers: HashSet::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0, stopped: Vec::new(), tables: Vec::new(), early: false, sockets_described: Default::default(), handoffs: Vec::new(), own_stdio: Vec::new() })
 }
 
 /// Open once each file that processes of the tree hold as one (`unshared::tree_files`), at its
@@ -859,7 +864,7 @@ fn lead_group(g: i32) -> ! {
     let s = SHARED.get().expect("in a tree");
     // SAFETY: making our own process group.
     if unsafe { libc::setpgid(0, 0) } != 0 {
-        eprintln!("ckpt-restart: cannot make process group {g} again: {}", std::io::Error::last_os_error());
+        ckpt_kinds::say!("ckpt-restart: cannot make process group {g} again: {}", std::io::Error::last_os_error());
         fail();
     }
     s.barrier.led.fetch_add(1, Ordering::AcqRel);
@@ -896,7 +901,7 @@ fn setsid(pid: i32) -> Result<()> {
 fn take_ctty(m: &Manifest, sid: i32) {
     let Some(c) = m.ctty.iter().find(|c| c.sid == sid) else { return };
     let Some(&(_, idx)) = SHARED.get().and_then(|s| s.ptys.get(&c.index)) else {
-        eprintln!("ckpt-restart: warning: the controlling terminal of session {sid}, /dev/pts/{}, is not a pseudo-terminal of the tree: the session has none after the restart", c.index);
+        ckpt_kinds::say!("ckpt-restart: warning: the controlling terminal of session {sid}, /dev/pts/{}, is not a pseudo-terminal of the tree: the session has none after the restart", c.index);
         return;
     };
     let path = std::ffi::CString::new(format!("/dev/pts/{idx}")).expect("no NUL");
@@ -910,7 +915,7 @@ fn take_ctty(m: &Manifest, sid: i32) {
         ok
     };
     if !ok {
-        eprintln!("ckpt-restart: warning: session {sid} cannot take its controlling terminal /dev/pts/{idx} again: {}", std::io::Error::last_os_error());
+        ckpt_kinds::say!("ckpt-restart: warning: session {sid} cannot take its controlling terminal /dev/pts/{idx} again: {}", std::io::Error::last_os_error());
     }
 }
 
@@ -929,7 +934,7 @@ fn foreground(m: &Manifest, pid: i32) {
         ok || fd < 0
     };
     if !ok {
-        eprintln!("ckpt-restart: warning: session {pid}: cannot make process group {} its terminal's foreground again: {}", c.fg, std::io::Error::last_os_error());
+        ckpt_kinds::say!("ckpt-restart: warning: session {pid}: cannot make process group {} its terminal's foreground again: {}", c.fg, std::io::Error::last_os_error());
     }
 }
 
@@ -968,6 +973,14 @@ fn enter_group(p: &TreeProc) -> Result<()> {
         bail!("process {}: cannot join its process group {}: {}", p.pid, p.pgid, std::io::Error::last_os_error());
     }
     meet(&s.barrier.joined, s.total, "in their process groups")
+}
+
+/// Whether our fd `fd` (0 to 2) was not the stdio the tree was given but the process's own (a
+/// shell's background job's /dev/null): restored as its image says, not left ckpt-restart's.
+pub fn own_stdio(fd: i32) -> bool {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    SHARED.get().is_some_and(|s| s.own_stdio.contains(&(me, fd)))
 }
 
 /// Whether fd `f` is a pipe the tree's processes share (made before they were forked).

@@ -165,7 +165,7 @@ fn bound_to(s: &Socket, addr: &[u8], wait: bool) -> Result<RawFd> {
     let mut said = false;
     while wait && in_use(&r) && start.elapsed() < TIME_WAIT {
         if !said {
-            eprintln!(
+            crate::say!(
                 "ckpt-restart: waiting for {}: the killed program's TCP connections still hold it (TIME_WAIT, at most 60 s)",
                 ckpt_image::describe_addr(s.family, addr)
             );
