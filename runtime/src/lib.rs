@@ -74,7 +74,6 @@ mod sud;
 mod sudcalls;
 mod sys;
 mod threadattrs;
-mod threadcreds;
 mod threads;
 mod timens;
 mod transient;
