@@ -98,13 +98,12 @@ static ENDED_AT: AtomicU64 = AtomicU64::new(0);
 static TRIGGERED_AT: AtomicU64 = AtomicU64::new(0);
 /// The next time a member tries to link up (monotonic ms).
 static RETRY_AT: AtomicU64 = AtomicU64::new(0);
-/// A member whose program is ending (`report_end`): it links up no more. With `LINKING`, a
-/// member's `Hello` never reaches rank 0 after its `Ended` (rank 0 takes a `Hello` for that
-/// rank as a task running again and forgets the status: a link made by the checkpoint thread
-/// while the program's `exit` reported, accepted after the report, made the next checkpoint
-/// wait for the ended task and be abandoned).
-static ENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-/// A member's link being made (`link_up`): `report_end` dials after it is done.
+/// A member's link being made (`link_up`): `report_end` dials after it is done. With
+/// `stepend::ending` (a member whose program is ending links up no more), a member's `Hello`
+/// never reaches rank 0 after its `Ended` (rank 0 takes a `Hello` for that rank as a task
+/// running again and forgets the status: a link made by the checkpoint thread while the
+/// program's `exit` reported, accepted after the report, made the next checkpoint wait for the
+/// ended task and be abandoned).
 static LINKING: AtomicU32 = AtomicU32::new(0);
 /// The step's key, once read (rank 0 makes it at startup).
 pub(crate) static KEY: Mutex<Option<[u8; files::KEY_LEN]>> = Mutex::new(None);
@@ -598,7 +597,7 @@ fn joined_tag(s: &Step) -> Option<&str> {
 /// A member: connect to the coordinator published under our epoch, if it is there yet.
 fn link_up(s: &Step) {
     LINKING.fetch_add(1, Ordering::SeqCst);
-    if !ENDING.load(Ordering::SeqCst) {
+    if crate::stepend::ending().is_none() {
         link_up_now(s);
     }
     LINKING.fetch_sub(1, Ordering::SeqCst);
@@ -719,7 +718,7 @@ pub(crate) fn coordinator_ends(status: u8) {
 pub(crate) fn report_end(status: u8) {
     let Some(s) = step().filter(|s| s.id.rank != 0) else { return };
     // (A link being made now is accepted before the report: its dial is bounded, ~3 s.)
-    ENDING.store(true, Ordering::SeqCst);
+    crate::stepend::note_ending(status);
     while LINKING.load(Ordering::SeqCst) != 0 {
         let ts = sys::timespec_ms(1);
         let _ = sys::syscall!(libc::SYS_nanosleep, &ts as *const libc::timespec, 0);

@@ -85,17 +85,19 @@ pub fn exiting(status: i32) {
     }
 }
 
-/// Rank 0: its program is exiting with this status (+1; 0: it is not).
+/// This task's program is exiting with this status (+1; 0: it is not). Rank 0 begins no
+/// checkpoint of the step from then on; a member links up no more (step.rs `link_up`).
 static ENDING: AtomicU32 = AtomicU32::new(0);
 /// Another task: task 0 has ended with this status (+1; 0: not that it knows).
 static TASK_0_ENDED: AtomicU32 = AtomicU32::new(0);
 
-/// Rank 0: its program exits with `status`: no checkpoint of the step begins from now on.
+/// This task's program exits with `status` (rank 0: no checkpoint of the step begins from now
+/// on; a member: it links up no more).
 pub fn note_ending(status: u8) {
     ENDING.store(status as u32 + 1, Ordering::SeqCst);
 }
 
-/// Rank 0: the status its program is exiting with, if it is.
+/// The status this task's program is exiting with, if it is.
 pub fn ending() -> Option<u8> {
     ENDING.load(Ordering::SeqCst).checked_sub(1).map(|st| st as u8)
 }
@@ -110,9 +112,12 @@ pub fn task_0_ended() -> Option<u8> {
     TASK_0_ENDED.load(Ordering::Relaxed).checked_sub(1).map(|st| st as u8)
 }
 
-/// A restarted task: task 0 runs again (the set was taken with it alive).
+/// A restarted task: task 0 runs again (the set was taken with it alive). (A member taken
+/// while its program was exiting goes on exiting: it still links up no more.)
 pub fn after_restart() {
-    ENDING.store(0, Ordering::SeqCst);
+    if !crate::step::is_member() {
+        ENDING.store(0, Ordering::SeqCst);
+    }
     TASK_0_ENDED.store(0, Ordering::Relaxed);
 }
 
