@@ -7,8 +7,9 @@
 //! with a file in flight in a queue), one open file with its common offset (inherited by
 //! fork) in a set without the manifest's `same` lines, an event, timer or signal fd, epoll or
 //! inotify instance inherited by fork at fds 0-2 (or an epoll instance no holder's image has
-//! every watched file of), one deleted file in a set without `same` lines or held in flight
-//! too with no fd one with it, a file in flight that another process holds otherwise than as
+//! every watched file of), one deleted file in a set without `same` lines, held in flight
+//! too with no fd or other process's file in flight one with it, or whose data no holder's
+//! image stores, a file in flight that another process holds otherwise than as
 //! one with its fd (below), an epoll or inotify instance only in flight whose entry's file only
 //! another process holds or whose watch another process added (`in_flight_partial`). Restarted, each
 //! process would get its own copy (a socket whose peer is closed, a file with its own offset):
