@@ -7,8 +7,9 @@
 //! with a file in flight in a queue), one open file with its common offset (inherited by
 //! fork) in a set without the manifest's `same` lines, an event, timer or signal fd, epoll or
 //! inotify instance inherited by fork at fds 0-2 (or an epoll instance no holder's image has
-//! every watched file of), one deleted file in a set without `same` lines or held in flight
-//! too with no fd one with it, a file in flight that another process holds otherwise than as
+//! every watched file of), one deleted file in a set without `same` lines, held in flight
+//! too with no fd or other process's file in flight one with it, or whose data no holder's
+//! image stores, a file in flight that another process holds otherwise than as
 //! one with its fd (below), an epoll or inotify instance only in flight whose entry's file only
 //! another process holds or whose watch another process added (`in_flight_partial`). Restarted, each
 //! process would get its own copy (a socket whose peer is closed, a file with its own offset):
@@ -28,8 +29,10 @@
 //! holders in flight), a regular or deleted file (memfd), an event, timer or signal fd, an epoll or inotify
 //! instance by the fds kcmp found at the cut (`FdState::held_with`, `join_in_flight`; in flight
 //! in several processes' sockets at once, each joins the one group: `tree_files`,
-//! `tree_deleted`, `tree_objects`). A deleted file or memfd only in flight in one process (its
-//! sender closed its fd) is that process's own, with the data its image stores. Any other has
+//! `tree_deleted`, `tree_objects`; held by no fd but in flight in two processes, by the runtime's
+//! fd of it that the other process's image names: a regular or deleted file, a memfd, an event,
+//! timer or signal fd). A deleted file or memfd only in flight in one process (its sender closed
+//! its fd) is that process's own, with the data its image stores. Any other has
 //! no fd number to compare: one is the same object as another process's fd or file in flight
 //! when everything the image says of it matches (a socket's or deleted file's inode;
 //! a file's device, inode, flags and offset; an event fd's count, a timer's clock and interval,
@@ -189,10 +192,14 @@ fn files_of<'a>(by_at: &HashMap<At, &FdState>, groups: &'a [Vec<At>]) -> Vec<&'a
 /// inode) with its holders (pid, fd; not dups), lowest first. The manifest's `same` (kcmp at the
 /// cut) tells which holders are one open file description (opened once) and which each have
 /// their own open; a set without it is refused. Files in flight that are one open file with
-/// other processes' fds are holders too (`join_in_flight`); not made (refused by `find`): one
-/// another file in flight refers to.
+/// other processes' fds or files in flight are holders too (`join_in_flight`); not made
+/// (refused by `find`): one another file in flight refers to, or one whose data no holder's
+/// image stores (`stores_data`).
 pub fn tree_deleted(indexes: &[(i32, Index)]) -> Vec<((u64, u64), Vec<At>)> {
     let by_at = by_holder(indexes);
+    // (One in flight that is one open file with other processes' fds or files in flight is
+    // opened with them: `join_in_flight`.)
+    let linked: HashSet<At> = flight_links(indexes).into_iter().flat_map(|(me, with)| with.into_iter().chain([me])).collect();
     let mut held: HashMap<(u64, u64), (Vec<At>, bool)> = HashMap::new();
     for (pid, f) in entries(indexes) {
         let FdKind::Deleted(d) = &f.kind else { continue };
@@ -200,18 +207,16 @@ pub fn tree_deleted(indexes: &[(i32, Index)]) -> Vec<((u64, u64), Vec<At>)> {
             continue;
         }
         let h = held.entry((d.dev, d.ino)).or_default();
-        // (One in flight that is one open file with other processes' fds is opened with them:
-        // `join_in_flight`.)
-        let with_set = |at: &At| at.0 != pid && at.1 >= 0 && by_at.contains_key(at);
-        if f.fd < 0 && !f.held_with.iter().any(with_set) {
+        if f.fd < 0 && !linked.contains(&(pid, f.fd)) {
             h.1 = true;
         } else {
             h.0.push((pid, f.fd));
         }
     }
+    let stored = |at: &At| by_at.get(at).is_some_and(|f| stores_data(at.0, f));
     let mut out: Vec<((u64, u64), Vec<At>)> = held
         .into_iter()
-        .filter(|(_, (at, flying))| !flying && at.iter().any(|a| a.0 != at[0].0))
+        .filter(|(_, (at, flying))| !flying && at.iter().any(|a| a.0 != at[0].0) && at.iter().any(stored))
         .map(|(id, (mut at, _))| {
             at.sort_unstable();
             (id, at)
@@ -221,13 +226,24 @@ pub fn tree_deleted(indexes: &[(i32, Index)]) -> Vec<((u64, u64), Vec<At>)> {
     out
 }
 
+/// Whether the image of process `pid` stores the data of the deleted file (or memfd) entry `f`
+/// (the runtime's `deleted::data_owners` asks the same): an fd always (its first of the inode);
+/// a file in flight unless its image names a process of lower pid holding it as one open file
+/// (`FdState::held_with`: an fd, or a runtime's fd of it in flight there too), whose image
+/// stores it (or one of lower pid still). The lowest pid holding it stores it, whoever found
+/// whom at the cut; a process of higher pid holding it as an fd stores it too.
+pub fn stores_data(pid: i32, f: &FdState) -> bool {
+    f.fd >= 0 || !f.held_with.iter().any(|h| h.0 != pid && h.0 < pid)
+}
+
 /// Whether a runtime of a tree names its own fd of file in flight `f` in the entry's `held_with`
-/// (and keeps that fd until every process is captured, for the others' kcmp): a regular file, an
-/// event, timer or signal fd, which a tree's restart makes once for holders that all hold it only
-/// in flight (`tree_files`, `tree_objects`).
+/// (and keeps that fd until every process is captured, for the others' kcmp): a regular file, a
+/// deleted file or memfd, an event, timer or signal fd, which a tree's restart makes once for
+/// holders that all hold it only in flight (`tree_files`, `tree_deleted`, `tree_objects`).
 pub fn named_when_in_flight(f: &FdState) -> bool {
-    match f.kind {
+    match &f.kind {
         FdKind::Path { is_dir: false, .. } => f.flags & libc::O_PATH == 0,
+        FdKind::Deleted(d) => d.is_file(),
         FdKind::EventFd { .. } | FdKind::TimerFd { .. } | FdKind::SignalFd { .. } => true,
         _ => false,
     }
@@ -242,18 +258,7 @@ pub fn named_when_in_flight(f: &FdState) -> bool {
 /// `named_when_in_flight`): that process's file in flight (a file only in flight in two
 /// processes' queues).
 pub fn join_in_flight(indexes: &[(i32, Index)], same: &mut Vec<Vec<At>>) {
-    let by_at = by_holder(indexes);
-    let read_through: HashMap<At, At> = entries(indexes)
-        .filter(|(_, f)| f.fd < 0 && named_when_in_flight(f))
-        .flat_map(|(pid, f)| f.held_with.iter().filter(move |h| h.0 == pid && h.1 >= 0).map(move |&h| (h, (pid, f.fd))))
-        .collect();
-    for (pid, f) in entries(indexes).filter(|(_, f)| f.fd < 0) {
-        let me = (pid, f.fd);
-        let as_entry = |at: &At| if at.1 >= 0 && by_at.contains_key(at) { Some(*at) } else { read_through.get(at).copied() };
-        let with: Vec<At> = f.held_with.iter().filter(|at| at.0 != pid).filter_map(as_entry).collect();
-        if with.is_empty() {
-            continue;
-        }
+    for (me, with) in flight_links(indexes) {
         match same.iter_mut().find(|g| with.iter().any(|at| g.contains(at))) {
             Some(g) => {
                 for at in with.into_iter().chain([me]) {
@@ -265,6 +270,25 @@ pub fn join_in_flight(indexes: &[(i32, Index)], same: &mut Vec<Vec<At>>) {
             None => same.push(with.into_iter().chain([me]).collect()),
         }
     }
+}
+
+/// Each file in flight (pid, number) whose image names entries of other processes of the set
+/// that are one open file with it (`join_in_flight`), with those entries.
+fn flight_links(indexes: &[(i32, Index)]) -> Vec<(At, Vec<At>)> {
+    let by_at = by_holder(indexes);
+    let read_through: HashMap<At, At> = entries(indexes)
+        .filter(|(_, f)| f.fd < 0 && named_when_in_flight(f))
+        .flat_map(|(pid, f)| f.held_with.iter().filter(move |h| h.0 == pid && h.1 >= 0).map(move |&h| (h, (pid, f.fd))))
+        .collect();
+    let mut out = Vec::new();
+    for (pid, f) in entries(indexes).filter(|(_, f)| f.fd < 0) {
+        let as_entry = |at: &At| if at.1 >= 0 && by_at.contains_key(at) { Some(*at) } else { read_through.get(at).copied() };
+        let with: Vec<At> = f.held_with.iter().filter(|at| at.0 != pid).filter_map(as_entry).collect();
+        if !with.is_empty() {
+            out.push(((pid, f.fd), with));
+        }
+    }
+    out
 }
 
 /// The POSIX message queues that two processes or more hold (by inode), which a tree's restart

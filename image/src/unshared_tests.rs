@@ -1,9 +1,11 @@
 //! Unit tests of `unshared::TreeSocks` and `find` on small sets: a socketpair whose ends two
 //! processes hold is made once (and not reported), its holders in the images' order; a UDP
-//! socket two processes hold is a lone socket; a socket a restart cannot share is reported.
+//! socket two processes hold is a lone socket; a socket a restart cannot share is reported; a
+//! memfd only in flight in two processes (each runtime naming its own fd of it, one finding the
+//! other's) is made once, its data the lower pid's, and refused when no image stores its data.
 
-use crate::unshared::{find, TreeSocks};
-use crate::{FdKind, FdState, Index, SockState, Socket};
+use crate::unshared::{find, join_in_flight, stores_data, tree_deleted, TreeSocks};
+use crate::{Deleted, FdKind, FdState, Index, SockState, Socket};
 
 fn fd(fd: i32, s: Socket) -> FdState {
     FdState { fd, flags: 2, pos: 0, cloexec: false, kind: FdKind::Socket(Box::new(s)), dup_of: None, mtime: 0, id: Default::default(), locks: Vec::new(), owner: None, held_with: Vec::new() }
@@ -53,4 +55,49 @@ fn a_shared_socket_the_restart_cannot_make_once_is_reported() {
     let found = find(&socks, None);
     assert_eq!(found.len(), 1);
     assert!(found[0].what.contains("pid 10 fd 6 and pid 11 fd 6 are one socket"), "{}", found[0].what);
+}
+
+/// A memfd (device 1, inode 2) in flight as entry `no`, whose runtime kept it as fd `kept` and
+/// found `found` one with it (kcmp at the cut), in process `pid`.
+fn flying_memfd(pid: i32, no: i32, kept: i32, found: &[(i32, i32)]) -> FdState {
+    let d = Deleted { path: b"/memfd:m".to_vec(), dev: 1, ino: 2, mode: libc::S_IFREG | 0o600, ..Default::default() };
+    let held_with = [(pid, kept)].into_iter().chain(found.iter().copied()).collect();
+    FdState { fd: no, flags: 2, pos: 16, cloexec: false, kind: FdKind::Deleted(d), dup_of: None, mtime: 0, id: Default::default(), locks: Vec::new(), owner: None, held_with }
+}
+
+#[test]
+fn a_memfd_only_in_flight_in_two_processes_is_made_once_with_the_lower_pids_data() {
+    // Pid 11 peeked later and found pid 10's kept fd 900; pid 10 found nothing.
+    let indexes = set(vec![(10, vec![flying_memfd(10, -1, 900, &[])]), (11, vec![flying_memfd(11, -1, 901, &[(10, 900)])])]);
+    let mut same = Vec::new();
+    join_in_flight(&indexes, &mut same);
+    assert_eq!(same, vec![vec![(10, -1), (11, -1)]]);
+    assert_eq!(tree_deleted(&indexes), vec![((1, 2), vec![(10, -1), (11, -1)])]);
+    assert!(stores_data(10, &indexes[0].1.fds[0]) && !stores_data(11, &indexes[1].1.fds[0]));
+    assert!(find(&TreeSocks::of(&indexes), Some(&same)).is_empty());
+    // Both found the other's: the lower pid stores it, the other not.
+    let both = set(vec![(10, vec![flying_memfd(10, -1, 900, &[(11, 901)])]), (11, vec![flying_memfd(11, -1, 901, &[(10, 900)])])]);
+    assert!(stores_data(10, &both[0].1.fds[0]) && !stores_data(11, &both[1].1.fds[0]));
+    assert_eq!(tree_deleted(&both).len(), 1);
+}
+
+#[test]
+fn a_memfd_only_in_flight_whose_data_no_image_stores_is_refused() {
+    // Both name a process of lower pid outside the set (found at the cut): neither stored it.
+    let indexes = set(vec![(10, vec![flying_memfd(10, -1, 900, &[(5, 3)])]), (11, vec![flying_memfd(11, -1, 901, &[(10, 900), (5, 3)])])]);
+    let mut same = Vec::new();
+    join_in_flight(&indexes, &mut same);
+    assert!(tree_deleted(&indexes).is_empty());
+    let found = find(&TreeSocks::of(&indexes), Some(&same));
+    assert_eq!(found.len(), 1);
+    assert!(found[0].what.contains("are one deleted file /memfd:m"), "{}", found[0].what);
+}
+
+#[test]
+fn a_memfd_only_in_flight_in_one_process_is_its_own() {
+    let indexes = set(vec![(10, vec![flying_memfd(10, -1, 900, &[])]), (11, vec![])]);
+    let mut same = Vec::new();
+    join_in_flight(&indexes, &mut same);
+    assert!(same.is_empty() && tree_deleted(&indexes).is_empty());
+    assert!(find(&TreeSocks::of(&indexes), Some(&same)).is_empty());
 }

@@ -90,15 +90,17 @@ pub fn resolve_saved(fds: &mut [ckpt_image::FdState]) {
     }
 }
 
-/// The fds whose deleted file's data the image stores: the first fd of each regular-file inode.
-pub fn data_owners(fds: &[ckpt_image::FdState]) -> Vec<usize> {
+/// The fds whose deleted file's data the image of process `pid` stores: the first fd of each
+/// regular-file inode.
+pub fn data_owners(fds: &[ckpt_image::FdState], pid: i32) -> Vec<usize> {
     let mut seen: Vec<(u64, u64)> = Vec::new();
     let mut out = Vec::new();
     for (i, f) in fds.iter().enumerate() {
         if let FdKind::Deleted(d) = &f.kind {
-            // (A file in flight that another process of the tree holds as one with it: that
-            // process stores its data, and the restart makes it once for both.)
-            let theirs = f.fd < 0 && !f.held_with.is_empty();
+            // (A file in flight that a process of the tree of lower pid holds as one with it,
+            // as an fd or in flight too: that process stores its data, and the restart makes
+            // it once for both: `ckpt_image::unshared::stores_data`.)
+            let theirs = !ckpt_image::unshared::stores_data(pid, f);
             if d.is_file() && f.dup_of.is_none() && !theirs && !seen.contains(&(d.dev, d.ino)) {
                 seen.push((d.dev, d.ino));
                 out.push(i);

@@ -609,9 +609,10 @@ fn share_deleted(set: &Path, m: &Manifest, indexes: &[(i32, Index)], same: &[Vec
     let list = ckpt_image::unshared::tree_deleted(indexes);
     let mut made = ckpt_kinds::deleted::Recreated::default();
     let r = list.iter().try_for_each(|(_, holders)| -> Result<()> {
-        // (A process holding it as an fd stores its data: one holding it only in flight, as
-        // one with another's fd, does not.)
-        let first = holders.iter().copied().find(|at| at.1 >= 0).unwrap_or(holders[0]);
+        // (A process holding it as an fd stores its data; of those holding it only in flight,
+        // the lowest pid does, and any that found no lower one: `unshared::stores_data`.)
+        let stores = |at: &(i32, i32)| state(indexes, *at).is_some_and(|f| ckpt_image::unshared::stores_data(at.0, f));
+        let first = holders.iter().copied().find(|at| at.1 >= 0).or_else(|| holders.iter().copied().find(stores)).unwrap_or(holders[0]);
         let owner = first.0;
         let image = m.live().find(|(p, _)| p.pid == owner).map(|(_, i)| set.join(i)).ok_or_else(|| anyhow!("internal: no image of process {owner}"))?;
         let reader = ckpt_image::trust::read_owned(&image, euid).with_context(|| format!("{}", image.display()))?;

@@ -374,7 +374,7 @@ pub fn take(dir: &Dir, name: &[u8], gen: u64, t0: u64, parent: Option<(u64, u32)
         }
     };
     // Deleted files with data are read by a forked snapshot (which watches them for writes).
-    if !deleted::data_owners(&cap.index.fds).is_empty() {
+    if !deleted::data_owners(&cap.index.fds, cap.index.meta.pid).is_empty() {
         resumed();
         return abandon(&mut child, Some("the program holds deleted files whose data the image stores".into()), None);
     }

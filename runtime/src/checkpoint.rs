@@ -310,11 +310,11 @@ fn take_attempt(dir: &Dir, name: &[u8], gen: u64, t0: u64, fork: bool, parent: O
         (Written { raw, stored, hash, increment: cap.increment, path: cap.final_path.clone(), hashes: None }, cap.hashes.take())
     };
     // A snapshot reads deleted files while the program runs on: watch them for writes now.
-    let owners: Vec<i32> = deleted::data_owners(&cap.index.fds).iter().map(|&i| cap.index.fds[i].fd).collect();
+    let owners: Vec<i32> = deleted::data_owners(&cap.index.fds, cap.index.meta.pid).iter().map(|&i| cap.index.fds[i].fd).collect();
     // Deleted files the program maps shared are copied before it runs on, like shared memory;
     // in a tree all of them: its other processes run on after the cut and may write them too
     // (through fds of their own), and a tree's checkpoint cannot stop again to write them.
-    let sizes: Vec<(i32, u64, u64)> = deleted::data_owners(&cap.index.fds)
+    let sizes: Vec<(i32, u64, u64)> = deleted::data_owners(&cap.index.fds, cap.index.meta.pid)
         .iter()
         .filter_map(|&i| match &cap.index.fds[i].kind {
             ckpt_image::FdKind::Deleted(d) => Some((cap.index.fds[i].fd, d.ino, d.size)),
@@ -705,7 +705,7 @@ pub(crate) fn write_image(dir: &Dir, cap: &Capture, frozen: &[Option<freeze::Fro
         let hashing = cap.hashes.as_ref().map(|work| memwrite::Hashing { old: cap.old, work });
         let (backings, mut plan) = memwrite::plan(pagemap, &cap.maps, &flags, &cap.eligible, hashing.as_ref(), frozen, bg);
         let nmem = plan.jobs.len();
-        let files = memwrite::plan_files(&cap.index.fds, &mut plan, frozen_files)?;
+        let files = memwrite::plan_files(&cap.index.fds, cap.index.meta.pid, &mut plan, frozen_files)?;
         let t1 = now_ns();
         progress.set_total(plan.bytes());
         let chunks = memwrite::write_all(&w, mem, &plan, hashing.as_ref(), bg.map(|b| b.engine), threads, progress);

@@ -166,11 +166,11 @@ pub fn read_fds(listing: Listing) -> Vec<FdState> {
     ckpt_kinds::sockets::capture::settle_tcp_pairs(&mut socks);
     // Deleted files and memfds only in flight whose data the image stores: read through our
     // fd of each, kept until then.
-    let only_flying: Vec<i32> = deleted::data_owners(&t.out).into_iter().map(|i| t.out[i].fd).filter(|&n| n < 0).collect();
-    // Regular files, event, timer and signal fds in flight in a tree: kept until every process
-    // is captured, so that another process holding one only in flight too finds ours with kcmp
-    // (flightheld), and named in the entry's own `held_with` (our pid and fd) for the restart to
-    // know which one it is.
+    let only_flying: Vec<i32> = deleted::data_owners(&t.out, t.pid).into_iter().map(|i| t.out[i].fd).filter(|&n| n < 0).collect();
+    // Regular files, deleted files and memfds, event, timer and signal fds in flight in a tree:
+    // kept until every process is captured, so that another process holding one only in flight
+    // too finds ours with kcmp (flightheld), and named in the entry's own `held_with` (our pid
+    // and fd) for the restart to know which one it is.
     let pid = t.pid;
     for &(no, tmp) in &t.temps {
         let entry = t.out.iter_mut().find(|f| f.fd == no && f.dup_of.is_none());

@@ -4,10 +4,11 @@
 //! through (their entries have negative numbers). The table's reader keeps its temporary fd of
 //! each open (`keep`) until the data is copied (`freeze::freeze_files`, at the cut: nothing
 //! else watches such a file for writes) or written (`memwrite::plan_files`), then `close_all`.
-//! In a tree, also the regular files in flight, until every process of the tree is captured
-//! (`close_all` after the coordinator's resume): another process that holds one only in flight
-//! too (no process holds it as an fd) finds ours with kcmp (`flightheld`), whichever of the two
-//! peeked first.
+//! In a tree, also the regular files, deleted files and memfds, event, timer and signal fds in
+//! flight, until every process of the tree is captured (`close_all` after the coordinator's
+//! resume): another process that holds one only in flight too (no process holds it as an fd)
+//! finds ours with kcmp (`flightheld`), whichever of the two peeked first. (A deleted file or
+//! memfd in flight whose data another process's image stores is kept for that only.)
 
 //! A fixed table of atomics, not the checkpoint's allocator: the image is taken while the fds
 //! are kept, and a restart has none of them (`after_restart` forgets them; the scratch arena

@@ -3,8 +3,10 @@
 //! while every process of the cut is stopped (peeking installed the file in this process for
 //! the moment, so kcmp can compare it). The restart makes such a file once for all of them
 //! (ckpt_image::unshared::join_in_flight: the in-flight entry joins that fd's `same` group).
-//! Another process's fd found may be its runtime's fd of a regular file only in flight there
-//! too (kept until every process is captured: `flightdata`), which its image names.
+//! Another process's fd found may be its runtime's fd of a regular or deleted file, a memfd,
+//! an event, timer or signal fd only in flight there too (kept until every process is
+//! captured: `flightdata`), which its image names. Of a deleted file or memfd, the image of the
+//! lowest pid holding it stores the data (`ckpt_image::unshared::stores_data`).
 //! Every process of the namespace but init and our own snapshot is asked: what is not a
 //! process of the set (another process's snapshot, forked meanwhile) or not one of its fds in
 //! its image (a runtime's own) is left out by the restart.

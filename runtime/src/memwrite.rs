@@ -228,15 +228,15 @@ fn in_runs(runs: &[(u64, u64)], pg: u64) -> bool {
     runs.get(i).is_some_and(|&(f, _)| f <= pg)
 }
 
-/// Jobs for the data of the deleted files of the fd table (`deleted::data_owners`), appended
-/// to `jobs`: their data extents, read through fds of ours opened here (returned, to be closed
+/// Jobs for the data of the deleted files of the fd table of process `pid`
+/// (`deleted::data_owners`), appended to `jobs`: their data extents, read through fds of ours opened here (returned, to be closed
 /// once written). A file we cannot open again (its mode denies us reading) is read through the
 /// program's own fd with pread, which leaves its offset alone, all of it (holes cannot be told
 /// without an offset of our own); a file that cannot be read at all fails the checkpoint.
 /// Files in `frozen` were copied while the program was stopped: read from the copy.
-pub fn plan_files(fds: &[FdState], plan: &mut Plan, frozen: &[FrozenFile]) -> Result<Vec<i32>, String> {
+pub fn plan_files(fds: &[FdState], pid: i32, plan: &mut Plan, frozen: &[FrozenFile]) -> Result<Vec<i32>, String> {
     let mut opened = Vec::new();
-    for i in deleted::data_owners(fds) {
+    for i in deleted::data_owners(fds, pid) {
         let f = &fds[i];
         let FdKind::Deleted(d) = &f.kind else { continue };
         if let Some(copy) = frozen.iter().find(|c| c.fd == f.fd) {

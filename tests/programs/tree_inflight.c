@@ -45,7 +45,7 @@
  *   the IN_CREATE event of f<r> through its copy (else 5 s: exit 92) and sets or clears
  *   O_NONBLOCK on it as above; the parent checks the flag and that no event is left in its fd
  *   (one queue: a second instance would still hold it; else 95), and removes f<r>.
- * Suffix -flying (file-flying, eventfd-flying, timerfd-flying): as the mode, but between
+ * Suffix -flying (file-flying, memfd-flying, deleted-flying, eventfd-flying, ...): as the mode, but between
  *   rounds the parent's copy is in flight too, in a socketpair of its own (it receives it for
  *   its turn and sends it back), so that the object is held by no fd at all, only in flight in
  *   two processes.

@@ -28,6 +28,10 @@
 //!   (the parent's copy in a socketpair of its own between its turns): one object (each runtime
 //!   keeps its fd of it until every process is captured, so the later one finds the other's
 //!   with kcmp); the file and the event fd also as nobody, twice;
+//! - a memfd and a deleted file held by no fd, in flight in two processes likewise: one open
+//!   file (one offset, one content: the records of both follow each other), its data stored
+//!   once, by the lowest pid holding it; the memfd also as nobody, twice, the deleted file as
+//!   nobody;
 //! - an epoll instance watching a pipe's read end that only the parent holds, which the parent
 //!   keeps: the child's copy reports the pipe written after the restart, with the entry's data
 //!   the parent set (EPOLL_CTL_MOD), and the two are one open file (O_NONBLOCK); also as nobody;
@@ -149,6 +153,26 @@ fn a_timerfd_only_in_flight_in_two_processes_is_one_timer() -> Result<()> {
 #[test]
 fn a_signalfd_only_in_flight_in_two_processes_is_one_signal_fd() -> Result<()> {
     ckpt_tests::trees::verify("inflight-signalfd-flying", |w| mode(w, "signalfd-flying"), &[20], false, 2).map(drop)
+}
+
+#[test]
+fn a_memfd_only_in_flight_in_two_processes_is_one_open_file() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-memfd-flying", |w| mode(w, "memfd-flying"), &[20], false, 2).map(drop)
+}
+
+#[test]
+fn a_memfd_only_in_flight_in_two_processes_continues_after_two_restarts_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-memfd-flying-nobody", |w| mode(w, "memfd-flying"), &[15, 50], true, 2).map(drop)
+}
+
+#[test]
+fn a_deleted_file_only_in_flight_in_two_processes_is_one_open_file() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-deleted-flying", |w| mode(w, "deleted-flying"), &[20], false, 2).map(drop)
+}
+
+#[test]
+fn a_deleted_file_only_in_flight_in_two_processes_continues_as_nobody() -> Result<()> {
+    ckpt_tests::trees::verify("inflight-deleted-flying-nobody", |w| mode(w, "deleted-flying"), &[20], true, 2).map(drop)
 }
 
 fn mode(work: &Workdir, m: &str) -> Result<Program> {
