@@ -12,26 +12,32 @@ use restore_util::*;
 use std::fs;
 use std::os::unix::fs::{chown, PermissionsExt};
 
-/// set_ids in `mode` (ckpt-run with `options`), checkpointed after its calls, SIGKILLed,
-/// restarted (as `nobody` for both runs when asked): the output before and after is the
-/// uninterrupted run's.
-fn set_ids(mode: &str, nobody: bool, options: &[&str]) {
-    let base = workdir(&format!("setids_{mode}_ref{}", if nobody { "_nobody" } else { "" }));
-    let prog = compile("set_ids", &base);
+/// Program `name` in `mode` (ckpt-run with `options`), checkpointed at its READY, SIGKILLed,
+/// restarted (as `nobody` for both runs when asked), told to go on (a file "go"): the output
+/// before and after is the uninterrupted run's, which `reference` must accept.
+fn checkpoint_kill_restart(name: &str, tag: &str, mode: &str, nobody: bool, options: &[&str], reference: impl Fn(&str) -> bool) {
+    let base = workdir(&format!("{tag}_ref"));
+    let prog = compile(name, &base);
     fs::write(base.join("go"), b"").unwrap();
     let expected = plain_as(&prog, &[mode], &base, nobody);
-    assert!(expected.starts_with("set*id calls done\n"), "reference run: {expected}");
+    assert!(reference(&expected), "reference run: {expected}");
 
-    let dir = workdir(&format!("setids_{mode}{}", if nobody { "_nobody" } else { "" }));
+    let dir = workdir(tag);
     let mut p = run_with(&prog, &[mode], &dir, nobody, options);
     p.wait_line(|l| l == "READY");
-    let img = p.checkpoint(&dir, "set_ids");
+    let img = p.checkpoint(&dir, name);
     p.kill9();
     let before = p.stdout();
     fs::write(dir.join("go"), b"").unwrap();
     let mut r = restart_as(&img, &[], &dir, nobody);
     assert!(r.wait().success(), "restart failed: {}", r.stderr());
     assert_eq!(before + &r.stdout(), expected, "stderr: {} {}", p.stderr(), r.stderr());
+}
+
+/// set_ids in `mode`, checkpointed after its calls.
+fn set_ids(mode: &str, nobody: bool, options: &[&str]) {
+    let tag = format!("setids_{mode}{}", if nobody { "_nobody" } else { "" });
+    checkpoint_kill_restart("set_ids", &tag, mode, nobody, options, |out| out.starts_with("set*id calls done\n"));
 }
 
 #[test]
@@ -126,4 +132,76 @@ fn set_id_calls_in_a_child_made_with_clone() {
         let st = p.wait(std::time::Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e:#}"));
         assert!(st.success() && p.stdout() == "child ok\n", "{}", p.record());
     }
+}
+
+/// thread_ids in `mode`, checkpointed after each thread set ids of its own with the raw system
+/// calls: every thread has its own ids again after the restart and the program goes on (each
+/// thread prints "same").
+fn thread_ids(mode: &str, nobody: bool, options: &[&str], tag: &str) {
+    let tag = format!("threadids_{tag}");
+    checkpoint_kill_restart("thread_ids", &tag, mode, nobody, options, |out| out.starts_with("threads set their ids") && out.matches(" same\n").count() == 3);
+}
+
+/// As root: threads with different user ids, group ids, filesystem ids and supplementary
+/// groups (zdtm thread_different_uid_gid), in ckpt-run's namespace (the checkpoint goes
+/// through its coordinator, which hands a process of another user a directory of its own).
+#[test]
+fn threads_with_ids_of_their_own_survive_checkpoint_and_restart() {
+    if !ckpt_tests::scenario::is_root() {
+        ckpt_tests::skip_test!("ids of other users need root");
+        return;
+    }
+    thread_ids("root", false, &[], "root");
+}
+
+/// The same without a namespace (the runtime writes its image itself).
+#[test]
+fn threads_with_ids_of_their_own_survive_checkpoint_and_restart_without_namespace() {
+    if !ckpt_tests::scenario::is_root() {
+        ckpt_tests::skip_test!("ids of other users need root");
+        return;
+    }
+    thread_ids("root", false, &["--no-namespace"], "root_nons");
+}
+
+/// An ordinary user's program was started with one uid and one gid (real, effective and saved
+/// the same: an exec with them apart is a secure exec, which ignores LD_PRELOAD), so its
+/// threads' raw calls can only set those again; they do, and every thread keeps them.
+#[test]
+fn threads_with_ids_of_their_own_survive_checkpoint_and_restart_as_nobody() {
+    thread_ids("same", true, &[], "nobody");
+}
+
+/// As root: a thread with more supplementary groups of its own than an image holds per thread
+/// (raw setgroups with 40 groups): the checkpoint is refused in one line naming the thread, no
+/// image is written, and the program goes on to its uninterrupted result.
+#[test]
+fn a_thread_with_too_many_groups_of_its_own_refuses_the_checkpoint_in_one_line() {
+    if !ckpt_tests::scenario::is_root() {
+        ckpt_tests::skip_test!("setgroups needs root");
+        return;
+    }
+    let base = workdir("threadids_manygroups_ref");
+    let prog = compile("thread_ids", &base);
+    fs::write(base.join("go"), b"").unwrap();
+    let expected = plain(&prog, &["manygroups"], &base);
+    assert!(expected.contains("groups 1000 1001") && expected.matches(" same\n").count() == 3, "reference run: {expected}");
+
+    let dir = workdir("threadids_manygroups");
+    let mut p = run_with(&prog, &["manygroups"], &dir, false, &["--no-namespace"]);
+    p.wait_line(|l| l == "READY");
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(p.pid(), libc::SIGUSR2) };
+    let t0 = std::time::Instant::now();
+    while !p.stderr().contains("supplementary groups of its own") {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(60), "no refusal: {}", p.stderr());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    fs::write(dir.join("go"), b"").unwrap();
+    assert!(p.wait().success(), "{}", p.stderr());
+    let err = p.stderr();
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("supplementary groups of its own")).collect();
+    assert!(lines.len() == 1 && lines[0].contains("thread ") && lines[0].contains("no checkpoint is taken"), "{err}");
+    assert!(!dir.join("img").join("thread_ids.ckpt").exists(), "an image was written: {err}");
+    assert_eq!(p.stdout(), expected, "{err}");
 }
