@@ -68,11 +68,30 @@ fn own() -> ([u32; 4], [u32; 4]) {
     (u, g)
 }
 
-fn own_groups() -> Vec<u32> {
-    let mut groups = vec![0u32; 65536];
-    let n = syscall!(libc::SYS_getgroups, groups.len(), groups.as_mut_ptr()).unwrap_or(0);
-    groups.truncate(n as usize);
-    groups
+/// Whether the calling thread's supplementary groups are the set `want` (at most
+/// THREAD_GROUPS_MAX). Without allocating (it was a 64 Ki-group buffer and sorted copies): it
+/// runs on the restart path outside the scratch arena (recreated threads), where an allocation
+/// in a size class the program had no slab of leaves it a new mapping (restore_memory_maps).
+fn has_groups(want: &[u32]) -> bool {
+    let sorted = |v: &mut [u32]| -> usize {
+        v.sort_unstable();
+        let mut n = 0;
+        for i in 0..v.len() {
+            if n == 0 || v[i] != v[n - 1] {
+                v[n] = v[i];
+                n += 1;
+            }
+        }
+        n
+    };
+    let mut have = [0u32; THREAD_GROUPS_MAX];
+    // (More than that: EINVAL, and a list that long is not `want`.)
+    let Ok(n) = syscall!(libc::SYS_getgroups, have.len(), have.as_mut_ptr()) else { return false };
+    let mut w = [0u32; THREAD_GROUPS_MAX];
+    let wn = want.len().min(THREAD_GROUPS_MAX);
+    w[..wn].copy_from_slice(&want[..wn]);
+    let (hn, wn) = (sorted(&mut have[..n as usize]), sorted(&mut w[..wn]));
+    have[..hn] == w[..wn]
 }
 
 /// After a restart, on recreated thread `old_tid` (before its capabilities are given back:
@@ -87,7 +106,7 @@ pub fn restore(c: &ThreadCreds, old_tid: i32) -> Result<(), String> {
     }
     let want_groups = c.own_groups();
     let (u, g) = own();
-    let groups_differ = want_groups.is_some_and(|w| !same_set(w, &own_groups()));
+    let groups_differ = want_groups.is_some_and(|w| !has_groups(w));
     if u == c.uids && g == c.gids && !groups_differ {
         return Ok(());
     }
