@@ -591,6 +591,7 @@ pub(crate) fn capture(slots: &[threads::Slot], gen: u64, dir: &Dir, name: &[u8],
     }
     // Each thread's own ids (raw setresuid in one thread: threadcreds.rs).
     let creds = slots.iter().map(|s| crate::threadcreds::capture(s.tid, &process.creds)).collect::<Result<Vec<_>, _>>()?;
+    crate::threadcreds::note_own(&process.creds);
     // Locked memory (mlock) is not locked in a forked snapshot, which reads the other flags of
     // each region itself: read them here where some is (smaps costs ~10 ms per GiB), and where
     // the program asked for memory that fork does not copy (forkadvice.rs).

@@ -87,6 +87,8 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     crate::transient::after_restart();
     crate::bgsnap::forget();
     crate::flightdata::after_restart();
+    // This thread's own ids before it opens anything (ckpt-restart gave it the process's).
+    crate::threadcreds::restore_own(CKPT_THREAD.tid.load(Ordering::Relaxed));
     if crate::incremental::enabled() && info.image_hash != 0 && crate::pagehash::adopt(info.page_table, info.page_table_len) {
         crate::incremental::continue_from(info.image_hash, info.chain as u32);
     } else {

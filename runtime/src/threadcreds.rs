@@ -6,9 +6,22 @@
 //! what a tree's coordinator reads); each thread's are recorded at the checkpoint from its
 //! /proc status (`ThreadAttrs::creds`) and, after a restart, each recreated thread takes its
 //! own back (`restore`) from the process's, which ckpt-restart took on before the switch.
+//! The checkpoint thread's own are recorded here (`note_own`: static, part of the memory image)
+//! and taken back first thing in a restart (`restore_own`): as the process's, it could not
+//! bind its control socket or write the next image in root's image directory.
 
+use crate::log::{log, DEBUG, ERROR};
 use crate::sys::{self, syscall};
 use ckpt_image::{Creds, ThreadCreds, THREAD_GROUPS_MAX, THREAD_GROUPS_NONE};
+use std::cell::UnsafeCell;
+
+/// The checkpoint thread's ids at the last checkpoint.
+struct Own(UnsafeCell<ThreadCreds>);
+// SAFETY: written by the checkpoint thread with every program thread stopped (`note_own`), read
+// on the restart path by the one thread there is then (`restore_own`).
+unsafe impl Sync for Own {}
+
+static OWN: Own = Own(UnsafeCell::new(ThreadCreds::ZERO));
 
 /// The four numbers of a status line such as `Uid:` (real, effective, saved, filesystem).
 fn four(status: &[u8], key: &str) -> Option<[u32; 4]> {
@@ -57,6 +70,30 @@ pub fn capture(tid: i32, process: &Creds) -> Result<ThreadCreds, String> {
     Ok(t)
 }
 
+/// Checkpoint (on the checkpoint thread, threads stopped): record its own ids. Not readable, or
+/// more supplementary groups of its own than a record holds: none recorded (after a restart it
+/// keeps the process's), not a refusal: it is the runtime's thread, not the program's.
+pub fn note_own(process: &Creds) {
+    let own = capture(sys::gettid(), process).unwrap_or_else(|e| {
+        log!(DEBUG, "the checkpoint thread's ids are not recorded: {e}");
+        ThreadCreds::ZERO
+    });
+    // SAFETY: see Own.
+    unsafe { *OWN.0.get() = own };
+}
+
+/// Restart, on the one thread there is (the checkpoint thread's, tid `old_tid` at the
+/// checkpoint), before it opens or binds anything: take back the ids it had (ckpt-restart gave
+/// it the process's). The threads it makes start with them and take their own (`restore`).
+/// Failing, it keeps the process's, with a warning: the program's threads are not concerned.
+pub fn restore_own(old_tid: i32) {
+    // SAFETY: see Own.
+    let own = unsafe { *OWN.0.get() };
+    if let Err(e) = restore(&own, old_tid) {
+        log!(ERROR, "warning: the runtime's thread cannot take back the ids it had at the checkpoint ({e}); it goes on with the program's (ckpt-ctl and later checkpoints may be refused)");
+    }
+}
+
 /// The calling thread's ids now (raw system calls).
 fn own() -> ([u32; 4], [u32; 4]) {
     let (mut u, mut g) = ([0u32; 4], [0u32; 4]);
@@ -70,8 +107,9 @@ fn own() -> ([u32; 4], [u32; 4]) {
 
 /// Whether the calling thread's supplementary groups are the set `want` (at most
 /// THREAD_GROUPS_MAX). Without allocating (it was a 64 Ki-group buffer and sorted copies): it
-/// runs on the restart path outside the scratch arena (recreated threads), where an allocation
-/// in a size class the program had no slab of leaves it a new mapping (restore_memory_maps).
+/// runs on the restart path outside the scratch arena (`restore_own`, recreated threads),
+/// where an allocation in a size class the program had no slab of leaves it a new mapping
+/// (restore_memory_maps).
 fn has_groups(want: &[u32]) -> bool {
     let sorted = |v: &mut [u32]| -> usize {
         v.sort_unstable();
