@@ -184,8 +184,9 @@ fn thread_ids_twice(options: &[&str], tag: &str) {
     let mut r = restart(&img, &[], &dir);
     r.wait_restarted();
     let ctl = std::process::Command::new(bin("ckpt-ctl")).arg("--dir").arg(dir.join("img")).args(["checkpoint", "--wait"]).output().unwrap();
-    assert!(ctl.status.success(), "ckpt-ctl checkpoint of the restarted program: {} {}\nrestart: {}", String::from_utf8_lossy(&ctl.stdout), String::from_utf8_lossy(&ctl.stderr), r.stderr());
+    // (Killed first: a failed check leaves no restarted program waiting for "go".)
     r.kill9();
+    assert!(ctl.status.success(), "ckpt-ctl checkpoint of the restarted program: {} {}\nrestart: {}", String::from_utf8_lossy(&ctl.stdout), String::from_utf8_lossy(&ctl.stderr), r.stderr());
     assert!(!r.stderr().contains("control socket"), "{}", r.stderr());
     let middle = r.stdout();
     fs::write(dir.join("go"), b"").unwrap();
