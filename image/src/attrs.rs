@@ -126,6 +126,41 @@ pub struct ThreadAttrs {
     pub timens_children: u32,
     pub timens_monotonic: i64,
     pub timens_boottime: i64,
+    /// The thread's own user and group ids (version 27): raw setresuid/setresgid/setgroups
+    /// change only the calling thread's, so threads of one process may differ.
+    pub creds: ThreadCreds,
+}
+
+/// Supplementary groups a thread's own list may hold in `ThreadCreds` (a longer one that is
+/// not the process's refuses the checkpoint).
+pub const THREAD_GROUPS_MAX: usize = 32;
+
+/// One thread's user and group ids, from its /proc status at the checkpoint. (Fixed layout.)
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadCreds {
+    /// 1: recorded (0: an image of an older version, or not read: the thread keeps the
+    /// process's).
+    pub known: u32,
+    /// Real, effective, saved and filesystem user ids; the same for groups.
+    pub uids: [u32; 4],
+    pub gids: [u32; 4],
+    /// `THREAD_GROUPS_NONE`: the thread's supplementary groups are the process's
+    /// (`ProcessState::creds`); else how many of `groups` are its own list.
+    pub ngroups: u32,
+    pub groups: [u32; THREAD_GROUPS_MAX],
+}
+
+/// `ThreadCreds::ngroups` of a thread whose groups are the process's.
+pub const THREAD_GROUPS_NONE: u32 = u32::MAX;
+
+impl ThreadCreds {
+    pub const ZERO: ThreadCreds = ThreadCreds { known: 0, uids: [0; 4], gids: [0; 4], ngroups: 0, groups: [0; THREAD_GROUPS_MAX] };
+
+    /// Its own supplementary groups, if it has a list other than the process's.
+    pub fn own_groups(&self) -> Option<&[u32]> {
+        (self.ngroups != THREAD_GROUPS_NONE).then(|| &self.groups[..(self.ngroups as usize).min(THREAD_GROUPS_MAX)])
+    }
 }
 
 impl ThreadAttrs {
@@ -147,6 +182,7 @@ impl ThreadAttrs {
         timens_children: 0,
         timens_monotonic: 0,
         timens_boottime: 0,
+        creds: ThreadCreds::ZERO,
     };
 }
 

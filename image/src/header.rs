@@ -36,7 +36,9 @@ pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// 26: `FdState::held_with` (a file in flight: the fds of other processes of the tree that
 ///     are one open file description with it); its runtime takes the pidfds of threads of other
 ///     processes of the tree that the restarter hands over (`RestartInfo::handoffs`).
-pub const VERSION: u32 = 26;
+/// 27: `ThreadAttrs::creds` (each thread's own user and group ids and, when not the
+///     process's, supplementary groups: raw setresuid in one thread; zdtm thread_different_uid_gid).
+pub const VERSION: u32 = 27;
 pub const HEADER_LEN: usize = 64;
 
 /// Header fields, little-endian on disk:

@@ -48,7 +48,7 @@ pub mod unshared;
 mod unshared_tests;
 mod writer;
 
-pub use attrs::{vm, ProcAttrs, RegionAttrs, ThreadAttrs, RSEQ_GLIBC, RSEQ_NONE, RSEQ_OWN};
+pub use attrs::{vm, ProcAttrs, RegionAttrs, ThreadAttrs, ThreadCreds, RSEQ_GLIBC, RSEQ_NONE, RSEQ_OWN, THREAD_GROUPS_MAX, THREAD_GROUPS_NONE};
 pub use chain::{Chain, Layer, LayerBuf, MAX_CHAIN};
 pub use codec::{Compressor, Decompressor};
 pub use edit::{reseal, rewrite_index};

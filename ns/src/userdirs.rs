@@ -119,7 +119,8 @@ fn take_image(dir: &Path, to: &Path, name: &str) -> Result<(), String> {
     let md = f.metadata().map_err(|e| format!("{}: {e}", from.display()))?;
     let owner = std::fs::metadata(dir).map(|d| d.uid()).map_err(|e| format!("{}: {e}", dir.display()))?;
     if !md.file_type().is_file() || md.nlink() != 1 || md.uid() != owner {
-        return Err(format!("{} is not an image its process wrote (a regular file of uid {owner} with one link)", from.display()));
+        let kind = if md.file_type().is_file() { "a regular file" } else { "not a regular file" };
+        return Err(format!("{} is not an image its process wrote (a regular file of uid {owner} with one link; it is {kind} of uid {} with {} links)", from.display(), md.uid(), md.nlink()));
     }
     // SAFETY: fchown and fchmod of the file we hold open.
     let ok = unsafe { libc::fchown(f.as_raw_fd(), libc::geteuid(), libc::getegid()) == 0 && libc::fchmod(f.as_raw_fd(), 0o600) == 0 };

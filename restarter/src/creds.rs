@@ -84,28 +84,58 @@ fn same_groups(a: &[u32], b: &[u32], views: Views) -> bool {
 }
 
 /// Whether we must change credentials for `want` (an image taken before credentials were
-/// recorded has none: nothing to do); an error if we cannot.
-pub fn check(want: &Creds, views: Views) -> Result<bool> {
+/// recorded has none: nothing to do); an error if we cannot, or cannot let each of `threads`
+/// (the threads' own ids, which the runtime gives each thread back from `want`:
+/// ckpt_image::ThreadCreds) take on its own.
+pub fn check(want: &Creds, threads: &[(i32, ckpt_image::ThreadCreds)], views: Views) -> Result<bool> {
     let have = own();
-    if *want == Creds::default() || (want.uids == have.uids && want.gids == have.gids && want.fs == have.fs && same_groups(&want.groups, &have.groups, views)) {
-        return Ok(false);
+    let change = !(*want == Creds::default() || (want.uids == have.uids && want.gids == have.gids && want.fs == have.fs && same_groups(&want.groups, &have.groups, views)));
+    if change && !can_take(want, &have, views) {
+        bail!("{}", refusal("the program", want, &have, "take them on"));
     }
-    let privileged = have.uids[1] == 0;
+    // Threads with ids of their own (the others have the process's, checked above).
+    for (tid, c) in threads.iter().filter(|(_, t)| t.known == 1).map(|(tid, t)| (tid, of_thread(t, want))).filter(|(_, c)| c != want) {
+        if !can_take(&c, &have, views) {
+            bail!("{}", refusal(&format!("thread {tid} of the program"), &c, &have, "give it them back"));
+        }
+    }
+    Ok(change)
+}
+
+/// Why `who`, which ran as `want`, cannot be restarted by us (`have`), in one line.
+fn refusal(who: &str, want: &Creds, have: &Creds, what: &str) -> String {
+    format!(
+        "{who} ran as uid {} gid {} with groups {:?}; ckpt-restart runs as uid {} gid {} with groups {:?} and cannot {what} (only root can change groups or take on other ids): restart it as root, or as a user with those ids and groups",
+        fmt(&want.uids),
+        fmt(&want.gids),
+        want.groups,
+        fmt(&have.uids),
+        fmt(&have.gids),
+        have.groups
+    )
+}
+
+/// A thread's own ids as credentials (its groups: its own list, else the process's).
+fn of_thread(t: &ckpt_image::ThreadCreds, process: &Creds) -> Creds {
+    let groups = t.own_groups().map_or_else(|| process.groups.clone(), <[u32]>::to_vec);
+    Creds { uids: [t.uids[0], t.uids[1], t.uids[2]], gids: [t.gids[0], t.gids[1], t.gids[2]], groups, fs: [t.uids[3], t.gids[3]] }
+}
+
+/// Whether a process with credentials `have` may take on `want`: root may; anyone else only
+/// ids it has, with the same groups.
+fn can_take(want: &Creds, have: &Creds, views: Views) -> bool {
     let fs = want.fs;
     let ids_ok = want.uids.iter().chain(&fs[..1]).all(|u| have.uids.contains(u)) && want.gids.iter().chain(&fs[1..]).all(|g| have.gids.contains(g));
-    let can = privileged || (ids_ok && same_groups(&want.groups, &have.groups, views));
-    if !can {
-        bail!(
-            "the program ran as uid {} gid {} with groups {:?}; ckpt-restart runs as uid {} gid {} with groups {:?} and cannot take them on (only root can change groups or take on other ids): restart it as root, or as a user with those ids and groups",
-            fmt(&want.uids),
-            fmt(&want.gids),
-            want.groups,
-            fmt(&have.uids),
-            fmt(&have.gids),
-            have.groups
-        );
-    }
-    Ok(true)
+    have.uids[1] == 0 || may_set_ids() || (ids_ok && same_groups(&want.groups, &have.groups, views))
+}
+
+/// Whether this process holds CAP_SETUID and CAP_SETGID permitted (root that took on a
+/// process's ids before the check, a tree's process that ran as another user: `apply` kept
+/// them through the switch of ids).
+fn may_set_ids() -> bool {
+    const SETID: u64 = 1 << 6 | 1 << 7;
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("CapPrm:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()).is_some_and(|prm| prm & SETID == SETID)
 }
 
 fn fmt(ids: &[u32; 3]) -> String {

@@ -367,7 +367,8 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
             bail!("{}: the image records other ids than its process had at the checkpoint ({:?}, not {ids:?}): it is not restarted", path.display(), p.creds);
         }
     }
-    let change_creds = creds::check(&p.creds, views)?;
+    let thread_creds: Vec<_> = index.threads.iter().map(|t| (t.tid, t.attrs.creds)).collect();
+    let change_creds = creds::check(&p.creds, &thread_creds, views)?;
     root::check(p)?;
     // SAFETY: umask and setrlimit only change this process's attributes.
     unsafe {

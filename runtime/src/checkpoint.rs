@@ -589,6 +589,9 @@ pub(crate) fn capture(slots: &[threads::Slot], gen: u64, dir: &Dir, name: &[u8],
     if let Some(why) = chroot_refusal(&process, &fds) {
         return Err(why);
     }
+    // Each thread's own ids (raw setresuid in one thread: threadcreds.rs).
+    let creds = slots.iter().map(|s| crate::threadcreds::capture(s.tid, &process.creds)).collect::<Result<Vec<_>, _>>()?;
+    crate::threadcreds::note_own(&process.creds);
     // Locked memory (mlock) is not locked in a forked snapshot, which reads the other flags of
     // each region itself: read them here where some is (smaps costs ~10 ms per GiB), and where
     // the program asked for memory that fork does not copy (forkadvice.rs).
@@ -600,11 +603,12 @@ pub(crate) fn capture(slots: &[threads::Slot], gen: u64, dir: &Dir, name: &[u8],
     let sysv = sysv(&maps)?;
     let ct: &ThreadInfo = &CKPT_THREAD;
     let index = Index {
-        meta: meta(&cfg.name, gen, vdso_hash),
+        meta: meta(&cfg.name, gen, vdso_hash, dir.taker()),
         regions: Vec::new(),
         threads: slots
             .iter()
-            .map(|s| ThreadState {
+            .zip(creds)
+            .map(|(s, creds)| ThreadState {
                 tid: s.tid,
                 ucontext: s.ucontext,
                 fs_base: s.fs_base,
@@ -615,7 +619,7 @@ pub(crate) fn capture(slots: &[threads::Slot], gen: u64, dir: &Dir, name: &[u8],
                 altstack_size: s.ss_size,
                 altstack_flags: s.ss_flags,
                 rseq: s.rseq,
-                attrs: s.attrs,
+                attrs: ckpt_image::ThreadAttrs { creds, ..s.attrs },
             })
             .collect(),
         entry: Entry {
@@ -793,7 +797,7 @@ fn hash_mem(start: u64, len: u64) -> u64 {
     ckpt_image::checksum(&v[..got])
 }
 
-fn meta(name: &[u8], gen: u64, vdso_hash: u64) -> Meta {
+fn meta(name: &[u8], gen: u64, vdso_hash: u64, taker: u32) -> Meta {
     // SAFETY: an all-zero utsname is a valid out-parameter.
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };
     let _ = sys::syscall!(libc::SYS_uname, &mut u as *mut libc::utsname);
@@ -821,19 +825,19 @@ fn meta(name: &[u8], gen: u64, vdso_hash: u64) -> Meta {
         vdso_hash,
         glibc: glibc_version(),
         chain: 1,
-        origin: origin(),
+        origin: origin(taker),
         increments: incremental::enabled(),
     }
 }
 
-/// Who takes this image, of what (see ckpt_image::Origin).
-fn origin() -> ckpt_image::Origin {
+/// Who takes this image (`taker`: imgdir's `Dir::taker`), of what (see ckpt_image::Origin).
+fn origin(taker: u32) -> ckpt_image::Origin {
     let mut boot_id = sys::read_file(&sys::cpath(&[b"/proc/sys/kernel/random/boot_id"])).unwrap_or_default();
     while boot_id.last() == Some(&b'\n') {
         boot_id.pop();
     }
     let (program, program_id) = config().map(|c| (c.program.clone(), c.program_id)).unwrap_or_default();
-    ckpt_image::Origin { uid: sys::geteuid(), program, program_id, boot_id }
+    ckpt_image::Origin { uid: taker, program, program_id, boot_id }
 }
 
 /// glibc's version string (a pointer to a constant: safe while other threads are stopped).

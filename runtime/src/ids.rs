@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 const CAP_CHECKPOINT_RESTORE: u32 = 40;
 const CAP_SYS_ADMIN: u32 = 21;
+const CAP_SETGID: u32 = 6;
+const CAP_SETUID: u32 = 7;
 const MAX_THREADS: usize = 512;
 
 /// A thread's capability sets, as /proc/PID/task/TID/status shows them.
@@ -325,7 +327,7 @@ pub fn restore_caps(old: i32, keep_admin: bool) -> u64 {
 
 /// The restarted process must not go on: one line (the first thread to find so says it), then
 /// exit.
-fn end(line: &str) {
+pub fn end(line: &str) {
     static SAID: AtomicBool = AtomicBool::new(false);
     if !SAID.swap(true, Ordering::AcqRel) {
         log!(ERROR, "{line}");
@@ -333,13 +335,23 @@ fn end(line: &str) {
     let _ = syscall!(libc::SYS_exit_group, 1);
 }
 
+/// Make the capabilities of `mask` that the calling thread holds permitted effective.
+fn raise(mask: u64) {
+    if let Some((eff, prm, inh)) = capget().filter(|c| c.1 & mask & !c.0 != 0) {
+        let _ = capset(eff | (prm & mask), prm, inh);
+    }
+}
+
 /// Make CAP_SYS_ADMIN effective in the calling thread if it is permitted (a recreated thread
 /// that installs seccomp filters without no_new_privs before its capabilities are back).
 pub fn raise_admin() {
-    let admin = 1u64 << CAP_SYS_ADMIN;
-    if let Some((eff, prm, inh)) = capget().filter(|c| c.1 & admin != 0 && c.0 & admin == 0) {
-        let _ = capset(eff | admin, prm, inh);
-    }
+    raise(1u64 << CAP_SYS_ADMIN);
+}
+
+/// Make CAP_SETUID and CAP_SETGID effective in the calling thread if they are permitted (a
+/// recreated thread that takes its own ids back before its capabilities are: threadcreds.rs).
+pub fn raise_setid() {
+    raise(1u64 << CAP_SETUID | 1u64 << CAP_SETGID);
 }
 
 /// After thread `old` installed its seccomp filters again: take away what `restore_caps` kept

@@ -44,6 +44,25 @@ pub struct Dir {
     fd: i32,
     path: Vec<u8>,
     euid: u32,
+    /// The filesystem user and group the image is created as, when not the checkpoint thread's
+    /// (see `adopt`).
+    writer: Option<(u32, u32)>,
+    /// The effective user the image is for (`taker`).
+    taker: u32,
+}
+
+/// The thread-group leader's effective user and filesystem user and group (the process's, as
+/// /proc/PID/status shows them to a tree's coordinator).
+fn leader_ids() -> Option<(u32, u32, u32)> {
+    let status = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(sys::getpid()), b"/status"])).ok()?;
+    let c = crate::threadcreds::from_status(&status)?;
+    Some((c.uids[1], c.fs[0], c.fs[1]))
+}
+
+/// The calling thread's filesystem user id.
+fn own_fsuid() -> u32 {
+    // (With an invalid id it changes nothing and returns the current one.)
+    syscall!(libc::SYS_setfsuid, u32::MAX).unwrap_or(0) as u32
 }
 
 impl Dir {
@@ -52,7 +71,7 @@ impl Dir {
         let fd = sys::open(&sys::cpath(&[path]), libc::O_RDONLY | libc::O_DIRECTORY, 0)
             .map_err(|e| format!("cannot open the image directory {}: {}", String::from_utf8_lossy(path), strerror(e)))?;
         let fd = sys::own(sys::move_high(fd));
-        let dir = Dir { fd, path: path.to_vec(), euid: sys::geteuid() };
+        let dir = Dir { fd, path: path.to_vec(), euid: sys::geteuid(), writer: None, taker: sys::geteuid() };
         FD.store(fd, Ordering::Release);
         let st = sys::fstat(fd).map_err(strerror)?;
         match problem(path, &st, dir.euid, allow_shared) {
@@ -62,11 +81,25 @@ impl Dir {
     }
 
     /// A directory fd handed to us, already checked (a tree's set directory, which the
-    /// coordinator made); `path` names it in messages.
+    /// coordinator made); `path` names it in messages. One the coordinator made for a process
+    /// running as another user (ckpt-ns's userdirs.rs: owned by the leader's filesystem user)
+    /// takes the image only as that user's: when the checkpoint thread is not that user (the
+    /// program changed its ids with raw system calls, which leave this thread's as they were),
+    /// the image is created as the leader's filesystem user and group.
     pub fn adopt(fd: i32, path: &[u8]) -> Dir {
         let fd = sys::own(sys::move_high(fd));
         FD.store(fd, Ordering::Release);
-        Dir { fd, path: path.to_vec(), euid: sys::geteuid() }
+        let owner = sys::fstat(fd).map(|st| st.st_uid).ok();
+        let leader = leader_ids().filter(|&(_, u, _)| Some(u) == owner && u != own_fsuid());
+        let writer = leader.map(|(_, u, g)| (u, g));
+        // (Its files are then that user's: `own_file`.)
+        Dir { fd, path: path.to_vec(), euid: writer.map_or_else(sys::geteuid, |w| w.0), writer, taker: leader.map_or_else(sys::geteuid, |l| l.0) }
+    }
+
+    /// Who takes the image (`Origin::uid`, whom a restart checks): the effective user it is
+    /// written for (the leader's, in a directory made for its user: `adopt`).
+    pub fn taker(&self) -> u32 {
+        self.taker
     }
 
     /// The directory's fd (the snapshot child keeps it when it closes the program's fds).
@@ -84,7 +117,19 @@ impl Dir {
     pub fn create(&self, name: &[u8], extra: i32) -> Result<i32, i32> {
         let c = sys::cpath(&[name]);
         let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC | extra;
-        let fd = syscall!(libc::SYS_openat, self.fd, c.as_ptr(), flags, 0o600)? as i32;
+        let open = || syscall!(libc::SYS_openat, self.fd, c.as_ptr(), flags, 0o600);
+        let fd = match self.writer {
+            None => open(),
+            Some((u, g)) => {
+                // This thread's filesystem ids only, and back (it keeps its own otherwise).
+                let old_g = syscall!(libc::SYS_setfsgid, g).unwrap_or(0);
+                let old_u = syscall!(libc::SYS_setfsuid, u).unwrap_or(0);
+                let r = open();
+                let _ = syscall!(libc::SYS_setfsuid, old_u);
+                let _ = syscall!(libc::SYS_setfsgid, old_g);
+                r
+            }
+        }? as i32;
         // 0600 whatever the umask (a new file of ours: nothing else has it open).
         let _ = syscall!(libc::SYS_fchmod, fd, 0o600);
         Ok(fd)

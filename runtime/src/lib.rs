@@ -74,6 +74,7 @@ mod sud;
 mod sudcalls;
 mod sys;
 mod threadattrs;
+mod threadcreds;
 mod threads;
 mod timens;
 mod transient;

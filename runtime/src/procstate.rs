@@ -42,18 +42,21 @@ fn status_field(status: &[u8], key: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(line).trim().to_string())
 }
 
-/// User and group ids and supplementary groups (the same in every thread: glibc's set*id calls
-/// change them in all threads), and the filesystem ids of the program thread whose `status`
-/// this is (setfsuid and setfsgid change only the calling thread's; its Uid: and Gid: lines end
-/// with them).
+/// The process's user and group ids, supplementary groups and filesystem ids: the
+/// thread-group leader's (what /proc/PID/status shows; threads may have ids of their own:
+/// threadcreds.rs), else those of the program thread whose `status` this is (a leader whose
+/// status cannot be read), else the checkpoint thread's.
 fn read_creds(status: &[u8]) -> Creds {
+    let leader = sys::read_file(&sys::cpath(&[b"/proc/self/task/", &sys::decimal(sys::getpid()), b"/status"])).unwrap_or_default();
+    if let Some(c) = crate::threadcreds::from_status(&leader).or_else(|| crate::threadcreds::from_status(status)) {
+        return c;
+    }
     let mut c = Creds::default();
     let [r, e, s] = &mut c.uids;
     let _ = syscall!(libc::SYS_getresuid, r as *mut u32, e as *mut u32, s as *mut u32);
     let [r, e, s] = &mut c.gids;
     let _ = syscall!(libc::SYS_getresgid, r as *mut u32, e as *mut u32, s as *mut u32);
-    let fs = |key: &[u8], dflt: u32| status_field(status, key).and_then(|v| v.split_whitespace().nth(3)?.parse().ok()).unwrap_or(dflt);
-    c.fs = [fs(b"Uid:", c.uids[1]), fs(b"Gid:", c.gids[1])];
+    c.fs = [c.uids[1], c.gids[1]];
     let mut groups = vec![0u32; 65536];
     if let Ok(n) = syscall!(libc::SYS_getgroups, groups.len(), groups.as_mut_ptr()) {
         groups.truncate(n as usize);

@@ -87,9 +87,8 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     crate::transient::after_restart();
     crate::bgsnap::forget();
     crate::flightdata::after_restart();
-    // (After the allocator's reset: the slots are a Vec.)
-    let slots = take_slots(&info);
-    crate::sud::after_restart(&slots);
+    // This thread's own ids before it opens anything (ckpt-restart gave it the process's).
+    crate::threadcreds::restore_own(CKPT_THREAD.tid.load(Ordering::Relaxed));
     if crate::incremental::enabled() && info.image_hash != 0 && crate::pagehash::adopt(info.page_table, info.page_table_len) {
         crate::incremental::continue_from(info.image_hash, info.chain as u32);
     } else {
@@ -106,12 +105,13 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     ids::restarted(if ours { info.outer_pid } else { 0 }, if ours { (info.dir_dev, info.dir_ino) } else { (0, 0) });
     crate::hupgate::after_restart(if ours { info.outer_proc_fd } else { -1 }, if ours { info.outer_pid as i32 } else { 0 });
     let exact = ids::exact_restart();
-    // SAFETY: the restarter wrote path_len bytes at info.path, in the switch area (still mapped).
-    let path = unsafe { std::slice::from_raw_parts(info.path as *const u8, info.path_len as usize) }.to_vec();
+    // SAFETY: the restarter wrote path_len bytes at info.path, in the switch area (mapped until
+    // below; `Done` takes a copy in the scratch arena).
+    let path = unsafe { std::slice::from_raw_parts(info.path as *const u8, info.path_len as usize) };
     // (Before the scratch arena: the new configuration outlives the restart. Before the step's
     // restart: its files are in that directory.)
     if !crate::tree::is_child() {
-        crate::move_image_dir(image_dir_of(&path));
+        crate::move_image_dir(image_dir_of(path));
     }
     crate::step::after_restart(info.step_epoch, info.generation, info.image_hash);
     crate::stepaddrs::after_restart(&info);
@@ -131,6 +131,13 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     // released above). Start both afresh.
     gate::reset_after_restart();
     alloc::scratch_begin();
+    // What lives only for the restart is allocated from here on, in the scratch arena (freed
+    // whole by `finish`): general memory would stay, and a size class the program had no slab
+    // of (the slots' Vec is 344 bytes a thread) would leave it a 256 KiB mapping it did not
+    // have (restore_memory_maps). The slots, then, and the copy of the image's path.
+    let slots = take_slots(&info);
+    crate::sud::after_restart(&slots);
+    let path = path.to_vec();
     crate::tree::forget();
     if crate::tree::is_child() {
         crate::control::setup_wake();

@@ -88,6 +88,8 @@ pub fn capture() -> ThreadAttrs {
         timens_children,
         timens_monotonic,
         timens_boottime,
+        // (The checkpoint thread reads each thread's from /proc: threadcreds.rs.)
+        creds: ckpt_image::ThreadCreds::ZERO,
     }
 }
 

@@ -714,6 +714,10 @@ pub fn become_restored(s: &Slot, leader: bool) -> ! {
     // (Before its own capabilities: the threads it creates take theirs back from the
     // restart's, as those the checkpoint thread creates do.)
     spawn_deferred(s.tid, filters_need_admin);
+    // Its own user and group ids, from the process's (threadcreds.rs).
+    if let Err(line) = crate::threadcreds::restore(&s.attrs.creds, s.tid) {
+        crate::ids::end(&line);
+    }
     // Its capabilities; CAP_SYS_ADMIN kept until its seccomp filters are in again, if it
     // must install them without no_new_privs (a process of root's that dropped to other ids).
     let kept = crate::ids::restore_caps(s.tid, filters_need_admin);

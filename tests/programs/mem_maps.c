@@ -3,9 +3,11 @@
  * range of the second read that no mapping of the first covered ("new START-END PERMS NAME"),
  * each range of the first that the second lacks ("lost START-END"), and the counts. The maps
  * are read with open/read into static buffers: nothing the program does between the two reads
- * maps memory (stdio's buffer exists before the first). */
+ * maps memory (stdio's buffer exists before the first). With an argument N, N more threads
+ * wait in pause() all along (made before the first read). */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
@@ -74,7 +76,17 @@ static int uncovered(const char *what, struct vma *v, int n, struct vma *w, int 
     return count;
 }
 
-int main(void) {
+static void *idle(void *arg) {
+    (void)arg;
+    for (;;) pause();
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    for (int i = 0, n = argc > 1 ? atoi(argv[1]) : 0; i < n; i++) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, idle, NULL) != 0) return 3;
+    }
     int dir = open(".", O_RDONLY | O_DIRECTORY);
     /* stdio's buffer now, before the first read. */
     printf("mem_maps\n");

@@ -12,23 +12,23 @@ use std::time::{Duration, Instant};
 
 const NOTHING_NEW: &str = "compared the maps: 0 new, 0 lost";
 
-/// The uninterrupted run's output after READY and the restarted run's, checkpointed at READY
-/// under ckpt-run with `options`. "go" comes once the restart is over: the restart path's own
-/// temporary memory (its scratch arena, the threads' temporary stacks) is unmapped a moment
-/// after the program's threads run again.
-fn outputs(tag: &str, options: &[&str]) -> (String, String) {
+/// The uninterrupted run's output after READY and the restarted run's (of mem_maps `args`),
+/// checkpointed at READY under ckpt-run with `options`, as nobody when `nobody`. "go" comes
+/// once the restart is over: the restart path's own temporary memory (its scratch arena, the
+/// threads' temporary stacks) is unmapped a moment after the program's threads run again.
+fn outputs(tag: &str, args: &[&str], options: &[&str], nobody: bool) -> (String, String) {
     let base = workdir(&format!("{tag}_ref"));
     let prog = compile("mem_maps", &base);
     fs::write(base.join("go"), b"").unwrap();
-    let expected = plain(&prog, &[], &base);
+    let expected = plain(&prog, args, &base);
     assert!(expected.contains(NOTHING_NEW), "the uninterrupted run: {expected}");
 
     let dir = workdir(tag);
-    let mut p = run_with(&prog, &[], &dir, false, options);
+    let mut p = run_with(&prog, args, &dir, nobody, options);
     p.wait_line(|l| l == "READY");
     let img = p.checkpoint(&dir, "mem_maps");
     p.kill9();
-    let mut r = restart(&img, &[], &dir);
+    let mut r = restart_as(&img, &[], &dir, nobody);
     r.wait_restarted();
     settle(ckpt_tests::process::program_pid(r.pid()));
     fs::write(dir.join("go"), b"").unwrap();
@@ -55,7 +55,24 @@ fn settle(pid: i32) {
 /// Full images only: the restarted program has exactly the mappings it had before.
 #[test]
 fn restart_adds_no_mapping() {
-    let (expected, out) = outputs("maps_full", &["--full-only"]);
+    let (expected, out) = outputs("maps_full", &[], &["--full-only"], false);
+    assert_eq!(out, expected, "the restart left mappings of its own, or lost some");
+}
+
+/// The same with 24 threads more. The restart's records of the threads to make again (a `Slot`
+/// each) are the restart's own memory too: they were general memory once, in a size class the
+/// program had no slab of (25 slots: 8 KiB), and the restarted program kept a new 256 KiB
+/// mapping (also with 6 threads, and with 1 once a slot outgrew 256 bytes).
+#[test]
+fn restart_of_a_program_with_threads_adds_no_mapping() {
+    let (expected, out) = outputs("maps_threads", &["24"], &["--full-only"], false);
+    assert_eq!(out, expected, "the restart left mappings of its own, or lost some");
+}
+
+/// The same as nobody.
+#[test]
+fn restart_of_a_program_with_threads_adds_no_mapping_as_nobody() {
+    let (expected, out) = outputs("maps_threads_nobody", &["24"], &["--full-only"], true);
     assert_eq!(out, expected, "the restart left mappings of its own, or lost some");
 }
 
@@ -64,7 +81,7 @@ fn restart_adds_no_mapping() {
 /// (read-only, anonymous), which ckpt-restart builds of the memory it restores. Nothing else.
 #[test]
 fn restart_adds_only_the_page_hash_table() {
-    let (_, out) = outputs("maps_inc", &[]);
+    let (_, out) = outputs("maps_inc", &[], &[], false);
     assert!(out.lines().any(|l| l.starts_with("compared the maps:") && l.ends_with(" 0 lost")), "the restart lost mappings, or compared nothing: {out}");
     let new: Vec<&str> = out.lines().filter(|l| l.starts_with("new ")).collect();
     assert!(new.len() <= 1, "the restart left mappings of its own: {out}");

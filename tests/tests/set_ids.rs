@@ -12,26 +12,39 @@ use restore_util::*;
 use std::fs;
 use std::os::unix::fs::{chown, PermissionsExt};
 
-/// set_ids in `mode` (ckpt-run with `options`), checkpointed after its calls, SIGKILLed,
-/// restarted (as `nobody` for both runs when asked): the output before and after is the
-/// uninterrupted run's.
-fn set_ids(mode: &str, nobody: bool, options: &[&str]) {
-    let base = workdir(&format!("setids_{mode}_ref{}", if nobody { "_nobody" } else { "" }));
-    let prog = compile("set_ids", &base);
+/// Program `name` compiled in a fresh directory (`tag`_ref, kept while the returned Dir lives)
+/// and its uninterrupted run in `mode` (as nobody when asked), which `accept` must accept.
+fn reference_run(name: &str, tag: &str, mode: &str, nobody: bool, accept: impl Fn(&str) -> bool) -> (Dir, std::path::PathBuf, String) {
+    let base = workdir(&format!("{tag}_ref"));
+    let prog = compile(name, &base);
     fs::write(base.join("go"), b"").unwrap();
     let expected = plain_as(&prog, &[mode], &base, nobody);
-    assert!(expected.starts_with("set*id calls done\n"), "reference run: {expected}");
+    assert!(accept(&expected), "reference run: {expected}");
+    (base, prog, expected)
+}
 
-    let dir = workdir(&format!("setids_{mode}{}", if nobody { "_nobody" } else { "" }));
+/// Program `name` in `mode` (ckpt-run with `options`), checkpointed at its READY, SIGKILLed,
+/// restarted (as `nobody` for both runs when asked), told to go on (a file "go"): the output
+/// before and after is the uninterrupted run's, which `reference` must accept.
+fn checkpoint_kill_restart(name: &str, tag: &str, mode: &str, nobody: bool, options: &[&str], reference: impl Fn(&str) -> bool) {
+    let (_base, prog, expected) = reference_run(name, tag, mode, nobody, reference);
+
+    let dir = workdir(tag);
     let mut p = run_with(&prog, &[mode], &dir, nobody, options);
     p.wait_line(|l| l == "READY");
-    let img = p.checkpoint(&dir, "set_ids");
+    let img = p.checkpoint(&dir, name);
     p.kill9();
     let before = p.stdout();
     fs::write(dir.join("go"), b"").unwrap();
     let mut r = restart_as(&img, &[], &dir, nobody);
     assert!(r.wait().success(), "restart failed: {}", r.stderr());
     assert_eq!(before + &r.stdout(), expected, "stderr: {} {}", p.stderr(), r.stderr());
+}
+
+/// set_ids in `mode`, checkpointed after its calls.
+fn set_ids(mode: &str, nobody: bool, options: &[&str]) {
+    let tag = format!("setids_{mode}{}", if nobody { "_nobody" } else { "" });
+    checkpoint_kill_restart("set_ids", &tag, mode, nobody, options, |out| out.starts_with("set*id calls done\n"));
 }
 
 #[test]
@@ -65,11 +78,7 @@ fn dropped_privileges_survive_checkpoint_and_restart() {
         ckpt_tests::skip_test!("dropping privileges needs root");
         return;
     }
-    let base = workdir("setids_drop_ref");
-    let prog = compile("set_ids", &base);
-    fs::write(base.join("go"), b"").unwrap();
-    let expected = plain(&prog, &["drop"], &base);
-    assert!(expected.contains("groups 100 65534"), "reference run: {expected}");
+    let (_base, prog, expected) = reference_run("set_ids", "setids_drop", "drop", false, |out| out.contains("groups 100 65534"));
 
     let dir = workdir("setids_drop");
     let images = dir.join("img");
@@ -126,4 +135,120 @@ fn set_id_calls_in_a_child_made_with_clone() {
         let st = p.wait(std::time::Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e:#}"));
         assert!(st.success() && p.stdout() == "child ok\n", "{}", p.record());
     }
+}
+
+/// thread_ids in `mode`, checkpointed after each thread set ids of its own with the raw system
+/// calls: every thread has its own ids again after the restart and the program goes on (each
+/// thread prints "same").
+fn thread_ids(mode: &str, nobody: bool, options: &[&str], tag: &str) {
+    let tag = format!("threadids_{tag}");
+    checkpoint_kill_restart("thread_ids", &tag, mode, nobody, options, |out| out.starts_with("threads set their ids") && out.matches(" same\n").count() == 3);
+}
+
+/// As root: threads with different user ids, group ids, filesystem ids and supplementary
+/// groups (zdtm thread_different_uid_gid), in ckpt-run's namespace (the checkpoint goes
+/// through its coordinator, which hands a process of another user a directory of its own).
+#[test]
+fn threads_with_ids_of_their_own_survive_checkpoint_and_restart() {
+    if !ckpt_tests::scenario::is_root() {
+        ckpt_tests::skip_test!("ids of other users need root");
+        return;
+    }
+    thread_ids("root", false, &[], "root");
+}
+
+/// The same without a namespace (the runtime writes its image itself).
+#[test]
+fn threads_with_ids_of_their_own_survive_checkpoint_and_restart_without_namespace() {
+    if !ckpt_tests::scenario::is_root() {
+        ckpt_tests::skip_test!("ids of other users need root");
+        return;
+    }
+    thread_ids("root", false, &["--no-namespace"], "root_nons");
+}
+
+/// As root, two checkpoints and two restarts: after a restart the runtime's own thread has the
+/// ids it had at the checkpoint (root's), not the process's (uid 12): it binds its control
+/// socket in root's image directory again (it once said "no control socket (...): Permission
+/// denied"), ckpt-ctl's checkpoint of the restarted program is taken, and the second restart
+/// gives every thread its own ids again. In ckpt-run's namespace (`options` empty) or without.
+fn thread_ids_twice(options: &[&str], tag: &str) {
+    let (_base, prog, expected) = reference_run("thread_ids", &format!("threadids_{tag}"), "root", false, |out| out.matches(" same\n").count() == 3);
+
+    let dir = workdir(&format!("threadids_{tag}"));
+    let mut p = run_with(&prog, &["root"], &dir, false, options);
+    p.wait_line(|l| l == "READY");
+    let img = p.checkpoint(&dir, "thread_ids");
+    p.kill9();
+    let before = p.stdout();
+    let mut r = restart(&img, &[], &dir);
+    r.wait_restarted();
+    let ctl = std::process::Command::new(bin("ckpt-ctl")).arg("--dir").arg(dir.join("img")).args(["checkpoint", "--wait"]).output().unwrap();
+    // (Killed first: a failed check leaves no restarted program waiting for "go".)
+    r.kill9();
+    assert!(ctl.status.success(), "ckpt-ctl checkpoint of the restarted program: {} {}\nrestart: {}", String::from_utf8_lossy(&ctl.stdout), String::from_utf8_lossy(&ctl.stderr), r.stderr());
+    assert!(!r.stderr().contains("control socket"), "{}", r.stderr());
+    let middle = r.stdout();
+    fs::write(dir.join("go"), b"").unwrap();
+    let mut r2 = restart(&img, &[], &dir);
+    assert!(r2.wait().success(), "second restart failed: {}", r2.stderr());
+    assert_eq!(before + &middle + &r2.stdout(), expected, "stderr: {} {} {}", p.stderr(), r.stderr(), r2.stderr());
+}
+
+#[test]
+fn threads_with_ids_of_their_own_survive_two_restarts_and_the_restarted_program_answers_ckpt_ctl() {
+    if !ckpt_tests::scenario::is_root() {
+        ckpt_tests::skip_test!("ids of other users need root");
+        return;
+    }
+    thread_ids_twice(&[], "twice");
+}
+
+/// The same without a namespace (the runtime's thread writes the second image itself, in
+/// root's directory).
+#[test]
+fn threads_with_ids_of_their_own_survive_two_restarts_and_the_restarted_program_answers_ckpt_ctl_without_namespace() {
+    if !ckpt_tests::scenario::is_root() {
+        ckpt_tests::skip_test!("ids of other users need root");
+        return;
+    }
+    thread_ids_twice(&["--no-namespace"], "twice_nons");
+}
+
+/// An ordinary user's program was started with one uid and one gid (real, effective and saved
+/// the same: an exec with them apart is a secure exec, which ignores LD_PRELOAD), so its
+/// threads' raw calls can only set those again; they do, and every thread keeps them.
+#[test]
+fn threads_with_ids_of_their_own_survive_checkpoint_and_restart_as_nobody() {
+    thread_ids("same", true, &[], "nobody");
+}
+
+/// As root: a thread with more supplementary groups of its own than an image holds per thread
+/// (raw setgroups with 40 groups): the checkpoint is refused in one line naming the thread, no
+/// image is written, and the program goes on to its uninterrupted result.
+#[test]
+fn a_thread_with_too_many_groups_of_its_own_refuses_the_checkpoint_in_one_line() {
+    if !ckpt_tests::scenario::is_root() {
+        ckpt_tests::skip_test!("setgroups needs root");
+        return;
+    }
+    let (_base, prog, expected) = reference_run("thread_ids", "threadids_manygroups", "manygroups", false, |out| out.contains("groups 1000 1001") && out.matches(" same\n").count() == 3);
+
+    let dir = workdir("threadids_manygroups");
+    let mut p = run_with(&prog, &["manygroups"], &dir, false, &["--no-namespace"]);
+    p.wait_line(|l| l == "READY");
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(p.pid(), libc::SIGUSR2) };
+    let t0 = std::time::Instant::now();
+    while !p.stderr().contains("supplementary groups of its own") {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(60), "no refusal: {}", p.stderr());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    fs::write(dir.join("go"), b"").unwrap();
+    assert!(p.wait().success(), "{}", p.stderr());
+    let err = p.stderr();
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("supplementary groups of its own")).collect();
+    assert!(lines.len() == 1 && lines[0].contains("thread ") && lines[0].contains("no checkpoint is taken"), "{err}");
+    assert!(!dir.join("img").join("thread_ids.ckpt").exists(), "an image was written: {err}");
+    assert_eq!(p.stdout(), expected, "{err}");
 }
