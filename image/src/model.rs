@@ -436,7 +436,29 @@ pub struct FdState {
     /// A file in flight: the fds of other processes of the tree that are one open file
     /// description with it (kcmp at the cut), as (pid, fd), each process's lowest (version 26).
     /// The restart makes it once with them (`unshared::join_in_flight`).
+    /// Fd 0, 1 or 2 of a program alone (no tree): `[OWN_STDIO]` when it was the program's own,
+    /// not the stdio ckpt-run (or ckpt-restart) gave it (`own_stdio`).
     pub held_with: Vec<(i32, i32)>,
+}
+
+impl FdState {
+    /// The mark in `held_with` of a lone program's own fd 0, 1 or 2 (version 26, no bump: an
+    /// fd of the program has no other holders to name): a restart gives it back as the image
+    /// describes it instead of leaving ckpt-restart's stdio there. A process of a tree is told
+    /// by its set's manifest (`ownstdio` lines) instead.
+    pub const OWN_STDIO: (i32, i32) = (0, -1);
+
+    /// Whether this is fd 0, 1 or 2 of a program alone marked as its own (`OWN_STDIO`).
+    pub fn own_stdio(&self) -> bool {
+        (0..3).contains(&self.fd) && self.held_with == [Self::OWN_STDIO]
+    }
+
+    /// Mark fd 0, 1 or 2 as the program's own (`OWN_STDIO`); other fds are left as they are.
+    pub fn mark_own_stdio(&mut self) {
+        if (0..3).contains(&self.fd) {
+            self.held_with = vec![Self::OWN_STDIO];
+        }
+    }
 }
 
 /// The owner of an open file description's I/O signals and that signal (fcntl F_GETOWN_EX,

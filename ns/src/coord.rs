@@ -281,6 +281,10 @@ impl Coord {
                     continue;
                 }
                 Recv::Msg(TreeMsg::Running) => self.running(i),
+                Recv::Msg(TreeMsg::AskStdio) => {
+                    let own = crate::samefds::own_stdio_of(self.members[i].pid);
+                    self.send(i, TreeMsg::OwnStdio { own: own.unwrap_or(0), known: own.is_some() }, None);
+                }
                 Recv::Msg(_) | Recv::Nothing => {}
             }
             i += 1;

@@ -247,30 +247,41 @@ pub fn tables(procs: &[(i32, i32)]) -> Result<Vec<(i32, i32)>, String> {
 /// /dev/null, pipe or terminal has no offset to lose).
 pub fn own_stdio(pids: &[i32], same: Option<&[Vec<(i32, i32)>]>) -> Vec<(i32, i32)> {
     let shared = |at: (i32, i32)| same.is_some_and(|g| g.iter().any(|g| g.contains(&at) && g.iter().any(|o| o.0 != at.0)));
-    // SAFETY: getpid has no preconditions; F_GETFD only reads our fd's flags.
-    let me = unsafe { libc::getpid() };
-    // SAFETY: as above.
-    let ours: Vec<i32> = (0..3).filter(|&n| unsafe { libc::fcntl(n, libc::F_GETFD) } >= 0).collect();
     let mut out = Vec::new();
     for &pid in pids {
-        for fd in 0..3 {
-            if std::fs::symlink_metadata(format!("/proc/{pid}/fd/{fd}")).is_err() {
-                continue;
-            }
-            let mut outside = false;
-            for &n in &ours {
-                match kcmp_file((pid, fd), (me, n)) {
-                    Some(same) => outside |= same,
-                    None => return Vec::new(),
-                }
-            }
+        let Some(own) = own_stdio_of(pid) else { return Vec::new() };
+        for fd in (0..3).filter(|fd| own & 1 << fd != 0) {
             let file = || std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|m| m.is_file());
-            if !outside && !(shared((pid, fd)) && file()) {
+            if !(shared((pid, fd)) && file()) {
                 out.push((pid, fd));
             }
         }
     }
     out
+}
+
+/// The fds 0 to 2 of process `pid` that are open and one open file with none of ours (bit N:
+/// fd N); None when kcmp fails. A program alone asks (`TreeMsg::AskStdio`): its image marks
+/// them.
+pub fn own_stdio_of(pid: i32) -> Option<u32> {
+    // SAFETY: getpid has no preconditions; F_GETFD only reads our fd's flags.
+    let me = unsafe { libc::getpid() };
+    // SAFETY: as above.
+    let ours: Vec<i32> = (0..3).filter(|&n| unsafe { libc::fcntl(n, libc::F_GETFD) } >= 0).collect();
+    let mut own = 0;
+    for fd in 0..3 {
+        if std::fs::symlink_metadata(format!("/proc/{pid}/fd/{fd}")).is_err() {
+            continue;
+        }
+        let mut outside = false;
+        for &n in &ours {
+            outside |= kcmp_file((pid, fd), (me, n))?;
+        }
+        if !outside {
+            own |= 1 << fd;
+        }
+    }
+    Some(own)
 }
 
 /// Whether fd `a.1` of process `a.0` and fd `b.1` of `b.0` are one open file description (None:

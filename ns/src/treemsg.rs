@@ -20,6 +20,10 @@
 //! no line of its own gives (it was exiting); the coordinator's line names it and the Result
 //! carries it to every member, so that the one who asked (ckpt-ctl) names it too (`Failure`).
 //!
+//! A program alone, told Solo, asks with its threads stopped which of its fds 0 to 2 are its own
+//! (`AskStdio`; kcmp against init's, which it may not do itself as an unprivileged user) and
+//! the coordinator answers at once (`OwnStdio`): its image marks them.
+//!
 //! After a restart each process of the tree says `Running` once its state is back, just
 //! before its program's threads run: when all have, init lets the outer process forward the
 //! signals it held during the restart (`supervise`).
@@ -87,6 +91,13 @@ pub enum TreeMsg {
     /// member, once after a restart: its state is back (its pending signals queued again) and
     /// its program's threads are about to run; signals held for the restarted tree may go.
     Running,
+    /// member alone (after Solo), its threads stopped: which of my fds 0 to 2 are my own, one
+    /// open file with none of yours (the stdio the tree was given)? It may not ask kcmp itself:
+    /// init holds capabilities in the namespace that it does not.
+    AskStdio,
+    /// coordinator: bit N of `own` set: the member's fd N is its own (kcmp); `known`: false
+    /// when kcmp could not tell.
+    OwnStdio { own: u32, known: bool },
 }
 
 pub const LEN: usize = 32;
@@ -208,6 +219,8 @@ impl TreeMsg {
             TreeMsg::AskStop { pid } => (12, pid as u32, 0, 0, 0),
             TreeMsg::StopSig { pid, sig } => (13, pid as u32, sig as u64, 0, 0),
             TreeMsg::Running => (15, 0, 0, 0, 0),
+            TreeMsg::AskStdio => (16, 0, 0, 0, 0),
+            TreeMsg::OwnStdio { own, known } => (17, own, known as u64, 0, 0),
         };
         let mut out = [0u8; LEN];
         out[0..4].copy_from_slice(&k.to_ne_bytes());
@@ -245,6 +258,8 @@ impl TreeMsg {
             13 => TreeMsg::StopSig { pid: w(4) as i32, sig: q(8) as i32 },
             14 => TreeMsg::Paired,
             15 => TreeMsg::Running,
+            16 => TreeMsg::AskStdio,
+            17 => TreeMsg::OwnStdio { own: w(4), known: q(8) != 0 },
             _ => return None,
         })
     }
@@ -390,6 +405,9 @@ mod tests {
             TreeMsg::AskStop { pid: 12 },
             TreeMsg::StopSig { pid: 12, sig: 20 },
             TreeMsg::Running,
+            TreeMsg::AskStdio,
+            TreeMsg::OwnStdio { own: 0b101, known: true },
+            TreeMsg::OwnStdio { own: 0, known: false },
         ] {
             assert_eq!(TreeMsg::decode(&m.encode()), Some(m));
         }

@@ -332,10 +332,11 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
     // stdin/stdout/stderr stay ours, except a pipe, a pseudo-terminal or a socket between
     // processes of a tree (a pipeline; mpirun and its ranks' output; MPICH's hydra_pmi_proxy,
     // whose stdin is its connection to mpiexec), or a dup of one, and one that was not the
-    // stdio the tree was given (a shell's background job's /dev/null: `tree::own_stdio`).
+    // stdio the tree (or the program alone) was given (a shell's background job's /dev/null, a
+    // file the program put at fd 1 itself: `tree::own_stdio`).
     let tree_object = |f: &FdState| {
         let of = f.dup_of.and_then(|n| fds.iter().find(|g| g.fd == n)).unwrap_or(f);
-        crate::tree::shared_pipe(of) || crate::tree::shared_pty(of) || crate::tree::shared_socket(of) || crate::tree::own_stdio(f.fd)
+        crate::tree::shared_pipe(of) || crate::tree::shared_pty(of) || crate::tree::shared_socket(of) || crate::tree::own_stdio(f)
     };
     // (Not the files in flight, a tree's shared pipe among them.)
     let prog: Vec<&FdState> = fds.iter().filter(|f| f.fd > 2 || f.fd >= 0 && tree_object(f)).collect();

@@ -976,12 +976,17 @@ fn enter_group(p: &TreeProc) -> Result<()> {
     meet(&s.barrier.joined, s.total, "in their process groups")
 }
 
-/// Whether our fd `fd` (0 to 2) was not the stdio the tree was given but the process's own (a
+/// Whether our fd `f` (0 to 2) was not the stdio the tree was given but the process's own (a
 /// shell's background job's /dev/null): restored as its image says, not left ckpt-restart's.
-pub fn own_stdio(fd: i32) -> bool {
+/// In a tree the set's manifest says (`ownstdio` lines); a program alone, its image
+/// (`FdState::own_stdio`).
+pub fn own_stdio(f: &ckpt_image::FdState) -> bool {
     // SAFETY: getpid has no preconditions.
     let me = unsafe { libc::getpid() };
-    SHARED.get().is_some_and(|s| s.own_stdio.contains(&(me, fd)))
+    match SHARED.get() {
+        Some(s) => s.own_stdio.contains(&(me, f.fd)),
+        None => f.own_stdio(),
+    }
 }
 
 /// Whether fd `f` is a pipe the tree's processes share (made before they were forked).

@@ -580,6 +580,10 @@ pub(crate) fn capture(slots: &[threads::Slot], gen: u64, dir: &Dir, name: &[u8],
     let drained = crate::treedrain::drain(gen, &listing.sockets());
     let mut fds = fdtable::read_fds(listing);
     crate::treedrain::apply(&mut fds, drained);
+    if !member {
+        // A program alone: no manifest says which of its fds 0 to 2 are its own.
+        crate::ownstdio::mark(&mut fds);
+    }
     let left_out = leftout::find(&fds);
     crate::kstate::save(sys::gettid())?;
     if let Some(why) = crate::sigqueue::refusal() {

@@ -43,6 +43,7 @@ mod leftout;
 mod log;
 mod maps;
 mod nshooks;
+mod ownstdio;
 mod ownsegs;
 mod pagescan;
 mod memwrite;
@@ -217,6 +218,8 @@ extern "C" fn init() {
         return; // not the process ckpt-run started: stay inert
     };
     launch::set_managed(sys::getpid());
+    // (Before any fd of ours: one may take the number of a closed fd 0 to 2.)
+    ownstdio::at_start();
     sys::open_proc();
     hupgate::take(env, (launch.outer_pid > 0).then_some(launch.outer_pid));
     // The outer ckpt-run, when it started us as the first process under a namespace's init.

@@ -69,6 +69,8 @@ extern "C" fn restart_main(info_addr: u64) -> ! {
     // SAFETY: the restarter passes the address of a RestartInfo inside its switch area, which
     // stays mapped until we unmap it below.
     let info: RestartInfo = unsafe { std::ptr::read(info_addr as *const RestartInfo) };
+    // (Before any fd of ours: one may take the number of a closed fd 0 to 2.)
+    crate::ownstdio::after_restart();
     // Our fd on /proc was not in the image: open it again, before the root changes.
     sys::open_proc();
     // The image was taken during a checkpoint, whose progress counter is not here.

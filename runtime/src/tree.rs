@@ -306,6 +306,42 @@ pub fn request(stop: bool) {
     }
 }
 
+/// A checkpoint of this process alone, its threads stopped: which of its fds 0 to 2 are its own,
+/// one open file with none of init's (bit N: fd N), as the coordinator finds with kcmp
+/// (`TreeMsg::AskStdio`); None when we are not a member, it cannot tell, or it does not answer
+/// within 10 s (an older coordinator).
+pub fn ask_own_stdio() -> Option<u32> {
+    if !is_member() || !send(TreeMsg::AskStdio) {
+        return None;
+    }
+    let deadline = crate::checkpoint::now_ns() + 10_000_000_000;
+    loop {
+        let left = deadline.saturating_sub(crate::checkpoint::now_ns());
+        if left == 0 {
+            return None;
+        }
+        let mut pfd = libc::pollfd { fd: fd(), events: libc::POLLIN, revents: 0 };
+        match syscall!(libc::SYS_poll, &mut pfd as *mut libc::pollfd, 1, (left / 1_000_000).max(1)) {
+            Ok(0) | Err(libc::EINTR) => continue,
+            Err(_) => return None,
+            Ok(_) => {}
+        }
+        // (Nothing else is sent to a process alone during its own checkpoint.)
+        match recv(true) {
+            Some((TreeMsg::OwnStdio { own, known }, passed)) => {
+                if passed >= 0 {
+                    sys::close(passed);
+                }
+                return known.then_some(own & 0b111);
+            }
+            Some((_, passed)) if passed >= 0 => sys::close(passed),
+            Some(_) => {}
+            None if is_member() => {}
+            None => return None,
+        }
+    }
+}
+
 /// Serve what the coordinator sent (the checkpoint thread, after its poll woke up). Returns the
 /// tree's result when one arrived (Some(true): the set was committed).
 pub fn serve() -> Option<bool> {
