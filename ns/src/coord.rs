@@ -81,6 +81,9 @@ pub(crate) struct Coord {
     tool: &'static str,
     /// The program init started.
     pub root: i32,
+    /// The process that serves the control socket (0: the program, `root`): the tree's root
+    /// once the program ended while others live on (`keep_control`).
+    control: i32,
     /// When this coordinator started (older unfinished sets of its name are leftovers).
     started: std::time::SystemTime,
     /// In a checkpoint of a joined step's rank 0: the processes its srun started, which are not
@@ -225,7 +228,7 @@ impl Coord {
         if unsafe { libc::bind(fd, &addr as *const libc::sockaddr_un as *const libc::sockaddr, len) } != 0 || unsafe { libc::listen(fd, 64) } != 0 {
             return Err(errno());
         }
-        Ok(Coord { listen, members: Vec::new(), sleepers: Vec::new(), stop_answers: Vec::new(), target, tool, root: 0, started: std::time::SystemTime::now(), beyond: false, awaiting: Vec::new(), restoring: false, user_dirs: Default::default(), failure: None, member_ended: false })
+        Ok(Coord { listen, members: Vec::new(), sleepers: Vec::new(), stop_answers: Vec::new(), target, tool, root: 0, control: 0, started: std::time::SystemTime::now(), beyond: false, awaiting: Vec::new(), restoring: false, user_dirs: Default::default(), failure: None, member_ended: false })
     }
 
     /// A restart: wait for processes `pids` to say `Running` (none: nothing to wait for).
@@ -918,6 +921,28 @@ impl Coord {
                 } else {
                     format!("process {lead}, the task's program, did not pair the step's connections in time")
                 })
+            }
+        }
+    }
+
+    /// Once the program is gone and others live on (ns `leftover`): when the process that served
+    /// the control socket is gone, the tree's root now (`root`: the first child of init) is told
+    /// to take it, and the periodic timer, over; a root that has not joined yet is told later.
+    pub fn keep_control(&mut self) {
+        if self.control == 0 {
+            self.control = self.root;
+        }
+        if alive(self.control) {
+            return;
+        }
+        let tree = self.procs();
+        let next = self.root(&tree);
+        if let Some(i) = self.index_of(next).filter(|_| next != 0) {
+            if self.send(i, TreeMsg::TakeControl, None) {
+                if crate::verbose() {
+                    self.say(&format!("process {next} ({}) serves ckpt-ctl now: the program ended, it is the tree's root", comm(next)));
+                }
+                self.control = next;
             }
         }
     }
