@@ -51,8 +51,8 @@ fn sigkill_pending(pid: i32) -> bool {
     status.lines().filter_map(|l| l.strip_prefix("ShdPnd:").or_else(|| l.strip_prefix("SigPnd:"))).any(|v| u64::from_str_radix(v.trim(), 16).is_ok_and(|m| m & bit != 0))
 }
 
-/// In init, before it reports `Outlived`: stop dying with the outer process. Its parent-death
-/// signal is cleared and the lifeline (`lifeline`: init's end of the start pipe, whose last
+/// In init, before it reports `Outlived`: stop dying with the outer process and let go of its
+/// stdio (`let_stdio_go`). Its parent-death signal is cleared and the lifeline (`lifeline`: init's end of the start pipe, whose last
 /// close by the outer process would SIGKILL the process group: spawn.rs `kill_with_us`) is
 /// closed. False when the outer process (`outer`: a pidfd of it) is gone already: it was killed
 /// before this point, and the namespace must end with it, as it would have.
@@ -60,11 +60,34 @@ pub(crate) fn detach(lifeline: Option<OwnedFd>, outer: Option<RawFd>) -> bool {
     // SAFETY: prctl on our own process.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0) };
     drop(lifeline);
+    let_stdio_go();
     let Some(fd) = outer else { return true };
     let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
     // SAFETY: one valid pollfd; a pidfd is readable once its process has exited.
     let exited = unsafe { libc::poll(&mut p, 1, 0) } > 0 && p.revents & libc::POLLIN != 0;
     !exited
+}
+
+/// Init holds the outer process's stdin, stdout and stderr: whoever reads a pipe of them (a
+/// shell's `$(ckpt-run ...)`, a pipeline, a test) would wait for init's end, where natively the
+/// program's end is enough when what it left behind holds none of them. Its stdin and stdout go
+/// to /dev/null; its stderr too when it is a pipe or a socket (the coordinator's lines then
+/// go nowhere; on a terminal or in a file they are still written there).
+fn let_stdio_go() {
+    // SAFETY: opening /dev/null and dup2 over our own fds 0 to 2; fstat with a valid buffer.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null < 0 {
+            return;
+        }
+        let mut st: libc::stat = std::mem::zeroed();
+        let kind = if libc::fstat(2, &mut st) == 0 { st.st_mode & libc::S_IFMT } else { 0 };
+        let last = if kind == libc::S_IFIFO || kind == libc::S_IFSOCK { 2 } else { 1 };
+        for fd in 0..=last {
+            libc::dup2(null, fd);
+        }
+        libc::close(null);
+    }
 }
 
 #[cfg(test)]
