@@ -20,7 +20,10 @@
 //!   (each one's runtime says so to the coordinator), so that the signals held meanwhile go.
 //!
 //! When the program is gone, init waits for the checkpoint writers it left (an image begun before
-//! the end is finished), then exits, which ends the namespace and whatever is left in it.
+//! the end is finished), then exits, which ends the namespace. When other processes of the
+//! namespace live on (`leftover`: what the program left behind), init instead stops dying with
+//! the outer process, says `Outlived` (the outer process exits as the program did) and stays with
+//! them, reaping and coordinating, until no process is left.
 //! Init runs in a fork-like child of the outer process with every signal blocked; the program
 //! gets the outer process's signal mask and capability bounding set back before its execve.
 
@@ -391,7 +394,10 @@ fn serve(mut life: Life, mut coord: Option<crate::coord::Coord>) -> ! {
         }
         if fds[2..].iter().any(|p| p.revents != 0) {
             // The tree stopped after its checkpoint: the namespace ends as the program would.
-            if let Some(status) = coord.as_mut().and_then(|c| c.serve()) {
+            let status = coord.as_mut().and_then(|c| c.serve());
+            // (The program's own stop request: its exit ends the held processes too.)
+            life.may_outlive &= !coord.as_ref().is_some_and(|c| c.held());
+            if let Some(status) = status {
                 wait_for_writers();
                 report::send(report, Msg::Exited { status }, None);
                 // SAFETY: leaving init, which ends the namespace.

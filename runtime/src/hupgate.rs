@@ -15,7 +15,10 @@
 //! (`gate`): a kernel SIGHUP that comes while ckpt-run is exiting (PF_EXITING, which the kernel
 //! sets before it closes ckpt-run's files and hangs the terminal up) or gone waits there for the
 //! SIGKILL that follows (init dies with ckpt-run, and the namespace with init), at most `HOLD_MS`,
-//! then reaches the handler. Any other SIGHUP (a real hangup, which ckpt-run forwards while it
+//! then reaches the handler. Not when ckpt-run exits because the program ended and left processes
+//! that live on (ns leftover.rs): it takes the name `ckpt_ns::ENDED_NAME` before it exits, and
+//! once it is reaped the namespace's init tells (it is dying too, or lives on); a hangup then
+//! reaches the handler at once, as natively when a session leader exits. Any other SIGHUP (a real hangup, which ckpt-run forwards while it
 //! lives, a kill) reaches it at once. The program reads back its own handler.
 //!
 //! ckpt-restart does the same for the restarted program (its restarter hands the fd on in

@@ -225,3 +225,37 @@ fn a_slurm_step_task_ends_with_its_program() -> Result<()> {
     ensure!(lines(&out).len() == n, "the children of a step task's program lived on");
     Ok(())
 }
+
+/// ckpt-run leads its terminal's session (`script`) and exits because the program ended while a
+/// process it started lives on: the terminal's hangup reaches that process's SIGHUP handler, as
+/// natively when a session leader exits (the runtime's hangup gate holds a hangup only while the
+/// namespace is being killed with ckpt-run: not after such an end).
+#[test]
+fn a_process_left_behind_gets_the_terminals_hangup() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("outlive-hangup")?;
+    let images = work.images();
+    let _teardown = Teardown(&images);
+    let prog = ckpt_tests::programs::compile_c(&work, "hup_marker.c", &[])?;
+    let marker = work.join("hangup-handler-ran");
+    let inner = format!("'{}' '{}' >/dev/null & sleep 1; exit 4", prog.display(), marker.display());
+    let cmdline = format!("exec '{}' --dir '{}' -- /bin/sh -c \"{inner}\"", bins.run.display(), images.display());
+    let argv: Vec<OsString> = ["script", "-q", "-e", "-f", "-c", &cmdline, "/dev/null"].iter().map(OsString::from).collect();
+    let mut cmd = user_command(&argv, false, work.path());
+    cmd.env("CKPT_NAMESPACE", "1");
+    // The hangup's default action, whatever the suite runs under.
+    // SAFETY: signal() is async-signal-safe, called in the child between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut term = Proc::spawn("script", cmd)?;
+    let st = term.wait(MINUTE)?;
+    let rec = term.record();
+    ensure!(st.code() == Some(4), "script (ckpt-run) did not exit with the program's status 4: {}\n{}{}", ckpt_tests::process::fmt_status(rec.status), rec.stdout, rec.stderr);
+    ensure!(ckpt_tests::process::wait_until(MINUTE, || marker.exists()), "the process left behind did not get the terminal's hangup\n{}{}", rec.stdout, rec.stderr);
+    ensure!(ckpt_tests::process::wait_until(MINUTE, || inits_of(&images).is_empty()), "init stayed after the process left behind ended");
+    Ok(())
+}
