@@ -81,9 +81,10 @@ pub(crate) struct Coord {
     tool: &'static str,
     /// The program init started.
     pub root: i32,
-    /// A stop checkpoint was committed: every process is held stopped until the namespace ends,
-    /// which the requester's exit brings about (none of them outlives it: `held`).
-    held: bool,
+    /// The program asked for a stop checkpoint: it exits once the tree's result is known (75, or
+    /// 74 when the set failed), and the namespace ends with it, the processes held stopped or
+    /// not: none of them outlives it (`stopping`).
+    stopping: bool,
     /// The process that serves the control socket (0: the program, `root`): the tree's root
     /// once the program ended while others live on (`keep_control`).
     control: i32,
@@ -231,7 +232,7 @@ impl Coord {
         if unsafe { libc::bind(fd, &addr as *const libc::sockaddr_un as *const libc::sockaddr, len) } != 0 || unsafe { libc::listen(fd, 64) } != 0 {
             return Err(errno());
         }
-        Ok(Coord { listen, members: Vec::new(), sleepers: Vec::new(), stop_answers: Vec::new(), target, tool, root: 0, held: false, control: 0, started: std::time::SystemTime::now(), beyond: false, awaiting: Vec::new(), restoring: false, user_dirs: Default::default(), failure: None, member_ended: false })
+        Ok(Coord { listen, members: Vec::new(), sleepers: Vec::new(), stop_answers: Vec::new(), target, tool, root: 0, stopping: false, control: 0, started: std::time::SystemTime::now(), beyond: false, awaiting: Vec::new(), restoring: false, user_dirs: Default::default(), failure: None, member_ended: false })
     }
 
     /// A restart: wait for processes `pids` to say `Running` (none: nothing to wait for).
@@ -473,7 +474,7 @@ impl Coord {
         };
         let failure = if ok { Failure::default() } else { failure };
         // (Before any member hears it: the requester exits at once.)
-        self.held |= ok && stop;
+        self.stopping |= stop && requester == self.root;
         for i in 0..self.members.len() {
             self.send(i, TreeMsg::Result { ok, failure }, None);
         }
@@ -930,10 +931,10 @@ impl Coord {
         }
     }
 
-    /// Whether a stop checkpoint was committed: the namespace ends with the requester, the held
-    /// processes with it (they do not outlive the program).
-    pub fn held(&self) -> bool {
-        self.held
+    /// Whether the program asked for a stop checkpoint: the namespace ends with it (nothing
+    /// outlives a program that was stopped).
+    pub fn stopping(&self) -> bool {
+        self.stopping
     }
 
     /// Once the program is gone and others live on (ns `leftover`): when the process that served

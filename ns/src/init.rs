@@ -120,7 +120,7 @@ pub(crate) fn main(i: Init) -> ! {
         report::send(report, Msg::Running, None);
     }
     let outer = i.outer.as_ref().map(|f| f.as_raw_fd());
-    let life = Life { program: pid, report, outer, lifeline: Some(i.sync), may_outlive: crate::leftover::allowed(), outlived: false };
+    let life = Life { program: pid, report, outer, lifeline: Some(i.sync), may_outlive: crate::leftover::allowed(), outlived: false, restoring: false };
     serve(life, coord)
 }
 
@@ -139,6 +139,9 @@ struct Life {
     may_outlive: bool,
     /// The program is gone and others live on: we stay until none is left (`leftover`).
     outlived: bool,
+    /// A restarted tree does not run yet (`Coord::awaiting`): a restarter that ends then failed,
+    /// and the namespace ends with it (the others give up).
+    restoring: bool,
 }
 
 /// clone3 a child process with pid `want` (0: any); returns (pid, pidfd) in the parent, 0 in the
@@ -330,7 +333,7 @@ fn reap(life: &mut Life, block: bool) {
             if let Some(o) = life.outer {
                 crate::forward::send(o, libc::SIGCONT, true, 0);
             }
-        } else if life.may_outlive && crate::leftover::others_live(program) && crate::leftover::detach(life.lifeline.take(), life.outer) {
+        } else if life.may_outlive && !life.restoring && crate::leftover::others_live(program) && crate::leftover::detach(life.lifeline.take(), life.outer) {
             // Others live on: the outer process exits as the program did; we stay with them.
             life.outlived = true;
             report::send(report, Msg::Outlived { status: st }, None);
@@ -395,8 +398,8 @@ fn serve(mut life: Life, mut coord: Option<crate::coord::Coord>) -> ! {
         if fds[2..].iter().any(|p| p.revents != 0) {
             // The tree stopped after its checkpoint: the namespace ends as the program would.
             let status = coord.as_mut().and_then(|c| c.serve());
-            // (The program's own stop request: its exit ends the held processes too.)
-            life.may_outlive &= !coord.as_ref().is_some_and(|c| c.held());
+            // (The program's own stop request: its exit ends the other processes too.)
+            life.may_outlive &= !coord.as_ref().is_some_and(|c| c.stopping());
             if let Some(status) = status {
                 wait_for_writers();
                 report::send(report, Msg::Exited { status }, None);
@@ -408,6 +411,7 @@ fn serve(mut life: Life, mut coord: Option<crate::coord::Coord>) -> ! {
         if coord.as_mut().is_some_and(|c| c.restored()) {
             report::send(report, Msg::Running, None);
         }
+        life.restoring = coord.as_ref().is_some_and(|c| c.awaiting());
         // Signals first: a question about a signal must find init's copy already noted.
         if fds[0].revents != 0 {
             witness.note_pending(sfd);
