@@ -259,3 +259,35 @@ fn a_process_left_behind_gets_the_terminals_hangup() -> Result<()> {
     ensure!(ckpt_tests::process::wait_until(MINUTE, || inits_of(&images).is_empty()), "init stayed after the process left behind ended");
     Ok(())
 }
+
+/// The periodic timer goes on in the tree's new root once the program ended, and `ckpt-ctl
+/// stop` ends every process left (the set committed first).
+#[test]
+fn the_timer_goes_on_and_ckpt_ctl_stop_ends_what_was_left() -> Result<()> {
+    let bins = Bins::locate()?;
+    let work = Workdir::new("outlive-timer")?;
+    let images = work.images();
+    let _teardown = Teardown(&images);
+    let out = work.join("out");
+    let program = Program::c(&work, "outlive_pair.c", &[], &["pair", out.to_str().unwrap(), "100000", "50"])?;
+    let mut cmd = ckpt_tests::scenario::ckpt_run_with(&bins, &program, &images, &["--interval", "1s"], false);
+    cmd.env("CKPT_NAMESPACE", "1");
+    let mut run = Proc::spawn("ckpt-run", cmd)?;
+    let st = run.wait(MINUTE)?;
+    let rec = run.record();
+    ensure!(st.code() == Some(3), "ckpt-run: {}\n{}", ckpt_tests::process::fmt_status(rec.status), rec.stderr);
+    let inits = inits_of(&images);
+    ensure!(inits.len() == 1, "no namespace init left with the children: {inits:?}\n{}", rec.stderr);
+    let members = ckpt_tests::process::children(inits[0]);
+    // Sets taken by the timer alone, after the program ended.
+    let tree = images.join(program.image_name()).join("tree");
+    let generation = || std::fs::read_to_string(&tree).unwrap_or_default().lines().find_map(|l| l.strip_prefix("generation ")?.parse::<u64>().ok()).unwrap_or(0);
+    ensure!(ckpt_tests::process::wait_until(MINUTE, || generation() >= 3), "the periodic checkpoints did not go on after the program ended (generation {})", generation());
+    let argv: Vec<OsString> = vec![bins.dir.join("ckpt-ctl").into(), "--dir".into(), images.clone().into(), "stop".into()];
+    let stop = user_command(&argv, false, &program.cwd).output()?;
+    ensure!(stop.status.success(), "ckpt-ctl stop: {stop:?}");
+    for p in inits.iter().chain(&members) {
+        ensure!(ckpt_tests::process::wait_gone(*p, MINUTE), "process {p} outlived ckpt-ctl stop");
+    }
+    Ok(())
+}
