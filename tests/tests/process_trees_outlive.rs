@@ -14,7 +14,7 @@ use anyhow::{ensure, Context, Result};
 use ckpt_tests::scenario::user_command;
 use ckpt_tests::{Bins, Proc, Program, Workdir};
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -44,12 +44,31 @@ fn inner_pid(pid: i32) -> Option<i32> {
     status.lines().find_map(|l| l.strip_prefix("NSpid:"))?.split_whitespace().last()?.parse().ok()
 }
 
-/// Kills the namespaces left behind when the test ends, whatever happened (no stray process).
-struct Teardown<'a>(&'a Path);
+/// A test's directories and binaries; the namespaces left behind are killed when it ends,
+/// whatever happened (no stray process).
+struct Case {
+    bins: Bins,
+    work: Workdir,
+    images: PathBuf,
+    /// The file the program's processes count into.
+    out: PathBuf,
+}
 
-impl Drop for Teardown<'_> {
+impl Case {
+    fn new(name: &str) -> Result<Case> {
+        let work = Workdir::new(name)?;
+        Ok(Case { bins: Bins::locate()?, images: work.images(), out: work.join("out"), work })
+    }
+
+    /// outlive_pair run with `args` (FILE is `out`).
+    fn pair(&self, mode: &str, count: &str) -> Result<Program> {
+        Program::c(&self.work, "outlive_pair.c", &[], &[mode, self.out.to_str().unwrap(), count, if mode == "loop" { "10" } else { "50" }])
+    }
+}
+
+impl Drop for Case {
     fn drop(&mut self) {
-        for p in inits_of(self.0) {
+        for p in inits_of(&self.images) {
             // SAFETY: SIGKILL of a namespace init the test made; the kernel ends its namespace.
             unsafe { libc::kill(p, libc::SIGKILL) };
         }
@@ -75,16 +94,13 @@ fn run_cmd(bins: &Bins, images: &Path, program: &Program, env: &[(&str, &str)], 
 }
 
 fn shared_fd2(as_nobody: bool) -> Result<()> {
-    let bins = Bins::locate()?;
-    let work = Workdir::new(if as_nobody { "outlive-pair-nobody" } else { "outlive-pair" })?;
-    let images = work.images();
-    let _teardown = Teardown(&images);
-    let out = work.join("out");
+    let case = Case::new(if as_nobody { "outlive-pair-nobody" } else { "outlive-pair" })?;
+    let (bins, images, out) = (&case.bins, case.images.clone(), case.out.clone());
     const COUNT: u64 = 400;
-    let program = Program::c(&work, "outlive_pair.c", &[], &["pair", out.to_str().unwrap(), &COUNT.to_string(), "50"])?;
+    let program = case.pair("pair", &COUNT.to_string())?;
 
     // ckpt-run returns with the parent's status while its children go on.
-    let mut run = Proc::spawn("ckpt-run", run_cmd(&bins, &images, &program, &[], as_nobody))?;
+    let mut run = Proc::spawn("ckpt-run", run_cmd(bins, &images, &program, &[], as_nobody))?;
     let st = run.wait(MINUTE)?;
     let rec = run.record();
     let ctx = || format!("\nckpt-run: {}\nstdout: {}\nstderr: {}", ckpt_tests::process::fmt_status(rec.status), rec.stdout, rec.stderr);
@@ -173,15 +189,12 @@ fn run_to_end(bins: &Bins, images: &Path, program: &Program, env: &[(&str, &str)
 
 #[test]
 fn a_shells_background_job_outlives_it() -> Result<()> {
-    let bins = Bins::locate()?;
-    let work = Workdir::new("outlive-bash")?;
-    let images = work.images();
-    let _teardown = Teardown(&images);
-    let exe = ckpt_tests::programs::compile_c(&work, "outlive_pair.c", &[])?;
-    let out = work.join("out");
-    let script = format!("{} loop {} 50 100 >/dev/null 2>&1 & exit 3", exe.display(), out.display());
-    let program = Program::native("/bin/bash", &["-c", &script], &work);
-    let (code, rec) = run_to_end(&bins, &images, &program, &[])?;
+    let case = Case::new("outlive-bash")?;
+    let (images, out) = (&case.images, &case.out);
+    let exe = &case.pair("loop", "50")?.argv[0];
+    let script = format!("{} loop {} 50 100 >/dev/null 2>&1 & exit 3", Path::new(exe).display(), out.display());
+    let program = Program::native("/bin/bash", &["-c", &script], &case.work);
+    let (code, rec) = run_to_end(&case.bins, images, &program, &[])?;
     ensure!(code == Some(3), "ckpt-run's status is not the script's (3): {}\n{}", ckpt_tests::process::fmt_status(rec.status), rec.stderr);
     let at_return = lines(&out).len();
     ensure!(at_return < 50 && inits_of(&images).len() == 1, "the background job did not outlive the script ({at_return} lines){}", rec.stderr);
@@ -194,13 +207,10 @@ fn a_shells_background_job_outlives_it() -> Result<()> {
 
 #[test]
 fn a_program_that_leaves_nothing_ends_as_before() -> Result<()> {
-    let bins = Bins::locate()?;
-    let work = Workdir::new("outlive-none")?;
-    let images = work.images();
-    let _teardown = Teardown(&images);
-    let out = work.join("out");
-    let program = Program::c(&work, "outlive_pair.c", &[], &["loop", out.to_str().unwrap(), "3", "10"])?;
-    let (code, rec) = run_to_end(&bins, &images, &program, &[])?;
+    let case = Case::new("outlive-none")?;
+    let (images, out) = (&case.images, &case.out);
+    let program = case.pair("loop", "3")?;
+    let (code, rec) = run_to_end(&case.bins, images, &program, &[])?;
     ensure!(code == Some(0) && lines(&out) == vec![1, 2, 3], "ckpt-run: {}\n{}", ckpt_tests::process::fmt_status(rec.status), rec.stderr);
     // ckpt-run reaped init before it exited.
     ensure!(inits_of(&images).is_empty(), "init is still there after ckpt-run returned");
@@ -209,15 +219,12 @@ fn a_program_that_leaves_nothing_ends_as_before() -> Result<()> {
 
 #[test]
 fn a_slurm_step_task_ends_with_its_program() -> Result<()> {
-    let bins = Bins::locate()?;
-    let work = Workdir::new("outlive-step")?;
-    let images = work.images();
-    let _teardown = Teardown(&images);
-    let out = work.join("out");
-    let program = Program::c(&work, "outlive_pair.c", &[], &["pair", out.to_str().unwrap(), "400", "50"])?;
+    let case = Case::new("outlive-step")?;
+    let (images, out) = (&case.images, &case.out);
+    let program = case.pair("pair", "400")?;
     // A task srun started (one task: no step of several for the runtime).
     let env = [("SLURM_STEP_NUM_TASKS", "1"), ("SLURM_PROCID", "0"), ("SLURM_JOB_ID", "1"), ("SLURM_STEP_ID", "0")];
-    let (code, rec) = run_to_end(&bins, &images, &program, &env)?;
+    let (code, rec) = run_to_end(&case.bins, images, &program, &env)?;
     ensure!(code == Some(3), "ckpt-run: {}\n{}", ckpt_tests::process::fmt_status(rec.status), rec.stderr);
     ensure!(inits_of(&images).is_empty(), "a step task's namespace outlived its program");
     let n = lines(&out).len();
@@ -232,11 +239,9 @@ fn a_slurm_step_task_ends_with_its_program() -> Result<()> {
 /// namespace is being killed with ckpt-run: not after such an end).
 #[test]
 fn a_process_left_behind_gets_the_terminals_hangup() -> Result<()> {
-    let bins = Bins::locate()?;
-    let work = Workdir::new("outlive-hangup")?;
-    let images = work.images();
-    let _teardown = Teardown(&images);
-    let prog = ckpt_tests::programs::compile_c(&work, "hup_marker.c", &[])?;
+    let case = Case::new("outlive-hangup")?;
+    let (bins, work, images) = (&case.bins, &case.work, &case.images);
+    let prog = ckpt_tests::programs::compile_c(work, "hup_marker.c", &[])?;
     let marker = work.join("hangup-handler-ran");
     let inner = format!("'{}' '{}' >/dev/null & sleep 1; exit 4", prog.display(), marker.display());
     let cmdline = format!("exec '{}' --dir '{}' -- /bin/sh -c \"{inner}\"", bins.run.display(), images.display());
@@ -264,19 +269,16 @@ fn a_process_left_behind_gets_the_terminals_hangup() -> Result<()> {
 /// stop` ends every process left (the set committed first).
 #[test]
 fn the_timer_goes_on_and_ckpt_ctl_stop_ends_what_was_left() -> Result<()> {
-    let bins = Bins::locate()?;
-    let work = Workdir::new("outlive-timer")?;
-    let images = work.images();
-    let _teardown = Teardown(&images);
-    let out = work.join("out");
-    let program = Program::c(&work, "outlive_pair.c", &[], &["pair", out.to_str().unwrap(), "100000", "50"])?;
-    let mut cmd = ckpt_tests::scenario::ckpt_run_with(&bins, &program, &images, &["--interval", "1s"], false);
+    let case = Case::new("outlive-timer")?;
+    let (bins, images) = (&case.bins, &case.images);
+    let program = case.pair("pair", "100000")?;
+    let mut cmd = ckpt_tests::scenario::ckpt_run_with(bins, &program, images, &["--interval", "1s"], false);
     cmd.env("CKPT_NAMESPACE", "1");
     let mut run = Proc::spawn("ckpt-run", cmd)?;
     let st = run.wait(MINUTE)?;
     let rec = run.record();
     ensure!(st.code() == Some(3), "ckpt-run: {}\n{}", ckpt_tests::process::fmt_status(rec.status), rec.stderr);
-    let inits = inits_of(&images);
+    let inits = inits_of(images);
     ensure!(inits.len() == 1, "no namespace init left with the children: {inits:?}\n{}", rec.stderr);
     let members = ckpt_tests::process::children(inits[0]);
     // Sets taken by the timer alone, after the program ended.
