@@ -72,8 +72,11 @@ pub(crate) fn detach(lifeline: Option<OwnedFd>, outer: Option<RawFd>) -> bool {
 /// shell's `$(ckpt-run ...)`, a pipeline, a test) would wait for init's end, where natively the
 /// program's end is enough when what it left behind holds none of them. Its stdin and stdout go
 /// to /dev/null; its stderr too when it is a pipe or a socket (the coordinator's lines then
-/// go nowhere; on a terminal or in a file they are still written there).
+/// go nowhere; on a terminal or in a file they are still written there). What they were is
+/// noted first: a process's fd that is one of them is still the stdio the tree was given, not
+/// its own (`samefds::note_given_stdio`).
 fn let_stdio_go() {
+    crate::samefds::note_given_stdio();
     // SAFETY: opening /dev/null and dup2 over our own fds 0 to 2; fstat with a valid buffer.
     unsafe {
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);

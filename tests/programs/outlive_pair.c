@@ -10,6 +10,9 @@
  *     socket's unread data) shows there. The children write nothing to stdout or stderr (they
  *     are put on /dev/null, as a daemon's are).
  *
+ *   outlive_pair pair FILE COUNT PERIOD_MS keep
+ *     The same, but the children keep the stdio they were given.
+ *
  *   outlive_pair loop FILE COUNT PERIOD_MS
  *     Appends "N\n" to FILE every PERIOD_MS for N = 1..COUNT, then exits 0 (a background job).
  */
@@ -102,11 +105,12 @@ static void reader(int sock, int out)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: outlive_pair pair|loop FILE COUNT PERIOD_MS\n");
+    if (argc != 5 && !(argc == 6 && strcmp(argv[5], "keep") == 0)) {
+        fprintf(stderr, "usage: outlive_pair pair|loop FILE COUNT PERIOD_MS [keep]\n");
         return 2;
     }
     const char *file = argv[2];
+    int keep = argc == 6;
     long count = atol(argv[3]), period = atol(argv[4]);
     if (strcmp(argv[1], "loop") == 0) {
         int out = open_out(file);
@@ -126,13 +130,15 @@ int main(int argc, char **argv)
     }
     pid_t w = fork();
     if (w == 0) {
-        quiet();
+        if (!keep)
+            quiet();
         close(sv[1]);
         writer(sv[0], count, period);
     }
     pid_t r = fork();
     if (r == 0) {
-        quiet();
+        if (!keep)
+            quiet();
         close(sv[0]);
         reader(sv[1], open_out(file));
     }

@@ -293,3 +293,25 @@ fn the_timer_goes_on_and_ckpt_ctl_stop_ends_what_was_left() -> Result<()> {
     }
     Ok(())
 }
+
+/// Processes left behind that kept the stdio ckpt-run was given: a set taken after the program
+/// ended counts those fds as the given stdio (not the processes' own files), though init no
+/// longer holds them, so a restart gives them ckpt-restart's, as it does while the program runs.
+#[test]
+fn the_stdio_ckpt_run_was_given_stays_the_given_stdio_after_the_program_ended() -> Result<()> {
+    let case = Case::new("outlive-stdio")?;
+    let (bins, images) = (&case.bins, &case.images);
+    let program = Program::c(&case.work, "outlive_pair.c", &[], &["pair", case.out.to_str().unwrap(), "100000", "50", "keep"])?;
+    let mut run = Proc::spawn("ckpt-run", run_cmd(bins, images, &program, &[], false))?;
+    let st = run.wait(MINUTE)?;
+    let rec = run.record();
+    ensure!(st.code() == Some(3) && inits_of(images).len() == 1, "ckpt-run: {}\n{}", ckpt_tests::process::fmt_status(rec.status), rec.stderr);
+    let argv: Vec<OsString> = vec![bins.dir.join("ckpt-ctl").into(), "--dir".into(), images.clone().into(), "checkpoint".into(), "--wait".into()];
+    let cp = user_command(&argv, false, &program.cwd).output()?;
+    ensure!(cp.status.success(), "ckpt-ctl checkpoint --wait: {cp:?}");
+    let tree = std::fs::read_to_string(images.join(program.image_name()).join("tree"))?;
+    // (fd 0 is /dev/null, which is never counted as given.)
+    let own: Vec<&str> = tree.lines().filter(|l| l.starts_with("ownstdio ") && !l.ends_with(" 0")).collect();
+    ensure!(own.is_empty(), "the given stdout and stderr count as the processes' own files: {own:?}\n{tree}");
+    Ok(())
+}
