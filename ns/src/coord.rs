@@ -81,6 +81,13 @@ pub(crate) struct Coord {
     tool: &'static str,
     /// The program init started.
     pub root: i32,
+    /// The program asked for a stop checkpoint: it exits once the tree's result is known (75, or
+    /// 74 when the set failed), and the namespace ends with it, the processes held stopped or
+    /// not: none of them outlives it (`stopping`).
+    stopping: bool,
+    /// The process that serves the control socket (0: the program, `root`): the tree's root
+    /// once the program ended while others live on (`keep_control`).
+    control: i32,
     /// When this coordinator started (older unfinished sets of its name are leftovers).
     started: std::time::SystemTime,
     /// In a checkpoint of a joined step's rank 0: the processes its srun started, which are not
@@ -225,7 +232,7 @@ impl Coord {
         if unsafe { libc::bind(fd, &addr as *const libc::sockaddr_un as *const libc::sockaddr, len) } != 0 || unsafe { libc::listen(fd, 64) } != 0 {
             return Err(errno());
         }
-        Ok(Coord { listen, members: Vec::new(), sleepers: Vec::new(), stop_answers: Vec::new(), target, tool, root: 0, started: std::time::SystemTime::now(), beyond: false, awaiting: Vec::new(), restoring: false, user_dirs: Default::default(), failure: None, member_ended: false })
+        Ok(Coord { listen, members: Vec::new(), sleepers: Vec::new(), stop_answers: Vec::new(), target, tool, root: 0, stopping: false, control: 0, started: std::time::SystemTime::now(), beyond: false, awaiting: Vec::new(), restoring: false, user_dirs: Default::default(), failure: None, member_ended: false })
     }
 
     /// A restart: wait for processes `pids` to say `Running` (none: nothing to wait for).
@@ -466,6 +473,8 @@ impl Coord {
             }
         };
         let failure = if ok { Failure::default() } else { failure };
+        // (Before any member hears it: the requester exits at once.)
+        self.stopping |= stop && requester == self.root;
         for i in 0..self.members.len() {
             self.send(i, TreeMsg::Result { ok, failure }, None);
         }
@@ -918,6 +927,34 @@ impl Coord {
                 } else {
                     format!("process {lead}, the task's program, did not pair the step's connections in time")
                 })
+            }
+        }
+    }
+
+    /// Whether the program asked for a stop checkpoint: the namespace ends with it (nothing
+    /// outlives a program that was stopped).
+    pub fn stopping(&self) -> bool {
+        self.stopping
+    }
+
+    /// Once the program is gone and others live on (ns `leftover`): when the process that served
+    /// the control socket is gone, the tree's root now (`root`: the first child of init) is told
+    /// to take it, and the periodic timer, over; a root that has not joined yet is told later.
+    pub fn keep_control(&mut self) {
+        if self.control == 0 {
+            self.control = self.root;
+        }
+        if alive(self.control) {
+            return;
+        }
+        let tree = self.procs();
+        let next = self.root(&tree);
+        if let Some(i) = self.index_of(next).filter(|_| next != 0) {
+            if self.send(i, TreeMsg::TakeControl, None) {
+                if crate::verbose() {
+                    self.say(&format!("process {next} ({}) serves ckpt-ctl now: the program ended, it is the tree's root", comm(next)));
+                }
+                self.control = next;
             }
         }
     }

@@ -20,7 +20,10 @@
 //!   (each one's runtime says so to the coordinator), so that the signals held meanwhile go.
 //!
 //! When the program is gone, init waits for the checkpoint writers it left (an image begun before
-//! the end is finished), then exits, which ends the namespace and whatever is left in it.
+//! the end is finished), then exits, which ends the namespace. When other processes of the
+//! namespace live on (`leftover`: what the program left behind), init instead stops dying with
+//! the outer process, says `Outlived` (the outer process exits as the program did) and stays with
+//! them, reaping and coordinating, until no process is left.
 //! Init runs in a fork-like child of the outer process with every signal blocked; the program
 //! gets the outer process's signal mask and capability bounding set back before its execve.
 
@@ -116,7 +119,29 @@ pub(crate) fn main(i: Init) -> ! {
         // Nobody can say when it runs: the outer process holds nothing back.
         report::send(report, Msg::Running, None);
     }
-    serve(pid, report, i.outer.as_ref().map(|f| f.as_raw_fd()), coord)
+    let outer = i.outer.as_ref().map(|f| f.as_raw_fd());
+    let life = Life { program: pid, report, outer, lifeline: Some(i.sync), may_outlive: crate::leftover::allowed(), outlived: false, restoring: false };
+    serve(life, coord)
+}
+
+/// What init knows of the program's life and of the outer process.
+struct Life {
+    /// The program's pid.
+    program: i32,
+    /// The socket to the outer process.
+    report: RawFd,
+    /// A pidfd of the outer process.
+    outer: Option<RawFd>,
+    /// Our end of the start pipe, kept open while we die with the outer process (spawn.rs
+    /// `kill_with_us`).
+    lifeline: Option<OwnedFd>,
+    /// Other processes may outlive the program (`leftover::allowed`).
+    may_outlive: bool,
+    /// The program is gone and others live on: we stay until none is left (`leftover`).
+    outlived: bool,
+    /// A restarted tree does not run yet (`Coord::awaiting`): a restarter that ends then failed,
+    /// and the namespace ends with it (the others give up).
+    restoring: bool,
 }
 
 /// clone3 a child process with pid `want` (0: any); returns (pid, pidfd) in the parent, 0 in the
@@ -264,8 +289,10 @@ impl Witness {
 }
 
 /// Reap every child that changed state; report the program's stops, continues and end (then
-/// leave, which ends the namespace).
-fn reap(program: i32, report: RawFd, outer: Option<RawFd>, block: bool) {
+/// leave, which ends the namespace, unless other processes live on: `leftover`). Once the
+/// program is gone and others lived on, leave when no process is left.
+fn reap(life: &mut Life, block: bool) {
+    let (program, report) = (life.program, life.report);
     loop {
         let mut st = 0;
         let flags = libc::__WALL | libc::WUNTRACED | libc::WCONTINUED | if block { 0 } else { libc::WNOHANG };
@@ -273,6 +300,12 @@ fn reap(program: i32, report: RawFd, outer: Option<RawFd>, block: bool) {
         let r = unsafe { libc::waitpid(-1, &mut st, flags) };
         if r < 0 && errno() == libc::EINTR {
             continue;
+        }
+        if r < 0 && life.outlived {
+            // No process is left in the namespace (writers included: they are our children
+            // once their process ended).
+            // SAFETY: leaving init.
+            unsafe { libc::_exit(0) }
         }
         if r < 0 {
             // No child at all: the program is gone without our seeing it (cannot happen).
@@ -289,16 +322,22 @@ fn reap(program: i32, report: RawFd, outer: Option<RawFd>, block: bool) {
         } else {
             crate::jobstop::note_reaped(r, None);
         }
-        if r != program {
+        // (Once the program is gone, its pid may be a new process's.)
+        if r != program || life.outlived {
             continue;
         }
         if libc::WIFSTOPPED(st) {
             report::send(report, Msg::Stopped { sig: libc::WSTOPSIG(st) }, None);
         } else if libc::WIFCONTINUED(st) {
             report::send(report, Msg::Continued, None);
-            if let Some(o) = outer {
+            if let Some(o) = life.outer {
                 crate::forward::send(o, libc::SIGCONT, true, 0);
             }
+        } else if life.may_outlive && !life.restoring && crate::leftover::others_live(program) && crate::leftover::detach(life.lifeline.take(), life.outer) {
+            // Others live on: the outer process exits as the program did; we stay with them.
+            life.outlived = true;
+            report::send(report, Msg::Outlived { status: st }, None);
+            continue;
         } else {
             wait_for_writers();
             report::send(report, Msg::Exited { status: st }, None);
@@ -329,8 +368,10 @@ fn wait_for_writers() {
     }
 }
 
-/// Reap children and answer the outer process's questions until the program is gone.
-fn serve(program: i32, report: RawFd, outer: Option<RawFd>, mut coord: Option<crate::coord::Coord>) -> ! {
+/// Reap children and answer the outer process's questions until the program is gone (and,
+/// when others outlive it, until they are gone too).
+fn serve(mut life: Life, mut coord: Option<crate::coord::Coord>) -> ! {
+    let report = life.report;
     // SAFETY: a signalfd for every signal (all are blocked).
     let sfd = unsafe { libc::signalfd(-1, &crate::spawn::full_set(), libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
     let mut sock = report;
@@ -341,7 +382,8 @@ fn serve(program: i32, report: RawFd, outer: Option<RawFd>, mut coord: Option<cr
     }
     loop {
         if sfd < 0 {
-            reap(program, report, outer, true); // no witness then: just reap
+            reap(&mut life, true); // no witness then: just reap
+            hand_over(&life, &mut coord);
             continue;
         }
         let mut fds = vec![libc::pollfd { fd: sfd, events: libc::POLLIN, revents: 0 }, libc::pollfd { fd: sock, events: libc::POLLIN, revents: 0 }];
@@ -355,20 +397,26 @@ fn serve(program: i32, report: RawFd, outer: Option<RawFd>, mut coord: Option<cr
         }
         if fds[2..].iter().any(|p| p.revents != 0) {
             // The tree stopped after its checkpoint: the namespace ends as the program would.
-            if let Some(status) = coord.as_mut().and_then(|c| c.serve()) {
+            let status = coord.as_mut().and_then(|c| c.serve());
+            // (The program's own stop request: its exit ends the other processes too.)
+            life.may_outlive &= !coord.as_ref().is_some_and(|c| c.stopping());
+            if let Some(status) = status {
                 wait_for_writers();
                 report::send(report, Msg::Exited { status }, None);
                 // SAFETY: leaving init, which ends the namespace.
                 unsafe { libc::_exit(0) }
             }
+            hand_over(&life, &mut coord);
         }
         if coord.as_mut().is_some_and(|c| c.restored()) {
             report::send(report, Msg::Running, None);
         }
+        life.restoring = coord.as_ref().is_some_and(|c| c.awaiting());
         // Signals first: a question about a signal must find init's copy already noted.
         if fds[0].revents != 0 {
             witness.note_pending(sfd);
-            reap(program, report, outer, false);
+            reap(&mut life, false);
+            hand_over(&life, &mut coord);
         }
         if fds[1].revents != 0 {
             match report::recv(sock, libc::MSG_DONTWAIT) {
@@ -377,7 +425,7 @@ fn serve(program: i32, report: RawFd, outer: Option<RawFd>, mut coord: Option<cr
                     witness.note_pending(sfd);
                     report::send(report, Msg::Witnessed { sig, yes: witness.answer(sig) }, None);
                     // A SIGCHLD read with them is not left unanswered.
-                    reap(program, report, outer, false);
+                    reap(&mut life, false);
                 }
                 Ok(Some(_)) => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) => {}
@@ -385,5 +433,13 @@ fn serve(program: i32, report: RawFd, outer: Option<RawFd>, mut coord: Option<cr
                 Ok(None) | Err(_) => sock = -1,
             }
         }
+    }
+}
+
+/// Once the program is gone and others live on: the tree's root (the first child of init) serves
+/// ckpt-ctl and runs the periodic timer in its stead (`Coord::keep_control`).
+fn hand_over(life: &Life, coord: &mut Option<crate::coord::Coord>) {
+    if let (true, Some(c)) = (life.outlived, coord.as_mut()) {
+        c.keep_control();
     }
 }

@@ -33,6 +33,8 @@
 //!   the older images a set's increments build on, linked from the previous set; `launchers`:
 //!   processes whose work runs outside the tree (srun), which refuse its checkpoint;
 //! - `jobstop`: processes stopped by job control, as /proc shows them;
+//! - `leftover`: processes that outlive the program (init stays with them, the outer process
+//!   exits as the program did);
 //! - `idmap`: the uid and gid maps; `timens`: clock offsets; `caps`: the capability the restarter
 //!   keeps across its execve.
 //!
@@ -44,6 +46,7 @@ mod coord;
 mod devpts;
 mod forward;
 mod launchers;
+mod leftover;
 mod idmap;
 mod init;
 mod joins;
@@ -71,6 +74,11 @@ use std::ffi::CString;
 
 /// The name (comm) of the runtime's snapshot writer, which init waits for when the program ends.
 pub const WRITER_NAME: &std::ffi::CStr = c"ckpt-writer";
+
+/// The name (comm) the outer process takes just before it exits because the program ended while
+/// other processes of its namespace live on (`Msg::Outlived`): the namespace is not being
+/// killed, so the runtime's hangup gate (runtime hupgate.rs) holds no SIGHUP for it.
+pub const ENDED_NAME: &std::ffi::CStr = c"ckpt-ended";
 
 /// What runs as the program inside the namespace.
 #[derive(Debug, Clone)]

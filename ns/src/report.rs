@@ -15,6 +15,10 @@ pub enum Msg {
     Continued,
     /// The program is gone; its wait status.
     Exited { status: i32 },
+    /// The program is gone (its wait status) and other processes of the namespace live on:
+    /// init stays with them and no longer dies with the outer process (`leftover`), which
+    /// exits now as the program did.
+    Outlived { status: i32 },
     /// (outer to init) Did you get signal `sig` too? Answered with `Witnessed`.
     Witness { sig: i32 },
     /// Whether init had `sig` pending (it is then taken).
@@ -53,6 +57,7 @@ fn encode(m: Msg) -> [u8; LEN] {
         Msg::Witness { sig } => (6, sig, 0),
         Msg::Witnessed { sig, yes } => (7, sig, yes as i32),
         Msg::Running => (8, 0, 0),
+        Msg::Outlived { status } => (9, status, 0),
     };
     let mut out = [0u8; LEN];
     out[0..4].copy_from_slice(&k.to_ne_bytes());
@@ -78,6 +83,7 @@ fn decode(b: &[u8; LEN]) -> Option<Msg> {
         6 => Msg::Witness { sig: w(4) },
         7 => Msg::Witnessed { sig: w(4), yes: w(8) != 0 },
         8 => Msg::Running,
+        9 => Msg::Outlived { status: w(4) },
         _ => return None,
     })
 }
@@ -187,6 +193,7 @@ mod tests {
             Msg::Witness { sig: 15 },
             Msg::Witnessed { sig: 15, yes: true },
             Msg::Running,
+            Msg::Outlived { status: 0x0300 },
         ] {
             assert_eq!(decode(&encode(m)), Some(m));
         }

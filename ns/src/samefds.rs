@@ -21,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// kcmp's type for two fds (linux/kcmp.h).
@@ -264,6 +265,9 @@ pub fn own_stdio(pids: &[i32], same: Option<&[Vec<(i32, i32)>]>) -> Vec<(i32, i3
 /// fd N); None when kcmp fails. A program alone asks (`TreeMsg::AskStdio`): its image marks
 /// them.
 pub fn own_stdio_of(pid: i32) -> Option<u32> {
+    if let Some(given) = GIVEN.get() {
+        return Some(own_by_identity(pid, given));
+    }
     // SAFETY: getpid has no preconditions; F_GETFD only reads our fd's flags.
     let me = unsafe { libc::getpid() };
     // SAFETY: as above.
@@ -282,6 +286,25 @@ pub fn own_stdio_of(pid: i32) -> Option<u32> {
         }
     }
     Some(own)
+}
+
+/// The stdio the tree was given, as (device, inode) of the files init held at fds 0 to 2, once
+/// init let go of them (ns `leftover`: the program ended and left processes that live on).
+static GIVEN: std::sync::OnceLock<Vec<(u64, u64)>> = std::sync::OnceLock::new();
+
+/// Before init lets go of its fds 0 to 2: note what they are, so that a process's fd that is
+/// one of them still counts as the stdio the tree was given (by identity: kcmp needs them open).
+/// /dev/null is left out (a process that put it there itself keeps it).
+pub(crate) fn note_given_stdio() {
+    let null = std::fs::metadata("/dev/null").ok().map(|m| (m.dev(), m.ino()));
+    let given = (0..3).filter_map(|fd| std::fs::metadata(format!("/proc/self/fd/{fd}")).ok()).map(|m| (m.dev(), m.ino())).filter(|id| Some(*id) != null).collect();
+    let _ = GIVEN.set(given);
+}
+
+/// `own_stdio_of` once init let go of its stdio: fds 0 to 2 of `pid` that are not the files the
+/// tree was given (`GIVEN`).
+fn own_by_identity(pid: i32, given: &[(u64, u64)]) -> u32 {
+    (0..3).filter(|fd| std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|m| !given.contains(&(m.dev(), m.ino())))).fold(0, |own, fd| own | 1 << fd)
 }
 
 /// Whether fd `a.1` of process `a.0` and fd `b.1` of `b.0` are one open file description (None:

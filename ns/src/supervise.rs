@@ -14,6 +14,9 @@
 //! - Job control: when the program stops (^Z, SIGTSTP, SIGSTOP), we stop with the same signal, so
 //!   the shell sees its job stopped; when it continues, init wakes us with SIGCONT.
 //! - A SIGKILL of ours kills init (its parent-death signal) and with it the whole namespace.
+//! - When the program ends and other processes of the namespace live on, init says `Outlived`
+//!   once it no longer dies with us, and we exit at once as the program did (`leave`); they
+//!   live on with init (ns `leftover`).
 
 use crate::forward::{self, Received, Surroundings, Verdict};
 use crate::report::{self, Msg};
@@ -171,6 +174,7 @@ impl Namespace {
                     }
                 }
                 Ok(Some((Msg::Exited { status }, _))) => self.finish(status),
+                Ok(Some((Msg::Outlived { status }, _))) => self.leave(status),
                 Ok(Some(_)) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => break,
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
@@ -213,6 +217,23 @@ impl Namespace {
     fn finish(&self, status: i32) -> ! {
         // SAFETY: reaping init, which exits right after its report.
         unsafe { libc::waitpid(self.init_pid, std::ptr::null_mut(), 0) };
+        if libc::WIFSIGNALED(status) {
+            self.die_by(libc::WTERMSIG(status));
+        }
+        std::process::exit(libc::WEXITSTATUS(status))
+    }
+
+    /// The program ended and other processes of its namespace live on (`leftover`): init stays
+    /// with them and no longer dies with us (it said so only after it disarmed that). Exit as
+    /// the program did, at once, as its own end would have returned to the shell. Our name
+    /// says first that the namespace is not being killed (`ENDED_NAME`, for the runtime's
+    /// hangup gate: our exit may hang the terminal up).
+    fn leave(&self, status: i32) -> ! {
+        // SAFETY: renaming our own (only) thread.
+        unsafe { libc::prctl(libc::PR_SET_NAME, crate::ENDED_NAME.as_ptr()) };
+        if crate::verbose() {
+            eprintln!("{}: the program ended; processes it left behind live on in its namespace", self.opts.tool);
+        }
         if libc::WIFSIGNALED(status) {
             self.die_by(libc::WTERMSIG(status));
         }

@@ -24,6 +24,11 @@
 //! (`AskStdio`; kcmp against init's, which it may not do itself as an unprivileged user) and
 //! the coordinator answers at once (`OwnStdio`): its image marks them.
 //!
+//! When the program ends while other processes of the tree live on (ns `leftover`), the
+//! coordinator tells the tree's new root (the first child of init) `TakeControl`: it serves the
+//! control socket ckpt-ctl talks to and runs the periodic timer in the program's stead (again
+//! whenever that root ends while others live on).
+//!
 //! After a restart each process of the tree says `Running` once its state is back, just
 //! before its program's threads run: when all have, init lets the outer process forward the
 //! signals it held during the restart (`supervise`).
@@ -98,6 +103,9 @@ pub enum TreeMsg {
     /// coordinator: bit N of `own` set: the member's fd N is its own (kcmp); `known`: false
     /// when kcmp could not tell.
     OwnStdio { own: u32, known: bool },
+    /// coordinator, to the tree's new root once the program (or the root before it) ended while
+    /// others live on: serve the control socket (ckpt-ctl) and run the periodic timer.
+    TakeControl,
 }
 
 pub const LEN: usize = 32;
@@ -221,6 +229,7 @@ impl TreeMsg {
             TreeMsg::Running => (15, 0, 0, 0, 0),
             TreeMsg::AskStdio => (16, 0, 0, 0, 0),
             TreeMsg::OwnStdio { own, known } => (17, own, known as u64, 0, 0),
+            TreeMsg::TakeControl => (18, 0, 0, 0, 0),
         };
         let mut out = [0u8; LEN];
         out[0..4].copy_from_slice(&k.to_ne_bytes());
@@ -260,6 +269,7 @@ impl TreeMsg {
             15 => TreeMsg::Running,
             16 => TreeMsg::AskStdio,
             17 => TreeMsg::OwnStdio { own: w(4), known: q(8) != 0 },
+            18 => TreeMsg::TakeControl,
             _ => return None,
         })
     }
@@ -408,6 +418,7 @@ mod tests {
             TreeMsg::AskStdio,
             TreeMsg::OwnStdio { own: 0b101, known: true },
             TreeMsg::OwnStdio { own: 0, known: false },
+            TreeMsg::TakeControl,
         ] {
             assert_eq!(TreeMsg::decode(&m.encode()), Some(m));
         }

@@ -69,13 +69,30 @@ fn socket_name() -> Option<Vec<u8>> {
 /// the program's threads come back.
 pub fn setup() {
     setup_wake();
+    serve_socket("this program");
+}
+
+/// Bind and listen on the control socket (`who`: what ckpt-ctl would not reach without it).
+fn serve_socket(who: &str) {
     match listen() {
         Ok(fd) => {
             LISTEN_FD.store(fd, Ordering::Release);
             OWNER_PID.store(sys::getpid(), Ordering::Release);
         }
-        Err(e) => log!(ERROR, "no control socket (ckpt-ctl will not reach this program): {e}"),
+        Err(e) => log!(ERROR, "no control socket (ckpt-ctl will not reach {who}): {e}"),
     }
+}
+
+/// A member of the tree that had only its wake eventfd becomes the tree's root (the program
+/// ended, tree.rs `take_control`): it serves the control socket from now on.
+pub fn take_over() {
+    if LISTEN_FD.load(Ordering::Acquire) >= 0 {
+        return;
+    }
+    if WAKE_FD.load(Ordering::Acquire) < 0 {
+        setup_wake();
+    }
+    serve_socket("the program's remaining processes");
 }
 
 /// Only the wake eventfd: a member of a process tree other than the program ckpt-run started

@@ -15,7 +15,10 @@
 //! (`gate`): a kernel SIGHUP that comes while ckpt-run is exiting (PF_EXITING, which the kernel
 //! sets before it closes ckpt-run's files and hangs the terminal up) or gone waits there for the
 //! SIGKILL that follows (init dies with ckpt-run, and the namespace with init), at most `HOLD_MS`,
-//! then reaches the handler. Any other SIGHUP (a real hangup, which ckpt-run forwards while it
+//! then reaches the handler. Not when ckpt-run exits because the program ended and left processes
+//! that live on (ns leftover.rs): it takes the name `ckpt_ns::ENDED_NAME` before it exits, and
+//! once it is reaped the namespace's init tells (it is dying too, or lives on); a hangup then
+//! reaches the handler at once, as natively when a session leader exits. Any other SIGHUP (a real hangup, which ckpt-run forwards while it
 //! lives, a kill) reaches it at once. The program reads back its own handler.
 //!
 //! ckpt-restart does the same for the restarted program (its restarter hands the fd on in
@@ -131,26 +134,61 @@ pub fn is_own_fd(fd: i32) -> bool {
     fd >= 0 && OUTER.load(Ordering::Relaxed) == fd
 }
 
-/// Whether ckpt-run is exiting or gone (async-signal-safe: system calls and a stack buffer).
+/// Whether ckpt-run is exiting or gone and the namespace is being killed with it
+/// (async-signal-safe: system calls and stack buffers). Not when it exits because the program
+/// ended and left processes that live on (ns `leftover`): it takes the name `ENDED_NAME` first;
+/// once it is reaped, the namespace's init (pid 1 here) tells: it is dying with ckpt-run (its
+/// parent-death signal came before ckpt-run could be reaped) or it lives on.
 fn outer_ending() -> bool {
     let dir = OUTER.load(Ordering::Acquire);
     if dir < 0 || !sys::still_own(dir) {
         return false;
     }
-    let Ok(fd) = syscall!(libc::SYS_openat, dir, c"stat".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC, 0) else {
-        return true; // reaped: its /proc directory is empty
-    };
     let mut buf = [0u8; 512];
+    let Some(text) = read_stat(dir, &mut buf) else {
+        return init_dying(); // reaped: its /proc directory is empty
+    };
+    let close = text.iter().rposition(|&b| b == b')').unwrap_or(0);
+    let name = text.iter().position(|&b| b == b'(').map_or(&[][..], |open| &text[(open + 1).min(close)..close]);
+    if name == ckpt_ns::ENDED_NAME.to_bytes() {
+        return false;
+    }
+    exiting(text)
+}
+
+/// The text of the stat file in /proc directory `dir` (None: it cannot be read: reaped).
+fn read_stat(dir: i32, buf: &mut [u8; 512]) -> Option<&[u8]> {
+    let fd = syscall!(libc::SYS_openat, dir, c"stat".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC, 0).ok()?;
     let n = syscall!(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()).unwrap_or(0) as usize;
     sys::close(fd as i32);
     let text = &buf[..n.min(buf.len())];
-    if !text.contains(&b')') {
-        return n == 0;
-    }
+    text.contains(&b')').then_some(text)
+}
+
+/// Whether the process whose stat `text` is exits (zombie, dead, or PF_EXITING).
+fn exiting(text: &[u8]) -> bool {
     let state = kstate::stat_state(text).unwrap_or(b'X');
     // Field 9: the task's flags.
     let flags: u64 = kstate::stat_number(text, 9).unwrap_or(0);
     matches!(state, b'Z' | b'X' | b'x') || flags & PF_EXITING != 0
+}
+
+/// Whether the namespace's init (pid 1) is gone, exiting, or has a SIGKILL pending.
+fn init_dying() -> bool {
+    let mut buf = [0u8; 512];
+    let Ok(fd) = syscall!(libc::SYS_openat, libc::AT_FDCWD, c"/proc/1/stat".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC, 0) else { return true };
+    let n = syscall!(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()).unwrap_or(0) as usize;
+    sys::close(fd as i32);
+    let text = &buf[..n.min(buf.len())];
+    if !text.contains(&b')') || exiting(text) {
+        return true;
+    }
+    let mut status = [0u8; 4096];
+    let Ok(fd) = syscall!(libc::SYS_openat, libc::AT_FDCWD, c"/proc/1/status".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC, 0) else { return true };
+    let n = syscall!(libc::SYS_read, fd, status.as_mut_ptr(), status.len()).unwrap_or(0) as usize;
+    sys::close(fd as i32);
+    let kill = 1u64 << (libc::SIGKILL - 1);
+    ["SigPnd:", "ShdPnd:"].iter().any(|key| kstate::value(&status[..n.min(status.len())], key, 16).is_some_and(|m| m & kill != 0))
 }
 
 /// The real handler of SIGHUP while the program has one of its own.

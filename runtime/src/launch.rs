@@ -142,9 +142,10 @@ fn managed_env(l: &Launch, envp: Argv, next: Next) -> EnvBlock {
         preload.push(b':');
         preload.extend_from_slice(u);
     }
-    // A child of the tree passes on its membership, and no timer (the root's takes the sets).
+    // A child of the tree passes on its membership; it runs no timer (the root's takes the
+    // sets) but keeps the interval, for when it is the tree's root (the program ended).
     let child = next == Next::Spawned || crate::tree::is_child();
-    let interval_ms = if child { 0 } else { l.interval_ms };
+    let interval_ms = l.interval_ms;
     // A spawned child's pid is not known yet: it is the child of this process.
     let (pid, spawner) = if next == Next::Spawned { (0, sys::getpid()) } else { (sys::getpid(), 0) };
     let mut next = Launch { pid, spawner, preload: preload.clone(), preload_user: user_preload, tree_child: child, interval_ms, ..l.clone() };

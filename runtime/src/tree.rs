@@ -20,6 +20,8 @@
 //!   program threads stay held after the capture, and the coordinator sends the signal again:
 //!   the checkpoint thread takes it and the whole process is stopped again before any program
 //!   thread runs; once continued (by the program), the threads go on, and no Done is sent.
+//! - When the program ends and other processes of the tree live on, the coordinator tells the
+//!   tree's new root to take over the control socket and the periodic timer (`take_control`).
 //! - Without a namespace there is no coordinator: children are not managed (as before).
 //!
 //! Raw system calls only: the waits happen while the program's threads are stopped.
@@ -44,7 +46,8 @@ static COORD_HOLD: AtomicBool = AtomicBool::new(false);
 /// We said Stopped in the checkpoint being taken.
 static SAID_STOPPED: AtomicBool = AtomicBool::new(false);
 /// This process is a member other than the one ckpt-run started (a child, or a program one
-/// execs): it has no periodic timer and no control socket of its own.
+/// execs): it has no periodic timer and no control socket of its own, until the coordinator
+/// hands it them (`take_control`: the program ended, this one is the tree's root).
 static CHILD: AtomicBool = AtomicBool::new(false);
 
 pub fn is_member() -> bool {
@@ -57,6 +60,20 @@ pub fn is_child() -> bool {
 
 pub fn set_child() {
     CHILD.store(true, Ordering::Relaxed);
+}
+
+/// The coordinator said TakeControl while the checkpoint thread waited for something else: it
+/// takes over in `serve`.
+static TAKE_CONTROL: AtomicBool = AtomicBool::new(false);
+
+/// The program ended while this process and others live on, and this one is the tree's root
+/// now (the coordinator's TakeControl): it serves the control socket ckpt-ctl talks to and runs
+/// the periodic timer in the program's stead, as the program's own process would.
+fn take_control() {
+    CHILD.store(false, Ordering::Relaxed);
+    crate::control::take_over();
+    crate::triggers::take_timer();
+    log!(DEBUG, "the program ended: this process ({}) is the process tree's root now and serves ckpt-ctl", sys::getpid());
 }
 
 /// The connection's fd (-1: none), for the checkpoint thread's poll; left out of images.
@@ -346,9 +363,13 @@ pub fn ask_own_stdio() -> Option<u32> {
 /// tree's result when one arrived (Some(true): the set was committed).
 pub fn serve() -> Option<bool> {
     let mut result = None;
+    if TAKE_CONTROL.swap(false, Ordering::AcqRel) {
+        take_control();
+    }
     while is_member() {
         let Some((m, passed)) = recv(true) else { break };
         match m {
+            TreeMsg::TakeControl => take_control(),
             TreeMsg::Stop { generation, members, stopped } if passed >= 0 => {
                 let _ = part(generation, members, stopped, passed);
             }
@@ -408,6 +429,7 @@ fn request_and_wait(stop: bool, step: bool, solo: impl FnOnce() -> Option<Outcom
                 }
                 return ok.then_some(mine);
             }
+            TreeMsg::TakeControl => TAKE_CONTROL.store(true, Ordering::Release),
             _ => {}
         }
     }
@@ -460,6 +482,10 @@ fn wait_for(want: fn(&TreeMsg) -> bool) -> Result<TreeMsg, String> {
                 }
                 if let TreeMsg::AskStop { pid } = m {
                     send(TreeMsg::StopSig { pid, sig: child_stop_signal(pid) });
+                    continue;
+                }
+                if m == TreeMsg::TakeControl {
+                    TAKE_CONTROL.store(true, Ordering::Release);
                     continue;
                 }
                 if want(&m) {

@@ -26,6 +26,9 @@ pub const REQ_LEAVE: u32 = 8;
 static PENDING: AtomicU32 = AtomicU32::new(0);
 static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
 static INTERVAL_MS: AtomicU64 = AtomicU64::new(0);
+/// The interval ckpt-run was given, also in a child of the tree (which runs no timer until it is
+/// the tree's root: `take_timer`).
+static CONFIGURED_MS: AtomicU64 = AtomicU64::new(0);
 /// CLOCK_MONOTONIC deadline of the next periodic checkpoint, in ms (0: not armed).
 static NEXT_MS: AtomicU64 = AtomicU64::new(0);
 
@@ -38,7 +41,8 @@ static REQUEUE: std::sync::atomic::AtomicPtr<Requeue> = std::sync::atomic::Atomi
 /// Take the trigger settings (called from the constructor, one thread); `slurm_job` is
 /// SLURM_JOB_ID, for --requeue.
 pub fn init(launch: &ckpt_image::Launch, slurm_job: Option<Vec<u8>>) {
-    INTERVAL_MS.store(launch.interval_ms, Ordering::Relaxed);
+    CONFIGURED_MS.store(launch.interval_ms, Ordering::Relaxed);
+    INTERVAL_MS.store(if launch.tree_child { 0 } else { launch.interval_ms }, Ordering::Relaxed);
     STOP_SIGNAL.store(launch.stop_signal, Ordering::Relaxed);
     crate::generations::set_keep(launch.keep);
     if let (false, Some(job)) = (launch.requeue_cmd.is_empty(), slurm_job) {
@@ -163,6 +167,13 @@ pub fn next_in_ms() -> Option<u64> {
 pub fn no_timer() {
     INTERVAL_MS.store(0, Ordering::Relaxed);
     NEXT_MS.store(0, Ordering::Relaxed);
+}
+
+/// This process became the tree's root (the program ended, tree.rs `take_control`): it runs
+/// the periodic timer ckpt-run was given.
+pub fn take_timer() {
+    INTERVAL_MS.store(CONFIGURED_MS.load(Ordering::Relaxed), Ordering::Relaxed);
+    arm_timer();
 }
 
 pub fn arm_timer() {
