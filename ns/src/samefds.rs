@@ -252,7 +252,7 @@ pub fn own_stdio(pids: &[i32], same: Option<&[Vec<(i32, i32)>]>) -> Vec<(i32, i3
     for &pid in pids {
         let Some(own) = own_stdio_of(pid) else { return Vec::new() };
         for fd in (0..3).filter(|fd| own & 1 << fd != 0) {
-            let file = || std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|m| m.is_file());
+            let file = || std::fs::metadata(format!("/proc/{pid}/task/{}/fd/{fd}", live_task(pid))).is_ok_and(|m| m.is_file());
             if !(shared((pid, fd)) && file()) {
                 out.push((pid, fd));
             }
@@ -265,8 +265,11 @@ pub fn own_stdio(pids: &[i32], same: Option<&[Vec<(i32, i32)>]>) -> Vec<(i32, i3
 /// fd N); None when kcmp fails. A program alone asks (`TreeMsg::AskStdio`): its image marks
 /// them.
 pub fn own_stdio_of(pid: i32) -> Option<u32> {
+    // A thread-group leader that exited has no fd table of its own any more (its /proc fd
+    // directory is empty, kcmp of it says EBADF): its live threads hold the process's.
+    let task = live_task(pid);
     if let Some(given) = GIVEN.get() {
-        return Some(own_by_identity(pid, given));
+        return Some(own_by_identity(pid, task, given));
     }
     // SAFETY: getpid has no preconditions; F_GETFD only reads our fd's flags.
     let me = unsafe { libc::getpid() };
@@ -274,12 +277,12 @@ pub fn own_stdio_of(pid: i32) -> Option<u32> {
     let ours: Vec<i32> = (0..3).filter(|&n| unsafe { libc::fcntl(n, libc::F_GETFD) } >= 0).collect();
     let mut own = 0;
     for fd in 0..3 {
-        if std::fs::symlink_metadata(format!("/proc/{pid}/fd/{fd}")).is_err() {
+        if std::fs::symlink_metadata(format!("/proc/{pid}/task/{task}/fd/{fd}")).is_err() {
             continue;
         }
         let mut outside = false;
         for &n in &ours {
-            outside |= kcmp_file((pid, fd), (me, n))?;
+            outside |= kcmp_file((task, fd), (me, n))?;
         }
         if !outside {
             own |= 1 << fd;
@@ -303,8 +306,19 @@ pub(crate) fn note_given_stdio() {
 
 /// `own_stdio_of` once init let go of its stdio: fds 0 to 2 of `pid` that are not the files the
 /// tree was given (`GIVEN`).
-fn own_by_identity(pid: i32, given: &[(u64, u64)]) -> u32 {
-    (0..3).filter(|fd| std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|m| !given.contains(&(m.dev(), m.ino())))).fold(0, |own, fd| own | 1 << fd)
+fn own_by_identity(pid: i32, task: i32, given: &[(u64, u64)]) -> u32 {
+    (0..3).filter(|fd| std::fs::metadata(format!("/proc/{pid}/task/{task}/fd/{fd}")).is_ok_and(|m| !given.contains(&(m.dev(), m.ino())))).fold(0, |own, fd| own | 1 << fd)
+}
+
+/// A thread of process `pid` that still has the fd table: the leader, unless it exited (a
+/// zombie leader whose other threads run: zdtm pthread02), then the first live one.
+fn live_task(pid: i32) -> i32 {
+    let zombie = |tid: &str| std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).map_or(true, |s| s.rsplit_once(") ").is_none_or(|(_, r)| r.starts_with('Z') || r.starts_with('X')));
+    if !zombie(&pid.to_string()) {
+        return pid;
+    }
+    let tids = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten();
+    tids.filter_map(|e| e.file_name().into_string().ok()).find(|t| !zombie(t)).and_then(|t| t.parse().ok()).unwrap_or(pid)
 }
 
 /// Whether fd `a.1` of process `a.0` and fd `b.1` of `b.0` are one open file description (None:

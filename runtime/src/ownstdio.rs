@@ -85,7 +85,9 @@ fn own_by_init() -> Option<u32> {
     if !crate::ids::in_namespace() {
         return None;
     }
-    let me = sys::getpid();
+    // Our own thread, not the process: a thread-group leader that exited (zdtm pthread02) has
+    // no fd table any more, and kcmp of it says EBADF, which would make every fd our own.
+    let me = sys::gettid();
     let mut own = 0;
     let mut told = true;
     'fds: for fd in (0..3i64).filter(|&fd| sys::fstat(fd as i32).is_ok()) {

@@ -148,3 +148,67 @@ fn a_lone_programs_own_stdin_and_stdout_come_back_after_a_restart_without_a_name
 fn a_lone_programs_own_stdin_and_stdout_come_back_after_a_restart_without_a_namespace_as_nobody() -> Result<()> {
     verify("lone-stdio-nons-nobody", false, true)
 }
+
+/// A program alone whose thread-group leader exited (zdtm pthread02's shape): its fd table is
+/// its live thread's. Its fd 1 is the test's pipe (the outside's stdio), so after a restart its
+/// lines reach ckpt-restart's stdout. Before, the leader's pid was compared with init's fds
+/// (kcmp said EBADF: the exited leader has no fd table), every fd 0-2 was taken for the
+/// program's own, and the restarted program wrote into a pipe of its own that nobody read.
+fn verify_dead_leader(name: &str, as_nobody: bool) -> Result<()> {
+    const N: u64 = 40;
+    let bins = Bins::locate()?;
+    let work = Workdir::new(name)?;
+    let prog = compile_c(&work, "lone_dead_leader.c", &["-pthread"])?;
+    let input = work.join("input");
+    std::fs::write(&input, "")?;
+    std::fs::set_permissions(&input, std::fs::Permissions::from_mode(0o644))?;
+    let mut sum: u64 = 0;
+    for i in 1..=N {
+        sum = sum.wrapping_mul(31).wrapping_add(i);
+    }
+    let steps_of = |text: &str| -> Vec<u64> { text.lines().filter_map(|l| l.strip_prefix("step ")?.trim().parse().ok()).collect() };
+    let argv: Vec<OsString> = vec![bins.run.clone().into(), "--dir".into(), work.images().into(), "--".into(), prog.clone().into(), N.to_string().into()];
+    let image = work.images().join("lone_dead_leader.ckpt");
+    let mut p = Proc::spawn("ckpt-run lone_dead_leader", command(&argv, &input, true, as_nobody, work.path()))?;
+    let cycle = (|| -> Result<u64> {
+        let t0 = Instant::now();
+        while steps_of(&p.stdout()).last().is_none_or(|&n| n < 10) {
+            ensure!(p.running(), "{} exited before step 10", p.label());
+            ensure!(t0.elapsed() < T, "no step 10 within {T:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let signalled = steps_of(&p.stdout()).last().copied().unwrap_or(0);
+        p.signal(libc::SIGUSR2)?;
+        let t0 = Instant::now();
+        while !image.is_file() {
+            ensure!(p.running(), "{} exited before the image appeared", p.label());
+            ensure!(t0.elapsed() < T, "no image {} after the checkpoint signal", image.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        p.kill()?;
+        ensure!(!p.stdout().contains("result"), "the program ended before it was killed");
+        Ok(signalled)
+    })();
+    let _ = p.kill();
+    let signalled = cycle.with_context(|| format!("{}: stdout:\n{}\nstderr:\n{}", p.label(), p.stdout(), p.stderr()))?;
+    let restart: Vec<OsString> = vec![bins.restart.clone().into(), image.into()];
+    let mut r = Proc::spawn("ckpt-restart lone_dead_leader", command(&restart, &input, true, as_nobody, work.path()))?;
+    let st = r.wait(T);
+    let (out, err) = (r.stdout(), r.stderr());
+    let st = st.with_context(|| format!("ckpt-restart: stdout:\n{out}\nstderr:\n{err}"))?;
+    ensure!(st.success(), "ckpt-restart exited {st}: {err}");
+    let after = steps_of(&out);
+    ensure!(!after.is_empty() && out.contains(&format!("result {sum}\n")), "the restarted program's lines did not reach ckpt-restart's stdout (its fd 1 restored as its own?): stdout:\n{out}\nstderr:\n{err}");
+    ensure!(after[0] > signalled && after.last() == Some(&N), "the program started over or lost steps (first after the restart {}, checkpoint after {signalled}): {out}", after[0]);
+    Ok(())
+}
+
+#[test]
+fn a_lone_program_whose_leader_exited_keeps_writing_to_ckpt_restarts_stdout() -> Result<()> {
+    verify_dead_leader("lone-dead-leader", false)
+}
+
+#[test]
+fn a_lone_program_whose_leader_exited_keeps_writing_to_ckpt_restarts_stdout_as_nobody() -> Result<()> {
+    verify_dead_leader("lone-dead-leader-nobody", true)
+}
