@@ -399,6 +399,7 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
     let (mut job, mut keep) = joined.as_ref().map(|j| (j.conns.clone(), j.links())).unwrap_or_default();
     let outer_proc = outerproc::take(top);
     keep.extend(outer_proc);
+    tree::publish_outer_proc(outer_proc);
     if !tree::table_of_another() {
         job.extend(tree::sockets(&index.fds)?);
     }
@@ -407,6 +408,8 @@ fn run(cli: &Cli, image: &Path) -> Result<()> {
     // A process that shares another's fd table (clone with CLONE_FILES) restores none: the
     // table's owner does, once such processes need no fd of theirs any more.
     tree::before_fds()?;
+    // One that shares another's table: a copy of the fd its owner keeps there, now restored.
+    let outer_proc = outer_proc.or_else(|| outerproc::of_table(top));
     threadpidfds::expect(&index, exact_ids && !tree::table_of_another());
     if exact_ids && !tree::table_of_another() {
         keep.extend(handpidfds::take(tree::handoffs(), &index.fds, top)?);

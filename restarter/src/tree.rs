@@ -38,7 +38,7 @@ use ckpt_image::{FdKind, Index, SharedMem};
 use std::collections::{HashMap, HashSet};
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::OnceLock;
 
 /// What every process of the tree inherits from the one that made it.
@@ -103,7 +103,14 @@ struct Barrier {
     tables_free: AtomicU32,
     /// Shared fd tables restored by their owner.
     tables_made: AtomicU32,
+    /// The fd on the outer process's /proc directory that the owner of a shared fd table keeps
+    /// (outerproc.rs), plus one (0: none), by the owner's place among the owners (`owner_slot`).
+    outer_proc: [AtomicI32; OUTER_SLOTS],
 }
+
+/// How many shared fd tables' owners can hand the outer process's /proc fd to the processes
+/// that share their table (a table beyond: its sharers' SIGHUP handlers are not gated).
+const OUTER_SLOTS: usize = 64;
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
 
@@ -245,6 +252,37 @@ pub fn before_fds() -> Result<()> {
         return wait_count(&s.barrier.tables_free, s.tables.len() as u32, "done with the fd table they share");
     }
     Ok(())
+}
+
+/// The place of shared fd table owner `owner` among the owners, the same in every process.
+fn owner_slot(s: &Shared, owner: i32) -> Option<usize> {
+    let mut owners: Vec<i32> = s.tables.iter().map(|t| t.1).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    owners.iter().position(|&o| o == owner).filter(|&i| i < OUTER_SLOTS)
+}
+
+/// As the owner of a shared fd table, before it restores the table: the fd on the outer
+/// process's /proc directory it keeps there (outerproc.rs), for the processes that share the
+/// table to take a copy of once it is restored (`outer_proc_of_table`).
+pub fn publish_outer_proc(fd: Option<RawFd>) {
+    let (Some(s), Some(fd)) = (SHARED.get(), fd) else { return };
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    if let Some(i) = owner_slot(s, me) {
+        s.barrier.outer_proc[i].store(fd + 1, Ordering::Release);
+    }
+}
+
+/// As a process that shares another's fd table, once the table is restored (`before_fds`
+/// returned): the fd on the outer process's /proc directory its owner keeps in it (None: none).
+pub fn outer_proc_of_table() -> Option<RawFd> {
+    let s = SHARED.get()?;
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    let owner = s.tables.iter().find(|t| t.0 == me)?.1;
+    let fd = s.barrier.outer_proc[owner_slot(s, owner)?].load(Ordering::Acquire) - 1;
+    (fd > 2).then_some(fd)
 }
 
 /// This process restored its fds: as the owner of a shared fd table, it lets the processes that

@@ -29,9 +29,22 @@
 //! too), gets them again through the variable (launch.rs): the fd is let through that exec or
 //! spawn (`through_exec`; a child another thread forks meanwhile closes it on exec again,
 //! `after_fork`; a program another thread starts outside the tree at that moment, a ckpt-run of
-//! its own, may inherit it). Not covered: a handler installed with a raw rt_sigaction system
-//! call (no hook sees it); a process of a restarted tree that shares another's fd table (clone
-//! with CLONE_FILES): its restarter hands it no fd.
+//! its own, may inherit it). A process that shares another's fd table (clone with CLONE_FILES)
+//! keeps its parent's fd and gate in a run; restarted, its restarter restores no fds, and takes
+//! a copy of the fd the table's owner keeps there once the owner restored the table (restarter
+//! outerproc.rs `of_table`): its runtime moves and marks that copy as its own (the owner's
+//! runtime does the same with the owner's, so neither takes the other's from under it), hidden
+//! from the program's fd listings and out of images like the table's other runtime fds.
+//!
+//! A handler installed with a raw rt_sigaction system call passes no hook: the runtime finds it
+//! in the kernel and puts it behind the gate at each checkpoint (`at_checkpoint`, while the
+//! program's threads are stopped, before the image reads the dispositions) and after a restart
+//! (`catch_up`); sigaction reads the program's handler back. Not covered: such a handler
+//! installed since the latest checkpoint or restart (it runs on the hangup as before; it was not
+//! there when the newest image was taken), and a raw rt_sigaction read of the disposition, which
+//! shows the gate once it is in front (only a system call the runtime sees could hide it, and
+//! syscall user dispatch on every call costs each one a signal: sud.rs is on only during a
+//! background snapshot).
 
 use crate::kstate;
 use crate::sys::{self, syscall};
@@ -87,7 +100,21 @@ pub fn after_restart(fd: i64, outer: i32) {
     if let (Ok(fd), true) = (i32::try_from(fd), outer > 0) {
         adopt(fd, outer);
     }
-    if armed() {
+    catch_up();
+}
+
+/// At each checkpoint, on the checkpoint thread while the program's threads are stopped (before
+/// the dispositions are read for the image): a handler the program installed with a raw
+/// rt_sigaction system call, which no hook saw, goes behind the gate from now on.
+pub fn at_checkpoint() {
+    catch_up();
+}
+
+/// While the gate is armed: a SIGHUP handler in the kernel that is not the gate (installed by a
+/// raw system call, or of the image's time) goes behind it; the program reads it back through
+/// sigaction. Not when SIGHUP is one of the runtime's signals (its handler is the runtime's).
+fn catch_up() {
+    if armed() && !crate::is_reserved(libc::SIGHUP) {
         rewrap(libc::SIGHUP, 0);
     }
 }

@@ -28,6 +28,8 @@ pub fn read_process(program_tid: i32) -> ProcessState {
             p.rlimits.push(Rlimit { resource: r, cur: lim.rlim_cur, max: lim.rlim_max });
         }
     }
+    // A SIGHUP handler installed by a raw system call goes behind the hangup gate first.
+    crate::hupgate::at_checkpoint();
     p.sigactions = read_sigactions();
     p.rseq_offset = crate::threads::RSEQ_OFFSET.load(std::sync::atomic::Ordering::Relaxed);
     p.rseq_size = crate::threads::RSEQ_SIZE.load(std::sync::atomic::Ordering::Relaxed);

@@ -326,9 +326,41 @@ fn killed_leader_with_a_held_lifeline(as_nobody: bool, how: Start) -> Result<()>
     let marker = work.join("hangup-handler-ran");
     let command = how.command(&work, &prog, &marker)?;
     let mut term = on_a_terminal_under(&bins, &work, &command, &prog, as_nobody)?;
-    let r = killed_while_held(child_running(&bins.run, &term), &prog, &marker);
+    let r = (|| -> Result<()> {
+        let outer = child_running(&bins.run, &term)?;
+        // A handler installed by the system call goes behind the gate at the first checkpoint.
+        if matches!(how, Start::Raw) {
+            checkpoint(outer, &term)?;
+            steps_after(&mut term, "ckpt: checkpoint")?;
+        }
+        killed_while_held(Ok(outer), &prog, &marker)
+    })();
     end(&prog, &mut term);
     r
+}
+
+/// A checkpoint of the program ckpt-run `outer` runs on `term`, by SIGUSR2.
+fn checkpoint(outer: i32, term: &Proc) -> Result<()> {
+    kill(outer, libc::SIGUSR2);
+    let t0 = Instant::now();
+    while !term.stdout().contains("ckpt: checkpoint") {
+        ensure!(t0.elapsed() < T, "no checkpoint: {}", term.stdout());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Until the program on `term` printed two steps after `mark` (its output after it: returned);
+/// it read its own SIGHUP handler back at each step (hup_marker says so otherwise).
+fn steps_after(term: &mut Proc, mark: &str) -> Result<String> {
+    let t0 = Instant::now();
+    let after = |t: &Proc| t.stdout().split_once(mark).map(|(_, a)| a.to_string()).unwrap_or_default();
+    while after(term).matches("step ").count() < 2 {
+        ensure!(term.running() && t0.elapsed() < T, "the program does not run after {mark:?}: {}", term.stdout());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    ensure!(!term.stdout().contains("reads back"), "the program did not read its own SIGHUP handler back: {}", term.stdout());
+    Ok(after(term))
 }
 
 /// How ckpt-run (or the tree ckpt-restart restarts) runs the program that handles SIGHUP.
@@ -342,6 +374,12 @@ enum Start {
     /// As a child that a program ckpt-run runs starts with posix_spawn (glibc's: a clone that
     /// execs without fork).
     Spawned,
+    /// As the process ckpt-run starts, with a child that shares its fd table (clone with
+    /// CLONE_FILES) and has its handler too.
+    Files,
+    /// As the process ckpt-run starts, its handler installed by the rt_sigaction system call
+    /// (no hook sees it: the runtime puts it behind the gate at the next checkpoint or restart).
+    Raw,
 }
 
 impl Start {
@@ -350,6 +388,8 @@ impl Start {
             Start::Alone => "",
             Start::Shell => "-tree",
             Start::Spawned => "-spawned",
+            Start::Files => "-files",
+            Start::Raw => "-raw",
         }
     }
 
@@ -360,6 +400,8 @@ impl Start {
             Start::Alone => run,
             Start::Shell => format!("/bin/sh -c \"{run} & wait\""),
             Start::Spawned => format!("'{}' {run}", compile_c(work, "posix_spawner.c", &[])?.display()),
+            Start::Files => format!("{run} files"),
+            Start::Raw => format!("{run} raw"),
         })
     }
 }
@@ -396,6 +438,16 @@ fn a_killed_session_leader_whose_lifeline_another_holds_takes_a_program_in_its_t
 }
 
 #[test]
+fn a_killed_session_leader_whose_lifeline_another_holds_takes_a_child_sharing_the_fd_table_without_a_hangup() -> Result<()> {
+    killed_leader_with_a_held_lifeline(false, Start::Files)
+}
+
+#[test]
+fn a_killed_session_leader_whose_lifeline_another_holds_takes_a_child_sharing_the_fd_table_without_a_hangup_as_nobody() -> Result<()> {
+    killed_leader_with_a_held_lifeline(true, Start::Files)
+}
+
+#[test]
 fn a_killed_session_leader_whose_lifeline_another_holds_takes_a_spawned_program_of_its_tree_without_a_hangup() -> Result<()> {
     killed_leader_with_a_held_lifeline(false, Start::Spawned)
 }
@@ -405,11 +457,23 @@ fn a_killed_session_leader_whose_lifeline_another_holds_takes_a_spawned_program_
     killed_leader_with_a_held_lifeline(true, Start::Spawned)
 }
 
+/// A handler installed by the rt_sigaction system call, which no hook sees: from the first
+/// checkpoint on it is behind the gate too (the checkpoint finds it in the kernel).
+#[test]
+fn a_killed_session_leader_whose_lifeline_another_holds_takes_a_raw_handler_without_a_hangup_after_a_checkpoint() -> Result<()> {
+    killed_leader_with_a_held_lifeline(false, Start::Raw)
+}
+
+#[test]
+fn a_killed_session_leader_whose_lifeline_another_holds_takes_a_raw_handler_without_a_hangup_after_a_checkpoint_as_nobody() -> Result<()> {
+    killed_leader_with_a_held_lifeline(true, Start::Raw)
+}
+
 /// The same for ckpt-restart: the program, checkpointed and killed, restarted by a ckpt-restart
 /// that leads its terminal's session, continues there; SIGKILL of that ckpt-restart while another
 /// process holds its lifeline takes the program without its SIGHUP handler running.
 /// `how`: as for `killed_leader_with_a_held_lifeline` (Shell, Spawned: the whole tree restarted,
-/// the program its second process).
+/// the program its second process; Files: the program and the child sharing its fd table).
 fn killed_restarter_with_a_held_lifeline(as_nobody: bool, how: Start) -> Result<()> {
     let bins = Bins::locate()?;
     let work = Workdir::new(&format!("ns-killed-held-restart{}{}", how.suffix(), if as_nobody { "-nobody" } else { "" }))?;
@@ -419,12 +483,7 @@ fn killed_restarter_with_a_held_lifeline(as_nobody: bool, how: Start) -> Result<
     let mut term = on_a_terminal_under(&bins, &work, &command, &prog, as_nobody)?;
     let first = (|| -> Result<()> {
         let outer = child_running(&bins.run, &term)?;
-        kill(outer, libc::SIGUSR2);
-        let t0 = Instant::now();
-        while !term.stdout().contains("ckpt: checkpoint") {
-            ensure!(t0.elapsed() < T, "no checkpoint: {}", term.stdout());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        checkpoint(outer, &term)?;
         kill(outer, libc::SIGKILL);
         until_gone(&prog, "SIGKILL of ckpt-run")
     })();
@@ -434,13 +493,8 @@ fn killed_restarter_with_a_held_lifeline(as_nobody: bool, how: Start) -> Result<
     let mut term = in_script(&format!("exec '{}' '{}'", bins.restart.display(), work.images().display()), &work, as_nobody)?;
     let r = (|| -> Result<()> {
         wait_output(&mut term, "ckpt: restarted")?;
-        let t0 = Instant::now();
-        let after = |t: &Proc| t.stdout().split_once("ckpt: restarted").map(|(_, a)| a.to_string()).unwrap_or_default();
-        while after(&term).matches("step ").count() < 2 {
-            ensure!(term.running() && t0.elapsed() < T, "the restarted program does not run: {}", term.stdout());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        ensure!(!after(&term).contains("step 1\r\n"), "the program started over: {}", after(&term));
+        let after = steps_after(&mut term, "ckpt: restarted")?;
+        ensure!(!after.contains("step 1\r\n"), "the program started over: {after}");
         killed_while_held(child_running(&bins.restart, &term), &prog, &marker)
     })();
     end(&prog, &mut term);
@@ -465,6 +519,29 @@ fn a_killed_restarter_whose_lifeline_another_holds_takes_a_program_in_its_tree_w
 #[test]
 fn a_killed_restarter_whose_lifeline_another_holds_takes_a_program_in_its_tree_without_a_hangup_as_nobody() -> Result<()> {
     killed_restarter_with_a_held_lifeline(true, Start::Shell)
+}
+
+/// The restarted child that shares its parent's fd table gets a copy of the fd its parent's
+/// restarter keeps there (it restores no fds of its own).
+#[test]
+fn a_killed_restarter_whose_lifeline_another_holds_takes_a_child_sharing_the_fd_table_without_a_hangup() -> Result<()> {
+    killed_restarter_with_a_held_lifeline(false, Start::Files)
+}
+
+#[test]
+fn a_killed_restarter_whose_lifeline_another_holds_takes_a_child_sharing_the_fd_table_without_a_hangup_as_nobody() -> Result<()> {
+    killed_restarter_with_a_held_lifeline(true, Start::Files)
+}
+
+/// A handler installed by the rt_sigaction system call: behind the gate from the restart on.
+#[test]
+fn a_killed_restarter_whose_lifeline_another_holds_takes_a_raw_handler_without_a_hangup() -> Result<()> {
+    killed_restarter_with_a_held_lifeline(false, Start::Raw)
+}
+
+#[test]
+fn a_killed_restarter_whose_lifeline_another_holds_takes_a_raw_handler_without_a_hangup_as_nobody() -> Result<()> {
+    killed_restarter_with_a_held_lifeline(true, Start::Raw)
 }
 
 #[test]
