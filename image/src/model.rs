@@ -395,6 +395,10 @@ pub struct EpollEntry {
     /// `fd` was closed or now holds another file, or an in-flight file (None: not open any more,
     /// the entry cannot be restored).
     pub holder: Option<i32>,
+    /// Of an epoll instance only in flight in a tree whose entry's file its process holds
+    /// nowhere (`holder` None): the fd (pid, fd) of another process of the tree that is that
+    /// file (kcmp(KCMP_EPOLL_TFD) at the cut), whose restorer adds the entry (version 27).
+    pub held_by: Option<(i32, i32)>,
 }
 
 /// One inotify watch; `path` is empty when the runtime did not see it being added.
