@@ -13,7 +13,9 @@
 //! one with its fd (below), an epoll instance only in flight whose entry's file only another
 //! process holds where no fd of the set's images is found to be that file (`EpollEntry::held_by`:
 //! else the tree makes it and that process adds the entry, `flight_epolls`), an inotify instance
-//! only in flight whose watch another process added (`in_flight_partial`). Restarted, each
+//! only in flight whose watch another process added where no other process's runtime saw its
+//! inode being watched through a path that still names it (`Index::watched`: else that path is
+//! taken, `flight_inotify`) (`in_flight_partial`). Restarted, each
 //! process would get its own copy (a socket whose peer is closed, a file with its own offset):
 //! ckpt-restart refuses such a set unless the user asked to go on (--ignore-missing-files), and
 //! the checkpoint that wrote it says so in one line.
@@ -431,7 +433,9 @@ fn in_flight(indexes: &[(i32, Index)], shared_pipes: &HashSet<u64>, pairs: &Hash
 /// their process has no fd of and that no other process's fd of the set holds either
 /// (`EpollEntry::held_by`; with the manifest's `same` lines, `exact`, the tree's restart makes
 /// such an instance and that process adds the entry: `flight_epolls`), an inotify watch their
-/// process's runtime did not see being added (another process added it: its path is not known).
+/// process's runtime did not see being added (another process added it) and whose inode no
+/// other process's runtime saw being watched through a path that still names it
+/// (`Index::watched`; else, `exact`, the watch is added through that path: `flight_inotify`).
 fn in_flight_partial(indexes: &[(i32, Index)], joined: &HashSet<At>, exact: bool, out: &mut Vec<Unshared>) {
     let by_at = by_holder(indexes);
     for (pid, f) in entries(indexes).filter(|(pid, f)| f.fd < 0 && !joined.contains(&(*pid, f.fd))) {
@@ -439,8 +443,8 @@ fn in_flight_partial(indexes: &[(i32, Index)], joined: &HashSet<At>, exact: bool
             FdKind::Epoll { entries } => entries.iter().find(|e| e.holder.is_none() && !(exact && added_by(&by_at, pid, e).is_some())).map(|e| {
                 format!("{} is an epoll instance whose entry added as fd {} watches a file that another process of the tree holds and pid {pid} has no fd of", at((pid, f.fd)), e.fd)
             }),
-            FdKind::Inotify { watches, .. } => watches.iter().find(|w| w.wd > 0 && !w.gone && w.path.is_empty()).map(|w| {
-                format!("{} is an inotify instance whose watch {} another process of the tree added (pid {pid} did not see its path)", at((pid, f.fd)), w.wd)
+            FdKind::Inotify { watches, .. } => watches.iter().find(|w| w.wd > 0 && !w.gone && w.path.is_empty() && !(exact && watched_by_another(indexes, pid, w).is_some())).map(|w| {
+                format!("{} is an inotify instance whose watch {} another process of the tree added (pid {pid} did not see its path, and no process of the tree saw a path that still names its inode)", at((pid, f.fd)), w.wd)
             }),
             _ => None,
         };
@@ -448,6 +452,43 @@ fn in_flight_partial(indexes: &[(i32, Index)], joined: &HashSet<At>, exact: bool
             out.push(Unshared { what, instead: "separate objects: the instance without that entry or watch" });
         }
     }
+}
+
+/// The path another process's runtime saw the inode of watch `w` of process `pid` being
+/// watched through, which still names it (`Index::watched`): of a watch `pid`'s runtime did not
+/// see being added.
+pub fn watched_by_another<'a>(indexes: &'a [(i32, Index)], pid: i32, w: &crate::InotifyWatch) -> Option<&'a crate::WatchedPath> {
+    if w.ino == 0 {
+        return None;
+    }
+    indexes.iter().filter(|(p, _)| *p != pid).find_map(|(_, ix)| ix.watched.iter().find(|o| (o.ino, o.sdev) == (w.ino, w.sdev)))
+}
+
+/// The inotify instances only in flight, not made with another process's fd of them (not in a
+/// group of `tree_objects(indexes, groups)`), with a watch their process's runtime did not see
+/// being added and another's did (`watched_by_another`): each (pid, number in flight) with its
+/// description, those watches' paths filled in.
+pub fn flight_inotify(indexes: &[(i32, Index)], groups: &[Vec<At>]) -> Vec<(At, FdState)> {
+    let by_at = by_holder(indexes);
+    let joined: HashSet<At> = objects_of(&by_at, &tree_pipes(indexes), groups).into_iter().flatten().copied().collect();
+    let mut out = Vec::new();
+    for (pid, f) in entries(indexes).filter(|(pid, f)| f.fd < 0 && !joined.contains(&(*pid, f.fd))) {
+        let FdKind::Inotify { watches, .. } = &f.kind else { continue };
+        if !watches.iter().any(|w| w.wd > 0 && !w.gone && w.path.is_empty() && watched_by_another(indexes, pid, w).is_some()) {
+            continue;
+        }
+        let mut g = f.clone();
+        if let FdKind::Inotify { watches, .. } = &mut g.kind {
+            for w in watches.iter_mut().filter(|w| w.wd > 0 && !w.gone && w.path.is_empty()) {
+                if let Some(o) = watched_by_another(indexes, pid, w) {
+                    w.path = o.path.clone();
+                    w.dont_follow = o.dont_follow;
+                }
+            }
+        }
+        out.push(((pid, f.fd), g));
+    }
+    out
 }
 
 /// The fd of another process of the set that adds entry `e` of an epoll instance only in

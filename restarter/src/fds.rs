@@ -420,7 +420,9 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
                     let n = fds.iter().find(|g| g.fd == n).map(|g| g.dup_of.unwrap_or(n))?;
                     opened.iter().find(|(_, g)| g.fd == n).map(|(p, _)| *p)
                 };
-                object(f, mk.ignore, &held)?
+                // (One in flight with watches another process added: their paths, which
+                // that process's runtime saw.)
+                object(crate::tree::inotify_with_paths(f.fd).unwrap_or(f), mk.ignore, &held)?
             }
         };
         made.push((park(fd)?, *f));

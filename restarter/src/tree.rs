@@ -55,6 +55,10 @@ struct Shared {
     /// Entries of epoll instances only in flight that another process than the instance's adds
     /// with its fd of their file (`unshared::flight_epolls`).
     epoll_adds: Vec<EpollAdd>,
+    /// Inotify instances only in flight with watches another process added, by holder (pid,
+    /// number in flight): their descriptions with those watches' paths, which another process's
+    /// runtime saw (`unshared::flight_inotify`).
+    inotify_paths: HashMap<(i32, i32), ckpt_image::FdState>,
     /// Shared memory objects by device and inode: a memfd each.
     shm: HashMap<(u64, u64), RawFd>,
     /// The barrier page (MAP_SHARED) and how many processes meet there.
@@ -397,6 +401,7 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
         let opts = crate::fds::Options { no_truncate, ignore_missing: lossy, same_boot: !boot.is_empty() && boot == ckpt_image::boot_id(), exact_ids: true, other_port: false, rebind: Vec::new() };
         (shared.files, shared.fillers) = share_files(&indexes, same, &opts, &mut shared.pipes)?;
         shared.epoll_adds = share_flight_epolls(&indexes, same, &mut shared.files, &mut shared.fillers)?;
+        shared.inotify_paths = ckpt_image::unshared::flight_inotify(&indexes, same).into_iter().collect();
         share_deleted(set, &m, &indexes, same, euid, &mut shared.files)?;
     }
     share_mqueues(&indexes, m.same.as_deref().unwrap_or(&[]), &mut shared.files)?;
@@ -548,7 +553,7 @@ fn make_shared(socks: &ckpt_image::unshared::TreeSocks, live: u32, lossy: bool, 
     // SAFETY: a zeroed page, valid for the life of the process, holding two atomics.
     let barrier: &'static Barrier = unsafe { &*(page as *const Barrier) };
     let sockets = crate::treeshare::TreeSockets::make(socks, top, lossy, step)?;
-    Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), fillers: HashSet::new(), epoll_adds: Vec::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0, stopped: Vec::new(), tables: Vec::new(), early: false, sockets_described: Default::default(), handoffs: Vec::new(), own_stdio: Vec::new() })
+    Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), fillers: HashSet::new(), epoll_adds: Vec::new(), inotify_paths: HashMap::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0, stopped: Vec::new(), tables: Vec::new(), early: false, sockets_described: Default::default(), handoffs: Vec::new(), own_stdio: Vec::new() })
 }
 
 /// Open once each file that processes of the tree hold as one (`unshared::tree_files`), at its
@@ -731,6 +736,14 @@ pub fn epoll_added_elsewhere(fd: i32, e: &ckpt_image::EpollEntry) -> bool {
     // SAFETY: getpid has no preconditions.
     let me = unsafe { libc::getpid() };
     SHARED.get().is_some_and(|s| s.epoll_adds.iter().any(|a| a.epoll == (me, fd) && a.entry == *e))
+}
+
+/// This process's inotify instance in flight `fd` with the paths of the watches another
+/// process added, which that one's runtime saw (`Shared::inotify_paths`).
+pub fn inotify_with_paths(fd: i32) -> Option<&'static ckpt_image::FdState> {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    SHARED.get()?.inotify_paths.get(&(me, fd))
 }
 
 /// The tree's open file for this process's fd `fd`, when the tree shares it: our fd and the size

@@ -63,7 +63,7 @@ pub fn anon(fd: i32, link: &[u8], info: &[u8], drain: bool) -> Option<FdKind> {
                         let ino = field(l, " ino:", 16)?;
                         let sdev = field(l, "sdev:", 16)?;
                         let (path, dont_follow, gone) = crate::fdhooks::watch_path(ino, sdev);
-                        Some(InotifyWatch { wd: field(l, "wd:", 16)? as i32, mask: field(l, "mask:", 16)? as u32, path, dont_follow, gone })
+                        Some(InotifyWatch { wd: field(l, "wd:", 16)? as i32, mask: field(l, "mask:", 16)? as u32, path, dont_follow, gone, ino, sdev })
                     })
                     .collect(),
                 queued: queued.max(0) as u32,
