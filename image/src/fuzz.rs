@@ -109,6 +109,7 @@ pub fn sample_image() -> Result<Vec<u8>> {
             msg: vec![crate::MsgQueue { perm: crate::IpcPerm { id: 2, key: 9, uid: 1000, gid: 1000, mode: 0o644 }, qbytes: 16384, messages: vec![crate::IpcMessage { mtype: 1, data: b"hi".to_vec() }] }],
             settings: vec![("kernel/msgmnb".into(), "16384".into())],
         },
+        watched: vec![crate::WatchedPath { ino: 12, sdev: 0x800001, path: b"/tmp/watched".to_vec(), dont_follow: false }],
     };
     let (mut f, total) = w.finish(&index)?;
     let mut out = vec![0u8; total as usize];

@@ -37,7 +37,10 @@ pub const MAGIC: [u8; 8] = *b"CKPTIMG\0";
 ///     are one open file description with it); its runtime takes the pidfds of threads of other
 ///     processes of the tree that the restarter hands over (`RestartInfo::handoffs`).
 /// 27: `ThreadAttrs::creds` (each thread's own user and group ids and, when not the
-///     process's, supplementary groups: raw setresuid in one thread; zdtm thread_different_uid_gid).
+///     process's, supplementary groups: raw setresuid in one thread; zdtm thread_different_uid_gid);
+///     `EpollEntry::held_by` (another process's fd of the file of an entry of an epoll instance
+///     only in flight), `InotifyWatch::{ino, sdev}` and `Index::watched` (the paths a process of
+///     a tree saw inodes being watched through); added before 27 was released, no bump.
 pub const VERSION: u32 = 27;
 pub const HEADER_LEN: usize = 64;
 

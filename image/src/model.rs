@@ -27,6 +27,21 @@ pub struct Index {
     /// The System V IPC objects of the program's IPC namespace (format version 13; empty for a
     /// program run without ckpt's namespace, whose objects are the host's).
     pub sysv: crate::Sysv,
+    /// Of a process of a tree: every inode its runtime saw being watched (inotify_add_watch,
+    /// inherited by fork) whose path still names it at the cut (version 27, no bump): another
+    /// process's inotify instance in flight with a watch on it that its own runtime did not see
+    /// being added gets its path from here.
+    pub watched: Vec<WatchedPath>,
+}
+
+/// An inode watched through `path` (`Index::watched`): its number and kernel-encoded device as
+/// an inotify fdinfo shows them, and whether the watch was on a symbolic link itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchedPath {
+    pub ino: u64,
+    pub sdev: u64,
+    pub path: Vec<u8>,
+    pub dont_follow: bool,
 }
 
 /// A region of shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS, inherited by fork) and the
@@ -395,6 +410,10 @@ pub struct EpollEntry {
     /// `fd` was closed or now holds another file, or an in-flight file (None: not open any more,
     /// the entry cannot be restored).
     pub holder: Option<i32>,
+    /// Of an epoll instance only in flight in a tree whose entry's file its process holds
+    /// nowhere (`holder` None): the fd (pid, fd) of another process of the tree that is that
+    /// file (kcmp(KCMP_EPOLL_TFD) at the cut), whose restorer adds the entry (version 27).
+    pub held_by: Option<(i32, i32)>,
 }
 
 /// One inotify watch; `path` is empty when the runtime did not see it being added.
@@ -408,6 +427,11 @@ pub struct InotifyWatch {
     /// The watched file is no longer at `path` (renamed or removed since) and was not found
     /// elsewhere: the watch cannot be added again.
     pub gone: bool,
+    /// The watched inode and its kernel-encoded device (fdinfo; version 27, no bump): a watch
+    /// whose path this process's runtime did not see finds it in another process's
+    /// `Index::watched`.
+    pub ino: u64,
+    pub sdev: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -10,8 +10,12 @@
 //! every watched file of), one deleted file in a set without `same` lines, held in flight
 //! too with no fd or other process's file in flight one with it, or whose data no holder's
 //! image stores, a file in flight that another process holds otherwise than as
-//! one with its fd (below), an epoll or inotify instance only in flight whose entry's file only
-//! another process holds or whose watch another process added (`in_flight_partial`). Restarted, each
+//! one with its fd (below), an epoll instance only in flight whose entry's file only another
+//! process holds where no fd of the set's images is found to be that file (`EpollEntry::held_by`:
+//! else the tree makes it and that process adds the entry, `flight_epolls`), an inotify instance
+//! only in flight whose watch another process added where no other process's runtime saw its
+//! inode being watched through a path that still names it (`Index::watched`: else that path is
+//! taken, `flight_inotify`) (`in_flight_partial`). Restarted, each
 //! process would get its own copy (a socket whose peer is closed, a file with its own offset):
 //! ckpt-restart refuses such a set unless the user asked to go on (--ignore-missing-files), and
 //! the checkpoint that wrote it says so in one line.
@@ -103,7 +107,7 @@ pub fn find(socks: &TreeSocks, same: Option<&[Vec<At>]>) -> Vec<Unshared> {
     let mut joined: HashSet<At> = made_once.iter().copied().flatten().copied().collect();
     joined.extend(deleted_held.iter().flat_map(|(_, at)| at.iter().copied()));
     in_flight(indexes, &pipes, &pairs, &joined, &mut out);
-    in_flight_partial(indexes, &joined, &mut out);
+    in_flight_partial(indexes, &joined, same.is_some(), &mut out);
     // The two ends of one connection in two processes (either end may be in flight).
     let mut sockets: HashMap<u64, (At, &Socket)> = HashMap::new();
     for (pid, f) in entries(indexes) {
@@ -426,17 +430,21 @@ fn in_flight(indexes: &[(i32, Index)], shared_pipes: &HashSet<u64>, pairs: &Hash
 
 /// Epoll and inotify instances in flight that come back as themselves (not made with another
 /// process's fd of them, `joined`) without part of what they hold: an epoll entry whose file
-/// their process has no fd of (held by another process of the tree only: nothing to add it
-/// with), an inotify watch their process's runtime did not see being added (another process
-/// added it: its path is not known).
-fn in_flight_partial(indexes: &[(i32, Index)], joined: &HashSet<At>, out: &mut Vec<Unshared>) {
+/// their process has no fd of and that no other process's fd of the set holds either
+/// (`EpollEntry::held_by`; with the manifest's `same` lines, `exact`, the tree's restart makes
+/// such an instance and that process adds the entry: `flight_epolls`), an inotify watch their
+/// process's runtime did not see being added (another process added it) and whose inode no
+/// other process's runtime saw being watched through a path that still names it
+/// (`Index::watched`; else, `exact`, the watch is added through that path: `flight_inotify`).
+fn in_flight_partial(indexes: &[(i32, Index)], joined: &HashSet<At>, exact: bool, out: &mut Vec<Unshared>) {
+    let by_at = by_holder(indexes);
     for (pid, f) in entries(indexes).filter(|(pid, f)| f.fd < 0 && !joined.contains(&(*pid, f.fd))) {
         let what = match &f.kind {
-            FdKind::Epoll { entries } => entries.iter().find(|e| e.holder.is_none()).map(|e| {
+            FdKind::Epoll { entries } => entries.iter().find(|e| e.holder.is_none() && !(exact && added_by(&by_at, pid, e).is_some())).map(|e| {
                 format!("{} is an epoll instance whose entry added as fd {} watches a file that another process of the tree holds and pid {pid} has no fd of", at((pid, f.fd)), e.fd)
             }),
-            FdKind::Inotify { watches, .. } => watches.iter().find(|w| w.wd > 0 && !w.gone && w.path.is_empty()).map(|w| {
-                format!("{} is an inotify instance whose watch {} another process of the tree added (pid {pid} did not see its path)", at((pid, f.fd)), w.wd)
+            FdKind::Inotify { watches, .. } => watches.iter().find(|w| w.wd > 0 && !w.gone && w.path.is_empty() && !(exact && watched_by_another(indexes, pid, w).is_some())).map(|w| {
+                format!("{} is an inotify instance whose watch {} another process of the tree added (pid {pid} did not see its path, and no process of the tree saw a path that still names its inode)", at((pid, f.fd)), w.wd)
             }),
             _ => None,
         };
@@ -444,6 +452,78 @@ fn in_flight_partial(indexes: &[(i32, Index)], joined: &HashSet<At>, out: &mut V
             out.push(Unshared { what, instead: "separate objects: the instance without that entry or watch" });
         }
     }
+}
+
+/// The path another process's runtime saw the inode of watch `w` of process `pid` being
+/// watched through, which still names it (`Index::watched`): of a watch `pid`'s runtime did not
+/// see being added.
+pub fn watched_by_another<'a>(indexes: &'a [(i32, Index)], pid: i32, w: &crate::InotifyWatch) -> Option<&'a crate::WatchedPath> {
+    if w.ino == 0 {
+        return None;
+    }
+    indexes.iter().filter(|(p, _)| *p != pid).find_map(|(_, ix)| ix.watched.iter().find(|o| (o.ino, o.sdev) == (w.ino, w.sdev)))
+}
+
+/// The inotify instances only in flight, not made with another process's fd of them (not in a
+/// group of `tree_objects(indexes, groups)`), with a watch their process's runtime did not see
+/// being added and another's did (`watched_by_another`): each (pid, number in flight) with its
+/// description, those watches' paths filled in.
+pub fn flight_inotify(indexes: &[(i32, Index)], groups: &[Vec<At>]) -> Vec<(At, FdState)> {
+    let by_at = by_holder(indexes);
+    let joined: HashSet<At> = objects_of(&by_at, &tree_pipes(indexes), groups).into_iter().flatten().copied().collect();
+    let mut out = Vec::new();
+    for (pid, f) in entries(indexes).filter(|(pid, f)| f.fd < 0 && !joined.contains(&(*pid, f.fd))) {
+        let FdKind::Inotify { watches, .. } = &f.kind else { continue };
+        if !watches.iter().any(|w| w.wd > 0 && !w.gone && w.path.is_empty() && watched_by_another(indexes, pid, w).is_some()) {
+            continue;
+        }
+        let mut g = f.clone();
+        if let FdKind::Inotify { watches, .. } = &mut g.kind {
+            for w in watches.iter_mut().filter(|w| w.wd > 0 && !w.gone && w.path.is_empty()) {
+                if let Some(o) = watched_by_another(indexes, pid, w) {
+                    w.path = o.path.clone();
+                    w.dont_follow = o.dont_follow;
+                }
+            }
+        }
+        out.push(((pid, f.fd), g));
+    }
+    out
+}
+
+/// The fd of another process of the set that adds entry `e` of an epoll instance only in
+/// flight in process `pid` (`EpollEntry::held_by`): one its image describes as an fd.
+fn added_by(by_at: &HashMap<At, &FdState>, pid: i32, e: &crate::EpollEntry) -> Option<At> {
+    e.held_by.filter(|h| h.0 != pid && h.1 >= 0 && by_at.contains_key(h))
+}
+
+/// One epoll instance only in flight (its process holds it by no fd) with entries whose files
+/// only other processes of the tree hold (`EpollEntry::held_by`): the tree's restart makes it
+/// (empty), its process takes it and adds the entries whose files it holds, and each other
+/// process adds the entries whose file it holds with its own fd of it.
+pub struct FlightEpoll {
+    /// The instance: (pid, its number in flight).
+    pub at: At,
+    /// Each entry another process adds: the entry and that process's fd of its file.
+    pub adds: Vec<(crate::EpollEntry, At)>,
+}
+
+/// The epoll instances only in flight, not made with another process's fd of them (not in a
+/// group of `tree_objects(indexes, groups)`), every entry of which some process of the set
+/// holds the file of, some only another (`FlightEpoll`).
+pub fn flight_epolls(indexes: &[(i32, Index)], groups: &[Vec<At>]) -> Vec<FlightEpoll> {
+    let by_at = by_holder(indexes);
+    let joined: HashSet<At> = objects_of(&by_at, &tree_pipes(indexes), groups).into_iter().flatten().copied().collect();
+    let mut out = Vec::new();
+    for (pid, f) in entries(indexes).filter(|(pid, f)| f.fd < 0 && !joined.contains(&(*pid, f.fd))) {
+        let FdKind::Epoll { entries } = &f.kind else { continue };
+        let others: Option<Vec<(crate::EpollEntry, At)>> = entries.iter().filter(|e| e.holder.is_none()).map(|e| Some((e.clone(), added_by(&by_at, pid, e)?))).collect();
+        match others {
+            Some(adds) if !adds.is_empty() => out.push(FlightEpoll { at: (pid, f.fd), adds }),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// What a file in flight is compared by (None: it comes back as itself wherever it is held).

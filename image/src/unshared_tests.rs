@@ -2,10 +2,14 @@
 //! processes hold is made once (and not reported), its holders in the images' order; a UDP
 //! socket two processes hold is a lone socket; a socket a restart cannot share is reported; a
 //! memfd only in flight in two processes (each runtime naming its own fd of it, one finding the
-//! other's) is made once, its data the lower pid's, and refused when no image stores its data.
+//! other's) is made once, its data the lower pid's, and refused when no image stores its data;
+//! an epoll instance only in flight whose entry's file another process's fd is (found at the
+//! cut) is made by the tree, refused when that fd is not found or not in an image; an inotify
+//! instance only in flight gets the path another process's runtime saw its watch's inode
+//! watched through, refused when none did.
 
-use crate::unshared::{find, join_in_flight, stores_data, tree_deleted, TreeSocks};
-use crate::{Deleted, FdKind, FdState, Index, SockState, Socket};
+use crate::unshared::{find, flight_epolls, flight_inotify, join_in_flight, stores_data, tree_deleted, TreeSocks};
+use crate::{Deleted, EpollEntry, FdKind, InotifyWatch, WatchedPath, FdState, Index, SockState, Socket};
 
 fn fd(fd: i32, s: Socket) -> FdState {
     FdState { fd, flags: 2, pos: 0, cloexec: false, kind: FdKind::Socket(Box::new(s)), dup_of: None, mtime: 0, id: Default::default(), locks: Vec::new(), owner: None, held_with: Vec::new() }
@@ -100,4 +104,60 @@ fn a_memfd_only_in_flight_in_one_process_is_its_own() {
     join_in_flight(&indexes, &mut same);
     assert!(same.is_empty() && tree_deleted(&indexes).is_empty());
     assert!(find(&TreeSocks::of(&indexes), Some(&same)).is_empty());
+}
+
+/// An epoll instance in flight as entry -1 of process 11, whose entry (added as fd 5) watches a
+/// file process 11 holds nowhere; `held_by`: the fd of another process found to be that file.
+fn flying_epoll(held_by: Option<(i32, i32)>) -> FdState {
+    let e = EpollEntry { fd: 5, events: libc::EPOLLIN as u32, data: 7, holder: None, held_by };
+    FdState { fd: -1, flags: 2, pos: 0, cloexec: false, kind: FdKind::Epoll { entries: vec![e] }, dup_of: None, mtime: 0, id: Default::default(), locks: Vec::new(), owner: None, held_with: Vec::new() }
+}
+
+#[test]
+fn an_epoll_instance_only_in_flight_whose_entrys_file_another_process_holds_is_made_by_the_tree() {
+    let pipe = FdState { fd: 5, kind: FdKind::Pipe { ino: 77, size: 65536, data: Vec::new() }, ..flying_epoll(None) };
+    let indexes = set(vec![(10, vec![pipe.clone()]), (11, vec![flying_epoll(Some((10, 5)))])]);
+    let same: Vec<Vec<(i32, i32)>> = Vec::new();
+    let made = flight_epolls(&indexes, &same);
+    assert_eq!(made.len(), 1);
+    assert_eq!((made[0].at, made[0].adds[0].1), ((11, -1), (10, 5)));
+    assert!(find(&TreeSocks::of(&indexes), Some(&same)).is_empty());
+    // Not found at the cut, or found as an fd no image describes (a runtime's own), or without
+    // the manifest's `same` lines: refused as before.
+    for held_by in [None, Some((10, 900))] {
+        let indexes = set(vec![(10, vec![pipe.clone()]), (11, vec![flying_epoll(held_by)])]);
+        assert!(flight_epolls(&indexes, &same).is_empty());
+        let found = find(&TreeSocks::of(&indexes), Some(&same));
+        assert!(found.len() == 1 && found[0].what.contains("is an epoll instance whose entry added as fd 5"));
+    }
+    assert_eq!(find(&TreeSocks::of(&indexes), None).len(), 1);
+}
+
+/// An inotify instance in flight as entry -2 of process 11 with watch 1 on inode 12 (device 3)
+/// whose path its runtime did not see.
+fn flying_inotify() -> FdState {
+    let w = InotifyWatch { wd: 1, mask: libc::IN_CREATE, path: Vec::new(), dont_follow: false, gone: false, ino: 12, sdev: 3 };
+    FdState { fd: -2, kind: FdKind::Inotify { watches: vec![w], queued: 0, last_wd: 1 }, ..flying_epoll(None) }
+}
+
+#[test]
+fn an_inotify_instance_only_in_flight_whose_watch_another_process_saw_gets_its_path() {
+    let seen = |ino: u64| WatchedPath { ino, sdev: 3, path: b"/tmp/d".to_vec(), dont_follow: false };
+    let with = |ino: u64| {
+        let mut v = set(vec![(10, vec![]), (11, vec![flying_inotify()])]);
+        v[0].1.watched = vec![seen(ino)];
+        v
+    };
+    let same: Vec<Vec<(i32, i32)>> = Vec::new();
+    let indexes = with(12);
+    let made = flight_inotify(&indexes, &same);
+    assert_eq!(made.len(), 1);
+    let FdKind::Inotify { watches, .. } = &made[0].1.kind else { panic!("not an inotify instance") };
+    assert_eq!((made[0].0, &watches[0].path[..]), ((11, -2), &b"/tmp/d"[..]));
+    assert!(find(&TreeSocks::of(&indexes), Some(&same)).is_empty());
+    // Another inode seen, or no `same` lines: refused as before.
+    let other = with(13);
+    assert!(flight_inotify(&other, &same).is_empty());
+    assert!(find(&TreeSocks::of(&other), Some(&same))[0].what.contains("is an inotify instance whose watch 1"));
+    assert_eq!(find(&TreeSocks::of(&indexes), None).len(), 1);
 }

@@ -315,27 +315,33 @@ pub fn new_epoll() -> Result<RawFd> {
 
 /// Add `entries` to epoll instance `ep` (see `epoll`).
 pub fn fill_epoll(ep: RawFd, entries: &[EpollEntry], fd_no: i32, top: RawFd, file: &dyn Fn(i32) -> Option<RawFd>) {
-    // EPOLLERR/EPOLLHUP are always reported; the kernel shows them in fdinfo.
-    let internal = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
     for e in entries {
-        let mut ev = libc::epoll_event { events: e.events & !internal, u64: e.data };
         let holder = e.holder.and_then(|h| if h < 0 { file(h) } else { Some(h) });
         let Some(holder) = holder else {
             ckpt_kinds::say!("ckpt-restart: warning: fd {fd_no}: epoll entry for fd {} is lost: its file is not open any more", e.fd);
             continue;
         };
-        let r = if holder == e.fd {
-            // SAFETY: ev is valid; e.fd is one of the program's fds, already restored.
+        add_entry(ep, e, holder, fd_no, top);
+    }
+}
+
+/// Add entry `e` to epoll instance `ep` (the program's fd `fd_no`, for the warning) with our fd
+/// `holder` of its file: at the entry's fd number for the moment when it is not that number.
+pub fn add_entry(ep: RawFd, e: &EpollEntry, holder: RawFd, fd_no: i32, top: RawFd) {
+    // EPOLLERR/EPOLLHUP are always reported; the kernel shows them in fdinfo.
+    let internal = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
+    let mut ev = libc::epoll_event { events: e.events & !internal, u64: e.data };
+    let r = if holder == e.fd {
+        // SAFETY: ev is valid; e.fd is one of the program's fds, already restored.
+        unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, e.fd, &mut ev) }
+    } else {
+        with_fd_at(e.fd, holder, top, || {
+            // SAFETY: as above; e.fd holds the entry's file for the moment.
             unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, e.fd, &mut ev) }
-        } else {
-            with_fd_at(e.fd, holder, top, || {
-                // SAFETY: as above; e.fd holds the entry's file for the moment.
-                unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, e.fd, &mut ev) }
-            })
-        };
-        if r < 0 {
-            ckpt_kinds::say!("ckpt-restart: warning: fd {fd_no}: epoll entry for fd {} cannot be restored: {}", e.fd, std::io::Error::last_os_error());
-        }
+        })
+    };
+    if r < 0 {
+        ckpt_kinds::say!("ckpt-restart: warning: fd {fd_no}: epoll entry for fd {} cannot be restored: {}", e.fd, std::io::Error::last_os_error());
     }
 }
 

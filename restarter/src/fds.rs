@@ -420,7 +420,9 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
                     let n = fds.iter().find(|g| g.fd == n).map(|g| g.dup_of.unwrap_or(n))?;
                     opened.iter().find(|(_, g)| g.fd == n).map(|(p, _)| *p)
                 };
-                object(f, mk.ignore, &held)?
+                // (One in flight with watches another process added: their paths, which
+                // that process's runtime saw.)
+                object(crate::tree::inotify_with_paths(f.fd).unwrap_or(f), mk.ignore, &held)?
             }
         };
         made.push((park(fd)?, *f));
@@ -441,6 +443,13 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
         }
     }
 
+    // The epoll instances only in flight in other processes that this one adds entries to.
+    let mut foreign_epolls = Vec::new();
+    for (fd, add) in crate::tree::epoll_adds() {
+        let ep = check(dup_ours(fd), || format!("cannot take the tree's epoll instance in flight in pid {}", add.epoll.0))?;
+        foreign_epolls.push((park(ep)?, add));
+    }
+
     // Every object exists: only now change files (cut output back to its checkpoint size).
     for (fd, n, path) in truncations {
         // SAFETY: fd is ours.
@@ -451,6 +460,7 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
     let mut keep: Vec<i32> = opened.iter().map(|p| p.0).collect();
     keep.extend(flying.values());
     keep.extend(tree_epolls.values());
+    keep.extend(foreign_epolls.iter().map(|e| e.0));
     keep.extend(mk.socks.held());
     keep.extend(mk.ttys.held());
     keep.extend(keep_too);
@@ -515,11 +525,13 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
     }
     for f in in_flight.iter().filter(|f| f.dup_of.is_none()) {
         if let FdKind::Epoll { entries } = &f.kind {
-            // (One in flight that is one with another process's fd: the tree's, as above.)
+            // (One in flight that is one with another process's fd, or whose entries' files
+            // other processes hold: the tree's, as above; those entries are theirs to add.)
             let ep = match tree_epolls.get(&f.fd) {
                 Some(&ep) => {
                     if crate::tree::fills_epoll(f.fd) {
-                        fdobjs::fill_epoll(ep, entries, f.fd, top, &|n| file(&flying, n));
+                        let ours: Vec<ckpt_image::EpollEntry> = entries.iter().filter(|e| !crate::tree::epoll_added_elsewhere(f.fd, e)).cloned().collect();
+                        fdobjs::fill_epoll(ep, &ours, f.fd, top, &|n| file(&flying, n));
                     }
                     ep
                 }
@@ -532,6 +544,13 @@ fn restore_all(fds: &[FdState], opts: &Options, image: &Reader, job: HashMap<u64
         if let Some(of) = f.dup_of.filter(|&of| is_epoll(of)) {
             dup(f, of)?;
         }
+    }
+    // Entries of other processes' epoll instances in flight whose files this process holds:
+    // added with our fd of each (in place now).
+    for (ep, add) in foreign_epolls {
+        fdobjs::add_entry(ep, &add.entry, add.by.1, add.epoll.1, top);
+        // SAFETY: ep is our copy of the tree's instance.
+        unsafe { libc::close(ep) };
     }
     // 5. Terminals on stdin/stdout/stderr; socket queues with the files in flight.
     mk.ttys.stdio(fds);

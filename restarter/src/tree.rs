@@ -52,6 +52,13 @@ struct Shared {
     files: SharedFiles,
     /// The holders (pid, fd) that add the interest list of a shared epoll instance.
     fillers: HashSet<(i32, i32)>,
+    /// Entries of epoll instances only in flight that another process than the instance's adds
+    /// with its fd of their file (`unshared::flight_epolls`).
+    epoll_adds: Vec<EpollAdd>,
+    /// Inotify instances only in flight with watches another process added, by holder (pid,
+    /// number in flight): their descriptions with those watches' paths, which another process's
+    /// runtime saw (`unshared::flight_inotify`).
+    inotify_paths: HashMap<(i32, i32), ckpt_image::FdState>,
     /// Shared memory objects by device and inode: a memfd each.
     shm: HashMap<(u64, u64), RawFd>,
     /// The barrier page (MAP_SHARED) and how many processes meet there.
@@ -77,6 +84,15 @@ struct Shared {
     /// The fds 0 to 2 that were not the outside's stdio, by holder (pid, fd): the manifest's
     /// `ownstdio` lines.
     own_stdio: Vec<(i32, i32)>,
+}
+
+/// An entry of an epoll instance only in flight in one process (`epoll`, pid and number in
+/// flight; made once here: `files`), which process `by.0` adds with its fd `by.1` of the
+/// entry's file once its fds are in place.
+pub struct EpollAdd {
+    pub epoll: (i32, i32),
+    pub entry: ckpt_image::EpollEntry,
+    pub by: (i32, i32),
 }
 
 /// The tree's open files by holder (pid, fd): our fd and the size to cut the file back to.
@@ -422,6 +438,8 @@ pub fn build(set: &Path, lossy: bool, no_truncate: bool) -> Result<PathBuf> {
         let boot = indexes.iter().find(|(pid, _)| *pid == m.root).map(|(_, ix)| ix.meta.origin.boot_id.clone()).unwrap_or_default();
         let opts = crate::fds::Options { no_truncate, ignore_missing: lossy, same_boot: !boot.is_empty() && boot == ckpt_image::boot_id(), exact_ids: true, other_port: false, rebind: Vec::new() };
         (shared.files, shared.fillers) = share_files(&indexes, same, &opts, &mut shared.pipes)?;
+        shared.epoll_adds = share_flight_epolls(&indexes, same, &mut shared.files, &mut shared.fillers)?;
+        shared.inotify_paths = ckpt_image::unshared::flight_inotify(&indexes, same).into_iter().collect();
         share_deleted(set, &m, &indexes, same, euid, &mut shared.files)?;
     }
     share_mqueues(&indexes, m.same.as_deref().unwrap_or(&[]), &mut shared.files)?;
@@ -573,7 +591,7 @@ fn make_shared(socks: &ckpt_image::unshared::TreeSocks, live: u32, lossy: bool, 
     // SAFETY: a zeroed page, valid for the life of the process, holding two atomics.
     let barrier: &'static Barrier = unsafe { &*(page as *const Barrier) };
     let sockets = crate::treeshare::TreeSockets::make(socks, top, lossy, step)?;
-    Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), fillers: HashSet::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0, stopped: Vec::new(), tables: Vec::new(), early: false, sockets_described: Default::default(), handoffs: Vec::new(), own_stdio: Vec::new() })
+    Ok(Shared { pipes, ptys, sockets, files: HashMap::new(), fillers: HashSet::new(), epoll_adds: Vec::new(), inotify_paths: HashMap::new(), shm, barrier, live, total: 0, max_id: 0, group_helpers: 0, stopped: Vec::new(), tables: Vec::new(), early: false, sockets_described: Default::default(), handoffs: Vec::new(), own_stdio: Vec::new() })
 }
 
 /// Open once each file that processes of the tree hold as one (`unshared::tree_files`), at its
@@ -636,6 +654,21 @@ fn share_files(indexes: &[(i32, Index)], same: &[Vec<(i32, i32)>], opts: &crate:
         }
     }
     Ok((out, fillers))
+}
+
+/// Make each epoll instance only in flight whose entries' files only other processes hold
+/// (`unshared::flight_epolls`), empty, into `files` for its process, which adds the entries
+/// whose files it holds (`fillers`); the other entries, which the processes holding their
+/// files add (`EpollAdd`).
+fn share_flight_epolls(indexes: &[(i32, Index)], same: &[Vec<(i32, i32)>], files: &mut SharedFiles, fillers: &mut HashSet<(i32, i32)>) -> Result<Vec<EpollAdd>> {
+    let mut out = Vec::new();
+    for e in ckpt_image::unshared::flight_epolls(indexes, same) {
+        let ep = crate::fdobjs::new_epoll().with_context(|| format!("pid {} fd {}, an epoll instance in flight", e.at.0, e.at.1))?;
+        files.insert(e.at, (ep, None));
+        fillers.insert(e.at);
+        out.extend(e.adds.into_iter().map(|(entry, by)| EpollAdd { epoll: e.at, entry, by }));
+    }
+    Ok(out)
 }
 
 /// Make once each deleted file that processes of the tree hold (`unshared::tree_deleted`), with
@@ -723,6 +756,32 @@ pub fn fills_epoll(fd: i32) -> bool {
 /// The tree's pidfds of threads that one process holds of another's (`handpidfds`).
 pub fn handoffs() -> &'static [crate::handpidfds::Handoff] {
     SHARED.get().map_or(&[], |s| &s.handoffs[..])
+}
+
+/// The entries of epoll instances only in flight in other processes that this process adds
+/// with its fds of their files (`EpollAdd`), with our fd of each instance (the tree's, as
+/// inherited).
+pub fn epoll_adds() -> Vec<(RawFd, &'static EpollAdd)> {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    let Some(s) = SHARED.get() else { return Vec::new() };
+    s.epoll_adds.iter().filter(|a| a.by.0 == me).filter_map(|a| Some((s.files.get(&a.epoll)?.0, a))).collect()
+}
+
+/// Whether entry `e` of this process's epoll instance in flight `fd` is added by another
+/// process (`EpollAdd`), not by this one.
+pub fn epoll_added_elsewhere(fd: i32, e: &ckpt_image::EpollEntry) -> bool {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    SHARED.get().is_some_and(|s| s.epoll_adds.iter().any(|a| a.epoll == (me, fd) && a.entry == *e))
+}
+
+/// This process's inotify instance in flight `fd` with the paths of the watches another
+/// process added, which that one's runtime saw (`Shared::inotify_paths`).
+pub fn inotify_with_paths(fd: i32) -> Option<&'static ckpt_image::FdState> {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    SHARED.get()?.inotify_paths.get(&(me, fd))
 }
 
 /// The tree's open file for this process's fd `fd`, when the tree shares it: our fd and the size

@@ -642,6 +642,7 @@ pub(crate) fn capture(slots: &[threads::Slot], gen: u64, dir: &Dir, name: &[u8],
         shared: shared_mem(&maps),
         step: None,
         sysv,
+        watched: if crate::tree::is_member() { crate::fdhooks::watched_paths() } else { Vec::new() },
     };
     Ok(Capture { maps, index, final_path, name: name.to_vec(), member, tmp_name, taken_at: now_ns(), eligible: Vec::new(), hashes: None, old: None, increment: false, parent: 0, guard: None })
 }

@@ -206,6 +206,19 @@ pub fn bind_dir(ino: u64) -> Option<Vec<u8>> {
     b.iter().find(|e| e.0 == ino).map(|e| e.1.clone())
 }
 
+/// Every inode this process's runtime saw being watched whose recorded path still names it
+/// (one stat each; `Index::watched`, for another process of the tree holding an inotify
+/// instance in flight with a watch on it). Checkpoint thread, world stopped.
+pub fn watched_paths() -> Vec<ckpt_image::WatchedPath> {
+    let w = WATCHED.lock().unwrap_or_else(|e| e.into_inner());
+    let all: Vec<Watched> = w.clone();
+    drop(w);
+    all.into_iter()
+        .filter(|(ino, kdev, path, dont_follow)| stat(path, !dont_follow).is_some_and(|st| st.st_ino == *ino && kernel_dev(st.st_dev) == *kdev))
+        .map(|(ino, sdev, path, dont_follow)| ckpt_image::WatchedPath { ino, sdev, path, dont_follow })
+        .collect()
+}
+
 /// The path of a watched inode and whether the watch is on a symbolic link itself; when the
 /// file is no longer at the path it was added with, where it is now (a directory entry next to
 /// the old one, or a file the program has open), or the old path with `gone` set. Checkpoint

@@ -46,7 +46,7 @@ pub fn anon(fd: i32, link: &[u8], info: &[u8], drain: bool) -> Option<FdKind> {
         }
         b"anon_inode:[eventpoll]" => Some(FdKind::Epoll {
             entries: epoll_lines(s)
-                .map(|(fd, events, data, _)| EpollEntry { fd, events, data, holder: Some(fd) })
+                .map(|(fd, events, data, _)| EpollEntry { fd, events, data, holder: Some(fd), held_by: None })
                 .collect(),
         }),
         b"anon_inode:inotify" => {
@@ -63,7 +63,7 @@ pub fn anon(fd: i32, link: &[u8], info: &[u8], drain: bool) -> Option<FdKind> {
                         let ino = field(l, " ino:", 16)?;
                         let sdev = field(l, "sdev:", 16)?;
                         let (path, dont_follow, gone) = crate::fdhooks::watch_path(ino, sdev);
-                        Some(InotifyWatch { wd: field(l, "wd:", 16)? as i32, mask: field(l, "mask:", 16)? as u32, path, dont_follow, gone })
+                        Some(InotifyWatch { wd: field(l, "wd:", 16)? as i32, mask: field(l, "mask:", 16)? as u32, path, dont_follow, gone, ino, sdev })
                     })
                     .collect(),
                 queued: queued.max(0) as u32,
@@ -137,8 +137,10 @@ fn epoll_lines(s: &str) -> impl Iterator<Item = (i32, u32, u64, u64)> + '_ {
 /// with and its file; that number may have been closed since, or now hold another file, while
 /// the file is still open through a dup. `kcmp(KCMP_EPOLL_TFD)` tells whether an fd holds the
 /// file of an entry (`seen`: every fd described, with its inode; `temps`: in-flight numbers of
-/// our temporary fds). No holder: None (the entry cannot be restored).
-pub fn settle_epolls(out: &mut [FdState], seen: &[(i32, u64, u64)], temps: &[(i32, i32)], pid: i32) {
+/// our temporary fds). No holder: None (the entry cannot be restored), unless the epoll
+/// instance is only in flight in a process of a tree (`tree`) and another process holds the
+/// entry's file: its fd (`EpollEntry::held_by`, `flightheld::epoll_target`).
+pub fn settle_epolls(out: &mut [FdState], seen: &[(i32, u64, u64)], temps: &[(i32, i32)], pid: i32, tree: bool) {
     const KCMP_EPOLL_TFD: i64 = 7;
     let ours = |no: i32| if no >= 0 { no } else { temps.iter().find(|t| t.0 == no).map_or(-1, |t| t.1) };
     let number = |fd: i32| temps.iter().find(|t| t.1 == fd).map_or(fd, |t| t.0);
@@ -154,6 +156,9 @@ pub fn settle_epolls(out: &mut [FdState], seen: &[(i32, u64, u64)], temps: &[(i3
             let holds = |fd: i32| syscall!(libc::SYS_kcmp, pid, pid, KCMP_EPOLL_TFD, fd, &slot as *const [u32; 3]) == Ok(0);
             let mut candidates = seen.iter().filter(|s| s.2 == ino).map(|s| s.0);
             e.holder = if seen.iter().any(|s| s.0 == tfd) && holds(tfd) { Some(tfd) } else { candidates.find(|&c| holds(c)).map(number) };
+            if e.holder.is_none() && tree && f.fd < 0 && f.dup_of.is_none() {
+                e.held_by = crate::flightheld::epoll_target(&slot, ino);
+            }
         }
     }
 }

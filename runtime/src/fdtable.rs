@@ -152,7 +152,7 @@ pub fn read_fds(listing: Listing) -> Vec<FdState> {
             t.out.push(f);
         }
     }
-    fdobjs::settle_epolls(&mut t.out, &t.seen, &t.temps, t.pid);
+    fdobjs::settle_epolls(&mut t.out, &t.seen, &t.temps, t.pid, !alone);
     settle_ttys(&mut t.out);
     let mut socks: Vec<(i32, &mut ckpt_image::Socket)> = t
         .out
