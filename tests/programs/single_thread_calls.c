@@ -24,6 +24,7 @@
  * calls fail (as they would without ckpt): the program says so and exits with status 1.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -74,6 +75,8 @@ static void die(const char *what)
 
 /* A new time namespace for our children, AHEAD seconds in front; a helper born in it; setns
  * into it: our clock must be ahead. Returns the helper's pid. */
+static void end_helper(pid_t helper);
+
 static pid_t enter_new_timens(void)
 {
     if (unshare(CLONE_NEWTIME) != 0)
@@ -95,8 +98,12 @@ static pid_t enter_new_timens(void)
     snprintf(path, sizeof path, "/proc/%d/ns/time", helper);
     int ns = open(path, O_RDONLY);
     double before = now();
-    if (ns < 0 || setns(ns, CLONE_NEWTIME) != 0)
+    if (ns < 0 || setns(ns, CLONE_NEWTIME) != 0) {
+        int e = errno;
+        end_helper(helper); /* not left paused once the program ends */
+        errno = e;
         die("setns into the helper's time namespace");
+    }
     close(ns);
     if (now() - before < AHEAD - 10) {
         fprintf(stderr, "the clock is not ahead in the new time namespace\n");

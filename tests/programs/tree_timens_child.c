@@ -47,10 +47,15 @@ int main(int argc, char **argv)
         if (fork() == 0) {
             ok = monotonic_s() >= before + 1000;
             xfer(p[1], &ok, 1, 1);
-            /* Asked with the program's clock: whether ours is 1000 s ahead of it. */
+            /* Asked with the program's clock: whether ours is 1000 s ahead of it. The
+             * program's end closes the last writer of q: the orphan ends too (it would
+             * otherwise outlive the program, natively as under ckpt-run). */
+            close(q[1]);
+            close(p[0]);
             for (;;) {
                 long long t;
-                xfer(q[0], &t, sizeof t, 0);
+                if (read(q[0], &t, sizeof t) != (ssize_t)sizeof t)
+                    _exit(0);
                 ok = monotonic_s() >= t + 1000;
                 xfer(p[1], &ok, 1, 1);
             }
