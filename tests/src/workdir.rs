@@ -57,10 +57,33 @@ impl Workdir {
 
 impl Drop for Workdir {
     fn drop(&mut self) {
+        end_namespaces_of(&self.path);
         if std::env::var_os("CKPT_TESTS_KEEP").is_some() {
             eprintln!("CKPT_TESTS_KEEP: keeping {}", self.path.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// SIGKILL every ckpt-init whose command line (ckpt-run's or ckpt-restart's) names a path in
+/// `dir`: processes a test's program left behind live on in their namespace after ckpt-run
+/// returned (docs/namespaces.md); killing its init ends them, so no test leaves a process
+/// running once its directory is gone.
+fn end_namespaces_of(dir: &Path) {
+    // The directory itself or a path in it ("-1" must not match "-10"'s paths).
+    let dir = dir.as_os_str().as_encoded_bytes();
+    let needles = [[dir, b"/"].concat(), [dir, b"\0"].concat()];
+    let Ok(rd) = std::fs::read_dir("/proc") else { return };
+    for pid in rd.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()) {
+        let comm = std::fs::read(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm != b"ckpt-init\n" {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if needles.iter().any(|n| cmdline.windows(n.len()).any(|w| w == n.as_slice())) {
+            // SAFETY: kill has no memory effects.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
 }
