@@ -251,8 +251,9 @@ pub fn own_stdio(pids: &[i32], same: Option<&[Vec<(i32, i32)>]>) -> Vec<(i32, i3
     let mut out = Vec::new();
     for &pid in pids {
         let Some(own) = own_stdio_of(pid) else { return Vec::new() };
+        let task = live_task(pid);
         for fd in (0..3).filter(|fd| own & 1 << fd != 0) {
-            let file = || std::fs::metadata(format!("/proc/{pid}/task/{}/fd/{fd}", live_task(pid))).is_ok_and(|m| m.is_file());
+            let file = || std::fs::metadata(format!("/proc/{pid}/task/{task}/fd/{fd}")).is_ok_and(|m| m.is_file());
             if !(shared((pid, fd)) && file()) {
                 out.push((pid, fd));
             }

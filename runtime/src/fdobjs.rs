@@ -141,7 +141,6 @@ fn epoll_lines(s: &str) -> impl Iterator<Item = (i32, u32, u64, u64)> + '_ {
 /// instance is only in flight in a process of a tree (`tree`) and another process holds the
 /// entry's file: its fd (`EpollEntry::held_by`, `flightheld::epoll_target`).
 pub fn settle_epolls(out: &mut [FdState], seen: &[(i32, u64, u64)], temps: &[(i32, i32)], pid: i32, tree: bool) {
-    const KCMP_EPOLL_TFD: i64 = 7;
     let ours = |no: i32| if no >= 0 { no } else { temps.iter().find(|t| t.0 == no).map_or(-1, |t| t.1) };
     let number = |fd: i32| temps.iter().find(|t| t.1 == fd).map_or(fd, |t| t.0);
     for f in out.iter_mut() {
@@ -153,7 +152,7 @@ pub fn settle_epolls(out: &mut [FdState], seen: &[(i32, u64, u64)], temps: &[(i3
             let Some(&(tfd, _, _, ino)) = lines.get(k) else { continue };
             let toff = lines[..k].iter().filter(|l| l.0 == tfd).count() as u32;
             let slot: [u32; 3] = [efd as u32, tfd as u32, toff];
-            let holds = |fd: i32| syscall!(libc::SYS_kcmp, pid, pid, KCMP_EPOLL_TFD, fd, &slot as *const [u32; 3]) == Ok(0);
+            let holds = |fd: i32| syscall!(libc::SYS_kcmp, pid, pid, sys::KCMP_EPOLL_TFD, fd, &slot as *const [u32; 3]) == Ok(0);
             let mut candidates = seen.iter().filter(|s| s.2 == ino).map(|s| s.0);
             e.holder = if seen.iter().any(|s| s.0 == tfd) && holds(tfd) { Some(tfd) } else { candidates.find(|&c| holds(c)).map(number) };
             if e.holder.is_none() && tree && f.fd < 0 && f.dup_of.is_none() {

@@ -11,8 +11,6 @@ use ckpt_image::{FdKind, FdState};
 use ckpt_kinds::{deleted, locks, mqueue, pipe, procfs};
 use ckpt_kinds::sockets::capture::Context;
 
-const KCMP_FILE: i64 = 0;
-
 /// `--checkpoint-open-files` (set once at start, from the launch settings).
 static SAVE_OPEN_FILES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -268,7 +266,7 @@ impl Table {
         let dup_of = self
             .by_file
             .get(&(st.st_dev, st.st_ino))
-            .and_then(|fds| fds.iter().copied().find(|&seen| syscall!(libc::SYS_kcmp, pid, pid, KCMP_FILE, seen, fd) == Ok(0)))
+            .and_then(|fds| fds.iter().copied().find(|&seen| syscall!(libc::SYS_kcmp, pid, pid, sys::KCMP_FILE, seen, fd) == Ok(0)))
             .map(|seen_fd| self.number_of(seen_fd));
         self.seen.push((fd, st.st_dev, st.st_ino));
         self.by_file.entry((st.st_dev, st.st_ino)).or_default().push(fd);
@@ -368,12 +366,11 @@ fn sharers_proc_file(fd: i32, facts: &Facts) -> bool {
 /// Whether `link` (an fd's) names a file in a thread's /proc directory of another process that
 /// shares this fd table (see `sharers_proc_file`).
 fn sharers_proc_link(link: &[u8]) -> bool {
-    const KCMP_FILES: i64 = 2;
     let Some(rest) = link.strip_prefix(b"/proc/") else { return false };
     let Some(slash) = rest.iter().position(|&b| b == b'/') else { return false };
     let Some(pid) = std::str::from_utf8(&rest[..slash]).ok().and_then(|p| p.parse::<i32>().ok()) else { return false };
     let me = sys::getpid();
-    rest[slash..].starts_with(b"/task/") && pid != me && syscall!(libc::SYS_kcmp, me, pid, KCMP_FILES, 0, 0) == Ok(0)
+    rest[slash..].starts_with(b"/task/") && pid != me && syscall!(libc::SYS_kcmp, me, pid, sys::KCMP_FILES, 0, 0) == Ok(0)
 }
 
 /// Whether `fd` is a sock_diag netlink socket that goes away within a moment: what the runtime

@@ -17,14 +17,12 @@
 
 use crate::sys::{self, syscall};
 
-const KCMP_FILE: i64 = 0;
-
 /// For our fd `fd` (a file in flight, `st` its stat): the lowest fd of each other process of
 /// the namespace that is one open file description with it, as (pid, fd).
 pub fn holders(fd: i32, st: &libc::stat) -> Vec<(i32, i32)> {
     let me = sys::getpid();
     let same_inode = |o: &libc::stat| o.st_dev == st.st_dev && o.st_ino == st.st_ino;
-    lowest_of_each(same_inode, |pid, n| syscall!(libc::SYS_kcmp, me, pid, KCMP_FILE, fd, n) == Ok(0))
+    lowest_of_each(same_inode, |pid, n| syscall!(libc::SYS_kcmp, me, pid, sys::KCMP_FILE, fd, n) == Ok(0))
 }
 
 /// For an entry of our epoll instance (one only in flight here: `slot` is our fd of it, the
@@ -33,10 +31,9 @@ pub fn holders(fd: i32, st: &libc::stat) -> Vec<(i32, i32)> {
 /// other process of the namespace that holds that file, as (pid, fd). Its restorer adds the
 /// entry again (`EpollEntry::held_by`).
 pub fn epoll_target(slot: &[u32; 3], ino: u64) -> Option<(i32, i32)> {
-    const KCMP_EPOLL_TFD: i64 = 7;
     let me = sys::getpid();
     let same_inode = |o: &libc::stat| o.st_ino == ino;
-    lowest_of_each(same_inode, |pid, n| syscall!(libc::SYS_kcmp, pid, me, KCMP_EPOLL_TFD, n, slot as *const [u32; 3]) == Ok(0)).first().copied()
+    lowest_of_each(same_inode, |pid, n| syscall!(libc::SYS_kcmp, pid, me, sys::KCMP_EPOLL_TFD, n, slot as *const [u32; 3]) == Ok(0)).first().copied()
 }
 
 /// The lowest fd of each other process of the namespace (lowest pid first) whose file

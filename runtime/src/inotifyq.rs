@@ -53,7 +53,6 @@ const INFO_FID: u8 = 1;
 const PAGE: usize = 4096;
 /// Room for events queued between FIONREAD and the read at checkpoint time.
 const SLACK: usize = 4096;
-const KCMP_FILE: i64 = 0;
 
 /// The file of a fanotify marker: (device, inode) and its file handle.
 #[derive(Clone, Copy)]
@@ -286,7 +285,7 @@ fn drain_as(fd: i32, fan: bool) -> u32 {
     // A thread blocked in a read of this instance makes it again, past our hooks: it must find
     // the events in the kernel's queue, not the marker (left there; a restart refuses).
     let pid = sys::getpid();
-    if queued > 0 && crate::blocked::reading(&|other| other == fd || syscall!(libc::SYS_kcmp, pid, pid, KCMP_FILE, fd, other) == Ok(0)) {
+    if queued > 0 && crate::blocked::reading(&|other| other == fd || syscall!(libc::SYS_kcmp, pid, pid, sys::KCMP_FILE, fd, other) == Ok(0)) {
         return queued as u32;
     }
     let mut t = table();
@@ -352,7 +351,7 @@ fn find(t: &[Saved; SLOTS], fd: i32) -> Option<usize> {
         return Some(i);
     }
     let pid = sys::getpid();
-    t.iter().position(|s| s.fd >= 0 && syscall!(libc::SYS_kcmp, pid, pid, KCMP_FILE, s.fd, fd) == Ok(0))
+    t.iter().position(|s| s.fd >= 0 && syscall!(libc::SYS_kcmp, pid, pid, sys::KCMP_FILE, s.fd, fd) == Ok(0))
 }
 
 /// read(2) of an fd with saved events: Some(result), errno set on failure; None: not one.

@@ -23,9 +23,6 @@ use crate::sys::{self, syscall};
 use ckpt_image::FdState;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-/// kcmp's type for two fds (linux/kcmp.h).
-const KCMP_FILE: i64 = 0;
-
 /// What the outside's fd N was, by identity (`KNOWN`: bit N set when recorded).
 static KNOWN: AtomicU32 = AtomicU32::new(0);
 static MODE: [AtomicU32; 3] = [const { AtomicU32::new(0) }; 3];
@@ -92,7 +89,7 @@ fn own_by_init() -> Option<u32> {
     let mut told = true;
     'fds: for fd in (0..3i64).filter(|&fd| sys::fstat(fd as i32).is_ok()) {
         for n in 0..3i64 {
-            match syscall!(libc::SYS_kcmp, me, 1, KCMP_FILE, fd, n) {
+            match syscall!(libc::SYS_kcmp, me, 1, sys::KCMP_FILE, fd, n) {
                 Ok(0) => continue 'fds,
                 Ok(_) => {}
                 // (init's fd n closed.)

@@ -68,6 +68,11 @@ fn id_from_proc(link: &CStr) -> i32 {
     last.iter().take_while(|b| b.is_ascii_digit()).fold(0i32, |v, d| v.wrapping_mul(10).wrapping_add((d - b'0') as i32))
 }
 
+/// kcmp's comparison types (linux/kcmp.h) the runtime uses.
+pub const KCMP_FILE: i64 = 0;
+pub const KCMP_FILES: i64 = 2;
+pub const KCMP_EPOLL_TFD: i64 = 7;
+
 pub fn tgkill(pid: i32, tid: i32, sig: i32) -> SysResult<i64> {
     syscall!(libc::SYS_tgkill, pid, tid, sig)
 }
